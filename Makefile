@@ -1,0 +1,42 @@
+# Two commands do everything:  make reproduce  (set up + regenerate tables and figures)  and  make test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU-only machines get a CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
+# GPU machines keep whatever torch pip chooses. The pin lives here, never in pyproject.toml.
+TORCH_CPU ?= torch==2.13.0
+STUDY ?=
+OUT ?= figures
+
+.PHONY: venv reproduce test lint fetch-study clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if ! $(PY) -c 'import torch' 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
+	  else $(PY) -m pip install -q $(TORCH_CPU); fi; fi
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+reproduce: venv
+	$(VENV)/bin/tta-energy summary --data data
+	$(PY) -m tta_energy.analysis.reproduce --data data --figures $(OUT) $(if $(STUDY),--study "$(STUDY)",)
+
+test: venv
+	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks
+
+# For users with internet access: the study's published data into a git-ignored folder.
+fetch-study:
+	mkdir -p data/external
+	git clone --depth 1 https://github.com/rickgiantsteps/diffusionGenAudio-energy-consumption data/external/study
+
+clean-venv:
+	rm -rf $(VENV)

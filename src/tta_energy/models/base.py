@@ -1,0 +1,207 @@
+"""The interface every model adapter implements, whatever its family.
+
+An adapter wraps one model family (its diffusers/transformers components, or this project's own
+modules where none exist) and exposes:
+
+* ``build(size, weights, device, dtype)``: a replica with random weights from the bundled configs
+  (``weights="random"``) or the real model from a local directory / hub id;
+* ``generate(request, phases)``: waveforms + sample rate, reporting each phase of the generation
+  (text encoding, denoising loop, latent decoding, vocoder) through ``phases`` so that a meter can
+  measure them separately;
+* ``save_pretrained(path)``: writes the model in the real checkpoint's layout (for round-trip tests);
+* ``components()``: name -> ``torch.nn.Module``, used by ``describe``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from tta_energy.errors import TtaError
+
+SIZES = ("full", "tiny")
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+class ModelError(TtaError):
+    """Bad model input (unknown name, bad parameter, bad weights); the message is one line for the user."""
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[name.lower()]
+    except KeyError:
+        raise ModelError(f"unknown dtype {name!r}: use one of float32, float16, bfloat16") from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
+
+
+#: A phase hook: ``with phases("denoising"): ...``. The default does nothing.
+PhaseHook = Callable[[str], contextlib.AbstractContextManager]
+
+
+def no_phases(name: str) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+@dataclass
+class ModuleCall:
+    """One forward call of a component with example inputs, for parameter and FLOP counts."""
+
+    name: str
+    module: torch.nn.Module
+    args: tuple = ()
+    kwargs: dict[str, object] = field(default_factory=dict)
+    method: str = "forward"  # e.g. "decode" for a VAE, "get_text_features" for CLAP
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """The settings the study used for a model (all overridable per request)."""
+
+    dtype: str = "float16"
+    negative_prompt: str | None = "Low quality."
+    guidance_scale: float = 3.0
+    duration_s: float = 10.0
+    max_duration_s: float = 10.0
+    fixed_duration_s: float | None = None  # Tango always makes 10.24 s
+    sample_rate: int = 16000
+    steps: int = 100
+
+
+@dataclass
+class GenerationRequest:
+    prompts: list[str]
+    steps: int = 100
+    waveforms_per_prompt: int = 1
+    duration_s: float | None = None  # None: the model's default (10 s in the study)
+    guidance_scale: float | None = None  # None: the model's default
+    negative_prompt: str | None = None  # None: the model's default; "" for none
+    seed: int = 0
+    extra: dict[str, object] = field(default_factory=dict)  # model-specific (e.g. MAA2 structured captions)
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.prompts) * self.waveforms_per_prompt
+
+
+@dataclass
+class GenerationOutput:
+    waveforms: np.ndarray  # (n_clips, channels, samples), float32
+    sample_rate: int
+    denoiser_calls: int
+    latents: torch.Tensor | None = None  # final latents, for equivalence checks
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.waveforms.shape[0] * self.waveforms.shape[-1] / self.sample_rate)
+
+
+class ModelAdapter(ABC):
+    """One model family behind the common interface. Subclasses register with ``@register``."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[ModelDefaults]
+
+    def __init__(self, *, size: str, weights: str, device: torch.device, dtype: torch.dtype) -> None:
+        self.size = size
+        self.weights = weights
+        self.device = device
+        self.dtype = dtype
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def build(cls, size: str = "full", weights: str = "random", device: str | torch.device = "cpu",
+              dtype: str | torch.dtype | None = None) -> ModelAdapter:
+        """A replica (``weights="random"``) or the real model (a directory or hub id)."""
+
+    @abstractmethod
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the model in the real checkpoint's layout, loadable by ``build(weights=path)``."""
+
+    @abstractmethod
+    def components(self) -> dict[str, torch.nn.Module]:
+        """Name -> module, for parameter counts and FLOPs."""
+
+    # -- generation ---------------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
+        """Generate ``request.n_clips`` waveforms, wrapping each phase in ``phases(name)``."""
+
+    #: key of the denoiser in :meth:`components`
+    denoiser_name: ClassVar[str] = "unet"
+
+    @abstractmethod
+    def denoiser_call(self, duration_s: float = 10.0, batch: int = 1) -> ModuleCall:
+        """One denoising step's call with CFG (batch ``2 * batch``), inputs on the model's device/dtype."""
+
+    @abstractmethod
+    def per_generation_calls(self, duration_s: float = 10.0, batch: int = 1) -> list[ModuleCall]:
+        """The calls made once per generation (text encoders, decoder, vocoder), with example inputs."""
+
+    def denoiser_calls(self, steps: int) -> int:
+        """Denoiser forward calls made for ``steps`` nominal steps (one per step unless overridden)."""
+        return steps
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Reject bad parameters with one clear line."""
+        if not request.prompts:
+            raise ModelError("no prompt given")
+        if request.steps < 1:
+            raise ModelError(f"steps must be >= 1, got {request.steps}")
+        if request.waveforms_per_prompt < 1:
+            raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {request.waveforms_per_prompt}")
+        d = request.duration_s
+        if d is not None:
+            if not d > 0:
+                raise ModelError(f"duration must be > 0 s, got {d}")
+            fixed = self.defaults.fixed_duration_s
+            if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - self.defaults.duration_s) > 1e-6:
+                raise ModelError(f"{self.name} always generates {fixed} s of audio; duration {d} s is not possible")
+            if d > self.defaults.max_duration_s + 1e-9:
+                raise ModelError(f"duration {d} s exceeds {self.name}'s maximum of {self.defaults.max_duration_s} s")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def resolved(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with every None replaced by the model's default."""
+        d = self.defaults
+        return GenerationRequest(
+            prompts=list(request.prompts),
+            steps=request.steps,
+            waveforms_per_prompt=request.waveforms_per_prompt,
+            duration_s=d.duration_s if request.duration_s is None else request.duration_s,
+            guidance_scale=d.guidance_scale if request.guidance_scale is None else request.guidance_scale,
+            negative_prompt=(d.negative_prompt or "") if request.negative_prompt is None else request.negative_prompt,
+            seed=request.seed,
+            extra=dict(request.extra),
+        )
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A generator on the model's device: the same seed gives the same noise on CPU and CUDA runs."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {k: sum(p.numel() for p in m.parameters()) for k, m in self.components().items()}
+
+
+@contextlib.contextmanager
+def inference_mode() -> Iterator[None]:
+    with torch.inference_mode():
+        yield
+
+
+def check_finite(waveforms: np.ndarray) -> bool:
+    return bool(np.isfinite(waveforms).all())
