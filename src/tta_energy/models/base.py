@@ -9,7 +9,9 @@ modules where none exist) and exposes:
   (text encoding, denoising loop, latent decoding, vocoder) through ``phases`` so that a meter can
   measure them separately;
 * ``save_pretrained(path)``: writes the model in the real checkpoint's layout (for round-trip tests);
-* ``components()``: name -> ``torch.nn.Module``, used by ``describe``.
+* ``components()``: name -> ``torch.nn.Module``, used by ``describe``;
+* ``denoiser``: a read/write attribute holding the denoiser module. ``generate`` calls the denoiser only
+  through it, so that the energy levers can swap in a compiled / CUDA-graph version.
 """
 
 from __future__ import annotations

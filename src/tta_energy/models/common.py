@@ -1,0 +1,83 @@
+"""Helpers shared by the model adapters: bundled configs, building on a device, synthetic token ids."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tta_energy.models.base import ModelError
+
+CONFIG_ROOT = "models/configs"
+
+
+def config_path(model_dir: str, filename: str) -> Path:
+    """Path of a bundled config file, e.g. ``config_path("audioldm", "unet_config.reconstructed.json")``."""
+    path = Path(str(resources.files("tta_energy").joinpath(CONFIG_ROOT, model_dir, filename)))
+    if not path.is_file():
+        raise ModelError(f"bundled config {model_dir}/{filename} is missing from the package")
+    return path
+
+
+def load_config(model_dir: str, filename: str) -> dict[str, Any]:
+    """A bundled JSON/YAML config; JSON keys starting with '_' (notes, class names) are dropped."""
+    path = config_path(model_dir, filename)
+    if path.suffix in (".yaml", ".yml"):
+        return yaml.safe_load(path.read_text())
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+@contextlib.contextmanager
+def default_device(device: torch.device | str) -> Iterator[None]:
+    """Create modules directly on ``device`` (``meta`` allocates nothing: used for full-size counts)."""
+    with torch.device(device):
+        yield
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("a CUDA device was asked for but torch sees no GPU")
+    return device
+
+
+def synthetic_token_ids(batch: int, length: int, vocab_size: int, *, bos: int | None = None,
+                        eos: int | None = None, pad: int | None = None, content_tokens: int | None = None,
+                        seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of the real sequence length for replicas without vocabulary files.
+
+    ``content_tokens`` non-pad tokens (all when None), framed by ``bos``/``eos`` where the tokenizer adds
+    them, then ``pad`` up to ``length``. Returns (input_ids, attention_mask). The ids are deterministic in
+    ``seed``; their values do not change compute, only the sequence length does.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = length if content_tokens is None else min(length, content_tokens)
+    low = 5 if vocab_size > 10 else 0
+    ids = torch.full((batch, length), pad if pad is not None else 0, dtype=torch.long)
+    mask = torch.zeros((batch, length), dtype=torch.long)
+    body = torch.randint(low, vocab_size, (batch, n), generator=g)
+    if bos is not None:
+        body[:, 0] = bos
+    if eos is not None:
+        body[:, n - 1] = eos
+    ids[:, :n] = body
+    mask[:, :n] = 1
+    return ids, mask
+
+
+def check_weights_dir(path: str | Path, required: list[str]) -> Path:
+    """A local weights folder must exist and hold ``required`` entries; else one clear error."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"weights path {p} does not exist")
+    missing = [r for r in required if not (p / r).exists()]
+    if missing:
+        raise ModelError(f"weights path {p} has the wrong layout: missing {', '.join(missing)}")
+    return p
