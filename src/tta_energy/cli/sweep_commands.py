@@ -1,0 +1,81 @@
+"""``tta-energy sweep``: the study's experiments and the new ones, resumable, sharded over GPUs with torchrun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+SWEEP_HELP = """Measure the energy of one model over an experiment's grid, one row per generation.
+
+Experiments: steps (10..200 steps), batch (10 clips as 10x1, 5x2, 2x5, 1x10 waveforms per prompt, and p10 = 10
+distinct prompts), quality (caption files x steps, audio saved under AUDIO_DIR/<model>/<dataset>/<steps>/),
+duration (2.5, 5, 10, 20 s where allowed), guidance (model default vs 1 = off), precision (float32, float16,
+bfloat16). Several experiments may be given comma-separated (one model build): tables go to
+OUT_DIR/<experiment>.csv.
+
+Protocol: idle baseline with the model loaded, one warm-up generation per built model (is_warmup=True), seeded
+random order within each repeat, per-phase energy, status oom / nan_audio / error recorded and the sweep goes on.
+
+Resumable: rows are appended atomically; running the same command again skips the (configuration, repeat)
+pairs already recorded as ok / oom / nan_audio and retries error rows (--keep-errors: skip them too).
+--time-budget stops starting generations that would end after the budget; run again to finish.
+
+Several GPUs: torchrun --nproc-per-node N -m tta_energy sweep ... shards the pairs over the ranks (one GPU
+each), every rank writes <out>.rank<k>.csv and rank 0 merges them into the table.
+"""
+
+
+def _split(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(t.strip() for v in values for t in v.split(",") if t.strip())
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sweep", help=SWEEP_HELP)
+    def sweep_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="model name (tta-energy models lists them)"),
+        experiment: str = typer.Option(..., "--experiment", "-e",
+                                       help="steps, batch, quality, duration, guidance, precision (comma list)"),
+        size: str = typer.Option("full", help="full (the real architecture) or tiny (CPU tests)"),
+        weights: str = typer.Option("random", help="'random' (replica) or a local weights folder / hub id"),
+        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's)"),
+        repeats: int | None = typer.Option(None, help="repeats (default: 5; quality 1)"),
+        grid: list[str] | None = typer.Option(None, help="override the grid, comma-separated (e.g. 10,50,100)"),
+        steps: int | None = typer.Option(None, help="steps when the grid is not steps (default 100)"),
+        duration: float | None = typer.Option(None, help="audio seconds when the grid is not duration "
+                                                         "(default: the model's, 10 s)"),
+        prompt: str | None = typer.Option(None, help="prompt of steps/batch/... (default: the study's)"),
+        captions: list[str] | None = typer.Option(None, help="quality: caption file(s) (file_name, caption, "
+                                                             "duration) or audiocaps / clotho (default: both)"),
+        limit: int | None = typer.Option(None, help="quality: first N captions of each file"),
+        audio_dir: Path = typer.Option(Path("outputs/audio"), help="quality: where the WAVs go"),
+        save_audio: bool = typer.Option(True, "--save-audio/--no-save-audio", help="quality: write the WAVs"),
+        out: Path | None = typer.Option(None, help="output table (one experiment)"),
+        out_dir: Path = typer.Option(Path("data/runs"), help="folder of <experiment>.csv tables"),
+        seed: int = typer.Option(0, help="seed of the initial noise and of the run order"),
+        optimize: str = typer.Option("none", help="none | graphs | max | lever,lever (energy levers)"),
+        min_window: float = typer.Option(0.0, "--min-window",
+                                         help="repeat a generation until the meter window lasts S seconds"),
+        idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline before the sweep (0: none)"),
+        warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
+        codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon", help="CPU/RAM energy and CO2"),
+        country: str = typer.Option("ITA", help="ISO country code of the grid carbon intensity (CodeCarbon)"),
+        time_budget: float | None = typer.Option(None, help="seconds after which no new generation starts"),
+        keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry configurations that errored"),
+        trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power/temperature/clock trace"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    ) -> None:
+        from tta_energy.experiments.runner import SweepOptions, run_sweep
+
+        experiments = _split([experiment]) or ()
+        opts = SweepOptions(
+            model=model, experiments=experiments, size=size, weights=weights, device=device, dtype=dtype,
+            repeats=repeats, grid=_split(grid), steps=steps, duration_s=duration, prompt=prompt,
+            captions=_split(captions) or (), limit=limit, audio_dir=audio_dir, save_audio=save_audio, out=out,
+            out_dir=out_dir, seed=seed, optimize=optimize, min_window_s=min_window, idle_s=idle_s, warmup=warmup,
+            codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
+            trace=trace, progress=progress)
+        run_sweep(opts, echo=typer.echo)
