@@ -1,4 +1,4 @@
-"""``tta-energy sweep``: the study's experiments and the new ones, resumable, sharded over GPUs with torchrun."""
+"""``tta-energy sweep``: the study's experiments and new ones; resumable; sharded over GPUs with torchrun."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ duration (2.5, 5, 10, 20 s where allowed), guidance (model default vs 1 = off), 
 bfloat16). Several experiments may be given comma-separated (one model build): tables go to
 OUT_DIR/<experiment>.csv.
 
-Protocol: idle baseline with the model loaded, one warm-up generation per built model (is_warmup=True), seeded
-random order within each repeat, per-phase energy, status oom / nan_audio / error recorded and the sweep goes on.
+Protocol: idle baseline with the model loaded, one warm-up generation per built model (is_warmup=True),
+seeded random order within each repeat, per-phase energy, status oom / nan_audio / error recorded and the
+sweep goes on.
 
 Resumable: rows are appended atomically; running the same command again skips the (configuration, repeat)
 pairs already recorded as ok / oom / nan_audio and retries error rows (--keep-errors: skip them too).
@@ -37,19 +38,21 @@ def register(app: typer.Typer) -> None:
     def sweep_cmd(
         model: str = typer.Option(..., "--model", "-m", help="model name (tta-energy models lists them)"),
         experiment: str = typer.Option(..., "--experiment", "-e",
-                                       help="steps, batch, quality, duration, guidance, precision (comma list)"),
+                                       help="steps, batch, quality, duration, guidance, precision "
+                                            "(comma list)"),
         size: str = typer.Option("full", help="full (the real architecture) or tiny (CPU tests)"),
         weights: str = typer.Option("random", help="'random' (replica) or a local weights folder / hub id"),
         device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
         dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's)"),
         repeats: int | None = typer.Option(None, help="repeats (default: 5; quality 1)"),
-        grid: list[str] | None = typer.Option(None, help="override the grid, comma-separated (e.g. 10,50,100)"),
+        grid: list[str] | None = typer.Option(None, help="override the grid (e.g. 10,50,100)"),
         steps: int | None = typer.Option(None, help="steps when the grid is not steps (default 100)"),
         duration: float | None = typer.Option(None, help="audio seconds when the grid is not duration "
                                                          "(default: the model's, 10 s)"),
         prompt: str | None = typer.Option(None, help="prompt of steps/batch/... (default: the study's)"),
-        captions: list[str] | None = typer.Option(None, help="quality: caption file(s) (file_name, caption, "
-                                                             "duration) or audiocaps / clotho (default: both)"),
+        captions: list[str] | None = typer.Option(
+            None, help="quality: caption file(s) (file_name, caption, duration) or audiocaps / clotho "
+                       "(default: both)"),
         limit: int | None = typer.Option(None, help="quality: first N captions of each file"),
         audio_dir: Path = typer.Option(Path("outputs/audio"), help="quality: where the WAVs go"),
         save_audio: bool = typer.Option(True, "--save-audio/--no-save-audio", help="quality: write the WAVs"),
@@ -64,8 +67,8 @@ def register(app: typer.Typer) -> None:
         codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon", help="CPU/RAM energy and CO2"),
         country: str = typer.Option("ITA", help="ISO country code of the grid carbon intensity (CodeCarbon)"),
         time_budget: float | None = typer.Option(None, help="seconds after which no new generation starts"),
-        keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry configurations that errored"),
-        trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power/temperature/clock trace"),
+        keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry errored configurations"),
+        trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power/temperature trace"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     ) -> None:
         from tta_energy.experiments.runner import SweepOptions, run_sweep
@@ -75,7 +78,8 @@ def register(app: typer.Typer) -> None:
             model=model, experiments=experiments, size=size, weights=weights, device=device, dtype=dtype,
             repeats=repeats, grid=_split(grid), steps=steps, duration_s=duration, prompt=prompt,
             captions=_split(captions) or (), limit=limit, audio_dir=audio_dir, save_audio=save_audio, out=out,
-            out_dir=out_dir, seed=seed, optimize=optimize, min_window_s=min_window, idle_s=idle_s, warmup=warmup,
+            out_dir=out_dir, seed=seed, optimize=optimize, min_window_s=min_window, idle_s=idle_s,
+            warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
         run_sweep(opts, echo=typer.echo)

@@ -1,0 +1,330 @@
+"""The sweeps as data: what each experiment varies, its defaults, and the configurations it expands to.
+
+The study's three experiments (study-method.md sections 5-7) and the three new ones of issue 5:
+
+* ``steps``: denoising steps {10, 25, 50, 100, 150, 200}, one 10 s waveform, 5 repeats;
+* ``batch``: 10 clips per repeat at 100 steps, made as 10 calls of 1, 5 of 2, 2 of 5 or 1 of 10 waveforms of
+  one prompt (the study's "batch"), plus one call of 10 *distinct* prompts (grid token ``p10``), 5 repeats;
+* ``quality``: every caption of a caption file x every step count, one pass, the audio saved for the metrics;
+* ``duration``: 2.5, 5, 10, 20 s where the model allows them, 100 steps;
+* ``guidance``: classifier-free guidance at the model's default scale vs off (scale 1: the denoiser batch
+  halves);
+* ``precision``: float32, float16, bfloat16 weights and activations, 100 steps.
+
+A :class:`Config` is one generation call; ``config_id`` is a stable hash of everything that defines it, so a
+re-run of the same command recognises what is already measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from tta_energy.errors import TtaError
+
+#: the fixed prompt of the study's steps and batch experiments (study-method.md section 3)
+STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
+#: Make-An-Audio 2 needs a structured caption; the study hand-wrote this one for the steps/batch experiments
+MAA2_STUDY_PROMPT = ("<water running out of faucet & all>@<water hitting sink bottom & start>"
+                     "@<water filling a cup & mid>")
+#: clips generated per repeat of the batch experiment (the study: 10)
+CLIPS_PER_REPEAT = 10
+#: bundled caption files (study format: file_name, caption, duration)
+BUNDLED_CAPTIONS = ("audiocaps", "clotho")
+
+
+class SweepError(TtaError):
+    """A sweep that cannot run as asked (bad grid, bad caption file, ...)."""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One experiment: the axis it varies, its default grid and repeats, and the fixed settings."""
+
+    name: str
+    axis: str  # what the grid values mean
+    grid: tuple[str, ...]  # default grid, as command-line tokens
+    repeats: int
+    steps: int | None  # steps of every configuration when the axis is not steps
+    description: str
+
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    "steps": ExperimentSpec("steps", "denoising steps", ("10", "25", "50", "100", "150", "200"), 5, None,
+                            "the study's inference-steps experiment"),
+    "batch": ExperimentSpec("batch", "waveforms per prompt (pN: N distinct prompts)",
+                            ("1", "2", "5", "10", "p10"), 5, 100,
+                            "the study's batch experiment: 10 clips per repeat, + 10 distinct prompts"),
+    "quality": ExperimentSpec("quality", "denoising steps", ("10", "25", "50", "100", "150", "200"), 1, None,
+                              "the study's quality experiment: caption file x steps, audio saved"),
+    "duration": ExperimentSpec("duration", "audio duration, s", ("2.5", "5", "10", "20"), 5, 100,
+                               "new: audio duration where the model allows it"),
+    "guidance": ExperimentSpec("guidance", "guidance scale (default: the model's; 1: off)", ("default", "1"),
+                               5, 100, "new: classifier-free guidance on vs off"),
+    "precision": ExperimentSpec("precision", "dtype", ("float32", "float16", "bfloat16"), 5, 100,
+                                "new: numeric precision of weights and activations"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One generation call of a sweep (what is measured once per repeat)."""
+
+    experiment: str
+    model: str
+    steps: int
+    prompts: tuple[str, ...]
+    waveforms_per_prompt: int = 1
+    duration_s: float | None = None  # None: the model's default
+    guidance_scale: float | None = None  # None: the model's default
+    dtype: str | None = None  # None: the model's default (the study's)
+    seed: int = 0
+    call_index: int = 0  # batch: which of the 10/b calls of a repeat
+    dataset: str = ""  # quality: caption set
+    caption_id: str = ""  # quality: file_name of the caption
+    extra: tuple[tuple[str, object], ...] = field(default_factory=tuple)
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def n_clips(self) -> int:
+        return self.n_prompts * self.waveforms_per_prompt
+
+    def cost(self, default_duration_s: float = 10.0) -> float:
+        """Relative cost for balancing shards: steps x clips x seconds, halved without guidance."""
+        duration = self.duration_s if self.duration_s is not None else default_duration_s
+        cfg = 0.5 if (self.guidance_scale is not None and self.guidance_scale <= 1.0) else 1.0
+        return float(self.steps * self.n_clips * max(duration, 1.0) * cfg) + 1.0
+
+
+def config_id(config: Config, *, size: str, weights: str, optimize: str, dtype: str) -> str:
+    """A stable 16-hex hash of the configuration and of what the model is (size, weights, dtype, levers)."""
+    payload = asdict(config)
+    payload["prompts"] = list(config.prompts)
+    payload["extra"] = [list(kv) for kv in config.extra]
+    payload.update(size=size, weights=weights, optimize=optimize, dtype=dtype)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+# --- prompts ------------------------------------------------------------------------------------------------
+def study_prompt(model: str) -> str:
+    """The steps/batch prompt the study used for ``model``."""
+    return MAA2_STUDY_PROMPT if model == "make-an-audio-2" else STUDY_PROMPT
+
+
+def caption_prompt(model: str, caption: str) -> str:
+    """The quality-experiment prompt for a caption (MAA2: the study's ``<caption.lower() & all>``)."""
+    return f"<{caption.lower()} & all>" if model == "make-an-audio-2" else caption
+
+
+@dataclass(frozen=True)
+class CaptionSet:
+    name: str  # dataset name: audiocaps, clotho, or the file stem
+    path: Path
+    rows: tuple[tuple[str, str], ...]  # (file_name, caption)
+
+
+def load_captions(spec: str | Path, limit: int | None = None) -> CaptionSet:
+    """A caption file in the study's format; ``audiocaps`` / ``clotho`` name the bundled ones."""
+    text = str(spec)
+    if text in BUNDLED_CAPTIONS:
+        path = Path(str(resources.files("tta_energy").joinpath("data", f"{text}_captions.csv")))
+    else:
+        path = Path(text)
+    if not path.is_file():
+        raise SweepError(f"caption file {path} does not exist (or use one of {', '.join(BUNDLED_CAPTIONS)})")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError) as exc:
+        raise SweepError(f"caption file {path} cannot be read: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("file_name", "caption") if c not in df.columns]
+    if missing:
+        raise SweepError(f"caption file {path} lacks column(s) {', '.join(missing)} "
+                         "(expected file_name, caption, duration)")
+    if df.empty:
+        raise SweepError(f"caption file {path} has no captions")
+    if df["file_name"].duplicated().any():
+        first = df["file_name"][df["file_name"].duplicated()].iloc[0]
+        raise SweepError(f"caption file {path} repeats file_name {first!r}")
+    if limit is not None:
+        if limit < 1:
+            raise SweepError(f"--limit must be >= 1, got {limit}")
+        df = df.head(limit)
+    name = path.stem.removesuffix("_captions")
+    return CaptionSet(name, path, tuple(zip(df["file_name"], df["caption"], strict=True)))
+
+
+def distinct_prompts(n: int) -> tuple[str, ...]:
+    """``n`` different real prompts for the distinct-prompt batch: the first AudioCaps captions."""
+    rows = load_captions("audiocaps", limit=n).rows
+    if len(rows) < n:
+        raise SweepError(f"only {len(rows)} bundled captions for a batch of {n} distinct prompts")
+    return tuple(caption for _, caption in rows)
+
+
+# --- grids --------------------------------------------------------------------------------------------------
+@dataclass
+class GridRequest:
+    """What the user asked for; None everywhere means the experiment's defaults."""
+
+    experiment: str
+    model: str
+    grid: Sequence[str] | None = None
+    steps: int | None = None  # fixed steps for non-steps axes
+    prompt: str | None = None
+    duration_s: float | None = None  # fixed duration for non-duration axes (None: the model's default)
+    dtype: str | None = None  # fixed dtype for non-precision axes
+    seed: int = 0
+    captions: Sequence[str | Path] = ()
+    limit: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def spec(experiment: str) -> ExperimentSpec:
+    if experiment not in EXPERIMENTS:
+        raise SweepError(f"unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[experiment]
+
+
+def _ints(tokens: Sequence[str], what: str) -> list[int]:
+    out = []
+    for t in tokens:
+        try:
+            v = int(t)
+        except ValueError:
+            raise SweepError(f"{what} grid value {t!r} is not an integer") from None
+        if v < 1:
+            raise SweepError(f"{what} grid value {v} must be >= 1")
+        out.append(v)
+    return out
+
+
+def _check_unique(values: Sequence[object], experiment: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise SweepError(f"{experiment} grid repeats the value {v}")
+        seen.add(v)
+
+
+def build_configs(req: GridRequest) -> list[Config]:
+    """The configurations of one repeat, in grid order."""
+    s = spec(req.experiment)
+    tokens = [t.strip() for t in (req.grid if req.grid else s.grid) if str(t).strip()]
+    if not tokens:
+        raise SweepError(f"empty {req.experiment} grid")
+    _check_unique(tokens, req.experiment)
+    steps = req.steps if req.steps is not None else (s.steps or 100)
+    if steps < 1:
+        raise SweepError(f"--steps must be >= 1, got {steps}")
+    prompt = req.prompt if req.prompt is not None else study_prompt(req.model)
+    if not prompt.strip():
+        raise SweepError("--prompt is empty")
+    extra = tuple(sorted(req.extra.items()))
+    base = Config(experiment=req.experiment, model=req.model, steps=steps, prompts=(prompt,),
+                  duration_s=req.duration_s, dtype=req.dtype, seed=req.seed, extra=extra)
+    name = req.experiment
+    if name == "steps":
+        return [replace(base, steps=v) for v in _ints(tokens, "steps")]
+    if name == "batch":
+        return _batch_configs(base, tokens)
+    if name == "quality":
+        return _quality_configs(base, _ints(tokens, "steps"), req)
+    if name == "duration":
+        values = []
+        for t in tokens:
+            try:
+                v = float(t)
+            except ValueError:
+                raise SweepError(f"duration grid value {t!r} is not a number") from None
+            if not v > 0:
+                raise SweepError(f"duration grid value {v} must be > 0")
+            values.append(v)
+        return [replace(base, duration_s=v) for v in values]
+    if name == "guidance":
+        out = []
+        for t in tokens:
+            if t.lower() == "default":
+                out.append(replace(base, guidance_scale=None))
+                continue
+            try:
+                v = float(t)
+            except ValueError:
+                raise SweepError(f"guidance grid value {t!r} is not a number or 'default'") from None
+            if v < 0:
+                raise SweepError(f"guidance grid value {v} must be >= 0")
+            out.append(replace(base, guidance_scale=v))
+        return out
+    if name == "precision":
+        from tta_energy.models.base import ModelError, dtype_name, parse_dtype
+
+        try:
+            names = [dtype_name(parse_dtype(t)) for t in tokens]
+        except ModelError as exc:
+            raise SweepError(str(exc)) from None
+        _check_unique(names, name)
+        return [replace(base, dtype=v) for v in names]
+    raise SweepError(f"no grid rule for experiment {name!r}")  # pragma: no cover - EXPERIMENTS is closed
+
+
+def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
+    out = []
+    for t in tokens:
+        distinct = t.lower().startswith("p")
+        (b,) = _ints([t[1:] if distinct else t], "batch")
+        if CLIPS_PER_REPEAT % b:
+            raise SweepError(f"batch {t}: {CLIPS_PER_REPEAT} clips per repeat cannot be split into calls "
+                             f"of {b}")
+        if distinct:
+            # real, different captions (the first of the bundled AudioCaps file), whatever --prompt says
+            prompts = tuple(caption_prompt(base.model, p) for p in distinct_prompts(b))
+            per_call = replace(base, prompts=prompts, waveforms_per_prompt=1)
+        else:
+            per_call = replace(base, waveforms_per_prompt=b)
+        out.extend(replace(per_call, call_index=i) for i in range(CLIPS_PER_REPEAT // b))
+    return out
+
+
+def _quality_configs(base: Config, steps: list[int], req: GridRequest) -> list[Config]:
+    sets = [load_captions(c, req.limit) for c in (req.captions or BUNDLED_CAPTIONS)]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise SweepError(f"two caption files share the dataset name {names}")
+    out = []
+    for cs in sets:
+        for file_name, caption in cs.rows:
+            for n in steps:
+                out.append(replace(base, steps=n, prompts=(caption_prompt(base.model, caption),),
+                                   dataset=cs.name, caption_id=file_name))
+    return out
+
+
+def audio_path(audio_dir: Path, config: Config) -> Path:
+    """Where the quality sweep writes a clip: ``<audio-dir>/<model>/<dataset>/<steps>/<file_name>``."""
+    name = config.caption_id if config.caption_id.lower().endswith(".wav") else f"{config.caption_id}.wav"
+    return Path(audio_dir) / config.model / config.dataset / str(config.steps) / name
+
+
+def run_order(configs: Sequence[Config], repeats: int, seed: int) -> list[tuple[Config, int]]:
+    """(configuration, repeat) pairs: repeats in order, configurations shuffled within each repeat (seeded).
+
+    The shuffle breaks the study's always-ascending order, which confounds step count with thermal drift.
+    """
+    if repeats < 1:
+        raise SweepError(f"--repeats must be >= 1, got {repeats}")
+    items: list[tuple[Config, int]] = []
+    for r in range(repeats):
+        order = list(configs)
+        random.Random(f"{seed}:{r}").shuffle(order)
+        items.extend((c, r) for c in order)
+    return items

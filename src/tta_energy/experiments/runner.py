@@ -1,0 +1,621 @@
+"""Running a sweep: build the model, idle baseline, warm-up, measure each (configuration, repeat), write.
+
+The protocol (issue 5; measurement-practice.md section 2), for every experiment:
+
+1. the grid is expanded into configurations (:mod:`.grids`); configurations the model cannot run (a duration
+   beyond its maximum, ...) are checked on a ``meta``-device copy of the model and left out with a note;
+2. pairs already in the output table (or in shard files of an interrupted torchrun run) are skipped
+   (:mod:`.resume`); under torchrun the rest is split over the ranks (:mod:`.distributed`);
+3. the model is built (once per dtype), the GPU's idle power is measured with the model loaded (once per
+   process, before any generation), and one warm-up generation per built model is measured and recorded
+   with ``is_warmup=True`` (summaries leave it out);
+4. the configurations run in a seeded random order within each repeat, each generation inside the meter's
+   window (synchronised edges, per-phase energy); its row is appended at once (atomic, fsync'd);
+5. an out-of-memory error records ``status=oom`` and frees the cache, NaN/Inf audio ``status=nan_audio``, any
+   other exception ``status=error`` with a one-line message; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import math
+import os
+import secrets
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tta_energy import schema
+from tta_energy.experiments import distributed, resume
+from tta_energy.experiments.grids import (
+    EXPERIMENTS,
+    Config,
+    GridRequest,
+    SweepError,
+    audio_path,
+    build_configs,
+    config_id,
+    run_order,
+    spec,
+)
+
+DEFAULT_OUT_DIR = Path("data/runs")
+DEFAULT_AUDIO_DIR = Path("outputs/audio")
+
+
+@dataclass
+class SweepOptions:
+    """Everything ``tta-energy sweep`` takes; None means the experiment's / model's default."""
+
+    model: str
+    experiments: tuple[str, ...]
+    size: str = "full"
+    weights: str = "random"
+    device: str | None = None  # None: cuda when available, else cpu
+    dtype: str | None = None
+    repeats: int | None = None
+    grid: tuple[str, ...] | None = None
+    steps: int | None = None
+    duration_s: float | None = None
+    prompt: str | None = None
+    captions: tuple[str, ...] = ()
+    limit: int | None = None
+    audio_dir: Path = DEFAULT_AUDIO_DIR
+    save_audio: bool = True
+    out: Path | None = None
+    out_dir: Path = DEFAULT_OUT_DIR
+    seed: int = 0
+    optimize: str = "none"
+    min_window_s: float = 0.0
+    idle_s: float = 5.0
+    warmup: int = 1
+    codecarbon: bool = True
+    country: str = "ITA"
+    time_budget_s: float | None = None
+    keep_errors: bool = False
+    trace: bool = True
+    progress: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def out_path(self, experiment: str) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        return Path(self.out_dir) / f"{experiment}.csv"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One (configuration, repeat) pair to measure."""
+
+    config: Config
+    repeat: int
+    config_id: str
+    dtype: str  # resolved dtype name
+
+    def cost(self) -> float:
+        return self.config.cost()
+
+
+@dataclass
+class Plan:
+    experiment: str
+    out: Path
+    items: list[Item]  # this rank's pairs still to do, in run order
+    total_pairs: int
+    already_done: int
+    excluded: list[str]  # notes on configurations the model cannot run
+    target: Path  # where this rank appends rows (out, or its shard)
+
+
+@dataclass
+class SweepSummary:
+    experiment: str
+    model: str
+    out: Path
+    total_pairs: int
+    already_done: int
+    measured: Counter = field(default_factory=Counter)  # status -> rows written by this process
+    warmups: int = 0
+    left: int = 0  # pairs of this rank not started (time budget)
+    wall_s: float = 0.0
+    energies: list[float] = field(default_factory=list)  # GPU energy of the ok rows, J
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def gpu_energy_J(self) -> float:
+        finite = [e for e in self.energies if not math.isnan(e)]
+        return float(sum(finite)) if finite else float("nan")
+
+    def line(self) -> str:
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.measured.items())) or "none"
+        left = f", {self.left} left (time budget: run the same command again)" if self.left else ""
+        energy = "n/a" if math.isnan(self.gpu_energy_J) else f"{self.gpu_energy_J:.1f} J"
+        n = sum(self.measured.values())
+        return (f"sweep {self.experiment} ({self.model}): {n} measured [{statuses}], "
+                f"{self.already_done} of {self.total_pairs} already done, {self.warmups} warm-up{left}; "
+                f"{self.wall_s:.1f} s; GPU energy of ok rows {energy}; table {self.out}")
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+def new_run_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom_cls = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_cls is not None and isinstance(exc, oom_cls):
+        return True
+    if isinstance(exc, MemoryError):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def resolve_device(device: str | None, ctx: distributed.DistContext) -> str:
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and torch.cuda.is_available():
+        # one GPU per rank; without torchrun LOCAL_RANK is 0
+        device = f"cuda:{ctx.local_rank}"
+        torch.cuda.set_device(ctx.local_rank)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SweepError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
+    return device
+
+
+def lever_dtype(model: str, optimize: str) -> str | None:
+    """The precision an ``--optimize`` spec imposes (``fp16``, ``max``, ...), or None."""
+    if optimize == "none":
+        return None
+    from tta_energy.models.base import dtype_name
+    from tta_energy.models.registry import adapter_class
+    from tta_energy.optimize import parse_levers
+
+    levers = parse_levers(optimize)
+    if levers.precision is None and not levers.max_precision:
+        return None
+    return dtype_name(levers.dtype_for(adapter_class(model)))
+
+
+def resolved_dtype(model: str, config_dtype: str | None, option_dtype: str | None,
+                   optimize: str = "none") -> str:
+    """The dtype a configuration runs in: a precision lever, else the configuration's, the option's, the
+    model's default (the study's)."""
+    from tta_energy.models.base import dtype_name, parse_dtype
+    from tta_energy.models.registry import adapter_class
+
+    forced = lever_dtype(model, optimize)
+    if forced is not None:
+        return forced
+    name = config_dtype or option_dtype or adapter_class(model).defaults.dtype
+    return dtype_name(parse_dtype(name))
+
+
+def latent_seconds(adapter: Any, duration_s: float) -> float:
+    """Seconds of audio the denoiser computes per clip: Stable Audio Open's whole latent window (47.55 s at
+    full size, whatever the duration), Tango's fixed 10.24 s, otherwise the requested duration."""
+    hook = getattr(adapter, "latent_seconds", None)
+    if callable(hook):
+        return float(hook(duration_s))
+    if hasattr(adapter, "latent_length") and hasattr(adapter, "max_duration_s"):
+        return float(adapter.max_duration_s)
+    fixed = adapter.defaults.fixed_duration_s
+    return float(fixed) if fixed is not None else float(duration_s)
+
+
+def to_request(config: Config) -> Any:
+    from tta_energy.models.base import GenerationRequest
+
+    return GenerationRequest(prompts=list(config.prompts), steps=config.steps,
+                             waveforms_per_prompt=config.waveforms_per_prompt, duration_s=config.duration_s,
+                             guidance_scale=config.guidance_scale, seed=config.seed, extra=dict(config.extra))
+
+
+def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
+    """One clip (channels, samples) as a WAV, atomically (temp file + rename)."""
+    try:
+        from tta_energy.audio_io import write_wav as shared_writer  # the project's writer, when present
+    except ImportError:
+        shared_writer = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if shared_writer is not None:
+        shared_writer(path, waveform, sample_rate)
+        return
+    import soundfile as sf
+
+    data = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0).T  # (samples, channels)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sf.write(str(tmp), data, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+def load_levers() -> Callable[[Any, str], Any] | None:
+    try:
+        from tta_energy.optimize import apply_levers
+    except ImportError:
+        return None
+    return apply_levers
+
+
+# --- planning -----------------------------------------------------------------------------------------------
+def check_options(opts: SweepOptions) -> None:
+    from tta_energy.models.registry import MODEL_NAMES
+
+    if opts.model not in MODEL_NAMES:
+        raise SweepError(f"unknown model {opts.model!r}: choose one of {', '.join(MODEL_NAMES)}")
+    if not opts.experiments:
+        raise SweepError("no experiment given")
+    for e in opts.experiments:
+        spec(e)
+    if len(set(opts.experiments)) != len(opts.experiments):
+        raise SweepError("an experiment is listed twice")
+    if opts.out is not None and len(opts.experiments) > 1:
+        raise SweepError("--out names one table: with several experiments use --out-dir")
+    if opts.size not in ("full", "tiny"):
+        raise SweepError(f"unknown size {opts.size!r}: use full or tiny")
+    if opts.repeats is not None and opts.repeats < 1:
+        raise SweepError(f"--repeats must be >= 1, got {opts.repeats}")
+    if opts.warmup < 0:
+        raise SweepError(f"--warmup must be >= 0, got {opts.warmup}")
+    if opts.idle_s < 0 or opts.min_window_s < 0:
+        raise SweepError("--idle-s and --min-window must be >= 0")
+    if opts.time_budget_s is not None and opts.time_budget_s <= 0:
+        raise SweepError(f"--time-budget must be > 0 s, got {opts.time_budget_s}")
+    if opts.optimize != "none":
+        if load_levers() is None:
+            raise SweepError(f"--optimize {opts.optimize}: the levers module (tta_energy.optimize) is not "
+                             "available; only 'none' is accepted")
+        from tta_energy.optimize import parse_levers
+
+        opts.optimize = parse_levers(opts.optimize).spec  # canonical text, as stored in the rows
+        if "precision" in opts.experiments and lever_dtype(opts.model, opts.optimize) is not None:
+            raise SweepError(f"--optimize {opts.optimize} fixes the precision: it cannot be combined "
+                             "with the precision experiment")
+    if opts.grid is not None and len(opts.experiments) > 1:
+        raise SweepError("--grid applies to one experiment: run the experiments separately")
+    for e in opts.experiments:
+        if opts.out_path(e).suffix != ".csv":
+            raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
+
+
+def probe_adapter(opts: SweepOptions) -> Any | None:
+    """The model on the meta device (no memory): used to check configurations before any real work."""
+    from tta_energy.models.registry import build_model
+
+    try:
+        return build_model(opts.model, size=opts.size, weights="random", device="meta", dtype=opts.dtype)
+    except Exception:  # an adapter without meta support: configurations are then checked at run time
+        return None
+
+
+def expand(opts: SweepOptions, experiment: str, probe: Any | None) -> tuple[list[Item], list[str]]:
+    """This experiment's (configuration, repeat) items in run order, and notes on excluded configurations."""
+    s = EXPERIMENTS[experiment]
+    configs = build_configs(GridRequest(
+        experiment=experiment, model=opts.model, grid=opts.grid, steps=opts.steps, prompt=opts.prompt,
+        duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed, captions=opts.captions,
+        limit=opts.limit, extra=opts.extra))
+    excluded: list[str] = []
+    if probe is not None:
+        from tta_energy.models.base import ModelError
+
+        kept = []
+        for c in configs:
+            try:
+                probe.check_request(to_request(c))
+            except ModelError as exc:
+                note = f"{_describe(c, experiment)}: left out ({exc})"
+                if note not in excluded:
+                    excluded.append(note)
+                continue
+            kept.append(c)
+        configs = kept
+    if not configs:
+        raise SweepError(f"{opts.model} can run no configuration of the {experiment} grid: "
+                         f"{'; '.join(excluded)}")
+    repeats = opts.repeats if opts.repeats is not None else s.repeats
+    items = []
+    for c, r in run_order(configs, repeats, opts.seed):
+        dtype = resolved_dtype(opts.model, c.dtype, opts.dtype, opts.optimize)
+        cid = config_id(c, size=opts.size, weights=opts.weights, optimize=opts.optimize, dtype=dtype)
+        items.append(Item(c, r, cid, dtype))
+    return items, excluded
+
+
+def _describe(c: Config, experiment: str) -> str:
+    axis = {"steps": f"steps {c.steps}", "quality": f"steps {c.steps}",
+            "duration": f"duration {c.duration_s} s",
+            "guidance": f"guidance {c.guidance_scale if c.guidance_scale is not None else 'default'}",
+            "precision": f"dtype {c.dtype}", "batch": f"{c.n_prompts} prompt(s) x {c.waveforms_per_prompt}"}
+    return axis.get(experiment, experiment)
+
+
+def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Any | None) -> Plan:
+    items, excluded = expand(opts, experiment, probe)
+    out = opts.out_path(experiment)
+    if ctx.is_main:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not opts.keep_errors:
+            for path in [out, *resume.shard_paths(out)]:
+                resume.drop_errors(path)
+    distributed.barrier(ctx)  # nobody reads before rank 0 has cleaned the tables
+    frames = [resume.read_table(out), *(resume.read_table(p) for p in resume.shard_paths(out))]
+    done = resume.done_pairs(frames, keep_errors=opts.keep_errors)
+    distributed.barrier(ctx)  # nobody writes before every rank has read the same state
+    pending = [it for it in items if (it.config_id, it.repeat) not in done]
+    if ctx.is_distributed:
+        mine = distributed.assign(pending, ctx.world_size, Item.cost)[ctx.rank]
+        pending = [pending[i] for i in mine]
+        target = resume.shard_path(out, ctx.rank)
+    else:
+        target = out
+    already = sum((it.config_id, it.repeat) in done for it in items)
+    return Plan(experiment, out, pending, len(items), already, excluded, target)
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+class ModelCache:
+    """One built model per dtype (the precision sweep needs three); each gets its warm-up before use."""
+
+    def __init__(self, opts: SweepOptions, device: str) -> None:
+        self.opts = opts
+        self.device = device
+        self.adapters: dict[str, Any] = {}
+        self.warmed: set[str] = set()
+
+    def get(self, dtype: str) -> Any:
+        if dtype not in self.adapters:
+            from tta_energy.models.registry import build_model
+
+            adapter = build_model(self.opts.model, size=self.opts.size, weights=self.opts.weights,
+                                  device=self.device, dtype=dtype)
+            if self.opts.optimize != "none":
+                apply = load_levers()
+                assert apply is not None  # checked in check_options
+                adapter = apply(adapter, self.opts.optimize, duration_s=self.opts.duration_s)
+            self.adapters[dtype] = adapter
+        return self.adapters[dtype]
+
+
+@dataclass
+class RowContext:
+    opts: SweepOptions
+    run_id: str
+    rank: int
+    provenance: dict[str, object]
+    trace_path: str
+
+
+def base_row(rc: RowContext, experiment: str, item: Item, adapter: Any, is_warmup: bool) -> dict[str, object]:
+    c = item.config
+    req = adapter.resolved(to_request(c))
+    row = schema.empty_row()
+    row.update({k: v for k, v in rc.provenance.items() if k in row})
+    row.update(
+        source="tta-energy", run_id=rc.run_id, experiment=experiment, config_id=item.config_id,
+        repeat=item.repeat, is_warmup=is_warmup, model=rc.opts.model, weights=rc.opts.weights,
+        size=rc.opts.size, dtype=item.dtype, optimize=rc.opts.optimize, steps=c.steps,
+        n_prompts=c.n_prompts, waveforms_per_prompt=c.waveforms_per_prompt, n_clips=c.n_clips,
+        duration_s=float(req.duration_s), guidance_scale=float(req.guidance_scale),
+        negative_prompt=req.negative_prompt or "", prompt=c.prompts[0], seed=c.seed, dataset=c.dataset,
+        caption_id=c.caption_id, rank=rc.rank, hostname=rc.provenance.get("hostname") or socket.gethostname(),
+        trace_path=rc.trace_path,
+    )
+    try:
+        row["latent_seconds"] = latent_seconds(adapter, float(req.duration_s))
+    except Exception:  # informative only; never fail a row on it
+        row["latent_seconds"] = np.nan
+    return row
+
+
+def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item: Item,
+                is_warmup: bool) -> dict[str, object]:
+    """Measure one generation and return its complete row (status ok / oom / nan_audio / error)."""
+    row = base_row(rc, experiment, item, adapter, is_warmup)
+    request = to_request(item.config)
+    output = None
+    try:
+        adapter.check_request(request)
+        output, m = meter.measure(lambda phases: adapter.generate(request, phases))
+        row.update({k: v for k, v in m.as_row().items() if k in row})
+    except Exception as exc:  # one configuration failing never stops the sweep
+        oom = is_oom(exc)
+        row.update(status="oom" if oom else "error", error=one_line(exc), gpu_energy_method="unavailable",
+                   cpu_energy_method="unavailable")
+        output = None
+        if oom:
+            free_memory()
+    else:
+        waves = np.asarray(output.waveforms)
+        row["denoiser_calls"] = int(output.denoiser_calls)
+        row["audio_seconds"] = float(output.audio_seconds)
+        if not np.isfinite(waves).all():
+            bad = int((~np.isfinite(waves)).sum())
+            row.update(status="nan_audio", error=f"{bad} of {waves.size} audio samples are NaN/Inf")
+        else:
+            row["status"] = "ok"
+            if experiment == "quality" and rc.opts.save_audio and not is_warmup:
+                path = audio_path(rc.opts.audio_dir, item.config)
+                try:
+                    write_wav(path, waves[0], int(output.sample_rate))
+                    row["audio_path"] = str(path)
+                except Exception as exc:  # the energy row is still valid; say why the audio is missing
+                    row.update(status="error", error=f"audio not written: {one_line(exc)}")
+    row["timestamp"] = now_iso()
+    return row
+
+
+class Budget:
+    """Stops starting generations that would end after the time budget (predicted from the ones so far)."""
+
+    def __init__(self, seconds: float | None, start: float) -> None:
+        self.seconds = seconds
+        self.start = start
+        self.per_cost: float | None = None
+
+    def allows(self, cost: float) -> bool:
+        if self.seconds is None:
+            return True
+        elapsed = time.perf_counter() - self.start
+        predicted = (self.per_cost or 0.0) * cost
+        return elapsed + predicted <= self.seconds
+
+    def record(self, cost: float, seconds: float) -> None:
+        rate = seconds / max(cost, 1e-9)
+        self.per_cost = rate if self.per_cost is None else max(rate, 0.7 * self.per_cost + 0.3 * rate)
+
+
+@contextmanager
+def progress_bar(total: int, enabled: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=total, disable=not enabled, unit="gen", dynamic_ncols=True, file=sys.stderr,
+               mininterval=0.2 if interactive else 10.0)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def make_meter(opts: SweepOptions, device: str, trace_path: Path | None) -> Any:
+    from tta_energy.meter import EnergyMeter
+
+    indices = None
+    if device.startswith("cuda"):
+        import torch
+
+        indices = [torch.device(device).index or 0]
+    return EnergyMeter(device_indices=indices, trace_path=trace_path, codecarbon=opts.codecarbon,
+                       country_iso_code=opts.country, min_window_s=opts.min_window_s)
+
+
+def trace_file(opts: SweepOptions, run_id: str, ctx: distributed.DistContext) -> Path | None:
+    if not opts.trace:
+        return None
+    base = opts.out_path(opts.experiments[0]).parent
+    return base / "traces" / f"{opts.model}-{'+'.join(opts.experiments)}-{run_id}-rank{ctx.rank}.csv.gz"
+
+
+def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[SweepSummary]:
+    """Run every experiment of ``opts`` for one model; returns one summary per experiment."""
+    check_options(opts)
+    ctx = distributed.context_from_env()
+    distributed.init(ctx)
+    try:
+        return _run(opts, ctx, echo)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str], None]) -> list[SweepSummary]:
+    start = time.perf_counter()
+    say = echo if ctx.is_main else (lambda _msg: None)
+    device = resolve_device(opts.device, ctx)
+    run_id = distributed.broadcast(ctx, new_run_id())
+    probe = probe_adapter(opts)
+    plans = [plan(opts, e, ctx, probe) for e in opts.experiments]
+    del probe
+    for p in plans:
+        for note in p.excluded:
+            say(f"{p.experiment}: {note}")
+    summaries = [SweepSummary(p.experiment, opts.model, p.out, p.total_pairs, p.already_done,
+                              excluded=list(p.excluded)) for p in plans]
+    todo = sum(len(p.items) for p in plans)
+    budget = Budget(opts.time_budget_s, start)
+    if todo:
+        trace = trace_file(opts, run_id, ctx)
+        if trace is not None:
+            trace.parent.mkdir(parents=True, exist_ok=True)
+        meter = make_meter(opts, device, trace)
+        with meter:
+            rc = RowContext(opts, run_id, ctx.rank, _provenance(meter, ctx), str(trace) if trace else "")
+            models = ModelCache(opts, device)
+            idle_done = False
+            with progress_bar(todo, opts.progress and ctx.is_main) as bar:
+                for p, summary in zip(plans, summaries, strict=True):
+                    t0 = time.perf_counter()
+                    for n, item in enumerate(p.items):
+                        if not budget.allows(item.cost()):
+                            summary.left = len(p.items) - n
+                            break
+                        fresh = item.dtype not in models.adapters
+                        adapter = models.get(item.dtype)
+                        if not idle_done:
+                            if opts.idle_s > 0:
+                                meter.measure_idle(opts.idle_s)
+                            idle_done = True
+                        if fresh and item.dtype not in models.warmed:
+                            for _ in range(opts.warmup):
+                                row = measure_one(meter, adapter, rc, p.experiment, item, is_warmup=True)
+                                schema.append_row(p.target, row)
+                                summary.warmups += 1
+                            models.warmed.add(item.dtype)
+                        t_item = time.perf_counter()
+                        row = measure_one(meter, adapter, rc, p.experiment, item, is_warmup=False)
+                        schema.append_row(p.target, row)
+                        budget.record(item.cost(), time.perf_counter() - t_item)
+                        summary.measured[str(row["status"])] += 1
+                        if row["status"] == "ok":
+                            summary.energies.append(float(row.get("gpu_energy_J", np.nan)))
+                        bar.update(1)
+                        bar.set_postfix_str(f"{p.experiment} {_describe(item.config, p.experiment)} "
+                                            f"r{item.repeat} {row['status']}", refresh=False)
+                    summary.wall_s = time.perf_counter() - t0
+    distributed.barrier(ctx)  # every shard is complete and fsync'd
+    if ctx.is_main:
+        for p in plans:
+            if resume.shard_paths(p.out):
+                resume.merge_shards(p.out)
+    # every rank's counts, so that rank 0's line describes the whole sweep
+    gathered = distributed.all_gather(ctx, [(s.measured, s.warmups, s.left, s.energies) for s in summaries])
+    for i, s in enumerate(summaries):
+        s.measured = sum((g[i][0] for g in gathered), Counter())
+        s.warmups = sum(g[i][1] for g in gathered)
+        s.left = sum(g[i][2] for g in gathered)
+        s.energies = [e for g in gathered for e in g[i][3]]
+    for s in summaries:
+        say(s.line())
+    return summaries
+
+
+def _provenance(meter: Any, ctx: distributed.DistContext) -> dict[str, object]:
+    prov = dict(meter.provenance())
+    prov["rank"] = ctx.rank
+    prov.setdefault("hostname", socket.gethostname())
+    return prov
+
+
+def replace_options(opts: SweepOptions, **changes: object) -> SweepOptions:
+    return replace(opts, **changes)

@@ -1,0 +1,191 @@
+"""Sweep definitions: the study's grids, config ids, run order, caption files, sharding, resume rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tta_energy import schema
+from tta_energy.experiments import distributed, resume
+from tta_energy.experiments.grids import (
+    CLIPS_PER_REPEAT,
+    EXPERIMENTS,
+    STUDY_PROMPT,
+    GridRequest,
+    SweepError,
+    audio_path,
+    build_configs,
+    config_id,
+    load_captions,
+    run_order,
+)
+
+
+def configs(experiment: str, model: str = "audioldm", **kw):
+    return build_configs(GridRequest(experiment=experiment, model=model, **kw))
+
+
+def test_study_grids_and_defaults():
+    steps = configs("steps")
+    assert [c.steps for c in steps] == [10, 25, 50, 100, 150, 200]
+    assert all(c.prompts == (STUDY_PROMPT,) and c.n_clips == 1 for c in steps)
+    assert EXPERIMENTS["steps"].repeats == 5 and EXPERIMENTS["batch"].repeats == 5
+    assert EXPERIMENTS["quality"].repeats == 1
+    # Make-An-Audio 2 gets the study's hand-written structured caption
+    assert configs("steps", model="make-an-audio-2")[0].prompts[0].startswith("<water running")
+
+
+def test_batch_makes_ten_clips_per_layout_and_a_distinct_prompt_batch():
+    cfgs = configs("batch")
+    assert {c.steps for c in cfgs} == {100}
+    by_layout: dict[tuple[int, int], list] = {}
+    for c in cfgs:
+        by_layout.setdefault((c.n_prompts, c.waveforms_per_prompt), []).append(c)
+    assert sorted(by_layout) == [(1, 1), (1, 2), (1, 5), (1, 10), (10, 1)]
+    for calls in by_layout.values():
+        assert sum(c.n_clips for c in calls) == CLIPS_PER_REPEAT
+        assert sorted(c.call_index for c in calls) == list(range(len(calls)))
+    distinct = by_layout[(10, 1)][0]
+    assert len(set(distinct.prompts)) == 10
+    with pytest.raises(SweepError, match="cannot be split"):
+        configs("batch", grid=["3"])
+
+
+def test_new_sweeps():
+    assert [c.duration_s for c in configs("duration")] == [2.5, 5.0, 10.0, 20.0]
+    assert [c.guidance_scale for c in configs("guidance")] == [None, 1.0]
+    assert [c.dtype for c in configs("precision", grid=["fp32", "fp16", "bf16"])] == ["float32", "float16",
+                                                                                      "bfloat16"]
+    assert all(c.steps == 100 for c in configs("precision"))
+    assert all(c.steps == 30 for c in configs("guidance", steps=30))
+
+
+@pytest.mark.parametrize(("experiment", "grid", "message"), [
+    ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"), ("steps", ["10", "10"], "repeats"),
+    ("duration", ["-1"], "> 0"), ("guidance", ["x"], "not a number"), ("precision", ["fp8"], "unknown dtype"),
+])
+def test_bad_grid_values_are_one_line_errors(experiment, grid, message):
+    with pytest.raises(SweepError, match=message):
+        configs(experiment, grid=grid)
+
+
+def test_unknown_experiment():
+    with pytest.raises(SweepError, match="unknown experiment"):
+        configs("loudness")
+
+
+def test_config_id_is_stable_and_sensitive():
+    a, b = configs("steps")[:2]
+    kw = dict(size="tiny", weights="random", optimize="none", dtype="float32")
+    assert config_id(a, **kw) == config_id(configs("steps")[0], **kw)
+    assert config_id(a, **kw) != config_id(b, **kw)
+    assert config_id(a, **kw) != config_id(a, **{**kw, "dtype": "float16"})
+    assert config_id(a, **kw) != config_id(a, **{**kw, "weights": "/w"})
+    assert len(config_id(a, **kw)) == 16
+
+
+def test_run_order_is_seeded_random_within_each_repeat():
+    cfgs = configs("steps")
+    items = run_order(cfgs, repeats=3, seed=0)
+    assert len(items) == 18
+    assert [r for _, r in items] == [0] * 6 + [1] * 6 + [2] * 6
+    orders = [[c.steps for c, r in items if r == k] for k in range(3)]
+    assert all(sorted(o) == [10, 25, 50, 100, 150, 200] for o in orders)
+    assert any(o != [10, 25, 50, 100, 150, 200] for o in orders)  # not the study's ascending order
+    assert run_order(cfgs, 3, seed=0) == items
+    assert run_order(cfgs, 3, seed=1) != items
+
+
+def test_quality_grid_reads_the_bundled_caption_files(tmp_path):
+    cfgs = configs("quality", limit=2, grid=["10", "50"])
+    assert len(cfgs) == 2 * 2 * 2  # datasets x captions x steps
+    assert {c.dataset for c in cfgs} == {"audiocaps", "clotho"}
+    c = cfgs[0]
+    path = audio_path(tmp_path, c)
+    assert path == tmp_path / "audioldm" / c.dataset / str(c.steps) / c.caption_id
+    maa2 = configs("quality", model="make-an-audio-2", limit=1, grid=["10"], captions=["audiocaps"])
+    assert maa2[0].prompts[0].startswith("<") and maa2[0].prompts[0].endswith("& all>")
+
+
+def test_caption_file_errors(tmp_path):
+    with pytest.raises(SweepError, match="does not exist"):
+        load_captions(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,text\na.wav,hello\n")
+    with pytest.raises(SweepError, match="lacks column"):
+        load_captions(bad)
+    good = tmp_path / "mine_captions.csv"
+    good.write_text("file_name,caption,duration\na.wav,a dog barks,10\nb.wav,rain,10\n")
+    cs = load_captions(good, limit=1)
+    assert cs.name == "mine" and cs.rows == (("a.wav", "a dog barks"),)
+    assert len(load_captions("audiocaps").rows) == 300
+
+
+def test_shard_assignment_balances_cost_and_covers_everything():
+    costs = [200, 150, 100, 50, 25, 10] * 5
+    shards = distributed.assign(costs, 2, cost=float)
+    assert sorted(i for s in shards for i in s) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in s) for s in shards]
+    assert abs(loads[0] - loads[1]) <= max(costs)
+    assert distributed.assign(costs, 2, cost=float) == shards  # every rank computes the same split
+    assert distributed.context_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}).is_distributed
+
+
+# --- resume rules -------------------------------------------------------------------------------------------
+def row(cid: str, repeat: int, status: str = "ok", warmup: bool = False,
+        ts: str = "2025-01-01T00:00:00") -> dict:
+    r = schema.empty_row()
+    r.update(source="tta-energy", run_id="r", experiment="steps", config_id=cid, repeat=repeat,
+             is_warmup=warmup, model="audioldm", weights="random", size="tiny", dtype="float32",
+             status=status, timestamp=ts,
+             gpu_energy_method="unavailable", cpu_energy_method="unavailable", rank=0)
+    return r
+
+
+def test_done_pairs_and_error_retry(tmp_path):
+    out = tmp_path / "steps.csv"
+    for r in [row("a", 0), row("a", 1, "oom"), row("b", 0, "error"), row("c", 0, "nan_audio"),
+              row("d", 0, warmup=True)]:
+        schema.append_row(out, r)
+    df = resume.read_table(out)
+    assert resume.done_pairs([df]) == {("a", 0), ("a", 1), ("c", 0)}
+    assert ("b", 0) in resume.done_pairs([df], keep_errors=True)
+    assert resume.drop_errors(out) == 1
+    after = schema.read_runs(out)
+    assert len(after) == 4 and "error" not in set(after["status"])
+
+
+def test_half_written_and_header_only_tables(tmp_path):
+    out = tmp_path / "steps.csv"
+    out.write_text("source,run_")  # killed while writing the header
+    assert resume.read_table(out) is None
+    out.unlink()
+    schema.append_row(out, row("a", 0))
+    with open(out, "a") as fh:
+        fh.write("tta-energy,r,steps,b,0")  # killed mid-row
+    assert resume.done_pairs([resume.read_table(out)]) == {("a", 0)}
+    schema.append_row(out, row("b", 0))  # the next append removes the broken tail
+    assert list(schema.read_runs(out)["config_id"]) == ["a", "b"]
+
+
+def test_merge_shards_deduplicates_sorts_and_removes_shards(tmp_path):
+    out = tmp_path / "steps.csv"
+    schema.append_row(out, row("a", 0))
+    schema.append_row(resume.shard_path(out, 0), row("b", 1, ts="2025-01-01T00:00:02"))
+    schema.append_row(resume.shard_path(out, 0), row("w", 0, warmup=True))
+    schema.append_row(resume.shard_path(out, 1), row("b", 0, "error", ts="2025-01-01T00:00:01"))
+    schema.append_row(resume.shard_path(out, 1), row("b", 0, ts="2025-01-01T00:00:03"))
+    schema.append_row(resume.shard_path(out, 1), row("a", 0))  # duplicate of a row already merged
+    assert [p.name for p in resume.shard_paths(out)] == ["steps.rank0.csv", "steps.rank1.csv"]
+    merged = resume.merge_shards(out)
+    assert resume.shard_paths(out) == []
+    df = schema.read_runs(out)
+    assert len(df) == len(merged) == 4
+    measured = df[~df["is_warmup"]]
+    pairs = sorted(zip(measured["config_id"], measured["repeat"], strict=True))
+    assert pairs == [("a", 0), ("b", 0), ("b", 1)]
+    assert set(measured["status"]) == {"ok"}
+    assert bool(df["is_warmup"].iloc[0])  # warm-ups first
+    assert isinstance(df, pd.DataFrame) and Path(out).is_file()
