@@ -1,0 +1,64 @@
+"""Writing generated audio: WAV files written atomically (temp file in the same folder + ``os.replace``).
+
+A crash or a bad input never leaves a half-written WAV behind: the file appears complete or not at all.
+Samples are written as 32-bit float, as the study's scripts did (``scipy.io.wavfile.write`` of float32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from tta_energy.errors import TtaError
+
+WAV_SUBTYPE = "FLOAT"
+
+
+def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype: str = WAV_SUBTYPE) -> Path:
+    """Write one clip, ``(samples,)`` or ``(channels, samples)``, to ``path`` atomically."""
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        raise TtaError(f"output file {path} must end in .wav")
+    if not path.parent.is_dir():
+        raise TtaError(f"output folder {path.parent} does not exist")
+    data = np.asarray(waveform, dtype=np.float32)
+    if data.ndim == 2:
+        data = data.T  # soundfile wants (frames, channels)
+    elif data.ndim != 1:
+        raise TtaError(f"a waveform must be (samples,) or (channels, samples), got shape {data.shape}")
+    if sample_rate <= 0:
+        raise TtaError(f"sample rate must be > 0, got {sample_rate}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        soundfile.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def clip_paths(path: str | Path, n_clips: int) -> list[Path]:
+    """``FILE.wav`` for one clip; ``FILE_0.wav``, ``FILE_1.wav``, ... for several."""
+    path = Path(path)
+    if n_clips == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(n_clips)]
+
+
+def write_clips(path: str | Path, waveforms: np.ndarray, sample_rate: int) -> list[Path]:
+    """Write ``(n_clips, channels, samples)`` waveforms as one WAV per clip (see :func:`clip_paths`)."""
+    waveforms = np.asarray(waveforms)
+    if waveforms.ndim != 3:
+        raise TtaError(f"waveforms must be (clips, channels, samples), got shape {waveforms.shape}")
+    paths = clip_paths(path, waveforms.shape[0])
+    for p, clip in zip(paths, waveforms, strict=True):
+        write_wav(p, clip, sample_rate)
+    return paths

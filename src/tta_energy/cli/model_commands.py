@@ -1,0 +1,100 @@
+"""``tta-energy describe`` and ``tta-energy generate``: look inside a model, make audio with it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tta_energy.errors import TtaError
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("describe")
+    def describe_cmd(
+        model: str = typer.Option(..., "--model", help="canonical model name, e.g. audioldm"),
+        size: str = typer.Option("full", help="full or tiny"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+        duration: float = typer.Option(10.0, help="audio seconds the shapes and FLOPs are computed for"),
+    ) -> None:
+        """Parameters per component, the denoiser's per-step input and GFLOP per step / per generation.
+
+        Built with random weights on the meta device (nothing allocated); FLOPs from torch's FLOP counter.
+        """
+        from tta_energy.models.describe import describe_model
+
+        if duration <= 0:
+            raise TtaError(f"duration must be > 0 s, got {duration}")
+        d = describe_model(model, size=size, duration_s=duration)
+        if as_json:
+            typer.echo(json.dumps(d, indent=2))
+            return
+        table = Table("component", "class", "parameters [M]", title=f"{d['model']} ({d['size']})")
+        for name, count in d["components"].items():
+            table.add_row(name, d["component_classes"][name], f"{count / 1e6:.1f}")
+        table.add_row("total", "", f"{d['total_params'] / 1e6:.1f}", style="bold")
+        console = Console()
+        console.print(table)
+        console.print(f"denoiser: {d['denoiser']}, {d['denoiser_params'] / 1e6:.1f}M parameters")
+        console.print(f"denoiser input per step ({d['duration_s']:g} s, batch {d['batch']}, CFG): "
+                      f"{tuple(d['denoiser_input_shape'])}")
+        console.print(f"GFLOP per denoising step (CFG): {d['gflop_per_step']:.1f}")
+        by_call = ", ".join(f"{k} {v:.1f}" for k, v in d["gflop_per_generation_by_call"].items())
+        console.print(f"GFLOP once per generation: {d['gflop_per_generation']:.1f} ({by_call})")
+        console.print(f"FLOPs counted with {d['flop_method']}")
+
+    @app.command("generate")
+    def generate_cmd(
+        model: str = typer.Option(..., "--model", help="canonical model name, e.g. audioldm"),
+        prompt: str = typer.Option(..., "--prompt", help="text prompt"),
+        steps: int = typer.Option(..., "--steps", help="denoising steps"),
+        duration: float = typer.Option(..., "--duration", help="audio seconds per clip"),
+        out: Path = typer.Option(..., "--out", help="output FILE.wav (several clips: FILE_0.wav, ...)"),
+        batch: int = typer.Option(1, "--batch", help="waveforms per prompt"),
+        seed: int = typer.Option(0, "--seed", help="seed of the initial noise"),
+        guidance: float = typer.Option(None, "--guidance", help="CFG scale (default: the model's)"),
+        negative_prompt: str = typer.Option(None, "--negative-prompt",
+                                            help="negative prompt (default: the model's; '' for none)"),
+        weights: str = typer.Option("random", "--weights",
+                                    help="'random' (replica) or a weights folder/hub id"),
+        size: str = typer.Option("full", "--size", help="full or tiny"),
+        device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda if present)"),
+        dtype: str = typer.Option(None, "--dtype", help="float16/bfloat16/float32 "
+                                  "(default: the model's on GPU, float32 on CPU)"),
+    ) -> None:
+        """Generate audio for one prompt and write it as WAV at the model's sample rate."""
+        from tta_energy.audio_io import clip_paths, write_clips
+        from tta_energy.models.base import GenerationRequest
+        from tta_energy.models.registry import build_model
+
+        if out.suffix.lower() != ".wav":
+            raise TtaError(f"output file {out} must end in .wav")
+        if not out.parent.is_dir():
+            raise TtaError(f"output folder {out.parent} does not exist")
+        device = device or default_device()
+        if dtype is None and not device.startswith("cuda"):
+            dtype = "float32"  # half precision on a CPU is slow or unsupported for some kernels
+        request = GenerationRequest(prompts=[prompt], steps=steps, waveforms_per_prompt=batch,
+                                    duration_s=duration, guidance_scale=guidance,
+                                    negative_prompt=negative_prompt, seed=seed)
+        adapter = build_model(model, size=size, weights=weights, device=device, dtype=dtype)
+        adapter.check_request(request)  # fail before any compute
+        start = time.perf_counter()
+        result = adapter.generate(request)
+        seconds = time.perf_counter() - start
+        paths = write_clips(out, result.waveforms, result.sample_rate)
+        shown = str(paths[0]) if len(paths) == 1 else f"{clip_paths(out, len(paths))[0]} .. {paths[-1].name}"
+        clip_s = result.waveforms.shape[-1] / result.sample_rate
+        typer.echo(f"wrote {shown}: {len(paths)} clip(s) x {clip_s:g} s "
+                   f"at {result.sample_rate} Hz | {model} size={size} weights={weights} steps={steps} "
+                   f"denoiser_calls={result.denoiser_calls} device={device} in {seconds:.1f} s")
