@@ -33,8 +33,6 @@ def test_study_grids_and_defaults():
     assert all(c.prompts == (STUDY_PROMPT,) and c.n_clips == 1 for c in steps)
     assert EXPERIMENTS["steps"].repeats == 5 and EXPERIMENTS["batch"].repeats == 5
     assert EXPERIMENTS["quality"].repeats == 1
-    # Make-An-Audio 2 gets the study's hand-written structured caption
-    assert configs("steps", model="make-an-audio-2")[0].prompts[0].startswith("<water running")
 
 
 def test_batch_makes_ten_clips_per_layout_and_a_distinct_prompt_batch():
@@ -105,8 +103,8 @@ def test_quality_grid_reads_the_bundled_caption_files(tmp_path):
     c = cfgs[0]
     path = audio_path(tmp_path, c)
     assert path == tmp_path / "audioldm" / c.dataset / str(c.steps) / c.caption_id
-    maa2 = configs("quality", model="make-an-audio-2", limit=1, grid=["10"], captions=["audiocaps"])
-    assert maa2[0].prompts[0].startswith("<") and maa2[0].prompts[0].endswith("& all>")
+    first_caption = load_captions("audiocaps").rows[0][1]
+    assert [c.prompts for c in cfgs if c.dataset == "audiocaps"][0] == (first_caption,)
 
 
 def test_caption_file_errors(tmp_path):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+
+from tta_energy.errors import TtaError
+
+#: exit status when --time-budget left pairs undone (run the same command again to finish)
+INCOMPLETE_EXIT = 3
 
 SWEEP_HELP = """Measure the energy of one model over an experiment's grid, one row per generation.
 
@@ -20,7 +26,8 @@ sweep goes on.
 
 Resumable: rows are appended atomically; running the same command again skips the (configuration, repeat)
 pairs already recorded as ok / oom / nan_audio and retries error rows (--keep-errors: skip them too).
---time-budget stops starting generations that would end after the budget; run again to finish.
+--time-budget stops starting generations that would end after the budget (exit status 3); run again to
+finish.
 
 Several GPUs: torchrun --nproc-per-node N -m tta_energy sweep ... shards the pairs over the ranks (one GPU
 each), every rank writes <out>.rank<k>.csv and rank 0 merges them into the table.
@@ -31,6 +38,22 @@ def _split(values: list[str] | None) -> tuple[str, ...] | None:
     if not values:
         return None
     return tuple(t.strip() for v in values for t in v.split(",") if t.strip())
+
+
+def per_experiment(values: list[str] | None, experiments: tuple[str, ...], option: str) -> dict[str, str]:
+    """``--opt VALUE`` (one experiment) or ``--opt EXP=VALUE`` (repeatable) -> {experiment: value}."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, value = v.partition("=")
+        if not sep:
+            if len(experiments) != 1:
+                raise TtaError(f"{option} {v}: with several experiments write {option} EXPERIMENT=VALUE")
+            name, value = experiments[0], v
+        name = name.strip()
+        if name in out:
+            raise TtaError(f"{option} is given twice for {name}")
+        out[name] = value.strip()
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +67,10 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option("random", help="'random' (replica) or a local weights folder / hub id"),
         device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
         dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's)"),
-        repeats: int | None = typer.Option(None, help="repeats (default: 5; quality 1)"),
-        grid: list[str] | None = typer.Option(None, help="override the grid (e.g. 10,50,100)"),
+        repeats: list[str] | None = typer.Option(
+            None, help="repeats (default: 5; quality 1); with several experiments EXP=N, repeatable"),
+        grid: list[str] | None = typer.Option(
+            None, help="override the grid (e.g. 10,50,100); with several experiments EXP=a,b, repeatable"),
         steps: int | None = typer.Option(None, help="steps when the grid is not steps (default 100)"),
         duration: float | None = typer.Option(None, help="audio seconds when the grid is not duration "
                                                          "(default: the model's, 10 s)"),
@@ -74,12 +99,22 @@ def register(app: typer.Typer) -> None:
         from tta_energy.experiments.runner import SweepOptions, run_sweep
 
         experiments = _split([experiment]) or ()
+        repeat_counts = {}
+        for name, value in per_experiment(repeats, experiments, "--repeats").items():
+            try:
+                repeat_counts[name] = int(value)
+            except ValueError:
+                raise TtaError(f"--repeats {value!r} is not an integer") from None
+        grids = {name: _split([value]) or ()
+                 for name, value in per_experiment(grid, experiments, "--grid").items()}
         opts = SweepOptions(
             model=model, experiments=experiments, size=size, weights=weights, device=device, dtype=dtype,
-            repeats=repeats, grid=_split(grid), steps=steps, duration_s=duration, prompt=prompt,
+            repeats=repeat_counts, grid=grids, steps=steps, duration_s=duration, prompt=prompt,
             captions=_split(captions) or (), limit=limit, audio_dir=audio_dir, save_audio=save_audio, out=out,
             out_dir=out_dir, seed=seed, optimize=optimize, min_window_s=min_window, idle_s=idle_s,
             warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
-        run_sweep(opts, echo=typer.echo)
+        summaries = run_sweep(opts, echo=typer.echo)
+        if any(s.left for s in summaries):
+            sys.exit(INCOMPLETE_EXIT)  # SystemExit passes through click in non-standalone mode

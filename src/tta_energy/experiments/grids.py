@@ -31,9 +31,6 @@ from tta_energy.errors import TtaError
 
 #: the fixed prompt of the study's steps and batch experiments (study-method.md section 3)
 STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
-#: Make-An-Audio 2 needs a structured caption; the study hand-wrote this one for the steps/batch experiments
-MAA2_STUDY_PROMPT = ("<water running out of faucet & all>@<water hitting sink bottom & start>"
-                     "@<water filling a cup & mid>")
 #: clips generated per repeat of the batch experiment (the study: 10)
 CLIPS_PER_REPEAT = 10
 #: bundled caption files (study format: file_name, caption, duration)
@@ -117,14 +114,9 @@ def config_id(config: Config, *, size: str, weights: str, optimize: str, dtype: 
 
 
 # --- prompts ------------------------------------------------------------------------------------------------
-def study_prompt(model: str) -> str:
-    """The steps/batch prompt the study used for ``model``."""
-    return MAA2_STUDY_PROMPT if model == "make-an-audio-2" else STUDY_PROMPT
-
-
-def caption_prompt(model: str, caption: str) -> str:
-    """The quality-experiment prompt for a caption (MAA2: the study's ``<caption.lower() & all>``)."""
-    return f"<{caption.lower()} & all>" if model == "make-an-audio-2" else caption
+# Prompts are plain text for every model. Make-An-Audio 2 needs a structured caption: its adapter applies the
+# study's rule (the hand-written caption for STUDY_PROMPT, ``<caption.lower() & all>`` otherwise) unless the
+# request's ``extra["struct_caption"]`` says otherwise.
 
 
 @dataclass(frozen=True)
@@ -227,7 +219,7 @@ def build_configs(req: GridRequest) -> list[Config]:
     steps = req.steps if req.steps is not None else (s.steps or 100)
     if steps < 1:
         raise SweepError(f"--steps must be >= 1, got {steps}")
-    prompt = req.prompt if req.prompt is not None else study_prompt(req.model)
+    prompt = req.prompt if req.prompt is not None else STUDY_PROMPT
     if not prompt.strip():
         raise SweepError("--prompt is empty")
     extra = tuple(sorted(req.extra.items()))
@@ -287,7 +279,7 @@ def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
                              f"of {b}")
         if distinct:
             # real, different captions (the first of the bundled AudioCaps file), whatever --prompt says
-            prompts = tuple(caption_prompt(base.model, p) for p in distinct_prompts(b))
+            prompts = distinct_prompts(b)
             per_call = replace(base, prompts=prompts, waveforms_per_prompt=1)
         else:
             per_call = replace(base, waveforms_per_prompt=b)
@@ -304,7 +296,7 @@ def _quality_configs(base: Config, steps: list[int], req: GridRequest) -> list[C
     for cs in sets:
         for file_name, caption in cs.rows:
             for n in steps:
-                out.append(replace(base, steps=n, prompts=(caption_prompt(base.model, caption),),
+                out.append(replace(base, steps=n, prompts=(caption,),
                                    dataset=cs.name, caption_id=file_name))
     return out
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import math
-import os
 import secrets
 import socket
 import sys
@@ -62,8 +61,8 @@ class SweepOptions:
     weights: str = "random"
     device: str | None = None  # None: cuda when available, else cpu
     dtype: str | None = None
-    repeats: int | None = None
-    grid: tuple[str, ...] | None = None
+    repeats: dict[str, int] = field(default_factory=dict)  # experiment -> repeats (missing: the default)
+    grid: dict[str, tuple[str, ...]] = field(default_factory=dict)  # experiment -> grid tokens
     steps: int | None = None
     duration_s: float | None = None
     prompt: str | None = None
@@ -243,21 +242,11 @@ def to_request(config: Config) -> Any:
 
 
 def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
-    """One clip (channels, samples) as a WAV, atomically (temp file + rename)."""
-    try:
-        from tta_energy.audio_io import write_wav as shared_writer  # the project's writer, when present
-    except ImportError:
-        shared_writer = None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if shared_writer is not None:
-        shared_writer(path, waveform, sample_rate)
-        return
-    import soundfile as sf
+    """One clip (channels, samples) as a WAV, atomically (the project's writer: temp file + rename)."""
+    from tta_energy.audio_io import write_wav as write_atomic
 
-    data = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0).T  # (samples, channels)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(str(tmp), data, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, waveform, sample_rate)
 
 
 def load_levers() -> Callable[[Any, str], Any] | None:
@@ -284,8 +273,14 @@ def check_options(opts: SweepOptions) -> None:
         raise SweepError("--out names one table: with several experiments use --out-dir")
     if opts.size not in ("full", "tiny"):
         raise SweepError(f"unknown size {opts.size!r}: use full or tiny")
-    if opts.repeats is not None and opts.repeats < 1:
-        raise SweepError(f"--repeats must be >= 1, got {opts.repeats}")
+    for e, n in opts.repeats.items():
+        if e not in opts.experiments:
+            raise SweepError(f"--repeats names {e!r}, which is not among the experiments run")
+        if n < 1:
+            raise SweepError(f"--repeats must be >= 1, got {n}")
+    for e in opts.grid:
+        if e not in opts.experiments:
+            raise SweepError(f"--grid names {e!r}, which is not among the experiments run")
     if opts.warmup < 0:
         raise SweepError(f"--warmup must be >= 0, got {opts.warmup}")
     if opts.idle_s < 0 or opts.min_window_s < 0:
@@ -302,8 +297,6 @@ def check_options(opts: SweepOptions) -> None:
         if "precision" in opts.experiments and lever_dtype(opts.model, opts.optimize) is not None:
             raise SweepError(f"--optimize {opts.optimize} fixes the precision: it cannot be combined "
                              "with the precision experiment")
-    if opts.grid is not None and len(opts.experiments) > 1:
-        raise SweepError("--grid applies to one experiment: run the experiments separately")
     for e in opts.experiments:
         if opts.out_path(e).suffix != ".csv":
             raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
@@ -323,7 +316,8 @@ def expand(opts: SweepOptions, experiment: str, probe: Any | None) -> tuple[list
     """This experiment's (configuration, repeat) items in run order, and notes on excluded configurations."""
     s = EXPERIMENTS[experiment]
     configs = build_configs(GridRequest(
-        experiment=experiment, model=opts.model, grid=opts.grid, steps=opts.steps, prompt=opts.prompt,
+        experiment=experiment, model=opts.model, grid=opts.grid.get(experiment), steps=opts.steps,
+        prompt=opts.prompt,
         duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed, captions=opts.captions,
         limit=opts.limit, extra=opts.extra))
     excluded: list[str] = []
@@ -344,7 +338,7 @@ def expand(opts: SweepOptions, experiment: str, probe: Any | None) -> tuple[list
     if not configs:
         raise SweepError(f"{opts.model} can run no configuration of the {experiment} grid: "
                          f"{'; '.join(excluded)}")
-    repeats = opts.repeats if opts.repeats is not None else s.repeats
+    repeats = opts.repeats.get(experiment, s.repeats)
     items = []
     for c, r in run_order(configs, repeats, opts.seed):
         dtype = resolved_dtype(opts.model, c.dtype, opts.dtype, opts.optimize)

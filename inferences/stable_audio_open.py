@@ -1,0 +1,22 @@
+"""Energy sweeps of Stable Audio Open 1.0 (fp16, guidance 7; the DiT always computes 47.55 s).
+
+The study's settings are the defaults (its prompt, 10 s, grids and repeats, the model's dtype and guidance).
+
+    python inferences/stable_audio_open.py --experiment steps            # the study's inference-steps grid
+    python inferences/stable_audio_open.py --experiment batch --repeats 3
+    python inferences/stable_audio_open.py --experiment quality --limit 30 --weights /path/to/weights
+    python inferences/stable_audio_open.py --help                        # every option of tta-energy sweep
+
+Same as ``tta-energy sweep --model stable-audio-open ...``; all logic lives in the tta_energy package.
+"""
+
+import sys
+from pathlib import Path
+
+# run from a clone without `pip install -e .`: the package is in ../src
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tta_energy.experiments.scripts import run_model_script  # noqa: E402
+
+if __name__ == "__main__":
+    run_model_script("stable-audio-open")

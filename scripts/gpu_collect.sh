@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# After a device call: put what came back (FILES_AT/h200/...) into data/h200 so that the tables are committed
+# and the next call (or a re-run of the same one) resumes from them.
+#
+#   bash scripts/gpu_collect.sh /path/to/files_at
+set -euo pipefail
+[[ $# -eq 1 && -d "$1/h200" ]] || { echo "usage: $0 FILES_AT (a folder holding h200/)" >&2; exit 2; }
+cd "$(dirname "$0")/.."
+src=$1/h200
+mkdir -p data/h200/traces data/h200/logs
+for table in "$src"/*.csv; do
+  [[ -e "$table" ]] && cp "$table" data/h200/
+done
+for tarball in "$src"/traces-*.tar; do
+  [[ -e "$tarball" ]] && tar xf "$tarball"  # paths inside are data/h200/traces/...
+done
+for log in "$src"/log-*.txt; do
+  [[ -e "$log" ]] && cp "$log" data/h200/logs/
+done
+ls -l data/h200

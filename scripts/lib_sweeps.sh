@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Sourced by scripts/gpu_sweeps_*.sh: where the tables go, the call's time budget, one sweep command, and
+# bringing the results back. Not a device call by itself.
+#
+# Variables (environment):
+#   DATA      folder of the run tables                            (default data/h200)
+#   BUDGET_S  wall-clock seconds this call may use                (default 510: a device call stops at 600 s)
+#   IDLE_S    idle-power baseline before each model's sweep, s    (default 3)
+#   PYTHON    interpreter                                          (default python3)
+#   SWEEP_ARGS  more options for every sweep (e.g. "--size tiny --device cpu --dtype float32" for a CPU dry run)
+#   OUT       set by the device machine: tables, one tar of this call's traces and the log are copied there
+#             flat ($OUT/h200/...: the device returns at most 8 files, 2 folders deep)
+#
+# Every sweep is resumable: a call cut short by its budget (exit status 3 of tta-energy sweep) is finished by
+# running the same script again after scripts/gpu_collect.sh has put the returned tables back into data/h200.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PY=${PYTHON:-python3}
+DATA=${DATA:-data/h200}
+BUDGET_S=${BUDGET_S:-510}
+IDLE_S=${IDLE_S:-3}
+CALL=${CALL:-$(basename "$0" .sh)}
+T0=$SECONDS
+INCOMPLETE=""
+FAILED=""
+mkdir -p "$DATA/traces"
+TRACE_MARK=$(mktemp)
+if [[ -n "${OUT:-}" ]]; then
+  mkdir -p "$OUT/h200"
+  exec > >(tee -a "$OUT/h200/log-$CALL.txt") 2>&1
+  TEE_PID=$!
+fi
+echo "call $CALL on $(hostname) at $(date -u +%FT%TZ); budget ${BUDGET_S}s; tables in $DATA"
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' || true
+
+# sweep MODEL EXPERIMENTS [more tta-energy sweep options]
+sweep() {
+  local model=$1 experiments=$2
+  shift 2
+  local remaining=$((BUDGET_S - (SECONDS - T0) - 20))  # margin: process start, merge, packing
+  if ((remaining < 45)); then
+    echo "== SKIPPED (call budget spent): $model $experiments"
+    INCOMPLETE=1
+    return
+  fi
+  echo "== $model $experiments (time budget ${remaining}s, at $((SECONDS - T0))s)"
+  "$PY" -m tta_energy sweep --model "$model" --experiment "$experiments" --out-dir "$DATA" \
+    --idle-s "$IDLE_S" --time-budget "$remaining" --no-progress ${SWEEP_ARGS:-} "$@"
+  local rc=$?
+  if ((rc == 3)); then
+    INCOMPLETE=1
+  elif ((rc != 0)); then
+    echo "== FAILED (exit $rc): $model $experiments"
+    FAILED=1
+  fi
+}
+
+finish() {
+  "$PY" -m tta_energy summary --data "$DATA" || true
+  if [[ -n "${OUT:-}" ]]; then
+    # only the tables this call wrote (at most 8 files come back from a device call)
+    find "$DATA" -maxdepth 1 -name '*.csv' -newer "$TRACE_MARK" -exec cp {} "$OUT/h200/" \;
+    find "$DATA/traces" -type f -newer "$TRACE_MARK" | sort > "$TRACE_MARK.list"
+    if [[ -s "$TRACE_MARK.list" ]]; then
+      tar cf "$OUT/h200/traces-$CALL.tar" -T "$TRACE_MARK.list"
+    fi
+  fi
+  echo "call $CALL finished in $((SECONDS - T0)) s${INCOMPLETE:+; INCOMPLETE: run it again to finish}${FAILED:+; some sweeps FAILED}"
+  if [[ -n "${TEE_PID:-}" ]]; then
+    exec 1>&- 2>&-
+    wait "$TEE_PID" 2>/dev/null || true  # the log is complete before the call returns
+  fi
+}

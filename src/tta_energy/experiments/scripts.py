@@ -1,0 +1,34 @@
+"""What the per-model scripts in ``inferences/`` run: ``tta-energy sweep --model <their model> ...``.
+
+``python inferences/tango.py --experiment steps`` is ``tta-energy sweep --model tango --experiment steps``:
+the study's settings are the sweep's defaults (prompt, 10 s, the model's dtype, negative prompt and guidance,
+the study's grids and repeats); every option of ``tta-energy sweep`` is accepted except ``--model``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+#: script name in inferences/ -> canonical model name
+SCRIPTS: dict[str, str] = {
+    "audioldm": "audioldm",
+    "audioldm2": "audioldm2",
+    "stable_audio_open": "stable-audio-open",
+    "tango": "tango",
+    "tango2": "tango2",
+    "make_an_audio": "make-an-audio",
+    "make_an_audio_2": "make-an-audio-2",
+}
+
+
+def run_model_script(model: str, argv: Sequence[str] | None = None) -> None:
+    """Run ``tta-energy sweep`` for ``model`` with the script's arguments (``sys.argv[1:]`` by default)."""
+    from tta_energy.cli.main import main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("--model", "-m") or a.startswith("--model=") for a in args):
+        sys.stderr.write(f"error: this script runs {model} only; leave out --model "
+                         "(or use tta-energy sweep --model NAME)\n")
+        sys.exit(2)
+    main(["sweep", "--model", model, *args])
