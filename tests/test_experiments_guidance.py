@@ -1,0 +1,58 @@
+"""The guidance sweep's premise: with guidance off (scale <= 1) every adapter runs its denoiser on half the batch.
+
+Checked on each tiny model by watching the batch of the first tensor the denoiser receives.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from tta_energy.models.base import GenerationRequest, ModelError
+from tta_energy.models.registry import _ADAPTERS, MODEL_NAMES, build_model
+
+
+def _adapter_present(name: str) -> bool:
+    module = _ADAPTERS[name].split(":")[0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        return exc.name != module  # a missing dependency is a failure, a missing adapter is not there yet
+    return True
+
+
+def denoiser_batches(adapter, request: GenerationRequest) -> list[int]:
+    batches: list[int] = []
+
+    def hook(module, args, kwargs):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        tensors += [v for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        batches.append(int(tensors[0].shape[0]))
+
+    handle = adapter.denoiser.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        out = adapter.generate(request)
+    finally:
+        handle.remove()
+    assert out.denoiser_calls == len(batches)
+    return batches
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_guidance_off_halves_the_denoiser_batch(model):
+    if not _adapter_present(model):
+        pytest.skip(f"the {model} adapter is not in this tree")
+    torch.manual_seed(0)
+    adapter = build_model(model, size="tiny", device="cpu", dtype="float32")
+    request = GenerationRequest(prompts=["a dog barks"], steps=2, duration_s=1.0)
+    try:
+        adapter.check_request(request)
+    except ModelError:
+        request.duration_s = None  # a fixed-length model (Tango): its own duration
+    on = denoiser_batches(adapter, request)
+    request.guidance_scale = 1.0
+    off = denoiser_batches(adapter, request)
+    assert len(on) == len(off) == 2
+    assert on == [2, 2] and off == [1, 1], f"{model}: CFG on {on}, off {off}"
