@@ -1,4 +1,5 @@
-"""The guidance sweep's premise: with guidance off (scale <= 1) every adapter runs its denoiser on half the batch.
+"""The guidance sweep's premise: with guidance off (scale <= 1) each adapter runs its denoiser on half the
+batch.
 
 Checked on each tiny model by watching the batch of the first tensor the denoiser receives.
 """

@@ -228,7 +228,10 @@ def latent_seconds(adapter: Any, duration_s: float) -> float:
     if callable(hook):
         return float(hook(duration_s))
     if hasattr(adapter, "latent_length") and hasattr(adapter, "max_duration_s"):
-        return float(adapter.max_duration_s)
+        return float(adapter.max_duration_s)  # Stable Audio Open's DiT window
+    clip = getattr(adapter, "clip_seconds", None)  # Tango: its fixed length at this size
+    if isinstance(clip, int | float):
+        return float(clip)
     fixed = adapter.defaults.fixed_duration_s
     return float(fixed) if fixed is not None else float(duration_s)
 
@@ -302,32 +305,43 @@ def check_options(opts: SweepOptions) -> None:
             raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
 
 
-def probe_adapter(opts: SweepOptions) -> Any | None:
-    """The model on the meta device (no memory): used to check configurations before any real work."""
-    from tta_energy.models.registry import build_model
+class Probe:
+    """The model on the meta device (no memory), built on first use: checks configurations before any work."""
 
-    try:
-        return build_model(opts.model, size=opts.size, weights="random", device="meta", dtype=opts.dtype)
-    except Exception:  # an adapter without meta support: configurations are then checked at run time
-        return None
+    def __init__(self, opts: SweepOptions) -> None:
+        self.opts = opts
+        self._adapter: Any = None
+        self._tried = False
+
+    def adapter(self) -> Any | None:
+        if not self._tried:
+            self._tried = True
+            from tta_energy.models.registry import build_model
+
+            try:
+                self._adapter = build_model(self.opts.model, size=self.opts.size, weights="random",
+                                            device="meta", dtype=self.opts.dtype)
+            except Exception:  # an adapter without meta support: configurations are checked at run time
+                self._adapter = None
+        return self._adapter
 
 
-def expand(opts: SweepOptions, experiment: str, probe: Any | None) -> tuple[list[Item], list[str]]:
+def expand(opts: SweepOptions, experiment: str, probe: Probe) -> tuple[list[Item], list[str]]:
     """This experiment's (configuration, repeat) items in run order, and notes on excluded configurations."""
     s = EXPERIMENTS[experiment]
     configs = build_configs(GridRequest(
         experiment=experiment, model=opts.model, grid=opts.grid.get(experiment), steps=opts.steps,
-        prompt=opts.prompt,
-        duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed, captions=opts.captions,
-        limit=opts.limit, extra=opts.extra))
+        prompt=opts.prompt, duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed,
+        captions=opts.captions, limit=opts.limit, extra=opts.extra))
     excluded: list[str] = []
-    if probe is not None:
+    checker = probe.adapter()
+    if checker is not None:
         from tta_energy.models.base import ModelError
 
         kept = []
         for c in configs:
             try:
-                probe.check_request(to_request(c))
+                checker.check_request(to_request(c))
             except ModelError as exc:
                 note = f"{_describe(c, experiment)}: left out ({exc})"
                 if note not in excluded:
@@ -355,7 +369,7 @@ def _describe(c: Config, experiment: str) -> str:
     return axis.get(experiment, experiment)
 
 
-def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Any | None) -> Plan:
+def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Probe) -> Plan:
     items, excluded = expand(opts, experiment, probe)
     out = opts.out_path(experiment)
     if ctx.is_main:
@@ -538,7 +552,7 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
     say = echo if ctx.is_main else (lambda _msg: None)
     device = resolve_device(opts.device, ctx)
     run_id = distributed.broadcast(ctx, new_run_id())
-    probe = probe_adapter(opts)
+    probe = Probe(opts)
     plans = [plan(opts, e, ctx, probe) for e in opts.experiments]
     del probe
     for p in plans:
