@@ -1,0 +1,76 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # This project's H200 measurements against the study's A40 numbers
+#
+# The steps sweep on both platforms: energy per generation of each model at each step count side by side,
+# the ratio H200 / A40, the energy per denoising step (slope of the least-squares fit) and the ranking of the
+# models by it. The H200 numbers are the project's run tables (e.g. `data/h200/steps.csv`, written by
+# `tta-energy sweep`); the A40 numbers are the study's, imported into `data/study`.
+#
+# Mind the difference in method: the study measured single CodeCarbon windows without warm-up or
+# synchronisation; the project's meter synchronises, discards a warm-up and (for short calls) repeats the
+# call inside the window. Differences in the shortest generations are partly measurement, not hardware.
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+from tta_energy.analysis import compare, plots, summaries
+from tta_energy.analysis.reproduce import notebook_inputs
+from tta_energy.analysis.summaries import AnalysisError
+
+pd.set_option("display.width", 160)
+
+# %% tags=["parameters"]
+runs_paths = None  # run tables or folders of them; None: the repository's data/
+figures_dir = None  # where figures go; None: the repository's figures/
+
+# %%
+inputs = notebook_inputs(runs_paths, figures_dir)
+try:
+    steps = summaries.steps_summary(inputs.runs)
+    fits = summaries.steps_fit(steps)
+    available = compare.platforms(steps)
+except AnalysisError:
+    steps, fits, available = pd.DataFrame(), pd.DataFrame(), []
+reference = ("study", "NVIDIA A40")
+others = [p for p in available if p != reference and "H200" in p[1]]
+print(f"platforms with a steps sweep: {[compare.platform_label(*p) for p in available]}")
+
+# %%
+if reference not in available or not others:
+    missing = (
+        [] if reference in available else ["the study's A40 data (data/study, `tta-energy import-study`)"]
+    )
+    if not others:
+        missing.append(
+            "H200 measurements (run tables such as data/h200/steps.csv, from `tta-energy sweep "
+            "--experiment steps` on an H200)"
+        )
+    reason = "nothing to compare yet: missing " + " and ".join(missing)
+    print(reason)
+    plots.skip_figure(inputs.figures, "platform-comparison", reason, "comparison")
+else:
+    per_steps, per_model = compare.platform_comparison(steps, fits, reference, others[0])
+    print("energy per generation [J] on both platforms and the ratio")
+    display(per_steps.round(3))
+    print(
+        "energy per step [J] (fit slope), ratio and ranking (1 = cheapest per step); Spearman rho:",
+        round(float(per_model["spearman_rho"].iloc[0]), 3),
+    )
+    display(per_model.round(4))
+    plots.plot_platform_comparison(per_steps, per_model, inputs.figures)

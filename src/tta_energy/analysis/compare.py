@@ -1,0 +1,187 @@
+"""Comparisons: the project's tables against the study's own aggregate files, and one GPU against another.
+
+* :func:`study_aggregates` reads what the study's notebooks wrote (``<Model>-mean.csv`` / ``-std.csv``,
+  ``total.csv`` / ``total_std.csv``, ``averaged_batch10.csv`` / ``std_batch10.csv``, ``<M>_emissions.csv``)
+  in joules; :func:`reproduction_table` lines them up with this project's numbers.
+* :func:`platform_comparison` puts the per-generation energy of each model on two platforms side by side
+  (e.g. the project's H200 against the study's A40): ratios, per-step slopes and the ranking of models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tta_energy.analysis.study_import import StudyFormatError, StudyTree, canonical_model
+from tta_energy.schema import J_PER_KWH
+
+#: Relative difference under which a reproduced number counts as equal (CSV text round trips, sum order).
+REPRODUCTION_RTOL = 1e-9
+
+
+def _read_value_file(path: Path, column: str = "gpu_energy") -> pd.DataFrame:
+    df = pd.read_csv(path, float_precision="round_trip")
+    if column not in df.columns:
+        raise StudyFormatError(f"{path}: missing column '{column}'")
+    return df
+
+
+def study_aggregates(tree: StudyTree) -> pd.DataFrame:
+    """The study's own aggregate GPU energies, tidy: ``experiment, model, key, statistic, study_J``.
+
+    ``key`` is the step count (steps), the batch size (batch) or ``<dataset>/<steps>`` (quality sums).
+    """
+    rows: list[dict[str, object]] = []
+    if tree.steps_dir.is_dir():
+        for mdir in sorted(p for p in tree.steps_dir.iterdir() if p.is_dir()):
+            model = canonical_model(mdir.name)
+            for stat, suffix in (("mean", "mean"), ("std", "std")):
+                f = mdir / f"{mdir.name}-{suffix}.csv"
+                if f.is_file():
+                    df = _read_value_file(f)
+                    for steps, value in zip(df["project_name"], df["gpu_energy"], strict=True):
+                        rows.append(
+                            {
+                                "experiment": "steps",
+                                "model": model,
+                                "key": str(int(steps)),
+                                "statistic": stat,
+                                "study_J": value * J_PER_KWH,
+                            }
+                        )
+    if tree.batch_dir.is_dir():
+        for mdir in sorted(p for p in tree.batch_dir.iterdir() if p.is_dir()):
+            model = canonical_model(mdir.name)
+            files = {(10, "total"): mdir / "averaged_batch10.csv", (10, "error"): mdir / "std_batch10.csv"}
+            for b in (1, 2, 5):
+                files[(b, "total")] = mdir / f"batch{b}" / "total.csv"
+                files[(b, "error")] = mdir / f"batch{b}" / "total_std.csv"
+            for (b, stat), f in files.items():
+                if f.is_file():
+                    rows.append(
+                        {
+                            "experiment": "batch",
+                            "model": model,
+                            "key": str(b),
+                            "statistic": stat,
+                            "study_J": float(_read_value_file(f)["gpu_energy"].iloc[0]) * J_PER_KWH,
+                        }
+                    )
+    emissions = tree.quality_dir / "emissions"
+    if emissions.is_dir():
+        for mdir in sorted(p for p in emissions.iterdir() if p.is_dir()):
+            f = mdir / f"{mdir.name}_emissions.csv"
+            if f.is_file():
+                df = _read_value_file(f)
+                for model, steps, dataset, value in zip(
+                    df["model"], df["steps"], df["baseline"], df["gpu_energy"], strict=True
+                ):
+                    rows.append(
+                        {
+                            "experiment": "quality",
+                            "model": canonical_model(model),
+                            "key": f"{dataset}/{int(steps)}",
+                            "statistic": "sum",
+                            "study_J": value * J_PER_KWH,
+                        }
+                    )
+    return pd.DataFrame(rows, columns=["experiment", "model", "key", "statistic", "study_J"])
+
+
+def reproduction_table(
+    aggregates: pd.DataFrame,
+    steps: pd.DataFrame | None,
+    batch: pd.DataFrame | None,
+    pareto: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """This project's numbers next to the study's aggregate files, with relative differences.
+
+    Only study rows are compared. ``same_definition`` is False where the two numbers deliberately
+    measure different things (the study's b < 10 error bar is a standard error; ours a standard
+    deviation: compare our ``study_error_J`` instead, which is what this table does).
+    """
+    ours: dict[tuple[str, str, str, str], float] = {}
+    if steps is not None and not steps.empty:
+        for r in steps[steps["source"] == "study"].itertuples():
+            ours[("steps", r.model, str(int(r.steps)), "mean")] = r.gpu_energy_J_mean
+            ours[("steps", r.model, str(int(r.steps)), "std")] = r.gpu_energy_J_std
+    if batch is not None and not batch.empty:
+        for r in batch[batch["source"] == "study"].itertuples():
+            ours[("batch", r.model, str(int(r.batch)), "total")] = r.gpu_energy_J_per_10_clips_mean
+            ours[("batch", r.model, str(int(r.batch)), "error")] = r.study_error_J
+    if pareto is not None and not pareto.empty:
+        sums = pareto[pareto["source"] == "study"].drop_duplicates(["model", "dataset", "steps"])
+        for r in sums.itertuples():
+            ours[("quality", r.model, f"{r.dataset}/{int(r.steps)}", "sum")] = r.gpu_energy_J_sum
+    table = aggregates.copy()
+    table["ours_J"] = [
+        ours.get(tuple(k), np.nan)
+        for k in table[["experiment", "model", "key", "statistic"]].itertuples(index=False)
+    ]
+    table["rel_diff"] = (table["ours_J"] - table["study_J"]).abs() / table["study_J"].abs()
+    table["matches"] = table["rel_diff"] <= REPRODUCTION_RTOL
+    return table
+
+
+# --------------------------------------------------------------------------------------------------------
+# Platforms
+
+
+def platforms(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (source, gpu_name) pairs present in a summary table."""
+    pairs = summary[["source", "gpu_name"]].drop_duplicates().itertuples(index=False)
+    return sorted((str(s), str(g)) for s, g in pairs)
+
+
+def platform_label(source: str, gpu_name: str) -> str:
+    """Short label: ``study A40``, ``tta-energy H200``."""
+    short = gpu_name.replace("NVIDIA ", "").strip() or "unknown GPU"
+    return f"{source} {short}"
+
+
+def platform_comparison(
+    steps: pd.DataFrame, fits: pd.DataFrame, reference: tuple[str, str], other: tuple[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-generation GPU energy of each model at each step count on two platforms, and per-model slopes.
+
+    Returns (per_steps, per_model): ``per_steps`` has ``model, steps, <ref>_J, <other>_J, ratio`` (other /
+    reference); ``per_model`` has the per-step slopes, their ratio and each platform's ranking of the models
+    (1 = cheapest per step), plus ``spearman_rho`` of the two rankings (same value on every row).
+    """
+
+    def pick(table: pd.DataFrame, platform: tuple[str, str]) -> pd.DataFrame:
+        return table[(table["source"] == platform[0]) & (table["gpu_name"] == platform[1])]
+
+    ref_s, oth_s = pick(steps, reference), pick(steps, other)
+    per_steps = ref_s[["model", "steps", "gpu_energy_J_mean", "gpu_energy_J_std"]].merge(
+        oth_s[["model", "steps", "gpu_energy_J_mean", "gpu_energy_J_std"]],
+        on=["model", "steps"],
+        suffixes=("_reference", "_other"),
+    )
+    per_steps["ratio_other_to_reference"] = (
+        per_steps["gpu_energy_J_mean_other"] / per_steps["gpu_energy_J_mean_reference"]
+    )
+    ref_f, oth_f = pick(fits, reference), pick(fits, other)
+    per_model = ref_f[["model", "slope_J_per_step", "intercept_J"]].merge(
+        oth_f[["model", "slope_J_per_step", "intercept_J"]], on="model", suffixes=("_reference", "_other")
+    )
+    per_model["slope_ratio_other_to_reference"] = (
+        per_model["slope_J_per_step_other"] / per_model["slope_J_per_step_reference"]
+    )
+    per_model["rank_reference"] = per_model["slope_J_per_step_reference"].rank(method="min").astype(int)
+    per_model["rank_other"] = per_model["slope_J_per_step_other"].rank(method="min").astype(int)
+    rho = (
+        float(stats.spearmanr(per_model["rank_reference"], per_model["rank_other"]).statistic)
+        if len(per_model) >= 3
+        else np.nan
+    )
+    per_model["spearman_rho"] = rho
+    for table in (per_steps, per_model):
+        table["reference"] = platform_label(*reference)
+        table["other"] = platform_label(*other)
+    return per_steps.sort_values(["model", "steps"]).reset_index(drop=True), per_model.sort_values(
+        "rank_reference"
+    ).reset_index(drop=True)

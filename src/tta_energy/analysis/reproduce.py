@@ -1,0 +1,387 @@
+"""``python -m tta_energy.analysis.reproduce``: execute every notebook, write every figure and ``index.md``.
+
+``make reproduce`` runs::
+
+    python -m tta_energy.analysis.reproduce --data data --figures figures [--study PATH]
+
+* the run and score tables under ``--data`` (the project's own measurements and ``data/study``, the study's
+  published data already imported) are the notebooks' input;
+* with ``--study PATH`` (a copy of the study's repository or its ``results/``), that copy is imported into a
+  temporary folder and used instead of ``data/study``;
+* each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient in its own
+  kernel; parameters are injected after the cell tagged ``parameters`` (papermill's convention);
+* the five analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
+  ``<figures>/index.md`` shows each figure with one line of explanation.
+
+The notebooks call :func:`notebook_inputs` to load what they were given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tta_energy import schema
+from tta_energy.analysis import plots, study_import, summaries, tables
+from tta_energy.analysis.compare import platform_label
+from tta_energy.errors import TtaError
+
+GROUP_TITLES: dict[str, str] = {
+    "steps": "Inference steps",
+    "phases": "Where the energy goes",
+    "power": "Power during a generation",
+    "batch": "Batch size",
+    "quality": "Quality vs energy",
+    "comparison": "H200 (this project) vs A40 (study)",
+}
+NOTEBOOK_TIMEOUT_S = 900
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The repository root: the first parent holding ``pyproject.toml`` (falls back to the current folder)."""
+    here = (start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file():
+            return p
+    return here
+
+
+# --------------------------------------------------------------------------------------------------------
+# What a notebook gets
+
+
+@dataclass
+class NotebookInputs:
+    """Everything a notebook analyses: usable runs, score tables and where figures go."""
+
+    runs: pd.DataFrame  # usable rows (status ok, not warm-up), with 'table_path' and 'first_generation'
+    scores: pd.DataFrame | None
+    published_sanity: pd.DataFrame | None
+    figures: Path
+    sources: list[str] = field(default_factory=list)
+
+    def platforms(self, experiment: str) -> list[tuple[str, pd.DataFrame]]:
+        """(label, rows) for each (source, GPU) that has rows of ``experiment``."""
+        rows = self.runs[self.runs["experiment"] == experiment]
+        out = []
+        pairs = rows[["source", "gpu_name"]].drop_duplicates().sort_values(["source", "gpu_name"])
+        for source, gpu in pairs.itertuples(index=False):
+            out.append(
+                (
+                    platform_label(source, gpu),
+                    self.runs[(self.runs["source"] == source) & (self.runs["gpu_name"] == gpu)],
+                )
+            )
+        return out
+
+    def scores_for(self, rows: pd.DataFrame) -> pd.DataFrame | None:
+        if self.scores is None:
+            return None
+        return self.scores[self.scores["source"].isin(set(rows["source"]))]
+
+
+_TABLE_CACHE: dict[tuple[str, int, int], pd.DataFrame] = {}
+
+
+def _read_run_table(path: Path) -> pd.DataFrame:
+    """``schema.read_runs`` memoised on (path, size, mtime): notebooks sharing a kernel read a table once."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _TABLE_CACHE:
+        df = schema.read_runs(path)
+        df["table_path"] = str(path)
+        _TABLE_CACHE[key] = df
+    return _TABLE_CACHE[key].copy()
+
+
+def notebook_inputs(
+    runs_paths: list[str] | None = None, figures_dir: str | None = None, *, drop_study_warmup: bool = False
+) -> NotebookInputs:
+    """Load the run and score tables a notebook was given (default: the repository's ``data/``)."""
+    root = repo_root()
+    paths = [Path(p) for p in runs_paths] if runs_paths else [root / "data"]
+    figures = Path(figures_dir) if figures_dir else root / "figures"
+    run_files, score_files = tables.find_tables([p for p in paths if p.exists()])
+    frames = [_read_run_table(f) for f in run_files]
+    if frames:
+        runs = summaries.usable_runs(
+            pd.concat(frames, ignore_index=True), drop_study_warmup=drop_study_warmup
+        )
+    else:
+        runs = pd.DataFrame(columns=[*schema.COLUMN_NAMES, "table_path", "first_generation"])
+    scores = [tables.read_scores(f) for f in score_files]
+    published = tables.find_published_sanity([p for p in paths if p.exists()])
+    return NotebookInputs(
+        runs=runs,
+        scores=pd.concat(scores, ignore_index=True) if scores else None,
+        published_sanity=published,
+        figures=figures,
+        sources=[str(f) for f in run_files],
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Running the notebooks
+
+
+def load_notebook(path: Path):
+    """A notebook from its jupytext ``.py`` (percent format) or ``.ipynb`` file."""
+    import jupytext
+
+    return jupytext.read(path)
+
+
+def inject_parameters(nb, params: dict[str, object]):
+    """Insert a cell assigning ``params`` after the cell tagged ``parameters`` (papermill's convention)."""
+    import nbformat
+
+    source = "# Parameters injected by tta_energy.analysis.reproduce\n" + "".join(
+        f"{name} = {value!r}\n" for name, value in params.items()
+    )
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    index = next(
+        (i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None
+    )
+    if index is None:
+        raise TtaError("notebook has no cell tagged 'parameters'")
+    nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def execute_notebook(
+    path: Path,
+    params: dict[str, object],
+    executed_dir: Path | None = None,
+    timeout: int = NOTEBOOK_TIMEOUT_S,
+    km=None,
+) -> Path | None:
+    """Execute one notebook with ``params`` (in kernel ``km`` if given, else a fresh one).
+
+    The executed copy is saved into ``executed_dir`` if given (never next to the sources).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = inject_parameters(load_notebook(path), params)
+    client = NotebookClient(
+        nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise TtaError(f"{path}: a cell failed: {lines[-1] if lines else exc}") from None
+    finally:
+        if km is not None and client.kc is not None:
+            client.kc.stop_channels()
+    if executed_dir is None:
+        return None
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    out = executed_dir / f"{path.stem}.ipynb"
+    nbformat.write(nb, out)
+    return out
+
+
+def execute_notebooks(
+    paths: list[Path],
+    params: dict[str, object],
+    executed_dir: Path | None = None,
+    *,
+    shared_kernel: bool = True,
+    timeout: int = NOTEBOOK_TIMEOUT_S,
+    log=print,
+) -> None:
+    """Execute ``paths`` in order. A shared kernel imports the libraries and reads the tables once
+    (:func:`notebook_inputs` caches them); every notebook still sets all the names it uses."""
+    km = None
+    if shared_kernel:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name="python3")
+        run_sync(km.start_kernel)(cwd=str(paths[0].parent))
+    try:
+        for path in paths:
+            start = time.monotonic()
+            execute_notebook(path, params, executed_dir, timeout, km=km)
+            log(f"executed {path.name} in {time.monotonic() - start:.0f} s")
+    finally:
+        if km is not None:
+            run_sync(km.shutdown_kernel)(now=True)
+
+
+def notebook_paths(notebooks: Path) -> list[Path]:
+    paths = sorted(notebooks.glob("[0-9]*.py"))
+    if not paths:
+        raise TtaError(f"{notebooks}: no notebooks (expected jupytext files like 01_inference_steps.py)")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------------
+# Figures folder
+
+
+def clear_previous(figures: Path) -> None:
+    """Remove the figures the last run recorded (and its manifest), so stale figures never linger."""
+    for stem in plots.read_manifest(figures):
+        for ext in ("pdf", "png"):
+            (figures / f"{stem}.{ext}").unlink(missing_ok=True)
+    (figures / plots.MANIFEST).unlink(missing_ok=True)
+
+
+def write_index(figures: Path, *, inputs: list[str], notebooks: list[Path], tables_dir: Path | None) -> Path:
+    """``index.md``: every recorded figure with its one-line explanation, grouped; skipped figures listed."""
+    manifest = plots.read_manifest(figures)
+    lines = [
+        "# Figures",
+        "",
+        "Generated by `make reproduce` (`python -m tta_energy.analysis.reproduce`); do not edit by hand.",
+        "",
+        "Inputs: " + ", ".join(f"`{i}`" for i in inputs) + ".",
+        "Notebooks: " + ", ".join(f"`notebooks/{p.name}`" for p in notebooks) + ".",
+        "",
+    ]
+    if tables_dir is not None:
+        rel = tables_dir.relative_to(figures) if tables_dir.is_relative_to(figures) else tables_dir
+        lines += [
+            f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity).",
+            "",
+        ]
+    groups = list(GROUP_TITLES) + sorted({e["group"] for e in manifest.values()} - set(GROUP_TITLES))
+    for group in groups:
+        entries = {s: e for s, e in sorted(manifest.items()) if e["group"] == group}
+        if not entries:
+            continue
+        lines += [f"## {GROUP_TITLES.get(group, group or 'Other')}", ""]
+        for stem, entry in entries.items():
+            if entry["status"] == "drawn":
+                lines += [
+                    f"### {stem}",
+                    "",
+                    f"![{stem}]({stem}.png)",
+                    "",
+                    f"{entry['caption']} ([PDF]({stem}.pdf))",
+                    "",
+                ]
+            else:
+                lines += [f"- *{stem}* not drawn: {entry['caption']}", ""]
+    path = figures / "index.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------
+# The whole job
+
+
+def data_inputs(data: Path, *, exclude: Path | None = None) -> list[str]:
+    """Run/score tables under ``data`` (minus ``exclude``), as paths for the notebooks."""
+    if not data.is_dir():
+        return []
+    run_files, score_files = tables.find_tables([data])
+    if not run_files and not score_files:
+        return []
+    if exclude is None:
+        return [str(data)]
+    exclude = exclude.resolve()
+    files = list(run_files) + list(score_files) + sorted(data.rglob(tables.PUBLISHED_SANITY))
+    return [str(f) for f in files if not f.resolve().is_relative_to(exclude)]
+
+
+def reproduce(
+    data: Path,
+    figures: Path,
+    *,
+    study: Path | None = None,
+    notebooks: Path | None = None,
+    executed: Path | None = None,
+    n_boot: int = 1000,
+    shared_kernel: bool = True,
+    log=print,
+) -> Path:
+    """Execute all notebooks on ``data`` (and a fresh import of ``study``), write figures and ``index.md``."""
+    root = repo_root()
+    notebooks = notebooks or root / "notebooks"
+    paths = notebook_paths(notebooks)
+    figures = figures.resolve()
+    figures.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tta-energy-reproduce-") as tmp:
+        inputs = data_inputs(data, exclude=(data / "study") if study is not None else None)
+        if study is not None:
+            log(f"importing the study from {study}")
+            imported = Path(tmp) / "study"
+            study_import.write_study(study_import.load_study(study), imported)
+            inputs.append(str(imported))
+        if not inputs:
+            log(f"no run tables under {data}: the notebooks will record every figure as skipped")
+        clear_previous(figures)
+        tables_dir = figures / "tables"
+        try:
+            tables.analyze(None, inputs, tables_dir, n_boot=n_boot) if inputs else None
+        except TtaError as exc:  # the figures are still worth drawing
+            log(f"analysis tables not written: {exc}")
+            tables_dir = None
+        params = {"runs_paths": [str(Path(i).resolve()) for i in inputs], "figures_dir": str(figures)}
+        execute_notebooks(paths, params, executed, shared_kernel=shared_kernel, log=log)
+        shown_inputs = [
+            str(study) + " (imported)"
+            if study is not None and i == str(imported)
+            else os.path.relpath(i, root)
+            if Path(i).resolve().is_relative_to(root)
+            else i
+            for i in inputs
+        ]
+        index = write_index(figures, inputs=shown_inputs, notebooks=paths, tables_dir=tables_dir)
+    drawn = sum(e["status"] == "drawn" for e in plots.read_manifest(figures).values())
+    log(f"{drawn} figures and {index} written")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tta_energy.analysis.reproduce", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--data", type=Path, default=Path("data"), help="folder of run tables (default data)")
+    parser.add_argument(
+        "--figures", type=Path, default=Path("figures"), help="output folder (default figures)"
+    )
+    parser.add_argument(
+        "--study", type=Path, default=None, help="a copy of the study (repository or results/)"
+    )
+    parser.add_argument("--notebooks", type=Path, default=None, help="notebook folder (default notebooks/)")
+    parser.add_argument(
+        "--executed", type=Path, default=None, help="save executed notebooks here (default: not saved)"
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the Pareto table"
+    )
+    parser.add_argument("--isolated", action="store_true", help="a fresh kernel per notebook (slower)")
+    args = parser.parse_args(argv)
+    try:
+        reproduce(
+            args.data,
+            args.figures,
+            study=args.study,
+            notebooks=args.notebooks,
+            executed=args.executed,
+            n_boot=args.bootstrap,
+            shared_kernel=not args.isolated,
+        )
+    except TtaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

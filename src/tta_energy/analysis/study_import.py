@@ -1,0 +1,820 @@
+"""Read the "Diffused Responsibility" study's published data into the project's run-record schema.
+
+The study's repository (https://github.com/rickgiantsteps/diffusionGenAudio-energy-consumption) keeps one
+CodeCarbon CSV per tracker, with the setting of a row encoded only in its file name and ``project_name``
+(see ``study-method.md`` §4, §8). This module turns
+
+* ``results/inference_steps/<Model>/<Model>-emissions-run<k>.csv``                -> experiment ``steps``
+* ``results/batch_size/<Model>/[batch<b>/]<Model>-emissions-batch<b>[-n<i>]-run<k>.csv`` -> ``batch``
+* ``results/quality_metrics/emissions/<M>/<M>_<dataset>.csv``                      -> ``quality``
+* ``sanitycheck/Emissions/<M>/<M>_<dataset>.csv`` (full data sets, if present)    -> ``quality_full``
+
+into schema rows (``source='study'``, energies in joules next to the untouched kWh columns), and the CLAP /
+FAD score files and the sanity-check files into tidy score tables. It also reads the study's own aggregate
+files (``<Model>-mean.csv``, ``total.csv``, ...) so that reproductions can be checked against them.
+
+``PATH`` may be a clone of the repository or just a copy of its ``results/`` tree; ``sanitycheck/`` and
+``inferences/quality_metrics/`` are looked for next to ``results/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tta_energy import schema
+from tta_energy.errors import TtaError
+
+J_PER_KWH = schema.J_PER_KWH
+
+
+class StudyFormatError(TtaError):
+    """The study's tree or one of its files is not as published; the message names the file and column."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Names and settings
+
+#: Every spelling the study uses for a model (folder names, short names, ``project_name`` prefixes).
+_ALIASES: dict[str, str] = {
+    "audioldm": "audioldm",
+    "audioldm2": "audioldm2",
+    "make-an-audio": "make-an-audio",
+    "maa": "make-an-audio",
+    "make-an-audio-2": "make-an-audio-2",
+    "maa2": "make-an-audio-2",
+    "stable audio open": "stable-audio-open",
+    "stable-audio-open": "stable-audio-open",
+    "sao": "stable-audio-open",
+    "tango": "tango",
+    "tango2": "tango2",
+}
+
+#: Canonical names, in the order the project lists its models (same set as ``models.registry.MODEL_NAMES``).
+CANONICAL_MODELS: tuple[str, ...] = (
+    "audioldm",
+    "audioldm2",
+    "stable-audio-open",
+    "tango",
+    "tango2",
+    "make-an-audio",
+    "make-an-audio-2",
+)
+
+
+def canonical_model(name: str) -> str:
+    """Map a study spelling (``Stable Audio Open``, ``SAO``, ``MAA2``, ``AudioLDM2sanity``) to canonical."""
+    key = name.strip().lower()
+    if key.endswith("sanity"):
+        key = key[: -len("sanity")]
+    try:
+        return _ALIASES[key]
+    except KeyError:
+        raise StudyFormatError(
+            f"unknown model name {name!r} in the study's data (known: {', '.join(sorted(set(_ALIASES)))})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class StudyModelSettings:
+    """What the study ran for a model (study-method §3)."""
+
+    weights: str
+    dtype: str
+    guidance_scale: float
+    negative_prompt: str
+    ldm_ddim: bool = False  # original LDM DDIM sampler: integer stride 1000 // steps
+    max_batch_per_pass: int | None = None  # Tango's generate_for_batch splits into passes of 8
+
+
+STUDY_SETTINGS: dict[str, StudyModelSettings] = {
+    "audioldm": StudyModelSettings("cvssp/audioldm-s-full-v2", "float16", 2.5, "Low quality."),
+    "audioldm2": StudyModelSettings("cvssp/audioldm2", "float16", 3.5, "Low quality."),
+    "stable-audio-open": StudyModelSettings(
+        "stabilityai/stable-audio-open-1.0", "float16", 7.0, "Low quality."
+    ),
+    "make-an-audio": StudyModelSettings(
+        "Text-to-Audio/Make-An-Audio:useful_ckpts/maa1_full.ckpt", "float32", 3.0, "", ldm_ddim=True
+    ),
+    "make-an-audio-2": StudyModelSettings(
+        "bytedance/Make-An-Audio-2:useful_ckpts/maa2.ckpt", "float32", 3.0, "", ldm_ddim=True
+    ),
+    "tango": StudyModelSettings("declare-lab/tango-full", "float32", 3.0, "", max_batch_per_pass=8),
+    "tango2": StudyModelSettings("declare-lab/tango2-full", "float32", 3.0, "", max_batch_per_pass=8),
+}
+#: AudioLDM's batch experiment loaded another checkpoint (study-method §12.10).
+AUDIOLDM_BATCH_WEIGHTS = "cvssp/audioldm"
+
+STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
+#: Make-An-Audio 2 needs a structured caption; the steps and batch scripts used this hand-written one.
+MAA2_STRUCTURED_PROMPT = (
+    "<water running out of faucet & all>@<water hitting sink bottom & start>@<water filling a cup & mid>"
+)
+STUDY_GPU_NAME = "NVIDIA A40"
+STUDY_DURATION_S = 10.0
+DATASETS: tuple[str, ...] = ("audiocaps", "clotho")
+
+
+def denoiser_iterations(model: str, steps: int) -> int:
+    """Denoising iterations actually run for ``steps`` nominal steps (study-method §12.8).
+
+    The LDM "uniform" DDIM discretisation of Make-An-Audio (2) uses the integer stride ``1000 // steps``,
+    so 150 steps run ``len(range(0, 1000, 6)) = 167`` iterations; the diffusers and Tango schedulers
+    run exactly ``steps``.
+    """
+    if STUDY_SETTINGS[model].ldm_ddim:
+        return len(range(0, 1000, 1000 // steps))
+    return int(steps)
+
+
+def denoiser_calls(model: str, steps: int, clips_per_call: int) -> int:
+    """Denoiser forward passes of one call: iterations x passes (Tango makes 10 clips as 8 + 2, §12.9)."""
+    passes = 1
+    limit = STUDY_SETTINGS[model].max_batch_per_pass
+    if limit is not None:
+        passes = -(-clips_per_call // limit)
+    return denoiser_iterations(model, steps) * passes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Locating the tree
+
+
+@dataclass(frozen=True)
+class StudyTree:
+    root: Path
+    results: Path
+    sanitycheck: Path | None
+    quality_inferences: Path | None  # inferences/quality_metrics
+
+    @property
+    def steps_dir(self) -> Path:
+        return self.results / "inference_steps"
+
+    @property
+    def batch_dir(self) -> Path:
+        return self.results / "batch_size"
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.results / "quality_metrics"
+
+
+_EXPERIMENT_FOLDERS = ("inference_steps", "batch_size", "quality_metrics")
+
+
+def locate_study(path: str | Path) -> StudyTree:
+    """Locate ``results/``, ``sanitycheck/`` and ``inferences/quality_metrics/`` from a clone or results/."""
+    path = Path(path)
+    if not path.is_dir():
+        raise StudyFormatError(
+            f"{path}: not a folder (expected a copy of the study's repository or results/)"
+        )
+    if (path / "results").is_dir() and any((path / "results" / f).is_dir() for f in _EXPERIMENT_FOLDERS):
+        results = path / "results"
+    elif any((path / f).is_dir() for f in _EXPERIMENT_FOLDERS):
+        results = path
+    else:
+        raise StudyFormatError(
+            f"{path}: not a study tree: none of results/inference_steps, results/batch_size, "
+            f"results/quality_metrics found (give the study's repository or its results/ folder)"
+        )
+    root = results.parent
+    sanity = root / "sanitycheck"
+    quality_inf = root / "inferences" / "quality_metrics"
+    return StudyTree(
+        root=root,
+        results=results,
+        sanitycheck=sanity if sanity.is_dir() else None,
+        quality_inferences=quality_inf if quality_inf.is_dir() else None,
+    )
+
+
+def _model_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading CodeCarbon files
+
+#: Columns every raw CodeCarbon row must have; the other 25 are ignored except those named below.
+CODECARBON_REQUIRED: tuple[str, ...] = (
+    "project_name",
+    "duration",
+    "emissions",
+    "cpu_energy",
+    "gpu_energy",
+    "ram_energy",
+    "energy_consumed",
+)
+_NUMERIC_CODECARBON = ("duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed")
+_TEXT_CODECARBON = ("project_name", "timestamp", "codecarbon_version")
+
+
+def _rel(path: Path, tree_root: Path | None) -> str:
+    if tree_root is not None:
+        try:
+            return str(path.relative_to(tree_root))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def read_codecarbon_records(path: Path, tree_root: Path | None = None) -> list[dict[str, object]]:
+    """Read one raw CodeCarbon CSV: one dict per row with the text and numeric columns the import needs.
+
+    Numbers are parsed with Python's ``float`` (correctly rounded), so the kWh values are the study's
+    bit for bit. Errors name the file, the column and the data row.
+    """
+    where = _rel(path, tree_root)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise StudyFormatError(f"{where}: not a readable CSV ({exc})") from None
+    if header is None:
+        raise StudyFormatError(f"{where}: empty file (no header, no rows)")
+    index = {name.strip(): i for i, name in enumerate(header)}
+    missing = [c for c in CODECARBON_REQUIRED if c not in index]
+    if missing:
+        raise StudyFormatError(f"{where}: missing column(s) {', '.join(missing)}")
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise StudyFormatError(f"{where}: no rows (empty experiment)")
+    records = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise StudyFormatError(
+                f"{where}: data row {number} has {len(row)} fields, the header {len(header)}"
+            )
+        rec: dict[str, object] = {c: row[index[c]] if c in index else "" for c in _TEXT_CODECARBON}
+        for col in _NUMERIC_CODECARBON:
+            cell = row[index[col]].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                what = "an empty value" if cell == "" else f"non-numeric {cell!r}"
+                raise StudyFormatError(f"{where}: column '{col}' holds {what} (data row {number})") from None
+            if not np.isfinite(value) or (col != "duration" and value < 0):
+                raise StudyFormatError(
+                    f"{where}: column '{col}' holds {cell!r} (data row {number}): "
+                    f"expected a finite non-negative number"
+                )
+            rec[col] = value
+        records.append(rec)
+    return records
+
+
+def read_codecarbon(path: Path, tree_root: Path | None = None) -> pd.DataFrame:
+    """One raw CodeCarbon CSV as a DataFrame of the columns the import uses (checked as above)."""
+    return pd.DataFrame.from_records(read_codecarbon_records(path, tree_root))
+
+
+_STEPS_RE = re.compile(r"(\d+)-steps")
+
+
+def parse_steps(project_name: str, where: str) -> int:
+    """The step count of a ``project_name``: first "digits followed by -steps" match, as the study did."""
+    m = _STEPS_RE.search(project_name)
+    if m is None:
+        raise StudyFormatError(
+            f"{where}: column 'project_name' value {project_name!r} has no '<digits>-steps'"
+        )
+    return int(m.group(1))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Building schema rows
+
+
+def _config_id(**parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return "study-" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+
+
+#: Per-row facts the readers attach to each CodeCarbon record before the schema frame is built.
+_META = (
+    "experiment",
+    "model",
+    "steps",
+    "repeat",
+    "clips_per_call",
+    "weights",
+    "prompt",
+    "dataset",
+    "caption_id",
+    "batch_call_index",
+    "study_file",
+)
+
+
+def _schema_frame(records: list[dict[str, object]]) -> pd.DataFrame:
+    """Schema rows (plus in-memory columns ``batch_call_index`` and ``study_file``) from tagged records."""
+    rec = pd.DataFrame.from_records(records)
+    n = len(rec)
+    out = pd.DataFrame({name: np.full(n, value, dtype=object) for name, value in schema.empty_row().items()})
+    models = rec["model"].to_numpy()
+    settings = [STUDY_SETTINGS[m] for m in models]
+    clips = rec["clips_per_call"].astype(int).to_numpy()
+    steps = rec["steps"].astype(int).to_numpy()
+    out["source"] = "study"
+    out["run_id"] = "study/" + rec["experiment"] + "/" + rec["model"]
+    out["experiment"] = rec["experiment"]
+    out["repeat"] = rec["repeat"].astype(int)
+    out["is_warmup"] = False
+    out["model"] = models
+    out["weights"] = rec["weights"]
+    out["size"] = "full"
+    out["dtype"] = [s.dtype for s in settings]
+    out["optimize"] = "none"
+    out["steps"] = steps
+    out["denoiser_calls"] = [denoiser_calls(m, s, c) for m, s, c in zip(models, steps, clips, strict=True)]
+    out["n_prompts"] = 1
+    out["waveforms_per_prompt"] = clips
+    out["n_clips"] = clips
+    out["duration_s"] = STUDY_DURATION_S
+    out["audio_seconds"] = STUDY_DURATION_S * clips
+    out["guidance_scale"] = [s.guidance_scale for s in settings]
+    out["negative_prompt"] = [s.negative_prompt for s in settings]
+    out["prompt"] = rec["prompt"]
+    out["dataset"] = rec["dataset"]
+    out["caption_id"] = rec["caption_id"]
+    out["status"] = "ok"
+    out["error"] = ""
+    out["wall_s"] = rec["duration"]  # CodeCarbon's duration: not synchronised, but the only time logged
+    out["gpu_energy_J"] = rec["gpu_energy"] * J_PER_KWH
+    out["gpu_energy_method"] = "study_codecarbon"
+    out["meter_window_s"] = rec["duration"]
+    out["meter_calls"] = 1
+    out["cpu_energy_J"] = rec["cpu_energy"] * J_PER_KWH
+    out["ram_energy_J"] = rec["ram_energy"] * J_PER_KWH
+    out["cpu_energy_method"] = "study_codecarbon"
+    out["co2_kg"] = rec["emissions"]
+    for col in _NUMERIC_CODECARBON:  # kept exactly as the study logged them (kWh, s, kg)
+        out[col] = rec[col]
+    out["gpu_name"] = STUDY_GPU_NAME
+    out["codecarbon_version"] = rec["codecarbon_version"]
+    out["timestamp"] = rec["timestamp"]
+    out["config_id"] = [
+        _config_id(model=m, experiment=e, weights=w, steps=int(s), clips=int(c), dataset=d)
+        for m, e, w, s, c, d in zip(
+            models, rec["experiment"], rec["weights"], steps, clips, rec["dataset"], strict=True
+        )
+    ]
+    out["batch_call_index"] = rec["batch_call_index"].astype(int)
+    out["study_file"] = rec["study_file"]
+    return out
+
+
+def _tag(records: list[dict[str, object]], **meta: object) -> list[dict[str, object]]:
+    base = {"dataset": "", "caption_id": "", "batch_call_index": 0} | meta
+    return [r | base for r in records]
+
+
+def _prompt_for(model: str) -> str:
+    return MAA2_STRUCTURED_PROMPT if model == "make-an-audio-2" else STUDY_PROMPT
+
+
+_RUN_RE = re.compile(r"-emissions-run(\d+)\.csv$")
+_BATCH10_RE = re.compile(r"-emissions-batch(\d+)-run(\d+)\.csv$")
+_BATCH_CALL_RE = re.compile(r"-emissions-batch(\d+)-n(\d+)-run(\d+)\.csv$")
+
+
+def import_steps(tree: StudyTree) -> pd.DataFrame:
+    """Experiment 1: one row per (run, step count) and model; ``repeat`` = run - 1."""
+    records: list[dict[str, object]] = []
+    for mdir in _model_dirs(tree.steps_dir):
+        model = canonical_model(mdir.name)
+        files = sorted(
+            (f for f in mdir.iterdir() if f.is_file() and _RUN_RE.search(f.name)),
+            key=lambda f: int(_RUN_RE.search(f.name).group(1)),
+        )
+        if not files:
+            raise StudyFormatError(
+                f"{_rel(mdir, tree.root)}: no <Model>-emissions-run<k>.csv files (empty experiment)"
+            )
+        for f in files:
+            run = int(_RUN_RE.search(f.name).group(1))
+            rel = _rel(f, tree.root)
+            for r in read_codecarbon_records(f, tree.root):
+                records += _tag(
+                    [r],
+                    experiment="steps",
+                    model=model,
+                    steps=parse_steps(str(r["project_name"]), rel),
+                    repeat=run - 1,
+                    clips_per_call=1,
+                    weights=STUDY_SETTINGS[model].weights,
+                    prompt=_prompt_for(model),
+                    study_file=rel,
+                )
+    if not records:
+        raise StudyFormatError(f"{_rel(tree.steps_dir, tree.root)}: no model folders (empty experiment)")
+    return _schema_frame(records)
+
+
+def import_batch(tree: StudyTree) -> pd.DataFrame:
+    """Experiment 2: one row per call; ``repeat`` = run - 1; the 10/b calls of a run make its 10 clips."""
+    records: list[dict[str, object]] = []
+    for mdir in _model_dirs(tree.batch_dir):
+        model = canonical_model(mdir.name)
+        weights = AUDIOLDM_BATCH_WEIGHTS if model == "audioldm" else STUDY_SETTINGS[model].weights
+        found: list[tuple[int, int, int, Path]] = []  # (batch, run, call, file)
+        for f in mdir.iterdir():
+            m = _BATCH10_RE.search(f.name)
+            if f.is_file() and m:
+                found.append((int(m.group(1)), int(m.group(2)), 0, f))
+            elif f.is_dir():
+                for g in f.iterdir():
+                    m = _BATCH_CALL_RE.search(g.name)
+                    if g.is_file() and m:
+                        found.append((int(m.group(1)), int(m.group(3)), int(m.group(2)), g))
+        if not found:
+            raise StudyFormatError(
+                f"{_rel(mdir, tree.root)}: no <Model>-emissions-batch<b>[-n<i>]-run<k>.csv "
+                f"files (empty experiment)"
+            )
+        # the order of the study's scripts: batch 10 first, then 5, 2, 1; runs ascending; calls ascending
+        for batch, run, call, f in sorted(found, key=lambda t: (-t[0], t[1], t[2])):
+            rel = _rel(f, tree.root)
+            records += _tag(
+                read_codecarbon_records(f, tree.root),
+                experiment="batch",
+                model=model,
+                steps=100,
+                repeat=run - 1,
+                clips_per_call=batch,
+                weights=weights,
+                prompt=_prompt_for(model),
+                batch_call_index=call,
+                study_file=rel,
+            )
+    if not records:
+        raise StudyFormatError(f"{_rel(tree.batch_dir, tree.root)}: no model folders (empty experiment)")
+    return _schema_frame(records)
+
+
+_QUALITY_FILE_RE = re.compile(r"^(.+)_(audiocaps|clotho)\.csv$")
+
+
+@dataclass
+class CaptionIndex:
+    """Caption files of the quality experiment: file stem -> (file_name, caption), per dataset."""
+
+    by_dataset: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+
+    def lookup(self, dataset: str, stem: str) -> tuple[str, str]:
+        entry = self.by_dataset.get(dataset, {}).get(stem)
+        return entry if entry is not None else (f"{stem}.wav", "")
+
+
+def read_captions(tree: StudyTree) -> CaptionIndex:
+    """``inferences/quality_metrics/CLAP/{audiocaps,clotho}_captions.csv`` when present."""
+    index = CaptionIndex()
+    if tree.quality_inferences is None:
+        return index
+    for dataset in DATASETS:
+        f = tree.quality_inferences / "CLAP" / f"{dataset}_captions.csv"
+        if not f.is_file():
+            continue
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        for col in ("file_name", "caption"):
+            if col not in df.columns:
+                raise StudyFormatError(f"{_rel(f, tree.root)}: missing column '{col}'")
+        index.by_dataset[dataset] = {
+            Path(fn).stem: (fn, cap) for fn, cap in zip(df["file_name"], df["caption"], strict=True)
+        }
+    return index
+
+
+def _quality_records(
+    folder: Path, tree: StudyTree, captions: CaptionIndex, experiment: str
+) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = []
+    for mdir in _model_dirs(folder):
+        model = canonical_model(mdir.name)
+        files = sorted(f for f in mdir.iterdir() if f.is_file() and _QUALITY_FILE_RE.match(f.name))
+        if not files:
+            raise StudyFormatError(
+                f"{_rel(mdir, tree.root)}: no <M>_audiocaps.csv / <M>_clotho.csv files (empty experiment)"
+            )
+        for f in files:
+            dataset = _QUALITY_FILE_RE.match(f.name).group(2)
+            rel = _rel(f, tree.root)
+            for r in read_codecarbon_records(f, tree.root):
+                name = str(r["project_name"])
+                steps = parse_steps(name, rel)
+                # '<M>_<dataset>-<x>-steps-<caption file stem>': the stem may hold spaces and dashes
+                stem = name[_STEPS_RE.search(name).end() :].removeprefix("-")
+                file_name, caption = captions.lookup(dataset, stem)
+                if model == "make-an-audio-2" and caption:
+                    caption = f"<{caption.lower()} & all>"  # the structured caption the MAA2 script built
+                records += _tag(
+                    [r],
+                    experiment=experiment,
+                    model=model,
+                    steps=steps,
+                    repeat=0,
+                    clips_per_call=1,
+                    weights=STUDY_SETTINGS[model].weights,
+                    prompt=caption,
+                    dataset=dataset,
+                    caption_id=file_name,
+                    study_file=rel,
+                )
+    return records
+
+
+def import_quality(tree: StudyTree, captions: CaptionIndex | None = None) -> pd.DataFrame:
+    """Experiment 3: one row per generation (300 captions x 6 step counts x 2 data sets, one pass)."""
+    folder = tree.quality_dir / "emissions"
+    if not folder.is_dir():
+        raise StudyFormatError(f"{_rel(folder, tree.root)}: missing (quality experiment's emission logs)")
+    records = _quality_records(folder, tree, captions or read_captions(tree), "quality")
+    if not records:
+        raise StudyFormatError(f"{_rel(folder, tree.root)}: no model folders (empty experiment)")
+    return _schema_frame(records)
+
+
+def import_quality_full(tree: StudyTree, captions: CaptionIndex | None = None) -> pd.DataFrame | None:
+    """The sanity check's generations on the full data sets (``sanitycheck/Emissions``), when published."""
+    if tree.sanitycheck is None or not (tree.sanitycheck / "Emissions").is_dir():
+        return None
+    records = _quality_records(
+        tree.sanitycheck / "Emissions", tree, captions or CaptionIndex(), "quality_full"
+    )
+    return _schema_frame(records) if records else None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Score files
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "source",
+    "model",
+    "dataset",
+    "steps",
+    "metric",
+    "value",
+    "scope",
+    "caption_id",
+    "score_file",
+)
+METRICS: dict[str, str] = {"clap": "clap_score", "fad": "fad_score"}
+
+
+def read_score_file(path: Path, metric: str, scope: str, tree_root: Path | None = None) -> pd.DataFrame:
+    """One ``<M>_clap_scores.csv`` / ``<M>_fad_scores.csv`` as tidy rows (model, data set, steps, value)."""
+    where = _rel(path, tree_root)
+    try:
+        df = pd.read_csv(path, dtype={"model": str, "baseline": str}, float_precision="round_trip")
+    except pd.errors.EmptyDataError:
+        raise StudyFormatError(f"{where}: empty file") from None
+    value_col = METRICS[metric]
+    missing = [c for c in ("model", "steps", "baseline", value_col) if c not in df.columns]
+    if missing:
+        raise StudyFormatError(f"{where}: missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise StudyFormatError(f"{where}: no rows")
+    for col in ("steps", value_col):
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.isna().any():
+            i = int(np.flatnonzero(num.isna().to_numpy())[0])
+            raise StudyFormatError(
+                f"{where}: column '{col}' holds non-numeric {df[col].iloc[i]!r} (data row {i + 1})"
+            )
+        df[col] = num
+    bad = ~df["baseline"].isin(DATASETS)
+    if bad.any():
+        raise StudyFormatError(
+            f"{where}: column 'baseline' holds {df['baseline'][bad].iloc[0]!r}, expected audiocaps or clotho"
+        )
+    return pd.DataFrame(
+        {
+            "source": "study",
+            "model": [canonical_model(m) for m in df["model"]],
+            "dataset": df["baseline"].to_numpy(),
+            "steps": df["steps"].astype(int).to_numpy(),
+            "metric": metric,
+            "value": df[value_col].astype("float64").to_numpy(),
+            "scope": scope,
+            "caption_id": "",
+            "score_file": where,
+        }
+    )
+
+
+def _score_files(folder: Path, metric: str) -> list[Path]:
+    suffix = f"_{metric}_scores.csv"
+    return (
+        sorted(f for f in folder.iterdir() if f.is_file() and f.name.endswith(suffix))
+        if folder.is_dir()
+        else []
+    )
+
+
+def import_scores(tree: StudyTree) -> pd.DataFrame:
+    """CLAP and FAD scores of the 300-caption subsets (``scope='subset'``) and the full sets (``'full'``)."""
+    frames = []
+    for metric, folder_name in (("clap", "CLAP"), ("fad", "FAD")):
+        files = _score_files(tree.quality_dir / folder_name, metric)
+        if not files and tree.quality_inferences is not None:  # where the study's scripts wrote them
+            files = _score_files(tree.quality_inferences / folder_name / "output", metric)
+        frames += [read_score_file(f, metric, "subset", tree.root) for f in files]
+        if tree.sanitycheck is not None:
+            frames += [
+                read_score_file(f, metric, "full", tree.root)
+                for f in _score_files(tree.sanitycheck / folder_name, metric)
+            ]
+    if not frames:
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
+    scores = pd.concat(frames, ignore_index=True)
+    dup = scores.duplicated(["model", "dataset", "steps", "metric", "scope"])
+    if dup.any():
+        row = scores[dup].iloc[0]
+        raise StudyFormatError(
+            f"{row['score_file']}: duplicate score for {row['model']} {row['dataset']} "
+            f"{row['steps']} steps ({row['metric']}, {row['scope']})"
+        )
+    return scores
+
+
+def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
+    """``sanitycheck/{clap,fad}_analysis.csv`` (the study's own statistics), when present."""
+    if tree.sanitycheck is None:
+        return None
+    frames = []
+    for metric in METRICS:
+        f = tree.sanitycheck / f"{metric}_analysis.csv"
+        if not f.is_file():
+            continue
+        df = pd.read_csv(f, float_precision="round_trip")
+        need = ("model", "baseline", "ancova_interaction_pvalue", "pearson_correlation", "pearson_pvalue")
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            raise StudyFormatError(f"{_rel(f, tree.root)}: missing column(s) {', '.join(missing)}")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "metric": metric,
+                    "model": [canonical_model(m) for m in df["model"]],
+                    "dataset": df["baseline"],
+                    "pearson_r": df["pearson_correlation"],
+                    "pearson_p": df["pearson_pvalue"],
+                    "ancova_p": df["ancova_interaction_pvalue"],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+# --------------------------------------------------------------------------------------------------------
+# The whole study
+
+RUN_TABLES: tuple[str, ...] = ("steps", "batch", "quality", "quality_full")
+IMPORT_NOTE = "IMPORT.md"
+
+
+@dataclass
+class StudyData:
+    """Everything imported from one copy of the study."""
+
+    tree: StudyTree
+    runs: dict[str, pd.DataFrame]  # experiment -> schema rows (plus the 'study_file' column)
+    scores: pd.DataFrame
+    published_sanity: pd.DataFrame | None
+
+    def all_runs(self) -> pd.DataFrame:
+        return pd.concat(list(self.runs.values()), ignore_index=True)
+
+
+def load_study(path: str | Path) -> StudyData:
+    """Import every experiment found in the tree. A tree needs at least one experiment."""
+    tree = locate_study(path)
+    captions = read_captions(tree)
+    runs: dict[str, pd.DataFrame] = {}
+    if tree.steps_dir.is_dir():
+        runs["steps"] = import_steps(tree)
+    if tree.batch_dir.is_dir():
+        runs["batch"] = import_batch(tree)
+    if (tree.quality_dir / "emissions").is_dir():
+        runs["quality"] = import_quality(tree, captions)
+    full = import_quality_full(tree, captions)
+    if full is not None:
+        runs["quality_full"] = full
+    if not runs:
+        raise StudyFormatError(
+            f"{tree.results}: no experiment data (inference_steps, batch_size or quality_metrics/emissions)"
+        )
+    for name, df in runs.items():
+        extra = [c for c in df.columns if c not in schema.COLUMN_NAMES]
+        runs[name] = pd.concat(
+            [schema.validate(df[list(schema.COLUMN_NAMES)], f"{name} rows of {tree.root}"), df[extra]], axis=1
+        )
+    return StudyData(
+        tree=tree, runs=runs, scores=import_scores(tree), published_sanity=import_published_sanity(tree)
+    )
+
+
+def write_study(data: StudyData, out: str | Path) -> list[Path]:
+    """Write the run tables, ``scores.csv`` and a provenance note into ``out`` atomically (all or nothing).
+
+    The files are written into a temporary sibling folder that replaces ``out`` only once all are complete.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / IMPORT_NOTE).is_file())):
+        raise TtaError(
+            f"{out}: exists and was not written by import-study (no {IMPORT_NOTE}); "
+            f"choose an empty or new folder"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary data folder
+    try:
+        written = []
+        for name, df in data.runs.items():
+            # a schema run table holds the schema's columns only; rows keep the study's file order
+            schema.write_runs(staging / f"{name}.csv", df[list(schema.COLUMN_NAMES)])
+            written.append(out / f"{name}.csv")
+        _write_csv(staging / "scores.csv", data.scores)
+        written.append(out / "scores.csv")
+        if data.published_sanity is not None:
+            _write_csv(staging / "published_sanity.csv", data.published_sanity)
+            written.append(out / "published_sanity.csv")
+        (staging / IMPORT_NOTE).write_text(_import_note(data), encoding="utf-8")
+        written.append(out / IMPORT_NOTE)
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return written
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format=None, lineterminator="\n")
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Swap ``staging`` into place as ``out`` (the old ``out`` is removed only after the swap)."""
+    backup = None
+    if out.exists():
+        backup = out.with_name(f".{out.name}.old-{staging.name[-8:]}")
+        out.rename(backup)
+    try:
+        staging.rename(out)
+    except BaseException:
+        if backup is not None:
+            backup.rename(out)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _import_note(data: StudyData) -> str:
+    lines = [
+        "# Imported from the Diffused Responsibility study",
+        "",
+        "Written by `tta-energy import-study`; do not edit: re-run the command instead.",
+        "",
+        "| table | rows | models |",
+        "|---|---|---|",
+    ]
+    for name, df in data.runs.items():
+        lines.append(f"| {name}.csv | {len(df)} | {', '.join(sorted(df['model'].unique()))} |")
+    lines.append(
+        f"| scores.csv | {len(data.scores)} | "
+        f"{', '.join(sorted(data.scores['model'].unique())) if len(data.scores) else ''} |"
+    )
+    if data.published_sanity is not None:
+        lines.append(
+            f"| published_sanity.csv | {len(data.published_sanity)} | "
+            f"{', '.join(sorted(data.published_sanity['model'].unique()))} |"
+        )
+    lines += [
+        "",
+        "Conventions: `source=study`, `gpu_name=NVIDIA A40`, energies in J = CodeCarbon kWh x 3.6e6 "
+        "(the kWh columns are kept unchanged), `repeat` = run index - 1, `denoiser_calls` = iterations "
+        "actually run (Make-An-Audio (2) at 150 steps: 167; Tango batch 10: two passes).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def iter_study_files(tree: StudyTree) -> Iterable[Path]:
+    """Every CSV under the tree's results/ (for diagnostics)."""
+    return sorted(tree.results.rglob("*.csv"))

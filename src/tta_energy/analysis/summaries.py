@@ -1,0 +1,249 @@
+"""Per-configuration summaries of run tables: the steps and batch experiments and per-step fits.
+
+Every function takes a run table (schema rows, from the project's sweeps or imported from the study) and
+keeps platforms apart: rows are grouped by :data:`PLATFORM_KEYS` (who measured, on which GPU, which model,
+dtype and size) before anything is averaged. Energies are joules; the ``*_kWh_*`` columns repeat the
+study's own arithmetic on its kWh columns so that its files can be compared number for number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tta_energy.analysis.bootstrap import CONFIDENCE, t_interval
+from tta_energy.errors import TtaError
+from tta_energy.schema import J_PER_KWH
+
+#: Rows are only ever averaged within one platform and model configuration.
+PLATFORM_KEYS: tuple[str, ...] = ("source", "gpu_name", "model", "dtype", "size")
+
+#: Clips the study made per run of the batch experiment; energies are reported per this many clips.
+CLIPS_PER_BATCH_RUN = 10
+
+
+class AnalysisError(TtaError):
+    """Input the analysis cannot use (no rows for an experiment, inconsistent runs, ...)."""
+
+
+def mark_first_generations(runs: pd.DataFrame) -> pd.Series:
+    """True for the first generation of each of the study's scripts (per source='study', model, experiment).
+
+    The study never discarded a warm-up generation: the first call of every script carries CUDA/cuDNN
+    warm-up (study-method §12.1: run 1 at 10 steps, batch-10 run 1). The first row in time order is it.
+    """
+    flag = pd.Series(False, index=runs.index)
+    study = runs[runs["source"] == "study"]
+    if study.empty:
+        return flag
+    order = study.assign(_order=np.arange(len(study))).sort_values(["timestamp", "_order"], kind="stable")
+    first = order.groupby(["model", "experiment"], sort=False).head(1).index
+    flag.loc[first] = True
+    return flag
+
+
+def usable_runs(runs: pd.DataFrame, *, drop_study_warmup: bool = False) -> pd.DataFrame:
+    """Rows that enter summaries: status ok, not flagged warm-up; optionally without the study's first calls.
+
+    Adds ``first_generation`` (the study's unflagged warm-up rows) so that summaries can say which means
+    contain one.
+    """
+    runs = runs.copy()
+    runs["first_generation"] = mark_first_generations(runs)
+    keep = (runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)
+    if drop_study_warmup:
+        keep &= ~runs["first_generation"]
+    return runs[keep]
+
+
+def _require(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    rows = runs[runs["experiment"] == experiment]
+    if rows.empty:
+        raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
+    return rows
+
+
+def _ci_columns(
+    frame: pd.DataFrame, groups: pd.core.groupby.DataFrameGroupBy, column: str, prefix: str, confidence: float
+) -> None:
+    intervals = groups[column].apply(lambda s: t_interval(s.to_numpy(), confidence))
+    frame[f"{prefix}_ci_low"] = [iv[0] for iv in intervals]
+    frame[f"{prefix}_ci_high"] = [iv[1] for iv in intervals]
+
+
+def steps_summary(
+    runs: pd.DataFrame, *, experiment: str = "steps", confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Energy per generation for each (platform, model, steps): mean, sample std (ddof 1), SEM, t interval.
+
+    ``gpu_energy_J_mean`` / ``gpu_energy_J_std`` are the study's ``<Model>-mean.csv`` / ``-std.csv``
+    ``gpu_energy`` in joules when given its rows; ``energy_J_mean`` is CodeCarbon's ``energy_consumed``.
+    """
+    df = _require(runs, experiment).copy()
+    df["energy_J"] = df["energy_consumed"] * J_PER_KWH
+    df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
+    if "first_generation" not in df.columns:
+        df["first_generation"] = False
+    keys = [*PLATFORM_KEYS, "steps"]
+    g = df.groupby(keys, sort=True, dropna=False)
+    out = g.agg(
+        denoiser_calls=("denoiser_calls", "max"),
+        n_runs=("gpu_energy_J", "count"),
+        gpu_energy_J_mean=("gpu_energy_J", "mean"),
+        gpu_energy_J_std=("gpu_energy_J", "std"),
+        gpu_energy_J_sem=("gpu_energy_J", "sem"),
+        energy_J_mean=("energy_J", "mean"),
+        energy_J_std=("energy_J", "std"),
+        cpu_energy_J_mean=("cpu_energy_J", "mean"),
+        ram_energy_J_mean=("ram_energy_J", "mean"),
+        gpu_energy_net_J_mean=("gpu_energy_net_J", "mean"),
+        duration_s_mean=("duration", "mean"),
+        duration_s_std=("duration", "std"),
+        wall_s_mean=("wall_s", "mean"),
+        gpu_energy_J_per_audio_s_mean=("gpu_energy_J_per_audio_s", "mean"),
+        gpu_energy_kWh_mean=("gpu_energy", "mean"),
+        gpu_energy_kWh_std=("gpu_energy", "std"),
+        first_generation_included=("first_generation", "any"),
+    ).reset_index()
+    _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
+    _ci_columns(out, g, "gpu_energy_J_per_audio_s", "gpu_energy_J_per_audio_s", confidence)
+    out["gpu_energy_J_per_denoiser_call"] = out["gpu_energy_J_mean"] / out["denoiser_calls"]
+    first = [
+        "model",
+        "steps",
+        "n_runs",
+        "gpu_energy_J_mean",
+        "gpu_energy_J_std",
+        "energy_J_mean",
+        "duration_s_mean",
+    ]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """Least squares ``y = slope x + intercept``: (slope, intercept, r2, slope standard error)."""
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    if len(np.unique(x)) < 2:
+        return (np.nan, np.nan, np.nan, np.nan)
+    fit = stats.linregress(x, y)
+    stderr = float(fit.stderr) if len(x) > 2 else np.nan
+    return (float(fit.slope), float(fit.intercept), float(fit.rvalue**2), stderr)
+
+
+def steps_fit(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per model: least-squares line of the per-step-count mean GPU energy vs nominal steps and vs calls.
+
+    The second fit matters where nominal steps and iterations differ (Make-An-Audio (2) at 150 steps runs
+    167 DDIM iterations, study-method §12.8).
+    """
+    rows = []
+    for key, grp in summary.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
+        grp = grp.sort_values("steps")
+        y = grp["gpu_energy_J_mean"].to_numpy(dtype="float64")
+        slope, intercept, r2, se = _linear_fit(grp["steps"].to_numpy(dtype="float64"), y)
+        slope_c, intercept_c, r2_c, se_c = _linear_fit(grp["denoiser_calls"].to_numpy(dtype="float64"), y)
+        rows.append(
+            {
+                **dict(zip(PLATFORM_KEYS, key, strict=True)),
+                "n_points": len(grp),
+                "slope_J_per_step": slope,
+                "intercept_J": intercept,
+                "r2": r2,
+                "slope_stderr_J": se,
+                "slope_J_per_call": slope_c,
+                "intercept_J_calls": intercept_c,
+                "r2_calls": r2_c,
+                "slope_calls_stderr_J": se_c,
+                "steps_differ_from_calls": bool((grp["steps"] != grp["denoiser_calls"]).any()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    first = ["model", "slope_J_per_step", "intercept_J", "r2"]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def batch_summary(
+    runs: pd.DataFrame, *, experiment: str = "batch", confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Energy to make 10 clips at each batch size, summed per run over its calls as the study did.
+
+    Per run: the GPU energy of its calls is summed (10/b calls of b clips); the mean over runs equals the
+    study's ``total.csv`` (b = 1, 2, 5) / ``averaged_batch10.csv`` (b = 10). ``..._std`` is the sample
+    standard deviation of the per-run totals, for every b. The study's own error bars are in
+    ``study_error_J`` (a standard error sqrt(sum_i var_i / n) for b < 10, a standard deviation for b = 10,
+    study-method §12.15) so that its figures can be redrawn; ``study_error_kind`` says which.
+    """
+    df = _require(runs, experiment).copy()
+    df["batch"] = df["n_clips"].astype(int)
+    df["energy_J"] = df["energy_consumed"] * J_PER_KWH
+    if "first_generation" not in df.columns:
+        df["first_generation"] = False
+    if "batch_call_index" not in df.columns:  # the position of a call within its run, in table order
+        df["batch_call_index"] = df.groupby(
+            [*PLATFORM_KEYS, "n_prompts", "batch", "repeat"], dropna=False
+        ).cumcount()
+    keys = [*PLATFORM_KEYS, "n_prompts", "batch"]
+    per_run = (
+        df.groupby([*keys, "repeat"], sort=True, dropna=False)
+        .agg(
+            calls=("gpu_energy_J", "count"),
+            clips=("n_clips", "sum"),
+            gpu_J=("gpu_energy_J", "sum"),
+            gpu_kWh=("gpu_energy", "sum"),
+            energy_J=("energy_J", "sum"),
+            duration=("duration", "sum"),
+            audio_s=("audio_seconds", "sum"),
+            first_generation=("first_generation", "any"),
+        )
+        .reset_index()
+    )
+    scale = CLIPS_PER_BATCH_RUN / per_run["clips"]
+    per_run["gpu_J_per_10"] = per_run["gpu_J"] * scale
+    per_run["energy_J_per_10"] = per_run["energy_J"] * scale
+    per_run["duration_per_10"] = per_run["duration"] * scale
+    per_run["gpu_J_per_audio_s"] = per_run["gpu_J"] / per_run["audio_s"]
+    g = per_run.groupby(keys, sort=True, dropna=False)
+    out = g.agg(
+        n_runs=("repeat", "count"),
+        calls_per_run=("calls", "median"),
+        clips_per_run=("clips", "median"),
+        gpu_energy_J_per_10_clips_mean=("gpu_J_per_10", "mean"),
+        gpu_energy_J_per_10_clips_std=("gpu_J_per_10", "std"),
+        gpu_energy_J_per_10_clips_sem=("gpu_J_per_10", "sem"),
+        energy_J_per_10_clips_mean=("energy_J_per_10", "mean"),
+        duration_s_per_10_clips_mean=("duration_per_10", "mean"),
+        gpu_energy_J_per_audio_s_mean=("gpu_J_per_audio_s", "mean"),
+        gpu_energy_kWh_per_10_clips_mean=("gpu_kWh", "mean"),
+        first_generation_included=("first_generation", "any"),
+    ).reset_index()
+    _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
+    out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_BATCH_RUN
+    base = out[out["batch"] == 1].set_index([*PLATFORM_KEYS, "n_prompts"])["gpu_energy_J_per_10_clips_mean"]
+    idx = pd.MultiIndex.from_frame(out[[*PLATFORM_KEYS, "n_prompts"]])
+    out["ratio_to_batch1"] = out["gpu_energy_J_per_10_clips_mean"].to_numpy() / base.reindex(idx).to_numpy()
+    errors = _study_batch_errors(df, keys)
+    out = out.merge(errors, on=keys, how="left")
+    first = [
+        "model",
+        "batch",
+        "gpu_energy_J_per_10_clips_mean",
+        "gpu_energy_J_per_10_clips_std",
+        "ratio_to_batch1",
+    ]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def _study_batch_errors(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The study's error bars: sqrt(sum of the calls' across-run variances / runs) if b < 10, else std."""
+    rows = []
+    for key, grp in df.groupby(keys, sort=True, dropna=False):
+        n_runs = grp["repeat"].nunique()
+        if grp.groupby("repeat")["gpu_energy_J"].count().max() == 1:
+            err, kind = grp["gpu_energy_J"].std(ddof=1), "standard deviation"
+        else:
+            var = grp.groupby("batch_call_index")["gpu_energy_J"].var(ddof=1)
+            err, kind = float(np.sqrt(var.sum() / n_runs)), "standard error"
+        rows.append({**dict(zip(keys, key, strict=True)), "study_error_J": err, "study_error_kind": kind})
+    return pd.DataFrame(rows)

@@ -1,0 +1,311 @@
+"""``tta-energy analyze``: load run and score tables, compute the five tables, write them all or nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tta_energy import schema
+from tta_energy.analysis import compare, pareto, sanity, study_import, summaries
+from tta_energy.analysis.summaries import AnalysisError
+from tta_energy.errors import TtaError
+
+#: The five tables and the columns each has at least (header-only tables keep these).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "steps_summary": (
+        "model",
+        "steps",
+        "n_runs",
+        "gpu_energy_J_mean",
+        "gpu_energy_J_std",
+        "energy_J_mean",
+        "duration_s_mean",
+    ),
+    "steps_fit": ("model", "slope_J_per_step", "intercept_J", "r2"),
+    "batch_summary": (
+        "model",
+        "batch",
+        "gpu_energy_J_per_10_clips_mean",
+        "gpu_energy_J_per_10_clips_std",
+        "ratio_to_batch1",
+    ),
+    "pareto": ("dataset", "metric", "model", "steps", "gpu_energy_J_mean", "score", "pareto_optimal"),
+    "sanity": ("metric", "model", "dataset", "pearson_r", "pearson_p", "ancova_p"),
+}
+
+SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
+PUBLISHED_SANITY = "published_sanity.csv"
+
+
+@dataclass
+class AnalysisInput:
+    runs: pd.DataFrame
+    scores: pd.DataFrame | None = None
+    published_sanity: pd.DataFrame | None = None
+    study_tree: study_import.StudyTree | None = None
+    sources: list[str] = field(default_factory=list)  # what was read, for the README
+
+
+def is_run_table(path: Path) -> bool:
+    """A CSV whose header starts like the schema's (what ``schema.write_runs`` writes)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(header) > 3 and header == list(schema.COLUMN_NAMES)[: len(header)]
+
+
+def is_score_table(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = set(fh.readline().strip().split(","))
+    except (OSError, UnicodeDecodeError):
+        return False
+    return set(SCORE_REQUIRED) <= header
+
+
+def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Run tables and score tables among ``paths`` (folders are searched recursively)."""
+    runs: list[Path] = []
+    scores: list[Path] = []
+    seen: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            candidates = sorted(p.rglob("*.csv"))
+        elif p.is_file():
+            candidates = [p]
+        else:
+            raise TtaError(f"{p}: no such file or folder")
+        for c in candidates:
+            if c.resolve() in seen or c.name == PUBLISHED_SANITY:
+                continue
+            seen.add(c.resolve())
+            if is_run_table(c):
+                runs.append(c)
+            elif is_score_table(c):
+                scores.append(c)
+            elif p.is_file():
+                raise schema.SchemaError(
+                    f"{c}: neither a run table (schema header) nor a score table "
+                    f"(columns {', '.join(SCORE_REQUIRED)})"
+                )
+    return runs, scores
+
+
+def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
+    """The study's own sanity statistics (``published_sanity.csv`` written by ``import-study``), if given."""
+    for p in map(Path, paths):
+        found = sorted(p.rglob(PUBLISHED_SANITY)) if p.is_dir() else [p] if p.name == PUBLISHED_SANITY else []
+        if found:
+            return pd.read_csv(found[0], float_precision="round_trip")
+    return None
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(
+        path,
+        dtype={"model": str, "dataset": str, "metric": str, "caption_id": str, "scope": str, "source": str},
+        keep_default_na=False,
+        na_values=[""],
+        float_precision="round_trip",
+    )
+    missing = [c for c in SCORE_REQUIRED if c not in df.columns]
+    if missing:
+        raise schema.SchemaError(f"{path}: missing column(s) {', '.join(missing)}")
+    for col in ("steps", "value"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        bad = num.isna()
+        if bad.any():
+            raise schema.SchemaError(f"{path}: column '{col}' holds non-numeric {df[col][bad].iloc[0]!r}")
+        df[col] = num
+    df["steps"] = df["steps"].astype(int)
+    for col, default in (("source", "tta-energy"), ("scope", "subset"), ("caption_id", "")):
+        if col not in df.columns:
+            df[col] = default
+        df[col] = df[col].fillna(default).astype(str)
+    return df
+
+
+def load_inputs(
+    study: str | Path | None = None, runs: Sequence[str | Path] = (), scores: Sequence[str | Path] = ()
+) -> AnalysisInput:
+    """Runs and scores from a study tree (imported in memory) and/or run/score tables and folders."""
+    if study is None and not runs:
+        raise TtaError("give --study PATH (a copy of the study) or --runs PATH ... (run tables or folders)")
+    frames, score_frames, sources = [], [], []
+    published = None
+    tree = None
+    if study is not None:
+        data = study_import.load_study(study)
+        tree = data.tree
+        frames.append(data.all_runs())
+        if not data.scores.empty:
+            score_frames.append(data.scores)
+        published = data.published_sanity
+        sources.append(f"study tree {tree.root}")
+    run_files, score_files = find_tables(runs) if runs else ([], [])
+    if runs and not run_files:
+        raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
+    for f in run_files:
+        frames.append(schema.read_runs(f))
+        sources.append(str(f))
+    for f in list(score_files) + [Path(s) for s in scores]:
+        score_frames.append(read_scores(f))
+        sources.append(str(f))
+    if published is None and runs:  # the study's own statistics, as written next to an import
+        published = find_published_sanity(runs)
+    all_runs = pd.concat(frames, ignore_index=True)
+    all_scores = pd.concat(score_frames, ignore_index=True) if score_frames else None
+    return AnalysisInput(all_runs, all_scores, published, tree, sources)
+
+
+@dataclass
+class AnalysisResult:
+    tables: dict[str, pd.DataFrame]
+    notes: dict[str, str]  # table -> why it is empty
+    extra: dict[str, pd.DataFrame]  # reproduction.csv, ...
+
+
+def build_tables(
+    inp: AnalysisInput,
+    *,
+    drop_study_warmup: bool = False,
+    n_boot: int = pareto.DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+) -> AnalysisResult:
+    """Compute the five tables; a table whose experiment is absent is empty, with a note saying why."""
+    runs = summaries.usable_runs(inp.runs, drop_study_warmup=drop_study_warmup)
+    tables: dict[str, pd.DataFrame] = {}
+    notes: dict[str, str] = {}
+
+    def attempt(name: str, fn) -> None:
+        try:
+            tables[name] = fn()
+        except AnalysisError as exc:
+            tables[name] = pd.DataFrame(columns=list(TABLE_COLUMNS[name]))
+            notes[name] = str(exc)
+
+    def fit() -> pd.DataFrame:
+        if tables["steps_summary"].empty:
+            raise AnalysisError(notes["steps_summary"])
+        return summaries.steps_fit(tables["steps_summary"])
+
+    attempt("steps_summary", lambda: summaries.steps_summary(runs))
+    attempt("steps_fit", fit)
+    attempt("batch_summary", lambda: summaries.batch_summary(runs))
+    attempt("pareto", lambda: pareto.pareto_table(runs, inp.scores, n_boot=n_boot, seed=seed))
+    attempt("sanity", lambda: sanity.sanity_table(inp.scores, inp.published_sanity))
+    if len(notes) == len(TABLE_COLUMNS):
+        raise AnalysisError("nothing to analyse: " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
+    extra = {}
+    if inp.study_tree is not None:
+        aggregates = compare.study_aggregates(inp.study_tree)
+        if not aggregates.empty:
+            extra["reproduction"] = compare.reproduction_table(
+                aggregates, tables["steps_summary"], tables["batch_summary"], tables["pareto"]
+            )
+    return AnalysisResult(tables, notes, extra)
+
+
+def write_tables(result: AnalysisResult, out: str | Path, readme: str) -> list[Path]:
+    """Write every table to a staging folder, then move the files into ``out`` (nothing on failure)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        names = []
+        for name, df in {**result.tables, **result.extra}.items():
+            df.to_csv(staging / f"{name}.csv", index=False, lineterminator="\n")
+            names.append(f"{name}.csv")
+        (staging / "README.md").write_text(readme, encoding="utf-8")
+        names.append("README.md")
+        out.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            os.replace(staging / n, out / n)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / n for n in names]
+
+
+def readme_text(
+    inp: AnalysisInput, result: AnalysisResult, *, drop_study_warmup: bool, n_boot: int, seed: int
+) -> str:
+    """What each table holds, how it was made, and where it deliberately differs from the study."""
+    lines = [
+        "# Analysis tables",
+        "",
+        "Written by `tta-energy analyze`. Energies in joules (J); GPU energy per "
+        "generation unless the column says otherwise. Rows are grouped by platform "
+        "(`source, gpu_name, model, dtype, size`) before anything is averaged.",
+        "",
+        "Inputs:",
+        *[f"- {s}" for s in inp.sources],
+        "",
+        f"Options: study warm-up rows {'excluded' if drop_study_warmup else 'included (as the study did)'}; "
+        f"bootstrap resamples {n_boot} (seed {seed}); intervals are 95 %.",
+        "",
+        "| table | content |",
+        "|---|---|",
+        "| steps_summary.csv | per model x steps: n_runs, mean / sample std (ddof 1) / SEM / t interval of "
+        "GPU energy; CodeCarbon total energy (`energy_J_*`), duration, energy per second of audio, per "
+        "denoiser call; `gpu_energy_kWh_*` = the study's own arithmetic on its kWh column |",
+        "| steps_fit.csv | least squares of the per-step-count mean GPU energy vs nominal steps "
+        "(`slope_J_per_step, intercept_J, r2`) and vs denoiser calls actually made (`*_calls`) |",
+        "| batch_summary.csv | energy to make 10 clips at each batch size (per run: sum over its calls; then "
+        "mean / std over runs), per clip, per second of audio, `ratio_to_batch1`; `study_error_J` is the "
+        "error bar the study drew |",
+        "| pareto.csv | per data set x metric: each (model, steps) with mean GPU energy per generation, "
+        "score, `pareto_optimal` (strict dominance), `front_frequency` under bootstrap, energy interval |",
+        "| sanity.csv | subset vs full-set scores: Pearson r / p, OLS `score ~ steps * C(group)` "
+        "interaction p (`ancova_p`), mean shift; `published_*` = the study's own values where present |",
+    ]
+    if "reproduction" in result.extra:
+        rep = result.extra["reproduction"]
+        lines.append(
+            f"| reproduction.csv | this project's numbers next to the study's aggregate files: "
+            f"{int(rep['matches'].sum())} of {len(rep)} equal within relative {compare.REPRODUCTION_RTOL:g} |"
+        )
+    if result.notes:
+        lines += ["", "Empty tables:"] + [f"- {k}: {v}" for k, v in result.notes.items()]
+    lines += [
+        "",
+        "Where this project deliberately differs from the study's notebooks:",
+        "- `gpu_energy_J_per_10_clips_std` is the standard deviation of the per-run totals for every batch "
+        "size; the study drew a standard error for b = 1, 2, 5 and a standard deviation for b = 10 "
+        "(kept in `study_error_J` / `study_error_kind`).",
+        "- Scores and energies are joined on (model, data set, steps); the table printed by the study's "
+        "`qualitymetrics_analysis.ipynb` has the AudioCaps and Clotho CLAP columns swapped.",
+        "- `first_generation_included` flags means that contain the first call of one of the study's "
+        "scripts (CUDA warm-up, e.g. AudioLDM 10 steps run 1: 113 J vs 64 J); `--drop-study-warmup` "
+        "removes those calls.",
+        "- Fronts use the mean energy per generation (the study: the 300-clip sum; same fronts). "
+        "Make-An-Audio (2) at 150 steps ran 167 iterations: see `denoiser_calls` and the `*_calls` fit.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def analyze(
+    study: str | Path | None,
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    scores: Sequence[str | Path] = (),
+    drop_study_warmup: bool = False,
+    n_boot: int = pareto.DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[list[Path], AnalysisResult]:
+    """Load, compute and write: the whole of ``tta-energy analyze``."""
+    if n_boot < 0:
+        raise TtaError(f"--bootstrap must be >= 0, got {n_boot}")
+    inp = load_inputs(study, runs, scores)
+    result = build_tables(inp, drop_study_warmup=drop_study_warmup, n_boot=n_boot, seed=seed)
+    readme = readme_text(inp, result, drop_study_warmup=drop_study_warmup, n_boot=n_boot, seed=seed)
+    return write_tables(result, out, readme), result
