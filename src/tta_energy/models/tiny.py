@@ -100,5 +100,6 @@ def tiny_t5(config: dict[str, Any]) -> dict[str, Any]:
 def tiny_gpt2(config: dict[str, Any]) -> dict[str, Any]:
     """A ``GPT2Config`` with tiny widths; ``n_positions`` kept."""
     cfg = copy.deepcopy(config)
-    cfg.update(n_embd=TINY_HIDDEN, n_layer=TINY_LAYERS, n_head=TINY_HEADS, vocab_size=TINY_VOCAB)
+    cfg.update(n_embd=TINY_HIDDEN, n_layer=TINY_LAYERS, n_head=TINY_HEADS, vocab_size=TINY_VOCAB,
+               bos_token_id=TINY_VOCAB - 1, eos_token_id=TINY_VOCAB - 1)
     return cfg
