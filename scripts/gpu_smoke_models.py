@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""GPU smoke test of every model: full size, random weights, fp16 on the GPU, 10 s at 10 and 100 steps.
+
+For each model: build, one short warm-up generation (not recorded), then one measured generation per step
+count: wall time, GPU energy (tta_energy.meter, else the raw NVML counter), peak GPU memory, whether the
+audio is finite. Rows are appended to ``--out`` (default data/smoke/models_gpu.csv); a model that fails to
+build or generate gets rows with status=error and the script goes on with the next model.
+
+    python scripts/gpu_smoke_models.py                      # all models whose adapter imports
+    python scripts/gpu_smoke_models.py --models audioldm,audioldm2 --out data/smoke/models_gpu.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tta_energy.models.registry import MODEL_NAMES
+from tta_energy.models.smoke import append_rows, importable_models, smoke_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="", help="comma-separated model names (default: all that import)")
+    parser.add_argument("--out", default="data/smoke/models_gpu.csv", help="CSV to append rows to")
+    parser.add_argument("--steps", default="10,100", help="comma-separated step counts")
+    parser.add_argument("--duration", type=float, default=10.0, help="audio seconds per clip")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtype", default=None, help="default: each model's (float16)")
+    parser.add_argument("--size", default="full", choices=("full", "tiny"))
+    parser.add_argument("--warmup-steps", type=int, default=2,
+                        help="steps of the unrecorded warm-up (0: none)")
+    args = parser.parse_args(argv)
+
+    steps = [int(s) for s in args.steps.split(",") if s.strip()]
+    if args.models:
+        names = [m.strip() for m in args.models.split(",") if m.strip()]
+    else:
+        names = list(importable_models(list(MODEL_NAMES)))
+    failed = 0
+    for name in names:
+        rows = smoke_model(name, steps, device=args.device, size=args.size, dtype=args.dtype,
+                           duration_s=args.duration, warmup_steps=args.warmup_steps)
+        append_rows(args.out, rows)  # after each model: a later crash keeps what was measured
+        failed += sum(r["status"] != "ok" for r in rows)
+    print(f"{len(names)} model(s), {failed} row(s) not ok -> {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
