@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tta_energy.analysis.study_import import StudyFormatError, StudyTree, canonical_model
+from tta_energy.analysis.study_import import StudyFormatError, StudyTree, canonical_model, read_csv_exact
 from tta_energy.schema import J_PER_KWH
 
 #: Relative difference under which a reproduced number counts as equal (CSV text round trips, sum order).
@@ -23,7 +23,7 @@ REPRODUCTION_RTOL = 1e-9
 
 
 def _read_value_file(path: Path, column: str = "gpu_energy") -> pd.DataFrame:
-    df = pd.read_csv(path, float_precision="round_trip")
+    df = read_csv_exact(path)
     if column not in df.columns:
         raise StudyFormatError(f"{path}: missing column '{column}'")
     return df

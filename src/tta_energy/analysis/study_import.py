@@ -481,6 +481,12 @@ class CaptionIndex:
         return entry if entry is not None else (f"{stem}.wav", "")
 
 
+def _caption_keys(file_name: str) -> set[str]:
+    """Stems a caption's file may appear under in ``project_name``: the study's scripts cut the file name at
+    its first dot (``20070918.galloping.horse.wav`` -> ``20070918``); the plain stem is accepted too."""
+    return {file_name.split(".")[0], Path(file_name).stem}
+
+
 def read_captions(tree: StudyTree) -> CaptionIndex:
     """``inferences/quality_metrics/CLAP/{audiocaps,clotho}_captions.csv`` when present."""
     index = CaptionIndex()
@@ -494,9 +500,12 @@ def read_captions(tree: StudyTree) -> CaptionIndex:
         for col in ("file_name", "caption"):
             if col not in df.columns:
                 raise StudyFormatError(f"{_rel(f, tree.root)}: missing column '{col}'")
-        index.by_dataset[dataset] = {
-            Path(fn).stem: (fn, cap) for fn, cap in zip(df["file_name"], df["caption"], strict=True)
-        }
+        entries: dict[str, tuple[str, str] | None] = {}
+        for fn, cap in zip(df["file_name"], df["caption"], strict=True):
+            for key in _caption_keys(fn):
+                # a key two captions share identifies neither: such rows keep '<stem>.wav' and no prompt
+                entries[key] = None if key in entries and entries[key] != (fn, cap) else (fn, cap)
+        index.by_dataset[dataset] = {k: v for k, v in entries.items() if v is not None}
     return index
 
 
@@ -576,11 +585,18 @@ SCORE_COLUMNS: tuple[str, ...] = (
 METRICS: dict[str, str] = {"clap": "clap_score", "fad": "fad_score"}
 
 
+def read_csv_exact(path: Path, **kwargs: object) -> pd.DataFrame:
+    """``pd.read_csv`` with correctly rounded floats (pandas 3's default; pandas 2 needs ``round_trip``)."""
+    if int(pd.__version__.split(".")[0]) < 3:
+        kwargs.setdefault("float_precision", "round_trip")
+    return pd.read_csv(path, **kwargs)
+
+
 def read_score_file(path: Path, metric: str, scope: str, tree_root: Path | None = None) -> pd.DataFrame:
     """One ``<M>_clap_scores.csv`` / ``<M>_fad_scores.csv`` as tidy rows (model, data set, steps, value)."""
     where = _rel(path, tree_root)
     try:
-        df = pd.read_csv(path, dtype={"model": str, "baseline": str}, float_precision="round_trip")
+        df = read_csv_exact(path, dtype={"model": str, "baseline": str})
     except pd.errors.EmptyDataError:
         raise StudyFormatError(f"{where}: empty file") from None
     value_col = METRICS[metric]
@@ -661,7 +677,7 @@ def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
         f = tree.sanitycheck / f"{metric}_analysis.csv"
         if not f.is_file():
             continue
-        df = pd.read_csv(f, float_precision="round_trip")
+        df = read_csv_exact(f)
         need = ("model", "baseline", "ancova_interaction_pvalue", "pearson_correlation", "pearson_pvalue")
         missing = [c for c in need if c not in df.columns]
         if missing:

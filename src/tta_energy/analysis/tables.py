@@ -104,17 +104,16 @@ def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
     for p in map(Path, paths):
         found = sorted(p.rglob(PUBLISHED_SANITY)) if p.is_dir() else [p] if p.name == PUBLISHED_SANITY else []
         if found:
-            return pd.read_csv(found[0], float_precision="round_trip")
+            return study_import.read_csv_exact(found[0])
     return None
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(
+    df = study_import.read_csv_exact(
         path,
         dtype={"model": str, "dataset": str, "metric": str, "caption_id": str, "scope": str, "source": str},
         keep_default_na=False,
         na_values=[""],
-        float_precision="round_trip",
     )
     missing = [c for c in SCORE_REQUIRED if c not in df.columns]
     if missing:
