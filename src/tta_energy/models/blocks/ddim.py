@@ -1,0 +1,80 @@
+"""The latent-diffusion (LDM) DDIM sampler that Make-An-Audio 1 and 2 use, with its "uniform" step spacing.
+
+LDM's ``make_ddim_timesteps(ddim_discr_method="uniform")`` takes the integer stride ``c = T // n`` and the
+timesteps ``range(0, T, c)`` shifted by one, so the number of denoiser calls is ``ceil(T / (T // n))``, not
+``n``: for T = 1000, n = 150 gives stride 6 and **167** calls (study-method.md §12 item 8), while 10, 25, 50,
+100 and 200 are exact.
+
+Per step (eta = 0, ``DDIMSampler.p_sample_ddim``): with a_t = alphas_cumprod[t] and a_prev the value at the
+previous (smaller) DDIM timestep (``alphas_cumprod[0]`` after the last one),
+``x0 = (x - sqrt(1 - a_t) * eps) / sqrt(a_t)`` and ``x_prev = sqrt(a_prev) * x0 + sqrt(1 - a_prev) * eps``.
+Noise schedule: LDM "linear" = betas ``linspace(sqrt(start), sqrt(end), T) ** 2`` (diffusers "scaled_linear").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def ldm_uniform_timesteps(steps: int, train_timesteps: int = 1000) -> np.ndarray:
+    """The DDIM timesteps LDM visits for ``steps`` nominal steps, ascending (1, 1 + c, 1 + 2c, ...)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if steps > train_timesteps:
+        raise ValueError(f"steps ({steps}) cannot exceed the {train_timesteps} training timesteps")
+    stride = train_timesteps // steps
+    timesteps = np.arange(0, train_timesteps, stride, dtype=np.int64) + 1
+    if timesteps[-1] >= train_timesteps:
+        # LDM indexes alphas_cumprod[train_timesteps] here and fails (stride divides T - 1: 3, 9, 27, 37, ...)
+        raise ValueError(f"LDM's uniform DDIM spacing cannot run {steps} steps: stride {stride} reaches timestep "
+                         f"{timesteps[-1]}, past the last of {train_timesteps}")
+    return timesteps
+
+
+def ldm_denoiser_calls(steps: int, train_timesteps: int = 1000) -> int:
+    """Denoiser evaluations LDM's DDIM makes for ``steps`` nominal steps (one per visited timestep)."""
+    return len(ldm_uniform_timesteps(steps, train_timesteps))
+
+
+def ldm_alphas_cumprod(
+    linear_start: float = 0.00085, linear_end: float = 0.012, train_timesteps: int = 1000
+) -> torch.Tensor:
+    """LDM's "linear" schedule (computed in float64, stored in float32 as LDM's buffers are)."""
+    betas = torch.linspace(linear_start**0.5, linear_end**0.5, train_timesteps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+
+
+class LdmDdimSampler:
+    """Deterministic DDIM (eta 0) over LDM's uniform timesteps."""
+
+    def __init__(
+        self, linear_start: float = 0.00085, linear_end: float = 0.012, train_timesteps: int = 1000
+    ) -> None:
+        self.train_timesteps = train_timesteps
+        self.alphas_cumprod = ldm_alphas_cumprod(linear_start, linear_end, train_timesteps)
+
+    def timesteps(self, steps: int) -> np.ndarray:
+        return ldm_uniform_timesteps(steps, self.train_timesteps)
+
+    def sample(
+        self, x: torch.Tensor, steps: int, eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, int]:
+        """Run the loop from noise ``x``; ``eps_fn(x, t)`` returns the (guided) noise prediction.
+
+        ``t`` is a long tensor of shape (batch,) on ``x``'s device. Returns (x_0, denoiser evaluations).
+        """
+        ts = self.timesteps(steps)
+        alphas = self.alphas_cumprod[ts]
+        alphas_prev = torch.cat([self.alphas_cumprod[:1], self.alphas_cumprod[ts[:-1]]])
+        calls = 0
+        for i in reversed(range(len(ts))):
+            t = torch.full((x.shape[0],), int(ts[i]), device=x.device, dtype=torch.long)
+            eps = eps_fn(x, t)
+            calls += 1
+            a_t, a_prev = float(alphas[i]), float(alphas_prev[i])
+            x0 = (x - (1.0 - a_t) ** 0.5 * eps) / a_t**0.5
+            x = a_prev**0.5 * x0 + (1.0 - a_prev) ** 0.5 * eps
+        return x, calls
