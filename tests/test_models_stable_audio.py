@@ -44,6 +44,21 @@ def request(**kw) -> GenerationRequest:
     return GenerationRequest(**{**base, **kw})
 
 
+def small_t5_tokenizer(texts: list[str]):
+    """A real T5TokenizerFast (SentencePiece-style unigram) with a small vocabulary trained on ``texts``:
+    the hub vocabulary cannot be downloaded, but the tokenizer code path is the real one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import T5TokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=60, unk_token="<unk>",
+                                                           special_tokens=["<pad>", "</s>", "<unk>"]))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                           extra_ids=0, model_max_length=128)
+
+
 def test_full_size_matches_models_md(full):
     d = describe_adapter(full)
     assert d["total_params"] == pytest.approx(1323.1e6, rel=0.01)
@@ -170,6 +185,26 @@ def test_save_load_round_trip(tiny, tmp_path):
     assert loaded.weights == str(tmp_path / "sao")
     req = request(negative_prompt="Low quality.", steps=3)
     assert np.array_equal(tiny.generate(req).waveforms, loaded.generate(req).waveforms)
+
+
+def test_real_tokenizer_path_equals_the_pipeline_on_prompts(tiny, tmp_path):
+    """A checkpoint with a tokenizer: generate equals StableAudioPipeline called with the prompt strings."""
+    prompts = ["a dog barks in the distance", "rain on a tin roof, heavy"]
+    tiny.text.tokenizer = small_t5_tokenizer(prompts + ["Low quality."])
+    try:
+        tiny.save_pretrained(tmp_path / "sao")
+    finally:
+        tiny.text.tokenizer = None
+    assert (tmp_path / "sao" / "tokenizer" / "tokenizer.json").is_file()
+    loaded = build_model("stable-audio-open", "tiny", weights=str(tmp_path / "sao"), dtype="float32")
+    assert not loaded.text.synthetic
+    req = request(prompts=prompts, negative_prompt="Low quality.", steps=3, seed=11)
+    pipe = loaded.pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    reference = pipe(prompts, negative_prompt=["Low quality."] * 2, num_inference_steps=3, audio_end_in_s=1.0,
+                     generator=torch.Generator().manual_seed(11)).audios.numpy()
+    ours = loaded.generate(req).waveforms
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max())
 
 
 def test_mismatched_checkpoint_lists_the_keys(tiny, tmp_path):

@@ -53,6 +53,21 @@ def request(**kw) -> GenerationRequest:
     return GenerationRequest(**{**base, **kw})
 
 
+def small_t5_tokenizer(texts: list[str]):
+    """A real T5TokenizerFast (SentencePiece-style unigram) with a small vocabulary trained on ``texts``:
+    flan-t5's vocabulary cannot be downloaded, but the tokenizer code path is the real one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import T5TokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=60, unk_token="<unk>",
+                                                           special_tokens=["<pad>", "</s>", "<unk>"]))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                           extra_ids=0, model_max_length=512)
+
+
 class Recording(torch.nn.Module):
     """Wraps the UNet, recording what the sampling loop feeds it."""
 
@@ -208,6 +223,27 @@ def test_save_load_round_trip(saved, tiny):
     for name, module in tango2.components().items():
         reference = tiny.components()[name].state_dict()
         assert all(torch.equal(t, reference[k]) for k, t in module.state_dict().items()), name
+
+
+def test_a_tokenizer_in_the_folder_is_used(saved, tmp_path):
+    import shutil
+
+    folder = tmp_path / "with-tokenizer"
+    shutil.copytree(saved, folder)
+    prompts = ["a dog barks", "rain on a tin roof, heavy"]
+    tokenizer = small_t5_tokenizer(prompts)
+    tokenizer.save_pretrained(folder / "tokenizer")
+    loaded = build_model("tango", "tiny", weights=str(folder))
+    assert not loaded.text.synthetic
+    expected = tokenizer(prompts, padding=True, return_tensors="pt")
+    recorder = Recording(loaded.denoiser)
+    loaded.denoiser = recorder
+    loaded.generate(request(prompts=prompts, steps=1))
+    _, context, mask = recorder.calls[0]
+    width = expected.input_ids.shape[1]
+    assert tuple(context)[:2] == (4, width)
+    assert mask[:2].sum(dim=1).tolist() == [1, 1]  # "" -> </s> padded to the prompts' length
+    assert torch.equal(mask[2:], expected.attention_mask == 1)
 
 
 def _ldm_vae_shapes(ch: int, ch_mult: list[int], blocks: int, z: int) -> dict[str, tuple[int, ...]]:
