@@ -73,6 +73,7 @@ def test_full_size_matches_models_md(full):
     t5 = d["gflop_per_generation_by_call"]["text_encoder"] * 2
     assert t5 == pytest.approx(45, rel=0.02)
     assert d["denoiser"].endswith("(StableAudioDiTModel)")
+    assert d["notes"]["latent_frames"] == 1024 and d["notes"]["t5_tokens"] == 128
 
 
 def test_defaults_are_the_study_settings(full):

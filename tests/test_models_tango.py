@@ -94,6 +94,7 @@ def test_full_size_matches_models_md(full):
     assert by_call["vae"] == pytest.approx(671, rel=0.01)
     assert by_call["text_encoder"] + by_call["text_encoder (unconditional)"] == pytest.approx(25, rel=0.02)
     assert by_call["vocoder"] == pytest.approx(1003 * 1024 / 1000, rel=0.01)  # HiFi-GAN on 10.24 s
+    assert d["notes"]["t5_tokens"] == 20 and d["notes"]["clip_seconds"] == pytest.approx(10.24)
 
 
 def test_tango2_is_the_same_architecture(full):

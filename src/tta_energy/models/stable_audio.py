@@ -566,6 +566,12 @@ class StableAudioOpenAdapter(ModelAdapter):
             ModuleCall("vae", self.vae, (latents,), method="decode"),
         ]
 
+    def describe_extra(self) -> dict[str, object]:
+        return {"latent_frames": self.latent_length, "latent_seconds": round(self.max_duration_s, 3),
+                "t5_tokens": self.text.max_length,
+                "tokenizer": "synthetic ids" if self.text.synthetic else type(self.text.tokenizer).__name__,
+                "vocoder": "none: the Oobleck decoder outputs the waveform (counted under 'vae'/decoding)"}
+
     def latent_frames_for(self, duration_s: float) -> int:
         """Latent frames covering ``duration_s`` (for a lever that computes only the requested length)."""
         return math.ceil(duration_s * self.sample_rate / self.hop_length)

@@ -853,6 +853,11 @@ class TangoAdapter(ModelAdapter):
             ModuleCall("vocoder", self.vocoder, (mel,)),
         ]
 
+    def describe_extra(self) -> dict[str, object]:
+        return {"t5_tokens": DESCRIBE_TEXT_TOKENS, "latent_shape": [8, self.latent_frames, self.latent_bins],
+                "clip_seconds": self.clip_seconds, "max_batch_default": DEFAULT_MAX_BATCH,
+                "tokenizer": "synthetic ids" if self.text.synthetic else type(self.text.tokenizer).__name__}
+
 
 class Tango2Adapter(TangoAdapter):
     """Tango 2 (declare-lab/tango2-full): Tango's architecture and sampler, DPO-fine-tuned UNet weights."""
