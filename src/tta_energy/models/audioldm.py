@@ -131,12 +131,15 @@ def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: 
             raise ModelError(f"weights path {path} holds a {found} checkpoint, "
                              f"not a {pipeline_cls.__name__} one")
         source = str(path)
+        # components saved as null (a replica's missing tokenizers) must be passed as None explicitly
+        absent = {k: None for k, v in index.items()
+                  if not k.startswith("_") and isinstance(v, list) and all(x is None for x in v)}
     else:
-        source = weights
+        source, absent = weights, {}
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
         with quiet_diffusers():
-            pipe = pipeline_cls.from_pretrained(source, torch_dtype=dtype, local_files_only=offline)
+            pipe = pipeline_cls.from_pretrained(source, dtype=dtype, local_files_only=offline, **absent)
     except Exception as exc:  # diffusers/transformers/hub errors: keep the first line only
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load {pipeline_cls.__name__} weights from {weights}: {first}") from None
