@@ -40,6 +40,7 @@ pd.set_option("display.width", 160)
 # %% tags=["parameters"]
 runs_paths = None  # run tables or folders of them; None: the repository's data/
 figures_dir = None  # where figures go; None: the repository's figures/
+n_boot = 1000  # bootstrap resamples (front frequencies)
 
 # %%
 inputs = notebook_inputs(runs_paths, figures_dir)
@@ -64,7 +65,7 @@ COLUMNS = [
 ]
 for label, rows in platforms:
     try:
-        table = pareto.pareto_table(rows, inputs.scores_for(rows))
+        table = pareto.pareto_table(rows, inputs.scores_for(rows), n_boot=n_boot)
     except AnalysisError as exc:
         plots.plot_pareto(pd.DataFrame(), inputs.figures, label)
         print(f"{label}: {exc}")

@@ -48,7 +48,8 @@ def pareto_mask_batched(energy: np.ndarray, score: np.ndarray, higher_is_better:
 
 def study_sweep_front(energy: np.ndarray, score: np.ndarray, higher_is_better: bool) -> np.ndarray:
     """The study's own algorithm: sort by energy (ties: better score first), keep every point whose score is
-    at least the last kept one's. Kept for comparison; it keeps exact ties, :func:`pareto_mask` does not."""
+    at least the last kept one's. Kept for comparison: being non-strict, it also keeps a point that only ties
+    the score of a cheaper one, which :func:`pareto_mask` (strict dominance) drops."""
     energy = np.asarray(energy, dtype="float64")
     quality = np.asarray(score, dtype="float64") * (1.0 if higher_is_better else -1.0)
     order = np.lexsort((-quality, energy))

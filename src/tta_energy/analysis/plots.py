@@ -383,7 +383,8 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         )
     time = pd.to_numeric(df[tcol], errors="coerce")
     if time.isna().all():  # ISO timestamps
-        time = pd.to_datetime(df[tcol], errors="coerce", utc=True).astype("int64") / 1e9
+        stamps = pd.to_datetime(df[tcol], errors="coerce", utc=True, format="ISO8601")
+        time = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     out = pd.DataFrame({"t_abs": time.astype("float64"), "power_W": pd.to_numeric(df[pcol], errors="coerce")})
     for extra in ("device", "gpu", "temperature_C", "sm_clock_MHz"):
         if extra in df.columns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -52,23 +53,27 @@ class AnalysisInput:
     sources: list[str] = field(default_factory=list)  # what was read, for the README
 
 
-def is_run_table(path: Path) -> bool:
-    """A CSV whose header starts like the schema's (what ``schema.write_runs`` writes)."""
+_REQUIRED_RUN_COLUMNS = {c.name for c in schema.COLUMNS if c.required}
+#: Enough to tell a (possibly damaged) run table given by name: validation then names what is missing.
+_RUN_TABLE_MARKERS = {"source", "experiment", "model", "config_id"}
+
+
+def _header(path: Path) -> set[str]:
     try:
         with open(path, encoding="utf-8") as fh:
-            header = fh.readline().strip().split(",")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return len(header) > 3 and header == list(schema.COLUMN_NAMES)[: len(header)]
+            return set(next(csv.reader([fh.readline()]), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
+def is_run_table(path: Path, *, named: bool = False) -> bool:
+    """A CSV with every required schema column; a file given by name needs only the marker columns."""
+    header = _header(path)
+    return (header >= _RUN_TABLE_MARKERS) if named else (header >= _REQUIRED_RUN_COLUMNS)
 
 
 def is_score_table(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            header = set(fh.readline().strip().split(","))
-    except (OSError, UnicodeDecodeError):
-        return False
-    return set(SCORE_REQUIRED) <= header
+    return set(SCORE_REQUIRED) <= _header(path)
 
 
 def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
@@ -87,7 +92,7 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
             if c.resolve() in seen or c.name == PUBLISHED_SANITY:
                 continue
             seen.add(c.resolve())
-            if is_run_table(c):
+            if is_run_table(c, named=p.is_file()):
                 runs.append(c)
             elif is_score_table(c):
                 scores.append(c)

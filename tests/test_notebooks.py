@@ -1,0 +1,108 @@
+"""The notebooks: paired with their jupytext text files, committed without outputs, and executed.
+
+Execution goes through ``python -m tta_energy.analysis.reproduce`` (what ``make reproduce`` runs):
+once on the repository's ``data/`` (the study's data imported in ``data/study`` plus any measurements of
+this project), once on a copy of the study given with ``--study`` (a 7-model tree built from
+``../shared/paper-data``) together with synthetic H200 run tables that carry phases and a power trace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from analysis_fixtures import REPO, build_full_tree, load_paper_data, make_h200_runs
+
+from tta_energy.analysis import plots, reproduce
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.py"))
+
+
+def test_there_is_a_notebook_per_experiment_and_one_comparison():
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_inference_steps",
+        "02_batch_size",
+        "03_quality_pareto",
+        "04_h200_vs_a40",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_pairs_are_in_sync_and_committed_without_outputs(path: Path):
+    text = jupytext.read(path)
+    ipynb_path = path.with_suffix(".ipynb")
+    assert ipynb_path.is_file(), f"{ipynb_path.name} missing: run `jupytext --sync {path}`"
+    ipynb = nbformat.read(ipynb_path, as_version=4)
+    assert [(c.cell_type, c.source) for c in text.cells] == [(c.cell_type, c.source) for c in ipynb.cells], (
+        f"{path.name} and {ipynb_path.name} differ: run `jupytext --sync notebooks/*.py`"
+    )
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{ipynb_path.name} has outputs"
+    assert any("parameters" in c.metadata.get("tags", []) for c in text.cells)
+    assert ipynb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+
+
+def _drawn(figures: Path) -> dict[str, dict[str, str]]:
+    return {s: e for s, e in plots.read_manifest(figures).items() if e["status"] == "drawn"}
+
+
+def test_reproduce_on_the_repository_data(tmp_path):
+    if not (REPO / "data").is_dir():
+        pytest.skip("no data/ folder")
+    figures = tmp_path / "figures"
+    index = reproduce.reproduce(REPO / "data", figures, executed=tmp_path / "executed", n_boot=100)
+    drawn = _drawn(figures)
+    if (REPO / "data" / "study").is_dir():
+        for stem in (
+            "steps-energy-linear-study-a40",
+            "steps-energy-log-study-a40",
+            "batch-energy-per-clip-study-a40",
+            "pareto-study-a40",
+            "sanity-scores-study-a40",
+        ):
+            assert stem in drawn, stem
+            assert (figures / f"{stem}.pdf").stat().st_size > 1000 and (figures / f"{stem}.png").is_file()
+    text = index.read_text()
+    for stem in drawn:
+        assert f"![{stem}]({stem}.png)" in text
+    assert (figures / "tables" / "steps_summary.csv").is_file()
+    executed = sorted(p.stem for p in (tmp_path / "executed").glob("*.ipynb"))
+    assert executed == [p.stem for p in NOTEBOOKS]
+    # the committed notebooks were not touched (outputs go elsewhere)
+    for path in NOTEBOOKS:
+        ipynb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
+        assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code")
+
+
+def test_reproduce_with_a_study_copy_and_h200_measurements(tmp_path):
+    study = build_full_tree(tmp_path / "study-copy", quality_rows=60)
+    data = tmp_path / "data"
+    make_h200_runs(data / "h200", load_paper_data().runs["steps"])
+    figures = tmp_path / "figures"
+    logs: list[str] = []
+    index = reproduce.reproduce(data, figures, study=study, n_boot=50, log=logs.append)
+    drawn = _drawn(figures)
+    for stem in (
+        "steps-energy-linear-study-a40",
+        "steps-energy-linear-tta-energy-h200",
+        "pareto-study-a40",
+        "batch-energy-per-clip-study-a40",
+        "phase-energy-tta-energy-h200",
+        "power-trace-tta-energy-h200",
+        "platform-comparison",
+        "sanity-scores-study-a40",
+    ):
+        assert stem in drawn, (stem, sorted(drawn))
+    skipped = {s for s, e in plots.read_manifest(figures).items() if e["status"] == "skipped"}
+    assert "phase-energy-study-a40" in skipped and "power-trace-study-a40" in skipped
+    assert any("importing the study" in line for line in logs)
+    text = index.read_text()
+    assert "(imported)" in text and "H200 (this project) vs A40 (study)" in text
+    # the 7 models of the copy reach the figures' tables
+    import pandas as pd
+
+    steps = pd.read_csv(figures / "tables" / "steps_summary.csv")
+    assert steps.loc[steps["source"] == "study", "model"].nunique() == 7
