@@ -104,6 +104,17 @@ def test_tiny_generates_one_second_of_stereo(tiny):
     assert tuple(out.latents.shape) == (1, 8, 32)
 
 
+def test_float16_keeps_t5_wo_in_float32_like_from_pretrained():
+    half = build_model("stable-audio-open", "tiny", dtype="float16")
+    ff = half.text_encoder.encoder.block[0].layer[1].DenseReluDense
+    assert ff.wo.weight.dtype == torch.float32 and ff.wi.weight.dtype == torch.float16
+    assert half.denoiser.proj_in.weight.dtype == torch.float16
+    out = half.generate(request(steps=1))
+    assert out.waveforms.dtype == np.float32 and np.isfinite(out.waveforms).all()
+    half.set_dtype(torch.bfloat16)  # the precision lever's hook: bf16 has no fp32 exception
+    assert ff.wo.weight.dtype == torch.bfloat16 and half.dtype == torch.bfloat16
+
+
 def test_seed_decides_the_noise(tiny):
     a = tiny.generate(request(seed=1)).waveforms
     b = tiny.generate(request(seed=1)).waveforms

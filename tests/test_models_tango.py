@@ -108,7 +108,10 @@ def test_defaults_are_the_study_settings(full):
     assert full.dtype == torch.float32  # the study ran Tango in fp32
     assert (d.dtype, d.guidance_scale, d.negative_prompt, d.fixed_duration_s, d.sample_rate) == (
         "float32", 3.0, "", 10.24, 16000)
-    assert build_model("tango", "full", device="meta", dtype="float16").dtype == torch.float16
+    half = build_model("tango", "full", device="meta", dtype="float16")
+    assert half.dtype == torch.float16 and half.denoiser.conv_in.weight.dtype == torch.float16
+    # as transformers' from_pretrained(torch_dtype=float16): T5's feed-forward output stays float32
+    assert half.text_encoder.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.float32
     assert full.clip_seconds == pytest.approx(10.24)
 
 

@@ -226,6 +226,13 @@ class StableAudioOpenAdapter(ModelAdapter):
     def denoiser(self, module: torch.nn.Module) -> None:
         self._denoiser = module
 
+    def set_dtype(self, dtype: torch.dtype) -> None:
+        """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
+        loads it)."""
+        for module in self.components().values():
+            cast_module(module, None, dtype)
+        self.dtype = dtype
+
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def build(

@@ -128,10 +128,18 @@ def seeded_init(device: torch.device) -> Iterator[None]:
         yield
 
 
-def cast_module(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Move/cast with plain ``nn.Module.to`` (diffusers' override only adds a warning about fp32-kept modules,
-    of which these classes have none), then eval mode without gradients."""
+def cast_module(module: torch.nn.Module, device: torch.device | None, dtype: torch.dtype) -> torch.nn.Module:
+    """Move/cast as ``from_pretrained(torch_dtype=...)`` would, then eval mode without gradients.
+
+    transformers keeps a model's ``_keep_in_fp32_modules`` in float32 when loading in float16 (T5: the
+    feed-forward output ``wo``), so the replicas and the lever's precision switch do the same. Plain
+    ``nn.Module.to`` is used because diffusers' override only adds a notice about such modules (its classes
+    here have none)."""
     torch.nn.Module.to(module, device=device, dtype=dtype)
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ()) if dtype == torch.float16 else set()
+    for name, sub in module.named_modules():
+        if name.rsplit(".", 1)[-1] in keep:
+            torch.nn.Module.to(sub, dtype=torch.float32)
     return module.eval().requires_grad_(False)
 
 
@@ -424,6 +432,13 @@ class TangoAdapter(ModelAdapter):
     @denoiser.setter
     def denoiser(self, module: torch.nn.Module) -> None:
         self._denoiser = module
+
+    def set_dtype(self, dtype: torch.dtype) -> None:
+        """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
+        loads it)."""
+        for module in self.components().values():
+            cast_module(module, None, dtype)
+        self.dtype = dtype
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
