@@ -1,0 +1,207 @@
+"""``tta-energy score``: FAD, FAD-inf and CLAP score of generated audio, one tidy table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from tta_energy.errors import TtaError
+
+SCORE_HELP = """Score generated audio: FAD, FAD-inf and CLAP score on LAION-CLAP embeddings.
+
+One folder (--generated DIR, with --model/--dataset/--steps for the table) or a whole sweep output
+tree (--tree AUDIO_DIR laid out as AUDIO_DIR/<model>/<dataset>/<steps>/*.wav, what
+`tta-energy sweep -e quality` writes). FAD/FAD-inf compare with the real recordings of --reference;
+the CLAP score pairs each caption of --captions (file_name, caption, duration; audiocaps / clotho
+default to the study's bundled files) with the clip of the same file name.
+
+Checkpoints (a Hugging Face ClapModel folder or a LAION-CLAP .pt file, by path or by name looked up
+in --checkpoint-dir, $TTA_ENERGY_CLAP_DIR and ./checkpoints/clap) default to what the study used:
+FAD with 630k-audioset-best (fadtk clap-laion-audio, non-fusion), the CLAP score with
+630k-audioset-fusion-best (stable-audio-metrics). Audio: mono mean, soxr to 48 kHz, int16
+round-trip, peak -1 dBFS for the CLAP score only, clips over 10 s cut into 10 s windows. Output
+columns: model, dataset, steps, metric, value, ci_low, ci_high, n_generated, n_reference, embedding,
+ci_method, fit_r2. See docs/quality.md.
+"""
+
+
+def _named_paths(values: list[str] | None, option: str) -> tuple[Path | None, dict[str, Path]]:
+    """``--opt PATH`` (one for all) and/or ``--opt DATASET=PATH`` (repeatable)."""
+    plain: Path | None = None
+    named: dict[str, Path] = {}
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not Path(value).exists():
+            if name in named:
+                raise TtaError(f"{option} is given twice for {name}")
+            named[name] = Path(rest)
+        elif plain is None:
+            plain = Path(value)
+        else:
+            raise TtaError(f"{option} is given twice; for several data sets write {option} DATASET=PATH")
+    return plain, named
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("score", help=SCORE_HELP)
+    def score_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="score table to write (CSV)"),
+        generated: Path | None = typer.Option(None, help="folder of generated clips (one configuration)"),
+        tree: Path | None = typer.Option(
+            None, help="sweep output tree <tree>/<model>/<dataset>/<steps>/*.wav"
+        ),
+        reference: list[str] | None = typer.Option(
+            None,
+            help="folder of reference recordings for FAD; with several data sets DATASET=DIR (repeatable)",
+        ),
+        captions: list[str] | None = typer.Option(
+            None,
+            help="caption file (file_name, caption, duration); DATASET=FILE (repeatable); audiocaps and "
+            "clotho default to the study's bundled files",
+        ),
+        checkpoint: str = typer.Option(
+            "630k-audioset-fusion-best",
+            help="CLAP checkpoint of the CLAP score (path or name; the study: 630k-audioset-fusion-best)",
+        ),
+        fad_checkpoint: str = typer.Option(
+            "630k-audioset-best",
+            help="CLAP checkpoint of FAD and FAD-inf (path or name; the study: 630k-audioset-best)",
+        ),
+        checkpoint_dir: list[Path] | None = typer.Option(
+            None, help="folder where checkpoint names are looked up (repeatable)"
+        ),
+        backend: str = typer.Option("auto", help="auto (folder: hf, .pt: laion), hf or laion"),
+        model: str | None = typer.Option(
+            None, help="model name in the table (--generated; default: folder name)"
+        ),
+        dataset: str | None = typer.Option(
+            None,
+            help="data set name in the table (--generated; default: the "
+            "reference folder or caption file name)",
+        ),
+        steps: int | None = typer.Option(None, help="denoising steps in the table (--generated)"),
+        metrics: str = typer.Option(
+            "fad,fad_inf,clap", help="comma list of fad, fad_inf, fad_inf_without_replacement, clap"
+        ),
+        bootstrap: int = typer.Option(1000, help="resamples of the confidence intervals (0: none)"),
+        seed: int = typer.Option(0, help="seed of FAD-inf's subsampling and of the intervals"),
+        fad_inf_ci: bool = typer.Option(
+            False, "--fad-inf-ci", help="also an interval for FAD-inf (25 distances per resample: slow)"
+        ),
+        fad_regularize: str = typer.Option(
+            "auto",
+            help="eps*I on the covariances: auto (only if the "
+            "eigen-decomposition fails), always (when singular), never",
+        ),
+        hop: float | None = typer.Option(
+            None, help="seconds between 10 s windows of longer clips (default 10)"
+        ),
+        cache: Path | None = typer.Option(
+            None, help="embedding cache folder (default ~/.cache/tta-energy/embeddings)"
+        ),
+        no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write cached embeddings"),
+        per_clip: Path | None = typer.Option(None, help="also write the per-clip CLAP scores (CSV)"),
+        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        batch_size: int = typer.Option(16, help="10 s windows per forward pass"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    ) -> None:
+        from tta_energy.quality import score as sc
+        from tta_energy.quality.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+        from tta_energy.quality.embeddings import load_embedder, resolve_checkpoint
+
+        wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        if fad_regularize not in ("auto", "always", "never"):
+            raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")
+        settings = sc.ScoreSettings(
+            metrics=wanted,
+            n_resamples=bootstrap,
+            seed=seed,
+            fad_inf_ci=fad_inf_ci,
+            regularize=fad_regularize,
+            hop_s=hop,
+            batch_windows=batch_size,
+            progress=not quiet,
+        )
+        for path in (out, per_clip):
+            if path is not None and not path.parent.is_dir():
+                raise TtaError(f"output folder {path.parent} does not exist")
+        if per_clip is not None and per_clip.resolve() == out.resolve():
+            raise TtaError("--per-clip and --out must be different files")
+        jobs = _jobs(generated, tree, reference, captions, model, dataset, steps, settings)
+        fad_path = resolve_checkpoint(fad_checkpoint, checkpoint_dir or ()) if settings.wants_fad else None
+        clap_path = resolve_checkpoint(checkpoint, checkpoint_dir or ()) if "clap" in wanted else None
+        planned = sc.plan_jobs(jobs, settings)  # every input checked before a model is loaded
+
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        loaded: dict[Path, object] = {}
+        for path in (fad_path, clap_path):
+            if path is not None and path.resolve() not in loaded:
+                loaded[path.resolve()] = load_embedder(
+                    path, backend=backend, device=device, batch_size=batch_size
+                )
+        fad_embedder = loaded[fad_path.resolve()] if fad_path is not None else None
+        clap_embedder = loaded[clap_path.resolve()] if clap_path is not None else None
+        store = EmbeddingCache(None if no_cache else (cache or DEFAULT_CACHE_DIR))
+        result = sc.score_jobs(
+            planned, settings, cache=store, fad_embedder=fad_embedder, clap_embedder=clap_embedder
+        )
+        sc.write_csv_atomic(result.table, out)
+        if per_clip is not None:
+            sc.write_csv_atomic(result.per_clip, per_clip)
+        shown = ", ".join(f"{r.metric} {r.value:.4g}" for r in result.table.head(3).itertuples())
+        more = " ..." if len(result.table) > 3 else ""
+        typer.echo(
+            f"scored {len(planned)} configuration(s) [{', '.join(wanted)}] -> {out} ({len(result.table)} "
+            f"rows; {shown}{more}; embeddings: {result.computed} computed, {result.cached} from cache)"
+        )
+
+
+def _jobs(
+    generated: Path | None,
+    tree: Path | None,
+    reference: list[str] | None,
+    captions: list[str] | None,
+    model: str | None,
+    dataset: str | None,
+    steps: int | None,
+    settings: object,
+) -> list:
+    from tta_energy.quality.score import ScoreJob, bundled_captions, discover_tree
+
+    if (generated is None) == (tree is None):
+        raise TtaError("give exactly one of --generated DIR (one configuration) or --tree DIR (a sweep tree)")
+    ref_plain, ref_named = _named_paths(reference, "--reference")
+    cap_plain, cap_named = _named_paths(captions, "--captions")
+
+    def captions_for(name: str) -> Path | None:
+        return cap_named.get(name) or cap_plain or bundled_captions(name)
+
+    def reference_for(name: str) -> Path | None:
+        return ref_named.get(name) or ref_plain
+
+    if generated is not None:
+        if ref_named or cap_named:
+            raise TtaError("with --generated give --reference DIR and --captions FILE without DATASET=")
+        name = (
+            dataset
+            or (ref_plain.name if ref_plain else None)
+            or (re.sub(r"_captions$", "", cap_plain.stem) if cap_plain else None)
+            or ""
+        )
+        return [
+            ScoreJob(model or generated.resolve().name, name, steps, generated, ref_plain, captions_for(name))
+        ]
+    if model or dataset or steps is not None:
+        raise TtaError("--model/--dataset/--steps name one --generated folder; a --tree names its own")
+    configs = discover_tree(tree)
+    datasets = sorted({d for _, d, _, _ in configs})
+    if ref_plain is not None and len(datasets) > 1:
+        raise TtaError(
+            f"{tree} holds several data sets ({', '.join(datasets)}): give --reference DATASET=DIR"
+        )
+    return [ScoreJob(m, d, s, folder, reference_for(d), captions_for(d)) for m, d, s, folder in configs]

@@ -1,0 +1,159 @@
+"""Audio as CLAP wants it: mono, 48 kHz, optional peak normalisation, int16 round-trip, <= 10 s windows.
+
+* Decoding: soundfile (WAV, FLAC, OGG, ...). Unreadable, empty, zero-length or non-finite audio is an
+  :class:`AudioError` naming the file.
+* Channels: mean of all channels (what ``librosa.load(mono=True)`` and ``sox -c 1`` do).
+* Rate: soxr "HQ" (the SoX resampler behind fadtk's conversion and librosa's default) to 48 kHz.
+* Level: stable-audio-metrics peak-normalises every file to -1 dBFS before the CLAP score; fadtk does not
+  normalise for FAD. Both are settings (:attr:`AudioPrep.peak_dbfs`). Silence stays silence.
+* Quantisation: both peers store/round-trip the audio as int16 (clip to [-1, 1], x * 32767 truncated, /
+  32767).
+* Length: CLAP takes at most 10 s (480,000 samples) and repeat-pads shorter input itself. Longer clips are cut
+  here, deterministically, into 10 s windows starting every ``hop_s`` seconds, the last window aligned with
+  the end of the clip so that every window is real audio (no random crop, no fusion of random chunks;
+  LAION-CLAP#166).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from tta_energy.errors import TtaError
+
+CLAP_SAMPLE_RATE = 48_000
+CLAP_WINDOW_S = 10.0
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+
+
+class AudioError(TtaError):
+    """An audio file that cannot be scored (unreadable, empty, zero-length, NaN)."""
+
+
+@dataclass(frozen=True)
+class AudioPrep:
+    """How a file becomes model input; part of the embedding cache key."""
+
+    sample_rate: int = CLAP_SAMPLE_RATE
+    peak_dbfs: float | None = None
+    int16_roundtrip: bool = True
+    window_s: float = CLAP_WINDOW_S
+    hop_s: float = CLAP_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.window_s <= 0 or self.hop_s <= 0:
+            raise TtaError(f"audio preparation: sample rate, window and hop must be positive ({self})")
+        if self.hop_s > self.window_s:
+            raise TtaError(
+                f"audio preparation: a hop of {self.hop_s} s would skip audio between "
+                f"{self.window_s} s windows"
+            )
+
+    def key(self) -> str:
+        """Short stable hash of the settings (embedding cache key)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: FAD as fadtk's ``clap-laion-audio`` prepares audio: mono 48 kHz int16, no level change.
+FAD_PREP = AudioPrep(peak_dbfs=None)
+#: CLAP score as stable-audio-metrics prepares audio: mono 48 kHz, peak -1 dBFS, int16.
+CLAP_SCORE_PREP = AudioPrep(peak_dbfs=-1.0)
+
+
+def list_audio_files(folder: Path) -> list[Path]:
+    """Audio files directly in ``folder`` (sorted by name); an error when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AudioError(f"{folder}: not a folder")
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_SUFFIXES
+    )
+    if not files:
+        raise AudioError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return files
+
+
+def check_audio_file(path: Path) -> float:
+    """Read the header only; return the duration in seconds. Raises AudioError naming the file."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError depending on version
+        raise AudioError(f"{path}: unreadable audio ({_one_line(exc)})") from exc
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"{path}: zero-length audio")
+    return info.frames / info.samplerate
+
+
+def load_audio(path: Path, prep: AudioPrep) -> np.ndarray:
+    """Decode, downmix, resample, normalise and quantise one file: float32 mono at ``prep.sample_rate``."""
+    path = Path(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"{path}: unreadable audio ({_one_line(exc)})") from exc
+    if data.size == 0:
+        raise AudioError(f"{path}: zero-length audio")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: audio contains NaN or Inf samples")
+    return prepare_waveform(data, rate, prep)
+
+
+def prepare_waveform(data: np.ndarray, rate: int, prep: AudioPrep) -> np.ndarray:
+    """``data`` (samples,) or (samples, channels) at ``rate`` -> float32 mono at ``prep.sample_rate``."""
+    data = np.asarray(data, dtype=np.float32)
+    mono = data.mean(axis=1) if data.ndim == 2 else data
+    if rate != prep.sample_rate:
+        mono = soxr.resample(mono, rate, prep.sample_rate, quality="HQ").astype(np.float32)
+    if prep.peak_dbfs is not None:
+        peak = float(np.abs(mono).max()) if mono.size else 0.0
+        if peak > 0.0:
+            mono = mono * np.float32(10.0 ** (prep.peak_dbfs / 20.0) / peak)
+    if prep.int16_roundtrip:
+        mono = int16_roundtrip(mono)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def int16_roundtrip(x: np.ndarray) -> np.ndarray:
+    """Quantise to int16 and back as LAION-CLAP's helpers do (clip, x * 32767 truncated, / 32767)."""
+    q = (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return (q / 32767.0).astype(np.float32)
+
+
+def split_windows(x: np.ndarray, prep: AudioPrep) -> list[np.ndarray]:
+    """Deterministic <= ``window_s`` windows of a prepared waveform.
+
+    A clip no longer than one window is one window (CLAP repeat-pads it). A longer clip gives windows
+    starting at 0, hop, 2 hop, ... and, when they do not reach the end, one more aligned with the end.
+    """
+    window = int(round(prep.window_s * prep.sample_rate))
+    hop = max(1, int(round(prep.hop_s * prep.sample_rate)))
+    n = len(x)
+    if n <= window:
+        return [x]
+    starts = list(range(0, n - window + 1, hop))
+    if starts[-1] + window < n:
+        starts.append(n - window)
+    return [x[s : s + window] for s in starts]
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file (the embedding cache key: content, not path)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

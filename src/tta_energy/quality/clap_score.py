@@ -1,0 +1,125 @@
+"""CLAP score: mean cosine similarity between each caption's text embedding and its clip's audio embedding.
+
+Captions come as the study's files (``file_name, caption, duration``, e.g.
+``inferences/quality_metrics/CLAP/audiocaps_captions.csv``) and are matched to generated clips by file name,
+as the study did (stable-audio-metrics looks each clip up by its id). A clip matches a caption when its file
+name equals the caption's ``file_name``, when its stem equals the caption's stem (``105040.flac`` for
+``105040.wav``), or when it is named as the study's scripts named clips, ``<anything>-<file_name>``
+(``AudioLDM_10-steps-105040.wav``). Every caption needs exactly one clip and every clip one caption; anything
+else is an error naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tta_energy.errors import TtaError
+
+CAPTION_COLUMNS = ("file_name", "caption")
+
+
+class CaptionError(TtaError):
+    """A caption file that cannot be read or does not match the audio."""
+
+
+@dataclass(frozen=True)
+class CaptionMatch:
+    caption_id: str  # the caption's file_name
+    caption: str
+    audio: Path
+
+
+def read_captions(path: Path) -> pd.DataFrame:
+    """A caption table (``file_name, caption[, duration]``) with unique, non-empty file names and captions."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaptionError(f"{path}: caption file not found")
+    try:
+        df = pd.read_csv(path, dtype={"file_name": str, "caption": str}, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise CaptionError(f"{path}: unreadable caption file ({str(exc).splitlines()[0]})") from exc
+    missing = [c for c in CAPTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise CaptionError(
+            f"{path}: missing column(s) {', '.join(missing)} (expected file_name, caption, duration)"
+        )
+    if df.empty:
+        raise CaptionError(f"{path}: no captions")
+    df["file_name"] = df["file_name"].str.strip()
+    empty = df[(df["file_name"] == "") | (df["caption"].str.strip() == "")]
+    if not empty.empty:
+        raise CaptionError(f"{path}: row {int(empty.index[0]) + 2} has an empty file_name or caption")
+    dup = df["file_name"][df["file_name"].duplicated()]
+    if not dup.empty:
+        raise CaptionError(f"{path}: file_name {dup.iloc[0]!r} appears more than once")
+    return df.reset_index(drop=True)
+
+
+def match_captions(
+    captions: pd.DataFrame, audio_files: list[Path], *, captions_path: Path | None = None
+) -> list[CaptionMatch]:
+    """Pair each caption with exactly one audio file, in caption order."""
+    where = f"{captions_path}: " if captions_path else ""
+    by_name = {p.name: p for p in audio_files}
+    by_stem: dict[str, list[Path]] = {}
+    for p in audio_files:
+        by_stem.setdefault(p.stem, []).append(p)
+    matches: list[CaptionMatch] = []
+    used: dict[Path, str] = {}
+    for file_name, caption in zip(captions["file_name"], captions["caption"], strict=True):
+        found = _find(file_name, by_name, by_stem, audio_files)
+        if not found:
+            folder = audio_files[0].parent if audio_files else "the audio folder"
+            raise CaptionError(f"{where}no audio file for caption {file_name!r} in {folder}")
+        if len(found) > 1:
+            raise CaptionError(
+                f"{where}caption {file_name!r} matches several audio files: "
+                f"{', '.join(p.name for p in found)}"
+            )
+        audio = found[0]
+        if audio in used:
+            raise CaptionError(f"{where}{audio} matches captions {used[audio]!r} and {file_name!r}")
+        used[audio] = file_name
+        matches.append(CaptionMatch(file_name, caption, audio))
+    extra = [p for p in audio_files if p not in used]
+    if extra:
+        raise CaptionError(
+            f"{where}no caption for audio file {extra[0]}"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
+    return matches
+
+
+def _find(
+    file_name: str, by_name: dict[str, Path], by_stem: dict[str, list[Path]], audio_files: list[Path]
+) -> list[Path]:
+    if file_name in by_name:
+        return [by_name[file_name]]
+    stem = Path(file_name).stem
+    if stem in by_stem:
+        return by_stem[stem]
+    return [p for p in audio_files if p.name.endswith(f"-{file_name}") or p.stem.endswith(f"-{stem}")]
+
+
+def cosine_similarities(text_embeddings: np.ndarray, audio_embeddings: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity (float64) of two (n, d) arrays."""
+    t = np.asarray(text_embeddings, dtype=np.float64)
+    a = np.asarray(audio_embeddings, dtype=np.float64)
+    if t.shape != a.shape or t.ndim != 2:
+        raise ValueError(
+            f"text and audio embeddings must have the same (n, d) shape, got {t.shape} and {a.shape}"
+        )
+    norms = np.linalg.norm(t, axis=1) * np.linalg.norm(a, axis=1)
+    if (norms == 0).any():
+        raise ValueError("a zero embedding has no cosine similarity")
+    return (t * a).sum(axis=1) / norms
+
+
+def clip_embedding(window_embeddings: np.ndarray) -> np.ndarray:
+    """One unit vector per clip: the normalised mean of its window embeddings (one window for <= 10 s)."""
+    mean = np.asarray(window_embeddings, dtype=np.float64).mean(axis=0)
+    return mean / np.linalg.norm(mean)

@@ -1,0 +1,263 @@
+"""Fréchet distance between Gaussian fits of embedding sets, and its extrapolation FAD-inf.
+
+FD = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^1/2), always in float64.
+
+``Tr((S1 S2)^1/2)`` is computed from eigenvalues, never with ``scipy.linalg.sqrtm`` (which regressed in SciPy
+1.11, scipy#19415/#20178, and gives negative or complex FAD in the peers, fadtk#38):
+
+* from covariances: the eigenvalues of the symmetric PSD matrix ``S1^1/2 S2 S1^1/2`` (same spectrum as S1 S2),
+  with ``S1^1/2`` from ``eigh``; tiny negative eigenvalues from rounding are clipped to zero;
+* from embeddings with fewer rows than dimensions (300 clips x 512 CLAP dims): with S1 = A'A and S2 = B'B (A,
+  B the centred embeddings / sqrt(n - 1)), the nonzero eigenvalues of S1 S2 are the squared singular values
+  of A B', so the trace is the nuclear norm of the n1 x n2 matrix A B' — exact and much cheaper.
+
+Both forms stay exact for singular (rank-deficient) covariances. eps * I is added to both covariances only
+when the eigen-decomposition fails or reports a clearly indefinite matrix (``regularize="auto"``, the role the
+offset plays in pytorch-fid/fadtk), or whenever a covariance is singular (``regularize="always"``). The result
+is checked to be finite and non-negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from tta_energy.errors import TtaError
+
+#: Fewest sample sizes / smallest n of fadtk's FAD-inf (``score_inf(steps=25, min_n=500)``).
+FAD_INF_STEPS = 25
+FAD_INF_MIN_N = 500
+#: Relative size of a negative eigenvalue (or result) still taken as rounding error.
+NEGATIVE_TOLERANCE = 1e-8
+
+Regularize = Literal["auto", "always", "never"]
+
+
+class FrechetError(TtaError):
+    """Embeddings or statistics that no Fréchet distance can be computed from."""
+
+
+def gaussian_fit(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (float64) of ``embeddings`` (rows = samples)."""
+    x = _as_matrix(embeddings, "embeddings")
+    return x.mean(axis=0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+
+
+def frechet_distance(
+    mu1: np.ndarray,
+    cov1: np.ndarray,
+    mu2: np.ndarray,
+    cov2: np.ndarray,
+    *,
+    eps: float = 1e-6,
+    regularize: Regularize = "auto",
+) -> float:
+    """Fréchet distance between N(mu1, cov1) and N(mu2, cov2), computed in float64.
+
+    ``regularize``: ``"auto"`` adds ``eps * I`` to both covariances only when the eigenvalue computation
+    fails or finds a clearly indefinite matrix; ``"always"`` adds it whenever either covariance is singular;
+    ``"never"`` never does (and raises instead of recovering).
+    """
+    mu1, mu2 = (
+        np.atleast_1d(np.asarray(mu1, dtype=np.float64)),
+        np.atleast_1d(np.asarray(mu2, dtype=np.float64)),
+    )
+    cov1, cov2 = _as_covariance(cov1, "cov1"), _as_covariance(cov2, "cov2")
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
+        raise FrechetError(
+            f"shape mismatch: means {mu1.shape}, {mu2.shape}; covariances {cov1.shape}, {cov2.shape}"
+        )
+    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
+        raise FrechetError("means contain NaN or Inf")
+    if regularize == "always" and (_is_singular(cov1) or _is_singular(cov2)):
+        cov1, cov2 = cov1 + eps * np.eye(d), cov2 + eps * np.eye(d)
+    try:
+        tr_sqrt = _trace_sqrt_product(cov1, cov2)
+    except (np.linalg.LinAlgError, _IndefiniteError) as exc:
+        if regularize != "auto":
+            raise FrechetError(f"no Fréchet distance: {exc}") from exc
+        cov1, cov2 = cov1 + eps * np.eye(d), cov2 + eps * np.eye(d)
+        try:
+            tr_sqrt = _trace_sqrt_product(cov1, cov2)
+        except (np.linalg.LinAlgError, _IndefiniteError) as exc2:
+            raise FrechetError(f"no Fréchet distance even with {eps:g} * I added: {exc2}") from exc2
+    diff = mu1 - mu2
+    return _checked(float(diff @ diff), float(np.trace(cov1)), float(np.trace(cov2)), tr_sqrt)
+
+
+def frechet_distance_embeddings(
+    x: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, regularize: Regularize = "auto"
+) -> float:
+    """Fréchet distance between the Gaussian fits of two embedding sets (rows = samples)."""
+    x, y = _as_matrix(x, "first embedding set"), _as_matrix(y, "second embedding set")
+    if x.shape[1] != y.shape[1]:
+        raise FrechetError(f"embedding sizes differ: {x.shape[1]} vs {y.shape[1]}")
+    if regularize == "always" or min(len(x), len(y)) > x.shape[1]:
+        return frechet_distance(*gaussian_fit(x), *gaussian_fit(y), eps=eps, regularize=regularize)
+    return _frechet_from_factors(_centred_factor(x), x.mean(axis=0), _centred_factor(y), y.mean(axis=0))
+
+
+@dataclass(frozen=True)
+class FadInf:
+    """FAD-inf: intercept ``value`` of the fit FAD(n) = slope / n + value over the sample sizes ``ns``."""
+
+    value: float
+    slope: float
+    r2: float
+    ns: tuple[int, ...] = field(repr=False)
+    fads: tuple[float, ...] = field(repr=False)
+    seed: int = 0
+
+
+def fad_inf_sample_sizes(n_total: int, steps: int = FAD_INF_STEPS, min_n: int = FAD_INF_MIN_N) -> list[int]:
+    """fadtk's sample sizes: ``int(n)`` for ``steps`` values of ``linspace(min_n, n_total)``.
+
+    With fewer than ``min_n`` embeddings (e.g. 300 clips, one embedding each), the smallest size becomes
+    ``n_total // 2`` (at least 2) so that the fit still spans a factor of two in n.
+    """
+    if n_total < 4:
+        raise FrechetError(f"FAD-inf needs at least 4 embeddings, got {n_total}")
+    low = min_n if n_total > min_n else max(2, n_total // 2)
+    return [int(n) for n in np.linspace(low, n_total, steps)]
+
+
+def fad_inf(
+    eval_embeddings: np.ndarray,
+    reference_embeddings: np.ndarray,
+    *,
+    seed: int = 0,
+    steps: int = FAD_INF_STEPS,
+    min_n: int = FAD_INF_MIN_N,
+    replace: bool = True,
+) -> FadInf:
+    """FAD-inf as fadtk defines it (``score_inf``), with a seeded generator instead of fadtk's global one.
+
+    For each sample size n, n evaluation embeddings are drawn (with replacement, as fadtk does) and their
+    Fréchet distance to the statistics of the whole reference set is computed; FAD = slope / n + intercept is
+    fitted by least squares and the intercept is FAD-inf. The same inputs and seed give the same number.
+
+    With replacement, a draw of n from N repeats embeddings, so E[FAD(n)] grows like c (1/n + 1/N) and the
+    intercept lands near the FAD of all N embeddings rather than at n = infinity. ``replace=False`` draws
+    without replacement, E[FAD(n)] ~ c / n, and the intercept estimates the infinite-sample distance.
+    """
+    x = _as_matrix(eval_embeddings, "evaluation embeddings")
+    y = _as_matrix(reference_embeddings, "reference embeddings")
+    if x.shape[1] != y.shape[1]:
+        raise FrechetError(f"embedding sizes differ: {x.shape[1]} vs {y.shape[1]}")
+    rng = np.random.default_rng(seed)
+    ns = fad_inf_sample_sizes(len(x), steps, min_n)
+    ref_stats = _ReferenceStats(y)
+    fads = [ref_stats.distance(x[rng.choice(len(x), size=n, replace=replace)]) for n in ns]
+    slope, intercept, r2 = fit_inverse_n(np.asarray(ns, dtype=np.float64), np.asarray(fads))
+    return FadInf(value=intercept, slope=slope, r2=r2, ns=tuple(ns), fads=tuple(fads), seed=seed)
+
+
+def fit_inverse_n(ns: np.ndarray, values: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares fit values = slope / n + intercept; returns (slope, intercept, R^2)."""
+    inv = 1.0 / np.asarray(ns, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    design = np.column_stack([inv, np.ones_like(inv)])
+    (slope, intercept), *_ = np.linalg.lstsq(design, values, rcond=None)
+    residual = values - (slope * inv + intercept)
+    total = float(((values - values.mean()) ** 2).sum())
+    r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else 1.0
+    return float(slope), float(intercept), r2
+
+
+class _ReferenceStats:
+    """A fixed reference set against which many evaluation subsets are scored (FAD-inf, resampling)."""
+
+    def __init__(self, reference: np.ndarray):
+        self.reference = reference
+        self.mean = reference.mean(axis=0)
+        self.factor = _centred_factor(reference)
+        self._cov: np.ndarray | None = None
+
+    def distance(self, x: np.ndarray) -> float:
+        d = x.shape[1]
+        if min(len(x), len(self.reference)) <= d:
+            return _frechet_from_factors(_centred_factor(x), x.mean(axis=0), self.factor, self.mean)
+        if self._cov is None:
+            self._cov = self.factor.T @ self.factor
+        return frechet_distance(*gaussian_fit(x), self.mean, self._cov)
+
+
+class _IndefiniteError(ArithmeticError):
+    """A covariance (or the symmetric product) has a clearly negative eigenvalue."""
+
+
+def _trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """Tr((cov1 cov2)^1/2) from the eigenvalues of cov1^1/2 cov2 cov1^1/2."""
+    w, v = np.linalg.eigh(cov1)
+    _check_eigenvalues(w, "cov1")
+    root1 = (v * np.sqrt(_zero_rounding_noise(w))) @ v.T
+    product = root1 @ cov2 @ root1
+    ev = np.linalg.eigvalsh((product + product.T) / 2.0)
+    _check_eigenvalues(ev, "cov1^1/2 cov2 cov1^1/2")
+    return float(np.sqrt(_zero_rounding_noise(ev)).sum())
+
+
+def _zero_rounding_noise(w: np.ndarray) -> np.ndarray:
+    # eigenvalues of a singular PSD matrix come out as +-(d * machine eps * largest); their square roots
+    # (~1e-8 relative) would add up over the null space, so they are set to exactly zero
+    tol = len(w) * np.finfo(np.float64).eps * max(float(np.abs(w).max()), 1e-300)
+    return np.where(w > tol, w, 0.0)
+
+
+def _frechet_from_factors(a: np.ndarray, mu_a: np.ndarray, b: np.ndarray, mu_b: np.ndarray) -> float:
+    # Tr((A'A B'B)^1/2) = sum of singular values of A B' (the nonzero spectra of XY and YX agree).
+    singular = np.linalg.svd(a @ b.T, compute_uv=False)
+    diff = mu_a - mu_b
+    return _checked(float(diff @ diff), float((a * a).sum()), float((b * b).sum()), float(singular.sum()))
+
+
+def _checked(mean_term: float, trace1: float, trace2: float, tr_sqrt: float) -> float:
+    value = mean_term + trace1 + trace2 - 2.0 * tr_sqrt
+    scale = max(mean_term + trace1 + trace2, 1e-300)
+    if not np.isfinite(value):
+        raise AssertionError(f"Fréchet distance is not finite ({value})")
+    if value < -NEGATIVE_TOLERANCE * scale:
+        raise AssertionError(f"Fréchet distance is negative ({value:.3e}) beyond rounding error")
+    return max(value, 0.0)
+
+
+def _check_eigenvalues(w: np.ndarray, what: str) -> None:
+    if not np.isfinite(w).all():
+        raise np.linalg.LinAlgError(f"{what}: non-finite eigenvalues")
+    if w.size and w.min() < -NEGATIVE_TOLERANCE * max(abs(w).max(), 1e-300):
+        raise _IndefiniteError(f"{what}: eigenvalue {w.min():.3e} is clearly negative")
+
+
+def _is_singular(cov: np.ndarray) -> bool:
+    w = np.linalg.eigvalsh(cov)
+    return bool(w.min() <= cov.shape[0] * np.finfo(np.float64).eps * max(abs(w).max(), 1e-300))
+
+
+def _centred_factor(x: np.ndarray) -> np.ndarray:
+    """A with A'A = the unbiased covariance of ``x``."""
+    return (x - x.mean(axis=0)) / np.sqrt(len(x) - 1)
+
+
+def _as_matrix(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise FrechetError(f"{what}: expected a 2-D array (samples x dims), got shape {x.shape}")
+    if len(x) < 2:
+        raise FrechetError(f"{what}: a covariance needs at least 2 embeddings, got {len(x)}")
+    if not np.isfinite(x).all():
+        raise FrechetError(f"{what}: contains NaN or Inf")
+    return x
+
+
+def _as_covariance(cov: np.ndarray, what: str) -> np.ndarray:
+    cov = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise FrechetError(f"{what}: expected a square matrix, got shape {cov.shape}")
+    if not np.isfinite(cov).all():
+        raise FrechetError(f"{what}: contains NaN or Inf")
+    if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12):
+        raise FrechetError(f"{what}: not symmetric")
+    return (cov + cov.T) / 2.0
