@@ -92,7 +92,7 @@ try:
     display(table.round(6))
 except AnalysisError as exc:
     print(exc)
-plots.plot_sanity(
+sanity_figure = plots.plot_sanity(
     inputs.scores,
     inputs.figures,
     "study A40" if inputs.scores is not None and (inputs.scores["source"] == "study").all() else "all scores",

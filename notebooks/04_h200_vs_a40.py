@@ -58,11 +58,10 @@ if reference not in available or not others:
     )
     if not others:
         missing.append(
-            "H200 measurements (run tables such as data/h200/steps.csv, from `tta-energy sweep "
-            "--experiment steps` on an H200)"
+            "H200 measurements (run tables such as data/h200/steps.csv, from `tta-energy sweep --model M "
+            "--experiment steps --out-dir data/h200` on an H200)"
         )
     reason = "nothing to compare yet: missing " + " and ".join(missing)
-    print(reason)
     plots.skip_figure(inputs.figures, "platform-comparison", reason, "comparison")
 else:
     per_steps, per_model = compare.platform_comparison(steps, fits, reference, others[0])

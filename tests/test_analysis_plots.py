@@ -98,6 +98,17 @@ def test_read_trace_formats(tmp_path):
     with gzip.open(tmp_path / "trace.csv.gz", "wt") as fh:
         fh.write("elapsed_s,gpu_power_W\n0.0,90\n0.1,95\n")
     assert plots.read_trace(tmp_path / "trace.csv.gz")["power_W"].tolist() == [90, 95]
+    # the meter's own format: unix_time and a monotonic t; the absolute clock wins
+    meter = tmp_path / "meter.csv.gz"
+    with gzip.open(meter, "wt") as fh:
+        fh.write(
+            "unix_time,t,device,energy_J,power_W,power_instant_W,temperature_C,sm_clock_MHz\n"
+            "1767225600.0000,12.000000,0,100.000,250.000,260.000,40.000,1980.000\n"
+            "1767225600.1000,12.100000,0,125.000,251.000,,41.000,1980.000\n"
+        )
+    trace = plots.read_trace(meter)
+    assert trace["t_abs"].tolist() == [1767225600.0, 1767225600.1] and trace["device"].tolist() == [0, 0]
+    assert plots.plot_power_trace(trace, tmp_path, "meter", window=(1767225600.0, 1767225600.1))
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="needs a time column"):

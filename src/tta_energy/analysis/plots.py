@@ -364,7 +364,9 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
     return save_figure(fig, figures, stem, caption, "phases")
 
 
-_TIME_COLUMNS = ("t_s", "time_s", "elapsed_s", "t", "time", "timestamp_s", "timestamp", "unix_time")
+#: Time columns in order of preference: absolute clocks first (the meter's traces have ``unix_time`` and a
+#: monotonic ``t``), so that a generation's window (from its row's timestamp) can be found in the trace.
+_TIME_COLUMNS = ("unix_time", "timestamp", "timestamp_s", "t_s", "time_s", "elapsed_s", "t", "time")
 _POWER_COLUMNS = ("power_W", "power_w", "gpu_power_W", "power_instant_W", "power")
 
 
@@ -386,7 +388,7 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         stamps = pd.to_datetime(df[tcol], errors="coerce", utc=True, format="ISO8601")
         time = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     out = pd.DataFrame({"t_abs": time.astype("float64"), "power_W": pd.to_numeric(df[pcol], errors="coerce")})
-    for extra in ("device", "gpu", "temperature_C", "sm_clock_MHz"):
+    for extra in ("device", "power_instant_W", "temperature_C", "sm_clock_MHz"):
         if extra in df.columns:
             out[extra] = df[extra]
     out = out.dropna(subset=["t_abs", "power_W"]).sort_values("t_abs")
@@ -435,10 +437,22 @@ def plot_power_trace(
             window = None
     fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
     t0 = data["t_abs"].min()
-    ax.plot(data["t_abs"] - t0, data["power_W"], lw=1.2, color="tab:blue")
+    devices = sorted(data["device"].unique()) if "device" in data.columns else [None]
+    for device in devices:
+        part = data if device is None else data[data["device"] == device]
+        suffix = "" if len(devices) == 1 else f" (GPU {device})"
+        ax.plot(part["t_abs"] - t0, part["power_W"], lw=1.2, label=f"power{suffix}")
+        if "power_instant_W" in part.columns and part["power_instant_W"].notna().any():
+            ax.plot(
+                part["t_abs"] - t0,
+                pd.to_numeric(part["power_instant_W"], errors="coerce"),
+                lw=0.8,
+                ls="--",
+                label=f"instantaneous power{suffix}",
+            )
     if window is not None:
         ax.axvspan(window[0] - t0, window[1] - t0, color="orange", alpha=0.2, label="generation")
-        ax.legend(fontsize="small")
+    ax.legend(fontsize="small")
     ax.set_xlabel("time [s]")
     ax.set_ylabel("GPU power [W]")
     ax.set_title(title or f"Power during one generation — {label}")

@@ -331,8 +331,11 @@ def reproduce(
         except TtaError as exc:  # the figures are still worth drawing
             log(f"analysis tables not written: {exc}")
             tables_dir = None
-        params = {"runs_paths": [str(Path(i).resolve()) for i in inputs], "figures_dir": str(figures),
-                  "n_boot": n_boot}
+        params = {
+            "runs_paths": [str(Path(i).resolve()) for i in inputs],
+            "figures_dir": str(figures),
+            "n_boot": n_boot,
+        }
         execute_notebooks(paths, params, executed, shared_kernel=shared_kernel, log=log)
         shown_inputs = [
             str(study) + " (imported)"
