@@ -20,6 +20,7 @@ app = typer.Typer(
 #: Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
     "tta_energy.cli.data_commands",
+    "tta_energy.cli.meter_commands",
     "tta_energy.cli.model_commands",
     "tta_energy.cli.sweep_commands",
     "tta_energy.cli.analysis_commands",

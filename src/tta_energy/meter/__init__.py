@@ -1,0 +1,40 @@
+"""GPU energy meter: NVML's cumulative counter sampled in the background, windows and phases interpolated
+between counter updates, idle baseline, CPU/RAM/CO2 via CodeCarbon. See ``docs/meter.md``.
+
+Names are imported lazily: the sampler process imports ``tta_energy.meter.sampler`` and must not pay for
+torch, which the meter itself needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "EnergyMeter": "meter", "Measurement": "meter", "MeterWindow": "meter", "PhaseMeasurement": "meter",
+    "Clock": "clock", "MonotonicClock": "clock", "VirtualClock": "clock",
+    "CounterSource": "sources", "GpuInfo": "sources", "NvmlCounterSource": "sources",
+    "NvmlUnavailable": "sources",
+    "ESTIMATORS": "timeline", "window_energy": "timeline",
+}
+
+__all__ = [
+    "EnergyMeter", "Measurement", "MeterWindow", "PhaseMeasurement",
+    "Clock", "MonotonicClock", "VirtualClock",
+    "CounterSource", "GpuInfo", "NvmlCounterSource", "NvmlUnavailable",
+    "ESTIMATORS", "window_energy",
+]
+
+if TYPE_CHECKING:
+    from tta_energy.meter.clock import Clock, MonotonicClock, VirtualClock
+    from tta_energy.meter.meter import EnergyMeter, Measurement, MeterWindow, PhaseMeasurement
+    from tta_energy.meter.sources import CounterSource, GpuInfo, NvmlCounterSource, NvmlUnavailable
+    from tta_energy.meter.timeline import ESTIMATORS, window_energy
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tta_energy.meter' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tta_energy.meter.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,74 @@
+"""Who measured a row, where and with what: the run record's provenance columns that are not about the GPU."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+#: distribution name -> run-record column
+LIBRARIES: dict[str, str] = {"torch": "torch_version", "diffusers": "diffusers_version",
+                             "transformers": "transformers_version", "codecarbon": "codecarbon_version",
+                             "tta-energy": "tta_energy_version"}
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, '' if it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        if name == "tta-energy":  # running from a source tree (PYTHONPATH=src) without installing
+            from tta_energy import __version__
+
+            return __version__
+        return ""
+
+
+def library_versions() -> dict[str, str]:
+    return {column: package_version(name) for name, column in LIBRARIES.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """Commit of the measuring code: $TTA_ENERGY_GIT_COMMIT if set, else ``git rev-parse HEAD`` of the
+    source tree (with ``+dirty`` when it has uncommitted changes), else ''."""
+    forced = os.environ.get("TTA_ENERGY_GIT_COMMIT", "").strip()
+    if forced:
+        return forced
+    root = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}+dirty" if dirty else sha
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def distributed_rank() -> int:
+    """torch.distributed rank when a process group is up, else $RANK (torchrun), else 0."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except ImportError:
+        pass
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def host_provenance() -> dict[str, object]:
+    """hostname, rank, library versions and git commit (the GPU columns come from the meter)."""
+    return {"hostname": hostname(), "rank": distributed_rank(), **library_versions(),
+            "git_commit": git_commit()}
