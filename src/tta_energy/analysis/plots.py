@@ -133,16 +133,33 @@ def plot_energy_vs_steps(
         ticks = sorted(summary["steps"].unique())
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
+    warm = (
+        summary[summary["first_generation_included"]]
+        if "first_generation_included" in summary
+        else summary[:0]
+    )
+    if not warm.empty:
+        ax.scatter(
+            warm["steps"],
+            warm["gpu_energy_J_mean"],
+            s=140,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=4,
+            label="mean includes the warm-up call",
+        )
     ax.set_title(f"Energy per 10-s generation vs steps — {label}")
     ax.legend(fontsize="small", ncol=2)
     caption = (
-        f"{label}: GPU energy of one 10-s generation against the number of denoising steps, mean of the "
-        f"runs with ±1 sample std ({scale} axes). Means marked with a warm-up call: the 10-step points of "
-        f"the study include its unflagged first call."
-        if "study" in label
-        else f"{label}: GPU energy of one generation against the number of denoising steps, mean ± 1 std "
-        f"over repeats ({scale} axes)."
+        f"{label}: GPU energy of one 10-s generation against the number of denoising steps, mean of the runs "
+        f"±1 sample std ({scale} axes)."
     )
+    if not warm.empty:
+        caption += (
+            " Circled means include the first call of a script (CUDA warm-up, never discarded by the "
+            "study): their spread is inflated."
+        )
     return save_figure(fig, figures, stem, caption, "steps")
 
 
