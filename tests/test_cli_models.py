@@ -1,0 +1,121 @@
+"""``tta-energy describe`` / ``generate`` end to end (tiny sizes), the WAV writer and the smoke helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from tta_energy.audio_io import clip_paths, write_wav
+from tta_energy.cli.main import main
+from tta_energy.errors import TtaError
+from tta_energy.models.smoke import SMOKE_COLUMNS, append_rows, smoke_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_describe_json_and_table(capsys):
+    assert run(["describe", "--model", "audioldm", "--size", "tiny", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    for key, kind in [("model", str), ("total_params", int), ("denoiser_params", int),
+                      ("denoiser_input_shape", list), ("gflop_per_step", float),
+                      ("gflop_per_generation", float), ("components", dict)]:
+        assert isinstance(d[key], kind), key
+    assert d["model"] == "audioldm" and d["size"] == "tiny"
+    assert d["component_classes"]["unet"] == "UNet2DConditionModel"  # same classes as the full size
+    assert d["denoiser_input_shape"] == [2, 8, 250, 16] and 0 < d["total_params"] < 5e6
+    assert run(["describe", "--model", "audioldm", "--size", "tiny"]) == 0
+    table = capsys.readouterr().out
+    assert "SpeechT5HifiGan" in table and "GFLOP per denoising step" in table
+
+
+def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys):
+    out = tmp_path / "water.wav"
+    code = run(["generate", "--model", "audioldm2", "--size", "tiny", "--prompt", "water into a cup",
+                "--steps", "2", "--duration", "1", "--batch", "2", "--seed", "5", "--device", "cpu",
+                "--out", str(out)])
+    assert code == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and "2 clip(s)" in line and "weights=random" in line
+    paths = clip_paths(out, 2)
+    assert [p.name for p in paths] == ["water_0.wav", "water_1.wav"] and not out.exists()
+    for p in paths:
+        info = soundfile.info(p)
+        assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
+    assert sorted(os.listdir(tmp_path)) == ["water_0.wav", "water_1.wav"]  # no temp files left
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--model", "audioldm9"], "unknown model"),
+    (["--model", "audioldm", "--steps", "0"], "steps must be >= 1"),
+    (["--model", "audioldm", "--batch", "0"], "batch"),
+    (["--model", "audioldm", "--duration", "0"], "duration must be > 0"),
+    (["--model", "audioldm", "--duration", "45"], "maximum of 30.0 s"),
+    (["--model", "audioldm", "--weights", "/no/such/folder"], "does not exist"),
+])
+def test_generate_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
+    base = {"--model": "audioldm", "--prompt": "rain", "--steps": "2", "--duration": "1", "--size": "tiny",
+            "--device": "cpu", "--out": str(tmp_path / "x.wav")}
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        base[flag] = value
+    argv = ["generate"] + [item for pair in base.items() for item in pair]
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_generate_refuses_a_non_wav_output(tmp_path, capsys):
+    argv = ["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "1", "--duration", "1",
+            "--out", str(tmp_path / "x.mp3")]
+    assert run(argv) == 2 and "must end in .wav" in capsys.readouterr().err
+
+
+def test_write_wav_is_atomic_and_checks_input(tmp_path):
+    wave = np.sin(np.linspace(0, 100, 1600, dtype=np.float32))
+    path = write_wav(tmp_path / "a.wav", wave[None, :], 16000)
+    data, rate = soundfile.read(path, dtype="float32")
+    assert rate == 16000 and np.allclose(data, wave)
+    with pytest.raises(TtaError, match="must be"):
+        write_wav(tmp_path / "b.wav", np.zeros((1, 2, 3)), 16000)
+    with pytest.raises(TtaError, match="does not exist"):
+        write_wav(tmp_path / "missing" / "c.wav", wave, 16000)
+    assert sorted(os.listdir(tmp_path)) == ["a.wav"]
+
+
+def test_smoke_rows_record_failures_and_append(tmp_path):
+    rows = smoke_model("audioldm", [1, 2], device="cpu", size="tiny", dtype="float32", duration_s=1.0,
+                       warmup_steps=1, log=lambda _msg: None)
+    rows += smoke_model("no-such-model", [1], device="cpu", log=lambda _msg: None)
+    assert [r["status"] for r in rows] == ["ok", "ok", "error"]
+    assert rows[0]["denoiser_calls"] == 1 and rows[1]["finite"] is True
+    assert rows[0]["energy_method"] == "unavailable" and np.isnan(rows[0]["gpu_energy_J"])
+    assert "unknown model" in rows[2]["error"]
+    out = tmp_path / "smoke.csv"
+    append_rows(out, rows[:2])
+    append_rows(out, rows[2:])
+    import csv
+
+    with open(out, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 3 and list(table[0])[: len(SMOKE_COLUMNS)] == list(SMOKE_COLUMNS)

@@ -1,0 +1,66 @@
+"""describe: parameter counts, denoiser input shape and FLOPs on the meta device (models.md, 1% tolerance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tta_energy.models.base import ModuleCall
+from tta_energy.models.describe import FLOP_METHOD, count_flops, describe_model
+
+# models.md section 0 ([calc] column), shared/reference/models.md
+EXPECTED = {
+    "audioldm": {"total": 421.0e6, "denoiser": 185.0e6, "shape": [2, 8, 250, 16], "gflop_step": 202.5,
+                 "per_generation": {"text_encoder": 193.0, "vae": 654.0, "vocoder": 1003.0}},
+    "audioldm2": {"total": 1118.3e6, "denoiser": 346.9e6, "shape": [2, 8, 250, 16], "gflop_step": 334.4,
+                  "per_generation": {"text_encoder": 193.0, "text_encoder_2": 24.74, "vae": 654.0,
+                                     "vocoder": 1003.0}},  # models.md rounds T5-large x 20 tokens to 25
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", params=sorted(EXPECTED))
+def described(request):
+    return request.param, describe_model(request.param, "full")
+
+
+def within(value: float, expected: float, tolerance: float = 0.01) -> bool:
+    return abs(value - expected) <= tolerance * expected
+
+
+def test_full_size_matches_the_reference_table(described):
+    name, d = described
+    want = EXPECTED[name]
+    assert d["model"] == name and d["size"] == "full" and d["flop_method"] == FLOP_METHOD
+    assert isinstance(d["total_params"], int) and isinstance(d["denoiser_params"], int)
+    assert within(d["total_params"], want["total"]), d["total_params"]
+    assert within(d["denoiser_params"], want["denoiser"]), d["denoiser_params"]
+    assert d["denoiser_input_shape"] == want["shape"]
+    assert within(d["gflop_per_step"], want["gflop_step"]), d["gflop_per_step"]
+    by_call = d["gflop_per_generation_by_call"]
+    for call, gflop in want["per_generation"].items():
+        assert within(by_call[call], gflop), (call, by_call)
+    assert d["gflop_per_generation"] == pytest.approx(sum(by_call.values()), rel=1e-6)
+    assert sum(d["components"].values()) == d["total_params"]
+
+
+def test_audioldm2_counts_gpt2_generation_and_keeps_clap_audio_branch(described):
+    name, d = described
+    if name != "audioldm2":
+        pytest.skip("AudioLDM 2 only")
+    # 1 pass over 25 embeddings + 7 cached single-token passes, prompt and negative: ~11 GFLOP (models.md)
+    assert 10.0 < d["gflop_per_generation_by_call"]["language_model"] < 15.0
+    assert d["components"]["text_encoder"] == pytest.approx(193.9e6, rel=0.01)  # incl. HTSAT audio branch
+    assert d["notes"]["t5_tokens"] == 20 and d["notes"]["clap_token_length"] == 512
+
+
+def test_count_flops_is_two_per_multiply_add():
+    layer = torch.nn.Linear(10, 20, device="meta")
+    assert count_flops(ModuleCall("linear", layer, (torch.zeros(3, 10, device="meta"),))) == 2 * 3 * 10 * 20
