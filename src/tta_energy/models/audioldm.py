@@ -332,7 +332,9 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
         if weights != "random":
             if dev.type == "meta":
                 raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
-            pipe = load_pipeline(AudioLDMPipeline, weights, cls.components_required, torch_dtype).to(dev)
+            pipe = load_pipeline(AudioLDMPipeline, weights, cls.components_required, torch_dtype)
+            with quiet_diffusers():
+                pipe = pipe.to(dev)
             return cls(pipe, size=size, weights=weights, device=dev, dtype=torch_dtype)
         cfg = cls.configs(size)
         with seeded_init(dev), torch.device(dev):
