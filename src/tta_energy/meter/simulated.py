@@ -77,6 +77,8 @@ class SimulatedGpu:
         t = self.clock.now() if self.start_time is None else self.start_time
         self._segments: list[_Segment] = [_Segment(t, 0.0, 0.0, 0.0, 0.0)]
         self._starts: list[float] = [t]
+        self._update_times: dict[int, float] = {}
+        self._published: tuple[float, int] = (math.nan, 0)
 
     # --- driving the load
     def set_load(self, power_W: float, at: float | None = None) -> None:
@@ -125,9 +127,12 @@ class SimulatedGpu:
 
     # --- the NVML-like counter
     def _update_time(self, k: int) -> float:
-        c = self.counter
-        jitter = random.Random(c.seed * 1_000_003 + k).uniform(-c.update_jitter_s, c.update_jitter_s)
-        return c.phase_s + k * c.update_period_s + jitter
+        u = self._update_times.get(k)
+        if u is None:
+            c = self.counter
+            jitter = random.Random(c.seed * 1_000_003 + k).uniform(-c.update_jitter_s, c.update_jitter_s)
+            u = self._update_times[k] = c.phase_s + k * c.update_period_s + jitter
+        return u
 
     def last_update(self, t: float) -> float:
         c = self.counter
@@ -138,7 +143,10 @@ class SimulatedGpu:
 
     def read_mJ(self) -> int:
         u = self.last_update(self.clock.now())
-        return self.counter.offset_mJ + math.floor(1000.0 * self.energy_J(u - self.counter.lag_s))
+        if self._published[0] != u:  # the value published at u, computed once
+            value = self.counter.offset_mJ + math.floor(1000.0 * self.energy_J(u - self.counter.lag_s))
+            self._published = (u, value)
+        return self._published[1]
 
     def trace_values(self) -> dict[str, float]:
         t = self.clock.now()

@@ -1,0 +1,59 @@
+"""``tta-energy meter idle`` and ``tta-energy meter info`` on a machine without an NVIDIA GPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tta_energy.cli import meter_commands
+from tta_energy.cli.main import main
+
+
+def cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def meter_app() -> typer.Typer:
+    app = typer.Typer()
+    meter_commands.register(app)
+    return app
+
+
+@pytest.mark.skipif(cuda_present(), reason="checks the message of a machine without a GPU")
+def test_idle_without_gpu_says_so_and_exits_zero(meter_app):
+    result = CliRunner().invoke(meter_app, ["meter", "idle", "--seconds", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "No NVIDIA GPU / NVML here" in result.output
+    assert result.output.strip().splitlines()[-1] == "idle power: nan W (GPU energy unavailable)"
+
+
+def test_idle_rejects_a_bad_duration_with_one_error_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["meter", "idle", "--seconds", "-1"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --seconds must be a positive number, got -1.0"
+
+
+def test_info_lists_the_backends(meter_app):
+    result = CliRunner().invoke(meter_app, ["meter", "info"])
+    assert result.exit_code == 0, result.output
+    for backend in ("NVML", "torch CUDA", "CodeCarbon", "Zeus"):
+        assert backend in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("meter: ") and ("CPU energy: estimate" in last or "CPU energy: rapl" in last)
+    if not cuda_present():
+        assert "no NVIDIA GPU / NVML" in last
+
+
+def test_meter_group_is_registered_on_the_main_command():
+    out = subprocess.run([sys.executable, "-m", "tta_energy", "meter", "--help"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "idle" in out.stdout and "info" in out.stdout

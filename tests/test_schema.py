@@ -1,0 +1,152 @@
+"""The run record (tta_energy.schema): validation, crash-safe appends, reading a table cut by a crash."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tta_energy import schema
+from tta_energy.schema import SchemaError
+
+
+def a_row(**overrides: object) -> dict[str, object]:
+    row = schema.empty_row() | {
+        "source": "tta-energy", "run_id": "run-1", "experiment": "steps", "config_id": "abc123", "repeat": 0,
+        "model": "audioldm", "weights": "random", "size": "tiny", "dtype": "float16", "optimize": "none",
+        "steps": 10, "denoiser_calls": 10, "n_prompts": 1, "waveforms_per_prompt": 1, "n_clips": 1,
+        "duration_s": 10.0, "audio_seconds": 10.0, "guidance_scale": 2.5, "negative_prompt": "Low quality.",
+        "prompt": "a dog barks, then a car passes", "seed": 0, "status": "ok", "wall_s": 1.25,
+        "gpu_energy_J": 612.5, "gpu_idle_power_W": 78.0, "gpu_energy_net_J": 515.0,
+        "gpu_energy_method": "nvml_interpolated", "cpu_energy_J": 30.0, "ram_energy_J": 6.0,
+        "cpu_energy_method": "estimate", "co2_kg": 1e-4, "gpu_name": "NVIDIA H200",
+        "timestamp": "2026-01-01T00:00:00+00:00",
+    }
+    row.update(schema.codecarbon_columns(1.25, 612.5, 30.0, 6.0, 1e-4))
+    row.update(overrides)
+    return row
+
+
+def frame(*rows: dict[str, object]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=list(schema.COLUMN_NAMES))
+
+
+def test_validate_coerces_types():
+    df = schema.validate(frame(a_row(), a_row(repeat=1, is_warmup=True, gpu_energy_J=np.nan)))
+    assert df["gpu_energy_J"].dtype == np.float64
+    assert str(df["repeat"].dtype) == "Int64" and df["is_warmup"].dtype == bool
+    assert df["is_warmup"].tolist() == [False, True]
+    assert math.isnan(df.loc[1, "gpu_energy_J"])  # missing energy stays NaN, never 0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"gpu_energy_J": "lots"}, "runs.csv: column 'gpu_energy_J' holds a non-numeric value 'lots'"),
+    ({"status": "crashed"},
+     "runs.csv: column 'status' holds 'crashed', expected one of ok, oom, nan_audio, error"),
+    ({"gpu_energy_method": "guess"}, "runs.csv: column 'gpu_energy_method' holds 'guess'"),
+    ({"cpu_energy_J": -5.0}, "runs.csv: column 'cpu_energy_J' holds a negative energy"),
+])
+def test_schema_errors_name_the_file_and_the_column(change, message):
+    with pytest.raises(SchemaError) as info:
+        schema.validate(frame(a_row(**change)), "runs.csv")
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_required_columns_are_named_and_net_energy_may_be_negative():
+    df = frame(a_row()).drop(columns=["gpu_energy_J", "model"])
+    with pytest.raises(SchemaError, match=r"^t\.csv: missing column\(s\) model, gpu_energy_J$"):
+        schema.validate(df, "t.csv")
+    optional = frame(a_row()).drop(columns=["dataset", "energy_vocoder_J"])
+    assert len(schema.validate(optional)) == 1
+    assert schema.validate(frame(a_row(gpu_energy_net_J=-3.0)))["gpu_energy_net_J"].iloc[0] == -3.0
+
+
+def test_append_row_writes_one_header_and_complete_lines(tmp_path):
+    path = tmp_path / "sub" / "runs.csv"
+    schema.append_row(path, a_row())
+    schema.append_row(path, a_row(repeat=1, prompt='quotes " and, commas'))
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(schema.COLUMN_NAMES)
+    assert sum(line.startswith("source,") for line in lines) == 1
+    df = schema.read_runs(path)
+    assert df["repeat"].tolist() == [0, 1] and df.loc[1, "prompt"] == 'quotes " and, commas'
+    with pytest.raises(SchemaError, match="outside the schema: not_a_column"):
+        schema.append_row(path, a_row() | {"not_a_column": 1})
+    assert len(schema.read_runs(path)) == 2  # the refused row left nothing behind
+
+
+def test_read_runs_ignores_a_half_written_last_line_and_append_repairs_it(tmp_path):
+    path = tmp_path / "runs.csv"
+    schema.append_row(path, a_row())
+    schema.append_row(path, a_row(repeat=1))
+    full = path.read_bytes()
+    path.write_bytes(full + schema.format_row(a_row(repeat=2)).encode()[:57])  # a kill in mid-write
+    assert schema.read_runs(path)["repeat"].tolist() == [0, 1]
+    schema.append_row(path, a_row(repeat=3))
+    assert schema.read_runs(path)["repeat"].tolist() == [0, 1, 3]
+    assert path.read_bytes().startswith(full)  # completed rows are never touched
+
+
+def test_a_killed_writer_leaves_a_readable_table(tmp_path):
+    path = tmp_path / "runs.csv"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(os.path.dirname(os.path.abspath(__file__)))!r})
+        from test_schema import a_row
+        from tta_energy import schema
+        i = 0
+        while True:
+            schema.append_row({str(path)!r}, a_row(repeat=i, prompt="x" * 5000))
+            i += 1
+            if i == 3:
+                print("ready", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    df = schema.read_runs(path)
+    assert len(df) >= 3
+    assert df["repeat"].tolist() == list(range(len(df)))
+    assert (df["prompt"].str.len() == 5000).all()
+
+
+def test_write_runs_is_atomic_and_ordered(tmp_path):
+    path = tmp_path / "all.csv"
+    df = frame(a_row(), a_row(repeat=1))[list(reversed(schema.COLUMN_NAMES))]
+    schema.write_runs(path, df)
+    back = schema.read_runs(path)
+    assert list(back.columns) == list(schema.COLUMN_NAMES)
+    assert back["gpu_energy_J"].tolist() == [612.5, 612.5]
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(SchemaError, match="column 'status'"):
+        schema.write_runs(path, frame(a_row(status="bad")))
+    assert len(schema.read_runs(path)) == 2  # a refused table does not replace the good one
+
+
+def test_read_runs_refuses_missing_and_empty_files(tmp_path):
+    with pytest.raises(SchemaError, match="no such run table"):
+        schema.read_runs(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(SchemaError, match="empty.csv: empty run table"):
+        schema.read_runs(tmp_path / "empty.csv")
+
+
+def test_codecarbon_columns_are_kwh_and_keep_missing_parts_missing():
+    cols = schema.codecarbon_columns(2.0, 3.6e6, 1.8e6, np.nan, 0.5)
+    assert cols == {"duration": 2.0, "emissions": 0.5, "cpu_energy": 0.5, "gpu_energy": 1.0,
+                    "ram_energy": cols["ram_energy"], "energy_consumed": 1.5}
+    assert math.isnan(cols["ram_energy"])
+    assert math.isnan(schema.codecarbon_columns(1.0, np.nan, np.nan, np.nan, np.nan)["energy_consumed"])
