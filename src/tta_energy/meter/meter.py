@@ -370,7 +370,7 @@ class EnergyMeter:
             gpu_energy_method=method, window_s=span, calls=calls, phases=phases, cpu_energy_J=cpu_J,
             ram_energy_J=ram_J, cpu_energy_method=self.cpu_energy_method if window.cpu else "unavailable",
             co2_kg=co2, peak_memory_bytes=self._peak_memory(), t_start=window.t0, t_end=window.t1,
-            timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            timestamp=_utc_at(window.t1, self.clock),
             trace_path=str(self.trace_path) if self.trace_path else "", window_estimates_J=estimates,
             device_energy_J=per_device)
 
@@ -492,6 +492,12 @@ class EnergyMeter:
             "gpu_power_limit_W": min(limits) if limits else math.nan,
             **host_provenance(),
         }
+
+
+def _utc_at(t: float, clock: Clock) -> str:
+    """ISO-8601 UTC time of the meter-clock instant ``t`` (windows are resolved a little after they end)."""
+    unix = dt.datetime.now(dt.timezone.utc).timestamp() - (clock.now() - t)
+    return dt.datetime.fromtimestamp(unix, dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _cuda_available() -> bool:
