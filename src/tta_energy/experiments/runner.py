@@ -456,7 +456,7 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
     try:
         adapter.check_request(request)
         output, m = meter.measure(lambda phases: adapter.generate(request, phases))
-        row.update({k: v for k, v in m.as_row().items() if k in row})
+        row.update({k: v for k, v in m.as_row().items() if k in row and k != "trace_path"})
     except Exception as exc:  # one configuration failing never stops the sweep
         oom = is_oom(exc)
         row.update(status="oom" if oom else "error", error=one_line(exc), gpu_energy_method="unavailable",
@@ -568,7 +568,9 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
             trace.parent.mkdir(parents=True, exist_ok=True)
         meter = make_meter(opts, device, trace)
         with meter:
-            rc = RowContext(opts, run_id, ctx.rank, _provenance(meter, ctx), str(trace) if trace else "")
+            # no GPU, no sampler, no trace file: leave the column empty rather than name a missing file
+            traced = trace is not None and meter.gpu_available
+            rc = RowContext(opts, run_id, ctx.rank, _provenance(meter, ctx), str(trace) if traced else "")
             models = ModelCache(opts, device)
             idle_done = False
             with progress_bar(todo, opts.progress and ctx.is_main) as bar:

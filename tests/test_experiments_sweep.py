@@ -1,0 +1,165 @@
+"""``tta-energy sweep`` end to end on tiny models (CPU): protocol, rows, resume, failures, quality audio."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from tta_energy import schema
+from tta_energy.cli.main import main
+from tta_energy.experiments import summary
+from tta_energy.experiments.runner import SweepOptions, run_sweep
+from tta_energy.models.audioldm import AudioLDMAdapter
+
+TINY = ["--size", "tiny", "--device", "cpu", "--dtype", "float32", "--duration", "1", "--idle-s", "0",
+        "--no-progress", "--no-codecarbon"]
+
+
+def sweep(*args: str) -> None:
+    main(["sweep", "--model", "audioldm", *TINY, *args])
+
+
+def measured(df: pd.DataFrame) -> pd.DataFrame:
+    return df[~df["is_warmup"]]
+
+
+def test_steps_sweep_rows_and_resume(tmp_path, capsys):
+    out = tmp_path / "steps.csv"
+    args = ["--experiment", "steps", "--grid", "1,2", "--repeats", "2", "--out", str(out)]
+    sweep(*args)
+    line = capsys.readouterr().out
+    assert "4 measured [4 ok]" in line and "1 warm-up" in line
+    df = schema.read_runs(out)
+    assert len(df) == 5 and df["is_warmup"].sum() == 1
+    rows = measured(df)
+    assert sorted(zip(rows["steps"], rows["repeat"], strict=True)) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert (rows["denoiser_calls"] == rows["steps"]).all()
+    assert (rows["status"] == "ok").all() and (rows["source"] == "tta-energy").all()
+    assert rows["config_id"].nunique() == 2 and rows["run_id"].nunique() == 1
+    assert np.allclose(rows["audio_seconds"], 1.0) and np.allclose(rows["latent_seconds"], 1.0)
+    assert (rows["wall_s"] > 0).all() and (rows["n_clips"] == 1).all()
+    assert (rows["experiment"] == "steps").all() and (rows["dtype"] == "float32").all()
+    assert (rows["guidance_scale"] == 2.5).all() and (rows["negative_prompt"] == "Low quality.").all()
+    assert (rows["torch_version"] == torch.__version__).all() and (rows["hostname"] != "").all()
+    warm = df[df["is_warmup"]].iloc[0]
+    assert warm["config_id"] in set(rows["config_id"])
+    if not torch.cuda.is_available():  # never 0 J on a machine without a GPU
+        assert rows["gpu_energy_J"].isna().all() and (rows["gpu_energy_method"] == "unavailable").all()
+    # the same command again: nothing left to do, nothing written
+    before = out.read_bytes()
+    sweep(*args)
+    assert "0 measured [none], 4 of 4 already done" in capsys.readouterr().out
+    assert out.read_bytes() == before
+    # one more repeat: only the new pairs run (with their own warm-up)
+    sweep(*args[:-4], "--repeats", "3", "--out", str(out))
+    rows = measured(schema.read_runs(out))
+    assert sorted(rows["repeat"]) == [0, 0, 1, 1, 2, 2]
+
+
+def test_failures_are_recorded_and_errors_retried(tmp_path, monkeypatch):
+    real_generate = AudioLDMAdapter.generate
+
+    def failing(self, request, phases=None):
+        if request.steps == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        if request.steps == 2:
+            out = real_generate(self, request, phases)
+            out.waveforms[..., 0] = np.nan
+            return out
+        if request.steps == 3:
+            raise ValueError("something broke\nsecond line")
+        return real_generate(self, request, phases)
+
+    monkeypatch.setattr(AudioLDMAdapter, "generate", failing)
+    out = tmp_path / "steps.csv"
+    opts = SweepOptions(model="audioldm", experiments=("steps",), size="tiny", device="cpu", dtype="float32",
+                        duration_s=1.0, idle_s=0, progress=False, codecarbon=False,
+                        grid={"steps": ("1", "2", "3", "4")}, repeats={"steps": 1}, out=out, warmup=0)
+    (result,) = run_sweep(opts, echo=lambda _: None)
+    assert dict(result.measured) == {"oom": 1, "nan_audio": 1, "error": 1, "ok": 1}
+    df = schema.read_runs(out).set_index("steps")
+    assert df.loc[1, "status"] == "oom" and "out of memory" in df.loc[1, "error"]
+    assert df.loc[2, "status"] == "nan_audio" and "NaN" in df.loc[2, "error"]
+    assert df.loc[3, "status"] == "error" and df.loc[3, "error"] == "ValueError: something broke"
+    assert math.isnan(df.loc[1, "gpu_energy_J"])
+    # fixed: the error is retried, the rest is kept, each pair still appears once
+    monkeypatch.setattr(AudioLDMAdapter, "generate", real_generate)
+    (again,) = run_sweep(opts, echo=lambda _: None)
+    assert dict(again.measured) == {"ok": 1}
+    df = schema.read_runs(out)
+    assert sorted(df["steps"]) == [1, 2, 3, 4]
+    assert dict(zip(df["steps"], df["status"], strict=True)) == {1: "oom", 2: "nan_audio", 3: "ok", 4: "ok"}
+
+
+def test_batch_and_quality_in_one_run(tmp_path):
+    audio = tmp_path / "audio"
+    sweep("--experiment", "batch,quality", "--grid", "batch=5,p10", "--grid", "quality=1", "--steps", "1",
+          "--repeats", "batch=1", "--limit", "1", "--captions", "clotho", "--audio-dir", str(audio),
+          "--out-dir", str(tmp_path))
+    batch = schema.read_runs(tmp_path / "batch.csv")
+    rows = measured(batch)
+    layouts = sorted(zip(rows["n_prompts"], rows["waveforms_per_prompt"], strict=True))
+    assert layouts == [(1, 5), (1, 5), (10, 1)]
+    assert (rows.groupby("n_prompts")["n_clips"].sum() == 10).all()
+    assert np.allclose(rows["audio_seconds"], rows["n_clips"] * 1.0)
+    quality = measured(schema.read_runs(tmp_path / "quality.csv"))
+    (row,) = quality.itertuples()
+    assert row.dataset == "clotho" and row.caption_id.endswith(".wav") and row.steps == 1
+    wav = audio / "audioldm" / "clotho" / "1" / row.caption_id
+    assert row.audio_path == str(wav)
+    data, rate = sf.read(wav)
+    assert rate == 16000 and len(data) == 16000
+
+
+def test_duration_sweep_leaves_out_what_the_model_cannot_run(tmp_path, capsys):
+    out = tmp_path / "duration.csv"
+    main(["sweep", "--model", "tango", "--size", "tiny", "--device", "cpu", "--experiment", "duration",
+          "--steps", "1", "--repeats", "1", "--idle-s", "0", "--no-progress", "--no-codecarbon",
+          "--warmup", "0", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "duration 2.5 s: left out" in text and "duration 20.0 s: left out" in text
+    rows = schema.read_runs(out)
+    assert list(rows["duration_s"]) == [10.0]
+    assert rows["latent_seconds"].iloc[0] == pytest.approx(rows["audio_seconds"].iloc[0])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--experiment", "loudness"], "unknown experiment"),
+    (["--experiment", "steps", "--grid", "0"], ">= 1"),
+    (["--experiment", "steps,batch", "--out", "x.csv"], "--out names one table"),
+    (["--experiment", "steps,batch", "--grid", "10"], "EXPERIMENT=VALUE"),
+    (["--experiment", "steps", "--repeats", "batch=2"], "not among the experiments"),
+    (["--experiment", "quality", "--captions", "/no/such.csv"], "does not exist"),
+    (["--experiment", "steps", "--optimize", "warp-drive"], "unknown lever"),
+])
+def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir", str(tmp_path),
+              *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_batch_summary_energy_per_ten_clips():
+    def row(b: int, n_prompts: int, repeat: int, energy: float, warm: bool = False) -> dict:
+        return {"experiment": "batch", "model": "m", "dtype": "float16", "steps": 100,
+                "n_prompts": n_prompts, "waveforms_per_prompt": b, "repeat": repeat, "gpu_energy_J": energy,
+                "gpu_energy_net_J": energy, "wall_s": 1.0, "n_clips": n_prompts * b,
+                "config_id": f"{b}-{n_prompts}", "status": "ok", "is_warmup": warm}
+
+    rows = [row(1, 1, r, 10.0 + r) for r in range(2) for _ in range(10)]
+    rows += [row(10, 1, r, 40.0 + 2 * r) for r in range(2)] + [row(1, 10, 0, 50.0)]
+    rows += [row(10, 1, 0, 999.0, warm=True)]
+    rows += [row(5, 1, 0, 30.0)]  # an incomplete repeat (1 of 2 calls): left out
+    out = summary.batch_summary(pd.DataFrame(rows)).set_index("batch")
+    assert out.loc["1", "gpu_J_per_10_clips_mean"] == pytest.approx(105.0)
+    assert out.loc["1", "gpu_J_per_10_clips_std"] == pytest.approx(np.std([100, 110], ddof=1))
+    assert out.loc["10", "gpu_J_per_clip_mean"] == pytest.approx(4.1)
+    assert out.loc["p10", "repeats"] == 1 and "5" not in out.index

@@ -1,0 +1,57 @@
+"""A sweep sharded over 2 CPU processes by a real torchrun launch (gloo); the scaling table's arithmetic.
+
+The command is the one ``scripts/gpu_scaling.sh`` runs on two GPUs:
+``python -m torch.distributed.run --standalone --nproc-per-node=2 -m tta_energy sweep ...``. The merged table
+must hold every (configuration, repeat) once, measured by ranks 0 and 1, with the shard files merged away.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pandas as pd
+import pytest
+
+from tta_energy import schema
+from tta_energy.experiments import resume
+from tta_energy.experiments.scaling import measuring_span, sweep_command, write_csv
+
+
+def test_torchrun_two_ranks_merge_into_one_table(tmp_path):
+    out = tmp_path / "steps.csv"
+    args = ["--model", "audioldm", "--experiment", "steps", "--size", "tiny", "--device", "cpu",
+            "--dtype", "float32", "--duration", "1", "--grid", "1,2,3", "--repeats", "2", "--idle-s", "0",
+            "--no-progress", "--no-codecarbon", "--out", str(out)]
+    cmd = sweep_command(2, args)
+    assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sweep steps (audioldm): 6 measured [6 ok]" in done.stdout  # rank 0's line counts every rank
+
+    assert not resume.shard_paths(out)  # rank 0 merged and removed them
+    df = schema.read_runs(out)
+    measured = df[~df["is_warmup"]]
+    pairs = list(zip(measured["config_id"], measured["repeat"].astype(int), strict=True))
+    assert len(pairs) == len(set(pairs)) == 6
+    assert set(measured["rank"].astype(int)) == {0, 1}
+    assert sorted(df[df["is_warmup"]]["rank"].astype(int)) == [0, 1]  # each rank warmed up its own model
+    assert df["run_id"].nunique() == 1  # rank 0's run id, broadcast
+    # sorted: warm-ups first, then by repeat
+    assert list(df["is_warmup"][:2]) == [True, True]
+    assert list(measured["repeat"]) == sorted(measured["repeat"])
+
+
+def test_scaling_table_arithmetic(tmp_path):
+    rows = pd.DataFrame({"timestamp": ["2025-01-01T00:00:10+00:00", "2025-01-01T00:00:30+00:00"],
+                         "wall_s": [4.0, 5.0]})
+    assert measuring_span(rows) == pytest.approx(24.0)  # from 10 - 4 = 6 s to 30 s
+    path = tmp_path / "validation" / "scaling.csv"
+    first = pd.DataFrame({"model": ["m", "m"], "n_gpus": [1, 2], "wall_s": [100.0, 52.0]})
+    write_csv(path, first)
+    write_csv(path, pd.DataFrame({"model": ["m"], "n_gpus": [2], "wall_s": [51.0]}))  # replaces n_gpus=2
+    write_csv(path, pd.DataFrame({"model": ["k"], "n_gpus": [1], "wall_s": [9.0]}))
+    saved = pd.read_csv(path)
+    assert sorted(zip(saved["model"], saved["n_gpus"], saved["wall_s"], strict=True)) == [
+        ("k", 1, 9.0), ("m", 1, 100.0), ("m", 2, 51.0)]
