@@ -188,7 +188,9 @@ def load_strict(
     expected = module.state_dict()
     missing = [table.original_key(k) or k for k in expected if k not in conv.state_dict]
     missing += [k for k in table.extra_keys if k not in conv.extras]
-    unexpected = list(conv.unexpected) + [k for k in conv.state_dict if k not in expected]
+    unexpected = list(conv.unexpected) + [
+        table.original_key(k) or k for k in conv.state_dict if k not in expected
+    ]
     wrong = [
         f"{table.original_key(k)} {tuple(v.shape)}!={tuple(expected[k].shape)}"
         for k, v in conv.state_dict.items()
@@ -578,7 +580,9 @@ def ldm_vae_params(vae: dict[str, Any], template: dict[str, Any]) -> dict[str, A
         ch_mult=[int(c) // base for c in vae["block_out_channels"]],
         z_channels=int(vae["latent_channels"]),
         num_res_blocks=int(vae["layers_per_block"]),
-        attn_resolutions=[res // 2**i for i, t in enumerate(vae["down_block_types"]) if t.startswith("Attn")],
+        attn_resolutions=sorted(
+            res // 2**i for i, t in enumerate(vae["down_block_types"]) if t.startswith("Attn")
+        ),
     )
     if int(vae.get("norm_num_groups", 32)) != 32:
         dd["norm_num_groups"] = int(vae["norm_num_groups"])

@@ -17,6 +17,7 @@ folds/unfolds them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,16 @@ class BigVGANConfig:
         return int(np.prod(self.upsample_rates))
 
 
+@functools.lru_cache(maxsize=8)
+def _lowpass_taps(cutoff: float, half_width: float, kernel_size: int) -> tuple[float, ...]:
+    half = kernel_size // 2
+    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(half, 4 * half_width))
+    window = np.kaiser(kernel_size, beta)
+    t = np.arange(-half, half) + 0.5 if kernel_size % 2 == 0 else np.arange(kernel_size) - half
+    taps = 2 * cutoff * window * np.sinc(2 * cutoff * t)
+    return tuple(taps / taps.sum())
+
+
 def kaiser_sinc_lowpass(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
     """A Kaiser-windowed sinc low-pass filter (sums to 1), shape (1, 1, kernel_size).
 
@@ -105,13 +116,7 @@ def kaiser_sinc_lowpass(cutoff: float, half_width: float, kernel_size: int) -> t
     design formula for the attenuation that a transition band of ``4 * half_width`` allows with
     ``kernel_size // 2`` taps (scipy's ``kaiser_atten``/``kaiser_beta``).
     """
-    half = kernel_size // 2
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(half, 4 * half_width))
-    window = np.kaiser(kernel_size, beta)
-    t = np.arange(-half, half) + 0.5 if kernel_size % 2 == 0 else np.arange(kernel_size) - half
-    taps = 2 * cutoff * window * np.sinc(2 * cutoff * t)
-    taps = taps / taps.sum()
-    return torch.tensor(taps, dtype=torch.float32).view(1, 1, kernel_size)
+    return torch.tensor(_lowpass_taps(cutoff, half_width, kernel_size), dtype=torch.float32).view(1, 1, -1)
 
 
 class Upsample2x(nn.Module):

@@ -29,8 +29,8 @@ def ldm_uniform_timesteps(steps: int, train_timesteps: int = 1000) -> np.ndarray
     timesteps = np.arange(0, train_timesteps, stride, dtype=np.int64) + 1
     if timesteps[-1] >= train_timesteps:
         # LDM indexes alphas_cumprod[train_timesteps] here and fails (stride divides T - 1: 3, 9, 27, 37, ...)
-        raise ValueError(f"LDM's uniform DDIM spacing cannot run {steps} steps: stride {stride} reaches timestep "
-                         f"{timesteps[-1]}, past the last of {train_timesteps}")
+        raise ValueError(f"LDM's uniform DDIM spacing cannot run {steps} steps: stride {stride} reaches "
+                         f"timestep {timesteps[-1]}, past the last of {train_timesteps}")
     return timesteps
 
 
