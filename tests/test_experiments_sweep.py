@@ -12,7 +12,7 @@ import torch
 
 from tta_energy import schema
 from tta_energy.cli.main import main
-from tta_energy.experiments import summary
+from tta_energy.experiments import resume, summary
 from tta_energy.experiments.runner import SweepOptions, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
 
@@ -55,8 +55,12 @@ def test_steps_sweep_rows_and_resume(tmp_path, capsys):
     sweep(*args)
     assert "0 measured [none], 4 of 4 already done" in capsys.readouterr().out
     assert out.read_bytes() == before
-    # one more repeat: only the new pairs run (with their own warm-up)
+    # an interrupted torchrun sweep leaves shard files: a later run reads them, adds one more repeat (only the
+    # new pairs run) and merges everything into the table
+    out.rename(resume.shard_path(out, 1))
     sweep(*args[:-4], "--repeats", "3", "--out", str(out))
+    assert "2 measured [2 ok], 4 of 6 already done" in capsys.readouterr().out
+    assert not resume.shard_paths(out)
     rows = measured(schema.read_runs(out))
     assert sorted(rows["repeat"]) == [0, 0, 1, 1, 2, 2]
 
