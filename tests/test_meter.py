@@ -180,12 +180,12 @@ def test_sampler_process_and_thread_follow_a_scheduled_load_in_real_time(tmp_pat
     clock = MonotonicClock()
     now = clock.now()
     gpu = SimulatedGpu(clock, counter=CounterModel(phase_s=now % 0.1), start_time=now - 5.0)
-    for offset in (1.5, 3.5):
+    for offset in (3.0, 5.0):
         start = now + offset
         gpu.set_load(690.0, at=start)
         gpu.set_load(IDLE, at=start + 0.9)
     source = SimulatedCounterSource([gpu])  # the process rebuilds the GPU from its schedule
-    for mode, offset in (("process", 1.5), ("thread", 3.5)):
+    for mode, offset in (("process", 3.0), ("thread", 5.0)):
         trace = tmp_path / f"{mode}.csv"
         meter = EnergyMeter(source=source, clock=clock, codecarbon=False, sampler=mode, trace_path=trace)
         with meter:
