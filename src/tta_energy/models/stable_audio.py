@@ -273,7 +273,9 @@ class StableAudioOpenAdapter(ModelAdapter):
                 TINY_VAE,
             )
         sched_cfg = load_config(CONFIG_DIR, "scheduler_config.reconstructed.json")
-        with seeded_init(device), default_device(device):
+        with seeded_init(device), default_device(device), warnings.catch_warnings():
+            # diffusers builds the Oobleck convolutions with the deprecated torch weight_norm: a notice only
+            warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
             text_encoder = T5EncoderModel(_t5_config(text_cfg))
             projection_model = StableAudioProjectionModel(**proj_cfg)
             transformer = StableAudioDiTModel(**dit_cfg)
@@ -483,7 +485,10 @@ class StableAudioOpenAdapter(ModelAdapter):
                 cross, global_states = self._conditioning(
                     req.prompts, negative, cfg, req.duration_s, req.waveforms_per_prompt
                 )
-            with phases("denoising"):
+            with phases("denoising"), warnings.catch_warnings():
+                # torchsde's Brownian tree (the scheduler's noise) warns on every call that the float32 ends
+                # of the sigma range miss its interval by one ulp: harmless, and the same in the pipeline
+                warnings.filterwarnings("ignore", message="Should have t", module="torchsde")
                 self.scheduler.set_timesteps(req.steps, device=self.device)
                 latents = randn_tensor(
                     (n_clips, self.denoiser.config.in_channels, self.latent_length),
