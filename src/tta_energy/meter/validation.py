@@ -537,6 +537,11 @@ def render_summary(df: pd.DataFrame, validation: Validation, *, dry_run: bool) -
                   for i, b in enumerate(blocks)]
     parts.append(_md_table(pd.DataFrame(truth_rows).drop(columns=["t_mid"], errors="ignore"), "{:.5g}"))
     parts.append("\n## Error by method and window (%, all trials)\n")
+    parts.append("`steady`: the window sits inside continuous load, where the truth applies exactly. "
+                 "`isolated`: one call from idle; its truth is still the steady energy per iteration, so "
+                 "these rows include the GPU's own ramp from idle, not only measurement error: compare the "
+                 "methods with each other there. `meter_repeated_1s` repeats the call for at least 1 s "
+                 "(`min_window_s`).\n")
     parts.append(_md_table(summarise(df), "{:.3f}"))
     parts.append("\n## Sampler overhead (energy per 1-s call of the UNet workload)\n")
     parts.append(_md_table(overhead_summary(df), "{:.4g}"))
