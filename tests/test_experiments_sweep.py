@@ -167,3 +167,23 @@ def test_batch_summary_energy_per_ten_clips():
     assert out.loc["1", "gpu_J_per_10_clips_std"] == pytest.approx(np.std([100, 110], ddof=1))
     assert out.loc["10", "gpu_J_per_clip_mean"] == pytest.approx(4.1)
     assert out.loc["p10", "repeats"] == 1 and "5" not in out.index
+
+
+def test_per_model_scripts_are_thin_wrappers(capsys):
+    from pathlib import Path
+
+    from tta_energy.experiments.scripts import SCRIPTS, run_model_script
+    from tta_energy.models.registry import MODEL_NAMES
+
+    root = Path(__file__).resolve().parents[1]
+    assert sorted(SCRIPTS.values()) == sorted(MODEL_NAMES)
+    for script, model in SCRIPTS.items():
+        text = (root / "inferences" / f"{script}.py").read_text()
+        assert f'run_model_script("{model}")' in text
+    run_model_script("tango", ["--help"])
+    assert "--experiment" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        run_model_script("tango", ["--model", "audioldm", "--experiment", "steps"])
+    assert exc.value.code == 2 and "runs tango only" in capsys.readouterr().err
+    envs = {p.name for p in (root / "inferences" / "envs").glob("*.yml")}
+    assert {"diffusers.yml", "make-an-audio.yml", "tango.yml"} <= envs  # one per model family
