@@ -141,6 +141,27 @@ def test_batch_summary_reproduces_totals_errors_and_check_values(batch):
         assert (ours["calls_per_run"] == [10, 5, 2, 1]).all()
 
 
+def test_batch_summary_handles_incomplete_runs_missing_energy_and_distinct_prompts():
+    rows = load_paper_data().runs["batch"]
+    rows = rows[rows["model"] == "audioldm"][list(schema.COLUMN_NAMES)].copy()
+    rows["source"], rows["gpu_name"] = "tta-energy", "NVIDIA H200"
+    interrupted = rows[(rows["n_clips"] == 1) & (rows["repeat"] == 4)].index[-3:]  # a sweep stopped mid-run
+    rows = rows.drop(interrupted)
+    rows.loc[rows[(rows["n_clips"] == 2) & (rows["repeat"] == 0)].index[0], "gpu_energy_J"] = np.nan
+    distinct = rows[rows["n_clips"] == 10].copy()  # 10 different prompts in one call
+    distinct["n_prompts"], distinct["waveforms_per_prompt"] = 10, 1
+    distinct["gpu_energy_J"] *= 1.1
+    table = summaries.batch_summary(summaries.usable_runs(pd.concat([rows, distinct], ignore_index=True)))
+    b = table.set_index(["n_prompts", "batch"])
+    assert b.loc[(1, 1), "n_runs"] == 4 and b.loc[(1, 1), "incomplete_runs_dropped"] == 1
+    assert b.loc[(1, 2), "n_runs"] == 4 and b.loc[(1, 2), "incomplete_runs_dropped"] == 0
+    per_run = rows[(rows["n_clips"] == 1) & (rows["repeat"] < 4)].groupby("repeat")["gpu_energy_J"].sum()
+    assert b.loc[(1, 1), "gpu_energy_J_per_10_clips_mean"] == pytest.approx(per_run.mean(), rel=1e-12)
+    assert b.loc[(10, 10), "ratio_to_batch1"] == pytest.approx(
+        1.1 * b.loc[(1, 10), "gpu_energy_J_per_10_clips_mean"] / per_run.mean(), rel=1e-12
+    )
+
+
 def test_quality_energy_sums_reproduce_the_emissions_files(fronts):
     root = require_paper_data() / "results" / "quality_metrics" / "emissions"
     for model, short in SHORT.items():

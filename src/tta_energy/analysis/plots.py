@@ -186,6 +186,33 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         ax_ratio.plot(
             grp["batch"], grp["ratio_to_batch1"], marker="o", color=colour, label=model_label(model)
         )
+    distinct = batch[batch["n_prompts"] > 1] if "n_prompts" in batch.columns else batch[:0]
+    for row in distinct.itertuples():
+        colour = MODEL_COLOURS.get(row.model)
+        ax.scatter(
+            row.batch,
+            row.gpu_energy_J_per_clip_mean,
+            marker="D",
+            s=60,
+            facecolors="none",
+            edgecolors=colour,
+            linewidths=1.5,
+            zorder=4,
+        )
+        ax_ratio.scatter(
+            row.batch,
+            row.ratio_to_batch1,
+            marker="D",
+            s=60,
+            facecolors="none",
+            edgecolors=colour,
+            linewidths=1.5,
+            zorder=4,
+        )
+    if not distinct.empty:
+        ax.scatter(
+            [], [], marker="D", facecolors="none", edgecolors="grey", label="distinct prompts in one call"
+        )
     for a in (ax, ax_ratio):
         a.set_xscale("log")
         ticks = sorted(data["batch"].unique())
@@ -203,6 +230,10 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         f"waveforms per call (left, log scale, ±1 std of the per-run totals / 10) and relative to batch 1 "
         f"(right)."
     )
+    if not distinct.empty:
+        caption += (
+            " Hollow diamonds: the clips of one call come from distinct prompts (the study batched one)."
+        )
     return save_figure(fig, figures, stem, caption, "batch")
 
 

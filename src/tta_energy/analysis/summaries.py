@@ -188,7 +188,8 @@ def batch_summary(
     per_run = (
         df.groupby([*keys, "repeat"], sort=True, dropna=False)
         .agg(
-            calls=("gpu_energy_J", "count"),
+            calls=("n_clips", "size"),
+            measured=("gpu_energy_J", "count"),
             clips=("n_clips", "sum"),
             gpu_J=("gpu_energy_J", "sum"),
             gpu_kWh=("gpu_energy", "sum"),
@@ -199,6 +200,15 @@ def batch_summary(
         )
         .reset_index()
     )
+    # a call without a GPU energy makes its run's total unknown, not smaller
+    per_run.loc[per_run["measured"] < per_run["calls"], ["gpu_J", "gpu_kWh"]] = np.nan
+    # a run cut short (an interrupted sweep) is left out rather than extrapolated
+    full = per_run.groupby(keys, dropna=False)["clips"].transform("max")
+    per_run["incomplete"] = per_run["clips"] < full
+    dropped = (
+        per_run[per_run["incomplete"]].groupby(keys, dropna=False).size().rename("incomplete_runs_dropped")
+    )
+    per_run = per_run[~per_run["incomplete"]].copy()
     scale = CLIPS_PER_BATCH_RUN / per_run["clips"]
     per_run["gpu_J_per_10"] = per_run["gpu_J"] * scale
     per_run["energy_J_per_10"] = per_run["energy_J"] * scale
@@ -206,7 +216,7 @@ def batch_summary(
     per_run["gpu_J_per_audio_s"] = per_run["gpu_J"] / per_run["audio_s"]
     g = per_run.groupby(keys, sort=True, dropna=False)
     out = g.agg(
-        n_runs=("repeat", "count"),
+        n_runs=("gpu_J_per_10", "count"),
         calls_per_run=("calls", "median"),
         clips_per_run=("clips", "median"),
         gpu_energy_J_per_10_clips_mean=("gpu_J_per_10", "mean"),
@@ -220,11 +230,15 @@ def batch_summary(
     ).reset_index()
     _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
     out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_BATCH_RUN
-    base = out[out["batch"] == 1].set_index([*PLATFORM_KEYS, "n_prompts"])["gpu_energy_J_per_10_clips_mean"]
-    idx = pd.MultiIndex.from_frame(out[[*PLATFORM_KEYS, "n_prompts"]])
+    # the baseline is one clip per call (one prompt): distinct-prompt batches compare against it too
+    single = out[(out["batch"] == 1) & (out["n_prompts"] == 1)]
+    base = single.set_index(list(PLATFORM_KEYS))["gpu_energy_J_per_10_clips_mean"]
+    idx = pd.MultiIndex.from_frame(out[list(PLATFORM_KEYS)])
     out["ratio_to_batch1"] = out["gpu_energy_J_per_10_clips_mean"].to_numpy() / base.reindex(idx).to_numpy()
     errors = _study_batch_errors(df, keys)
     out = out.merge(errors, on=keys, how="left")
+    out = out.merge(dropped.reset_index(), on=keys, how="left")
+    out["incomplete_runs_dropped"] = out["incomplete_runs_dropped"].fillna(0).astype(int)
     first = [
         "model",
         "batch",
