@@ -308,7 +308,8 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
                                        generated_prompt_embeds=generated, **kwargs)
 
     def score_waveforms(self, prompts: list[str], audio: torch.Tensor, n: int) -> torch.Tensor:
-        """The pipeline's ``score_waveforms``: keep, per prompt, the ``n`` waveforms CLAP ranks best."""
+        """The pipeline's ``score_waveforms``: per prompt, the ``n`` waveforms CLAP ranks best among all the
+        generated ones (with several prompts diffusers ranks across prompts too; kept as it is)."""
         pipe = self.pipe
         fe = pipe.feature_extractor
         ids, mask = self.clap_ids(prompts, pad_to_max=False)
