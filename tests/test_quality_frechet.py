@@ -186,6 +186,17 @@ def test_matches_frechet_audio_distance_package() -> None:
     assert frechet_distance_embeddings(x, y) == pytest.approx(float(np.real(theirs)), rel=1e-6)
 
 
+def test_matches_fadtk() -> None:
+    fadtk_fad = pytest.importorskip(
+        "fadtk.fad", reason="fadtk is not installed (see inferences/envs/quality-peers.yml)"
+    )
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(400, 32)), rng.normal(size=(300, 32)) * 1.2 - 0.1
+    (m1, c1), (m2, c2) = gaussian_fit(x), gaussian_fit(y)
+    theirs = float(np.real(fadtk_fad.calc_frechet_distance(m1, c1, m2, c2)))
+    assert frechet_distance(m1, c1, m2, c2) == pytest.approx(theirs, rel=1e-6)
+
+
 def test_negative_result_is_refused() -> None:
     with pytest.raises(AssertionError, match="negative"):
         frechet._checked(0.0, 1.0, 1.0, 1.5)

@@ -80,6 +80,23 @@ def test_half_sampling_interval_covers_fad_and_is_seeded() -> None:
     )
 
 
+def test_with_replacement_bootstrap_would_inflate_fad() -> None:
+    # why FAD uses half-sampling: fewer clips than dimensions, repeated clips shrink the covariance rank and
+    # push every with-replacement replicate above the estimate; the half-sampling interval brackets it
+    rng = np.random.default_rng(2)
+    gen, ref = rng.normal(size=(40, 64)), rng.normal(size=(40, 64)) + 0.05
+    value = frechet_distance_embeddings(gen, ref)
+    boot = [
+        frechet_distance_embeddings(gen[rng.integers(0, 40, 40)], ref[rng.integers(0, 40, 40)])
+        for _ in range(50)
+    ]
+    assert min(boot) > 1.2 * value
+    low, high = half_sampling_interval(
+        list(gen[:, None]), list(ref[:, None]), frechet_distance_embeddings, value, n_resamples=100, seed=0
+    )
+    assert low < value < high
+
+
 def _captions(tmp_path: Path, names: list[str]) -> Path:
     path = tmp_path / "caps.csv"
     pd.DataFrame(

@@ -9,22 +9,23 @@ import typer
 
 from tta_energy.errors import TtaError
 
-SCORE_HELP = """Score generated audio: FAD, FAD-inf and CLAP score on LAION-CLAP embeddings.
-
-One folder (--generated DIR, with --model/--dataset/--steps for the table) or a whole sweep output
-tree (--tree AUDIO_DIR laid out as AUDIO_DIR/<model>/<dataset>/<steps>/*.wav, what
-`tta-energy sweep -e quality` writes). FAD/FAD-inf compare with the real recordings of --reference;
-the CLAP score pairs each caption of --captions (file_name, caption, duration; audiocaps / clotho
-default to the study's bundled files) with the clip of the same file name.
-
-Checkpoints (a Hugging Face ClapModel folder or a LAION-CLAP .pt file, by path or by name looked up
-in --checkpoint-dir, $TTA_ENERGY_CLAP_DIR and ./checkpoints/clap) default to what the study used:
-FAD with 630k-audioset-best (fadtk clap-laion-audio, non-fusion), the CLAP score with
-630k-audioset-fusion-best (stable-audio-metrics). Audio: mono mean, soxr to 48 kHz, int16
-round-trip, peak -1 dBFS for the CLAP score only, clips over 10 s cut into 10 s windows. Output
-columns: model, dataset, steps, metric, value, ci_low, ci_high, n_generated, n_reference, embedding,
-ci_method, fit_r2. See docs/quality.md.
-"""
+SCORE_HELP = (
+    "Score generated audio: FAD, FAD-inf and CLAP score on LAION-CLAP embeddings."
+    "\n\n"
+    "One folder (--generated DIR, with --model/--dataset/--steps for the table) or a whole sweep output "
+    "tree (--tree AUDIO_DIR laid out as AUDIO_DIR/<model>/<dataset>/<steps>/*.wav, what `tta-energy sweep"
+    " -e quality` writes). FAD/FAD-inf compare with the real recordings of --reference; the CLAP score "
+    "pairs each caption of --captions (file_name, caption, duration; audiocaps / clotho default to the "
+    "study's bundled files) with the clip of the same file name."
+    "\n\n"
+    "Checkpoints (a Hugging Face ClapModel folder or a LAION-CLAP .pt file, by path or by name looked up "
+    "in --checkpoint-dir, $TTA_ENERGY_CLAP_DIR and ./checkpoints/clap) default to what the study used: "
+    "FAD with 630k-audioset-best (fadtk clap-laion-audio, non-fusion), the CLAP score with "
+    "630k-audioset-fusion-best (stable-audio-metrics). Audio: mono mean, soxr to 48 kHz, int16 "
+    "round-trip, peak -1 dBFS for the CLAP score only, clips over 10 s cut into 10 s windows. Output "
+    "columns: model, dataset, steps, metric, value, ci_low, ci_high, n_generated, n_reference, embedding,"
+    " ci_method, fit_r2. See docs/quality.md."
+)
 
 
 def _named_paths(values: list[str] | None, option: str) -> tuple[Path | None, dict[str, Path]]:

@@ -141,7 +141,8 @@ def fad_inf(
 
     With replacement, a draw of n from N repeats embeddings, so E[FAD(n)] grows like c (1/n + 1/N) and the
     intercept lands near the FAD of all N embeddings rather than at n = infinity. ``replace=False`` draws
-    without replacement, E[FAD(n)] ~ c / n, and the intercept estimates the infinite-sample distance.
+    without replacement (E[FAD(n)] ~ c / n where that law holds; with fewer embeddings than dimensions it
+    holds only roughly, see docs/quality.md).
     """
     x = _as_matrix(eval_embeddings, "evaluation embeddings")
     y = _as_matrix(reference_embeddings, "reference embeddings")
