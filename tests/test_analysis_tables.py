@@ -340,7 +340,20 @@ def test_per_clip_scores_are_resampled_and_make_fronts_uncertain():
                     "caption_id": f"c{i}.wav",
                 }
             )
-    table = pareto.pareto_table(pd.DataFrame(rows), pd.DataFrame(scores), n_boot=300, seed=0)
+    per_clip = pd.DataFrame(scores)
+    # the quality module writes a summary row next to the per-clip rows: it must not duplicate a configuration
+    summary_rows = per_clip.groupby(["source", "model", "dataset", "steps", "metric"], as_index=False)[
+        "value"
+    ].mean()
+    summary_rows["caption_id"] = ""
+    fad = summary_rows.assign(metric="fad_inf", value=[0.5, 0.4])
+    table = pareto.pareto_table(
+        pd.DataFrame(rows), pd.concat([per_clip, summary_rows, fad]), n_boot=300, seed=0
+    )
+    assert len(table) == 4 and set(table["metric"]) == {"clap", "fad_inf"}
+    fad_rows = table[table["metric"] == "fad_inf"]
+    assert not fad_rows["higher_is_better"].any() and fad_rows["pareto_optimal"].all()  # cheaper vs better
+    table = table[table["metric"] == "clap"]
     assert table["score_resampled"].all()
     assert (table["front_frequency"] > 0.05).all() and (table["front_frequency"] < 1).any()
 

@@ -20,7 +20,14 @@ import pandas as pd
 from tta_energy.analysis.bootstrap import CONFIDENCE, percentile_interval
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
 
-HIGHER_IS_BETTER: dict[str, bool] = {"clap": True, "fad": False}
+#: Metrics a front can be drawn for: CLAP score (higher is better) and the Frechet distances (lower is better;
+#: the study's "fad" is FAD-inf, the quality module also writes plain FAD and its FAD-inf variants).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "clap": True,
+    "fad": False,
+    "fad_inf": False,
+    "fad_inf_without_replacement": False,
+}
 DEFAULT_BOOTSTRAP = 1000
 
 
@@ -118,9 +125,14 @@ def pareto_table(
     out = []
     for metric, mscores in scores.groupby("metric", sort=True):
         if metric not in HIGHER_IS_BETTER:
-            raise AnalysisError(f"score table: unknown metric {metric!r} (expected clap or fad)")
+            continue  # a metric without a known direction has no front
+        keys = ["source", "model", "dataset", "steps"]
         per_clip = mscores[mscores["caption_id"] != ""]
         aggregate = mscores[mscores["caption_id"] == ""]
+        # where per-clip scores exist they define the score (their mean) and are resampled; an aggregate row
+        # for the same configuration (the same number, from the summary table) is then redundant
+        covered = pd.MultiIndex.from_frame(per_clip[keys].drop_duplicates())
+        aggregate = aggregate[~pd.MultiIndex.from_frame(aggregate[keys]).isin(covered)]
         mean_scores = pd.concat(
             [
                 aggregate.groupby(["source", "model", "dataset", "steps"], as_index=False)["value"]
@@ -171,7 +183,8 @@ def pareto_table(
             out.append(front)
     if not out:
         raise AnalysisError(
-            "no (model, data set, steps) configuration has both quality-run energies and scores"
+            "no (model, data set, steps) configuration has both quality-run energies and scores "
+            f"(metrics {', '.join(HIGHER_IS_BETTER)})"
         )
     table = pd.concat(out, ignore_index=True)
     first = ["dataset", "metric", "model", "steps", "gpu_energy_J_mean", "score", "pareto_optimal"]

@@ -40,7 +40,13 @@ MODEL_COLOURS: dict[str, tuple[float, float, float]] = dict(
 )
 STEP_MARKERS: dict[int, str] = {10: "o", 25: "s", 50: "D", 100: "^", 150: "<", 200: "X"}
 DATASET_LABELS = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
-METRIC_LABELS = {"clap": "CLAP score (higher is better)", "fad": "FAD-inf (lower is better)"}
+#: The study's "fad" is FAD-inf; the quality module's tables name plain FAD "fad" and FAD-inf "fad_inf".
+METRIC_LABELS = {
+    "clap": "CLAP score (higher is better)",
+    "fad": "FAD / the study's FAD-inf (lower is better)",
+    "fad_inf": "FAD-inf (lower is better)",
+    "fad_inf_without_replacement": "FAD-inf, subsets without replacement (lower is better)",
+}
 
 
 def model_label(model: str) -> str:
@@ -249,7 +255,7 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
         return None
     _style()
     datasets = sorted(pareto["dataset"].unique())
-    metrics = [m for m in ("clap", "fad") if m in set(pareto["metric"])]
+    metrics = [m for m in METRIC_LABELS if m in set(pareto["metric"])]
     fig, axes = plt.subplots(
         len(datasets),
         len(metrics),
@@ -290,8 +296,10 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
                 )
             ax.set_xscale("log")
             ax.set_xlabel("GPU energy per generation [J] (log)")
-            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {metric.upper()}")
+            study_fad = metric == "fad" and (sub["source"] == "study").all()  # the study's "fad" is FAD-inf
+            ax.set_ylabel(METRIC_LABELS["fad_inf"] if study_fad else METRIC_LABELS.get(metric, metric))
+            name = "FAD-inf" if study_fad else metric.upper().replace("_INF", "-inf")
+            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
     handles = [
         plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
         for m in sorted(pareto["model"].unique(), key=CANONICAL_MODELS.index)
