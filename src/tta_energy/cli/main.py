@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tta_energy.cli.sweep_commands",
     "tta_energy.cli.analysis_commands",
     "tta_energy.cli.quality_commands",
+    "tta_energy.cli.levers_commands",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,120 @@
+"""``tta-energy levers``: the energy-levers sweep, its report, the GPU's ceiling and what a spec means."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+LEVERS_HELP = """Energy levers (issue 7): CUDA graphs, compilation, precision, attention kernels, batching.
+
+Specs: none (the study's default), graphs (the denoiser as a CUDA graph), max (fp16, fastest attention
+backend, channels-last, fused q/k/v, CUDA graph), or a comma list of levers: fp32, fp16, bf16, compile,
+compile-graphs, cudagraph, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, sdpa-best, channels-last,
+fuse-qkv, trim-latents (Stable Audio Open: compute only the requested length; changes the output)."""
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in value.split(";" if ";" in value else " ") if t.strip())
+
+
+def _ints(value: str, what: str) -> tuple[int, ...]:
+    from tta_energy.errors import TtaError
+
+    try:
+        return tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise TtaError(f"--{what} must be a comma list of integers, got {value!r}") from None
+
+
+def register(app: typer.Typer) -> None:
+    levers_app = typer.Typer(help=LEVERS_HELP, no_args_is_help=True)
+    app.add_typer(levers_app, name="levers")
+
+    @levers_app.command("run")
+    def run_cmd(
+        models: str = typer.Option(..., "--models", "-m", help="comma list of models"),
+        out_dir: Path = typer.Option(Path("data/h200/levers"), help="folder of the raw tables"),
+        full: str = typer.Option(" ".join(("none", "graphs", "max")),
+                                 help="specs measured over the whole grid (space separated)"),
+        single: str = typer.Option(" ".join(("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")),
+                                   help="specs measured at the smallest batch (space separated; '' for "
+                                        "none)"),
+        compile_levers: bool = typer.Option(False, "--compile/--no-compile",
+                                            help="also torch.compile (Inductor) and compile-graphs at "
+                                                 "batch 1"),
+        trim: bool = typer.Option(True, "--trim/--no-trim", help="Stable Audio Open: trim-latents specs"),
+        steps: str = typer.Option("10,100", help="step counts"),
+        batches: str = typer.Option("1,10", help="waveforms per prompt"),
+        repeats: int = typer.Option(3, help="measured repeats per cell"),
+        duration: float = typer.Option(10.0, help="audio seconds per clip"),
+        seed: int = typer.Option(0, help="seed of the noise (same for every configuration) and of the order"),
+        size: str = typer.Option("full", help="full or tiny"),
+        weights: str = typer.Option("random", help="'random' or a weights folder (one model only)"),
+        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        ceiling_s: float = typer.Option(5.0, help="seconds of the bf16 matmul ceiling loop (start and end)"),
+        ceiling_n: int = typer.Option(8192, help="matrix size of the ceiling loop"),
+        idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline"),
+        min_window: float = typer.Option(1.0, "--min-window",
+                                         help="repeat shorter generations inside one meter window (s)"),
+        profile: bool = typer.Option(True, "--profile/--no-profile", help="kernel profile of a max step"),
+        time_budget: float | None = typer.Option(None, help="seconds after which no generation starts"),
+        report: bool = typer.Option(True, "--report/--no-report", help="write levers.csv/summary/figure"),
+        report_dir: Path | None = typer.Option(None, help="where the report goes (default: OUT_DIR/..)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
+    ) -> None:
+        """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling."""
+        from tta_energy.experiments.levers import LeversOptions, build_report, plan_text, run_levers
+
+        opts = LeversOptions(
+            models=tuple(m.strip() for m in models.split(",") if m.strip()), out_dir=out_dir,
+            full_specs=_split(full), single_specs=_split(single), compile=compile_levers, trim=trim,
+            steps=_ints(steps, "steps"), batches=_ints(batches, "batches"), repeats=repeats,
+            duration_s=duration, seed=seed, size=size, weights=weights, device=device, ceiling_s=ceiling_s,
+            ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,
+            time_budget_s=time_budget, progress=typer.echo)
+        if dry_run:
+            for line in plan_text(opts.models, opts):
+                typer.echo(line)
+            return
+        folder = run_levers(opts)
+        if report:
+            paths = build_report([folder], report_dir or folder.parent)
+            typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+    @levers_app.command("report")
+    def report_cmd(
+        raw: list[Path] = typer.Argument(..., help="folder(s) written by 'levers run'"),
+        out_dir: Path = typer.Option(Path("data/h200"), help="where levers.csv, levers_summary.md, "
+                                                             "levers.png go"),
+    ) -> None:
+        """Combine raw folders (e.g. two GPU runs) into levers.csv, levers_summary.md and levers.png."""
+        from tta_energy.errors import TtaError
+        from tta_energy.experiments.levers import build_report
+
+        missing = [str(r) for r in raw if not r.is_dir()]
+        if missing:
+            raise TtaError(f"not a folder: {', '.join(missing)}")
+        paths = build_report(raw, out_dir)
+        typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+    @levers_app.command("ceiling")
+    def ceiling_cmd(
+        seconds: float = typer.Option(5.0, help="length of the matmul loop"),
+        n: int = typer.Option(8192, help="matrix size"),
+        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        out: Path | None = typer.Option(None, help="append the result to this CSV"),
+    ) -> None:
+        """The GPU's ceiling: bf16 matrix-product TFLOP per joule, measured with the project's meter."""
+        from tta_energy.experiments.levers import measure_ceiling_once
+
+        row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out)
+        typer.echo(json.dumps(row, indent=1, default=str))
+
+    @levers_app.command("explain")
+    def explain_cmd(spec: str = typer.Argument(..., help="a lever spec, e.g. max or compile,bf16")) -> None:
+        """Print what a lever spec switches on (parsed, without running anything)."""
+        from tta_energy.optimize import describe_levers, parse_levers
+
+        typer.echo(json.dumps(describe_levers(parse_levers(spec)), indent=1))

@@ -1,0 +1,696 @@
+"""Energy levers: settings that make a generation cheaper, switched on by name (``--optimize``).
+
+A lever spec is a named level or a comma list of levers (levels may be combined with levers):
+
+* ``none``: the study's default: the model's own precision (fp16 for the diffusers models, fp32 for Tango),
+  eager PyTorch, batch as asked;
+* ``graphs``: the denoiser captured as a CUDA graph (``cudagraph``);
+* ``max``: fp16 (see :data:`MAX_PRECISION`), the fastest attention kernel measured on the model
+  (``sdpa-best``), channels-last convolutions and fused attention projections where the denoiser has them,
+  and the CUDA graph;
+* single levers: ``fp32``, ``fp16``, ``bf16`` (precision of every component), ``compile`` (Inductor, no
+  graphs), ``compile-graphs`` (``torch.compile(mode="reduce-overhead")``: Inductor + CUDA graph trees),
+  ``cudagraph`` (eager kernels replayed from a manually captured graph, static input buffers), ``sdpa-flash``,
+  ``sdpa-cudnn``, ``sdpa-efficient``, ``sdpa-math``, ``sdpa-best`` (attention backend preferred by
+  ``torch.nn.attention.sdpa_kernel``; others stay allowed as fallbacks), ``channels-last``, ``fuse-qkv`` and
+  ``trim-latents`` (Stable Audio Open: run the DiT on the requested length instead of 47.55 s; this CHANGES
+  the model's output and is never counted as lossless).
+
+:func:`apply_levers` changes an adapter in place (precision of its components, its ``denoiser`` attribute,
+Stable Audio Open's ``latent_length``) and records what it did in ``adapter.applied_levers``. A lever the
+device cannot run (CUDA graphs on a CPU) raises :class:`LeverError` when asked for by name and is skipped with
+the reason when it comes from ``max``; a lever that does not fit the model (channels-last on a 1-D DiT) is
+skipped with the reason.
+
+:func:`relative_error` and :func:`is_lossless` are the equivalence check: each configuration's final latents
+and waveforms against an fp32 eager reference of the same seed and weights, judged against the error of the
+plain eager run at the same precision (the precision's normal error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from tta_energy.errors import TtaError
+from tta_energy.models.base import ModelAdapter, dtype_name, parse_dtype
+
+
+class LeverError(TtaError):
+    """A lever spec that cannot be parsed or applied; the message is one line."""
+
+
+PRECISIONS: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+SDPA_BACKENDS: tuple[str, ...] = ("flash", "cudnn", "efficient", "math")
+COMPILE_MODES: dict[str, str] = {"compile": "default", "compile-graphs": "reduce-overhead"}
+SINGLE_LEVERS: tuple[str, ...] = (
+    *PRECISIONS, *COMPILE_MODES, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
+    "channels-last", "fuse-qkv", "trim-latents",
+)
+LEVELS: tuple[str, ...] = ("none", "graphs", "max")
+
+#: Precision ``max`` uses per model. fp16 and bf16 run at the same tensor-core rate on Hopper and move the
+#: same bytes; fp16 keeps 3 more mantissa bits (smaller error against fp32), and none of the seven models
+#: overflows fp16 (the study ran five of them in fp16), so fp16 everywhere unless a model is listed here.
+MAX_PRECISION: dict[str, str] = {}
+
+#: Levers that change what the model computes by design (never lossless, whatever the error says).
+BEHAVIOUR_CHANGING: frozenset[str] = frozenset({"trim-latents"})
+
+
+@dataclass(frozen=True)
+class Levers:
+    """A parsed lever spec. ``spec`` is the canonical text stored in the run record's ``optimize`` column."""
+
+    spec: str = "none"
+    precision: str | None = None  # float32/float16/bfloat16; None: the model's default (or MAX_PRECISION)
+    max_precision: bool = False  # precision from MAX_PRECISION (the ``max`` level)
+    compile_mode: str | None = None  # None, "default" or "reduce-overhead"
+    #: torch.compile backend; Inductor unless a caller replaces it (the CPU tests use "aot_eager": the same
+    #: Dynamo capture and AOT tracing without Inductor's C++ builds, which take many minutes on 2 cores)
+    compile_backend: str = "inductor"
+    cudagraph: bool = False
+    sdpa: str | None = None  # None, one of SDPA_BACKENDS, or "best"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    trim_latents: bool = False
+    #: levers that came from a level (``max``/``graphs``): skipped with a reason where unavailable
+    implied: frozenset[str] = frozenset()
+
+    @property
+    def is_none(self) -> bool:
+        return self.spec == "none"
+
+    @property
+    def changes_behaviour(self) -> bool:
+        """True when a lever changes the computation by design (the output is not meant to match)."""
+        return self.trim_latents
+
+    def dtype_for(self, adapter: ModelAdapter | type[ModelAdapter]) -> torch.dtype:
+        """The precision this spec runs ``adapter``'s model in."""
+        if self.precision is not None:
+            return parse_dtype(self.precision)
+        if self.max_precision:
+            return parse_dtype(MAX_PRECISION.get(adapter.name, "float16"))
+        return parse_dtype(adapter.defaults.dtype)
+
+
+def _tokens(spec: str) -> list[str]:
+    tokens = [t.strip().lower() for t in spec.replace("+", ",").split(",")]
+    return [t for t in tokens if t]
+
+
+def parse_levers(spec: str) -> Levers:
+    """Parse ``none``, ``graphs``, ``max`` or a comma list such as ``compile,bf16,sdpa-flash``.
+
+    Raises :class:`LeverError` (one line) for an unknown name or levers that exclude each other.
+    """
+    tokens = _tokens(spec or "")
+    if not tokens:
+        raise LeverError("empty lever spec: use none, graphs, max or a comma list of levers")
+    known = set(LEVELS) | set(SINGLE_LEVERS)
+    unknown = [t for t in tokens if t not in known]
+    if unknown:
+        raise LeverError(f"unknown lever {unknown[0]!r}: use a level ({', '.join(LEVELS)}) or levers "
+                         f"({', '.join(SINGLE_LEVERS)})")
+    if "none" in tokens and len(tokens) > 1:
+        raise LeverError(f"lever spec {spec!r}: 'none' cannot be combined with other levers")
+    explicit: list[str] = []
+    implied: list[str] = []
+    max_precision = False
+    for t in dict.fromkeys(tokens):
+        if t == "graphs":
+            implied.append("cudagraph")
+        elif t == "max":
+            max_precision = True
+            implied += ["sdpa-best", "channels-last", "fuse-qkv", "cudagraph"]
+        elif t != "none":
+            explicit.append(t)
+    precisions = [t for t in explicit if t in PRECISIONS]
+    if len(precisions) > 1:
+        raise LeverError(f"lever spec {spec!r} names two precisions ({', '.join(precisions)}): choose one")
+    sdpas = [t for t in explicit if t.startswith("sdpa-")]
+    if len(sdpas) > 1:
+        raise LeverError(f"lever spec {spec!r} names two attention backends ({', '.join(sdpas)}): choose one")
+    # an explicit choice overrides what a level implies
+    if sdpas:
+        implied = [t for t in implied if not t.startswith("sdpa-")]
+    if "compile-graphs" in explicit:
+        implied = [t for t in implied if t != "cudagraph"]
+    levers = set(explicit) | set(implied)
+    if "compile-graphs" in levers and ("cudagraph" in levers or "compile" in levers):
+        raise LeverError(f"lever spec {spec!r}: compile-graphs already captures CUDA graphs and compiles; "
+                         "do not combine it with cudagraph or compile")
+    sdpa = next((t for t in levers if t.startswith("sdpa-")), None)
+    compile_mode = next((COMPILE_MODES[t] for t in levers if t in COMPILE_MODES), None)
+    canonical = ",".join(dict.fromkeys(tokens))
+    return Levers(
+        spec=canonical,
+        precision=PRECISIONS[precisions[0]] if precisions else None,
+        max_precision=max_precision and not precisions,
+        compile_mode=compile_mode,
+        cudagraph="cudagraph" in levers,
+        sdpa=sdpa.removeprefix("sdpa-") if sdpa else None,
+        channels_last="channels-last" in levers,
+        fuse_qkv="fuse-qkv" in levers,
+        trim_latents="trim-latents" in levers,
+        implied=frozenset(set(implied) - set(explicit)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What was applied
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class AppliedLevers:
+    """What :func:`apply_levers` did to an adapter: ``adapter.applied_levers``."""
+
+    levers: Levers
+    dtype: str
+    applied: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # lever -> reason
+    notes: dict[str, object] = field(default_factory=dict)  # e.g. the attention backend chosen
+
+    def summary(self) -> str:
+        """One line: applied levers, then skipped ones with their reasons."""
+        parts = [f"dtype={self.dtype}", "applied=" + ("+".join(self.applied) or "-")]
+        parts += [f"{k}={v}" for k, v in self.notes.items()]
+        parts += [f"skipped {k}: {v}" for k, v in self.skipped.items()]
+        return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Wrappers that stand in for the denoiser (same call signature; attributes read through to the module)
+# ---------------------------------------------------------------------------------------------------------
+class DenoiserWrapper(torch.nn.Module):
+    """Base of the wrappers: holds the wrapped callable as ``inner``; unknown attributes (``config``,
+    ``dtype``...) are read from it, so adapters that read ``self.denoiser.config`` keep working."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
+
+    @property
+    def base_module(self) -> torch.nn.Module:
+        """The original denoiser under every wrapper."""
+        module = self.inner
+        while True:
+            if isinstance(module, DenoiserWrapper):
+                module = module.inner
+            elif hasattr(module, "_orig_mod"):
+                module = module._orig_mod
+            else:
+                return module
+
+
+def _clone_output(out: Any) -> Any:
+    """A copy of a denoiser output (tensor, tuple/list, or a diffusers ``BaseOutput``), so that the caller
+    keeps its values after the next replay overwrites the graph's static output."""
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, tuple | list):
+        return type(out)(_clone_output(o) for o in out)
+    if isinstance(out, Mapping):
+        return type(out)(**{k: _clone_output(v) for k, v in out.items()})
+    return out
+
+
+def _sdpa_backend(name: str) -> Any:
+    from torch.nn.attention import SDPBackend
+
+    return {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
+
+
+def _has_set_priority() -> bool:
+    from torch.nn.attention import sdpa_kernel
+
+    return "set_priority" in inspect.signature(sdpa_kernel).parameters
+
+
+def sdpa_context(preferred: str) -> contextlib.AbstractContextManager:
+    """Prefer one SDPA backend; the others stay allowed (in torch's order) for calls it cannot serve
+    (e.g. flash attention with an arbitrary mask). Without ``set_priority`` (older torch) only the preferred
+    backend and the math fallback are enabled."""
+    from torch.nn.attention import sdpa_kernel
+
+    order = [preferred] + [b for b in ("cudnn", "flash", "efficient", "math") if b != preferred]
+    if _has_set_priority():
+        return sdpa_kernel([_sdpa_backend(b) for b in order], set_priority=True)
+    return sdpa_kernel([_sdpa_backend(preferred), _sdpa_backend("math")])
+
+
+class SdpaDenoiser(DenoiserWrapper):
+    """Calls the inner denoiser with one attention backend preferred."""
+
+    def __init__(self, inner: torch.nn.Module, backend: str) -> None:
+        super().__init__(inner)
+        self.backend = backend
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with sdpa_context(self.backend):
+            return self.inner(*args, **kwargs)
+
+
+class CompiledGraphsDenoiser(DenoiserWrapper):
+    """``torch.compile(mode="reduce-overhead")``: marks each call as a new step of the CUDA graph trees and
+    copies the output out of the graph's memory pool before the next replay reuses it."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        torch.compiler.cudagraph_mark_step_begin()
+        return _clone_output(self.inner(*args, **kwargs))
+
+
+@dataclass
+class _Captured:
+    graph: torch.cuda.CUDAGraph
+    static_leaves: list[Any]
+    static_output: Any
+    capture_s: float
+
+
+class CudaGraphDenoiser(DenoiserWrapper):
+    """The denoiser replayed from a CUDA graph captured at the first call of each input signature.
+
+    Tensor arguments are copied into static buffers before each replay; the signature (shapes, dtypes,
+    strides, devices and the values of non-tensor arguments) selects the graph, so a new batch size captures
+    a new graph. Non-tensor arguments must not change from step to step (pass the timestep as a tensor).
+    """
+
+    def __init__(self, inner: torch.nn.Module, warmup_calls: int = 2, max_graphs: int = 8) -> None:
+        super().__init__(inner)
+        self.warmup_calls = warmup_calls
+        self.max_graphs = max_graphs
+        self._graphs: dict[tuple, _Captured] = {}
+
+    @property
+    def captures(self) -> int:
+        return len(self._graphs)
+
+    @property
+    def capture_seconds(self) -> float:
+        return float(sum(c.capture_s for c in self._graphs.values()))
+
+    @staticmethod
+    def _leaf_key(leaf: Any) -> tuple:
+        if isinstance(leaf, torch.Tensor):
+            return ("t", tuple(leaf.shape), tuple(leaf.stride()), leaf.dtype, str(leaf.device))
+        try:
+            hash(leaf)
+        except TypeError:
+            raise LeverError(f"cudagraph: the denoiser got an unhashable non-tensor argument of type "
+                             f"{type(leaf).__name__}; it cannot be captured") from None
+        return ("v", type(leaf).__name__, leaf)
+
+    def _capture(self, key: tuple, leaves: list[Any], spec: Any) -> _Captured:
+        if len(self._graphs) >= self.max_graphs:
+            raise LeverError(f"cudagraph: more than {self.max_graphs} distinct denoiser call signatures "
+                             "(a Python scalar argument that changes every step?); pass tensors instead")
+        start = time.perf_counter()
+        static = [torch.empty_like(x).copy_(x) if isinstance(x, torch.Tensor) else x for x in leaves]
+        args, kwargs = tree_unflatten(static, spec)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup_calls):  # allocator, cuBLAS workspaces, lazy inits: not in the graph
+                self.inner(*args, **kwargs)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                out = self.inner(*args, **kwargs)
+        except Exception as exc:  # an operation that cannot be captured: name it in one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LeverError(f"cudagraph: the denoiser cannot be captured: {first}") from None
+        torch.cuda.synchronize()
+        captured = _Captured(graph, static, out, time.perf_counter() - start)
+        self._graphs[key] = captured
+        return captured
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        leaves, spec = tree_flatten((args, kwargs))
+        key = (str(spec), tuple(self._leaf_key(x) for x in leaves), torch.is_inference_mode_enabled(),
+               torch.is_grad_enabled())
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._capture(key, leaves, spec)
+        else:
+            for buf, x in zip(entry.static_leaves, leaves, strict=True):
+                if isinstance(x, torch.Tensor) and x is not buf:
+                    buf.copy_(x)
+        entry.graph.replay()
+        return _clone_output(entry.static_output)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fused attention projections (one GEMM for q, k, v)
+# ---------------------------------------------------------------------------------------------------------
+class FusedProjectionsProcessor:
+    """diffusers' ``AttnProcessor2_0`` computation with fused projections: ``to_qkv`` (one GEMM) where query,
+    key and value read the same input, ``to_q`` + ``to_kv`` where key and value read a context.
+
+    Unlike diffusers' ``FusedAttnProcessor2_0``, it also serves attention layers built for cross-attention but
+    called without a context (AudioLDM's ``attn2`` attends to itself), which become self-attention exactly as
+    in ``AttnProcessor2_0``.
+    """
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 *args: Any, **kwargs: Any) -> torch.Tensor:
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape)
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        if encoder_hidden_states is None and hasattr(attn, "to_qkv"):
+            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        else:
+            query = attn.to_q(hidden_states)
+            if encoder_hidden_states is None:
+                encoder_hidden_states = hidden_states
+            elif attn.norm_cross:
+                encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+            if hasattr(attn, "to_kv"):
+                key, value = attn.to_kv(encoder_hidden_states).chunk(2, dim=-1)
+            else:  # a self-attention layer (to_qkv) called with a context: unfused path
+                key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        inner_dim = key.shape[-1]
+        head_dim = inner_dim // attn.heads
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                       dropout_p=0.0, is_causal=False)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def fuse_attention_projections(module: torch.nn.Module) -> tuple[int, int]:
+    """Fuse q/k/v projections of every diffusers ``Attention`` in ``module`` that runs the plain
+    ``AttnProcessor2_0`` (others, e.g. Stable Audio's rotary processor, are left alone).
+
+    Returns (fused layers, attention layers)."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    fused = total = 0
+    processor = FusedProjectionsProcessor()
+    for sub in module.modules():
+        if not isinstance(sub, Attention):
+            continue
+        total += 1
+        if type(sub.processor) is not AttnProcessor2_0 or getattr(sub, "to_k", None) is None:
+            continue
+        sub.fuse_projections(fuse=True)
+        for name in ("to_qkv", "to_kv"):
+            if hasattr(sub, name):
+                getattr(sub, name).requires_grad_(False)
+        sub.set_processor(processor)
+        fused += 1
+    return fused, total
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Attention backend selection
+# ---------------------------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_call(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up (kernel selection, lazy init)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def available_sdpa_backends(device: torch.device) -> list[str]:
+    """Backends torch can run on ``device`` at all (cudnn needs CUDA; flash on CPU is torch's CPU kernel)."""
+    if device.type == "cuda":
+        return ["cudnn", "flash", "efficient", "math"]
+    return ["flash", "math"]
+
+
+def select_sdpa_backend(adapter: ModelAdapter, duration_s: float,
+                        repeats: int = 3) -> tuple[str, dict[str, float]]:
+    """The backend with the fastest denoiser step on ``adapter.denoiser_call`` (batch 1): (name, ms each).
+
+    A backend that fails on the model's shapes is left out."""
+    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+    fn = getattr(call.module, call.method)
+    timings: dict[str, float] = {}
+    with torch.inference_mode():
+        for backend in available_sdpa_backends(adapter.device):
+            try:
+                with sdpa_context(backend):
+                    seconds = _time_call(lambda: fn(*call.args, **call.kwargs), adapter.device, repeats)
+            except RuntimeError:
+                continue
+            timings[backend] = round(seconds * 1e3, 4)
+    if not timings:
+        raise LeverError(f"sdpa-best: no attention backend runs {adapter.name}'s denoiser on "
+                         f"{adapter.device}")
+    return min(timings, key=timings.__getitem__), timings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Applying levers
+# ---------------------------------------------------------------------------------------------------------
+def _convolution_rank(module: torch.nn.Module) -> int | None:
+    """2 when the module has 2-D convolutions (a UNet over a mel image), 1 for 1-D only, None without."""
+    if any(isinstance(m, torch.nn.Conv2d) for m in module.modules()):
+        return 2
+    if any(isinstance(m, torch.nn.Conv1d) for m in module.modules()):
+        return 1
+    return None
+
+
+def _set_dtype(adapter: ModelAdapter, dtype: torch.dtype) -> None:
+    if dtype == adapter.dtype:
+        return
+    setter = getattr(adapter, "set_dtype", None)
+    if callable(setter):  # an adapter that keeps some parts in a fixed precision says how
+        setter(dtype)
+        return
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "modules to keep in float32: []" notice on every .to()
+    try:
+        for module in adapter.components().values():
+            module.to(dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)
+    adapter.dtype = dtype
+
+
+def apply_levers(adapter: ModelAdapter, levers: Levers | str, *,
+                 duration_s: float | None = None) -> ModelAdapter:
+    """Apply ``levers`` to ``adapter`` in place and return it; ``adapter.applied_levers`` says what was done.
+
+    ``duration_s`` is the duration the levers are tuned for (Stable Audio Open's ``trim-latents``, the
+    attention-backend timing); default: the model's default duration. Apply once per adapter: build (or
+    deep-copy) a fresh adapter for each configuration.
+    """
+    if isinstance(levers, str):
+        levers = parse_levers(levers)
+    if getattr(adapter, "applied_levers", None) is not None:
+        raise LeverError(f"levers were already applied to this {adapter.name} adapter; build a fresh one")
+    duration_s = adapter.defaults.duration_s if duration_s is None else duration_s
+    device = adapter.device
+    if device.type == "meta" and (levers.cudagraph or levers.compile_mode or levers.sdpa):
+        raise LeverError("levers that run the model (graphs, compile, sdpa) cannot be applied on the meta "
+                         "device")
+    record = AppliedLevers(levers=levers, dtype="")
+
+    def unavailable(lever: str, reason: str) -> None:
+        """A lever the device cannot run: an error when asked for by name, skipped when implied by a level."""
+        if lever in levers.implied:
+            record.skipped[lever] = reason
+        else:
+            raise LeverError(f"{lever}: {reason}")
+
+    # 1. precision of every component
+    _set_dtype(adapter, levers.dtype_for(adapter))
+    record.dtype = dtype_name(adapter.dtype)
+
+    # 2. Stable Audio Open: the DiT on the requested length only (changes the output)
+    if levers.trim_latents:
+        if hasattr(adapter, "latent_length") and hasattr(adapter, "latent_frames_for"):
+            full = int(adapter.latent_length)
+            adapter.latent_length = min(full, int(adapter.latent_frames_for(duration_s)))
+            record.applied.append("trim-latents")
+            record.notes["latent_frames"] = f"{adapter.latent_length}/{full}"
+        else:
+            record.skipped["trim-latents"] = f"{adapter.name} already computes only the requested length"
+
+    base = adapter.denoiser
+    if isinstance(base, DenoiserWrapper) or hasattr(base, "_orig_mod"):
+        raise LeverError(f"{adapter.name}'s denoiser is already wrapped; build a fresh adapter")
+
+    # 3. fused q/k/v projections
+    if levers.fuse_qkv:
+        fused, total = fuse_attention_projections(base)
+        if fused:
+            record.applied.append("fuse-qkv")
+            record.notes["fused_attention_layers"] = f"{fused}/{total}"
+        else:
+            record.skipped["fuse-qkv"] = (f"none of {total} attention layers runs diffusers' plain "
+                                          "AttnProcessor2_0 (custom attention processors are not fused)")
+
+    # 4. channels-last convolutions
+    if levers.channels_last:
+        rank = _convolution_rank(base)
+        if rank == 2:
+            base.to(memory_format=torch.channels_last)
+            record.applied.append("channels-last")
+        else:
+            record.skipped["channels-last"] = ("the denoiser has no 2-D convolutions"
+                                               if rank is None else "the denoiser's convolutions are 1-D")
+
+    # 5. attention backend
+    denoiser: torch.nn.Module = base
+    if levers.sdpa is not None:
+        backend = levers.sdpa
+        if backend == "best":
+            backend, timings = select_sdpa_backend(adapter, duration_s)
+            record.notes["sdpa_ms"] = timings
+        elif backend not in available_sdpa_backends(device):
+            unavailable(f"sdpa-{backend}",
+                        f"the {backend} attention backend needs CUDA; this device is {device}")
+            backend = None
+        if backend is not None:
+            record.notes["sdpa"] = backend
+            record.applied.append(f"sdpa-{levers.sdpa}")
+
+    # 6. compilation, 7. CUDA graphs
+    if levers.compile_mode == "reduce-overhead" and device.type != "cuda":
+        unavailable("compile-graphs", f"CUDA graphs need a CUDA device; this device is {device}")
+    elif levers.compile_mode is not None:
+        if levers.compile_backend == "inductor":
+            denoiser = torch.compile(denoiser, mode=levers.compile_mode, dynamic=False)
+        else:
+            denoiser = torch.compile(denoiser, backend=levers.compile_backend, dynamic=False)
+        if levers.compile_mode == "reduce-overhead":
+            denoiser = CompiledGraphsDenoiser(denoiser)
+            record.applied.append("compile-graphs")
+        else:
+            record.applied.append("compile")
+    if "sdpa" in record.notes:
+        # outside the compiled region: the backend flags are read while the graph is traced
+        denoiser = SdpaDenoiser(denoiser, str(record.notes["sdpa"]))
+    if levers.cudagraph:
+        if device.type != "cuda":
+            unavailable("cudagraph", f"CUDA graphs need a CUDA device; this device is {device}")
+        else:
+            denoiser = CudaGraphDenoiser(denoiser)
+            record.applied.append("cudagraph")
+    if denoiser is not base:
+        adapter.denoiser = denoiser
+    adapter.applied_levers = record
+    return adapter
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Equivalence with an fp32 eager reference
+# ---------------------------------------------------------------------------------------------------------
+def _as_float64(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def relative_error(value: torch.Tensor | np.ndarray | None,
+                   reference: torch.Tensor | np.ndarray | None) -> float:
+    """``||value - reference|| / ||reference||`` in float64; NaN when either is missing, the shapes differ
+    (a behaviour-changing lever) or the reference is zero; inf when ``value`` is not finite."""
+    if value is None or reference is None:
+        return float("nan")
+    v, r = _as_float64(value), _as_float64(reference)
+    if v.shape != r.shape:
+        return float("nan")
+    if not np.isfinite(v).all():
+        return float("inf")
+    norm = float(np.linalg.norm(r))
+    if norm == 0.0:
+        return float("nan")
+    return float(np.linalg.norm(v - r) / norm)
+
+
+#: Errors below these are within rounding for the precision, whatever the yardstick says.
+ERROR_FLOOR: dict[str, float] = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1.6e-2}
+#: A lever may move the output by this factor times the plain eager error at the same precision.
+YARDSTICK_FACTOR = 2.0
+
+
+def error_tolerance(dtype: str, yardstick: float | None) -> float:
+    """Largest relative error a lossless configuration may show at ``dtype``: ``YARDSTICK_FACTOR`` times the
+    plain eager error at that precision (its normal error), at least :data:`ERROR_FLOOR`."""
+    floor = ERROR_FLOOR.get(dtype_name(parse_dtype(dtype)), ERROR_FLOOR["bfloat16"])
+    if yardstick is None or not np.isfinite(yardstick):
+        return floor
+    return max(floor, YARDSTICK_FACTOR * float(yardstick))
+
+
+def is_lossless(levers: Levers | str, dtype: str, rel_error: float, yardstick: float | None) -> bool:
+    """True when the configuration computes the model's function within its precision's normal error."""
+    if isinstance(levers, str):
+        levers = parse_levers(levers)
+    if levers.changes_behaviour:
+        return False
+    if rel_error is None or not np.isfinite(rel_error):
+        return False
+    return bool(rel_error <= error_tolerance(dtype, yardstick))
+
+
+def describe_levers(levers: Levers) -> dict[str, object]:
+    """The parsed spec as a plain dict (``tta-energy levers explain``)."""
+    d: dict[str, object] = {k: v for k, v in levers.__dict__.items() if k != "implied"}
+    d["implied_by_level"] = sorted(levers.implied)
+    d["changes_behaviour"] = levers.changes_behaviour
+    return d
+
+
+__all__ = [
+    "LEVELS", "SINGLE_LEVERS", "AppliedLevers", "CudaGraphDenoiser", "LeverError", "Levers", "apply_levers",
+    "describe_levers",
+    "error_tolerance", "fuse_attention_projections", "is_lossless", "parse_levers", "relative_error",
+]
