@@ -37,6 +37,7 @@ from tta_energy import schema
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     EXPERIMENTS,
+    STUDY_PROMPT,
     Config,
     GridRequest,
     SweepError,
@@ -306,16 +307,23 @@ def check_options(opts: SweepOptions) -> None:
 
 
 class Probe:
-    """The model on the meta device (no memory), built on first use: checks configurations before any work."""
+    """The model on the meta device (no memory), built on first use: checks configurations before any work.
+
+    An adapter whose own ``check_request`` refuses the meta device (it cannot generate there) is checked with
+    the interface's generic rules instead (its duration limits from ``defaults``); what the generic rules miss
+    is then recorded as ``status=error`` when the configuration runs.
+    """
 
     def __init__(self, opts: SweepOptions) -> None:
         self.opts = opts
         self._adapter: Any = None
+        self._own_check = False
         self._tried = False
 
     def adapter(self) -> Any | None:
         if not self._tried:
             self._tried = True
+            from tta_energy.models.base import GenerationRequest, ModelError
             from tta_energy.models.registry import build_model
 
             try:
@@ -323,7 +331,25 @@ class Probe:
                                             device="meta", dtype=self.opts.dtype)
             except Exception:  # an adapter without meta support: configurations are checked at run time
                 self._adapter = None
+                return None
+            try:  # the study's own setting must pass, else the adapter's check is about the device
+                self._adapter.check_request(GenerationRequest(prompts=[STUDY_PROMPT]))
+                self._own_check = True
+            except ModelError:
+                self._own_check = False
         return self._adapter
+
+    def check(self, request: Any) -> None:
+        """Raise ModelError when the model cannot run ``request``."""
+        adapter = self.adapter()
+        if adapter is None:
+            return
+        if self._own_check:
+            adapter.check_request(request)
+        else:
+            from tta_energy.models.base import ModelAdapter
+
+            ModelAdapter.check_request(adapter, request)
 
 
 def expand(opts: SweepOptions, experiment: str, probe: Probe) -> tuple[list[Item], list[str]]:
@@ -334,14 +360,13 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe) -> tuple[list[Item
         prompt=opts.prompt, duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed,
         captions=opts.captions, limit=opts.limit, extra=opts.extra))
     excluded: list[str] = []
-    checker = probe.adapter()
-    if checker is not None:
+    if probe.adapter() is not None:
         from tta_energy.models.base import ModelError
 
         kept = []
         for c in configs:
             try:
-                checker.check_request(to_request(c))
+                probe.check(to_request(c))
             except ModelError as exc:
                 note = f"{_describe(c, experiment)}: left out ({exc})"
                 if note not in excluded:
