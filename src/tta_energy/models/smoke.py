@@ -69,16 +69,19 @@ class SmokeMeter:
                 meter = EnergyMeter(device_indices=[index], codecarbon=False)
             except TypeError:  # an older/newer signature: its defaults
                 meter = EnergyMeter()
-            self._meter = self._stack.enter_context(meter) if hasattr(meter, "__enter__") else meter
-            self.method = "tta_energy.meter"
-            return
-        except Exception as exc:  # meter not importable/usable here: raw counter below
-            self.meter_error = f"{type(exc).__name__}: {exc}"
+            meter = self._stack.enter_context(meter) if hasattr(meter, "__enter__") else meter
+            if getattr(meter, "gpu_available", True):
+                self._meter = meter
+                self.method = "tta_energy.meter"
+                return
+            self._stack.close()  # the meter found no usable GPU counter: try the raw counter below
+        except Exception:  # meter not importable/usable here: raw counter below
+            self._stack.close()
         try:
             self._counter = _NvmlCounter(device)
             self.method = "nvml_counter_raw"
-        except Exception as exc:
-            self.counter_error = f"{type(exc).__name__}: {exc}"
+        except Exception:  # no NVML energy counter: energy stays NaN, method "unavailable"
+            pass
 
     def close(self) -> None:
         self._stack.close()
