@@ -151,6 +151,7 @@ def test_describe_works_on_the_tiny_size(tiny: MakeAnAudioAdapter) -> None:
         ({"duration_s": 31.0}, "exceeds make-an-audio's maximum of 30.0 s"),
         ({"steps": 27}, "cannot run 27 steps"),
         ({"steps": 0}, "steps must be >= 1"),
+        ({"duration_s": 0.1}, "too short for make-an-audio"),
     ],
 )
 def test_bad_requests_fail_with_one_line(tiny: MakeAnAudioAdapter, kwargs: dict, message: str) -> None:

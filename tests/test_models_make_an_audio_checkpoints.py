@@ -163,6 +163,17 @@ def test_legacy_entries_of_older_library_versions_are_accepted(tiny_models, save
     MakeAnAudioAdapter.build("tiny", weights=str(folder))
 
 
+def test_t5_input_embedding_may_be_left_to_its_tie(tiny_models, saved, tmp_path) -> None:
+    model = tiny_models["make-an-audio-2"]
+    folder = tmp_path / "untied"
+    shutil.copytree(saved["make-an-audio-2"], folder)
+    data = torch.load(folder / model.checkpoint_file, weights_only=True)
+    del data["state_dict"]["cond_stage_model.t5_transformer.encoder.embed_tokens.weight"]
+    torch.save(data, folder / model.checkpoint_file)
+    loaded = MakeAnAudio2Adapter.build("tiny", weights=str(folder))
+    assert torch.equal(loaded.t5_encoder.encoder.embed_tokens.weight, model.t5_encoder.shared.weight)
+
+
 def _mutated(model, change) -> dict[str, torch.Tensor]:
     original = dict(model.original_state_dict())
     change(original)
@@ -268,3 +279,19 @@ def test_saved_configs_rebuild_the_same_sizes(tiny_models, saved) -> None:
         leftovers = [p.name for p in folder.rglob("*.tmp")]
         assert leftovers == []  # every file was written through a temporary name and renamed
     assert SCALE_FACTOR in tiny_models["make-an-audio"].table().extra_keys
+
+
+def test_a_bert_tokenizer_in_the_weights_folder_replaces_synthetic_ids(saved, tmp_path) -> None:
+    folder = tmp_path / "with_tokenizer"
+    shutil.copytree(saved["make-an-audio"], folder)
+    vocabulary = folder / "bert-base-uncased"
+    vocabulary.mkdir()
+    (vocabulary / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dog", "barks"]) + "\n"
+    )
+    (vocabulary / "tokenizer_config.json").write_text(
+        '{"tokenizer_class": "BertTokenizer", "do_lower_case": true}'
+    )
+    model = MakeAnAudioAdapter.build("tiny", weights=str(folder))
+    ids = model.clap_ids(["A dog barks"])
+    assert ids.shape == (1, 77) and ids[0, :5].tolist() == [2, 5, 6, 7, 3] and not ids[0, 5:].any()

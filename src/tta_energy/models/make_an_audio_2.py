@@ -19,6 +19,12 @@ Generation (``scripts/gen_wav.py``): start code ``(n, 20, W)`` with ``W = int(du
 even (316 for 10 s) -> DDIM -> ``z / scale_factor`` -> 1D VAE -> mel ``(n, 80, 2W)`` -> BigVGAN per clip ->
 ``2W * 256`` samples at 16 kHz, cropped to the duration.
 
+Measured at full size (``tta-energy describe``, meta device, 10 s, CFG batch 2): 937.3M parameters (CLAP text
+111.3M, T5 341.2M, DiT 159.6M, 1D VAE 213.0M, BigVGAN 112.2M), DiT input (2, 20, 316) with (2, 154, 1024)
+context = 471 tokens x 576 inside, 303.9 GFLOP per step; once per generation 2 x 13.6 (CLAP), 2 x 48.1 (T5),
+66.7 (VAE decode; models.md's hand count ~67) and 1158.6 (BigVGAN on 632 mel frames) GFLOP. All within 1% of
+models.md §0.
+
 Structured caption: ``request.extra["struct_caption"]`` (a string for every prompt, or one per prompt).
 Without it, the study's rules apply (study-method.md §3): its hand-written caption for the study prompt, else
 ``<caption.lower() & all>`` (the quality experiment's form). No language-model service is ever called.
@@ -57,7 +63,7 @@ from tta_energy.models.make_an_audio import (
     bert_tokenizer,
     build_clap,
     check_schedule,
-    check_tokenizer_free_weights,
+    check_weights_folder,
     load_strict,
     load_vocoder,
     read_bert_and_clap,
@@ -71,6 +77,8 @@ from tta_energy.models.make_an_audio import (
 CONFIG_DIR = "make-an-audio-2"
 T5_CONFIG_FILE, T5_TOKENIZER_DIR = "t5_config.json", "t5-v1_1-large"
 T5_EOS, T5_PAD = 1, 0
+T5_SHARED_EMBEDDING = "cond_stage_model.t5_transformer.shared.weight"
+T5_TIED_EMBEDDING = "cond_stage_model.t5_transformer.encoder.embed_tokens.weight"
 #: the study's prompt and the structured caption it passed for it (steps and batch experiments)
 STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 STUDY_STRUCT_CAPTION = (
@@ -252,7 +260,7 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
             )
         if device.type == "meta":
             raise ModelError("real weights cannot be loaded on the meta device; use weights=random")
-        folder = check_tokenizer_free_weights(
+        folder = check_weights_folder(
             Path(weights),
             [
                 cls.checkpoint_file,
@@ -266,9 +274,12 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
         _check_widths(config)
         modules = cls._modules(config, device)
         source = str(folder / cls.checkpoint_file)
-        extras = load_strict(
-            modules, table_for(config), read_checkpoint(folder / cls.checkpoint_file, "state_dict"), source
-        )
+        original = read_checkpoint(folder / cls.checkpoint_file, "state_dict")
+        # T5's input embedding is tied to ``shared``; some saves keep only the latter
+        original.setdefault(T5_TIED_EMBEDDING, original.get(T5_SHARED_EMBEDDING))
+        if original[T5_TIED_EMBEDDING] is None:
+            del original[T5_TIED_EMBEDDING]
+        extras = load_strict(modules, table_for(config), original, source)
         scale_factor = check_schedule(extras, config.ldm["model"]["params"], source)
         vocoder, _ = load_vocoder(folder, device)
         return cls(
