@@ -6,7 +6,7 @@ FD = ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^1/2), always in float64.
 1.11, scipy#19415/#20178, and gives negative or complex FAD in the peers, fadtk#38):
 
 * from covariances: the eigenvalues of the symmetric PSD matrix ``S1^1/2 S2 S1^1/2`` (same spectrum as S1 S2),
-  with ``S1^1/2`` from ``eigh``; tiny negative eigenvalues from rounding are clipped to zero;
+  with ``S1^1/2`` from ``eigh``; eigenvalues at rounding level (either sign) are set to zero;
 * from embeddings with fewer rows than dimensions (300 clips x 512 CLAP dims): with S1 = A'A and S2 = B'B (A,
   B the centred embeddings / sqrt(n - 1)), the nonzero eigenvalues of S1 S2 are the squared singular values
   of A B', so the trace is the nuclear norm of the n1 x n2 matrix A B' — exact and much cheaper.
@@ -26,7 +26,7 @@ import numpy as np
 
 from tta_energy.errors import TtaError
 
-#: Fewest sample sizes / smallest n of fadtk's FAD-inf (``score_inf(steps=25, min_n=500)``).
+#: Number of sample sizes and smallest n of fadtk's FAD-inf (``score_inf(steps=25, min_n=500)``).
 FAD_INF_STEPS = 25
 FAD_INF_MIN_N = 500
 #: Relative size of a negative eigenvalue (or result) still taken as rounding error.
