@@ -1,12 +1,12 @@
 """A sweep killed with SIGKILL at random points, then resumed, records each (configuration, repeat) once.
 
-Eleven kill trials on one table (tiny AudioLDM on the CPU, steps {1, 2, 3} x 3 repeats), then a run to the
+Eleven kill trials on one table (tiny AudioLDM on the CPU, steps {1, 2, 3} x 8 repeats), then a run to the
 end:
 
 * the first trial is a real ``python -m tta_energy sweep`` process, killed once it has written rows;
 * ten more are the same command started from a fork server that has the package imported already (a fresh
   interpreter would spend most of each trial importing torch), killed either after a random delay from their
-  start or a random moment after their next row appeared (mid-generation, mid-append);
+  start (planning, building, warming up) or a random moment after 1-3 new rows (mid-generation, mid-append);
 * a last real ``python -m tta_energy sweep`` finishes the grid.
 
 Then: the file parses line by line, validates against the schema, and every pair appears exactly once.
@@ -28,7 +28,7 @@ import pandas as pd
 
 from tta_energy import schema
 
-STEPS, REPEATS = (1, 2, 3), 3
+STEPS, REPEATS = (1, 2, 3), 8  # 24 pairs: more than 11 interrupted trials can finish
 
 
 def sweep_args(out: Path) -> list[str]:
@@ -44,14 +44,15 @@ def lines(path: Path) -> int:
         return 0
 
 
-def wait_for_growth(path: Path, alive, start: int, timeout_s: float = 60.0) -> bool:
+def wait_for_lines(path: Path, alive, target: int, timeout_s: float = 120.0) -> bool:
+    """Wait until ``path`` holds ``target`` complete lines; False if the process ended first."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
-        if lines(path) > start:
+        if lines(path) >= target:
             return True
         if not alive():
             return False
-        time.sleep(0.01)
+        time.sleep(0.005)
     return False
 
 
@@ -59,46 +60,49 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path):
+def test_sigkill_at_random_points_then_resume(tmp_path, monkeypatch):
     rng = random.Random(1234)
     out = tmp_path / "steps.csv"
     killed = 0
 
-    # trial 1: the real command line, killed after its first rows
+    # trial 1: the real command line, killed inside the generation after its second row
     proc = subprocess.Popen([sys.executable, "-m", "tta_energy", *sweep_args(out)], env=child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for_growth(out, lambda: proc.poll() is None, 0, timeout_s=120)
-    time.sleep(rng.uniform(0.0, 0.3))
+    assert wait_for_lines(out, lambda: proc.poll() is None, 3)  # header + warm-up + one measured row
+    time.sleep(rng.uniform(0.0, 0.1))
     proc.send_signal(signal.SIGKILL)
     killed += proc.wait() == -signal.SIGKILL
 
-    # trials 2-11: forked from a server that has imported the package; same code path from main() on
-    os.environ["OMP_NUM_THREADS"] = "1"  # read by the fork server when it starts
+    # trials 2-11: the same main() forked from a server that has imported the package
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the fork server when it starts
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["tta_energy.cli.main", "tta_energy.experiments.runner",
                                 "tta_energy.models.audioldm", "diffusers", "transformers"])
     from tta_energy.cli.main import main
 
+    first_row_s = 2.0  # time from start to the first row, updated from the trials
     for trial in range(10):
         before = lines(out)
         p = ctx.Process(target=main, args=(sweep_args(out),))
         t0 = time.monotonic()
         p.start()
-        if trial % 2 == 0:  # anywhere: building, warming up, measuring, appending
-            time.sleep(rng.uniform(0.0, 2.5))
-        else:  # a random moment after the next row (inside the next generation or append)
-            wait_for_growth(out, p.is_alive, before, timeout_s=60)
-            time.sleep(rng.uniform(0.0, 0.15))
+        if trial % 2 == 0:  # after 1-3 new rows, somewhere in the next generation or append
+            wait_for_lines(out, p.is_alive, before + rng.randint(1, 3))
+            first_row_s = time.monotonic() - t0
+            time.sleep(rng.uniform(0.0, 0.05))
+        else:  # anywhere from start-up (planning, building, warm-up) to the first rows
+            time.sleep(rng.uniform(0.0, 1.2 * first_row_s))
+        alive = p.is_alive()
         p.kill()
         p.join(30)
-        killed += p.exitcode == -signal.SIGKILL
-        assert time.monotonic() - t0 < 90
+        killed += alive and p.exitcode == -signal.SIGKILL
 
     # the last run finishes the grid
     done = subprocess.run([sys.executable, "-m", "tta_energy", *sweep_args(out)], env=child_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert killed >= 8  # most trials died mid-run (a trial may finish before its kill once the grid is done)
+    assert killed >= 10  # the trials died mid-run (the grid is too large for them to finish it)
+    assert "0 measured" not in done.stdout  # the kills left work for the last run
 
     raw = out.read_text()
     assert raw.endswith("\n")
