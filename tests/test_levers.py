@@ -1,0 +1,333 @@
+"""Energy levers on tiny models: parsing, the levers a CPU can run (precision, batching, compilation
+without graphs, attention backend, channels-last, fused projections, Stable Audio Open's trim) with the
+equivalence check, the levers sweep end to end, and the report's arithmetic. GPU-only levers (CUDA graphs,
+cuDNN attention, compile-graphs) are tested only where torch sees a GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tta_energy import schema
+from tta_energy.experiments import levers as lv
+from tta_energy.models.base import GenerationRequest
+from tta_energy.models.registry import build_model
+from tta_energy.optimize import (
+    CudaGraphDenoiser,
+    LeverError,
+    apply_levers,
+    error_tolerance,
+    is_lossless,
+    parse_levers,
+    relative_error,
+)
+
+PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
+NO_CUDA = "needs an NVIDIA GPU: CUDA graphs, cuDNN attention and compile-graphs do not exist on a CPU"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI machine is small and shared: oversubscribed threads crawl
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(model: str = "audioldm", device: str = "cpu"):
+    """A fresh tiny replica in fp32 (seeded: every build has the same weights)."""
+    return build_model(model, size="tiny", dtype="float32", device=device)
+
+
+def request(**kwargs) -> GenerationRequest:
+    values = {"prompts": [PROMPT], "steps": 3, "duration_s": 1.0, "seed": 3}
+    values.update(kwargs)
+    return GenerationRequest(**values)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """fp32 eager AudioLDM output: the reference of the equivalence checks."""
+    return tiny().generate(request())
+
+
+# --- parsing ---------------------------------------------------------------------------------------------
+def test_levels_expand_to_levers():
+    none = parse_levers("none")
+    assert none.is_none and not none.cudagraph and none.precision is None and none.compile_mode is None
+    graphs = parse_levers("graphs")
+    assert graphs.cudagraph and graphs.precision is None and graphs.sdpa is None
+    mx = parse_levers("max")
+    assert mx.cudagraph and mx.sdpa == "best" and mx.channels_last and mx.fuse_qkv and mx.max_precision
+    assert mx.implied == {"cudagraph", "sdpa-best", "channels-last", "fuse-qkv"}
+    combo = parse_levers(" Compile , bf16,sdpa-flash ")
+    assert combo.spec == "compile,bf16,sdpa-flash"
+    assert (combo.compile_mode, combo.precision, combo.sdpa) == ("default", "bfloat16", "flash")
+    assert not combo.cudagraph
+    assert not combo.implied  # asked for by name: an unavailable one is an error, not a skip
+    # an explicit choice overrides what max implies
+    assert parse_levers("max,sdpa-math").sdpa == "math"
+    assert parse_levers("max,bf16").precision == "bfloat16"
+    assert not parse_levers("max,compile-graphs").cudagraph
+    assert parse_levers("trim-latents").changes_behaviour and not parse_levers("max").changes_behaviour
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("", "empty"), ("turbo", "unknown lever 'turbo'"), ("fp16,bf16", "two precisions"),
+    ("sdpa-flash,sdpa-math", "two attention backends"), ("none,fp16", "cannot be combined"),
+    ("compile-graphs,cudagraph", "compile-graphs"), ("graphs,compile-graphs,compile", "compile-graphs"),
+])
+def test_bad_specs_fail_with_one_line(spec, words):
+    with pytest.raises(LeverError) as err:
+        parse_levers(spec)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_explain_and_bad_spec(capsys):
+    from tta_energy.cli.main import main
+
+    main(["levers", "explain", "max"])
+    assert '"cudagraph": true' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["levers", "explain", "fp16,turbo"])
+    assert exit_.value.code == 2
+    assert "error: unknown lever 'turbo'" in capsys.readouterr().err
+
+
+def test_dtype_resolution_per_model():
+    from tta_energy.models.registry import adapter_class
+
+    audioldm, tango = adapter_class("audioldm"), adapter_class("tango")
+    assert parse_levers("none").dtype_for(audioldm) == torch.float16  # the study's default
+    assert parse_levers("none").dtype_for(tango) == torch.float32  # Tango's code runs fp32
+    assert parse_levers("max").dtype_for(tango) == torch.float16
+    assert parse_levers("bf16,cudagraph").dtype_for(tango) == torch.bfloat16
+
+
+# --- applying on the CPU ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, needle", [("cudagraph", "CUDA graphs need a CUDA device"),
+                                          ("compile-graphs", "CUDA graphs need a CUDA device"),
+                                          ("fp32,sdpa-cudnn", "needs CUDA")])
+def test_gpu_only_levers_named_on_cpu_fail_clearly(spec, needle):
+    with pytest.raises(LeverError) as err:
+        apply_levers(tiny(), spec)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_max_on_cpu_applies_what_exists_and_states_what_it_skips():
+    adapter = apply_levers(tiny(), "max", duration_s=1.0)
+    rec = adapter.applied_levers
+    assert rec.dtype == "float16" and adapter.dtype == torch.float16
+    assert {"fuse-qkv", "channels-last", "sdpa-best"} <= set(rec.applied)
+    assert "CUDA" in rec.skipped["cudagraph"]
+    assert rec.notes["sdpa"] in ("flash", "math") and set(rec.notes["sdpa_ms"]) <= {"flash", "math"}
+    unet = adapter.denoiser.base_module
+    assert unet is adapter.pipe.unet  # the wrapper calls the same module
+    conv = next(m for m in unet.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert hasattr(next(m for m in unet.modules() if type(m).__name__ == "Attention"), "to_qkv")
+    assert adapter.denoiser.config.in_channels == unet.config.in_channels  # attributes read through
+    with pytest.raises(LeverError, match="already applied"):
+        apply_levers(adapter, "fp16")
+
+
+def test_cpu_levers_keep_the_output(reference):
+    """Levers at fp32 reproduce the fp32 eager reference to rounding; lower precisions stay within their
+    normal error (the plain eager run at that precision is the yardstick)."""
+    for spec in ("fp32,fuse-qkv,channels-last,sdpa-math", "fp32,sdpa-flash"):
+        out = apply_levers(tiny(), spec, duration_s=1.0).generate(request())
+        err_lat, err_wav = relative_error(out.latents, reference.latents), relative_error(out.waveforms,
+                                                                                         reference.waveforms)
+        assert err_lat < 1e-4 and err_wav < 1e-4, spec
+        assert is_lossless(spec, "float32", err_lat, 0.0) and is_lossless(spec, "float32", err_wav, 0.0)
+    plain = apply_levers(tiny(), "bf16").generate(request())
+    yard = relative_error(plain.latents, reference.latents)
+    assert 1e-4 < yard < 0.1  # bf16 is not fp32, and not garbage either
+    fused = apply_levers(tiny(), "bf16,fuse-qkv,channels-last,sdpa-math", duration_s=1.0).generate(request())
+    err = relative_error(fused.latents, reference.latents)
+    assert is_lossless("bf16,fuse-qkv", "bfloat16", err, yard)
+    # a change well beyond the precision's normal error is flagged
+    assert not is_lossless("bf16", "bfloat16", 10 * error_tolerance("bfloat16", yard), yard)
+    assert not is_lossless("fp32", "float32", float("nan"), 0.0)
+
+
+def test_batching_keeps_each_clip(reference):
+    """Ten waveforms of one prompt in one call: the first is the batch-1 clip (same noise, same weights)."""
+    out = tiny().generate(request(waveforms_per_prompt=2))
+    assert out.waveforms.shape[0] == 2
+    assert relative_error(out.latents[:1], reference.latents) < 1e-5
+    assert relative_error(out.waveforms[:1], reference.waveforms) < 1e-5
+
+
+def test_compile_without_graphs_on_cpu():
+    """torch.compile of the denoiser (Dynamo capture of the whole step, guards holding across steps). The
+    backend is Dynamo's eager one: Inductor's C++ builds take many minutes on the 2 shared CI cores."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    ref = tiny("stable-audio-open").generate(request(steps=2))
+    levers = dataclasses.replace(parse_levers("fp32,compile"), compile_backend="eager")
+    adapter = apply_levers(tiny("stable-audio-open"), levers, duration_s=1.0)
+    assert "compile" in adapter.applied_levers.applied and hasattr(adapter.denoiser, "_orig_mod")
+    first = adapter.generate(request(steps=2))
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    second = adapter.generate(request(steps=2))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames  # no recompilation per step/call
+    for out in (first, second):
+        assert relative_error(out.latents, ref.latents) < 1e-5
+        assert relative_error(out.waveforms, ref.waveforms) < 1e-5
+    torch._dynamo.reset()
+
+
+def test_stable_audio_trim_changes_behaviour_and_is_never_lossless():
+    ref = tiny("stable-audio-open").generate(request(steps=2))
+    spec = "fp32,trim-latents,fuse-qkv,channels-last"
+    adapter = apply_levers(tiny("stable-audio-open"), spec, duration_s=1.0)
+    rec = adapter.applied_levers
+    full = int(adapter.denoiser.config.sample_size)
+    assert adapter.latent_length == adapter.latent_frames_for(1.0) < full
+    assert rec.notes["latent_frames"] == f"{adapter.latent_length}/{full}"
+    assert "AttnProcessor2_0" in rec.skipped["fuse-qkv"]  # its rotary processor is left alone
+    assert "channels-last" in rec.skipped
+    out = adapter.generate(request(steps=2))
+    assert out.waveforms.shape == ref.waveforms.shape  # same audio length...
+    assert out.latents.shape[-1] == adapter.latent_length < ref.latents.shape[-1]  # ...from fewer latents
+    assert math.isnan(relative_error(out.latents, ref.latents))
+    err = relative_error(out.waveforms, ref.waveforms)
+    assert err > 1e-3 and not is_lossless("fp32,trim-latents", "float32", err, 0.0)
+    assert not is_lossless("trim-latents", "float32", 0.0, 0.0)  # by design, whatever the error
+
+
+# --- GPU-only levers -------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_cuda_graph_levers_keep_the_output():
+    ref = tiny(device="cuda").generate(request())
+    graphed = apply_levers(tiny(device="cuda"), "fp32,cudagraph", duration_s=1.0)
+    assert isinstance(graphed.denoiser, CudaGraphDenoiser)
+    for _ in range(2):  # the second call replays the captured graph
+        out = graphed.generate(request())
+        assert relative_error(out.latents, ref.latents) < 1e-4
+    assert graphed.denoiser.captures == 1
+    graphed.generate(request(waveforms_per_prompt=2))
+    assert graphed.denoiser.captures == 2  # a new batch size is a new graph
+    plain = apply_levers(tiny(device="cuda"), "fp16").generate(request())
+    yard = relative_error(plain.latents, ref.latents)
+    for spec in ("max", "fp16,sdpa-cudnn,cudagraph"):
+        out = apply_levers(tiny(device="cuda"), spec, duration_s=1.0).generate(request())
+        assert is_lossless(spec, "float16", relative_error(out.latents, ref.latents), yard), spec
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_compile_graphs_on_gpu():
+    ref = tiny("stable-audio-open", "cuda").generate(request(steps=2))
+    adapter = apply_levers(tiny("stable-audio-open", "cuda"), "fp32,compile-graphs", duration_s=1.0)
+    for _ in range(2):
+        out = adapter.generate(request(steps=2))
+        assert relative_error(out.latents, ref.latents) < 1e-3
+
+
+# --- the sweep and its report ----------------------------------------------------------------------------
+def test_levers_sweep_end_to_end_on_cpu(tmp_path):
+    """The whole sweep on a tiny model: reference, warm-ups, rounds, equivalence, report files. GPU energy is
+    NaN on a CPU (never 0), so energy columns are NaN here; the arithmetic is tested below."""
+    opts = lv.LeversOptions(models=("audioldm",), out_dir=tmp_path / "raw", full_specs=("none",),
+                            single_specs=("fp32,fuse-qkv", "bf16"), steps=(2,), batches=(1, 2), repeats=1,
+                            duration_s=1.0, size="tiny", device="cpu", ceiling_s=0.05, ceiling_n=64, idle_s=0,
+                            min_window_s=0, profile=False, progress=lambda _msg: None)
+    folder = lv.run_levers(opts)
+    runs = schema.read_runs(folder / lv.RUNS_FILE)
+    assert set(runs["optimize"]) == {"fp32", "none", "fp32,fuse-qkv", "bf16"}
+    assert (runs["status"] == "ok").all() and runs["is_warmup"].sum() == 5  # fp32, none x2 batches, 2 singles
+    assert (runs["gpu_energy_method"] == "unavailable").all() and runs["gpu_energy_J"].isna().all()
+    csv_path, md_path, png_path = lv.build_report([folder], tmp_path)
+    table = pd.read_csv(csv_path)
+    assert set(lv.LEVERS_COLUMNS) == set(table.columns)
+    row = table.set_index(["optimize", "waveforms_per_prompt"])
+    assert row.loc[("fp32,fuse-qkv", 1), "rel_error_latents"] < 1e-4
+    assert bool(row.loc[("fp32,fuse-qkv", 1), "lossless"]) and bool(row.loc[("bf16", 1), "lossless"])
+    assert row.loc[("none", 2), "gflop"] > row.loc[("none", 1), "gflop"] > 0
+    assert "not measured" in md_path.read_text() and png_path.stat().st_size > 0
+    ceiling = pd.read_csv(folder / lv.CEILING_FILE)
+    assert list(ceiling["when"]) == ["start", "end"] and (ceiling["tflop_per_s"] > 0).all()
+
+
+def _row(**values) -> dict[str, object]:
+    row = schema.empty_row()
+    row.update(source="tta-energy", run_id="r1", experiment="levers", model="audioldm", size="full",
+               weights="random", dtype="float16", n_prompts=1, duration_s=10.0, guidance_scale=2.5,
+               status="ok", gpu_energy_method="nvml_interpolated", cpu_energy_method="unavailable",
+               prompt=PROMPT, seed=0, gpu_idle_power_W=80.0)
+    row.update(values)
+    row["n_clips"] = row["waveforms_per_prompt"]
+    row["audio_seconds"] = 10.0 * row["n_clips"]
+    row["denoiser_calls"] = row["steps"]
+    return row
+
+
+def test_report_arithmetic_on_known_rows(tmp_path):
+    """Reduction, energy per step, FLOP/J against the ceiling, one-time cost and payoff from rows whose
+    energies are known; targets met and missed are said so in the summary."""
+    raw = tmp_path / "raw"
+    energies = {"none": 400.0, "max": 80.0, "bf16": 380.0}  # J per 100-step batch-1 generation
+    for spec, energy in energies.items():
+        dtype = "bfloat16" if spec == "bf16" else "float16"
+        for repeat in range(2):
+            schema.append_row(raw / lv.RUNS_FILE, _row(optimize=spec, dtype=dtype, steps=100,
+                                                       waveforms_per_prompt=1, repeat=repeat, wall_s=2.0,
+                                                       gpu_energy_J=energy + (repeat - 0.5),
+                                                       energy_denoising_J=0.9 * energy))
+        schema.append_row(raw / lv.RUNS_FILE, _row(optimize=spec, dtype=dtype, steps=100,
+                                                   waveforms_per_prompt=1, repeat=0, is_warmup=True,
+                                                   wall_s=7.0, gpu_energy_J=energy + 1000.0))
+        lv.append_csv(raw / lv.CONFIGS_FILE, {
+            "run_id": "r1", "model": "audioldm", "optimize": spec, "steps": 100, "waveforms_per_prompt": 1,
+            "status": "ok", "dtype": dtype, "applied": "", "skipped": "{}", "notes": "{}",
+            "changes_behaviour": False, "latent_length": np.nan, "gflop_per_step": 2.0,
+            "gflop_per_generation": 1000.0, "denoiser_calls_nominal": 100, "gflop": 1200.0})
+        errors = {"none": 1e-3, "max": 1.5e-3, "bf16": 9e-3}
+        lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
+            "run_id": "r1", "model": "audioldm", "optimize": spec, "dtype": dtype, "steps": 100,
+            "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": errors[spec],
+            "rel_error_audio": errors[spec]})
+    lv.append_csv(raw / lv.CEILING_FILE, {"run_id": "r1", "when": "start", "device": "cuda",
+                                          "gpu_name": "H200", "n": 8192, "iterations": 10, "wall_s": 1.0,
+                                          "gpu_energy_J": 1.0, "tflop_per_s": 1.0, "tflop_per_J": 1.0,
+                                          "power_W": 600.0, "timestamp": ""})
+    table = lv.levers_table([raw]).set_index("optimize")
+    assert table.loc["max", "reduction_vs_none"] == pytest.approx(5.0)
+    assert table.loc["max", "energy_per_step_J"] == pytest.approx(0.9 * 80.0 / 100)
+    assert table.loc["max", "flop_per_joule"] == pytest.approx(1200e9 / 80.0)
+    assert table.loc["max", "fraction_of_ceiling"] == pytest.approx(1200e9 / 80.0 / 1e12)
+    assert table.loc["max", "compile_J"] == pytest.approx(1000.0) and table.loc["max", "compile_s"] == 5.0
+    assert table.loc["max", "payoff_clips"] == math.ceil(1000.0 / 320.0)
+    assert table.loc["bf16", "payoff_clips"] == math.ceil(1000.0 / 20.0)
+    assert table[["lossless"]].all().all()
+    text = lv.summary_markdown(table.reset_index(), pd.read_csv(raw / lv.CEILING_FILE), pd.DataFrame())
+    assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.0x | yes |" in text
+    assert "short of 40%" in text  # 1.5 % of the ceiling: the FLOP/J target is missed and said so
+    # a lever far outside fp16's normal error is flagged in the summary
+    lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
+        "run_id": "r1", "model": "audioldm", "optimize": "max", "dtype": "float16", "steps": 100,
+        "waveforms_per_prompt": 1, "repeat": 1, "rel_error_latents": 0.5, "rel_error_audio": 1e-3})
+    flagged = lv.levers_table([raw])
+    assert not flagged.set_index("optimize").loc["max", "lossless"]
+    assert "audioldm `max` (float16): latents error 5.00e-01" in lv.summary_markdown(flagged, pd.DataFrame(),
+                                                                                      pd.DataFrame())
+
+
+def test_ceiling_on_cpu_measures_rate_not_energy(tmp_path):
+    row = lv.measure_ceiling_once(device="cpu", seconds=0.05, n=64, out=tmp_path / "ceiling.csv")
+    assert row["tflop_per_s"] > 0 and math.isnan(row["tflop_per_J"])  # no GPU meter on a CPU: NaN, never 0
+    assert pd.read_csv(tmp_path / "ceiling.csv")["n"].tolist() == [64]
+    with pytest.raises(lv.LeversError):
+        lv.measure_ceiling_once(device="cpu", seconds=0, n=64)
