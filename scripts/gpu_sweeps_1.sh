@@ -7,7 +7,8 @@
 # Estimate (study's A40 times / 2, the brief's rule; these models are launch-bound, so 2x is about right):
 #   steps x3 repeats: audioldm 23 s, audioldm2 50 s, make-an-audio ~18 s, make-an-audio-2 ~21 s
 #   batch x2 repeats: audioldm 72 s, audioldm2 150 s, make-an-audio ~40 s, make-an-audio-2 ~50 s
-#   + ~20 s per model (start, build, idle baseline, warm-up)  =>  ~500 s
+#   + ~0.2 s of meter window edges per generation (224 generations) + ~17 s per model (imports, build, idle
+#   baseline, warm-up)  =>  ~540 s: the budget (510 s) may leave a few AudioLDM 2 batch pairs; re-run to finish
 REPEATS_STEPS=${REPEATS_STEPS:-3}
 REPEATS_BATCH=${REPEATS_BATCH:-2}
 source "$(dirname "$0")/lib_sweeps.sh"

@@ -7,7 +7,8 @@
 # Estimate: by the brief's rule (A40 / 2) steps x3 = SAO 66 s, Tango ~70 s, Tango 2 ~70 s and batch x2 =
 # SAO 360 s, Tango ~180 s, Tango 2 ~180 s: ~950 s, over one call. These models are compute-bound (SAO's DiT
 # runs 4.5 TFLOP a step on 47.55 s of latents), where an H200 is ~5x an A40 (fp16 990 vs 150 TFLOP/s dense):
-# then ~400 s. The time budget stops the call in time either way; run it again to finish the grid.
+# then ~400 s, + ~0.2 s of meter edges per generation (168) + ~20 s per model => ~490 s. The time budget stops
+# the call in time either way; if it prints INCOMPLETE, run it again (after gpu_collect.sh) to finish.
 REPEATS_STEPS=${REPEATS_STEPS:-3}
 REPEATS_BATCH=${REPEATS_BATCH:-2}
 source "$(dirname "$0")/lib_sweeps.sh"

@@ -12,19 +12,20 @@
 # Random weights make noise, so no WAV is written (--no-save-audio); with real weights drop that option.
 #
 # Estimate (A40 / 2): new sweeps x2 repeats: audioldm ~26 s, audioldm2 ~56 s, SAO ~70 s, Tango ~20 s;
-# quality: 60 generations at 10 steps per model, ~0.3-0.5 s each => ~25 s per model; + ~25 s per model
-# (start, builds of the other precisions, idle, warm-ups)  =>  ~500 s
+# quality: 60 generations at 10 steps per model, ~0.3-0.6 s each + ~0.2 s of meter edges => ~45 s per model;
+# + ~20 s per model (imports, builds of the other precisions, idle, warm-ups)  =>  ~540 s with 30 captions:
+# the budget may stop the last model (Tango) early: re-run to finish, or QUALITY_LIMIT=20 to fit one call.
 REPEATS_NEW=${REPEATS_NEW:-2}
 QUALITY_LIMIT=${QUALITY_LIMIT:-30}
 QUALITY_STEPS=${QUALITY_STEPS:-10}
 source "$(dirname "$0")/lib_sweeps.sh"
 new="--repeats duration=$REPEATS_NEW --repeats guidance=$REPEATS_NEW --repeats precision=$REPEATS_NEW"
 quality=(--grid "quality=$QUALITY_STEPS" --limit "$QUALITY_LIMIT" --no-save-audio)
+for model in tango2 make-an-audio make-an-audio-2; do
+  sweep "$model" quality "${quality[@]}"
+done
 for model in audioldm audioldm2 stable-audio-open tango; do
   # shellcheck disable=SC2086
   sweep "$model" duration,guidance,precision,quality $new "${quality[@]}"
-done
-for model in tango2 make-an-audio make-an-audio-2; do
-  sweep "$model" quality "${quality[@]}"
 done
 finish

@@ -59,7 +59,8 @@ def per_experiment(values: list[str] | None, experiments: tuple[str, ...], optio
 def register(app: typer.Typer) -> None:
     @app.command("sweep", help=SWEEP_HELP)
     def sweep_cmd(
-        model: str = typer.Option(..., "--model", "-m", help="model name (tta-energy models lists them)"),
+        model: str = typer.Option(..., "--model", "-m", help="audioldm, audioldm2, stable-audio-open, tango, "
+                                                             "tango2, make-an-audio or make-an-audio-2"),
         experiment: str = typer.Option(..., "--experiment", "-e",
                                        help="steps, batch, quality, duration, guidance, precision "
                                             "(comma list)"),
