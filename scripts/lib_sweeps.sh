@@ -73,4 +73,9 @@ finish() {
     exec 1>&- 2>&-
     wait "$TEE_PID" 2>/dev/null || true  # the log is complete before the call returns
   fi
+  if [[ -n "$FAILED" ]]; then
+    exit 1
+  elif [[ -n "$INCOMPLETE" ]]; then
+    exit 3
+  fi
 }

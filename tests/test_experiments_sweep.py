@@ -187,3 +187,17 @@ def test_per_model_scripts_are_thin_wrappers(capsys):
     assert exc.value.code == 2 and "runs tango only" in capsys.readouterr().err
     envs = {p.name for p in (root / "inferences" / "envs").glob("*.yml")}
     assert {"diffusers.yml", "make-an-audio.yml", "tango.yml"} <= envs  # one per model family
+
+
+def test_an_experiment_with_nothing_to_run_is_skipped_when_others_run(tmp_path, capsys):
+    base = ["sweep", "--model", "tango", "--size", "tiny", "--device", "cpu", "--repeats", "duration=1",
+            "--repeats", "steps=1", "--idle-s", "0", "--no-progress", "--no-codecarbon", "--warmup", "0",
+            "--out-dir", str(tmp_path)]
+    main([*base, "--experiment", "duration,steps", "--grid", "duration=2.5,20", "--grid", "steps=1"])
+    text = capsys.readouterr().out
+    assert "duration: skipped: tango can run no configuration" in text
+    assert len(schema.read_runs(tmp_path / "steps.csv")) == 1 and not (tmp_path / "duration.csv").exists()
+    with pytest.raises(SystemExit) as exc:  # alone, it is an error
+        main(["sweep", "--model", "tango", "--size", "tiny", "--device", "cpu", "--experiment", "duration",
+              "--grid", "2.5", "--out-dir", str(tmp_path)])
+    assert exc.value.code == 2

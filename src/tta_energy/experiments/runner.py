@@ -306,6 +306,10 @@ def check_options(opts: SweepOptions) -> None:
             raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
 
 
+class NothingToRun(SweepError):
+    """The model can run no configuration of an experiment's grid."""
+
+
 class Probe:
     """The model on the meta device (no memory), built on first use: checks configurations before any work.
 
@@ -375,8 +379,8 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe) -> tuple[list[Item
             kept.append(c)
         configs = kept
     if not configs:
-        raise SweepError(f"{opts.model} can run no configuration of the {experiment} grid: "
-                         f"{'; '.join(excluded)}")
+        raise NothingToRun(f"{opts.model} can run no configuration of the {experiment} grid: "
+                           f"{'; '.join(excluded)}")
     repeats = opts.repeats.get(experiment, s.repeats)
     items = []
     for c, r in run_order(configs, repeats, opts.seed):
@@ -578,7 +582,14 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
     device = resolve_device(opts.device, ctx)
     run_id = distributed.broadcast(ctx, new_run_id())
     probe = Probe(opts)
-    plans = [plan(opts, e, ctx, probe) for e in opts.experiments]
+    plans = []
+    for e in opts.experiments:
+        try:
+            plans.append(plan(opts, e, ctx, probe))
+        except NothingToRun as exc:
+            if len(opts.experiments) == 1:
+                raise
+            say(f"{e}: skipped: {exc}")  # the other experiments still run
     del probe
     for p in plans:
         for note in p.excluded:
