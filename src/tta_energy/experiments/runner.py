@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ from tta_energy.experiments.grids import (
 
 DEFAULT_OUT_DIR = Path("data/runs")
 DEFAULT_AUDIO_DIR = Path("outputs/audio")
+#: pause between building the model and the idle baseline (the GPU's power falls within ~0.5 s of a load)
+IDLE_SETTLE_S = 1.0
 
 
 @dataclass
@@ -620,6 +622,8 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                         adapter = models.get(item.dtype)
                         if not idle_done:
                             if opts.idle_s > 0:
+                                meter.synchronize()
+                                time.sleep(IDLE_SETTLE_S)  # let the power of the model build decay first
                                 meter.measure_idle(opts.idle_s)
                             idle_done = True
                         if fresh and item.dtype not in models.warmed:
@@ -661,7 +665,3 @@ def _provenance(meter: Any, ctx: distributed.DistContext) -> dict[str, object]:
     prov["rank"] = ctx.rank
     prov.setdefault("hostname", socket.gethostname())
     return prov
-
-
-def replace_options(opts: SweepOptions, **changes: object) -> SweepOptions:
-    return replace(opts, **changes)
