@@ -400,6 +400,29 @@ def _describe(c: Config, experiment: str) -> str:
     return axis.get(experiment, experiment)
 
 
+def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
+    """Say where the denoiser computes another audio length than asked (Stable Audio Open's 47.55 s)."""
+    adapter = probe.adapter()
+    if adapter is None:
+        return []
+    notes = []
+    for p in plans:
+        asked: dict[float, set[float]] = {}
+        for it in p.items:
+            d = it.config.duration_s if it.config.duration_s is not None else adapter.defaults.duration_s
+            try:
+                computed = round(latent_seconds(adapter, d), 2)
+            except Exception:  # informative only
+                continue
+            if abs(computed - d) > 0.05:
+                asked.setdefault(computed, set()).add(d)
+        for computed, durations in sorted(asked.items()):
+            shown = ", ".join(f"{d:g}" for d in sorted(durations))
+            notes.append(f"{p.experiment}: {adapter.name} computes {computed:g} s of audio per clip for the "
+                         f"{shown} s asked (column latent_seconds)")
+    return notes
+
+
 def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Probe) -> Plan:
     items, excluded = expand(opts, experiment, probe)
     out = opts.out_path(experiment)
@@ -592,6 +615,8 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
             if len(opts.experiments) == 1:
                 raise
             say(f"{e}: skipped: {exc}")  # the other experiments still run
+    for note in latent_notes(probe, plans):
+        say(note)
     del probe
     for p in plans:
         for note in p.excluded:
