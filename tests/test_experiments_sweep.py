@@ -127,6 +127,7 @@ def test_duration_sweep_leaves_out_what_the_model_cannot_run(tmp_path, capsys):
           "--warmup", "0", "--out", str(out)])
     text = capsys.readouterr().out
     assert "duration 2.5 s: left out" in text and "duration 20.0 s: left out" in text
+    assert "tango computes 0.96 s of audio per clip for the 10 s asked" in text  # the tiny's fixed length
     rows = schema.read_runs(out)
     assert list(rows["duration_s"]) == [10.0]
     assert rows["latent_seconds"].iloc[0] == pytest.approx(rows["audio_seconds"].iloc[0])
