@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # After a device call: put what came back (FILES_AT/h200/...) into data/h200 so that the tables are committed
-# and the next call (or a re-run of the same one) resumes from them.
+# and the next call (or a re-run of the same one) resumes from them. Tables are merged (deduplicated) into the
+# existing ones, so calls 1-3 may be sent back to back from the same tree and collected afterwards.
 #
 #   bash scripts/gpu_collect.sh /path/to/files_at
 set -euo pipefail
@@ -8,8 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$1/h200
 mkdir -p data/h200/traces data/h200/logs
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PYTHON:-python3}
+# merge, never overwrite: calls made from the same starting tree each return their own rows
 for table in "$src"/*.csv; do
-  [[ -e "$table" ]] && cp "$table" data/h200/
+  [[ -e "$table" ]] && "$PY" -m tta_energy.experiments.resume "data/h200/$(basename "$table")" "$table"
 done
 for tarball in "$src"/traces-*.tar; do
   [[ -e "$tarball" ]] && tar xf "$tarball"  # paths inside are data/h200/traces/...

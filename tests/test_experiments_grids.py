@@ -187,3 +187,14 @@ def test_merge_shards_deduplicates_sorts_and_removes_shards(tmp_path):
     assert set(measured["status"]) == {"ok"}
     assert bool(df["is_warmup"].iloc[0])  # warm-ups first
     assert isinstance(df, pd.DataFrame) and Path(out).is_file()
+
+
+def test_merge_into_combines_tables_of_separate_calls(tmp_path):
+    dest, call1, call2 = tmp_path / "steps.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    schema.append_row(call1, row("a", 0))
+    schema.append_row(call2, row("b", 0))
+    schema.append_row(call2, row("a", 0))  # the same pair again (a re-run that carried call 1's table)
+    resume.merge_into(dest, [call1])
+    resume.merge_into(dest, [call2])
+    df = schema.read_runs(dest)
+    assert sorted(zip(df["config_id"], df["repeat"], strict=True)) == [("a", 0), ("b", 0)]

@@ -132,3 +132,35 @@ def merge_shards(out: str | Path, remove: bool = True) -> pd.DataFrame | None:
         for p in shards:
             p.unlink(missing_ok=True)
     return merged
+
+
+def merge_into(dest: str | Path, sources: Iterable[str | Path]) -> pd.DataFrame:
+    """Merge run tables into ``dest`` (kept if it exists): deduplicated, sorted, written atomically.
+
+    Used to bring the tables of separate device calls (each starting from its own copy) into one table.
+    """
+    dest = Path(dest)
+    frames = [f for f in [read_table(dest), *(read_table(p) for p in sources)] if f is not None]
+    if not frames:
+        raise schema.SchemaError(f"nothing to merge into {dest}")
+    merged = sort_table(deduplicate(pd.concat(frames, ignore_index=True)))
+    schema.write_runs(dest, merged)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tta_energy.experiments.resume DEST SOURCE...``: merge run tables into DEST."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        sys.exit("usage: python -m tta_energy.experiments.resume DEST SOURCE [SOURCE...]")
+    try:
+        merged = merge_into(args[0], args[1:])
+    except schema.SchemaError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"{args[0]}: {len(merged)} rows after merging {len(args) - 1} table(s)")
+
+
+if __name__ == "__main__":
+    main()
