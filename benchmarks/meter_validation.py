@@ -1,6 +1,6 @@
 """Validate the GPU energy meter against ground truth, side by side with Zeus and CodeCarbon.
 
-On the GPU machine (one H200; about 7 minutes):
+On the GPU machine (one H200; about 5.5 minutes: a hard internal budget of 300 s after start-up):
     PYTHONPATH=src python3 benchmarks/meter_validation.py --out data/validation
 Anywhere, on a simulated GPU in virtual time (exercises the protocol and the summary, not the hardware):
     python benchmarks/meter_validation.py --dry-run --quick --out /tmp/meter-dry
@@ -23,7 +23,7 @@ from tta_energy.meter.validation import Config, GpuRig, SimulatedRig, Validation
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/validation"), help="output folder")
-    parser.add_argument("--quick", action="store_true", help="fewer windows and trials (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer windows and trials (under 3 minutes)")
     parser.add_argument("--dry-run", action="store_true", help="simulated GPU, virtual time (no GPU needed)")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
     parser.add_argument("--seed", type=int, default=0)

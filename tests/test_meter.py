@@ -130,6 +130,21 @@ def test_min_window_repeats_short_calls_and_reports_energy_per_call():
     assert m.gpu_energy_J == pytest.approx(truth_per_call, rel=0.005)
 
 
+def test_repetition_inside_continuous_load_without_alignment():
+    clock, gpu, meter = simulated(seed=6, min_window_s=1.0)
+    with meter:
+        gpu.run(0.45, 700.0)  # loaded before the window: no idle step at its start
+        window = meter.begin(align=False)
+        assert window.t0 == pytest.approx(clock.now())  # no wait for a counter update
+        _, calls = meter.repeat_in(window, workload(gpu, "steady", 0.2))
+        meter.end(window)
+        gpu.run(0.3, 700.0)  # and loaded after it
+        m = meter.resolve(window, calls)
+    assert calls == 5 and m.calls == 5 and m.wall_s == pytest.approx(0.2)
+    truth_per_call = gpu.true_energy_J(m.t_start, m.t_end) / calls
+    assert m.gpu_energy_J == pytest.approx(truth_per_call, rel=0.005)
+
+
 def test_idle_baseline_gives_net_energy_and_the_trace_is_written(tmp_path):
     trace = tmp_path / "runs.trace.csv.gz"
     clock, gpu, meter = simulated(seed=2, trace_path=trace)

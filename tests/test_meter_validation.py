@@ -15,15 +15,17 @@ from tta_energy.meter.validation import (
     Validation,
     check_targets,
     overhead_summary,
+    overhead_verdict,
     summarise,
     write_outputs,
 )
 
 
 def tiny_config() -> Config:
-    return Config(windows=(0.2, 1.0), trials={0.2: 2, 1.0: 2}, truth_s=3.0, isolated_windows=(0.2,),
-                  isolated_trials=1, repeated_targets=(0.2,), repeated_trials=1, overhead_reps=1,
-                  overhead_calls=2, idle_s=1.0, warmup_s=1.0, budget_s=1e9)
+    return Config(windows=(0.2, 1.0), trials={0.2: 2, 1.0: 2}, truth_s=3.0, truth_blocks=3,
+                  isolated_windows=(0.2,), isolated_trials=1, repeated_targets=(0.2,), repeated_trials=2,
+                  isolated_repeated_trials=1, overhead_reps=2, overhead_calls=1, idle_s=1.0, warmup_s=1.0,
+                  budget_s=1e9)
 
 
 def test_dry_run_protocol_writes_a_tidy_table_and_a_summary(tmp_path):
@@ -34,22 +36,43 @@ def test_dry_run_protocol_writes_a_tidy_table_and_a_summary(tmp_path):
     assert list(frame.columns) == list(CSV_COLUMNS)
     methods = set(frame["method"])
     assert {"meter_split", "meter_linear", "meter_naive", "raw_counter", "simulated_edge_reads",
-            "meter_repeated_1s", "sampler_off", "sampler_process", "sampler_thread"} <= methods
+            "meter_split_repeated_1s", "meter_naive_repeated_1s", "sampler_off", "sampler_process",
+            "sampler_thread"} <= methods
     assert set(frame["scenario"]) == {"steady", "isolated", "overhead"}
     steady = frame[frame["scenario"] == "steady"]
     assert steady["truth_J"].gt(0).all() and steady["rel_error"].notna().all()
+    assert steady["continuous"].all()  # simulated work holds its load until synchronised
+    single = steady[~steady["method"].str.contains("repeated")]
     # every method measured the very same windows: one row per method per steady trial
-    assert steady.groupby("method").size().nunique() == 1
-    split = steady[steady["method"] == "meter_split"]["rel_error"].abs().max()
-    naive = steady[steady["method"] == "raw_counter"]["rel_error"].abs().max()
+    assert single.groupby("method").size().nunique() == 1
+    split = single[single["method"] == "meter_split"]["rel_error"].abs().max()
+    naive = single[single["method"] == "raw_counter"]["rel_error"].abs().max()
     assert split < 0.02 and naive > 3 * split
-    assert len(validation.truth["matmul_bf16_8192"]) == 2
+    # repetition: per-call energy of calls repeated over >= 1 s, all inside the load
+    repeated = steady[steady["method"] == "meter_split_repeated_1s"]
+    assert len(repeated) == 4 and (repeated["calls"] >= 4).all()
+    assert repeated["rel_error"].abs().max() < 0.02
+    # interleaved truth blocks: 3 per workload, the truth interpolated between neighbours
+    blocks = validation.truth["matmul_bf16_8192"]
+    assert len(blocks) == 3
+    t_mid = [b["t_mid"] for b in blocks]
+    halfway = 0.5 * (t_mid[0] + t_mid[1])
+    assert validation.e_iter_at("matmul_bf16_8192", halfway) == pytest.approx(
+        0.5 * (blocks[0]["e_iter"] + blocks[1]["e_iter"]))
+    # the peers' wider windows: their truth adds steady power x their extra loaded time
+    assert (single[single["method"] == "meter_split"]["extra_s"] == 0).all()
+    assert (single[single["method"] == "raw_counter"]["extra_s"] >= 0).all()
+    # the sampler overhead on both workloads, two interleaved repetitions each
+    overhead = frame[frame["scenario"] == "overhead"]
+    assert set(overhead["workload"]) == {"matmul_bf16_8192", "unet_audioldm_fp16"}
+    assert overhead.groupby(["workload", "method"]).size().eq(2).all()
     csv_path, md_path = write_outputs(tmp_path, frame, validation, dry_run=True)
     back = pd.read_csv(csv_path)
     assert len(back) == len(frame) and list(back.columns) == list(CSV_COLUMNS)
     text = md_path.read_text()
     assert text.startswith("# GPU energy meter: validation")
-    assert "DRY RUN" in text and "## Targets" in text and "zeus: dry run (no GPU)" in text
+    assert "DRY RUN" in text and "## Verdict" in text and "zeus: dry run (no GPU)" in text
+    assert "`meter_split_repeated_1s` max" in text
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -63,12 +86,15 @@ def synthetic_frame() -> pd.DataFrame:
                 rows.append({"workload": "w", "scenario": "steady", "method": method,
                              "window_target_s": window, "trial": trial, "measured_J": 100 * (1 + err),
                              "truth_J": 100.0, "rel_error": err})
-    for method, energies in (("sampler_off", (100.0, 100.4)), ("sampler_process", (100.5, 100.9))):
+    off = (100.0, 100.4, 100.2)
+    for method, energies in (("sampler_off", off), ("sampler_process", (100.1, 100.5, 100.4))):
         for trial, e in enumerate(energies):
             rows.append({"workload": "w", "scenario": "overhead", "method": method, "window_target_s": 1.0,
-                         "trial": trial, "measured_J": e, "truth_J": 100.2, "window_s": 1.0,
-                         "rel_error": e / 100.2 - 1})
-    return pd.DataFrame(rows)
+                         "trial": trial, "measured_J": e, "truth_J": off[trial], "window_s": 1.0,
+                         "rel_error": e / off[trial] - 1})
+    frame = pd.DataFrame(rows)
+    frame["continuous"] = True
+    return frame
 
 
 def test_aggregation_and_target_check_on_known_numbers():
@@ -83,14 +109,31 @@ def test_aggregation_and_target_check_on_known_numbers():
     assert long["peers_max_pct"]["zeus"] == pytest.approx(5.0)
     short = targets["windows of 0.2 s"]
     assert short["value_pct"] == pytest.approx(1.5) and short["met"]
+    assert short["by_method"]["zeus"]["max_abs_pct"] == pytest.approx(40.0)
+    assert not short["by_method"]["zeus"]["met"] and short["by_method"]["meter_split"]["met"]
     overhead = targets["meter overhead <= 1% of a 1 s workload's energy"]
-    assert overhead["value_pct"] == pytest.approx((100.7 / 100.2 - 1) * 100) and overhead["met"]
-    ov = overhead_summary(frame)
-    assert set(ov["method"]) == {"sampler_off", "sampler_process"}
+    paired = np.array([100.1 / 100.0, 100.5 / 100.4, 100.4 / 100.2]) * 100 - 100
+    assert overhead["value_pct"] == pytest.approx(paired.mean())
+    ov = overhead_summary(frame).set_index("method")
+    assert ov.loc["sampler_process", "sd_pct"] == pytest.approx(paired.std(ddof=1))
+    # 95% t interval with 2 degrees of freedom: 4.303 x sd / sqrt(3)
+    expected_ci = 4.3027 * paired.std(ddof=1) / np.sqrt(3)
+    assert ov.loc["sampler_process", "ci95_pct"] == pytest.approx(expected_ci, rel=1e-3)
+    assert overhead["met"] and overhead["verdicts"]["w"].startswith("met")
+
+
+def test_overhead_verdict_separates_met_not_met_and_noise():
+    assert overhead_verdict(0.2, 0.3).startswith("met")
+    assert overhead_verdict(2.5, 0.5).startswith("NOT met")
+    assert overhead_verdict(-1.6, 0.5).startswith("NOT met")
+    assert overhead_verdict(0.5, 1.2).startswith("inconclusive")
+    assert overhead_verdict(0.3, math.nan).startswith("inconclusive (one repetition")
+    assert overhead_verdict(math.nan, math.nan) == "not measured"
 
 
 def test_missing_measurements_are_reported_as_not_met():
     empty = pd.DataFrame(columns=list(CSV_COLUMNS))
+    empty["continuous"] = empty["continuous"].astype(bool)
     results = check_targets(empty)
     assert [r["met"] for r in results] == [False, False, False]
     assert all(math.isnan(r["value_pct"]) for r in results)

@@ -424,19 +424,25 @@ class EnergyMeter:
         for timeline in self._sampler.timelines:
             timeline.discard_before(oldest - 5.0)
 
-    def measure(self, fn: Callable[[PhaseHook], T]) -> tuple[T, Measurement]:
-        """Run ``fn(phases)`` in a window (repeated until ``min_window_s``) and measure it, per call."""
-        window = self.begin()
+    def repeat_in(self, window: MeterWindow, fn: Callable[[PhaseHook], T]) -> tuple[T, int]:
+        """Run ``fn(window.phase)`` once, or (``min_window_s`` > 0) until the window has lasted that long;
+        returns the last result and the number of calls. ``measure`` uses it; so does the validation."""
         calls = 0
+        while True:
+            result = fn(window.phase)
+            calls += 1
+            if self.min_window_s <= 0:
+                return result, calls
+            self.synchronize()
+            if self.clock.now() - window.t0 >= self.min_window_s:
+                return result, calls
+
+    def measure(self, fn: Callable[[PhaseHook], T], *, align: bool | None = None) -> tuple[T, Measurement]:
+        """Run ``fn(phases)`` in a window (repeated until ``min_window_s``) and measure it, per call.
+        ``align`` overrides the meter's ``align_start`` for this window."""
+        window = self.begin(align=align)
         try:
-            while True:
-                result = fn(window.phase)
-                calls += 1
-                if self.min_window_s <= 0:
-                    break
-                self.synchronize()
-                if self.clock.now() - window.t0 >= self.min_window_s:
-                    break
+            result, calls = self.repeat_in(window, fn)
         except BaseException:
             self.end(window)
             with contextlib.suppress(ValueError):
