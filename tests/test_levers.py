@@ -331,3 +331,15 @@ def test_ceiling_on_cpu_measures_rate_not_energy(tmp_path):
     assert pd.read_csv(tmp_path / "ceiling.csv")["n"].tolist() == [64]
     with pytest.raises(lv.LeversError):
         lv.measure_ceiling_once(device="cpu", seconds=0, n=64)
+
+
+def test_time_budget_leaves_models_out_and_says_so(tmp_path):
+    said: list[str] = []
+    opts = lv.LeversOptions(models=("audioldm",), out_dir=tmp_path, size="tiny", device="cpu", ceiling_s=0.02,
+                            ceiling_n=32, idle_s=0, time_budget_s=0.001, progress=said.append)
+    lv.run_levers(opts)
+    assert "audioldm: not started (time budget spent)" in said
+    assert not (tmp_path / lv.RUNS_FILE).exists()
+    assert len(pd.read_csv(tmp_path / lv.CEILING_FILE)) == 2  # the ceiling is still measured at both ends
+    with pytest.raises(lv.LeversError, match="--lean-models"):
+        lv.run_levers(dataclasses.replace(opts, lean_models=("tango2",)))

@@ -19,6 +19,10 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in value.split(";" if ";" in value else " ") if t.strip())
 
 
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in value.split(",") if t.strip())
+
+
 def _ints(value: str, what: str) -> tuple[int, ...]:
     from tta_energy.errors import TtaError
 
@@ -36,14 +40,14 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         models: str = typer.Option(..., "--models", "-m", help="comma list of models"),
         out_dir: Path = typer.Option(Path("data/h200/levers"), help="folder of the raw tables"),
-        full: str = typer.Option(" ".join(("none", "graphs", "max")),
-                                 help="specs measured over the whole grid (space separated)"),
-        single: str = typer.Option(" ".join(("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")),
-                                   help="specs measured at the smallest batch (space separated; '' for "
-                                        "none)"),
-        compile_levers: bool = typer.Option(False, "--compile/--no-compile",
-                                            help="also torch.compile (Inductor) and compile-graphs at "
-                                                 "batch 1"),
+        full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
+        batch1: str = typer.Option("graphs", help="specs measured at batch 1, every step count"),
+        single: str = typer.Option("fp16 bf16 sdpa-best channels-last fuse-qkv",
+                                   help="specs measured at the largest step count, batch 1 ('' for none)"),
+        compile_models: str = typer.Option("", help="models that also get compile and compile-graphs "
+                                                    "(Inductor; minutes of compilation each)"),
+        lean_models: str = typer.Option("", help="models measured with the full-grid specs only "
+                                                 "(e.g. tango2, tango's architecture)"),
         trim: bool = typer.Option(True, "--trim/--no-trim", help="Stable Audio Open: trim-latents specs"),
         steps: str = typer.Option("10,100", help="step counts"),
         batches: str = typer.Option("1,10", help="waveforms per prompt"),
@@ -68,8 +72,9 @@ def register(app: typer.Typer) -> None:
         from tta_energy.experiments.levers import LeversOptions, build_report, plan_text, run_levers
 
         opts = LeversOptions(
-            models=tuple(m.strip() for m in models.split(",") if m.strip()), out_dir=out_dir,
-            full_specs=_split(full), single_specs=_split(single), compile=compile_levers, trim=trim,
+            models=_names(models), out_dir=out_dir,
+            full_specs=_split(full), batch1_specs=_split(batch1), single_specs=_split(single),
+            compile_models=_names(compile_models), lean_models=_names(lean_models), trim=trim,
             steps=_ints(steps, "steps"), batches=_ints(batches, "batches"), repeats=repeats,
             duration_s=duration, seed=seed, size=size, weights=weights, device=device, ceiling_s=ceiling_s,
             ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,

@@ -69,15 +69,24 @@ from tta_energy.optimize import (
 )
 
 EXPERIMENT = "levers"
-#: configurations measured over the whole grid (steps x batch)
-FULL_GRID_SPECS: tuple[str, ...] = ("none", "graphs", "max")
-#: single levers measured at batch 1 (both step counts); duplicates of ``none`` for a model are dropped
+#: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
+#: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
+#: cost is the warm-up at the smaller one); every other lever alone at the largest step count, batch 1. A
+#: spec that turns out to be the same configuration as an earlier one for a model (fp16 where the default
+#: is fp16, a lever that does not fit the model) is dropped with a note.
+FULL_GRID_SPECS: tuple[str, ...] = ("none", "max")
+BATCH1_SPECS: tuple[str, ...] = ("graphs",)
 SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")
-#: Inductor compilation (minutes of CPU per model and shape): only with ``--compile``
+#: Inductor compilation (a minute or more of CPU per model and shape): for the models of ``compile_models``
 COMPILE_SPECS: tuple[str, ...] = ("compile", "compile-graphs")
 #: Stable Audio Open only: compute just the requested length (changes the output)
 TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-latents", True))
 REFERENCE_SPEC = "fp32"
+#: relative cost of a model's levers sweep (measured order of magnitude on an H200, used only to share a
+#: call's time budget between its models)
+MODEL_COST: dict[str, float] = {"audioldm": 1.0, "audioldm2": 1.4, "make-an-audio": 1.0,
+                                "make-an-audio-2": 0.7, "stable-audio-open": 1.6, "tango": 1.9,
+                                "tango2": 1.9}
 
 #: Issue 7's targets: whole generation, 10 s, 100 steps, batch 1, best lossless configuration vs ``none``
 REDUCTION_TARGETS: dict[str, float] = {"audioldm": 4.0, "audioldm2": 4.0, "make-an-audio": 3.0,
@@ -110,8 +119,12 @@ class LeversOptions:
     models: tuple[str, ...]
     out_dir: Path = Path("data/h200/levers")
     full_specs: tuple[str, ...] = FULL_GRID_SPECS
+    batch1_specs: tuple[str, ...] = BATCH1_SPECS
     single_specs: tuple[str, ...] = SINGLE_SPECS
-    compile: bool = False  # add COMPILE_SPECS (Inductor) at batch 1
+    #: models that also get COMPILE_SPECS (Inductor) at the largest step count, batch 1
+    compile_models: tuple[str, ...] = ()
+    #: models measured with the full-grid specs and the reference only (e.g. tango2: tango's architecture)
+    lean_models: tuple[str, ...] = ()
     trim: bool = True  # Stable Audio Open's trim-latents specs
     steps: tuple[int, ...] = (10, 100)
     batches: tuple[int, ...] = (1, 10)
@@ -252,17 +265,21 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
 # Planning
 # ---------------------------------------------------------------------------------------------------------
 def lever_plans(model: str, opts: LeversOptions) -> list[LeverPlan]:
-    """The reference, the full-grid specs, the single levers (batch 1) and the model-specific specs."""
+    """The reference, then the three tiers (see :data:`FULL_GRID_SPECS`) and the model-specific specs."""
     from tta_energy.models.registry import adapter_class
 
     if not opts.steps or not opts.batches:
         raise LeversError("need at least one step count and one batch size")
     full = tuple((s, b) for b in sorted(set(opts.batches)) for s in sorted(set(opts.steps)))
     small = min(opts.batches)
-    single = tuple((s, small) for s in sorted(set(opts.steps)))
-    plans = [LeverPlan(REFERENCE_SPEC, single, 1, reference=True)]
+    batch1 = tuple((s, small) for s in sorted(set(opts.steps)))
+    single = ((max(opts.steps), small),)
+    plans = [LeverPlan(REFERENCE_SPEC, batch1, 1, reference=True)]
     plans += [LeverPlan(parse_levers(s).spec, full, opts.repeats) for s in opts.full_specs]
-    specs = list(opts.single_specs) + (list(COMPILE_SPECS) if opts.compile else [])
+    if model in opts.lean_models:
+        return plans
+    plans += [LeverPlan(parse_levers(s).spec, batch1, opts.repeats) for s in opts.batch1_specs]
+    specs = list(opts.single_specs) + (list(COMPILE_SPECS) if model in opts.compile_models else [])
     plans += [LeverPlan(parse_levers(s).spec, single, opts.repeats) for s in specs]
     cls = adapter_class(model)
     if opts.trim and hasattr(cls, "latent_frames_for"):
@@ -332,19 +349,30 @@ class ModelRun:
     meter: Any
     provenance: dict[str, object]
     trace_path: str
-    start: float
+    deadline: float | None = None  # perf_counter time after which no generation starts
     references: dict[int, GenerationOutput] = field(default_factory=dict)
     measured: int = 0
     stopped: bool = False
+    #: seconds each (spec, steps, batch) took last, to predict whether the next one fits the budget
+    walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    flops_cache: dict[tuple, dict] = field(default_factory=dict)
 
     @property
     def out_dir(self) -> Path:
         return Path(self.opts.out_dir)
 
-    def budget_left(self) -> bool:
-        if self.opts.time_budget_s is None:
+    def predicted_s(self, spec: str, steps: int, batch: int) -> float:
+        """The last wall time of this cell, else the warm-up's (at fewer steps) scaled by steps, else 0."""
+        if (spec, steps, batch) in self.walls:
+            return self.walls[(spec, steps, batch)]
+        known = [(s, w) for (sp, s, b), w in self.walls.items() if sp == spec and b == batch]
+        return max((w * steps / s for s, w in known), default=0.0)
+
+    def budget_left(self, spec: str = "", steps: int = 0, batch: int = 0) -> bool:
+        """True when a generation of this cell is predicted to end before the model's deadline."""
+        if self.deadline is None:
             return True
-        return time.perf_counter() - self.start < self.opts.time_budget_s
+        return time.perf_counter() + self.predicted_s(spec, steps, batch) < self.deadline
 
     def config(self, steps: int, batch: int) -> Config:
         return Config(experiment=EXPERIMENT, model=self.model, steps=steps, prompts=(self.opts.prompt,),
@@ -370,25 +398,46 @@ class ModelRun:
         finally:
             self.meter.min_window_s = saved
         schema.append_row(self.out_dir / RUNS_FILE, row)
+        if row["status"] == "ok":
+            calls = row.get("meter_calls")
+            per_call = float(row["wall_s"])
+            repeated = calls if isinstance(calls, int | float) and not math.isnan(float(calls)) else 1
+            self.walls[(p.plan.spec, steps, batch)] = per_call * max(1.0, float(repeated))
         if not warmup:
             self.measured += 1
         return row
 
 
-def _describe_flops(model: str, opts: LeversOptions, adapter: Any,
-                    plan: LeverPlan) -> dict[tuple[int, int], dict]:
-    """GFLOP per cell from ``describe`` on a meta-device copy with the same latent length."""
+def _nominal_calls(adapter: Any, steps: int) -> float:
+    """Denoiser calls for ``steps`` (NaN where the model's sampler cannot run that many steps)."""
+    try:
+        return float(adapter.denoiser_calls(steps))
+    except TtaError:
+        return float("nan")
+
+
+def _describe_flops(model: str, opts: LeversOptions, adapter: Any, plan: LeverPlan,
+                    cache: dict[tuple, dict]) -> dict[tuple[int, int], dict]:
+    """GFLOP per cell from ``describe`` on a meta-device copy with the same latent length (``cache``: one
+    description per latent length and batch)."""
     from tta_energy.models.describe import describe_adapter
     from tta_energy.models.registry import build_model
 
-    meta = build_model(model, size=opts.size, weights="random", device="meta", dtype="float32")
-    if hasattr(adapter, "latent_length") and hasattr(meta, "latent_length"):
-        meta.latent_length = adapter.latent_length
+    meta = None
+    latent_length = getattr(adapter, "latent_length", None)
     out: dict[tuple[int, int], dict] = {}
     for batch in sorted({b for _, b in plan.cells}):
-        d = describe_adapter(meta, duration_s=opts.duration_s, batch=batch)
+        key = (model, latent_length, batch)
+        if key not in cache:
+            if meta is None:
+                meta = build_model(model, size=opts.size, weights="random", device="meta", dtype="float32")
+                if latent_length is not None and hasattr(meta, "latent_length"):
+                    meta.latent_length = latent_length
+            cache[key] = {"describe": describe_adapter(meta, duration_s=opts.duration_s, batch=batch),
+                          "calls": {s: _nominal_calls(meta, s) for s in opts.steps}}
+        d = cache[key]["describe"]
         for steps in sorted({s for s, b in plan.cells if b == batch}):
-            calls = int(meta.denoiser_calls(steps))
+            calls = cache[key]["calls"].get(steps, float(steps))
             total = calls * float(d["gflop_per_step"]) + float(d["gflop_per_generation"])
             out[(steps, batch)] = {"gflop_per_step": float(d["gflop_per_step"]),
                                    "gflop_per_generation": float(d["gflop_per_generation"]),
@@ -576,7 +625,8 @@ def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> 
             except Exception as exc:  # profiling is diagnostic: a failure is noted, never fatal
                 run.opts.progress(f"{run.model} {p.plan.spec}: step profile failed ({one_line(exc)})")
                 continue
-            flops = _describe_flops(run.model, run.opts, p.adapter, LeverPlan(p.plan.spec, ((1, batch),), 1))
+            flops = _describe_flops(run.model, run.opts, p.adapter, LeverPlan(p.plan.spec, ((1, batch),), 1),
+                                    run.flops_cache)
             gflop = flops[(1, batch)]["gflop_per_step"]
             append_csv(run.out_dir / PROFILE_FILE, {
                 "run_id": run.run_id, "model": run.model, "optimize": p.plan.spec,
@@ -597,27 +647,27 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     for note in notes:
         say(f"{run.model}: {note}")
     for p in prepared:
-        flops = _describe_flops(run.model, opts, p.adapter, p.plan)
+        flops = _describe_flops(run.model, opts, p.adapter, p.plan, run.flops_cache)
         _write_config_row(run, p.plan, p.adapter, "ok", flops)
         say(f"{run.model} {p.plan.spec}: {p.adapter.applied_levers.summary()}")
     # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size
     reference = next((p for p in prepared if p.plan.reference), None)
     if reference is None:
         say(f"{run.model}: no fp32 reference; the equivalence check is left out")
+    warm_steps = min(opts.steps)  # cheap; where the plan has this cell too, it gives the one-time cost
     for p in prepared:  # the reference is first: it also takes the process's one-time CUDA/cuBLAS set-up
-        first_steps = min(s for s, _ in p.plan.cells)
         for batch in sorted({b for _, b in p.plan.cells}):
             if not run.budget_left():
                 run.stopped = True
                 break
-            row = run.measure(p, first_steps, batch, 0, warmup=True)
+            row = run.measure(p, warm_steps, batch, 0, warmup=True)
             if row["status"] != "ok":
                 p.failed = str(row.get("error", row["status"]))
                 say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
                 break
     # the reference outputs (fp32 eager, batch 1)
     for steps, batch in reference.plan.cells if reference is not None else ():
-        if reference.failed or not run.budget_left():
+        if reference.failed or not run.budget_left(reference.plan.spec, steps, batch):
             break
         row = run.measure(reference, steps, batch, 0, warmup=False)
         if row["status"] == "ok" and reference.recorder.last is not None and batch == 1:
@@ -633,9 +683,9 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
                  for s, b in p.plan.cells]
         random.Random(f"{opts.seed}-{run.model}-{repeat}").shuffle(cells)
         for p, steps, batch in cells:
-            if not run.budget_left():
+            if not run.budget_left(p.plan.spec, steps, batch):
                 run.stopped = True
-                break
+                continue  # a shorter cell later in the round may still fit
             row = run.measure(p, steps, batch, repeat, warmup=False)
             if row["status"] == "ok":
                 _record_equivalence(run, p, steps, batch, repeat)
@@ -682,8 +732,11 @@ def _check(opts: LeversOptions) -> None:
         raise LeversError(f"--min-window must be >= 0 s, got {opts.min_window_s}")
     if opts.ceiling_s <= 0 or opts.ceiling_n < 16:
         raise LeversError("--ceiling-s must be > 0 and --ceiling-n >= 16")
-    for s in (*opts.full_specs, *opts.single_specs):
+    for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs):
         parse_levers(s)  # a bad spec fails before any model is built
+    for m in (*opts.compile_models, *opts.lean_models):
+        if m not in opts.models:
+            raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")
 
 
 def run_levers(opts: LeversOptions) -> Path:
@@ -708,11 +761,17 @@ def run_levers(opts: LeversOptions) -> Path:
         ceilings = [_ceiling_row(meter, device, opts, run_id, "start", provenance)]
         say(f"ceiling (start): {ceilings[0].tflop_per_J:.3f} TFLOP/J, {ceilings[0].tflop_per_s:.0f} TFLOP/s, "
             f"{ceilings[0].power_W:.0f} W")
-        for model in opts.models:
-            run = ModelRun(model, opts, run_id, meter, provenance, str(trace), start)
-            if not run.budget_left():
-                say(f"{model}: not started (time budget spent)")
-                continue
+        reserve = opts.ceiling_s + 5.0  # the closing ceiling measurement
+        for i, model in enumerate(opts.models):
+            deadline = None
+            if opts.time_budget_s is not None:
+                left = opts.time_budget_s - (time.perf_counter() - start) - reserve
+                weights = [MODEL_COST.get(m, 1.0) for m in opts.models[i:]]
+                deadline = time.perf_counter() + max(0.0, left) * weights[0] / sum(weights)
+                if left <= 0:
+                    say(f"{model}: not started (time budget spent)")
+                    continue
+            run = ModelRun(model, opts, run_id, meter, provenance, str(trace), deadline)
             t0 = time.perf_counter()
             try:
                 _run_model(run, ceilings[0].tflop_per_s)
@@ -842,7 +901,13 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     else:
         agg["rel_error_latents"] = np.nan
         agg["rel_error_audio"] = np.nan
-    ys = [yard.get((r.run_id, r.model, r.dtype, int(r.steps)), (np.nan, np.nan)) for r in agg.itertuples()]
+    # where the plain run at this precision was measured at another step count only, its largest error
+    any_steps: dict[tuple[str, str, str], tuple[float, float]] = {}
+    for (run_id, model, dtype, _), (lat, wav) in yard.items():
+        old = any_steps.get((run_id, model, dtype), (-np.inf, -np.inf))
+        any_steps[(run_id, model, dtype)] = (max(old[0], lat), max(old[1], wav))
+    ys = [yard.get((r.run_id, r.model, r.dtype, int(r.steps)),
+                   any_steps.get((r.run_id, r.model, r.dtype), (np.nan, np.nan))) for r in agg.itertuples()]
     agg["yardstick_latents"] = [y[0] for y in ys]
     agg["yardstick_audio"] = [y[1] for y in ys]
     agg["tolerance_latents"] = [error_tolerance(r.dtype, r.yardstick_latents) for r in agg.itertuples()]
@@ -949,7 +1014,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
         rows = cell[cell["model"] == model]
         none = rows[(rows["optimize"] == "none") & rows["energy_per_clip_J"].notna()]
         cand = rows[rows["lossless"] & (rows["optimize"] != REFERENCE_SPEC)
-                    & rows["energy_per_clip_J"].notna()]
+                    & rows["reduction_vs_none"].notna()]
         target = REDUCTION_TARGETS.get(model, float("nan"))
         if none.empty or cand.empty:
             lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured |")
@@ -957,6 +1022,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                               f"steps, batch {batch}")
             continue
         best = cand.loc[cand["energy_per_clip_J"].idxmin()]
+        none = none[none["run_id"] == best["run_id"]]  # the reduction is against the same run's default
         red = float(best["reduction_vs_none"])
         met = red >= target
         lines.append(f"| {model} | {none['energy_per_clip_J'].iloc[0]:.1f} | `{best['optimize']}` | "
