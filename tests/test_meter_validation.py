@@ -52,13 +52,17 @@ def test_dry_run_protocol_writes_a_tidy_table_and_a_summary(tmp_path):
     repeated = steady[steady["method"] == "meter_split_repeated_1s"]
     assert len(repeated) == 4 and (repeated["calls"] >= 4).all()
     assert repeated["rel_error"].abs().max() < 0.02
-    # interleaved truth blocks: 3 per workload, the truth interpolated between neighbours
+    # interleaved truth blocks: 3 per workload; the truth passes through each block and stays between
+    # neighbouring blocks' values (monotone interpolation), constant outside them
     blocks = validation.truth["matmul_bf16_8192"]
     assert len(blocks) == 3
-    t_mid = [b["t_mid"] for b in blocks]
-    halfway = 0.5 * (t_mid[0] + t_mid[1])
-    assert validation.e_iter_at("matmul_bf16_8192", halfway) == pytest.approx(
-        0.5 * (blocks[0]["e_iter"] + blocks[1]["e_iter"]))
+    for b in blocks:
+        assert validation.e_iter_at("matmul_bf16_8192", b["t_mid"]) == pytest.approx(b["e_iter"])
+    halfway = 0.5 * (blocks[0]["t_mid"] + blocks[1]["t_mid"])
+    low, high = sorted((blocks[0]["e_iter"], blocks[1]["e_iter"]))
+    assert low - 1e-12 <= validation.e_iter_at("matmul_bf16_8192", halfway) <= high + 1e-12
+    assert validation.e_iter_at("matmul_bf16_8192", blocks[0]["t_mid"] - 100) == pytest.approx(
+        blocks[0]["e_iter"])
     # the peers' wider windows: their truth adds steady power x their extra loaded time
     assert (single[single["method"] == "meter_split"]["extra_s"] == 0).all()
     assert (single[single["method"] == "raw_counter"]["extra_s"] >= 0).all()
