@@ -491,6 +491,21 @@ def select_sdpa_backend(adapter: ModelAdapter, duration_s: float,
     return min(timings, key=timings.__getitem__), timings
 
 
+def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration_s: float) -> None:
+    """Capture (and replay once) the denoiser on ``adapter.denoiser_call``'s batch-1 inputs, as generate does:
+    inside inference mode. Raises :class:`LeverError` when it cannot be captured."""
+    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+    try:
+        with torch.inference_mode():
+            graphed(*call.args, **call.kwargs)
+        torch.cuda.synchronize(adapter.device)
+    except LeverError:
+        raise
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LeverError(f"cudagraph: {first}") from None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Applying levers
 # ---------------------------------------------------------------------------------------------------------
@@ -586,43 +601,71 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *,
             record.skipped["channels-last"] = ("the denoiser has no 2-D convolutions"
                                                if rank is None else "the denoiser's convolutions are 1-D")
 
-    # 5. attention backend
-    denoiser: torch.nn.Module = base
+    # 5. attention backend (candidates fastest first: sdpa-best falls back to the next one when the fastest
+    # cannot be captured in a CUDA graph)
+    candidates: list[str | None] = [None]
     if levers.sdpa is not None:
-        backend = levers.sdpa
-        if backend == "best":
-            backend, timings = select_sdpa_backend(adapter, duration_s)
+        if levers.sdpa == "best":
+            _, timings = select_sdpa_backend(adapter, duration_s)
             record.notes["sdpa_ms"] = timings
-        elif backend not in available_sdpa_backends(device):
-            unavailable(f"sdpa-{backend}",
-                        f"the {backend} attention backend needs CUDA; this device is {device}")
-            backend = None
-        if backend is not None:
-            record.notes["sdpa"] = backend
-            record.applied.append(f"sdpa-{levers.sdpa}")
+            candidates = sorted(timings, key=timings.__getitem__)
+        elif levers.sdpa not in available_sdpa_backends(device):
+            unavailable(f"sdpa-{levers.sdpa}",
+                        f"the {levers.sdpa} attention backend needs CUDA; this device is {device}")
+        else:
+            candidates = [levers.sdpa]
 
-    # 6. compilation, 7. CUDA graphs
+    # 6. compilation
+    compiled: torch.nn.Module = base
     if levers.compile_mode == "reduce-overhead" and device.type != "cuda":
         unavailable("compile-graphs", f"CUDA graphs need a CUDA device; this device is {device}")
     elif levers.compile_mode is not None:
         if levers.compile_backend == "inductor":
-            denoiser = torch.compile(denoiser, mode=levers.compile_mode, dynamic=False)
+            compiled = torch.compile(base, mode=levers.compile_mode, dynamic=False)
         else:
-            denoiser = torch.compile(denoiser, backend=levers.compile_backend, dynamic=False)
+            compiled = torch.compile(base, backend=levers.compile_backend, dynamic=False)
         if levers.compile_mode == "reduce-overhead":
-            denoiser = CompiledGraphsDenoiser(denoiser)
+            compiled = CompiledGraphsDenoiser(compiled)
             record.applied.append("compile-graphs")
         else:
             record.applied.append("compile")
-    if "sdpa" in record.notes:
-        # outside the compiled region: the backend flags are read while the graph is traced
-        denoiser = SdpaDenoiser(denoiser, str(record.notes["sdpa"]))
-    if levers.cudagraph:
-        if device.type != "cuda":
-            unavailable("cudagraph", f"CUDA graphs need a CUDA device; this device is {device}")
-        else:
-            denoiser = CudaGraphDenoiser(denoiser)
+
+    # 7. CUDA graphs: captured once here on the example step, so that a backend or model that cannot be
+    # captured is known now (and sdpa-best can take the next backend) rather than mid-measurement
+    graphs = levers.cudagraph
+    if graphs and device.type != "cuda":
+        unavailable("cudagraph", f"CUDA graphs need a CUDA device; this device is {device}")
+        graphs = False
+    denoiser: torch.nn.Module = compiled
+    failures: list[str] = []
+    for backend in candidates:
+        # the backend context sits outside the compiled region: its flags are read while tracing
+        chain = compiled if backend is None else SdpaDenoiser(compiled, backend)
+        if graphs:
+            chain = CudaGraphDenoiser(chain)
+            try:
+                _capture_example(adapter, chain, duration_s)
+            except LeverError as exc:
+                failures.append(f"{backend or 'default attention'}: {exc}")
+                continue
+        denoiser = chain
+        if backend is not None:
+            record.notes["sdpa"] = backend
+            record.applied.append(f"sdpa-{levers.sdpa}")
+        if graphs:
             record.applied.append("cudagraph")
+        break
+    else:
+        reason = "; ".join(failures)
+        if "cudagraph" not in levers.implied or levers.sdpa not in (None, "best"):
+            raise LeverError(reason)
+        record.skipped["cudagraph"] = reason  # max on a model that cannot be captured: eager, said so
+        denoiser = compiled if candidates == [None] else SdpaDenoiser(compiled, str(candidates[0]))
+        if candidates != [None]:
+            record.notes["sdpa"] = candidates[0]
+            record.applied.append(f"sdpa-{levers.sdpa}")
+    if failures:
+        record.notes["capture_failures"] = failures
     if denoiser is not base:
         adapter.denoiser = denoiser
     adapter.applied_levers = record

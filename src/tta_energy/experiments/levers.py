@@ -567,7 +567,7 @@ def kernel_category(name: str) -> str:
     return "other"
 
 
-def profile_step(adapter: Any, duration_s: float, batch: int, repeats: int = 20) -> dict[str, float]:
+def profile_step(adapter: Any, duration_s: float, batch: int, repeats: int = 10) -> dict[str, float]:
     """One denoiser step of ``adapter`` (levers applied): time eager (the wrappers below the CUDA graph) and
     graphed with CUDA events, and the eager step's kernel time by category (torch.profiler, CUPTI)."""
     import torch
@@ -766,7 +766,8 @@ def run_levers(opts: LeversOptions) -> Path:
             deadline = None
             if opts.time_budget_s is not None:
                 left = opts.time_budget_s - (time.perf_counter() - start) - reserve
-                weights = [MODEL_COST.get(m, 1.0) for m in opts.models[i:]]
+                weights = [MODEL_COST.get(m, 1.0) * (0.5 if m in opts.lean_models else 1.0)
+                           for m in opts.models[i:]]
                 deadline = time.perf_counter() + max(0.0, left) * weights[0] / sum(weights)
                 if left <= 0:
                     say(f"{model}: not started (time budget spent)")
