@@ -278,7 +278,7 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     """Reduction, energy per step, FLOP/J against the ceiling, one-time cost and payoff from rows whose
     energies are known; targets met and missed are said so in the summary."""
     raw = tmp_path / "raw"
-    energies = {"none": 400.0, "max": 80.0, "bf16": 380.0}  # J per 100-step batch-1 generation
+    energies = {"none": 400.0, "max": 80.0, "bf16": 380.0, "max,trim-latents": 40.0}  # J, 100 steps, batch 1
     for spec, energy in energies.items():
         dtype = "bfloat16" if spec == "bf16" else "float16"
         for repeat in range(2):
@@ -292,9 +292,9 @@ def test_report_arithmetic_on_known_rows(tmp_path):
         lv.append_csv(raw / lv.CONFIGS_FILE, {
             "run_id": "r1", "model": "audioldm", "optimize": spec, "steps": 100, "waveforms_per_prompt": 1,
             "status": "ok", "dtype": dtype, "applied": "", "skipped": "{}", "notes": "{}",
-            "changes_behaviour": False, "latent_length": np.nan, "gflop_per_step": 2.0,
+            "changes_behaviour": "trim" in spec, "latent_length": np.nan, "gflop_per_step": 2.0,
             "gflop_per_generation": 1000.0, "denoiser_calls_nominal": 100, "gflop": 1200.0})
-        errors = {"none": 1e-3, "max": 1.5e-3, "bf16": 9e-3}
+        errors = {"none": 1e-3, "max": 1.5e-3, "bf16": 9e-3, "max,trim-latents": 0.3}
         lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
             "run_id": "r1", "model": "audioldm", "optimize": spec, "dtype": dtype, "steps": 100,
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": errors[spec],
@@ -311,10 +311,14 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     assert table.loc["max", "compile_J"] == pytest.approx(1000.0) and table.loc["max", "compile_s"] == 5.0
     assert table.loc["max", "payoff_clips"] == math.ceil(1000.0 / 320.0)
     assert table.loc["bf16", "payoff_clips"] == math.ceil(1000.0 / 20.0)
-    assert table[["lossless"]].all().all()
+    assert table.drop(index="max,trim-latents")["lossless"].all()
+    assert not table.loc["max,trim-latents", "lossless"]  # the cheapest, but it changes the output
     text = lv.summary_markdown(table.reset_index(), pd.read_csv(raw / lv.CEILING_FILE), pd.DataFrame())
     assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.0x | yes |" in text
     assert "short of 40%" in text  # 1.5 % of the ceiling: the FLOP/J target is missed and said so
+    assert "| `max,trim-latents` | 100 | 1 | 40.0 | `max` 80.0 | 2.00x |" in text
+    assert "audioldm `max,trim-latents` (float16): changes the model's behaviour by design" in text
+    assert "| audioldm | `bf16` | bfloat16 | 380.0 | 3.420 | 1.05x | 9.0e-03 | yes |" in text
     # a lever far outside fp16's normal error is flagged in the summary
     lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
         "run_id": "r1", "model": "audioldm", "optimize": "max", "dtype": "float16", "steps": 100,

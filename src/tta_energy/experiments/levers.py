@@ -1077,6 +1077,31 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                 f"{_fmt(r.tolerance_latents, '.2e')}), waveform {_fmt(r.rel_error_audio, '.2e')} (tolerance "
                 f"{_fmt(r.tolerance_audio, '.2e')})")
             lines.append(f"- {r.model} `{r.optimize}` ({r.dtype}): {why}")
+    trims = table[table["optimize"].str.contains("trim-latents", regex=False)
+                  & table["energy_per_clip_J"].notna()]
+    if not trims.empty:
+        lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
+                  "the output)", "",
+                  "| configuration | steps | batch | J/clip | same without trim | saving |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        keyed = table.set_index(["run_id", "model", "optimize", "steps", "waveforms_per_prompt"])
+        for r in trims.itertuples():
+            base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
+            key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
+            other = float(keyed["energy_per_clip_J"].get(key, np.nan))
+            lines.append(f"| `{r.optimize}` | {r.steps} | {r.waveforms_per_prompt} | "
+                         f"{r.energy_per_clip_J:.1f} | `{base}` {_fmt(other, '.1f')} | "
+                         f"{_fmt(other / r.energy_per_clip_J)}x |")
+    every = cell[cell["energy_per_clip_J"].notna()]
+    every = every.sort_values(["model", "energy_per_clip_J"])
+    if not every.empty:
+        lines += ["", f"## Every configuration at {steps} steps, batch {batch}", "",
+                  "| model | configuration | dtype | J/clip | J/step | reduction vs `none` | latents error | "
+                  "lossless |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in every.itertuples():
+            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.energy_per_clip_J:.1f} | "
+                         f"{_fmt(r.energy_per_step_J, '.3f')} | {_fmt(r.reduction_vs_none)}x | "
+                         f"{_fmt(r.rel_error_latents, '.1e')} | {'yes' if r.lossless else 'no'} |")
     comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")
                  & (table["optimize"] != REFERENCE_SPEC)]
     if not comp.empty:
