@@ -2,8 +2,9 @@
 
 A lever spec is a named level or a comma list of levers (levels may be combined with levers):
 
-* ``none``: the study's default: the model's own precision (fp16 for the diffusers models, fp32 for Tango),
-  eager PyTorch, batch as asked;
+* ``none``: the study's default: the model's own precision (fp16 for AudioLDM, AudioLDM 2 and Stable Audio
+  Open; fp32 for Tango, Tango 2, Make-An-Audio and Make-An-Audio 2, whose code runs fp32), eager PyTorch,
+  batch as asked;
 * ``graphs``: the denoiser captured as a CUDA graph (``cudagraph``);
 * ``max``: fp16 (see :data:`MAX_PRECISION`), the fastest attention kernel measured on the model
   (``sdpa-best``), channels-last convolutions and fused attention projections where the denoiser has them,
@@ -59,12 +60,9 @@ SINGLE_LEVERS: tuple[str, ...] = (
 LEVELS: tuple[str, ...] = ("none", "graphs", "max")
 
 #: Precision ``max`` uses per model. fp16 and bf16 run at the same tensor-core rate on Hopper and move the
-#: same bytes; fp16 keeps 3 more mantissa bits (smaller error against fp32), and none of the seven models
-#: overflows fp16 (the study ran five of them in fp16), so fp16 everywhere unless a model is listed here.
+#: same bytes; fp16 keeps 3 more mantissa bits (smaller error against fp32), so fp16 everywhere unless a model
+#: is listed here (one whose fp16 output the equivalence check finds broken would be).
 MAX_PRECISION: dict[str, str] = {}
-
-#: Levers that change what the model computes by design (never lossless, whatever the error says).
-BEHAVIOUR_CHANGING: frozenset[str] = frozenset({"trim-latents"})
 
 
 @dataclass(frozen=True)
@@ -75,8 +73,8 @@ class Levers:
     precision: str | None = None  # float32/float16/bfloat16; None: the model's default (or MAX_PRECISION)
     max_precision: bool = False  # precision from MAX_PRECISION (the ``max`` level)
     compile_mode: str | None = None  # None, "default" or "reduce-overhead"
-    #: torch.compile backend; Inductor unless a caller replaces it (the CPU tests use "aot_eager": the same
-    #: Dynamo capture and AOT tracing without Inductor's C++ builds, which take many minutes on 2 cores)
+    #: torch.compile backend; Inductor unless a caller replaces it (the CPU tests use Dynamo's "eager": the
+    #: same graph capture and guards without Inductor's C++ builds, which take many minutes on 2 cores)
     compile_backend: str = "inductor"
     cudagraph: bool = False
     sdpa: str | None = None  # None, one of SDPA_BACKENDS, or "best"
