@@ -11,10 +11,25 @@ src=$1/h200
 mkdir -p data/h200/traces data/h200/logs
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
-# merge, never overwrite: calls made from the same starting tree each return their own rows
-for table in "$src"/*.csv; do
-  [[ -e "$table" ]] && "$PY" -m tta_energy.experiments.resume "data/h200/$(basename "$table")" "$table"
+# tables are merged, never overwritten: calls made from the same starting tree each return their own rows
+merge_tables() {
+  local table
+  for table in "$@"; do
+    [[ -e "$table" ]] && "$PY" -m tta_energy.experiments.resume "data/h200/$(basename "$table")" "$table"
+  done
+  return 0
+}
+for bundle in "$src"/results-*.tar; do  # tables + traces of one call (paths data/h200/...)
+  [[ -e "$bundle" ]] || continue
+  tmp=$(mktemp -d)
+  tar xf "$bundle" -C "$tmp"
+  merge_tables "$tmp"/data/h200/*.csv
+  if [[ -d "$tmp/data/h200/traces" ]]; then
+    cp -n "$tmp"/data/h200/traces/* data/h200/traces/ 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
 done
+merge_tables "$src"/*.csv  # tables copied flat (older layout)
 for tarball in "$src"/traces-*.tar; do
   [[ -e "$tarball" ]] && tar xf "$tarball"  # paths inside are data/h200/traces/...
 done

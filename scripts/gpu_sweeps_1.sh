@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# Device call 1 of 3 (one H200, < 9 min): the study's steps and batch sweeps for the four lighter models,
-# full size, random weights, the study's settings (prompt, 10 s, dtype, guidance).
+# Device call 1 of 3 (one H200, < 9 min): every sweep of AudioLDM 2, Make-An-Audio 2 and Make-An-Audio.
 #
-#   bash scripts/gpu_sweeps_1.sh            # writes data/h200/steps.csv, data/h200/batch.csv (+ traces)
+#   bash scripts/gpu_sweeps_1.sh     # tables data/h200/<experiment>.csv (+ traces); settings: scripts/lib_sweeps.sh
 #
-# Estimate (study's A40 times / 2, the brief's rule; these models are launch-bound, so 2x is about right):
-#   steps x3 repeats: audioldm 23 s, audioldm2 50 s, make-an-audio ~18 s, make-an-audio-2 ~21 s
-#   batch x2 repeats: audioldm 72 s, audioldm2 150 s, make-an-audio ~40 s, make-an-audio-2 ~50 s
-#   + ~0.2 s of meter window edges per generation (224 generations) + ~17 s per model (imports, build, idle
-#   baseline, warm-up)  =>  ~540 s: the budget (510 s) may leave a few AudioLDM 2 batch pairs; re-run to finish
-REPEATS_STEPS=${REPEATS_STEPS:-3}
-REPEATS_BATCH=${REPEATS_BATCH:-2}
+# Estimate from the H200 smoke run (data/smoke/models_gpu.csv: one 100-step generation takes AudioLDM 2 7.3 s,
+# Make-An-Audio 2.3 s, Make-An-Audio 2 0.6 s; these models are launch-bound, so a batch of 10 costs ~2x one clip):
+#   audioldm2: steps x2 80 s, batch x1 ~160 s, duration/guidance/precision x1 ~66 s, quality ~24 s  -> ~350 s
+#   make-an-audio: steps 26 s, batch ~51 s, quality ~24 s -> ~120 s;  make-an-audio-2: ~70 s
+#   (each model + ~17 s of imports, build, idle baseline, warm-up)  =>  ~530 s: the budget may cut the last
+#   quality rows; re-run to finish. Pairs already in data/h200 are skipped.
 source "$(dirname "$0")/lib_sweeps.sh"
-for model in audioldm make-an-audio make-an-audio-2 audioldm2; do
-  sweep "$model" steps,batch --repeats "steps=$REPEATS_STEPS" --repeats "batch=$REPEATS_BATCH"
-done
+sweep_model audioldm2 "$STUDY,$NEW,quality"
+sweep_model make-an-audio-2 "$STUDY,quality"
+sweep_model make-an-audio "$STUDY,quality"
 finish

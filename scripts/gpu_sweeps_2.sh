@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# Device call 2 of 3 (one H200, < 9 min): the study's steps and batch sweeps for the three heavy models
-# (Stable Audio Open fp16, Tango and Tango 2 fp32), full size, random weights, the study's settings.
+# Device call 2 of 3 (one H200, < 9 min): every sweep of Stable Audio Open and AudioLDM.
 #
-#   bash scripts/gpu_sweeps_2.sh            # adds to data/h200/steps.csv and data/h200/batch.csv
+#   bash scripts/gpu_sweeps_2.sh     # tables data/h200/<experiment>.csv (+ traces); settings: scripts/lib_sweeps.sh
 #
-# Estimate: by the brief's rule (A40 / 2) steps x3 = SAO 66 s, Tango ~70 s, Tango 2 ~70 s and batch x2 =
-# SAO 360 s, Tango ~180 s, Tango 2 ~180 s: ~950 s, over one call. These models are compute-bound (SAO's DiT
-# runs 4.5 TFLOP a step on 47.55 s of latents), where an H200 is ~5x an A40 (fp16 990 vs 150 TFLOP/s dense):
-# then ~400 s, + ~0.2 s of meter edges per generation (168) + ~20 s per model => ~490 s. The time budget stops
-# the call in time either way; if it prints INCOMPLETE, run it again (after gpu_collect.sh) to finish.
-REPEATS_STEPS=${REPEATS_STEPS:-3}
-REPEATS_BATCH=${REPEATS_BATCH:-2}
+# Estimate from the H200 smoke run (one 100-step generation: Stable Audio Open 4.0 s, AudioLDM 4.3 s; SAO is
+# compute-bound, its DiT always runs 47.55 s of latents, so a batch of 10 costs ~7x one clip):
+#   stable-audio-open: steps x2 44 s, batch x1 ~170 s, duration/guidance/precision x1 ~45 s (+2 builds),
+#     quality ~24 s  -> ~305 s
+#   audioldm: steps x2 48 s, batch x1 ~90 s, duration/guidance/precision x1 ~40 s, quality ~24 s -> ~215 s
+#   =>  ~520 s: the budget may cut the last quality rows; re-run to finish.
 source "$(dirname "$0")/lib_sweeps.sh"
-for model in stable-audio-open tango tango2; do
-  sweep "$model" steps,batch --repeats "steps=$REPEATS_STEPS" --repeats "batch=$REPEATS_BATCH"
-done
+sweep_model stable-audio-open "$STUDY,$NEW,quality"
+sweep_model audioldm "$STUDY,$NEW,quality"
 finish

@@ -405,9 +405,8 @@ def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
     adapter = probe.adapter()
     if adapter is None:
         return []
-    notes = []
+    asked: dict[float, set[float]] = {}
     for p in plans:
-        asked: dict[float, set[float]] = {}
         for it in p.items:
             d = it.config.duration_s if it.config.duration_s is not None else adapter.defaults.duration_s
             try:
@@ -416,11 +415,9 @@ def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
                 continue
             if abs(computed - d) > 0.05:
                 asked.setdefault(computed, set()).add(d)
-        for computed, durations in sorted(asked.items()):
-            shown = ", ".join(f"{d:g}" for d in sorted(durations))
-            notes.append(f"{p.experiment}: {adapter.name} computes {computed:g} s of audio per clip for the "
-                         f"{shown} s asked (column latent_seconds)")
-    return notes
+    return [f"{adapter.name} computes {computed:g} s of audio per clip for the "
+            f"{', '.join(f'{d:g}' for d in sorted(durations))} s asked (column latent_seconds)"
+            for computed, durations in sorted(asked.items())]
 
 
 def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Probe) -> Plan:
