@@ -2,20 +2,20 @@
 # Device call on the 2-GPU machine (nvidia-h200-x2, < 9 min): the whole steps sweep on one GPU, then sharded
 # over two GPUs with torchrun; writes data/validation/scaling.csv (model, n_gpus, wall_s, speedup, ...).
 #
-#   bash scripts/gpu_scaling.sh                       # MODEL=audioldm2 REPEATS=10
+#   bash scripts/gpu_scaling.sh                       # MODEL=audioldm2 REPEATS=5
 #
 # Goal: >= 1.8x for the whole command. The fixed cost of a run (imports, model build, idle baseline, warm-up:
-# ~15 s) is paid in parallel but not divided, so the measured part must be >= 8x it: AudioLDM 2's steps grid
-# takes ~18 s a repeat on one H200 (the study's A40 time / 2, + ~0.2 s of meter edges per generation), so 10
-# repeats (~180 s) are needed; with 5 the whole-command speed-up would be ~1.7x while the measuring span
-# (also in the table) would still be ~1.95x. Estimate: ~195 s + ~105 s = ~5 min (REPEATS=5: ~3.5 min).
+# ~15-20 s) is paid in parallel but not divided, so the measured part must be >= 8x it: AudioLDM 2's steps grid
+# takes ~40 s a repeat on one H200 (data/smoke/models_gpu.csv: 7.3 s per 100-step generation), so 5 repeats
+# (~200 s) do; the measuring span (first generation start to last end, also in the table) shows the sweep's
+# own speed-up without the fixed cost. Estimate: ~220 s on one GPU + ~120 s on two = ~6 min with the start.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 MODEL=${MODEL:-audioldm2}
-REPEATS=${REPEATS:-10}
+REPEATS=${REPEATS:-5}
 GPUS=${GPUS:-2}
 CSV=data/validation/scaling.csv
 "$PY" -m tta_energy.experiments.scaling --model "$MODEL" --gpus "$GPUS" --out "$CSV" --work-dir outputs/scaling \
