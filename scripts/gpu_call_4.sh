@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Device call 4 of this project's H200 session (2026-11-29), one H200, ~6 min (what the session's GPU time left):
+# the two Tango 2 steps pairs call 3 left, the batch sweep (1 repeat) for Make-An-Audio 2 and AudioLDM, and the
+# new duration/guidance/precision sweeps (1 repeat) for AudioLDM -> $OUT/h200/
+set -u
+cd "$(dirname "$0")/.."
+if [[ -d .whl ]]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export BUDGET_S=${BUDGET_S:-320}
+source scripts/lib_sweeps.sh
+sweep tango2 steps --repeats 2 --min-window 1
+sweep make-an-audio-2 batch --repeats 1 --min-window 1
+sweep audioldm batch,duration,guidance,precision --repeats 1 --min-window 1
+finish
