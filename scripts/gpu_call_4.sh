@@ -12,7 +12,7 @@ fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export BUDGET_S=${BUDGET_S:-320}
 source scripts/lib_sweeps.sh
-sweep tango2 steps --repeats 2 --min-window 1
-sweep make-an-audio-2 batch --repeats 1 --min-window 1
-sweep audioldm batch,duration,guidance,precision --repeats 1 --min-window 1
+[[ -n "${SKIP_DONE:-}" ]] || sweep tango2 steps --repeats 2 --min-window 1
+[[ -n "${SKIP_DONE:-}" ]] || sweep make-an-audio-2 batch --repeats 1 --min-window 1
+sweep audioldm batch,duration,guidance,precision --repeats batch=1 --repeats duration=1 --repeats guidance=1 --repeats precision=1 --min-window 1
 finish
