@@ -27,11 +27,11 @@ reproduce: venv
 	$(PY) -m tta_energy.analysis.reproduce --data data --figures $(OUT) $(if $(STUDY),--study "$(STUDY)",)
 
 test: venv
-	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks
+	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks scripts
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks
+	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks scripts
 
 # For users with internet access: the study's published data into a git-ignored folder.
 fetch-study:

@@ -45,4 +45,5 @@ def register(app: typer.Typer) -> None:
 def _is_run_table(path: Path) -> bool:
     with open(path, encoding="utf-8") as fh:
         header = fh.readline().strip().split(",")
-    return header[: len(schema.COLUMN_NAMES)] == list(schema.COLUMN_NAMES)[: len(header)] and "config_id" in header
+    # a run table carries every required column of the schema, whatever their order
+    return all(c.name in header for c in schema.COLUMNS if c.required)

@@ -37,9 +37,8 @@ from tta_energy.models.base import (
     ModuleCall,
     PhaseHook,
     no_phases,
-    parse_dtype,
 )
-from tta_energy.models.common import check_weights_dir, load_config, resolve_device, synthetic_token_ids
+from tta_energy.models.common import check_weights_dir, load_config, synthetic_token_ids
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
 
 #: Length the CLAP (RoBERTa) tokenizer pads every prompt to (``padding="max_length"`` in the pipelines).
@@ -213,14 +212,6 @@ class AudioLDMFamilyAdapter(ModelAdapter):
         self.pipe = pipe
         self._denoiser: Any = pipe.unet
 
-    @property
-    def denoiser(self) -> Any:
-        """The UNet as ``generate`` calls it; assign a compiled/graphed callable with the same signature."""
-        return self._denoiser
-
-    @denoiser.setter
-    def denoiser(self, module: Any) -> None:
-        self._denoiser = module
 
     @property
     def has_tokenizers(self) -> bool:
@@ -325,10 +316,7 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
             SpeechT5HifiGanConfig,
         )
 
-        if size not in ("full", "tiny"):
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
-        dev = resolve_device(device)
-        torch_dtype = parse_dtype(dtype or cls.defaults.dtype)
+        dev, torch_dtype = cls._build_args(size, device, dtype)
         if weights != "random":
             if dev.type == "meta":
                 raise ModelError("real weights cannot be loaded on the meta device; use --weights random")

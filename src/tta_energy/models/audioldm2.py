@@ -51,9 +51,8 @@ from tta_energy.models.base import (
     ModuleCall,
     PhaseHook,
     no_phases,
-    parse_dtype,
 )
-from tta_energy.models.common import load_config, resolve_device, synthetic_token_ids
+from tta_energy.models.common import load_config, synthetic_token_ids
 from tta_energy.models.tiny import (
     TINY_HIDDEN,
     TINY_PROJECTION,
@@ -201,10 +200,7 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
             T5EncoderModel,
         )
 
-        if size not in ("full", "tiny"):
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
-        dev = resolve_device(device)
-        torch_dtype = parse_dtype(dtype or cls.defaults.dtype)
+        dev, torch_dtype = cls._build_args(size, device, dtype)
         if weights != "random":
             if dev.type == "meta":
                 raise ModelError("real weights cannot be loaded on the meta device; use --weights random")

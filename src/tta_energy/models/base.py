@@ -138,6 +138,26 @@ class ModelAdapter(ABC):
     def components(self) -> dict[str, torch.nn.Module]:
         """Name -> module, for parameter counts and FLOPs."""
 
+    @classmethod
+    def _build_args(cls, size: str, device: str | torch.device,
+                    dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+        """Check ``size`` and resolve the device and dtype (the model's study dtype when None)."""
+        from tta_energy.models.common import resolve_device
+
+        if size not in SIZES:
+            raise ModelError(f"unknown size {size!r}: use full or tiny")
+        return resolve_device(device), parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+
+    # -- the denoiser, read/write so that the levers can swap in a compiled / graphed version --------
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The denoiser as ``generate`` calls it; assign a callable with the same signature to replace it."""
+        return self._denoiser
+
+    @denoiser.setter
+    def denoiser(self, module: torch.nn.Module) -> None:
+        self._denoiser = module
+
     # -- generation ---------------------------------------------------------------------------
     @abstractmethod
     def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
@@ -172,9 +192,11 @@ class ModelAdapter(ABC):
                 raise ModelError(f"duration must be > 0 s, got {d}")
             fixed = self.defaults.fixed_duration_s
             if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - self.defaults.duration_s) > 1e-6:
-                raise ModelError(f"{self.name} always generates {fixed} s of audio; duration {d} s is not possible")
+                raise ModelError(f"{self.name} always generates {fixed} s of audio; "
+                                 f"duration {d} s is not possible")
             if d > self.defaults.max_duration_s + 1e-9:
-                raise ModelError(f"duration {d} s exceeds {self.name}'s maximum of {self.defaults.max_duration_s} s")
+                raise ModelError(f"duration {d} s exceeds {self.name}'s maximum of "
+                                 f"{self.defaults.max_duration_s} s")
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:
@@ -186,7 +208,8 @@ class ModelAdapter(ABC):
             waveforms_per_prompt=request.waveforms_per_prompt,
             duration_s=d.duration_s if request.duration_s is None else request.duration_s,
             guidance_scale=d.guidance_scale if request.guidance_scale is None else request.guidance_scale,
-            negative_prompt=(d.negative_prompt or "") if request.negative_prompt is None else request.negative_prompt,
+            negative_prompt=((d.negative_prompt or "") if request.negative_prompt is None
+                             else request.negative_prompt),
             seed=request.seed,
             extra=dict(request.extra),
         )

@@ -65,7 +65,6 @@ from tta_energy.models.base import (
     ModuleCall,
     PhaseHook,
     no_phases,
-    parse_dtype,
 )
 from tta_energy.models.blocks.bigvgan import BigVGANConfig, BigVGANGenerator
 from tta_energy.models.blocks.ddim import LdmDdimSampler, ldm_denoiser_calls
@@ -77,7 +76,7 @@ from tta_energy.models.ckpt_maps import (
     bigvgan_table,
     describe_mismatch,
 )
-from tta_energy.models.common import default_device, load_config, resolve_device
+from tta_energy.models.common import default_device, load_config
 
 CONFIG_DIR = "make-an-audio"
 SAMPLE_RATE = 16000
@@ -339,13 +338,6 @@ class LatentAudioAdapter(ModelAdapter):
             if any(p.dtype != dtype for p in m.parameters()):  # diffusers warns on each dtype cast
                 m.to(dtype=dtype)
 
-    @property
-    def denoiser(self) -> torch.nn.Module:
-        return self._denoiser
-
-    @denoiser.setter
-    def denoiser(self, module: torch.nn.Module) -> None:
-        self._denoiser = module
 
     @property
     def text_encoder(self) -> ClapTextEncoder:
@@ -696,10 +688,7 @@ class MakeAnAudioAdapter(LatentAudioAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> MakeAnAudioAdapter:
-        if size not in ("full", "tiny"):
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
-        device = resolve_device(device)
-        dtype = parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        device, dtype = cls._build_args(size, device, dtype)
         if weights == "random":
             config = bundled_config(size)
             with seeded_init(device):

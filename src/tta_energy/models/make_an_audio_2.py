@@ -46,12 +46,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from tta_energy.models.base import GenerationRequest, ModelDefaults, ModelError, ModuleCall, parse_dtype
+from tta_energy.models.base import GenerationRequest, ModelDefaults, ModelError, ModuleCall
 from tta_energy.models.blocks.bigvgan import BigVGANConfig, BigVGANGenerator
 from tta_energy.models.blocks.concat_dit import ConcatDiT2MLP, ConcatDiTConfig
 from tta_energy.models.blocks.vae1d import AutoencoderKL1D, VAE1DConfig
 from tta_energy.models.ckpt_maps import KeyTable, make_an_audio_2_table
-from tta_energy.models.common import default_device, load_config, resolve_device
+from tta_energy.models.common import default_device, load_config
 from tta_energy.models.make_an_audio import (
     SAMPLE_RATE,
     TEXT_TOKENS,
@@ -236,10 +236,7 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> MakeAnAudio2Adapter:
-        if size not in ("full", "tiny"):
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
-        device = resolve_device(device)
-        dtype = parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        device, dtype = cls._build_args(size, device, dtype)
         if weights == "random":
             config = bundled_config(size)
             _check_widths(config)

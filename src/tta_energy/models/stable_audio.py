@@ -46,9 +46,8 @@ from tta_energy.models.base import (
     ModuleCall,
     PhaseHook,
     no_phases,
-    parse_dtype,
 )
-from tta_energy.models.common import default_device, load_config, resolve_device
+from tta_energy.models.common import default_device, load_config
 from tta_energy.models.tango import T5Text, cast_module, looks_like_hub_id, seeded_init
 
 CONFIG_DIR = "stable-audio-open-1.0"
@@ -218,13 +217,6 @@ class StableAudioOpenAdapter(ModelAdapter):
         self.latent_length: int = int(transformer.config.sample_size)
 
     # -- the denoiser, read/write so that levers can swap in a compiled version ------------------------
-    @property
-    def denoiser(self) -> torch.nn.Module:
-        return self._denoiser
-
-    @denoiser.setter
-    def denoiser(self, module: torch.nn.Module) -> None:
-        self._denoiser = module
 
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
@@ -242,10 +234,7 @@ class StableAudioOpenAdapter(ModelAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> StableAudioOpenAdapter:
-        if size not in ("full", "tiny"):
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
-        device = resolve_device(device)
-        dtype = parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        device, dtype = cls._build_args(size, device, dtype)
         if weights == "random":
             return cls._build_random(size, device, dtype)
         return cls._load_pipeline(weights, size, device, dtype)

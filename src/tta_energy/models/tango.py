@@ -72,9 +72,8 @@ from tta_energy.models.base import (
     ModuleCall,
     PhaseHook,
     no_phases,
-    parse_dtype,
 )
-from tta_energy.models.common import config_path, default_device, load_config, resolve_device
+from tta_energy.models.common import config_path, default_device, load_config
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
@@ -425,13 +424,6 @@ class TangoAdapter(ModelAdapter):
         self.latent_frames = LATENT_FRAMES[size]
         self.latent_bins = 16  # 64 mel bins / 4 (the VAE's two 2x upsamplings)
 
-    @property
-    def denoiser(self) -> torch.nn.Module:
-        return self._denoiser
-
-    @denoiser.setter
-    def denoiser(self, module: torch.nn.Module) -> None:
-        self._denoiser = module
 
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
@@ -449,10 +441,7 @@ class TangoAdapter(ModelAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> TangoAdapter:
-        if size not in ("full", "tiny"):
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
-        device = resolve_device(device)
-        dtype = parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        device, dtype = cls._build_args(size, device, dtype)
         if weights == "random":
             configs = bundled_configs(size)
             with seeded_init(device):
