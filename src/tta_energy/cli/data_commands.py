@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -36,8 +37,9 @@ def register(app: typer.Typer) -> None:
         for path in tables:
             df = schema.read_runs(path)
             ok = df[df["status"] == "ok"]
+            energy = ok["gpu_energy_J"].sum(min_count=1)  # NaN (shown n/a) when no GPU energy was measured
             out.add_row(str(path), str(len(df)), str(len(ok)), ", ".join(sorted(df["model"].unique())),
-                        f"{ok['gpu_energy_J'].sum():.1f}")
+                        "n/a" if pd.isna(energy) else f"{energy:.1f}")
         Console().print(out)
         typer.echo(f"{len(tables)} run table(s) validated under {data}")
 

@@ -1,0 +1,64 @@
+"""`tta-energy summary` and `tta-energy schema`: the commands that validate and describe data/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tta_energy import schema
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tta_energy", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _row(model: str, energy: float) -> dict[str, object]:
+    row = schema.empty_row()
+    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=0, model=model,
+               weights="random", size="tiny", dtype="float32", optimize="none", steps=2, denoiser_calls=2,
+               n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok", gpu_energy_J=energy,
+               gpu_energy_method="unavailable" if np.isnan(energy) else "nvml_counter",
+               cpu_energy_method="unavailable")
+    return row
+
+
+def test_summary_validates_tables_and_sums_measured_energy(tmp_path: Path) -> None:
+    schema.append_row(tmp_path / "a.csv", _row("audioldm", 10.5))
+    schema.append_row(tmp_path / "a.csv", _row("tango", 2.0))
+    schema.append_row(tmp_path / "cpu" / "b.csv", _row("audioldm", float("nan")))
+    (tmp_path / "notes.csv").write_text("x,y\n1,2\n")  # not a run table: ignored
+    out = _run("summary", "--data", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "12.5" in out.stdout  # 10.5 + 2.0 J
+    assert "n/a" in out.stdout  # GPU energy never measured is not shown as 0
+    assert "2 run table(s) validated" in out.stdout
+
+
+def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
+    schema.append_row(tmp_path / "a.csv", _row("audioldm", 1.0))
+    text = (tmp_path / "a.csv").read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[1].split(",")
+    cells[header.index("gpu_energy_J")] = "lots"
+    (tmp_path / "a.csv").write_text(text[0] + "\n" + ",".join(cells) + "\n")
+    out = _run("summary", "--data", str(tmp_path))
+    assert out.returncode == 2
+    line = out.stderr.strip().splitlines()[-1]
+    assert "a.csv" in line and "gpu_energy_J" in line and "lots" in line
+
+
+def test_summary_of_a_missing_folder_is_one_error_line(tmp_path: Path) -> None:
+    out = _run("summary", "--data", str(tmp_path / "nope"))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {tmp_path / 'nope'}: not a folder"
+
+
+def test_schema_lists_every_column() -> None:
+    out = _run("schema")
+    assert out.returncode == 0
+    for name in ("gpu_energy_J", "energy_consumed", "denoiser_calls", "git_commit"):
+        assert name in out.stdout
