@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         """Generate audio for one prompt and write it as WAV at the model's sample rate."""
         from tta_energy.audio_io import clip_paths, write_clips
         from tta_energy.models.base import GenerationRequest
-        from tta_energy.models.registry import build_model
+        from tta_energy.models.registry import adapter_class, build_model
 
         if out.suffix.lower() != ".wav":
             raise TtaError(f"output file {out} must end in .wav")
@@ -87,8 +87,10 @@ def register(app: typer.Typer) -> None:
         request = GenerationRequest(prompts=[prompt], steps=steps, waveforms_per_prompt=batch,
                                     duration_s=duration, guidance_scale=guidance,
                                     negative_prompt=negative_prompt, seed=seed)
+        if size == "full":  # bad input fails before a model is built (tiny sizes have their own lengths)
+            adapter_class(model).check_request_basics(request)
         adapter = build_model(model, size=size, weights=weights, device=device, dtype=dtype)
-        adapter.check_request(request)  # fail before any compute
+        adapter.check_request(request)  # the model's own checks, before any compute
         start = time.perf_counter()
         result = adapter.generate(request)
         seconds = time.perf_counter() - start

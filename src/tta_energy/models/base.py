@@ -179,7 +179,12 @@ class ModelAdapter(ABC):
         return steps
 
     def check_request(self, request: GenerationRequest) -> None:
-        """Reject bad parameters with one clear line."""
+        """Reject bad parameters with one clear line (adapters add their own checks)."""
+        self.check_request_basics(request)
+
+    @classmethod
+    def check_request_basics(cls, request: GenerationRequest) -> None:
+        """The checks that need no built model, so that bad input fails before a model is built."""
         if not request.prompts:
             raise ModelError("no prompt given")
         if request.steps < 1:
@@ -190,13 +195,13 @@ class ModelAdapter(ABC):
         if d is not None:
             if not d > 0:
                 raise ModelError(f"duration must be > 0 s, got {d}")
-            fixed = self.defaults.fixed_duration_s
-            if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - self.defaults.duration_s) > 1e-6:
-                raise ModelError(f"{self.name} always generates {fixed} s of audio; "
+            fixed = cls.defaults.fixed_duration_s
+            if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - cls.defaults.duration_s) > 1e-6:
+                raise ModelError(f"{cls.name} always generates {fixed} s of audio; "
                                  f"duration {d} s is not possible")
-            if d > self.defaults.max_duration_s + 1e-9:
-                raise ModelError(f"duration {d} s exceeds {self.name}'s maximum of "
-                                 f"{self.defaults.max_duration_s} s")
+            if d > cls.defaults.max_duration_s + 1e-9:
+                raise ModelError(f"duration {d} s exceeds {cls.name}'s maximum of "
+                                 f"{cls.defaults.max_duration_s} s")
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:
