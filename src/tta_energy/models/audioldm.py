@@ -212,7 +212,6 @@ class AudioLDMFamilyAdapter(ModelAdapter):
         self.pipe = pipe
         self._denoiser: Any = pipe.unet
 
-
     @property
     def has_tokenizers(self) -> bool:
         return self.pipe.tokenizer is not None

@@ -338,7 +338,6 @@ class LatentAudioAdapter(ModelAdapter):
             if any(p.dtype != dtype for p in m.parameters()):  # diffusers warns on each dtype cast
                 m.to(dtype=dtype)
 
-
     @property
     def text_encoder(self) -> ClapTextEncoder:
         return self.modules["text_encoder"]

@@ -216,8 +216,6 @@ class StableAudioOpenAdapter(ModelAdapter):
         #: 47.55 s) whatever the duration; a lever may set it to the requested length instead.
         self.latent_length: int = int(transformer.config.sample_size)
 
-    # -- the denoiser, read/write so that levers can swap in a compiled version ------------------------
-
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
         loads it)."""

@@ -424,7 +424,6 @@ class TangoAdapter(ModelAdapter):
         self.latent_frames = LATENT_FRAMES[size]
         self.latent_bins = 16  # 64 mel bins / 4 (the VAE's two 2x upsamplings)
 
-
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
         loads it)."""
