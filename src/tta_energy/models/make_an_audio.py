@@ -338,6 +338,53 @@ class LatentAudioAdapter(ModelAdapter):
             if any(p.dtype != dtype for p in m.parameters()):  # diffusers warns on each dtype cast
                 m.to(dtype=dtype)
 
+    # -- construction: one template for both models; subclasses give the configs, modules and key table ------
+    @classmethod
+    def build(
+        cls,
+        size: str = "full",
+        weights: str = "random",
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype | None = None,
+    ) -> LatentAudioAdapter:
+        device, dtype = cls._build_args(size, device, dtype)
+        if weights == "random":
+            config = cls._bundled_config(size)
+            with seeded_init(device):
+                modules = cls._modules(config, device)
+                with default_device(device):
+                    vocoder = BigVGANGenerator(config.vocoder)
+            return cls(size=size, weights="random", device=device, dtype=dtype, modules=modules,
+                       vocoder=vocoder, ldm_config=config.ldm, scale_factor=1.0, config=config)
+        if device.type == "meta":
+            raise ModelError("real weights cannot be loaded on the meta device; use weights=random")
+        folder = check_weights_folder(
+            Path(weights),
+            [cls.checkpoint_file, cls.config_file, f"{VOCODER_DIR}/{VOCODER_ARGS}",
+             f"{VOCODER_DIR}/{VOCODER_WEIGHTS}"],
+            cls.name,
+        )
+        config = cls._folder_config(folder)
+        modules = cls._modules(config, device)
+        source = str(folder / cls.checkpoint_file)
+        original = cls._prepare_checkpoint(read_checkpoint(folder / cls.checkpoint_file, "state_dict"))
+        extras = load_strict(modules, cls._key_table(config), original, source)
+        scale_factor = check_schedule(extras, config.ldm["model"]["params"], source)
+        vocoder, _ = load_vocoder(folder, device)
+        return cls(size=size, weights=str(weights), device=device, dtype=dtype, modules=modules,
+                   vocoder=vocoder, ldm_config=config.ldm, scale_factor=scale_factor, config=config,
+                   **cls._tokenizers(folder))
+
+    @staticmethod
+    def _prepare_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalise an original checkpoint's state dict before the strict load (default: as it is)."""
+        return state_dict
+
+    @staticmethod
+    def _tokenizers(folder: Path) -> dict[str, Any]:
+        """Real tokenizers found in a weights folder, as constructor arguments."""
+        return {"bert_tokenizer": bert_tokenizer(folder)}
+
     @property
     def text_encoder(self) -> ClapTextEncoder:
         return self.modules["text_encoder"]
@@ -678,85 +725,31 @@ class MakeAnAudioAdapter(LatentAudioAdapter):
     def vae(self) -> torch.nn.Module:
         return self.modules["vae"]
 
-    # -- construction ---------------------------------------------------------------------------------------
+    # -- construction: the template is LatentAudioAdapter.build ----------------------------------------------
+    @staticmethod
+    def _bundled_config(size: str) -> MakeAnAudioConfig:
+        return bundled_config(size)
+
     @classmethod
-    def build(
-        cls,
-        size: str = "full",
-        weights: str = "random",
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = None,
-    ) -> MakeAnAudioAdapter:
-        device, dtype = cls._build_args(size, device, dtype)
-        if weights == "random":
-            config = bundled_config(size)
-            with seeded_init(device):
-                modules, vocoder = cls._modules(config, device)
-            return cls(
-                size=size,
-                weights="random",
-                device=device,
-                dtype=dtype,
-                modules=modules,
-                vocoder=vocoder,
-                ldm_config=config.ldm,
-                scale_factor=1.0,
-                config=config,
-            )
-        if device.type == "meta":
-            raise ModelError("real weights cannot be loaded on the meta device; use weights=random")
-        folder = check_weights_folder(
-            Path(weights),
-            [
-                cls.checkpoint_file,
-                cls.config_file,
-                f"{VOCODER_DIR}/{VOCODER_ARGS}",
-                f"{VOCODER_DIR}/{VOCODER_WEIGHTS}",
-            ],
-            cls.name,
-        )
-        config = config_from_folder(folder, cls.config_file)
-        modules, _ = cls._modules(config, device, with_vocoder=False)
-        table = make_an_audio_table_for(config)
-        extras = load_strict(
-            modules,
-            table,
-            read_checkpoint(folder / cls.checkpoint_file, "state_dict"),
-            str(folder / cls.checkpoint_file),
-        )
-        scale_factor = check_schedule(
-            extras, config.ldm["model"]["params"], str(folder / cls.checkpoint_file)
-        )
-        vocoder, _ = load_vocoder(folder, device)
-        return cls(
-            size=size,
-            weights=str(weights),
-            device=device,
-            dtype=dtype,
-            modules=modules,
-            vocoder=vocoder,
-            ldm_config=config.ldm,
-            scale_factor=scale_factor,
-            config=config,
-            bert_tokenizer=bert_tokenizer(folder),
-        )
+    def _folder_config(cls, folder: Path) -> MakeAnAudioConfig:
+        return config_from_folder(folder, cls.config_file)
 
     @staticmethod
-    def _modules(
-        config: MakeAnAudioConfig, device: torch.device, with_vocoder: bool = True
-    ) -> tuple[torch.nn.ModuleDict, BigVGANGenerator | None]:
+    def _key_table(config: MakeAnAudioConfig) -> KeyTable:
+        return make_an_audio_table_for(config)
+
+    @staticmethod
+    def _modules(config: MakeAnAudioConfig, device: torch.device) -> torch.nn.ModuleDict:
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         with default_device(device):
-            modules = torch.nn.ModuleDict(
+            return torch.nn.ModuleDict(
                 {
                     "text_encoder": build_clap(config.bert, config.clap),
                     "unet": UNet2DConditionModel.from_config(config.unet),
                     "vae": AutoencoderKL.from_config(config.vae),
                 }
             )
-            vocoder = BigVGANGenerator(config.vocoder) if with_vocoder else None
-        return modules, vocoder
 
     def table(self) -> KeyTable:
         return make_an_audio_table_for(self.config)

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import torch
 
 from tta_energy.models.base import GenerationRequest, ModelDefaults, ModelError, ModuleCall
-from tta_energy.models.blocks.bigvgan import BigVGANConfig, BigVGANGenerator
+from tta_energy.models.blocks.bigvgan import BigVGANConfig
 from tta_energy.models.blocks.concat_dit import ConcatDiT2MLP, ConcatDiTConfig
 from tta_energy.models.blocks.vae1d import AutoencoderKL1D, VAE1DConfig
 from tta_energy.models.ckpt_maps import KeyTable, make_an_audio_2_table
@@ -57,20 +57,13 @@ from tta_energy.models.make_an_audio import (
     TEXT_TOKENS,
     VOCODER_ARGS,
     VOCODER_DIR,
-    VOCODER_WEIGHTS,
     LatentAudioAdapter,
     atomic_write_text,
     bert_tokenizer,
     build_clap,
-    check_schedule,
-    check_weights_folder,
-    load_strict,
-    load_vocoder,
     read_bert_and_clap,
-    read_checkpoint,
     read_json,
     read_yaml,
-    seeded_init,
     synthetic_text_ids,
 )
 
@@ -227,71 +220,34 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
     def vae(self) -> AutoencoderKL1D:
         return self.modules["vae"]
 
-    # -- construction ---------------------------------------------------------------------------------------
+    # -- construction: the template is LatentAudioAdapter.build ----------------------------------------------
+    @staticmethod
+    def _bundled_config(size: str) -> MakeAnAudio2Config:
+        config = bundled_config(size)
+        _check_widths(config)
+        return config
+
     @classmethod
-    def build(
-        cls,
-        size: str = "full",
-        weights: str = "random",
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = None,
-    ) -> MakeAnAudio2Adapter:
-        device, dtype = cls._build_args(size, device, dtype)
-        if weights == "random":
-            config = bundled_config(size)
-            _check_widths(config)
-            with seeded_init(device):
-                modules = cls._modules(config, device)
-                with default_device(device):
-                    vocoder = BigVGANGenerator(config.vocoder)
-            return cls(
-                size=size,
-                weights="random",
-                device=device,
-                dtype=dtype,
-                modules=modules,
-                vocoder=vocoder,
-                ldm_config=config.ldm,
-                scale_factor=1.0,
-                config=config,
-            )
-        if device.type == "meta":
-            raise ModelError("real weights cannot be loaded on the meta device; use weights=random")
-        folder = check_weights_folder(
-            Path(weights),
-            [
-                cls.checkpoint_file,
-                cls.config_file,
-                f"{VOCODER_DIR}/{VOCODER_ARGS}",
-                f"{VOCODER_DIR}/{VOCODER_WEIGHTS}",
-            ],
-            cls.name,
-        )
+    def _folder_config(cls, folder: Path) -> MakeAnAudio2Config:
         config = config_from_folder(folder, cls.config_file)
         _check_widths(config)
-        modules = cls._modules(config, device)
-        source = str(folder / cls.checkpoint_file)
-        original = read_checkpoint(folder / cls.checkpoint_file, "state_dict")
+        return config
+
+    @staticmethod
+    def _key_table(config: MakeAnAudio2Config) -> KeyTable:
+        return table_for(config)
+
+    @staticmethod
+    def _prepare_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # T5's input embedding is tied to ``shared``; some saves keep only the latter
-        original.setdefault(T5_TIED_EMBEDDING, original.get(T5_SHARED_EMBEDDING))
-        if original[T5_TIED_EMBEDDING] is None:
-            del original[T5_TIED_EMBEDDING]
-        extras = load_strict(modules, table_for(config), original, source)
-        scale_factor = check_schedule(extras, config.ldm["model"]["params"], source)
-        vocoder, _ = load_vocoder(folder, device)
-        return cls(
-            size=size,
-            weights=str(weights),
-            device=device,
-            dtype=dtype,
-            modules=modules,
-            vocoder=vocoder,
-            ldm_config=config.ldm,
-            scale_factor=scale_factor,
-            config=config,
-            bert_tokenizer=bert_tokenizer(folder),
-            t5_tokenizer=t5_tokenizer(folder),
-        )
+        state_dict.setdefault(T5_TIED_EMBEDDING, state_dict.get(T5_SHARED_EMBEDDING))
+        if state_dict[T5_TIED_EMBEDDING] is None:
+            del state_dict[T5_TIED_EMBEDDING]
+        return state_dict
+
+    @staticmethod
+    def _tokenizers(folder: Path) -> dict[str, Any]:
+        return {"bert_tokenizer": bert_tokenizer(folder), "t5_tokenizer": t5_tokenizer(folder)}
 
     @staticmethod
     def _modules(config: MakeAnAudio2Config, device: torch.device) -> torch.nn.ModuleDict:
