@@ -517,22 +517,8 @@ def _convolution_rank(module: torch.nn.Module) -> int | None:
 
 
 def _set_dtype(adapter: ModelAdapter, dtype: torch.dtype) -> None:
-    if dtype == adapter.dtype:
-        return
-    setter = getattr(adapter, "set_dtype", None)
-    if callable(setter):  # an adapter that keeps some parts in a fixed precision says how
-        setter(dtype)
-        return
-    from diffusers.utils import logging as diffusers_logging
-
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()  # its "modules to keep in float32: []" notice on every .to()
-    try:
-        for module in adapter.components().values():
-            module.to(dtype=dtype)
-    finally:
-        diffusers_logging.set_verbosity(level)
-    adapter.dtype = dtype
+    if dtype != adapter.dtype:
+        adapter.set_dtype(dtype)
 
 
 def apply_levers(adapter: ModelAdapter, levers: Levers | str, *,

@@ -148,6 +148,15 @@ class ModelAdapter(ABC):
             raise ModelError(f"unknown size {size!r}: use full or tiny")
         return resolve_device(device), parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
 
+    def set_dtype(self, dtype: torch.dtype) -> None:
+        """Change the precision of every component as ``from_pretrained(torch_dtype=...)`` would (modules a
+        model keeps in float32, such as T5's ``wo``, stay float32 in float16)."""
+        from tta_energy.models.common import cast_module
+
+        for module in self.components().values():
+            cast_module(module, None, dtype)
+        self.dtype = dtype
+
     # -- the denoiser, read/write so that the levers can swap in a compiled / graphed version --------
     @property
     def denoiser(self) -> torch.nn.Module:

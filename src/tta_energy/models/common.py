@@ -81,3 +81,18 @@ def check_weights_dir(path: str | Path, required: list[str]) -> Path:
     if missing:
         raise ModelError(f"weights path {p} has the wrong layout: missing {', '.join(missing)}")
     return p
+
+
+def cast_module(module: torch.nn.Module, device: torch.device | None, dtype: torch.dtype) -> torch.nn.Module:
+    """Move/cast as ``from_pretrained(torch_dtype=...)`` would, then eval mode without gradients.
+
+    transformers keeps a model's ``_keep_in_fp32_modules`` in float32 when loading in float16 (T5: the
+    feed-forward output ``wo``), so the replicas and the lever's precision switch do the same. Plain
+    ``nn.Module.to`` is used because diffusers' override only adds a notice about such modules (its classes
+    here have none)."""
+    torch.nn.Module.to(module, device=device, dtype=dtype)
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ()) if dtype == torch.float16 else set()
+    for name, sub in module.named_modules():
+        if name.rsplit(".", 1)[-1] in keep:
+            torch.nn.Module.to(sub, dtype=torch.float32)
+    return module.eval().requires_grad_(False)

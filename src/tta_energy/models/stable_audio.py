@@ -47,8 +47,8 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
-from tta_energy.models.common import default_device, load_config
-from tta_energy.models.tango import T5Text, cast_module, looks_like_hub_id, seeded_init
+from tta_energy.models.common import cast_module, default_device, load_config
+from tta_energy.models.tango import T5Text, looks_like_hub_id, seeded_init
 
 CONFIG_DIR = "stable-audio-open-1.0"
 
@@ -215,13 +215,6 @@ class StableAudioOpenAdapter(ModelAdapter):
         #: latent frames the DiT runs on. The pipeline always uses transformer.config.sample_size (1024 =
         #: 47.55 s) whatever the duration; a lever may set it to the requested length instead.
         self.latent_length: int = int(transformer.config.sample_size)
-
-    def set_dtype(self, dtype: torch.dtype) -> None:
-        """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
-        loads it)."""
-        for module in self.components().values():
-            cast_module(module, None, dtype)
-        self.dtype = dtype
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

@@ -73,7 +73,7 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
-from tta_energy.models.common import config_path, default_device, load_config
+from tta_energy.models.common import cast_module, config_path, default_device, load_config
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
@@ -125,21 +125,6 @@ def seeded_init(device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
         torch.manual_seed(0)
         yield
-
-
-def cast_module(module: torch.nn.Module, device: torch.device | None, dtype: torch.dtype) -> torch.nn.Module:
-    """Move/cast as ``from_pretrained(torch_dtype=...)`` would, then eval mode without gradients.
-
-    transformers keeps a model's ``_keep_in_fp32_modules`` in float32 when loading in float16 (T5: the
-    feed-forward output ``wo``), so the replicas and the lever's precision switch do the same. Plain
-    ``nn.Module.to`` is used because diffusers' override only adds a notice about such modules (its classes
-    here have none)."""
-    torch.nn.Module.to(module, device=device, dtype=dtype)
-    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ()) if dtype == torch.float16 else set()
-    for name, sub in module.named_modules():
-        if name.rsplit(".", 1)[-1] in keep:
-            torch.nn.Module.to(sub, dtype=torch.float32)
-    return module.eval().requires_grad_(False)
 
 
 def looks_like_hub_id(weights: str) -> bool:
@@ -423,13 +408,6 @@ class TangoAdapter(ModelAdapter):
         )
         self.latent_frames = LATENT_FRAMES[size]
         self.latent_bins = 16  # 64 mel bins / 4 (the VAE's two 2x upsamplings)
-
-    def set_dtype(self, dtype: torch.dtype) -> None:
-        """Change the precision of every component (T5's ``wo`` stays float32 in float16, as transformers
-        loads it)."""
-        for module in self.components().values():
-            cast_module(module, None, dtype)
-        self.dtype = dtype
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
