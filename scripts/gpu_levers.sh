@@ -5,6 +5,8 @@
 #   bash scripts/gpu_levers.sh 1      # audioldm, audioldm2, make-an-audio, make-an-audio-2      (~8 min)
 #   bash scripts/gpu_levers.sh 2      # stable-audio-open, tango, tango2 (tango2: none and max only)  (~8.5 min)
 #   bash scripts/gpu_levers.sh 3      # optional: torch.compile / compile-graphs for audioldm and stable-audio-open
+#   bash scripts/gpu_levers.sh 4      # the targets' cell for all 7 models in one call (~9 min): 100 steps only;
+#                                     # none, graphs and fp16 at batch 1, max at batch 1 and 10, 2 rounds
 #   bash scripts/gpu_levers.sh collect FILES_AT    # here, after each call: unpack + rebuild the report
 #
 # Each call measures the GPU's ceiling (bf16 8192^3 matmul loop, TFLOP/J) at its start and end with the same
@@ -57,7 +59,11 @@ case "$PART" in
   2) MODELS=stable-audio-open,tango,tango2; EXTRA=(--lean-models tango2) ;;
   3) MODELS=audioldm,stable-audio-open
      EXTRA=(--batches 1 --full none --batch1 "" --single "" --no-trim --compile-models "$MODELS") ;;
-  *) echo "usage: $0 1|2|3 | collect FILES_AT" >&2; exit 2 ;;
+  4) MODELS=make-an-audio-2,make-an-audio,audioldm,audioldm2,tango,tango2,stable-audio-open
+     # fp16 alone is the yardstick of max's error where the default is fp32 (Make-An-Audio (2), Tango (2));
+     # batching alone at 100 steps is the batch sweep of issue 5 (data/h200/batch.csv)
+     EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;
+  *) echo "usage: $0 1|2|3|4 | collect FILES_AT" >&2; exit 2 ;;
 esac
 OUTDIR=$ROOT/part$PART
 if [[ -e "$OUTDIR/levers_runs.csv" ]]; then

@@ -249,6 +249,10 @@ def test_levers_sweep_end_to_end_on_cpu(tmp_path):
     assert set(runs["optimize"]) == {"fp32", "none", "fp32,fuse-qkv", "bf16"}
     assert (runs["status"] == "ok").all() and runs["is_warmup"].sum() == 5  # fp32, none x2 batches, 2 singles
     assert (runs["gpu_energy_method"] == "unavailable").all() and runs["gpu_energy_J"].isna().all()
+    rounds = runs[~runs["is_warmup"] & (runs["optimize"] != "fp32")]
+    assert list(rounds["waveforms_per_prompt"]) == [1, 1, 1, 2]  # the targets' cell first in a round
+    configs = pd.read_csv(folder / lv.CONFIGS_FILE).set_index("optimize")
+    assert "reference_conv_ms" in configs.loc["fp32", "notes"]  # the reference's convolution mode was timed
     csv_path, md_path, png_path = lv.build_report([folder], tmp_path)
     table = pd.read_csv(csv_path)
     assert set(lv.LEVERS_COLUMNS) == set(table.columns)
@@ -347,3 +351,15 @@ def test_time_budget_leaves_models_out_and_says_so(tmp_path):
     assert len(pd.read_csv(tmp_path / lv.CEILING_FILE)) == 2  # the ceiling is still measured at both ends
     with pytest.raises(lv.LeversError, match="--lean-models"):
         lv.run_levers(dataclasses.replace(opts, lean_models=("tango2",)))
+
+
+def test_strict_fp32_restores_the_backend_flags():
+    cudnn = torch.backends.cudnn
+    before = (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled)
+    with lv.strict_fp32("native"):
+        assert not cudnn.enabled and not cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    with lv.strict_fp32("cudnn-benchmark"):
+        assert cudnn.enabled and cudnn.benchmark
+    assert (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled) == before
+    with pytest.raises(lv.LeversError, match="unknown reference convolution mode"), lv.strict_fp32("tf32"):
+        pass

@@ -316,18 +316,52 @@ class RecordingAdapter:
         return getattr(self._adapter, name)
 
 
+#: How the fp32 reference runs its convolutions, all without TF32: cuDNN's heuristic choice, cuDNN timing
+#: its engines (``cudnn.benchmark``), or PyTorch's own kernels (cuDNN off: im2col + SGEMM). The strict-fp32
+#: AudioLDM UNet ran at 0.84 s per step on the H200 (158 W; data/h200/levers/part1), cuDNN's fp32
+#: convolutions being the suspect: a 100-step reference would outlast the model's share of a device call.
+#: Each mode is timed on one denoiser step (times in levers_configs.csv) and the fastest kept.
+REFERENCE_CONV_MODES = ("cudnn", "cudnn-benchmark", "native")
+#: denoising steps of the reference's warm-up: it only absorbs lazy set-up, its energy is not reported
+REFERENCE_WARMUP_STEPS = 2
+
+
 @contextlib.contextmanager
-def strict_fp32() -> Iterator[None]:
-    """No TF32 in matrix products or convolutions: the reference is plain fp32."""
+def strict_fp32(conv_mode: str = "cudnn") -> Iterator[None]:
+    """No TF32 in matrix products or convolutions: the reference is plain fp32 (``conv_mode``: see
+    :data:`REFERENCE_CONV_MODES`; none of them changes the precision)."""
     import torch
 
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if conv_mode not in REFERENCE_CONV_MODES:
+        raise LeversError(f"unknown reference convolution mode {conv_mode!r}: "
+                          f"choose one of {', '.join(REFERENCE_CONV_MODES)}")
+    cudnn = torch.backends.cudnn
+    saved = (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled)
     torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    cudnn.allow_tf32 = False
+    cudnn.benchmark = conv_mode == "cudnn-benchmark"
+    cudnn.enabled = conv_mode != "native"
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled = saved
+
+
+def select_reference_conv(adapter: Any, duration_s: float, repeats: int = 2) -> tuple[str, dict[str, float]]:
+    """The fastest :data:`REFERENCE_CONV_MODES` entry for one fp32 denoiser step: (mode, ms per mode)."""
+    import torch
+
+    from tta_energy.optimize import _time_call
+
+    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+    fn = getattr(call.module, call.method)
+    timings: dict[str, float] = {}
+    with torch.inference_mode():
+        for mode in REFERENCE_CONV_MODES:
+            with strict_fp32(mode):
+                seconds = _time_call(lambda: fn(*call.args, **call.kwargs), adapter.device, repeats)
+            timings[mode] = round(seconds * 1e3, 4)
+    return min(timings, key=timings.__getitem__), timings
 
 
 @dataclass
@@ -337,6 +371,7 @@ class Prepared:
     recorder: RecordingAdapter
     dtype: str
     failed: str = ""
+    conv_mode: str = "cudnn"  # the reference's convolutions (REFERENCE_CONV_MODES)
 
 
 @dataclass
@@ -387,7 +422,7 @@ class ModelRun:
         cfg = self.config(steps, batch)
         item = Item(cfg, repeat, config_id(cfg, size=self.opts.size, weights=self.opts.weights,
                                            optimize=p.plan.spec, dtype=p.dtype), p.dtype)
-        guard = strict_fp32() if p.plan.reference else contextlib.nullcontext()
+        guard = strict_fp32(p.conv_mode) if p.plan.reference else contextlib.nullcontext()
         saved = self.meter.min_window_s
         if warmup:  # the one-time cost is in the first call only
             self.meter.min_window_s = 0.0
@@ -646,12 +681,16 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     prepared, notes = _prepare(run, plans)
     for note in notes:
         say(f"{run.model}: {note}")
+    reference = next((p for p in prepared if p.plan.reference), None)
+    if reference is not None:
+        reference.conv_mode, conv_ms = select_reference_conv(reference.adapter, opts.duration_s)
+        reference.adapter.applied_levers.notes.update(reference_conv=reference.conv_mode,
+                                                      reference_conv_ms=conv_ms)
     for p in prepared:
         flops = _describe_flops(run.model, opts, p.adapter, p.plan, run.flops_cache)
         _write_config_row(run, p.plan, p.adapter, "ok", flops)
         say(f"{run.model} {p.plan.spec}: {p.adapter.applied_levers.summary()}")
     # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size
-    reference = next((p for p in prepared if p.plan.reference), None)
     if reference is None:
         say(f"{run.model}: no fp32 reference; the equivalence check is left out")
     warm_steps = min(opts.steps)  # cheap; where the plan has this cell too, it gives the one-time cost
@@ -660,14 +699,15 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
             if not run.budget_left():
                 run.stopped = True
                 break
-            row = run.measure(p, warm_steps, batch, 0, warmup=True)
+            steps = min(warm_steps, REFERENCE_WARMUP_STEPS) if p.plan.reference else warm_steps
+            row = run.measure(p, steps, batch, 0, warmup=True)
             if row["status"] != "ok":
                 p.failed = str(row.get("error", row["status"]))
                 say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
                 break
     # the reference outputs (fp32 eager, batch 1)
     for steps, batch in reference.plan.cells if reference is not None else ():
-        if reference.failed or not run.budget_left(reference.plan.spec, steps, batch):
+        if reference.failed or not run.budget_left():  # no reference, no equivalence: not skipped by a guess
             break
         row = run.measure(reference, steps, batch, 0, warmup=False)
         if row["status"] == "ok" and reference.recorder.last is not None and batch == 1:
@@ -677,11 +717,15 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
             _record_equivalence(run, reference, steps, batch, 0)
     # measured rounds: every cell once per round, seeded random order
     rounds = max(p.plan.repeats for p in prepared)
+    target = (max(opts.steps), min(opts.batches))
     for repeat in range(rounds):
         cells = [(p, s, b) for p in prepared
                  if not p.plan.reference and not p.failed and repeat < p.plan.repeats
                  for s, b in p.plan.cells]
         random.Random(f"{opts.seed}-{run.model}-{repeat}").shuffle(cells)
+        # the targets' cell (most steps, batch 1) first, still in random order among its specs: a round cut by
+        # the time budget then still holds the comparison the targets need
+        cells.sort(key=lambda cell: (cell[1], cell[2]) != target)
         for p, steps, batch in cells:
             if not run.budget_left(p.plan.spec, steps, batch):
                 run.stopped = True
