@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device call: GPU smoke of all 7 models (full size, random weights, fp16, 10 s at 10/100 steps) and the quick
 # meter validation. Run from the repository root on a GPU machine; wheels carried in .whl (see
-# ../shared/tools/device-wheels.sh, plus torchsde and trampoline for Stable Audio Open's scheduler).
+# ../shared/tools/device-wheels.sh, plus torchsde and trampoline for Stable Audio Open's scheduler, soxr for AudioLDM 2 at batch > 1).
 #   OUT=/some/dir bash scripts/gpu_call_smoke_validation.sh
 set -u
 OUT=${OUT:-out}

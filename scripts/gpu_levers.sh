@@ -78,6 +78,7 @@ T0=$SECONDS
 echo "levers part $PART on $(hostname) at $(date -u +%FT%TZ); models $MODELS; budget ${BUDGET_S}s; raw in $OUTDIR"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' || true
+"$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-sweep
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=csv || true
 "$PY" -m tta_energy levers run --models "$MODELS" --out-dir "$OUTDIR" --repeats "$REPEATS" \
   --time-budget $((BUDGET_S - 60)) --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}

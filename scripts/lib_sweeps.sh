@@ -55,6 +55,7 @@ fi
 echo "call $CALL on $(hostname) at $(date -u +%FT%TZ); budget ${BUDGET_S}s; tables in $DATA"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' || true
+"$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-sweep
 
 # sweep MODEL EXPERIMENTS [more tta-energy sweep options]
 sweep() {

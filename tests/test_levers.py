@@ -322,7 +322,7 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     assert "short of 40%" in text  # 1.5 % of the ceiling: the FLOP/J target is missed and said so
     assert "| `max,trim-latents` | 100 | 1 | 40.0 | `max` 80.0 | 2.00x |" in text
     assert "audioldm `max,trim-latents` (float16): changes the model's behaviour by design" in text
-    assert "| audioldm | `bf16` | bfloat16 | 380.0 | 3.420 | 1.05x | 9.0e-03 | yes |" in text
+    assert "| audioldm | `bf16` | bfloat16 | 380.0 | 3.420 | 1.05x | 9.0e-03 | yes | r1 |" in text
     # a lever far outside fp16's normal error is flagged in the summary
     lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
         "run_id": "r1", "model": "audioldm", "optimize": "max", "dtype": "float16", "steps": 100,
@@ -363,3 +363,32 @@ def test_strict_fp32_restores_the_backend_flags():
     assert (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled) == before
     with pytest.raises(lv.LeversError, match="unknown reference convolution mode"), lv.strict_fp32("tf32"):
         pass
+
+
+def test_fp32_default_is_judged_against_its_own_plain_run_and_unknown_payoff_is_na(tmp_path):
+    """A model whose default is fp32 (Tango): `none` differs from the strict-fp32 reference by what cuDNN's
+    TF32 convolutions do; that is the yardstick at fp32, not the reference's own zero error. A configuration
+    with no `none` in the same cell (max at batch 10 here) has an unknown payoff, not 'never'."""
+    raw = tmp_path / "raw"
+    cells = {("fp32", 1): 3000.0, ("none", 1): 2200.0, ("graphs", 1): 2080.0, ("max", 10): 5000.0}
+    errors = {"fp32": 0.0, "none": 3.7e-4, "graphs": 3.7e-4, "max": 2.4e-3}
+    for (spec, batch), energy in cells.items():
+        dtype = "float16" if spec == "max" else "float32"
+        for warm in (True, False):
+            schema.append_row(raw / lv.RUNS_FILE, _row(model="tango", optimize=spec, dtype=dtype, steps=100,
+                                                       waveforms_per_prompt=batch, repeat=0, is_warmup=warm,
+                                                       wall_s=4.0,
+                                                       gpu_energy_J=energy + (300.0 if warm else 0.0),
+                                                       energy_denoising_J=0.95 * energy))
+        lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
+            "run_id": "r1", "model": "tango", "optimize": spec, "dtype": dtype, "steps": 100,
+            "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": errors[spec],
+            "rel_error_audio": errors[spec]})
+    table = lv.levers_table([raw]).set_index(["optimize", "waveforms_per_prompt"])
+    assert table.loc[("none", 1), "yardstick_latents"] == pytest.approx(3.7e-4)
+    assert table.loc[("none", 1), "lossless"] and table.loc[("graphs", 1), "lossless"]
+    assert table.loc[("graphs", 1), "payoff_clips"] == math.ceil(300.0 / 120.0)
+    assert math.isnan(table.loc[("max", 10), "payoff_clips"])
+    text = lv.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
+    assert "| tango | `max` | 10 | 0.0 | 300 | n/a |" in text  # one-time cost known, payoff unknown
+    assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.5x | no |" in text

@@ -1,0 +1,36 @@
+"""Before a device call spends GPU time: can this interpreter import what the sweeps and levers need?
+
+    python3 scripts/gpu_preflight.py      # exit 0, or one line naming what is missing and exit 1
+
+The device machine's image has torch, transformers, numpy, pandas, scipy, nvidia-ml-py, typer and rich; the
+rest comes as wheels carried in .whl/ (``bash ../shared/tools/device-wheels.sh torchsde trampoline soxr``) and
+installed with ``--no-deps``, so a forgotten one would otherwise surface as error rows in the middle of a sweep
+(as soxr did in device call 7: AudioLDM 2 ranks its waveforms with CLAP on soxr-resampled audio at batch > 1).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+#: import name -> why the GPU path needs it
+DEVICE_MODULES: dict[str, str] = {
+    "torch": "everything", "numpy": "everything", "pandas": "run tables", "scipy": "meter, vocoders",
+    "transformers": "text encoders", "diffusers": "UNets, DiTs, VAEs, schedulers", "safetensors": "weights",
+    "torchsde": "Stable Audio Open's scheduler", "soxr": "AudioLDM 2's CLAP ranking at batch > 1",
+    "soundfile": "WAV output", "yaml": "bundled configs", "pynvml": "the energy meter",
+    "codecarbon": "the study's CodeCarbon columns", "typer": "the command line", "rich": "the command line",
+}
+
+
+def missing_modules() -> list[str]:
+    return [name for name in DEVICE_MODULES if importlib.util.find_spec(name) is None]
+
+
+if __name__ == "__main__":
+    absent = missing_modules()
+    if absent:
+        sys.exit("error: missing Python modules on this machine: "
+                 + ", ".join(f"{m} ({DEVICE_MODULES[m]})" for m in absent)
+                 + "; carry their wheels in .whl/ (bash ../shared/tools/device-wheels.sh torchsde trampoline soxr)")
+    print(f"preflight: {len(DEVICE_MODULES)} modules importable")
