@@ -203,3 +203,68 @@ def make_h200_runs(folder: Path, study_steps: pd.DataFrame) -> Path:
     with gzip.open(folder / "traces" / "h200-steps.csv.gz", "wt", encoding="utf-8") as fh:
         pd.DataFrame({"t": t, "power_W": power, "temperature_C": 40.0}).to_csv(fh, index=False)
     return folder / "steps.csv"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Synthetic duration, guidance and precision sweeps (energies chosen so that the arithmetic is known)
+
+
+def make_parameter_runs() -> pd.DataFrame:
+    """Rows of the three sweeps beyond the study on one synthetic H200, plus rows no summary may use.
+
+    duration, Stable Audio Open (47.55 s of latents whatever is asked): 5 s -> 90, 96 J; 10 s -> 100, 110 J.
+    guidance, Tango: scale 3 -> 200, 220 J; scale 1 -> 120, 130 J; scale 5 -> 400 J; its duration row uses 3.
+    precision, Stable Audio Open: float32 800 J, float16 150 J, bfloat16 140 J.
+    A warm-up row (10^6 J) and an error row (10^6 J) in each sweep must never reach a mean.
+    """
+    from tta_energy import schema
+
+    def row(experiment, model, dtype, duration_s, scale, energy, **extra):
+        latent = 47.55 if model == "stable-audio-open" else 10.24
+        audio = duration_s if model == "stable-audio-open" else 10.24
+        return (
+            schema.empty_row()
+            | {
+                "source": "tta-energy",
+                "gpu_name": "NVIDIA H200",
+                "experiment": experiment,
+                "model": model,
+                "size": "full",
+                "dtype": dtype,
+                "steps": 100,
+                "denoiser_calls": 100,
+                "n_prompts": 1,
+                "waveforms_per_prompt": 1,
+                "n_clips": 1,
+                "duration_s": duration_s,
+                "audio_seconds": audio,
+                "latent_seconds": latent,
+                "guidance_scale": scale,
+                "status": "ok",
+                "gpu_energy_J": energy,
+                "wall_s": energy / 400.0,
+                "timestamp": "2026-01-01T00:00:00+00:00",
+            }
+            | extra
+        )
+
+    sao, tango = "stable-audio-open", "tango"
+    rows = [
+        *(row("duration", sao, "float16", 5.0, 7.0, e) for e in (90.0, 96.0)),
+        *(row("duration", sao, "float16", 10.0, 7.0, e) for e in (100.0, 110.0)),
+        row("duration", tango, "float32", 10.0, 3.0, 210.0),
+        *(row("guidance", tango, "float32", 10.0, 3.0, e) for e in (200.0, 220.0)),
+        *(row("guidance", tango, "float32", 10.0, 1.0, e) for e in (120.0, 130.0)),
+        row("guidance", tango, "float32", 10.0, 5.0, 400.0),
+        row("precision", sao, "float32", 10.0, 7.0, 800.0),
+        row("precision", sao, "float16", 10.0, 7.0, 150.0),
+        row("precision", sao, "bfloat16", 10.0, 7.0, 140.0),
+    ]
+    for experiment, model, dtype, duration_s, scale in (
+        ("duration", sao, "float16", 10.0, 7.0),
+        ("guidance", tango, "float32", 10.0, 1.0),
+        ("precision", sao, "float16", 10.0, 7.0),
+    ):
+        rows.append(row(experiment, model, dtype, duration_s, scale, 1e6, is_warmup=True))
+        rows.append(row(experiment, model, dtype, duration_s, scale, 1e6, status="error"))
+    return pd.DataFrame(rows)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_fixtures import load_paper_data, make_h200_runs
+from analysis_fixtures import load_paper_data, make_h200_runs, make_parameter_runs
 
 from tta_energy import schema
 from tta_energy.analysis import plots, reproduce, summaries
@@ -64,6 +64,31 @@ def test_empty_inputs_are_recorded_as_skipped(tmp_path, capsys):
     assert manifest["power-trace-study-a40"]["caption"] == "study A40: no trace"
     assert "not drawn" in capsys.readouterr().out
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_parameter_sweeps_figure_drawn_partial_and_skipped(tmp_path, capsys):
+    runs = summaries.usable_runs(make_parameter_runs())
+    duration, guidance, precision = (
+        summaries.parameter_summary(runs, e) for e in ("duration", "guidance", "precision")
+    )
+    stem = plots.plot_parameter_sweeps(duration, guidance, precision, tmp_path, "tta-energy H200")
+    assert stem == "new-sweeps-tta-energy-h200"
+    assert _is_pdf(tmp_path / f"{stem}.pdf") and _is_png(tmp_path / f"{stem}.png")
+    entry = plots.read_manifest(tmp_path)[stem]
+    assert entry["status"] == "drawn" and entry["group"] == "new"
+    assert "Stable Audio Open computes 47.55 s of latents whatever duration is asked" in entry["caption"]
+    # a sweep not measured leaves its panel saying so
+    empty = pd.DataFrame()
+    assert plots.plot_parameter_sweeps(empty, guidance, empty, tmp_path, "partial") == "new-sweeps-partial"
+    assert _is_png(tmp_path / "new-sweeps-partial.png")
+    assert plots.plot_parameter_sweeps(empty, empty, empty, tmp_path, "no data") is None
+    skipped = plots.read_manifest(tmp_path)["new-sweeps-no-data"]
+    assert skipped["status"] == "skipped" and skipped["group"] == "new"
+    assert "not drawn" in capsys.readouterr().out
+    assert not (tmp_path / "new-sweeps-no-data.png").exists()
+    index = reproduce.write_index(tmp_path, inputs=["data"], notebooks=[], tables_dir=None).read_text()
+    assert "## Beyond the study: duration, guidance, precision" in index
+    assert "![new-sweeps-tta-energy-h200](new-sweeps-tta-energy-h200.png)" in index
 
 
 def test_phase_bars_from_phase_columns(tmp_path, h200):

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from analysis_fixtures import PUBLISHED_SANITY, load_paper_data, make_h200_runs, require_paper_data
+from analysis_fixtures import (
+    PUBLISHED_SANITY,
+    load_paper_data,
+    make_h200_runs,
+    make_parameter_runs,
+    require_paper_data,
+)
 from scipy import stats
 
 from tta_energy import schema
@@ -160,6 +166,55 @@ def test_batch_summary_handles_incomplete_runs_missing_energy_and_distinct_promp
     assert b.loc[(10, 10), "ratio_to_batch1"] == pytest.approx(
         1.1 * b.loc[(1, 10), "gpu_energy_J_per_10_clips_mean"] / per_run.mean(), rel=1e-12
     )
+
+
+def test_parameter_summary_duration_means_intervals_and_latent_length():
+    runs = summaries.usable_runs(make_parameter_runs())
+    table = summaries.parameter_summary(runs, "duration")
+    sao = table[table["model"] == "stable-audio-open"].set_index("duration_s")
+    assert list(sao.index) == [5.0, 10.0] and (sao["n_runs"] == 2).all()  # warm-up and error rows left out
+    assert sao.loc[10.0, "gpu_energy_J_mean"] == pytest.approx(105.0)
+    assert sao.loc[10.0, "gpu_energy_J_std"] == pytest.approx(np.std([100.0, 110.0], ddof=1))
+    half = stats.t.ppf(0.975, 1) * np.std([100.0, 110.0], ddof=1) / np.sqrt(2)
+    assert sao.loc[10.0, "gpu_energy_J_ci_low"] == pytest.approx(105.0 - half)
+    assert sao.loc[10.0, "gpu_energy_J_ci_high"] == pytest.approx(105.0 + half)
+    assert sao.loc[5.0, "gpu_energy_J_per_audio_s_mean"] == pytest.approx(93.0 / 5.0)
+    assert sao.loc[10.0, "gpu_energy_J_per_latent_s_mean"] == pytest.approx(105.0 / 47.55)
+    assert sao.loc[5.0, "wall_s_mean"] == pytest.approx(93.0 / 400.0)
+    assert (sao["latent_seconds"] == 47.55).all()
+    assert sao.loc[5.0, "ratio_to_reference"] == pytest.approx(93.0 / 105.0)
+    assert list(sao["is_reference"]) == [False, True]
+    tango = table[table["model"] == "tango"].iloc[0]  # only 10 s measured: its own reference, one run
+    assert tango["ratio_to_reference"] == 1.0 and tango["n_runs"] == 1 and np.isnan(tango["gpu_energy_J_std"])
+    assert tango["audio_seconds"] == tango["latent_seconds"] == 10.24
+
+
+def test_parameter_summary_guidance_on_off_and_precision_ratios():
+    runs = summaries.usable_runs(make_parameter_runs())
+    guidance = summaries.parameter_summary(runs, "guidance").set_index("guidance_scale")
+    assert list(guidance.index) == [1.0, 3.0, 5.0]
+    assert list(guidance["cfg"]) == [False, True, True]
+    assert guidance.loc[1.0, "gpu_energy_J_mean"] == pytest.approx(125.0)
+    # two scales > 1: the reference is the one the model's other sweeps use (3, its duration row)
+    assert list(guidance["is_reference"]) == [False, True, False]
+    assert guidance.loc[1.0, "ratio_to_reference"] == pytest.approx(125.0 / 210.0)
+    assert guidance.loc[5.0, "ratio_to_reference"] == pytest.approx(400.0 / 210.0)
+    only_guidance = summaries.parameter_summary(runs[runs["guidance_scale"] != 3.0], "guidance")
+    assert only_guidance.set_index("guidance_scale").loc[1.0, "ratio_to_reference"] == pytest.approx(
+        125 / 400
+    )
+    precision = summaries.parameter_summary(runs, "precision")
+    assert list(precision["dtype"]) == ["float32", "float16", "bfloat16"]
+    np.testing.assert_allclose(precision["ratio_to_reference"], [1.0, 150 / 800, 140 / 800])
+    assert precision.columns[:2].tolist() == ["model", "dtype"]
+
+
+def test_parameter_summary_without_rows_is_an_error():
+    runs = summaries.usable_runs(make_parameter_runs())
+    with pytest.raises(summaries.AnalysisError, match="no usable 'precision' rows"):
+        summaries.parameter_summary(runs[runs["experiment"] != "precision"], "precision")
+    with pytest.raises(summaries.AnalysisError, match="not one of duration, guidance, precision"):
+        summaries.parameter_summary(runs, "steps")
 
 
 def test_quality_energy_sums_reproduce_the_emissions_files(fronts):

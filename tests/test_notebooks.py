@@ -26,6 +26,7 @@ def test_there_is_a_notebook_per_experiment_and_one_comparison():
         "02_batch_size",
         "03_quality_pareto",
         "04_h200_vs_a40",
+        "05_new_sweeps",
     ]
 
 
@@ -65,6 +66,8 @@ def test_reproduce_on_the_repository_data(tmp_path):
         ):
             assert stem in drawn, stem
             assert (figures / f"{stem}.pdf").stat().st_size > 1000 and (figures / f"{stem}.png").is_file()
+    if (REPO / "data" / "h200" / "duration.csv").is_file():
+        assert "new-sweeps-tta-energy-h200" in drawn
     text = index.read_text()
     for stem in drawn:
         assert f"![{stem}]({stem}.png)" in text
@@ -98,6 +101,7 @@ def test_reproduce_with_a_study_copy_and_h200_measurements(tmp_path):
         assert stem in drawn, (stem, sorted(drawn))
     skipped = {s for s, e in plots.read_manifest(figures).items() if e["status"] == "skipped"}
     assert "phase-energy-study-a40" in skipped and "power-trace-study-a40" in skipped
+    assert "new-sweeps-no-data" in skipped  # no duration, guidance or precision sweep in these tables
     assert any("importing the study" in line for line in logs)
     text = index.read_text()
     assert "(imported)" in text and "H200 (this project) vs A40 (study)" in text

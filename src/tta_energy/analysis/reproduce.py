@@ -40,6 +40,7 @@ GROUP_TITLES: dict[str, str] = {
     "batch": "Batch size",
     "quality": "Quality vs energy",
     "comparison": "H200 (this project) vs A40 (study)",
+    "new": "Beyond the study: duration, guidance, precision",
 }
 NOTEBOOK_TIMEOUT_S = 900
 

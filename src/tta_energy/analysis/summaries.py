@@ -1,4 +1,5 @@
-"""Per-configuration summaries of run tables: the steps and batch experiments and per-step fits.
+"""Per-configuration summaries of run tables: the steps and batch experiments, per-step fits and the
+parameter sweeps beyond the study (duration, guidance, precision).
 
 Every function takes a run table (schema rows, from the project's sweeps or imported from the study) and
 keeps platforms apart: rows are grouped by :data:`PLATFORM_KEYS` (who measured, on which GPU, which model,
@@ -21,6 +22,17 @@ PLATFORM_KEYS: tuple[str, ...] = ("source", "gpu_name", "model", "dtype", "size"
 
 #: Clips the study made per run of the batch experiment; energies are reported per this many clips.
 CLIPS_PER_BATCH_RUN = 10
+
+#: The column each parameter sweep beyond the study varies (:func:`parameter_summary`).
+PARAMETER_COLUMNS: dict[str, str] = {
+    "duration": "duration_s",
+    "guidance": "guidance_scale",
+    "precision": "dtype",
+}
+#: What ``ratio_to_reference`` divides by: the study's 10-s request and the float32 yardstick.
+REFERENCE_DURATION_S = 10.0
+REFERENCE_DTYPE = "float32"
+DTYPE_ORDER: tuple[str, ...] = ("float32", "float16", "bfloat16")
 
 
 class AnalysisError(TtaError):
@@ -261,3 +273,113 @@ def _study_batch_errors(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             err, kind = float(np.sqrt(var.sum() / n_runs)), "standard error"
         rows.append({**dict(zip(keys, key, strict=True)), "study_error_J": err, "study_error_kind": kind})
     return pd.DataFrame(rows)
+
+
+def parameter_summary(runs: pd.DataFrame, experiment: str, *, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Energy per generation at each value of a swept parameter: ``duration``, ``guidance`` or ``precision``.
+
+    One row per (platform, model, steps, clips per call, requested duration, guidance scale, dtype), so the
+    swept column (:data:`PARAMETER_COLUMNS`: ``duration_s``, ``guidance_scale`` or ``dtype``) varies within
+    a model and nothing else does. Columns: ``n_runs``; ``gpu_energy_J`` mean, sample std (ddof 1), SEM
+    and t interval (NaN with one run); ``gpu_energy_J_per_audio_s_mean`` (per second of audio returned,
+    ``audio_seconds``) and ``gpu_energy_J_per_latent_s_mean`` (per second the denoiser computed,
+    ``latent_seconds`` per clip); ``wall_s_mean``; ``audio_seconds`` and ``latent_seconds`` (means);
+    ``cfg`` (classifier-free guidance on: scale > 1; NA when the scale is unknown).
+
+    ``ratio_to_reference`` is the mean energy over that of the row flagged ``is_reference`` among the
+    model's rows that differ only in the swept parameter (NaN when that row was not measured):
+
+    * duration: the request of :data:`REFERENCE_DURATION_S` (10 s, the study's);
+    * guidance: guidance on at the model's own scale (the one scale > 1 measured; if several, the scale of
+      the model's other sweeps on the same platform, else the largest);
+    * precision: :data:`REFERENCE_DTYPE` (float32) for every model, also where the model runs in float16
+      by default (Stable Audio Open, AudioLDM, AudioLDM 2): the ratio is the saving over full precision.
+
+    Models that ignore the requested length show it in ``latent_seconds``: Stable Audio Open computes
+    47.55 s of latents at every duration and Tango 10.24 s, so their energy does not follow ``duration_s``
+    while the energy per second of audio returned does.
+
+    Raises :class:`AnalysisError` for another experiment name or when ``runs`` has no rows of it.
+    """
+    if experiment not in PARAMETER_COLUMNS:
+        raise AnalysisError(
+            f"parameter_summary: experiment {experiment!r} is not one of {', '.join(PARAMETER_COLUMNS)}"
+        )
+    param = PARAMETER_COLUMNS[experiment]
+    df = _require(runs, experiment).copy()
+    df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
+    df["gpu_energy_J_per_latent_s"] = df["gpu_energy_J"] / (df["latent_seconds"] * df["n_clips"])
+    if "first_generation" not in df.columns:
+        df["first_generation"] = False
+    keys = [*PLATFORM_KEYS, "steps", "n_clips", "duration_s", "guidance_scale"]
+    g = df.groupby(keys, sort=True, dropna=False)
+    out = g.agg(
+        n_runs=("gpu_energy_J", "count"),
+        gpu_energy_J_mean=("gpu_energy_J", "mean"),
+        gpu_energy_J_std=("gpu_energy_J", "std"),
+        gpu_energy_J_sem=("gpu_energy_J", "sem"),
+        gpu_energy_J_per_audio_s_mean=("gpu_energy_J_per_audio_s", "mean"),
+        gpu_energy_J_per_latent_s_mean=("gpu_energy_J_per_latent_s", "mean"),
+        wall_s_mean=("wall_s", "mean"),
+        audio_seconds=("audio_seconds", "mean"),
+        latent_seconds=("latent_seconds", "mean"),
+        first_generation_included=("first_generation", "any"),
+    ).reset_index()
+    _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
+    scale = out["guidance_scale"].astype("float64")
+    out["cfg"] = pd.array([pd.NA if np.isnan(v) else bool(v > 1.0) for v in scale], dtype="boolean")
+    out["is_reference"] = False
+    out["ratio_to_reference"] = np.nan
+    base = [k for k in keys if k != param]
+    for _, grp in out.groupby(base, sort=False, dropna=False):
+        ref = _reference_index(grp, experiment, runs)
+        if ref is None:
+            continue
+        out.loc[ref, "is_reference"] = True
+        reference = grp.loc[ref, "gpu_energy_J_mean"]
+        out.loc[grp.index, "ratio_to_reference"] = grp["gpu_energy_J_mean"] / reference
+    if experiment == "precision":
+        rank = {d: i for i, d in enumerate(DTYPE_ORDER)}
+        out["_order"] = out["dtype"].map(lambda d: rank.get(d, len(rank)))
+        out = out.sort_values([*[k for k in keys if k != "dtype"], "_order"], kind="stable").drop(
+            columns="_order"
+        )
+        out = out.reset_index(drop=True)
+    first = [
+        "model",
+        param,
+        *(["cfg"] if experiment == "guidance" else []),
+        "n_runs",
+        "gpu_energy_J_mean",
+        "gpu_energy_J_std",
+        "gpu_energy_J_ci_low",
+        "gpu_energy_J_ci_high",
+        "gpu_energy_J_per_audio_s_mean",
+        "wall_s_mean",
+        "audio_seconds",
+        "latent_seconds",
+        "ratio_to_reference",
+    ]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> int | None:
+    """The row of ``grp`` (a model's values of the swept parameter) that ``ratio_to_reference`` divides by."""
+    if experiment == "duration":
+        hit = grp.index[np.isclose(grp["duration_s"].astype("float64"), REFERENCE_DURATION_S)]
+    elif experiment == "precision":
+        hit = grp.index[grp["dtype"] == REFERENCE_DTYPE]
+    else:
+        on = grp[grp["guidance_scale"].astype("float64") > 1.0]
+        if len(on) <= 1:
+            hit = on.index
+        else:
+            first = grp.iloc[0]
+            same = runs["experiment"] != experiment
+            for k in PLATFORM_KEYS:
+                same &= (runs[k] == first[k]) | (runs[k].isna() & pd.isna(first[k]))
+            used = runs.loc[same, "guidance_scale"].mode()
+            hit = on.index[on["guidance_scale"].isin(used)]
+            if hit.empty:
+                hit = on.index[[int(np.argmax(on["guidance_scale"].to_numpy(dtype="float64")))]]
+    return int(hit[0]) if len(hit) else None
