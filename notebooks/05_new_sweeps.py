@@ -53,20 +53,6 @@ platforms = {label: rows for experiment in EXPERIMENTS for label, rows in inputs
 print(f"platforms with a duration, guidance or precision sweep: {sorted(platforms)}")
 
 # %%
-COLUMNS = [
-    "model",
-    "n_runs",
-    "gpu_energy_J_mean",
-    "gpu_energy_J_std",
-    "gpu_energy_J_ci_low",
-    "gpu_energy_J_ci_high",
-    "gpu_energy_J_per_audio_s_mean",
-    "wall_s_mean",
-    "audio_seconds",
-    "latent_seconds",
-    "ratio_to_reference",
-]
-PARAMETERS = {"duration": ["duration_s"], "guidance": ["guidance_scale", "cfg"], "precision": ["dtype"]}
 for label, rows in sorted(platforms.items()):
     tables = {}
     for experiment in EXPERIMENTS:
@@ -77,7 +63,7 @@ for label, rows in sorted(platforms.items()):
             print(f"{label}: no {experiment} sweep")
             continue
         print(f"{label}: {experiment}")
-        columns = COLUMNS[:1] + PARAMETERS[experiment] + COLUMNS[1:]
+        columns = list(summaries.parameter_summary_columns(experiment))
         display(tables[experiment][columns].round(3))
     plots.plot_parameter_sweeps(
         tables["duration"], tables["guidance"], tables["precision"], inputs.figures, label

@@ -8,12 +8,7 @@
 # trampoline). Rerun: OUT=out bash scripts/gpu_call_2.sh ; then bash scripts/gpu_collect.sh out
 set -u
 cd "$(dirname "$0")/.."
-if [[ -d .whl ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source scripts/device_env.sh  # wheels from .whl/, PYTHONPATH, offline
 OUT=${OUT:-out}
 mkdir -p "$OUT/validation"
 START=$SECONDS

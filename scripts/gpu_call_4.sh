@@ -4,12 +4,7 @@
 # new duration/guidance/precision sweeps (1 repeat) for AudioLDM -> $OUT/h200/
 set -u
 cd "$(dirname "$0")/.."
-if [[ -d .whl ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source scripts/device_env.sh  # wheels from .whl/, PYTHONPATH, offline
 export BUDGET_S=${BUDGET_S:-320}
 source scripts/lib_sweeps.sh
 [[ -n "${SKIP_DONE:-}" ]] || sweep tango2 steps --repeats 2 --min-window 1

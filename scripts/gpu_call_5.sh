@@ -7,12 +7,7 @@
 # budget cuts is finished by scripts/gpu_call_7.sh (the sweep resumes from data/h200).
 set -u
 cd "$(dirname "$0")/.."
-if [[ -d .whl ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source scripts/device_env.sh  # wheels from .whl/, PYTHONPATH, offline
 export BUDGET_S=${BUDGET_S:-530}
 source scripts/lib_sweeps.sh
 sweep_model stable-audio-open batch

@@ -4,11 +4,6 @@
 # -> $OUT/levers/ (collect: scripts/gpu_levers.sh collect FILES_AT).
 set -u
 cd "$(dirname "$0")/.."
-if [[ -d .whl ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source scripts/device_env.sh  # wheels from .whl/, PYTHONPATH, offline
 export BUDGET_S=${BUDGET_S:-545} REPEATS=${REPEATS:-2}
 bash scripts/gpu_levers.sh 4

@@ -11,9 +11,10 @@
 # own speed-up without the fixed cost. Estimate: ~220 s on one GPU + ~120 s on two = ~6 min with the start.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+source scripts/device_env.sh  # wheels from .whl/, PYTHONPATH, offline
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
+"$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, before GPU time is spent
 MODEL=${MODEL:-audioldm2}
 REPEATS=${REPEATS:-5}
 GPUS=${GPUS:-2}

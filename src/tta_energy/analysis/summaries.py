@@ -345,10 +345,16 @@ def parameter_summary(runs: pd.DataFrame, experiment: str, *, confidence: float 
             columns="_order"
         )
         out = out.reset_index(drop=True)
-    first = [
+    first = list(parameter_summary_columns(experiment))
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def parameter_summary_columns(experiment: str) -> tuple[str, ...]:
+    """The leading columns of :func:`parameter_summary` (what a reader looks at first), in order."""
+    return (
         "model",
-        param,
-        *(["cfg"] if experiment == "guidance" else []),
+        PARAMETER_COLUMNS[experiment],
+        *(("cfg",) if experiment == "guidance" else ()),
         "n_runs",
         "gpu_energy_J_mean",
         "gpu_energy_J_std",
@@ -359,8 +365,7 @@ def parameter_summary(runs: pd.DataFrame, experiment: str, *, confidence: float 
         "audio_seconds",
         "latent_seconds",
         "ratio_to_reference",
-    ]
-    return out[first + [c for c in out.columns if c not in first]]
+    )
 
 
 def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> int | None:
