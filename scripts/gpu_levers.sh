@@ -7,6 +7,8 @@
 #   bash scripts/gpu_levers.sh 3      # optional: torch.compile / compile-graphs for audioldm and stable-audio-open
 #   bash scripts/gpu_levers.sh 4      # the targets' cell for all 7 models in one call (~9 min): 100 steps only;
 #                                     # none, graphs and fp16 at batch 1, max at batch 1 and 10, 2 rounds
+#   bash scripts/gpu_levers.sh 5      # part 4's grid for the models its budget cut: AudioLDM 2, Make-An-Audio 2,
+#                                     # Stable Audio Open (~6 min)
 #   bash scripts/gpu_levers.sh collect FILES_AT    # here, after each call: unpack + rebuild the report
 #
 # Each call measures the GPU's ceiling (bf16 8192^3 matmul loop, TFLOP/J) at its start and end with the same
@@ -63,7 +65,9 @@ case "$PART" in
      # fp16 alone is the yardstick of max's error where the default is fp32 (Make-An-Audio (2), Tango (2));
      # batching alone at 100 steps is the batch sweep of issue 5 (data/h200/batch.csv)
      EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;
-  *) echo "usage: $0 1|2|3|4 | collect FILES_AT" >&2; exit 2 ;;
+  5) MODELS=audioldm2,make-an-audio-2,stable-audio-open  # what part 4's budget left out (data/README.md)
+     EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;
+  *) echo "usage: $0 1|2|3|4|5 | collect FILES_AT" >&2; exit 2 ;;
 esac
 OUTDIR=$ROOT/part$PART
 if [[ -e "$OUTDIR/levers_runs.csv" ]]; then
