@@ -6,15 +6,13 @@ Samples are written as 32-bit float, as the study's scripts did (``scipy.io.wavf
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
 from tta_energy.errors import TtaError
+from tta_energy.fileio import atomic_path
 
 WAV_SUBTYPE = "FLOAT"
 
@@ -33,15 +31,8 @@ def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype:
         raise TtaError(f"a waveform must be (samples,) or (channels, samples), got shape {data.shape}")
     if sample_rate <= 0:
         raise TtaError(f"sample rate must be > 0, got {sample_rate}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".wav.tmp") as tmp:
         soundfile.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.errors import TtaError
+from tta_energy.fileio import atomic_path
 
 J_PER_KWH = 3.6e6
 
@@ -276,12 +277,10 @@ def write_runs(path: str | Path, df: pd.DataFrame) -> None:
     path = Path(path)
     df = validate(df, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     out = df.reindex(columns=list(COLUMN_NAMES))
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(header_line())
         for rec in out.to_dict("records"):
             fh.write(format_row({k: (np.nan if v is pd.NA else v) for k, v in rec.items()}))
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)

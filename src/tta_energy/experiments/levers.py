@@ -57,6 +57,7 @@ from tta_energy.experiments.runner import (
     now_iso,
     one_line,
 )
+from tta_energy.fileio import write_csv_atomic, write_text_atomic
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, dtype_name, no_phases
 from tta_energy.optimize import (
     DenoiserWrapper,
@@ -209,20 +210,6 @@ def append_csv(path: Path, row: dict[str, object]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_csv_atomic(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1227,6 +1214,7 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / "levers.csv", out_dir / "levers_summary.md"
     fig_path = out_dir / "levers.png"
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
     write_text_atomic(md_path, summary_markdown(table, ceiling, profile))
     plot_levers(table, fig_path)

@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -56,6 +55,7 @@ import numpy as np
 import torch
 import yaml
 
+from tta_energy.fileio import torch_save_atomic, write_text_atomic
 from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
@@ -153,18 +153,6 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{path} is not a JSON object")
     return data
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def read_checkpoint(path: Path, key: str) -> dict[str, torch.Tensor]:
@@ -282,8 +270,8 @@ def save_vocoder(vocoder: BigVGANGenerator, folder: Path) -> None:
     (folder / VOCODER_DIR).mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu() for k, v in vocoder.state_dict().items()}
     original = vocoder_table(vocoder.config).to_original(state)
-    atomic_torch_save({"generator": original}, folder / VOCODER_DIR / VOCODER_WEIGHTS)
-    atomic_write_text(
+    torch_save_atomic({"generator": original}, folder / VOCODER_DIR / VOCODER_WEIGHTS)
+    write_text_atomic(
         folder / VOCODER_DIR / VOCODER_ARGS, yaml.safe_dump(vocoder.config.to_args(), sort_keys=False)
     )
 
@@ -504,10 +492,10 @@ class LatentAudioAdapter(ModelAdapter):
         if self.device.type == "meta":
             raise ModelError("a model on the meta device has no weights to save")
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save({"state_dict": self.original_state_dict()}, folder / self.checkpoint_file)
-        atomic_write_text(folder / self.config_file, yaml.safe_dump(self.ldm_config, sort_keys=False))
-        atomic_write_text(folder / CLAP_CONFIG_FILE, yaml.safe_dump(self.clap_config(), sort_keys=False))
-        atomic_write_text(
+        torch_save_atomic({"state_dict": self.original_state_dict()}, folder / self.checkpoint_file)
+        write_text_atomic(folder / self.config_file, yaml.safe_dump(self.ldm_config, sort_keys=False))
+        write_text_atomic(folder / CLAP_CONFIG_FILE, yaml.safe_dump(self.clap_config(), sort_keys=False))
+        write_text_atomic(
             folder / BERT_CONFIG_FILE,
             json.dumps(self.text_encoder.bert.config.to_diff_dict(), indent=2) + "\n",
         )

@@ -39,13 +39,13 @@ in ``t5-v1_1-large/``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from tta_energy.fileio import write_json_atomic
 from tta_energy.models.base import GenerationRequest, ModelDefaults, ModelError, ModuleCall
 from tta_energy.models.blocks.bigvgan import BigVGANConfig
 from tta_energy.models.blocks.concat_dit import ConcatDiT2MLP, ConcatDiTConfig
@@ -58,7 +58,6 @@ from tta_energy.models.make_an_audio import (
     VOCODER_ARGS,
     VOCODER_DIR,
     LatentAudioAdapter,
-    atomic_write_text,
     bert_tokenizer,
     build_clap,
     read_bert_and_clap,
@@ -268,7 +267,7 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
         """The original layout: ``maa2.ckpt``, the inference yaml, ``bigvgan/`` (+ BERT/CLAP/T5 sizes)."""
         folder = Path(path)
         self.save_common(folder)
-        atomic_write_text(folder / T5_CONFIG_FILE, json.dumps(self.config.t5, indent=2) + "\n")
+        write_json_atomic(folder / T5_CONFIG_FILE, self.config.t5)
 
     def components(self) -> dict[str, torch.nn.Module]:
         return {

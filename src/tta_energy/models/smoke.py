@@ -12,8 +12,6 @@ import contextlib
 import csv
 import gc
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tta_energy.fileio import atomic_path
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
 
@@ -200,17 +199,10 @@ def append_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
     columns = list(SMOKE_COLUMNS)
     for r in everything:
         columns += [k for k in r if k not in columns]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(everything)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(everything)
 
 
 def importable_models(names: list[str]) -> Iterator[str]:

@@ -63,6 +63,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from tta_energy.fileio import torch_save_atomic, write_json_atomic
 from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
@@ -350,18 +351,6 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # -- the adapter --------------------------------------------------------------------------------------
 class TangoAdapter(ModelAdapter):
     """Tango (declare-lab/tango-full in the study) behind the common adapter interface."""
@@ -625,10 +614,10 @@ class TangoAdapter(ModelAdapter):
         if self.size != "full":
             main["unet_model_config_path"] = UNET_CONFIG_FILE
             main["text_encoder_name"] = TEXT_ENCODER_DIR
-            _atomic_json(dict(self.denoiser.config), folder / UNET_CONFIG_FILE)
+            write_json_atomic(folder / UNET_CONFIG_FILE, dict(self.denoiser.config))
             (folder / TEXT_ENCODER_DIR).mkdir(exist_ok=True)
-            _atomic_json(self.text_encoder.config.to_dict(), folder / TEXT_ENCODER_DIR / "config.json")
-            _atomic_json(self.configs["vocoder"], folder / VOCODER_CONFIG_FILE)
+            write_json_atomic(folder / TEXT_ENCODER_DIR / "config.json", self.text_encoder.config.to_dict())
+            write_json_atomic(folder / VOCODER_CONFIG_FILE, self.configs["vocoder"])
         vae_cfg = dict(self.configs["vae"])
         vae_cfg["scale_factor"] = float(self.vae.config.scaling_factor)
         main_state = {f"unet.{k}": v.cpu() for k, v in self.denoiser.state_dict().items()}
@@ -640,11 +629,11 @@ class TangoAdapter(ModelAdapter):
             for d, (t, conv) in vae_pairs.items()
         }
         vae_state.update({t: voc_sd[d].cpu() for d, t in voc_pairs.items()})
-        _atomic_torch_save(main_state, folder / MAIN_WEIGHTS)
-        _atomic_torch_save(vae_state, folder / VAE_WEIGHTS)
-        _atomic_json(main, folder / MAIN_CONFIG)
-        _atomic_json(vae_cfg, folder / VAE_CONFIG)
-        _atomic_json(self.configs["stft"], folder / STFT_CONFIG)
+        torch_save_atomic(main_state, folder / MAIN_WEIGHTS)
+        torch_save_atomic(vae_state, folder / VAE_WEIGHTS)
+        write_json_atomic(folder / MAIN_CONFIG, main)
+        write_json_atomic(folder / VAE_CONFIG, vae_cfg)
+        write_json_atomic(folder / STFT_CONFIG, self.configs["stft"])
 
     def components(self) -> dict[str, torch.nn.Module]:
         return {

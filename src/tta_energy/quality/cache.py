@@ -9,14 +9,14 @@ unreadable entry is ignored and recomputed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tta_energy.fileio import atomic_path
 
 CACHE_VERSION = "1"
 DEFAULT_CACHE_DIR = (
@@ -73,12 +73,5 @@ class EmbeddingCache:
             raise ValueError("refusing to cache an empty or non-finite embedding")
         path = self.path(model_id, kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".npy.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, array, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path, suffix=".npy.tmp") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)

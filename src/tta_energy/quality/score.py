@@ -8,10 +8,7 @@ scores. One row per (model, dataset, steps, metric) in :data:`TABLE_COLUMNS`; pe
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -21,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from tta_energy import fileio
 from tta_energy.errors import TtaError
 from tta_energy.quality import frechet
 from tta_energy.quality.audio import (
@@ -477,15 +475,7 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise TtaError(f"output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    fileio.write_csv_atomic(path, df)
     return path
 
 
