@@ -15,6 +15,8 @@ import torch
 from tta_energy.audio_io import clip_paths, write_wav
 from tta_energy.cli.main import main
 from tta_energy.errors import TtaError
+from tta_energy.models.base import ModelError
+from tta_energy.models.registry import MODEL_NAMES, build_model
 from tta_energy.models.smoke import SMOKE_COLUMNS, append_rows, smoke_model
 
 
@@ -119,3 +121,10 @@ def test_smoke_rows_record_failures_and_append(tmp_path):
     with open(out, newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == 3 and list(table[0])[: len(SMOKE_COLUMNS)] == list(SMOKE_COLUMNS)
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_real_weights_on_the_meta_device_are_refused_for_every_model(tmp_path, model):
+    """One check in the adapters' shared build arguments: the meta device holds no values to load into."""
+    with pytest.raises(ModelError, match="real weights cannot be loaded on the meta device"):
+        build_model(model, size="tiny", weights=str(tmp_path), device="meta")

@@ -112,8 +112,9 @@ def looks_like_hub_id(weights: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", weights)) and not weights.startswith(".")
 
 
-def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: torch.dtype) -> Any:
-    """``pipeline_cls.from_pretrained`` from a local folder or a hub id, with one-line errors.
+def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: torch.dtype,
+                  device: torch.device) -> Any:
+    """``pipeline_cls.from_pretrained`` from a local folder or a hub id, with one-line errors, on ``device``.
 
     A local folder must hold ``required`` entries and a ``model_index.json`` naming ``pipeline_cls``.
     ``HF_HUB_OFFLINE=1`` is honoured (no hub call; only the local cache is read).
@@ -147,7 +148,8 @@ def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: 
             module = getattr(pipe, name, None)
             if isinstance(module, torch.nn.Module):
                 check_checkpoint_keys(Path(source) / name, module, name)
-    return pipe
+    with quiet_diffusers():
+        return pipe.to(device)
 
 
 def _checkpoint_keys(folder: Path) -> set[str] | None:
@@ -315,13 +317,9 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
             SpeechT5HifiGanConfig,
         )
 
-        dev, torch_dtype = cls._build_args(size, device, dtype)
+        dev, torch_dtype = cls._build_args(size, device, dtype, weights)
         if weights != "random":
-            if dev.type == "meta":
-                raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
-            pipe = load_pipeline(AudioLDMPipeline, weights, cls.components_required, torch_dtype)
-            with quiet_diffusers():
-                pipe = pipe.to(dev)
+            pipe = load_pipeline(AudioLDMPipeline, weights, cls.components_required, torch_dtype, dev)
             return cls(pipe, size=size, weights=weights, device=dev, dtype=torch_dtype)
         cfg = cls.configs(size)
         with seeded_init(dev), torch.device(dev):

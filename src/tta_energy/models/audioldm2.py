@@ -47,7 +47,6 @@ from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
     ModelDefaults,
-    ModelError,
     ModuleCall,
     PhaseHook,
     no_phases,
@@ -200,13 +199,9 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
             T5EncoderModel,
         )
 
-        dev, torch_dtype = cls._build_args(size, device, dtype)
+        dev, torch_dtype = cls._build_args(size, device, dtype, weights)
         if weights != "random":
-            if dev.type == "meta":
-                raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
-            pipe = load_pipeline(AudioLDM2Pipeline, weights, cls.components_required, torch_dtype)
-            with quiet_diffusers():
-                pipe = pipe.to(dev)
+            pipe = load_pipeline(AudioLDM2Pipeline, weights, cls.components_required, torch_dtype, dev)
             return cls(pipe, size=size, weights=weights, device=dev, dtype=torch_dtype)
         cfg = cls.configs(size)
         with seeded_init(dev), torch.device(dev):

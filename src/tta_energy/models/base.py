@@ -139,14 +139,18 @@ class ModelAdapter(ABC):
         """Name -> module, for parameter counts and FLOPs."""
 
     @classmethod
-    def _build_args(cls, size: str, device: str | torch.device,
-                    dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
-        """Check ``size`` and resolve the device and dtype (the model's study dtype when None)."""
+    def _build_args(cls, size: str, device: str | torch.device, dtype: str | torch.dtype | None,
+                    weights: str = "random") -> tuple[torch.device, torch.dtype]:
+        """Check ``size`` (and that real ``weights`` are not asked for on the meta device, which holds no
+        values) and resolve the device and dtype (the model's study dtype when None)."""
         from tta_energy.models.common import resolve_device
 
         if size not in SIZES:
             raise ModelError(f"unknown size {size!r}: use full or tiny")
-        return resolve_device(device), parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        dev = resolve_device(device)
+        if weights != "random" and dev.type == "meta":
+            raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
+        return dev, parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
 
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component as ``from_pretrained(torch_dtype=...)`` would (modules a

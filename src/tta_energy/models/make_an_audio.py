@@ -335,7 +335,7 @@ class LatentAudioAdapter(ModelAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> LatentAudioAdapter:
-        device, dtype = cls._build_args(size, device, dtype)
+        device, dtype = cls._build_args(size, device, dtype, weights)
         if weights == "random":
             config = cls._bundled_config(size)
             with seeded_init(device):
@@ -344,8 +344,6 @@ class LatentAudioAdapter(ModelAdapter):
                     vocoder = BigVGANGenerator(config.vocoder)
             return cls(size=size, weights="random", device=device, dtype=dtype, modules=modules,
                        vocoder=vocoder, ldm_config=config.ldm, scale_factor=1.0, config=config)
-        if device.type == "meta":
-            raise ModelError("real weights cannot be loaded on the meta device; use weights=random")
         folder = check_weights_folder(
             Path(weights),
             [cls.checkpoint_file, cls.config_file, f"{VOCODER_DIR}/{VOCODER_ARGS}",

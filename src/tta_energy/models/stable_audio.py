@@ -225,7 +225,7 @@ class StableAudioOpenAdapter(ModelAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> StableAudioOpenAdapter:
-        device, dtype = cls._build_args(size, device, dtype)
+        device, dtype = cls._build_args(size, device, dtype, weights)
         if weights == "random":
             return cls._build_random(size, device, dtype)
         return cls._load_pipeline(weights, size, device, dtype)
@@ -295,8 +295,6 @@ class StableAudioOpenAdapter(ModelAdapter):
         else:
             path = cls._cached_hub_repo(weights)
         check_pipeline_keys(path)
-        if device.type == "meta":
-            raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
         weights_dir = str(path)
         # a replica's checkpoint has no tokenizer (model_index lists it as null): pass None explicitly
         overrides = {} if (path / "tokenizer").is_dir() else {"tokenizer": None}

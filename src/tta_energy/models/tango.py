@@ -407,7 +407,7 @@ class TangoAdapter(ModelAdapter):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
     ) -> TangoAdapter:
-        device, dtype = cls._build_args(size, device, dtype)
+        device, dtype = cls._build_args(size, device, dtype, weights)
         if weights == "random":
             configs = bundled_configs(size)
             with seeded_init(device):
@@ -544,8 +544,6 @@ class TangoAdapter(ModelAdapter):
     def _load_tango_checkpoint(
         cls, weights: str, size: str, device: torch.device, dtype: torch.dtype
     ) -> TangoAdapter:
-        if device.type == "meta":
-            raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
         folder = cls._resolve_folder(weights)
         configs = cls._read_configs(folder, size)
         modules = cls._modules(configs, torch.device("meta"))
