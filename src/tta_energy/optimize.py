@@ -31,6 +31,7 @@ plain eager run at the same precision (the precision's normal error).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping
@@ -460,6 +461,25 @@ def _time_call(fn: Callable[[], Any], device: torch.device, repeats: int) -> flo
     return (time.perf_counter() - start) / repeats
 
 
+def time_denoiser_step(adapter: ModelAdapter, duration_s: float,
+                       settings: dict[str, Callable[[], contextlib.AbstractContextManager]],
+                       repeats: int = 3) -> dict[str, float]:
+    """Milliseconds of one batch-1 denoiser step of ``adapter`` under each setting (a context manager
+    factory); a setting whose step raises ``RuntimeError`` is left out."""
+    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+    fn = getattr(call.module, call.method)
+    timings: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, setting in settings.items():
+            try:
+                with setting():
+                    seconds = _time_call(lambda: fn(*call.args, **call.kwargs), adapter.device, repeats)
+            except RuntimeError:
+                continue
+            timings[name] = round(seconds * 1e3, 4)
+    return timings
+
+
 def available_sdpa_backends(device: torch.device) -> list[str]:
     """Backends torch can run on ``device`` at all (cudnn needs CUDA; flash on CPU is torch's CPU kernel)."""
     if device.type == "cuda":
@@ -472,17 +492,8 @@ def select_sdpa_backend(adapter: ModelAdapter, duration_s: float,
     """The backend with the fastest denoiser step on ``adapter.denoiser_call`` (batch 1): (name, ms each).
 
     A backend that fails on the model's shapes is left out."""
-    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
-    fn = getattr(call.module, call.method)
-    timings: dict[str, float] = {}
-    with torch.inference_mode():
-        for backend in available_sdpa_backends(adapter.device):
-            try:
-                with sdpa_context(backend):
-                    seconds = _time_call(lambda: fn(*call.args, **call.kwargs), adapter.device, repeats)
-            except RuntimeError:
-                continue
-            timings[backend] = round(seconds * 1e3, 4)
+    settings = {b: functools.partial(sdpa_context, b) for b in available_sdpa_backends(adapter.device)}
+    timings = time_denoiser_step(adapter, duration_s, settings, repeats)
     if not timings:
         raise LeverError(f"sdpa-best: no attention backend runs {adapter.name}'s denoiser on "
                          f"{adapter.device}")

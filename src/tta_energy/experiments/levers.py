@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gc
 import io
 import json
@@ -336,18 +337,12 @@ def strict_fp32(conv_mode: str = "cudnn") -> Iterator[None]:
 
 def select_reference_conv(adapter: Any, duration_s: float, repeats: int = 2) -> tuple[str, dict[str, float]]:
     """The fastest :data:`REFERENCE_CONV_MODES` entry for one fp32 denoiser step: (mode, ms per mode)."""
-    import torch
+    from tta_energy.optimize import time_denoiser_step
 
-    from tta_energy.optimize import _time_call
-
-    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
-    fn = getattr(call.module, call.method)
-    timings: dict[str, float] = {}
-    with torch.inference_mode():
-        for mode in REFERENCE_CONV_MODES:
-            with strict_fp32(mode):
-                seconds = _time_call(lambda: fn(*call.args, **call.kwargs), adapter.device, repeats)
-            timings[mode] = round(seconds * 1e3, 4)
+    settings = {mode: functools.partial(strict_fp32, mode) for mode in REFERENCE_CONV_MODES}
+    timings = time_denoiser_step(adapter, duration_s, settings, repeats)
+    if not timings:
+        raise LeversError(f"the fp32 reference of {adapter.name} runs under no convolution mode")
     return min(timings, key=timings.__getitem__), timings
 
 
