@@ -1,4 +1,4 @@
-"""The five tables reproduce the study's numbers where its method was right (study-method §9-§11)."""
+"""The six tables reproduce the study's numbers where its method was right (study-method §9-§11)."""
 
 from __future__ import annotations
 
@@ -231,6 +231,58 @@ def test_quality_energy_sums_reproduce_the_emissions_files(fronts):
                 row.gpu_energy * KWH, rel=RTOL
             )
             assert ours.loc[(row.baseline, row.steps), "n_generations"] == 300
+
+
+def _quality_rows(energies: dict[str, list[float]], prompts: dict[str, list[str]]) -> pd.DataFrame:
+    rows = []
+    for dataset, values in energies.items():
+        for i, (energy, prompt) in enumerate(zip(values, prompts[dataset], strict=True)):
+            rows.append(schema.empty_row() | {
+                "source": "tta-energy", "gpu_name": "NVIDIA H200", "experiment": "quality", "model": "tango",
+                "size": "full", "dtype": "float32", "steps": 10, "n_clips": 1, "audio_seconds": 10.24,
+                "status": "ok", "gpu_energy_J": energy, "wall_s": energy / 400.0, "prompt": prompt,
+                "dataset": dataset, "caption_id": f"{dataset}-{i}.wav",
+                "timestamp": "2026-01-01T00:00:00+00:00",
+            })
+    return pd.DataFrame(rows)
+
+
+def test_quality_energy_summary_per_caption_set_with_welch_test_and_caption_length():
+    energies = {"audiocaps": [100.0, 104.0, 108.0, 112.0], "clotho": [110.0, 121.0, 99.0]}
+    prompts = {"audiocaps": ["a", "bb", "ccc", "dddd"], "clotho": ["x" * 9, "y", "zz"]}
+    runs = _quality_rows(energies, prompts)
+    warm = runs.iloc[[0]].assign(is_warmup=True, gpu_energy_J=1e6)  # never enters a mean
+    usable = summaries.usable_runs(pd.concat([runs, warm], ignore_index=True))
+    table = summaries.quality_energy_summary(usable)
+    t = table.set_index("dataset")
+    assert t.loc["audiocaps", "n_captions"] == 4 and t.loc["clotho", "n_captions"] == 3
+    assert t.loc["audiocaps", "gpu_energy_J_mean"] == pytest.approx(106.0)
+    assert t.loc["clotho", "gpu_energy_J_std"] == pytest.approx(np.std(energies["clotho"], ddof=1))
+    assert t.loc["clotho", "ratio_to_reference_dataset"] == pytest.approx(110.0 / 106.0)
+    assert t.loc["audiocaps", "ratio_to_reference_dataset"] == 1.0
+    welch = stats.ttest_ind(energies["audiocaps"], energies["clotho"], equal_var=False).pvalue
+    np.testing.assert_allclose(t["welch_p"], welch, rtol=1e-12)
+    # energy rises with every extra character in AudioCaps: rho = 1; Clotho: lengths 9, 1, 2 vs 110, 121, 99
+    assert t.loc["audiocaps", "spearman_rho_prompt_chars"] == pytest.approx(1.0)
+    assert t.loc["clotho", "spearman_rho_prompt_chars"] == pytest.approx(
+        stats.spearmanr([9, 1, 2], energies["clotho"]).statistic
+    )
+    assert t.loc["audiocaps", "prompt_chars_mean"] == pytest.approx(2.5)
+    assert t.loc["audiocaps", "gpu_energy_J_per_audio_s_mean"] == pytest.approx(106.0 / 10.24)
+    one_set = summaries.quality_energy_summary(summaries.usable_runs(runs[runs["dataset"] == "clotho"]))
+    assert np.isnan(one_set["welch_p"].iloc[0]) and np.isnan(one_set["ratio_to_reference_dataset"].iloc[0])
+    with pytest.raises(summaries.AnalysisError, match="caption set"):
+        summaries.quality_energy_summary(summaries.usable_runs(runs.assign(dataset="")))
+    with pytest.raises(summaries.AnalysisError, match="no usable 'quality' rows"):
+        summaries.quality_energy_summary(summaries.usable_runs(runs.assign(experiment="steps")))
+
+
+def test_quality_energy_summary_on_the_studys_subsets(runs):
+    table = summaries.quality_energy_summary(summaries.usable_runs(runs))
+    assert set(table["model"]) == set(FOLDERS) and (table["n_captions"] == 300).all()
+    assert len(table) == 3 * 6 * 2
+    # the two caption subsets cost the same within 1% at every step count: caption text barely matters
+    assert table["ratio_to_reference_dataset"].between(0.99, 1.01).all()
 
 
 def test_steps_fit_is_least_squares_of_the_means(steps):
@@ -473,7 +525,7 @@ def test_sanity_reproduces_the_studys_published_statistics():
         assert fit.pvalues.filter(like=":").iloc[0] == pytest.approx(row.ancova_p, rel=1e-9)
 
 
-def test_analyze_on_the_study_writes_the_five_tables(tmp_path, capsys):
+def test_analyze_on_the_study_writes_every_table(tmp_path, capsys):
     out = tmp_path / "tables"
     cli_main(["analyze", "--study", str(require_paper_data()), "--out", str(out), "--bootstrap", "50"])
     assert "96/96 of the study's aggregates reproduced" in capsys.readouterr().out
@@ -559,7 +611,7 @@ def test_missing_experiments_give_empty_tables_with_a_note(tmp_path):
     schema.write_runs(steps_only, load_paper_data().runs["steps"][list(schema.COLUMN_NAMES)])
     written, result = tables.analyze(None, [steps_only], tmp_path / "out", n_boot=0)
     assert len(result.tables["steps_summary"]) == 18
-    for name in ("batch_summary", "pareto", "sanity"):
+    for name in ("batch_summary", "pareto", "sanity", "quality_energy"):
         df = pd.read_csv(tmp_path / "out" / f"{name}.csv")
         assert df.empty and list(df.columns) == list(tables.TABLE_COLUMNS[name])
         assert name in result.notes

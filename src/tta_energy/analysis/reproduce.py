@@ -10,7 +10,7 @@
   temporary folder and used instead of ``data/study``;
 * each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient in its own
   kernel; parameters are injected after the cell tagged ``parameters`` (papermill's convention);
-* the five analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
+* the six analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
   ``<figures>/index.md`` shows each figure with one line of explanation.
 
 The notebooks call :func:`notebook_inputs` to load what they were given.

@@ -388,3 +388,75 @@ def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> 
             if hit.empty:
                 hit = on.index[[int(np.argmax(on["guidance_scale"].to_numpy(dtype="float64")))]]
     return int(hit[0]) if len(hit) else None
+
+
+#: The caption set ``ratio_to_reference_dataset`` divides by in :func:`quality_energy_summary`.
+REFERENCE_DATASET = "audiocaps"
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
+    """Spearman's rho and its p value; NaN where it is undefined (fewer than 3 pairs or a constant side)."""
+    ok = x.notna() & y.notna()
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or x.nunique() < 2 or y.nunique() < 2:
+        return float("nan"), float("nan")
+    res = stats.spearmanr(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Energy per caption of the quality sweep, per (platform, model, steps, caption set).
+
+    The quality sweep makes one generation per caption, so the spread here is over captions (and the
+    moment each ran), not over repeats of one configuration. Columns: ``n_captions``; ``gpu_energy_J``
+    mean, sample std (ddof 1), SEM and t interval; ``gpu_energy_J_per_audio_s_mean``; ``wall_s_mean``;
+    ``prompt_chars_mean`` and Spearman's rho / p of energy against the caption's length in characters
+    (``spearman_rho_prompt_chars``: longer captions cost more only where the text encoder's work grows with
+    them, e.g. AudioLDM 2's GPT-2 and T5); ``ratio_to_reference_dataset``: the mean over that of
+    :data:`REFERENCE_DATASET` at the same platform and steps; ``welch_p``: Welch's t test of the two caption
+    sets' energies (the same on both rows; NaN with one set or fewer than two captions in one). Whether the
+    caption set changes the energy matters because the study reports its energy per caption subset.
+
+    Raises :class:`AnalysisError` when ``runs`` has no usable quality rows or none names its caption set.
+    """
+    df = _require(runs, "quality").copy()
+    if "dataset" not in df.columns or not (df["dataset"].fillna("") != "").any():
+        raise AnalysisError("the 'quality' rows do not say which caption set they come from (column dataset)")
+    df = df[df["dataset"].fillna("") != ""]
+    df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
+    df["prompt_chars"] = df["prompt"].fillna("").astype(str).str.len()
+    if "first_generation" not in df.columns:
+        df["first_generation"] = False
+    keys = [*PLATFORM_KEYS, "steps", "dataset"]
+    g = df.groupby(keys, sort=True, dropna=False)
+    out = g.agg(
+        n_captions=("gpu_energy_J", "count"),
+        gpu_energy_J_mean=("gpu_energy_J", "mean"),
+        gpu_energy_J_std=("gpu_energy_J", "std"),
+        gpu_energy_J_sem=("gpu_energy_J", "sem"),
+        gpu_energy_J_per_audio_s_mean=("gpu_energy_J_per_audio_s", "mean"),
+        wall_s_mean=("wall_s", "mean"),
+        prompt_chars_mean=("prompt_chars", "mean"),
+        first_generation_included=("first_generation", "any"),
+    ).reset_index()
+    _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
+    rho = g.apply(lambda grp: _spearman(grp["prompt_chars"], grp["gpu_energy_J"]), include_groups=False)
+    out["spearman_rho_prompt_chars"] = [r[0] for r in rho]
+    out["spearman_p_prompt_chars"] = [r[1] for r in rho]
+    out["ratio_to_reference_dataset"] = np.nan
+    out["welch_p"] = np.nan
+    base = [*PLATFORM_KEYS, "steps"]
+    for _, grp in out.groupby(base, sort=False, dropna=False):
+        ref = grp[grp["dataset"] == REFERENCE_DATASET]
+        if len(ref) == 1:
+            out.loc[grp.index, "ratio_to_reference_dataset"] = (
+                grp["gpu_energy_J_mean"] / ref["gpu_energy_J_mean"].iloc[0]
+            )
+        if len(grp) == 2 and (grp["n_captions"] >= 2).all():
+            first = grp.iloc[0]
+            same = np.ones(len(df), dtype=bool)
+            for k in base:
+                same &= ((df[k] == first[k]) | (df[k].isna() & pd.isna(first[k]))).to_numpy()
+            sets = [df.loc[same & (df["dataset"] == d).to_numpy(), "gpu_energy_J"] for d in grp["dataset"]]
+            out.loc[grp.index, "welch_p"] = float(stats.ttest_ind(*sets, equal_var=False).pvalue)
+    return out

@@ -1,4 +1,4 @@
-"""``tta-energy analyze``: load run and score tables, compute the five tables, write them all or nothing."""
+"""``tta-energy analyze``: load run and score tables, compute the six tables, write them all or nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tta_energy.analysis import compare, pareto, sanity, study_import, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 
-#: The five tables and the columns each has at least (header-only tables keep these).
+#: The analysis tables and the columns each has at least (header-only tables keep these).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "steps_summary": (
         "model",
@@ -38,6 +38,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "pareto": ("dataset", "metric", "model", "steps", "gpu_energy_J_mean", "score", "pareto_optimal"),
     "sanity": ("metric", "model", "dataset", "pearson_r", "pearson_p", "ancova_p"),
+    "quality_energy": ("model", "steps", "dataset", "n_captions", "gpu_energy_J_mean", "welch_p"),
 }
 
 SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
@@ -184,7 +185,7 @@ def build_tables(
     n_boot: int = pareto.DEFAULT_BOOTSTRAP,
     seed: int = 0,
 ) -> AnalysisResult:
-    """Compute the five tables; a table whose experiment is absent is empty, with a note saying why."""
+    """Compute the analysis tables; a table whose experiment is absent is empty, with a note saying why."""
     runs = summaries.usable_runs(inp.runs, drop_study_warmup=drop_study_warmup)
     tables: dict[str, pd.DataFrame] = {}
     notes: dict[str, str] = {}
@@ -206,6 +207,7 @@ def build_tables(
     attempt("batch_summary", lambda: summaries.batch_summary(runs))
     attempt("pareto", lambda: pareto.pareto_table(runs, inp.scores, n_boot=n_boot, seed=seed))
     attempt("sanity", lambda: sanity.sanity_table(inp.scores, inp.published_sanity))
+    attempt("quality_energy", lambda: summaries.quality_energy_summary(runs))
     if len(notes) == len(TABLE_COLUMNS):
         raise AnalysisError("nothing to analyse: " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     extra = {}
@@ -269,6 +271,9 @@ def readme_text(
         "score, `pareto_optimal` (strict dominance), `front_frequency` under bootstrap, energy interval |",
         "| sanity.csv | subset vs full-set scores: Pearson r / p, OLS `score ~ steps * C(group)` "
         "interaction p (`ancova_p`), mean shift; `published_*` = the study's own values where present |",
+        "| quality_energy.csv | the quality sweep's energy per caption, per model x steps x caption set: "
+        "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
+        "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets |",
     ]
     if "reproduction" in result.extra:
         rep = result.extra["reproduction"]

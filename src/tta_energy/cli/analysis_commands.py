@@ -1,4 +1,4 @@
-"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; the five tables."""
+"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; the six tables."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         scores: list[Path] = typer.Option(
             None, help="extra score tables (model, dataset, steps, metric, value)"
         ),
-        out: Path = typer.Option(..., help="folder for the five tables (+ README.md, reproduction.csv)"),
+        out: Path = typer.Option(..., help="folder for the six tables (+ README.md, reproduction.csv)"),
         drop_study_warmup: bool = typer.Option(
             False, help="drop the first call of each of the study's scripts (its unflagged CUDA warm-up)"
         ),
