@@ -443,20 +443,18 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
     rho = g.apply(lambda grp: _spearman(grp["prompt_chars"], grp["gpu_energy_J"]), include_groups=False)
     out["spearman_rho_prompt_chars"] = [r[0] for r in rho]
     out["spearman_p_prompt_chars"] = [r[1] for r in rho]
-    out["ratio_to_reference_dataset"] = np.nan
-    out["welch_p"] = np.nan
     base = [*PLATFORM_KEYS, "steps"]
-    for _, grp in out.groupby(base, sort=False, dropna=False):
-        ref = grp[grp["dataset"] == REFERENCE_DATASET]
-        if len(ref) == 1:
-            out.loc[grp.index, "ratio_to_reference_dataset"] = (
-                grp["gpu_energy_J_mean"] / ref["gpu_energy_J_mean"].iloc[0]
-            )
-        if len(grp) == 2 and (grp["n_captions"] >= 2).all():
-            first = grp.iloc[0]
-            same = np.ones(len(df), dtype=bool)
-            for k in base:
-                same &= ((df[k] == first[k]) | (df[k].isna() & pd.isna(first[k]))).to_numpy()
-            sets = [df.loc[same & (df["dataset"] == d).to_numpy(), "gpu_energy_J"] for d in grp["dataset"]]
-            out.loc[grp.index, "welch_p"] = float(stats.ttest_ind(*sets, equal_var=False).pvalue)
-    return out
+    welch = {}
+    for key, grp in df.groupby(base, sort=False, dropna=False):
+        sets = [s["gpu_energy_J"] for _, s in grp.groupby("dataset", sort=True)]
+        if len(sets) == 2 and min(len(s) for s in sets) >= 2:
+            welch[key] = float(stats.ttest_ind(*sets, equal_var=False).pvalue)
+    out["welch_p"] = [welch.get(tuple(row), np.nan) for row in out[base].itertuples(index=False)]
+    reference = out[out["dataset"] == REFERENCE_DATASET].set_index(base)["gpu_energy_J_mean"]
+    out["ratio_to_reference_dataset"] = out["gpu_energy_J_mean"].to_numpy() / reference.reindex(
+        pd.MultiIndex.from_frame(out[base])
+    ).to_numpy()
+    first = ["model", "steps", "dataset", "n_captions", "gpu_energy_J_mean", "gpu_energy_J_std",
+             "gpu_energy_J_ci_low", "gpu_energy_J_ci_high", "ratio_to_reference_dataset", "welch_p",
+             "spearman_rho_prompt_chars", "spearman_p_prompt_chars"]
+    return out[first + [c for c in out.columns if c not in first]]
