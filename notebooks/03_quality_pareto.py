@@ -31,7 +31,7 @@
 import pandas as pd
 from IPython.display import display
 
-from tta_energy.analysis import pareto, plots, sanity
+from tta_energy.analysis import pareto, plots, sanity, summaries
 from tta_energy.analysis.reproduce import notebook_inputs
 from tta_energy.analysis.summaries import AnalysisError
 
@@ -78,6 +78,36 @@ for label, rows in platforms:
     plots.plot_pareto(table, inputs.figures, label)
 if not platforms:
     plots.plot_pareto(pd.DataFrame(), inputs.figures, "no data")
+
+# %% [markdown]
+# ## Does the caption set change the energy?
+#
+# The energy axis of the fronts is a mean over captions. Per model, steps and caption set: the mean energy per
+# caption with its t interval, the ratio of Clotho to AudioCaps, Welch's t test of the two sets and Spearman's
+# rho of energy against the caption's length in characters. The study ran AudioCaps first and Clotho after it,
+# so a small "significant" difference there can as well be drift over the hours between them.
+
+# %%
+ENERGY_COLUMNS = [
+    "model",
+    "steps",
+    "dataset",
+    "n_captions",
+    "gpu_energy_J_mean",
+    "gpu_energy_J_ci_low",
+    "gpu_energy_J_ci_high",
+    "ratio_to_reference_dataset",
+    "welch_p",
+    "spearman_rho_prompt_chars",
+]
+for label, rows in platforms:
+    try:
+        energy = summaries.quality_energy_summary(rows)
+    except AnalysisError as exc:
+        print(f"{label}: {exc}")
+        continue
+    print(f"{label}: energy per caption")
+    display(energy[ENERGY_COLUMNS].round(4))
 
 # %% [markdown]
 # ## Sanity check: the 300-caption subsets against the full data sets
