@@ -196,27 +196,17 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         )
     distinct = batch[batch["n_prompts"] > 1] if "n_prompts" in batch.columns else batch[:0]
     for row in distinct.itertuples():
-        colour = MODEL_COLOURS.get(row.model)
-        ax.scatter(
-            row.batch,
-            row.gpu_energy_J_per_clip_mean,
-            marker="D",
-            s=60,
-            facecolors="none",
-            edgecolors=colour,
-            linewidths=1.5,
-            zorder=4,
-        )
-        ax_ratio.scatter(
-            row.batch,
-            row.ratio_to_batch1,
-            marker="D",
-            s=60,
-            facecolors="none",
-            edgecolors=colour,
-            linewidths=1.5,
-            zorder=4,
-        )
+        for axis, y in ((ax, row.gpu_energy_J_per_clip_mean), (ax_ratio, row.ratio_to_batch1)):
+            axis.scatter(
+                row.batch,
+                y,
+                marker="D",
+                s=60,
+                facecolors="none",
+                edgecolors=MODEL_COLOURS.get(row.model),
+                linewidths=1.5,
+                zorder=4,
+            )
     if not distinct.empty:
         ax.scatter(
             [], [], marker="D", facecolors="none", edgecolors="grey", label="distinct prompts in one call"
