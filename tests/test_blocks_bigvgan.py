@@ -20,14 +20,7 @@ from tta_energy.models.blocks.bigvgan import (
 )
 from tta_energy.models.common import load_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_lowpass_is_scipys_kaiser_windowed_firwin() -> None:

@@ -12,13 +12,7 @@ from tta_energy.models.blocks.concat_dit import ConcatDiT2MLP, ConcatDiTConfig, 
 TINY = ConcatDiTConfig(in_channels=20, context_dim=32, hidden_size=64, num_heads=4, depth=2, max_len=1000)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

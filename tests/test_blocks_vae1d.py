@@ -9,14 +9,7 @@ import torch.nn.functional as F
 from tta_energy.models.blocks.vae1d import AutoencoderKL1D, DownsampleRightPad, SelfAttention1D, VAE1DConfig
 from tta_energy.models.common import load_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _yaml_config() -> VAE1DConfig:
