@@ -10,7 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from tta_energy.audio_io import clip_paths, write_wav
 from tta_energy.cli.main import main
@@ -19,13 +18,7 @@ from tta_energy.models.base import ModelError
 from tta_energy.models.registry import MODEL_NAMES, build_model
 from tta_energy.models.smoke import SMOKE_COLUMNS, append_rows, smoke_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def run(argv: list[str]) -> int:

@@ -34,12 +34,7 @@ PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some wa
 NO_CUDA = "needs an NVIDIA GPU: CUDA graphs, cuDNN attention and compile-graphs do not exist on a CPU"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine is small and shared: oversubscribed threads crawl
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(model: str = "audioldm", device: str = "cpu"):

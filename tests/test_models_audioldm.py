@@ -19,12 +19,7 @@ from tta_energy.models.registry import build_model
 PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine is small and shared: oversubscribed threads crawl
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from tta_energy.models.audioldm2 import STUDY_PROMPT, resample, t5_token_count
 from tta_energy.models.base import GenerationRequest, ModelError
 from tta_energy.models.registry import build_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine is small and shared: oversubscribed threads crawl
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

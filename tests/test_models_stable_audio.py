@@ -16,13 +16,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _offline_single_thread():
-    # no hub calls; one thread: tiny models on a shared 2-core machine run far faster without oversubscription
-    old_env, old_threads = os.environ.get("HF_HUB_OFFLINE"), torch.get_num_threads()
+def _offline_single_thread(one_thread):  # one thread: tests/conftest.py
+    # no hub calls
+    old_env = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(old_threads)
     if old_env is None:
         os.environ.pop("HF_HUB_OFFLINE", None)
     else:
