@@ -88,18 +88,6 @@ if not platforms:
 # so a small "significant" difference there can as well be drift over the hours between them.
 
 # %%
-ENERGY_COLUMNS = [
-    "model",
-    "steps",
-    "dataset",
-    "n_captions",
-    "gpu_energy_J_mean",
-    "gpu_energy_J_ci_low",
-    "gpu_energy_J_ci_high",
-    "ratio_to_reference_dataset",
-    "welch_p",
-    "spearman_rho_prompt_chars",
-]
 for label, rows in platforms:
     try:
         energy = summaries.quality_energy_summary(rows)
@@ -107,7 +95,7 @@ for label, rows in platforms:
         print(f"{label}: {exc}")
         continue
     print(f"{label}: energy per caption")
-    display(energy[ENERGY_COLUMNS].round(4))
+    display(energy[list(summaries.QUALITY_ENERGY_COLUMNS)].round(4))
 
 # %% [markdown]
 # ## Sanity check: the 300-caption subsets against the full data sets

@@ -392,6 +392,21 @@ def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> 
 
 #: The caption set ``ratio_to_reference_dataset`` divides by in :func:`quality_energy_summary`.
 REFERENCE_DATASET = "audiocaps"
+#: The leading columns of :func:`quality_energy_summary` (what a reader looks at first), in order.
+QUALITY_ENERGY_COLUMNS: tuple[str, ...] = (
+    "model",
+    "steps",
+    "dataset",
+    "n_captions",
+    "gpu_energy_J_mean",
+    "gpu_energy_J_std",
+    "gpu_energy_J_ci_low",
+    "gpu_energy_J_ci_high",
+    "ratio_to_reference_dataset",
+    "welch_p",
+    "spearman_rho_prompt_chars",
+    "spearman_p_prompt_chars",
+)
 
 
 def _spearman(x: pd.Series, y: pd.Series) -> tuple[float, float]:
@@ -419,10 +434,11 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
 
     Raises :class:`AnalysisError` when ``runs`` has no usable quality rows or none names its caption set.
     """
-    df = _require(runs, "quality").copy()
-    if "dataset" not in df.columns or not (df["dataset"].fillna("") != "").any():
+    df = _require(runs, "quality")
+    named = df["dataset"].fillna("") != "" if "dataset" in df.columns else pd.Series(False, index=df.index)
+    if not named.any():
         raise AnalysisError("the 'quality' rows do not say which caption set they come from (column dataset)")
-    df = df[df["dataset"].fillna("") != ""]
+    df = df[named].copy()
     df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
     df["prompt_chars"] = df["prompt"].fillna("").astype(str).str.len()
     if "first_generation" not in df.columns:
@@ -454,7 +470,5 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
     out["ratio_to_reference_dataset"] = out["gpu_energy_J_mean"].to_numpy() / reference.reindex(
         pd.MultiIndex.from_frame(out[base])
     ).to_numpy()
-    first = ["model", "steps", "dataset", "n_captions", "gpu_energy_J_mean", "gpu_energy_J_std",
-             "gpu_energy_J_ci_low", "gpu_energy_J_ci_high", "ratio_to_reference_dataset", "welch_p",
-             "spearman_rho_prompt_chars", "spearman_p_prompt_chars"]
+    first = list(QUALITY_ENERGY_COLUMNS)
     return out[first + [c for c in out.columns if c not in first]]
