@@ -3,3 +3,12 @@
 
 class TtaError(ValueError):
     """A user-facing error: bad input, missing file, wrong layout. The message is one line."""
+
+
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of ``str(exc)`` (surrounding whitespace stripped); when that is empty, ``default``,
+    or the exception's class name when ``default`` is None."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default

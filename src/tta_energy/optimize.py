@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import TtaError, first_line
 from tta_energy.models.base import ModelAdapter, dtype_name, parse_dtype
 
 
@@ -236,6 +236,7 @@ def _sdpa_backend(name: str) -> Any:
             "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
 
 
+@functools.cache
 def _has_set_priority() -> bool:
     from torch.nn.attention import sdpa_kernel
 
@@ -280,7 +281,6 @@ class _Captured:
     graph: torch.cuda.CUDAGraph
     static_leaves: list[Any]
     static_output: Any
-    capture_s: float
 
 
 class CudaGraphDenoiser(DenoiserWrapper):
@@ -301,10 +301,6 @@ class CudaGraphDenoiser(DenoiserWrapper):
     def captures(self) -> int:
         return len(self._graphs)
 
-    @property
-    def capture_seconds(self) -> float:
-        return float(sum(c.capture_s for c in self._graphs.values()))
-
     @staticmethod
     def _leaf_key(leaf: Any) -> tuple:
         if isinstance(leaf, torch.Tensor):
@@ -320,7 +316,6 @@ class CudaGraphDenoiser(DenoiserWrapper):
         if len(self._graphs) >= self.max_graphs:
             raise LeverError(f"cudagraph: more than {self.max_graphs} distinct denoiser call signatures "
                              "(a Python scalar argument that changes every step?); pass tensors instead")
-        start = time.perf_counter()
         static = [torch.empty_like(x).copy_(x) if isinstance(x, torch.Tensor) else x for x in leaves]
         args, kwargs = tree_unflatten(static, spec)
         side = torch.cuda.Stream()
@@ -334,10 +329,9 @@ class CudaGraphDenoiser(DenoiserWrapper):
             with torch.cuda.graph(graph):
                 out = self.inner(*args, **kwargs)
         except Exception as exc:  # an operation that cannot be captured: name it in one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise LeverError(f"cudagraph: the denoiser cannot be captured: {first}") from None
+            raise LeverError(f"cudagraph: the denoiser cannot be captured: {first_line(exc)}") from None
         torch.cuda.synchronize()
-        captured = _Captured(graph, static, out, time.perf_counter() - start)
+        captured = _Captured(graph, static, out)
         self._graphs[key] = captured
         return captured
 
@@ -508,11 +502,8 @@ def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration
         with torch.inference_mode():
             graphed(*call.args, **call.kwargs)
         torch.cuda.synchronize(adapter.device)
-    except LeverError:
-        raise
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LeverError(f"cudagraph: {first}") from None
+        raise LeverError(f"cudagraph: {first_line(exc)}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------

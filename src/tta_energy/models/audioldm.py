@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tta_energy.errors import first_line
 from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
@@ -38,7 +39,7 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
-from tta_energy.models.common import check_weights_dir, load_config, synthetic_token_ids
+from tta_energy.models.common import check_weights_dir, load_config, seeded_init, synthetic_token_ids
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
 
 #: Length the CLAP (RoBERTa) tokenizer pads every prompt to (``padding="max_length"`` in the pipelines).
@@ -99,15 +100,6 @@ def quiet_diffusers() -> Iterator[None]:
         dlogging.set_verbosity(level)
 
 
-@contextlib.contextmanager
-def seeded_init(device: torch.device, seed: int = 0) -> Iterator[None]:
-    """Deterministic random weights without touching the caller's RNG state."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def looks_like_hub_id(weights: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", weights)) and not weights.startswith(".")
 
@@ -141,8 +133,9 @@ def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: 
         with quiet_diffusers():
             pipe = pipeline_cls.from_pretrained(source, dtype=dtype, local_files_only=offline, **absent)
     except Exception as exc:  # diffusers/transformers/hub errors: keep the first line only
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {pipeline_cls.__name__} weights from {weights}: {first}") from None
+        raise ModelError(
+            f"cannot load {pipeline_cls.__name__} weights from {weights}: {first_line(exc)}"
+        ) from None
     if Path(source).exists():
         for name in required:
             module = getattr(pipe, name, None)

@@ -40,7 +40,6 @@ from tta_energy.models.audioldm import (
     latent_frames,
     load_pipeline,
     quiet_diffusers,
-    seeded_init,
     text_seed,
 )
 from tta_energy.models.base import (
@@ -51,7 +50,7 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
-from tta_energy.models.common import load_config, synthetic_token_ids
+from tta_energy.models.common import load_config, seeded_init, synthetic_token_ids
 from tta_energy.models.tiny import (
     TINY_HIDDEN,
     TINY_PROJECTION,

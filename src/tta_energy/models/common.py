@@ -41,6 +41,15 @@ def default_device(device: torch.device | str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def seeded_init(device: torch.device) -> Iterator[None]:
+    """Deterministic random weights (seed 0) without touching the caller's RNG state."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
+        torch.manual_seed(0)
+        yield
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -72,14 +81,21 @@ def synthetic_token_ids(batch: int, length: int, vocab_size: int, *, bos: int | 
     return ids, mask
 
 
-def check_weights_dir(path: str | Path, required: list[str]) -> Path:
-    """A local weights folder must exist and hold ``required`` entries; else one clear error."""
+def check_weights_dir(path: str | Path, required: list[str], name: str | None = None,
+                      *, files: bool = False) -> Path:
+    """A local weights folder must exist and hold ``required`` entries; else one clear error.
+
+    With ``name`` (a model name) the path must also be a folder and the errors name the model; with
+    ``files`` each required entry must be a file, not just exist."""
     p = Path(path)
     if not p.exists():
         raise ModelError(f"weights path {p} does not exist")
-    missing = [r for r in required if not (p / r).exists()]
+    if name is not None and not p.is_dir():
+        raise ModelError(f"weights path {p} is not a folder (expected {name}'s checkpoint folder)")
+    missing = [r for r in required if not ((p / r).is_file() if files else (p / r).exists())]
     if missing:
-        raise ModelError(f"weights path {p} has the wrong layout: missing {', '.join(missing)}")
+        model = f" for {name}" if name is not None else ""
+        raise ModelError(f"weights path {p} has the wrong layout{model}: missing {', '.join(missing)}")
     return p
 
 

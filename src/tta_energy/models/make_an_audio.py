@@ -41,12 +41,10 @@ original folder, where the code fixes them; when absent, bert-base-uncased and M
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import re
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,7 +53,8 @@ import numpy as np
 import torch
 import yaml
 
-from tta_energy.fileio import torch_save_atomic, write_text_atomic
+from tta_energy.errors import first_line
+from tta_energy.fileio import torch_save_atomic, write_json_atomic, write_text_atomic
 from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
@@ -76,7 +75,7 @@ from tta_energy.models.ckpt_maps import (
     bigvgan_table,
     describe_mismatch,
 )
-from tta_energy.models.common import default_device, load_config
+from tta_energy.models.common import check_weights_dir, default_device, load_config, seeded_init
 
 CONFIG_DIR = "make-an-audio"
 SAMPLE_RATE = 16000
@@ -106,15 +105,6 @@ TINY_VOCODER_CHANNELS = 64
 
 
 # -- shared with Make-An-Audio 2 -------------------------------------------------------------------------
-@contextlib.contextmanager
-def seeded_init(device: torch.device) -> Iterator[None]:
-    """Deterministic random weights (seed 0) without touching the caller's RNG state."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
-        torch.manual_seed(0)
-        yield
-
-
 def synthetic_text_ids(
     texts: list[str], length: int, vocab_size: int, *, bos: int | None, eos: int, pad: int
 ) -> torch.Tensor:
@@ -160,9 +150,8 @@ def read_checkpoint(path: Path, key: str) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelError(
-            f"cannot read checkpoint {path} as tensors only: {type(exc).__name__} {first[:160]}"
+            f"cannot read checkpoint {path} as tensors only: {type(exc).__name__} {first_line(exc, '')[:160]}"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get(key), dict):
         found = ", ".join(map(str, list(data)[:5])) if isinstance(data, dict) else type(data).__name__
@@ -235,18 +224,7 @@ def check_schedule(extras: dict[str, torch.Tensor], params: dict[str, Any], sour
     return float(extras[SCALE_FACTOR].reshape(-1)[0])
 
 
-def check_weights_folder(path: Path, required: list[str], name: str) -> Path:
-    if not path.exists():
-        raise ModelError(f"weights path {path} does not exist")
-    if not path.is_dir():
-        raise ModelError(f"weights path {path} is not a folder (expected {name}'s checkpoint folder)")
-    missing = [r for r in required if not (path / r).is_file()]
-    if missing:
-        raise ModelError(f"weights path {path} has the wrong layout for {name}: missing {', '.join(missing)}")
-    return path
-
-
-def load_vocoder(folder: Path, device: torch.device) -> tuple[BigVGANGenerator, BigVGANConfig]:
+def load_vocoder(folder: Path, device: torch.device) -> BigVGANGenerator:
     args = read_yaml(folder / VOCODER_DIR / VOCODER_ARGS)
     try:
         config = BigVGANConfig.from_args(args)
@@ -257,7 +235,7 @@ def load_vocoder(folder: Path, device: torch.device) -> tuple[BigVGANGenerator, 
     table = vocoder_table(config)
     original = read_checkpoint(folder / VOCODER_DIR / VOCODER_WEIGHTS, "generator")
     load_strict(vocoder, table, original, str(folder / VOCODER_DIR / VOCODER_WEIGHTS))
-    return vocoder, config
+    return vocoder
 
 
 def vocoder_table(config: BigVGANConfig) -> KeyTable:
@@ -344,11 +322,12 @@ class LatentAudioAdapter(ModelAdapter):
                     vocoder = BigVGANGenerator(config.vocoder)
             return cls(size=size, weights="random", device=device, dtype=dtype, modules=modules,
                        vocoder=vocoder, ldm_config=config.ldm, scale_factor=1.0, config=config)
-        folder = check_weights_folder(
+        folder = check_weights_dir(
             Path(weights),
             [cls.checkpoint_file, cls.config_file, f"{VOCODER_DIR}/{VOCODER_ARGS}",
              f"{VOCODER_DIR}/{VOCODER_WEIGHTS}"],
             cls.name,
+            files=True,
         )
         config = cls._folder_config(folder)
         modules = cls._modules(config, device)
@@ -356,7 +335,7 @@ class LatentAudioAdapter(ModelAdapter):
         original = cls._prepare_checkpoint(read_checkpoint(folder / cls.checkpoint_file, "state_dict"))
         extras = load_strict(modules, cls._key_table(config), original, source)
         scale_factor = check_schedule(extras, config.ldm["model"]["params"], source)
-        vocoder, _ = load_vocoder(folder, device)
+        vocoder = load_vocoder(folder, device)
         return cls(size=size, weights=str(weights), device=device, dtype=dtype, modules=modules,
                    vocoder=vocoder, ldm_config=config.ldm, scale_factor=scale_factor, config=config,
                    **cls._tokenizers(folder))
@@ -493,10 +472,7 @@ class LatentAudioAdapter(ModelAdapter):
         torch_save_atomic({"state_dict": self.original_state_dict()}, folder / self.checkpoint_file)
         write_text_atomic(folder / self.config_file, yaml.safe_dump(self.ldm_config, sort_keys=False))
         write_text_atomic(folder / CLAP_CONFIG_FILE, yaml.safe_dump(self.clap_config(), sort_keys=False))
-        write_text_atomic(
-            folder / BERT_CONFIG_FILE,
-            json.dumps(self.text_encoder.bert.config.to_diff_dict(), indent=2) + "\n",
-        )
+        write_json_atomic(folder / BERT_CONFIG_FILE, self.text_encoder.bert.config.to_diff_dict())
         save_vocoder(self.vocoder, folder)
 
     def clap_config(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tta_energy.errors import first_line
 from tta_energy.fileio import atomic_path
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
@@ -122,8 +123,7 @@ def _gpu_name(device: torch.device) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return f"{type(exc).__name__}: {first_line(exc, '')}"[:300]
 
 
 def smoke_model(name: str, steps_list: list[int], *, device: str = "cuda", size: str = "full",

@@ -37,6 +37,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from tta_energy.errors import first_line
 from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
@@ -47,8 +48,8 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
-from tta_energy.models.common import cast_module, default_device, load_config
-from tta_energy.models.tango import T5Text, looks_like_hub_id, seeded_init
+from tta_energy.models.common import cast_module, default_device, load_config, seeded_init
+from tta_energy.models.tango import T5Text, looks_like_hub_id
 
 CONFIG_DIR = "stable-audio-open-1.0"
 
@@ -303,8 +304,9 @@ class StableAudioOpenAdapter(ModelAdapter):
                 warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
                 pipe = StableAudioPipeline.from_pretrained(weights_dir, torch_dtype=dtype, **overrides)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"could not load stable-audio-open weights from {weights}: {first}") from None
+            raise ModelError(
+                f"could not load stable-audio-open weights from {weights}: {first_line(exc)}"
+            ) from None
         pipe.to(device)
         for m in (pipe.text_encoder, pipe.projection_model, pipe.transformer, pipe.vae):
             m.eval().requires_grad_(False)

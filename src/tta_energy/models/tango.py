@@ -50,13 +50,11 @@ of missing/unexpected keys.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import warnings
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,7 +72,7 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
-from tta_energy.models.common import cast_module, config_path, default_device, load_config
+from tta_energy.models.common import cast_module, config_path, default_device, load_config, seeded_init
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
@@ -119,15 +117,6 @@ LATENT_FRAMES = {"full": 256, "tiny": 24}  # Tango hard-codes 256 x 16 (10.24 s)
 
 
 # -- helpers shared with the Stable Audio Open adapter ----------------------------------------------------
-@contextlib.contextmanager
-def seeded_init(device: torch.device) -> Iterator[None]:
-    """Deterministic random weights (seed 0) without touching the caller's RNG state."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
-        torch.manual_seed(0)
-        yield
-
-
 def looks_like_hub_id(weights: str) -> bool:
     """``owner/name`` (one slash, no leading ``.``/``/``, no ``~``): may be a hub repo in the local cache."""
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", weights))
