@@ -258,12 +258,19 @@ def append_row(path: str | Path, row: Mapping[str, object]) -> None:
     A kill can at worst leave a line without its newline; :func:`read_runs` ignores such a line and
     the next append removes it, so a completed row is never damaged.
     """
+    append_line(path, header_line(), format_row(row))
+
+
+def append_line(path: str | Path, header: str, line: str) -> None:
+    """Append one complete CSV line (``header`` first when the file is new or empty): one write, then fsync.
+
+    The durable-append mechanism of :func:`append_row`, shared with the side tables of other experiments.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     repair_tail(path)
-    line = format_row(row)
     new = not path.exists() or path.stat().st_size == 0
-    payload = (header_line() + line) if new else line
+    payload = (header + line) if new else line
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, payload.encode("utf-8"))

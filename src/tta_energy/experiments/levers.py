@@ -33,7 +33,6 @@ import gc
 import io
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,11 +57,10 @@ from tta_energy.experiments.runner import (
     now_iso,
     one_line,
 )
-from tta_energy.fileio import write_csv_atomic, write_text_atomic
-from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, dtype_name, no_phases
+from tta_energy.fileio import atomic_path, write_csv_atomic, write_text_atomic
+from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
 from tta_energy.optimize import (
     DenoiserWrapper,
-    Levers,
     apply_levers,
     error_tolerance,
     is_lossless,
@@ -200,17 +198,13 @@ def append_csv(path: Path, row: dict[str, object]) -> None:
         if header != list(row):
             raise LeversError(f"{path} has columns {', '.join(header)}; cannot append a row with other "
                               "columns")
+    schema.append_line(path, _csv_line(list(row)), _csv_line([schema._format(v) for v in row.values()]))
+
+
+def _csv_line(values: list[object]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    if new:
-        writer.writerow(list(row))
-    writer.writerow([schema._format(v) for v in row.values()])
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, out.getvalue().encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -781,7 +775,6 @@ def run_levers(opts: LeversOptions) -> Path:
     meter = make_meter(sweep, device, trace)
     with meter:
         provenance = dict(meter.provenance())
-        provenance.setdefault("rank", 0)
         if opts.idle_s > 0:
             meter.measure_idle(opts.idle_s)
         ceilings = [_ceiling_row(meter, device, opts, run_id, "start", provenance)]
@@ -798,7 +791,7 @@ def run_levers(opts: LeversOptions) -> Path:
                 if left <= 0:
                     say(f"{model}: not started (time budget spent)")
                     continue
-            run = ModelRun(model, opts, run_id, meter, provenance, str(trace), deadline)
+            run = ModelRun(model, opts, run_id, meter, provenance, meter.trace_file, deadline)
             t0 = time.perf_counter()
             try:
                 _run_model(run, ceilings[0].tflop_per_s)
@@ -1194,10 +1187,11 @@ def plot_levers(table: pd.DataFrame, path: Path) -> None:
         axes[1].tick_params(axis="x", rotation=30)
         axes[1].legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=path.suffix) as tmp:  # the suffix tells savefig the format
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
@@ -1225,10 +1219,3 @@ def plan_text(models: Sequence[str], opts: LeversOptions) -> list[str]:
             tag = " (reference)" if p.reference else ""
             lines.append(f"{model}: {p.spec} [{cells}] x{p.repeats}{tag}")
     return lines
-
-
-def resolved_dtype(model: str, spec: str) -> str:
-    from tta_energy.models.registry import adapter_class
-
-    levers: Levers = parse_levers(spec)
-    return dtype_name(levers.dtype_for(adapter_class(model)))

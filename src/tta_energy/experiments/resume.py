@@ -115,6 +115,16 @@ def sort_table(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _merge(dest: Path, sources: Iterable[Path]) -> pd.DataFrame | None:
+    """Rows of ``dest`` and ``sources``: deduplicated, sorted, written atomically to ``dest``."""
+    frames = [f for f in [read_table(dest), *(read_table(p) for p in sources)] if f is not None]
+    if not frames:
+        return None
+    merged = sort_table(deduplicate(pd.concat(frames, ignore_index=True)))
+    schema.write_runs(dest, merged)
+    return merged
+
+
 def merge_shards(out: str | Path, remove: bool = True) -> pd.DataFrame | None:
     """Merge ``out`` and its shard files into ``out`` (atomically, sorted, deduplicated); remove the shards.
 
@@ -123,12 +133,8 @@ def merge_shards(out: str | Path, remove: bool = True) -> pd.DataFrame | None:
     """
     out = Path(out)
     shards = shard_paths(out)
-    frames = [f for f in [read_table(out), *(read_table(p) for p in shards)] if f is not None]
-    if not frames:
-        return None
-    merged = sort_table(deduplicate(pd.concat(frames, ignore_index=True)))
-    schema.write_runs(out, merged)
-    if remove:
+    merged = _merge(out, shards)
+    if merged is not None and remove:
         for p in shards:
             p.unlink(missing_ok=True)
     return merged
@@ -140,11 +146,9 @@ def merge_into(dest: str | Path, sources: Iterable[str | Path]) -> pd.DataFrame:
     Used to bring the tables of separate device calls (each starting from its own copy) into one table.
     """
     dest = Path(dest)
-    frames = [f for f in [read_table(dest), *(read_table(p) for p in sources)] if f is not None]
-    if not frames:
+    merged = _merge(dest, [Path(p) for p in sources])
+    if merged is None:
         raise schema.SchemaError(f"nothing to merge into {dest}")
-    merged = sort_table(deduplicate(pd.concat(frames, ignore_index=True)))
-    schema.write_runs(dest, merged)
     return merged
 
 

@@ -21,7 +21,6 @@ import datetime as _dt
 import gc
 import math
 import secrets
-import socket
 import sys
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
+from tta_energy.errors import first_line
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     EXPERIMENTS,
@@ -157,8 +157,7 @@ def now_iso() -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
+    first = first_line(exc, "")
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
@@ -488,7 +487,7 @@ def base_row(rc: RowContext, experiment: str, item: Item, adapter: Any, is_warmu
         n_prompts=c.n_prompts, waveforms_per_prompt=c.waveforms_per_prompt, n_clips=c.n_clips,
         duration_s=float(req.duration_s), guidance_scale=float(req.guidance_scale),
         negative_prompt=req.negative_prompt or "", prompt=c.prompts[0], seed=c.seed, dataset=c.dataset,
-        caption_id=c.caption_id, rank=rc.rank, hostname=rc.provenance.get("hostname") or socket.gethostname(),
+        caption_id=c.caption_id, rank=rc.rank, hostname=rc.provenance["hostname"],
         trace_path=rc.trace_path,
     )
     try:
@@ -507,7 +506,7 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
     try:
         adapter.check_request(request)
         output, m = meter.measure(lambda phases: adapter.generate(request, phases))
-        row.update({k: v for k, v in m.as_row().items() if k in row and k != "trace_path"})
+        row.update({k: v for k, v in m.as_row().items() if k in row})
     except Exception as exc:  # one configuration failing never stops the sweep
         oom = is_oom(exc)
         row.update(status="oom" if oom else "error", error=one_line(exc), gpu_energy_method="unavailable",
@@ -628,9 +627,7 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
             trace.parent.mkdir(parents=True, exist_ok=True)
         meter = make_meter(opts, device, trace)
         with meter:
-            # no GPU, no sampler, no trace file: leave the column empty rather than name a missing file
-            traced = trace is not None and meter.gpu_available
-            rc = RowContext(opts, run_id, ctx.rank, _provenance(meter, ctx), str(trace) if traced else "")
+            rc = RowContext(opts, run_id, ctx.rank, _provenance(meter, ctx), meter.trace_file)
             models = ModelCache(opts, device)
             idle_done = False
             with progress_bar(todo, opts.progress and ctx.is_main) as bar:
@@ -683,7 +680,4 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
 
 
 def _provenance(meter: Any, ctx: distributed.DistContext) -> dict[str, object]:
-    prov = dict(meter.provenance())
-    prov["rank"] = ctx.rank
-    prov.setdefault("hostname", socket.gethostname())
-    return prov
+    return {**meter.provenance(), "rank": ctx.rank}  # the launcher's rank, not the environment's guess

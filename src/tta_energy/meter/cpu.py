@@ -23,11 +23,12 @@ import math
 import uuid
 from dataclasses import dataclass
 
+from tta_energy.schema import J_PER_KWH
+
 log = logging.getLogger("tta_energy.meter")
 
 #: CodeCarbon CPU modes that read a RAPL-type energy counter; everything else is a TDP/load-based estimate.
 _RAPL_MODES = ("intel_rapl", "windows_emi", "intel_power_gadget")
-J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from tta_energy import schema
 from tta_energy.meter.clock import Clock, MonotonicClock
-from tta_energy.meter.cpu import J_PER_KWH, CodeCarbonCpuMeter, CpuRamReading
+from tta_energy.meter.cpu import CodeCarbonCpuMeter, CpuRamReading
 from tta_energy.meter.sampler import (
     InlineSampler,
     ProcessSampler,
@@ -214,6 +214,11 @@ class EnergyMeter:
         return self.source is not None
 
     @property
+    def trace_file(self) -> str:
+        """The trace as rows name it: empty when nothing is traced (no path given, or no GPU to sample)."""
+        return str(self.trace_path) if self.trace_path is not None and self.gpu_available else ""
+
+    @property
     def cpu_energy_method(self) -> str:
         return self._cpu.method if self._cpu is not None else "unavailable"
 
@@ -361,7 +366,7 @@ class EnergyMeter:
             cpu_J = window.cpu.cpu_energy_J / calls
             ram_J = window.cpu.ram_energy_J / calls
             parts = [x for x in (gross, cpu_J, ram_J) if not math.isnan(x)]
-            co2 = window.cpu.intensity_kg_per_kWh * sum(parts) / J_PER_KWH if parts else math.nan
+            co2 = window.cpu.intensity_kg_per_kWh * sum(parts) / schema.J_PER_KWH if parts else math.nan
         with contextlib.suppress(ValueError):
             self._open_windows.remove(window)
         self._forget_old_points()
@@ -371,7 +376,7 @@ class EnergyMeter:
             ram_energy_J=ram_J, cpu_energy_method=self.cpu_energy_method if window.cpu else "unavailable",
             co2_kg=co2, peak_memory_bytes=self._peak_memory(), t_start=window.t0, t_end=window.t1,
             timestamp=_utc_at(window.t1, self.clock),
-            trace_path=str(self.trace_path) if self.trace_path else "", window_estimates_J=estimates,
+            trace_path=self.trace_file, window_estimates_J=estimates,
             device_energy_J=per_device)
 
     def _gpu_energies(self, window: MeterWindow) -> tuple[dict[str, float], list[float],

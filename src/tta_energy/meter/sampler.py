@@ -37,7 +37,6 @@ log = logging.getLogger("tta_energy.meter")
 
 TRACE_COLUMNS: tuple[str, ...] = ("unix_time", "t", "device", "energy_J", "power_W", "power_instant_W",
                                   "temperature_C", "sm_clock_MHz")
-SAMPLER_MODES: tuple[str, ...] = ("process", "thread", "inline")
 
 
 class SamplerError(RuntimeError):

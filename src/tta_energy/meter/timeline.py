@@ -75,10 +75,6 @@ class DeviceTimeline:
         with self._lock:
             return list(self._t), list(self._e)
 
-    def last_time(self) -> float:
-        with self._lock:
-            return self._t[-1] if self._t else -math.inf
-
     def count_after(self, t: float) -> int:
         with self._lock:
             return len(self._t) - bisect.bisect_right(self._t, t)

@@ -46,9 +46,11 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
+from tta_energy.fileio import write_text_atomic
 from tta_energy.meter.clock import Clock, VirtualClock
 from tta_energy.meter.meter import EnergyMeter, Measurement
 from tta_energy.meter.timeline import ESTIMATORS
+from tta_energy.schema import J_PER_KWH
 
 CSV_COLUMNS: tuple[str, ...] = ("workload", "scenario", "method", "window_target_s", "trial", "iterations",
                                 "calls", "window_s", "extra_s", "measured_J", "truth_J", "rel_error",
@@ -651,15 +653,9 @@ def write_outputs(out_dir: str | Path, df: pd.DataFrame, validation: Validation,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "meter.csv", out / "meter_summary.md"
-    _atomic_write(csv_path, df.to_csv(index=False, float_format="%.6g"))
-    _atomic_write(md_path, render_summary(df, validation, dry_run=dry_run))
+    write_text_atomic(csv_path, df.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(md_path, render_summary(df, validation, dry_run=dry_run))
     return csv_path, md_path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _md_table(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
@@ -885,7 +881,7 @@ class CodeCarbonPeer(Peer):
 
     def end(self) -> float:
         data = self._tracker.stop_task(f"w{self._task}")
-        return float(data.gpu_energy) * 3.6e6 if data is not None else math.nan
+        return float(data.gpu_energy) * J_PER_KWH if data is not None else math.nan
 
     def close(self) -> None:
         self._tracker.stop()

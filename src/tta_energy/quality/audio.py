@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import TtaError, first_line
 
 CLAP_SAMPLE_RATE = 48_000
 CLAP_WINDOW_S = 10.0
@@ -87,7 +87,7 @@ def check_audio_file(path: Path) -> float:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError depending on version
-        raise AudioError(f"{path}: unreadable audio ({_one_line(exc)})") from exc
+        raise AudioError(f"{path}: unreadable audio ({first_line(exc)})") from exc
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(f"{path}: zero-length audio")
     return info.frames / info.samplerate
@@ -99,7 +99,7 @@ def load_audio(path: Path, prep: AudioPrep) -> np.ndarray:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise AudioError(f"{path}: unreadable audio ({_one_line(exc)})") from exc
+        raise AudioError(f"{path}: unreadable audio ({first_line(exc)})") from exc
     if data.size == 0:
         raise AudioError(f"{path}: zero-length audio")
     if not np.isfinite(data).all():
@@ -152,8 +152,3 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
