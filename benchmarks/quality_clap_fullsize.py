@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from tta_energy.fileio import write_csv_atomic
 from tta_energy.quality import score as sc
 from tta_energy.quality.audio import AudioPrep, split_windows
 from tta_energy.quality.cache import EmbeddingCache
@@ -153,7 +154,7 @@ def _bench(args: argparse.Namespace, device: str, work: Path) -> int:
         "max_abs_diff_table_cached_vs_computed": largest_difference(first.table, cached.table),
         "computed_on_cached_run": cached.computed,
     }
-    sc.write_csv_atomic(first.table, args.out / "scores.csv")
+    write_csv_atomic(args.out / "scores.csv", first.table)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(json.dumps(summary, indent=2))
     return 0

@@ -252,6 +252,26 @@ def repair_tail(path: Path) -> None:
         fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
 
 
+#: Enough to tell a (possibly damaged) run table given by name: validation then names what is missing.
+RUN_TABLE_MARKERS = frozenset({"source", "experiment", "model", "config_id"})
+
+
+def csv_header(path: str | Path) -> set[str]:
+    """The column names on a CSV file's first line; empty when the file cannot be read as text."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return set(next(csv.reader([fh.readline()]), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+
+
+def is_run_table(path: str | Path, *, named: bool = False) -> bool:
+    """A CSV with every required schema column (whatever their order); a file given by name needs only the
+    marker columns, so that validation can then say what it lacks."""
+    header = csv_header(path)
+    return header >= RUN_TABLE_MARKERS if named else header >= {c.name for c in COLUMNS if c.required}
+
+
 def append_row(path: str | Path, row: Mapping[str, object]) -> None:
     """Append one row atomically: one ``write`` of a complete line, then fsync.
 

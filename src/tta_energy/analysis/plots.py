@@ -25,6 +25,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from tta_energy.analysis.study_import import CANONICAL_MODELS  # noqa: E402
+from tta_energy.analysis.summaries import DTYPE_ORDER  # noqa: E402
 from tta_energy.schema import PHASES  # noqa: E402
 
 MANIFEST = "manifest.json"
@@ -238,7 +239,6 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
 # --------------------------------------------------------------------------------------------------------
 # Beyond the study: duration, guidance, precision
 
-DTYPE_LABELS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 _DTYPE_HATCHES = {"float32": "", "float16": "//", "bfloat16": ".."}
 
 
@@ -382,8 +382,8 @@ def plot_parameter_sweeps(
         _not_measured(ax_dtype, "Precision")
     else:
         models = _models_in(precision)
-        dtypes = [d for d in DTYPE_LABELS if d in set(precision["dtype"])] + sorted(
-            set(precision["dtype"]) - set(DTYPE_LABELS)
+        dtypes = [d for d in DTYPE_ORDER if d in set(precision["dtype"])] + sorted(
+            set(precision["dtype"]) - set(DTYPE_ORDER)
         )
         width = 0.8 / len(dtypes)
         for i, model in enumerate(models):
@@ -589,9 +589,7 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
         )
         return None
     _style()
-    models = [m for m in CANONICAL_MODELS if m in set(means["model"])] + sorted(
-        set(means["model"]) - set(CANONICAL_MODELS)
-    )
+    models = _models_in(means)
     fig, axes = plt.subplots(
         1, len(models), figsize=(3.0 * len(models) + 1, 4.2), squeeze=False, layout="constrained"
     )

@@ -70,9 +70,13 @@ def usable_runs(runs: pd.DataFrame, *, drop_study_warmup: bool = False) -> pd.Da
 
 
 def _require(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """A copy of the rows of ``experiment``; ``first_generation`` False where usable_runs did not set it."""
     rows = runs[runs["experiment"] == experiment]
     if rows.empty:
         raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
+    rows = rows.copy()
+    if "first_generation" not in rows.columns:
+        rows["first_generation"] = False
     return rows
 
 
@@ -92,11 +96,9 @@ def steps_summary(
     ``gpu_energy_J_mean`` / ``gpu_energy_J_std`` are the study's ``<Model>-mean.csv`` / ``-std.csv``
     ``gpu_energy`` in joules when given its rows; ``energy_J_mean`` is CodeCarbon's ``energy_consumed``.
     """
-    df = _require(runs, experiment).copy()
+    df = _require(runs, experiment)
     df["energy_J"] = df["energy_consumed"] * J_PER_KWH
     df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
-    if "first_generation" not in df.columns:
-        df["first_generation"] = False
     keys = [*PLATFORM_KEYS, "steps"]
     g = df.groupby(keys, sort=True, dropna=False)
     out = g.agg(
@@ -187,11 +189,9 @@ def batch_summary(
     ``study_error_J`` (a standard error sqrt(sum_i var_i / n) for b < 10, a standard deviation for b = 10,
     study-method §12.15) so that its figures can be redrawn; ``study_error_kind`` says which.
     """
-    df = _require(runs, experiment).copy()
+    df = _require(runs, experiment)
     df["batch"] = df["n_clips"].astype(int)
     df["energy_J"] = df["energy_consumed"] * J_PER_KWH
-    if "first_generation" not in df.columns:
-        df["first_generation"] = False
     if "batch_call_index" not in df.columns:  # the position of a call within its run, in table order
         df["batch_call_index"] = df.groupby(
             [*PLATFORM_KEYS, "n_prompts", "batch", "repeat"], dropna=False
@@ -306,11 +306,9 @@ def parameter_summary(runs: pd.DataFrame, experiment: str, *, confidence: float 
             f"parameter_summary: experiment {experiment!r} is not one of {', '.join(PARAMETER_COLUMNS)}"
         )
     param = PARAMETER_COLUMNS[experiment]
-    df = _require(runs, experiment).copy()
+    df = _require(runs, experiment)
     df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
     df["gpu_energy_J_per_latent_s"] = df["gpu_energy_J"] / (df["latent_seconds"] * df["n_clips"])
-    if "first_generation" not in df.columns:
-        df["first_generation"] = False
     keys = [*PLATFORM_KEYS, "steps", "n_clips", "duration_s", "guidance_scale"]
     g = df.groupby(keys, sort=True, dropna=False)
     out = g.agg(
@@ -441,8 +439,6 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
     df = df[named].copy()
     df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
     df["prompt_chars"] = df["prompt"].fillna("").astype(str).str.len()
-    if "first_generation" not in df.columns:
-        df["first_generation"] = False
     keys = [*PLATFORM_KEYS, "steps", "dataset"]
     g = df.groupby(keys, sort=True, dropna=False)
     out = g.agg(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -54,27 +53,8 @@ class AnalysisInput:
     sources: list[str] = field(default_factory=list)  # what was read, for the README
 
 
-_REQUIRED_RUN_COLUMNS = {c.name for c in schema.COLUMNS if c.required}
-#: Enough to tell a (possibly damaged) run table given by name: validation then names what is missing.
-_RUN_TABLE_MARKERS = {"source", "experiment", "model", "config_id"}
-
-
-def _header(path: Path) -> set[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return set(next(csv.reader([fh.readline()]), []))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return set()
-
-
-def is_run_table(path: Path, *, named: bool = False) -> bool:
-    """A CSV with every required schema column; a file given by name needs only the marker columns."""
-    header = _header(path)
-    return (header >= _RUN_TABLE_MARKERS) if named else (header >= _REQUIRED_RUN_COLUMNS)
-
-
 def is_score_table(path: Path) -> bool:
-    return set(SCORE_REQUIRED) <= _header(path)
+    return set(SCORE_REQUIRED) <= schema.csv_header(path)
 
 
 def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
@@ -93,7 +73,7 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
             if c.resolve() in seen or c.name == PUBLISHED_SANITY:
                 continue
             seen.add(c.resolve())
-            if is_run_table(c, named=p.is_file()):
+            if schema.is_run_table(c, named=p.is_file()):
                 runs.append(c)
             elif is_score_table(c):
                 scores.append(c)

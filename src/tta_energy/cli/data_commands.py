@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tta_energy import schema
 from tta_energy.errors import TtaError
+
+# schema (and with it pandas) is imported inside the commands: every other command starts without it
 
 
 def register(app: typer.Typer) -> None:
     @app.command("schema")
     def schema_cmd() -> None:
         """Print the run-record schema: one row per measured generation."""
+        from tta_energy import schema
+
         table = Table("column", "type", "required", "meaning")
         for c in schema.COLUMNS:
             table.add_row(c.name, c.dtype, "yes" if c.required else "", c.description)
@@ -27,9 +29,13 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(Path("data"), help="folder of run tables (searched recursively)"),
     ) -> None:
         """Validate every run table under DATA and print rows, models and energy per table."""
+        import pandas as pd
+
+        from tta_energy import schema
+
         if not data.is_dir():
             raise TtaError(f"{data}: not a folder")
-        tables = sorted(p for p in data.rglob("*.csv") if _is_run_table(p))
+        tables = sorted(p for p in data.rglob("*.csv") if schema.is_run_table(p))
         if not tables:
             typer.echo(f"no run tables under {data}")
             return
@@ -42,10 +48,3 @@ def register(app: typer.Typer) -> None:
                         "n/a" if pd.isna(energy) else f"{energy:.1f}")
         Console().print(out)
         typer.echo(f"{len(tables)} run table(s) validated under {data}")
-
-
-def _is_run_table(path: Path) -> bool:
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().strip().split(",")
-    # a run table carries every required column of the schema, whatever their order
-    return all(c.name in header for c in schema.COLUMNS if c.required)

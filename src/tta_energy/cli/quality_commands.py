@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.errors import TtaError
+from tta_energy.fileio import write_csv_atomic
 
 SCORE_HELP = (
     "Score generated audio: FAD, FAD-inf and CLAP score on LAION-CLAP embeddings."
@@ -151,9 +152,9 @@ def register(app: typer.Typer) -> None:
         result = sc.score_jobs(
             planned, settings, cache=store, fad_embedder=fad_embedder, clap_embedder=clap_embedder
         )
-        sc.write_csv_atomic(result.table, out)
+        write_csv_atomic(out, result.table)  # output folders checked above, before any scoring
         if per_clip is not None:
-            sc.write_csv_atomic(result.per_clip, per_clip)
+            write_csv_atomic(per_clip, result.per_clip)
         shown = ", ".join(f"{r.metric} {r.value:.4g}" for r in result.table.head(3).itertuples())
         more = " ..." if len(result.table) > 3 else ""
         typer.echo(

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from tta_energy import fileio
 from tta_energy.errors import TtaError
 from tta_energy.quality import frechet
 from tta_energy.quality.audio import (
@@ -470,15 +469,6 @@ def _label(job: ScoreJob) -> str:
 # ----------------------------------------------------------------------------------------------- output
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
-    """Write a table so that it appears complete or not at all."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise TtaError(f"output folder {path.parent} does not exist")
-    fileio.write_csv_atomic(path, df)
-    return path
-
-
 __all__ = [
     "AudioError",
     "METRICS",
@@ -492,5 +482,4 @@ __all__ = [
     "discover_tree",
     "plan_jobs",
     "score_jobs",
-    "write_csv_atomic",
 ]
