@@ -12,7 +12,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device_env.sh  # wheels from .whl/, PYTHONPATH, offline
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, before GPU time is spent
 MODEL=${MODEL:-audioldm2}
