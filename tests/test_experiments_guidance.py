@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from tta_energy.models.base import GenerationRequest, ModelError
-from tta_energy.models.registry import _ADAPTERS, MODEL_NAMES, build_model
+from tta_energy.models.registry import MODEL_NAMES, adapter_path, build_model
 
 
 def _adapter_present(name: str) -> bool:
-    module = _ADAPTERS[name].split(":")[0]
+    module = adapter_path(name).split(":")[0]
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as exc:

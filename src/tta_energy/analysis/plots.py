@@ -26,18 +26,11 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from tta_energy.analysis.study_import import CANONICAL_MODELS  # noqa: E402
 from tta_energy.analysis.summaries import DTYPE_ORDER  # noqa: E402
+from tta_energy.models.catalogue import CATALOGUE  # noqa: E402
 from tta_energy.schema import PHASES  # noqa: E402
 
 MANIFEST = "manifest.json"
-MODEL_LABELS: dict[str, str] = {
-    "audioldm": "AudioLDM",
-    "audioldm2": "AudioLDM 2",
-    "stable-audio-open": "Stable Audio Open",
-    "tango": "Tango",
-    "tango2": "Tango 2",
-    "make-an-audio": "Make-An-Audio",
-    "make-an-audio-2": "Make-An-Audio 2",
-}
+MODEL_LABELS: dict[str, str] = {e.name: e.label for e in CATALOGUE}
 MODEL_COLOURS: dict[str, tuple[float, float, float]] = dict(
     zip(CANONICAL_MODELS, sns.color_palette("colorblind", len(CANONICAL_MODELS)), strict=True)
 )

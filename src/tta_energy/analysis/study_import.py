@@ -35,6 +35,7 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import TtaError
+from tta_energy.models.catalogue import model_names
 
 J_PER_KWH = schema.J_PER_KWH
 
@@ -61,16 +62,8 @@ _ALIASES: dict[str, str] = {
     "tango2": "tango2",
 }
 
-#: Canonical names, in the order the project lists its models (same set as ``models.registry.MODEL_NAMES``).
-CANONICAL_MODELS: tuple[str, ...] = (
-    "audioldm",
-    "audioldm2",
-    "stable-audio-open",
-    "tango",
-    "tango2",
-    "make-an-audio",
-    "make-an-audio-2",
-)
+#: Canonical names, in the catalogue's order.
+CANONICAL_MODELS: tuple[str, ...] = model_names()
 
 
 def canonical_model(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.errors import TtaError
+from tta_energy.models import catalogue
 
 #: exit status when --time-budget left pairs undone (run the same command again to finish)
 INCOMPLETE_EXIT = 3
@@ -59,8 +60,7 @@ def per_experiment(values: list[str] | None, experiments: tuple[str, ...], optio
 def register(app: typer.Typer) -> None:
     @app.command("sweep", help=SWEEP_HELP)
     def sweep_cmd(
-        model: str = typer.Option(..., "--model", "-m", help="audioldm, audioldm2, stable-audio-open, tango, "
-                                                             "tango2, make-an-audio or make-an-audio-2"),
+        model: str = typer.Option(..., "--model", "-m", help=catalogue.help_text()),
         experiment: str = typer.Option(..., "--experiment", "-e",
                                        help="steps, batch, quality, duration, guidance, precision "
                                             "(comma list)"),

@@ -10,16 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from tta_energy.models.catalogue import CATALOGUE
+
 #: script name in inferences/ -> canonical model name
-SCRIPTS: dict[str, str] = {
-    "audioldm": "audioldm",
-    "audioldm2": "audioldm2",
-    "stable_audio_open": "stable-audio-open",
-    "tango": "tango",
-    "tango2": "tango2",
-    "make_an_audio": "make-an-audio",
-    "make_an_audio_2": "make-an-audio-2",
-}
+SCRIPTS: dict[str, str] = {e.script: e.name for e in CATALOGUE}
 
 
 def run_model_script(model: str, argv: Sequence[str] | None = None) -> None:

@@ -1,13 +1,5 @@
-"""Model adapters: one module per family, behind :mod:`tta_energy.models.registry`."""
+"""Model adapters: one module per family, listed once in :mod:`tta_energy.models.catalogue`.
 
-from tta_energy.models.base import (
-    GenerationOutput,
-    GenerationRequest,
-    ModelAdapter,
-    ModelDefaults,
-    ModelError,
-)
-from tta_energy.models.registry import MODEL_NAMES, adapter_class, build_model
-
-__all__ = ["GenerationOutput", "GenerationRequest", "ModelAdapter", "ModelDefaults", "ModelError",
-           "MODEL_NAMES", "adapter_class", "build_model"]
+Importing this package imports nothing heavy: :mod:`.catalogue` needs no torch, and the adapters are
+imported by :mod:`.registry` only when a model is built.
+"""

@@ -33,12 +33,12 @@ from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
     ModelAdapter,
-    ModelDefaults,
     ModelError,
     ModuleCall,
     PhaseHook,
     no_phases,
 )
+from tta_energy.models.catalogue import entry
 from tta_energy.models.common import check_weights_dir, load_config, seeded_init, synthetic_token_ids
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
 
@@ -277,8 +277,7 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
     """AudioLDM-S: CLAP text embedding as a FiLM class label of the UNet, no cross-attention context."""
 
     name = "audioldm"
-    defaults = ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=2.5,
-                             duration_s=10.0, max_duration_s=MAX_DURATION_S, sample_rate=16000, steps=100)
+    defaults = entry("audioldm").defaults
     config_dir: ClassVar[str] = "audioldm"
     components_required: ClassVar[list[str]] = ["text_encoder", "unet", "vae", "vocoder", "scheduler"]
 

@@ -45,11 +45,11 @@ from tta_energy.models.audioldm import (
 from tta_energy.models.base import (
     GenerationOutput,
     GenerationRequest,
-    ModelDefaults,
     ModuleCall,
     PhaseHook,
     no_phases,
 )
+from tta_energy.models.catalogue import entry
 from tta_energy.models.common import load_config, seeded_init, synthetic_token_ids
 from tta_energy.models.tiny import (
     TINY_HIDDEN,
@@ -135,8 +135,7 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
     """AudioLDM 2 (full): CLAP + Flan-T5 + GPT-2 conditioning, UNet with two cross-attention streams."""
 
     name = "audioldm2"
-    defaults = ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=3.5,
-                             duration_s=10.0, max_duration_s=MAX_DURATION_S, sample_rate=16000, steps=100)
+    defaults = entry("audioldm2").defaults
     config_dir: ClassVar[str] = "audioldm2"
     components_required: ClassVar[list[str]] = ["text_encoder", "text_encoder_2", "projection_model",
                                                 "language_model", "unet", "vae", "vocoder", "scheduler"]

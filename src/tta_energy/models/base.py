@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from tta_energy.errors import TtaError
+from tta_energy.models.catalogue import ModelDefaults
 
 SIZES = ("full", "tiny")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -67,20 +68,6 @@ class ModuleCall:
     args: tuple = ()
     kwargs: dict[str, object] = field(default_factory=dict)
     method: str = "forward"  # e.g. "decode" for a VAE, "get_text_features" for CLAP
-
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """The settings the study used for a model (all overridable per request)."""
-
-    dtype: str = "float16"
-    negative_prompt: str | None = "Low quality."
-    guidance_scale: float = 3.0
-    duration_s: float = 10.0
-    max_duration_s: float = 10.0
-    fixed_duration_s: float | None = None  # Tango always makes 10.24 s
-    sample_rate: int = 16000
-    steps: int = 100
 
 
 @dataclass

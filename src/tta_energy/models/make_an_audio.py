@@ -68,6 +68,7 @@ from tta_energy.models.base import (
 from tta_energy.models.blocks.bigvgan import BigVGANConfig, BigVGANGenerator
 from tta_energy.models.blocks.ddim import LdmDdimSampler, ldm_denoiser_calls
 from tta_energy.models.blocks.msclap import ClapTextEncoder
+from tta_energy.models.catalogue import entry
 from tta_energy.models.ckpt_maps import (
     LDM_SCHEDULE_BUFFERS,
     SCALE_FACTOR,
@@ -660,15 +661,7 @@ class MakeAnAudioAdapter(LatentAudioAdapter):
     """Make-An-Audio (maa1_full) behind the common adapter interface."""
 
     name = "make-an-audio"
-    defaults: ClassVar[ModelDefaults] = ModelDefaults(
-        dtype="float32",
-        negative_prompt=None,
-        guidance_scale=3.0,
-        duration_s=10.0,
-        max_duration_s=30.0,
-        sample_rate=SAMPLE_RATE,
-        steps=100,
-    )
+    defaults: ClassVar[ModelDefaults] = entry("make-an-audio").defaults
     denoiser_name = "unet"
     checkpoint_file = "maa1_full.ckpt"
     config_file = "txt2audio_args.yaml"

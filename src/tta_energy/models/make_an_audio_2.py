@@ -50,10 +50,10 @@ from tta_energy.models.base import GenerationRequest, ModelDefaults, ModelError,
 from tta_energy.models.blocks.bigvgan import BigVGANConfig
 from tta_energy.models.blocks.concat_dit import ConcatDiT2MLP, ConcatDiTConfig
 from tta_energy.models.blocks.vae1d import AutoencoderKL1D, VAE1DConfig
+from tta_energy.models.catalogue import entry
 from tta_energy.models.ckpt_maps import KeyTable, make_an_audio_2_table
 from tta_energy.models.common import default_device, load_config
 from tta_energy.models.make_an_audio import (
-    SAMPLE_RATE,
     TEXT_TOKENS,
     VOCODER_ARGS,
     VOCODER_DIR,
@@ -189,15 +189,7 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
     """Make-An-Audio 2 (maa2.ckpt) behind the common adapter interface."""
 
     name = "make-an-audio-2"
-    defaults: ClassVar[ModelDefaults] = ModelDefaults(
-        dtype="float32",
-        negative_prompt=None,
-        guidance_scale=3.0,
-        duration_s=10.0,
-        max_duration_s=26.8,
-        sample_rate=SAMPLE_RATE,
-        steps=100,
-    )
+    defaults: ClassVar[ModelDefaults] = entry("make-an-audio-2").defaults
     denoiser_name = "transformer"
     checkpoint_file = "maa2.ckpt"
     config_file = "text2audio-ConcatDiT-ae1dnat_Skl20d2_struct2MLPanylen.yaml"

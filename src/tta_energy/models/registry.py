@@ -1,4 +1,4 @@
-"""One registry for every model family: canonical name -> adapter class, imported lazily."""
+"""The registry: canonical name -> adapter class, imported lazily from the catalogue's rows."""
 
 from __future__ import annotations
 
@@ -7,25 +7,21 @@ import importlib
 import torch
 
 from tta_energy.models.base import ModelAdapter, ModelError
+from tta_energy.models.catalogue import UnknownModelError, entry, model_names
 
-#: canonical name -> "module:Class". Modules are imported only when the model is asked for.
-_ADAPTERS: dict[str, str] = {
-    "audioldm": "tta_energy.models.audioldm:AudioLDMAdapter",
-    "audioldm2": "tta_energy.models.audioldm2:AudioLDM2Adapter",
-    "stable-audio-open": "tta_energy.models.stable_audio:StableAudioOpenAdapter",
-    "tango": "tta_energy.models.tango:TangoAdapter",
-    "tango2": "tta_energy.models.tango:Tango2Adapter",
-    "make-an-audio": "tta_energy.models.make_an_audio:MakeAnAudioAdapter",
-    "make-an-audio-2": "tta_energy.models.make_an_audio_2:MakeAnAudio2Adapter",
-}
+MODEL_NAMES: tuple[str, ...] = model_names()
 
-MODEL_NAMES: tuple[str, ...] = tuple(_ADAPTERS)
+
+def adapter_path(name: str) -> str:
+    """``"module:Class"`` of ``name``'s adapter; a :class:`ModelError` for an unknown name."""
+    try:
+        return entry(name).adapter
+    except UnknownModelError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def adapter_class(name: str) -> type[ModelAdapter]:
-    if name not in _ADAPTERS:
-        raise ModelError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
-    module_name, cls_name = _ADAPTERS[name].split(":")
+    module_name, cls_name = adapter_path(name).split(":")
     return getattr(importlib.import_module(module_name), cls_name)
 
 

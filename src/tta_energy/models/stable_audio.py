@@ -48,6 +48,7 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
+from tta_energy.models.catalogue import entry
 from tta_energy.models.common import cast_module, default_device, load_config, seeded_init
 from tta_energy.models.tango import T5Text, looks_like_hub_id
 
@@ -179,16 +180,7 @@ class StableAudioOpenAdapter(ModelAdapter):
     """Stable Audio Open 1.0 behind the common adapter interface (see the module docstring)."""
 
     name = "stable-audio-open"
-    defaults: ClassVar[ModelDefaults] = ModelDefaults(
-        dtype="float16",
-        negative_prompt="Low quality.",
-        guidance_scale=7.0,
-        duration_s=10.0,
-        max_duration_s=47.55,
-        fixed_duration_s=None,
-        sample_rate=44100,
-        steps=100,
-    )
+    defaults: ClassVar[ModelDefaults] = entry("stable-audio-open").defaults
     denoiser_name = "transformer"
 
     def __init__(

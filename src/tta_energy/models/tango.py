@@ -72,6 +72,7 @@ from tta_energy.models.base import (
     PhaseHook,
     no_phases,
 )
+from tta_energy.models.catalogue import entry
 from tta_energy.models.common import cast_module, config_path, default_device, load_config, seeded_init
 
 CONFIG_DIR = "tango"
@@ -345,16 +346,7 @@ class TangoAdapter(ModelAdapter):
     """Tango (declare-lab/tango-full in the study) behind the common adapter interface."""
 
     name = "tango"
-    defaults: ClassVar[ModelDefaults] = ModelDefaults(
-        dtype="float32",
-        negative_prompt="",
-        guidance_scale=3.0,
-        duration_s=10.0,
-        max_duration_s=10.24,
-        fixed_duration_s=10.24,
-        sample_rate=16000,
-        steps=100,
-    )
+    defaults: ClassVar[ModelDefaults] = entry("tango").defaults
     denoiser_name = "unet"
 
     def __init__(
@@ -820,3 +812,4 @@ class Tango2Adapter(TangoAdapter):
     """Tango 2 (declare-lab/tango2-full): Tango's architecture and sampler, DPO-fine-tuned UNet weights."""
 
     name = "tango2"
+    defaults = entry("tango2").defaults

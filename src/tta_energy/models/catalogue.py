@@ -1,0 +1,116 @@
+"""The model catalogue: the one list of models, with everything known about each without building it.
+
+Every list of models, label, plotting order, script name and help text in the package is derived from
+:data:`CATALOGUE`. It imports nothing heavy (no torch), so the analysis, the plots and the command line's
+early checks can read it cheaply. Adding a model means one adapter module, its bundled configs and one row
+here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """The settings the study used for a model (all overridable per request)."""
+
+    dtype: str = "float16"
+    negative_prompt: str | None = "Low quality."
+    guidance_scale: float = 3.0
+    duration_s: float = 10.0
+    max_duration_s: float = 10.0
+    fixed_duration_s: float | None = None  # Tango always makes 10.24 s
+    sample_rate: int = 16000
+    steps: int = 100
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the catalogue.
+
+    ``name`` is the canonical name used on the command line and in every table; ``adapter`` is
+    ``"module:Class"`` (imported only when the model is built); ``label`` is how figures and reports print
+    it; ``script`` is the file name of its thin script in ``inferences/``; the row's position in
+    :data:`CATALOGUE` is the plotting order.
+    """
+
+    name: str
+    adapter: str
+    label: str
+    script: str
+    defaults: ModelDefaults
+
+    @property
+    def study_dtype(self) -> str:
+        """The precision the study ran the model in (its default here too)."""
+        return self.defaults.dtype
+
+
+#: AudioLDM and AudioLDM 2 have no hard limit on duration; 30 s is this project's cap.
+_AUDIOLDM_MAX_DURATION_S = 30.0
+
+CATALOGUE: tuple[ModelEntry, ...] = (
+    ModelEntry("audioldm", "tta_energy.models.audioldm:AudioLDMAdapter", "AudioLDM", "audioldm",
+               ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=2.5,
+                             max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000)),
+    ModelEntry("audioldm2", "tta_energy.models.audioldm2:AudioLDM2Adapter", "AudioLDM 2", "audioldm2",
+               ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=3.5,
+                             max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000)),
+    ModelEntry("stable-audio-open", "tta_energy.models.stable_audio:StableAudioOpenAdapter",
+               "Stable Audio Open", "stable_audio_open",
+               ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=7.0,
+                             max_duration_s=47.55, sample_rate=44100)),
+    ModelEntry("tango", "tta_energy.models.tango:TangoAdapter", "Tango", "tango",
+               ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
+                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000)),
+    ModelEntry("tango2", "tta_energy.models.tango:Tango2Adapter", "Tango 2", "tango2",
+               ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
+                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000)),
+    ModelEntry("make-an-audio", "tta_energy.models.make_an_audio:MakeAnAudioAdapter", "Make-An-Audio",
+               "make_an_audio",
+               ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
+                             max_duration_s=30.0, sample_rate=16000)),
+    ModelEntry("make-an-audio-2", "tta_energy.models.make_an_audio_2:MakeAnAudio2Adapter", "Make-An-Audio 2",
+               "make_an_audio_2",
+               ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
+                             max_duration_s=26.8, sample_rate=16000)),
+)
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not in the catalogue."""
+
+
+def model_names() -> tuple[str, ...]:
+    """Canonical names, in catalogue (plotting) order."""
+    return tuple(e.name for e in CATALOGUE)
+
+
+def entry(name: str) -> ModelEntry:
+    """The catalogue row of ``name``; one clear line naming the allowed models otherwise."""
+    for e in CATALOGUE:
+        if e.name == name:
+            return e
+    raise UnknownModelError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+
+
+def label(name: str) -> str:
+    """How figures print ``name`` (the name itself for a model outside the catalogue)."""
+    for e in CATALOGUE:
+        if e.name == name:
+            return e.label
+    return name
+
+
+def ordered(names: object) -> list[str]:
+    """``names`` in catalogue order; names outside the catalogue follow, sorted."""
+    present = set(names)  # type: ignore[arg-type]
+    known = [n for n in model_names() if n in present]
+    return known + sorted(present - set(known))
+
+
+def help_text() -> str:
+    """The models as a help text lists them: ``a, b or c``."""
+    names = model_names()
+    return ", ".join(names[:-1]) + " or " + names[-1]
