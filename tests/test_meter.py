@@ -299,3 +299,31 @@ def test_codecarbon_runs_offline_without_gpu_tracking_and_quickly(no_network):
     time.sleep(0.05)
     assert forced.stop().intensity_kg_per_kWh == pytest.approx(0.1)
     forced.close()
+
+
+def test_busy_fraction_follows_the_simulated_load_and_cpu_time_is_recorded():
+    clock, gpu, meter = simulated(seed=5)
+    period = 1.0 / 6.0
+
+    def half_busy(phases):  # a launch-bound call: the GPU waits for the host half of the time
+        for _ in range(6):
+            gpu.run(period / 2, 700.0)
+            gpu.idle(period / 2)
+
+    def busy(phases):
+        gpu.run(2.0, 700.0)
+
+    with meter:
+        gpu.idle(1.0)
+        _, waiting = meter.measure(half_busy)
+        gpu.idle(1.0)
+        _, loaded = meter.measure(busy)
+        provenance = meter.provenance()
+    assert loaded.gpu_busy_fraction == pytest.approx(1.0, abs=0.1)
+    assert waiting.gpu_busy_fraction == pytest.approx(0.5, abs=0.1)
+    truth = gpu.busy_time_s(waiting.t_start, waiting.t_end) / (waiting.t_end - waiting.t_start)
+    assert truth == pytest.approx(0.5, abs=0.05)
+    for m in (waiting, loaded):  # the process's CPU time: measured, finite, never negative
+        assert m.cpu_time_s >= 0 and math.isfinite(m.cpu_time_s)
+        assert m.as_row()["gpu_busy_fraction"] == m.gpu_busy_fraction
+    assert provenance["host_cpu_model"] and provenance["host_cpu_count"] >= 1

@@ -68,7 +68,26 @@ def distributed_rank() -> int:
         return 0
 
 
+@functools.lru_cache(maxsize=1)
+def host_cpu_model() -> str:
+    """The CPU's model name (``model name`` of /proc/cpuinfo on Linux, else the platform's word), '' if unknown.
+
+    A launch-bound generation's time depends on the host CPU, so rows say which one ran it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def host_provenance() -> dict[str, object]:
-    """hostname, rank, library versions and git commit (the GPU columns come from the meter)."""
-    return {"hostname": hostname(), "rank": distributed_rank(), **library_versions(),
-            "git_commit": git_commit()}
+    """hostname, CPU model and count, rank, library versions and git commit (the GPU columns come from the
+    meter)."""
+    return {"hostname": hostname(), "host_cpu_model": host_cpu_model(), "host_cpu_count": os.cpu_count() or 0,
+            "rank": distributed_rank(), **library_versions(), "git_commit": git_commit()}

@@ -97,6 +97,10 @@ COLUMNS: tuple[Column, ...] = (
     _c("cpu_energy_method", "str", "rapl, estimate or unavailable", allowed=CPU_METHODS),
     _c("co2_kg", "float", "emissions from CodeCarbon, kg CO2eq"),
     _c("peak_memory_bytes", "float", "peak GPU memory allocated during the call", required=False),
+    _c("cpu_time_s", "float", "CPU time (user + system, all threads) of the generating process during the "
+       "call, s", required=False),
+    _c("gpu_busy_fraction", "float", "share of the window during which a kernel ran on the GPU (NVML "
+       "utilization samples, 0..1)", required=False),
     # --- the study's CodeCarbon columns, kWh, for side-by-side comparison
     _c("duration", "float", "CodeCarbon: duration, s"),
     _c("emissions", "float", "CodeCarbon: emissions, kg CO2eq"),
@@ -111,6 +115,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("gpu_power_limit_W", "float", "enforced power limit, W"),
     _c("rank", "int", "torch.distributed rank that measured the row (0 without torchrun)", required=False),
     _c("hostname", "str", "host that measured the row", required=False),
+    _c("host_cpu_model", "str", "CPU model of the host that measured the row", required=False),
+    _c("host_cpu_count", "int", "logical CPUs of the host that measured the row", required=False),
     _c("torch_version", "str", "torch version"),
     _c("diffusers_version", "str", "diffusers version"),
     _c("transformers_version", "str", "transformers version"),

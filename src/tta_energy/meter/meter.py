@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,10 @@ class Measurement:
     cpu_energy_method: str = "unavailable"
     co2_kg: float = math.nan
     peak_memory_bytes: float = math.nan
+    #: CPU time (user + system, all threads) of this process per call, s
+    cpu_time_s: float = math.nan
+    #: share of the window a kernel ran on the GPU(s) (NVML utilization samples), NaN when unknown
+    gpu_busy_fraction: float = math.nan
     #: window edges on the meter's clock (the trace's ``t`` column) and the end as ISO-8601 UTC
     t_start: float = math.nan
     t_end: float = math.nan
@@ -109,7 +114,8 @@ class Measurement:
             "meter_window_s": self.window_s, "meter_calls": self.calls,
             "cpu_energy_J": self.cpu_energy_J, "ram_energy_J": self.ram_energy_J,
             "cpu_energy_method": self.cpu_energy_method, "co2_kg": self.co2_kg,
-            "peak_memory_bytes": self.peak_memory_bytes, "timestamp": self.timestamp,
+            "peak_memory_bytes": self.peak_memory_bytes, "cpu_time_s": self.cpu_time_s,
+            "gpu_busy_fraction": self.gpu_busy_fraction, "timestamp": self.timestamp,
             "trace_path": self.trace_path,
         }
         for phase in schema.PHASES:
@@ -130,6 +136,8 @@ class MeterWindow:
     t1: float = math.nan
     phase_marks: list[tuple[str, float, float]] = field(default_factory=list)
     cpu: CpuRamReading | None = None
+    cpu_time0_s: float = math.nan  # process CPU time at the start
+    cpu_time_s: float = math.nan  # process CPU time spent inside the window
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -322,7 +330,7 @@ class EnergyMeter:
         self._reset_peak_memory()
         if self._cpu is not None:
             self._cpu.start()
-        window = MeterWindow(self, self.clock.now())
+        window = MeterWindow(self, self.clock.now(), cpu_time0_s=process_cpu_time_s())
         self._open_windows.append(window)
         return window
 
@@ -338,6 +346,7 @@ class EnergyMeter:
         """Close a window: synchronise, time-stamp, stop CodeCarbon's task. Cheap: resolution comes later."""
         self.synchronize()
         window.t1 = self.clock.now()
+        window.cpu_time_s = process_cpu_time_s() - window.cpu_time0_s
         if self._cpu is not None:
             window.cpu = self._cpu.stop()
 
@@ -374,7 +383,8 @@ class EnergyMeter:
             wall_s=wall, gpu_energy_J=gross, gpu_energy_net_J=net, gpu_idle_power_W=self.idle_power_W,
             gpu_energy_method=method, window_s=span, calls=calls, phases=phases, cpu_energy_J=cpu_J,
             ram_energy_J=ram_J, cpu_energy_method=self.cpu_energy_method if window.cpu else "unavailable",
-            co2_kg=co2, peak_memory_bytes=self._peak_memory(), t_start=window.t0, t_end=window.t1,
+            co2_kg=co2, peak_memory_bytes=self._peak_memory(), cpu_time_s=window.cpu_time_s / calls,
+            gpu_busy_fraction=self.busy_fraction(window.t0, window.t1), t_start=window.t0, t_end=window.t1,
             timestamp=_utc_at(window.t1, self.clock),
             trace_path=self.trace_file, window_estimates_J=estimates,
             device_energy_J=per_device)
@@ -421,6 +431,24 @@ class EnergyMeter:
             e, s = phase_energy.get(name, (0.0, 0.0))
             phase_energy[name] = (e + energy, s + (b - a))
         return estimates, per_device, phase_energy
+
+    def busy_fraction(self, t0: float, t1: float) -> float:
+        """Mean share of ``[t0, t1]`` (meter clock) during which a kernel ran, over the devices: the mean of the
+        driver's utilization samples stamped inside the window (see docs/meter.md for its limits); NaN without
+        a GPU or without a sample in the window."""
+        if self.source is None or not hasattr(self.source, "utilization_samples"):
+            return math.nan
+        offset = dt.datetime.now(dt.timezone.utc).timestamp() - self.clock.now()  # meter clock -> Unix time
+        values = []
+        for device in range(self.source.device_count):
+            try:
+                samples = self.source.utilization_samples(device, t0 + offset)
+            except Exception:  # informative only: never fail a measurement on it
+                continue
+            inside = [v for t, v in samples if t0 + offset <= t <= t1 + offset]
+            if inside:
+                values.append(sum(inside) / len(inside))
+        return float(sum(values) / len(values)) if values else math.nan
 
     def _forget_old_points(self) -> None:
         if self._sampler is None:
@@ -509,6 +537,16 @@ def _utc_at(t: float, clock: Clock) -> str:
     """ISO-8601 UTC time of the meter-clock instant ``t`` (windows are resolved a little after they end)."""
     unix = dt.datetime.now(dt.timezone.utc).timestamp() - (clock.now() - t)
     return dt.datetime.fromtimestamp(unix, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def process_cpu_time_s() -> float:
+    """User + system CPU time of this process, all threads, s (``getrusage``; ``process_time`` elsewhere)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return time.process_time()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cuda_available() -> bool:

@@ -22,9 +22,14 @@ import bisect
 import dataclasses
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 from tta_energy.meter.clock import Clock, MonotonicClock
+
+
+#: period of NVML's GPU-utilization samples on the H200 as the simulation assumes it (1/6 s)
+UTILIZATION_PERIOD_S = 1.0 / 6.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,28 @@ class SimulatedGpu:
             self._published = (u, value)
         return self._published[1]
 
+    def utilization_samples(self, since: float, period_s: float = UTILIZATION_PERIOD_S
+                            ) -> list[tuple[float, float]]:
+        """Samples like NVML's GPU utilization, stamped every ``period_s`` after ``since`` up to now (clock
+        time): the share of the period before each stamp during which work (a load above idle) ran."""
+        now = self.clock.now()
+        out = []
+        k = math.floor(since / period_s) + 1
+        while k * period_s <= now:
+            stamp = k * period_s
+            out.append((stamp, self.busy_time_s(stamp - period_s, stamp) / period_s))
+            k += 1
+        return out
+
+    def busy_time_s(self, t0: float, t1: float) -> float:
+        """Seconds of ``[t0, t1]`` with work running (the ground truth of the busy fraction)."""
+        busy = 0.0
+        for i, seg in enumerate(self._segments):
+            end = self._starts[i + 1] if i + 1 < len(self._starts) else math.inf
+            if seg.load_W > 0:
+                busy += max(0.0, min(end, t1) - max(seg.start, t0))
+        return busy
+
     def trace_values(self) -> dict[str, float]:
         t = self.clock.now()
         return {"power_W": self.energy_J(t) - self.energy_J(t - 1.0),  # NVML's 1-s average on Hopper
@@ -191,6 +218,12 @@ class SimulatedCounterSource:
 
     def trace_values(self, device: int) -> dict[str, float]:
         return self.gpus[device].trace_values()
+
+    def utilization_samples(self, device: int, since_unix_s: float) -> list[tuple[float, float]]:
+        """The simulated GPU's samples with their stamps moved from its clock to Unix time, as NVML's are."""
+        gpu = self.gpus[device]
+        offset = time.time() - gpu.clock.now()
+        return [(t + offset, v) for t, v in gpu.utilization_samples(since_unix_s - offset)]
 
     def spec(self) -> dict:
         return {"kind": self.kind, "gpus": [g.spec() for g in self.gpus]}

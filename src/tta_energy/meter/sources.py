@@ -31,6 +31,11 @@ class CounterSource(Protocol):
         """What the sampler process needs to open the same devices."""
         ...
 
+    def utilization_samples(self, device: int, since_unix_s: float) -> list[tuple[float, float]]:
+        """(Unix time s, busy fraction 0..1) of the driver's GPU-utilization samples taken after
+        ``since_unix_s``: each is the share of its sample period during which a kernel ran."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -141,6 +146,15 @@ class NvmlCounterSource:
 
     def read_mJ(self, device: int) -> int:
         return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handles[device]))
+
+    def utilization_samples(self, device: int, since_unix_s: float) -> list[tuple[float, float]]:
+        nvml = self._nvml
+        try:
+            _, samples = nvml.nvmlDeviceGetSamples(self._handles[device], nvml.NVML_GPU_UTILIZATION_SAMPLES,
+                                                   max(0, int(since_unix_s * 1e6)))
+        except nvml.NVMLError:  # no sample since then (NVML_ERROR_NOT_FOUND) or not supported
+            return []
+        return [(s.timeStamp / 1e6, s.sampleValue.uiVal / 100.0) for s in samples]
 
     def trace_values(self, device: int) -> dict[str, float]:
         nvml = self._nvml
