@@ -534,6 +534,35 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
     return row
 
 
+def measure_idle(meter: Any, seconds: float) -> None:
+    """The GPU's idle power with the model loaded, once per process before any generation (0 s: none)."""
+    if seconds > 0:
+        meter.synchronize()
+        time.sleep(IDLE_SETTLE_S)  # let the power of the model build decay first
+        meter.measure_idle(seconds)
+
+
+def measure_pair(meter: Any, models: ModelCache, rc: RowContext, experiment: str, item: Item,
+                 target: Path) -> tuple[dict[str, object], int]:
+    """Measure one (configuration, repeat) on the model built for its dtype and append its row to ``target``.
+
+    The model is built on first use and gets ``opts.warmup`` warm-up generations (recorded with
+    ``is_warmup=True``) before its first measured one. Every row is appended as soon as it is measured.
+    Returns the measured row and the number of warm-up rows written. A sweep and a campaign both measure
+    through this function.
+    """
+    adapter = models.get(item.dtype)
+    warmups = 0
+    if item.dtype not in models.warmed:
+        for _ in range(rc.opts.warmup):
+            schema.append_row(target, measure_one(meter, adapter, rc, experiment, item, is_warmup=True))
+            warmups += 1
+        models.warmed.add(item.dtype)
+    row = measure_one(meter, adapter, rc, experiment, item, is_warmup=False)
+    schema.append_row(target, row)
+    return row, warmups
+
+
 class Budget:
     """Stops starting generations that would end after the time budget (predicted from the ones so far)."""
 
@@ -637,24 +666,15 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                         if not budget.allows(item.cost()):
                             summary.left = len(p.items) - n
                             break
-                        fresh = item.dtype not in models.adapters
-                        adapter = models.get(item.dtype)
+                        models.get(item.dtype)
                         if not idle_done:
-                            if opts.idle_s > 0:
-                                meter.synchronize()
-                                time.sleep(IDLE_SETTLE_S)  # let the power of the model build decay first
-                                meter.measure_idle(opts.idle_s)
+                            measure_idle(meter, opts.idle_s)
                             idle_done = True
-                        if fresh and item.dtype not in models.warmed:
-                            for _ in range(opts.warmup):
-                                row = measure_one(meter, adapter, rc, p.experiment, item, is_warmup=True)
-                                schema.append_row(p.target, row)
-                                summary.warmups += 1
-                            models.warmed.add(item.dtype)
                         t_item = time.perf_counter()
-                        row = measure_one(meter, adapter, rc, p.experiment, item, is_warmup=False)
-                        schema.append_row(p.target, row)
-                        budget.record(item.cost(), time.perf_counter() - t_item)
+                        row, warmups = measure_pair(meter, models, rc, p.experiment, item, p.target)
+                        summary.warmups += warmups
+                        # per generation: the warm-ups of a fresh model ran the same configuration
+                        budget.record(item.cost(), (time.perf_counter() - t_item) / (1 + warmups))
                         summary.measured[str(row["status"])] += 1
                         if row["status"] == "ok":
                             summary.energies.append(float(row.get("gpu_energy_J", np.nan)))
