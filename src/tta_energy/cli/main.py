@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tta_energy.cli.meter_commands",
     "tta_energy.cli.model_commands",
     "tta_energy.cli.sweep_commands",
+    "tta_energy.cli.campaign_commands",
     "tta_energy.cli.analysis_commands",
     "tta_energy.cli.quality_commands",
     "tta_energy.cli.levers_commands",

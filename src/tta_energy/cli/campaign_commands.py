@@ -1,0 +1,117 @@
+"""``tta-energy campaign plan|run|status``: the measurement campaign a TOML file declares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT, _split
+
+CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with repeats
+until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
+
+plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget, torchrun);
+status: cells done and at target (--json: one object per cell)."""
+
+DEFAULT_CAMPAIGN = Path("campaigns/h200.toml")
+
+
+def _load(path: Path, out_dir: Path | None):  # noqa: ANN202 - Campaign, imported lazily
+    from dataclasses import replace
+
+    from tta_energy.experiments.campaign import load_campaign
+
+    campaign = load_campaign(path)
+    return replace(campaign, out_dir=out_dir) if out_dir is not None else campaign
+
+
+def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experiment: list[str] | None):  # noqa: ANN202
+    from tta_energy.experiments.campaign import RunOptions, build_cells, check_run_options, read_frames, report
+
+    campaign = _load(path, out_dir)
+    models, experiments = _split(model) or (), _split(experiment) or ()
+    check_run_options(campaign, RunOptions(models=models, experiments=experiments))
+    cells = build_cells(campaign, models, experiments)
+    frames = read_frames(campaign, {c.experiment for c in cells})
+    return campaign, *report(campaign, cells, frames)
+
+
+CAMPAIGN_OPT = typer.Option(DEFAULT_CAMPAIGN, "--campaign", "-c", help="the campaign file (TOML)")
+OUT_DIR_OPT = typer.Option(None, "--out-dir", help="folder of the tables (default: the campaign's out_dir)")
+MODEL_OPT = typer.Option(None, "--model", "-m", help="only these models (comma list, repeatable)")
+EXPERIMENT_OPT = typer.Option(None, "--experiment", "-e", help="only these experiments (comma list)")
+
+
+def _seconds(s: float) -> str:
+    return "n/a" if s != s else f"{s:,.0f}"  # NaN: no row to estimate from
+
+
+def register(app: typer.Typer) -> None:
+    campaign_app = typer.Typer(help=CAMPAIGN_HELP, no_args_is_help=True)
+    app.add_typer(campaign_app, name="campaign")
+
+    @campaign_app.command("plan")
+    def plan_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
+                 model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT) -> None:
+        """Per experiment: cells, cells done, generations missing and their estimated GPU seconds."""
+        from tta_energy.experiments.campaign import plan_table
+
+        spec, reports, est = _reports(campaign, out_dir, model, experiment)
+        rows, overhead = plan_table(reports, est)
+        typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
+        typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'missing gens':>14}{'est. GPU s':>12}")
+        for r in rows:
+            typer.echo(f"{r['experiment']:<12}{r['cells']:>7}{r['done']:>7}{r['generations_missing']:>14}"
+                       f"{_seconds(r['estimated_s']):>12}")
+        typer.echo(f"{'model builds + warm-ups':<40}{_seconds(overhead):>12}")
+        total = sum(r["estimated_s"] for r in rows) + overhead
+        typer.echo(f"{'total':<12}{sum(r['cells'] for r in rows):>7}{sum(r['done'] for r in rows):>7}"
+                   f"{sum(r['generations_missing'] for r in rows):>14}{_seconds(total):>12}")
+
+    @campaign_app.command("status")
+    def status_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
+                   model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT,
+                   as_json: bool = typer.Option(False, "--json", help="one JSON object per cell, one a line")
+                   ) -> None:
+        """Cells done (the stopping rule met) and at target (interval within the target), per experiment."""
+        spec, reports, _ = _reports(campaign, out_dir, model, experiment)
+        if as_json:
+            for r in reports:
+                typer.echo(json.dumps(r.as_dict()))
+            return
+        typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
+        typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'at target':>11}")
+        by: dict[str, list] = {}
+        for r in reports:
+            by.setdefault(r.cell.experiment, []).append(r)
+        for e, rs in by.items():
+            at = sum(r.state.at_target(r.cell.stopping) for r in rs)
+            typer.echo(f"{e:<12}{len(rs):>7}{sum(r.state.done for r in rs):>7}{at:>11}")
+
+    @campaign_app.command("run")
+    def run_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
+                model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT,
+                time_budget: float | None = typer.Option(
+                    None, help="seconds of wall time (model builds and warm-ups included) after which no "
+                               "generation starts"),
+                device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+                codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon",
+                                                help="CPU/RAM energy and CO2"),
+                country: str = typer.Option("ITA", help="ISO country code of the carbon intensity (CodeCarbon)"),
+                trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power trace"),
+                progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+                ) -> None:
+        """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
+        status 3 when the time budget stopped it (run the same command again)."""
+        from tta_energy.experiments.campaign import RunOptions, run_campaign
+
+        spec = _load(campaign, out_dir)
+        ro = RunOptions(models=_split(model) or (), experiments=_split(experiment) or (),
+                        time_budget_s=time_budget, device=device, codecarbon=codecarbon, country=country,
+                        trace=trace, progress=progress)
+        result = run_campaign(spec, ro, echo=typer.echo)
+        if result.stopped_by_budget:
+            sys.exit(INCOMPLETE_EXIT)
