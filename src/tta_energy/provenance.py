@@ -70,7 +70,7 @@ def distributed_rank() -> int:
 
 @functools.lru_cache(maxsize=1)
 def host_cpu_model() -> str:
-    """The CPU's model name (``model name`` of /proc/cpuinfo on Linux, else the platform's word), '' if unknown.
+    """The CPU's model name (``model name`` of /proc/cpuinfo on Linux, else the platform's), '' if unknown.
 
     A launch-bound generation's time depends on the host CPU, so rows say which one ran it."""
     try:

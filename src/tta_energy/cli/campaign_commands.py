@@ -10,8 +10,8 @@ import typer
 
 from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT, _split
 
-CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with repeats
-until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
+CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with
+repeats until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
 
 plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget, torchrun);
 status: cells done and at target (--json: one object per cell)."""
@@ -29,7 +29,13 @@ def _load(path: Path, out_dir: Path | None):  # noqa: ANN202 - Campaign, importe
 
 
 def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experiment: list[str] | None):  # noqa: ANN202
-    from tta_energy.experiments.campaign import RunOptions, build_cells, check_run_options, read_frames, report
+    from tta_energy.experiments.campaign import (
+        RunOptions,
+        build_cells,
+        check_run_options,
+        read_frames,
+        report,
+    )
 
     campaign = _load(path, out_dir)
     models, experiments = _split(model) or (), _split(experiment) or ()
@@ -100,7 +106,7 @@ def register(app: typer.Typer) -> None:
                 device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
                 codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon",
                                                 help="CPU/RAM energy and CO2"),
-                country: str = typer.Option("ITA", help="ISO country code of the carbon intensity (CodeCarbon)"),
+                country: str = typer.Option("ITA", help="ISO country code of the carbon intensity"),
                 trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power trace"),
                 progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
                 ) -> None:

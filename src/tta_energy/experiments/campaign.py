@@ -1,7 +1,8 @@
-"""A measurement campaign: what a folder of run tables must hold, declared in a TOML file, measured adaptively.
+"""A measurement campaign: what a folder of run tables must hold, declared in a TOML file, measured
+adaptively.
 
-A campaign file (``campaigns/h200.toml``) lists experiments (the sweeps' grids, :mod:`.grids`) x models, and the
-stopping rule of their cells. A *cell* is what one number of the study describes:
+A campaign file (``campaigns/h200.toml``) lists experiments (the sweeps' grids, :mod:`.grids`) x models, and
+the stopping rule of their cells. A *cell* is what one number of the study describes:
 
 * for the repeated experiments (steps, batch, duration, guidance, precision), one grid value of one model; a
   repeat of it is every configuration of that value (one call, or the 10/b calls of a batch layout), its
@@ -12,16 +13,17 @@ stopping rule of their cells. A *cell* is what one number of the study describes
 * for the quality experiment, (model, steps, caption set): done when each of its captions (the first
   ``caption_limit`` of the caption file) was measured once.
 
-Rows are matched to cells by ``config_id`` (:func:`.grids.config_id`, as the sweeps compute it), so rows a sweep
-measured count. Warm-up rows never count; neither do rows other than ``ok`` (an ``error`` is retried).
+Rows are matched to cells by ``config_id`` (:func:`.grids.config_id`, as the sweeps compute it), so rows a
+sweep measured count. Warm-up rows never count; neither do rows other than ``ok`` (an ``error`` is retried).
 
 ``run`` measures in rounds: each round visits every unfinished cell once (one repeat, or one caption), in an
-order shuffled with the campaign's seed and the round's number, so that repeats of different cells (and models:
-built models stay resident) interleave instead of running back to back. Before each generation it checks that
-its estimated time (plus a model build and warm-up when the model is not resident) fits in the time budget
-left; otherwise the run stops. Every row is appended when measured (:func:`.runner.measure_pair`), so a kill
-loses at most the generation in flight and the same command resumes. Under torchrun the cells are split over
-the ranks by estimated time; each rank appends to its shard files, which rank 0 merges at the end.
+order shuffled with the campaign's seed and the round's number, so that repeats of different cells (and
+models: built models stay resident) interleave instead of running back to back. Before each generation it
+checks that its estimated time (plus a model build and warm-up when the model is not resident) fits in the
+time budget left; otherwise the run stops. Every row is appended when measured
+(:func:`.runner.measure_pair`), so a kill loses at most the generation in flight and the same command resumes.
+Under torchrun the cells are split over the ranks by estimated time; each rank appends to its shard files,
+which rank 0 merges at the end.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 def _unknown(table: dict, allowed: set[str], where: str) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
-        raise CampaignError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+        raise CampaignError(f"{where}: unknown key(s) {', '.join(extra)} "
+                            f"(allowed: {', '.join(sorted(allowed))})")
 
 
 def _stopping(table: dict, base: Stopping, where: str) -> Stopping:
@@ -357,9 +360,9 @@ def observe(frames: Iterable[pd.DataFrame | None]) -> dict[str, Observed]:
         if df is None or df.empty:
             continue
         rows = df[~df["is_warmup"]]
-        for cid, rep, status, energy, seconds in zip(rows["config_id"].astype(str), rows["repeat"].astype(int),
-                                                     rows["status"], rows["gpu_energy_J"].astype(float),
-                                                     window_seconds(rows), strict=True):
+        columns = (rows["config_id"].astype(str), rows["repeat"].astype(int), rows["status"],
+                   rows["gpu_energy_J"].astype(float), window_seconds(rows))
+        for cid, rep, status, energy, seconds in zip(*columns, strict=True):
             out[cid].add(rep, status, energy, seconds)
     return out
 
@@ -461,9 +464,9 @@ class Estimator:
     """Seconds of GPU time a generation or a model build takes, from the rows already measured.
 
     A configuration measured before: the mean of its windows. Otherwise scaled from the same model's rows by
-    the configurations' relative cost (:meth:`.grids.Config.cost`: steps x clips x seconds of audio), else from
-    every model's rows. A model build (imports, build, idle baseline, warm-up): the median, over the sweeps
-    that measured only that model, of the time from the run's start (its ``run_id``) to its first row.
+    the configurations' relative cost (:meth:`.grids.Config.cost`: steps x clips x seconds of audio), else
+    from every model's rows. A model build (imports, build, idle baseline, warm-up): the median, over the
+    sweeps that measured only that model, of the time from the run's start (its ``run_id``) to its first row.
     """
 
     per_config_s: dict[str, float]
@@ -513,7 +516,8 @@ def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell]) -> E
         def cost(row: pd.Series) -> float:
             if row["config_id"] in cost_of:
                 return cost_of[row["config_id"]]
-            c = _Config(experiment="", model="", steps=int(row["steps"]), prompts=("",) * int(row["n_prompts"]),
+            c = _Config(experiment="", model="", steps=int(row["steps"]),
+                        prompts=("",) * int(row["n_prompts"]),
                         waveforms_per_prompt=int(row["waveforms_per_prompt"]),
                         duration_s=float(row["duration_s"]), guidance_scale=float(row["guidance_scale"]))
             return c.cost()
@@ -592,7 +596,8 @@ def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]
         needed = n
     repeats = max(needed - state.attempts, 1)
     partial = len(next_items(cell, observed))
-    return partial + (repeats - 1) * len(cell.items) if partial < len(cell.items) else repeats * len(cell.items)
+    size = len(cell.items)
+    return partial + (repeats - 1) * size if partial < size else repeats * size
 
 
 def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFrame | None]
@@ -603,7 +608,7 @@ def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFr
     for cell in cells:
         state = cell_state(cell, observed)
         missing = expected_missing(cell, state, observed)
-        per_gen = float(np.mean([est.generation_s(cell.model, it) for it in cell.items])) if cell.items else 0.0
+        per_gen = float(np.mean([est.generation_s(cell.model, it) for it in cell.items]))
         out.append(CellReport(cell, state, missing, missing * per_gen))
     return out, est
 
@@ -755,8 +760,8 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
                                             for c in todo), ro.progress and ctx.is_main) as bar:
             provenance = {**meter.provenance(), "rank": ctx.rank}
             gpu_name = str(provenance.get("gpu_name", ""))
-            contexts = {m: RowContext(sweep_options(campaign, m), run_id, ctx.rank, provenance, meter.trace_file)
-                        for m in {c.model for c in todo}}
+            contexts = {m: RowContext(sweep_options(campaign, m), run_id, ctx.rank, provenance,
+                                      meter.trace_file) for m in {c.model for c in todo}}
             models = ResidentModels(campaign, device)
             idle_done = False
             round_no = 0
@@ -805,7 +810,8 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
     gathered = distributed.all_gather(ctx, (result.rows, result.warmups, result.measured_s,
                                             result.stopped_by_budget, result.unfinished, gpu_name))
     total = RunResult(rows=sum((g[0] for g in gathered), Counter()), warmups=sum(g[1] for g in gathered),
-                      measured_s=float(sum(g[2] for g in gathered)), stopped_by_budget=any(g[3] for g in gathered),
+                      measured_s=float(sum(g[2] for g in gathered)),
+                      stopped_by_budget=any(g[3] for g in gathered),
                       unfinished=sum(g[4] for g in gathered))
     if ctx.is_main:
         gpus = sorted({g[5] for g in gathered if g[5]})
@@ -829,12 +835,13 @@ def _window_of(row: dict[str, object]) -> float:
 
 def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, wall_s: float,
                result: RunResult, gpu_name: str, world_size: int) -> None:
-    """Append the run's line to ``<out_dir>/campaign_runs.jsonl``: one write of a complete line, then fsync."""
+    """Append the run's line to ``<out_dir>/campaign_runs.jsonl`` (one write of a complete line, fsync'd)."""
     from tta_energy.experiments.runner import now_iso
     from tta_energy.provenance import git_commit, host_cpu_model
 
-    line = {"command": ro.command or shlex.join(["tta-energy", *sys.argv[1:]]), "campaign": str(campaign.path),
-            "run_id": run_id, "start_utc": start_utc, "end_utc": now_iso(), "wall_s": round(wall_s, 3),
+    line = {"command": ro.command or shlex.join(["tta-energy", *sys.argv[1:]]),
+            "campaign": str(campaign.path), "run_id": run_id, "start_utc": start_utc, "end_utc": now_iso(),
+            "wall_s": round(wall_s, 3),
             "measured_s": round(result.measured_s, 3), "rows": dict(sorted(result.rows.items())),
             "warmup_rows": result.warmups, "stopped_by_budget": result.stopped_by_budget,
             "time_budget_s": ro.time_budget_s, "world_size": world_size, "git_commit": git_commit(),

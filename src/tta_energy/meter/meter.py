@@ -433,9 +433,9 @@ class EnergyMeter:
         return estimates, per_device, phase_energy
 
     def busy_fraction(self, t0: float, t1: float) -> float:
-        """Mean share of ``[t0, t1]`` (meter clock) during which a kernel ran, over the devices: the mean of the
-        driver's utilization samples stamped inside the window (see docs/meter.md for its limits); NaN without
-        a GPU or without a sample in the window."""
+        """Mean share of ``[t0, t1]`` (meter clock) during which a kernel ran, over the devices: the mean of
+        the driver's utilization samples stamped inside the window (see docs/meter.md for its limits); NaN
+        without a GPU or without a sample in the window."""
         if self.source is None or not hasattr(self.source, "utilization_samples"):
             return math.nan
         offset = dt.datetime.now(dt.timezone.utc).timestamp() - self.clock.now()  # meter clock -> Unix time

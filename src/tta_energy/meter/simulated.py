@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 from tta_energy.meter.clock import Clock, MonotonicClock
 
-
 #: period of NVML's GPU-utilization samples on the H200 as the simulation assumes it (1/6 s)
 UTILIZATION_PERIOD_S = 1.0 / 6.0
 

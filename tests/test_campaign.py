@@ -1,0 +1,223 @@
+"""``tta-energy campaign``: the campaign file, the done rule, the plan's estimates, a tiny-model run (CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tta_energy import schema
+from tta_energy.cli.main import main
+from tta_energy.experiments import campaign as cp
+from tta_energy.experiments.grids import STUDY_PROMPT, Config
+from tta_energy.experiments.runner import Item
+
+TINY_CAMPAIGN = """
+name = "tiny"
+out_dir = "{out}"
+size = "tiny"
+dtype = "float32"
+idle_s = 0
+min_window_s = 0
+[repeats]
+min = 2
+max = 2
+
+[[experiment]]
+name = "steps"
+models = ["audioldm", "tango"]
+grid = ["1"]
+
+[[experiment]]
+name = "quality"
+models = ["audioldm"]
+grid = ["1"]
+captions = ["audiocaps"]
+caption_limit = 2
+"""
+
+
+def write_campaign(tmp_path, text: str = TINY_CAMPAIGN):
+    path = tmp_path / "c.toml"
+    path.write_text(text.format(out=tmp_path / "tables"), encoding="utf-8")
+    return path
+
+
+def test_the_committed_campaign_file_parses_into_typed_entries():
+    c = cp.load_campaign("campaigns/h200.toml")
+    assert [e.experiment for e in c.entries] == ["steps", "batch", "quality", "quality", "duration",
+                                                 "guidance", "precision"]
+    steps = c.entries[0]
+    assert len(steps.models) == 7 and steps.stopping == cp.Stopping(5, 8, 0.05)
+    quality = c.entries[2:4]
+    assert [(q.grid, q.caption_limit) for q in quality] == [(("10",), 30), (("100",), 10)]
+    assert c.entries[-1].stopping.min_repeats == 3 and c.entries[-1].stopping.max_repeats == 8
+    assert c.dtype is None and c.size == "full" and c.min_window_s == 1.0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name = 'x'\n[[experiment]]\nname = 'stepz'\n", "name must be one of steps"),
+    ("[[experiment]]\nname = 'steps'\nmodels = ['nope']\n", "unknown model(s) nope"),
+    ("[[experiment]]\nname = 'steps'\nrepeats = {min = 6, max = 4}\n", "1 <= min <= max"),
+    ("colour = 1\n[[experiment]]\nname = 'steps'\n", "unknown key(s) colour"),
+    ("[[experiment]]\nname = 'steps'\ncaption_limit = 3\n", "belong to the quality experiment"),
+    ("name = 'x'\n", "no [[experiment]] table"),
+    ("[[experiment]\n", "is not valid TOML"),
+    ("seed = 'zero'\n[[experiment]]\nname = 'steps'\n", "seed must be an integer"),
+])
+def test_a_bad_campaign_file_is_one_error_line(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(cp.CampaignError, match="bad.toml"):
+        cp.load_campaign(path)
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "plan", "--campaign", str(path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["campaign", "status", "--campaign", str(tmp_path / "missing.toml")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _cell(n_configs: int = 1, per_caption: bool = False) -> cp.Cell:
+    items = tuple(Item(Config("steps", "tango", 10, (STUDY_PROMPT,), call_index=i), 0, f"cid{i}", "float32")
+                  for i in range(n_configs))
+    return cp.Cell("tango", "steps", (("steps", 10),), items, cp.Stopping(5, 8, 0.05), per_caption)
+
+
+def _observed(values_per_repeat: list[list[float]], statuses: str = "ok") -> dict[str, cp.Observed]:
+    obs: dict[str, cp.Observed] = {}
+    for r, values in enumerate(values_per_repeat):
+        for i, v in enumerate(values):
+            obs.setdefault(f"cid{i}", cp.Observed()).add(r, statuses, v, 1.0)
+    return obs
+
+
+def test_done_rule_on_synthetic_rows():
+    cell = _cell()
+    tight = cp.cell_state(cell, _observed([[100.0], [101.0], [99.0], [100.5], [99.5]]))
+    assert tight.n == 5 and tight.done and tight.ci95_half_width_rel < 0.05
+    assert tight.mean_J == pytest.approx(100.0)
+    wide_values = [[100.0], [140.0], [70.0], [120.0], [80.0]]
+    wide = cp.cell_state(cell, _observed(wide_values))
+    assert wide.n == 5 and not wide.done and wide.ci95_half_width_rel > 0.05
+    eight = cp.cell_state(cell, _observed(wide_values + [[130.0], [75.0], [110.0]]))
+    assert eight.n == 8 and eight.done and not eight.at_target(cell.stopping)  # reported as it is
+    four_tight = cp.cell_state(cell, _observed([[100.0]] * 4))
+    assert not four_tight.done  # the study's 5 repeats first
+    # warm-ups never reach Observed; error rows do not count and the repeat is measured again
+    errors = _observed([[100.0]] * 5)
+    errors["cid0"].add(5, "error", math.nan, 1.0)
+    assert cp.cell_state(cell, errors).n == 5
+    # an out-of-memory repeat ends the cell: repeating it would only repeat it
+    assert cp.cell_state(cell, _observed([[math.nan]], statuses="oom")).done
+    # a batch layout: a repeat is all its calls, its sample their summed energy; a half-done repeat is
+    # finished first
+    batch = _cell(n_configs=2)
+    obs = _observed([[10.0, 12.0], [11.0]])
+    state = cp.cell_state(batch, obs)
+    assert state.n == 1 and state.samples == [22.0]
+    assert [(it.config_id, it.repeat) for it in cp.next_items(batch, obs)] == [("cid1", 1)]
+    assert [it.repeat for it in cp.next_items(batch, _observed([[10.0, 12.0]]))] == [1, 1]
+    # a quality cell is done when each caption was measured once
+    quality = _cell(n_configs=3, per_caption=True)
+    part = _observed([[5.0, 6.0]])
+    assert not cp.cell_state(quality, part).done
+    assert [it.config_id for it in cp.next_items(quality, part)] == ["cid2"]
+    assert cp.cell_state(quality, _observed([[5.0, 6.0, 7.0]])).done
+
+
+def _rows(model: str, config_id: str, steps: int, seconds: list[float], run_id: str,
+          start: str) -> pd.DataFrame:
+    rows = []
+    for r, s in enumerate(seconds):
+        row = schema.empty_row() | {
+            "source": "tta-energy", "run_id": run_id, "experiment": "steps", "config_id": config_id,
+            "repeat": r, "model": model,
+            "steps": steps, "n_prompts": 1, "waveforms_per_prompt": 1, "n_clips": 1, "duration_s": 10.0,
+            "guidance_scale": 3.0, "status": "ok", "wall_s": s / 2, "meter_window_s": s,
+            "gpu_energy_J": 100.0,
+            "gpu_energy_method": "nvml_counter", "cpu_energy_method": "unavailable",
+            "timestamp": (pd.Timestamp(start) + pd.Timedelta(seconds=20 + 10 * r)).isoformat()}
+        rows.append(row)
+    return schema.validate(pd.DataFrame(rows))
+
+
+def test_plan_estimates_from_synthetic_rows():
+    measured = Item(Config("steps", "tango", 10, (STUDY_PROMPT,)), 0, "a", "float32")
+    unmeasured = Item(Config("steps", "tango", 20, (STUDY_PROMPT,)), 0, "b", "float32")
+    other_model = Item(Config("steps", "audioldm", 10, (STUDY_PROMPT,)), 0, "c", "float32")
+    cells = [cp.Cell("tango", "steps", (("steps", n),), (it,), cp.Stopping(5, 8, 0.05), False)
+             for n, it in ((10, measured), (20, unmeasured))]
+    frame = _rows("tango", "a", 10, [2.0, 2.0, 2.0], "20261129T120000Z-abc123", "2026-11-29T12:00:00Z")
+    est = cp.estimator([frame], cells)
+    assert est.generation_s("tango", measured) == pytest.approx(2.0)  # the same cell's windows
+    assert est.generation_s("tango", unmeasured) == pytest.approx(2.0 * unmeasured.cost() / measured.cost())
+    assert est.generation_s("audioldm", other_model) == pytest.approx(2.0)  # every model's rate
+    assert est.model_build_s("tango") == pytest.approx(20.0)  # run start -> its first row
+    assert est.model_build_s("audioldm") == cp.DEFAULT_BUILD_S
+    campaign = cp.load_campaign("campaigns/h200.toml")
+    reports, est = cp.report(campaign, cells, [frame])
+    assert [r.missing for r in reports] == [2, 5]  # 5 repeats at least; 3 measured (with no spread)
+    assert reports[0].estimate_s == pytest.approx(2 * 2.0)
+    rows, overhead = cp.plan_table(reports, est)
+    assert rows == [{"experiment": "steps", "cells": 2, "done": 0, "generations_missing": 7,
+                     "estimated_s": pytest.approx(4.0 + 5 * 2.0 * unmeasured.cost() / measured.cost())}]
+    assert overhead == pytest.approx(20.0)
+
+
+def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_path, capsys):
+    path = write_campaign(tmp_path)
+    tables = tmp_path / "tables"
+    base = ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress"]
+    with pytest.raises(SystemExit) as exc:  # a model build alone would not fit: nothing starts
+        main([*base, "--time-budget", "5"])
+    assert exc.value.code == 3 and not (tables / "steps.csv").exists()
+    main(base)
+    out = capsys.readouterr().out
+    assert "measured 2 quality, 4 steps (+2 warm-up)" in out
+    steps = schema.read_runs(tables / "steps.csv")
+    measured = steps[~steps["is_warmup"]]
+    assert len(measured) == 4 and (measured["status"] == "ok").all()
+    # rounds: every cell's first repeat (both models, resident) before any second repeat
+    assert list(measured["repeat"]) == [0, 0, 1, 1] and measured["model"][:2].nunique() == 2
+    assert measured["run_id"].nunique() == 1 and steps["is_warmup"].sum() == 2
+    # host diagnostics on every row
+    assert (measured["cpu_time_s"] >= 0).all() and (measured["host_cpu_model"] != "").all()
+    assert (measured["host_cpu_count"] >= 1).all() and measured["gpu_busy_fraction"].isna().all()  # no GPU
+    quality = schema.read_runs(tables / "quality.csv")
+    assert sorted(quality[~quality["is_warmup"]]["caption_id"]) == sorted(quality["caption_id"].unique())[:2]
+    # the same command again: every cell is done, nothing is measured
+    before = (tables / "steps.csv").read_bytes()
+    main(base)
+    assert "measured nothing" in capsys.readouterr().out
+    assert (tables / "steps.csv").read_bytes() == before
+    log = [json.loads(line) for line in (tables / cp.RUNS_LOG).read_text().splitlines()]
+    assert len(log) == 3 and log[0]["stopped_by_budget"] and log[0]["rows"] == {}
+    assert log[1]["rows"] == {"quality": 2, "steps": 4} and log[2]["rows"] == {}
+    assert log[1]["measured_s"] > 0 and log[1]["wall_s"] >= log[1]["measured_s"]
+    assert {"command", "start_utc", "end_utc", "git_commit", "host_cpu_model", "gpu_name"} <= set(log[1])
+    # status: one JSON object per cell
+    main(["campaign", "status", "--campaign", str(path), "--json"])
+    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(cells) == 3 and all(c["done"] for c in cells)
+    first = next(c for c in cells if c["experiment"] == "steps")
+    assert {"model", "experiment", "steps", "n", "mean_J", "ci95_half_width_rel", "done"} <= set(first)
+    assert first["n"] == 2 and first["mean_J"] is None  # no GPU energy on the CPU
+    main(["campaign", "plan", "--campaign", str(path)])
+    assert "total" in capsys.readouterr().out
+
+
+def test_run_filters_models_and_experiments(tmp_path, capsys):
+    path = write_campaign(tmp_path)
+    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
+          "--model", "tango", "--experiment", "steps"])
+    rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
+    assert set(rows["model"]) == {"tango"} and not (tmp_path / "tables" / "quality.csv").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "run", "--campaign", str(path), "--experiment", "batch"])
+    assert exc.value.code == 2 and "not in" in capsys.readouterr().err
+    assert np.isfinite(rows["cpu_time_s"]).all()
