@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Sourced by the device-call scripts (scripts/gpu_call_*.sh, gpu_next.sh, gpu_scaling.sh) from the repository
-# root: installs the wheels carried in .whl/ (bash ../shared/tools/device-wheels.sh torchsde trampoline soxr,
-# gathered for the device machine's Python 3.12) into /tmp/site without touching the image's own packages, puts
-# them and src/ on PYTHONPATH, and keeps every library offline. Elsewhere (no .whl/, or another Python: an
+# Sourced from the repository root before a device command (`source scripts/device_env.sh; python3 -m tta_energy
+# campaign run ...`, gpu_scaling.sh, gpu_levers.sh): installs the wheels carried in .whl/ (bash
+# ../shared/tools/device-wheels.sh torchsde trampoline soxr, gathered for the device machine's Python 3.12) into
+# /tmp/site without touching the image's own packages, puts them and src/ on PYTHONPATH, and keeps every library
+# offline. Elsewhere (no .whl/, or another Python: an
 # installed checkout, pip install -e .) it only sets the environment.
 if [[ -d .whl ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
