@@ -55,6 +55,8 @@ DEFAULT_MAX_REPEATS = 8
 DEFAULT_TARGET_REL = 0.05
 #: the log of the commands that measured a campaign's tables, next to them
 RUNS_LOG = "campaign_runs.jsonl"
+#: error rows one cell may write in one run before the run leaves it (an error may be transient; never a loop)
+MAX_ERRORS_PER_RUN = 2
 #: model build + idle baseline + warm-up, s, assumed for a model whose build the tables do not show
 DEFAULT_BUILD_S = 30.0
 
@@ -764,43 +766,54 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
                                       meter.trace_file) for m in {c.model for c in todo}}
             models = ResidentModels(campaign, device)
             idle_done = False
-            round_no = 0
-            while todo and not result.stopped_by_budget:
-                order = list(todo)
-                random.Random(f"{campaign.seed}:{round_no}").shuffle(order)
-                for cell in order:
-                    for item in next_items(cell, observed):
-                        fresh = not models.resident(cell.model, item.dtype)
-                        needed = est.generation_s(cell.model, item)
-                        needed = needed if np.isfinite(needed) else 0.0
-                        if fresh:
-                            needed += est.model_build_s(cell.model) + campaign.warmup * needed
-                        if budget_s is not None and time.perf_counter() - start + needed > budget_s:
-                            result.stopped_by_budget = True
+            errors: Counter = Counter()  # cell -> visits of this run that ended in an error row
+            for tier in dict.fromkeys(experiments):  # the campaign file's order is the priority
+                left = [c for c in todo if c.experiment == tier]
+                round_no = 0
+                while left and not result.stopped_by_budget:
+                    order = list(left)
+                    random.Random(f"{campaign.seed}:{tier}:{round_no}").shuffle(order)
+                    for cell in order:
+                        for item in next_items(cell, observed):
+                            fresh = not models.resident(cell.model, item.dtype)
+                            needed = est.generation_s(cell.model, item)
+                            needed = needed if np.isfinite(needed) else 0.0
+                            if fresh:  # a build and its warm-ups count against the budget too
+                                needed += est.model_build_s(cell.model) + campaign.warmup * needed
+                            if budget_s is not None and time.perf_counter() - start + needed > budget_s:
+                                result.stopped_by_budget = True
+                                break
+                            models.build(cell.model, item.dtype)
+                            if not idle_done:
+                                measure_idle(meter, campaign.idle_s)
+                                idle_done = True
+                            target = (resume.shard_path(campaign.table(cell.experiment), ctx.rank)
+                                      if ctx.is_distributed else campaign.table(cell.experiment))
+                            row, warmups = measure_pair(meter, models.cache(cell.model), contexts[cell.model],
+                                                        cell.experiment, item, target)
+                            seconds = _window_of(row)
+                            result.measured_s += seconds * (1 + warmups)
+                            result.rows[cell.experiment] += 1
+                            result.warmups += warmups
+                            observed[item.config_id].add(item.repeat, str(row["status"]),
+                                                         float(row["gpu_energy_J"]), seconds)
+                            if row["status"] == "ok":
+                                est.learn(cell.model, item, seconds)
+                            elif row["status"] == "error":
+                                errors[cell.key] += 1
+                            bar.update(1)
+                            bar.set_postfix_str(f"{cell.model} {cell.experiment} {cell.label} r{item.repeat} "
+                                                f"{row['status']}", refresh=False)
+                        if result.stopped_by_budget:
                             break
-                        models.build(cell.model, item.dtype)
-                        if not idle_done:
-                            measure_idle(meter, campaign.idle_s)
-                            idle_done = True
-                        target = (resume.shard_path(campaign.table(cell.experiment), ctx.rank)
-                                  if ctx.is_distributed else campaign.table(cell.experiment))
-                        row, warmups = measure_pair(meter, models.cache(cell.model), contexts[cell.model],
-                                                    cell.experiment, item, target)
-                        seconds = _window_of(row)
-                        result.measured_s += seconds * (1 + warmups)
-                        result.rows[cell.experiment] += 1
-                        result.warmups += warmups
-                        observed.setdefault(item.config_id, Observed()).add(
-                            item.repeat, str(row["status"]), float(row["gpu_energy_J"]), seconds)
-                        if row["status"] == "ok":
-                            est.learn(cell.model, item, seconds)
-                        bar.update(1)
-                        bar.set_postfix_str(f"{cell.model} {cell.experiment} {cell.label} r{item.repeat} "
-                                            f"{row['status']}", refresh=False)
-                    if result.stopped_by_budget:
-                        break
-                todo = [c for c in todo if not cell_state(c, observed).done]
-                round_no += 1
+                    for cell in left:
+                        if errors[cell.key] >= MAX_ERRORS_PER_RUN:
+                            say(f"{cell.model} {cell.experiment} {cell.label}: {errors[cell.key]} error rows "
+                                "in this run; left for the next run (see the table's error column)")
+                    left = [c for c in left
+                            if not cell_state(c, observed).done and errors[c.key] < MAX_ERRORS_PER_RUN]
+                    round_no += 1
+            todo = [c for c in todo if not cell_state(c, observed).done]
     result.unfinished = len(todo)
     distributed.barrier(ctx)
     if ctx.is_main:
