@@ -738,10 +738,9 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
     todo = [c for c in cells if not cell_state(c, observed).done]
     say(f"campaign {campaign.name}: {len(cells)} cells, {len(cells) - len(todo)} done")
     if ctx.is_distributed:
-        def remaining_s(c: Cell) -> float:
-            s = expected_missing(c, cell_state(c, observed), observed) * np.nanmean(
-                [est.generation_s(c.model, it) for it in c.items] or [1.0])
-            return float(s) if np.isfinite(s) else 1.0
+        def remaining_s(c: Cell) -> float:  # balancing weight: estimated seconds, 1 per generation if unknown
+            known = [t for t in (est.generation_s(c.model, it) for it in c.items) if np.isfinite(t)]
+            return expected_missing(c, cell_state(c, observed), observed) * (float(np.mean(known)) if known else 1.0)
 
         mine = distributed.assign(todo, ctx.world_size, remaining_s)[ctx.rank]
         todo = [todo[i] for i in mine]
