@@ -740,7 +740,8 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
     if ctx.is_distributed:
         def remaining_s(c: Cell) -> float:  # balancing weight: estimated seconds, 1 per generation if unknown
             known = [t for t in (est.generation_s(c.model, it) for it in c.items) if np.isfinite(t)]
-            return expected_missing(c, cell_state(c, observed), observed) * (float(np.mean(known)) if known else 1.0)
+            per_generation = float(np.mean(known)) if known else 1.0
+            return expected_missing(c, cell_state(c, observed), observed) * per_generation
 
         mine = distributed.assign(todo, ctx.world_size, remaining_s)[ctx.rank]
         todo = [todo[i] for i in mine]
