@@ -221,3 +221,20 @@ def test_run_filters_models_and_experiments(tmp_path, capsys):
         main(["campaign", "run", "--campaign", str(path), "--experiment", "batch"])
     assert exc.value.code == 2 and "not in" in capsys.readouterr().err
     assert np.isfinite(rows["cpu_time_s"]).all()
+
+
+def test_a_cell_that_keeps_failing_is_left_for_the_next_run(tmp_path, monkeypatch, capsys):
+    from tta_energy.models.audioldm import AudioLDMAdapter
+
+    def broken(self, request, phases=None):
+        raise RuntimeError("a deterministic failure")
+
+    monkeypatch.setattr(AudioLDMAdapter, "generate", broken)
+    path = write_campaign(tmp_path)
+    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
+          "--model", "audioldm", "--experiment", "steps"])
+    assert f"{cp.MAX_ERRORS_PER_RUN} error rows in this run; left for the next run" in capsys.readouterr().out
+    rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
+    measured = rows[~rows["is_warmup"]]
+    assert len(measured) == cp.MAX_ERRORS_PER_RUN and (measured["status"] == "error").all()
+    assert measured["error"].str.contains("a deterministic failure").all()
