@@ -207,6 +207,8 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     first = next(c for c in cells if c["experiment"] == "steps")
     assert {"model", "experiment", "steps", "n", "mean_J", "ci95_half_width_rel", "done"} <= set(first)
     assert first["n"] == 2 and first["mean_J"] is None  # no GPU energy on the CPU
+    assert not first["at_target"]  # done at max repeats, the interval unknown
+    assert next(c for c in cells if c["experiment"] == "quality")["at_target"]  # every caption measured
     main(["campaign", "plan", "--campaign", str(path)])
     assert "total" in capsys.readouterr().out
 

@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         for r in reports:
             by.setdefault(r.cell.experiment, []).append(r)
         for e, rs in by.items():
-            at = sum(r.state.at_target(r.cell.stopping) for r in rs)
+            at = sum(r.cell.at_target(r.state) for r in rs)
             typer.echo(f"{e:<12}{len(rs):>7}{sum(r.state.done for r in rs):>7}{at:>11}")
 
     @campaign_app.command("run")

@@ -267,6 +267,11 @@ class Cell:
     def key(self) -> tuple:
         return (self.model, self.experiment, self.config)
 
+    def at_target(self, state: CellState) -> bool:
+        """The interval is within the target with the minimum repeats (a quality cell: every caption
+        measured; its spread is between captions, not a measurement uncertainty)."""
+        return state.done if self.per_caption else state.at_target(self.stopping)
+
 
 def _cell_value(config: Config, column: str, dtype: str) -> object:
     if column == "dtype":
@@ -565,7 +570,7 @@ class CellReport:
         return {"model": c.model, "experiment": c.experiment, **{k: _plain(v) for k, v in c.config},
                 "configurations": len(c.items), "n": s.n, "attempts": s.attempts,
                 "mean_J": _plain(s.mean_J), "ci95_half_width_J": _plain(s.ci95_half_width_J),
-                "ci95_half_width_rel": _plain(s.ci95_half_width_rel), "at_target": s.at_target(c.stopping),
+                "ci95_half_width_rel": _plain(s.ci95_half_width_rel), "at_target": c.at_target(s),
                 "failed": s.failed, "done": s.done, "generations_missing": self.missing,
                 "estimated_s": _plain(self.estimate_s)}
 
