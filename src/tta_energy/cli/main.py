@@ -1,13 +1,23 @@
-"""Entry point of ``tta-energy``: builds the typer app from the command modules."""
+"""Entry point of ``tta-energy``: builds the typer app from the command modules, and its one error path."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import Sequence
 
 import typer
+from typer._click import exceptions as click_exceptions
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import TtaError, first_line
+
+#: exit status of every user error (usage, value, file, device, permission), as click uses for usage errors
+USAGE_EXIT = 2
+#: exit status of an unexpected failure (a bug or the environment), shown as one line unless --debug
+FAILURE_EXIT = 1
+#: set to 1 for the traceback of every error (the same as ``tta-energy --debug ...``)
+DEBUG_ENV = "TTA_ENERGY_DEBUG"
 
 app = typer.Typer(
     name="tta-energy",
@@ -16,6 +26,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tta_energy.provenance import package_version
+
+        typer.echo(f"tta-energy {package_version('tta-energy') or 'unknown'}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (for bug reports)"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Measure, analyse and reduce the inference energy of text-to-audio diffusion models."""
+
 
 #: Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -33,21 +61,64 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the app; a :class:`TtaError` becomes one line on stderr and exit status 2."""
+def _fail(message: str, status: int) -> int:
+    typer.echo(f"error: {message}", err=True)
+    return status
+
+
+def user_error_line(exc: BaseException) -> str | None:
+    """The one line a user error shows, or None when ``exc`` is not a user error (a bug)."""
+    if isinstance(exc, TtaError):
+        return first_line(exc)
+    if isinstance(exc, click_exceptions.UsageError):
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        return exc.format_message().splitlines()[0].rstrip() + hint
+    if isinstance(exc, click_exceptions.ClickException):
+        return exc.format_message()
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or first_line(exc)} (choose a folder you can write to)"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or folder: {exc.filename or first_line(exc)}"
+    if isinstance(exc, IsADirectoryError | NotADirectoryError | FileExistsError):
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({first_line(exc)})"
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return None
+
+
+def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
+    """Run a typer app; every error becomes one line on stderr (a traceback only with ``--debug``).
+
+    Returns the exit status: 0, 2 for a user error, 1 for anything unexpected, 130 when interrupted, or what
+    the command itself exits with.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]  # accepted anywhere on the line, not only before the command
     try:
-        app(args=argv, standalone_mode=False)
-    except TtaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
+        status = command(args=args, prog_name=prog_name, standalone_mode=False)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+    except click_exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        return USAGE_EXIT
+    except (KeyboardInterrupt, typer.Abort):
+        return _fail("interrupted", 130)
+    except Exception as exc:
+        if debug:
+            raise
+        line = user_error_line(exc)
+        if line is not None:
+            return _fail(line, USAGE_EXIT)
+        return _fail(f"{type(exc).__name__}: {first_line(exc, '')} (run with --debug for the traceback)",
+                     FAILURE_EXIT)
+    return status if isinstance(status, int) else 0
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def main(argv: list[str] | None = None) -> None:
+    """``tta-energy``: run the app; a non-zero status leaves through ``SystemExit``."""
+    status = run_app(app, argv)
+    if status:
+        sys.exit(status)
