@@ -16,9 +16,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def _row(model: str, energy: float) -> dict[str, object]:
+def _row(model: str, energy: float, config_id: str | None = None) -> dict[str, object]:
     row = schema.empty_row()
-    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=0, model=model,
+    row.update(source="tta-energy", run_id="r", experiment="steps", config_id=config_id or f"c-{model}",
+               repeat=0, model=model,
                weights="random", size="tiny", dtype="float32", optimize="none", steps=2, denoiser_calls=2,
                n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok", gpu_energy_J=energy,
                gpu_energy_method="unavailable" if np.isnan(energy) else "nvml_counter",
@@ -35,7 +36,32 @@ def test_summary_validates_tables_and_sums_measured_energy(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     assert "12.5" in out.stdout  # 10.5 + 2.0 J
     assert "n/a" in out.stdout  # GPU energy never measured is not shown as 0
-    assert "2 run table(s) validated" in out.stdout
+    assert "2 of 2 run table(s) valid" in out.stdout
+
+
+def test_summary_names_every_invalid_table_and_its_problem(tmp_path: Path) -> None:
+    """Encoding past the first 8 KB, an empty file, a cut last line, repeated pairs, missing columns: each
+    table is named with its problem, the valid one is still summed, and the exit status is 2."""
+    good = tmp_path / "good.csv"
+    for i in range(60):  # > 8 KB, so that a bad byte past the header block is not seen by a header check
+        schema.append_row(good, _row("audioldm", 1.0, config_id=f"c{i}"))
+    text = good.read_bytes()
+    assert len(text) > 9000
+    (tmp_path / "latin.csv").write_bytes(text[:9000] + b"caf\xe9" + text[9000:])
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "cut.csv").write_bytes(text[: text.rindex(b"\n", 0, len(text) - 1) + 40])
+    (tmp_path / "twice.csv").write_bytes(text + text[text.index(b"\n") + 1:])  # every row again
+    (tmp_path / "columns.csv").write_text("source,experiment,model,config_id\ntta-energy,steps,tango,c\n")
+    out = _run("summary", "--data", str(tmp_path))
+    assert out.returncode == 2
+    problems = {line.split(": ")[1].rsplit("/", 1)[-1]: line for line in out.stderr.splitlines()
+                if line.startswith("invalid: ")}
+    assert "not UTF-8" in problems["latin.csv"] and "is empty" in problems["empty.csv"]
+    assert "last line is cut" in problems["cut.csv"]
+    assert "60 measured row(s) repeat a (config_id, repeat) pair" in problems["twice.csv"]
+    assert "missing column(s)" in problems["columns.csv"]
+    assert "good.csv" not in problems and "1 of 6 run table(s) valid" in out.stdout
+    assert out.stderr.splitlines()[-1] == f"error: 5 invalid run table(s) under {tmp_path} (listed above)"
 
 
 def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
@@ -47,7 +73,7 @@ def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text(text[0] + "\n" + ",".join(cells) + "\n")
     out = _run("summary", "--data", str(tmp_path))
     assert out.returncode == 2
-    line = out.stderr.strip().splitlines()[-1]
+    line = out.stderr.strip().splitlines()[0]
     assert "a.csv" in line and "gpu_energy_J" in line and "lots" in line
 
 

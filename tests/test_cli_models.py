@@ -34,7 +34,7 @@ def test_describe_json_and_table(capsys):
     d = json.loads(capsys.readouterr().out)
     for key, kind in [("model", str), ("total_params", int), ("denoiser_params", int),
                       ("denoiser_input_shape", list), ("gflop_per_step", float),
-                      ("gflop_per_generation", float), ("components", dict)]:
+                      ("gflop_once_per_generation", float), ("components", dict)]:
         assert isinstance(d[key], kind), key
     assert d["model"] == "audioldm" and d["size"] == "tiny"
     assert d["component_classes"]["unet"] == "UNet2DConditionModel"  # same classes as the full size

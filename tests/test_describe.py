@@ -42,17 +42,17 @@ def test_full_size_matches_the_reference_table(name):
     assert within(d["denoiser_params"], want["denoiser"]), d["denoiser_params"]
     assert d["denoiser_input_shape"] == want["shape"]
     assert within(d["gflop_per_step"], want["gflop_step"]), d["gflop_per_step"]
-    by_call = d["gflop_per_generation_by_call"]
+    by_call = d["gflop_once_per_generation_by_call"]
     for call, gflop in want["per_generation"].items():
         assert within(by_call[call], gflop), (call, by_call)
-    assert d["gflop_per_generation"] == pytest.approx(sum(by_call.values()), rel=1e-6)
+    assert d["gflop_once_per_generation"] == pytest.approx(sum(by_call.values()), rel=1e-6)
     assert sum(d["components"].values()) == d["total_params"]
 
 
 def test_audioldm2_counts_gpt2_generation_and_keeps_clap_audio_branch():
     d = described("audioldm2")
     # 1 pass over 25 embeddings + 7 cached single-token passes, prompt and negative: ~11 GFLOP (models.md)
-    assert 10.0 < d["gflop_per_generation_by_call"]["language_model"] < 15.0
+    assert 10.0 < d["gflop_once_per_generation_by_call"]["language_model"] < 15.0
     assert d["components"]["text_encoder"] == pytest.approx(193.9e6, rel=0.01)  # incl. HTSAT audio branch
     assert d["notes"]["t5_tokens"] == 20 and d["notes"]["clap_token_length"] == 512
 

@@ -131,7 +131,7 @@ def test_guidance_one_skips_the_unconditional_branch(tiny: MakeAnAudioAdapter) -
 def test_describe_works_on_the_tiny_size(tiny: MakeAnAudioAdapter) -> None:
     description = describe_adapter(tiny, duration_s=1.0)
     assert description["denoiser_input_shape"] == [2, 4, 10, 8]
-    assert set(description["gflop_per_generation_by_call"]) == {
+    assert set(description["gflop_once_per_generation_by_call"]) == {
         "text_encoder",
         "text_encoder (unconditional)",
         "vae",

@@ -88,7 +88,7 @@ def test_full_size_matches_models_md(full):
     assert d["components"]["vocoder"] == pytest.approx(55.3e6, rel=0.01)
     assert d["denoiser_input_shape"] == [2, 8, 256, 16]
     assert d["gflop_per_step"] == pytest.approx(1597.8, rel=0.01)  # with 20 T5 tokens
-    by_call = d["gflop_per_generation_by_call"]
+    by_call = d["gflop_once_per_generation_by_call"]
     assert by_call["vae"] == pytest.approx(671, rel=0.01)
     assert by_call["text_encoder"] + by_call["text_encoder (unconditional)"] == pytest.approx(25, rel=0.02)
     assert by_call["vocoder"] == pytest.approx(1003 * 1024 / 1000, rel=0.01)  # HiFi-GAN on 10.24 s

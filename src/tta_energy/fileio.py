@@ -7,10 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tta_energy.errors import TtaError
 
 
 @contextlib.contextmanager
@@ -47,3 +50,29 @@ def torch_save_atomic(obj: object, path: str | Path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def writable_folder(folder: Path, what: str = "output folder") -> None:
+    """Create ``folder`` if needed and prove it takes a file, before any work is done."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tta-energy-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TtaError(f"{what} {folder} cannot be written: {reason}") from None
+
+
+def writable_file(path: Path, what: str = "output table") -> None:
+    """The folder of ``path`` takes files and ``path`` itself, when it exists, can be appended to."""
+    path = Path(path)
+    if path.is_dir():
+        raise TtaError(f"{what} {path} is a folder: give a file name")
+    writable_folder(path.parent, f"folder of the {what}")
+    if path.exists():
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as exc:
+            raise TtaError(f"{what} {path} cannot be written: {exc.strerror}") from None

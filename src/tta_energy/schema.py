@@ -208,6 +208,55 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return validate(df, str(path))
 
 
+@dataclass
+class TableCheck:
+    """What :func:`check_table` found: the validated rows (None when unreadable) and the problems, one line
+    each; a table with problems is invalid."""
+
+    path: Path
+    frame: pd.DataFrame | None
+    problems: list[str]
+
+
+def duplicate_pairs(df: pd.DataFrame) -> int:
+    """Measured (non-warm-up) rows beyond the first of their (config_id, repeat) pair."""
+    measured = df[~df["is_warmup"]]
+    return int(measured.duplicated(subset=["config_id", "repeat"]).sum())
+
+
+def check_table(path: str | Path) -> TableCheck:
+    """Validate a run table completely: UTF-8 text, not empty, no cut last line, the schema's columns and
+    values, each (configuration, repeat) pair measured once."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return TableCheck(path, None, [f"cannot be read: {exc.strerror}"])
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return TableCheck(path, None, [f"is not UTF-8 text (byte {exc.start}, line {line})"])
+    if not raw.strip():
+        return TableCheck(path, None, ["is empty"])
+    problems = []
+    if not raw.endswith(b"\n"):
+        problems.append("its last line is cut (a writer was killed mid-line): the next sweep on it repairs "
+                        "it, or delete that line")
+    try:
+        df = read_runs(path)
+    except SchemaError as exc:
+        text = str(exc)
+        return TableCheck(path, None, [*problems, text.removeprefix(f"{path}: ")])
+    except (pd.errors.ParserError, ValueError) as exc:
+        return TableCheck(path, None, [*problems, f"is not a well-formed CSV ({str(exc).splitlines()[0]})"])
+    duplicates = duplicate_pairs(df[df["source"] != "study"])  # the study's logs number no repeats
+    if duplicates:
+        problems.append(f"{duplicates} measured row(s) repeat a (config_id, repeat) pair already in the "
+                        "table (two writers at once?)")
+    return TableCheck(path, df, problems)
+
+
 def read_many(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = [read_runs(p) for p in paths]
     if not frames:

@@ -28,23 +28,42 @@ def register(app: typer.Typer) -> None:
     def summary_cmd(
         data: Path = typer.Option(Path("data"), help="folder of run tables (searched recursively)"),
     ) -> None:
-        """Validate every run table under DATA and print rows, models and energy per table."""
+        """Validate every run table under DATA (encoding, schema, cut lines, repeated pairs) and print rows,
+        models and energy per table; exit status 2 when a table is invalid."""
         import pandas as pd
 
         from tta_energy import schema
 
         if not data.is_dir():
             raise TtaError(f"{data}: not a folder")
-        tables = sorted(p for p in data.rglob("*.csv") if schema.is_run_table(p))
+        candidates = sorted(data.rglob("*.csv"))
+        # a CSV is a run table when its header has the run-record markers; one that cannot be read as text
+        # (not UTF-8, empty) cannot say what it is, and is checked as a run table
+        tables = [p for p in candidates if schema.is_run_table(p, named=True) or not schema.csv_header(p)]
+        other = len(candidates) - len(tables)
         if not tables:
-            typer.echo(f"no run tables under {data}")
+            typer.echo(f"no run tables under {data} ({other} other CSV file(s))")
             return
         out = Table("table", "rows", "ok", "models", "GPU energy [J] (sum of ok rows)")
+        invalid = []
         for path in tables:
-            df = schema.read_runs(path)
+            check = schema.check_table(path)
+            invalid += [f"{path}: {problem}" for problem in check.problems]
+            if check.frame is None:
+                out.add_row(str(path), "invalid", "", "", "", style="red")
+                continue
+            df = check.frame
             ok = df[df["status"] == "ok"]
             energy = ok["gpu_energy_J"].sum(min_count=1)  # NaN (shown n/a) when no GPU energy was measured
             out.add_row(str(path), str(len(df)), str(len(ok)), ", ".join(sorted(df["model"].unique())),
-                        "n/a" if pd.isna(energy) else f"{energy:.1f}")
+                        "n/a" if pd.isna(energy) else f"{energy:.1f}",
+                        style="red" if check.problems else None)
+        out.columns[0].overflow = "fold"  # whole paths (folded), never cut to the same prefix
         Console().print(out)
-        typer.echo(f"{len(tables)} run table(s) validated under {data}")
+        for line in invalid:
+            typer.echo(f"invalid: {line}", err=True)
+        valid = len(tables) - len({line.split(": ", 1)[0] for line in invalid})
+        typer.echo(f"{valid} of {len(tables)} run table(s) valid under {data} ({other} other CSV file(s) "
+                   "skipped)")
+        if invalid:
+            raise TtaError(f"{len(tables) - valid} invalid run table(s) under {data} (listed above)")

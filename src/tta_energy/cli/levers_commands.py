@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-LEVERS_HELP = """Energy levers (issue 7): CUDA graphs, compilation, precision, attention kernels, batching.
+LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention kernels, batching.
 
 Specs: none (the study's default), graphs (the denoiser as a CUDA graph), max (fp16, fastest attention
 backend, channels-last, fused q/k/v, CUDA graph), or a comma list of levers: fp32, fp16, bf16, compile,
@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
     @levers_app.command("run")
     def run_cmd(
         models: str = typer.Option(..., "--models", "-m", help="comma list of models"),
-        out_dir: Path = typer.Option(Path("data/h200/levers"), help="folder of the raw tables"),
+        out_dir: Path = typer.Option(Path("data/runs/levers"), help="folder of the raw tables (the committed "
+                                                                    "data/h200/levers only when named)"),
         full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
         batch1: str = typer.Option("graphs", help="specs measured at batch 1, every step count"),
         single: str = typer.Option("fp16 bf16 sdpa-best channels-last fuse-qkv",
@@ -91,8 +92,8 @@ def register(app: typer.Typer) -> None:
     @levers_app.command("report")
     def report_cmd(
         raw: list[Path] = typer.Argument(..., help="folder(s) written by 'levers run'"),
-        out_dir: Path = typer.Option(Path("data/h200"), help="where levers.csv, levers_summary.md, "
-                                                             "levers.png go"),
+        out_dir: Path = typer.Option(Path("data/runs"), help="where levers.csv, levers_summary.md, "
+                                                             "levers.png go (data/h200 only when named)"),
     ) -> None:
         """Combine raw folders (e.g. two GPU runs) into levers.csv, levers_summary.md and levers.png."""
         from tta_energy.errors import TtaError

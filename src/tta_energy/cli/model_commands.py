@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tta_energy.cli import checks
 from tta_energy.errors import TtaError
 
 
@@ -17,6 +19,23 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def denoiser_progress(adapter: object, total: int, description: str) -> object:
+    """A progress bar on stderr advanced by every forward call of the adapter's denoiser (a forward hook,
+    so it counts the calls the sampler really makes); close it with ``.close()``."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=False,
+               disable=not sys.stderr.isatty())
+    handle = adapter.denoiser.register_forward_hook(lambda *_: bar.update(1))  # type: ignore[attr-defined]
+
+    class _Progress:
+        def close(self) -> None:
+            handle.remove()
+            bar.close()
+
+    return _Progress()
 
 
 def register(app: typer.Typer) -> None:
@@ -31,10 +50,11 @@ def register(app: typer.Typer) -> None:
 
         Built with random weights on the meta device (nothing allocated); FLOPs from torch's FLOP counter.
         """
+        checks.model(model)
+        checks.size(size)
+        checks.positive(duration, "--duration")
         from tta_energy.models.describe import describe_model
 
-        if duration <= 0:
-            raise TtaError(f"duration must be > 0 s, got {duration}")
         d = describe_model(model, size=size, duration_s=duration)
         if as_json:
             typer.echo(json.dumps(d, indent=2))
@@ -49,8 +69,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"denoiser input per step ({d['duration_s']:g} s, batch {d['batch']}, CFG): "
                       f"{tuple(d['denoiser_input_shape'])}")
         console.print(f"GFLOP per denoising step (CFG): {d['gflop_per_step']:.1f}")
-        by_call = ", ".join(f"{k} {v:.1f}" for k, v in d["gflop_per_generation_by_call"].items())
-        console.print(f"GFLOP once per generation: {d['gflop_per_generation']:.1f} ({by_call})")
+        by_call = ", ".join(f"{k} {v:.1f}" for k, v in d["gflop_once_per_generation_by_call"].items())
+        console.print(f"GFLOP once per generation, outside the denoising loop: "
+                      f"{d['gflop_once_per_generation']:.1f} ({by_call})")
         console.print(f"FLOPs counted with {d['flop_method']}")
 
     @app.command("generate")
@@ -73,26 +94,37 @@ def register(app: typer.Typer) -> None:
                                   "(default: the model's on GPU, float32 on CPU)"),
     ) -> None:
         """Generate audio for one prompt and write it as WAV at the model's sample rate."""
-        from tta_energy.audio_io import clip_paths, write_clips
-        from tta_energy.models.base import GenerationRequest
-        from tta_energy.models.registry import adapter_class, build_model
-
+        # every value is checked before torch is imported or a model is built
+        checks.device(device)
+        dtype = checks.dtype(dtype)
+        checks.generation(model, size_name=size, prompts=[prompt], steps=steps, batch=batch,
+                          duration_s=duration, guidance_scale=guidance)
         if out.suffix.lower() != ".wav":
             raise TtaError(f"output file {out} must end in .wav")
         if not out.parent.is_dir():
             raise TtaError(f"output folder {out.parent} does not exist")
+        checks.writable_folder(out.parent)
+        checks.cpu_full_size_warning(device, size)
+
+        from tta_energy.audio_io import clip_paths, write_clips
+        from tta_energy.models.base import GenerationRequest
+        from tta_energy.models.catalogue import entry
+        from tta_energy.models.registry import build_model
+
         device = device or default_device()
-        if dtype is None and not device.startswith("cuda"):
-            dtype = "float32"  # half precision on a CPU is slow or unsupported for some kernels
+        dtype = dtype or entry(model).default_dtype(device)
         request = GenerationRequest(prompts=[prompt], steps=steps, waveforms_per_prompt=batch,
                                     duration_s=duration, guidance_scale=guidance,
                                     negative_prompt=negative_prompt, seed=seed)
-        if size == "full":  # bad input fails before a model is built (tiny sizes have their own lengths)
-            adapter_class(model).check_request_basics(request)
-        adapter = build_model(model, size=size, weights=weights, device=device, dtype=dtype)
+        with Console(stderr=True).status(f"building {model} ({size}, {dtype}) on {device}"):
+            adapter = build_model(model, size=size, weights=weights, device=device, dtype=dtype)
         adapter.check_request(request)  # the model's own checks, before any compute
         start = time.perf_counter()
-        result = adapter.generate(request)
+        progress = denoiser_progress(adapter, adapter.denoiser_calls(steps), f"{model} denoising")
+        try:
+            result = adapter.generate(request)
+        finally:
+            progress.close()
         seconds = time.perf_counter() - start
         paths = write_clips(out, result.waveforms, result.sample_rate)
         shown = str(paths[0]) if len(paths) == 1 else f"{clip_paths(out, len(paths))[0]} .. {paths[-1].name}"

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import typer
 
+from tta_energy.cli import checks
 from tta_energy.errors import TtaError
 from tta_energy.models import catalogue
 
 #: exit status when --time-budget left pairs undone (run the same command again to finish)
 INCOMPLETE_EXIT = 3
+#: exit status when no generation of the sweep succeeded (every measured row is oom / nan_audio / error)
+ALL_FAILED_EXIT = 4
 
 SWEEP_HELP = """Measure the energy of one model over an experiment's grid, one row per generation.
 
@@ -28,7 +31,8 @@ sweep goes on.
 Resumable: rows are appended atomically; running the same command again skips the (configuration, repeat)
 pairs already recorded as ok / oom / nan_audio and retries error rows (--keep-errors: skip them too).
 --time-budget stops starting generations that would end after the budget (exit status 3); run again to
-finish.
+finish. When every generation of a sweep failed, the distinct errors are listed and the exit status is 4.
+One sweep at a time writes a table: a second one on the same table is refused (each table has a lock file).
 
 Several GPUs: torchrun --nproc-per-node N -m tta_energy sweep ... shards the pairs over the ranks (one GPU
 each), every rank writes <out>.rank<k>.csv and rank 0 merges them into the table.
@@ -57,17 +61,34 @@ def per_experiment(values: list[str] | None, experiments: tuple[str, ...], optio
     return out
 
 
-def register(app: typer.Typer) -> None:
+def failure_lines(summaries: list) -> list[str]:
+    """When no generation succeeded: how many failed and the first line of each distinct error."""
+    measured = sum(sum(s.measured.values()) for s in summaries)
+    if measured == 0 or any(s.measured.get("ok", 0) for s in summaries):
+        return []
+    errors: dict[str, int] = {}
+    for s in summaries:
+        for text, n in s.errors.items():
+            errors[text] = errors.get(text, 0) + n
+    return [f"all {measured} generation(s) failed:"] + [f"  {n} x {text}" for text, n in errors.items()]
+
+
+def register(app: typer.Typer, fixed_model: str | None = None) -> None:
+    """``sweep`` on ``app``; with ``fixed_model`` the command runs that model only (the inferences/ scripts)
+    and has no --model option."""
+
     @app.command("sweep", help=SWEEP_HELP)
     def sweep_cmd(
-        model: str = typer.Option(..., "--model", "-m", help=catalogue.help_text()),
+        model: str = typer.Option(fixed_model or ..., "--model", "-m", help=catalogue.help_text(),
+                                  hidden=fixed_model is not None),
         experiment: str = typer.Option(..., "--experiment", "-e",
                                        help="steps, batch, quality, duration, guidance, precision "
                                             "(comma list)"),
         size: str = typer.Option("full", help="full (the real architecture) or tiny (CPU tests)"),
         weights: str = typer.Option("random", help="'random' (replica) or a local weights folder / hub id"),
         device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
-        dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's)"),
+        dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's on a "
+                                                    "GPU, float32 on a CPU)"),
         repeats: list[str] | None = typer.Option(
             None, help="repeats (default: 5; quality 1); with several experiments EXP=N, repeatable"),
         grid: list[str] | None = typer.Option(
@@ -83,7 +104,8 @@ def register(app: typer.Typer) -> None:
         audio_dir: Path = typer.Option(Path("outputs/audio"), help="quality: where the WAVs go"),
         save_audio: bool = typer.Option(True, "--save-audio/--no-save-audio", help="quality: write the WAVs"),
         out: Path | None = typer.Option(None, help="output table (one experiment)"),
-        out_dir: Path = typer.Option(Path("data/runs"), help="folder of <experiment>.csv tables"),
+        out_dir: Path | None = typer.Option(None, help="folder of <experiment>.csv tables "
+                                                       "(default: data/runs; not with --out)"),
         seed: int = typer.Option(0, help="seed of the initial noise and of the run order"),
         optimize: str = typer.Option("none", help="none | graphs | max | lever,lever (energy levers)"),
         min_window: float = typer.Option(0.0, "--min-window",
@@ -91,13 +113,19 @@ def register(app: typer.Typer) -> None:
         idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline before the sweep (0: none)"),
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
         codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon", help="CPU/RAM energy and CO2"),
-        country: str = typer.Option("ITA", help="ISO country code of the grid carbon intensity (CodeCarbon)"),
+        country: str = typer.Option("ITA", help="ISO 3166 alpha-3 code of the grid carbon intensity "
+                                                "(CodeCarbon)"),
         time_budget: float | None = typer.Option(None, help="seconds after which no new generation starts"),
         keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry errored configurations"),
         trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power/temperature trace"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     ) -> None:
-        from tta_energy.experiments.runner import SweepOptions, run_sweep
+        checks.device(device)
+        checks.size(size)
+        country = checks.country(country) if codecarbon else country
+        for value, option in ((limit, "--limit"), (duration, "--duration"), (time_budget, "--time-budget")):
+            checks.positive(value, option)
+        from tta_energy.experiments.runner import SweepOptions, check_options, run_sweep
 
         experiments = _split([experiment]) or ()
         repeat_counts = {}
@@ -116,6 +144,13 @@ def register(app: typer.Typer) -> None:
             warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
+        check_options(opts)  # every value, before torch is imported
+        checks.cpu_full_size_warning(device, size)
         summaries = run_sweep(opts, echo=typer.echo)
+        failed = failure_lines(summaries)
+        for line in failed:
+            typer.echo(line, err=True)
+        if failed:
+            sys.exit(ALL_FAILED_EXIT)
         if any(s.left for s in summaries):
             sys.exit(INCOMPLETE_EXIT)  # SystemExit passes through click in non-standalone mode

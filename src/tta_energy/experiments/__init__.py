@@ -1,4 +1,4 @@
-"""Experiments of issue 5: sweep definitions (grids), the measuring runner, resume and torchrun sharding.
+"""Experiments: sweep definitions (grids), the measuring runner, resume and torchrun sharding.
 
 ``tta-energy sweep`` (cli/sweep_commands.py) and the per-model scripts in ``inferences/`` call
 :func:`tta_energy.experiments.runner.run_sweep`.

@@ -449,9 +449,9 @@ def _describe_flops(model: str, opts: LeversOptions, adapter: Any, plan: LeverPl
         d = cache[key]["describe"]
         for steps in sorted({s for s, b in plan.cells if b == batch}):
             calls = cache[key]["calls"].get(steps, float(steps))
-            total = calls * float(d["gflop_per_step"]) + float(d["gflop_per_generation"])
+            total = calls * float(d["gflop_per_step"]) + float(d["gflop_once_per_generation"])
             out[(steps, batch)] = {"gflop_per_step": float(d["gflop_per_step"]),
-                                   "gflop_per_generation": float(d["gflop_per_generation"]),
+                                   "gflop_per_generation": float(d["gflop_once_per_generation"]),
                                    "denoiser_calls_nominal": calls, "gflop": total}
     return out
 

@@ -1,6 +1,6 @@
 """Running a sweep: build the model, idle baseline, warm-up, measure each (configuration, repeat), write.
 
-The protocol (issue 5; measurement-practice.md section 2), for every experiment:
+The protocol, for every experiment:
 
 1. the grid is expanded into configurations (:mod:`.grids`); configurations the model cannot run (a duration
    beyond its maximum, ...) are checked on a ``meta``-device copy of the model and left out with a note;
@@ -25,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
-from tta_energy.errors import first_line
+from tta_energy.errors import ModelError, first_line
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     EXPERIMENTS,
@@ -47,6 +47,8 @@ from tta_energy.experiments.grids import (
     run_order,
     spec,
 )
+from tta_energy.fileio import writable_file, writable_folder
+from tta_energy.models.catalogue import canonical_dtype, check_generation, entry, model_names
 
 DEFAULT_OUT_DIR = Path("data/runs")
 DEFAULT_AUDIO_DIR = Path("outputs/audio")
@@ -74,7 +76,7 @@ class SweepOptions:
     audio_dir: Path = DEFAULT_AUDIO_DIR
     save_audio: bool = True
     out: Path | None = None
-    out_dir: Path = DEFAULT_OUT_DIR
+    out_dir: Path | None = None  # None: DEFAULT_OUT_DIR (given together with --out it is refused)
     seed: int = 0
     optimize: str = "none"
     min_window_s: float = 0.0
@@ -91,7 +93,7 @@ class SweepOptions:
     def out_path(self, experiment: str) -> Path:
         if self.out is not None:
             return Path(self.out)
-        return Path(self.out_dir) / f"{experiment}.csv"
+        return Path(self.out_dir or DEFAULT_OUT_DIR) / f"{experiment}.csv"
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class SweepSummary:
     wall_s: float = 0.0
     energies: list[float] = field(default_factory=list)  # GPU energy of the ok rows, J
     excluded: list[str] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)  # "status: first line of the error" -> rows
 
     @property
     def gpu_energy_J(self) -> float:
@@ -210,17 +213,13 @@ def lever_dtype(model: str, optimize: str) -> str | None:
 
 
 def resolved_dtype(model: str, config_dtype: str | None, option_dtype: str | None,
-                   optimize: str = "none") -> str:
+                   optimize: str = "none", device: str = "cuda") -> str:
     """The dtype a configuration runs in: a precision lever, else the configuration's, the option's, the
-    model's default (the study's)."""
-    from tta_energy.models.base import dtype_name, parse_dtype
-    from tta_energy.models.registry import adapter_class
-
+    model's default on ``device`` (the study's on a GPU, float32 on a CPU: the catalogue's one rule)."""
     forced = lever_dtype(model, optimize)
     if forced is not None:
         return forced
-    name = config_dtype or option_dtype or adapter_class(model).defaults.dtype
-    return dtype_name(parse_dtype(name))
+    return canonical_dtype(config_dtype or option_dtype or entry(model).default_dtype(device))
 
 
 def latent_seconds(adapter: Any, duration_s: float) -> float:
@@ -264,10 +263,9 @@ def load_levers() -> Callable[[Any, str], Any] | None:
 
 # --- planning -----------------------------------------------------------------------------------------------
 def check_options(opts: SweepOptions) -> None:
-    from tta_energy.models.registry import MODEL_NAMES
-
-    if opts.model not in MODEL_NAMES:
-        raise SweepError(f"unknown model {opts.model!r}: choose one of {', '.join(MODEL_NAMES)}")
+    """Every option, checked before torch is imported or a model is built (the levers' precision aside)."""
+    if opts.model not in model_names():
+        raise SweepError(f"unknown model {opts.model!r}: choose one of {', '.join(model_names())}")
     if not opts.experiments:
         raise SweepError("no experiment given")
     for e in opts.experiments:
@@ -276,6 +274,8 @@ def check_options(opts: SweepOptions) -> None:
         raise SweepError("an experiment is listed twice")
     if opts.out is not None and len(opts.experiments) > 1:
         raise SweepError("--out names one table: with several experiments use --out-dir")
+    if opts.out is not None and opts.out_dir is not None:
+        raise SweepError("--out and --out-dir both name the output: give one of them")
     if opts.size not in ("full", "tiny"):
         raise SweepError(f"unknown size {opts.size!r}: use full or tiny")
     for e, n in opts.repeats.items():
@@ -305,6 +305,39 @@ def check_options(opts: SweepOptions) -> None:
     for e in opts.experiments:
         if opts.out_path(e).suffix != ".csv":
             raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
+    if opts.prompt is not None:
+        check_request_limits(opts, what="--prompt")
+    if opts.dtype is not None:
+        opts.dtype = canonical_dtype(opts.dtype)
+    if opts.steps is not None:
+        check_request_limits(opts, steps=opts.steps, what="--steps")
+    if opts.duration_s is not None:
+        check_request_limits(opts, duration_s=opts.duration_s, what="--duration")
+    for e in opts.grid:  # a grid the user wrote runs whole; the study's grids leave values out with a note
+        for c in build_configs(grid_request(opts, e)):
+            check_request_limits(opts, steps=c.steps, duration_s=c.duration_s,
+                                 guidance_scale=c.guidance_scale, batch=c.waveforms_per_prompt,
+                                 what=f"--grid {e}={','.join(opts.grid[e])}")
+
+
+def check_request_limits(opts: SweepOptions, *, steps: int | None = None, duration_s: float | None = None,
+                         guidance_scale: float | None = None, batch: int = 1, what: str) -> None:
+    """The catalogue's rules for one generation (durations at full size only: tiny sizes have their own)."""
+    defaults = entry(opts.model).defaults
+    try:
+        check_generation(opts.model, defaults, prompts=[opts.prompt if opts.prompt is not None else "x"],
+                         steps=defaults.steps if steps is None else steps, waveforms_per_prompt=batch,
+                         duration_s=duration_s if opts.size == "full" else None,
+                         guidance_scale=guidance_scale)
+    except ModelError as exc:
+        raise SweepError(f"{what}: {exc}") from None
+
+
+def grid_request(opts: SweepOptions, experiment: str) -> GridRequest:
+    return GridRequest(
+        experiment=experiment, model=opts.model, grid=opts.grid.get(experiment), steps=opts.steps,
+        prompt=opts.prompt, duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed,
+        captions=opts.captions, limit=opts.limit, extra=opts.extra)
 
 
 class NothingToRun(SweepError):
@@ -357,13 +390,11 @@ class Probe:
             ModelAdapter.check_request(adapter, request)
 
 
-def expand(opts: SweepOptions, experiment: str, probe: Probe) -> tuple[list[Item], list[str]]:
+def expand(opts: SweepOptions, experiment: str, probe: Probe,
+           device: str = "cuda") -> tuple[list[Item], list[str]]:
     """This experiment's (configuration, repeat) items in run order, and notes on excluded configurations."""
     s = EXPERIMENTS[experiment]
-    configs = build_configs(GridRequest(
-        experiment=experiment, model=opts.model, grid=opts.grid.get(experiment), steps=opts.steps,
-        prompt=opts.prompt, duration_s=opts.duration_s, dtype=opts.dtype, seed=opts.seed,
-        captions=opts.captions, limit=opts.limit, extra=opts.extra))
+    configs = build_configs(grid_request(opts, experiment))
     excluded: list[str] = []
     if probe.adapter() is not None:
         from tta_energy.models.base import ModelError
@@ -385,7 +416,7 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe) -> tuple[list[Item
     repeats = opts.repeats.get(experiment, s.repeats)
     items = []
     for c, r in run_order(configs, repeats, opts.seed):
-        dtype = resolved_dtype(opts.model, c.dtype, opts.dtype, opts.optimize)
+        dtype = resolved_dtype(opts.model, c.dtype, opts.dtype, opts.optimize, device)
         cid = config_id(c, size=opts.size, weights=opts.weights, optimize=opts.optimize, dtype=dtype)
         items.append(Item(c, r, cid, dtype))
     return items, excluded
@@ -419,8 +450,9 @@ def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
             for computed, durations in sorted(asked.items())]
 
 
-def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Probe) -> Plan:
-    items, excluded = expand(opts, experiment, probe)
+def plan(opts: SweepOptions, experiment: str, ctx: distributed.DistContext, probe: Probe,
+         device: str = "cuda") -> Plan:
+    items, excluded = expand(opts, experiment, probe, device)
     out = opts.out_path(experiment)
     if ctx.is_main:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -619,11 +651,53 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[S
     """Run every experiment of ``opts`` for one model; returns one summary per experiment."""
     check_options(opts)
     ctx = distributed.context_from_env()
-    distributed.init(ctx)
-    try:
-        return _run(opts, ctx, echo)
-    finally:
-        distributed.shutdown(ctx)
+    check_writable(opts, ctx)
+    with table_locks(opts, ctx):
+        distributed.init(ctx)
+        try:
+            return _run(opts, ctx, echo)
+        finally:
+            distributed.shutdown(ctx)
+
+
+def check_writable(opts: SweepOptions, ctx: distributed.DistContext) -> None:
+    """Every table (and the audio folder) takes files: a full sweep never ends on a write error."""
+    for e in opts.experiments:
+        out = opts.out_path(e)
+        writable_file(resume.shard_path(out, ctx.rank) if ctx.is_distributed else out)
+        if ctx.is_main:
+            writable_file(out)
+    if "quality" in opts.experiments and opts.save_audio:
+        writable_folder(opts.audio_dir, "audio folder")
+
+
+def lock_path(table: Path) -> Path:
+    """The lock file of a table: hidden, next to it (``.steps.csv.lock``)."""
+    return table.with_name(f".{table.name}.lock")
+
+
+@contextmanager
+def table_locks(opts: SweepOptions, ctx: distributed.DistContext) -> Iterator[None]:
+    """Hold the lock of every table this process writes, for the whole sweep; refuse at once when another
+    sweep holds one (two writers of one table would both measure the pairs still missing)."""
+    from filelock import FileLock, Timeout
+
+    tables = []
+    for e in opts.experiments:
+        out = opts.out_path(e)
+        if ctx.is_main:
+            tables.append(out)
+        if ctx.is_distributed:
+            tables.append(resume.shard_path(out, ctx.rank))
+    with ExitStack() as stack:
+        for table in tables:
+            lock = FileLock(lock_path(table), timeout=0)
+            try:
+                stack.enter_context(lock)
+            except Timeout:
+                raise SweepError(f"another sweep is writing {table} (it holds {lock_path(table)}): wait for "
+                                 "it to finish, or write elsewhere with --out / --out-dir") from None
+        yield
 
 
 def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str], None]) -> list[SweepSummary]:
@@ -635,7 +709,7 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
     plans = []
     for e in opts.experiments:
         try:
-            plans.append(plan(opts, e, ctx, probe))
+            plans.append(plan(opts, e, ctx, probe, device))
         except NothingToRun as exc:
             if len(opts.experiments) == 1:
                 raise
@@ -651,10 +725,7 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
     todo = sum(len(p.items) for p in plans)
     budget = Budget(opts.time_budget_s, start)
     if todo:
-        trace = trace_file(opts, run_id, ctx)
-        if trace is not None:
-            trace.parent.mkdir(parents=True, exist_ok=True)
-        meter = make_meter(opts, device, trace)
+        meter = make_meter(opts, device, trace_file(opts, run_id, ctx))  # the sampler makes its folder
         with meter:
             rc = RowContext(opts, run_id, ctx.rank, _provenance(meter, ctx), meter.trace_file)
             models = ModelCache(opts, device)
@@ -666,6 +737,8 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                         if not budget.allows(item.cost()):
                             summary.left = len(p.items) - n
                             break
+                        if item.dtype not in models.adapters:
+                            bar.set_postfix_str(f"building {opts.model} ({opts.size}, {item.dtype})")
                         models.get(item.dtype)
                         if not idle_done:
                             measure_idle(meter, opts.idle_s)
@@ -676,6 +749,8 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                         # per generation: the warm-ups of a fresh model ran the same configuration
                         budget.record(item.cost(), (time.perf_counter() - t_item) / (1 + warmups))
                         summary.measured[str(row["status"])] += 1
+                        if row["status"] != "ok":
+                            summary.errors[f"{row['status']}: {row['error']}"] += 1
                         if row["status"] == "ok":
                             summary.energies.append(float(row.get("gpu_energy_J", np.nan)))
                         bar.update(1)
@@ -688,12 +763,14 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
             if resume.shard_paths(p.out):
                 resume.merge_shards(p.out)
     # every rank's counts, so that rank 0's line describes the whole sweep
-    gathered = distributed.all_gather(ctx, [(s.measured, s.warmups, s.left, s.energies) for s in summaries])
+    gathered = distributed.all_gather(ctx, [(s.measured, s.warmups, s.left, s.energies, s.errors)
+                                            for s in summaries])
     for i, s in enumerate(summaries):
         s.measured = sum((g[i][0] for g in gathered), Counter())
         s.warmups = sum(g[i][1] for g in gathered)
         s.left = sum(g[i][2] for g in gathered)
         s.energies = [e for g in gathered for e in g[i][3]]
+        s.errors = sum((g[i][4] for g in gathered), Counter())
     for s in summaries:
         say(s.line())
     return summaries

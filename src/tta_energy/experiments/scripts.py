@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from tta_energy.models.catalogue import CATALOGUE
+from tta_energy.models.catalogue import CATALOGUE, entry
 
 #: script name in inferences/ -> canonical model name
 SCRIPTS: dict[str, str] = {e.script: e.name for e in CATALOGUE}
@@ -18,11 +18,18 @@ SCRIPTS: dict[str, str] = {e.script: e.name for e in CATALOGUE}
 
 def run_model_script(model: str, argv: Sequence[str] | None = None) -> None:
     """Run ``tta-energy sweep`` for ``model`` with the script's arguments (``sys.argv[1:]`` by default)."""
-    from tta_energy.cli.main import main
+    import typer
+
+    from tta_energy.cli import sweep_commands
+    from tta_energy.cli.main import USAGE_EXIT, run_app
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("--model", "-m") or a.startswith("--model=") for a in args):
         sys.stderr.write(f"error: this script runs {model} only; leave out --model "
                          "(or use tta-energy sweep --model NAME)\n")
-        sys.exit(2)
-    main(["sweep", "--model", model, *args])
+        sys.exit(USAGE_EXIT)
+    script = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    sweep_commands.register(script, fixed_model=model)  # one command: its usage line is the script's
+    status = run_app(script, args, prog_name=f"{entry(model).script}.py")
+    if status:
+        sys.exit(status)

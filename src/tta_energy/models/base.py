@@ -26,25 +26,17 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from tta_energy.errors import TtaError
-from tta_energy.models.catalogue import ModelDefaults
+from tta_energy.errors import ModelError
+from tta_energy.models.catalogue import DTYPE_ALIASES, ModelDefaults, canonical_dtype, check_generation
 
 SIZES = ("full", "tiny")
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-class ModelError(TtaError):
-    """Bad model input (unknown name, bad parameter, bad weights); the message is one line for the user."""
+DTYPES = {alias: getattr(torch, name) for alias, name in DTYPE_ALIASES.items()}
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:
     if isinstance(name, torch.dtype):
         return name
-    try:
-        return DTYPES[name.lower()]
-    except KeyError:
-        raise ModelError(f"unknown dtype {name!r}: use one of float32, float16, bfloat16") from None
+    return DTYPES[canonical_dtype(name)]
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -184,24 +176,10 @@ class ModelAdapter(ABC):
 
     @classmethod
     def check_request_basics(cls, request: GenerationRequest) -> None:
-        """The checks that need no built model, so that bad input fails before a model is built."""
-        if not request.prompts:
-            raise ModelError("no prompt given")
-        if request.steps < 1:
-            raise ModelError(f"steps must be >= 1, got {request.steps}")
-        if request.waveforms_per_prompt < 1:
-            raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {request.waveforms_per_prompt}")
-        d = request.duration_s
-        if d is not None:
-            if not d > 0:
-                raise ModelError(f"duration must be > 0 s, got {d}")
-            fixed = cls.defaults.fixed_duration_s
-            if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - cls.defaults.duration_s) > 1e-6:
-                raise ModelError(f"{cls.name} always generates {fixed} s of audio; "
-                                 f"duration {d} s is not possible")
-            if d > cls.defaults.max_duration_s + 1e-9:
-                raise ModelError(f"duration {d} s exceeds {cls.name}'s maximum of "
-                                 f"{cls.defaults.max_duration_s} s")
+        """The checks that need no built model (the catalogue's rules), so that bad input fails early."""
+        check_generation(cls.name, cls.defaults, prompts=request.prompts, steps=request.steps,
+                         waveforms_per_prompt=request.waveforms_per_prompt, duration_s=request.duration_s,
+                         guidance_scale=request.guidance_scale)
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:

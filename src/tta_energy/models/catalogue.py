@@ -8,7 +8,17 @@ here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from tta_energy.errors import ModelError
+from tta_energy.models.spacing import steps_problem
+
+#: precision names the models accept -> the canonical name stored in the tables
+DTYPE_ALIASES: dict[str, str] = {"float32": "float32", "fp32": "float32", "float16": "float16",
+                                 "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+SIZES: tuple[str, ...] = ("full", "tiny")
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,8 @@ class ModelDefaults:
     fixed_duration_s: float | None = None  # Tango always makes 10.24 s
     sample_rate: int = 16000
     steps: int = 100
+    step_spacing: str = "diffusers"  # how the sampler spaces its steps (models.spacing): which counts run
+    train_timesteps: int = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,11 @@ class ModelEntry:
     def study_dtype(self) -> str:
         """The precision the study ran the model in (its default here too)."""
         return self.defaults.dtype
+
+    def default_dtype(self, device: str) -> str:
+        """The precision when none is asked for: the study's on a GPU, float32 elsewhere (half precision on a
+        CPU is slow or unsupported for some kernels)."""
+        return self.defaults.dtype if device.startswith("cuda") else "float32"
 
 
 #: AudioLDM and AudioLDM 2 have no hard limit on duration; 30 s is this project's cap.
@@ -70,11 +87,11 @@ CATALOGUE: tuple[ModelEntry, ...] = (
     ModelEntry("make-an-audio", "tta_energy.models.make_an_audio:MakeAnAudioAdapter", "Make-An-Audio",
                "make_an_audio",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
-                             max_duration_s=30.0, sample_rate=16000)),
+                             max_duration_s=30.0, sample_rate=16000, step_spacing="ldm-uniform")),
     ModelEntry("make-an-audio-2", "tta_energy.models.make_an_audio_2:MakeAnAudio2Adapter", "Make-An-Audio 2",
                "make_an_audio_2",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
-                             max_duration_s=26.8, sample_rate=16000)),
+                             max_duration_s=26.8, sample_rate=16000, step_spacing="ldm-uniform")),
 )
 
 
@@ -114,3 +131,39 @@ def help_text() -> str:
     """The models as a help text lists them: ``a, b or c``."""
     names = model_names()
     return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def canonical_dtype(name: str) -> str:
+    """``fp16`` -> ``float16``; one clear line naming the allowed precisions otherwise."""
+    try:
+        return DTYPE_ALIASES[name.lower()]
+    except KeyError:
+        raise ModelError(f"unknown dtype {name!r}: use one of {', '.join(DTYPE_NAMES)}") from None
+
+
+def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[str], steps: int,
+                     waveforms_per_prompt: int, duration_s: float | None, guidance_scale: float | None,
+                     train_timesteps: int | None = None) -> None:
+    """What a model can generate, checked from its catalogue row alone (no model built, no torch).
+
+    ``defaults`` are the row's (a tiny adapter passes its own); ``duration_s`` None means the default.
+    Raises :class:`ModelError` with one line naming the problem and what is allowed.
+    """
+    if not prompts or any(not str(p).strip() for p in prompts):
+        raise ModelError("the prompt is empty: give a text describing the sound")
+    problem = steps_problem(defaults.step_spacing, steps, train_timesteps or defaults.train_timesteps)
+    if problem is not None:
+        raise ModelError(f"{name}: {problem}")
+    if waveforms_per_prompt < 1:
+        raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {waveforms_per_prompt}")
+    if guidance_scale is not None and not guidance_scale >= 0:
+        raise ModelError(f"guidance scale must be >= 0 (<= 1 turns guidance off), got {guidance_scale}")
+    d = duration_s
+    if d is not None:
+        if not d > 0:
+            raise ModelError(f"duration must be > 0 s, got {d}")
+        fixed = defaults.fixed_duration_s
+        if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - defaults.duration_s) > 1e-6:
+            raise ModelError(f"{name} always generates {fixed} s of audio; duration {d} s is not possible")
+        if d > defaults.max_duration_s + 1e-9:
+            raise ModelError(f"duration {d} s exceeds {name}'s maximum of {defaults.max_duration_s} s")

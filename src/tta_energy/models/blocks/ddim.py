@@ -2,7 +2,7 @@
 
 LDM's ``make_ddim_timesteps(ddim_discr_method="uniform")`` takes the integer stride ``c = T // n`` and the
 timesteps ``range(0, T, c)`` shifted by one, so the number of denoiser calls is ``ceil(T / (T // n))``, not
-``n``: for T = 1000, n = 150 gives stride 6 and **167** calls (study-method.md §12 item 8), while 10, 25, 50,
+``n``: for T = 1000, n = 150 gives stride 6 and **167** calls, while 10, 25, 50,
 100 and 200 are exact.
 
 Per step (eta = 0, ``DDIMSampler.p_sample_ddim``): with a_t = alphas_cumprod[t] and a_prev the value at the
@@ -18,20 +18,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from tta_energy.models.spacing import ldm_uniform_timesteps
 
-def ldm_uniform_timesteps(steps: int, train_timesteps: int = 1000) -> np.ndarray:
-    """The DDIM timesteps LDM visits for ``steps`` nominal steps, ascending (1, 1 + c, 1 + 2c, ...)."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if steps > train_timesteps:
-        raise ValueError(f"steps ({steps}) cannot exceed the {train_timesteps} training timesteps")
-    stride = train_timesteps // steps
-    timesteps = np.arange(0, train_timesteps, stride, dtype=np.int64) + 1
-    if timesteps[-1] >= train_timesteps:
-        # LDM indexes alphas_cumprod[train_timesteps] here and fails (stride divides T - 1: 3, 9, 27, 37, ...)
-        raise ValueError(f"LDM's uniform DDIM spacing cannot run {steps} steps: stride {stride} reaches "
-                         f"timestep {timesteps[-1]}, past the last of {train_timesteps}")
-    return timesteps
+__all__ = ["LdmDdimSampler", "ldm_alphas_cumprod", "ldm_denoiser_calls", "ldm_uniform_timesteps"]
 
 
 def ldm_denoiser_calls(steps: int, train_timesteps: int = 1000) -> int:

@@ -1,0 +1,117 @@
+"""Checks of command-line values that run before torch is imported or a model is built.
+
+Each returns the parsed value or raises :class:`TtaError` with one line naming the problem and what is
+allowed, so that a bad value costs a fraction of a second instead of the imports and the model build.
+The per-model rules (steps the sampler can run, durations, precisions) come from the catalogue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+from tta_energy.errors import ModelError, TtaError
+from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
+from tta_energy.models import catalogue
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def device(name: str | None) -> str | None:
+    """``cpu``, ``cuda`` or ``cuda:N`` (None: chosen later, cuda when available)."""
+    if name is None:
+        return None
+    if not _DEVICE.match(name):
+        raise TtaError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
+    return name
+
+
+def dtype(name: str | None) -> str | None:
+    """A precision name (float32, float16, bfloat16 or fp32, fp16, bf16) as its canonical name."""
+    return None if name is None else catalogue.canonical_dtype(name)
+
+
+def size(name: str) -> str:
+    if name not in catalogue.SIZES:
+        raise TtaError(f"unknown size {name!r}: use {' or '.join(catalogue.SIZES)}")
+    return name
+
+
+def model(name: str) -> catalogue.ModelEntry:
+    try:
+        return catalogue.entry(name)
+    except catalogue.UnknownModelError as exc:
+        raise TtaError(str(exc)) from None
+
+
+def generation(name: str, *, size_name: str, prompts: list[str], steps: int, batch: int,
+               duration_s: float | None, guidance_scale: float | None) -> None:
+    """What ``name`` can generate, from its catalogue row; at tiny size (its own short lengths) the
+    duration is left to the built model's check."""
+    entry = model(name)
+    check_size = size(size_name)
+    try:
+        catalogue.check_generation(name, entry.defaults, prompts=prompts, steps=steps,
+                                   waveforms_per_prompt=batch,
+                                   duration_s=duration_s if check_size == "full" else None,
+                                   guidance_scale=guidance_scale)
+    except ModelError as exc:
+        raise TtaError(str(exc)) from None
+
+
+def positive(value: float | None, option: str, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+        raise TtaError(f"{option} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@functools.cache
+def _codecarbon_countries() -> frozenset[str]:
+    """ISO 3166 alpha-3 codes CodeCarbon holds a carbon intensity for (read without importing it)."""
+    found = importlib.util.find_spec("codecarbon")
+    if found is None or not found.submodule_search_locations:
+        return frozenset()
+    package = Path(next(iter(found.submodule_search_locations)))
+    path = package / "data" / "private_infra" / "global_energy_mix.json"
+    try:
+        return frozenset(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return frozenset()
+
+
+def country(code: str) -> str:
+    """An ISO 3166 alpha-3 code that CodeCarbon knows (its carbon intensity is what the CO2 column uses)."""
+    code = code.strip().upper()
+    known = _codecarbon_countries()
+    if not re.fullmatch(r"[A-Z]{3}", code) or (known and code not in known):
+        raise TtaError(f"unknown country code {code!r}: use an ISO 3166 alpha-3 code that CodeCarbon knows "
+                       "(e.g. ITA, USA, FRA, DEU)")
+    return code
+
+
+def cpu_full_size_warning(device_name: str | None, size_name: str) -> None:
+    """Say on stderr that a full-size model on a CPU takes minutes per generation."""
+    if size_name != "full":
+        return
+    on_cpu = device_name == "cpu"
+    if device_name is None:
+        with contextlib.suppress(Exception):
+            import torch
+
+            on_cpu = not torch.cuda.is_available()
+    if on_cpu:
+        print("warning: a full-size model on a CPU takes minutes per generation and several GB of memory; "
+              "--size tiny runs in seconds (see README, 'On a CPU')", file=sys.stderr)
+
+
+def not_both(given: dict[str, bool]) -> None:
+    """Refuse two options that decide the same thing (e.g. --out and --out-dir)."""
+    names = [name for name, present in given.items() if present]
+    if len(names) > 1:
+        raise TtaError(f"{' and '.join(names)} both name the output: give one of them")
