@@ -202,3 +202,18 @@ def test_an_experiment_with_nothing_to_run_is_skipped_when_others_run(tmp_path, 
         main(["sweep", "--model", "tango", "--size", "tiny", "--device", "cpu", "--experiment", "duration",
               "--grid", "2.5", "--out-dir", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_a_sweep_whose_generations_all_fail_lists_the_errors_and_exits_4(tmp_path, monkeypatch, capsys):
+    def broken(self, request, phases=None):
+        raise ValueError(f"kernel missing for {request.steps} steps\nsecond line")
+
+    monkeypatch.setattr(AudioLDMAdapter, "generate", broken)
+    with pytest.raises(SystemExit) as exc:
+        sweep("--experiment", "steps", "--grid", "1,2", "--repeats", "1", "--warmup", "0",
+              "--out", str(tmp_path / "steps.csv"))
+    assert exc.value.code == 4
+    err = capsys.readouterr().err.splitlines()
+    assert "all 2 generation(s) failed:" in err
+    assert "  1 x error: ValueError: kernel missing for 1 steps" in err
+    assert "  1 x error: ValueError: kernel missing for 2 steps" in err

@@ -125,7 +125,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         country = checks.country(country) if codecarbon else country
         for value, option in ((limit, "--limit"), (duration, "--duration"), (time_budget, "--time-budget")):
             checks.positive(value, option)
-        from tta_energy.experiments.runner import SweepOptions, check_options, run_sweep
+        from tta_energy.experiments.distributed import context_from_env
+        from tta_energy.experiments.runner import SweepOptions, check_options, check_writable, run_sweep
 
         experiments = _split([experiment]) or ()
         repeat_counts = {}
@@ -144,7 +145,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
-        check_options(opts)  # every value, before torch is imported
+        check_options(opts)  # every value and every output, before torch is imported
+        check_writable(opts, context_from_env())
         checks.cpu_full_size_warning(device, size)
         summaries = run_sweep(opts, echo=typer.echo)
         failed = failure_lines(summaries)

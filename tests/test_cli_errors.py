@@ -1,0 +1,150 @@
+"""Every user error of ``tta-energy`` is one line on stderr and exit status 2 (run as the installed command).
+
+The bad inputs of a test run as concurrent processes (each costs ~1 s of imports), and each must be refused
+before torch is imported or anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY_POINT = Path(sys.executable).with_name("tta-energy")
+pytestmark = pytest.mark.skipif(not ENTRY_POINT.exists(), reason="tta-energy is not installed next to python")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.pop("TTA_ENERGY_DEBUG", None)
+    return env
+
+
+def run_all(cases: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``tta-energy ARGS`` for every case at once; results in the order of ``cases``."""
+    procs = [subprocess.Popen([str(ENTRY_POINT), *args], cwd=cwd, env=_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in cases]
+    results = []
+    for args, proc in zip(cases, procs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return results
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    assert result.returncode == 2, (result.args, result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), (result.args, result.stderr)
+    assert fragment in lines[0], (result.args, lines[0])
+
+
+USAGE_CASES: list[tuple[list[str], str]] = [
+    (["levers", "explain"], "Missing argument 'spec'"),
+    (["describe"], "Missing option '--model'"),
+    (["import-study"], "Missing argument 'path'"),
+    (["sweep", "--model", "tango", "--experiment", "steps", "--bogus"], "No such option: --bogus"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+    (["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "ten", "--duration", "1", "--out",
+      "x.wav"], "Invalid value for '--steps'"),
+]
+
+
+def test_usage_errors_are_one_line_with_the_help_to_read(tmp_path: Path) -> None:
+    for (_, fragment), result in zip(USAGE_CASES, run_all([a for a, _ in USAGE_CASES], tmp_path),
+                                     strict=True):
+        assert_one_error_line(result, fragment)
+        assert "--help'" in result.stderr  # where to read what is allowed
+
+
+GEN = ["generate", "--model", "audioldm", "--prompt", "rain", "--duration", "1"]
+SWEEP = ["sweep", "--model", "audioldm", "--experiment", "steps", "--no-progress"]
+GENERATE_CASES: list[tuple[list[str], str]] = [
+    ([*GEN, "--steps", "10", "--device", "tpu9", "--out", "a.wav"], "unknown device 'tpu9': use cpu, cuda"),
+    ([*GEN, "--steps", "1000000000", "--out", "a.wav"], "steps must be <= 1000"),
+    ([*GEN, "--steps", "0", "--out", "a.wav"], "steps must be >= 1, got 0"),
+    ([*GEN, "--steps", "10", "--batch", "0", "--out", "a.wav"], "must be >= 1, got 0"),
+    ([*GEN, "--steps", "10", "--guidance", "-4", "--out", "a.wav"], "guidance scale must be >= 0"),
+    ([*GEN, "--steps", "10", "--dtype", "half", "--out", "a.wav"], "unknown dtype 'half'"),
+    (["generate", "--model", "audioldm", "--prompt", " ", "--steps", "10", "--duration", "1", "--out",
+      "a.wav"], "the prompt is empty"),
+    ([*GEN, "--steps", "10", "--out", "/proc/tta-energy-test/a.wav"], "/proc/tta-energy-test"),
+    (["describe", "--model", "audioldm", "--size", "huge"], "unknown size 'huge': use full or tiny"),
+]
+SWEEP_CASES: list[tuple[list[str], str]] = [
+    ([*SWEEP, "--country", "ZZZ"], "unknown country code 'ZZZ'"),
+    ([*SWEEP, "--out", "a.csv", "--out-dir", "runs"], "--out and --out-dir both name the output"),
+    ([*SWEEP, "--grid", "2000"], "steps must be <= 1000"),
+    (["sweep", "--model", "make-an-audio-2", "--experiment", "steps", "--grid", "3,10"],
+     "LDM's uniform DDIM spacing cannot run 3 steps"),
+    ([*SWEEP, "--out", "/proc/tta-energy-test/steps.csv"], "cannot be written"),
+    ([*SWEEP, "--dtype", "float8"], "unknown dtype 'float8'"),
+]
+
+
+@pytest.mark.parametrize("cases", [GENERATE_CASES, SWEEP_CASES], ids=["generate", "sweep"])
+def test_bad_values_are_refused_before_any_work(tmp_path: Path, cases: list[tuple[list[str], str]]) -> None:
+    for (_, fragment), result in zip(cases, run_all([a for a, _ in cases], tmp_path), strict=True):
+        assert_one_error_line(result, fragment)
+    assert not any(tmp_path.iterdir())  # nothing written, not even an empty folder
+
+
+def test_no_check_imports_torch() -> None:
+    """The early checks run without torch: a refused command never pays for importing it."""
+    generate = ["generate", "--model", "tango", "--prompt", "x", "--steps", "0", "--duration", "1", "--out",
+                "x.wav"]
+    sweep = ["sweep", "--model", "tango", "--experiment", "steps", "--grid", "5000"]
+    code = ("import sys\nfrom tta_energy.cli.main import run_app, app\n"
+            f"assert run_app(app, {generate!r}) == 2\nassert run_app(app, {sweep!r}) == 2\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_version_and_debug(tmp_path: Path) -> None:
+    version, debug, script_help = run_all(
+        [["--version"], ["--debug", "describe", "--model", "audioldm", "--size", "huge"], []], tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("tta-energy ")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
+    assert script_help.returncode == 2 and "Usage: tta-energy" in script_help.stdout + script_help.stderr
+
+
+def test_a_model_script_has_its_own_usage_and_no_model_option(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "inferences" / "tango.py"), "--help"], env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "Usage: tango.py [OPTIONS]" in result.stdout and "--model" not in result.stdout
+
+
+def test_a_second_writer_of_a_table_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
+    """Two real processes: one holds the table's lock as a running sweep does, the other is refused at once
+    with one line; once the first is done the lock is free again."""
+    table = tmp_path / "steps.csv"
+    holder_code = (
+        "import sys\nfrom pathlib import Path\n"
+        "from tta_energy.experiments import distributed, runner\n"
+        f"opts = runner.SweepOptions(model='audioldm', experiments=('steps',), out=Path({str(table)!r}))\n"
+        "with runner.table_locks(opts, distributed.context_from_env()):\n"
+        "    print('locked', flush=True)\n"
+        "    sys.stdin.readline()\n")
+    holder = subprocess.Popen([sys.executable, "-c", holder_code], env=_env(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        (second,) = run_all([["sweep", "--model", "audioldm", "--experiment", "steps", "--size", "tiny",
+                              "--device", "cpu", "--no-codecarbon", "--out", str(table)]], tmp_path)
+    finally:
+        holder.communicate("done\n", timeout=60)
+    assert_one_error_line(second, f"another sweep is writing {table}")
+    assert holder.returncode == 0 and not table.exists()  # the refused sweep wrote nothing
+    from filelock import FileLock
+
+    from tta_energy.experiments.runner import lock_path
+
+    with FileLock(lock_path(table), timeout=0):  # released when its holder ended
+        pass
