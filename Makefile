@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU-only machines get a CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
 # GPU machines keep whatever torch pip chooses. The pin lives here, never in pyproject.toml.
+# PyPI's Linux torch is the CUDA build: the PyTorch CPU index is added as an extra index when it answers
+# (its 2.13.0+cpu then wins over PyPI's 2.13.0); set TORCH_CPU_INDEX= to use only your own indexes.
 TORCH_CPU ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STUDY ?=
 OUT ?= figures
 
@@ -16,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	@if ! $(PY) -c 'import torch' 2>/dev/null; then \
 	  if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q torch; \
-	  else $(PY) -m pip install -q $(TORCH_CPU); fi; fi
+	  elif [ -n "$(TORCH_CPU_INDEX)" ] && $(PY) -c 'import sys, urllib.request; \
+	      urllib.request.urlopen(sys.argv[1] + "/torch/", timeout=10)' "$(TORCH_CPU_INDEX)" 2>/dev/null; then \
+	    $(PY) -m pip install -q $(TORCH_CPU) --extra-index-url $(TORCH_CPU_INDEX); \
+	  else echo "CPU torch index not reachable: installing $(TORCH_CPU) from your indexes (CPU build only where they offer one)"; \
+	    $(PY) -m pip install -q $(TORCH_CPU); fi; fi
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
 
 from tta_energy.models.base import ModuleCall
-from tta_energy.models.describe import FLOP_METHOD, count_flops, describe_model
+from tta_energy.models.catalogue import DESCRIBE_TABLE, model_names, precomputed_description
+from tta_energy.models.describe import DESCRIBE_DURATION_S, FLOP_METHOD, count_flops, describe_model
 
 # models.md section 0 ([calc] column), shared/reference/models.md
 EXPECTED = {
@@ -60,3 +62,14 @@ def test_audioldm2_counts_gpt2_generation_and_keeps_clap_audio_branch():
 def test_count_flops_is_two_per_multiply_add():
     layer = torch.nn.Linear(10, 20, device="meta")
     assert count_flops(ModuleCall("linear", layer, (torch.zeros(3, 10, device="meta"),))) == 2 * 3 * 10 * 20
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_the_stored_table_is_what_describe_counts_now(name):
+    """``tta-energy describe`` serves the full size at 10 s from a stored table; counted again here, it must
+    match exactly (after a model change: python -m tta_energy.models.describe)."""
+    stored = precomputed_description(name, "full", DESCRIBE_DURATION_S)
+    assert stored is not None, f"{name} is missing from {DESCRIBE_TABLE}"
+    assert json.loads(json.dumps(described(name))) == stored
+    assert precomputed_description(name, "tiny", DESCRIBE_DURATION_S) is None
+    assert precomputed_description(name, "full", 5.0) is None

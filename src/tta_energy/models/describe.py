@@ -16,6 +16,8 @@ the latent sample first), or of the first tensor keyword argument when there is 
 from __future__ import annotations
 
 import contextlib
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -119,3 +121,19 @@ def describe_model(name: str, size: str = "full", duration_s: float = DESCRIBE_D
     """Build ``name`` at ``size`` with random weights on the meta device and describe it."""
     adapter = build_model(name, size=size, weights="random", device="meta", dtype="float32")
     return describe_adapter(adapter, duration_s=duration_s, batch=batch)
+
+
+def write_table(path: str | Path | None = None) -> Path:
+    """Describe every catalogue model at full size and the default duration; write the JSON table that
+    ``tta-energy describe`` serves without building the model (tests/test_describe.py recomputes it)."""
+    from tta_energy.fileio import write_json_atomic
+    from tta_energy.models.catalogue import DESCRIBE_TABLE, model_names
+
+    default = Path(str(resources.files("tta_energy.models") / DESCRIBE_TABLE))
+    target = Path(path) if path is not None else default
+    write_json_atomic(target, {name: describe_model(name, "full") for name in model_names()})
+    return target
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_table()}")
