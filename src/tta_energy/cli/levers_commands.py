@@ -84,6 +84,9 @@ def register(app: typer.Typer) -> None:
             for line in plan_text(opts.models, opts):
                 typer.echo(line)
             return
+        from tta_energy.cli.checks import cpu_full_size_warning
+
+        cpu_full_size_warning(device, size)
         folder = run_levers(opts)
         if report:
             paths = build_report([folder], report_dir or folder.parent)

@@ -77,8 +77,11 @@ def register(app: typer.Typer) -> None:
         except NvmlUnavailable as exc:
             nvml = None
             backends.add_row("NVML", "no", str(exc))
-        visible = _visible_cuda_devices()
-        backends.add_row("torch CUDA", "yes" if visible else "no", f"{len(visible)} visible device(s)")
+        if nvml is not None:
+            visible = _visible_cuda_devices()
+            backends.add_row("torch CUDA", "yes" if visible else "no", f"{len(visible)} visible device(s)")
+        else:  # NVML ships with the NVIDIA driver, which CUDA needs too: no need to import torch to know
+            backends.add_row("torch CUDA", "no", "no NVIDIA driver (NVML missing)")
         cpu_method = "unavailable"
         try:
             from tta_energy.meter.cpu import CodeCarbonCpuMeter
