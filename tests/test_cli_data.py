@@ -56,7 +56,7 @@ def test_summary_names_every_invalid_table_and_its_problem(tmp_path: Path) -> No
     assert out.returncode == 2
     problems = {line.split(": ")[1].rsplit("/", 1)[-1]: line for line in out.stderr.splitlines()
                 if line.startswith("invalid: ")}
-    assert "not UTF-8" in problems["latin.csv"] and "is empty" in problems["empty.csv"]
+    assert "not UTF-8 text (byte 9003" in problems["latin.csv"] and "is empty" in problems["empty.csv"]
     assert "last line is cut" in problems["cut.csv"]
     assert "60 measured row(s) repeat a (config_id, repeat) pair" in problems["twice.csv"]
     assert "missing column(s)" in problems["columns.csv"]

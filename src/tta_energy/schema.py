@@ -199,7 +199,12 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such run table")
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SchemaError(f"{path}: not UTF-8 text (byte {exc.start}, line {line})") from None
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # a row cut by a crash is not a row
     if not text.strip():
@@ -232,11 +237,6 @@ def check_table(path: str | Path) -> TableCheck:
         raw = path.read_bytes()
     except OSError as exc:
         return TableCheck(path, None, [f"cannot be read: {exc.strerror}"])
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return TableCheck(path, None, [f"is not UTF-8 text (byte {exc.start}, line {line})"])
     if not raw.strip():
         return TableCheck(path, None, ["is empty"])
     problems = []
