@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -44,14 +45,17 @@ def test_describe_json_and_table(capsys):
     assert "SpeechT5HifiGan" in table and "GFLOP per denoising step" in table
 
 
-def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys):
+def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the step bar is drawn (a terminal's view)
     out = tmp_path / "water.wav"
     code = run(["generate", "--model", "audioldm2", "--size", "tiny", "--prompt", "water into a cup",
                 "--steps", "2", "--duration", "1", "--batch", "2", "--seed", "5", "--device", "cpu",
                 "--out", str(out)])
     assert code == 0
-    line = capsys.readouterr().out.strip()
+    captured = capsys.readouterr()
+    line = captured.out.strip()
     assert "\n" not in line and "2 clip(s)" in line and "weights=random" in line
+    assert "audioldm2 denoising" in captured.err and "/2 [" in captured.err  # counted by a forward hook
     paths = clip_paths(out, 2)
     assert [p.name for p in paths] == ["water_0.wav", "water_1.wav"] and not out.exists()
     for p in paths:

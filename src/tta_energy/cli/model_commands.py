@@ -29,7 +29,11 @@ def denoiser_progress(adapter: object, total: int, description: str) -> object:
 
     bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=False,
                disable=not sys.stderr.isatty())
-    handle = adapter.denoiser.register_forward_hook(lambda *_: bar.update(1))  # type: ignore[attr-defined]
+
+    def count_call(*_: object) -> None:  # returns None: a forward hook's return value replaces the output
+        bar.update(1)
+
+    handle = adapter.denoiser.register_forward_hook(count_call)  # type: ignore[attr-defined]
 
     class _Progress:
         def close(self) -> None:
