@@ -13,7 +13,7 @@ import torch
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import resume, summary
-from tta_energy.experiments.runner import SweepOptions, run_sweep
+from tta_energy.experiments.runner import SweepOptions, resolved_dtype, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
 
 TINY = ["--size", "tiny", "--device", "cpu", "--dtype", "float32", "--duration", "1", "--idle-s", "0",
@@ -48,6 +48,8 @@ def test_steps_sweep_rows_and_resume(tmp_path, capsys):
     assert (rows["torch_version"] == torch.__version__).all() and (rows["hostname"] != "").all()
     warm = df[df["is_warmup"]].iloc[0]
     assert warm["config_id"] in set(rows["config_id"])
+    # no GPU, no trace: no empty traces/ folder; the table's lock file stays, empty and hidden
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".steps.csv.lock", "steps.csv"]
     if not torch.cuda.is_available():  # never 0 J on a machine without a GPU
         assert rows["gpu_energy_J"].isna().all() and (rows["gpu_energy_method"] == "unavailable").all()
     # the same command again: nothing left to do, nothing written
@@ -217,3 +219,10 @@ def test_a_sweep_whose_generations_all_fail_lists_the_errors_and_exits_4(tmp_pat
     assert "all 2 generation(s) failed:" in err
     assert "  1 x error: ValueError: kernel missing for 1 steps" in err
     assert "  1 x error: ValueError: kernel missing for 2 steps" in err
+
+
+def test_without_a_dtype_a_cpu_runs_float32_and_a_gpu_the_study_s():
+    assert resolved_dtype("audioldm", None, None, "none", "cpu") == "float32"
+    assert resolved_dtype("audioldm", None, None, "none", "cuda:1") == "float16"
+    assert resolved_dtype("tango", None, None, "none", "cuda") == "float32"  # the study ran Tango in fp32
+    assert resolved_dtype("audioldm", None, "bf16", "none", "cpu") == "bfloat16"  # asked for: kept

@@ -635,7 +635,7 @@ class TangoAdapter(ModelAdapter):
     def check_request(self, request: GenerationRequest) -> None:
         d = request.duration_s
         if d is not None and self.size != "full":  # a smaller size has its own fixed length
-            if abs(d - self.clip_seconds) > 1e-6:
+            if abs(d - self.clip_seconds) > 1e-6 and abs(d - self.defaults.duration_s) > 1e-6:
                 raise ModelError(f"{self.name} ({self.size} size) always generates {self.clip_seconds:g} s "
                                  f"of audio; duration {d} s is not possible")
             request = GenerationRequest(**{**request.__dict__, "duration_s": None})
