@@ -64,12 +64,13 @@ def test_count_flops_is_two_per_multiply_add():
     assert count_flops(ModuleCall("linear", layer, (torch.zeros(3, 10, device="meta"),))) == 2 * 3 * 10 * 20
 
 
+@pytest.mark.parametrize("size", ["full", "tiny"])
 @pytest.mark.parametrize("name", model_names())
-def test_the_stored_table_is_what_describe_counts_now(name):
-    """``tta-energy describe`` serves the full size at 10 s from a stored table; counted again here, it must
-    match exactly (after a model change: python -m tta_energy.models.describe)."""
-    stored = precomputed_description(name, "full", DESCRIBE_DURATION_S)
-    assert stored is not None, f"{name} is missing from {DESCRIBE_TABLE}"
-    assert json.loads(json.dumps(described(name))) == stored
-    assert precomputed_description(name, "tiny", DESCRIBE_DURATION_S) is None
-    assert precomputed_description(name, "full", 5.0) is None
+def test_the_stored_table_is_what_describe_counts_now(name, size):
+    """``tta-energy describe`` serves 10 s from a stored table; counted again here, it must match exactly
+    (after a model change: python -m tta_energy.models.describe)."""
+    stored = precomputed_description(name, size, DESCRIBE_DURATION_S)
+    assert stored is not None, f"{name} ({size}) is missing from {DESCRIBE_TABLE}"
+    counted = described(name) if size == "full" else describe_model(name, size)
+    assert json.loads(json.dumps(counted)) == stored
+    assert precomputed_description(name, size, 5.0) is None

@@ -50,13 +50,13 @@ def register(app: typer.Typer) -> None:
         size: str = typer.Option("full", help="full or tiny"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
         duration: float = typer.Option(10.0, help="audio seconds the shapes and FLOPs are computed for"),
-        recount: bool = typer.Option(False, "--recount", help="build the model and count again (the full "
-                                     "size at 10 s is otherwise read from the table the tests recompute)"),
+        recount: bool = typer.Option(False, "--recount", help="build the model and count again (10 s is "
+                                     "otherwise read from the table the tests recompute)"),
     ) -> None:
         """Parameters per component, the denoiser's per-step input and GFLOP per step / per generation.
 
         Built with random weights on the meta device (nothing allocated); FLOPs from torch's FLOP counter.
-        The full size at 10 s is read from a table of those counts (tests recompute it; --recount).
+        At 10 s the answer is read from a table of those counts (the tests recompute it; --recount).
         """
         checks.model(model)
         checks.size(size)

@@ -124,14 +124,15 @@ def describe_model(name: str, size: str = "full", duration_s: float = DESCRIBE_D
 
 
 def write_table(path: str | Path | None = None) -> Path:
-    """Describe every catalogue model at full size and the default duration; write the JSON table that
+    """Describe every catalogue model at each size and the default duration; write the JSON table that
     ``tta-energy describe`` serves without building the model (tests/test_describe.py recomputes it)."""
     from tta_energy.fileio import write_json_atomic
-    from tta_energy.models.catalogue import DESCRIBE_TABLE, model_names
+    from tta_energy.models.catalogue import DESCRIBE_TABLE, SIZES, model_names
 
     default = Path(str(resources.files("tta_energy.models") / DESCRIBE_TABLE))
     target = Path(path) if path is not None else default
-    write_json_atomic(target, {name: describe_model(name, "full") for name in model_names()})
+    write_json_atomic(target, {size: {name: describe_model(name, size) for name in model_names()}
+                               for size in SIZES})
     return target
 
 
