@@ -296,6 +296,8 @@ def append_line(path: str | Path, header: str, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     repair_tail(path)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        upgrade_header(path, header)
     payload = (header + line) if new else line
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -303,6 +305,32 @@ def append_line(path: str | Path, header: str, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def upgrade_header(path: Path, header: str) -> None:
+    """Rewrite ``path`` atomically under ``header`` when its own header is an older subset of it.
+
+    A table written before columns were added keeps its rows; the new columns are empty in them. Appending a
+    longer row under the old header would make every later line unreadable, so this runs before an append.
+    """
+    with open(path, encoding="utf-8", newline="") as fh:
+        first = fh.readline()
+    if first == header:
+        return
+    old_columns = next(csv.reader([first]))
+    new_columns = next(csv.reader([header]))
+    missing = [c for c in old_columns if c not in new_columns]
+    if missing:
+        raise SchemaError(f"{path}: its columns {', '.join(missing)} are not in the table being appended; "
+                          "write to a new table")
+    with open(path, encoding="utf-8", newline="") as fh:
+        records = list(csv.DictReader(fh))
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=new_columns, lineterminator="\n", restval="")
+        out.write(header)
+        writer.writerows(records)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def write_runs(path: str | Path, df: pd.DataFrame) -> None:
