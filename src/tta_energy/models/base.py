@@ -26,16 +26,12 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import ModelError
 from tta_energy.models.catalogue import ModelDefaults
 
 SIZES = ("full", "tiny")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-class ModelError(TtaError):
-    """Bad model input (unknown name, bad parameter, bad weights); the message is one line for the user."""
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:
