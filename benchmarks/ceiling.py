@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tta_energy.experiments.levers import measure_ceiling_once
+from tta_energy.levers.ceiling import measure_ceiling_once
 
 
 def main() -> None:

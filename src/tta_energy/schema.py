@@ -62,7 +62,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("weights", "str", "'random' (architecture-faithful replica) or the weights' source (path or hub id)"),
     _c("size", "str", "full or tiny", allowed=("full", "tiny", "")),
     _c("dtype", "str", "float32, float16 or bfloat16"),
-    _c("optimize", "str", "optimisation level or levers (none = the study's eager default)"),
+    # the column keeps its first name (the option was --optimize before it became --levers): old tables read
+    _c("optimize", "str", "canonical lever spec of --levers (none = the study's eager default)"),
     _c("steps", "int", "nominal number of denoising steps asked for"),
     _c("denoiser_calls", "int", "denoiser forward calls actually made (MAA's 150 steps run 167)"),
     _c("n_prompts", "int", "distinct prompts in the call"),

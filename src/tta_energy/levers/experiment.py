@@ -1,12 +1,12 @@
-"""The ``levers`` sweep: what each energy lever saves, whether it keeps the output, and how close to the GPU's
-own limit the best configuration gets (issue 7).
+"""The ``levers`` experiment: what each energy lever saves, whether it keeps the output, and how close to the
+GPU's own limit the best configuration gets.
 
 For each model, in one process and one meter session:
 
 1. the GPU's ceiling: a bf16 matrix-product loop measured with the project's meter (TFLOP per joule), at the
-   start and at the end of the run (:func:`measure_ceiling`);
+   start and at the end of the run (:func:`tta_energy.levers.ceiling.measure_ceiling`);
 2. the model is built once in fp32 (random weights unless given); every lever configuration is a deep copy
-   with :func:`tta_energy.optimize.apply_levers` applied, so all configurations share the same weights;
+   with :func:`tta_energy.levers.apply.apply_levers` applied, so all configurations share the same weights;
 3. the fp32 eager reference (``fp32``) generates at each step count, batch 1, seed ``seed`` with TF32 off: its
    final latents and waveforms are the reference of the equivalence check;
 4. one warm-up generation per (configuration, batch size), recorded with ``is_warmup=True``: it holds the
@@ -18,7 +18,8 @@ For each model, in one process and one meter session:
 
 Files (under ``out_dir``): ``levers_runs.csv`` (the run-record schema; ``optimize`` holds the lever spec),
 ``levers_equivalence.csv``, ``levers_configs.csv`` (what each spec applied or skipped, FLOPs from
-``describe``), ``levers_ceiling.csv``, ``levers_profile.csv``. :func:`build_report` turns one or more such
+``describe``), ``levers_ceiling.csv``, ``levers_profile.csv``. :func:`tta_energy.levers.report.build_report`
+turns one or more such
 folders into ``levers.csv`` (one row per model x spec x steps x batch, with the extra columns
 ``rel_error_latents, rel_error_audio, flop_per_joule, fraction_of_ceiling, compile_s, compile_J,
 payoff_clips``), ``levers_summary.md`` and ``levers.png``.
@@ -27,10 +28,8 @@ payoff_clips``), ``levers_summary.md`` and ``levers.png``.
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import gc
-import io
 import json
 import math
 import random
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import TtaError
@@ -54,21 +52,29 @@ from tta_energy.experiments.runner import (
     make_meter,
     measure_one,
     new_run_id,
-    now_iso,
     one_line,
 )
-from tta_energy.fileio import atomic_path, write_csv_atomic, write_text_atomic
-from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
-from tta_energy.optimize import (
-    DenoiserWrapper,
-    apply_levers,
-    error_tolerance,
-    is_lossless,
-    parse_levers,
-    relative_error,
+from tta_energy.levers.apply import DenoiserWrapper, apply_levers, time_denoiser_step
+from tta_energy.levers.ceiling import (
+    EXPERIMENT,
+    CeilingResult,
+    ceiling_record,
+    measure_ceiling,
+    resolve_device,
 )
+from tta_energy.levers.equivalence import relative_error
+from tta_energy.levers.spec import LeversError, parse_levers
+from tta_energy.levers.tables import (
+    CEILING_FILE,
+    CONFIGS_FILE,
+    EQUIVALENCE_FILE,
+    PROFILE_FILE,
+    RUNS_FILE,
+    append_csv,
+)
+from tta_energy.models import catalogue
+from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
 
-EXPERIMENT = "levers"
 #: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
 #: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
 #: cost is the warm-up at the smaller one); every other lever alone at the largest step count, batch 1. A
@@ -82,34 +88,6 @@ COMPILE_SPECS: tuple[str, ...] = ("compile", "compile-graphs")
 #: Stable Audio Open only: compute just the requested length (changes the output)
 TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-latents", True))
 REFERENCE_SPEC = "fp32"
-#: relative cost of a model's levers sweep (measured order of magnitude on an H200, used only to share a
-#: call's time budget between its models)
-MODEL_COST: dict[str, float] = {"audioldm": 1.0, "audioldm2": 1.4, "make-an-audio": 1.0,
-                                "make-an-audio-2": 0.7, "stable-audio-open": 1.6, "tango": 1.9,
-                                "tango2": 1.9}
-
-#: Issue 7's targets: whole generation, 10 s, 100 steps, batch 1, best lossless configuration vs ``none``
-REDUCTION_TARGETS: dict[str, float] = {"audioldm": 4.0, "audioldm2": 4.0, "make-an-audio": 3.0,
-                                       "make-an-audio-2": 3.0, "stable-audio-open": 1.6, "tango": 1.5,
-                                       "tango2": 1.5}
-#: best configuration at any batch size: fraction of the ceiling's FLOP per joule
-CEILING_TARGETS: dict[str, float] = {"stable-audio-open": 0.6, "tango": 0.6, "tango2": 0.6}
-DEFAULT_CEILING_TARGET = 0.4
-
-#: A plain eager run at a precision whose waveform differs this much from fp32 makes the waveform comparison
-#: uninformative at that precision (random-weight vocoders can output ~1e-10, which underflows in fp16); the
-#: latents still decide.
-UNINFORMATIVE_ERROR = 0.5
-
-RUNS_FILE = "levers_runs.csv"
-EQUIVALENCE_FILE = "levers_equivalence.csv"
-CONFIGS_FILE = "levers_configs.csv"
-CEILING_FILE = "levers_ceiling.csv"
-PROFILE_FILE = "levers_profile.csv"
-
-
-class LeversError(TtaError):
-    """A levers sweep that cannot run as asked; one line."""
 
 
 @dataclass
@@ -155,92 +133,6 @@ class LeverPlan:
     cells: tuple[tuple[int, int], ...]
     repeats: int
     reference: bool = False
-
-
-@dataclass
-class CeilingResult:
-    """The GPU's bf16 matrix-product limit as measured by the project's meter."""
-
-    n: int
-    iterations: int
-    wall_s: float
-    gpu_energy_J: float
-    device: str
-
-    @property
-    def flop(self) -> float:
-        return 2.0 * self.n ** 3 * self.iterations
-
-    @property
-    def tflop_per_s(self) -> float:
-        return self.flop / self.wall_s / 1e12
-
-    @property
-    def tflop_per_J(self) -> float:
-        return self.flop / self.gpu_energy_J / 1e12 if self.gpu_energy_J > 0 else float("nan")
-
-    @property
-    def power_W(self) -> float:
-        return self.gpu_energy_J / self.wall_s if self.wall_s > 0 else float("nan")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Small file helpers
-# ---------------------------------------------------------------------------------------------------------
-def append_csv(path: Path, row: dict[str, object]) -> None:
-    """Append one row to a side table (header on creation), one write + fsync like the run table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema.repair_tail(path)
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with open(path, encoding="utf-8") as fh:
-            header = next(csv.reader([fh.readline()]))
-        if header != list(row):
-            raise LeversError(f"{path} has columns {', '.join(header)}; cannot append a row with other "
-                              "columns")
-    schema.append_line(path, _csv_line(list(row)), _csv_line([schema._format(v) for v in row.values()]))
-
-
-def _csv_line(values: list[object]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(values)
-    return out.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The ceiling
-# ---------------------------------------------------------------------------------------------------------
-def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: int = 8192) -> CeilingResult:
-    """A bf16 ``n x n x n`` matrix-product loop of about ``seconds``, inside the meter's window.
-
-    Random operands (zeros run faster on this hardware and would flatter the ceiling), one output buffer, a
-    short calibration first so that the loop length is fixed before the measured window opens."""
-    import torch
-
-    dev = torch.device(device)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # CPU bf16 matmul is an emulation
-    gen = torch.Generator(device=dev).manual_seed(0)
-    a = torch.randn(n, n, device=dev, dtype=dtype, generator=gen)
-    b = torch.randn(n, n, device=dev, dtype=dtype, generator=gen)
-    c = torch.empty(n, n, device=dev, dtype=dtype)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
-    def loop(iterations: int) -> None:
-        for _ in range(iterations):
-            torch.matmul(a, b, out=c)
-        sync()
-
-    loop(3)  # cuBLAS handle and heuristics, clocks up
-    t0 = time.perf_counter()
-    loop(5)
-    per = max((time.perf_counter() - t0) / 5, 1e-6)
-    iterations = max(3, int(seconds / per))
-    _, m = meter.measure(lambda phases: loop(iterations))
-    return CeilingResult(n=n, iterations=iterations, wall_s=float(m.wall_s),
-                         gpu_energy_J=float(m.gpu_energy_J), device=str(dev))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -331,8 +223,6 @@ def strict_fp32(conv_mode: str = "cudnn") -> Iterator[None]:
 
 def select_reference_conv(adapter: Any, duration_s: float, repeats: int = 2) -> tuple[str, dict[str, float]]:
     """The fastest :data:`REFERENCE_CONV_MODES` entry for one fp32 denoiser step: (mode, ms per mode)."""
-    from tta_energy.optimize import time_denoiser_step
-
     settings = {mode: functools.partial(strict_fp32, mode) for mode in REFERENCE_CONV_MODES}
     timings = time_denoiser_step(adapter, duration_s, settings, repeats)
     if not timings:
@@ -391,13 +281,13 @@ class ModelRun:
 
     def row_context(self, spec: str) -> RowContext:
         sweep = SweepOptions(model=self.model, experiments=(EXPERIMENT,), size=self.opts.size,
-                             weights=self.opts.weights, optimize=spec, seed=self.opts.seed)
+                             weights=self.opts.weights, levers=parse_levers(spec), seed=self.opts.seed)
         return RowContext(sweep, self.run_id, 0, self.provenance, self.trace_path)
 
     def measure(self, p: Prepared, steps: int, batch: int, repeat: int, warmup: bool) -> dict[str, object]:
         cfg = self.config(steps, batch)
         item = Item(cfg, repeat, config_id(cfg, size=self.opts.size, weights=self.opts.weights,
-                                           optimize=p.plan.spec, dtype=p.dtype), p.dtype)
+                                           levers=p.plan.spec, dtype=p.dtype), p.dtype)
         guard = strict_fp32(p.conv_mode) if p.plan.reference else contextlib.nullcontext()
         saved = self.meter.min_window_s
         if warmup:  # the one-time cost is in the first call only
@@ -477,7 +367,8 @@ def _build(run: ModelRun) -> Any:
     from tta_energy.models.registry import build_model
 
     o = run.opts
-    return build_model(run.model, size=o.size, weights=o.weights, device=_device(o), dtype="float32")
+    return build_model(run.model, size=o.size, weights=o.weights, device=resolve_device(o.device),
+                       dtype="float32")
 
 
 def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], list[str]]:
@@ -724,24 +615,12 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     return notes
 
 
-def _device(opts: LeversOptions) -> str:
-    import torch
-
-    if opts.device is not None:
-        if opts.device.startswith("cuda") and not torch.cuda.is_available():
-            raise LeversError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
-        return opts.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _check(opts: LeversOptions) -> None:
-    from tta_energy.models.registry import MODEL_NAMES
-
     if not opts.models:
         raise LeversError("no model given")
     for m in opts.models:
-        if m not in MODEL_NAMES:
-            raise LeversError(f"unknown model {m!r}: choose one of {', '.join(MODEL_NAMES)}")
+        if m not in catalogue.model_names():
+            raise LeversError(f"unknown model {m!r}: choose one of {', '.join(catalogue.model_names())}")
     if opts.repeats < 1:
         raise LeversError(f"--repeats must be >= 1, got {opts.repeats}")
     if any(s < 1 for s in opts.steps) or any(b < 1 for b in opts.batches):
@@ -763,7 +642,7 @@ def run_levers(opts: LeversOptions) -> Path:
     """Run the levers sweep for every model of ``opts``; returns the output folder."""
     _check(opts)
     say = opts.progress
-    device = _device(opts)
+    device = resolve_device(opts.device)
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
@@ -785,7 +664,7 @@ def run_levers(opts: LeversOptions) -> Path:
             deadline = None
             if opts.time_budget_s is not None:
                 left = opts.time_budget_s - (time.perf_counter() - start) - reserve
-                weights = [MODEL_COST.get(m, 1.0) * (0.5 if m in opts.lean_models else 1.0)
+                weights = [catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
                            for m in opts.models[i:]]
                 deadline = time.perf_counter() + max(0.0, left) * weights[0] / sum(weights)
                 if left <= 0:
@@ -806,408 +685,11 @@ def run_levers(opts: LeversOptions) -> Path:
     return out_dir
 
 
-def ceiling_record(res: CeilingResult, run_id: str, when: str,
-                   provenance: dict[str, object]) -> dict[str, object]:
-    """One row of ``levers_ceiling.csv``."""
-    return {"run_id": run_id, "when": when, "device": res.device, "gpu_name": provenance.get("gpu_name", ""),
-            "n": res.n, "iterations": res.iterations, "wall_s": res.wall_s, "gpu_energy_J": res.gpu_energy_J,
-            "tflop_per_s": res.tflop_per_s, "tflop_per_J": res.tflop_per_J, "power_W": res.power_W,
-            "timestamp": now_iso()}
-
-
 def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when: str,
                  provenance: dict[str, object]) -> CeilingResult:
     res = measure_ceiling(meter, device, opts.ceiling_s, opts.ceiling_n)
     append_csv(Path(opts.out_dir) / CEILING_FILE, ceiling_record(res, run_id, when, provenance))
     return res
-
-
-def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int = 8192,
-                         out: Path | None = None) -> dict[str, object]:
-    """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
-    one loop; the row is appended to ``out`` when given."""
-    if seconds <= 0 or n < 16:
-        raise LeversError("the ceiling loop needs seconds > 0 and n >= 16")
-    dev = _device(LeversOptions(models=(), device=device))
-    meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
-    with meter:
-        res = measure_ceiling(meter, dev, seconds, n)
-        row = ceiling_record(res, new_run_id(), "standalone", dict(meter.provenance()))
-    if out is not None:
-        append_csv(Path(out), row)
-    return row
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Report: levers.csv, levers_summary.md, levers.png
-# ---------------------------------------------------------------------------------------------------------
-LEVERS_COLUMNS: tuple[str, ...] = (
-    "run_id", "model", "size", "weights", "optimize", "dtype", "applied", "skipped", "changes_behaviour",
-    "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J", "gpu_energy_J_std",
-    "energy_per_clip_J", "energy_per_10s_clip_J", "energy_per_step_J", "denoising_share", "reduction_vs_none",
-    "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
-    "tolerance_latents", "tolerance_audio", "lossless", "flop_per_joule", "ceiling_flop_per_joule",
-    "fraction_of_ceiling", "compile_s", "compile_J",
-    "payoff_clips",
-)
-
-
-def _read_side(dirs: Sequence[Path], name: str) -> pd.DataFrame:
-    frames = [pd.read_csv(d / name) for d in dirs if (d / name).is_file() and (d / name).stat().st_size > 0]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, str, str, int], tuple[float, float]]:
-    """Per (run, model, dtype, steps): the plain eager error at that precision (``none`` or the precision
-    lever alone), the precision's normal error against fp32."""
-    out: dict[tuple[str, str, str, int], tuple[float, float]] = {}
-    if eq.empty:
-        return out
-    # not the reference itself (its error is 0 by definition): at fp32 the yardstick is `none` where that is
-    # fp32, i.e. what PyTorch's defaults (cuDNN's TF32 convolutions) do to the study's own configuration
-    plain = {"none", "fp16", "bf16"}
-    groups = eq.groupby(["run_id", "model", "optimize", "dtype", "steps"])
-    for (run_id, model, optimize, dtype, steps), g in groups:
-        if optimize not in plain:
-            continue
-        key = (run_id, model, dtype, int(steps))
-        out.setdefault(key, (float(g["rel_error_latents"].max()), float(g["rel_error_audio"].max())))
-    return out
-
-
-def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
-    """One row per (run, model, spec, steps, batch): energy, equivalence, FLOP/J vs ceiling, compile cost."""
-    frames = [schema.read_runs(d / RUNS_FILE) for d in dirs if (d / RUNS_FILE).is_file()]
-    if not frames:
-        raise LeversError(f"no {RUNS_FILE} under {', '.join(map(str, dirs))}")
-    runs = pd.concat(frames, ignore_index=True)
-    runs = runs[runs["experiment"] == EXPERIMENT]
-    eq = _read_side(dirs, EQUIVALENCE_FILE)
-    cfg = _read_side(dirs, CONFIGS_FILE)
-    ceil = _read_side(dirs, CEILING_FILE)
-    keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
-    ok = runs[(runs["status"] == "ok") & (~runs["is_warmup"])].copy()
-    if ok.empty:
-        raise LeversError("no measured levers rows with status ok")
-    ok["clip_s"] = ok["audio_seconds"] / ok["n_clips"].astype(float)
-    agg = ok.groupby(keys, dropna=False).agg(
-        size=("size", "first"), weights=("weights", "first"), dtype=("dtype", "first"),
-        duration_s=("duration_s", "first"),
-        repeats=("gpu_energy_J", "size"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
-        gpu_energy_J_std=("gpu_energy_J", "std"), n_clips=("n_clips", "first"), clip_s=("clip_s", "mean"),
-        energy_denoising_J=("energy_denoising_J", "mean"), denoiser_calls=("denoiser_calls", "mean"),
-    ).reset_index()
-    agg["energy_per_clip_J"] = agg["gpu_energy_J"] / agg["n_clips"].astype(float)
-    agg["energy_per_10s_clip_J"] = agg["energy_per_clip_J"] * 10.0 / agg["clip_s"]
-    agg["energy_per_step_J"] = agg["energy_denoising_J"] / agg["denoiser_calls"]
-    agg["denoising_share"] = agg["energy_denoising_J"] / agg["gpu_energy_J"]
-    none = agg[agg["optimize"] == "none"].set_index(["run_id", "model", "steps", "waveforms_per_prompt"])
-    idx = pd.MultiIndex.from_frame(agg[["run_id", "model", "steps", "waveforms_per_prompt"]])
-    none_clip = none["energy_per_clip_J"].reindex(idx).to_numpy()
-    agg["reduction_vs_none"] = none_clip / agg["energy_per_clip_J"].to_numpy()
-    # what was applied, FLOPs
-    if not cfg.empty:
-        c = cfg[cfg["status"] == "ok"].drop_duplicates(keys)
-        agg = agg.merge(c[[*keys, "applied", "skipped", "changes_behaviour", "gflop"]], on=keys, how="left")
-    else:
-        for col in ("applied", "skipped", "changes_behaviour", "gflop"):
-            agg[col] = np.nan
-    agg["changes_behaviour"] = agg["changes_behaviour"].map(lambda v: str(v).lower() == "true")
-    # equivalence (batch-1 error of the same spec and steps applies to every batch of the spec)
-    yard = _yardsticks(eq)
-    if not eq.empty:
-        worst = eq.groupby(["run_id", "model", "optimize", "steps"]).agg(
-            rel_error_latents=("rel_error_latents", "max"), rel_error_audio=("rel_error_audio", "max")
-        ).reset_index()
-        agg = agg.merge(worst, on=["run_id", "model", "optimize", "steps"], how="left")
-    else:
-        agg["rel_error_latents"] = np.nan
-        agg["rel_error_audio"] = np.nan
-    # where the plain run at this precision was measured at another step count only, its largest error
-    any_steps: dict[tuple[str, str, str], tuple[float, float]] = {}
-    for (run_id, model, dtype, _), (lat, wav) in yard.items():
-        old = any_steps.get((run_id, model, dtype), (-np.inf, -np.inf))
-        any_steps[(run_id, model, dtype)] = (max(old[0], lat), max(old[1], wav))
-    ys = [yard.get((r.run_id, r.model, r.dtype, int(r.steps)),
-                   any_steps.get((r.run_id, r.model, r.dtype), (np.nan, np.nan))) for r in agg.itertuples()]
-    agg["yardstick_latents"] = [y[0] for y in ys]
-    agg["yardstick_audio"] = [y[1] for y in ys]
-    agg["tolerance_latents"] = [error_tolerance(r.dtype, r.yardstick_latents) for r in agg.itertuples()]
-    agg["tolerance_audio"] = [error_tolerance(r.dtype, r.yardstick_audio) for r in agg.itertuples()]
-    agg["lossless"] = [r.optimize == REFERENCE_SPEC or (
-        is_lossless(r.optimize, r.dtype, r.rel_error_latents, r.yardstick_latents)
-        and (r.yardstick_audio >= UNINFORMATIVE_ERROR
-             or is_lossless(r.optimize, r.dtype, r.rel_error_audio, r.yardstick_audio)))
-        for r in agg.itertuples()]
-    # FLOP per joule against the ceiling measured in the same run
-    agg["flop_per_joule"] = agg["gflop"] * 1e9 / agg["gpu_energy_J"]
-    if not ceil.empty:
-        per_run = ceil.groupby("run_id")["tflop_per_J"].mean() * 1e12
-        agg["ceiling_flop_per_joule"] = agg["run_id"].map(per_run)
-    else:
-        agg["ceiling_flop_per_joule"] = np.nan
-    agg["fraction_of_ceiling"] = agg["flop_per_joule"] / agg["ceiling_flop_per_joule"]
-    # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
-    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])]
-    w = warm.groupby(keys)[["wall_s", "gpu_energy_J"]].mean().rename(
-        columns={"wall_s": "warm_wall_s", "gpu_energy_J": "warm_J"}).reset_index()
-    steady = agg.merge(w, on=keys, how="inner")
-    steady["compile_s"] = (steady["warm_wall_s"] - steady["wall_s"]).clip(lower=0.0)
-    steady["compile_J"] = (steady["warm_J"] - steady["gpu_energy_J"]).clip(lower=0.0)
-    cost = steady[["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]]
-    agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
-    saving = none_clip - agg["energy_per_clip_J"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
-    payoff = np.where(np.isnan(none_clip), np.nan, payoff)  # no `none` in the same run and cell: unknown
-    agg["payoff_clips"] = np.where(agg["optimize"] == "none", np.nan, np.ceil(payoff))
-    agg["payoff_clips"] = agg["payoff_clips"].where(agg["compile_J"].notna(), np.nan)
-    return agg.reindex(columns=list(LEVERS_COLUMNS)).sort_values(
-        ["model", "waveforms_per_prompt", "steps", "optimize"]).reset_index(drop=True)
-
-
-def _ratio(x: float) -> str:
-    """A reduction or saving factor: ``4.21x``, or ``n/a``."""
-    return f"{x:.2f}x" if np.isfinite(x) else "n/a"
-
-
-def _fmt(x: float, spec: str = ".2f") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
-
-
-def target_cell(table: pd.DataFrame) -> tuple[int, int]:
-    """(steps, batch) of the whole-generation target: 100 steps, batch 1 where measured, else the largest step
-    count and the smallest batch (a short test run)."""
-    steps = 100 if (table["steps"] == 100).any() else int(table["steps"].max())
-    batch = 1 if (table["waveforms_per_prompt"] == 1).any() else int(table["waveforms_per_prompt"].min())
-    return steps, batch
-
-
-def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> str:
-    """What the measurements say limits a model: the eager share of the generation outside the denoising
-    loop, launch gaps, the kernel mix of a step, and the time its FLOPs would take at the ceiling's rate."""
-    parts = []
-    if best is not None and math.isfinite(float(best.get("denoising_share", np.nan))):
-        other = 1.0 - float(best["denoising_share"])
-        parts.append(f"outside the denoising loop (text encoding, decoding, vocoder; eager) {other:.0%} of "
-                     f"`{best['optimize']}`'s energy")
-    rows = profile[profile["model"] == model] if not profile.empty else profile
-    for r in rows.sort_values(["optimize", "waveforms_per_prompt"]).itertuples() if not rows.empty else ():
-        k = max(float(r.kernel_ms), 1e-9)
-        mix = (f"matmul {r.matmul_ms / k:.0%}, conv {r.conv_ms / k:.0%}, attention {r.attention_ms / k:.0%}, "
-               f"other (elementwise, normalisation, copies: memory-bound) {r.other_ms / k:.0%}")
-        if r.optimize == "none":
-            busy = k / max(float(r.eager_step_ms), 1e-9)
-            parts.append(f"`none` batch {r.waveforms_per_prompt}: an eager step takes "
-                         f"{_fmt(r.eager_step_ms)} ms with kernels busy {_fmt(r.kernel_ms)} ms ({busy:.0%}; "
-                         f"the rest is launch overhead)")
-        else:
-            graph = float(r.graph_step_ms)
-            parts.append(f"`{r.optimize}` batch {r.waveforms_per_prompt}: a step takes {_fmt(graph)} ms as "
-                         f"a CUDA graph ({_fmt(r.eager_step_ms)} ms eager); kernels {_fmt(r.kernel_ms)} ms: "
-                         f"{mix}; its FLOPs at the ceiling's rate would take "
-                         f"{_fmt(r.flop_bound_ms, '.3f')} ms "
-                         f"({r.flop_bound_ms / graph if graph > 0 else float('nan'):.0%} of the step)")
-    return "; ".join(parts) if parts else "no step profile measured"
-
-
-def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame) -> str:
-    """The short markdown summary: each target met or missed (by how much, and the measured limits)."""
-    steps, batch = target_cell(table)
-    duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
-    lines = ["# Energy levers: summary", ""]
-    if not ceiling.empty:
-        c = ceiling
-        gpu = ", ".join(sorted({str(g) for g in c.get("gpu_name", pd.Series(dtype=str)).dropna() if str(g)}))
-        lines.append(f"Ceiling (bf16 {int(c['n'].iloc[0])}^3 matrix products, measured with the project's "
-                     f"meter at the start and end of each run{', ' + gpu if gpu else ''}): "
-                     f"{_fmt(c['tflop_per_J'].mean(), '.3f')} TFLOP/J (range "
-                     f"{_fmt(c['tflop_per_J'].min(), '.3f')}-{_fmt(c['tflop_per_J'].max(), '.3f')}), "
-                     f"{_fmt(c['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
-                     f"{_fmt(c['power_W'].mean(), '.0f')} W.")
-        lines.append("")
-    lines += ["Lossless: final latents and waveform of the same seed and weights within max(2 x the "
-              "plain eager error at the same precision, a floor: fp32 1e-4, fp16 2e-3, bf16 1.6e-2) of the "
-              "fp32 eager reference (relative L2 error; the waveform is not judged at a precision whose "
-              f"plain eager waveform error is >= {UNINFORMATIVE_ERROR}). `trim-latents` changes the model's "
-              "behaviour and is never lossless.", "",
-              f"## Whole generation, {duration:g} s, {steps} steps, batch {batch}: best lossless "
-              "configuration vs `none`",
-              "", "| model | `none` J/clip | best lossless | J/clip | reduction | target | met |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    misses: list[str] = []
-    unmeasured: list[str] = []
-    cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)]
-    for model in sorted(table["model"].unique()):
-        rows = cell[cell["model"] == model]
-        none = rows[(rows["optimize"] == "none") & rows["energy_per_clip_J"].notna()]
-        cand = rows[rows["lossless"] & (rows["optimize"] != REFERENCE_SPEC)
-                    & rows["reduction_vs_none"].notna()]
-        target = REDUCTION_TARGETS.get(model, float("nan"))
-        if none.empty or cand.empty:
-            lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured |")
-            unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
-                              f"steps, batch {batch}")
-            continue
-        best = cand.loc[cand["energy_per_clip_J"].idxmin()]
-        none = none[none["run_id"] == best["run_id"]]  # the reduction is against the same run's default
-        red = float(best["reduction_vs_none"])
-        met = red >= target
-        lines.append(f"| {model} | {none['energy_per_clip_J'].iloc[0]:.1f} | `{best['optimize']}` | "
-                     f"{best['energy_per_clip_J']:.1f} | {red:.2f}x | {target}x | {'yes' if met else 'no'} |")
-        if not met:
-            outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
-            bound = float(none["energy_per_clip_J"].iloc[0]) / outside if outside > 0 else float("nan")
-            # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
-            need = (float(best["gflop"]) * 1e9 * target / float(none["energy_per_clip_J"].iloc[0])
-                    / float(best["ceiling_flop_per_joule"]))
-            reached = float(best["fraction_of_ceiling"]) * 100
-            misses.append(f"- **{model}**: {red:.2f}x, short of {target}x by a factor {target / red:.2f}. "
-                          f"With the rest of the generation as measured, even a free denoising loop would "
-                          f"give at most {_fmt(bound)}x. The target needs {_fmt(need * 100, '.0f')}% of the "
-                          f"ceiling's FLOP per joule over the whole generation at batch {batch}; "
-                          f"`{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
-                          "Measured: " + _limits_text(model, best, profile) + ".")
-    lines += ["", "## Best configuration at any batch size: FLOP per joule against the ceiling", "",
-              "| model | configuration | steps | batch | TFLOP/J | fraction of ceiling | target | met |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for model in sorted(table["model"].unique()):
-        # not the reference: it runs with TF32 and cuDNN off, a yardstick nobody would deploy
-        rows = table[(table["model"] == model) & table["lossless"] & table["fraction_of_ceiling"].notna()
-                     & (table["optimize"] != REFERENCE_SPEC)]
-        target = CEILING_TARGETS.get(model, DEFAULT_CEILING_TARGET)
-        if rows.empty:
-            lines.append(f"| {model} | n/a | | | | n/a | {target:.0%} | not measured |")
-            unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
-            continue
-        best = rows.loc[rows["fraction_of_ceiling"].idxmax()]
-        frac = float(best["fraction_of_ceiling"])
-        met = frac >= target
-        lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
-                     f"{int(best['waveforms_per_prompt'])} | {best['flop_per_joule'] / 1e12:.3f} | "
-                     f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} |")
-        if not met:
-            misses.append(f"- **{model}** (ceiling): {frac:.0%} of the ceiling's FLOP/J, short of "
-                          f"{target:.0%} by {(target - frac) * 100:.0f} points (`{best['optimize']}`, "
-                          f"{int(best['steps'])} steps, batch {int(best['waveforms_per_prompt'])}). "
-                          "Measured: "
-                          + _limits_text(model, best, profile) + ".")
-    lines += ["", "## Targets missed and what limits them", ""]
-    if misses:
-        lines += misses
-    elif unmeasured:
-        lines.append("No measured target was missed; some were not measured:")
-    else:
-        lines.append("All targets met.")
-    lines += unmeasured
-    flagged = table[(~table["lossless"]) & (table["optimize"] != REFERENCE_SPEC)
-                    & (table["waveforms_per_prompt"] == table["waveforms_per_prompt"].min())]
-    lines += ["", "## Levers that change the output beyond the precision's normal error", ""]
-    if flagged.empty:
-        lines.append("None.")
-    else:
-        for r in flagged.drop_duplicates(["model", "optimize"]).itertuples():
-            why = "changes the model's behaviour by design" if r.changes_behaviour else (
-                f"latents error {_fmt(r.rel_error_latents, '.2e')} (tolerance "
-                f"{_fmt(r.tolerance_latents, '.2e')}), waveform {_fmt(r.rel_error_audio, '.2e')} (tolerance "
-                f"{_fmt(r.tolerance_audio, '.2e')})")
-            lines.append(f"- {r.model} `{r.optimize}` ({r.dtype}): {why}")
-    trims = table[table["optimize"].str.contains("trim-latents", regex=False)
-                  & table["energy_per_clip_J"].notna()]
-    if not trims.empty:
-        lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
-                  "the output)", "",
-                  "| configuration | steps | batch | J/clip | same without trim | saving |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        keyed = table.set_index(["run_id", "model", "optimize", "steps", "waveforms_per_prompt"])
-        for r in trims.itertuples():
-            base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
-            key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
-            other = float(keyed["energy_per_clip_J"].get(key, np.nan))
-            lines.append(f"| `{r.optimize}` | {r.steps} | {r.waveforms_per_prompt} | "
-                         f"{r.energy_per_clip_J:.1f} | `{base}` {_fmt(other, '.1f')} | "
-                         f"{_ratio(other / r.energy_per_clip_J)} |")
-    every = cell[cell["energy_per_clip_J"].notna()]
-    every = every.sort_values(["model", "energy_per_clip_J"])
-    if not every.empty:
-        lines += ["", f"## Every configuration at {steps} steps, batch {batch}", "",
-                  "Reductions are against `none` of the same run (`run`); n/a where that run did not measure "
-                  "`none` in this cell.", "",
-                  "| model | configuration | dtype | J/clip | J/step | reduction vs `none` | latents error | "
-                  "lossless | run |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in every.itertuples():
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.energy_per_clip_J:.1f} | "
-                         f"{_fmt(r.energy_per_step_J, '.3f')} | {_ratio(r.reduction_vs_none)} | "
-                         f"{_fmt(r.rel_error_latents, '.1e')} | {'yes' if r.lossless else 'no'} | "
-                         f"{r.run_id} |")
-    comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")
-                 & (table["optimize"] != REFERENCE_SPEC)]
-    if not comp.empty:
-        lines += ["", f"## One-time cost (compilation, graph capture, lazy set-up) and payoff, {steps} steps",
-                  "",
-                  "| model | configuration | batch | one-time s | one-time J | pays off after (clips) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for r in comp.itertuples():
-            pay = ("n/a" if np.isnan(r.payoff_clips) else "never" if not math.isfinite(r.payoff_clips)
-                   else "at once" if r.payoff_clips == 0 else f"{int(r.payoff_clips)}")
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.waveforms_per_prompt} | "
-                         f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | {pay} |")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def plot_levers(table: pd.DataFrame, path: Path) -> None:
-    """Two panels: reduction vs ``none`` at 100 steps batch 1 (targets marked) and fraction of the ceiling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    cell = table[(table["steps"] == 100) & (table["waveforms_per_prompt"] == 1)
-                 & (table["optimize"] != REFERENCE_SPEC)]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
-    if not cell.empty:
-        sns.barplot(data=cell, x="model", y="reduction_vs_none", hue="optimize", ax=axes[0])
-        for i, model in enumerate(sorted(cell["model"].unique(), key=list(cell["model"].unique()).index)):
-            t = REDUCTION_TARGETS.get(model)
-            if t:
-                axes[0].hlines(t, i - 0.45, i + 0.45, colors="k", linestyles="--")
-        axes[0].set_ylabel("energy reduction vs none (x), 100 steps, batch 1")
-        axes[0].set_title("whole generation (dashed: target)")
-        axes[0].tick_params(axis="x", rotation=30)
-        axes[0].legend(fontsize=7, ncol=2)
-    frac = table[table["fraction_of_ceiling"].notna() & (table["steps"] == 100)
-                 & table["optimize"].isin(["none", "graphs", "max"])]
-    if not frac.empty:
-        frac = frac.assign(config=frac["optimize"] + ", batch " + frac["waveforms_per_prompt"].astype(str))
-        sns.barplot(data=frac, x="model", y="fraction_of_ceiling", hue="config", ax=axes[1])
-        axes[1].set_ylabel("FLOP/J as a fraction of the bf16 matmul ceiling")
-        axes[1].set_title("efficiency against the GPU's limit, 100 steps")
-        axes[1].tick_params(axis="x", rotation=30)
-        axes[1].legend(fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_path(path, suffix=path.suffix) as tmp:  # the suffix tells savefig the format
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
-
-
-def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
-    """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
-    dirs = [Path(d) for d in dirs]
-    table = levers_table(dirs)
-    ceiling = _read_side(dirs, CEILING_FILE)
-    profile = _read_side(dirs, PROFILE_FILE)
-    out_dir = Path(out_dir)
-    csv_path, md_path = out_dir / "levers.csv", out_dir / "levers_summary.md"
-    fig_path = out_dir / "levers.png"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(csv_path, table)
-    write_text_atomic(md_path, summary_markdown(table, ceiling, profile))
-    plot_levers(table, fig_path)
-    return csv_path, md_path, fig_path
 
 
 def plan_text(models: Sequence[str], opts: LeversOptions) -> list[str]:
