@@ -54,11 +54,6 @@ CLAP_TOKEN_LENGTH = 512
 #: RoBERTa special ids (bos <s>=0, pad=1, eos </s>=2), as in the CLAP tokenizer
 ROBERTA_BOS, ROBERTA_PAD, ROBERTA_EOS = 0, 1, 2
 
-#: Longest audio accepted. AudioLDM has no positional limit on the audio axis (convolutions plus attention
-#: without position embeddings in UNet and VAE; the CLAP text length does not depend on it), so this cap is
-#: a choice: 3x the 10.24 s clips the model was trained on; the VAE's mid-block attention over
-#: (duration/0.04 x 16) latent pixels grows quadratically beyond it.
-MAX_DURATION_S = 30.0
 
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 

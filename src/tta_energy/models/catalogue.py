@@ -60,7 +60,11 @@ class ModelEntry:
         return self.defaults.dtype
 
 
-#: AudioLDM and AudioLDM 2 have no hard limit on duration; 30 s is this project's cap.
+#: Longest audio AudioLDM and AudioLDM 2 accept. Neither has a positional limit on the audio axis
+#: (convolutions plus attention without position embeddings in UNet and VAE; the text length does not depend
+#: on it; GPT-2's 1024 positions bound only AudioLDM 2's text side), so this cap is a choice: 3x the 10.24 s
+#: clips the models were trained on; the VAE's mid-block attention over (duration/0.04 x 16) latent pixels
+#: grows quadratically beyond it.
 _AUDIOLDM_MAX_DURATION_S = 30.0
 
 CATALOGUE: tuple[ModelEntry, ...] = (
