@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tta_energy.experiments.smoke import append_rows, importable_models, smoke_model
 from tta_energy.models.registry import MODEL_NAMES
-from tta_energy.models.smoke import append_rows, importable_models, smoke_model
 
 
 def main(argv: list[str] | None = None) -> int:

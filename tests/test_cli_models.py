@@ -14,9 +14,9 @@ import soundfile
 from tta_energy.audio_io import clip_paths, write_wav
 from tta_energy.cli.main import main
 from tta_energy.errors import TtaError
+from tta_energy.experiments.smoke import SMOKE_COLUMNS, append_rows, smoke_model
 from tta_energy.models.base import ModelError
 from tta_energy.models.registry import MODEL_NAMES, build_model
-from tta_energy.models.smoke import SMOKE_COLUMNS, append_rows, smoke_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

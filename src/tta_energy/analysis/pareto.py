@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tta_energy.analysis.bootstrap import CONFIDENCE, percentile_interval
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
+from tta_energy.intervals import CONFIDENCE, percentile_interval
 
 #: Metrics a front can be drawn for: CLAP score (higher is better) and the Frechet distances (lower is better;
 #: the study's "fad" is FAD-inf, the quality module also writes plain FAD and its FAD-inf variants).

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tta_energy.analysis.bootstrap import CONFIDENCE, t_interval
 from tta_energy.errors import TtaError
+from tta_energy.intervals import CONFIDENCE, t_interval
 from tta_energy.schema import J_PER_KWH
 
 #: Rows are only ever averaged within one platform and model configuration.
