@@ -30,9 +30,9 @@ def full_data(full_tree):
 
 
 def test_model_names_map_to_the_registry_names():
-    from tta_energy.models.registry import MODEL_NAMES
+    from tta_energy.models.catalogue import model_names
 
-    assert set(si.CANONICAL_MODELS) == set(MODEL_NAMES)
+    assert set(si.CANONICAL_MODELS) == set(model_names())
     spellings = {
         "AudioLDM": "audioldm",
         "AudioLDM2": "audioldm2",

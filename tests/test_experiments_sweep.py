@@ -12,7 +12,7 @@ import torch
 
 from tta_energy import schema
 from tta_energy.cli.main import main
-from tta_energy.experiments import resume, summary
+from tta_energy.experiments import resume
 from tta_energy.experiments.runner import SweepOptions, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
 
@@ -152,32 +152,14 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, args, 
     assert not list(tmp_path.glob("*.csv"))
 
 
-def test_batch_summary_energy_per_ten_clips():
-    def row(b: int, n_prompts: int, repeat: int, energy: float, warm: bool = False) -> dict:
-        return {"experiment": "batch", "model": "m", "dtype": "float16", "steps": 100,
-                "n_prompts": n_prompts, "waveforms_per_prompt": b, "repeat": repeat, "gpu_energy_J": energy,
-                "gpu_energy_net_J": energy, "wall_s": 1.0, "n_clips": n_prompts * b,
-                "config_id": f"{b}-{n_prompts}", "status": "ok", "is_warmup": warm}
-
-    rows = [row(1, 1, r, 10.0 + r) for r in range(2) for _ in range(10)]
-    rows += [row(10, 1, r, 40.0 + 2 * r) for r in range(2)] + [row(1, 10, 0, 50.0)]
-    rows += [row(10, 1, 0, 999.0, warm=True)]
-    rows += [row(5, 1, 0, 30.0)]  # an incomplete repeat (1 of 2 calls): left out
-    out = summary.batch_summary(pd.DataFrame(rows)).set_index("batch")
-    assert out.loc["1", "gpu_J_per_10_clips_mean"] == pytest.approx(105.0)
-    assert out.loc["1", "gpu_J_per_10_clips_std"] == pytest.approx(np.std([100, 110], ddof=1))
-    assert out.loc["10", "gpu_J_per_clip_mean"] == pytest.approx(4.1)
-    assert out.loc["p10", "repeats"] == 1 and "5" not in out.index
-
-
 def test_per_model_scripts_are_thin_wrappers(capsys):
     from pathlib import Path
 
     from tta_energy.experiments.scripts import SCRIPTS, run_model_script
-    from tta_energy.models.registry import MODEL_NAMES
+    from tta_energy.models.catalogue import model_names
 
     root = Path(__file__).resolve().parents[1]
-    assert sorted(SCRIPTS.values()) == sorted(MODEL_NAMES)
+    assert sorted(SCRIPTS.values()) == sorted(model_names())
     for script, model in SCRIPTS.items():
         text = (root / "inferences" / f"{script}.py").read_text()
         assert f'run_model_script("{model}")' in text
