@@ -2,8 +2,8 @@
 
 Built from diffusers' ``AudioLDM2Pipeline`` components (``ClapModel``, ``T5EncoderModel`` = Flan-T5-large,
 ``AudioLDM2ProjectionModel``, ``GPT2Model``, ``AudioLDM2UNet2DConditionModel``, ``AutoencoderKL``,
-``SpeechT5HifiGan``, ``DDIMScheduler``) and the bundled configs (``models/configs/audioldm2``, see
-shared/reference/models.md section 2). ``generate`` runs what the study's
+``SpeechT5HifiGan``, ``DDIMScheduler``) and the bundled configs (``models/configs/audioldm2``,
+reconstructed from diffusers' conversion script). ``generate`` runs what the study's
 ``pipe(prompt, negative_prompt="Low quality.", num_inference_steps=N, audio_length_in_s=10.0,
 num_waveforms_per_prompt=W)`` call computed:
 

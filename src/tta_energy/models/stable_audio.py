@@ -2,7 +2,7 @@
 
 Components are the real diffusers/transformers classes, built from the bundled configs in
 ``configs/stable-audio-open-1.0/`` (reconstructed from diffusers' ``scripts/convert_stable_audio.py``
-applied to the model's ``model_config.json``; see models.md section 3):
+applied to the model's ``model_config.json``):
 
 * ``text_encoder``: transformers ``T5EncoderModel`` (t5-base), prompts padded to 128 tokens;
 * ``projection_model``: diffusers ``StableAudioProjectionModel`` (text projection + seconds conditioners);

@@ -84,7 +84,7 @@ from tta_energy.models.tango_checkpoint import (
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
-#: T5 token length ``describe`` assumes for a Tango prompt (models.md: L_t5 = 20 for the study's prompt).
+#: T5 token length ``describe`` assumes for a Tango prompt (20 for the study's prompt).
 DESCRIBE_TEXT_TOKENS = 20
 DEFAULT_MAX_BATCH = 8  # Tango's generate_for_batch(batch_size=8)
 
@@ -211,7 +211,7 @@ def diffusers_vae_config(tango_vae_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def hifigan_config(cfg: dict[str, Any]):
-    """Tango/AudioLDM ``HIFIGAN_16K_64`` dict -> transformers ``SpeechT5HifiGanConfig`` (models.md 1, 4)."""
+    """Tango/AudioLDM ``HIFIGAN_16K_64`` dict -> transformers ``SpeechT5HifiGanConfig``."""
     from transformers import SpeechT5HifiGanConfig
 
     return SpeechT5HifiGanConfig(

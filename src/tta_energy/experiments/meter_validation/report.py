@@ -69,8 +69,9 @@ def _target_rows(df: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def check_targets(df: pd.DataFrame, method: str = DEFAULT_METHOD) -> list[dict[str, object]]:
-    """The issue's targets on the steady trials' worst case (max |error|), for every method measured, and the
-    sampler process's overhead. ``met`` is the verdict for ``method`` (the meter's default)."""
+    """The meter's accuracy targets (:data:`~.protocol.TARGETS`) on the steady trials' worst case
+    (max |error|), for every method measured, and the sampler process's overhead.
+    ``met`` is the verdict for ``method`` (the meter's default)."""
     results: list[dict[str, object]] = []
     for label, limit in TARGETS:
         picked = _target_rows(df, label)
