@@ -63,7 +63,7 @@ from tta_energy.levers.ceiling import (
     resolve_device,
 )
 from tta_energy.levers.equivalence import relative_error
-from tta_energy.levers.spec import LeversError, parse_levers
+from tta_energy.levers.spec import Levers, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
@@ -127,12 +127,17 @@ class LeversOptions:
 
 @dataclass(frozen=True)
 class LeverPlan:
-    """One lever spec of one model and the (steps, batch) cells it is measured at."""
+    """One lever spec of one model (parsed once, here) and the (steps, batch) cells it is measured at."""
 
-    spec: str
+    levers: Levers
     cells: tuple[tuple[int, int], ...]
     repeats: int
     reference: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec, as the tables store it."""
+        return self.levers.spec
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,16 +153,17 @@ def lever_plans(model: str, opts: LeversOptions) -> list[LeverPlan]:
     small = min(opts.batches)
     batch1 = tuple((s, small) for s in sorted(set(opts.steps)))
     single = ((max(opts.steps), small),)
-    plans = [LeverPlan(REFERENCE_SPEC, batch1, 1, reference=True)]
-    plans += [LeverPlan(parse_levers(s).spec, full, opts.repeats) for s in opts.full_specs]
+    plans = [LeverPlan(parse_levers(REFERENCE_SPEC), batch1, 1, reference=True)]
+    plans += [LeverPlan(parse_levers(s), full, opts.repeats) for s in opts.full_specs]
     if model in opts.lean_models:
         return plans
-    plans += [LeverPlan(parse_levers(s).spec, batch1, opts.repeats) for s in opts.batch1_specs]
+    plans += [LeverPlan(parse_levers(s), batch1, opts.repeats) for s in opts.batch1_specs]
     specs = list(opts.single_specs) + (list(COMPILE_SPECS) if model in opts.compile_models else [])
-    plans += [LeverPlan(parse_levers(s).spec, single, opts.repeats) for s in specs]
+    plans += [LeverPlan(parse_levers(s), single, opts.repeats) for s in specs]
     cls = adapter_class(model)
     if opts.trim and hasattr(cls, "latent_frames_for"):
-        plans += [LeverPlan(s, full if on_full else single, opts.repeats) for s, on_full in TRIM_SPECS]
+        plans += [LeverPlan(parse_levers(s), full if on_full else single, opts.repeats)
+                  for s, on_full in TRIM_SPECS]
     seen: dict[str, LeverPlan] = {}
     for p in plans:  # a spec listed twice keeps its first (largest) plan
         seen.setdefault(p.spec, p)
@@ -279,9 +285,9 @@ class ModelRun:
         return Config(experiment=EXPERIMENT, model=self.model, steps=steps, prompts=(self.opts.prompt,),
                       waveforms_per_prompt=batch, duration_s=self.opts.duration_s, seed=self.opts.seed)
 
-    def row_context(self, spec: str) -> RowContext:
+    def row_context(self, levers: Levers) -> RowContext:
         sweep = SweepOptions(model=self.model, experiments=(EXPERIMENT,), size=self.opts.size,
-                             weights=self.opts.weights, levers=parse_levers(spec), seed=self.opts.seed)
+                             weights=self.opts.weights, levers=levers, seed=self.opts.seed)
         return RowContext(sweep, self.run_id, 0, self.provenance, self.trace_path)
 
     def measure(self, p: Prepared, steps: int, batch: int, repeat: int, warmup: bool) -> dict[str, object]:
@@ -294,7 +300,7 @@ class ModelRun:
             self.meter.min_window_s = 0.0
         try:
             with guard:
-                row = measure_one(self.meter, p.recorder, self.row_context(p.plan.spec), EXPERIMENT, item,
+                row = measure_one(self.meter, p.recorder, self.row_context(p.plan.levers), EXPERIMENT, item,
                                   warmup)
         finally:
             self.meter.min_window_s = saved
@@ -386,7 +392,7 @@ def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], lis
             if not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
                 raise LeversError(f"weights differ from the reference build (fingerprint {fp!r} vs "
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
-            adapter = apply_levers(adapter, plan.spec, duration_s=run.opts.duration_s)
+            adapter = apply_levers(adapter, plan.levers, duration_s=run.opts.duration_s)
         except (TtaError, RuntimeError, ValueError) as exc:
             notes.append(f"{plan.spec}: not run ({one_line(exc)})")
             _write_config_row(run, plan, None, f"not run: {one_line(exc)}", {})
@@ -527,8 +533,8 @@ def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> 
             except Exception as exc:  # profiling is diagnostic: a failure is noted, never fatal
                 run.opts.progress(f"{run.model} {p.plan.spec}: step profile failed ({one_line(exc)})")
                 continue
-            flops = _describe_flops(run.model, run.opts, p.adapter, LeverPlan(p.plan.spec, ((1, batch),), 1),
-                                    run.flops_cache)
+            cell = LeverPlan(p.plan.levers, ((1, batch),), 1)
+            flops = _describe_flops(run.model, run.opts, p.adapter, cell, run.flops_cache)
             gflop = flops[(1, batch)]["gflop_per_step"]
             append_csv(run.out_dir / PROFILE_FILE, {
                 "run_id": run.run_id, "model": run.model, "optimize": p.plan.spec,
