@@ -13,6 +13,7 @@ import torch
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import resume
+from tta_energy.experiments.grids import SweepError
 from tta_energy.experiments.runner import SweepOptions, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
 
@@ -98,6 +99,25 @@ def test_failures_are_recorded_and_errors_retried(tmp_path, monkeypatch):
     df = schema.read_runs(out)
     assert sorted(df["steps"]) == [1, 2, 3, 4]
     assert dict(zip(df["steps"], df["status"], strict=True)) == {1: "oom", 2: "nan_audio", 3: "ok", 4: "ok"}
+
+
+def test_levers_are_parsed_once_and_the_precision_rule_holds(tmp_path):
+    """--levers (alias --optimize) becomes one Levers object; the row's dtype is the precision the model runs
+    in: --dtype when the levers set none, the levers' own otherwise; the column keeps the name optimize."""
+    from tta_energy.experiments.runner import ModelCache
+    from tta_energy.levers.spec import parse_levers
+
+    out = tmp_path / "steps.csv"
+    sweep("--experiment", "steps", "--grid", "1", "--repeats", "1", "--warmup", "0", "--out", str(out),
+          "--optimize", "Graphs")
+    rows = schema.read_runs(out)
+    assert rows["optimize"].tolist() == ["graphs"] and rows["dtype"].tolist() == ["float32"]
+    opts = SweepOptions(model="audioldm", experiments=("steps",), size="tiny", device="cpu", dtype="float32",
+                        levers=parse_levers("graphs"))
+    adapter = ModelCache(opts, "cpu").get("float32")  # graphs sets no precision: --dtype's float32 holds
+    assert adapter.dtype == torch.float32 and adapter.applied_levers.dtype == "float32"
+    with pytest.raises(SweepError, match="fixes the precision"):
+        run_sweep(SweepOptions(model="audioldm", experiments=("precision",), levers=parse_levers("bf16")))
 
 
 def test_batch_and_quality_in_one_run(tmp_path):
