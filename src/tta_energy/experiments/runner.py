@@ -197,18 +197,6 @@ def resolve_device(device: str | None, ctx: distributed.DistContext) -> str:
     return device
 
 
-def latent_seconds(adapter: Any, duration_s: float) -> float:
-    """Seconds of audio the denoiser computes per clip: Stable Audio Open's whole latent window (47.55 s at
-    full size, whatever the duration), Tango's fixed 10.24 s, otherwise the requested duration."""
-    if hasattr(adapter, "latent_length") and hasattr(adapter, "max_duration_s"):
-        return float(adapter.max_duration_s)  # Stable Audio Open's DiT window
-    clip = getattr(adapter, "clip_seconds", None)  # Tango: its fixed length at this size
-    if isinstance(clip, int | float):
-        return float(clip)
-    fixed = adapter.defaults.fixed_duration_s
-    return float(fixed) if fixed is not None else float(duration_s)
-
-
 def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
     """One clip (channels, samples) as a WAV, atomically (the project's writer: temp file + rename)."""
     from tta_energy.audio_io import write_wav as write_atomic
@@ -357,7 +345,7 @@ def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
         for it in p.items:
             d = it.config.duration_s if it.config.duration_s is not None else adapter.defaults.duration_s
             try:
-                computed = round(latent_seconds(adapter, d), 2)
+                computed = round(adapter.latent_seconds(d), 2)
             except Exception:  # informative only
                 continue
             if abs(computed - d) > 0.05:
@@ -440,7 +428,7 @@ def base_row(rc: RowContext, experiment: str, item: Item, adapter: Any, is_warmu
         trace_path=rc.trace_path,
     )
     try:
-        row["latent_seconds"] = latent_seconds(adapter, float(req.duration_s))
+        row["latent_seconds"] = adapter.latent_seconds(float(req.duration_s))
     except Exception:  # informative only; never fail a row on it
         row["latent_seconds"] = np.nan
     return row

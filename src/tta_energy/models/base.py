@@ -157,6 +157,13 @@ class ModelAdapter(ABC):
         """Denoiser forward calls made for ``steps`` nominal steps (one per step unless overridden)."""
         return steps
 
+    def latent_seconds(self, duration_s: float) -> float:
+        """Seconds of audio the denoiser computes per clip for ``duration_s`` asked (``latent_seconds``):
+        the catalogue's fixed length where the model has one, else the duration asked. Adapters whose
+        denoiser computes another length (Stable Audio Open's window, Tango's clip) override it."""
+        fixed = self.defaults.fixed_duration_s
+        return float(fixed) if fixed is not None else float(duration_s)
+
     def check_request(self, request: GenerationRequest) -> None:
         """Reject bad parameters with one clear line (adapters add their own checks)."""
         self.check_request_basics(request)

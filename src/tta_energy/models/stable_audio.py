@@ -370,6 +370,10 @@ class StableAudioOpenAdapter(ModelAdapter):
         """The longest audio the DiT's latent window holds (47.55 s at full size), as in the pipeline."""
         return self.latent_length * self.hop_length / self.sample_rate
 
+    def latent_seconds(self, duration_s: float) -> float:
+        """The DiT always computes its whole latent window (47.55 s at full size), whatever the duration."""
+        return float(self.max_duration_s)
+
     def check_request(self, request: GenerationRequest) -> None:
         super().check_request(request)
         if request.duration_s is not None and request.duration_s > self.max_duration_s + 1e-9:

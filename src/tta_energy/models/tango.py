@@ -542,6 +542,10 @@ class TangoAdapter(ModelAdapter):
         """Audio length of one clip: latent frames x 4 (VAE) x hop 160 / 16 kHz = 10.24 s at full size."""
         return self.latent_frames * 4 * int(np.prod(self.vocoder.config.upsample_rates)) / self.sample_rate
 
+    def latent_seconds(self, duration_s: float) -> float:
+        """Tango always computes its fixed clip (10.24 s at full size, 0.96 s tiny), whatever is asked."""
+        return float(self.clip_seconds)
+
     def check_request(self, request: GenerationRequest) -> None:
         d = request.duration_s
         if d is not None and self.size != "full" and abs(d - self.clip_seconds) < 1e-6:
