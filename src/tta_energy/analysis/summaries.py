@@ -15,6 +15,7 @@ from scipy import stats
 
 from tta_energy.errors import TtaError
 from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.precision import DTYPE_NAMES
 from tta_energy.schema import J_PER_KWH
 
 #: Rows are only ever averaged within one platform and model configuration.
@@ -32,7 +33,7 @@ PARAMETER_COLUMNS: dict[str, str] = {
 #: What ``ratio_to_reference`` divides by: the study's 10-s request and the float32 yardstick.
 REFERENCE_DURATION_S = 10.0
 REFERENCE_DTYPE = "float32"
-DTYPE_ORDER: tuple[str, ...] = ("float32", "float16", "bfloat16")
+DTYPE_ORDER: tuple[str, ...] = DTYPE_NAMES
 
 
 class AnalysisError(TtaError):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tta_energy.errors import TtaError
+from tta_energy.precision import DTYPE_NAMES
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
@@ -69,7 +70,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                                "new: audio duration where the model allows it"),
     "guidance": ExperimentSpec("guidance", "guidance scale (default: the model's; 1: off)", ("default", "1"),
                                5, 100, "new: classifier-free guidance on vs off"),
-    "precision": ExperimentSpec("precision", "dtype", ("float32", "float16", "bfloat16"), 5, 100,
+    "precision": ExperimentSpec("precision", "dtype", DTYPE_NAMES, 5, 100,
                                 "new: numeric precision of weights and activations"),
 }
 
