@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from tta_energy.intervals import half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality.audio import (
     AudioError,
     AudioPrep,
@@ -18,7 +19,6 @@ from tta_energy.quality.audio import (
     prepare_waveform,
     split_windows,
 )
-from tta_energy.quality.bootstrap import half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality.cache import EmbeddingCache
 from tta_energy.quality.clap_score import (
     CaptionError,

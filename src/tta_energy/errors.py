@@ -5,6 +5,10 @@ class TtaError(ValueError):
     """A user-facing error: bad input, missing file, wrong layout. The message is one line."""
 
 
+class ModelError(TtaError):
+    """Bad model input (unknown name, bad parameter, bad weights); the message is one line for the user."""
+
+
 def first_line(exc: BaseException, default: str | None = None) -> str:
     """The first line of ``str(exc)`` (surrounding whitespace stripped); when that is empty, ``default``,
     or the exception's class name when ``default`` is None."""

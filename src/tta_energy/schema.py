@@ -19,6 +19,7 @@ import pandas as pd
 
 from tta_energy.errors import TtaError
 from tta_energy.fileio import atomic_path
+from tta_energy.models.catalogue import model_names
 
 J_PER_KWH = 3.6e6
 
@@ -58,11 +59,12 @@ COLUMNS: tuple[Column, ...] = (
     _c("config_id", "str", "stable hash of the configuration (model + generation parameters)"),
     _c("repeat", "int", "repeat index, 0-based"),
     _c("is_warmup", "bool", "warm-up generation: recorded, excluded from summaries"),
-    _c("model", "str", "canonical model name (audioldm, audioldm2, stable-audio-open, tango, tango2, ...)"),
+    _c("model", "str", "canonical model name (the catalogue's: " + ", ".join(model_names()) + ")"),
     _c("weights", "str", "'random' (architecture-faithful replica) or the weights' source (path or hub id)"),
     _c("size", "str", "full or tiny", allowed=("full", "tiny", "")),
     _c("dtype", "str", "float32, float16 or bfloat16"),
-    _c("optimize", "str", "optimisation level or levers (none = the study's eager default)"),
+    # the column keeps its first name (the option was --optimize before it became --levers): old tables read
+    _c("optimize", "str", "canonical lever spec of --levers (none = the study's eager default)"),
     _c("steps", "int", "nominal number of denoising steps asked for"),
     _c("denoiser_calls", "int", "denoiser forward calls actually made (MAA's 150 steps run 167)"),
     _c("n_prompts", "int", "distinct prompts in the call"),

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tta_energy.analysis.bootstrap import CONFIDENCE, t_interval
 from tta_energy.errors import TtaError
+from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.precision import DTYPE_NAMES
 from tta_energy.schema import J_PER_KWH
 
 #: Rows are only ever averaged within one platform and model configuration.
@@ -32,7 +33,7 @@ PARAMETER_COLUMNS: dict[str, str] = {
 #: What ``ratio_to_reference`` divides by: the study's 10-s request and the float32 yardstick.
 REFERENCE_DURATION_S = 10.0
 REFERENCE_DTYPE = "float32"
-DTYPE_ORDER: tuple[str, ...] = ("float32", "float16", "bfloat16")
+DTYPE_ORDER: tuple[str, ...] = DTYPE_NAMES
 
 
 class AnalysisError(TtaError):
@@ -43,7 +44,7 @@ def mark_first_generations(runs: pd.DataFrame) -> pd.Series:
     """True for the first generation of each of the study's scripts (per source='study', model, experiment).
 
     The study never discarded a warm-up generation: the first call of every script carries CUDA/cuDNN
-    warm-up (study-method §12.1: run 1 at 10 steps, batch-10 run 1). The first row in time order is it.
+    warm-up (run 1 at 10 steps, batch-10 run 1). The first row in time order is it.
     """
     flag = pd.Series(False, index=runs.index)
     study = runs[runs["source"] == "study"]
@@ -150,7 +151,7 @@ def steps_fit(summary: pd.DataFrame) -> pd.DataFrame:
     """Per model: least-squares line of the per-step-count mean GPU energy vs nominal steps and vs calls.
 
     The second fit matters where nominal steps and iterations differ (Make-An-Audio (2) at 150 steps runs
-    167 DDIM iterations, study-method §12.8).
+    167 DDIM iterations).
     """
     rows = []
     for key, grp in summary.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
@@ -187,7 +188,7 @@ def batch_summary(
     study's ``total.csv`` (b = 1, 2, 5) / ``averaged_batch10.csv`` (b = 10). ``..._std`` is the sample
     standard deviation of the per-run totals, for every b. The study's own error bars are in
     ``study_error_J`` (a standard error sqrt(sum_i var_i / n) for b < 10, a standard deviation for b = 10,
-    study-method §12.15) so that its figures can be redrawn; ``study_error_kind`` says which.
+    as its repository computes them) so that its figures can be redrawn; ``study_error_kind`` says which.
     """
     df = _require(runs, experiment)
     df["batch"] = df["n_clips"].astype(int)

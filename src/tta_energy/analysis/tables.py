@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.analysis import compare, pareto, sanity, study_import, summaries
+from tta_energy.analysis import compare, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 
@@ -49,7 +49,7 @@ class AnalysisInput:
     runs: pd.DataFrame
     scores: pd.DataFrame | None = None
     published_sanity: pd.DataFrame | None = None
-    study_tree: study_import.StudyTree | None = None
+    study_tree: study_tree.StudyTree | None = None
     sources: list[str] = field(default_factory=list)  # what was read, for the README
 
 
@@ -90,12 +90,12 @@ def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
     for p in map(Path, paths):
         found = sorted(p.rglob(PUBLISHED_SANITY)) if p.is_dir() else [p] if p.name == PUBLISHED_SANITY else []
         if found:
-            return study_import.read_csv_exact(found[0])
+            return study_tree.read_csv_exact(found[0])
     return None
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    df = study_import.read_csv_exact(
+    df = study_tree.read_csv_exact(
         path,
         dtype={"model": str, "dataset": str, "metric": str, "caption_id": str, "scope": str, "source": str},
         keep_default_na=False,

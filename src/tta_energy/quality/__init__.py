@@ -6,6 +6,6 @@
   ``.pt``;
 * :mod:`~tta_energy.quality.cache` — content-keyed, atomically written embedding cache;
 * :mod:`~tta_energy.quality.clap_score` — caption files, matching by file name, cosine similarities;
-* :mod:`~tta_energy.quality.bootstrap` — seeded confidence intervals;
+* confidence intervals: :mod:`tta_energy.intervals` (shared with the analysis);
 * :mod:`~tta_energy.quality.score` — the ``tta-energy score`` pipeline and its tidy table.
 """

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tta_energy.errors import TtaError
+from tta_energy.intervals import CONFIDENCE, half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality import frechet
 from tta_energy.quality.audio import (
     AudioError,
@@ -29,7 +30,6 @@ from tta_energy.quality.audio import (
     load_audio,
     split_windows,
 )
-from tta_energy.quality.bootstrap import CONFIDENCE, half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality.cache import EmbeddingCache
 from tta_energy.quality.clap_score import (
     CaptionMatch,
