@@ -80,3 +80,16 @@ def test_the_seven_corrected_facts(data: docs_numbers.DocData) -> None:
 def test_an_unknown_block_is_one_clear_error(data: docs_numbers.DocData) -> None:
     with pytest.raises(TtaError, match="unknown generated block 'nope'"):
         docs_numbers.render("<!-- generated:nope -->1<!-- /generated:nope -->", data)
+
+
+def test_summaries_give_the_units_the_field_compares(data: docs_numbers.DocData) -> None:
+    from tta_energy.analysis import summaries
+
+    steps = summaries.steps_summary(data.steps)
+    assert steps["gpu_energy_Wh_per_1000_clips_mean"].to_numpy() == pytest.approx(
+        steps["gpu_energy_J_mean"].to_numpy() / 3.6
+    )
+    batch = summaries.batch_summary(data.batch)
+    per_clip = batch["gpu_energy_J_per_clip_mean"].to_numpy()
+    assert batch["gpu_energy_Wh_per_1000_clips_mean"].to_numpy() == pytest.approx(per_clip / 3.6)
+    assert batch["gpu_energy_J_per_audio_s_mean"].to_numpy() == pytest.approx(per_clip / 10, rel=0.05)

@@ -33,6 +33,13 @@ PARAMETER_COLUMNS: dict[str, str] = {
 REFERENCE_DURATION_S = 10.0
 REFERENCE_DTYPE = "float32"
 DTYPE_ORDER: tuple[str, ...] = ("float32", "float16", "bfloat16")
+#: Joules in one watt-hour: the AI Energy Score leaderboard reports GPU energy as Wh per 1000 queries.
+J_PER_WH = J_PER_KWH / 1000
+
+
+def wh_per_1000_clips(joules_per_clip: pd.Series) -> pd.Series:
+    """Energy per clip in the AI Energy Score leaderboard's unit: Wh per 1000 clips (J x 1000 / 3600)."""
+    return joules_per_clip * 1000 / J_PER_WH
 
 
 class AnalysisError(TtaError):
@@ -123,12 +130,15 @@ def steps_summary(
     _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
     _ci_columns(out, g, "gpu_energy_J_per_audio_s", "gpu_energy_J_per_audio_s", confidence)
     out["gpu_energy_J_per_denoiser_call"] = out["gpu_energy_J_mean"] / out["denoiser_calls"]
+    out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_mean"])
     first = [
         "model",
         "steps",
         "n_runs",
         "gpu_energy_J_mean",
         "gpu_energy_J_std",
+        "gpu_energy_J_per_audio_s_mean",
+        "gpu_energy_Wh_per_1000_clips_mean",
         "energy_J_mean",
         "duration_s_mean",
     ]
@@ -242,6 +252,7 @@ def batch_summary(
     ).reset_index()
     _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
     out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_BATCH_RUN
+    out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_per_clip_mean"])
     # the baseline is one clip per call (one prompt): distinct-prompt batches compare against it too
     single = out[(out["batch"] == 1) & (out["n_prompts"] == 1)]
     base = single.set_index(list(PLATFORM_KEYS))["gpu_energy_J_per_10_clips_mean"]
@@ -256,6 +267,9 @@ def batch_summary(
         "batch",
         "gpu_energy_J_per_10_clips_mean",
         "gpu_energy_J_per_10_clips_std",
+        "gpu_energy_J_per_clip_mean",
+        "gpu_energy_J_per_audio_s_mean",
+        "gpu_energy_Wh_per_1000_clips_mean",
         "ratio_to_batch1",
     ]
     return out[first + [c for c in out.columns if c not in first]]
