@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # figures are files; no display is ever needed
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
@@ -112,3 +113,18 @@ def _plain_log_y(ax: plt.Axes) -> None:
 
 def _bar_label(ax: plt.Axes, x: float, y: float, text: str) -> None:
     ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+
+
+def n_label(n_values: pd.Series) -> str:
+    """``n = 5`` or ``n = 2-5`` for the runs behind a line's points."""
+    n = n_values.dropna().astype(int)
+    if n.empty:
+        return "n = 0"
+    return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
+
+
+def interval_errors(mean: pd.Series, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Asymmetric error bars from an interval; zero (no bar) where the interval is missing (n = 1)."""
+    below = (mean - low).fillna(0).clip(lower=0)
+    above = (high - mean).fillna(0).clip(lower=0)
+    return np.vstack([below.to_numpy(), above.to_numpy()])

@@ -163,9 +163,13 @@ def plot_power_trace(
     ax.legend(fontsize="small")
     ax.set_xlabel("time [s]")
     ax.set_ylabel("GPU power [W]")
+    ax.set_ylim(
+        bottom=0, top=1.1 * float(data["power_W"].max())
+    )  # from zero: a few watts must not look large
     ax.set_title(title or f"Power during one generation — {label}")
     caption = (
-        f"{label}: GPU power sampled by the meter during one generation{' (' + title + ')' if title else ''}."
+        f"{label}: GPU power sampled by the meter during one generation"
+        f"{' (' + title + ')' if title else ''}; the y axis starts at 0 W."
     )
     return save_figure(fig, figures, stem, caption, "power")
 

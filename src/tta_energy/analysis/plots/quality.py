@@ -127,8 +127,11 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
                         label=f"{model_label(model)} {scope}",
                     )
         ax.set_xscale("log")
-        ax.set_xlabel("steps")
-        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {metric.upper()}")
+        ax.set_xlabel("denoising steps (log)")
+        ax.set_ylabel(METRIC_LABELS.get("fad_inf" if metric == "fad" else metric, metric))
+        ax.set_title(
+            f"{DATASET_LABELS.get(dataset, dataset)} — {'FAD-inf' if metric == 'fad' else metric.upper()}"
+        )
         ax.legend(fontsize="x-small")
     fig.suptitle(f"Sanity check: 300-caption subset (solid) vs full set (dashed) — {label}")
     caption = (

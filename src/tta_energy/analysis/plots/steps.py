@@ -10,17 +10,24 @@ import pandas as pd
 from tta_energy.analysis.plots.common import (
     MODEL_COLOURS,
     _style,
+    interval_errors,
     model_label,
+    n_label,
     save_figure,
     skip_figure,
     slug,
 )
+from tta_energy.analysis.summaries import CLIPS_PER_BATCH_RUN
 
 
 def plot_energy_vs_steps(
     summary: pd.DataFrame, figures: str | Path, label: str, *, log: bool = False
 ) -> str | None:
-    """GPU energy per generation vs nominal steps, one line per model, error bars = sample std over runs."""
+    """GPU energy per generation vs denoiser calls, one line per model, error bars = 95 % t interval.
+
+    The x axis is the number of denoiser calls the sampler actually made (the nominal step count except for
+    Make-An-Audio (2) at 150 steps: 167 calls), so that no point bends a line that is straight in calls.
+    """
     scale = "log" if log else "linear"
     stem = f"steps-energy-{scale}-{slug(label)}"
     if summary.empty:
@@ -28,17 +35,34 @@ def plot_energy_vs_steps(
         return None
     _style()
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
-    for model, grp in summary.sort_values("steps").groupby("model", sort=False):
+    x_col = "denoiser_calls" if "denoiser_calls" in summary.columns else "steps"
+    summary = summary.assign(_x=summary[x_col].fillna(summary["steps"]))
+    single = False
+    for model, grp in summary.sort_values("_x").groupby("model", sort=False):
+        grp = grp.sort_values("_x")
         ax.errorbar(
-            grp["steps"],
+            grp["_x"],
             grp["gpu_energy_J_mean"],
-            yerr=grp["gpu_energy_J_std"].fillna(0),
+            yerr=interval_errors(
+                grp["gpu_energy_J_mean"], grp["gpu_energy_J_ci_low"], grp["gpu_energy_J_ci_high"]
+            ),
             marker="o",
             capsize=3,
-            label=model_label(model),
+            label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
             color=MODEL_COLOURS.get(model),
         )
-    ax.set_xlabel("denoising steps (nominal)")
+        single |= bool((grp["n_runs"] < 2).any())
+    differs = summary[summary["_x"] != summary["steps"]]
+    for row in differs.itertuples():
+        ax.annotate(
+            f"{int(row.steps)} steps = {int(row._x)} calls",
+            (row._x, row.gpu_energy_J_mean),
+            textcoords="offset points",
+            xytext=(4, -12),
+            fontsize=7,
+            color=MODEL_COLOURS.get(row.model),
+        )
+    ax.set_xlabel("denoiser calls per generation (= nominal steps unless marked)")
     ax.set_ylabel("GPU energy per generation [J]")
     if log:
         ax.set_xscale("log")
@@ -46,6 +70,9 @@ def plot_energy_vs_steps(
         ticks = sorted(summary["steps"].unique())
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
+    else:
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
     warm = (
         summary[summary["first_generation_included"]]
         if "first_generation_included" in summary
@@ -53,31 +80,39 @@ def plot_energy_vs_steps(
     )
     if not warm.empty:
         ax.scatter(
-            warm["steps"],
+            warm["_x"],
             warm["gpu_energy_J_mean"],
             s=140,
             facecolors="none",
             edgecolors="black",
             linewidths=1.2,
             zorder=4,
-            label="mean includes the warm-up call",
+            label="mean includes the study's warm-up call",
         )
-    ax.set_title(f"Energy per 10-s generation vs steps — {label}")
-    ax.legend(fontsize="small", ncol=2)
+    ax.set_title(f"Energy per 10-s generation vs denoiser calls — {label}")
+    ax.legend(fontsize="small", ncol=2, title="model (runs per point)", title_fontsize="small")
     caption = (
-        f"{label}: GPU energy of one 10-s generation against the number of denoising steps, mean of the runs "
-        f"±1 sample std ({scale} axes)."
+        f"{label}: GPU energy of one 10-s generation against the denoiser calls actually made (the nominal "
+        f"steps, except where marked), mean of the runs with its 95 % Student-t interval ({scale} axes); "
+        f"the legend gives the runs per point (n)."
     )
+    if single:
+        caption += " Points with n = 1 have no error bar."
+    if not differs.empty:
+        caption += (
+            " Make-An-Audio (2) at 150 nominal steps runs 167 denoiser calls (LDM's DDIM spacing) and is "
+            "drawn at 167."
+        )
     if not warm.empty:
         caption += (
-            " Circled means include the first call of a script (CUDA warm-up, never discarded by the "
-            "study): their spread is inflated."
+            " Circled means include the first call of one of the study's scripts (CUDA warm-up, never "
+            "discarded by the study): they are inflated, and so is their interval."
         )
     return save_figure(fig, figures, stem, caption, "steps")
 
 
 def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> str | None:
-    """GPU energy per clip vs batch size, one line per model (error bars: std of per-run totals / 10)."""
+    """GPU energy per clip vs batch size, one line per model (error bars: 95 % t interval over runs)."""
     stem = f"batch-energy-per-clip-{slug(label)}"
     if batch.empty:
         skip_figure(figures, stem, f"{label}: no batch-experiment rows", "batch")
@@ -85,15 +120,21 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     _style()
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
+    single = bool((data["n_runs"] < 2).any())
     for model, grp in data.sort_values("batch").groupby("model", sort=False):
         colour = MODEL_COLOURS.get(model)
+        per_clip = CLIPS_PER_BATCH_RUN
         ax.errorbar(
             grp["batch"],
             grp["gpu_energy_J_per_clip_mean"],
-            yerr=grp["gpu_energy_J_per_10_clips_std"].fillna(0) / 10,
+            yerr=interval_errors(
+                grp["gpu_energy_J_per_clip_mean"],
+                grp["gpu_energy_J_per_10_clips_ci_low"] / per_clip,
+                grp["gpu_energy_J_per_10_clips_ci_high"] / per_clip,
+            ),
             marker="o",
             capsize=3,
-            label=model_label(model),
+            label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
             color=colour,
         )
         ax_ratio.plot(
@@ -126,13 +167,17 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s)")
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", title="model (runs per point)", title_fontsize="small")
     fig.suptitle(f"Batching: energy per clip — {label}")
     caption = (
         f"{label}: GPU energy per 10-s clip at 100 steps when 10 clips are made as 10x1, 5x2, 2x5 or 1x10 "
-        f"waveforms per call (left, log scale, ±1 std of the per-run totals / 10) and relative to batch 1 "
-        f"(right)."
+        f"waveforms per call (left, log scale, 95 % Student-t interval of the per-run totals / 10) and "
+        f"relative to batch 1 (right); the legend gives the runs per point (n)."
     )
+    if single:
+        caption += " Points with n = 1 (one run of 10 clips) have no error bar."
+    if data.get("first_generation_included", pd.Series(False)).any():
+        caption += " Means that include the study's first call of its script (CUDA warm-up) are inflated."
     if not distinct.empty:
         caption += (
             " Hollow diamonds: the clips of one call come from distinct prompts (the study batched one)."
