@@ -255,7 +255,8 @@ def write_index(figures: Path, *, inputs: list[str], notebooks: list[Path], tabl
     if tables_dir is not None:
         rel = tables_dir.relative_to(figures) if tables_dir.is_relative_to(figures) else tables_dir
         lines += [
-            f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity).",
+            f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity, "
+            "quality_energy, pareto_h200).",
             "",
         ]
     groups = list(GROUP_TITLES) + sorted({e["group"] for e in manifest.values()} - set(GROUP_TITLES))

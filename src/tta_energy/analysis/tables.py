@@ -257,6 +257,10 @@ def readme_text(
         "| quality_energy.csv | the quality sweep's energy per caption, per model x steps x caption set: "
         "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
         "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets |",
+        "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
+        "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
+        "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "
+        "and `front_change` (A40 -> H200 default: joins, leaves, stays, off) |",
     ]
     if "reproduction" in result.extra:
         rep = result.extra["reproduction"]

@@ -28,7 +28,7 @@ from tta_energy.analysis.plots.power import (
     read_trace,
     resolve_trace,
 )
-from tta_energy.analysis.plots.quality import plot_pareto, plot_sanity
+from tta_energy.analysis.plots.quality import plot_pareto, plot_platform_fronts, plot_sanity
 from tta_energy.analysis.plots.steps import plot_batch_energy, plot_energy_vs_steps
 from tta_energy.analysis.plots.sweeps import plot_parameter_sweeps
 
@@ -47,6 +47,7 @@ __all__ = [
     "plot_pareto",
     "plot_parameter_sweeps",
     "plot_phases",
+    "plot_platform_fronts",
     "plot_platform_comparison",
     "plot_power_trace",
     "plot_sanity",

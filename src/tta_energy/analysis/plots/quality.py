@@ -15,6 +15,7 @@ from tta_energy.analysis.plots.common import (
     STEP_MARKERS,
     _style,
     model_label,
+    n_label,
     save_figure,
     skip_figure,
     slug,
@@ -93,6 +94,11 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
         f"dashed line mark the Pareto front, labels give the bootstrap frequency of being on it when "
         f"below 100 %."
     )
+    if (pareto["source"] == "study").any():
+        caption += (
+            " The study's means include the first call of each of its scripts (CUDA warm-up), as its own "
+            "fronts did; pareto-h200-vs-a40 leaves it out."
+        )
     return save_figure(fig, figures, stem, caption, "quality")
 
 
@@ -137,5 +143,131 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
     caption = (
         f"{label}: scores of the 300-caption subsets (solid) and of the full AudioCaps-test / Clotho-eval "
         f"sets (dashed) against steps; the sanity table gives Pearson r and the slope-interaction p-value."
+    )
+    return save_figure(fig, figures, stem, caption, "quality")
+
+
+#: How each point set of :func:`fronts.platform_fronts` is drawn: marker fill, size, front line style.
+_POINT_SETS = {
+    "A40 (study)": {"filled": False, "size": 45, "front": ("a40", "0.45", "--")},
+    "H200, study default": {"filled": True, "size": 45, "front": ("h200_default", "black", "-")},
+    "H200, lossless levers": {"filled": True, "size": 140, "front": ("h200_levers", "red", ":")},
+}
+_FRONT_NAMES = {
+    "a40": "front, A40 (study)",
+    "h200_default": "front, H200 study default",
+    "h200_levers": "front, H200 default + lossless levers",
+}
+
+
+def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_source: str) -> str | None:
+    """The study's quality against A40 and H200 energy per clip, with the three fronts of fronts.py."""
+    stem = "pareto-h200-vs-a40"
+    if table.empty:
+        skip_figure(
+            figures, stem, "no (model, steps) with both the study's scores and H200 energies", "quality"
+        )
+        return None
+    _style()
+    datasets = sorted(table["dataset"].unique())
+    metrics = [m for m in METRIC_LABELS if m in set(table["metric"])]
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(metrics),
+        figsize=(6.8 * len(metrics), 4.8 * len(datasets) + 1.2),
+        squeeze=False,
+        layout="constrained",
+    )
+    for i, dataset in enumerate(datasets):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            panel = table[(table["dataset"] == dataset) & (table["metric"] == metric)]
+            for point_set, style in _POINT_SETS.items():
+                part = panel[panel["point_set"] == point_set]
+                for row in part.itertuples():
+                    colour = MODEL_COLOURS.get(row.model)
+                    marker = "*" if point_set.endswith("levers") else STEP_MARKERS.get(int(row.steps), "o")
+                    if not np.isnan(row.energy_ci_low):
+                        ax.errorbar(
+                            row.energy_J_per_clip,
+                            row.score,
+                            xerr=[
+                                [row.energy_J_per_clip - row.energy_ci_low],
+                                [row.energy_ci_high - row.energy_J_per_clip],
+                            ],
+                            color=colour,
+                            lw=0.8,
+                            capsize=2,
+                            zorder=2,
+                        )
+                    ax.scatter(
+                        row.energy_J_per_clip,
+                        row.score,
+                        marker=marker,
+                        s=style["size"],
+                        facecolors=colour if style["filled"] else "none",
+                        edgecolors=colour,
+                        linewidths=1.3,
+                        zorder=3,
+                    )
+                name, colour, ls = style["front"]
+                column = f"on_front_{name}"
+                members = panel[panel[column].fillna(False).astype(bool)].sort_values("energy_J_per_clip")
+                ax.plot(members["energy_J_per_clip"], members["score"], ls=ls, color=colour, lw=1.2, zorder=1)
+            levers_front = panel[panel["on_front_h200_levers"].fillna(False).astype(bool)].sort_values(
+                "energy_J_per_clip"
+            )
+            for k, row in enumerate(levers_front.itertuples()):
+                config = "" if row.configuration == "study default" else f" `{row.configuration}`"
+                ax.annotate(
+                    f"{model_label(row.model)} {int(row.steps)}{config}",
+                    (row.energy_J_per_clip, row.score),
+                    textcoords="offset points",
+                    xytext=(5, 5 if k % 2 == 0 else -11),
+                    fontsize=7,
+                    color="darkred",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("GPU energy per clip [J] (log)")
+            ax.set_ylabel(METRIC_LABELS["fad_inf" if metric == "fad" else metric])
+            name = "FAD-inf" if metric == "fad" else metric.upper()
+            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+    handles = [
+        plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
+        for m in sorted(table["model"].unique(), key=CANONICAL_MODELS.index)
+    ]
+    handles += [
+        plt.Line2D([], [], color="grey", marker=STEP_MARKERS[s], ls="", label=f"{s} steps")
+        for s in sorted(table["steps"].unique())
+        if s in STEP_MARKERS
+    ]
+    handles += [
+        plt.Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="A40 (study), hollow"),
+        plt.Line2D([], [], color="grey", marker="o", ls="", label="H200 study default, filled"),
+        plt.Line2D([], [], color="grey", marker="*", ms=11, ls="", label="H200 lossless levers"),
+    ]
+    handles += [
+        plt.Line2D(
+            [], [], color=style["front"][1], ls=style["front"][2], label=_FRONT_NAMES[style["front"][0]]
+        )
+        for style in _POINT_SETS.values()
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize="small")
+    fig.suptitle("The study's quality against energy per clip: A40 (study) and H200 (this project)")
+    levers = table[table["point_set"] == "H200, lossless levers"]
+    measured = ", ".join(
+        f"{model_label(m)} at {'/'.join(str(int(s)) for s in sorted(g['steps'].unique()))} steps"
+        for m, g in levers.groupby("model")
+    )
+    h200_n = table.loc[table["point_set"] == "H200, study default", "n_runs"]
+    caption = (
+        f"Quality: {quality_source}. Energy per 10-s clip: A40 = the study's quality experiment (mean over "
+        f"its captions, its first call per script left out); H200 study default = this project's steps "
+        f"sweep (the study's prompt, batch 1, {n_label(h200_n)} runs per point, 95 % t interval as "
+        f"horizontal bars); stars = the best lossless levers configuration (same output, so the study's "
+        f"score holds), only where the levers were measured ({measured or 'none'}; "
+        f"{n_label(levers['n_runs'])} runs, no interval; no ratio carried to other step counts). Lines: the "
+        f"front of each point set; labels name the H200 front with levers. Membership per configuration: "
+        f"tables/pareto_h200.csv."
     )
     return save_figure(fig, figures, stem, caption, "quality")

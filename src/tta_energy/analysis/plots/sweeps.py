@@ -16,7 +16,9 @@ from tta_energy.analysis.plots.common import (
     _not_measured,
     _plain_log_y,
     _style,
+    interval_errors,
     model_label,
+    n_label,
     save_figure,
     skip_figure,
     slug,
@@ -72,7 +74,9 @@ def plot_parameter_sweeps(
             ax_dur.errorbar(
                 grp["duration_s"],
                 grp["gpu_energy_J_mean"],
-                yerr=grp["gpu_energy_J_std"].fillna(0),
+                yerr=interval_errors(
+                    grp["gpu_energy_J_mean"], grp["gpu_energy_J_ci_low"], grp["gpu_energy_J_ci_high"]
+                ),
                 marker="o",
                 capsize=3,
                 color=colour,
@@ -125,7 +129,11 @@ def plot_parameter_sweeps(
                     i + offset,
                     row["gpu_energy_J_mean"],
                     0.38,
-                    yerr=0 if pd.isna(row["gpu_energy_J_std"]) else row["gpu_energy_J_std"],
+                    yerr=interval_errors(
+                        pd.Series([row["gpu_energy_J_mean"]]),
+                        pd.Series([row["gpu_energy_J_ci_low"]]),
+                        pd.Series([row["gpu_energy_J_ci_high"]]),
+                    ),
                     color=colour,
                     hatch=hatch,
                     edgecolor="white" if hatch else colour,
@@ -181,14 +189,17 @@ def plot_parameter_sweeps(
 
     fig.suptitle(f"Beyond the study: duration, guidance, precision — {label}")
     caption = (
-        f"{label}: GPU energy of one generation (mean ± 1 sample std over runs) against the requested "
+        f"{label}: GPU energy of one generation (mean of the runs, 95 % Student-t interval where n > 1) "
+        f"against the requested "
         f"duration, and per second of audio returned (top); with classifier-free guidance on at the "
         f"model's scale and off (scale 1; the ratio off/on above the bar), and in float32, float16 and "
         f"bfloat16 (log scale; ratios to float32) (bottom)."
     )
     n_runs = pd.concat([t["n_runs"] for t in (duration, guidance, precision) if not t.empty])
     if n_runs.max() <= 1:
-        caption += " One run per point: no error bars."
+        caption += " One run per point (n = 1): no error bars."
+    else:
+        caption += f" Runs per point: {n_label(n_runs)}; points with n = 1 have no error bar."
     if ignored:
         caption += " " + " ".join(
             f"{model_label(m)} computes {s:.2f} s of latents "
