@@ -133,6 +133,9 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
                         label=f"{model_label(model)} {scope}",
                     )
         ax.set_xscale("log")
+        ticks = sorted(scores["steps"].unique())
+        ax.set_xticks(ticks, [str(int(s)) for s in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("denoising steps (log)")
         ax.set_ylabel(METRIC_LABELS.get("fad_inf" if metric == "fad" else metric, metric))
         ax.set_title(

@@ -34,14 +34,14 @@ def plot_energy_vs_steps(
         skip_figure(figures, stem, f"{label}: no steps-experiment rows", "steps")
         return None
     _style()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
     x_col = "denoiser_calls" if "denoiser_calls" in summary.columns else "steps"
-    summary = summary.assign(_x=summary[x_col].fillna(summary["steps"]))
+    summary = summary.assign(x_calls=summary[x_col].fillna(summary["steps"]))
     single = False
-    for model, grp in summary.sort_values("_x").groupby("model", sort=False):
-        grp = grp.sort_values("_x")
+    for model, grp in summary.sort_values("x_calls").groupby("model", sort=False):
+        grp = grp.sort_values("x_calls")
         ax.errorbar(
-            grp["_x"],
+            grp["x_calls"],
             grp["gpu_energy_J_mean"],
             yerr=interval_errors(
                 grp["gpu_energy_J_mean"], grp["gpu_energy_J_ci_low"], grp["gpu_energy_J_ci_high"]
@@ -52,11 +52,11 @@ def plot_energy_vs_steps(
             color=MODEL_COLOURS.get(model),
         )
         single |= bool((grp["n_runs"] < 2).any())
-    differs = summary[summary["_x"] != summary["steps"]]
+    differs = summary[summary["x_calls"] != summary["steps"]]
     for row in differs.itertuples():
         ax.annotate(
-            f"{int(row.steps)} steps = {int(row._x)} calls",
-            (row._x, row.gpu_energy_J_mean),
+            f"{int(row.steps)} steps = {int(row.x_calls)} calls",
+            (row.x_calls, row.gpu_energy_J_mean),
             textcoords="offset points",
             xytext=(4, -12),
             fontsize=7,
@@ -80,7 +80,7 @@ def plot_energy_vs_steps(
     )
     if not warm.empty:
         ax.scatter(
-            warm["_x"],
+            warm["x_calls"],
             warm["gpu_energy_J_mean"],
             s=140,
             facecolors="none",
@@ -90,7 +90,13 @@ def plot_energy_vs_steps(
             label="mean includes the study's warm-up call",
         )
     ax.set_title(f"Energy per 10-s generation vs denoiser calls — {label}")
-    ax.legend(fontsize="small", ncol=2, title="model (runs per point)", title_fontsize="small")
+    ax.legend(
+        fontsize="small",
+        title="model (runs per point)",
+        title_fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
     caption = (
         f"{label}: GPU energy of one 10-s generation against the denoiser calls actually made (the nominal "
         f"steps, except where marked), mean of the runs with its 95 % Student-t interval ({scale} axes); "
@@ -118,7 +124,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         skip_figure(figures, stem, f"{label}: no batch-experiment rows", "batch")
         return None
     _style()
-    fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
     single = bool((data["n_runs"] < 2).any())
     for model, grp in data.sort_values("batch").groupby("model", sort=False):
@@ -167,7 +173,15 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s)")
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
-    ax.legend(fontsize="small", title="model (runs per point)", title_fontsize="small")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(  # beside the panels: a legend inside would hide points
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize="small",
+        title="model (runs per point)",
+        title_fontsize="small",
+    )
     fig.suptitle(f"Batching: energy per clip — {label}")
     caption = (
         f"{label}: GPU energy per 10-s clip at 100 steps when 10 clips are made as 10x1, 5x2, 2x5 or 1x10 "
