@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy import schema
-from tta_energy.analysis import summaries
+from tta_energy.analysis import fronts, summaries, tables
 from tta_energy.analysis.bootstrap import CONFIDENCE
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
@@ -33,6 +33,10 @@ DOC_FILES: tuple[str, ...] = ("README.md", "data/README.md", "docs/analysis.md")
 BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 #: Below this mean GPU power (W) a model run eagerly at batch 1 leaves the H200 mostly idle (launch-bound).
 IDLE_BOUND_W = 200.0
+
+
+DATASET_NAMES = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
+METRIC_NAMES = {"clap": "CLAP", "fad": "FAD-inf"}
 
 
 def label(model: str) -> str:
@@ -473,7 +477,45 @@ def block_quality_drift(d: DocData, n: int = 20) -> str:
     return text
 
 
+def block_h200_fronts(d: DocData) -> str:
+    scores_path = d.data / "study" / "scores.csv"
+    if d.steps.empty or d.study_quality.empty or not scores_path.is_file():
+        return "No H200 steps sweep or study scores to draw the fronts with yet."
+    quality = d.study_quality[
+        (d.study_quality["experiment"] == "quality") & ~d.study_quality["first_generation"]
+    ]
+    table = fronts.platform_fronts(
+        summaries.steps_summary(d.steps), quality, tables.read_scores(scores_path), d.levers
+    )
+    h200 = table[table["point_set"] == "H200, study default"]
+    moved = h200[h200["front_change"].isin(["joins", "leaves"])]
+    parts = [
+        f"{label(r.model)} at {int(r.steps)} steps {r.front_change} "
+        f"({DATASET_NAMES.get(r.dataset, r.dataset)} {METRIC_NAMES.get(r.metric, r.metric)})"
+        for r in moved.itertuples()
+    ]
+    levers = table[
+        (table["point_set"] == "H200, lossless levers") & table["on_front_h200_levers"].fillna(False)
+    ]
+    lever_parts = sorted(
+        {f"{label(r.model)} {int(r.steps)} `{r.configuration}`" for r in levers.itertuples()}
+    )
+    models = ", ".join(label(m) for m in catalogue.ordered(table["model"].unique()))
+    text = (
+        "The study's question on the H200 (`figures/pareto-h200-vs-a40.png`, "
+        f"`figures/tables/pareto_h200.csv`; the study's published scores for {models}, H200 energy per clip "
+        "from the steps sweep). Against the A40 front (its warm-up calls left out), on the H200 at the "
+        "study's defaults: " + ("; ".join(parts) if parts else "no configuration joins or leaves") + "."
+    )
+    if lever_parts:
+        text += (
+            " With the lossless levers (where measured) the H200 front gains " + ", ".join(lever_parts) + "."
+        )
+    return text
+
+
 BLOCKS: dict[str, Callable[[DocData], str]] = {
+    "h200-fronts": block_h200_fronts,
     "steps": block_steps,
     "batch": block_batch,
     "quality-sets": block_quality_sets,
