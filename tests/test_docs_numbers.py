@@ -93,3 +93,10 @@ def test_summaries_give_the_units_the_field_compares(data: docs_numbers.DocData)
     per_clip = batch["gpu_energy_J_per_clip_mean"].to_numpy()
     assert batch["gpu_energy_Wh_per_1000_clips_mean"].to_numpy() == pytest.approx(per_clip / 3.6)
     assert batch["gpu_energy_J_per_audio_s_mean"].to_numpy() == pytest.approx(per_clip / 10, rel=0.05)
+
+
+def test_readme_measurements_quote_numbers_only_from_generated_blocks() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Measurements so far", 1)[1].split("\n## ", 1)[0].split("\n", 1)[1]
+    prose = re.sub(r"`[^`]*`", "", docs_numbers.BLOCK.sub("", section))
+    assert not re.search(r"\d", prose), f"a number outside a generated block: {prose!r}"

@@ -514,7 +514,35 @@ def block_h200_fronts(d: DocData) -> str:
     return text
 
 
+#: The validation's methods as the README names them; ``meter_split`` is the project's meter (its default).
+VALIDATION_METHODS = {
+    "meter_split": "the meter",
+    "raw_counter": "the raw counter",
+    "zeus": "Zeus",
+    "codecarbon": "CodeCarbon",
+}
+
+
+def block_meter_validation(d: DocData) -> str:
+    path = d.data / "validation" / "meter.csv"
+    if not path.is_file():
+        return "not measured yet"
+    rows = pd.read_csv(path)
+    steady = rows[(rows["scenario"] == "steady") & (rows["window_target_s"] >= 1)]
+    worst = steady.groupby("method")["rel_error"].apply(lambda s: s.abs().max())
+    n = int((steady["method"] == "meter_split").sum())
+    peers = [m for m in ("raw_counter", "zeus", "codecarbon") if m in worst.index]
+    return (
+        f"≥ 1 s windows within {worst['meter_split']:.1%} of ground truth (largest of {n} windows); "
+        + ", ".join(VALIDATION_METHODS[m] for m in peers)
+        + " reach "
+        + ", ".join(f"{worst[m]:.1%}" for m in peers)
+        + " on the same windows"
+    )
+
+
 BLOCKS: dict[str, Callable[[DocData], str]] = {
+    "meter-validation": block_meter_validation,
     "h200-fronts": block_h200_fronts,
     "steps": block_steps,
     "batch": block_batch,
