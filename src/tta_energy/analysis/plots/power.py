@@ -29,7 +29,8 @@ def phase_means(runs: pd.DataFrame) -> pd.DataFrame:
     rows = runs.dropna(subset=cols, how="all")
     if rows.empty:
         return pd.DataFrame()
-    return rows.groupby(["model", "steps"], sort=True)[cols].mean().reset_index()
+    groups = rows.groupby(["model", "steps"], sort=True)
+    return groups[cols].mean().join(groups.size().rename("n_runs")).reset_index()
 
 
 def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | None:
@@ -59,15 +60,16 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
             values = sub[f"energy_{phase}_J"].fillna(0).to_numpy()
             ax.bar(x, values, bottom=bottom, color=colour, label=phase.replace("_", " "))
             bottom += values
-        ax.set_xticks(x, [str(int(s)) for s in sub["steps"]])
-        ax.set_xlabel("steps")
+        ax.set_xticks(x, [f"{int(s)}\nn={int(n)}" for s, n in zip(sub["steps"], sub["n_runs"], strict=True)])
+        ax.set_xlabel("denoising steps (n = runs averaged)")
         ax.set_title(model_label(model))
     axes[0][0].set_ylabel("GPU energy per generation [J]")
     axes[0][-1].legend(fontsize="small")
     fig.suptitle(f"Energy per phase — {label}")
     caption = (
         f"{label}: mean GPU energy of each phase of a generation (text encoding, denoising loop, latent "
-        f"decoding, vocoder), stacked, per model and step count."
+        f"decoding, vocoder), stacked, per model and step count; n under each bar is the number of runs "
+        f"averaged."
     )
     return save_figure(fig, figures, stem, caption, "phases")
 
