@@ -35,7 +35,6 @@ BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /gener
 IDLE_BOUND_W = 200.0
 
 
-DATASET_NAMES = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
 METRIC_NAMES = {"clap": "CLAP", "fad": "FAD-inf"}
 
 
@@ -491,7 +490,7 @@ def block_h200_fronts(d: DocData) -> str:
     moved = h200[h200["front_change"].isin(["joins", "leaves"])]
     parts = [
         f"{label(r.model)} at {int(r.steps)} steps {r.front_change} "
-        f"({DATASET_NAMES.get(r.dataset, r.dataset)} {METRIC_NAMES.get(r.metric, r.metric)})"
+        f"({summaries.DATASET_LABELS.get(r.dataset, r.dataset)} {METRIC_NAMES.get(r.metric, r.metric)})"
         for r in moved.itertuples()
     ]
     levers = table[

@@ -404,6 +404,8 @@ def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> 
 
 #: The caption set ``ratio_to_reference_dataset`` divides by in :func:`quality_energy_summary`.
 REFERENCE_DATASET = "audiocaps"
+#: How the caption sets are printed.
+DATASET_LABELS: dict[str, str] = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
 #: The leading columns of :func:`quality_energy_summary` (what a reader looks at first), in order.
 QUALITY_ENERGY_COLUMNS: tuple[str, ...] = (
     "model",
@@ -477,8 +479,9 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
             welch[key] = float(stats.ttest_ind(*sets, equal_var=False).pvalue)
     out["welch_p"] = [welch.get(tuple(row), np.nan) for row in out[base].itertuples(index=False)]
     reference = out[out["dataset"] == REFERENCE_DATASET].set_index(base)["gpu_energy_J_mean"]
-    out["ratio_to_reference_dataset"] = out["gpu_energy_J_mean"].to_numpy() / reference.reindex(
-        pd.MultiIndex.from_frame(out[base])
-    ).to_numpy()
+    out["ratio_to_reference_dataset"] = (
+        out["gpu_energy_J_mean"].to_numpy()
+        / reference.reindex(pd.MultiIndex.from_frame(out[base])).to_numpy()
+    )
     first = list(QUALITY_ENERGY_COLUMNS)
     return out[first + [c for c in out.columns if c not in first]]

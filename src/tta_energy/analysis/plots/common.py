@@ -18,6 +18,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from tta_energy.analysis.study_import import CANONICAL_MODELS  # noqa: E402
+from tta_energy.analysis.summaries import DATASET_LABELS  # noqa: E402,F401  (re-exported)
 from tta_energy.models.catalogue import CATALOGUE  # noqa: E402
 
 MANIFEST = "manifest.json"
@@ -26,7 +27,6 @@ MODEL_COLOURS: dict[str, tuple[float, float, float]] = dict(
     zip(CANONICAL_MODELS, sns.color_palette("colorblind", len(CANONICAL_MODELS)), strict=True)
 )
 STEP_MARKERS: dict[int, str] = {10: "o", 25: "s", 50: "D", 100: "^", 150: "<", 200: "X"}
-DATASET_LABELS = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
 #: The study's "fad" is FAD-inf; the quality module's tables name plain FAD "fad" and FAD-inf "fad_inf".
 METRIC_LABELS = {
     "clap": "CLAP score (higher is better)",
@@ -128,3 +128,10 @@ def interval_errors(mean: pd.Series, low: pd.Series, high: pd.Series) -> np.ndar
     below = (mean - low).fillna(0).clip(lower=0)
     above = (high - mean).fillna(0).clip(lower=0)
     return np.vstack([below.to_numpy(), above.to_numpy()])
+
+
+def energy_errorbar(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style) -> None:
+    """``gpu_energy_J_mean`` of ``rows`` against ``x``, its 95 % interval as error bars (none for n = 1)."""
+    mean = rows["gpu_energy_J_mean"]
+    yerr = interval_errors(mean, rows["gpu_energy_J_ci_low"], rows["gpu_energy_J_ci_high"])
+    ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, **style)

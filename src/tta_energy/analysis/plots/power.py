@@ -64,7 +64,7 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
         ax.set_xlabel("denoising steps (n = runs averaged)")
         ax.set_title(model_label(model))
     axes[0][0].set_ylabel("GPU energy per generation [J]")
-    axes[0][-1].legend(fontsize="small")
+    fig.legend(*axes[0][-1].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     fig.suptitle(f"Energy per phase — {label}")
     caption = (
         f"{label}: mean GPU energy of each phase of a generation (text encoding, denoising loop, latent "

@@ -23,22 +23,41 @@ from tta_energy.analysis.plots.common import (
 from tta_energy.analysis.study_import import CANONICAL_MODELS
 
 
+def _score_grid(table: pd.DataFrame, width: float, legend_height: float):
+    """One panel per (caption set, metric) of ``table``: (fig, axes, datasets, metrics)."""
+    _style()
+    datasets = sorted(table["dataset"].unique())
+    metrics = [m for m in METRIC_LABELS if m in set(table["metric"])]
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(metrics),
+        figsize=(width * len(metrics), 4.8 * len(datasets) + legend_height),
+        squeeze=False,
+        layout="constrained",
+    )
+    return fig, axes, datasets, metrics
+
+
+def _model_and_step_handles(table: pd.DataFrame) -> list:
+    """Legend entries: one colour per model, one marker per step count."""
+    handles = [
+        plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
+        for m in sorted(table["model"].unique(), key=CANONICAL_MODELS.index)
+    ]
+    return handles + [
+        plt.Line2D([], [], color="grey", marker=STEP_MARKERS[s], ls="", label=f"{s} steps")
+        for s in sorted(table["steps"].unique())
+        if s in STEP_MARKERS
+    ]
+
+
 def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Energy vs CLAP / FAD for each data set, the front highlighted, joined and labelled."""
     stem = f"pareto-{slug(label)}"
     if pareto.empty:
         skip_figure(figures, stem, f"{label}: no quality-experiment energies with scores", "quality")
         return None
-    _style()
-    datasets = sorted(pareto["dataset"].unique())
-    metrics = [m for m in METRIC_LABELS if m in set(pareto["metric"])]
-    fig, axes = plt.subplots(
-        len(datasets),
-        len(metrics),
-        figsize=(6.5 * len(metrics), 4.8 * len(datasets) + 0.8),
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes, datasets, metrics = _score_grid(pareto, 6.5, 0.8)
     for i, dataset in enumerate(datasets):
         for j, metric in enumerate(metrics):
             ax = axes[i][j]
@@ -76,15 +95,7 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
             ax.set_ylabel(METRIC_LABELS["fad_inf"] if study_fad else METRIC_LABELS.get(metric, metric))
             name = "FAD-inf" if study_fad else metric.upper().replace("_INF", "-inf")
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
-    handles = [
-        plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
-        for m in sorted(pareto["model"].unique(), key=CANONICAL_MODELS.index)
-    ]
-    handles += [
-        plt.Line2D([], [], color="grey", marker=STEP_MARKERS[s], ls="", label=f"{s} steps")
-        for s in sorted(pareto["steps"].unique())
-        if s in STEP_MARKERS
-    ]
+    handles = _model_and_step_handles(pareto)
     handles.append(plt.Line2D([], [], color="red", ls="--", marker="o", mfc="none", label="Pareto front"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize="small")
     fig.suptitle(f"Energy vs quality, Pareto fronts — {label}")
@@ -171,16 +182,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
             figures, stem, "no (model, steps) with both the study's scores and H200 energies", "quality"
         )
         return None
-    _style()
-    datasets = sorted(table["dataset"].unique())
-    metrics = [m for m in METRIC_LABELS if m in set(table["metric"])]
-    fig, axes = plt.subplots(
-        len(datasets),
-        len(metrics),
-        figsize=(6.8 * len(metrics), 4.8 * len(datasets) + 1.2),
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes, datasets, metrics = _score_grid(table, 6.8, 1.2)
     for i, dataset in enumerate(datasets):
         for j, metric in enumerate(metrics):
             ax = axes[i][j]
@@ -235,15 +237,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
             ax.set_ylabel(METRIC_LABELS["fad_inf" if metric == "fad" else metric])
             name = "FAD-inf" if metric == "fad" else metric.upper()
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
-    handles = [
-        plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
-        for m in sorted(table["model"].unique(), key=CANONICAL_MODELS.index)
-    ]
-    handles += [
-        plt.Line2D([], [], color="grey", marker=STEP_MARKERS[s], ls="", label=f"{s} steps")
-        for s in sorted(table["steps"].unique())
-        if s in STEP_MARKERS
-    ]
+    handles = _model_and_step_handles(table)
     handles += [
         plt.Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="A40 (study), hollow"),
         plt.Line2D([], [], color="grey", marker="o", ls="", label="H200 study default, filled"),

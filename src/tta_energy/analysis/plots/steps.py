@@ -10,6 +10,7 @@ import pandas as pd
 from tta_energy.analysis.plots.common import (
     MODEL_COLOURS,
     _style,
+    energy_errorbar,
     interval_errors,
     model_label,
     n_label,
@@ -40,14 +41,10 @@ def plot_energy_vs_steps(
     single = False
     for model, grp in summary.sort_values("x_calls").groupby("model", sort=False):
         grp = grp.sort_values("x_calls")
-        ax.errorbar(
+        energy_errorbar(
+            ax,
             grp["x_calls"],
-            grp["gpu_energy_J_mean"],
-            yerr=interval_errors(
-                grp["gpu_energy_J_mean"], grp["gpu_energy_J_ci_low"], grp["gpu_energy_J_ci_high"]
-            ),
-            marker="o",
-            capsize=3,
+            grp,
             label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
             color=MODEL_COLOURS.get(model),
         )

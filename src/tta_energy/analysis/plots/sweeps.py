@@ -16,6 +16,7 @@ from tta_energy.analysis.plots.common import (
     _not_measured,
     _plain_log_y,
     _style,
+    energy_errorbar,
     interval_errors,
     model_label,
     n_label,
@@ -71,14 +72,10 @@ def plot_parameter_sweeps(
             name = model_label(model)
             if model in ignored:
                 name += f" (computes {ignored[model]:.2f} s)"
-            ax_dur.errorbar(
+            energy_errorbar(
+                ax_dur,
                 grp["duration_s"],
-                grp["gpu_energy_J_mean"],
-                yerr=interval_errors(
-                    grp["gpu_energy_J_mean"], grp["gpu_energy_J_ci_low"], grp["gpu_energy_J_ci_high"]
-                ),
-                marker="o",
-                capsize=3,
+                grp,
                 color=colour,
                 label=name,
             )
