@@ -177,6 +177,23 @@ def block_steps(d: DocData) -> str:
     return text
 
 
+def _batch_ci(row: pd.Series) -> str:
+    """`` (95% CI a–b)`` of the energy per clip where the batch size has more than one run."""
+    if row["n_runs"] < 2:
+        return ""
+    low = row["gpu_energy_J_per_10_clips_ci_low"] / summaries.CLIPS_PER_BATCH_RUN
+    high = row["gpu_energy_J_per_10_clips_ci_high"] / summaries.CLIPS_PER_BATCH_RUN
+    return f" (95% CI {low:.0f}–{high:.0f})"
+
+
+def _levers_ci(energy: float, std: float, repeats: int) -> str:
+    """`` (95% CI a–b)`` from a levers row's mean, sample std and repeats; empty for one repeat."""
+    if repeats < 2 or pd.isna(std):
+        return ""
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, repeats - 1) * std / repeats**0.5
+    return f" (95% CI {energy - half:.0f}–{energy + half:.0f})"
+
+
 def block_batch(d: DocData) -> str:
     batch = d.batch
     if batch.empty:
@@ -186,8 +203,12 @@ def block_batch(d: DocData) -> str:
     one = summary[summary["n_prompts"] == 1]
     parts = []
     for model in _models(one):
-        rows = one[one["model"] == model].set_index("batch")["gpu_energy_J_per_clip_mean"]
-        parts.append(f"{label(model)} {rows.iloc[0]:.0f} → {rows.iloc[-1]:.0f} J")
+        rows = one[one["model"] == model].sort_values("batch")
+        first, last = rows.iloc[0], rows.iloc[-1]
+        parts.append(
+            f"{label(model)} {first['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(first)} → "
+            f"{last['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(last)} J"
+        )
     text = (
         f"Batching (`data/h200/batch.csv`, 100 steps, {n_runs} run{'s' if n_runs > 1 else ''} per batch size"
         f"{' (n = 1: no interval)' if n_runs == 1 else ''}, energy per clip at 1 → 10 waveforms per prompt): "
@@ -270,6 +291,8 @@ def best_lossless(levers: pd.DataFrame, steps: int = 100, batch: int = 1) -> pd.
                 "steps": steps,
                 "none_J": float(none["energy_per_clip_J"].iloc[0]),
                 "none_repeats": int(none["repeats"].iloc[0]),
+                "none_std": float(none["gpu_energy_J_std"].iloc[0]),
+                "best_std": float(best["gpu_energy_J_std"]),
                 "best": best["optimize"],
                 "best_J": float(best["energy_per_clip_J"]),
                 "best_repeats": int(best["repeats"]),
@@ -293,8 +316,9 @@ def block_levers(d: DocData) -> str:
     tuned = d.levers[d.levers["lossless"].astype(bool) & ~d.levers["optimize"].isin(["none", "fp32"])]
     fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
     parts = [
-        f"{label(r.model)} {r.none_J:.0f} → {r.best_J:.0f} J per clip ({r.ratio:.1f}×, `{r.best}`, "
-        f"n = {min(r.none_repeats, r.best_repeats)})"
+        f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_repeats)} → "
+        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_repeats)} J per clip ({r.ratio:.1f}×, "
+        f"`{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
         for r in best.itertuples()
     ]
     missing = [m for m in catalogue.ordered(d.levers["model"].unique()) if m not in set(best["model"])]
