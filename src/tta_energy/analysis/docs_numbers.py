@@ -564,7 +564,45 @@ def block_meter_validation(d: DocData) -> str:
     )
 
 
+def _study_table(d: DocData, name: str) -> pd.DataFrame:
+    path = d.data / "study" / f"{name}.csv"
+    return (
+        pd.read_csv(path, usecols=lambda c: c in {"model", "steps", "repeat", "dataset"})
+        if path.is_file()
+        else pd.DataFrame()
+    )
+
+
+def block_study_steps_rows(d: DocData) -> str:
+    rows = _study_table(d, "steps")
+    if rows.empty:
+        return "not imported"
+    return (
+        f"{rows['model'].nunique()} models x {rows['steps'].nunique()} step counts x "
+        f"{rows['repeat'].nunique()} runs ({len(rows):,} rows)"
+    )
+
+
+def block_study_batch_rows(d: DocData) -> str:
+    rows = _study_table(d, "batch")
+    return "not imported" if rows.empty else f"{rows['repeat'].nunique()} runs ({len(rows):,} rows)"
+
+
+def block_study_quality_rows(d: DocData) -> str:
+    rows = _study_table(d, "quality")
+    if rows.empty:
+        return "not imported"
+    per_set = (
+        rows.groupby("dataset").size() / rows.groupby("dataset")["steps"].nunique() / rows["model"].nunique()
+    )
+    sets = " + ".join(f"{int(n)} {summaries.DATASET_LABELS.get(s, s)}" for s, n in per_set.items())
+    return f"{sets} captions x {rows['steps'].nunique()} step counts, one pass ({len(rows):,} rows)"
+
+
 BLOCKS: dict[str, Callable[[DocData], str]] = {
+    "study-steps-rows": block_study_steps_rows,
+    "study-batch-rows": block_study_batch_rows,
+    "study-quality-rows": block_study_quality_rows,
     "meter-validation": block_meter_validation,
     "h200-fronts": block_h200_fronts,
     "steps": block_steps,
