@@ -9,6 +9,7 @@ import pandas as pd
 
 from tta_energy.analysis.plots.common import (
     MODEL_COLOURS,
+    _plain_log_y,
     _style,
     energy_errorbar,
     interval_errors,
@@ -167,9 +168,27 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         a.minorticks_off()
         a.set_xlabel("waveforms per call (batch size)")
     ax.set_yscale("log")
-    ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s)")
+    _plain_log_y(ax)
+    ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s; log)")
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax_ratio.set_ylim(bottom=0)
+    warm = (
+        data[data["first_generation_included"].astype(bool)]
+        if "first_generation_included" in data.columns
+        else data[:0]
+    )
+    if not warm.empty:
+        ax.scatter(
+            warm["batch"],
+            warm["gpu_energy_J_per_clip_mean"],
+            s=140,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=4,
+            label="mean includes the study's warm-up call",
+        )
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(  # beside the panels: a legend inside would hide points
         handles,
@@ -187,8 +206,11 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     )
     if single:
         caption += " Points with n = 1 (one run of 10 clips) have no error bar."
-    if data.get("first_generation_included", pd.Series(False)).any():
-        caption += " Means that include the study's first call of its script (CUDA warm-up) are inflated."
+    if not warm.empty:
+        caption += (
+            " Circled means include the first call of one of the study's scripts (CUDA warm-up): they are "
+            "inflated."
+        )
     if not distinct.empty:
         caption += (
             " Hollow diamonds: the clips of one call come from distinct prompts (the study batched one)."
