@@ -184,7 +184,6 @@ def plot_parameter_sweeps(
         )
         ax_dtype.margins(y=0.12)
 
-    fig.suptitle(f"Beyond the study: duration, guidance, precision — {label}")
     caption = (
         f"{label}: GPU energy of one generation (mean of the runs, 95 % Student-t interval where n > 1) "
         f"against the requested "
@@ -193,6 +192,10 @@ def plot_parameter_sweeps(
         f"bfloat16 (log scale; ratios to float32) (bottom)."
     )
     n_runs = pd.concat([t["n_runs"] for t in (duration, guidance, precision) if not t.empty])
+    fig.suptitle(
+        f"Beyond the study: duration, guidance, precision — {label} ({n_label(n_runs)} runs per point"
+        + ("; no error bars)" if n_runs.max() <= 1 else "; bars: 95 % t interval)")
+    )
     if n_runs.max() <= 1:
         caption += " One run per point (n = 1): no error bars."
     else:
