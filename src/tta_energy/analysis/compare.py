@@ -156,8 +156,9 @@ def platform_comparison(
         return table[(table["source"] == platform[0]) & (table["gpu_name"] == platform[1])]
 
     ref_s, oth_s = pick(steps, reference), pick(steps, other)
-    per_steps = ref_s[["model", "steps", "gpu_energy_J_mean", "gpu_energy_J_std"]].merge(
-        oth_s[["model", "steps", "gpu_energy_J_mean", "gpu_energy_J_std"]],
+    columns = ["model", "steps", "n_runs", "gpu_energy_J_mean", "gpu_energy_J_std"]
+    per_steps = ref_s[columns].merge(
+        oth_s[columns],
         on=["model", "steps"],
         suffixes=("_reference", "_other"),
     )

@@ -34,6 +34,13 @@ PARAMETER_COLUMNS: dict[str, str] = {
 REFERENCE_DURATION_S = 10.0
 REFERENCE_DTYPE = "float32"
 DTYPE_ORDER: tuple[str, ...] = DTYPE_NAMES
+#: Joules in one watt-hour: the AI Energy Score leaderboard reports GPU energy as Wh per 1000 queries.
+J_PER_WH = J_PER_KWH / 1000
+
+
+def wh_per_1000_clips(joules_per_clip: pd.Series) -> pd.Series:
+    """Energy per clip in the AI Energy Score leaderboard's unit: Wh per 1000 clips (J x 1000 / 3600)."""
+    return joules_per_clip * 1000 / J_PER_WH
 
 
 class AnalysisError(TtaError):
@@ -124,12 +131,15 @@ def steps_summary(
     _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
     _ci_columns(out, g, "gpu_energy_J_per_audio_s", "gpu_energy_J_per_audio_s", confidence)
     out["gpu_energy_J_per_denoiser_call"] = out["gpu_energy_J_mean"] / out["denoiser_calls"]
+    out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_mean"])
     first = [
         "model",
         "steps",
         "n_runs",
         "gpu_energy_J_mean",
         "gpu_energy_J_std",
+        "gpu_energy_J_per_audio_s_mean",
+        "gpu_energy_Wh_per_1000_clips_mean",
         "energy_J_mean",
         "duration_s_mean",
     ]
@@ -243,6 +253,7 @@ def batch_summary(
     ).reset_index()
     _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
     out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_BATCH_RUN
+    out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_per_clip_mean"])
     # the baseline is one clip per call (one prompt): distinct-prompt batches compare against it too
     single = out[(out["batch"] == 1) & (out["n_prompts"] == 1)]
     base = single.set_index(list(PLATFORM_KEYS))["gpu_energy_J_per_10_clips_mean"]
@@ -257,6 +268,9 @@ def batch_summary(
         "batch",
         "gpu_energy_J_per_10_clips_mean",
         "gpu_energy_J_per_10_clips_std",
+        "gpu_energy_J_per_clip_mean",
+        "gpu_energy_J_per_audio_s_mean",
+        "gpu_energy_Wh_per_1000_clips_mean",
         "ratio_to_batch1",
     ]
     return out[first + [c for c in out.columns if c not in first]]
@@ -391,6 +405,8 @@ def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> 
 
 #: The caption set ``ratio_to_reference_dataset`` divides by in :func:`quality_energy_summary`.
 REFERENCE_DATASET = "audiocaps"
+#: How the caption sets are printed.
+DATASET_LABELS: dict[str, str] = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
 #: The leading columns of :func:`quality_energy_summary` (what a reader looks at first), in order.
 QUALITY_ENERGY_COLUMNS: tuple[str, ...] = (
     "model",
@@ -464,8 +480,9 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
             welch[key] = float(stats.ttest_ind(*sets, equal_var=False).pvalue)
     out["welch_p"] = [welch.get(tuple(row), np.nan) for row in out[base].itertuples(index=False)]
     reference = out[out["dataset"] == REFERENCE_DATASET].set_index(base)["gpu_energy_J_mean"]
-    out["ratio_to_reference_dataset"] = out["gpu_energy_J_mean"].to_numpy() / reference.reindex(
-        pd.MultiIndex.from_frame(out[base])
-    ).to_numpy()
+    out["ratio_to_reference_dataset"] = (
+        out["gpu_energy_J_mean"].to_numpy()
+        / reference.reindex(pd.MultiIndex.from_frame(out[base])).to_numpy()
+    )
     first = list(QUALITY_ENERGY_COLUMNS)
     return out[first + [c for c in out.columns if c not in first]]
