@@ -3,8 +3,8 @@
 The checkpoints are real ``transformers.ClapModel`` folders written with ``save_pretrained`` (model,
 feature extractor, a RoBERTa tokenizer built offline from a small vocabulary; see
 :mod:`tta_energy.quality.replica`), loaded back through the same code that loads laion/clap-htsat-*
-folders. Their feature extractor uses 2 s windows and 16 mel bins to stay fast; the code takes the window
-length from the checkpoint, so clips over 2 s exercise the long-clip windowing.
+folders. Their feature extractor uses 2 s windows to stay fast; the code takes the window length from the
+checkpoint, so clips over 2 s exercise the long-clip windowing and cropping.
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from tta_energy.cli.main import main  # noqa: E402
 from tta_energy.quality import score as sc  # noqa: E402
-from tta_energy.quality.audio import AudioPrep, load_audio, split_windows  # noqa: E402
+from tta_energy.quality.audio import AudioPrep, file_sha256, load_audio, split_windows  # noqa: E402
 from tta_energy.quality.cache import EmbeddingCache  # noqa: E402
 from tta_energy.quality.clap_score import clip_embedding  # noqa: E402
 from tta_energy.quality.embeddings import load_embedder  # noqa: E402
+from tta_energy.quality.frechet import (  # noqa: E402
+    fadtk_pooled_statistics,
+    statistics_distance,
+)
+from tta_energy.quality.profiles import clip_crop_seed  # noqa: E402
 from tta_energy.quality.replica import write_clap_checkpoint  # noqa: E402
 
 CAPTIONS = {
@@ -138,6 +143,7 @@ def test_score_cli_end_to_end(inputs, checkpoints, capsys) -> None:
     assert (table["model"] == "tiny").all() and (table["dataset"] == "synthetic").all()
     assert (table["steps"] == 25).all() and (table["n_generated"] == 4).all()
     assert list(table["n_reference"].fillna(-1)) == [5, 5, -1]
+    assert list(table["profile"]) == ["fadtk", "fadtk", "stable-audio-metrics"]
     fad, fad_inf, clap = (table.set_index("metric").loc[m] for m in ("fad", "fad_inf", "clap"))
     assert fad["embedding"].startswith("hf:tiny-unfused@") and clap["embedding"].startswith("hf:tiny-fused@")
     assert fad["value"] > 0 and fad["ci_low"] <= fad["value"] <= fad["ci_high"]
@@ -150,15 +156,32 @@ def test_score_cli_end_to_end(inputs, checkpoints, capsys) -> None:
     assert sorted(clips["caption_id"]) == sorted(CAPTIONS) and len(clips) == 4
     assert clips["value"].mean() == pytest.approx(clap["value"], rel=1e-9)
 
-    # one clip by hand: the checkpoint's own embeddings of the prepared audio and of the caption
+    # one clip by hand (stable-audio-metrics): the 3-s clip whole, cropped by the 2-s fusion model under the
+    # clip's crop seed, against the caption's embedding
     embedder = load_embedder(checkpoints["clap"], device="cpu")
-    prep = AudioPrep(peak_dbfs=-1.0, window_s=embedder.window_s, hop_s=embedder.window_s)
-    windows = split_windows(load_audio(inputs["generated"] / "noise.wav", prep), prep)
-    assert len(windows) == 2  # 3 s stereo noise, 2 s windows: [0, 2] and [1, 3]
-    audio = clip_embedding(embedder.embed_windows(windows))
+    prep = AudioPrep(peak_dbfs=-1.0, window_s=embedder.window_s, windowing="whole", crop_seed=0)
+    noise = inputs["generated"] / "noise.wav"
+    whole = split_windows(load_audio(noise, prep), prep)
+    assert len(whole) == 1 and len(whole[0]) == 3 * 48000
+    audio = clip_embedding(embedder.embed_windows(whole, [clip_crop_seed(0, file_sha256(noise))]))
     text = embedder.embed_texts([CAPTIONS["noise.wav"]])[0]
     expected = float(audio @ text / np.linalg.norm(text))
     assert clips.set_index("caption_id").loc["noise.wav", "value"] == pytest.approx(expected, abs=1e-5)
+    assert (clips["profile"] == "stable-audio-metrics").all()
+
+    # FAD by hand (fadtk): 2-s windows every second, zero-padded, float16, statistics pooled per file
+    fad_model = load_embedder(checkpoints["fad"], device="cpu")
+    fad_prep = AudioPrep(window_s=fad_model.window_s, hop_s=1.0, windowing="fadtk")
+
+    def fadtk_embeddings(folder: Path) -> list[np.ndarray]:
+        windows = [split_windows(load_audio(f, fad_prep), fad_prep) for f in sorted(folder.iterdir())]
+        return [fad_model.embed_windows(w).astype(np.float16) for w in windows]
+
+    gen, ref = fadtk_embeddings(inputs["generated"]), fadtk_embeddings(inputs["reference"])
+    # chirp 0.5 s, silence 1.5 s, noise 3 s, tone 1 s (name order): ceil(seconds) windows
+    assert [len(g) for g in gen] == [1, 3, 2, 1]
+    by_hand = statistics_distance(fadtk_pooled_statistics(gen), fadtk_pooled_statistics(ref))
+    assert fad["value"] == pytest.approx(by_hand, rel=1e-6)
 
     # everything came from the cache the second time, with the same numbers
     n_cached = len(_cached_files(inputs["cache"]))

@@ -232,6 +232,8 @@ def fadtk_sample_statistics(x: np.ndarray) -> GaussianStats:
     """
     x16 = np.asarray(x).astype(np.float16)
     mean = np.mean(x16, axis=0).astype(np.float64)
+    if len(x16) < 2:
+        raise FrechetError(f"a covariance needs at least 2 embeddings, got {len(x16)}")
     return GaussianStats(mean, _centred_factor(x16.astype(np.float64)))
 
 
@@ -247,13 +249,14 @@ def fadtk_pooled_statistics(groups: Sequence[np.ndarray]) -> GaussianStats:
     """
     if not groups:
         raise FrechetError("no embeddings to pool")
-    stats = [(len(g), fadtk_sample_statistics(g)) for g in groups]
-    total = sum(n for n, _ in stats)
+    groups16 = [np.asarray(g).astype(np.float16) for g in groups]
+    total = sum(len(g) for g in groups16)
     if total < 2:
         raise FrechetError(f"a covariance needs at least 2 embeddings, got {total}")
-    mean = sum(n * s.mean for n, s in stats) / total
-    rows = [s.factor * np.sqrt(n - 1) for n, s in stats if n > 1]
-    rows.append(np.stack([np.sqrt(n) * (s.mean - mean) for n, s in stats]))
+    means = [np.mean(g, axis=0).astype(np.float64) for g in groups16]
+    mean = sum(len(g) * m for g, m in zip(groups16, means, strict=True)) / total
+    rows = [_centred_factor(g.astype(np.float64)) * np.sqrt(len(g) - 1) for g in groups16 if len(g) > 1]
+    rows.append(np.stack([np.sqrt(len(g)) * (m - mean) for g, m in zip(groups16, means, strict=True)]))
     return GaussianStats(mean, np.concatenate(rows) / np.sqrt(total - 1))
 
 
