@@ -180,6 +180,8 @@ def fad_inf(
     if x.shape[1] != ref_stats.dim:
         raise FrechetError(f"embedding sizes differ: {x.shape[1]} vs {ref_stats.dim}")
     ns = fad_inf_sample_sizes(len(x), steps, min_n, procedure=procedure)
+    if not replace and max(ns) > len(x):
+        raise FrechetError(f"cannot draw {max(ns)} of {len(x)} embeddings without replacement")
     if procedure == "fadtk":
         legacy = np.random.RandomState(seed)
         x16 = x.astype(np.float16)
