@@ -30,7 +30,7 @@ from tta_energy.quality.frechet import (  # noqa: E402
     fadtk_pooled_statistics,
     statistics_distance,
 )
-from tta_energy.quality.profiles import clip_crop_seed  # noqa: E402
+from tta_energy.quality.profiles import clip_crop_seed, parse_fad_profile  # noqa: E402
 from tta_energy.quality.replica import write_clap_checkpoint  # noqa: E402
 
 CAPTIONS = {
@@ -313,3 +313,71 @@ def test_bad_audio_found_while_embedding_caches_nothing_of_it(inputs, checkpoint
     with pytest.raises(sc.AudioError, match=f"{bad}: audio contains NaN"):
         sc.score_jobs(sc.plan_jobs([job], settings), settings, cache=cache, fad_embedder=fad)
     assert _cached_files(inputs["cache"]) == []  # the batch holding it was never embedded
+
+
+def test_per_clip_profiles_keep_the_deterministic_windows(inputs, checkpoints) -> None:
+    main(_cli(inputs, checkpoints, "--fad-profile", "per-clip", "--clap-profile", "per-clip", "--hop", "1"))
+    table = pd.read_csv(inputs["out"]).set_index("metric")
+    assert (table["profile"] == "per-clip").all()
+    # per-clip CLAP: the 3-s noise as end-aligned 2-s windows every second, their embeddings averaged
+    embedder = load_embedder(checkpoints["clap"], device="cpu")
+    prep = AudioPrep(peak_dbfs=-1.0, window_s=embedder.window_s, hop_s=1.0)
+    windows = split_windows(load_audio(inputs["generated"] / "noise.wav", prep), prep)
+    assert [len(w) for w in windows] == [96000, 96000]  # [0, 2] and [1, 3]
+    job = sc.ScoreJob("tiny", "synthetic", None, inputs["generated"], inputs["reference"], inputs["captions"])
+    settings = sc.ScoreSettings(
+        metrics=("fad", "fad_inf"),
+        n_resamples=0,
+        progress=False,
+        fad_profile=parse_fad_profile("per-clip", hop_s=1.0),
+    )
+    fad = load_embedder(checkpoints["fad"], device="cpu")
+    result = sc.score_jobs(
+        sc.plan_jobs([job], settings), settings, cache=EmbeddingCache(None), fad_embedder=fad
+    )
+    np.testing.assert_allclose(result.table["value"], table.loc[["fad", "fad_inf"], "value"], rtol=1e-6)
+    # the study's profile embeds and samples differently, so it gives other numbers on the same audio
+    fadtk = sc.score_jobs(
+        sc.plan_jobs([job], sc.ScoreSettings(metrics=("fad", "fad_inf"), n_resamples=0, progress=False)),
+        sc.ScoreSettings(metrics=("fad", "fad_inf"), n_resamples=0, progress=False),
+        cache=EmbeddingCache(None),
+        fad_embedder=fad,
+    )
+    assert not np.allclose(fadtk.table["value"], result.table["value"])
+
+
+def test_long_clip_crops_are_seeded_and_leave_numpy_alone(checkpoints) -> None:
+    clap = load_embedder(checkpoints["clap"], device="cpu")
+    plain = load_embedder(checkpoints["fad"], device="cpu")
+    rng = np.random.default_rng(0)
+    long_clip = (0.3 * rng.standard_normal(int(5.5 * 48000))).astype(np.float32)  # 5.5 s, 2-s model windows
+    short = (0.3 * rng.standard_normal(48000)).astype(np.float32)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    for model in (clap, plain):  # fusion: 3 random mel crops + shrunk clip; non-fusion: one random crop
+        a = model.embed_windows([long_clip, short], [7, 0])
+        b = model.embed_windows([short, long_clip], [0, 7])
+        np.testing.assert_allclose(a[0], b[1], atol=1e-6)  # same seed, same crops, whatever the batch
+        np.testing.assert_allclose(a[1], b[0], atol=1e-6)
+        c = model.embed_windows([long_clip], [8])
+        assert not np.allclose(a[0], c[0], atol=1e-4)  # another seed, other crops
+        with pytest.raises(ValueError, match="crop seed is needed"):
+            model.embed_windows([long_clip])
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # numpy's global state restored
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (("--fad-profile", "fad"), "unknown FAD profile 'fad': choose from fadtk, per-clip"),
+        (("--clap-profile", "laion"), "choose from stable-audio-metrics, per-clip"),
+        (("--hop", "1"), "--hop applies to the per-clip profiles"),
+    ],
+)
+def test_bad_profile_is_one_clear_error(extra, expected, inputs, checkpoints, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(_cli(inputs, checkpoints, *extra))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    assert not inputs["out"].exists()
