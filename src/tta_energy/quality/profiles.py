@@ -46,14 +46,10 @@ class ProfileError(TtaError):
 
 
 @dataclass(frozen=True)
-class FadProfile:
-    """How FAD and FAD-inf turn clips into embeddings and sample them."""
-
+class _Profile:
     name: str
     windowing: Windowing
     hop_s: float | None  # seconds between window starts; None: one window length
-    float16: bool  # round embeddings to float16 and pool statistics per file, as fadtk does
-    fad_inf: FadInfProcedure
 
     def audio_prep(self, base: AudioPrep, *, sample_rate: int, window_s: float) -> AudioPrep:
         """``base`` (level, quantisation) with the model's rate and window and this profile's windows."""
@@ -63,27 +59,31 @@ class FadProfile:
             window_s=window_s,
             hop_s=self.hop_s or window_s,
             windowing=self.windowing,
+            crop_seed=self.crop_seed,
         )
+
+    @property
+    def crop_seed(self) -> int | None:
+        return None
 
 
 @dataclass(frozen=True)
-class ClapProfile:
+class FadProfile(_Profile):
+    """How FAD and FAD-inf turn clips into embeddings and sample them."""
+
+    float16: bool = False  # round embeddings to float16 and pool statistics per file, as fadtk does
+    fad_inf: FadInfProcedure = "per-clip"
+
+
+@dataclass(frozen=True)
+class ClapProfile(_Profile):
     """How the CLAP score turns a clip into one audio embedding."""
 
-    name: str
-    windowing: Windowing
-    hop_s: float | None
     seed: int = 0  # "whole": seed of the model's random crops of clips longer than a window
 
-    def audio_prep(self, base: AudioPrep, *, sample_rate: int, window_s: float) -> AudioPrep:
-        return replace(
-            base,
-            sample_rate=sample_rate,
-            window_s=window_s,
-            hop_s=self.hop_s or window_s,
-            windowing=self.windowing,
-            crop_seed=self.seed if self.windowing == "whole" else None,
-        )
+    @property
+    def crop_seed(self) -> int | None:
+        return self.seed if self.windowing == "whole" else None
 
 
 def parse_fad_profile(name: str, *, hop_s: float | None = None) -> FadProfile:
