@@ -9,6 +9,14 @@ import typer
 
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
+from tta_energy.quality.profiles import (
+    CLAP_PROFILES,
+    DEFAULT_CLAP_PROFILE,
+    DEFAULT_FAD_PROFILE,
+    FAD_PROFILES,
+    parse_clap_profile,
+    parse_fad_profile,
+)
 
 SCORE_HELP = (
     "Score generated audio: FAD, FAD-inf and CLAP score on LAION-CLAP embeddings."
@@ -103,11 +111,13 @@ def register(app: typer.Typer) -> None:
             "eigen-decomposition fails), always (when singular), never",
         ),
         fad_profile: str = typer.Option(
-            "fadtk", help="how FAD/FAD-inf embed and sample: fadtk (the study's) or per-clip"
+            DEFAULT_FAD_PROFILE,
+            help=f"how FAD/FAD-inf embed and sample: {' or '.join(FAD_PROFILES)} (default: the study's)",
         ),
         clap_profile: str = typer.Option(
-            "stable-audio-metrics",
-            help="how the CLAP score embeds clips over 10 s: stable-audio-metrics (the study's) or per-clip",
+            DEFAULT_CLAP_PROFILE,
+            help=f"how the CLAP score embeds clips over 10 s: {' or '.join(CLAP_PROFILES)} "
+            "(default: the study's)",
         ),
         hop: float | None = typer.Option(
             None, help="per-clip profiles: seconds between 10 s windows of longer clips (default 10)"
@@ -124,7 +134,6 @@ def register(app: typer.Typer) -> None:
         from tta_energy.quality import score as sc
         from tta_energy.quality.cache import DEFAULT_CACHE_DIR, EmbeddingCache
         from tta_energy.quality.embeddings import load_embedder, resolve_checkpoint
-        from tta_energy.quality.profiles import parse_clap_profile, parse_fad_profile
 
         wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
         if fad_regularize not in ("auto", "always", "never"):

@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from tta_energy.errors import TtaError
-from tta_energy.quality.audio import AudioPrep, Windowing
-from tta_energy.quality.frechet import FadInfProcedure
+
+if TYPE_CHECKING:  # the CLI reads the names and defaults here without loading numpy or audio libraries
+    from tta_energy.quality.audio import AudioPrep, Windowing
+    from tta_energy.quality.frechet import FadInfProcedure
 
 FAD_PROFILES = ("fadtk", "per-clip")
 CLAP_PROFILES = ("stable-audio-metrics", "per-clip")
