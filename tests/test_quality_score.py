@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -364,6 +365,16 @@ def test_long_clip_crops_are_seeded_and_leave_numpy_alone(checkpoints) -> None:
         with pytest.raises(ValueError, match="crop seed is needed"):
             model.embed_windows([long_clip])
     np.testing.assert_array_equal(np.random.get_state()[1], before)  # numpy's global state restored
+    # the crop is the one the feature extraction takes after numpy.random.seed(seed), as in a peer's process
+    np.random.seed(7)
+    feats = clap.extractor([long_clip], sampling_rate=48000, truncation="fusion", return_tensors="pt")
+    assert bool(feats["is_longer"][0])
+    with torch.inference_mode():
+        out = clap.model.get_audio_features(
+            input_features=feats["input_features"], is_longer=feats["is_longer"].to(torch.bool)
+        )
+    expected = torch.nn.functional.normalize(getattr(out, "pooler_output", out).float(), dim=-1).numpy()
+    np.testing.assert_allclose(clap.embed_windows([long_clip], [7]), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize(
