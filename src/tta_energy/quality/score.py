@@ -237,7 +237,6 @@ class _Embeddings:
         self.embedder = embedder
         # the model decides the rate and the window length; the profile the windows; the settings the level
         self.prep = profile.audio_prep(prep, sample_rate=embedder.sample_rate, window_s=embedder.window_s)
-        self.profile = profile
         self.cache = cache
         self.settings = settings
         self.memo: dict[str, np.ndarray] = {}
