@@ -3,7 +3,7 @@
     python benchmarks/ceiling.py [--seconds 5] [--n 8192] [--out data/h200/ceiling.csv]
 
 The same measurement opens and closes every levers sweep (``tta-energy levers run``), whose configurations
-are reported as a fraction of it; this script runs it alone. Logic: ``tta_energy.experiments.levers``.
+are reported as a fraction of it; this script runs it alone. Logic: ``tta_energy.levers.ceiling``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tta_energy.experiments.levers import measure_ceiling_once
+from tta_energy.levers.ceiling import measure_ceiling_once
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Anywhere, on a simulated GPU in virtual time (exercises the protocol and the sum
 
 Writes OUT/meter.csv (one row per method and measured window), OUT/meter_summary.md (targets met or not, what
 the peers reach) and, on a GPU, OUT/meter_trace.csv.gz (power/temperature/SM-clock trace of the run).
-The protocol lives in tta_energy.meter.validation; the method in docs/meter.md.
+The protocol lives in tta_energy.experiments.meter_validation; the method in docs/meter.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from tta_energy.meter.validation import Config, GpuRig, SimulatedRig, Validation, check_targets, write_outputs
+from tta_energy.experiments.meter_validation.protocol import Config, Validation
+from tta_energy.experiments.meter_validation.report import check_targets, write_outputs
+from tta_energy.experiments.meter_validation.rigs import GpuRig, SimulatedRig
 
 
 def main(argv: list[str] | None = None) -> int:

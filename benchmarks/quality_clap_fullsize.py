@@ -131,7 +131,10 @@ def _bench(args: argparse.Namespace, device: str, work: Path) -> int:
     def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
         return float(np.max(np.abs(a["value"].to_numpy() - b["value"].to_numpy())))
 
-    window_prep = AudioPrep(window_s=first_window_s(fad_ckpt), hop_s=first_window_s(fad_ckpt))
+    # the windows FAD embeds under the default (fadtk) profile
+    window_prep = sc.ScoreSettings().fad_profile.audio_prep(
+        AudioPrep(), sample_rate=48_000, window_s=first_window_s(fad_ckpt)
+    )
     n_windows = sum(
         len(split_windows(np.zeros(int(sf.info(str(p)).duration * 48_000)), window_prep))
         for p in sorted(ref.iterdir())

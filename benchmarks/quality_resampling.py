@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tta_energy.quality.bootstrap import half_sampling_interval
+from tta_energy.intervals import half_sampling_interval
 from tta_energy.quality.frechet import fad_inf, frechet_distance, frechet_distance_embeddings, gaussian_fit
 
 

@@ -40,7 +40,8 @@ runs_paths = None  # run tables or folders of them; None: the repository's data/
 figures_dir = None  # where figures go; None: the repository's figures/
 
 # %%
-inputs = notebook_inputs(runs_paths, figures_dir)
+# the study's first call of each script carries CUDA warm-up (its 10-step means): left out here
+inputs = notebook_inputs(runs_paths, figures_dir, drop_study_warmup=True)
 try:
     steps = summaries.steps_summary(inputs.runs)
     fits = summaries.steps_fit(steps)
@@ -72,4 +73,9 @@ else:
         round(float(per_model["spearman_rho"].iloc[0]), 3),
     )
     display(per_model.round(4))
-    plots.plot_platform_comparison(per_steps, per_model, inputs.figures)
+    plots.plot_platform_comparison(
+        per_steps,
+        per_model,
+        inputs.figures,
+        note="A40 means leave out the study's first call of each script (CUDA warm-up).",
+    )

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tta_energy.models.registry import MODEL_NAMES
-from tta_energy.models.smoke import append_rows, importable_models, smoke_model
+from tta_energy.experiments.smoke import append_rows, importable_models, smoke_model
+from tta_energy.models.catalogue import model_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.models:
         names = [m.strip() for m in args.models.split(",") if m.strip()]
     else:
-        names = list(importable_models(list(MODEL_NAMES)))
+        names = list(importable_models(list(model_names())))
     failed = 0
     for name in names:
         rows = smoke_model(name, steps, device=args.device, size=args.size, dtype=args.dtype,

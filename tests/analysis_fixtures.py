@@ -2,7 +2,7 @@
 
 The full tree is built from the 3-model subset in ``../shared/paper-data`` by copying AudioLDM's files into
 the Make-An-Audio and Tango folders and AudioLDM 2's into the Make-An-Audio 2 and Tango 2 folders, renaming
-files and ``project_name`` prefixes as the study's repository names them (study-method §8). The numbers are
+files and ``project_name`` prefixes as the study's repository names them. The numbers are
 therefore AudioLDM's, which is all an import test needs: folder names, file names and model names.
 """
 

@@ -13,6 +13,7 @@ from analysis_fixtures import REPO, build_full_tree, load_paper_data, require_pa
 
 from tta_energy import schema
 from tta_energy.analysis import study_import as si
+from tta_energy.analysis import study_tree as st
 from tta_energy.cli.main import main as cli_main
 
 STEP_GRID = [10, 25, 50, 100, 150, 200]
@@ -29,9 +30,9 @@ def full_data(full_tree):
 
 
 def test_model_names_map_to_the_registry_names():
-    from tta_energy.models.registry import MODEL_NAMES
+    from tta_energy.models.catalogue import model_names
 
-    assert set(si.CANONICAL_MODELS) == set(MODEL_NAMES)
+    assert set(si.CANONICAL_MODELS) == set(model_names())
     spellings = {
         "AudioLDM": "audioldm",
         "AudioLDM2": "audioldm2",
@@ -46,21 +47,21 @@ def test_model_names_map_to_the_registry_names():
         "AudioLDM2sanity": "audioldm2",
         "SAOsanity": "stable-audio-open",
     }
-    assert {k: si.canonical_model(k) for k in spellings} == spellings
-    with pytest.raises(si.StudyFormatError, match="unknown model name 'Riffusion'"):
-        si.canonical_model("Riffusion")
+    assert {k: st.canonical_model(k) for k in spellings} == spellings
+    with pytest.raises(st.StudyFormatError, match="unknown model name 'Riffusion'"):
+        st.canonical_model("Riffusion")
 
 
 def test_denoiser_calls_follow_each_sampler():
     # LDM DDIM: integer stride 1000 // steps, so 150 steps run len(range(0, 1000, 6)) = 167 iterations
-    assert [si.denoiser_iterations("make-an-audio", s) for s in STEP_GRID] == [10, 25, 50, 100, 167, 200]
-    assert [si.denoiser_iterations("make-an-audio-2", s) for s in STEP_GRID] == [10, 25, 50, 100, 167, 200]
+    assert [st.denoiser_iterations("make-an-audio", s) for s in STEP_GRID] == [10, 25, 50, 100, 167, 200]
+    assert [st.denoiser_iterations("make-an-audio-2", s) for s in STEP_GRID] == [10, 25, 50, 100, 167, 200]
     for model in ("audioldm", "audioldm2", "stable-audio-open", "tango", "tango2"):
-        assert [si.denoiser_iterations(model, s) for s in STEP_GRID] == STEP_GRID
+        assert [st.denoiser_iterations(model, s) for s in STEP_GRID] == STEP_GRID
     # Tango's generate_for_batch makes 10 waveforms as 8 + 2: two passes of the whole loop
-    assert si.denoiser_calls("tango", 100, 10) == 200
-    assert si.denoiser_calls("tango2", 100, 5) == 100
-    assert si.denoiser_calls("audioldm2", 100, 10) == 100
+    assert st.denoiser_calls("tango", 100, 10) == 200
+    assert st.denoiser_calls("tango2", 100, 5) == 100
+    assert st.denoiser_calls("audioldm2", 100, 10) == 100
 
 
 def test_paper_data_rows_counts_and_units():
@@ -159,7 +160,7 @@ def test_the_full_published_tree_with_all_seven_models(full_data):
 
 
 def test_results_folder_alone_is_a_study_tree(full_tree):
-    tree = si.locate_study(full_tree / "results")
+    tree = st.locate_study(full_tree / "results")
     assert tree.results == full_tree / "results"
     assert tree.sanitycheck == full_tree / "sanitycheck"
     assert tree.quality_inferences == full_tree / "inferences" / "quality_metrics"
@@ -281,5 +282,5 @@ def test_committed_data_study_is_the_import_of_the_paper_data():
             atol=0,
             obj=f"data/study/{name}.csv",
         )
-    scores = si.read_csv_exact(committed / "scores.csv", keep_default_na=False)
+    scores = st.read_csv_exact(committed / "scores.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(scores, data.scores.fillna(""), check_dtype=False, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""The six tables reproduce the study's numbers where its method was right (study-method §9-§11)."""
+"""The six tables reproduce the study's numbers where its method was right (arXiv 2505.07615)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from scipy import stats
 
 from tta_energy import schema
 from tta_energy.analysis import compare, pareto, sanity, summaries, tables
-from tta_energy.analysis.study_import import read_csv_exact
+from tta_energy.analysis.study_tree import read_csv_exact
 from tta_energy.cli.main import main as cli_main
 
 FOLDERS = {"audioldm": "AudioLDM", "audioldm2": "AudioLDM2", "stable-audio-open": "Stable Audio Open"}
@@ -60,7 +60,7 @@ def test_steps_summary_reproduces_the_studys_mean_and_std_files(steps):
         assert (ours["n_runs"] == 5).all()
 
 
-# study-method §11: GPU energy per generation, kWh, mean ± sample std of 5 runs
+# the study's published aggregates: GPU energy per generation, kWh, mean ± sample std of 5 runs
 CHECK_STEPS = {
     "audioldm": [
         (1.9801e-05, 6.5e-06),
@@ -87,7 +87,7 @@ CHECK_STEPS = {
         (1.3327e-03, 2.7e-06),
     ],
 }
-# §11: GPU energy for 10 clips at 100 steps, kWh, total ± the study's error (b = 1, 2, 5, 10)
+# published: GPU energy for 10 clips at 100 steps, kWh, total ± the study's error (b = 1, 2, 5, 10)
 CHECK_BATCH = {
     "audioldm": [(1.0629e-03, 2.0e-06), (7.2306e-04, 2.1e-06), (5.3467e-04, 1.5e-06), (4.7264e-04, 3.2e-06)],
     "audioldm2": [(2.1120e-03, 4.5e-06), (1.4117e-03, 4.2e-06), (9.7811e-04, 1.3e-06), (8.2189e-04, 1.3e-05)],
@@ -342,7 +342,7 @@ def test_the_studys_warmup_is_flagged_and_can_be_dropped():
     assert set(marked.loc[marked["experiment"] == "steps", "repeat"]) == {0}
     assert set(marked.loc[marked["experiment"] == "batch", "n_clips"]) == {10}
     audioldm = marked[(marked["model"] == "audioldm") & (marked["experiment"] == "steps")]
-    assert audioldm["gpu_energy_J"].iloc[0] == pytest.approx(3.135030285505991e-05 * KWH)  # ≈ 113 J (§11)
+    assert audioldm["gpu_energy_J"].iloc[0] == pytest.approx(3.135030285505991e-05 * KWH)  # ≈ 113 J
     kept = summaries.steps_summary(summaries.usable_runs(all_runs))
     dropped = summaries.steps_summary(summaries.usable_runs(all_runs, drop_study_warmup=True))
     k10 = kept[(kept["model"] == "audioldm") & (kept["steps"] == 10)].iloc[0]
@@ -513,7 +513,7 @@ def test_sanity_reproduces_the_studys_published_statistics():
             ),
             rel=1e-9,
         )
-        # the group coding does not change the interaction p-value (study-method §10)
+        # the group coding does not change the interaction p-value
         swapped = pd.DataFrame(
             {
                 "score": np.concatenate([full["value"], sub["value"]]),

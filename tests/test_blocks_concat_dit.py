@@ -66,5 +66,5 @@ def test_full_size_parameters_and_flops_per_step() -> None:
     assert sum(p.numel() for p in dit.blocks[0].parameters()) / 1e6 == pytest.approx(39.2, abs=0.05)
     with FlopCounterMode(display=False) as counter:
         dit(x, t, context)
-    # models.md section 0: 471 tokens x 576, 303.9 GFLOP per CFG step
+    # by hand from the published config: 471 tokens x 576, 303.9 GFLOP per CFG step
     assert counter.get_total_flops() / 1e9 == pytest.approx(303.9, rel=0.01)

@@ -59,7 +59,7 @@ def test_full_size_layout_and_parameter_counts() -> None:
     def count(*modules: torch.nn.Module) -> float:
         return sum(p.numel() for m in modules for p in m.parameters()) / 1e6
 
-    # models.md section 6: 213.0M = encoder + quant_conv 113.6M + decoder (+ post_quant_conv) 99.3M
+    # by hand: 213.0M = encoder + quant_conv 113.6M + decoder (+ post_quant_conv) 99.3M
     assert count(vae) == pytest.approx(213.0, abs=0.1)
     assert count(vae.encoder, vae.quant_conv) == pytest.approx(113.6, abs=0.1)
     assert count(vae.decoder, vae.post_quant_conv) == pytest.approx(99.3, abs=0.1)

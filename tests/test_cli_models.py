@@ -15,9 +15,10 @@ import soundfile
 from tta_energy.audio_io import clip_paths, write_wav
 from tta_energy.cli.main import main
 from tta_energy.errors import TtaError
+from tta_energy.experiments.smoke import SMOKE_COLUMNS, append_rows, smoke_model
 from tta_energy.models.base import ModelError
-from tta_energy.models.registry import MODEL_NAMES, build_model
-from tta_energy.models.smoke import SMOKE_COLUMNS, append_rows, smoke_model
+from tta_energy.models.catalogue import model_names
+from tta_energy.models.registry import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -120,7 +121,7 @@ def test_smoke_rows_record_failures_and_append(tmp_path):
     assert len(table) == 3 and list(table[0])[: len(SMOKE_COLUMNS)] == list(SMOKE_COLUMNS)
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", model_names())
 def test_real_weights_on_the_meta_device_are_refused_for_every_model(tmp_path, model):
     """One check in the adapters' shared build arguments: the meta device holds no values to load into."""
     with pytest.raises(ModelError, match="real weights cannot be loaded on the meta device"):

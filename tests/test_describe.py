@@ -1,4 +1,5 @@
-"""describe: parameter counts, denoiser input shape and FLOPs on the meta device (models.md, 1% tolerance)."""
+"""describe: parameter counts, denoiser input shape and FLOPs on the meta device (within 1% of hand
+counts)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from tta_energy.models.base import ModuleCall
 from tta_energy.models.catalogue import DESCRIBE_TABLE, model_names, precomputed_description
 from tta_energy.models.describe import DESCRIBE_DURATION_S, FLOP_METHOD, count_flops, describe_model
 
-# models.md section 0 ([calc] column), shared/reference/models.md
+# hand counts from the published configs (parameters, per-step and per-generation GFLOP)
 EXPECTED = {
     "audioldm": {"total": 421.0e6, "denoiser": 185.0e6, "shape": [2, 8, 250, 16], "gflop_step": 202.5,
                  "per_generation": {"text_encoder": 193.0, "vae": 654.0, "vocoder": 1003.0}},
     "audioldm2": {"total": 1118.3e6, "denoiser": 346.9e6, "shape": [2, 8, 250, 16], "gflop_step": 334.4,
                   "per_generation": {"text_encoder": 193.0, "text_encoder_2": 24.74, "vae": 654.0,
-                                     "vocoder": 1003.0}},  # models.md rounds T5-large x 20 tokens to 25
+                                     "vocoder": 1003.0}},  # T5-large over 20 tokens
 }
 
 
@@ -53,7 +54,7 @@ def test_full_size_matches_the_reference_table(name):
 
 def test_audioldm2_counts_gpt2_generation_and_keeps_clap_audio_branch():
     d = described("audioldm2")
-    # 1 pass over 25 embeddings + 7 cached single-token passes, prompt and negative: ~11 GFLOP (models.md)
+    # 1 pass over 25 embeddings + 7 cached single-token passes, prompt and negative: ~11 GFLOP by hand
     assert 10.0 < d["gflop_once_per_generation_by_call"]["language_model"] < 15.0
     assert d["components"]["text_encoder"] == pytest.approx(193.9e6, rel=0.01)  # incl. HTSAT audio branch
     assert d["notes"]["t5_tokens"] == 20 and d["notes"]["clap_token_length"] == 512

@@ -76,7 +76,7 @@ def test_unknown_experiment():
 
 def test_config_id_is_stable_and_sensitive():
     a, b = configs("steps")[:2]
-    kw = dict(size="tiny", weights="random", optimize="none", dtype="float32")
+    kw = dict(size="tiny", weights="random", levers="none", dtype="float32")
     assert config_id(a, **kw) == config_id(configs("steps")[0], **kw)
     assert config_id(a, **kw) != config_id(b, **kw)
     assert config_id(a, **kw) != config_id(a, **{**kw, "dtype": "float16"})

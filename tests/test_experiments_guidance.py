@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from tta_energy.models.base import GenerationRequest, ModelError
-from tta_energy.models.registry import MODEL_NAMES, adapter_path, build_model
+from tta_energy.models.catalogue import model_names
+from tta_energy.models.registry import adapter_path, build_model
 
 
 def _adapter_present(name: str) -> bool:
@@ -41,7 +42,7 @@ def denoiser_batches(adapter, request: GenerationRequest) -> list[int]:
     return batches
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", model_names())
 def test_guidance_off_halves_the_denoiser_batch(model):
     if not _adapter_present(model):
         pytest.skip(f"the {model} adapter is not in this tree")

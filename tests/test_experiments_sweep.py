@@ -12,9 +12,11 @@ import torch
 
 from tta_energy import schema
 from tta_energy.cli.main import main
-from tta_energy.experiments import resume, summary
-from tta_energy.experiments.runner import SweepOptions, resolved_dtype, run_sweep
+from tta_energy.experiments import resume
+from tta_energy.experiments.grids import SweepError
+from tta_energy.experiments.runner import SweepOptions, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
+from tta_energy.precision import generation_precision
 
 TINY = ["--size", "tiny", "--device", "cpu", "--dtype", "float32", "--duration", "1", "--idle-s", "0",
         "--no-progress", "--no-codecarbon"]
@@ -102,6 +104,25 @@ def test_failures_are_recorded_and_errors_retried(tmp_path, monkeypatch):
     assert dict(zip(df["steps"], df["status"], strict=True)) == {1: "oom", 2: "nan_audio", 3: "ok", 4: "ok"}
 
 
+def test_levers_are_parsed_once_and_the_precision_rule_holds(tmp_path):
+    """--levers (alias --optimize) becomes one Levers object; the row's dtype is the precision the model runs
+    in: --dtype when the levers set none, the levers' own otherwise; the column keeps the name optimize."""
+    from tta_energy.experiments.runner import ModelCache
+    from tta_energy.levers.spec import parse_levers
+
+    out = tmp_path / "steps.csv"
+    sweep("--experiment", "steps", "--grid", "1", "--repeats", "1", "--warmup", "0", "--out", str(out),
+          "--optimize", "Graphs")
+    rows = schema.read_runs(out)
+    assert rows["optimize"].tolist() == ["graphs"] and rows["dtype"].tolist() == ["float32"]
+    opts = SweepOptions(model="audioldm", experiments=("steps",), size="tiny", device="cpu", dtype="float32",
+                        levers=parse_levers("graphs"))
+    adapter = ModelCache(opts, "cpu").get("float32")  # graphs sets no precision: --dtype's float32 holds
+    assert adapter.dtype == torch.float32 and adapter.applied_levers.dtype == "float32"
+    with pytest.raises(SweepError, match="fixes the precision"):
+        run_sweep(SweepOptions(model="audioldm", experiments=("precision",), levers=parse_levers("bf16")))
+
+
 def test_batch_and_quality_in_one_run(tmp_path):
     audio = tmp_path / "audio"
     sweep("--experiment", "batch,quality", "--grid", "batch=5,p10", "--grid", "quality=1", "--steps", "1",
@@ -154,32 +175,14 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, args, 
     assert not list(tmp_path.glob("*.csv"))
 
 
-def test_batch_summary_energy_per_ten_clips():
-    def row(b: int, n_prompts: int, repeat: int, energy: float, warm: bool = False) -> dict:
-        return {"experiment": "batch", "model": "m", "dtype": "float16", "steps": 100,
-                "n_prompts": n_prompts, "waveforms_per_prompt": b, "repeat": repeat, "gpu_energy_J": energy,
-                "gpu_energy_net_J": energy, "wall_s": 1.0, "n_clips": n_prompts * b,
-                "config_id": f"{b}-{n_prompts}", "status": "ok", "is_warmup": warm}
-
-    rows = [row(1, 1, r, 10.0 + r) for r in range(2) for _ in range(10)]
-    rows += [row(10, 1, r, 40.0 + 2 * r) for r in range(2)] + [row(1, 10, 0, 50.0)]
-    rows += [row(10, 1, 0, 999.0, warm=True)]
-    rows += [row(5, 1, 0, 30.0)]  # an incomplete repeat (1 of 2 calls): left out
-    out = summary.batch_summary(pd.DataFrame(rows)).set_index("batch")
-    assert out.loc["1", "gpu_J_per_10_clips_mean"] == pytest.approx(105.0)
-    assert out.loc["1", "gpu_J_per_10_clips_std"] == pytest.approx(np.std([100, 110], ddof=1))
-    assert out.loc["10", "gpu_J_per_clip_mean"] == pytest.approx(4.1)
-    assert out.loc["p10", "repeats"] == 1 and "5" not in out.index
-
-
 def test_per_model_scripts_are_thin_wrappers(capsys):
     from pathlib import Path
 
     from tta_energy.experiments.scripts import SCRIPTS, run_model_script
-    from tta_energy.models.registry import MODEL_NAMES
+    from tta_energy.models.catalogue import model_names
 
     root = Path(__file__).resolve().parents[1]
-    assert sorted(SCRIPTS.values()) == sorted(MODEL_NAMES)
+    assert sorted(SCRIPTS.values()) == sorted(model_names())
     for script, model in SCRIPTS.items():
         text = (root / "inferences" / f"{script}.py").read_text()
         assert f'run_model_script("{model}")' in text
@@ -222,7 +225,9 @@ def test_a_sweep_whose_generations_all_fail_lists_the_errors_and_exits_4(tmp_pat
 
 
 def test_without_a_dtype_a_cpu_runs_float32_and_a_gpu_the_study_s():
-    assert resolved_dtype("audioldm", None, None, "none", "cpu") == "float32"
-    assert resolved_dtype("audioldm", None, None, "none", "cuda:1") == "float16"
-    assert resolved_dtype("tango", None, None, "none", "cuda") == "float32"  # the study ran Tango in fp32
-    assert resolved_dtype("audioldm", None, "bf16", "none", "cpu") == "bfloat16"  # asked for: kept
+    assert generation_precision("audioldm", device="cpu") == "float32"
+    assert generation_precision("audioldm", device="cuda:1") == "float16"
+    assert generation_precision("audioldm") == "float16"  # no device: planned for a GPU (a campaign's cells)
+    assert generation_precision("tango", device="cuda") == "float32"  # the study ran Tango in fp32
+    assert generation_precision("audioldm", option="bf16", device="cpu") == "bfloat16"  # asked for: kept
+    assert generation_precision("audioldm", lever="fp16", device="cpu") == "float16"  # the levers' wins

@@ -17,18 +17,12 @@ import pytest
 import torch
 
 from tta_energy import schema
-from tta_energy.experiments import levers as lv
+from tta_energy.levers import ceiling, experiment, report, tables
+from tta_energy.levers.apply import CudaGraphDenoiser, apply_levers
+from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
+from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.models.base import GenerationRequest
 from tta_energy.models.registry import build_model
-from tta_energy.optimize import (
-    CudaGraphDenoiser,
-    LeverError,
-    apply_levers,
-    error_tolerance,
-    is_lossless,
-    parse_levers,
-    relative_error,
-)
 
 PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 NO_CUDA = "needs an NVIDIA GPU: CUDA graphs, cuDNN attention and compile-graphs do not exist on a CPU"
@@ -61,7 +55,8 @@ def test_levels_expand_to_levers():
     graphs = parse_levers("graphs")
     assert graphs.cudagraph and graphs.precision is None and graphs.sdpa is None
     mx = parse_levers("max")
-    assert mx.cudagraph and mx.sdpa == "best" and mx.channels_last and mx.fuse_qkv and mx.max_precision
+    assert mx.cudagraph and mx.sdpa == "best" and mx.channels_last and mx.fuse_qkv
+    assert mx.precision == "float16"
     assert mx.implied == {"cudagraph", "sdpa-best", "channels-last", "fuse-qkv"}
     combo = parse_levers(" Compile , bf16,sdpa-flash ")
     assert combo.spec == "compile,bf16,sdpa-flash"
@@ -98,13 +93,14 @@ def test_cli_explain_and_bad_spec(capsys):
 
 
 def test_dtype_resolution_per_model():
-    from tta_energy.models.registry import adapter_class
-
-    audioldm, tango = adapter_class("audioldm"), adapter_class("tango")
-    assert parse_levers("none").dtype_for(audioldm) == torch.float16  # the study's default
-    assert parse_levers("none").dtype_for(tango) == torch.float32  # Tango's code runs fp32
-    assert parse_levers("max").dtype_for(tango) == torch.float16
-    assert parse_levers("bf16,cudagraph").dtype_for(tango) == torch.bfloat16
+    assert parse_levers("none").precision_for("audioldm") == "float16"  # the study's default
+    assert parse_levers("none").precision_for("tango") == "float32"  # Tango's code runs fp32
+    assert parse_levers("max").precision_for("tango") == "float16"
+    assert parse_levers("bf16,cudagraph").precision_for("tango") == "bfloat16"
+    # the levers' precision wins over the configuration's and the option's; then the configuration's
+    assert parse_levers("fp16").precision_for("tango", "bfloat16", "float32") == "float16"
+    assert parse_levers("graphs").precision_for("audioldm", "bfloat16", "float32") == "bfloat16"
+    assert parse_levers("graphs").precision_for("audioldm", None, "fp32") == "float32"
 
 
 # --- applying on the CPU ---------------------------------------------------------------------------------
@@ -235,28 +231,28 @@ def test_compile_graphs_on_gpu():
 def test_levers_sweep_end_to_end_on_cpu(tmp_path):
     """The whole sweep on a tiny model: reference, warm-ups, rounds, equivalence, report files. GPU energy is
     NaN on a CPU (never 0), so energy columns are NaN here; the arithmetic is tested below."""
-    opts = lv.LeversOptions(models=("audioldm",), out_dir=tmp_path / "raw", full_specs=("none",),
+    opts = experiment.LeversOptions(models=("audioldm",), out_dir=tmp_path / "raw", full_specs=("none",),
                             single_specs=("fp32,fuse-qkv", "bf16"), steps=(2,), batches=(1, 2), repeats=1,
                             duration_s=1.0, size="tiny", device="cpu", ceiling_s=0.05, ceiling_n=64, idle_s=0,
                             min_window_s=0, profile=False, progress=lambda _msg: None)
-    folder = lv.run_levers(opts)
-    runs = schema.read_runs(folder / lv.RUNS_FILE)
+    folder = experiment.run_levers(opts)
+    runs = schema.read_runs(folder / tables.RUNS_FILE)
     assert set(runs["optimize"]) == {"fp32", "none", "fp32,fuse-qkv", "bf16"}
     assert (runs["status"] == "ok").all() and runs["is_warmup"].sum() == 5  # fp32, none x2 batches, 2 singles
     assert (runs["gpu_energy_method"] == "unavailable").all() and runs["gpu_energy_J"].isna().all()
     rounds = runs[~runs["is_warmup"] & (runs["optimize"] != "fp32")]
     assert list(rounds["waveforms_per_prompt"]) == [1, 1, 1, 2]  # the targets' cell first in a round
-    configs = pd.read_csv(folder / lv.CONFIGS_FILE).set_index("optimize")
+    configs = pd.read_csv(folder / tables.CONFIGS_FILE).set_index("optimize")
     assert "reference_conv_ms" in configs.loc["fp32", "notes"]  # the reference's convolution mode was timed
-    csv_path, md_path, png_path = lv.build_report([folder], tmp_path)
+    csv_path, md_path, png_path = report.build_report([folder], tmp_path)
     table = pd.read_csv(csv_path)
-    assert set(lv.LEVERS_COLUMNS) == set(table.columns)
+    assert set(report.LEVERS_COLUMNS) == set(table.columns)
     row = table.set_index(["optimize", "waveforms_per_prompt"])
     assert row.loc[("fp32,fuse-qkv", 1), "rel_error_latents"] < 1e-4
     assert bool(row.loc[("fp32,fuse-qkv", 1), "lossless"]) and bool(row.loc[("bf16", 1), "lossless"])
     assert row.loc[("none", 2), "gflop"] > row.loc[("none", 1), "gflop"] > 0
     assert "not measured" in md_path.read_text() and png_path.stat().st_size > 0
-    ceiling = pd.read_csv(folder / lv.CEILING_FILE)
+    ceiling = pd.read_csv(folder / tables.CEILING_FILE)
     assert list(ceiling["when"]) == ["start", "end"] and (ceiling["tflop_per_s"] > 0).all()
 
 
@@ -281,28 +277,28 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     for spec, energy in energies.items():
         dtype = "bfloat16" if spec == "bf16" else "float16"
         for repeat in range(2):
-            schema.append_row(raw / lv.RUNS_FILE, _row(optimize=spec, dtype=dtype, steps=100,
+            schema.append_row(raw / tables.RUNS_FILE, _row(optimize=spec, dtype=dtype, steps=100,
                                                        waveforms_per_prompt=1, repeat=repeat, wall_s=2.0,
                                                        gpu_energy_J=energy + (repeat - 0.5),
                                                        energy_denoising_J=0.9 * energy))
-        schema.append_row(raw / lv.RUNS_FILE, _row(optimize=spec, dtype=dtype, steps=100,
+        schema.append_row(raw / tables.RUNS_FILE, _row(optimize=spec, dtype=dtype, steps=100,
                                                    waveforms_per_prompt=1, repeat=0, is_warmup=True,
                                                    wall_s=7.0, gpu_energy_J=energy + 1000.0))
-        lv.append_csv(raw / lv.CONFIGS_FILE, {
+        tables.append_csv(raw / tables.CONFIGS_FILE, {
             "run_id": "r1", "model": "audioldm", "optimize": spec, "steps": 100, "waveforms_per_prompt": 1,
             "status": "ok", "dtype": dtype, "applied": "", "skipped": "{}", "notes": "{}",
             "changes_behaviour": "trim" in spec, "latent_length": np.nan, "gflop_per_step": 2.0,
             "gflop_per_generation": 1000.0, "denoiser_calls_nominal": 100, "gflop": 1200.0})
         errors = {"none": 1e-3, "max": 1.5e-3, "bf16": 9e-3, "max,trim-latents": 0.3}
-        lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
+        tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
             "run_id": "r1", "model": "audioldm", "optimize": spec, "dtype": dtype, "steps": 100,
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": errors[spec],
             "rel_error_audio": errors[spec]})
-    lv.append_csv(raw / lv.CEILING_FILE, {"run_id": "r1", "when": "start", "device": "cuda",
+    tables.append_csv(raw / tables.CEILING_FILE, {"run_id": "r1", "when": "start", "device": "cuda",
                                           "gpu_name": "H200", "n": 8192, "iterations": 10, "wall_s": 1.0,
                                           "gpu_energy_J": 1.0, "tflop_per_s": 1.0, "tflop_per_J": 1.0,
                                           "power_W": 600.0, "timestamp": ""})
-    table = lv.levers_table([raw]).set_index("optimize")
+    table = report.levers_table([raw]).set_index("optimize")
     assert table.loc["max", "reduction_vs_none"] == pytest.approx(5.0)
     assert table.loc["max", "energy_per_step_J"] == pytest.approx(0.9 * 80.0 / 100)
     assert table.loc["max", "flop_per_joule"] == pytest.approx(1200e9 / 80.0)
@@ -312,51 +308,54 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     assert table.loc["bf16", "payoff_clips"] == math.ceil(1000.0 / 20.0)
     assert table.drop(index="max,trim-latents")["lossless"].all()
     assert not table.loc["max,trim-latents", "lossless"]  # the cheapest, but it changes the output
-    text = lv.summary_markdown(table.reset_index(), pd.read_csv(raw / lv.CEILING_FILE), pd.DataFrame())
+    text = report.summary_markdown(table.reset_index(), pd.read_csv(raw / tables.CEILING_FILE),
+                                   pd.DataFrame())
     assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.0x | yes |" in text
     assert "short of 40%" in text  # 1.5 % of the ceiling: the FLOP/J target is missed and said so
     assert "| `max,trim-latents` | 100 | 1 | 40.0 | `max` 80.0 | 2.00x |" in text
     assert "audioldm `max,trim-latents` (float16): changes the model's behaviour by design" in text
     assert "| audioldm | `bf16` | bfloat16 | 380.0 | 3.420 | 1.05x | 9.0e-03 | yes | r1 |" in text
     # a lever far outside fp16's normal error is flagged in the summary
-    lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
+    tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
         "run_id": "r1", "model": "audioldm", "optimize": "max", "dtype": "float16", "steps": 100,
         "waveforms_per_prompt": 1, "repeat": 1, "rel_error_latents": 0.5, "rel_error_audio": 1e-3})
-    flagged = lv.levers_table([raw])
+    flagged = report.levers_table([raw])
     assert not flagged.set_index("optimize").loc["max", "lossless"]
-    assert "audioldm `max` (float16): latents error 5.00e-01" in lv.summary_markdown(flagged, pd.DataFrame(),
-                                                                                      pd.DataFrame())
+    text = report.summary_markdown(flagged, pd.DataFrame(), pd.DataFrame())
+    assert "audioldm `max` (float16): latents error 5.00e-01" in text
 
 
 def test_ceiling_on_cpu_measures_rate_not_energy(tmp_path):
-    row = lv.measure_ceiling_once(device="cpu", seconds=0.05, n=64, out=tmp_path / "ceiling.csv")
+    row = ceiling.measure_ceiling_once(device="cpu", seconds=0.05, n=64, out=tmp_path / "ceiling.csv")
     assert row["tflop_per_s"] > 0 and math.isnan(row["tflop_per_J"])  # no GPU meter on a CPU: NaN, never 0
     assert pd.read_csv(tmp_path / "ceiling.csv")["n"].tolist() == [64]
-    with pytest.raises(lv.LeversError):
-        lv.measure_ceiling_once(device="cpu", seconds=0, n=64)
+    with pytest.raises(LeversError):
+        ceiling.measure_ceiling_once(device="cpu", seconds=0, n=64)
 
 
 def test_time_budget_leaves_models_out_and_says_so(tmp_path):
     said: list[str] = []
-    opts = lv.LeversOptions(models=("audioldm",), out_dir=tmp_path, size="tiny", device="cpu", ceiling_s=0.02,
-                            ceiling_n=32, idle_s=0, time_budget_s=0.001, progress=said.append)
-    lv.run_levers(opts)
+    opts = experiment.LeversOptions(models=("audioldm",), out_dir=tmp_path, size="tiny", device="cpu",
+                                    ceiling_s=0.02, ceiling_n=32, idle_s=0, time_budget_s=0.001,
+                                    progress=said.append)
+    experiment.run_levers(opts)
     assert "audioldm: not started (time budget spent)" in said
-    assert not (tmp_path / lv.RUNS_FILE).exists()
-    assert len(pd.read_csv(tmp_path / lv.CEILING_FILE)) == 2  # the ceiling is still measured at both ends
-    with pytest.raises(lv.LeversError, match="--lean-models"):
-        lv.run_levers(dataclasses.replace(opts, lean_models=("tango2",)))
+    assert not (tmp_path / tables.RUNS_FILE).exists()
+    assert len(pd.read_csv(tmp_path / tables.CEILING_FILE)) == 2  # the ceiling is still measured at both ends
+    with pytest.raises(LeversError, match="--lean-models"):
+        experiment.run_levers(dataclasses.replace(opts, lean_models=("tango2",)))
 
 
 def test_strict_fp32_restores_the_backend_flags():
     cudnn = torch.backends.cudnn
     before = (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled)
-    with lv.strict_fp32("native"):
+    with experiment.strict_fp32("native"):
         assert not cudnn.enabled and not cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    with lv.strict_fp32("cudnn-benchmark"):
+    with experiment.strict_fp32("cudnn-benchmark"):
         assert cudnn.enabled and cudnn.benchmark
     assert (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled) == before
-    with pytest.raises(lv.LeversError, match="unknown reference convolution mode"), lv.strict_fp32("tf32"):
+    with (pytest.raises(LeversError, match="unknown reference convolution mode"),
+          experiment.strict_fp32("tf32")):
         pass
 
 
@@ -370,20 +369,20 @@ def test_fp32_default_is_judged_against_its_own_plain_run_and_unknown_payoff_is_
     for (spec, batch), energy in cells.items():
         dtype = "float16" if spec == "max" else "float32"
         for warm in (True, False):
-            schema.append_row(raw / lv.RUNS_FILE, _row(model="tango", optimize=spec, dtype=dtype, steps=100,
-                                                       waveforms_per_prompt=batch, repeat=0, is_warmup=warm,
-                                                       wall_s=4.0,
-                                                       gpu_energy_J=energy + (300.0 if warm else 0.0),
-                                                       energy_denoising_J=0.95 * energy))
-        lv.append_csv(raw / lv.EQUIVALENCE_FILE, {
+            schema.append_row(raw / tables.RUNS_FILE,
+                              _row(model="tango", optimize=spec, dtype=dtype, steps=100,
+                                   waveforms_per_prompt=batch, repeat=0, is_warmup=warm, wall_s=4.0,
+                                   gpu_energy_J=energy + (300.0 if warm else 0.0),
+                                   energy_denoising_J=0.95 * energy))
+        tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
             "run_id": "r1", "model": "tango", "optimize": spec, "dtype": dtype, "steps": 100,
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": errors[spec],
             "rel_error_audio": errors[spec]})
-    table = lv.levers_table([raw]).set_index(["optimize", "waveforms_per_prompt"])
+    table = report.levers_table([raw]).set_index(["optimize", "waveforms_per_prompt"])
     assert table.loc[("none", 1), "yardstick_latents"] == pytest.approx(3.7e-4)
     assert table.loc[("none", 1), "lossless"] and table.loc[("graphs", 1), "lossless"]
     assert table.loc[("graphs", 1), "payoff_clips"] == math.ceil(300.0 / 120.0)
     assert math.isnan(table.loc[("max", 10), "payoff_clips"])
-    text = lv.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
+    text = report.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
     assert "| tango | `max` | 10 | 0.0 | 300 | n/a |" in text  # one-time cost known, payoff unknown
     assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.5x | no |" in text

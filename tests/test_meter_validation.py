@@ -8,17 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tta_energy.meter.validation import (
-    CSV_COLUMNS,
-    Config,
-    SimulatedRig,
-    Validation,
+from tta_energy.experiments.meter_validation.protocol import CSV_COLUMNS, Config, Validation
+from tta_energy.experiments.meter_validation.report import (
     check_targets,
     overhead_summary,
     overhead_verdict,
     summarise,
     write_outputs,
 )
+from tta_energy.experiments.meter_validation.rigs import SimulatedRig
 
 
 def tiny_config() -> Config:

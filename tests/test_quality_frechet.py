@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
 import numpy as np
 import pytest
+import scipy
+import scipy.linalg
 
 from tta_energy.quality import frechet
 from tta_energy.quality.frechet import (
     FrechetError,
+    GaussianStats,
     fad_inf,
     fad_inf_sample_sizes,
+    fadtk_pooled_statistics,
     fit_inverse_n,
     frechet_distance,
     frechet_distance_embeddings,
     gaussian_fit,
+    statistics_distance,
 )
 
 
@@ -154,6 +164,54 @@ def test_fad_inf_is_deterministic_and_follows_fadtk_definition() -> None:
     assert (first.value, first.slope, first.r2) == (intercept, slope, r2)
 
 
+def test_fadtk_sample_sizes_start_at_500_even_below_500() -> None:
+    assert fad_inf_sample_sizes(3000, procedure="fadtk") == fad_inf_sample_sizes(3000)  # same above 500
+    sizes = fad_inf_sample_sizes(300, procedure="fadtk")
+    assert sizes[0] == 500 and sizes[-1] == 300 and len(sizes) == 25 and sizes == sorted(sizes, reverse=True)
+    assert fad_inf_sample_sizes(3300, procedure="fadtk")[:2] == [500, 616]  # int(linspace): 616.66 -> 616
+    with pytest.raises(FrechetError, match="unknown FAD-inf procedure"):
+        fad_inf_sample_sizes(300, procedure="torchmetrics")
+
+
+def test_fadtk_procedure_draws_legacy_seeded_indices_and_float16_means() -> None:
+    rng = np.random.default_rng(12)
+    ev = rng.normal(size=(120, 6)).astype(np.float16).astype(np.float64)
+    ref = rng.normal(size=(200, 6)) + 0.1
+    fit = fad_inf(ev, ref, seed=3, procedure="fadtk")
+    legacy = np.random.RandomState(3)  # what numpy.random.seed(3) makes of fadtk's np.random.choice
+    for n, value in zip(fit.ns, fit.fads, strict=True):
+        draw = ev[legacy.choice(120, size=n, replace=True)].astype(np.float16)
+        mean16 = np.mean(draw, axis=0)  # numpy keeps a float16 mean for float16 input
+        assert mean16.dtype == np.float16
+        expected = frechet_distance(mean16, np.cov(draw, rowvar=False), *gaussian_fit(ref))
+        assert value == pytest.approx(expected, rel=1e-10)
+    slope, intercept, _ = fit_inverse_n(np.array(fit.ns), np.array(fit.fads))
+    assert np.polyfit(1 / np.array(fit.ns), fit.fads, 1) == pytest.approx([slope, intercept], rel=1e-8)
+    assert fit.value == intercept
+    with pytest.raises(FrechetError, match="without replacement"):  # 500 of 120
+        fad_inf(ev, ref, seed=3, procedure="fadtk", replace=False)
+
+
+def test_fadtk_pooled_statistics_equal_chans_online_merge() -> None:
+    rng = np.random.default_rng(13)
+    groups = [rng.normal(size=(k, 5)).astype(np.float16) for k in (3, 7, 2, 11)]
+    # Chan's pairwise update over files, each file's mean in float16 (the order fadtk reads them in)
+    mu, scatter, n = np.zeros(5), np.zeros((5, 5)), 0
+    for g in groups:
+        g_mu, g_n = np.mean(g, axis=0), len(g)
+        delta = g_mu - mu
+        mu = mu + g_n / (n + g_n) * delta
+        scatter = scatter + np.cov(g, rowvar=False) * (g_n - 1) + np.outer(delta, delta) * n * g_n / (n + g_n)
+        n += g_n
+    pooled = fadtk_pooled_statistics(groups)
+    np.testing.assert_allclose(pooled.mean, mu, rtol=1e-13)
+    np.testing.assert_allclose(pooled.covariance, scatter / (n - 1), rtol=1e-12, atol=1e-15)
+    # float16 means move the statistics only slightly off the exact ones of all rows
+    exact = GaussianStats.of(np.concatenate(groups).astype(np.float64))
+    assert statistics_distance(pooled, exact) < 1e-6
+    assert statistics_distance(pooled, pooled) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_fad_inf_extrapolation_on_identical_distributions() -> None:
     # generated and reference from one Gaussian: FAD(n) is pure 1/n bias. Drawn without replacement the
     # intercept goes to ~0; fadtk's with-replacement draws repeat embeddings and land near the full-set FAD.
@@ -173,28 +231,142 @@ def test_fad_inf_needs_a_few_embeddings() -> None:
         fad_inf(np.ones((3, 2)) * np.arange(3)[:, None], np.eye(2).repeat(3, axis=0))
 
 
-def test_matches_frechet_audio_distance_package() -> None:
-    fad_pkg = pytest.importorskip(
-        "frechet_audio_distance",
-        reason="frechet-audio-distance is not installed (pip install 'tta-energy[laion]')",
-    )
+def peer_sqrtm_skip_reason() -> str | None:
+    """Why the peers' Fréchet distance cannot run here, or None.
+
+    fadtk 1.1.0 (``fadtk/fad.py``) and frechet_audio_distance 0.3.4 call
+    ``scipy.linalg.sqrtm(..., disp=False)``; SciPy deprecated ``disp`` and removes it in 1.18, where those
+    calls raise TypeError.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            scipy.linalg.sqrtm(np.eye(2), disp=False)
+        except TypeError:
+            return (
+                f"SciPy {scipy.__version__} has no sqrtm(disp=...), which fadtk 1.1.0 and "
+                "frechet_audio_distance 0.3.4 pass: the peers cannot run here"
+            )
+    return None
+
+
+def _peer(module: str, reason: str) -> ModuleType:
+    peer = pytest.importorskip(module, reason=reason)
+    why = peer_sqrtm_skip_reason()
+    if why:
+        pytest.skip(why)
+    return peer
+
+
+def test_peer_guard_skips_when_sqrtm_loses_disp(monkeypatch: pytest.MonkeyPatch) -> None:
+    def sqrtm_without_disp(a: np.ndarray, *, blocksize: int = 64) -> np.ndarray:
+        return a
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", sqrtm_without_disp)
+    assert "no sqrtm(disp=...)" in peer_sqrtm_skip_reason()
+    monkeypatch.undo()
+    has_disp = "disp" in inspect.signature(scipy.linalg.sqrtm).parameters
+    assert (peer_sqrtm_skip_reason() is None) == has_disp
+
+
+def _peer_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(7)
-    x, y = rng.normal(size=(400, 32)), rng.normal(size=(300, 32)) * 0.9 + 0.1
-    (m1, c1), (m2, c2) = gaussian_fit(x), gaussian_fit(y)
-    theirs = fad_pkg.FrechetAudioDistance.calculate_frechet_distance(None, m1, c1, m2, c2)
-    assert frechet_distance(m1, c1, m2, c2) == pytest.approx(float(np.real(theirs)), rel=1e-6)
-    assert frechet_distance_embeddings(x, y) == pytest.approx(float(np.real(theirs)), rel=1e-6)
+    full_x, full_y = rng.normal(size=(400, 32)), rng.normal(size=(300, 32)) * 0.9 + 0.1
+    # fewer samples than dimensions: both covariances singular
+    low_x, low_y = rng.normal(size=(20, 48)), rng.normal(size=(25, 48)) * 1.1 + 0.05
+    near_y = full_x + 1e-4 * rng.normal(size=full_x.shape)
+    return {
+        "full rank": (full_x, full_y),
+        "rank-deficient": (low_x, low_y),
+        "near-identical": (full_x, near_y),
+    }
 
 
-def test_matches_fadtk() -> None:
-    fadtk_fad = pytest.importorskip(
-        "fadtk.fad", reason="fadtk is not installed (see inferences/envs/quality-peers.yml)"
+#: the peers take Tr sqrt(S1 S2) from a non-symmetric eigen-decomposition: exact up to rounding for full-rank
+#: covariances, ~1e-7 relative off when the product is singular (measured with fadtk 1.1.0 on SciPy 1.17).
+PEER_TOLERANCE = {"full rank": 1e-9, "rank-deficient": 1e-6, "near-identical": 1e-6}
+
+
+@pytest.mark.parametrize("case", list(PEER_TOLERANCE))
+def test_matches_frechet_audio_distance_package(case: str) -> None:
+    fad_pkg = _peer(
+        "frechet_audio_distance", "frechet-audio-distance is not installed (pip install 'tta-energy[laion]')"
     )
-    rng = np.random.default_rng(8)
-    x, y = rng.normal(size=(400, 32)), rng.normal(size=(300, 32)) * 1.2 - 0.1
+    x, y = _peer_cases()[case]
     (m1, c1), (m2, c2) = gaussian_fit(x), gaussian_fit(y)
-    theirs = float(np.real(fadtk_fad.calc_frechet_distance(m1, c1, m2, c2)))
-    assert frechet_distance(m1, c1, m2, c2) == pytest.approx(theirs, rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = float(np.real(fad_pkg.FrechetAudioDistance.calculate_frechet_distance(None, m1, c1, m2, c2)))
+    scale = np.trace(c1) + np.trace(c2)  # near-identical sets: compare on the scale of the terms
+    assert abs(frechet_distance(m1, c1, m2, c2) - theirs) <= PEER_TOLERANCE[case] * max(theirs, scale)
+    assert abs(frechet_distance_embeddings(x, y) - theirs) <= PEER_TOLERANCE[case] * max(theirs, scale)
+
+
+@pytest.mark.parametrize("case", list(PEER_TOLERANCE))
+def test_matches_fadtk(case: str) -> None:
+    fadtk_fad = _peer("fadtk.fad", "fadtk is not installed (see inferences/envs/quality-peers.yml)")
+    x, y = _peer_cases()[case]
+    (m1, c1), (m2, c2) = gaussian_fit(x), gaussian_fit(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = float(np.real(fadtk_fad.calc_frechet_distance(m1, c1, m2, c2)))
+    scale = np.trace(c1) + np.trace(c2)
+    assert abs(frechet_distance(m1, c1, m2, c2) - theirs) <= PEER_TOLERANCE[case] * max(theirs, scale)
+
+
+def _float16_clips(
+    rng: np.random.Generator, clips: int, windows: int, d: int, shift: float = 0.0
+) -> list[np.ndarray]:
+    """Per-clip groups of unit-norm window embeddings stored as float16, as fadtk's cache files hold them."""
+    out = []
+    for _ in range(clips):
+        w = rng.normal(size=d) + 0.4 * rng.normal(size=(windows, d)) + shift
+        out.append((w / np.linalg.norm(w, axis=1, keepdims=True)).astype(np.float16))
+    return out
+
+
+#: (clips, windows per clip, dims) of the evaluation set: 600 embeddings (fadtk's sizes 500 ... 600), 90
+#: (500 ... 90: below 500), 40 in 48 dimensions (every covariance singular)
+SCORE_INF_CASES = {"n >= 500": (60, 10, 16), "n < 500": (30, 3, 16), "rank-deficient": (8, 5, 48)}
+
+
+@pytest.mark.parametrize("case", [*SCORE_INF_CASES, "near-identical"])
+def test_fad_inf_matches_fadtk_score_inf(case: str, tmp_path: Path) -> None:
+    fadtk_fad = _peer("fadtk.fad", "fadtk is not installed (see inferences/envs/quality-peers.yml)")
+    rng = np.random.default_rng(11)
+    clips, windows, d = SCORE_INF_CASES.get(case, (60, 10, 16))
+    reference = _float16_clips(rng, clips + 1, max(2, windows - 1), d)
+    generated = (
+        [(r.astype(np.float64) + 1e-3 * rng.normal(size=r.shape)).astype(np.float16) for r in reference]
+        if case == "near-identical"
+        else _float16_clips(rng, clips, windows, d, shift=0.05)
+    )
+    # fadtk's layout: <reference>/embeddings/<model>/*.npy (statistics pooled file by file), eval .npy files
+    name = "clap-laion-audio"
+    (tmp_path / "ref" / "embeddings" / name).mkdir(parents=True)
+    (tmp_path / "eval").mkdir()
+    for i, g in enumerate(reference):
+        np.save(tmp_path / "ref" / "embeddings" / name / f"{i:04d}.npy", g)
+    eval_files = []
+    for i, g in enumerate(generated):
+        eval_files.append(tmp_path / "eval" / f"{i:04d}.npy")
+        np.save(eval_files[-1], g)
+    peer = object.__new__(fadtk_fad.FrechetAudioDistance)  # no model, no torch side effects
+    peer.ml, peer.audio_load_worker = SimpleNamespace(name=name), 1
+    state = np.random.get_state()
+    np.random.seed(5)  # fadtk draws from numpy's global generator
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = peer.score_inf(tmp_path / "ref", eval_files)
+    finally:
+        np.random.set_state(state)
+    ours = fad_inf(np.concatenate(generated), fadtk_pooled_statistics(reference), seed=5, procedure="fadtk")
+    assert list(ours.ns) == [n for n, _ in theirs.points]
+    tolerance = 1e-6 if case == "rank-deficient" else 1e-9  # measured: 1e-8 (the peer's eig), 3e-13, 2e-14
+    np.testing.assert_allclose(ours.fads, [f for _, f in theirs.points], rtol=tolerance)
+    assert ours.value == pytest.approx(float(theirs.score), rel=tolerance)
+    assert ours.slope == pytest.approx(float(theirs.slope), rel=max(tolerance, 1e-7))
 
 
 def test_negative_result_is_refused() -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from tta_energy.intervals import half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality.audio import (
     AudioError,
     AudioPrep,
@@ -18,7 +19,6 @@ from tta_energy.quality.audio import (
     prepare_waveform,
     split_windows,
 )
-from tta_energy.quality.bootstrap import half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality.cache import EmbeddingCache
 from tta_energy.quality.clap_score import (
     CaptionError,
@@ -36,6 +36,7 @@ from tta_energy.quality.embeddings import (
     resolve_checkpoint,
 )
 from tta_energy.quality.frechet import frechet_distance_embeddings
+from tta_energy.quality.profiles import ProfileError, clip_crop_seed, parse_clap_profile, parse_fad_profile
 from tta_energy.quality.score import bundled_captions, discover_tree
 
 
@@ -239,3 +240,67 @@ def test_sweep_tree_discovery(tmp_path: Path) -> None:
     (tmp_path / "tango" / "clotho" / "final").mkdir()
     with pytest.raises(ValueError, match="steps folder"):
         discover_tree(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "fadtk_windows", "per_clip_windows"),
+    [(10.0, 10, 1), (10.24, 11, 2), (1.5, 2, 1), (0.4, 1, 1), (20.0, 20, 2)],
+)
+def test_windows_per_clip_length_by_profile(
+    seconds: float, fadtk_windows: int, per_clip_windows: int
+) -> None:
+    # the real CLAP's 10 s windows at 48 kHz: fadtk starts one every second and zero-pads each to 10 s
+    # (a 10 s generation gives 10 embeddings, Tango's 10.24 s 11); per-clip cuts end-aligned 10 s windows
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=int(round(seconds * 48000))).astype(np.float32)
+    fadtk = parse_fad_profile("fadtk").audio_prep(AudioPrep(), sample_rate=48000, window_s=10.0)
+    windows = split_windows(x, fadtk)
+    assert len(windows) == fadtk_windows == int(np.ceil(len(x) / 48000))
+    assert all(len(w) == 480000 and w.dtype == np.float32 for w in windows)
+    for i, w in enumerate(windows):
+        real = min(480000, len(x) - i * 48000)
+        np.testing.assert_array_equal(w[:real], x[i * 48000 : i * 48000 + real])
+        assert not w[real:].any()  # zero padding, not repetition
+    per_clip = parse_fad_profile("per-clip").audio_prep(AudioPrep(), sample_rate=48000, window_s=10.0)
+    assert len(split_windows(x, per_clip)) == per_clip_windows
+    whole = parse_clap_profile("stable-audio-metrics").audio_prep(
+        AudioPrep(), sample_rate=48000, window_s=10.0
+    )
+    assert [len(w) for w in split_windows(x, whole)] == [len(x)]  # CLAP crops it itself
+
+
+def test_profiles_parse_once_and_refuse_what_they_do_not_take() -> None:
+    fadtk, per_clip = parse_fad_profile("fadtk"), parse_fad_profile("per-clip", hop_s=5.0)
+    assert (fadtk.windowing, fadtk.hop_s, fadtk.float16, fadtk.fad_inf) == ("fadtk", 1.0, True, "fadtk")
+    assert (per_clip.windowing, per_clip.hop_s, per_clip.float16) == ("end-aligned", 5.0, False)
+    sam = parse_clap_profile("stable-audio-metrics", seed=4)
+    assert sam.audio_prep(AudioPrep(), sample_rate=48000, window_s=10.0).crop_seed == 4
+    assert (
+        parse_clap_profile("per-clip").audio_prep(AudioPrep(), sample_rate=48000, window_s=10.0).crop_seed
+        is None
+    )
+    # the preparation (windows, hop, crop seed) is part of the embedding cache key
+    keys = {
+        p.audio_prep(AudioPrep(), sample_rate=48000, window_s=10.0).key()
+        for p in (
+            fadtk,
+            per_clip,
+            parse_fad_profile("per-clip"),
+            sam,
+            parse_clap_profile("stable-audio-metrics"),
+        )
+    }
+    assert len(keys) == 5
+    with pytest.raises(ProfileError, match="unknown FAD profile 'fad': choose from fadtk, per-clip"):
+        parse_fad_profile("fad")
+    with pytest.raises(ProfileError, match="choose from stable-audio-metrics, per-clip"):
+        parse_clap_profile("laion")
+    with pytest.raises(ProfileError, match="--hop applies to the per-clip profiles"):
+        parse_fad_profile("fadtk", hop_s=2.0)
+    with pytest.raises(ProfileError, match="positive"):
+        parse_clap_profile("per-clip", hop_s=0.0)
+
+
+def test_crop_seed_depends_on_seed_and_content_only() -> None:
+    assert clip_crop_seed(0, "ab" * 32) == clip_crop_seed(0, "ab" * 32)
+    assert len({clip_crop_seed(s, h) for s in (0, 1) for h in ("ab" * 32, "cd" * 32)}) == 4
+    assert 0 <= clip_crop_seed(7, "ef" * 32) < 2**32

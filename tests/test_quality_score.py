@@ -3,8 +3,8 @@
 The checkpoints are real ``transformers.ClapModel`` folders written with ``save_pretrained`` (model,
 feature extractor, a RoBERTa tokenizer built offline from a small vocabulary; see
 :mod:`tta_energy.quality.replica`), loaded back through the same code that loads laion/clap-htsat-*
-folders. Their feature extractor uses 2 s windows and 16 mel bins to stay fast; the code takes the window
-length from the checkpoint, so clips over 2 s exercise the long-clip windowing.
+folders. Their feature extractor uses 2 s windows to stay fast; the code takes the window length from the
+checkpoint, so clips over 2 s exercise the long-clip windowing and cropping.
 """
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from tta_energy.cli.main import main  # noqa: E402
 from tta_energy.quality import score as sc  # noqa: E402
-from tta_energy.quality.audio import AudioPrep, load_audio, split_windows  # noqa: E402
+from tta_energy.quality.audio import AudioPrep, file_sha256, load_audio, split_windows  # noqa: E402
 from tta_energy.quality.cache import EmbeddingCache  # noqa: E402
 from tta_energy.quality.clap_score import clip_embedding  # noqa: E402
 from tta_energy.quality.embeddings import load_embedder  # noqa: E402
+from tta_energy.quality.frechet import (  # noqa: E402
+    fadtk_pooled_statistics,
+    statistics_distance,
+)
+from tta_energy.quality.profiles import clip_crop_seed, parse_fad_profile  # noqa: E402
 from tta_energy.quality.replica import write_clap_checkpoint  # noqa: E402
 
 CAPTIONS = {
@@ -138,6 +144,7 @@ def test_score_cli_end_to_end(inputs, checkpoints, capsys) -> None:
     assert (table["model"] == "tiny").all() and (table["dataset"] == "synthetic").all()
     assert (table["steps"] == 25).all() and (table["n_generated"] == 4).all()
     assert list(table["n_reference"].fillna(-1)) == [5, 5, -1]
+    assert list(table["profile"]) == ["fadtk", "fadtk", "stable-audio-metrics"]
     fad, fad_inf, clap = (table.set_index("metric").loc[m] for m in ("fad", "fad_inf", "clap"))
     assert fad["embedding"].startswith("hf:tiny-unfused@") and clap["embedding"].startswith("hf:tiny-fused@")
     assert fad["value"] > 0 and fad["ci_low"] <= fad["value"] <= fad["ci_high"]
@@ -150,15 +157,32 @@ def test_score_cli_end_to_end(inputs, checkpoints, capsys) -> None:
     assert sorted(clips["caption_id"]) == sorted(CAPTIONS) and len(clips) == 4
     assert clips["value"].mean() == pytest.approx(clap["value"], rel=1e-9)
 
-    # one clip by hand: the checkpoint's own embeddings of the prepared audio and of the caption
+    # one clip by hand (stable-audio-metrics): the 3-s clip whole, cropped by the 2-s fusion model under the
+    # clip's crop seed, against the caption's embedding
     embedder = load_embedder(checkpoints["clap"], device="cpu")
-    prep = AudioPrep(peak_dbfs=-1.0, window_s=embedder.window_s, hop_s=embedder.window_s)
-    windows = split_windows(load_audio(inputs["generated"] / "noise.wav", prep), prep)
-    assert len(windows) == 2  # 3 s stereo noise, 2 s windows: [0, 2] and [1, 3]
-    audio = clip_embedding(embedder.embed_windows(windows))
+    prep = AudioPrep(peak_dbfs=-1.0, window_s=embedder.window_s, windowing="whole", crop_seed=0)
+    noise = inputs["generated"] / "noise.wav"
+    whole = split_windows(load_audio(noise, prep), prep)
+    assert len(whole) == 1 and len(whole[0]) == 3 * 48000
+    audio = clip_embedding(embedder.embed_windows(whole, [clip_crop_seed(0, file_sha256(noise))]))
     text = embedder.embed_texts([CAPTIONS["noise.wav"]])[0]
     expected = float(audio @ text / np.linalg.norm(text))
     assert clips.set_index("caption_id").loc["noise.wav", "value"] == pytest.approx(expected, abs=1e-5)
+    assert (clips["profile"] == "stable-audio-metrics").all()
+
+    # FAD by hand (fadtk): 2-s windows every second, zero-padded, float16, statistics pooled per file
+    fad_model = load_embedder(checkpoints["fad"], device="cpu")
+    fad_prep = AudioPrep(window_s=fad_model.window_s, hop_s=1.0, windowing="fadtk")
+
+    def fadtk_embeddings(folder: Path) -> list[np.ndarray]:
+        windows = [split_windows(load_audio(f, fad_prep), fad_prep) for f in sorted(folder.iterdir())]
+        return [fad_model.embed_windows(w).astype(np.float16) for w in windows]
+
+    gen, ref = fadtk_embeddings(inputs["generated"]), fadtk_embeddings(inputs["reference"])
+    # chirp 0.5 s, silence 1.5 s, noise 3 s, tone 1 s (name order): ceil(seconds) windows
+    assert [len(g) for g in gen] == [1, 3, 2, 1]
+    by_hand = statistics_distance(fadtk_pooled_statistics(gen), fadtk_pooled_statistics(ref))
+    assert fad["value"] == pytest.approx(by_hand, rel=1e-6)
 
     # everything came from the cache the second time, with the same numbers
     n_cached = len(_cached_files(inputs["cache"]))
@@ -290,3 +314,81 @@ def test_bad_audio_found_while_embedding_caches_nothing_of_it(inputs, checkpoint
     with pytest.raises(sc.AudioError, match=f"{bad}: audio contains NaN"):
         sc.score_jobs(sc.plan_jobs([job], settings), settings, cache=cache, fad_embedder=fad)
     assert _cached_files(inputs["cache"]) == []  # the batch holding it was never embedded
+
+
+def test_per_clip_profiles_keep_the_deterministic_windows(inputs, checkpoints) -> None:
+    main(_cli(inputs, checkpoints, "--fad-profile", "per-clip", "--clap-profile", "per-clip", "--hop", "1"))
+    table = pd.read_csv(inputs["out"]).set_index("metric")
+    assert (table["profile"] == "per-clip").all()
+    # per-clip CLAP: the 3-s noise as end-aligned 2-s windows every second, their embeddings averaged
+    embedder = load_embedder(checkpoints["clap"], device="cpu")
+    prep = AudioPrep(peak_dbfs=-1.0, window_s=embedder.window_s, hop_s=1.0)
+    windows = split_windows(load_audio(inputs["generated"] / "noise.wav", prep), prep)
+    assert [len(w) for w in windows] == [96000, 96000]  # [0, 2] and [1, 3]
+    job = sc.ScoreJob("tiny", "synthetic", None, inputs["generated"], inputs["reference"], inputs["captions"])
+    settings = sc.ScoreSettings(
+        metrics=("fad", "fad_inf"),
+        n_resamples=0,
+        progress=False,
+        fad_profile=parse_fad_profile("per-clip", hop_s=1.0),
+    )
+    fad = load_embedder(checkpoints["fad"], device="cpu")
+    result = sc.score_jobs(
+        sc.plan_jobs([job], settings), settings, cache=EmbeddingCache(None), fad_embedder=fad
+    )
+    np.testing.assert_allclose(result.table["value"], table.loc[["fad", "fad_inf"], "value"], rtol=1e-6)
+    # the study's profile embeds and samples differently, so it gives other numbers on the same audio
+    fadtk = sc.score_jobs(
+        sc.plan_jobs([job], sc.ScoreSettings(metrics=("fad", "fad_inf"), n_resamples=0, progress=False)),
+        sc.ScoreSettings(metrics=("fad", "fad_inf"), n_resamples=0, progress=False),
+        cache=EmbeddingCache(None),
+        fad_embedder=fad,
+    )
+    assert not np.allclose(fadtk.table["value"], result.table["value"])
+
+
+def test_long_clip_crops_are_seeded_and_leave_numpy_alone(checkpoints) -> None:
+    clap = load_embedder(checkpoints["clap"], device="cpu")
+    plain = load_embedder(checkpoints["fad"], device="cpu")
+    rng = np.random.default_rng(0)
+    long_clip = (0.3 * rng.standard_normal(int(5.5 * 48000))).astype(np.float32)  # 5.5 s, 2-s model windows
+    short = (0.3 * rng.standard_normal(48000)).astype(np.float32)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    for model in (clap, plain):  # fusion: 3 random mel crops + shrunk clip; non-fusion: one random crop
+        a = model.embed_windows([long_clip, short], [7, 0])
+        b = model.embed_windows([short, long_clip], [0, 7])
+        np.testing.assert_allclose(a[0], b[1], atol=1e-6)  # same seed, same crops, whatever the batch
+        np.testing.assert_allclose(a[1], b[0], atol=1e-6)
+        c = model.embed_windows([long_clip], [8])
+        assert not np.allclose(a[0], c[0], atol=1e-4)  # another seed, other crops
+        with pytest.raises(ValueError, match="crop seed is needed"):
+            model.embed_windows([long_clip])
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # numpy's global state restored
+    # the crop is the one the feature extraction takes after numpy.random.seed(seed), as in a peer's process
+    np.random.seed(7)
+    feats = clap.extractor([long_clip], sampling_rate=48000, truncation="fusion", return_tensors="pt")
+    assert bool(feats["is_longer"][0])
+    with torch.inference_mode():
+        out = clap.model.get_audio_features(
+            input_features=feats["input_features"], is_longer=feats["is_longer"].to(torch.bool)
+        )
+    expected = torch.nn.functional.normalize(getattr(out, "pooler_output", out).float(), dim=-1).numpy()
+    np.testing.assert_allclose(clap.embed_windows([long_clip], [7]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (("--fad-profile", "fad"), "unknown FAD profile 'fad': choose from fadtk, per-clip"),
+        (("--clap-profile", "laion"), "choose from stable-audio-metrics, per-clip"),
+        (("--hop", "1"), "--hop applies to the per-clip profiles"),
+    ],
+)
+def test_bad_profile_is_one_clear_error(extra, expected, inputs, checkpoints, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(_cli(inputs, checkpoints, *extra))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    assert not inputs["out"].exists()

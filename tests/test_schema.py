@@ -150,3 +150,29 @@ def test_codecarbon_columns_are_kwh_and_keep_missing_parts_missing():
                     "ram_energy": cols["ram_energy"], "energy_consumed": 1.5}
     assert math.isnan(cols["ram_energy"])
     assert math.isnan(schema.codecarbon_columns(1.0, np.nan, np.nan, np.nan, np.nan)["energy_consumed"])
+
+
+def test_append_to_a_table_with_an_older_header_upgrades_it(tmp_path):
+    """Rows appended after new columns were added keep the table readable: the old rows get empty cells."""
+    import csv
+
+    path = tmp_path / "steps.csv"
+    old_columns = [c for c in schema.COLUMN_NAMES if c not in ("cpu_time_s", "gpu_busy_fraction")]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(old_columns)
+        writer.writerow(["x, with a comma" if c == "prompt" else "" for c in old_columns])
+    schema.append_line(path, schema.header_line(), "".join(",".join(["1"] * len(schema.COLUMN_NAMES)) + "\n"))
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(schema.COLUMN_NAMES)
+    assert [r["prompt"] for r in rows] == ["x, with a comma", "1"]
+    assert rows[0]["cpu_time_s"] == "" and rows[1]["cpu_time_s"] == "1"
+
+
+def test_append_refuses_a_table_with_columns_it_does_not_know(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(schema.SchemaError, match="not in the table"):
+        schema.append_line(path, "a\n", "3\n")
+    assert path.read_text() == "a,b\n1,2\n"

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tta_energy.errors import TtaError
 from tta_energy.fileio import atomic_path
+from tta_energy.models.catalogue import model_names
 
 J_PER_KWH = 3.6e6
 
@@ -58,11 +59,12 @@ COLUMNS: tuple[Column, ...] = (
     _c("config_id", "str", "stable hash of the configuration (model + generation parameters)"),
     _c("repeat", "int", "repeat index, 0-based"),
     _c("is_warmup", "bool", "warm-up generation: recorded, excluded from summaries"),
-    _c("model", "str", "canonical model name (audioldm, audioldm2, stable-audio-open, tango, tango2, ...)"),
+    _c("model", "str", "canonical model name (the catalogue's: " + ", ".join(model_names()) + ")"),
     _c("weights", "str", "'random' (architecture-faithful replica) or the weights' source (path or hub id)"),
     _c("size", "str", "full or tiny", allowed=("full", "tiny", "")),
     _c("dtype", "str", "float32, float16 or bfloat16"),
-    _c("optimize", "str", "optimisation level or levers (none = the study's eager default)"),
+    # the column keeps its first name (the option was --optimize before it became --levers): old tables read
+    _c("optimize", "str", "canonical lever spec of --levers (none = the study's eager default)"),
     _c("steps", "int", "nominal number of denoising steps asked for"),
     _c("denoiser_calls", "int", "denoiser forward calls actually made (MAA's 150 steps run 167)"),
     _c("n_prompts", "int", "distinct prompts in the call"),
@@ -345,6 +347,8 @@ def append_line(path: str | Path, header: str, line: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     repair_tail(path)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        upgrade_header(path, header)
     payload = (header + line) if new else line
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -352,6 +356,32 @@ def append_line(path: str | Path, header: str, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def upgrade_header(path: Path, header: str) -> None:
+    """Rewrite ``path`` atomically under ``header`` when its own header is an older subset of it.
+
+    A table written before columns were added keeps its rows; the new columns are empty in them. Appending a
+    longer row under the old header would make every later line unreadable, so this runs before an append.
+    """
+    with open(path, encoding="utf-8", newline="") as fh:
+        first = fh.readline()
+    if first == header:
+        return
+    old_columns = next(csv.reader([first]))
+    new_columns = next(csv.reader([header]))
+    missing = [c for c in old_columns if c not in new_columns]
+    if missing:
+        raise SchemaError(f"{path}: its columns {', '.join(missing)} are not in the table being appended; "
+                          "write to a new table")
+    with open(path, encoding="utf-8", newline="") as fh:
+        records = list(csv.DictReader(fh))
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=new_columns, lineterminator="\n", restval="")
+        out.write(header)
+        writer.writerows(records)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def write_runs(path: str | Path, df: pd.DataFrame) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tta_energy.analysis.study_import import StudyFormatError, StudyTree, canonical_model, read_csv_exact
+from tta_energy.analysis.study_tree import StudyFormatError, StudyTree, canonical_model, read_csv_exact
 from tta_energy.schema import J_PER_KWH
 
 #: Relative difference under which a reproduced number counts as equal (CSV text round trips, sum order).
@@ -156,8 +156,9 @@ def platform_comparison(
         return table[(table["source"] == platform[0]) & (table["gpu_name"] == platform[1])]
 
     ref_s, oth_s = pick(steps, reference), pick(steps, other)
-    per_steps = ref_s[["model", "steps", "gpu_energy_J_mean", "gpu_energy_J_std"]].merge(
-        oth_s[["model", "steps", "gpu_energy_J_mean", "gpu_energy_J_std"]],
+    columns = ["model", "steps", "n_runs", "gpu_energy_J_mean", "gpu_energy_J_std"]
+    per_steps = ref_s[columns].merge(
+        oth_s[columns],
         on=["model", "steps"],
         suffixes=("_reference", "_other"),
     )

@@ -3,7 +3,7 @@
 A configuration is a (model, steps) pair of the quality experiment. For each platform, data set and metric
 its x is the mean GPU energy per generation (lower is better) and its y the metric's score (CLAP: higher is
 better; FAD: lower is better). A configuration is Pareto-optimal when no other configuration of the same
-data set has energy <= and score better-or-equal with at least one strict inequality (study-method §9.6).
+data set has energy <= and score better-or-equal with at least one strict inequality.
 The study used the 300-clip energy sums; the mean per generation is the same front (constant factor).
 
 What the study lacked: how firmly a configuration sits on the front. Generations are resampled with
@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tta_energy.analysis.bootstrap import CONFIDENCE, percentile_interval
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
+from tta_energy.intervals import CONFIDENCE, percentile_interval
 
 #: Metrics a front can be drawn for: CLAP score (higher is better) and the Frechet distances (lower is better;
 #: the study's "fad" is FAD-inf, the quality module also writes plain FAD and its FAD-inf variants).
@@ -96,7 +96,7 @@ def pareto_table(
     ``scores`` is a tidy score table (``source, model, dataset, steps, metric, value[, scope, caption_id]``);
     rows with a ``caption_id`` are per-clip scores (averaged, and resampled by the bootstrap), rows
     without are one score per configuration. Energies and scores are joined on (source, model, dataset,
-    steps), never by position (study-method §12.14).
+    steps), never by position.
     """
     quality = runs[runs["experiment"] == experiment]
     if quality.empty:

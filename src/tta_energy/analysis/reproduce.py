@@ -11,7 +11,9 @@
 * each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient in its own
   kernel; parameters are injected after the cell tagged ``parameters`` (papermill's convention);
 * the six analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
-  ``<figures>/index.md`` shows each figure with one line of explanation.
+  ``<figures>/index.md`` shows each figure with one line of explanation;
+* given the repository's own ``data/``, the numbers quoted in README.md, data/README.md and docs/ are
+  rewritten from it (:mod:`tta_energy.analysis.docs_numbers`).
 
 The notebooks call :func:`notebook_inputs` to load what they were given.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.analysis import plots, study_import, summaries, tables
+from tta_energy.analysis import docs_numbers, plots, study_import, summaries, tables
 from tta_energy.analysis.compare import platform_label
 from tta_energy.errors import TtaError
 
@@ -253,7 +255,8 @@ def write_index(figures: Path, *, inputs: list[str], notebooks: list[Path], tabl
     if tables_dir is not None:
         rel = tables_dir.relative_to(figures) if tables_dir.is_relative_to(figures) else tables_dir
         lines += [
-            f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity).",
+            f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity, "
+            "quality_energy, pareto_h200).",
             "",
         ]
     groups = list(GROUP_TITLES) + sorted({e["group"] for e in manifest.values()} - set(GROUP_TITLES))
@@ -347,6 +350,9 @@ def reproduce(
             for i in inputs
         ]
         index = write_index(figures, inputs=shown_inputs, notebooks=paths, tables_dir=tables_dir)
+    if data.resolve() == (root / "data").resolve():  # the repository's own docs quote its own data
+        for path in docs_numbers.update_docs(root, data):
+            log(f"numbers in {os.path.relpath(path, root)} rewritten from {data}")
     drawn = sum(e["status"] == "drawn" for e in plots.read_manifest(figures).values())
     log(f"{drawn} figures and {index} written")
     return index

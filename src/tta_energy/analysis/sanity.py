@@ -1,6 +1,6 @@
 """The study's sanity check: do the 300-caption subsets rank step counts as the full data sets do?
 
-For each metric x model x data set with scores on both (study-method §10):
+For each metric x model x data set with scores on both (the study's sanity check, arXiv 2505.07615):
 
 * Pearson r and its two-sided p-value (``scipy.stats.pearsonr``) between the subset scores and the
   full-set scores, both ordered by steps;

@@ -2,7 +2,7 @@
 
 The study's repository (https://github.com/rickgiantsteps/diffusionGenAudio-energy-consumption) keeps one
 CodeCarbon CSV per tracker, with the setting of a row encoded only in its file name and ``project_name``
-(see ``study-method.md`` §4, §8). This module turns
+(the tree is located and its files read by :mod:`.study_tree`). This module turns
 
 * ``results/inference_steps/<Model>/<Model>-emissions-run<k>.csv``                -> experiment ``steps``
 * ``results/batch_size/<Model>/[batch<b>/]<Model>-emissions-batch<b>[-n<i>]-run<k>.csv`` -> ``batch``
@@ -19,7 +19,6 @@ files (``<Model>-mean.csv``, ``total.csv``, ...) so that reproductions can be ch
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -34,259 +33,36 @@ import numpy as np
 import pandas as pd
 
 from tta_energy import schema
+from tta_energy.analysis.study_tree import (
+    AUDIOLDM_BATCH_WEIGHTS,
+    DATASETS,
+    MAA2_STRUCTURED_PROMPT,
+    NUMERIC_CODECARBON,
+    STEPS_RE,
+    STUDY_DURATION_S,
+    STUDY_GPU_NAME,
+    STUDY_PROMPT,
+    STUDY_SETTINGS,
+    StudyFormatError,
+    StudyTree,
+    canonical_model,
+    denoiser_calls,
+    locate_study,
+    model_dirs,
+    parse_steps,
+    read_codecarbon_records,
+    read_csv_exact,
+    rel_path,
+    study_defaults,
+)
 from tta_energy.errors import TtaError
 from tta_energy.models.catalogue import model_names
 
 J_PER_KWH = schema.J_PER_KWH
 
 
-class StudyFormatError(TtaError):
-    """The study's tree or one of its files is not as published; the message names the file and column."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# Names and settings
-
-#: Every spelling the study uses for a model (folder names, short names, ``project_name`` prefixes).
-_ALIASES: dict[str, str] = {
-    "audioldm": "audioldm",
-    "audioldm2": "audioldm2",
-    "make-an-audio": "make-an-audio",
-    "maa": "make-an-audio",
-    "make-an-audio-2": "make-an-audio-2",
-    "maa2": "make-an-audio-2",
-    "stable audio open": "stable-audio-open",
-    "stable-audio-open": "stable-audio-open",
-    "sao": "stable-audio-open",
-    "tango": "tango",
-    "tango2": "tango2",
-}
-
 #: Canonical names, in the catalogue's order.
 CANONICAL_MODELS: tuple[str, ...] = model_names()
-
-
-def canonical_model(name: str) -> str:
-    """Map a study spelling (``Stable Audio Open``, ``SAO``, ``MAA2``, ``AudioLDM2sanity``) to canonical."""
-    key = name.strip().lower()
-    if key.endswith("sanity"):
-        key = key[: -len("sanity")]
-    try:
-        return _ALIASES[key]
-    except KeyError:
-        raise StudyFormatError(
-            f"unknown model name {name!r} in the study's data (known: {', '.join(sorted(set(_ALIASES)))})"
-        ) from None
-
-
-@dataclass(frozen=True)
-class StudyModelSettings:
-    """What the study ran for a model (study-method §3)."""
-
-    weights: str
-    dtype: str
-    guidance_scale: float
-    negative_prompt: str
-    ldm_ddim: bool = False  # original LDM DDIM sampler: integer stride 1000 // steps
-    max_batch_per_pass: int | None = None  # Tango's generate_for_batch splits into passes of 8
-
-
-STUDY_SETTINGS: dict[str, StudyModelSettings] = {
-    "audioldm": StudyModelSettings("cvssp/audioldm-s-full-v2", "float16", 2.5, "Low quality."),
-    "audioldm2": StudyModelSettings("cvssp/audioldm2", "float16", 3.5, "Low quality."),
-    "stable-audio-open": StudyModelSettings(
-        "stabilityai/stable-audio-open-1.0", "float16", 7.0, "Low quality."
-    ),
-    "make-an-audio": StudyModelSettings(
-        "Text-to-Audio/Make-An-Audio:useful_ckpts/maa1_full.ckpt", "float32", 3.0, "", ldm_ddim=True
-    ),
-    "make-an-audio-2": StudyModelSettings(
-        "bytedance/Make-An-Audio-2:useful_ckpts/maa2.ckpt", "float32", 3.0, "", ldm_ddim=True
-    ),
-    "tango": StudyModelSettings("declare-lab/tango-full", "float32", 3.0, "", max_batch_per_pass=8),
-    "tango2": StudyModelSettings("declare-lab/tango2-full", "float32", 3.0, "", max_batch_per_pass=8),
-}
-#: AudioLDM's batch experiment loaded another checkpoint (study-method §12.10).
-AUDIOLDM_BATCH_WEIGHTS = "cvssp/audioldm"
-
-STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
-#: Make-An-Audio 2 needs a structured caption; the steps and batch scripts used this hand-written one.
-MAA2_STRUCTURED_PROMPT = (
-    "<water running out of faucet & all>@<water hitting sink bottom & start>@<water filling a cup & mid>"
-)
-STUDY_GPU_NAME = "NVIDIA A40"
-STUDY_DURATION_S = 10.0
-DATASETS: tuple[str, ...] = ("audiocaps", "clotho")
-
-
-def denoiser_iterations(model: str, steps: int) -> int:
-    """Denoising iterations actually run for ``steps`` nominal steps (study-method §12.8).
-
-    The LDM "uniform" DDIM discretisation of Make-An-Audio (2) uses the integer stride ``1000 // steps``,
-    so 150 steps run ``len(range(0, 1000, 6)) = 167`` iterations; the diffusers and Tango schedulers
-    run exactly ``steps``.
-    """
-    if STUDY_SETTINGS[model].ldm_ddim:
-        return len(range(0, 1000, 1000 // steps))
-    return int(steps)
-
-
-def denoiser_calls(model: str, steps: int, clips_per_call: int) -> int:
-    """Denoiser forward passes of one call: iterations x passes (Tango makes 10 clips as 8 + 2, §12.9)."""
-    passes = 1
-    limit = STUDY_SETTINGS[model].max_batch_per_pass
-    if limit is not None:
-        passes = -(-clips_per_call // limit)
-    return denoiser_iterations(model, steps) * passes
-
-
-# --------------------------------------------------------------------------------------------------------
-# Locating the tree
-
-
-@dataclass(frozen=True)
-class StudyTree:
-    root: Path
-    results: Path
-    sanitycheck: Path | None
-    quality_inferences: Path | None  # inferences/quality_metrics
-
-    @property
-    def steps_dir(self) -> Path:
-        return self.results / "inference_steps"
-
-    @property
-    def batch_dir(self) -> Path:
-        return self.results / "batch_size"
-
-    @property
-    def quality_dir(self) -> Path:
-        return self.results / "quality_metrics"
-
-
-_EXPERIMENT_FOLDERS = ("inference_steps", "batch_size", "quality_metrics")
-
-
-def locate_study(path: str | Path) -> StudyTree:
-    """Locate ``results/``, ``sanitycheck/`` and ``inferences/quality_metrics/`` from a clone or results/."""
-    path = Path(path)
-    if not path.is_dir():
-        raise StudyFormatError(
-            f"{path}: not a folder (expected a copy of the study's repository or results/)"
-        )
-    if (path / "results").is_dir() and any((path / "results" / f).is_dir() for f in _EXPERIMENT_FOLDERS):
-        results = path / "results"
-    elif any((path / f).is_dir() for f in _EXPERIMENT_FOLDERS):
-        results = path
-    else:
-        raise StudyFormatError(
-            f"{path}: not a study tree: none of results/inference_steps, results/batch_size, "
-            f"results/quality_metrics found (give the study's repository or its results/ folder)"
-        )
-    root = results.parent
-    sanity = root / "sanitycheck"
-    quality_inf = root / "inferences" / "quality_metrics"
-    return StudyTree(
-        root=root,
-        results=results,
-        sanitycheck=sanity if sanity.is_dir() else None,
-        quality_inferences=quality_inf if quality_inf.is_dir() else None,
-    )
-
-
-def _model_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-# --------------------------------------------------------------------------------------------------------
-# Reading CodeCarbon files
-
-#: Columns every raw CodeCarbon row must have; the other 25 are ignored except those named below.
-CODECARBON_REQUIRED: tuple[str, ...] = (
-    "project_name",
-    "duration",
-    "emissions",
-    "cpu_energy",
-    "gpu_energy",
-    "ram_energy",
-    "energy_consumed",
-)
-_NUMERIC_CODECARBON = ("duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed")
-_TEXT_CODECARBON = ("project_name", "timestamp", "codecarbon_version")
-
-
-def _rel(path: Path, tree_root: Path | None) -> str:
-    if tree_root is not None:
-        try:
-            return str(path.relative_to(tree_root))
-        except ValueError:
-            pass
-    return str(path)
-
-
-def read_codecarbon_records(path: Path, tree_root: Path | None = None) -> list[dict[str, object]]:
-    """Read one raw CodeCarbon CSV: one dict per row with the text and numeric columns the import needs.
-
-    Numbers are parsed with Python's ``float`` (correctly rounded), so the kWh values are the study's
-    bit for bit. Errors name the file, the column and the data row.
-    """
-    where = _rel(path, tree_root)
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise StudyFormatError(f"{where}: not a readable CSV ({exc})") from None
-    if header is None:
-        raise StudyFormatError(f"{where}: empty file (no header, no rows)")
-    index = {name.strip(): i for i, name in enumerate(header)}
-    missing = [c for c in CODECARBON_REQUIRED if c not in index]
-    if missing:
-        raise StudyFormatError(f"{where}: missing column(s) {', '.join(missing)}")
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise StudyFormatError(f"{where}: no rows (empty experiment)")
-    records = []
-    for number, row in enumerate(rows, start=1):
-        if len(row) != len(header):
-            raise StudyFormatError(
-                f"{where}: data row {number} has {len(row)} fields, the header {len(header)}"
-            )
-        rec: dict[str, object] = {c: row[index[c]] if c in index else "" for c in _TEXT_CODECARBON}
-        for col in _NUMERIC_CODECARBON:
-            cell = row[index[col]].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                what = "an empty value" if cell == "" else f"non-numeric {cell!r}"
-                raise StudyFormatError(f"{where}: column '{col}' holds {what} (data row {number})") from None
-            if not np.isfinite(value) or (col != "duration" and value < 0):
-                raise StudyFormatError(
-                    f"{where}: column '{col}' holds {cell!r} (data row {number}): "
-                    f"expected a finite non-negative number"
-                )
-            rec[col] = value
-        records.append(rec)
-    return records
-
-
-def read_codecarbon(path: Path, tree_root: Path | None = None) -> pd.DataFrame:
-    """One raw CodeCarbon CSV as a DataFrame of the columns the import uses (checked as above)."""
-    return pd.DataFrame.from_records(read_codecarbon_records(path, tree_root))
-
-
-_STEPS_RE = re.compile(r"(\d+)-steps")
-
-
-def parse_steps(project_name: str, where: str) -> int:
-    """The step count of a ``project_name``: first "digits followed by -steps" match, as the study did."""
-    m = _STEPS_RE.search(project_name)
-    if m is None:
-        raise StudyFormatError(
-            f"{where}: column 'project_name' value {project_name!r} has no '<digits>-steps'"
-        )
-    return int(m.group(1))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -320,7 +96,7 @@ def _schema_frame(records: list[dict[str, object]]) -> pd.DataFrame:
     n = len(rec)
     out = pd.DataFrame({name: np.full(n, value, dtype=object) for name, value in schema.empty_row().items()})
     models = rec["model"].to_numpy()
-    settings = [STUDY_SETTINGS[m] for m in models]
+    settings = [study_defaults(m) for m in models]
     clips = rec["clips_per_call"].astype(int).to_numpy()
     steps = rec["steps"].astype(int).to_numpy()
     out["source"] = "study"
@@ -331,7 +107,7 @@ def _schema_frame(records: list[dict[str, object]]) -> pd.DataFrame:
     out["model"] = models
     out["weights"] = rec["weights"]
     out["size"] = "full"
-    out["dtype"] = [s.dtype for s in settings]
+    out["dtype"] = [dtype for dtype, _, _ in settings]
     out["optimize"] = "none"
     out["steps"] = steps
     out["denoiser_calls"] = [denoiser_calls(m, s, c) for m, s, c in zip(models, steps, clips, strict=True)]
@@ -340,8 +116,8 @@ def _schema_frame(records: list[dict[str, object]]) -> pd.DataFrame:
     out["n_clips"] = clips
     out["duration_s"] = STUDY_DURATION_S
     out["audio_seconds"] = STUDY_DURATION_S * clips
-    out["guidance_scale"] = [s.guidance_scale for s in settings]
-    out["negative_prompt"] = [s.negative_prompt for s in settings]
+    out["guidance_scale"] = [scale for _, scale, _ in settings]
+    out["negative_prompt"] = [negative for _, _, negative in settings]
     out["prompt"] = rec["prompt"]
     out["dataset"] = rec["dataset"]
     out["caption_id"] = rec["caption_id"]
@@ -356,7 +132,7 @@ def _schema_frame(records: list[dict[str, object]]) -> pd.DataFrame:
     out["ram_energy_J"] = rec["ram_energy"] * J_PER_KWH
     out["cpu_energy_method"] = "study_codecarbon"
     out["co2_kg"] = rec["emissions"]
-    for col in _NUMERIC_CODECARBON:  # kept exactly as the study logged them (kWh, s, kg)
+    for col in NUMERIC_CODECARBON:  # kept exactly as the study logged them (kWh, s, kg)
         out[col] = rec[col]
     out["gpu_name"] = STUDY_GPU_NAME
     out["codecarbon_version"] = rec["codecarbon_version"]
@@ -389,7 +165,7 @@ _BATCH_CALL_RE = re.compile(r"-emissions-batch(\d+)-n(\d+)-run(\d+)\.csv$")
 def import_steps(tree: StudyTree) -> pd.DataFrame:
     """Experiment 1: one row per (run, step count) and model; ``repeat`` = run - 1."""
     records: list[dict[str, object]] = []
-    for mdir in _model_dirs(tree.steps_dir):
+    for mdir in model_dirs(tree.steps_dir):
         model = canonical_model(mdir.name)
         files = sorted(
             (f for f in mdir.iterdir() if f.is_file() and _RUN_RE.search(f.name)),
@@ -397,11 +173,11 @@ def import_steps(tree: StudyTree) -> pd.DataFrame:
         )
         if not files:
             raise StudyFormatError(
-                f"{_rel(mdir, tree.root)}: no <Model>-emissions-run<k>.csv files (empty experiment)"
+                f"{rel_path(mdir, tree.root)}: no <Model>-emissions-run<k>.csv files (empty experiment)"
             )
         for f in files:
             run = int(_RUN_RE.search(f.name).group(1))
-            rel = _rel(f, tree.root)
+            rel = rel_path(f, tree.root)
             for r in read_codecarbon_records(f, tree.root):
                 records += _tag(
                     [r],
@@ -415,14 +191,14 @@ def import_steps(tree: StudyTree) -> pd.DataFrame:
                     study_file=rel,
                 )
     if not records:
-        raise StudyFormatError(f"{_rel(tree.steps_dir, tree.root)}: no model folders (empty experiment)")
+        raise StudyFormatError(f"{rel_path(tree.steps_dir, tree.root)}: no model folders (empty experiment)")
     return _schema_frame(records)
 
 
 def import_batch(tree: StudyTree) -> pd.DataFrame:
     """Experiment 2: one row per call; ``repeat`` = run - 1; the 10/b calls of a run make its 10 clips."""
     records: list[dict[str, object]] = []
-    for mdir in _model_dirs(tree.batch_dir):
+    for mdir in model_dirs(tree.batch_dir):
         model = canonical_model(mdir.name)
         weights = AUDIOLDM_BATCH_WEIGHTS if model == "audioldm" else STUDY_SETTINGS[model].weights
         found: list[tuple[int, int, int, Path]] = []  # (batch, run, call, file)
@@ -437,12 +213,12 @@ def import_batch(tree: StudyTree) -> pd.DataFrame:
                         found.append((int(m.group(1)), int(m.group(3)), int(m.group(2)), g))
         if not found:
             raise StudyFormatError(
-                f"{_rel(mdir, tree.root)}: no <Model>-emissions-batch<b>[-n<i>]-run<k>.csv "
+                f"{rel_path(mdir, tree.root)}: no <Model>-emissions-batch<b>[-n<i>]-run<k>.csv "
                 f"files (empty experiment)"
             )
         # the order of the study's scripts: batch 10 first, then 5, 2, 1; runs ascending; calls ascending
         for batch, run, call, f in sorted(found, key=lambda t: (-t[0], t[1], t[2])):
-            rel = _rel(f, tree.root)
+            rel = rel_path(f, tree.root)
             records += _tag(
                 read_codecarbon_records(f, tree.root),
                 experiment="batch",
@@ -456,7 +232,7 @@ def import_batch(tree: StudyTree) -> pd.DataFrame:
                 study_file=rel,
             )
     if not records:
-        raise StudyFormatError(f"{_rel(tree.batch_dir, tree.root)}: no model folders (empty experiment)")
+        raise StudyFormatError(f"{rel_path(tree.batch_dir, tree.root)}: no model folders (empty experiment)")
     return _schema_frame(records)
 
 
@@ -492,7 +268,7 @@ def read_captions(tree: StudyTree) -> CaptionIndex:
         df = pd.read_csv(f, dtype=str, keep_default_na=False)
         for col in ("file_name", "caption"):
             if col not in df.columns:
-                raise StudyFormatError(f"{_rel(f, tree.root)}: missing column '{col}'")
+                raise StudyFormatError(f"{rel_path(f, tree.root)}: missing column '{col}'")
         entries: dict[str, tuple[str, str] | None] = {}
         for fn, cap in zip(df["file_name"], df["caption"], strict=True):
             for key in _caption_keys(fn):
@@ -506,21 +282,21 @@ def _quality_records(
     folder: Path, tree: StudyTree, captions: CaptionIndex, experiment: str
 ) -> list[dict[str, object]]:
     records: list[dict[str, object]] = []
-    for mdir in _model_dirs(folder):
+    for mdir in model_dirs(folder):
         model = canonical_model(mdir.name)
         files = sorted(f for f in mdir.iterdir() if f.is_file() and _QUALITY_FILE_RE.match(f.name))
         if not files:
             raise StudyFormatError(
-                f"{_rel(mdir, tree.root)}: no <M>_audiocaps.csv / <M>_clotho.csv files (empty experiment)"
+                f"{rel_path(mdir, tree.root)}: no <M>_audiocaps.csv / <M>_clotho.csv files (empty experiment)"
             )
         for f in files:
             dataset = _QUALITY_FILE_RE.match(f.name).group(2)
-            rel = _rel(f, tree.root)
+            rel = rel_path(f, tree.root)
             for r in read_codecarbon_records(f, tree.root):
                 name = str(r["project_name"])
                 steps = parse_steps(name, rel)
                 # '<M>_<dataset>-<x>-steps-<caption file stem>': the stem may hold spaces and dashes
-                stem = name[_STEPS_RE.search(name).end() :].removeprefix("-")
+                stem = name[STEPS_RE.search(name).end() :].removeprefix("-")
                 file_name, caption = captions.lookup(dataset, stem)
                 if model == "make-an-audio-2" and caption:
                     caption = f"<{caption.lower()} & all>"  # the structured caption the MAA2 script built
@@ -544,10 +320,10 @@ def import_quality(tree: StudyTree, captions: CaptionIndex | None = None) -> pd.
     """Experiment 3: one row per generation (300 captions x 6 step counts x 2 data sets, one pass)."""
     folder = tree.quality_dir / "emissions"
     if not folder.is_dir():
-        raise StudyFormatError(f"{_rel(folder, tree.root)}: missing (quality experiment's emission logs)")
+        raise StudyFormatError(f"{rel_path(folder, tree.root)}: missing (quality experiment's emission logs)")
     records = _quality_records(folder, tree, captions or read_captions(tree), "quality")
     if not records:
-        raise StudyFormatError(f"{_rel(folder, tree.root)}: no model folders (empty experiment)")
+        raise StudyFormatError(f"{rel_path(folder, tree.root)}: no model folders (empty experiment)")
     return _schema_frame(records)
 
 
@@ -578,16 +354,9 @@ SCORE_COLUMNS: tuple[str, ...] = (
 METRICS: dict[str, str] = {"clap": "clap_score", "fad": "fad_score"}
 
 
-def read_csv_exact(path: Path, **kwargs: object) -> pd.DataFrame:
-    """``pd.read_csv`` with correctly rounded floats (pandas 3's default; pandas 2 needs ``round_trip``)."""
-    if int(pd.__version__.split(".")[0]) < 3:
-        kwargs.setdefault("float_precision", "round_trip")
-    return pd.read_csv(path, **kwargs)
-
-
 def read_score_file(path: Path, metric: str, scope: str, tree_root: Path | None = None) -> pd.DataFrame:
     """One ``<M>_clap_scores.csv`` / ``<M>_fad_scores.csv`` as tidy rows (model, data set, steps, value)."""
-    where = _rel(path, tree_root)
+    where = rel_path(path, tree_root)
     try:
         df = read_csv_exact(path, dtype={"model": str, "baseline": str})
     except pd.errors.EmptyDataError:
@@ -674,7 +443,7 @@ def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
         need = ("model", "baseline", "ancova_interaction_pvalue", "pearson_correlation", "pearson_pvalue")
         missing = [c for c in need if c not in df.columns]
         if missing:
-            raise StudyFormatError(f"{_rel(f, tree.root)}: missing column(s) {', '.join(missing)}")
+            raise StudyFormatError(f"{rel_path(f, tree.root)}: missing column(s) {', '.join(missing)}")
         frames.append(
             pd.DataFrame(
                 {

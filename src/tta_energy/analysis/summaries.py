@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tta_energy.analysis.bootstrap import CONFIDENCE, t_interval
 from tta_energy.errors import TtaError
+from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.precision import DTYPE_NAMES
 from tta_energy.schema import J_PER_KWH
 
 #: Rows are only ever averaged within one platform and model configuration.
@@ -32,7 +33,14 @@ PARAMETER_COLUMNS: dict[str, str] = {
 #: What ``ratio_to_reference`` divides by: the study's 10-s request and the float32 yardstick.
 REFERENCE_DURATION_S = 10.0
 REFERENCE_DTYPE = "float32"
-DTYPE_ORDER: tuple[str, ...] = ("float32", "float16", "bfloat16")
+DTYPE_ORDER: tuple[str, ...] = DTYPE_NAMES
+#: Joules in one watt-hour: the AI Energy Score leaderboard reports GPU energy as Wh per 1000 queries.
+J_PER_WH = J_PER_KWH / 1000
+
+
+def wh_per_1000_clips(joules_per_clip: pd.Series) -> pd.Series:
+    """Energy per clip in the AI Energy Score leaderboard's unit: Wh per 1000 clips (J x 1000 / 3600)."""
+    return joules_per_clip * 1000 / J_PER_WH
 
 
 class AnalysisError(TtaError):
@@ -43,7 +51,7 @@ def mark_first_generations(runs: pd.DataFrame) -> pd.Series:
     """True for the first generation of each of the study's scripts (per source='study', model, experiment).
 
     The study never discarded a warm-up generation: the first call of every script carries CUDA/cuDNN
-    warm-up (study-method §12.1: run 1 at 10 steps, batch-10 run 1). The first row in time order is it.
+    warm-up (run 1 at 10 steps, batch-10 run 1). The first row in time order is it.
     """
     flag = pd.Series(False, index=runs.index)
     study = runs[runs["source"] == "study"]
@@ -123,12 +131,15 @@ def steps_summary(
     _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
     _ci_columns(out, g, "gpu_energy_J_per_audio_s", "gpu_energy_J_per_audio_s", confidence)
     out["gpu_energy_J_per_denoiser_call"] = out["gpu_energy_J_mean"] / out["denoiser_calls"]
+    out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_mean"])
     first = [
         "model",
         "steps",
         "n_runs",
         "gpu_energy_J_mean",
         "gpu_energy_J_std",
+        "gpu_energy_J_per_audio_s_mean",
+        "gpu_energy_Wh_per_1000_clips_mean",
         "energy_J_mean",
         "duration_s_mean",
     ]
@@ -150,7 +161,7 @@ def steps_fit(summary: pd.DataFrame) -> pd.DataFrame:
     """Per model: least-squares line of the per-step-count mean GPU energy vs nominal steps and vs calls.
 
     The second fit matters where nominal steps and iterations differ (Make-An-Audio (2) at 150 steps runs
-    167 DDIM iterations, study-method §12.8).
+    167 DDIM iterations).
     """
     rows = []
     for key, grp in summary.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
@@ -187,7 +198,7 @@ def batch_summary(
     study's ``total.csv`` (b = 1, 2, 5) / ``averaged_batch10.csv`` (b = 10). ``..._std`` is the sample
     standard deviation of the per-run totals, for every b. The study's own error bars are in
     ``study_error_J`` (a standard error sqrt(sum_i var_i / n) for b < 10, a standard deviation for b = 10,
-    study-method §12.15) so that its figures can be redrawn; ``study_error_kind`` says which.
+    as its repository computes them) so that its figures can be redrawn; ``study_error_kind`` says which.
     """
     df = _require(runs, experiment)
     df["batch"] = df["n_clips"].astype(int)
@@ -242,6 +253,7 @@ def batch_summary(
     ).reset_index()
     _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
     out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_BATCH_RUN
+    out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_per_clip_mean"])
     # the baseline is one clip per call (one prompt): distinct-prompt batches compare against it too
     single = out[(out["batch"] == 1) & (out["n_prompts"] == 1)]
     base = single.set_index(list(PLATFORM_KEYS))["gpu_energy_J_per_10_clips_mean"]
@@ -256,6 +268,9 @@ def batch_summary(
         "batch",
         "gpu_energy_J_per_10_clips_mean",
         "gpu_energy_J_per_10_clips_std",
+        "gpu_energy_J_per_clip_mean",
+        "gpu_energy_J_per_audio_s_mean",
+        "gpu_energy_Wh_per_1000_clips_mean",
         "ratio_to_batch1",
     ]
     return out[first + [c for c in out.columns if c not in first]]
@@ -390,6 +405,8 @@ def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> 
 
 #: The caption set ``ratio_to_reference_dataset`` divides by in :func:`quality_energy_summary`.
 REFERENCE_DATASET = "audiocaps"
+#: How the caption sets are printed.
+DATASET_LABELS: dict[str, str] = {"audiocaps": "AudioCaps", "clotho": "Clotho"}
 #: The leading columns of :func:`quality_energy_summary` (what a reader looks at first), in order.
 QUALITY_ENERGY_COLUMNS: tuple[str, ...] = (
     "model",
@@ -463,8 +480,9 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
             welch[key] = float(stats.ttest_ind(*sets, equal_var=False).pvalue)
     out["welch_p"] = [welch.get(tuple(row), np.nan) for row in out[base].itertuples(index=False)]
     reference = out[out["dataset"] == REFERENCE_DATASET].set_index(base)["gpu_energy_J_mean"]
-    out["ratio_to_reference_dataset"] = out["gpu_energy_J_mean"].to_numpy() / reference.reindex(
-        pd.MultiIndex.from_frame(out[base])
-    ).to_numpy()
+    out["ratio_to_reference_dataset"] = (
+        out["gpu_energy_J_mean"].to_numpy()
+        / reference.reindex(pd.MultiIndex.from_frame(out[base])).to_numpy()
+    )
     first = list(QUALITY_ENERGY_COLUMNS)
     return out[first + [c for c in out.columns if c not in first]]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.analysis import compare, pareto, sanity, study_import, summaries
+from tta_energy.analysis import compare, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 
@@ -49,7 +49,7 @@ class AnalysisInput:
     runs: pd.DataFrame
     scores: pd.DataFrame | None = None
     published_sanity: pd.DataFrame | None = None
-    study_tree: study_import.StudyTree | None = None
+    study_tree: study_tree.StudyTree | None = None
     sources: list[str] = field(default_factory=list)  # what was read, for the README
 
 
@@ -90,12 +90,12 @@ def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
     for p in map(Path, paths):
         found = sorted(p.rglob(PUBLISHED_SANITY)) if p.is_dir() else [p] if p.name == PUBLISHED_SANITY else []
         if found:
-            return study_import.read_csv_exact(found[0])
+            return study_tree.read_csv_exact(found[0])
     return None
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    df = study_import.read_csv_exact(
+    df = study_tree.read_csv_exact(
         path,
         dtype={"model": str, "dataset": str, "metric": str, "caption_id": str, "scope": str, "source": str},
         keep_default_na=False,
@@ -240,12 +240,15 @@ def readme_text(
         "| table | content |",
         "|---|---|",
         "| steps_summary.csv | per model x steps: n_runs, mean / sample std (ddof 1) / SEM / t interval of "
-        "GPU energy; CodeCarbon total energy (`energy_J_*`), duration, energy per second of audio, per "
-        "denoiser call; `gpu_energy_kWh_*` = the study's own arithmetic on its kWh column |",
+        "GPU energy; energy per second of audio (`gpu_energy_J_per_audio_s_mean`, J/s) and per 1000 clips "
+        "(`gpu_energy_Wh_per_1000_clips_mean`, Wh: the AI Energy Score leaderboard's unit, batch 1); "
+        "CodeCarbon total energy (`energy_J_*`), duration, per denoiser call; `gpu_energy_kWh_*` = the "
+        "study's own arithmetic on its kWh column |",
         "| steps_fit.csv | least squares of the per-step-count mean GPU energy vs nominal steps "
         "(`slope_J_per_step, intercept_J, r2`) and vs denoiser calls actually made (`*_calls`) |",
         "| batch_summary.csv | energy to make 10 clips at each batch size (per run: sum over its calls; then "
-        "mean / std over runs), per clip, per second of audio, `ratio_to_batch1`; `study_error_J` is the "
+        "mean / std over runs), per clip, per second of audio (J/s), per 1000 clips (Wh), `ratio_to_batch1`; "
+        "`study_error_J` is the "
         "error bar the study drew |",
         "| pareto.csv | per data set x metric: each (model, steps) with mean GPU energy per generation, "
         "score, `pareto_optimal` (strict dominance), `front_frequency` under bootstrap, energy interval |",
@@ -254,6 +257,10 @@ def readme_text(
         "| quality_energy.csv | the quality sweep's energy per caption, per model x steps x caption set: "
         "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
         "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets |",
+        "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
+        "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
+        "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "
+        "and `front_change` (A40 -> H200 default: joins, leaves, stays, off) |",
     ]
     if "reproduction" in result.extra:
         rep = result.extra["reproduction"]

@@ -2,7 +2,8 @@
 
 Each returns the parsed value or raises :class:`TtaError` with one line naming the problem and what is
 allowed, so that a bad value costs a fraction of a second instead of the imports and the model build.
-The per-model rules (steps the sampler can run, durations, precisions) come from the catalogue.
+The per-model rules (steps the sampler can run, durations) come from the catalogue, precision names from
+:mod:`tta_energy.precision`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from tta_energy.errors import ModelError, TtaError
 from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
 from tta_energy.models import catalogue
+from tta_energy.precision import canonical_dtype
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -33,7 +35,7 @@ def device(name: str | None) -> str | None:
 
 def dtype(name: str | None) -> str | None:
     """A precision name (float32, float16, bfloat16 or fp32, fp16, bf16) as its canonical name."""
-    return None if name is None else catalogue.canonical_dtype(name)
+    return None if name is None else canonical_dtype(name)
 
 
 def size(name: str) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from tta_energy.models import catalogue
+
 LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention kernels, batching.
 
 Specs: none (the study's default), graphs (the denoiser as a CUDA graph), max (fp16, fastest attention
@@ -38,7 +40,8 @@ def register(app: typer.Typer) -> None:
 
     @levers_app.command("run")
     def run_cmd(
-        models: str = typer.Option(..., "--models", "-m", help="comma list of models"),
+        models: str = typer.Option(..., "--models", "-m",
+                                   help="comma list of models: " + catalogue.help_text()),
         out_dir: Path = typer.Option(Path("data/runs/levers"), help="folder of the raw tables (the committed "
                                                                     "data/h200/levers only when named)"),
         full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
@@ -70,7 +73,8 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
     ) -> None:
         """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling."""
-        from tta_energy.experiments.levers import LeversOptions, build_report, plan_text, run_levers
+        from tta_energy.levers.experiment import LeversOptions, plan_text, run_levers
+        from tta_energy.levers.report import build_report
 
         opts = LeversOptions(
             models=_names(models), out_dir=out_dir,
@@ -100,7 +104,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Combine raw folders (e.g. two GPU runs) into levers.csv, levers_summary.md and levers.png."""
         from tta_energy.errors import TtaError
-        from tta_energy.experiments.levers import build_report
+        from tta_energy.levers.report import build_report
 
         missing = [str(r) for r in raw if not r.is_dir()]
         if missing:
@@ -116,7 +120,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
     ) -> None:
         """The GPU's ceiling: bf16 matrix-product TFLOP per joule, measured with the project's meter."""
-        from tta_energy.experiments.levers import measure_ceiling_once
+        from tta_energy.levers.ceiling import measure_ceiling_once
 
         row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out)
         typer.echo(json.dumps(row, indent=1, default=str))
@@ -124,6 +128,6 @@ def register(app: typer.Typer) -> None:
     @levers_app.command("explain")
     def explain_cmd(spec: str = typer.Argument(..., help="a lever spec, e.g. max or compile,bf16")) -> None:
         """Print what a lever spec switches on (parsed, without running anything)."""
-        from tta_energy.optimize import describe_levers, parse_levers
+        from tta_energy.levers.spec import describe_levers, parse_levers
 
         typer.echo(json.dumps(describe_levers(parse_levers(spec)), indent=1))

@@ -119,11 +119,11 @@ def register(app: typer.Typer) -> None:
 
         from tta_energy.audio_io import clip_paths, write_clips
         from tta_energy.models.base import GenerationRequest
-        from tta_energy.models.catalogue import entry
         from tta_energy.models.registry import build_model
+        from tta_energy.precision import generation_precision
 
         device = device or default_device()
-        dtype = dtype or entry(model).default_dtype(device)
+        dtype = generation_precision(model, option=dtype, device=device)
         request = GenerationRequest(prompts=[prompt], steps=steps, waveforms_per_prompt=batch,
                                     duration_s=duration, guidance_scale=guidance,
                                     negative_prompt=negative_prompt, seed=seed)

@@ -9,6 +9,14 @@ import typer
 
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
+from tta_energy.quality.profiles import (
+    CLAP_PROFILES,
+    DEFAULT_CLAP_PROFILE,
+    DEFAULT_FAD_PROFILE,
+    FAD_PROFILES,
+    parse_clap_profile,
+    parse_fad_profile,
+)
 
 SCORE_HELP = (
     "Score generated audio: FAD, FAD-inf and CLAP score on LAION-CLAP embeddings."
@@ -23,9 +31,14 @@ SCORE_HELP = (
     "in --checkpoint-dir, $TTA_ENERGY_CLAP_DIR and ./checkpoints/clap) default to what the study used: "
     "FAD with 630k-audioset-best (fadtk clap-laion-audio, non-fusion), the CLAP score with "
     "630k-audioset-fusion-best (stable-audio-metrics). Audio: mono mean, soxr to 48 kHz, int16 "
-    "round-trip, peak -1 dBFS for the CLAP score only, clips over 10 s cut into 10 s windows. Output "
-    "columns: model, dataset, steps, metric, value, ci_low, ci_high, n_generated, n_reference, embedding,"
-    " ci_method, fit_r2. See docs/quality.md."
+    "round-trip, peak -1 dBFS for the CLAP score only."
+    "\n\n"
+    "Profiles, named after the tool they reproduce, default to the study's: --fad-profile fadtk (10 s "
+    "windows every 1 s, zero-padded, float16 embeddings, FAD-inf sizes from 500) or per-clip (10 s "
+    "windows end-aligned, FAD-inf sizes from N/2 below 500); --clap-profile stable-audio-metrics (clips "
+    "over 10 s cropped at random by CLAP, seeded by --seed) or per-clip (mean of end-aligned 10 s "
+    "windows). Output columns: model, dataset, steps, metric, value, ci_low, ci_high, n_generated, "
+    "n_reference, embedding, profile, ci_method, fit_r2. See docs/quality.md."
 )
 
 
@@ -97,8 +110,17 @@ def register(app: typer.Typer) -> None:
             help="eps*I on the covariances: auto (only if the "
             "eigen-decomposition fails), always (when singular), never",
         ),
+        fad_profile: str = typer.Option(
+            DEFAULT_FAD_PROFILE,
+            help=f"how FAD/FAD-inf embed and sample: {' or '.join(FAD_PROFILES)} (default: the study's)",
+        ),
+        clap_profile: str = typer.Option(
+            DEFAULT_CLAP_PROFILE,
+            help=f"how the CLAP score embeds clips over 10 s: {' or '.join(CLAP_PROFILES)} "
+            "(default: the study's)",
+        ),
         hop: float | None = typer.Option(
-            None, help="seconds between 10 s windows of longer clips (default 10)"
+            None, help="per-clip profiles: seconds between 10 s windows of longer clips (default 10)"
         ),
         cache: Path | None = typer.Option(
             None, help="embedding cache folder (default ~/.cache/tta-energy/embeddings)"
@@ -116,13 +138,21 @@ def register(app: typer.Typer) -> None:
         wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
         if fad_regularize not in ("auto", "always", "never"):
             raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")
+        if hop is not None and "per-clip" not in (fad_profile, clap_profile):
+            raise TtaError(
+                "--hop applies to the per-clip profiles (fadtk starts a window every 1 s, "
+                "stable-audio-metrics lets CLAP crop); add --fad-profile per-clip or --clap-profile per-clip"
+            )
         settings = sc.ScoreSettings(
             metrics=wanted,
             n_resamples=bootstrap,
             seed=seed,
             fad_inf_ci=fad_inf_ci,
             regularize=fad_regularize,
-            hop_s=hop,
+            fad_profile=parse_fad_profile(fad_profile, hop_s=hop if fad_profile == "per-clip" else None),
+            clap_profile=parse_clap_profile(
+                clap_profile, hop_s=hop if clap_profile == "per-clip" else None, seed=seed
+            ),
             batch_windows=batch_size,
             progress=not quiet,
         )

@@ -107,7 +107,9 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         out_dir: Path | None = typer.Option(None, help="folder of <experiment>.csv tables "
                                                        "(default: data/runs; not with --out)"),
         seed: int = typer.Option(0, help="seed of the initial noise and of the run order"),
-        optimize: str = typer.Option("none", help="none | graphs | max | lever,lever (energy levers)"),
+        levers: str = typer.Option("none", "--levers", "--optimize",
+                                   help="energy levers: none | graphs | max | lever,lever (see 'tta-energy "
+                                        "levers explain'); --optimize is the same option's older name"),
         min_window: float = typer.Option(0.0, "--min-window",
                                          help="repeat a generation until the meter window lasts S seconds"),
         idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline before the sweep (0: none)"),
@@ -127,6 +129,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             checks.positive(value, option)
         from tta_energy.experiments.distributed import context_from_env
         from tta_energy.experiments.runner import SweepOptions, check_options, check_writable, run_sweep
+        from tta_energy.levers.spec import parse_levers
+        from tta_energy.precision import canonical_dtype
 
         experiments = _split([experiment]) or ()
         repeat_counts = {}
@@ -138,10 +142,11 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         grids = {name: _split([value]) or ()
                  for name, value in per_experiment(grid, experiments, "--grid").items()}
         opts = SweepOptions(
-            model=model, experiments=experiments, size=size, weights=weights, device=device, dtype=dtype,
+            model=model, experiments=experiments, size=size, weights=weights, device=device,
+            dtype=canonical_dtype(dtype) if dtype is not None else None,
             repeats=repeat_counts, grid=grids, steps=steps, duration_s=duration, prompt=prompt,
             captions=_split(captions) or (), limit=limit, audio_dir=audio_dir, save_audio=save_audio, out=out,
-            out_dir=out_dir, seed=seed, optimize=optimize, min_window_s=min_window, idle_s=idle_s,
+            out_dir=out_dir, seed=seed, levers=parse_levers(levers), min_window_s=min_window, idle_s=idle_s,
             warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)

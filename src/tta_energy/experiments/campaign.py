@@ -182,11 +182,11 @@ def load_campaign(path: str | Path) -> Campaign:
         raise CampaignError(f"{where}: size must be full or tiny, got {size!r}")
     dtype = _get(data, "dtype", str, None, where)
     if dtype is not None:
-        from tta_energy.models.base import ModelError, dtype_name, parse_dtype
+        from tta_energy.precision import PrecisionError, canonical_dtype
 
         try:
-            dtype = dtype_name(parse_dtype(dtype))
-        except ModelError as exc:
+            dtype = canonical_dtype(dtype)
+        except PrecisionError as exc:
             raise CampaignError(f"{where}: {exc}") from None
     duration = _get(data, "duration_s", (int, float), None, where)
     if duration is not None and not duration > 0:

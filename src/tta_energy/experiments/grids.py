@@ -1,6 +1,6 @@
 """The sweeps as data: what each experiment varies, its defaults, and the configurations it expands to.
 
-The study's three experiments (study-method.md sections 5-7) and the three new ones of issue 5:
+The study's three experiments (arXiv 2505.07615: steps, batch, quality) and three new ones:
 
 * ``steps``: denoising steps {10, 25, 50, 100, 150, 200}, one 10 s waveform, 5 repeats;
 * ``batch``: 10 clips per repeat at 100 steps, made as 10 calls of 1, 5 of 2, 2 of 5 or 1 of 10 waveforms of
@@ -24,12 +24,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tta_energy.errors import TtaError
+from tta_energy.precision import DTYPE_NAMES
 
-#: the fixed prompt of the study's steps and batch experiments (study-method.md section 3)
+if TYPE_CHECKING:
+    from tta_energy.models.base import GenerationRequest
+
+#: the fixed prompt of the study's steps and batch experiments (arXiv 2505.07615)
 STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 #: clips generated per repeat of the batch experiment (the study: 10)
 CLIPS_PER_REPEAT = 10
@@ -65,7 +70,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
                                "new: audio duration where the model allows it"),
     "guidance": ExperimentSpec("guidance", "guidance scale (default: the model's; 1: off)", ("default", "1"),
                                5, 100, "new: classifier-free guidance on vs off"),
-    "precision": ExperimentSpec("precision", "dtype", ("float32", "float16", "bfloat16"), 5, 100,
+    "precision": ExperimentSpec("precision", "dtype", DTYPE_NAMES, 5, 100,
                                 "new: numeric precision of weights and activations"),
 }
 
@@ -102,13 +107,23 @@ class Config:
         cfg = 0.5 if (self.guidance_scale is not None and self.guidance_scale <= 1.0) else 1.0
         return float(self.steps * self.n_clips * max(duration, 1.0) * cfg) + 1.0
 
+    def request(self) -> GenerationRequest:
+        """The generation call this configuration makes (None fields: the model's defaults)."""
+        from tta_energy.models.base import GenerationRequest
 
-def config_id(config: Config, *, size: str, weights: str, optimize: str, dtype: str) -> str:
-    """A stable 16-hex hash of the configuration and of what the model is (size, weights, dtype, levers)."""
+        return GenerationRequest(prompts=list(self.prompts), steps=self.steps,
+                                 waveforms_per_prompt=self.waveforms_per_prompt, duration_s=self.duration_s,
+                                 guidance_scale=self.guidance_scale, seed=self.seed, extra=dict(self.extra))
+
+
+def config_id(config: Config, *, size: str, weights: str, levers: str, dtype: str) -> str:
+    """A stable 16-hex hash of the configuration and of what the model is (size, weights, dtype, the
+    canonical lever spec). The spec is hashed under the key ``optimize``, the run table's column, so that
+    the ids of older tables stay the same."""
     payload = asdict(config)
     payload["prompts"] = list(config.prompts)
     payload["extra"] = [list(kv) for kv in config.extra]
-    payload.update(size=size, weights=weights, optimize=optimize, dtype=dtype)
+    payload.update(size=size, weights=weights, optimize=levers, dtype=dtype)
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -258,11 +273,11 @@ def build_configs(req: GridRequest) -> list[Config]:
             out.append(replace(base, guidance_scale=v))
         return out
     if name == "precision":
-        from tta_energy.models.base import ModelError, dtype_name, parse_dtype
+        from tta_energy.precision import PrecisionError, canonical_dtype
 
         try:
-            names = [dtype_name(parse_dtype(t)) for t in tokens]
-        except ModelError as exc:
+            names = [canonical_dtype(t) for t in tokens]
+        except PrecisionError as exc:
             raise SweepError(str(exc)) from None
         _check_unique(names, name)
         return [replace(base, dtype=v) for v in names]

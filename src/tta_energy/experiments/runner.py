@@ -48,7 +48,9 @@ from tta_energy.experiments.grids import (
     spec,
 )
 from tta_energy.fileio import writable_file, writable_folder
-from tta_energy.models.catalogue import canonical_dtype, check_generation, entry, model_names
+from tta_energy.levers.spec import NO_LEVERS, Levers
+from tta_energy.models.catalogue import check_generation, entry, model_names
+from tta_energy.precision import canonical_dtype, generation_precision
 
 DEFAULT_OUT_DIR = Path("data/runs")
 DEFAULT_AUDIO_DIR = Path("outputs/audio")
@@ -65,7 +67,7 @@ class SweepOptions:
     size: str = "full"
     weights: str = "random"
     device: str | None = None  # None: cuda when available, else cpu
-    dtype: str | None = None
+    dtype: str | None = None  # canonical name (tta_energy.precision)
     repeats: dict[str, int] = field(default_factory=dict)  # experiment -> repeats (missing: the default)
     grid: dict[str, tuple[str, ...]] = field(default_factory=dict)  # experiment -> grid tokens
     steps: int | None = None
@@ -78,7 +80,7 @@ class SweepOptions:
     out: Path | None = None
     out_dir: Path | None = None  # None: DEFAULT_OUT_DIR (given together with --out it is refused)
     seed: int = 0
-    optimize: str = "none"
+    levers: Levers = NO_LEVERS  # parsed where the spec enters (the command line)
     min_window_s: float = 0.0
     idle_s: float = 5.0
     warmup: int = 1
@@ -198,53 +200,6 @@ def resolve_device(device: str | None, ctx: distributed.DistContext) -> str:
     return device
 
 
-def lever_dtype(model: str, optimize: str) -> str | None:
-    """The precision an ``--optimize`` spec imposes (``fp16``, ``max``, ...), or None."""
-    if optimize == "none":
-        return None
-    from tta_energy.models.base import dtype_name
-    from tta_energy.models.registry import adapter_class
-    from tta_energy.optimize import parse_levers
-
-    levers = parse_levers(optimize)
-    if levers.precision is None and not levers.max_precision:
-        return None
-    return dtype_name(levers.dtype_for(adapter_class(model)))
-
-
-def resolved_dtype(model: str, config_dtype: str | None, option_dtype: str | None,
-                   optimize: str = "none", device: str = "cuda") -> str:
-    """The dtype a configuration runs in: a precision lever, else the configuration's, the option's, the
-    model's default on ``device`` (the study's on a GPU, float32 on a CPU: the catalogue's one rule)."""
-    forced = lever_dtype(model, optimize)
-    if forced is not None:
-        return forced
-    return canonical_dtype(config_dtype or option_dtype or entry(model).default_dtype(device))
-
-
-def latent_seconds(adapter: Any, duration_s: float) -> float:
-    """Seconds of audio the denoiser computes per clip: Stable Audio Open's whole latent window (47.55 s at
-    full size, whatever the duration), Tango's fixed 10.24 s, otherwise the requested duration."""
-    hook = getattr(adapter, "latent_seconds", None)
-    if callable(hook):
-        return float(hook(duration_s))
-    if hasattr(adapter, "latent_length") and hasattr(adapter, "max_duration_s"):
-        return float(adapter.max_duration_s)  # Stable Audio Open's DiT window
-    clip = getattr(adapter, "clip_seconds", None)  # Tango: its fixed length at this size
-    if isinstance(clip, int | float):
-        return float(clip)
-    fixed = adapter.defaults.fixed_duration_s
-    return float(fixed) if fixed is not None else float(duration_s)
-
-
-def to_request(config: Config) -> Any:
-    from tta_energy.models.base import GenerationRequest
-
-    return GenerationRequest(prompts=list(config.prompts), steps=config.steps,
-                             waveforms_per_prompt=config.waveforms_per_prompt, duration_s=config.duration_s,
-                             guidance_scale=config.guidance_scale, seed=config.seed, extra=dict(config.extra))
-
-
 def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
     """One clip (channels, samples) as a WAV, atomically (the project's writer: temp file + rename)."""
     from tta_energy.audio_io import write_wav as write_atomic
@@ -253,17 +208,9 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
     write_atomic(path, waveform, sample_rate)
 
 
-def load_levers() -> Callable[[Any, str], Any] | None:
-    try:
-        from tta_energy.optimize import apply_levers
-    except ImportError:
-        return None
-    return apply_levers
-
-
 # --- planning -----------------------------------------------------------------------------------------------
 def check_options(opts: SweepOptions) -> None:
-    """Every option, checked before torch is imported or a model is built (the levers' precision aside)."""
+    """Every option, checked before torch is imported or a model is built."""
     if opts.model not in model_names():
         raise SweepError(f"unknown model {opts.model!r}: choose one of {', '.join(model_names())}")
     if not opts.experiments:
@@ -292,16 +239,9 @@ def check_options(opts: SweepOptions) -> None:
         raise SweepError("--idle-s and --min-window must be >= 0")
     if opts.time_budget_s is not None and opts.time_budget_s <= 0:
         raise SweepError(f"--time-budget must be > 0 s, got {opts.time_budget_s}")
-    if opts.optimize != "none":
-        if load_levers() is None:
-            raise SweepError(f"--optimize {opts.optimize}: the levers module (tta_energy.optimize) is not "
-                             "available; only 'none' is accepted")
-        from tta_energy.optimize import parse_levers
-
-        opts.optimize = parse_levers(opts.optimize).spec  # canonical text, as stored in the rows
-        if "precision" in opts.experiments and lever_dtype(opts.model, opts.optimize) is not None:
-            raise SweepError(f"--optimize {opts.optimize} fixes the precision: it cannot be combined "
-                             "with the precision experiment")
+    if "precision" in opts.experiments and opts.levers.precision is not None:
+        raise SweepError(f"--levers {opts.levers.spec} fixes the precision: it cannot be combined "
+                         "with the precision experiment")
     for e in opts.experiments:
         if opts.out_path(e).suffix != ".csv":
             raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
@@ -402,7 +342,7 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe,
         kept = []
         for c in configs:
             try:
-                probe.check(to_request(c))
+                probe.check(c.request())
             except ModelError as exc:
                 note = f"{_describe(c, experiment)}: left out ({exc})"
                 if note not in excluded:
@@ -416,8 +356,8 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe,
     repeats = opts.repeats.get(experiment, s.repeats)
     items = []
     for c, r in run_order(configs, repeats, opts.seed):
-        dtype = resolved_dtype(opts.model, c.dtype, opts.dtype, opts.optimize, device)
-        cid = config_id(c, size=opts.size, weights=opts.weights, optimize=opts.optimize, dtype=dtype)
+        dtype = generation_precision(opts.model, opts.levers.precision, c.dtype, opts.dtype, device)
+        cid = config_id(c, size=opts.size, weights=opts.weights, levers=opts.levers.spec, dtype=dtype)
         items.append(Item(c, r, cid, dtype))
     return items, excluded
 
@@ -440,7 +380,7 @@ def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
         for it in p.items:
             d = it.config.duration_s if it.config.duration_s is not None else adapter.defaults.duration_s
             try:
-                computed = round(latent_seconds(adapter, d), 2)
+                computed = round(adapter.latent_seconds(d), 2)
             except Exception:  # informative only
                 continue
             if abs(computed - d) > 0.05:
@@ -486,14 +426,15 @@ class ModelCache:
 
     def get(self, dtype: str) -> Any:
         if dtype not in self.adapters:
-            from tta_energy.models.registry import build_model
+            from tta_energy.models.registry import adapter_class
 
-            adapter = build_model(self.opts.model, size=self.opts.size, weights=self.opts.weights,
-                                  device=self.device, dtype=dtype)
-            if self.opts.optimize != "none":
-                apply = load_levers()
-                assert apply is not None  # checked in check_options
-                adapter = apply(adapter, self.opts.optimize, duration_s=self.opts.duration_s)
+            adapter = adapter_class(self.opts.model).build(size=self.opts.size, weights=self.opts.weights,
+                                                           device=self.device, dtype=dtype)
+            if not self.opts.levers.is_none:
+                from tta_energy.levers.apply import apply_levers
+
+                adapter = apply_levers(adapter, self.opts.levers, duration_s=self.opts.duration_s,
+                                       dtype=dtype)
             self.adapters[dtype] = adapter
         return self.adapters[dtype]
 
@@ -509,13 +450,13 @@ class RowContext:
 
 def base_row(rc: RowContext, experiment: str, item: Item, adapter: Any, is_warmup: bool) -> dict[str, object]:
     c = item.config
-    req = adapter.resolved(to_request(c))
+    req = adapter.resolved(c.request())
     row = schema.empty_row()
     row.update({k: v for k, v in rc.provenance.items() if k in row})
     row.update(
         source="tta-energy", run_id=rc.run_id, experiment=experiment, config_id=item.config_id,
         repeat=item.repeat, is_warmup=is_warmup, model=rc.opts.model, weights=rc.opts.weights,
-        size=rc.opts.size, dtype=item.dtype, optimize=rc.opts.optimize, steps=c.steps,
+        size=rc.opts.size, dtype=item.dtype, optimize=rc.opts.levers.spec, steps=c.steps,
         n_prompts=c.n_prompts, waveforms_per_prompt=c.waveforms_per_prompt, n_clips=c.n_clips,
         duration_s=float(req.duration_s), guidance_scale=float(req.guidance_scale),
         negative_prompt=req.negative_prompt or "", prompt=c.prompts[0], seed=c.seed, dataset=c.dataset,
@@ -523,7 +464,7 @@ def base_row(rc: RowContext, experiment: str, item: Item, adapter: Any, is_warmu
         trace_path=rc.trace_path,
     )
     try:
-        row["latent_seconds"] = latent_seconds(adapter, float(req.duration_s))
+        row["latent_seconds"] = adapter.latent_seconds(float(req.duration_s))
     except Exception:  # informative only; never fail a row on it
         row["latent_seconds"] = np.nan
     return row
@@ -533,7 +474,7 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
                 is_warmup: bool) -> dict[str, object]:
     """Measure one generation and return its complete row (status ok / oom / nan_audio / error)."""
     row = base_row(rc, experiment, item, adapter, is_warmup)
-    request = to_request(item.config)
+    request = item.config.request()
     output = None
     try:
         adapter.check_request(request)

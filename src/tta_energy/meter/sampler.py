@@ -30,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tta_energy.meter.clock import Clock, VirtualClock
-from tta_energy.meter.sources import CounterSource
+from tta_energy.meter.simulated import SimulatedCounterSource
+from tta_energy.meter.sources import CounterSource, NvmlCounterSource
 from tta_energy.meter.timeline import ChangePoint, DeviceTimeline
 
 log = logging.getLogger("tta_energy.meter")
@@ -303,10 +304,18 @@ class ProcessSampler(Sampler):
         self._proc = None
 
 
+def source_from_spec(spec: dict) -> CounterSource:
+    """Rebuild a counter source inside the sampler process from its ``spec()``."""
+    if spec["kind"] == "nvml":
+        return NvmlCounterSource.from_spec(spec)
+    if spec["kind"] == "simulated":
+        return SimulatedCounterSource.from_spec(spec)
+    raise ValueError(f"unknown counter source kind {spec['kind']!r}")
+
+
 def run_child(spec: dict) -> int:
     """Body of the sampler process: poll until told to stop (or until the parent goes away)."""
     from tta_energy.meter.clock import MonotonicClock
-    from tta_energy.meter.sources import source_from_spec
 
     out_lock = threading.Lock()
 

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from tta_energy.meter.clock import Clock, MonotonicClock
+from tta_energy.meter.sources import GpuInfo
 
 #: period of NVML's GPU-utilization samples on the H200 as the simulation assumes it (1/6 s)
 UTILIZATION_PERIOD_S = 1.0 / 6.0
@@ -207,9 +208,7 @@ class SimulatedCounterSource:
         return len(self.gpus)
 
     @property
-    def infos(self) -> list:
-        from tta_energy.meter.sources import GpuInfo
-
+    def infos(self) -> list[GpuInfo]:
         return [GpuInfo(None, i, g.name, g.uuid, math.nan) for i, g in enumerate(self.gpus)]
 
     def read_mJ(self, device: int) -> int:

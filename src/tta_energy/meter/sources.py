@@ -197,17 +197,6 @@ def _field_number(value: Any) -> float:
     return float(getattr(value.value, attr))
 
 
-def source_from_spec(spec: dict) -> CounterSource:
-    """Rebuild a source inside the sampler process."""
-    if spec["kind"] == "nvml":
-        return NvmlCounterSource.from_spec(spec)
-    if spec["kind"] == "simulated":
-        from tta_energy.meter.simulated import SimulatedCounterSource
-
-        return SimulatedCounterSource.from_spec(spec)
-    raise ValueError(f"unknown counter source kind {spec['kind']!r}")
-
-
 def all_nvml_gpus() -> list[GpuInfo]:
     """Every GPU NVML sees (for ``tta-energy meter info``), whether or not torch sees it."""
     nvml = load_nvml()

@@ -2,10 +2,10 @@
 
 Built from diffusers' ``AudioLDMPipeline`` components (``ClapTextModelWithProjection``,
 ``UNet2DConditionModel``, ``AutoencoderKL``, ``SpeechT5HifiGan``, ``DDIMScheduler``) with the bundled
-configs (``models/configs/audioldm``, reconstructed from diffusers' conversion script: see
-shared/reference/models.md section 1). ``generate`` runs the same computation as the study's
-``pipe(prompt, negative_prompt="Low quality.", num_inference_steps=N, audio_length_in_s=10.0)`` call,
-split into the four measured phases, and calls the UNet only through :attr:`denoiser`.
+configs (``models/configs/audioldm``, reconstructed from diffusers' conversion script). ``generate`` runs
+the same computation as the study's
+``pipe(prompt, negative_prompt="Low quality.", num_inference_steps=N, audio_length_in_s=10.0)`` call, split
+into the four measured phases, and calls the UNet only through :attr:`denoiser`.
 
 Tokenizers. A replica has no vocabulary files, so it feeds synthetic token ids of the real sequence
 length (:func:`estimated_token_count` gives the number of real tokens, the rest is padding). The CLAP
@@ -46,7 +46,7 @@ from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hif
 #: 512, not 77: the laion/clap-htsat-unfused tokenizer is RoBERTa-base's, whose ``model_max_length`` is 512,
 #: and the original AudioLDM code tokenises its CLAP text input with ``max_length=512``; CLAP was *trained*
 #: on 77 tokens (LAION-AI/CLAP #125), but the pipelines pad to the tokenizer's maximum. The Hub tokenizer
-#: config was not available to check (models.md section 8), so this is the upper of the two candidates: the
+#: config was not available to check, so this is the upper of the two candidates: the
 #: text encoder costs ~193 GFLOP (cond + uncond) at 512 instead of ~27 at 77, against ~2 TFLOP per step
 #: times N steps for the UNet. Change it per adapter with ``adapter.clap_token_length = 77``.
 CLAP_TOKEN_LENGTH = 512
@@ -54,11 +54,6 @@ CLAP_TOKEN_LENGTH = 512
 #: RoBERTa special ids (bos <s>=0, pad=1, eos </s>=2), as in the CLAP tokenizer
 ROBERTA_BOS, ROBERTA_PAD, ROBERTA_EOS = 0, 1, 2
 
-#: Longest audio accepted. AudioLDM has no positional limit on the audio axis (convolutions plus attention
-#: without position embeddings in UNet and VAE; the CLAP text length does not depend on it), so this cap is
-#: a choice: 3x the 10.24 s clips the model was trained on; the VAE's mid-block attention over
-#: (duration/0.04 x 16) latent pixels grows quadratically beyond it.
-MAX_DURATION_S = 30.0
 
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 
@@ -69,7 +64,7 @@ def estimated_token_count(text: str) -> int:
 
     The rule is deterministic and exact for short common words; for the study's prompt "Water running out
     of a faucet, some hitting a sink bottom, and some water filling a cup" it gives 17 words + 2 commas = 19
-    (+ EOS = 20 for Flan-T5: the L_t5 = 20 of models.md).
+    (+ EOS = 20 for Flan-T5).
     """
     return len(_WORD_OR_MARK.findall(text))
 

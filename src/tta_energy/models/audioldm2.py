@@ -2,8 +2,8 @@
 
 Built from diffusers' ``AudioLDM2Pipeline`` components (``ClapModel``, ``T5EncoderModel`` = Flan-T5-large,
 ``AudioLDM2ProjectionModel``, ``GPT2Model``, ``AudioLDM2UNet2DConditionModel``, ``AutoencoderKL``,
-``SpeechT5HifiGan``, ``DDIMScheduler``) and the bundled configs (``models/configs/audioldm2``, see
-shared/reference/models.md section 2). ``generate`` runs what the study's
+``SpeechT5HifiGan``, ``DDIMScheduler``) and the bundled configs (``models/configs/audioldm2``,
+reconstructed from diffusers' conversion script). ``generate`` runs what the study's
 ``pipe(prompt, negative_prompt="Low quality.", num_inference_steps=N, audio_length_in_s=10.0,
 num_waveforms_per_prompt=W)`` call computed:
 
@@ -68,9 +68,6 @@ STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and s
 T5_PAD, T5_EOS, T5_MAX_LENGTH = 0, 1, 128
 #: Tokens GPT-2 generates (``language_model.config.max_new_tokens``, the original's sequence_gen_length)
 LOA_TOKENS = 8
-#: Longest audio accepted: as AudioLDM (no positional limit on the audio axis; GPT-2's 1024 positions only
-#: bound the text side), 3x the 10.24 s training clips.
-MAX_DURATION_S = 30.0
 #: laion/clap-htsat-unfused feature extractor: 48 kHz, 10 s windows, random-crop truncation (no fusion).
 #: Only ``truncation`` differs from ClapFeatureExtractor's defaults (``fusion`` would feed 4 mel views).
 FEATURE_EXTRACTOR_KWARGS: dict[str, Any] = {"truncation": "rand_trunc"}

@@ -27,20 +27,11 @@ import numpy as np
 import torch
 
 from tta_energy.errors import ModelError
-from tta_energy.models.catalogue import DTYPE_ALIASES, ModelDefaults, canonical_dtype, check_generation
+from tta_energy.models.catalogue import ModelDefaults, check_generation
+from tta_energy.models.common import cast_module, resolve_device
+from tta_energy.precision import torch_dtype
 
 SIZES = ("full", "tiny")
-DTYPES = {alias: getattr(torch, name) for alias, name in DTYPE_ALIASES.items()}
-
-
-def parse_dtype(name: str | torch.dtype) -> torch.dtype:
-    if isinstance(name, torch.dtype):
-        return name
-    return DTYPES[canonical_dtype(name)]
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
 
 
 #: A phase hook: ``with phases("denoising"): ...``. The default does nothing.
@@ -91,7 +82,7 @@ class GenerationOutput:
 
 
 class ModelAdapter(ABC):
-    """One model family behind the common interface. Subclasses register with ``@register``."""
+    """One model family behind the common interface; each is listed once in :mod:`.catalogue`."""
 
     name: ClassVar[str]
     defaults: ClassVar[ModelDefaults]
@@ -122,20 +113,16 @@ class ModelAdapter(ABC):
                     weights: str = "random") -> tuple[torch.device, torch.dtype]:
         """Check ``size`` (and that real ``weights`` are not asked for on the meta device, which holds no
         values) and resolve the device and dtype (the model's study dtype when None)."""
-        from tta_energy.models.common import resolve_device
-
         if size not in SIZES:
             raise ModelError(f"unknown size {size!r}: use full or tiny")
         dev = resolve_device(device)
         if weights != "random" and dev.type == "meta":
             raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
-        return dev, parse_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        return dev, torch_dtype(dtype if dtype is not None else cls.defaults.dtype)
 
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component as ``from_pretrained(torch_dtype=...)`` would (modules a
         model keeps in float32, such as T5's ``wo``, stay float32 in float16)."""
-        from tta_energy.models.common import cast_module
-
         for module in self.components().values():
             cast_module(module, None, dtype)
         self.dtype = dtype
@@ -169,6 +156,13 @@ class ModelAdapter(ABC):
     def denoiser_calls(self, steps: int) -> int:
         """Denoiser forward calls made for ``steps`` nominal steps (one per step unless overridden)."""
         return steps
+
+    def latent_seconds(self, duration_s: float) -> float:
+        """Seconds of audio the denoiser computes per clip for ``duration_s`` asked (``latent_seconds``):
+        the catalogue's fixed length where the model has one, else the duration asked. Adapters whose
+        denoiser computes another length (Stable Audio Open's window, Tango's clip) override it."""
+        fixed = self.defaults.fixed_duration_s
+        return float(fixed) if fixed is not None else float(duration_s)
 
     def check_request(self, request: GenerationRequest) -> None:
         """Reject bad parameters with one clear line (adapters add their own checks)."""

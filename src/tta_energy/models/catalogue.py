@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from tta_energy.errors import ModelError
 from tta_energy.models.spacing import steps_problem
 
-#: precision names the models accept -> the canonical name stored in the tables
-DTYPE_ALIASES: dict[str, str] = {"float32": "float32", "fp32": "float32", "float16": "float16",
-                                 "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 SIZES: tuple[str, ...] = ("full", "tiny")
 
 
@@ -38,13 +34,25 @@ class ModelDefaults:
 
 
 @dataclass(frozen=True)
+class LeverTargets:
+    """What the levers experiment expects of a model (whole generation, 10 s, 100 steps, batch 1, best
+    lossless configuration against ``none``) and what its sweep costs."""
+
+    reduction: float | None = None  # energy reduction the best lossless configuration should reach (x)
+    ceiling_fraction: float = 0.4  # FLOP per joule of the best configuration, as a fraction of the GPU's
+    #: relative cost of the model's levers sweep (measured order of magnitude on an H200), used only to share
+    #: a call's time budget between its models
+    cost: float = 1.0
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One row of the catalogue.
 
     ``name`` is the canonical name used on the command line and in every table; ``adapter`` is
     ``"module:Class"`` (imported only when the model is built); ``label`` is how figures and reports print
-    it; ``script`` is the file name of its thin script in ``inferences/``; the row's position in
-    :data:`CATALOGUE` is the plotting order.
+    it; ``script`` is the file name of its thin script in ``inferences/``; ``levers`` holds the levers
+    experiment's targets; the row's position in :data:`CATALOGUE` is the plotting order.
     """
 
     name: str
@@ -52,46 +60,53 @@ class ModelEntry:
     label: str
     script: str
     defaults: ModelDefaults
+    levers: LeverTargets = LeverTargets()
 
     @property
     def study_dtype(self) -> str:
         """The precision the study ran the model in (its default here too)."""
         return self.defaults.dtype
 
-    def default_dtype(self, device: str) -> str:
-        """The precision when none is asked for: the study's on a GPU, float32 elsewhere (half precision on a
-        CPU is slow or unsupported for some kernels)."""
-        return self.defaults.dtype if device.startswith("cuda") else "float32"
 
-
-#: AudioLDM and AudioLDM 2 have no hard limit on duration; 30 s is this project's cap.
+#: Longest audio AudioLDM and AudioLDM 2 accept. Neither has a positional limit on the audio axis
+#: (convolutions plus attention without position embeddings in UNet and VAE; the text length does not depend
+#: on it; GPT-2's 1024 positions bound only AudioLDM 2's text side), so this cap is a choice: 3x the 10.24 s
+#: clips the models were trained on; the VAE's mid-block attention over (duration/0.04 x 16) latent pixels
+#: grows quadratically beyond it.
 _AUDIOLDM_MAX_DURATION_S = 30.0
 
 CATALOGUE: tuple[ModelEntry, ...] = (
     ModelEntry("audioldm", "tta_energy.models.audioldm:AudioLDMAdapter", "AudioLDM", "audioldm",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=2.5,
-                             max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000)),
+                             max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000),
+               LeverTargets(reduction=4.0, cost=1.0)),
     ModelEntry("audioldm2", "tta_energy.models.audioldm2:AudioLDM2Adapter", "AudioLDM 2", "audioldm2",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=3.5,
-                             max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000)),
+                             max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000),
+               LeverTargets(reduction=4.0, cost=1.4)),
     ModelEntry("stable-audio-open", "tta_energy.models.stable_audio:StableAudioOpenAdapter",
                "Stable Audio Open", "stable_audio_open",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=7.0,
-                             max_duration_s=47.55, sample_rate=44100)),
+                             max_duration_s=47.55, sample_rate=44100),
+               LeverTargets(reduction=1.6, ceiling_fraction=0.6, cost=1.6)),
     ModelEntry("tango", "tta_energy.models.tango:TangoAdapter", "Tango", "tango",
                ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
-                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000)),
+                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000),
+               LeverTargets(reduction=1.5, ceiling_fraction=0.6, cost=1.9)),
     ModelEntry("tango2", "tta_energy.models.tango:Tango2Adapter", "Tango 2", "tango2",
                ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
-                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000)),
+                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000),
+               LeverTargets(reduction=1.5, ceiling_fraction=0.6, cost=1.9)),
     ModelEntry("make-an-audio", "tta_energy.models.make_an_audio:MakeAnAudioAdapter", "Make-An-Audio",
                "make_an_audio",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
-                             max_duration_s=30.0, sample_rate=16000, step_spacing="ldm-uniform")),
+                             max_duration_s=30.0, sample_rate=16000, step_spacing="ldm-uniform"),
+               LeverTargets(reduction=3.0, cost=1.0)),
     ModelEntry("make-an-audio-2", "tta_energy.models.make_an_audio_2:MakeAnAudio2Adapter", "Make-An-Audio 2",
                "make_an_audio_2",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
-                             max_duration_s=26.8, sample_rate=16000, step_spacing="ldm-uniform")),
+                             max_duration_s=26.8, sample_rate=16000, step_spacing="ldm-uniform"),
+               LeverTargets(reduction=3.0, cost=0.7)),
 )
 
 
@@ -151,14 +166,6 @@ def help_text() -> str:
     """The models as a help text lists them: ``a, b or c``."""
     names = model_names()
     return ", ".join(names[:-1]) + " or " + names[-1]
-
-
-def canonical_dtype(name: str) -> str:
-    """``fp16`` -> ``float16``; one clear line naming the allowed precisions otherwise."""
-    try:
-        return DTYPE_ALIASES[name.lower()]
-    except KeyError:
-        raise ModelError(f"unknown dtype {name!r}: use one of {', '.join(DTYPE_NAMES)}") from None
 
 
 def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[str], steps: int,

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import yaml
 
-from tta_energy.models.base import ModelError
+from tta_energy.errors import ModelError
 
 CONFIG_ROOT = "models/configs"
 

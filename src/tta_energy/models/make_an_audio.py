@@ -1,7 +1,7 @@
 """Make-An-Audio (``make-an-audio``): Text-to-Audio/Make-An-Audio's ``maa1_full.ckpt``, rebuilt here.
 
 The original is a research code base (latent-diffusion fork), not a package. This adapter rebuilds it on
-diffusers/transformers classes where they are exact equivalents (models.md §5):
+diffusers/transformers classes where they are exact equivalents:
 
 * ``text_encoder``: MS-CLAP text branch = transformers ``BertModel`` (bert-base-uncased) + CLAP's 3-layer
   projection applied to every token (:mod:`.blocks.msclap`), 77 tokens max-length padded -> (B, 77, 1024);
@@ -20,7 +20,7 @@ clip -> ``8W * 256`` samples at 16 kHz, cropped to the requested duration (the o
 Measured at full size (``tta-energy describe``, meta device, 10 s, CFG batch 2): 452.7M parameters (CLAP text
 111.3M, UNet 160.2M, VAE 69.0M, BigVGAN 112.2M), UNet input (2, 4, 10, 80) with (2, 77, 1024) context,
 191.6 GFLOP per step; once per generation 2 x 13.6 (text), 403.8 (VAE decode) and 1173.3 (BigVGAN) GFLOP. All
-within 1% of models.md §0 (its BigVGAN figure, ~1180, is a hand count).
+within 1% of a hand count from the published configs.
 
 Text tokens: replicas have no vocabulary files, so the prompt becomes synthetic BERT ids (a [CLS] ... [SEP]
 frame of one token per word, padded to 77, seeded by the text). The original passes no attention mask, so the

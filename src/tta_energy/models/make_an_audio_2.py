@@ -1,6 +1,6 @@
 """Make-An-Audio 2 (``make-an-audio-2``): bytedance/Make-An-Audio-2's ``maa2.ckpt``, rebuilt in this project.
 
-Components (models.md §6; config ``text2audio-ConcatDiT-ae1dnat_Skl20d2_struct2MLPanylen.yaml``):
+Components (config ``text2audio-ConcatDiT-ae1dnat_Skl20d2_struct2MLPanylen.yaml``):
 
 * ``text_encoder``: the MS-CLAP text branch on the natural caption, as Make-An-Audio (BERT + per-token CLAP
   projection, 77 tokens) -> (B, 77, 1024);
@@ -11,7 +11,7 @@ Components (models.md §6; config ``text2audio-ConcatDiT-ae1dnat_Skl20d2_struct2
   context (B, 154, 1024) concatenated to the sequence: 1 + 154 + T tokens (471 for 10 s);
 * ``vae``: the 1D convolutional KL autoencoder (:mod:`.blocks.vae1d`): 20 latent channels, half the mel rate;
 * ``vocoder``: BigVGAN v1. The original loads ``useful_ckpts/bigvgan`` whose ``args.yml`` is not published
-  with the code; like models.md we assume Make-An-Audio's 16 kHz / 80-mel / hop-256 ``bigvgan_args.yaml``;
+  with the code; we assume Make-An-Audio's 16 kHz / 80-mel / hop-256 ``bigvgan_args.yaml``;
 * sampler: LDM DDIM (eta 0, uniform spacing; "150 steps" = 167 calls), scale 3, unconditional
   ``{"ori_caption": "", "struct_caption": ""}``.
 
@@ -22,12 +22,13 @@ even (316 for 10 s) -> DDIM -> ``z / scale_factor`` -> 1D VAE -> mel ``(n, 80, 2
 Measured at full size (``tta-energy describe``, meta device, 10 s, CFG batch 2): 937.3M parameters (CLAP text
 111.3M, T5 341.2M, DiT 159.6M, 1D VAE 213.0M, BigVGAN 112.2M), DiT input (2, 20, 316) with (2, 154, 1024)
 context = 471 tokens x 576 inside, 303.9 GFLOP per step; once per generation 2 x 13.6 (CLAP), 2 x 48.1 (T5),
-66.7 (VAE decode; models.md's hand count ~67) and 1158.6 (BigVGAN on 632 mel frames) GFLOP. All within 1% of
-models.md §0.
+66.7 (VAE decode) and 1158.6 (BigVGAN on 632 mel frames) GFLOP. All within 1% of a hand count from the
+published configs.
 
 Structured caption: ``request.extra["struct_caption"]`` (a string for every prompt, or one per prompt).
-Without it, the study's rules apply (study-method.md §3): its hand-written caption for the study prompt, else
-``<caption.lower() & all>`` (the quality experiment's form). No language-model service is ever called.
+Without it, the study's rules apply (its scripts, arXiv 2505.07615): its hand-written caption for the study
+prompt, else ``<caption.lower() & all>`` (the quality experiment's form). No language-model service is ever
+called.
 
 Maximum duration: the learned positional table has 1000 rows and the sequence is 1 + 154 + T long, so
 T <= 845 latent frames: 26.8 s (``int(26.8 * 31.5) = 844``).

@@ -7,9 +7,7 @@ import importlib
 import torch
 
 from tta_energy.models.base import ModelAdapter, ModelError
-from tta_energy.models.catalogue import UnknownModelError, entry, model_names
-
-MODEL_NAMES: tuple[str, ...] = model_names()
+from tta_energy.models.catalogue import UnknownModelError, entry
 
 
 def adapter_path(name: str) -> str:

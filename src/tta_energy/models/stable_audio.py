@@ -2,7 +2,7 @@
 
 Components are the real diffusers/transformers classes, built from the bundled configs in
 ``configs/stable-audio-open-1.0/`` (reconstructed from diffusers' ``scripts/convert_stable_audio.py``
-applied to the model's ``model_config.json``; see models.md section 3):
+applied to the model's ``model_config.json``):
 
 * ``text_encoder``: transformers ``T5EncoderModel`` (t5-base), prompts padded to 128 tokens;
 * ``projection_model``: diffusers ``StableAudioProjectionModel`` (text projection + seconds conditioners);
@@ -369,6 +369,10 @@ class StableAudioOpenAdapter(ModelAdapter):
     def max_duration_s(self) -> float:
         """The longest audio the DiT's latent window holds (47.55 s at full size), as in the pipeline."""
         return self.latent_length * self.hop_length / self.sample_rate
+
+    def latent_seconds(self, duration_s: float) -> float:
+        """The DiT always computes its whole latent window (47.55 s at full size), whatever the duration."""
+        return float(self.max_duration_s)
 
     def check_request(self, request: GenerationRequest) -> None:
         super().check_request(request)

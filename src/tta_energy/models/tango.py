@@ -1,7 +1,7 @@
 """Tango and Tango 2 (``tango``, ``tango2``): declare-lab's latent diffusion models, on diffusers classes.
 
-Tango 2 is Tango with DPO-fine-tuned UNet weights: identical architecture and sampling (models.md section
-4), so both names share one adapter class and differ only in the name and the checkpoint.
+Tango 2 is Tango with DPO-fine-tuned UNet weights: identical architecture and sampling, so both names share
+one adapter class and differ only in the name and the checkpoint.
 
 Components (real diffusers/transformers classes, bundled configs in ``configs/tango/``):
 
@@ -74,10 +74,17 @@ from tta_energy.models.base import (
 )
 from tta_energy.models.catalogue import entry
 from tta_energy.models.common import cast_module, config_path, default_device, load_config, seeded_init
+from tta_energy.models.tango_checkpoint import (
+    check_keys,
+    load_into,
+    tango_vae_key,
+    tango_vocoder_key,
+    torch_load,
+)
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
-#: T5 token length ``describe`` assumes for a Tango prompt (models.md: L_t5 = 20 for the study's prompt).
+#: T5 token length ``describe`` assumes for a Tango prompt (20 for the study's prompt).
 DESCRIBE_TEXT_TOKENS = 20
 DEFAULT_MAX_BATCH = 8  # Tango's generate_for_batch(batch_size=8)
 
@@ -204,7 +211,7 @@ def diffusers_vae_config(tango_vae_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def hifigan_config(cfg: dict[str, Any]):
-    """Tango/AudioLDM ``HIFIGAN_16K_64`` dict -> transformers ``SpeechT5HifiGanConfig`` (models.md 1, 4)."""
+    """Tango/AudioLDM ``HIFIGAN_16K_64`` dict -> transformers ``SpeechT5HifiGanConfig``."""
     from transformers import SpeechT5HifiGanConfig
 
     return SpeechT5HifiGanConfig(
@@ -245,103 +252,6 @@ def bundled_configs(size: str) -> dict[str, dict[str, Any]]:
     }
 
 
-# -- Tango state-dict key names <-> diffusers/transformers modules -----------------------------------
-_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-
-
-def tango_vae_key(key: str, levels: int) -> tuple[str, bool]:
-    """A diffusers ``AutoencoderKL`` key -> Tango's (AudioLDM/LDM) VAE key, and whether it is a mid-block
-    attention weight (a Linear in diffusers, a 1x1 Conv2d in Tango)."""
-    m = re.match(
-        r"^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(\w+)$", key
-    )
-    if m:
-        part, layer, tensor = m.groups()
-        return f"{part}.mid.attn_1.{_ATTN[layer]}.{tensor}", layer != "group_norm" and tensor == "weight"
-    rules = [
-        (r"^(encoder|decoder)\.mid_block\.resnets\.(\d+)\.", lambda g: f"{g[1]}.mid.block_{int(g[2]) + 1}."),
-        (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", lambda g: f"encoder.down.{g[1]}.block.{g[2]}."),
-        (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", lambda g: f"encoder.down.{g[1]}.downsample."),
-        (
-            r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
-            lambda g: f"decoder.up.{levels - 1 - int(g[1])}.block.{g[2]}.",
-        ),
-        (
-            r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
-            lambda g: f"decoder.up.{levels - 1 - int(g[1])}.upsample.",
-        ),
-        (r"^(encoder|decoder)\.conv_norm_out\.", lambda g: f"{g[1]}.norm_out."),
-    ]
-    for pattern, repl in rules:
-        m = re.match(pattern, key)
-        if m:
-            key = repl(m) + key[m.end() :]
-            break
-    return key.replace(".conv_shortcut.", ".nin_shortcut."), False
-
-
-def tango_vocoder_key(key: str) -> str | None:
-    """A ``SpeechT5HifiGan`` key -> Tango's HiFi-GAN key under ``vocoder.`` (None: mean/scale buffers, which
-    Tango's generator does not have; they are unused with ``normalize_before=False``)."""
-    if key in ("mean", "scale"):
-        return None
-    return "vocoder." + re.sub(r"^upsampler\.", "ups.", key)
-
-
-def _key_mismatch(file: str, missing: list[str], unexpected: list[str], shapes: list[str]) -> ModelError:
-    def show(keys: list[str]) -> str:
-        return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys: {show(sorted(missing))}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: {show(sorted(unexpected))}")
-    if shapes:
-        parts.append(f"{len(shapes)} wrong shapes: {show(shapes)}")
-    return ModelError(f"checkpoint {file} does not match the tango architecture: " + "; ".join(parts))
-
-
-def _check_keys(
-    file: str,
-    state: dict[str, torch.Tensor],
-    expected: dict[str, torch.Size],
-    optional: set[str] = frozenset(),
-) -> None:
-    missing = [k for k in expected if k not in state and k not in optional]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} != {tuple(s)}"
-        for k, s in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(s)
-    ]
-    if missing or unexpected or shapes:
-        raise _key_mismatch(file, missing, unexpected, shapes)
-
-
-def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Assign ``state`` (already checked) to a module built on the meta device."""
-    module.load_state_dict(state, strict=True, assign=True)
-    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
-    if left:
-        raise ModelError(f"tango weights left {len(left)} tensors unset: {', '.join(left[:5])}")
-
-
-def _torch_load(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: one clear line
-        raise ModelError(
-            f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} does not hold a state dict")
-    return state
-
-
-# -- the adapter --------------------------------------------------------------------------------------
 class TangoAdapter(ModelAdapter):
     """Tango (declare-lab/tango-full in the study) behind the common adapter interface."""
 
@@ -529,18 +439,18 @@ class TangoAdapter(ModelAdapter):
         configs = cls._read_configs(folder, size)
         modules = cls._modules(configs, torch.device("meta"))
         # AudioDiffusion's state dict: unet.* and text_encoder.*
-        main_state = _torch_load(folder / MAIN_WEIGHTS)
+        main_state = torch_load(folder / MAIN_WEIGHTS)
         unet_sd = {f"unet.{k}": v.shape for k, v in modules["unet"].state_dict().items()}
         text_sd = {f"text_encoder.{k}": v.shape for k, v in modules["text_encoder"].state_dict().items()}
         tied = {"text_encoder.encoder.embed_tokens.weight"}  # tied to shared.weight; older saves may omit it
-        _check_keys(MAIN_WEIGHTS, main_state, {**unet_sd, **text_sd}, optional=tied)
-        _load_into(modules["unet"], {k[5:]: v for k, v in main_state.items() if k.startswith("unet.")})
+        check_keys(MAIN_WEIGHTS, main_state, {**unet_sd, **text_sd}, optional=tied)
+        load_into(modules["unet"], {k[5:]: v for k, v in main_state.items() if k.startswith("unet.")})
         text_state = {k[13:]: v for k, v in main_state.items() if k.startswith("text_encoder.")}
         text_state.setdefault("encoder.embed_tokens.weight", text_state["shared.weight"])
-        _load_into(modules["text_encoder"], text_state)
+        load_into(modules["text_encoder"], text_state)
         modules["text_encoder"].tie_weights()
         # Tango's VAE state dict: LDM encoder/decoder keys + the HiFi-GAN under vocoder.*
-        vae_state = _torch_load(folder / VAE_WEIGHTS)
+        vae_state = torch_load(folder / VAE_WEIGHTS)
         vae_pairs, voc_pairs = cls._vae_key_pairs(modules["vae"], modules["vocoder"])
         expected = {
             t: modules["vae"].state_dict()[d].shape
@@ -549,16 +459,16 @@ class TangoAdapter(ModelAdapter):
             for d, (t, conv) in vae_pairs.items()
         }
         expected.update({t: modules["vocoder"].state_dict()[d].shape for d, t in voc_pairs.items()})
-        _check_keys(VAE_WEIGHTS, vae_state, expected)
+        check_keys(VAE_WEIGHTS, vae_state, expected)
         vae_sd = {
             d: vae_state[t].reshape(vae_state[t].shape[:2]) if conv else vae_state[t]
             for d, (t, conv) in vae_pairs.items()
         }
-        _load_into(modules["vae"], vae_sd)
+        load_into(modules["vae"], vae_sd)
         voc_sd = {d: vae_state[t] for d, t in voc_pairs.items()}
         n_mels = modules["vocoder"].config.model_in_dim
         voc_sd.update({"mean": torch.zeros(n_mels), "scale": torch.ones(n_mels)})
-        _load_into(modules["vocoder"], voc_sd)
+        load_into(modules["vocoder"], voc_sd)
         return cls._assemble(
             size,
             str(weights),
@@ -631,6 +541,10 @@ class TangoAdapter(ModelAdapter):
     def clip_seconds(self) -> float:
         """Audio length of one clip: latent frames x 4 (VAE) x hop 160 / 16 kHz = 10.24 s at full size."""
         return self.latent_frames * 4 * int(np.prod(self.vocoder.config.upsample_rates)) / self.sample_rate
+
+    def latent_seconds(self, duration_s: float) -> float:
+        """Tango always computes its fixed clip (10.24 s at full size, 0.96 s tiny), whatever is asked."""
+        return float(self.clip_seconds)
 
     def check_request(self, request: GenerationRequest) -> None:
         d = request.duration_s

@@ -8,10 +8,13 @@
   normalise for FAD. Both are settings (:attr:`AudioPrep.peak_dbfs`). Silence stays silence.
 * Quantisation: both peers store/round-trip the audio as int16 (clip to [-1, 1], x * 32767 truncated, /
   32767).
-* Length: CLAP takes at most 10 s (480,000 samples) and repeat-pads shorter input itself. Longer clips are cut
-  here, deterministically, into 10 s windows starting every ``hop_s`` seconds, the last window aligned with
-  the end of the clip so that every window is real audio (no random crop, no fusion of random chunks;
-  LAION-CLAP#166).
+* Length: CLAP takes at most 10 s (480,000 samples) and repeat-pads shorter input itself. How a clip becomes
+  windows is :attr:`AudioPrep.windowing` (chosen by the metric profile, :mod:`tta_energy.quality.profiles`):
+  ``"end-aligned"`` cuts clips longer than a window into windows starting every ``hop_s`` seconds, the last
+  one aligned with the end of the clip (every window is real audio, no random crop); ``"fadtk"`` starts a
+  window every ``hop_s`` seconds up to the end and zero-pads each to the full window (fadtk's
+  ``clap-laion-audio``); ``"whole"`` passes the clip whole and lets the model crop it, seeded by
+  ``crop_seed`` (stable-audio-metrics' CLAP score).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
@@ -30,6 +34,8 @@ from tta_energy.errors import TtaError, first_line
 CLAP_SAMPLE_RATE = 48_000
 CLAP_WINDOW_S = 10.0
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+Windowing = Literal["end-aligned", "fadtk", "whole"]
+WINDOWINGS: tuple[str, ...] = ("end-aligned", "fadtk", "whole")
 
 
 class AudioError(TtaError):
@@ -45,11 +51,15 @@ class AudioPrep:
     int16_roundtrip: bool = True
     window_s: float = CLAP_WINDOW_S
     hop_s: float = CLAP_WINDOW_S
+    windowing: Windowing = "end-aligned"
+    crop_seed: int | None = None  # "whole": seeds the model's crop of clips longer than a window
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.window_s <= 0 or self.hop_s <= 0:
             raise TtaError(f"audio preparation: sample rate, window and hop must be positive ({self})")
-        if self.hop_s > self.window_s:
+        if self.windowing not in WINDOWINGS:
+            raise TtaError(f"audio preparation: windowing {self.windowing!r} is not one of {WINDOWINGS}")
+        if self.windowing != "whole" and self.hop_s > self.window_s:
             raise TtaError(
                 f"audio preparation: a hop of {self.hop_s} s would skip audio between "
                 f"{self.window_s} s windows"
@@ -129,14 +139,23 @@ def int16_roundtrip(x: np.ndarray) -> np.ndarray:
 
 
 def split_windows(x: np.ndarray, prep: AudioPrep) -> list[np.ndarray]:
-    """Deterministic <= ``window_s`` windows of a prepared waveform.
+    """The model inputs of a prepared waveform, as ``prep.windowing`` says.
 
-    A clip no longer than one window is one window (CLAP repeat-pads it). A longer clip gives windows
-    starting at 0, hop, 2 hop, ... and, when they do not reach the end, one more aligned with the end.
+    ``"end-aligned"``: a clip no longer than one window is one window (CLAP repeat-pads it); a longer clip
+    gives windows starting at 0, hop, 2 hop, ... and, when they do not reach the end, one more aligned with
+    the end.
+    ``"fadtk"``: a window starts at every multiple of the hop before the end of the clip, and every window
+    shorter than ``window_s`` is zero-padded to it (``ceil(length / hop)`` windows: 10 for a 10-s clip with
+    1-s hops, 11 for 10.24 s), as fadtk 1.1.0's ``CLAPLaionModel._get_embedding``
+    (github.com/microsoft/fadtk, ``fadtk/model_loader.py``) does. ``"whole"``: the clip itself.
     """
     window = int(round(prep.window_s * prep.sample_rate))
     hop = max(1, int(round(prep.hop_s * prep.sample_rate)))
     n = len(x)
+    if prep.windowing == "whole":
+        return [x]
+    if prep.windowing == "fadtk":
+        return [np.pad(x[s : s + window], (0, max(0, window - (n - s)))) for s in range(0, n, hop)]
     if n <= window:
         return [x]
     starts = list(range(0, n - window + 1, hop))

@@ -12,11 +12,14 @@ Checkpoints are named as the study used them: :data:`STUDY_FAD_CHECKPOINT` (fadt
 :data:`STUDY_CLAP_SCORE_CHECKPOINT` (stable-audio-metrics). A name is looked up as ``<dir>/<name>`` (an HF
 folder) or ``<dir>/<name>.pt`` in the checkpoint folders; a path is used as it is. Nothing is downloaded.
 
-Determinism: every input window is at most 10 s (see :mod:`tta_energy.quality.audio`), so no random crop is
-taken. For fusion checkpoints both LAION-CLAP and transformers mark one random item of a batch whose clips are
-all <= 10 s as "longer" (taking the fusion branch); the peers embed one file per call, so that item is always
-the clip itself. Here every window of a fusion checkpoint is marked "longer": the same embedding as the peers'
-batch of one, independent of batching and of any random state.
+Determinism: a window of at most 10 s is never cropped. A clip longer than the window (the
+``stable-audio-metrics`` profile passes clips whole) is cropped at random by the feature extraction, as in the
+peers (fusion: three random 10-s mel crops plus the whole clip shrunk; otherwise one random 10-s crop); here
+numpy's global generator is seeded with the clip's crop seed for that one extraction and restored after, so
+the crops depend on the seed only. For fusion checkpoints both LAION-CLAP and transformers mark one random
+item of a batch whose clips are all <= 10 s as "longer" (taking the fusion branch); the peers embed one file
+per call, so that item is always the clip itself. Here every window of a fusion checkpoint is marked
+"longer": the same embedding as the peers' batch of one, independent of batching and of any random state.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +99,14 @@ class ClapEmbedder(ABC):
     dim: int
 
     @abstractmethod
-    def embed_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        """(len(windows), dim) embeddings of mono float32 windows at :attr:`sample_rate`."""
+    def embed_windows(
+        self, windows: Sequence[np.ndarray], crop_seeds: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """(len(windows), dim) embeddings of mono float32 windows at :attr:`sample_rate`.
+
+        A window longer than :attr:`window_s` is cropped at random by the model's feature extraction, seeded
+        with its entry of ``crop_seeds`` (required then).
+        """
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -129,38 +139,48 @@ class HfClapEmbedder(ClapEmbedder):
         self.batch_size = max(1, int(batch_size))
         self.fusion = bool(self.model.config.audio_config.enable_fusion)
         self.sample_rate = int(self.extractor.sampling_rate)
-        self.window_s = float(self.extractor.nb_max_samples) / self.sample_rate
+        self.max_samples = int(self.extractor.nb_max_samples)
+        self.window_s = self.max_samples / self.sample_rate
         self.dim = int(self.model.config.projection_dim)
         positions = int(self.model.config.text_config.max_position_embeddings)
         pad = int(getattr(self.model.config.text_config, "pad_token_id", 1) or 1)
         self.text_max_tokens = min(TEXT_MAX_TOKENS, positions - pad - 1)  # RoBERTa positions start at pad + 1
         self.model_id = f"hf:{folder.resolve().name}@{folder_sha256(folder)[:12]}"
 
-    def embed_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+    def embed_windows(
+        self, windows: Sequence[np.ndarray], crop_seeds: Sequence[int] | None = None
+    ) -> np.ndarray:
         torch = self.torch
+        seeds = _crop_seeds(windows, crop_seeds, self.max_samples)
         out = []
         for start in range(0, len(windows), self.batch_size):
             batch = [np.asarray(w, dtype=np.float32) for w in windows[start : start + self.batch_size]]
-            # fusion checkpoints expect the 4-channel "fusion" mel (HTK filters); non-fusion ones the single
-            # Slaney mel; windows never exceed the maximum length, so neither mode crops randomly.
-            feats = self.extractor(
+            features = [self._features([w], seeds[start + i]) for i, w in enumerate(batch)]
+            is_longer = (
+                torch.ones((len(batch), 1), dtype=torch.bool)
+                if self.fusion
+                else torch.cat([f["is_longer"].to(torch.bool) for f in features])
+            )
+            with torch.inference_mode():
+                result = self.model.get_audio_features(
+                    input_features=torch.cat([f["input_features"] for f in features]).to(
+                        self.device, self.model.dtype
+                    ),
+                    is_longer=is_longer.to(self.device),
+                )
+            out.append(_pooled(result, torch))
+        return np.concatenate(out, axis=0) if out else np.empty((0, self.dim), np.float32)
+
+    def _features(self, batch: list[np.ndarray], seed: int | None) -> dict:
+        # fusion checkpoints expect the 4-channel "fusion" mel (HTK filters); non-fusion ones the single
+        # Slaney mel; a window no longer than the maximum is never cropped, a longer one under its crop seed
+        with seeded_global_numpy(seed):
+            return self.extractor(
                 batch,
                 sampling_rate=self.sample_rate,
                 truncation="fusion" if self.fusion else "rand_trunc",
                 return_tensors="pt",
             )
-            is_longer = (
-                torch.ones((len(batch), 1), dtype=torch.bool)
-                if self.fusion
-                else feats["is_longer"].to(torch.bool)
-            )
-            with torch.inference_mode():
-                result = self.model.get_audio_features(
-                    input_features=feats["input_features"].to(self.device, self.model.dtype),
-                    is_longer=is_longer.to(self.device),
-                )
-            out.append(_pooled(result, torch))
-        return np.concatenate(out, axis=0) if out else np.empty((0, self.dim), np.float32)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         torch = self.torch
@@ -235,17 +255,21 @@ class LaionClapEmbedder(ClapEmbedder):
         self.dim = int(module.model_cfg.get("embed_dim", 512))
         self.model_id = f"laion:{path.stem}@{file_sha256(path)[:12]}"
 
-    def embed_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+    def embed_windows(
+        self, windows: Sequence[np.ndarray], crop_seeds: Sequence[int] | None = None
+    ) -> np.ndarray:
         torch = self.torch
-        # fusion: one window per call, so that HTSAT's "pick one random clip as longer" always picks it
-        step = 1 if self.fusion else self.batch_size
+        seeds = _crop_seeds(windows, crop_seeds, int(self.window_s * self.sample_rate))
+        # fusion: one window per call, so that HTSAT's "pick one random clip as longer" always picks it; a
+        # window longer than 10 s: one per call, under its crop seed
+        step = 1 if self.fusion or any(s is not None for s in seeds) else self.batch_size
         out = []
         for start in range(0, len(windows), step):
             batch = [
                 torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)
                 for w in windows[start : start + step]
             ]
-            with torch.no_grad():
+            with torch.no_grad(), seeded_global_numpy(seeds[start] if step == 1 else None):
                 emb = self.module.get_audio_embedding_from_data(x=batch, use_tensor=True)
             out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy())
         return np.concatenate(out, axis=0) if out else np.empty((0, self.dim), np.float32)
@@ -289,6 +313,39 @@ def folder_sha256(folder: Path) -> str:
         h.update(str(path.relative_to(folder)).encode())
         h.update(file_sha256(path).encode())
     return h.hexdigest()
+
+
+@contextmanager
+def seeded_global_numpy(seed: int | None) -> Iterator[None]:
+    """Run a peer's ``np.random`` draws (the feature extractors' crops) under ``seed``, then restore the
+    global state; ``None`` leaves the state alone (nothing is cropped)."""
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _crop_seeds(
+    windows: Sequence[np.ndarray], crop_seeds: Sequence[int] | None, max_samples: int
+) -> list[int | None]:
+    """One crop seed per window longer than the model's maximum (``None`` for the others)."""
+    seeds: list[int | None] = []
+    for i, w in enumerate(windows):
+        if len(w) <= max_samples:
+            seeds.append(None)
+        elif crop_seeds is None:
+            raise ValueError(
+                f"a {len(w)}-sample input is longer than the model's {max_samples} samples: "
+                "a crop seed is needed"
+            )
+        else:
+            seeds.append(int(crop_seeds[i]))
+    return seeds
 
 
 def _pooled(result: object, torch: object) -> np.ndarray:

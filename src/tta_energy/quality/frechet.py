@@ -19,7 +19,9 @@ is checked to be finite and non-negative.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -112,32 +114,57 @@ class FadInf:
     seed: int = 0
 
 
-def fad_inf_sample_sizes(n_total: int, steps: int = FAD_INF_STEPS, min_n: int = FAD_INF_MIN_N) -> list[int]:
-    """fadtk's sample sizes: ``int(n)`` for ``steps`` values of ``linspace(min_n, n_total)``.
+FadInfProcedure = Literal["fadtk", "per-clip"]
 
-    With fewer than ``min_n`` embeddings (e.g. 300 clips, one embedding each), the smallest size becomes
-    ``n_total // 2`` (at least 2) so that the fit still spans a factor of two in n.
+
+def fad_inf_sample_sizes(
+    n_total: int,
+    steps: int = FAD_INF_STEPS,
+    min_n: int = FAD_INF_MIN_N,
+    *,
+    procedure: FadInfProcedure = "per-clip",
+) -> list[int]:
+    """The sample sizes of FAD-inf: ``int(n)`` for ``steps`` values of ``linspace(low, n_total)``.
+
+    ``"fadtk"``: ``low = min_n`` always, as fadtk 1.1.0's ``score_inf`` (github.com/microsoft/fadtk,
+    ``fadtk/fad.py``) does; with fewer than ``min_n`` embeddings the sizes run *down* from ``min_n`` to
+    ``n_total`` (300 embeddings: draws of 500 ... 300 with replacement). ``"per-clip"``: below ``min_n`` the
+    smallest size becomes ``n_total // 2`` (at least 2), so the fit spans a factor of two in n.
     """
     if n_total < 4:
         raise FrechetError(f"FAD-inf needs at least 4 embeddings, got {n_total}")
-    low = min_n if n_total > min_n else max(2, n_total // 2)
+    if procedure == "fadtk":
+        low = min_n
+    elif procedure == "per-clip":
+        low = min_n if n_total > min_n else max(2, n_total // 2)
+    else:
+        raise FrechetError(f"unknown FAD-inf procedure {procedure!r} (expected fadtk or per-clip)")
     return [int(n) for n in np.linspace(low, n_total, steps)]
 
 
 def fad_inf(
     eval_embeddings: np.ndarray,
-    reference_embeddings: np.ndarray,
+    reference: np.ndarray | GaussianStats,
     *,
     seed: int = 0,
     steps: int = FAD_INF_STEPS,
     min_n: int = FAD_INF_MIN_N,
     replace: bool = True,
+    procedure: FadInfProcedure = "per-clip",
 ) -> FadInf:
-    """FAD-inf as fadtk defines it (``score_inf``), with a seeded generator instead of fadtk's global one.
+    """FAD-inf as fadtk defines it (``score_inf``): FAD of random subsets of size n, fit a / n + b, report b.
 
     For each sample size n, n evaluation embeddings are drawn (with replacement, as fadtk does) and their
     Fréchet distance to the statistics of the whole reference set is computed; FAD = slope / n + intercept is
     fitted by least squares and the intercept is FAD-inf. The same inputs and seed give the same number.
+    ``reference`` is the reference embeddings or their statistics (:func:`fadtk_pooled_statistics`).
+
+    ``procedure="fadtk"`` follows fadtk 1.1.0 (github.com/microsoft/fadtk, ``fadtk/fad.py``,
+    ``FrechetAudioDistance.score_inf``) step for step: sizes from :func:`fad_inf_sample_sizes` (from 500 even
+    below 500), draws ``numpy.random.RandomState(seed).choice(N, n, replace=True)`` one size after the other
+    (fadtk's global generator after ``numpy.random.seed(seed)`` draws the same indices), the mean of a draw
+    taken in float16 as numpy does for fadtk's float16 embeddings (the covariance in float64).
+    ``procedure="per-clip"`` draws with ``numpy.random.default_rng(seed)`` and starts at N / 2 below 500.
 
     With replacement, a draw of n from N repeats embeddings, so E[FAD(n)] grows like c (1/n + 1/N) and the
     intercept lands near the FAD of all N embeddings rather than at n = infinity. ``replace=False`` draws
@@ -145,15 +172,105 @@ def fad_inf(
     holds only roughly, see docs/quality.md).
     """
     x = _as_matrix(eval_embeddings, "evaluation embeddings")
-    y = _as_matrix(reference_embeddings, "reference embeddings")
-    if x.shape[1] != y.shape[1]:
-        raise FrechetError(f"embedding sizes differ: {x.shape[1]} vs {y.shape[1]}")
-    rng = np.random.default_rng(seed)
-    ns = fad_inf_sample_sizes(len(x), steps, min_n)
-    ref_stats = _ReferenceStats(y)
-    fads = [ref_stats.distance(x[rng.choice(len(x), size=n, replace=replace)]) for n in ns]
+    ref_stats = (
+        reference
+        if isinstance(reference, GaussianStats)
+        else GaussianStats.of(_as_matrix(reference, "reference embeddings"))
+    )
+    if x.shape[1] != ref_stats.dim:
+        raise FrechetError(f"embedding sizes differ: {x.shape[1]} vs {ref_stats.dim}")
+    ns = fad_inf_sample_sizes(len(x), steps, min_n, procedure=procedure)
+    if not replace and max(ns) > len(x):
+        raise FrechetError(f"cannot draw {max(ns)} of {len(x)} embeddings without replacement")
+    if procedure == "fadtk":
+        legacy = np.random.RandomState(seed)
+        x16 = x.astype(np.float16)
+
+        def draw(n: int) -> GaussianStats:
+            return fadtk_sample_statistics(x16[legacy.choice(len(x), size=n, replace=replace)])
+
+    else:
+        rng = np.random.default_rng(seed)
+
+        def draw(n: int) -> GaussianStats:
+            return GaussianStats.of(x[rng.choice(len(x), size=n, replace=replace)])
+
+    fads = [statistics_distance(draw(n), ref_stats) for n in ns]
     slope, intercept, r2 = fit_inverse_n(np.asarray(ns, dtype=np.float64), np.asarray(fads))
     return FadInf(value=intercept, slope=slope, r2=r2, ns=tuple(ns), fads=tuple(fads), seed=seed)
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Mean and covariance of an embedding set, the covariance kept as a factor A (``A'A = cov``).
+
+    The factor keeps the exact-for-singular routes of :func:`frechet_distance_embeddings` open for sets with
+    fewer rows than dimensions; :attr:`covariance` forms the d x d matrix when it is needed.
+    """
+
+    mean: np.ndarray
+    factor: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> GaussianStats:
+        """Sample mean and unbiased covariance (float64)."""
+        x = np.asarray(x, dtype=np.float64)
+        return cls(x.mean(axis=0), _centred_factor(x))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    @cached_property
+    def covariance(self) -> np.ndarray:
+        return self.factor.T @ self.factor
+
+
+def fadtk_sample_statistics(x: np.ndarray) -> GaussianStats:
+    """Statistics of one set of float16 embeddings as fadtk takes them (``calc_embd_statistics``).
+
+    numpy returns the mean of a float16 array in float16 (summed in float32) and the covariance in float64;
+    the factor is the exactly centred float64 rows, as ``np.cov`` centres them.
+    """
+    x16 = np.asarray(x).astype(np.float16)
+    mean = np.mean(x16, axis=0).astype(np.float64)
+    if len(x16) < 2:
+        raise FrechetError(f"a covariance needs at least 2 embeddings, got {len(x16)}")
+    return GaussianStats(mean, _centred_factor(x16.astype(np.float64)))
+
+
+def fadtk_pooled_statistics(groups: Sequence[np.ndarray]) -> GaussianStats:
+    """Statistics of a folder of embedding files as fadtk pools them (``calculate_embd_statistics_online``).
+
+    fadtk 1.1.0 (github.com/microsoft/fadtk, ``fadtk/utils.py``) merges per-file means (float16, see
+    :func:`fadtk_sample_statistics`) and per-file scatter matrices with Chan's update. Whatever the group
+    means m_k, that update sums to ``sum_k S_k + sum_k n_k (m_k - m)(m_k - m)'`` with ``m = sum_k n_k m_k /
+    N``, written here as a factor: the exactly centred rows of every file and one row ``sqrt(n_k) (m_k - m)``
+    per file, over ``sqrt(N - 1)``. A file of one embedding adds no scatter (fadtk's ``np.cov`` of one row is
+    NaN; such files do not occur with 1-s hops and clips of at least 1 s).
+    """
+    if not groups:
+        raise FrechetError("no embeddings to pool")
+    groups16 = [np.asarray(g).astype(np.float16) for g in groups]
+    total = sum(len(g) for g in groups16)
+    if total < 2:
+        raise FrechetError(f"a covariance needs at least 2 embeddings, got {total}")
+    means = [np.mean(g, axis=0).astype(np.float64) for g in groups16]
+    mean = sum(len(g) * m for g, m in zip(groups16, means, strict=True)) / total
+    rows = [_centred_factor(g.astype(np.float64)) * np.sqrt(len(g) - 1) for g in groups16 if len(g) > 1]
+    rows.append(np.stack([np.sqrt(len(g)) * (m - mean) for g, m in zip(groups16, means, strict=True)]))
+    return GaussianStats(mean, np.concatenate(rows) / np.sqrt(total - 1))
+
+
+def statistics_distance(
+    a: GaussianStats, b: GaussianStats, *, eps: float = 1e-6, regularize: Regularize = "auto"
+) -> float:
+    """Fréchet distance between two :class:`GaussianStats` (factor route when a factor has <= d rows)."""
+    if a.dim != b.dim:
+        raise FrechetError(f"embedding sizes differ: {a.dim} vs {b.dim}")
+    if regularize == "always" or min(len(a.factor), len(b.factor)) > a.dim:
+        return frechet_distance(a.mean, a.covariance, b.mean, b.covariance, eps=eps, regularize=regularize)
+    return _frechet_from_factors(a.factor, a.mean, b.factor, b.mean)
 
 
 def fit_inverse_n(ns: np.ndarray, values: np.ndarray) -> tuple[float, float, float]:
@@ -166,24 +283,6 @@ def fit_inverse_n(ns: np.ndarray, values: np.ndarray) -> tuple[float, float, flo
     total = float(((values - values.mean()) ** 2).sum())
     r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else 1.0
     return float(slope), float(intercept), r2
-
-
-class _ReferenceStats:
-    """A fixed reference set against which many evaluation subsets are scored (FAD-inf, resampling)."""
-
-    def __init__(self, reference: np.ndarray):
-        self.reference = reference
-        self.mean = reference.mean(axis=0)
-        self.factor = _centred_factor(reference)
-        self._cov: np.ndarray | None = None
-
-    def distance(self, x: np.ndarray) -> float:
-        d = x.shape[1]
-        if min(len(x), len(self.reference)) <= d:
-            return _frechet_from_factors(_centred_factor(x), x.mean(axis=0), self.factor, self.mean)
-        if self._cov is None:
-            self._cov = self.factor.T @ self.factor
-        return frechet_distance(*gaussian_fit(x), self.mean, self._cov)
 
 
 class _IndefiniteError(ArithmeticError):

@@ -2,7 +2,8 @@
 
 ``size="full"`` is the LAION-CLAP HTSAT-tiny + RoBERTa-base architecture of laion/clap-htsat-{unfused,fused}
 (transformers' ``ClapConfig`` defaults: 10 s windows, 64 mel bins, 512-d projection); ``size="tiny"`` is a
-few-thousand-parameter model with 2 s windows and 16 mel bins for CPU tests. Both are written with
+few-thousand-parameter model with 2 s windows and LAION-CLAP's 64 mel bins (the fusion crops of the feature
+extractors assume 64) for CPU tests. Both are written with
 ``save_pretrained`` together with a feature extractor and a RoBERTa tokenizer built offline from a small
 vocabulary (letters and word-initial letters), so loading them runs exactly the code that loads a real
 checkpoint folder. The weights are random: the embeddings mean nothing, only shapes, cost and determinism do.
@@ -51,8 +52,8 @@ def write_clap_checkpoint(
         projection = 512
     elif size == "tiny":
         audio = ClapAudioConfig(
-            num_mel_bins=16,
-            spec_size=64,
+            num_mel_bins=64,
+            spec_size=128,
             window_size=4,
             depths=[1, 1],
             num_attention_heads=[1, 1],
@@ -73,7 +74,7 @@ def write_clap_checkpoint(
             projection_dim=16,
             pad_token_id=1,
         )
-        extractor = ClapFeatureExtractor(feature_size=16, max_length_s=2, truncation=truncation)
+        extractor = ClapFeatureExtractor(feature_size=64, max_length_s=2, truncation=truncation)
         projection = 16
     else:
         raise ValueError(f"size must be 'full' or 'tiny', got {size!r}")

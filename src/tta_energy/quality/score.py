@@ -3,14 +3,15 @@
 The work is split so that bad input fails before anything is loaded or cached: :func:`plan_jobs` lists and
 checks every folder, audio header and caption file; :func:`score_jobs` then embeds (through the cache) and
 scores. One row per (model, dataset, steps, metric) in :data:`TABLE_COLUMNS`; per-clip CLAP scores in
-:data:`PER_CLIP_COLUMNS`.
+:data:`PER_CLIP_COLUMNS`. How clips become embeddings and how FAD-inf samples is the metric profile
+(:mod:`tta_energy.quality.profiles`) carried by :class:`ScoreSettings`; its name is the ``profile`` column.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tta_energy.errors import TtaError
+from tta_energy.intervals import CONFIDENCE, half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality import frechet
 from tta_energy.quality.audio import (
     AudioError,
@@ -29,7 +31,6 @@ from tta_energy.quality.audio import (
     load_audio,
     split_windows,
 )
-from tta_energy.quality.bootstrap import CONFIDENCE, half_sampling_interval, percentile_bootstrap_mean
 from tta_energy.quality.cache import EmbeddingCache
 from tta_energy.quality.clap_score import (
     CaptionMatch,
@@ -39,9 +40,20 @@ from tta_energy.quality.clap_score import (
     read_captions,
 )
 from tta_energy.quality.embeddings import ClapEmbedder
+from tta_energy.quality.profiles import (
+    DEFAULT_CLAP_PROFILE,
+    DEFAULT_FAD_PROFILE,
+    ClapProfile,
+    FadProfile,
+    clip_crop_seed,
+    parse_clap_profile,
+    parse_fad_profile,
+)
 
 #: ``fad_inf`` is fadtk's (and the study's) definition; ``fad_inf_without_replacement`` draws the subsets
-#: without replacement (see :func:`tta_energy.quality.frechet.fad_inf`).
+#: without replacement, with the per-clip sample sizes and generator under every profile (fadtk's sizes
+#: start at 500, more than 300 clips can give without replacement; see
+#: :func:`tta_energy.quality.frechet.fad_inf`).
 METRICS = ("fad", "fad_inf", "fad_inf_without_replacement", "clap")
 DEFAULT_METRICS = ("fad", "fad_inf", "clap")
 TABLE_COLUMNS = (
@@ -55,6 +67,7 @@ TABLE_COLUMNS = (
     "n_generated",
     "n_reference",
     "embedding",
+    "profile",
     "ci_method",
     "fit_r2",
 )
@@ -68,6 +81,7 @@ PER_CLIP_COLUMNS = (
     "audio_file",
     "caption",
     "embedding",
+    "profile",
 )
 BUNDLED_CAPTIONS = {"audiocaps": "audiocaps_captions.csv", "clotho": "clotho_captions.csv"}
 
@@ -93,7 +107,8 @@ class ScoreSettings:
     fad_inf_ci: bool = False  # half-sampling of FAD-inf costs 25 distances per replicate: opt-in
     regularize: frechet.Regularize = "auto"
     eps: float = 1e-6
-    hop_s: float | None = None  # window start every hop_s seconds in clips longer than 10 s; None: the window
+    fad_profile: FadProfile = field(default_factory=lambda: parse_fad_profile(DEFAULT_FAD_PROFILE))
+    clap_profile: ClapProfile = field(default_factory=lambda: parse_clap_profile(DEFAULT_CLAP_PROFILE))
     fad_peak_dbfs: float | None = None  # fadtk: no level change
     clap_peak_dbfs: float | None = -1.0  # stable-audio-metrics: peak -1 dBFS
     batch_windows: int = 16
@@ -212,16 +227,16 @@ class _Embeddings:
     """Window embeddings of audio files and embeddings of captions, through the cache."""
 
     def __init__(
-        self, embedder: ClapEmbedder, prep: AudioPrep, cache: EmbeddingCache, settings: ScoreSettings
+        self,
+        embedder: ClapEmbedder,
+        prep: AudioPrep,
+        profile: FadProfile | ClapProfile,
+        cache: EmbeddingCache,
+        settings: ScoreSettings,
     ):
         self.embedder = embedder
-        # the model decides the rate and the window length; the settings decide level and hop
-        self.prep = replace(
-            prep,
-            sample_rate=embedder.sample_rate,
-            window_s=embedder.window_s,
-            hop_s=settings.hop_s or embedder.window_s,
-        )
+        # the model decides the rate and the window length; the profile the windows; the settings the level
+        self.prep = profile.audio_prep(prep, sample_rate=embedder.sample_rate, window_s=embedder.window_s)
         self.cache = cache
         self.settings = settings
         self.memo: dict[str, np.ndarray] = {}
@@ -230,15 +245,16 @@ class _Embeddings:
     def audio(self, paths: Sequence[Path], desc: str, hashes: dict[Path, str]) -> list[np.ndarray]:
         model_id, dim = self.embedder.model_id, self.embedder.dim
         results: list[np.ndarray | None] = [None] * len(paths)
-        pending: list[tuple[int, str, list[np.ndarray]]] = []
+        pending: list[tuple[int, str, list[np.ndarray], int]] = []
 
         def flush() -> None:
             if not pending:
                 return
-            windows = [w for _, _, ws in pending for w in ws]
-            emb = self.embedder.embed_windows(windows)
+            windows = [w for _, _, ws, _ in pending for w in ws]
+            seeds = [seed for _, _, ws, seed in pending for _ in ws]
+            emb = self.embedder.embed_windows(windows, seeds)
             start = 0
-            for index, key, ws in pending:
+            for index, key, ws, _ in pending:
                 part = np.ascontiguousarray(emb[start : start + len(ws)], dtype=np.float32)
                 start += len(ws)
                 if part.shape != (len(ws), dim) or not np.isfinite(part).all():
@@ -261,8 +277,9 @@ class _Embeddings:
                 self.memo[key] = cached
                 results[index] = cached
                 continue
-            pending.append((index, key, split_windows(load_audio(path, self.prep), self.prep)))
-            if sum(len(ws) for _, _, ws in pending) >= self.settings.batch_windows:
+            seed = clip_crop_seed(self.prep.crop_seed or 0, hashes[path])
+            pending.append((index, key, split_windows(load_audio(path, self.prep), self.prep), seed))
+            if sum(len(ws) for _, _, ws, _ in pending) >= self.settings.batch_windows:
                 flush()
         flush()
         return [r for r in results if r is not None]
@@ -310,12 +327,20 @@ def score_jobs(
     if "clap" in settings.metrics and clap_embedder is None:
         raise TtaError("the CLAP score needs a CLAP checkpoint (--checkpoint)")
     fad_emb = (
-        _Embeddings(fad_embedder, AudioPrep(peak_dbfs=settings.fad_peak_dbfs), cache, settings)
+        _Embeddings(
+            fad_embedder, AudioPrep(peak_dbfs=settings.fad_peak_dbfs), settings.fad_profile, cache, settings
+        )
         if fad_embedder is not None
         else None
     )
     clap_emb = (
-        _Embeddings(clap_embedder, AudioPrep(peak_dbfs=settings.clap_peak_dbfs), cache, settings)
+        _Embeddings(
+            clap_embedder,
+            AudioPrep(peak_dbfs=settings.clap_peak_dbfs),
+            settings.clap_profile,
+            cache,
+            settings,
+        )
         if clap_embedder is not None
         else None
     )
@@ -338,7 +363,12 @@ def score_jobs(
                 gen,
                 ref,
                 settings,
-                {**base, "n_reference": len(item.reference), "embedding": fad_emb.embedder.model_id},
+                {
+                    **base,
+                    "n_reference": len(item.reference),
+                    "embedding": fad_emb.embedder.model_id,
+                    "profile": settings.fad_profile.name,
+                },
             )
         if clap_emb is not None and "clap" in settings.metrics:
             audio = clap_emb.audio([m.audio for m in item.matches], f"{_label(job)}: CLAP", hashes)
@@ -357,6 +387,7 @@ def score_jobs(
                     "ci_high": high,
                     "n_reference": None,
                     "embedding": clap_emb.embedder.model_id,
+                    "profile": settings.clap_profile.name,
                     "ci_method": _ci_name("percentile bootstrap", settings) if np.isfinite(low) else "",
                     "fit_r2": np.nan,
                 }
@@ -372,6 +403,7 @@ def score_jobs(
                     "audio_file": m.audio.name,
                     "caption": m.caption,
                     "embedding": clap_emb.embedder.model_id,
+                    "profile": settings.clap_profile.name,
                 }
                 for m, s in zip(item.matches, scores, strict=True)
             ]
@@ -387,14 +419,28 @@ def score_jobs(
 def _fad_rows(
     gen: list[np.ndarray], ref: list[np.ndarray], settings: ScoreSettings, base: dict
 ) -> list[dict]:
+    profile = settings.fad_profile
+    if profile.float16:  # fadtk stores every embedding as float16
+        gen = [g.astype(np.float16).astype(np.float64) for g in gen]
+        ref = [r.astype(np.float16).astype(np.float64) for r in ref]
     x, y = np.concatenate(gen).astype(np.float64), np.concatenate(ref).astype(np.float64)
+    # fadtk pools the statistics of a folder file by file, from float16 means
+    ref_stats = frechet.fadtk_pooled_statistics(ref) if profile.float16 else frechet.GaussianStats.of(y)
     rows = []
     if "fad" in settings.metrics:
 
         def distance(a: np.ndarray, b: np.ndarray) -> float:
             return frechet.frechet_distance_embeddings(a, b, eps=settings.eps, regularize=settings.regularize)
 
-        value = distance(x, y)
+        if profile.float16:
+            value = frechet.statistics_distance(
+                frechet.fadtk_pooled_statistics(gen),
+                ref_stats,
+                eps=settings.eps,
+                regularize=settings.regularize,
+            )
+        else:
+            value = distance(x, y)
         low, high = half_sampling_interval(
             gen,
             ref,
@@ -418,11 +464,14 @@ def _fad_rows(
     for metric, with_replacement in (("fad_inf", True), ("fad_inf_without_replacement", False)):
         if metric not in settings.metrics:
             continue
+        procedure = profile.fad_inf if with_replacement else "per-clip"
 
-        def extrapolated(a: np.ndarray, b: np.ndarray, replace: bool = with_replacement) -> float:
-            return frechet.fad_inf(a, b, seed=settings.seed, replace=replace).value
+        def extrapolated(
+            a: np.ndarray, b: np.ndarray, replace: bool = with_replacement, procedure: str = procedure
+        ) -> float:
+            return frechet.fad_inf(a, b, seed=settings.seed, replace=replace, procedure=procedure).value
 
-        fit = frechet.fad_inf(x, y, seed=settings.seed, replace=with_replacement)
+        fit = frechet.fad_inf(x, ref_stats, seed=settings.seed, replace=with_replacement, procedure=procedure)
         low = high = float("nan")
         if settings.fad_inf_ci:
             low, high = half_sampling_interval(

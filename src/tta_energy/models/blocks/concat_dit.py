@@ -1,7 +1,7 @@
 """Make-An-Audio 2's denoiser ``ConcatDiT2MLP``: a DiT over [timestep token, text tokens, latent frames].
 
 Layout (bytedance/Make-An-Audio-2 ``ldm/modules/diffusionmodules/concatDiT.py`` and
-``ldm/modules/new_attention.py``, described in models.md §6), with H = ``hidden_size``:
+``ldm/modules/new_attention.py``), with H = ``hidden_size``:
 
 1. timestep -> 256-d sinusoidal embedding (cos first) -> Linear-SiLU-Linear -> one token;
 2. context (N, 2L, C) is split in two halves along the tokens (CLAP tokens, T5 tokens), each embedded by its

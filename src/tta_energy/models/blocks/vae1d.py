@@ -1,6 +1,6 @@
 """Make-An-Audio 2's 1D convolutional KL autoencoder (80-bin mel frames <-> 20-channel latents).
 
-Structure (bytedance/Make-An-Audio-2 ``ldm/models/autoencoder1d.py``; models.md §6), parameter names from
+Structure (bytedance/Make-An-Audio-2 ``ldm/models/autoencoder1d.py``), parameter names from
 the yaml's ``ddconfig``: ``ch``, ``ch_mult``, ``num_res_blocks``, ``kernel_size``, ``attn_layers``,
 ``down_layers``, ``z_channels``, ``in_channels``/``out_ch`` (mel bins), ``embed_dim``.
 

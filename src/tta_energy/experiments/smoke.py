@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from tta_energy.errors import first_line
+from tta_energy.experiments.grids import STUDY_PROMPT
+from tta_energy.experiments.runner import one_line
 from tta_energy.fileio import atomic_path
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
 
-SMOKE_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 SMOKE_COLUMNS = ("model", "size", "weights", "dtype", "steps", "duration_s", "n_clips", "status", "error",
                  "wall_s", "gpu_energy_J", "energy_method", "peak_memory_GB", "finite", "denoiser_calls",
                  "audio_seconds", "gpu_name", "torch", "diffusers", "transformers", "timestamp")
@@ -122,10 +122,6 @@ def _gpu_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {first_line(exc, '')}"[:300]
-
-
 def smoke_model(name: str, steps_list: list[int], *, device: str = "cuda", size: str = "full",
                 dtype: str | None = None, duration_s: float = 10.0, warmup_steps: int = 2,
                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -161,7 +157,7 @@ def smoke_model(name: str, steps_list: list[int], *, device: str = "cuda", size:
 
 
 def _request(steps: int, duration_s: float) -> GenerationRequest:
-    return GenerationRequest(prompts=[SMOKE_PROMPT], steps=steps, duration_s=duration_s, seed=0)
+    return GenerationRequest(prompts=[STUDY_PROMPT], steps=steps, duration_s=duration_s, seed=0)
 
 
 def _now() -> str:

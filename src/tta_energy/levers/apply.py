@@ -1,31 +1,11 @@
-"""Energy levers: settings that make a generation cheaper, switched on by name (``--optimize``).
-
-A lever spec is a named level or a comma list of levers (levels may be combined with levers):
-
-* ``none``: the study's default: the model's own precision (fp16 for AudioLDM, AudioLDM 2 and Stable Audio
-  Open; fp32 for Tango, Tango 2, Make-An-Audio and Make-An-Audio 2, whose code runs fp32), eager PyTorch,
-  batch as asked;
-* ``graphs``: the denoiser captured as a CUDA graph (``cudagraph``);
-* ``max``: fp16 (see :data:`MAX_PRECISION`), the fastest attention kernel measured on the model
-  (``sdpa-best``), channels-last convolutions and fused attention projections where the denoiser has them,
-  and the CUDA graph;
-* single levers: ``fp32``, ``fp16``, ``bf16`` (precision of every component), ``compile`` (Inductor, no
-  graphs), ``compile-graphs`` (``torch.compile(mode="reduce-overhead")``: Inductor + CUDA graph trees),
-  ``cudagraph`` (eager kernels replayed from a manually captured graph, static input buffers), ``sdpa-flash``,
-  ``sdpa-cudnn``, ``sdpa-efficient``, ``sdpa-math``, ``sdpa-best`` (attention backend preferred by
-  ``torch.nn.attention.sdpa_kernel``; others stay allowed as fallbacks), ``channels-last``, ``fuse-qkv`` and
-  ``trim-latents`` (Stable Audio Open: run the DiT on the requested length instead of 47.55 s; this CHANGES
-  the model's output and is never counted as lossless).
+"""Applying levers to a built model: precision, fused projections, channels-last, attention backend,
+compilation and CUDA graphs.
 
 :func:`apply_levers` changes an adapter in place (precision of its components, its ``denoiser`` attribute,
 Stable Audio Open's ``latent_length``) and records what it did in ``adapter.applied_levers``. A lever the
 device cannot run (CUDA graphs on a CPU) raises :class:`LeverError` when asked for by name and is skipped with
-the reason when it comes from ``max``; a lever that does not fit the model (channels-last on a 1-D DiT) is
-skipped with the reason.
-
-:func:`relative_error` and :func:`is_lossless` are the equivalence check: each configuration's final latents
-and waveforms against an fp32 eager reference of the same seed and weights, judged against the error of the
-plain eager run at the same precision (the precision's normal error).
+the reason when it comes from a level (``max``, ``graphs``); a lever that does not fit the model
+(channels-last on a 1-D DiT) is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -38,132 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from tta_energy.errors import TtaError, first_line
-from tta_energy.models.base import ModelAdapter, dtype_name, parse_dtype
-
-
-class LeverError(TtaError):
-    """A lever spec that cannot be parsed or applied; the message is one line."""
-
-
-PRECISIONS: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-SDPA_BACKENDS: tuple[str, ...] = ("flash", "cudnn", "efficient", "math")
-COMPILE_MODES: dict[str, str] = {"compile": "default", "compile-graphs": "reduce-overhead"}
-SINGLE_LEVERS: tuple[str, ...] = (
-    *PRECISIONS, *COMPILE_MODES, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
-    "channels-last", "fuse-qkv", "trim-latents",
-)
-LEVELS: tuple[str, ...] = ("none", "graphs", "max")
-
-#: Precision ``max`` uses per model. fp16 and bf16 run at the same tensor-core rate on Hopper and move the
-#: same bytes; fp16 keeps 3 more mantissa bits (smaller error against fp32), so fp16 everywhere unless a model
-#: is listed here (one whose fp16 output the equivalence check finds broken would be).
-MAX_PRECISION: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class Levers:
-    """A parsed lever spec. ``spec`` is the canonical text stored in the run record's ``optimize`` column."""
-
-    spec: str = "none"
-    precision: str | None = None  # float32/float16/bfloat16; None: the model's default (or MAX_PRECISION)
-    max_precision: bool = False  # precision from MAX_PRECISION (the ``max`` level)
-    compile_mode: str | None = None  # None, "default" or "reduce-overhead"
-    #: torch.compile backend; Inductor unless a caller replaces it (the CPU tests use Dynamo's "eager": the
-    #: same graph capture and guards without Inductor's C++ builds, which take many minutes on 2 cores)
-    compile_backend: str = "inductor"
-    cudagraph: bool = False
-    sdpa: str | None = None  # None, one of SDPA_BACKENDS, or "best"
-    channels_last: bool = False
-    fuse_qkv: bool = False
-    trim_latents: bool = False
-    #: levers that came from a level (``max``/``graphs``): skipped with a reason where unavailable
-    implied: frozenset[str] = frozenset()
-
-    @property
-    def is_none(self) -> bool:
-        return self.spec == "none"
-
-    @property
-    def changes_behaviour(self) -> bool:
-        """True when a lever changes the computation by design (the output is not meant to match)."""
-        return self.trim_latents
-
-    def dtype_for(self, adapter: ModelAdapter | type[ModelAdapter]) -> torch.dtype:
-        """The precision this spec runs ``adapter``'s model in."""
-        if self.precision is not None:
-            return parse_dtype(self.precision)
-        if self.max_precision:
-            return parse_dtype(MAX_PRECISION.get(adapter.name, "float16"))
-        return parse_dtype(adapter.defaults.dtype)
-
-
-def _tokens(spec: str) -> list[str]:
-    tokens = [t.strip().lower() for t in spec.replace("+", ",").split(",")]
-    return [t for t in tokens if t]
-
-
-def parse_levers(spec: str) -> Levers:
-    """Parse ``none``, ``graphs``, ``max`` or a comma list such as ``compile,bf16,sdpa-flash``.
-
-    Raises :class:`LeverError` (one line) for an unknown name or levers that exclude each other.
-    """
-    tokens = _tokens(spec or "")
-    if not tokens:
-        raise LeverError("empty lever spec: use none, graphs, max or a comma list of levers")
-    known = set(LEVELS) | set(SINGLE_LEVERS)
-    unknown = [t for t in tokens if t not in known]
-    if unknown:
-        raise LeverError(f"unknown lever {unknown[0]!r}: use a level ({', '.join(LEVELS)}) or levers "
-                         f"({', '.join(SINGLE_LEVERS)})")
-    if "none" in tokens and len(tokens) > 1:
-        raise LeverError(f"lever spec {spec!r}: 'none' cannot be combined with other levers")
-    explicit: list[str] = []
-    implied: list[str] = []
-    max_precision = False
-    for t in dict.fromkeys(tokens):
-        if t == "graphs":
-            implied.append("cudagraph")
-        elif t == "max":
-            max_precision = True
-            implied += ["sdpa-best", "channels-last", "fuse-qkv", "cudagraph"]
-        elif t != "none":
-            explicit.append(t)
-    precisions = [t for t in explicit if t in PRECISIONS]
-    if len(precisions) > 1:
-        raise LeverError(f"lever spec {spec!r} names two precisions ({', '.join(precisions)}): choose one")
-    sdpas = [t for t in explicit if t.startswith("sdpa-")]
-    if len(sdpas) > 1:
-        raise LeverError(f"lever spec {spec!r} names two attention backends ({', '.join(sdpas)}): choose one")
-    # an explicit choice overrides what a level implies
-    if sdpas:
-        implied = [t for t in implied if not t.startswith("sdpa-")]
-    if "compile-graphs" in explicit:
-        implied = [t for t in implied if t != "cudagraph"]
-    levers = set(explicit) | set(implied)
-    if "compile-graphs" in levers and ("cudagraph" in levers or "compile" in levers):
-        raise LeverError(f"lever spec {spec!r}: compile-graphs already captures CUDA graphs and compiles; "
-                         "do not combine it with cudagraph or compile")
-    sdpa = next((t for t in levers if t.startswith("sdpa-")), None)
-    compile_mode = next((COMPILE_MODES[t] for t in levers if t in COMPILE_MODES), None)
-    canonical = ",".join(dict.fromkeys(tokens))
-    return Levers(
-        spec=canonical,
-        precision=PRECISIONS[precisions[0]] if precisions else None,
-        max_precision=max_precision and not precisions,
-        compile_mode=compile_mode,
-        cudagraph="cudagraph" in levers,
-        sdpa=sdpa.removeprefix("sdpa-") if sdpa else None,
-        channels_last="channels-last" in levers,
-        fuse_qkv="fuse-qkv" in levers,
-        trim_latents="trim-latents" in levers,
-        implied=frozenset(set(implied) - set(explicit)),
-    )
+from tta_energy.errors import first_line
+from tta_energy.levers.spec import LeverError, Levers, parse_levers
+from tta_energy.models.base import ModelAdapter
+from tta_energy.precision import canonical_dtype, torch_dtype
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -518,21 +380,17 @@ def _convolution_rank(module: torch.nn.Module) -> int | None:
     return None
 
 
-def _set_dtype(adapter: ModelAdapter, dtype: torch.dtype) -> None:
-    if dtype != adapter.dtype:
-        adapter.set_dtype(dtype)
-
-
-def apply_levers(adapter: ModelAdapter, levers: Levers | str, *,
-                 duration_s: float | None = None) -> ModelAdapter:
+def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: float | None = None,
+                 dtype: str | None = None) -> ModelAdapter:
     """Apply ``levers`` to ``adapter`` in place and return it; ``adapter.applied_levers`` says what was done.
 
     ``duration_s`` is the duration the levers are tuned for (Stable Audio Open's ``trim-latents``, the
     attention-backend timing); default: the model's default duration. Apply once per adapter: build (or
-    deep-copy) a fresh adapter for each configuration.
+    deep-copy) a fresh adapter for each configuration. ``dtype`` is the precision asked for besides the
+    levers (a sweep's resolved precision); the levers' own precision wins, and without either the model runs
+    in its default precision (:func:`tta_energy.precision.generation_precision`).
     """
-    if isinstance(levers, str):
-        levers = parse_levers(levers)
+    levers = parse_levers(levers)
     if getattr(adapter, "applied_levers", None) is not None:
         raise LeverError(f"levers were already applied to this {adapter.name} adapter; build a fresh one")
     duration_s = adapter.defaults.duration_s if duration_s is None else duration_s
@@ -550,8 +408,10 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *,
             raise LeverError(f"{lever}: {reason}")
 
     # 1. precision of every component
-    _set_dtype(adapter, levers.dtype_for(adapter))
-    record.dtype = dtype_name(adapter.dtype)
+    precision = levers.precision_for(adapter.name, option=dtype)
+    if torch_dtype(precision) != adapter.dtype:
+        adapter.set_dtype(torch_dtype(precision))
+    record.dtype = canonical_dtype(adapter.dtype)
 
     # 2. Stable Audio Open: the DiT on the requested length only (changes the output)
     if levers.trim_latents:
@@ -657,69 +517,3 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *,
     adapter.applied_levers = record
     return adapter
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Equivalence with an fp32 eager reference
-# ---------------------------------------------------------------------------------------------------------
-def _as_float64(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def relative_error(value: torch.Tensor | np.ndarray | None,
-                   reference: torch.Tensor | np.ndarray | None) -> float:
-    """``||value - reference|| / ||reference||`` in float64; NaN when either is missing, the shapes differ
-    (a behaviour-changing lever) or the reference is zero; inf when ``value`` is not finite."""
-    if value is None or reference is None:
-        return float("nan")
-    v, r = _as_float64(value), _as_float64(reference)
-    if v.shape != r.shape:
-        return float("nan")
-    if not np.isfinite(v).all():
-        return float("inf")
-    norm = float(np.linalg.norm(r))
-    if norm == 0.0:
-        return float("nan")
-    return float(np.linalg.norm(v - r) / norm)
-
-
-#: Errors below these are within rounding for the precision, whatever the yardstick says.
-ERROR_FLOOR: dict[str, float] = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1.6e-2}
-#: A lever may move the output by this factor times the plain eager error at the same precision.
-YARDSTICK_FACTOR = 2.0
-
-
-def error_tolerance(dtype: str, yardstick: float | None) -> float:
-    """Largest relative error a lossless configuration may show at ``dtype``: ``YARDSTICK_FACTOR`` times the
-    plain eager error at that precision (its normal error), at least :data:`ERROR_FLOOR`."""
-    floor = ERROR_FLOOR.get(dtype_name(parse_dtype(dtype)), ERROR_FLOOR["bfloat16"])
-    if yardstick is None or not np.isfinite(yardstick):
-        return floor
-    return max(floor, YARDSTICK_FACTOR * float(yardstick))
-
-
-def is_lossless(levers: Levers | str, dtype: str, rel_error: float, yardstick: float | None) -> bool:
-    """True when the configuration computes the model's function within its precision's normal error."""
-    if isinstance(levers, str):
-        levers = parse_levers(levers)
-    if levers.changes_behaviour:
-        return False
-    if rel_error is None or not np.isfinite(rel_error):
-        return False
-    return bool(rel_error <= error_tolerance(dtype, yardstick))
-
-
-def describe_levers(levers: Levers) -> dict[str, object]:
-    """The parsed spec as a plain dict (``tta-energy levers explain``)."""
-    d: dict[str, object] = {k: v for k, v in levers.__dict__.items() if k != "implied"}
-    d["implied_by_level"] = sorted(levers.implied)
-    d["changes_behaviour"] = levers.changes_behaviour
-    return d
-
-
-__all__ = [
-    "LEVELS", "SINGLE_LEVERS", "AppliedLevers", "CudaGraphDenoiser", "LeverError", "Levers", "apply_levers",
-    "describe_levers",
-    "error_tolerance", "fuse_attention_projections", "is_lossless", "parse_levers", "relative_error",
-]

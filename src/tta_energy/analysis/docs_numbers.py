@@ -1,0 +1,700 @@
+"""The numbers the documentation quotes, generated from the tables under ``data/``.
+
+README.md, data/README.md and docs/ quote measurements inside generated blocks::
+
+    <!-- generated:NAME -->text written by this module<!-- /generated:NAME -->
+
+:func:`update_docs` (run by ``make reproduce``) rewrites every block from the run tables; :func:`stale_blocks`
+lists the blocks whose text differs from what the tables give (the test suite fails on any). A number in a
+block therefore always has a table behind it and follows new measurements. Means over more than one run
+are quoted with n and their 95 % Student-t interval; a single run says n = 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from tta_energy import schema
+from tta_energy.analysis import fronts, summaries, tables
+from tta_energy.errors import TtaError
+from tta_energy.fileio import write_text_atomic
+from tta_energy.intervals import CONFIDENCE
+from tta_energy.models import catalogue
+
+#: Files that hold generated blocks, relative to the repository root.
+DOC_FILES: tuple[str, ...] = ("README.md", "data/README.md", "docs/analysis.md", "docs/meter.md")
+BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
+#: Below this mean GPU power (W) a model run eagerly at batch 1 leaves the H200 mostly idle (launch-bound).
+IDLE_BOUND_W = 200.0
+
+
+METRIC_NAMES = {"clap": "CLAP", "fad": "FAD-inf"}
+
+
+def label(model: str) -> str:
+    return catalogue.label(model)
+
+
+def _j(value: float) -> str:
+    """Joules the way the prose quotes them: 3 significant figures, no exponent."""
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) >= 10 else f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
+
+
+def _pct(ratio: float) -> str:
+    return f"{100 * ratio:+.0f}%"
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    return catalogue.ordered(frame["model"].unique())
+
+
+@dataclass
+class DocData:
+    """The run tables the documentation quotes (read once, usable rows only)."""
+
+    data: Path
+    _sweeps: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _texts: dict[str, str] = field(default_factory=dict)
+
+    def block(self, name: str) -> str:
+        """The text of block ``name`` (computed once per instance)."""
+        if name not in BLOCKS:
+            raise TtaError(f"unknown generated block {name!r}: known blocks are {', '.join(BLOCKS)}")
+        if name not in self._texts:
+            self._texts[name] = BLOCKS[name](self)
+        return self._texts[name]
+
+    def _runs(self, relative: str) -> pd.DataFrame:
+        path = self.data / relative
+        if not path.is_file():
+            return pd.DataFrame(columns=[*schema.COLUMN_NAMES, "first_generation"])
+        return summaries.usable_runs(schema.read_runs(path))
+
+    @cached_property
+    def steps(self) -> pd.DataFrame:
+        return self._runs("h200/steps.csv")
+
+    @cached_property
+    def study_steps(self) -> pd.DataFrame:
+        return self._runs("study/steps.csv")
+
+    @cached_property
+    def study_quality(self) -> pd.DataFrame:
+        return self._runs("study/quality.csv")
+
+    @cached_property
+    def batch(self) -> pd.DataFrame:
+        return self._runs("h200/batch.csv")
+
+    @cached_property
+    def quality(self) -> pd.DataFrame:
+        return self._runs("h200/quality.csv")
+
+    def sweep(self, experiment: str) -> pd.DataFrame:
+        if experiment not in self._sweeps:
+            self._sweeps[experiment] = self._runs(f"h200/{experiment}.csv")
+        return self._sweeps[experiment]
+
+    @cached_property
+    def levers(self) -> pd.DataFrame:
+        path = self.data / "h200" / "levers.csv"
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------------------------------------
+# The blocks
+
+
+def _slope_text(rows: pd.DataFrame) -> str:
+    """Per-call slope of energy against denoiser calls over all runs, with its 95 % interval."""
+    fit = stats.linregress(rows["denoiser_calls"].astype(float), rows["gpu_energy_J"].astype(float))
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(rows) - 2) * fit.stderr
+    return f"{fit.slope:.1f} J (95% CI {fit.slope - half:.1f}–{fit.slope + half:.1f}"
+
+
+def _repeats(rows: pd.DataFrame) -> str:
+    n = rows.groupby("steps").size()
+    return f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+
+
+def _spread(rows: pd.DataFrame) -> tuple[float, float]:
+    """Lowest and highest run relative to the mean of its (model, steps), over all step counts."""
+    rel = rows["gpu_energy_J"] / rows.groupby("steps")["gpu_energy_J"].transform("mean") - 1
+    return float(rel.min()), float(rel.max())
+
+
+def _power(rows: pd.DataFrame) -> pd.Series:
+    return rows["gpu_energy_J"] / rows["wall_s"]
+
+
+def block_steps(d: DocData) -> str:
+    steps = d.steps
+    if steps.empty:
+        return "No steps sweep measured on the H200 yet."
+    parts = []
+    for model in _models(steps):
+        rows = steps[steps["model"] == model]
+        dtype = rows["dtype"].iloc[0]
+        parts.append(f"{label(model)} {_slope_text(rows)}; {dtype}, n = {_repeats(rows)} per step count)")
+    text = (
+        "From `data/h200/steps.csv` (fit over every run of the six step counts; "
+        "`figures/tables/steps_fit.csv` fits the means), GPU energy per denoiser call of a 10 s clip with "
+        "classifier-free guidance, batch 1, "
+        "each model in the study's dtype and run eagerly as the study did: " + "; ".join(parts) + "."
+    )
+    study = d.study_steps
+    if not study.empty:
+        clean = study[~study["first_generation"]]
+        a40 = [f"{label(m)} {_slope_text(clean[clean['model'] == m])})" for m in _models(clean)]
+        text += (
+            " On the study's A40 (its runs without the first call of each script) the same fit gives "
+            + "; ".join(a40)
+            + "."
+        )
+    power = _power(steps).groupby(steps["model"])
+    low = [m for m in _models(steps) if power.mean()[m] < IDLE_BOUND_W]
+    if low:
+        text += (
+            " The small UNets run eagerly leave the H200 mostly idle: mean power "
+            + ", ".join(f"{label(m)} {power.mean()[m]:.0f} W" for m in low)
+            + f" against {power.mean().drop(low).min():.0f}–{power.mean().drop(low).max():.0f} W for the "
+            "others (`figures/platform-comparison.png`); repeats of one configuration range "
+            + ", ".join(
+                "{} {:+.0%}/{:+.0%}".format(label(m), *_spread(steps[steps["model"] == m]))
+                for m in _models(steps)
+            )
+            + " around their mean."
+        )
+    return text
+
+
+def _batch_ci(row: pd.Series) -> str:
+    """`` (95% CI a–b)`` of the energy per clip where the batch size has more than one run."""
+    if row["n_runs"] < 2:
+        return ""
+    low = row["gpu_energy_J_per_10_clips_ci_low"] / summaries.CLIPS_PER_BATCH_RUN
+    high = row["gpu_energy_J_per_10_clips_ci_high"] / summaries.CLIPS_PER_BATCH_RUN
+    return f" (95% CI {low:.0f}–{high:.0f})"
+
+
+def _levers_ci(energy: float, std: float, repeats: int) -> str:
+    """`` (95% CI a–b)`` from a levers row's mean, sample std and repeats; empty for one repeat."""
+    if repeats < 2 or pd.isna(std):
+        return ""
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, repeats - 1) * std / repeats**0.5
+    return f" (95% CI {energy - half:.0f}–{energy + half:.0f})"
+
+
+def block_batch(d: DocData) -> str:
+    batch = d.batch
+    if batch.empty:
+        return "No batch sweep measured on the H200 yet."
+    summary = summaries.batch_summary(batch)
+    n_runs = int(summary["n_runs"].max())
+    one = summary[summary["n_prompts"] == 1]
+    parts = []
+    for model in _models(one):
+        rows = one[one["model"] == model].sort_values("batch")
+        first, last = rows.iloc[0], rows.iloc[-1]
+        parts.append(
+            f"{label(model)} {first['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(first)} → "
+            f"{last['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(last)} J"
+        )
+    text = (
+        f"Batching (`data/h200/batch.csv`, 100 steps, {n_runs} run{'s' if n_runs > 1 else ''} per batch size"
+        f"{' (n = 1: no interval)' if n_runs == 1 else ''}, energy per clip at 1 → 10 waveforms per prompt): "
+        + ", ".join(parts)
+        + "."
+    )
+    distinct = summary[summary["n_prompts"] > 1].set_index("model")["gpu_energy_J_per_clip_mean"]
+    same = (
+        one[one["batch"] == int(summary[summary["n_prompts"] > 1]["batch"].max())].set_index("model")[
+            "gpu_energy_J_per_clip_mean"
+        ]
+        if not distinct.empty
+        else distinct
+    )
+    if not distinct.empty:
+        text += " Ten *different* prompts in one call against ten waveforms of one prompt: " + ", ".join(
+            f"{label(m)} {distinct[m] / same[m] - 1:+.1%} ({distinct[m]:.1f} vs {same[m]:.1f} J)"
+            for m in catalogue.ordered(distinct.index)
+            if m in same.index
+        )
+        text += "."
+    return text
+
+
+def _set_difference(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The quality-energy summary and its row whose caption sets differ most."""
+    summary = summaries.quality_energy_summary(quality)
+    other = summary[summary["dataset"] != summaries.REFERENCE_DATASET]
+    return summary, other.loc[(other["ratio_to_reference_dataset"] - 1).abs().idxmax()]
+
+
+def block_quality_sets_short(d: DocData) -> str:
+    if d.quality.empty:
+        return "not measured yet"
+    summary, worst = _set_difference(d.quality)
+    return (
+        f"by at most {abs(worst['ratio_to_reference_dataset'] - 1):.0%} ({label(worst['model'])}) and never "
+        f"significantly (Welch p ≥ {summary['welch_p'].min():.2f})"
+    )
+
+
+def block_study_quality_sets(d: DocData) -> str:
+    quality = d.study_quality
+    if quality.empty:
+        return "not in the imported data"
+    _, worst = _set_difference(quality)
+    return f"differ by at most {abs(worst['ratio_to_reference_dataset'] - 1):.1%}"
+
+
+def block_quality_sets(d: DocData) -> str:
+    quality = d.quality
+    if quality.empty:
+        return "No quality-sweep energy measured on the H200 yet."
+    summary = summaries.quality_energy_summary(quality)
+    n = int(summary["n_captions"].min())
+    steps = ", ".join(str(s) for s in sorted(summary["steps"].unique()))
+    return (
+        f"The quality sweep's energy (`data/h200/quality.csv`, {n} captions of each caption file, {steps} "
+        f"steps; `figures/tables/quality_energy.csv`) hardly depends on the caption set: AudioCaps and "
+        f"Clotho differ {block_quality_sets_short(d)}."
+    )
+
+
+def best_lossless(levers: pd.DataFrame, steps: int = 100, batch: int = 1) -> pd.DataFrame:
+    """Per model: `none` and the cheapest lossless configuration of one run, at ``steps`` and ``batch``."""
+    if levers.empty:
+        return pd.DataFrame()
+    rows = levers[(levers["steps"] == steps) & (levers["waveforms_per_prompt"] == batch)]
+    out = []
+    for (model, run), grp in rows.groupby(["model", "run_id"], sort=False):
+        none = grp[grp["optimize"] == "none"]
+        ok = grp[grp["lossless"].astype(bool) & ~grp["optimize"].isin(["none", "fp32"])]
+        if none.empty or ok.empty:
+            continue
+        best = ok.loc[ok["energy_per_clip_J"].idxmin()]
+        out.append(
+            {
+                "model": model,
+                "run_id": run,
+                "steps": steps,
+                "none_J": float(none["energy_per_clip_J"].iloc[0]),
+                "none_repeats": int(none["repeats"].iloc[0]),
+                "none_std": float(none["gpu_energy_J_std"].iloc[0]),
+                "best_std": float(best["gpu_energy_J_std"]),
+                "best": best["optimize"],
+                "best_J": float(best["energy_per_clip_J"]),
+                "best_repeats": int(best["repeats"]),
+                "fraction_of_ceiling": float(best["fraction_of_ceiling"]),
+            }
+        )
+    frame = pd.DataFrame(out)
+    if frame.empty:
+        return frame
+    # a model measured in two runs: the run with the most repeats of `none`
+    frame = frame.sort_values(["model", "none_repeats"]).groupby("model").tail(1)
+    frame["ratio"] = frame["none_J"] / frame["best_J"]
+    return frame.set_index("model").loc[catalogue.ordered(frame["model"])].reset_index()
+
+
+def block_levers(d: DocData) -> str:
+    best = best_lossless(d.levers)
+    if best.empty:
+        return "No energy levers measured yet."
+    ceiling = float(d.levers["ceiling_flop_per_joule"].dropna().median())
+    tuned = d.levers[d.levers["lossless"].astype(bool) & ~d.levers["optimize"].isin(["none", "fp32"])]
+    fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
+    parts = [
+        f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_repeats)} → "
+        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_repeats)} J per clip ({r.ratio:.1f}×, "
+        f"`{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
+        for r in best.itertuples()
+    ]
+    missing = [m for m in catalogue.ordered(d.levers["model"].unique()) if m not in set(best["model"])]
+    text = (
+        "Run differently, without changing the output (`data/h200/levers.csv`, 100 steps, batch 1, the best "
+        "lossless configuration against the study's default `none` in the same run): "
+        + "; ".join(parts)
+        + "."
+    )
+    if missing:
+        text += " Not measured at 100 steps, batch 1: " + ", ".join(label(m) for m in missing) + "."
+    text += (
+        f" The best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
+        f"of the measured bf16 matmul ceiling ({ceiling / 1e12:.2f} TFLOP/J, `data/h200/levers_summary.md`)."
+    )
+    return text
+
+
+def study_warmup(study: pd.DataFrame) -> pd.DataFrame:
+    """The study's first call of each script against the mean of the other runs of its (model, steps)."""
+    out = []
+    for row in study[study["first_generation"]].itertuples():
+        others = study[
+            (study["model"] == row.model) & (study["steps"] == row.steps) & ~study["first_generation"]
+        ]["gpu_energy_J"]
+        out.append(
+            {
+                "model": row.model,
+                "steps": int(row.steps),
+                "first_J": float(row.gpu_energy_J),
+                "others_J": float(others.mean()),
+                "n_others": len(others),
+            }
+        )
+    frame = pd.DataFrame(out)
+    if not frame.empty:
+        frame["excess"] = frame["first_J"] / frame["others_J"] - 1
+    return frame
+
+
+def block_study_warmup(d: DocData) -> str:
+    warm = study_warmup(d.study_steps)
+    if warm.empty:
+        return "the study's first calls are not in the imported data"
+    top = warm.loc[warm["excess"].idxmax()]
+    return (
+        f"up to {_pct(top['excess'])} in its steps experiment: {label(top['model'])} at {top['steps']} "
+        f"steps, {top['first_J']:.0f} J against a mean of {top['others_J']:.0f} J over its other "
+        f"{top['n_others']} runs"
+    )
+
+
+def block_study_warmup_example(d: DocData) -> str:
+    study = d.study_steps
+    rows = study[(study["model"] == "audioldm") & (study["steps"] == 10)]
+    if rows.empty:
+        return "not in the imported data"
+    with_first = rows["gpu_energy_J"]
+    without = rows[~rows["first_generation"]]["gpu_energy_J"]
+    return (
+        f"AudioLDM 10 steps: {with_first.mean():.1f} ± {with_first.std():.1f} J with it "
+        f"(n = {len(with_first)}), "
+        f"{without.mean():.1f} ± {without.std():.1f} J without (n = {len(without)}; mean ± sample std)"
+    )
+
+
+def block_observations(d: DocData) -> str:
+    steps = d.steps
+    if steps.empty:
+        return "No H200 measurements yet."
+    power = _power(steps).groupby(steps["model"])
+    mean_power = power.mean()
+    spread = {m: _spread(steps[steps["model"] == m]) for m in _models(steps)}
+
+    def span(models: list[str]) -> str:
+        return ", ".join(f"{label(m)} {spread[m][0]:+.0%}/{spread[m][1]:+.0%}" for m in models)
+
+    compute_bound = [m for m in ("stable-audio-open", "tango", "tango2") if m in spread]
+    text = (
+        "Observations worth knowing before reading the tables (steps sweep, `data/h200/steps.csv`): run "
+        "eagerly at batch 1 the small UNets leave the H200 mostly idle — mean GPU power over the generation "
+        + ", ".join(
+            f"{label(m)} {mean_power[m]:.0f} W ({power.min()[m]:.0f}–{power.max()[m]:.0f} W)"
+            for m in _models(steps)
+        )
+        + ", against the 700 W limit. The launch-bound ones follow the host CPU's pace, and their repeats of "
+        "one configuration scatter widely around the mean of their step count (lowest/highest run): "
+        + span([m for m in _models(steps) if m not in compute_bound])
+        + "; the compute-bound models "
+        + span(compute_bound)
+        + "."
+    )
+    duration = d.sweep("duration")
+    sao = duration[duration["model"] == "stable-audio-open"]
+    if not sao.empty:
+        lo, hi = sao.loc[sao["duration_s"].idxmin()], sao.loc[sao["duration_s"].idxmax()]
+        text += (
+            f" Stable Audio Open's energy does not follow the duration asked ({lo['duration_s']:g} s: "
+            f"{lo['gpu_energy_J']:.0f} J, {hi['duration_s']:g} s: {hi['gpu_energy_J']:.0f} J at "
+            f"{int(lo['steps'])} steps, n = 1 each; it always computes {lo['latent_seconds']:.2f} s of "
+            "latents)."
+        )
+    guidance = d.sweep("guidance")
+    if not guidance.empty:
+        summary = summaries.parameter_summary(guidance, "guidance")
+        parts = []
+        for model in _models(summary):
+            rows = summary[summary["model"] == model].sort_values("guidance_scale")
+            if len(rows) == 2:
+                off, on = rows.iloc[0], rows.iloc[1]
+                parts.append(
+                    f"{label(model)} {on['gpu_energy_J_mean']:.0f} → {off['gpu_energy_J_mean']:.0f} J"
+                )
+        text += (
+            " Turning classifier-free guidance off halves the denoiser batch (on → off, n = 1 each): "
+            + ", ".join(parts)
+            + "; the launch-bound models save nothing."
+        )
+    precision = d.sweep("precision")
+    sao = precision[precision["model"] == "stable-audio-open"].set_index("dtype")["gpu_energy_J"]
+    if {"float32", "float16"} <= set(sao.index):
+        text += (
+            f" fp32 as PyTorch runs it by default (matrix products without TF32) costs Stable Audio Open "
+            f"{sao['float32']:.0f} J against {sao['float16']:.0f} J in fp16 (n = 1)."
+        )
+    text += " " + block_quality_drift(d)
+    return text
+
+
+def quality_drift(quality: pd.DataFrame, n: int = 20) -> pd.DataFrame:
+    """Per model: mean energy of the first and the last ``n`` captions of the quality sweep, in time order."""
+    out = []
+    for model in _models(quality):
+        rows = quality[quality["model"] == model].sort_values("timestamp", kind="stable")
+        if len(rows) < 2 * n:
+            continue
+        first, last = rows.head(n), rows.tail(n)
+        out.append(
+            {
+                "model": model,
+                "first_J": first["gpu_energy_J"].mean(),
+                "last_J": last["gpu_energy_J"].mean(),
+                "first_text_J": first["energy_text_encoding_J"].mean(),
+                "last_text_J": last["energy_text_encoding_J"].mean(),
+                "steps": int(rows["steps"].iloc[0]),
+            }
+        )
+    frame = pd.DataFrame(out)
+    if not frame.empty:
+        frame["change"] = frame["last_J"] / frame["first_J"] - 1
+    return frame
+
+
+def block_quality_drift(d: DocData, n: int = 20) -> str:
+    drift = quality_drift(d.quality, n)
+    if drift.empty:
+        return ""
+    drift = drift.set_index("model")
+    big = drift[drift["change"].abs() > 0.05]
+    parts = [
+        f"{label(m)} {r.first_J:.1f} → {r.last_J:.1f} J ({r.change:+.1%}; text encoding "
+        f"{r.first_text_J:.1f} → {r.last_text_J:.1f} J)"
+        for m, r in big.iterrows()
+    ]
+    small = drift.drop(big.index)
+    text = (
+        f"In the quality sweep the energy per caption moves over the sweep although a warm-up generation ran "
+        f"(first {n} against last {n} captions in time order, {int(drift['steps'].iloc[0])} steps): "
+        + "; ".join(parts)
+        + "."
+    )
+    if not small.empty:
+        text += (
+            " The others stay within "
+            f"±{small['change'].abs().max():.0%} ("
+            + ", ".join(f"{label(m)} {r.change:+.1%}" for m, r in small.iterrows())
+            + ")."
+        )
+    return text
+
+
+def block_h200_fronts(d: DocData) -> str:
+    scores_path = d.data / "study" / "scores.csv"
+    if d.steps.empty or d.study_quality.empty or not scores_path.is_file():
+        return "No H200 steps sweep or study scores to draw the fronts with yet."
+    quality = d.study_quality[
+        (d.study_quality["experiment"] == "quality") & ~d.study_quality["first_generation"]
+    ]
+    table = fronts.platform_fronts(
+        summaries.steps_summary(d.steps), quality, tables.read_scores(scores_path), d.levers
+    )
+    h200 = table[table["point_set"] == "H200, study default"]
+    moved = h200[h200["front_change"].isin(["joins", "leaves"])]
+    parts = [
+        f"{label(r.model)} at {int(r.steps)} steps {r.front_change} "
+        f"({summaries.DATASET_LABELS.get(r.dataset, r.dataset)} {METRIC_NAMES.get(r.metric, r.metric)})"
+        for r in moved.itertuples()
+    ]
+    levers = table[
+        (table["point_set"] == "H200, lossless levers") & table["on_front_h200_levers"].fillna(False)
+    ]
+    lever_parts = sorted(
+        {f"{label(r.model)} {int(r.steps)} `{r.configuration}`" for r in levers.itertuples()}
+    )
+    models = ", ".join(label(m) for m in catalogue.ordered(table["model"].unique()))
+    text = (
+        "The study's question on the H200 (`figures/pareto-h200-vs-a40.png`, "
+        f"`figures/tables/pareto_h200.csv`; the study's published scores for {models}, H200 energy per clip "
+        "from the steps sweep). Against the A40 front (its warm-up calls left out), on the H200 at the "
+        "study's defaults: " + ("; ".join(parts) if parts else "no configuration joins or leaves") + "."
+    )
+    if lever_parts:
+        text += (
+            " With the lossless levers (where measured) the H200 front gains " + ", ".join(lever_parts) + "."
+        )
+    return text
+
+
+#: The validation's methods as the README names them; ``meter_split`` is the project's meter (its default).
+VALIDATION_METHODS = {
+    "meter_split": "the meter",
+    "raw_counter": "the raw counter",
+    "zeus": "Zeus",
+    "codecarbon": "CodeCarbon",
+}
+
+
+def block_meter_validation(d: DocData) -> str:
+    path = d.data / "validation" / "meter.csv"
+    if not path.is_file():
+        return "not measured yet"
+    rows = pd.read_csv(path)
+    steady = rows[(rows["scenario"] == "steady") & (rows["window_target_s"] >= 1)]
+    worst = steady.groupby("method")["rel_error"].apply(lambda s: s.abs().max())
+    n = int((steady["method"] == "meter_split").sum())
+    peers = [m for m in ("raw_counter", "zeus", "codecarbon") if m in worst.index]
+    return (
+        f"≥ 1 s windows within {worst['meter_split']:.1%} of ground truth (largest of {n} windows); "
+        + ", ".join(VALIDATION_METHODS[m] for m in peers)
+        + " reach "
+        + ", ".join(f"{worst[m]:.1%}" for m in peers)
+        + " on the same windows"
+    )
+
+
+def _study_table(d: DocData, name: str) -> pd.DataFrame:
+    path = d.data / "study" / f"{name}.csv"
+    return (
+        pd.read_csv(path, usecols=lambda c: c in {"model", "steps", "repeat", "dataset"})
+        if path.is_file()
+        else pd.DataFrame()
+    )
+
+
+def block_study_steps_rows(d: DocData) -> str:
+    rows = _study_table(d, "steps")
+    if rows.empty:
+        return "not imported"
+    return (
+        f"{rows['model'].nunique()} models x {rows['steps'].nunique()} step counts x "
+        f"{rows['repeat'].nunique()} runs ({len(rows):,} rows)"
+    )
+
+
+def block_study_batch_rows(d: DocData) -> str:
+    rows = _study_table(d, "batch")
+    return "not imported" if rows.empty else f"{rows['repeat'].nunique()} runs ({len(rows):,} rows)"
+
+
+def block_study_quality_rows(d: DocData) -> str:
+    rows = _study_table(d, "quality")
+    if rows.empty:
+        return "not imported"
+    per_set = (
+        rows.groupby("dataset").size() / rows.groupby("dataset")["steps"].nunique() / rows["model"].nunique()
+    )
+    sets = " + ".join(f"{int(n)} {summaries.DATASET_LABELS.get(s, s)}" for s, n in per_set.items())
+    return f"{sets} captions x {rows['steps'].nunique()} step counts, one pass ({len(rows):,} rows)"
+
+
+def block_estimators(d: DocData) -> str:
+    """How `split` and `linear` differ on the matmul: inside the load, and on calls from idle."""
+    path = d.data / "validation" / "meter.csv"
+    if not path.is_file():
+        return "not measured yet"
+    rows = pd.read_csv(path)
+    matmul = rows[
+        rows["workload"].str.startswith("matmul") & rows["method"].isin(["meter_split", "meter_linear"])
+    ]
+    steady = matmul[(matmul["scenario"] == "steady") & (matmul["window_target_s"] >= 1)]
+    wide = steady.pivot_table(index=["window_target_s", "trial"], columns="method", values="measured_J")
+    diff = (wide["meter_split"] - wide["meter_linear"]).abs()
+    iso = matmul[matmul["scenario"] == "isolated"]
+    dev = (iso["measured_J"] - iso["truth_J"]).groupby(iso["method"])
+    windows = iso[iso["method"] == "meter_linear"].groupby("window_target_s").size()
+    return (
+        f"on the matmul's ≥ 1 s windows the two differ by at most {(diff / wide['meter_split']).max():.2%} "
+        f"({diff.min():.2f}–{diff.max():.2f} J of {wide['meter_split'].min():.0f}–"
+        f"{wide['meter_split'].max():.0f} J, n = {len(diff)} windows). They differ only at power steps, i.e. "
+        "at the edges of a call from idle, which is what every generation of a sweep is: there `linear` "
+        "assumes flat power across the 100 ms interval that holds the step. On the isolated matmul calls ("
+        + ", ".join(f"n = {n} at {w:g} s" for w, n in windows.items())
+        + f") `linear` read {-dev.max()['meter_linear']:.1f}–{-dev.min()['meter_linear']:.1f} J (mean "
+        f"{-dev.mean()['meter_linear']:.1f} J) below the steady truth, as linear interpolation's step error "
+        f"predicts (≈ ΔP × L / 4 per edge); `split` read {dev.min()['meter_split']:.1f}–"
+        f"{dev.max()['meter_split']:.1f} J (mean {dev.mean()['meter_split']:.1f} J) above it"
+    )
+
+
+BLOCKS: dict[str, Callable[[DocData], str]] = {
+    "estimators": block_estimators,
+    "study-steps-rows": block_study_steps_rows,
+    "study-batch-rows": block_study_batch_rows,
+    "study-quality-rows": block_study_quality_rows,
+    "meter-validation": block_meter_validation,
+    "h200-fronts": block_h200_fronts,
+    "steps": block_steps,
+    "batch": block_batch,
+    "quality-sets": block_quality_sets,
+    "quality-sets-short": block_quality_sets_short,
+    "study-quality-sets": block_study_quality_sets,
+    "levers": block_levers,
+    "study-warmup": block_study_warmup,
+    "study-warmup-example": block_study_warmup_example,
+    "observations": block_observations,
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading and writing the documents
+
+
+def render(text: str, data: DocData) -> str:
+    """``text`` with every generated block rewritten from ``data`` (an unknown block name is an error)."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match["name"]
+        body = data.block(name)
+        multiline = match["body"].startswith("\n")
+        inner = f"\n{body}\n" if multiline else body
+        return f"<!-- generated:{name} -->{inner}<!-- /generated:{name} -->"
+
+    return BLOCK.sub(fill, text)
+
+
+def _doc_data(root: Path, data: Path | DocData | None) -> DocData:
+    return data if isinstance(data, DocData) else DocData(data or root / "data")
+
+
+def stale_blocks(root: Path, data: Path | DocData | None = None) -> list[str]:
+    """``file: block`` for every generated block whose text differs from what the tables give."""
+    docs = _doc_data(root, data)
+    stale = []
+    for relative in DOC_FILES:
+        path = root / relative
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        fresh = {m["name"]: m["body"] for m in BLOCK.finditer(render(text, docs))}
+        for match in BLOCK.finditer(text):
+            if fresh.get(match["name"]) != match["body"]:
+                stale.append(f"{relative}: {match['name']}")
+    return stale
+
+
+def update_docs(root: Path, data: Path | DocData | None = None) -> list[Path]:
+    """Rewrite the generated blocks of :data:`DOC_FILES` under ``root``; returns the files that changed."""
+    docs = _doc_data(root, data)
+    changed = []
+    for relative in DOC_FILES:
+        path = root / relative
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        new = render(text, docs)
+        if new != text:
+            write_text_atomic(path, new)
+            changed.append(path)
+    return changed

@@ -1,0 +1,137 @@
+"""What every figure shares: labels, colours, markers, saving and the caption manifest behind ``index.md``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; no display is ever needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from tta_energy.analysis.study_import import CANONICAL_MODELS  # noqa: E402
+from tta_energy.analysis.summaries import DATASET_LABELS  # noqa: E402,F401  (re-exported)
+from tta_energy.models.catalogue import CATALOGUE  # noqa: E402
+
+MANIFEST = "manifest.json"
+MODEL_LABELS: dict[str, str] = {e.name: e.label for e in CATALOGUE}
+MODEL_COLOURS: dict[str, tuple[float, float, float]] = dict(
+    zip(CANONICAL_MODELS, sns.color_palette("colorblind", len(CANONICAL_MODELS)), strict=True)
+)
+STEP_MARKERS: dict[int, str] = {10: "o", 25: "s", 50: "D", 100: "^", 150: "<", 200: "X"}
+#: The study's "fad" is FAD-inf; the quality module's tables name plain FAD "fad" and FAD-inf "fad_inf".
+METRIC_LABELS = {
+    "clap": "CLAP score (higher is better)",
+    "fad": "FAD / the study's FAD-inf (lower is better)",
+    "fad_inf": "FAD-inf (lower is better)",
+    "fad_inf_without_replacement": "FAD-inf, subsets without replacement (lower is better)",
+}
+
+
+def model_label(model: str) -> str:
+    return MODEL_LABELS.get(model, model)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Saving and the manifest
+
+
+def _manifest_path(figures: Path) -> Path:
+    return figures / MANIFEST
+
+
+def read_manifest(figures: str | Path) -> dict[str, dict[str, str]]:
+    path = _manifest_path(Path(figures))
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _record(figures: Path, stem: str, entry: dict[str, str]) -> None:
+    manifest = read_manifest(figures)
+    manifest[stem] = entry
+    tmp = _manifest_path(figures).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, _manifest_path(figures))
+
+
+def save_figure(fig: plt.Figure, figures: str | Path, stem: str, caption: str, group: str = "") -> str:
+    """Write ``<stem>.pdf`` and ``<stem>.png`` (each atomically) and record the caption; closes ``fig``."""
+    figures = Path(figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    for ext in ("pdf", "png"):
+        tmp = figures / f".{stem}.tmp.{ext}"
+        # constrained layout already fits the figure: no extra "tight" drawing pass per file
+        fig.savefig(tmp, format=ext, dpi=110, metadata={"CreationDate": None} if ext == "pdf" else None)
+        os.replace(tmp, figures / f"{stem}.{ext}")
+    plt.close(fig)
+    _record(figures, stem, {"caption": caption, "group": group, "status": "drawn"})
+    return stem
+
+
+def skip_figure(figures: str | Path, stem: str, reason: str, group: str = "") -> None:
+    """Record that a figure could not be drawn, and why (shown in ``index.md``)."""
+    figures = Path(figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    _record(figures, stem, {"caption": reason, "group": group, "status": "skipped"})
+    print(f"figure {stem} not drawn: {reason}")
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+
+
+def _models_in(summary: pd.DataFrame) -> list[str]:
+    present = set(summary["model"])
+    return [m for m in CANONICAL_MODELS if m in present] + sorted(present - set(CANONICAL_MODELS))
+
+
+def _not_measured(ax: plt.Axes, title: str) -> None:
+    ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+
+
+def _plain_log_y(ax: plt.Axes) -> None:
+    """Plain numbers on a log y axis: every decade and its 2s and 5s (20, 50, 200, 500, ...)."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+
+
+def _bar_label(ax: plt.Axes, x: float, y: float, text: str) -> None:
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+
+
+def n_label(n_values: pd.Series) -> str:
+    """``n = 5`` or ``n = 2-5`` for the runs behind a line's points."""
+    n = n_values.dropna().astype(int)
+    if n.empty:
+        return "n = 0"
+    return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
+
+
+def interval_errors(mean: pd.Series, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Asymmetric error bars from an interval; zero (no bar) where the interval is missing (n = 1)."""
+    below = (mean - low).fillna(0).clip(lower=0)
+    above = (high - mean).fillna(0).clip(lower=0)
+    return np.vstack([below.to_numpy(), above.to_numpy()])
+
+
+def energy_errorbar(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style) -> None:
+    """``gpu_energy_J_mean`` of ``rows`` against ``x``, its 95 % interval as error bars (none for n = 1)."""
+    mean = rows["gpu_energy_J_mean"]
+    yerr = interval_errors(mean, rows["gpu_energy_J_ci_low"], rows["gpu_energy_J_ci_high"])
+    ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, **style)

@@ -1,0 +1,270 @@
+"""Quality against energy: Pareto fronts and the sanity check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from tta_energy.analysis.plots.common import (
+    DATASET_LABELS,
+    METRIC_LABELS,
+    MODEL_COLOURS,
+    STEP_MARKERS,
+    _style,
+    model_label,
+    n_label,
+    save_figure,
+    skip_figure,
+    slug,
+)
+from tta_energy.analysis.study_import import CANONICAL_MODELS
+
+
+def _score_grid(table: pd.DataFrame, width: float, legend_height: float):
+    """One panel per (caption set, metric) of ``table``: (fig, axes, datasets, metrics)."""
+    _style()
+    datasets = sorted(table["dataset"].unique())
+    metrics = [m for m in METRIC_LABELS if m in set(table["metric"])]
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(metrics),
+        figsize=(width * len(metrics), 4.8 * len(datasets) + legend_height),
+        squeeze=False,
+        layout="constrained",
+    )
+    return fig, axes, datasets, metrics
+
+
+def _model_and_step_handles(table: pd.DataFrame) -> list:
+    """Legend entries: one colour per model, one marker per step count."""
+    handles = [
+        plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
+        for m in sorted(table["model"].unique(), key=CANONICAL_MODELS.index)
+    ]
+    return handles + [
+        plt.Line2D([], [], color="grey", marker=STEP_MARKERS[s], ls="", label=f"{s} steps")
+        for s in sorted(table["steps"].unique())
+        if s in STEP_MARKERS
+    ]
+
+
+def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | None:
+    """Energy vs CLAP / FAD for each data set, the front highlighted, joined and labelled."""
+    stem = f"pareto-{slug(label)}"
+    if pareto.empty:
+        skip_figure(figures, stem, f"{label}: no quality-experiment energies with scores", "quality")
+        return None
+    fig, axes, datasets, metrics = _score_grid(pareto, 6.5, 0.8)
+    for i, dataset in enumerate(datasets):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            sub = pareto[(pareto["dataset"] == dataset) & (pareto["metric"] == metric)]
+            for row in sub.itertuples():
+                ax.scatter(
+                    row.gpu_energy_J_mean,
+                    row.score,
+                    color=MODEL_COLOURS.get(row.model),
+                    marker=STEP_MARKERS.get(int(row.steps), "o"),
+                    s=70 if row.pareto_optimal else 40,
+                    edgecolors="red" if row.pareto_optimal else "none",
+                    linewidths=1.6,
+                    zorder=3,
+                )
+            front = sub[sub["pareto_optimal"]].sort_values("gpu_energy_J_mean")
+            ax.plot(front["gpu_energy_J_mean"], front["score"], ls="--", color="red", lw=1.1, zorder=2)
+            for k, row in enumerate(front.itertuples()):
+                freq = (
+                    ""
+                    if np.isnan(row.front_frequency) or row.front_frequency >= 0.995
+                    else f" ({row.front_frequency:.0%})"
+                )
+                ax.annotate(
+                    f"{model_label(row.model)} {int(row.steps)}{freq}",
+                    (row.gpu_energy_J_mean, row.score),
+                    textcoords="offset points",
+                    xytext=(6, 5 if k % 2 == 0 else -11),
+                    fontsize=7,
+                    color="darkred",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("GPU energy per generation [J] (log)")
+            study_fad = metric == "fad" and (sub["source"] == "study").all()  # the study's "fad" is FAD-inf
+            ax.set_ylabel(METRIC_LABELS["fad_inf"] if study_fad else METRIC_LABELS.get(metric, metric))
+            name = "FAD-inf" if study_fad else metric.upper().replace("_INF", "-inf")
+            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+    handles = _model_and_step_handles(pareto)
+    handles.append(plt.Line2D([], [], color="red", ls="--", marker="o", mfc="none", label="Pareto front"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize="small")
+    fig.suptitle(f"Energy vs quality, Pareto fronts — {label}")
+    caption = (
+        f"{label}: each (model, steps) of the quality experiment, mean GPU energy per generation (log x) "
+        f"against CLAP (higher is better) and FAD-inf (lower is better) per data set; red edges and the "
+        f"dashed line mark the Pareto front, labels give the bootstrap frequency of being on it when "
+        f"below 100 %."
+    )
+    if (pareto["source"] == "study").any():
+        caption += (
+            " The study's means include the first call of each of its scripts (CUDA warm-up), as its own "
+            "fronts did; pareto-h200-vs-a40 leaves it out."
+        )
+    return save_figure(fig, figures, stem, caption, "quality")
+
+
+def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | None:
+    """Subset vs full-set scores against steps, per model, data set and metric (the sanity check)."""
+    stem = f"sanity-scores-{slug(label)}"
+    if scores is None or scores.empty or not (scores.get("scope") == "full").any():
+        skip_figure(figures, stem, f"{label}: no full-set scores", "quality")
+        return None
+    _style()
+    full = scores[scores["scope"] == "full"]
+    panels = full[["metric", "dataset"]].drop_duplicates().sort_values(["metric", "dataset"])
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False, layout="constrained"
+    )
+    for ax, (metric, dataset) in zip(axes[0], panels.itertuples(index=False), strict=True):
+        for model in sorted(full["model"].unique()):
+            for scope, ls in (("subset", "-"), ("full", "--")):
+                sub = scores[
+                    (scores["scope"] == scope)
+                    & (scores["model"] == model)
+                    & (scores["metric"] == metric)
+                    & (scores["dataset"] == dataset)
+                ].sort_values("steps")
+                if not sub.empty:
+                    ax.plot(
+                        sub["steps"],
+                        sub["value"],
+                        ls=ls,
+                        marker="o",
+                        color=MODEL_COLOURS.get(model),
+                        label=f"{model_label(model)} {scope}",
+                    )
+        ax.set_xscale("log")
+        ticks = sorted(scores["steps"].unique())
+        ax.set_xticks(ticks, [str(int(s)) for s in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("denoising steps (log)")
+        ax.set_ylabel(METRIC_LABELS.get("fad_inf" if metric == "fad" else metric, metric))
+        ax.set_title(
+            f"{DATASET_LABELS.get(dataset, dataset)} — {'FAD-inf' if metric == 'fad' else metric.upper()}"
+        )
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"Sanity check: 300-caption subset (solid) vs full set (dashed) — {label}")
+    caption = (
+        f"{label}: scores of the 300-caption subsets (solid) and of the full AudioCaps-test / Clotho-eval "
+        f"sets (dashed) against steps; the sanity table gives Pearson r and the slope-interaction p-value."
+    )
+    return save_figure(fig, figures, stem, caption, "quality")
+
+
+#: How each point set of :func:`fronts.platform_fronts` is drawn: marker fill, size, front line style.
+_POINT_SETS = {
+    "A40 (study)": {"filled": False, "size": 45, "front": ("a40", "0.45", "--")},
+    "H200, study default": {"filled": True, "size": 45, "front": ("h200_default", "black", "-")},
+    "H200, lossless levers": {"filled": True, "size": 140, "front": ("h200_levers", "red", ":")},
+}
+_FRONT_NAMES = {
+    "a40": "front, A40 (study)",
+    "h200_default": "front, H200 study default",
+    "h200_levers": "front, H200 default + lossless levers",
+}
+
+
+def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_source: str) -> str | None:
+    """The study's quality against A40 and H200 energy per clip, with the three fronts of fronts.py."""
+    stem = "pareto-h200-vs-a40"
+    if table.empty:
+        skip_figure(
+            figures, stem, "no (model, steps) with both the study's scores and H200 energies", "quality"
+        )
+        return None
+    fig, axes, datasets, metrics = _score_grid(table, 6.8, 1.2)
+    for i, dataset in enumerate(datasets):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            panel = table[(table["dataset"] == dataset) & (table["metric"] == metric)]
+            for point_set, style in _POINT_SETS.items():
+                part = panel[panel["point_set"] == point_set]
+                for row in part.itertuples():
+                    colour = MODEL_COLOURS.get(row.model)
+                    marker = "*" if point_set.endswith("levers") else STEP_MARKERS.get(int(row.steps), "o")
+                    if not np.isnan(row.energy_ci_low):
+                        ax.errorbar(
+                            row.energy_J_per_clip,
+                            row.score,
+                            xerr=[
+                                [row.energy_J_per_clip - row.energy_ci_low],
+                                [row.energy_ci_high - row.energy_J_per_clip],
+                            ],
+                            color=colour,
+                            lw=0.8,
+                            capsize=2,
+                            zorder=2,
+                        )
+                    ax.scatter(
+                        row.energy_J_per_clip,
+                        row.score,
+                        marker=marker,
+                        s=style["size"],
+                        facecolors=colour if style["filled"] else "none",
+                        edgecolors=colour,
+                        linewidths=1.3,
+                        zorder=3,
+                    )
+                name, colour, ls = style["front"]
+                column = f"on_front_{name}"
+                members = panel[panel[column].fillna(False).astype(bool)].sort_values("energy_J_per_clip")
+                ax.plot(members["energy_J_per_clip"], members["score"], ls=ls, color=colour, lw=1.2, zorder=1)
+            levers_front = panel[panel["on_front_h200_levers"].fillna(False).astype(bool)].sort_values(
+                "energy_J_per_clip"
+            )
+            for k, row in enumerate(levers_front.itertuples()):
+                config = "" if row.configuration == "study default" else f" `{row.configuration}`"
+                ax.annotate(
+                    f"{model_label(row.model)} {int(row.steps)}{config}",
+                    (row.energy_J_per_clip, row.score),
+                    textcoords="offset points",
+                    xytext=(5, 5 if k % 2 == 0 else -11),
+                    fontsize=7,
+                    color="darkred",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("GPU energy per clip [J] (log)")
+            ax.set_ylabel(METRIC_LABELS["fad_inf" if metric == "fad" else metric])
+            name = "FAD-inf" if metric == "fad" else metric.upper()
+            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+    handles = _model_and_step_handles(table)
+    handles += [
+        plt.Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="A40 (study), hollow"),
+        plt.Line2D([], [], color="grey", marker="o", ls="", label="H200 study default, filled"),
+        plt.Line2D([], [], color="grey", marker="*", ms=11, ls="", label="H200 lossless levers"),
+    ]
+    handles += [
+        plt.Line2D(
+            [], [], color=style["front"][1], ls=style["front"][2], label=_FRONT_NAMES[style["front"][0]]
+        )
+        for style in _POINT_SETS.values()
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize="small")
+    fig.suptitle("The study's quality against energy per clip: A40 (study) and H200 (this project)")
+    levers = table[table["point_set"] == "H200, lossless levers"]
+    measured = ", ".join(
+        f"{model_label(m)} at {'/'.join(str(int(s)) for s in sorted(g['steps'].unique()))} steps"
+        for m, g in levers.groupby("model")
+    )
+    h200_n = table.loc[table["point_set"] == "H200, study default", "n_runs"]
+    caption = (
+        f"Quality: {quality_source}. Energy per 10-s clip: A40 = the study's quality experiment (mean over "
+        f"its captions, its first call per script left out); H200 study default = this project's steps "
+        f"sweep (the study's prompt, batch 1, {n_label(h200_n)} runs per point, 95 % t interval as "
+        f"horizontal bars); stars = the best lossless levers configuration (same output, so the study's "
+        f"score holds), only where the levers were measured ({measured or 'none'}; "
+        f"{n_label(levers['n_runs'])} runs, no interval; no ratio carried to other step counts). Lines: the "
+        f"front of each point set; labels name the H200 front with levers. Membership per configuration: "
+        f"tables/pareto_h200.csv."
+    )
+    return save_figure(fig, figures, stem, caption, "quality")

@@ -1,0 +1,218 @@
+"""Energy against steps and against batch size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from tta_energy.analysis.plots.common import (
+    MODEL_COLOURS,
+    _plain_log_y,
+    _style,
+    energy_errorbar,
+    interval_errors,
+    model_label,
+    n_label,
+    save_figure,
+    skip_figure,
+    slug,
+)
+from tta_energy.analysis.summaries import CLIPS_PER_BATCH_RUN
+
+
+def plot_energy_vs_steps(
+    summary: pd.DataFrame, figures: str | Path, label: str, *, log: bool = False
+) -> str | None:
+    """GPU energy per generation vs denoiser calls, one line per model, error bars = 95 % t interval.
+
+    The x axis is the number of denoiser calls the sampler actually made (the nominal step count except for
+    Make-An-Audio (2) at 150 steps: 167 calls), so that no point bends a line that is straight in calls.
+    """
+    scale = "log" if log else "linear"
+    stem = f"steps-energy-{scale}-{slug(label)}"
+    if summary.empty:
+        skip_figure(figures, stem, f"{label}: no steps-experiment rows", "steps")
+        return None
+    _style()
+    fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
+    x_col = "denoiser_calls" if "denoiser_calls" in summary.columns else "steps"
+    summary = summary.assign(x_calls=summary[x_col].fillna(summary["steps"]))
+    single = False
+    for model, grp in summary.sort_values("x_calls").groupby("model", sort=False):
+        grp = grp.sort_values("x_calls")
+        energy_errorbar(
+            ax,
+            grp["x_calls"],
+            grp,
+            label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
+            color=MODEL_COLOURS.get(model),
+        )
+        single |= bool((grp["n_runs"] < 2).any())
+    differs = summary[summary["x_calls"] != summary["steps"]]
+    for row in differs.itertuples():
+        ax.annotate(
+            f"{int(row.steps)} steps = {int(row.x_calls)} calls",
+            (row.x_calls, row.gpu_energy_J_mean),
+            textcoords="offset points",
+            xytext=(4, -12),
+            fontsize=7,
+            color=MODEL_COLOURS.get(row.model),
+        )
+    ax.set_xlabel("denoiser calls per generation (= nominal steps unless marked)")
+    ax.set_ylabel("GPU energy per generation [J]")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ticks = sorted(summary["steps"].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+    else:
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+    warm = (
+        summary[summary["first_generation_included"]]
+        if "first_generation_included" in summary
+        else summary[:0]
+    )
+    if not warm.empty:
+        ax.scatter(
+            warm["x_calls"],
+            warm["gpu_energy_J_mean"],
+            s=140,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=4,
+            label="mean includes the study's warm-up call",
+        )
+    ax.set_title(f"Energy per 10-s generation vs denoiser calls — {label}")
+    ax.legend(
+        fontsize="small",
+        title="model (runs per point)",
+        title_fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
+    caption = (
+        f"{label}: GPU energy of one 10-s generation against the denoiser calls actually made (the nominal "
+        f"steps, except where marked), mean of the runs with its 95 % Student-t interval ({scale} axes); "
+        f"the legend gives the runs per point (n)."
+    )
+    if single:
+        caption += " Points with n = 1 have no error bar."
+    if not differs.empty:
+        caption += (
+            " Make-An-Audio (2) at 150 nominal steps runs 167 denoiser calls (LDM's DDIM spacing) and is "
+            "drawn at 167."
+        )
+    if not warm.empty:
+        caption += (
+            " Circled means include the first call of one of the study's scripts (CUDA warm-up, never "
+            "discarded by the study): they are inflated, and so is their interval."
+        )
+    return save_figure(fig, figures, stem, caption, "steps")
+
+
+def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> str | None:
+    """GPU energy per clip vs batch size, one line per model (error bars: 95 % t interval over runs)."""
+    stem = f"batch-energy-per-clip-{slug(label)}"
+    if batch.empty:
+        skip_figure(figures, stem, f"{label}: no batch-experiment rows", "batch")
+        return None
+    _style()
+    fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
+    data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
+    single = bool((data["n_runs"] < 2).any())
+    for model, grp in data.sort_values("batch").groupby("model", sort=False):
+        colour = MODEL_COLOURS.get(model)
+        per_clip = CLIPS_PER_BATCH_RUN
+        ax.errorbar(
+            grp["batch"],
+            grp["gpu_energy_J_per_clip_mean"],
+            yerr=interval_errors(
+                grp["gpu_energy_J_per_clip_mean"],
+                grp["gpu_energy_J_per_10_clips_ci_low"] / per_clip,
+                grp["gpu_energy_J_per_10_clips_ci_high"] / per_clip,
+            ),
+            marker="o",
+            capsize=3,
+            label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
+            color=colour,
+        )
+        ax_ratio.plot(
+            grp["batch"], grp["ratio_to_batch1"], marker="o", color=colour, label=model_label(model)
+        )
+    distinct = batch[batch["n_prompts"] > 1] if "n_prompts" in batch.columns else batch[:0]
+    for row in distinct.itertuples():
+        for axis, y in ((ax, row.gpu_energy_J_per_clip_mean), (ax_ratio, row.ratio_to_batch1)):
+            axis.scatter(
+                row.batch,
+                y,
+                marker="D",
+                s=60,
+                facecolors="none",
+                edgecolors=MODEL_COLOURS.get(row.model),
+                linewidths=1.5,
+                zorder=4,
+            )
+    if not distinct.empty:
+        ax.scatter(
+            [], [], marker="D", facecolors="none", edgecolors="grey", label="distinct prompts in one call"
+        )
+    for a in (ax, ax_ratio):
+        a.set_xscale("log")
+        ticks = sorted(data["batch"].unique())
+        a.set_xticks(ticks, [str(t) for t in ticks])
+        a.minorticks_off()
+        a.set_xlabel("waveforms per call (batch size)")
+    ax.set_yscale("log")
+    _plain_log_y(ax)
+    ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s; log)")
+    ax_ratio.set_ylabel("energy per clip / energy at batch 1")
+    ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax_ratio.set_ylim(bottom=0)
+    warm = (
+        data[data["first_generation_included"].astype(bool)]
+        if "first_generation_included" in data.columns
+        else data[:0]
+    )
+    if not warm.empty:
+        ax.scatter(
+            warm["batch"],
+            warm["gpu_energy_J_per_clip_mean"],
+            s=140,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=4,
+            label="mean includes the study's warm-up call",
+        )
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(  # beside the panels: a legend inside would hide points
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize="small",
+        title="model (runs per point)",
+        title_fontsize="small",
+    )
+    fig.suptitle(f"Batching: energy per clip — {label}")
+    caption = (
+        f"{label}: GPU energy per 10-s clip at 100 steps when 10 clips are made as 10x1, 5x2, 2x5 or 1x10 "
+        f"waveforms per call (left, log scale, 95 % Student-t interval of the per-run totals / 10) and "
+        f"relative to batch 1 (right); the legend gives the runs per point (n)."
+    )
+    if single:
+        caption += " Points with n = 1 (one run of 10 clips) have no error bar."
+    if not warm.empty:
+        caption += (
+            " Circled means include the first call of one of the study's scripts (CUDA warm-up): they are "
+            "inflated."
+        )
+    if not distinct.empty:
+        caption += (
+            " Hollow diamonds: the clips of one call come from distinct prompts (the study batched one)."
+        )
+    return save_figure(fig, figures, stem, caption, "batch")

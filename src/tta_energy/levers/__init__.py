@@ -1,0 +1,9 @@
+"""Energy levers: settings that make a generation cheaper (precision, CUDA graphs, compilation, attention
+kernels, fused projections...), switched on by name with ``--levers``.
+
+* :mod:`.spec`: the lever names and their parsing into one :class:`~.spec.Levers` object (no torch);
+* :mod:`.apply`: applying levers to a built model;
+* :mod:`.equivalence`: whether a configuration still computes the model's function;
+* :mod:`.experiment`, :mod:`.ceiling`, :mod:`.tables`: the levers experiment (``tta-energy levers run``);
+* :mod:`.report`, :mod:`.plot`: its table, summary and figure (``tta-energy levers report``).
+"""

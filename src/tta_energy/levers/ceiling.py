@@ -1,0 +1,114 @@
+"""The GPU's ceiling: a bf16 matrix-product loop measured with the project's meter, in TFLOP per joule.
+
+The levers experiment measures it at the start and the end of a run and reports each configuration's FLOP
+per joule as a fraction of it; ``tta-energy levers ceiling`` measures it on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tta_energy.experiments.runner import SweepOptions, make_meter, new_run_id, now_iso
+from tta_energy.levers.spec import LeversError
+from tta_energy.levers.tables import append_csv
+
+EXPERIMENT = "levers"
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` as asked (checked: cuda needs a GPU), else cuda when torch sees one, else cpu."""
+    import torch
+
+    if device is not None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise LeversError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class CeilingResult:
+    """The GPU's bf16 matrix-product limit as measured by the project's meter."""
+
+    n: int
+    iterations: int
+    wall_s: float
+    gpu_energy_J: float
+    device: str
+
+    @property
+    def flop(self) -> float:
+        return 2.0 * self.n ** 3 * self.iterations
+
+    @property
+    def tflop_per_s(self) -> float:
+        return self.flop / self.wall_s / 1e12
+
+    @property
+    def tflop_per_J(self) -> float:
+        return self.flop / self.gpu_energy_J / 1e12 if self.gpu_energy_J > 0 else float("nan")
+
+    @property
+    def power_W(self) -> float:
+        return self.gpu_energy_J / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: int = 8192) -> CeilingResult:
+    """A bf16 ``n x n x n`` matrix-product loop of about ``seconds``, inside the meter's window.
+
+    Random operands (zeros run faster on this hardware and would flatter the ceiling), one output buffer, a
+    short calibration first so that the loop length is fixed before the measured window opens."""
+    import torch
+
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # CPU bf16 matmul is an emulation
+    gen = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(n, n, device=dev, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=dev, dtype=dtype, generator=gen)
+    c = torch.empty(n, n, device=dev, dtype=dtype)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def loop(iterations: int) -> None:
+        for _ in range(iterations):
+            torch.matmul(a, b, out=c)
+        sync()
+
+    loop(3)  # cuBLAS handle and heuristics, clocks up
+    t0 = time.perf_counter()
+    loop(5)
+    per = max((time.perf_counter() - t0) / 5, 1e-6)
+    iterations = max(3, int(seconds / per))
+    _, m = meter.measure(lambda phases: loop(iterations))
+    return CeilingResult(n=n, iterations=iterations, wall_s=float(m.wall_s),
+                         gpu_energy_J=float(m.gpu_energy_J), device=str(dev))
+
+
+def ceiling_record(res: CeilingResult, run_id: str, when: str,
+                   provenance: dict[str, object]) -> dict[str, object]:
+    """One row of ``levers_ceiling.csv``."""
+    return {"run_id": run_id, "when": when, "device": res.device, "gpu_name": provenance.get("gpu_name", ""),
+            "n": res.n, "iterations": res.iterations, "wall_s": res.wall_s, "gpu_energy_J": res.gpu_energy_J,
+            "tflop_per_s": res.tflop_per_s, "tflop_per_J": res.tflop_per_J, "power_W": res.power_W,
+            "timestamp": now_iso()}
+
+
+def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int = 8192,
+                         out: Path | None = None) -> dict[str, object]:
+    """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
+    one loop; the row is appended to ``out`` when given."""
+    if seconds <= 0 or n < 16:
+        raise LeversError("the ceiling loop needs seconds > 0 and n >= 16")
+    dev = resolve_device(device)
+    meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
+    with meter:
+        res = measure_ceiling(meter, dev, seconds, n)
+        row = ceiling_record(res, new_run_id(), "standalone", dict(meter.provenance()))
+    if out is not None:
+        append_csv(Path(out), row)
+    return row

@@ -1,0 +1,69 @@
+"""The equivalence check: does a lever configuration still compute the model's function?
+
+Each configuration's final latents and waveforms are compared with an fp32 eager reference of the same seed
+and weights (:func:`relative_error`), and judged against the error of the plain eager run at the same
+precision, the precision's normal error (:func:`is_lossless`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tta_energy.levers.spec import Levers, parse_levers
+from tta_energy.precision import canonical_dtype
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _as_float64(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor
+        import torch
+
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def relative_error(value: torch.Tensor | np.ndarray | None,
+                   reference: torch.Tensor | np.ndarray | None) -> float:
+    """``||value - reference|| / ||reference||`` in float64; NaN when either is missing, the shapes differ
+    (a behaviour-changing lever) or the reference is zero; inf when ``value`` is not finite."""
+    if value is None or reference is None:
+        return float("nan")
+    v, r = _as_float64(value), _as_float64(reference)
+    if v.shape != r.shape:
+        return float("nan")
+    if not np.isfinite(v).all():
+        return float("inf")
+    norm = float(np.linalg.norm(r))
+    if norm == 0.0:
+        return float("nan")
+    return float(np.linalg.norm(v - r) / norm)
+
+
+#: Errors below these are within rounding for the precision, whatever the yardstick says.
+ERROR_FLOOR: dict[str, float] = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1.6e-2}
+#: A lever may move the output by this factor times the plain eager error at the same precision.
+YARDSTICK_FACTOR = 2.0
+
+
+def error_tolerance(dtype: str, yardstick: float | None) -> float:
+    """Largest relative error a lossless configuration may show at ``dtype``: ``YARDSTICK_FACTOR`` times the
+    plain eager error at that precision (its normal error), at least :data:`ERROR_FLOOR`."""
+    floor = ERROR_FLOOR.get(canonical_dtype(dtype), ERROR_FLOOR["bfloat16"])
+    if yardstick is None or not np.isfinite(yardstick):
+        return floor
+    return max(floor, YARDSTICK_FACTOR * float(yardstick))
+
+
+def is_lossless(levers: Levers | str, dtype: str, rel_error: float, yardstick: float | None) -> bool:
+    """True when the configuration computes the model's function within its precision's normal error."""
+    levers = parse_levers(levers)
+    if levers.changes_behaviour:
+        return False
+    if rel_error is None or not np.isfinite(rel_error):
+        return False
+    return bool(rel_error <= error_tolerance(dtype, yardstick))
+

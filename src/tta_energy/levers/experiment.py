@@ -1,0 +1,709 @@
+"""The ``levers`` experiment: what each energy lever saves, whether it keeps the output, and how close to the
+GPU's own limit the best configuration gets.
+
+For each model, in one process and one meter session:
+
+1. the GPU's ceiling: a bf16 matrix-product loop measured with the project's meter (TFLOP per joule), at the
+   start and at the end of the run (:func:`tta_energy.levers.ceiling.measure_ceiling`);
+2. the model is built once in fp32 (random weights unless given); every lever configuration is a deep copy
+   with :func:`tta_energy.levers.apply.apply_levers` applied, so all configurations share the same weights;
+3. the fp32 eager reference (``fp32``) generates at each step count, batch 1, seed ``seed`` with TF32 off: its
+   final latents and waveforms are the reference of the equivalence check;
+4. one warm-up generation per (configuration, batch size), recorded with ``is_warmup=True``: it holds the
+   one-time cost of compilation / graph capture (its energy minus a steady generation's);
+5. ``repeats`` rounds; in each, every (configuration, steps, batch) cell once, in a seeded random order; every
+   batch-1 output is compared with the reference (relative error of latents and waveforms);
+6. one denoiser step of the ``max`` configuration is timed eagerly, as a CUDA graph, and profiled by kernel
+   category (matrix products, convolutions, attention, other), which is what the summary quotes as the limit.
+
+Files (under ``out_dir``): ``levers_runs.csv`` (the run-record schema; ``optimize`` holds the lever spec),
+``levers_equivalence.csv``, ``levers_configs.csv`` (what each spec applied or skipped, FLOPs from
+``describe``), ``levers_ceiling.csv``, ``levers_profile.csv``. :func:`tta_energy.levers.report.build_report`
+turns one or more such
+folders into ``levers.csv`` (one row per model x spec x steps x batch, with the extra columns
+``rel_error_latents, rel_error_audio, flop_per_joule, fraction_of_ceiling, compile_s, compile_J,
+payoff_clips``), ``levers_summary.md`` and ``levers.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tta_energy import schema
+from tta_energy.errors import TtaError
+from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
+from tta_energy.experiments.runner import (
+    Item,
+    RowContext,
+    SweepOptions,
+    free_memory,
+    make_meter,
+    measure_one,
+    new_run_id,
+    one_line,
+)
+from tta_energy.levers.apply import DenoiserWrapper, apply_levers, time_denoiser_step
+from tta_energy.levers.ceiling import (
+    EXPERIMENT,
+    CeilingResult,
+    ceiling_record,
+    measure_ceiling,
+    resolve_device,
+)
+from tta_energy.levers.equivalence import relative_error
+from tta_energy.levers.spec import Levers, LeversError, parse_levers
+from tta_energy.levers.tables import (
+    CEILING_FILE,
+    CONFIGS_FILE,
+    EQUIVALENCE_FILE,
+    PROFILE_FILE,
+    RUNS_FILE,
+    append_csv,
+)
+from tta_energy.models import catalogue
+from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
+
+#: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
+#: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
+#: cost is the warm-up at the smaller one); every other lever alone at the largest step count, batch 1. A
+#: spec that turns out to be the same configuration as an earlier one for a model (fp16 where the default
+#: is fp16, a lever that does not fit the model) is dropped with a note.
+FULL_GRID_SPECS: tuple[str, ...] = ("none", "max")
+BATCH1_SPECS: tuple[str, ...] = ("graphs",)
+SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")
+#: Inductor compilation (a minute or more of CPU per model and shape): for the models of ``compile_models``
+COMPILE_SPECS: tuple[str, ...] = ("compile", "compile-graphs")
+#: Stable Audio Open only: compute just the requested length (changes the output)
+TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-latents", True))
+REFERENCE_SPEC = "fp32"
+
+
+@dataclass
+class LeversOptions:
+    """Everything ``tta-energy levers run`` takes."""
+
+    models: tuple[str, ...]
+    out_dir: Path = Path("data/runs/levers")
+    full_specs: tuple[str, ...] = FULL_GRID_SPECS
+    batch1_specs: tuple[str, ...] = BATCH1_SPECS
+    single_specs: tuple[str, ...] = SINGLE_SPECS
+    #: models that also get COMPILE_SPECS (Inductor) at the largest step count, batch 1
+    compile_models: tuple[str, ...] = ()
+    #: models measured with the full-grid specs and the reference only (e.g. tango2: tango's architecture)
+    lean_models: tuple[str, ...] = ()
+    trim: bool = True  # Stable Audio Open's trim-latents specs
+    steps: tuple[int, ...] = (10, 100)
+    batches: tuple[int, ...] = (1, 10)
+    repeats: int = 3
+    duration_s: float = 10.0
+    prompt: str = STUDY_PROMPT
+    seed: int = 0
+    size: str = "full"
+    weights: str = "random"
+    device: str | None = None
+    ceiling_s: float = 5.0
+    ceiling_n: int = 8192
+    idle_s: float = 5.0
+    #: a generation shorter than this is repeated inside one meter window (energy per call): the counter
+    #: updates every ~100 ms, so sub-second windows carry a large edge error. Warm-ups are never repeated.
+    min_window_s: float = 1.0
+    codecarbon: bool = False
+    profile: bool = True
+    time_budget_s: float | None = None
+    progress: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class LeverPlan:
+    """One lever spec of one model (parsed once, here) and the (steps, batch) cells it is measured at."""
+
+    levers: Levers
+    cells: tuple[tuple[int, int], ...]
+    repeats: int
+    reference: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec, as the tables store it."""
+        return self.levers.spec
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------------------
+def lever_plans(model: str, opts: LeversOptions) -> list[LeverPlan]:
+    """The reference, then the three tiers (see :data:`FULL_GRID_SPECS`) and the model-specific specs."""
+    from tta_energy.models.registry import adapter_class
+
+    if not opts.steps or not opts.batches:
+        raise LeversError("need at least one step count and one batch size")
+    full = tuple((s, b) for b in sorted(set(opts.batches)) for s in sorted(set(opts.steps)))
+    small = min(opts.batches)
+    batch1 = tuple((s, small) for s in sorted(set(opts.steps)))
+    single = ((max(opts.steps), small),)
+    plans = [LeverPlan(parse_levers(REFERENCE_SPEC), batch1, 1, reference=True)]
+    plans += [LeverPlan(parse_levers(s), full, opts.repeats) for s in opts.full_specs]
+    if model in opts.lean_models:
+        return plans
+    plans += [LeverPlan(parse_levers(s), batch1, opts.repeats) for s in opts.batch1_specs]
+    specs = list(opts.single_specs) + (list(COMPILE_SPECS) if model in opts.compile_models else [])
+    plans += [LeverPlan(parse_levers(s), single, opts.repeats) for s in specs]
+    cls = adapter_class(model)
+    if opts.trim and hasattr(cls, "latent_frames_for"):
+        plans += [LeverPlan(parse_levers(s), full if on_full else single, opts.repeats)
+                  for s, on_full in TRIM_SPECS]
+    seen: dict[str, LeverPlan] = {}
+    for p in plans:  # a spec listed twice keeps its first (largest) plan
+        seen.setdefault(p.spec, p)
+    return list(seen.values())
+
+
+def lever_signature(adapter: Any) -> tuple:
+    """What a configuration actually runs: two specs with the same signature are the same configuration."""
+    rec = adapter.applied_levers
+    return (rec.dtype, tuple(sorted(rec.applied)), rec.notes.get("sdpa"), rec.notes.get("latent_frames"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------------------
+class RecordingAdapter:
+    """Passes everything to the adapter and keeps the last generation's output (for the equivalence check)."""
+
+    def __init__(self, adapter: Any) -> None:
+        self._adapter = adapter
+        self.last: GenerationOutput | None = None
+
+    def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
+        self.last = None
+        out = self._adapter.generate(request, phases)
+        self.last = out
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+
+#: How the fp32 reference runs its convolutions, all without TF32: cuDNN's heuristic choice, cuDNN timing
+#: its engines (``cudnn.benchmark``), or PyTorch's own kernels (cuDNN off: im2col + SGEMM). The strict-fp32
+#: AudioLDM UNet ran at 0.84 s per step on the H200 (158 W; data/h200/levers/part1), cuDNN's fp32
+#: convolutions being the suspect: a 100-step reference would outlast the model's share of a device call.
+#: Each mode is timed on one denoiser step (times in levers_configs.csv) and the fastest kept.
+REFERENCE_CONV_MODES = ("cudnn", "cudnn-benchmark", "native")
+#: denoising steps of the reference's warm-up: it only absorbs lazy set-up, its energy is not reported
+REFERENCE_WARMUP_STEPS = 2
+
+
+@contextlib.contextmanager
+def strict_fp32(conv_mode: str = "cudnn") -> Iterator[None]:
+    """No TF32 in matrix products or convolutions: the reference is plain fp32 (``conv_mode``: see
+    :data:`REFERENCE_CONV_MODES`; none of them changes the precision)."""
+    import torch
+
+    if conv_mode not in REFERENCE_CONV_MODES:
+        raise LeversError(f"unknown reference convolution mode {conv_mode!r}: "
+                          f"choose one of {', '.join(REFERENCE_CONV_MODES)}")
+    cudnn = torch.backends.cudnn
+    saved = (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn.allow_tf32 = False
+    cudnn.benchmark = conv_mode == "cudnn-benchmark"
+    cudnn.enabled = conv_mode != "native"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled = saved
+
+
+def select_reference_conv(adapter: Any, duration_s: float, repeats: int = 2) -> tuple[str, dict[str, float]]:
+    """The fastest :data:`REFERENCE_CONV_MODES` entry for one fp32 denoiser step: (mode, ms per mode)."""
+    settings = {mode: functools.partial(strict_fp32, mode) for mode in REFERENCE_CONV_MODES}
+    timings = time_denoiser_step(adapter, duration_s, settings, repeats)
+    if not timings:
+        raise LeversError(f"the fp32 reference of {adapter.name} runs under no convolution mode")
+    return min(timings, key=timings.__getitem__), timings
+
+
+@dataclass
+class Prepared:
+    plan: LeverPlan
+    adapter: Any
+    recorder: RecordingAdapter
+    dtype: str
+    failed: str = ""
+    conv_mode: str = "cudnn"  # the reference's convolutions (REFERENCE_CONV_MODES)
+
+
+@dataclass
+class ModelRun:
+    """State of one model's sweep inside :func:`run_levers`."""
+
+    model: str
+    opts: LeversOptions
+    run_id: str
+    meter: Any
+    provenance: dict[str, object]
+    trace_path: str
+    deadline: float | None = None  # perf_counter time after which no generation starts
+    references: dict[int, GenerationOutput] = field(default_factory=dict)
+    measured: int = 0
+    stopped: bool = False
+    #: seconds each (spec, steps, batch) took last, to predict whether the next one fits the budget
+    walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    flops_cache: dict[tuple, dict] = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.opts.out_dir)
+
+    def predicted_s(self, spec: str, steps: int, batch: int) -> float:
+        """The last wall time of this cell, else the warm-up's (at fewer steps) scaled by steps, else 0."""
+        if (spec, steps, batch) in self.walls:
+            return self.walls[(spec, steps, batch)]
+        known = [(s, w) for (sp, s, b), w in self.walls.items() if sp == spec and b == batch]
+        return max((w * steps / s for s, w in known), default=0.0)
+
+    def budget_left(self, spec: str = "", steps: int = 0, batch: int = 0) -> bool:
+        """True when a generation of this cell is predicted to end before the model's deadline."""
+        if self.deadline is None:
+            return True
+        return time.perf_counter() + self.predicted_s(spec, steps, batch) < self.deadline
+
+    def config(self, steps: int, batch: int) -> Config:
+        return Config(experiment=EXPERIMENT, model=self.model, steps=steps, prompts=(self.opts.prompt,),
+                      waveforms_per_prompt=batch, duration_s=self.opts.duration_s, seed=self.opts.seed)
+
+    def row_context(self, levers: Levers) -> RowContext:
+        sweep = SweepOptions(model=self.model, experiments=(EXPERIMENT,), size=self.opts.size,
+                             weights=self.opts.weights, levers=levers, seed=self.opts.seed)
+        return RowContext(sweep, self.run_id, 0, self.provenance, self.trace_path)
+
+    def measure(self, p: Prepared, steps: int, batch: int, repeat: int, warmup: bool) -> dict[str, object]:
+        cfg = self.config(steps, batch)
+        item = Item(cfg, repeat, config_id(cfg, size=self.opts.size, weights=self.opts.weights,
+                                           levers=p.plan.spec, dtype=p.dtype), p.dtype)
+        guard = strict_fp32(p.conv_mode) if p.plan.reference else contextlib.nullcontext()
+        saved = self.meter.min_window_s
+        if warmup:  # the one-time cost is in the first call only
+            self.meter.min_window_s = 0.0
+        try:
+            with guard:
+                row = measure_one(self.meter, p.recorder, self.row_context(p.plan.levers), EXPERIMENT, item,
+                                  warmup)
+        finally:
+            self.meter.min_window_s = saved
+        schema.append_row(self.out_dir / RUNS_FILE, row)
+        if row["status"] == "ok":
+            calls = row.get("meter_calls")
+            per_call = float(row["wall_s"])
+            repeated = calls if isinstance(calls, int | float) and not math.isnan(float(calls)) else 1
+            self.walls[(p.plan.spec, steps, batch)] = per_call * max(1.0, float(repeated))
+        if not warmup:
+            self.measured += 1
+        return row
+
+
+def _nominal_calls(adapter: Any, steps: int) -> float:
+    """Denoiser calls for ``steps`` (NaN where the model's sampler cannot run that many steps)."""
+    try:
+        return float(adapter.denoiser_calls(steps))
+    except TtaError:
+        return float("nan")
+
+
+def _describe_flops(model: str, opts: LeversOptions, adapter: Any, plan: LeverPlan,
+                    cache: dict[tuple, dict]) -> dict[tuple[int, int], dict]:
+    """GFLOP per cell from ``describe`` on a meta-device copy with the same latent length (``cache``: one
+    description per latent length and batch)."""
+    from tta_energy.models.describe import describe_adapter
+    from tta_energy.models.registry import build_model
+
+    meta = None
+    latent_length = getattr(adapter, "latent_length", None)
+    out: dict[tuple[int, int], dict] = {}
+    for batch in sorted({b for _, b in plan.cells}):
+        key = (model, latent_length, batch)
+        if key not in cache:
+            if meta is None:
+                meta = build_model(model, size=opts.size, weights="random", device="meta", dtype="float32")
+                if latent_length is not None and hasattr(meta, "latent_length"):
+                    meta.latent_length = latent_length
+            cache[key] = {"describe": describe_adapter(meta, duration_s=opts.duration_s, batch=batch),
+                          "calls": {s: _nominal_calls(meta, s) for s in opts.steps}}
+        d = cache[key]["describe"]
+        for steps in sorted({s for s, b in plan.cells if b == batch}):
+            calls = cache[key]["calls"].get(steps, float(steps))
+            total = calls * float(d["gflop_per_step"]) + float(d["gflop_once_per_generation"])
+            out[(steps, batch)] = {"gflop_per_step": float(d["gflop_per_step"]),
+                                   "gflop_per_generation": float(d["gflop_once_per_generation"]),
+                                   "denoiser_calls_nominal": calls, "gflop": total}
+    return out
+
+
+def weights_fingerprint(adapter: Any) -> float:
+    """Sum of every parameter (float64): equal across builds when every configuration has the same weights."""
+    import torch
+
+    total = torch.zeros((), dtype=torch.float64, device=adapter.device)
+    seen: set[int] = set()
+    for module in adapter.components().values():
+        for param in module.parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                total += param.detach().to(torch.float64).sum()
+    return float(total)
+
+
+def _build(run: ModelRun) -> Any:
+    """The model in fp32 exactly as the study's code builds it; random replicas are seeded, so every build has
+    the same weights (checked through :func:`weights_fingerprint`). Each configuration gets its own build:
+    levers change modules in place, and some modules cannot be deep-copied (weight-norm convolutions)."""
+    from tta_energy.models.registry import build_model
+
+    o = run.opts
+    return build_model(run.model, size=o.size, weights=o.weights, device=resolve_device(o.device),
+                       dtype="float32")
+
+
+def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], list[str]]:
+    """A fresh fp32 build per spec with its levers applied; duplicates and failures dropped with a note."""
+    prepared: list[Prepared] = []
+    notes: list[str] = []
+    signatures: dict[tuple, str] = {}
+    fingerprint: float | None = None
+    for plan in sorted(plans, key=lambda p: not p.reference):  # the reference first
+        adapter = None
+        try:
+            adapter = _build(run)
+            fp = weights_fingerprint(adapter)
+            fingerprint = fp if fingerprint is None else fingerprint
+            if not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
+                raise LeversError(f"weights differ from the reference build (fingerprint {fp!r} vs "
+                                  f"{fingerprint!r}); the equivalence check needs identical weights")
+            adapter = apply_levers(adapter, plan.levers, duration_s=run.opts.duration_s)
+        except (TtaError, RuntimeError, ValueError) as exc:
+            notes.append(f"{plan.spec}: not run ({one_line(exc)})")
+            _write_config_row(run, plan, None, f"not run: {one_line(exc)}", {})
+            del adapter
+            free_memory()
+            continue
+        sig = lever_signature(adapter)
+        if sig in signatures and not plan.reference:
+            notes.append(f"{plan.spec}: same configuration as {signatures[sig]} for {run.model}; "
+                         "not repeated")
+            _write_config_row(run, plan, adapter, f"same as {signatures[sig]}", {})
+            del adapter
+            free_memory()
+            continue
+        if not plan.reference:
+            signatures.setdefault(sig, plan.spec)
+        prepared.append(Prepared(plan, adapter, RecordingAdapter(adapter), adapter.applied_levers.dtype))
+    return prepared, notes
+
+
+def _write_config_row(run: ModelRun, plan: LeverPlan, adapter: Any | None, status: str,
+                      flops: dict[tuple[int, int], dict]) -> None:
+    rec = getattr(adapter, "applied_levers", None) if adapter is not None else None
+    for (steps, batch) in plan.cells:
+        f = flops.get((steps, batch), {})
+        append_csv(run.out_dir / CONFIGS_FILE, {
+            "run_id": run.run_id, "model": run.model, "optimize": plan.spec, "steps": steps,
+            "waveforms_per_prompt": batch, "status": status,
+            "dtype": rec.dtype if rec else "", "applied": "+".join(rec.applied) if rec else "",
+            "skipped": json.dumps(rec.skipped) if rec else "", "notes": json.dumps(rec.notes) if rec else "",
+            "changes_behaviour": bool(rec.levers.changes_behaviour) if rec else False,
+            "latent_length": getattr(adapter, "latent_length", np.nan) if adapter is not None else np.nan,
+            "gflop_per_step": f.get("gflop_per_step", np.nan),
+            "gflop_per_generation": f.get("gflop_per_generation", np.nan),
+            "denoiser_calls_nominal": f.get("denoiser_calls_nominal", np.nan),
+            "gflop": f.get("gflop", np.nan),
+        })
+
+
+def _record_equivalence(run: ModelRun, p: Prepared, steps: int, batch: int, repeat: int) -> None:
+    out = p.recorder.last
+    ref = run.references.get(steps)
+    if batch != 1 or out is None or ref is None:
+        return
+    append_csv(run.out_dir / EQUIVALENCE_FILE, {
+        "run_id": run.run_id, "model": run.model, "optimize": p.plan.spec, "dtype": p.dtype, "steps": steps,
+        "waveforms_per_prompt": batch, "repeat": repeat,
+        "rel_error_latents": relative_error(out.latents, ref.latents),
+        "rel_error_audio": relative_error(out.waveforms, ref.waveforms),
+    })
+
+
+def _random_like(call_args: Sequence[Any], kwargs: dict[str, Any], seed: int) -> tuple[tuple, dict]:
+    """The example call with every floating tensor refilled with random values (never time on zeros)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def fill(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() > 1:
+            return torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+        return x
+
+    return tuple(fill(a) for a in call_args), {k: fill(v) for k, v in kwargs.items()}
+
+
+KERNEL_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("attention", ("flash", "fmha", "attention", "attn", "sdpa", "softmax")),
+    ("conv", ("conv", "fprop", "dgrad", "wgrad", "implicit_convolve", "winograd")),
+    ("matmul", ("gemm", "matmul", "cutlass", "xmma", "nvjet", "cublas", "sm90_")),
+)
+
+
+def kernel_category(name: str) -> str:
+    """matmul, conv, attention or other (elementwise, normalisation, reductions, copies: memory-bound)."""
+    low = name.lower()
+    for category, keys in KERNEL_CATEGORIES:
+        if any(k in low for k in keys):
+            return category
+    return "other"
+
+
+def profile_step(adapter: Any, duration_s: float, batch: int, repeats: int = 10) -> dict[str, float]:
+    """One denoiser step of ``adapter`` (levers applied): time eager (the wrappers below the CUDA graph) and
+    graphed with CUDA events, and the eager step's kernel time by category (torch.profiler, CUPTI)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    call = adapter.denoiser_call(duration_s=duration_s, batch=batch)
+    args, kwargs = _random_like(call.args, call.kwargs, seed=batch)
+    graphed = adapter.denoiser
+    eager = graphed.inner if type(graphed).__name__ == "CudaGraphDenoiser" else graphed
+
+    def timed(fn: Callable[[], Any]) -> float:
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / repeats
+
+    result: dict[str, float] = {}
+    with torch.inference_mode():
+        result["eager_step_ms"] = timed(lambda: eager(*args, **kwargs))
+        result["graph_step_ms"] = timed(lambda: graphed(*args, **kwargs)) if graphed is not eager else np.nan
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                eager(*args, **kwargs)
+            torch.cuda.synchronize()
+    totals = {"matmul": 0.0, "conv": 0.0, "attention": 0.0, "other": 0.0}
+    for evt in prof.key_averages():
+        device_us = float(getattr(evt, "self_device_time_total", getattr(evt, "self_cuda_time_total", 0.0)))
+        if device_us <= 0:
+            continue
+        totals[kernel_category(evt.key)] += device_us / 1e3 / 3
+    result.update({f"{k}_ms": v for k, v in totals.items()})
+    result["kernel_ms"] = float(sum(totals.values()))
+    return result
+
+
+def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> None:
+    import torch
+
+    if not torch.cuda.is_available() or not run.opts.profile:
+        return
+    for p in prepared:
+        if p.plan.spec not in ("max", "none") or p.failed:
+            continue
+        for batch in sorted({b for _, b in p.plan.cells}):
+            if not run.budget_left():
+                return
+            try:
+                res = profile_step(p.adapter, run.opts.duration_s, batch)
+            except Exception as exc:  # profiling is diagnostic: a failure is noted, never fatal
+                run.opts.progress(f"{run.model} {p.plan.spec}: step profile failed ({one_line(exc)})")
+                continue
+            cell = LeverPlan(p.plan.levers, ((1, batch),), 1)
+            flops = _describe_flops(run.model, run.opts, p.adapter, cell, run.flops_cache)
+            gflop = flops[(1, batch)]["gflop_per_step"]
+            append_csv(run.out_dir / PROFILE_FILE, {
+                "run_id": run.run_id, "model": run.model, "optimize": p.plan.spec,
+                "waveforms_per_prompt": batch, **{k: round(float(v), 4) for k, v in res.items()},
+                "gflop_per_step": gflop,
+                "flop_bound_ms": gflop / ceiling_tflops if ceiling_tflops > 0 else np.nan,
+            })
+            free_memory()
+
+
+def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
+    import torch
+
+    opts = run.opts
+    say = opts.progress
+    plans = lever_plans(run.model, opts)
+    prepared, notes = _prepare(run, plans)
+    for note in notes:
+        say(f"{run.model}: {note}")
+    reference = next((p for p in prepared if p.plan.reference), None)
+    if reference is not None:
+        reference.conv_mode, conv_ms = select_reference_conv(reference.adapter, opts.duration_s)
+        reference.adapter.applied_levers.notes.update(reference_conv=reference.conv_mode,
+                                                      reference_conv_ms=conv_ms)
+    for p in prepared:
+        flops = _describe_flops(run.model, opts, p.adapter, p.plan, run.flops_cache)
+        _write_config_row(run, p.plan, p.adapter, "ok", flops)
+        say(f"{run.model} {p.plan.spec}: {p.adapter.applied_levers.summary()}")
+    # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size
+    if reference is None:
+        say(f"{run.model}: no fp32 reference; the equivalence check is left out")
+    warm_steps = min(opts.steps)  # cheap; where the plan has this cell too, it gives the one-time cost
+    for p in prepared:  # the reference is first: it also takes the process's one-time CUDA/cuBLAS set-up
+        for batch in sorted({b for _, b in p.plan.cells}):
+            if not run.budget_left():
+                run.stopped = True
+                break
+            steps = min(warm_steps, REFERENCE_WARMUP_STEPS) if p.plan.reference else warm_steps
+            row = run.measure(p, steps, batch, 0, warmup=True)
+            if row["status"] != "ok":
+                p.failed = str(row.get("error", row["status"]))
+                say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
+                break
+    # the reference outputs (fp32 eager, batch 1)
+    for steps, batch in reference.plan.cells if reference is not None else ():
+        if reference.failed or not run.budget_left():  # no reference, no equivalence: not skipped by a guess
+            break
+        row = run.measure(reference, steps, batch, 0, warmup=False)
+        if row["status"] == "ok" and reference.recorder.last is not None and batch == 1:
+            out = reference.recorder.last
+            run.references[steps] = GenerationOutput(out.waveforms, out.sample_rate, out.denoiser_calls,
+                                                     None if out.latents is None else out.latents.cpu())
+            _record_equivalence(run, reference, steps, batch, 0)
+    # measured rounds: every cell once per round, seeded random order
+    rounds = max(p.plan.repeats for p in prepared)
+    target = (max(opts.steps), min(opts.batches))
+    for repeat in range(rounds):
+        cells = [(p, s, b) for p in prepared
+                 if not p.plan.reference and not p.failed and repeat < p.plan.repeats
+                 for s, b in p.plan.cells]
+        random.Random(f"{opts.seed}-{run.model}-{repeat}").shuffle(cells)
+        # the targets' cell (most steps, batch 1) first, still in random order among its specs: a round cut by
+        # the time budget then still holds the comparison the targets need
+        cells.sort(key=lambda cell: (cell[1], cell[2]) != target)
+        for p, steps, batch in cells:
+            if not run.budget_left(p.plan.spec, steps, batch):
+                run.stopped = True
+                continue  # a shorter cell later in the round may still fit
+            row = run.measure(p, steps, batch, repeat, warmup=False)
+            if row["status"] == "ok":
+                _record_equivalence(run, p, steps, batch, repeat)
+            p.recorder.last = None
+        if run.stopped:
+            break
+    if not run.stopped:
+        _profile(run, prepared, ceiling_tflops)
+    for p in prepared:  # free the graphs' memory pools before the next model
+        if isinstance(p.adapter.denoiser, DenoiserWrapper):
+            p.adapter.denoiser = p.adapter.denoiser.base_module
+    del prepared
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return notes
+
+
+def _check(opts: LeversOptions) -> None:
+    if not opts.models:
+        raise LeversError("no model given")
+    for m in opts.models:
+        if m not in catalogue.model_names():
+            raise LeversError(f"unknown model {m!r}: choose one of {', '.join(catalogue.model_names())}")
+    if opts.repeats < 1:
+        raise LeversError(f"--repeats must be >= 1, got {opts.repeats}")
+    if any(s < 1 for s in opts.steps) or any(b < 1 for b in opts.batches):
+        raise LeversError("steps and batch sizes must be >= 1")
+    if not opts.duration_s > 0:
+        raise LeversError(f"--duration must be > 0 s, got {opts.duration_s}")
+    if opts.min_window_s < 0:
+        raise LeversError(f"--min-window must be >= 0 s, got {opts.min_window_s}")
+    if opts.ceiling_s <= 0 or opts.ceiling_n < 16:
+        raise LeversError("--ceiling-s must be > 0 and --ceiling-n >= 16")
+    for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs):
+        parse_levers(s)  # a bad spec fails before any model is built
+    for m in (*opts.compile_models, *opts.lean_models):
+        if m not in opts.models:
+            raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")
+
+
+def run_levers(opts: LeversOptions) -> Path:
+    """Run the levers sweep for every model of ``opts``; returns the output folder."""
+    _check(opts)
+    say = opts.progress
+    device = resolve_device(opts.device)
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    start = time.perf_counter()
+    trace = out_dir / "traces" / f"levers-{run_id}.csv.gz"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    sweep = SweepOptions(model=opts.models[0], experiments=(EXPERIMENT,), codecarbon=opts.codecarbon,
+                         min_window_s=opts.min_window_s)
+    meter = make_meter(sweep, device, trace)
+    with meter:
+        provenance = dict(meter.provenance())
+        if opts.idle_s > 0:
+            meter.measure_idle(opts.idle_s)
+        ceilings = [_ceiling_row(meter, device, opts, run_id, "start", provenance)]
+        say(f"ceiling (start): {ceilings[0].tflop_per_J:.3f} TFLOP/J, {ceilings[0].tflop_per_s:.0f} TFLOP/s, "
+            f"{ceilings[0].power_W:.0f} W")
+        reserve = opts.ceiling_s + 5.0  # the closing ceiling measurement
+        for i, model in enumerate(opts.models):
+            deadline = None
+            if opts.time_budget_s is not None:
+                left = opts.time_budget_s - (time.perf_counter() - start) - reserve
+                weights = [catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
+                           for m in opts.models[i:]]
+                deadline = time.perf_counter() + max(0.0, left) * weights[0] / sum(weights)
+                if left <= 0:
+                    say(f"{model}: not started (time budget spent)")
+                    continue
+            run = ModelRun(model, opts, run_id, meter, provenance, meter.trace_file, deadline)
+            t0 = time.perf_counter()
+            try:
+                _run_model(run, ceilings[0].tflop_per_s)
+            except Exception as exc:  # one model failing never loses the others' rows
+                say(f"{model}: levers sweep failed ({one_line(exc)})")
+                free_memory()
+            say(f"{model}: {run.measured} generations measured in {time.perf_counter() - t0:.0f} s"
+                + (" (stopped: time budget)" if run.stopped else ""))
+        end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
+        say(f"ceiling (end): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
+            f"{end.power_W:.0f} W")
+    return out_dir
+
+
+def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when: str,
+                 provenance: dict[str, object]) -> CeilingResult:
+    res = measure_ceiling(meter, device, opts.ceiling_s, opts.ceiling_n)
+    append_csv(Path(opts.out_dir) / CEILING_FILE, ceiling_record(res, run_id, when, provenance))
+    return res
+
+
+def plan_text(models: Sequence[str], opts: LeversOptions) -> list[str]:
+    """A readable plan: per model, each spec with its cells and repeats (``levers run --dry-run``)."""
+    lines = []
+    for model in models:
+        for p in lever_plans(model, opts):
+            cells = ", ".join(f"{s} steps x{b}" for s, b in p.cells)
+            tag = " (reference)" if p.reference else ""
+            lines.append(f"{model}: {p.spec} [{cells}] x{p.repeats}{tag}")
+    return lines

@@ -1,0 +1,371 @@
+"""The levers experiment's report: ``levers.csv`` (one row per model x spec x steps x batch),
+``levers_summary.md`` (the targets, the limits, what was not lossless) and ``levers.png``, from one or more
+raw folders written by :func:`tta_energy.levers.experiment.run_levers`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tta_energy import schema
+from tta_energy.fileio import write_csv_atomic, write_text_atomic
+from tta_energy.levers.ceiling import EXPERIMENT
+from tta_energy.levers.equivalence import error_tolerance, is_lossless
+from tta_energy.levers.experiment import REFERENCE_SPEC
+from tta_energy.levers.plot import plot_levers
+from tta_energy.levers.spec import LeversError
+from tta_energy.levers.tables import (
+    CEILING_FILE,
+    CONFIGS_FILE,
+    EQUIVALENCE_FILE,
+    PROFILE_FILE,
+    RUNS_FILE,
+    read_side,
+)
+from tta_energy.models import catalogue
+
+#: A plain eager run at a precision whose waveform differs this much from fp32 makes the waveform comparison
+#: uninformative at that precision (random-weight vocoders can output ~1e-10, which underflows in fp16); the
+#: latents still decide.
+UNINFORMATIVE_ERROR = 0.5
+
+
+def lever_targets(model: str) -> catalogue.LeverTargets:
+    """The catalogue's levers targets of ``model`` (the defaults for a model outside the catalogue)."""
+    try:
+        return catalogue.entry(model).levers
+    except catalogue.UnknownModelError:
+        return catalogue.LeverTargets()
+
+
+LEVERS_COLUMNS: tuple[str, ...] = (
+    "run_id", "model", "size", "weights", "optimize", "dtype", "applied", "skipped", "changes_behaviour",
+    "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J", "gpu_energy_J_std",
+    "energy_per_clip_J", "energy_per_10s_clip_J", "energy_per_step_J", "denoising_share", "reduction_vs_none",
+    "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
+    "tolerance_latents", "tolerance_audio", "lossless", "flop_per_joule", "ceiling_flop_per_joule",
+    "fraction_of_ceiling", "compile_s", "compile_J",
+    "payoff_clips",
+)
+
+
+def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, str, str, int], tuple[float, float]]:
+    """Per (run, model, dtype, steps): the plain eager error at that precision (``none`` or the precision
+    lever alone), the precision's normal error against fp32."""
+    out: dict[tuple[str, str, str, int], tuple[float, float]] = {}
+    if eq.empty:
+        return out
+    # not the reference itself (its error is 0 by definition): at fp32 the yardstick is `none` where that is
+    # fp32, i.e. what PyTorch's defaults (cuDNN's TF32 convolutions) do to the study's own configuration
+    plain = {"none", "fp16", "bf16"}
+    groups = eq.groupby(["run_id", "model", "optimize", "dtype", "steps"])
+    for (run_id, model, spec, dtype, steps), g in groups:
+        if spec not in plain:
+            continue
+        key = (run_id, model, dtype, int(steps))
+        out.setdefault(key, (float(g["rel_error_latents"].max()), float(g["rel_error_audio"].max())))
+    return out
+
+
+def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
+    """One row per (run, model, spec, steps, batch): energy, equivalence, FLOP/J vs ceiling, compile cost."""
+    frames = [schema.read_runs(d / RUNS_FILE) for d in dirs if (d / RUNS_FILE).is_file()]
+    if not frames:
+        raise LeversError(f"no {RUNS_FILE} under {', '.join(map(str, dirs))}")
+    runs = pd.concat(frames, ignore_index=True)
+    runs = runs[runs["experiment"] == EXPERIMENT]
+    eq = read_side(dirs, EQUIVALENCE_FILE)
+    cfg = read_side(dirs, CONFIGS_FILE)
+    ceil = read_side(dirs, CEILING_FILE)
+    keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
+    ok = runs[(runs["status"] == "ok") & (~runs["is_warmup"])].copy()
+    if ok.empty:
+        raise LeversError("no measured levers rows with status ok")
+    ok["clip_s"] = ok["audio_seconds"] / ok["n_clips"].astype(float)
+    agg = ok.groupby(keys, dropna=False).agg(
+        size=("size", "first"), weights=("weights", "first"), dtype=("dtype", "first"),
+        duration_s=("duration_s", "first"),
+        repeats=("gpu_energy_J", "size"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
+        gpu_energy_J_std=("gpu_energy_J", "std"), n_clips=("n_clips", "first"), clip_s=("clip_s", "mean"),
+        energy_denoising_J=("energy_denoising_J", "mean"), denoiser_calls=("denoiser_calls", "mean"),
+    ).reset_index()
+    agg["energy_per_clip_J"] = agg["gpu_energy_J"] / agg["n_clips"].astype(float)
+    agg["energy_per_10s_clip_J"] = agg["energy_per_clip_J"] * 10.0 / agg["clip_s"]
+    agg["energy_per_step_J"] = agg["energy_denoising_J"] / agg["denoiser_calls"]
+    agg["denoising_share"] = agg["energy_denoising_J"] / agg["gpu_energy_J"]
+    none = agg[agg["optimize"] == "none"].set_index(["run_id", "model", "steps", "waveforms_per_prompt"])
+    idx = pd.MultiIndex.from_frame(agg[["run_id", "model", "steps", "waveforms_per_prompt"]])
+    none_clip = none["energy_per_clip_J"].reindex(idx).to_numpy()
+    agg["reduction_vs_none"] = none_clip / agg["energy_per_clip_J"].to_numpy()
+    # what was applied, FLOPs
+    if not cfg.empty:
+        c = cfg[cfg["status"] == "ok"].drop_duplicates(keys)
+        agg = agg.merge(c[[*keys, "applied", "skipped", "changes_behaviour", "gflop"]], on=keys, how="left")
+    else:
+        for col in ("applied", "skipped", "changes_behaviour", "gflop"):
+            agg[col] = np.nan
+    agg["changes_behaviour"] = agg["changes_behaviour"].map(lambda v: str(v).lower() == "true")
+    # equivalence (batch-1 error of the same spec and steps applies to every batch of the spec)
+    yard = _yardsticks(eq)
+    if not eq.empty:
+        worst = eq.groupby(["run_id", "model", "optimize", "steps"]).agg(
+            rel_error_latents=("rel_error_latents", "max"), rel_error_audio=("rel_error_audio", "max")
+        ).reset_index()
+        agg = agg.merge(worst, on=["run_id", "model", "optimize", "steps"], how="left")
+    else:
+        agg["rel_error_latents"] = np.nan
+        agg["rel_error_audio"] = np.nan
+    # where the plain run at this precision was measured at another step count only, its largest error
+    any_steps: dict[tuple[str, str, str], tuple[float, float]] = {}
+    for (run_id, model, dtype, _), (lat, wav) in yard.items():
+        old = any_steps.get((run_id, model, dtype), (-np.inf, -np.inf))
+        any_steps[(run_id, model, dtype)] = (max(old[0], lat), max(old[1], wav))
+    ys = [yard.get((r.run_id, r.model, r.dtype, int(r.steps)),
+                   any_steps.get((r.run_id, r.model, r.dtype), (np.nan, np.nan))) for r in agg.itertuples()]
+    agg["yardstick_latents"] = [y[0] for y in ys]
+    agg["yardstick_audio"] = [y[1] for y in ys]
+    agg["tolerance_latents"] = [error_tolerance(r.dtype, r.yardstick_latents) for r in agg.itertuples()]
+    agg["tolerance_audio"] = [error_tolerance(r.dtype, r.yardstick_audio) for r in agg.itertuples()]
+    agg["lossless"] = [r.optimize == REFERENCE_SPEC or (
+        is_lossless(r.optimize, r.dtype, r.rel_error_latents, r.yardstick_latents)
+        and (r.yardstick_audio >= UNINFORMATIVE_ERROR
+             or is_lossless(r.optimize, r.dtype, r.rel_error_audio, r.yardstick_audio)))
+        for r in agg.itertuples()]
+    # FLOP per joule against the ceiling measured in the same run
+    agg["flop_per_joule"] = agg["gflop"] * 1e9 / agg["gpu_energy_J"]
+    if not ceil.empty:
+        per_run = ceil.groupby("run_id")["tflop_per_J"].mean() * 1e12
+        agg["ceiling_flop_per_joule"] = agg["run_id"].map(per_run)
+    else:
+        agg["ceiling_flop_per_joule"] = np.nan
+    agg["fraction_of_ceiling"] = agg["flop_per_joule"] / agg["ceiling_flop_per_joule"]
+    # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
+    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])]
+    w = warm.groupby(keys)[["wall_s", "gpu_energy_J"]].mean().rename(
+        columns={"wall_s": "warm_wall_s", "gpu_energy_J": "warm_J"}).reset_index()
+    steady = agg.merge(w, on=keys, how="inner")
+    steady["compile_s"] = (steady["warm_wall_s"] - steady["wall_s"]).clip(lower=0.0)
+    steady["compile_J"] = (steady["warm_J"] - steady["gpu_energy_J"]).clip(lower=0.0)
+    cost = steady[["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]]
+    agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
+    saving = none_clip - agg["energy_per_clip_J"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
+    payoff = np.where(np.isnan(none_clip), np.nan, payoff)  # no `none` in the same run and cell: unknown
+    agg["payoff_clips"] = np.where(agg["optimize"] == "none", np.nan, np.ceil(payoff))
+    agg["payoff_clips"] = agg["payoff_clips"].where(agg["compile_J"].notna(), np.nan)
+    return agg.reindex(columns=list(LEVERS_COLUMNS)).sort_values(
+        ["model", "waveforms_per_prompt", "steps", "optimize"]).reset_index(drop=True)
+
+
+def _ratio(x: float) -> str:
+    """A reduction or saving factor: ``4.21x``, or ``n/a``."""
+    return f"{x:.2f}x" if np.isfinite(x) else "n/a"
+
+
+def _fmt(x: float, spec: str = ".2f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def target_cell(table: pd.DataFrame) -> tuple[int, int]:
+    """(steps, batch) of the whole-generation target: 100 steps, batch 1 where measured, else the largest step
+    count and the smallest batch (a short test run)."""
+    steps = 100 if (table["steps"] == 100).any() else int(table["steps"].max())
+    batch = 1 if (table["waveforms_per_prompt"] == 1).any() else int(table["waveforms_per_prompt"].min())
+    return steps, batch
+
+
+def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> str:
+    """What the measurements say limits a model: the eager share of the generation outside the denoising
+    loop, launch gaps, the kernel mix of a step, and the time its FLOPs would take at the ceiling's rate."""
+    parts = []
+    if best is not None and math.isfinite(float(best.get("denoising_share", np.nan))):
+        other = 1.0 - float(best["denoising_share"])
+        parts.append(f"outside the denoising loop (text encoding, decoding, vocoder; eager) {other:.0%} of "
+                     f"`{best['optimize']}`'s energy")
+    rows = profile[profile["model"] == model] if not profile.empty else profile
+    for r in rows.sort_values(["optimize", "waveforms_per_prompt"]).itertuples() if not rows.empty else ():
+        k = max(float(r.kernel_ms), 1e-9)
+        mix = (f"matmul {r.matmul_ms / k:.0%}, conv {r.conv_ms / k:.0%}, attention {r.attention_ms / k:.0%}, "
+               f"other (elementwise, normalisation, copies: memory-bound) {r.other_ms / k:.0%}")
+        if r.optimize == "none":
+            busy = k / max(float(r.eager_step_ms), 1e-9)
+            parts.append(f"`none` batch {r.waveforms_per_prompt}: an eager step takes "
+                         f"{_fmt(r.eager_step_ms)} ms with kernels busy {_fmt(r.kernel_ms)} ms ({busy:.0%}; "
+                         f"the rest is launch overhead)")
+        else:
+            graph = float(r.graph_step_ms)
+            parts.append(f"`{r.optimize}` batch {r.waveforms_per_prompt}: a step takes {_fmt(graph)} ms as "
+                         f"a CUDA graph ({_fmt(r.eager_step_ms)} ms eager); kernels {_fmt(r.kernel_ms)} ms: "
+                         f"{mix}; its FLOPs at the ceiling's rate would take "
+                         f"{_fmt(r.flop_bound_ms, '.3f')} ms "
+                         f"({r.flop_bound_ms / graph if graph > 0 else float('nan'):.0%} of the step)")
+    return "; ".join(parts) if parts else "no step profile measured"
+
+
+def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame) -> str:
+    """The short markdown summary: each target met or missed (by how much, and the measured limits)."""
+    steps, batch = target_cell(table)
+    duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
+    lines = ["# Energy levers: summary", ""]
+    if not ceiling.empty:
+        c = ceiling
+        gpu = ", ".join(sorted({str(g) for g in c.get("gpu_name", pd.Series(dtype=str)).dropna() if str(g)}))
+        lines.append(f"Ceiling (bf16 {int(c['n'].iloc[0])}^3 matrix products, measured with the project's "
+                     f"meter at the start and end of each run{', ' + gpu if gpu else ''}): "
+                     f"{_fmt(c['tflop_per_J'].mean(), '.3f')} TFLOP/J (range "
+                     f"{_fmt(c['tflop_per_J'].min(), '.3f')}-{_fmt(c['tflop_per_J'].max(), '.3f')}), "
+                     f"{_fmt(c['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
+                     f"{_fmt(c['power_W'].mean(), '.0f')} W.")
+        lines.append("")
+    lines += ["Lossless: final latents and waveform of the same seed and weights within max(2 x the "
+              "plain eager error at the same precision, a floor: fp32 1e-4, fp16 2e-3, bf16 1.6e-2) of the "
+              "fp32 eager reference (relative L2 error; the waveform is not judged at a precision whose "
+              f"plain eager waveform error is >= {UNINFORMATIVE_ERROR}). `trim-latents` changes the model's "
+              "behaviour and is never lossless.", "",
+              f"## Whole generation, {duration:g} s, {steps} steps, batch {batch}: best lossless "
+              "configuration vs `none`",
+              "", "| model | `none` J/clip | best lossless | J/clip | reduction | target | met |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    misses: list[str] = []
+    unmeasured: list[str] = []
+    cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)]
+    for model in sorted(table["model"].unique()):
+        rows = cell[cell["model"] == model]
+        none = rows[(rows["optimize"] == "none") & rows["energy_per_clip_J"].notna()]
+        cand = rows[rows["lossless"] & (rows["optimize"] != REFERENCE_SPEC)
+                    & rows["reduction_vs_none"].notna()]
+        target = lever_targets(model).reduction or float("nan")
+        if none.empty or cand.empty:
+            lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured |")
+            unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
+                              f"steps, batch {batch}")
+            continue
+        best = cand.loc[cand["energy_per_clip_J"].idxmin()]
+        none = none[none["run_id"] == best["run_id"]]  # the reduction is against the same run's default
+        red = float(best["reduction_vs_none"])
+        met = red >= target
+        lines.append(f"| {model} | {none['energy_per_clip_J'].iloc[0]:.1f} | `{best['optimize']}` | "
+                     f"{best['energy_per_clip_J']:.1f} | {red:.2f}x | {target}x | {'yes' if met else 'no'} |")
+        if not met:
+            outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
+            bound = float(none["energy_per_clip_J"].iloc[0]) / outside if outside > 0 else float("nan")
+            # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
+            need = (float(best["gflop"]) * 1e9 * target / float(none["energy_per_clip_J"].iloc[0])
+                    / float(best["ceiling_flop_per_joule"]))
+            reached = float(best["fraction_of_ceiling"]) * 100
+            misses.append(f"- **{model}**: {red:.2f}x, short of {target}x by a factor {target / red:.2f}. "
+                          f"With the rest of the generation as measured, even a free denoising loop would "
+                          f"give at most {_fmt(bound)}x. The target needs {_fmt(need * 100, '.0f')}% of the "
+                          f"ceiling's FLOP per joule over the whole generation at batch {batch}; "
+                          f"`{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
+                          "Measured: " + _limits_text(model, best, profile) + ".")
+    lines += ["", "## Best configuration at any batch size: FLOP per joule against the ceiling", "",
+              "| model | configuration | steps | batch | TFLOP/J | fraction of ceiling | target | met |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model in sorted(table["model"].unique()):
+        # not the reference: it runs with TF32 and cuDNN off, a yardstick nobody would deploy
+        rows = table[(table["model"] == model) & table["lossless"] & table["fraction_of_ceiling"].notna()
+                     & (table["optimize"] != REFERENCE_SPEC)]
+        target = lever_targets(model).ceiling_fraction
+        if rows.empty:
+            lines.append(f"| {model} | n/a | | | | n/a | {target:.0%} | not measured |")
+            unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
+            continue
+        best = rows.loc[rows["fraction_of_ceiling"].idxmax()]
+        frac = float(best["fraction_of_ceiling"])
+        met = frac >= target
+        lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
+                     f"{int(best['waveforms_per_prompt'])} | {best['flop_per_joule'] / 1e12:.3f} | "
+                     f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} |")
+        if not met:
+            misses.append(f"- **{model}** (ceiling): {frac:.0%} of the ceiling's FLOP/J, short of "
+                          f"{target:.0%} by {(target - frac) * 100:.0f} points (`{best['optimize']}`, "
+                          f"{int(best['steps'])} steps, batch {int(best['waveforms_per_prompt'])}). "
+                          "Measured: "
+                          + _limits_text(model, best, profile) + ".")
+    lines += ["", "## Targets missed and what limits them", ""]
+    if misses:
+        lines += misses
+    elif unmeasured:
+        lines.append("No measured target was missed; some were not measured:")
+    else:
+        lines.append("All targets met.")
+    lines += unmeasured
+    flagged = table[(~table["lossless"]) & (table["optimize"] != REFERENCE_SPEC)
+                    & (table["waveforms_per_prompt"] == table["waveforms_per_prompt"].min())]
+    lines += ["", "## Levers that change the output beyond the precision's normal error", ""]
+    if flagged.empty:
+        lines.append("None.")
+    else:
+        for r in flagged.drop_duplicates(["model", "optimize"]).itertuples():
+            why = "changes the model's behaviour by design" if r.changes_behaviour else (
+                f"latents error {_fmt(r.rel_error_latents, '.2e')} (tolerance "
+                f"{_fmt(r.tolerance_latents, '.2e')}), waveform {_fmt(r.rel_error_audio, '.2e')} (tolerance "
+                f"{_fmt(r.tolerance_audio, '.2e')})")
+            lines.append(f"- {r.model} `{r.optimize}` ({r.dtype}): {why}")
+    trims = table[table["optimize"].str.contains("trim-latents", regex=False)
+                  & table["energy_per_clip_J"].notna()]
+    if not trims.empty:
+        lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
+                  "the output)", "",
+                  "| configuration | steps | batch | J/clip | same without trim | saving |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        keyed = table.set_index(["run_id", "model", "optimize", "steps", "waveforms_per_prompt"])
+        for r in trims.itertuples():
+            base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
+            key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
+            other = float(keyed["energy_per_clip_J"].get(key, np.nan))
+            lines.append(f"| `{r.optimize}` | {r.steps} | {r.waveforms_per_prompt} | "
+                         f"{r.energy_per_clip_J:.1f} | `{base}` {_fmt(other, '.1f')} | "
+                         f"{_ratio(other / r.energy_per_clip_J)} |")
+    every = cell[cell["energy_per_clip_J"].notna()]
+    every = every.sort_values(["model", "energy_per_clip_J"])
+    if not every.empty:
+        lines += ["", f"## Every configuration at {steps} steps, batch {batch}", "",
+                  "Reductions are against `none` of the same run (`run`); n/a where that run did not measure "
+                  "`none` in this cell.", "",
+                  "| model | configuration | dtype | J/clip | J/step | reduction vs `none` | latents error | "
+                  "lossless | run |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in every.itertuples():
+            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.energy_per_clip_J:.1f} | "
+                         f"{_fmt(r.energy_per_step_J, '.3f')} | {_ratio(r.reduction_vs_none)} | "
+                         f"{_fmt(r.rel_error_latents, '.1e')} | {'yes' if r.lossless else 'no'} | "
+                         f"{r.run_id} |")
+    comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")
+                 & (table["optimize"] != REFERENCE_SPEC)]
+    if not comp.empty:
+        lines += ["", f"## One-time cost (compilation, graph capture, lazy set-up) and payoff, {steps} steps",
+                  "",
+                  "| model | configuration | batch | one-time s | one-time J | pays off after (clips) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in comp.itertuples():
+            pay = ("n/a" if np.isnan(r.payoff_clips) else "never" if not math.isfinite(r.payoff_clips)
+                   else "at once" if r.payoff_clips == 0 else f"{int(r.payoff_clips)}")
+            lines.append(f"| {r.model} | `{r.optimize}` | {r.waveforms_per_prompt} | "
+                         f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | {pay} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
+    """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
+    dirs = [Path(d) for d in dirs]
+    table = levers_table(dirs)
+    ceiling = read_side(dirs, CEILING_FILE)
+    profile = read_side(dirs, PROFILE_FILE)
+    out_dir = Path(out_dir)
+    csv_path, md_path = out_dir / "levers.csv", out_dir / "levers_summary.md"
+    fig_path = out_dir / "levers.png"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(csv_path, table)
+    write_text_atomic(md_path, summary_markdown(table, ceiling, profile))
+    plot_levers(table, fig_path)
+    return csv_path, md_path, fig_path
+
+

@@ -1,0 +1,165 @@
+"""Lever specs: the names of the energy levers and their parsing into one :class:`Levers` object.
+
+A spec is a named level or a comma list of levers (levels may be combined with levers):
+
+* ``none``: the study's default: the model's own precision (the catalogue's: fp16 for AudioLDM, AudioLDM 2
+  and Stable Audio Open; fp32 for Tango, Tango 2, Make-An-Audio and Make-An-Audio 2, whose code runs fp32),
+  eager PyTorch, batch as asked;
+* ``graphs``: the denoiser captured as a CUDA graph (``cudagraph``);
+* ``max``: fp16 (fp16 and bf16 run at the same tensor-core rate on Hopper and move the same bytes; fp16
+  keeps 3 more mantissa bits, so a smaller error against fp32), the fastest attention kernel measured on the
+  model (``sdpa-best``), channels-last convolutions and fused attention projections where the denoiser has
+  them, and the CUDA graph;
+* single levers: ``fp32``, ``fp16``, ``bf16`` (precision of every component), ``compile`` (Inductor, no
+  graphs), ``compile-graphs`` (``torch.compile(mode="reduce-overhead")``: Inductor + CUDA graph trees),
+  ``cudagraph`` (eager kernels replayed from a manually captured graph, static input buffers), ``sdpa-flash``,
+  ``sdpa-cudnn``, ``sdpa-efficient``, ``sdpa-math``, ``sdpa-best`` (attention backend preferred by
+  ``torch.nn.attention.sdpa_kernel``; others stay allowed as fallbacks), ``channels-last``, ``fuse-qkv`` and
+  ``trim-latents`` (Stable Audio Open: run the DiT on the requested length instead of 47.55 s; this CHANGES
+  the model's output and is never counted as lossless).
+
+A spec is parsed once, where it enters (the command line, a levers plan), and the :class:`Levers` object
+travels from there. The run table stores its canonical text in the ``optimize`` column (the column keeps the
+name it had before the option was called ``--levers``, so that older tables still read). Importing this
+module does not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tta_energy.errors import TtaError
+from tta_energy.precision import DTYPE_ALIASES, generation_precision
+
+
+class LeverError(TtaError):
+    """A lever spec that cannot be parsed or applied; the message is one line."""
+
+
+class LeversError(TtaError):
+    """A levers experiment that cannot run as asked; the message is one line."""
+
+
+#: the precision levers: lever name -> precision name
+PRECISIONS: dict[str, str] = {name: DTYPE_ALIASES[name] for name in ("fp32", "fp16", "bf16")}
+#: the precision ``max`` runs every model in (see the module's docstring)
+MAX_LEVEL_PRECISION = "float16"
+
+SDPA_BACKENDS: tuple[str, ...] = ("flash", "cudnn", "efficient", "math")
+COMPILE_MODES: dict[str, str] = {"compile": "default", "compile-graphs": "reduce-overhead"}
+SINGLE_LEVERS: tuple[str, ...] = (
+    *PRECISIONS, *COMPILE_MODES, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
+    "channels-last", "fuse-qkv", "trim-latents",
+)
+LEVELS: tuple[str, ...] = ("none", "graphs", "max")
+
+
+@dataclass(frozen=True)
+class Levers:
+    """A parsed lever spec. ``spec`` is the canonical text stored in the run table's ``optimize`` column."""
+
+    spec: str = "none"
+    precision: str | None = None  # float32/float16/bfloat16 (``max``: float16); None: not set by the levers
+    compile_mode: str | None = None  # None, "default" or "reduce-overhead"
+    #: torch.compile backend; Inductor unless a caller replaces it (the CPU tests use Dynamo's "eager": the
+    #: same graph capture and guards without Inductor's C++ builds, which take many minutes on 2 cores)
+    compile_backend: str = "inductor"
+    cudagraph: bool = False
+    sdpa: str | None = None  # None, one of SDPA_BACKENDS, or "best"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    trim_latents: bool = False
+    #: levers that came from a level (``max``/``graphs``): skipped with a reason where unavailable
+    implied: frozenset[str] = frozenset()
+
+    @property
+    def is_none(self) -> bool:
+        return self.spec == "none"
+
+    @property
+    def changes_behaviour(self) -> bool:
+        """True when a lever changes the computation by design (the output is not meant to match)."""
+        return self.trim_latents
+
+    def precision_for(self, model: str, configured: str | None = None, option: str | None = None) -> str:
+        """The precision a generation of ``model`` runs in under these levers (see
+        :func:`tta_energy.precision.generation_precision`: levers, configuration, option, model default)."""
+        return generation_precision(model, self.precision, configured, option)
+
+
+NO_LEVERS = Levers()
+
+
+def _tokens(spec: str) -> list[str]:
+    tokens = [t.strip().lower() for t in spec.replace("+", ",").split(",")]
+    return [t for t in tokens if t]
+
+
+def parse_levers(spec: str | Levers) -> Levers:
+    """Parse ``none``, ``graphs``, ``max`` or a comma list such as ``compile,bf16,sdpa-flash``.
+
+    Raises :class:`LeverError` (one line) for an unknown name or levers that exclude each other. A
+    :class:`Levers` is returned as it is.
+    """
+    if isinstance(spec, Levers):
+        return spec
+    tokens = _tokens(spec or "")
+    if not tokens:
+        raise LeverError("empty lever spec: use none, graphs, max or a comma list of levers")
+    known = set(LEVELS) | set(SINGLE_LEVERS)
+    unknown = [t for t in tokens if t not in known]
+    if unknown:
+        raise LeverError(f"unknown lever {unknown[0]!r}: use a level ({', '.join(LEVELS)}) or levers "
+                         f"({', '.join(SINGLE_LEVERS)})")
+    if "none" in tokens and len(tokens) > 1:
+        raise LeverError(f"lever spec {spec!r}: 'none' cannot be combined with other levers")
+    explicit: list[str] = []
+    implied: list[str] = []
+    max_precision = False
+    for t in dict.fromkeys(tokens):
+        if t == "graphs":
+            implied.append("cudagraph")
+        elif t == "max":
+            max_precision = True
+            implied += ["sdpa-best", "channels-last", "fuse-qkv", "cudagraph"]
+        elif t != "none":
+            explicit.append(t)
+    precisions = [t for t in explicit if t in PRECISIONS]
+    if len(precisions) > 1:
+        raise LeverError(f"lever spec {spec!r} names two precisions ({', '.join(precisions)}): choose one")
+    sdpas = [t for t in explicit if t.startswith("sdpa-")]
+    if len(sdpas) > 1:
+        raise LeverError(f"lever spec {spec!r} names two attention backends ({', '.join(sdpas)}): choose one")
+    # an explicit choice overrides what a level implies
+    if sdpas:
+        implied = [t for t in implied if not t.startswith("sdpa-")]
+    if "compile-graphs" in explicit:
+        implied = [t for t in implied if t != "cudagraph"]
+    levers = set(explicit) | set(implied)
+    if "compile-graphs" in levers and ("cudagraph" in levers or "compile" in levers):
+        raise LeverError(f"lever spec {spec!r}: compile-graphs already captures CUDA graphs and compiles; "
+                         "do not combine it with cudagraph or compile")
+    sdpa = next((t for t in levers if t.startswith("sdpa-")), None)
+    compile_mode = next((COMPILE_MODES[t] for t in levers if t in COMPILE_MODES), None)
+    canonical = ",".join(dict.fromkeys(tokens))
+    return Levers(
+        spec=canonical,
+        precision=(PRECISIONS[precisions[0]] if precisions
+                   else MAX_LEVEL_PRECISION if max_precision else None),
+        compile_mode=compile_mode,
+        cudagraph="cudagraph" in levers,
+        sdpa=sdpa.removeprefix("sdpa-") if sdpa else None,
+        channels_last="channels-last" in levers,
+        fuse_qkv="fuse-qkv" in levers,
+        trim_latents="trim-latents" in levers,
+        implied=frozenset(set(implied) - set(explicit)),
+    )
+
+
+def describe_levers(levers: Levers) -> dict[str, object]:
+    """The parsed spec as a plain dict (``tta-energy levers explain``)."""
+    d: dict[str, object] = {k: v for k, v in levers.__dict__.items() if k != "implied"}
+    d["implied_by_level"] = sorted(levers.implied)
+    d["changes_behaviour"] = levers.changes_behaviour
+    return d
+

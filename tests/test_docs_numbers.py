@@ -1,0 +1,102 @@
+"""The numbers the docs quote are regenerated from data/: the committed docs match, a changed number fails."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tta_energy.analysis import docs_numbers
+from tta_energy.errors import TtaError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data() -> docs_numbers.DocData:
+    return docs_numbers.DocData(ROOT / "data")
+
+
+def _copy_docs(tmp_path: Path) -> Path:
+    for relative in docs_numbers.DOC_FILES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / relative, tmp_path / relative)
+    return tmp_path
+
+
+def test_committed_docs_match_the_tables(data: docs_numbers.DocData) -> None:
+    stale = docs_numbers.stale_blocks(ROOT, data)
+    assert stale == [], f"run `make reproduce` (or docs_numbers.update_docs): stale blocks {stale}"
+
+
+def test_every_block_is_used_and_quotes_numbers() -> None:
+    used = set()
+    for relative in docs_numbers.DOC_FILES:
+        for match in docs_numbers.BLOCK.finditer((ROOT / relative).read_text(encoding="utf-8")):
+            used.add(match["name"])
+            assert re.search(r"\d", match["body"]), f"{relative}: block {match['name']} quotes no number"
+    assert used == set(docs_numbers.BLOCKS)
+
+
+def test_a_changed_number_is_caught_in_every_block(tmp_path: Path, data: docs_numbers.DocData) -> None:
+    root = _copy_docs(tmp_path)
+    for relative in docs_numbers.DOC_FILES:
+        path = root / relative
+        original = path.read_text(encoding="utf-8")
+        for match in docs_numbers.BLOCK.finditer(original):
+            digit = re.search(r"\d", match["body"])
+            at = match.start("body") + digit.start()
+            changed = original[:at] + str((int(original[at]) + 1) % 10) + original[at + 1 :]
+            path.write_text(changed, encoding="utf-8")
+            assert docs_numbers.stale_blocks(root, data) == [f"{relative}: {match['name']}"]
+        path.write_text(original, encoding="utf-8")
+    assert docs_numbers.stale_blocks(root, data) == []
+
+
+def test_update_rewrites_a_stale_block(tmp_path: Path, data: docs_numbers.DocData) -> None:
+    root = _copy_docs(tmp_path)
+    readme = root / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    readme.write_text(re.sub(r"up to \+\d+%", "up to +77%", text), encoding="utf-8")
+    assert docs_numbers.stale_blocks(root, data) == ["README.md: study-warmup"]
+    assert docs_numbers.update_docs(root, data) == [readme]
+    assert readme.read_text(encoding="utf-8") == text
+
+
+def test_the_seven_corrected_facts(data: docs_numbers.DocData) -> None:
+    batch = docs_numbers.block_batch(data)
+    assert "AudioLDM -2.8% (110.3 vs 113.5 J)" in batch
+    warm = docs_numbers.study_warmup(data.study_steps).set_index(["model", "steps"])
+    assert warm.loc[("audioldm2", 10), "excess"] == pytest.approx(0.98, abs=0.01)
+    observations = docs_numbers.block_observations(data)
+    for fact in ("Stable Audio Open -10%/+14%", "Tango -4%/+8%", "AudioLDM -25%/+30%", "+34%"):
+        assert fact in observations
+    assert "Make-An-Audio 248 W (201–305 W)" in observations
+    assert "AudioLDM 60.4 → 68.1 J (+12.7%" in observations
+
+
+def test_an_unknown_block_is_one_clear_error(data: docs_numbers.DocData) -> None:
+    with pytest.raises(TtaError, match="unknown generated block 'nope'"):
+        docs_numbers.render("<!-- generated:nope -->1<!-- /generated:nope -->", data)
+
+
+def test_summaries_give_the_units_the_field_compares(data: docs_numbers.DocData) -> None:
+    from tta_energy.analysis import summaries
+
+    steps = summaries.steps_summary(data.steps)
+    assert steps["gpu_energy_Wh_per_1000_clips_mean"].to_numpy() == pytest.approx(
+        steps["gpu_energy_J_mean"].to_numpy() / 3.6
+    )
+    batch = summaries.batch_summary(data.batch)
+    per_clip = batch["gpu_energy_J_per_clip_mean"].to_numpy()
+    assert batch["gpu_energy_Wh_per_1000_clips_mean"].to_numpy() == pytest.approx(per_clip / 3.6)
+    assert batch["gpu_energy_J_per_audio_s_mean"].to_numpy() == pytest.approx(per_clip / 10, rel=0.05)
+
+
+def test_readme_measurements_quote_numbers_only_from_generated_blocks() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Measurements so far", 1)[1].split("\n## ", 1)[0].split("\n", 1)[1]
+    prose = re.sub(r"`[^`]*`", "", docs_numbers.BLOCK.sub("", section))
+    assert not re.search(r"\d", prose), f"a number outside a generated block: {prose!r}"
