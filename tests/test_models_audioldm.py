@@ -155,7 +155,7 @@ def test_checkpoint_with_missing_keys_is_refused(tiny, tmp_path):
     ({"duration_s": -2.0}, "duration must be > 0"),
     ({"duration_s": MAX_DURATION_S + 1}, "exceeds audioldm's maximum"),
     ({"duration_s": 0.01}, "below audioldm's minimum"),
-    ({"prompts": []}, "no prompt"),
+    ({"prompts": []}, "prompt is empty"),
 ])
 def test_bad_requests(tiny, change, message):
     with pytest.raises(ModelError, match=message) as info:

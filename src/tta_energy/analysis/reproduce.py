@@ -311,9 +311,14 @@ def reproduce(
     executed: Path | None = None,
     n_boot: int = 1000,
     shared_kernel: bool = True,
+    update_docs: bool = False,
     log=print,
 ) -> Path:
-    """Execute all notebooks on ``data`` (and a fresh import of ``study``), write figures and ``index.md``."""
+    """Execute all notebooks on ``data`` (and a fresh import of ``study``), write figures and ``index.md``.
+
+    With ``update_docs`` (what ``make reproduce`` asks for), the generated blocks of the repository's docs are
+    rewritten too, when ``data`` is the repository's own ``data/``.
+    """
     root = repo_root()
     notebooks = notebooks or root / "notebooks"
     paths = notebook_paths(notebooks)
@@ -350,7 +355,7 @@ def reproduce(
             for i in inputs
         ]
         index = write_index(figures, inputs=shown_inputs, notebooks=paths, tables_dir=tables_dir)
-    if data.resolve() == (root / "data").resolve():  # the repository's own docs quote its own data
+    if update_docs and data.resolve() == (root / "data").resolve():  # the docs quote the repository's data
         for path in docs_numbers.update_docs(root, data):
             log(f"numbers in {os.path.relpath(path, root)} rewritten from {data}")
     drawn = sum(e["status"] == "drawn" for e in plots.read_manifest(figures).values())
@@ -387,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             executed=args.executed,
             n_boot=args.bootstrap,
             shared_kernel=not args.isolated,
+            update_docs=True,
         )
     except TtaError as exc:
         print(f"error: {exc}", file=sys.stderr)
