@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -413,3 +415,68 @@ def plan_table(reports: Sequence[CellReport], est: Estimator) -> tuple[list[dict
     return list(rows.values()), overhead
 
 
+
+
+def status_table(reports: Sequence[CellReport]) -> list[dict[str, object]]:
+    """Per experiment (in the campaign's order): cells, cells done (the stopping rule met) and cells at target
+    (interval within the target)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        row = rows.setdefault(r.cell.experiment, {"experiment": r.cell.experiment, "cells": 0, "done": 0,
+                                                  "at_target": 0})
+        row["cells"] += 1
+        row["done"] += int(r.state.done)
+        row["at_target"] += int(r.cell.at_target(r.state))
+    return list(rows.values())
+
+
+# --- cost of the calls --------------------------------------------------------------------------------------
+#: wall time of the campaign's calls / time inside their measured windows the campaign aims at
+OVERHEAD_TARGET = 1.15
+
+
+def read_runs_log(path: Path) -> list[dict[str, Any]]:
+    """The lines of a ``campaign_runs.jsonl`` (none when the file is missing; a line cut by a crash is
+    skipped)."""
+    if not path.is_file():
+        return []
+    lines = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(line, dict):
+            lines.append(line)
+    return lines
+
+
+def campaign_cost(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What the campaign's calls cost: GPU seconds (wall seconds x ranks) per experiment and the overhead.
+
+    A call that measured one experiment charges it all its GPU time; a call over several apportions its GPU
+    time by the measured rows of each; a call that measured nothing counts under ``"(none)"``. The overhead is
+    the calls' GPU time over the seconds inside their measured windows (warm-ups included, summed over ranks):
+    model builds, idle baselines and the host's work between windows make it exceed 1."""
+    by: dict[str, dict[str, float]] = {}
+    calls = 0
+    gpu_total = measured_total = 0.0
+    for line in lines:
+        gpu_s = float(line.get("wall_s") or 0.0) * int(line.get("world_size") or 1)
+        rows = {str(e): int(n) for e, n in (line.get("rows") or {}).items() if int(n) > 0}
+        calls += 1
+        gpu_total += gpu_s
+        measured_total += float(line.get("measured_s") or 0.0)
+        shares = ({e: n / sum(rows.values()) for e, n in rows.items()} if rows else {"(none)": 1.0})
+        for experiment, share in shares.items():
+            entry = by.setdefault(experiment, {"gpu_s": 0.0, "rows": 0, "calls": 0})
+            entry["gpu_s"] += gpu_s * share
+            entry["rows"] += rows.get(experiment, 0)
+            entry["calls"] += 1
+    return {
+        "calls": calls, "gpu_s": round(gpu_total, 3), "measured_s": round(measured_total, 3),
+        "overhead": round(gpu_total / measured_total, 4) if measured_total > 0 else None,
+        "overhead_target": OVERHEAD_TARGET,
+        "by_experiment": [{"experiment": e, "gpu_s": round(v["gpu_s"], 3), "rows": int(v["rows"]),
+                           "calls": int(v["calls"])} for e, v in by.items()],
+    }
