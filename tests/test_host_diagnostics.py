@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from tta_energy import schema
-from tta_energy.analysis import plots, reproduce, summaries
+from tta_energy.analysis import compare, plots, reproduce, summaries
 from tta_energy.analysis.summaries import AnalysisError
 
 
@@ -19,7 +19,8 @@ def _row(model: str, steps: int, energy: float, wall: float, busy: float | None,
         "size": "full", "dtype": "float16", "steps": steps, "denoiser_calls": steps, "n_prompts": 1,
         "waveforms_per_prompt": 1, "n_clips": 1, "status": "ok", "gpu_energy_J": energy,
         "energy_denoising_J": 0.8 * energy, "wall_s": wall, "gpu_busy_fraction": busy, "cpu_time_s": cpu,
-        "host_cpu_model": "Test CPU", "host_cpu_count": 16, "timestamp": "2026-01-01T00:00:00+00:00",
+        "gpu_idle_power_W": 75.0, "host_cpu_model": "Test CPU", "host_cpu_count": 16,
+        "timestamp": "2026-01-01T00:00:00+00:00",
     } | extra
 
 
@@ -55,6 +56,8 @@ def test_host_summary_per_model():
     assert a["cpu_time_per_wall_mean"] == pytest.approx((1 + 1.1 + 1) / 3)
     assert a["cpu_time_per_wall_max"] == pytest.approx(1.1)
     assert t["cpu_time_per_wall_mean"] == pytest.approx(1.0)
+    assert a["idle_energy_share_mean"] == pytest.approx(0.5)
+    assert t["idle_energy_share_mean"] == pytest.approx(75 / 450)
     assert a["host_cpu_model"] == "Test CPU" and a["host_cpu_count"] == 16
 
 
@@ -79,3 +82,23 @@ def test_host_figure_drawn_indexed_and_skipped(tmp_path, capsys):
     assert plots.plot_host_diagnostics(rows.iloc[:0], summary.iloc[:0], tmp_path / "none") is None
     assert plots.read_manifest(tmp_path / "none")[stem]["status"] == "skipped"
     assert "not drawn" in capsys.readouterr().out
+
+
+def test_ranking_beside_the_host_diagnostics():
+    host = summaries.host_summary(summaries.usable_runs(synthetic_runs()))
+    per_model = pd.DataFrame({
+        "model": ["audioldm", "tango2"], "slope_J_per_step_reference": [4.0, 40.0],
+        "slope_J_per_step_other": [6.0, 20.0], "slope_ratio_other_to_reference": [1.5, 0.5],
+        "rank_reference": [1, 2], "rank_other": [1, 2], "reference": "study A40", "other": "tta-energy H200",
+    })
+    explained = compare.ranking_with_host(per_model, host, ("tta-energy", "NVIDIA H200"))
+    assert list(explained["model"]) == ["audioldm", "tango2"] and (explained["rank_change"] == 0).all()
+    assert explained["gpu_busy_fraction_mean"].tolist() == pytest.approx([0.2, 0.85])
+    assert compare.ranking_with_host(per_model, host, ("study", "NVIDIA A40"))["power_W_mean"].isna().all()
+    lines = compare.ranking_sentences(explained)
+    assert lines[0].startswith("AudioLDM: busy 0.20 of the time at 150 W (idle power alone: 50%")
+    assert "1.50x, more per step" in lines[0] and "0.50x, less per step" in lines[1]
+    assert lines[-1].endswith("nan (n = 2 models on both platforms)")
+    sentence = compare.host_sentence(host)
+    assert "least busy AudioLDM (0.20, 150 W" in sentence and "most busy Tango 2 (0.85, 450 W" in sentence
+    assert sentence.endswith("CPU time / wall time per model: 1.00-1.03.")

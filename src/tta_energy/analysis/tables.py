@@ -262,7 +262,8 @@ def readme_text(
         "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets |",
         "| host_summary.csv | the steps sweep's generations that carry host diagnostics, per model (all step "
         "counts together): `n`, mean GPU busy fraction (share of NVML's utilisation samples with a kernel "
-        "running) with its t interval, mean GPU power (W), energy per denoiser call of the denoising phase "
+        "running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` (idle power x "
+        "wall time / energy), energy per denoiser call of the denoising phase "
         "(J), and the process's CPU time / wall time (`cpu_time_per_wall_*`) |",
         "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
