@@ -58,13 +58,6 @@ def _cost(spec) -> dict:  # noqa: ANN001 - Campaign, imported lazily
     return campaign_cost(read_runs_log(spec.out_dir / RUNS_LOG))
 
 
-def _overhead(cost: dict) -> str:
-    if cost["overhead"] is None:
-        return "n/a (no measured window)"
-    verdict = "within" if cost["overhead"] <= cost["overhead_target"] else "above"
-    return f"{cost['overhead']:.2f} ({verdict} the target {cost['overhead_target']:.2f})"
-
-
 def _seconds(s: float) -> str:
     return "n/a" if s != s else f"{s:,.0f}"  # NaN: no row to estimate from
 
@@ -102,7 +95,7 @@ def register(app: typer.Typer) -> None:
             for r in reports:
                 typer.echo(json.dumps(r.as_dict()))
             return
-        from tta_energy.experiments.campaign import status_table
+        from tta_energy.experiments.campaign import overhead_text, status_table
 
         typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
         typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'at target':>11}")
@@ -111,14 +104,14 @@ def register(app: typer.Typer) -> None:
         cost = _cost(spec)
         if cost["calls"]:
             typer.echo(f"{cost['calls']} campaign call(s): {cost['gpu_s']:,.0f} GPU s, overhead "
-                       f"{_overhead(cost)} (see `tta-energy campaign cost`)")
+                       f"{overhead_text(cost)} (see `tta-energy campaign cost`)")
 
     @campaign_app.command("cost")
     def cost_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
                  as_json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
         """What the campaign's calls cost (from campaign_runs.jsonl): GPU seconds per experiment, and the
         overhead = GPU time of the calls / seconds inside their measured windows."""
-        from tta_energy.experiments.campaign import RUNS_LOG
+        from tta_energy.experiments.campaign import RUNS_LOG, overhead_text
 
         spec = _load(campaign, out_dir)
         cost = _cost(spec)
@@ -130,7 +123,7 @@ def register(app: typer.Typer) -> None:
         for row in cost["by_experiment"]:
             typer.echo(f"{row['experiment']:<12}{row['calls']:>7}{row['rows']:>7}{row['gpu_s']:>10,.0f}")
         typer.echo(f"{'total':<26}{cost['gpu_s']:>10,.0f}")
-        typer.echo(f"measured windows {cost['measured_s']:,.0f} s; overhead {_overhead(cost)}")
+        typer.echo(f"measured windows {cost['measured_s']:,.0f} s; overhead {overhead_text(cost)}")
 
     @campaign_app.command("run")
     def run_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,

@@ -480,3 +480,11 @@ def campaign_cost(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "by_experiment": [{"experiment": e, "gpu_s": round(v["gpu_s"], 3), "rows": int(v["rows"]),
                            "calls": int(v["calls"])} for e, v in by.items()],
     }
+
+
+def overhead_text(cost: dict[str, Any]) -> str:
+    """The overhead of :func:`campaign_cost` against its target, in words."""
+    if cost["overhead"] is None:
+        return "n/a (no measured window)"
+    verdict = "within" if cost["overhead"] <= cost["overhead_target"] else "above"
+    return f"{cost['overhead']:.2f} ({verdict} the target {cost['overhead_target']:.2f})"
