@@ -18,8 +18,9 @@
 #
 # The steps sweep on both platforms: energy per generation of each model at each step count side by side,
 # the ratio H200 / A40, the energy per denoising step (slope of the least-squares fit) and the ranking of the
-# models by it; then, from the H200 rows' host diagnostics, why the models move as they do. The H200 numbers are the project's run tables (e.g. `data/h200/steps.csv`, written by
-# `tta-energy sweep`); the A40 numbers are the study's, imported into `data/study`.
+# models by it; then, from the H200 rows' host diagnostics, why the models move as they do. The H200 numbers
+# are the project's run tables (e.g. `data/h200/steps.csv`, written by `tta-energy sweep`); the A40 numbers
+# are the study's, imported into `data/study`.
 #
 # Mind the difference in method: the study measured single CodeCarbon windows without warm-up or
 # synchronisation; the project's meter synchronises, discards a warm-up and (for short calls) repeats the
