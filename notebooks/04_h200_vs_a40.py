@@ -82,7 +82,7 @@ else:
     )
 
 # %% [markdown]
-# ## Why the ranking moves: how busy the H200 was
+# ## Why the models move between the platforms: how busy the H200 was
 #
 # Each H200 row measured since the host diagnostics exist says how busy the GPU was (`gpu_busy_fraction`,
 # the share of NVML's utilisation samples with a kernel running) and how much CPU time the generating
@@ -90,8 +90,9 @@ else:
 # finishes each before the host has launched the next, so it sits mostly idle, draws little more than its idle
 # power, and the generation lasts as long as the host takes to launch it. Its energy is then roughly idle-ish
 # power x host-paced time, which a faster GPU does not shorten. A DiT or a large UNet keeps the GPU busy and
-# gains from the H200's compute. The table below sets each model's per-step energy on both platforms beside
-# its busy fraction, mean power and the share of its energy that the idle power alone accounts for.
+# gains from the H200's compute. The table below sets each model's per-step energy on both platforms (their
+# ratio, and its rank on each) beside its busy fraction, mean power and the share of its energy that the idle
+# power alone accounts for; the lines under it say the same per model.
 #
 # The process's CPU time / wall time is about 1 for every model: CUDA synchronisation waits by spinning, so
 # the host thread holds one core for the whole generation whether it is launching kernels or waiting. The
