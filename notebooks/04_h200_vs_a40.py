@@ -18,8 +18,9 @@
 #
 # The steps sweep on both platforms: energy per generation of each model at each step count side by side,
 # the ratio H200 / A40, the energy per denoising step (slope of the least-squares fit) and the ranking of the
-# models by it. The H200 numbers are the project's run tables (e.g. `data/h200/steps.csv`, written by
-# `tta-energy sweep`); the A40 numbers are the study's, imported into `data/study`.
+# models by it; then, from the H200 rows' host diagnostics, why the models move as they do. The H200 numbers
+# are the project's run tables (e.g. `data/h200/steps.csv`, written by `tta-energy sweep`); the A40 numbers
+# are the study's, imported into `data/study`.
 #
 # Mind the difference in method: the study measured single CodeCarbon windows without warm-up or
 # synchronisation; the project's meter synchronises, discards a warm-up and (for short calls) repeats the
@@ -79,3 +80,43 @@ else:
         inputs.figures,
         note="A40 means leave out the study's first call of each script (CUDA warm-up).",
     )
+
+# %% [markdown]
+# ## Why the models move between the platforms: how busy the H200 was
+#
+# Each H200 row measured since the host diagnostics exist says how busy the GPU was (`gpu_busy_fraction`,
+# the share of NVML's utilisation samples with a kernel running) and how much CPU time the generating
+# process used (`cpu_time_s`). Run eagerly at batch 1, a small UNet issues many short kernels: the H200
+# finishes each before the host has launched the next, so it sits mostly idle, draws little more than its idle
+# power, and the generation lasts as long as the host takes to launch it. Its energy is then roughly idle-ish
+# power x host-paced time, which a faster GPU does not shorten. A DiT or a large UNet keeps the GPU busy and
+# gains from the H200's compute. The table below sets each model's per-step energy on both platforms (their
+# ratio, and its rank on each) beside its busy fraction, mean power and the share of its energy that the idle
+# power alone accounts for; the lines under it say the same per model.
+#
+# The process's CPU time / wall time is about 1 for every model: CUDA synchronisation waits by spinning, so
+# the host thread holds one core for the whole generation whether it is launching kernels or waiting. The
+# ratio says the host was never descheduled; it cannot tell launch work from waiting, which is what the busy
+# fraction shows instead.
+
+# %%
+try:
+    host_rows = summaries.host_rows(inputs.runs)
+    host = summaries.host_summary(inputs.runs)
+except AnalysisError as exc:
+    host_rows, host = pd.DataFrame(), pd.DataFrame()
+    print(f"no host diagnostics: {exc}")
+plots.plot_host_diagnostics(host_rows, host, inputs.figures)
+if not host.empty:
+    display(host.round(3))
+
+# %%
+if not host.empty and reference in available and others:
+    explained = compare.ranking_with_host(per_model, host, others[0])
+    display(explained[["model", "slope_J_per_step_reference", "slope_J_per_step_other",
+                       "slope_ratio_other_to_reference", "rank_reference", "rank_other", "rank_change",
+                       "gpu_busy_fraction_mean", "power_W_mean", "idle_energy_share_mean"]].round(3))
+    for line in compare.ranking_sentences(explained):
+        print(line)
+if not host.empty:
+    print(compare.host_sentence(host))

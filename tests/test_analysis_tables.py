@@ -532,7 +532,7 @@ def test_analyze_on_the_study_writes_every_table(tmp_path, capsys):
     for name, columns in tables.TABLE_COLUMNS.items():
         df = pd.read_csv(out / f"{name}.csv")
         assert set(columns) <= set(df.columns), name
-        assert len(df) > 0, name
+        assert (len(df) == 0) if name == "host_summary" else (len(df) > 0), name  # the study has no host rows
     rep = pd.read_csv(out / "reproduction.csv")
     assert rep["matches"].all() and len(rep) == 96
     assert set(rep["experiment"]) == {"steps", "batch", "quality"}

@@ -240,3 +240,29 @@ def test_a_cell_that_keeps_failing_is_left_for_the_next_run(tmp_path, monkeypatc
     measured = rows[~rows["is_warmup"]]
     assert len(measured) == cp.MAX_ERRORS_PER_RUN and (measured["status"] == "error").all()
     assert measured["error"].str.contains("a deterministic failure").all()
+
+
+def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, capsys):
+    path = write_campaign(tmp_path)
+    tables = tmp_path / "tables"
+    lines = [
+        {"wall_s": 100.0, "measured_s": 80.0, "rows": {"steps": 10}, "world_size": 1},
+        {"wall_s": 60.0, "measured_s": 40.0, "rows": {"steps": 1, "quality": 3}, "world_size": 2},
+        {"wall_s": 5.0, "measured_s": 0.0, "rows": {}, "world_size": 1},  # stopped by its budget
+    ]
+    tables.mkdir()
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"wall_s": 3'  # a line cut by a crash
+    (tables / cp.RUNS_LOG).write_text(text, encoding="utf-8")
+    main(["campaign", "cost", "--campaign", str(path), "--json"])
+    cost = json.loads(capsys.readouterr().out)
+    assert cost["calls"] == 3 and cost["gpu_s"] == pytest.approx(100 + 120 + 5)
+    assert cost["measured_s"] == pytest.approx(120) and cost["overhead"] == pytest.approx(225 / 120, abs=1e-4)
+    by = {row["experiment"]: row for row in cost["by_experiment"]}
+    assert by["steps"]["gpu_s"] == pytest.approx(100 + 120 / 4) and by["steps"]["rows"] == 11
+    assert by["quality"]["gpu_s"] == pytest.approx(120 * 3 / 4) and by["quality"]["calls"] == 1
+    assert by["(none)"]["gpu_s"] == pytest.approx(5)
+    main(["campaign", "cost", "--campaign", str(path)])
+    assert "above the target 1.15" in capsys.readouterr().out
+    main(["campaign", "status", "--campaign", str(path)])
+    assert "3 campaign call(s): 225 GPU s" in capsys.readouterr().out
+    assert cp.campaign_cost([])["overhead"] is None

@@ -186,3 +186,71 @@ def platform_comparison(
     return per_steps.sort_values(["model", "steps"]).reset_index(drop=True), per_model.sort_values(
         "rank_reference"
     ).reset_index(drop=True)
+
+
+#: The host-summary columns set beside each model's per-step energies on two platforms.
+HOST_COLUMNS = ("n", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low", "gpu_busy_fraction_ci_high",
+                "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean", "cpu_time_per_wall_mean")
+
+
+def ranking_with_host(per_model: pd.DataFrame, host: pd.DataFrame, other: tuple[str, str]) -> pd.DataFrame:
+    """``per_model`` (:func:`platform_comparison`) with the other platform's host diagnostics of each model
+    (:func:`.summaries.host_summary`), sorted by busy fraction; ``rank_change`` = rank on the other platform
+    minus rank on the reference (positive: the model became relatively more expensive per step)."""
+    mine = host[(host["source"] == other[0]) & (host["gpu_name"] == other[1])]
+    out = per_model.merge(mine[["model", *HOST_COLUMNS]], on="model", how="left")
+    out["rank_change"] = out["rank_other"] - out["rank_reference"]
+    return out.sort_values("gpu_busy_fraction_mean").reset_index(drop=True)
+
+
+def busy_correlation(table: pd.DataFrame, column: str) -> tuple[float, int]:
+    """Spearman's rho between the busy fraction and ``column`` over the models that have both, and n."""
+    both = table[["gpu_busy_fraction_mean", column]].dropna()
+    if len(both) < 3:
+        return np.nan, len(both)
+    return float(stats.spearmanr(both["gpu_busy_fraction_mean"], both[column]).statistic), len(both)
+
+
+def _label(model: str) -> str:
+    from tta_energy.models.catalogue import label
+
+    return label(model)
+
+
+def ranking_sentences(explained: pd.DataFrame) -> list[str]:
+    """One line per model of :func:`ranking_with_host` (least busy first), then the rank correlation of
+    the busy fraction with the per-step ratio between the platforms."""
+    lines = []
+    for row in explained.itertuples():
+        direction = "more" if row.slope_ratio_other_to_reference > 1 else "less"
+        lines.append(
+            f"{_label(row.model)}: busy {row.gpu_busy_fraction_mean:.2f} of the time at "
+            f"{row.power_W_mean:.0f} W "
+            f"(idle power alone: {row.idle_energy_share_mean:.0%} of its energy); "
+            f"{row.slope_J_per_step_other:.2f} J per step on {row.other} against "
+            f"{row.slope_J_per_step_reference:.2f} J on {row.reference} "
+            f"({row.slope_ratio_other_to_reference:.2f}x, {direction} per step; rank {row.rank_reference} -> "
+            f"{row.rank_other})"
+        )
+    rho, n = busy_correlation(explained, "slope_ratio_other_to_reference")
+    lines.append(f"Spearman rho, busy fraction vs per-step ratio: {rho:.2f} (n = {n} models on both "
+                 "platforms)")
+    return lines
+
+
+def host_sentence(host: pd.DataFrame) -> str:
+    """The least and the most busy model of a :func:`.summaries.host_summary`, the rank correlation of busy
+    fraction and power, and the range of CPU time / wall time."""
+    rho, n = busy_correlation(host, "power_W_mean")
+    low = host.loc[host["gpu_busy_fraction_mean"].idxmin()]
+    high = host.loc[host["gpu_busy_fraction_mean"].idxmax()]
+
+    def describe(row: pd.Series) -> str:
+        return (f"{_label(row['model'])} ({row['gpu_busy_fraction_mean']:.2f}, {row['power_W_mean']:.0f} W, "
+                f"idle power {row['idle_energy_share_mean']:.0%} of its energy)")
+
+    return (
+        f"Over {n} models: Spearman rho of busy fraction vs mean power {rho:.2f}; least busy "
+        f"{describe(low)}, most busy {describe(high)}. CPU time / wall time per model: "
+        f"{host['cpu_time_per_wall_mean'].min():.2f}-{host['cpu_time_per_wall_mean'].max():.2f}."
+    )

@@ -628,7 +628,49 @@ def block_estimators(d: DocData) -> str:
     )
 
 
+def _campaign_reports(d: DocData) -> list:
+    """The cell reports of ``campaigns/h200.toml`` over the tables in ``data/h200`` (none without it)."""
+    from dataclasses import replace
+
+    from tta_energy.experiments import campaign_plan, campaign_spec
+
+    path = d.data.parent / "campaigns" / "h200.toml"
+    if not path.is_file():
+        return []
+    spec = replace(campaign_spec.load_campaign(path), out_dir=d.data / "h200")
+    cells = campaign_plan.build_cells(spec)
+    frames = campaign_plan.read_frames(spec, {c.experiment for c in cells})
+    return campaign_plan.report(spec, cells, frames)[0]
+
+
+def block_campaign_cells(d: DocData) -> str:
+    """Cells of the H200 campaign per experiment: done (stopping rule met) and at target."""
+    from tta_energy.experiments.campaign_plan import status_table
+
+    rows = status_table(_campaign_reports(d))
+    if not rows:
+        return "0 cells: no campaign file"
+    return "; ".join(f"{r['experiment']} {r['done']} of {r['cells']} cells done ({r['at_target']} at target)"
+                     for r in rows)
+
+
+def block_campaign_cost(d: DocData) -> str:
+    """GPU time of the campaign's calls per experiment and their overhead (campaign_runs.jsonl)."""
+    from tta_energy.experiments.campaign_plan import campaign_cost, overhead_text, read_runs_log
+    from tta_energy.experiments.campaign_spec import RUNS_LOG
+
+    cost = campaign_cost(read_runs_log(d.data / "h200" / RUNS_LOG))
+    if not cost["calls"]:
+        return "0 campaign calls logged yet"
+    parts = ", ".join(f"{r['experiment']} {r['gpu_s']:,.0f} s ({r['rows']} rows)"
+                      for r in cost["by_experiment"])
+    return (f"{cost['calls']} campaign call(s), {cost['gpu_s']:,.0f} GPU s in all: {parts}; "
+            f"{cost['measured_s']:,.0f} s inside measured windows, overhead {overhead_text(cost)}")
+
+
 BLOCKS: dict[str, Callable[[DocData], str]] = {
+    "campaign-cells": block_campaign_cells,
+    "campaign-cost": block_campaign_cost,
     "estimators": block_estimators,
     "study-steps-rows": block_study_steps_rows,
     "study-batch-rows": block_study_batch_rows,

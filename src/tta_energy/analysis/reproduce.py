@@ -42,6 +42,7 @@ GROUP_TITLES: dict[str, str] = {
     "batch": "Batch size",
     "quality": "Quality vs energy",
     "comparison": "H200 (this project) vs A40 (study)",
+    "host": "How busy the GPU was, and the host",
     "new": "Beyond the study: duration, guidance, precision",
 }
 NOTEBOOK_TIMEOUT_S = 900
@@ -256,7 +257,7 @@ def write_index(figures: Path, *, inputs: list[str], notebooks: list[Path], tabl
         rel = tables_dir.relative_to(figures) if tables_dir.is_relative_to(figures) else tables_dir
         lines += [
             f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity, "
-            "quality_energy, pareto_h200).",
+            "quality_energy, host_summary, pareto_h200).",
             "",
         ]
     groups = list(GROUP_TITLES) + sorted({e["group"] for e in manifest.values()} - set(GROUP_TITLES))

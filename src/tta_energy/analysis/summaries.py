@@ -486,3 +486,61 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
     )
     first = list(QUALITY_ENERGY_COLUMNS)
     return out[first + [c for c in out.columns if c not in first]]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Host diagnostics: how busy the GPU was, how the host behaved
+
+#: Row columns of the host diagnostics; rows measured before they existed leave them empty.
+HOST_COLUMNS: tuple[str, ...] = ("cpu_time_s", "gpu_busy_fraction")
+
+
+def host_rows(runs: pd.DataFrame, *, experiment: str = "steps") -> pd.DataFrame:
+    """The generations of ``experiment`` that carry host diagnostics, with per-generation ratios added:
+    ``power_W`` (GPU energy / wall time), ``denoising_J_per_call`` (denoising phase energy / denoiser calls),
+    ``idle_energy_share`` (what the GPU's idle power over the same wall time would have cost, over the
+    energy measured) and ``cpu_time_per_wall`` (the process's CPU time / wall time; about 1 whenever the
+    host thread waits for the GPU by spinning, as CUDA synchronisation does by default)."""
+    df = _require(runs, experiment)
+    for column in HOST_COLUMNS:
+        if column not in df.columns:
+            df[column] = np.nan
+    df = df[df["gpu_busy_fraction"].notna() & df["cpu_time_s"].notna()].copy()
+    if df.empty:
+        raise AnalysisError(f"no {experiment} row carries host diagnostics (cpu_time_s, gpu_busy_fraction)")
+    df["power_W"] = df["gpu_energy_J"] / df["wall_s"]
+    df["denoising_J_per_call"] = df["energy_denoising_J"] / df["denoiser_calls"]
+    df["cpu_time_per_wall"] = df["cpu_time_s"] / df["wall_s"]
+    df["idle_energy_share"] = df["gpu_idle_power_W"] * df["wall_s"] / df["gpu_energy_J"]
+    return df
+
+
+def host_summary(
+    runs: pd.DataFrame, *, experiment: str = "steps", confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Per platform and model, over the generations of ``experiment`` with host diagnostics (all step
+    counts together): ``n``, the mean GPU busy fraction with its Student-t interval, mean GPU power and idle
+    power (W), the share of the energy idle power alone accounts for, mean energy per denoiser call of the
+    denoising phase (J), and the mean ratio of the process's CPU time to wall
+    time."""
+    df = host_rows(runs, experiment=experiment)
+    g = df.groupby(list(PLATFORM_KEYS), sort=True, dropna=False)
+    out = g.agg(
+        n=("gpu_busy_fraction", "count"),
+        gpu_busy_fraction_mean=("gpu_busy_fraction", "mean"),
+        power_W_mean=("power_W", "mean"),
+        idle_power_W_mean=("gpu_idle_power_W", "mean"),
+        idle_energy_share_mean=("idle_energy_share", "mean"),
+        denoising_J_per_call_mean=("denoising_J_per_call", "mean"),
+        cpu_time_per_wall_mean=("cpu_time_per_wall", "mean"),
+        cpu_time_per_wall_min=("cpu_time_per_wall", "min"),
+        cpu_time_per_wall_max=("cpu_time_per_wall", "max"),
+        host_cpu_model=("host_cpu_model", "first"),
+        host_cpu_count=("host_cpu_count", "first"),
+    ).reset_index()
+    _ci_columns(out, g, "gpu_busy_fraction", "gpu_busy_fraction", confidence)
+    _ci_columns(out, g, "power_W", "power_W", confidence)
+    first = ["model", "n", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low", "gpu_busy_fraction_ci_high",
+             "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean", "denoising_J_per_call_mean",
+             "cpu_time_per_wall_mean"]
+    return out[first + [c for c in out.columns if c not in first]]

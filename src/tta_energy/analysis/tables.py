@@ -38,6 +38,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "pareto": ("dataset", "metric", "model", "steps", "gpu_energy_J_mean", "score", "pareto_optimal"),
     "sanity": ("metric", "model", "dataset", "pearson_r", "pearson_p", "ancova_p"),
     "quality_energy": ("model", "steps", "dataset", "n_captions", "gpu_energy_J_mean", "welch_p"),
+    "host_summary": ("model", "n", "gpu_busy_fraction_mean", "power_W_mean", "denoising_J_per_call_mean",
+                     "cpu_time_per_wall_mean"),
 }
 
 SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
@@ -188,6 +190,7 @@ def build_tables(
     attempt("pareto", lambda: pareto.pareto_table(runs, inp.scores, n_boot=n_boot, seed=seed))
     attempt("sanity", lambda: sanity.sanity_table(inp.scores, inp.published_sanity))
     attempt("quality_energy", lambda: summaries.quality_energy_summary(runs))
+    attempt("host_summary", lambda: summaries.host_summary(runs))
     if len(notes) == len(TABLE_COLUMNS):
         raise AnalysisError("nothing to analyse: " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     extra = {}
@@ -257,6 +260,11 @@ def readme_text(
         "| quality_energy.csv | the quality sweep's energy per caption, per model x steps x caption set: "
         "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
         "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets |",
+        "| host_summary.csv | the steps sweep's generations that carry host diagnostics, per model (all step "
+        "counts together): `n`, mean GPU busy fraction (share of NVML's utilisation samples with a kernel "
+        "running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` (idle power x "
+        "wall time / energy), energy per denoiser call of the denoising phase "
+        "(J), and the process's CPU time / wall time (`cpu_time_per_wall_*`) |",
         "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
         "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "

@@ -14,7 +14,8 @@ CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of 
 repeats until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
 
 plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget, torchrun);
-status: cells done and at target (--json: one object per cell)."""
+status: cells done and at target (--json: one object per cell); cost: GPU time per experiment and the
+overhead of the calls, from campaign_runs.jsonl."""
 
 DEFAULT_CAMPAIGN = Path("campaigns/h200.toml")
 
@@ -49,6 +50,12 @@ CAMPAIGN_OPT = typer.Option(DEFAULT_CAMPAIGN, "--campaign", "-c", help="the camp
 OUT_DIR_OPT = typer.Option(None, "--out-dir", help="folder of the tables (default: the campaign's out_dir)")
 MODEL_OPT = typer.Option(None, "--model", "-m", help="only these models (comma list, repeatable)")
 EXPERIMENT_OPT = typer.Option(None, "--experiment", "-e", help="only these experiments (comma list)")
+
+
+def _cost(spec) -> dict:  # noqa: ANN001 - Campaign, imported lazily
+    from tta_energy.experiments.campaign import RUNS_LOG, campaign_cost, read_runs_log
+
+    return campaign_cost(read_runs_log(spec.out_dir / RUNS_LOG))
 
 
 def _seconds(s: float) -> str:
@@ -88,14 +95,35 @@ def register(app: typer.Typer) -> None:
             for r in reports:
                 typer.echo(json.dumps(r.as_dict()))
             return
+        from tta_energy.experiments.campaign import overhead_text, status_table
+
         typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
         typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'at target':>11}")
-        by: dict[str, list] = {}
-        for r in reports:
-            by.setdefault(r.cell.experiment, []).append(r)
-        for e, rs in by.items():
-            at = sum(r.cell.at_target(r.state) for r in rs)
-            typer.echo(f"{e:<12}{len(rs):>7}{sum(r.state.done for r in rs):>7}{at:>11}")
+        for row in status_table(reports):
+            typer.echo(f"{row['experiment']:<12}{row['cells']:>7}{row['done']:>7}{row['at_target']:>11}")
+        cost = _cost(spec)
+        if cost["calls"]:
+            typer.echo(f"{cost['calls']} campaign call(s): {cost['gpu_s']:,.0f} GPU s, overhead "
+                       f"{overhead_text(cost)} (see `tta-energy campaign cost`)")
+
+    @campaign_app.command("cost")
+    def cost_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
+                 as_json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
+        """What the campaign's calls cost (from campaign_runs.jsonl): GPU seconds per experiment, and the
+        overhead = GPU time of the calls / seconds inside their measured windows."""
+        from tta_energy.experiments.campaign import RUNS_LOG, overhead_text
+
+        spec = _load(campaign, out_dir)
+        cost = _cost(spec)
+        if as_json:
+            typer.echo(json.dumps(cost))
+            return
+        typer.echo(f"campaign {spec.name}: {cost['calls']} call(s) logged in {spec.out_dir / RUNS_LOG}")
+        typer.echo(f"{'experiment':<12}{'calls':>7}{'rows':>7}{'GPU s':>10}")
+        for row in cost["by_experiment"]:
+            typer.echo(f"{row['experiment']:<12}{row['calls']:>7}{row['rows']:>7}{row['gpu_s']:>10,.0f}")
+        typer.echo(f"{'total':<26}{cost['gpu_s']:>10,.0f}")
+        typer.echo(f"measured windows {cost['measured_s']:,.0f} s; overhead {overhead_text(cost)}")
 
     @campaign_app.command("run")
     def run_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,

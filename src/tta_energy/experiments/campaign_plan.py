@@ -1,0 +1,490 @@
+"""A campaign's cells, their state in the run tables, and what is missing with its estimated GPU time
+(``campaign plan`` / ``status``). See :mod:`.campaign` for the rules."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tta_energy.experiments import resume
+from tta_energy.experiments.campaign_spec import DEFAULT_BUILD_S, Campaign, Entry, Stopping
+from tta_energy.experiments.grids import EXPERIMENTS, Config
+
+# --- cells --------------------------------------------------------------------------------------------------
+#: the configuration columns that name a cell, per experiment
+CELL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "steps": ("steps",), "batch": ("n_prompts", "waveforms_per_prompt"), "quality": ("steps", "dataset"),
+    "duration": ("duration_s",), "guidance": ("guidance_scale",), "precision": ("dtype",),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model x one grid value: the items (one per configuration, repeat 0) a repeat of it measures."""
+
+    model: str
+    experiment: str
+    config: tuple[tuple[str, object], ...]  # the cell's configuration columns and values
+    items: tuple[Any, ...]  # runner.Item, repeat 0
+    stopping: Stopping
+    per_caption: bool  # quality: one measurement per caption, no repeats
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.config)
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.experiment, self.config)
+
+    def at_target(self, state: CellState) -> bool:
+        """The interval is within the target with the minimum repeats (a quality cell: every caption
+        measured; its spread is between captions, not a measurement uncertainty)."""
+        return state.done if self.per_caption else state.at_target(self.stopping)
+
+
+def _cell_value(config: Config, column: str, dtype: str) -> object:
+    if column == "dtype":
+        return dtype
+    return getattr(config, column)
+
+
+def sweep_options(campaign: Campaign, model: str, entry: Entry | None = None, **more: Any) -> Any:
+    """The :class:`.runner.SweepOptions` that describe ``model`` in this campaign (config ids, rows)."""
+    from tta_energy.experiments.runner import SweepOptions
+
+    kwargs: dict[str, Any] = dict(
+        model=model, experiments=(entry.experiment,) if entry else tuple(EXPERIMENTS), size=campaign.size,
+        weights=campaign.weights, dtype=campaign.dtype, duration_s=campaign.duration_s, seed=campaign.seed,
+        min_window_s=campaign.min_window_s, idle_s=campaign.idle_s, warmup=campaign.warmup,
+        save_audio=False, out_dir=campaign.out_dir)
+    if entry is not None:
+        kwargs.update(grid={entry.experiment: entry.grid} if entry.grid else {}, captions=entry.captions,
+                      limit=entry.caption_limit, repeats={entry.experiment: 1})
+    kwargs.update(more)
+    return SweepOptions(**kwargs)
+
+
+def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
+                experiments: Sequence[str] | None = None,
+                note: Callable[[str], None] = lambda _m: None) -> list[Cell]:
+    """The campaign's cells (in the file's order of experiments), optionally only some models/experiments.
+
+    Configurations a model cannot run are left out, as the sweep leaves them out (checked on a ``meta``-device
+    copy of the model); ``note`` hears about them.
+    """
+    from tta_energy.experiments.runner import NothingToRun, Probe, expand
+
+    probes: dict[str, Any] = {}
+    cells: dict[tuple, Cell] = {}
+    for entry in campaign.entries:
+        if experiments and entry.experiment not in experiments:
+            continue
+        for model in entry.models:
+            if models and model not in models:
+                continue
+            opts = sweep_options(campaign, model, entry)
+            probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
+            try:
+                items, excluded = expand(opts, entry.experiment, probe)
+            except NothingToRun as exc:
+                note(str(exc))
+                continue
+            for text in excluded:
+                note(f"{model} {entry.experiment}: {text}")
+            groups: dict[tuple, list[Any]] = defaultdict(list)
+            for it in items:
+                key = tuple((c, _cell_value(it.config, c, it.dtype)) for c in CELL_COLUMNS[entry.experiment])
+                groups[key].append(it)
+            for key, group in groups.items():
+                cell = Cell(model, entry.experiment, key, tuple(group), entry.stopping,
+                            per_caption=entry.experiment == "quality")
+                if cell.key in cells:  # two entries declare the same cell: the first one's rule holds
+                    continue
+                cells[cell.key] = cell
+    return list(cells.values())
+
+
+# --- the state of a cell ------------------------------------------------------------------------------------
+@dataclass
+class Observed:
+    """The measured (non-warm-up) rows of one configuration: repeat -> status, GPU energy, window seconds."""
+
+    rows: dict[int, list[tuple[str, float, float]]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, repeat: int, status: str, energy_J: float, seconds: float) -> None:
+        self.rows[repeat].append((status, energy_J, seconds))
+
+    def finished(self, repeat: int) -> str | None:
+        """The repeat's finished status (ok first), or None when it has none (missing or error only)."""
+        statuses = {s for s, _, _ in self.rows.get(repeat, [])}
+        for s in resume.DONE_STATUSES:
+            if s in statuses:
+                return s
+        return None
+
+    def ok_energy(self, repeat: int) -> float:
+        return next((e for s, e, _ in self.rows.get(repeat, []) if s == "ok"), math.nan)
+
+    def seconds(self) -> list[float]:
+        return [t for rows in self.rows.values() for s, _, t in rows if s == "ok" and np.isfinite(t)]
+
+
+def observe(frames: Iterable[pd.DataFrame | None]) -> dict[str, Observed]:
+    """config_id -> its measured rows, from run tables (warm-ups left out)."""
+    out: dict[str, Observed] = defaultdict(Observed)
+    for df in frames:
+        if df is None or df.empty:
+            continue
+        rows = df[~df["is_warmup"]]
+        columns = (rows["config_id"].astype(str), rows["repeat"].astype(int), rows["status"],
+                   rows["gpu_energy_J"].astype(float), window_seconds(rows))
+        for cid, rep, status, energy, seconds in zip(*columns, strict=True):
+            out[cid].add(rep, status, energy, seconds)
+    return out
+
+
+def window_seconds(df: pd.DataFrame) -> pd.Series:
+    """GPU seconds a row took: its meter window (several calls under ``min_window_s``), else its wall time."""
+    wall = df["wall_s"].astype(float)
+    if "meter_window_s" not in df.columns:
+        return wall
+    return df["meter_window_s"].astype(float).fillna(wall)
+
+
+@dataclass
+class CellState:
+    n: int  # complete ok repeats (quality: captions measured ok)
+    attempts: int  # complete finished repeats (quality: captions finished)
+    mean_J: float
+    ci95_half_width_J: float
+    failed: str  # "oom" / "nan_audio" when a repeat ended so, else ""
+    done: bool
+    samples: list[float]
+
+    @property
+    def ci95_half_width_rel(self) -> float:
+        if not (self.mean_J > 0 and np.isfinite(self.ci95_half_width_J)):
+            return math.nan
+        return self.ci95_half_width_J / self.mean_J
+
+    def at_target(self, stopping: Stopping) -> bool:
+        return self.n >= stopping.min_repeats and self.ci95_half_width_rel <= stopping.target_rel
+
+
+def ci95_half_width(samples: Sequence[float]) -> float:
+    """Half-width of the 95% confidence interval of the mean (Student t); NaN below 2 samples."""
+    from scipy import stats
+
+    x = np.asarray([s for s in samples if np.isfinite(s)], dtype=float)
+    if len(x) < 2:
+        return math.nan
+    return float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def cell_state(cell: Cell, observed: dict[str, Observed]) -> CellState:
+    """How far a cell is, from the rows observed so far (the done rule of the module docstring)."""
+    empty = Observed()
+    obs = [observed.get(it.config_id, empty) for it in cell.items]
+    if cell.per_caption:
+        finished = [o.finished(0) for o in obs]
+        samples = [o.ok_energy(0) for o, f in zip(obs, finished, strict=True) if f == "ok"]
+        attempts = sum(f is not None for f in finished)
+        done = attempts == len(cell.items)
+        return _state(len(samples), attempts, samples, "", done)
+    repeats = sorted({r for o in obs for r in o.rows})
+    samples, attempts, failed = [], 0, ""
+    for r in repeats:
+        statuses = [o.finished(r) for o in obs]
+        if any(s is None for s in statuses):
+            continue  # incomplete repeat (a run stopped inside a batch layout, or an error): finished later
+        attempts += 1
+        bad = [s for s in statuses if s != "ok"]
+        if bad:
+            failed = failed or str(bad[0])
+            continue
+        samples.append(float(sum(o.ok_energy(r) for o in obs)))
+    stop = cell.stopping
+    state = _state(len(samples), attempts, samples, failed, False)
+    state.done = bool(failed) or attempts >= stop.max_repeats or state.at_target(stop)
+    return state
+
+
+def _state(n: int, attempts: int, samples: list[float], failed: str, done: bool) -> CellState:
+    finite = [s for s in samples if np.isfinite(s)]
+    mean = float(np.mean(finite)) if finite else math.nan
+    return CellState(n, attempts, mean, ci95_half_width(finite), failed, done, samples)
+
+
+def next_items(cell: Cell, observed: dict[str, Observed]) -> list[Any]:
+    """What one visit of an unfinished cell measures: the rest of an incomplete repeat, else a new repeat
+    (every configuration of the cell); for a quality cell, its next caption not yet measured."""
+    empty = Observed()
+    obs = [observed.get(it.config_id, empty) for it in cell.items]
+    if cell.per_caption:
+        for it, o in zip(cell.items, obs, strict=True):
+            if o.finished(0) is None:
+                return [it]
+        return []
+    seen = sorted({r for o in obs for r in o.rows})
+    for r in seen:
+        missing = [it for it, o in zip(cell.items, obs, strict=True) if o.finished(r) is None]
+        if missing and len(missing) < len(cell.items):
+            return [replace(it, repeat=r) for it in missing]
+    new = (max(seen) + 1) if seen else 0
+    return [replace(it, repeat=new) for it in cell.items]
+
+
+# --- estimates ----------------------------------------------------------------------------------------------
+@dataclass
+class Estimator:
+    """Seconds of GPU time a generation or a model build takes, from the rows already measured.
+
+    A configuration measured before: the mean of its windows. Otherwise scaled from the same model's rows by
+    the configurations' relative cost (:meth:`.grids.Config.cost`: steps x clips x seconds of audio), else
+    from every model's rows. A model build (imports, build, idle baseline, warm-up): the median, over the
+    sweeps that measured only that model, of the time from the run's start (its ``run_id``) to its first row.
+    """
+
+    per_config_s: dict[str, float]
+    per_cost_s: dict[str, float]  # model -> seconds per unit of cost
+    build_s: dict[str, float]
+    all_per_cost_s: float
+
+    def generation_s(self, model: str, item: Any) -> float:
+        if item.config_id in self.per_config_s:
+            return self.per_config_s[item.config_id]
+        rate = self.per_cost_s.get(model, self.all_per_cost_s)
+        return rate * item.cost() if np.isfinite(rate) else math.nan
+
+    def model_build_s(self, model: str) -> float:
+        return self.build_s.get(model, DEFAULT_BUILD_S)
+
+    def learn(self, model: str, item: Any, seconds: float) -> None:
+        """What this run measured replaces the tables' estimate for that configuration."""
+        if np.isfinite(seconds):
+            self.per_config_s[item.config_id] = seconds
+            self.per_cost_s.setdefault(model, seconds / item.cost())
+
+
+def _run_start(run_id: str) -> float:
+    try:
+        stamp = _dt.datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return math.nan
+    return stamp.replace(tzinfo=_dt.timezone.utc).timestamp()
+
+
+def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell]) -> Estimator:
+    frames = [f for f in frames if f is not None and not f.empty]
+    per_config: dict[str, float] = {}
+    per_cost: dict[str, float] = {}
+    builds: dict[str, float] = {}
+    all_rates: list[float] = []
+    cost_of = {it.config_id: it.cost() for c in cells for it in c.items}
+    if frames:
+        df = pd.concat(frames, ignore_index=True)
+        ok = df[(df["status"] == "ok") & ~df["is_warmup"]].copy()
+        ok["_s"] = window_seconds(ok)
+        ok = ok[np.isfinite(ok["_s"])]
+        per_config = ok.groupby("config_id")["_s"].mean().to_dict()
+        from tta_energy.experiments.grids import Config as _Config
+
+        def cost(row: pd.Series) -> float:
+            if row["config_id"] in cost_of:
+                return cost_of[row["config_id"]]
+            c = _Config(experiment="", model="", steps=int(row["steps"]),
+                        prompts=("",) * int(row["n_prompts"]),
+                        waveforms_per_prompt=int(row["waveforms_per_prompt"]),
+                        duration_s=float(row["duration_s"]), guidance_scale=float(row["guidance_scale"]))
+            return c.cost()
+
+        if not ok.empty:
+            ok["_rate"] = ok["_s"] / ok.apply(cost, axis=1)
+            ok = ok[np.isfinite(ok["_rate"])]
+            per_cost = ok.groupby("model")["_rate"].median().to_dict()
+            all_rates = list(ok["_rate"])
+        stamps = pd.to_datetime(df["timestamp"], utc=True, errors="coerce")
+        df = df.assign(_t=stamps.map(lambda t: t.timestamp() if pd.notna(t) else math.nan))
+        gaps: dict[str, list[float]] = defaultdict(list)
+        for run_id, rows in df.groupby("run_id"):
+            if rows["model"].nunique() != 1:
+                continue
+            gap = float(rows["_t"].min()) - _run_start(str(run_id))
+            if np.isfinite(gap) and gap >= 0:
+                gaps[str(rows["model"].iloc[0])].append(gap)
+        builds = {m: float(np.median(v)) for m, v in gaps.items()}
+    return Estimator(per_config, per_cost, builds, float(np.median(all_rates)) if all_rates else math.nan)
+
+
+# --- reading the tables -------------------------------------------------------------------------------------
+def read_frames(campaign: Campaign, experiments: Iterable[str]) -> list[pd.DataFrame | None]:
+    """The campaign's tables (and shard files of an interrupted torchrun run) for these experiments."""
+    frames: list[pd.DataFrame | None] = []
+    for e in sorted(set(experiments)):
+        out = campaign.table(e)
+        frames.append(resume.read_table(out))
+        frames.extend(resume.read_table(p) for p in resume.shard_paths(out))
+    return frames
+
+
+@dataclass
+class CellReport:
+    cell: Cell
+    state: CellState
+    missing: int  # generations still expected
+    estimate_s: float  # their estimated GPU seconds
+
+    def as_dict(self) -> dict[str, object]:
+        s, c = self.state, self.cell
+        return {"model": c.model, "experiment": c.experiment, **{k: _plain(v) for k, v in c.config},
+                "configurations": len(c.items), "n": s.n, "attempts": s.attempts,
+                "mean_J": _plain(s.mean_J), "ci95_half_width_J": _plain(s.ci95_half_width_J),
+                "ci95_half_width_rel": _plain(s.ci95_half_width_rel), "at_target": c.at_target(s),
+                "failed": s.failed, "done": s.done, "generations_missing": self.missing,
+                "estimated_s": _plain(self.estimate_s)}
+
+
+def _plain(v: object) -> object:
+    if isinstance(v, float | np.floating):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]) -> int:
+    """Generations a cell still needs: every caption not measured; or the repeats until ``min`` and, past it,
+    until the interval would reach the target at the spread seen so far (capped at ``max``)."""
+    if state.done:
+        return 0
+    if cell.per_caption:
+        return len(cell.items) - state.attempts
+    stop = cell.stopping
+    needed = stop.min_repeats
+    finite = [s for s in state.samples if np.isfinite(s)]
+    if len(finite) >= 2 and np.mean(finite) > 0:
+        from scipy import stats
+
+        cv = float(np.std(finite, ddof=1) / np.mean(finite))
+        n = stop.min_repeats
+        while n < stop.max_repeats and stats.t.ppf(0.975, n - 1) * cv / math.sqrt(n) > stop.target_rel:
+            n += 1
+        needed = n
+    repeats = max(needed - state.attempts, 1)
+    partial = len(next_items(cell, observed))
+    size = len(cell.items)
+    return partial + (repeats - 1) * size if partial < size else repeats * size
+
+
+def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFrame | None]
+           ) -> tuple[list[CellReport], Estimator]:
+    observed = observe(frames)
+    est = estimator(frames, cells)
+    out = []
+    for cell in cells:
+        state = cell_state(cell, observed)
+        missing = expected_missing(cell, state, observed)
+        per_gen = float(np.mean([est.generation_s(cell.model, it) for it in cell.items]))
+        out.append(CellReport(cell, state, missing, missing * per_gen))
+    return out, est
+
+
+def plan_table(reports: Sequence[CellReport], est: Estimator) -> tuple[list[dict[str, object]], float]:
+    """Per experiment (in the campaign's order): cells, done, generations missing, estimated GPU seconds; and
+    the models' build overhead for the models with work left."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        row = rows.setdefault(r.cell.experiment, {"experiment": r.cell.experiment, "cells": 0, "done": 0,
+                                                  "generations_missing": 0, "estimated_s": 0.0})
+        row["cells"] += 1
+        row["done"] += int(r.state.done)
+        row["generations_missing"] += r.missing
+        row["estimated_s"] += r.estimate_s
+    models = sorted({r.cell.model for r in reports if r.missing})
+    overhead = float(sum(est.model_build_s(m) for m in models))
+    return list(rows.values()), overhead
+
+
+
+
+def status_table(reports: Sequence[CellReport]) -> list[dict[str, object]]:
+    """Per experiment (in the campaign's order): cells, cells done (the stopping rule met) and cells at target
+    (interval within the target)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        row = rows.setdefault(r.cell.experiment, {"experiment": r.cell.experiment, "cells": 0, "done": 0,
+                                                  "at_target": 0})
+        row["cells"] += 1
+        row["done"] += int(r.state.done)
+        row["at_target"] += int(r.cell.at_target(r.state))
+    return list(rows.values())
+
+
+# --- cost of the calls --------------------------------------------------------------------------------------
+#: wall time of the campaign's calls / time inside their measured windows the campaign aims at
+OVERHEAD_TARGET = 1.15
+
+
+def read_runs_log(path: Path) -> list[dict[str, Any]]:
+    """The lines of a ``campaign_runs.jsonl`` (none when the file is missing; a line cut by a crash is
+    skipped)."""
+    if not path.is_file():
+        return []
+    lines = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(line, dict):
+            lines.append(line)
+    return lines
+
+
+def campaign_cost(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What the campaign's calls cost: GPU seconds (wall seconds x ranks) per experiment and the overhead.
+
+    A call that measured one experiment charges it all its GPU time; a call over several apportions its GPU
+    time by the measured rows of each; a call that measured nothing counts under ``"(none)"``. The overhead is
+    the calls' GPU time over the seconds inside their measured windows (warm-ups included, summed over ranks):
+    model builds, idle baselines and the host's work between windows make it exceed 1."""
+    by: dict[str, dict[str, float]] = {}
+    calls = 0
+    gpu_total = measured_total = 0.0
+    for line in lines:
+        gpu_s = float(line.get("wall_s") or 0.0) * int(line.get("world_size") or 1)
+        rows = {str(e): int(n) for e, n in (line.get("rows") or {}).items() if int(n) > 0}
+        calls += 1
+        gpu_total += gpu_s
+        measured_total += float(line.get("measured_s") or 0.0)
+        shares = ({e: n / sum(rows.values()) for e, n in rows.items()} if rows else {"(none)": 1.0})
+        for experiment, share in shares.items():
+            entry = by.setdefault(experiment, {"gpu_s": 0.0, "rows": 0, "calls": 0})
+            entry["gpu_s"] += gpu_s * share
+            entry["rows"] += rows.get(experiment, 0)
+            entry["calls"] += 1
+    return {
+        "calls": calls, "gpu_s": round(gpu_total, 3), "measured_s": round(measured_total, 3),
+        "overhead": round(gpu_total / measured_total, 4) if measured_total > 0 else None,
+        "overhead_target": OVERHEAD_TARGET,
+        "by_experiment": [{"experiment": e, "gpu_s": round(v["gpu_s"], 3), "rows": int(v["rows"]),
+                           "calls": int(v["calls"])} for e, v in by.items()],
+    }
+
+
+def overhead_text(cost: dict[str, Any]) -> str:
+    """The overhead of :func:`campaign_cost` against its target, in words."""
+    if cost["overhead"] is None:
+        return "n/a (no measured window)"
+    verdict = "within" if cost["overhead"] <= cost["overhead_target"] else "above"
+    return f"{cost['overhead']:.2f} ({verdict} the target {cost['overhead_target']:.2f})"

@@ -1,0 +1,203 @@
+"""A campaign file (``campaigns/h200.toml``), parsed once into a :class:`Campaign`: experiments x models and
+the stopping rule of their cells. See :mod:`.campaign` for what a campaign measures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tta_energy.errors import TtaError
+from tta_energy.experiments.grids import BUNDLED_CAPTIONS, EXPERIMENTS
+
+#: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
+DEFAULT_MIN_REPEATS = 5
+DEFAULT_MAX_REPEATS = 8
+DEFAULT_TARGET_REL = 0.05
+#: the log of the commands that measured a campaign's tables, next to them
+RUNS_LOG = "campaign_runs.jsonl"
+#: error rows one cell may write in one run before the run leaves it (an error may be transient; never a loop)
+MAX_ERRORS_PER_RUN = 2
+#: model build + idle baseline + warm-up, s, assumed for a model whose build the tables do not show
+DEFAULT_BUILD_S = 30.0
+
+
+class CampaignError(TtaError):
+    """A campaign file that cannot be used; the message names the file and the problem."""
+
+
+# --- the campaign file --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stopping:
+    """When a cell is done: ``min_repeats`` and a relative 95% CI half-width, or ``max_repeats``."""
+
+    min_repeats: int = DEFAULT_MIN_REPEATS
+    max_repeats: int = DEFAULT_MAX_REPEATS
+    target_rel: float = DEFAULT_TARGET_REL
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One experiment of the campaign, over some models (the order of entries is the run's priority)."""
+
+    experiment: str
+    models: tuple[str, ...]
+    grid: tuple[str, ...] | None  # None: the experiment's grid
+    stopping: Stopping
+    captions: tuple[str, ...] = ()  # quality: caption files (default: the bundled ones)
+    caption_limit: int | None = None  # quality: first N captions of each
+
+
+@dataclass(frozen=True)
+class Campaign:
+    path: Path
+    name: str
+    out_dir: Path
+    size: str
+    weights: str
+    dtype: str | None  # None: each model's study dtype
+    duration_s: float | None  # None: each model's default
+    seed: int
+    idle_s: float
+    warmup: int
+    min_window_s: float
+    entries: tuple[Entry, ...]
+
+    def table(self, experiment: str) -> Path:
+        return self.out_dir / f"{experiment}.csv"
+
+
+_TOP_KEYS = {"name", "out_dir", "size", "weights", "dtype", "duration_s", "seed", "idle_s", "warmup",
+             "min_window_s", "repeats", "experiment"}
+_ENTRY_KEYS = {"name", "models", "grid", "repeats", "captions", "caption_limit"}
+_REPEAT_KEYS = {"min", "max", "ci95_half_width_rel"}
+
+
+def _get(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) and kind is not bool:  # TOML booleans are not numbers here
+        raise CampaignError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise CampaignError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
+                        "dict": "a table", "bool": "true or false"}[k.__name__] for k in kinds)
+
+
+def _unknown(table: dict, allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise CampaignError(f"{where}: unknown key(s) {', '.join(extra)} "
+                            f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def _stopping(table: dict, base: Stopping, where: str) -> Stopping:
+    if not isinstance(table, dict):
+        raise CampaignError(f"{where}: repeats must be a table (min, max, ci95_half_width_rel)")
+    _unknown(table, _REPEAT_KEYS, f"{where}: repeats")
+    out = Stopping(_get(table, "min", int, base.min_repeats, where),
+                   _get(table, "max", int, base.max_repeats, where),
+                   float(_get(table, "ci95_half_width_rel", (int, float), base.target_rel, where)))
+    if out.min_repeats < 1 or out.max_repeats < out.min_repeats:
+        raise CampaignError(f"{where}: repeats need 1 <= min <= max, got min {out.min_repeats}, "
+                            f"max {out.max_repeats}")
+    if not out.target_rel > 0:
+        raise CampaignError(f"{where}: ci95_half_width_rel must be > 0, got {out.target_rel}")
+    return out
+
+
+def _str_list(value: object, key: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str | int | float) for v in value):
+        raise CampaignError(f"{where}: {key} must be a non-empty list")
+    return tuple(str(v) for v in value)
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Parse and validate a campaign file; a problem raises :class:`CampaignError` (one line)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    from tta_energy.models.catalogue import model_names
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CampaignError(f"campaign file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CampaignError(f"campaign file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CampaignError(f"campaign file {path} is not valid TOML: {exc}") from None
+    where = str(path)
+    _unknown(data, _TOP_KEYS, where)
+    stopping = _stopping(data.get("repeats", {}), Stopping(), where)
+    size = _get(data, "size", str, "full", where)
+    if size not in ("full", "tiny"):
+        raise CampaignError(f"{where}: size must be full or tiny, got {size!r}")
+    dtype = _get(data, "dtype", str, None, where)
+    if dtype is not None:
+        from tta_energy.precision import PrecisionError, canonical_dtype
+
+        try:
+            dtype = canonical_dtype(dtype)
+        except PrecisionError as exc:
+            raise CampaignError(f"{where}: {exc}") from None
+    duration = _get(data, "duration_s", (int, float), None, where)
+    if duration is not None and not duration > 0:
+        raise CampaignError(f"{where}: duration_s must be > 0, got {duration}")
+    numbers = {k: _get(data, k, (int, float), d, where) for k, d in
+               (("idle_s", 3.0), ("min_window_s", 1.0))}
+    if any(v < 0 for v in numbers.values()):
+        raise CampaignError(f"{where}: idle_s and min_window_s must be >= 0")
+    warmup = _get(data, "warmup", int, 1, where)
+    if warmup < 0:
+        raise CampaignError(f"{where}: warmup must be >= 0, got {warmup}")
+    raw_entries = data.get("experiment")
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise CampaignError(f"{where}: no [[experiment]] table (each names an experiment: "
+                            f"{', '.join(EXPERIMENTS)})")
+    entries = []
+    for i, raw in enumerate(raw_entries, 1):
+        at = f"{where}: experiment {i}"
+        if not isinstance(raw, dict):
+            raise CampaignError(f"{at}: must be a table")
+        _unknown(raw, _ENTRY_KEYS, at)
+        name = _get(raw, "name", str, None, at)
+        if name not in EXPERIMENTS:
+            raise CampaignError(f"{at}: name must be one of {', '.join(EXPERIMENTS)}, got {name!r}")
+        at = f"{where}: experiment {i} ({name})"
+        models_value = raw.get("models", "all")
+        if models_value == "all":
+            models = tuple(model_names())
+        else:
+            models = _str_list(models_value, "models", at)
+            unknown = [m for m in models if m not in model_names()]
+            if unknown:
+                raise CampaignError(f"{at}: unknown model(s) {', '.join(unknown)}: choose among "
+                                    f"{', '.join(model_names())} or \"all\"")
+            if len(set(models)) != len(models):
+                raise CampaignError(f"{at}: a model is listed twice")
+        grid = _str_list(raw["grid"], "grid", at) if "grid" in raw else None
+        captions = _str_list(raw["captions"], "captions", at) if "captions" in raw else ()
+        limit = _get(raw, "caption_limit", int, None, at)
+        if name != "quality" and (captions or limit is not None):
+            raise CampaignError(f"{at}: captions and caption_limit belong to the quality experiment")
+        if limit is not None and limit < 1:
+            raise CampaignError(f"{at}: caption_limit must be >= 1, got {limit}")
+        entries.append(Entry(name, models, grid, _stopping(raw.get("repeats", {}), stopping, at),
+                             captions or (BUNDLED_CAPTIONS if name == "quality" else ()), limit))
+    return Campaign(path=path, name=_get(data, "name", str, path.stem, where),
+                    out_dir=Path(_get(data, "out_dir", str, "data/runs", where)), size=size,
+                    weights=_get(data, "weights", str, "random", where), dtype=dtype,
+                    duration_s=float(duration) if duration is not None else None,
+                    seed=_get(data, "seed", int, 0, where), idle_s=float(numbers["idle_s"]), warmup=warmup,
+                    min_window_s=float(numbers["min_window_s"]), entries=tuple(entries))
+
+
