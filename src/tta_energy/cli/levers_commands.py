@@ -70,8 +70,8 @@ def register(app: typer.Typer) -> None:
 
     @levers_app.command("run")
     def run_cmd(
-        models: str = typer.Option(..., "--models", "-m",
-                                   help="comma list of models: " + catalogue.help_text()),
+        models: str = typer.Option("", "--models", "-m",
+                                   help="comma list of models (a --plan gives its own): " + catalogue.help_text()),
         out_dir: Path = typer.Option(Path("data/runs/levers"), help="folder of the raw tables (the committed "
                                                                     "data/h200/levers only when named)"),
         full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
@@ -161,11 +161,13 @@ def register(app: typer.Typer) -> None:
         n: int = typer.Option(8192, help="matrix size"),
         device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
+        precision: str = typer.Option("bf16", help="operands: bf16, or fp8 (compute capability 8.9+)"),
     ) -> None:
-        """The GPU's ceiling: bf16 matrix-product TFLOP per joule, measured with the project's meter."""
+        """The GPU's ceiling: bf16 (or fp8) matrix-product TFLOP per joule, measured with the project's
+        meter."""
         from tta_energy.levers.ceiling import measure_ceiling_once
 
-        row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out)
+        row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out, precision=precision)
         typer.echo(json.dumps(row, indent=1, default=str))
 
     @levers_app.command("explain")

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tomllib
 
 from tta_energy.levers.spec import LeversError, parse_levers
 from tta_energy.models import catalogue
@@ -90,6 +89,11 @@ def _specs(value: Any, what: str, path: Path) -> tuple[str, ...]:
 
 def read_levers_plan(path: Path) -> LeversPlan:
     """Parse a plan file; one clear :class:`LeversError` line for anything wrong in it."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
