@@ -35,13 +35,20 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
 
 
 def plan_options(opts: object, plan: Path) -> object:
-    """``opts`` with the models, cells, repeats, duration and seed of a plan file."""
+    """``opts`` with the cells, repeats, duration and seed of a plan file, and its models (those of
+    ``opts.models`` only, when given)."""
     import dataclasses
 
     from tta_energy.levers.plan import read_levers_plan
+    from tta_energy.levers.spec import LeversError
 
     p = read_levers_plan(plan)
-    return dataclasses.replace(opts, models=p.models, declared=p.declared, repeats=p.repeats,
+    outside = [m for m in opts.models if m not in p.models]
+    if outside:
+        raise LeversError(f"--models names {outside[0]}, which {plan} does not plan; it plans "
+                          f"{', '.join(p.models)}")
+    models = tuple(m for m in p.models if m in opts.models) if opts.models else p.models
+    return dataclasses.replace(opts, models=models, declared=p.declared, repeats=p.repeats,
                                duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s)
 
 
@@ -71,7 +78,8 @@ def register(app: typer.Typer) -> None:
     @levers_app.command("run")
     def run_cmd(
         models: str = typer.Option("", "--models", "-m",
-                                   help="comma list of models (a --plan gives its own): " + catalogue.help_text()),
+                                   help="comma list of models (with --plan: which of its models) "
+                                        + catalogue.help_text()),
         out_dir: Path = typer.Option(Path("data/runs/levers"), help="folder of the raw tables (the committed "
                                                                     "data/h200/levers only when named)"),
         full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
