@@ -105,8 +105,13 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
         tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
             "run_id": "r1", "model": "tango", "optimize": spec, "dtype": dtype, "steps": 100,
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": error, "rel_error_audio": error})
+    for repeat, (wall, energy) in enumerate(((9.0, 900.0), (1.0, 200.0))):  # two 10-step warm-ups
+        schema.append_row(raw / tables.RUNS_FILE, _row(model="tango", optimize="graphs", dtype="float32",
+                                                       steps=10, repeat=repeat, is_warmup=True, wall_s=wall,
+                                                       gpu_energy_J=energy, energy_denoising_J=0.9 * energy))
     table = report.levers_table([raw])
     by = table.set_index("optimize")
+    assert by.loc["graphs", "compile_s"] == 8.0 and by.loc["graphs", "compile_J"] == 700.0
     assert by.loc["graphs", "lossless"] and not by.loc["max", "lossless"]
     assert by.loc["max", "yardstick_latents"] == pytest.approx(3.7e-4)  # the fp32 default's error
     text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
@@ -149,7 +154,8 @@ def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
     ref = est[est["optimize"] == "fp32 (reference)"].iloc[0]
     assert ref["generation_s"] == 5.0 and ref["total_s"] > 5.0
     cell = est[(est["optimize"] == "max") & (est["waveforms_per_prompt"] == 10)].iloc[0]
-    assert cell["total_s"] == pytest.approx(3 * 6.0 + 6.0 + 2.0)  # repeats + warm-up + one-time cost
+    # repeats + two warm-ups at 10 steps (the first's one-time cost over the second's) + one-time cost
+    assert cell["total_s"] == pytest.approx(3 * 6.0 + 2 * 0.6 + 2.0)
     stored = plan.estimate_plan(declared, h, stored_references={("tango", 100)})
     assert stored[stored["optimize"] == "fp32 (reference)"]["total_s"].sum() == 0.0
 

@@ -11,8 +11,9 @@ For each model, in one process and one meter session:
    final latents and waveforms are the reference of the equivalence check; they are stored under
    ``references_dir`` (:mod:`tta_energy.levers.references`) and a later call with the same key loads them
    instead (no reference build, warm-up or generation);
-4. one warm-up generation per (configuration, batch size), recorded with ``is_warmup=True``: it holds the
-   one-time cost of compilation / graph capture (its energy minus a steady generation's);
+4. one warm-up generation per (configuration, batch size) at (at most) 10 steps, recorded with
+   ``is_warmup=True``: it holds the one-time cost of compilation / graph capture (its energy minus a steady
+   generation's: the same cell's, or a second warm-up's where the plan has no such cell);
 5. ``repeats`` rounds; in each, every (configuration, steps, batch) cell once, in a seeded random order; every
    batch-1 output is compared with the reference (relative error of latents and waveforms);
 6. one denoiser step of the ``max`` configuration is timed eagerly, as a CUDA graph, and profiled by kernel
@@ -65,7 +66,7 @@ from tta_energy.levers.ceiling import (
     resolve_device,
 )
 from tta_energy.levers.equivalence import relative_error
-from tta_energy.levers.plan import Declared
+from tta_energy.levers.plan import WARMUP_STEPS, Declared
 from tta_energy.levers.references import (
     ReferenceKey,
     code_version,
@@ -638,20 +639,26 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
         flops = _describe_flops(run.model, opts, p.adapter, p.plan, run.flops_cache)
         _write_config_row(run, p.plan, p.adapter, "ok", flops)
         say(f"{run.model} {p.plan.spec}: {p.adapter.applied_levers.summary()}")
-    # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size
-    if reference is None:
+    # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size, at
+    # a few steps; where that is no cell of the plan, a second warm-up gives the steady baseline it is
+    # subtracted from (the report: first warm-up minus second)
+    if reference is None and not run.references:
         say(f"{run.model}: no fp32 reference; the equivalence check is left out")
-    warm_steps = min(opts.steps)  # cheap; where the plan has this cell too, it gives the one-time cost
     for p in prepared:  # the reference is first: it also takes the process's one-time CUDA/cuBLAS set-up
+        warm_steps = min(min(s for s, _ in p.plan.cells), WARMUP_STEPS)
         for batch in sorted({b for _, b in p.plan.cells}):
             if not run.budget_left():
                 run.stopped = True
                 break
             steps = min(warm_steps, REFERENCE_WARMUP_STEPS) if p.plan.reference else warm_steps
-            row = run.measure(p, steps, batch, 0, warmup=True)
-            if row["status"] != "ok":
-                p.failed = str(row.get("error", row["status"]))
-                say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
+            baseline = not p.plan.reference and (steps, batch) not in p.plan.cells
+            for repeat in range(2 if baseline else 1):
+                row = run.measure(p, steps, batch, repeat, warmup=True)
+                if row["status"] != "ok":
+                    p.failed = str(row.get("error", row["status"]))
+                    say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
+                    break
+            if p.failed:
                 break
     # the reference outputs (fp32 eager, batch 1)
     for steps, batch in reference.plan.cells if reference is not None else ():

@@ -159,13 +159,23 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
         agg["ceiling_flop_per_joule"] = np.nan
     agg["fraction_of_ceiling"] = agg["flop_per_joule"] / agg["ceiling_flop_per_joule"]
     # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
-    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])]
-    w = warm.groupby(keys)[["wall_s", "gpu_energy_J"]].mean().rename(
+    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])].sort_values("repeat")
+
+    def nth_warmup(i: int) -> pd.DataFrame:
+        return warm.groupby(keys, dropna=False).nth(i).set_index(keys)[["wall_s", "gpu_energy_J"]]
+
+    # two warm-ups of a cell: the second is the steady baseline (a cell the plan does not measure)
+    first, second = nth_warmup(0), nth_warmup(1)
+    paired = (first.loc[second.index] - second).clip(lower=0.0).reset_index().rename(
+        columns={"wall_s": "compile_s", "gpu_energy_J": "compile_J"})
+    single = first.drop(index=second.index).rename(
         columns={"wall_s": "warm_wall_s", "gpu_energy_J": "warm_J"}).reset_index()
-    steady = agg.merge(w, on=keys, how="inner")
+    steady = agg.merge(single, on=keys, how="inner")
     steady["compile_s"] = (steady["warm_wall_s"] - steady["wall_s"]).clip(lower=0.0)
     steady["compile_J"] = (steady["warm_J"] - steady["gpu_energy_J"]).clip(lower=0.0)
-    cost = steady[["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]]
+    cost_cols = ["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]
+    cost = pd.concat([steady[cost_cols], paired[cost_cols]], ignore_index=True)
+    cost = cost.drop_duplicates(["run_id", "model", "optimize", "waveforms_per_prompt"])
     agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
     saving = none_clip - agg["energy_per_clip_J"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
