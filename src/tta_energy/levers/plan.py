@@ -180,13 +180,17 @@ def _nearest_steps(rows: pd.DataFrame, steps: int) -> pd.Series:
 
 
 def batch_ratio(history: pd.DataFrame, model: str, batch: int) -> float | None:
-    """How much longer a generation at ``batch`` takes than at batch 1, from the model's configurations
-    measured at both (the median); None when none was."""
-    h = history[(history["model"] == model) & history["wall_s"].notna()]
-    one = h[h["waveforms_per_prompt"] == 1].groupby(["optimize", "steps"])["wall_s"].median()
-    many = h[h["waveforms_per_prompt"] == batch].groupby(["optimize", "steps"])["wall_s"].median()
-    ratios = (many / one).dropna()
-    return float(ratios.median()) if not ratios.empty else None
+    """How much longer a generation at ``batch`` takes than at batch 1: the median over the model's
+    configurations measured at both, else over every model's; None when none was."""
+    for rows in (history[history["model"] == model], history):  # the model's own, else every model's
+        h = rows[rows["wall_s"].notna()]
+        keys = ["model", "optimize", "steps"]
+        one = h[h["waveforms_per_prompt"] == 1].groupby(keys)["wall_s"].median()
+        many = h[h["waveforms_per_prompt"] == batch].groupby(keys)["wall_s"].median()
+        ratios = (many / one).dropna()
+        if not ratios.empty:
+            return float(ratios.median())
+    return None
 
 
 def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch: int) -> tuple[float, str]:
