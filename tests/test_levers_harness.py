@@ -79,17 +79,10 @@ def test_lossless_is_judged_against_the_study_default():
 
 
 def _row(**values) -> dict[str, object]:
-    row = schema.empty_row()
-    row.update(source="tta-energy", run_id="r1", experiment="levers", size="full", weights="random",
-               n_prompts=1, duration_s=10.0, guidance_scale=3.0, status="ok", steps=100,
-               waveforms_per_prompt=1,
-               gpu_energy_method="nvml_interpolated", cpu_energy_method="unavailable", prompt=PROMPT, seed=0,
-               gpu_idle_power_W=80.0, wall_s=2.0, repeat=0)
-    row.update(values)
-    row["n_clips"] = row["waveforms_per_prompt"]
-    row["audio_seconds"] = 10.0 * row["n_clips"]
-    row["denoiser_calls"] = row["steps"]
-    return row
+    """A levers run row (test_levers' helper) of a 100-step, batch-1 generation unless told otherwise."""
+    from test_levers import _row as levers_row
+
+    return levers_row(**{"steps": 100, "waveforms_per_prompt": 1, "repeat": 0, "wall_s": 2.0, **values})
 
 
 def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tta_energy.fileio import read_toml
 from tta_energy.levers.spec import LeversError, parse_levers
 from tta_energy.models import catalogue
 
@@ -92,18 +93,8 @@ def _specs(value: Any, what: str, path: Path) -> tuple[str, ...]:
 
 def read_levers_plan(path: Path) -> LeversPlan:
     """Parse a plan file; one clear :class:`LeversError` line for anything wrong in it."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LeversError(f"no plan file {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LeversError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, LeversError, "levers plan file")
     table = data.get("levers")
     if not isinstance(table, dict):
         raise LeversError(f"{path}: needs a [levers] table")
