@@ -96,7 +96,7 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
 
         def loop(iterations: int) -> None:
             for _ in range(iterations):
-                torch._scaled_mm(a8, b8, one, one, out_dtype=torch.bfloat16, out=c)
+                torch._scaled_mm(a8, b8, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
             sync()
     else:
         def loop(iterations: int) -> None:

@@ -565,7 +565,7 @@ def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> 
 
     if not torch.cuda.is_available() or not run.opts.profile:
         return
-    target = (max(s for p in prepared for s, _ in p.plan.cells), 1)
+    target = (max((s for p in prepared for s, _ in p.plan.cells), default=0), 1)
     for p in prepared:
         if p.plan.spec not in profiled_specs(run, prepared, target) or p.failed:
             continue
