@@ -113,8 +113,9 @@ def register(app: typer.Typer) -> None:
                                           "device calls, and exit"),
         plan: Path | None = typer.Option(None, help="a levers plan file (TOML, e.g. "
                                                     "campaigns/h200_levers.toml): models, specs and cells"),
-        references: str = typer.Option("data/h200/levers/references",  # references.DEFAULT_REFERENCES_DIR
-                                       help="folder of the stored fp32 references ('' : always compute)"),
+        references: str = typer.Option("", help="folder of the stored fp32 references, reused where their "
+                                                "key matches (scripts/gpu_levers.sh plan: "
+                                                "data/h200/levers/references); '': computed every call"),
         compile_cache: Path | None = typer.Option(None, help="folder for Inductor's and Triton's caches "
                                                              "(carry it to the GPU machine and back)"),
         history: str = typer.Option("data/h200/levers.csv",

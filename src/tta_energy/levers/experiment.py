@@ -133,8 +133,7 @@ class LeversOptions:
     codecarbon: bool = False
     profile: bool = True
     time_budget_s: float | None = None
-    #: folder of the stored fp32 references (None: always compute them, store nothing; the command line's
-    #: default is :data:`tta_energy.levers.references.DEFAULT_REFERENCES_DIR`)
+    #: folder of the stored fp32 references (None: always compute them, store nothing)
     references_dir: Path | None = None
     #: Inductor's and Triton's caches (None: their defaults under /tmp, lost with the machine)
     compile_cache: Path | None = None

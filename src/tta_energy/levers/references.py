@@ -4,8 +4,8 @@ A key is everything the reference's output depends on: model, size, weights, ste
 seed, prompt, and the code that computes it (a hash of the model's adapter module and the shared model code
 under ``tta_energy/models``), plus the torch version and the device it ran on. A later call with the same key
 loads the latents and waveforms instead of spending a strict-fp32 generation on them; any change of the key
-computes a new one. The folder travels with the repository (``data/h200/levers/references``), so a second
-device call reuses the first call's references.
+computes a new one. The GPU script keeps them in ``data/h200/levers/references``, which travels with the
+repository, so a second device call reuses the first call's references.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from tta_energy.fileio import atomic_path
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput
 
-#: where the references live by default (travels with the repository)
-DEFAULT_REFERENCES_DIR = Path("data/h200/levers/references")
 #: model code every adapter shares (hashed into every key besides the adapter's own module)
 SHARED_MODEL_FILES = ("base.py", "common.py", "tiny.py", "blocks")
 
