@@ -323,6 +323,11 @@ def estimate_text(estimate: pd.DataFrame, budget_s: float, overhead_s: float) ->
     if split is None:
         fits = largest_fitting_subset(per_model, budget_s, overhead_s)
         lines.append("does not fit in 2 calls; one call fits: " + (", ".join(fits) if fits else "no model"))
+        single = estimate[estimate["waveforms_per_prompt"] <= 1].groupby("model", sort=False)["total_s"].sum()
+        fits = largest_fitting_subset(single.to_dict(), budget_s, overhead_s)
+        lines.append("one call fits the batch-1 cells (with references and profiles) of: "
+                     + (", ".join(fits) if fits else "no model")
+                     + (f" ({overhead_s + single[list(fits)].sum():.0f} s)" if fits else ""))
     else:
         for i, group in enumerate(split, 1):
             load = overhead_s + sum(per_model[m] for m in group)
