@@ -18,7 +18,7 @@ from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import error_tolerance, is_lossless
 from tta_energy.levers.experiment import REFERENCE_SPEC
 from tta_energy.levers.plot import plot_levers
-from tta_energy.levers.spec import LeversError
+from tta_energy.levers.spec import LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
@@ -233,14 +233,16 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
 
 
 def best_any_precision(cell: pd.DataFrame, steps: int, batch: int) -> list[str]:
-    """Markdown lines: per model, the configuration with the least energy per clip at any precision (levers
-    that change the computation by design included), with its error against fp32 and the verdict."""
+    """Markdown lines: per model, the configuration with the least energy per clip at any precision (fp8
+    included; not ``trim-latents``, which computes a shorter clip), with its error against fp32 and the
+    verdict."""
     lines = ["", f"## Whole generation, {steps} steps, batch {batch}: best at any precision, with its error",
              "", "| model | configuration | dtype | J/clip | reduction | latents error | study default's "
              "error | lossless |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model in sorted(cell["model"].unique()):
         rows = cell[(cell["model"] == model) & (cell["optimize"] != REFERENCE_SPEC)
-                    & cell["energy_per_clip_J"].notna()]
+                    & cell["energy_per_clip_J"].notna()
+                    & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
         if rows.empty:
             lines.append(f"| {model} | n/a | | | | | | |")
             continue
