@@ -173,6 +173,9 @@ def test_campaign_plan_file_declares_the_levers_table():
     assert specs == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-graphs"}
     assert p.declared["tango2"][0][1] == ((100, 1), (100, 10))
     assert ((10, 1) in p.declared["audioldm"][0][1]) and ("max,fp8" in {s for s, _, _ in p.declared["tango"]})
+    for part in ("campaigns/h200_levers_core.toml", "campaigns/h200_levers_compile.toml"):  # one call each
+        sub = plan.read_levers_plan(plan.Path(part))
+        assert set(sub.models) <= set(p.models) and sub.declared
     opts = experiment.LeversOptions(models=p.models, declared=p.declared)
     plans = experiment.lever_plans("tango2", opts)
     assert plans[0].reference and plans[0].cells == ((100, 1),)
