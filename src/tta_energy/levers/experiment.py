@@ -16,8 +16,9 @@ For each model, in one process and one meter session:
    generation's: the same cell's, or a second warm-up's where the plan has no such cell);
 5. ``repeats`` rounds; in each, every (configuration, steps, batch) cell once, in a seeded random order; every
    batch-1 output is compared with the reference (relative error of latents and waveforms);
-6. one denoiser step of the ``max`` configuration is timed eagerly, as a CUDA graph, and profiled by kernel
-   category (matrix products, convolutions, attention, other), which is what the summary quotes as the limit.
+6. one denoiser step of ``none`` and of the fastest measured configuration that keeps the computation is
+   timed eagerly, as a CUDA graph, and profiled by kernel category (matrix products, convolutions,
+   attention, other), which is what the summary quotes as the limit.
 
 Files (under ``out_dir``): ``levers_runs.csv`` (the run-record schema; ``optimize`` holds the lever spec),
 ``levers_equivalence.csv``, ``levers_configs.csv`` (what each spec applied or skipped, FLOPs from
