@@ -9,6 +9,11 @@
 #                                     # none, graphs and fp16 at batch 1, max at batch 1 and 10, 2 rounds
 #   bash scripts/gpu_levers.sh 5      # part 4's grid for the models its budget cut: AudioLDM 2, Make-An-Audio 2,
 #                                     # Stable Audio Open (~6 min)
+#   bash scripts/gpu_levers.sh plan PLAN [MODELS]  # a levers plan file (campaigns/h200_levers.toml), its
+#                                     # models or the comma list MODELS of them; price it first here with
+#                                     # tta-energy levers run --plan PLAN [-m MODELS] --dry-run. Inductor's
+#                                     # caches go to .cache/compile (carry it), the fp32 references to
+#                                     # data/h200/levers/references; both come back for the next call
 #   bash scripts/gpu_levers.sh collect FILES_AT    # here, after each call: unpack + rebuild the report
 #
 # Each call measures the GPU's ceiling (bf16 8192^3 matmul loop, TFLOP/J) at its start and end with the same
@@ -47,7 +52,10 @@ if [[ "$PART" == collect ]]; then
   found=0
   for tarball in "$2"/levers/levers-part*.tar.gz "$2"/levers-part*.tar.gz; do
     [[ -e "$tarball" ]] || continue
-    tar xzf "$tarball" && found=1  # paths inside: data/h200/levers/part<N>/...
+    tar xzf "$tarball" && found=1  # paths inside: data/h200/levers/part<N>/... (and references/)
+  done
+  for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
+    [[ -e "$tarball" ]] && tar xzf "$tarball"  # paths inside: .cache/compile/... (git-ignored; carry it)
   done
   mkdir -p data/h200/logs
   for log in "$2"/levers/log-levers-*.txt "$2"/log-levers-*.txt; do [[ -e "$log" ]] && cp "$log" data/h200/logs/; done
@@ -67,7 +75,14 @@ case "$PART" in
      EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;
   5) MODELS=audioldm2,make-an-audio-2,stable-audio-open  # what part 4's budget left out (data/README.md)
      EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;
-  *) echo "usage: $0 1|2|3|4|5 | collect FILES_AT" >&2; exit 2 ;;
+  plan)
+    [[ $# -ge 2 && -f "$2" ]] || { echo "usage: $0 plan PLAN.toml [MODELS]" >&2; exit 2; }
+    MODELS=${3:-}
+    source scripts/device_env.sh  # wheels carried in .whl/ (torchao for fp8)
+    mkdir -p .cache/compile
+    EXTRA=(--plan "$2" --compile-cache .cache/compile --references "$ROOT/references")
+    PART=plan-$(date -u +%Y%m%dT%H%M%S) ;;
+  *) echo "usage: $0 1|2|3|4|5 | plan PLAN [MODELS] | collect FILES_AT" >&2; exit 2 ;;
 esac
 OUTDIR=$ROOT/part$PART
 if [[ -e "$OUTDIR/levers_runs.csv" ]]; then
@@ -84,12 +99,19 @@ echo "levers part $PART on $(hostname) at $(date -u +%FT%TZ); models $MODELS; bu
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' || true
 "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-sweep
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=csv || true
-"$PY" -m tta_energy levers run --models "$MODELS" --out-dir "$OUTDIR" --repeats "$REPEATS" \
-  --time-budget $((BUDGET_S - 60)) --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}
+if [[ "$PART" == plan-* ]]; then  # the plan sets models (filtered by MODELS), cells and repeats
+  "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} --out-dir "$OUTDIR" \
+    --time-budget $((BUDGET_S - 60)) --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}
+else
+  "$PY" -m tta_energy levers run --models "$MODELS" --out-dir "$OUTDIR" --repeats "$REPEATS" \
+    --time-budget $((BUDGET_S - 60)) --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}
+fi
 rc=$?
 report || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"
 if [[ -n "${OUT:-}" ]]; then
-  tar czf "$OUT/levers/levers-part$PART.tar.gz" "$OUTDIR"
+  refs=(); [[ -d "$ROOT/references" ]] && refs=("$ROOT/references")
+  tar czf "$OUT/levers/levers-part$PART.tar.gz" "$OUTDIR" "${refs[@]}"
+  [[ -d .cache/compile ]] && tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
   for f in data/h200/levers.csv data/h200/levers_summary.md data/h200/levers.png; do
     [[ -e "$f" ]] && cp "$f" "$OUT/levers/"
   done

@@ -76,3 +76,22 @@ def writable_file(path: Path, what: str = "output table") -> None:
                 pass
         except OSError as exc:
             raise TtaError(f"{what} {path} cannot be written: {exc.strerror}") from None
+
+
+def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable or invalid file raises ``error`` with one line that names
+    it as ``what`` (e.g. "campaign file")."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} {path} is not valid TOML: {exc}") from None

@@ -34,14 +34,52 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
         raise TtaError(f"--{what} must be a comma list of integers, got {value!r}") from None
 
 
+def plan_options(opts: object, plan: Path) -> object:
+    """``opts`` with the cells, repeats, duration and seed of a plan file, and its models (those of
+    ``opts.models`` only, when given)."""
+    import dataclasses
+
+    from tta_energy.levers.plan import read_levers_plan
+    from tta_energy.levers.spec import LeversError
+
+    p = read_levers_plan(plan)
+    outside = [m for m in opts.models if m not in p.models]
+    if outside:
+        raise LeversError(f"--models names {outside[0]}, which {plan} does not plan; it plans "
+                          f"{', '.join(p.models)}")
+    models = tuple(m for m in p.models if m in opts.models) if opts.models else p.models
+    return dataclasses.replace(opts, models=models, declared=p.declared, repeats=p.repeats,
+                               duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s)
+
+
+def dry_run_text(opts: object, history: list[Path]) -> list[str]:
+    """What ``levers run --dry-run`` prints: each cell priced, the total, the split into device calls."""
+    from tta_energy.levers.experiment import declared_plans
+    from tta_energy.levers.plan import (
+        call_overhead_s,
+        estimate_plan,
+        estimate_text,
+        read_history,
+        stored_reference_steps,
+    )
+
+    declared = declared_plans(opts)
+    stored = stored_reference_steps(opts.references_dir, declared, opts.size)
+    est = estimate_plan(declared, read_history(history), min_window_s=opts.min_window_s,
+                        stored_references=stored)
+    fp8 = any("fp8" in spec for plans in declared.values() for spec, _, _ in plans)
+    return estimate_text(est, opts.call_budget_s, call_overhead_s(opts.idle_s, opts.ceiling_s, fp8))
+
+
 def register(app: typer.Typer) -> None:
     levers_app = typer.Typer(help=LEVERS_HELP, no_args_is_help=True)
     app.add_typer(levers_app, name="levers")
 
     @levers_app.command("run")
     def run_cmd(
-        models: str = typer.Option(..., "--models", "-m",
-                                   help="comma list of models: " + catalogue.help_text()),
+        models: str = typer.Option("", "--models", "-m",
+                                   help="comma list of models (with --plan: which of its models) "
+                                        + catalogue.help_text()),
         out_dir: Path = typer.Option(Path("data/runs/levers"), help="folder of the raw tables (the committed "
                                                                     "data/h200/levers only when named)"),
         full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
@@ -70,10 +108,21 @@ def register(app: typer.Typer) -> None:
         time_budget: float | None = typer.Option(None, help="seconds after which no generation starts"),
         report: bool = typer.Option(True, "--report/--no-report", help="write levers.csv/summary/figure"),
         report_dir: Path | None = typer.Option(None, help="where the report goes (default: OUT_DIR/..)"),
-        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and exit"),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="print each cell's predicted seconds, the total and the split into "
+                                          "device calls, and exit"),
+        plan: Path | None = typer.Option(None, help="a levers plan file (TOML, e.g. "
+                                                    "campaigns/h200_levers.toml): models, specs and cells"),
+        references: str = typer.Option("", help="folder of the stored fp32 references, reused where their "
+                                                "key matches (scripts/gpu_levers.sh plan: "
+                                                "data/h200/levers/references); '': computed every call"),
+        compile_cache: Path | None = typer.Option(None, help="folder for Inductor's and Triton's caches "
+                                                             "(carry it to the GPU machine and back)"),
+        history: str = typer.Option("data/h200/levers.csv",
+                                    help="levers tables the dry run prices cells from (comma list)"),
     ) -> None:
         """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling."""
-        from tta_energy.levers.experiment import LeversOptions, plan_text, run_levers
+        from tta_energy.levers.experiment import LeversOptions, run_levers
         from tta_energy.levers.report import build_report
 
         opts = LeversOptions(
@@ -83,9 +132,12 @@ def register(app: typer.Typer) -> None:
             steps=_ints(steps, "steps"), batches=_ints(batches, "batches"), repeats=repeats,
             duration_s=duration, seed=seed, size=size, weights=weights, device=device, ceiling_s=ceiling_s,
             ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,
-            time_budget_s=time_budget, progress=typer.echo)
+            time_budget_s=time_budget, references_dir=Path(references) if references else None,
+            compile_cache=compile_cache, progress=typer.echo)
+        if plan is not None:
+            opts = plan_options(opts, plan)
         if dry_run:
-            for line in plan_text(opts.models, opts):
+            for line in dry_run_text(opts, [Path(h) for h in _names(history)]):
                 typer.echo(line)
             return
         from tta_energy.cli.checks import cpu_full_size_warning
@@ -118,11 +170,13 @@ def register(app: typer.Typer) -> None:
         n: int = typer.Option(8192, help="matrix size"),
         device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
+        precision: str = typer.Option("bf16", help="operands: bf16, or fp8 (compute capability 8.9+)"),
     ) -> None:
-        """The GPU's ceiling: bf16 matrix-product TFLOP per joule, measured with the project's meter."""
+        """The GPU's ceiling: bf16 (or fp8) matrix-product TFLOP per joule, measured with the project's
+        meter."""
         from tta_energy.levers.ceiling import measure_ceiling_once
 
-        row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out)
+        row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out, precision=precision)
         typer.echo(json.dumps(row, indent=1, default=str))
 
     @levers_app.command("explain")

@@ -120,21 +120,11 @@ def _str_list(value: object, key: str, where: str) -> tuple[str, ...]:
 
 def load_campaign(path: str | Path) -> Campaign:
     """Parse and validate a campaign file; a problem raises :class:`CampaignError` (one line)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    from tta_energy.fileio import read_toml
     from tta_energy.models.catalogue import model_names
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CampaignError(f"campaign file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CampaignError(f"campaign file {path} cannot be read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CampaignError(f"campaign file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, CampaignError, "campaign file")
     where = str(path)
     _unknown(data, _TOP_KEYS, where)
     stopping = _stopping(data.get("repeats", {}), Stopping(), where)

@@ -356,6 +356,102 @@ def select_sdpa_backend(adapter: ModelAdapter, duration_s: float,
     return min(timings, key=timings.__getitem__), timings
 
 
+
+#: execution modes whose candidates each cost a compilation
+COMPILED_MODES = ("compile", "compile-graphs", "compile+cudagraph")
+#: attention backends timed under compilation (the eager ranking's fastest)
+COMPILED_SDPA_CANDIDATES = 2
+
+
+def execution_mode(levers: Levers, graphs: bool, compiled: bool) -> str:
+    """How the denoiser runs under ``levers``: eager, cudagraph, compile, compile-graphs or compile+cudagraph
+    (``graphs``/``compiled``: whether capture and compilation were actually applied on this device)."""
+    if compiled and levers.compile_mode == "reduce-overhead":
+        return "compile-graphs"
+    if compiled:
+        return "compile+cudagraph" if graphs else "compile"
+    return "cudagraph" if graphs else "eager"
+
+
+def time_denoiser_chains(adapter: ModelAdapter, duration_s: float, chains: Mapping[str, torch.nn.Module],
+                         mode: str, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds of one batch-1 denoiser step through each ready chain (name -> the denoiser as it will
+    run: captured graph, compiled module...), all in execution ``mode``; a chain that raises
+    ``RuntimeError`` is left out. The first call of each chain is untimed (compilation, lazy set-up)."""
+    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+    timings: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, chain in chains.items():
+            try:
+                seconds = _time_call(lambda c=chain: c(*call.args, **call.kwargs), adapter.device, repeats)
+            except RuntimeError:
+                continue
+            timings[name] = round(seconds * 1e3, 4)
+    return timings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Float8 linear layers (Hopper/Ada): torchao
+# ---------------------------------------------------------------------------------------------------------
+#: the torchao release the fp8 lever is written against (built for torch 2.11+); installed on the GPU machine
+TORCHAO_VERSION = "0.17.0"
+#: where fp8 applies: linear layers inside the denoiser's transformer blocks (attention projections and
+#: feed-forward; a DiT's whole body, a UNet's attention layers)
+FP8_SCOPE = "transformer_blocks."
+#: float8 matrix products (torch._scaled_mm) need every matrix dimension to be a multiple of 16
+FP8_ALIGNMENT = 16
+#: the first compute capability with float8 tensor cores (Ada: 8.9, Hopper: 9.0)
+FP8_MIN_CAPABILITY = (8, 9)
+
+
+def fp8_targets(module: torch.nn.Module) -> list[str]:
+    """Qualified names of the linear layers the fp8 lever converts: inside transformer blocks, both
+    dimensions multiples of :data:`FP8_ALIGNMENT`."""
+    return [name for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Linear) and FP8_SCOPE in f"{name}."
+            and m.in_features % FP8_ALIGNMENT == 0 and m.out_features % FP8_ALIGNMENT == 0]
+
+
+def fp8_unavailable(device: torch.device) -> str | None:
+    """Why float8 matrix products cannot run on ``device`` (None when they can)."""
+    if device.type != "cuda":
+        return ("float8 matrix products need an NVIDIA GPU of compute capability 8.9+; "
+                f"this device is {device}")
+    cap = torch.cuda.get_device_capability(device)
+    if cap < FP8_MIN_CAPABILITY:
+        return (f"float8 matrix products need compute capability 8.9+ (Ada, Hopper); "
+                f"{torch.cuda.get_device_name(device)} is {cap[0]}.{cap[1]}")
+    return None
+
+
+def convert_fp8(module: torch.nn.Module, device: torch.device) -> int:
+    """Convert :func:`fp8_targets` to float8 (e4m3) weights and dynamically scaled float8 activations with
+    torchao (scales per row in bf16, whose kernels torchao has; per tensor at other precisions); returns how
+    many layers were converted. Raises :class:`LeverError` (one line) without
+    torchao, without a GPU of compute capability 8.9+, or when the denoiser has no such layer."""
+    reason = fp8_unavailable(device)
+    if reason:
+        raise LeverError(f"fp8: {reason}")
+    try:
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            PerTensor,
+            quantize_,
+        )
+    except ImportError:
+        raise LeverError(f"fp8: needs torchao (pip install torchao=={TORCHAO_VERSION})") from None
+    targets = set(fp8_targets(module))
+    if not targets:
+        raise LeverError("fp8: the denoiser has no linear layer in transformer blocks with dimensions that "
+                         f"are multiples of {FP8_ALIGNMENT}")
+    dtype = next(module.parameters()).dtype
+    granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
+    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=granularity),
+              filter_fn=lambda _m, fqn: fqn in targets)
+    return len(targets)
+
+
 def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration_s: float) -> None:
     """Capture (and replay once) the denoiser on ``adapter.denoiser_call``'s batch-1 inputs, as generate does:
     inside inference mode. Raises :class:`LeverError` when it cannot be captured."""
@@ -447,21 +543,13 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
             record.skipped["channels-last"] = ("the denoiser has no 2-D convolutions"
                                                if rank is None else "the denoiser's convolutions are 1-D")
 
-    # 5. attention backend (candidates fastest first: sdpa-best falls back to the next one when the fastest
-    # cannot be captured in a CUDA graph)
-    candidates: list[str | None] = [None]
-    if levers.sdpa is not None:
-        if levers.sdpa == "best":
-            _, timings = select_sdpa_backend(adapter, duration_s)
-            record.notes["sdpa_ms"] = timings
-            candidates = sorted(timings, key=timings.__getitem__)
-        elif levers.sdpa not in available_sdpa_backends(device):
-            unavailable(f"sdpa-{levers.sdpa}",
-                        f"the {levers.sdpa} attention backend needs CUDA; this device is {device}")
-        else:
-            candidates = [levers.sdpa]
+    # 4b. float8 linear layers (changes the output)
+    if levers.fp8:
+        converted = convert_fp8(base, device)
+        record.applied.append("fp8")
+        record.notes["fp8_linear_layers"] = converted
 
-    # 6. compilation
+    # 5. compilation
     compiled: torch.nn.Module = base
     if levers.compile_mode == "reduce-overhead" and device.type != "cuda":
         unavailable("compile-graphs", f"CUDA graphs need a CUDA device; this device is {device}")
@@ -476,40 +564,74 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
         else:
             record.applied.append("compile")
 
-    # 7. CUDA graphs: captured once here on the example step, so that a backend or model that cannot be
+    # 6. CUDA graphs: captured once here on the example step, so that a backend or model that cannot be
     # captured is known now (and sdpa-best can take the next backend) rather than mid-measurement
     graphs = levers.cudagraph
     if graphs and device.type != "cuda":
         unavailable("cudagraph", f"CUDA graphs need a CUDA device; this device is {device}")
         graphs = False
-    denoiser: torch.nn.Module = compiled
-    failures: list[str] = []
-    for backend in candidates:
+    mode = execution_mode(levers, graphs, compiled is not base)
+
+    def chain_for(backend: str | None) -> torch.nn.Module:
         # the backend context sits outside the compiled region: its flags are read while tracing
         chain = compiled if backend is None else SdpaDenoiser(compiled, backend)
         if graphs:
             chain = CudaGraphDenoiser(chain)
+            _capture_example(adapter, chain, duration_s)
+        return chain
+
+    # 7. attention backend, timed in the execution mode it will run in (an eager ranking would miss what
+    # capture and compilation change: a kernel fast eagerly can be slow inside a graph)
+    failures: list[str] = []
+    chains: dict[str, torch.nn.Module] = {}
+    if levers.sdpa == "best":
+        candidates = available_sdpa_backends(device)
+        if mode in COMPILED_MODES:  # each candidate is one more compilation: time the eager two fastest
+            _, eager_ms = select_sdpa_backend(adapter, duration_s)
+            record.notes["sdpa_eager_ms"] = eager_ms
+            candidates = sorted(eager_ms, key=eager_ms.__getitem__)[:COMPILED_SDPA_CANDIDATES]
+        for backend in candidates:
             try:
-                _capture_example(adapter, chain, duration_s)
-            except LeverError as exc:
-                failures.append(f"{backend or 'default attention'}: {exc}")
-                continue
-        denoiser = chain
+                chains[backend] = chain_for(backend)
+            except (LeverError, RuntimeError) as exc:
+                failures.append(f"{backend}: {first_line(exc)}")
+        timings = time_denoiser_chains(adapter, duration_s, chains, mode) if chains else {}
+        if timings:
+            backend = min(timings, key=timings.__getitem__)
+            denoiser = chains[backend]
+            record.notes.update(sdpa=backend, sdpa_ms=timings, sdpa_timed_in=mode)
+            record.applied.append("sdpa-best")
+        elif graphs and "cudagraph" in levers.implied:  # no backend can be captured: eager, said so
+            record.skipped["cudagraph"] = "; ".join(failures) or "no attention backend ran"
+            backend, ms = select_sdpa_backend(adapter, duration_s)
+            denoiser = SdpaDenoiser(compiled, backend)
+            record.notes.update(sdpa=backend, sdpa_ms=ms, sdpa_timed_in="eager")
+            record.applied.append("sdpa-best")
+            graphs = False
+        else:
+            raise LeverError(f"sdpa-best: no attention backend runs {adapter.name}'s denoiser in mode {mode}"
+                             + (f" ({'; '.join(failures)})" if failures else ""))
+    else:
+        backend = None
+        if levers.sdpa is not None:
+            if levers.sdpa not in available_sdpa_backends(device):
+                unavailable(f"sdpa-{levers.sdpa}",
+                            f"the {levers.sdpa} attention backend needs CUDA; this device is {device}")
+            else:
+                backend = levers.sdpa
+        try:
+            denoiser = chain_for(backend)
+        except LeverError as exc:
+            if "cudagraph" not in levers.implied:
+                raise
+            record.skipped["cudagraph"] = str(exc)  # a level on a model that cannot be captured: eager
+            graphs = False
+            denoiser = compiled if backend is None else SdpaDenoiser(compiled, backend)
         if backend is not None:
             record.notes["sdpa"] = backend
             record.applied.append(f"sdpa-{levers.sdpa}")
-        if graphs:
-            record.applied.append("cudagraph")
-        break
-    else:
-        reason = "; ".join(failures)
-        if "cudagraph" not in levers.implied or levers.sdpa not in (None, "best"):
-            raise LeverError(reason)
-        record.skipped["cudagraph"] = reason  # max on a model that cannot be captured: eager, said so
-        denoiser = compiled if candidates == [None] else SdpaDenoiser(compiled, str(candidates[0]))
-        if candidates != [None]:
-            record.notes["sdpa"] = candidates[0]
-            record.applied.append(f"sdpa-{levers.sdpa}")
+    if graphs:
+        record.applied.append("cudagraph")
     if failures:
         record.notes["capture_failures"] = failures
     if denoiser is not base:

@@ -1,4 +1,6 @@
-"""The GPU's ceiling: a bf16 matrix-product loop measured with the project's meter, in TFLOP per joule.
+"""The GPU's ceiling: a bf16 matrix-product loop measured with the project's meter, in TFLOP per joule; beside
+it, on GPUs with float8 tensor cores (compute capability 8.9+), the same loop in float8 (``torch._scaled_mm``,
+e4m3 operands, bf16 output), the limit of the ``fp8`` lever.
 
 The levers experiment measures it at the start and the end of a run and reports each configuration's FLOP
 per joule as a fraction of it; ``tta-energy levers ceiling`` measures it on its own.
@@ -16,6 +18,8 @@ from tta_energy.levers.spec import LeversError
 from tta_energy.levers.tables import append_csv
 
 EXPERIMENT = "levers"
+#: the ceiling loop's operand precisions: bf16 (the reference every configuration is compared with) and fp8
+CEILING_PRECISIONS = ("bf16", "fp8")
 
 
 def resolve_device(device: str | None) -> str:
@@ -38,6 +42,7 @@ class CeilingResult:
     wall_s: float
     gpu_energy_J: float
     device: str
+    precision: str = "bf16"  # one of CEILING_PRECISIONS
 
     @property
     def flop(self) -> float:
@@ -56,13 +61,18 @@ class CeilingResult:
         return self.gpu_energy_J / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: int = 8192) -> CeilingResult:
-    """A bf16 ``n x n x n`` matrix-product loop of about ``seconds``, inside the meter's window.
+def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: int = 8192,
+                    precision: str = "bf16") -> CeilingResult:
+    """A bf16 (or fp8) ``n x n x n`` matrix-product loop of about ``seconds``, inside the meter's window.
 
     Random operands (zeros run faster on this hardware and would flatter the ceiling), one output buffer, a
-    short calibration first so that the loop length is fixed before the measured window opens."""
+    short calibration first so that the loop length is fixed before the measured window opens. ``fp8``
+    raises :class:`LeversError` off a GPU of compute capability 8.9+."""
     import torch
 
+    if precision not in CEILING_PRECISIONS:
+        raise LeversError(f"unknown ceiling precision {precision!r}: "
+                          f"choose one of {', '.join(CEILING_PRECISIONS)}")
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # CPU bf16 matmul is an emulation
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -74,10 +84,25 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    def loop(iterations: int) -> None:
-        for _ in range(iterations):
-            torch.matmul(a, b, out=c)
-        sync()
+    if precision == "fp8":
+        from tta_energy.levers.apply import fp8_unavailable
+
+        reason = fp8_unavailable(dev)
+        if reason:
+            raise LeversError(f"fp8 ceiling: {reason}")
+        a8 = a.to(torch.float8_e4m3fn)
+        b8 = b.to(torch.float8_e4m3fn).t().contiguous().t()  # second operand column-major (cuBLASLt)
+        one = torch.ones((), device=dev, dtype=torch.float32)
+
+        def loop(iterations: int) -> None:
+            for _ in range(iterations):
+                torch._scaled_mm(a8, b8, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+            sync()
+    else:
+        def loop(iterations: int) -> None:
+            for _ in range(iterations):
+                torch.matmul(a, b, out=c)
+            sync()
 
     loop(3)  # cuBLAS handle and heuristics, clocks up
     t0 = time.perf_counter()
@@ -86,20 +111,21 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
     iterations = max(3, int(seconds / per))
     _, m = meter.measure(lambda phases: loop(iterations))
     return CeilingResult(n=n, iterations=iterations, wall_s=float(m.wall_s),
-                         gpu_energy_J=float(m.gpu_energy_J), device=str(dev))
+                         gpu_energy_J=float(m.gpu_energy_J), device=str(dev), precision=precision)
 
 
 def ceiling_record(res: CeilingResult, run_id: str, when: str,
                    provenance: dict[str, object]) -> dict[str, object]:
     """One row of ``levers_ceiling.csv``."""
     return {"run_id": run_id, "when": when, "device": res.device, "gpu_name": provenance.get("gpu_name", ""),
-            "n": res.n, "iterations": res.iterations, "wall_s": res.wall_s, "gpu_energy_J": res.gpu_energy_J,
+            "precision": res.precision, "n": res.n, "iterations": res.iterations, "wall_s": res.wall_s,
+            "gpu_energy_J": res.gpu_energy_J,
             "tflop_per_s": res.tflop_per_s, "tflop_per_J": res.tflop_per_J, "power_W": res.power_W,
             "timestamp": now_iso()}
 
 
 def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int = 8192,
-                         out: Path | None = None) -> dict[str, object]:
+                         out: Path | None = None, precision: str = "bf16") -> dict[str, object]:
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
     one loop; the row is appended to ``out`` when given."""
     if seconds <= 0 or n < 16:
@@ -107,7 +133,7 @@ def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int
     dev = resolve_device(device)
     meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
     with meter:
-        res = measure_ceiling(meter, dev, seconds, n)
+        res = measure_ceiling(meter, dev, seconds, n, precision)
         row = ceiling_record(res, new_run_id(), "standalone", dict(meter.provenance()))
     if out is not None:
         append_csv(Path(out), row)

@@ -1,8 +1,11 @@
 """The equivalence check: does a lever configuration still compute the model's function?
 
 Each configuration's final latents and waveforms are compared with an fp32 eager reference of the same seed
-and weights (:func:`relative_error`), and judged against the error of the plain eager run at the same
-precision, the precision's normal error (:func:`is_lossless`).
+and weights (:func:`relative_error`), and judged against the error of the study's own default: the model in
+its default precision, eager (``none``). A configuration is lossless when its error is within
+:data:`YARDSTICK_FACTOR` times that error (:func:`is_lossless`). The yardstick does not move with the
+configuration's precision: an fp16 configuration of a model the study ran in fp32 is judged against the fp32
+eager error, so a change of precision counts as lossless only where it keeps the study's own accuracy.
 """
 
 from __future__ import annotations
@@ -45,25 +48,27 @@ def relative_error(value: torch.Tensor | np.ndarray | None,
 
 #: Errors below these are within rounding for the precision, whatever the yardstick says.
 ERROR_FLOOR: dict[str, float] = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1.6e-2}
-#: A lever may move the output by this factor times the plain eager error at the same precision.
+#: A lever may move the output by this factor times the error of the study's default (``none``).
 YARDSTICK_FACTOR = 2.0
 
 
-def error_tolerance(dtype: str, yardstick: float | None) -> float:
-    """Largest relative error a lossless configuration may show at ``dtype``: ``YARDSTICK_FACTOR`` times the
-    plain eager error at that precision (its normal error), at least :data:`ERROR_FLOOR`."""
-    floor = ERROR_FLOOR.get(canonical_dtype(dtype), ERROR_FLOOR["bfloat16"])
+def error_tolerance(study_dtype: str, yardstick: float | None) -> float:
+    """Largest relative error a lossless configuration of a model may show: ``YARDSTICK_FACTOR`` times the
+    error of the model's study default (``none``, eager, in ``study_dtype``, its default precision), at least
+    the :data:`ERROR_FLOOR` of ``study_dtype``."""
+    floor = ERROR_FLOOR.get(canonical_dtype(study_dtype), ERROR_FLOOR["bfloat16"])
     if yardstick is None or not np.isfinite(yardstick):
         return floor
     return max(floor, YARDSTICK_FACTOR * float(yardstick))
 
 
-def is_lossless(levers: Levers | str, dtype: str, rel_error: float, yardstick: float | None) -> bool:
-    """True when the configuration computes the model's function within its precision's normal error."""
+def is_lossless(levers: Levers | str, study_dtype: str, rel_error: float, yardstick: float | None) -> bool:
+    """True when the configuration computes the model's function as accurately as the study's default does:
+    its error against fp32 within :func:`error_tolerance` of the study default's error ``yardstick``."""
     levers = parse_levers(levers)
     if levers.changes_behaviour:
         return False
     if rel_error is None or not np.isfinite(rel_error):
         return False
-    return bool(rel_error <= error_tolerance(dtype, yardstick))
+    return bool(rel_error <= error_tolerance(study_dtype, yardstick))
 

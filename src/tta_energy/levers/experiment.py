@@ -8,13 +8,17 @@ For each model, in one process and one meter session:
 2. the model is built once in fp32 (random weights unless given); every lever configuration is a deep copy
    with :func:`tta_energy.levers.apply.apply_levers` applied, so all configurations share the same weights;
 3. the fp32 eager reference (``fp32``) generates at each step count, batch 1, seed ``seed`` with TF32 off: its
-   final latents and waveforms are the reference of the equivalence check;
-4. one warm-up generation per (configuration, batch size), recorded with ``is_warmup=True``: it holds the
-   one-time cost of compilation / graph capture (its energy minus a steady generation's);
+   final latents and waveforms are the reference of the equivalence check; they are stored under
+   ``references_dir`` (:mod:`tta_energy.levers.references`) and a later call with the same key loads them
+   instead (no reference build, warm-up or generation);
+4. one warm-up generation per (configuration, batch size) at (at most) 10 steps, recorded with
+   ``is_warmup=True``: it holds the one-time cost of compilation / graph capture (its energy minus a steady
+   generation's: the same cell's, or a second warm-up's where the plan has no such cell);
 5. ``repeats`` rounds; in each, every (configuration, steps, batch) cell once, in a seeded random order; every
    batch-1 output is compared with the reference (relative error of latents and waveforms);
-6. one denoiser step of the ``max`` configuration is timed eagerly, as a CUDA graph, and profiled by kernel
-   category (matrix products, convolutions, attention, other), which is what the summary quotes as the limit.
+6. one denoiser step of ``none`` and of the fastest measured configuration that keeps the computation is
+   timed eagerly, as a CUDA graph, and profiled by kernel category (matrix products, convolutions,
+   attention, other), which is what the summary quotes as the limit.
 
 Files (under ``out_dir``): ``levers_runs.csv`` (the run-record schema; ``optimize`` holds the lever spec),
 ``levers_equivalence.csv``, ``levers_configs.csv`` (what each spec applied or skipped, FLOPs from
@@ -63,6 +67,14 @@ from tta_energy.levers.ceiling import (
     resolve_device,
 )
 from tta_energy.levers.equivalence import relative_error
+from tta_energy.levers.plan import WARMUP_STEPS, Declared
+from tta_energy.levers.references import (
+    ReferenceKey,
+    code_version,
+    device_label,
+    load_reference,
+    store_reference,
+)
 from tta_energy.levers.spec import Levers, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
@@ -122,6 +134,14 @@ class LeversOptions:
     codecarbon: bool = False
     profile: bool = True
     time_budget_s: float | None = None
+    #: folder of the stored fp32 references (None: always compute them, store nothing)
+    references_dir: Path | None = None
+    #: Inductor's and Triton's caches (None: their defaults under /tmp, lost with the machine)
+    compile_cache: Path | None = None
+    #: seconds of one device call, for the dry run's split of the models into calls
+    call_budget_s: float = 540.0
+    #: per model, the declared (spec, cells, repeats) of a levers plan file; replaces the tiers above
+    declared: Declared | None = None
     progress: Callable[[str], None] = print
 
 
@@ -147,6 +167,12 @@ def lever_plans(model: str, opts: LeversOptions) -> list[LeverPlan]:
     """The reference, then the three tiers (see :data:`FULL_GRID_SPECS`) and the model-specific specs."""
     from tta_energy.models.registry import adapter_class
 
+    if opts.declared is not None:
+        declared = opts.declared.get(model, ())
+        steps = sorted({s for _, cells, _ in declared for s, _ in cells})
+        plans = [LeverPlan(parse_levers(REFERENCE_SPEC), tuple((s, 1) for s in steps), 1, reference=True)]
+        plans += [LeverPlan(parse_levers(spec), cells, repeats) for spec, cells, repeats in declared]
+        return _first_of_each(plans)
     if not opts.steps or not opts.batches:
         raise LeversError("need at least one step count and one batch size")
     full = tuple((s, b) for b in sorted(set(opts.batches)) for s in sorted(set(opts.steps)))
@@ -164,8 +190,13 @@ def lever_plans(model: str, opts: LeversOptions) -> list[LeverPlan]:
     if opts.trim and hasattr(cls, "latent_frames_for"):
         plans += [LeverPlan(parse_levers(s), full if on_full else single, opts.repeats)
                   for s, on_full in TRIM_SPECS]
+    return _first_of_each(plans)  # a spec listed twice keeps its first (largest) plan
+
+
+def _first_of_each(plans: list[LeverPlan]) -> list[LeverPlan]:
+    """A spec listed twice keeps its first plan."""
     seen: dict[str, LeverPlan] = {}
-    for p in plans:  # a spec listed twice keeps its first (largest) plan
+    for p in plans:
         seen.setdefault(p.spec, p)
     return list(seen.values())
 
@@ -258,6 +289,8 @@ class ModelRun:
     trace_path: str
     deadline: float | None = None  # perf_counter time after which no generation starts
     references: dict[int, GenerationOutput] = field(default_factory=dict)
+    #: weights fingerprint of the reference build (from the stored references, else the first build)
+    fingerprint: float | None = None
     measured: int = 0
     stopped: bool = False
     #: seconds each (spec, steps, batch) took last, to predict whether the next one fits the budget
@@ -382,7 +415,7 @@ def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], lis
     prepared: list[Prepared] = []
     notes: list[str] = []
     signatures: dict[tuple, str] = {}
-    fingerprint: float | None = None
+    fingerprint = run.fingerprint
     for plan in sorted(plans, key=lambda p: not p.reference):  # the reference first
         adapter = None
         try:
@@ -410,6 +443,7 @@ def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], lis
         if not plan.reference:
             signatures.setdefault(sig, plan.spec)
         prepared.append(Prepared(plan, adapter, RecordingAdapter(adapter), adapter.applied_levers.dtype))
+    run.fingerprint = fingerprint
     return prepared, notes
 
 
@@ -517,13 +551,23 @@ def profile_step(adapter: Any, duration_s: float, batch: int, repeats: int = 10)
     return result
 
 
+def profiled_specs(run: ModelRun, prepared: list[Prepared], target: tuple[int, int]) -> set[str]:
+    """``none`` and the configuration with the shortest measured generation at ``target`` (steps, batch 1)
+    that keeps the computation (no fp8, no trim), else ``max``."""
+    keeps = [p for p in prepared if not p.plan.reference and not p.failed
+             and not p.plan.levers.changes_behaviour and (p.plan.spec, *target) in run.walls]
+    best = min(keeps, key=lambda p: run.walls[(p.plan.spec, *target)]).plan.spec if keeps else "max"
+    return {"none", best}
+
+
 def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> None:
     import torch
 
     if not torch.cuda.is_available() or not run.opts.profile:
         return
+    target = (max((s for p in prepared for s, _ in p.plan.cells), default=0), 1)
     for p in prepared:
-        if p.plan.spec not in ("max", "none") or p.failed:
+        if p.plan.spec not in profiled_specs(run, prepared, target) or p.failed:
             continue
         for batch in sorted({b for _, b in p.plan.cells}):
             if not run.budget_left():
@@ -545,12 +589,44 @@ def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> 
             free_memory()
 
 
+def reference_key(run: ModelRun, steps: int) -> ReferenceKey:
+    """The key of ``run``'s fp32 reference at ``steps`` (batch 1)."""
+    import torch
+
+    o = run.opts
+    return ReferenceKey(model=run.model, size=o.size, weights=o.weights, steps=steps, batch=1,
+                        duration_s=float(o.duration_s), seed=o.seed, prompt=o.prompt,
+                        code=code_version(run.model), torch=torch.__version__,
+                        device=device_label(resolve_device(o.device)))
+
+
+def _load_references(run: ModelRun, plans: list[LeverPlan]) -> bool:
+    """Load every stored reference of the plan into ``run``; True when all its cells were stored."""
+    reference = next((p for p in plans if p.reference), None)
+    if reference is None or run.opts.references_dir is None:
+        return False
+    loaded = {}
+    for steps, _ in reference.cells:
+        found = load_reference(reference_key(run, steps), Path(run.opts.references_dir))
+        if found is None:
+            return False
+        loaded[steps] = found
+    if len({fp for _, fp in loaded.values()}) != 1:
+        return False
+    run.references = {steps: out for steps, (out, _) in loaded.items()}
+    run.fingerprint = next(iter(loaded.values()))[1]
+    return True
+
+
 def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     import torch
 
     opts = run.opts
     say = opts.progress
     plans = lever_plans(run.model, opts)
+    if _load_references(run, plans):
+        say(f"{run.model}: fp32 references loaded from {opts.references_dir}; none computed")
+        plans = [p for p in plans if not p.reference]
     prepared, notes = _prepare(run, plans)
     for note in notes:
         say(f"{run.model}: {note}")
@@ -563,20 +639,26 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
         flops = _describe_flops(run.model, opts, p.adapter, p.plan, run.flops_cache)
         _write_config_row(run, p.plan, p.adapter, "ok", flops)
         say(f"{run.model} {p.plan.spec}: {p.adapter.applied_levers.summary()}")
-    # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size
-    if reference is None:
+    # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size, at
+    # a few steps; where that is no cell of the plan, a second warm-up gives the steady baseline it is
+    # subtracted from (the report: first warm-up minus second)
+    if reference is None and not run.references:
         say(f"{run.model}: no fp32 reference; the equivalence check is left out")
-    warm_steps = min(opts.steps)  # cheap; where the plan has this cell too, it gives the one-time cost
     for p in prepared:  # the reference is first: it also takes the process's one-time CUDA/cuBLAS set-up
+        warm_steps = min(min(s for s, _ in p.plan.cells), WARMUP_STEPS)
         for batch in sorted({b for _, b in p.plan.cells}):
             if not run.budget_left():
                 run.stopped = True
                 break
             steps = min(warm_steps, REFERENCE_WARMUP_STEPS) if p.plan.reference else warm_steps
-            row = run.measure(p, steps, batch, 0, warmup=True)
-            if row["status"] != "ok":
-                p.failed = str(row.get("error", row["status"]))
-                say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
+            baseline = not p.plan.reference and (steps, batch) not in p.plan.cells
+            for repeat in range(2 if baseline else 1):
+                row = run.measure(p, steps, batch, repeat, warmup=True)
+                if row["status"] != "ok":
+                    p.failed = str(row.get("error", row["status"]))
+                    say(f"{run.model} {p.plan.spec}: warm-up failed ({p.failed}); configuration left out")
+                    break
+            if p.failed:
                 break
     # the reference outputs (fp32 eager, batch 1)
     for steps, batch in reference.plan.cells if reference is not None else ():
@@ -588,6 +670,9 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
             run.references[steps] = GenerationOutput(out.waveforms, out.sample_rate, out.denoiser_calls,
                                                      None if out.latents is None else out.latents.cpu())
             _record_equivalence(run, reference, steps, batch, 0)
+            if opts.references_dir is not None and run.fingerprint is not None:
+                store_reference(reference_key(run, steps), Path(opts.references_dir), run.references[steps],
+                                run.fingerprint)
     # measured rounds: every cell once per round, seeded random order
     rounds = max(p.plan.repeats for p in prepared)
     target = (max(opts.steps), min(opts.batches))
@@ -637,17 +722,40 @@ def _check(opts: LeversOptions) -> None:
         raise LeversError(f"--min-window must be >= 0 s, got {opts.min_window_s}")
     if opts.ceiling_s <= 0 or opts.ceiling_n < 16:
         raise LeversError("--ceiling-s must be > 0 and --ceiling-n >= 16")
-    for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs):
+    for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
+              *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
         parse_levers(s)  # a bad spec fails before any model is built
     for m in (*opts.compile_models, *opts.lean_models):
         if m not in opts.models:
             raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")
 
 
+#: the environment variables that place Inductor's and Triton's on-disk caches
+COMPILE_CACHE_VARIABLES = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"}
+
+
+def use_compile_cache(folder: Path) -> dict[str, str]:
+    """Point Inductor's caches (FX graphs, AOT autograd, kernels) and Triton's at ``folder``, so that a
+    folder carried to the GPU machine and brought back holds compiled kernels for the next call; returns the
+    variables set. Call before the first compilation."""
+    import os
+
+    folder = Path(folder).resolve()
+    env = {var: str(folder / sub) for var, sub in COMPILE_CACHE_VARIABLES.items()}
+    env.update(TORCHINDUCTOR_FX_GRAPH_CACHE="1", TORCHINDUCTOR_AUTOGRAD_CACHE="1")
+    for var, value in env.items():
+        os.environ[var] = value
+    for sub in COMPILE_CACHE_VARIABLES.values():
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return env
+
+
 def run_levers(opts: LeversOptions) -> Path:
     """Run the levers sweep for every model of ``opts``; returns the output folder."""
     _check(opts)
     say = opts.progress
+    if opts.compile_cache is not None:
+        use_compile_cache(Path(opts.compile_cache))
     device = resolve_device(opts.device)
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -665,6 +773,12 @@ def run_levers(opts: LeversOptions) -> Path:
         ceilings = [_ceiling_row(meter, device, opts, run_id, "start", provenance)]
         say(f"ceiling (start): {ceilings[0].tflop_per_J:.3f} TFLOP/J, {ceilings[0].tflop_per_s:.0f} TFLOP/s, "
             f"{ceilings[0].power_W:.0f} W")
+        if any(p.levers.fp8 for m in opts.models for p in lever_plans(m, opts)):
+            try:
+                fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
+                say(f"fp8 ceiling: {fp8.tflop_per_J:.3f} TFLOP/J, {fp8.tflop_per_s:.0f} TFLOP/s")
+            except LeversError as exc:
+                say(f"fp8 ceiling not measured: {exc}")
         reserve = opts.ceiling_s + 5.0  # the closing ceiling measurement
         for i, model in enumerate(opts.models):
             deadline = None
@@ -692,18 +806,15 @@ def run_levers(opts: LeversOptions) -> Path:
 
 
 def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when: str,
-                 provenance: dict[str, object]) -> CeilingResult:
-    res = measure_ceiling(meter, device, opts.ceiling_s, opts.ceiling_n)
+                 provenance: dict[str, object], precision: str = "bf16") -> CeilingResult:
+    res = measure_ceiling(meter, device, opts.ceiling_s, opts.ceiling_n, precision)
     append_csv(Path(opts.out_dir) / CEILING_FILE, ceiling_record(res, run_id, when, provenance))
     return res
 
 
-def plan_text(models: Sequence[str], opts: LeversOptions) -> list[str]:
-    """A readable plan: per model, each spec with its cells and repeats (``levers run --dry-run``)."""
-    lines = []
-    for model in models:
-        for p in lever_plans(model, opts):
-            cells = ", ".join(f"{s} steps x{b}" for s, b in p.cells)
-            tag = " (reference)" if p.reference else ""
-            lines.append(f"{model}: {p.spec} [{cells}] x{p.repeats}{tag}")
-    return lines
+def declared_plans(opts: LeversOptions) -> Declared:
+    """Per model, the (spec, cells, repeats) ``run_levers`` would measure besides the reference (the dry run
+    prices these)."""
+    _check(opts)
+    return {m: tuple((p.spec, p.cells, p.repeats) for p in lever_plans(m, opts) if not p.reference)
+            for m in opts.models}

@@ -18,7 +18,7 @@ from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import error_tolerance, is_lossless
 from tta_energy.levers.experiment import REFERENCE_SPEC
 from tta_energy.levers.plot import plot_levers
-from tta_energy.levers.spec import LeversError
+from tta_energy.levers.spec import LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
@@ -54,21 +54,35 @@ LEVERS_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, str, str, int], tuple[float, float]]:
-    """Per (run, model, dtype, steps): the plain eager error at that precision (``none`` or the precision
-    lever alone), the precision's normal error against fp32."""
-    out: dict[tuple[str, str, str, int], tuple[float, float]] = {}
+def study_dtype(model: str, fallback: str = "float32") -> str:
+    """The precision the study ran ``model`` in (the catalogue's; ``fallback`` for a model outside it)."""
+    try:
+        return catalogue.entry(model).study_dtype
+    except catalogue.UnknownModelError:
+        return fallback
+
+
+def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
+    """The ceiling rows of one operand precision (tables written before the fp8 ceiling are all bf16)."""
+    if ceiling.empty or "precision" not in ceiling:
+        return ceiling if precision == "bf16" else ceiling.iloc[0:0]
+    return ceiling[ceiling["precision"].fillna("bf16") == precision]
+
+
+def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:
+    """The error of the study's default (``none``: the model's default precision, eager) against fp32: per
+    (run, model, steps), and per (model, steps) over all runs (a run that did not measure ``none`` at a step
+    count borrows it from another run of the same model: same seeded weights, same reference)."""
+    out: dict[tuple[str, ...], tuple[float, float]] = {}
     if eq.empty:
         return out
-    # not the reference itself (its error is 0 by definition): at fp32 the yardstick is `none` where that is
-    # fp32, i.e. what PyTorch's defaults (cuDNN's TF32 convolutions) do to the study's own configuration
-    plain = {"none", "fp16", "bf16"}
-    groups = eq.groupby(["run_id", "model", "optimize", "dtype", "steps"])
-    for (run_id, model, spec, dtype, steps), g in groups:
-        if spec not in plain:
-            continue
-        key = (run_id, model, dtype, int(steps))
-        out.setdefault(key, (float(g["rel_error_latents"].max()), float(g["rel_error_audio"].max())))
+    none = eq[eq["optimize"] == "none"]
+    for (run_id, model, steps), g in none.groupby(["run_id", "model", "steps"]):
+        out[(run_id, model, str(int(steps)))] = (float(g["rel_error_latents"].max()),
+                                                 float(g["rel_error_audio"].max()))
+    for (model, steps), g in none.groupby(["model", "steps"]):
+        out[(model, str(int(steps)))] = (float(g["rel_error_latents"].max()),
+                                         float(g["rel_error_audio"].max()))
     return out
 
 
@@ -120,24 +134,24 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     else:
         agg["rel_error_latents"] = np.nan
         agg["rel_error_audio"] = np.nan
-    # where the plain run at this precision was measured at another step count only, its largest error
-    any_steps: dict[tuple[str, str, str], tuple[float, float]] = {}
-    for (run_id, model, dtype, _), (lat, wav) in yard.items():
-        old = any_steps.get((run_id, model, dtype), (-np.inf, -np.inf))
-        any_steps[(run_id, model, dtype)] = (max(old[0], lat), max(old[1], wav))
-    ys = [yard.get((r.run_id, r.model, r.dtype, int(r.steps)),
-                   any_steps.get((r.run_id, r.model, r.dtype), (np.nan, np.nan))) for r in agg.itertuples()]
+    ys = [yard.get((r.run_id, r.model, str(int(r.steps))),
+                   yard.get((r.model, str(int(r.steps))), (np.nan, np.nan))) for r in agg.itertuples()]
     agg["yardstick_latents"] = [y[0] for y in ys]
     agg["yardstick_audio"] = [y[1] for y in ys]
-    agg["tolerance_latents"] = [error_tolerance(r.dtype, r.yardstick_latents) for r in agg.itertuples()]
-    agg["tolerance_audio"] = [error_tolerance(r.dtype, r.yardstick_audio) for r in agg.itertuples()]
+    studied = [study_dtype(r.model, r.dtype) for r in agg.itertuples()]
+    pairs = list(zip(studied, agg.itertuples(), strict=True))
+    agg["tolerance_latents"] = [error_tolerance(d, r.yardstick_latents) for d, r in pairs]
+    agg["tolerance_audio"] = [error_tolerance(d, r.yardstick_audio) for d, r in pairs]
+    # without the study default's error at this step count there is no yardstick: not judged lossless
     agg["lossless"] = [r.optimize == REFERENCE_SPEC or (
-        is_lossless(r.optimize, r.dtype, r.rel_error_latents, r.yardstick_latents)
+        np.isfinite(r.yardstick_latents)
+        and is_lossless(r.optimize, d, r.rel_error_latents, r.yardstick_latents)
         and (r.yardstick_audio >= UNINFORMATIVE_ERROR
-             or is_lossless(r.optimize, r.dtype, r.rel_error_audio, r.yardstick_audio)))
-        for r in agg.itertuples()]
+             or is_lossless(r.optimize, d, r.rel_error_audio, r.yardstick_audio)))
+        for d, r in pairs]
     # FLOP per joule against the ceiling measured in the same run
     agg["flop_per_joule"] = agg["gflop"] * 1e9 / agg["gpu_energy_J"]
+    ceil = ceiling_rows(ceil, "bf16")
     if not ceil.empty:
         per_run = ceil.groupby("run_id")["tflop_per_J"].mean() * 1e12
         agg["ceiling_flop_per_joule"] = agg["run_id"].map(per_run)
@@ -145,13 +159,23 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
         agg["ceiling_flop_per_joule"] = np.nan
     agg["fraction_of_ceiling"] = agg["flop_per_joule"] / agg["ceiling_flop_per_joule"]
     # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
-    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])]
-    w = warm.groupby(keys)[["wall_s", "gpu_energy_J"]].mean().rename(
+    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])].sort_values("repeat")
+
+    def nth_warmup(i: int) -> pd.DataFrame:
+        return warm.groupby(keys, dropna=False).nth(i).set_index(keys)[["wall_s", "gpu_energy_J"]]
+
+    # two warm-ups of a cell: the second is the steady baseline (a cell the plan does not measure)
+    first, second = nth_warmup(0), nth_warmup(1)
+    paired = (first.loc[second.index] - second).clip(lower=0.0).reset_index().rename(
+        columns={"wall_s": "compile_s", "gpu_energy_J": "compile_J"})
+    single = first.drop(index=second.index).rename(
         columns={"wall_s": "warm_wall_s", "gpu_energy_J": "warm_J"}).reset_index()
-    steady = agg.merge(w, on=keys, how="inner")
+    steady = agg.merge(single, on=keys, how="inner")
     steady["compile_s"] = (steady["warm_wall_s"] - steady["wall_s"]).clip(lower=0.0)
     steady["compile_J"] = (steady["warm_J"] - steady["gpu_energy_J"]).clip(lower=0.0)
-    cost = steady[["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]]
+    cost_cols = ["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]
+    cost = pd.concat([steady[cost_cols], paired[cost_cols]], ignore_index=True)
+    cost = cost.drop_duplicates(["run_id", "model", "optimize", "waveforms_per_prompt"])
     agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
     saving = none_clip - agg["energy_per_clip_J"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -208,11 +232,35 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
     return "; ".join(parts) if parts else "no step profile measured"
 
 
+def best_any_precision(cell: pd.DataFrame, steps: int, batch: int) -> list[str]:
+    """Markdown lines: per model, the configuration with the least energy per clip at any precision (fp8
+    included; not ``trim-latents``, which computes a shorter clip), with its error against fp32 and the
+    verdict."""
+    lines = ["", f"## Whole generation, {steps} steps, batch {batch}: best at any precision, with its error",
+             "", "| model | configuration | dtype | J/clip | reduction | latents error | study default's "
+             "error | lossless |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model in sorted(cell["model"].unique()):
+        rows = cell[(cell["model"] == model) & (cell["optimize"] != REFERENCE_SPEC)
+                    & cell["energy_per_clip_J"].notna()
+                    & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
+        if rows.empty:
+            lines.append(f"| {model} | n/a | | | | | | |")
+            continue
+        r = rows.loc[rows["energy_per_clip_J"].idxmin()]
+        lines.append(f"| {model} | `{r['optimize']}` | {r['dtype']} | {r['energy_per_clip_J']:.1f} | "
+                     f"{_ratio(float(r['reduction_vs_none']))} | "
+                     f"{_fmt(float(r['rel_error_latents']), '.2e')} | "
+                     f"{_fmt(float(r['yardstick_latents']), '.2e')} | {'yes' if r['lossless'] else 'no'} |")
+    return lines
+
+
 def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame) -> str:
     """The short markdown summary: each target met or missed (by how much, and the measured limits)."""
     steps, batch = target_cell(table)
     duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
     lines = ["# Energy levers: summary", ""]
+    fp8 = ceiling_rows(ceiling, "fp8")
+    ceiling = ceiling_rows(ceiling, "bf16")
     if not ceiling.empty:
         c = ceiling
         gpu = ", ".join(sorted({str(g) for g in c.get("gpu_name", pd.Series(dtype=str)).dropna() if str(g)}))
@@ -222,14 +270,21 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                      f"{_fmt(c['tflop_per_J'].min(), '.3f')}-{_fmt(c['tflop_per_J'].max(), '.3f')}), "
                      f"{_fmt(c['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
                      f"{_fmt(c['power_W'].mean(), '.0f')} W.")
+        if not fp8.empty:
+            lines.append(f"FP8 ceiling (e4m3 `torch._scaled_mm`, bf16 output, same loop): "
+                         f"{_fmt(fp8['tflop_per_J'].mean(), '.3f')} TFLOP/J, "
+                         f"{_fmt(fp8['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
+                         f"{_fmt(fp8['power_W'].mean(), '.0f')} W.")
         lines.append("")
     lines += ["Lossless: final latents and waveform of the same seed and weights within max(2 x the "
-              "plain eager error at the same precision, a floor: fp32 1e-4, fp16 2e-3, bf16 1.6e-2) of the "
-              "fp32 eager reference (relative L2 error; the waveform is not judged at a precision whose "
-              f"plain eager waveform error is >= {UNINFORMATIVE_ERROR}). `trim-latents` changes the model's "
-              "behaviour and is never lossless.", "",
+              "error of the study's default (`none`: the model's default precision, eager), a floor at that "
+              "precision: fp32 1e-4, fp16 2e-3) of the fp32 eager reference (relative L2 error; the waveform "
+              f"is not judged where the default's waveform error is >= {UNINFORMATIVE_ERROR}). The yardstick "
+              "does not follow a configuration's precision: an fp16 configuration of a model the study ran "
+              "in fp32 is judged against the fp32 default's error. `trim-latents` and `fp8` change the "
+              "computation and are never lossless.", "",
               f"## Whole generation, {duration:g} s, {steps} steps, batch {batch}: best lossless "
-              "configuration vs `none`",
+              "configuration at the study's precision vs `none`",
               "", "| model | `none` J/clip | best lossless | J/clip | reduction | target | met |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     misses: list[str] = []
@@ -239,7 +294,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
         rows = cell[cell["model"] == model]
         none = rows[(rows["optimize"] == "none") & rows["energy_per_clip_J"].notna()]
         cand = rows[rows["lossless"] & (rows["optimize"] != REFERENCE_SPEC)
-                    & rows["reduction_vs_none"].notna()]
+                    & (rows["dtype"] == study_dtype(model)) & rows["reduction_vs_none"].notna()]
         target = lever_targets(model).reduction or float("nan")
         if none.empty or cand.empty:
             lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured |")
@@ -265,6 +320,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                           f"ceiling's FLOP per joule over the whole generation at batch {batch}; "
                           f"`{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
                           "Measured: " + _limits_text(model, best, profile) + ".")
+    lines += best_any_precision(cell, steps, batch)
     lines += ["", "## Best configuration at any batch size: FLOP per joule against the ceiling", "",
               "| model | configuration | steps | batch | TFLOP/J | fraction of ceiling | target | met |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -299,7 +355,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
     lines += unmeasured
     flagged = table[(~table["lossless"]) & (table["optimize"] != REFERENCE_SPEC)
                     & (table["waveforms_per_prompt"] == table["waveforms_per_prompt"].min())]
-    lines += ["", "## Levers that change the output beyond the precision's normal error", ""]
+    lines += ["", "## Levers that change the output beyond the study default's error", ""]
     if flagged.empty:
         lines.append("None.")
     else:

@@ -16,7 +16,9 @@ A spec is a named level or a comma list of levers (levels may be combined with l
   ``sdpa-cudnn``, ``sdpa-efficient``, ``sdpa-math``, ``sdpa-best`` (attention backend preferred by
   ``torch.nn.attention.sdpa_kernel``; others stay allowed as fallbacks), ``channels-last``, ``fuse-qkv`` and
   ``trim-latents`` (Stable Audio Open: run the DiT on the requested length instead of 47.55 s; this CHANGES
-  the model's output and is never counted as lossless).
+  the model's output and is never counted as lossless), ``fp8`` (the linear layers of the denoiser's
+  transformer blocks in float8 with dynamic per-row scales through torchao, on GPUs of compute capability
+  8.9+; CHANGES the output: reported with its error, never lossless).
 
 A spec is parsed once, where it enters (the command line, a levers plan), and the :class:`Levers` object
 travels from there. The run table stores its canonical text in the ``optimize`` column (the column keeps the
@@ -49,7 +51,7 @@ SDPA_BACKENDS: tuple[str, ...] = ("flash", "cudnn", "efficient", "math")
 COMPILE_MODES: dict[str, str] = {"compile": "default", "compile-graphs": "reduce-overhead"}
 SINGLE_LEVERS: tuple[str, ...] = (
     *PRECISIONS, *COMPILE_MODES, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
-    "channels-last", "fuse-qkv", "trim-latents",
+    "channels-last", "fuse-qkv", "trim-latents", "fp8",
 )
 LEVELS: tuple[str, ...] = ("none", "graphs", "max")
 
@@ -69,6 +71,7 @@ class Levers:
     channels_last: bool = False
     fuse_qkv: bool = False
     trim_latents: bool = False
+    fp8: bool = False  # float8 linear layers in the denoiser's transformer blocks (torchao)
     #: levers that came from a level (``max``/``graphs``): skipped with a reason where unavailable
     implied: frozenset[str] = frozenset()
 
@@ -79,7 +82,7 @@ class Levers:
     @property
     def changes_behaviour(self) -> bool:
         """True when a lever changes the computation by design (the output is not meant to match)."""
-        return self.trim_latents
+        return self.trim_latents or self.fp8
 
     def precision_for(self, model: str, configured: str | None = None, option: str | None = None) -> str:
         """The precision a generation of ``model`` runs in under these levers (see
@@ -152,6 +155,7 @@ def parse_levers(spec: str | Levers) -> Levers:
         channels_last="channels-last" in levers,
         fuse_qkv="fuse-qkv" in levers,
         trim_latents="trim-latents" in levers,
+        fp8="fp8" in levers,
         implied=frozenset(set(implied) - set(explicit)),
     )
 

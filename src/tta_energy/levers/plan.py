@@ -1,0 +1,358 @@
+"""A levers table declared as data (a TOML plan file), and what measuring it will cost before GPU time is
+spent.
+
+A plan file (e.g. ``campaigns/h200_levers.toml``) has one ``[levers]`` table::
+
+    [levers]
+    models = ["audioldm", "tango"]            # default: every model of the catalogue
+    specs = ["none", "graphs", "max"]         # measured at every (steps, batch) below
+    steps = [100]
+    batches = [1, 10]
+    repeats = 3
+    duration_s = 10.0
+    seed = 0
+    call_budget_s = 540                       # one device call, for the dry run's split
+
+    [levers.model.audioldm]                   # per-model changes
+    steps = [10, 100]                         # replaces the default steps
+    extra_specs = ["fp16"]                    # added to the specs (same cells)
+
+:func:`read_levers_plan` parses it once into :class:`LeversPlan`; :func:`estimate_plan` prices each cell from
+the rows of earlier levers tables (else by scaling what is known, else the catalogue's relative cost), and
+:func:`split_into_calls` says which models fit one device call and how many calls the whole table needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tta_energy.fileio import read_toml
+from tta_energy.levers.spec import LeversError, parse_levers
+from tta_energy.models import catalogue
+
+Cells = tuple[tuple[int, int], ...]
+Declared = dict[str, tuple[tuple[str, Cells, int], ...]]
+
+#: fallback when nothing of a model is known: seconds per denoising step at batch 1 per unit of the
+#: catalogue's relative cost (Tango `none`, 100 steps, batch 1 took 4.74 s on the H200 at cost 1.9:
+#: data/h200/levers.csv)
+FALLBACK_S_PER_COST_STEP = 0.025
+#: Inductor compilation per unit of cost at batch 1 (Tango, cost 1.9, compiled in about a minute on the H200);
+#: batch 10 doubles it (Tango took twice as long)
+COMPILE_S_PER_COST = 32.0
+COMPILE_BATCH_FACTOR = 2.0
+#: building one configuration (fp32 build, weights check, levers applied) per unit of cost
+BUILD_S_PER_COST = 4.0
+#: per device call: interpreter and CUDA start-up, idle baseline and the ceiling loops are added to this
+CALL_START_S = 30.0
+#: a step profile of one configuration and batch size
+PROFILE_S = 5.0
+DEFAULT_CALL_BUDGET_S = 540.0
+#: denoising steps of a configuration's warm-up (at most): enough to run every code path once (compilation,
+#: capture, the sampler's first and later steps), a tenth of a 100-step generation
+WARMUP_STEPS = 10
+
+
+@dataclass(frozen=True)
+class LeversPlan:
+    """A parsed plan file: models, their declared (spec, cells, repeats), and the run's settings."""
+
+    models: tuple[str, ...]
+    declared: Declared
+    repeats: int
+    duration_s: float
+    seed: int
+    call_budget_s: float = DEFAULT_CALL_BUDGET_S
+
+
+def _ints(value: Any, what: str, path: Path) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v >= 1 for v in value):
+        raise LeversError(f"{path}: {what} must be a non-empty list of integers >= 1, got {value!r}")
+    return tuple(value)
+
+
+def _specs(value: Any, what: str, path: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LeversError(f"{path}: {what} must be a list of lever specs, got {value!r}")
+    for spec in value:
+        try:
+            parse_levers(spec)
+        except LeversError as exc:
+            raise LeversError(f"{path}: {what}: {exc}") from None
+        except Exception as exc:  # LeverError: the spec module's own one-line error
+            raise LeversError(f"{path}: {what}: {exc}") from None
+    return tuple(parse_levers(v).spec for v in value)
+
+
+def read_levers_plan(path: Path) -> LeversPlan:
+    """Parse a plan file; one clear :class:`LeversError` line for anything wrong in it."""
+    path = Path(path)
+    data = read_toml(path, LeversError, "levers plan file")
+    table = data.get("levers")
+    if not isinstance(table, dict):
+        raise LeversError(f"{path}: needs a [levers] table")
+    allowed = {"models", "specs", "steps", "batches", "repeats", "duration_s", "seed", "call_budget_s",
+               "model"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise LeversError(f"{path}: unknown key {unknown[0]!r} in [levers]; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    models = tuple(table.get("models", catalogue.model_names()))
+    for m in models:
+        if m not in catalogue.model_names():
+            raise LeversError(f"{path}: unknown model {m!r}: "
+                              f"choose from {', '.join(catalogue.model_names())}")
+    specs = _specs(table.get("specs", ["none"]), "specs", path)
+    steps = _ints(table.get("steps", [100]), "steps", path)
+    batches = _ints(table.get("batches", [1]), "batches", path)
+    repeats = int(table.get("repeats", 3))
+    if repeats < 1:
+        raise LeversError(f"{path}: repeats must be >= 1, got {repeats}")
+    per_model = table.get("model", {})
+    for m in per_model:
+        if m not in models:
+            raise LeversError(f"{path}: [levers.model.{m}] names a model that is not in models")
+    declared: Declared = {}
+    for m in models:
+        over = per_model.get(m, {})
+        bad = sorted(set(over) - {"steps", "batches", "specs", "extra_specs", "repeats"})
+        if bad:
+            raise LeversError(f"{path}: unknown key {bad[0]!r} in [levers.model.{m}]")
+        m_specs = _specs(over["specs"], f"{m} specs", path) if "specs" in over else specs
+        m_specs += _specs(over.get("extra_specs", []), f"{m} extra_specs", path)
+        cells = tuple((s, b) for b in _ints(over.get("batches", list(batches)), f"{m} batches", path)
+                      for s in _ints(over.get("steps", list(steps)), f"{m} steps", path))
+        m_repeats = int(over.get("repeats", repeats))
+        declared[m] = tuple((spec, cells, m_repeats) for spec in dict.fromkeys(m_specs))
+    return LeversPlan(models=models, declared=declared, repeats=repeats,
+                      duration_s=float(table.get("duration_s", 10.0)), seed=int(table.get("seed", 0)),
+                      call_budget_s=float(table.get("call_budget_s", DEFAULT_CALL_BUDGET_S)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a plan costs
+# ---------------------------------------------------------------------------------------------------------
+def read_history(paths: Sequence[Path]) -> pd.DataFrame:
+    """The rows of earlier levers tables (``levers.csv``) that exist; an empty frame without any."""
+    frames = [pd.read_csv(p) for p in paths if Path(p).is_file()]
+    cols = ["model", "optimize", "steps", "waveforms_per_prompt", "wall_s", "compile_s"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True).reindex(columns=cols)
+
+
+def _cost(model: str) -> float:
+    return catalogue.entry(model).levers.cost
+
+
+#: an unmeasured spec is priced as the nearest measured one without compilation or fp8 (compiled code and
+#: float8 matrix products are taken to be no slower than what they replace)
+UNCOMPILED: dict[str, str] = {"compile": "", "compile-graphs": "graphs", "fp8": ""}
+
+
+def _base_spec(spec: str) -> str:
+    """``spec`` without its compilation levers (``compile-graphs`` counts as ``graphs``)."""
+    tokens = [UNCOMPILED.get(t, t) for t in spec.split(",")]
+    tokens = [t for t in dict.fromkeys(tokens) if t]
+    if "max" in tokens and "graphs" in tokens:
+        tokens.remove("graphs")
+    return ",".join(tokens) or "none"
+
+
+def _nearest_steps(rows: pd.DataFrame, steps: int) -> pd.Series:
+    return rows.iloc[(rows["steps"] - steps).abs().argsort().iloc[0]]
+
+
+def batch_ratio(history: pd.DataFrame, model: str, batch: int) -> float | None:
+    """How much longer a generation at ``batch`` takes than at batch 1: the median over the model's
+    configurations measured at both, else over every model's; None when none was."""
+    for rows in (history[history["model"] == model], history):  # the model's own, else every model's
+        h = rows[rows["wall_s"].notna()]
+        keys = ["model", "optimize", "steps"]
+        one = h[h["waveforms_per_prompt"] == 1].groupby(keys)["wall_s"].median()
+        many = h[h["waveforms_per_prompt"] == batch].groupby(keys)["wall_s"].median()
+        ratios = (many / one).dropna()
+        if not ratios.empty:
+            return float(ratios.median())
+    return None
+
+
+def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch: int) -> tuple[float, str]:
+    """Seconds of one generation of the cell and where the number comes from: measured; the same spec at
+    another step count (scaled by steps) or at batch 1 (scaled by the model's measured batch ratio); the same
+    for the spec without compilation; else the catalogue's relative cost."""
+    h = history[(history["model"] == model) & history["wall_s"].notna()]
+    ratio = batch_ratio(history, model, batch) if batch != 1 else 1.0
+    for candidate in dict.fromkeys((spec, _base_spec(spec), "none")):
+        tag = "" if candidate == spec else f" as {candidate}"
+        same = h[(h["optimize"] == candidate) & (h["waveforms_per_prompt"] == batch)]
+        if not same.empty:
+            r = _nearest_steps(same, steps)
+            how = "measured" if int(r["steps"]) == steps else f"scaled from {int(r['steps'])} steps"
+            return float(r["wall_s"]) * steps / float(r["steps"]), how + tag
+        single = h[(h["optimize"] == candidate) & (h["waveforms_per_prompt"] == 1)]
+        if ratio is not None and not single.empty:
+            r = _nearest_steps(single, steps)
+            return (float(r["wall_s"]) * steps / float(r["steps"]) * ratio,
+                    f"batch 1 x {ratio:.1f} (measured ratio){tag}")
+    return FALLBACK_S_PER_COST_STEP * _cost(model) * steps * batch, "catalogue cost"
+
+
+def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
+    """One-time cost of compiling ``spec`` at ``batch``: measured (the same spec and batch), else the
+    catalogue estimate (twice for ``sdpa-best`` under compilation: its two candidates are each compiled)."""
+    levers = parse_levers(spec)
+    if levers.compile_mode is None:
+        h = history[(history["model"] == model) & (history["optimize"] == spec)
+                    & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
+        return float(h["compile_s"].median()) if not h.empty else 0.0
+    h = history[(history["model"] == model) & (history["optimize"] == spec)
+                & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
+    if not h.empty:
+        return float(h["compile_s"].median())
+    from tta_energy.levers.apply import COMPILED_SDPA_CANDIDATES
+
+    candidates = COMPILED_SDPA_CANDIDATES if levers.sdpa == "best" else 1
+    return COMPILE_S_PER_COST * _cost(model) * (COMPILE_BATCH_FACTOR if batch > 1 else 1.0) * candidates
+
+
+def estimate_plan(declared: Declared, history: pd.DataFrame, *, min_window_s: float = 1.0,
+                  stored_references: set[tuple[str, int]] = frozenset()) -> pd.DataFrame:
+    """One row per (model, spec, steps, batch) with its predicted seconds: measured generations (repeats x
+    the generation, at least the meter's window), the warm-up at the smallest step count, compilation; the
+    fp32 reference where it is not stored (``stored_references``: (model, steps) pairs), and one build per
+    spec."""
+    rows = []
+    for model, plans in declared.items():
+        ref_steps = sorted({s for _, cells, _ in plans for s, _ in cells})
+        for steps in ref_steps:
+            stored = (model, steps) in stored_references
+            gen, source = generation_s(history, model, "fp32", steps, 1)
+            build = 0.0 if stored else BUILD_S_PER_COST * _cost(model) / len(ref_steps)
+            rows.append({"model": model, "optimize": "fp32 (reference)", "steps": steps,
+                         "waveforms_per_prompt": 1, "repeats": 0 if stored else 1, "generation_s": gen,
+                         "source": "stored" if stored else source, "warmup_s": 0.0, "compile_s": 0.0,
+                         "build_s": build, "total_s": 0.0 if stored else gen + build})
+        for spec, cells, repeats in plans:
+            first_of_batch: set[int] = set()
+            warm_steps = min(min(s for s, _ in cells), WARMUP_STEPS)
+            for steps, batch in cells:
+                gen, source = generation_s(history, model, spec, steps, batch)
+                warm = comp = 0.0
+                if batch not in first_of_batch:  # one warm-up per (spec, batch), at the smallest step count
+                    first_of_batch.add(batch)
+                    baseline = 2 if (warm_steps, batch) not in cells else 1  # a second warm-up: baseline
+                    warm = baseline * generation_s(history, model, spec, warm_steps, batch)[0]
+                    comp = compile_s(history, model, spec, batch)
+                build = BUILD_S_PER_COST * _cost(model) if (steps, batch) == cells[0] else 0.0
+                measured = repeats * max(gen, min_window_s)
+                rows.append({"model": model, "optimize": spec, "steps": steps, "waveforms_per_prompt": batch,
+                             "repeats": repeats, "generation_s": gen, "source": source, "warmup_s": warm,
+                             "compile_s": comp, "build_s": build, "total_s": measured + warm + comp + build})
+        profiles = 2 * len({b for _, cells, _ in plans for _, b in cells})  # none and the best, each batch
+        rows.append({"model": model, "optimize": "step profiles", "steps": 1, "waveforms_per_prompt": 0,
+                     "repeats": 0, "generation_s": 0.0, "source": "estimate", "warmup_s": 0.0,
+                     "compile_s": 0.0, "build_s": 0.0, "total_s": PROFILE_S * profiles})
+    return pd.DataFrame(rows)
+
+
+def call_overhead_s(idle_s: float, ceiling_s: float, fp8: bool) -> float:
+    """Seconds of a device call outside the models: start-up, idle baseline, ceiling loops."""
+    return CALL_START_S + idle_s + ceiling_s * (3 if fp8 else 2)
+
+
+def split_into_calls(per_model: dict[str, float], budget_s: float, overhead_s: float,
+                     max_calls: int = 2) -> list[tuple[str, ...]] | None:
+    """The fewest calls (up to ``max_calls``) whose models' seconds plus ``overhead_s`` each fit
+    ``budget_s``, most evenly balanced; None when they do not fit."""
+    models = list(per_model)
+    for calls in range(1, max_calls + 1):
+        best: tuple[float, list[tuple[str, ...]]] | None = None
+        for labels in itertools.product(range(calls), repeat=len(models)):
+            groups = [tuple(m for m, g in zip(models, labels, strict=True) if g == c) for c in range(calls)]
+            if any(not g for g in groups):
+                continue
+            loads = [overhead_s + sum(per_model[m] for m in g) for g in groups]
+            if max(loads) <= budget_s and (best is None or max(loads) < best[0]):
+                best = (max(loads), groups)
+        if best is not None:
+            return best[1]
+    return None
+
+
+def largest_fitting_subset(per_model: dict[str, float], budget_s: float,
+                           overhead_s: float) -> tuple[str, ...]:
+    """The most models (then the most seconds) that fit one call."""
+    best: tuple[str, ...] = ()
+    best_key = (0, 0.0)
+    models = list(per_model)
+    for n in range(len(models), 0, -1):
+        for combo in itertools.combinations(models, n):
+            total = sum(per_model[m] for m in combo)
+            if overhead_s + total <= budget_s and (n, total) > best_key:
+                best, best_key = combo, (n, total)
+        if best:
+            return best
+    return best
+
+
+def estimate_text(estimate: pd.DataFrame, budget_s: float, overhead_s: float) -> list[str]:
+    """The dry run's printout: every cell, each model's total, the total, and the split into calls."""
+    lines = [f"{'model':18} {'configuration':22} {'steps':>5} {'batch':>5} {'reps':>4} {'gen s':>7} "
+             f"{'warm s':>7} {'compile s':>9} {'total s':>8}  source"]
+    for r in estimate.itertuples():
+        lines.append(f"{r.model:18} {r.optimize:22} {r.steps:>5} {r.waveforms_per_prompt:>5} {r.repeats:>4} "
+                     f"{r.generation_s:>7.1f} {r.warmup_s:>7.1f} {r.compile_s:>9.1f} {r.total_s:>8.1f}  "
+                     f"{r.source}")
+    per_model = estimate.groupby("model", sort=False)["total_s"].sum().to_dict()
+    total = sum(per_model.values())
+    lines += ["", "per model: " + ", ".join(f"{m} {s:.0f} s" for m, s in per_model.items()),
+              f"total: {total:.0f} s of models + {overhead_s:.0f} s per call (start-up, idle, ceilings) = "
+              f"{total + overhead_s:.0f} s in one call; budget per call {budget_s:.0f} s"]
+    by_batch = estimate.assign(batch=estimate["waveforms_per_prompt"].clip(lower=1)).groupby("batch")
+    lines.append("by batch size (references and profiles under 1): "
+                 + ", ".join(f"batch {b}: {t:.0f} s" for b, t in by_batch["total_s"].sum().items()))
+    split = split_into_calls(per_model, budget_s, overhead_s)
+    if split is None:
+        fits = largest_fitting_subset(per_model, budget_s, overhead_s)
+        lines.append("does not fit in 2 calls; one call fits: " + (", ".join(fits) if fits else "no model"))
+        single = estimate[estimate["waveforms_per_prompt"] <= 1].groupby("model", sort=False)["total_s"].sum()
+        fits = largest_fitting_subset(single.to_dict(), budget_s, overhead_s)
+        lines.append("one call fits the batch-1 cells (with references and profiles) of: "
+                     + (", ".join(fits) if fits else "no model")
+                     + (f" ({overhead_s + single[list(fits)].sum():.0f} s)" if fits else ""))
+    else:
+        for i, group in enumerate(split, 1):
+            load = overhead_s + sum(per_model[m] for m in group)
+            lines.append(f"call {i}: {', '.join(group)} ({load:.0f} s)")
+    return lines
+
+
+def stored_reference_steps(references_dir: Path | None, declared: Declared,
+                           size: str) -> set[tuple[str, int]]:
+    """(model, steps) whose fp32 reference is stored for the current code (any device, torch and key fields
+    the dry run cannot know are not checked)."""
+    from tta_energy.levers.references import code_version, stored_keys
+
+    if references_dir is None:
+        return set()
+    found = set()
+    for model, plans in declared.items():
+        for steps in {s for _, cells, _ in plans for s, _ in cells}:
+            keys = stored_keys(Path(references_dir), model, size, steps)
+            if any(k.get("code") == code_version(model) for k in keys):
+                found.add((model, steps))
+    return found
+
+
+def total_seconds(estimate: pd.DataFrame) -> float:
+    """The plan's seconds without the per-call overhead."""
+    return float(np.nansum(estimate["total_s"])) if not estimate.empty else 0.0
+

@@ -1,0 +1,128 @@
+"""The fp32 reference outputs, computed once and reused: one small ``.npz`` per key.
+
+A key is everything the reference's output depends on: model, size, weights, step count, batch, duration,
+seed, prompt, and the code that computes it (a hash of the model's adapter module and the shared model code
+under ``tta_energy/models``), plus the torch version and the device it ran on. A later call with the same key
+loads the latents and waveforms instead of spending a strict-fp32 generation on them; any change of the key
+computes a new one. The GPU script keeps them in ``data/h200/levers/references``, which travels with the
+repository, so a second device call reuses the first call's references.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tta_energy.fileio import atomic_path
+from tta_energy.models import catalogue
+from tta_energy.models.base import GenerationOutput
+
+#: model code every adapter shares (hashed into every key besides the adapter's own module)
+SHARED_MODEL_FILES = ("base.py", "common.py", "tiny.py", "blocks")
+
+
+def _models_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+@functools.cache
+def code_version(model: str) -> str:
+    """sha256 (16 hex digits) of the model's adapter module and the shared model code."""
+    module = catalogue.entry(model).adapter.split(":")[0]
+    spec = importlib.util.find_spec(module)
+    files = [Path(spec.origin)] if spec is not None and spec.origin else []
+    for name in SHARED_MODEL_FILES:
+        path = _models_dir() / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ReferenceKey:
+    """What a reference output depends on."""
+
+    model: str
+    size: str
+    weights: str
+    steps: int
+    batch: int
+    duration_s: float
+    seed: int
+    prompt: str
+    code: str  # code_version(model)
+    torch: str
+    device: str  # e.g. the GPU's name
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def path(self, folder: Path) -> Path:
+        return Path(folder) / f"{self.model}-{self.size}-{self.steps}steps-b{self.batch}-{self.digest}.npz"
+
+
+def device_label(device: str) -> str:
+    """The device a reference ran on, as a key field: the GPU's name, else ``cpu``."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return str(device)
+
+
+def load_reference(key: ReferenceKey, folder: Path) -> tuple[GenerationOutput, float] | None:
+    """The stored output and weights fingerprint of ``key``, or None when not stored (or unreadable)."""
+    path = key.path(folder)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if json.loads(str(data["key"])) != asdict(key):
+                return None
+            latents = np.array(data["latents"]) if data["has_latents"] else None
+            out = GenerationOutput(np.array(data["waveforms"]), int(data["sample_rate"]),
+                                   int(data["denoiser_calls"]), latents)
+            return out, float(data["fingerprint"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def store_reference(key: ReferenceKey, folder: Path, out: GenerationOutput, fingerprint: float) -> Path:
+    """Write ``out`` (latents and waveforms as float32) under ``key``, atomically."""
+    latents = out.latents
+    if latents is not None and hasattr(latents, "detach"):
+        latents = latents.detach().float().cpu().numpy()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, key=json.dumps(asdict(key)), waveforms=np.asarray(out.waveforms, np.float32),
+                        sample_rate=out.sample_rate, denoiser_calls=out.denoiser_calls,
+                        has_latents=latents is not None,
+                        latents=np.asarray(latents if latents is not None else [], np.float32),
+                        fingerprint=fingerprint)
+    path = key.path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
+
+
+def stored_keys(folder: Path, model: str, size: str, steps: int) -> list[dict]:
+    """The keys of every stored batch-1 reference of (model, size, steps) in ``folder``, as dicts."""
+    keys = []
+    for path in sorted(Path(folder).glob(f"{model}-{size}-{steps}steps-b1-*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys.append(json.loads(str(data["key"])))
+        except (OSError, ValueError, KeyError):
+            continue
+    return keys

@@ -1,0 +1,273 @@
+"""The levers harness on a CPU: stored fp32 references, the priced dry run and plan files, the lossless rule
+against the study's default, the report's two best-configuration tables, the attention backend timed in
+its execution mode, and the fp8 lever's parsing, targets and errors (its GPU part is skipped off a GPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd
+import pytest
+import torch
+
+from tta_energy import schema
+from tta_energy.levers import apply, ceiling, experiment, plan, references, report, tables
+from tta_energy.levers.equivalence import error_tolerance, is_lossless
+from tta_energy.levers.spec import LeverError, LeversError, parse_levers
+from tta_energy.models.registry import build_model
+
+PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def _opts(tmp_path, name: str, **kw) -> experiment.LeversOptions:
+    values = dict(models=("audioldm",), out_dir=tmp_path / name, full_specs=("none",), batch1_specs=(),
+                  single_specs=(), steps=(2,), batches=(1,), repeats=1, duration_s=1.0, size="tiny",
+                  device="cpu", ceiling_s=0.02, ceiling_n=32, idle_s=0, min_window_s=0, profile=False,
+                  references_dir=tmp_path / "refs", progress=lambda _msg: None)
+    values.update(kw)
+    return experiment.LeversOptions(**values)
+
+
+# --- stored references -------------------------------------------------------------------------------------
+def test_reference_is_stored_reused_and_recomputed_when_its_key_changes(tmp_path, monkeypatch):
+    # FLOP counting (describe on a meta copy) is not what this test is about: left out to keep it fast
+    monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})
+    first = experiment.run_levers(_opts(tmp_path, "a"))
+    runs = schema.read_runs(first / tables.RUNS_FILE)
+    assert "fp32" in set(runs["optimize"])
+    stored = sorted((tmp_path / "refs").glob("*.npz"))
+    assert len(stored) == 1 and stored[0].name.startswith("audioldm-tiny-2steps-b1-")
+
+    said: list[str] = []  # the second run declares its cells as a plan file does
+    second = experiment.run_levers(_opts(tmp_path, "b", progress=said.append, full_specs=(),
+                                         declared={"audioldm": (("none", ((2, 1),), 1),)}))
+    runs = schema.read_runs(second / tables.RUNS_FILE)
+    assert "fp32" not in set(runs["optimize"])  # no reference build, warm-up or generation
+    assert any("references loaded" in s for s in said)
+    eq = pd.read_csv(second / tables.EQUIVALENCE_FILE)
+    first_eq = pd.read_csv(first / tables.EQUIVALENCE_FILE)
+    none_error = first_eq[first_eq["optimize"] == "none"]["rel_error_latents"].iloc[0]
+    assert eq[eq["optimize"] == "none"]["rel_error_latents"].iloc[0] == pytest.approx(none_error)
+
+    # any change of the key (seed, code, steps...) finds nothing stored: the next run computes it anew
+    run = experiment.ModelRun("audioldm", _opts(tmp_path, "c"), "r", None, {}, "")
+    key = experiment.reference_key(run, 2)
+    assert references.load_reference(key, tmp_path / "refs") is not None
+    for change in ({"seed": 1}, {"code": "0" * 16}, {"steps": 3}, {"duration_s": 2.0}):
+        assert references.load_reference(dataclasses.replace(key, **change), tmp_path / "refs") is None
+    seeded = experiment.ModelRun("audioldm", _opts(tmp_path, "c", seed=1), "r", None, {}, "")
+    plans = experiment.lever_plans("audioldm", seeded.opts)
+    assert not experiment._load_references(seeded, plans) and not seeded.references
+
+
+# --- the lossless rule -------------------------------------------------------------------------------------
+def test_lossless_is_judged_against_the_study_default():
+    e = 3e-3  # the study default's (fp16 `none`) error, above the fp16 floor
+    assert is_lossless("max", "float16", 1.5 * e, e)
+    assert not is_lossless("max", "float16", 3 * e, e)
+    # an fp32-default model (Tango): its fp16 configuration is judged against the fp32 eager error
+    fp32_none = 3.7e-4
+    assert error_tolerance("float32", fp32_none) == pytest.approx(7.4e-4)
+    assert not is_lossless("max", "float32", 2.4e-3, fp32_none)
+    assert is_lossless("max", "float32", 6e-4, fp32_none)
+    assert not is_lossless("fp8", "float16", 0.0, e)  # fp8 changes the computation by design
+
+
+def _row(**values) -> dict[str, object]:
+    """A levers run row (test_levers' helper) of a 100-step, batch-1 generation unless told otherwise."""
+    from test_levers import _row as levers_row
+
+    return levers_row(**{"steps": 100, "waveforms_per_prompt": 1, "repeat": 0, "wall_s": 2.0, **values})
+
+
+def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
+    """Tango (fp32 default): `max` (fp16) is cheapest but beyond 2x the fp32 default's error; the best
+    lossless
+    configuration at the study's precision is `graphs`, and the any-precision table shows `max` with its
+    error."""
+    raw = tmp_path / "raw"
+    cells = {"none": ("float32", 2200.0, 3.7e-4), "graphs": ("float32", 2080.0, 3.7e-4),
+             "max": ("float16", 520.0, 2.4e-3)}
+    for spec, (dtype, energy, error) in cells.items():
+        schema.append_row(raw / tables.RUNS_FILE, _row(model="tango", optimize=spec, dtype=dtype,
+                                                       gpu_energy_J=energy, energy_denoising_J=0.95 * energy))
+        tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
+            "run_id": "r1", "model": "tango", "optimize": spec, "dtype": dtype, "steps": 100,
+            "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": error, "rel_error_audio": error})
+    for repeat, (wall, energy) in enumerate(((9.0, 900.0), (1.0, 200.0))):  # two 10-step warm-ups
+        schema.append_row(raw / tables.RUNS_FILE, _row(model="tango", optimize="graphs", dtype="float32",
+                                                       steps=10, repeat=repeat, is_warmup=True, wall_s=wall,
+                                                       gpu_energy_J=energy, energy_denoising_J=0.9 * energy))
+    table = report.levers_table([raw])
+    by = table.set_index("optimize")
+    assert by.loc["graphs", "compile_s"] == 8.0 and by.loc["graphs", "compile_J"] == 700.0
+    assert by.loc["graphs", "lossless"] and not by.loc["max", "lossless"]
+    assert by.loc["max", "yardstick_latents"] == pytest.approx(3.7e-4)  # the fp32 default's error
+    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.5x | no |" in text
+    assert "best at any precision, with its error" in text
+    assert "| tango | `max` | float16 | 520.0 | 4.23x | 2.40e-03 | 3.70e-04 | no |" in text
+
+
+# --- the dry run and plan files ----------------------------------------------------------------------------
+def _history() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"model": "tango", "optimize": "none", "steps": 100, "waveforms_per_prompt": 1, "wall_s": 4.0,
+         "compile_s": 0.0},
+        {"model": "tango", "optimize": "max", "steps": 100, "waveforms_per_prompt": 1, "wall_s": 1.0,
+         "compile_s": 0.5},
+        {"model": "tango", "optimize": "max", "steps": 100, "waveforms_per_prompt": 10, "wall_s": 6.0,
+         "compile_s": 2.0},
+        {"model": "tango", "optimize": "fp32", "steps": 100, "waveforms_per_prompt": 1, "wall_s": 5.0,
+         "compile_s": float("nan")},
+    ])
+
+
+def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
+    h = _history()
+    assert plan.generation_s(h, "tango", "max", 100, 10) == (6.0, "measured")
+    assert plan.generation_s(h, "tango", "max", 10, 1) == (pytest.approx(0.1), "scaled from 100 steps")
+    gen, how = plan.generation_s(h, "tango", "none", 100, 10)  # batch ratio measured on max: 6x
+    assert gen == pytest.approx(24.0) and "6.0" in how
+    assert plan.generation_s(h, "tango", "max,compile-graphs", 100, 1) == (1.0, "measured as max")
+    gen, how = plan.generation_s(h, "audioldm", "none", 100, 1)
+    assert how == "catalogue cost" and gen == pytest.approx(plan.FALLBACK_S_PER_COST_STEP * 1.0 * 100)
+    assert plan.compile_s(h, "tango", "max", 10) == 2.0
+    one = plan.compile_s(h, "tango", "compile", 1)
+    assert one == pytest.approx(plan.COMPILE_S_PER_COST * 1.9)
+    assert plan.compile_s(h, "tango", "compile", 10) == pytest.approx(one * plan.COMPILE_BATCH_FACTOR)
+    assert plan.compile_s(h, "tango", "max,compile-graphs", 1) == pytest.approx(2 * one)  # 2 sdpa candidates
+
+    declared = {"tango": (("max", ((100, 1), (100, 10)), 3),)}
+    est = plan.estimate_plan(declared, h, min_window_s=1.0)
+    ref = est[est["optimize"] == "fp32 (reference)"].iloc[0]
+    assert ref["generation_s"] == 5.0 and ref["total_s"] > 5.0
+    cell = est[(est["optimize"] == "max") & (est["waveforms_per_prompt"] == 10)].iloc[0]
+    # repeats + two warm-ups at 10 steps (the first's one-time cost over the second's) + one-time cost
+    assert cell["total_s"] == pytest.approx(3 * 6.0 + 2 * 0.6 + 2.0)
+    stored = plan.estimate_plan(declared, h, stored_references={("tango", 100)})
+    assert stored[stored["optimize"] == "fp32 (reference)"]["total_s"].sum() == 0.0
+
+
+def test_models_are_split_into_the_fewest_calls_that_fit():
+    loads = {"a": 300.0, "b": 200.0, "c": 150.0}
+    assert plan.split_into_calls(loads, 540.0, 30.0) is not None
+    split = plan.split_into_calls(loads, 540.0, 30.0)
+    assert len(split) == 2 and sorted(m for g in split for m in g) == ["a", "b", "c"]
+    assert plan.split_into_calls({"a": 600.0}, 540.0, 30.0) is None
+    assert plan.largest_fitting_subset(loads, 400.0, 30.0) == ("b", "c")
+    lines = plan.estimate_text(plan.estimate_plan({"tango": (("max", ((100, 1),), 3),)}, _history()),
+                               540.0, 30.0)
+    assert any(line.startswith("call 1: tango") for line in lines)
+
+
+def test_campaign_plan_file_declares_the_levers_table():
+    p = plan.read_levers_plan(plan.Path("campaigns/h200_levers.toml"))
+    assert len(p.models) == 7 and p.repeats == 3
+    specs = {spec for spec, _, _ in p.declared["tango2"]}
+    assert specs == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-graphs"}
+    assert p.declared["tango2"][0][1] == ((100, 1), (100, 10))
+    assert ((10, 1) in p.declared["audioldm"][0][1]) and ("max,fp8" in {s for s, _, _ in p.declared["tango"]})
+    for part in ("campaigns/h200_levers_core.toml", "campaigns/h200_levers_compile.toml"):  # one call each
+        sub = plan.read_levers_plan(plan.Path(part))
+        assert set(sub.models) <= set(p.models) and sub.declared
+    opts = experiment.LeversOptions(models=p.models, declared=p.declared)
+    plans = experiment.lever_plans("tango2", opts)
+    assert plans[0].reference and plans[0].cells == ((100, 1),)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[levers]\nspecs = ['warp']\n", "unknown lever 'warp'"),
+    ("[levers]\nmodels = ['nope']\n", "unknown model 'nope'"),
+    ("[levers]\nsteps = [0]\n", "steps must be a non-empty list"),
+    ("[levers]\nmodels = ['tango']\n[levers.model.audioldm]\nsteps = [10]\n", "not in models"),
+    ("levers = 3\n", "needs a [levers] table"),
+    ("[levers\n", "not valid TOML"),
+])
+def test_bad_plan_files_fail_with_one_line(tmp_path, text, needle):
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    with pytest.raises(LeversError, match=None) as err:
+        plan.read_levers_plan(path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+# --- timed choices in their execution mode -----------------------------------------------------------------
+def test_attention_backend_is_timed_in_the_mode_it_runs_in(monkeypatch):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    real = apply.time_denoiser_chains
+
+    def spy(adapter, duration_s, chains, mode, repeats=3):
+        seen.append((mode, tuple(chains)))
+        for chain in chains.values():  # every candidate is the compiled denoiser behind its backend
+            assert hasattr(chain.inner, "_orig_mod")
+        return real(adapter, duration_s, chains, mode, repeats=1)
+
+    monkeypatch.setattr(apply, "time_denoiser_chains", spy)
+    levers = dataclasses.replace(parse_levers("fp32,compile,sdpa-best"), compile_backend="eager")
+    adapter = apply.apply_levers(build_model("stable-audio-open", size="tiny", dtype="float32", device="cpu"),
+                                 levers, duration_s=1.0)
+    assert seen and seen[0][0] == "compile"
+    notes = adapter.applied_levers.notes
+    assert notes["sdpa_timed_in"] == "compile" and notes["sdpa"] in seen[0][1]
+    assert set(notes["sdpa_ms"]) <= set(seen[0][1]) and "sdpa_eager_ms" in notes
+    assert apply.execution_mode(parse_levers("max"), graphs=True, compiled=False) == "cudagraph"
+    mode = apply.execution_mode(parse_levers("compile-graphs"), graphs=False, compiled=True)
+    assert mode == "compile-graphs"
+    torch._dynamo.reset()
+
+
+# --- fp8 ---------------------------------------------------------------------------------------------------
+def test_fp8_spec_and_its_targets():
+    levers = parse_levers("max,fp8")
+    assert levers.fp8 and levers.changes_behaviour and levers.cudagraph and levers.precision == "float16"
+    assert not parse_levers("max").fp8
+    dit = build_model("stable-audio-open", size="tiny", dtype="float32", device="cpu").denoiser
+    targets = apply.fp8_targets(dit)
+    assert targets and all("transformer_blocks." in t for t in targets)
+    modules = dict(dit.named_modules())
+    assert all(isinstance(modules[t], torch.nn.Linear) for t in targets)
+    assert all(modules[t].in_features % 16 == 0 and modules[t].out_features % 16 == 0 for t in targets)
+    outside = [n for n, m in dit.named_modules() if isinstance(m, torch.nn.Linear) and n not in targets]
+    assert all("transformer_blocks." not in n or m.in_features % 16 or m.out_features % 16
+               for n, m in ((n, modules[n]) for n in outside))
+
+
+def test_fp8_fails_clearly_without_a_capable_gpu_or_torchao(monkeypatch):
+    adapter = build_model("stable-audio-open", size="tiny", dtype="float32", device="cpu")
+    with pytest.raises(LeverError, match="compute capability 8.9"):
+        apply.apply_levers(adapter, "fp8", duration_s=1.0)
+    with pytest.raises(LeversError, match="fp8 ceiling: float8 matrix products need"):
+        ceiling.measure_ceiling(None, "cpu", 0.01, 32, "fp8")
+    monkeypatch.setattr(apply, "fp8_unavailable", lambda _device: None)
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        with pytest.raises(LeverError, match="needs torchao"):
+            apply.convert_fp8(adapter.denoiser, adapter.device)
+    else:
+        pytest.skip("torchao is installed: its float8 kernels need an sm_89+ GPU, not this CPU")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
+                    reason="needs an NVIDIA GPU of compute capability 8.9+ (float8 tensor cores) and torchao")
+def test_fp8_converts_the_dit_and_changes_the_output_a_little():
+    pytest.importorskip("torchao")
+    from tta_energy.levers.equivalence import relative_error
+    from tta_energy.models.base import GenerationRequest
+
+    req = GenerationRequest(prompts=[PROMPT], steps=2, duration_s=1.0, seed=3)
+    ref = build_model("stable-audio-open", size="tiny", dtype="float32", device="cuda").generate(req)
+    built = build_model("stable-audio-open", size="tiny", dtype="float32", device="cuda")
+    adapter = apply.apply_levers(built, "bf16,fp8", duration_s=1.0)
+    assert adapter.applied_levers.notes["fp8_linear_layers"] > 0
+    err = relative_error(adapter.generate(req).latents, ref.latents)
+    assert 0.0 < err < 0.5
