@@ -180,10 +180,10 @@ def block_steps(d: DocData) -> str:
 def _batch_ci(row: pd.Series) -> str:
     """`` (95% CI a–b)`` of the energy per clip where the batch size has more than one run."""
     if row["n_runs"] < 2:
-        return ""
+        return " (n = 1)"
     low = row["gpu_energy_J_per_10_clips_ci_low"] / summaries.CLIPS_PER_BATCH_RUN
     high = row["gpu_energy_J_per_10_clips_ci_high"] / summaries.CLIPS_PER_BATCH_RUN
-    return f" (95% CI {low:.0f}–{high:.0f})"
+    return f" (n = {int(row['n_runs'])}, 95% CI {max(low, 0):.0f}–{high:.0f})"
 
 
 def _levers_ci(energy: float, std: float, repeats: int) -> str:
@@ -199,7 +199,8 @@ def block_batch(d: DocData) -> str:
     if batch.empty:
         return "No batch sweep measured on the H200 yet."
     summary = summaries.batch_summary(batch)
-    n_runs = int(summary["n_runs"].max())
+    runs = summary["n_runs"].astype(int)
+    n_text = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}–{runs.max()}"
     one = summary[summary["n_prompts"] == 1]
     parts = []
     for model in _models(one):
@@ -210,8 +211,9 @@ def block_batch(d: DocData) -> str:
             f"{last['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(last)} J"
         )
     text = (
-        f"Batching (`data/h200/batch.csv`, 100 steps, {n_runs} run{'s' if n_runs > 1 else ''} per batch size"
-        f"{' (n = 1: no interval)' if n_runs == 1 else ''}, energy per clip at 1 → 10 waveforms per prompt): "
+        f"Batching (`data/h200/batch.csv`, 100 steps, {n_text} run(s) per batch size, n = 1: no interval; "
+        "a 95% t interval's lower end below zero is shown as 0; energy per clip at 1 → 10 waveforms per "
+        "prompt): "
         + ", ".join(parts)
         + "."
     )
@@ -414,11 +416,13 @@ def block_observations(d: DocData) -> str:
     duration = d.sweep("duration")
     sao = duration[duration["model"] == "stable-audio-open"]
     if not sao.empty:
-        lo, hi = sao.loc[sao["duration_s"].idxmin()], sao.loc[sao["duration_s"].idxmax()]
+        by_duration = sao.groupby("duration_s")["gpu_energy_J"].agg(["mean", "size"])
+        lo, hi = by_duration.iloc[0], by_duration.iloc[-1]
         text += (
-            f" Stable Audio Open's energy does not follow the duration asked ({lo['duration_s']:g} s: "
-            f"{lo['gpu_energy_J']:.0f} J, {hi['duration_s']:g} s: {hi['gpu_energy_J']:.0f} J at "
-            f"{int(lo['steps'])} steps, n = 1 each; it always computes {lo['latent_seconds']:.2f} s of "
+            f" Stable Audio Open's energy does not follow the duration asked ({by_duration.index[0]:g} s: "
+            f"{lo['mean']:.0f} J, n = {int(lo['size'])}; {by_duration.index[-1]:g} s: {hi['mean']:.0f} J, "
+            f"n = {int(hi['size'])}; {int(sao['steps'].iloc[0])} steps; it always computes "
+            f"{sao['latent_seconds'].iloc[0]:.2f} s of "
             "latents)."
         )
     guidance = d.sweep("guidance")
@@ -429,20 +433,26 @@ def block_observations(d: DocData) -> str:
             rows = summary[summary["model"] == model].sort_values("guidance_scale")
             if len(rows) == 2:
                 off, on = rows.iloc[0], rows.iloc[1]
+                change = off["gpu_energy_J_mean"] / on["gpu_energy_J_mean"] - 1
                 parts.append(
-                    f"{label(model)} {on['gpu_energy_J_mean']:.0f} → {off['gpu_energy_J_mean']:.0f} J"
+                    f"{label(model)} {on['gpu_energy_J_mean']:.0f} → {off['gpu_energy_J_mean']:.0f} J "
+                    f"({change:+.0%}; n = {int(on['n_runs'])}/{int(off['n_runs'])})"
                 )
         text += (
-            " Turning classifier-free guidance off halves the denoiser batch (on → off, n = 1 each): "
+            " Turning classifier-free guidance off halves the denoiser batch (mean energy on → off, "
+            "100 steps): "
             + ", ".join(parts)
-            + "; the launch-bound models save nothing."
+            + "."
         )
     precision = d.sweep("precision")
-    sao = precision[precision["model"] == "stable-audio-open"].set_index("dtype")["gpu_energy_J"]
+    sao = precision[precision["model"] == "stable-audio-open"].groupby("dtype")["gpu_energy_J"].agg(
+        ["mean", "size"])
     if {"float32", "float16"} <= set(sao.index):
+        fp32, fp16 = sao.loc["float32"], sao.loc["float16"]
         text += (
             f" fp32 as PyTorch runs it by default (matrix products without TF32) costs Stable Audio Open "
-            f"{sao['float32']:.0f} J against {sao['float16']:.0f} J in fp16 (n = 1)."
+            f"{fp32['mean']:.0f} J (n = {int(fp32['size'])}) against {fp16['mean']:.0f} J in fp16 "
+            f"(n = {int(fp16['size'])})."
         )
     text += " " + block_quality_drift(d)
     return text
