@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The energy-levers sweep (issue 7) on one lent H200: two device calls of < 9 min each cover all 7 models at
+# The energy-levers sweep on one lent H200: two device calls of < 9 min each cover all 7 models at
 # full size with random weights; a third, optional call adds Inductor compilation for two models.
 #
 #   bash scripts/gpu_levers.sh 1      # audioldm, audioldm2, make-an-audio, make-an-audio-2      (~8 min)
@@ -71,7 +71,7 @@ case "$PART" in
      EXTRA=(--batches 1 --full none --batch1 "" --single "" --no-trim --compile-models "$MODELS") ;;
   4) MODELS=make-an-audio-2,make-an-audio,audioldm,audioldm2,tango,tango2,stable-audio-open
      # fp16 alone is the yardstick of max's error where the default is fp32 (Make-An-Audio (2), Tango (2));
-     # batching alone at 100 steps is the batch sweep of issue 5 (data/h200/batch.csv)
+     # batching alone at 100 steps is the batch sweep (data/h200/batch.csv)
      EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;
   5) MODELS=audioldm2,make-an-audio-2,stable-audio-open  # what part 4's budget left out (data/README.md)
      EXTRA=(--steps 100 --full max --batch1 "none graphs" --single fp16 --no-trim) ;;

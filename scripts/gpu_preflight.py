@@ -3,7 +3,7 @@
     python3 scripts/gpu_preflight.py      # exit 0, or one line naming what is missing and exit 1
 
 The device machine's image has torch, transformers, numpy, pandas, scipy, nvidia-ml-py, typer and rich; the
-rest comes as wheels carried in .whl/ (``bash ../shared/tools/device-wheels.sh torchsde trampoline soxr``) and
+rest comes as wheels carried in .whl/ (torchsde, trampoline, soxr, built for its Python 3.12) and
 installed with ``--no-deps``, so a forgotten one would otherwise surface as error rows in the middle of a
 sweep (as soxr did in device call 7: AudioLDM 2 ranks its waveforms with CLAP on soxr-resampled audio at
 batch > 1).
@@ -33,6 +33,5 @@ if __name__ == "__main__":
     if absent:
         sys.exit("error: missing Python modules on this machine: "
                  + ", ".join(f"{m} ({DEVICE_MODULES[m]})" for m in absent)
-                 + "; carry their wheels in .whl/ "
-                 "(bash ../shared/tools/device-wheels.sh torchsde trampoline soxr)")
+                 + "; carry their wheels (built for this machine's Python) in .whl/")
     print(f"preflight: {len(DEVICE_MODULES)} modules importable")
