@@ -1,6 +1,7 @@
 """Test data for the analysis tests: the study's subset, a synthetic full 7-model tree, synthetic H200 runs.
 
-The full tree is built from the 3-model subset in ``../shared/paper-data`` by copying AudioLDM's files into
+The full tree is built from the study's published results for 3 models (``../shared/paper-data`` or
+$TTA_ENERGY_PAPER_DATA: unmodified files of its repository) by copying AudioLDM's files into
 the Make-An-Audio and Tango folders and AudioLDM 2's into the Make-An-Audio 2 and Tango 2 folders, renaming
 files and ``project_name`` prefixes as the study's repository names them. The numbers are
 therefore AudioLDM's, which is all an import test needs: folder names, file names and model names.

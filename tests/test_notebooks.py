@@ -2,8 +2,9 @@
 
 Execution goes through ``python -m tta_energy.analysis.reproduce`` (what ``make reproduce`` runs):
 once on the repository's ``data/`` (the study's data imported in ``data/study`` plus any measurements of
-this project), once on a copy of the study given with ``--study`` (a 7-model tree built from
-``../shared/paper-data``) together with synthetic H200 run tables that carry phases and a power trace.
+this project), once on a copy of the study given with ``--study`` (a 7-model tree built from the study's
+published results for 3 models, :func:`analysis_fixtures.paper_data_path`) together with synthetic H200 run
+tables that carry phases and a power trace.
 """
 
 from __future__ import annotations
