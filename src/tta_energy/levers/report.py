@@ -321,7 +321,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                           f"`{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
                           "Measured: " + _limits_text(model, best, profile) + ".")
     lines += best_any_precision(cell, steps, batch)
-    lines += ["", "## Best configuration at any batch size: FLOP per joule against the ceiling", "",
+    lines += ["", "## Best lossless configuration at any batch size: FLOP per joule against the ceiling", "",
               "| model | configuration | steps | batch | TFLOP/J | fraction of ceiling | target | met |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model in sorted(table["model"].unique()):
