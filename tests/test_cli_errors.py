@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -121,30 +123,79 @@ def test_a_model_script_has_its_own_usage_and_no_model_option(tmp_path: Path) ->
     assert "Usage: tango.py [OPTIONS]" in result.stdout and "--model" not in result.stdout
 
 
+@contextmanager
+def holding(lock: str) -> Iterator[None]:
+    """A second, real process that enters ``lock`` (a with-statement's context, in Python) and holds it until
+    the block ends; afterwards it has ended cleanly."""
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from tta_energy.experiments import campaign, distributed, runner\n"
+            "ctx = distributed.context_from_env()\n"
+            f"with {lock}:\n"
+            "    print('locked', flush=True)\n"
+            "    sys.stdin.readline()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], env=_env(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.communicate("done\n", timeout=60)
+    assert holder.returncode == 0
+
+
 def test_a_second_writer_of_a_table_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
     """Two real processes: one holds the table's lock as a running sweep does, the other is refused at once
     with one line; once the first is done the lock is free again."""
     table = tmp_path / "steps.csv"
-    holder_code = (
-        "import sys\nfrom pathlib import Path\n"
-        "from tta_energy.experiments import distributed, runner\n"
-        f"opts = runner.SweepOptions(model='audioldm', experiments=('steps',), out=Path({str(table)!r}))\n"
-        "with runner.table_locks(opts, distributed.context_from_env()):\n"
-        "    print('locked', flush=True)\n"
-        "    sys.stdin.readline()\n")
-    holder = subprocess.Popen([sys.executable, "-c", holder_code], env=_env(), text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    sweep = f"runner.SweepOptions(model='audioldm', experiments=('steps',), out=Path({str(table)!r}))"
+    with holding(f"runner.table_locks({sweep}, ctx)"):
         (second,) = run_all([["sweep", "--model", "audioldm", "--experiment", "steps", "--size", "tiny",
                               "--device", "cpu", "--no-codecarbon", "--out", str(table)]], tmp_path)
-    finally:
-        holder.communicate("done\n", timeout=60)
-    assert_one_error_line(second, f"another sweep is writing {table}")
-    assert holder.returncode == 0 and not table.exists()  # the refused sweep wrote nothing
+    assert_one_error_line(second, f"another sweep or campaign is writing {table}")
+    assert not table.exists()  # the refused sweep wrote nothing
     from filelock import FileLock
 
-    from tta_energy.experiments.runner import lock_path
+    from tta_energy.experiments.resume import lock_path
 
     with FileLock(lock_path(table), timeout=0):  # released when its holder ended
         pass
+
+
+TINY_CAMPAIGN = """
+name = "tiny"
+out_dir = "{out}"
+size = "tiny"
+dtype = "float32"
+idle_s = 0
+min_window_s = 0
+[[experiment]]
+name = "quality"
+models = ["audioldm"]
+grid = ["1"]
+captions = ["audiocaps"]
+caption_limit = 1
+[[experiment]]
+name = "steps"
+models = ["audioldm"]
+grid = ["1"]
+"""
+
+
+@pytest.mark.parametrize("holder", ["campaign", "sweep"])
+def test_a_campaign_run_is_refused_while_another_run_writes_its_tables(tmp_path: Path, holder: str) -> None:
+    """A campaign run takes the sweep's locks: while another campaign run (or a sweep of one of its tables)
+    holds them, a second run is refused with one line before it measures or writes anything."""
+    out = tmp_path / "tables"
+    spec = tmp_path / "c.toml"
+    spec.write_text(TINY_CAMPAIGN.format(out=out), encoding="utf-8")
+    steps = out / "steps.csv"
+    lock = {"campaign": f"campaign.campaign_locks(campaign.load_campaign({str(spec)!r}), "
+                        "{'quality', 'steps'}, ctx)",
+            "sweep": f"runner.table_locks(runner.SweepOptions(model='tango', experiments=('steps',), "
+                     f"out=Path({str(steps)!r})), ctx)"}[holder]
+    with holding(lock):
+        (second,) = run_all([["campaign", "run", "--campaign", str(spec), "--device", "cpu",
+                              "--no-codecarbon", "--no-progress", "--no-trace"]], tmp_path)
+    busy = out / ("quality.csv" if holder == "campaign" else "steps.csv")  # the first table it holds
+    assert_one_error_line(second, f"another sweep or campaign is writing {busy}")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []  # nothing written

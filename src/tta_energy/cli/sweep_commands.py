@@ -32,7 +32,8 @@ Resumable: rows are appended atomically; running the same command again skips th
 pairs already recorded as ok / oom / nan_audio and retries error rows (--keep-errors: skip them too).
 --time-budget stops starting generations that would end after the budget (exit status 3); run again to
 finish. When every generation of a sweep failed, the distinct errors are listed and the exit status is 4.
-One sweep at a time writes a table: a second one on the same table is refused (each table has a lock file).
+One sweep or campaign run at a time writes a table: a second one on the same table is refused (each table
+has a lock file).
 
 Several GPUs: torchrun --nproc-per-node N -m tta_energy sweep ... shards the pairs over the ranks (one GPU
 each), every rank writes <out>.rank<k>.csv and rank 0 merges them into the table.

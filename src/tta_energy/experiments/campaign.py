@@ -23,7 +23,8 @@ checks that its estimated time (plus a model build and warm-up when the model is
 time budget left; otherwise the run stops. Every row is appended when measured
 (:func:`.runner.measure_pair`), so a kill loses at most the generation in flight and the same command resumes.
 Under torchrun the cells are split over the ranks by estimated time; each rank appends to its shard files,
-which rank 0 merges at the end.
+which rank 0 merges at the end. A run holds the lock of every table it writes (and of the runs log) from
+before it reads them to its end, as a sweep does: a second run, or a sweep writing one of them, is refused.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ from tta_energy.experiments.campaign_plan import (
     read_frames,
     read_runs_log,
     report,
+    selected,
     status_table,
     sweep_options,
     window_seconds,
@@ -123,6 +126,8 @@ __all__ = [
     "ResidentModels",
     "check_run_options",
     "run_campaign",
+    "campaign_locks",
+    "selected",
     "record_run",
     "append_jsonl",
 ]
@@ -207,14 +212,36 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     """Measure what the campaign still misses, within the time budget; see the module docstring."""
     check_run_options(campaign, ro)
     ctx = distributed.context_from_env()
-    distributed.init(ctx)
-    try:
-        return _run(campaign, ro, ctx, echo)
-    finally:
-        distributed.shutdown(ctx)
+    writes = {entry.experiment for entry, _model in selected(campaign, ro.models, ro.experiments)}
+    with campaign_locks(campaign, writes, ctx):
+        distributed.init(ctx)
+        try:
+            return _run(campaign, ro, writes, ctx, echo)
+        finally:
+            distributed.shutdown(ctx)
 
 
-def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
+@contextmanager
+def campaign_locks(campaign: Campaign, experiments: Iterable[str],
+                   ctx: distributed.DistContext) -> Iterator[None]:
+    """Hold the lock of every file this process of a campaign run writes, from before it reads the tables
+    to its end: rank 0 the experiments' tables and the runs log, each rank of torchrun its shard files (as a
+    sweep does, :func:`.resume.hold_locks`), so that a second run or a sweep cannot measure the same pairs."""
+    tables = []
+    for e in sorted(experiments):
+        out = campaign.table(e)
+        if ctx.is_main:
+            tables.append(out)
+        if ctx.is_distributed:
+            tables.append(resume.shard_path(out, ctx.rank))
+    if ctx.is_main:
+        tables.append(campaign.out_dir / RUNS_LOG)
+    campaign.out_dir.mkdir(parents=True, exist_ok=True)
+    with resume.hold_locks(tables, CampaignError, "--out-dir"):
+        yield
+
+
+def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.DistContext,
          echo: Callable[[str], None]) -> RunResult:
     from tta_energy.experiments import runner
     from tta_energy.experiments.runner import RowContext, measure_idle, measure_pair
@@ -226,7 +253,6 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
     if not cells:
         raise CampaignError("no cell to measure: the filters leave none of the campaign's cells")
     experiments = [e.experiment for e in campaign.entries]
-    campaign.out_dir.mkdir(parents=True, exist_ok=True)
     distributed.barrier(ctx)
     frames = read_frames(campaign, {c.experiment for c in cells})
     observed = observe(frames)
@@ -314,7 +340,7 @@ def _run(campaign: Campaign, ro: RunOptions, ctx: distributed.DistContext,
     result.unfinished = len(todo)
     distributed.barrier(ctx)
     if ctx.is_main:
-        for e in experiments:
+        for e in sorted(writes):  # the tables this run holds the locks of
             if resume.shard_paths(campaign.table(e)):
                 resume.merge_shards(campaign.table(e))
     gathered = distributed.all_gather(ctx, (result.rows, result.warmups, result.measured_s,

@@ -86,32 +86,35 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
 
     probes: dict[str, Any] = {}
     cells: dict[tuple, Cell] = {}
-    for entry in campaign.entries:
-        if experiments and entry.experiment not in experiments:
+    for entry, model in selected(campaign, models, experiments):
+        opts = sweep_options(campaign, model, entry)
+        probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
+        try:
+            items, excluded = expand(opts, entry.experiment, probe)
+        except NothingToRun as exc:
+            note(str(exc))
             continue
-        for model in entry.models:
-            if models and model not in models:
+        for text in excluded:
+            note(f"{model} {entry.experiment}: {text}")
+        groups: dict[tuple, list[Any]] = defaultdict(list)
+        for it in items:
+            key = tuple((c, _cell_value(it.config, c, it.dtype)) for c in CELL_COLUMNS[entry.experiment])
+            groups[key].append(it)
+        for key, group in groups.items():
+            cell = Cell(model, entry.experiment, key, tuple(group), entry.stopping,
+                        per_caption=entry.experiment == "quality")
+            if cell.key in cells:  # two entries declare the same cell: the first one's rule holds
                 continue
-            opts = sweep_options(campaign, model, entry)
-            probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
-            try:
-                items, excluded = expand(opts, entry.experiment, probe)
-            except NothingToRun as exc:
-                note(str(exc))
-                continue
-            for text in excluded:
-                note(f"{model} {entry.experiment}: {text}")
-            groups: dict[tuple, list[Any]] = defaultdict(list)
-            for it in items:
-                key = tuple((c, _cell_value(it.config, c, it.dtype)) for c in CELL_COLUMNS[entry.experiment])
-                groups[key].append(it)
-            for key, group in groups.items():
-                cell = Cell(model, entry.experiment, key, tuple(group), entry.stopping,
-                            per_caption=entry.experiment == "quality")
-                if cell.key in cells:  # two entries declare the same cell: the first one's rule holds
-                    continue
-                cells[cell.key] = cell
+            cells[cell.key] = cell
     return list(cells.values())
+
+
+def selected(campaign: Campaign, models: Sequence[str] | None = None,
+             experiments: Sequence[str] | None = None) -> list[tuple[Entry, str]]:
+    """The campaign's (entry, model) pairs the filters keep (an empty filter keeps all), in file order."""
+    return [(entry, model) for entry in campaign.entries
+            if not experiments or entry.experiment in experiments
+            for model in entry.models if not models or model in models]
 
 
 # --- the state of a cell ------------------------------------------------------------------------------------

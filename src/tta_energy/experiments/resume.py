@@ -11,12 +11,16 @@ Rules (documented in ``tta-energy sweep --help``):
   before the sweep starts they are removed from the table with an atomic rewrite (temp file + rename), so
   that each pair still appears exactly once when the sweep completes. ``--keep-errors`` keeps them and skips
   those pairs.
+* one writer per table: a sweep or campaign run holds the lock of every table it writes (a hidden
+  ``.NAME.csv.lock`` next to it, :func:`hold_locks`) from before its first read to its end, and a second
+  writer is refused at once: both would measure the pairs still missing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +82,29 @@ def shard_path(out: str | Path, rank: int) -> Path:
     """The file rank ``rank`` writes under torchrun: ``steps.csv`` -> ``steps.rank1.csv``."""
     out = Path(out)
     return out.with_name(f"{out.stem}.rank{rank}{out.suffix}")
+
+
+def lock_path(table: str | Path) -> Path:
+    """The lock file of a table: hidden, next to it (``.steps.csv.lock``)."""
+    table = Path(table)
+    return table.with_name(f".{table.name}.lock")
+
+
+@contextmanager
+def hold_locks(tables: Iterable[Path], error: type[Exception], elsewhere: str) -> Iterator[None]:
+    """Hold the lock of each of ``tables`` until the block ends; when another process holds one, release
+    those taken and raise ``error`` (the caller's error type) with one line naming the table and
+    ``elsewhere``, the options that write somewhere else."""
+    from filelock import FileLock, Timeout
+
+    with ExitStack() as stack:
+        for table in tables:
+            try:
+                stack.enter_context(FileLock(lock_path(table), timeout=0))
+            except Timeout:
+                raise error(f"another sweep or campaign is writing {table} (it holds {lock_path(table)}): "
+                            f"wait for it to finish, or write elsewhere with {elsewhere}") from None
+        yield
 
 
 def shard_paths(out: str | Path) -> list[Path]:

@@ -25,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -612,17 +612,10 @@ def check_writable(opts: SweepOptions, ctx: distributed.DistContext) -> None:
         writable_folder(opts.audio_dir, "audio folder")
 
 
-def lock_path(table: Path) -> Path:
-    """The lock file of a table: hidden, next to it (``.steps.csv.lock``)."""
-    return table.with_name(f".{table.name}.lock")
-
-
 @contextmanager
 def table_locks(opts: SweepOptions, ctx: distributed.DistContext) -> Iterator[None]:
-    """Hold the lock of every table this process writes, for the whole sweep; refuse at once when another
-    sweep holds one (two writers of one table would both measure the pairs still missing)."""
-    from filelock import FileLock, Timeout
-
+    """Hold the lock of every table this process writes, for the whole sweep: rank 0 the tables, each rank
+    of torchrun its shard files (:func:`.resume.hold_locks`)."""
     tables = []
     for e in opts.experiments:
         out = opts.out_path(e)
@@ -630,14 +623,7 @@ def table_locks(opts: SweepOptions, ctx: distributed.DistContext) -> Iterator[No
             tables.append(out)
         if ctx.is_distributed:
             tables.append(resume.shard_path(out, ctx.rank))
-    with ExitStack() as stack:
-        for table in tables:
-            lock = FileLock(lock_path(table), timeout=0)
-            try:
-                stack.enter_context(lock)
-            except Timeout:
-                raise SweepError(f"another sweep is writing {table} (it holds {lock_path(table)}): wait for "
-                                 "it to finish, or write elsewhere with --out / --out-dir") from None
+    with resume.hold_locks(tables, SweepError, "--out / --out-dir"):
         yield
 
 
