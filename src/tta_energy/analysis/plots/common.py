@@ -135,3 +135,38 @@ def energy_errorbar(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style) -> 
     mean = rows["gpu_energy_J_mean"]
     yerr = interval_errors(mean, rows["gpu_energy_J_ci_low"], rows["gpu_energy_J_ci_high"])
     ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, **style)
+
+
+def circle_warm_means(ax: plt.Axes, summary: pd.DataFrame, x: str, y: str) -> bool:
+    """Circle the means that include the first call of one of the study's scripts (its CUDA warm-up, which
+    the study never discarded; ``first_generation_included``); True when there was one to circle."""
+    if "first_generation_included" not in summary.columns:
+        return False
+    warm = summary[summary["first_generation_included"].astype(bool)]
+    if warm.empty:
+        return False
+    ax.scatter(
+        warm[x],
+        warm[y],
+        s=140,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        zorder=4,
+        label="mean includes the study's warm-up call",
+    )
+    return True
+
+
+def label_front(ax: plt.Axes, points: list[tuple[str, float, float]], dx: float) -> None:
+    """Name the points of a Pareto front (text, x, y) in dark red, ``dx`` points to their right and
+    alternately above and below them, so that neighbours' labels do not overlap."""
+    for k, (text, x, y) in enumerate(points):
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=(dx, 5 if k % 2 == 0 else -11),
+            fontsize=7,
+            color="darkred",
+        )

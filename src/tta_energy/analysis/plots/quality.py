@@ -14,6 +14,7 @@ from tta_energy.analysis.plots.common import (
     MODEL_COLOURS,
     STEP_MARKERS,
     _style,
+    label_front,
     model_label,
     n_label,
     save_figure,
@@ -51,6 +52,16 @@ def _model_and_step_handles(table: pd.DataFrame) -> list:
     ]
 
 
+def _frequency(front_frequency: float) -> str:
+    """A front member's bootstrap frequency of being on the front, as a label's suffix, when below 100 %."""
+    return "" if np.isnan(front_frequency) or front_frequency >= 0.995 else f" ({front_frequency:.0%})"
+
+
+def _configuration(configuration: str) -> str:
+    """A lever configuration as a label's suffix; none for the study's default."""
+    return "" if configuration == "study default" else f" `{configuration}`"
+
+
 def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Energy vs CLAP / FAD for each data set, the front highlighted, joined and labelled."""
     stem = f"pareto-{slug(label)}"
@@ -75,20 +86,15 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
                 )
             front = sub[sub["pareto_optimal"]].sort_values("gpu_energy_J_mean")
             ax.plot(front["gpu_energy_J_mean"], front["score"], ls="--", color="red", lw=1.1, zorder=2)
-            for k, row in enumerate(front.itertuples()):
-                freq = (
-                    ""
-                    if np.isnan(row.front_frequency) or row.front_frequency >= 0.995
-                    else f" ({row.front_frequency:.0%})"
-                )
-                ax.annotate(
-                    f"{model_label(row.model)} {int(row.steps)}{freq}",
-                    (row.gpu_energy_J_mean, row.score),
-                    textcoords="offset points",
-                    xytext=(6, 5 if k % 2 == 0 else -11),
-                    fontsize=7,
-                    color="darkred",
-                )
+            label_front(
+                ax,
+                [
+                    (f"{model_label(row.model)} {int(row.steps)}{_frequency(row.front_frequency)}",
+                     row.gpu_energy_J_mean, row.score)
+                    for row in front.itertuples()
+                ],
+                dx=6,
+            )
             ax.set_xscale("log")
             ax.set_xlabel("GPU energy per generation [J] (log)")
             study_fad = metric == "fad" and (sub["source"] == "study").all()  # the study's "fad" is FAD-inf
@@ -222,16 +228,15 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
             levers_front = panel[panel["on_front_h200_levers"].fillna(False).astype(bool)].sort_values(
                 "energy_J_per_clip"
             )
-            for k, row in enumerate(levers_front.itertuples()):
-                config = "" if row.configuration == "study default" else f" `{row.configuration}`"
-                ax.annotate(
-                    f"{model_label(row.model)} {int(row.steps)}{config}",
-                    (row.energy_J_per_clip, row.score),
-                    textcoords="offset points",
-                    xytext=(5, 5 if k % 2 == 0 else -11),
-                    fontsize=7,
-                    color="darkred",
-                )
+            label_front(
+                ax,
+                [
+                    (f"{model_label(row.model)} {int(row.steps)}{_configuration(row.configuration)}",
+                     row.energy_J_per_clip, row.score)
+                    for row in levers_front.itertuples()
+                ],
+                dx=5,
+            )
             ax.set_xscale("log")
             ax.set_xlabel("GPU energy per clip [J] (log)")
             ax.set_ylabel(METRIC_LABELS["fad_inf" if metric == "fad" else metric])

@@ -11,6 +11,7 @@ from tta_energy.analysis.plots.common import (
     MODEL_COLOURS,
     _plain_log_y,
     _style,
+    circle_warm_means,
     energy_errorbar,
     interval_errors,
     model_label,
@@ -71,22 +72,7 @@ def plot_energy_vs_steps(
     else:
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
-    warm = (
-        summary[summary["first_generation_included"]]
-        if "first_generation_included" in summary
-        else summary[:0]
-    )
-    if not warm.empty:
-        ax.scatter(
-            warm["x_calls"],
-            warm["gpu_energy_J_mean"],
-            s=140,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.2,
-            zorder=4,
-            label="mean includes the study's warm-up call",
-        )
+    warm = circle_warm_means(ax, summary, "x_calls", "gpu_energy_J_mean")
     ax.set_title(f"Energy per 10-s generation vs denoiser calls — {label}")
     ax.legend(
         fontsize="small",
@@ -107,7 +93,7 @@ def plot_energy_vs_steps(
             " Make-An-Audio (2) at 150 nominal steps runs 167 denoiser calls (LDM's DDIM spacing) and is "
             "drawn at 167."
         )
-    if not warm.empty:
+    if warm:
         caption += (
             " Circled means include the first call of one of the study's scripts (CUDA warm-up, never "
             "discarded by the study): they are inflated, and so is their interval."
@@ -173,22 +159,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax_ratio.set_ylim(bottom=0)
-    warm = (
-        data[data["first_generation_included"].astype(bool)]
-        if "first_generation_included" in data.columns
-        else data[:0]
-    )
-    if not warm.empty:
-        ax.scatter(
-            warm["batch"],
-            warm["gpu_energy_J_per_clip_mean"],
-            s=140,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.2,
-            zorder=4,
-            label="mean includes the study's warm-up call",
-        )
+    warm = circle_warm_means(ax, data, "batch", "gpu_energy_J_per_clip_mean")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(  # beside the panels: a legend inside would hide points
         handles,
@@ -206,7 +177,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     )
     if single:
         caption += " Points with n = 1 (one run of 10 clips) have no error bar."
-    if not warm.empty:
+    if warm:
         caption += (
             " Circled means include the first call of one of the study's scripts (CUDA warm-up): they are "
             "inflated."
