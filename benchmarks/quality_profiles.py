@@ -3,9 +3,9 @@
 CPU only, no model (a few minutes):
     PYTHONPATH=src python3 benchmarks/quality_profiles.py --out benchmarks/results/quality_profiles.json
 
-Embeddings are unit vectors in 512 dimensions from an anisotropic Gaussian (as in
-``benchmarks/quality_resampling.py``), 300 generated and 300 reference clips, the generated set with a small
-mean shift. Measured, one choice at a time:
+Embeddings are unit vectors in 512 dimensions from an anisotropic Gaussian
+(:mod:`tta_energy.quality.synthetic`, as in ``benchmarks/quality_resampling.py``), 300 generated and 300
+reference clips, the generated set with a small mean shift. Measured, one choice at a time:
 
 * ``sample_sizes``: FAD-inf of one embedding per clip (300 x 300) with fadtk's sizes (500 ... 300, drawn
   with replacement) and with the per-clip sizes (150 ... 300), over many draw seeds on one data set, and the
@@ -37,6 +37,7 @@ from tta_energy.quality.frechet import (
     frechet_distance_embeddings,
     statistics_distance,
 )
+from tta_energy.quality.synthetic import SyntheticEmbeddings, unit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,17 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     d, n = args.dim, args.clips
-    mixing = rng.normal(size=(d, d)) * (np.linspace(1.0, 0.05, d) ** 2)
-    shift = rng.normal(size=d) * 0.03
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-    def clips(count: int, offset: float) -> np.ndarray:
-        return rng.normal(size=(count, d)) @ mixing.T + offset * shift
+    synthetic = SyntheticEmbeddings(rng, d)
+    clips = synthetic.centres
 
     def windows(centres: np.ndarray) -> list[np.ndarray]:
-        noise = rng.normal(size=(len(centres), args.windows, d)) @ mixing.T
+        noise = rng.normal(size=(len(centres), args.windows, d)) @ synthetic.mixing.T
         return list(unit(centres[:, None, :] + 0.5 * noise))
 
     start = time.time()

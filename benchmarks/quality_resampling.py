@@ -4,7 +4,8 @@ CPU only, no model (a few minutes):
     PYTHONPATH=src python3 benchmarks/quality_resampling.py --out benchmarks/results/quality_resampling.json
 
 Embeddings: 300 generated and 300 reference unit vectors in 512 dimensions (the study's 300 clips x 512-d
-LAION-CLAP), drawn from an anisotropic Gaussian and normalised, the generated set with a small mean shift.
+LAION-CLAP), drawn from an anisotropic Gaussian and normalised (:mod:`tta_energy.quality.synthetic`), the
+generated set with a small mean shift.
 Measured, each from fresh draws of the same two distributions:
 
 * the run-to-run spread of FAD (``true_*``: many independent data sets);
@@ -26,6 +27,7 @@ import numpy as np
 
 from tta_energy.intervals import half_sampling_interval
 from tta_energy.quality.frechet import fad_inf, frechet_distance, frechet_distance_embeddings, gaussian_fit
+from tta_energy.quality.synthetic import SyntheticEmbeddings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     d, n = args.dim, args.clips
-    mixing = rng.normal(size=(d, d)) * (np.linspace(1.0, 0.05, d) ** 2)
-    shift = rng.normal(size=d) * 0.03
-
-    def draw(count: int, offset: float) -> np.ndarray:
-        x = rng.normal(size=(count, d)) @ mixing.T + offset * shift
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+    draw = SyntheticEmbeddings(rng, d).draw
 
     start = time.time()
     true = np.array([frechet_distance_embeddings(draw(n, 1.0), draw(n, 0.0)) for _ in range(args.datasets)])

@@ -372,3 +372,20 @@ def test_fad_inf_matches_fadtk_score_inf(case: str, tmp_path: Path) -> None:
 def test_negative_result_is_refused() -> None:
     with pytest.raises(AssertionError, match="negative"):
         frechet._checked(0.0, 1.0, 1.0, 1.5)
+
+
+def test_synthetic_embeddings_are_seeded_unit_vectors_with_a_shifted_mean() -> None:
+    from tta_energy.quality.synthetic import SyntheticEmbeddings
+
+    def fresh() -> SyntheticEmbeddings:
+        return SyntheticEmbeddings(np.random.default_rng(3), 8)
+
+    first = fresh()
+    gen = first.draw(50, 1.0)
+    np.testing.assert_array_equal(fresh().draw(50, 1.0), gen)  # the seed fixes distributions and draws
+    np.testing.assert_allclose(np.linalg.norm(gen, axis=1), 1.0)
+    assert gen.shape == (50, 8) and not np.allclose(gen, first.draw(50, 1.0))  # new draws each call
+    # from the same noise, a generated vector is the reference one moved by the shift
+    moved = fresh().centres(50, 1.0) - fresh().centres(50, 0.0)
+    np.testing.assert_allclose(moved, np.tile(first.shift, (50, 1)))
+    assert np.linalg.norm(first.shift) > 0

@@ -10,4 +10,5 @@
 * :mod:`~tta_energy.quality.clap_score` — caption files, matching by file name, cosine similarities;
 * confidence intervals: :mod:`tta_energy.intervals` (shared with the analysis);
 * :mod:`~tta_energy.quality.score` — the ``tta-energy score`` pipeline and its tidy table.
+* :mod:`~tta_energy.quality.synthetic` — CLAP-like synthetic embeddings for the metric benchmarks.
 """
