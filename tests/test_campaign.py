@@ -15,36 +15,6 @@ from tta_energy.experiments import campaign as cp
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
 
-TINY_CAMPAIGN = """
-name = "tiny"
-out_dir = "{out}"
-size = "tiny"
-dtype = "float32"
-idle_s = 0
-min_window_s = 0
-[repeats]
-min = 2
-max = 2
-
-[[experiment]]
-name = "steps"
-models = ["audioldm", "tango"]
-grid = ["1"]
-
-[[experiment]]
-name = "quality"
-models = ["audioldm"]
-grid = ["1"]
-captions = ["audiocaps"]
-caption_limit = 2
-"""
-
-
-def write_campaign(tmp_path, text: str = TINY_CAMPAIGN):
-    path = tmp_path / "c.toml"
-    path.write_text(text.format(out=tmp_path / "tables"), encoding="utf-8")
-    return path
-
 
 def test_the_committed_campaign_file_parses_into_typed_entries():
     c = cp.load_campaign("campaigns/h200.toml")
@@ -169,8 +139,9 @@ def test_plan_estimates_from_synthetic_rows():
     assert overhead == pytest.approx(20.0)
 
 
-def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_path, capsys):
-    path = write_campaign(tmp_path)
+def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_path, tiny_campaign,
+                                                                         capsys):
+    path = tiny_campaign
     tables = tmp_path / "tables"
     base = ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress"]
     with pytest.raises(SystemExit) as exc:  # a model build alone would not fit: nothing starts
@@ -213,8 +184,8 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert "total" in capsys.readouterr().out
 
 
-def test_run_filters_models_and_experiments(tmp_path, capsys):
-    path = write_campaign(tmp_path)
+def test_run_filters_models_and_experiments(tmp_path, tiny_campaign, capsys):
+    path = tiny_campaign
     main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
           "--model", "tango", "--experiment", "steps"])
     rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
@@ -225,14 +196,14 @@ def test_run_filters_models_and_experiments(tmp_path, capsys):
     assert np.isfinite(rows["cpu_time_s"]).all()
 
 
-def test_a_cell_that_keeps_failing_is_left_for_the_next_run(tmp_path, monkeypatch, capsys):
+def test_a_cell_that_keeps_failing_is_left_for_the_next_run(tmp_path, tiny_campaign, monkeypatch, capsys):
     from tta_energy.models.audioldm import AudioLDMAdapter
 
     def broken(self, request, phases=None):
         raise RuntimeError("a deterministic failure")
 
     monkeypatch.setattr(AudioLDMAdapter, "generate", broken)
-    path = write_campaign(tmp_path)
+    path = tiny_campaign
     main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
           "--model", "audioldm", "--experiment", "steps"])
     assert f"{cp.MAX_ERRORS_PER_RUN} error rows in this run; left for the next run" in capsys.readouterr().out
@@ -242,8 +213,8 @@ def test_a_cell_that_keeps_failing_is_left_for_the_next_run(tmp_path, monkeypatc
     assert measured["error"].str.contains("a deterministic failure").all()
 
 
-def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, capsys):
-    path = write_campaign(tmp_path)
+def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, tiny_campaign, capsys):
+    path = tiny_campaign
     tables = tmp_path / "tables"
     lines = [
         {"wall_s": 100.0, "measured_s": 80.0, "rows": {"steps": 10}, "world_size": 1},

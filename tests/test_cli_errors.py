@@ -161,33 +161,13 @@ def test_a_second_writer_of_a_table_is_refused_while_the_first_holds_it(tmp_path
         pass
 
 
-TINY_CAMPAIGN = """
-name = "tiny"
-out_dir = "{out}"
-size = "tiny"
-dtype = "float32"
-idle_s = 0
-min_window_s = 0
-[[experiment]]
-name = "quality"
-models = ["audioldm"]
-grid = ["1"]
-captions = ["audiocaps"]
-caption_limit = 1
-[[experiment]]
-name = "steps"
-models = ["audioldm"]
-grid = ["1"]
-"""
-
-
 @pytest.mark.parametrize("holder", ["campaign", "sweep"])
-def test_a_campaign_run_is_refused_while_another_run_writes_its_tables(tmp_path: Path, holder: str) -> None:
+def test_a_campaign_run_is_refused_while_another_run_writes_its_tables(tmp_path: Path, tiny_campaign: Path,
+                                                                       holder: str) -> None:
     """A campaign run takes the sweep's locks: while another campaign run (or a sweep of one of its tables)
     holds them, a second run is refused with one line before it measures or writes anything."""
-    out = tmp_path / "tables"
-    spec = tmp_path / "c.toml"
-    spec.write_text(TINY_CAMPAIGN.format(out=out), encoding="utf-8")
+    spec, out = tiny_campaign, tmp_path / "tables"
+    out.mkdir()
     steps = out / "steps.csv"
     lock = {"campaign": f"campaign.campaign_locks(campaign.load_campaign({str(spec)!r}), "
                         "{'quality', 'steps'}, ctx)",
