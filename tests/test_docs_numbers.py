@@ -111,3 +111,41 @@ def test_readme_measurements_quote_numbers_only_from_generated_blocks() -> None:
     section = text.split("## Measurements so far", 1)[1].split("\n## ", 1)[0].split("\n", 1)[1]
     prose = re.sub(r"`[^`]*`", "", docs_numbers.BLOCK.sub("", section))
     assert not re.search(r"\d", prose), f"a number outside a generated block: {prose!r}"
+
+
+
+def test_the_analysis_pages_spot_values_follow_the_study_tables() -> None:
+    """docs/analysis.md's spot values of the study, recomputed from data/study with the package's tables."""
+    import pandas as pd
+
+    from tta_energy import schema
+    from tta_energy.analysis import sanity, summaries
+
+    text = (ROOT / "docs" / "analysis.md").read_text(encoding="utf-8")
+    kwh = 3.6e6
+    runs = schema.read_runs(ROOT / "data" / "study" / "steps.csv")
+    audioldm = runs[(runs["model"] == "audioldm") & (runs["steps"] == 10)]["gpu_energy_J"]
+    mean, std = audioldm.mean(), audioldm.std()
+    assert f"{mean / kwh:.4e} ± {std / kwh:.1e} kWh = {mean:.1f} ± {std:.1f} J" in text
+    batch = summaries.batch_summary(schema.read_runs(ROOT / "data" / "study" / "batch.csv"))
+    sao = batch[(batch["model"] == "stable-audio-open") & (batch["batch"] == 10)].iloc[0]
+    assert f"{sao['gpu_energy_J_per_10_clips_mean'] / kwh:.4e} ± {sao['study_error_J'] / kwh:.1e} kWh" in text
+    table = sanity.sanity_table(pd.read_csv(ROOT / "data" / "study" / "scores.csv"))
+    clap = table[(table["metric"] == "clap") & (table["dataset"] == "audiocaps")].iloc[0]
+    quoted = re.search(r"CLAP\s+AudioCaps r = ([\d.]+), interaction p = ([\d.]+)", text)
+    assert quoted, "docs/analysis.md should quote the CLAP AudioCaps sanity statistics"
+    assert float(quoted[1]) == pytest.approx(clap["pearson_r"], rel=1e-13, abs=0)
+    assert float(quoted[2]) == pytest.approx(clap["ancova_p"], rel=1e-13, abs=0)
+
+
+def test_the_study_fronts_are_as_stable_as_the_analysis_page_says() -> None:
+    """docs/analysis.md: on the committed study data every configuration is on its front in 0 % or 100 %."""
+    import pandas as pd
+
+    pareto = pd.read_csv(ROOT / "figures" / "tables" / "pareto.csv")
+    frequencies = set(pareto.loc[pareto["source"] == "study", "front_frequency"].dropna())
+    text = (ROOT / "docs" / "analysis.md").read_text(encoding="utf-8")
+    models = pareto.loc[pareto["source"] == "study", "model"].nunique()
+    claim = (f"on the {models}-model subset every configuration is on the front in 0 % or 100 % "
+             "of the resamples")
+    assert (claim in " ".join(text.split())) == (frequencies <= {0.0, 1.0})

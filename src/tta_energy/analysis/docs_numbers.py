@@ -22,14 +22,16 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy import schema
-from tta_energy.analysis import fronts, summaries, tables
+from tta_energy.analysis import docs_numbers_docs, fronts, summaries, tables
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import CONFIDENCE
 from tta_energy.models import catalogue
 
 #: Files that hold generated blocks, relative to the repository root.
-DOC_FILES: tuple[str, ...] = ("README.md", "data/README.md", "docs/analysis.md", "docs/meter.md")
+DOC_FILES: tuple[str, ...] = (
+    "README.md", "data/README.md", "docs/analysis.md", "docs/meter.md", "docs/levers.md", "docs/quality.md"
+)
 BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 #: Below this mean GPU power (W) a model run eagerly at batch 1 leaves the H200 mostly idle (launch-bound).
 IDLE_BOUND_W = 200.0
@@ -696,6 +698,7 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "study-warmup": block_study_warmup,
     "study-warmup-example": block_study_warmup_example,
     "observations": block_observations,
+    **docs_numbers_docs.BLOCKS,
 }
 
 

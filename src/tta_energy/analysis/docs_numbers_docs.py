@@ -1,0 +1,416 @@
+"""The generated blocks of docs/meter.md, docs/levers.md and docs/quality.md.
+
+Each block renders numbers from one committed file: the meter validation under ``data/validation/``, the
+levers tables under ``data/h200/``, the quality benchmarks' outputs under ``benchmarks/results/`` and the
+caption files bundled with the package. :mod:`tta_energy.analysis.docs_numbers` registers them with the
+other blocks; a block whose file is missing says so instead of quoting a number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from tta_energy.models import catalogue
+
+#: The quick meter validation run on the H200 that the meter's documentation discusses.
+QUICK_VALIDATION = "validation/quick-2026-11-29"
+#: The peers of the meter in the validation benchmark, as `meter.csv` names them.
+PEERS = ("raw_counter", "zeus", "codecarbon")
+#: Attention backends as the prose names them (`levers_configs.csv` keys).
+BACKEND_NAMES = {
+    "cudnn": "cuDNN",
+    "efficient": "the memory-efficient kernel",
+    "flash": "FlashAttention",
+    "math": "the math kernel",
+}
+
+
+class HasData(Protocol):
+    data: Path
+
+
+def _range(low: float, high: float, fmt: str = ".0f", unit: str = "") -> str:
+    """``a–b`` (or ``a`` where both ends print alike) with an optional unit."""
+    a, b = format(low, fmt), format(high, fmt)
+    return f"{a}{unit}" if a == b else f"{a}–{b}{unit}"
+
+
+def _sci(value: float, digits: int = 2) -> str:
+    """``2.84e-3``: scientific notation without the exponent's padding, as the prose writes it."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _minus(text: str) -> str:
+    """The typographic minus sign the prose uses."""
+    return "−" + text[1:] if text.startswith("-") else text
+
+
+def _missing(path: Path) -> str:
+    return f"no `{path.name}` committed yet (0 rows)"
+
+
+# --------------------------------------------------------------------------------------------------------
+# docs/meter.md: the quick validation run
+
+
+def _quick(d: HasData) -> pd.DataFrame:
+    path = d.data / QUICK_VALIDATION / "meter.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def truth_blocks(summary: Path) -> pd.DataFrame:
+    """The *Ground truth blocks* table of a `meter_summary.md` (empty without one)."""
+    if not summary.is_file():
+        return pd.DataFrame()
+    section = summary.read_text(encoding="utf-8").split("## Ground truth blocks", 1)[-1].split("\n## ", 1)[0]
+    lines = section.strip().splitlines()
+    table = lines[: next((i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))]
+    rows = [line.strip().strip("|").split("|") for line in table]
+    header = [cell.strip() for cell in rows[0]]
+    body = [[cell.strip() for cell in row] for row in rows[2:]]
+    frame = pd.DataFrame(body, columns=header)
+    return frame.astype({c: float for c in header if c != "workload"})
+
+
+def block_meter_counter_interval(d: HasData) -> str:
+    """How often the H200's energy counter changed at idle in the full validation run (its summary)."""
+    path = d.data / "validation" / "meter_summary.md"
+    found = (
+        re.search(r"`counter_idle`: n=(\d+), mean_ms=([\d.]+)", path.read_text(encoding="utf-8"))
+        if path.is_file()
+        else None
+    )
+    if found is None:
+        return _missing(path)
+    source = "`data/validation/meter_summary.md`"
+    return f"about every {float(found[2]):.0f} ms (mean over {found[1]} idle intervals, {source})"
+
+
+def block_meter_truth_span(d: HasData) -> str:
+    """The counter span of the full run's truth blocks and the timing error of their ends (±0.5 ms each)."""
+    truth = truth_blocks(d.data / "validation" / "meter_summary.md")
+    if truth.empty:
+        return _missing(d.data / "validation" / "meter_summary.md")
+    span = truth["counter_span_s"]
+    return f"~{_range(span.min(), span.max(), fmt='.1f')} s apart: {1e-3 / span.min():.2%}"
+
+
+def block_meter_quick_unet(d: HasData) -> str:
+    """The eager UNet of the quick run: truth blocks' time and power, the 2-s windows' step time and error."""
+    runs = _quick(d)
+    truth = truth_blocks(d.data / QUICK_VALIDATION / "meter_summary.md")
+    if runs.empty or truth.empty:
+        return _missing(d.data / QUICK_VALIDATION / "meter.csv")
+    blocks = truth[truth["workload"].str.startswith("unet")]
+    steady = runs[runs["workload"].str.startswith("unet") & (runs["scenario"] == "steady")]
+    longest = steady[steady["window_target_s"] == steady["window_target_s"].max()]
+    step_ms = 1000 * longest["window_s"] / longest["iterations"]
+    truth_ms = _range(1000 * blocks["t_iter"].min(), 1000 * blocks["t_iter"].max())
+    return (
+        f"~{truth_ms} ms per step at ~{blocks['power_W'].mean():.0f} W): its energy per iteration follows "
+        "the "
+        f"CPU side's speed, which differed between the long truth blocks ({truth_ms} ms per step) and the "
+        f"{longest['window_target_s'].iloc[0]:.0f}-s windows ({_range(step_ms.min(), step_ms.max())} ms per "
+        f"step), so *every* method over those windows, the raw counter included, read "
+        f"{_range(100 * longest['rel_error'].min(), 100 * longest['rel_error'].max(), unit=' %')} above the "
+        '"truth"'
+    )
+
+
+def _steady_matmul(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["workload"].str.startswith("matmul") & (runs["scenario"] == "steady")]
+
+
+def block_meter_quick_gaps(d: HasData) -> str:
+    """The worst error of split and linear on the quick run's 0.2 s steady matmul windows."""
+    runs = _quick(d)
+    if runs.empty:
+        return _missing(d.data / QUICK_VALIDATION / "meter.csv")
+    short = _steady_matmul(runs)
+    short = short[
+        (short["window_target_s"] == short["window_target_s"].min())
+        & short["method"].isin(["meter_split", "meter_linear"])
+    ]
+    return (
+        f"split/linear up to {100 * short['rel_error'].abs().max():.0f} % at "
+        f"{short['window_target_s'].iloc[0]:g} s on the matmul"
+    )
+
+
+def block_meter_quick_matmul(d: HasData) -> str:
+    """Worst and mean absolute error of split, linear and the peers on the quick run's >= 1 s matmul."""
+    runs = _quick(d)
+    if runs.empty:
+        return _missing(d.data / QUICK_VALIDATION / "meter.csv")
+    long = _steady_matmul(runs)
+    long = long[long["window_target_s"] >= 1]
+    err = long.groupby("method")["rel_error"]
+    worst, mean = 100 * err.apply(lambda s: s.abs().max()), 100 * err.apply(lambda s: s.abs().mean())
+    trials = long.groupby(["method", "window_target_s"]).size()
+    peers = worst[[p for p in PEERS if p in worst.index]]
+    return (
+        f"With {_range(trials.min(), trials.max())} trials per window, the ≥ 1 s windows of the matmul gave "
+        "split "
+        f"{worst['meter_split']:.2f}% / linear {worst['meter_linear']:.2f}% worst case (mean abs "
+        f"{mean['meter_split']:.2f}% / {mean['meter_linear']:.2f}%), the peers "
+        f"(the raw counter, Zeus, CodeCarbon) {_range(peers.min(), peers.max(), unit=' %')} worst case"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# docs/levers.md
+
+
+def _levers(d: HasData) -> pd.DataFrame:
+    path = d.data / "h200" / "levers.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def _configs(d: HasData) -> pd.DataFrame:
+    paths = sorted((d.data / "h200" / "levers").glob("part*/levers_configs.csv"))
+    return pd.concat([pd.read_csv(p).assign(part=p.parent.name) for p in paths]) if paths else pd.DataFrame()
+
+
+def _notes(frame: pd.DataFrame, key: str) -> list[tuple[pd.Series, Any]]:
+    """(row, value) for every row of a configs table whose JSON `notes` hold ``key``."""
+    found = []
+    for _, row in frame.iterrows():
+        notes = json.loads(row["notes"]) if isinstance(row["notes"], str) else {}
+        if key in notes:
+            found.append((row, notes[key]))
+    return found
+
+
+def _cell(
+    levers: pd.DataFrame, model: str, spec: str, steps: int = 100, batch: int | None = 1
+) -> pd.DataFrame:
+    """The rows of ``levers.csv`` for one model, spec and step count (and batch size unless None)."""
+    if levers.empty:
+        return levers
+    rows = levers[(levers["model"] == model) & (levers["optimize"] == spec) & (levers["steps"] == steps)]
+    return rows if batch is None else rows[rows["waveforms_per_prompt"] == batch]
+
+
+def _error(levers: pd.DataFrame, model: str, spec: str) -> pd.Series:
+    rows = _cell(levers, model, spec)
+    return rows["rel_error_latents"].dropna() if not rows.empty else pd.Series(dtype=float)
+
+
+def latents_error(model: str, spec: str) -> Callable[[HasData], str]:
+    """A block quoting the latents error of ``model``'s ``spec`` at 100 steps, batch 1."""
+
+    def block(d: HasData) -> str:
+        errors = _error(_levers(d), model, spec)
+        return _sci(errors.iloc[0]) if len(errors) else _missing(d.data / "h200" / "levers.csv")
+
+    return block
+
+
+def block_levers_reference_conv(d: HasData) -> str:
+    """The fp32 reference's convolution timings for AudioLDM (cuDNN against PyTorch's own kernels)."""
+    configs = _configs(d)
+    timed = _notes(configs[configs["model"] == "audioldm"], "reference_conv_ms") if not configs.empty else []
+    if not timed:
+        return "no AudioLDM reference convolution timed yet (0 rows in `levers_configs.csv`)"
+    ms = timed[0][1]
+    return f"{ms['cudnn']:.0f} ms per AudioLDM step against {ms['native']:.0f} ms"
+
+
+def block_levers_audioldm2_graphs(d: HasData) -> str:
+    """AudioLDM 2's `graphs` latents error at 100 steps, batch 1, and the tolerance it was judged by."""
+    rows = _cell(_levers(d), "audioldm2", "graphs")
+    if rows.empty:
+        return _missing(d.data / "h200" / "levers.csv")
+    row = rows.iloc[0]
+    error, tolerance = _sci(row["rel_error_latents"]), _sci(row["tolerance_latents"])
+    return f"latents error {error} against a tolerance of {tolerance}"
+
+
+def block_levers_audioldm_none(d: HasData) -> str:
+    """AudioLDM's latents error of `none` at 100 steps, and whether `graphs` equals it to every digit."""
+    levers = _levers(d)
+    none, graphs = _error(levers, "audioldm", "none"), _error(levers, "audioldm", "graphs")
+    if not (len(none) and len(graphs)):
+        return _missing(d.data / "h200" / "levers.csv")
+    if set(none) == set(graphs):
+        return f"{_sci(none.iloc[0])} to every digit stored"
+    return f"{_sci(none.iloc[0])} (`none`) against {_sci(graphs.iloc[0])} (`graphs`)"
+
+
+def block_levers_sao_reference(d: HasData) -> str:
+    """The energy of Stable Audio Open's fp32 reference at 100 steps, over the runs that measured it."""
+    rows = _cell(_levers(d), "stable-audio-open", "fp32", batch=None)
+    if rows.empty:
+        return _missing(d.data / "h200" / "levers.csv")
+    energy = rows["gpu_energy_J"]
+    return f"{_range(energy.min(), energy.max())} J at 100 steps (n = {len(rows)})"
+
+
+def block_levers_graphs_capture(d: HasData) -> str:
+    """The one-time cost of `graphs` (its warm-up minus a steady generation: `compile_s`), over every row."""
+    levers = _levers(d)
+    seconds = levers.loc[levers["optimize"] == "graphs", "compile_s"].dropna() if not levers.empty else []
+    if not len(seconds):
+        return _missing(d.data / "h200" / "levers.csv")
+    return f"capture cost at most {max(seconds):.2f} s per model and batch size ({len(seconds)} `graphs` rows"
+
+
+def _sdpa(d: HasData, part: str = "part4") -> dict[str, dict[str, float]]:
+    """Per model: the attention backends' step times of its `max` configuration at batch 1, in ``part``."""
+    configs = _configs(d)
+    if configs.empty:
+        return {}
+    rows = configs[
+        (configs["part"] == part) & (configs["optimize"] == "max") & (configs["waveforms_per_prompt"] == 1)
+    ]
+    return {row["model"]: ms for row, ms in _notes(rows, "sdpa_ms")}
+
+
+def block_levers_sdpa_ranking(d: HasData) -> str:
+    """Tango's and Tango 2's fastest attention backend when timed eagerly, each against the other's winner."""
+    timed = _sdpa(d)
+    if not {"tango", "tango2"} <= set(timed):
+        return "no eager attention timings of Tango and Tango 2 yet (0 rows in `levers_configs.csv`)"
+    winners = {m: min(timed[m], key=timed[m].get) for m in ("tango", "tango2")}
+    parts = []
+    for model, other in (("tango", "tango2"), ("tango2", "tango")):
+        best, rival = winners[model], winners[other]
+        parts.append(
+            f"{BACKEND_NAMES.get(best, best)} first for {catalogue.label(model)} "
+            f"({timed[model][best]:.1f} ms per step against {timed[model][rival]:.1f} ms for "
+            f"{BACKEND_NAMES.get(rival, rival)})"
+        )
+    return " and ".join(parts)
+
+
+def block_levers_attention_share(d: HasData) -> str:
+    """Attention's share of the kernel time of Tango 2's and Tango's graphed `max` step (levers_profile)."""
+    path = d.data / "h200" / "levers" / "part4" / "levers_profile.csv"
+    if not path.is_file():
+        return _missing(path)
+    profile = pd.read_csv(path)
+    rows = profile[(profile["optimize"] == "max") & (profile["waveforms_per_prompt"] == 1)].set_index("model")
+    share = rows["attention_ms"] / rows["kernel_ms"]
+    return (
+        f"in {catalogue.label('tango2')}'s graphed `max` step attention took {share['tango2']:.0%} of the "
+        f"kernel time against {catalogue.label('tango')}'s {share['tango']:.0%}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# docs/quality.md
+
+
+def from_benchmark(name: str, render: Callable[[dict[str, Any]], str]) -> Callable[[HasData], str]:
+    """A block that renders the JSON output ``name`` of a benchmark under ``benchmarks/results/``."""
+
+    def block(d: HasData) -> str:
+        path = d.data.parent / "benchmarks" / "results" / name
+        if not path.is_file():
+            return f"no `{name}` committed yet (0 runs)"
+        return render(json.loads(path.read_text(encoding="utf-8")))
+
+    return block
+
+
+def quality_sizes(result: dict[str, Any]) -> str:
+    """FAD-inf with fadtk's and the per-clip sample sizes (benchmarks/results/quality_profiles.json)."""
+    s, clips = result["sample_sizes"], result["clips"]
+    fadtk, per_clip = s["fad_inf_fadtk_mean"], s["fad_inf_per_clip_mean"]
+    change = _minus(format(100 * s["per_clip_minus_fadtk_relative"], ".1f"))
+    offset = _minus(format(per_clip - fadtk, ".4f"))
+    return (
+        f"fadtk's sizes (500 … {clips}) give a mean FAD-inf of {fadtk:.4f} (sd over draw seeds "
+        f"{s['fad_inf_fadtk_sd_over_draw_seeds']:.4f}), the per-clip sizes ({clips // 2} … {clips}) "
+        f"{per_clip:.4f} (sd {s['fad_inf_per_clip_sd_over_draw_seeds']:.4f}): {change} %, an offset of "
+        f"{offset} against a run-to-run sd of fadtk's FAD-inf of {s['fad_inf_fadtk_sd_run_to_run']:.4f} "
+        f"({s['datasets']} independent data sets, each with its own draw seed). The FAD of all clips is "
+        f"{s['fad']:.4f}"
+    )
+
+
+def quality_windows(result: dict[str, Any]) -> str:
+    w = result["windows"]
+    return (
+        f"FAD {w['fad_windowed']:.3f} against {w['fad_one_per_clip']:.3f}, fadtk's FAD-inf "
+        f"{w['fad_inf_windowed_fadtk']:.3f} against {w['fad_inf_one_per_clip_fadtk']:.3f} (fit R² "
+        f"{w['fad_inf_windowed_fadtk_r2']:.3f})"
+    )
+
+
+def quality_float16(result: dict[str, Any]) -> str:
+    f = result["float16"]
+    return (
+        f"FAD {f['fad_float16_pooled']:.6f} against {f['fad_float64']:.6f} in float64 "
+        f"({_minus(format(f['relative_difference'], '.1e'))} relative)"
+    )
+
+
+def quality_regularised(result: dict[str, Any]) -> str:
+    change = _minus(format(100 * result["eps_relative_change"], ".2f"))
+    return f"changes FAD by {change} % at {result['clips']} × {result['dim']}"
+
+
+def quality_fad_inf(r: dict[str, Any]) -> str:
+    return (
+        f"FAD {r['fad']:.3f}, FAD-inf (per-clip sizes) {r['fad_inf_with_replacement']:.3f}, FAD-inf without "
+        f"replacement {r['fad_inf_without_replacement']:.3f}, while the FAD of {r['large_n']} clips per side "
+        f"is {r['fad_large_n']:.3f}"
+    )
+
+
+def quality_intervals(r: dict[str, Any]) -> str:
+    boot, basic, half = (
+        r["bootstrap_percentile_interval"],
+        r["bootstrap_basic_interval"],
+        r["half_sampling_interval"],
+    )
+    covered = [low <= r["fad"] <= high for low, high in (boot, basic)]
+    verdict = "neither covers" if not any(covered) else "both cover" if all(covered) else "one covers"
+    return (
+        f'FAD {r["fad"]:.3f}; with-replacement replicates {_range(*boot, fmt=".3f")} (their "basic" interval '
+        f"{_range(*basic, fmt='.3f')}), so {verdict} the estimate; the true run-to-run spread of FAD over "
+        f"{r['datasets']} independent data sets is {_range(r['true_q025'], r['true_q975'], fmt='.3f')} (sd "
+        f"{r['true_sd']:.4f}); the half-sampling interval is {_range(*half, fmt='.3f')} (sd "
+        f"{r['half_sampling_sd']:.4f}, {r['half_sampling_sd_over_true_sd']:.1f} × the true sd"
+    )
+
+
+def block_clotho_durations(d: HasData) -> str:
+    """The length range of the study's Clotho captions' reference clips (the caption file bundled here)."""
+    captions = resources.files("tta_energy") / "data" / "clotho_captions.csv"
+    frame = pd.read_csv(captions.open(encoding="utf-8"))
+    return f"{_range(frame['duration'].min(), frame['duration'].max())} s"
+
+
+BLOCKS: dict[str, Callable[[HasData], str]] = {
+    "meter-counter-interval": block_meter_counter_interval,
+    "meter-truth-span": block_meter_truth_span,
+    "meter-quick-unet": block_meter_quick_unet,
+    "meter-quick-gaps": block_meter_quick_gaps,
+    "meter-quick-matmul": block_meter_quick_matmul,
+    "levers-reference-conv": block_levers_reference_conv,
+    "levers-audioldm2-graphs": block_levers_audioldm2_graphs,
+    "levers-audioldm2-error": latents_error("audioldm2", "graphs"),
+    "levers-audioldm-none": block_levers_audioldm_none,
+    "levers-audioldm-none-error": latents_error("audioldm", "none"),
+    "levers-sao-reference": block_levers_sao_reference,
+    "levers-graphs-capture": block_levers_graphs_capture,
+    "levers-sdpa-ranking": block_levers_sdpa_ranking,
+    "levers-attention-share": block_levers_attention_share,
+    "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
+    "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
+    "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
+    "quality-regularised": from_benchmark("quality_resampling.json", quality_regularised),
+    "quality-fad-inf": from_benchmark("quality_resampling.json", quality_fad_inf),
+    "quality-intervals": from_benchmark("quality_resampling.json", quality_intervals),
+    "clotho-durations": block_clotho_durations,
+}
