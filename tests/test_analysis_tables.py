@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -538,6 +540,17 @@ def test_analyze_on_the_study_writes_every_table(tmp_path, capsys):
     assert set(rep["experiment"]) == {"steps", "batch", "quality"}
     readme = (out / "README.md").read_text()
     assert "standard error" in readme and "swapped" in readme and "96 of 96" in readme
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "analysis.md").read_text(encoding="utf-8")
+    assert f"reports {rep['matches'].sum()} of {len(rep)}\naggregate values" in docs
+    assert f"the largest difference, {rep['rel_diff'].max():.1e}," in docs
+    n = rep.groupby(["experiment", "statistic"]).size()
+    counts = (
+        f"({n['steps', 'mean']} + {n['steps', 'std']})",
+        f"({n['batch', 'total']} + {n['batch', 'error']})",
+        f"({n['quality', 'sum']})",
+    )
+    for part in counts:
+        assert part in docs, f"docs/analysis.md should count the study's aggregates as {part}"
 
 
 def test_analyze_on_run_tables_equals_analyze_on_the_tree(tmp_path):
