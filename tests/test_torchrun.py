@@ -55,3 +55,26 @@ def test_scaling_table_arithmetic(tmp_path):
     saved = pd.read_csv(path)
     assert sorted(zip(saved["model"], saved["n_gpus"], saved["wall_s"], strict=True)) == [
         ("k", 1, 9.0), ("m", 1, 100.0), ("m", 2, 51.0)]
+
+
+def test_torchrun_campaign_two_ranks_share_the_cells(tmp_path, tiny_campaign):
+    """``campaign run`` under torchrun: the ranks share the cells' pairs, rank 0 merges, no pair twice."""
+    import json
+    import sys
+
+    tables = tmp_path / "tables"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+           "tta_energy", "campaign", "run", "--campaign", str(tiny_campaign), "--experiment", "steps",
+           "--device", "cpu", "--no-codecarbon", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tables / "steps.csv"
+    assert not resume.shard_paths(out)
+    df = schema.read_runs(out)
+    measured = df[~df["is_warmup"]]
+    pairs = list(zip(measured["config_id"], measured["repeat"].astype(int), strict=True))
+    assert len(pairs) == len(set(pairs)) == 4  # two tiny models x two repeats, each once
+    assert set(measured["rank"].astype(int)) == {0, 1}
+    log = [json.loads(line) for line in (tables / "campaign_runs.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["world_size"] == 2 and log[0]["rows"] == {"steps": 4}
