@@ -65,6 +65,15 @@ def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["water_0.wav", "water_1.wav"]  # no temp files left
 
 
+def test_generate_without_duration_makes_the_models_own_length(tmp_path, capsys):
+    """README: Tango's tiny size always makes 0.96 s, so --duration may be left out."""
+    out = tmp_path / "rain.wav"
+    assert run(["generate", "--model", "tango", "--size", "tiny", "--prompt", "rain", "--steps", "2",
+                "--device", "cpu", "--out", str(out)]) == 0
+    assert "0.96 s" in capsys.readouterr().out
+    assert soundfile.info(out).frames == round(0.96 * 16000)
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--model", "audioldm9"], "unknown model"),
     (["--model", "audioldm", "--steps", "0"], "steps must be >= 1"),

@@ -90,7 +90,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="canonical model name, e.g. audioldm"),
         prompt: str = typer.Option(..., "--prompt", help="text prompt"),
         steps: int = typer.Option(..., "--steps", help="denoising steps"),
-        duration: float = typer.Option(..., "--duration", help="audio seconds per clip"),
+        duration: float = typer.Option(None, "--duration", help="audio seconds per clip (default: the "
+                                       "model's, 10 s at full size; a tiny size's own length)"),
         out: Path = typer.Option(..., "--out", help="output FILE.wav (several clips: FILE_0.wav, ...)"),
         batch: int = typer.Option(1, "--batch", help="waveforms per prompt"),
         seed: int = typer.Option(0, "--seed", help="seed of the initial noise"),
