@@ -392,3 +392,16 @@ def test_bad_profile_is_one_clear_error(extra, expected, inputs, checkpoints, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
     assert not inputs["out"].exists()
+
+
+def test_captions_may_name_a_bundled_data_set(inputs, checkpoints, capsys) -> None:
+    """``--captions clotho`` is the bundled Clotho file, as in ``sweep --captions``: it is read and matched
+    against the folder (whose four synthetic clips are not Clotho's, so the match is refused)."""
+    args = _cli(inputs, checkpoints)
+    args[args.index("--captions") + 1] = "clotho"
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clotho_captions.csv: no audio file for caption" in err[0]
+    assert not inputs["out"].exists()

@@ -73,8 +73,8 @@ def register(app: typer.Typer) -> None:
         ),
         captions: list[str] | None = typer.Option(
             None,
-            help="caption file (file_name, caption, duration); DATASET=FILE (repeatable); audiocaps and "
-            "clotho default to the study's bundled files",
+            help="caption file (file_name, caption, duration) or audiocaps / clotho (the study's bundled "
+            "files, also the default of those data sets); DATASET=FILE (repeatable)",
         ),
         checkpoint: str = typer.Option(
             "630k-audioset-fusion-best",
@@ -209,6 +209,11 @@ def _jobs(
         raise TtaError("give exactly one of --generated DIR (one configuration) or --tree DIR (a sweep tree)")
     ref_plain, ref_named = _named_paths(reference, "--reference")
     cap_plain, cap_named = _named_paths(captions, "--captions")
+    # a bundled data set's name (audiocaps, clotho) stands for its caption file, as in `sweep --captions`
+    if cap_plain is not None and not cap_plain.exists():
+        cap_plain = bundled_captions(str(cap_plain)) or cap_plain
+    cap_named = {name: path if path.exists() else bundled_captions(str(path)) or path
+                 for name, path in cap_named.items()}
 
     def captions_for(name: str) -> Path | None:
         return cap_named.get(name) or cap_plain or bundled_captions(name)
