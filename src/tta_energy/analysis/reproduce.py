@@ -10,7 +10,7 @@
   temporary folder and used instead of ``data/study``;
 * each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient in its own
   kernel; parameters are injected after the cell tagged ``parameters`` (papermill's convention);
-* the six analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
+* the analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
   ``<figures>/index.md`` shows each figure with one line of explanation;
 * given the repository's own ``data/``, the numbers quoted in README.md, data/README.md and docs/ are
   rewritten from it (:mod:`tta_energy.analysis.docs_numbers`).

@@ -1,4 +1,4 @@
-"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; the six tables."""
+"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; the analysis tables."""
 
 from __future__ import annotations
 
@@ -42,14 +42,14 @@ def register(app: typer.Typer) -> None:
         scores: list[Path] = typer.Option(
             None, help="extra score tables (model, dataset, steps, metric, value)"
         ),
-        out: Path = typer.Option(..., help="folder for the six tables (+ README.md, reproduction.csv)"),
+        out: Path = typer.Option(..., help="folder for the analysis tables, a README.md that lists them (+ reproduction.csv with --study)"),
         drop_study_warmup: bool = typer.Option(
             False, help="drop the first call of each of the study's scripts (its unflagged CUDA warm-up)"
         ),
         bootstrap: int = typer.Option(1000, help="bootstrap resamples for front frequencies (0: none)"),
         seed: int = typer.Option(0, help="seed of the bootstrap"),
     ) -> None:
-        """Write steps_summary, steps_fit, batch_summary, pareto and sanity tables (energies in joules)."""
+        """Write the analysis tables (energies in joules) and a README.md that says what each holds."""
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         from tta_energy.analysis import tables
