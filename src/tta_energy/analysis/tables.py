@@ -1,4 +1,4 @@
-"""``tta-energy analyze``: load run and score tables, compute the analysis tables, write them all or nothing."""
+"""``tta-energy analyze``: load run and score tables, compute the analysis tables, write all or nothing."""
 
 from __future__ import annotations
 

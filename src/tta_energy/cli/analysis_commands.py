@@ -1,4 +1,4 @@
-"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; the analysis tables."""
+"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; its analysis."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         scores: list[Path] = typer.Option(
             None, help="extra score tables (model, dataset, steps, metric, value)"
         ),
-        out: Path = typer.Option(..., help="folder for the analysis tables, a README.md that lists them (+ reproduction.csv with --study)"),
+        out: Path = typer.Option(..., help="folder for the analysis tables and a README.md that lists them "
+                                 "(+ reproduction.csv with --study)"),
         drop_study_warmup: bool = typer.Option(
             False, help="drop the first call of each of the study's scripts (its unflagged CUDA warm-up)"
         ),
