@@ -175,6 +175,23 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, args, 
     assert not list(tmp_path.glob("*.csv"))
 
 
+@pytest.mark.parametrize(("device", "levers", "message"), [
+    ("cpu", "max,fp8", "--levers fp8: float8 matrix products need an NVIDIA GPU"),
+    pytest.param("cuda", "none", "torch sees no GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")),
+])
+def test_a_device_that_cannot_run_the_sweep_is_refused_before_any_folder_is_made(
+        tmp_path, capsys, device, levers, message):
+    out_dir = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--model", "audioldm", "--size", "tiny", "--device", device, "--levers", levers,
+              "--experiment", "steps", "--grid", "2", "--out-dir", str(out_dir)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
+    assert not out_dir.exists()
+
+
 def test_per_model_scripts_are_thin_wrappers(capsys):
     from pathlib import Path
 

@@ -129,7 +129,13 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         for value, option in ((limit, "--limit"), (duration, "--duration"), (time_budget, "--time-budget")):
             checks.positive(value, option)
         from tta_energy.experiments.distributed import context_from_env
-        from tta_energy.experiments.runner import SweepOptions, check_options, check_writable, run_sweep
+        from tta_energy.experiments.runner import (
+            SweepOptions,
+            check_device,
+            check_options,
+            check_writable,
+            run_sweep,
+        )
         from tta_energy.levers.spec import parse_levers
         from tta_energy.precision import canonical_dtype
 
@@ -152,6 +158,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
         check_options(opts)  # every value and every output, before torch is imported
+        check_device(opts)
         check_writable(opts, context_from_env())
         checks.cpu_full_size_warning(device, size)
         summaries = run_sweep(opts, echo=typer.echo)

@@ -186,6 +186,21 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def check_device(opts: SweepOptions) -> None:
+    """The device asked for exists and can run the levers asked for: refused before any folder, table or
+    model is made (a CPU-only machine has no CUDA device and no float8 matrix products)."""
+    import torch
+
+    from tta_energy.levers.apply import fp8_unavailable
+
+    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SweepError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
+    reason = fp8_unavailable(torch.device(device)) if opts.levers.fp8 else None
+    if reason:
+        raise SweepError(f"--levers fp8: {reason}")
+
+
 def resolve_device(device: str | None, ctx: distributed.DistContext) -> str:
     import torch
 
@@ -591,6 +606,7 @@ def trace_file(opts: SweepOptions, run_id: str, ctx: distributed.DistContext) ->
 def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[SweepSummary]:
     """Run every experiment of ``opts`` for one model; returns one summary per experiment."""
     check_options(opts)
+    check_device(opts)
     ctx = distributed.context_from_env()
     check_writable(opts, ctx)
     with table_locks(opts, ctx):
