@@ -271,3 +271,14 @@ def test_fp8_converts_the_dit_and_changes_the_output_a_little():
     assert adapter.applied_levers.notes["fp8_linear_layers"] > 0
     err = relative_error(adapter.generate(req).latents, ref.latents)
     assert 0.0 < err < 0.5
+
+
+def test_dry_run_history_is_the_asked_size_only(tmp_path):
+    """A tiny replica's cells are never priced from full-size (GPU) times."""
+    rows = pd.DataFrame({"model": ["audioldm"] * 2, "size": ["full", "tiny"], "optimize": ["none"] * 2,
+                         "steps": [10, 10], "waveforms_per_prompt": [1, 1], "wall_s": [8.5, 0.3],
+                         "compile_s": [float("nan")] * 2})
+    rows.to_csv(tmp_path / "levers.csv", index=False)
+    assert plan.read_history([tmp_path / "levers.csv"], size="tiny")["wall_s"].tolist() == [0.3]
+    assert plan.read_history([tmp_path / "levers.csv"], size="full")["wall_s"].tolist() == [8.5]
+    assert len(plan.read_history([tmp_path / "levers.csv"])) == 2

@@ -65,7 +65,7 @@ def dry_run_text(opts: object, history: list[Path]) -> list[str]:
 
     declared = declared_plans(opts)
     stored = stored_reference_steps(opts.references_dir, declared, opts.size)
-    est = estimate_plan(declared, read_history(history), min_window_s=opts.min_window_s,
+    est = estimate_plan(declared, read_history(history, size=opts.size), min_window_s=opts.min_window_s,
                         stored_references=stored)
     fp8 = any("fp8" in spec for plans in declared.values() for spec, _, _ in plans)
     return estimate_text(est, opts.call_budget_s, call_overhead_s(opts.idle_s, opts.ceiling_s, fp8))

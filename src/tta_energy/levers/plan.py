@@ -139,13 +139,17 @@ def read_levers_plan(path: Path) -> LeversPlan:
 # ---------------------------------------------------------------------------------------------------------
 # What a plan costs
 # ---------------------------------------------------------------------------------------------------------
-def read_history(paths: Sequence[Path]) -> pd.DataFrame:
-    """The rows of earlier levers tables (``levers.csv``) that exist; an empty frame without any."""
+def read_history(paths: Sequence[Path], size: str | None = None) -> pd.DataFrame:
+    """The rows of earlier levers tables (``levers.csv``) that exist, of model size ``size`` when given (a
+    tiny replica is never priced from full-size times); an empty frame without any."""
     frames = [pd.read_csv(p) for p in paths if Path(p).is_file()]
     cols = ["model", "optimize", "steps", "waveforms_per_prompt", "wall_s", "compile_s"]
     if not frames:
         return pd.DataFrame(columns=cols)
-    return pd.concat(frames, ignore_index=True).reindex(columns=cols)
+    rows = pd.concat(frames, ignore_index=True)
+    if size is not None and "size" in rows.columns:
+        rows = rows[rows["size"] == size]
+    return rows.reindex(columns=cols).reset_index(drop=True)
 
 
 def _cost(model: str) -> float:
