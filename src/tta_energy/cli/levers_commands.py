@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,11 +35,20 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
         raise TtaError(f"--{what} must be a comma list of integers, got {value!r}") from None
 
 
+def _folders(patterns: tuple[str, ...]) -> list[Path]:
+    """Folders named or matched by glob patterns (``data/h200/levers/partplan-*``), in order, each once."""
+    import glob
+
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        found.update((Path(m), None) for m in matches)
+    return list(found)
+
+
 def plan_options(opts: object, plan: Path) -> object:
     """``opts`` with the cells, repeats, duration and seed of a plan file, and its models (those of
     ``opts.models`` only, when given)."""
-    import dataclasses
-
     from tta_energy.levers.plan import read_levers_plan
     from tta_energy.levers.spec import LeversError
 
@@ -52,23 +62,36 @@ def plan_options(opts: object, plan: Path) -> object:
                                duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s)
 
 
-def dry_run_text(opts: object, history: list[Path]) -> list[str]:
-    """What ``levers run --dry-run`` prints: each cell priced, the total, the split into device calls."""
+def plan_calls_for(opts: object, history: list[Path], done: list[Path]) -> object:
+    """What is left of ``opts``' declared cells after the raw folders ``done``, packed into device calls of
+    ``--time-budget`` (else the plan's ``call_budget_s``) and priced from ``history``."""
+    from tta_energy.levers.calls import plan_calls
     from tta_energy.levers.experiment import declared_plans
-    from tta_energy.levers.plan import (
-        call_overhead_s,
-        estimate_plan,
-        estimate_text,
-        read_history,
-        stored_reference_steps,
-    )
+    from tta_energy.levers.plan import call_overhead_s, read_history
 
     declared = declared_plans(opts)
-    stored = stored_reference_steps(opts.references_dir, declared, opts.size)
-    est = estimate_plan(declared, read_history(history, size=opts.size), min_window_s=opts.min_window_s,
-                        stored_references=stored)
     fp8 = any("fp8" in spec for plans in declared.values() for spec, _, _ in plans)
-    return estimate_text(est, opts.call_budget_s, call_overhead_s(opts.idle_s, opts.ceiling_s, fp8))
+    return plan_calls(declared, read_history(history, size=opts.size, duration_s=opts.duration_s), done,
+                      size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
+                      budget_s=opts.time_budget_s or opts.call_budget_s,
+                      overhead_s=call_overhead_s(opts.idle_s, opts.ceiling_s, fp8),
+                      min_window_s=opts.min_window_s, references_dir=opts.references_dir)
+
+
+def dry_run_text(opts: object, history: list[Path], done: list[Path]) -> list[str]:
+    """What ``levers run --dry-run`` prints: each cell left priced, the totals, and the device calls."""
+    from tta_energy.levers.calls import merge_units
+    from tta_energy.levers.plan import estimate_plan, estimate_text, read_history, stored_reference_steps
+
+    calls = plan_calls_for(opts, history, done)
+    left = merge_units(u for call in calls.calls for u in call)
+    lines: list[str] = []
+    if left:
+        est = estimate_plan(left, read_history(history, size=opts.size, duration_s=opts.duration_s),
+                            min_window_s=opts.min_window_s,
+                            stored_references=stored_reference_steps(opts.references_dir, left, opts.size))
+        lines += [*estimate_text(est), ""]
+    return lines + calls.text()
 
 
 def register(app: typer.Typer) -> None:
@@ -118,12 +141,17 @@ def register(app: typer.Typer) -> None:
                                                 "data/h200/levers/references); '': computed every call"),
         compile_cache: Path | None = typer.Option(None, help="folder for Inductor's and Triton's caches "
                                                              "(carry it to the GPU machine and back)"),
-        history: str = typer.Option("data/h200/levers.csv",
-                                    help="levers tables the dry run prices cells from (comma list)"),
+        history: str = typer.Option("data/h200/levers.csv,data/h200/steps.csv,data/h200/batch.csv",
+                                    help="tables whose measured seconds price the cells (comma list: levers "
+                                         "tables, and the sweeps' run tables for the study default)"),
+        done: str = typer.Option("", help="with --plan: raw levers folders (comma list, globs allowed) whose "
+                                          "measured cells are not measured again (scripts/gpu_levers.sh "
+                                          "plan: 'data/h200/levers/partplan-*')"),
     ) -> None:
         """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling."""
         from tta_energy.levers.experiment import LeversOptions, run_levers
         from tta_energy.levers.report import build_report
+        from tta_energy.levers.spec import LeversError
 
         opts = LeversOptions(
             models=_names(models), out_dir=out_dir,
@@ -134,12 +162,27 @@ def register(app: typer.Typer) -> None:
             ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,
             time_budget_s=time_budget, references_dir=Path(references) if references else None,
             compile_cache=compile_cache, progress=typer.echo)
+        history_paths = [Path(h) for h in _names(history)]
+        done_folders = _folders(_names(done))
+        if done_folders and plan is None:
+            raise LeversError("--done needs --plan (it skips the plan's cells that earlier calls measured)")
         if plan is not None:
             opts = plan_options(opts, plan)
         if dry_run:
-            for line in dry_run_text(opts, [Path(h) for h in _names(history)]):
+            for line in dry_run_text(opts, history_paths, done_folders):
                 typer.echo(line)
             return
+        if plan is not None:  # this call measures the plan's first call of what is left
+            calls = plan_calls_for(opts, history_paths, done_folders)
+            if not calls.calls:
+                typer.echo(f"levers plan {plan}: nothing left to measure "
+                           f"({calls.done} of {calls.total} cells done)")
+                return
+            chosen = calls.next_call() if opts.time_budget_s is not None else calls.all_calls()
+            for line in calls.text()[1:3] if opts.time_budget_s is not None else ():
+                typer.echo(line)
+            opts = dataclasses.replace(opts, declared=chosen, models=tuple(chosen),
+                                       model_seconds=calls.model_seconds() if opts.time_budget_s else None)
         from tta_energy.cli.checks import cpu_full_size_warning
 
         cpu_full_size_warning(device, size)

@@ -143,6 +143,9 @@ class LeversOptions:
     call_budget_s: float = 540.0
     #: per model, the declared (spec, cells, repeats) of a levers plan file; replaces the tiers above
     declared: Declared | None = None
+    #: predicted seconds per model (a plan's call): the time budget is shared out in these proportions
+    #: (else by the catalogue's relative cost)
+    model_seconds: dict[str, float] | None = None
     progress: Callable[[str], None] = print
 
 
@@ -603,8 +606,10 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
                 store_reference(reference_key(run, steps), Path(opts.references_dir), run.references[steps],
                                 run.fingerprint)
     # measured rounds: every cell once per round, seeded random order
-    rounds = max(p.plan.repeats for p in prepared)
-    target = (max(opts.steps), min(opts.batches))
+    rounds = max((p.plan.repeats for p in prepared), default=0)
+    cells_measured = [c for p in prepared if not p.plan.reference for c in p.plan.cells]
+    target = ((max(s for s, _ in cells_measured), min(b for _, b in cells_measured)) if cells_measured
+              else None)
     for repeat in range(rounds):
         cells = [(p, s, b) for p in prepared
                  if not p.plan.reference and not p.failed and repeat < p.plan.repeats
@@ -713,9 +718,10 @@ def run_levers(opts: LeversOptions) -> Path:
             deadline = None
             if opts.time_budget_s is not None:
                 left = opts.time_budget_s - (time.perf_counter() - start) - reserve
-                weights = [catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
+                weights = [opts.model_seconds.get(m, 0.0) if opts.model_seconds
+                           else catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
                            for m in opts.models[i:]]
-                deadline = time.perf_counter() + max(0.0, left) * weights[0] / sum(weights)
+                deadline = time.perf_counter() + max(0.0, left) * weights[0] / max(sum(weights), 1e-9)
                 if left <= 0:
                     say(f"{model}: not started (time budget spent)")
                     continue

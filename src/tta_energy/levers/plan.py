@@ -19,12 +19,11 @@ A plan file (e.g. ``campaigns/h200_levers.toml``) has one ``[levers]`` table::
 
 :func:`read_levers_plan` parses it once into :class:`LeversPlan`; :func:`estimate_plan` prices each cell from
 the rows of earlier levers tables (else by scaling what is known, else the catalogue's relative cost), and
-:func:`split_into_calls` says which models fit one device call and how many calls the whole table needs.
+:mod:`tta_energy.levers.calls` cuts what is left into device calls.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import pandas as pd
 from tta_energy.fileio import read_toml
 from tta_energy.levers.spec import LeversError, parse_levers
 from tta_energy.models import catalogue
+from tta_energy.precision import canonical_dtype
 
 Cells = tuple[tuple[int, int], ...]
 Declared = dict[str, tuple[tuple[str, Cells, int], ...]]
@@ -139,17 +139,39 @@ def read_levers_plan(path: Path) -> LeversPlan:
 # ---------------------------------------------------------------------------------------------------------
 # What a plan costs
 # ---------------------------------------------------------------------------------------------------------
-def read_history(paths: Sequence[Path], size: str | None = None) -> pd.DataFrame:
-    """The rows of earlier levers tables (``levers.csv``) that exist, of model size ``size`` when given (a
-    tiny replica is never priced from full-size times); an empty frame without any."""
-    frames = [pd.read_csv(p) for p in paths if Path(p).is_file()]
-    cols = ["model", "optimize", "steps", "waveforms_per_prompt", "wall_s", "compile_s"]
+def read_history(paths: Sequence[Path], size: str | None = None,
+                 duration_s: float | None = None) -> pd.DataFrame:
+    """Seconds per generation measured earlier, one row per (model, spec, steps, batch) with the median: from
+    levers tables (``levers.csv``) and from run tables of the sweeps (``steps.csv``, ``batch.csv``: their
+    eager generations at the model's study precision are the levers' ``none``; one prompt per generation
+    only). Only rows of model size ``size`` (a tiny replica is never priced from full-size times) and of
+    clip length ``duration_s`` count, when given; an empty frame without any."""
+    keys = ["model", "optimize", "steps", "waveforms_per_prompt"]
+    cols = [*keys, "wall_s", "compile_s"]
+    frames = []
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        rows = pd.read_csv(path)
+        if "is_warmup" in rows.columns:  # a run table: measured generations of the study default only
+            rows = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)
+                        & (rows.get("n_prompts", 1) == 1)]
+            rows = rows.assign(optimize=rows["optimize"].fillna("none").replace("", "none"))
+            default = rows["model"].map(lambda m: catalogue.entry(m).defaults.dtype
+                                        if m in catalogue.model_names() else "")
+            rows = rows[(rows["optimize"] == "none") & (rows["dtype"].map(canonical_dtype) == default)]
+        frames.append(rows)
     if not frames:
         return pd.DataFrame(columns=cols)
     rows = pd.concat(frames, ignore_index=True)
     if size is not None and "size" in rows.columns:
         rows = rows[rows["size"] == size]
-    return rows.reindex(columns=cols).reset_index(drop=True)
+    if duration_s is not None and "duration_s" in rows.columns:
+        rows = rows[(pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-6]
+    rows = rows.reindex(columns=cols)
+    if rows.empty:
+        return rows.reset_index(drop=True)
+    return rows.groupby(keys, as_index=False, dropna=False)[["wall_s", "compile_s"]].median()
 
 
 def _cost(model: str) -> float:
@@ -272,43 +294,9 @@ def call_overhead_s(idle_s: float, ceiling_s: float, fp8: bool) -> float:
     return CALL_START_S + idle_s + ceiling_s * (3 if fp8 else 2)
 
 
-def split_into_calls(per_model: dict[str, float], budget_s: float, overhead_s: float,
-                     max_calls: int = 2) -> list[tuple[str, ...]] | None:
-    """The fewest calls (up to ``max_calls``) whose models' seconds plus ``overhead_s`` each fit
-    ``budget_s``, most evenly balanced; None when they do not fit."""
-    models = list(per_model)
-    for calls in range(1, max_calls + 1):
-        best: tuple[float, list[tuple[str, ...]]] | None = None
-        for labels in itertools.product(range(calls), repeat=len(models)):
-            groups = [tuple(m for m, g in zip(models, labels, strict=True) if g == c) for c in range(calls)]
-            if any(not g for g in groups):
-                continue
-            loads = [overhead_s + sum(per_model[m] for m in g) for g in groups]
-            if max(loads) <= budget_s and (best is None or max(loads) < best[0]):
-                best = (max(loads), groups)
-        if best is not None:
-            return best[1]
-    return None
-
-
-def largest_fitting_subset(per_model: dict[str, float], budget_s: float,
-                           overhead_s: float) -> tuple[str, ...]:
-    """The most models (then the most seconds) that fit one call."""
-    best: tuple[str, ...] = ()
-    best_key = (0, 0.0)
-    models = list(per_model)
-    for n in range(len(models), 0, -1):
-        for combo in itertools.combinations(models, n):
-            total = sum(per_model[m] for m in combo)
-            if overhead_s + total <= budget_s and (n, total) > best_key:
-                best, best_key = combo, (n, total)
-        if best:
-            return best
-    return best
-
-
-def estimate_text(estimate: pd.DataFrame, budget_s: float, overhead_s: float) -> list[str]:
-    """The dry run's printout: every cell, each model's total, the total, and the split into calls."""
+def estimate_text(estimate: pd.DataFrame) -> list[str]:
+    """The dry run's table: every cell, each model's total and the total (the calls come from
+    :mod:`tta_energy.levers.calls`)."""
     lines = [f"{'model':18} {'configuration':22} {'steps':>5} {'batch':>5} {'reps':>4} {'gen s':>7} "
              f"{'warm s':>7} {'compile s':>9} {'total s':>8}  source"]
     for r in estimate.itertuples():
@@ -316,26 +304,10 @@ def estimate_text(estimate: pd.DataFrame, budget_s: float, overhead_s: float) ->
                      f"{r.generation_s:>7.1f} {r.warmup_s:>7.1f} {r.compile_s:>9.1f} {r.total_s:>8.1f}  "
                      f"{r.source}")
     per_model = estimate.groupby("model", sort=False)["total_s"].sum().to_dict()
-    total = sum(per_model.values())
     lines += ["", "per model: " + ", ".join(f"{m} {s:.0f} s" for m, s in per_model.items()),
-              f"total: {total:.0f} s of models + {overhead_s:.0f} s per call (start-up, idle, ceilings) = "
-              f"{total + overhead_s:.0f} s in one call; budget per call {budget_s:.0f} s"]
-    by_batch = estimate.assign(batch=estimate["waveforms_per_prompt"].clip(lower=1)).groupby("batch")
-    lines.append("by batch size (references and profiles under 1): "
-                 + ", ".join(f"batch {b}: {t:.0f} s" for b, t in by_batch["total_s"].sum().items()))
-    split = split_into_calls(per_model, budget_s, overhead_s)
-    if split is None:
-        fits = largest_fitting_subset(per_model, budget_s, overhead_s)
-        lines.append("does not fit in 2 calls; one call fits: " + (", ".join(fits) if fits else "no model"))
-        single = estimate[estimate["waveforms_per_prompt"] <= 1].groupby("model", sort=False)["total_s"].sum()
-        fits = largest_fitting_subset(single.to_dict(), budget_s, overhead_s)
-        lines.append("one call fits the batch-1 cells (with references and profiles) of: "
-                     + (", ".join(fits) if fits else "no model")
-                     + (f" ({overhead_s + single[list(fits)].sum():.0f} s)" if fits else ""))
-    else:
-        for i, group in enumerate(split, 1):
-            load = overhead_s + sum(per_model[m] for m in group)
-            lines.append(f"call {i}: {', '.join(group)} ({load:.0f} s)")
+              f"total: {sum(per_model.values()):.0f} s, compilation {estimate['compile_s'].sum():.0f} s "
+              "of it "
+              "(the calls below price each unit on its own: its builds, warm-ups and default)"]
     return lines
 
 

@@ -1,0 +1,248 @@
+"""A levers plan cut into pieces that each fit one device call, and what earlier calls already measured.
+
+A levers table is larger than one lent GPU's call (compilation alone takes minutes per model and shape), so
+``levers run --plan PLAN --time-budget S`` measures it over several calls, each choosing what is left:
+
+- a **unit** is one model at one batch size: its declared specs at that batch, always with the study default
+  (``none``) measured in the same call, because every reduction is taken against the default of the same run
+  (the same process, the same host state). A unit larger than a call is split into several, each with its
+  own ``none``;
+- a cell (model, spec, steps, batch) is **done** when one earlier run holds ``repeats`` measured generations
+  of it and of ``none`` at the same steps and batch, or when an earlier run found the spec to be the same
+  configuration as another, or could not apply it (``levers_configs.csv``);
+- :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
+  ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one.
+
+Units are priced by :func:`tta_energy.levers.plan.estimate_plan` (measured rows, else scaled, else the
+catalogue's relative cost); a model's fp32 reference and step profiles count in its first unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tta_energy.levers.plan import Cells, Declared, estimate_plan
+from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE
+
+#: the spec every unit carries: reductions are taken against it within one run
+DEFAULT_SPEC = "none"
+
+Cell = tuple[str, str, int, int]  # (model, spec, steps, batch)
+Entry = tuple[str, Cells, int]  # (spec, cells, repeats), as a plan declares it
+
+
+@dataclass(frozen=True)
+class CallUnit:
+    """One model at one batch size: the declared entries measured together, and their predicted seconds."""
+
+    model: str
+    batch: int
+    entries: tuple[Entry, ...]
+    seconds: float
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        return tuple(spec for spec, _, _ in self.entries)
+
+    def label(self) -> str:
+        return f"{self.model} batch {self.batch}: {', '.join(self.specs)} ({self.seconds:.0f} s)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What earlier calls measured
+# ---------------------------------------------------------------------------------------------------------
+def _read(path: Path) -> pd.DataFrame:
+    from tta_energy import schema
+
+    if path.name == RUNS_FILE:
+        return schema.read_runs(path)
+    return pd.read_csv(path)
+
+
+def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
+               seed: int) -> set[Cell]:
+    """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
+    rows of the same model size, clip duration and seed count."""
+    runs, configs = [], []
+    for folder in folders:
+        if (Path(folder) / RUNS_FILE).is_file():
+            runs.append(_read(Path(folder) / RUNS_FILE))
+        if (Path(folder) / CONFIGS_FILE).is_file():
+            configs.append(_read(Path(folder) / CONFIGS_FILE))
+    counts: dict[tuple[str, str, str, int, int], int] = {}
+    if runs:
+        rows = pd.concat(runs, ignore_index=True)
+        ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool) & (rows["size"] == size)
+                  & (pd.to_numeric(rows["seed"]) == seed)
+                  & ((pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-9)]
+        keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
+        for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
+            counts[(run_id, model, spec, int(steps), int(batch))] = int(n)
+    settled: set[Cell] = set()  # specs an earlier run found to be another spec, or could not apply
+    if configs:
+        cfg = pd.concat(configs, ignore_index=True)
+        for r in cfg[cfg["status"].astype(str) != "ok"].itertuples():
+            settled.add((r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)))
+    run_ids = {k[0] for k in counts}
+    done: set[Cell] = set()
+    for model, entries in declared.items():
+        for spec, cells, repeats in entries:
+            for steps, batch in cells:
+                cell = (model, spec, steps, batch)
+                if cell in settled or any(
+                        counts.get((r, model, spec, steps, batch), 0) >= repeats
+                        and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= repeats
+                        for r in run_ids):
+                    done.add(cell)
+    return done
+
+
+def remaining(declared: Declared, done: set[Cell]) -> Declared:
+    """``declared`` without its done cells; ``none`` stays wherever another spec of the same (steps, batch)
+    is left, because the reduction needs the default of the same run."""
+    out: Declared = {}
+    for model, entries in declared.items():
+        left = [(spec, tuple(c for c in cells if (model, spec, *c) not in done), repeats)
+                for spec, cells, repeats in entries]
+        needed = {c for spec, cells, _ in left if spec != DEFAULT_SPEC for c in cells}
+        kept = []
+        for (spec, cells, repeats), (_, declared_cells, _) in zip(left, entries, strict=True):
+            if spec == DEFAULT_SPEC:
+                cells = tuple(c for c in declared_cells if c in needed or c in cells)
+            if cells:
+                kept.append((spec, cells, repeats))
+        if kept:
+            out[model] = tuple(kept)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Units and calls
+# ---------------------------------------------------------------------------------------------------------
+def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overhead_s: float, *,
+               min_window_s: float = 1.0, stored_references: set[tuple[str, int]] = frozenset(),
+               references_kept: bool = True) -> list[CallUnit]:
+    """The units of ``declared``, batch 1 first (the targets' cells), then the plan's order, each priced as
+    a call would run it alone (builds, warm-ups, compilation, repeats, step profiles) and split where it would
+    not fit a call of ``budget_s`` with ``overhead_s``. A model's fp32 reference is priced in its first unit
+    only when ``references_kept`` (stored for the later calls), else in each."""
+    units: list[CallUnit] = []
+    capacity = budget_s - overhead_s
+    stored = set(stored_references)
+
+    def price(model: str, group: list[Entry]) -> float:
+        est = estimate_plan({model: tuple(group)}, history, min_window_s=min_window_s,
+                            stored_references=stored)
+        return float(est["total_s"].sum())
+
+    for model, entries in declared.items():
+        for batch in sorted({b for _, cells, _ in entries for _, b in cells}):
+            at_batch = [(spec, tuple(c for c in cells if c[1] == batch), repeats)
+                        for spec, cells, repeats in entries]
+            at_batch = [e for e in at_batch if e[1]]
+            anchor = [e for e in at_batch if e[0] == DEFAULT_SPEC]
+            group = list(anchor)
+            for entry in (e for e in at_batch if e[0] != DEFAULT_SPEC):
+                if len(group) > len(anchor) and price(model, [*group, entry]) > capacity:
+                    units.append(CallUnit(model, batch, tuple(group), price(model, group)))
+                    if references_kept:
+                        stored |= {(model, s) for _, cells, _ in group for s, _ in cells}
+                    group = [*anchor, entry]
+                else:
+                    group.append(entry)
+            if group:
+                units.append(CallUnit(model, batch, tuple(group), price(model, group)))
+                if references_kept:
+                    stored |= {(model, s) for _, cells, _ in group for s, _ in cells}
+    return sorted(units, key=lambda u: u.batch)
+
+
+def pack_calls(units: Sequence[CallUnit], budget_s: float, overhead_s: float) -> list[list[CallUnit]]:
+    """The units in calls of ``budget_s`` (``overhead_s`` each), first-fit in the units' order, so the first
+    call holds the plan's first units; a unit larger than a call gets a call of its own."""
+    calls: list[list[CallUnit]] = []
+    for unit in units:
+        for call in calls:
+            if overhead_s + sum(u.seconds for u in call) + unit.seconds <= budget_s:
+                call.append(unit)
+                break
+        else:
+            calls.append([unit])
+    return calls
+
+
+def merge_units(units: Iterable[CallUnit]) -> Declared:
+    """The declared cells of ``units`` per model (a call with two units of a model measures them together)."""
+    merged: dict[str, dict[str, tuple[list[tuple[int, int]], int]]] = {}
+    for unit in units:
+        specs = merged.setdefault(unit.model, {})
+        for spec, cells, repeats in unit.entries:
+            have, _ = specs.setdefault(spec, ([], repeats))
+            have.extend(c for c in cells if c not in have)
+    return {model: tuple((spec, tuple(cells), repeats) for spec, (cells, repeats) in specs.items())
+            for model, specs in merged.items()}
+
+
+def calls_text(calls: Sequence[Sequence[CallUnit]], budget_s: float, overhead_s: float,
+               done: int, total: int) -> list[str]:
+    """The dry run's closing lines: cells done, then every call with its units and predicted seconds."""
+    lines = [f"cells done by earlier calls: {done} of {total}"]
+    if not calls:
+        return [*lines, "nothing left to measure"]
+    seconds = sum(u.seconds for call in calls for u in call) + overhead_s * len(calls)
+    plural = "s" if len(calls) > 1 else ""
+    lines.append(f"left: {len(calls)} device call{plural} of at most {budget_s:.0f} s ({seconds:.0f} s "
+                 f"predicted, of which {overhead_s:.0f} s per call of start-up, idle and ceilings)")
+    for i, call in enumerate(calls, 1):
+        load = overhead_s + sum(u.seconds for u in call)
+        over = "  (larger than one call: the time budget cuts it)" if load > budget_s else ""
+        lines.append(f"call {i} ({load:.0f} s){over}: " + "; ".join(u.label() for u in call))
+    return lines
+
+
+@dataclass(frozen=True)
+class CallsPlan:
+    """What is left of a plan after the earlier calls, in calls."""
+
+    calls: list[list[CallUnit]]
+    done: int  # declared cells already measured
+    total: int  # declared cells
+    budget_s: float
+    overhead_s: float
+
+    def text(self) -> list[str]:
+        return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total)
+
+    def next_call(self) -> Declared:
+        """The cells of the first call, per model."""
+        return merge_units(self.calls[0]) if self.calls else {}
+
+    def all_calls(self) -> Declared:
+        """Every cell left, per model (a run without a time budget measures them all)."""
+        return merge_units(u for call in self.calls for u in call)
+
+    def model_seconds(self) -> dict[str, float]:
+        """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
+        out: dict[str, float] = {}
+        for unit in self.calls[0] if self.calls else ():
+            out[unit.model] = out.get(unit.model, 0.0) + unit.seconds
+        return out
+
+
+def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence[Path], *, size: str,
+               duration_s: float, seed: int, budget_s: float, overhead_s: float, min_window_s: float,
+               references_dir: Path | None) -> CallsPlan:
+    """``declared`` less what ``done_folders`` hold, cut into units and packed into calls of ``budget_s``."""
+    from tta_energy.levers.plan import stored_reference_steps
+
+    done = done_cells(done_folders, declared, size=size, duration_s=duration_s, seed=seed)
+    left = remaining(declared, done)
+    stored = stored_reference_steps(references_dir, left, size)
+    units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
+                       stored_references=stored, references_kept=references_dir is not None)
+    total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
+    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s)

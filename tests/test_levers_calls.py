@@ -1,0 +1,159 @@
+"""A levers plan measured over several device calls: units of one model and batch size with the study default
+in each, first-fit packing into calls, what earlier calls hold, the price history from the sweeps' tables, and
+three `levers run --plan --done --time-budget` calls on a CPU that measure the plan once and then stop."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd
+import pytest
+
+from tta_energy import schema
+from tta_energy.cli.main import main
+from tta_energy.levers import calls, experiment, plan, tables
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def _history() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": batch, "wall_s": wall,
+         "compile_s": comp}
+        for spec, batch, wall, comp in [("none", 1, 4.0, float("nan")), ("none", 10, 27.0, float("nan")),
+                                         ("max", 1, 1.0, 0.5), ("max", 10, 7.0, 2.0),
+                                         ("fp32", 1, 6.0, float("nan"))]])
+
+
+DECLARED = {"tango": (("none", ((100, 1), (100, 10)), 3), ("max", ((100, 1), (100, 10)), 3),
+                      ("compile", ((100, 1), (100, 10)), 3))}
+
+
+def test_each_unit_is_one_batch_size_with_the_default_and_split_to_fit_a_call():
+    units = calls.plan_units(DECLARED, _history(), budget_s=10_000.0, overhead_s=50.0)
+    assert [(u.model, u.batch, u.specs) for u in units] == [("tango", 1, ("none", "max", "compile")),
+                                                           ("tango", 10, ("none", "max", "compile"))]
+    # priced as a call would run it alone: the reference (not stored) in the first unit only
+    at_batch_1 = {"tango": tuple((s, ((100, 1),), r) for s, _, r in DECLARED["tango"])}
+    alone = plan.estimate_plan(at_batch_1, _history())
+    assert units[0].seconds == pytest.approx(float(alone["total_s"].sum()))
+
+    tight = calls.plan_units(DECLARED, _history(), budget_s=250.0, overhead_s=50.0)
+    assert all(u.specs[0] == "none" for u in tight)  # every unit holds the default of its own call
+    assert {s for u in tight for s in u.specs} == {"none", "max", "compile"}
+    assert [u.batch for u in tight] == sorted(u.batch for u in tight)  # batch 1 (the targets) first
+    assert len(tight) > 2
+
+
+def test_units_are_packed_first_fit_in_order_and_an_oversized_unit_gets_its_own_call():
+    def unit(name: str, seconds: float) -> calls.CallUnit:
+        return calls.CallUnit(name, 1, (("none", ((100, 1),), 3),), seconds)
+
+    packed = calls.pack_calls([unit("a", 300), unit("b", 300), unit("c", 150), unit("d", 900)], 540.0, 50.0)
+    assert [[u.model for u in call] for call in packed] == [["a", "c"], ["b"], ["d"]]
+    text = calls.calls_text(packed, 540.0, 50.0, done=2, total=9)
+    assert text[0] == "cells done by earlier calls: 2 of 9" and text[1].startswith("left: 3 device calls")
+    assert "larger than one call" in text[-1] and "larger" not in text[2]
+    assert calls.calls_text([], 540.0, 50.0, 9, 9)[-1] == "nothing left to measure"
+    one = (("none", ((100, 1),), 3), ("max", ((100, 1),), 3))
+    merged = calls.merge_units([calls.CallUnit("tango", 1, one, 1),
+                                calls.CallUnit("tango", 10, (("none", ((100, 10),), 3),), 1)])
+    assert merged == {"tango": (("none", ((100, 1), (100, 10)), 3), ("max", ((100, 1),), 3))}
+
+
+def _runs(rows: list[tuple[str, str, int, int]], folder, size="full") -> None:
+    """A raw levers folder with one measured generation per (run_id, spec, batch, repeat) row given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for run_id, spec, batch, repeat in rows:
+        r = schema.empty_row()
+        r.update(run_id=run_id, experiment="levers", model="tango", size=size, weights="random",
+                 dtype="float32", optimize=spec, steps=100, denoiser_calls=100, n_prompts=1,
+                 waveforms_per_prompt=batch, n_clips=batch, duration_s=10.0, seed=0, repeat=repeat,
+                 is_warmup=False, status="ok", wall_s=1.0, gpu_energy_J=100.0, config_id=f"{spec}-{batch}",
+                 gpu_energy_method="nvml_counter", cpu_energy_method="unavailable",
+                 source="tta-energy")
+        out.append(r)
+    schema.write_runs(folder / tables.RUNS_FILE, pd.DataFrame(out))
+
+
+def test_a_cell_is_done_with_its_repeats_and_the_default_in_the_same_run(tmp_path):
+    _runs([("r1", "max", 1, i) for i in range(3)] + [("r1", "none", 1, i) for i in range(3)]
+          + [("r1", "max", 10, i) for i in range(3)] + [("r2", "none", 10, i) for i in range(3)]
+          + [("r3", "compile", 1, i) for i in range(2)] + [("r3", "none", 1, i) for i in range(3)],
+          tmp_path / "part-a")
+    pd.DataFrame([{"run_id": "r4", "model": "tango", "optimize": "compile", "steps": 100,
+                   "waveforms_per_prompt": 10, "status": "same as max"}]).to_csv(
+        tmp_path / "part-a" / tables.CONFIGS_FILE, index=False)
+    done = calls.done_cells([tmp_path / "part-a"], DECLARED, size="full", duration_s=10.0, seed=0)
+    # max at batch 10 has its repeats, but its run has no default: not done; compile at batch 1: 2 of 3
+    assert done == {("tango", "none", 100, 1), ("tango", "max", 100, 1), ("tango", "none", 100, 10),
+                    ("tango", "compile", 100, 10)}
+    left = calls.remaining(DECLARED, done)
+    # the default is measured again wherever something else is left at its cell
+    assert left == {"tango": (("none", ((100, 1), (100, 10)), 3), ("max", ((100, 10),), 3),
+                              ("compile", ((100, 1),), 3))}
+    assert calls.done_cells([tmp_path / "part-a"], DECLARED, size="tiny", duration_s=10.0, seed=0) == {
+        ("tango", "compile", 100, 10)}  # other sizes' rows do not count; a settled spec stays settled
+
+
+def test_the_sweeps_tables_price_the_study_default(tmp_path):
+    rows = []
+    cases = [(4.0, "float32", False, 1, "ok"),
+             (6.0, "float32", False, 1, "ok"),
+             (99.0, "float32", True, 1, "ok"),  # a warm-up
+             (50.0, "float16", False, 1, "ok"),  # another precision
+             (70.0, "float32", False, 10, "ok"),  # ten prompts
+             (80.0, "float32", False, 1, "error")]
+    for wall, dtype, warm, n_prompts, status in cases:
+        r = schema.empty_row()
+        r.update(model="tango", size="full", dtype=dtype, optimize="none", steps=100, n_prompts=n_prompts,
+                 waveforms_per_prompt=1, duration_s=10.0, is_warmup=warm, status=status, wall_s=wall,
+                 source="tta-energy", gpu_energy_method="nvml_counter", cpu_energy_method="unavailable")
+        rows.append(r)
+    schema.write_runs(tmp_path / "steps.csv", pd.DataFrame(rows))
+    h = plan.read_history([tmp_path / "steps.csv"], size="full", duration_s=10.0)
+    # the median of the measured fp32 (Tango's study precision) generations with one prompt
+    keys = ["model", "optimize", "steps", "waveforms_per_prompt"]
+    assert h[keys].values.tolist() == [["tango", "none", 100, 1]]
+    assert h["wall_s"].tolist() == [5.0]
+    assert plan.read_history([tmp_path / "steps.csv"], size="full", duration_s=5.0).empty
+
+
+def test_three_calls_measure_a_plan_once_and_then_stop(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's subject
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\n'
+                         'batches = [1, 2]\nrepeats = 1\nduration_s = 1.0\n')
+    base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile", "--no-report",
+            "--references", str(tmp_path / "refs"), "--done", str(tmp_path / "part*"), "--history", "",
+            "--time-budget", "60"]
+    # the catalogue prices each unit (one batch size) at about 20 s, a call's start at 30 s: one unit a call
+    main([*base, "--dry-run"])
+    said = capsys.readouterr().out
+    assert "left: 2 device calls" in said and "call 1" in said and "audioldm batch 1" in said
+    main([*base, "--out-dir", str(tmp_path / "part1")])
+    first = schema.read_runs(tmp_path / "part1" / tables.RUNS_FILE)
+    measured = first[~first["is_warmup"].astype(bool)]
+    assert set(zip(measured["optimize"], measured["waveforms_per_prompt"].astype(int), strict=True)) == {
+        ("fp32", 1), ("none", 1), ("channels-last", 1)}
+    main([*base, "--out-dir", str(tmp_path / "part2")])
+    second = schema.read_runs(tmp_path / "part2" / tables.RUNS_FILE)
+    measured = second[~second["is_warmup"].astype(bool)]
+    # the reference was stored by the first call; the second measures batch 2 with its own default
+    assert set(zip(measured["optimize"], measured["waveforms_per_prompt"].astype(int), strict=True)) == {
+        ("none", 2), ("channels-last", 2)}
+    capsys.readouterr()
+    main([*base, "--out-dir", str(tmp_path / "part3")])
+    assert "nothing left to measure (4 of 4 cells done)" in capsys.readouterr().out
+    assert not (tmp_path / "part3").exists()
+
+
+def test_done_needs_a_plan(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["levers", "run", "-m", "audioldm", "--done", str(tmp_path), "--size", "tiny",
+              "--device", "cpu"])
+    assert exc.value.code == 2
