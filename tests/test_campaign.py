@@ -170,6 +170,10 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert len(log) == 3 and log[0]["stopped_by_budget"] and log[0]["rows"] == {}
     assert log[1]["rows"] == {"quality": 2, "steps": 4} and log[2]["rows"] == {}
     assert log[1]["measured_s"] > 0 and log[1]["wall_s"] >= log[1]["measured_s"]
+    # every window as it was measured, warm-ups included (a warm-up is not counted as long as its sequel)
+    windows = pd.concat([schema.read_runs(tables / f"{e}.csv") for e in ("steps", "quality")])
+    windows = windows[windows["run_id"] == log[1]["run_id"]]["meter_window_s"]
+    assert len(windows) == 8 and log[1]["measured_s"] == pytest.approx(windows.sum(), abs=0.002)
     assert {"command", "start_utc", "end_utc", "git_commit", "host_cpu_model", "gpu_name"} <= set(log[1])
     # status: one JSON object per cell
     main(["campaign", "status", "--campaign", str(path), "--json"])

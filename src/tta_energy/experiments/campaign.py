@@ -30,7 +30,6 @@ before it reads them to its end, as a sweep does: a second run, or a sweep writi
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shlex
@@ -244,7 +243,7 @@ def campaign_locks(campaign: Campaign, experiments: Iterable[str],
 def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.DistContext,
          echo: Callable[[str], None]) -> RunResult:
     from tta_energy.experiments import runner
-    from tta_energy.experiments.runner import RowContext, measure_idle, measure_pair
+    from tta_energy.experiments.runner import RowContext, measure_idle, measure_pair, window_s
 
     start = time.perf_counter()
     start_utc = runner.now_iso()
@@ -314,10 +313,12 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                                       if ctx.is_distributed else campaign.table(cell.experiment))
                             row, warmups = measure_pair(meter, models.cache(cell.model), contexts[cell.model],
                                                         cell.experiment, item, target)
-                            seconds = _window_of(row)
-                            result.measured_s += seconds * (1 + warmups)
+                            seconds = window_s(row)
+                            # each window as it was measured (a fresh model's warm-up call is longer); a call
+                            # that failed before its window closed has none
+                            result.measured_s += float(np.nansum([window_s(r) for r in (*warmups, row)]))
                             result.rows[cell.experiment] += 1
-                            result.warmups += warmups
+                            result.warmups += len(warmups)
                             observed[item.config_id].add(item.repeat, str(row["status"]),
                                                          float(row["gpu_energy_J"]), seconds)
                             if row["status"] == "ok":
@@ -359,14 +360,6 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         say(f"campaign {campaign.name}: measured {written} (+{total.warmups} warm-up) in "
             f"{time.perf_counter() - start:.1f} s, {total.measured_s:.1f} s inside measured windows{left}")
     return total
-
-
-def _window_of(row: dict[str, object]) -> float:
-    for key in ("meter_window_s", "wall_s"):
-        value = row.get(key)
-        if isinstance(value, int | float) and np.isfinite(value):
-            return float(value)
-    return math.nan
 
 
 def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, wall_s: float,

@@ -531,24 +531,34 @@ def measure_idle(meter: Any, seconds: float) -> None:
 
 
 def measure_pair(meter: Any, models: ModelCache, rc: RowContext, experiment: str, item: Item,
-                 target: Path) -> tuple[dict[str, object], int]:
+                 target: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
     """Measure one (configuration, repeat) on the model built for its dtype and append its row to ``target``.
 
     The model is built on first use and gets ``opts.warmup`` warm-up generations (recorded with
     ``is_warmup=True``) before its first measured one. Every row is appended as soon as it is measured.
-    Returns the measured row and the number of warm-up rows written. A sweep and a campaign both measure
+    Returns the measured row and the warm-up rows written before it. A sweep and a campaign both measure
     through this function.
     """
     adapter = models.get(item.dtype)
-    warmups = 0
+    warmups: list[dict[str, object]] = []
     if item.dtype not in models.warmed:
         for _ in range(rc.opts.warmup):
-            schema.append_row(target, measure_one(meter, adapter, rc, experiment, item, is_warmup=True))
-            warmups += 1
+            warmups.append(measure_one(meter, adapter, rc, experiment, item, is_warmup=True))
+            schema.append_row(target, warmups[-1])
         models.warmed.add(item.dtype)
     row = measure_one(meter, adapter, rc, experiment, item, is_warmup=False)
     schema.append_row(target, row)
     return row, warmups
+
+
+def window_s(row: dict[str, object]) -> float:
+    """Seconds of a row's measured window (``meter_window_s``, else ``wall_s``); NaN when it has none (a call
+    that failed before its window closed)."""
+    for key in ("meter_window_s", "wall_s"):
+        value = row.get(key)
+        if isinstance(value, int | float) and np.isfinite(value):
+            return float(value)
+    return math.nan
 
 
 class Budget:
@@ -688,9 +698,9 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                             idle_done = True
                         t_item = time.perf_counter()
                         row, warmups = measure_pair(meter, models, rc, p.experiment, item, p.target)
-                        summary.warmups += warmups
+                        summary.warmups += len(warmups)
                         # per generation: the warm-ups of a fresh model ran the same configuration
-                        budget.record(item.cost(), (time.perf_counter() - t_item) / (1 + warmups))
+                        budget.record(item.cost(), (time.perf_counter() - t_item) / (1 + len(warmups)))
                         summary.measured[str(row["status"])] += 1
                         if row["status"] != "ok":
                             summary.errors[f"{row['status']}: {row['error']}"] += 1
