@@ -241,3 +241,22 @@ def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, tiny_campai
     main(["campaign", "status", "--campaign", str(path)])
     assert "3 campaign call(s): 225 GPU s" in capsys.readouterr().out
     assert cp.campaign_cost([])["overhead"] is None
+
+
+def test_cost_reads_each_calls_windows_from_its_rows(tmp_path, tiny_campaign, capsys):
+    """A call's measured seconds are its rows' windows, warm-ups as long as they were (an older run log
+    counted each warm-up as long as the row after it); a call without rows keeps its logged seconds."""
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    run_id = "20261129T120000Z-abc123"
+    frame = _rows("tango", "a", 10, [2.0, 2.0, 2.0], run_id, "2026-11-29T12:00:00Z")
+    frame.loc[0, ["is_warmup", "meter_window_s"]] = [True, 12.0]  # a fresh model's warm-up
+    schema.write_runs(tables / "steps.csv", frame)
+    lines = [{"run_id": run_id, "wall_s": 20.0, "measured_s": 6.0, "rows": {"steps": 2}},
+             {"run_id": "20261129T130000Z-def456", "wall_s": 10.0, "measured_s": 8.0, "rows": {"steps": 1}}]
+    (tables / cp.RUNS_LOG).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert cp.call_windows_s(tables, lines) == {run_id: pytest.approx(16.0)}
+    main(["campaign", "cost", "--campaign", str(tiny_campaign), "--json"])
+    cost = json.loads(capsys.readouterr().out)
+    assert cost["measured_s"] == pytest.approx(16.0 + 8.0)
+    assert cost["overhead"] == pytest.approx(30 / 24, abs=1e-4)

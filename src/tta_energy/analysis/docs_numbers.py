@@ -668,10 +668,9 @@ def block_campaign_cells(d: DocData) -> str:
 
 def block_campaign_cost(d: DocData) -> str:
     """GPU time of the campaign's calls per experiment and their overhead (campaign_runs.jsonl)."""
-    from tta_energy.experiments.campaign_plan import campaign_cost, overhead_text, read_runs_log
-    from tta_energy.experiments.campaign_spec import RUNS_LOG
+    from tta_energy.experiments.campaign_plan import cost_of_calls, overhead_text
 
-    cost = campaign_cost(read_runs_log(d.data / "h200" / RUNS_LOG))
+    cost = cost_of_calls(d.data / "h200")
     if not cost["calls"]:
         return "0 campaign calls logged yet"
     parts = ", ".join(f"{r['experiment']} {r['gpu_s']:,.0f} s ({r['rows']} rows)"

@@ -15,7 +15,7 @@ repeats until the 95% confidence interval of each cell's mean is within the targ
 
 plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget, torchrun);
 status: cells done and at target (--json: one object per cell); cost: GPU time per experiment and the
-overhead of the calls, from campaign_runs.jsonl."""
+overhead of the calls, from campaign_runs.jsonl and the rows each call wrote."""
 
 DEFAULT_CAMPAIGN = Path("campaigns/h200.toml")
 
@@ -53,9 +53,9 @@ EXPERIMENT_OPT = typer.Option(None, "--experiment", "-e", help="only these exper
 
 
 def _cost(spec) -> dict:  # noqa: ANN001 - Campaign, imported lazily
-    from tta_energy.experiments.campaign import RUNS_LOG, campaign_cost, read_runs_log
+    from tta_energy.experiments.campaign import cost_of_calls
 
-    return campaign_cost(read_runs_log(spec.out_dir / RUNS_LOG))
+    return cost_of_calls(spec.out_dir)
 
 
 def _seconds(s: float) -> str:
@@ -110,7 +110,8 @@ def register(app: typer.Typer) -> None:
     def cost_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
                  as_json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
         """What the campaign's calls cost (from campaign_runs.jsonl): GPU seconds per experiment, and the
-        overhead = GPU time of the calls / seconds inside their measured windows."""
+        overhead = GPU time of the calls / seconds inside their measured windows (warm-ups included, read
+        from the rows each call wrote)."""
         from tta_energy.experiments.campaign import RUNS_LOG, overhead_text
 
         spec = _load(campaign, out_dir)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.experiments import resume
-from tta_energy.experiments.campaign_spec import DEFAULT_BUILD_S, Campaign, Entry, Stopping
+from tta_energy.experiments.campaign_spec import DEFAULT_BUILD_S, RUNS_LOG, Campaign, Entry, Stopping
 from tta_energy.experiments.grids import EXPERIMENTS, Config
 
 # --- cells --------------------------------------------------------------------------------------------------
@@ -454,13 +454,37 @@ def read_runs_log(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def campaign_cost(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def call_windows_s(out_dir: Path, lines: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Seconds inside the measured windows of each logged call (by ``run_id``), from the rows it wrote to the
+    run tables of ``out_dir`` (warm-ups included, every rank); calls without rows there are left out."""
+    run_ids = {str(line["run_id"]) for line in lines if line.get("run_id")}
+    totals: dict[str, float] = defaultdict(float)
+    for experiment in EXPERIMENTS:
+        frame = resume.read_table(out_dir / f"{experiment}.csv") if run_ids else None
+        if frame is None:
+            continue
+        mine = frame[frame["run_id"].isin(run_ids)]
+        for run_id, seconds in window_seconds(mine).groupby(mine["run_id"]).sum().items():
+            totals[str(run_id)] += float(seconds)
+    return dict(totals)
+
+
+def cost_of_calls(out_dir: Path) -> dict[str, Any]:
+    """:func:`campaign_cost` of the calls logged in ``out_dir``, their windows read from its run tables."""
+    lines = read_runs_log(out_dir / RUNS_LOG)
+    return campaign_cost(lines, call_windows_s(out_dir, lines))
+
+
+def campaign_cost(lines: Iterable[dict[str, Any]],
+                  windows_s: dict[str, float] | None = None) -> dict[str, Any]:
     """What the campaign's calls cost: GPU seconds (wall seconds x ranks) per experiment and the overhead.
 
     A call that measured one experiment charges it all its GPU time; a call over several apportions its GPU
     time by the measured rows of each; a call that measured nothing counts under ``"(none)"``. The overhead is
     the calls' GPU time over the seconds inside their measured windows (warm-ups included, summed over ranks):
-    model builds, idle baselines and the host's work between windows make it exceed 1."""
+    model builds, idle baselines and the host's work between windows make it exceed 1. A call's windows are
+    ``windows_s[run_id]`` (:func:`call_windows_s`, from its rows) where given, else the line's ``measured_s``
+    (which older versions wrote counting each warm-up as long as the measured row after it)."""
     by: dict[str, dict[str, float]] = {}
     calls = 0
     gpu_total = measured_total = 0.0
@@ -469,7 +493,8 @@ def campaign_cost(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:
         rows = {str(e): int(n) for e, n in (line.get("rows") or {}).items() if int(n) > 0}
         calls += 1
         gpu_total += gpu_s
-        measured_total += float(line.get("measured_s") or 0.0)
+        from_rows = (windows_s or {}).get(str(line.get("run_id")))
+        measured_total += from_rows if from_rows is not None else float(line.get("measured_s") or 0.0)
         shares = ({e: n / sum(rows.values()) for e, n in rows.items()} if rows else {"(none)": 1.0})
         for experiment, share in shares.items():
             entry = by.setdefault(experiment, {"gpu_s": 0.0, "rows": 0, "calls": 0})
