@@ -144,9 +144,13 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     path = tiny_campaign
     tables = tmp_path / "tables"
     base = ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress"]
-    with pytest.raises(SystemExit) as exc:  # a model build alone would not fit: nothing starts
+    with pytest.raises(SystemExit) as exc:  # a model build alone would not fit: refused before anything
         main([*base, "--time-budget", "5"])
-    assert exc.value.code == 3 and not (tables / "steps.csv").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1
+    assert err[0].startswith("error: --time-budget 5 s cannot cover")
+    assert "the smallest useful budget is" in err[0]
+    assert not list(tables.glob("*.csv")) and not (tables / cp.RUNS_LOG).exists()
     main(base)
     out = capsys.readouterr().out
     assert "measured 2 quality, 4 steps (+2 warm-up)" in out
@@ -167,14 +171,13 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert "measured nothing" in capsys.readouterr().out
     assert (tables / "steps.csv").read_bytes() == before
     log = [json.loads(line) for line in (tables / cp.RUNS_LOG).read_text().splitlines()]
-    assert len(log) == 3 and log[0]["stopped_by_budget"] and log[0]["rows"] == {}
-    assert log[1]["rows"] == {"quality": 2, "steps": 4} and log[2]["rows"] == {}
-    assert log[1]["measured_s"] > 0 and log[1]["wall_s"] >= log[1]["measured_s"]
+    assert len(log) == 2 and log[0]["rows"] == {"quality": 2, "steps": 4} and log[1]["rows"] == {}
+    assert log[0]["measured_s"] > 0 and log[0]["wall_s"] >= log[0]["measured_s"]
     # every window as it was measured, warm-ups included (a warm-up is not counted as long as its sequel)
     windows = pd.concat([schema.read_runs(tables / f"{e}.csv") for e in ("steps", "quality")])
-    windows = windows[windows["run_id"] == log[1]["run_id"]]["meter_window_s"]
-    assert len(windows) == 8 and log[1]["measured_s"] == pytest.approx(windows.sum(), abs=0.002)
-    assert {"command", "start_utc", "end_utc", "git_commit", "host_cpu_model", "gpu_name"} <= set(log[1])
+    windows = windows[windows["run_id"] == log[0]["run_id"]]["meter_window_s"]
+    assert len(windows) == 8 and log[0]["measured_s"] == pytest.approx(windows.sum(), abs=0.002)
+    assert {"command", "start_utc", "end_utc", "git_commit", "host_cpu_model", "gpu_name"} <= set(log[0])
     # status: one JSON object per cell
     main(["campaign", "status", "--campaign", str(path), "--json"])
     cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -186,6 +189,27 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert next(c for c in cells if c["experiment"] == "quality")["at_target"]  # every caption measured
     main(["campaign", "plan", "--campaign", str(path)])
     assert "total" in capsys.readouterr().out
+
+
+def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, tiny_campaign, capsys,
+                                                                   monkeypatch):
+    """A budget that fits one model's build but not the other's: the run proceeds, measures the cells that
+    fit and leaves the others for the next run (builds estimated: AudioLDM 100 s, Tango 1000 s)."""
+    monkeypatch.setattr(cp.Estimator, "model_build_s",
+                        lambda self, model: 100.0 if model == "audioldm" else 1000.0)
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-codecarbon",
+              "--no-progress", "--experiment", "steps", "--time-budget", "500"])
+    assert exc.value.code == 3 and "stopped by the time budget" in capsys.readouterr().out
+    rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
+    measured = rows[~rows["is_warmup"]]
+    assert len(measured) == 2 and set(measured["model"]) == {"audioldm"}  # both repeats of its one cell
+    assert (measured["status"] == "ok").all()
+    with pytest.raises(SystemExit) as exc:  # no cell fits: refused, naming the cheapest one
+        main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-codecarbon",
+              "--no-progress", "--model", "tango", "--time-budget", "500"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "tango steps steps=1" in err and "smallest useful budget is 10" in err
 
 
 def test_run_filters_models_and_experiments(tmp_path, tiny_campaign, capsys):

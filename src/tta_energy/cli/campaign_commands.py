@@ -140,7 +140,8 @@ def register(app: typer.Typer) -> None:
                 progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
                 ) -> None:
         """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
-        status 3 when the time budget stopped it (run the same command again)."""
+        status 3 when the time budget stopped it (run the same command again); a budget in which no cell fits
+        is refused before anything is built (exit 2, naming the smallest useful budget)."""
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
         spec = _load(campaign, out_dir)

@@ -20,16 +20,19 @@ sweep measured count. Warm-up rows never count; neither do rows other than ``ok`
 order shuffled with the campaign's seed and the round's number, so that repeats of different cells (and
 models: built models stay resident) interleave instead of running back to back. Before each generation it
 checks that its estimated time (plus a model build and warm-up when the model is not resident) fits in the
-time budget left; otherwise the run stops. Every row is appended when measured
-(:func:`.runner.measure_pair`), so a kill loses at most the generation in flight and the same command resumes.
-Under torchrun the cells are split over the ranks by estimated time; each rank appends to its shard files,
-which rank 0 merges at the end. A run holds the lock of every table it writes (and of the runs log) from
-before it reads them to its end, as a sweep does: a second run, or a sweep writing one of them, is refused.
+time budget left; a cell that does not fit waits for the next run while the others go on as long as they fit.
+A budget in which no cell of the first experiment fits is refused before anything is built. Every row is
+appended when measured (:func:`.runner.measure_pair`), so a kill loses at most the generation in flight and
+the same command resumes. Under torchrun the cells are split over the ranks by estimated time; each rank
+appends to its shard files, which rank 0 merges at the end. A run holds the lock of every table it writes
+(and of the runs log) from before it reads them to its end, as a sweep does: a second run, or a sweep writing
+one of them, is refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shlex
@@ -128,6 +131,8 @@ __all__ = [
     "RunResult",
     "ResidentModels",
     "check_run_options",
+    "check_budget",
+    "needed_s",
     "run_campaign",
     "campaign_locks",
     "selected",
@@ -263,6 +268,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     distributed.barrier(ctx)  # every rank has read the same state before any writes
     todo = [c for c in cells if not cell_state(c, observed).done]
     say(f"campaign {campaign.name}: {len(cells)} cells, {len(cells) - len(todo)} done")
+    check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     if ctx.is_distributed:
         def remaining_s(c: Cell) -> float:  # balancing weight: estimated seconds, 1 per generation if unknown
             known = [t for t in (est.generation_s(c.model, it) for it in c.items) if np.isfinite(t)]
@@ -296,18 +302,18 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
             for tier in dict.fromkeys(experiments):  # the campaign file's order is the priority
                 left = [c for c in todo if c.experiment == tier]
                 round_no = 0
-                while left and not result.stopped_by_budget:
+                over_budget: set[tuple] = set()  # cells that no longer fit: they wait for the next run
+                while left:
                     order = list(left)
                     random.Random(f"{campaign.seed}:{tier}:{round_no}").shuffle(order)
                     for cell in order:
                         for item in next_items(cell, observed):
-                            fresh = not models.resident(cell.model, item.dtype)
-                            needed = est.generation_s(cell.model, item)
-                            needed = needed if np.isfinite(needed) else 0.0
-                            if fresh:  # a build and its warm-ups count against the budget too
-                                needed += est.model_build_s(cell.model) + campaign.warmup * needed
+                            needed = needed_s(campaign, est, cell.model, item,
+                                              fresh=not models.resident(cell.model, item.dtype))
                             if budget_s is not None and time.perf_counter() - start + needed > budget_s:
+                                # the time left only shrinks: the other cells go on while they fit
                                 result.stopped_by_budget = True
+                                over_budget.add(cell.key)
                                 break
                             models.build(cell.model, item.dtype)
                             if not idle_done:
@@ -332,14 +338,12 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                             bar.update(1)
                             bar.set_postfix_str(f"{cell.model} {cell.experiment} {cell.label} r{item.repeat} "
                                                 f"{row['status']}", refresh=False)
-                        if result.stopped_by_budget:
-                            break
                     for cell in left:
                         if errors[cell.key] >= MAX_ERRORS_PER_RUN:
                             say(f"{cell.model} {cell.experiment} {cell.label}: {errors[cell.key]} error rows "
                                 "in this run; left for the next run (see the table's error column)")
-                    left = [c for c in left
-                            if not cell_state(c, observed).done and errors[c.key] < MAX_ERRORS_PER_RUN]
+                    left = [c for c in left if not cell_state(c, observed).done
+                            and errors[c.key] < MAX_ERRORS_PER_RUN and c.key not in over_budget]
                     round_no += 1
             todo = [c for c in todo if not cell_state(c, observed).done]
     result.unfinished = len(todo)
@@ -364,6 +368,38 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         say(f"campaign {campaign.name}: measured {written} (+{total.warmups} warm-up) in "
             f"{time.perf_counter() - start:.1f} s, {total.measured_s:.1f} s inside measured windows{left}")
     return total
+
+
+def needed_s(campaign: Campaign, est: Estimator, model: str, item: Any, fresh: bool) -> float:
+    """Estimated seconds until ``item``'s row is written: its generation, plus the model's build and warm-ups
+    when the model is not resident (an unknown generation time counts 0)."""
+    needed = est.generation_s(model, item)
+    needed = needed if np.isfinite(needed) else 0.0
+    if fresh:
+        needed += est.model_build_s(model) + campaign.warmup * needed
+    return needed
+
+
+def check_budget(campaign: Campaign, budget_s: float | None, elapsed_s: float, todo: list[Cell],
+                 observed: dict[str, Observed], est: Estimator) -> None:
+    """Refuse, before anything is built, a time budget in which no unfinished cell of the first experiment the
+    run measures fits: a model build, its warm-ups and one generation, after the ``elapsed_s`` already spent
+    planning (reading the tables, checking the configurations). The error names the smallest budget that fits
+    one."""
+    if budget_s is None or not todo:
+        return
+    first = next(e.experiment for e in campaign.entries if any(c.experiment == e.experiment for c in todo))
+    needs = [(needed_s(campaign, est, c.model, items[0], fresh=True), c) for c in todo
+             if c.experiment == first and (items := next_items(c, observed))]
+    if not needs:
+        return
+    smallest, cell = min(needs, key=lambda pair: pair[0])
+    if elapsed_s + smallest > budget_s:
+        raise CampaignError(
+            f"--time-budget {budget_s:g} s cannot cover one generation: {cell.model} {first} {cell.label} "
+            f"needs a model build, {campaign.warmup} warm-up(s) and one generation, about {smallest:.0f} s "
+            f"(from earlier rows; {DEFAULT_BUILD_S:.0f} s a build without them), after {elapsed_s:.0f} s of "
+            f"planning; the smallest useful budget is {math.ceil(elapsed_s + smallest)} s")
 
 
 def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, wall_s: float,
