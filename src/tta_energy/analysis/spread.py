@@ -1,0 +1,207 @@
+"""How much of a model's energy spread lies between processes and how much within one (variance components).
+
+Each ``run_id`` is one process (one ``tta-energy sweep`` or ``campaign run``) that measured several cells of a
+model in interleaved repeats. Per model (and platform) of one experiment table, the log GPU energy of each
+generation is fitted with a linear mixed model (statsmodels ``MixedLM``, REML)::
+
+    log(gpu_energy_J) = mean of its cell (configuration: fixed effect) + u[run_id] + e
+    u ~ N(0, sd_between^2)   e ~ N(0, sd_within^2)
+
+``sd_between`` is how far one process's level sits from another's for the same configuration (host and process
+state: CPU pace, clocks, allocator, ...); ``sd_within`` is the scatter of repeats inside a process. On the log
+scale an SD reads as a relative change, reported as ``exp(sd) - 1`` in percent. ``between_process_share`` is
+sd_between^2 / (sd_between^2 + sd_within^2). Its 95 % interval is a parametric bootstrap (simulate from the
+fit, refit, percentile interval) with a fixed seed. With 2-4 processes per model the between-process SD rests
+on very few values: the intervals are wide, and a share of 0 (the REML estimate at its boundary) means only
+that these processes did not differ more than their repeats.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from tta_energy.experiments.campaign_plan import CELL_COLUMNS
+from tta_energy.intervals import CONFIDENCE, percentile_interval
+from tta_energy.models import catalogue
+
+#: The experiments whose cells are repeated; the quality sweep's spread is between captions, not repeats.
+SPREAD_EXPERIMENTS: tuple[str, ...] = tuple(e for e in CELL_COLUMNS if e != "quality")
+#: Rows are fitted per experiment and per these columns (dtype is part of the cell, see :func:`cell_columns`).
+GROUP_KEYS: tuple[str, ...] = ("source", "gpu_name", "model", "size")
+#: Parametric bootstrap draws for the interval of the between-process share (few: each draw refits).
+DEFAULT_DRAWS = 100
+#: Optimisers tried in order, the first that converges kept (gradient ones stall or fail near zero variance).
+OPTIMIZERS: tuple[str, ...] = ("powell", "lbfgs", "nm")
+#: Below this share the between-process variance is at REML's boundary (zero).
+BOUNDARY_SHARE = 1e-6
+
+SPREAD_COLUMNS: tuple[str, ...] = (
+    "experiment",
+    *GROUP_KEYS,
+    "n_rows",
+    "n_processes",
+    "n_cells",
+    "between_process_sd_pct",
+    "within_process_sd_pct",
+    "between_process_share",
+    "between_process_share_ci_low",
+    "between_process_share_ci_high",
+    "between_process_sd_pct_ci_low",
+    "between_process_sd_pct_ci_high",
+    "bootstrap_draws",
+    "gpu_busy_fraction_mean",
+    "reason",
+)
+
+
+def cell_columns(experiment: str) -> tuple[str, ...]:
+    """The columns naming a cell of ``experiment``: the campaign's cell columns, and the dtype."""
+    return tuple(dict.fromkeys((*CELL_COLUMNS[experiment], "dtype")))
+
+
+def _pct(log_sd: float) -> float:
+    return float(np.expm1(log_sd) * 100)
+
+
+def _fit(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+    """(between variance, within variance, fitted fixed part) of a REML fit; None if none converges."""
+    import statsmodels.api as sm
+
+    model = sm.MixedLM(endog, exog, groups=groups)
+    for method in OPTIMIZERS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # boundary / Hessian warnings: zero variance is a valid estimate
+            try:
+                result = model.fit(reml=True, method=[method])
+            except (np.linalg.LinAlgError, ValueError):
+                continue
+        if result.converged and np.isfinite(result.scale):
+            between = max(float(np.asarray(result.cov_re)[0, 0]), 0.0)
+            return between, float(result.scale), exog @ np.asarray(result.fe_params)
+    return None
+
+
+def _bootstrap(
+    fixed: np.ndarray,
+    groups: np.ndarray,
+    exog: np.ndarray,
+    between: float,
+    within: float,
+    draws: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Between-process shares and SDs (log scale) of fits to ``draws`` data sets simulated from the fit."""
+    rng = np.random.default_rng(seed)
+    labels, index = np.unique(groups, return_inverse=True)
+    shares, sds = [], []
+    for _ in range(draws):
+        simulated = (
+            fixed
+            + rng.normal(0.0, np.sqrt(between), len(labels))[index]
+            + rng.normal(0.0, np.sqrt(within), len(fixed))
+        )
+        fit = _fit(simulated, exog, groups)
+        if fit is not None:
+            shares.append(fit[0] / (fit[0] + fit[1]))
+            sds.append(np.sqrt(fit[0]))
+    return np.asarray(shares), np.asarray(sds)
+
+
+def process_spread(
+    rows: pd.DataFrame,
+    cells: Sequence[str],
+    *,
+    draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> dict[str, object]:
+    """The variance components of one model's ``rows`` (usable rows of one experiment) with cells ``cells``.
+
+    Estimates are NaN, with ``reason`` saying why, when the rows cannot separate the two: one process, no
+    configuration measured by two processes, no repeat left once the cells and processes are fitted, or a fit
+    that does not converge."""
+    rows = rows[rows["gpu_energy_J"].astype("float64") > 0]
+    cell = rows.groupby(list(cells), sort=True, dropna=False).ngroup()
+    groups = rows["run_id"].astype(str).to_numpy()
+    busy = rows["gpu_busy_fraction"] if "gpu_busy_fraction" in rows.columns else pd.Series(dtype="float64")
+    out: dict[str, object] = {
+        "n_rows": len(rows),
+        "n_processes": len(set(groups)),
+        "n_cells": cell.nunique(),
+        "between_process_sd_pct": np.nan,
+        "within_process_sd_pct": np.nan,
+        "between_process_share": np.nan,
+        "between_process_share_ci_low": np.nan,
+        "between_process_share_ci_high": np.nan,
+        "between_process_sd_pct_ci_low": np.nan,
+        "between_process_sd_pct_ci_high": np.nan,
+        "bootstrap_draws": 0,
+        "gpu_busy_fraction_mean": float(busy.astype("float64").mean()) if busy.notna().any() else np.nan,
+        "reason": "",
+    }
+    shared = pd.Series(groups, index=rows.index).groupby(cell).nunique()
+    if out["n_processes"] < 2:
+        out["reason"] = "one process: between-process spread cannot be estimated"
+        return out
+    if (shared < 2).all():
+        out["reason"] = "no configuration measured in more than one process"
+        return out
+    if out["n_rows"] <= out["n_cells"] + out["n_processes"] - 1:
+        out["reason"] = "too few repeats to separate the processes from the configurations"
+        return out
+    dummies = pd.get_dummies(cell, drop_first=True, dtype="float64")
+    exog = np.column_stack([np.ones(len(rows)), dummies.to_numpy()])
+    endog = np.log(rows["gpu_energy_J"].to_numpy(dtype="float64"))
+    fit = _fit(endog, exog, groups)
+    if fit is None:
+        out["reason"] = "REML fit did not converge (" + ", ".join(OPTIMIZERS) + ")"
+        return out
+    between, within, fixed = fit
+    share = between / (between + within)
+    out.update(
+        between_process_sd_pct=_pct(np.sqrt(between)),
+        within_process_sd_pct=_pct(np.sqrt(within)),
+        between_process_share=share,
+    )
+    if share < BOUNDARY_SHARE:
+        out["reason"] = "between-process variance at zero (REML boundary)"
+    if draws > 0:
+        shares, sds = _bootstrap(fixed, groups, exog, between, within, draws, seed)
+        out["bootstrap_draws"] = len(shares)
+        if len(shares) >= draws / 2:
+            low, high = percentile_interval(shares, confidence)
+            sd_low, sd_high = percentile_interval(sds, confidence)
+            out.update(
+                between_process_share_ci_low=low,
+                between_process_share_ci_high=high,
+                between_process_sd_pct_ci_low=_pct(sd_low),
+                between_process_sd_pct_ci_high=_pct(sd_high),
+            )
+    return out
+
+
+def spread_table(
+    runs: pd.DataFrame,
+    *,
+    experiments: Sequence[str] = SPREAD_EXPERIMENTS,
+    draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per experiment x platform x model of usable ``runs`` (:func:`.summaries.usable_runs`), in the
+    order of ``experiments`` and the catalogue's model order; experiments without rows are left out."""
+    out = []
+    for experiment in experiments:
+        rows = runs[runs["experiment"] == experiment]
+        if rows.empty:
+            continue
+        keys = list(GROUP_KEYS)
+        groups = dict(iter(rows.groupby(keys, sort=True, dropna=False)))
+        models = catalogue.ordered({key[2] for key in groups})
+        for key in sorted(groups, key=lambda k: (models.index(k[2]), str(k[0]), str(k[1]), str(k[3]))):
+            fit = process_spread(groups[key], cell_columns(experiment), draws=draws, seed=seed)
+            out.append({"experiment": experiment, **dict(zip(keys, key, strict=True)), **fit})
+    return pd.DataFrame(out, columns=list(SPREAD_COLUMNS))
