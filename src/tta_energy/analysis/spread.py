@@ -36,7 +36,7 @@ GROUP_KEYS: tuple[str, ...] = ("source", "gpu_name", "model", "size")
 DEFAULT_DRAWS = 100
 #: Optimisers tried in order, the first that converges kept (gradient ones stall or fail near zero variance).
 OPTIMIZERS: tuple[str, ...] = ("powell", "lbfgs", "nm")
-#: Below this share the between-process variance is at REML's boundary (zero).
+#: Below this share the between-process variance is at REML's boundary: the optimiser's residue becomes 0.
 BOUNDARY_SHARE = 1e-6
 
 SPREAD_COLUMNS: tuple[str, ...] = (
@@ -56,6 +56,11 @@ SPREAD_COLUMNS: tuple[str, ...] = (
     "gpu_busy_fraction_mean",
     "reason",
 )
+#: Decimals the table keeps (percentages 3, shares and fractions 4): the optimiser's last digits differ
+#: between machines.
+DECIMALS: dict[str, int] = {
+    c: 3 if "_pct" in c else 4 for c in SPREAD_COLUMNS if c.startswith(("between_", "within_", "gpu_busy"))
+}
 
 
 def cell_columns(experiment: str) -> tuple[str, ...]:
@@ -80,8 +85,10 @@ def _fit(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> tuple[float
             except (np.linalg.LinAlgError, ValueError):
                 continue
         if result.converged and np.isfinite(result.scale):
-            between = max(float(np.asarray(result.cov_re)[0, 0]), 0.0)
-            return between, float(result.scale), exog @ np.asarray(result.fe_params)
+            between, within = max(float(np.asarray(result.cov_re)[0, 0]), 0.0), float(result.scale)
+            if between < BOUNDARY_SHARE * (between + within):
+                between = 0.0
+            return between, within, exog @ np.asarray(result.fe_params)
     return None
 
 
@@ -167,7 +174,7 @@ def process_spread(
         within_process_sd_pct=_pct(np.sqrt(within)),
         between_process_share=share,
     )
-    if share < BOUNDARY_SHARE:
+    if between == 0.0:
         out["reason"] = "between-process variance at zero (REML boundary)"
     if draws > 0:
         shares, sds = _bootstrap(fixed, groups, exog, between, within, draws, seed)
@@ -204,4 +211,5 @@ def spread_table(
         for key in sorted(groups, key=lambda k: (models.index(k[2]), str(k[0]), str(k[1]), str(k[3]))):
             fit = process_spread(groups[key], cell_columns(experiment), draws=draws, seed=seed)
             out.append({"experiment": experiment, **dict(zip(keys, key, strict=True)), **fit})
-    return pd.DataFrame(out, columns=list(SPREAD_COLUMNS))
+    table = pd.DataFrame(out, columns=list(SPREAD_COLUMNS))
+    return table.round(DECIMALS)
