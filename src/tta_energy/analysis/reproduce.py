@@ -10,8 +10,9 @@
   temporary folder and used instead of ``data/study``;
 * each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient in its own
   kernel; parameters are injected after the cell tagged ``parameters`` (papermill's convention);
-* the analysis tables go to ``<figures>/tables/``, the figures (PDF + PNG) to ``<figures>/`` and
-  ``<figures>/index.md`` shows each figure with one line of explanation;
+* the analysis tables go to ``<figures>/tables/`` (with ``spread_h200.csv``, :func:`write_spread`), the
+  figures (PDF + PNG) to ``<figures>/`` and ``<figures>/index.md`` shows each figure with one line of
+  explanation;
 * given the repository's own ``data/``, the numbers quoted in README.md, data/README.md and docs/ are
   rewritten from it (:mod:`tta_energy.analysis.docs_numbers`).
 
@@ -31,9 +32,10 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.analysis import docs_numbers, plots, study_import, summaries, tables
+from tta_energy.analysis import docs_numbers, plots, spread, study_import, summaries, tables
 from tta_energy.analysis.compare import platform_label
 from tta_energy.errors import TtaError
+from tta_energy.fileio import write_csv_atomic
 
 GROUP_TITLES: dict[str, str] = {
     "steps": "Inference steps",
@@ -46,6 +48,8 @@ GROUP_TITLES: dict[str, str] = {
     "new": "Beyond the study: duration, guidance, precision",
 }
 NOTEBOOK_TIMEOUT_S = 900
+#: The variance components of the H200's repeated sweeps (:mod:`tta_energy.analysis.spread`).
+SPREAD_TABLE = "spread_h200.csv"
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -257,7 +261,7 @@ def write_index(figures: Path, *, inputs: list[str], notebooks: list[Path], tabl
         rel = tables_dir.relative_to(figures) if tables_dir.is_relative_to(figures) else tables_dir
         lines += [
             f"Tables: [`{rel}/`]({rel}/README.md) (steps_summary, steps_fit, batch_summary, pareto, sanity, "
-            "quality_energy, host_summary, pareto_h200).",
+            "quality_energy, host_summary, pareto_h200, spread_h200).",
             "",
         ]
     groups = list(GROUP_TITLES) + sorted({e["group"] for e in manifest.values()} - set(GROUP_TITLES))
@@ -287,6 +291,16 @@ def write_index(figures: Path, *, inputs: list[str], notebooks: list[Path], tabl
 
 # --------------------------------------------------------------------------------------------------------
 # The whole job
+
+
+def write_spread(inputs: list[str], tables_dir: Path, *, seed: int = 0) -> Path:
+    """``spread_h200.csv``: per experiment and model of the H200's run tables among ``inputs``, how much of
+    the energy's spread lies between processes and how much within one (:func:`.spread.spread_table`)."""
+    runs = notebook_inputs(inputs, str(tables_dir)).runs
+    h200 = runs[runs["gpu_name"].fillna("").str.contains("H200")]
+    path = tables_dir / SPREAD_TABLE
+    write_csv_atomic(path, spread.spread_table(h200, seed=seed))
+    return path
 
 
 def data_inputs(data: Path, *, exclude: Path | None = None) -> list[str]:
@@ -338,6 +352,7 @@ def reproduce(
         tables_dir = figures / "tables"
         try:
             tables.analyze(None, inputs, tables_dir, n_boot=n_boot) if inputs else None
+            write_spread(inputs, tables_dir) if inputs else None
         except TtaError as exc:  # the figures are still worth drawing
             log(f"analysis tables not written: {exc}")
             tables_dir = None

@@ -269,6 +269,12 @@ def readme_text(
         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
         "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "
         "and `front_change` (A40 -> H200 default: joins, leaves, stays, off) |",
+        "| spread_h200.csv | written by `make reproduce` (`tta_energy.analysis.reproduce`) from the H200's "
+        "repeated sweeps: per experiment x model, `log(gpu_energy_J) ~ configuration + random intercept per "
+        "process (run_id)` fitted by REML; `between_process_sd_pct` / `within_process_sd_pct` (exp(SD) - 1, "
+        "in percent), `between_process_share` of the variance with a parametric-bootstrap 95% interval "
+        "(`bootstrap_draws` refits, seed 0), `gpu_busy_fraction_mean`; NaN with a `reason` where the rows "
+        "cannot separate processes from configurations |",
     ]
     if "reproduction" in result.extra:
         rep = result.extra["reproduction"]
