@@ -88,6 +88,27 @@ def test_the_quoted_facts_follow_the_tables(data: docs_numbers.DocData) -> None:
         assert f"{label(model)} {change:+.1%}" in text
 
 
+def test_the_process_spread_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:
+    """data/README.md's between/within-process SDs are the steps rows of figures/tables/spread_h200.csv."""
+    import pandas as pd
+
+    from tta_energy.models.catalogue import label
+
+    table = pd.read_csv(ROOT / "figures" / "tables" / "spread_h200.csv")
+    steps = table[table["experiment"] == "steps"]
+    assert set(steps["model"]) == set(data.steps["model"])
+    text = docs_numbers.block_process_spread(data)
+    for row in steps.itertuples():
+        if pd.isna(row.between_process_share):
+            assert f"{label(row.model)} not separable ({row.reason})" in text
+            continue
+        quoted = (f"{label(row.model)} {row.between_process_sd_pct:.1f}% / {row.within_process_sd_pct:.1f}% "
+                  f"(between-process share {row.between_process_share:.0%}")
+        assert quoted in text
+        low, high = row.between_process_share_ci_low, row.between_process_share_ci_high
+        assert low <= row.between_process_share <= high
+
+
 def test_an_unknown_block_is_one_clear_error(data: docs_numbers.DocData) -> None:
     with pytest.raises(TtaError, match="unknown generated block 'nope'"):
         docs_numbers.render("<!-- generated:nope -->1<!-- /generated:nope -->", data)

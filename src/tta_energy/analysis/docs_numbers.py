@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy import schema
-from tta_energy.analysis import docs_numbers_docs, fronts, summaries, tables
+from tta_energy.analysis import docs_numbers_docs, fronts, spread, summaries, tables
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import CONFIDENCE
@@ -460,6 +460,36 @@ def block_observations(d: DocData) -> str:
     return text
 
 
+def _spread_part(row: pd.Series) -> str:
+    if row["reason"] and pd.isna(row["between_process_share"]):
+        return f"{label(row['model'])} not separable ({row['reason']})"
+    busy = "" if pd.isna(row["gpu_busy_fraction_mean"]) else f", GPU busy {row['gpu_busy_fraction_mean']:.0%}"
+    return (
+        f"{label(row['model'])} {row['between_process_sd_pct']:.1f}% / {row['within_process_sd_pct']:.1f}% "
+        f"(between-process share {row['between_process_share']:.0%}{busy})"
+    )
+
+
+def block_process_spread(d: DocData) -> str:
+    """Per model of the steps sweep: the between- and within-process SDs of :mod:`.spread` (point estimates;
+    their bootstrap intervals are in the table), ordered by how busy the GPU was."""
+    if d.steps.empty:
+        return "No H200 steps sweep to split the spread of yet."
+    table = spread.spread_table(d.steps, experiments=("steps",), draws=0)
+    table = table.sort_values("gpu_busy_fraction_mean", kind="stable", na_position="last")
+    processes = table["n_processes"]
+    return (
+        "How much of the steps sweep's scatter around a configuration's mean lies between processes "
+        "(`figures/tables/spread_h200.csv`: log GPU energy "
+        "fitted with the configuration as fixed effect and a random intercept per process, REML; "
+        f"{processes.min()}–{processes.max()} processes per model, so the between-process SD is rough — "
+        "its bootstrap interval is in the table): the SD of one configuration's energy between processes / "
+        "within a process, from the least to the most busy GPU: "
+        + "; ".join(_spread_part(row) for _, row in table.iterrows())
+        + "."
+    )
+
+
 def quality_drift(quality: pd.DataFrame, n: int = 20) -> pd.DataFrame:
     """Per model: mean energy of the first and the last ``n`` captions of the quality sweep, in time order."""
     out = []
@@ -697,6 +727,7 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "study-warmup": block_study_warmup,
     "study-warmup-example": block_study_warmup_example,
     "observations": block_observations,
+    "process-spread": block_process_spread,
     **docs_numbers_docs.BLOCKS,
 }
 
