@@ -73,6 +73,12 @@ def test_reproduce_on_the_repository_data(tmp_path):
     for stem in drawn:
         assert f"![{stem}]({stem}.png)" in text
     assert (figures / "tables" / "steps_summary.csv").is_file()
+    if (REPO / "data" / "h200" / "steps.csv").is_file():  # the variance components of the H200 sweeps
+        import pandas as pd
+
+        spread_table = pd.read_csv(figures / "tables" / reproduce.SPREAD_TABLE)
+        assert spread_table["experiment"].iloc[0] == "steps"
+        assert spread_table["gpu_name"].str.contains("H200").all()
     executed = sorted(p.stem for p in (tmp_path / "executed").glob("*.ipynb"))
     assert executed == [p.stem for p in NOTEBOOKS]
     # the committed notebooks were not touched (outputs go elsewhere)
@@ -111,3 +117,6 @@ def test_reproduce_with_a_study_copy_and_h200_measurements(tmp_path):
 
     steps = pd.read_csv(figures / "tables" / "steps_summary.csv")
     assert steps.loc[steps["source"] == "study", "model"].nunique() == 7
+    spread_table = pd.read_csv(figures / "tables" / reproduce.SPREAD_TABLE)  # the H200 rows only
+    h200 = steps[steps["gpu_name"].str.contains("H200")]
+    assert set(spread_table["model"]) == set(h200["model"]) and set(spread_table["experiment"]) == {"steps"}
