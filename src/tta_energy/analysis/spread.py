@@ -130,8 +130,9 @@ def process_spread(
 
     Estimates are NaN, with ``reason`` saying why, when the rows cannot separate the two: one process, no
     configuration measured by two processes, no repeat left once the cells and processes are fitted, or a fit
-    that does not converge."""
-    rows = rows[rows["gpu_energy_J"].astype("float64") > 0]
+    that does not converge. Rows without a ``run_id`` or a positive GPU energy are left out."""
+    named = rows["run_id"].notna() & (rows["run_id"].astype(str) != "")  # a row without run_id has no process
+    rows = rows[named & (rows["gpu_energy_J"].astype("float64") > 0)]
     cell = rows.groupby(list(cells), sort=True, dropna=False).ngroup()
     groups = rows["run_id"].astype(str).to_numpy()
     busy = rows["gpu_busy_fraction"] if "gpu_busy_fraction" in rows.columns else pd.Series(dtype="float64")
