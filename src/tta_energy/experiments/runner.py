@@ -277,13 +277,12 @@ def check_options(opts: SweepOptions) -> None:
 
 def check_request_limits(opts: SweepOptions, *, steps: int | None = None, duration_s: float | None = None,
                          guidance_scale: float | None = None, batch: int = 1, what: str) -> None:
-    """The catalogue's rules for one generation (durations at full size only: tiny sizes have their own)."""
+    """The catalogue's rules for one generation at the sweep's size (the built model's rule too)."""
     defaults = entry(opts.model).defaults
     try:
         check_generation(opts.model, defaults, prompts=[opts.prompt if opts.prompt is not None else "x"],
                          steps=defaults.steps if steps is None else steps, waveforms_per_prompt=batch,
-                         duration_s=duration_s if opts.size == "full" else None,
-                         guidance_scale=guidance_scale)
+                         duration_s=duration_s, guidance_scale=guidance_scale, size=opts.size)
     except ModelError as exc:
         raise SweepError(f"{what}: {exc}") from None
 
