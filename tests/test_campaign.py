@@ -214,8 +214,11 @@ def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, ti
 
 def test_run_filters_models_and_experiments(tmp_path, tiny_campaign, capsys):
     path = tiny_campaign
-    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
+    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--progress",
           "--model", "tango", "--experiment", "steps"])
+    bar = capsys.readouterr().err.replace("\r", "\n")  # the progress bar names model and experiment once
+    assert "tango steps 1 r1 ok" in bar or "tango steps 1 r0 ok" in bar
+    assert "steps steps" not in bar and "steps=" not in bar
     rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
     assert set(rows["model"]) == {"tango"} and not (tmp_path / "tables" / "quality.csv").exists()
     with pytest.raises(SystemExit) as exc:

@@ -143,6 +143,15 @@ def test_batch_and_quality_in_one_run(tmp_path):
     assert rate == 16000 and len(data) == 16000
 
 
+def test_the_progress_bar_names_the_experiment_once(tmp_path, capsys):
+    sweep("--experiment", "steps,duration", "--grid", "steps=1", "--grid", "duration=0.5", "--steps", "1",
+          "--repeats", "steps=1", "--repeats", "duration=1", "--warmup", "0", "--out-dir", str(tmp_path),
+          "--progress")
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert "steps 1 r0 ok" in bar or "duration 0.5 s r0 ok" in bar  # the last generation's postfix
+    assert "steps steps" not in bar and "duration duration" not in bar
+
+
 def test_duration_sweep_leaves_out_what_the_model_cannot_run(tmp_path, capsys):
     out = tmp_path / "duration.csv"
     main(["sweep", "--model", "tango", "--size", "tiny", "--device", "cpu", "--experiment", "duration",

@@ -335,12 +335,12 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                                 est.learn(cell.model, item, seconds)
                             elif row["status"] == "error":
                                 errors[cell.key] += 1
-                            bar.update(1)
-                            bar.set_postfix_str(f"{cell.model} {cell.experiment} {cell.label} r{item.repeat} "
-                                                f"{row['status']}", refresh=False)
+                            bar.set_postfix_str(f"{cell.model} {cell.label} r{item.repeat} {row['status']}",
+                                                refresh=False)
+                            bar.update(1)  # shows the postfix of the generation it counts
                     for cell in left:
                         if errors[cell.key] >= MAX_ERRORS_PER_RUN:
-                            say(f"{cell.model} {cell.experiment} {cell.label}: {errors[cell.key]} error rows "
+                            say(f"{cell.model} {cell.label}: {errors[cell.key]} error rows "
                                 "in this run; left for the next run (see the table's error column)")
                     left = [c for c in left if not cell_state(c, observed).done
                             and errors[c.key] < MAX_ERRORS_PER_RUN and c.key not in over_budget]

@@ -107,6 +107,20 @@ class Config:
         cfg = 0.5 if (self.guidance_scale is not None and self.guidance_scale <= 1.0) else 1.0
         return float(self.steps * self.n_clips * max(duration, 1.0) * cfg) + 1.0
 
+    @property
+    def label(self) -> str:
+        """The configuration along its experiment's axis, the experiment named once (progress, notes)."""
+        guidance = "default" if self.guidance_scale is None else self.guidance_scale
+        duration = "default" if self.duration_s is None else f"{self.duration_s} s"
+        return {
+            "steps": f"steps {self.steps}",
+            "quality": f"quality {self.dataset} steps {self.steps}",
+            "duration": f"duration {duration}",
+            "guidance": f"guidance {guidance}",
+            "precision": f"precision {self.dtype or 'default'}",
+            "batch": f"batch {self.n_prompts} prompt(s) x {self.waveforms_per_prompt}",
+        }.get(self.experiment, self.experiment)
+
     def request(self) -> GenerationRequest:
         """The generation call this configuration makes (None fields: the model's defaults)."""
         from tta_energy.models.base import GenerationRequest

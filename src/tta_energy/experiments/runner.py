@@ -358,7 +358,7 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe,
             try:
                 probe.check(c.request())
             except ModelError as exc:
-                note = f"{_describe(c, experiment)}: left out ({exc})"
+                note = f"{c.label}: left out ({exc})"
                 if note not in excluded:
                     excluded.append(note)
                 continue
@@ -374,14 +374,6 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe,
         cid = config_id(c, size=opts.size, weights=opts.weights, levers=opts.levers.spec, dtype=dtype)
         items.append(Item(c, r, cid, dtype))
     return items, excluded
-
-
-def _describe(c: Config, experiment: str) -> str:
-    axis = {"steps": f"steps {c.steps}", "quality": f"steps {c.steps}",
-            "duration": f"duration {c.duration_s} s",
-            "guidance": f"guidance {c.guidance_scale if c.guidance_scale is not None else 'default'}",
-            "precision": f"dtype {c.dtype}", "batch": f"{c.n_prompts} prompt(s) x {c.waveforms_per_prompt}"}
-    return axis.get(experiment, experiment)
 
 
 def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
@@ -705,9 +697,9 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                             summary.errors[f"{row['status']}: {row['error']}"] += 1
                         if row["status"] == "ok":
                             summary.energies.append(float(row.get("gpu_energy_J", np.nan)))
-                        bar.update(1)
-                        bar.set_postfix_str(f"{p.experiment} {_describe(item.config, p.experiment)} "
-                                            f"r{item.repeat} {row['status']}", refresh=False)
+                        bar.set_postfix_str(f"{item.config.label} r{item.repeat} {row['status']}",
+                                            refresh=False)
+                        bar.update(1)  # shows the postfix of the generation it counts
                     summary.wall_s = time.perf_counter() - t0
     distributed.barrier(ctx)  # every shard is complete and fsync'd
     if ctx.is_main:
