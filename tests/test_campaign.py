@@ -165,13 +165,16 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert (measured["host_cpu_count"] >= 1).all() and measured["gpu_busy_fraction"].isna().all()  # no GPU
     quality = schema.read_runs(tables / "quality.csv")
     assert sorted(quality[~quality["is_warmup"]]["caption_id"]) == sorted(quality["caption_id"].unique())[:2]
-    # the same command again: every cell is done, nothing is measured
-    before = (tables / "steps.csv").read_bytes()
-    main(base)
-    assert "measured nothing" in capsys.readouterr().out
-    assert (tables / "steps.csv").read_bytes() == before
+    # the same command again: every cell is done; one line says so, nothing is measured, logged or written
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(tables)): p.read_bytes() for p in sorted(tables.rglob("*")) if p.is_file()}
+
+    before = files()
+    main(base)  # exit status 0
+    assert capsys.readouterr().out.splitlines() == ["campaign tiny: nothing left to measure (3 cells done)"]
+    assert files() == before
     log = [json.loads(line) for line in (tables / cp.RUNS_LOG).read_text().splitlines()]
-    assert len(log) == 2 and log[0]["rows"] == {"quality": 2, "steps": 4} and log[1]["rows"] == {}
+    assert len(log) == 1 and log[0]["rows"] == {"quality": 2, "steps": 4}
     assert log[0]["measured_s"] > 0 and log[0]["wall_s"] >= log[0]["measured_s"]
     # every window as it was measured, warm-ups included (a warm-up is not counted as long as its sequel)
     windows = pd.concat([schema.read_runs(tables / f"{e}.csv") for e in ("steps", "quality")])

@@ -267,6 +267,9 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     est = estimator(frames, cells)
     distributed.barrier(ctx)  # every rank has read the same state before any writes
     todo = [c for c in cells if not cell_state(c, observed).done]
+    if not todo:  # every rank sees the same tables: none measures, builds or logs anything
+        say(f"campaign {campaign.name}: nothing left to measure ({len(cells)} cells done)")
+        return RunResult()
     say(f"campaign {campaign.name}: {len(cells)} cells, {len(cells) - len(todo)} done")
     check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     if ctx.is_distributed:
