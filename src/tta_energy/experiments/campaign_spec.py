@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tta_energy.errors import TtaError
-from tta_energy.experiments.grids import BUNDLED_CAPTIONS, EXPERIMENTS
+from tta_energy.experiments.grids import EXPERIMENTS
+from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 
 #: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
 DEFAULT_MIN_REPEATS = 5
