@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from tta_energy.experiments import campaign as cp
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
 
+ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_committed_campaign_file_parses_into_typed_entries():
     c = cp.load_campaign("campaigns/h200.toml")
@@ -26,6 +28,28 @@ def test_the_committed_campaign_file_parses_into_typed_entries():
     assert [(q.grid, q.caption_limit) for q in quality] == [(("10",), 30), (("100",), 10)]
     assert c.entries[-1].stopping.min_repeats == 3 and c.entries[-1].stopping.max_repeats == 8
     assert c.dtype is None and c.size == "full" and c.min_window_s == 1.0
+
+
+def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, monkeypatch, capsys):
+    folder, elsewhere = tmp_path / "campaigns", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    path = folder / "c.toml"
+    path.write_text('out_dir = "../tables"\nsize = "tiny"\n'
+                    '[[experiment]]\nname = "steps"\nmodels = ["audioldm"]\n'
+                    '[[experiment]]\nname = "quality"\nmodels = ["tango"]\n'
+                    'captions = ["clotho", "mine_captions.csv"]\n', encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+    c = cp.load_campaign(path)
+    assert c.out_dir == tmp_path / "tables"
+    assert c.entries[1].captions == ("clotho", str(folder / "mine_captions.csv"))
+    assert cp.load_campaign(ROOT / "campaigns" / "h200.toml").out_dir == ROOT / "data" / "h200"
+    # the commands read the same tables from any folder
+    for cwd, campaign in ((elsewhere, path), (folder, Path("c.toml"))):
+        monkeypatch.chdir(cwd)
+        main(["campaign", "status", "--campaign", str(campaign), "--model", "audioldm"])
+        shown = capsys.readouterr().out.splitlines()[0].split("tables in ")[1]
+        assert Path(shown).resolve() == (tmp_path / "tables").resolve()
 
 
 @pytest.mark.parametrize(("text", "message"), [
