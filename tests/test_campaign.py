@@ -236,7 +236,7 @@ def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, ti
         main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-codecarbon",
               "--no-progress", "--model", "tango", "--time-budget", "500"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "tango steps steps=1" in err and "smallest useful budget is 10" in err
+    assert exc.value.code == 2 and "tango steps 1 needs" in err and "smallest useful budget is 10" in err
 
 
 def test_run_filters_models_and_experiments(tmp_path, tiny_campaign, capsys):
