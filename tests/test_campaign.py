@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from tta_energy.experiments import campaign as cp
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
 
+ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_committed_campaign_file_parses_into_typed_entries():
     c = cp.load_campaign("campaigns/h200.toml")
@@ -26,6 +28,28 @@ def test_the_committed_campaign_file_parses_into_typed_entries():
     assert [(q.grid, q.caption_limit) for q in quality] == [(("10",), 30), (("100",), 10)]
     assert c.entries[-1].stopping.min_repeats == 3 and c.entries[-1].stopping.max_repeats == 8
     assert c.dtype is None and c.size == "full" and c.min_window_s == 1.0
+
+
+def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, monkeypatch, capsys):
+    folder, elsewhere = tmp_path / "campaigns", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    path = folder / "c.toml"
+    path.write_text('out_dir = "../tables"\nsize = "tiny"\n'
+                    '[[experiment]]\nname = "steps"\nmodels = ["audioldm"]\n'
+                    '[[experiment]]\nname = "quality"\nmodels = ["tango"]\n'
+                    'captions = ["clotho", "mine_captions.csv"]\n', encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+    c = cp.load_campaign(path)
+    assert c.out_dir == tmp_path / "tables"
+    assert c.entries[1].captions == ("clotho", str(folder / "mine_captions.csv"))
+    assert cp.load_campaign(ROOT / "campaigns" / "h200.toml").out_dir == ROOT / "data" / "h200"
+    # the commands read the same tables from any folder
+    for cwd, campaign in ((elsewhere, path), (folder, Path("c.toml"))):
+        monkeypatch.chdir(cwd)
+        main(["campaign", "status", "--campaign", str(campaign), "--model", "audioldm"])
+        shown = capsys.readouterr().out.splitlines()[0].split("tables in ")[1]
+        assert Path(shown).resolve() == (tmp_path / "tables").resolve()
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -165,13 +189,16 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert (measured["host_cpu_count"] >= 1).all() and measured["gpu_busy_fraction"].isna().all()  # no GPU
     quality = schema.read_runs(tables / "quality.csv")
     assert sorted(quality[~quality["is_warmup"]]["caption_id"]) == sorted(quality["caption_id"].unique())[:2]
-    # the same command again: every cell is done, nothing is measured
-    before = (tables / "steps.csv").read_bytes()
-    main(base)
-    assert "measured nothing" in capsys.readouterr().out
-    assert (tables / "steps.csv").read_bytes() == before
+    # the same command again: every cell is done; one line says so, nothing is measured, logged or written
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(tables)): p.read_bytes() for p in sorted(tables.rglob("*")) if p.is_file()}
+
+    before = files()
+    main(base)  # exit status 0
+    assert capsys.readouterr().out.splitlines() == ["campaign tiny: nothing left to measure (3 cells done)"]
+    assert files() == before
     log = [json.loads(line) for line in (tables / cp.RUNS_LOG).read_text().splitlines()]
-    assert len(log) == 2 and log[0]["rows"] == {"quality": 2, "steps": 4} and log[1]["rows"] == {}
+    assert len(log) == 1 and log[0]["rows"] == {"quality": 2, "steps": 4}
     assert log[0]["measured_s"] > 0 and log[0]["wall_s"] >= log[0]["measured_s"]
     # every window as it was measured, warm-ups included (a warm-up is not counted as long as its sequel)
     windows = pd.concat([schema.read_runs(tables / f"{e}.csv") for e in ("steps", "quality")])
@@ -209,13 +236,16 @@ def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, ti
         main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-codecarbon",
               "--no-progress", "--model", "tango", "--time-budget", "500"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "tango steps steps=1" in err and "smallest useful budget is 10" in err
+    assert exc.value.code == 2 and "tango steps 1 needs" in err and "smallest useful budget is 10" in err
 
 
 def test_run_filters_models_and_experiments(tmp_path, tiny_campaign, capsys):
     path = tiny_campaign
-    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
+    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--progress",
           "--model", "tango", "--experiment", "steps"])
+    bar = capsys.readouterr().err.replace("\r", "\n")  # the progress bar names model and experiment once
+    assert "tango steps 1 r1 ok" in bar or "tango steps 1 r0 ok" in bar
+    assert "steps steps" not in bar and "steps=" not in bar
     rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
     assert set(rows["model"]) == {"tango"} and not (tmp_path / "tables" / "quality.csv").exists()
     with pytest.raises(SystemExit) as exc:

@@ -76,6 +76,8 @@ GENERATE_CASES: list[tuple[list[str], str]] = [
       "a.wav"], "the prompt is empty"),
     ([*GEN, "--steps", "10", "--out", "/proc/tta-energy-test/a.wav"], "/proc/tta-energy-test"),
     (["describe", "--model", "audioldm", "--size", "huge"], "unknown size 'huge': use full or tiny"),
+    (["generate", "--model", "stable-audio-open", "--size", "tiny", "--prompt", "rain", "--steps", "10",
+      "--duration", "5", "--out", "a.wav"], "maximum of 1.49 s (tiny size)"),
 ]
 SWEEP_CASES: list[tuple[list[str], str]] = [
     ([*SWEEP, "--country", "ZZZ"], "unknown country code 'ZZZ'"),
@@ -85,6 +87,10 @@ SWEEP_CASES: list[tuple[list[str], str]] = [
      "LDM's uniform DDIM spacing cannot run 3 steps"),
     ([*SWEEP, "--out", "/proc/tta-energy-test/steps.csv"], "cannot be written"),
     ([*SWEEP, "--dtype", "float8"], "unknown dtype 'float8'"),
+    (["sweep", "--model", "tango", "--size", "tiny", "--experiment", "steps", "--duration", "5"],
+     "tango (tiny size) always generates 0.96 s of audio"),
+    (["sweep", "--model", "stable-audio-open", "--size", "tiny", "--experiment", "duration", "--grid", "1,2"],
+     "maximum of 1.49 s (tiny size)"),
 ]
 
 
@@ -100,8 +106,10 @@ def test_no_check_imports_torch() -> None:
     generate = ["generate", "--model", "tango", "--prompt", "x", "--steps", "0", "--duration", "1", "--out",
                 "x.wav"]
     sweep = ["sweep", "--model", "tango", "--experiment", "steps", "--grid", "5000"]
+    tiny = ["sweep", "--model", "tango", "--size", "tiny", "--experiment", "steps", "--duration", "5"]
     code = ("import sys\nfrom tta_energy.cli.main import run_app, app\n"
             f"assert run_app(app, {generate!r}) == 2\nassert run_app(app, {sweep!r}) == 2\n"
+            f"assert run_app(app, {tiny!r}) == 2\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
                             timeout=120)

@@ -60,6 +60,20 @@ def test_new_sweeps():
     assert all(c.steps == 30 for c in configs("guidance", steps=30))
 
 
+@pytest.mark.parametrize(("experiment", "grid", "label"), [
+    ("steps", ["10"], "steps 10"),
+    ("duration", ["2.5"], "duration 2.5 s"),
+    ("guidance", ["default"], "guidance default"),
+    ("precision", ["bf16"], "precision bfloat16"),
+    ("batch", ["2"], "batch 1 prompt(s) x 2"),
+    ("quality", ["25"], "quality audiocaps steps 25"),
+])
+def test_a_configuration_label_names_its_experiment_once(experiment, grid, label):
+    """Progress lines and notes show the label: the experiment's word appears once in it."""
+    first = configs(experiment, grid=grid, captions=("audiocaps",), limit=1)[0]
+    assert first.label == label
+
+
 @pytest.mark.parametrize(("experiment", "grid", "message"), [
     ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"), ("steps", ["10", "10"], "repeats"),
     ("duration", ["-1"], "> 0"), ("guidance", ["x"], "not a number"), ("precision", ["fp8"], "unknown dtype"),

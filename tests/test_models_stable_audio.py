@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tta_energy.models.base import GenerationRequest, ModelError
+from tta_energy.models.catalogue import entry
 from tta_energy.models.describe import describe_adapter
 from tta_energy.models.registry import build_model
 
@@ -245,7 +246,10 @@ def test_bad_requests_are_rejected(full, kw, needle):
 
 
 def test_tiny_window_limits_the_duration(tiny):
-    with pytest.raises(ModelError, match="maximum of 1.49 s"):
+    """The early checks (no model built) know the tiny window the built model has."""
+    assert entry("stable-audio-open").defaults.at_size("tiny").max_duration_s == pytest.approx(
+        tiny.max_duration_s)
+    with pytest.raises(ModelError, match=r"maximum of 1.49 s \(tiny size\)"):
         tiny.generate(request(duration_s=2.0))
 
 

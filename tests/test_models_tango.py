@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tta_energy.models.base import GenerationRequest, ModelError
+from tta_energy.models.catalogue import entry
 from tta_energy.models.describe import describe_adapter
 from tta_energy.models.registry import build_model
 from tta_energy.models.tango import TangoAdapter, estimate_t5_tokens
@@ -131,6 +132,14 @@ def test_tiny_generates_fixed_length_audio(tiny):
     other = tiny.generate(request(seed=6))
     assert np.array_equal(out.waveforms, same.waveforms)
     assert not torch.equal(out.latents, other.latents)
+
+
+def test_the_catalogue_knows_the_tiny_clip(tiny):
+    """The early checks (no model built) and the built model refuse the same durations at tiny size."""
+    assert entry("tango").defaults.at_size("tiny").fixed_duration_s == pytest.approx(tiny.clip_seconds)
+    tiny.check_request(request(duration_s=tiny.clip_seconds))
+    with pytest.raises(ModelError, match=r"tango \(tiny size\) always generates 0.96 s of audio"):
+        tiny.check_request(request(duration_s=5.0))
 
 
 def test_sampling_loop_feeds_the_unet_like_tango(tiny):

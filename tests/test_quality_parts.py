@@ -21,7 +21,9 @@ from tta_energy.quality.audio import (
 )
 from tta_energy.quality.cache import EmbeddingCache
 from tta_energy.quality.clap_score import (
+    BUNDLED_CAPTIONS,
     CaptionError,
+    bundled_captions,
     clip_embedding,
     cosine_similarities,
     match_captions,
@@ -37,7 +39,7 @@ from tta_energy.quality.embeddings import (
 )
 from tta_energy.quality.frechet import frechet_distance_embeddings
 from tta_energy.quality.profiles import ProfileError, clip_crop_seed, parse_clap_profile, parse_fad_profile
-from tta_energy.quality.score import bundled_captions, discover_tree
+from tta_energy.quality.score import discover_tree
 
 
 def test_cosine_similarity_by_hand() -> None:
@@ -120,10 +122,13 @@ def test_caption_matching_rules(tmp_path: Path) -> None:
 
 
 def test_the_studys_caption_files_read(tmp_path: Path) -> None:
-    for dataset in ("audiocaps", "clotho"):
+    for dataset in BUNDLED_CAPTIONS:
         df = read_captions(bundled_captions(dataset))
         assert len(df) == 300 and df["file_name"].is_unique
-    assert bundled_captions("musiccaps") is None
+    assert bundled_captions("musiccaps") is None and bundled_captions("Clotho") == bundled_captions("clotho")
+    # the one list of names is what the package ships
+    shipped = bundled_captions("clotho").parent.glob("*_captions.csv")
+    assert {p.name.removesuffix("_captions.csv") for p in shipped} == set(BUNDLED_CAPTIONS)
     dup = tmp_path / "dup.csv"
     dup.write_text("file_name,caption,duration\na.wav,x,1\na.wav,y,1\n")
     with pytest.raises(CaptionError, match="'a.wav' appears more than once"):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
 from tta_energy.models import catalogue
+from tta_energy.quality.clap_score import bundled_captions
 
 #: The quick meter validation run on the H200 that the meter's documentation discusses.
 QUICK_VALIDATION = "validation/quick-2026-11-29"
@@ -386,8 +386,7 @@ def quality_intervals(r: dict[str, Any]) -> str:
 
 def block_clotho_durations(d: HasData) -> str:
     """The length range of the study's Clotho captions' reference clips (the caption file bundled here)."""
-    captions = resources.files("tta_energy") / "data" / "clotho_captions.csv"
-    frame = pd.read_csv(captions.open(encoding="utf-8"))
+    frame = pd.read_csv(bundled_captions("clotho"))
     return f"{_range(frame['duration'].min(), frame['duration'].max())} s"
 
 

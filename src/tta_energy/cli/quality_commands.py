@@ -203,7 +203,8 @@ def _jobs(
     steps: int | None,
     settings: object,
 ) -> list:
-    from tta_energy.quality.score import ScoreJob, bundled_captions, discover_tree
+    from tta_energy.quality.clap_score import bundled_captions
+    from tta_energy.quality.score import ScoreJob, discover_tree
 
     if (generated is None) == (tree is None):
         raise TtaError("give exactly one of --generated DIR (one configuration) or --tree DIR (a sweep tree)")

@@ -267,6 +267,9 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     est = estimator(frames, cells)
     distributed.barrier(ctx)  # every rank has read the same state before any writes
     todo = [c for c in cells if not cell_state(c, observed).done]
+    if not todo:  # every rank sees the same tables: none measures, builds or logs anything
+        say(f"campaign {campaign.name}: nothing left to measure ({len(cells)} cells done)")
+        return RunResult()
     say(f"campaign {campaign.name}: {len(cells)} cells, {len(cells) - len(todo)} done")
     check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     if ctx.is_distributed:
@@ -335,12 +338,12 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                                 est.learn(cell.model, item, seconds)
                             elif row["status"] == "error":
                                 errors[cell.key] += 1
-                            bar.update(1)
-                            bar.set_postfix_str(f"{cell.model} {cell.experiment} {cell.label} r{item.repeat} "
-                                                f"{row['status']}", refresh=False)
+                            bar.set_postfix_str(f"{cell.model} {cell.label} r{item.repeat} {row['status']}",
+                                                refresh=False)
+                            bar.update(1)  # shows the postfix of the generation it counts
                     for cell in left:
                         if errors[cell.key] >= MAX_ERRORS_PER_RUN:
-                            say(f"{cell.model} {cell.experiment} {cell.label}: {errors[cell.key]} error rows "
+                            say(f"{cell.model} {cell.label}: {errors[cell.key]} error rows "
                                 "in this run; left for the next run (see the table's error column)")
                     left = [c for c in left if not cell_state(c, observed).done
                             and errors[c.key] < MAX_ERRORS_PER_RUN and c.key not in over_budget]
@@ -396,7 +399,7 @@ def check_budget(campaign: Campaign, budget_s: float | None, elapsed_s: float, t
     smallest, cell = min(needs, key=lambda pair: pair[0])
     if elapsed_s + smallest > budget_s:
         raise CampaignError(
-            f"--time-budget {budget_s:g} s cannot cover one generation: {cell.model} {first} {cell.label} "
+            f"--time-budget {budget_s:g} s cannot cover one generation: {cell.model} {cell.label} "
             f"needs a model build, {campaign.warmup} warm-up(s) and one generation, about {smallest:.0f} s "
             f"(from earlier rows; {DEFAULT_BUILD_S:.0f} s a build without them), after {elapsed_s:.0f} s of "
             f"planning; the smallest useful budget is {math.ceil(elapsed_s + smallest)} s")

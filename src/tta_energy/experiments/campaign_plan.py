@@ -40,7 +40,8 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.config)
+        """The cell's configuration, its experiment named once (its items share it)."""
+        return self.items[0].config.label
 
     @property
     def key(self) -> tuple:
@@ -95,7 +96,7 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
             note(str(exc))
             continue
         for text in excluded:
-            note(f"{model} {entry.experiment}: {text}")
+            note(f"{model} {text}")  # the text names the experiment
         groups: dict[tuple, list[Any]] = defaultdict(list)
         for it in items:
             key = tuple((c, _cell_value(it.config, c, it.dtype)) for c in CELL_COLUMNS[entry.experiment])

@@ -3,17 +3,22 @@ the stopping rule of their cells. See :mod:`.campaign` for what a campaign measu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tta_energy.errors import TtaError
-from tta_energy.experiments.grids import BUNDLED_CAPTIONS, EXPERIMENTS
+from tta_energy.experiments.grids import EXPERIMENTS
+from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 
 #: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
 DEFAULT_MIN_REPEATS = 5
 DEFAULT_MAX_REPEATS = 8
 DEFAULT_TARGET_REL = 0.05
+#: the tables' folder of a campaign file without ``out_dir``: the working directory's user runs folder, as a
+#: sweep's (a relative ``out_dir`` in the file is relative to the file's folder)
+DEFAULT_OUT_DIR = "data/runs"
 #: the log of the commands that measured a campaign's tables, next to them
 RUNS_LOG = "campaign_runs.jsonl"
 #: error rows one cell may write in one run before the run leaves it (an error may be transient; never a loop)
@@ -118,6 +123,13 @@ def _str_list(value: object, key: str, where: str) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _beside(campaign_file: Path, value: str) -> Path:
+    """A path the campaign file names: a relative one is relative to the file's folder (as in pyproject.toml),
+    so that the commands read and write the same place from any working directory."""
+    named = Path(value)
+    return named if named.is_absolute() else Path(os.path.normpath(campaign_file.parent / named))
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Parse and validate a campaign file; a problem raises :class:`CampaignError` (one line)."""
     from tta_energy.fileio import read_toml
@@ -175,7 +187,8 @@ def load_campaign(path: str | Path) -> Campaign:
             if len(set(models)) != len(models):
                 raise CampaignError(f"{at}: a model is listed twice")
         grid = _str_list(raw["grid"], "grid", at) if "grid" in raw else None
-        captions = _str_list(raw["captions"], "captions", at) if "captions" in raw else ()
+        captions = tuple(c if c.lower() in BUNDLED_CAPTIONS else str(_beside(path, c))
+                         for c in (_str_list(raw["captions"], "captions", at) if "captions" in raw else ()))
         limit = _get(raw, "caption_limit", int, None, at)
         if name != "quality" and (captions or limit is not None):
             raise CampaignError(f"{at}: captions and caption_limit belong to the quality experiment")
@@ -183,8 +196,10 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(f"{at}: caption_limit must be >= 1, got {limit}")
         entries.append(Entry(name, models, grid, _stopping(raw.get("repeats", {}), stopping, at),
                              captions or (BUNDLED_CAPTIONS if name == "quality" else ()), limit))
+    out_dir = _get(data, "out_dir", str, None, where)
     return Campaign(path=path, name=_get(data, "name", str, path.stem, where),
-                    out_dir=Path(_get(data, "out_dir", str, "data/runs", where)), size=size,
+                    out_dir=_beside(path, out_dir) if out_dir is not None else Path(DEFAULT_OUT_DIR),
+                    size=size,
                     weights=_get(data, "weights", str, "random", where), dtype=dtype,
                     duration_s=float(duration) if duration is not None else None,
                     seed=_get(data, "seed", int, 0, where), idle_s=float(numbers["idle_s"]), warmup=warmup,

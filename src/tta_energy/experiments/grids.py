@@ -22,7 +22,6 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ import pandas as pd
 
 from tta_energy.errors import TtaError
 from tta_energy.precision import DTYPE_NAMES
+from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 #: clips generated per repeat of the batch experiment (the study: 10)
 CLIPS_PER_REPEAT = 10
-#: bundled caption files (study format: file_name, caption, duration)
-BUNDLED_CAPTIONS = ("audiocaps", "clotho")
 
 
 class SweepError(TtaError):
@@ -107,6 +105,20 @@ class Config:
         cfg = 0.5 if (self.guidance_scale is not None and self.guidance_scale <= 1.0) else 1.0
         return float(self.steps * self.n_clips * max(duration, 1.0) * cfg) + 1.0
 
+    @property
+    def label(self) -> str:
+        """The configuration along its experiment's axis, the experiment named once (progress, notes)."""
+        guidance = "default" if self.guidance_scale is None else self.guidance_scale
+        duration = "default" if self.duration_s is None else f"{self.duration_s} s"
+        return {
+            "steps": f"steps {self.steps}",
+            "quality": f"quality {self.dataset} steps {self.steps}",
+            "duration": f"duration {duration}",
+            "guidance": f"guidance {guidance}",
+            "precision": f"precision {self.dtype or 'default'}",
+            "batch": f"batch {self.n_prompts} prompt(s) x {self.waveforms_per_prompt}",
+        }.get(self.experiment, self.experiment)
+
     def request(self) -> GenerationRequest:
         """The generation call this configuration makes (None fields: the model's defaults)."""
         from tta_energy.models.base import GenerationRequest
@@ -144,10 +156,7 @@ class CaptionSet:
 def load_captions(spec: str | Path, limit: int | None = None) -> CaptionSet:
     """A caption file in the study's format; ``audiocaps`` / ``clotho`` name the bundled ones."""
     text = str(spec)
-    if text in BUNDLED_CAPTIONS:
-        path = Path(str(resources.files("tta_energy").joinpath("data", f"{text}_captions.csv")))
-    else:
-        path = Path(text)
+    path = bundled_captions(text) or Path(text)
     if not path.is_file():
         raise SweepError(f"caption file {path} does not exist (or use one of {', '.join(BUNDLED_CAPTIONS)})")
     try:

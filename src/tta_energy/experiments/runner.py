@@ -277,13 +277,12 @@ def check_options(opts: SweepOptions) -> None:
 
 def check_request_limits(opts: SweepOptions, *, steps: int | None = None, duration_s: float | None = None,
                          guidance_scale: float | None = None, batch: int = 1, what: str) -> None:
-    """The catalogue's rules for one generation (durations at full size only: tiny sizes have their own)."""
+    """The catalogue's rules for one generation at the sweep's size (the built model's rule too)."""
     defaults = entry(opts.model).defaults
     try:
         check_generation(opts.model, defaults, prompts=[opts.prompt if opts.prompt is not None else "x"],
                          steps=defaults.steps if steps is None else steps, waveforms_per_prompt=batch,
-                         duration_s=duration_s if opts.size == "full" else None,
-                         guidance_scale=guidance_scale)
+                         duration_s=duration_s, guidance_scale=guidance_scale, size=opts.size)
     except ModelError as exc:
         raise SweepError(f"{what}: {exc}") from None
 
@@ -359,7 +358,7 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe,
             try:
                 probe.check(c.request())
             except ModelError as exc:
-                note = f"{_describe(c, experiment)}: left out ({exc})"
+                note = f"{c.label}: left out ({exc})"
                 if note not in excluded:
                     excluded.append(note)
                 continue
@@ -375,14 +374,6 @@ def expand(opts: SweepOptions, experiment: str, probe: Probe,
         cid = config_id(c, size=opts.size, weights=opts.weights, levers=opts.levers.spec, dtype=dtype)
         items.append(Item(c, r, cid, dtype))
     return items, excluded
-
-
-def _describe(c: Config, experiment: str) -> str:
-    axis = {"steps": f"steps {c.steps}", "quality": f"steps {c.steps}",
-            "duration": f"duration {c.duration_s} s",
-            "guidance": f"guidance {c.guidance_scale if c.guidance_scale is not None else 'default'}",
-            "precision": f"dtype {c.dtype}", "batch": f"{c.n_prompts} prompt(s) x {c.waveforms_per_prompt}"}
-    return axis.get(experiment, experiment)
 
 
 def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
@@ -706,9 +697,9 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                             summary.errors[f"{row['status']}: {row['error']}"] += 1
                         if row["status"] == "ok":
                             summary.energies.append(float(row.get("gpu_energy_J", np.nan)))
-                        bar.update(1)
-                        bar.set_postfix_str(f"{p.experiment} {_describe(item.config, p.experiment)} "
-                                            f"r{item.repeat} {row['status']}", refresh=False)
+                        bar.set_postfix_str(f"{item.config.label} r{item.repeat} {row['status']}",
+                                            refresh=False)
+                        bar.update(1)  # shows the postfix of the generation it counts
                     summary.wall_s = time.perf_counter() - t0
     distributed.barrier(ctx)  # every shard is complete and fsync'd
     if ctx.is_main:

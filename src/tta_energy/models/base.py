@@ -168,12 +168,11 @@ class ModelAdapter(ABC):
         """Reject bad parameters with one clear line (adapters add their own checks)."""
         self.check_request_basics(request)
 
-    @classmethod
-    def check_request_basics(cls, request: GenerationRequest) -> None:
-        """The checks that need no built model (the catalogue's rules), so that bad input fails early."""
-        check_generation(cls.name, cls.defaults, prompts=request.prompts, steps=request.steps,
+    def check_request_basics(self, request: GenerationRequest) -> None:
+        """The checks that need no built model: the catalogue's rules, which the early checks apply too."""
+        check_generation(self.name, self.defaults, prompts=request.prompts, steps=request.steps,
                          waveforms_per_prompt=request.waveforms_per_prompt, duration_s=request.duration_s,
-                         guidance_scale=request.guidance_scale)
+                         guidance_scale=request.guidance_scale, size=self.size)
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:

@@ -9,7 +9,7 @@ here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tta_energy.errors import ModelError
 from tta_energy.models.spacing import steps_problem
@@ -31,6 +31,17 @@ class ModelDefaults:
     steps: int = 100
     step_spacing: str = "diffusers"  # how the sampler spaces its steps (models.spacing): which counts run
     train_timesteps: int = 1000
+    #: the tiny replica's own audio lengths where its smaller latent differs from the full model's
+    tiny_max_duration_s: float | None = None
+    tiny_fixed_duration_s: float | None = None
+
+    def at_size(self, size: str) -> ModelDefaults:
+        """The settings of a replica of ``size``: at tiny size its own duration limits."""
+        if size != "tiny":
+            return self
+        longest, fixed = self.tiny_max_duration_s, self.tiny_fixed_duration_s
+        return replace(self, max_duration_s=self.max_duration_s if longest is None else longest,
+                       fixed_duration_s=self.fixed_duration_s if fixed is None else fixed)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,10 @@ class ModelEntry:
 #: clips the models were trained on; the VAE's mid-block attention over (duration/0.04 x 16) latent pixels
 #: grows quadratically beyond it.
 _AUDIOLDM_MAX_DURATION_S = 30.0
+#: The tiny Stable Audio Open DiT's latent window: 32 frames x the Oobleck hop of 2048 samples at 44.1 kHz.
+_TINY_STABLE_AUDIO_WINDOW_S = 32 * 2048 / 44100
+#: The tiny Tango clip: 24 latent frames x 4 (VAE) x the vocoder hop of 160 samples at 16 kHz.
+_TINY_TANGO_CLIP_S = 24 * 4 * 160 / 16000
 
 CATALOGUE: tuple[ModelEntry, ...] = (
     ModelEntry("audioldm", "tta_energy.models.audioldm:AudioLDMAdapter", "AudioLDM", "audioldm",
@@ -87,15 +102,18 @@ CATALOGUE: tuple[ModelEntry, ...] = (
     ModelEntry("stable-audio-open", "tta_energy.models.stable_audio:StableAudioOpenAdapter",
                "Stable Audio Open", "stable_audio_open",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=7.0,
-                             max_duration_s=47.55, sample_rate=44100),
+                             max_duration_s=47.55, sample_rate=44100,
+                             tiny_max_duration_s=_TINY_STABLE_AUDIO_WINDOW_S),
                LeverTargets(reduction=1.6, ceiling_fraction=0.6, cost=1.6)),
     ModelEntry("tango", "tta_energy.models.tango:TangoAdapter", "Tango", "tango",
                ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
-                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000),
+                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000,
+                             tiny_fixed_duration_s=_TINY_TANGO_CLIP_S),
                LeverTargets(reduction=1.5, ceiling_fraction=0.6, cost=1.9)),
     ModelEntry("tango2", "tta_energy.models.tango:Tango2Adapter", "Tango 2", "tango2",
                ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
-                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000),
+                             max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000,
+                             tiny_fixed_duration_s=_TINY_TANGO_CLIP_S),
                LeverTargets(reduction=1.5, ceiling_fraction=0.6, cost=1.9)),
     ModelEntry("make-an-audio", "tta_energy.models.make_an_audio:MakeAnAudioAdapter", "Make-An-Audio",
                "make_an_audio",
@@ -170,11 +188,12 @@ def help_text() -> str:
 
 def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[str], steps: int,
                      waveforms_per_prompt: int, duration_s: float | None, guidance_scale: float | None,
-                     train_timesteps: int | None = None) -> None:
-    """What a model can generate, checked from its catalogue row alone (no model built, no torch).
+                     size: str = "full", train_timesteps: int | None = None) -> None:
+    """What a model of ``size`` can generate, checked from its catalogue row alone (no model built, no torch).
 
-    ``defaults`` are the row's (a tiny adapter passes its own); ``duration_s`` None means the default.
-    Raises :class:`ModelError` with one line naming the problem and what is allowed.
+    ``defaults`` are the row's (full size; :meth:`ModelDefaults.at_size` gives a tiny replica its own duration
+    limits); ``duration_s`` None means the default. Raises :class:`ModelError` with one line naming the
+    problem and what is allowed.
     """
     if not prompts or any(not str(p).strip() for p in prompts):
         raise ModelError("the prompt is empty: give a text describing the sound")
@@ -189,8 +208,12 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
     if d is not None:
         if not d > 0:
             raise ModelError(f"duration must be > 0 s, got {d}")
-        fixed = defaults.fixed_duration_s
-        if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - defaults.duration_s) > 1e-6:
-            raise ModelError(f"{name} always generates {fixed} s of audio; duration {d} s is not possible")
-        if d > defaults.max_duration_s + 1e-9:
-            raise ModelError(f"duration {d} s exceeds {name}'s maximum of {defaults.max_duration_s} s")
+        sized = defaults.at_size(size)
+        at_size = "" if size == "full" else f" ({size} size)"
+        fixed = sized.fixed_duration_s
+        if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - sized.duration_s) > 1e-6:
+            raise ModelError(f"{name}{at_size} always generates {fixed:g} s of audio; duration {d} s is not "
+                             "possible")
+        if d > sized.max_duration_s + 1e-9:
+            raise ModelError(f"duration {d} s exceeds {name}'s maximum of {round(sized.max_duration_s, 2)} s"
+                             f"{at_size}")

@@ -374,14 +374,6 @@ class StableAudioOpenAdapter(ModelAdapter):
         """The DiT always computes its whole latent window (47.55 s at full size), whatever the duration."""
         return float(self.max_duration_s)
 
-    def check_request(self, request: GenerationRequest) -> None:
-        super().check_request(request)
-        if request.duration_s is not None and request.duration_s > self.max_duration_s + 1e-9:
-            raise ModelError(
-                f"duration {request.duration_s} s exceeds {self.name}'s maximum of "
-                f"{self.max_duration_s:.2f} s ({self.size} size)"
-            )
-
     # -- generation -----------------------------------------------------------------------------
     def _encode_text(self, prompts: list[str], negative: str | None, cfg: bool) -> tuple[torch.Tensor, ...]:
         """T5 + projection as ``StableAudioPipeline.encode_prompt``; returns (embeds, mask) for [neg, pos]."""

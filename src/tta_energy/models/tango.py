@@ -547,13 +547,7 @@ class TangoAdapter(ModelAdapter):
         return float(self.clip_seconds)
 
     def check_request(self, request: GenerationRequest) -> None:
-        d = request.duration_s
-        if d is not None and self.size != "full":  # a smaller size has its own fixed length
-            if abs(d - self.clip_seconds) > 1e-6 and abs(d - self.defaults.duration_s) > 1e-6:
-                raise ModelError(f"{self.name} ({self.size} size) always generates {self.clip_seconds:g} s "
-                                 f"of audio; duration {d} s is not possible")
-            request = GenerationRequest(**{**request.__dict__, "duration_s": None})
-        super().check_request(request)
+        super().check_request(request)  # the catalogue's fixed clip of each size
         max_batch = request.extra.get("max_batch", DEFAULT_MAX_BATCH)
         if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 0):
             raise ModelError(f"max_batch must be a non-negative integer (0: no split), got {max_batch!r}")

@@ -12,6 +12,7 @@ else is an error naming the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,17 @@ import pandas as pd
 from tta_energy.errors import TtaError
 
 CAPTION_COLUMNS = ("file_name", "caption")
+#: The caption sets bundled in ``tta_energy/data/`` by the name the commands accept: the study's 300 AudioCaps
+#: and 300 Clotho captions (``inferences/quality_metrics/CLAP/`` of its repository).
+BUNDLED_CAPTIONS: tuple[str, ...] = ("audiocaps", "clotho")
+
+
+def bundled_captions(name: str) -> Path | None:
+    """The bundled caption file ``name`` (one of :data:`BUNDLED_CAPTIONS`, any case) names, else None."""
+    if name.lower() not in BUNDLED_CAPTIONS:
+        return None
+    path = Path(str(resources.files("tta_energy").joinpath("data", f"{name.lower()}_captions.csv")))
+    return path if path.is_file() else None
 
 
 class CaptionError(TtaError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +82,6 @@ PER_CLIP_COLUMNS = (
     "embedding",
     "profile",
 )
-BUNDLED_CAPTIONS = {"audiocaps": "audiocaps_captions.csv", "clotho": "clotho_captions.csv"}
 
 
 @dataclass(frozen=True)
@@ -172,15 +170,6 @@ def discover_tree(root: Path) -> list[tuple[str, str, int, Path]]:
     if not found:
         raise TtaError(f"{root}: no <model>/<dataset>/<steps>/ folders")
     return sorted(found, key=lambda t: (t[0], t[1], t[2]))
-
-
-def bundled_captions(dataset: str) -> Path | None:
-    """The study's 300-caption file bundled for ``audiocaps`` / ``clotho``."""
-    name = BUNDLED_CAPTIONS.get(dataset.lower())
-    if name is None:
-        return None
-    path = Path(str(resources.files("tta_energy").joinpath("data", name)))
-    return path if path.is_file() else None
 
 
 def plan_jobs(jobs: Sequence[ScoreJob], settings: ScoreSettings) -> list[PlannedJob]:
@@ -527,7 +516,6 @@ __all__ = [
     "ScoreJob",
     "ScoreResult",
     "ScoreSettings",
-    "bundled_captions",
     "discover_tree",
     "plan_jobs",
     "score_jobs",
