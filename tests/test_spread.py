@@ -98,3 +98,21 @@ def test_the_h200_steps_sweep_gives_one_row_per_model() -> None:
     assert not estimated.empty
     assert estimated[["between_process_sd_pct", "within_process_sd_pct"]].notna().all().all()
     assert ((table["between_process_share"] >= 0) & (table["between_process_share"] <= 1)).all()
+
+
+def test_energy_that_follows_the_duration_is_told_apart_from_energy_that_does_not() -> None:
+    rng = np.random.default_rng(3)
+    cells = pd.Series(np.repeat([0, 1, 2], 10))
+    wall = np.exp(rng.normal(0.0, 0.2, 30)) * (1.0 + cells.to_numpy())
+    paced = pd.DataFrame({"gpu_energy_J": 150.0 * wall, "wall_s": wall})  # the same power: energy is time
+    slope, r2 = spread.energy_time(paced, cells)
+    assert slope == pytest.approx(1.0) and r2 == pytest.approx(1.0)
+    work = 400.0 * (1.0 + cells.to_numpy()) * np.exp(rng.normal(0.0, 0.05, 30))
+    fixed = pd.DataFrame({"gpu_energy_J": work, "wall_s": wall})  # energy set by the work, whatever the time
+    slope, r2 = spread.energy_time(fixed, cells)
+    assert abs(slope) < 0.2 and r2 < 0.2
+    assert np.isnan(spread.energy_time(paced.head(2), cells.head(2))[0])  # too few rows
+    rows = _rows("audioldm", runs=3, repeats=3, between=0.05, within=0.05, seed=4)
+    rows["wall_s"] = rows["gpu_energy_J"] / 150.0
+    fit = spread.process_spread(rows, ("steps", "dtype"), draws=0)
+    assert fit["energy_time_slope"] == pytest.approx(1.0) and fit["energy_time_r2"] == pytest.approx(1.0)

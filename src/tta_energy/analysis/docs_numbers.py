@@ -464,9 +464,12 @@ def _spread_part(row: pd.Series) -> str:
     if row["reason"] and pd.isna(row["between_process_share"]):
         return f"{label(row['model'])} not separable ({row['reason']})"
     busy = "" if pd.isna(row["gpu_busy_fraction_mean"]) else f", GPU busy {row['gpu_busy_fraction_mean']:.0%}"
+    time = ("" if pd.isna(row["energy_time_r2"]) else
+            f"; duration explains {row['energy_time_r2']:.0%} of the within-configuration variance, "
+            f"slope {row['energy_time_slope']:.2f}")
     return (
         f"{label(row['model'])} {row['between_process_sd_pct']:.1f}% / {row['within_process_sd_pct']:.1f}% "
-        f"(between-process share {row['between_process_share']:.0%}{busy})"
+        f"(between-process share {row['between_process_share']:.0%}{busy}{time})"
     )
 
 
@@ -483,8 +486,10 @@ def block_process_spread(d: DocData) -> str:
         "(`figures/tables/spread_h200.csv`: log GPU energy "
         "fitted with the configuration as fixed effect and a random intercept per process, REML; "
         f"{processes.min()}–{processes.max()} processes per model, so the between-process SD is rough — "
-        "its bootstrap interval is in the table): the SD of one configuration's energy between processes / "
-        "within a process, from the least to the most busy GPU: "
+        "its bootstrap interval is in the table), and how much of a configuration's scatter its duration "
+        "explains (log energy on log wall time within each configuration: a slope near 1 means more energy "
+        "because the generation took longer at the same power): the SD of one configuration's energy between "
+        "processes / within a process, from the least to the most busy GPU: "
         + "; ".join(_spread_part(row) for _, row in table.iterrows())
         + "."
     )

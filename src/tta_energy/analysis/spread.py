@@ -14,6 +14,12 @@ sd_between^2 / (sd_between^2 + sd_within^2). Its 95 % interval is a parametric b
 fit, refit, percentile interval) with a fixed seed. With 2-4 processes per model the between-process SD rests
 on very few values: the intervals are wide, and a share of 0 (the REML estimate at its boundary) means only
 that these processes did not differ more than their repeats.
+
+What moves the energy of one configuration: within each cell (its mean taken out), log energy is regressed on
+log wall time. ``energy_time_r2`` is the share of that within-cell variance that the generation's duration
+explains and ``energy_time_slope`` its elasticity: a slope near 1 with a high share means a generation spent
+more energy because it took longer at the same power (the pace of the host that launches the kernels), a
+slope near 0 that its duration hardly mattered.
 """
 
 from __future__ import annotations
@@ -54,12 +60,15 @@ SPREAD_COLUMNS: tuple[str, ...] = (
     "between_process_sd_pct_ci_high",
     "bootstrap_draws",
     "gpu_busy_fraction_mean",
+    "energy_time_slope",
+    "energy_time_r2",
     "reason",
 )
 #: Decimals the table keeps (percentages 3, shares and fractions 4): the optimiser's last digits differ
 #: between machines.
 DECIMALS: dict[str, int] = {
-    c: 3 if "_pct" in c else 4 for c in SPREAD_COLUMNS if c.startswith(("between_", "within_", "gpu_busy"))
+    c: 3 if "_pct" in c else 4
+    for c in SPREAD_COLUMNS if c.startswith(("between_", "within_", "gpu_busy", "energy_time"))
 }
 
 
@@ -70,6 +79,20 @@ def cell_columns(experiment: str) -> tuple[str, ...]:
 
 def _pct(log_sd: float) -> float:
     return float(np.expm1(log_sd) * 100)
+
+
+def energy_time(rows: pd.DataFrame, cell: pd.Series) -> tuple[float, float]:
+    """(slope, R^2) of log GPU energy on log wall time within cells (each cell's means taken out); NaN when
+    fewer than three rows vary within their cell."""
+    logs = pd.DataFrame({"energy": np.log(rows["gpu_energy_J"].to_numpy(dtype="float64")),
+                         "time": np.log(rows["wall_s"].to_numpy(dtype="float64"))}, index=rows.index)
+    logs = logs[np.isfinite(logs).all(axis=1)]
+    centred = logs - logs.groupby(cell.loc[logs.index]).transform("mean")
+    energy, time = centred["energy"].to_numpy(), centred["time"].to_numpy()
+    if len(centred) < 3 or not (time**2).sum() > 0 or not (energy**2).sum() > 0:
+        return np.nan, np.nan
+    slope = float((energy * time).sum() / (time**2).sum())
+    return slope, float(np.corrcoef(energy, time)[0, 1] ** 2)
 
 
 def _fit(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> tuple[float, float, np.ndarray] | None:
@@ -149,8 +172,12 @@ def process_spread(
         "between_process_sd_pct_ci_high": np.nan,
         "bootstrap_draws": 0,
         "gpu_busy_fraction_mean": float(busy.astype("float64").mean()) if busy.notna().any() else np.nan,
+        "energy_time_slope": np.nan,
+        "energy_time_r2": np.nan,
         "reason": "",
     }
+    if "wall_s" in rows.columns:
+        out["energy_time_slope"], out["energy_time_r2"] = energy_time(rows, cell)
     shared = pd.Series(groups, index=rows.index).groupby(cell).nunique()
     if out["n_processes"] < 2:
         out["reason"] = "one process: between-process spread cannot be estimated"
