@@ -30,7 +30,7 @@
 import pandas as pd
 from IPython.display import display
 
-from tta_energy.analysis import compare, plots, summaries
+from tta_energy.analysis import compare, plots, spread, summaries
 from tta_energy.analysis.reproduce import notebook_inputs
 from tta_energy.analysis.summaries import AnalysisError
 
@@ -120,3 +120,24 @@ if not host.empty and reference in available and others:
         print(line)
 if not host.empty:
     print(compare.host_sentence(host))
+
+# %% [markdown]
+# ## How far one configuration's energy moves, and why
+#
+# Repeats of one configuration scatter, more for the host-paced models. The table splits that scatter of log
+# energy into a part between processes (one `tta-energy sweep` or `campaign run` each: host and process state)
+# and a part within a process (a mixed model with the configuration as fixed effect and a random intercept per
+# process; `docs/analysis.md`), and says how much of the scatter within a configuration its duration explains:
+# a slope near 1 (log energy on log wall time) means a generation cost more because it took longer at the same
+# power, which is what a host-paced GPU does; the GPU-bound models' energy moves far less than their duration.
+# With 3-4 processes per model the between-process SD is rough (its bootstrap interval is in
+# `figures/tables/spread_h200.csv`).
+
+# %%
+h200 = summaries.usable_runs(inputs.runs)
+h200 = h200[h200["gpu_name"].astype(str).str.contains("H200")]
+spread_steps = spread.spread_table(h200, experiments=("steps",), draws=0)
+if not spread_steps.empty:
+    display(spread_steps[["model", "n_processes", "between_process_sd_pct", "within_process_sd_pct",
+                          "between_process_share", "gpu_busy_fraction_mean", "energy_time_slope",
+                          "energy_time_r2"]].sort_values("gpu_busy_fraction_mean"))
