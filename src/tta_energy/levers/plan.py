@@ -304,10 +304,12 @@ def estimate_text(estimate: pd.DataFrame) -> list[str]:
                      f"{r.generation_s:>7.1f} {r.warmup_s:>7.1f} {r.compile_s:>9.1f} {r.total_s:>8.1f}  "
                      f"{r.source}")
     per_model = estimate.groupby("model", sort=False)["total_s"].sum().to_dict()
+    measuring = float((estimate["repeats"] * estimate["generation_s"]).sum())
     lines += ["", "per model: " + ", ".join(f"{m} {s:.0f} s" for m, s in per_model.items()),
-              f"total: {sum(per_model.values()):.0f} s, compilation {estimate['compile_s'].sum():.0f} s "
-              "of it "
-              "(the calls below price each unit on its own: its builds, warm-ups and default)"]
+              f"total: {sum(per_model.values()):.0f} s: the measured generations {measuring:.0f} s "
+              f"(repeats x seconds), compilation {estimate['compile_s'].sum():.0f} s, the rest builds, "
+              "warm-ups, references and profiles (the calls below price each unit on its own, with its "
+              "default)"]
     return lines
 
 
