@@ -152,8 +152,12 @@ def test_three_calls_measure_a_plan_once_and_then_stop(tmp_path, monkeypatch, ca
     assert not (tmp_path / "part3").exists()
 
 
-def test_done_needs_a_plan(tmp_path):
+def test_done_needs_a_plan_and_folders(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["levers", "run", "-m", "audioldm", "--done", str(tmp_path), "--size", "tiny",
               "--device", "cpu"])
-    assert exc.value.code == 2
+    assert exc.value.code == 2 and "--done needs --plan" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["levers", "run", "--plan", "campaigns/h200_levers.toml", "--dry-run", "--done",
+              str(tmp_path / "missing")])
+    assert exc.value.code == 2 and "missing is not a folder" in capsys.readouterr().err

@@ -36,11 +36,16 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
 
 
 def _folders(patterns: tuple[str, ...]) -> list[Path]:
-    """Folders named or matched by glob patterns (``data/h200/levers/partplan-*``), in order, each once."""
+    """Folders named or matched by glob patterns (``data/h200/levers/partplan-*``), in order, each once; a
+    named folder must exist (a pattern may match none: before the first call there is nothing done)."""
     import glob
+
+    from tta_energy.errors import TtaError
 
     found: dict[Path, None] = {}
     for pattern in patterns:
+        if not glob.has_magic(pattern) and not Path(pattern).is_dir():
+            raise TtaError(f"--done: {pattern} is not a folder (a raw levers folder, or a glob of them)")
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         found.update((Path(m), None) for m in matches)
     return list(found)
