@@ -26,8 +26,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -36,6 +38,10 @@ from tta_energy.analysis import docs_numbers, plots, spread, study_import, summa
 from tta_energy.analysis.compare import platform_label
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
+
+if TYPE_CHECKING:
+    from jupyter_client import KernelManager
+    from nbformat import NotebookNode
 
 GROUP_TITLES: dict[str, str] = {
     "steps": "Inference steps",
@@ -139,14 +145,14 @@ def notebook_inputs(
 # Running the notebooks
 
 
-def load_notebook(path: Path):
+def load_notebook(path: Path) -> NotebookNode:
     """A notebook from its jupytext ``.py`` (percent format) or ``.ipynb`` file."""
     import jupytext
 
     return jupytext.read(path)
 
 
-def inject_parameters(nb, params: dict[str, object]):
+def inject_parameters(nb: NotebookNode, params: dict[str, object]) -> NotebookNode:
     """Insert a cell assigning ``params`` after the cell tagged ``parameters`` (papermill's convention)."""
     import nbformat
 
@@ -168,7 +174,7 @@ def execute_notebook(
     params: dict[str, object],
     executed_dir: Path | None = None,
     timeout: int = NOTEBOOK_TIMEOUT_S,
-    km=None,
+    km: KernelManager | None = None,
 ) -> Path | None:
     """Execute one notebook with ``params`` (in kernel ``km`` if given, else a fresh one).
 
@@ -205,7 +211,7 @@ def execute_notebooks(
     *,
     shared_kernel: bool = True,
     timeout: int = NOTEBOOK_TIMEOUT_S,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> None:
     """Execute ``paths`` in order. A shared kernel imports the libraries and reads the tables once
     (:func:`notebook_inputs` caches them); every notebook still sets all the names it uses."""
@@ -327,7 +333,7 @@ def reproduce(
     n_boot: int = 1000,
     shared_kernel: bool = True,
     update_docs: bool = False,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> Path:
     """Execute all notebooks on ``data`` (and a fresh import of ``study``), write figures and ``index.md``.
 

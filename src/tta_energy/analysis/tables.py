@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,7 +172,7 @@ def build_tables(
     tables: dict[str, pd.DataFrame] = {}
     notes: dict[str, str] = {}
 
-    def attempt(name: str, fn) -> None:
+    def attempt(name: str, fn: Callable[[], pd.DataFrame]) -> None:
         try:
             tables[name] = fn()
         except AnalysisError as exc:

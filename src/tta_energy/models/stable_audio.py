@@ -32,7 +32,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from tta_energy.models.base import (
 from tta_energy.models.catalogue import entry
 from tta_energy.models.common import cast_module, default_device, load_config, seeded_init
 from tta_energy.models.tango import T5Text, looks_like_hub_id
+
+if TYPE_CHECKING:
+    from diffusers import StableAudioPipeline
 
 CONFIG_DIR = "stable-audio-open-1.0"
 
@@ -331,7 +334,7 @@ class StableAudioOpenAdapter(ModelAdapter):
                 f"{type(exc).__name__}"
             ) from None
 
-    def pipeline(self):
+    def pipeline(self) -> StableAudioPipeline:
         """The diffusers ``StableAudioPipeline`` over this adapter's components (shares the modules)."""
         from diffusers import StableAudioPipeline
 

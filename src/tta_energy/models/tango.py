@@ -56,7 +56,7 @@ import re
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -81,6 +81,9 @@ from tta_energy.models.tango_checkpoint import (
     tango_vocoder_key,
     torch_load,
 )
+
+if TYPE_CHECKING:
+    from transformers import SpeechT5HifiGanConfig, T5Config
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
@@ -171,7 +174,7 @@ class T5Text:
 
 
 # -- configs -----------------------------------------------------------------------------------------
-def t5_config(cfg: dict[str, Any]):
+def t5_config(cfg: dict[str, Any]) -> T5Config:
     from transformers import T5Config
 
     kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "tokenizer_model_max_length"}
@@ -210,7 +213,7 @@ def diffusers_vae_config(tango_vae_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def hifigan_config(cfg: dict[str, Any]):
+def hifigan_config(cfg: dict[str, Any]) -> SpeechT5HifiGanConfig:
     """Tango/AudioLDM ``HIFIGAN_16K_64`` dict -> transformers ``SpeechT5HifiGanConfig``."""
     from transformers import SpeechT5HifiGanConfig
 
