@@ -314,3 +314,58 @@ def test_cost_reads_each_calls_windows_from_its_rows(tmp_path, tiny_campaign, ca
     cost = json.loads(capsys.readouterr().out)
     assert cost["measured_s"] == pytest.approx(16.0 + 8.0)
     assert cost["overhead"] == pytest.approx(30 / 24, abs=1e-4)
+
+
+def _measured(run_id: str, repeat: int, steps: int = 10) -> dict[str, object]:
+    row = schema.empty_row()
+    row.update(source="tta-energy", run_id=run_id, experiment="steps", model="audioldm", size="tiny",
+               weights="random", dtype="float32", optimize="none", steps=steps, denoiser_calls=steps,
+               n_prompts=1, waveforms_per_prompt=1, n_clips=1, duration_s=1.0, seed=0, repeat=repeat,
+               is_warmup=False, status="ok", wall_s=1.0, gpu_energy_J=100.0 + repeat, config_id=f"c{steps}",
+               gpu_energy_method="nvml_counter", cpu_energy_method="unavailable",
+               timestamp=f"2026-12-04T10:00:0{repeat}+00:00")
+    return row
+
+
+def test_collect_merges_what_a_device_call_returned_once(tmp_path, tiny_campaign, capsys):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    schema.write_runs(tables / "steps.csv", pd.DataFrame([_measured("local", 0)]))
+    (tables / cp.RUNS_LOG).write_text(json.dumps({"run_id": "local", "wall_s": 10.0}) + "\n")
+    returned = tmp_path / "returned"
+    (returned / "traces").mkdir(parents=True)
+    # the device's copy: the local row, and two rows its call measured
+    schema.write_runs(returned / "steps.csv", pd.DataFrame([_measured("local", 0), _measured("call", 1),
+                                                            _measured("call", 2)]))
+    (returned / cp.RUNS_LOG).write_text(json.dumps({"run_id": "local", "wall_s": 10.0}) + "\n"
+                                        + json.dumps({"run_id": "call", "wall_s": 20.0}) + "\n")
+    (returned / "traces" / "campaign-call-rank0.csv.gz").write_bytes(b"trace")
+    original = (tables / "steps.csv").read_bytes()
+    main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    said = capsys.readouterr().out
+    assert (tables / "steps.csv").read_bytes().startswith(original)  # new rows appended, old lines kept
+    assert "steps.csv: +2 rows (3 in all)" in said and "1 call(s) added" in said
+    assert "1 trace(s) added" in said
+    merged = schema.read_runs(tables / "steps.csv")
+    assert sorted(merged["repeat"]) == [0, 1, 2] and merged.duplicated(["config_id", "repeat"]).sum() == 0
+    logged = [json.loads(x)["run_id"] for x in (tables / cp.RUNS_LOG).read_text().splitlines()]
+    assert logged == ["local", "call"]
+    assert (tables / "traces" / "campaign-call-rank0.csv.gz").read_bytes() == b"trace"
+
+    def files() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in tables.rglob("*") if p.is_file() and ".lock" not in p.name}
+
+    before = files()
+    main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])  # again: nothing new
+    assert "+0 rows" in capsys.readouterr().out and files() == before
+    # a pair that failed here and was measured there: the error row gives way (the table is rewritten)
+    failed = _measured("local", 3) | {"status": "error", "gpu_energy_J": float("nan")}
+    schema.append_row(tables / "steps.csv", failed)
+    schema.write_runs(returned / "steps.csv", pd.concat([schema.read_runs(returned / "steps.csv"),
+                                                         pd.DataFrame([_measured("call", 3)])]))
+    main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    merged = schema.read_runs(tables / "steps.csv")
+    assert sorted(merged["repeat"]) == [0, 1, 2, 3] and (merged["status"] == "ok").all()
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "collect", str(tmp_path / "nothing"), "--campaign", str(tiny_campaign)])
+    assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``tta-energy campaign plan|run|status``: the measurement campaign a TOML file declares."""
+"""``tta-energy campaign plan|run|status|cost|collect``: the measurement campaign a TOML file declares."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ repeats until the 95% confidence interval of each cell's mean is within the targ
 
 plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget, torchrun);
 status: cells done and at target (--json: one object per cell); cost: GPU time per experiment and the
-overhead of the calls, from campaign_runs.jsonl and the rows each call wrote."""
+overhead of the calls, from campaign_runs.jsonl and the rows each call wrote; collect: merge what a device
+call returned into the campaign's folder."""
 
 DEFAULT_CAMPAIGN = Path("campaigns/h200.toml")
 
@@ -125,6 +126,17 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{row['experiment']:<12}{row['calls']:>7}{row['rows']:>7}{row['gpu_s']:>10,.0f}")
         typer.echo(f"{'total':<26}{cost['gpu_s']:>10,.0f}")
         typer.echo(f"measured windows {cost['measured_s']:,.0f} s; overhead {overhead_text(cost)}")
+
+    @campaign_app.command("collect")
+    def collect_cmd(returned: Path = typer.Argument(..., help="a device call's copy of the campaign's folder "
+                                                             "(e.g. the unpacked data/h200 it returned)"),
+                    campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT) -> None:
+        """Merge the tables, runs log and traces a device call returned into the campaign's folder (each
+        measured row once; collecting twice adds nothing)."""
+        from tta_energy.experiments.campaign_collect import collect_call
+
+        for line in collect_call(_load(campaign, out_dir), returned):
+            typer.echo(line)
 
     @campaign_app.command("run")
     def run_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One device call of the H200 campaign (campaigns/h200.toml), and bringing its rows back.
+#
+#   bash scripts/gpu_campaign.sh run [OPTIONS]      # on the device: `tta-energy campaign run OPTIONS` (e.g.
+#                                                   # --experiment batch --time-budget 500), then pack the
+#                                                   # campaign's tables, runs log and this call's traces
+#   bash scripts/gpu_campaign.sh collect FILES_AT   # here, after the call: merge what came back into
+#                                                   # data/h200 (run tables deduplicated by (config, repeat),
+#                                                   # runs-log lines and traces that are new), validate, status
+#
+# Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
+# before any model is built (exit 2). Exit 3 from `run`: the budget stopped it (the next call resumes).
+# The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
+# python3), CAMPAIGN (default campaigns/h200.toml, whose tables are data/h200).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-python3}
+CAMPAIGN=${CAMPAIGN:-campaigns/h200.toml}
+TABLES=data/h200
+MODE=${1:-}
+shift || true
+
+case "$MODE" in
+  run)
+    source scripts/device_env.sh
+    "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-run
+    mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"
+    DEST=${OUT:-/tmp/gpu_campaign}/campaign
+    START=$(date -u +%Y%m%dT%H%M%S)
+    "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 | tee "$DEST/log-$START.txt"
+    rc=${PIPESTATUS[0]}
+    # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)
+    tar czf "$DEST/h200.tar.gz" "$TABLES"/*.csv "$TABLES/campaign_runs.jsonl" "$TABLES"/traces/campaign-*
+    echo "campaign call finished (exit $rc); returned $DEST/h200.tar.gz"
+    exit "$rc" ;;
+  collect)
+    [[ $# -eq 1 && -d "$1" ]] || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
+    tarball=$(ls "$1"/campaign/h200.tar.gz "$1"/h200.tar.gz 2>/dev/null | head -1)
+    [[ -n "$tarball" ]] || { echo "no h200.tar.gz under $1" >&2; exit 2; }
+    unpacked=$(mktemp -d)
+    trap 'rm -rf "$unpacked"' EXIT
+    tar xzf "$tarball" -C "$unpacked" || exit 2
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    "$PY" -m tta_energy campaign collect "$unpacked/$TABLES" --campaign "$CAMPAIGN" || exit $?
+    log=$(ls "$1"/campaign/log-*.txt 2>/dev/null | tail -1)
+    [[ -n "$log" ]] && mkdir -p "$TABLES/logs" && cp "$log" "$TABLES/logs/campaign-$(basename "$log")"
+    "$PY" -m tta_energy summary --data "$TABLES" >/dev/null || exit $?
+    "$PY" -m tta_energy campaign status --campaign "$CAMPAIGN" | tail -12 ;;
+  *)
+    echo "usage: $0 run [campaign run options] | collect FILES_AT" >&2; exit 2 ;;
+esac

@@ -1,0 +1,95 @@
+"""Bringing a device call's campaign rows home: merge the tables a call returned into the campaign's folder.
+
+A device call runs on a copy of the repository and returns its copy of the campaign's folder (tables, runs
+log, traces). :func:`collect_call` merges that copy into the local one, so the next call starts from every row
+measured so far:
+
+- each experiment's run table: one measured row per (configuration, repeat), as :func:`.resume.deduplicate`
+  decides (a row measured here and there is kept once; warm-ups kept). The new rows are appended in the order
+  they were measured, so the lines already here stay as they are; only where the returned copy supersedes a
+  local row (an ``error`` row measured again) is the table rewritten, sorted, by :func:`.resume.merge_into`;
+- the runs log: the returned lines whose ``run_id`` is not logged yet, appended in their order;
+- traces: the returned files not present yet.
+
+It holds the same locks as ``campaign run`` while it writes, and collecting the same folder twice adds
+nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tta_energy import schema
+from tta_energy.errors import TtaError
+from tta_energy.experiments import distributed, resume
+from tta_energy.experiments.campaign_plan import read_runs_log
+from tta_energy.experiments.campaign_spec import RUNS_LOG, Campaign
+
+TRACES = "traces"
+#: what identifies one row of a run table across copies of it
+ROW_KEY: tuple[str, ...] = ("run_id", "rank", "config_id", "repeat", "is_warmup", "timestamp")
+
+
+def _keys(rows: pd.DataFrame) -> pd.Series:
+    cols = rows.reindex(columns=list(ROW_KEY))
+    text = {c: cols[c].map(lambda v: "" if pd.isna(v) else str(v)) for c in ROW_KEY}
+    return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
+
+
+def merge_table(local: Path, returned: Path) -> int:
+    """Bring the rows of the run table ``returned`` into ``local``; the number of rows added."""
+    theirs = schema.read_runs(returned)
+    if not local.is_file():
+        return len(resume.merge_into(local, [returned]))
+    ours = schema.read_runs(local)
+    merged = resume.deduplicate(pd.concat([ours, theirs], ignore_index=True))
+    ours_keys, merged_keys = set(_keys(ours)), _keys(merged)
+    if not ours_keys <= set(merged_keys):  # a local row is superseded: rewrite the table
+        return len(resume.merge_into(local, [returned])) - len(ours)
+    new = merged[~merged_keys.isin(ours_keys)].sort_values("timestamp", kind="stable")
+    for record in new.to_dict("records"):
+        schema.append_row(local, {k: (np.nan if v is pd.NA else v) for k, v in record.items()})
+    return len(new)
+
+
+def collect_call(campaign: Campaign, returned: Path) -> list[str]:
+    """Merge ``returned`` (a device call's copy of the campaign's folder) into ``campaign.out_dir``; one line
+    per table, the runs log and the traces saying what was added."""
+    from tta_energy.experiments.campaign import append_jsonl, campaign_locks
+
+    returned = Path(returned)
+    if not returned.is_dir():
+        raise TtaError(f"{returned}: not a folder (the campaign folder a device call returned)")
+    experiments = list(dict.fromkeys(e.experiment for e in campaign.entries))
+    sources = {e: returned / campaign.table(e).name for e in experiments}
+    if not any(p.is_file() for p in sources.values()) and not (returned / RUNS_LOG).is_file():
+        raise TtaError(f"{returned}: holds none of the campaign's tables "
+                       f"({', '.join(p.name for p in sources.values())}) nor {RUNS_LOG}")
+    said: list[str] = []
+    with campaign_locks(campaign, experiments, distributed.context_from_env({})):
+        for experiment, source in sources.items():
+            if not source.is_file():
+                continue
+            local = campaign.table(experiment)
+            added = merge_table(local, source)
+            said.append(f"{local}: {added:+d} rows ({len(schema.read_runs(local))} in all)")
+        log = campaign.out_dir / RUNS_LOG
+        known = {str(line.get("run_id")) for line in read_runs_log(log)}
+        new = [line for line in read_runs_log(returned / RUNS_LOG) if str(line.get("run_id")) not in known]
+        for line in new:
+            append_jsonl(log, line)
+        said.append(f"{log}: {len(new)} call(s) added")
+        copied = 0
+        if (returned / TRACES).is_dir():
+            (campaign.out_dir / TRACES).mkdir(parents=True, exist_ok=True)
+            for trace in sorted((returned / TRACES).iterdir()):
+                target = campaign.out_dir / TRACES / trace.name
+                if trace.is_file() and not target.exists():
+                    shutil.copy2(trace, target)
+                    copied += 1
+        said.append(f"{campaign.out_dir / TRACES}: {copied} trace(s) added")
+    return said
