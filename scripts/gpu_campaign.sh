@@ -11,11 +11,13 @@
 # Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
 # before any model is built (exit 2). Exit 3 from `run`: the budget stopped it (the next call resumes).
 # The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
-# python3), CAMPAIGN (default campaigns/h200.toml, whose tables are data/h200).
+# python3), CAMPAIGN (default campaigns/h200.toml, whose tables are data/h200), HARD_LIMIT_S (default 570: the
+# run is stopped there whatever its --time-budget, and packing follows; give the device call a limit of 600 s).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
 CAMPAIGN=${CAMPAIGN:-campaigns/h200.toml}
+HARD_LIMIT_S=${HARD_LIMIT_S:-570}
 TABLES=data/h200
 MODE=${1:-}
 shift || true
@@ -27,7 +29,10 @@ case "$MODE" in
     mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"
     DEST=${OUT:-/tmp/gpu_campaign}/campaign
     START=$(date -u +%Y%m%dT%H%M%S)
-    "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 | tee "$DEST/log-$START.txt"
+    # a hard stop (SIGINT: rows are on disk one by one) leaves time to pack what was measured even if a model
+    # build hangs past the time budget
+    timeout -s INT "$HARD_LIMIT_S" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 \
+      | tee "$DEST/log-$START.txt"
     rc=${PIPESTATUS[0]}
     # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)
     tar czf "$DEST/h200.tar.gz" "$TABLES"/*.csv "$TABLES/campaign_runs.jsonl" "$TABLES"/traces/campaign-*

@@ -24,7 +24,7 @@
 # compile cache, the three report files and the log.
 #
 # Environment: PYTHON (default python3: the device image's torch), BUDGET_S (seconds this call may use,
-# default 520), LEVERS_ARGS (more options for 'tta-energy levers run').
+# default 520: the run is stopped there, packing follows; give the device call a limit of 600 s), LEVERS_ARGS (more options for 'tta-energy levers run').
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -87,8 +87,10 @@ echo "levers part $PART on $(hostname) at $(date -u +%FT%TZ); models $MODELS; bu
 "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-sweep
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=csv || true
 # the plan sets models (filtered by MODELS), cells and repeats; --done skips what earlier calls measured
-"$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" \
-  ${LEVERS_ARGS:-}
+# a hard stop at BUDGET_S (SIGINT: rows are on disk one by one) leaves time to pack what was measured even if
+# a build or compilation hangs past the time budget
+timeout -s INT "$BUDGET_S" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} --out-dir "$OUTDIR" \
+  --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}
 rc=$?
 report || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"
 if [[ -n "${OUT:-}" ]]; then
