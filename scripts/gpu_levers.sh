@@ -20,8 +20,9 @@
 # Writes data/h200/levers/partplan-<UTC time>/ (levers_runs.csv in the run-record schema,
 # levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, traces/) and rebuilds
 # data/h200/levers.csv, data/h200/levers_summary.md and data/h200/levers.png from every part present. On the
-# device machine ($OUT set) it returns: levers-part<N>.tar.gz (the part's folder and the references), the
-# compile cache, the three report files and the log.
+# device machine ($OUT set) it returns: levers-part<N>.tar.gz (the part's folder), levers-references.tar.gz,
+# the compile cache (when at most COMPILE_CACHE_MAX_MB, default 12 MiB: the device returns files of at most
+# 16 MiB, and the tree it receives, carried folders included, is at most 64 MiB), the report and the log.
 #
 # Environment: PYTHON (default python3: the device image's torch), BUDGET_S (seconds this call may use,
 # default 520: the run is stopped there, packing follows; give the device call a limit of 600 s), LEVERS_ARGS (more options for 'tta-energy levers run').
@@ -47,8 +48,10 @@ if [[ "$PART" == collect ]]; then
     [[ -e "$tarball" ]] || continue
     tar xzf "$tarball" && found=1  # paths inside: data/h200/levers/part<N>/... (and references/)
   done
-  for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
-    [[ -e "$tarball" ]] && tar xzf "$tarball"  # paths inside: .cache/compile/... (git-ignored; carry it)
+  for tarball in "$2"/levers/levers-references.tar.gz "$2"/levers-references.tar.gz \
+                 "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
+    # paths inside: data/h200/levers/references/...; .cache/compile/... (git-ignored; carry it)
+    [[ -e "$tarball" ]] && tar xzf "$tarball"
   done
   mkdir -p data/h200/logs
   for log in "$2"/levers/log-levers-*.txt "$2"/log-levers-*.txt; do [[ -e "$log" ]] && cp "$log" data/h200/logs/; done
@@ -94,9 +97,18 @@ timeout -s INT "$BUDGET_S" "$PY" -m tta_energy levers run ${MODELS:+--models "$M
 rc=$?
 report || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"
 if [[ -n "${OUT:-}" ]]; then
-  refs=(); [[ -d "$ROOT/references" ]] && refs=("$ROOT/references")
-  tar czf "$OUT/levers/levers-part$PART.tar.gz" "$OUTDIR" "${refs[@]}"
-  [[ -d .cache/compile ]] && tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
+  # the device returns at most 8 files of 16 MiB each (64 MiB in all): the part, the fp32 references and the
+  # compile cache travel as separate files, so that a large one cannot take the measured rows with it
+  tar czf "$OUT/levers/levers-part$PART.tar.gz" "$OUTDIR"
+  [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" "$ROOT/references"
+  if [[ -d .cache/compile ]]; then
+    tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
+    size_mb=$(( $(stat -c %s "$OUT/levers/compile-cache.tar.gz") / 1048576 ))
+    if (( size_mb > ${COMPILE_CACHE_MAX_MB:-12} )); then  # it would not come back, or not fit the next carry
+      rm -f "$OUT/levers/compile-cache.tar.gz"
+      echo "compile cache not returned: ${size_mb} MiB > ${COMPILE_CACHE_MAX_MB:-12} MiB (the next call compiles anew)"
+    fi
+  fi
   for f in data/h200/levers.csv data/h200/levers_summary.md data/h200/levers.png; do
     [[ -e "$f" ]] && cp "$f" "$OUT/levers/"
   done
