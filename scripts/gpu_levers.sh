@@ -21,7 +21,7 @@
 # levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, traces/) and rebuilds
 # data/h200/levers.csv, data/h200/levers_summary.md and data/h200/levers.png from every part present. On the
 # device machine ($OUT set) it returns: levers-part<N>.tar.gz (the part's folder), levers-references.tar.gz,
-# the compile cache (when at most COMPILE_CACHE_MAX_MB, default 12 MiB: the device returns files of at most
+# the compile cache (when at most COMPILE_CACHE_MAX_MB, default 8 MiB: the device returns files of at most
 # 16 MiB, and the tree it receives, carried folders included, is at most 64 MiB), the report and the log.
 #
 # Environment: PYTHON (default python3: the device image's torch), BUDGET_S (seconds this call may use,
@@ -104,9 +104,9 @@ if [[ -n "${OUT:-}" ]]; then
   if [[ -d .cache/compile ]]; then
     tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
     size_mb=$(( $(stat -c %s "$OUT/levers/compile-cache.tar.gz") / 1048576 ))
-    if (( size_mb > ${COMPILE_CACHE_MAX_MB:-12} )); then  # it would not come back, or not fit the next carry
+    if (( size_mb > ${COMPILE_CACHE_MAX_MB:-8} )); then  # it would not come back, or not fit the next carry
       rm -f "$OUT/levers/compile-cache.tar.gz"
-      echo "compile cache not returned: ${size_mb} MiB > ${COMPILE_CACHE_MAX_MB:-12} MiB (the next call compiles anew)"
+      echo "compile cache not returned: ${size_mb} MiB > ${COMPILE_CACHE_MAX_MB:-8} MiB (the next call compiles anew)"
     fi
   fi
   for f in data/h200/levers.csv data/h200/levers_summary.md data/h200/levers.png; do
