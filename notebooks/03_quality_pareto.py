@@ -120,7 +120,7 @@ if not front_table.empty:
     origin = "the subset committed in data/study" if committed else "an imported copy of its repository"
     quality_source = (
         f"the study's published CLAP score and FAD-inf (arXiv 2505.07615) for "
-        f"{', '.join(catalogue.label(m) for m in scored)} ({len(scored)} of {len(catalogue.CATALOGUE)} "
+        f"{', '.join(catalogue.label(m) for m in scored)} ({len(scored)} of {len(catalogue.BUILTIN_MODELS)} "
         f"models, from {origin})"
     )
     tables_dir = inputs.figures / "tables"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,46 @@ def tiny_campaign(tmp_path: Path) -> Path:
     path = tmp_path / "c.toml"
     path.write_text(TINY_CAMPAIGN.format(out=tmp_path / "tables"), encoding="utf-8")
     return path
+
+
+#: what ``install_distribution`` installs: (distribution name, {entry point: "module:ROW"}, {path: text})
+Installer = Callable[..., Path]
+
+
+@pytest.fixture
+def install_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Installer]:
+    """Install distributions as pip leaves them (a ``NAME-VERSION.dist-info`` folder with ``METADATA`` and
+    ``entry_points.txt``, and their module files) into a folder put first on ``sys.path``, without pip.
+
+    ``install(name, entry_points={"model-name": "module:ROW"}, files={"pkg/row.py": "..."})`` declares
+    the entry points in the group ``tta_energy.models``. The catalogue reads its plugins again before and
+    after the test; the modules imported from that folder are forgotten afterwards.
+    """
+    from tta_energy.models import catalogue
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    catalogue.plugin_entries.cache_clear()
+
+    def install(name: str, *, entry_points: dict[str, str], files: dict[str, str] | None = None,
+                version: str = "0.1") -> Path:
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+                                       encoding="utf-8")
+        declared = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[{catalogue.ENTRY_POINT_GROUP}]\n{declared}",
+                                               encoding="utf-8")
+        for relative, text in (files or {}).items():
+            path = site / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        importlib.invalidate_caches()
+        return site
+
+    yield install
+    catalogue.plugin_entries.cache_clear()
+    installed = [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(site))]
+    for module in installed:
+        del sys.modules[module]

@@ -1,7 +1,8 @@
 """A test-only eighth model: the tiny AudioLDM family under its own name, defaults and label.
 
-Everything a new model needs is here and in its catalogue row (``ROW``, added by the test with monkeypatch):
-the adapter reuses AudioLDM's bundled configs, so no other file of the package knows about it.
+Everything a new model needs is here and in its catalogue row (``ROW``, which the test's distribution names
+through the entry point ``eighth-model = eighth_model:ROW``): the adapter reuses AudioLDM's bundled configs,
+so no file of the package knows about it.
 """
 
 from __future__ import annotations

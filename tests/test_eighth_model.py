@@ -1,5 +1,7 @@
-"""A new model needs only its adapter, its configs and its catalogue row: describe, a sweep, the analysis
-and the figures then work for it without any other change (the adapter is tests/eighth_model.py)."""
+"""A new model needs only its adapter, its configs and its catalogue row, declared by its own distribution
+through the entry-point group ``tta_energy.models``: describe, a sweep, the analysis and the figures then work
+for it without any change to the package (the adapter and the row are tests/eighth_model.py; the
+distribution is installed by ``install_distribution`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +20,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture
-def eighth(monkeypatch):
-    monkeypatch.setattr(catalogue, "CATALOGUE", (*catalogue.CATALOGUE, ROW))
+def eighth(install_distribution):
+    install_distribution("tta-eighth-model", entry_points={NAME: "eighth_model:ROW"})
     return NAME
 
 
 def test_catalogue_lists_the_eighth_model(eighth):
     assert catalogue.model_names()[-1] == eighth and catalogue.label(eighth) == LABEL
+    assert catalogue.entry(eighth) == ROW
     assert catalogue.ordered(["audioldm", eighth, "tango"]) == ["audioldm", "tango", eighth]
     assert eighth in catalogue.help_text()
+    # a colour of its own in every figure, and its label in the legends
+    assert plots.model_colour(eighth) not in {plots.model_colour(m) for m in catalogue.BUILTIN_NAMES}
+    assert plots.model_label(eighth) == LABEL
 
 
 def test_describe_sweep_analyze_and_plot_the_eighth_model(eighth, tmp_path, capsys):

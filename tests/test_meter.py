@@ -211,6 +211,50 @@ def test_as_row_and_provenance_fill_schema_columns_and_round_trip(tmp_path):
     assert math.isnan(back.loc[0, "cpu_energy_J"]) and back.loc[0, "cpu_energy_method"] == "unavailable"
 
 
+def test_run_row_turns_measurements_of_any_function_into_rows_the_analysis_reads(tmp_path):
+    """A generation function measured without an adapter: its rows (warm-up flagged) go through the schema
+    and ``tta-energy analyze --runs``; the warm-up is left out of the summary."""
+    from tta_energy.cli.main import main
+    from tta_energy.meter import run_row
+
+    clock, gpu, meter = simulated(seed=7)
+    runs = tmp_path / "runs"
+    with meter:
+        meter.measure_idle(1.0)
+
+        def generate(steps: int):
+            return lambda phases: gpu.run(0.01 * steps, 600.0)
+
+        _, warm = meter.measure(generate(100))
+        schema.append_row(runs / "steps.csv", run_row(meter, warm, model="my-model", experiment="steps",
+                                                      steps=100, dtype="float16", is_warmup=True))
+        truth: dict[int, list[float]] = {10: [], 100: []}
+        for repeat in range(2):
+            for steps in truth:
+                _, m = meter.measure(generate(steps))
+                truth[steps].append(m.gpu_energy_J)
+                row = run_row(meter, m, model="my-model", experiment="steps", steps=steps, dtype="float16",
+                              duration_s=10.0, audio_seconds=10.0, repeat=repeat)
+                schema.append_row(runs / "steps.csv", row)
+    table = schema.read_runs(runs / "steps.csv")
+    assert table["run_id"].nunique() == 1 and table["gpu_name"].eq("Simulated GPU").all()
+    assert table["denoiser_calls"].tolist() == table["steps"].tolist() and table["n_clips"].eq(1).all()
+    assert schema.duplicate_pairs(table) == 0  # one config_id per step count, one row per repeat
+
+    main(["analyze", "--runs", str(runs), "--out", str(tmp_path / "tables"), "--bootstrap", "0"])
+    summary = pd.read_csv(tmp_path / "tables" / "steps_summary.csv").set_index("steps")
+    assert summary["n_runs"].tolist() == [2, 2] and set(summary["model"]) == {"my-model"}
+    for steps, energies in truth.items():
+        assert summary.loc[steps, "gpu_energy_J_mean"] == pytest.approx(np.mean(energies))
+
+    with pytest.raises(ValueError, match="unknown run-table column"):
+        run_row(meter, m, model="my-model", experiment="steps", steps=1, dtype="float16", energy_J=1.0)
+    with pytest.raises(ValueError, match="dtype missing"):
+        run_row(meter, m, model="my-model", experiment="steps", steps=1)
+    with pytest.raises(schema.SchemaError, match="status"):
+        run_row(meter, m, model="my-model", experiment="steps", steps=1, dtype="float16", status="fine")
+
+
 def test_sampler_process_and_thread_follow_a_scheduled_load_in_real_time(tmp_path):
     clock = MonotonicClock()
     now = clock.now()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
+import secrets
 import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
+
+
+def new_run_id() -> str:
+    """A new ``run_id``: the UTC time and 6 random hex digits (one per command that writes rows)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
 
 #: distribution name -> run-record column
 LIBRARIES: dict[str, str] = {"torch": "torch_version", "diffusers": "diffusers_version",

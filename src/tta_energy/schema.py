@@ -19,7 +19,7 @@ import pandas as pd
 
 from tta_energy.errors import TtaError
 from tta_energy.fileio import atomic_path
-from tta_energy.models.catalogue import model_names
+from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = 3.6e6
 
@@ -59,7 +59,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("config_id", "str", "stable hash of the configuration (model + generation parameters)"),
     _c("repeat", "int", "repeat index, 0-based"),
     _c("is_warmup", "bool", "warm-up generation: recorded, excluded from summaries"),
-    _c("model", "str", "canonical model name (the catalogue's: " + ", ".join(model_names()) + ")"),
+    _c("model", "str", "canonical model name (the catalogue's: " + ", ".join(BUILTIN_NAMES)
+       + " or a model plugin's)"),
     _c("weights", "str", "'random' (architecture-faithful replica) or the weights' source (path or hub id)"),
     _c("size", "str", "full or tiny", allowed=("full", "tiny", "")),
     _c("dtype", "str", "float32, float16 or bfloat16"),

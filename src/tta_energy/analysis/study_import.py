@@ -56,13 +56,13 @@ from tta_energy.analysis.study_tree import (
     study_defaults,
 )
 from tta_energy.errors import TtaError
-from tta_energy.models.catalogue import model_names
+from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = schema.J_PER_KWH
 
 
-#: Canonical names, in the catalogue's order.
-CANONICAL_MODELS: tuple[str, ...] = model_names()
+#: The study's models: the catalogue's built-in ones, in its order.
+CANONICAL_MODELS: tuple[str, ...] = BUILTIN_NAMES
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import math
-import secrets
 import sys
 import time
 from collections import Counter
@@ -51,6 +50,7 @@ from tta_energy.fileio import writable_file, writable_folder
 from tta_energy.levers.spec import NO_LEVERS, Levers
 from tta_energy.models.catalogue import check_generation, entry, model_names
 from tta_energy.precision import canonical_dtype, generation_precision
+from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
 
 DEFAULT_OUT_DIR = Path("data/runs")
 DEFAULT_AUDIO_DIR = Path("outputs/audio")
@@ -153,10 +153,6 @@ class SweepSummary:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
-def new_run_id() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from tta_energy.models.catalogue import CATALOGUE, entry
+from tta_energy.models.catalogue import BUILTIN_MODELS, entry
 
-#: script name in inferences/ -> canonical model name
-SCRIPTS: dict[str, str] = {e.script: e.name for e in CATALOGUE}
+#: script name in inferences/ -> canonical model name (the built-in models have one each; a plugin's model
+#: gets its own script from its package, calling :func:`run_model_script`)
+SCRIPTS: dict[str, str] = {e.script: e.name for e in BUILTIN_MODELS}
 
 
 def run_model_script(model: str, argv: Sequence[str] | None = None) -> None:

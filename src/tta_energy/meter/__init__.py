@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     "EnergyMeter": "meter", "Measurement": "meter", "MeterWindow": "meter", "PhaseMeasurement": "meter",
+    "run_row": "meter",
     "Clock": "clock", "MonotonicClock": "clock", "VirtualClock": "clock",
     "CounterSource": "sources", "GpuInfo": "sources", "NvmlCounterSource": "sources",
     "NvmlUnavailable": "sources",
@@ -19,7 +20,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "EnergyMeter", "Measurement", "MeterWindow", "PhaseMeasurement",
+    "EnergyMeter", "Measurement", "MeterWindow", "PhaseMeasurement", "run_row",
     "Clock", "MonotonicClock", "VirtualClock",
     "CounterSource", "GpuInfo", "NvmlCounterSource", "NvmlUnavailable",
     "ESTIMATORS", "window_energy",
@@ -27,7 +28,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tta_energy.meter.clock import Clock, MonotonicClock, VirtualClock
-    from tta_energy.meter.meter import EnergyMeter, Measurement, MeterWindow, PhaseMeasurement
+    from tta_energy.meter.meter import EnergyMeter, Measurement, MeterWindow, PhaseMeasurement, run_row
     from tta_energy.meter.sources import CounterSource, GpuInfo, NvmlCounterSource, NvmlUnavailable
     from tta_energy.meter.timeline import ESTIMATORS, window_energy
 

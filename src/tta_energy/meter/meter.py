@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -25,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
+
 from tta_energy import schema
+from tta_energy.errors import TtaError
 from tta_energy.meter.clock import Clock, MonotonicClock
 from tta_energy.meter.cpu import CodeCarbonCpuMeter, CpuRamReading
 from tta_energy.meter.sampler import (
@@ -50,7 +56,7 @@ from tta_energy.meter.timeline import (
     window_energy,
 )
 from tta_energy.models.base import PhaseHook
-from tta_energy.provenance import host_provenance
+from tta_energy.provenance import host_provenance, new_run_id
 
 log = logging.getLogger("tta_energy.meter")
 T = TypeVar("T")
@@ -531,6 +537,55 @@ class EnergyMeter:
             "gpu_power_limit_W": min(limits) if limits else math.nan,
             **host_provenance(),
         }
+
+
+#: what a row made by :func:`run_row` must say about the generation (the analysis groups and fits by them)
+RUN_ROW_REQUIRED: tuple[str, ...] = ("model", "experiment", "steps", "dtype")
+#: the columns that make a configuration: hashed into ``config_id`` when it is not given
+_CONFIGURATION = ("experiment", "model", "weights", "size", "dtype", "optimize", "steps", "n_prompts",
+                  "waveforms_per_prompt", "duration_s", "guidance_scale", "negative_prompt", "prompt", "seed",
+                  "dataset", "caption_id")
+
+
+@functools.cache
+def _process_run_id() -> str:
+    return new_run_id()
+
+
+def run_row(meter: EnergyMeter, measurement: Measurement, **columns: object) -> dict[str, object]:
+    """A complete run-table row (``tta-energy schema``) for one generation measured with ``meter`` outside a
+    sweep, ready for :func:`tta_energy.schema.append_row` and ``tta-energy analyze --runs``.
+
+    ``columns`` say what was run, by the schema's column names: ``model``, ``experiment``, ``steps`` and
+    ``dtype`` at least, and what else applies (``duration_s``, ``audio_seconds``, ``guidance_scale``,
+    ``prompt``, ``repeat``, ``is_warmup``, ...). The measurement fills the energies and times, the meter the
+    GPU and host provenance. Unless given: ``status`` ok, one prompt and one waveform per prompt,
+    ``denoiser_calls`` = ``steps``, ``optimize`` none, ``run_id`` one per process, ``config_id`` a hash of
+    the configuration's columns. Raises :class:`TtaError` for an unknown or missing column and
+    :class:`tta_energy.schema.SchemaError` for a value the schema refuses.
+    """
+    unknown = sorted(set(columns) - set(schema.COLUMN_NAMES))
+    if unknown:
+        raise TtaError(f"unknown run-table column(s) {', '.join(unknown)} (tta-energy schema lists them)")
+    missing = [c for c in RUN_ROW_REQUIRED if c not in columns]
+    if missing:
+        raise TtaError(f"say what was run: {', '.join(missing)} missing "
+                       f"(needed: {', '.join(RUN_ROW_REQUIRED)})")
+    row = schema.empty_row()
+    row.update({k: v for k, v in meter.provenance().items() if k in row})
+    row.update({k: v for k, v in measurement.as_row().items() if k in row})
+    row.update(source="tta-energy", run_id=_process_run_id(), repeat=0, status="ok", optimize="none",
+               n_prompts=1, waveforms_per_prompt=1, rank=0)
+    row.update(columns)
+    if "n_clips" not in columns:
+        row["n_clips"] = int(row["n_prompts"]) * int(row["waveforms_per_prompt"])  # type: ignore[call-overload]
+    if "denoiser_calls" not in columns:
+        row["denoiser_calls"] = row["steps"]
+    if "config_id" not in columns:
+        configuration = json.dumps({k: row[k] for k in _CONFIGURATION}, sort_keys=True, default=str)
+        row["config_id"] = hashlib.sha256(configuration.encode("utf-8")).hexdigest()[:16]
+    schema.validate(pd.DataFrame([row]), where="run_row")
+    return row
 
 
 def _utc_at(t: float, clock: Clock) -> str:

@@ -1,17 +1,21 @@
 """The model catalogue: the one list of models, with everything known about each without building it.
 
 Every list of models, label, plotting order, script name and help text in the package is derived from
-:data:`CATALOGUE`. It imports nothing heavy (no torch), so the analysis, the plots and the command line's
-early checks can read it cheaply. Adding a model means one adapter module, its bundled configs and one row
-here.
+:func:`entries`: the seven built-in rows (:data:`BUILTIN_MODELS`, the models of arXiv 2505.07615) followed by
+the rows other installed distributions declare under the entry-point group :data:`ENTRY_POINT_GROUP` (each
+entry point names a :class:`ModelEntry`; they are read once, when a list of models is first needed). It
+imports nothing heavy (no torch), so the analysis, the plots and the command line's early checks can read it
+cheaply. Adding a model means one adapter module, its configs and one row, here or in another package.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
-from tta_energy.errors import ModelError
+from tta_energy.errors import ModelError, first_line
 from tta_energy.models.spacing import steps_problem
 
 SIZES: tuple[str, ...] = ("full", "tiny")
@@ -62,8 +66,9 @@ class ModelEntry:
 
     ``name`` is the canonical name used on the command line and in every table; ``adapter`` is
     ``"module:Class"`` (imported only when the model is built); ``label`` is how figures and reports print
-    it; ``script`` is the file name of its thin script in ``inferences/``; ``levers`` holds the levers
-    experiment's targets; the row's position in :data:`CATALOGUE` is the plotting order.
+    it; ``script`` is the file name of its thin script (``inferences/<script>.py`` for a built-in model, the
+    program name :func:`tta_energy.experiments.scripts.run_model_script` shows); ``levers`` holds the levers
+    experiment's targets; the row's position in :func:`entries` is the plotting order.
     """
 
     name: str
@@ -90,7 +95,8 @@ _TINY_STABLE_AUDIO_WINDOW_S = 32 * 2048 / 44100
 #: The tiny Tango clip: 24 latent frames x 4 (VAE) x the vocoder hop of 160 samples at 16 kHz.
 _TINY_TANGO_CLIP_S = 24 * 4 * 160 / 16000
 
-CATALOGUE: tuple[ModelEntry, ...] = (
+#: The built-in models, in plotting order: the seven models the study measured.
+BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("audioldm", "tta_energy.models.audioldm:AudioLDMAdapter", "AudioLDM", "audioldm",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=2.5,
                              max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000),
@@ -152,25 +158,87 @@ class UnknownModelError(ValueError):
     """A model name that is not in the catalogue."""
 
 
+class PluginError(ModelError):
+    """A model plugin that cannot be used; the message names its entry point and distribution."""
+
+
+#: The entry-point group other distributions add models through: ``name = "module:ROW"``, where ``ROW`` is a
+#: :class:`ModelEntry` whose ``name`` is the entry point's name (its module should import no torch).
+ENTRY_POINT_GROUP = "tta_energy.models"
+
+#: Canonical names of the built-in models, in plotting order.
+BUILTIN_NAMES: tuple[str, ...] = tuple(e.name for e in BUILTIN_MODELS)
+
+
+def _plugin_origin(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    where = f"distribution {dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+    return f"model plugin '{ep.name} = {ep.value}' ({where})"
+
+
+@functools.cache
+def plugin_entries() -> tuple[ModelEntry, ...]:
+    """The rows of the installed model plugins, sorted by name; read once (``plugin_entries.cache_clear()``
+    reads them again). Raises :class:`PluginError` for an entry point that does not load, does not name a
+    :class:`ModelEntry` under its own name, or takes a name already taken (built-in models keep theirs)."""
+    from importlib.metadata import entry_points
+
+    taken = {name: "a built-in model" for name in BUILTIN_NAMES}
+    rows: list[ModelEntry] = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: (p.name, p.value)):
+        origin = _plugin_origin(ep)
+        if ep.name in taken:
+            raise PluginError(f"{origin}: the name {ep.name!r} is taken by {taken[ep.name]}; "
+                              "rename the model")
+        try:
+            row = ep.load()
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {first_line(exc, '')}"
+            raise PluginError(f"{origin} does not load: {reason}") from None
+        if not isinstance(row, ModelEntry):
+            raise PluginError(f"{origin} names a {type(row).__name__}, not a "
+                              "tta_energy.models.catalogue.ModelEntry")
+        if row.name != ep.name:
+            raise PluginError(f"{origin} names the model {row.name!r}: the entry point must carry the "
+                              "model's name")
+        module, _, cls = row.adapter.partition(":")
+        if not (module and cls):
+            raise PluginError(f"{origin}: adapter {row.adapter!r} is not 'module:Class'")
+        taken[ep.name] = origin
+        rows.append(row)
+    return tuple(rows)
+
+
+def entries() -> tuple[ModelEntry, ...]:
+    """Every model's row: the built-in ones, then the plugins' (plotting order)."""
+    return BUILTIN_MODELS + plugin_entries()
+
+
 def model_names() -> tuple[str, ...]:
     """Canonical names, in catalogue (plotting) order."""
-    return tuple(e.name for e in CATALOGUE)
+    return tuple(e.name for e in entries())
+
+
+def _find(name: str) -> ModelEntry | None:
+    """The row of ``name``; the plugins are read only for a name that is not built in."""
+    for e in BUILTIN_MODELS:
+        if e.name == name:
+            return e
+    return next((e for e in plugin_entries() if e.name == name), None)
 
 
 def entry(name: str) -> ModelEntry:
     """The catalogue row of ``name``; one clear line naming the allowed models otherwise."""
-    for e in CATALOGUE:
-        if e.name == name:
-            return e
-    raise UnknownModelError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+    found = _find(name)
+    if found is None:
+        raise UnknownModelError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+    return found
 
 
 def label(name: str) -> str:
     """How figures print ``name`` (the name itself for a model outside the catalogue)."""
-    for e in CATALOGUE:
-        if e.name == name:
-            return e.label
-    return name
+    found = _find(name)
+    return found.label if found is not None else name
 
 
 def ordered(names: object) -> list[str]:
@@ -181,9 +249,14 @@ def ordered(names: object) -> list[str]:
 
 
 def help_text() -> str:
-    """The models as a help text lists them: ``a, b or c``."""
-    names = model_names()
-    return ", ".join(names[:-1]) + " or " + names[-1]
+    """The models as a help text lists them: ``a, b or c`` (the built-in ones and a note when a plugin does
+    not load: the error itself comes when a model is looked up)."""
+    note = ""
+    try:
+        names = model_names()
+    except PluginError as exc:
+        names, note = BUILTIN_NAMES, f" (plugins not loaded: {exc})"
+    return ", ".join(names[:-1]) + " or " + names[-1] + note
 
 
 def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[str], steps: int,

@@ -17,15 +17,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from tta_energy.analysis.study_import import CANONICAL_MODELS  # noqa: E402
 from tta_energy.analysis.summaries import DATASET_LABELS  # noqa: E402,F401  (re-exported)
-from tta_energy.models.catalogue import CATALOGUE  # noqa: E402
+from tta_energy.models import catalogue  # noqa: E402
 
 MANIFEST = "manifest.json"
-MODEL_LABELS: dict[str, str] = {e.name: e.label for e in CATALOGUE}
-MODEL_COLOURS: dict[str, tuple[float, float, float]] = dict(
-    zip(CANONICAL_MODELS, sns.color_palette("colorblind", len(CANONICAL_MODELS)), strict=True)
-)
+#: the palette models take their colours from, in catalogue order (it repeats beyond its 10 colours)
+MODEL_PALETTE = "colorblind"
 STEP_MARKERS: dict[int, str] = {10: "o", 25: "s", 50: "D", 100: "^", 150: "<", 200: "X"}
 #: The study's "fad" is FAD-inf; the quality module's tables name plain FAD "fad" and FAD-inf "fad_inf".
 METRIC_LABELS = {
@@ -37,7 +34,18 @@ METRIC_LABELS = {
 
 
 def model_label(model: str) -> str:
-    return MODEL_LABELS.get(model, model)
+    """How figures print ``model``: its catalogue label (plugins' models included), else the name."""
+    return catalogue.label(model)
+
+
+def model_colour(model: str) -> tuple[float, float, float] | None:
+    """The colour ``model`` keeps in every figure: the palette's colour at its catalogue position (the
+    built-in models first, then the plugins'); None (matplotlib's next colour) outside the catalogue."""
+    names = catalogue.model_names()
+    if model not in names:
+        return None
+    palette = sns.color_palette(MODEL_PALETTE)
+    return tuple(palette[names.index(model) % len(palette)])  # type: ignore[return-value]
 
 
 def slug(text: str) -> str:
@@ -95,7 +103,7 @@ def _style() -> None:
 
 def _models_in(summary: pd.DataFrame) -> list[str]:
     present = set(summary["model"])
-    return [m for m in CANONICAL_MODELS if m in present] + sorted(present - set(CANONICAL_MODELS))
+    return catalogue.ordered(present)
 
 
 def _not_measured(ax: plt.Axes, title: str) -> None:

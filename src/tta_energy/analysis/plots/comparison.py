@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.analysis.plots.common import (
-    MODEL_COLOURS,
     _style,
+    model_colour,
     model_label,
     n_label,
     save_figure,
@@ -40,7 +40,7 @@ def plot_platform_comparison(
         per_model["slope_J_per_step_other"],
         0.4,
         label=other,
-        color=[MODEL_COLOURS.get(m) for m in per_model["model"]],
+        color=[model_colour(m) for m in per_model["model"]],
     )
     ax.set_xticks(x, [model_label(m) for m in per_model["model"]], rotation=25, ha="right")
     ax.set_ylabel("GPU energy per denoising step [J] (fit slope)")
@@ -53,7 +53,7 @@ def plot_platform_comparison(
             grp["steps"],
             grp["ratio_other_to_reference"],
             marker="o",
-            color=MODEL_COLOURS.get(model),
+            color=model_colour(model),
             label=model_label(model) + n,
         )
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")

@@ -10,12 +10,12 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from tta_energy.analysis.plots.common import (
-    MODEL_COLOURS,
     STEP_MARKERS,
     _models_in,
     _plain_log_y,
     _style,
     interval_errors,
+    model_colour,
     model_label,
     save_figure,
     skip_figure,
@@ -48,7 +48,7 @@ def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: st
     models = _models_in(rows)
     for model in models:
         grp = rows[rows["model"] == model]
-        colour = MODEL_COLOURS.get(model)
+        colour = model_colour(model)
         for steps, at in grp.groupby("steps"):
             ax.scatter(at["gpu_busy_fraction"], at["denoising_J_per_call"], color=colour, alpha=0.55, s=22,
                        marker=STEP_MARKERS.get(int(steps), "P"), linewidths=0)
@@ -76,7 +76,7 @@ def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: st
     for i, model in enumerate(models):
         ratio = rows.loc[rows["model"] == model, "cpu_time_per_wall"]
         jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(ratio))
-        ax_cpu.scatter(ratio, i + jitter, color=MODEL_COLOURS.get(model), s=16, alpha=0.6, linewidths=0)
+        ax_cpu.scatter(ratio, i + jitter, color=model_colour(model), s=16, alpha=0.6, linewidths=0)
     ax_cpu.axvline(1.0, color="grey", lw=0.8, ls=":")
     ax_cpu.set_yticks(y, [model_label(m) for m in models])
     ax_cpu.invert_yaxis()

@@ -11,17 +11,17 @@ import pandas as pd
 from tta_energy.analysis.plots.common import (
     DATASET_LABELS,
     METRIC_LABELS,
-    MODEL_COLOURS,
     STEP_MARKERS,
     _style,
     label_front,
+    model_colour,
     model_label,
     n_label,
     save_figure,
     skip_figure,
     slug,
 )
-from tta_energy.analysis.study_import import CANONICAL_MODELS
+from tta_energy.models import catalogue
 
 
 def _score_grid(table: pd.DataFrame, width: float, legend_height: float):
@@ -42,8 +42,8 @@ def _score_grid(table: pd.DataFrame, width: float, legend_height: float):
 def _model_and_step_handles(table: pd.DataFrame) -> list:
     """Legend entries: one colour per model, one marker per step count."""
     handles = [
-        plt.Line2D([], [], color=MODEL_COLOURS.get(m), marker="o", ls="", label=model_label(m))
-        for m in sorted(table["model"].unique(), key=CANONICAL_MODELS.index)
+        plt.Line2D([], [], color=model_colour(m), marker="o", ls="", label=model_label(m))
+        for m in catalogue.ordered(table["model"].unique())
     ]
     return handles + [
         plt.Line2D([], [], color="grey", marker=STEP_MARKERS[s], ls="", label=f"{s} steps")
@@ -77,7 +77,7 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
                 ax.scatter(
                     row.gpu_energy_J_mean,
                     row.score,
-                    color=MODEL_COLOURS.get(row.model),
+                    color=model_colour(row.model),
                     marker=STEP_MARKERS.get(int(row.steps), "o"),
                     s=70 if row.pareto_optimal else 40,
                     edgecolors="red" if row.pareto_optimal else "none",
@@ -146,7 +146,7 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
                         sub["value"],
                         ls=ls,
                         marker="o",
-                        color=MODEL_COLOURS.get(model),
+                        color=model_colour(model),
                         label=f"{model_label(model)} {scope}",
                     )
         ax.set_xscale("log")
@@ -196,7 +196,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
             for point_set, style in _POINT_SETS.items():
                 part = panel[panel["point_set"] == point_set]
                 for row in part.itertuples():
-                    colour = MODEL_COLOURS.get(row.model)
+                    colour = model_colour(row.model)
                     marker = "*" if point_set.endswith("levers") else STEP_MARKERS.get(int(row.steps), "o")
                     if not np.isnan(row.energy_ci_low):
                         ax.errorbar(

@@ -8,12 +8,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from tta_energy.analysis.plots.common import (
-    MODEL_COLOURS,
     _plain_log_y,
     _style,
     circle_warm_means,
     energy_errorbar,
     interval_errors,
+    model_colour,
     model_label,
     n_label,
     save_figure,
@@ -48,7 +48,7 @@ def plot_energy_vs_steps(
             grp["x_calls"],
             grp,
             label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
-            color=MODEL_COLOURS.get(model),
+            color=model_colour(model),
         )
         single |= bool((grp["n_runs"] < 2).any())
     differs = summary[summary["x_calls"] != summary["steps"]]
@@ -59,7 +59,7 @@ def plot_energy_vs_steps(
             textcoords="offset points",
             xytext=(4, -12),
             fontsize=7,
-            color=MODEL_COLOURS.get(row.model),
+            color=model_colour(row.model),
         )
     ax.set_xlabel("denoiser calls per generation (= nominal steps unless marked)")
     ax.set_ylabel("GPU energy per generation [J]")
@@ -112,7 +112,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
     single = bool((data["n_runs"] < 2).any())
     for model, grp in data.sort_values("batch").groupby("model", sort=False):
-        colour = MODEL_COLOURS.get(model)
+        colour = model_colour(model)
         per_clip = CLIPS_PER_BATCH_RUN
         ax.errorbar(
             grp["batch"],
@@ -139,7 +139,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
                 marker="D",
                 s=60,
                 facecolors="none",
-                edgecolors=MODEL_COLOURS.get(row.model),
+                edgecolors=model_colour(row.model),
                 linewidths=1.5,
                 zorder=4,
             )

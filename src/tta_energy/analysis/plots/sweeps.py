@@ -10,7 +10,6 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from tta_energy.analysis.plots.common import (
-    MODEL_COLOURS,
     _bar_label,
     _models_in,
     _not_measured,
@@ -18,6 +17,7 @@ from tta_energy.analysis.plots.common import (
     _style,
     energy_errorbar,
     interval_errors,
+    model_colour,
     model_label,
     n_label,
     save_figure,
@@ -68,7 +68,7 @@ def plot_parameter_sweeps(
         ignored = _ignored_lengths(duration)
         for model in _models_in(duration):
             grp = duration[duration["model"] == model].sort_values("duration_s")
-            colour = MODEL_COLOURS.get(model)
+            colour = model_colour(model)
             name = model_label(model)
             if model in ignored:
                 name += f" (computes {ignored[model]:.2f} s)"
@@ -115,7 +115,7 @@ def plot_parameter_sweeps(
         models = _models_in(guidance)
         for i, model in enumerate(models):
             grp = guidance[guidance["model"] == model]
-            colour = MODEL_COLOURS.get(model)
+            colour = model_colour(model)
             on = grp[grp["cfg"].fillna(False).astype(bool)]
             off = grp[~grp["cfg"].fillna(True).astype(bool)]
             for offset, part, hatch in ((-0.2, on, ""), (0.2, off, "//")):
@@ -164,7 +164,7 @@ def plot_parameter_sweeps(
                     x,
                     row["gpu_energy_J_mean"],
                     width * 0.95,
-                    color=MODEL_COLOURS.get(model),
+                    color=model_colour(model),
                     hatch=_DTYPE_HATCHES.get(dtype, "xx"),
                     edgecolor="white",
                 )

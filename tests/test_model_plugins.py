@@ -1,0 +1,99 @@
+"""Models from other distributions: an entry point in the group ``tta_energy.models`` names a catalogue row,
+and the model is then listed, described and swept like a built-in one; a plugin that cannot be used is one
+error line naming its entry point and distribution (``install_distribution`` is in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tta_energy import schema
+from tta_energy.cli.main import main
+from tta_energy.models import catalogue
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+NAME = "demo-model"
+#: the row's module imports no torch; the adapter's module is imported only when the model is built
+ROW_MODULE = f"""
+from tta_energy.models.catalogue import ModelDefaults, ModelEntry
+
+ROW = ModelEntry({NAME!r}, "tta_demo_plugin.adapter:DemoAdapter", "Demo Model", "demo_model",
+                 ModelDefaults(dtype="float16", negative_prompt="", guidance_scale=2.0, max_duration_s=5.0))
+NOT_A_ROW = "demo-model"
+"""
+ADAPTER_MODULE = f"""
+from tta_energy.models.audioldm import AudioLDMAdapter
+from tta_energy.models.catalogue import entry
+
+
+class DemoAdapter(AudioLDMAdapter):
+    name = {NAME!r}
+    defaults = entry({NAME!r}).defaults
+"""
+FILES = {"tta_demo_plugin/__init__.py": "", "tta_demo_plugin/row.py": ROW_MODULE,
+         "tta_demo_plugin/adapter.py": ADAPTER_MODULE}
+
+
+@pytest.fixture
+def demo(install_distribution):
+    install_distribution("tta-demo-plugin", entry_points={NAME: "tta_demo_plugin.row:ROW"}, files=FILES)
+    return NAME
+
+
+def test_a_plugin_model_follows_the_built_in_ones(demo):
+    assert catalogue.model_names() == (*catalogue.BUILTIN_NAMES, demo)
+    assert catalogue.entry(demo).label == catalogue.label(demo) == "Demo Model"
+    assert catalogue.help_text().endswith(f"make-an-audio-2 or {demo}")
+    assert catalogue.ordered([demo, "tango"]) == ["tango", demo]
+    assert "tta_demo_plugin.row" in sys.modules and "tta_demo_plugin.adapter" not in sys.modules
+
+    from tta_energy.models.registry import adapter_class
+
+    assert adapter_class(demo).__name__ == "DemoAdapter"
+
+
+def test_describe_and_sweep_a_plugin_model(demo, tmp_path, capsys):
+    main(["describe", "--model", demo, "--size", "tiny", "--duration", "1", "--json"])
+    described = json.loads(capsys.readouterr().out)
+    assert described["model"] == demo and described["gflop_per_step"] > 0
+
+    main(["sweep", "--model", demo, "--experiment", "steps", "--grid", "2", "--repeats", "1",
+          "--size", "tiny", "--device", "cpu", "--duration", "1", "--idle-s", "0", "--warmup", "0",
+          "--no-progress", "--no-codecarbon", "--no-trace", "--out-dir", str(tmp_path)])
+    rows = schema.read_runs(tmp_path / "steps.csv")
+    assert rows["model"].tolist() == [demo] and rows["status"].tolist() == ["ok"]
+    assert rows["guidance_scale"].tolist() == [2.0] and rows["denoiser_calls"].tolist() == [2]
+
+
+def _refused(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(("entry_points", "problem"), [
+    ({"audioldm": "tta_demo_plugin.row:ROW"}, "the name 'audioldm' is taken by a built-in model"),
+    ({NAME: "tta_demo_plugin.missing:ROW"}, "does not load: ModuleNotFoundError"),
+    ({NAME: "tta_demo_plugin.row:NOT_A_ROW"}, "names a str, not a tta_energy.models.catalogue.ModelEntry"),
+    ({"other-name": "tta_demo_plugin.row:ROW"}, "names the model 'demo-model'"),
+])
+def test_a_plugin_that_cannot_be_used_is_one_error_line(install_distribution, capsys, entry_points, problem):
+    install_distribution("tta-demo-plugin", entry_points=entry_points, files=FILES)
+    err = _refused(["describe", "--model", NAME, "--size", "tiny", "--json"], capsys)
+    (ep, target), = entry_points.items()
+    assert err.startswith(f"error: model plugin '{ep} = {target}' (distribution tta-demo-plugin 0.1)")
+    assert problem in err
+    assert "(plugins not loaded: " in catalogue.help_text()  # the help still lists the built-in models
+
+
+def test_two_plugins_cannot_share_a_name(demo, install_distribution, capsys):
+    install_distribution("tta-other-plugin", entry_points={NAME: "tta_demo_plugin.row:ROW"})
+    err = _refused(["sweep", "--model", NAME, "--experiment", "steps", "--size", "tiny", "--device", "cpu"],
+                   capsys)
+    assert "distribution tta-other-plugin 0.1" in err and "distribution tta-demo-plugin 0.1" in err
+    assert "is taken by" in err
