@@ -392,3 +392,21 @@ def test_fp32_default_is_judged_against_its_own_plain_run_and_unknown_payoff_is_
     text = report.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
     assert "| tango | `max` | 10 | 0.0 | 300 | n/a |" in text  # one-time cost known, payoff unknown
     assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.5x | no |" in text
+
+
+def test_a_run_at_other_batch_sizes_borrows_the_specs_batch_1_equivalence(tmp_path):
+    """A later device call of a plan measures a spec at batch 10 only: its rows are judged by the spec's
+    batch-1 error from the run that measured it (the worst over runs), not left unjudged."""
+    first, later = tmp_path / "part1", tmp_path / "part2"
+    for spec, error in (("none", 1e-3), ("max", 1.5e-3)):
+        schema.append_row(first / tables.RUNS_FILE, _row(optimize=spec, steps=100, waveforms_per_prompt=1,
+                                                         repeat=0, wall_s=2.0, gpu_energy_J=100.0))
+        tables.append_csv(first / tables.EQUIVALENCE_FILE, {
+            "run_id": "r1", "model": "audioldm", "optimize": spec, "dtype": "float16", "steps": 100,
+            "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": error, "rel_error_audio": error})
+        schema.append_row(later / tables.RUNS_FILE, _row(run_id="r2", optimize=spec, steps=100,
+                                                         waveforms_per_prompt=10, repeat=0, wall_s=5.0,
+                                                         gpu_energy_J=300.0))
+    table = report.levers_table([first, later]).set_index(["run_id", "optimize"])
+    assert table.loc[("r2", "max"), "rel_error_latents"] == pytest.approx(1.5e-3)
+    assert table.loc[("r2", "max"), "lossless"] and table.loc[("r2", "none"), "lossless"]

@@ -17,6 +17,11 @@ A plan file (e.g. ``campaigns/h200_levers.toml``) has one ``[levers]`` table::
     steps = [10, 100]                         # replaces the default steps
     extra_specs = ["fp16"]                    # added to the specs (same cells)
 
+    [[levers.extra]]                          # more cells for some specs (and models: default all)
+    models = ["tango"]
+    specs = ["max"]
+    batches = [32]                            # steps and repeats: the plan's unless given
+
 :func:`read_levers_plan` parses it once into :class:`LeversPlan`; :func:`estimate_plan` prices each cell from
 the rows of earlier levers tables (else by scaling what is known, else the catalogue's relative cost), and
 :mod:`tta_energy.levers.calls` cuts what is left into device calls.
@@ -99,7 +104,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
     if not isinstance(table, dict):
         raise LeversError(f"{path}: needs a [levers] table")
     allowed = {"models", "specs", "steps", "batches", "repeats", "duration_s", "seed", "call_budget_s",
-               "model"}
+               "model", "extra"}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise LeversError(f"{path}: unknown key {unknown[0]!r} in [levers]; "
@@ -131,9 +136,44 @@ def read_levers_plan(path: Path) -> LeversPlan:
                       for s in _ints(over.get("steps", list(steps)), f"{m} steps", path))
         m_repeats = int(over.get("repeats", repeats))
         declared[m] = tuple((spec, cells, m_repeats) for spec in dict.fromkeys(m_specs))
+    declared = _with_extra_cells(declared, table.get("extra", []), steps, repeats, path)
     return LeversPlan(models=models, declared=declared, repeats=repeats,
                       duration_s=float(table.get("duration_s", 10.0)), seed=int(table.get("seed", 0)),
                       call_budget_s=float(table.get("call_budget_s", DEFAULT_CALL_BUDGET_S)))
+
+
+def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], repeats: int,
+                      path: Path) -> Declared:
+    """``declared`` with the cells of the plan's ``[[levers.extra]]`` tables: some specs at more batch sizes
+    (or step counts) for some models, e.g. the best configuration at a batch large enough to approach the
+    GPU's ceiling. A spec already declared for a model gets the cells added (its repeats kept)."""
+    if not isinstance(extra, list) or not all(isinstance(t, dict) for t in extra):
+        raise LeversError(f"{path}: extra must be [[levers.extra]] tables")
+    out = {m: list(entries) for m, entries in declared.items()}
+    for i, t in enumerate(extra, 1):
+        where = f"[[levers.extra]] #{i}"
+        bad = sorted(set(t) - {"models", "specs", "steps", "batches", "repeats"})
+        if bad:
+            raise LeversError(f"{path}: unknown key {bad[0]!r} in {where}; "
+                              "allowed: batches, models, repeats, specs, steps")
+        if "specs" not in t or "batches" not in t:
+            raise LeversError(f"{path}: {where} needs specs and batches")
+        models = t.get("models", list(declared))
+        outside = [m for m in models if m not in declared] if isinstance(models, list) else [models]
+        if outside:
+            raise LeversError(f"{path}: {where} names {outside[0]!r}, which is not in models")
+        specs = _specs(t["specs"], f"{where} specs", path)
+        cells = tuple((s, b) for b in _ints(t["batches"], f"{where} batches", path)
+                      for s in _ints(t.get("steps", list(steps)), f"{where} steps", path))
+        for m in models:
+            for spec in specs:
+                at = next((j for j, (sp, _, _) in enumerate(out[m]) if sp == spec), None)
+                if at is None:
+                    out[m].append((spec, cells, int(t.get("repeats", repeats))))
+                else:
+                    sp, have, reps = out[m][at]
+                    out[m][at] = (sp, have + tuple(c for c in cells if c not in have), reps)
+    return {m: tuple(entries) for m, entries in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
