@@ -168,6 +168,10 @@ def test_campaign_plan_file_declares_the_levers_table():
     assert specs == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-graphs"}
     assert p.declared["tango2"][0][1] == ((100, 1), (100, 10))
     assert ((10, 1) in p.declared["audioldm"][0][1]) and ("max,fp8" in {s for s, _, _ in p.declared["tango"]})
+    # [[levers.extra]]: max also at batch 32 for the compute-bound models, with the plan's steps and repeats
+    assert dict((s, c) for s, c, _ in p.declared["tango"])["max"] == ((100, 1), (100, 10), (100, 32))
+    audioldm_max = dict((s, c) for s, c, _ in p.declared["audioldm"])["max"]
+    assert audioldm_max == ((10, 1), (100, 1), (10, 10), (100, 10))
     opts = experiment.LeversOptions(models=p.models, declared=p.declared)
     plans = experiment.lever_plans("tango2", opts)
     assert plans[0].reference and plans[0].cells == ((100, 1),)
@@ -180,6 +184,10 @@ def test_campaign_plan_file_declares_the_levers_table():
     ("[levers]\nmodels = ['tango']\n[levers.model.audioldm]\nsteps = [10]\n", "not in models"),
     ("levers = 3\n", "needs a [levers] table"),
     ("[levers\n", "not valid TOML"),
+    ("[levers]\n[[levers.extra]]\nspecs = ['max']\n", "needs specs and batches"),
+    ("[levers]\nmodels = ['tango']\n[[levers.extra]]\nmodels = ['audioldm']\nspecs = ['max']\n"
+     "batches = [32]\n", "not in models"),
+    ("[levers]\n[[levers.extra]]\nspecs = ['max']\nbatches = [32]\nsize = 3\n", "unknown key 'size'"),
 ])
 def test_bad_plan_files_fail_with_one_line(tmp_path, text, needle):
     path = tmp_path / "plan.toml"
