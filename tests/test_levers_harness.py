@@ -135,6 +135,8 @@ def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
     gen, how = plan.generation_s(h, "tango", "none", 100, 10)  # batch ratio measured on max: 6x
     assert gen == pytest.approx(24.0) and "6.0" in how
     assert plan.generation_s(h, "tango", "max,compile-graphs", 100, 1) == (1.0, "measured as max")
+    # no configuration measured at batch 32: the largest measured batch, scaled by the batch size
+    assert plan.generation_s(h, "tango", "max", 100, 32) == (pytest.approx(6.0 * 3.2), "batch 10 x 3.2")
     gen, how = plan.generation_s(h, "audioldm", "none", 100, 1)
     assert how == "catalogue cost" and gen == pytest.approx(plan.FALLBACK_S_PER_COST_STEP * 1.0 * 100)
     assert plan.compile_s(h, "tango", "max", 10) == 2.0

@@ -252,8 +252,10 @@ def batch_ratio(history: pd.DataFrame, model: str, batch: int) -> float | None:
 
 def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch: int) -> tuple[float, str]:
     """Seconds of one generation of the cell and where the number comes from: measured; the same spec at
-    another step count (scaled by steps) or at batch 1 (scaled by the model's measured batch ratio); the same
-    for the spec without compilation; else the catalogue's relative cost."""
+    another step count (scaled by steps) or at batch 1 (scaled by the model's measured batch ratio) or, where
+    no ratio to this batch size was measured, at its largest measured batch size (scaled by the batch size:
+    a bound, batching costs less per clip); the same for the spec without compilation; else the catalogue's
+    relative cost."""
     h = history[(history["model"] == model) & history["wall_s"].notna()]
     ratio = batch_ratio(history, model, batch) if batch != 1 else 1.0
     for candidate in dict.fromkeys((spec, _base_spec(spec), "none")):
@@ -268,6 +270,12 @@ def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch
             r = _nearest_steps(single, steps)
             return (float(r["wall_s"]) * steps / float(r["steps"]) * ratio,
                     f"batch 1 x {ratio:.1f} (measured ratio){tag}")
+        other = h[h["optimize"] == candidate]
+        if ratio is None and not other.empty:
+            largest = int(other["waveforms_per_prompt"].max())
+            r = _nearest_steps(other[other["waveforms_per_prompt"] == largest], steps)
+            return (float(r["wall_s"]) * steps / float(r["steps"]) * batch / largest,
+                    f"batch {largest} x {batch / largest:.1f}{tag}")
     return FALLBACK_S_PER_COST_STEP * _cost(model) * steps * batch, "catalogue cost"
 
 
