@@ -141,7 +141,7 @@ def load_inputs(
     if runs and not run_files:
         raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
     for f in run_files:
-        frames.append(schema.read_runs(f))
+        frames.append(schema.read_runs(f).assign(table_path=str(f)))  # power traces lie next to their table
         sources.append(str(f))
     for f in list(score_files) + [Path(s) for s in scores]:
         score_frames.append(read_scores(f))
@@ -311,11 +311,18 @@ def analyze(
     drop_study_warmup: bool = False,
     n_boot: int = pareto.DEFAULT_BOOTSTRAP,
     seed: int = 0,
+    figures: bool = False,
 ) -> tuple[list[Path], AnalysisResult]:
-    """Load, compute and write: the whole of ``tta-energy analyze``."""
+    """Load, compute and write: the whole of ``tta-energy analyze``. With ``figures``, the standard figures
+    and their ``index.md`` go to ``out/figures`` after the tables (:mod:`tta_energy.analysis.figures`)."""
     if n_boot < 0:
         raise TtaError(f"--bootstrap must be >= 0, got {n_boot}")
     inp = load_inputs(study, runs, scores)
     result = build_tables(inp, drop_study_warmup=drop_study_warmup, n_boot=n_boot, seed=seed)
     readme = readme_text(inp, result, drop_study_warmup=drop_study_warmup, n_boot=n_boot, seed=seed)
-    return write_tables(result, out, readme), result
+    written = write_tables(result, out, readme)
+    if figures:
+        from tta_energy.analysis.figures import write_figures  # matplotlib only when figures are asked for
+
+        written.append(write_figures(inp, result, out, drop_study_warmup=drop_study_warmup))
+    return written, result

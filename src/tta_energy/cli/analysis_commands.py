@@ -49,6 +49,10 @@ def register(app: typer.Typer) -> None:
         ),
         bootstrap: int = typer.Option(1000, help="bootstrap resamples for front frequencies (0: none)"),
         seed: int = typer.Option(0, help="seed of the bootstrap"),
+        figures: bool = typer.Option(
+            False, "--figures", help="also draw the standard figures (those the notebooks draw) into "
+            "OUT/figures with an index.md; a figure whose tables are absent is listed there as skipped"
+        ),
     ) -> None:
         """Write the analysis tables (energies in joules) and a README.md that says what each holds."""
         from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -65,6 +69,7 @@ def register(app: typer.Typer) -> None:
                 drop_study_warmup=drop_study_warmup,
                 n_boot=bootstrap,
                 seed=seed,
+                figures=figures,
             )
         sizes = ", ".join(f"{name} {len(df)}" for name, df in result.tables.items())
         line = f"wrote {len(written)} files to {out}: {sizes} rows"
@@ -72,3 +77,11 @@ def register(app: typer.Typer) -> None:
             rep = result.extra["reproduction"]
             line += f"; {int(rep['matches'].sum())}/{len(rep)} of the study's aggregates reproduced"
         typer.echo(line)
+        if figures:
+            from tta_energy.analysis import plots
+
+            index = written[-1]
+            entries = plots.read_manifest(index.parent).values()
+            drawn = sum(e["status"] == "drawn" for e in entries)
+            typer.echo(f"drew {drawn} figures ({len(entries) - drawn} skipped, reasons in {index}) into "
+                       f"{index.parent}")

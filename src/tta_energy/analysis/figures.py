@@ -1,0 +1,120 @@
+"""``tta-energy analyze --figures``: the notebooks' standard figures, drawn from the analysis tables.
+
+Each figure is drawn by the same :mod:`tta_energy.analysis.plots` function the notebooks call, one per
+platform (source x GPU) where the notebooks draw one per platform; a figure whose inputs are absent is
+recorded as skipped with its reason. ``index.md`` is :func:`.reproduce.write_index`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from tta_energy.analysis import compare, plots, reproduce, summaries
+from tta_energy.analysis.summaries import AnalysisError
+from tta_energy.analysis.tables import AnalysisInput, AnalysisResult
+
+#: Where the figures go, under ``analyze``'s output folder.
+FIGURES_FOLDER = "figures"
+#: The reference of the platform comparison, when present: the study's own platform (arXiv 2505.07615).
+STUDY_PLATFORM = ("study", "NVIDIA A40")
+NO_DATA = "no data"
+
+
+def by_platform(table: pd.DataFrame, of: pd.DataFrame | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows of ``table``) for each (source, GPU) of ``of`` (default: of ``table``); ``[("no data",
+    empty)]`` when there is none, so that the figure is recorded as skipped, as the notebooks record it."""
+    of = table if of is None else of
+    if of.empty:
+        return [(NO_DATA, table.iloc[0:0])]
+    return [
+        (
+            compare.platform_label(source, gpu),
+            table[(table["source"] == source) & (table["gpu_name"] == gpu)] if not table.empty else table,
+        )
+        for source, gpu in compare.platforms(of)
+    ]
+
+
+def _or_empty(compute: Callable[..., pd.DataFrame], *args: object) -> pd.DataFrame:
+    """``compute(*args)``, or an empty table where the rows lack what it needs (its figure is skipped)."""
+    try:
+        return compute(*args)
+    except AnalysisError:
+        return pd.DataFrame()
+
+
+def comparison_pair(steps: pd.DataFrame) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """The two platforms the comparison sets side by side: the study's A40 as reference when present, else an
+    H200 (this project's campaign), else the first; the other is the first remaining. None: fewer than two."""
+    available = compare.platforms(steps) if not steps.empty else []
+    if len(available) < 2:
+        return None
+    h200 = [p for p in available if "H200" in p[1]]
+    reference = STUDY_PLATFORM if STUDY_PLATFORM in available else (h200 or available)[0]
+    return reference, next(p for p in available if p != reference)
+
+
+def draw_all(
+    runs: pd.DataFrame,
+    result: AnalysisResult,
+    scores: pd.DataFrame | None,
+    figures: Path,
+    *,
+    warmup_dropped: bool,
+) -> None:
+    """Every standard figure into ``figures`` (``runs``: the usable rows the tables were computed from)."""
+    steps, fits = result.tables["steps_summary"], result.tables["steps_fit"]
+    for label, summary in by_platform(steps):  # notebooks/01
+        plots.plot_energy_vs_steps(summary, figures, label)
+        plots.plot_energy_vs_steps(summary, figures, label, log=True)
+    for label, rows in by_platform(runs[runs["experiment"] == "steps"]):
+        if label == NO_DATA:
+            continue
+        plots.plot_phases(rows, figures, label)
+        trace, window, note = plots.generation_trace(rows, reproduce.repo_root())
+        plots.plot_power_trace(trace, figures, label, window=window, title=note if trace is not None else "",
+                               reason=f"{label}: {note}")
+    for label, batch in by_platform(result.tables["batch_summary"]):  # notebooks/02
+        plots.plot_batch_energy(batch, figures, label)
+    for label, pareto in by_platform(result.tables["pareto"], of=runs[runs["experiment"] == "quality"]):
+        plots.plot_pareto(pareto, figures, label)  # notebooks/03
+    if scores is not None:
+        study_only = (scores["source"] == "study").all()
+        plots.plot_sanity(scores, figures, "study A40" if study_only else "all scores")
+    pair = comparison_pair(steps)  # notebooks/04
+    if pair is None:
+        plots.skip_figure(figures, "platform-comparison",
+                          "steps sweeps of two platforms (source x GPU) are needed; the steps table holds "
+                          f"{len(compare.platforms(steps)) if not steps.empty else 0}", "comparison")
+    else:
+        per_steps, per_model = compare.platform_comparison(steps, fits, *pair)
+        warmup = "Means leave out the study's first call of each script (CUDA warm-up)."
+        note = warmup if warmup_dropped and "study" in (pair[0][0], pair[1][0]) else ""
+        plots.plot_platform_comparison(per_steps, per_model, figures, note=note)
+    plots.plot_host_diagnostics(_or_empty(summaries.host_rows, runs), result.tables["host_summary"], figures)
+    sweeps = runs[runs["experiment"].isin(("duration", "guidance", "precision"))]  # notebooks/05
+    for label, rows in by_platform(sweeps):
+        duration, guidance, precision = (
+            _or_empty(summaries.parameter_summary, rows, experiment)
+            for experiment in ("duration", "guidance", "precision")
+        )
+        plots.plot_parameter_sweeps(duration, guidance, precision, figures, label)
+
+
+def write_figures(inp: AnalysisInput, result: AnalysisResult, out: str | Path, *,
+                  drop_study_warmup: bool = False) -> Path:
+    """Draw the figures into ``out/figures`` (the last run's figures removed first) and write its
+    ``index.md``; returns the index. Skipped figures' reasons go to the index, not the console."""
+    figures = Path(out) / FIGURES_FOLDER
+    figures.mkdir(parents=True, exist_ok=True)
+    reproduce.clear_previous(figures)
+    runs = summaries.usable_runs(inp.runs, drop_study_warmup=drop_study_warmup)
+    with contextlib.redirect_stdout(io.StringIO()):  # plots.skip_figure prints each reason
+        draw_all(runs, result, inp.scores, figures, warmup_dropped=drop_study_warmup)
+    return reproduce.write_index(figures, inputs=inp.sources, tables_dir=Path(out),
+                                 generated_by="`tta-energy analyze --figures`")
