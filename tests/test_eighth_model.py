@@ -56,13 +56,14 @@ def test_describe_sweep_analyze_and_plot_the_eighth_model(eighth, tmp_path, caps
     schema.write_runs(runs / "steps.csv", rows)
 
     tables = tmp_path / "tables"
-    main(["analyze", "--runs", str(runs), "--out", str(tables), "--bootstrap", "0"])
+    main(["analyze", "--runs", str(runs), "--out", str(tables), "--bootstrap", "0", "--figures"])
     summary = pd.read_csv(tables / "steps_summary.csv").set_index("steps")
     assert set(summary["model"]) == {eighth} and list(summary.index) == [1, 2]
     assert summary["gpu_energy_J_mean"].tolist() == pytest.approx([10.5, 20.5])
     assert (summary["n_runs"] == 2).all()
 
-    figures = tmp_path / "figures"
-    stem = plots.plot_energy_vs_steps(summary.reset_index(), figures, "eighth model")
-    assert stem is not None and (figures / f"{stem}.png").stat().st_size > 0
+    figures = tables / "figures"
+    stem = "steps-energy-linear-tta-energy-test-gpu"
+    assert (figures / f"{stem}.png").stat().st_size > 0
     assert plots.read_manifest(figures)[stem]["status"] == "drawn"
+    assert f"![{stem}]({stem}.png)" in (figures / "index.md").read_text(encoding="utf-8")
