@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy.analysis import compare, plots, reproduce, summaries
+from tta_energy.analysis.study_tree import STUDY_GPU_NAME
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.analysis.tables import AnalysisInput, AnalysisResult
 
 #: Where the figures go, under ``analyze``'s output folder.
 FIGURES_FOLDER = "figures"
 #: The reference of the platform comparison, when present: the study's own platform (arXiv 2505.07615).
-STUDY_PLATFORM = ("study", "NVIDIA A40")
+STUDY_PLATFORM = ("study", STUDY_GPU_NAME)
 NO_DATA = "no data"
 
 
