@@ -88,6 +88,21 @@ def test_the_quoted_facts_follow_the_tables(data: docs_numbers.DocData) -> None:
         assert f"{label(model)} {change:+.1%}" in text
 
 
+def test_the_cell_intervals_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:
+    """data/README.md's median half-widths per model are those of figures/tables/cell_intervals_h200.csv."""
+    import pandas as pd
+
+    from tta_energy.models.catalogue import label
+
+    table = pd.read_csv(ROOT / "figures" / "tables" / "cell_intervals_h200.csv")
+    steps = table[table["experiment"] == "steps"]
+    text = docs_numbers.block_cell_intervals(data)
+    for model, rows in steps.groupby("model"):
+        quoted = (f"{label(model)} ±{rows['ci95_half_width_rel_repeats'].median():.1%} → "
+                  f"±{rows['ci95_half_width_rel_processes'].median():.1%}")
+        assert quoted in text
+
+
 def test_the_process_spread_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:
     """data/README.md's between/within-process SDs are the steps rows of figures/tables/spread_h200.csv."""
     import pandas as pd

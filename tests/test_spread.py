@@ -116,3 +116,23 @@ def test_energy_that_follows_the_duration_is_told_apart_from_energy_that_does_no
     rows["wall_s"] = rows["gpu_energy_J"] / 150.0
     fit = spread.process_spread(rows, ("steps", "dtype"), draws=0)
     assert fit["energy_time_slope"] == pytest.approx(1.0) and fit["energy_time_r2"] == pytest.approx(1.0)
+
+
+def test_a_cells_interval_counts_the_process_level() -> None:
+    """With a large between-process spread and few processes, a cell's interval from its repeats alone is
+    too narrow: the process-aware one is wider; without a process effect the two agree roughly."""
+    rows = _rows("audioldm", runs=3, repeats=4, between=0.15, within=0.02, seed=5)
+    cells = spread.cell_intervals(rows, ("steps", "dtype"))
+    assert list(cells["cell"]) == [f"steps={s}, dtype=float16" for s in STEPS]
+    assert (cells["n"] == 12).all() and (cells["n_processes"] == 3).all() and (cells["reason"] == "").all()
+    assert (cells["ci95_half_width_rel_processes"] > 2 * cells["ci95_half_width_rel_repeats"]).all()
+    calm = spread.cell_intervals(_rows("tango", runs=6, repeats=3, between=0.0, within=0.05, seed=6),
+                                 ("steps", "dtype"))
+    ratio = calm["ci95_half_width_rel_processes"] / calm["ci95_half_width_rel_repeats"]
+    assert ((ratio > 0.5) & (ratio < 2.0)).all()
+    one = spread.cell_intervals(rows[rows["run_id"] == "run0"], ("steps", "dtype"))
+    assert one["ci95_half_width_rel_processes"].isna().all()
+    assert one["reason"].str.startswith("one process").all()
+    table = spread.cell_interval_table(pd.concat([rows, _rows("tango2", 2, 3, 0.01, 0.01, seed=7)]))
+    assert list(table.columns) == list(spread.CELL_INTERVAL_COLUMNS)
+    assert list(dict.fromkeys(table["model"])) == ["audioldm", "tango2"] and len(table) == 2 * len(STEPS)

@@ -495,6 +495,29 @@ def block_process_spread(d: DocData) -> str:
     )
 
 
+def block_cell_intervals(d: DocData) -> str:
+    """Per model of the steps sweep: the median 95% half-width of a cell's mean energy, from its repeats alone
+    and with the process level counted (:func:`.spread.cell_interval_table`)."""
+    if d.steps.empty:
+        return "No H200 steps sweep to take intervals from yet."
+    cells = spread.cell_interval_table(d.steps, experiments=("steps",))
+    parts = []
+    for model in catalogue.ordered(set(cells["model"])):
+        rows = cells[cells["model"] == model]
+        processes = rows["ci95_half_width_rel_processes"]
+        counted = (f"{processes.median():.1%}" if processes.notna().any()
+                   else f"not counted ({rows['reason'].iloc[0]})")
+        parts.append(f"{label(model)} ±{rows['ci95_half_width_rel_repeats'].median():.1%} → ±{counted}")
+    return (
+        "How well a steps cell's mean energy is known (`figures/tables/cell_intervals_h200.csv`; median over "
+        "the six step counts of the 95% half-width relative to the mean, from the cell's repeats alone as "
+        "the campaign's rule takes it → with the process level counted, in the mixed model above, "
+        f"{int(cells['n_processes'].min())}–{int(cells['n_processes'].max())} processes per cell): "
+        + "; ".join(parts)
+        + ". Differences between models smaller than these widths are not established by these data."
+    )
+
+
 def quality_drift(quality: pd.DataFrame, n: int = 20) -> pd.DataFrame:
     """Per model: mean energy of the first and the last ``n`` captions of the quality sweep, in time order."""
     out = []
@@ -733,6 +756,7 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "study-warmup-example": block_study_warmup_example,
     "observations": block_observations,
     "process-spread": block_process_spread,
+    "cell-intervals": block_cell_intervals,
     **docs_numbers_docs.BLOCKS,
 }
 

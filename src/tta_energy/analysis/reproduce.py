@@ -56,6 +56,8 @@ GROUP_TITLES: dict[str, str] = {
 NOTEBOOK_TIMEOUT_S = 900
 #: The variance components of the H200's repeated sweeps (:mod:`tta_energy.analysis.spread`).
 SPREAD_TABLE = "spread_h200.csv"
+#: Each H200 cell's 95% interval, from its repeats and with the process level counted.
+CELL_INTERVALS_TABLE = "cell_intervals_h200.csv"
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -310,11 +312,14 @@ def write_index(
 
 def write_spread(inputs: list[str], tables_dir: Path, *, seed: int = 0) -> Path:
     """``spread_h200.csv``: per experiment and model of the H200's run tables among ``inputs``, how much of
-    the energy's spread lies between processes and how much within one (:func:`.spread.spread_table`)."""
+    the energy's spread lies between processes and how much within one (:func:`.spread.spread_table`); and
+    ``cell_intervals_h200.csv``: each cell's 95% interval from its repeats and with the process level counted
+    (:func:`.spread.cell_interval_table`)."""
     runs = notebook_inputs(inputs, str(tables_dir)).runs
     h200 = runs[runs["gpu_name"].fillna("").str.contains("H200")]
     path = tables_dir / SPREAD_TABLE
     write_csv_atomic(path, spread.spread_table(h200, seed=seed))
+    write_csv_atomic(tables_dir / CELL_INTERVALS_TABLE, spread.cell_interval_table(h200))
     return path
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,8 +96,8 @@ def energy_time(rows: pd.DataFrame, cell: pd.Series) -> tuple[float, float]:
     return slope, float(np.corrcoef(energy, time)[0, 1] ** 2)
 
 
-def _fit(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> tuple[float, float, np.ndarray] | None:
-    """(between variance, within variance, fitted fixed part) of a REML fit; None if none converges."""
+def _fit_result(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> Any | None:
+    """The first REML fit of the mixed model that converges (statsmodels ``MixedLMResults``); None if none."""
     import statsmodels.api as sm
 
     model = sm.MixedLM(endog, exog, groups=groups)
@@ -108,11 +109,19 @@ def _fit(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> tuple[float
             except (np.linalg.LinAlgError, ValueError):
                 continue
         if result.converged and np.isfinite(result.scale):
-            between, within = max(float(np.asarray(result.cov_re)[0, 0]), 0.0), float(result.scale)
-            if between < BOUNDARY_SHARE * (between + within):
-                between = 0.0
-            return between, within, exog @ np.asarray(result.fe_params)
+            return result
     return None
+
+
+def _fit(endog: np.ndarray, exog: np.ndarray, groups: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+    """(between variance, within variance, fitted fixed part) of a REML fit; None if none converges."""
+    result = _fit_result(endog, exog, groups)
+    if result is None:
+        return None
+    between, within = max(float(np.asarray(result.cov_re)[0, 0]), 0.0), float(result.scale)
+    if between < BOUNDARY_SHARE * (between + within):
+        between = 0.0
+    return between, within, exog @ np.asarray(result.fe_params)
 
 
 def _bootstrap(
@@ -241,3 +250,75 @@ def spread_table(
             out.append({"experiment": experiment, **dict(zip(keys, key, strict=True)), **fit})
     table = pd.DataFrame(out, columns=list(SPREAD_COLUMNS))
     return table.round(DECIMALS)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A cell's interval with the process level counted
+# ---------------------------------------------------------------------------------------------------------
+CELL_INTERVAL_COLUMNS: tuple[str, ...] = (
+    "experiment", *GROUP_KEYS, "cell", "n", "n_processes", "mean_J",
+    "ci95_half_width_rel_repeats", "ci95_half_width_rel_processes", "reason",
+)
+
+
+def cell_intervals(rows: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
+    """Per cell of one model's ``rows``: the mean energy and two 95% half-widths relative to it — from the
+    repeats alone (Student t, the campaign's done rule) and with the process level counted (the cell's mean
+    in the model's mixed model with cell means as fixed effects and a random intercept per process: a Wald
+    interval of the log mean, its upper side ``exp(1.96 se) - 1``; the variance components are pooled over the
+    model's cells, so a cell measured in few processes borrows the model's between-process spread). The Wald
+    interval treats the variance components as known: with 2-4 processes it is itself on the narrow side."""
+    from scipy import stats
+
+    named = rows["run_id"].notna() & (rows["run_id"].astype(str) != "")
+    rows = rows[named & (rows["gpu_energy_J"].astype("float64") > 0)]
+    if rows.empty:
+        return pd.DataFrame(columns=[c for c in CELL_INTERVAL_COLUMNS
+                                     if c not in ("experiment", *GROUP_KEYS)])
+    cols = list(cells)
+    label = rows[cols].astype(str).apply(lambda r: ", ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+    code = rows.groupby(cols, sort=True, dropna=False).ngroup()
+    energy = rows["gpu_energy_J"].astype("float64")
+    groups = rows["run_id"].astype(str).to_numpy()
+    out = pd.DataFrame({"cell": label.groupby(code).first(), "n": energy.groupby(code).size(),
+                        "n_processes": pd.Series(groups, index=rows.index).groupby(code).nunique(),
+                        "mean_J": energy.groupby(code).mean()})
+    sd = energy.groupby(code).std(ddof=1)
+    t = out["n"].map(lambda n: stats.t.ppf(0.975, n - 1) if n > 1 else np.nan)
+    out["ci95_half_width_rel_repeats"] = t * sd / np.sqrt(out["n"]) / out["mean_J"]
+    out["ci95_half_width_rel_processes"] = np.nan
+    out["reason"] = ""
+    if len(set(groups)) < 2:
+        out["reason"] = "one process: the process level cannot be counted"
+        return out.reset_index(drop=True)
+    exog = pd.get_dummies(code, dtype="float64").to_numpy()  # one column per cell: its log mean
+    result = _fit_result(np.log(energy.to_numpy()), exog, groups)
+    if result is None:
+        out["reason"] = "REML fit did not converge (" + ", ".join(OPTIMIZERS) + ")"
+        return out.reset_index(drop=True)
+    se = np.asarray(result.bse_fe, dtype="float64")[: len(out)]
+    out["ci95_half_width_rel_processes"] = np.expm1(stats.norm.ppf(0.975) * se)
+    return out.reset_index(drop=True)
+
+
+def cell_interval_table(runs: pd.DataFrame, *,
+                        experiments: Sequence[str] = SPREAD_EXPERIMENTS) -> pd.DataFrame:
+    """One row per cell of every experiment x platform x model of usable ``runs``, as :func:`spread_table`
+    orders them."""
+    out = []
+    for experiment in experiments:
+        rows = runs[runs["experiment"] == experiment]
+        if rows.empty:
+            continue
+        keys = list(GROUP_KEYS)
+        groups = dict(iter(rows.groupby(keys, sort=True, dropna=False)))
+        models = catalogue.ordered({key[2] for key in groups})
+        for key in sorted(groups, key=lambda k: (models.index(k[2]), str(k[0]), str(k[1]), str(k[3]))):
+            cells = cell_intervals(groups[key], cell_columns(experiment))
+            for col, value in zip(["experiment", *keys], [experiment, *key], strict=True):
+                cells[col] = value
+            out.append(cells)
+    if not out:
+        return pd.DataFrame(columns=list(CELL_INTERVAL_COLUMNS))
+    table = pd.concat(out, ignore_index=True)[list(CELL_INTERVAL_COLUMNS)]
+    return table.round({"mean_J": 3, "ci95_half_width_rel_repeats": 4, "ci95_half_width_rel_processes": 4})

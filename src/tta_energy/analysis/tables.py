@@ -273,8 +273,14 @@ def readme_text(
         "repeated sweeps: per experiment x model, `log(gpu_energy_J) ~ configuration + random intercept per "
         "process (run_id)` fitted by REML; `between_process_sd_pct` / `within_process_sd_pct` (exp(SD) - 1, "
         "in percent), `between_process_share` of the variance with a parametric-bootstrap 95% interval "
-        "(`bootstrap_draws` refits, seed 0), `gpu_busy_fraction_mean`; NaN with a `reason` where the rows "
-        "cannot separate processes from configurations |",
+        "(`bootstrap_draws` refits, seed 0), `gpu_busy_fraction_mean`, `energy_time_slope` / "
+        "`energy_time_r2` (log energy on log wall time within configurations); NaN with a `reason` where "
+        "the rows cannot separate processes from configurations |",
+        "| cell_intervals_h200.csv | written with spread_h200.csv: per cell of the H200's repeated sweeps, "
+        "`n`, `n_processes`, `mean_J` and the 95% half-width relative to the mean from the repeats alone "
+        "(`ci95_half_width_rel_repeats`, Student t: the campaign's rule) and with the process level counted "
+        "(`ci95_half_width_rel_processes`: Wald interval of the cell's log mean in the mixed model with a "
+        "random intercept per process) |",
     ]
     if "reproduction" in result.extra:
         rep = result.extra["reproduction"]
