@@ -369,3 +369,18 @@ def test_collect_merges_what_a_device_call_returned_once(tmp_path, tiny_campaign
     with pytest.raises(SystemExit) as exc:
         main(["campaign", "collect", str(tmp_path / "nothing"), "--campaign", str(tiny_campaign)])
     assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
+
+
+def test_collect_writes_nothing_when_a_returned_table_is_invalid(tmp_path, tiny_campaign, capsys):
+    """A valid steps table next to an invalid quality table: the error names the invalid one and the
+    campaign's folder stays as it was (no table merged before the bad one is found)."""
+    returned = tmp_path / "returned"
+    returned.mkdir()
+    schema.write_runs(returned / "steps.csv", pd.DataFrame([_measured("call", 0)]))
+    (returned / "quality.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "quality.csv" in err and err.count("\n") == 1
+    tables = tmp_path / "tables"
+    assert not tables.exists() or not [p for p in tables.rglob("*") if p.is_file() and ".lock" not in p.name]

@@ -11,8 +11,9 @@ measured so far:
 - the runs log: the returned lines whose ``run_id`` is not logged yet, appended in their order;
 - traces: the returned files not present yet.
 
-It holds the same locks as ``campaign run`` while it writes, and collecting the same folder twice adds
-nothing.
+Every returned table is read against the schema before anything is written, so an invalid one leaves the
+campaign's folder as it was. It holds the same locks as ``campaign run`` while it writes, and collecting the
+same folder twice adds nothing.
 """
 
 from __future__ import annotations
@@ -69,11 +70,12 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     if not any(p.is_file() for p in sources.values()) and not (returned / RUNS_LOG).is_file():
         raise TtaError(f"{returned}: holds none of the campaign's tables "
                        f"({', '.join(p.name for p in sources.values())}) nor {RUNS_LOG}")
+    sources = {e: p for e, p in sources.items() if p.is_file()}
+    for source in sources.values():  # an invalid table stops the merge before anything is written
+        schema.read_runs(source)
     said: list[str] = []
     with campaign_locks(campaign, experiments, distributed.context_from_env({})):
         for experiment, source in sources.items():
-            if not source.is_file():
-                continue
             local = campaign.table(experiment)
             added = merge_table(local, source)
             said.append(f"{local}: {added:+d} rows ({len(schema.read_runs(local))} in all)")
