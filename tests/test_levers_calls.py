@@ -161,3 +161,18 @@ def test_done_needs_a_plan_and_folders(tmp_path, capsys):
         main(["levers", "run", "--plan", "campaigns/h200_levers.toml", "--dry-run", "--done",
               str(tmp_path / "missing")])
     assert exc.value.code == 2 and "missing is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "said"), [
+    ("--time-budget", "-5", "--time-budget must be > 0"), ("--time-budget", "0", "--time-budget must be > 0"),
+    ("--idle-s", "-1", "--idle-s must be >= 0"), ("--size", "huge", "unknown size 'huge'"),
+    ("--device", "tpu", "unknown device 'tpu'")])
+def test_a_bad_option_is_refused_before_anything_runs(tmp_path, capsys, option, value, said):
+    """A budget of 0 would otherwise fall back to the plan's budget, a negative one price calls of "at most
+    -5 s", and an unknown size run a call that measures nothing."""
+    with pytest.raises(SystemExit) as exc:
+        main(["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir",
+              str(tmp_path / "raw"), option, value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and said in err and err.count("\n") == 1
+    assert not (tmp_path / "raw").exists()

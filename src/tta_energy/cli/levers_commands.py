@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from tta_energy.cli import checks
 from tta_energy.models import catalogue
 
 LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention kernels, batching.
@@ -158,6 +159,10 @@ def register(app: typer.Typer) -> None:
         from tta_energy.levers.report import build_report
         from tta_energy.levers.spec import LeversError
 
+        checks.device(device)
+        checks.size(size)
+        checks.positive(time_budget, "--time-budget")
+        checks.positive(idle_s, "--idle-s", allow_zero=True)
         opts = LeversOptions(
             models=_names(models), out_dir=out_dir,
             full_specs=_split(full), batch1_specs=_split(batch1), single_specs=_split(single),
