@@ -136,3 +136,16 @@ def test_a_cells_interval_counts_the_process_level() -> None:
     table = spread.cell_interval_table(pd.concat([rows, _rows("tango2", 2, 3, 0.01, 0.01, seed=7)]))
     assert list(table.columns) == list(spread.CELL_INTERVAL_COLUMNS)
     assert list(dict.fromkeys(table["model"])) == ["audioldm", "tango2"] and len(table) == 2 * len(STEPS)
+
+
+def test_a_run_table_as_read_gives_the_table_of_its_usable_rows() -> None:
+    """Warm-ups and failed rows are left out by the table itself: the committed steps sweep as read (with its
+    flagged warm-ups) gives the same table as its usable rows."""
+    runs = schema.read_runs(ROOT / "data" / "h200" / "steps.csv")
+    assert runs["is_warmup"].any()
+    usable = summaries.usable_runs(runs)
+    as_read = spread.spread_table(runs, experiments=("steps",), draws=0)
+    pd.testing.assert_frame_equal(as_read, spread.spread_table(usable, experiments=("steps",), draws=0))
+    assert (as_read["n_rows"] == usable.groupby("model").size().reindex(as_read["model"]).to_numpy()).all()
+    cells = spread.cell_interval_table(runs, experiments=("steps",))
+    pd.testing.assert_frame_equal(cells, spread.cell_interval_table(usable, experiments=("steps",)))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tta_energy.analysis.summaries import usable_runs
 from tta_energy.experiments.campaign_plan import CELL_COLUMNS
 from tta_energy.intervals import CONFIDENCE, percentile_interval
 from tta_energy.models import catalogue
@@ -235,8 +236,11 @@ def spread_table(
     draws: int = DEFAULT_DRAWS,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per experiment x platform x model of usable ``runs`` (:func:`.summaries.usable_runs`), in the
-    order of ``experiments`` and the catalogue's model order; experiments without rows are left out."""
+    """One row per experiment x platform x model of ``runs``, in the order of ``experiments`` and the
+    catalogue's model order; experiments without rows are left out. Only the rows that enter summaries are
+    fitted (:func:`.summaries.usable_runs`: status ok, warm-ups left out), so a run table can be passed as
+    read."""
+    runs = usable_runs(runs)
     out = []
     for experiment in experiments:
         rows = runs[runs["experiment"] == experiment]
@@ -303,8 +307,9 @@ def cell_intervals(rows: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
 
 def cell_interval_table(runs: pd.DataFrame, *,
                         experiments: Sequence[str] = SPREAD_EXPERIMENTS) -> pd.DataFrame:
-    """One row per cell of every experiment x platform x model of usable ``runs``, as :func:`spread_table`
-    orders them."""
+    """One row per cell of every experiment x platform x model of ``runs``, as :func:`spread_table` orders
+    them; like it, of the rows that enter summaries only, so a run table can be passed as read."""
+    runs = usable_runs(runs)
     out = []
     for experiment in experiments:
         rows = runs[runs["experiment"] == experiment]
