@@ -253,6 +253,10 @@ def test_run_row_turns_measurements_of_any_function_into_rows_the_analysis_reads
         run_row(meter, m, model="my-model", experiment="steps", steps=1)
     with pytest.raises(schema.SchemaError, match="status"):
         run_row(meter, m, model="my-model", experiment="steps", steps=1, dtype="float16", status="fine")
+    short = run_row(meter, m, model="my-model", experiment="steps", steps=1, dtype="fp16")
+    assert short["dtype"] == "float16"
+    with pytest.raises(ValueError, match="unknown dtype 'float99'"):
+        run_row(meter, m, model="my-model", experiment="steps", steps=1, dtype="float99")
 
 
 def test_sampler_process_and_thread_follow_a_scheduled_load_in_real_time(tmp_path):

@@ -56,6 +56,7 @@ from tta_energy.meter.timeline import (
     window_energy,
 )
 from tta_energy.models.base import PhaseHook
+from tta_energy.precision import canonical_dtype
 from tta_energy.provenance import host_provenance, new_run_id
 
 log = logging.getLogger("tta_energy.meter")
@@ -561,7 +562,8 @@ def run_row(meter: EnergyMeter, measurement: Measurement, **columns: object) -> 
     ``prompt``, ``repeat``, ``is_warmup``, ...). The measurement fills the energies and times, the meter the
     GPU and host provenance. Unless given: ``status`` ok, one prompt and one waveform per prompt,
     ``denoiser_calls`` = ``steps``, ``optimize`` none, ``run_id`` one per process, ``config_id`` a hash of
-    the configuration's columns. Raises :class:`TtaError` for an unknown or missing column and
+    the configuration's columns; ``dtype`` is stored by its canonical name (``fp16`` as ``float16``).
+    Raises :class:`TtaError` for an unknown or missing column or precision and
     :class:`tta_energy.schema.SchemaError` for a value the schema refuses.
     """
     unknown = sorted(set(columns) - set(schema.COLUMN_NAMES))
@@ -577,6 +579,7 @@ def run_row(meter: EnergyMeter, measurement: Measurement, **columns: object) -> 
     row.update(source="tta-energy", run_id=_process_run_id(), repeat=0, status="ok", optimize="none",
                n_prompts=1, waveforms_per_prompt=1, rank=0)
     row.update(columns)
+    row["dtype"] = canonical_dtype(str(row["dtype"]))  # "fp16" would be a precision apart from "float16"
     if "n_clips" not in columns:
         row["n_clips"] = int(row["n_prompts"]) * int(row["waveforms_per_prompt"])  # type: ignore[call-overload]
     if "denoiser_calls" not in columns:
