@@ -11,14 +11,23 @@
 # Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
 # before any model is built (exit 2). Exit 3 from `run`: the budget stopped it (the next call resumes).
 # The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
-# python3), CAMPAIGN (default campaigns/h200.toml, whose tables are data/h200), HARD_LIMIT_S (default 570: the
+# python3), CAMPAIGN (default campaigns/h200.toml; its out_dir, data/h200, is where the tables go and come
+# back, inside the repository), HARD_LIMIT_S (default 570: the
 # run is stopped there whatever its --time-budget, and packing follows; give the device call a limit of 600 s).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
 CAMPAIGN=${CAMPAIGN:-campaigns/h200.toml}
 HARD_LIMIT_S=${HARD_LIMIT_S:-570}
-TABLES=data/h200
+# the campaign's tables, relative to the repository root (its out_dir: data/h200 for campaigns/h200.toml)
+TABLES=$(PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c 'import os, sys
+from tta_energy.errors import TtaError
+from tta_energy.experiments.campaign_spec import load_campaign
+try:
+    print(os.path.relpath(load_campaign(sys.argv[1]).out_dir))
+except TtaError as exc:
+    sys.exit(f"error: {exc}")' "$CAMPAIGN") || exit 2
+[[ "$TABLES" != ..* ]] || { echo "error: $CAMPAIGN: its out_dir $TABLES is outside the repository" >&2; exit 2; }
 MODE=${1:-}
 shift || true
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -384,3 +385,34 @@ def test_collect_writes_nothing_when_a_returned_table_is_invalid(tmp_path, tiny_
     assert exc.value.code == 2 and "quality.csv" in err and err.count("\n") == 1
     tables = tmp_path / "tables"
     assert not tables.exists() or not [p for p in tables.rglob("*") if p.is_file() and ".lock" not in p.name]
+
+
+def test_gpu_campaign_script_collects_into_the_campaign_files_folder(tmp_path):
+    """``scripts/gpu_campaign.sh collect`` with ``CAMPAIGN`` naming another campaign file: the returned rows,
+    the call's log and the validation go to that campaign's out_dir, not to data/h200."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+
+    from tests.conftest import TINY_CAMPAIGN
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "gpu_campaign.sh", repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../mine"), encoding="utf-8")
+    returned = tmp_path / "returned"
+    schema.write_runs(returned / "mine" / "steps.csv", pd.DataFrame([_measured("call", 0)]))
+    (tmp_path / "files_at" / "campaign").mkdir(parents=True)
+    (tmp_path / "files_at" / "campaign" / "log-20261204T000000.txt").write_text("the call's log\n")
+    with tarfile.open(tmp_path / "files_at" / "campaign" / "h200.tar.gz", "w:gz") as tar:
+        tar.add(returned / "mine" / "steps.csv", arcname="mine/steps.csv")
+    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
+           "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(["bash", str(repo / "scripts" / "gpu_campaign.sh"), "collect",
+                           str(tmp_path / "files_at")], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert len(schema.read_runs(repo / "mine" / "steps.csv")) == 1
+    assert (repo / "mine" / "logs" / "campaign-log-20261204T000000.txt").is_file()
+    assert not (repo / "data").exists()
