@@ -62,6 +62,7 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
     ("name = 'x'\n", "no [[experiment]] table"),
     ("[[experiment]\n", "is not valid TOML"),
     ("seed = 'zero'\n[[experiment]]\nname = 'steps'\n", "seed must be an integer"),
+    ("[levers]\nmodels = ['tango']\n", "is a levers plan file"),
 ])
 def test_a_bad_campaign_file_is_one_error_line(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"

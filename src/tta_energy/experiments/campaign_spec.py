@@ -138,6 +138,9 @@ def load_campaign(path: str | Path) -> Campaign:
     path = Path(path)
     data = read_toml(path, CampaignError, "campaign file")
     where = str(path)
+    if "levers" in data and "experiment" not in data:
+        raise CampaignError(f"{where} is a levers plan file (its [levers] table): "
+                            f"tta-energy levers run --plan {where} measures it")
     _unknown(data, _TOP_KEYS, where)
     stopping = _stopping(data.get("repeats", {}), Stopping(), where)
     size = _get(data, "size", str, "full", where)
