@@ -161,6 +161,10 @@ def test_done_needs_a_plan_and_folders(tmp_path, capsys):
         main(["levers", "run", "--plan", "campaigns/h200_levers.toml", "--dry-run", "--done",
               str(tmp_path / "missing")])
     assert exc.value.code == 2 and "missing is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a call too short for its own start-up holds no cell
+        main(["levers", "run", "--plan", "campaigns/h200_levers.toml", "--dry-run", "--time-budget", "20"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "cannot hold any cell" in err[0]
 
 
 @pytest.mark.parametrize(("option", "value", "said"), [

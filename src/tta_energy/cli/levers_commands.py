@@ -74,13 +74,19 @@ def plan_calls_for(opts: object, history: list[Path], done: list[Path]) -> objec
     from tta_energy.levers.calls import plan_calls
     from tta_energy.levers.experiment import declared_plans
     from tta_energy.levers.plan import call_overhead_s, read_history
+    from tta_energy.levers.spec import LeversError
 
     declared = declared_plans(opts)
     fp8 = any("fp8" in spec for plans in declared.values() for spec, _, _ in plans)
+    budget = opts.time_budget_s or opts.call_budget_s
+    overhead = call_overhead_s(opts.idle_s, opts.ceiling_s, fp8)
+    if budget <= overhead:
+        raise LeversError(f"a call of {budget:g} s cannot hold any cell: its start-up, idle baseline and "
+                          f"ceiling loops take about {overhead:.0f} s; give --time-budget (or the plan's "
+                          f"call_budget_s) above {overhead:.0f} s")
     return plan_calls(declared, read_history(history, size=opts.size, duration_s=opts.duration_s), done,
-                      size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
-                      budget_s=opts.time_budget_s or opts.call_budget_s,
-                      overhead_s=call_overhead_s(opts.idle_s, opts.ceiling_s, fp8),
+                      size=opts.size, duration_s=opts.duration_s, seed=opts.seed, budget_s=budget,
+                      overhead_s=overhead,
                       min_window_s=opts.min_window_s, references_dir=opts.references_dir)
 
 
