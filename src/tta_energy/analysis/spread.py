@@ -25,7 +25,7 @@ slope near 0 that its duration hardly mattered.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -229,6 +229,21 @@ def process_spread(
     return out
 
 
+def model_groups(runs: pd.DataFrame, experiments: Sequence[str]) -> Iterator[tuple[str, tuple, pd.DataFrame]]:
+    """(experiment, platform-and-model key of :data:`GROUP_KEYS`, rows) of the rows that enter summaries
+    (:func:`.summaries.usable_runs`: status ok, warm-ups left out, so a run table can be passed as read), in
+    the order of ``experiments`` and the catalogue's model order; experiments without rows are left out."""
+    runs = usable_runs(runs)
+    for experiment in experiments:
+        rows = runs[runs["experiment"] == experiment]
+        if rows.empty:
+            continue
+        groups = dict(iter(rows.groupby(list(GROUP_KEYS), sort=True, dropna=False)))
+        models = catalogue.ordered({key[2] for key in groups})
+        for key in sorted(groups, key=lambda k: (models.index(k[2]), str(k[0]), str(k[1]), str(k[3]))):
+            yield experiment, key, groups[key]
+
+
 def spread_table(
     runs: pd.DataFrame,
     *,
@@ -240,18 +255,10 @@ def spread_table(
     catalogue's model order; experiments without rows are left out. Only the rows that enter summaries are
     fitted (:func:`.summaries.usable_runs`: status ok, warm-ups left out), so a run table can be passed as
     read."""
-    runs = usable_runs(runs)
     out = []
-    for experiment in experiments:
-        rows = runs[runs["experiment"] == experiment]
-        if rows.empty:
-            continue
-        keys = list(GROUP_KEYS)
-        groups = dict(iter(rows.groupby(keys, sort=True, dropna=False)))
-        models = catalogue.ordered({key[2] for key in groups})
-        for key in sorted(groups, key=lambda k: (models.index(k[2]), str(k[0]), str(k[1]), str(k[3]))):
-            fit = process_spread(groups[key], cell_columns(experiment), draws=draws, seed=seed)
-            out.append({"experiment": experiment, **dict(zip(keys, key, strict=True)), **fit})
+    for experiment, key, rows in model_groups(runs, experiments):
+        fit = process_spread(rows, cell_columns(experiment), draws=draws, seed=seed)
+        out.append({"experiment": experiment, **dict(zip(GROUP_KEYS, key, strict=True)), **fit})
     table = pd.DataFrame(out, columns=list(SPREAD_COLUMNS))
     return table.round(DECIMALS)
 
@@ -309,20 +316,12 @@ def cell_interval_table(runs: pd.DataFrame, *,
                         experiments: Sequence[str] = SPREAD_EXPERIMENTS) -> pd.DataFrame:
     """One row per cell of every experiment x platform x model of ``runs``, as :func:`spread_table` orders
     them; like it, of the rows that enter summaries only, so a run table can be passed as read."""
-    runs = usable_runs(runs)
     out = []
-    for experiment in experiments:
-        rows = runs[runs["experiment"] == experiment]
-        if rows.empty:
-            continue
-        keys = list(GROUP_KEYS)
-        groups = dict(iter(rows.groupby(keys, sort=True, dropna=False)))
-        models = catalogue.ordered({key[2] for key in groups})
-        for key in sorted(groups, key=lambda k: (models.index(k[2]), str(k[0]), str(k[1]), str(k[3]))):
-            cells = cell_intervals(groups[key], cell_columns(experiment))
-            for col, value in zip(["experiment", *keys], [experiment, *key], strict=True):
-                cells[col] = value
-            out.append(cells)
+    for experiment, key, rows in model_groups(runs, experiments):
+        cells = cell_intervals(rows, cell_columns(experiment))
+        for col, value in zip(["experiment", *GROUP_KEYS], [experiment, *key], strict=True):
+            cells[col] = value
+        out.append(cells)
     if not out:
         return pd.DataFrame(columns=list(CELL_INTERVAL_COLUMNS))
     table = pd.concat(out, ignore_index=True)[list(CELL_INTERVAL_COLUMNS)]
