@@ -68,12 +68,19 @@ def plan_options(opts: object, plan: Path) -> object:
                                duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s)
 
 
-def plan_calls_for(opts: object, history: list[Path], done: list[Path]) -> object:
+def price_history(opts: object, paths: list[Path]) -> object:
+    """The measured seconds that price the cells: the tables ``paths``, at ``opts``' size and clip length."""
+    from tta_energy.levers.plan import read_history
+
+    return read_history(paths, size=opts.size, duration_s=opts.duration_s)
+
+
+def plan_calls_for(opts: object, history: object, done: list[Path]) -> object:
     """What is left of ``opts``' declared cells after the raw folders ``done``, packed into device calls of
-    ``--time-budget`` (else the plan's ``call_budget_s``) and priced from ``history``."""
+    ``--time-budget`` (else the plan's ``call_budget_s``), priced from ``history`` (:func:`price_history`)."""
     from tta_energy.levers.calls import plan_calls
     from tta_energy.levers.experiment import declared_plans
-    from tta_energy.levers.plan import call_overhead_s, read_history
+    from tta_energy.levers.plan import call_overhead_s
     from tta_energy.levers.spec import LeversError
 
     declared = declared_plans(opts)
@@ -84,23 +91,22 @@ def plan_calls_for(opts: object, history: list[Path], done: list[Path]) -> objec
         raise LeversError(f"a call of {budget:g} s cannot hold any cell: its start-up, idle baseline and "
                           f"ceiling loops take about {overhead:.0f} s; give --time-budget (or the plan's "
                           f"call_budget_s) above {overhead:.0f} s")
-    return plan_calls(declared, read_history(history, size=opts.size, duration_s=opts.duration_s), done,
-                      size=opts.size, duration_s=opts.duration_s, seed=opts.seed, budget_s=budget,
-                      overhead_s=overhead,
-                      min_window_s=opts.min_window_s, references_dir=opts.references_dir)
+    return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
+                      budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
+                      references_dir=opts.references_dir)
 
 
 def dry_run_text(opts: object, history: list[Path], done: list[Path]) -> list[str]:
     """What ``levers run --dry-run`` prints: each cell left priced, the totals, and the device calls."""
     from tta_energy.levers.calls import merge_units
-    from tta_energy.levers.plan import estimate_plan, estimate_text, read_history, stored_reference_steps
+    from tta_energy.levers.plan import estimate_plan, estimate_text, stored_reference_steps
 
-    calls = plan_calls_for(opts, history, done)
+    history_rows = price_history(opts, history)
+    calls = plan_calls_for(opts, history_rows, done)
     left = merge_units(u for call in calls.calls for u in call)
     lines: list[str] = []
     if left:
-        est = estimate_plan(left, read_history(history, size=opts.size, duration_s=opts.duration_s),
-                            min_window_s=opts.min_window_s,
+        est = estimate_plan(left, history_rows, min_window_s=opts.min_window_s,
                             stored_references=stored_reference_steps(opts.references_dir, left, opts.size))
         lines += [*estimate_text(est), ""]
     return lines + calls.text()
@@ -189,7 +195,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(line)
             return
         if plan is not None:  # this call measures the plan's first call of what is left
-            calls = plan_calls_for(opts, history_paths, done_folders)
+            calls = plan_calls_for(opts, price_history(opts, history_paths), done_folders)
             if not calls.calls:
                 typer.echo(f"levers plan {plan}: nothing left to measure "
                            f"({calls.done} of {calls.total} cells done)")
