@@ -41,20 +41,19 @@ def _keys(rows: pd.DataFrame) -> pd.Series:
     return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
 
 
-def merge_table(local: Path, returned: Path) -> int:
-    """Bring the rows of the run table ``returned`` into ``local``; the number of rows added."""
-    theirs = schema.read_runs(returned)
-    if not local.is_file():
-        return len(resume.merge_into(local, [returned]))
-    ours = schema.read_runs(local)
+def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[int, int]:
+    """Bring the rows ``theirs`` (a returned run table, read) into the table ``local``: (rows added, rows in
+    all)."""
+    ours = schema.read_runs(local) if local.is_file() else theirs.iloc[0:0]
     merged = resume.deduplicate(pd.concat([ours, theirs], ignore_index=True))
     ours_keys, merged_keys = set(_keys(ours)), _keys(merged)
-    if not ours_keys <= set(merged_keys):  # a local row is superseded: rewrite the table
-        return len(resume.merge_into(local, [returned])) - len(ours)
+    if not local.is_file() or not ours_keys <= set(merged_keys):  # new, or a local row superseded: rewrite
+        schema.write_runs(local, resume.sort_table(merged))
+        return len(merged) - len(ours), len(merged)
     new = merged[~merged_keys.isin(ours_keys)].sort_values("timestamp", kind="stable")
     for record in new.to_dict("records"):
         schema.append_row(local, {k: (np.nan if v is pd.NA else v) for k, v in record.items()})
-    return len(new)
+    return len(new), len(ours) + len(new)
 
 
 def collect_call(campaign: Campaign, returned: Path) -> list[str]:
@@ -70,15 +69,14 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     if not any(p.is_file() for p in sources.values()) and not (returned / RUNS_LOG).is_file():
         raise TtaError(f"{returned}: holds none of the campaign's tables "
                        f"({', '.join(p.name for p in sources.values())}) nor {RUNS_LOG}")
-    sources = {e: p for e, p in sources.items() if p.is_file()}
-    for source in sources.values():  # an invalid table stops the merge before anything is written
-        schema.read_runs(source)
+    # every returned table is read (and validated) before anything is written: an invalid one stops the merge
+    frames = {e: schema.read_runs(p) for e, p in sources.items() if p.is_file()}
     said: list[str] = []
     with campaign_locks(campaign, experiments, distributed.context_from_env({})):
-        for experiment, source in sources.items():
+        for experiment, theirs in frames.items():
             local = campaign.table(experiment)
-            added = merge_table(local, source)
-            said.append(f"{local}: {added:+d} rows ({len(schema.read_runs(local))} in all)")
+            added, total = merge_table(local, theirs)
+            said.append(f"{local}: {added:+d} rows ({total} in all)")
         log = campaign.out_dir / RUNS_LOG
         known = {str(line.get("run_id")) for line in read_runs_log(log)}
         new = [line for line in read_runs_log(returned / RUNS_LOG) if str(line.get("run_id")) not in known]
