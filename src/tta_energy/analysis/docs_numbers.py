@@ -30,7 +30,8 @@ from tta_energy.models import catalogue
 
 #: Files that hold generated blocks, relative to the repository root.
 DOC_FILES: tuple[str, ...] = (
-    "README.md", "data/README.md", "docs/analysis.md", "docs/meter.md", "docs/levers.md", "docs/quality.md"
+    "README.md", "data/README.md", "data/validation/README.md", "docs/analysis.md", "docs/meter.md",
+    "docs/levers.md", "docs/quality.md",
 )
 BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 #: Below this mean GPU power (W) a model run eagerly at batch 1 leaves the H200 mostly idle (launch-bound).
@@ -59,12 +60,17 @@ def _models(frame: pd.DataFrame) -> list[str]:
     return catalogue.ordered(frame["model"].unique())
 
 
+def _run_table(relative: str) -> property:
+    """A :class:`DocData` attribute: the usable rows of ``data/<relative>``, read on first use."""
+    return property(lambda self: self.runs(relative), doc=f"usable rows of data/{relative}")
+
+
 @dataclass
 class DocData:
     """The run tables the documentation quotes (read once, usable rows only)."""
 
     data: Path
-    _sweeps: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict)
 
     def block(self, name: str) -> str:
@@ -75,41 +81,30 @@ class DocData:
             self._texts[name] = BLOCKS[name](self)
         return self._texts[name]
 
-    def _runs(self, relative: str) -> pd.DataFrame:
-        path = self.data / relative
-        if not path.is_file():
-            return pd.DataFrame(columns=[*schema.COLUMN_NAMES, "first_generation"])
-        return summaries.usable_runs(schema.read_runs(path))
-
-    @cached_property
-    def steps(self) -> pd.DataFrame:
-        return self._runs("h200/steps.csv")
-
-    @cached_property
-    def study_steps(self) -> pd.DataFrame:
-        return self._runs("study/steps.csv")
-
-    @cached_property
-    def study_quality(self) -> pd.DataFrame:
-        return self._runs("study/quality.csv")
-
-    @cached_property
-    def batch(self) -> pd.DataFrame:
-        return self._runs("h200/batch.csv")
-
-    @cached_property
-    def quality(self) -> pd.DataFrame:
-        return self._runs("h200/quality.csv")
+    def runs(self, relative: str) -> pd.DataFrame:
+        """The usable rows of the run table ``data/<relative>`` (empty without it), read once."""
+        if relative not in self._tables:
+            path = self.data / relative
+            self._tables[relative] = (
+                summaries.usable_runs(schema.read_runs(path))
+                if path.is_file()
+                else pd.DataFrame(columns=[*schema.COLUMN_NAMES, "first_generation"])
+            )
+        return self._tables[relative]
 
     def sweep(self, experiment: str) -> pd.DataFrame:
-        if experiment not in self._sweeps:
-            self._sweeps[experiment] = self._runs(f"h200/{experiment}.csv")
-        return self._sweeps[experiment]
+        """The usable rows of the H200's ``experiment`` table."""
+        return self.runs(f"h200/{experiment}.csv")
+
+    steps = _run_table("h200/steps.csv")
+    batch = _run_table("h200/batch.csv")
+    quality = _run_table("h200/quality.csv")
+    study_steps = _run_table("study/steps.csv")
+    study_quality = _run_table("study/quality.csv")
 
     @cached_property
     def levers(self) -> pd.DataFrame:
-        path = self.data / "h200" / "levers.csv"
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        return docs_numbers_docs.read_levers(self.data)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -607,33 +602,6 @@ def block_h200_fronts(d: DocData) -> str:
     return text
 
 
-#: The validation's methods as the README names them; ``meter_split`` is the project's meter (its default).
-VALIDATION_METHODS = {
-    "meter_split": "the meter",
-    "raw_counter": "the raw counter",
-    "zeus": "Zeus",
-    "codecarbon": "CodeCarbon",
-}
-
-
-def block_meter_validation(d: DocData) -> str:
-    path = d.data / "validation" / "meter.csv"
-    if not path.is_file():
-        return "not measured yet"
-    rows = pd.read_csv(path)
-    steady = rows[(rows["scenario"] == "steady") & (rows["window_target_s"] >= 1)]
-    worst = steady.groupby("method")["rel_error"].apply(lambda s: s.abs().max())
-    n = int((steady["method"] == "meter_split").sum())
-    peers = [m for m in ("raw_counter", "zeus", "codecarbon") if m in worst.index]
-    return (
-        f"≥ 1 s windows within {worst['meter_split']:.1%} of ground truth (largest of {n} windows); "
-        + ", ".join(VALIDATION_METHODS[m] for m in peers)
-        + " reach "
-        + ", ".join(f"{worst[m]:.1%}" for m in peers)
-        + " on the same windows"
-    )
-
-
 def _study_table(d: DocData, name: str) -> pd.DataFrame:
     path = d.data / "study" / f"{name}.csv"
     return (
@@ -744,7 +712,6 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "study-steps-rows": block_study_steps_rows,
     "study-batch-rows": block_study_batch_rows,
     "study-quality-rows": block_study_quality_rows,
-    "meter-validation": block_meter_validation,
     "h200-fronts": block_h200_fronts,
     "steps": block_steps,
     "batch": block_batch,
