@@ -249,26 +249,86 @@ def block_quality_sets_short(d: DocData) -> str:
     )
 
 
+#: The level below which Welch's p calls two caption sets' energies different.
+SIGNIFICANCE = 0.05
+
+
 def block_study_quality_sets(d: DocData) -> str:
+    """How far the study's two caption sets' energies differ, and where Welch's test finds a difference."""
     quality = d.study_quality
     if quality.empty:
         return "not in the imported data"
-    _, worst = _set_difference(quality)
-    return f"differ by at most {abs(worst['ratio_to_reference_dataset'] - 1):.1%}"
+    summary, worst = _set_difference(quality)
+    other = summary[summary["dataset"] != summaries.REFERENCE_DATASET]
+    low = other[other["welch_p"] < SIGNIFICANCE]
+    by_model = low.groupby("model")["steps"]
+    cells = "; ".join(
+        f"{label(m)} at {', '.join(str(s) for s in sorted(by_model.get_group(m)))} steps"
+        for m in catalogue.ordered(set(low["model"]))
+    ) or "no (model, steps)"
+    return (
+        f"differ by at most {abs(worst['ratio_to_reference_dataset'] - 1):.1%} (Welch p < {SIGNIFICANCE:g}, "
+        f"\"significant\" with {int(summary['n_captions'].min())} captions each, for {cells}"
+    )
+
+
+def _quality_design(d: DocData) -> tuple[int, str]:
+    """The H200 quality sweep's captions per caption file and its step counts."""
+    summary = summaries.quality_energy_summary(d.quality)
+    return int(summary["n_captions"].min()), ", ".join(str(s) for s in sorted(summary["steps"].unique()))
+
+
+def block_quality_design(d: DocData) -> str:
+    if d.quality.empty:
+        return "0 captions: no quality sweep measured on the H200 yet"
+    n, steps = _quality_design(d)
+    return f"first {n} captions, {steps} steps"
 
 
 def block_quality_sets(d: DocData) -> str:
-    quality = d.quality
-    if quality.empty:
+    if d.quality.empty:
         return "No quality-sweep energy measured on the H200 yet."
-    summary = summaries.quality_energy_summary(quality)
-    n = int(summary["n_captions"].min())
-    steps = ", ".join(str(s) for s in sorted(summary["steps"].unique()))
+    n, steps = _quality_design(d)
     return (
         f"The quality sweep's energy (`data/h200/quality.csv`, {n} captions of each caption file, {steps} "
         f"steps; `figures/tables/quality_energy.csv`) hardly depends on the caption set: AudioCaps and "
         f"Clotho differ {block_quality_sets_short(d)}."
     )
+
+
+def block_study_front_frequency(d: DocData) -> str:
+    """How stable the study's fronts are under the bootstrap (``figures/tables/pareto.csv``)."""
+    path = d.data.parent / "figures" / "tables" / "pareto.csv"
+    if not path.is_file():
+        return "no `pareto.csv` written yet (0 rows)"
+    pareto = pd.read_csv(path)
+    study = pareto[pareto["source"] == "study"]
+    frequency = study["front_frequency"].dropna()
+    models = study["model"].nunique()
+    unsure = frequency[(frequency > 0) & (frequency < 1)]
+    if unsure.empty:
+        return (f"on the {models}-model subset every configuration is on the front in 0 % or 100 % of the "
+                "resamples")
+    return (
+        f"on the {models}-model subset {len(unsure)} of {len(frequency)} configurations are on the front in "
+        f"{unsure.min():.0%}–{unsure.max():.0%} of the resamples, the others in 0 % or 100 %"
+    )
+
+
+def block_steps_repeats(d: DocData) -> str:
+    """The fewest and most usable repeats of a (model, steps) cell of the H200 steps sweep."""
+    if d.steps.empty:
+        return "0 repeats: not measured yet"
+    n = d.steps.groupby(["model", "steps"]).size()
+    return f"{n.min()} to {n.max()} repeats per cell" if n.min() != n.max() else f"{n.min()} repeats per cell"
+
+
+def block_cell_processes(d: DocData) -> str:
+    """How many processes measured a cell of the H200 steps sweep (:func:`.spread.cell_interval_table`)."""
+    if d.steps.empty:
+        return "0 processes: not measured yet"
+    processes = spread.cell_interval_table(d.steps, experiments=("steps",))["n_processes"]
+    return f"{int(processes.min())}–{int(processes.max())} processes"
 
 
 def best_lossless(levers: pd.DataFrame, steps: int = 100, batch: int = 1) -> pd.DataFrame:
@@ -718,6 +778,10 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "quality-sets": block_quality_sets,
     "quality-sets-short": block_quality_sets_short,
     "study-quality-sets": block_study_quality_sets,
+    "quality-design": block_quality_design,
+    "study-front-frequency": block_study_front_frequency,
+    "steps-repeats": block_steps_repeats,
+    "cell-processes": block_cell_processes,
     "levers": block_levers,
     "study-warmup": block_study_warmup,
     "study-warmup-example": block_study_warmup_example,
