@@ -130,8 +130,8 @@ if not host.empty:
 # process; `docs/analysis.md`), and says how much of the scatter within a configuration its duration explains:
 # a slope near 1 (log energy on log wall time) means a generation cost more because it took longer at the same
 # power, which is what a host-paced GPU does; the GPU-bound models' energy moves far less than their duration.
-# With the few processes each model has (`n_processes`) the between-process SD is rough (its bootstrap interval is in
-# `figures/tables/spread_h200.csv`).
+# With the few processes each model has (`n_processes`) the between-process SD is rough (its bootstrap
+# interval is in `figures/tables/spread_h200.csv`).
 
 # %%
 h200 = summaries.usable_runs(inputs.runs)
