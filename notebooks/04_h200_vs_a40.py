@@ -94,10 +94,10 @@ else:
 # ratio, and its rank on each) beside its busy fraction, mean power and the share of its energy that the idle
 # power alone accounts for; the lines under it say the same per model.
 #
-# The process's CPU time / wall time is about 1 for every model: CUDA synchronisation waits by spinning, so
-# the host thread holds one core for the whole generation whether it is launching kernels or waiting. The
-# ratio says the host was never descheduled; it cannot tell launch work from waiting, which is what the busy
-# fraction shows instead.
+# The process's CPU time / wall time (`cpu_time_per_wall_mean`) cannot tell launch work from waiting: CUDA
+# synchronisation waits by spinning, so the host thread holds a core for the whole generation whether it is
+# launching kernels or waiting. Read it only as whether the host was descheduled; the busy fraction shows
+# which of the two the time was.
 
 # %%
 try:
@@ -130,8 +130,8 @@ if not host.empty:
 # process; `docs/analysis.md`), and says how much of the scatter within a configuration its duration explains:
 # a slope near 1 (log energy on log wall time) means a generation cost more because it took longer at the same
 # power, which is what a host-paced GPU does; the GPU-bound models' energy moves far less than their duration.
-# With 3-4 processes per model the between-process SD is rough (its bootstrap interval is in
-# `figures/tables/spread_h200.csv`).
+# With the few processes each model has (`n_processes`) the between-process SD is rough (its bootstrap
+# interval is in `figures/tables/spread_h200.csv`).
 
 # %%
 h200 = summaries.usable_runs(inputs.runs)

@@ -30,7 +30,8 @@ from tta_energy.models import catalogue
 
 #: Files that hold generated blocks, relative to the repository root.
 DOC_FILES: tuple[str, ...] = (
-    "README.md", "data/README.md", "docs/analysis.md", "docs/meter.md", "docs/levers.md", "docs/quality.md"
+    "README.md", "data/README.md", "data/validation/README.md", "docs/analysis.md", "docs/meter.md",
+    "docs/levers.md", "docs/quality.md",
 )
 BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 #: Below this mean GPU power (W) a model run eagerly at batch 1 leaves the H200 mostly idle (launch-bound).
@@ -59,12 +60,17 @@ def _models(frame: pd.DataFrame) -> list[str]:
     return catalogue.ordered(frame["model"].unique())
 
 
+def _run_table(relative: str) -> property:
+    """A :class:`DocData` attribute: the usable rows of ``data/<relative>``, read on first use."""
+    return property(lambda self: self.runs(relative), doc=f"usable rows of data/{relative}")
+
+
 @dataclass
 class DocData:
     """The run tables the documentation quotes (read once, usable rows only)."""
 
     data: Path
-    _sweeps: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict)
 
     def block(self, name: str) -> str:
@@ -75,41 +81,30 @@ class DocData:
             self._texts[name] = BLOCKS[name](self)
         return self._texts[name]
 
-    def _runs(self, relative: str) -> pd.DataFrame:
-        path = self.data / relative
-        if not path.is_file():
-            return pd.DataFrame(columns=[*schema.COLUMN_NAMES, "first_generation"])
-        return summaries.usable_runs(schema.read_runs(path))
-
-    @cached_property
-    def steps(self) -> pd.DataFrame:
-        return self._runs("h200/steps.csv")
-
-    @cached_property
-    def study_steps(self) -> pd.DataFrame:
-        return self._runs("study/steps.csv")
-
-    @cached_property
-    def study_quality(self) -> pd.DataFrame:
-        return self._runs("study/quality.csv")
-
-    @cached_property
-    def batch(self) -> pd.DataFrame:
-        return self._runs("h200/batch.csv")
-
-    @cached_property
-    def quality(self) -> pd.DataFrame:
-        return self._runs("h200/quality.csv")
+    def runs(self, relative: str) -> pd.DataFrame:
+        """The usable rows of the run table ``data/<relative>`` (empty without it), read once."""
+        if relative not in self._tables:
+            path = self.data / relative
+            self._tables[relative] = (
+                summaries.usable_runs(schema.read_runs(path))
+                if path.is_file()
+                else pd.DataFrame(columns=[*schema.COLUMN_NAMES, "first_generation"])
+            )
+        return self._tables[relative]
 
     def sweep(self, experiment: str) -> pd.DataFrame:
-        if experiment not in self._sweeps:
-            self._sweeps[experiment] = self._runs(f"h200/{experiment}.csv")
-        return self._sweeps[experiment]
+        """The usable rows of the H200's ``experiment`` table."""
+        return self.runs(f"h200/{experiment}.csv")
+
+    steps = _run_table("h200/steps.csv")
+    batch = _run_table("h200/batch.csv")
+    quality = _run_table("h200/quality.csv")
+    study_steps = _run_table("study/steps.csv")
+    study_quality = _run_table("study/quality.csv")
 
     @cached_property
     def levers(self) -> pd.DataFrame:
-        path = self.data / "h200" / "levers.csv"
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        return docs_numbers_docs.read_levers(self.data)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -254,26 +249,86 @@ def block_quality_sets_short(d: DocData) -> str:
     )
 
 
+#: The level below which Welch's p calls two caption sets' energies different.
+SIGNIFICANCE = 0.05
+
+
 def block_study_quality_sets(d: DocData) -> str:
+    """How far the study's two caption sets' energies differ, and where Welch's test finds a difference."""
     quality = d.study_quality
     if quality.empty:
         return "not in the imported data"
-    _, worst = _set_difference(quality)
-    return f"differ by at most {abs(worst['ratio_to_reference_dataset'] - 1):.1%}"
+    summary, worst = _set_difference(quality)
+    other = summary[summary["dataset"] != summaries.REFERENCE_DATASET]
+    low = other[other["welch_p"] < SIGNIFICANCE]
+    by_model = low.groupby("model")["steps"]
+    cells = "; ".join(
+        f"{label(m)} at {', '.join(str(s) for s in sorted(by_model.get_group(m)))} steps"
+        for m in catalogue.ordered(set(low["model"]))
+    ) or "no (model, steps)"
+    return (
+        f"differ by at most {abs(worst['ratio_to_reference_dataset'] - 1):.1%} (Welch p < {SIGNIFICANCE:g}, "
+        f"\"significant\" with {int(summary['n_captions'].min())} captions each, for {cells}"
+    )
+
+
+def _quality_design(d: DocData) -> tuple[int, str]:
+    """The H200 quality sweep's captions per caption file and its step counts."""
+    summary = summaries.quality_energy_summary(d.quality)
+    return int(summary["n_captions"].min()), ", ".join(str(s) for s in sorted(summary["steps"].unique()))
+
+
+def block_quality_design(d: DocData) -> str:
+    if d.quality.empty:
+        return "0 captions: no quality sweep measured on the H200 yet"
+    n, steps = _quality_design(d)
+    return f"first {n} captions, {steps} steps"
 
 
 def block_quality_sets(d: DocData) -> str:
-    quality = d.quality
-    if quality.empty:
+    if d.quality.empty:
         return "No quality-sweep energy measured on the H200 yet."
-    summary = summaries.quality_energy_summary(quality)
-    n = int(summary["n_captions"].min())
-    steps = ", ".join(str(s) for s in sorted(summary["steps"].unique()))
+    n, steps = _quality_design(d)
     return (
         f"The quality sweep's energy (`data/h200/quality.csv`, {n} captions of each caption file, {steps} "
         f"steps; `figures/tables/quality_energy.csv`) hardly depends on the caption set: AudioCaps and "
         f"Clotho differ {block_quality_sets_short(d)}."
     )
+
+
+def block_study_front_frequency(d: DocData) -> str:
+    """How stable the study's fronts are under the bootstrap (``figures/tables/pareto.csv``)."""
+    path = d.data.parent / "figures" / "tables" / "pareto.csv"
+    if not path.is_file():
+        return "no `pareto.csv` written yet (0 rows)"
+    pareto = pd.read_csv(path)
+    study = pareto[pareto["source"] == "study"]
+    frequency = study["front_frequency"].dropna()
+    models = study["model"].nunique()
+    unsure = frequency[(frequency > 0) & (frequency < 1)]
+    if unsure.empty:
+        return (f"on the {models}-model subset every configuration is on the front in 0 % or 100 % of the "
+                "resamples")
+    return (
+        f"on the {models}-model subset {len(unsure)} of {len(frequency)} configurations are on the front in "
+        f"{unsure.min():.0%}–{unsure.max():.0%} of the resamples, the others in 0 % or 100 %"
+    )
+
+
+def block_steps_repeats(d: DocData) -> str:
+    """The fewest and most usable repeats of a (model, steps) cell of the H200 steps sweep."""
+    if d.steps.empty:
+        return "0 repeats: not measured yet"
+    n = d.steps.groupby(["model", "steps"]).size()
+    return f"{n.min()} to {n.max()} repeats per cell" if n.min() != n.max() else f"{n.min()} repeats per cell"
+
+
+def block_cell_processes(d: DocData) -> str:
+    """How many processes measured a cell of the H200 steps sweep (:func:`.spread.cell_interval_table`)."""
+    if d.steps.empty:
+        return "0 processes: not measured yet"
+    processes = spread.cell_interval_table(d.steps, experiments=("steps",))["n_processes"]
+    return f"{int(processes.min())}–{int(processes.max())} processes"
 
 
 def best_lossless(levers: pd.DataFrame, steps: int = 100, batch: int = 1) -> pd.DataFrame:
@@ -607,33 +662,6 @@ def block_h200_fronts(d: DocData) -> str:
     return text
 
 
-#: The validation's methods as the README names them; ``meter_split`` is the project's meter (its default).
-VALIDATION_METHODS = {
-    "meter_split": "the meter",
-    "raw_counter": "the raw counter",
-    "zeus": "Zeus",
-    "codecarbon": "CodeCarbon",
-}
-
-
-def block_meter_validation(d: DocData) -> str:
-    path = d.data / "validation" / "meter.csv"
-    if not path.is_file():
-        return "not measured yet"
-    rows = pd.read_csv(path)
-    steady = rows[(rows["scenario"] == "steady") & (rows["window_target_s"] >= 1)]
-    worst = steady.groupby("method")["rel_error"].apply(lambda s: s.abs().max())
-    n = int((steady["method"] == "meter_split").sum())
-    peers = [m for m in ("raw_counter", "zeus", "codecarbon") if m in worst.index]
-    return (
-        f"≥ 1 s windows within {worst['meter_split']:.1%} of ground truth (largest of {n} windows); "
-        + ", ".join(VALIDATION_METHODS[m] for m in peers)
-        + " reach "
-        + ", ".join(f"{worst[m]:.1%}" for m in peers)
-        + " on the same windows"
-    )
-
-
 def _study_table(d: DocData, name: str) -> pd.DataFrame:
     path = d.data / "study" / f"{name}.csv"
     return (
@@ -744,13 +772,16 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "study-steps-rows": block_study_steps_rows,
     "study-batch-rows": block_study_batch_rows,
     "study-quality-rows": block_study_quality_rows,
-    "meter-validation": block_meter_validation,
     "h200-fronts": block_h200_fronts,
     "steps": block_steps,
     "batch": block_batch,
     "quality-sets": block_quality_sets,
     "quality-sets-short": block_quality_sets_short,
     "study-quality-sets": block_study_quality_sets,
+    "quality-design": block_quality_design,
+    "study-front-frequency": block_study_front_frequency,
+    "steps-repeats": block_steps_repeats,
+    "cell-processes": block_cell_processes,
     "levers": block_levers,
     "study-warmup": block_study_warmup,
     "study-warmup-example": block_study_warmup_example,

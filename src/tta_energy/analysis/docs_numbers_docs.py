@@ -1,4 +1,4 @@
-"""The generated blocks of docs/meter.md, docs/levers.md and docs/quality.md.
+"""The generated blocks of docs/meter.md, docs/levers.md, docs/quality.md and data/validation/README.md.
 
 Each block renders numbers from one committed file: the meter validation under ``data/validation/``, the
 levers tables under ``data/h200/``, the quality benchmarks' outputs under ``benchmarks/results/`` and the
@@ -16,13 +16,24 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from tta_energy.experiments.meter_validation import report
+from tta_energy.experiments.meter_validation.protocol import DEFAULT_METHOD
 from tta_energy.models import catalogue
 from tta_energy.quality.clap_score import bundled_captions
 
 #: The quick meter validation run on the H200 that the meter's documentation discusses.
 QUICK_VALIDATION = "validation/quick-2026-11-29"
+#: The validation's methods as the prose names them (`meter.csv` keys); ``meter_split`` is the meter.
+VALIDATION_METHODS = {
+    "meter_split": "the meter",
+    "raw_counter": "the raw counter",
+    "zeus": "Zeus",
+    "codecarbon": "CodeCarbon",
+}
 #: The peers of the meter in the validation benchmark, as `meter.csv` names them.
 PEERS = ("raw_counter", "zeus", "codecarbon")
+#: The validation's workloads as the prose names them, by the prefix of their `meter.csv` name.
+WORKLOAD_NAMES = {"matmul": "matmul", "unet": "UNet"}
 #: Attention backends as the prose names them (`levers_configs.csv` keys).
 BACKEND_NAMES = {
     "cudnn": "cuDNN",
@@ -34,6 +45,9 @@ BACKEND_NAMES = {
 
 class HasData(Protocol):
     data: Path
+
+    @property
+    def levers(self) -> pd.DataFrame: ...
 
 
 def _range(low: float, high: float, fmt: str = ".0f", unit: str = "") -> str:
@@ -161,7 +175,78 @@ def block_meter_quick_matmul(d: HasData) -> str:
         "split "
         f"{worst['meter_split']:.2f}% / linear {worst['meter_linear']:.2f}% worst case (mean abs "
         f"{mean['meter_split']:.2f}% / {mean['meter_linear']:.2f}%), the peers "
-        f"(the raw counter, Zeus, CodeCarbon) {_range(peers.min(), peers.max(), unit=' %')} worst case"
+        f"({_names(peers.index)}) {_range(peers.min(), peers.max(), unit=' %')} worst case"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# README.md and data/validation/README.md: the full validation run
+
+
+def _names(methods: Any) -> str:
+    return ", ".join(VALIDATION_METHODS[m] for m in methods)
+
+
+def _validation_targets(d: HasData) -> list[dict[str, Any]]:
+    """The targets' verdicts of ``data/validation/meter.csv`` (:func:`.report.check_targets`), if any."""
+    path = d.data / "validation" / "meter.csv"
+    return report.check_targets(pd.read_csv(path)) if path.is_file() else []
+
+
+def block_meter_validation(d: HasData) -> str:
+    """The meter and its peers on the steady windows of at least 1 s (their worst case)."""
+    targets = _validation_targets(d)
+    if not targets:
+        return "not measured yet"
+    by_method = targets[0]["by_method"]
+    peers = [m for m in PEERS if m in by_method]
+    return (
+        f"≥ 1 s windows within {by_method[DEFAULT_METHOD]['max_abs_pct']:.1f}% of ground truth (largest of "
+        f"{by_method[DEFAULT_METHOD]['n']} windows); {_names(peers)} reach "
+        + ", ".join(f"{by_method[m]['max_abs_pct']:.1f}%" for m in peers)
+        + " on the same windows"
+    )
+
+
+def _workload(name: str) -> str:
+    return next((label for prefix, label in WORKLOAD_NAMES.items() if name.startswith(prefix)), name)
+
+
+def block_validation_result(d: HasData) -> str:
+    """The full run's verdicts: the two accuracy targets, the truth blocks' own spread and the overhead."""
+    path = d.data / "validation" / "meter.csv"
+    targets = _validation_targets(d)
+    if not targets:
+        return _missing(path)
+    long, short, overhead = targets
+    mine, peers = long["by_method"][DEFAULT_METHOD], [m for m in PEERS if m in long["by_method"]]
+    truth = truth_blocks(d.data / "validation" / "meter_summary.md")
+    unet = truth[truth["workload"].str.startswith("unet")]["e_iter"]
+    repeated = short["by_method"][f"{DEFAULT_METHOD}_repeated_1s"]
+    single = short["by_method"]
+    short_peers = [single[m]["max_abs_pct"] for m in PEERS if m in single]
+    rows = report.overhead_summary(pd.read_csv(path))
+    sampler = rows[rows["method"] == "sampler_process"]
+    verdicts = {report.overhead_verdict(r.overhead_pct, r.ci95_pct).split(" (")[0]
+                for r in sampler.itertuples()}
+    return (
+        f"windows ≥ 1 s: max deviation {mine['max_abs_pct']:.2f}% (mean abs {mine['mean_abs_pct']:.2f}%, "
+        f"bias {mine['bias_pct']:+.2f}%, n = {mine['n']}) against the {long['limit_pct']:g}% target, "
+        f"{'met' if long['met'] else 'not met'} — the UNet's truth blocks themselves spread over "
+        f"{100 * (unet.max() - unet.min()) / unet.mean():.2f}% of their mean "
+        f"({_range(unet.min(), unet.max(), fmt='.3f')} J/iteration); {_names(peers)} reach "
+        + ", ".join(f"{long['by_method'][m]['max_abs_pct']:.1f}%" for m in peers)
+        + " on the same windows. 0.2 s calls: with the meter's repetition mode (`min_window_s=1`, the mode "
+        f"the sweeps use for generations shorter than 1 s) max {repeated['max_abs_pct']:.2f}% against the "
+        f"{short['limit_pct']:g}% target ({'met' if repeated['met'] else 'not met'}); a single 0.2 s window "
+        f"reaches {single[DEFAULT_METHOD]['max_abs_pct']:.2f}% (split) / "
+        f"{single['meter_linear']['max_abs_pct']:.2f}% (linear) against "
+        f"{_range(min(short_peers), max(short_peers), fmt='.1f')}% for the peers and "
+        f"{single['meter_naive']['max_abs_pct']:.0f}% for naive counter reads. Sampler overhead (mean ± 95% "
+        "half-width of the paired repetitions): "
+        + " and ".join(f"{r.overhead_pct:.2f} ± {r.ci95_pct:.2f}% ({_workload(r.workload)})"
+                       for r in sampler.itertuples())
+        + f" against the {overhead['limit_pct']:g}% limit: {', '.join(sorted(verdicts))}"
     )
 
 
@@ -169,8 +254,9 @@ def block_meter_quick_matmul(d: HasData) -> str:
 # docs/levers.md
 
 
-def _levers(d: HasData) -> pd.DataFrame:
-    path = d.data / "h200" / "levers.csv"
+def read_levers(data: Path) -> pd.DataFrame:
+    """``data/h200/levers.csv`` (empty without it)."""
+    path = data / "h200" / "levers.csv"
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
@@ -208,7 +294,7 @@ def latents_error(model: str, spec: str) -> Callable[[HasData], str]:
     """A block quoting the latents error of ``model``'s ``spec`` at 100 steps, batch 1."""
 
     def block(d: HasData) -> str:
-        errors = _error(_levers(d), model, spec)
+        errors = _error(d.levers, model, spec)
         return _sci(errors.iloc[0]) if len(errors) else _missing(d.data / "h200" / "levers.csv")
 
     return block
@@ -226,7 +312,7 @@ def block_levers_reference_conv(d: HasData) -> str:
 
 def block_levers_audioldm2_graphs(d: HasData) -> str:
     """AudioLDM 2's `graphs` latents error at 100 steps, batch 1, and the tolerance it was judged by."""
-    rows = _cell(_levers(d), "audioldm2", "graphs")
+    rows = _cell(d.levers, "audioldm2", "graphs")
     if rows.empty:
         return _missing(d.data / "h200" / "levers.csv")
     row = rows.iloc[0]
@@ -236,7 +322,7 @@ def block_levers_audioldm2_graphs(d: HasData) -> str:
 
 def block_levers_audioldm_none(d: HasData) -> str:
     """AudioLDM's latents error of `none` at 100 steps, and whether `graphs` equals it to every digit."""
-    levers = _levers(d)
+    levers = d.levers
     none, graphs = _error(levers, "audioldm", "none"), _error(levers, "audioldm", "graphs")
     if not (len(none) and len(graphs)):
         return _missing(d.data / "h200" / "levers.csv")
@@ -247,7 +333,7 @@ def block_levers_audioldm_none(d: HasData) -> str:
 
 def block_levers_sao_reference(d: HasData) -> str:
     """The energy of Stable Audio Open's fp32 reference at 100 steps, over the runs that measured it."""
-    rows = _cell(_levers(d), "stable-audio-open", "fp32", batch=None)
+    rows = _cell(d.levers, "stable-audio-open", "fp32", batch=None)
     if rows.empty:
         return _missing(d.data / "h200" / "levers.csv")
     energy = rows["gpu_energy_J"]
@@ -256,7 +342,7 @@ def block_levers_sao_reference(d: HasData) -> str:
 
 def block_levers_graphs_capture(d: HasData) -> str:
     """The one-time cost of `graphs` (its warm-up minus a steady generation: `compile_s`), over every row."""
-    levers = _levers(d)
+    levers = d.levers
     seconds = levers.loc[levers["optimize"] == "graphs", "compile_s"].dropna() if not levers.empty else []
     if not len(seconds):
         return _missing(d.data / "h200" / "levers.csv")
@@ -391,6 +477,8 @@ def block_clotho_durations(d: HasData) -> str:
 
 
 BLOCKS: dict[str, Callable[[HasData], str]] = {
+    "meter-validation": block_meter_validation,
+    "validation-result": block_validation_result,
     "meter-counter-interval": block_meter_counter_interval,
     "meter-truth-span": block_meter_truth_span,
     "meter-quick-unet": block_meter_quick_unet,

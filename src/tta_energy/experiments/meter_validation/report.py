@@ -80,6 +80,7 @@ def check_targets(df: pd.DataFrame, method: str = DEFAULT_METHOD) -> list[dict[s
             errors = g["rel_error"].abs() * 100
             by_method[str(name)] = {"n": int(len(g)), "max_abs_pct": float(errors.max()),
                                     "mean_abs_pct": float(errors.mean()),
+                                    "bias_pct": float(g["rel_error"].mean() * 100),
                                     "met": bool(errors.max() <= limit * 100),
                                     "workloads": int(g["workload"].nunique())}
         mine = by_method.get(method)
@@ -179,7 +180,7 @@ def _verdict_lines(df: pd.DataFrame, targets: list[dict[str, object]]) -> list[s
             r = by_method[name]
             g = picked[picked["method"] == name]["rel_error"] * 100
             how = "met" if r["met"] else f"NOT met, {r['max_abs_pct'] / limit:.1f}x the limit"
-            said.append(f"`{name}` max {r['max_abs_pct']:.3f}% ({how}; bias {g.mean():+.3f}%, sd "
+            said.append(f"`{name}` max {r['max_abs_pct']:.3f}% ({how}; bias {r['bias_pct']:+.3f}%, sd "
                         f"{g.std():.3f}%, mean abs {r['mean_abs_pct']:.3f}%, n={int(r['n'])})")
         lines.append(f"- **{t['target']}**: " + "; ".join(said) + ".")
     return lines
