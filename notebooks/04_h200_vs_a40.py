@@ -30,7 +30,7 @@
 import pandas as pd
 from IPython.display import display
 
-from tta_energy.analysis import compare, plots, spread, summaries
+from tta_energy.analysis import compare, efficiency, plots, spread, summaries
 from tta_energy.analysis.reproduce import notebook_inputs
 from tta_energy.analysis.summaries import AnalysisError
 
@@ -120,6 +120,29 @@ if not host.empty and reference in available and others:
         print(line)
 if not host.empty:
     print(compare.host_sentence(host))
+
+# %% [markdown]
+# ## How much of the energy becomes arithmetic: FLOP per joule
+#
+# The same sweep in the units of the hardware: the FLOPs of one denoiser call (counted by `tta-energy
+# describe`: classifier-free guidance, 10 s, batch 1) over the energy one call costs (the slope of energy
+# against denoiser calls over every run), and the FLOPs of a whole generation at 100 steps over its mean
+# energy, in TFLOP per joule with 95% intervals. The H200's bf16 matrix-product ceiling, measured with the
+# same meter by the levers experiment, is what the GPU can turn a joule into at best. A model far below it on
+# both platforms is limited by something other than the arithmetic (launches, precision); a model that
+# gains on the H200 is the one whose arithmetic the faster GPU can feed.
+
+# %%
+try:
+    flop_table = efficiency.efficiency_table(inputs.runs, inputs.ceilings)
+except AnalysisError as exc:
+    flop_table = pd.DataFrame()
+    print(f"no steps sweep: {exc}")
+plots.plot_flop_efficiency(flop_table, inputs.figures)
+if not flop_table.empty:
+    display(flop_table[["gpu_name", "model", "dtype", "gflop_per_call", "slope_J_per_call",
+                        "denoiser_tflop_per_J", "generation_tflop_per_J", "denoiser_fraction_of_ceiling",
+                        "reason"]].round(3))
 
 # %% [markdown]
 # ## How far one configuration's energy moves, and why

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy import schema
-from tta_energy.analysis import docs_numbers_docs, fronts, spread, summaries, tables
+from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import CONFIDENCE
@@ -103,6 +103,11 @@ class DocData:
     study_quality = _run_table("study/quality.csv")
 
     @cached_property
+    def ceilings(self) -> pd.DataFrame:
+        """The bf16 matrix-product ceilings measured under ``data/`` (the levers experiment's)."""
+        return efficiency.read_ceilings([self.data])
+
+    @cached_property
     def levers(self) -> pd.DataFrame:
         return docs_numbers_docs.read_levers(self.data)
 
@@ -112,10 +117,10 @@ class DocData:
 
 
 def _slope_text(rows: pd.DataFrame) -> str:
-    """Per-call slope of energy against denoiser calls over all runs, with its 95 % interval."""
-    fit = stats.linregress(rows["denoiser_calls"].astype(float), rows["gpu_energy_J"].astype(float))
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(rows) - 2) * fit.stderr
-    return f"{fit.slope:.1f} J (95% CI {fit.slope - half:.1f}–{fit.slope + half:.1f}"
+    """Per-call slope of energy against denoiser calls over all runs of one model, with its 95 % interval."""
+    fit = summaries.per_call_fit(rows).iloc[0]
+    return (f"{fit['slope_J_per_call']:.1f} J (95% CI {fit['slope_J_per_call_ci_low']:.1f}–"
+            f"{fit['slope_J_per_call_ci_high']:.1f}")
 
 
 def _repeats(rows: pd.DataFrame) -> str:
@@ -765,6 +770,47 @@ def block_campaign_cost(d: DocData) -> str:
             f"{cost['measured_s']:,.0f} s inside measured windows, overhead {overhead_text(cost)}")
 
 
+def _tflop(value: float) -> str:
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
+def block_efficiency(d: DocData) -> str:
+    """FLOP per joule of a denoiser call at the study's settings, H200 against the ceiling and the A40."""
+    frames = [d.steps, d.study_steps[~d.study_steps["first_generation"]]]
+    runs = pd.concat([f for f in frames if not f.empty], ignore_index=True)
+    if runs.empty:
+        return "No steps sweep measured yet."
+    table = efficiency.efficiency_table(runs, d.ceilings).dropna(subset=["denoiser_tflop_per_J"])
+    h200 = table[table["gpu_name"].str.contains("H200")]
+    a40 = table[table["source"] == "study"].set_index("model")
+    if h200.empty:
+        return "No steps sweep measured on the H200 yet."
+    ceiling = h200["ceiling_tflop_per_J"].dropna()
+    parts = []
+    for r in h200.itertuples():
+        share = (f"; {r.denoiser_fraction_of_ceiling:.0%} of the ceiling"
+                 if pd.notna(r.denoiser_fraction_of_ceiling) else "")
+        parts.append(f"{label(r.model)} {_tflop(r.denoiser_tflop_per_J)} (95% CI "
+                     f"{_tflop(r.denoiser_tflop_per_J_ci_low)}–{_tflop(r.denoiser_tflop_per_J_ci_high)}, "
+                     f"{r.dtype}{share})")
+    text = ("FLOP per joule at the study's settings (`figures/tables/efficiency.csv`, "
+            "`figures/flop-per-joule.png`): the FLOPs of one denoiser call (`tta-energy describe`) over the "
+            "energy per call fitted over every run of `data/h200/steps.csv`, in TFLOP/J"
+            + (f", against the H200's bf16 matrix-product ceiling measured with the same meter "
+               f"({ceiling.mean():.2f} TFLOP/J)" if not ceiling.empty else "")
+            + ": " + "; ".join(parts) + ".")
+    both = [r for r in h200.itertuples() if r.model in a40.index]
+    if both:
+        ratios = [r.denoiser_tflop_per_J / a40.loc[r.model, "denoiser_tflop_per_J"] for r in both]
+        text += (" On the study's A40 (without the first call of each script): "
+                 + ", ".join(f"{label(r.model)} {_tflop(a40.loc[r.model, 'denoiser_tflop_per_J'])}"
+                             for r in both)
+                 + " TFLOP/J: from a joule the H200 gets "
+                 + ", ".join(f"{x:.2f}x" for x in ratios[:-1]) + (" and " if len(ratios) > 1 else "")
+                 + f"{ratios[-1]:.2f}x as many FLOPs.")
+    return text
+
+
 BLOCKS: dict[str, Callable[[DocData], str]] = {
     "campaign-cells": block_campaign_cells,
     "campaign-cost": block_campaign_cost,
@@ -788,6 +834,7 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "observations": block_observations,
     "process-spread": block_process_spread,
     "cell-intervals": block_cell_intervals,
+    "efficiency": block_efficiency,
     **docs_numbers_docs.BLOCKS,
 }
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.analysis import docs_numbers, plots, spread, study_import, summaries, tables
+from tta_energy.analysis import docs_numbers, efficiency, plots, spread, study_import, summaries, tables
 from tta_energy.analysis.compare import platform_label
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
@@ -82,6 +82,8 @@ class NotebookInputs:
     published_sanity: pd.DataFrame | None
     figures: Path
     sources: list[str] = field(default_factory=list)
+    #: the bf16 matrix-product ceilings found among the inputs (:func:`.efficiency.read_ceilings`)
+    ceilings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def platforms(self, experiment: str) -> list[tuple[str, pd.DataFrame]]:
         """(label, rows) for each (source, GPU) that has rows of ``experiment``."""
@@ -140,6 +142,7 @@ def notebook_inputs(
         published_sanity=published,
         figures=figures,
         sources=[str(f) for f in run_files],
+        ceilings=efficiency.read_ceilings([p for p in paths if p.exists()]),
     )
 
 

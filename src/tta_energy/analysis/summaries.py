@@ -53,14 +53,13 @@ def mark_first_generations(runs: pd.DataFrame) -> pd.Series:
     The study never discarded a warm-up generation: the first call of every script carries CUDA/cuDNN
     warm-up (run 1 at 10 steps, batch-10 run 1). The first row in time order is it.
     """
-    flag = pd.Series(False, index=runs.index)
-    study = runs[runs["source"] == "study"]
-    if study.empty:
-        return flag
-    order = study.assign(_order=np.arange(len(study))).sort_values(["timestamp", "_order"], kind="stable")
-    first = order.groupby(["model", "experiment"], sort=False).head(1).index
-    flag.loc[first] = True
-    return flag
+    flag = np.zeros(len(runs), dtype=bool)
+    positions = np.flatnonzero((runs["source"] == "study").to_numpy())
+    if len(positions):  # by position: a table concatenated without a new index repeats labels
+        study = runs.iloc[positions].assign(_position=positions)
+        order = study.sort_values(["timestamp", "_position"], kind="stable")
+        flag[order.groupby(["model", "experiment"], sort=False).head(1)["_position"].to_numpy()] = True
+    return pd.Series(flag, index=runs.index)
 
 
 def usable_runs(runs: pd.DataFrame, *, drop_study_warmup: bool = False) -> pd.DataFrame:
@@ -187,6 +186,27 @@ def steps_fit(summary: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     first = ["model", "slope_J_per_step", "intercept_J", "r2"]
     return out[first + [c for c in out.columns if c not in first]]
+
+
+def per_call_fit(runs: pd.DataFrame, *, experiment: str = "steps",
+                 confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per platform and model: least squares of every run's GPU energy against the denoiser calls it made.
+
+    The slope is the energy of one denoiser call (with classifier-free guidance, at the sweep's duration and
+    batch), with its Student-t interval from the slope's standard error; unlike :func:`steps_fit` (a line
+    through the per-step-count means) it weighs each generation once, so its interval reflects the repeats.
+    """
+    df = _require(runs, experiment)
+    rows = []
+    for key, grp in df.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
+        calls = grp["denoiser_calls"].to_numpy(dtype="float64")
+        energy = grp["gpu_energy_J"].to_numpy(dtype="float64")
+        slope, intercept, r2, se = _linear_fit(calls, energy)
+        half = float(stats.t.ppf(0.5 + confidence / 2, len(grp) - 2) * se) if len(grp) > 2 else np.nan
+        rows.append({**dict(zip(PLATFORM_KEYS, key, strict=True)), "n_runs": len(grp),
+                     "slope_J_per_call": slope, "slope_J_per_call_ci_low": slope - half,
+                     "slope_J_per_call_ci_high": slope + half, "intercept_J": intercept, "r2": r2})
+    return pd.DataFrame(rows)
 
 
 def batch_summary(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.analysis import compare, pareto, sanity, study_import, study_tree, summaries
+from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 
@@ -40,6 +40,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "quality_energy": ("model", "steps", "dataset", "n_captions", "gpu_energy_J_mean", "welch_p"),
     "host_summary": ("model", "n", "gpu_busy_fraction_mean", "power_W_mean", "denoising_J_per_call_mean",
                      "cpu_time_per_wall_mean"),
+    "efficiency": ("model", "gflop_per_call", "slope_J_per_call", "denoiser_tflop_per_J",
+                   "generation_tflop_per_J", "ceiling_tflop_per_J"),
 }
 
 SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
@@ -53,6 +55,7 @@ class AnalysisInput:
     published_sanity: pd.DataFrame | None = None
     study_tree: study_tree.StudyTree | None = None
     sources: list[str] = field(default_factory=list)  # what was read, for the README
+    ceilings: pd.DataFrame | None = None  # bf16 matmul ceilings found with the runs (read_ceilings)
 
 
 def is_score_table(path: Path) -> bool:
@@ -150,7 +153,8 @@ def load_inputs(
         published = find_published_sanity(runs)
     all_runs = pd.concat(frames, ignore_index=True)
     all_scores = pd.concat(score_frames, ignore_index=True) if score_frames else None
-    return AnalysisInput(all_runs, all_scores, published, tree, sources)
+    ceilings = efficiency.read_ceilings(runs)
+    return AnalysisInput(all_runs, all_scores, published, tree, sources, ceilings)
 
 
 @dataclass
@@ -191,6 +195,7 @@ def build_tables(
     attempt("sanity", lambda: sanity.sanity_table(inp.scores, inp.published_sanity))
     attempt("quality_energy", lambda: summaries.quality_energy_summary(runs))
     attempt("host_summary", lambda: summaries.host_summary(runs))
+    attempt("efficiency", lambda: efficiency.efficiency_table(runs, inp.ceilings))
     if len(notes) == len(TABLE_COLUMNS):
         raise AnalysisError("nothing to analyse: " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     extra = {}
@@ -265,6 +270,13 @@ def readme_text(
         "running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` (idle power x "
         "wall time / energy), energy per denoiser call of the denoising phase "
         "(J), and the process's CPU time / wall time (`cpu_time_per_wall_*`) |",
+        "| efficiency.csv | the steps sweep's FLOP per joule, per platform and model: FLOPs of one denoiser "
+        "call (`gflop_per_call`, classifier-free guidance, 10 s, batch 1, counted by `tta-energy describe`) "
+        "over the energy of one call (`slope_J_per_call`: energy against denoiser calls over every run), and "
+        "of a whole generation at 100 steps (`generation_*`: denoiser calls plus text encoders, decoder and "
+        "vocoder, over the mean energy), both in TFLOP/J with 95% intervals; `ceiling_tflop_per_J` is the "
+        "same GPU's bf16 matrix-product ceiling where a `levers_ceiling.csv` was found with the runs, and "
+        "`*_fraction_of_ceiling` the ratio to it |",
         "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
         "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "

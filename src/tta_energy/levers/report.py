@@ -25,6 +25,7 @@ from tta_energy.levers.tables import (
     EQUIVALENCE_FILE,
     PROFILE_FILE,
     RUNS_FILE,
+    ceiling_rows,
     read_side,
 )
 from tta_energy.models import catalogue
@@ -60,13 +61,6 @@ def study_dtype(model: str, fallback: str = "float32") -> str:
         return catalogue.entry(model).study_dtype
     except catalogue.UnknownModelError:
         return fallback
-
-
-def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
-    """The ceiling rows of one operand precision (tables written before the fp8 ceiling are all bf16)."""
-    if ceiling.empty or "precision" not in ceiling:
-        return ceiling if precision == "bf16" else ceiling.iloc[0:0]
-    return ceiling[ceiling["precision"].fillna("bf16") == precision]
 
 
 def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:

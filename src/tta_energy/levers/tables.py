@@ -43,3 +43,10 @@ def read_side(dirs: Sequence[Path], name: str) -> pd.DataFrame:
     """One side table of every raw folder that has it, concatenated (empty when none has)."""
     frames = [pd.read_csv(d / name) for d in dirs if (d / name).is_file() and (d / name).stat().st_size > 0]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
+    """The ceiling rows of one operand precision (tables written before the fp8 ceiling are all bf16)."""
+    if ceiling.empty or "precision" not in ceiling:
+        return ceiling if precision == "bf16" else ceiling.iloc[0:0]
+    return ceiling[ceiling["precision"].fillna("bf16") == precision]

@@ -20,6 +20,7 @@ from tta_energy.analysis.plots.common import (
     slug,
 )
 from tta_energy.analysis.plots.comparison import plot_platform_comparison
+from tta_energy.analysis.plots.efficiency import plot_flop_efficiency
 from tta_energy.analysis.plots.host import plot_host_diagnostics
 from tta_energy.analysis.plots.power import (
     generation_trace,
@@ -45,6 +46,7 @@ __all__ = [
     "phase_means",
     "plot_batch_energy",
     "plot_energy_vs_steps",
+    "plot_flop_efficiency",
     "plot_host_diagnostics",
     "plot_pareto",
     "plot_parameter_sweeps",

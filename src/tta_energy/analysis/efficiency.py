@@ -1,0 +1,140 @@
+"""How much of the GPU's energy turns into the model's arithmetic: FLOP per joule of the steps sweep.
+
+For each platform and model of a steps sweep (10 s clips, batch 1, the study's settings), two ratios:
+
+* **denoiser**: FLOPs of one denoiser call (classifier-free guidance batch of 2, counted by
+  ``tta-energy describe``) over the energy of one call, the slope of energy against denoiser calls over every
+  run (:func:`.summaries.per_call_fit`); its interval is the slope's, inverted;
+* **generation**: FLOPs of a whole generation at the study's default of 100 steps (denoiser calls plus the
+  text encoders, decoder and vocoder run once) over its mean energy, with the mean's Student-t interval.
+
+Where the same GPU's bf16 matrix-product ceiling was measured (``levers_ceiling.csv``, written by the levers
+experiment), each ratio is also given as a fraction of it. That ceiling is a bf16 tensor-core loop; a model
+run in float32 cannot reach it without changing its precision, so a low fraction there says as much about
+the dtype as about the host. FLOPs are counted once per model at 10 s and batch 1; rows at another duration
+or batch size get no ratio (``reason`` says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tta_energy.analysis import summaries
+from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
+from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.levers.tables import CEILING_FILE, ceiling_rows, read_side
+from tta_energy.models import catalogue
+
+#: The step count whose whole generation is compared: the study's default.
+GENERATION_STEPS = 100
+#: The clip length and batch the stored FLOP counts hold (``tta-energy describe``'s table).
+COUNTED_DURATION_S = 10.0
+COUNTED_CLIPS = 1
+
+COLUMNS: tuple[str, ...] = (
+    *PLATFORM_KEYS,
+    "n_runs",
+    "gflop_per_call",
+    "slope_J_per_call",
+    "denoiser_tflop_per_J",
+    "denoiser_tflop_per_J_ci_low",
+    "denoiser_tflop_per_J_ci_high",
+    "generation_steps",
+    "generation_denoiser_calls",
+    "generation_gflop",
+    "generation_J_mean",
+    "generation_n",
+    "generation_tflop_per_J",
+    "generation_tflop_per_J_ci_low",
+    "generation_tflop_per_J_ci_high",
+    "ceiling_tflop_per_J",
+    "denoiser_fraction_of_ceiling",
+    "generation_fraction_of_ceiling",
+    "reason",
+)
+
+
+def flop_counts(model: str, size: str) -> tuple[float, float] | None:
+    """(GFLOP of one denoiser call, GFLOP once per generation) of ``model`` at ``size``, 10 s, batch 1, from
+    the stored description table; None for a model it does not hold (a plugin's)."""
+    described = catalogue.precomputed_description(model, size, COUNTED_DURATION_S)
+    if described is None:
+        return None
+    return float(described["gflop_per_step"]), float(described["gflop_once_per_generation"])
+
+
+def read_ceilings(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The bf16 ceilings measured under ``paths`` (folders searched for ``levers_ceiling.csv``): per GPU
+    name, the mean TFLOP per joule and how many measurements it averages."""
+    folders = sorted({f.parent for p in map(Path, paths) if p.is_dir() for f in p.rglob(CEILING_FILE)})
+    rows = ceiling_rows(read_side(folders, CEILING_FILE), "bf16")
+    if rows.empty:
+        return pd.DataFrame(columns=["gpu_name", "ceiling_tflop_per_J", "ceiling_n"])
+    return (rows.groupby("gpu_name")["tflop_per_J"].agg(ceiling_tflop_per_J="mean", ceiling_n="count")
+            .reset_index())
+
+
+def _inverse_interval(flop: float, low_J: float, high_J: float) -> tuple[float, float]:
+    """The FLOP-per-joule interval of an energy interval (low energy gives the high ratio); open above
+    (NaN) where the energy interval reaches zero."""
+    high = flop / low_J if low_J > 0 else np.nan
+    low = flop / high_J if high_J > 0 else np.nan
+    return low, high
+
+
+def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
+                     experiment: str = "steps", confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """One row per platform and model of ``experiment``'s usable rows: FLOP per joule of a denoiser call and
+    of a whole generation at 100 steps, with 95% intervals and, where ``ceilings`` (:func:`read_ceilings`)
+    has the platform's GPU, the fraction of its bf16 ceiling."""
+    rows = runs[runs["experiment"] == experiment]
+    if rows.empty:
+        raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
+    ceiling_of = ({} if ceilings is None or ceilings.empty
+                  else dict(zip(ceilings["gpu_name"], ceilings["ceiling_tflop_per_J"], strict=True)))
+    out = []
+    for _, group in rows.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
+        fit = summaries.per_call_fit(group, experiment=experiment, confidence=confidence).iloc[0]
+        row = {**{k: fit[k] for k in PLATFORM_KEYS}, "n_runs": fit["n_runs"],
+               "slope_J_per_call": fit["slope_J_per_call"], "generation_steps": GENERATION_STEPS,
+               "ceiling_tflop_per_J": ceiling_of.get(fit["gpu_name"], np.nan), "reason": ""}
+        counts = flop_counts(fit["model"], fit["size"])
+        durations = set(group["duration_s"].astype(float))
+        clips = set(group["n_clips"].astype(int))
+        if counts is None:
+            row["reason"] = f"no stored FLOP count for {fit['model']} ({fit['size']})"
+        elif durations != {COUNTED_DURATION_S} or clips != {COUNTED_CLIPS}:
+            row["reason"] = (f"FLOPs are counted for {COUNTED_DURATION_S:g} s and {COUNTED_CLIPS} clip per "
+                             f"call; these rows ask {sorted(durations)} s and {sorted(clips)} clips")
+            counts = None
+        if counts is not None:
+            per_call, once = counts
+            row["gflop_per_call"] = per_call
+            tflop = per_call / 1e3
+            row["denoiser_tflop_per_J"] = tflop / fit["slope_J_per_call"]
+            row["denoiser_tflop_per_J_ci_low"], row["denoiser_tflop_per_J_ci_high"] = _inverse_interval(
+                tflop, fit["slope_J_per_call_ci_low"], fit["slope_J_per_call_ci_high"])
+            at = group[group["steps"] == GENERATION_STEPS]
+            if at.empty:
+                row["reason"] = f"no generation at {GENERATION_STEPS} steps"
+            else:
+                calls = int(at["denoiser_calls"].max())
+                energy = at["gpu_energy_J"].to_numpy(dtype="float64")
+                low_J, high_J = t_interval(energy, confidence)
+                gflop = per_call * calls + once
+                row.update(generation_denoiser_calls=calls, generation_gflop=gflop,
+                           generation_J_mean=float(energy.mean()), generation_n=len(energy),
+                           generation_tflop_per_J=gflop / 1e3 / float(energy.mean()))
+                row["generation_tflop_per_J_ci_low"], row["generation_tflop_per_J_ci_high"] = (
+                    _inverse_interval(gflop / 1e3, low_J, high_J))
+        out.append(row)
+    table = pd.DataFrame(out).reindex(columns=list(COLUMNS))
+    table["denoiser_fraction_of_ceiling"] = table["denoiser_tflop_per_J"] / table["ceiling_tflop_per_J"]
+    table["generation_fraction_of_ceiling"] = table["generation_tflop_per_J"] / table["ceiling_tflop_per_J"]
+    order = {m: i for i, m in enumerate(catalogue.ordered(table["model"].unique()))}
+    return (table.sort_values(["source", "gpu_name", "model"], key=lambda s: s.map(order) if s.name == "model"
+                              else s).reset_index(drop=True))

@@ -1,0 +1,75 @@
+"""FLOP per joule of the steps sweep, per platform, against the GPU's measured ceiling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from tta_energy.analysis.compare import platform_label
+from tta_energy.analysis.plots.common import (
+    _models_in,
+    _style,
+    interval_errors,
+    model_label,
+    save_figure,
+    skip_figure,
+)
+
+EFFICIENCY_CAPTION = (
+    "FLOP per joule at the study's settings (10 s, batch 1, classifier-free guidance, the study's dtype, "
+    "eager), log axis. Left: one denoiser call (its FLOPs over the slope of energy against denoiser calls "
+    "over every run); right: a whole generation at 100 steps (denoiser, text encoders, decoder and vocoder "
+    "over the mean energy). Bars: 95 % intervals. Dashed: the bf16 matrix-product ceiling measured on the "
+    "same GPU with the same meter. Models in float32 (Tango, Tango 2, Make-An-Audio 1/2) cannot reach a "
+    "bf16 ceiling at their precision; the launch-bound ones sit far below it on any GPU."
+)
+#: one marker per platform, in the order platforms appear
+PLATFORM_MARKERS = ("o", "s", "D", "^")
+
+
+def plot_flop_efficiency(table: pd.DataFrame, figures: str | Path) -> str | None:
+    """Denoiser and whole-generation TFLOP/J per model and platform (:func:`.efficiency.efficiency_table`)."""
+    stem = "flop-per-joule"
+    usable = table.dropna(subset=["denoiser_tflop_per_J"]) if not table.empty else table
+    if usable.empty:
+        skip_figure(figures, stem, "no steps sweep of a model with stored FLOP counts (10 s, batch 1)",
+                    "comparison")
+        return None
+    _style()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained", sharey=True)
+    models = _models_in(usable)
+    platforms = list(usable[["source", "gpu_name"]].drop_duplicates().itertuples(index=False, name=None))
+    offsets = np.linspace(-0.18, 0.18, len(platforms)) if len(platforms) > 1 else [0.0]
+    for ax, part, title in ((axes[0], "denoiser", "One denoiser call"),
+                            (axes[1], "generation", "Whole generation, 100 steps")):
+        column = f"{part}_tflop_per_J"
+        for k, (source, gpu) in enumerate(platforms):
+            rows = usable[(usable["source"] == source) & (usable["gpu_name"] == gpu)].dropna(subset=[column])
+            y = [models.index(m) + offsets[k] for m in rows["model"]]
+            xerr = interval_errors(rows[column], rows[f"{column}_ci_low"], rows[f"{column}_ci_high"])
+            ax.errorbar(rows[column], y, xerr=xerr, marker=PLATFORM_MARKERS[k % len(PLATFORM_MARKERS)],
+                        ls="none", capsize=3, color=f"C{k}", label=platform_label(source, gpu))
+            ceiling = rows["ceiling_tflop_per_J"].dropna()
+            if not ceiling.empty:
+                ax.axvline(float(ceiling.iloc[0]), color=f"C{k}", ls="--", lw=1)
+                ax.annotate(f"{gpu} bf16 ceiling {float(ceiling.iloc[0]):.2f}", (float(ceiling.iloc[0]), 1.0),
+                            xycoords=("data", "axes fraction"), xytext=(-3, -3), textcoords="offset points",
+                            rotation=90, ha="right", va="top", fontsize=7, color=f"C{k}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("TFLOP per joule (GPU energy)")
+        ax.set_title(title)
+    axes[0].set_yticks(range(len(models)), [_label_with_dtype(usable, m) for m in models])
+    axes[0].invert_yaxis()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(platforms),
+               fontsize="small")
+    return save_figure(fig, figures, stem, EFFICIENCY_CAPTION, "comparison")
+
+
+def _label_with_dtype(table: pd.DataFrame, model: str) -> str:
+    dtypes = sorted(set(table.loc[table["model"] == model, "dtype"].astype(str)))
+    return f"{model_label(model)} ({', '.join(dtypes)})"
