@@ -62,6 +62,14 @@ def _configuration(configuration: str) -> str:
     return "" if configuration == "study default" else f" `{configuration}`"
 
 
+def _metric_names(metric: str, study_fad: bool) -> tuple[str, str]:
+    """A score panel's y label and the metric's name in its title; ``study_fad``: the panel's "fad" is the
+    study's, which is FAD-inf."""
+    if metric == "fad" and study_fad:
+        return METRIC_LABELS["fad_inf"], "FAD-inf"
+    return METRIC_LABELS.get(metric, metric), metric.upper().replace("_INF", "-inf")
+
+
 def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Energy vs CLAP / FAD for each data set, the front highlighted, joined and labelled."""
     stem = f"pareto-{slug(label)}"
@@ -97,9 +105,8 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
             )
             ax.set_xscale("log")
             ax.set_xlabel("GPU energy per generation [J] (log)")
-            study_fad = metric == "fad" and (sub["source"] == "study").all()  # the study's "fad" is FAD-inf
-            ax.set_ylabel(METRIC_LABELS["fad_inf"] if study_fad else METRIC_LABELS.get(metric, metric))
-            name = "FAD-inf" if study_fad else metric.upper().replace("_INF", "-inf")
+            ylabel, name = _metric_names(metric, study_fad=(sub["source"] == "study").all())
+            ax.set_ylabel(ylabel)
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
     handles = _model_and_step_handles(pareto)
     handles.append(plt.Line2D([], [], color="red", ls="--", marker="o", mfc="none", label="Pareto front"))
@@ -154,10 +161,9 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
         ax.set_xticks(ticks, [str(int(s)) for s in ticks])
         ax.minorticks_off()
         ax.set_xlabel("denoising steps (log)")
-        ax.set_ylabel(METRIC_LABELS.get("fad_inf" if metric == "fad" else metric, metric))
-        ax.set_title(
-            f"{DATASET_LABELS.get(dataset, dataset)} — {'FAD-inf' if metric == 'fad' else metric.upper()}"
-        )
+        ylabel, name = _metric_names(metric, study_fad=True)  # the sanity check is of the study's scores
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
         ax.legend(fontsize="x-small")
     fig.suptitle(f"Sanity check: 300-caption subset (solid) vs full set (dashed) — {label}")
     caption = (
@@ -239,8 +245,8 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
             )
             ax.set_xscale("log")
             ax.set_xlabel("GPU energy per clip [J] (log)")
-            ax.set_ylabel(METRIC_LABELS["fad_inf" if metric == "fad" else metric])
-            name = "FAD-inf" if metric == "fad" else metric.upper()
+            ylabel, name = _metric_names(metric, study_fad=True)  # the scores are the study's
+            ax.set_ylabel(ylabel)
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
     handles = _model_and_step_handles(table)
     handles += [
