@@ -70,6 +70,15 @@ def _metric_names(metric: str, study_fad: bool) -> tuple[str, str]:
     return METRIC_LABELS.get(metric, metric), metric.upper().replace("_INF", "-inf")
 
 
+def _label_energy_panel(ax: plt.Axes, dataset: str, metric: str, energy: str, study_fad: bool) -> None:
+    """Log x axis of GPU energy per ``energy``, y label and title of a (data set, metric) score panel."""
+    ax.set_xscale("log")
+    ax.set_xlabel(f"GPU energy per {energy} [J] (log)")
+    ylabel, name = _metric_names(metric, study_fad)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+
+
 def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Energy vs CLAP / FAD for each data set, the front highlighted, joined and labelled."""
     stem = f"pareto-{slug(label)}"
@@ -103,11 +112,7 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
                 ],
                 dx=6,
             )
-            ax.set_xscale("log")
-            ax.set_xlabel("GPU energy per generation [J] (log)")
-            ylabel, name = _metric_names(metric, study_fad=(sub["source"] == "study").all())
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+            _label_energy_panel(ax, dataset, metric, "generation", study_fad=(sub["source"] == "study").all())
     handles = _model_and_step_handles(pareto)
     handles.append(plt.Line2D([], [], color="red", ls="--", marker="o", mfc="none", label="Pareto front"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize="small")
@@ -243,11 +248,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
                 ],
                 dx=5,
             )
-            ax.set_xscale("log")
-            ax.set_xlabel("GPU energy per clip [J] (log)")
-            ylabel, name = _metric_names(metric, study_fad=True)  # the scores are the study's
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+            _label_energy_panel(ax, dataset, metric, "clip", study_fad=True)  # the scores are the study's
     handles = _model_and_step_handles(table)
     handles += [
         plt.Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="A40 (study), hollow"),
