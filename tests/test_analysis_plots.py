@@ -160,3 +160,12 @@ def test_manifest_is_valid_json_after_many_records(tmp_path):
     for i in range(5):
         plots.skip_figure(tmp_path, f"f{i}", "reason", "steps")
     assert sorted(json.loads((tmp_path / plots.MANIFEST).read_text())) == [f"f{i}" for i in range(5)]
+
+
+def test_score_panels_name_the_studys_fad_fad_inf_and_the_projects_fad_plain():
+    from tta_energy.analysis.plots.quality import _metric_names
+
+    assert _metric_names("fad", study_fad=True) == ("FAD-inf (lower is better)", "FAD-inf")
+    assert _metric_names("fad", study_fad=False) == ("FAD / the study's FAD-inf (lower is better)", "FAD")
+    assert _metric_names("fad_inf", study_fad=False) == ("FAD-inf (lower is better)", "FAD-inf")
+    assert _metric_names("clap", study_fad=True) == ("CLAP score (higher is better)", "CLAP")

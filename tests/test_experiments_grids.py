@@ -76,7 +76,10 @@ def test_a_configuration_label_names_its_experiment_once(experiment, grid, label
 
 @pytest.mark.parametrize(("experiment", "grid", "message"), [
     ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"), ("steps", ["10", "10"], "repeats"),
-    ("duration", ["-1"], "> 0"), ("guidance", ["x"], "not a number"), ("precision", ["fp8"], "unknown dtype"),
+    ("duration", ["-1"], "> 0"), ("duration", ["nan"], "> 0"),
+    ("guidance", ["x"], "not a number or 'default'"), ("guidance", ["-1"], ">= 0"),
+    ("guidance", ["nan"], ">= 0"),  # a NaN scale would make every waveform NaN
+    ("precision", ["fp8"], "unknown dtype"),
 ])
 def test_bad_grid_values_are_one_line_errors(experiment, grid, message):
     with pytest.raises(SweepError, match=message):

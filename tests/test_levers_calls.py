@@ -14,6 +14,7 @@ import pytest
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.levers import calls, experiment, plan, tables
+from tta_energy.models import catalogue
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -45,6 +46,31 @@ def test_each_unit_is_one_batch_size_with_the_default_and_split_to_fit_a_call():
     assert {s for u in tight for s in u.specs} == {"none", "max", "compile"}
     assert [u.batch for u in tight] == sorted(u.batch for u in tight)  # batch 1 (the targets) first
     assert len(tight) > 2
+
+
+def test_a_unit_is_split_greedily_and_each_part_is_priced_as_a_call_would_run_it_alone():
+    declared = {"tango": (*DECLARED["tango"], ("graphs", ((100, 1), (100, 10)), 3),
+                          ("sdpa-flash", ((100, 10),), 3))}
+    seconds = {}
+    for kept in (True, False):
+        units = calls.plan_units(declared, _history(), budget_s=200.0, overhead_s=50.0, references_kept=kept)
+        # batch 1: three entries fit 150 s, the fourth starts a unit; batch 10: `compile` alone is larger than
+        # a call and gets a unit of its own, the others one each since no two of them fit together
+        assert [(u.batch, u.specs) for u in units] == [
+            (1, ("none", "max", "compile")), (1, ("none", "graphs")), (10, ("none", "max")),
+            (10, ("none", "compile")), (10, ("none", "graphs")), (10, ("none", "sdpa-flash"))]
+        stored: set[tuple[str, int]] = set()
+        for u in units:  # the same float as the whole estimate of the unit alone, not just close to it
+            alone = plan.estimate_plan({u.model: u.entries}, _history(), stored_references=stored)
+            assert u.seconds == float(alone["total_s"].sum())
+            if kept:
+                stored.add((u.model, 100))
+        seconds[kept] = [u.seconds for u in units]
+    # the fp32 reference (its 6 s generation and a build) is priced in every unit unless kept
+    reference_s = 6.0 + plan.BUILD_S_PER_COST * catalogue.entry("tango").levers.cost
+    assert seconds[False][0] == seconds[True][0]
+    assert [a - b for a, b in zip(seconds[False][1:], seconds[True][1:], strict=True)] == pytest.approx(
+        [reference_s] * 5)
 
 
 def test_units_are_packed_first_fit_in_order_and_an_oversized_unit_gets_its_own_call():

@@ -23,7 +23,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 #: clips generated per repeat of the batch experiment (the study: 10)
 CLIPS_PER_REPEAT = 10
+#: a grid value's type
+Number = TypeVar("Number", int, float)
 
 
 class SweepError(TtaError):
@@ -212,17 +214,22 @@ def spec(experiment: str) -> ExperimentSpec:
     return EXPERIMENTS[experiment]
 
 
+def _number(token: str, what: str, kind: type[Number], minimum: float, *, strict: bool = False,
+            other: str = "") -> Number:
+    """One grid token as ``kind`` (int or float), at least ``minimum`` (above it when ``strict``; never NaN);
+    else one error line naming the value and what is allowed (``other``: what else the grid takes)."""
+    try:
+        value = kind(token)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise SweepError(f"{what} grid value {token!r} is not {noun}{other}") from None
+    if not (value > minimum if strict else value >= minimum):
+        raise SweepError(f"{what} grid value {value} must be {'>' if strict else '>='} {minimum}")
+    return value
+
+
 def _ints(tokens: Sequence[str], what: str) -> list[int]:
-    out = []
-    for t in tokens:
-        try:
-            v = int(t)
-        except ValueError:
-            raise SweepError(f"{what} grid value {t!r} is not an integer") from None
-        if v < 1:
-            raise SweepError(f"{what} grid value {v} must be >= 1")
-        out.append(v)
-    return out
+    return [_number(t, what, int, 1) for t in tokens]
 
 
 def _check_unique(values: Sequence[object], experiment: str) -> None:
@@ -257,30 +264,12 @@ def build_configs(req: GridRequest) -> list[Config]:
     if name == "quality":
         return _quality_configs(base, _ints(tokens, "steps"), req)
     if name == "duration":
-        values = []
-        for t in tokens:
-            try:
-                v = float(t)
-            except ValueError:
-                raise SweepError(f"duration grid value {t!r} is not a number") from None
-            if not v > 0:
-                raise SweepError(f"duration grid value {v} must be > 0")
-            values.append(v)
+        values = [_number(t, "duration", float, 0, strict=True) for t in tokens]
         return [replace(base, duration_s=v) for v in values]
     if name == "guidance":
-        out = []
-        for t in tokens:
-            if t.lower() == "default":
-                out.append(replace(base, guidance_scale=None))
-                continue
-            try:
-                v = float(t)
-            except ValueError:
-                raise SweepError(f"guidance grid value {t!r} is not a number or 'default'") from None
-            if v < 0:
-                raise SweepError(f"guidance grid value {v} must be >= 0")
-            out.append(replace(base, guidance_scale=v))
-        return out
+        scales = [None if t.lower() == "default" else _number(t, "guidance", float, 0, other=" or 'default'")
+                  for t in tokens]
+        return [replace(base, guidance_scale=v) for v in scales]
     if name == "precision":
         from tta_energy.precision import PrecisionError, canonical_dtype
 

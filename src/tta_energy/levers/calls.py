@@ -13,8 +13,9 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
 - :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
   ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one.
 
-Units are priced by :func:`tta_energy.levers.plan.estimate_plan` (measured rows, else scaled, else the
-catalogue's relative cost); a model's fp32 reference and step profiles count in its first unit.
+Units are priced as :func:`tta_energy.levers.plan.estimate_plan` prices them alone (measured rows, else
+scaled, else the catalogue's relative cost), each declared entry once while a unit is split; a model's fp32
+reference and step profiles count in its first unit.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from tta_energy.levers.plan import Cells, Declared, estimate_plan
+from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
 from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE
 
 #: the spec every unit carries: reductions are taken against it within one run
@@ -134,10 +136,18 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
     capacity = budget_s - overhead_s
     stored = set(stored_references)
 
+    entry_seconds: dict[tuple[str, Entry], list[float]] = {}  # each entry's cells, priced once
+
     def price(model: str, group: list[Entry]) -> float:
-        est = estimate_plan({model: tuple(group)}, history, min_window_s=min_window_s,
-                            stored_references=stored)
-        return float(est["total_s"].sum())
+        """What :func:`estimate_plan` gives ``group`` alone: its rows' seconds, summed in the same order."""
+        seconds = [r["total_s"] for r in reference_rows(model, group, history, stored_references=stored)]
+        for entry in group:
+            if (model, entry) not in entry_seconds:
+                entry_seconds[(model, entry)] = [r["total_s"] for r in entry_rows(
+                    model, *entry, history, min_window_s=min_window_s)]
+            seconds += entry_seconds[(model, entry)]
+        seconds.append(profiles_row(model, group)["total_s"])
+        return float(np.sum(np.asarray(seconds, dtype=float)))
 
     for model, entries in declared.items():
         for batch in sorted({b for _, cells, _ in entries for _, b in cells}):

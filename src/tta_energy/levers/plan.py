@@ -297,43 +297,66 @@ def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float
     return COMPILE_S_PER_COST * _cost(model) * (COMPILE_BATCH_FACTOR if batch > 1 else 1.0) * candidates
 
 
+def reference_rows(model: str, plans: Sequence[tuple[str, Cells, int]], history: pd.DataFrame, *,
+                   stored_references: set[tuple[str, int]] = frozenset()) -> list[dict[str, Any]]:
+    """The rows of ``model``'s fp32 references, one per step count of ``plans``: a generation and a share of
+    one build each, nothing where stored (``stored_references``: (model, steps) pairs)."""
+    rows = []
+    ref_steps = sorted({s for _, cells, _ in plans for s, _ in cells})
+    for steps in ref_steps:
+        stored = (model, steps) in stored_references
+        gen, source = generation_s(history, model, "fp32", steps, 1)
+        build = 0.0 if stored else BUILD_S_PER_COST * _cost(model) / len(ref_steps)
+        rows.append({"model": model, "optimize": "fp32 (reference)", "steps": steps,
+                     "waveforms_per_prompt": 1, "repeats": 0 if stored else 1, "generation_s": gen,
+                     "source": "stored" if stored else source, "warmup_s": 0.0, "compile_s": 0.0,
+                     "build_s": build, "total_s": 0.0 if stored else gen + build})
+    return rows
+
+
+def entry_rows(model: str, spec: str, cells: Cells, repeats: int, history: pd.DataFrame, *,
+               min_window_s: float = 1.0) -> list[dict[str, Any]]:
+    """The rows of one declared entry, one per cell: measured generations (repeats x the generation, at least
+    the meter's window), one warm-up and compilation per batch size, the spec's build. They depend on the
+    entry alone, whatever else a call measures."""
+    rows = []
+    first_of_batch: set[int] = set()
+    warm_steps = min(min(s for s, _ in cells), WARMUP_STEPS)
+    for steps, batch in cells:
+        gen, source = generation_s(history, model, spec, steps, batch)
+        warm = comp = 0.0
+        if batch not in first_of_batch:  # one warm-up per (spec, batch), at the smallest step count
+            first_of_batch.add(batch)
+            baseline = 2 if (warm_steps, batch) not in cells else 1  # a second warm-up: baseline
+            warm = baseline * generation_s(history, model, spec, warm_steps, batch)[0]
+            comp = compile_s(history, model, spec, batch)
+        build = BUILD_S_PER_COST * _cost(model) if (steps, batch) == cells[0] else 0.0
+        measured = repeats * max(gen, min_window_s)
+        rows.append({"model": model, "optimize": spec, "steps": steps, "waveforms_per_prompt": batch,
+                     "repeats": repeats, "generation_s": gen, "source": source, "warmup_s": warm,
+                     "compile_s": comp, "build_s": build, "total_s": measured + warm + comp + build})
+    return rows
+
+
+def profiles_row(model: str, plans: Sequence[tuple[str, Cells, int]]) -> dict[str, Any]:
+    """The row of ``model``'s step profiles: the default and the best configuration at each batch size."""
+    profiles = 2 * len({b for _, cells, _ in plans for _, b in cells})
+    return {"model": model, "optimize": "step profiles", "steps": 1, "waveforms_per_prompt": 0,
+            "repeats": 0, "generation_s": 0.0, "source": "estimate", "warmup_s": 0.0,
+            "compile_s": 0.0, "build_s": 0.0, "total_s": PROFILE_S * profiles}
+
+
 def estimate_plan(declared: Declared, history: pd.DataFrame, *, min_window_s: float = 1.0,
                   stored_references: set[tuple[str, int]] = frozenset()) -> pd.DataFrame:
-    """One row per (model, spec, steps, batch) with its predicted seconds: measured generations (repeats x
-    the generation, at least the meter's window), the warm-up at the smallest step count, compilation; the
-    fp32 reference where it is not stored (``stored_references``: (model, steps) pairs), and one build per
-    spec."""
+    """One row per (model, spec, steps, batch) with its predicted seconds: per model its fp32 references
+    (:func:`reference_rows`), each declared entry's cells (:func:`entry_rows`) and its step profiles
+    (:func:`profiles_row`)."""
     rows = []
     for model, plans in declared.items():
-        ref_steps = sorted({s for _, cells, _ in plans for s, _ in cells})
-        for steps in ref_steps:
-            stored = (model, steps) in stored_references
-            gen, source = generation_s(history, model, "fp32", steps, 1)
-            build = 0.0 if stored else BUILD_S_PER_COST * _cost(model) / len(ref_steps)
-            rows.append({"model": model, "optimize": "fp32 (reference)", "steps": steps,
-                         "waveforms_per_prompt": 1, "repeats": 0 if stored else 1, "generation_s": gen,
-                         "source": "stored" if stored else source, "warmup_s": 0.0, "compile_s": 0.0,
-                         "build_s": build, "total_s": 0.0 if stored else gen + build})
+        rows += reference_rows(model, plans, history, stored_references=stored_references)
         for spec, cells, repeats in plans:
-            first_of_batch: set[int] = set()
-            warm_steps = min(min(s for s, _ in cells), WARMUP_STEPS)
-            for steps, batch in cells:
-                gen, source = generation_s(history, model, spec, steps, batch)
-                warm = comp = 0.0
-                if batch not in first_of_batch:  # one warm-up per (spec, batch), at the smallest step count
-                    first_of_batch.add(batch)
-                    baseline = 2 if (warm_steps, batch) not in cells else 1  # a second warm-up: baseline
-                    warm = baseline * generation_s(history, model, spec, warm_steps, batch)[0]
-                    comp = compile_s(history, model, spec, batch)
-                build = BUILD_S_PER_COST * _cost(model) if (steps, batch) == cells[0] else 0.0
-                measured = repeats * max(gen, min_window_s)
-                rows.append({"model": model, "optimize": spec, "steps": steps, "waveforms_per_prompt": batch,
-                             "repeats": repeats, "generation_s": gen, "source": source, "warmup_s": warm,
-                             "compile_s": comp, "build_s": build, "total_s": measured + warm + comp + build})
-        profiles = 2 * len({b for _, cells, _ in plans for _, b in cells})  # none and the best, each batch
-        rows.append({"model": model, "optimize": "step profiles", "steps": 1, "waveforms_per_prompt": 0,
-                     "repeats": 0, "generation_s": 0.0, "source": "estimate", "warmup_s": 0.0,
-                     "compile_s": 0.0, "build_s": 0.0, "total_s": PROFILE_S * profiles})
+            rows += entry_rows(model, spec, cells, repeats, history, min_window_s=min_window_s)
+        rows.append(profiles_row(model, plans))
     return pd.DataFrame(rows)
 
 

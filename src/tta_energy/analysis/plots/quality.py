@@ -62,6 +62,23 @@ def _configuration(configuration: str) -> str:
     return "" if configuration == "study default" else f" `{configuration}`"
 
 
+def _metric_names(metric: str, study_fad: bool) -> tuple[str, str]:
+    """A score panel's y label and the metric's name in its title; ``study_fad``: the panel's "fad" is the
+    study's, which is FAD-inf."""
+    if metric == "fad" and study_fad:
+        return METRIC_LABELS["fad_inf"], "FAD-inf"
+    return METRIC_LABELS.get(metric, metric), metric.upper().replace("_INF", "-inf")
+
+
+def _label_energy_panel(ax: plt.Axes, dataset: str, metric: str, energy: str, study_fad: bool) -> None:
+    """Log x axis of GPU energy per ``energy``, y label and title of a (data set, metric) score panel."""
+    ax.set_xscale("log")
+    ax.set_xlabel(f"GPU energy per {energy} [J] (log)")
+    ylabel, name = _metric_names(metric, study_fad)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+
+
 def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Energy vs CLAP / FAD for each data set, the front highlighted, joined and labelled."""
     stem = f"pareto-{slug(label)}"
@@ -95,12 +112,7 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
                 ],
                 dx=6,
             )
-            ax.set_xscale("log")
-            ax.set_xlabel("GPU energy per generation [J] (log)")
-            study_fad = metric == "fad" and (sub["source"] == "study").all()  # the study's "fad" is FAD-inf
-            ax.set_ylabel(METRIC_LABELS["fad_inf"] if study_fad else METRIC_LABELS.get(metric, metric))
-            name = "FAD-inf" if study_fad else metric.upper().replace("_INF", "-inf")
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+            _label_energy_panel(ax, dataset, metric, "generation", study_fad=(sub["source"] == "study").all())
     handles = _model_and_step_handles(pareto)
     handles.append(plt.Line2D([], [], color="red", ls="--", marker="o", mfc="none", label="Pareto front"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 7), fontsize="small")
@@ -154,10 +166,9 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
         ax.set_xticks(ticks, [str(int(s)) for s in ticks])
         ax.minorticks_off()
         ax.set_xlabel("denoising steps (log)")
-        ax.set_ylabel(METRIC_LABELS.get("fad_inf" if metric == "fad" else metric, metric))
-        ax.set_title(
-            f"{DATASET_LABELS.get(dataset, dataset)} — {'FAD-inf' if metric == 'fad' else metric.upper()}"
-        )
+        ylabel, name = _metric_names(metric, study_fad=True)  # the sanity check is of the study's scores
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
         ax.legend(fontsize="x-small")
     fig.suptitle(f"Sanity check: 300-caption subset (solid) vs full set (dashed) — {label}")
     caption = (
@@ -237,11 +248,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
                 ],
                 dx=5,
             )
-            ax.set_xscale("log")
-            ax.set_xlabel("GPU energy per clip [J] (log)")
-            ax.set_ylabel(METRIC_LABELS["fad_inf" if metric == "fad" else metric])
-            name = "FAD-inf" if metric == "fad" else metric.upper()
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
+            _label_energy_panel(ax, dataset, metric, "clip", study_fad=True)  # the scores are the study's
     handles = _model_and_step_handles(table)
     handles += [
         plt.Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="A40 (study), hollow"),
