@@ -97,3 +97,51 @@ def test_two_plugins_cannot_share_a_name(demo, install_distribution, capsys):
                    capsys)
     assert "distribution tta-other-plugin 0.1" in err and "distribution tta-demo-plugin 0.1" in err
     assert "is taken by" in err
+
+
+def test_an_adapter_with_its_own_build_needs_no_construction_hooks():
+    """``ModelAdapter.build`` is the template most adapters use through ``_build_random``/``_load_weights``;
+    an adapter written against ``build`` itself (as plugins were before the hooks) still builds and counts."""
+    import torch
+
+    from tta_energy.models.audioldm import AudioLDMAdapter
+    from tta_energy.models.base import ModelAdapter, ModuleCall, no_phases
+
+    class OwnBuildAdapter(ModelAdapter):
+        name = "audioldm"
+        defaults = catalogue.entry("audioldm").defaults
+
+        @classmethod
+        def build(cls, size="full", weights="random", device="cpu", dtype=None):
+            inner = AudioLDMAdapter.build(size, weights, device, dtype)
+            adapter = cls(size=size, weights=weights, device=inner.device, dtype=inner.dtype)
+            adapter.inner = inner
+            return adapter
+
+        def components(self) -> dict[str, torch.nn.Module]:
+            return self.inner.components()
+
+        def generate(self, request, phases=no_phases):
+            return self.inner.generate(request, phases)
+
+        def save_pretrained(self, path) -> None:
+            self.inner.save_pretrained(path)
+
+        def denoiser_call(self, duration_s: float = 10.0, batch: int = 1) -> ModuleCall:
+            return self.inner.denoiser_call(duration_s, batch)
+
+        def per_generation_calls(self, duration_s: float = 10.0, batch: int = 1) -> list[ModuleCall]:
+            return self.inner.per_generation_calls(duration_s, batch)
+
+    assert {"build", "_build_random", "_load_weights"}.isdisjoint(ModelAdapter.__abstractmethods__)
+    own = OwnBuildAdapter.build("tiny", device="meta")
+    assert isinstance(own, OwnBuildAdapter) and own.dtype == torch.float16 and own.device.type == "meta"
+    assert own.parameter_counts() == AudioLDMAdapter.build("tiny", device="meta").parameter_counts()
+
+    class NoConstruction(OwnBuildAdapter):
+        build = vars(ModelAdapter)["build"]  # neither its own build nor the hooks: one clear error
+
+    with pytest.raises(NotImplementedError, match="NoConstruction implements neither build nor _build_rand"):
+        NoConstruction.build("tiny")
+    with pytest.raises(NotImplementedError, match="neither build nor _load_weights"):
+        NoConstruction.build("tiny", weights="some/folder")

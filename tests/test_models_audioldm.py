@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from model_helpers import assert_close_audio
 
 from tta_energy.models.audioldm import CLAP_TOKEN_LENGTH, estimated_token_count
 from tta_energy.models.base import GenerationRequest, ModelError
@@ -52,12 +53,6 @@ def roberta_tokenizer():
                                 model_max_length=CLAP_TOKEN_LENGTH)
 
 
-def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    scale = float(np.abs(expected).max())
-    assert scale > 0, "reference audio is all zeros: the comparison would say nothing"
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
-
-
 def test_defaults_are_the_study_settings(tiny):
     d = tiny.defaults
     assert (d.dtype, d.negative_prompt, d.guidance_scale, d.duration_s, d.sample_rate) == (
@@ -75,7 +70,7 @@ def test_generate_equals_the_diffusers_pipeline_call(tiny):
                           generator=torch.Generator().manual_seed(7)).audios
     assert out.waveforms.shape == (2, 1, 16000) and out.waveforms.dtype == np.float32
     assert out.sample_rate == 16000 and out.denoiser_calls == 3
-    assert_close(out.waveforms[:, 0], reference)
+    assert_close_audio(out.waveforms[:, 0], reference)
 
 
 def test_real_tokenizer_path_equals_the_pipeline_on_prompt_strings(tiny):
@@ -86,7 +81,7 @@ def test_real_tokenizer_path_equals_the_pipeline_on_prompt_strings(tiny):
                               audio_length_in_s=1.0, generator=torch.Generator().manual_seed(7)).audios
     finally:
         tiny.pipe.register_modules(tokenizer=None)
-    assert_close(out.waveforms[:, 0], reference)
+    assert_close_audio(out.waveforms[:, 0], reference)
 
 
 def test_phases_in_order_and_denoiser_called_through_the_attribute(tiny):

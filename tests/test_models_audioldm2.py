@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from model_helpers import assert_close_audio
 
 from tta_energy.models.audioldm import CLAP_TOKEN_LENGTH
 from tta_energy.models.audioldm2 import STUDY_PROMPT, resample, t5_token_count
@@ -31,12 +32,6 @@ def request(**kwargs) -> GenerationRequest:
     values = {"prompts": [STUDY_PROMPT], "steps": 2, "duration_s": 1.0, "seed": 3}
     values.update(kwargs)
     return GenerationRequest(**values)
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    scale = float(np.abs(expected).max())
-    assert scale > 0, "reference audio is all zeros: the comparison would say nothing"
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
 
 
 def tokenizers():
@@ -97,7 +92,7 @@ def test_generate_equals_the_diffusers_pipeline_call(tiny):
                           audio_length_in_s=1.0, guidance_scale=3.5,
                           generator=torch.Generator().manual_seed(3)).audios
     assert out.waveforms.shape == (1, 1, 16000) and out.denoiser_calls == 2
-    assert_close(out.waveforms[:, 0], reference)
+    assert_close_audio(out.waveforms[:, 0], reference)
 
 
 def test_gpt2_generation_equals_the_pipeline_method(tiny):
@@ -123,7 +118,7 @@ def test_real_tokenizers_equal_the_whole_pipeline_on_prompt_strings(tiny):
                                             generator=torch.Generator().manual_seed(3))
     finally:
         tiny.pipe.register_modules(tokenizer=None, tokenizer_2=None)
-    assert_close(out.waveforms[:, 0], reference.audios)
+    assert_close_audio(out.waveforms[:, 0], reference.audios)
 
 
 def test_waveforms_are_re_ranked_by_clap_when_several(tiny):
@@ -152,7 +147,7 @@ def test_save_and_load_round_trip(tiny, tmp_path):
     assert index["_class_name"] == "AudioLDM2Pipeline" and index["language_model"][1] == "GPT2Model"
     loaded = build_model("audioldm2", size="tiny", weights=str(tmp_path), dtype="float32")
     # equal to float rounding (the loaded CLAP text branch differs by ~1e-7: memory layout of loaded tensors)
-    assert_close(loaded.generate(request()).waveforms, tiny.generate(request()).waveforms)
+    assert_close_audio(loaded.generate(request()).waveforms, tiny.generate(request()).waveforms)
     # a folder of the other family is refused with one line
     with pytest.raises(ModelError, match="holds a AudioLDM2Pipeline checkpoint, not a AudioLDMPipeline"):
         build_model("audioldm", size="tiny", weights=str(tmp_path))

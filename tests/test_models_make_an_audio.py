@@ -139,18 +139,27 @@ def test_describe_works_on_the_tiny_size(tiny: MakeAnAudioAdapter) -> None:
     }
 
 
+@pytest.fixture(scope="module")
+def tiny_models(tiny: MakeAnAudioAdapter) -> dict[str, object]:
+    return {"make-an-audio": tiny, "make-an-audio-2": build_model("make-an-audio-2", size="tiny")}
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("name", "kwargs", "message"),
     [
-        ({"duration_s": 31.0}, "exceeds make-an-audio's maximum of 30.0 s"),
-        ({"steps": 27}, "cannot run 27 steps"),
-        ({"steps": 0}, "steps must be >= 1"),
-        ({"duration_s": 0.1}, "too short for make-an-audio"),
+        ("make-an-audio", {"duration_s": 31.0}, "exceeds make-an-audio's maximum of 30.0 s"),
+        ("make-an-audio", {"steps": 27}, "cannot run 27 steps"),
+        ("make-an-audio", {"steps": 0}, "steps must be >= 1"),
+        ("make-an-audio", {"duration_s": 0.1}, "too short for make-an-audio"),
+        ("make-an-audio-2", {"duration_s": 26.9}, "maximum of 26.8 s"),
+        ("make-an-audio-2", {"steps": 9}, "cannot run 9 steps"),
+        ("make-an-audio-2", {"extra": {"struct_caption": 3}}, "struct_caption must be"),
     ],
 )
-def test_bad_requests_fail_with_one_line(tiny: MakeAnAudioAdapter, kwargs: dict, message: str) -> None:
+def test_bad_requests_fail_with_one_line(tiny_models: dict, name: str, kwargs: dict, message: str) -> None:
+    """Both Make-An-Audio models (one LatentAudioAdapter) refuse bad requests with one line."""
     with pytest.raises(ModelError, match=message) as info:
-        tiny.generate(GenerationRequest(prompts=["x"], **kwargs))
+        tiny_models[name].generate(GenerationRequest(prompts=["x"], **kwargs))
     assert "\n" not in str(info.value)
 
 

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
+from model_helpers import small_t5_tokenizer
 
 from tta_energy.models.base import GenerationRequest, ModelError
 from tta_energy.models.catalogue import entry
 from tta_energy.models.describe import describe_adapter
 from tta_energy.models.registry import build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline_single_thread(one_thread):  # one thread: tests/conftest.py
-    # no hub calls
-    old_env = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    yield
-    if old_env is None:
-        os.environ.pop("HF_HUB_OFFLINE", None)
-    else:
-        os.environ["HF_HUB_OFFLINE"] = old_env
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning"),
+              pytest.mark.usefixtures("hf_offline")]  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +29,6 @@ def tiny():
 def request(**kw) -> GenerationRequest:
     base = {"prompts": ["a dog barks in the distance"], "steps": 3, "duration_s": 1.0, "seed": 7}
     return GenerationRequest(**{**base, **kw})
-
-
-def small_t5_tokenizer(texts: list[str]):
-    """A real T5TokenizerFast (SentencePiece-style unigram) with a small vocabulary trained on ``texts``:
-    the hub vocabulary cannot be downloaded, but the tokenizer code path is the real one."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import T5TokenizerFast
-
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=60, unk_token="<unk>",
-                                                           special_tokens=["<pad>", "</s>", "<unk>"]))
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=128)
 
 
 def test_full_size_matches_the_published_architecture(full):
@@ -201,7 +174,7 @@ def test_save_load_round_trip(tiny, tmp_path):
 def test_real_tokenizer_path_equals_the_pipeline_on_prompts(tiny, tmp_path):
     """A checkpoint with a tokenizer: generate equals StableAudioPipeline called with the prompt strings."""
     prompts = ["a dog barks in the distance", "rain on a tin roof, heavy"]
-    tiny.text.tokenizer = small_t5_tokenizer(prompts + ["Low quality."])
+    tiny.text.tokenizer = small_t5_tokenizer(prompts + ["Low quality."], 128)
     try:
         tiny.save_pretrained(tmp_path / "sao")
     finally:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
+from model_helpers import small_t5_tokenizer
 
 from tta_energy.models.base import GenerationRequest, ModelError
 from tta_energy.models.catalogue import entry
@@ -15,19 +15,8 @@ from tta_energy.models.describe import describe_adapter
 from tta_energy.models.registry import build_model
 from tta_energy.models.tango import TangoAdapter, estimate_t5_tokens
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline_single_thread(one_thread):  # one thread: tests/conftest.py
-    # no hub calls
-    old_env = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    yield
-    if old_env is None:
-        os.environ.pop("HF_HUB_OFFLINE", None)
-    else:
-        os.environ["HF_HUB_OFFLINE"] = old_env
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.usefixtures("hf_offline")]  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +39,6 @@ def saved(tiny, tmp_path_factory):
 def request(**kw) -> GenerationRequest:
     base = {"prompts": ["water running out of a faucet, some hitting a sink"], "steps": 3, "seed": 5}
     return GenerationRequest(**{**base, **kw})
-
-
-def small_t5_tokenizer(texts: list[str]):
-    """A real T5TokenizerFast (SentencePiece-style unigram) with a small vocabulary trained on ``texts``:
-    flan-t5's vocabulary cannot be downloaded, but the tokenizer code path is the real one."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import T5TokenizerFast
-
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=60, unk_token="<unk>",
-                                                           special_tokens=["<pad>", "</s>", "<unk>"]))
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=512)
 
 
 class Recording(torch.nn.Module):
@@ -242,7 +216,7 @@ def test_a_tokenizer_in_the_folder_is_used(saved, tmp_path):
     folder = tmp_path / "with-tokenizer"
     shutil.copytree(saved, folder)
     prompts = ["a dog barks", "rain on a tin roof, heavy"]
-    tokenizer = small_t5_tokenizer(prompts)
+    tokenizer = small_t5_tokenizer(prompts, 512)
     tokenizer.save_pretrained(folder / "tokenizer")
     loaded = build_model("tango", "tiny", weights=str(folder))
     assert not loaded.text.synthetic

@@ -39,7 +39,7 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import check_weights_dir, load_config, seeded_init, synthetic_token_ids
+from tta_energy.models.common import check_weights_dir, load_config, synthetic_token_ids
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
 
 #: Length the CLAP (RoBERTa) tokenizer pads every prompt to (``padding="max_length"`` in the pipelines).
@@ -195,12 +195,54 @@ class AudioLDMFamilyAdapter(ModelAdapter):
     """What AudioLDM and AudioLDM 2 share: loading, the denoising loop, decoding, vocoder, checks."""
 
     clap_token_length: int = CLAP_TOKEN_LENGTH
+    #: the diffusers pipeline class (by name) that holds the components and reads the checkpoints
+    pipeline_name: ClassVar[str]
+    #: the pipeline's component folders a checkpoint must hold
+    components_required: ClassVar[list[str]]
 
     def __init__(self, pipe: Any, *, size: str, weights: str, device: torch.device,
                  dtype: torch.dtype) -> None:
         super().__init__(size=size, weights=weights, device=device, dtype=dtype)
         self.pipe = pipe
         self._denoiser: Any = pipe.unet
+
+    # -- construction: the subclasses give the configs, the modules and the pipeline's other parts ---------
+    @classmethod
+    def pipeline_class(cls) -> type:
+        import diffusers
+
+        return getattr(diffusers, cls.pipeline_name)
+
+    @classmethod
+    def configs(cls, size: str) -> dict[str, dict[str, Any]]:
+        """The component configs of ``size`` (full: the bundled reconstructed configs)."""
+        raise NotImplementedError
+
+    @classmethod
+    def random_modules(cls, cfg: dict[str, dict[str, Any]]) -> dict[str, torch.nn.Module]:
+        """The pipeline's modules built from ``cfg``, keyed by component name, in a fixed creation order."""
+        raise NotImplementedError
+
+    @classmethod
+    def pipeline_parts(cls, cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The pipeline's other arguments for a replica: scheduler, no tokenizers, feature extractor."""
+        raise NotImplementedError
+
+    @classmethod
+    def _build_random(cls, size: str, device: torch.device, dtype: torch.dtype) -> AudioLDMFamilyAdapter:
+        cfg = cls.configs(size)
+        with torch.device(device):
+            modules = cls.random_modules(cfg)
+        with quiet_diffusers():
+            modules = {k: m.to(dtype).eval() for k, m in modules.items()}
+            pipe = cls.pipeline_class()(**modules, **cls.pipeline_parts(cfg))
+        return cls(pipe, size=size, weights="random", device=device, dtype=dtype)
+
+    @classmethod
+    def _load_weights(cls, weights: str, size: str, device: torch.device,
+                      dtype: torch.dtype) -> AudioLDMFamilyAdapter:
+        pipe = load_pipeline(cls.pipeline_class(), weights, cls.components_required, dtype, device)
+        return cls(pipe, size=size, weights=weights, device=device, dtype=dtype)
 
     @property
     def has_tokenizers(self) -> bool:
@@ -274,12 +316,12 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
     name = "audioldm"
     defaults = entry("audioldm").defaults
     config_dir: ClassVar[str] = "audioldm"
+    pipeline_name = "AudioLDMPipeline"
     components_required: ClassVar[list[str]] = ["text_encoder", "unet", "vae", "vocoder", "scheduler"]
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def configs(cls, size: str) -> dict[str, dict[str, Any]]:
-        """The component configs of ``size`` (full: the bundled reconstructed configs)."""
         d = cls.config_dir
         text = load_config(d, "text_encoder_config.reconstructed.json")
         unet = load_config(d, "unet_config.reconstructed.json")
@@ -294,9 +336,8 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
         return {"text_encoder": text, "unet": unet, "vae": vae, "vocoder": vocoder, "scheduler": scheduler}
 
     @classmethod
-    def build(cls, size: str = "full", weights: str = "random", device: str | torch.device = "cpu",
-              dtype: str | torch.dtype | None = None) -> AudioLDMAdapter:
-        from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    def random_modules(cls, cfg: dict[str, dict[str, Any]]) -> dict[str, torch.nn.Module]:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import (
             ClapTextConfig,
             ClapTextModelWithProjection,
@@ -304,22 +345,16 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
             SpeechT5HifiGanConfig,
         )
 
-        dev, torch_dtype = cls._build_args(size, device, dtype, weights)
-        if weights != "random":
-            pipe = load_pipeline(AudioLDMPipeline, weights, cls.components_required, torch_dtype, dev)
-            return cls(pipe, size=size, weights=weights, device=dev, dtype=torch_dtype)
-        cfg = cls.configs(size)
-        with seeded_init(dev), torch.device(dev):
-            text_encoder = ClapTextModelWithProjection(ClapTextConfig(**cfg["text_encoder"]))
-            unet = UNet2DConditionModel.from_config(cfg["unet"])
-            vae = AutoencoderKL.from_config(cfg["vae"])
-            vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**cfg["vocoder"]))
-        scheduler = DDIMScheduler.from_config(cfg["scheduler"])
-        with quiet_diffusers():
-            modules = [m.to(torch_dtype).eval() for m in (text_encoder, unet, vae, vocoder)]
-            pipe = AudioLDMPipeline(vae=modules[2], text_encoder=modules[0], tokenizer=None, unet=modules[1],
-                                    scheduler=scheduler, vocoder=modules[3])
-        return cls(pipe, size=size, weights="random", device=dev, dtype=torch_dtype)
+        return {"text_encoder": ClapTextModelWithProjection(ClapTextConfig(**cfg["text_encoder"])),
+                "unet": UNet2DConditionModel.from_config(cfg["unet"]),
+                "vae": AutoencoderKL.from_config(cfg["vae"]),
+                "vocoder": SpeechT5HifiGan(SpeechT5HifiGanConfig(**cfg["vocoder"]))}
+
+    @classmethod
+    def pipeline_parts(cls, cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from diffusers import DDIMScheduler
+
+        return {"tokenizer": None, "scheduler": DDIMScheduler.from_config(cfg["scheduler"])}
 
     def components(self) -> dict[str, torch.nn.Module]:
         p = self.pipe

@@ -38,8 +38,6 @@ from tta_energy.models.audioldm import (
     clap_synthetic_ids,
     estimated_token_count,
     latent_frames,
-    load_pipeline,
-    quiet_diffusers,
     text_seed,
 )
 from tta_energy.models.base import (
@@ -50,7 +48,7 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import load_config, seeded_init, synthetic_token_ids
+from tta_energy.models.common import load_config, synthetic_token_ids
 from tta_energy.models.tiny import (
     TINY_HIDDEN,
     TINY_PROJECTION,
@@ -134,6 +132,7 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
     name = "audioldm2"
     defaults = entry("audioldm2").defaults
     config_dir: ClassVar[str] = "audioldm2"
+    pipeline_name = "AudioLDM2Pipeline"
     components_required: ClassVar[list[str]] = ["text_encoder", "text_encoder_2", "projection_model",
                                                 "language_model", "unet", "vae", "vocoder", "scheduler"]
 
@@ -175,16 +174,14 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
                 "vae": vae, "vocoder": vocoder, "scheduler": scheduler}
 
     @classmethod
-    def build(cls, size: str = "full", weights: str = "random", device: str | torch.device = "cpu",
-              dtype: str | torch.dtype | None = None) -> AudioLDM2Adapter:
-        from diffusers import AudioLDM2Pipeline, AutoencoderKL, DDIMScheduler
+    def random_modules(cls, cfg: dict[str, dict[str, Any]]) -> dict[str, torch.nn.Module]:
+        from diffusers import AutoencoderKL
         from diffusers.pipelines.audioldm2.modeling_audioldm2 import (
             AudioLDM2ProjectionModel,
             AudioLDM2UNet2DConditionModel,
         )
         from transformers import (
             ClapConfig,
-            ClapFeatureExtractor,
             ClapModel,
             GPT2Config,
             GPT2Model,
@@ -194,28 +191,24 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
             T5EncoderModel,
         )
 
-        dev, torch_dtype = cls._build_args(size, device, dtype, weights)
-        if weights != "random":
-            pipe = load_pipeline(AudioLDM2Pipeline, weights, cls.components_required, torch_dtype, dev)
-            return cls(pipe, size=size, weights=weights, device=dev, dtype=torch_dtype)
-        cfg = cls.configs(size)
-        with seeded_init(dev), torch.device(dev):
-            modules = {
-                "text_encoder": ClapModel(ClapConfig(**cfg["text_encoder"])),
-                "text_encoder_2": T5EncoderModel(T5Config(**cfg["text_encoder_2"])),
-                "projection_model": AudioLDM2ProjectionModel.from_config(cfg["projection_model"]),
-                "language_model": GPT2Model(GPT2Config(**cfg["language_model"])),
-                "unet": AudioLDM2UNet2DConditionModel.from_config(cfg["unet"]),
-                "vae": AutoencoderKL.from_config(cfg["vae"]),
-                "vocoder": SpeechT5HifiGan(SpeechT5HifiGanConfig(**cfg["vocoder"])),
-            }
-        with quiet_diffusers():
-            modules = {k: m.to(torch_dtype).eval() for k, m in modules.items()}
-            pipe = AudioLDM2Pipeline(
-                **modules, tokenizer=None, tokenizer_2=None,
-                feature_extractor=ClapFeatureExtractor(**FEATURE_EXTRACTOR_KWARGS),
-                scheduler=DDIMScheduler.from_config(cfg["scheduler"]))
-        return cls(pipe, size=size, weights="random", device=dev, dtype=torch_dtype)
+        return {
+            "text_encoder": ClapModel(ClapConfig(**cfg["text_encoder"])),
+            "text_encoder_2": T5EncoderModel(T5Config(**cfg["text_encoder_2"])),
+            "projection_model": AudioLDM2ProjectionModel.from_config(cfg["projection_model"]),
+            "language_model": GPT2Model(GPT2Config(**cfg["language_model"])),
+            "unet": AudioLDM2UNet2DConditionModel.from_config(cfg["unet"]),
+            "vae": AutoencoderKL.from_config(cfg["vae"]),
+            "vocoder": SpeechT5HifiGan(SpeechT5HifiGanConfig(**cfg["vocoder"])),
+        }
+
+    @classmethod
+    def pipeline_parts(cls, cfg: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from diffusers import DDIMScheduler
+        from transformers import ClapFeatureExtractor
+
+        return {"tokenizer": None, "tokenizer_2": None,
+                "feature_extractor": ClapFeatureExtractor(**FEATURE_EXTRACTOR_KWARGS),
+                "scheduler": DDIMScheduler.from_config(cfg["scheduler"])}
 
     def components(self) -> dict[str, torch.nn.Module]:
         p = self.pipe

@@ -28,7 +28,7 @@ import torch
 
 from tta_energy.errors import ModelError
 from tta_energy.models.catalogue import ModelDefaults, check_generation
-from tta_energy.models.common import cast_module, resolve_device
+from tta_energy.models.common import cast_module, resolve_device, seeded_init
 from tta_energy.precision import torch_dtype
 
 SIZES = ("full", "tiny")
@@ -95,10 +95,29 @@ class ModelAdapter(ABC):
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    @abstractmethod
     def build(cls, size: str = "full", weights: str = "random", device: str | torch.device = "cpu",
               dtype: str | torch.dtype | None = None) -> ModelAdapter:
-        """A replica (``weights="random"``) or the real model (a directory or hub id)."""
+        """A replica (``weights="random"``) or the real model (a directory or hub id).
+
+        The one construction path of every adapter: the arguments are checked and resolved once
+        (:meth:`_build_args`), then a replica comes from :meth:`_build_random` with deterministic weights
+        (seed 0, the caller's random state untouched) and a checkpoint from :meth:`_load_weights`. An adapter
+        implements those two hooks; one that overrides ``build`` itself keeps working."""
+        dev, torch_dtype = cls._build_args(size, device, dtype, weights)
+        if weights == "random":
+            with seeded_init(dev):
+                return cls._build_random(size, dev, torch_dtype)
+        return cls._load_weights(weights, size, dev, torch_dtype)
+
+    @classmethod
+    def _build_random(cls, size: str, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
+        """A replica of ``size`` with random weights, built from the bundled configs on ``device``."""
+        raise NotImplementedError(f"{cls.__name__} implements neither build nor _build_random")
+
+    @classmethod
+    def _load_weights(cls, weights: str, size: str, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
+        """The real model from ``weights`` (a local folder or a hub id), on ``device`` in ``dtype``."""
+        raise NotImplementedError(f"{cls.__name__} implements neither build nor _load_weights")
 
     @abstractmethod
     def save_pretrained(self, path: str | Path) -> None:
@@ -173,6 +192,11 @@ class ModelAdapter(ABC):
         check_generation(self.name, self.defaults, prompts=request.prompts, steps=request.steps,
                          waveforms_per_prompt=request.waveforms_per_prompt, duration_s=request.duration_s,
                          guidance_scale=request.guidance_scale, size=self.size)
+
+    def check_not_meta(self) -> None:
+        """A model on the meta device (built for counts) holds no values, so it cannot generate."""
+        if self.device.type == "meta":
+            raise ModelError("cannot generate on the meta device (it holds no weights); use cpu or cuda")
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -55,6 +56,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("a CUDA device was asked for but torch sees no GPU")
     return device
+
+
+def cached_hub_repo(repo_id: str, allow_patterns: list[str] | None = None) -> Path:
+    """The local snapshot of hub repo ``repo_id`` (only the files matching ``allow_patterns`` when given);
+    downloads only when HF_HUB_OFFLINE is unset, else one clear error."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow_patterns))
+    except Exception as exc:
+        raise ModelError(
+            f"weights {repo_id!r} is neither a local folder nor a cached hub repo "
+            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): "
+            f"{type(exc).__name__}"
+        ) from None
 
 
 def synthetic_token_ids(batch: int, length: int, vocab_size: int, *, bos: int | None = None,

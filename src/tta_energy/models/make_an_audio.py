@@ -76,7 +76,7 @@ from tta_energy.models.ckpt_maps import (
     bigvgan_table,
     describe_mismatch,
 )
-from tta_energy.models.common import check_weights_dir, default_device, load_config, seeded_init
+from tta_energy.models.common import check_weights_dir, default_device, load_config
 
 CONFIG_DIR = "make-an-audio"
 SAMPLE_RATE = 16000
@@ -225,12 +225,16 @@ def check_schedule(extras: dict[str, torch.Tensor], params: dict[str, Any], sour
     return float(extras[SCALE_FACTOR].reshape(-1)[0])
 
 
-def load_vocoder(folder: Path, device: torch.device) -> BigVGANGenerator:
-    args = read_yaml(folder / VOCODER_DIR / VOCODER_ARGS)
+def read_vocoder_config(folder: Path) -> BigVGANConfig:
+    """The BigVGAN settings of an original weights folder (``bigvgan/args.yml``)."""
     try:
-        config = BigVGANConfig.from_args(args)
+        return BigVGANConfig.from_args(read_yaml(folder / VOCODER_DIR / VOCODER_ARGS))
     except ValueError as exc:
         raise ModelError(f"{folder / VOCODER_DIR / VOCODER_ARGS}: {exc}") from None
+
+
+def load_vocoder(folder: Path, config: BigVGANConfig, device: torch.device) -> BigVGANGenerator:
+    """BigVGAN of ``config`` with the weights of ``bigvgan/best_netG.pt``, loaded strictly."""
     with default_device(device):
         vocoder = BigVGANGenerator(config)
     table = vocoder_table(config)
@@ -255,18 +259,17 @@ def save_vocoder(vocoder: BigVGANGenerator, folder: Path) -> None:
     )
 
 
-def bert_tokenizer(folder: Path | None) -> Any | None:
-    """The real bert-base-uncased tokenizer when the weights folder carries one (offline), else None."""
-    if folder is None or not (folder / BERT_TOKENIZER_DIR).is_dir():
+def folder_tokenizer(folder: Path, subfolder: str) -> Any | None:
+    """The real tokenizer in ``folder / subfolder`` when the weights folder carries one (read offline), else
+    None (``bert-base-uncased`` for the CLAP text, ``t5-v1_1-large`` for Make-An-Audio 2's T5)."""
+    if not (folder / subfolder).is_dir():
         return None
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(folder / BERT_TOKENIZER_DIR), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(folder / subfolder), local_files_only=True)
     except Exception as exc:
-        raise ModelError(
-            f"cannot load the tokenizer in {folder / BERT_TOKENIZER_DIR}: {type(exc).__name__}"
-        ) from None
+        raise ModelError(f"cannot load the tokenizer in {folder / subfolder}: {type(exc).__name__}") from None
 
 
 class LatentAudioAdapter(ModelAdapter):
@@ -305,24 +308,22 @@ class LatentAudioAdapter(ModelAdapter):
             if any(p.dtype != dtype for p in m.parameters()):  # diffusers warns on each dtype cast
                 m.to(dtype=dtype)
 
-    # -- construction: one template for both models; subclasses give the configs, modules and key table ------
+    # -- construction: ModelAdapter.build's hooks for both models; subclasses give the configs, modules and
+    # key table ---------------------------------------------------------------------------------------------
     @classmethod
-    def build(
-        cls,
-        size: str = "full",
-        weights: str = "random",
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = None,
+    def _build_random(cls, size: str, device: torch.device, dtype: torch.dtype) -> LatentAudioAdapter:
+        config = cls._bundled_config(size)
+        modules = cls._modules(config, device)
+        with default_device(device):
+            vocoder = BigVGANGenerator(config.vocoder)
+        return cls(size=size, weights="random", device=device, dtype=dtype, modules=modules,
+                   vocoder=vocoder, ldm_config=config.ldm, scale_factor=1.0, config=config)
+
+    @classmethod
+    def _load_weights(
+        cls, weights: str, size: str, device: torch.device, dtype: torch.dtype
     ) -> LatentAudioAdapter:
-        device, dtype = cls._build_args(size, device, dtype, weights)
-        if weights == "random":
-            config = cls._bundled_config(size)
-            with seeded_init(device):
-                modules = cls._modules(config, device)
-                with default_device(device):
-                    vocoder = BigVGANGenerator(config.vocoder)
-            return cls(size=size, weights="random", device=device, dtype=dtype, modules=modules,
-                       vocoder=vocoder, ldm_config=config.ldm, scale_factor=1.0, config=config)
+        """The original checkpoint folder: Lightning checkpoint, inference yaml and BigVGAN."""
         folder = check_weights_dir(
             Path(weights),
             [cls.checkpoint_file, cls.config_file, f"{VOCODER_DIR}/{VOCODER_ARGS}",
@@ -336,7 +337,7 @@ class LatentAudioAdapter(ModelAdapter):
         original = cls._prepare_checkpoint(read_checkpoint(folder / cls.checkpoint_file, "state_dict"))
         extras = load_strict(modules, cls._key_table(config), original, source)
         scale_factor = check_schedule(extras, config.ldm["model"]["params"], source)
-        vocoder = load_vocoder(folder, device)
+        vocoder = load_vocoder(folder, config.vocoder, device)
         return cls(size=size, weights=str(weights), device=device, dtype=dtype, modules=modules,
                    vocoder=vocoder, ldm_config=config.ldm, scale_factor=scale_factor, config=config,
                    **cls._tokenizers(folder))
@@ -349,7 +350,7 @@ class LatentAudioAdapter(ModelAdapter):
     @staticmethod
     def _tokenizers(folder: Path) -> dict[str, Any]:
         """Real tokenizers found in a weights folder, as constructor arguments."""
-        return {"bert_tokenizer": bert_tokenizer(folder)}
+        return {"bert_tokenizer": folder_tokenizer(folder, BERT_TOKENIZER_DIR)}
 
     @property
     def text_encoder(self) -> ClapTextEncoder:
@@ -396,8 +397,7 @@ class LatentAudioAdapter(ModelAdapter):
             raise ModelError(
                 f"duration {duration} s is too short for {self.name}: its latent would have no frames"
             )
-        if self.device.type == "meta":
-            raise ModelError("cannot generate on the meta device (it holds no weights); use cpu or cuda")
+        self.check_not_meta()
 
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         """BigVGAN per clip, as the original's ``vocoder.vocode(spec)`` loop: (n, 80, F) -> (n, F * hop)."""
@@ -644,11 +644,7 @@ def config_from_folder(folder: Path, config_file: str) -> MakeAnAudioConfig:
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{folder / config_file} is not a Make-An-Audio config: no {exc} entry") from None
     bert, clap = read_bert_and_clap(folder, "full")
-    try:
-        vocoder = BigVGANConfig.from_args(read_yaml(folder / VOCODER_DIR / VOCODER_ARGS))
-    except ValueError as exc:
-        raise ModelError(f"{folder / VOCODER_DIR / VOCODER_ARGS}: {exc}") from None
-    return MakeAnAudioConfig(ldm, unet, vae, bert, clap, vocoder)
+    return MakeAnAudioConfig(ldm, unet, vae, bert, clap, read_vocoder_config(folder))
 
 
 def latent_width(duration_s: float) -> int:

@@ -55,14 +55,14 @@ from tta_energy.models.catalogue import entry
 from tta_energy.models.ckpt_maps import KeyTable, make_an_audio_2_table
 from tta_energy.models.common import default_device, load_config
 from tta_energy.models.make_an_audio import (
+    BERT_TOKENIZER_DIR,
     TEXT_TOKENS,
-    VOCODER_ARGS,
-    VOCODER_DIR,
     LatentAudioAdapter,
-    bert_tokenizer,
     build_clap,
+    folder_tokenizer,
     read_bert_and_clap,
     read_json,
+    read_vocoder_config,
     read_yaml,
     synthetic_text_ids,
 )
@@ -167,11 +167,7 @@ def config_from_folder(folder: Path, config_file: str) -> MakeAnAudio2Config:
     dit, vae = _parse_ldm(ldm, str(folder / config_file))
     bert, clap = read_bert_and_clap(folder, "full")
     t5 = read_json(folder / T5_CONFIG_FILE) if (folder / T5_CONFIG_FILE).is_file() else t5_v1_1_large()
-    try:
-        vocoder = BigVGANConfig.from_args(read_yaml(folder / VOCODER_DIR / VOCODER_ARGS))
-    except ValueError as exc:
-        raise ModelError(f"{folder / VOCODER_DIR / VOCODER_ARGS}: {exc}") from None
-    return MakeAnAudio2Config(ldm, dit, vae, bert, clap, t5, vocoder)
+    return MakeAnAudio2Config(ldm, dit, vae, bert, clap, t5, read_vocoder_config(folder))
 
 
 def _check_widths(config: MakeAnAudio2Config) -> None:
@@ -239,7 +235,8 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
 
     @staticmethod
     def _tokenizers(folder: Path) -> dict[str, Any]:
-        return {"bert_tokenizer": bert_tokenizer(folder), "t5_tokenizer": t5_tokenizer(folder)}
+        return {"bert_tokenizer": folder_tokenizer(folder, BERT_TOKENIZER_DIR),
+                "t5_tokenizer": folder_tokenizer(folder, T5_TOKENIZER_DIR)}
 
     @staticmethod
     def _modules(config: MakeAnAudio2Config, device: torch.device) -> torch.nn.ModuleDict:
@@ -344,16 +341,3 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
 def table_for(config: MakeAnAudio2Config) -> KeyTable:
     return make_an_audio_2_table(config.dit.depth, config.vae.ddconfig())
 
-
-def t5_tokenizer(folder: Path) -> Any | None:
-    """The real t5-v1_1-large tokenizer when the weights folder carries one (offline), else None."""
-    if not (folder / T5_TOKENIZER_DIR).is_dir():
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(folder / T5_TOKENIZER_DIR), local_files_only=True)
-    except Exception as exc:
-        raise ModelError(
-            f"cannot load the tokenizer in {folder / T5_TOKENIZER_DIR}: {type(exc).__name__}"
-        ) from None

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -49,7 +48,7 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import cast_module, default_device, load_config, seeded_init
+from tta_energy.models.common import cached_hub_repo, cast_module, default_device, load_config
 from tta_energy.models.tango import T5Text, looks_like_hub_id
 
 if TYPE_CHECKING:
@@ -212,20 +211,7 @@ class StableAudioOpenAdapter(ModelAdapter):
         #: 47.55 s) whatever the duration; a lever may set it to the requested length instead.
         self.latent_length: int = int(transformer.config.sample_size)
 
-    # -- construction -------------------------------------------------------------------------
-    @classmethod
-    def build(
-        cls,
-        size: str = "full",
-        weights: str = "random",
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = None,
-    ) -> StableAudioOpenAdapter:
-        device, dtype = cls._build_args(size, device, dtype, weights)
-        if weights == "random":
-            return cls._build_random(size, device, dtype)
-        return cls._load_pipeline(weights, size, device, dtype)
-
+    # -- construction: the template is ModelAdapter.build ------------------------------------------
     @classmethod
     def _build_random(cls, size: str, device: torch.device, dtype: torch.dtype) -> StableAudioOpenAdapter:
         from diffusers import (
@@ -249,7 +235,7 @@ class StableAudioOpenAdapter(ModelAdapter):
                 TINY_VAE,
             )
         sched_cfg = load_config(CONFIG_DIR, "scheduler_config.reconstructed.json")
-        with seeded_init(device), default_device(device), warnings.catch_warnings():
+        with default_device(device), warnings.catch_warnings():
             # diffusers builds the Oobleck convolutions with the deprecated torch weight_norm: a notice only
             warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
             text_encoder = T5EncoderModel(_t5_config(text_cfg))
@@ -273,7 +259,7 @@ class StableAudioOpenAdapter(ModelAdapter):
         )
 
     @classmethod
-    def _load_pipeline(
+    def _load_weights(
         cls, weights: str, size: str, device: torch.device, dtype: torch.dtype
     ) -> StableAudioOpenAdapter:
         from diffusers import StableAudioPipeline
@@ -289,7 +275,7 @@ class StableAudioOpenAdapter(ModelAdapter):
         elif not looks_like_hub_id(weights):
             raise ModelError(f"weights path {weights} does not exist")
         else:
-            path = cls._cached_hub_repo(weights)
+            path = cached_hub_repo(weights, HUB_PATTERNS)
         check_pipeline_keys(path)
         weights_dir = str(path)
         # a replica's checkpoint has no tokenizer (model_index lists it as null): pass None explicitly
@@ -319,20 +305,6 @@ class StableAudioOpenAdapter(ModelAdapter):
             tokenizer=pipe.tokenizer,
             max_text_tokens=int(max_tokens),
         )
-
-    @staticmethod
-    def _cached_hub_repo(repo_id: str) -> Path:
-        """The local snapshot of a hub repo's diffusers files (downloads only if HF_HUB_OFFLINE is unset)."""
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(repo_id=repo_id, allow_patterns=HUB_PATTERNS))
-        except Exception as exc:
-            raise ModelError(
-                f"weights {repo_id!r} is neither a local folder nor a cached hub repo "
-                f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): "
-                f"{type(exc).__name__}"
-            ) from None
 
     def pipeline(self) -> StableAudioPipeline:
         """The diffusers ``StableAudioPipeline`` over this adapter's components (shares the modules)."""
@@ -439,8 +411,7 @@ class StableAudioOpenAdapter(ModelAdapter):
 
         self.check_request(request)
         req = self.resolved(request)
-        if self.device.type == "meta":
-            raise ModelError("cannot generate on the meta device (it holds no weights); use cpu or cuda")
+        self.check_not_meta()
         cfg = req.guidance_scale > 1.0
         negative = req.negative_prompt or None  # "" means no negative prompt: zero unconditional embeddings
         n_clips = req.n_clips

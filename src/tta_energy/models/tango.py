@@ -51,7 +51,6 @@ of missing/unexpected keys.
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 import zlib
@@ -73,7 +72,7 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import cast_module, config_path, default_device, load_config, seeded_init
+from tta_energy.models.common import cached_hub_repo, cast_module, config_path, default_device, load_config
 from tta_energy.models.tango_checkpoint import (
     check_keys,
     load_into,
@@ -292,22 +291,12 @@ class TangoAdapter(ModelAdapter):
         self.latent_frames = LATENT_FRAMES[size]
         self.latent_bins = 16  # 64 mel bins / 4 (the VAE's two 2x upsamplings)
 
-    # -- construction -------------------------------------------------------------------------
+    # -- construction: the template is ModelAdapter.build ------------------------------------------
     @classmethod
-    def build(
-        cls,
-        size: str = "full",
-        weights: str = "random",
-        device: str | torch.device = "cpu",
-        dtype: str | torch.dtype | None = None,
-    ) -> TangoAdapter:
-        device, dtype = cls._build_args(size, device, dtype, weights)
-        if weights == "random":
-            configs = bundled_configs(size)
-            with seeded_init(device):
-                modules = cls._modules(configs, device)
-            return cls._assemble(size, "random", device, dtype, modules, configs, tokenizer=None)
-        return cls._load_tango_checkpoint(weights, size, device, dtype)
+    def _build_random(cls, size: str, device: torch.device, dtype: torch.dtype) -> TangoAdapter:
+        configs = bundled_configs(size)
+        modules = cls._modules(configs, device)
+        return cls._assemble(size, "random", device, dtype, modules, configs, tokenizer=None)
 
     @staticmethod
     def _modules(configs: dict[str, dict[str, Any]], device: torch.device) -> dict[str, torch.nn.Module]:
@@ -355,16 +344,7 @@ class TangoAdapter(ModelAdapter):
         if not path.exists():
             if not looks_like_hub_id(weights):
                 raise ModelError(f"weights path {weights} does not exist")
-            try:  # a hub repo in the local cache (honours HF_HUB_OFFLINE)
-                from huggingface_hub import snapshot_download
-
-                path = Path(snapshot_download(repo_id=weights))
-            except Exception as exc:
-                raise ModelError(
-                    f"weights {weights!r} is neither a local folder nor a cached hub repo "
-                    f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): "
-                    f"{type(exc).__name__}"
-                ) from None
+            path = cached_hub_repo(weights)  # a hub repo in the local cache (honours HF_HUB_OFFLINE)
         required = [MAIN_CONFIG, MAIN_WEIGHTS, VAE_CONFIG, VAE_WEIGHTS]
         missing = [r for r in required if not (path / r).is_file()]
         if missing:
@@ -435,9 +415,10 @@ class TangoAdapter(ModelAdapter):
         return None
 
     @classmethod
-    def _load_tango_checkpoint(
+    def _load_weights(
         cls, weights: str, size: str, device: torch.device, dtype: torch.dtype
     ) -> TangoAdapter:
+        """Tango's own checkpoint folder (or a cached hub repo of it)."""
         folder = cls._resolve_folder(weights)
         configs = cls._read_configs(folder, size)
         modules = cls._modules(configs, torch.device("meta"))
@@ -619,8 +600,7 @@ class TangoAdapter(ModelAdapter):
     def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
         self.check_request(request)
         req = self.resolved(request)
-        if self.device.type == "meta":
-            raise ModelError("cannot generate on the meta device (it holds no weights); use cpu or cuda")
+        self.check_not_meta()
         if req.negative_prompt:
             warnings.warn(
                 f'{self.name} has no negative prompt (its unconditional prompt is always ""); '
