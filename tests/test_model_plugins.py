@@ -145,3 +145,17 @@ def test_an_adapter_with_its_own_build_needs_no_construction_hooks():
         NoConstruction.build("tiny")
     with pytest.raises(NotImplementedError, match="neither build nor _load_weights"):
         NoConstruction.build("tiny", weights="some/folder")
+
+
+@pytest.mark.parametrize(
+    ("weights", "hub"),
+    [("cvssp/audioldm2", True), ("declare-lab/tango2-full", True),
+     ("stabilityai/stable-audio-open-1.0", True),
+     ("./audioldm2", False), ("../weights/x", False), ("/abs/path", False), ("~/models/x", False),
+     ("a/b/c", False), ("-x/y", False), ("_x/y", False), ("plainname", False)],
+)
+def test_one_rule_tells_a_hub_id_from_a_path(weights, hub):
+    """Every family asks one rule whether a ``--weights`` that is not a folder may name a cached hub repo."""
+    from tta_energy.models.common import looks_like_hub_id
+
+    assert looks_like_hub_id(weights) is hub

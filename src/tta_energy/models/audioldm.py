@@ -39,7 +39,7 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import check_weights_dir, load_config, synthetic_token_ids
+from tta_energy.models.common import check_weights_dir, load_config, looks_like_hub_id, synthetic_token_ids
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
 
 #: Length the CLAP (RoBERTa) tokenizer pads every prompt to (``padding="max_length"`` in the pipelines).
@@ -93,10 +93,6 @@ def quiet_diffusers() -> Iterator[None]:
         yield
     finally:
         dlogging.set_verbosity(level)
-
-
-def looks_like_hub_id(weights: str) -> bool:
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", weights)) and not weights.startswith(".")
 
 
 def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: torch.dtype,

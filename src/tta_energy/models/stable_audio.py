@@ -48,8 +48,14 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import cached_hub_repo, cast_module, default_device, load_config
-from tta_energy.models.tango import T5Text, looks_like_hub_id
+from tta_energy.models.common import (
+    cached_hub_repo,
+    cast_module,
+    default_device,
+    load_config,
+    looks_like_hub_id,
+)
+from tta_energy.models.tango import T5Text
 
 if TYPE_CHECKING:
     from diffusers import StableAudioPipeline

@@ -72,7 +72,14 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import cached_hub_repo, cast_module, config_path, default_device, load_config
+from tta_energy.models.common import (
+    cached_hub_repo,
+    cast_module,
+    config_path,
+    default_device,
+    load_config,
+    looks_like_hub_id,
+)
 from tta_energy.models.tango_checkpoint import (
     check_keys,
     load_into,
@@ -127,11 +134,6 @@ LATENT_FRAMES = {"full": 256, "tiny": 24}  # Tango hard-codes 256 x 16 (10.24 s)
 
 
 # -- helpers shared with the Stable Audio Open adapter ----------------------------------------------------
-def looks_like_hub_id(weights: str) -> bool:
-    """``owner/name`` (one slash, no leading ``.``/``/``, no ``~``): may be a hub repo in the local cache."""
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", weights))
-
-
 def estimate_t5_tokens(prompt: str) -> int:
     """Approximate T5 SentencePiece length: one token per word or punctuation mark, plus EOS."""
     return len(re.findall(r"\w+|[^\w\s]", prompt)) + 1
