@@ -16,6 +16,8 @@ from tta_energy.errors import TtaError, first_line
 USAGE_EXIT = 2
 #: exit status of an unexpected failure (a bug or the environment), shown as one line unless --debug
 FAILURE_EXIT = 1
+#: exit status of a command stopped by SIGINT (Ctrl-C, or ``timeout -s INT`` at a device call's hard limit)
+INTERRUPTED_EXIT = 130
 #: set to 1 for the traceback of every error (the same as ``tta-energy --debug ...``)
 DEBUG_ENV = "TTA_ENERGY_DEBUG"
 
@@ -105,7 +107,7 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
         exc.show()
         return USAGE_EXIT
     except (KeyboardInterrupt, typer.Abort):
-        return _fail("interrupted", 130)
+        return _fail("interrupted", INTERRUPTED_EXIT)
     except Exception as exc:
         if debug:
             raise
@@ -114,6 +116,8 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
             return _fail(line, USAGE_EXIT)
         return _fail(f"{type(exc).__name__}: {first_line(exc, '')} (run with --debug for the traceback)",
                      FAILURE_EXIT)
+    if status == INTERRUPTED_EXIT:  # what typer returns, silently, for a KeyboardInterrupt inside a command
+        return _fail("interrupted", INTERRUPTED_EXIT)
     return status if isinstance(status, int) else 0
 
 

@@ -23,10 +23,10 @@ checks that its estimated time (plus a model build and warm-up when the model is
 time budget left; a cell that does not fit waits for the next run while the others go on as long as they fit.
 A budget in which no cell of the first experiment fits is refused before anything is built. Every row is
 appended when measured (:func:`.runner.measure_pair`), so a kill loses at most the generation in flight and
-the same command resumes. Under torchrun the cells are split over the ranks by estimated time; each rank
-appends to its shard files, which rank 0 merges at the end. A run holds the lock of every table it writes
-(and of the runs log) from before it reads them to its end, as a sweep does: a second run, or a sweep writing
-one of them, is refused.
+the same command resumes; a run stopped by SIGINT also logs its call. Under torchrun the cells are split over
+the ranks by estimated time; each rank appends to its shard files, which rank 0 merges at the end. A run
+holds the lock of every table it writes (and of the runs log) from before it reads them to its end, as a sweep
+does: a second run, or a sweep writing one of them, is refused.
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ class RunResult:
     measured_s: float = 0.0  # seconds inside measured windows (warm-ups included)
     stopped_by_budget: bool = False
     unfinished: int = 0  # cells of this run not done at the end
+    interrupted: bool = False  # stopped by SIGINT before its end
 
 
 def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
@@ -285,6 +286,12 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     run_id = distributed.broadcast(ctx, runner.new_run_id())
     budget_s = ro.time_budget_s
     gpu_name = ""
+
+    def log_interrupted_call() -> None:  # SIGINT (a device script's hard limit): the call's time was spent
+        if ctx.is_main and not ctx.is_distributed:  # torchrun's ranks can no longer gather their counts
+            result.interrupted = True
+            record_run(campaign, ro, run_id, start_utc, time.perf_counter() - start, result, gpu_name, 1)
+
     if todo:
         base = sweep_options(campaign, todo[0].model, codecarbon=ro.codecarbon, country=ro.country,
                              trace=ro.trace)
@@ -293,8 +300,9 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         if trace is not None:
             trace.parent.mkdir(parents=True, exist_ok=True)
         meter = runner.make_meter(base, device, trace)
-        with meter, runner.progress_bar(sum(expected_missing(c, cell_state(c, observed), observed)
-                                            for c in todo), ro.progress and ctx.is_main) as bar:
+        missing = sum(expected_missing(c, cell_state(c, observed), observed) for c in todo)
+        with (on_interrupt(log_interrupted_call), meter,
+              runner.progress_bar(missing, ro.progress and ctx.is_main) as bar):
             provenance = {**meter.provenance(), "rank": ctx.rank}
             gpu_name = str(provenance.get("gpu_name", ""))
             contexts = {m: RowContext(sweep_options(campaign, m), run_id, ctx.rank, provenance,
@@ -373,6 +381,16 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     return total
 
 
+@contextmanager
+def on_interrupt(action: Callable[[], None]) -> Iterator[None]:
+    """Run ``action`` when the block is interrupted (KeyboardInterrupt: SIGINT), then let the interrupt on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        action()
+        raise
+
+
 def needed_s(campaign: Campaign, est: Estimator, model: str, item: Any, fresh: bool) -> float:
     """Estimated seconds until ``item``'s row is written: its generation, plus the model's build and warm-ups
     when the model is not resident (an unknown generation time counts 0)."""
@@ -407,7 +425,9 @@ def check_budget(campaign: Campaign, budget_s: float | None, elapsed_s: float, t
 
 def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, wall_s: float,
                result: RunResult, gpu_name: str, world_size: int) -> None:
-    """Append the run's line to ``<out_dir>/campaign_runs.jsonl`` (one write of a complete line, fsync'd)."""
+    """Append the run's line to ``<out_dir>/campaign_runs.jsonl`` (one write of a complete line, fsync'd); a
+    run stopped by SIGINT is logged with what it measured until then (``interrupted``), one killed outright
+    (SIGKILL) is not."""
     from tta_energy.experiments.runner import now_iso
     from tta_energy.provenance import git_commit, host_cpu_model
 
@@ -416,6 +436,7 @@ def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, 
             "wall_s": round(wall_s, 3),
             "measured_s": round(result.measured_s, 3), "rows": dict(sorted(result.rows.items())),
             "warmup_rows": result.warmups, "stopped_by_budget": result.stopped_by_budget,
+            "interrupted": result.interrupted,
             "time_budget_s": ro.time_budget_s, "world_size": world_size, "git_commit": git_commit(),
             "host_cpu_model": host_cpu_model(), "host_cpu_count": os.cpu_count() or 0, "gpu_name": gpu_name}
     append_jsonl(campaign.out_dir / RUNS_LOG, line)

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,10 @@ import numpy as np
 from tta_energy.fileio import atomic_path
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput
+
+#: what reading a damaged ``.npz`` raises (cut or emptied in transfer, a member's checksum wrong): such a
+#: reference is not stored, and the next call computes it again
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 #: model code every adapter shares (hashed into every key besides the adapter's own module)
 SHARED_MODEL_FILES = ("base.py", "common.py", "tiny.py", "blocks")
@@ -94,7 +99,7 @@ def load_reference(key: ReferenceKey, folder: Path) -> tuple[GenerationOutput, f
             out = GenerationOutput(np.array(data["waveforms"]), int(data["sample_rate"]),
                                    int(data["denoiser_calls"]), latents)
             return out, float(data["fingerprint"])
-    except (OSError, ValueError, KeyError):
+    except UNREADABLE:
         return None
 
 
@@ -123,6 +128,6 @@ def stored_keys(folder: Path, model: str, size: str, steps: int) -> list[dict]:
         try:
             with np.load(path, allow_pickle=False) as data:
                 keys.append(json.loads(str(data["key"])))
-        except (OSError, ValueError, KeyError):
+        except UNREADABLE:
             continue
     return keys
