@@ -134,6 +134,14 @@ def test_read_trace_formats(tmp_path):
     trace = plots.read_trace(meter)
     assert trace["t_abs"].tolist() == [1767225600.0, 1767225600.1] and trace["device"].tolist() == [0, 0]
     assert plots.plot_power_trace(trace, tmp_path, "meter", window=(1767225600.0, 1767225600.1))
+    # two members (a resumed process appends one), the second cut mid-stream as by SIGKILL: the rows written
+    # before the cut are read, the line cut short is not
+    cut = tmp_path / "cut.csv.gz"
+    first = gzip.compress(b"elapsed_s,gpu_power_W\n0.0,90\n0.1,95\n")
+    second = gzip.compress(b"".join(f"{0.2 + k / 10:.1f},{100 + k}\n".encode() for k in range(400)))
+    cut.write_bytes(first + second[: len(second) // 2])
+    powers = plots.read_trace(cut)["power_W"].tolist()
+    assert powers[:3] == [90, 95, 100] and 3 < len(powers) < 402 and powers == sorted(powers)
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="needs a time column"):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
+import io
+import zlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -80,12 +81,29 @@ _TIME_COLUMNS = ("unix_time", "timestamp", "timestamp_s", "t_s", "time_s", "elap
 _POWER_COLUMNS = ("power_W", "power_w", "gpu_power_W", "power_instant_W", "power")
 
 
+def _gzip_text(raw: bytes) -> str:
+    """Every member of a gzip stream (the trace writer appends one per process), up to where it ends: a
+    sweep killed while writing leaves its trace without an end of stream, and the rows before the cut are
+    still a valid trace."""
+    parts = []
+    while raw:
+        member = zlib.decompressobj(wbits=31)
+        try:
+            parts.append(member.decompress(raw))
+        except zlib.error:
+            break
+        if not member.eof:
+            break
+        raw = member.unused_data
+    return b"".join(parts).decode("utf-8", errors="replace")
+
+
 def read_trace(path: str | Path) -> pd.DataFrame:
     """A power trace (CSV, optionally gzip-compressed) as ``t_s`` (seconds from its start) and ``power_W``."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        df = pd.read_csv(fh)
+    raw = path.read_bytes()
+    text = _gzip_text(raw) if path.suffix == ".gz" else raw.decode("utf-8", errors="replace")
+    df = pd.read_csv(io.StringIO(text[: text.rfind("\n") + 1]))  # a last line cut short is left out
     tcol = next((c for c in _TIME_COLUMNS if c in df.columns), None)
     pcol = next((c for c in _POWER_COLUMNS if c in df.columns), None)
     if tcol is None or pcol is None:
