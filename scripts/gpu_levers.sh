@@ -99,8 +99,10 @@ report || echo "report failed (the raw tables are complete; rebuild with: $0 col
 if [[ -n "${OUT:-}" ]]; then
   # the device returns at most 8 files of 16 MiB each (64 MiB in all): the part, the fp32 references and the
   # compile cache travel as separate files, so that a large one cannot take the measured rows with it
-  tar czf "$OUT/levers/levers-part$PART.tar.gz" "$OUTDIR"
-  [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" "$ROOT/references"
+  # a write cut by the hard stop leaves a hidden .NAME.PID.HEX.tmp (tta_energy.fileio): never packed
+  tar czf "$OUT/levers/levers-part$PART.tar.gz" --exclude='.*.tmp' "$OUTDIR"
+  [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" --exclude='.*.tmp' \
+    "$ROOT/references"
   if [[ -d .cache/compile ]]; then
     tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
     size_mb=$(( $(stat -c %s "$OUT/levers/compile-cache.tar.gz") / 1048576 ))
