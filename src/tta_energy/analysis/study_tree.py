@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.errors import TtaError
+from tta_energy.models import spacing
 from tta_energy.models.catalogue import entry
 
 
@@ -59,7 +60,6 @@ class StudyModelSettings:
     negative prompt are the catalogue's: :func:`study_defaults`)."""
 
     weights: str  # checkpoint id
-    ldm_ddim: bool = False  # original LDM DDIM sampler: integer stride 1000 // steps
     max_batch_per_pass: int | None = None  # Tango's generate_for_batch splits into passes of 8
 
 
@@ -67,9 +67,8 @@ STUDY_SETTINGS: dict[str, StudyModelSettings] = {
     "audioldm": StudyModelSettings("cvssp/audioldm-s-full-v2"),
     "audioldm2": StudyModelSettings("cvssp/audioldm2"),
     "stable-audio-open": StudyModelSettings("stabilityai/stable-audio-open-1.0"),
-    "make-an-audio": StudyModelSettings("Text-to-Audio/Make-An-Audio:useful_ckpts/maa1_full.ckpt",
-                                        ldm_ddim=True),
-    "make-an-audio-2": StudyModelSettings("bytedance/Make-An-Audio-2:useful_ckpts/maa2.ckpt", ldm_ddim=True),
+    "make-an-audio": StudyModelSettings("Text-to-Audio/Make-An-Audio:useful_ckpts/maa1_full.ckpt"),
+    "make-an-audio-2": StudyModelSettings("bytedance/Make-An-Audio-2:useful_ckpts/maa2.ckpt"),
     "tango": StudyModelSettings("declare-lab/tango-full", max_batch_per_pass=8),
     "tango2": StudyModelSettings("declare-lab/tango2-full", max_batch_per_pass=8),
 }
@@ -96,15 +95,10 @@ DATASETS: tuple[str, ...] = ("audiocaps", "clotho")
 
 
 def denoiser_iterations(model: str, steps: int) -> int:
-    """Denoising iterations actually run for ``steps`` nominal steps.
-
-    The LDM "uniform" DDIM discretisation of Make-An-Audio (2) uses the integer stride ``1000 // steps``,
-    so 150 steps run ``len(range(0, 1000, 6)) = 167`` iterations; the diffusers and Tango schedulers
-    run exactly ``steps``.
-    """
-    if STUDY_SETTINGS[model].ldm_ddim:
-        return len(range(0, 1000, 1000 // steps))
-    return int(steps)
+    """Denoising iterations actually run for ``steps`` nominal steps, by the model's sampler spacing (the
+    catalogue's): LDM's uniform DDIM of Make-An-Audio (2) runs 167 iterations for 150 steps, the diffusers
+    and Tango schedulers exactly ``steps``."""
+    return spacing.denoiser_iterations(entry(model).defaults.step_spacing, steps)
 
 
 def denoiser_calls(model: str, steps: int, clips_per_call: int) -> int:

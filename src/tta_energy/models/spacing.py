@@ -31,6 +31,16 @@ def ldm_uniform_timesteps(steps: int, train_timesteps: int = 1000) -> np.ndarray
     return timesteps
 
 
+def denoiser_iterations(spacing: str, steps: int, train_timesteps: int = 1000) -> int:
+    """Denoiser iterations a sampler with ``spacing`` runs for ``steps`` nominal steps: ``steps`` for the
+    diffusers schedulers, one per visited timestep for LDM's uniform DDIM spacing (150 -> 167)."""
+    if spacing == "ldm-uniform":
+        return len(ldm_uniform_timesteps(steps, train_timesteps))
+    if spacing != "diffusers":
+        raise ValueError(f"unknown step spacing {spacing!r}: expected one of {', '.join(SPACINGS)}")
+    return int(steps)
+
+
 def steps_problem(spacing: str, steps: int, train_timesteps: int = 1000) -> str | None:
     """Why a sampler with ``spacing`` cannot run ``steps`` steps (one line), or None when it can."""
     if steps < 1:

@@ -18,14 +18,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tta_energy.models.spacing import ldm_uniform_timesteps
+from tta_energy.models.spacing import denoiser_iterations, ldm_uniform_timesteps
 
 __all__ = ["LdmDdimSampler", "ldm_alphas_cumprod", "ldm_denoiser_calls", "ldm_uniform_timesteps"]
 
 
 def ldm_denoiser_calls(steps: int, train_timesteps: int = 1000) -> int:
     """Denoiser evaluations LDM's DDIM makes for ``steps`` nominal steps (one per visited timestep)."""
-    return len(ldm_uniform_timesteps(steps, train_timesteps))
+    return denoiser_iterations("ldm-uniform", steps, train_timesteps)
 
 
 def ldm_alphas_cumprod(
