@@ -21,6 +21,7 @@ import os
 import re
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -187,8 +188,20 @@ def min_duration_s(pipe: Any) -> float:
     return float(np.prod(voc.upsample_rates) / voc.sampling_rate * pipe.vae_scale_factor)
 
 
+@dataclass
+class UNetConditioning:
+    """What the prompts give the denoising loop: the UNet's conditioning keyword arguments (each
+    ``cat([negative, positive])`` under CFG) and the dtype of the initial latents (the pipelines'
+    ``prompt_embeds.dtype``)."""
+
+    unet_kwargs: dict[str, Any]
+    latents_dtype: torch.dtype
+
+
 class AudioLDMFamilyAdapter(ModelAdapter):
-    """What AudioLDM and AudioLDM 2 share: loading, the denoising loop, decoding, vocoder, checks."""
+    """What AudioLDM and AudioLDM 2 share: loading, checks, and the generation pipeline (:meth:`generate`)
+    with its denoising loop, decoding and vocoder; each model gives its text conditioning
+    (:meth:`conditioning`) and, where it has one, a re-ranking of the waveforms (:meth:`rerank`)."""
 
     clap_token_length: int = CLAP_TOKEN_LENGTH
     #: the diffusers pipeline class (by name) that holds the components and reads the checkpoints
@@ -253,6 +266,49 @@ class AudioLDMFamilyAdapter(ModelAdapter):
         low = min_duration_s(self.pipe)
         if request.duration_s is not None and request.duration_s < low - 1e-9:
             raise ModelError(f"duration {request.duration_s} s is below {self.name}'s minimum of {low} s")
+
+    # -- generation: the pipelines' ``__call__``, split into the four measured phases ------------------
+    def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
+        """The pipelines' ``__call__`` step by step, each phase wrapped in ``phases(name)``; the UNet is
+        called only through :attr:`denoiser`."""
+        # 1. check inputs
+        self.check_request(request)
+        # 2. define call parameters: the model's defaults where the request leaves None
+        r = self.resolved(request)
+        n = r.waveforms_per_prompt
+        cfg = r.guidance_scale > 1.0
+        generator = self.generator(r.seed)
+        height, samples = latent_frames(r.duration_s, self.pipe)
+        with torch.inference_mode():
+            # 3. encode the prompt (and the negative prompt under CFG)
+            with phases("text_encoding"):
+                conditioning = self.conditioning(r.prompts, r.negative_prompt, n, cfg)
+            with phases("denoising"):
+                # 4. prepare the latent variables
+                latents = self.prepare_latents(len(r.prompts) * n, height, conditioning.latents_dtype,
+                                               generator)
+                # 5. denoising loop
+                latents, calls = self.denoising_loop(latents, r.steps, r.guidance_scale,
+                                                     conditioning.unet_kwargs, generator)
+            # 6. decode the latents to a mel spectrogram
+            with phases("decoding"):
+                mel = self.decode(latents)
+            # 7. mel spectrogram to waveform, and the model's re-ranking (part of the measured call)
+            with phases("vocoder"):
+                audio = self.rerank(r, self.vocode(mel, samples))
+        # 8. waveforms as (clips, channels, samples) float32
+        waveforms = audio.numpy().astype(np.float32)[:, None, :]
+        return GenerationOutput(waveforms=waveforms, sample_rate=int(self.pipe.vocoder.config.sampling_rate),
+                                denoiser_calls=calls, latents=latents)
+
+    def conditioning(self, prompts: list[str], negative: str, n: int, cfg: bool) -> UNetConditioning:
+        """The UNet's conditioning for ``prompts`` (``n`` waveforms each) and, when ``cfg``, ``negative``."""
+        raise NotImplementedError
+
+    def rerank(self, request: GenerationRequest, audio: torch.Tensor) -> torch.Tensor:
+        """The waveforms the pipeline returns from the vocoder's ``audio`` (the resolved ``request``'s
+        clips, in order): all of them, in order, unless the model re-ranks them."""
+        return audio
 
     def denoising_loop(self, latents: torch.Tensor, steps: int, guidance_scale: float,
                        unet_kwargs: dict[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -375,29 +431,11 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
         return pipe._encode_prompt(None, self.device, n, cfg, prompt_embeds=positive,
                                    negative_prompt_embeds=neg)
 
-    # -- generation -----------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
-        self.check_request(request)
-        r = self.resolved(request)
-        n = r.waveforms_per_prompt
-        cfg = r.guidance_scale > 1.0
-        generator = self.generator(r.seed)
-        height, samples = latent_frames(r.duration_s, self.pipe)
-        with torch.inference_mode():
-            with phases("text_encoding"):
-                class_labels = self.prompt_embeddings(r.prompts, r.negative_prompt, n, cfg)
-            with phases("denoising"):
-                latents = self.prepare_latents(len(r.prompts) * n, height, class_labels.dtype, generator)
-                latents, calls = self.denoising_loop(
-                    latents, r.steps, r.guidance_scale,
-                    {"encoder_hidden_states": None, "class_labels": class_labels}, generator)
-            with phases("decoding"):
-                mel = self.decode(latents)
-            with phases("vocoder"):
-                audio = self.vocode(mel, samples)
-        waveforms = audio.numpy().astype(np.float32)[:, None, :]
-        return GenerationOutput(waveforms=waveforms, sample_rate=int(self.pipe.vocoder.config.sampling_rate),
-                                denoiser_calls=calls, latents=latents)
+    def conditioning(self, prompts: list[str], negative: str, n: int, cfg: bool) -> UNetConditioning:
+        """CLAP embeddings as the UNet's FiLM class labels, no cross-attention context."""
+        class_labels = self.prompt_embeddings(prompts, negative, n, cfg)
+        return UNetConditioning({"encoder_hidden_states": None, "class_labels": class_labels},
+                                class_labels.dtype)
 
     # -- counting -------------------------------------------------------------------------------
     def denoiser_call(self, duration_s: float = 10.0, batch: int = 1) -> ModuleCall:

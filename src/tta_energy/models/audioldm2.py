@@ -35,18 +35,12 @@ import torch
 
 from tta_energy.models.audioldm import (
     AudioLDMFamilyAdapter,
+    UNetConditioning,
     clap_synthetic_ids,
     estimated_token_count,
-    latent_frames,
     text_seed,
 )
-from tta_energy.models.base import (
-    GenerationOutput,
-    GenerationRequest,
-    ModuleCall,
-    PhaseHook,
-    no_phases,
-)
+from tta_energy.models.base import GenerationRequest, ModuleCall
 from tta_energy.models.catalogue import entry
 from tta_energy.models.common import load_config, synthetic_token_ids
 from tta_energy.models.tiny import (
@@ -300,33 +294,21 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
         indices = torch.argsort(logits, dim=1, descending=True)[:, :n]
         return torch.index_select(audio, 0, indices.reshape(-1).cpu())
 
-    # -- generation -----------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest, phases: PhaseHook = no_phases) -> GenerationOutput:
-        """See the module docstring. ``request.extra["score_waveforms"] = False`` skips the re-ranking."""
-        self.check_request(request)
-        r = self.resolved(request)
-        n = r.waveforms_per_prompt
-        cfg = r.guidance_scale > 1.0
-        generator = self.generator(r.seed)
-        height, samples = latent_frames(r.duration_s, self.pipe)
-        with torch.inference_mode():
-            with phases("text_encoding"):
-                t5, t5_mask, generated = self.prompt_embeddings(r.prompts, r.negative_prompt, n, cfg)
-            with phases("denoising"):
-                latents = self.prepare_latents(len(r.prompts) * n, height, t5.dtype, generator)
-                unet_kwargs = {"encoder_hidden_states": generated, "encoder_hidden_states_1": t5,
-                               "encoder_attention_mask_1": t5_mask}
-                latents, calls = self.denoising_loop(latents, r.steps, r.guidance_scale, unet_kwargs,
-                                                     generator)
-            with phases("decoding"):
-                mel = self.decode(latents)
-            with phases("vocoder"):
-                audio = self.vocode(mel, samples)
-                if n > 1 and r.extra.get("score_waveforms", True):
-                    audio = self.score_waveforms(r.prompts, audio, n)
-        waveforms = audio.numpy().astype(np.float32)[:, None, :]
-        return GenerationOutput(waveforms=waveforms, sample_rate=int(self.pipe.vocoder.config.sampling_rate),
-                                denoiser_calls=calls, latents=latents)
+    # -- generation: the family's pipeline with AudioLDM 2's conditioning and re-ranking ---------
+    def conditioning(self, prompts: list[str], negative: str, n: int, cfg: bool) -> UNetConditioning:
+        """GPT-2's generated embeddings to the UNet's first cross-attention stream, Flan-T5's hidden states
+        (with their mask) to the second; the latents take T5's dtype, as in the pipeline."""
+        t5, t5_mask, generated = self.prompt_embeddings(prompts, negative, n, cfg)
+        return UNetConditioning({"encoder_hidden_states": generated, "encoder_hidden_states_1": t5,
+                                 "encoder_attention_mask_1": t5_mask}, t5.dtype)
+
+    def rerank(self, request: GenerationRequest, audio: torch.Tensor) -> torch.Tensor:
+        """:meth:`score_waveforms` when ``waveforms_per_prompt > 1``, as the pipeline does;
+        ``request.extra["score_waveforms"] = False`` skips it."""
+        n = request.waveforms_per_prompt
+        if n > 1 and request.extra.get("score_waveforms", True):
+            return self.score_waveforms(request.prompts, audio, n)
+        return audio
 
     # -- counting -------------------------------------------------------------------------------
     def _study_t5_length(self) -> int:
