@@ -127,7 +127,8 @@ if not host.empty:
 # The same sweep in the units of the hardware: the FLOPs of one denoiser call (counted by `tta-energy
 # describe`: classifier-free guidance, 10 s, batch 1) over the energy one call costs (the slope of energy
 # against denoiser calls over every run), and the FLOPs of a whole generation at 100 steps over its mean
-# energy, in TFLOP per joule with 95% intervals. The H200's bf16 matrix-product ceiling, measured with the
+# energy, in TFLOP per joule with 95% intervals; for the batch sweep, the denoising phase of each layout (its
+# FLOPs over its measured phase energy). The H200's bf16 matrix-product ceiling, measured with the
 # same meter by the levers experiment, is what the GPU can turn a joule into at best. A model far below it on
 # both platforms is limited by something other than the arithmetic (launches, precision); a model that
 # gains on the H200 is the one whose arithmetic the faster GPU can feed.
@@ -138,11 +139,20 @@ try:
 except AnalysisError as exc:
     flop_table = pd.DataFrame()
     print(f"no steps sweep: {exc}")
-plots.plot_flop_efficiency(flop_table, inputs.figures)
+try:
+    batch_flops = efficiency.batch_efficiency(inputs.runs, inputs.ceilings)
+except AnalysisError as exc:
+    batch_flops = pd.DataFrame()
+    print(f"no batch sweep: {exc}")
+plots.plot_flop_efficiency(flop_table, batch_flops, inputs.figures)
 if not flop_table.empty:
     display(flop_table[["gpu_name", "model", "dtype", "gflop_per_call", "slope_J_per_call",
                         "denoiser_tflop_per_J", "generation_tflop_per_J", "denoiser_fraction_of_ceiling",
                         "reason"]].round(3))
+if not batch_flops.empty:
+    display(batch_flops.dropna(subset=["denoising_tflop_per_J"])[
+        ["gpu_name", "model", "n_prompts", "waveforms_per_prompt", "n_calls", "denoising_tflop_per_J",
+         "denoising_fraction_of_ceiling"]].round(3))
 
 # %% [markdown]
 # ## How far one configuration's energy moves, and why

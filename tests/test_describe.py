@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tta_energy.models.base import ModuleCall
-from tta_energy.models.catalogue import DESCRIBE_TABLE, model_names, precomputed_description
+from tta_energy.models.catalogue import BUILTIN_NAMES, DESCRIBE_TABLE, model_names, precomputed_description
 from tta_energy.models.describe import DESCRIBE_DURATION_S, FLOP_METHOD, count_flops, describe_model
 
 # hand counts from the published configs (parameters, per-step and per-generation GFLOP)
@@ -75,3 +75,12 @@ def test_the_stored_table_is_what_describe_counts_now(name, size):
     counted = described(name) if size == "full" else describe_model(name, size)
     assert json.loads(json.dumps(counted)) == stored
     assert precomputed_description(name, size, 5.0) is None
+
+
+@pytest.mark.parametrize("model", BUILTIN_NAMES)
+def test_a_denoisers_flops_grow_linearly_with_its_batch(model):
+    """What the batch sweep's FLOP per joule rests on (analysis/efficiency.py): one denoiser call of b clips
+    does b times the arithmetic of one clip's."""
+    one = describe_model(model, "tiny", batch=1)["gflop_per_step"]
+    three = describe_model(model, "tiny", batch=3)["gflop_per_step"]
+    assert three == pytest.approx(3 * one, rel=1e-3, abs=3e-3)  # the counts are rounded to 1e-3 GFLOP

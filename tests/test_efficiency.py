@@ -18,9 +18,9 @@ PER_CALL, ONCE = AUDIOLDM["gflop_per_step"], AUDIOLDM["gflop_once_per_generation
 
 
 def _row(steps: int, energy: float, *, model: str = "audioldm", source: str = "tta-energy",
-         gpu: str = "NVIDIA H200", duration: float = 10.0, **extra) -> dict:
+         gpu: str = "NVIDIA H200", duration: float = 10.0, experiment: str = "steps", **extra) -> dict:
     return schema.empty_row() | {
-        "source": source, "gpu_name": gpu, "experiment": "steps", "model": model, "size": "full",
+        "source": source, "gpu_name": gpu, "experiment": experiment, "model": model, "size": "full",
         "dtype": "float16", "steps": steps, "denoiser_calls": steps, "n_prompts": 1,
         "waveforms_per_prompt": 1, "n_clips": 1, "duration_s": duration, "status": "ok",
         "gpu_energy_J": energy, "gpu_energy_method": "nvml_counter", "cpu_energy_method": "estimate",
@@ -129,11 +129,46 @@ def test_analyze_writes_the_table_with_the_ceiling_found_beside_the_runs(tmp_pat
 
 def test_the_figure_is_drawn_or_skipped_with_a_reason(tmp_path):
     table = efficiency.efficiency_table(_runs(noise=(-1.0, 1.0)))
-    assert plots.plot_flop_efficiency(table, tmp_path) == "flop-per-joule"
+    batch = efficiency.batch_efficiency(_batch_runs())
+    assert plots.plot_flop_efficiency(table, batch, tmp_path) == "flop-per-joule"
     assert (tmp_path / "flop-per-joule.png").stat().st_size > 0
-    assert plots.plot_flop_efficiency(pd.DataFrame(), tmp_path / "empty") is None
+    assert plots.plot_flop_efficiency(table, pd.DataFrame(), tmp_path / "no-batch") == "flop-per-joule"
+    assert plots.plot_flop_efficiency(pd.DataFrame(), batch, tmp_path / "empty") is None
     entry = plots.read_manifest(tmp_path / "empty")["flop-per-joule"]
     assert entry["status"] == "skipped" and "FLOP counts" in entry["caption"]
+
+
+def _batch_runs() -> pd.DataFrame:
+    """Tango (fp32, 100 steps) at 1 and 10 waveforms per prompt and 10 prompts: the denoising phase costs
+    20 J per clip-step alone and 9 J per clip-step at batch 10 (two calls each)."""
+    def row(prompts: int, waveforms: int, energy: float) -> dict:
+        clips = prompts * waveforms
+        return _row(100, energy + 100.0, model="tango", experiment="batch", n_prompts=prompts,
+                    waveforms_per_prompt=waveforms, n_clips=clips, energy_denoising_J=energy,
+                    denoiser_calls=100 * -(-clips // 8))
+    return pd.DataFrame([row(1, 1, 2000.0 + e) for e in (-10.0, 10.0)]
+                        + [row(1, 10, 9000.0 + e) for e in (-50.0, 50.0)] + [row(10, 1, 9000.0)])
+
+
+def test_batching_is_read_as_the_denoising_phases_flop_per_joule():
+    tango = catalogue.precomputed_description("tango", "full", 10.0)["gflop_per_step"]
+    ceilings = pd.DataFrame({"gpu_name": ["NVIDIA H200"], "ceiling_tflop_per_J": [0.96], "ceiling_n": [2]})
+    table = efficiency.batch_efficiency(_batch_runs(), ceilings)
+    table = table.set_index(["n_prompts", "waveforms_per_prompt"])
+    single, batched, distinct = table.loc[(1, 1)], table.loc[(1, 10)], table.loc[(10, 1)]
+    # FLOPs: clips x per-call FLOPs x the sampler's iterations (100), not the row's denoiser calls (200 at 10)
+    assert single["denoising_gflop"] == pytest.approx(tango * 100)
+    assert batched["denoising_gflop"] == pytest.approx(tango * 100 * 10)
+    assert single["denoising_tflop_per_J"] == pytest.approx(tango * 100 / 1e3 / 2000.0)
+    assert batched["denoising_tflop_per_J"] == pytest.approx(tango * 1000 / 1e3 / 9000.0)
+    half = stats.t.ppf(0.975, 1) * np.std([8950.0, 9050.0], ddof=1) / np.sqrt(2)
+    assert batched["denoising_tflop_per_J_ci_low"] == pytest.approx(tango / (9000.0 + half))
+    assert batched["denoising_fraction_of_ceiling"] == pytest.approx(batched["denoising_tflop_per_J"] / 0.96)
+    assert batched["n_calls"] == 2 and distinct["n_calls"] == 1
+    assert np.isnan(distinct["denoising_tflop_per_J_ci_low"])  # one call: no interval
+    no_phases = _batch_runs().assign(energy_denoising_J=np.nan)
+    reasons = efficiency.batch_efficiency(no_phases)["reason"]
+    assert (reasons == "no denoising-phase energy in these rows").all()
 
 
 def test_first_generations_are_found_by_position_when_labels_repeat():

@@ -808,7 +808,33 @@ def block_efficiency(d: DocData) -> str:
                  + " TFLOP/J: from a joule the H200 gets "
                  + ", ".join(f"{x:.2f}x" for x in ratios[:-1]) + (" and " if len(ratios) > 1 else "")
                  + f"{ratios[-1]:.2f}x as many FLOPs.")
-    return text
+    return text + _batch_efficiency_text(d)
+
+
+def _batch_efficiency_text(d: DocData) -> str:
+    """The batch sweep's denoising phase at one clip per call and at the most clips of one prompt."""
+    if d.batch.empty:
+        return ""
+    table = efficiency.batch_efficiency(d.batch, d.ceilings).dropna(subset=["denoising_tflop_per_J"])
+    one_prompt = table[table["n_prompts"] == 1]
+    parts = []
+    for model in catalogue.ordered(one_prompt["model"].unique()):
+        rows = one_prompt[one_prompt["model"] == model].sort_values("n_clips")
+        low, high = rows.iloc[0], rows.iloc[-1]
+        parts.append(f"{label(model)} {_tflop(low['denoising_tflop_per_J'])} → "
+                     f"{_tflop(high['denoising_tflop_per_J'])}")
+    if not parts:
+        return ""
+    best = one_prompt.loc[one_prompt["denoising_tflop_per_J"].idxmax()]
+    clips = sorted(int(c) for c in one_prompt["n_clips"].unique())
+    share = (f", {best['denoising_fraction_of_ceiling']:.0%} of the ceiling"
+             if pd.notna(best["denoising_fraction_of_ceiling"]) else "")
+    return (f" Batching moves the denoising phase's FLOP per joule (`data/h200/batch.csv`, 100 steps, "
+            f"{clips[0]} → {clips[-1]} waveforms of one prompt per call, "
+            f"{one_prompt['n_calls'].min()}–{one_prompt['n_calls'].max()} calls per layout; "
+            "`figures/tables/batch_efficiency.csv`): " + "; ".join(parts) + f" TFLOP/J; the highest is "
+            f"{label(best['model'])} at {int(best['n_clips'])} clips "
+            f"({_tflop(best['denoising_tflop_per_J'])}{share}).")
 
 
 BLOCKS: dict[str, Callable[[DocData], str]] = {

@@ -8,6 +8,11 @@ For each platform and model of a steps sweep (10 s clips, batch 1, the study's s
 * **generation**: FLOPs of a whole generation at the study's default of 100 steps (denoiser calls plus the
   text encoders, decoder and vocoder run once) over its mean energy, with the mean's Student-t interval.
 
+For the batch sweep, the **denoising phase** of each layout (clips per call): its FLOPs (clips x the FLOPs of
+one denoiser call per clip x the sampler's iterations; a denoiser's FLOPs grow linearly with its batch, which
+the tests check for every model) over its measured energy (``energy_denoising_J``), so that batching is read
+in the same unit; rows without phase energies (the study's) get no ratio.
+
 Where the same GPU's bf16 matrix-product ceiling was measured (``levers_ceiling.csv``, written by the levers
 experiment), each ratio is also given as a fraction of it. That ceiling is a bf16 tensor-core loop; a model
 run in float32 cannot reach it without changing its precision, so a low fraction there says as much about
@@ -27,7 +32,7 @@ from tta_energy.analysis import summaries
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
 from tta_energy.intervals import CONFIDENCE, t_interval
 from tta_energy.levers.tables import CEILING_FILE, ceiling_rows, read_side
-from tta_energy.models import catalogue
+from tta_energy.models import catalogue, spacing
 
 #: The step count whose whole generation is compared: the study's default.
 GENERATION_STEPS = 100
@@ -54,6 +59,24 @@ COLUMNS: tuple[str, ...] = (
     "ceiling_tflop_per_J",
     "denoiser_fraction_of_ceiling",
     "generation_fraction_of_ceiling",
+    "reason",
+)
+
+
+BATCH_COLUMNS: tuple[str, ...] = (
+    *PLATFORM_KEYS,
+    "steps",
+    "n_prompts",
+    "waveforms_per_prompt",
+    "n_clips",
+    "n_calls",
+    "denoising_gflop",
+    "denoising_J_mean",
+    "denoising_tflop_per_J",
+    "denoising_tflop_per_J_ci_low",
+    "denoising_tflop_per_J_ci_high",
+    "ceiling_tflop_per_J",
+    "denoising_fraction_of_ceiling",
     "reason",
 )
 
@@ -94,8 +117,7 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     rows = runs[runs["experiment"] == experiment]
     if rows.empty:
         raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
-    ceiling_of = ({} if ceilings is None or ceilings.empty
-                  else dict(zip(ceilings["gpu_name"], ceilings["ceiling_tflop_per_J"], strict=True)))
+    ceiling_of = _ceiling_of(ceilings)
     out = []
     for _, group in rows.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
         fit = summaries.per_call_fit(group, experiment=experiment, confidence=confidence).iloc[0]
@@ -135,6 +157,56 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     table = pd.DataFrame(out).reindex(columns=list(COLUMNS))
     table["denoiser_fraction_of_ceiling"] = table["denoiser_tflop_per_J"] / table["ceiling_tflop_per_J"]
     table["generation_fraction_of_ceiling"] = table["generation_tflop_per_J"] / table["ceiling_tflop_per_J"]
+    return _in_model_order(table, ["source", "gpu_name", "model"])
+
+
+def batch_efficiency(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
+                     experiment: str = "batch", confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """One row per platform, model and layout (prompts x waveforms per prompt) of ``experiment``: FLOP per
+    joule of the denoising phase over its calls (``n_calls``: one row each), with the 95% interval of its mean
+    energy inverted, and the fraction of the same GPU's bf16 ceiling."""
+    rows = runs[runs["experiment"] == experiment]
+    if rows.empty:
+        raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
+    ceiling_of = _ceiling_of(ceilings)
+    keys = [*PLATFORM_KEYS, "steps", "n_prompts", "waveforms_per_prompt"]
+    out = []
+    for key, group in rows.groupby(keys, sort=True, dropna=False):
+        row = dict(zip(keys, key, strict=True))
+        row.update(n_clips=int(group["n_clips"].max()), n_calls=len(group), reason="",
+                   ceiling_tflop_per_J=ceiling_of.get(row["gpu_name"], np.nan))
+        counts = flop_counts(row["model"], row["size"])
+        energy = pd.to_numeric(group["energy_denoising_J"], errors="coerce").to_numpy(dtype="float64")
+        energy = energy[~np.isnan(energy)]
+        if counts is None:
+            row["reason"] = f"no stored FLOP count for {row['model']} ({row['size']})"
+        elif set(group["duration_s"].astype(float)) != {COUNTED_DURATION_S}:
+            row["reason"] = f"FLOPs are counted for {COUNTED_DURATION_S:g} s clips"
+        elif len(energy) == 0:
+            row["reason"] = "no denoising-phase energy in these rows"
+        else:
+            iterations = spacing.denoiser_iterations(catalogue.entry(row["model"]).defaults.step_spacing,
+                                                     int(row["steps"]))
+            gflop = row["n_clips"] * counts[0] * iterations
+            low_J, high_J = t_interval(energy, confidence)
+            row.update(denoising_gflop=gflop, denoising_J_mean=float(energy.mean()),
+                       denoising_tflop_per_J=gflop / 1e3 / float(energy.mean()))
+            row["denoising_tflop_per_J_ci_low"], row["denoising_tflop_per_J_ci_high"] = _inverse_interval(
+                gflop / 1e3, low_J, high_J)
+        out.append(row)
+    table = pd.DataFrame(out).reindex(columns=list(BATCH_COLUMNS))
+    table["denoising_fraction_of_ceiling"] = table["denoising_tflop_per_J"] / table["ceiling_tflop_per_J"]
+    return _in_model_order(table, ["source", "gpu_name", "model", "n_prompts", "waveforms_per_prompt"])
+
+
+def _ceiling_of(ceilings: pd.DataFrame | None) -> dict[str, float]:
+    if ceilings is None or ceilings.empty:
+        return {}
+    return dict(zip(ceilings["gpu_name"], ceilings["ceiling_tflop_per_J"], strict=True))
+
+
+def _in_model_order(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``table`` sorted by ``by``, models in the catalogue's order."""
     order = {m: i for i, m in enumerate(catalogue.ordered(table["model"].unique()))}
-    return (table.sort_values(["source", "gpu_name", "model"], key=lambda s: s.map(order) if s.name == "model"
-                              else s).reset_index(drop=True))
+    ordered = table.sort_values(by, key=lambda s: s.map(order) if s.name == "model" else s)
+    return ordered.reset_index(drop=True)

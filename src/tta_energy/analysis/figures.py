@@ -98,7 +98,7 @@ def draw_all(
         note = warmup if warmup_dropped and "study" in (pair[0][0], pair[1][0]) else ""
         plots.plot_platform_comparison(per_steps, per_model, figures, note=note)
     plots.plot_host_diagnostics(_or_empty(summaries.host_rows, runs), result.tables["host_summary"], figures)
-    plots.plot_flop_efficiency(result.tables["efficiency"], figures)
+    plots.plot_flop_efficiency(result.tables["efficiency"], result.tables["batch_efficiency"], figures)
     sweeps = runs[runs["experiment"].isin(("duration", "guidance", "precision"))]  # notebooks/05
     for label, rows in by_platform(sweeps):
         duration, guidance, precision = (

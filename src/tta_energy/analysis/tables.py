@@ -42,6 +42,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                      "cpu_time_per_wall_mean"),
     "efficiency": ("model", "gflop_per_call", "slope_J_per_call", "denoiser_tflop_per_J",
                    "generation_tflop_per_J", "ceiling_tflop_per_J"),
+    "batch_efficiency": ("model", "n_prompts", "waveforms_per_prompt", "n_calls", "denoising_tflop_per_J",
+                         "ceiling_tflop_per_J"),
 }
 
 SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
@@ -196,6 +198,7 @@ def build_tables(
     attempt("quality_energy", lambda: summaries.quality_energy_summary(runs))
     attempt("host_summary", lambda: summaries.host_summary(runs))
     attempt("efficiency", lambda: efficiency.efficiency_table(runs, inp.ceilings))
+    attempt("batch_efficiency", lambda: efficiency.batch_efficiency(runs, inp.ceilings))
     if len(notes) == len(TABLE_COLUMNS):
         raise AnalysisError("nothing to analyse: " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     extra = {}
@@ -277,6 +280,11 @@ def readme_text(
         "vocoder, over the mean energy), both in TFLOP/J with 95% intervals; `ceiling_tflop_per_J` is the "
         "same GPU's bf16 matrix-product ceiling where a `levers_ceiling.csv` was found with the runs, and "
         "`*_fraction_of_ceiling` the ratio to it |",
+        "| batch_efficiency.csv | the batch sweep's denoising phase in the same unit, per layout "
+        "(`n_prompts` x `waveforms_per_prompt`): clips x FLOPs of one denoiser call x the sampler's "
+        "iterations (`denoising_gflop`) over the mean energy of the phase (`energy_denoising_J`) of its "
+        "`n_calls` calls, TFLOP/J with a 95% interval, and the fraction of the same GPU's ceiling; rows "
+        "without phase energies (the study's) say so in `reason` |",
         "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
         "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "

@@ -14,6 +14,7 @@ from tta_energy.analysis.plots.common import (
     _models_in,
     _style,
     interval_errors,
+    model_colour,
     model_label,
     save_figure,
     skip_figure,
@@ -23,16 +24,20 @@ EFFICIENCY_CAPTION = (
     "FLOP per joule at the study's settings (10 s, batch 1, classifier-free guidance, the study's dtype, "
     "eager), log axis. Left: one denoiser call (its FLOPs over the slope of energy against denoiser calls "
     "over every run); right: a whole generation at 100 steps (denoiser, text encoders, decoder and vocoder "
-    "over the mean energy). Bars: 95 % intervals. Dashed: the bf16 matrix-product ceiling measured on the "
-    "same GPU with the same meter. Models in float32 (Tango, Tango 2, Make-An-Audio 1/2) cannot reach a "
-    "bf16 ceiling at their precision; the launch-bound ones sit far below it on any GPU."
+    "over the mean energy). Right: the denoising phase of the batch sweep (100 steps) against the clips one "
+    "call makes (one prompt; hollow: ten distinct prompts), per model, on the platforms whose rows carry "
+    "phase energies. Bars: 95 % intervals (none where a layout has one call). Dashed: the bf16 "
+    "matrix-product ceiling measured on the same GPU with the same meter. Models in float32 (Tango, Tango 2, "
+    "Make-An-Audio 1/2) cannot reach a bf16 ceiling at their precision; the launch-bound ones sit far below "
+    "it at batch 1 on any GPU."
 )
 #: one marker per platform, in the order platforms appear
 PLATFORM_MARKERS = ("o", "s", "D", "^")
 
 
-def plot_flop_efficiency(table: pd.DataFrame, figures: str | Path) -> str | None:
-    """Denoiser and whole-generation TFLOP/J per model and platform (:func:`.efficiency.efficiency_table`)."""
+def plot_flop_efficiency(table: pd.DataFrame, batch: pd.DataFrame, figures: str | Path) -> str | None:
+    """Denoiser and whole-generation TFLOP/J per model and platform (:func:`.efficiency.efficiency_table`),
+    and the batch sweep's denoising phase per layout (:func:`.efficiency.batch_efficiency`)."""
     stem = "flop-per-joule"
     usable = table.dropna(subset=["denoiser_tflop_per_J"]) if not table.empty else table
     if usable.empty:
@@ -40,7 +45,9 @@ def plot_flop_efficiency(table: pd.DataFrame, figures: str | Path) -> str | None
                     "comparison")
         return None
     _style()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained", sharey=True)
+    fig = plt.figure(figsize=(15, 4.8), layout="constrained")
+    left = fig.add_subplot(1, 3, 1)
+    axes = [left, fig.add_subplot(1, 3, 2, sharey=left)]
     models = _models_in(usable)
     platforms = list(usable[["source", "gpu_name"]].drop_duplicates().itertuples(index=False, name=None))
     offsets = np.linspace(-0.18, 0.18, len(platforms)) if len(platforms) > 1 else [0.0]
@@ -65,9 +72,51 @@ def plot_flop_efficiency(table: pd.DataFrame, figures: str | Path) -> str | None
         ax.set_title(title)
     axes[0].set_yticks(range(len(models)), [_label_with_dtype(usable, m) for m in models])
     axes[0].invert_yaxis()
+    axes[1].tick_params(labelleft=False)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(platforms),
                fontsize="small")
+    _batch_panel(fig.add_subplot(1, 3, 3), batch)
     return save_figure(fig, figures, stem, EFFICIENCY_CAPTION, "comparison")
+
+
+def _batch_panel(ax: plt.Axes, batch: pd.DataFrame) -> None:
+    """The denoising phase's TFLOP/J against clips per call, one line per model (one prompt), the layout of
+    distinct prompts hollow; the ceiling of the GPU dashed."""
+    usable = batch.dropna(subset=["denoising_tflop_per_J"]) if not batch.empty else batch
+    ax.set_title("Denoising phase vs clips per call")
+    if usable.empty:
+        ax.text(0.5, 0.5, "no batch rows with phase energies", transform=ax.transAxes, ha="center",
+                va="center", color="grey")
+        return
+    gpu = usable["gpu_name"].iloc[0]  # one platform: the phases exist on this project's GPU rows only
+    usable = usable[usable["gpu_name"] == gpu]
+    for model in _models_in(usable):
+        rows = usable[usable["model"] == model]
+        colour = model_colour(model)
+        one = rows[rows["n_prompts"] == 1].sort_values("n_clips")
+        yerr = interval_errors(one["denoising_tflop_per_J"], one["denoising_tflop_per_J_ci_low"],
+                               one["denoising_tflop_per_J_ci_high"])
+        ax.errorbar(one["n_clips"], one["denoising_tflop_per_J"], yerr=yerr, marker="o", capsize=3,
+                    color=colour, label=model_label(model))
+        distinct = rows[rows["n_prompts"] > 1]
+        ax.scatter(distinct["n_clips"], distinct["denoising_tflop_per_J"], s=60, facecolors="none",
+                   edgecolors=colour, zorder=3)
+    ceiling = usable["ceiling_tflop_per_J"].dropna()
+    if not ceiling.empty:
+        ax.axhline(float(ceiling.iloc[0]), color="grey", ls="--", lw=1)
+        ax.annotate(f"{gpu} bf16 ceiling {float(ceiling.iloc[0]):.2f}", (1.0, float(ceiling.iloc[0])),
+                    xycoords=("axes fraction", "data"), xytext=(-3, -3), textcoords="offset points",
+                    ha="right", va="top", fontsize=7, color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    clips = sorted(int(c) for c in usable["n_clips"].unique())
+    ax.set_xticks(clips, [str(c) for c in clips])
+    ax.minorticks_off()
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(f"clips per call ({gpu}, 100 steps)")
+    ax.set_ylabel("TFLOP per joule, denoising phase")
+    ax.legend(fontsize="x-small", ncols=3, loc="upper left", framealpha=0.9)
+    ax.set_ylim(top=max(ax.get_ylim()[1], 2.5))  # room for the legend above the ceiling
 
 
 def _label_with_dtype(table: pd.DataFrame, model: str) -> str:
