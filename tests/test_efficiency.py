@@ -109,6 +109,10 @@ def test_read_ceilings_averages_the_bf16_rows_of_every_levers_folder(tmp_path):
     assert ceilings["ceiling_tflop_per_J"].iloc[0] == pytest.approx(0.96)  # fp8 row left out
     assert ceilings["ceiling_n"].iloc[0] == 3
     assert efficiency.read_ceilings([tmp_path / "nothing-here"]).empty
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "levers_ceiling.csv").write_text("a,b\n1,2\n")  # someone else's file of that name
+    with pytest.raises(schema.SchemaError, match="needs the columns gpu_name and tflop_per_J"):
+        efficiency.read_ceilings([tmp_path])
 
 
 def test_analyze_writes_the_table_with_the_ceiling_found_beside_the_runs(tmp_path):

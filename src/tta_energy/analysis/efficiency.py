@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tta_energy import schema
 from tta_energy.analysis import summaries
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
 from tta_energy.intervals import CONFIDENCE, t_interval
@@ -94,6 +95,11 @@ def read_ceilings(paths: Iterable[str | Path]) -> pd.DataFrame:
     """The bf16 ceilings measured under ``paths`` (folders searched for ``levers_ceiling.csv``): per GPU
     name, the mean TFLOP per joule and how many measurements it averages."""
     folders = sorted({f.parent for p in map(Path, paths) if p.is_dir() for f in p.rglob(CEILING_FILE)})
+    for folder in folders:
+        header = schema.csv_header(folder / CEILING_FILE)
+        if header and not {"gpu_name", "tflop_per_J"} <= header:
+            raise schema.SchemaError(f"{folder / CEILING_FILE}: a levers ceiling table needs the columns "
+                                     f"gpu_name and tflop_per_J (written by tta-energy levers)")
     rows = ceiling_rows(read_side(folders, CEILING_FILE), "bf16")
     if rows.empty:
         return pd.DataFrame(columns=["gpu_name", "ceiling_tflop_per_J", "ceiling_n"])
