@@ -75,7 +75,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("audio_seconds", "float", "seconds of audio actually returned, summed over clips"),
     _c("latent_seconds", "float", "seconds of audio the denoiser computes per clip "
        "(Stable Audio Open: always 47.55; Tango: 10.24)", required=False),
-    _c("guidance_scale", "float", "classifier-free guidance scale (<= 1: guidance off)"),
+    _c("guidance_scale", "float", "classifier-free guidance scale (1: guidance off; whether a scale below 1 "
+       "guides is the model's rule, its catalogue row's guidance_rule)"),
     _c("negative_prompt", "str", "negative prompt ('' when none)"),
     _c("prompt", "str", "the prompt (first one when several)"),
     _c("seed", "int", "seed of the initial noise"),

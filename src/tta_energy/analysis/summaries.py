@@ -15,6 +15,7 @@ from scipy import stats
 
 from tta_energy.errors import TtaError
 from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.schema import J_PER_KWH
 
@@ -360,7 +361,8 @@ def parameter_summary(runs: pd.DataFrame, experiment: str, *, confidence: float 
     ).reset_index()
     _ci_columns(out, g, "gpu_energy_J", "gpu_energy_J", confidence)
     scale = out["guidance_scale"].astype("float64")
-    out["cfg"] = pd.array([pd.NA if np.isnan(v) else bool(v > 1.0) for v in scale], dtype="boolean")
+    out["cfg"] = pd.array([pd.NA if np.isnan(v) else catalogue.runs_guidance(m, v)
+                           for m, v in zip(out["model"], scale, strict=True)], dtype="boolean")
     out["is_reference"] = False
     out["ratio_to_reference"] = np.nan
     base = [k for k in keys if k != param]
@@ -408,7 +410,8 @@ def _reference_index(grp: pd.DataFrame, experiment: str, runs: pd.DataFrame) -> 
     elif experiment == "precision":
         hit = grp.index[grp["dtype"] == REFERENCE_DTYPE]
     else:
-        on = grp[grp["guidance_scale"].astype("float64") > 1.0]
+        on = grp[[catalogue.runs_guidance(m, v) for m, v in zip(grp["model"], grp["guidance_scale"].astype(
+            "float64"), strict=True)]]
         if len(on) <= 1:
             hit = on.index
         else:

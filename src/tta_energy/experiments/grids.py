@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pandas as pd
 
 from tta_energy.errors import TtaError
+from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions
 
@@ -104,7 +105,8 @@ class Config:
     def cost(self, default_duration_s: float = 10.0) -> float:
         """Relative cost for balancing shards: steps x clips x seconds, halved without guidance."""
         duration = self.duration_s if self.duration_s is not None else default_duration_s
-        cfg = 0.5 if (self.guidance_scale is not None and self.guidance_scale <= 1.0) else 1.0
+        off = self.guidance_scale is not None and not catalogue.runs_guidance(self.model, self.guidance_scale)
+        cfg = 0.5 if off else 1.0
         return float(self.steps * self.n_clips * max(duration, 1.0) * cfg) + 1.0
 
     @property

@@ -276,7 +276,7 @@ class AudioLDMFamilyAdapter(ModelAdapter):
         # 2. define call parameters: the model's defaults where the request leaves None
         r = self.resolved(request)
         n = r.waveforms_per_prompt
-        cfg = r.guidance_scale > 1.0
+        cfg = self.defaults.runs_guidance(r.guidance_scale)
         generator = self.generator(r.seed)
         height, samples = latent_frames(r.duration_s, self.pipe)
         with torch.inference_mode():
@@ -314,7 +314,7 @@ class AudioLDMFamilyAdapter(ModelAdapter):
                        unet_kwargs: dict[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """The pipelines' loop: CFG as one batch of 2B (uncond first), DDIM steps, eta 0."""
         pipe = self.pipe
-        cfg = guidance_scale > 1.0
+        cfg = self.defaults.runs_guidance(guidance_scale)
         pipe.scheduler.set_timesteps(steps, device=self.device)
         step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
         calls = 0

@@ -19,6 +19,10 @@ from tta_energy.errors import ModelError, first_line
 from tta_energy.models.spacing import steps_problem
 
 SIZES: tuple[str, ...] = ("full", "tiny")
+#: When a sampler runs classifier-free guidance's unconditional branch, by its scale: ``above-1`` as the
+#: diffusers pipelines and Tango decide (``guidance_scale > 1``), ``not-1`` as Make-An-Audio's original DDIM
+#: sampler does (it skips the branch only at a scale of exactly 1).
+GUIDANCE_RULES: tuple[str, ...] = ("above-1", "not-1")
 
 
 @dataclass(frozen=True)
@@ -34,10 +38,24 @@ class ModelDefaults:
     sample_rate: int = 16000
     steps: int = 100
     step_spacing: str = "diffusers"  # how the sampler spaces its steps (models.spacing): which counts run
+    guidance_rule: str = "above-1"  # which scales run classifier-free guidance (GUIDANCE_RULES)
     train_timesteps: int = 1000
     #: the tiny replica's own audio lengths where its smaller latent differs from the full model's
     tiny_max_duration_s: float | None = None
     tiny_fixed_duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.guidance_rule not in GUIDANCE_RULES:
+            raise ValueError(f"unknown guidance rule {self.guidance_rule!r}: expected one of "
+                             f"{', '.join(GUIDANCE_RULES)}")
+
+    def runs_guidance(self, scale: float) -> bool:
+        """Whether the sampler runs classifier-free guidance (a denoiser batch of 2B) at ``scale``."""
+        return scale != 1.0 if self.guidance_rule == "not-1" else scale > 1.0
+
+    def guidance_off_text(self) -> str:
+        """Which scales turn guidance off, for messages."""
+        return "1 turns guidance off" if self.guidance_rule == "not-1" else "<= 1 turns guidance off"
 
     def at_size(self, size: str) -> ModelDefaults:
         """The settings of a replica of ``size``: at tiny size its own duration limits."""
@@ -124,12 +142,14 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("make-an-audio", "tta_energy.models.make_an_audio:MakeAnAudioAdapter", "Make-An-Audio",
                "make_an_audio",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
-                             max_duration_s=30.0, sample_rate=16000, step_spacing="ldm-uniform"),
+                             max_duration_s=30.0, sample_rate=16000, step_spacing="ldm-uniform",
+                             guidance_rule="not-1"),
                LeverTargets(reduction=3.0, cost=1.0)),
     ModelEntry("make-an-audio-2", "tta_energy.models.make_an_audio_2:MakeAnAudio2Adapter", "Make-An-Audio 2",
                "make_an_audio_2",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
-                             max_duration_s=26.8, sample_rate=16000, step_spacing="ldm-uniform"),
+                             max_duration_s=26.8, sample_rate=16000, step_spacing="ldm-uniform",
+                             guidance_rule="not-1"),
                LeverTargets(reduction=3.0, cost=0.7)),
 )
 
@@ -235,6 +255,13 @@ def entry(name: str) -> ModelEntry:
     return found
 
 
+def runs_guidance(name: str, scale: float) -> bool:
+    """Whether model ``name`` runs classifier-free guidance at ``scale``, by its row's rule (a model outside
+    the catalogue: the diffusers pipelines' rule, scale > 1)."""
+    found = _find(name)
+    return (found.defaults if found is not None else ModelDefaults()).runs_guidance(scale)
+
+
 def label(name: str) -> str:
     """How figures print ``name`` (the name itself for a model outside the catalogue)."""
     found = _find(name)
@@ -276,7 +303,8 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
     if waveforms_per_prompt < 1:
         raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {waveforms_per_prompt}")
     if guidance_scale is not None and not guidance_scale >= 0:
-        raise ModelError(f"guidance scale must be >= 0 (<= 1 turns guidance off), got {guidance_scale}")
+        raise ModelError(f"guidance scale must be >= 0 ({defaults.guidance_off_text()}), "
+                         f"got {guidance_scale}")
     d = duration_s
     if d is not None:
         if not d > 0:

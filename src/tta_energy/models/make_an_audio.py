@@ -407,7 +407,7 @@ class LatentAudioAdapter(ModelAdapter):
         self.check_request(request)
         req = self.resolved(request)
         scale = float(req.guidance_scale)
-        cfg = scale != 1.0  # the original skips the unconditional branch only at scale 1
+        cfg = self.defaults.runs_guidance(scale)  # the original skips the unconditional branch only at 1
         captions = [p for p in req.prompts for _ in range(req.waveforms_per_prompt)]
         n = len(captions)
         from diffusers.utils.torch_utils import randn_tensor

@@ -418,7 +418,7 @@ class StableAudioOpenAdapter(ModelAdapter):
         self.check_request(request)
         req = self.resolved(request)
         self.check_not_meta()
-        cfg = req.guidance_scale > 1.0
+        cfg = self.defaults.runs_guidance(req.guidance_scale)
         negative = req.negative_prompt or None  # "" means no negative prompt: zero unconditional embeddings
         n_clips = req.n_clips
         start, end = 0, int(req.duration_s * self.sample_rate)

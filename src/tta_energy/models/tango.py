@@ -570,7 +570,7 @@ class TangoAdapter(ModelAdapter):
     ) -> tuple[torch.Tensor, int]:
         from diffusers.utils.torch_utils import randn_tensor
 
-        cfg = guidance > 1.0
+        cfg = self.defaults.runs_guidance(guidance)
         self.scheduler.set_timesteps(steps, device=self.device)
         shape = (n, self.denoiser.config.in_channels, self.latent_frames, self.latent_bins)
         latents = randn_tensor(shape, generator=generator, device=self.device, dtype=embeds.dtype)
@@ -609,7 +609,7 @@ class TangoAdapter(ModelAdapter):
                 f"ignoring {req.negative_prompt!r}",
                 stacklevel=2,
             )
-        cfg = req.guidance_scale > 1.0
+        cfg = self.defaults.runs_guidance(req.guidance_scale)
         chunks = self.chunks(req)
         generator = self.generator(req.seed)
         calls = 0
