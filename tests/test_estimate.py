@@ -211,8 +211,8 @@ def test_the_command_prints_one_json_object_per_platform(runs_folder, capsys):
     (["--model", "make-an-audio", "--steps", "27"],
      "make-an-audio: LDM's uniform DDIM spacing cannot run 27"),
     (["--model", "tango", "--steps", "0"], "tango: steps must be >= 1, got 0"),
-    (["--model", "tango", "--steps", "50", "--clips", "0"], "--clips must be >= 1, got 0"),
-    (["--model", "tango", "--steps", "50", "--confidence", "1.5"], "--confidence must lie between 0 and 1"),
+    (["--model", "tango", "--steps", "50", "--clips", "0"], "clips must be >= 1, got 0"),
+    (["--model", "tango", "--steps", "50", "--confidence", "1.5"], "confidence must lie between 0 and 1"),
     (["--model", "tango", "--steps", "50", "--runs", "no/such/folder"], "no/such/folder"),
     (["--model", "audioldm", "--steps", "50"], "no usable 'steps' rows (status ok, not warm-up) for model "
                                                "'audioldm'"),

@@ -68,6 +68,24 @@ def _predict(calls: np.ndarray, values: np.ndarray, at: int, alpha: float) -> tu
     return frame.iloc[0], float(fit.rsquared)
 
 
+def planned_calls(model: str, steps: int, clips: int = 1, confidence: float = CONFIDENCE) -> int:
+    """The denoiser calls ``model``'s sampler makes for ``steps`` steps, once the request is checked.
+
+    Raises :class:`.summaries.AnalysisError` (one line) for a step count the sampler cannot run, ``clips`` < 1
+    or a confidence outside (0, 1); :class:`tta_energy.models.catalogue.UnknownModelError` for a model outside
+    the catalogue. The command line calls it before reading any table.
+    """
+    defaults = catalogue.entry(model).defaults
+    problem = spacing.steps_problem(defaults.step_spacing, steps, defaults.train_timesteps)
+    if problem is not None:
+        raise AnalysisError(f"{model}: {problem}")
+    if clips < 1:
+        raise AnalysisError(f"clips must be >= 1, got {clips}")
+    if not 0 < confidence < 1:
+        raise AnalysisError(f"confidence must lie between 0 and 1, got {confidence}")
+    return spacing.denoiser_iterations(defaults.step_spacing, steps, defaults.train_timesteps)
+
+
 def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
                     confidence: float = CONFIDENCE) -> pd.DataFrame:
     """GPU energy of ``clips`` clips of ``model`` at ``steps`` denoising steps, per platform that measured
@@ -83,19 +101,10 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
     lie outside the fitted calls' range (an extrapolation). ``measured_mean_J`` / ``measured_n``: the mean
     energy and number of runs measured at exactly ``steps`` (NaN / 0 when that count was not measured).
 
-    Raises :class:`.summaries.AnalysisError` for a step count the model's sampler cannot run, ``clips`` < 1,
-    a confidence outside (0, 1), or when ``runs`` holds no steps rows of ``model``;
-    :class:`tta_energy.models.catalogue.UnknownModelError` for a model outside the catalogue.
+    Raises what :func:`planned_calls` raises for the request, and :class:`.summaries.AnalysisError` when
+    ``runs`` holds no steps rows of ``model``.
     """
-    defaults = catalogue.entry(model).defaults
-    problem = spacing.steps_problem(defaults.step_spacing, steps, defaults.train_timesteps)
-    if problem is not None:
-        raise AnalysisError(f"{model}: {problem}")
-    if clips < 1:
-        raise AnalysisError(f"clips must be >= 1, got {clips}")
-    if not 0 < confidence < 1:
-        raise AnalysisError(f"confidence must lie between 0 and 1, got {confidence}")
-    calls = spacing.denoiser_iterations(defaults.step_spacing, steps, defaults.train_timesteps)
+    calls = planned_calls(model, steps, clips, confidence)
     rows = runs[(runs["experiment"] == EXPERIMENT) & (runs["model"] == model)]
     if rows.empty:
         raise AnalysisError(f"no usable '{EXPERIMENT}' rows (status ok, not warm-up) for model {model!r} in "

@@ -114,17 +114,10 @@ def register(app: typer.Typer) -> None:
         the total in kWh and GPU hours. Outside the measured step counts it is an extrapolation.
         """
         from tta_energy.analysis import estimate, summaries, tables
-        from tta_energy.models import spacing
         from tta_energy.schema import read_many
 
-        defaults = checks.model(model).defaults
-        problem = spacing.steps_problem(defaults.step_spacing, steps, defaults.train_timesteps)
-        if problem is not None:
-            raise TtaError(f"{model}: {problem}")
-        if clips < 1:
-            raise TtaError(f"--clips must be >= 1, got {clips}")
-        if not 0 < confidence < 1:
-            raise TtaError(f"--confidence must lie between 0 and 1, got {confidence}")
+        checks.model(model)
+        estimate.planned_calls(model, steps, clips, confidence)  # the request, before any table is read
         if not runs:
             if not DEFAULT_RUNS.is_dir():
                 raise TtaError(f"no {DEFAULT_RUNS} under the current folder: give --runs PATH (run tables or "
