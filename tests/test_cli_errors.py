@@ -78,6 +78,8 @@ GENERATE_CASES: list[tuple[list[str], str]] = [
     (["describe", "--model", "audioldm", "--size", "huge"], "unknown size 'huge': use full or tiny"),
     (["generate", "--model", "stable-audio-open", "--size", "tiny", "--prompt", "rain", "--steps", "10",
       "--duration", "5", "--out", "a.wav"], "maximum of 1.49 s (tiny size)"),
+    (["estimate", "--model", "tangoo", "--steps", "50"], "unknown model 'tangoo': choose one of"),
+    (["estimate", "--model", "tango", "--steps", "50"], "no data/h200 under the current folder: give --runs"),
 ]
 SWEEP_CASES: list[tuple[list[str], str]] = [
     ([*SWEEP, "--country", "ZZZ"], "unknown country code 'ZZZ'"),

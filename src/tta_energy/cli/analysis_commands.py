@@ -1,10 +1,18 @@
-"""``tta-energy import-study`` and ``tta-energy analyze``: the study's data as run tables; its analysis."""
+"""``tta-energy import-study``, ``analyze`` and ``estimate``: the study's data as run tables; its analysis;
+the energy of a planned job from the measured steps sweep."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import typer
+
+from tta_energy.cli import checks
+from tta_energy.errors import TtaError
+from tta_energy.intervals import CONFIDENCE
+from tta_energy.models import catalogue
 
 
 def register(app: typer.Typer) -> None:
@@ -85,3 +93,93 @@ def register(app: typer.Typer) -> None:
             drawn = sum(e["status"] == "drawn" for e in entries)
             typer.echo(f"drew {drawn} figures ({len(entries) - drawn} skipped, reasons in {index}) into "
                        f"{index.parent}")
+
+    @app.command("estimate")
+    def estimate_cmd(
+        model: str = typer.Option(..., help=f"the model: {catalogue.help_text()}"),
+        steps: int = typer.Option(..., help="denoising steps per clip (any count the model's sampler runs)"),
+        clips: int = typer.Option(1, help="clips to make (10 s each, one per generation)"),
+        runs: list[Path] = typer.Option(
+            None, help="run tables or folders of them (repeatable; default data/h200 under the current "
+            "folder); the steps sweep is fitted without the study's first call per script (its CUDA warm-up)"
+        ),
+        confidence: float = typer.Option(CONFIDENCE, help="level of both intervals"),
+        json_lines: bool = typer.Option(False, "--json", help="one JSON object per platform, one per line"),
+    ) -> None:
+        """GPU energy of CLIPS clips of MODEL at STEPS steps on each measured GPU, from its steps sweep.
+
+        Per platform (GPU, dtype, who measured), a least-squares line of every run's GPU energy against its
+        denoiser calls (10-s clips, batch 1, the model's measured dtype, eager), evaluated at the calls of
+        STEPS: the mean energy per clip with its confidence interval, the interval of a single generation,
+        the total in kWh and GPU hours. Outside the measured step counts it is an extrapolation.
+        """
+        from tta_energy.analysis import estimate, summaries, tables
+        from tta_energy.schema import read_many
+
+        checks.model(model)
+        estimate.planned_calls(model, steps, clips, confidence)  # the request, before any table is read
+        if not runs:
+            if not DEFAULT_RUNS.is_dir():
+                raise TtaError(f"no {DEFAULT_RUNS} under the current folder: give --runs PATH (run tables or "
+                               "folders of them)")
+            runs = [DEFAULT_RUNS]
+        run_files, _ = tables.find_tables(runs)
+        if not run_files:
+            raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
+        usable = summaries.usable_runs(read_many(run_files), drop_study_warmup=True)
+        result = estimate.estimate_energy(usable, model, steps, clips, confidence)
+        if json_lines:
+            typer.echo(result.to_json(orient="records", lines=True).rstrip("\n"))
+            return
+        _print_estimate(result, model)
+
+
+#: Where ``estimate`` reads run tables when none are given (relative to the current folder).
+DEFAULT_RUNS = Path("data/h200")
+
+
+#: Columns of ``estimate``'s table when written to a file or a pipe.
+WIDE_OUTPUT = 160
+
+
+def _number(value: float) -> str:
+    """Four significant digits without an exponent; n/a for NaN."""
+    if value != value:
+        return "n/a"
+    return np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
+
+
+def _span(low: float, high: float) -> str:
+    return "n/a" if low != low or high != high else f"{_number(low)}–{_number(high)}"
+
+
+def _print_estimate(result: pd.DataFrame, model: str) -> None:
+    """One table row per platform, then one line saying what each fit saw and where it extrapolates."""
+    from rich.console import Console
+    from rich.table import Table
+
+    first = result.iloc[0]
+    level = f"{first['confidence']:.0%}"
+    table = Table("GPU", "calls", f"J per clip\nmean, {level} CI", f"one clip\n{level} [J]",
+                  f"total kWh\nmean, {level} CI", "GPU h", "measured\nJ (runs)",
+                  title=f"{catalogue.label(model)}: {first['clips']} clip(s) at {first['steps']} steps")
+    for column in table.columns:
+        column.overflow = "fold"  # numbers wrap, never cut to an ellipsis
+    basis = []
+    for r in result.itertuples(index=False):
+        measured = "n/a" if not r.measured_n else f"{_number(r.measured_mean_J)} ({r.measured_n})"
+        per_clip = _span(r.energy_J_per_clip_ci_low, r.energy_J_per_clip_ci_high)
+        total = _span(r.energy_kWh_total_ci_low, r.energy_kWh_total_ci_high)
+        table.add_row(f"{r.gpu_name}\n{r.dtype}, {r.source}", str(r.denoiser_calls),
+                      f"{_number(r.energy_J_per_clip)}\n{per_clip}",
+                      _span(r.single_generation_J_low, r.single_generation_J_high),
+                      f"{_number(r.energy_kWh_total)}\n{total}", _number(r.gpu_h_total), measured)
+        where = ("inside the measured range" if r.inside_measured_range
+                 else f"extrapolated beyond the measured {r.measured_calls_min}–{r.measured_calls_max} calls")
+        basis.append(f"{r.gpu_name} {r.dtype}: OLS over {r.n_runs} runs at {r.measured_steps or 'no'} steps; "
+                     f"{r.steps} steps = {r.denoiser_calls} calls, {where}")
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: as wide as the table needs, not rich's 80 columns
+        console.width = max(console.width, WIDE_OUTPUT)
+    console.print(table)
+    typer.echo("; ".join(basis))
