@@ -123,6 +123,18 @@ def test_the_measured_mean_is_that_of_the_runs_at_the_step_count_asked():
     assert r["measured_mean_J"] == pytest.approx(290.0) and r["measured_n"] == 3
 
 
+def test_a_measured_mean_off_the_line_is_flagged_and_no_bound_is_negative():
+    # a curve: the middle step count costs more than the line through all of them says
+    runs = schema.validate(pd.DataFrame([_row(s, e + d) for s, e in ((10, 100.0), (50, 400.0), (100, 540.0))
+                                         for d in (-2.0, 2.0)]))
+    middle = estimate_energy(runs, "tango", 50).iloc[0]
+    assert bool(middle["measured_outside_line"]) and middle["measured_mean_J"] == pytest.approx(400.0)
+    assert not bool(estimate_energy(_exact(), "tango", 50).iloc[0]["measured_outside_line"])  # on the line
+    assert not bool(estimate_energy(runs, "tango", 70).iloc[0]["measured_outside_line"])  # not measured
+    far = estimate_energy(runs, "tango", 1).iloc[0]  # extrapolated below the fitted calls
+    assert far["single_generation_J_low"] >= 0.0 and far["energy_J_per_clip_ci_low"] >= 0.0
+
+
 @pytest.mark.parametrize(("steps", "inside"),
                          [(5, False), (10, True), (100, True), (101, False), (500, False)])
 def test_only_calls_within_the_fitted_range_are_inside_it(steps: int, inside: bool):

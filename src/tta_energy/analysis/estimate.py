@@ -7,7 +7,13 @@ ordinary least-squares line of every run's GPU energy against the denoiser calls
 step count (:func:`tta_energy.models.spacing.denoiser_iterations`: Make-An-Audio's 150 steps are 167
 calls). Two intervals answer two questions: the confidence interval of the line's mean (what N clips cost on
 average; the total's interval is it times N) and the prediction interval of one more generation (where a
-single clip's energy falls, repeat-to-repeat spread included).
+single clip's energy falls, repeat-to-repeat spread included). Energy is never negative: a lower end below
+zero (far outside the measured range) is reported as 0.
+
+The line's interval counts every run as independent. Runs of one process share its host state, so the mean
+of a step count that was measured can sit outside it (``measured_outside_line`` flags that case): the line
+averages over the step counts, and the process level widens what is really known
+(``figures/tables/cell_intervals_h200.csv``).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
     "gpu_h_total",
     "measured_mean_J",
     "measured_n",
+    "measured_outside_line",
 )
 
 
@@ -99,7 +106,8 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
     second OLS line, of ``wall_s`` on the calls, at the same point (the time the GPU is held per clip);
     ``gpu_h_total`` is it times ``clips`` in hours. ``inside_measured_range`` is False where the asked calls
     lie outside the fitted calls' range (an extrapolation). ``measured_mean_J`` / ``measured_n``: the mean
-    energy and number of runs measured at exactly ``steps`` (NaN / 0 when that count was not measured).
+    energy and number of runs measured at exactly ``steps`` (NaN / 0 when that count was not measured), and
+    ``measured_outside_line`` whether that mean lies outside the line's confidence interval.
 
     Raises what :func:`planned_calls` raises for the request, and :class:`.summaries.AnalysisError` when
     ``runs`` holds no steps rows of ``model``.
@@ -130,18 +138,20 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
             "r2": r2,
             "confidence": float(confidence),
             "energy_J_per_clip": float(energy["mean"]),
-            "energy_J_per_clip_ci_low": float(energy["mean_ci_lower"]),
+            "energy_J_per_clip_ci_low": max(0.0, float(energy["mean_ci_lower"])),
             "energy_J_per_clip_ci_high": float(energy["mean_ci_upper"]),
-            "single_generation_J_low": float(energy["obs_ci_lower"]),
+            "single_generation_J_low": max(0.0, float(energy["obs_ci_lower"])),
             "single_generation_J_high": float(energy["obs_ci_upper"]),
             "clips": int(clips),
             "energy_kWh_total": float(energy["mean"]) * clips / J_PER_KWH,
-            "energy_kWh_total_ci_low": float(energy["mean_ci_lower"]) * clips / J_PER_KWH,
+            "energy_kWh_total_ci_low": max(0.0, float(energy["mean_ci_lower"])) * clips / J_PER_KWH,
             "energy_kWh_total_ci_high": float(energy["mean_ci_upper"]) * clips / J_PER_KWH,
             "gpu_s_per_clip": float(wall["mean"]),
             "gpu_h_total": float(wall["mean"]) * clips / S_PER_H,
             "measured_mean_J": float(at_steps.mean()) if len(at_steps) else float("nan"),
             "measured_n": len(at_steps),
+            "measured_outside_line": bool(len(at_steps) and not np.isclose(
+                np.clip(at_steps.mean(), energy["mean_ci_lower"], energy["mean_ci_upper"]), at_steps.mean())),
         })
     frame = pd.DataFrame(out, columns=list(ESTIMATE_COLUMNS))
     return frame.astype({"measured_calls_min": "Int64", "measured_calls_max": "Int64"})

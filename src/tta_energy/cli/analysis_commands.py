@@ -177,7 +177,10 @@ def _print_estimate(result: pd.DataFrame, model: str) -> None:
         where = ("inside the measured range" if r.inside_measured_range
                  else f"extrapolated beyond the measured {r.measured_calls_min}–{r.measured_calls_max} calls")
         basis.append(f"{r.gpu_name} {r.dtype}: OLS over {r.n_runs} runs at {r.measured_steps or 'no'} steps; "
-                     f"{r.steps} steps = {r.denoiser_calls} calls, {where}")
+                     f"{r.steps} steps = {r.denoiser_calls} calls, {where}"
+                     + (f"; the {r.measured_n} runs measured at {r.steps} steps average "
+                        f"{_number(r.measured_mean_J)} J, outside the line's interval (the line averages "
+                        "over step counts; prefer the measured mean)" if r.measured_outside_line else ""))
     console = Console()
     if not console.is_terminal:  # a file or a pipe: as wide as the table needs, not rich's 80 columns
         console.width = max(console.width, WIDE_OUTPUT)
