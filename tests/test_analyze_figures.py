@@ -98,6 +98,24 @@ def test_figures_compare_two_platforms(tmp_path):
         assert manifest[f"steps-energy-log-tta-energy-{gpu.lower()}"]["status"] == "drawn"
 
 
+def test_runs_measured_without_a_gpu_are_listed_as_skipped_beside_a_gpu_platform(tmp_path):
+    """A CPU try-out (GPU energies NaN, no GPU name) next to the H200: its steps figures are skipped with the
+    reason, and the comparison does not take it as a second platform."""
+    cpu = [r | {"gpu_name": None, "gpu_energy_J": float("nan"), "gpu_energy_method": "unavailable"}
+           for r in steps_rows("")]
+    runs = write_runs(tmp_path / "runs", [*steps_rows("NVIDIA H200"), *cpu])
+    out = tmp_path / "analysis"
+    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    manifest = plots.read_manifest(out / "figures")
+    assert manifest["steps-energy-log-tta-energy-h200"]["status"] == "drawn"
+    for scale in ("linear", "log"):
+        entry = manifest[f"steps-energy-{scale}-tta-energy-unknown-gpu"]
+        assert entry["status"] == "skipped" and "no GPU energy in these runs" in entry["caption"]
+    assert manifest["platform-comparison"]["status"] == "skipped"
+    comparison = manifest["platform-comparison"]["caption"]
+    assert "with GPU energies are needed; the steps table holds 1" in comparison
+
+
 def test_without_the_flag_no_figures_folder(tmp_path):
     runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA L4"))
     out = tmp_path / "analysis"

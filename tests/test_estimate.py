@@ -165,6 +165,15 @@ def test_a_model_without_steps_rows_and_impossible_requests_are_refused():
         estimate_energy(runs, "tango", 50, confidence=95)
 
 
+def test_rows_measured_without_a_gpu_are_not_a_platform_and_alone_are_refused():
+    cpu = _exact(gpu=None).assign(gpu_energy_J=np.nan)
+    with pytest.raises(AnalysisError, match="carry no GPU energy .* needs a steps sweep measured on a GPU"):
+        estimate_energy(cpu, "tango", 50)
+    est = estimate_energy(schema.validate(pd.concat([_exact(), cpu], ignore_index=True)), "tango", 50)
+    assert list(est["gpu_name"]) == ["NVIDIA H200"]
+    assert est["energy_J_per_clip"].iloc[0] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
+
+
 # --------------------------------------------------------------------------------------------------------
 # the command, run in this process (the installed entry point is tests/test_cli_errors.py's business)
 

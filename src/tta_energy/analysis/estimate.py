@@ -110,13 +110,17 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
     ``measured_outside_line`` whether that mean lies outside the line's confidence interval.
 
     Raises what :func:`planned_calls` raises for the request, and :class:`.summaries.AnalysisError` when
-    ``runs`` holds no steps rows of ``model``.
+    ``runs`` holds no steps rows of ``model``, or none with a GPU energy.
     """
     calls = planned_calls(model, steps, clips, confidence)
     rows = runs[(runs["experiment"] == EXPERIMENT) & (runs["model"] == model)]
     if rows.empty:
         raise AnalysisError(f"no usable '{EXPERIMENT}' rows (status ok, not warm-up) for model {model!r} in "
                             "the run tables: the estimate fits its steps sweep")
+    rows = rows[rows["gpu_energy_J"].notna()]  # a platform measured without a GPU has nothing to fit
+    if rows.empty:
+        raise AnalysisError(f"the '{EXPERIMENT}' rows of model {model!r} carry no GPU energy (measured "
+                            "without a GPU: NaN): the estimate needs a steps sweep measured on a GPU")
     alpha = 1.0 - confidence
     out = []
     for key, grp in rows.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):

@@ -49,10 +49,17 @@ def _or_empty(compute: Callable[..., pd.DataFrame], *args: object) -> pd.DataFra
         return pd.DataFrame()
 
 
+def measured_platforms(steps: pd.DataFrame) -> list[tuple[str, str]]:
+    """The platforms of a steps summary with GPU energies (rows measured on a CPU have none to compare)."""
+    measured = steps.dropna(subset=["gpu_energy_J_mean"]) if not steps.empty else steps
+    return compare.platforms(measured) if not measured.empty else []
+
+
 def comparison_pair(steps: pd.DataFrame) -> tuple[tuple[str, str], tuple[str, str]] | None:
     """The two platforms the comparison sets side by side: the study's A40 as reference when present, else an
-    H200 (this project's campaign), else the first; the other is the first remaining. None: fewer than two."""
-    available = compare.platforms(steps) if not steps.empty else []
+    H200 (this project's campaign), else the first; the other is the first remaining. None: fewer than two
+    with GPU energies."""
+    available = measured_platforms(steps)
     if len(available) < 2:
         return None
     h200 = [p for p in available if "H200" in p[1]]
@@ -90,8 +97,8 @@ def draw_all(
     pair = comparison_pair(steps)  # notebooks/04
     if pair is None:
         plots.skip_figure(figures, "platform-comparison",
-                          "steps sweeps of two platforms (source x GPU) are needed; the steps table holds "
-                          f"{len(compare.platforms(steps)) if not steps.empty else 0}", "comparison")
+                          "steps sweeps of two platforms (source x GPU) with GPU energies are needed; the "
+                          f"steps table holds {len(measured_platforms(steps))}", "comparison")
     else:
         per_steps, per_model = compare.platform_comparison(steps, fits, *pair)
         warmup = "Means leave out the study's first call of each script (CUDA warm-up)."

@@ -89,6 +89,10 @@ def save_figure(fig: plt.Figure, figures: str | Path, stem: str, caption: str, g
     return stem
 
 
+#: Why a figure of GPU energies is not drawn for rows measured without a GPU (their energies are NaN).
+NO_GPU_ENERGY = "no GPU energy in these runs (measured without a GPU: NaN, never 0)"
+
+
 def skip_figure(figures: str | Path, stem: str, reason: str, group: str = "") -> None:
     """Record that a figure could not be drawn, and why (shown in ``index.md``)."""
     figures = Path(figures)

@@ -23,7 +23,7 @@ from tta_energy.analysis.plots.common import (
 EFFICIENCY_CAPTION = (
     "FLOP per joule at the study's settings (10 s, batch 1, classifier-free guidance, the study's dtype, "
     "eager), log axis. Left: one denoiser call (its FLOPs over the slope of energy against denoiser calls "
-    "over every run); right: a whole generation at 100 steps (denoiser, text encoders, decoder and vocoder "
+    "over every run); middle: a whole generation at 100 steps (denoiser, text encoders, decoder and vocoder "
     "over the mean energy). Right: the denoising phase of the batch sweep (100 steps) against the clips one "
     "call makes (one prompt; hollow: ten distinct prompts), per model, on the platforms whose rows carry "
     "phase energies. Bars: 95 % intervals (none where a layout has one call). Dashed: the bf16 "

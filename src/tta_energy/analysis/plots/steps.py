@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from tta_energy.analysis.plots.common import (
+    NO_GPU_ENERGY,
     _plain_log_y,
     _style,
     circle_warm_means,
@@ -35,6 +36,9 @@ def plot_energy_vs_steps(
     stem = f"steps-energy-{scale}-{slug(label)}"
     if summary.empty:
         skip_figure(figures, stem, f"{label}: no steps-experiment rows", "steps")
+        return None
+    if summary["gpu_energy_J_mean"].isna().all():
+        skip_figure(figures, stem, f"{label}: {NO_GPU_ENERGY}", "steps")
         return None
     _style()
     fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
