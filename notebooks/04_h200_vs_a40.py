@@ -151,7 +151,7 @@ if not flop_table.empty:
                         "reason"]].round(3))
 if not batch_flops.empty:
     display(batch_flops.dropna(subset=["denoising_tflop_per_J"])[
-        ["gpu_name", "model", "n_prompts", "waveforms_per_prompt", "n_calls", "denoising_tflop_per_J",
+        ["gpu_name", "model", "n_prompts", "waveforms_per_prompt", "n_runs", "denoising_tflop_per_J",
          "denoising_fraction_of_ceiling"]].round(3))
 
 # %% [markdown]

@@ -143,15 +143,16 @@ def test_the_figure_is_drawn_or_skipped_with_a_reason(tmp_path):
 
 
 def _batch_runs() -> pd.DataFrame:
-    """Tango (fp32, 100 steps) at 1 and 10 waveforms per prompt and 10 prompts: the denoising phase costs
-    20 J per clip-step alone and 9 J per clip-step at batch 10 (two calls each)."""
-    def row(prompts: int, waveforms: int, energy: float) -> dict:
+    """Tango (fp32, 100 steps): two runs of 2 calls of one clip, two runs of one call of 10 clips, one run of
+    10 prompts; the denoising phase costs about 2000 J per clip alone and 900 J per clip at batch 10."""
+    def row(prompts: int, waveforms: int, energy: float, repeat: int) -> dict:
         clips = prompts * waveforms
         return _row(100, energy + 100.0, model="tango", experiment="batch", n_prompts=prompts,
-                    waveforms_per_prompt=waveforms, n_clips=clips, energy_denoising_J=energy,
+                    waveforms_per_prompt=waveforms, n_clips=clips, energy_denoising_J=energy, repeat=repeat,
                     denoiser_calls=100 * -(-clips // 8))
-    return pd.DataFrame([row(1, 1, 2000.0 + e) for e in (-10.0, 10.0)]
-                        + [row(1, 10, 9000.0 + e) for e in (-50.0, 50.0)] + [row(10, 1, 9000.0)])
+    return pd.DataFrame([row(1, 1, 2000.0 + e, r) for r, e in ((0, -10.0), (0, 10.0), (1, 0.0), (1, 20.0))]
+                        + [row(1, 10, 9000.0 + e, r) for r, e in ((0, -50.0), (1, 50.0))]
+                        + [row(10, 1, 9000.0, 0)])
 
 
 def test_batching_is_read_as_the_denoising_phases_flop_per_joule():
@@ -160,19 +161,26 @@ def test_batching_is_read_as_the_denoising_phases_flop_per_joule():
     table = efficiency.batch_efficiency(_batch_runs(), ceilings)
     table = table.set_index(["n_prompts", "waveforms_per_prompt"])
     single, batched, distinct = table.loc[(1, 1)], table.loc[(1, 10)], table.loc[(10, 1)]
-    # FLOPs: clips x per-call FLOPs x the sampler's iterations (100), not the row's denoiser calls (200 at 10)
-    assert single["denoising_gflop"] == pytest.approx(tango * 100)
-    assert batched["denoising_gflop"] == pytest.approx(tango * 100 * 10)
-    assert single["denoising_tflop_per_J"] == pytest.approx(tango * 100 / 1e3 / 2000.0)
-    assert batched["denoising_tflop_per_J"] == pytest.approx(tango * 1000 / 1e3 / 9000.0)
-    half = stats.t.ppf(0.975, 1) * np.std([8950.0, 9050.0], ddof=1) / np.sqrt(2)
-    assert batched["denoising_tflop_per_J_ci_low"] == pytest.approx(tango / (9000.0 + half))
+    # one clip's FLOPs: per-call FLOPs x the sampler's iterations (100), not the row's denoiser calls (200)
+    assert single["denoising_gflop_per_clip"] == batched["denoising_gflop_per_clip"] == pytest.approx(
+        tango * 100)
+    # runs, not calls: run 0 of one clip per call costs 2000 J per clip, run 1 2010 J
+    assert (single["n_runs"], single["n_calls"]) == (2, 4)
+    assert single["denoising_J_per_clip_mean"] == pytest.approx(2005.0)
+    assert single["denoising_tflop_per_J"] == pytest.approx(tango * 100 / 1e3 / 2005.0)
+    per_clip = np.array([895.0, 905.0])
+    half = stats.t.ppf(0.975, 1) * per_clip.std(ddof=1) / np.sqrt(2)
+    assert batched["denoising_tflop_per_J"] == pytest.approx(tango * 100 / 1e3 / 900.0)
+    assert batched["denoising_tflop_per_J_ci_low"] == pytest.approx(tango * 100 / 1e3 / (900.0 + half))
     assert batched["denoising_fraction_of_ceiling"] == pytest.approx(batched["denoising_tflop_per_J"] / 0.96)
-    assert batched["n_calls"] == 2 and distinct["n_calls"] == 1
-    assert np.isnan(distinct["denoising_tflop_per_J_ci_low"])  # one call: no interval
+    assert distinct["n_runs"] == 1 and np.isnan(distinct["denoising_tflop_per_J_ci_low"])  # one run
     no_phases = _batch_runs().assign(energy_denoising_J=np.nan)
     reasons = efficiency.batch_efficiency(no_phases)["reason"]
-    assert (reasons == "no denoising-phase energy in these rows").all()
+    assert reasons.str.startswith("no complete run with the denoising phase's energy").all()
+    cut = _batch_runs().iloc[:-2]  # the second batch-10 run and the 10-prompt run gone; then a run cut short
+    cut = pd.concat([cut, cut.iloc[[0]].assign(repeat=2)], ignore_index=True)
+    assert efficiency.batch_efficiency(cut).set_index(["n_prompts", "waveforms_per_prompt"]).loc[
+        (1, 1), "n_runs"] == 2  # run 2 made 1 clip of 2: left out
 
 
 def test_first_generations_are_found_by_position_when_labels_repeat():
@@ -182,3 +190,14 @@ def test_first_generations_are_found_by_position_when_labels_repeat():
                           for t in ("2025-01-01T00:00:01+00:00", "2025-01-01T00:00:00+00:00")])
     flags = summaries.mark_first_generations(pd.concat([h200, study]))  # labels 0, 0, 1
     assert flags.tolist() == [False, False, True]
+
+
+def test_the_studys_warm_up_call_never_enters_a_ratio():
+    study = pd.DataFrame([_row(s, 20.0 + 2.0 * s, source="study", gpu="NVIDIA A40",
+                               timestamp=f"2025-01-01T00:00:{k:02d}+00:00")
+                          for k, s in enumerate((10, 10, 50, 50, 100, 100))])
+    study.loc[0, "gpu_energy_J"] = 500.0  # the script's first call: CUDA warm-up
+    flagged = summaries.usable_runs(study)  # keeps it, flagged first_generation (as analyze does by default)
+    assert flagged["first_generation"].sum() == 1
+    r = efficiency.efficiency_table(flagged).iloc[0]
+    assert r["n_runs"] == 5 and r["slope_J_per_call"] == pytest.approx(2.0)

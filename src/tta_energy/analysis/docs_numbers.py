@@ -372,11 +372,16 @@ def best_lossless(levers: pd.DataFrame, steps: int = 100, batch: int = 1) -> pd.
     return frame.set_index("model").loc[catalogue.ordered(frame["model"])].reset_index()
 
 
+def _h200_ceiling(d: DocData) -> str:
+    """The H200's bf16 matrix-product ceiling as the docs quote it: the mean of every measurement of it."""
+    h200 = d.ceilings[d.ceilings["gpu_name"].str.contains("H200")]
+    return f"{h200['ceiling_tflop_per_J'].mean():.2f} TFLOP/J" if not h200.empty else "not measured"
+
+
 def block_levers(d: DocData) -> str:
     best = best_lossless(d.levers)
     if best.empty:
         return "No energy levers measured yet."
-    ceiling = float(d.levers["ceiling_flop_per_joule"].dropna().median())
     tuned = d.levers[d.levers["lossless"].astype(bool) & ~d.levers["optimize"].isin(["none", "fp32"])]
     fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
     parts = [
@@ -396,7 +401,8 @@ def block_levers(d: DocData) -> str:
         text += " Not measured at 100 steps, batch 1: " + ", ".join(label(m) for m in missing) + "."
     text += (
         f" The best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
-        f"of the measured bf16 matmul ceiling ({ceiling / 1e12:.2f} TFLOP/J, `data/h200/levers_summary.md`)."
+        f"of the measured bf16 matmul ceiling ({_h200_ceiling(d)}, each against the ceiling measured in its "
+        "own run; `data/h200/levers_summary.md`)."
     )
     return text
 
@@ -776,7 +782,7 @@ def _tflop(value: float) -> str:
 
 def block_efficiency(d: DocData) -> str:
     """FLOP per joule of a denoiser call at the study's settings, H200 against the ceiling and the A40."""
-    frames = [d.steps, d.study_steps[~d.study_steps["first_generation"]]]
+    frames = [d.steps, d.study_steps]  # efficiency leaves out the study's first call of each script
     runs = pd.concat([f for f in frames if not f.empty], ignore_index=True)
     if runs.empty:
         return "No steps sweep measured yet."
@@ -785,7 +791,7 @@ def block_efficiency(d: DocData) -> str:
     a40 = table[table["source"] == "study"].set_index("model")
     if h200.empty:
         return "No steps sweep measured on the H200 yet."
-    ceiling = h200["ceiling_tflop_per_J"].dropna()
+    has_ceiling = h200["ceiling_tflop_per_J"].notna().any()
     parts = []
     for r in h200.itertuples():
         share = (f"; {r.denoiser_fraction_of_ceiling:.0%} of the ceiling"
@@ -797,7 +803,7 @@ def block_efficiency(d: DocData) -> str:
             "`figures/flop-per-joule.png`): the FLOPs of one denoiser call (`tta-energy describe`) over the "
             "energy per call fitted over every run of `data/h200/steps.csv`, in TFLOP/J"
             + (f", against the H200's bf16 matrix-product ceiling measured with the same meter "
-               f"({ceiling.mean():.2f} TFLOP/J)" if not ceiling.empty else "")
+               f"({_h200_ceiling(d)})" if has_ceiling else "")
             + ": " + "; ".join(parts) + ".")
     both = [r for r in h200.itertuples() if r.model in a40.index]
     if both:
@@ -812,7 +818,7 @@ def block_efficiency(d: DocData) -> str:
 
 
 def _batch_efficiency_text(d: DocData) -> str:
-    """The batch sweep's denoising phase at one clip per call and at the most clips of one prompt."""
+    """The batch sweep's denoising phase at one clip per call and at each model's best one-prompt layout."""
     if d.batch.empty:
         return ""
     table = efficiency.batch_efficiency(d.batch, d.ceilings).dropna(subset=["denoising_tflop_per_J"])
@@ -820,19 +826,18 @@ def _batch_efficiency_text(d: DocData) -> str:
     parts = []
     for model in catalogue.ordered(one_prompt["model"].unique()):
         rows = one_prompt[one_prompt["model"] == model].sort_values("n_clips")
-        low, high = rows.iloc[0], rows.iloc[-1]
-        parts.append(f"{label(model)} {_tflop(low['denoising_tflop_per_J'])} → "
-                     f"{_tflop(high['denoising_tflop_per_J'])}")
+        single, best = rows.iloc[0], rows.loc[rows["denoising_tflop_per_J"].idxmax()]
+        parts.append(f"{label(model)} {_tflop(single['denoising_tflop_per_J'])} → "
+                     f"{_tflop(best['denoising_tflop_per_J'])} ({int(best['n_clips'])} clips)")
     if not parts:
         return ""
     best = one_prompt.loc[one_prompt["denoising_tflop_per_J"].idxmax()]
-    clips = sorted(int(c) for c in one_prompt["n_clips"].unique())
     share = (f", {best['denoising_fraction_of_ceiling']:.0%} of the ceiling"
              if pd.notna(best["denoising_fraction_of_ceiling"]) else "")
-    return (f" Batching moves the denoising phase's FLOP per joule (`data/h200/batch.csv`, 100 steps, "
-            f"{clips[0]} → {clips[-1]} waveforms of one prompt per call, "
-            f"{one_prompt['n_calls'].min()}–{one_prompt['n_calls'].max()} calls per layout; "
-            "`figures/tables/batch_efficiency.csv`): " + "; ".join(parts) + f" TFLOP/J; the highest is "
+    runs = f"{one_prompt['n_runs'].min()}–{one_prompt['n_runs'].max()}"
+    return (" Batching moves the denoising phase's FLOP per joule (`data/h200/batch.csv`, 100 steps, one "
+            f"prompt, from one clip per call to the model's best layout; {runs} run(s) per layout, intervals "
+            "in `figures/tables/batch_efficiency.csv`): " + "; ".join(parts) + " TFLOP/J; the highest is "
             f"{label(best['model'])} at {int(best['n_clips'])} clips "
             f"({_tflop(best['denoising_tflop_per_J'])}{share}).")
 

@@ -8,10 +8,14 @@ For each platform and model of a steps sweep (10 s clips, batch 1, the study's s
 * **generation**: FLOPs of a whole generation at the study's default of 100 steps (denoiser calls plus the
   text encoders, decoder and vocoder run once) over its mean energy, with the mean's Student-t interval.
 
-For the batch sweep, the **denoising phase** of each layout (clips per call): its FLOPs (clips x the FLOPs of
-one denoiser call per clip x the sampler's iterations; a denoiser's FLOPs grow linearly with its batch, which
-the tests check for every model) over its measured energy (``energy_denoising_J``), so that batching is read
-in the same unit; rows without phase energies (the study's) get no ratio.
+For the batch sweep, the **denoising phase** of each layout (clips per call): the FLOPs of one clip (one
+denoiser call per clip x the sampler's iterations; a denoiser's FLOPs grow linearly with its batch, which the
+tests check for every model) over its measured energy per clip (``energy_denoising_J`` summed over a run's
+calls, over its clips), so that batching is read in the same unit; rows without phase energies (the
+study's) get no ratio.
+
+The study's first call of each script (its CUDA warm-up) is always left out here, whatever the analysis
+was asked to do with it for the study's own tables.
 
 Where the same GPU's bf16 matrix-product ceiling was measured (``levers_ceiling.csv``, written by the levers
 experiment), each ratio is also given as a fraction of it. That ceiling is a bf16 tensor-core loop; a model
@@ -70,9 +74,10 @@ BATCH_COLUMNS: tuple[str, ...] = (
     "n_prompts",
     "waveforms_per_prompt",
     "n_clips",
+    "n_runs",
     "n_calls",
-    "denoising_gflop",
-    "denoising_J_mean",
+    "denoising_gflop_per_clip",
+    "denoising_J_per_clip_mean",
     "denoising_tflop_per_J",
     "denoising_tflop_per_J_ci_low",
     "denoising_tflop_per_J_ci_high",
@@ -120,7 +125,7 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     """One row per platform and model of ``experiment``'s usable rows: FLOP per joule of a denoiser call and
     of a whole generation at 100 steps, with 95% intervals and, where ``ceilings`` (:func:`read_ceilings`)
     has the platform's GPU, the fraction of its bf16 ceiling."""
-    rows = runs[runs["experiment"] == experiment]
+    rows = _without_study_warmup(runs[runs["experiment"] == experiment])
     if rows.empty:
         raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
     ceiling_of = _ceiling_of(ceilings)
@@ -169,9 +174,14 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
 def batch_efficiency(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
                      experiment: str = "batch", confidence: float = CONFIDENCE) -> pd.DataFrame:
     """One row per platform, model and layout (prompts x waveforms per prompt) of ``experiment``: FLOP per
-    joule of the denoising phase over its calls (``n_calls``: one row each), with the 95% interval of its mean
-    energy inverted, and the fraction of the same GPU's bf16 ceiling."""
-    rows = runs[runs["experiment"] == experiment]
+    joule of the denoising phase, with the fraction of the same GPU's bf16 ceiling.
+
+    As :func:`.summaries.batch_summary` counts the batch sweep, a run (``repeat``) is the 10/b calls that
+    make its clips: its denoising energy is summed over them and divided by its clips; the ratio is the
+    FLOPs of one clip over the mean of those per-clip energies, and its interval is the Student-t interval
+    of that mean over the runs, inverted (none with one run). A run cut short, or one with a call lacking
+    the phase's energy, is left out."""
+    rows = _without_study_warmup(runs[runs["experiment"] == experiment])
     if rows.empty:
         raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
     ceiling_of = _ceiling_of(ceilings)
@@ -179,30 +189,50 @@ def batch_efficiency(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     out = []
     for key, group in rows.groupby(keys, sort=True, dropna=False):
         row = dict(zip(keys, key, strict=True))
-        row.update(n_clips=int(group["n_clips"].max()), n_calls=len(group), reason="",
+        per_run = _per_run_denoising(group)
+        row.update(n_clips=int(group["n_clips"].max()), n_calls=len(group), n_runs=len(per_run), reason="",
                    ceiling_tflop_per_J=ceiling_of.get(row["gpu_name"], np.nan))
         counts = flop_counts(row["model"], row["size"])
-        energy = pd.to_numeric(group["energy_denoising_J"], errors="coerce").to_numpy(dtype="float64")
-        energy = energy[~np.isnan(energy)]
         if counts is None:
             row["reason"] = f"no stored FLOP count for {row['model']} ({row['size']})"
         elif set(group["duration_s"].astype(float)) != {COUNTED_DURATION_S}:
             row["reason"] = f"FLOPs are counted for {COUNTED_DURATION_S:g} s clips"
-        elif len(energy) == 0:
-            row["reason"] = "no denoising-phase energy in these rows"
+        elif per_run.empty:
+            row["reason"] = "no complete run with the denoising phase's energy in these rows"
         else:
             iterations = spacing.denoiser_iterations(catalogue.entry(row["model"]).defaults.step_spacing,
                                                      int(row["steps"]))
-            gflop = row["n_clips"] * counts[0] * iterations
-            low_J, high_J = t_interval(energy, confidence)
-            row.update(denoising_gflop=gflop, denoising_J_mean=float(energy.mean()),
-                       denoising_tflop_per_J=gflop / 1e3 / float(energy.mean()))
+            tflop = counts[0] * iterations / 1e3
+            per_clip = per_run.to_numpy(dtype="float64")
+            low_J, high_J = t_interval(per_clip, confidence)
+            row.update(denoising_gflop_per_clip=tflop * 1e3, denoising_J_per_clip_mean=float(per_clip.mean()),
+                       denoising_tflop_per_J=tflop / float(per_clip.mean()))
             row["denoising_tflop_per_J_ci_low"], row["denoising_tflop_per_J_ci_high"] = _inverse_interval(
-                gflop / 1e3, low_J, high_J)
+                tflop, low_J, high_J)
         out.append(row)
     table = pd.DataFrame(out).reindex(columns=list(BATCH_COLUMNS))
     table["denoising_fraction_of_ceiling"] = table["denoising_tflop_per_J"] / table["ceiling_tflop_per_J"]
     return _in_model_order(table, ["source", "gpu_name", "model", "n_prompts", "waveforms_per_prompt"])
+
+
+def _per_run_denoising(group: pd.DataFrame) -> pd.Series:
+    """The denoising phase's energy per clip of each complete run (``repeat``) of one layout."""
+    energy = pd.to_numeric(group["energy_denoising_J"], errors="coerce")
+    per_run = group.assign(_energy=energy).groupby("repeat", dropna=False).agg(
+        clips=("n_clips", "sum"), energy=("_energy", "sum"), measured=("_energy", "count"),
+        calls=("n_clips", "size"))
+    complete = (per_run["clips"] == per_run["clips"].max()) & (per_run["measured"] == per_run["calls"])
+    per_run = per_run[complete]
+    return per_run["energy"] / per_run["clips"]
+
+
+def _without_study_warmup(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` without the study's first call of each script (its CUDA warm-up, ``first_generation``): a
+    ratio of FLOPs to energy is a property of the model on the GPU, which a warm-up call would bias whether
+    or not the study's own tables are reproduced with it."""
+    if "first_generation" not in rows.columns:
+        return rows
+    return rows[~rows["first_generation"].fillna(False).astype(bool)]
 
 
 def _ceiling_of(ceilings: pd.DataFrame | None) -> dict[str, float]:

@@ -42,7 +42,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                      "cpu_time_per_wall_mean"),
     "efficiency": ("model", "gflop_per_call", "slope_J_per_call", "denoiser_tflop_per_J",
                    "generation_tflop_per_J", "ceiling_tflop_per_J"),
-    "batch_efficiency": ("model", "n_prompts", "waveforms_per_prompt", "n_calls", "denoising_tflop_per_J",
+    "batch_efficiency": ("model", "n_prompts", "waveforms_per_prompt", "n_runs", "denoising_tflop_per_J",
                          "ceiling_tflop_per_J"),
 }
 
@@ -281,10 +281,11 @@ def readme_text(
         "same GPU's bf16 matrix-product ceiling where a `levers_ceiling.csv` was found with the runs, and "
         "`*_fraction_of_ceiling` the ratio to it |",
         "| batch_efficiency.csv | the batch sweep's denoising phase in the same unit, per layout "
-        "(`n_prompts` x `waveforms_per_prompt`): clips x FLOPs of one denoiser call x the sampler's "
-        "iterations (`denoising_gflop`) over the mean energy of the phase (`energy_denoising_J`) of its "
-        "`n_calls` calls, TFLOP/J with a 95% interval, and the fraction of the same GPU's ceiling; rows "
-        "without phase energies (the study's) say so in `reason` |",
+        "(`n_prompts` x `waveforms_per_prompt`): the FLOPs of one clip (one denoiser call x the sampler's "
+        "iterations, `denoising_gflop_per_clip`) over the phase's energy per clip (`energy_denoising_J` "
+        "summed over a run's calls over its clips; mean over its `n_runs` runs), TFLOP/J with a 95% "
+        "interval over the runs (none with one), and the fraction of the same GPU's ceiling; rows without "
+        "phase energies (the study's) say so in `reason` |",
         "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
         "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "

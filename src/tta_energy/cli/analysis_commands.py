@@ -3,6 +3,7 @@ the energy of a planned job from the measured steps sweep."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ def register(app: typer.Typer) -> None:
 
         from tta_energy.analysis import study_import
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as progress:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
+                      disable=not sys.stdout.isatty()) as progress:  # a pipe gets no blank spinner line
             progress.add_task(f"reading {path}", total=None)
             data = study_import.load_study(path)
             progress.add_task(f"writing {out}", total=None)
@@ -67,7 +69,8 @@ def register(app: typer.Typer) -> None:
 
         from tta_energy.analysis import tables
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as progress:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
+                      disable=not sys.stdout.isatty()) as progress:  # a pipe gets no blank spinner line
             progress.add_task("analysing", total=None)
             written, result = tables.analyze(
                 study,
@@ -149,6 +152,10 @@ def _number(value: float) -> str:
     return np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _span(low: float, high: float) -> str:
     return "n/a" if low != low or high != high else f"{_number(low)}–{_number(high)}"
 
@@ -177,7 +184,7 @@ def _print_estimate(result: pd.DataFrame, model: str) -> None:
         where = ("inside the measured range" if r.inside_measured_range
                  else f"extrapolated beyond the measured {r.measured_calls_min}–{r.measured_calls_max} calls")
         basis.append(f"{r.gpu_name} {r.dtype}: OLS over {r.n_runs} runs at {r.measured_steps or 'no'} steps; "
-                     f"{r.steps} steps = {r.denoiser_calls} calls, {where}"
+                     f"{_count(r.steps, 'step')} = {_count(r.denoiser_calls, 'denoiser call')}, {where}"
                      + (f"; the {r.measured_n} runs measured at {r.steps} steps average "
                         f"{_number(r.measured_mean_J)} J, outside the line's interval (the line averages "
                         "over step counts; prefer the measured mean)" if r.measured_outside_line else ""))
