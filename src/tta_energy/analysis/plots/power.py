@@ -34,6 +34,10 @@ def phase_means(runs: pd.DataFrame) -> pd.DataFrame:
     return groups[cols].mean().join(groups.size().rename("n_runs")).reset_index()
 
 
+def _only_study(runs: pd.DataFrame) -> bool:
+    return not runs.empty and "source" in runs.columns and bool((runs["source"] == "study").all())
+
+
 def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Stacked bars of the GPU energy of each phase (text encoding, denoising, decoding, vocoder)."""
     stem = f"phase-energy-{slug(label)}"
@@ -42,8 +46,9 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
         skip_figure(
             figures,
             stem,
-            f"{label}: no per-phase energies (energy_<phase>_J columns) in these runs; "
-            f"the study measured whole generations only",
+            f"{label}: no per-phase energies (energy_<phase>_J columns) in these runs"
+            + ("; the study measured whole generations only" if _only_study(runs)
+               else " (they need a GPU energy: NVML's counter)"),
             "phases",
         )
         return None
