@@ -103,6 +103,29 @@ def test_the_cell_intervals_block_quotes_the_committed_table(data: docs_numbers.
         assert quoted in text
 
 
+def test_the_model_table_quotes_the_committed_analysis_tables(data: docs_numbers.DocData) -> None:
+    """README's per-model table: the H200's mean energy at 100 steps is steps_summary.csv's, the FLOP per
+    joule efficiency.csv's and the busy fraction host_summary.csv's, one row per model measured."""
+    import pandas as pd
+
+    from tta_energy.models.catalogue import label
+
+    tables = ROOT / "figures" / "tables"
+    summary = pd.read_csv(tables / "steps_summary.csv")
+    h200 = summary[(summary["gpu_name"] == "NVIDIA H200") & (summary["steps"] == 100)].set_index("model")
+    flops = pd.read_csv(tables / "efficiency.csv")
+    flops = flops[flops["gpu_name"] == "NVIDIA H200"].set_index("model")
+    busy = pd.read_csv(tables / "host_summary.csv").set_index("model")["gpu_busy_fraction_mean"]
+    rows = [line for line in docs_numbers.block_model_table(data).splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == len(h200)
+    for model in h200.index:
+        row = next(r for r in rows if r.startswith(f"| {label(model)} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2].startswith(docs_numbers._j(h200.loc[model, "gpu_energy_J_mean"]) + " (")
+        assert cells[5].startswith(docs_numbers._tflop(flops.loc[model, "denoiser_tflop_per_J"]))
+        assert cells[6] == f"{busy[model]:.0%}"
+
+
 def test_the_process_spread_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:
     """data/README.md's between/within-process SDs are the steps rows of figures/tables/spread_h200.csv."""
     import pandas as pd

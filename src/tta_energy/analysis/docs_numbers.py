@@ -25,7 +25,7 @@ from tta_energy import schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
-from tta_energy.intervals import CONFIDENCE
+from tta_energy.intervals import CONFIDENCE, t_interval
 from tta_energy.models import catalogue
 
 #: Files that hold generated blocks, relative to the repository root.
@@ -776,6 +776,61 @@ def block_campaign_cost(d: DocData) -> str:
             f"{cost['measured_s']:,.0f} s inside measured windows, overhead {overhead_text(cost)}")
 
 
+def _interval(mean: float, low: float, high: float, fmt: Callable[[float], str]) -> str:
+    """``mean (low–high)``, the mean alone where the interval is unknown (one run)."""
+    if pd.isna(low) or pd.isna(high):
+        return fmt(mean)
+    return f"{fmt(mean)} ({fmt(max(low, 0.0))}–{fmt(high)})"
+
+
+def block_model_table(d: DocData) -> str:
+    """One row per model: what a reader wants first, each number with its interval and its table."""
+    if d.steps.empty:
+        return "No steps sweep measured on the H200 yet."
+    runs = pd.concat([f for f in (d.steps, d.study_steps) if not f.empty], ignore_index=True)
+    flops = efficiency.efficiency_table(runs, d.ceilings)
+    h200 = flops[flops["gpu_name"].str.contains("H200")].set_index("model")
+    a40 = flops[flops["source"] == "study"].set_index("model")
+    try:
+        busy = summaries.host_summary(d.steps).set_index("model")["gpu_busy_fraction_mean"]
+    except summaries.AnalysisError:
+        busy = pd.Series(dtype="float64")
+    intro = ("Each model at the study's settings (10 s clip, batch 1, its dtype, run eagerly), 95% intervals "
+             "in brackets (from the repeats as if independent; with the process level counted they widen for "
+             "the host-paced models, `data/README.md`): energy per clip from the steps sweeps "
+             "(`data/h200/steps.csv`, `data/study/steps.csv`), energy per denoiser call from the line "
+             "through every run, FLOP per joule against the H200's measured bf16 ceiling "
+             "(`figures/tables/efficiency.csv`) and the share of NVML's utilisation samples with a kernel "
+             "running (`figures/tables/host_summary.csv`). The paragraphs below give the details and the "
+             "other sweeps.")
+    lines = [intro, "",
+             "| model | dtype | GPU energy per clip, 100 steps, H200 [J] | same, study's A40 [J] | "
+             "J per denoiser call, H200 | TFLOP/J, H200 (share of its bf16 ceiling) | GPU busy, H200 |",
+             "|---|---|---|---|---|---|---|"]
+    for model in catalogue.ordered(h200.index):
+        r = h200.loc[model]
+        h_mean = _interval(r["generation_J_mean"], *_mean_ci(d.steps, model), _j)
+        a_mean = (_interval(a40.loc[model, "generation_J_mean"], *_mean_ci(d.study_steps, model), _j)
+                  if model in a40.index else "not in `data/study`")
+        fit = summaries.per_call_fit(d.steps[d.steps["model"] == model]).iloc[0]
+        per_call = _interval(fit["slope_J_per_call"], fit["slope_J_per_call_ci_low"],
+                             fit["slope_J_per_call_ci_high"], lambda v: f"{v:.1f}")
+        fraction = r["denoiser_fraction_of_ceiling"]
+        share = f" ({fraction:.0%})" if pd.notna(fraction) else ""
+        busy_text = f"{busy[model]:.0%}" if model in busy.index else "n/a"
+        lines.append(f"| {label(model)} | {r['dtype']} | {h_mean} | {a_mean} | {per_call} | "
+                     f"{_tflop(r['denoiser_tflop_per_J'])}{share} | {busy_text} |")
+    return "\n".join(lines)
+
+
+def _mean_ci(rows: pd.DataFrame, model: str, steps: int = efficiency.GENERATION_STEPS) -> tuple[float, float]:
+    """The 95% t interval of ``model``'s mean GPU energy at ``steps`` (the study's warm-up call left out)."""
+    at = rows[(rows["model"] == model) & (rows["steps"] == steps)]
+    if "first_generation" in at.columns:
+        at = at[~at["first_generation"].astype(bool)]
+    return t_interval(at["gpu_energy_J"].to_numpy(dtype="float64"))
+
+
 def _tflop(value: float) -> str:
     return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
 
@@ -866,6 +921,7 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "process-spread": block_process_spread,
     "cell-intervals": block_cell_intervals,
     "efficiency": block_efficiency,
+    "model-table": block_model_table,
     **docs_numbers_docs.BLOCKS,
 }
 
