@@ -53,6 +53,8 @@ USAGE_CASES: list[tuple[list[str], str]] = [
     (["no-such-command"], "No such command 'no-such-command'"),
     (["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "ten", "--duration", "1", "--out",
       "x.wav"], "Invalid value for '--steps'"),
+    (["analyze", "--runs", "data/h200", "data/study", "--out", "x"],
+     "repeat it for several (--runs A --runs B)"),
 ]
 
 

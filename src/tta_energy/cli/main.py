@@ -74,7 +74,11 @@ def user_error_line(exc: BaseException) -> str | None:
         return first_line(exc)
     if isinstance(exc, click_exceptions.UsageError):
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        return exc.format_message().splitlines()[0].rstrip() + hint
+        message = exc.format_message().splitlines()[0].rstrip()
+        if message.startswith("Got unexpected extra argument"):  # `--runs a b`: each value needs its option
+            hint = ("; an option given once takes one value: repeat it for several (--runs A --runs B)"
+                    + hint)
+        return message + hint
     if isinstance(exc, click_exceptions.ClickException):
         return exc.format_message()
     if isinstance(exc, PermissionError):
