@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sourced from the repository root before a device command (`source scripts/device_env.sh; python3 -m tta_energy
-# campaign run ...`, gpu_scaling.sh, gpu_levers.sh): installs the wheels carried in .whl/ (torchsde,
-# trampoline, soxr: the modules the device machine's Python 3.12 lacks) into
+# campaign run ...`, gpu_scaling.sh, gpu_levers.sh): installs the wheels carried in .whl/ (the packages the
+# device machine's Python 3.12 lacks, e.g. torchsde, trampoline, soxr, torchao for fp8) into
 # /tmp/site without touching the image's own packages, puts them and src/ on PYTHONPATH, and keeps every library
 # offline. Elsewhere (no .whl/, or another Python: an
 # installed checkout, pip install -e .) it only sets the environment.

@@ -20,9 +20,10 @@
 # Writes data/h200/levers/partplan-<UTC time>/ (levers_runs.csv in the run-record schema,
 # levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, traces/) and rebuilds
 # data/h200/levers.csv, data/h200/levers_summary.md and data/h200/levers.png from every part present. On the
-# device machine ($OUT set) it returns: levers-part<N>.tar.gz (the part's folder), levers-references.tar.gz,
-# the compile cache (when at most COMPILE_CACHE_MAX_MB, default 8 MiB: the device returns files of at most
-# 16 MiB, and the tree it receives, carried folders included, is at most 64 MiB), the report and the log.
+# device machine ($OUT set) it returns under $OUT/levers/: levers-partplan-<UTC time>.tar.gz (the part's
+# folder), levers-references.tar.gz, compile-cache.tar.gz (when at most COMPILE_CACHE_MAX_MB, default 8 MiB:
+# the device returns files of at most 16 MiB, and the tree it receives, carried folders included, is at most
+# 64 MiB), the report and the log.
 #
 # Environment: PYTHON (default python3: the device image's torch), BUDGET_S (seconds this call may use,
 # default 520: the run is stopped there, packing follows; give the device call a limit of 600 s), LEVERS_ARGS (more options for 'tta-energy levers run').

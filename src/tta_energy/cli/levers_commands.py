@@ -16,7 +16,8 @@ LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention k
 Specs: none (the study's default), graphs (the denoiser as a CUDA graph), max (fp16, fastest attention
 backend, channels-last, fused q/k/v, CUDA graph), or a comma list of levers: fp32, fp16, bf16, compile,
 compile-graphs, cudagraph, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, sdpa-best, channels-last,
-fuse-qkv, trim-latents (Stable Audio Open: compute only the requested length; changes the output)."""
+fuse-qkv, trim-latents (Stable Audio Open: compute only the requested length; changes the output), fp8
+(float8 linear layers through torchao, compute capability 8.9+; changes the output)."""
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from tta_energy.quality.audio import file_sha256
 STUDY_FAD_CHECKPOINT = "630k-audioset-best"
 #: stable-audio-metrics' default (the study's CLAP score): HTSAT-tiny with feature fusion.
 STUDY_CLAP_SCORE_CHECKPOINT = "630k-audioset-fusion-best"
-#: Where checkpoint names are looked up (``:``-separated), after the current folder's ``checkpoints/clap``.
+#: Checkpoint folders (``:``-separated), searched after ``--checkpoint-dir``, before ``checkpoints/clap``.
 CHECKPOINT_DIRS_ENV = "TTA_ENERGY_CLAP_DIR"
 #: LAION-CLAP tokenises captions to at most 77 tokens.
 TEXT_MAX_TOKENS = 77
