@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tta_energy.experiments.meter_validation.protocol import Config, Validation
-from tta_energy.experiments.meter_validation.report import check_targets, write_outputs
+from tta_energy.experiments.meter_validation.report import check_targets, target_status, write_outputs
 from tta_energy.experiments.meter_validation.rigs import GpuRig, SimulatedRig
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(frame)
     met = sum(bool(t["met"]) for t in targets)
     for t in targets:
-        log(f"{'met    ' if t['met'] else 'NOT met'} {t['target']}: {t['value_pct']:.3f}%")
+        log(target_status(t))
     log(f"{len(frame)} rows -> {csv_path}, summary -> {md_path}; {met}/{len(targets)} targets met "
         f"in {validation.elapsed():.0f} s")
     return 0

@@ -335,6 +335,7 @@ def test_ceiling_on_cpu_measures_rate_not_energy(tmp_path):
     row = ceiling.measure_ceiling_once(device="cpu", seconds=0.05, n=64, out=tmp_path / "ceiling.csv")
     assert row["tflop_per_s"] > 0 and math.isnan(row["tflop_per_J"])  # no GPU meter on a CPU: NaN, never 0
     assert pd.read_csv(tmp_path / "ceiling.csv")["n"].tolist() == [64]
+    assert row["precision"] == "fp32"  # a CPU runs the loop in float32 (its bf16 matmul is an emulation)
     with pytest.raises(LeversError):
         ceiling.measure_ceiling_once(device="cpu", seconds=0, n=64)
 

@@ -133,6 +133,18 @@ def test_overhead_verdict_separates_met_not_met_and_noise():
     assert overhead_verdict(math.nan, math.nan) == "not measured"
 
 
+def test_the_console_line_gives_the_overheads_verdicts_not_a_plain_fail():
+    from tta_energy.experiments.meter_validation.report import target_status
+
+    inconclusive = {"target": "meter overhead <= 0.5% of a 1 s workload's energy", "met": False,
+                    "value_pct": 0.8, "verdicts": {"steady": overhead_verdict(-0.8, 13.98)}}
+    line = target_status(inconclusive)
+    assert "inconclusive" in line and "NOT met" not in line
+    assert target_status({**inconclusive, "verdicts": {}}).endswith("not measured")
+    plain = {"target": ">= 1 s windows: deviation <= 1%", "met": False, "value_pct": 1.234}
+    assert target_status(plain) == "NOT met >= 1 s windows: deviation <= 1%: 1.234%"
+
+
 def test_missing_measurements_are_reported_as_not_met():
     empty = pd.DataFrame(columns=list(CSV_COLUMNS))
     empty["continuous"] = empty["continuous"].astype(bool)

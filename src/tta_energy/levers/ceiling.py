@@ -42,7 +42,7 @@ class CeilingResult:
     wall_s: float
     gpu_energy_J: float
     device: str
-    precision: str = "bf16"  # one of CEILING_PRECISIONS
+    precision: str = "bf16"  # the operands' precision as run: one of CEILING_PRECISIONS, or fp32 on a CPU
 
     @property
     def flop(self) -> float:
@@ -110,8 +110,9 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
     per = max((time.perf_counter() - t0) / 5, 1e-6)
     iterations = max(3, int(seconds / per))
     _, m = meter.measure(lambda phases: loop(iterations))
+    ran = "fp32" if dtype == torch.float32 and precision == "bf16" else precision  # what the row says
     return CeilingResult(n=n, iterations=iterations, wall_s=float(m.wall_s),
-                         gpu_energy_J=float(m.gpu_energy_J), device=str(dev), precision=precision)
+                         gpu_energy_J=float(m.gpu_energy_J), device=str(dev), precision=ran)
 
 
 def ceiling_record(res: CeilingResult, run_id: str, when: str,

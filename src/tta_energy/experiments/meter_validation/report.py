@@ -156,6 +156,17 @@ def truth_checks(df: pd.DataFrame, validation: Validation) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def target_status(target: dict[str, object]) -> str:
+    """One console line of a :func:`check_targets` entry: met / NOT met with its value, or, for a target
+    judged per workload with an interval (the overhead), each workload's verdict (met, not met or
+    inconclusive)."""
+    verdicts: dict[str, str] | None = target.get("verdicts")  # type: ignore[assignment]
+    if verdicts is not None:
+        said = "; ".join(f"{w}: {v}" for w, v in verdicts.items()) or "not measured"
+        return f"{target['target']}: {said}"
+    return f"{'met    ' if target['met'] else 'NOT met'} {target['target']}: {target['value_pct']:.3f}%"
+
+
 def _verdict_lines(df: pd.DataFrame, targets: list[dict[str, object]]) -> list[str]:
     lines = []
     for t in targets:
