@@ -8,8 +8,9 @@
   published data already imported) are the notebooks' input;
 * with ``--study PATH`` (a copy of the study's repository or its ``results/``), that copy is imported into a
   temporary folder and used instead of ``data/study``;
-* each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient in its own
-  kernel; parameters are injected after the cell tagged ``parameters`` (papermill's convention);
+* each notebook under ``notebooks/`` (the jupytext ``.py`` files) is executed with nbclient, all in one
+  shared kernel (``--isolated``: one kernel per notebook); parameters are injected after the cell tagged
+  ``parameters`` (papermill's convention);
 * the analysis tables go to ``<figures>/tables/`` (with ``spread_h200.csv``, :func:`write_spread`), the
   figures (PDF + PNG) to ``<figures>/`` and ``<figures>/index.md`` shows each figure with one line of
   explanation;

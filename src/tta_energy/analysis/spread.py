@@ -11,9 +11,9 @@ generation is fitted with a linear mixed model (statsmodels ``MixedLM``, REML)::
 state: CPU pace, clocks, allocator, ...); ``sd_within`` is the scatter of repeats inside a process. On the log
 scale an SD reads as a relative change, reported as ``exp(sd) - 1`` in percent. ``between_process_share`` is
 sd_between^2 / (sd_between^2 + sd_within^2). Its 95 % interval is a parametric bootstrap (simulate from the
-fit, refit, percentile interval) with a fixed seed. With 2-4 processes per model the between-process SD rests
-on very few values: the intervals are wide, and a share of 0 (the REML estimate at its boundary) means only
-that these processes did not differ more than their repeats.
+fit, refit, percentile interval) with a fixed seed. With few processes per model (1-4) the between-process SD
+rests on very few values: the intervals are wide, and a share of 0 (the REML estimate at its boundary) means
+only that these processes did not differ more than their repeats.
 
 What moves the energy of one configuration: within each cell (its mean taken out), log energy is regressed on
 log wall time. ``energy_time_r2`` is the share of that within-cell variance that the generation's duration

@@ -320,8 +320,8 @@ def readme_text(
         "- Scores and energies are joined on (model, data set, steps); the table printed by the study's "
         "`qualitymetrics_analysis.ipynb` has the AudioCaps and Clotho CLAP columns swapped.",
         "- `first_generation_included` flags means that contain the first call of one of the study's "
-        "scripts (CUDA warm-up, e.g. AudioLDM 10 steps run 1: 113 J vs 64 J); `--drop-study-warmup` "
-        "removes those calls.",
+        "scripts (its CUDA warm-up, never discarded by the study); `--drop-study-warmup` removes those "
+        "calls.",
         "- Fronts use the mean energy per generation (the study: the 300-clip sum; same fronts). "
         "Make-An-Audio (2) at 150 steps ran 167 iterations: see `denoiser_calls` and the `*_calls` fit.",
         "",
