@@ -25,7 +25,7 @@ from tta_energy import schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
-from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.intervals import CONFIDENCE
 from tta_energy.models import catalogue
 
 #: Files that hold generated blocks, relative to the repository root.
@@ -106,6 +106,13 @@ class DocData:
     def ceilings(self) -> pd.DataFrame:
         """The bf16 matrix-product ceilings measured under ``data/`` (the levers experiment's)."""
         return efficiency.read_ceilings([self.data])
+
+    @cached_property
+    def efficiency(self) -> pd.DataFrame:
+        """FLOP per joule of the H200's and the study's steps sweeps (:func:`.efficiency.efficiency_table`),
+        computed once for the blocks that quote it."""
+        runs = pd.concat([f for f in (self.steps, self.study_steps) if not f.empty], ignore_index=True)
+        return efficiency.efficiency_table(runs, self.ceilings) if not runs.empty else pd.DataFrame()
 
     @cached_property
     def levers(self) -> pd.DataFrame:
@@ -787,8 +794,7 @@ def block_model_table(d: DocData) -> str:
     """One row per model: what a reader wants first, each number with its interval and its table."""
     if d.steps.empty:
         return "No steps sweep measured on the H200 yet."
-    runs = pd.concat([f for f in (d.steps, d.study_steps) if not f.empty], ignore_index=True)
-    flops = efficiency.efficiency_table(runs, d.ceilings)
+    flops = d.efficiency
     h200 = flops[flops["gpu_name"].str.contains("H200")].set_index("model")
     a40 = flops[flops["source"] == "study"].set_index("model")
     try:
@@ -809,12 +815,10 @@ def block_model_table(d: DocData) -> str:
              "|---|---|---|---|---|---|---|"]
     for model in catalogue.ordered(h200.index):
         r = h200.loc[model]
-        h_mean = _interval(r["generation_J_mean"], *_mean_ci(d.steps, model), _j)
-        a_mean = (_interval(a40.loc[model, "generation_J_mean"], *_mean_ci(d.study_steps, model), _j)
-                  if model in a40.index else "not in `data/study`")
-        fit = summaries.per_call_fit(d.steps[d.steps["model"] == model]).iloc[0]
-        per_call = _interval(fit["slope_J_per_call"], fit["slope_J_per_call_ci_low"],
-                             fit["slope_J_per_call_ci_high"], lambda v: f"{v:.1f}")
+        h_mean = _generation_interval(r)
+        a_mean = _generation_interval(a40.loc[model]) if model in a40.index else "not in `data/study`"
+        per_call = _interval(r["slope_J_per_call"], r["slope_J_per_call_ci_low"],
+                             r["slope_J_per_call_ci_high"], lambda v: f"{v:.1f}")
         fraction = r["denoiser_fraction_of_ceiling"]
         share = f" ({fraction:.0%})" if pd.notna(fraction) else ""
         busy_text = f"{busy[model]:.0%}" if model in busy.index else "n/a"
@@ -823,12 +827,9 @@ def block_model_table(d: DocData) -> str:
     return "\n".join(lines)
 
 
-def _mean_ci(rows: pd.DataFrame, model: str, steps: int = efficiency.GENERATION_STEPS) -> tuple[float, float]:
-    """The 95% t interval of ``model``'s mean GPU energy at ``steps`` (the study's warm-up call left out)."""
-    at = rows[(rows["model"] == model) & (rows["steps"] == steps)]
-    if "first_generation" in at.columns:
-        at = at[~at["first_generation"].astype(bool)]
-    return t_interval(at["gpu_energy_J"].to_numpy(dtype="float64"))
+def _generation_interval(row: pd.Series) -> str:
+    """An efficiency row's mean energy per clip at 100 steps with its 95% interval."""
+    return _interval(row["generation_J_mean"], row["generation_J_ci_low"], row["generation_J_ci_high"], _j)
 
 
 def _tflop(value: float) -> str:
@@ -837,11 +838,9 @@ def _tflop(value: float) -> str:
 
 def block_efficiency(d: DocData) -> str:
     """FLOP per joule of a denoiser call at the study's settings, H200 against the ceiling and the A40."""
-    frames = [d.steps, d.study_steps]  # efficiency leaves out the study's first call of each script
-    runs = pd.concat([f for f in frames if not f.empty], ignore_index=True)
-    if runs.empty:
+    if d.efficiency.empty:
         return "No steps sweep measured yet."
-    table = efficiency.efficiency_table(runs, d.ceilings).dropna(subset=["denoiser_tflop_per_J"])
+    table = d.efficiency.dropna(subset=["denoiser_tflop_per_J"])
     h200 = table[table["gpu_name"].str.contains("H200")]
     a40 = table[table["source"] == "study"].set_index("model")
     if h200.empty:

@@ -50,6 +50,8 @@ COLUMNS: tuple[str, ...] = (
     "n_runs",
     "gflop_per_call",
     "slope_J_per_call",
+    "slope_J_per_call_ci_low",
+    "slope_J_per_call_ci_high",
     "denoiser_tflop_per_J",
     "denoiser_tflop_per_J_ci_low",
     "denoiser_tflop_per_J_ci_high",
@@ -57,6 +59,8 @@ COLUMNS: tuple[str, ...] = (
     "generation_denoiser_calls",
     "generation_gflop",
     "generation_J_mean",
+    "generation_J_ci_low",
+    "generation_J_ci_high",
     "generation_n",
     "generation_tflop_per_J",
     "generation_tflop_per_J_ci_low",
@@ -133,7 +137,10 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     for _, group in rows.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
         fit = summaries.per_call_fit(group, experiment=experiment, confidence=confidence).iloc[0]
         row = {**{k: fit[k] for k in PLATFORM_KEYS}, "n_runs": fit["n_runs"],
-               "slope_J_per_call": fit["slope_J_per_call"], "generation_steps": GENERATION_STEPS,
+               "slope_J_per_call": fit["slope_J_per_call"],
+               "slope_J_per_call_ci_low": fit["slope_J_per_call_ci_low"],
+               "slope_J_per_call_ci_high": fit["slope_J_per_call_ci_high"],
+               "generation_steps": GENERATION_STEPS,
                "ceiling_tflop_per_J": ceiling_of.get(fit["gpu_name"], np.nan), "reason": ""}
         counts = flop_counts(fit["model"], fit["size"])
         durations = set(group["duration_s"].astype(float))
@@ -160,7 +167,8 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
                 low_J, high_J = t_interval(energy, confidence)
                 gflop = per_call * calls + once
                 row.update(generation_denoiser_calls=calls, generation_gflop=gflop,
-                           generation_J_mean=float(energy.mean()), generation_n=len(energy),
+                           generation_J_mean=float(energy.mean()), generation_J_ci_low=low_J,
+                           generation_J_ci_high=high_J, generation_n=len(energy),
                            generation_tflop_per_J=gflop / 1e3 / float(energy.mean()))
                 row["generation_tflop_per_J_ci_low"], row["generation_tflop_per_J_ci_high"] = (
                     _inverse_interval(gflop / 1e3, low_J, high_J))
