@@ -129,7 +129,7 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     """One row per platform and model of ``experiment``'s usable rows: FLOP per joule of a denoiser call and
     of a whole generation at 100 steps, with 95% intervals and, where ``ceilings`` (:func:`read_ceilings`)
     has the platform's GPU, the fraction of its bf16 ceiling."""
-    rows = _without_study_warmup(runs[runs["experiment"] == experiment])
+    rows = summaries.without_first_generations(runs[runs["experiment"] == experiment])
     if rows.empty:
         raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
     ceiling_of = _ceiling_of(ceilings)
@@ -189,7 +189,7 @@ def batch_efficiency(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     FLOPs of one clip over the mean of those per-clip energies, and its interval is the Student-t interval
     of that mean over the runs, inverted (none with one run). A run cut short, or one with a call lacking
     the phase's energy, is left out."""
-    rows = _without_study_warmup(runs[runs["experiment"] == experiment])
+    rows = summaries.without_first_generations(runs[runs["experiment"] == experiment])
     if rows.empty:
         raise AnalysisError(f"no usable '{experiment}' rows (status ok, not warm-up) in the run tables")
     ceiling_of = _ceiling_of(ceilings)
@@ -232,15 +232,6 @@ def _per_run_denoising(group: pd.DataFrame) -> pd.Series:
     complete = (per_run["clips"] == per_run["clips"].max()) & (per_run["measured"] == per_run["calls"])
     per_run = per_run[complete]
     return per_run["energy"] / per_run["clips"]
-
-
-def _without_study_warmup(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` without the study's first call of each script (its CUDA warm-up, ``first_generation``): a
-    ratio of FLOPs to energy is a property of the model on the GPU, which a warm-up call would bias whether
-    or not the study's own tables are reproduced with it."""
-    if "first_generation" not in rows.columns:
-        return rows
-    return rows[~rows["first_generation"].fillna(False).astype(bool)]
 
 
 def _ceiling_of(ceilings: pd.DataFrame | None) -> dict[str, float]:

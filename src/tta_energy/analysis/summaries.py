@@ -71,10 +71,15 @@ def usable_runs(runs: pd.DataFrame, *, drop_study_warmup: bool = False) -> pd.Da
     """
     runs = runs.copy()
     runs["first_generation"] = mark_first_generations(runs)
-    keep = (runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)
-    if drop_study_warmup:
-        keep &= ~runs["first_generation"]
-    return runs[keep]
+    usable = runs[(runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)]
+    return without_first_generations(usable) if drop_study_warmup else usable
+
+
+def without_first_generations(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` without the study's first call of each script (``first_generation``, its CUDA warm-up)."""
+    if "first_generation" not in rows.columns:
+        return rows
+    return rows[~rows["first_generation"].fillna(False).astype(bool)]
 
 
 def _require(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
