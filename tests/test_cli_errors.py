@@ -120,6 +120,17 @@ def test_no_check_imports_torch() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_the_command_line_starts_without_the_analysis_libraries() -> None:
+    """Loading the command (every subcommand registered) imports no torch, pandas or scipy: each command
+    imports what it needs when it runs, so `--help` and a refused command stay quick."""
+    code = ("import sys\nimport tta_energy.cli.main\n"
+            "heavy = [m for m in ('torch', 'pandas', 'scipy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def test_version_and_debug(tmp_path: Path) -> None:
     version, debug, script_help = run_all(
         [["--version"], ["--debug", "describe", "--model", "audioldm", "--size", "huge"], []], tmp_path)

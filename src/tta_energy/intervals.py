@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 #: Default confidence level of every interval the package reports.
 CONFIDENCE = 0.95
@@ -34,6 +33,8 @@ def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[floa
     if n < 2:
         return (np.nan, np.nan)
     mean = float(values.mean())
+    from scipy import stats  # here, not at import: the command line reads CONFIDENCE at start-up
+
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
     return (mean - half, mean + half)
 

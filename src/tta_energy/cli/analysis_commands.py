@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import typer
 
 from tta_energy.cli import checks
 from tta_energy.errors import TtaError
 from tta_energy.intervals import CONFIDENCE
 from tta_energy.models import catalogue
+
+if TYPE_CHECKING:  # numpy and pandas load when a command runs, not when the command line starts
+    import pandas as pd
 
 
 def register(app: typer.Typer) -> None:
@@ -149,6 +151,8 @@ def _number(value: float) -> str:
     """Four significant digits without an exponent; n/a for NaN."""
     if value != value:
         return "n/a"
+    import numpy as np
+
     return np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
 
 
