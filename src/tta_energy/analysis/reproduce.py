@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,8 +84,13 @@ class NotebookInputs:
     published_sanity: pd.DataFrame | None
     figures: Path
     sources: list[str] = field(default_factory=list)
-    #: the bf16 matrix-product ceilings found among the inputs (:func:`.efficiency.read_ceilings`)
-    ceilings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paths: list[Path] = field(default_factory=list)  # the folders and files the tables were found in
+
+    @cached_property
+    def ceilings(self) -> pd.DataFrame:
+        """The bf16 matrix-product ceilings found among the inputs (:func:`.efficiency.read_ceilings`), read
+        when a notebook first asks for them."""
+        return efficiency.read_ceilings(self.paths)
 
     def platforms(self, experiment: str) -> list[tuple[str, pd.DataFrame]]:
         """(label, rows) for each (source, GPU) that has rows of ``experiment``."""
@@ -143,7 +149,7 @@ def notebook_inputs(
         published_sanity=published,
         figures=figures,
         sources=[str(f) for f in run_files],
-        ceilings=efficiency.read_ceilings([p for p in paths if p.exists()]),
+        paths=[p for p in paths if p.exists()],
     )
 
 
