@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,7 @@ def _rows(model: str, config_id: str, steps: int, seconds: list[float], run_id: 
     return schema.validate(pd.DataFrame(rows))
 
 
-def test_plan_estimates_from_synthetic_rows():
+def test_plan_estimates_from_synthetic_rows(tmp_path):
     measured = Item(Config("steps", "tango", 10, (STUDY_PROMPT,)), 0, "a", "float32")
     unmeasured = Item(Config("steps", "tango", 20, (STUDY_PROMPT,)), 0, "b", "float32")
     other_model = Item(Config("steps", "audioldm", 10, (STUDY_PROMPT,)), 0, "c", "float32")
@@ -155,7 +156,7 @@ def test_plan_estimates_from_synthetic_rows():
     assert est.generation_s("audioldm", other_model) == pytest.approx(2.0)  # every model's rate
     assert est.model_build_s("tango") == pytest.approx(20.0)  # run start -> its first row
     assert est.model_build_s("audioldm") == cp.DEFAULT_BUILD_S
-    campaign = cp.load_campaign("campaigns/h200.toml")
+    campaign = replace(cp.load_campaign("campaigns/h200.toml"), out_dir=tmp_path)  # no calls logged there
     reports, est = cp.report(campaign, cells, [frame])
     assert [r.missing for r in reports] == [2, 5]  # 5 repeats at least; 3 measured (with no spread)
     assert reports[0].estimate_s == pytest.approx(2 * 2.0)
@@ -163,6 +164,27 @@ def test_plan_estimates_from_synthetic_rows():
     assert rows == [{"experiment": "steps", "cells": 2, "done": 0, "generations_missing": 7,
                      "estimated_s": pytest.approx(4.0 + 5 * 2.0 * unmeasured.cost() / measured.cost())}]
     assert overhead == pytest.approx(20.0)
+
+
+def test_a_build_costs_what_earlier_campaign_calls_spent_outside_their_windows(tmp_path):
+    cell = cp.Cell("tango", "steps", (("steps", 10),),
+                   (Item(Config("steps", "tango", 10, (STUDY_PROMPT,)), 0, "a", "float32"),),
+                   cp.Stopping(5, 8, 0.05), False)
+    frame = _rows("tango", "a", 10, [2.0, 2.0, 2.0], "20261129T120000Z-abc123", "2026-11-29T12:00:00Z")
+    warm = frame.iloc[[0]].assign(is_warmup=True, meter_window_s=5.0, repeat=-1)
+    frame = schema.validate(pd.concat([warm, frame], ignore_index=True))
+    frame.to_csv(tmp_path / "steps.csv", index=False)
+    assert cp.build_overhead_s(tmp_path) is None  # no call logged: the sweeps' start-to-first-row gap
+    assert cp.estimator([frame], [cell]).model_build_s("tango") == pytest.approx(20.0)
+    lines = [  # windows of the first from its rows (11 s); the second's from its line; a stopped one left out
+        {"run_id": "20261129T120000Z-abc123", "wall_s": 15.0, "measured_s": 99.0, "warmup_rows": 1},
+        {"run_id": "r2", "wall_s": 100.0, "measured_s": 88.0, "warmup_rows": 2},
+        {"run_id": "r3", "wall_s": 100.0, "measured_s": 10.0, "warmup_rows": 1, "interrupted": True},
+        {"run_id": "r4", "wall_s": 50.0, "measured_s": 50.0, "warmup_rows": 0}]
+    (tmp_path / cp.RUNS_LOG).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert cp.build_overhead_s(tmp_path) == pytest.approx((4.0 + 6.0) / 2)
+    est = cp.estimator([frame], [cell], cp.build_overhead_s(tmp_path))
+    assert est.model_build_s("tango") == pytest.approx(5.0 + 5.0)  # + its warm-up window
 
 
 def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_path, tiny_campaign,

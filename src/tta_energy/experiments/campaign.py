@@ -57,6 +57,7 @@ from tta_energy.experiments.campaign_plan import (
     Estimator,
     Observed,
     build_cells,
+    build_overhead_s,
     call_windows_s,
     campaign_cost,
     cell_state,
@@ -101,6 +102,7 @@ __all__ = [
     "CampaignError",
     "Entry",
     "Stopping",
+    "build_overhead_s",
     "load_campaign",
     "CELL_COLUMNS",
     "Cell",
@@ -265,7 +267,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     distributed.barrier(ctx)
     frames = read_frames(campaign, {c.experiment for c in cells})
     observed = observe(frames)
-    est = estimator(frames, cells)
+    est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
     distributed.barrier(ctx)  # every rank has read the same state before any writes
     todo = [c for c in cells if not cell_state(c, observed).done]
     if not todo:  # every rank sees the same tables: none measures, builds or logs anything

@@ -255,8 +255,10 @@ class Estimator:
 
     A configuration measured before: the mean of its windows. Otherwise scaled from the same model's rows by
     the configurations' relative cost (:meth:`.grids.Config.cost`: steps x clips x seconds of audio), else
-    from every model's rows. A model build (imports, build, idle baseline, warm-up): the median, over the
-    sweeps that measured only that model, of the time from the run's start (its ``run_id``) to its first row.
+    from every model's rows. A model build (build, idle baseline, warm-up): where earlier campaign calls are
+    logged, their time outside measured windows per model built (:func:`build_overhead_s`) plus the median
+    of the model's warm-up windows; otherwise the median, over the sweeps that measured only that model, of
+    the time from the run's start (its ``run_id``) to its first row (imports included, so an upper bound).
     """
 
     per_config_s: dict[str, float]
@@ -288,7 +290,23 @@ def _run_start(run_id: str) -> float:
     return stamp.replace(tzinfo=_dt.timezone.utc).timestamp()
 
 
-def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell]) -> Estimator:
+def build_overhead_s(out_dir: Path) -> float | None:
+    """Seconds a campaign call spends outside measured windows per model it builds (and warms up): the
+    median over the logged calls of (wall time - windows) / warm-up rows; ``None`` without such a call."""
+    lines = [line for line in read_runs_log(out_dir / RUNS_LOG) if int(line.get("warmup_rows") or 0) > 0
+             and int(line.get("world_size") or 1) == 1 and not line.get("interrupted")]
+    windows = call_windows_s(out_dir, lines)
+    outside = {str(line.get("run_id")): float(line["wall_s"]) - windows.get(str(line.get("run_id")),
+               float(line.get("measured_s") or 0.0)) for line in lines if line.get("wall_s") is not None}
+    per_build = [outside[str(line.get("run_id"))] / int(line["warmup_rows"]) for line in lines
+                 if str(line.get("run_id")) in outside]
+    per_build = [s for s in per_build if np.isfinite(s) and s >= 0]
+    return float(np.median(per_build)) if per_build else None
+
+
+def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell],
+              per_build_s: float | None = None) -> Estimator:
+    """:class:`Estimator` from the run tables ``frames``; ``per_build_s``: :func:`build_overhead_s`."""
     frames = [f for f in frames if f is not None and not f.empty]
     per_config: dict[str, float] = {}
     per_cost: dict[str, float] = {}
@@ -327,6 +345,12 @@ def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell]) -> E
             if np.isfinite(gap) and gap >= 0:
                 gaps[str(rows["model"].iloc[0])].append(gap)
         builds = {m: float(np.median(v)) for m, v in gaps.items()}
+        if per_build_s is not None:
+            warm = df[(df["status"] == "ok") & df["is_warmup"].astype(bool)]
+            warm_s = window_seconds(warm).groupby(warm["model"]).median()
+            for model, rates in ok.groupby("model")["_s"] if not ok.empty else ():
+                seconds = warm_s.get(model, float(np.median(rates)))
+                builds[str(model)] = per_build_s + float(seconds)
     return Estimator(per_config, per_cost, builds, float(np.median(all_rates)) if all_rates else math.nan)
 
 
@@ -393,7 +417,7 @@ def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]
 def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFrame | None]
            ) -> tuple[list[CellReport], Estimator]:
     observed = observe(frames)
-    est = estimator(frames, cells)
+    est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
     out = []
     for cell in cells:
         state = cell_state(cell, observed)
