@@ -12,13 +12,13 @@
 # before any model is built (exit 2). Exit 3 from `run`: the budget stopped it (the next call resumes).
 # The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
 # python3), CAMPAIGN (default campaigns/h200.toml; its out_dir, data/h200, is where the tables go and come
-# back, inside the repository), HARD_LIMIT_S (default 570: the
+# back, inside the repository), HARD_LIMIT_S (default 560: the
 # run is stopped there whatever its --time-budget, and packing follows; give the device call a limit of 600 s).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
 CAMPAIGN=${CAMPAIGN:-campaigns/h200.toml}
-HARD_LIMIT_S=${HARD_LIMIT_S:-570}
+HARD_LIMIT_S=${HARD_LIMIT_S:-560}
 # the campaign's tables, relative to the repository root (its out_dir: data/h200 for campaigns/h200.toml)
 TABLES=$(PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c 'import os, sys
 from tta_energy.errors import TtaError
@@ -38,9 +38,9 @@ case "$MODE" in
     mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"
     DEST=${OUT:-/tmp/gpu_campaign}/campaign
     START=$(date -u +%Y%m%dT%H%M%S)
-    # a hard stop (SIGINT: rows are on disk one by one) leaves time to pack what was measured even if a model
-    # build hangs past the time budget
-    timeout -s INT "$HARD_LIMIT_S" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 \
+    # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are
+    # on disk one by one) leaves time to pack what was measured even if a model build hangs past the budget
+    timeout -s TERM -k 15 "$HARD_LIMIT_S" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 \
       | tee "$DEST/log-$START.txt"
     rc=${PIPESTATUS[0]}
     # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)

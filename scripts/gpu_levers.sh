@@ -91,9 +91,9 @@ echo "levers part $PART on $(hostname) at $(date -u +%FT%TZ); models $MODELS; bu
 "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-sweep
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=csv || true
 # the plan sets models (filtered by MODELS), cells and repeats; --done skips what earlier calls measured
-# a hard stop at BUDGET_S (SIGINT: rows are on disk one by one) leaves time to pack what was measured even if
-# a build or compilation hangs past the time budget
-timeout -s INT "$BUDGET_S" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} --out-dir "$OUTDIR" \
+# a hard stop at BUDGET_S (SIGTERM, handled as SIGINT; SIGKILL 15 s later: rows are on disk one by one) leaves
+# time to pack what was measured even if a build or compilation hangs past the time budget
+timeout -s TERM -k 15 "$BUDGET_S" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} --out-dir "$OUTDIR" \
   --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}
 rc=$?
 report || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"

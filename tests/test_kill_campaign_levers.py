@@ -1,5 +1,6 @@
-"""``campaign run`` and ``levers run --plan`` stopped mid-call as a GPU machine stops them: SIGINT (what
-``timeout -s INT`` sends at the device scripts' hard limit, to the whole process group) and SIGKILL. A stop
+"""``campaign run`` and ``levers run --plan`` stopped mid-call as a GPU machine stops them: SIGTERM (what
+``timeout -s TERM`` sends at the device scripts' hard limit, to the whole process group), SIGINT (Ctrl-C) and
+SIGKILL. A stop
 loses at most the generation in flight: the rows written stay whole and valid, the campaign's runs log holds
 only complete lines, and the next call measures what is missing (no (configuration, repeat) twice, no cell
 of the stopped call taken as done when it is not). The stored fp32 references are never left half-written.
@@ -35,7 +36,8 @@ from tta_energy.models.base import GenerationOutput
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 MIN_WINDOW_S = 0.3
-STOPS = [pytest.param(signal.SIGKILL, id="SIGKILL"), pytest.param(signal.SIGINT, id="SIGINT")]
+#: SIGTERM is the device scripts' hard stop (``timeout -s TERM``), SIGINT a Ctrl-C
+STOPS = [pytest.param(signal.SIGKILL, id="SIGKILL"), pytest.param(signal.SIGTERM, id="SIGTERM")]
 
 
 def child_env() -> dict[str, str]:
@@ -55,8 +57,10 @@ def stopped_at(args: list[str], table: Path, target_lines: int, sig: signal.Sign
                seed: int) -> subprocess.CompletedProcess:
     """Run ``python -m tta_energy ARGS``; once ``table`` holds ``target_lines`` lines, wait a random moment
     (less than one measured window) and send ``sig`` to its process group, as ``timeout`` does."""
+    # SIGINT as in a foreground command, also when the tests run in the background (where a shell ignores it)
     proc = subprocess.Popen([sys.executable, "-m", "tta_energy", *args], env=child_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.monotonic()
     while lines(table) < target_lines and proc.poll() is None and time.monotonic() - t0 < 120:
         time.sleep(0.005)
@@ -93,7 +97,7 @@ def test_an_interrupted_command_says_so_in_one_line(tiny_campaign, monkeypatch, 
 
 
 # --- campaign run ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sig", STOPS)
+@pytest.mark.parametrize("sig", [*STOPS, pytest.param(signal.SIGINT, id="SIGINT")])
 def test_a_stopped_campaign_run_keeps_its_rows_and_the_next_run_finishes_the_cells(tmp_path, capsys, sig):
     path = tmp_path / "c.toml"
     path.write_text(TINY_CAMPAIGN.format(out=tmp_path / "tables").replace(
@@ -102,7 +106,7 @@ def test_a_stopped_campaign_run_keeps_its_rows_and_the_next_run_finishes_the_cel
     steps, log = tables_dir / "steps.csv", tables_dir / cp.RUNS_LOG
     args = ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress"]
     # header, warm-up and first row of one model: stopped while the other model builds, warms up or measures
-    done = stopped_at(args, steps, 3 + (sig == signal.SIGINT), sig, seed=int(sig))
+    done = stopped_at(args, steps, 3 + (sig != signal.SIGKILL), sig, seed=int(sig))
     assert_stopped_as_asked(done, sig)
     kept = steps.read_bytes()
     assert kept.endswith(b"\n") and not (tables_dir / "quality.csv").exists()  # stopped in the first tier
@@ -111,7 +115,7 @@ def test_a_stopped_campaign_run_keeps_its_rows_and_the_next_run_finishes_the_cel
     first = schema.read_runs(steps)
     assert len(measured_ok(first)) >= 1 and len(measured_ok(first)) < 4  # work was left for the next run
     stopped_run = str(first["run_id"].iloc[0])
-    # the runs log: complete lines only; a call stopped by SIGINT is logged (its wall time was spent)
+    # the runs log: complete lines only; a call stopped by SIGINT or SIGTERM is logged (its wall time counts)
     logged = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
     if sig == signal.SIGKILL:
         assert not logged  # killed before its line: the call is missing, nothing is cut
@@ -166,7 +170,7 @@ def test_a_stopped_levers_call_keeps_its_rows_and_the_next_call_measures_what_is
     part1, part2 = tmp_path / "partplan-1", tmp_path / "partplan-2"
     runs1 = part1 / tables.RUNS_FILE
     # lines: header, 3 warm-ups (fp32, none, channels-last), the fp32 reference, then 3 rounds of both
-    # specs; stopped in the last round (SIGKILL: after its first row, SIGINT: before it)
+    # specs; stopped in the last round (SIGKILL: after its first row, SIGTERM: before it)
     target = 1 + 3 + 1 + 2 * (REPEATS - 1) + (sig == signal.SIGKILL)
     done = stopped_at([*base, "--out-dir", str(part1)], runs1, target, sig, seed=int(sig))
     assert_stopped_as_asked(done, sig)

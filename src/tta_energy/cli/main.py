@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -125,8 +126,18 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
     return status if isinstance(status, int) else 0
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``tta-energy``: run the app; a non-zero status leaves through ``SystemExit``."""
+    """``tta-energy``: run the app; a non-zero status leaves through ``SystemExit``.
+
+    SIGTERM stops a command as SIGINT does (the generation in flight is lost, the rows written stay, a
+    campaign logs the stopped call): the device scripts' hard limit sends it, and unlike SIGINT it is not
+    ignored by a command that a non-interactive shell started in the background."""
+    if sys.platform != "win32":
+        signal.signal(signal.SIGTERM, _interrupt)
     status = run_app(app, argv)
     if status:
         sys.exit(status)
