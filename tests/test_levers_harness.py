@@ -33,6 +33,25 @@ def _opts(tmp_path, name: str, **kw) -> experiment.LeversOptions:
     return experiment.LeversOptions(**values)
 
 
+# --- the time budget inside a call ---------------------------------------------------------------------------
+def test_a_compiled_cell_is_not_predicted_from_its_compilation(tmp_path):
+    """The first warm-up of `compile` holds the compilation (30 s at 10 steps on the H200 for AudioLDM):
+    scaled to 100 steps it predicted 5 minutes for a generation of about a second, and the model's rounds
+    stopped after one with most of the call's time left."""
+    run = experiment.ModelRun("audioldm", _opts(tmp_path, "a"), "r", None, {}, "")
+    run.warmup_walls[("compile", 10, 1)] = 31.7
+    assert run.predicted_s("compile", 100, 1) == pytest.approx(317.0)  # nothing else known: an upper bound
+    run.walls[("fp32", 100, 1)] = 2.9
+    assert run.predicted_s("compile", 100, 1) == pytest.approx(2.9)  # the reference: slower than any lever
+    run.walls[("none", 10, 1)] = 0.3
+    assert run.predicted_s("compile", 100, 1) == pytest.approx(3.0)  # the study default, scaled by steps
+    assert run.predicted_s("compile", 100, 10) == 0.0  # nothing at this batch size
+    run.walls[("compile", 10, 1)] = 0.12
+    assert run.predicted_s("compile", 100, 1) == pytest.approx(1.2)  # its own generations, scaled
+    run.walls[("compile", 100, 1)] = 1.05
+    assert run.predicted_s("compile", 100, 1) == pytest.approx(1.05)  # the cell itself
+
+
 # --- stored references -------------------------------------------------------------------------------------
 def test_reference_is_stored_reused_and_recomputed_when_its_key_changes(tmp_path, monkeypatch):
     # FLOP counting (describe on a meta copy) is not what this test is about: left out to keep it fast

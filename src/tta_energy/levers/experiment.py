@@ -297,8 +297,10 @@ class ModelRun:
     fingerprint: float | None = None
     measured: int = 0
     stopped: bool = False
-    #: seconds each (spec, steps, batch) took last, to predict whether the next one fits the budget
+    #: seconds each measured (spec, steps, batch) took last, to predict whether the next one fits the budget
     walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    #: the same for warm-ups (the first holds the one-time cost: compilation, capture)
+    warmup_walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
     flops_cache: dict[tuple, dict] = field(default_factory=dict)
 
     @property
@@ -306,11 +308,21 @@ class ModelRun:
         return Path(self.opts.out_dir)
 
     def predicted_s(self, spec: str, steps: int, batch: int) -> float:
-        """The last wall time of this cell, else the warm-up's (at fewer steps) scaled by steps, else 0."""
+        """Seconds a generation of this cell is expected to take: its last wall time; else, scaled by steps
+        from a measured generation at this batch size, the same configuration's, the study default's
+        (``none``) or the fp32 reference's; else the configuration's warm-up, scaled by steps; else 0.
+
+        A first warm-up holds the one-time cost (a compilation of 30 s or more): scaled from 10 to 100 steps
+        it would predict minutes for a generation of about a second, and stop the model's rounds for nothing.
+        """
         if (spec, steps, batch) in self.walls:
             return self.walls[(spec, steps, batch)]
-        known = [(s, w) for (sp, s, b), w in self.walls.items() if sp == spec and b == batch]
-        return max((w * steps / s for s, w in known), default=0.0)
+        for walls, source in ((self.walls, spec), (self.walls, "none"), (self.walls, REFERENCE_SPEC),
+                              (self.warmup_walls, spec)):
+            known = [(s, w) for (sp, s, b), w in walls.items() if sp == source and b == batch]
+            if known:
+                return max(w * steps / s for s, w in known)
+        return 0.0
 
     def budget_left(self, spec: str = "", steps: int = 0, batch: int = 0) -> bool:
         """True when a generation of this cell is predicted to end before the model's deadline."""
@@ -346,7 +358,8 @@ class ModelRun:
             calls = row.get("meter_calls")
             per_call = float(row["wall_s"])
             repeated = calls if isinstance(calls, int | float) and not math.isnan(float(calls)) else 1
-            self.walls[(p.plan.spec, steps, batch)] = per_call * max(1.0, float(repeated))
+            walls = self.warmup_walls if warmup else self.walls
+            walls[(p.plan.spec, steps, batch)] = per_call * max(1.0, float(repeated))
         if not warmup:
             self.measured += 1
         return row
