@@ -343,42 +343,6 @@ def block_cell_processes(d: DocData) -> str:
     return f"{int(processes.min())}–{int(processes.max())} processes"
 
 
-def best_lossless(levers: pd.DataFrame, steps: int = 100, batch: int = 1) -> pd.DataFrame:
-    """Per model: `none` and the cheapest lossless configuration of one run, at ``steps`` and ``batch``."""
-    if levers.empty:
-        return pd.DataFrame()
-    rows = levers[(levers["steps"] == steps) & (levers["waveforms_per_prompt"] == batch)]
-    out = []
-    for (model, run), grp in rows.groupby(["model", "run_id"], sort=False):
-        none = grp[grp["optimize"] == "none"]
-        ok = grp[grp["lossless"].astype(bool) & ~grp["optimize"].isin(["none", "fp32"])]
-        if none.empty or ok.empty:
-            continue
-        best = ok.loc[ok["energy_per_clip_J"].idxmin()]
-        out.append(
-            {
-                "model": model,
-                "run_id": run,
-                "steps": steps,
-                "none_J": float(none["energy_per_clip_J"].iloc[0]),
-                "none_repeats": int(none["repeats"].iloc[0]),
-                "none_std": float(none["gpu_energy_J_std"].iloc[0]),
-                "best_std": float(best["gpu_energy_J_std"]),
-                "best": best["optimize"],
-                "best_J": float(best["energy_per_clip_J"]),
-                "best_repeats": int(best["repeats"]),
-                "fraction_of_ceiling": float(best["fraction_of_ceiling"]),
-            }
-        )
-    frame = pd.DataFrame(out)
-    if frame.empty:
-        return frame
-    # a model measured in two runs: the run with the most repeats of `none`
-    frame = frame.sort_values(["model", "none_repeats"]).groupby("model").tail(1)
-    frame["ratio"] = frame["none_J"] / frame["best_J"]
-    return frame.set_index("model").loc[catalogue.ordered(frame["model"])].reset_index()
-
-
 def _h200_ceiling(d: DocData) -> str:
     """The H200's bf16 matrix-product ceiling as the docs quote it: the mean of every measurement of it."""
     h200 = d.ceilings[d.ceilings["gpu_name"].str.contains("H200")]
@@ -386,7 +350,11 @@ def _h200_ceiling(d: DocData) -> str:
 
 
 def block_levers(d: DocData) -> str:
-    best = best_lossless(d.levers)
+    if d.levers.empty:
+        return "No energy levers measured yet."
+    from tta_energy.levers.report import best_lossless
+
+    best = best_lossless(d.levers, batch=1, steps=100)
     if best.empty:
         return "No energy levers measured yet."
     tuned = d.levers[d.levers["lossless"].astype(bool) & ~d.levers["optimize"].isin(["none", "fp32"])]
@@ -400,7 +368,8 @@ def block_levers(d: DocData) -> str:
     missing = [m for m in catalogue.ordered(d.levers["model"].unique()) if m not in set(best["model"])]
     text = (
         "Run differently, without changing the output (`data/h200/levers.csv`, 100 steps, batch 1, the best "
-        "lossless configuration against the study's default `none` in the same run): "
+        "lossless configuration at the study's precision against the study's default `none` of the same run, "
+        "the run with the most repeats of `none`): "
         + "; ".join(parts)
         + "."
     )

@@ -7,8 +7,9 @@ study keeps its published score, and its energy per clip is:
 
 * ``H200, study default``: the H200 steps sweep at that step count (the study's prompt, 10 s, batch 1, the
   study's dtype, eager), mean over runs with its 95 % t interval;
-* ``H200, lossless levers``: the best lossless configuration of the levers runs (batch 1), only at the step
-  counts where the levers were measured; no ratio is carried to other step counts.
+* ``H200, lossless levers``: the best configuration lossless at the study's precision of the levers runs
+  (batch 1; :func:`tta_energy.levers.report.best_lossless` chooses the run), only at the step counts where
+  the levers were measured; no ratio is carried to other step counts.
 
 The A40 points are the study's quality-experiment means per generation, its first call of each script
 (warm-up) left out. Fronts are computed per point set: A40; H200 defaults; H200 defaults plus levers.
@@ -33,8 +34,6 @@ FRONT_SETS: dict[str, tuple[str, ...]] = {
     "h200_default": ("H200, study default",),
     "h200_levers": ("H200, study default", "H200, lossless levers"),
 }
-#: Configurations of the levers runs that are references, not levers.
-LEVER_REFERENCES = ("none", "fp32")
 
 
 def find_levers_tables(paths: Iterable[str | Path]) -> list[Path]:
@@ -46,25 +45,6 @@ def find_levers_tables(paths: Iterable[str | Path]) -> list[Path]:
         elif (p.parent / LEVERS_TABLE).is_file():
             found.add(p.parent / LEVERS_TABLE)
     return sorted(found)
-
-
-def best_lossless_levers(levers: pd.DataFrame, batch: int = 1) -> pd.DataFrame:
-    """Per (model, steps): the cheapest lossless configuration other than `none`/`fp32`, at ``batch``.
-
-    Columns ``model, steps, optimize, energy_per_clip_J, repeats, run_id``. A configuration measured in two
-    runs keeps its cheaper measurement (each is one run's mean).
-    """
-    if levers.empty:
-        return pd.DataFrame(columns=["model", "steps", "optimize", "energy_per_clip_J", "repeats", "run_id"])
-    rows = levers[
-        (levers["waveforms_per_prompt"] == batch)
-        & levers["lossless"].astype(bool)
-        & ~levers["optimize"].isin(LEVER_REFERENCES)
-    ]
-    best = rows.loc[rows.groupby(["model", "steps"])["energy_per_clip_J"].idxmin()]
-    return best[["model", "steps", "optimize", "energy_per_clip_J", "repeats", "run_id"]].reset_index(
-        drop=True
-    )
 
 
 def _study_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -117,10 +97,15 @@ def platform_fronts(
         )[["model", "steps", "energy_J_per_clip", "energy_ci_low", "energy_ci_high", "n_runs"]]
         h200 = h200.assign(point_set="H200, study default", configuration="study default")
         points.append(h200.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
-    best = best_lossless_levers(levers)
+    if not levers.empty:
+        from tta_energy.levers.report import best_lossless
+
+        best = best_lossless(levers, batch=1)
+    else:
+        best = pd.DataFrame()
     if not best.empty:
-        lev = best.rename(columns={"energy_per_clip_J": "energy_J_per_clip", "repeats": "n_runs"})
-        lev = lev.assign(point_set="H200, lossless levers", configuration=lev["optimize"])
+        lev = best.rename(columns={"best_J": "energy_J_per_clip", "best_repeats": "n_runs"})
+        lev = lev.assign(point_set="H200, lossless levers", configuration=lev["best"])
         lev = lev[["model", "steps", "energy_J_per_clip", "n_runs", "point_set", "configuration"]]
         points.append(lev.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     if not points:

@@ -68,11 +68,16 @@ class ModelDefaults:
 
 @dataclass(frozen=True)
 class LeverTargets:
-    """What the levers experiment expects of a model (whole generation, 10 s, 100 steps, batch 1, best
-    lossless configuration against ``none``) and what its sweep costs."""
+    """What the levers experiment expects of a model and what its sweep costs. Reductions are of the whole
+    generation (10 s, 100 steps, batch 1) against ``none`` of the same run."""
 
-    reduction: float | None = None  # energy reduction the best lossless configuration should reach (x)
+    #: energy reduction of the best configuration that is lossless at the study's precision (x)
+    reduction: float | None = None
+    #: energy reduction of the best configuration at any precision, for the models the study ran in fp32 (x)
+    any_precision_reduction: float | None = None
     ceiling_fraction: float = 0.4  # FLOP per joule of the best configuration, as a fraction of the GPU's
+    #: FLOP per joule of the best float8 configuration (TFLOP/J), for the models with an fp8 lever
+    fp8_tflop_per_J: float | None = None
     #: relative cost of the model's levers sweep (measured order of magnitude on an H200), used only to share
     #: a call's time budget between its models
     cost: float = 1.0
@@ -118,39 +123,41 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("audioldm", "tta_energy.models.audioldm:AudioLDMAdapter", "AudioLDM", "audioldm",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=2.5,
                              max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000),
-               LeverTargets(reduction=4.0, cost=1.0)),
+               LeverTargets(reduction=4.5, cost=1.0)),
     ModelEntry("audioldm2", "tta_energy.models.audioldm2:AudioLDM2Adapter", "AudioLDM 2", "audioldm2",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=3.5,
                              max_duration_s=_AUDIOLDM_MAX_DURATION_S, sample_rate=16000),
-               LeverTargets(reduction=4.0, cost=1.4)),
+               LeverTargets(reduction=4.5, cost=1.4)),
     ModelEntry("stable-audio-open", "tta_energy.models.stable_audio:StableAudioOpenAdapter",
                "Stable Audio Open", "stable_audio_open",
                ModelDefaults(dtype="float16", negative_prompt="Low quality.", guidance_scale=7.0,
                              max_duration_s=47.55, sample_rate=44100,
                              tiny_max_duration_s=_TINY_STABLE_AUDIO_WINDOW_S),
-               LeverTargets(reduction=1.6, ceiling_fraction=0.6, cost=1.6)),
+               LeverTargets(reduction=1.8, ceiling_fraction=0.65, fp8_tflop_per_J=0.8, cost=1.6)),
     ModelEntry("tango", "tta_energy.models.tango:TangoAdapter", "Tango", "tango",
                ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
                              max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000,
                              tiny_fixed_duration_s=_TINY_TANGO_CLIP_S),
-               LeverTargets(reduction=1.5, ceiling_fraction=0.6, cost=1.9)),
+               LeverTargets(reduction=1.3, any_precision_reduction=4.5, ceiling_fraction=0.5,
+                            cost=1.9)),
     ModelEntry("tango2", "tta_energy.models.tango:Tango2Adapter", "Tango 2", "tango2",
                ModelDefaults(dtype="float32", negative_prompt="", guidance_scale=3.0,
                              max_duration_s=10.24, fixed_duration_s=10.24, sample_rate=16000,
                              tiny_fixed_duration_s=_TINY_TANGO_CLIP_S),
-               LeverTargets(reduction=1.5, ceiling_fraction=0.6, cost=1.9)),
+               LeverTargets(reduction=1.3, any_precision_reduction=4.5, ceiling_fraction=0.5,
+                            cost=1.9)),
     ModelEntry("make-an-audio", "tta_energy.models.make_an_audio:MakeAnAudioAdapter", "Make-An-Audio",
                "make_an_audio",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
                              max_duration_s=30.0, sample_rate=16000, step_spacing="ldm-uniform",
                              guidance_rule="not-1"),
-               LeverTargets(reduction=3.0, cost=1.0)),
+               LeverTargets(reduction=1.5, any_precision_reduction=4.5, cost=1.0)),
     ModelEntry("make-an-audio-2", "tta_energy.models.make_an_audio_2:MakeAnAudio2Adapter", "Make-An-Audio 2",
                "make_an_audio_2",
                ModelDefaults(dtype="float32", negative_prompt=None, guidance_scale=3.0,
                              max_duration_s=26.8, sample_rate=16000, step_spacing="ldm-uniform",
                              guidance_rule="not-1"),
-               LeverTargets(reduction=3.0, cost=0.7)),
+               LeverTargets(reduction=1.3, any_precision_reduction=2.5, cost=0.7)),
 )
 
 
