@@ -110,6 +110,10 @@ if [[ -n "${OUT:-}" ]]; then
     if (( size_mb > ${COMPILE_CACHE_MAX_MB:-8} )); then  # it would not come back, or not fit the next carry
       rm -f "$OUT/levers/compile-cache.tar.gz"
       echo "compile cache not returned: ${size_mb} MiB > ${COMPILE_CACHE_MAX_MB:-8} MiB (the next call compiles anew)"
+      # what it holds, to know what could be left behind: bytes per folder and per file extension
+      du -sh .cache/compile/*/ 2>/dev/null
+      find .cache/compile -type f -printf '%s %f\n' | awk '{n=$2; e=(n ~ /\./) ? n : "(none)"; sub(/.*\./, "", e);
+        b[e]+=$1} END {for (e in b) printf "%8.1f MiB  .%s\n", b[e]/1048576, e}' | sort -rn | head -8
     fi
   fi
   for f in data/h200/levers.csv data/h200/levers_summary.md data/h200/levers.png; do
