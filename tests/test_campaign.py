@@ -166,6 +166,23 @@ def test_plan_estimates_from_synthetic_rows(tmp_path):
     assert overhead == pytest.approx(20.0)
 
 
+def test_a_cell_without_repeats_is_planned_with_its_models_spread(tmp_path):
+    """A launch-bound model's cells spread alike: a cell with one repeat is planned for the repeats its
+    model's repeated cells need (the duration sweep was planned at 53 generations with the minimum and
+    needed about 140), not for the minimum."""
+    items = {n: Item(Config("steps", "tango", n, (STUDY_PROMPT,)), 0, f"c{n}", "float32") for n in (10, 20)}
+    cells = [cp.Cell("tango", "steps", (("steps", n),), (it,), cp.Stopping(5, 8, 0.05), False)
+             for n, it in items.items()]
+    spread = _rows("tango", "c10", 10, [2.0] * 3, "20261129T120000Z-abc123", "2026-11-29T12:00:00Z")
+    spread["gpu_energy_J"] = [80.0, 100.0, 120.0]  # cv 0.2: the cap of 8 repeats
+    single = _rows("tango", "c20", 20, [4.0], "20261129T120000Z-abc123", "2026-11-29T12:01:00Z")
+    campaign = replace(cp.load_campaign("campaigns/h200.toml"), out_dir=tmp_path)
+    reports, _ = cp.report(campaign, cells, [schema.validate(pd.concat([spread, single], ignore_index=True))])
+    assert [r.missing for r in reports] == [5, 7]  # 8 repeats each; without the prior the second would be 4
+    assert cp.prior_cvs([(c, r.state) for c, r in zip(cells, reports, strict=True)]) == {
+        "tango": pytest.approx(0.2), "": pytest.approx(0.2)}
+
+
 def test_a_build_costs_what_earlier_campaign_calls_spent_outside_their_windows(tmp_path):
     cell = cp.Cell("tango", "steps", (("steps", 10),),
                    (Item(Config("steps", "tango", 10, (STUDY_PROMPT,)), 0, "a", "float32"),),

@@ -69,6 +69,7 @@ from tta_energy.experiments.campaign_plan import (
     observe,
     overhead_text,
     plan_table,
+    prior_cvs,
     read_frames,
     read_runs_log,
     report,
@@ -118,6 +119,7 @@ __all__ = [
     "next_items",
     "observe",
     "plan_table",
+    "prior_cvs",
     "read_frames",
     "report",
     "sweep_options",
@@ -270,6 +272,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
     distributed.barrier(ctx)  # every rank has read the same state before any writes
     todo = [c for c in cells if not cell_state(c, observed).done]
+    prior = prior_cvs((c, cell_state(c, observed)) for c in cells)
     if not todo:  # every rank sees the same tables: none measures, builds or logs anything
         say(f"campaign {campaign.name}: nothing left to measure ({len(cells)} cells done)")
         return RunResult()
@@ -279,7 +282,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         def remaining_s(c: Cell) -> float:  # balancing weight: estimated seconds, 1 per generation if unknown
             known = [t for t in (est.generation_s(c.model, it) for it in c.items) if np.isfinite(t)]
             per_generation = float(np.mean(known)) if known else 1.0
-            return expected_missing(c, cell_state(c, observed), observed) * per_generation
+            return expected_missing(c, cell_state(c, observed), observed, prior) * per_generation
 
         mine = distributed.assign(todo, ctx.world_size, remaining_s)[ctx.rank]
         todo = [todo[i] for i in mine]
@@ -302,7 +305,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         if trace is not None:
             trace.parent.mkdir(parents=True, exist_ok=True)
         meter = runner.make_meter(base, device, trace)
-        missing = sum(expected_missing(c, cell_state(c, observed), observed) for c in todo)
+        missing = sum(expected_missing(c, cell_state(c, observed), observed, prior) for c in todo)
         with (on_interrupt(log_interrupted_call), meter,
               runner.progress_bar(missing, ro.progress and ctx.is_main) as bar):
             provenance = {**meter.provenance(), "rank": ctx.rank}

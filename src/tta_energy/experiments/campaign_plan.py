@@ -390,20 +390,47 @@ def _plain(v: object) -> object:
     return v
 
 
-def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]) -> int:
+def _cv(samples: Sequence[float]) -> float | None:
+    """Coefficient of variation of a cell's energies; ``None`` below 2 finite samples."""
+    finite = [s for s in samples if np.isfinite(s)]
+    if len(finite) < 2 or np.mean(finite) <= 0:
+        return None
+    return float(np.std(finite, ddof=1) / np.mean(finite))
+
+
+def prior_cvs(states: Iterable[tuple[Cell, CellState]]) -> dict[str, float]:
+    """Per model, the median spread (coefficient of variation) of its repeated cells: what a cell of that
+    model with fewer than 2 repeats is expected to show (a launch-bound model's cells all spread alike);
+    key ``""``: the median over every model, for a model without a repeated cell."""
+    by_model: dict[str, list[float]] = defaultdict(list)
+    for cell, state in states:
+        cv = None if cell.per_caption else _cv(state.samples)
+        if cv is not None:
+            by_model[cell.model].append(cv)
+    out = {m: float(np.median(v)) for m, v in by_model.items()}
+    every = [cv for v in by_model.values() for cv in v]
+    if every:
+        out[""] = float(np.median(every))
+    return out
+
+
+def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed],
+                     prior_cv: dict[str, float] | None = None) -> int:
     """Generations a cell still needs: every caption not measured; or the repeats until ``min`` and, past it,
-    until the interval would reach the target at the spread seen so far (capped at ``max``)."""
+    until the interval would reach the target at the spread seen so far (capped at ``max``); a cell with
+    fewer than 2 repeats is given its model's spread from ``prior_cv`` (:func:`prior_cvs`) where known."""
     if state.done:
         return 0
     if cell.per_caption:
         return len(cell.items) - state.attempts
     stop = cell.stopping
     needed = stop.min_repeats
-    finite = [s for s in state.samples if np.isfinite(s)]
-    if len(finite) >= 2 and np.mean(finite) > 0:
+    cv = _cv(state.samples)
+    if cv is None and prior_cv:
+        cv = prior_cv.get(cell.model, prior_cv.get(""))
+    if cv is not None:
         from scipy import stats
 
-        cv = float(np.std(finite, ddof=1) / np.mean(finite))
         n = stop.min_repeats
         while n < stop.max_repeats and stats.t.ppf(0.975, n - 1) * cv / math.sqrt(n) > stop.target_rel:
             n += 1
@@ -418,10 +445,11 @@ def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFr
            ) -> tuple[list[CellReport], Estimator]:
     observed = observe(frames)
     est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
+    states = [(cell, cell_state(cell, observed)) for cell in cells]
+    prior = prior_cvs(states)
     out = []
-    for cell in cells:
-        state = cell_state(cell, observed)
-        missing = expected_missing(cell, state, observed)
+    for cell, state in states:
+        missing = expected_missing(cell, state, observed, prior)
         per_gen = float(np.mean([est.generation_s(cell.model, it) for it in cell.items]))
         out.append(CellReport(cell, state, missing, missing * per_gen))
     return out, est
