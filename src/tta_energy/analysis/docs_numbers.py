@@ -350,8 +350,6 @@ def _h200_ceiling(d: DocData) -> str:
 
 
 def block_levers(d: DocData) -> str:
-    if d.levers.empty:
-        return "No energy levers measured yet."
     from tta_energy.levers.report import best_lossless
 
     best = best_lossless(d.levers, batch=1, steps=100)

@@ -97,12 +97,9 @@ def platform_fronts(
         )[["model", "steps", "energy_J_per_clip", "energy_ci_low", "energy_ci_high", "n_runs"]]
         h200 = h200.assign(point_set="H200, study default", configuration="study default")
         points.append(h200.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
-    if not levers.empty:
-        from tta_energy.levers.report import best_lossless
+    from tta_energy.levers.report import best_lossless
 
-        best = best_lossless(levers, batch=1)
-    else:
-        best = pd.DataFrame()
+    best = best_lossless(levers, batch=1)
     if not best.empty:
         lev = best.rename(columns={"best_J": "energy_J_per_clip", "best_repeats": "n_runs"})
         lev = lev.assign(point_set="H200, lossless levers", configuration=lev["best"])

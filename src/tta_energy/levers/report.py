@@ -231,40 +231,39 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
     return "; ".join(parts) if parts else "no step profile measured"
 
 
-def _record_run(run: tuple) -> tuple[int, str]:
-    """Which of a cell's runs a summary reports: the most repeats of ``none``, then the latest ``run_id``
-    (run ids begin with their UTC start time). ``run`` is ``(none repeats, run_id, ...)``."""
-    return int(run[0]), str(run[1])
+def record_run(rows: pd.DataFrame) -> str | None:
+    """The run a summary reports for one cell (model, steps, batch) of ``rows``: among the runs that measured
+    ``none`` there, the one with the most repeats of it, then the latest (run ids begin with their UTC start
+    time); ``None`` without ``none``. The run is never chosen by its result: a launch-bound model's eager
+    ``none`` moves by tens of percent between processes, so reductions are taken within one process."""
+    none = rows[rows["optimize"] == "none"]
+    if none.empty:
+        return None
+    return str(max(zip(none["repeats"].astype(int), none["run_id"].astype(str), strict=True))[1])
 
 
 def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None) -> pd.DataFrame:
     """Per (model, steps) at ``batch``: the study default ``none`` and the cheapest configuration that is
-    lossless at the study's precision, both from one run.
-
-    That run is the one with the most repeats of ``none`` in the cell (the latest of equals): a launch-bound
-    model's eager ``none`` moves by tens of percent between processes (AudioLDM at 100 steps: 689 J in one
-    call, 391 J in another), so a reduction is taken against the default of the same process, and the run is
-    not chosen by its result. Columns: ``model, steps, run_id, none_J, none_repeats, none_std, best, best_J,
+    lossless at the study's precision, both from the :func:`record_run` of the runs that hold such a
+    configuration. Columns: ``model, steps, run_id, none_J, none_repeats, none_std, best, best_J,
     best_repeats, best_std, ratio, fraction_of_ceiling, best_index`` (the best row's label in ``table``).
     """
     columns = ["model", "steps", "run_id", "none_J", "none_repeats", "none_std", "best", "best_J",
                "best_repeats", "best_std", "ratio", "fraction_of_ceiling", "best_index"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
     rows = table[(table["waveforms_per_prompt"] == batch) & table["energy_per_clip_J"].notna()]
     if steps is not None:
         rows = rows[rows["steps"] == steps]
     out = []
     for (model, n_steps), cell in rows.groupby(["model", "steps"], sort=False):
-        runs = []
-        for run_id, grp in cell.groupby("run_id", sort=False):
-            none = grp[grp["optimize"] == "none"]
-            ok = grp[grp["lossless"].astype(bool) & ~grp["optimize"].isin(["none", REFERENCE_SPEC])
-                     & (grp["dtype"] == study_dtype(str(model)))]
-            if not none.empty and not ok.empty:
-                runs.append((int(none["repeats"].iloc[0]), str(run_id), none.iloc[0],
-                             ok["energy_per_clip_J"].idxmin()))
-        if not runs:
+        ok = cell[cell["lossless"].astype(bool) & ~cell["optimize"].isin(["none", REFERENCE_SPEC])
+                  & (cell["dtype"] == study_dtype(str(model)))]
+        run_id = record_run(cell[cell["run_id"].isin(ok["run_id"])])
+        if run_id is None:
             continue
-        _, run_id, none, index = max(runs, key=_record_run)
+        none = cell[(cell["run_id"] == run_id) & (cell["optimize"] == "none")].iloc[0]
+        index = ok.loc[ok["run_id"] == run_id, "energy_per_clip_J"].idxmin()
         best = table.loc[index]
         out.append({"model": model, "steps": int(n_steps), "run_id": run_id,
                     "none_J": float(none["energy_per_clip_J"]), "none_repeats": int(none["repeats"]),
@@ -295,10 +294,9 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int) -> tuple[list
         rows = cell[(cell["model"] == model) & (cell["optimize"] != REFERENCE_SPEC)
                     & cell["energy_per_clip_J"].notna()
                     & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
-        runs = [(int(g.loc[g["optimize"] == "none", "repeats"].max()), str(run_id))
-                for run_id, g in rows.groupby("run_id") if (g["optimize"] == "none").any()]
-        if runs:  # the run best_lossless reports, so that both tables compare within one process
-            rows = rows[rows["run_id"] == max(runs, key=_record_run)[1]]
+        run_id = record_run(rows)
+        if run_id is not None:  # one process, as in the lossless table
+            rows = rows[rows["run_id"] == run_id]
         if rows.empty:
             lines.append(f"| {model} | n/a | | | | | | | {wanted} | {'not measured' if target else ''} |")
             continue
