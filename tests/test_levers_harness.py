@@ -270,25 +270,33 @@ def test_bad_plan_files_fail_with_one_line(tmp_path, text, needle):
 # --- timed choices in their execution mode -----------------------------------------------------------------
 def test_attention_backend_is_timed_in_the_mode_it_runs_in(monkeypatch):
     import torch._dynamo
+    from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
-    seen: list[tuple[str, tuple[str, ...]]] = []
+    seen: list[tuple[str, tuple[str, ...], int]] = []
     real = apply.time_denoiser_chains
 
-    def spy(adapter, duration_s, chains, mode, repeats=3):
-        seen.append((mode, tuple(chains)))
-        for chain in chains.values():  # every candidate is the compiled denoiser behind its backend
-            assert hasattr(chain.inner, "_orig_mod")
-        return real(adapter, duration_s, chains, mode, repeats=1)
+    def spy(adapter, duration_s, chains, mode, repeats=3, batch=1):
+        seen.append((mode, tuple(chains), batch))
+        for name, chain in chains.items():  # each candidate: its own compiled module, its backend inside
+            assert isinstance(chain._orig_mod, apply.SdpaDenoiser)
+            assert chain._orig_mod.backend == name and chain._orig_mod.traceable
+        assert len({id(c) for c in chains.values()}) == len(chains)
+        return real(adapter, duration_s, chains, mode, repeats=1, batch=batch)
 
     monkeypatch.setattr(apply, "time_denoiser_chains", spy)
     levers = dataclasses.replace(parse_levers("fp32,compile,sdpa-best"), compile_backend="eager")
+    graphs_before = counters["stats"]["unique_graphs"]
     adapter = apply.apply_levers(build_model("stable-audio-open", size="tiny", dtype="float32", device="cpu"),
-                                 levers, duration_s=1.0)
-    assert seen and seen[0][0] == "compile"
+                                 levers, duration_s=1.0, batch=2)
+    assert seen and seen[0][0] == "compile" and seen[0][2] == 2
+    # the backend flags are read while tracing and not guarded: a candidate that reused another's compiled
+    # graph would run that one's kernel, so each candidate must have been compiled on its own
+    assert counters["stats"]["unique_graphs"] - graphs_before >= len(seen[0][1]) == 2
     notes = adapter.applied_levers.notes
     assert notes["sdpa_timed_in"] == "compile" and notes["sdpa"] in seen[0][1]
     assert set(notes["sdpa_ms"]) <= set(seen[0][1]) and "sdpa_eager_ms" in notes
+    assert adapter.denoiser._orig_mod.backend == notes["sdpa"]
     assert apply.execution_mode(parse_levers("max"), graphs=True, compiled=False) == "cudagraph"
     mode = apply.execution_mode(parse_levers("compile-graphs"), graphs=False, compiled=True)
     assert mode == "compile-graphs"

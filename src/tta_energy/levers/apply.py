@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from tta_energy.errors import first_line
@@ -91,41 +92,52 @@ def _clone_output(out: Any) -> Any:
     return out
 
 
-def _sdpa_backend(name: str) -> Any:
-    from torch.nn.attention import SDPBackend
-
+def _sdpa_backend(name: str) -> SDPBackend:
     return {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
 
 
 @functools.cache
 def _has_set_priority() -> bool:
-    from torch.nn.attention import sdpa_kernel
-
     return "set_priority" in inspect.signature(sdpa_kernel).parameters
 
 
-def sdpa_context(preferred: str) -> contextlib.AbstractContextManager:
-    """Prefer one SDPA backend; the others stay allowed (in torch's order) for calls it cannot serve
-    (e.g. flash attention with an arbitrary mask). Without ``set_priority`` (older torch) only the preferred
-    backend and the math fallback are enabled."""
-    from torch.nn.attention import sdpa_kernel
+def sdpa_preference(preferred: str, traceable: bool = False) -> tuple[list[SDPBackend], bool]:
+    """The backends to enable to prefer one, and whether their order is a priority: the others stay allowed
+    (in torch's order) for calls it cannot serve (e.g. flash attention with an arbitrary mask). Without
+    ``set_priority`` (older torch), or ``traceable`` (inside a compiled region, where some torch releases
+    cannot trace ``set_priority``), only the preferred backend and the math fallback are enabled."""
+    if _has_set_priority() and not traceable:
+        order = [preferred] + [b for b in ("cudnn", "flash", "efficient", "math") if b != preferred]
+        return [_sdpa_backend(b) for b in order], True
+    return [_sdpa_backend(preferred), _sdpa_backend("math")], False
 
-    order = [preferred] + [b for b in ("cudnn", "flash", "efficient", "math") if b != preferred]
-    if _has_set_priority():
-        return sdpa_kernel([_sdpa_backend(b) for b in order], set_priority=True)
-    return sdpa_kernel([_sdpa_backend(preferred), _sdpa_backend("math")])
+
+def sdpa_context(preferred: str, traceable: bool = False) -> contextlib.AbstractContextManager:
+    """A context that prefers one SDPA backend (:func:`sdpa_preference`)."""
+    backends, priority = sdpa_preference(preferred, traceable)
+    return sdpa_kernel(backends, set_priority=True) if priority else sdpa_kernel(backends)
 
 
 class SdpaDenoiser(DenoiserWrapper):
-    """Calls the inner denoiser with one attention backend preferred."""
+    """Calls the inner denoiser with one attention backend preferred.
 
-    def __init__(self, inner: torch.nn.Module, backend: str) -> None:
+    Under compilation the wrapper goes inside the compiled region (``traceable``): Dynamo reads the backend
+    flags while tracing and bakes the kernel into the graph without guarding on them, so a context set
+    outside a compiled module selects nothing after its first compilation. The backends are resolved here,
+    not in ``forward``, so that tracing ``forward`` meets nothing but the context itself (no graph break)."""
+
+    def __init__(self, inner: torch.nn.Module, backend: str, traceable: bool = False) -> None:
         super().__init__(inner)
         self.backend = backend
+        self.traceable = traceable
+        self._backends, self._priority = sdpa_preference(backend, traceable)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        with sdpa_context(self.backend):
+        if self._priority:
+            with sdpa_kernel(self._backends, set_priority=True):
+                return self.inner(*args, **kwargs)
+        with sdpa_kernel(self._backends):
             return self.inner(*args, **kwargs)
 
 
@@ -307,8 +319,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: untimed calls before a step is timed: kernel selection and lazy set-up, compilation, and CUDA graph
+#: trees, which run the first call eagerly, record the second and replay from the third
+WARMUP_CALLS = 3
+
+
 def _time_call(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    fn()  # warm-up (kernel selection, lazy init)
+    for _ in range(WARMUP_CALLS):
+        fn()
     _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -319,10 +337,10 @@ def _time_call(fn: Callable[[], Any], device: torch.device, repeats: int) -> flo
 
 def time_denoiser_step(adapter: ModelAdapter, duration_s: float,
                        settings: dict[str, Callable[[], contextlib.AbstractContextManager]],
-                       repeats: int = 3) -> dict[str, float]:
-    """Milliseconds of one batch-1 denoiser step of ``adapter`` under each setting (a context manager
+                       repeats: int = 3, batch: int = 1) -> dict[str, float]:
+    """Milliseconds of one denoiser step of ``adapter`` at ``batch`` under each setting (a context manager
     factory); a setting whose step raises ``RuntimeError`` is left out."""
-    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+    call = adapter.denoiser_call(duration_s=duration_s, batch=batch)
     fn = getattr(call.module, call.method)
     timings: dict[str, float] = {}
     with torch.inference_mode():
@@ -343,13 +361,12 @@ def available_sdpa_backends(device: torch.device) -> list[str]:
     return ["flash", "math"]
 
 
-def select_sdpa_backend(adapter: ModelAdapter, duration_s: float,
-                        repeats: int = 3) -> tuple[str, dict[str, float]]:
-    """The backend with the fastest denoiser step on ``adapter.denoiser_call`` (batch 1): (name, ms each).
-
-    A backend that fails on the model's shapes is left out."""
+def select_sdpa_backend(adapter: ModelAdapter, duration_s: float, repeats: int = 3,
+                        batch: int = 1) -> tuple[str, dict[str, float]]:
+    """The backend with the fastest eager denoiser step on ``adapter.denoiser_call`` at ``batch``:
+    (name, ms each). A backend that fails on the model's shapes is left out."""
     settings = {b: functools.partial(sdpa_context, b) for b in available_sdpa_backends(adapter.device)}
-    timings = time_denoiser_step(adapter, duration_s, settings, repeats)
+    timings = time_denoiser_step(adapter, duration_s, settings, repeats, batch)
     if not timings:
         raise LeverError(f"sdpa-best: no attention backend runs {adapter.name}'s denoiser on "
                          f"{adapter.device}")
@@ -374,11 +391,11 @@ def execution_mode(levers: Levers, graphs: bool, compiled: bool) -> str:
 
 
 def time_denoiser_chains(adapter: ModelAdapter, duration_s: float, chains: Mapping[str, torch.nn.Module],
-                         mode: str, repeats: int = 3) -> dict[str, float]:
-    """Milliseconds of one batch-1 denoiser step through each ready chain (name -> the denoiser as it will
-    run: captured graph, compiled module...), all in execution ``mode``; a chain that raises
-    ``RuntimeError`` is left out. The first call of each chain is untimed (compilation, lazy set-up)."""
-    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+                         mode: str, repeats: int = 3, batch: int = 1) -> dict[str, float]:
+    """Milliseconds of one denoiser step at ``batch`` through each ready chain (name -> the denoiser as it
+    will run: captured graph, compiled module...), all in execution ``mode``; a chain that raises
+    ``RuntimeError`` is left out. The first :data:`WARMUP_CALLS` calls of each chain are untimed."""
+    call = adapter.denoiser_call(duration_s=duration_s, batch=batch)
     timings: dict[str, float] = {}
     with torch.inference_mode():
         for name, chain in chains.items():
@@ -452,10 +469,11 @@ def convert_fp8(module: torch.nn.Module, device: torch.device) -> int:
     return len(targets)
 
 
-def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration_s: float) -> None:
-    """Capture (and replay once) the denoiser on ``adapter.denoiser_call``'s batch-1 inputs, as generate does:
-    inside inference mode. Raises :class:`LeverError` when it cannot be captured."""
-    call = adapter.denoiser_call(duration_s=duration_s, batch=1)
+def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration_s: float,
+                     batch: int = 1) -> None:
+    """Capture (and replay once) the denoiser on ``adapter.denoiser_call``'s inputs at ``batch``, as generate
+    does: inside inference mode. Raises :class:`LeverError` when it cannot be captured."""
+    call = adapter.denoiser_call(duration_s=duration_s, batch=batch)
     try:
         with torch.inference_mode():
             graphed(*call.args, **call.kwargs)
@@ -477,11 +495,13 @@ def _convolution_rank(module: torch.nn.Module) -> int | None:
 
 
 def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: float | None = None,
-                 dtype: str | None = None) -> ModelAdapter:
+                 dtype: str | None = None, batch: int = 1) -> ModelAdapter:
     """Apply ``levers`` to ``adapter`` in place and return it; ``adapter.applied_levers`` says what was done.
 
-    ``duration_s`` is the duration the levers are tuned for (Stable Audio Open's ``trim-latents``, the
-    attention-backend timing); default: the model's default duration. Apply once per adapter: build (or
+    ``duration_s`` and ``batch`` are the generation the levers are tuned for (Stable Audio Open's
+    ``trim-latents``, the attention-backend timing, the example CUDA graph capture: under compilation
+    with static shapes, timing at another batch size would compile a graph that is never used); default:
+    the model's default duration, one waveform per prompt. Apply once per adapter: build (or
     deep-copy) a fresh adapter for each configuration. ``dtype`` is the precision asked for besides the
     levers (a sweep's resolved precision); the levers' own precision wins, and without either the model runs
     in its default precision (:func:`tta_energy.precision.generation_precision`).
@@ -549,20 +569,20 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
         record.applied.append("fp8")
         record.notes["fp8_linear_layers"] = converted
 
-    # 5. compilation
-    compiled: torch.nn.Module = base
+    # 5. compilation: each chain below compiles its own module (lazily, at its first call)
+    compiling = levers.compile_mode is not None
     if levers.compile_mode == "reduce-overhead" and device.type != "cuda":
         unavailable("compile-graphs", f"CUDA graphs need a CUDA device; this device is {device}")
-    elif levers.compile_mode is not None:
+        compiling = False
+    if compiling:
+        record.applied.append("compile-graphs" if levers.compile_mode == "reduce-overhead" else "compile")
+
+    def compiled(module: torch.nn.Module) -> torch.nn.Module:
         if levers.compile_backend == "inductor":
-            compiled = torch.compile(base, mode=levers.compile_mode, dynamic=False)
+            out = torch.compile(module, mode=levers.compile_mode, dynamic=False)
         else:
-            compiled = torch.compile(base, backend=levers.compile_backend, dynamic=False)
-        if levers.compile_mode == "reduce-overhead":
-            compiled = CompiledGraphsDenoiser(compiled)
-            record.applied.append("compile-graphs")
-        else:
-            record.applied.append("compile")
+            out = torch.compile(module, backend=levers.compile_backend, dynamic=False)
+        return CompiledGraphsDenoiser(out) if levers.compile_mode == "reduce-overhead" else out
 
     # 6. CUDA graphs: captured once here on the example step, so that a backend or model that cannot be
     # captured is known now (and sdpa-best can take the next backend) rather than mid-measurement
@@ -570,14 +590,17 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
     if graphs and device.type != "cuda":
         unavailable("cudagraph", f"CUDA graphs need a CUDA device; this device is {device}")
         graphs = False
-    mode = execution_mode(levers, graphs, compiled is not base)
+    mode = execution_mode(levers, graphs, compiling)
 
-    def chain_for(backend: str | None) -> torch.nn.Module:
-        # the backend context sits outside the compiled region: its flags are read while tracing
-        chain = compiled if backend is None else SdpaDenoiser(compiled, backend)
-        if graphs:
+    def chain_for(backend: str | None, capture: bool) -> torch.nn.Module:
+        """The denoiser as it will run with ``backend`` preferred: the backend's context inside the compiled
+        region (a compiled module per backend), the CUDA graph outside."""
+        chain = base if backend is None else SdpaDenoiser(base, backend, traceable=compiling)
+        if compiling:
+            chain = compiled(chain)
+        if capture:
             chain = CudaGraphDenoiser(chain)
-            _capture_example(adapter, chain, duration_s)
+            _capture_example(adapter, chain, duration_s, batch)
         return chain
 
     # 7. attention backend, timed in the execution mode it will run in (an eager ranking would miss what
@@ -587,15 +610,15 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
     if levers.sdpa == "best":
         candidates = available_sdpa_backends(device)
         if mode in COMPILED_MODES:  # each candidate is one more compilation: time the eager two fastest
-            _, eager_ms = select_sdpa_backend(adapter, duration_s)
+            _, eager_ms = select_sdpa_backend(adapter, duration_s, batch=batch)
             record.notes["sdpa_eager_ms"] = eager_ms
             candidates = sorted(eager_ms, key=eager_ms.__getitem__)[:COMPILED_SDPA_CANDIDATES]
         for backend in candidates:
             try:
-                chains[backend] = chain_for(backend)
+                chains[backend] = chain_for(backend, graphs)
             except (LeverError, RuntimeError) as exc:
                 failures.append(f"{backend}: {first_line(exc)}")
-        timings = time_denoiser_chains(adapter, duration_s, chains, mode) if chains else {}
+        timings = time_denoiser_chains(adapter, duration_s, chains, mode, batch=batch) if chains else {}
         if timings:
             backend = min(timings, key=timings.__getitem__)
             denoiser = chains[backend]
@@ -603,11 +626,11 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
             record.applied.append("sdpa-best")
         elif graphs and "cudagraph" in levers.implied:  # no backend can be captured: eager, said so
             record.skipped["cudagraph"] = "; ".join(failures) or "no attention backend ran"
-            backend, ms = select_sdpa_backend(adapter, duration_s)
-            denoiser = SdpaDenoiser(compiled, backend)
+            backend, ms = select_sdpa_backend(adapter, duration_s, batch=batch)
+            graphs = False
+            denoiser = chain_for(backend, graphs)
             record.notes.update(sdpa=backend, sdpa_ms=ms, sdpa_timed_in="eager")
             record.applied.append("sdpa-best")
-            graphs = False
         else:
             raise LeverError(f"sdpa-best: no attention backend runs {adapter.name}'s denoiser in mode {mode}"
                              + (f" ({'; '.join(failures)})" if failures else ""))
@@ -620,13 +643,13 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
             else:
                 backend = levers.sdpa
         try:
-            denoiser = chain_for(backend)
+            denoiser = chain_for(backend, graphs)
         except LeverError as exc:
             if "cudagraph" not in levers.implied:
                 raise
             record.skipped["cudagraph"] = str(exc)  # a level on a model that cannot be captured: eager
             graphs = False
-            denoiser = compiled if backend is None else SdpaDenoiser(compiled, backend)
+            denoiser = chain_for(backend, graphs)
         if backend is not None:
             record.notes["sdpa"] = backend
             record.applied.append(f"sdpa-{levers.sdpa}")

@@ -279,6 +279,10 @@ class Prepared:
     dtype: str
     failed: str = ""
     conv_mode: str = "cudnn"  # the reference's convolutions (REFERENCE_CONV_MODES)
+    #: seconds and GPU joules of applying the levers (capture, the attention-backend candidates' compilations,
+    #: their timing): part of the configuration's one-time cost, with its first generation's extra
+    setup_s: float = math.nan
+    setup_J: float = math.nan
 
 
 @dataclass
@@ -442,7 +446,7 @@ def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], lis
             if not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
                 raise LeversError(f"weights differ from the reference build (fingerprint {fp!r} vs "
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
-            adapter = apply_levers(adapter, plan.levers, duration_s=run.opts.duration_s)
+            adapter, setup = _apply_measured(run, adapter, plan)
         except (TtaError, RuntimeError, ValueError) as exc:
             notes.append(f"{plan.spec}: not run ({one_line(exc)})")
             _write_config_row(run, plan, None, f"not run: {one_line(exc)}", {})
@@ -459,13 +463,26 @@ def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], lis
             continue
         if not plan.reference:
             signatures.setdefault(sig, plan.spec)
-        prepared.append(Prepared(plan, adapter, RecordingAdapter(adapter), adapter.applied_levers.dtype))
+        prepared.append(Prepared(plan, adapter, RecordingAdapter(adapter), adapter.applied_levers.dtype,
+                                 setup_s=setup.wall_s, setup_J=setup.gpu_energy_J))
     run.fingerprint = fingerprint
     return prepared, notes
 
 
+def _apply_measured(run: ModelRun, adapter: Any, plan: LeverPlan) -> tuple[Any, Any]:
+    """``apply_levers`` for ``plan`` in a meter window of its own: (the adapter, the window's measurement).
+    The levers are tuned at the plan's smallest batch size (a device call measures one)."""
+    window = run.meter.begin(align=False)
+    try:
+        adapter = apply_levers(adapter, plan.levers, duration_s=run.opts.duration_s,
+                               batch=min(b for _, b in plan.cells))
+    finally:
+        run.meter.end(window)
+    return adapter, run.meter.resolve(window)
+
+
 def _write_config_row(run: ModelRun, plan: LeverPlan, adapter: Any | None, status: str,
-                      flops: dict[tuple[int, int], dict]) -> None:
+                      flops: dict[tuple[int, int], dict], setup: Prepared | None = None) -> None:
     rec = getattr(adapter, "applied_levers", None) if adapter is not None else None
     for (steps, batch) in plan.cells:
         f = flops.get((steps, batch), {})
@@ -480,6 +497,7 @@ def _write_config_row(run: ModelRun, plan: LeverPlan, adapter: Any | None, statu
             "gflop_per_generation": f.get("gflop_per_generation", np.nan),
             "denoiser_calls_nominal": f.get("denoiser_calls_nominal", np.nan),
             "gflop": f.get("gflop", np.nan),
+            "setup_s": setup.setup_s if setup else np.nan, "setup_J": setup.setup_J if setup else np.nan,
         })
 
 
@@ -582,7 +600,7 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
                                                       reference_conv_ms=conv_ms)
     for p in prepared:
         flops = _describe_flops(run.model, opts, p.adapter, p.plan, run.flops_cache)
-        _write_config_row(run, p.plan, p.adapter, "ok", flops)
+        _write_config_row(run, p.plan, p.adapter, "ok", flops, p)
         say(f"{run.model} {p.plan.spec}: {p.adapter.applied_levers.summary()}")
     # warm-ups: the one-time cost (compilation, capture, lazy init) of each configuration and batch size, at
     # a few steps; where that is no cell of the plan, a second warm-up gives the steady baseline it is

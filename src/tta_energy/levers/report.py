@@ -53,6 +53,8 @@ LEVERS_COLUMNS: tuple[str, ...] = (
     "fraction_of_ceiling", "compile_s", "compile_J",
     "payoff_clips",
 )
+#: what levers_configs.csv adds to a cell: what was applied, its FLOPs, the seconds and joules of applying it
+CONFIG_COLUMNS: tuple[str, ...] = ("applied", "skipped", "changes_behaviour", "gflop", "setup_s", "setup_J")
 
 
 def study_dtype(model: str, fallback: str = "float32") -> str:
@@ -112,10 +114,10 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     agg["reduction_vs_none"] = none_clip / agg["energy_per_clip_J"].to_numpy()
     # what was applied, FLOPs
     if not cfg.empty:
-        c = cfg[cfg["status"] == "ok"].drop_duplicates(keys)
-        agg = agg.merge(c[[*keys, "applied", "skipped", "changes_behaviour", "gflop"]], on=keys, how="left")
+        c = cfg[cfg["status"] == "ok"].drop_duplicates(keys).reindex(columns=[*keys, *CONFIG_COLUMNS])
+        agg = agg.merge(c, on=keys, how="left")
     else:
-        for col in ("applied", "skipped", "changes_behaviour", "gflop"):
+        for col in CONFIG_COLUMNS:
             agg[col] = np.nan
     agg["changes_behaviour"] = agg["changes_behaviour"].map(lambda v: str(v).lower() == "true")
     # equivalence (batch-1 error of the same spec and steps applies to every batch of the spec; a run that
@@ -176,6 +178,10 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     cost = pd.concat([steady[cost_cols], paired[cost_cols]], ignore_index=True)
     cost = cost.drop_duplicates(["run_id", "model", "optimize", "waveforms_per_prompt"])
     agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
+    # plus applying the levers (capture, the attention-backend candidates' compilations); unknown before the
+    # configs table recorded it, then counted as nothing
+    agg["compile_s"] += pd.to_numeric(agg["setup_s"], errors="coerce").fillna(0.0)
+    agg["compile_J"] += pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)
     saving = none_clip - agg["energy_per_clip_J"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
