@@ -245,8 +245,10 @@ def block_batch(d: DocData) -> str:
 
 
 def _set_difference(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """The quality-energy summary and its row whose caption sets differ most."""
+    """The quality-energy summary of the (model, steps) cells whose two caption sets can be compared (Welch's
+    test needs two captions of each) and its row whose caption sets differ most."""
     summary = summaries.quality_energy_summary(quality)
+    summary = summary[summary["welch_p"].notna()]
     other = summary[summary["dataset"] != summaries.REFERENCE_DATASET]
     return summary, other.loc[(other["ratio_to_reference_dataset"] - 1).abs().idxmax()]
 
@@ -255,9 +257,13 @@ def block_quality_sets_short(d: DocData) -> str:
     if d.quality.empty:
         return "not measured yet"
     summary, worst = _set_difference(d.quality)
+    low = summary[(summary["welch_p"] < SIGNIFICANCE) & (summary["dataset"] != summaries.REFERENCE_DATASET)]
+    significance = (f"never significantly (Welch p ≥ {summary['welch_p'].min():.2f})" if low.empty else
+                    f"significantly (Welch p < {SIGNIFICANCE:g}) for " + "; ".join(
+                        f"{label(r.model)} at {r.steps} steps" for r in low.itertuples()))
     return (
-        f"by at most {abs(worst['ratio_to_reference_dataset'] - 1):.0%} ({label(worst['model'])}) and never "
-        f"significantly (Welch p ≥ {summary['welch_p'].min():.2f})"
+        f"by at most {abs(worst['ratio_to_reference_dataset'] - 1):.0%} ({label(worst['model'])} at "
+        f"{worst['steps']} steps) and {significance}"
     )
 
 
@@ -284,27 +290,31 @@ def block_study_quality_sets(d: DocData) -> str:
     )
 
 
-def _quality_design(d: DocData) -> tuple[int, str]:
-    """The H200 quality sweep's captions per caption file and its step counts."""
+def _quality_design(d: DocData) -> str:
+    """The H200 quality sweep's captions of each caption file per step count: ``30 at 10 steps, 1–2 at 100
+    steps`` (a range where models differ)."""
     summary = summaries.quality_energy_summary(d.quality)
-    return int(summary["n_captions"].min()), ", ".join(str(s) for s in sorted(summary["steps"].unique()))
+    parts = []
+    for steps, n in summary.groupby("steps")["n_captions"]:
+        low, high = int(n.min()), int(n.max())
+        parts.append(f"{low if low == high else f'{low}–{high}'} at {steps} steps")
+    return ", ".join(parts)
 
 
 def block_quality_design(d: DocData) -> str:
     if d.quality.empty:
         return "0 captions: no quality sweep measured on the H200 yet"
-    n, steps = _quality_design(d)
-    return f"first {n} captions, {steps} steps"
+    return f"first captions of each caption file: {_quality_design(d)}"
 
 
 def block_quality_sets(d: DocData) -> str:
     if d.quality.empty:
         return "No quality-sweep energy measured on the H200 yet."
-    n, steps = _quality_design(d)
     return (
-        f"The quality sweep's energy (`data/h200/quality.csv`, {n} captions of each caption file, {steps} "
-        f"steps; `figures/tables/quality_energy.csv`) hardly depends on the caption set: AudioCaps and "
-        f"Clotho differ {block_quality_sets_short(d)}."
+        f"The quality sweep's energy (`data/h200/quality.csv`, captions of each caption file: "
+        f"{_quality_design(d)}; `figures/tables/quality_energy.csv`; compared where each set has two "
+        f"captions or more) hardly depends on the caption set: AudioCaps and Clotho differ "
+        f"{block_quality_sets_short(d)}."
     )
 
 
