@@ -206,3 +206,14 @@ def test_a_bad_option_is_refused_before_anything_runs(tmp_path, capsys, option, 
     err = capsys.readouterr().err
     assert exc.value.code == 2 and said in err and err.count("\n") == 1
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_model_may_use_what_the_later_models_of_the_call_do_not_need():
+    from tta_energy.levers.experiment import model_allowance_s
+
+    # predicted 176 s and 211 s with 460 s left: AudioLDM may go on until 249 s, not stop at its 209 s share
+    assert model_allowance_s(460.0, [176.0, 211.0], in_seconds=True) == pytest.approx(249.0)
+    # a budget that does not cover the predictions: shares in proportion, as relative costs always do
+    assert model_allowance_s(300.0, [200.0, 200.0], in_seconds=True) == pytest.approx(150.0)
+    assert model_allowance_s(460.0, [1.0, 1.0], in_seconds=False) == pytest.approx(230.0)
+    assert model_allowance_s(-5.0, [1.0], in_seconds=True) == 0.0

@@ -341,7 +341,8 @@ def block_levers_sao_reference(d: HasData) -> str:
 
 
 def block_levers_graphs_capture(d: HasData) -> str:
-    """The one-time cost of `graphs` (its warm-up minus a steady generation: `compile_s`), over every row."""
+    """The one-time cost of `graphs` (`compile_s`: capturing the example step, where recorded, plus the first
+    generation's extra over a steady one), over every row."""
     levers = d.levers
     seconds = levers.loc[levers["optimize"] == "graphs", "compile_s"].dropna() if not levers.empty else []
     if not len(seconds):

@@ -38,7 +38,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -715,6 +715,17 @@ def use_compile_cache(folder: Path) -> dict[str, str]:
     return env
 
 
+def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: bool) -> float:
+    """Seconds the first model of ``predicted`` (its prediction, then the later models') may take of the
+    ``left_s`` a call has left: its share in proportion to the predictions; with predictions in seconds (a
+    plan's), also whatever the later models are not predicted to need, so that a model whose one-time costs
+    were underestimated keeps measuring while the rest of the call still fits."""
+    share = left_s * predicted[0] / max(sum(predicted), 1e-9)
+    if in_seconds:
+        share = max(share, left_s - sum(predicted[1:]))
+    return max(0.0, share)
+
+
 def run_levers(opts: LeversOptions) -> Path:
     """Run the levers sweep for every model of ``opts``; returns the output folder."""
     _check(opts)
@@ -752,7 +763,7 @@ def run_levers(opts: LeversOptions) -> Path:
                 weights = [opts.model_seconds.get(m, 0.0) if opts.model_seconds
                            else catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
                            for m in opts.models[i:]]
-                deadline = time.perf_counter() + max(0.0, left) * weights[0] / max(sum(weights), 1e-9)
+                deadline = time.perf_counter() + model_allowance_s(left, weights, bool(opts.model_seconds))
                 if left <= 0:
                     say(f"{model}: not started (time budget spent)")
                     continue
