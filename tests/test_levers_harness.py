@@ -5,6 +5,7 @@ its execution mode, and the fp8 lever's parsing, targets and errors (its GPU par
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,6 +103,31 @@ def _row(**values) -> dict[str, object]:
     from test_levers import _row as levers_row
 
     return levers_row(**{"steps": 100, "waveforms_per_prompt": 1, "repeat": 0, "wall_s": 2.0, **values})
+
+
+def test_one_time_cost_counts_applying_and_is_unknown_where_candidates_compiled_unmetered(tmp_path):
+    """`compile_s` = seconds of applying the configuration + the first generation's extra; a part whose
+    configs table has no `setup_s` compiled sdpa-best's candidates unmetered: its cost is unknown, not 0."""
+    specs = ("none", "compile-graphs", "max,compile-graphs")
+    for part, setup in (("old", None), ("new", 30.0)):
+        raw = tmp_path / part
+        for spec in specs:
+            for repeat, (warm, wall) in enumerate(((True, 12.0), (False, 2.0))):
+                row = _row(run_id=part, optimize=spec, repeat=repeat, is_warmup=warm, wall_s=wall,
+                           gpu_energy_J=300.0)
+                schema.append_row(raw / tables.RUNS_FILE, row)
+            row = {"run_id": part, "model": "audioldm", "optimize": spec, "steps": 100,
+                   "waveforms_per_prompt": 1, "status": "ok", "applied": "", "skipped": "{}",
+                   "changes_behaviour": False, "gflop": 1000.0}
+            if setup is not None:
+                row.update(setup_s=setup if spec != "none" else 0.1, setup_J=100.0 * setup)
+            tables.append_csv(raw / tables.CONFIGS_FILE, row)
+    table = report.levers_table([tmp_path / "old", tmp_path / "new"]).set_index(["run_id", "optimize"])
+    assert table.loc[("new", "max,compile-graphs"), "compile_s"] == pytest.approx(40.0)
+    assert table.loc[("new", "compile-graphs"), "compile_J"] == pytest.approx(3000.0)
+    assert table.loc[("old", "compile-graphs"), "compile_s"] == pytest.approx(10.0)  # warm-up extra only
+    assert math.isnan(table.loc[("old", "max,compile-graphs"), "compile_s"])
+    assert report.compiles_candidates("max,compile-graphs") and not report.compiles_candidates("max")
 
 
 def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):

@@ -57,6 +57,16 @@ LEVERS_COLUMNS: tuple[str, ...] = (
 CONFIG_COLUMNS: tuple[str, ...] = ("applied", "skipped", "changes_behaviour", "gflop", "setup_s", "setup_J")
 
 
+def compiles_candidates(spec: str) -> bool:
+    """Whether applying ``spec`` compiles the denoiser once per attention-backend candidate (``sdpa-best``
+    under compilation)."""
+    try:
+        levers = parse_levers(spec)
+    except LeversError:
+        return False
+    return levers.sdpa == "best" and levers.compile_mode is not None
+
+
 def study_dtype(model: str, fallback: str = "float32") -> str:
     """The precision the study ran ``model`` in (the catalogue's; ``fallback`` for a model outside it)."""
     try:
@@ -178,10 +188,14 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     cost = pd.concat([steady[cost_cols], paired[cost_cols]], ignore_index=True)
     cost = cost.drop_duplicates(["run_id", "model", "optimize", "waveforms_per_prompt"])
     agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
-    # plus applying the levers (capture, the attention-backend candidates' compilations); unknown before the
-    # configs table recorded it, then counted as nothing
-    agg["compile_s"] += pd.to_numeric(agg["setup_s"], errors="coerce").fillna(0.0)
-    agg["compile_J"] += pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)
+    # plus applying the levers (capture, the attention-backend candidates' compilations). Parts written before
+    # the configs table recorded it count the warm-up's extra only; for sdpa-best under compilation, whose
+    # candidates were compiled while applying, that misses most of the cost: unknown
+    setup_s = pd.to_numeric(agg["setup_s"], errors="coerce")
+    unmetered = setup_s.isna() & agg["optimize"].map(compiles_candidates)
+    agg["compile_s"] = (agg["compile_s"] + setup_s.fillna(0.0)).where(~unmetered)
+    agg["compile_J"] = (agg["compile_J"] + pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)).where(
+        ~unmetered)
     saving = none_clip - agg["energy_per_clip_J"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
