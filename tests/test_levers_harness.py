@@ -323,6 +323,7 @@ def test_attention_backend_is_timed_in_the_mode_it_runs_in(monkeypatch):
     assert notes["sdpa_timed_in"] == "compile" and notes["sdpa"] in seen[0][1]
     assert set(notes["sdpa_ms"]) <= set(seen[0][1]) and "sdpa_eager_ms" in notes
     assert adapter.denoiser._orig_mod.backend == notes["sdpa"]
+    assert torch._dynamo.config.recompile_limit >= apply.RECOMPILE_LIMIT
     assert apply.execution_mode(parse_levers("max"), graphs=True, compiled=False) == "cudagraph"
     mode = apply.execution_mode(parse_levers("compile-graphs"), graphs=False, compiled=True)
     assert mode == "compile-graphs"

@@ -378,6 +378,8 @@ def select_sdpa_backend(adapter: ModelAdapter, duration_s: float, repeats: int =
 COMPILED_MODES = ("compile", "compile-graphs", "compile+cudagraph")
 #: attention backends timed under compilation (the eager ranking's fastest)
 COMPILED_SDPA_CANDIDATES = 2
+#: compiled variants Dynamo keeps per code object before it falls back to eager (its default is 8)
+RECOMPILE_LIMIT = 64
 
 
 def execution_mode(levers: Levers, graphs: bool, compiled: bool) -> str:
@@ -578,6 +580,12 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
         record.applied.append("compile-graphs" if levers.compile_mode == "reduce-overhead" else "compile")
 
     def compiled(module: torch.nn.Module) -> torch.nn.Module:
+        # every configuration, attention candidate and batch size of a levers call adds an entry on the same
+        # forward code object; past Dynamo's limit (8) it would run the module eagerly, under the
+        # configuration's name
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         if levers.compile_backend == "inductor":
             out = torch.compile(module, mode=levers.compile_mode, dynamic=False)
         else:
