@@ -113,9 +113,9 @@ def sdpa_preference(preferred: str, traceable: bool = False) -> tuple[list[SDPBa
     return [_sdpa_backend(preferred), _sdpa_backend("math")], False
 
 
-def sdpa_context(preferred: str, traceable: bool = False) -> contextlib.AbstractContextManager:
-    """A context that prefers one SDPA backend (:func:`sdpa_preference`)."""
-    backends, priority = sdpa_preference(preferred, traceable)
+def sdpa_context(preferred: str) -> contextlib.AbstractContextManager:
+    """A context that prefers one SDPA backend in eager code (:func:`sdpa_preference`)."""
+    backends, priority = sdpa_preference(preferred)
     return sdpa_kernel(backends, set_priority=True) if priority else sdpa_kernel(backends)
 
 
