@@ -217,3 +217,14 @@ def test_a_model_may_use_what_the_later_models_of_the_call_do_not_need():
     assert model_allowance_s(300.0, [200.0, 200.0], in_seconds=True) == pytest.approx(150.0)
     assert model_allowance_s(460.0, [1.0, 1.0], in_seconds=False) == pytest.approx(230.0)
     assert model_allowance_s(-5.0, [1.0], in_seconds=True) == 0.0
+
+
+def test_compile_time_by_phase_names_the_phases_of_a_compilation():
+    import torch
+
+    from tta_energy.levers.experiment import compile_time_by_phase
+
+    torch.compile(torch.nn.Linear(4, 4), backend="eager")(torch.randn(2, 4))
+    phases = compile_time_by_phase(top=3)
+    assert 0 < len(phases) <= 3 and all(seconds >= 0 for _, seconds in phases)
+    assert phases == sorted(phases, key=lambda kv: -kv[1])

@@ -715,6 +715,20 @@ def use_compile_cache(folder: Path) -> dict[str, str]:
     return env
 
 
+def compile_time_by_phase(top: int = 8) -> list[tuple[str, float]]:
+    """Seconds this process spent in each phase of ``torch.compile`` (Dynamo's own timers: tracing, AOT,
+    Inductor's lowering and code generation, waiting for Triton), the ``top`` largest; empty without a
+    compilation. Diagnostic: it tells which phase to attack when compilation dominates a device call."""
+    import sys
+
+    utils = sys.modules.get("torch._dynamo.utils")
+    metrics = getattr(utils, "compilation_time_metrics", None) if utils is not None else None
+    if not metrics:
+        return []
+    totals = {name: float(sum(times)) for name, times in metrics.items() if times}
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+
+
 def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: bool) -> float:
     """Seconds the first model of ``predicted`` (its prediction, then the later models') may take of the
     ``left_s`` a call has left: its share in proportion to the predictions; with predictions in seconds (a
@@ -776,6 +790,10 @@ def run_levers(opts: LeversOptions) -> Path:
                 free_memory()
             say(f"{model}: {run.measured} generations measured in {time.perf_counter() - t0:.0f} s"
                 + (" (stopped: time budget)" if run.stopped else ""))
+        phases = compile_time_by_phase()
+        if phases:
+            say("compilation by phase (s; the largest, nested phases overlap): "
+                + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases))
         end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
         say(f"ceiling (end): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
             f"{end.power_W:.0f} W")
