@@ -767,7 +767,7 @@ def run_levers(opts: LeversOptions) -> Path:
             try:
                 fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
                 say(f"fp8 ceiling: {fp8.tflop_per_J:.3f} TFLOP/J, {fp8.tflop_per_s:.0f} TFLOP/s")
-            except LeversError as exc:
+            except (LeversError, RuntimeError) as exc:  # a diagnostic: never worth the call's measurements
                 say(f"fp8 ceiling not measured: {exc}")
         reserve = opts.ceiling_s + 5.0  # the closing ceiling measurement
         for i, model in enumerate(opts.models):
