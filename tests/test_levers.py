@@ -437,3 +437,24 @@ def test_a_failing_fp8_ceiling_costs_the_call_nothing_else(tmp_path, monkeypatch
     assert any("fp8 ceiling not measured: CUBLAS_STATUS_NOT_SUPPORTED" in line for line in said)
     runs = schema.read_runs(folder / tables.RUNS_FILE)
     assert (runs.loc[runs["optimize"] == "none", "status"] == "ok").any()
+
+
+def test_a_configuration_that_raises_anything_while_applied_leaves_the_others(tmp_path, monkeypatch):
+    real = experiment.apply_levers
+
+    def apply(adapter, levers, **kw):
+        if levers.spec == "bf16":
+            raise TypeError("quantize_() got an unexpected keyword argument")  # a library's API drift
+        return real(adapter, levers, **kw)
+
+    monkeypatch.setattr(experiment, "apply_levers", apply)
+    opts = experiment.LeversOptions(models=("audioldm",), out_dir=tmp_path / "raw", full_specs=("none",),
+                                    single_specs=("bf16",), steps=(2,), batches=(1,), repeats=1,
+                                    duration_s=1.0, size="tiny", device="cpu", ceiling_s=0.05, ceiling_n=64,
+                                    idle_s=0, min_window_s=0, profile=False, progress=lambda _msg: None)
+    folder = experiment.run_levers(opts)
+    configs = pd.read_csv(folder / tables.CONFIGS_FILE).set_index("optimize")
+    status = configs.loc["bf16", "status"]
+    assert status == "not run: TypeError: quantize_() got an unexpected keyword argument"
+    runs = schema.read_runs(folder / tables.RUNS_FILE)
+    assert set(runs.loc[runs["status"] == "ok", "optimize"]) == {"fp32", "none"}
