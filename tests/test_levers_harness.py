@@ -239,6 +239,19 @@ def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
     assert plan.compile_s(h, "tango", "compile", 10) == pytest.approx(one * plan.COMPILE_BATCH_FACTOR)
     assert plan.compile_s(h, "tango", "max,compile-graphs", 1) == pytest.approx(2 * one)  # 2 sdpa candidates
 
+    # once a compiled spec of the model is measured, its seconds per compilation price the others
+    measured = pd.concat([h, pd.DataFrame([
+        {"model": "tango", "optimize": "compile-graphs", "steps": 10, "waveforms_per_prompt": 1,
+         "wall_s": 0.1, "compile_s": 50.0},
+        {"model": "tango", "optimize": "max,compile-graphs", "steps": 10, "waveforms_per_prompt": 1,
+         "wall_s": 0.1, "compile_s": 120.0}])], ignore_index=True)  # two candidates: 60 s each
+    assert plan.compile_s(measured, "tango", "max,compile-graphs", 1) == 120.0
+    assert plan.compile_s(measured, "tango", "compile", 1) == pytest.approx(55.0)
+    assert plan.compile_s(measured, "tango", "compile", 10) == pytest.approx(55.0 * plan.COMPILE_BATCH_FACTOR)
+    assert plan.compile_s(measured, "tango", "max,compile-graphs", 10) == pytest.approx(
+        2 * 55.0 * plan.COMPILE_BATCH_FACTOR)
+    assert plan.compile_s(measured, "tango", "max", 1) == 0.5 and plan.compilations("max") == 0
+
     declared = {"tango": (("max", ((100, 1), (100, 10)), 3),)}
     est = plan.estimate_plan(declared, h, min_window_s=1.0)
     ref = est[est["optimize"] == "fp32 (reference)"].iloc[0]

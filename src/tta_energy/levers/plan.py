@@ -279,22 +279,46 @@ def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch
     return FALLBACK_S_PER_COST_STEP * _cost(model) * steps * batch, "catalogue cost"
 
 
-def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
-    """One-time cost of compiling ``spec`` at ``batch``: measured (the same spec and batch), else the
-    catalogue estimate (twice for ``sdpa-best`` under compilation: its two candidates are each compiled)."""
+def compilations(spec: str) -> int:
+    """How many times applying ``spec`` compiles the denoiser: one per attention-backend candidate for
+    ``sdpa-best`` under compilation, one for other compiled specs, none without compilation."""
+    from tta_energy.levers.apply import COMPILED_SDPA_CANDIDATES
+
     levers = parse_levers(spec)
     if levers.compile_mode is None:
-        h = history[(history["model"] == model) & (history["optimize"] == spec)
-                    & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
-        return float(h["compile_s"].median()) if not h.empty else 0.0
+        return 0
+    return COMPILED_SDPA_CANDIDATES if levers.sdpa == "best" else 1
+
+
+def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float | None:
+    """Seconds of one compilation of ``model``'s denoiser at ``batch``, from any compiled spec measured there
+    (its one-time cost over its compilations; median); None when none was."""
+    h = history[(history["model"] == model) & (history["waveforms_per_prompt"] == batch)
+                & history["compile_s"].notna()]
+    counts = h["optimize"].map(compilations)
+    per = h["compile_s"][counts > 0] / counts[counts > 0]
+    return float(per.median()) if not per.empty else None
+
+
+def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
+    """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch); else, for a compiled spec,
+    its compilations (:func:`compilations`) at the model's measured seconds per compilation (at this batch,
+    else at batch 1 scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
     h = history[(history["model"] == model) & (history["optimize"] == spec)
                 & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
     if not h.empty:
         return float(h["compile_s"].median())
-    from tta_energy.levers.apply import COMPILED_SDPA_CANDIDATES
-
-    candidates = COMPILED_SDPA_CANDIDATES if levers.sdpa == "best" else 1
-    return COMPILE_S_PER_COST * _cost(model) * (COMPILE_BATCH_FACTOR if batch > 1 else 1.0) * candidates
+    count = compilations(spec)
+    if count == 0:
+        return 0.0
+    factor = COMPILE_BATCH_FACTOR if batch > 1 else 1.0
+    per = _one_compilation_s(history, model, batch)
+    if per is None and batch > 1:
+        one = _one_compilation_s(history, model, 1)
+        per = None if one is None else one * factor
+    if per is None:
+        per = COMPILE_S_PER_COST * _cost(model) * factor
+    return per * count
 
 
 def reference_rows(model: str, plans: Sequence[tuple[str, Cells, int]], history: pd.DataFrame, *,
