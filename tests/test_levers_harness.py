@@ -375,6 +375,32 @@ def test_fp8_fails_clearly_without_a_capable_gpu_or_torchao(monkeypatch):
         pytest.skip("torchao is installed: its float8 kernels need an sm_89+ GPU, not this CPU")
 
 
+def test_applying_levers_never_changes_the_precision_of_later_configurations(monkeypatch):
+    """torchao's float8 conversion switches the process to TF32 and coordinate-descent tuning unless told not
+    to; whatever a lever does to those settings is undone when it has been applied."""
+    import torch._inductor.config as inductor
+
+    before = apply.global_numerics()
+    assert before["float32_matmul_precision"] == "highest" and not before["matmul.allow_tf32"]
+
+    def like_torchao(module, device):  # what torchao's recommended_inductor_config_setter does
+        torch.set_float32_matmul_precision("high")
+        inductor.coordinate_descent_tuning = True
+        inductor.triton.unique_kernel_names = not before["inductor.triton.unique_kernel_names"]
+        return 1
+
+    monkeypatch.setattr(apply, "fp8_unavailable", lambda _device: None)
+    monkeypatch.setattr(apply, "convert_fp8", like_torchao)
+    adapter = build_model("stable-audio-open", size="tiny", dtype="float32", device="cpu")
+    apply.apply_levers(adapter, "fp8", duration_s=1.0)
+    assert adapter.applied_levers.notes["fp8_linear_layers"] == 1
+    assert apply.global_numerics() == before
+    with pytest.raises(RuntimeError), apply.preserved_numerics():  # also when the lever fails
+        torch.set_float32_matmul_precision("medium")
+        raise RuntimeError("a lever that failed half-way")
+    assert apply.global_numerics() == before
+
+
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
                     reason="needs an NVIDIA GPU of compute capability 8.9+ (float8 tensor cores) and torchao")
 def test_fp8_converts_the_dit_and_changes_the_output_a_little():
@@ -385,8 +411,10 @@ def test_fp8_converts_the_dit_and_changes_the_output_a_little():
     req = GenerationRequest(prompts=[PROMPT], steps=2, duration_s=1.0, seed=3)
     ref = build_model("stable-audio-open", size="tiny", dtype="float32", device="cuda").generate(req)
     built = build_model("stable-audio-open", size="tiny", dtype="float32", device="cuda")
+    numerics = apply.global_numerics()
     adapter = apply.apply_levers(built, "bf16,fp8", duration_s=1.0)
     assert adapter.applied_levers.notes["fp8_linear_layers"] > 0
+    assert apply.global_numerics() == numerics
     err = relative_error(adapter.generate(req).latents, ref.latents)
     assert 0.0 < err < 0.5
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -466,7 +467,10 @@ def convert_fp8(module: torch.nn.Module, device: torch.device) -> int:
                          f"are multiples of {FP8_ALIGNMENT}")
     dtype = next(module.parameters()).dtype
     granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
-    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=granularity),
+    # set_inductor_config would switch the whole process to TF32 matrix products and coordinate-descent
+    # tuning: every fp32 configuration measured after this one would then run in another precision
+    quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=granularity,
+                                                                set_inductor_config=False),
               filter_fn=lambda _m, fqn: fqn in targets)
     return len(targets)
 
@@ -487,6 +491,45 @@ def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration
 # ---------------------------------------------------------------------------------------------------------
 # Applying levers
 # ---------------------------------------------------------------------------------------------------------
+#: Inductor settings that libraries switch process-wide (torchao's recommended settings): they change the
+#: kernels, and the time, of every later compilation
+INDUCTOR_SETTINGS = ("coordinate_descent_tuning", "coordinate_descent_check_all_directions",
+                     "force_fuse_int_mm_with_mul", "triton.unique_kernel_names")
+
+
+def global_numerics() -> dict[str, object]:
+    """The process-wide settings that change what a generation computes or how it is compiled: the float32
+    matrix-product precision, TF32 in matrix products and convolutions, and :data:`INDUCTOR_SETTINGS`."""
+    state: dict[str, object] = {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        for name in INDUCTOR_SETTINGS:
+            state[f"inductor.{name}"] = functools.reduce(getattr, name.split("."), inductor)
+    return state
+
+
+@contextlib.contextmanager
+def preserved_numerics() -> Iterator[None]:
+    """Whatever runs inside leaves :func:`global_numerics` as it found them: a lever changes its own
+    configuration, never the precision of the configurations measured after it in the same process."""
+    saved = global_numerics()
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(str(saved["float32_matmul_precision"]))
+        torch.backends.cuda.matmul.allow_tf32 = bool(saved["matmul.allow_tf32"])
+        torch.backends.cudnn.allow_tf32 = bool(saved["cudnn.allow_tf32"])
+        inductor = sys.modules.get("torch._inductor.config")
+        for key, value in saved.items():
+            if key.startswith("inductor.") and inductor is not None:
+                *parents, leaf = key.removeprefix("inductor.").split(".")
+                setattr(functools.reduce(getattr, parents, inductor), leaf, value)
+
+
 def _convolution_rank(module: torch.nn.Module) -> int | None:
     """2 when the module has 2-D convolutions (a UNet over a mel image), 1 for 1-D only, None without."""
     if any(isinstance(m, torch.nn.Conv2d) for m in module.modules()):
@@ -508,7 +551,12 @@ def apply_levers(adapter: ModelAdapter, levers: Levers | str, *, duration_s: flo
     levers (a sweep's resolved precision); the levers' own precision wins, and without either the model runs
     in its default precision (:func:`tta_energy.precision.generation_precision`).
     """
-    levers = parse_levers(levers)
+    with preserved_numerics():
+        return _apply_levers(adapter, parse_levers(levers), duration_s, dtype, batch)
+
+
+def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | None, dtype: str | None,
+                  batch: int) -> ModelAdapter:
     if getattr(adapter, "applied_levers", None) is not None:
         raise LeverError(f"levers were already applied to this {adapter.name} adapter; build a fresh one")
     duration_s = adapter.defaults.duration_s if duration_s is None else duration_s
