@@ -15,7 +15,7 @@
 # meter, then per model: the fp32 eager reference (unless stored), one warm-up per configuration and batch
 # size (its one-time cost: capture / compilation), and the plan's rounds of every (configuration, steps,
 # batch) cell in a seeded random order (docs/levers.md). A time budget (BUDGET_S - 60 s) is shared between
-# the models in proportion to their predicted seconds.
+# the models in proportion to their predicted seconds; a model may also use what the later ones do not need.
 #
 # Writes data/h200/levers/partplan-<UTC time>/ (levers_runs.csv in the run-record schema,
 # levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, traces/) and rebuilds
