@@ -127,7 +127,7 @@ def test_one_time_cost_counts_applying_and_is_unknown_where_candidates_compiled_
     assert table.loc[("new", "compile-graphs"), "compile_J"] == pytest.approx(3000.0)
     assert table.loc[("old", "compile-graphs"), "compile_s"] == pytest.approx(10.0)  # warm-up extra only
     assert math.isnan(table.loc[("old", "max,compile-graphs"), "compile_s"])
-    assert report.compiles_candidates("max,compile-graphs") and not report.compiles_candidates("max")
+    assert apply.compilations("max,compile-graphs") == 2 and apply.compilations("max") == 0
 
 
 def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
@@ -250,7 +250,7 @@ def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
     assert plan.compile_s(measured, "tango", "compile", 10) == pytest.approx(55.0 * plan.COMPILE_BATCH_FACTOR)
     assert plan.compile_s(measured, "tango", "max,compile-graphs", 10) == pytest.approx(
         2 * 55.0 * plan.COMPILE_BATCH_FACTOR)
-    assert plan.compile_s(measured, "tango", "max", 1) == 0.5 and plan.compilations("max") == 0
+    assert plan.compile_s(measured, "tango", "max", 1) == 0.5 and apply.compilations("compile") == 1
 
     declared = {"tango": (("max", ((100, 1), (100, 10)), 3),)}
     est = plan.estimate_plan(declared, h, min_window_s=1.0)

@@ -383,6 +383,19 @@ COMPILED_SDPA_CANDIDATES = 2
 RECOMPILE_LIMIT = 64
 
 
+def compilations(levers: Levers | str) -> int:
+    """How many times applying ``levers`` compiles the denoiser: one per attention-backend candidate for
+    ``sdpa-best`` under compilation, one for other compiled specs, none without compilation; 0 for a spec
+    that does not parse (an unknown name in an old table)."""
+    try:
+        levers = parse_levers(levers)
+    except LeverError:
+        return 0
+    if levers.compile_mode is None:
+        return 0
+    return COMPILED_SDPA_CANDIDATES if levers.sdpa == "best" else 1
+
+
 def execution_mode(levers: Levers, graphs: bool, compiled: bool) -> str:
     """How the denoiser runs under ``levers``: eager, cudagraph, compile, compile-graphs or compile+cudagraph
     (``graphs``/``compiled``: whether capture and compilation were actually applied on this device)."""

@@ -37,6 +37,7 @@ import gc
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -720,8 +721,6 @@ def compile_time_by_phase(top: int = 8) -> list[tuple[str, float]]:
     """Seconds this process spent in each phase of ``torch.compile`` (Dynamo's own timers: tracing, AOT,
     Inductor's lowering and code generation, waiting for Triton), the ``top`` largest; empty without a
     compilation. Diagnostic: it tells which phase to attack when compilation dominates a device call."""
-    import sys
-
     utils = sys.modules.get("torch._dynamo.utils")
     metrics = getattr(utils, "compilation_time_metrics", None) if utils is not None else None
     if not metrics:

@@ -279,20 +279,11 @@ def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch
     return FALLBACK_S_PER_COST_STEP * _cost(model) * steps * batch, "catalogue cost"
 
 
-def compilations(spec: str) -> int:
-    """How many times applying ``spec`` compiles the denoiser: one per attention-backend candidate for
-    ``sdpa-best`` under compilation, one for other compiled specs, none without compilation."""
-    from tta_energy.levers.apply import COMPILED_SDPA_CANDIDATES
-
-    levers = parse_levers(spec)
-    if levers.compile_mode is None:
-        return 0
-    return COMPILED_SDPA_CANDIDATES if levers.sdpa == "best" else 1
-
-
 def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float | None:
     """Seconds of one compilation of ``model``'s denoiser at ``batch``, from any compiled spec measured there
     (its one-time cost over its compilations; median); None when none was."""
+    from tta_energy.levers.apply import compilations  # torch: only where a plan is priced
+
     h = history[(history["model"] == model) & (history["waveforms_per_prompt"] == batch)
                 & history["compile_s"].notna()]
     counts = h["optimize"].map(compilations)
@@ -302,12 +293,15 @@ def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float |
 
 def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
     """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch); else, for a compiled spec,
-    its compilations (:func:`compilations`) at the model's measured seconds per compilation (at this batch,
-    else at batch 1 scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
+    its compilations (:func:`tta_energy.levers.apply.compilations`) at the model's measured seconds per
+    compilation (at this batch, else at batch 1 scaled by :data:`COMPILE_BATCH_FACTOR`), else at the
+    catalogue estimate."""
     h = history[(history["model"] == model) & (history["optimize"] == spec)
                 & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
     if not h.empty:
         return float(h["compile_s"].median())
+    from tta_energy.levers.apply import compilations
+
     count = compilations(spec)
     if count == 0:
         return 0.0

@@ -14,6 +14,7 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.fileio import write_csv_atomic, write_text_atomic
+from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import error_tolerance, is_lossless
 from tta_energy.levers.experiment import REFERENCE_SPEC
@@ -55,16 +56,6 @@ LEVERS_COLUMNS: tuple[str, ...] = (
 )
 #: what levers_configs.csv adds to a cell: what was applied, its FLOPs, the seconds and joules of applying it
 CONFIG_COLUMNS: tuple[str, ...] = ("applied", "skipped", "changes_behaviour", "gflop", "setup_s", "setup_J")
-
-
-def compiles_candidates(spec: str) -> bool:
-    """Whether applying ``spec`` compiles the denoiser once per attention-backend candidate (``sdpa-best``
-    under compilation)."""
-    try:
-        levers = parse_levers(spec)
-    except LeversError:
-        return False
-    return levers.sdpa == "best" and levers.compile_mode is not None
 
 
 def study_dtype(model: str, fallback: str = "float32") -> str:
@@ -192,7 +183,7 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     # the configs table recorded it count the warm-up's extra only; for sdpa-best under compilation, whose
     # candidates were compiled while applying, that misses most of the cost: unknown
     setup_s = pd.to_numeric(agg["setup_s"], errors="coerce")
-    unmetered = setup_s.isna() & agg["optimize"].map(compiles_candidates)
+    unmetered = setup_s.isna() & (agg["optimize"].map(compilations) > 1)
     agg["compile_s"] = (agg["compile_s"] + setup_s.fillna(0.0)).where(~unmetered)
     agg["compile_J"] = (agg["compile_J"] + pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)).where(
         ~unmetered)
