@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -428,3 +429,25 @@ def test_dry_run_history_is_the_asked_size_only(tmp_path):
     assert plan.read_history([tmp_path / "levers.csv"], size="tiny")["wall_s"].tolist() == [0.3]
     assert plan.read_history([tmp_path / "levers.csv"], size="full")["wall_s"].tolist() == [8.5]
     assert plan.read_history([tmp_path / "levers.csv"])["wall_s"].tolist() == [pytest.approx(4.4)]
+
+
+def test_step_profiles_are_quoted_once_each_in_the_mode_they_ran(tmp_path):
+    """A configuration compiled with CUDA graph trees has one step time (no manual graph to time without), and
+    a configuration profiled by two runs is quoted from the run the summary reports."""
+    def prof(run_id, optimize, eager, graph):
+        return {"run_id": run_id, "model": "tango", "optimize": optimize, "waveforms_per_prompt": 1,
+                "eager_step_ms": eager, "graph_step_ms": graph, "matmul_ms": 1.0, "conv_ms": 1.0,
+                "attention_ms": 1.0, "other_ms": 1.0, "kernel_ms": 4.0, "gflop_per_step": 100.0,
+                "flop_bound_ms": 0.5}
+    profile = pd.DataFrame([prof("r1", "none", 30.0, np.nan), prof("r2", "none", 20.0, np.nan),
+                            prof("r1", "max", 15.0, 5.0), prof("r1", "compile-graphs", 2.0, np.nan),
+                            prof("r1", "compile", 8.0, np.nan)])
+    text = report._limits_text("tango", pd.Series({"run_id": "r1", "optimize": "max"}), profile)
+    assert "an eager step takes 30.00 ms" in text and "20.00 ms" not in text  # the reported run's profile
+    assert "`max` batch 1: a step takes 5.00 ms as a CUDA graph (15.00 ms eager without it)" in text
+    assert "`compile-graphs` batch 1: a step takes 2.00 ms compiled, replayed by CUDA graph trees" in text
+    assert "(25% of the step)" in text  # 0.5 ms of FLOPs in a 2 ms step
+    assert "`compile` batch 1: a step takes 8.00 ms compiled, without CUDA graphs" in text
+    assert "n/a" not in text and "nan" not in text
+    # without the reported run's profile, the latest run's
+    assert "an eager step takes 20.00 ms" in report._limits_text("tango", None, profile)

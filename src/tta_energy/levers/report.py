@@ -19,7 +19,7 @@ from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import error_tolerance, is_lossless
 from tta_energy.levers.experiment import REFERENCE_SPEC
 from tta_energy.levers.plot import plot_levers
-from tta_energy.levers.spec import LeversError, parse_levers
+from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
@@ -214,6 +214,36 @@ def target_cell(table: pd.DataFrame) -> tuple[int, int]:
     return steps, batch
 
 
+def profile_rows(model: str, profile: pd.DataFrame, run_id: str | None = None) -> pd.DataFrame:
+    """One step profile per (configuration, batch) of ``model``: the one of ``run_id`` (the run the summary
+    reports) where it has one, else the latest run's; several runs' profiles of the same configuration would
+    quote the same step twice with the host's spread between them."""
+    if profile.empty:
+        return profile
+    rows = profile[profile["model"] == model].copy()
+    rows["_preferred"] = rows["run_id"].astype(str) == str(run_id)
+    rows = rows.sort_values(["_preferred", "run_id"])
+    rows = rows.drop_duplicates(["optimize", "waveforms_per_prompt"], keep="last")
+    return rows.drop(columns="_preferred").sort_values(["optimize", "waveforms_per_prompt"])
+
+
+def step_time(optimize: str, eager_step_ms: float, graph_step_ms: float) -> tuple[float, str]:
+    """The time of one denoiser step as the configuration runs it, and how it runs: a profile times the
+    configuration's denoiser, and again without the manually captured CUDA graph where it has one (for
+    ``compile-graphs`` the compiled module replays its own CUDA graph trees, so there is one time)."""
+    try:
+        levers = parse_levers(optimize)
+    except LeverError:
+        levers = None
+    compiled = levers is not None and levers.compile_mode is not None
+    if math.isfinite(graph_step_ms):
+        return graph_step_ms, (f"as a CUDA graph ({_fmt(eager_step_ms)} ms "
+                               f"{'compiled' if compiled else 'eager'} without it)")
+    if compiled and levers.compile_mode == "reduce-overhead":
+        return eager_step_ms, "compiled, replayed by CUDA graph trees"
+    return eager_step_ms, "compiled, without CUDA graphs" if compiled else "eager"
+
+
 def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> str:
     """What the measurements say limits a model: the eager share of the generation outside the denoising
     loop, launch gaps, the kernel mix of a step, and the time its FLOPs would take at the ceiling's rate."""
@@ -222,8 +252,8 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
         other = 1.0 - float(best["denoising_share"])
         parts.append(f"outside the denoising loop (text encoding, decoding, vocoder; eager) {other:.0%} of "
                      f"`{best['optimize']}`'s energy")
-    rows = profile[profile["model"] == model] if not profile.empty else profile
-    for r in rows.sort_values(["optimize", "waveforms_per_prompt"]).itertuples() if not rows.empty else ():
+    run_id = None if best is None else best.get("run_id")
+    for r in profile_rows(model, profile, run_id).itertuples():
         k = max(float(r.kernel_ms), 1e-9)
         mix = (f"matmul {r.matmul_ms / k:.0%}, conv {r.conv_ms / k:.0%}, attention {r.attention_ms / k:.0%}, "
                f"other (elementwise, normalisation, copies: memory-bound) {r.other_ms / k:.0%}")
@@ -233,12 +263,11 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
                          f"{_fmt(r.eager_step_ms)} ms with kernels busy {_fmt(r.kernel_ms)} ms ({busy:.0%}; "
                          f"the rest is launch overhead)")
         else:
-            graph = float(r.graph_step_ms)
-            parts.append(f"`{r.optimize}` batch {r.waveforms_per_prompt}: a step takes {_fmt(graph)} ms as "
-                         f"a CUDA graph ({_fmt(r.eager_step_ms)} ms eager); kernels {_fmt(r.kernel_ms)} ms: "
-                         f"{mix}; its FLOPs at the ceiling's rate would take "
-                         f"{_fmt(r.flop_bound_ms, '.3f')} ms "
-                         f"({r.flop_bound_ms / graph if graph > 0 else float('nan'):.0%} of the step)")
+            ms, how = step_time(str(r.optimize), float(r.eager_step_ms), float(r.graph_step_ms))
+            share = f"{r.flop_bound_ms / ms:.0%}" if ms > 0 and math.isfinite(ms) else "n/a"
+            parts.append(f"`{r.optimize}` batch {r.waveforms_per_prompt}: a step takes {_fmt(ms)} ms {how}; "
+                         f"kernels {_fmt(r.kernel_ms)} ms: {mix}; its FLOPs at the ceiling's rate would take "
+                         f"{_fmt(r.flop_bound_ms, '.3f')} ms ({share} of the step)")
     return "; ".join(parts) if parts else "no step profile measured"
 
 
