@@ -67,6 +67,9 @@ def test_levels_expand_to_levers():
     assert parse_levers("max,sdpa-math").sdpa == "math"
     assert parse_levers("max,bf16").precision == "bfloat16"
     assert not parse_levers("max,compile-graphs").cudagraph
+    blocks = parse_levers("max,compile-blocks")  # compiled blocks inside the whole denoiser's CUDA graph
+    assert (blocks.compile_mode, blocks.compile_scope, blocks.cudagraph) == ("default", "blocks", True)
+    assert parse_levers("compile").compile_scope == parse_levers("compile-graphs").compile_scope == "denoiser"
     assert parse_levers("trim-latents").changes_behaviour and not parse_levers("max").changes_behaviour
 
 
@@ -74,6 +77,7 @@ def test_levels_expand_to_levers():
     ("", "empty"), ("turbo", "unknown lever 'turbo'"), ("fp16,bf16", "two precisions"),
     ("sdpa-flash,sdpa-math", "two attention backends"), ("none,fp16", "cannot be combined"),
     ("compile-graphs,cudagraph", "compile-graphs"), ("graphs,compile-graphs,compile", "compile-graphs"),
+    ("compile,compile-blocks", "two compilations"),
 ])
 def test_bad_specs_fail_with_one_line(spec, words):
     with pytest.raises(LeverError) as err:
@@ -222,6 +226,20 @@ def test_cuda_graph_levers_keep_the_output():
 def test_compile_graphs_on_gpu():
     ref = tiny("stable-audio-open", "cuda").generate(request(steps=2))
     adapter = apply_levers(tiny("stable-audio-open", "cuda"), "fp32,compile-graphs", duration_s=1.0)
+    for _ in range(2):
+        out = adapter.generate(request(steps=2))
+        assert relative_error(out.latents, ref.latents) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_compiled_blocks_inside_one_cuda_graph_on_gpu():
+    from tta_energy.levers.apply import BlockCompiledDenoiser
+
+    ref = tiny("stable-audio-open", "cuda").generate(request(steps=2))
+    adapter = apply_levers(tiny("stable-audio-open", "cuda"), "fp32,compile-blocks,cudagraph", duration_s=1.0)
+    assert isinstance(adapter.denoiser, CudaGraphDenoiser)
+    assert isinstance(adapter.denoiser.inner, BlockCompiledDenoiser)
     for _ in range(2):
         out = adapter.generate(request(steps=2))
         assert relative_error(out.latents, ref.latents) < 1e-3

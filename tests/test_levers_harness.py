@@ -17,8 +17,9 @@ import torch
 
 from tta_energy import schema
 from tta_energy.levers import apply, ceiling, experiment, plan, references, report, tables
-from tta_energy.levers.equivalence import error_tolerance, is_lossless
+from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
+from tta_energy.models.base import GenerationRequest
 from tta_energy.models.registry import build_model
 
 PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
@@ -252,6 +253,16 @@ def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
     assert plan.compile_s(measured, "tango", "max,compile-graphs", 10) == pytest.approx(
         2 * 55.0 * plan.COMPILE_BATCH_FACTOR)
     assert plan.compile_s(measured, "tango", "max", 1) == 0.5 and apply.compilations("compile") == 1
+    # compiled blocks: a share of a whole compilation each, until measured; then its own seconds price it
+    # and count in the model's seconds per (whole) compilation
+    assert plan.compile_s(measured, "tango", "max,compile-blocks", 1) == pytest.approx(
+        2 * 55.0 * plan.BLOCKS_COMPILE_SHARE)
+    blocks = pd.concat([measured, pd.DataFrame([
+        {"model": "tango", "optimize": "max,compile-blocks", "steps": 10, "waveforms_per_prompt": 1,
+         "wall_s": 0.1, "compile_s": 24.0}])], ignore_index=True)
+    assert plan.compile_s(blocks, "tango", "max,compile-blocks", 1) == 24.0
+    assert plan.compile_s(blocks, "tango", "compile", 1) == pytest.approx(
+        np.median([50.0, 60.0, 24.0 / (2 * plan.BLOCKS_COMPILE_SHARE)]))
 
     declared = {"tango": (("max", ((100, 1), (100, 10)), 3),)}
     est = plan.estimate_plan(declared, h, min_window_s=1.0)
@@ -308,6 +319,91 @@ def test_bad_plan_files_fail_with_one_line(tmp_path, text, needle):
 
 
 # --- timed choices in their execution mode -----------------------------------------------------------------
+def test_compile_blocks_compiles_each_block_shape_once_and_keeps_the_output():
+    """Regional compilation: the UNet's 38 ResNet and transformer blocks are compiled one by one, blocks of
+    one class and shape sharing a graph, the glue between them eager; the output is the uncompiled one's."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    req = GenerationRequest(prompts=["a dog barks"], steps=2, duration_s=1.0)
+    ref = build_model("audioldm", size="tiny", dtype="float32", device="cpu").generate(req)
+    levers = dataclasses.replace(parse_levers("fp32,compile-blocks"), compile_backend="eager")
+    adapter = apply.apply_levers(build_model("audioldm", size="tiny", dtype="float32", device="cpu"), levers,
+                                 duration_s=1.0)
+    assert isinstance(adapter.denoiser, apply.BlockCompiledDenoiser)
+    blocks = apply.repeated_blocks(adapter.denoiser.base_module, ("ResnetBlock2D", "Transformer2DModel"))
+    assert adapter.applied_levers.notes["compiled_blocks"] == len(blocks) == 22 + 16
+    before = counters["stats"]["unique_graphs"]
+    out = adapter.generate(req)
+    graphs = counters["stats"]["unique_graphs"] - before
+    assert 0 < graphs < len(blocks)  # shared by blocks of one shape
+    assert adapter.generate(req) is not None and counters["stats"]["unique_graphs"] - before == graphs
+    assert relative_error(out.latents, ref.latents) < 1e-5
+    assert apply.execution_mode(levers, graphs=False, compiled=True) == "compile-blocks"
+    assert apply.execution_mode(parse_levers("max,compile-blocks"), graphs=True,
+                                compiled=True) == "compile-blocks+cudagraph"
+    torch._dynamo.reset()
+
+
+def test_compile_blocks_needs_declared_blocks():
+    adapter = build_model("audioldm", size="tiny", dtype="float32", device="cpu")
+    adapter.repeated_blocks = ()
+    levers = dataclasses.replace(parse_levers("compile-blocks"), compile_backend="eager")
+    with pytest.raises(LeverError, match="compile-blocks: audioldm's denoiser has no repeated blocks"):
+        apply.apply_levers(adapter, levers)
+
+
+def test_block_compiler_lowers_with_its_attention_backend():
+    """The attention kernel is chosen while a graph is lowered: the compiler sets the backend flags around its
+    inner backend, and compilers of two backends are unequal (Dynamo keeps their graphs apart)."""
+    import torch._dynamo
+    from torch._dynamo import register_backend
+
+    seen: list[tuple[bool, bool]] = []
+
+    @register_backend(name="tta_test_flags")
+    def flags_backend(graph, example_inputs):
+        seen.append((torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.math_sdp_enabled()))
+        return graph.forward
+
+    def attend(q):
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    q = torch.randn(1, 2, 8, 16)
+    torch._dynamo.reset()
+    for sdpa in ("math", "flash"):
+        torch.compile(attend, backend=apply.SdpaCompiler(sdpa, "tta_test_flags"), dynamic=False)(q)
+    assert seen == [(False, True), (True, True)]  # math alone; flash with the math fallback
+    assert len(seen) == 2  # the second backend compiled anew rather than reusing the first's graph
+    assert apply.SdpaCompiler("flash") == apply.SdpaCompiler("flash") != apply.SdpaCompiler("math")
+    assert torch.backends.cuda.flash_sdp_enabled()  # the flags are restored
+    torch._dynamo.reset()
+
+
+def test_attention_candidates_under_compiled_blocks_each_get_their_compiler(monkeypatch):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    seen: dict[str, object] = {}
+    real = apply.time_denoiser_chains
+
+    def spy(adapter, duration_s, chains, mode, repeats=3, batch=1):
+        seen.update(mode=mode, chains=dict(chains))
+        return real(adapter, duration_s, chains, mode, repeats=1, batch=batch)
+
+    monkeypatch.setattr(apply, "time_denoiser_chains", spy)
+    levers = dataclasses.replace(parse_levers("fp32,compile-blocks,sdpa-best"), compile_backend="eager")
+    adapter = apply.apply_levers(build_model("stable-audio-open", size="tiny", dtype="float32", device="cpu"),
+                                 levers, duration_s=1.0)
+    chains = seen["chains"]
+    assert seen["mode"] == "compile-blocks" and len(chains) == 2
+    assert {c.compiler.sdpa for c in chains.values()} == set(chains)  # one compiler per candidate
+    notes = adapter.applied_levers.notes
+    assert adapter.denoiser.compiler.sdpa == notes["sdpa"] and notes["sdpa_timed_in"] == "compile-blocks"
+    torch._dynamo.reset()
+
+
 def test_attention_backend_is_timed_in_the_mode_it_runs_in(monkeypatch):
     import torch._dynamo
     from torch._dynamo.utils import counters

@@ -15,7 +15,7 @@ import functools
 import inspect
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,83 @@ class SdpaDenoiser(DenoiserWrapper):
             with sdpa_kernel(self._backends, set_priority=True):
                 return self.inner(*args, **kwargs)
         with sdpa_kernel(self._backends):
+            return self.inner(*args, **kwargs)
+
+
+class SdpaCompiler:
+    """A ``torch.compile`` backend that lowers each graph with one attention backend preferred (``None``:
+    torch's default choice), through the Dynamo backend ``inner`` (Inductor on the GPU).
+
+    The attention kernel is chosen when a graph is lowered, from the backend flags set at that moment, and is
+    then baked into the graph; Dynamo keeps the graphs of unequal backend callables apart (its backend-match
+    check), so blocks compiled for two attention backends never share a graph, while every block and
+    configuration compiled for the same one do."""
+
+    def __init__(self, sdpa: str | None, inner: str = "inductor") -> None:
+        self.sdpa = sdpa
+        self.inner = inner
+
+    def __call__(self, graph: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+        from torch._dynamo import lookup_backend
+
+        compile_graph = lookup_backend(self.inner)
+        if self.sdpa is None:
+            return compile_graph(graph, example_inputs)
+        backends, _ = sdpa_preference(self.sdpa, traceable=True)
+        with sdpa_kernel(backends):
+            return compile_graph(graph, example_inputs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SdpaCompiler) and (self.sdpa, self.inner) == (other.sdpa, other.inner)
+
+    def __hash__(self) -> int:
+        return hash((self.sdpa, self.inner))
+
+    def __repr__(self) -> str:
+        return f"SdpaCompiler(sdpa={self.sdpa!r}, inner={self.inner!r})"
+
+
+def repeated_blocks(module: torch.nn.Module, class_names: Sequence[str]) -> list[torch.nn.Module]:
+    """The outermost submodules of ``module`` whose class is named in ``class_names``, in module order."""
+    found: list[torch.nn.Module] = []
+
+    def visit(parent: torch.nn.Module) -> None:
+        for child in parent.children():
+            if type(child).__name__ in class_names:
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(module)
+    return found
+
+
+class BlockCompiledDenoiser(DenoiserWrapper):
+    """The denoiser with its repeated blocks compiled by one :class:`SdpaCompiler` (regional compilation), the
+    glue between them eager, and the compiler's attention backend preferred in the eager parts too.
+
+    Several of these may share one denoiser (the attention candidates of ``sdpa-best``): each call compiles
+    the blocks for its own compiler first when another one was installed last (a cache hit after the first
+    time). A CUDA graph captured around one of them keeps its kernels whatever is installed later."""
+
+    def __init__(self, inner: torch.nn.Module, blocks: Sequence[torch.nn.Module],
+                 compiler: SdpaCompiler) -> None:
+        super().__init__(inner)
+        self.compiler = compiler
+        self._blocks = list(blocks)  # a plain list: the blocks stay registered under the denoiser only
+        self._context = ((lambda: sdpa_context(compiler.sdpa)) if compiler.sdpa is not None
+                         else contextlib.nullcontext)
+
+    def _install(self) -> None:
+        if getattr(self.inner, "_tta_block_compiler", None) == self.compiler:
+            return
+        for block in self._blocks:
+            block.compile(backend=self.compiler, dynamic=False)
+        object.__setattr__(self.inner, "_tta_block_compiler", self.compiler)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._install()
+        with self._context():
             return self.inner(*args, **kwargs)
 
 
@@ -376,11 +453,12 @@ def select_sdpa_backend(adapter: ModelAdapter, duration_s: float, repeats: int =
 
 
 #: execution modes whose candidates each cost a compilation
-COMPILED_MODES = ("compile", "compile-graphs", "compile+cudagraph")
+COMPILED_MODES = ("compile", "compile-graphs", "compile+cudagraph", "compile-blocks",
+                  "compile-blocks+cudagraph")
 #: attention backends timed under compilation (the eager ranking's fastest)
 COMPILED_SDPA_CANDIDATES = 2
 #: compiled variants Dynamo keeps per code object before it falls back to eager (its default is 8)
-RECOMPILE_LIMIT = 64
+RECOMPILE_LIMIT = 128
 
 
 def compilations(levers: Levers | str) -> int:
@@ -397,12 +475,14 @@ def compilations(levers: Levers | str) -> int:
 
 
 def execution_mode(levers: Levers, graphs: bool, compiled: bool) -> str:
-    """How the denoiser runs under ``levers``: eager, cudagraph, compile, compile-graphs or compile+cudagraph
-    (``graphs``/``compiled``: whether capture and compilation were actually applied on this device)."""
+    """How the denoiser runs under ``levers``: eager, cudagraph, compile, compile-graphs, compile+cudagraph,
+    compile-blocks or compile-blocks+cudagraph (``graphs``/``compiled``: whether capture and compilation
+    were actually applied on this device)."""
     if compiled and levers.compile_mode == "reduce-overhead":
         return "compile-graphs"
     if compiled:
-        return "compile+cudagraph" if graphs else "compile"
+        name = "compile-blocks" if levers.compile_scope == "blocks" else "compile"
+        return f"{name}+cudagraph" if graphs else name
     return "cudagraph" if graphs else "eager"
 
 
@@ -637,16 +717,28 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
     if levers.compile_mode == "reduce-overhead" and device.type != "cuda":
         unavailable("compile-graphs", f"CUDA graphs need a CUDA device; this device is {device}")
         compiling = False
-    if compiling:
+    blocks: list[torch.nn.Module] = []
+    if compiling and levers.compile_scope == "blocks":
+        blocks = repeated_blocks(base, adapter.repeated_blocks)
+        if not blocks:
+            raise LeverError(f"compile-blocks: {adapter.name}'s denoiser has no repeated blocks to compile "
+                             f"(its adapter declares {list(adapter.repeated_blocks) or 'none'})")
+        record.notes["compiled_blocks"] = len(blocks)
+        record.applied.append("compile-blocks")
+    elif compiling:
         record.applied.append("compile-graphs" if levers.compile_mode == "reduce-overhead" else "compile")
 
-    def compiled(module: torch.nn.Module) -> torch.nn.Module:
-        # every configuration, attention candidate and batch size of a levers call adds an entry on the same
-        # forward code object; past Dynamo's limit (8) it would run the module eagerly, under the
+    def compiled(module: torch.nn.Module, backend: str | None) -> torch.nn.Module:
+        # every configuration, attention candidate, block shape and batch size of a levers call adds an entry
+        # on the same code object; past Dynamo's limit (8) it would run the module eagerly, under the
         # configuration's name
         import torch._dynamo
 
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        if levers.compile_scope == "blocks":
+            return BlockCompiledDenoiser(module, blocks, SdpaCompiler(backend, levers.compile_backend))
+        if backend is not None:
+            module = SdpaDenoiser(module, backend, traceable=True)
         if levers.compile_backend == "inductor":
             out = torch.compile(module, mode=levers.compile_mode, dynamic=False)
         else:
@@ -663,10 +755,12 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
 
     def chain_for(backend: str | None, capture: bool) -> torch.nn.Module:
         """The denoiser as it will run with ``backend`` preferred: the backend's context inside the compiled
-        region (a compiled module per backend), the CUDA graph outside."""
-        chain = base if backend is None else SdpaDenoiser(base, backend, traceable=compiling)
+        region (a compiled module per backend; compiled blocks: a compiler per backend), the CUDA graph
+        outside."""
         if compiling:
-            chain = compiled(chain)
+            chain = compiled(base, backend)
+        else:
+            chain = base if backend is None else SdpaDenoiser(base, backend)
         if capture:
             chain = CudaGraphDenoiser(chain)
             _capture_example(adapter, chain, duration_s, batch)

@@ -53,6 +53,10 @@ FALLBACK_S_PER_COST_STEP = 0.025
 #: batch 10 doubles it (Tango took twice as long)
 COMPILE_S_PER_COST = 32.0
 COMPILE_BATCH_FACTOR = 2.0
+#: one ``compile-blocks`` compilation as a share of one of the whole denoiser, until a device call meters it:
+#: the larger of the ratios measured for AudioLDM on a CPU (traced ops 412/1232 = 0.33; Dynamo's tracing
+#: seconds up to 0.6, its graphs' fixed costs included: benchmarks/results/compile_tracing.csv)
+BLOCKS_COMPILE_SHARE = 0.6
 #: building one configuration (fp32 build, weights check, levers applied) per unit of cost
 BUILD_S_PER_COST = 4.0
 #: per device call: interpreter and CUDA start-up, idle baseline and the ceiling loops are added to this
@@ -220,7 +224,7 @@ def _cost(model: str) -> float:
 
 #: an unmeasured spec is priced as the nearest measured one without compilation or fp8 (compiled code and
 #: float8 matrix products are taken to be no slower than what they replace)
-UNCOMPILED: dict[str, str] = {"compile": "", "compile-graphs": "graphs", "fp8": ""}
+UNCOMPILED: dict[str, str] = {"compile": "", "compile-graphs": "graphs", "compile-blocks": "", "fp8": ""}
 
 
 def _base_spec(spec: str) -> str:
@@ -279,30 +283,37 @@ def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch
     return FALLBACK_S_PER_COST_STEP * _cost(model) * steps * batch, "catalogue cost"
 
 
-def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float | None:
-    """Seconds of one compilation of ``model``'s denoiser at ``batch``, from any compiled spec measured there
-    (its one-time cost over its compilations; median); None when none was."""
+def whole_compilations(spec: str) -> float:
+    """What applying ``spec`` compiles, in compilations of the whole denoiser: its compilations
+    (:func:`tta_energy.levers.apply.compilations`), each :data:`BLOCKS_COMPILE_SHARE` of one for
+    ``compile-blocks``."""
     from tta_energy.levers.apply import compilations  # torch: only where a plan is priced
 
+    count = compilations(spec)
+    if count and parse_levers(spec).compile_scope == "blocks":
+        return count * BLOCKS_COMPILE_SHARE
+    return float(count)
+
+
+def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float | None:
+    """Seconds of one compilation of ``model``'s whole denoiser at ``batch``, from any compiled spec measured
+    there (its one-time cost over :func:`whole_compilations`; median); None when none was."""
     h = history[(history["model"] == model) & (history["waveforms_per_prompt"] == batch)
                 & history["compile_s"].notna()]
-    counts = h["optimize"].map(compilations)
+    counts = h["optimize"].map(whole_compilations)
     per = h["compile_s"][counts > 0] / counts[counts > 0]
     return float(per.median()) if not per.empty else None
 
 
 def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
     """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch); else, for a compiled spec,
-    its compilations (:func:`tta_energy.levers.apply.compilations`) at the model's measured seconds per
-    compilation (at this batch, else at batch 1 scaled by :data:`COMPILE_BATCH_FACTOR`), else at the
-    catalogue estimate."""
+    its :func:`whole_compilations` at the model's measured seconds per compilation (at this batch, else at
+    batch 1 scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
     h = history[(history["model"] == model) & (history["optimize"] == spec)
                 & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
     if not h.empty:
         return float(h["compile_s"].median())
-    from tta_energy.levers.apply import compilations
-
-    count = compilations(spec)
+    count = whole_compilations(spec)
     if count == 0:
         return 0.0
     factor = COMPILE_BATCH_FACTOR if batch > 1 else 1.0

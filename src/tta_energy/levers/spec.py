@@ -12,6 +12,9 @@ A spec is a named level or a comma list of levers (levels may be combined with l
   them, and the CUDA graph;
 * single levers: ``fp32``, ``fp16``, ``bf16`` (precision of every component), ``compile`` (Inductor, no
   graphs), ``compile-graphs`` (``torch.compile(mode="reduce-overhead")``: Inductor + CUDA graph trees),
+  ``compile-blocks`` (Inductor on each of the denoiser's repeated blocks, the rest eager: blocks of one class
+  and shape share one compilation, so it compiles a fraction of what ``compile`` does; with ``cudagraph`` or
+  ``max`` the whole denoiser is then replayed from one manually captured graph),
   ``cudagraph`` (eager kernels replayed from a manually captured graph, static input buffers), ``sdpa-flash``,
   ``sdpa-cudnn``, ``sdpa-efficient``, ``sdpa-math``, ``sdpa-best`` (attention backend preferred by
   ``torch.nn.attention.sdpa_kernel``; others stay allowed as fallbacks), ``channels-last``, ``fuse-qkv`` and
@@ -48,9 +51,12 @@ PRECISIONS: dict[str, str] = {name: DTYPE_ALIASES[name] for name in ("fp32", "fp
 MAX_LEVEL_PRECISION = "float16"
 
 SDPA_BACKENDS: tuple[str, ...] = ("flash", "cudnn", "efficient", "math")
-COMPILE_MODES: dict[str, str] = {"compile": "default", "compile-graphs": "reduce-overhead"}
+#: compilation levers: lever -> (torch.compile mode, what is compiled: the whole denoiser or its blocks)
+COMPILE_LEVERS: dict[str, tuple[str, str]] = {"compile": ("default", "denoiser"),
+                                              "compile-graphs": ("reduce-overhead", "denoiser"),
+                                              "compile-blocks": ("default", "blocks")}
 SINGLE_LEVERS: tuple[str, ...] = (
-    *PRECISIONS, *COMPILE_MODES, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
+    *PRECISIONS, *COMPILE_LEVERS, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
     "channels-last", "fuse-qkv", "trim-latents", "fp8",
 )
 LEVELS: tuple[str, ...] = ("none", "graphs", "max")
@@ -63,6 +69,7 @@ class Levers:
     spec: str = "none"
     precision: str | None = None  # float32/float16/bfloat16 (``max``: float16); None: not set by the levers
     compile_mode: str | None = None  # None, "default" or "reduce-overhead"
+    compile_scope: str | None = None  # None, "denoiser" (one module) or "blocks" (its repeated blocks)
     #: torch.compile backend; Inductor unless a caller replaces it (the CPU tests use Dynamo's "eager": the
     #: same graph capture and guards without Inductor's C++ builds, which take many minutes on 2 cores)
     compile_backend: str = "inductor"
@@ -139,17 +146,21 @@ def parse_levers(spec: str | Levers) -> Levers:
     if "compile-graphs" in explicit:
         implied = [t for t in implied if t != "cudagraph"]
     levers = set(explicit) | set(implied)
-    if "compile-graphs" in levers and ("cudagraph" in levers or "compile" in levers):
-        raise LeverError(f"lever spec {spec!r}: compile-graphs already captures CUDA graphs and compiles; "
-                         "do not combine it with cudagraph or compile")
+    compiles = [t for t in explicit if t in COMPILE_LEVERS]
+    if len(compiles) > 1:
+        raise LeverError(f"lever spec {spec!r} names two compilations ({', '.join(compiles)}): choose one")
+    if "compile-graphs" in levers and "cudagraph" in levers:
+        raise LeverError(f"lever spec {spec!r}: compile-graphs already captures CUDA graphs; do not combine "
+                         "it with cudagraph")
     sdpa = next((t for t in levers if t.startswith("sdpa-")), None)
-    compile_mode = next((COMPILE_MODES[t] for t in levers if t in COMPILE_MODES), None)
+    compile_mode, compile_scope = COMPILE_LEVERS[compiles[0]] if compiles else (None, None)
     canonical = ",".join(dict.fromkeys(tokens))
     return Levers(
         spec=canonical,
         precision=(PRECISIONS[precisions[0]] if precisions
                    else MAX_LEVEL_PRECISION if max_precision else None),
         compile_mode=compile_mode,
+        compile_scope=compile_scope,
         cudagraph="cudagraph" in levers,
         sdpa=sdpa.removeprefix("sdpa-") if sdpa else None,
         channels_last="channels-last" in levers,

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from tta_energy.errors import first_line
 from tta_energy.models.base import (
+    UNET_BLOCKS,
     GenerationOutput,
     GenerationRequest,
     ModelAdapter,
@@ -204,6 +205,7 @@ class AudioLDMFamilyAdapter(ModelAdapter):
     (:meth:`conditioning`) and, where it has one, a re-ranking of the waveforms (:meth:`rerank`)."""
 
     clap_token_length: int = CLAP_TOKEN_LENGTH
+    repeated_blocks = UNET_BLOCKS
     #: the diffusers pipeline class (by name) that holds the components and reads the checkpoints
     pipeline_name: ClassVar[str]
     #: the pipeline's component folders a checkpoint must hold

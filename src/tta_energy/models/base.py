@@ -81,6 +81,11 @@ class GenerationOutput:
         return float(self.waveforms.shape[0] * self.waveforms.shape[-1] / self.sample_rate)
 
 
+#: a diffusers UNet's repeated blocks: its ResNet blocks and its transformers (norm, projections, attention
+#: and feed-forward layers)
+UNET_BLOCKS: tuple[str, ...] = ("ResnetBlock2D", "Transformer2DModel")
+
+
 class ModelAdapter(ABC):
     """One model family behind the common interface; each is listed once in :mod:`.catalogue`."""
 
@@ -163,6 +168,9 @@ class ModelAdapter(ABC):
 
     #: key of the denoiser in :meth:`components`
     denoiser_name: ClassVar[str] = "unet"
+    #: class names of the denoiser's repeated blocks, which the ``compile-blocks`` lever compiles one by one
+    #: (blocks of one class and shape share one compiled graph); the outermost match wins
+    repeated_blocks: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def denoiser_call(self, duration_s: float = 10.0, batch: int = 1) -> ModuleCall:

@@ -56,6 +56,7 @@ import yaml
 from tta_energy.errors import first_line
 from tta_energy.fileio import torch_save_atomic, write_json_atomic, write_text_atomic
 from tta_energy.models.base import (
+    UNET_BLOCKS,
     GenerationOutput,
     GenerationRequest,
     ModelAdapter,
@@ -659,6 +660,7 @@ class MakeAnAudioAdapter(LatentAudioAdapter):
     name = "make-an-audio"
     defaults: ClassVar[ModelDefaults] = entry("make-an-audio").defaults
     denoiser_name = "unet"
+    repeated_blocks = UNET_BLOCKS
     checkpoint_file = "maa1_full.ckpt"
     config_file = "txt2audio_args.yaml"
 

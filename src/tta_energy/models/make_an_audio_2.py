@@ -188,6 +188,7 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
     name = "make-an-audio-2"
     defaults: ClassVar[ModelDefaults] = entry("make-an-audio-2").defaults
     denoiser_name = "transformer"
+    repeated_blocks = ("ConcatDiTBlock",)
     checkpoint_file = "maa2.ckpt"
     config_file = "text2audio-ConcatDiT-ae1dnat_Skl20d2_struct2MLPanylen.yaml"
 

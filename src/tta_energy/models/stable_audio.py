@@ -190,6 +190,7 @@ class StableAudioOpenAdapter(ModelAdapter):
     name = "stable-audio-open"
     defaults: ClassVar[ModelDefaults] = entry("stable-audio-open").defaults
     denoiser_name = "transformer"
+    repeated_blocks = ("StableAudioDiTBlock",)
 
     def __init__(
         self,

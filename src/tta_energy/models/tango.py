@@ -62,6 +62,7 @@ import torch
 
 from tta_energy.fileio import torch_save_atomic, write_json_atomic
 from tta_energy.models.base import (
+    UNET_BLOCKS,
     GenerationOutput,
     GenerationRequest,
     ModelAdapter,
@@ -262,6 +263,7 @@ class TangoAdapter(ModelAdapter):
     name = "tango"
     defaults: ClassVar[ModelDefaults] = entry("tango").defaults
     denoiser_name = "unet"
+    repeated_blocks = UNET_BLOCKS
 
     def __init__(
         self,
