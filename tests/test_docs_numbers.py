@@ -84,8 +84,9 @@ def test_the_quoted_facts_follow_the_tables(data: docs_numbers.DocData) -> None:
         "gpu_energy_J"].mean() / 10
     text = docs_numbers.block_batch(data)
     for model in distinct.index.intersection(same.index):
-        change = distinct[model] / same[model] - 1
-        assert f"{label(model)} {change:+.1%}" in text
+        change = round(distinct[model] / same[model] - 1, 3)
+        assert f"{label(model)} {'0.0%' if change == 0 else f'{change:+.1%}'}" in text
+    assert "-0.0%" not in text and "+0.0%" not in text
 
 
 def test_the_cell_intervals_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:

@@ -53,7 +53,14 @@ def _j(value: float) -> str:
 
 
 def _pct(ratio: float) -> str:
-    return f"{100 * ratio:+.0f}%"
+    return f"{round(100 * ratio) + 0.0:+.0f}%"
+
+
+def _change(change: float) -> str:
+    """A relative change to a tenth of a percent; one that rounds to zero is "0.0%" (neither "-0.0%" nor
+    "+0.0%")."""
+    rounded = round(change, 3)
+    return "0.0%" if rounded == 0 else f"{rounded:+.1%}"
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
@@ -236,7 +243,7 @@ def block_batch(d: DocData) -> str:
     )
     if not distinct.empty:
         text += " Ten *different* prompts in one call against ten waveforms of one prompt: " + ", ".join(
-            f"{label(m)} {distinct[m] / same[m] - 1:+.1%} ({distinct[m]:.1f} vs {same[m]:.1f} J)"
+            f"{label(m)} {_change(distinct[m] / same[m] - 1)} ({distinct[m]:.1f} vs {same[m]:.1f} J)"
             for m in catalogue.ordered(distinct.index)
             if m in same.index
         )
@@ -599,7 +606,7 @@ def block_quality_drift(d: DocData, n: int = 20) -> str:
     drift = drift.set_index("model")
     big = drift[drift["change"].abs() > 0.05]
     parts = [
-        f"{label(m)} {r.first_J:.1f} → {r.last_J:.1f} J ({r.change:+.1%}; text encoding "
+        f"{label(m)} {r.first_J:.1f} → {r.last_J:.1f} J ({_change(r.change)}; text encoding "
         f"{r.first_text_J:.1f} → {r.last_text_J:.1f} J)"
         for m, r in big.iterrows()
     ]
@@ -614,7 +621,7 @@ def block_quality_drift(d: DocData, n: int = 20) -> str:
         text += (
             " The others stay within "
             f"±{small['change'].abs().max():.0%} ("
-            + ", ".join(f"{label(m)} {r.change:+.1%}" for m, r in small.iterrows())
+            + ", ".join(f"{label(m)} {_change(r.change)}" for m, r in small.iterrows())
             + ")."
         )
     return text
