@@ -414,6 +414,7 @@ def test_fp32_default_is_judged_against_its_own_plain_run_and_unknown_payoff_is_
     assert math.isnan(table.loc[("max", 10), "payoff_clips"])
     text = report.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
     assert "| tango | `max` | 10 | 0.0 | 300 | n/a |" in text  # one-time cost known, payoff unknown
+    assert "n/a: the run measured no `none` at that batch size" in text
     assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.3x | no |" in text
 
 

@@ -152,3 +152,13 @@ def test_missing_measurements_are_reported_as_not_met():
     assert [r["met"] for r in results] == [False, False, False]
     assert all(math.isnan(r["value_pct"]) for r in results)
     assert summarise(synthetic_frame().assign(rel_error=np.nan)).empty
+
+
+def test_summary_tables_show_a_dash_for_an_undefined_value():
+    """The SD of a single trial is undefined: the summary shows a dash, never "nan"."""
+    import pandas as pd
+
+    from tta_energy.experiments.meter_validation.report import _md_table
+
+    text = _md_table(pd.DataFrame({"trials": [1, 3], "sd_error_pct": [float("nan"), 0.25]}))
+    assert "| 1 | – |" in text and "| 3 | 0.250 |" in text and "nan" not in text

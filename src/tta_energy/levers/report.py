@@ -539,6 +539,9 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                    else "at once" if r.payoff_clips == 0 else f"{int(r.payoff_clips)}")
             lines.append(f"| {r.model} | `{r.optimize}` | {r.waveforms_per_prompt} | "
                          f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | {pay} |")
+        if comp["payoff_clips"].isna().any():
+            lines += ["", "n/a: the run measured no `none` at that batch size and step count, so there is no "
+                          "saving per clip to pay the one-time cost back."]
     lines.append("")
     return "\n".join(lines)
 

@@ -131,7 +131,9 @@ def _md_table(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for rec in df.itertuples(index=False):
-        cells = [floats.format(v) if isinstance(v, float) else str(v) for v in rec]
+        # a NaN (the SD of one trial) reads as a dash
+        cells = [("–" if math.isnan(v) else floats.format(v)) if isinstance(v, float) else str(v)
+                 for v in rec]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
