@@ -343,7 +343,9 @@ def data_inputs(data: Path, *, exclude: Path | None = None) -> list[str]:
     if exclude is None:
         return [str(data)]
     exclude = exclude.resolve()
-    files = list(run_files) + list(score_files) + sorted(data.rglob(tables.PUBLISHED_SANITY))
+    published = [f for name in (tables.PUBLISHED_SANITY, study_import.PUBLISHED_AGGREGATES)
+                 for f in sorted(data.rglob(name))]
+    files = list(run_files) + list(score_files) + published
     return [str(f) for f in files if not f.resolve().is_relative_to(exclude)]
 
 

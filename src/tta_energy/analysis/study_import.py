@@ -464,6 +464,8 @@ def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
 
 RUN_TABLES: tuple[str, ...] = ("steps", "batch", "quality", "quality_full")
 IMPORT_NOTE = "IMPORT.md"
+#: the study's aggregate files (means, standard deviations, batch totals, quality sums) in J, tidy
+PUBLISHED_AGGREGATES = "published_aggregates.csv"
 
 
 @dataclass
@@ -474,6 +476,9 @@ class StudyData:
     runs: dict[str, pd.DataFrame]  # experiment -> schema rows (plus the 'study_file' column)
     scores: pd.DataFrame
     published_sanity: pd.DataFrame | None
+    #: the study's own aggregate files in J (``compare.study_aggregates``), which a reproduction is checked
+    #: against
+    published_aggregates: pd.DataFrame | None = None
 
     def all_runs(self) -> pd.DataFrame:
         return pd.concat(list(self.runs.values()), ignore_index=True)
@@ -502,8 +507,12 @@ def load_study(path: str | Path) -> StudyData:
         runs[name] = pd.concat(
             [schema.validate(df[list(schema.COLUMN_NAMES)], f"{name} rows of {tree.root}"), df[extra]], axis=1
         )
+    from tta_energy.analysis.compare import study_aggregates
+
+    aggregates = study_aggregates(tree)
     return StudyData(
-        tree=tree, runs=runs, scores=import_scores(tree), published_sanity=import_published_sanity(tree)
+        tree=tree, runs=runs, scores=import_scores(tree), published_sanity=import_published_sanity(tree),
+        published_aggregates=aggregates if not aggregates.empty else None,
     )
 
 
@@ -532,6 +541,9 @@ def write_study(data: StudyData, out: str | Path) -> list[Path]:
         if data.published_sanity is not None:
             _write_csv(staging / "published_sanity.csv", data.published_sanity)
             written.append(out / "published_sanity.csv")
+        if data.published_aggregates is not None:
+            _write_csv(staging / PUBLISHED_AGGREGATES, data.published_aggregates)
+            written.append(out / PUBLISHED_AGGREGATES)
         (staging / IMPORT_NOTE).write_text(_import_note(data), encoding="utf-8")
         written.append(out / IMPORT_NOTE)
         _replace_dir(staging, out)
@@ -578,11 +590,10 @@ def _import_note(data: StudyData) -> str:
         f"| scores.csv | {len(data.scores)} | "
         f"{', '.join(sorted(data.scores['model'].unique())) if len(data.scores) else ''} |"
     )
-    if data.published_sanity is not None:
-        lines.append(
-            f"| published_sanity.csv | {len(data.published_sanity)} | "
-            f"{', '.join(sorted(data.published_sanity['model'].unique()))} |"
-        )
+    for name, df in (("published_sanity.csv", data.published_sanity),
+                     (PUBLISHED_AGGREGATES, data.published_aggregates)):
+        if df is not None:
+            lines.append(f"| {name} | {len(df)} | {', '.join(sorted(df['model'].unique()))} |")
     lines += [
         "",
         "Conventions: `source=study`, `gpu_name=NVIDIA A40`, energies in J = CodeCarbon kWh x 3.6e6 "

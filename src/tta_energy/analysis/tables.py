@@ -56,6 +56,8 @@ class AnalysisInput:
     scores: pd.DataFrame | None = None
     published_sanity: pd.DataFrame | None = None
     study_tree: study_tree.StudyTree | None = None
+    #: the study's aggregate files in J (``published_aggregates.csv`` of an import, or read from the tree)
+    published_aggregates: pd.DataFrame | None = None
     sources: list[str] = field(default_factory=list)  # what was read, for the README
     ceilings: pd.DataFrame | None = None  # bf16 matmul ceilings found with the runs (read_ceilings)
 
@@ -92,13 +94,19 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     return runs, scores
 
 
-def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
-    """The study's own sanity statistics (``published_sanity.csv`` written by ``import-study``), if given."""
+def find_published(paths: Iterable[str | Path], name: str) -> pd.DataFrame | None:
+    """A file of the study's own numbers that ``import-study`` wrote (``published_sanity.csv``,
+    ``published_aggregates.csv``) in or under ``paths``, if any: the first found."""
     for p in map(Path, paths):
-        found = sorted(p.rglob(PUBLISHED_SANITY)) if p.is_dir() else [p] if p.name == PUBLISHED_SANITY else []
+        found = sorted(p.rglob(name)) if p.is_dir() else [p] if p.name == name else []
         if found:
             return study_tree.read_csv_exact(found[0])
     return None
+
+
+def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
+    """The study's own sanity statistics (``published_sanity.csv`` written by ``import-study``), if given."""
+    return find_published(paths, PUBLISHED_SANITY)
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -132,7 +140,7 @@ def load_inputs(
     if study is None and not runs:
         raise TtaError("give --study PATH (a copy of the study) or --runs PATH ... (run tables or folders)")
     frames, score_frames, sources = [], [], []
-    published = None
+    published = aggregates = None
     tree = None
     if study is not None:
         data = study_import.load_study(study)
@@ -140,7 +148,7 @@ def load_inputs(
         frames.append(data.all_runs())
         if not data.scores.empty:
             score_frames.append(data.scores)
-        published = data.published_sanity
+        published, aggregates = data.published_sanity, data.published_aggregates
         sources.append(f"study tree {tree.root}")
     run_files, score_files = find_tables(runs) if runs else ([], [])
     if runs and not run_files:
@@ -151,12 +159,15 @@ def load_inputs(
     for f in list(score_files) + [Path(s) for s in scores]:
         score_frames.append(read_scores(f))
         sources.append(str(f))
-    if published is None and runs:  # the study's own statistics, as written next to an import
-        published = find_published_sanity(runs)
+    if runs:  # the study's own numbers, as written next to an import
+        published = published if published is not None else find_published_sanity(runs)
+        if aggregates is None:
+            aggregates = find_published(runs, study_import.PUBLISHED_AGGREGATES)
     all_runs = pd.concat(frames, ignore_index=True)
     all_scores = pd.concat(score_frames, ignore_index=True) if score_frames else None
     ceilings = efficiency.read_ceilings(runs)
-    return AnalysisInput(all_runs, all_scores, published, tree, sources, ceilings)
+    return AnalysisInput(all_runs, all_scores, published_sanity=published, study_tree=tree, sources=sources,
+                         ceilings=ceilings, published_aggregates=aggregates)
 
 
 @dataclass
@@ -202,12 +213,10 @@ def build_tables(
     if len(notes) == len(TABLE_COLUMNS):
         raise AnalysisError("nothing to analyse: " + "; ".join(f"{k}: {v}" for k, v in notes.items()))
     extra = {}
-    if inp.study_tree is not None:
-        aggregates = compare.study_aggregates(inp.study_tree)
-        if not aggregates.empty:
-            extra["reproduction"] = compare.reproduction_table(
-                aggregates, tables["steps_summary"], tables["batch_summary"], tables["pareto"]
-            )
+    if inp.published_aggregates is not None and not inp.published_aggregates.empty:
+        extra["reproduction"] = compare.reproduction_table(
+            inp.published_aggregates, tables["steps_summary"], tables["batch_summary"], tables["pareto"]
+        )
     return AnalysisResult(tables, notes, extra)
 
 
