@@ -116,7 +116,7 @@ def test_the_model_table_quotes_the_committed_analysis_tables(data: docs_numbers
     h200 = summary[(summary["gpu_name"] == "NVIDIA H200") & (summary["steps"] == 100)].set_index("model")
     flops = pd.read_csv(tables / "efficiency.csv")
     flops = flops[flops["gpu_name"] == "NVIDIA H200"].set_index("model")
-    busy = pd.read_csv(tables / "host_summary.csv").set_index("model")["gpu_busy_fraction_mean"]
+    host = pd.read_csv(tables / "host_summary.csv").set_index("model")
     rows = [line for line in docs_numbers.block_model_table(data).splitlines() if line.startswith("| ")][1:]
     assert len(rows) == len(h200)
     for model in h200.index:
@@ -124,7 +124,9 @@ def test_the_model_table_quotes_the_committed_analysis_tables(data: docs_numbers
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2].startswith(docs_numbers._j(h200.loc[model, "gpu_energy_J_mean"]) + " (")
         assert cells[5].startswith(docs_numbers._tflop(flops.loc[model, "denoiser_tflop_per_J"]))
-        assert cells[6] == f"{busy[model]:.0%}"
+        busy = host.loc[model]
+        assert cells[6].startswith(f"{busy['gpu_busy_fraction_mean']:.0%} (")
+        assert cells[6].endswith(f"n = {int(busy['n'])})")
 
 
 def test_the_process_spread_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:

@@ -782,16 +782,17 @@ def block_model_table(d: DocData) -> str:
     h200 = flops[flops["gpu_name"].str.contains("H200")].set_index("model")
     a40 = flops[flops["source"] == "study"].set_index("model")
     try:
-        busy = summaries.host_summary(d.steps).set_index("model")["gpu_busy_fraction_mean"]
+        host = summaries.host_summary(d.steps).set_index("model")
     except summaries.AnalysisError:
-        busy = pd.Series(dtype="float64")
+        host = pd.DataFrame()
     intro = ("Each model at the study's settings (10 s clip, batch 1, its dtype, run eagerly), 95% intervals "
              "in brackets (from the repeats as if independent; with the process level counted they widen for "
              "the host-paced models, `data/README.md`): energy per clip from the steps sweeps "
              "(`data/h200/steps.csv`, `data/study/steps.csv`), energy per denoiser call from the line "
              "through every run, FLOP per joule against the H200's measured bf16 ceiling "
              "(`figures/tables/efficiency.csv`) and the share of NVML's utilisation samples with a kernel "
-             "running (`figures/tables/host_summary.csv`). The paragraphs below give the details and the "
+             "running, mean over the generations that recorded it (`n`; `figures/tables/host_summary.csv`). "
+             "The paragraphs below give the details and the "
              "other sweeps.")
     lines = [intro, "",
              "| model | dtype | GPU energy per clip, 100 steps, H200 [J] | same, study's A40 [J] | "
@@ -805,10 +806,18 @@ def block_model_table(d: DocData) -> str:
                              r["slope_J_per_call_ci_high"], lambda v: f"{v:.1f}")
         fraction = r["denoiser_fraction_of_ceiling"]
         share = f" ({fraction:.0%})" if pd.notna(fraction) else ""
-        busy_text = f"{busy[model]:.0%}" if model in busy.index else "n/a"
+        busy_text = _busy(host.loc[model]) if model in host.index else "n/a"
         lines.append(f"| {label(model)} | {r['dtype']} | {h_mean} | {a_mean} | {per_call} | "
                      f"{_tflop(r['denoiser_tflop_per_J'])}{share} | {busy_text} |")
     return "\n".join(lines)
+
+
+def _busy(row: pd.Series) -> str:
+    """A host_summary row's GPU busy fraction: mean, 95% interval where there is one, and ``n``."""
+    mean = row["gpu_busy_fraction_mean"]
+    low, high = row["gpu_busy_fraction_ci_low"], row["gpu_busy_fraction_ci_high"]
+    interval = f"{low:.0%}–{high:.0%}, " if pd.notna(low) and pd.notna(high) else ""
+    return f"{mean:.0%} ({interval}n = {int(row['n'])})"
 
 
 def _generation_interval(row: pd.Series) -> str:
