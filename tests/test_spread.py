@@ -41,6 +41,9 @@ def test_known_components_are_recovered() -> None:
     rows = _rows("audioldm", runs=8, repeats=3, between=between, within=within, seed=1)
     fit = spread.process_spread(rows, ("steps", "dtype"), draws=20, seed=0)
     assert (fit["n_rows"], fit["n_processes"], fit["n_cells"]) == (96, 8, 4)
+    assert fit["n_gpus"] == 0  # no row recorded its card
+    on_cards = rows.assign(gpu_uuid=[f"GPU-{int(r[3:]) % 3}" for r in rows["run_id"]])  # 8 processes, 3 cards
+    assert spread.process_spread(on_cards, ("steps", "dtype"), draws=0)["n_gpus"] == 3
     assert fit["reason"] == ""
     assert np.log1p(fit["between_process_sd_pct"] / 100) == pytest.approx(between, rel=0.2)
     assert np.log1p(fit["within_process_sd_pct"] / 100) == pytest.approx(within, rel=0.15)

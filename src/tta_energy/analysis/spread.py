@@ -52,6 +52,7 @@ SPREAD_COLUMNS: tuple[str, ...] = (
     *GROUP_KEYS,
     "n_rows",
     "n_processes",
+    "n_gpus",
     "n_cells",
     "between_process_sd_pct",
     "within_process_sd_pct",
@@ -151,6 +152,15 @@ def _bootstrap(
     return np.asarray(shares), np.asarray(sds)
 
 
+def _distinct_gpus(rows: pd.DataFrame) -> int:
+    """The GPU cards (``gpu_uuid``) behind ``rows``; 0 where no row recorded one. When it equals the number of
+    processes, a difference between processes cannot be told apart from one between cards."""
+    if "gpu_uuid" not in rows.columns:
+        return 0
+    uuids = rows["gpu_uuid"].dropna().astype(str)
+    return int(uuids[uuids != ""].nunique())
+
+
 def process_spread(
     rows: pd.DataFrame,
     cells: Sequence[str],
@@ -172,6 +182,7 @@ def process_spread(
     out: dict[str, object] = {
         "n_rows": len(rows),
         "n_processes": len(set(groups)),
+        "n_gpus": _distinct_gpus(rows),
         "n_cells": cell.nunique(),
         "between_process_sd_pct": np.nan,
         "within_process_sd_pct": np.nan,

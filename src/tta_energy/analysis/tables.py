@@ -301,7 +301,8 @@ def readme_text(
         "and `front_change` (A40 -> H200 default: joins, leaves, stays, off) |",
         "| spread_h200.csv | written by `make reproduce` (`tta_energy.analysis.reproduce`) from the H200's "
         "repeated sweeps: per experiment x model, `log(gpu_energy_J) ~ configuration + random intercept per "
-        "process (run_id)` fitted by REML; `between_process_sd_pct` / `within_process_sd_pct` (exp(SD) - 1, "
+        "process (run_id)` fitted by REML; `n_gpus`: the cards behind the processes; "
+        "`between_process_sd_pct` / `within_process_sd_pct` (exp(SD) - 1, "
         "in percent), `between_process_share` of the variance with a parametric-bootstrap 95% interval "
         "(`bootstrap_draws` refits, seed 0), `gpu_busy_fraction_mean`, `energy_time_slope` / "
         "`energy_time_r2` (log energy on log wall time within configurations); NaN with a `reason` where "
