@@ -286,7 +286,7 @@ def test_campaign_plan_file_declares_the_levers_table():
     p = plan.read_levers_plan(plan.Path("campaigns/h200_levers.toml"))
     assert len(p.models) == 7 and p.repeats == 3
     specs = {spec for spec, _, _ in p.declared["tango2"]}
-    assert specs == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-graphs"}
+    assert specs == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-blocks"}
     assert p.declared["tango2"][0][1] == ((100, 1), (100, 10))
     assert ((10, 1) in p.declared["audioldm"][0][1]) and ("max,fp8" in {s for s, _, _ in p.declared["tango"]})
     # [[levers.extra]]: max also at batch 32 for the compute-bound models, with the plan's steps and repeats

@@ -54,7 +54,7 @@ def torch_save_atomic(obj: object, path: str | Path) -> None:
 
 def writable_folder(folder: Path, what: str = "output folder") -> None:
     """Create ``folder`` if needed and prove it takes a file, before any work is done."""
-    folder = Path(folder)
+    folder = folder_path(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tta-energy-probe-"):
@@ -62,6 +62,19 @@ def writable_folder(folder: Path, what: str = "output folder") -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise TtaError(f"{what} {folder} cannot be written: {reason}") from None
+
+
+def folder_path(folder: Path, what: str = "output folder") -> Path:
+    """``folder`` when it is a folder or could be made one (absent, under a folder); a file there, or above
+    it, is refused with one line. Nothing is created: a refused command leaves no empty folder behind."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            return folder
+        if p.exists():
+            where = "is a file" if p == folder else f"lies under {p}, a file"
+            raise TtaError(f"{what} {folder} {where}: a folder is expected")
+    return folder
 
 
 def writable_file(path: Path, what: str = "output table") -> None:
@@ -95,3 +108,22 @@ def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, 
         raise error(f"{what} {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def toml_value(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str,
+               error: type[Exception] = TtaError) -> Any:
+    """``table[key]`` (``default`` when absent) checked to be of ``kind``; else ``error`` with one line naming
+    ``where`` (the file and table) and the key. A TOML boolean is not a number here."""
+    value = table.get(key, default)
+    if value is default:
+        return value
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise error(f"{where}: {key} must be {toml_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def toml_kind_name(kind: type | tuple[type, ...]) -> str:
+    """What a TOML value of ``kind`` is called in an error ("an integer", "a number or a string")."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
+                        "dict": "a table", "bool": "true or false"}[k.__name__] for k in kinds)

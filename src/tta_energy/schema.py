@@ -311,8 +311,10 @@ def repair_tail(path: Path) -> None:
         fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
 
 
-#: Enough to tell a (possibly damaged) run table given by name: validation then names what is missing.
+#: Enough to tell a (possibly damaged) run table: validation then names what is missing.
 RUN_TABLE_MARKERS = frozenset({"source", "experiment", "model", "config_id"})
+#: ... as does a header with more than this share of the required columns (a table that lost a marker)
+RUN_TABLE_SHARE = 0.5
 
 
 def csv_header(path: str | Path) -> set[str]:
@@ -324,11 +326,13 @@ def csv_header(path: str | Path) -> set[str]:
         return set()
 
 
-def is_run_table(path: str | Path, *, named: bool = False) -> bool:
-    """A CSV with every required schema column (whatever their order); a file given by name needs only the
-    marker columns, so that validation can then say what it lacks."""
+def is_run_table(path: str | Path) -> bool:
+    """A CSV whose header says it is a run table, complete or not: the marker columns, or most of the
+    required columns. A damaged one is then read and reported invalid (naming what it lacks), never skipped
+    as some other CSV; other CSVs (scores, levers, smoke tables) hold at most a third of the columns."""
     header = csv_header(path)
-    return header >= RUN_TABLE_MARKERS if named else header >= {c.name for c in COLUMNS if c.required}
+    required = {c.name for c in COLUMNS if c.required}
+    return header >= RUN_TABLE_MARKERS or len(header & required) > RUN_TABLE_SHARE * len(required)
 
 
 def append_row(path: str | Path, row: Mapping[str, object]) -> None:

@@ -82,7 +82,7 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
             if c.resolve() in seen or c.name == PUBLISHED_SANITY:
                 continue
             seen.add(c.resolve())
-            if schema.is_run_table(c, named=p.is_file()):
+            if schema.is_run_table(c):
                 runs.append(c)
             elif is_score_table(c):
                 scores.append(c)

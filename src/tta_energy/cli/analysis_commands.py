@@ -70,6 +70,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         from tta_energy.analysis import tables
+        from tta_energy.fileio import folder_path
+
+        folder_path(out, "--out")  # before the analysis, not after it
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
                       disable=not sys.stdout.isatty()) as progress:  # a pipe gets no blank spinner line

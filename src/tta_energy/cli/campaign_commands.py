@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT, _split
+from tta_energy.errors import TtaError
 
 CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with
 repeats until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
@@ -22,12 +23,24 @@ DEFAULT_CAMPAIGN = Path("campaigns/h200.toml")
 
 
 def _load(path: Path, out_dir: Path | None):  # noqa: ANN202 - Campaign, imported lazily
+    """The campaign file, its folder replaced by ``--out-dir``; weights are checked as ``sweep --weights``
+    is, and a folder that names a file is refused (an absent one is fine: nothing measured yet, or made by
+    ``run``/``collect``)."""
     from dataclasses import replace
 
-    from tta_energy.experiments.campaign import load_campaign
+    from tta_energy.cli import checks
+    from tta_energy.experiments.campaign import CampaignError, load_campaign
+    from tta_energy.fileio import folder_path
 
     campaign = load_campaign(path)
-    return replace(campaign, out_dir=out_dir) if out_dir is not None else campaign
+    try:
+        checks.weights(campaign.weights)
+    except TtaError as exc:
+        raise CampaignError(f"{campaign.path}: {exc}") from None
+    if out_dir is not None:
+        campaign = replace(campaign, out_dir=out_dir)
+    folder_path(campaign.out_dir, "--out-dir" if out_dir is not None else f"{campaign.path}: out_dir")
+    return campaign
 
 
 def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experiment: list[str] | None):  # noqa: ANN202
@@ -59,6 +72,13 @@ def _cost(spec) -> dict:  # noqa: ANN001 - Campaign, imported lazily
     return cost_of_calls(spec.out_dir)
 
 
+def _header(spec) -> None:  # noqa: ANN001 - Campaign, imported lazily
+    """Which campaign and folder; a folder not made yet is said (a mistyped --out-dir shows nothing done)."""
+    typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
+    if not spec.out_dir.exists():
+        typer.echo(f"({spec.out_dir} does not exist yet: nothing measured there)")
+
+
 def _seconds(s: float) -> str:
     return "n/a" if s != s else f"{s:,.0f}"  # NaN: no row to estimate from
 
@@ -75,7 +95,7 @@ def register(app: typer.Typer) -> None:
 
         spec, reports, est = _reports(campaign, out_dir, model, experiment)
         rows, overhead = plan_table(reports, est)
-        typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
+        _header(spec)
         typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'missing gens':>14}{'est. GPU s':>12}")
         for r in rows:
             typer.echo(f"{r['experiment']:<12}{r['cells']:>7}{r['done']:>7}{r['generations_missing']:>14}"
@@ -98,7 +118,7 @@ def register(app: typer.Typer) -> None:
             return
         from tta_energy.experiments.campaign import overhead_text, status_table
 
-        typer.echo(f"campaign {spec.name} ({spec.path}), tables in {spec.out_dir}")
+        _header(spec)
         typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'at target':>11}")
         for row in status_table(reports):
             typer.echo(f"{row['experiment']:<12}{row['cells']:>7}{row['done']:>7}{row['at_target']:>11}")
@@ -116,11 +136,17 @@ def register(app: typer.Typer) -> None:
         from tta_energy.experiments.campaign import RUNS_LOG, overhead_text
 
         spec = _load(campaign, out_dir)
+        log = spec.out_dir / RUNS_LOG
+        if not spec.out_dir.is_dir():
+            raise TtaError(f"{spec.out_dir}: no such folder (the campaign's tables and its {RUNS_LOG})")
+        if not log.is_file():
+            raise TtaError(f"no {log}: no campaign call is logged there (campaign run writes it; give the "
+                           "campaign's folder with --out-dir)")
         cost = _cost(spec)
         if as_json:
             typer.echo(json.dumps(cost))
             return
-        typer.echo(f"campaign {spec.name}: {cost['calls']} call(s) logged in {spec.out_dir / RUNS_LOG}")
+        typer.echo(f"campaign {spec.name}: {cost['calls']} call(s) logged in {log}")
         typer.echo(f"{'experiment':<12}{'calls':>7}{'rows':>7}{'GPU s':>10}")
         for row in cost["by_experiment"]:
             typer.echo(f"{row['experiment']:<12}{row['calls']:>7}{row['rows']:>7}{row['gpu_s']:>10,.0f}")
@@ -154,8 +180,11 @@ def register(app: typer.Typer) -> None:
         """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
         status 3 when the time budget stopped it (run the same command again); a budget in which no cell fits
         is refused before anything is built (exit 2, naming the smallest useful budget)."""
+        from tta_energy.cli import checks
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
+        device = checks.device(device)
+        country = checks.country(country) if codecarbon else country
         spec = _load(campaign, out_dir)
         ro = RunOptions(models=_split(model) or (), experiments=_split(experiment) or (),
                         time_budget_s=time_budget, device=device, codecarbon=codecarbon, country=country,

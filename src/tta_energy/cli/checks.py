@@ -16,21 +16,17 @@ import re
 import sys
 from pathlib import Path
 
+from tta_energy.devices import check_device
 from tta_energy.errors import ModelError, TtaError
 from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
 from tta_energy.models import catalogue
+from tta_energy.models.weights import check_weights
 from tta_energy.precision import canonical_dtype
-
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def device(name: str | None) -> str | None:
-    """``cpu``, ``cuda`` or ``cuda:N`` (None: chosen later, cuda when available)."""
-    if name is None:
-        return None
-    if not _DEVICE.match(name):
-        raise TtaError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
-    return name
+    """``cpu``, ``cuda`` or ``cuda:N`` that this machine has (None: chosen later, cuda when available)."""
+    return check_device(name)
 
 
 def dtype(name: str | None) -> str | None:
@@ -63,11 +59,30 @@ def generation(name: str, *, size_name: str, prompts: list[str], steps: int, bat
         raise TtaError(str(exc)) from None
 
 
+def duration(name: str, *, size_name: str, seconds: float) -> None:
+    """A clip length ``name`` can generate at ``size_name``: the rule ``generate`` applies."""
+    generation(name, size_name=size_name, prompts=["x"], steps=model(name).defaults.steps, batch=1,
+               duration_s=seconds, guidance_scale=None)
+
+
+def weights(value: str) -> str:
+    """``random``, an existing local weights path or a hub id (:func:`.models.weights.check_weights`)."""
+    return check_weights(value)
+
+
 def positive(value: float | None, option: str, *, allow_zero: bool = False) -> None:
     if value is None:
         return
-    if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+    if value != value or value in (float("inf"), float("-inf")):
+        raise TtaError(f"{option} must be a finite number, got {value}")
+    if not (value >= 0 if allow_zero else value > 0):
         raise TtaError(f"{option} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def at_least_one(value: int | None, option: str, what: str = "") -> None:
+    """A count (batch size, steps) of at least 1; ``what`` says what the option means."""
+    if value is not None and value < 1:
+        raise TtaError(f"{option} must be >= 1{f' ({what})' if what else ''}, got {value}")
 
 
 @functools.cache

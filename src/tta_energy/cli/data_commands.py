@@ -37,9 +37,9 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise TtaError(f"{data}: not a folder")
         candidates = sorted(data.rglob("*.csv"))
-        # a CSV is a run table when its header has the run-record markers; one that cannot be read as text
-        # (not UTF-8, empty) cannot say what it is, and is checked as a run table
-        tables = [p for p in candidates if schema.is_run_table(p, named=True) or not schema.csv_header(p)]
+        # a CSV is a run table when its header says so (a damaged one too: it is then reported invalid); one
+        # that cannot be read as text (not UTF-8, empty) cannot say what it is, and is checked as a run table
+        tables = [p for p in candidates if schema.is_run_table(p) or not schema.csv_header(p)]
         other = len(candidates) - len(tables)
         if not tables:
             typer.echo(f"no run tables under {data} ({other} other CSV file(s))")

@@ -53,6 +53,49 @@ def _folders(patterns: tuple[str, ...]) -> list[Path]:
     return list(found)
 
 
+#: the options whose values a plan file replaces (its cells, repeats, duration and seed): with --plan they are
+#: refused rather than silently ignored
+PLAN_REPLACES: dict[str, str] = {
+    "full": "--full", "batch1": "--batch1", "single": "--single", "compile_models": "--compile-models",
+    "lean_models": "--lean-models", "trim": "--trim/--no-trim", "steps": "--steps", "batches": "--batches",
+    "repeats": "--repeats", "duration": "--duration", "seed": "--seed"}
+#: the price history when --history is not given: those of these tables that exist
+DEFAULT_HISTORY = ("data/h200/levers.csv", "data/h200/steps.csv", "data/h200/batch.csv")
+
+
+def given_options(ctx: typer.Context, names: dict[str, str]) -> list[str]:
+    """The options of ``names`` (parameter -> option) that the command line set (not left at the default)."""
+    given = []
+    for name, option in names.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.append(option)
+    return given
+
+
+def check_folder_option(path: Path | None, option: str) -> None:
+    """A folder option may name a folder that does not exist yet (the run creates it), never a file."""
+    from tta_energy.fileio import folder_path
+
+    if path is not None:
+        folder_path(path, option)
+
+
+def history_paths(value: str | None) -> list[Path]:
+    """--history: the tables named (each must exist; '' names none), else those of :data:`DEFAULT_HISTORY`
+    that exist."""
+    from tta_energy.errors import TtaError
+
+    if value is None:
+        return [Path(h) for h in DEFAULT_HISTORY if Path(h).is_file()]
+    paths = [Path(h) for h in _names(value)]
+    for path in paths:
+        if not path.is_file():
+            raise TtaError(f"--history: {path} is not a file (give levers tables or sweep run tables, comma "
+                           "separated; '' for none)")
+    return paths
+
+
 def plan_options(opts: object, plan: Path) -> object:
     """``opts`` with the cells, repeats, duration and seed of a plan file, and its models (those of
     ``opts.models`` only, when given)."""
@@ -97,12 +140,12 @@ def plan_calls_for(opts: object, history: object, done: list[Path]) -> object:
                       references_dir=opts.references_dir)
 
 
-def dry_run_text(opts: object, history: list[Path], done: list[Path]) -> list[str]:
-    """What ``levers run --dry-run`` prints: each cell left priced, the totals, and the device calls."""
+def dry_run_text(opts: object, history_rows: object, done: list[Path]) -> list[str]:
+    """What ``levers run --dry-run`` prints: each cell left priced (from ``history_rows``,
+    :func:`price_history`), the totals, and the device calls."""
     from tta_energy.levers.calls import merge_units
     from tta_energy.levers.plan import estimate_plan, estimate_text, stored_reference_steps
 
-    history_rows = price_history(opts, history)
     calls = plan_calls_for(opts, history_rows, done)
     left = merge_units(u for call in calls.calls for u in call)
     lines: list[str] = []
@@ -119,6 +162,7 @@ def register(app: typer.Typer) -> None:
 
     @levers_app.command("run")
     def run_cmd(
+        ctx: typer.Context,
         models: str = typer.Option("", "--models", "-m",
                                    help="comma list of models (with --plan: which of its models) "
                                         + catalogue.help_text()),
@@ -160,15 +204,16 @@ def register(app: typer.Typer) -> None:
                                                 "data/h200/levers/references); '': computed every call"),
         compile_cache: Path | None = typer.Option(None, help="folder for Inductor's and Triton's caches "
                                                              "(carry it to the GPU machine and back)"),
-        history: str = typer.Option("data/h200/levers.csv,data/h200/steps.csv,data/h200/batch.csv",
-                                    help="tables whose measured seconds price the cells (comma list: levers "
-                                         "tables, and the sweeps' run tables for the study default)"),
+        history: str | None = typer.Option(
+            None, help="tables whose measured seconds price the cells (comma list: levers tables, and the "
+                       "sweeps' run tables for the study default; default: those of "
+                       + ", ".join(DEFAULT_HISTORY) + " that exist; '': none)"),
         done: str = typer.Option("", help="with --plan: raw levers folders (comma list, globs allowed) whose "
                                           "measured cells are not measured again (scripts/gpu_levers.sh "
                                           "plan: 'data/h200/levers/partplan-*')"),
     ) -> None:
         """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling."""
-        from tta_energy.levers.experiment import LeversOptions, run_levers
+        from tta_energy.levers.experiment import LeversOptions, check_options, run_levers
         from tta_energy.levers.report import build_report
         from tta_energy.levers.spec import LeversError
 
@@ -185,18 +230,30 @@ def register(app: typer.Typer) -> None:
             ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,
             time_budget_s=time_budget, references_dir=Path(references) if references else None,
             compile_cache=compile_cache, progress=typer.echo)
-        history_paths = [Path(h) for h in _names(history)]
+        # every option is checked here, before any file or folder is written
         done_folders = _folders(_names(done))
         if done_folders and plan is None:
             raise LeversError("--done needs --plan (it skips the plan's cells that earlier calls measured)")
+        replaced = given_options(ctx, PLAN_REPLACES) if plan is not None else []
+        if replaced:
+            raise LeversError(f"{', '.join(replaced)}: {plan} sets the cells, repeats, duration and seed; "
+                              "give them in the plan file, or leave --plan out")
+        if report_dir is not None and not report:
+            raise LeversError("--report-dir with --no-report: no report is written; give one of them")
+        for folder, option in ((out_dir, "--out-dir"), (report_dir, "--report-dir"),
+                               (opts.references_dir, "--references"), (compile_cache, "--compile-cache")):
+            check_folder_option(folder, option)
         if plan is not None:
             opts = plan_options(opts, plan)
+        check_options(opts, plan)
+        tables = history_paths(history)
+        history_rows = price_history(opts, tables) if dry_run or plan is not None or history else None
         if dry_run:
-            for line in dry_run_text(opts, history_paths, done_folders):
+            for line in dry_run_text(opts, history_rows, done_folders):
                 typer.echo(line)
             return
         if plan is not None:  # this call measures the plan's first call of what is left
-            calls = plan_calls_for(opts, price_history(opts, history_paths), done_folders)
+            calls = plan_calls_for(opts, history_rows, done_folders)
             if not calls.calls:
                 typer.echo(f"levers plan {plan}: nothing left to measure "
                            f"({calls.done} of {calls.total} cells done)")
@@ -227,6 +284,7 @@ def register(app: typer.Typer) -> None:
         missing = [str(r) for r in raw if not r.is_dir()]
         if missing:
             raise TtaError(f"not a folder: {', '.join(missing)}")
+        check_folder_option(out_dir, "--out-dir")
         paths = build_report(raw, out_dir)
         typer.echo("wrote " + ", ".join(str(p) for p in paths))
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import typer
 from typer._click import exceptions as click_exceptions
@@ -86,6 +87,13 @@ def user_error_line(exc: BaseException) -> str | None:
         return f"permission denied: {exc.filename or first_line(exc)} (choose a folder you can write to)"
     if isinstance(exc, FileNotFoundError):
         return f"no such file or folder: {exc.filename or first_line(exc)}"
+    if isinstance(exc, NotADirectoryError | FileExistsError) and isinstance(exc.filename, str | bytes):
+        from tta_energy.fileio import folder_path
+
+        try:  # a folder was made or listed where a file stands: say a folder is expected
+            folder_path(Path(os.fsdecode(exc.filename)), "path")
+        except TtaError as refused:
+            return first_line(refused)
     if isinstance(exc, IsADirectoryError | NotADirectoryError | FileExistsError):
         return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
     if isinstance(exc, UnicodeDecodeError):

@@ -12,14 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tta_energy.cli import checks
+from tta_energy.devices import chosen_device
 from tta_energy.errors import TtaError
 from tta_energy.models import catalogue
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def denoiser_progress(adapter: object, total: int, description: str) -> object:
@@ -49,7 +44,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="canonical model name, e.g. audioldm"),
         size: str = typer.Option("full", help="full or tiny"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-        duration: float = typer.Option(10.0, help="audio seconds the shapes and FLOPs are computed for"),
+        duration: float | None = typer.Option(None, help="audio seconds the shapes and FLOPs are computed "
+                                                        "for (default 10 s; what generate accepts)"),
         recount: bool = typer.Option(False, "--recount", help="build the model and count again (10 s is "
                                      "otherwise read from the table the tests recompute)"),
     ) -> None:
@@ -60,8 +56,10 @@ def register(app: typer.Typer) -> None:
         """
         checks.model(model)
         checks.size(size)
-        checks.positive(duration, "--duration")
-        d = None if recount else catalogue.precomputed_description(model, size, duration)
+        if duration is not None:
+            checks.duration(model, size_name=size, seconds=duration)
+        seconds = 10.0 if duration is None else duration
+        d = None if recount else catalogue.precomputed_description(model, size, seconds)
         if d is None:
             from tta_energy.models.describe import describe_model
 
@@ -111,6 +109,7 @@ def register(app: typer.Typer) -> None:
         dtype = checks.dtype(dtype)
         checks.generation(model, size_name=size, prompts=[prompt], steps=steps, batch=batch,
                           duration_s=duration, guidance_scale=guidance)
+        checks.weights(weights)
         if out.suffix.lower() != ".wav":
             raise TtaError(f"output file {out} must end in .wav")
         if not out.parent.is_dir():
@@ -123,7 +122,7 @@ def register(app: typer.Typer) -> None:
         from tta_energy.models.registry import build_model
         from tta_energy.precision import generation_precision
 
-        device = device or default_device()
+        device = chosen_device(device)
         dtype = generation_precision(model, option=dtype, device=device)
         request = GenerationRequest(prompts=[prompt], steps=steps, waveforms_per_prompt=batch,
                                     duration_s=duration, guidance_scale=guidance,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from tta_energy.cli import checks
+from tta_energy.devices import chosen_device
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
 from tta_energy.quality.profiles import (
@@ -133,8 +135,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from tta_energy.quality import score as sc
         from tta_energy.quality.cache import DEFAULT_CACHE_DIR, EmbeddingCache
-        from tta_energy.quality.embeddings import load_embedder, resolve_checkpoint
+        from tta_energy.quality.embeddings import check_backend, load_embedder, resolve_checkpoint
 
+        # the user's values first, then the checkpoints: a bad input is named, not a missing checkpoint
+        checks.device(device)
+        checks.at_least_one(batch_size, "--batch-size", "10 s windows per forward pass")
+        checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")
+        check_backend(backend)
         wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
         if fad_regularize not in ("auto", "always", "never"):
             raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")
@@ -156,20 +163,19 @@ def register(app: typer.Typer) -> None:
             batch_windows=batch_size,
             progress=not quiet,
         )
-        for path in (out, per_clip):
-            if path is not None and not path.parent.is_dir():
+        for path, option in ((out, "--out"), (per_clip, "--per-clip")):
+            if path is None:
+                continue
+            if not path.is_dir() and not path.parent.is_dir():
                 raise TtaError(f"output folder {path.parent} does not exist")
+            checks.writable_file(path, option)  # a folder is refused; nothing is created
         if per_clip is not None and per_clip.resolve() == out.resolve():
             raise TtaError("--per-clip and --out must be different files")
         jobs = _jobs(generated, tree, reference, captions, model, dataset, steps, settings)
+        planned = sc.plan_jobs(jobs, settings)  # every input checked before a model is loaded
         fad_path = resolve_checkpoint(fad_checkpoint, checkpoint_dir or ()) if settings.wants_fad else None
         clap_path = resolve_checkpoint(checkpoint, checkpoint_dir or ()) if "clap" in wanted else None
-        planned = sc.plan_jobs(jobs, settings)  # every input checked before a model is loaded
-
-        if device is None:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = chosen_device(device)
         loaded: dict[Path, object] = {}
         for path in (fad_path, clap_path):
             if path is not None and path.resolve() not in loaded:

@@ -125,6 +125,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
     ) -> None:
         checks.device(device)
         checks.size(size)
+        checks.weights(weights)
         country = checks.country(country) if codecarbon else country
         for value, option in ((limit, "--limit"), (duration, "--duration"), (time_budget, "--time-budget")):
             checks.positive(value, option)

@@ -21,12 +21,12 @@ order shuffled with the campaign's seed and the round's number, so that repeats 
 models: built models stay resident) interleave instead of running back to back. Before each generation it
 checks that its estimated time (plus a model build and warm-up when the model is not resident) fits in the
 time budget left; a cell that does not fit waits for the next run while the others go on as long as they fit.
-A budget in which no cell of the first experiment fits is refused before anything is built. Every row is
-appended when measured (:func:`.runner.measure_pair`), so a kill loses at most the generation in flight and
-the same command resumes; a run stopped by SIGINT also logs its call. Under torchrun the cells are split over
-the ranks by estimated time; each rank appends to its shard files, which rank 0 merges at the end. A run
-holds the lock of every table it writes (and of the runs log) from before it reads them to its end, as a sweep
-does: a second run, or a sweep writing one of them, is refused.
+A budget in which no cell of the first experiment fits is refused before anything is built, made or locked.
+Every row is appended when measured (:func:`.runner.measure_pair`), so a kill loses at most the generation in
+flight and the same command resumes; a run stopped by SIGINT also logs its call. Under torchrun the cells are
+split over the ranks by estimated time; each rank appends to its shard files, which rank 0 merges at the end.
+A run holds the lock of every table it writes (and of the runs log) from before it reads them to its end, as a
+sweep does: a second run, or a sweep writing one of them, is refused.
 """
 
 from __future__ import annotations
@@ -222,14 +222,35 @@ class ResidentModels:
 
 
 def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None] = print) -> RunResult:
-    """Measure what the campaign still misses, within the time budget; see the module docstring."""
+    """Measure what the campaign still misses, within the time budget; see the module docstring.
+
+    Everything that can refuse the run (options, folder, device, cells, time budget) is checked before a
+    folder or a lock is made; a refused run says only why (the notes on configurations left out follow a
+    run that goes on)."""
+    from tta_energy.experiments.runner import check_device, now_iso
+    from tta_energy.fileio import folder_path
+
+    start, start_utc = time.perf_counter(), now_iso()
     check_run_options(campaign, ro)
+    folder_path(campaign.out_dir, "the campaign's folder")
+    check_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
     ctx = distributed.context_from_env()
+    notes: list[str] = []
+    cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
+    if not cells:
+        raise CampaignError("no cell to measure: the filters leave none of the campaign's cells")
+    frames = read_frames(campaign, {c.experiment for c in cells})  # read again under the locks
+    observed = observe(frames)
+    todo = [c for c in cells if not cell_state(c, observed).done]
+    check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed,
+                 estimator(frames, cells, build_overhead_s(campaign.out_dir)))
+    for line in notes if ctx.is_main else ():
+        echo(line)
     writes = {entry.experiment for entry, _model in selected(campaign, ro.models, ro.experiments)}
     with campaign_locks(campaign, writes, ctx):
         distributed.init(ctx)
         try:
-            return _run(campaign, ro, writes, ctx, echo)
+            return _run(campaign, ro, writes, ctx, echo, cells, (start, start_utc))
         finally:
             distributed.shutdown(ctx)
 
@@ -255,16 +276,13 @@ def campaign_locks(campaign: Campaign, experiments: Iterable[str],
 
 
 def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.DistContext,
-         echo: Callable[[str], None]) -> RunResult:
+         echo: Callable[[str], None], cells: list[Cell], started: tuple[float, str]) -> RunResult:
+    """The run, under the locks: ``cells`` as planned, ``started`` (perf_counter, UTC) when it began."""
     from tta_energy.experiments import runner
     from tta_energy.experiments.runner import RowContext, measure_idle, measure_pair, window_s
 
-    start = time.perf_counter()
-    start_utc = runner.now_iso()
+    start, start_utc = started
     say = echo if ctx.is_main else (lambda _m: None)
-    cells = build_cells(campaign, ro.models, ro.experiments, note=say)
-    if not cells:
-        raise CampaignError("no cell to measure: the filters leave none of the campaign's cells")
     experiments = [e.experiment for e in campaign.entries]
     distributed.barrier(ctx)
     frames = read_frames(campaign, {c.experiment for c in cells})

@@ -69,17 +69,20 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     if not any(p.is_file() for p in sources.values()) and not (returned / RUNS_LOG).is_file():
         raise TtaError(f"{returned}: holds none of the campaign's tables "
                        f"({', '.join(p.name for p in sources.values())}) nor {RUNS_LOG}")
-    # every returned table is read (and validated) before anything is written: an invalid one stops the merge
+    # every returned table and both runs logs are read (and validated) before anything is written, the
+    # campaign's folder made or locked: an invalid one stops the merge
     frames = {e: schema.read_runs(p) for e, p in sources.items() if p.is_file()}
+    calls = read_runs_log(returned / RUNS_LOG)
+    log = campaign.out_dir / RUNS_LOG
+    read_runs_log(log)
     said: list[str] = []
     with campaign_locks(campaign, experiments, distributed.context_from_env({})):
+        known = {str(line.get("run_id")) for line in read_runs_log(log)}  # as it is now, under the lock
         for experiment, theirs in frames.items():
             local = campaign.table(experiment)
             added, total = merge_table(local, theirs)
             said.append(f"{local}: {added:+d} rows ({total} in all)")
-        log = campaign.out_dir / RUNS_LOG
-        known = {str(line.get("run_id")) for line in read_runs_log(log)}
-        new = [line for line in read_runs_log(returned / RUNS_LOG) if str(line.get("run_id")) not in known]
+        new = [line for line in calls if str(line.get("run_id")) not in known]
         for line in new:
             append_jsonl(log, line)
         said.append(f"{log}: {len(new)} call(s) added")

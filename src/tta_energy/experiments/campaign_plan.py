@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.experiments import resume
-from tta_energy.experiments.campaign_spec import DEFAULT_BUILD_S, RUNS_LOG, Campaign, Entry, Stopping
+from tta_energy.experiments.campaign_spec import (
+    DEFAULT_BUILD_S,
+    RUNS_LOG,
+    Campaign,
+    CampaignError,
+    Entry,
+    Stopping,
+)
 from tta_energy.experiments.grids import EXPERIMENTS, Config
 
 # --- cells --------------------------------------------------------------------------------------------------
@@ -81,20 +88,24 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
     """The campaign's cells (in the file's order of experiments), optionally only some models/experiments.
 
     Configurations a model cannot run are left out, as the sweep leaves them out (checked on a ``meta``-device
-    copy of the model); ``note`` hears about them.
+    copy of the model); ``note`` hears about them. A value of a grid the file wrote that none of its entry's
+    models can run is an error (:func:`check_grid`).
     """
     from tta_energy.experiments.runner import NothingToRun, Probe, expand
 
     probes: dict[str, Any] = {}
     cells: dict[tuple, Cell] = {}
+    runnable: dict[Entry, set[str]] = defaultdict(set)  # entry -> configurations a selected model runs
     for entry, model in selected(campaign, models, experiments):
         opts = sweep_options(campaign, model, entry)
         probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
         try:
             items, excluded = expand(opts, entry.experiment, probe)
         except NothingToRun as exc:
+            runnable.setdefault(entry, set())
             note(str(exc))
             continue
+        runnable[entry].update(it.config.label for it in items)
         for text in excluded:
             note(f"{model} {text}")  # the text names the experiment
         groups: dict[tuple, list[Any]] = defaultdict(list)
@@ -107,7 +118,42 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
             if cell.key in cells:  # two entries declare the same cell: the first one's rule holds
                 continue
             cells[cell.key] = cell
+    for entry, labels in runnable.items():
+        check_grid(campaign, entry, labels, probes)
     return list(cells.values())
+
+
+def check_grid(campaign: Campaign, entry: Entry, runnable: set[str], probes: dict[str, Any]) -> None:
+    """Refuse a value of the grid the file wrote for ``entry`` that none of the entry's models can run (the
+    models the filters left out are asked too): it would leave no cell, silently. A value only some models
+    cannot run is left out for those, as the file says; so are the values of a default grid (no ``grid``).
+    ``runnable``: the configurations' labels the selected models run; ``probes``: model -> its Probe."""
+    if entry.grid is None:
+        return
+    from tta_energy.experiments.grids import build_configs
+    from tta_energy.experiments.runner import Probe, grid_request
+    from tta_energy.models.base import ModelError
+
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for model in entry.models:
+        configs = build_configs(grid_request(sweep_options(campaign, model, entry), entry.experiment))
+        missing = [c for c in configs if c.label not in runnable]
+        if not missing:
+            continue
+        probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
+        for c in missing:
+            try:
+                probe.check(c.request())
+            except ModelError as exc:
+                reasons[c.label].append(str(exc))
+                continue
+            runnable.add(c.label)
+    for label, why in reasons.items():
+        if label not in runnable:
+            number = campaign.entries.index(entry) + 1
+            shown = "; ".join(dict.fromkeys(why[:3])) + (f"; and {len(why) - 3} more" if len(why) > 3 else "")
+            raise CampaignError(f"{campaign.path}: experiment {number} ({entry.experiment}): none of its "
+                                f"models can run grid value {label} ({shown})")
 
 
 def selected(campaign: Campaign, models: Sequence[str] | None = None,
@@ -491,20 +537,61 @@ def status_table(reports: Sequence[CellReport]) -> list[dict[str, object]]:
 OVERHEAD_TARGET = 1.15
 
 
+#: what a line of the runs log must be, said in the error about one that is not
+RUNS_LOG_LINE = "one campaign call per line: a JSON object with wall_s, rows, ... as `campaign run` writes it"
+
+
 def read_runs_log(path: Path) -> list[dict[str, Any]]:
-    """The lines of a ``campaign_runs.jsonl`` (none when the file is missing; a line cut by a crash is
-    skipped)."""
+    """The lines of a ``campaign_runs.jsonl`` (none when the file is missing). A last line without its
+    newline that does not parse was cut by a crash (the next append repairs it) and is skipped; any other
+    line that is not a call's object is an error naming the file and the line, never skipped or counted."""
     if not path.is_file():
         return []
+    try:
+        texts = path.read_text(encoding="utf-8").split("\n")  # the last one: what follows the last newline
+    except UnicodeDecodeError as exc:
+        raise CampaignError(f"{path}: not UTF-8 text (byte {exc.start}): {RUNS_LOG_LINE}") from None
     lines = []
-    for text in path.read_text(encoding="utf-8").splitlines():
+    for number, text in enumerate(texts, 1):
+        if not text.strip():
+            continue
         try:
             line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(line, dict):
-            lines.append(line)
+        except json.JSONDecodeError as exc:
+            if number == len(texts):
+                continue  # cut by a crash
+            raise CampaignError(f"{path}, line {number}: not JSON ({exc.msg}); fix or delete the line "
+                                f"({RUNS_LOG_LINE})") from None
+        problem = _call_problem(line)
+        if problem:
+            raise CampaignError(f"{path}, line {number}: {problem}; fix or delete the line ({RUNS_LOG_LINE})")
+        lines.append(line)
     return lines
+
+
+def _call_problem(line: object) -> str:
+    """What makes a parsed line of the runs log not a call ('' when it is one): the fields the cost and
+    the estimates read, of the types :func:`.campaign.record_run` writes (older lines lack some)."""
+    def number(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+    def count(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not isinstance(line, dict):
+        return f"a JSON {type(line).__name__}, not an object"
+    if line.get("wall_s") is None:
+        return "no wall_s (the call's seconds)"
+    fields: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "wall_s": (number, "seconds >= 0"), "measured_s": (number, "seconds >= 0"),
+        "warmup_rows": (count, "a count >= 0"), "world_size": (lambda v: count(v) and v >= 1, "a count >= 1"),
+        "run_id": (lambda v: isinstance(v, str), "a string"),
+        "rows": (lambda v: isinstance(v, dict) and all(count(n) for n in v.values()),
+                 "an object of row counts per experiment")}
+    for key, (ok, wanted) in fields.items():
+        if line.get(key) is not None and not ok(line[key]):
+            return f"{key} must be {wanted}, got {json.dumps(line[key])}"
+    return ""
 
 
 def call_windows_s(out_dir: Path, lines: Iterable[dict[str, Any]]) -> dict[str, float]:

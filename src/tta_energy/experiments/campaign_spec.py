@@ -10,6 +10,7 @@ from typing import Any
 
 from tta_energy.errors import TtaError
 from tta_energy.experiments.grids import EXPERIMENTS
+from tta_energy.fileio import toml_value
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 
 #: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
@@ -79,20 +80,8 @@ _REPEAT_KEYS = {"min", "max", "ci95_half_width_rel"}
 
 
 def _get(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
-    value = table.get(key, default)
-    if value is default:
-        return value
-    if isinstance(value, bool) and kind is not bool:  # TOML booleans are not numbers here
-        raise CampaignError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
-    if not isinstance(value, kind):
-        raise CampaignError(f"{where}: {key} must be {_kind_name(kind)}, got {value!r}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
-                        "dict": "a table", "bool": "true or false"}[k.__name__] for k in kinds)
+    """``table[key]`` of ``kind`` (:func:`~tta_energy.fileio.toml_value`), else a :class:`CampaignError`."""
+    return toml_value(table, key, kind, default, where, CampaignError)
 
 
 def _unknown(table: dict, allowed: set[str], where: str) -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 from tta_energy.errors import TtaError
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
-from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions
+from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, check_caption_durations
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
@@ -161,6 +161,9 @@ def load_captions(spec: str | Path, limit: int | None = None) -> CaptionSet:
     """A caption file in the study's format; ``audiocaps`` / ``clotho`` name the bundled ones."""
     text = str(spec)
     path = bundled_captions(text) or Path(text)
+    if path.is_dir():
+        raise SweepError(f"caption file {path} is a folder: give a CSV file (file_name, caption, duration) "
+                         f"or one of {', '.join(BUNDLED_CAPTIONS)}")
     if not path.is_file():
         raise SweepError(f"caption file {path} does not exist (or use one of {', '.join(BUNDLED_CAPTIONS)})")
     try:
@@ -176,6 +179,7 @@ def load_captions(spec: str | Path, limit: int | None = None) -> CaptionSet:
     if df["file_name"].duplicated().any():
         first = df["file_name"][df["file_name"].duplicated()].iloc[0]
         raise SweepError(f"caption file {path} repeats file_name {first!r}")
+    check_caption_durations(df, path)
     if limit is not None:
         if limit < 1:
             raise SweepError(f"--limit must be >= 1, got {limit}")
@@ -245,9 +249,10 @@ def _check_unique(values: Sequence[object], experiment: str) -> None:
 def build_configs(req: GridRequest) -> list[Config]:
     """The configurations of one repeat, in grid order."""
     s = spec(req.experiment)
-    tokens = [t.strip() for t in (req.grid if req.grid else s.grid) if str(t).strip()]
-    if not tokens:
-        raise SweepError(f"empty {req.experiment} grid")
+    tokens = [t.strip() for t in (req.grid if req.grid is not None else s.grid) if str(t).strip()]
+    if not tokens:  # an empty --grid never stands for the default grid
+        raise SweepError(f"the {req.experiment} grid is empty: give values (e.g. --grid {','.join(s.grid)}) "
+                         "or leave --grid out for that default")
     _check_unique(tokens, req.experiment)
     steps = req.steps if req.steps is not None else (s.steps or 100)
     if steps < 1:

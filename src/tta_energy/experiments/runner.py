@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
+from tta_energy.devices import chosen_device
 from tta_energy.errors import ModelError, first_line
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
@@ -189,9 +190,7 @@ def check_device(opts: SweepOptions) -> None:
 
     from tta_energy.levers.apply import fp8_unavailable
 
-    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SweepError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
+    device = chosen_device(opts.device)
     reason = fp8_unavailable(torch.device(device)) if opts.levers.fp8 else None
     if reason:
         raise SweepError(f"--levers fp8: {reason}")
@@ -200,14 +199,11 @@ def check_device(opts: SweepOptions) -> None:
 def resolve_device(device: str | None, ctx: distributed.DistContext) -> str:
     import torch
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and torch.cuda.is_available():
+    device = chosen_device(device)
+    if device == "cuda":
         # one GPU per rank; without torchrun LOCAL_RANK is 0
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(ctx.local_rank)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SweepError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
     return device
 
 
@@ -264,8 +260,11 @@ def check_options(opts: SweepOptions) -> None:
         check_request_limits(opts, steps=opts.steps, what="--steps")
     if opts.duration_s is not None:
         check_request_limits(opts, duration_s=opts.duration_s, what="--duration")
-    for e in opts.grid:  # a grid the user wrote runs whole; the study's grids leave values out with a note
-        for c in build_configs(grid_request(opts, e)):
+    for e in opts.experiments:  # every grid and caption file is read before a folder or lock is made
+        configs = build_configs(grid_request(opts, e))
+        if e not in opts.grid:
+            continue
+        for c in configs:  # a grid the user wrote runs whole; the study's grids leave values out with a note
             check_request_limits(opts, steps=c.steps, duration_s=c.duration_s,
                                  guidance_scale=c.guidance_scale, batch=c.waveforms_per_prompt,
                                  what=f"--grid {e}={','.join(opts.grid[e])}")

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
-from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE
+from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE, read_side_table
 
 #: the spec every unit carries: reductions are taken against it within one run
 DEFAULT_SPEC = "none"
@@ -62,7 +62,7 @@ def _read(path: Path) -> pd.DataFrame:
 
     if path.name == RUNS_FILE:
         return schema.read_runs(path)
-    return pd.read_csv(path)
+    return read_side_table(path)
 
 
 def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,

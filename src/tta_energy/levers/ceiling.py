@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tta_energy.devices import chosen_device
 from tta_energy.experiments.runner import SweepOptions, make_meter, new_run_id, now_iso
+from tta_energy.fileio import writable_file
 from tta_energy.levers.spec import LeversError
 from tta_energy.levers.tables import append_csv
 
@@ -24,13 +26,22 @@ CEILING_PRECISIONS = ("bf16", "fp8")
 
 def resolve_device(device: str | None) -> str:
     """``device`` as asked (checked: cuda needs a GPU), else cuda when torch sees one, else cpu."""
-    import torch
+    return chosen_device(device)
 
-    if device is not None:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise LeversError("--device cuda was asked for but torch sees no GPU (use --device cpu)")
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+
+def check_precision(precision: str, device: Any) -> None:
+    """One of :data:`CEILING_PRECISIONS` that ``device`` can run (fp8: compute capability 8.9+)."""
+    if precision not in CEILING_PRECISIONS:
+        raise LeversError(f"unknown ceiling precision {precision!r}: "
+                          f"choose one of {', '.join(CEILING_PRECISIONS)}")
+    if precision == "fp8":
+        import torch
+
+        from tta_energy.levers.apply import fp8_unavailable
+
+        reason = fp8_unavailable(torch.device(device))
+        if reason:
+            raise LeversError(f"fp8 ceiling: {reason}")
 
 
 @dataclass
@@ -70,9 +81,7 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
     raises :class:`LeversError` off a GPU of compute capability 8.9+."""
     import torch
 
-    if precision not in CEILING_PRECISIONS:
-        raise LeversError(f"unknown ceiling precision {precision!r}: "
-                          f"choose one of {', '.join(CEILING_PRECISIONS)}")
+    check_precision(precision, device)
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # CPU bf16 matmul is an emulation
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -85,11 +94,6 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
             torch.cuda.synchronize(dev)
 
     if precision == "fp8":
-        from tta_energy.levers.apply import fp8_unavailable
-
-        reason = fp8_unavailable(dev)
-        if reason:
-            raise LeversError(f"fp8 ceiling: {reason}")
         a8 = a.to(torch.float8_e4m3fn)
         b8 = b.to(torch.float8_e4m3fn).t().contiguous().t()  # second operand column-major (cuBLASLt)
         one = torch.ones((), device=dev, dtype=torch.float32)
@@ -129,9 +133,12 @@ def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int
                          out: Path | None = None, precision: str = "bf16") -> dict[str, object]:
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
     one loop; the row is appended to ``out`` when given."""
-    if seconds <= 0 or n < 16:
-        raise LeversError("the ceiling loop needs seconds > 0 and n >= 16")
+    if not 0 < seconds < float("inf") or n < 16:
+        raise LeversError("the ceiling loop needs a finite --seconds > 0 and --n >= 16")
     dev = resolve_device(device)
+    check_precision(precision, dev)  # every value, before the meter starts (and warns)
+    if out is not None and Path(out).exists():
+        writable_file(Path(out), "--out")  # a folder is refused, a file must take a row (a new one is made)
     meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
     with meter:
         res = measure_ceiling(meter, dev, seconds, n, precision)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
-from tta_energy.errors import TtaError
+from tta_energy.errors import ModelError, TtaError
 from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
 from tta_energy.experiments.runner import (
     Item,
@@ -673,7 +673,9 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     return notes
 
 
-def _check(opts: LeversOptions) -> None:
+def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
+    """Every option, before any file is written or model built: one :class:`LeversError` line naming the
+    option (``plan``: the plan file its cells, duration and seed came from) and what is allowed."""
     if not opts.models:
         raise LeversError("no model given")
     for m in opts.models:
@@ -695,6 +697,44 @@ def _check(opts: LeversOptions) -> None:
     for m in (*opts.compile_models, *opts.lean_models):
         if m not in opts.models:
             raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")
+    if opts.size not in catalogue.SIZES:
+        raise LeversError(f"unknown size {opts.size!r}: use {' or '.join(catalogue.SIZES)}")
+    _check_weights(opts)
+    _check_generations(opts, plan)
+
+
+def _check_weights(opts: LeversOptions) -> None:
+    """``random``, or one model's weights (:func:`tta_energy.models.weights.check_weights`)."""
+    from tta_energy.models.weights import check_weights
+
+    if opts.weights == "random":
+        return
+    if len(opts.models) != 1:
+        raise LeversError(f"--weights {opts.weights} loads one model's weights, but {len(opts.models)} "
+                          f"models are measured ({', '.join(opts.models)}): give one model with --models, "
+                          "or --weights random")
+    check_weights(opts.weights)
+
+
+def _check_generations(opts: LeversOptions, plan: Path | None) -> None:
+    """Each model's clip length and cells at the size asked for, by the catalogue's rule (the one ``generate``
+    and ``sweep`` apply), so that no cell is found impossible once the call has started."""
+    for m in opts.models:
+        defaults = catalogue.entry(m).defaults
+        if opts.declared is not None:
+            cells = sorted({c for _, cs, _ in opts.declared.get(m, ()) for c in cs})
+        else:
+            cells = [(s, b) for s in opts.steps for b in opts.batches]
+        # the clip length first, at the model's default steps: a refusal then names the right setting
+        for steps, batch, what in [(defaults.steps, 1, f"{plan}: duration_s" if plan else "--duration"),
+                                   *((s, b, f"{plan}: {m}'s cells" if plan else "--steps/--batches")
+                                     for s, b in cells)]:
+            try:
+                catalogue.check_generation(m, defaults, prompts=[opts.prompt], steps=steps,
+                                           waveforms_per_prompt=batch, duration_s=opts.duration_s,
+                                           guidance_scale=None, size=opts.size)
+            except ModelError as exc:
+                raise LeversError(f"{what}: {exc}") from None
 
 
 #: the environment variables that place Inductor's and Triton's on-disk caches
@@ -742,7 +782,7 @@ def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: boo
 
 def run_levers(opts: LeversOptions) -> Path:
     """Run the levers sweep for every model of ``opts``; returns the output folder."""
-    _check(opts)
+    check_options(opts)
     say = opts.progress
     if opts.compile_cache is not None:
         use_compile_cache(Path(opts.compile_cache))
@@ -810,6 +850,6 @@ def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when
 def declared_plans(opts: LeversOptions) -> Declared:
     """Per model, the (spec, cells, repeats) ``run_levers`` would measure besides the reference (the dry run
     prices these)."""
-    _check(opts)
+    check_options(opts)
     return {m: tuple((p.spec, p.cells, p.repeats) for p in lever_plans(m, opts) if not p.reference)
             for m in opts.models}

@@ -37,8 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tta_energy.fileio import read_toml
+from tta_energy import schema
+from tta_energy.errors import first_line
+from tta_energy.fileio import read_toml, toml_value
 from tta_energy.levers.spec import LeversError, parse_levers
+from tta_energy.levers.tables import TableColumns, read_table
 from tta_energy.models import catalogue
 from tta_energy.precision import canonical_dtype
 
@@ -83,7 +86,8 @@ class LeversPlan:
 
 
 def _ints(value: Any, what: str, path: Path) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v >= 1 for v in value):
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise LeversError(f"{path}: {what} must be a non-empty list of integers >= 1, got {value!r}")
     return tuple(value)
 
@@ -101,34 +105,69 @@ def _specs(value: Any, what: str, path: Path) -> tuple[str, ...]:
     return tuple(parse_levers(v).spec for v in value)
 
 
+def _get(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
+    """``table[key]`` of ``kind`` (the campaign reader's check), else a :class:`LeversError`."""
+    return toml_value(table, key, kind, default, where, LeversError)
+
+
+def _count(table: dict, key: str, default: int, where: str) -> int:
+    """An integer >= 1 (repeats)."""
+    value = _get(table, key, int, default, where)
+    if value < 1:
+        raise LeversError(f"{where}: {key} must be an integer >= 1, got {value}")
+    return value
+
+
+def _positive(table: dict, key: str, default: float, where: str) -> float:
+    """A number > 0 (seconds)."""
+    value = _get(table, key, (int, float), default, where)
+    if not value > 0:
+        raise LeversError(f"{where}: {key} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _model_names(value: Any, where: str, known: Sequence[str]) -> tuple[str, ...]:
+    """A non-empty list of distinct model names, each in ``known``."""
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise LeversError(f"{where}: models must be a non-empty list of model names, got {value!r}")
+    for m in value:
+        if m not in known:
+            raise LeversError(f"{where}: unknown model {m!r}: choose from {', '.join(known)}")
+    if len(set(value)) != len(value):
+        raise LeversError(f"{where}: a model is listed twice in models")
+    return tuple(value)
+
+
 def read_levers_plan(path: Path) -> LeversPlan:
-    """Parse a plan file; one clear :class:`LeversError` line for anything wrong in it."""
+    """Parse a plan file; one clear :class:`LeversError` line (the file, the table and the key) for anything
+    wrong in it, a value of the wrong type included."""
     path = Path(path)
     data = read_toml(path, LeversError, "levers plan file")
     table = data.get("levers")
     if not isinstance(table, dict):
         raise LeversError(f"{path}: needs a [levers] table")
+    where = f"{path}: [levers]"
     allowed = {"models", "specs", "steps", "batches", "repeats", "duration_s", "seed", "call_budget_s",
                "model", "extra"}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise LeversError(f"{path}: unknown key {unknown[0]!r} in [levers]; "
                           f"allowed: {', '.join(sorted(allowed))}")
-    models = tuple(table.get("models", catalogue.model_names()))
-    for m in models:
-        if m not in catalogue.model_names():
-            raise LeversError(f"{path}: unknown model {m!r}: "
-                              f"choose from {', '.join(catalogue.model_names())}")
+    models = (_model_names(table["models"], where, catalogue.model_names()) if "models" in table
+              else tuple(catalogue.model_names()))
     specs = _specs(table.get("specs", ["none"]), "specs", path)
     steps = _ints(table.get("steps", [100]), "steps", path)
     batches = _ints(table.get("batches", [1]), "batches", path)
-    repeats = int(table.get("repeats", 3))
-    if repeats < 1:
-        raise LeversError(f"{path}: repeats must be >= 1, got {repeats}")
-    per_model = table.get("model", {})
-    for m in per_model:
+    repeats = _count(table, "repeats", 3, where)
+    duration_s = _positive(table, "duration_s", 10.0, where)
+    seed = _get(table, "seed", int, 0, where)
+    call_budget_s = _positive(table, "call_budget_s", DEFAULT_CALL_BUDGET_S, where)
+    per_model = _get(table, "model", dict, {}, where)
+    for m, over in per_model.items():
         if m not in models:
             raise LeversError(f"{path}: [levers.model.{m}] names a model that is not in models")
+        if not isinstance(over, dict):
+            raise LeversError(f"{path}: levers.model.{m} must be a table ([levers.model.{m}])")
     declared: Declared = {}
     for m in models:
         over = per_model.get(m, {})
@@ -139,12 +178,11 @@ def read_levers_plan(path: Path) -> LeversPlan:
         m_specs += _specs(over.get("extra_specs", []), f"{m} extra_specs", path)
         cells = tuple((s, b) for b in _ints(over.get("batches", list(batches)), f"{m} batches", path)
                       for s in _ints(over.get("steps", list(steps)), f"{m} steps", path))
-        m_repeats = int(over.get("repeats", repeats))
+        m_repeats = _count(over, "repeats", repeats, f"{path}: [levers.model.{m}]")
         declared[m] = tuple((spec, cells, m_repeats) for spec in dict.fromkeys(m_specs))
     declared = _with_extra_cells(declared, table.get("extra", []), steps, repeats, path)
-    return LeversPlan(models=models, declared=declared, repeats=repeats,
-                      duration_s=float(table.get("duration_s", 10.0)), seed=int(table.get("seed", 0)),
-                      call_budget_s=float(table.get("call_budget_s", DEFAULT_CALL_BUDGET_S)))
+    return LeversPlan(models=models, declared=declared, repeats=repeats, duration_s=duration_s, seed=seed,
+                      call_budget_s=call_budget_s)
 
 
 def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], repeats: int,
@@ -164,17 +202,20 @@ def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], re
         if "specs" not in t or "batches" not in t:
             raise LeversError(f"{path}: {where} needs specs and batches")
         models = t.get("models", list(declared))
-        outside = [m for m in models if m not in declared] if isinstance(models, list) else [models]
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise LeversError(f"{path}: {where}: models must be a list of model names, got {models!r}")
+        outside = [m for m in models if m not in declared]
         if outside:
             raise LeversError(f"{path}: {where} names {outside[0]!r}, which is not in models")
         specs = _specs(t["specs"], f"{where} specs", path)
         cells = tuple((s, b) for b in _ints(t["batches"], f"{where} batches", path)
                       for s in _ints(t.get("steps", list(steps)), f"{where} steps", path))
+        extra_repeats = _count(t, "repeats", repeats, f"{path}: {where}")
         for m in models:
             for spec in specs:
                 at = next((j for j, (sp, _, _) in enumerate(out[m]) if sp == spec), None)
                 if at is None:
-                    out[m].append((spec, cells, int(t.get("repeats", repeats))))
+                    out[m].append((spec, cells, extra_repeats))
                 else:
                     sp, have, reps = out[m][at]
                     out[m][at] = (sp, have + tuple(c for c in cells if c not in have), reps)
@@ -190,17 +231,17 @@ def read_history(paths: Sequence[Path], size: str | None = None,
     levers tables (``levers.csv``) and from run tables of the sweeps (``steps.csv``, ``batch.csv``: their
     eager generations at the model's study precision are the levers' ``none``; one prompt per generation
     only). Only rows of model size ``size`` (a tiny replica is never priced from full-size times) and of
-    clip length ``duration_s`` count, when given; an empty frame without any."""
+    clip length ``duration_s`` count, when given; an empty frame without any. Each table is checked as it is
+    read (a run table by the schema, a levers table by :data:`HISTORY_COLUMNS`): a :class:`LeversError` or
+    :class:`~tta_energy.schema.SchemaError` names the file and the column."""
     keys = ["model", "optimize", "steps", "waveforms_per_prompt"]
     cols = [*keys, "wall_s", "compile_s"]
     frames = []
     for path in paths:
-        if not Path(path).is_file():
-            continue
-        rows = pd.read_csv(path)
+        rows = _history_table(Path(path))
         if "is_warmup" in rows.columns:  # a run table: measured generations of the study default only
-            rows = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)
-                        & (rows.get("n_prompts", 1) == 1)]
+            one_prompt = (rows["n_prompts"] == 1).fillna(False) if "n_prompts" in rows else True
+            rows = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool) & one_prompt]
             rows = rows.assign(optimize=rows["optimize"].fillna("none").replace("", "none"))
             default = rows["model"].map(lambda m: catalogue.entry(m).defaults.dtype
                                         if m in catalogue.model_names() else "")
@@ -217,6 +258,24 @@ def read_history(paths: Sequence[Path], size: str | None = None,
     if rows.empty:
         return rows.reset_index(drop=True)
     return rows.groupby(keys, as_index=False, dropna=False)[["wall_s", "compile_s"]].median()
+
+
+#: what pricing reads of a levers table (``levers.csv``, :data:`tta_energy.levers.report.LEVERS_COLUMNS`)
+HISTORY_COLUMNS = TableColumns(keys=("model", "optimize", "steps", "waveforms_per_prompt"),
+                               numeric=("steps", "waveforms_per_prompt", "wall_s", "compile_s", "duration_s"))
+
+
+def _history_table(path: Path) -> pd.DataFrame:
+    """One table of measured seconds, checked: a sweep's run table (it has ``is_warmup``) by the schema,
+    else a levers table by :data:`HISTORY_COLUMNS`."""
+    if not path.is_file():
+        raise LeversError(f"{path}: no such table (--history takes levers tables and sweep run tables)")
+    if "is_warmup" in schema.csv_header(path):
+        try:
+            return schema.read_runs(path)
+        except pd.errors.ParserError as exc:
+            raise LeversError(f"{path}: not a well-formed run table ({first_line(exc)})") from None
+    return read_table(path, HISTORY_COLUMNS, "levers table (levers.csv)")
 
 
 def _cost(model: str) -> float:

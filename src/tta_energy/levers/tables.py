@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,9 +40,101 @@ def _csv_line(values: list[object]) -> str:
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class TableColumns:
+    """What reading a table checks: ``keys`` are in the header and filled in every row; ``numeric`` columns
+    (and those ending in ``numeric_suffix``), where present, hold numbers or nothing."""
+
+    keys: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    numeric_suffix: str | None = None
+
+    def is_numeric(self, column: str) -> bool:
+        return column in self.numeric or (self.numeric_suffix is not None
+                                          and column.endswith(self.numeric_suffix))
+
+
+#: the side tables' checked columns (what the levers writers put in them; older tables lack some optional
+#: columns, e.g. ``precision`` of the ceiling or ``setup_s`` of the configurations)
+SIDE_COLUMNS: dict[str, TableColumns] = {
+    CONFIGS_FILE: TableColumns(
+        keys=("run_id", "model", "optimize", "steps", "waveforms_per_prompt", "status"),
+        numeric=("steps", "waveforms_per_prompt", "latent_length", "gflop_per_step", "gflop_per_generation",
+                 "denoiser_calls_nominal", "gflop", "setup_s", "setup_J")),
+    EQUIVALENCE_FILE: TableColumns(
+        keys=("run_id", "model", "optimize", "steps", "waveforms_per_prompt"),
+        numeric=("steps", "waveforms_per_prompt", "repeat", "rel_error_latents", "rel_error_audio")),
+    CEILING_FILE: TableColumns(
+        keys=("run_id", "when"),
+        numeric=("n", "iterations", "wall_s", "gpu_energy_J", "tflop_per_s", "tflop_per_J", "power_W")),
+    PROFILE_FILE: TableColumns(
+        keys=("run_id", "model", "optimize", "waveforms_per_prompt"),
+        numeric=("waveforms_per_prompt", "gflop_per_step"), numeric_suffix="_ms"),
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_table(path: Path, columns: TableColumns, what: str) -> pd.DataFrame:
+    """A CSV table (a side table, a levers table) read as :func:`pandas.read_csv` reads it, after checking it:
+    UTF-8, a header, every row with the header's number of fields, ``columns``' keys filled and numbers where
+    numbers belong. A last line cut by a killed writer is not a row (the next append removes it), as in a run
+    table. Anything else raises :class:`LeversError`: one line naming the file, the line and the column."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LeversError(f"{path}: not UTF-8 text (byte {exc.start}); a {what} is a CSV file") from None
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        raise LeversError(f"{path}: empty, not even a header line (a {what} gets its header with its first "
+                          "row, so this one was cut): restore it, or delete it if none of its rows is wanted")
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+        missing = [c for c in columns.keys if c not in header]
+        if missing:
+            raise LeversError(f"{path}: a {what} needs the column(s) {', '.join(missing)}; its header has "
+                              f"{', '.join(header)}")
+        numeric = [(i, c) for i, c in enumerate(header) if columns.is_numeric(c)]
+        keys = [(header.index(c), c) for c in columns.keys]
+        for fields in reader:
+            line = reader.line_num
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise LeversError(f"{path}: line {line} has {len(fields)} field(s) where the header has "
+                                  f"{len(header)}: a damaged row (delete that line)")
+            for i, c in keys:
+                if not fields[i].strip():
+                    raise LeversError(f"{path}: line {line}: column '{c}' is empty (every row names it)")
+            for i, c in numeric:
+                value = fields[i].strip()
+                if value and not _is_number(value):
+                    raise LeversError(f"{path}: line {line}: column '{c}' holds {value!r}, not a number")
+    except csv.Error as exc:
+        raise LeversError(f"{path}: not a well-formed CSV (line {reader.line_num}: {exc})") from None
+    return pd.read_csv(io.StringIO(text))
+
+
+def read_side_table(path: Path) -> pd.DataFrame:
+    """One side table (named as :data:`SIDE_COLUMNS` names it), checked by :func:`read_table`."""
+    path = Path(path)
+    return read_table(path, SIDE_COLUMNS[path.name], "levers side table")
+
+
 def read_side(dirs: Sequence[Path], name: str) -> pd.DataFrame:
-    """One side table of every raw folder that has it, concatenated (empty when none has)."""
-    frames = [pd.read_csv(d / name) for d in dirs if (d / name).is_file() and (d / name).stat().st_size > 0]
+    """One side table of every raw folder that has it, concatenated (empty when none has). An absent table is
+    no rows (a run that measured nothing, an older folder); a present one is checked (:func:`read_table`)."""
+    frames = [read_side_table(d / name) for d in dirs if (d / name).is_file()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -34,6 +34,10 @@ from tta_energy.precision import torch_dtype
 SIZES = ("full", "tiny")
 
 
+class MetaDeviceError(ModelError):
+    """A request refused only because the model is on the meta device (every other check passed)."""
+
+
 #: A phase hook: ``with phases("denoising"): ...``. The default does nothing.
 PhaseHook = Callable[[str], contextlib.AbstractContextManager]
 
@@ -204,7 +208,7 @@ class ModelAdapter(ABC):
     def check_not_meta(self) -> None:
         """A model on the meta device (built for counts) holds no values, so it cannot generate."""
         if self.device.type == "meta":
-            raise ModelError("cannot generate on the meta device (it holds no weights); use cpu or cuda")
+            raise MetaDeviceError("cannot generate on the meta device (it holds no weights); use cpu or cuda")
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:

@@ -314,6 +314,8 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
                          f"got {guidance_scale}")
     d = duration_s
     if d is not None:
+        if d != d or d in (float("inf"), float("-inf")):
+            raise ModelError(f"duration must be a finite number of seconds, got {d}")
         if not d > 0:
             raise ModelError(f"duration must be > 0 s, got {d}")
         sized = defaults.at_size(size)

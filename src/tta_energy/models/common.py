@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 import yaml
 
 from tta_energy.errors import ModelError
+from tta_energy.models.weights import looks_like_hub_id  # noqa: F401  (the loaders import it from here)
 
 CONFIG_ROOT = "models/configs"
 
@@ -57,12 +57,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("a CUDA device was asked for but torch sees no GPU")
     return device
-
-
-def looks_like_hub_id(weights: str) -> bool:
-    """``owner/name`` with one slash, starting with a letter or digit (so never ``./x``, ``../x``, ``/x`` or
-    ``~/x``): a ``--weights`` value that is not a local folder may then be a hub repo in the local cache."""
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", weights))
 
 
 def cached_hub_repo(repo_id: str, allow_patterns: list[str] | None = None) -> Path:

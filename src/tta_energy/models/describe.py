@@ -24,7 +24,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from tta_energy.models.base import ModelAdapter, ModelError, ModuleCall
+from tta_energy.models.base import GenerationRequest, MetaDeviceError, ModelAdapter, ModelError, ModuleCall
 from tta_energy.models.registry import build_model
 
 FLOP_METHOD = "torch.utils.flop_counter on the meta device"
@@ -116,10 +116,18 @@ def describe_adapter(adapter: ModelAdapter, duration_s: float = DESCRIBE_DURATIO
     return description
 
 
-def describe_model(name: str, size: str = "full", duration_s: float = DESCRIBE_DURATION_S,
+def describe_model(name: str, size: str = "full", duration_s: float | None = None,
                    batch: int = 1) -> dict[str, Any]:
-    """Build ``name`` at ``size`` with random weights on the meta device and describe it."""
+    """Build ``name`` at ``size`` with random weights on the meta device and describe it.
+
+    ``duration_s`` None: the stored table's 10 s. A duration given is checked first by the built model's own
+    rule, the one ``generate`` applies (e.g. AudioLDM's one-latent-frame minimum)."""
     adapter = build_model(name, size=size, weights="random", device="meta", dtype="float32")
+    if duration_s is None:
+        duration_s = DESCRIBE_DURATION_S
+    else:
+        with contextlib.suppress(MetaDeviceError):  # only the device refused: counts need no values
+            adapter.check_request(GenerationRequest(prompts=["x"], duration_s=duration_s))
     return describe_adapter(adapter, duration_s=duration_s, batch=batch)
 
 

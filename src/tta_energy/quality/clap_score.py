@@ -48,6 +48,9 @@ class CaptionMatch:
 def read_captions(path: Path) -> pd.DataFrame:
     """A caption table (``file_name, caption[, duration]``) with unique, non-empty file names and captions."""
     path = Path(path)
+    if path.is_dir():
+        raise CaptionError(f"{path}: a folder, not a caption file (give a CSV file: file_name, caption, "
+                           "duration)")
     if not path.is_file():
         raise CaptionError(f"{path}: caption file not found")
     try:
@@ -68,7 +71,26 @@ def read_captions(path: Path) -> pd.DataFrame:
     dup = df["file_name"][df["file_name"].duplicated()]
     if not dup.empty:
         raise CaptionError(f"{path}: file_name {dup.iloc[0]!r} appears more than once")
+    check_caption_durations(df, path)
     return df.reset_index(drop=True)
+
+
+def check_caption_durations(df: pd.DataFrame, path: Path) -> None:
+    """The optional ``duration`` column holds seconds > 0 (a blank cell is allowed: the value is informative),
+    so a typo is named rather than silently ignored."""
+    if "duration" not in df.columns:
+        return
+    for i, (file_name, value) in enumerate(zip(df["file_name"], df["duration"], strict=True)):
+        text = str(value).strip()
+        if text == "" or (isinstance(value, float) and value != value):  # blank, read as text or as NaN
+            continue
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+        if not 0 < seconds < float("inf"):
+            raise CaptionError(f"{path}: row {i + 2} (file_name {str(file_name).strip()!r}): column duration "
+                               f"is {text!r}; give seconds > 0 or leave it blank")
 
 
 def match_captions(

@@ -76,10 +76,14 @@ def resolve_checkpoint(value: str | Path, search_dirs: Sequence[Path] = ()) -> P
     )
 
 
-def detect_backend(path: Path, backend: str = "auto") -> str:
+def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise CheckpointError(f"unknown CLAP backend {backend!r} (expected one of {', '.join(BACKENDS)})")
-    if backend != "auto":
+    return backend
+
+
+def detect_backend(path: Path, backend: str = "auto") -> str:
+    if check_backend(backend) != "auto":
         return backend
     if path.is_dir():
         return "hf"

@@ -1,0 +1,41 @@
+"""The one rule for a ``--device`` value, shared by every command and the runners behind them.
+
+``cpu``, ``cuda`` or ``cuda:N``; a CUDA device only where torch sees that GPU. Torch is imported only for a
+CUDA value, so a refused command pays for no import it does not need.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tta_energy.errors import TtaError
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def check_device(name: str | None) -> str | None:
+    """``name`` when this machine can run on it (None: chosen later, cuda when available), else one line
+    naming the problem and what is allowed."""
+    if name is None:
+        return None
+    if not _DEVICE.match(name):
+        raise TtaError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TtaError(f"--device {name} was asked for but torch sees no GPU (use --device cpu)")
+        count = torch.cuda.device_count()
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            raise TtaError(f"--device {name}: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return name
+
+
+def chosen_device(name: str | None) -> str:
+    """``name`` checked, or cuda when torch sees a GPU, else cpu."""
+    if check_device(name) is not None:
+        return name  # type: ignore[return-value]
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,245 @@
+"""Bad input to ``campaign``, ``summary`` and ``analyze``: one error line naming the problem and what is
+allowed, exit status 2, no traceback, and nothing written (not even an empty folder or a lock file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tta_energy import schema
+from tta_energy.cli.main import main, user_error_line
+from tta_energy.experiments import campaign as cp
+
+TINY = """
+name = "tiny"
+out_dir = "{out}"
+size = "tiny"
+dtype = "float32"
+weights = "{weights}"
+idle_s = 0
+min_window_s = 0
+[repeats]
+min = 2
+max = 2
+
+[[experiment]]
+name = "steps"
+models = ["audioldm"]
+grid = ["1"]
+
+[[experiment]]
+name = "duration"
+models = ["audioldm", "tango"]
+grid = [{durations}]
+"""
+
+
+def _campaign(tmp_path: Path, durations: str = '"5"', weights: str = "random") -> Path:
+    """A tiny campaign writing into ``tmp_path / "tables"`` (not made); tango cannot run 5 s (a note)."""
+    path = tmp_path / "c.toml"
+    path.write_text(TINY.format(out=tmp_path / "tables", durations=durations, weights=weights),
+                    encoding="utf-8")
+    return path
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def _refused(capsys: pytest.CaptureFixture[str], args: list[str], *fragments: str) -> str:
+    """Run the command, expect exit 2 and one error line holding every fragment; return that line."""
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert exc.value.code == 2, (args, out, err)
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), (args, err)
+    for fragment in fragments:
+        assert fragment in lines[0], (args, lines[0])
+    return lines[0]
+
+
+def _log(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+CALL = json.dumps({"run_id": "r1", "wall_s": 10.0, "measured_s": 8.0, "rows": {"steps": 2}, "world_size": 1})
+
+
+# --- the campaign's folder ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["plan", "status", "cost", "run", "collect"])
+def test_an_out_dir_that_is_a_file_is_refused_by_every_campaign_command(tmp_path, capsys, command):
+    path = _campaign(tmp_path)
+    returned = tmp_path / "returned"
+    returned.mkdir()
+    (returned / cp.RUNS_LOG).write_text(_log([CALL]), encoding="utf-8")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    before = _files(tmp_path)
+    extra = {"run": ["--device", "cpu", "--no-progress"], "collect": [str(returned)]}.get(command, [])
+    for out_dir in (a_file, a_file / "sub"):
+        _refused(capsys, ["campaign", command, "--campaign", str(path), "--out-dir", str(out_dir), *extra],
+                 f"--out-dir {out_dir}", "a folder is expected")
+    assert _files(tmp_path) == before
+
+
+def test_plan_and_status_of_a_folder_not_made_yet_show_nothing_measured_and_make_nothing(tmp_path, capsys):
+    path = _campaign(tmp_path)
+    before = _files(tmp_path)
+    for command in ("plan", "status"):
+        main(["campaign", command, "--campaign", str(path)])
+        out = capsys.readouterr().out.splitlines()
+        assert out[1] == f"({tmp_path / 'tables'} does not exist yet: nothing measured there)"
+    assert _files(tmp_path) == before
+
+
+def test_cost_without_the_folder_or_its_runs_log_names_what_is_missing(tmp_path, capsys):
+    path = _campaign(tmp_path)
+    tables = tmp_path / "tables"
+    _refused(capsys, ["campaign", "cost", "--campaign", str(path)], f"{tables}: no such folder")
+    assert not tables.exists()
+    tables.mkdir()
+    _refused(capsys, ["campaign", "cost", "--campaign", str(path)], f"no {tables / cp.RUNS_LOG}")
+    assert _files(tables) == set()
+
+
+# --- the runs log -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("bad", "fragment"), [
+    ("{not json", "not JSON"),
+    ('{"foo": 1}', "no wall_s"),
+    ("[1, 2]", "a JSON list, not an object"),
+    ('{"wall_s": "ten"}', "wall_s must be seconds >= 0"),
+    ('{"wall_s": 1, "rows": {"steps": -1}}', "rows must be an object of row counts"),
+])
+def test_a_malformed_line_of_the_runs_log_is_named_with_its_line(tmp_path, capsys, bad, fragment):
+    path = _campaign(tmp_path)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    log = tables / cp.RUNS_LOG
+    log.write_text(_log([CALL, bad, CALL]), encoding="utf-8")
+    for command in ("cost", "status", "plan"):
+        _refused(capsys, ["campaign", command, "--campaign", str(path)], f"{log}, line 2: ", fragment,
+                 "fix or delete the line")
+    # a device call's copy with such a line is refused before anything is merged or made
+    returned = tmp_path / "returned"
+    returned.mkdir()
+    (returned / cp.RUNS_LOG).write_text(_log([CALL, bad]), encoding="utf-8")
+    log.unlink()
+    before = _files(tmp_path)
+    _refused(capsys, ["campaign", "collect", str(returned), "--campaign", str(path)],
+             f"{returned / cp.RUNS_LOG}, line 2: ", fragment)
+    assert _files(tmp_path) == before
+
+
+def test_a_last_line_cut_by_a_crash_is_skipped(tmp_path, capsys):
+    path = _campaign(tmp_path)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / cp.RUNS_LOG).write_text(_log([CALL]) + '{"wall_s": 3', encoding="utf-8")
+    main(["campaign", "cost", "--campaign", str(path), "--json"])
+    assert json.loads(capsys.readouterr().out)["calls"] == 1
+
+
+# --- the campaign file --------------------------------------------------------------------------------------
+def test_a_grid_value_none_of_the_models_can_run_is_refused(tmp_path, capsys):
+    path = _campaign(tmp_path, durations='"5", "1000"')
+    _refused(capsys, ["campaign", "plan", "--campaign", str(path)], "experiment 2 (duration)",
+             "grid value duration 1000.0 s", "maximum of")
+    # a filter does not hide it: the entry's other models are asked too
+    _refused(capsys, ["campaign", "plan", "--campaign", str(path), "--model", "tango"], "duration 1000.0 s")
+    assert _files(tmp_path) == {"c.toml"}
+
+
+def test_a_grid_value_only_some_models_cannot_run_is_left_out_for_them(tmp_path, capsys):
+    path = _campaign(tmp_path, durations='"5"')  # tango generates 10.24 s only; audioldm runs 5 s
+    main(["campaign", "status", "--campaign", str(path), "--json", "--experiment", "duration"])
+    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(c["model"], c["duration_s"]) for c in cells] == [("audioldm", 5.0)]
+    main(["campaign", "status", "--campaign", str(path), "--json", "--experiment", "duration", "--model",
+          "tango"])  # the filter keeps no model that runs it: no cell, no error
+    assert capsys.readouterr().out == ""
+
+
+def test_a_weights_path_that_does_not_exist_is_refused(tmp_path, capsys):
+    missing = tmp_path / "no-such-weights"
+    path = _campaign(tmp_path, weights=str(missing))
+    for command in ("plan", "status", "cost"):
+        _refused(capsys, ["campaign", command, "--campaign", str(path)], f"{path}: weights path {missing} "
+                 "does not exist", "'random', a local weights folder or a hub id")
+    _campaign(tmp_path, weights=str(tmp_path))  # an existing folder: its layout is the model loader's check
+    main(["campaign", "plan", "--campaign", str(path)])
+    assert "total" in capsys.readouterr().out
+
+
+# --- campaign run -------------------------------------------------------------------------------------------
+def test_a_refused_campaign_run_makes_no_folder_no_lock_and_prints_only_the_error(tmp_path, capsys):
+    import torch
+
+    path = _campaign(tmp_path)  # tango cannot run 5 s: a note a run that goes on would print
+    base = ["campaign", "run", "--campaign", str(path), "--no-progress", "--no-codecarbon"]
+    cases = [([*base, "--device", "cpu", "--time-budget", "1"], "--time-budget 1 s cannot cover"),
+             ([*base, "--device", "tpu"], "unknown device 'tpu': use cpu, cuda"),
+             ([*base, "--device", "cpu", "--time-budget", "0"], "--time-budget must be > 0")]
+    if not torch.cuda.is_available():
+        cases.append(([*base, "--device", "cuda"], "torch sees no GPU"))
+    for args, fragment in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        out, err = capsys.readouterr()
+        assert exc.value.code == 2 and out == "", (args, out)
+        assert len(err.strip().splitlines()) == 1 and fragment in err, (args, err)
+        assert _files(tmp_path) == {"c.toml"}, args
+
+
+# --- summary and analyze ------------------------------------------------------------------------------------
+def _table_without_source(folder: Path) -> Path:
+    row = schema.empty_row()
+    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=0, model="audioldm",
+               weights="random", size="tiny", dtype="float32", optimize="none", steps=2, denoiser_calls=2,
+               n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok", gpu_energy_J=1.0,
+               gpu_energy_method="nvml_counter", cpu_energy_method="unavailable")
+    folder.mkdir(parents=True, exist_ok=True)
+    table = folder / "steps.csv"
+    pd.DataFrame([row]).drop(columns=["source"]).to_csv(table, index=False)
+    return table
+
+
+def test_summary_reports_a_run_table_that_lost_a_marker_column(tmp_path, capsys):
+    table = _table_without_source(tmp_path / "data")
+    assert schema.is_run_table(table)
+    assert not schema.is_run_table(Path(__file__).parents[1] / "data" / "smoke" / "models_gpu.csv")
+    with pytest.raises(SystemExit) as exc:
+        main(["summary", "--data", str(tmp_path / "data")])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert f"invalid: {table}: missing column(s) source" in err
+    assert "0 of 1 run table(s) valid" in out
+
+
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_analyze_names_the_run_table_that_lost_a_column(tmp_path, capsys, given):
+    table = _table_without_source(tmp_path / "data")
+    runs = table.parent if given == "folder" else table
+    _refused(capsys, ["analyze", "--runs", str(runs), "--out", str(tmp_path / "out")],
+             f"{table}: missing column(s) source")
+    assert not (tmp_path / "out").exists()
+
+
+def test_analyze_refuses_an_out_that_is_a_file_before_analysing(tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    _refused(capsys, ["analyze", "--runs", str(tmp_path / "nowhere"), "--out", str(a_file)],
+             f"--out {a_file} is a file: a folder is expected")
+
+
+def test_a_folder_made_where_a_file_stands_says_a_folder_is_expected(tmp_path):
+    """The line of any command's mkdir on a file (levers report's --out-dir among them)."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    for exc in (FileExistsError(17, "File exists", str(a_file)),
+                NotADirectoryError(20, "Not a directory", str(a_file / "sub"))):
+        assert "a folder is expected" in user_error_line(exc)
+    assert user_error_line(FileExistsError(17, "File exists", str(tmp_path))) == f"File exists: {tmp_path}"

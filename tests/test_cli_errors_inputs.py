@@ -1,0 +1,224 @@
+"""Bad command-line input: one error line naming the problem, exit 2, and nothing written or loaded.
+
+In-process (``main``): every case must be refused before a model is built or a meter started, so each
+takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from tta_energy.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")
+SWEEP = ["sweep", "--model", "audioldm", "--size", "tiny", "--no-progress", "--no-codecarbon"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("TTA_ENERGY_DEBUG", raising=False)
+
+
+def refused(argv: list[str], capsys, *fragments: str) -> str:
+    """Run ``tta-energy ARGV``; it must exit 2 with one error line holding every fragment."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def entries(folder: Path) -> set[str]:
+    """Every file and folder under ``folder`` (hidden ones, such as locks, included)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def clips(tmp_path) -> Path:
+    """A folder with one short WAV (a valid --generated folder)."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    soundfile.write(folder / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    return folder
+
+
+@pytest.fixture
+def no_meter(monkeypatch):
+    """Fail loudly if a command starts the energy meter (it warns when no GPU is there)."""
+    import tta_energy.meter as meter
+
+    def started(*_args, **_kwargs):
+        raise AssertionError("the meter was started before the input was checked")
+
+    monkeypatch.setattr(meter, "EnergyMeter", started)
+
+
+def device_commands(tmp_path: Path, clips: Path, device: str) -> list[list[str]]:
+    out = tmp_path / "out"
+    return [
+        [*SWEEP, "-e", "steps", "--device", device, "--out", str(out / "steps.csv")],
+        ["generate", "--model", "audioldm", "--size", "tiny", "--prompt", "rain", "--steps", "2",
+         "--duration", "1", "--device", device, "--out", str(tmp_path / "a.wav")],
+        ["campaign", "run", "-c", str(ROOT / "campaigns" / "h200.toml"), "--device", device, "--out-dir",
+         str(out)],
+        ["levers", "ceiling", "--device", device, "--out", str(out / "ceiling.csv")],
+        ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", device, "--out-dir", str(out)],
+        ["score", "--generated", str(clips), "-o", str(tmp_path / "score.csv"), "--device", device],
+    ]
+
+
+@pytest.mark.parametrize("index", range(6), ids=["sweep", "generate", "campaign-run", "levers-ceiling",
+                                                 "levers-run", "score"])
+def test_an_unknown_device_is_refused_by_every_command_before_anything_is_made(
+        tmp_path, capsys, clips, no_meter, index):
+    before = entries(tmp_path)
+    refused(device_commands(tmp_path, clips, "tpu")[index], capsys, "unknown device 'tpu'",
+            "use cpu, cuda or cuda:N")
+    assert entries(tmp_path) == before
+
+
+@NO_GPU
+@pytest.mark.parametrize("index", range(6), ids=["sweep", "generate", "campaign-run", "levers-ceiling",
+                                                 "levers-run", "score"])
+def test_cuda_without_a_gpu_is_refused_by_every_command_before_anything_is_loaded(
+        tmp_path, capsys, clips, no_meter, index):
+    before = entries(tmp_path)
+    refused(device_commands(tmp_path, clips, "cuda")[index], capsys, "--device cuda", "torch sees no GPU",
+            "--device cpu")
+    assert entries(tmp_path) == before
+
+
+@pytest.mark.parametrize(("experiments", "grid"), [("steps", ""), ("steps", ","), ("steps,batch", "steps=")])
+def test_an_empty_grid_is_refused_naming_the_experiment(tmp_path, capsys, experiments, grid):
+    refused([*SWEEP, "-e", experiments, "--grid", grid, "--out-dir", str(tmp_path / "runs")], capsys,
+            "the steps grid is empty", "--grid")
+    assert entries(tmp_path) == set()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--batch-size", "0"), ("--batch-size", "-4"),
+                                               ("--steps", "-3"), ("--steps", "0")])
+def test_score_refuses_counts_below_one(tmp_path, capsys, clips, option, value):
+    refused(["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv"), option, value], capsys,
+            f"{option} must be >= 1", f"got {value}")
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.fixture
+def bad_captions(tmp_path) -> Path:
+    path = tmp_path / "caps.csv"
+    path.write_text("file_name,caption,duration\na.wav,rain on a roof,10\nb.wav,a dog barks,abc\n")
+    return path
+
+
+def test_a_caption_duration_that_is_not_seconds_is_refused_by_sweep(tmp_path, capsys, bad_captions):
+    before = entries(tmp_path)
+    refused([*SWEEP, "-e", "quality", "--captions", str(bad_captions), "--grid", "2", "--out",
+             str(tmp_path / "runs" / "q.csv"), "--audio-dir", str(tmp_path / "audio")], capsys,
+            str(bad_captions), "row 3", "'b.wav'", "duration", "'abc'")
+    assert entries(tmp_path) == before
+
+
+def test_a_caption_duration_that_is_not_seconds_is_refused_by_score(tmp_path, capsys, bad_captions, clips):
+    refused(["score", "--generated", str(clips), "--captions", str(bad_captions), "--metrics", "clap", "-o",
+             str(tmp_path / "s.csv")], capsys, str(bad_captions), "row 3", "duration", "'abc'")
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--model", "audioldm", "--duration", "100"], "exceeds audioldm's maximum of 30.0 s"),
+    (["--model", "tango", "--duration", "0.001"], "tango always generates 10.24 s"),
+    (["--model", "audioldm", "--size", "tiny", "--duration", "1e6"], "maximum of 30.0 s (tiny size)"),
+    (["--model", "stable-audio-open", "--duration", "100"], "maximum of 47.55 s"),
+    (["--model", "audioldm", "--size", "tiny", "--duration", "0.001"], "below audioldm's minimum"),
+    (["--model", "audioldm", "--duration", "inf"], "must be a finite number of seconds, got inf"),
+    (["--model", "audioldm", "--duration", "0"], "duration must be > 0"),
+])
+def test_describe_takes_the_durations_generate_takes(capsys, args, said):
+    refused(["describe", *args], capsys, said)
+
+
+def test_describe_still_counts_a_duration_the_model_can_make(capsys):
+    main(["describe", "--model", "tango", "--size", "tiny", "--duration", "0.96", "--json"])
+    assert '"duration_s": 0.96' in capsys.readouterr().out
+
+
+def test_sweep_refuses_missing_weights_before_any_folder_lock_or_meter(tmp_path, capsys, no_meter):
+    refused([*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(tmp_path / "nodir" / "x.csv"),
+             "--weights", str(tmp_path / "nonexistent")], capsys, "weights path", "does not exist")
+    assert entries(tmp_path) == set()
+
+
+@pytest.mark.parametrize("audio_dir", [True, False], ids=["audio-dir", "default-audio-dir"])
+def test_sweep_reads_the_caption_files_before_any_folder_or_lock(tmp_path, capsys, monkeypatch, no_meter,
+                                                                  audio_dir):
+    monkeypatch.chdir(tmp_path)  # the default --audio-dir, outputs/audio, would land here
+    extra = ["--audio-dir", str(tmp_path / "audio")] if audio_dir else []
+    refused([*SWEEP, "-e", "quality", "--device", "cpu", "--captions", str(tmp_path / "none.csv"), "--out",
+             str(tmp_path / "nodir" / "x.csv"), *extra], capsys, "none.csv does not exist")
+    assert entries(tmp_path) == set()
+
+
+def test_sweep_says_a_caption_folder_is_a_folder(tmp_path, capsys):
+    refused([*SWEEP, "-e", "quality", "--captions", str(tmp_path), "--out", str(tmp_path / "q.csv")], capsys,
+            f"caption file {tmp_path} is a folder")
+    assert entries(tmp_path) == set()
+
+
+def test_score_refuses_a_folder_as_its_output_before_loading_anything(tmp_path, capsys, clips):
+    (tmp_path / "out").mkdir()
+    refused(["score", "--generated", str(clips), "-o", str(tmp_path / "out")], capsys,
+            f"--out {tmp_path / 'out'} is a folder")
+    refused(["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv"), "--per-clip",
+             str(tmp_path / "out")], capsys, "--per-clip", "is a folder")
+    assert entries(tmp_path / "out") == set() and not (tmp_path / "s.csv").exists()
+
+
+def test_levers_ceiling_checks_its_values_before_the_meter(tmp_path, capsys, no_meter):
+    (tmp_path / "out").mkdir()
+    refused(["levers", "ceiling", "--device", "cpu", "--out", str(tmp_path / "out")], capsys,
+            f"--out {tmp_path / 'out'} is a folder")
+    refused(["levers", "ceiling", "--device", "cpu", "--precision", "fp4"], capsys,
+            "unknown ceiling precision 'fp4'", "bf16, fp8")
+    refused(["levers", "ceiling", "--device", "cpu", "--seconds", "inf"], capsys, "finite --seconds > 0")
+    assert entries(tmp_path) == {"out"}
+
+
+@pytest.mark.parametrize(("generated", "extra", "said"), [
+    ("nonexistent", [], "nonexistent: not a folder"),
+    ("empty", [], "empty: no audio files"),
+    ("clips", ["--backend", "nosuch"], "unknown CLAP backend 'nosuch'"),
+    ("clips", ["--batch-size", "0"], "--batch-size must be >= 1"),
+])
+def test_score_names_the_bad_input_before_looking_for_a_checkpoint(tmp_path, capsys, clips, generated, extra,
+                                                                    said):
+    (tmp_path / "empty").mkdir()
+    line = refused(["score", "--generated", str(tmp_path / generated), "-o", str(tmp_path / "s.csv"),
+                    "--checkpoint-dir", str(tmp_path / "no-checkpoints"), *extra], capsys, said)
+    assert "checkpoint" not in line
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "no-checkpoints").exists()
+
+
+def test_the_shared_checks_say_what_is_allowed():
+    from tta_energy.cli import checks
+    from tta_energy.errors import TtaError
+
+    with pytest.raises(TtaError, match="--time-budget must be a finite number, got inf"):
+        checks.positive(float("inf"), "--time-budget")
+    with pytest.raises(TtaError, match="--duration must be > 0, got -1"):
+        checks.positive(-1.0, "--duration")
+    with pytest.raises(TtaError, match="unknown device 'cuda:x'"):
+        checks.device("cuda:x")
+    assert checks.device(None) is None and checks.device("cpu") == "cpu"
+    assert checks.weights("random") == "random" and checks.weights("owner/name") == "owner/name"

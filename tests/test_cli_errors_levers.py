@@ -1,0 +1,262 @@
+"""Bad input to ``tta-energy levers run`` and ``levers report`` is one error line and exit status 2, refused
+before any output file or folder is written (run in-process; dry runs and hand-written tables, no model is
+built)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tta_energy import schema
+from tta_energy.cli.main import main
+from tta_energy.levers import tables
+
+PROMPT = "a dog barks"
+
+
+def refused(capsys, args: list[str], *words: str, absent: tuple[Path, ...] = ()) -> str:
+    """Run ``tta-energy ARGS``: exit 2, one ``error:`` line holding ``words``, no traceback, and none of
+    ``absent`` written."""
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert exc.value.code == 2, err
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word in lines[0], lines[0]
+    for path in absent:
+        assert not path.exists(), path
+    return lines[0]
+
+
+def run_args(tmp_path: Path, *extra: str, dry_run: bool = False) -> list[str]:
+    """``levers run`` of tiny AudioLDM on the CPU into tmp_path/raw (no history), plus ``extra``."""
+    args = ["levers", "run", "--size", "tiny", "--device", "cpu", "--out-dir", str(tmp_path / "raw"),
+            "--history", "", "--idle-s", "0", "--no-profile", *extra]
+    if "-m" not in extra and "--plan" not in extra:
+        args += ["-m", "audioldm"]
+    return [*args, "--dry-run"] if dry_run else args
+
+
+def write_plan(tmp_path: Path, body: str, name: str = "plan.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(f'[levers]\nmodels = ["audioldm"]\nsteps = [2]\n{body}\n', encoding="utf-8")
+    return path
+
+
+# --- --weights -------------------------------------------------------------------------------------------
+def test_weights_that_do_not_exist_are_refused_before_the_run_writes_anything(tmp_path, capsys):
+    missing = str(tmp_path / "nonexistent")
+    refused(capsys, run_args(tmp_path, "--weights", missing), "weights path", missing, "does not exist",
+            "'random'", absent=(tmp_path / "raw", tmp_path / "levers.csv"))
+    refused(capsys, run_args(tmp_path, "--weights", missing, dry_run=True), "does not exist")
+
+
+def test_weights_name_one_model_and_a_folder(tmp_path, capsys):
+    refused(capsys, run_args(tmp_path, "-m", "audioldm,tango", "--weights", str(tmp_path)),
+            "--weights", "one model", "audioldm, tango", absent=(tmp_path / "raw",))
+    a_file = tmp_path / "weights.bin"
+    a_file.write_bytes(b"x")
+    refused(capsys, run_args(tmp_path, "--weights", str(a_file)), "is a file", "weights folder",
+            absent=(tmp_path / "raw",))
+
+
+# --- --duration and the model's limits ----------------------------------------------------------------------
+def test_a_duration_beyond_the_model_is_refused_with_its_limit(tmp_path, capsys):
+    for dry in (False, True):
+        refused(capsys, run_args(tmp_path, "--duration", "100", dry_run=dry), "--duration", "audioldm",
+                "maximum of 30", absent=(tmp_path / "raw",))
+
+
+def test_a_plan_duration_beyond_the_model_names_the_plan(tmp_path, capsys):
+    plan = write_plan(tmp_path, "duration_s = 100.0")
+    refused(capsys, run_args(tmp_path, "--plan", str(plan)), str(plan), "duration_s", "maximum of 30",
+            absent=(tmp_path / "raw",))
+
+
+# --- dry run: files and folders, options a plan replaces ----------------------------------------------------
+def test_dry_run_refuses_a_history_table_that_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "nonexistent.csv"
+    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(missing)], "--history", str(missing),
+            "not a file")
+
+
+@pytest.mark.parametrize("option", ["--references", "--report-dir", "--out-dir", "--compile-cache"])
+def test_a_folder_option_naming_a_file_is_refused(tmp_path, capsys, option):
+    a_file = tmp_path / "README.md"
+    a_file.write_text("not a folder\n")
+    refused(capsys, [*run_args(tmp_path, dry_run=True), option, str(a_file)], option, "is a file", "folder")
+    refused(capsys, [*run_args(tmp_path), option, str(a_file)], option, absent=(tmp_path / "raw",))
+
+
+def test_a_references_folder_that_does_not_exist_yet_is_allowed(tmp_path, capsys):
+    """A real run creates the references folder when it stores the first reference."""
+    main(run_args(tmp_path, "--references", str(tmp_path / "refs"), "--steps", "2", "--batches", "1",
+                  dry_run=True))
+    assert "call 1" in capsys.readouterr().out
+    assert not (tmp_path / "refs").exists() and not (tmp_path / "raw").exists()
+
+
+def test_report_dir_without_a_report_is_refused(tmp_path, capsys):
+    refused(capsys, run_args(tmp_path, "--no-report", "--report-dir", str(tmp_path / "rep")), "--report-dir",
+            "--no-report", absent=(tmp_path / "raw", tmp_path / "rep"))
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    (["--steps", "10"], "--steps"),
+    (["--repeats", "2", "--duration", "5"], "--repeats, --duration"),
+    (["--seed", "1", "--batches", "1,2"], "--batches, --seed"),
+    (["--full", "none", "--no-trim"], "--full, --trim/--no-trim"),
+])
+def test_options_a_plan_replaces_are_refused_with_a_plan(tmp_path, capsys, options, named):
+    plan = write_plan(tmp_path, "repeats = 1")
+    for dry in (True, False):
+        refused(capsys, [*run_args(tmp_path, "--plan", str(plan), dry_run=dry), *options], named, str(plan),
+                "plan file", absent=(tmp_path / "raw",))
+
+
+def test_a_plan_may_still_choose_its_models_and_the_size(tmp_path, capsys):
+    plan = write_plan(tmp_path, "repeats = 1\nduration_s = 1.0")
+    main(run_args(tmp_path, "--plan", str(plan), "-m", "audioldm", dry_run=True))
+    assert "audioldm" in capsys.readouterr().out
+
+
+# --- plan files: types, named with the file and the key -----------------------------------------------------
+@pytest.mark.parametrize(("body", "words"), [
+    ("repeats = 3.7", ("[levers]", "repeats must be an integer", "3.7")),
+    ('repeats = "three"', ("[levers]", "repeats must be an integer", "'three'")),
+    ("repeats = 0", ("[levers]", "repeats must be an integer >= 1",)),
+    ("repeats = true", ("[levers]", "repeats must be an integer")),
+    ('duration_s = "ten"', ("[levers]", "duration_s must be", "a number", "'ten'")),
+    ("duration_s = -1.0", ("[levers]", "duration_s must be a number > 0")),
+    ('seed = "x"', ("[levers]", "seed must be an integer", "'x'")),
+    ('call_budget_s = "long"', ("[levers]", "call_budget_s must be", "'long'")),
+    ("batches = [true]", ("batches must be a non-empty list of integers",)),
+    ("[levers.model.audioldm]\nrepeats = 1.5", ("[levers.model.audioldm]", "repeats must be an integer")),
+    ("[[levers.extra]]\nspecs = ['max']\nbatches = [2]\nrepeats = 'x'",
+     ("[[levers.extra]] #1", "repeats must be an integer")),
+    ("[[levers.extra]]\nmodels = 'audioldm'\nspecs = ['max']\nbatches = [2]",
+     ("[[levers.extra]] #1", "models must be a list")),
+])
+def test_a_plan_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path, capsys, body, words):
+    plan = write_plan(tmp_path, body)
+    refused(capsys, run_args(tmp_path, "--plan", str(plan), dry_run=True), str(plan), *words)
+
+
+def test_plan_models_must_be_a_list_of_names(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[levers]\nmodels = "audioldm"\n', encoding="utf-8")
+    refused(capsys, run_args(tmp_path, "--plan", str(plan), dry_run=True), str(plan),
+            "models must be a non-empty list of model names")
+
+
+# --- history tables ----------------------------------------------------------------------------------------
+HISTORY_HEADER = "run_id,model,size,optimize,steps,waveforms_per_prompt,wall_s,compile_s,duration_s\n"
+HISTORY_ROW = "r1,audioldm,tiny,none,2,1,0.5,,10.0\n"
+
+
+@pytest.mark.parametrize(("garbage", "words"), [
+    ("garbage\n", ("line 3", "1 field(s)", "header has 9")),
+    ("r1,audioldm,tiny,none,2,1,fast,,10.0\n", ("line 3", "'wall_s'", "'fast'", "not a number")),
+    ("r1,audioldm,tiny,none,two,1,0.5,,10.0\n", ("line 3", "'steps'", "not a number")),
+    (",,tiny,none,2,1,0.5,,10.0\n", ("line 3", "'model'", "is empty")),
+])
+def test_a_damaged_history_table_names_the_file_and_the_column(tmp_path, capsys, garbage, words):
+    history = tmp_path / "levers.csv"
+    history.write_text(HISTORY_HEADER + HISTORY_ROW + garbage, encoding="utf-8")
+    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(history)], str(history), *words)
+
+
+def test_a_history_file_that_is_no_table_says_what_it_needs(tmp_path, capsys):
+    history = tmp_path / "notes.csv"
+    history.write_text("a,b\n1,2\n", encoding="utf-8")
+    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(history)], str(history),
+            "needs the column(s) model, optimize, steps, waveforms_per_prompt")
+
+
+def test_a_damaged_run_table_in_the_history_names_the_file_and_the_column(tmp_path, capsys):
+    row = schema.empty_row()
+    row.update(source="tta-energy", run_id="r1", experiment="steps", model="audioldm", size="tiny",
+               weights="random", dtype="float32", optimize="none", steps=2, n_prompts=1,
+               waveforms_per_prompt=1, n_clips=1, duration_s=10.0, status="ok",
+               gpu_energy_method="nvml_counter", cpu_energy_method="unavailable", prompt=PROMPT, seed=0,
+               wall_s=0.5)
+    runs = tmp_path / "steps.csv"
+    schema.append_row(runs, row)
+    text = runs.read_text(encoding="utf-8").splitlines()
+    header = text[0].split(",")
+    bad = text[1].split(",")
+    bad[header.index("wall_s")] = "garbage"
+    runs.write_text("\n".join([*text, ",".join(bad)]) + "\n", encoding="utf-8")
+    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(runs)], str(runs), "'wall_s'",
+            "non-numeric")
+
+
+# --- levers report: side tables ----------------------------------------------------------------------------
+def raw_folder(tmp_path: Path) -> Path:
+    """A raw levers folder with one measured `none` cell and its side tables, as `levers run` writes them."""
+    raw = tmp_path / "raw"
+    for repeat in range(2):
+        row = schema.empty_row()
+        row.update(source="tta-energy", run_id="r1", experiment="levers", model="audioldm", size="tiny",
+                   weights="random", dtype="float32", optimize="none", steps=2, n_prompts=1,
+                   waveforms_per_prompt=1, n_clips=1, duration_s=1.0, audio_seconds=1.0, denoiser_calls=2,
+                   repeat=repeat, status="ok", gpu_energy_method="nvml_interpolated",
+                   cpu_energy_method="unavailable", prompt=PROMPT, seed=0, wall_s=0.5, gpu_energy_J=10.0,
+                   energy_denoising_J=8.0)
+        schema.append_row(raw / tables.RUNS_FILE, row)
+    tables.append_csv(raw / tables.CONFIGS_FILE, {
+        "run_id": "r1", "model": "audioldm", "optimize": "none", "steps": 2, "waveforms_per_prompt": 1,
+        "status": "ok", "dtype": "float32", "applied": "", "skipped": "{}", "notes": "{}",
+        "changes_behaviour": False, "latent_length": np.nan, "gflop_per_step": 2.0,
+        "gflop_per_generation": 5.0, "denoiser_calls_nominal": 2, "gflop": 9.0, "setup_s": 0.0,
+        "setup_J": 0.0})
+    tables.append_csv(raw / tables.CEILING_FILE, {
+        "run_id": "r1", "when": "start", "device": "cuda", "gpu_name": "H200", "precision": "bf16", "n": 64,
+        "iterations": 10, "wall_s": 1.0, "gpu_energy_J": 1.0, "tflop_per_s": 1.0, "tflop_per_J": 1.0,
+        "power_W": 600.0, "timestamp": ""})
+    return raw
+
+
+@pytest.mark.parametrize(("side", "garbage", "words"), [
+    (tables.CEILING_FILE, "garbage\n", ("line 3", "1 field(s)")),
+    (tables.CEILING_FILE, "r2,end,cuda,H200,bf16,64,10,1.0,1.0,1.0,lots,600.0,\n",
+     ("line 3", "'tflop_per_J'", "'lots'", "not a number")),
+    (tables.CONFIGS_FILE, "r1,audioldm\n", ("line 3", "2 field(s)")),
+    (tables.CONFIGS_FILE, None, ("empty", "not even a header line")),
+])
+def test_a_damaged_side_table_stops_the_report_naming_the_file(tmp_path, capsys, side, garbage, words):
+    raw = raw_folder(tmp_path)
+    path = raw / side
+    if garbage is None:
+        path.write_bytes(b"")
+    else:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(garbage)
+    out = tmp_path / "report"
+    refused(capsys, ["levers", "report", str(raw), "--out-dir", str(out)], str(path), *words, absent=(out,))
+
+
+def test_a_side_table_with_only_its_header_or_none_at_all_is_no_rows(tmp_path, capsys):
+    raw = raw_folder(tmp_path)
+    configs = raw / tables.CONFIGS_FILE
+    configs.write_text(configs.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    main(["levers", "report", str(raw), "--out-dir", str(tmp_path / "a")])
+    assert (tmp_path / "a" / "levers.csv").is_file()
+    configs.unlink()
+    main(["levers", "report", str(raw), "--out-dir", str(tmp_path / "b")])
+    assert (tmp_path / "b" / "levers.csv").is_file()
+    capsys.readouterr()
+
+
+def test_a_report_folder_that_is_a_file_is_refused_before_reading(tmp_path, capsys):
+    raw = raw_folder(tmp_path)
+    a_file = tmp_path / "notes.md"
+    a_file.write_text("x\n")
+    refused(capsys, ["levers", "report", str(raw), "--out-dir", str(a_file)], "--out-dir", "is a file")
+    refused(capsys, ["levers", "report", str(raw), "--out-dir", str(a_file / "sub")], "--out-dir",
+            "a folder is expected", absent=(a_file / "sub",))
