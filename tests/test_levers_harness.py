@@ -381,6 +381,39 @@ def test_block_compiler_lowers_with_its_attention_backend():
     torch._dynamo.reset()
 
 
+def test_block_compilers_bake_their_attention_kernel_into_the_lowered_graph():
+    """What the compilers are for: AOT autograd (the front half of Inductor) picks the attention kernel while
+    it lowers a graph, so a graph lowered by the `math` compiler holds matrix products and one lowered by the
+    `flash` compiler holds the flash-attention op, and neither reuses the other's graph."""
+    import torch._dynamo
+    from torch._dynamo import register_backend
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    lowered: list[str] = []
+
+    def keep(graph, _inputs):
+        lowered.append(str(graph.graph))
+        return graph.forward
+
+    @register_backend(name="tta_test_lowered")
+    def lowered_backend(graph, example_inputs):
+        return aot_module_simplified(graph, example_inputs, fw_compiler=keep)
+
+    def attend(q):
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    q = torch.randn(1, 2, 64, 32)
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        outs = [torch.compile(attend, backend=apply.SdpaCompiler(sdpa, "tta_test_lowered"), dynamic=False)(q)
+                for sdpa in ("math", "flash")]
+    assert len(lowered) == 2
+    assert "flash_attention" not in lowered[0] and "aten.bmm" in lowered[0]
+    assert "_scaled_dot_product_flash_attention" in lowered[1]
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)  # the same attention, two kernels
+    torch._dynamo.reset()
+
+
 def test_attention_candidates_under_compiled_blocks_each_get_their_compiler(monkeypatch):
     import torch._dynamo
 
