@@ -15,6 +15,10 @@ from typing import Any
 
 from tta_energy.errors import TtaError
 
+#: where a user's runs go unless an output is named: outside data/, which holds the committed tables that
+#: `make reproduce` reads, so that trying a command never changes the repository's figures (git-ignored)
+DEFAULT_OUT_DIR = Path("runs")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:

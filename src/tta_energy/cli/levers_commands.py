@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
+from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.models import catalogue
 
 LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention kernels, batching.
@@ -166,8 +167,9 @@ def register(app: typer.Typer) -> None:
         models: str = typer.Option("", "--models", "-m",
                                    help="comma list of models (with --plan: which of its models) "
                                         + catalogue.help_text()),
-        out_dir: Path = typer.Option(Path("data/runs/levers"), help="folder of the raw tables (the committed "
-                                                                    "data/h200/levers only when named)"),
+        out_dir: Path = typer.Option(DEFAULT_OUT_DIR / "levers",
+                                     help="folder of the raw tables (the committed data/h200/levers only "
+                                          "when named)"),
         full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
         batch1: str = typer.Option("graphs", help="specs measured at batch 1, every step count"),
         single: str = typer.Option("fp16 bf16 sdpa-best channels-last fuse-qkv",
@@ -274,7 +276,7 @@ def register(app: typer.Typer) -> None:
     @levers_app.command("report")
     def report_cmd(
         raw: list[Path] = typer.Argument(..., help="folder(s) written by 'levers run'"),
-        out_dir: Path = typer.Option(Path("data/runs"), help="where levers.csv, levers_summary.md, "
+        out_dir: Path = typer.Option(DEFAULT_OUT_DIR, help="where levers.csv, levers_summary.md, "
                                                              "levers.png go (data/h200 only when named)"),
     ) -> None:
         """Combine raw folders (e.g. two GPU runs) into levers.csv, levers_summary.md and levers.png."""

@@ -106,7 +106,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         save_audio: bool = typer.Option(True, "--save-audio/--no-save-audio", help="quality: write the WAVs"),
         out: Path | None = typer.Option(None, help="output table (one experiment)"),
         out_dir: Path | None = typer.Option(None, help="folder of <experiment>.csv tables "
-                                                       "(default: data/runs; not with --out)"),
+                                                       "(default: runs; not with --out)"),
         seed: int = typer.Option(0, help="seed of the initial noise and of the run order"),
         levers: str = typer.Option("none", "--levers", "--optimize",
                                    help="energy levers: none | graphs | max | lever,lever (see 'tta-energy "

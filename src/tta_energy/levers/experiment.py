@@ -59,6 +59,7 @@ from tta_energy.experiments.runner import (
     new_run_id,
     one_line,
 )
+from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.apply import DenoiserWrapper, apply_levers, time_denoiser_step
 from tta_energy.levers.ceiling import (
     EXPERIMENT,
@@ -109,7 +110,7 @@ class LeversOptions:
     """Everything ``tta-energy levers run`` takes."""
 
     models: tuple[str, ...]
-    out_dir: Path = Path("data/runs/levers")
+    out_dir: Path = DEFAULT_OUT_DIR / "levers"
     full_specs: tuple[str, ...] = FULL_GRID_SPECS
     batch1_specs: tuple[str, ...] = BATCH1_SPECS
     single_specs: tuple[str, ...] = SINGLE_SPECS
