@@ -31,7 +31,7 @@ from tta_energy.models import catalogue
 #: Files that hold generated blocks, relative to the repository root.
 DOC_FILES: tuple[str, ...] = (
     "README.md", "data/README.md", "data/validation/README.md", "docs/analysis.md", "docs/meter.md",
-    "docs/levers.md", "docs/quality.md",
+    "docs/levers.md", "docs/quality.md", "docs/results.md",
 )
 BLOCK = re.compile(r"<!-- generated:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /generated:(?P=name) -->", re.S)
 #: Below this mean GPU power (W) a model run eagerly at batch 1 leaves the H200 mostly idle (launch-bound).
@@ -792,8 +792,7 @@ def block_model_table(d: DocData) -> str:
              "through every run, FLOP per joule against the H200's measured bf16 ceiling "
              "(`figures/tables/efficiency.csv`) and the share of NVML's utilisation samples with a kernel "
              "running, mean over the generations that recorded it (`n`; `figures/tables/host_summary.csv`). "
-             "The paragraphs below give the details and the "
-             "other sweeps.")
+             "`docs/results.md` gives the details and the other sweeps.")
     lines = [intro, "",
              "| model | dtype | GPU energy per clip, 100 steps, H200 [J] | same, study's A40 [J] | "
              "J per denoiser call, H200 | TFLOP/J, H200 (share of its bf16 ceiling) | GPU busy, H200 |",
