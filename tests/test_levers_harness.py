@@ -414,6 +414,35 @@ def test_block_compilers_bake_their_attention_kernel_into_the_lowered_graph():
     torch._dynamo.reset()
 
 
+def test_block_compilers_never_share_a_cached_graph_under_inductor(tmp_path, monkeypatch):
+    """With Inductor (here on the CPU), AOT autograd's cache is keyed by the graph before lowering, which two
+    candidates' blocks share: without the backend in the key the second candidate would load the first's
+    kernel from it, in this process or a later call that carries the cache."""
+    import torch._dynamo
+    import torch._functorch.config
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+
+    class Attend(torch.nn.Module):
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    q = torch.randn(1, 2, 64, 32)
+    torch._dynamo.reset()
+    hits = counters["aot_autograd"]["autograd_cache_hit"]
+    module = Attend()
+    with torch._functorch.config.patch(enable_autograd_cache=True), torch.inference_mode():
+        for sdpa in ("math", "flash"):
+            module.compile(backend=apply.SdpaCompiler(sdpa, "inductor"), dynamic=False)
+            module(q)
+    assert counters["aot_autograd"]["autograd_cache_hit"] == hits
+    code = [f.read_text() for f in (tmp_path / "inductor").rglob("*.py")]
+    calls = [c for c in code if "def call(" in c]
+    assert sorted("flash_attention" in c for c in calls) == [False, True]  # one graph per kernel
+    torch._dynamo.reset()
+
+
 def test_attention_candidates_under_compiled_blocks_each_get_their_compiler(monkeypatch):
     import torch._dynamo
 

@@ -147,9 +147,11 @@ class SdpaCompiler:
     torch's default choice), through the Dynamo backend ``inner`` (Inductor on the GPU).
 
     The attention kernel is chosen when a graph is lowered, from the backend flags set at that moment, and is
-    then baked into the graph; Dynamo keeps the graphs of unequal backend callables apart (its backend-match
-    check), so blocks compiled for two attention backends never share a graph, while every block and
-    configuration compiled for the same one do."""
+    then baked into the graph. Two caches would otherwise hand one backend's graph to another: Dynamo keeps
+    the graphs of unequal backend callables apart (its backend-match check), and AOT autograd's cache, whose
+    key is the graph before lowering and not the flags, gets the backend in its key (``cache_key_tag``). So
+    blocks compiled for two attention backends never share a graph, while every block and configuration
+    compiled for the same one do."""
 
     def __init__(self, sdpa: str | None, inner: str = "inductor") -> None:
         self.sdpa = sdpa
@@ -162,8 +164,18 @@ class SdpaCompiler:
         if self.sdpa is None:
             return compile_graph(graph, example_inputs)
         backends, _ = sdpa_preference(self.sdpa, traceable=True)
-        with sdpa_kernel(backends):
+        with sdpa_kernel(backends), self._own_cache_entries():
             return compile_graph(graph, example_inputs)
+
+    def _own_cache_entries(self) -> contextlib.AbstractContextManager:
+        """The backend in the compile caches' keys (without ``cache_key_tag``, older torch: no AOT autograd
+        cache while lowering)."""
+        import torch._functorch.config
+
+        if hasattr(torch.compiler.config, "cache_key_tag"):
+            tag = torch.compiler.config.cache_key_tag or ""
+            return torch.compiler.config.patch(cache_key_tag=f"{tag}tta-sdpa={self.sdpa}")
+        return torch._functorch.config.patch(enable_autograd_cache=False)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SdpaCompiler) and (self.sdpa, self.inner) == (other.sdpa, other.inner)
@@ -457,8 +469,10 @@ COMPILED_MODES = ("compile", "compile-graphs", "compile+cudagraph", "compile-blo
                   "compile-blocks+cudagraph")
 #: attention backends timed under compilation (the eager ranking's fastest)
 COMPILED_SDPA_CANDIDATES = 2
-#: compiled variants Dynamo keeps per code object before it falls back to eager (its default is 8)
-RECOMPILE_LIMIT = 128
+#: compiled variants Dynamo keeps per code object (its default is 8): compiled blocks add one per block shape,
+#: dtype, batch size and attention candidate on each block class's forward (AudioLDM's ResNet blocks: 17
+#: shapes), and entries of earlier configurations of the call are never freed
+RECOMPILE_LIMIT = 1024
 
 
 def compilations(levers: Levers | str) -> int:
@@ -730,11 +744,15 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
 
     def compiled(module: torch.nn.Module, backend: str | None) -> torch.nn.Module:
         # every configuration, attention candidate, block shape and batch size of a levers call adds an entry
-        # on the same code object; past Dynamo's limit (8) it would run the module eagerly, under the
-        # configuration's name
+        # on the same code object; past Dynamo's limit it would run the module eagerly under the
+        # configuration's name, so the limit is raised and hitting it is made an error
         import torch._dynamo
 
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 2 * RECOMPILE_LIMIT)
+        if hasattr(config, "fail_on_recompile_limit_hit"):
+            config.fail_on_recompile_limit_hit = True
         if levers.compile_scope == "blocks":
             return BlockCompiledDenoiser(module, blocks, SdpaCompiler(backend, levers.compile_backend))
         if backend is not None:
@@ -792,7 +810,10 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
             backend, ms = select_sdpa_backend(adapter, duration_s, batch=batch)
             graphs = False
             denoiser = chain_for(backend, graphs)
-            record.notes.update(sdpa=backend, sdpa_ms=ms, sdpa_timed_in="eager")
+            # compiled blocks are compiled in place: the base denoiser timed here runs them
+            timed_in = (execution_mode(levers, False, compiling) if levers.compile_scope == "blocks"
+                        else "eager")
+            record.notes.update(sdpa=backend, sdpa_ms=ms, sdpa_timed_in=timed_in)
             record.applied.append("sdpa-best")
         else:
             raise LeverError(f"sdpa-best: no attention backend runs {adapter.name}'s denoiser in mode {mode}"
