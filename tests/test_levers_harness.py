@@ -440,6 +440,17 @@ def test_block_compilers_never_share_a_cached_graph_under_inductor(tmp_path, mon
     code = [f.read_text() for f in (tmp_path / "inductor").rglob("*.py")]
     calls = [c for c in code if "def call(" in c]
     assert sorted("flash_attention" in c for c in calls) == [False, True]  # one graph per kernel
+
+    class Plain(torch.nn.Module):  # no attention: the second candidate's compiler reuses the first's graph
+        def forward(self, q):
+            return torch.nn.functional.silu(q) * 2.0
+
+    plain = Plain()
+    with torch._functorch.config.patch(enable_autograd_cache=True), torch.inference_mode():
+        for sdpa in ("math", "flash"):
+            plain.compile(backend=apply.SdpaCompiler(sdpa, "inductor"), dynamic=False)
+            plain(q)
+    assert counters["aot_autograd"]["autograd_cache_hit"] == hits + 1
     torch._dynamo.reset()
 
 

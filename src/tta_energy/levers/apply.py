@@ -151,7 +151,8 @@ class SdpaCompiler:
     the graphs of unequal backend callables apart (its backend-match check), and AOT autograd's cache, whose
     key is the graph before lowering and not the flags, gets the backend in its key (``cache_key_tag``). So
     blocks compiled for two attention backends never share a graph, while every block and configuration
-    compiled for the same one do."""
+    compiled for the same one do. A graph without attention is compiled as it is, so the blocks without
+    attention (a UNet's ResNet blocks) share one cached graph across candidates."""
 
     def __init__(self, sdpa: str | None, inner: str = "inductor") -> None:
         self.sdpa = sdpa
@@ -161,7 +162,7 @@ class SdpaCompiler:
         from torch._dynamo import lookup_backend
 
         compile_graph = lookup_backend(self.inner)
-        if self.sdpa is None:
+        if self.sdpa is None or not _attends(graph):  # no attention: one graph for every candidate
             return compile_graph(graph, example_inputs)
         backends, _ = sdpa_preference(self.sdpa, traceable=True)
         with sdpa_kernel(backends), self._own_cache_entries():
@@ -185,6 +186,13 @@ class SdpaCompiler:
 
     def __repr__(self) -> str:
         return f"SdpaCompiler(sdpa={self.sdpa!r}, inner={self.inner!r})"
+
+
+def _attends(graph: torch.fx.GraphModule) -> bool:
+    """Whether a graph Dynamo captured calls scaled-dot-product attention (whose kernel the flags choose)."""
+    return any(node.op == "call_function" and "scaled_dot_product" in str(getattr(node.target, "__name__",
+                                                                                  node.target))
+               for node in graph.graph.nodes)
 
 
 def repeated_blocks(module: torch.nn.Module, class_names: Sequence[str]) -> list[torch.nn.Module]:
