@@ -228,3 +228,19 @@ def test_compile_time_by_phase_names_the_phases_of_a_compilation():
     phases = compile_time_by_phase(top=3)
     assert 0 < len(phases) <= 3 and all(seconds >= 0 for _, seconds in phases)
     assert phases == sorted(phases, key=lambda kv: -kv[1])
+
+
+def test_compile_cache_counts_say_what_was_compiled_and_what_came_from_the_cache():
+    import torch
+    import torch._functorch.config
+    from torch._dynamo.utils import counters
+
+    from tta_energy.levers.experiment import compile_cache_counts
+
+    torch._dynamo.reset()
+    with torch._functorch.config.patch(enable_autograd_cache=False):
+        torch.compile(torch.nn.Linear(4, 4), backend="aot_eager")(torch.randn(2, 4))
+    counts = compile_cache_counts()
+    assert set(counts) == {"graphs", "aot_cache_hits", "aot_cache_misses"}
+    assert counts["graphs"] == counters["stats"]["unique_graphs"] >= 1
+    assert counts["aot_cache_hits"] == counters["aot_autograd"]["autograd_cache_hit"]

@@ -770,6 +770,20 @@ def compile_time_by_phase(top: int = 8) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
 
 
+def compile_cache_counts() -> dict[str, int]:
+    """Graphs Dynamo compiled in this process and AOT autograd's cache hits and misses; empty without a
+    compilation. Diagnostic: hits where attention candidates' blocks should have compiled anew would show a
+    candidate running another's kernel."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    counters = getattr(utils, "counters", None) if utils is not None else None
+    if not counters or not counters["stats"].get("unique_graphs"):
+        return {}
+    aot = counters["aot_autograd"]
+    return {"graphs": int(counters["stats"]["unique_graphs"]),
+            "aot_cache_hits": int(aot["autograd_cache_hit"]),
+            "aot_cache_misses": int(aot["autograd_cache_miss"])}
+
+
 def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: bool) -> float:
     """Seconds the first model of ``predicted`` (its prediction, then the later models') may take of the
     ``left_s`` a call has left: its share in proportion to the predictions; with predictions in seconds (a
@@ -835,6 +849,9 @@ def run_levers(opts: LeversOptions) -> Path:
         if phases:
             say("compilation by phase (s; the largest, nested phases overlap): "
                 + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases))
+        caches = compile_cache_counts()
+        if caches:
+            say("compiled: " + ", ".join(f"{name} {count}" for name, count in caches.items()))
         end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
         say(f"ceiling (end): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
             f"{end.power_W:.0f} W")
