@@ -131,3 +131,23 @@ def toml_kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
                         "dict": "a table", "bool": "true or false"}[k.__name__] for k in kinds)
+
+
+def csv_text(path: str | Path, what: str, error: type[TtaError] = TtaError) -> str:
+    """The text of a table that rows are appended to: UTF-8, its complete lines only (a last line cut by a
+    killed writer is not a row; the next append removes it), and at least a header; else ``error`` with one
+    line naming ``path`` and what is wrong."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}, line {line}); a {what} is a CSV "
+                    "file") from None
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        raise error(f"{path}: empty {what}, not even a header line")
+    return text
+

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path
+from tta_energy.fileio import atomic_path, csv_text
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = 3.6e6
@@ -203,16 +203,7 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such run table")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise SchemaError(f"{path}: not UTF-8 text (byte {exc.start}, line {line})") from None
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # a row cut by a crash is not a row
-    if not text.strip():
-        raise SchemaError(f"{path}: empty run table")
+    text = csv_text(path, "run table", SchemaError)
     df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     return validate(df, str(path))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
+from tta_energy.fileio import csv_text
 from tta_energy.levers.spec import LeversError
 
 RUNS_FILE = "levers_runs.csv"
@@ -86,17 +87,7 @@ def read_table(path: Path, columns: TableColumns, what: str) -> pd.DataFrame:
     UTF-8, a header, every row with the header's number of fields, ``columns``' keys filled and numbers where
     numbers belong. A last line cut by a killed writer is not a row (the next append removes it), as in a run
     table. Anything else raises :class:`LeversError`: one line naming the file, the line and the column."""
-    path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LeversError(f"{path}: not UTF-8 text (byte {exc.start}); a {what} is a CSV file") from None
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    if not text.strip():
-        raise LeversError(f"{path}: empty, not even a header line (a {what} gets its header with its first "
-                          "row, so this one was cut): restore it, or delete it if none of its rows is wanted")
+    text = csv_text(path, what, LeversError)
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
