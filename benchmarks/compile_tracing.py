@@ -10,7 +10,8 @@ the tracing, guards and functionalisation of a GPU compilation without Inductor'
 a GPU machine runs in parallel workers and on this CPU would build C++ for many minutes. Tracing time is the
 first denoiser call less the median of the next calls. The GPU's compilation also lowers and generates
 kernels for every op traced, so the ratio of traced ops (``calls_captured``) is the other half of the
-estimate; the levers plan uses the measured ratio until a device call meters ``compile-blocks`` itself.
+estimate; the levers plan prices a block compilation as a whole one (``BLOCKS_COMPILE_SHARE``) until a
+device call meters ``compile-blocks`` itself.
 Block counts do not depend on the size for the UNets (tiny keeps every block); the DiTs have fewer blocks
 in their tiny variants, so measure them at full size.
 """

@@ -11,6 +11,8 @@ import re
 from tta_energy.errors import TtaError
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+#: what every command's --device option says
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available)"
 
 
 def check_device(name: str | None) -> str | None:

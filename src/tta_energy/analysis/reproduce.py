@@ -343,7 +343,7 @@ def data_inputs(data: Path, *, exclude: Path | None = None) -> list[str]:
     if exclude is None:
         return [str(data)]
     exclude = exclude.resolve()
-    published = [f for name in (tables.PUBLISHED_SANITY, study_import.PUBLISHED_AGGREGATES)
+    published = [f for name in study_import.PUBLISHED_FILES
                  for f in sorted(data.rglob(name))]
     files = list(run_files) + list(score_files) + published
     return [str(f) for f in files if not f.resolve().is_relative_to(exclude)]

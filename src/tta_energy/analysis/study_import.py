@@ -464,8 +464,12 @@ def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
 
 RUN_TABLES: tuple[str, ...] = ("steps", "batch", "quality", "quality_full")
 IMPORT_NOTE = "IMPORT.md"
+#: the study's own sanity statistics (``sanitycheck/{clap,fad}_analysis.csv``), tidy
+PUBLISHED_SANITY = "published_sanity.csv"
 #: the study's aggregate files (means, standard deviations, batch totals, quality sums) in J, tidy
 PUBLISHED_AGGREGATES = "published_aggregates.csv"
+#: what an import writes of the study's own numbers beside its run tables (neither a run nor a score table)
+PUBLISHED_FILES: tuple[str, ...] = (PUBLISHED_SANITY, PUBLISHED_AGGREGATES)
 
 
 @dataclass
@@ -539,8 +543,8 @@ def write_study(data: StudyData, out: str | Path) -> list[Path]:
         _write_csv(staging / "scores.csv", data.scores)
         written.append(out / "scores.csv")
         if data.published_sanity is not None:
-            _write_csv(staging / "published_sanity.csv", data.published_sanity)
-            written.append(out / "published_sanity.csv")
+            _write_csv(staging / PUBLISHED_SANITY, data.published_sanity)
+            written.append(out / PUBLISHED_SANITY)
         if data.published_aggregates is not None:
             _write_csv(staging / PUBLISHED_AGGREGATES, data.published_aggregates)
             written.append(out / PUBLISHED_AGGREGATES)
@@ -590,7 +594,7 @@ def _import_note(data: StudyData) -> str:
         f"| scores.csv | {len(data.scores)} | "
         f"{', '.join(sorted(data.scores['model'].unique())) if len(data.scores) else ''} |"
     )
-    for name, df in (("published_sanity.csv", data.published_sanity),
+    for name, df in ((PUBLISHED_SANITY, data.published_sanity),
                      (PUBLISHED_AGGREGATES, data.published_aggregates)):
         if df is not None:
             lines.append(f"| {name} | {len(df)} | {', '.join(sorted(df['model'].unique()))} |")

@@ -47,7 +47,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
-PUBLISHED_SANITY = "published_sanity.csv"
+PUBLISHED_SANITY = study_import.PUBLISHED_SANITY
 
 
 @dataclass
@@ -79,7 +79,7 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
         else:
             raise TtaError(f"{p}: no such file or folder")
         for c in candidates:
-            if c.resolve() in seen or c.name == PUBLISHED_SANITY:
+            if c.resolve() in seen or c.name in study_import.PUBLISHED_FILES:
                 continue
             seen.add(c.resolve())
             if schema.is_run_table(c):

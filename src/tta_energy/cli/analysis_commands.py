@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         path: Path = typer.Argument(
             ..., help="a copy of the study's repository, or just its results/ folder"
         ),
-        out: Path = typer.Option(Path("data/study"), help="folder for the run tables and scores.csv"),
+        out: Path = typer.Option(Path("data/study"), help="folder for the run tables, scores.csv and the "
+                                 "study's own numbers (published_aggregates.csv, published_sanity.csv)"),
     ) -> None:
         """Import the study's CodeCarbon logs, CLAP/FAD scores and sanity-check files as run-record tables."""
         from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
             None, help="extra score tables (model, dataset, steps, metric, value)"
         ),
         out: Path = typer.Option(..., help="folder for the analysis tables and a README.md that lists them "
-                                 "(+ reproduction.csv with --study)"),
+                                 "(+ reproduction.csv when the study's aggregate files are given)"),
         drop_study_warmup: bool = typer.Option(
             False, help="drop the first call of each of the study's scripts (its unflagged CUDA warm-up)"
         ),

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT, _split
+from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 
 CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with
@@ -170,7 +171,7 @@ def register(app: typer.Typer) -> None:
                 time_budget: float | None = typer.Option(
                     None, help="seconds of wall time (model builds and warm-ups included) after which no "
                                "generation starts"),
-                device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+                device: str | None = typer.Option(None, help=DEVICE_HELP),
                 codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon",
                                                 help="CPU/RAM energy and CO2"),
                 country: str = typer.Option("ITA", help="ISO country code of the carbon intensity"),

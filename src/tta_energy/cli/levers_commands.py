@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
+from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.models import catalogue
 
@@ -16,7 +17,8 @@ LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention k
 
 Specs: none (the study's default), graphs (the denoiser as a CUDA graph), max (fp16, fastest attention
 backend, channels-last, fused q/k/v, CUDA graph), or a comma list of levers: fp32, fp16, bf16, compile,
-compile-graphs, cudagraph, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, sdpa-best, channels-last,
+compile-graphs, compile-blocks (Inductor on the denoiser's repeated blocks; with max, inside one CUDA graph),
+cudagraph, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, sdpa-best, channels-last,
 fuse-qkv, trim-latents (Stable Audio Open: compute only the requested length; changes the output), fp8
 (float8 linear layers through torchao, compute capability 8.9+; changes the output)."""
 
@@ -185,8 +187,9 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(10.0, help="audio seconds per clip"),
         seed: int = typer.Option(0, help="seed of the noise (same for every configuration) and of the order"),
         size: str = typer.Option("full", help="full or tiny"),
-        weights: str = typer.Option("random", help="'random' or a weights folder (one model only)"),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        weights: str = typer.Option("random", help="'random', a local weights folder or a hub id (one model "
+                                                   "only)"),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
         ceiling_s: float = typer.Option(5.0, help="seconds of the bf16 matmul ceiling loop (start and end)"),
         ceiling_n: int = typer.Option(8192, help="matrix size of the ceiling loop"),
         idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline"),
@@ -200,7 +203,8 @@ def register(app: typer.Typer) -> None:
                                      help="print each cell's predicted seconds, the total and the split into "
                                           "device calls, and exit"),
         plan: Path | None = typer.Option(None, help="a levers plan file (TOML, e.g. "
-                                                    "campaigns/h200_levers.toml): models, specs and cells"),
+                                                    "campaigns/h200_levers.toml): models, specs and cells "
+                                                    "(not with the tier options it replaces)"),
         references: str = typer.Option("", help="folder of the stored fp32 references, reused where their "
                                                 "key matches (scripts/gpu_levers.sh plan: "
                                                 "data/h200/levers/references); '': computed every call"),
@@ -294,7 +298,7 @@ def register(app: typer.Typer) -> None:
     def ceiling_cmd(
         seconds: float = typer.Option(5.0, help="length of the matmul loop"),
         n: int = typer.Option(8192, help="matrix size"),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
         precision: str = typer.Option("bf16", help="operands: bf16, or fp8 (compute capability 8.9+)"),
     ) -> None:

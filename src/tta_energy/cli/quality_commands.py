@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
-from tta_energy.devices import chosen_device
+from tta_energy.devices import DEVICE_HELP, chosen_device
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
 from tta_energy.quality.profiles import (
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         ),
         no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write cached embeddings"),
         per_clip: Path | None = typer.Option(None, help="also write the per-clip CLAP scores (CSV)"),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
         batch_size: int = typer.Option(16, help="10 s windows per forward pass"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
+from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 from tta_energy.models import catalogue
 
@@ -87,7 +88,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
                                             "(comma list)"),
         size: str = typer.Option("full", help="full (the real architecture) or tiny (CPU tests)"),
         weights: str = typer.Option("random", help="'random' (replica) or a local weights folder / hub id"),
-        device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)"),
+        device: str | None = typer.Option(None, help=DEVICE_HELP),
         dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's on a "
                                                     "GPU, float32 on a CPU)"),
         repeats: list[str] | None = typer.Option(

@@ -17,8 +17,6 @@ from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 DEFAULT_MIN_REPEATS = 5
 DEFAULT_MAX_REPEATS = 8
 DEFAULT_TARGET_REL = 0.05
-#: the tables' folder of a campaign file without ``out_dir``: the working directory's user runs folder, as a
-#: sweep's (a relative ``out_dir`` in the file is relative to the file's folder)
 #: the log of the commands that measured a campaign's tables, next to them
 RUNS_LOG = "campaign_runs.jsonl"
 #: error rows one cell may write in one run before the run leaves it (an error may be transient; never a loop)
@@ -189,7 +187,7 @@ def load_campaign(path: str | Path) -> Campaign:
                              captions or (BUNDLED_CAPTIONS if name == "quality" else ()), limit))
     out_dir = _get(data, "out_dir", str, None, where)
     return Campaign(path=path, name=_get(data, "name", str, path.stem, where),
-                    out_dir=_beside(path, out_dir) if out_dir is not None else DEFAULT_OUT_DIR,
+                    out_dir=_beside(path, out_dir) if out_dir is not None else DEFAULT_OUT_DIR,  # a sweep's
                     size=size,
                     weights=_get(data, "weights", str, "random", where), dtype=dtype,
                     duration_s=float(duration) if duration is not None else None,
