@@ -156,6 +156,6 @@ def test_an_adapter_with_its_own_build_needs_no_construction_hooks():
 )
 def test_one_rule_tells_a_hub_id_from_a_path(weights, hub):
     """Every family asks one rule whether a ``--weights`` that is not a folder may name a cached hub repo."""
-    from tta_energy.models.common import looks_like_hub_id
+    from tta_energy.models.weights import looks_like_hub_id
 
     assert looks_like_hub_id(weights) is hub

@@ -150,4 +150,3 @@ def csv_text(path: str | Path, what: str, error: type[TtaError] = TtaError) -> s
     if not text.strip():
         raise error(f"{path}: empty {what}, not even a header line")
     return text
-

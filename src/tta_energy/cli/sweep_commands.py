@@ -133,8 +133,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         from tta_energy.experiments.distributed import context_from_env
         from tta_energy.experiments.runner import (
             SweepOptions,
-            check_device,
             check_options,
+            check_sweep_device,
             check_writable,
             run_sweep,
         )
@@ -160,7 +160,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
         check_options(opts)  # every value and every output, before torch is imported
-        check_device(opts)
+        check_sweep_device(opts)
         check_writable(opts, context_from_env())
         checks.cpu_full_size_warning(device, size)
         summaries = run_sweep(opts, echo=typer.echo)

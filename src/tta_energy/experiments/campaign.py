@@ -227,13 +227,13 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     Everything that can refuse the run (options, folder, device, cells, time budget) is checked before a
     folder or a lock is made; a refused run says only why (the notes on configurations left out follow a
     run that goes on)."""
-    from tta_energy.experiments.runner import check_device, now_iso
+    from tta_energy.experiments.runner import check_sweep_device, now_iso
     from tta_energy.fileio import folder_path
 
     start, start_utc = time.perf_counter(), now_iso()
     check_run_options(campaign, ro)
     folder_path(campaign.out_dir, "the campaign's folder")
-    check_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
+    check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
     ctx = distributed.context_from_env()
     notes: list[str] = []
     cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)

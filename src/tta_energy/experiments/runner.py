@@ -182,7 +182,7 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def check_device(opts: SweepOptions) -> None:
+def check_sweep_device(opts: SweepOptions) -> None:
     """The device asked for exists and can run the levers asked for: refused before any folder, table or
     model is made (a CPU-only machine has no CUDA device and no float8 matrix products)."""
     import torch
@@ -601,7 +601,7 @@ def trace_file(opts: SweepOptions, run_id: str, ctx: distributed.DistContext) ->
 def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[SweepSummary]:
     """Run every experiment of ``opts`` for one model; returns one summary per experiment."""
     check_options(opts)
-    check_device(opts)
+    check_sweep_device(opts)
     ctx = distributed.context_from_env()
     check_writable(opts, ctx)
     with table_locks(opts, ctx):

@@ -743,8 +743,10 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
     if compiling and levers.compile_scope == "blocks":
         blocks = repeated_blocks(base, adapter.repeated_blocks)
         if not blocks:
+            declared = list(adapter.repeated_blocks) or "none"
             raise LeverError(f"compile-blocks: {adapter.name}'s denoiser has no repeated blocks to compile "
-                             f"(its adapter declares {list(adapter.repeated_blocks) or 'none'})")
+                             f"(its adapter declares {declared}): use compile, or set repeated_blocks on the "
+                             "adapter")
         record.notes["compiled_blocks"] = len(blocks)
         record.applied.append("compile-blocks")
     elif compiling:
@@ -758,7 +760,8 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
 
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
-        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 2 * RECOMPILE_LIMIT)
+        if hasattr(config, "accumulated_recompile_limit"):
+            config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 2 * RECOMPILE_LIMIT)
         if hasattr(config, "fail_on_recompile_limit_hit"):
             config.fail_on_recompile_limit_hit = True
         if levers.compile_scope == "blocks":

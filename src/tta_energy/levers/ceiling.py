@@ -24,11 +24,6 @@ EXPERIMENT = "levers"
 CEILING_PRECISIONS = ("bf16", "fp8")
 
 
-def resolve_device(device: str | None) -> str:
-    """``device`` as asked (checked: cuda needs a GPU), else cuda when torch sees one, else cpu."""
-    return chosen_device(device)
-
-
 def check_precision(precision: str, device: Any) -> None:
     """One of :data:`CEILING_PRECISIONS` that ``device`` can run (fp8: compute capability 8.9+)."""
     if precision not in CEILING_PRECISIONS:
@@ -135,7 +130,7 @@ def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int
     one loop; the row is appended to ``out`` when given."""
     if not 0 < seconds < float("inf") or n < 16:
         raise LeversError("the ceiling loop needs a finite --seconds > 0 and --n >= 16")
-    dev = resolve_device(device)
+    dev = chosen_device(device)
     check_precision(precision, dev)  # every value, before the meter starts (and warns)
     if out is not None and Path(out).exists():
         writable_file(Path(out), "--out")  # a folder is refused, a file must take a row (a new one is made)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
+from tta_energy.devices import chosen_device
 from tta_energy.errors import ModelError, TtaError
 from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
 from tta_energy.experiments.runner import (
@@ -66,7 +67,6 @@ from tta_energy.levers.ceiling import (
     CeilingResult,
     ceiling_record,
     measure_ceiling,
-    resolve_device,
 )
 from tta_energy.levers.equivalence import relative_error
 from tta_energy.levers.plan import WARMUP_STEPS, Declared
@@ -429,7 +429,7 @@ def _build(run: ModelRun) -> Any:
     from tta_energy.models.registry import build_model
 
     o = run.opts
-    return build_model(run.model, size=o.size, weights=o.weights, device=resolve_device(o.device),
+    return build_model(run.model, size=o.size, weights=o.weights, device=chosen_device(o.device),
                        dtype="float32")
 
 
@@ -563,7 +563,7 @@ def reference_key(run: ModelRun, steps: int) -> ReferenceKey:
     return ReferenceKey(model=run.model, size=o.size, weights=o.weights, steps=steps, batch=1,
                         duration_s=float(o.duration_s), seed=o.seed, prompt=o.prompt,
                         code=code_version(run.model), torch=torch.__version__,
-                        device=device_label(resolve_device(o.device)))
+                        device=device_label(chosen_device(o.device)))
 
 
 def _load_references(run: ModelRun, plans: list[LeverPlan]) -> bool:
@@ -801,7 +801,7 @@ def run_levers(opts: LeversOptions) -> Path:
     say = opts.progress
     if opts.compile_cache is not None:
         use_compile_cache(Path(opts.compile_cache))
-    device = resolve_device(opts.device)
+    device = chosen_device(opts.device)
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()

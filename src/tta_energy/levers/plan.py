@@ -133,8 +133,9 @@ def _model_names(value: Any, where: str, known: Sequence[str]) -> tuple[str, ...
     for m in value:
         if m not in known:
             raise LeversError(f"{where}: unknown model {m!r}: choose from {', '.join(known)}")
-    if len(set(value)) != len(value):
-        raise LeversError(f"{where}: a model is listed twice in models")
+    twice = sorted({m for m in value if value.count(m) > 1})
+    if twice:
+        raise LeversError(f"{where}: {', '.join(twice)} listed twice in models: list each model once")
     return tuple(value)
 
 

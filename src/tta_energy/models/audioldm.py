@@ -41,8 +41,9 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import check_weights_dir, load_config, looks_like_hub_id, synthetic_token_ids
+from tta_energy.models.common import check_weights_dir, load_config, synthetic_token_ids
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
+from tta_energy.models.weights import looks_like_hub_id
 
 #: Length the CLAP (RoBERTa) tokenizer pads every prompt to (``padding="max_length"`` in the pipelines).
 #: 512, not 77: the laion/clap-htsat-unfused tokenizer is RoBERTa-base's, whose ``model_max_length`` is 512,

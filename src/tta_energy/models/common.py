@@ -14,7 +14,6 @@ import torch
 import yaml
 
 from tta_energy.errors import ModelError
-from tta_energy.models.weights import looks_like_hub_id  # noqa: F401  (the loaders import it from here)
 
 CONFIG_ROOT = "models/configs"
 

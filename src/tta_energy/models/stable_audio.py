@@ -53,9 +53,9 @@ from tta_energy.models.common import (
     cast_module,
     default_device,
     load_config,
-    looks_like_hub_id,
 )
 from tta_energy.models.tango import T5Text
+from tta_energy.models.weights import looks_like_hub_id
 
 if TYPE_CHECKING:
     from diffusers import StableAudioPipeline

@@ -79,7 +79,6 @@ from tta_energy.models.common import (
     config_path,
     default_device,
     load_config,
-    looks_like_hub_id,
 )
 from tta_energy.models.tango_checkpoint import (
     check_keys,
@@ -88,6 +87,7 @@ from tta_energy.models.tango_checkpoint import (
     tango_vocoder_key,
     torch_load,
 )
+from tta_energy.models.weights import looks_like_hub_id
 
 if TYPE_CHECKING:
     from transformers import SpeechT5HifiGanConfig, T5Config
