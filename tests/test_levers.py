@@ -76,8 +76,8 @@ def test_levels_expand_to_levers():
 @pytest.mark.parametrize("spec, words", [
     ("", "empty"), ("turbo", "unknown lever 'turbo'"), ("fp16,bf16", "two precisions"),
     ("sdpa-flash,sdpa-math", "two attention backends"), ("none,fp16", "cannot be combined"),
-    ("compile-graphs,cudagraph", "compile-graphs"), ("graphs,compile-graphs,compile", "compile-graphs"),
-    ("compile,compile-blocks", "two compilations"),
+    ("compile-graphs,cudagraph", "already captures CUDA graphs"),
+    ("compile-graphs,compile", "two compilations"), ("compile,compile-blocks", "two compilations"),
 ])
 def test_bad_specs_fail_with_one_line(spec, words):
     with pytest.raises(LeverError) as err:

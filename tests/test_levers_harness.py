@@ -338,7 +338,8 @@ def test_compile_blocks_compiles_each_block_shape_once_and_keeps_the_output():
     out = adapter.generate(req)
     graphs = counters["stats"]["unique_graphs"] - before
     assert 0 < graphs < len(blocks)  # shared by blocks of one shape
-    assert adapter.generate(req) is not None and counters["stats"]["unique_graphs"] - before == graphs
+    adapter.generate(req)
+    assert counters["stats"]["unique_graphs"] - before == graphs  # no recompilation for the same call
     assert relative_error(out.latents, ref.latents) < 1e-5
     assert apply.execution_mode(levers, graphs=False, compiled=True) == "compile-blocks"
     assert apply.execution_mode(parse_levers("max,compile-blocks"), graphs=True,
@@ -374,8 +375,8 @@ def test_block_compiler_lowers_with_its_attention_backend():
     torch._dynamo.reset()
     for sdpa in ("math", "flash"):
         torch.compile(attend, backend=apply.SdpaCompiler(sdpa, "tta_test_flags"), dynamic=False)(q)
-    assert seen == [(False, True), (True, True)]  # math alone; flash with the math fallback
-    assert len(seen) == 2  # the second backend compiled anew rather than reusing the first's graph
+    # math alone; flash with the math fallback; and the second backend compiled anew rather than reusing
+    assert seen == [(False, True), (True, True)]
     assert apply.SdpaCompiler("flash") == apply.SdpaCompiler("flash") != apply.SdpaCompiler("math")
     assert torch.backends.cuda.flash_sdp_enabled()  # the flags are restored
     torch._dynamo.reset()
