@@ -119,10 +119,10 @@ def _count(table: dict, key: str, default: int, where: str) -> int:
 
 
 def _positive(table: dict, key: str, default: float, where: str) -> float:
-    """A number > 0 (seconds)."""
+    """A finite number > 0 (seconds)."""
     value = _get(table, key, (int, float), default, where)
-    if not value > 0:
-        raise LeversError(f"{where}: {key} must be a number > 0, got {value!r}")
+    if not 0 < value < float("inf"):
+        raise LeversError(f"{where}: {key} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
