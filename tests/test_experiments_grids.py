@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tta_energy import schema
+from tta_energy.errors import TtaError
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     CLIPS_PER_REPEAT,
@@ -129,7 +130,7 @@ def test_caption_file_errors(tmp_path):
         load_captions(tmp_path / "none.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("name,text\na.wav,hello\n")
-    with pytest.raises(SweepError, match="lacks column"):
+    with pytest.raises(TtaError, match="missing column"):
         load_captions(bad)
     good = tmp_path / "mine_captions.csv"
     good.write_text("file_name,caption,duration\na.wav,a dog barks,10\nb.wav,rain,10\n")

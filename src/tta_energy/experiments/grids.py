@@ -25,12 +25,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import pandas as pd
-
 from tta_energy.errors import TtaError
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
-from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, check_caption_durations
+from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
@@ -161,25 +159,9 @@ def load_captions(spec: str | Path, limit: int | None = None) -> CaptionSet:
     """A caption file in the study's format; ``audiocaps`` / ``clotho`` name the bundled ones."""
     text = str(spec)
     path = bundled_captions(text) or Path(text)
-    if path.is_dir():
-        raise SweepError(f"caption file {path} is a folder: give a CSV file (file_name, caption, duration) "
-                         f"or one of {', '.join(BUNDLED_CAPTIONS)}")
-    if not path.is_file():
+    if not path.exists():
         raise SweepError(f"caption file {path} does not exist (or use one of {', '.join(BUNDLED_CAPTIONS)})")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, OSError) as exc:
-        raise SweepError(f"caption file {path} cannot be read: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in ("file_name", "caption") if c not in df.columns]
-    if missing:
-        raise SweepError(f"caption file {path} lacks column(s) {', '.join(missing)} "
-                         "(expected file_name, caption, duration)")
-    if df.empty:
-        raise SweepError(f"caption file {path} has no captions")
-    if df["file_name"].duplicated().any():
-        first = df["file_name"][df["file_name"].duplicated()].iloc[0]
-        raise SweepError(f"caption file {path} repeats file_name {first!r}")
-    check_caption_durations(df, path)
+    df = read_captions(path)  # the one reader of the format (score reads the same files)
     if limit is not None:
         if limit < 1:
             raise SweepError(f"--limit must be >= 1, got {limit}")

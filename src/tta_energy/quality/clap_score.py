@@ -49,8 +49,7 @@ def read_captions(path: Path) -> pd.DataFrame:
     """A caption table (``file_name, caption[, duration]``) with unique, non-empty file names and captions."""
     path = Path(path)
     if path.is_dir():
-        raise CaptionError(f"{path}: a folder, not a caption file (give a CSV file: file_name, caption, "
-                           "duration)")
+        raise CaptionError(f"caption file {path} is a folder: give a CSV file (file_name, caption, duration)")
     if not path.is_file():
         raise CaptionError(f"{path}: caption file not found")
     try:
