@@ -52,15 +52,11 @@ def _j(value: float) -> str:
     return f"{value:.3g}" if abs(value) >= 10 else f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
 
 
-def _pct(ratio: float) -> str:
-    return f"{round(100 * ratio) + 0.0:+.0f}%"
-
-
-def _change(change: float) -> str:
-    """A relative change to a tenth of a percent; one that rounds to zero is "0.0%" (neither "-0.0%" nor
-    "+0.0%")."""
-    rounded = round(change, 3)
-    return "0.0%" if rounded == 0 else f"{rounded:+.1%}"
+def _change(change: float, digits: int = 1) -> str:
+    """A signed relative change in percent to ``digits`` decimals; one that rounds to zero reads as zero,
+    unsigned ("0.0%", not "-0.0%" or "+0.0%")."""
+    rounded = round(change, digits + 2)
+    return f"{0.0:.{digits}%}" if rounded == 0 else f"{rounded:+.{digits}%}"
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
@@ -426,7 +422,7 @@ def block_study_warmup(d: DocData) -> str:
         return "the study's first calls are not in the imported data"
     top = warm.loc[warm["excess"].idxmax()]
     return (
-        f"up to {_pct(top['excess'])} in its steps experiment: {label(top['model'])} at {top['steps']} "
+        f"up to {_change(top['excess'], 0)} in its steps experiment: {label(top['model'])} at {top['steps']} "
         f"steps, {top['first_J']:.0f} J against a mean of {top['others_J']:.0f} J over its other "
         f"{top['n_others']} runs"
     )
