@@ -85,18 +85,11 @@ def check_folder_option(path: Path | None, option: str) -> None:
 
 
 def history_paths(value: str | None) -> list[Path]:
-    """--history: the tables named (each must exist; '' names none), else those of :data:`DEFAULT_HISTORY`
-    that exist."""
-    from tta_energy.errors import TtaError
-
+    """--history: the tables named ('' names none; each is checked when read by ``read_history``),
+    else those of :data:`DEFAULT_HISTORY` that exist."""
     if value is None:
         return [Path(h) for h in DEFAULT_HISTORY if Path(h).is_file()]
-    paths = [Path(h) for h in _names(value)]
-    for path in paths:
-        if not path.is_file():
-            raise TtaError(f"--history: {path} is not a file (give levers tables or sweep run tables, comma "
-                           "separated; '' for none)")
-    return paths
+    return [Path(h) for h in _names(value)]
 
 
 def plan_options(opts: object, plan: Path) -> object:

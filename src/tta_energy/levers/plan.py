@@ -270,7 +270,8 @@ def _history_table(path: Path) -> pd.DataFrame:
     """One table of measured seconds, checked: a sweep's run table (it has ``is_warmup``) by the schema,
     else a levers table by :data:`HISTORY_COLUMNS`."""
     if not path.is_file():
-        raise LeversError(f"{path}: no such table (--history takes levers tables and sweep run tables)")
+        raise LeversError(f"--history: {path} is not a file (give levers tables or sweep run tables, comma "
+                          "separated; '' for none)")
     if "is_warmup" in schema.csv_header(path):
         try:
             return schema.read_runs(path)
