@@ -149,6 +149,26 @@ def test_describe_takes_the_durations_generate_takes(capsys, args, said):
     refused(["describe", *args], capsys, said)
 
 
+def test_generate_refuses_a_duration_below_the_models_minimum_before_building_it(tmp_path, capsys,
+                                                                                   monkeypatch):
+    """The model's own rule (AudioLDM: one latent frame) is checked on a meta-device replica: no weights are
+    built, and no full-size CPU warning is printed before the one error line."""
+    from tta_energy.models import registry
+
+    devices: list[str] = []
+    real = registry.build_model
+
+    def recording(name, size="full", weights="random", device="cpu", dtype=None):
+        devices.append(str(device))
+        return real(name, size=size, weights=weights, device=device, dtype=dtype)
+
+    monkeypatch.setattr(registry, "build_model", recording)
+    out = tmp_path / "x.wav"
+    refused(["generate", "--model", "audioldm", "--prompt", "a dog", "--steps", "10", "--duration", "0.001",
+             "--device", "cpu", "--out", str(out)], capsys, "below audioldm's minimum")
+    assert devices == ["meta"] and not out.exists()
+
+
 def test_describe_still_counts_a_duration_the_model_can_make(capsys):
     main(["describe", "--model", "tango", "--size", "tiny", "--duration", "0.96", "--json"])
     assert '"duration_s": 0.96' in capsys.readouterr().out

@@ -115,11 +115,10 @@ def register(app: typer.Typer) -> None:
         if not out.parent.is_dir():
             raise TtaError(f"output folder {out.parent} does not exist")
         checks.writable_folder(out.parent)
-        checks.cpu_full_size_warning(device, size)
 
         from tta_energy.audio_io import clip_paths, write_clips
         from tta_energy.models.base import GenerationRequest
-        from tta_energy.models.registry import build_model
+        from tta_energy.models.registry import build_model, check_request_shape
         from tta_energy.precision import generation_precision
 
         device = chosen_device(device)
@@ -127,6 +126,8 @@ def register(app: typer.Typer) -> None:
         request = GenerationRequest(prompts=[prompt], steps=steps, waveforms_per_prompt=batch,
                                     duration_s=duration, guidance_scale=guidance,
                                     negative_prompt=negative_prompt, seed=seed)
+        check_request_shape(model, size, request)  # the model's own rules, before its weights are built
+        checks.cpu_full_size_warning(device, size)
         with Console(stderr=True).status(f"building {model} ({size}, {dtype}) on {device}"):
             adapter = build_model(model, size=size, weights=weights, device=device, dtype=dtype)
         adapter.check_request(request)  # the model's own checks, before any compute

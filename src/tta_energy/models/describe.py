@@ -24,8 +24,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from tta_energy.models.base import GenerationRequest, MetaDeviceError, ModelAdapter, ModelError, ModuleCall
-from tta_energy.models.registry import build_model
+from tta_energy.models.base import GenerationRequest, ModelAdapter, ModelError, ModuleCall
+from tta_energy.models.registry import build_model, check_request_shape
 
 FLOP_METHOD = "torch.utils.flop_counter on the meta device"
 DESCRIBE_DURATION_S = 10.0
@@ -122,12 +122,11 @@ def describe_model(name: str, size: str = "full", duration_s: float | None = Non
 
     ``duration_s`` None: the stored table's 10 s. A duration given is checked first by the built model's own
     rule, the one ``generate`` applies (e.g. AudioLDM's one-latent-frame minimum)."""
-    adapter = build_model(name, size=size, weights="random", device="meta", dtype="float32")
     if duration_s is None:
         duration_s = DESCRIBE_DURATION_S
     else:
-        with contextlib.suppress(MetaDeviceError):  # only the device refused: counts need no values
-            adapter.check_request(GenerationRequest(prompts=["x"], duration_s=duration_s))
+        check_request_shape(name, size, GenerationRequest(prompts=["x"], duration_s=duration_s))
+    adapter = build_model(name, size=size, weights="random", device="meta", dtype="float32")
     return describe_adapter(adapter, duration_s=duration_s, batch=batch)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import torch
 
-from tta_energy.models.base import ModelAdapter, ModelError
+from tta_energy.models.base import GenerationRequest, MetaDeviceError, ModelAdapter, ModelError
 from tta_energy.models.catalogue import UnknownModelError, entry
 
 
@@ -29,3 +30,12 @@ def build_model(name: str, size: str = "full", weights: str = "random", device: 
     if size not in ("full", "tiny"):
         raise ModelError(f"unknown size {size!r}: use full or tiny")
     return adapter_class(name).build(size=size, weights=weights, device=device, dtype=dtype)
+
+
+def check_request_shape(name: str, size: str, request: GenerationRequest) -> None:
+    """The model's own checks of ``request`` (e.g. AudioLDM's one-latent-frame minimum) on a replica built on
+    the meta device: a request the model would refuse is refused before its weights are built or loaded."""
+    adapter = build_model(name, size=size, weights="random", device="meta", dtype="float32")
+    with contextlib.suppress(MetaDeviceError):  # only the meta device itself refused: the request passed
+        adapter.check_request(request)
+
