@@ -1,6 +1,7 @@
 """A levers plan measured over several device calls: units of one model and batch size with the study default
 in each, first-fit packing into calls, what earlier calls hold, the price history from the sweeps' tables, and
-three `levers run --plan --done --time-budget` calls on a CPU that measure the plan once and then stop."""
+`levers run --plan --done --time-budget` calls on a CPU that measure the plan once and then stop, a call with
+time left going on with the next units."""
 
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def test_the_sweeps_tables_price_the_study_default(tmp_path):
     assert plan.read_history([tmp_path / "steps.csv"], size="full", duration_s=5.0).empty
 
 
-def test_three_calls_measure_a_plan_once_and_then_stop(tmp_path, monkeypatch, capsys):
+def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_the_plan_is_done(
+        tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's subject
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\n'
@@ -162,20 +164,39 @@ def test_three_calls_measure_a_plan_once_and_then_stop(tmp_path, monkeypatch, ca
     said = capsys.readouterr().out
     assert "left: 2 device calls" in said and "call 1" in said and "audioldm batch 1" in said
     main([*base, "--out-dir", str(tmp_path / "part1")])
-    first = schema.read_runs(tmp_path / "part1" / tables.RUNS_FILE)
-    measured = first[~first["is_warmup"].astype(bool)]
-    assert set(zip(measured["optimize"], measured["waveforms_per_prompt"].astype(int), strict=True)) == {
-        ("fp32", 1), ("none", 1), ("channels-last", 1)}
+    said = capsys.readouterr().out
+    # the tiny replica takes seconds, not the 52 predicted: the call goes on with the second call's unit
+    assert "s of the time budget left: run " in said and "audioldm batch 2: none, channels-last" in said
+    runs = schema.read_runs(tmp_path / "part1" / tables.RUNS_FILE)
+    measured = runs[~runs["is_warmup"].astype(bool)]
+    cells = {run_id: set(zip(group["optimize"], group["waveforms_per_prompt"].astype(int), strict=True))
+             for run_id, group in measured.groupby("run_id")}
+    # two runs, each with the default it is reduced against; the reference was stored by the first
+    assert sorted(cells.values(), key=len, reverse=True) == [
+        {("fp32", 1), ("none", 1), ("channels-last", 1)}, {("none", 2), ("channels-last", 2)}]
+    ceilings = pd.read_csv(tmp_path / "part1" / "levers_ceiling.csv")
+    assert set(ceilings.loc[ceilings["when"] == "start", "run_id"]) == set(cells)  # each run its ceiling
     main([*base, "--out-dir", str(tmp_path / "part2")])
-    second = schema.read_runs(tmp_path / "part2" / tables.RUNS_FILE)
-    measured = second[~second["is_warmup"].astype(bool)]
-    # the reference was stored by the first call; the second measures batch 2 with its own default
-    assert set(zip(measured["optimize"], measured["waveforms_per_prompt"].astype(int), strict=True)) == {
-        ("none", 2), ("channels-last", 2)}
-    capsys.readouterr()
-    main([*base, "--out-dir", str(tmp_path / "part3")])
     assert "nothing left to measure (4 of 4 cells done)" in capsys.readouterr().out
-    assert not (tmp_path / "part3").exists()
+    assert not (tmp_path / "part2").exists()
+
+
+def test_a_refill_takes_the_next_units_that_fit_the_time_left_and_never_retries_a_cell(tmp_path):
+    opts = experiment.LeversOptions(models=("tango",), declared=DECLARED, out_dir=tmp_path / "part",
+                                    size="full", device="cpu", idle_s=0.0, ceiling_s=5.0)
+    first = {"tango": (("none", ((100, 1),), 3), ("max", ((100, 1),), 3))}
+    refill = calls.plan_refill(opts, _history(), [], first=first)
+    # left at batch 1: compile, with the default it is reduced against; the new run's ceiling comes first
+    left = {"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}
+    unit = calls.plan_units(left, _history(), budget_s=1e9, overhead_s=0.0, references_kept=False)[0]
+    needed = unit.seconds + opts.ceiling_s
+    assert refill(needed - 1.0) is None
+    nxt = refill(needed + 1.0)
+    assert nxt is not None and nxt.declared == left and nxt.model_seconds == {"tango": unit.seconds}
+    # batch 1 was tried (by the first run and this one): what comes next is batch 10, whatever time is left
+    later = refill(10_000.0)
+    assert later is not None and {b for _, cells, _ in later.declared["tango"] for _, b in cells} == {10}
+    assert refill(10_000.0) is None  # everything tried: a failing cell is not retried within the call
 
 
 def test_done_needs_a_plan_and_folders(tmp_path, capsys):

@@ -115,31 +115,10 @@ def price_history(opts: object, paths: list[Path]) -> object:
     return read_history(paths, size=opts.size, duration_s=opts.duration_s)
 
 
-def plan_calls_for(opts: object, history: object, done: list[Path]) -> object:
-    """What is left of ``opts``' declared cells after the raw folders ``done``, packed into device calls of
-    ``--time-budget`` (else the plan's ``call_budget_s``), priced from ``history`` (:func:`price_history`)."""
-    from tta_energy.levers.calls import plan_calls
-    from tta_energy.levers.experiment import declared_plans
-    from tta_energy.levers.plan import call_overhead_s
-    from tta_energy.levers.spec import LeversError
-
-    declared = declared_plans(opts)
-    fp8 = any("fp8" in spec for plans in declared.values() for spec, _, _ in plans)
-    budget = opts.time_budget_s or opts.call_budget_s
-    overhead = call_overhead_s(opts.idle_s, opts.ceiling_s, fp8)
-    if budget <= overhead:
-        raise LeversError(f"a call of {budget:g} s cannot hold any cell: its start-up, idle baseline and "
-                          f"ceiling loops take about {overhead:.0f} s; give --time-budget (or the plan's "
-                          f"call_budget_s) above {overhead:.0f} s")
-    return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
-                      budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
-                      references_dir=opts.references_dir)
-
-
 def dry_run_text(opts: object, history_rows: object, done: list[Path]) -> list[str]:
     """What ``levers run --dry-run`` prints: each cell left priced (from ``history_rows``,
     :func:`price_history`), the totals, and the device calls."""
-    from tta_energy.levers.calls import merge_units
+    from tta_energy.levers.calls import merge_units, plan_calls_for
     from tta_energy.levers.plan import estimate_plan, estimate_text, stored_reference_steps
 
     calls = plan_calls_for(opts, history_rows, done)
@@ -251,7 +230,10 @@ def register(app: typer.Typer) -> None:
             for line in dry_run_text(opts, history_rows, done_folders):
                 typer.echo(line)
             return
+        refill = None
         if plan is not None:  # this call measures the plan's first call of what is left
+            from tta_energy.levers.calls import plan_calls_for, plan_refill
+
             calls = plan_calls_for(opts, history_rows, done_folders)
             if not calls.calls:
                 typer.echo(f"levers plan {plan}: nothing left to measure "
@@ -260,12 +242,14 @@ def register(app: typer.Typer) -> None:
             chosen = calls.next_call() if opts.time_budget_s is not None else calls.all_calls()
             for line in calls.text()[1:3] if opts.time_budget_s is not None else ():
                 typer.echo(line)
+            if opts.time_budget_s is not None:  # time left after the first call's work: the next units
+                refill = plan_refill(opts, history_rows, done_folders, first=chosen)
             opts = dataclasses.replace(opts, declared=chosen, models=tuple(chosen),
                                        model_seconds=calls.model_seconds() if opts.time_budget_s else None)
         from tta_energy.cli.checks import cpu_full_size_warning
 
         cpu_full_size_warning(device, size)
-        folder = run_levers(opts)
+        folder = run_levers(opts, refill)
         if report:
             paths = build_report([folder], report_dir or folder.parent)
             typer.echo("wrote " + ", ".join(str(p) for p in paths))

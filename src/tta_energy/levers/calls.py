@@ -11,7 +11,10 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
   of it and of ``none`` at the same steps and batch, or when an earlier run found the spec to be the same
   configuration as another, or could not apply it (``levers_configs.csv``);
 - :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
-  ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one.
+  ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one;
+- a run whose first call ends before its time budget (a compilation found in the cache, an overestimate)
+  goes on with what fits the time left (:func:`plan_refill`): the plan is cut again, with the cells this
+  call measured or tried counted as done.
 
 Units are priced as :func:`tta_energy.levers.plan.estimate_plan` prices them alone (measured rows, else
 scaled, else the catalogue's relative cost), each declared entry once while a unit is split; a model's fp32
@@ -20,15 +23,20 @@ reference and step profiles count in its first unit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
 from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE, read_side_table
+
+if TYPE_CHECKING:
+    from tta_energy.levers.experiment import LeversOptions
 
 #: the spec every unit carries: reductions are taken against it within one run
 DEFAULT_SPEC = "none"
@@ -235,6 +243,10 @@ class CallsPlan:
         """Every cell left, per model (a run without a time budget measures them all)."""
         return merge_units(u for call in self.calls for u in call)
 
+    def next_call_s(self) -> float:
+        """Predicted seconds of the first call, with its overhead."""
+        return self.overhead_s + sum(u.seconds for u in self.calls[0]) if self.calls else 0.0
+
     def model_seconds(self) -> dict[str, float]:
         """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
         out: dict[str, float] = {}
@@ -245,14 +257,71 @@ class CallsPlan:
 
 def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence[Path], *, size: str,
                duration_s: float, seed: int, budget_s: float, overhead_s: float, min_window_s: float,
-               references_dir: Path | None) -> CallsPlan:
-    """``declared`` less what ``done_folders`` hold, cut into units and packed into calls of ``budget_s``."""
+               references_dir: Path | None, tried: Iterable[Cell] = ()) -> CallsPlan:
+    """``declared`` less what ``done_folders`` hold (and the cells ``tried`` already, measured or not),
+    cut into units and packed into calls of ``budget_s``."""
     from tta_energy.levers.plan import stored_reference_steps
 
     done = done_cells(done_folders, declared, size=size, duration_s=duration_s, seed=seed)
-    left = remaining(declared, done)
+    left = remaining(declared, done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s)
+
+
+def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path], *,
+                   refill: bool = False, tried: Iterable[Cell] = ()) -> CallsPlan:
+    """What is left of ``opts``' declared cells after the raw folders ``done`` (and ``tried``), packed into
+    device calls of ``--time-budget`` (else the plan's ``call_budget_s``), priced from ``history``
+    (:func:`tta_energy.levers.plan.read_history`). Each call carries its start-up, idle baseline and ceilings
+    (:func:`tta_energy.levers.plan.call_overhead_s`); a ``refill`` of a running call: its new run's
+    ceilings."""
+    from tta_energy.levers.experiment import declared_plans
+    from tta_energy.levers.plan import call_overhead_s, run_ceilings_s
+    from tta_energy.levers.spec import LeversError
+
+    declared = declared_plans(opts)
+    fp8 = any("fp8" in spec for plans in declared.values() for spec, _, _ in plans)
+    budget = opts.time_budget_s or opts.call_budget_s
+    if refill:
+        overhead = run_ceilings_s(opts.ceiling_s, fp8)
+    else:
+        overhead = call_overhead_s(opts.idle_s, opts.ceiling_s, fp8)
+    if budget <= overhead and not refill:
+        raise LeversError(f"a call of {budget:g} s cannot hold any cell: its start-up, idle baseline and "
+                          f"ceiling loops take about {overhead:.0f} s; give --time-budget (or the plan's "
+                          f"call_budget_s) above {overhead:.0f} s")
+    return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
+                      budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
+                      references_dir=opts.references_dir, tried=tried)
+
+
+def declared_cells(declared: Declared) -> set[Cell]:
+    """Every (model, spec, steps, batch) of ``declared``."""
+    return {(model, spec, s, b) for model, entries in declared.items()
+            for spec, cells, _ in entries for s, b in cells}
+
+
+def plan_refill(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path],
+                first: Declared) -> Callable[[float], LeversOptions | None]:
+    """For :func:`tta_energy.levers.experiment.run_levers`: given the seconds a call has left, the options of
+    the next call of ``opts``' plan cut to fit them, or None when nothing left fits. ``first`` is what the
+    call measures first; cells measured in ``opts.out_dir`` count as done, and cells the call tried without
+    finishing them (a failure, a deadline) are not tried again in it. Start-up and idle baseline are paid
+    already: only the new run's ceilings are priced."""
+    tried = declared_cells(first)
+    folders = [*done, Path(opts.out_dir)]
+
+    def refill(left_s: float) -> LeversOptions | None:
+        calls = plan_calls_for(dataclasses.replace(opts, time_budget_s=left_s), history, folders,
+                               refill=True, tried=tried)
+        if not calls.calls or calls.next_call_s() > left_s:
+            return None
+        chosen = calls.next_call()
+        tried.update(declared_cells(chosen))
+        return dataclasses.replace(opts, declared=chosen, models=tuple(chosen),
+                                   model_seconds=calls.model_seconds())
+
+    return refill

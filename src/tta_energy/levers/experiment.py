@@ -795,8 +795,19 @@ def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: boo
     return max(0.0, share)
 
 
-def run_levers(opts: LeversOptions) -> Path:
-    """Run the levers sweep for every model of ``opts``; returns the output folder."""
+#: a refill is asked for only while at least this many seconds are left (less holds no unit of a plan)
+REFILL_MIN_S = 15.0
+
+
+def run_levers(opts: LeversOptions,
+               refill: Callable[[float], LeversOptions | None] | None = None) -> Path:
+    """Run the levers sweep for every model of ``opts``; returns the output folder.
+
+    With a time budget and ``refill``, a call whose work ends before its budget asks ``refill`` for more:
+    given the seconds left, the options of the next work that fits them (a plan's next units), or None.
+    Each piece of work is a run of its own (its run id, its ceiling, its ``none``: what a reduction is taken
+    against), in the same process and meter session, so a call whose one-time costs were overestimated (a
+    compilation found in the cache) spends its budget instead of ending early."""
     check_options(opts)
     say = opts.progress
     if opts.compile_cache is not None:
@@ -811,40 +822,26 @@ def run_levers(opts: LeversOptions) -> Path:
     sweep = SweepOptions(model=opts.models[0], experiments=(EXPERIMENT,), codecarbon=opts.codecarbon,
                          min_window_s=opts.min_window_s)
     meter = make_meter(sweep, device, trace)
+    reserve = opts.ceiling_s + 5.0  # the closing ceiling measurement
+
+    def left_s() -> float:
+        return opts.time_budget_s - (time.perf_counter() - start) - reserve
+
     with meter:
         provenance = dict(meter.provenance())
         if opts.idle_s > 0:
             meter.measure_idle(opts.idle_s)
-        ceilings = [_ceiling_row(meter, device, opts, run_id, "start", provenance)]
-        say(f"ceiling (start): {ceilings[0].tflop_per_J:.3f} TFLOP/J, {ceilings[0].tflop_per_s:.0f} TFLOP/s, "
-            f"{ceilings[0].power_W:.0f} W")
-        if any(p.levers.fp8 for m in opts.models for p in lever_plans(m, opts)):
-            try:
-                fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
-                say(f"fp8 ceiling: {fp8.tflop_per_J:.3f} TFLOP/J, {fp8.tflop_per_s:.0f} TFLOP/s")
-            except (LeversError, RuntimeError) as exc:  # a diagnostic: never worth the call's measurements
-                say(f"fp8 ceiling not measured: {exc}")
-        reserve = opts.ceiling_s + 5.0  # the closing ceiling measurement
-        for i, model in enumerate(opts.models):
-            deadline = None
-            if opts.time_budget_s is not None:
-                left = opts.time_budget_s - (time.perf_counter() - start) - reserve
-                weights = [opts.model_seconds.get(m, 0.0) if opts.model_seconds
-                           else catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
-                           for m in opts.models[i:]]
-                deadline = time.perf_counter() + model_allowance_s(left, weights, bool(opts.model_seconds))
-                if left <= 0:
-                    say(f"{model}: not started (time budget spent)")
-                    continue
-            run = ModelRun(model, opts, run_id, meter, provenance, meter.trace_file, deadline)
-            t0 = time.perf_counter()
-            try:
-                _run_model(run, ceilings[0].tflop_per_s)
-            except Exception as exc:  # one model failing never loses the others' rows
-                say(f"{model}: levers sweep failed ({one_line(exc)})")
-                free_memory()
-            say(f"{model}: {run.measured} generations measured in {time.perf_counter() - t0:.0f} s"
-                + (" (stopped: time budget)" if run.stopped else ""))
+        deadline_clock = left_s if opts.time_budget_s is not None else None
+        work: LeversOptions | None = opts
+        while work is not None:
+            _measure_run(work, device, run_id, meter, provenance, deadline_clock)
+            work = None
+            if refill is not None and opts.time_budget_s is not None and left_s() >= REFILL_MIN_S:
+                work = refill(left_s())
+            if work is not None:
+                run_id = new_run_id()
+                say(f"{left_s():.0f} s of the time budget left: run {run_id} measures "
+                    + "; ".join(_declared_text(m, work.declared[m]) for m in work.models))
         phases = compile_time_by_phase()
         if phases:
             say("compilation by phase (s; the largest, nested phases overlap): "
@@ -856,6 +853,50 @@ def run_levers(opts: LeversOptions) -> Path:
         say(f"ceiling (end): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
             f"{end.power_W:.0f} W")
     return out_dir
+
+
+def _declared_text(model: str, entries: Sequence[tuple[str, Any, int]]) -> str:
+    """``tango batch 10: none, max``: a model's declared specs per batch size, as the dry run names units."""
+    batches = sorted({b for _, cells, _ in entries for _, b in cells})
+    return "; ".join(f"{model} batch {b}: " + ", ".join(spec for spec, cells, _ in entries
+                                                         if any(c[1] == b for c in cells)) for b in batches)
+
+
+def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, provenance: dict[str, object],
+                left_s: Callable[[], float] | None) -> None:
+    """One run: the ceiling (bf16, and fp8 where a spec uses it), then each model of ``opts`` in turn; with
+    ``left_s`` (the call's seconds left), each model gets its :func:`model_allowance_s` of them as a
+    deadline. A model that fails never loses the others' rows."""
+    say = opts.progress
+    ceiling = _ceiling_row(meter, device, opts, run_id, "start", provenance)
+    say(f"ceiling (start): {ceiling.tflop_per_J:.3f} TFLOP/J, {ceiling.tflop_per_s:.0f} TFLOP/s, "
+        f"{ceiling.power_W:.0f} W")
+    if any(p.levers.fp8 for m in opts.models for p in lever_plans(m, opts)):
+        try:
+            fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
+            say(f"fp8 ceiling: {fp8.tflop_per_J:.3f} TFLOP/J, {fp8.tflop_per_s:.0f} TFLOP/s")
+        except (LeversError, RuntimeError) as exc:  # a diagnostic: never worth the call's measurements
+            say(f"fp8 ceiling not measured: {exc}")
+    for i, model in enumerate(opts.models):
+        deadline = None
+        if left_s is not None:
+            left = left_s()
+            if left <= 0:
+                say(f"{model}: not started (time budget spent)")
+                continue
+            weights = [opts.model_seconds.get(m, 0.0) if opts.model_seconds
+                       else catalogue.entry(m).levers.cost * (0.5 if m in opts.lean_models else 1.0)
+                       for m in opts.models[i:]]
+            deadline = time.perf_counter() + model_allowance_s(left, weights, bool(opts.model_seconds))
+        run = ModelRun(model, opts, run_id, meter, provenance, meter.trace_file, deadline)
+        t0 = time.perf_counter()
+        try:
+            _run_model(run, ceiling.tflop_per_s)
+        except Exception as exc:  # one model failing never loses the others' rows
+            say(f"{model}: levers sweep failed ({one_line(exc)})")
+            free_memory()
+        say(f"{model}: {run.measured} generations measured in {time.perf_counter() - t0:.0f} s"
+            + (" (stopped: time budget)" if run.stopped else ""))
 
 
 def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when: str,

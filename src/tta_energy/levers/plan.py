@@ -451,9 +451,15 @@ def estimate_plan(declared: Declared, history: pd.DataFrame, *, min_window_s: fl
     return pd.DataFrame(rows)
 
 
+def run_ceilings_s(ceiling_s: float, fp8: bool) -> float:
+    """Seconds of the ceiling loops a run starts with: bf16, and fp8 where a spec uses it."""
+    return ceiling_s * (2 if fp8 else 1)
+
+
 def call_overhead_s(idle_s: float, ceiling_s: float, fp8: bool) -> float:
-    """Seconds of a device call outside the models: start-up, idle baseline, ceiling loops."""
-    return CALL_START_S + idle_s + ceiling_s * (3 if fp8 else 2)
+    """Seconds of a device call outside the models: start-up, idle baseline, the first run's ceiling loops
+    and the closing one."""
+    return CALL_START_S + idle_s + run_ceilings_s(ceiling_s, fp8) + ceiling_s
 
 
 def estimate_text(estimate: pd.DataFrame) -> list[str]:
