@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tta_energy.devices import check_device
-from tta_energy.errors import ModelError, TtaError
+from tta_energy.errors import ModelError, TtaError, positive_number
 from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
 from tta_energy.models import catalogue
 from tta_energy.models.weights import check_weights
@@ -71,12 +71,9 @@ def weights(value: str) -> str:
 
 
 def positive(value: float | None, option: str, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if value != value or value in (float("inf"), float("-inf")):
-        raise TtaError(f"{option} must be a finite number, got {value}")
-    if not (value >= 0 if allow_zero else value > 0):
-        raise TtaError(f"{option} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    """An option's number, when given: finite and > 0 (>= 0 with ``allow_zero``): :func:`positive_number`."""
+    if value is not None:
+        positive_number(value, option, allow_zero=allow_zero)
 
 
 def at_least_one(value: int | None, option: str, what: str = "") -> None:

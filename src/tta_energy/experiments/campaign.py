@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from tta_energy.errors import positive_number
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import (
     CELL_COLUMNS,
@@ -180,8 +181,8 @@ def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
         if e not in declared:
             raise CampaignError(f"experiment {e!r} is not in {campaign.path} (it declares "
                                 f"{', '.join(sorted(declared))})")
-    if ro.time_budget_s is not None and not ro.time_budget_s > 0:
-        raise CampaignError(f"--time-budget must be > 0 s, got {ro.time_budget_s}")
+    if ro.time_budget_s is not None:
+        positive_number(ro.time_budget_s, "--time-budget", unit="seconds", error=CampaignError)
 
 
 class ResidentModels:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import TtaError, positive_number
 from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.fileio import DEFAULT_OUT_DIR, toml_value
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
@@ -98,8 +98,7 @@ def _stopping(table: dict, base: Stopping, where: str) -> Stopping:
     if out.min_repeats < 1 or out.max_repeats < out.min_repeats:
         raise CampaignError(f"{where}: repeats need 1 <= min <= max, got min {out.min_repeats}, "
                             f"max {out.max_repeats}")
-    if not out.target_rel > 0:
-        raise CampaignError(f"{where}: ci95_half_width_rel must be > 0, got {out.target_rel}")
+    positive_number(out.target_rel, f"{where}: ci95_half_width_rel", error=CampaignError)
     return out
 
 
@@ -141,12 +140,11 @@ def load_campaign(path: str | Path) -> Campaign:
         except PrecisionError as exc:
             raise CampaignError(f"{where}: {exc}") from None
     duration = _get(data, "duration_s", (int, float), None, where)
-    if duration is not None and not duration > 0:
-        raise CampaignError(f"{where}: duration_s must be > 0, got {duration}")
-    numbers = {k: _get(data, k, (int, float), d, where) for k, d in
-               (("idle_s", 3.0), ("min_window_s", 1.0))}
-    if any(v < 0 for v in numbers.values()):
-        raise CampaignError(f"{where}: idle_s and min_window_s must be >= 0")
+    if duration is not None:
+        positive_number(duration, f"{where}: duration_s", unit="seconds", error=CampaignError)
+    numbers = {k: positive_number(_get(data, k, (int, float), d, where), f"{where}: {k}", allow_zero=True,
+                                  unit="seconds", error=CampaignError)
+               for k, d in (("idle_s", 3.0), ("min_window_s", 1.0))}
     warmup = _get(data, "warmup", int, 1, where)
     if warmup < 0:
         raise CampaignError(f"{where}: warmup must be >= 0, got {warmup}")

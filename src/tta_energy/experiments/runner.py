@@ -33,7 +33,7 @@ import numpy as np
 
 from tta_energy import schema
 from tta_energy.devices import chosen_device
-from tta_energy.errors import ModelError, first_line
+from tta_energy.errors import ModelError, first_line, positive_number
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     EXPERIMENTS,
@@ -241,10 +241,10 @@ def check_options(opts: SweepOptions) -> None:
             raise SweepError(f"--grid names {e!r}, which is not among the experiments run")
     if opts.warmup < 0:
         raise SweepError(f"--warmup must be >= 0, got {opts.warmup}")
-    if opts.idle_s < 0 or opts.min_window_s < 0:
-        raise SweepError("--idle-s and --min-window must be >= 0")
-    if opts.time_budget_s is not None and opts.time_budget_s <= 0:
-        raise SweepError(f"--time-budget must be > 0 s, got {opts.time_budget_s}")
+    positive_number(opts.idle_s, "--idle-s", allow_zero=True, unit="seconds", error=SweepError)
+    positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=SweepError)
+    if opts.time_budget_s is not None:
+        positive_number(opts.time_budget_s, "--time-budget", unit="seconds", error=SweepError)
     if "precision" in opts.experiments and opts.levers.precision is not None:
         raise SweepError(f"--levers {opts.levers.spec} fixes the precision: it cannot be combined "
                          "with the precision experiment")

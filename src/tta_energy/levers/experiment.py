@@ -48,7 +48,7 @@ import numpy as np
 
 from tta_energy import schema
 from tta_energy.devices import chosen_device
-from tta_energy.errors import ModelError, TtaError
+from tta_energy.errors import ModelError, TtaError, positive_number
 from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
 from tta_energy.experiments.runner import (
     Item,
@@ -686,12 +686,11 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
         raise LeversError(f"--repeats must be >= 1, got {opts.repeats}")
     if any(s < 1 for s in opts.steps) or any(b < 1 for b in opts.batches):
         raise LeversError("steps and batch sizes must be >= 1")
-    if not opts.duration_s > 0:
-        raise LeversError(f"--duration must be > 0 s, got {opts.duration_s}")
-    if opts.min_window_s < 0:
-        raise LeversError(f"--min-window must be >= 0 s, got {opts.min_window_s}")
-    if opts.ceiling_s <= 0 or opts.ceiling_n < 16:
-        raise LeversError("--ceiling-s must be > 0 and --ceiling-n >= 16")
+    positive_number(opts.duration_s, "--duration", unit="seconds", error=LeversError)
+    positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=LeversError)
+    positive_number(opts.ceiling_s, "--ceiling-s", unit="seconds", error=LeversError)
+    if opts.ceiling_n < 16:
+        raise LeversError(f"--ceiling-n must be >= 16, got {opts.ceiling_n}")
     for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
               *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
         parse_levers(s)  # a bad spec fails before any model is built

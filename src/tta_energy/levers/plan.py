@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.errors import first_line
+from tta_energy.errors import first_line, positive_number
 from tta_energy.fileio import read_toml, toml_value
 from tta_energy.levers.spec import LeversError, parse_levers
 from tta_energy.levers.tables import TableColumns, read_table
@@ -120,10 +120,8 @@ def _count(table: dict, key: str, default: int, where: str) -> int:
 
 def _positive(table: dict, key: str, default: float, where: str) -> float:
     """A finite number > 0 (seconds)."""
-    value = _get(table, key, (int, float), default, where)
-    if not 0 < value < float("inf"):
-        raise LeversError(f"{where}: {key} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return positive_number(_get(table, key, (int, float), default, where), f"{where}: {key}",
+                           unit="seconds", error=LeversError)
 
 
 def _model_names(value: Any, where: str, known: Sequence[str]) -> tuple[str, ...]:

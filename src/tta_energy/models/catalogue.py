@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tta_energy.errors import ModelError, first_line
+from tta_energy.errors import ModelError, first_line, positive_number
 from tta_energy.models.spacing import steps_problem
 
 SIZES: tuple[str, ...] = ("full", "tiny")
@@ -314,10 +314,7 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
                          f"got {guidance_scale}")
     d = duration_s
     if d is not None:
-        if d != d or d in (float("inf"), float("-inf")):
-            raise ModelError(f"duration must be a finite number of seconds, got {d}")
-        if not d > 0:
-            raise ModelError(f"duration must be > 0 s, got {d}")
+        positive_number(d, "duration", unit="seconds", error=ModelError)
         sized = defaults.at_size(size)
         at_size = "" if size == "full" else f" ({size} size)"
         fixed = sized.fixed_duration_s
