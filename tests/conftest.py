@@ -37,17 +37,22 @@ def hf_offline(one_thread):
         os.environ["HF_HUB_OFFLINE"] = old_env
 
 
-TINY_CAMPAIGN = """
+#: the settings of a tiny campaign (``{out}``: its tables' folder, ``{weights}``: random or a path); the
+#: experiment tables follow
+TINY_CAMPAIGN_SETTINGS = """
 name = "tiny"
 out_dir = "{out}"
 size = "tiny"
 dtype = "float32"
+weights = "{weights}"
 idle_s = 0
 min_window_s = 0
 [repeats]
 min = 2
 max = 2
+"""
 
+TINY_CAMPAIGN = TINY_CAMPAIGN_SETTINGS.replace("{weights}", "random") + """
 [[experiment]]
 name = "steps"
 models = ["audioldm", "tango"]

@@ -9,22 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import TINY_CAMPAIGN_SETTINGS
 from tta_energy import schema
 from tta_energy.cli.main import main, user_error_line
 from tta_energy.experiments import campaign as cp
 
-TINY = """
-name = "tiny"
-out_dir = "{out}"
-size = "tiny"
-dtype = "float32"
-weights = "{weights}"
-idle_s = 0
-min_window_s = 0
-[repeats]
-min = 2
-max = 2
-
+TINY = TINY_CAMPAIGN_SETTINGS + """
 [[experiment]]
 name = "steps"
 models = ["audioldm"]
