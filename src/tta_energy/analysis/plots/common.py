@@ -101,29 +101,33 @@ def skip_figure(figures: str | Path, stem: str, reason: str, group: str = "") ->
     print(f"figure {stem} not drawn: {reason}")
 
 
-def _style() -> None:
+def use_style() -> None:
+    """The figures' one look (seaborn's white grid, paper context)."""
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
 
 
-def _models_in(summary: pd.DataFrame) -> list[str]:
+def models_in(summary: pd.DataFrame) -> list[str]:
+    """The models of ``summary``, in the catalogue's order (every figure lists them alike)."""
     present = set(summary["model"])
     return catalogue.ordered(present)
 
 
-def _not_measured(ax: plt.Axes, title: str) -> None:
+def mark_not_measured(ax: plt.Axes, title: str) -> None:
+    """An empty panel that says so, under ``title``."""
     ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", va="center", color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
 
 
-def _plain_log_y(ax: plt.Axes) -> None:
+def plain_log_y(ax: plt.Axes) -> None:
     """Plain numbers on a log y axis: every decade and its 2s and 5s (20, 50, 200, 500, ...)."""
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
 
 
-def _bar_label(ax: plt.Axes, x: float, y: float, text: str) -> None:
+def label_bar(ax: plt.Axes, x: float, y: float, text: str) -> None:
+    """``text`` just above the point (x, y) of a bar."""
     ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.analysis.plots.common import (
-    _style,
     model_colour,
     model_label,
     n_label,
     save_figure,
     skip_figure,
+    use_style,
 )
 
 
@@ -30,7 +30,7 @@ def plot_platform_comparison(
     if per_model.empty:
         skip_figure(figures, stem, "no model measured on both platforms", "comparison")
         return None
-    _style()
+    use_style()
     ref, other = per_model["reference"].iloc[0], per_model["other"].iloc[0]
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     x = np.arange(len(per_model))

@@ -11,13 +11,13 @@ from matplotlib.ticker import FuncFormatter
 
 from tta_energy.analysis.compare import platform_label
 from tta_energy.analysis.plots.common import (
-    _models_in,
-    _style,
     interval_errors,
     model_colour,
     model_label,
+    models_in,
     save_figure,
     skip_figure,
+    use_style,
 )
 
 EFFICIENCY_CAPTION = (
@@ -44,11 +44,11 @@ def plot_flop_efficiency(table: pd.DataFrame, batch: pd.DataFrame, figures: str 
         skip_figure(figures, stem, "no steps sweep of a model with stored FLOP counts (10 s, batch 1)",
                     "comparison")
         return None
-    _style()
+    use_style()
     fig = plt.figure(figsize=(15, 4.8), layout="constrained")
     left = fig.add_subplot(1, 3, 1)
     axes = [left, fig.add_subplot(1, 3, 2, sharey=left)]
-    models = _models_in(usable)
+    models = models_in(usable)
     platforms = list(usable[["source", "gpu_name"]].drop_duplicates().itertuples(index=False, name=None))
     offsets = np.linspace(-0.18, 0.18, len(platforms)) if len(platforms) > 1 else [0.0]
     for ax, part, title in ((axes[0], "denoiser", "One denoiser call"),
@@ -91,7 +91,7 @@ def _batch_panel(ax: plt.Axes, batch: pd.DataFrame) -> None:
         return
     gpu = usable["gpu_name"].iloc[0]  # one platform: the phases exist on this project's GPU rows only
     usable = usable[usable["gpu_name"] == gpu]
-    for model in _models_in(usable):
+    for model in models_in(usable):
         rows = usable[usable["model"] == model]
         colour = model_colour(model)
         one = rows[rows["n_prompts"] == 1].sort_values("n_clips")

@@ -11,14 +11,14 @@ from matplotlib.lines import Line2D
 
 from tta_energy.analysis.plots.common import (
     STEP_MARKERS,
-    _models_in,
-    _plain_log_y,
-    _style,
     interval_errors,
     model_colour,
     model_label,
+    models_in,
+    plain_log_y,
     save_figure,
     skip_figure,
+    use_style,
 )
 
 HOST_CAPTION = (
@@ -42,10 +42,10 @@ def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: st
         skip_figure(figures, stem, "no generation carries host diagnostics (cpu_time_s, gpu_busy_fraction)",
                     "host")
         return None
-    _style()
+    use_style()
     fig, (ax, ax_cpu) = plt.subplots(1, 2, figsize=(12, 5.6), layout="constrained",
                                      gridspec_kw={"width_ratios": [3, 2]})
-    models = _models_in(rows)
+    models = models_in(rows)
     for model in models:
         grp = rows[rows["model"] == model]
         colour = model_colour(model)
@@ -62,7 +62,7 @@ def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: st
                               f"{s['power_W_mean'].iloc[0]:.0f} W)")
     ax.set_xlim(0, 1)
     ax.set_yscale("log")
-    _plain_log_y(ax)
+    plain_log_y(ax)
     ax.set_xlabel("GPU busy fraction (share of utilisation samples with a kernel running)")
     ax.set_ylabel("GPU energy per denoiser call, denoising phase [J]")
     ax.set_title("Energy per denoiser call vs how busy the GPU was")

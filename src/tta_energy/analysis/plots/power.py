@@ -12,12 +12,12 @@ import pandas as pd
 import seaborn as sns
 
 from tta_energy.analysis.plots.common import (
-    _models_in,
-    _style,
     model_label,
+    models_in,
     save_figure,
     skip_figure,
     slug,
+    use_style,
 )
 from tta_energy.schema import PHASES
 
@@ -52,8 +52,8 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
             "phases",
         )
         return None
-    _style()
-    models = _models_in(means)
+    use_style()
+    models = models_in(means)
     fig, axes = plt.subplots(
         1, len(models), figsize=(3.0 * len(models) + 1, 4.2), squeeze=False, layout="constrained"
     )
@@ -159,7 +159,7 @@ def plot_power_trace(
             "power",
         )
         return None
-    _style()
+    use_style()
     data = trace
     if window is not None:
         start, end = window

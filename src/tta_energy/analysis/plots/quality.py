@@ -12,7 +12,6 @@ from tta_energy.analysis.plots.common import (
     DATASET_LABELS,
     METRIC_LABELS,
     STEP_MARKERS,
-    _style,
     label_front,
     model_colour,
     model_label,
@@ -20,13 +19,14 @@ from tta_energy.analysis.plots.common import (
     save_figure,
     skip_figure,
     slug,
+    use_style,
 )
 from tta_energy.models import catalogue
 
 
 def _score_grid(table: pd.DataFrame, width: float, legend_height: float):
     """One panel per (caption set, metric) of ``table``: (fig, axes, datasets, metrics)."""
-    _style()
+    use_style()
     datasets = sorted(table["dataset"].unique())
     metrics = [m for m in METRIC_LABELS if m in set(table["metric"])]
     fig, axes = plt.subplots(
@@ -137,7 +137,7 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
     if scores is None or scores.empty or not (scores.get("scope") == "full").any():
         skip_figure(figures, stem, f"{label}: no full-set scores", "quality")
         return None
-    _style()
+    use_style()
     full = scores[scores["scope"] == "full"]
     panels = full[["metric", "dataset"]].drop_duplicates().sort_values(["metric", "dataset"])
     fig, axes = plt.subplots(

@@ -9,17 +9,17 @@ import pandas as pd
 
 from tta_energy.analysis.plots.common import (
     NO_GPU_ENERGY,
-    _plain_log_y,
-    _style,
     circle_warm_means,
     energy_errorbar,
     interval_errors,
     model_colour,
     model_label,
     n_label,
+    plain_log_y,
     save_figure,
     skip_figure,
     slug,
+    use_style,
 )
 from tta_energy.analysis.summaries import CLIPS_PER_BATCH_RUN
 
@@ -40,7 +40,7 @@ def plot_energy_vs_steps(
     if summary["gpu_energy_J_mean"].isna().all():
         skip_figure(figures, stem, f"{label}: {NO_GPU_ENERGY}", "steps")
         return None
-    _style()
+    use_style()
     fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
     x_col = "denoiser_calls" if "denoiser_calls" in summary.columns else "steps"
     summary = summary.assign(x_calls=summary[x_col].fillna(summary["steps"]))
@@ -111,7 +111,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     if batch.empty:
         skip_figure(figures, stem, f"{label}: no batch-experiment rows", "batch")
         return None
-    _style()
+    use_style()
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
     single = bool((data["n_runs"] < 2).any())
@@ -158,7 +158,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         a.minorticks_off()
         a.set_xlabel("waveforms per call (batch size)")
     ax.set_yscale("log")
-    _plain_log_y(ax)
+    plain_log_y(ax)
     ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s; log)")
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")

@@ -10,19 +10,19 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from tta_energy.analysis.plots.common import (
-    _bar_label,
-    _models_in,
-    _not_measured,
-    _plain_log_y,
-    _style,
     energy_errorbar,
     interval_errors,
+    label_bar,
+    mark_not_measured,
     model_colour,
     model_label,
+    models_in,
     n_label,
+    plain_log_y,
     save_figure,
     skip_figure,
     slug,
+    use_style,
 )
 from tta_energy.analysis.summaries import DTYPE_ORDER
 
@@ -56,17 +56,17 @@ def plot_parameter_sweeps(
     if duration.empty and guidance.empty and precision.empty:
         skip_figure(figures, stem, f"{label}: no duration, guidance or precision rows", "new")
         return None
-    _style()
+    use_style()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), layout="constrained")
     (ax_dur, ax_per_s), (ax_cfg, ax_dtype) = axes
     ignored: dict[str, float] = {}
 
     if duration.empty:
-        _not_measured(ax_dur, "Requested duration")
-        _not_measured(ax_per_s, "Energy per second of audio returned")
+        mark_not_measured(ax_dur, "Requested duration")
+        mark_not_measured(ax_per_s, "Energy per second of audio returned")
     else:
         ignored = _ignored_lengths(duration)
-        for model in _models_in(duration):
+        for model in models_in(duration):
             grp = duration[duration["model"] == model].sort_values("duration_s")
             colour = model_colour(model)
             name = model_label(model)
@@ -105,14 +105,14 @@ def plot_parameter_sweeps(
         ax_dur.set_title("Requested duration")
         ax_dur.legend(fontsize="small", loc="lower center", ncol=2)
         ax_per_s.set_yscale("log")
-        _plain_log_y(ax_per_s)
+        plain_log_y(ax_per_s)
         ax_per_s.set_ylabel("GPU energy per second of audio returned [J/s] (log)")
         ax_per_s.set_title("Energy per second of audio returned")
 
     if guidance.empty:
-        _not_measured(ax_cfg, "Classifier-free guidance")
+        mark_not_measured(ax_cfg, "Classifier-free guidance")
     else:
-        models = _models_in(guidance)
+        models = models_in(guidance)
         for i, model in enumerate(models):
             grp = guidance[guidance["model"] == model]
             colour = model_colour(model)
@@ -139,16 +139,16 @@ def plot_parameter_sweeps(
                 text = f"scale {row['guidance_scale']:g}"
                 if hatch and not pd.isna(row["ratio_to_reference"]):
                     text = f"x{row['ratio_to_reference']:.2f}"
-                _bar_label(ax_cfg, i + offset, row["gpu_energy_J_mean"], text)
+                label_bar(ax_cfg, i + offset, row["gpu_energy_J_mean"], text)
         ax_cfg.set_xticks(np.arange(len(models)), [model_label(m) for m in models])
         ax_cfg.set_ylabel("GPU energy per generation [J]")
         ax_cfg.set_title("Classifier-free guidance: on (solid) vs off (hatched, scale 1)")
         ax_cfg.margins(y=0.12)
 
     if precision.empty:
-        _not_measured(ax_dtype, "Precision")
+        mark_not_measured(ax_dtype, "Precision")
     else:
-        models = _models_in(precision)
+        models = models_in(precision)
         dtypes = [d for d in DTYPE_ORDER if d in set(precision["dtype"])] + sorted(
             set(precision["dtype"]) - set(DTYPE_ORDER)
         )
@@ -169,10 +169,10 @@ def plot_parameter_sweeps(
                     edgecolor="white",
                 )
                 if not pd.isna(row["ratio_to_reference"]) and not row["is_reference"]:
-                    _bar_label(ax_dtype, x, row["gpu_energy_J_mean"], f"x{row['ratio_to_reference']:.2f}")
+                    label_bar(ax_dtype, x, row["gpu_energy_J_mean"], f"x{row['ratio_to_reference']:.2f}")
         ax_dtype.set_xticks(np.arange(len(models)), [model_label(m) for m in models])
         ax_dtype.set_yscale("log")
-        _plain_log_y(ax_dtype)
+        plain_log_y(ax_dtype)
         ax_dtype.set_ylabel("GPU energy per generation [J] (log)")
         ax_dtype.set_title("Precision (ratios to float32 above the bars)")
         ax_dtype.legend(
