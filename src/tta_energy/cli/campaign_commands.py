@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT, _split
+from tta_energy.cli import checks
+from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 
@@ -29,7 +30,6 @@ def _load(path: Path, out_dir: Path | None):  # noqa: ANN202 - Campaign, importe
     ``run``/``collect``)."""
     from dataclasses import replace
 
-    from tta_energy.cli import checks
     from tta_energy.experiments.campaign import CampaignError, load_campaign
     from tta_energy.fileio import folder_path
 
@@ -54,7 +54,7 @@ def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experime
     )
 
     campaign = _load(path, out_dir)
-    models, experiments = _split(model) or (), _split(experiment) or ()
+    models, experiments = checks.comma_list(model), checks.comma_list(experiment)
     check_run_options(campaign, RunOptions(models=models, experiments=experiments))
     cells = build_cells(campaign, models, experiments)
     frames = read_frames(campaign, {c.experiment for c in cells})
@@ -181,13 +181,12 @@ def register(app: typer.Typer) -> None:
         """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
         status 3 when the time budget stopped it (run the same command again); a budget in which no cell fits
         is refused before anything is built (exit 2, naming the smallest useful budget)."""
-        from tta_energy.cli import checks
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
         device = checks.device(device)
         country = checks.country(country) if codecarbon else country
         spec = _load(campaign, out_dir)
-        ro = RunOptions(models=_split(model) or (), experiments=_split(experiment) or (),
+        ro = RunOptions(models=checks.comma_list(model), experiments=checks.comma_list(experiment),
                         time_budget_s=time_budget, device=device, codecarbon=codecarbon, country=country,
                         trace=trace, progress=progress)
         result = run_campaign(spec, ro, echo=typer.echo)

@@ -70,6 +70,14 @@ def weights(value: str) -> str:
     return check_weights(value)
 
 
+def comma_list(values: str | list[str] | None) -> tuple[str, ...]:
+    """The items of a comma list option (``a,b``; given several times, all of them), blanks dropped."""
+    if not values:
+        return ()
+    return tuple(t.strip() for v in ([values] if isinstance(values, str) else values)
+                 for t in v.split(",") if t.strip())
+
+
 def positive(value: float | None, option: str, *, allow_zero: bool = False) -> None:
     """An option's number, when given: finite and > 0 (>= 0 with ``allow_zero``): :func:`positive_number`."""
     if value is not None:

@@ -23,19 +23,16 @@ fuse-qkv, trim-latents (Stable Audio Open: compute only the requested length; ch
 (float8 linear layers through torchao, compute capability 8.9+; changes the output)."""
 
 
-def _split(value: str) -> tuple[str, ...]:
+def _spec_list(value: str) -> tuple[str, ...]:
+    """Lever specs of an option, split at spaces or semicolons: a spec holds commas (``max,fp8``)."""
     return tuple(t.strip() for t in value.split(";" if ";" in value else " ") if t.strip())
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in value.split(",") if t.strip())
 
 
 def _ints(value: str, what: str) -> tuple[int, ...]:
     from tta_energy.errors import TtaError
 
     try:
-        return tuple(int(t) for t in value.split(",") if t.strip())
+        return tuple(int(t) for t in checks.comma_list(value))
     except ValueError:
         raise TtaError(f"--{what} must be a comma list of integers, got {value!r}") from None
 
@@ -89,7 +86,7 @@ def history_paths(value: str | None) -> list[Path]:
     else those of :data:`DEFAULT_HISTORY` that exist."""
     if value is None:
         return [Path(h) for h in DEFAULT_HISTORY if Path(h).is_file()]
-    return [Path(h) for h in _names(value)]
+    return [Path(h) for h in checks.comma_list(value)]
 
 
 def plan_options(opts: object, plan: Path) -> object:
@@ -200,16 +197,17 @@ def register(app: typer.Typer) -> None:
         checks.positive(time_budget, "--time-budget")
         checks.positive(idle_s, "--idle-s", allow_zero=True)
         opts = LeversOptions(
-            models=_names(models), out_dir=out_dir,
-            full_specs=_split(full), batch1_specs=_split(batch1), single_specs=_split(single),
-            compile_models=_names(compile_models), lean_models=_names(lean_models), trim=trim,
+            models=checks.comma_list(models), out_dir=out_dir,
+            full_specs=_spec_list(full), batch1_specs=_spec_list(batch1), single_specs=_spec_list(single),
+            compile_models=checks.comma_list(compile_models), lean_models=checks.comma_list(lean_models),
+            trim=trim,
             steps=_ints(steps, "steps"), batches=_ints(batches, "batches"), repeats=repeats,
             duration_s=duration, seed=seed, size=size, weights=weights, device=device, ceiling_s=ceiling_s,
             ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,
             time_budget_s=time_budget, references_dir=Path(references) if references else None,
             compile_cache=compile_cache, progress=typer.echo)
         # every option is checked here, before any file or folder is written
-        done_folders = _folders(_names(done))
+        done_folders = _folders(checks.comma_list(done))
         if done_folders and plan is None:
             raise LeversError("--done needs --plan (it skips the plan's cells that earlier calls measured)")
         replaced = given_options(ctx, PLAN_REPLACES) if plan is not None else []

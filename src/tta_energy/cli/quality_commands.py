@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         checks.at_least_one(batch_size, "--batch-size", "10 s windows per forward pass")
         checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")
         check_backend(backend)
-        wanted = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        wanted = checks.comma_list(metrics)
         if fad_regularize not in ("auto", "always", "never"):
             raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")
         if hop is not None and "per-clip" not in (fad_profile, clap_profile):

@@ -41,12 +41,6 @@ each), every rank writes <out>.rank<k>.csv and rank 0 merges them into the table
 """
 
 
-def _split(values: list[str] | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    return tuple(t.strip() for v in values for t in v.split(",") if t.strip())
-
-
 def per_experiment(values: list[str] | None, experiments: tuple[str, ...], option: str) -> dict[str, str]:
     """``--opt VALUE`` (one experiment) or ``--opt EXP=VALUE`` (repeatable) -> {experiment: value}."""
     out: dict[str, str] = {}
@@ -141,20 +135,21 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         from tta_energy.levers.spec import parse_levers
         from tta_energy.precision import canonical_dtype
 
-        experiments = _split([experiment]) or ()
+        experiments = checks.comma_list(experiment)
         repeat_counts = {}
         for name, value in per_experiment(repeats, experiments, "--repeats").items():
             try:
                 repeat_counts[name] = int(value)
             except ValueError:
                 raise TtaError(f"--repeats {value!r} is not an integer") from None
-        grids = {name: _split([value]) or ()
+        grids = {name: checks.comma_list(value)
                  for name, value in per_experiment(grid, experiments, "--grid").items()}
         opts = SweepOptions(
             model=model, experiments=experiments, size=size, weights=weights, device=device,
             dtype=canonical_dtype(dtype) if dtype is not None else None,
             repeats=repeat_counts, grid=grids, steps=steps, duration_s=duration, prompt=prompt,
-            captions=_split(captions) or (), limit=limit, audio_dir=audio_dir, save_audio=save_audio, out=out,
+            captions=checks.comma_list(captions), limit=limit, audio_dir=audio_dir, save_audio=save_audio,
+            out=out,
             out_dir=out_dir, seed=seed, levers=parse_levers(levers), min_window_s=min_window, idle_s=idle_s,
             warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
