@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+#: the repository's root: the tests run from it, as the command line's defaults (``campaigns/h200.toml``,
+#: ``data/``) and the Makefile do, wherever pytest was started
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.chdir(ROOT)
+
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -259,3 +259,24 @@ def test_without_a_dtype_a_cpu_runs_float32_and_a_gpu_the_study_s():
     assert generation_precision("tango", device="cuda") == "float32"  # the study ran Tango in fp32
     assert generation_precision("audioldm", option="bf16", device="cpu") == "bfloat16"  # asked for: kept
     assert generation_precision("audioldm", lever="fp16", device="cpu") == "float16"  # the levers' wins
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="measures on an NVIDIA GPU")
+def test_a_sweep_on_a_gpu_records_nvml_energy_host_diagnostics_and_the_gpu(tmp_path, capsys):
+    """What every committed H200 row rests on, on the real GPU: counter energy, net of a measured idle
+    power, the host's CPU time and the GPU's busy fraction, and the card that measured it."""
+    out = tmp_path / "steps.csv"
+    main(["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cuda", "--dtype", "float16",
+          "--duration", "1", "--idle-s", "1", "--no-progress", "--experiment", "steps", "--grid", "10",
+          "--repeats", "2", "--out", str(out)])
+    assert "2 measured [2 ok]" in capsys.readouterr().out
+    rows = measured(schema.read_runs(out))
+    assert rows["gpu_energy_method"].str.startswith("nvml").all()
+    assert (rows["gpu_energy_J"] > 0).all() and (rows["gpu_idle_power_W"] > 10).all()
+    idle_J = rows["gpu_idle_power_W"] * rows["wall_s"]
+    assert np.allclose(rows["gpu_energy_net_J"], rows["gpu_energy_J"] - idle_J)
+    assert (rows["cpu_time_s"] > 0).all() and rows["gpu_busy_fraction"].between(0, 1).all()
+    assert (rows["gpu_name"] == torch.cuda.get_device_name()).all()
+    assert rows["gpu_uuid"].str.startswith("GPU-").all()
+    assert (rows["cpu_energy_method"] != "unavailable").all() and (rows["host_cpu_model"] != "").all()

@@ -152,20 +152,22 @@ def test_the_sweeps_tables_price_the_study_default(tmp_path):
 def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_the_plan_is_done(
         tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's subject
+    # a call's start-up priced at 200 s: with the catalogue's ~22 s per unit (one batch size) a call of 240 s
+    # holds one unit, and the second fits the time the tiny replica leaves however slow this machine is
+    monkeypatch.setattr(plan, "CALL_START_S", 200.0)
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\n'
                          'batches = [1, 2]\nrepeats = 1\nduration_s = 1.0\n')
     base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
             "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile", "--no-report",
             "--references", str(tmp_path / "refs"), "--done", str(tmp_path / "part*"), "--history", "",
-            "--time-budget", "60"]
-    # the catalogue prices each unit (one batch size) at about 20 s, a call's start at 30 s: one unit a call
+            "--time-budget", "240"]
     main([*base, "--dry-run"])
     said = capsys.readouterr().out
     assert "left: 2 device calls" in said and "call 1" in said and "audioldm batch 1" in said
     main([*base, "--out-dir", str(tmp_path / "part1")])
     said = capsys.readouterr().out
-    # the tiny replica takes seconds, not the 52 predicted: the call goes on with the second call's unit
+    # the tiny replica takes seconds, not the ~220 predicted: the call goes on with the second call's unit
     assert "s of the time budget left: run " in said and "audioldm batch 2: none, channels-last" in said
     runs = schema.read_runs(tmp_path / "part1" / tables.RUNS_FILE)
     measured = runs[~runs["is_warmup"].astype(bool)]
@@ -249,6 +251,9 @@ def test_compile_time_by_phase_names_the_phases_of_a_compilation():
     phases = compile_time_by_phase(top=3)
     assert 0 < len(phases) <= 3 and all(seconds >= 0 for _, seconds in phases)
     assert phases == sorted(phases, key=lambda kv: -kv[1])
+    # Dynamo's own timers: its compilation entry point and the tracing of the module's bytecode
+    names = [name for name, _ in compile_time_by_phase(top=50)]
+    assert any("compile" in n for n in names) and "bytecode_tracing" in names
 
 
 def test_compile_cache_counts_say_what_was_compiled_and_what_came_from_the_cache():

@@ -572,6 +572,7 @@ def test_applying_levers_never_changes_the_precision_of_later_configurations(mon
     assert apply.global_numerics() == before
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9),
                     reason="needs an NVIDIA GPU of compute capability 8.9+ (float8 tensor cores) and torchao")
 def test_fp8_converts_the_dit_and_changes_the_output_a_little():

@@ -349,8 +349,7 @@ def test_without_a_gpu_energies_are_nan_warned_once_and_cpu_comes_from_codecarbo
     assert meter.provenance()["gpu_name"] == ""
 
 
-def test_codecarbon_runs_offline_without_gpu_tracking_and_quickly(no_network):
-    started = time.perf_counter()
+def test_codecarbon_runs_offline_without_gpu_tracking(no_network):
     cpu = CodeCarbonCpuMeter(country_iso_code="ITA")
     assert cpu.method in ("rapl", "estimate")
     assert not any(h.startswith("GPU") for h in cpu.hardware)
@@ -359,9 +358,8 @@ def test_codecarbon_runs_offline_without_gpu_tracking_and_quickly(no_network):
     reading = cpu.stop()
     cpu.close()
     assert reading.cpu_energy_J > 0 and reading.ram_energy_J > 0
-    assert reading.duration_s == pytest.approx(0.2, abs=0.1)
+    assert reading.duration_s >= 0.2  # its own timer spans the sleep
     assert reading.intensity_kg_per_kWh == pytest.approx(0.330718, rel=1e-3)  # Italy in CodeCarbon's table
-    assert time.perf_counter() - started < 30
     forced = CodeCarbonCpuMeter(carbon_intensity_g_per_kWh=100.0)
     forced.start()
     time.sleep(0.05)
@@ -395,3 +393,43 @@ def test_busy_fraction_follows_the_simulated_load_and_cpu_time_is_recorded():
         assert m.cpu_time_s >= 0 and math.isfinite(m.cpu_time_s)
         assert m.as_row()["gpu_busy_fraction"] == m.gpu_busy_fraction
     assert provenance["host_cpu_model"] and provenance["host_cpu_count"] >= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_present(), reason="reads NVML on an NVIDIA GPU")
+def test_on_a_gpu_the_meter_reads_the_energy_counter_of_the_gpu_torch_computes_on():
+    """The real NVML path (the tests above simulate it): the GPU it reads is torch's, and a busy window's
+    energy is what NVML's own counter says around it, less the idle edges the meter leaves out."""
+    import pynvml
+    import torch
+
+    from tta_energy.meter.sources import bare_uuid
+
+    meter = EnergyMeter(codecarbon=False)
+    assert meter.gpu_available
+    uuid = meter.provenance()["gpu_uuid"]
+    assert bare_uuid(uuid) == bare_uuid(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+    x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+
+    def fn(phases):  # about 2 s of bf16 matrix products on an H100/H200
+        with phases("denoising"):
+            y = x
+            for _ in range(1500):
+                y = x @ x
+        return float(y[0, 0])
+
+    with meter:
+        idle_W = meter.measure_idle(1.0)
+        torch.cuda.synchronize()
+        before_mJ = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        _, m = meter.measure(fn)
+        torch.cuda.synchronize()
+        time.sleep(0.25)  # past the counter's next update (~100 ms) so that the bracket holds the window
+        after_mJ = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    bracket_J = (after_mJ - before_mJ) / 1000.0
+    assert m.gpu_energy_method.startswith("nvml") and m.gpu_busy_fraction > 0.5
+    assert 10.0 < idle_W < m.gpu_energy_J / m.wall_s  # busy power above a real idle power
+    # the bracket adds the meter's alignment and the sleep at up to idle power: a little more, never less
+    assert 0.7 * bracket_J < m.gpu_energy_J <= 1.02 * bracket_J
+    assert m.phases["denoising"].energy_J == pytest.approx(m.gpu_energy_J, rel=0.1)
