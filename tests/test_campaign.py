@@ -19,9 +19,11 @@ from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
 
 ROOT = Path(__file__).resolve().parents[1]
+H200_CAMPAIGN = ROOT / "campaigns" / "h200.toml"  # the committed campaign, wherever pytest runs from
+
 
 def test_the_committed_campaign_file_parses_into_typed_entries():
-    c = cp.load_campaign("campaigns/h200.toml")
+    c = cp.load_campaign(H200_CAMPAIGN)
     assert [e.experiment for e in c.entries] == ["steps", "batch", "quality", "quality", "duration",
                                                  "guidance", "precision"]
     steps = c.entries[0]
@@ -45,7 +47,7 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
     c = cp.load_campaign(path)
     assert c.out_dir == tmp_path / "tables"
     assert c.entries[1].captions == ("clotho", str(folder / "mine_captions.csv"))
-    assert cp.load_campaign(ROOT / "campaigns" / "h200.toml").out_dir == ROOT / "data" / "h200"
+    assert cp.load_campaign(H200_CAMPAIGN).out_dir == ROOT / "data" / "h200"
     # the commands read the same tables from any folder
     for cwd, campaign in ((elsewhere, path), (folder, Path("c.toml"))):
         monkeypatch.chdir(cwd)
@@ -156,7 +158,7 @@ def test_plan_estimates_from_synthetic_rows(tmp_path):
     assert est.generation_s("audioldm", other_model) == pytest.approx(2.0)  # every model's rate
     assert est.model_build_s("tango") == pytest.approx(20.0)  # run start -> its first row
     assert est.model_build_s("audioldm") == cp.DEFAULT_BUILD_S
-    campaign = replace(cp.load_campaign("campaigns/h200.toml"), out_dir=tmp_path)  # no calls logged there
+    campaign = replace(cp.load_campaign(H200_CAMPAIGN), out_dir=tmp_path)  # no calls logged there
     reports, est = cp.report(campaign, cells, [frame])
     assert [r.missing for r in reports] == [2, 5]  # 5 repeats at least; 3 measured (with no spread)
     assert reports[0].estimate_s == pytest.approx(2 * 2.0)
@@ -176,7 +178,7 @@ def test_a_cell_without_repeats_is_planned_with_its_models_spread(tmp_path):
     spread = _rows("tango", "c10", 10, [2.0] * 3, "20261129T120000Z-abc123", "2026-11-29T12:00:00Z")
     spread["gpu_energy_J"] = [80.0, 100.0, 120.0]  # cv 0.2: the cap of 8 repeats
     single = _rows("tango", "c20", 20, [4.0], "20261129T120000Z-abc123", "2026-11-29T12:01:00Z")
-    campaign = replace(cp.load_campaign("campaigns/h200.toml"), out_dir=tmp_path)
+    campaign = replace(cp.load_campaign(H200_CAMPAIGN), out_dir=tmp_path)
     reports, _ = cp.report(campaign, cells, [schema.validate(pd.concat([spread, single], ignore_index=True))])
     assert [r.missing for r in reports] == [5, 7]  # 8 repeats each; without the prior the second would be 4
     assert cp.prior_cvs([(c, r.state) for c, r in zip(cells, reports, strict=True)]) == {

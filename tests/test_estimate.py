@@ -11,7 +11,6 @@ import pytest
 from scipy import stats
 
 from tta_energy import schema
-from tta_energy.analysis import summaries
 from tta_energy.analysis.estimate import ESTIMATE_COLUMNS, estimate_energy
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.cli.main import app, run_app
@@ -252,10 +251,16 @@ def test_without_runs_and_without_data_h200_the_command_asks_for_runs(tmp_path, 
                                            "(run tables or folders of them)")
 
 
-def test_usable_rows_are_the_summaries_rule():
-    """The estimate fits what summaries.usable_runs keeps: a failed or flagged warm-up row never enters."""
-    runs = _exact()
+def test_usable_rows_are_the_summaries_rule(tmp_path, capsys):
+    """The command fits only what summaries.usable_runs keeps: a failed or flagged warm-up row in the table
+    (1e6 J each, at the asked step count) never enters the line or the measured mean."""
     bad = pd.DataFrame([_row(50, 1e6) | {"status": "oom"}, _row(50, 1e6) | {"is_warmup": True}])
-    usable = summaries.usable_runs(schema.validate(pd.concat([runs, bad], ignore_index=True)))
-    r = estimate_energy(usable, "tango", 50).iloc[0]
-    assert r["n_runs"] == 6 and r["energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
+    table = tmp_path / "steps.csv"
+    schema.write_runs(table, pd.concat([_exact(), bad], ignore_index=True))
+    assert len(schema.read_runs(table)) == 8  # both rows are in the table the command reads
+    status, out, err = _run(["--model", "tango", "--steps", "50", "--runs", str(table), "--json"], capsys)
+    assert status == 0 and err == ""
+    (r,) = map(json.loads, out.strip().splitlines())
+    assert r["n_runs"] == 6 and r["measured_n"] == 2 and r["measured_steps"] == "10,50,100"
+    assert r["energy_J_per_clip"] == pytest.approx(290.0)  # 40 J + 5 J x 50 calls, the line itself
+    assert r["measured_mean_J"] == pytest.approx(290.0)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 from tta_energy import schema
@@ -198,13 +195,12 @@ def test_merge_shards_deduplicates_sorts_and_removes_shards(tmp_path):
     merged = resume.merge_shards(out)
     assert resume.shard_paths(out) == []
     df = schema.read_runs(out)
-    assert len(df) == len(merged) == 4
-    measured = df[~df["is_warmup"]]
-    pairs = sorted(zip(measured["config_id"], measured["repeat"], strict=True))
-    assert pairs == [("a", 0), ("b", 0), ("b", 1)]
-    assert set(measured["status"]) == {"ok"}
-    assert bool(df["is_warmup"].iloc[0])  # warm-ups first
-    assert isinstance(df, pd.DataFrame) and Path(out).is_file()
+    # warm-ups first, then by repeat and configuration; of (b, 0) the ok row beats the earlier error
+    expected = [("w", 0, True, "ok", "2025-01-01T00:00:00"), ("a", 0, False, "ok", "2025-01-01T00:00:00"),
+                ("b", 0, False, "ok", "2025-01-01T00:00:03"), ("b", 1, False, "ok", "2025-01-01T00:00:02")]
+    columns = ["config_id", "repeat", "is_warmup", "status", "timestamp"]
+    for table in (df, merged):  # the file and the returned frame
+        assert [tuple(r) for r in table[columns].itertuples(index=False)] == expected
 
 
 def test_merge_into_combines_tables_of_separate_calls(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from tta_energy import fileio
 
@@ -19,9 +20,18 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_writers_replace_the_target_whole(tmp_path):
+    """Each writer replaces a longer existing file: no tail of the old content is left after the new."""
+    old = "x" * 10_000 + "\n"
+    for name in ("n.txt", "t.csv", "c.json"):
+        (tmp_path / name).write_text(old)
+    torch.save({"w": torch.arange(10_000)}, tmp_path / "w.pt")  # a longer torch file than the new one
+    fileio.write_text_atomic(tmp_path / "n.txt", "new\n")
     fileio.write_csv_atomic(tmp_path / "t.csv", pd.DataFrame({"a": [1, 2]}))
     fileio.write_json_atomic(tmp_path / "c.json", {"k": 1})
-    fileio.torch_save_atomic({"w": 1}, tmp_path / "w.pt")
-    assert pd.read_csv(tmp_path / "t.csv")["a"].tolist() == [1, 2]
+    fileio.torch_save_atomic({"w": torch.tensor([1.5, -2.0])}, tmp_path / "w.pt")
+    assert (tmp_path / "n.txt").read_text() == "new\n"
+    assert (tmp_path / "t.csv").read_text() == "a\n1\n2\n"
     assert (tmp_path / "c.json").read_text() == '{\n  "k": 1\n}\n'
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "t.csv", "w.pt"]
+    loaded = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert loaded.keys() == {"w"} and torch.equal(loaded["w"], torch.tensor([1.5, -2.0]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "n.txt", "t.csv", "w.pt"]

@@ -270,5 +270,11 @@ def test_a_reference_killed_mid_write_is_not_stored_and_a_damaged_one_is_compute
         _key().path(folder).write_bytes(damaged)
         assert references.load_reference(_key(), folder) is None
         assert references.stored_keys(folder, "audioldm", "tiny", 2) == []
-    references.store_reference(_key(), folder, _output(), 1.5)  # the next call's store replaces it
-    assert references.load_reference(_key(), folder) is not None
+    # the next call's store replaces it whole: what is read back is what it wrote
+    references.store_reference(_key(), folder, _output(), 2.5)
+    reloaded = references.load_reference(_key(), folder)
+    assert reloaded is not None and reloaded[1] == 2.5
+    expected = _output()
+    assert np.array_equal(reloaded[0].waveforms, expected.waveforms)
+    assert np.array_equal(reloaded[0].latents, expected.latents)
+    assert (reloaded[0].sample_rate, reloaded[0].denoiser_calls) == (16000, 2)

@@ -270,10 +270,14 @@ def test_levers_sweep_end_to_end_on_cpu(tmp_path):
     row = table.set_index(["optimize", "waveforms_per_prompt"])
     assert row.loc[("fp32,fuse-qkv", 1), "rel_error_latents"] < 1e-4
     assert bool(row.loc[("fp32,fuse-qkv", 1), "lossless"])
-    # bf16 is judged against the study default's error (tiny AudioLDM: fp16, eager), not against bf16's own
-    tolerance = error_tolerance("float16", row.loc[("none", 1), "rel_error_latents"])
-    assert row.loc[("bf16", 1), "tolerance_latents"] == pytest.approx(tolerance)
-    assert bool(row.loc[("bf16", 1), "lossless"]) == (row.loc[("bf16", 1), "rel_error_latents"] <= tolerance)
+    # bf16 is judged against the study default's error (tiny AudioLDM: fp16, eager), not against bf16's own:
+    # twice that error, at least fp16's documented floor of 2e-3
+    yardstick = row.loc[("none", 1), "rel_error_latents"]
+    assert 0 < yardstick < 0.01  # fp16 rounding, not a broken run
+    assert row.loc[("bf16", 1), "tolerance_latents"] == pytest.approx(max(2e-3, 2.0 * yardstick))
+    # bf16's 8-bit mantissa misses fp16's accuracy by far (about 1e-2 against a tolerance near 3e-3)
+    assert row.loc[("bf16", 1), "rel_error_latents"] > 2 * row.loc[("bf16", 1), "tolerance_latents"]
+    assert not bool(row.loc[("bf16", 1), "lossless"])
     assert row.loc[("none", 2), "gflop"] > row.loc[("none", 1), "gflop"] > 0
     assert "not measured" in md_path.read_text() and png_path.stat().st_size > 0
     ceiling = pd.read_csv(folder / tables.CEILING_FILE)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from tta_energy.models.base import GenerationRequest, ModelError
+from tta_energy.models.blocks.bigvgan import BigVGANGenerator
 from tta_energy.models.ckpt_maps import LDM_SCHEDULE_BUFFERS, SCALE_FACTOR
 from tta_energy.models.make_an_audio import MakeAnAudioAdapter, load_strict, vocoder_table
 from tta_energy.models.make_an_audio_2 import MakeAnAudio2Adapter
@@ -151,10 +152,22 @@ def test_legacy_entries_of_older_library_versions_are_accepted(tiny_models, save
     folder = tmp_path / "legacy"
     shutil.copytree(saved["make-an-audio"], folder)
     state = torch.load(folder / model.checkpoint_file, weights_only=True)["state_dict"]
-    state["cond_stage_model.caption_encoder.base.embeddings.position_ids"] = torch.arange(512)[None]
-    state["lvlb_weights"] = torch.ones(1000)
-    torch.save({"state_dict": state}, folder / model.checkpoint_file)
-    MakeAnAudioAdapter.build("tiny", weights=str(folder))
+    legacy = {"cond_stage_model.caption_encoder.base.embeddings.position_ids": torch.arange(512)[None],
+              "lvlb_weights": torch.ones(1000)}
+    torch.save({"state_dict": state | legacy}, folder / model.checkpoint_file)
+    loaded = MakeAnAudioAdapter.build("tiny", weights=str(folder))
+    # the legacy entries are dropped: neither reported unexpected nor kept as extras or module tensors
+    conversion = loaded.table().to_project(state | legacy)
+    assert conversion.unexpected == [] and not set(legacy) & set(conversion.extras)
+    assert set(conversion.state_dict) == set(model.modules.state_dict())
+    # the weights that load are the saved model's, tensor for tensor, and give its audio exactly
+    saved_state, loaded_state = model.modules.state_dict(), loaded.modules.state_dict()
+    assert saved_state.keys() == loaded_state.keys()
+    assert all(torch.equal(loaded_state[k], v) for k, v in saved_state.items())
+    assert loaded.scale_factor == pytest.approx(0.8)
+    request = GenerationRequest(prompts=["glass breaks"], steps=4, duration_s=1.0, seed=5)
+    a, b = model.generate(request), loaded.generate(request)
+    assert np.array_equal(a.waveforms, b.waveforms) and torch.equal(a.latents, b.latents)
 
 
 def test_t5_input_embedding_may_be_left_to_its_tie(tiny_models, saved, tmp_path) -> None:
@@ -266,10 +279,27 @@ def test_missing_path_and_meta_device(tmp_path) -> None:
         MakeAnAudio2Adapter.build("tiny", weights=str(tmp_path))
 
 
+def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 def test_saved_configs_rebuild_the_same_sizes(tiny_models, saved) -> None:
+    meta = torch.device("meta")
     for name, model in tiny_models.items():
         folder = saved[name]
-        assert (folder / model.config_file).is_file() and (folder / "bigvgan" / "args.yml").is_file()
+        # modules built from the folder's configs alone (no weights read) have the saved model's tensors
+        config = ADAPTERS[name]._folder_config(folder)
+        modules = ADAPTERS[name]._modules(config, meta)
+        assert _shapes(modules) == _shapes(model.modules), name
+        assert _parameters(modules) == _parameters(model.modules) > 0, name
+        with torch.device(meta):
+            vocoder = BigVGANGenerator(config.vocoder)
+        assert _shapes(vocoder) == _shapes(model.vocoder), name
+        assert _parameters(vocoder) == _parameters(model.vocoder) > 0, name
         leftovers = [p.name for p in folder.rglob("*.tmp")]
         assert leftovers == []  # every file was written through a temporary name and renamed
     assert SCALE_FACTOR in tiny_models["make-an-audio"].table().extra_keys
