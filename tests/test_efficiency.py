@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,3 +203,28 @@ def test_the_studys_warm_up_call_never_enters_a_ratio():
     assert flagged["first_generation"].sum() == 1
     r = efficiency.efficiency_table(flagged).iloc[0]
     assert r["n_runs"] == 5 and r["slope_J_per_call"] == pytest.approx(2.0)
+
+
+def test_with_the_runs_named_one_by_one_the_ceiling_comes_with_them(tmp_path):
+    """`make reproduce STUDY=...` names the tables one by one (data/study left out): the ceiling files are
+    among them, read as ceilings and never as run tables, so the fractions of the ceiling stay."""
+    from tta_energy.analysis.reproduce import data_inputs
+
+    data = tmp_path / "data"
+    (data / "h200" / "levers" / "part1").mkdir(parents=True)
+    (data / "study").mkdir()
+    schema.write_runs(data / "h200" / "steps.csv", _runs(noise=(-1.0, 1.0)))
+    schema.write_runs(data / "study" / "steps.csv", _runs(noise=(-1.0, 1.0)))
+    ceiling = data / "h200" / "levers" / "part1" / "levers_ceiling.csv"
+    ceiling.write_text("run_id,when,device,gpu_name,n,iterations,wall_s,gpu_energy_J,tflop_per_s,tflop_per_J,"
+                       "power_W\nr,start,cuda,NVIDIA H200,8192,1,1,1,600,0.80,700\n")
+    inputs = data_inputs(data, exclude=data / "study")
+    assert sorted(inputs) == sorted([str(data / "h200" / "steps.csv"), str(ceiling)])
+    assert tables.find_tables(inputs) == ([data / "h200" / "steps.csv"], [])
+    table = efficiency.efficiency_table(_runs(noise=(-1.0, 1.0)), efficiency.read_ceilings(inputs))
+    assert table["ceiling_tflop_per_J"].iloc[0] == pytest.approx(0.80)
+    tables.analyze(None, inputs, tmp_path / "out", n_boot=0, source_name=lambda s: f"<{Path(s).name}>")
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "- <steps.csv>" in readme and "- <levers_ceiling.csv>" not in readme  # the inputs: run tables
+    written = pd.read_csv(tmp_path / "out" / "efficiency.csv")
+    assert written["ceiling_tflop_per_J"].iloc[0] == pytest.approx(0.8)

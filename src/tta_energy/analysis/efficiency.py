@@ -101,9 +101,11 @@ def flop_counts(model: str, size: str) -> tuple[float, float] | None:
 
 
 def read_ceilings(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The bf16 ceilings measured under ``paths`` (folders searched for ``levers_ceiling.csv``): per GPU
-    name, the mean TFLOP per joule and how many measurements it averages."""
-    folders = sorted({f.parent for p in map(Path, paths) if p.is_dir() for f in p.rglob(CEILING_FILE)})
+    """The bf16 ceilings measured in ``paths`` (``levers_ceiling.csv`` files, or folders searched for them):
+    per GPU name, the mean TFLOP per joule and how many measurements it averages."""
+    found = (f for p in map(Path, paths)
+             for f in (p.rglob(CEILING_FILE) if p.is_dir() else [p] if p.name == CEILING_FILE else []))
+    folders = sorted({f.parent for f in found})
     for folder in folders:
         header = schema.csv_header(folder / CEILING_FILE)
         if header and not {"gpu_name", "tflop_per_J"} <= header:

@@ -334,7 +334,8 @@ def write_spread(inputs: list[str], tables_dir: Path, *, seed: int = 0) -> Path:
 
 
 def data_inputs(data: Path, *, exclude: Path | None = None) -> list[str]:
-    """Run/score tables under ``data`` (minus ``exclude``), as paths for the notebooks."""
+    """The tables under ``data`` (minus ``exclude``) as paths for the notebooks: ``data`` itself, else its run
+    and score tables one by one with the side tables read beside them (published numbers, ceilings)."""
     if not data.is_dir():
         return []
     run_files, score_files = tables.find_tables([data])
@@ -343,8 +344,7 @@ def data_inputs(data: Path, *, exclude: Path | None = None) -> list[str]:
     if exclude is None:
         return [str(data)]
     exclude = exclude.resolve()
-    published = [f for name in study_import.PUBLISHED_FILES
-                 for f in sorted(data.rglob(name))]
+    published = [f for name in tables.SIDE_TABLES for f in sorted(data.rglob(name))]
     files = list(run_files) + list(score_files) + published
     return [str(f) for f in files if not f.resolve().is_relative_to(exclude)]
 
@@ -382,9 +382,16 @@ def reproduce(
             log(f"no run tables under {data}: the notebooks will record every figure as skipped")
         clear_previous(figures)
         tables_dir = figures / "tables"
+
+        def source_name(source: str) -> str:  # the temporary import, named after what it imported
+            if study is None or not source.startswith(str(imported)):
+                return source
+            return f"{os.path.relpath(source, imported)} imported from {study}"
+
         try:
-            tables.analyze(None, inputs, tables_dir, n_boot=n_boot) if inputs else None
-            write_spread(inputs, tables_dir) if inputs else None
+            if inputs:
+                tables.analyze(None, inputs, tables_dir, n_boot=n_boot, source_name=source_name)
+                write_spread(inputs, tables_dir)
         except TtaError as exc:  # the figures are still worth drawing
             log(f"analysis tables not written: {exc}")
             tables_dir = None

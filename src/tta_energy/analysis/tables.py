@@ -66,8 +66,14 @@ def is_score_table(path: Path) -> bool:
     return set(SCORE_REQUIRED) <= schema.csv_header(path)
 
 
+#: tables given or found with the runs that are read on their own (the study's published numbers, the bf16
+#: ceilings of :func:`.efficiency.read_ceilings`), never as run or score tables
+SIDE_TABLES = (*study_import.PUBLISHED_FILES, efficiency.CEILING_FILE)
+
+
 def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """Run tables and score tables among ``paths`` (folders are searched recursively)."""
+    """Run tables and score tables among ``paths`` (folders are searched recursively; :data:`SIDE_TABLES`
+    are passed over)."""
     runs: list[Path] = []
     scores: list[Path] = []
     seen: set[Path] = set()
@@ -79,7 +85,7 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
         else:
             raise TtaError(f"{p}: no such file or folder")
         for c in candidates:
-            if c.resolve() in seen or c.name in study_import.PUBLISHED_FILES:
+            if c.resolve() in seen or c.name in SIDE_TABLES:
                 continue
             seen.add(c.resolve())
             if schema.is_run_table(c):
@@ -349,12 +355,16 @@ def analyze(
     n_boot: int = pareto.DEFAULT_BOOTSTRAP,
     seed: int = 0,
     figures: bool = False,
+    source_name: Callable[[str], str] | None = None,
 ) -> tuple[list[Path], AnalysisResult]:
     """Load, compute and write: the whole of ``tta-energy analyze``. With ``figures``, the standard figures
-    and their ``index.md`` go to ``out/figures`` after the tables (:mod:`tta_energy.analysis.figures`)."""
+    and their ``index.md`` go to ``out/figures`` after the tables (:mod:`tta_energy.analysis.figures`).
+    ``source_name`` names each input for the README (a temporary import after what it imported)."""
     if n_boot < 0:
         raise TtaError(f"--bootstrap must be >= 0, got {n_boot}")
     inp = load_inputs(study, runs, scores)
+    if source_name is not None:
+        inp.sources = [source_name(s) for s in inp.sources]
     result = build_tables(inp, drop_study_warmup=drop_study_warmup, n_boot=n_boot, seed=seed)
     readme = readme_text(inp, result, drop_study_warmup=drop_study_warmup, n_boot=n_boot, seed=seed)
     written = write_tables(result, out, readme)
