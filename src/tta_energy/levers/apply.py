@@ -674,7 +674,7 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
                   batch: int) -> ModelAdapter:
     if getattr(adapter, "applied_levers", None) is not None:
         raise LeverError(f"levers were already applied to this {adapter.name} adapter; build a fresh one")
-    duration_s = adapter.defaults.duration_s if duration_s is None else duration_s
+    duration_s = adapter.defaults.at_size(adapter.size).duration_s if duration_s is None else duration_s
     device = adapter.device
     if device.type == "meta" and (levers.cudagraph or levers.compile_mode or levers.sdpa):
         raise LeverError("levers that run the model (graphs, compile, sdpa) cannot be applied on the meta "

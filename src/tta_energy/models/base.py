@@ -212,8 +212,9 @@ class ModelAdapter(ABC):
 
     # -- helpers ------------------------------------------------------------------------------
     def resolved(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with every None replaced by the model's default."""
-        d = self.defaults
+        """The request with every None replaced by the model's default (at this replica's size: a tiny one's
+        default duration is its own, :meth:`ModelDefaults.at_size`)."""
+        d = self.defaults.at_size(self.size)
         return GenerationRequest(
             prompts=list(request.prompts),
             steps=request.steps,

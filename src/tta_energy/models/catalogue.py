@@ -58,12 +58,14 @@ class ModelDefaults:
         return "1 turns guidance off" if self.guidance_rule == "not-1" else "<= 1 turns guidance off"
 
     def at_size(self, size: str) -> ModelDefaults:
-        """The settings of a replica of ``size``: at tiny size its own duration limits."""
+        """The settings of a replica of ``size``: at tiny size its own duration limits, and its default
+        duration the longest it can make (its fixed clip, or the study's 10 s cut to its maximum)."""
         if size != "tiny":
             return self
-        longest, fixed = self.tiny_max_duration_s, self.tiny_fixed_duration_s
-        return replace(self, max_duration_s=self.max_duration_s if longest is None else longest,
-                       fixed_duration_s=self.fixed_duration_s if fixed is None else fixed)
+        longest = self.max_duration_s if self.tiny_max_duration_s is None else self.tiny_max_duration_s
+        fixed = self.fixed_duration_s if self.tiny_fixed_duration_s is None else self.tiny_fixed_duration_s
+        default = fixed if fixed is not None else min(self.duration_s, longest)
+        return replace(self, max_duration_s=longest, fixed_duration_s=fixed, duration_s=default)
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,8 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
         sized = defaults.at_size(size)
         at_size = "" if size == "full" else f" ({size} size)"
         fixed = sized.fixed_duration_s
-        if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - sized.duration_s) > 1e-6:
+        # a fixed-length model takes its own length or the study's 10 s (which it then makes at its length)
+        if fixed is not None and abs(d - fixed) > 1e-6 and abs(d - defaults.duration_s) > 1e-6:
             raise ModelError(f"{name}{at_size} always generates {fixed:g} s of audio; duration {d} s is not "
                              "possible")
         if d > sized.max_duration_s + 1e-9:

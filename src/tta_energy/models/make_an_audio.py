@@ -393,7 +393,7 @@ class LatentAudioAdapter(ModelAdapter):
     def check_request(self, request: GenerationRequest) -> None:
         super().check_request(request)
         self.denoiser_calls(request.steps)  # rejects step counts LDM's spacing cannot run
-        duration = self.defaults.duration_s if request.duration_s is None else request.duration_s
+        duration = self.resolved(request).duration_s
         if self.latent_shape(duration, 1)[-1] < 1:
             raise ModelError(
                 f"duration {duration} s is too short for {self.name}: its latent would have no frames"

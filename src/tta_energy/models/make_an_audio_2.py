@@ -273,7 +273,7 @@ class MakeAnAudio2Adapter(LatentAudioAdapter):
     def check_request(self, request: GenerationRequest) -> None:
         super().check_request(request)
         struct_captions(request.prompts, request.extra)
-        duration = self.defaults.duration_s if request.duration_s is None else request.duration_s
+        duration = self.resolved(request).duration_s
         frames = latent_width(duration)
         if frames > self.transformer.max_latent_frames(CONTEXT_TOKENS):
             raise ModelError(
