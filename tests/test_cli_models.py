@@ -44,6 +44,11 @@ def test_describe_json_and_table(capsys):
     assert run(["describe", "--model", "audioldm", "--size", "tiny"]) == 0
     table = capsys.readouterr().out
     assert "SpeechT5HifiGan" in table and "GFLOP per denoising step" in table
+    assert "(10 s asked, batch 1, CFG)" in " ".join(table.split())
+    # a shape of another length than asked says so: tiny Stable Audio Open computes its 32-frame window
+    assert run(["describe", "--model", "stable-audio-open", "--size", "tiny"]) == 0
+    said = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert "(10 s asked; the denoiser computes 1.4861 s, batch 1, CFG)" in said
 
 
 def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys, monkeypatch):

@@ -75,8 +75,10 @@ def register(app: typer.Typer) -> None:
         console = Console()
         console.print(table)
         console.print(f"denoiser: {d['denoiser']}, {d['denoiser_params'] / 1e6:.1f}M parameters")
-        console.print(f"denoiser input per step ({d['duration_s']:g} s, batch {d['batch']}, CFG): "
-                      f"{tuple(d['denoiser_input_shape'])}")
+        computed = "" if abs(d["latent_seconds"] - d["duration_s"]) < 0.005 else (
+            f"; the denoiser computes {d['latent_seconds']:g} s")
+        console.print(f"denoiser input per step ({d['duration_s']:g} s asked{computed}, batch {d['batch']}, "
+                      f"CFG): {tuple(d['denoiser_input_shape'])}")
         console.print(f"GFLOP per denoising step (CFG): {d['gflop_per_step']:.1f}")
         by_call = ", ".join(f"{k} {v:.1f}" for k, v in d["gflop_once_per_generation_by_call"].items())
         console.print(f"GFLOP once per generation, outside the denoising loop: "

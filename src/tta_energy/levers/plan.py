@@ -57,7 +57,8 @@ FALLBACK_S_PER_COST_STEP = 0.025
 COMPILE_S_PER_COST = 32.0
 COMPILE_BATCH_FACTOR = 2.0
 #: one ``compile-blocks`` compilation as a share of one of the whole denoiser, until a device call meters it.
-#: A UNet's blocks trace a quarter to a third of its ops (benchmarks/results/compile_tracing.csv), but each of
+#: A UNet's blocks trace a quarter to a third of its ops (tiny replicas on a CPU:
+#: benchmarks/results/compile_tracing.csv), but each of
 #: their 10-27 graphs has its fixed costs, and the CPU's tracing seconds did not settle the balance: priced as
 #: a whole compilation (no saving assumed) until measured
 BLOCKS_COMPILE_SHARE = 1.0

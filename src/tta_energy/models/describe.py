@@ -106,6 +106,9 @@ def describe_adapter(adapter: ModelAdapter, duration_s: float = DESCRIBE_DURATIO
         "components": {k: unique_param_count([m]) for k, m in components.items()},
         "component_classes": {k: type(m).__name__ for k, m in components.items()},
         "duration_s": duration_s,
+        # what the shapes and FLOPs are of: the audio the denoiser computes for duration_s (a fixed-length
+        # model's own clip, Stable Audio Open's whole window)
+        "latent_seconds": round(adapter.latent_seconds(duration_s), 4),
         "batch": batch,
         "cfg": True,
         "flop_method": FLOP_METHOD,
