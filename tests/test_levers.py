@@ -357,10 +357,16 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     assert "audioldm `max` (float16): latents error 5.00e-01" in text
 
 
-def test_ceiling_on_cpu_measures_rate_not_energy(tmp_path):
-    row = ceiling.measure_ceiling_once(device="cpu", seconds=0.05, n=64, out=tmp_path / "ceiling.csv")
+def test_ceiling_loop_on_cpu_measures_rate_not_energy():
+    """The loop the levers experiment runs on a CPU: a rate, no energy, and the precision it ran in."""
+    from tta_energy.experiments.runner import SweepOptions, make_meter
+
+    meter = make_meter(SweepOptions(model="", experiments=("levers",), codecarbon=False), "cpu", None)
+    with meter:
+        res = ceiling.measure_ceiling(meter, "cpu", seconds=0.05, n=64)
+        row = ceiling.ceiling_record(res, "r1", "start", dict(meter.provenance()))
     assert row["tflop_per_s"] > 0 and math.isnan(row["tflop_per_J"])  # no GPU meter on a CPU: NaN, never 0
-    assert pd.read_csv(tmp_path / "ceiling.csv")["n"].tolist() == [64]
+    assert row["n"] == 64
     assert row["precision"] == "fp32"  # a CPU runs the loop in float32 (its bf16 matmul is an emulation)
     with pytest.raises(LeversError):
         ceiling.measure_ceiling_once(device="cpu", seconds=0, n=64)

@@ -273,12 +273,12 @@ def register(app: typer.Typer) -> None:
     def ceiling_cmd(
         seconds: float = typer.Option(5.0, help="length of the matmul loop"),
         n: int = typer.Option(8192, help="matrix size"),
-        device: str | None = typer.Option(None, help=DEVICE_HELP),
+        device: str | None = typer.Option(None, help="cuda or cuda:N (default: cuda); a CPU is refused"),
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
         precision: str = typer.Option("bf16", help="operands: bf16, or fp8 (compute capability 8.9+)"),
     ) -> None:
         """The GPU's ceiling: bf16 (or fp8) matrix-product TFLOP per joule, measured with the project's
-        meter."""
+        meter. Needs an NVIDIA GPU: a CPU is refused (energy is not measured there)."""
         from tta_energy.levers.ceiling import measure_ceiling_once
 
         row = measure_ceiling_once(device=device, seconds=seconds, n=n, out=out, precision=precision)

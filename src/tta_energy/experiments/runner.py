@@ -48,7 +48,7 @@ from tta_energy.experiments.grids import (
     spec,
 )
 from tta_energy.fileio import DEFAULT_OUT_DIR, writable_file, writable_folder
-from tta_energy.levers.spec import NO_LEVERS, Levers
+from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_levers
 from tta_energy.models.catalogue import check_generation, entry, model_names
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
@@ -184,15 +184,52 @@ def free_memory() -> None:
 
 def check_sweep_device(opts: SweepOptions) -> None:
     """The device asked for exists and can run the levers asked for: refused before any folder, table or
-    model is made (a CPU-only machine has no CUDA device and no float8 matrix products)."""
+    model is made (a CPU-only machine has no CUDA device and no float8 matrix products). A lever named in the
+    spec that the device cannot run is refused; so is a level none of whose levers runs there (``graphs`` on
+    a CPU), whose rows would measure the eager model under the level's name."""
+    device = chosen_device(opts.device)
+    runs, cannot = levers_on_device(opts.levers, device)
+    allowed = ", ".join(runnable_single_levers(device))
+    spec = opts.levers.spec
+    for lever, why in cannot.items():
+        if lever not in opts.levers.implied:
+            raise SweepError(f"--levers {spec}: {lever}: {why} (levers that run on {device}: {allowed})")
+    if cannot and not runs:
+        whys = "; ".join(f"{lever}: {why}" for lever, why in cannot.items())
+        raise SweepError(f"--levers {spec}: none of its levers runs on {device} ({whys}), so its rows would "
+                         f"measure the eager model; use --levers none there, or levers among {allowed}")
+
+
+def levers_on_device(levers: Levers, device: str) -> tuple[list[str], dict[str, str]]:
+    """The levers of a spec that ``device`` can run (its precision counts as one), and those it cannot with
+    the reason (:func:`tta_energy.levers.apply.unrunnable_levers`)."""
     import torch
 
-    from tta_energy.levers.apply import fp8_unavailable
+    from tta_energy.levers.apply import unrunnable_levers
 
-    device = chosen_device(opts.device)
-    reason = fp8_unavailable(torch.device(device)) if opts.levers.fp8 else None
-    if reason:
-        raise SweepError(f"--levers fp8: {reason}")
+    cannot = unrunnable_levers(levers, torch.device(device))
+    return [n for n in levers.names if n not in cannot], cannot
+
+
+def runnable_single_levers(device: str) -> list[str]:
+    """The single levers ``device`` can run, for messages."""
+    return [lv for lv in SINGLE_LEVERS if not levers_on_device(parse_levers(lv), device)[1]]
+
+
+def levers_line(opts: SweepOptions, adapter: Any, device: str) -> str:
+    """One line on what ``--levers`` did to a built model: the levers applied and those skipped with the
+    reason. The rows' ``optimize`` column holds the spec as asked, so a skipped lever is said here."""
+    rec = adapter.applied_levers  # set by apply_levers on every adapter it changed
+    applied = [f"precision {rec.dtype}"] if opts.levers.precision is not None else []
+    for lever in rec.applied:
+        backend = rec.notes.get("sdpa") if lever == "sdpa-best" else None  # the backend the timing chose
+        applied.append(f"{lever} ({backend})" if backend else lever)
+    line = (f"levers {opts.levers.spec} on {device} ({opts.model}, {rec.dtype}): applied "
+            f"{', '.join(applied) or 'nothing'}")
+    if rec.skipped:
+        line += "; skipped " + "; ".join(f"{lever} ({why})" for lever, why in rec.skipped.items())
+        line += f"; the rows' optimize column says {opts.levers.spec}, as asked"
+    return line
 
 
 def resolve_device(device: str | None, ctx: distributed.DistContext) -> str:
@@ -378,7 +415,8 @@ def latent_notes(probe: Probe, plans: list[Plan]) -> list[str]:
     asked: dict[float, set[float]] = {}
     for p in plans:
         for it in p.items:
-            d = it.config.duration_s if it.config.duration_s is not None else adapter.defaults.duration_s
+            d = (it.config.duration_s if it.config.duration_s is not None
+                 else adapter.defaults.at_size(adapter.size).duration_s)
             try:
                 computed = round(adapter.latent_seconds(d), 2)
             except Exception:  # informative only
@@ -675,9 +713,14 @@ def _run(opts: SweepOptions, ctx: distributed.DistContext, echo: Callable[[str],
                         if not budget.allows(item.cost()):
                             summary.left = len(p.items) - n
                             break
-                        if item.dtype not in models.adapters:
+                        built = item.dtype in models.adapters
+                        if not built:
                             bar.set_postfix_str(f"building {opts.model} ({opts.size}, {item.dtype})")
-                        models.get(item.dtype)
+                        adapter = models.get(item.dtype)
+                        if not built and not opts.levers.is_none:  # before its first generation
+                            bar.clear()
+                            say(levers_line(opts, adapter, device))
+                            bar.refresh()
                         if not idle_done:
                             measure_idle(meter, opts.idle_s)
                             idle_done = True

@@ -459,6 +459,25 @@ def available_sdpa_backends(device: torch.device) -> list[str]:
     return ["flash", "math"]
 
 
+def unrunnable_levers(levers: Levers, device: torch.device) -> dict[str, str]:
+    """The levers of ``levers`` that ``device`` cannot run at all, each with the reason: CUDA graphs and
+    the CUDA-only attention backends off a GPU, float8 off compute capability 8.9+. Whether a lever fits
+    the model (channels-last on a 1-D DiT) is known only once it is applied."""
+    out: dict[str, str] = {}
+    graphs = f"CUDA graphs need a CUDA device; this device is {device}"
+    if device.type != "cuda" and levers.compile_mode == "reduce-overhead":
+        out["compile-graphs"] = graphs
+    if device.type != "cuda" and levers.cudagraph:
+        out["cudagraph"] = graphs
+    if levers.sdpa not in (None, "best") and levers.sdpa not in available_sdpa_backends(device):
+        out[f"sdpa-{levers.sdpa}"] = (f"the {levers.sdpa} attention backend needs CUDA; this device is "
+                                      f"{device}")
+    fp8 = fp8_unavailable(device) if levers.fp8 else None
+    if fp8:
+        out["fp8"] = fp8
+    return out
+
+
 def select_sdpa_backend(adapter: ModelAdapter, duration_s: float, repeats: int = 3,
                         batch: int = 1) -> tuple[str, dict[str, float]]:
     """The backend with the fastest eager denoiser step on ``adapter.denoiser_call`` at ``batch``:
@@ -680,6 +699,7 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
         raise LeverError("levers that run the model (graphs, compile, sdpa) cannot be applied on the meta "
                          "device")
     record = AppliedLevers(levers=levers, dtype="")
+    cannot = unrunnable_levers(levers, device)
 
     def unavailable(lever: str, reason: str) -> None:
         """A lever the device cannot run: an error when asked for by name, skipped when implied by a level."""
@@ -736,8 +756,8 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
 
     # 5. compilation: each chain below compiles its own module (lazily, at its first call)
     compiling = levers.compile_mode is not None
-    if levers.compile_mode == "reduce-overhead" and device.type != "cuda":
-        unavailable("compile-graphs", f"CUDA graphs need a CUDA device; this device is {device}")
+    if "compile-graphs" in cannot:
+        unavailable("compile-graphs", cannot["compile-graphs"])
         compiling = False
     blocks: list[torch.nn.Module] = []
     if compiling and levers.compile_scope == "blocks":
@@ -777,8 +797,8 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
     # 6. CUDA graphs: captured once here on the example step, so that a backend or model that cannot be
     # captured is known now (and sdpa-best can take the next backend) rather than mid-measurement
     graphs = levers.cudagraph
-    if graphs and device.type != "cuda":
-        unavailable("cudagraph", f"CUDA graphs need a CUDA device; this device is {device}")
+    if graphs and "cudagraph" in cannot:
+        unavailable("cudagraph", cannot["cudagraph"])
         graphs = False
     mode = execution_mode(levers, graphs, compiling)
 
@@ -832,9 +852,8 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
     else:
         backend = None
         if levers.sdpa is not None:
-            if levers.sdpa not in available_sdpa_backends(device):
-                unavailable(f"sdpa-{levers.sdpa}",
-                            f"the {levers.sdpa} attention backend needs CUDA; this device is {device}")
+            if f"sdpa-{levers.sdpa}" in cannot:
+                unavailable(f"sdpa-{levers.sdpa}", cannot[f"sdpa-{levers.sdpa}"])
             else:
                 backend = levers.sdpa
         try:

@@ -3,7 +3,9 @@ it, on GPUs with float8 tensor cores (compute capability 8.9+), the same loop in
 e4m3 operands, bf16 output), the limit of the ``fp8`` lever.
 
 The levers experiment measures it at the start and the end of a run and reports each configuration's FLOP
-per joule as a fraction of it; ``tta-energy levers ceiling`` measures it on its own.
+per joule as a fraction of it; ``tta-energy levers ceiling`` measures it on its own, on a GPU only: a CPU has
+no energy counter to divide by (the levers experiment's CPU runs still time the loop, in float32, and say so
+in the row's ``precision``).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: i
 
     Random operands (zeros run faster on this hardware and would flatter the ceiling), one output buffer, a
     short calibration first so that the loop length is fixed before the measured window opens. ``fp8``
-    raises :class:`LeversError` off a GPU of compute capability 8.9+."""
+    raises :class:`LeversError` off a GPU of compute capability 8.9+. On a CPU (the levers experiment's CPU
+    runs) a bf16 loop runs in float32, bf16 matmul being an emulation there, and the result says ``fp32``."""
     import torch
 
     check_precision(precision, device)
@@ -124,16 +127,29 @@ def ceiling_record(res: CeilingResult, run_id: str, when: str,
             "timestamp": now_iso()}
 
 
+def check_gpu(asked: str | None, device: str) -> None:
+    """Refuse a CPU: the ceiling is TFLOP per joule of an NVIDIA GPU's own energy counter, and a CPU has none
+    (its loop would also run minutes at the default size, in float32 rather than bf16)."""
+    if device.startswith("cuda"):
+        return
+    why = "--device cpu was asked for" if asked is not None else "torch sees no NVIDIA GPU here"
+    raise LeversError(f"the ceiling needs an NVIDIA GPU ({why}): it is TFLOP per joule of the GPU's energy "
+                      "counter, and energy is not measured on a CPU; use --device cuda or cuda:N on a GPU "
+                      "machine")
+
+
 def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int = 8192,
                          out: Path | None = None, precision: str = "bf16") -> dict[str, object]:
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
-    one loop; the row is appended to ``out`` when given."""
+    one loop; the row is appended to ``out`` when given. Every value is checked first, then a device that is
+    not a CUDA GPU is refused (:func:`check_gpu`), all before the meter starts."""
     if not 0 < seconds < float("inf") or n < 16:
         raise LeversError("the ceiling loop needs a finite --seconds > 0 and --n >= 16")
     dev = chosen_device(device)
     check_precision(precision, dev)  # every value, before the meter starts (and warns)
     if out is not None and Path(out).exists():
         writable_file(Path(out), "--out")  # a folder is refused, a file must take a row (a new one is made)
+    check_gpu(device, dev)
     meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
     with meter:
         res = measure_ceiling(meter, dev, seconds, n, precision)

@@ -87,6 +87,15 @@ class Levers:
         return self.spec == "none"
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """The spec's levers by their single names (its precision first), whether named or implied."""
+        compiled = [k for k, v in COMPILE_LEVERS.items() if v == (self.compile_mode, self.compile_scope)]
+        flags = ((self.cudagraph, "cudagraph"), (self.sdpa is not None, f"sdpa-{self.sdpa}"),
+                 (self.channels_last, "channels-last"), (self.fuse_qkv, "fuse-qkv"),
+                 (self.trim_latents, "trim-latents"), (self.fp8, "fp8"))
+        return (*([self.precision] if self.precision else []), *compiled, *(n for on, n in flags if on))
+
+    @property
     def changes_behaviour(self) -> bool:
         """True when a lever changes the computation by design (the output is not meant to match)."""
         return self.trim_latents or self.fp8
