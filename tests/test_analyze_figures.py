@@ -116,11 +116,18 @@ def test_runs_measured_without_a_gpu_are_listed_as_skipped_beside_a_gpu_platform
     assert "with GPU energies are needed; the steps table holds 1" in comparison
 
 
-def test_without_the_flag_no_figures_folder(tmp_path):
+def test_without_the_flag_no_figures_folder_and_an_earlier_runs_figures_go(tmp_path):
     runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA L4"))
     out = tmp_path / "analysis"
     main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0"])
     assert (out / "steps_summary.csv").is_file() and not (out / "figures").exists()
+    # figures of other runs in the same folder would sit beside tables they do not describe
+    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    assert (out / "figures" / "index.md").is_file()
+    (out / "figures" / "mine.txt").write_text("a user's file")
+    other = write_runs(tmp_path / "other", steps_rows("NVIDIA H200"))
+    main(["analyze", "--runs", str(other), "--out", str(out), "--bootstrap", "0"])
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["mine.txt"]  # only what analyze wrote
 
 
 def test_bad_input_with_the_flag_is_one_error_line_and_no_figures(tmp_path, capsys):

@@ -115,6 +115,16 @@ def draw_all(
         plots.plot_parameter_sweeps(duration, guidance, precision, figures, label)
 
 
+def drop_figures(out: str | Path) -> None:
+    """Remove the figures and index an earlier ``analyze --figures`` wrote to ``out/figures`` (only those
+    its manifest lists; the folder goes when nothing else is in it)."""
+    figures = Path(out) / FIGURES_FOLDER
+    reproduce.clear_previous(figures)
+    (figures / "index.md").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        figures.rmdir()
+
+
 def write_figures(inp: AnalysisInput, result: AnalysisResult, out: str | Path, *,
                   drop_study_warmup: bool = False) -> Path:
     """Draw the figures into ``out/figures`` (the last run's figures removed first) and write its

@@ -372,4 +372,8 @@ def analyze(
         from tta_energy.analysis.figures import write_figures  # matplotlib only when figures are asked for
 
         written.append(write_figures(inp, result, out, drop_study_warmup=drop_study_warmup))
+    elif (Path(out) / "figures" / "index.md").is_file():
+        from tta_energy.analysis.figures import drop_figures
+
+        drop_figures(out)  # an earlier run's figures would describe other tables than these
     return written, result
