@@ -18,6 +18,8 @@ from tta_energy.errors import TtaError
 #: where a user's runs go unless an output is named: outside data/, which holds the committed tables that
 #: `make reproduce` reads, so that trying a command never changes the repository's figures (git-ignored)
 DEFAULT_OUT_DIR = Path("runs")
+#: where a quality sweep writes its WAVs by default (git-ignored), as ``<model>/<dataset>/<steps>/<file>``
+DEFAULT_AUDIO_DIR = Path("outputs/audio")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import typer
 from tta_energy.cli import checks
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
+from tta_energy.fileio import DEFAULT_AUDIO_DIR
 from tta_energy.models import catalogue
 
 #: exit status when --time-budget left pairs undone (run the same command again to finish)
@@ -97,7 +98,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             None, help="quality: caption file(s) (file_name, caption, duration) or audiocaps / clotho "
                        "(default: both)"),
         limit: int | None = typer.Option(None, help="quality: first N captions of each file"),
-        audio_dir: Path = typer.Option(Path("outputs/audio"), help="quality: where the WAVs go"),
+        audio_dir: Path = typer.Option(DEFAULT_AUDIO_DIR, help="quality: where the WAVs go"),
         save_audio: bool = typer.Option(True, "--save-audio/--no-save-audio", help="quality: write the WAVs"),
         out: Path | None = typer.Option(None, help="output table (one experiment)"),
         out_dir: Path | None = typer.Option(None, help="folder of <experiment>.csv tables "

@@ -47,13 +47,12 @@ from tta_energy.experiments.grids import (
     run_order,
     spec,
 )
-from tta_energy.fileio import DEFAULT_OUT_DIR, writable_file, writable_folder
+from tta_energy.fileio import DEFAULT_AUDIO_DIR, DEFAULT_OUT_DIR, writable_file, writable_folder
 from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_levers
 from tta_energy.models.catalogue import check_generation, entry, model_names
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
 
-DEFAULT_AUDIO_DIR = Path("outputs/audio")
 #: pause between building the model and the idle baseline (the GPU's power falls within ~0.5 s of a load)
 IDLE_SETTLE_S = 1.0
 
