@@ -849,7 +849,7 @@ def run_levers(opts: LeversOptions,
         if caches:
             say("compiled: " + ", ".join(f"{name} {count}" for name, count in caches.items()))
         end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
-        say(f"ceiling (end): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
+        say(f"ceiling (end, {end.precision}): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
             f"{end.power_W:.0f} W")
     return out_dir
 
@@ -868,8 +868,8 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
     deadline. A model that fails never loses the others' rows."""
     say = opts.progress
     ceiling = _ceiling_row(meter, device, opts, run_id, "start", provenance)
-    say(f"ceiling (start): {ceiling.tflop_per_J:.3f} TFLOP/J, {ceiling.tflop_per_s:.0f} TFLOP/s, "
-        f"{ceiling.power_W:.0f} W")
+    say(f"ceiling (start, {ceiling.precision}): {ceiling.tflop_per_J:.3f} TFLOP/J, "
+        f"{ceiling.tflop_per_s:.0f} TFLOP/s, {ceiling.power_W:.0f} W")
     if any(p.levers.fp8 for m in opts.models for p in lever_plans(m, opts)):
         try:
             fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
