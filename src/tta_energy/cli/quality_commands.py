@@ -27,7 +27,8 @@ SCORE_HELP = (
     "tree (--tree AUDIO_DIR laid out as AUDIO_DIR/<model>/<dataset>/<steps>/*.wav, what `tta-energy sweep"
     " -e quality` writes). FAD/FAD-inf compare with the real recordings of --reference; the CLAP score "
     "pairs each caption of --captions (file_name, caption, duration; audiocaps / clotho default to the "
-    "study's bundled files) with the clip of the same file name."
+    "study's bundled files) with the clip of the same file name; --limit N keeps the first N captions of "
+    "each file, as `sweep --limit N`."
     "\n\n"
     "Checkpoints (a Hugging Face ClapModel folder or a LAION-CLAP .pt file, by path or by name looked up "
     "in --checkpoint-dir, $TTA_ENERGY_CLAP_DIR and ./checkpoints/clap) default to what the study used: "
@@ -77,6 +78,11 @@ def register(app: typer.Typer) -> None:
             None,
             help="caption file (file_name, caption, duration) or audiocaps / clotho (the study's bundled "
             "files, also the default of those data sets); DATASET=FILE (repeatable)",
+        ),
+        limit: int | None = typer.Option(
+            None,
+            help="CLAP score: only the first N captions of each caption file, as `sweep --limit N` (a sweep "
+            "run with --limit wrote clips for those only; default: every caption)",
         ),
         checkpoint: str = typer.Option(
             "630k-audioset-fusion-best",
@@ -143,6 +149,11 @@ def register(app: typer.Typer) -> None:
         checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")
         check_backend(backend)
         wanted = checks.comma_list(metrics)
+        checks.at_least_one(limit, "--limit", "the first N captions of each caption file, as in sweep")
+        if limit is not None and "clap" not in wanted:
+            raise TtaError(
+                "--limit cuts the caption files of the CLAP score; add clap to --metrics or leave --limit out"
+            )
         if fad_regularize not in ("auto", "always", "never"):
             raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")
         if hop is not None and "per-clip" not in (fad_profile, clap_profile):
@@ -162,6 +173,7 @@ def register(app: typer.Typer) -> None:
             ),
             batch_windows=batch_size,
             progress=not quiet,
+            caption_limit=limit,
         )
         for path, option in ((out, "--out"), (per_clip, "--per-clip")):
             if path is None:

@@ -93,9 +93,17 @@ def check_caption_durations(df: pd.DataFrame, path: Path) -> None:
 
 
 def match_captions(
-    captions: pd.DataFrame, audio_files: list[Path], *, captions_path: Path | None = None
+    captions: pd.DataFrame,
+    audio_files: list[Path],
+    *,
+    captions_path: Path | None = None,
+    limit: int | None = None,
 ) -> list[CaptionMatch]:
-    """Pair each caption with exactly one audio file, in caption order."""
+    """Pair each caption with exactly one audio file, in caption order.
+
+    ``limit`` is the ``--limit`` the captions were cut to (named in the errors). A folder holding the clips of
+    only the first captions is what ``sweep --limit N`` writes, so that error says which ``--limit`` fits.
+    """
     where = f"{captions_path}: " if captions_path else ""
     by_name = {p.name: p for p in audio_files}
     by_stem: dict[str, list[Path]] = {}
@@ -107,7 +115,10 @@ def match_captions(
         found = _find(file_name, by_name, by_stem, audio_files)
         if not found:
             folder = audio_files[0].parent if audio_files else "the audio folder"
-            raise CaptionError(f"{where}no audio file for caption {file_name!r} in {folder}")
+            raise CaptionError(
+                f"{where}no audio file for caption {file_name!r} in {folder}"
+                + _limit_hint(len(matches), len(captions), len(audio_files), limit)
+            )
         if len(found) > 1:
             raise CaptionError(
                 f"{where}caption {file_name!r} matches several audio files: "
@@ -123,6 +134,12 @@ def match_captions(
         raise CaptionError(
             f"{where}no caption for audio file {extra[0]}"
             + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+            + (
+                f"; --limit {limit} keeps only the first {limit} captions of the caption file (leave it out "
+                "to score every caption)"
+                if limit is not None
+                else ""
+            )
         )
     return matches
 
@@ -136,6 +153,18 @@ def _find(
     if stem in by_stem:
         return by_stem[stem]
     return [p for p in audio_files if p.name.endswith(f"-{file_name}") or p.stem.endswith(f"-{stem}")]
+
+
+def _limit_hint(matched: int, n_captions: int, n_audio: int, limit: int | None) -> str:
+    """When every clip belongs to the first ``matched`` captions and the rest have none (what
+    ``sweep --limit`` writes), the ``--limit`` that scores the folder; otherwise nothing."""
+    if not 0 < matched == n_audio:
+        return ""
+    kept = f" --limit {limit} keeps" if limit is not None else ""
+    return (
+        f" (the folder holds the clips of the first {matched} of the {n_captions} captions{kept} only: "
+        f"for a sweep run with --limit {matched}, score with --limit {matched})"
+    )
 
 
 def cosine_similarities(text_embeddings: np.ndarray, audio_embeddings: np.ndarray) -> np.ndarray:

@@ -111,6 +111,7 @@ class ScoreSettings:
     clap_peak_dbfs: float | None = -1.0  # stable-audio-metrics: peak -1 dBFS
     batch_windows: int = 16
     progress: bool = True
+    caption_limit: int | None = None  # CLAP score: first N captions of each file, as ``sweep --limit``
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -122,6 +123,10 @@ class ScoreSettings:
             raise TtaError("the number of resamples must be >= 0")
         if not 0.0 < self.confidence < 1.0:
             raise TtaError("confidence must be between 0 and 1")
+        if self.caption_limit is not None and self.caption_limit < 1:
+            raise TtaError(
+                f"--limit must be >= 1 (the first N captions of each file), got {self.caption_limit}"
+            )
 
     @property
     def wants_fad(self) -> bool:
@@ -200,13 +205,30 @@ def plan_jobs(jobs: Sequence[ScoreJob], settings: ScoreSettings) -> list[Planned
         if "clap" in settings.metrics:
             if job.captions is None:
                 raise TtaError(f"{where}: the CLAP score needs a caption file (--captions)")
-            matches = match_captions(read_captions(job.captions), generated, captions_path=job.captions)
+            matches = match_captions(
+                sweep_captions(job.captions, settings.caption_limit),
+                generated,
+                captions_path=job.captions,
+                limit=settings.caption_limit,
+            )
         for path in [*generated, *reference]:
             if path not in checked:
                 check_audio_file(path)
                 checked.add(path)
         planned.append(PlannedJob(job, generated, reference, matches))
     return planned
+
+
+def sweep_captions(path: Path, limit: int | None = None) -> pd.DataFrame:
+    """The captions of ``path`` (``file_name``, ``caption``) that ``tta-energy sweep --limit`` generates clips
+    for: all of them, or the first ``limit`` by the sweep's own rule, so that a limited sweep's folders are
+    scored against exactly the captions they were made from."""
+    if limit is None:
+        return read_captions(path)
+    from tta_energy.experiments.grids import load_captions  # the sweep's reader and cut
+
+    rows = load_captions(Path(path).resolve(), limit).rows
+    return pd.DataFrame(list(rows), columns=["file_name", "caption"])
 
 
 # ----------------------------------------------------------------------------------------------- embedding
