@@ -45,6 +45,28 @@ def hf_offline(one_thread):
         os.environ["HF_HUB_OFFLINE"] = old_env
 
 
+def refused(capsys: pytest.CaptureFixture[str], argv: list[str], *fragments: str,
+            absent: tuple[Path, ...] = (), warnings_allowed: bool = False) -> str:
+    """Run ``tta-energy ARGV`` as a user would: it must exit 2 with one ``error:`` line (besides
+    ``warning:`` lines where allowed) holding every fragment, no traceback, and none of ``absent`` written;
+    returns the error line."""
+    from tta_energy.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines()
+             if not (warnings_allowed and line.startswith("warning: "))]
+    assert exc.value.code == 2, (argv, err)
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    for path in absent:
+        assert not path.exists(), path
+    return lines[0]
+
+
 #: the settings of a tiny campaign (``{out}``: its tables' folder, ``{weights}``: random or a path); the
 #: experiment tables follow
 TINY_CAMPAIGN_SETTINGS = """

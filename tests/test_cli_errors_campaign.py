@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_CAMPAIGN_SETTINGS
+from tests.conftest import TINY_CAMPAIGN_SETTINGS, refused
 from tta_energy import schema
 from tta_energy.cli.main import main, user_error_line
 from tta_energy.experiments import campaign as cp
@@ -40,16 +40,7 @@ def _files(root: Path) -> set[str]:
 
 
 def _refused(capsys: pytest.CaptureFixture[str], args: list[str], *fragments: str) -> str:
-    """Run the command, expect exit 2 and one error line holding every fragment; return that line."""
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert exc.value.code == 2, (args, out, err)
-    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), (args, err)
-    for fragment in fragments:
-        assert fragment in lines[0], (args, lines[0])
-    return lines[0]
+    return refused(capsys, args, *fragments)
 
 
 def _log(lines: list[str]) -> str:

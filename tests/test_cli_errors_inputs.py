@@ -13,6 +13,7 @@ import pytest
 import soundfile
 import torch
 
+from tests.conftest import refused as one_error_line
 from tta_energy.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,17 +28,7 @@ def _offline(monkeypatch):
 
 
 def refused(argv: list[str], capsys, *fragments: str) -> str:
-    """Run ``tta-energy ARGV``; it must exit 2 with one error line holding every fragment."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+    return one_error_line(capsys, argv, *fragments)
 
 
 def entries(folder: Path) -> set[str]:

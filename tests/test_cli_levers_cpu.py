@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import runner
@@ -42,15 +43,7 @@ def no_meter(monkeypatch):
 
 
 def error_line(argv: list[str], capsys) -> str:
-    """Run ``tta-energy ARGV``; it must exit 2 with one ``error:`` line and no traceback."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    return refused(capsys, argv)
 
 
 # --- levers ceiling --------------------------------------------------------------------------------

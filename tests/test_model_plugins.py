@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.models import catalogue
@@ -69,11 +70,7 @@ def test_describe_and_sweep_a_plugin_model(demo, tmp_path, capsys):
 
 
 def _refused(argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
-    return err
+    return refused(capsys, argv)
 
 
 @pytest.mark.parametrize(("entry_points", "problem"), [
