@@ -188,6 +188,10 @@ def register(app: typer.Typer) -> None:
         fad_path = resolve_checkpoint(fad_checkpoint, checkpoint_dir or ()) if settings.wants_fad else None
         clap_path = resolve_checkpoint(checkpoint, checkpoint_dir or ()) if "clap" in wanted else None
         device = chosen_device(device)
+        if quiet:  # transformers' own loading bars too
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
         loaded: dict[Path, object] = {}
         for path in (fad_path, clap_path):
             if path is not None and path.resolve() not in loaded:
