@@ -183,11 +183,19 @@ def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_t
     assert not (tmp_path / "part2").exists()
 
 
-def test_a_refill_takes_the_next_units_that_fit_the_time_left_and_never_retries_a_cell(tmp_path):
-    opts = experiment.LeversOptions(models=("tango",), declared=DECLARED, out_dir=tmp_path / "part",
+def _refill_opts(tmp_path, declared) -> experiment.LeversOptions:
+    return experiment.LeversOptions(models=tuple(declared), declared=declared, out_dir=tmp_path / "part",
                                     size="full", device="cpu", idle_s=0.0, ceiling_s=5.0)
-    first = {"tango": (("none", ((100, 1),), 3), ("max", ((100, 1),), 3))}
-    refill = calls.plan_refill(opts, _history(), [], first=first)
+
+
+FIRST = {"tango": (("none", ((100, 1),), 3), ("max", ((100, 1),), 3))}
+MEASURED_FIRST = [("r1", spec, 1, i) for spec in ("none", "max") for i in range(3)]
+
+
+def test_a_refill_takes_the_next_units_that_fit_the_time_left_and_never_retries_a_cell(tmp_path):
+    opts = _refill_opts(tmp_path, DECLARED)
+    _runs(MEASURED_FIRST, tmp_path / "part")  # the call's first run measured its cells
+    refill = calls.plan_refill(opts, _history(), [], first=FIRST)
     # left at batch 1: compile, with the default it is reduced against; the new run's ceiling comes first
     left = {"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}
     unit = calls.plan_units(left, _history(), budget_s=1e9, overhead_s=0.0, references_kept=False)[0]
@@ -199,6 +207,29 @@ def test_a_refill_takes_the_next_units_that_fit_the_time_left_and_never_retries_
     later = refill(10_000.0)
     assert later is not None and {b for _, cells, _ in later.declared["tango"] for _, b in cells} == {10}
     assert refill(10_000.0) is None  # everything tried: a failing cell is not retried within the call
+
+
+def test_a_refill_passes_over_a_unit_too_large_and_nothing_of_what_failed_comes_back(tmp_path):
+    declared = {**DECLARED, "audioldm": (("none", ((10, 1),), 3), ("max", ((10, 1),), 3))}
+    opts = _refill_opts(tmp_path, declared)
+    _runs(MEASURED_FIRST, tmp_path / "part")
+    small = calls.plan_units({"audioldm": declared["audioldm"]}, _history(), budget_s=1e9, overhead_s=0.0,
+                             references_kept=False)[0]
+    big = calls.plan_units({"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}, _history(),
+                           budget_s=1e9, overhead_s=0.0, references_kept=False)[0]
+    assert small.seconds < big.seconds
+    # tango's compile comes first in the plan but does not fit: AudioLDM's smaller unit behind it does
+    nxt = calls.plan_refill(opts, _history(), [], first=FIRST)(small.seconds + opts.ceiling_s + 1.0)
+    assert nxt is not None and nxt.declared == {"audioldm": declared["audioldm"]}
+    # a model that failed in the call gets nothing more in it
+    assert calls.plan_refill(opts, _history(), [], first=FIRST)(10_000.0, {"tango"}).models == ("audioldm",)
+    # a default the call did not finish (no rows: an error, out of memory, the deadline): nothing more at
+    # its (steps, batch), so tango's batch-1 compile is not tried; batch 10 and AudioLDM are
+    (tmp_path / "part" / tables.RUNS_FILE).unlink()
+    rest = calls.plan_refill(opts, _history(), [], first=FIRST)(10_000.0)
+    assert rest is not None
+    assert {(m, b) for m, entries in rest.declared.items() for _, cells, _ in entries for _, b in cells} == {
+        ("tango", 10), ("audioldm", 1)}
 
 
 def test_done_needs_a_plan_and_folders(tmp_path, capsys):

@@ -24,7 +24,7 @@ reference and step profiles count in its first unit.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,7 +78,7 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
     """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
     rows of the same model size, clip duration and seed count."""
     runs, configs = [], []
-    for folder in folders:
+    for folder in dict.fromkeys(Path(f).resolve() for f in folders):  # a folder named twice counts once
         if (Path(folder) / RUNS_FILE).is_file():
             runs.append(_read(Path(folder) / RUNS_FILE))
         if (Path(folder) / CONFIGS_FILE).is_file():
@@ -247,6 +247,13 @@ class CallsPlan:
         """Predicted seconds of the first call, with its overhead."""
         return self.overhead_s + sum(u.seconds for u in self.calls[0]) if self.calls else 0.0
 
+    def within(self, seconds: float) -> CallsPlan:
+        """The units that fit ``seconds`` each (with the overhead), packed first-fit into calls of
+        ``seconds``: the first call takes what fits in the plan's order, a larger unit passed over."""
+        units = [u for call in self.calls for u in call if self.overhead_s + u.seconds <= seconds]
+        return CallsPlan(pack_calls(units, seconds, self.overhead_s), self.done, self.total, seconds,
+                         self.overhead_s)
+
     def model_seconds(self) -> dict[str, float]:
         """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
         out: dict[str, float] = {}
@@ -304,20 +311,35 @@ def declared_cells(declared: Declared) -> set[Cell]:
             for spec, cells, _ in entries for s, b in cells}
 
 
+#: a refill: the seconds the call has left and the models that failed in it -> the next work, or None
+Refill = Callable[[float, Collection[str]], "LeversOptions | None"]
+
+
 def plan_refill(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path],
-                first: Declared) -> Callable[[float], LeversOptions | None]:
-    """For :func:`tta_energy.levers.experiment.run_levers`: given the seconds a call has left, the options of
-    the next call of ``opts``' plan cut to fit them, or None when nothing left fits. ``first`` is what the
-    call measures first; cells measured in ``opts.out_dir`` count as done, and cells the call tried without
-    finishing them (a failure, a deadline) are not tried again in it. Start-up and idle baseline are paid
-    already: only the new run's ceilings are priced."""
+                first: Declared) -> Refill:
+    """For :func:`tta_energy.levers.experiment.run_levers`: given the seconds a call has left and the models
+    that failed in it, the options of the plan's next units that fit those seconds (a unit too large is
+    passed over for smaller ones behind it), or None when none fits. ``first`` is what the call measured
+    first; cells measured in ``opts.out_dir`` count as done. Nothing the call tried is tried again in it:
+    not a cell it tried, not a model that failed, and nothing at a (steps, batch) whose default (``none``) it
+    did not finish (an error, out of memory, the deadline). Start-up and idle baseline are paid already: only
+    the new run's ceilings are priced."""
+    from tta_energy.levers.experiment import declared_plans
+
     tried = declared_cells(first)
     folders = [*done, Path(opts.out_dir)]
+    declared = declared_plans(opts)
 
-    def refill(left_s: float) -> LeversOptions | None:
+    def refill(left_s: float, failed_models: Collection[str] = ()) -> LeversOptions | None:
+        here = done_cells([Path(opts.out_dir)], declared, size=opts.size, duration_s=opts.duration_s,
+                          seed=opts.seed)
+        unfinished = {(m, s, b) for m, spec, s, b in tried
+                      if spec == DEFAULT_SPEC and (m, spec, s, b) not in here}
+        skip = tried | {c for c in declared_cells(declared)
+                        if c[0] in failed_models or (c[0], c[2], c[3]) in unfinished}
         calls = plan_calls_for(dataclasses.replace(opts, time_budget_s=left_s), history, folders,
-                               refill=True, tried=tried)
-        if not calls.calls or calls.next_call_s() > left_s:
+                               refill=True, tried=skip).within(left_s)
+        if not calls.calls:
             return None
         chosen = calls.next_call()
         tried.update(declared_cells(chosen))

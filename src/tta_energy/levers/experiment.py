@@ -39,7 +39,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -799,11 +799,12 @@ REFILL_MIN_S = 15.0
 
 
 def run_levers(opts: LeversOptions,
-               refill: Callable[[float], LeversOptions | None] | None = None) -> Path:
+               refill: Callable[[float, Collection[str]], LeversOptions | None] | None = None) -> Path:
     """Run the levers sweep for every model of ``opts``; returns the output folder.
 
     With a time budget and ``refill``, a call whose work ends before its budget asks ``refill`` for more:
-    given the seconds left, the options of the next work that fits them (a plan's next units), or None.
+    given the seconds left and the models that failed, the options of the next work that fits them (a
+    plan's next units, :func:`tta_energy.levers.calls.plan_refill`), or None.
     Each piece of work is a run of its own (its run id, its ceiling, its ``none``: what a reduction is taken
     against), in the same process and meter session, so a call whose one-time costs were overestimated (a
     compilation found in the cache) spends its budget instead of ending early."""
@@ -832,11 +833,12 @@ def run_levers(opts: LeversOptions,
             meter.measure_idle(opts.idle_s)
         deadline_clock = left_s if opts.time_budget_s is not None else None
         work: LeversOptions | None = opts
+        failed: set[str] = set()
         while work is not None:
-            _measure_run(work, device, run_id, meter, provenance, deadline_clock)
+            failed |= _measure_run(work, device, run_id, meter, provenance, deadline_clock)
             work = None
             if refill is not None and opts.time_budget_s is not None and left_s() >= REFILL_MIN_S:
-                work = refill(left_s())
+                work = refill(left_s(), failed)
             if work is not None:
                 run_id = new_run_id()
                 say(f"{left_s():.0f} s of the time budget left: run {run_id} measures "
@@ -862,10 +864,11 @@ def _declared_text(model: str, entries: Sequence[tuple[str, Any, int]]) -> str:
 
 
 def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, provenance: dict[str, object],
-                left_s: Callable[[], float] | None) -> None:
+                left_s: Callable[[], float] | None) -> set[str]:
     """One run: the ceiling (bf16, and fp8 where a spec uses it), then each model of ``opts`` in turn; with
     ``left_s`` (the call's seconds left), each model gets its :func:`model_allowance_s` of them as a
-    deadline. A model that fails never loses the others' rows."""
+    deadline. A model that fails never loses the others' rows; returns the models that failed."""
+    failed: set[str] = set()
     say = opts.progress
     ceiling = _ceiling_row(meter, device, opts, run_id, "start", provenance)
     say(f"ceiling (start, {ceiling.precision}): {ceiling.tflop_per_J:.3f} TFLOP/J, "
@@ -893,9 +896,11 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
             _run_model(run, ceiling.tflop_per_s)
         except Exception as exc:  # one model failing never loses the others' rows
             say(f"{model}: levers sweep failed ({one_line(exc)})")
+            failed.add(model)
             free_memory()
         say(f"{model}: {run.measured} generations measured in {time.perf_counter() - t0:.0f} s"
             + (" (stopped: time budget)" if run.stopped else ""))
+    return failed
 
 
 def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when: str,
