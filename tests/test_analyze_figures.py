@@ -128,6 +128,13 @@ def test_without_the_flag_no_figures_folder_and_an_earlier_runs_figures_go(tmp_p
     other = write_runs(tmp_path / "other", steps_rows("NVIDIA H200"))
     main(["analyze", "--runs", str(other), "--out", str(out), "--bootstrap", "0"])
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["mine.txt"]  # only what analyze wrote
+    # figures that analyze did not write (make reproduce's figures/) stay
+    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    index = out / "figures" / "index.md"
+    index.write_text(index.read_text().replace("`tta-energy analyze --figures`", "`make reproduce`"))
+    kept = sorted(p.name for p in (out / "figures").iterdir())
+    main(["analyze", "--runs", str(other), "--out", str(out), "--bootstrap", "0"])
+    assert sorted(p.name for p in (out / "figures").iterdir()) == kept
 
 
 def test_bad_input_with_the_flag_is_one_error_line_and_no_figures(tmp_path, capsys):

@@ -202,7 +202,8 @@ def test_levers_ceiling_checks_its_values_before_the_meter(tmp_path, capsys, no_
             f"--out {tmp_path / 'out'} is a folder")
     refused(["levers", "ceiling", "--device", "cpu", "--precision", "fp4"], capsys,
             "unknown ceiling precision 'fp4'", "bf16, fp8")
-    refused(["levers", "ceiling", "--device", "cpu", "--seconds", "inf"], capsys, "finite --seconds > 0")
+    refused(["levers", "ceiling", "--device", "cpu", "--seconds", "inf"], capsys,
+            "--seconds must be a finite number of seconds, got inf")
     assert entries(tmp_path) == {"out"}
 
 

@@ -68,7 +68,7 @@ def test_ceiling_values_are_checked_before_the_device(capsys, no_meter):
     """A wrong value is named first: fixing the device alone would not make the command run."""
     assert "unknown ceiling precision 'fp4'" in error_line(
         ["levers", "ceiling", "--device", "cpu", "--precision", "fp4"], capsys)
-    assert "--n >= 16" in error_line(["levers", "ceiling", "--device", "cpu", "--n", "8"], capsys)
+    assert "--n must be >= 16" in error_line(["levers", "ceiling", "--device", "cpu", "--n", "8"], capsys)
 
 
 def test_check_gpu_accepts_a_cuda_device_and_refuses_a_cpu():
@@ -103,10 +103,10 @@ def test_a_spec_the_cpu_cannot_run_is_refused_before_any_folder(tmp_path, capsys
 
 def test_levers_on_device_sorts_a_spec_into_what_runs_and_what_cannot():
     runs, cannot = levers_on_device(parse_levers("max"), "cpu")
-    assert sorted(runs) == ["channels-last", "float16", "fuse-qkv", "sdpa-best"]
+    assert sorted(runs) == ["channels-last", "fp16", "fuse-qkv", "sdpa-best"]
     assert cannot == {"cudagraph": "CUDA graphs need a CUDA device; this device is cpu"}
     runs, cannot = levers_on_device(parse_levers("max,compile-blocks"), "cuda:0")
-    assert sorted(runs) == ["channels-last", "compile-blocks", "cudagraph", "float16", "fuse-qkv",
+    assert sorted(runs) == ["channels-last", "compile-blocks", "cudagraph", "fp16", "fuse-qkv",
                             "sdpa-best"]
     assert cannot == {}
     assert levers_on_device(parse_levers("none"), "cpu") == ([], {})

@@ -78,10 +78,10 @@ def comma_list(values: str | list[str] | None) -> tuple[str, ...]:
                  for t in v.split(",") if t.strip())
 
 
-def positive(value: float | None, option: str, *, allow_zero: bool = False) -> None:
+def positive(value: float | None, option: str, *, allow_zero: bool = False, unit: str = "") -> None:
     """An option's number, when given: finite and > 0 (>= 0 with ``allow_zero``): :func:`positive_number`."""
     if value is not None:
-        positive_number(value, option, allow_zero=allow_zero)
+        positive_number(value, option, allow_zero=allow_zero, unit=unit)
 
 
 def at_least_one(value: int | None, option: str, what: str = "") -> None:

@@ -194,8 +194,8 @@ def register(app: typer.Typer) -> None:
 
         checks.device(device)
         checks.size(size)
-        checks.positive(time_budget, "--time-budget")
-        checks.positive(idle_s, "--idle-s", allow_zero=True)
+        checks.positive(time_budget, "--time-budget", unit="seconds")
+        checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")
         opts = LeversOptions(
             models=checks.comma_list(models), out_dir=out_dir,
             full_specs=_spec_list(full), batch1_specs=_spec_list(batch1), single_specs=_spec_list(single),

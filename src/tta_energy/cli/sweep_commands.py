@@ -123,8 +123,9 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         checks.size(size)
         checks.weights(weights)
         country = checks.country(country) if codecarbon else country
-        for value, option in ((limit, "--limit"), (duration, "--duration"), (time_budget, "--time-budget")):
-            checks.positive(value, option)
+        checks.positive(limit, "--limit")
+        for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):
+            checks.positive(value, option, unit="seconds")
         from tta_energy.experiments.distributed import context_from_env
         from tta_energy.experiments.runner import (
             SweepOptions,

@@ -2,10 +2,10 @@
 it, on GPUs with float8 tensor cores (compute capability 8.9+), the same loop in float8 (``torch._scaled_mm``,
 e4m3 operands, bf16 output), the limit of the ``fp8`` lever.
 
-The levers experiment measures it at the start and the end of a run and reports each configuration's FLOP
-per joule as a fraction of it; ``tta-energy levers ceiling`` measures it on its own, on a GPU only: a CPU has
-no energy counter to divide by (the levers experiment's CPU runs still time the loop, in float32, and say so
-in the row's ``precision``).
+The levers experiment measures it at the start of each run and the end of each call and reports each
+configuration's FLOP per joule as a fraction of it; ``tta-energy levers ceiling`` measures it on its own, on a
+GPU only: a CPU has no energy counter to divide by (the levers experiment's CPU runs still time the loop, in
+float32, and say so in the row's ``precision``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tta_energy.devices import chosen_device
+from tta_energy.errors import positive_number
 from tta_energy.experiments.runner import SweepOptions, make_meter, new_run_id, now_iso
 from tta_energy.fileio import writable_file
 from tta_energy.levers.spec import LeversError
@@ -143,8 +144,9 @@ def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
     one loop; the row is appended to ``out`` when given. Every value is checked first, then a device that is
     not a CUDA GPU is refused (:func:`check_gpu`), all before the meter starts."""
-    if not 0 < seconds < float("inf") or n < 16:
-        raise LeversError("the ceiling loop needs a finite --seconds > 0 and --n >= 16")
+    positive_number(seconds, "--seconds", unit="seconds", error=LeversError)
+    if n < 16:
+        raise LeversError(f"--n must be >= 16 (the matrix size), got {n}")
     dev = chosen_device(device)
     check_precision(precision, dev)  # every value, before the meter starts (and warns)
     if out is not None and Path(out).exists():

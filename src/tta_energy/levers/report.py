@@ -393,7 +393,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
         c = ceiling
         gpu = ", ".join(sorted({str(g) for g in c.get("gpu_name", pd.Series(dtype=str)).dropna() if str(g)}))
         lines.append(f"Ceiling (bf16 {int(c['n'].iloc[0])}^3 matrix products, measured with the project's "
-                     f"meter at the start and end of each run{', ' + gpu if gpu else ''}): "
+                     f"meter at the start of each run and the end of each call{', ' + gpu if gpu else ''}): "
                      f"{_fmt(c['tflop_per_J'].mean(), '.3f')} TFLOP/J (range "
                      f"{_fmt(c['tflop_per_J'].min(), '.3f')}-{_fmt(c['tflop_per_J'].max(), '.3f')}), "
                      f"{_fmt(c['tflop_per_s'].mean(), '.3g')} TFLOP/s at "

@@ -93,7 +93,8 @@ class Levers:
         flags = ((self.cudagraph, "cudagraph"), (self.sdpa is not None, f"sdpa-{self.sdpa}"),
                  (self.channels_last, "channels-last"), (self.fuse_qkv, "fuse-qkv"),
                  (self.trim_latents, "trim-latents"), (self.fp8, "fp8"))
-        return (*([self.precision] if self.precision else []), *compiled, *(n for on, n in flags if on))
+        precision = [k for k, v in PRECISIONS.items() if v == self.precision]  # fp16, not float16
+        return (*precision, *compiled, *(n for on, n in flags if on))
 
     @property
     def changes_behaviour(self) -> bool:
