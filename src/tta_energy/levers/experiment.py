@@ -4,7 +4,8 @@ GPU's own limit the best configuration gets.
 For each model, in one process and one meter session:
 
 1. the GPU's ceiling: a bf16 matrix-product loop measured with the project's meter (TFLOP per joule), at the
-   start and at the end of the run (:func:`tta_energy.levers.ceiling.measure_ceiling`);
+   start of the run and at the end of the call (:func:`tta_energy.levers.ceiling.measure_ceiling`; a call
+   with time left goes on with further runs, each with its own ceiling, ``run_levers``);
 2. the model is built once in fp32 (random weights unless given); every lever configuration is a deep copy
    with :func:`tta_energy.levers.apply.apply_levers` applied, so all configurations share the same weights;
 3. the fp32 eager reference (``fp32``) generates at each step count, batch 1, seed ``seed`` with TF32 off: its

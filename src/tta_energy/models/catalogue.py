@@ -311,9 +311,11 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
         raise ModelError(f"{name}: {problem}")
     if waveforms_per_prompt < 1:
         raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {waveforms_per_prompt}")
-    if guidance_scale is not None and not guidance_scale >= 0:
-        raise ModelError(f"guidance scale must be >= 0 ({defaults.guidance_off_text()}), "
-                         f"got {guidance_scale}")
+    if guidance_scale is not None:
+        try:
+            positive_number(guidance_scale, "guidance scale", allow_zero=True, error=ModelError)
+        except ModelError as exc:
+            raise ModelError(f"{exc} ({defaults.guidance_off_text()})") from None
     d = duration_s
     if d is not None:
         positive_number(d, "duration", unit="seconds", error=ModelError)
