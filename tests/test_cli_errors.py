@@ -73,7 +73,7 @@ GENERATE_CASES: list[tuple[list[str], str]] = [
     ([*GEN, "--steps", "0", "--out", "a.wav"], "steps must be >= 1, got 0"),
     ([*GEN, "--steps", "10", "--batch", "0", "--out", "a.wav"], "must be >= 1, got 0"),
     ([*GEN, "--steps", "10", "--guidance", "-4", "--out", "a.wav"], "guidance scale must be >= 0"),
-    ([*GEN, "--steps", "10", "--guidance", "inf", "--out", "a.wav"], "guidance scale must be a finite number"),
+    ([*GEN, "--steps", "10", "--guidance", "inf", "--out", "a.wav"], "guidance scale must be a finite"),
     ([*GEN, "--steps", "10", "--dtype", "half", "--out", "a.wav"], "unknown dtype 'half'"),
     (["generate", "--model", "audioldm", "--prompt", " ", "--steps", "10", "--duration", "1", "--out",
       "a.wav"], "the prompt is empty"),
