@@ -224,3 +224,14 @@ def test_a_folder_made_where_a_file_stands_says_a_folder_is_expected(tmp_path):
                 NotADirectoryError(20, "Not a directory", str(a_file / "sub"))):
         assert "a folder is expected" in user_error_line(exc)
     assert user_error_line(FileExistsError(17, "File exists", str(tmp_path))) == f"File exists: {tmp_path}"
+
+
+def test_a_campaign_of_another_gpu_is_refused_before_anything_is_written(tmp_path, capsys):
+    """A campaign file that names its GPU (campaigns/h200.toml: H200) never takes rows from another."""
+    path = _campaign(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('name = "tiny"\n', 'name = "tiny"\ngpu = "H200"\n'), encoding="utf-8")
+    _refused(capsys, ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-progress"],
+             "campaign tiny measures on an H200", "this device is cpu", "as H200 rows")
+    assert _files(tmp_path) == {"c.toml"}
+    assert cp.load_campaign(Path("campaigns/h200.toml")).gpu == "H200"

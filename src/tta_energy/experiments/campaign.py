@@ -185,6 +185,21 @@ def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
         positive_number(ro.time_budget_s, "--time-budget", unit="seconds", error=CampaignError)
 
 
+def check_gpu(campaign: Campaign, device: str) -> None:
+    """Refuse a device whose GPU is not the campaign's (``gpu`` in its file): its rows would enter tables
+    that say which GPU they hold, e.g. ``data/h200``."""
+    if campaign.gpu is None:
+        return
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else ""
+    if campaign.gpu.lower() not in name.lower():
+        raise CampaignError(f"campaign {campaign.name} measures on an {campaign.gpu} (gpu in "
+                            f"{campaign.path}); this device is {name or device}: its rows would enter "
+                            f"{campaign.out_dir} as {campaign.gpu} rows. Run it on an {campaign.gpu}, or "
+                            "write another campaign file")
+
+
 class ResidentModels:
     """Built models stay resident across cells (one :class:`.runner.ModelCache` per model); when building one
     runs out of memory the others are dropped (and rebuilt, with a new warm-up, when needed again)."""
@@ -228,7 +243,7 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     Everything that can refuse the run (options, folder, device, cells, time budget) is checked before a
     folder or a lock is made; a refused run says only why (the notes on configurations left out follow a
     run that goes on)."""
-    from tta_energy.experiments.runner import check_sweep_device, now_iso
+    from tta_energy.experiments.runner import check_sweep_device, now_iso, resolve_device
     from tta_energy.fileio import folder_path
 
     start, start_utc = time.perf_counter(), now_iso()
@@ -236,6 +251,7 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     folder_path(campaign.out_dir, "the campaign's folder")
     check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
     ctx = distributed.context_from_env()
+    check_gpu(campaign, resolve_device(ro.device, ctx))
     notes: list[str] = []
     cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
     if not cells:

@@ -65,13 +65,16 @@ class Campaign:
     warmup: int
     min_window_s: float
     entries: tuple[Entry, ...]
+    #: the GPU the tables hold (a part of its name, e.g. ``H200``): ``run`` refuses another, whose rows would
+    #: enter the tables under the campaign's name; None: any
+    gpu: str | None = None
 
     def table(self, experiment: str) -> Path:
         return self.out_dir / f"{experiment}.csv"
 
 
 _TOP_KEYS = {"name", "out_dir", "size", "weights", "dtype", "duration_s", "seed", "idle_s", "warmup",
-             "min_window_s", "repeats", "experiment"}
+             "min_window_s", "repeats", "experiment", "gpu"}
 _ENTRY_KEYS = {"name", "models", "grid", "repeats", "captions", "caption_limit"}
 _REPEAT_KEYS = {"min", "max", "ci95_half_width_rel"}
 
@@ -190,6 +193,7 @@ def load_campaign(path: str | Path) -> Campaign:
                     weights=_get(data, "weights", str, "random", where), dtype=dtype,
                     duration_s=float(duration) if duration is not None else None,
                     seed=_get(data, "seed", int, 0, where), idle_s=float(numbers["idle_s"]), warmup=warmup,
-                    min_window_s=float(numbers["min_window_s"]), entries=tuple(entries))
+                    min_window_s=float(numbers["min_window_s"]), entries=tuple(entries),
+                    gpu=_get(data, "gpu", str, None, where) or None)
 
 
