@@ -253,3 +253,13 @@ def test_a_report_folder_that_is_a_file_is_refused_before_reading(tmp_path, caps
     refused(capsys, ["levers", "report", str(raw), "--out-dir", str(a_file)], "--out-dir", "is a file")
     refused(capsys, ["levers", "report", str(raw), "--out-dir", str(a_file / "sub")], "--out-dir",
             "a folder is expected", absent=(a_file / "sub",))
+
+
+def test_a_plan_of_another_gpu_is_refused_before_anything_is_written(tmp_path, capsys):
+    """A plan that names its GPU (campaigns/h200_levers.toml: H200) never takes rows from another."""
+    plan = write_plan(tmp_path, 'specs = ["none"]\nduration_s = 1.0\ngpu = "H200"')
+    refused(capsys, run_args(tmp_path, "--plan", str(plan)), "the levers plan measures on an H200",
+            "this device is cpu, not an H200", absent=(tmp_path / "raw",))
+    from tta_energy.levers.plan import read_levers_plan
+
+    assert read_levers_plan(Path("campaigns/h200_levers.toml")).gpu == "H200"

@@ -34,6 +34,19 @@ def check_device(name: str | None) -> str | None:
     return name
 
 
+def gpu_mismatch(required: str | None, device: str) -> str | None:
+    """Why ``device`` is not the GPU ``required`` names (a part of its name, e.g. ``H200``; any case), or
+    None when it is, or when nothing is required: a table of one GPU's numbers takes no other GPU's rows."""
+    if not required:
+        return None
+    name = ""
+    if device.startswith("cuda"):
+        import torch
+
+        name = torch.cuda.get_device_name(torch.device(device))
+    return None if required.lower() in name.lower() else f"this device is {name or device}, not an {required}"
+
+
 def chosen_device(name: str | None) -> str:
     """``name`` checked, or cuda when torch sees a GPU, else cpu."""
     if check_device(name) is not None:

@@ -102,7 +102,7 @@ def plan_options(opts: object, plan: Path) -> object:
                           f"{', '.join(p.models)}")
     models = tuple(m for m in p.models if m in opts.models) if opts.models else p.models
     return dataclasses.replace(opts, models=models, declared=p.declared, repeats=p.repeats,
-                               duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s)
+                               duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s, gpu=p.gpu)
 
 
 def price_history(opts: object, paths: list[Path]) -> object:

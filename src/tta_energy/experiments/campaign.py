@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from tta_energy.devices import gpu_mismatch
 from tta_energy.errors import positive_number
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import (
@@ -188,16 +189,12 @@ def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
 def check_gpu(campaign: Campaign, device: str) -> None:
     """Refuse a device whose GPU is not the campaign's (``gpu`` in its file): its rows would enter tables
     that say which GPU they hold, e.g. ``data/h200``."""
-    if campaign.gpu is None:
-        return
-    import torch
-
-    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else ""
-    if campaign.gpu.lower() not in name.lower():
+    why = gpu_mismatch(campaign.gpu, device)
+    if why:
         raise CampaignError(f"campaign {campaign.name} measures on an {campaign.gpu} (gpu in "
-                            f"{campaign.path}); this device is {name or device}: its rows would enter "
-                            f"{campaign.out_dir} as {campaign.gpu} rows. Run it on an {campaign.gpu}, or "
-                            "write another campaign file")
+                            f"{campaign.path}); {why}: its rows would enter {campaign.out_dir} as "
+                            f"{campaign.gpu} rows. Run it on an {campaign.gpu}, or write another campaign "
+                            "file")
 
 
 class ResidentModels:

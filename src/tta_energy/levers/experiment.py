@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
-from tta_energy.devices import chosen_device
+from tta_energy.devices import chosen_device, gpu_mismatch
 from tta_energy.errors import ModelError, TtaError, positive_number
 from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
 from tta_energy.experiments.runner import (
@@ -149,6 +149,8 @@ class LeversOptions:
     #: predicted seconds per model (a plan's call): the time budget is shared out in these proportions
     #: (else by the catalogue's relative cost)
     model_seconds: dict[str, float] | None = None
+    #: the GPU a plan's table holds (its ``gpu``): a run on another is refused before anything is written
+    gpu: str | None = None
     progress: Callable[[str], None] = print
 
 
@@ -814,6 +816,10 @@ def run_levers(opts: LeversOptions,
     if opts.compile_cache is not None:
         use_compile_cache(Path(opts.compile_cache))
     device = chosen_device(opts.device)
+    why = gpu_mismatch(opts.gpu, device)
+    if why:
+        raise LeversError(f"the levers plan measures on an {opts.gpu} (its gpu); {why}: its rows would enter "
+                          f"the {opts.gpu} table. Run it on an {opts.gpu}, or use a plan without gpu")
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()

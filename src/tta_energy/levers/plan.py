@@ -84,6 +84,8 @@ class LeversPlan:
     duration_s: float
     seed: int
     call_budget_s: float = DEFAULT_CALL_BUDGET_S
+    #: the GPU the table holds (a part of its name, e.g. ``H200``): a run on another is refused; None: any
+    gpu: str | None = None
 
 
 def _ints(value: Any, what: str, path: Path) -> tuple[int, ...]:
@@ -148,7 +150,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
         raise LeversError(f"{path}: needs a [levers] table")
     where = f"{path}: [levers]"
     allowed = {"models", "specs", "steps", "batches", "repeats", "duration_s", "seed", "call_budget_s",
-               "model", "extra"}
+               "model", "extra", "gpu"}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise LeversError(f"{path}: unknown key {unknown[0]!r} in [levers]; "
@@ -182,7 +184,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
         declared[m] = tuple((spec, cells, m_repeats) for spec in dict.fromkeys(m_specs))
     declared = _with_extra_cells(declared, table.get("extra", []), steps, repeats, path)
     return LeversPlan(models=models, declared=declared, repeats=repeats, duration_s=duration_s, seed=seed,
-                      call_budget_s=call_budget_s)
+                      call_budget_s=call_budget_s, gpu=_get(table, "gpu", str, None, where) or None)
 
 
 def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], repeats: int,
