@@ -307,10 +307,18 @@ class CudaGraphDenoiser(DenoiserWrapper):
         self._graphs[key] = captured
         return captured
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    @classmethod
+    def signature(cls, args: tuple, kwargs: dict) -> tuple[tuple, list[Any], Any]:
+        """(the graph's key, the leaves, the tree spec) of a call: its structure, each tensor's shape,
+        strides, dtype and device, each other value, and the autograd mode. A call of another key captures
+        another graph."""
         leaves, spec = tree_flatten((args, kwargs))
-        key = (str(spec), tuple(self._leaf_key(x) for x in leaves), torch.is_inference_mode_enabled(),
+        key = (str(spec), tuple(cls._leaf_key(x) for x in leaves), torch.is_inference_mode_enabled(),
                torch.is_grad_enabled())
+        return key, leaves, spec
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        key, leaves, spec = self.signature(args, kwargs)
         entry = self._graphs.get(key)
         if entry is None:
             entry = self._capture(key, leaves, spec)

@@ -56,12 +56,10 @@ FALLBACK_S_PER_COST_STEP = 0.025
 #: batch 10 doubles it (Tango took twice as long)
 COMPILE_S_PER_COST = 32.0
 COMPILE_BATCH_FACTOR = 2.0
-#: one ``compile-blocks`` compilation as a share of one of the whole denoiser, until a device call meters it.
-#: A UNet's blocks trace a quarter to a third of its ops (tiny replicas on a CPU:
-#: benchmarks/results/compile_tracing.csv), but each of
-#: their 10-27 graphs has its fixed costs, and the CPU's tracing seconds did not settle the balance: priced as
-#: a whole compilation (no saving assumed) until measured
-BLOCKS_COMPILE_SHARE = 1.0
+#: one ``compile-blocks`` compilation as a share of one of the whole denoiser: AudioLDM at full size, 100
+#: steps, batch 1, on an H100 machine, ``max,compile-blocks`` took 54.5 s to compile against 147.9 s for
+#: ``max,compile-graphs`` in the same process (benchmarks/results/compile_blocks_h100, ``levers report``)
+BLOCKS_COMPILE_SHARE = 0.37
 #: building one configuration (fp32 build, weights check, levers applied) per unit of cost
 BUILD_S_PER_COST = 4.0
 #: per device call: interpreter and CUDA start-up, idle baseline and the ceiling loops are added to this

@@ -200,6 +200,13 @@ class UNetConditioning:
     latents_dtype: torch.dtype
 
 
+def unet_call_kwargs(conditioning: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of one UNet call, as the pipelines make it: the conditioning, no output
+    dataclass. The denoising loop and the example step (:meth:`denoiser_call`) both use it, so that a CUDA
+    graph captured on the example replays in the loop (the same call signature)."""
+    return {"return_dict": False, **conditioning}
+
+
 class AudioLDMFamilyAdapter(ModelAdapter):
     """What AudioLDM and AudioLDM 2 share: loading, checks, and the generation pipeline (:meth:`generate`)
     with its denoising loop, decoding and vocoder; each model gives its text conditioning
@@ -324,7 +331,7 @@ class AudioLDMFamilyAdapter(ModelAdapter):
         for t in pipe.scheduler.timesteps:
             model_input = torch.cat([latents] * 2) if cfg else latents
             model_input = pipe.scheduler.scale_model_input(model_input, t)
-            noise_pred = self.denoiser(model_input, t, return_dict=False, **unet_kwargs)[0]
+            noise_pred = self.denoiser(model_input, t, **unet_call_kwargs(unet_kwargs))[0]
             calls += 1
             if cfg:
                 uncond, cond = noise_pred.chunk(2)
@@ -448,7 +455,7 @@ class AudioLDMAdapter(AudioLDMFamilyAdapter):
         labels = torch.zeros((2 * batch, self.pipe.unet.config.projection_class_embeddings_input_dim),
                              device=self.device, dtype=self.dtype)
         return ModuleCall("unet", self.pipe.unet, (sample, t),
-                          {"encoder_hidden_states": None, "class_labels": labels})
+                          unet_call_kwargs({"encoder_hidden_states": None, "class_labels": labels}))
 
     def per_generation_calls(self, duration_s: float = 10.0, batch: int = 1) -> list[ModuleCall]:
         """CLAP text encoder on the prompt and the negative prompt (one prompt), VAE decode, vocoder."""

@@ -39,6 +39,7 @@ from tta_energy.models.audioldm import (
     clap_synthetic_ids,
     estimated_token_count,
     text_seed,
+    unet_call_kwargs,
 )
 from tta_energy.models.base import GenerationRequest, ModuleCall
 from tta_energy.models.catalogue import entry
@@ -327,7 +328,8 @@ class AudioLDM2Adapter(AudioLDMFamilyAdapter):
                                                    dtype=self.dtype),
             "encoder_attention_mask_1": torch.ones((2 * batch, length), device=self.device, dtype=torch.long),
         }
-        return ModuleCall("unet", unet, (sample, torch.tensor(999, device=self.device)), kwargs)
+        t = torch.tensor(999, device=self.device)
+        return ModuleCall("unet", unet, (sample, t), unet_call_kwargs(kwargs))
 
     def per_generation_calls(self, duration_s: float = 10.0, batch: int = 1) -> list[ModuleCall]:
         """CLAP text, Flan-T5, projection and GPT-2 generation for prompt + negative (the study prompt), VAE

@@ -726,8 +726,14 @@ class MakeAnAudioAdapter(LatentAudioAdapter):
     def encode_text(self, captions: list[str], extra: dict[str, object], unconditional: bool) -> torch.Tensor:
         return self.text_encoder(self.clap_ids(captions))
 
+    @staticmethod
+    def unet_kwargs(context: torch.Tensor) -> dict[str, object]:
+        """The UNet call's keyword arguments, in the loop and in the example step (:meth:`denoiser_call`)
+        alike, so that a CUDA graph captured on the example replays in the loop."""
+        return {"encoder_hidden_states": context, "return_dict": False}
+
     def run_denoiser(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.denoiser(x, t, encoder_hidden_states=context, return_dict=False)[0]
+        return self.denoiser(x, t, **self.unet_kwargs(context))[0]
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(z, return_dict=False)[0].squeeze(1)  # (n, 1, 80, F) -> (n, 80, F)
@@ -740,7 +746,7 @@ class MakeAnAudioAdapter(LatentAudioAdapter):
             2 * batch, TEXT_TOKENS, self.unet.config.cross_attention_dim, device=self.device, dtype=self.dtype
         )
         t = torch.full((2 * batch,), 981, dtype=torch.long, device=self.device)
-        return ModuleCall(self.denoiser_name, self.denoiser, (x, t), {"encoder_hidden_states": context})
+        return ModuleCall(self.denoiser_name, self.denoiser, (x, t), self.unet_kwargs(context))
 
     def per_generation_calls(self, duration_s: float = 10.0, batch: int = 1) -> list[ModuleCall]:
         """CLAP text on the prompt and on ``""`` (77 tokens each), the VAE decoder, BigVGAN (B, 80, 8W)."""
