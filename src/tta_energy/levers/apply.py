@@ -586,6 +586,10 @@ def fp8_unavailable(device: torch.device) -> str | None:
     return None
 
 
+#: the least absolute maximum a float8 activation row is scaled by (see :func:`convert_fp8`)
+FP8_ACTIVATION_FLOOR = 1e-12
+
+
 def convert_fp8(module: torch.nn.Module, device: torch.device) -> int:
     """Convert :func:`fp8_targets` to float8 (e4m3) weights and dynamically scaled float8 activations with
     torchao (scales per row in bf16, whose kernels torchao has; per tensor at other precisions); returns how
@@ -611,8 +615,12 @@ def convert_fp8(module: torch.nn.Module, device: torch.device) -> int:
     granularity = PerRow() if dtype == torch.bfloat16 else PerTensor()
     # set_inductor_config would switch the whole process to TF32 matrix products and coordinate-descent
     # tuning: every fp32 configuration measured after this one would then run in another precision
+    # an all-zero activation row (a masked text token's key or value input) gets a zero scale per row, and
+    # torchao 0.17 quantizes it to 0/0 = NaN, which the attention spreads over the whole output (seen on a
+    # GPU: tiny Stable Audio Open's latents all non-finite); a floor under the row's maximum keeps it zero
     quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=granularity,
-                                                                set_inductor_config=False),
+                                                                set_inductor_config=False,
+                                                                activation_value_lb=FP8_ACTIVATION_FLOOR),
               filter_fn=lambda _m, fqn: fqn in targets)
     return len(targets)
 
