@@ -188,12 +188,14 @@ def check_sweep_device(opts: SweepOptions) -> None:
     a CPU), whose rows would measure the eager model under the level's name."""
     device = chosen_device(opts.device)
     runs, cannot = levers_on_device(opts.levers, device)
+    if not cannot:
+        return
     allowed = ", ".join(runnable_single_levers(device))
     spec = opts.levers.spec
     for lever, why in cannot.items():
         if lever not in opts.levers.implied:
             raise SweepError(f"--levers {spec}: {lever}: {why} (levers that run on {device}: {allowed})")
-    if cannot and not runs:
+    if not runs:
         whys = "; ".join(f"{lever}: {why}" for lever, why in cannot.items())
         raise SweepError(f"--levers {spec}: none of its levers runs on {device} ({whys}), so its rows would "
                          f"measure the eager model; use --levers none there, or levers among {allowed}")

@@ -243,10 +243,6 @@ class CallsPlan:
         """Every cell left, per model (a run without a time budget measures them all)."""
         return merge_units(u for call in self.calls for u in call)
 
-    def next_call_s(self) -> float:
-        """Predicted seconds of the first call, with its overhead."""
-        return self.overhead_s + sum(u.seconds for u in self.calls[0]) if self.calls else 0.0
-
     def within(self, seconds: float) -> CallsPlan:
         """The units that fit ``seconds`` each (with the overhead), packed first-fit into calls of
         ``seconds``: the first call takes what fits in the plan's order, a larger unit passed over."""

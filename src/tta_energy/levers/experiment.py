@@ -40,10 +40,10 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -90,6 +90,9 @@ from tta_energy.levers.tables import (
 )
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
+
+if TYPE_CHECKING:
+    from tta_energy.levers.calls import Refill
 
 #: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
 #: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
@@ -801,8 +804,7 @@ def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: boo
 REFILL_MIN_S = 15.0
 
 
-def run_levers(opts: LeversOptions,
-               refill: Callable[[float, Collection[str]], LeversOptions | None] | None = None) -> Path:
+def run_levers(opts: LeversOptions, refill: Refill | None = None) -> Path:
     """Run the levers sweep for every model of ``opts``; returns the output folder.
 
     With a time budget and ``refill``, a call whose work ends before its budget asks ``refill`` for more:
