@@ -399,6 +399,28 @@ def block_levers_attention_share(d: HasData) -> str:
 # docs/quality.md
 
 
+#: the one device call that metered a block compilation against a whole-denoiser one (levers raw tables)
+COMPILE_BLOCKS_RUN = Path("benchmarks") / "results" / "compile_blocks_h100"
+
+
+def block_levers_compile_blocks(d: HasData) -> str:
+    """``max,compile-blocks`` against ``max,compile-graphs`` in the one call that measured both (compile
+    seconds, their ratio, a generation's seconds and energy), from the raw tables under
+    :data:`COMPILE_BLOCKS_RUN` as ``tta-energy levers report`` reads them."""
+    from tta_energy.levers.report import levers_table
+
+    folder = d.data.parent / COMPILE_BLOCKS_RUN
+    if not folder.is_dir():
+        return f"no `{COMPILE_BLOCKS_RUN.name}` committed yet (0 runs)"
+    rows = levers_table([folder]).set_index("optimize")
+    blocks, whole = rows.loc["max,compile-blocks"], rows.loc["max,compile-graphs"]
+    share = blocks["compile_s"] / whole["compile_s"]
+    return (f"`max,compile-blocks` compiled in {blocks['compile_s']:.1f} s against "
+            f"{whole['compile_s']:.1f} s for `max,compile-graphs` ({share:.2f} of it), and generated "
+            f"in {blocks['wall_s']:.2f} s and {blocks['gpu_energy_J']:.0f} J against {whole['wall_s']:.2f} s "
+            f"and {whole['gpu_energy_J']:.0f} J (one repeat each)")
+
+
 def from_benchmark(name: str, render: Callable[[dict[str, Any]], str]) -> Callable[[HasData], str]:
     """A block that renders the JSON output ``name`` of a benchmark under ``benchmarks/results/``."""
 
@@ -497,6 +519,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-graphs-capture": block_levers_graphs_capture,
     "levers-sdpa-ranking": block_levers_sdpa_ranking,
     "levers-attention-share": block_levers_attention_share,
+    "levers-compile-blocks": block_levers_compile_blocks,
     "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
     "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
     "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
