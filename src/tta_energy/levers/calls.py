@@ -3,13 +3,15 @@
 A levers table is larger than one lent GPU's call (compilation alone takes minutes per model and shape), so
 ``levers run --plan PLAN --time-budget S`` measures it over several calls, each choosing what is left:
 
-- a **unit** is one model at one batch size: its declared specs at that batch, always with the study default
-  (``none``) measured in the same call, because every reduction is taken against the default of the same run
-  (the same process, the same host state). A unit larger than a call is split into several, each with its
-  own ``none``;
+- a **unit** is one model at one batch size: its declared specs at that batch, with the study default
+  (``none``) measured in the same call wherever the plan declares it there, because every reduction is taken
+  against the default of the same run (the same process, the same host state). A unit larger than a call is
+  split into several, each with its own ``none``;
 - a cell (model, spec, steps, batch) is **done** when one earlier run holds ``repeats`` measured generations
-  of it and of ``none`` at the same steps and batch, or when an earlier run found the spec to be the same
-  configuration as another, or could not apply it (``levers_configs.csv``);
+  of it and, where the plan declares ``none`` at the same steps and batch, ``none``'s own repeats; or when an
+  earlier run found the spec to be the same configuration as another; or when it could not be applied in
+  :data:`FAILED_RUNS_SETTLE` earlier runs (``levers_configs.csv``: one failure may be passing, out of memory
+  for one);
 - :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
   ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one;
 - a run whose first call ends before its time budget (a compilation found in the cache, an overestimate)
@@ -38,8 +40,13 @@ from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE, read_side_table
 if TYPE_CHECKING:
     from tta_energy.levers.experiment import LeversOptions
 
-#: the spec every unit carries: reductions are taken against it within one run
+#: the spec every unit carries where the plan declares it: reductions are taken against it within one run
 DEFAULT_SPEC = "none"
+#: the status of a spec a run found to be the same configuration as another (``same as max``)
+SAME_AS = "same as"
+#: in how many runs a spec must fail to be applied before later calls stop trying it: a lever the model
+#: lacks fails every time, while one failure may be passing (out of memory, a stale reference)
+FAILED_RUNS_SETTLE = 2
 
 Cell = tuple[str, str, int, int]  # (model, spec, steps, batch)
 Entry = tuple[str, Cells, int]  # (spec, cells, repeats), as a plan declares it
@@ -74,9 +81,9 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
-               seed: int) -> set[Cell]:
+               seed: int, weights: str = "random") -> set[Cell]:
     """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
-    rows of the same model size, clip duration and seed count."""
+    runs of the same model size, weights, clip duration and seed count."""
     runs, configs = [], []
     for folder in dict.fromkeys(Path(f).resolve() for f in folders):  # a folder named twice counts once
         if (Path(folder) / RUNS_FILE).is_file():
@@ -84,28 +91,40 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
         if (Path(folder) / CONFIGS_FILE).is_file():
             configs.append(_read(Path(folder) / CONFIGS_FILE))
     counts: dict[tuple[str, str, str, int, int], int] = {}
+    matching: set[str] = set()  # the runs of these settings (a run has one size, weights, duration, seed)
     if runs:
         rows = pd.concat(runs, ignore_index=True)
         ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool) & (rows["size"] == size)
-                  & (pd.to_numeric(rows["seed"]) == seed)
+                  & (rows["weights"].astype(str) == weights) & (pd.to_numeric(rows["seed"]) == seed)
                   & ((pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-9)]
+        matching = set(ok["run_id"].astype(str))
         keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
         for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
-            counts[(run_id, model, spec, int(steps), int(batch))] = int(n)
+            counts[(str(run_id), model, spec, int(steps), int(batch))] = int(n)
     settled: set[Cell] = set()  # specs an earlier run found to be another spec, or could not apply
     if configs:
         cfg = pd.concat(configs, ignore_index=True)
-        for r in cfg[cfg["status"].astype(str) != "ok"].itertuples():
-            settled.add((r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)))
+        cfg = cfg[cfg["run_id"].astype(str).isin(matching)]
+        failed_runs: dict[Cell, set[str]] = {}
+        for r in cfg.itertuples():
+            cell = (r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt))
+            if str(r.status).startswith(SAME_AS):
+                settled.add(cell)
+            elif str(r.status) != "ok":
+                failed_runs.setdefault(cell, set()).add(str(r.run_id))
+        settled |= {c for c, ids in failed_runs.items() if len(ids) >= FAILED_RUNS_SETTLE}
     run_ids = {k[0] for k in counts}
     done: set[Cell] = set()
     for model, entries in declared.items():
+        default_repeats = {c: repeats for spec, cells, repeats in entries if spec == DEFAULT_SPEC
+                           for c in cells}
         for spec, cells, repeats in entries:
             for steps, batch in cells:
                 cell = (model, spec, steps, batch)
+                needs_default = default_repeats.get((steps, batch), 0)
                 if cell in settled or any(
                         counts.get((r, model, spec, steps, batch), 0) >= repeats
-                        and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= repeats
+                        and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= needs_default
                         for r in run_ids):
                     done.add(cell)
     return done
@@ -260,12 +279,12 @@ class CallsPlan:
 
 def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence[Path], *, size: str,
                duration_s: float, seed: int, budget_s: float, overhead_s: float, min_window_s: float,
-               references_dir: Path | None, tried: Iterable[Cell] = ()) -> CallsPlan:
+               references_dir: Path | None, tried: Iterable[Cell] = (), weights: str = "random") -> CallsPlan:
     """``declared`` less what ``done_folders`` hold (and the cells ``tried`` already, measured or not),
     cut into units and packed into calls of ``budget_s``."""
     from tta_energy.levers.plan import stored_reference_steps
 
-    done = done_cells(done_folders, declared, size=size, duration_s=duration_s, seed=seed)
+    done = done_cells(done_folders, declared, size=size, duration_s=duration_s, seed=seed, weights=weights)
     left = remaining(declared, done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
@@ -298,7 +317,7 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Pa
                           f"call_budget_s) above {overhead:.0f} s")
     return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
                       budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
-                      references_dir=opts.references_dir, tried=tried)
+                      references_dir=opts.references_dir, tried=tried, weights=opts.weights)
 
 
 def declared_cells(declared: Declared) -> set[Cell]:
@@ -328,7 +347,7 @@ def plan_refill(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path]
 
     def refill(left_s: float, failed_models: Collection[str] = ()) -> LeversOptions | None:
         here = done_cells([Path(opts.out_dir)], declared, size=opts.size, duration_s=opts.duration_s,
-                          seed=opts.seed)
+                          seed=opts.seed, weights=opts.weights)
         unfinished = {(m, s, b) for m, spec, s, b in tried
                       if spec == DEFAULT_SPEC and (m, spec, s, b) not in here}
         skip = tried | {c for c in declared_cells(declared)

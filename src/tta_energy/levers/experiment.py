@@ -63,6 +63,7 @@ from tta_energy.experiments.runner import (
 )
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.apply import DenoiserWrapper, apply_levers, time_denoiser_step
+from tta_energy.levers.calls import SAME_AS
 from tta_energy.levers.ceiling import (
     EXPERIMENT,
     CeilingResult,
@@ -403,10 +404,10 @@ def _describe_flops(model: str, opts: LeversOptions, adapter: Any, plan: LeverPl
                 if latent_length is not None and hasattr(meta, "latent_length"):
                     meta.latent_length = latent_length
             cache[key] = {"describe": describe_adapter(meta, duration_s=opts.duration_s, batch=batch),
-                          "calls": {s: _nominal_calls(meta, s) for s in opts.steps}}
+                          "calls": {}}
         d = cache[key]["describe"]
         for steps in sorted({s for s, b in plan.cells if b == batch}):
-            calls = cache[key]["calls"].get(steps, float(steps))
+            calls = cache[key]["calls"].setdefault(steps, _nominal_calls(adapter, steps))
             total = calls * float(d["gflop_per_step"]) + float(d["gflop_once_per_generation"])
             out[(steps, batch)] = {"gflop_per_step": float(d["gflop_per_step"]),
                                    "gflop_per_generation": float(d["gflop_once_per_generation"]),
@@ -439,22 +440,39 @@ def _build(run: ModelRun) -> Any:
                        dtype="float32")
 
 
-def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], list[str]]:
-    """A fresh fp32 build per spec with its levers applied; duplicates and failures dropped with a note."""
+class StaleReferences(LeversError):
+    """The stored fp32 references were computed with other weights than this build's."""
+
+
+def _prepare(run: ModelRun, plans: list[LeverPlan],
+             stored: bool = False) -> tuple[list[Prepared], list[str]]:
+    """A fresh fp32 build per spec with its levers applied; duplicates and failures dropped with a note.
+    With ``stored`` references, the first build's weights must be theirs (else :class:`StaleReferences`).
+    Past the model's deadline nothing more is prepared (a compilation would only overrun the call)."""
     prepared: list[Prepared] = []
     notes: list[str] = []
     signatures: dict[tuple, str] = {}
     fingerprint = run.fingerprint
+    unchecked = stored
     for plan in sorted(plans, key=lambda p: not p.reference):  # the reference first
+        if run.deadline is not None and time.perf_counter() >= run.deadline:
+            notes.append(f"{plan.spec}: not prepared (the model's share of the time budget is spent)")
+            continue
         adapter = None
         try:
             adapter = _build(run)
             fp = weights_fingerprint(adapter)
+            if unchecked and not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
+                raise StaleReferences(f"the stored fp32 references were computed with other weights "
+                                      f"(fingerprint {fingerprint!r}, this build {fp!r})")
+            unchecked = False
             fingerprint = fp if fingerprint is None else fingerprint
             if not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
                 raise LeversError(f"weights differ from the reference build (fingerprint {fp!r} vs "
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
             adapter, setup = _apply_measured(run, adapter, plan)
+        except StaleReferences:
+            raise
         except Exception as exc:  # a configuration that cannot be applied (a library's TypeError or assertion
             # included: fp8 goes through torchao) never takes the model's other configurations with it
             notes.append(f"{plan.spec}: not run ({one_line(exc)})")
@@ -466,7 +484,7 @@ def _prepare(run: ModelRun, plans: list[LeverPlan]) -> tuple[list[Prepared], lis
         if sig in signatures and not plan.reference:
             notes.append(f"{plan.spec}: same configuration as {signatures[sig]} for {run.model}; "
                          "not repeated")
-            _write_config_row(run, plan, adapter, f"same as {signatures[sig]}", {})
+            _write_config_row(run, plan, adapter, f"{SAME_AS} {signatures[sig]}", {})
             del adapter
             free_memory()
             continue
@@ -596,10 +614,16 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     opts = run.opts
     say = opts.progress
     plans = lever_plans(run.model, opts)
-    if _load_references(run, plans):
+    stored = _load_references(run, plans)
+    if stored:
         say(f"{run.model}: fp32 references loaded from {opts.references_dir}; none computed")
-        plans = [p for p in plans if not p.reference]
-    prepared, notes = _prepare(run, plans)
+    try:
+        prepared, notes = _prepare(run, [p for p in plans if not p.reference] if stored else plans, stored)
+    except StaleReferences as exc:
+        say(f"{run.model}: {exc}; computing them again")
+        run.references, run.fingerprint = {}, None
+        free_memory()
+        prepared, notes = _prepare(run, plans)
     for note in notes:
         say(f"{run.model}: {note}")
     reference = next((p for p in prepared if p.plan.reference), None)
@@ -699,7 +723,9 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
         raise LeversError(f"--ceiling-n must be >= 16, got {opts.ceiling_n}")
     for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
               *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
-        parse_levers(s)  # a bad spec fails before any model is built
+        if parse_levers(s).spec == REFERENCE_SPEC:  # a bad spec fails here, before any model is built
+            raise LeversError(f"{s!r} is the fp32 reference every run computes (eager, batch 1, once per "
+                              "step count), not a configuration to measure: leave it out of the specs")
     for m in (*opts.compile_models, *opts.lean_models):
         if m not in opts.models:
             raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")

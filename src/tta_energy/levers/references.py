@@ -1,18 +1,17 @@
 """The fp32 reference outputs, computed once and reused: one small ``.npz`` per key.
 
 A key is everything the reference's output depends on: model, size, weights, step count, batch, duration,
-seed, prompt, and the code that computes it (a hash of the model's adapter module and the shared model code
-under ``tta_energy/models``), plus the torch version and the device it ran on. A later call with the same key
-loads the latents and waveforms instead of spending a strict-fp32 generation on them; any change of the key
-computes a new one. The GPU script keeps them in ``data/h200/levers/references``, which travels with the
-repository, so a second device call reuses the first call's references.
+seed, prompt, and the code that computes it (:func:`code_version`), plus the torch version and the device it
+ran on. A later call with the same key loads the latents and waveforms instead of spending a strict-fp32
+generation on them; any change of the key computes a new one. The GPU script keeps them in
+``data/h200/levers/references``, which travels with the repository, so a second device call reuses the first
+call's references.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import io
 import json
 import zipfile
@@ -22,16 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from tta_energy.fileio import atomic_path
-from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput
 
 #: what reading a damaged ``.npz`` raises (cut or emptied in transfer, a member's checksum wrong): such a
 #: reference is not stored, and the next call computes it again
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-#: model code every adapter shares (hashed into every key besides the adapter's own module)
-SHARED_MODEL_FILES = ("base.py", "common.py", "tiny.py", "blocks")
-
 
 def _models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
@@ -39,17 +33,23 @@ def _models_dir() -> Path:
 
 @functools.cache
 def code_version(model: str) -> str:
-    """sha256 (16 hex digits) of the model's adapter module and the shared model code."""
-    module = catalogue.entry(model).adapter.split(":")[0]
-    spec = importlib.util.find_spec(module)
-    files = [Path(spec.origin)] if spec is not None and spec.origin else []
-    for name in SHARED_MODEL_FILES:
-        path = _models_dir() / name
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+    """sha256 (16 hex digits) of the code a model's output depends on: every file under ``tta_energy/models``
+    (adapters import each other's blocks and pipelines, the catalogue holds the generation defaults, the
+    configs the shapes) and the diffusers and transformers versions its classes and seeded initialisation
+    come from. Any change there computes every model's references again (one fp32 generation per step
+    count), which is cheaper than a stale reference judging a configuration."""
+    from importlib.metadata import PackageNotFoundError, version
+
     digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode())
+    root = _models_dir()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f.relative_to(root).as_posix().encode())
         digest.update(f.read_bytes())
+    for package in ("diffusers", "transformers"):
+        try:
+            digest.update(f"{package}=={version(package)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package} missing".encode())
     return digest.hexdigest()[:16]
 
 

@@ -1,0 +1,162 @@
+"""What a levers call takes from earlier ones: which declared cells are done (the default only where the plan
+declares it; a failed configuration settled only after it failed twice; only runs of the same settings), the
+stored fp32 references (keyed on every model file; computed again when their weights are not this build's),
+and what a call refuses to start: preparing past a model's deadline, the fp32 reference named as a spec."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd
+import pytest
+from conftest import refused
+
+from tta_energy import schema
+from tta_energy.levers import calls, experiment, references, tables
+from tta_energy.models.registry import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def _runs(folder, rows: list[tuple[str, str, int, int]], *, size: str = "full",
+          weights: str = "random") -> None:
+    """A raw levers folder: one measured Tango generation (100 steps) per (run_id, spec, batch, repeat)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for run_id, spec, batch, repeat in rows:
+        r = schema.empty_row()
+        r.update(run_id=run_id, experiment="levers", model="tango", size=size, weights=weights,
+                 dtype="float32", optimize=spec, steps=100, denoiser_calls=100, n_prompts=1,
+                 waveforms_per_prompt=batch, n_clips=batch, duration_s=10.0, seed=0, repeat=repeat,
+                 is_warmup=False, status="ok", wall_s=1.0, gpu_energy_J=100.0, config_id=f"{spec}-{batch}",
+                 gpu_energy_method="nvml_counter", cpu_energy_method="unavailable", source="tta-energy")
+        out.append(r)
+    schema.write_runs(folder / tables.RUNS_FILE, pd.DataFrame(out))
+
+
+def _configs(folder, rows: list[tuple[str, str, int, str]]) -> None:
+    """``levers_configs.csv`` rows: (run_id, spec, batch, status) of Tango at 100 steps."""
+    pd.DataFrame([{"run_id": run_id, "model": "tango", "optimize": spec, "steps": 100,
+                   "waveforms_per_prompt": batch, "status": status}
+                  for run_id, spec, batch, status in rows]).to_csv(folder / tables.CONFIGS_FILE, index=False)
+
+
+def _done(folder, declared, **settings) -> set:
+    return calls.done_cells([folder], declared, size=settings.get("size", "full"), duration_s=10.0, seed=0,
+                            weights=settings.get("weights", "random"))
+
+
+# --- done cells ---------------------------------------------------------------------------------------------
+def test_a_cell_needs_the_default_only_where_the_plan_declares_it_and_only_its_own_repeats(tmp_path):
+    # the H200 plan: max at batch 32 (the ceiling fraction) with no default there; max with 5 repeats
+    # against a default declared with 3
+    declared = {"tango": (("none", ((100, 1),), 3), ("max", ((100, 1),), 5), ("max", ((100, 32),), 3))}
+    _runs(tmp_path / "p", [("r1", "max", 32, i) for i in range(3)] + [("r1", "max", 1, i) for i in range(5)]
+          + [("r1", "none", 1, i) for i in range(3)])
+    assert _done(tmp_path / "p", declared) == {("tango", "none", 100, 1), ("tango", "max", 100, 1),
+                                               ("tango", "max", 100, 32)}
+    _runs(tmp_path / "q", [("r2", "max", 32, i) for i in range(2)] + [("r2", "max", 1, i) for i in range(5)]
+          + [("r2", "none", 1, i) for i in range(2)])
+    assert _done(tmp_path / "q", declared) == set()  # two of three repeats: neither cell nor its default
+
+
+def test_a_failed_configuration_is_settled_after_two_runs_and_only_runs_of_these_settings_count(tmp_path):
+    declared = {"tango": (("none", ((100, 1),), 1), ("compile", ((100, 1),), 1), ("graphs", ((100, 1),), 1),
+                          ("max", ((100, 1),), 1))}
+    folder = tmp_path / "p"
+    _runs(tmp_path / "full", [("r1", "none", 1, 0), ("r2", "none", 1, 0)])
+    _runs(tmp_path / "tiny", [("t1", "none", 1, 0), ("t2", "none", 1, 0)], size="tiny")
+    folder.mkdir()
+    parts = [schema.read_runs(tmp_path / part / tables.RUNS_FILE) for part in ("full", "tiny")]
+    schema.write_runs(folder / tables.RUNS_FILE, pd.concat(parts, ignore_index=True))
+    _configs(folder, [("r1", "compile", 1, "not run: OutOfMemoryError: CUDA out of memory"),
+                      ("r1", "graphs", 1, "not run: LeverError: no CUDA graphs for this model"),
+                      ("r2", "graphs", 1, "not run: LeverError: no CUDA graphs for this model"),
+                      ("r2", "max", 1, "same as graphs"),
+                      ("t1", "compile", 1, "not run: LeverError: x"), ("t2", "compile", 1, "not run: x")])
+    # one failure may be passing (compile: tried again); two runs failing (graphs) and a spec found to be
+    # another (max) are settled; the tiny runs' failures of compile are not this table's
+    assert _done(folder, declared) == {("tango", "none", 100, 1), ("tango", "graphs", 100, 1),
+                                       ("tango", "max", 100, 1)}
+    left = calls.remaining(declared, _done(folder, declared))
+    assert left == {"tango": (("none", ((100, 1),), 1), ("compile", ((100, 1),), 1))}
+    # real weights are another table: the random-weights runs and their failures do not count for them
+    assert _done(folder, declared, weights="/ckpt/tango") == set()
+
+
+# --- stored references --------------------------------------------------------------------------------------
+def test_the_reference_code_version_covers_every_model_file(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    shutil.copytree(references._models_dir(), models, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(references, "_models_dir", lambda: models)
+    version = references.code_version.__wrapped__
+    before = version("audioldm2")
+    # the catalogue (generation defaults), another family's module (AudioLDM 2 runs AudioLDM's decoder),
+    # a config: each changes every model's key
+    for path in (models / "catalogue.py", models / "audioldm.py", next((models / "configs").rglob("*.json"))):
+        path.write_bytes(path.read_bytes() + b"\n")
+        after = version("audioldm2")
+        assert after != before and len(after) == 16
+        before = after
+
+
+def _opts(tmp_path, name: str, **kw) -> experiment.LeversOptions:
+    values = dict(models=("audioldm",), out_dir=tmp_path / name, full_specs=("none",), batch1_specs=(),
+                  single_specs=(), steps=(2,), batches=(1,), repeats=1, duration_s=1.0, size="tiny",
+                  device="cpu", ceiling_s=0.02, ceiling_n=32, idle_s=0, min_window_s=0, profile=False,
+                  references_dir=tmp_path / "refs", progress=lambda _msg: None)
+    values.update(kw)
+    return experiment.LeversOptions(**values)
+
+
+def test_references_of_other_weights_are_computed_again_not_failing_every_configuration(tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's
+    experiment.run_levers(_opts(tmp_path, "a"))
+    run = experiment.ModelRun("audioldm", _opts(tmp_path, "a"), "r", None, {}, "")
+    key = experiment.reference_key(run, 2)
+    out, fingerprint = references.load_reference(key, tmp_path / "refs")
+    references.store_reference(key, tmp_path / "refs", out, fingerprint + 1.0)  # as if other weights
+
+    said: list[str] = []
+    second = experiment.run_levers(_opts(tmp_path, "b", progress=said.append, full_specs=(),
+                                         declared={"audioldm": (("none", ((2, 1),), 1),)}))
+    assert any("computed with other weights" in s and "computing them again" in s for s in said), said
+    configs = pd.read_csv(second / tables.CONFIGS_FILE)
+    assert set(configs["status"]) == {"ok"} and set(configs["optimize"]) == {"fp32", "none"}
+    runs = schema.read_runs(second / tables.RUNS_FILE)
+    measured = runs[~runs["is_warmup"].astype(bool)]
+    assert sorted(measured["optimize"]) == ["fp32", "none"] and set(measured["status"]) == {"ok"}
+    assert references.load_reference(key, tmp_path / "refs")[1] == pytest.approx(fingerprint)  # stored anew
+
+
+# --- what a call refuses to start ---------------------------------------------------------------------------
+def test_nothing_is_prepared_past_the_models_deadline(tmp_path):
+    opts = _opts(tmp_path, "a", declared={"audioldm": (("none", ((2, 1),), 1), ("graphs", ((2, 1),), 1))})
+    run = experiment.ModelRun("audioldm", opts, "r", None, {}, "", deadline=time.perf_counter() - 1.0)
+    prepared, notes = experiment._prepare(run, experiment.lever_plans("audioldm", opts))
+    assert prepared == []
+    assert notes == [f"{spec}: not prepared (the model's share of the time budget is spent)"
+                     for spec in ("fp32", "none", "graphs")]
+    assert not (tmp_path / "a" / tables.CONFIGS_FILE).exists()  # nothing settled: a later call measures it
+
+
+def test_the_fp32_reference_named_as_a_spec_is_refused(tmp_path, capsys):
+    refused(capsys, ["levers", "run", "-m", "tango", "--full", "none;fp32", "--dry-run"],
+            "'fp32' is the fp32 reference every run computes", "leave it out of the specs")
+
+
+def test_flops_count_the_denoiser_calls_of_the_plans_steps(tmp_path):
+    # Make-An-Audio's DDIM spacing runs 167 model calls for 150 steps; the command line's steps are 10
+    opts = _opts(tmp_path, "a", models=("make-an-audio",), steps=(10,))
+    adapter = build_model("make-an-audio", size="tiny", weights="random", device="cpu", dtype="float32")
+    plan = experiment.LeverPlan(experiment.parse_levers("none"), ((150, 1), (10, 1)), 1)
+    flops = experiment._describe_flops("make-an-audio", opts, adapter, plan, {})
+    assert flops[(150, 1)]["denoiser_calls_nominal"] == 167.0
+    assert flops[(10, 1)]["denoiser_calls_nominal"] == 10.0
+    per_step, once = flops[(150, 1)]["gflop_per_step"], flops[(150, 1)]["gflop_per_generation"]
+    assert flops[(150, 1)]["gflop"] == pytest.approx(167 * per_step + once)
