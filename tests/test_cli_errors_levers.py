@@ -232,6 +232,54 @@ def test_a_damaged_side_table_stops_the_report_naming_the_file(tmp_path, capsys,
     refused(capsys, ["levers", "report", str(raw), "--out-dir", str(out)], str(path), *words, absent=(out,))
 
 
+#: a full row of each side table the report reads values from
+SIDE_ROWS: dict[str, dict[str, object]] = {
+    tables.CEILING_FILE: {"run_id": "r1", "when": "start", "device": "cuda", "gpu_name": "H200",
+                          "precision": "bf16", "n": 64, "iterations": 10, "wall_s": 1.0, "gpu_energy_J": 1.0,
+                          "tflop_per_s": 1.0, "tflop_per_J": 1.0, "power_W": 600.0, "timestamp": ""},
+    tables.EQUIVALENCE_FILE: {"run_id": "r1", "model": "audioldm", "optimize": "none", "dtype": "float32",
+                              "steps": 2, "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": 1e-4,
+                              "rel_error_audio": 1e-4},
+    tables.PROFILE_FILE: {"run_id": "r1", "model": "audioldm", "optimize": "none", "waveforms_per_prompt": 1,
+                          "eager_step_ms": 1.0, "graph_step_ms": np.nan, "matmul_ms": 0.1, "conv_ms": 0.1,
+                          "attention_ms": 0.1, "other_ms": 0.1, "kernel_ms": 0.4, "gflop_per_step": 2.0,
+                          "flop_bound_ms": 0.01},
+}
+
+
+PROFILE_REQUIRED = ("run_id, model, optimize, waveforms_per_prompt, eager_step_ms, graph_step_ms, matmul_ms, "
+                    "conv_ms, attention_ms, other_ms, kernel_ms, flop_bound_ms")
+
+
+@pytest.mark.parametrize(("side", "column", "required"), [
+    (tables.PROFILE_FILE, "kernel_ms", PROFILE_REQUIRED),
+    (tables.PROFILE_FILE, "flop_bound_ms", PROFILE_REQUIRED),
+    (tables.CEILING_FILE, "tflop_per_J", "run_id, when, n, tflop_per_s, tflop_per_J, power_W"),
+    (tables.EQUIVALENCE_FILE, "rel_error_audio",
+     "run_id, model, optimize, steps, waveforms_per_prompt, rel_error_latents, rel_error_audio"),
+])
+def test_a_side_table_without_a_value_the_report_reads_names_the_column(tmp_path, capsys, side, column,
+                                                                         required):
+    raw = raw_folder(tmp_path)
+    path = raw / side
+    path.unlink(missing_ok=True)
+    tables.append_csv(path, {k: v for k, v in SIDE_ROWS[side].items() if k != column})
+    out = tmp_path / "report"
+    refused(capsys, ["levers", "report", str(raw), "--out-dir", str(out)], str(path),
+            f"needs the column(s) {column} (it requires {required})", absent=(out,))
+
+
+def test_side_tables_with_every_required_column_make_a_report(tmp_path, capsys):
+    raw = raw_folder(tmp_path)
+    for side, row in SIDE_ROWS.items():
+        (raw / side).unlink(missing_ok=True)
+        tables.append_csv(raw / side, row)
+    main(["levers", "report", str(raw), "--out-dir", str(tmp_path / "out")])
+    capsys.readouterr()
+    table = pd.read_csv(tmp_path / "out" / "levers.csv")
+    assert list(table["optimize"]) == ["none"] and table["rel_error_latents"].iloc[0] == pytest.approx(1e-4)
+
+
 def test_a_side_table_with_only_its_header_or_none_at_all_is_no_rows(tmp_path, capsys):
     raw = raw_folder(tmp_path)
     configs = raw / tables.CONFIGS_FILE

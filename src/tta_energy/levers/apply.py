@@ -536,10 +536,10 @@ def execution_mode(levers: Levers, graphs: bool, compiled: bool) -> str:
 
 
 def time_denoiser_chains(adapter: ModelAdapter, duration_s: float, chains: Mapping[str, torch.nn.Module],
-                         mode: str, repeats: int = 3, batch: int = 1) -> dict[str, float]:
+                         repeats: int = 3, batch: int = 1) -> dict[str, float]:
     """Milliseconds of one denoiser step at ``batch`` through each ready chain (name -> the denoiser as it
-    will run: captured graph, compiled module...), all in execution ``mode``; a chain that raises
-    ``RuntimeError`` is left out. The first :data:`WARMUP_CALLS` calls of each chain are untimed."""
+    will run: captured graph, compiled module...); a chain that raises ``RuntimeError`` is left out. The
+    first :data:`WARMUP_CALLS` calls of each chain are untimed."""
     call = adapter.denoiser_call(duration_s=duration_s, batch=batch)
     timings: dict[str, float] = {}
     with torch.inference_mode():
@@ -846,7 +846,7 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
                 chains[backend] = chain_for(backend, graphs)
             except (LeverError, RuntimeError) as exc:
                 failures.append(f"{backend}: {first_line(exc)}")
-        timings = time_denoiser_chains(adapter, duration_s, chains, mode, batch=batch) if chains else {}
+        timings = time_denoiser_chains(adapter, duration_s, chains, batch=batch) if chains else {}
         if timings:
             backend = min(timings, key=timings.__getitem__)
             denoiser = chains[backend]

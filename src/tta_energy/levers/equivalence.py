@@ -3,9 +3,10 @@
 Each configuration's final latents and waveforms are compared with an fp32 eager reference of the same seed
 and weights (:func:`relative_error`), and judged against the error of the study's own default: the model in
 its default precision, eager (``none``). A configuration is lossless when its error is within
-:data:`YARDSTICK_FACTOR` times that error (:func:`is_lossless`). The yardstick does not move with the
-configuration's precision: an fp16 configuration of a model the study ran in fp32 is judged against the fp32
-eager error, so a change of precision counts as lossless only where it keeps the study's own accuracy.
+:data:`YARDSTICK_FACTOR` times that error (:func:`is_lossless`; :data:`ERROR_FLOOR` where it is 0 or
+unknown). The yardstick does not move with the configuration's precision: an fp16 configuration of a model
+the study ran in fp32 is judged against the fp32 eager error, so a change of precision counts as lossless
+only where it keeps the study's own accuracy.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def relative_error(value: torch.Tensor | np.ndarray | None,
     return float(np.linalg.norm(v - r) / norm)
 
 
-#: Errors below these are within rounding for the precision, whatever the yardstick says.
+#: The tolerance at each study precision where the study default's error gives no yardstick (not measured,
+#: or 0: a default that computes the reference's own kernels, against which any reordering would fail).
 ERROR_FLOOR: dict[str, float] = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1.6e-2}
 #: A lever may move the output by this factor times the error of the study's default (``none``).
 YARDSTICK_FACTOR = 2.0
@@ -54,12 +56,11 @@ YARDSTICK_FACTOR = 2.0
 
 def error_tolerance(study_dtype: str, yardstick: float | None) -> float:
     """Largest relative error a lossless configuration of a model may show: ``YARDSTICK_FACTOR`` times the
-    error of the model's study default (``none``, eager, in ``study_dtype``, its default precision), at least
-    the :data:`ERROR_FLOOR` of ``study_dtype``."""
-    floor = ERROR_FLOOR.get(canonical_dtype(study_dtype), ERROR_FLOOR["bfloat16"])
-    if yardstick is None or not np.isfinite(yardstick):
-        return floor
-    return max(floor, YARDSTICK_FACTOR * float(yardstick))
+    error of the model's study default (``none``, eager, in ``study_dtype``, its default precision); the
+    :data:`ERROR_FLOOR` of ``study_dtype`` only where that error is missing, not finite or 0."""
+    if yardstick is None or not np.isfinite(yardstick) or yardstick <= 0:
+        return ERROR_FLOOR.get(canonical_dtype(study_dtype), ERROR_FLOOR["bfloat16"])
+    return YARDSTICK_FACTOR * float(yardstick)
 
 
 def is_lossless(levers: Levers | str, study_dtype: str, rel_error: float, yardstick: float | None) -> bool:

@@ -586,7 +586,7 @@ def reference_key(run: ModelRun, steps: int) -> ReferenceKey:
     o = run.opts
     return ReferenceKey(model=run.model, size=o.size, weights=o.weights, steps=steps, batch=1,
                         duration_s=float(o.duration_s), seed=o.seed, prompt=o.prompt,
-                        code=code_version(run.model), torch=torch.__version__,
+                        code=code_version(), torch=torch.__version__,
                         device=device_label(chosen_device(o.device)))
 
 

@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import first_line, positive_number
 from tta_energy.fileio import read_toml, toml_value
-from tta_energy.levers.spec import LeversError, parse_levers
+from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import TableColumns, read_table
 from tta_energy.models import catalogue
 from tta_energy.precision import canonical_dtype
@@ -99,9 +98,7 @@ def _specs(value: Any, what: str, path: Path) -> tuple[str, ...]:
     for spec in value:
         try:
             parse_levers(spec)
-        except LeversError as exc:
-            raise LeversError(f"{path}: {what}: {exc}") from None
-        except Exception as exc:  # LeverError: the spec module's own one-line error
+        except LeverError as exc:
             raise LeversError(f"{path}: {what}: {exc}") from None
     return tuple(parse_levers(v).spec for v in value)
 
@@ -492,12 +489,6 @@ def stored_reference_steps(references_dir: Path | None, declared: Declared,
     for model, plans in declared.items():
         for steps in {s for _, cells, _ in plans for s, _ in cells}:
             keys = stored_keys(Path(references_dir), model, size, steps)
-            if any(k.get("code") == code_version(model) for k in keys):
+            if any(k.get("code") == code_version() for k in keys):
                 found.add((model, steps))
     return found
-
-
-def total_seconds(estimate: pd.DataFrame) -> float:
-    """The plan's seconds without the per-call overhead."""
-    return float(np.nansum(estimate["total_s"])) if not estimate.empty else 0.0
-

@@ -32,10 +32,10 @@ def _models_dir() -> Path:
 
 
 @functools.cache
-def code_version(model: str) -> str:
-    """sha256 (16 hex digits) of the code a model's output depends on: every file under ``tta_energy/models``
+def code_version() -> str:
+    """sha256 (16 hex digits) of the code the models' outputs depend on: every file under ``tta_energy/models``
     (adapters import each other's blocks and pipelines, the catalogue holds the generation defaults, the
-    configs the shapes) and the diffusers and transformers versions its classes and seeded initialisation
+    configs the shapes) and the diffusers and transformers versions their classes and seeded initialisation
     come from. Any change there computes every model's references again (one fp32 generation per step
     count), which is cheaper than a stale reference judging a configuration."""
     from importlib.metadata import PackageNotFoundError, version
@@ -65,7 +65,7 @@ class ReferenceKey:
     duration_s: float
     seed: int
     prompt: str
-    code: str  # code_version(model)
+    code: str  # code_version()
     torch: str
     device: str  # e.g. the GPU's name
 

@@ -16,10 +16,10 @@ from tta_energy import schema
 from tta_energy.fileio import write_csv_atomic, write_text_atomic
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
-from tta_energy.levers.equivalence import error_tolerance, is_lossless
+from tta_energy.levers.equivalence import ERROR_FLOOR, error_tolerance, is_lossless
 from tta_energy.levers.experiment import REFERENCE_SPEC
 from tta_energy.levers.plot import plot_levers
-from tta_energy.levers.spec import LeverError, LeversError, parse_levers
+from tta_energy.levers.spec import PRECISIONS, LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
@@ -66,10 +66,41 @@ def study_dtype(model: str, fallback: str = "float32") -> str:
         return fallback
 
 
+#: what makes two runs of a model compute the same outputs and references: a run borrows another's errors only
+#: where all of these agree (``run_context``)
+CONTEXT_COLUMNS: tuple[str, ...] = ("size", "duration_s", "seed", "weights")
+#: the columns ``run_context`` adds: the context of each run and model, as text ('' where unknown)
+CONTEXT_KEYS: tuple[str, ...] = tuple(f"context_{c}" for c in CONTEXT_COLUMNS)
+
+
+def unique_folders(dirs: Sequence[Path | str]) -> list[Path]:
+    """The raw folders in their order, each once (a folder named twice would count every row twice)."""
+    return list(dict.fromkeys(Path(d).resolve() for d in dirs))
+
+
+def run_context(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (run_id, model): :data:`CONTEXT_COLUMNS` as text, under :data:`CONTEXT_KEYS` ('' where the run
+    table lacks the column or the value)."""
+    ctx = runs[["run_id", "model"]].drop_duplicates().set_index(["run_id", "model"])
+    for col, key in zip(CONTEXT_COLUMNS, CONTEXT_KEYS, strict=True):
+        values = runs.groupby(["run_id", "model"])[col].first() if col in runs else pd.Series(dtype=object)
+        ctx[key] = values.reindex(ctx.index).map(lambda v: "" if pd.isna(v) else str(v))
+    return ctx.reset_index()
+
+
+def _with_context(frame: pd.DataFrame, ctx: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the :data:`CONTEXT_KEYS` of its (run_id, model) ('' for a run without run rows)."""
+    out = frame.drop(columns=[k for k in CONTEXT_KEYS if k in frame]).merge(ctx, on=["run_id", "model"],
+                                                                              how="left")
+    out[list(CONTEXT_KEYS)] = out[list(CONTEXT_KEYS)].fillna("")
+    return out
+
+
 def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:
     """The error of the study's default (``none``: the model's default precision, eager) against fp32: per
-    (run, model, steps), and per (model, steps) over all runs (a run that did not measure ``none`` at a step
-    count borrows it from another run of the same model: same seeded weights, same reference)."""
+    (run, model, steps), and per (model, context, steps) over all runs (a run that did not measure ``none``
+    at a step count borrows it from another run of the same model, size, duration, seed and weights: same
+    outputs, same reference). ``eq`` carries :data:`CONTEXT_KEYS` (:func:`_with_context`)."""
     out: dict[tuple[str, ...], tuple[float, float]] = {}
     if eq.empty:
         return out
@@ -77,20 +108,24 @@ def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:
     for (run_id, model, steps), g in none.groupby(["run_id", "model", "steps"]):
         out[(run_id, model, str(int(steps)))] = (float(g["rel_error_latents"].max()),
                                                  float(g["rel_error_audio"].max()))
-    for (model, steps), g in none.groupby(["model", "steps"]):
-        out[(model, str(int(steps)))] = (float(g["rel_error_latents"].max()),
-                                         float(g["rel_error_audio"].max()))
+    for (model, *context, steps), g in none.groupby(["model", *CONTEXT_KEYS, "steps"]):
+        out[(model, *context, str(int(steps)))] = (float(g["rel_error_latents"].max()),
+                                                   float(g["rel_error_audio"].max()))
     return out
 
 
 def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     """One row per (run, model, spec, steps, batch): energy, equivalence, FLOP/J vs ceiling, compile cost."""
+    dirs = unique_folders(dirs)
     frames = [schema.read_runs(d / RUNS_FILE) for d in dirs if (d / RUNS_FILE).is_file()]
     if not frames:
         raise LeversError(f"no {RUNS_FILE} under {', '.join(map(str, dirs))}")
     runs = pd.concat(frames, ignore_index=True)
     runs = runs[runs["experiment"] == EXPERIMENT]
+    context = run_context(runs)
     eq = read_side(dirs, EQUIVALENCE_FILE)
+    if not eq.empty:
+        eq = _with_context(eq, context)
     cfg = read_side(dirs, CONFIGS_FILE)
     ceil = read_side(dirs, CEILING_FILE)
     keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
@@ -123,21 +158,24 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     agg["changes_behaviour"] = agg["changes_behaviour"].map(lambda v: str(v).lower() == "true")
     # equivalence (batch-1 error of the same spec and steps applies to every batch of the spec; a run that
     # measured the spec at other batch sizes only, as a later device call of a plan does, takes the worst
-    # batch-1 error of the spec over the other runs: same seeded weights, same reference)
+    # batch-1 error of the spec over the other runs of the same context: same outputs, same reference)
+    agg = _with_context(agg, context)
     yard = _yardsticks(eq)
     if not eq.empty:
         errors = {c: (c, "max") for c in ("rel_error_latents", "rel_error_audio")}
         worst = eq.groupby(["run_id", "model", "optimize", "steps"]).agg(**errors).reset_index()
         agg = agg.merge(worst, on=["run_id", "model", "optimize", "steps"], how="left")
-        anywhere = eq.groupby(["model", "optimize", "steps"]).agg(**errors)
-        idx = pd.MultiIndex.from_frame(agg[["model", "optimize", "steps"]])
+        shared = ["model", *CONTEXT_KEYS, "optimize", "steps"]
+        anywhere = eq.groupby(shared).agg(**errors)
+        idx = pd.MultiIndex.from_frame(agg[shared])
         for col in errors:
             agg[col] = agg[col].fillna(pd.Series(anywhere[col].reindex(idx).to_numpy(), index=agg.index))
     else:
         agg["rel_error_latents"] = np.nan
         agg["rel_error_audio"] = np.nan
     ys = [yard.get((r.run_id, r.model, str(int(r.steps))),
-                   yard.get((r.model, str(int(r.steps))), (np.nan, np.nan))) for r in agg.itertuples()]
+                   yard.get((r.model, *(getattr(r, k) for k in CONTEXT_KEYS), str(int(r.steps))),
+                            (np.nan, np.nan))) for r in agg.itertuples()]
     agg["yardstick_latents"] = [y[0] for y in ys]
     agg["yardstick_audio"] = [y[1] for y in ys]
     studied = [study_dtype(r.model, r.dtype) for r in agg.itertuples()]
@@ -320,6 +358,21 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
                              ).reset_index(drop=True)
 
 
+def summary_runs(table: pd.DataFrame, steps: int, batch: int) -> dict[str, str]:
+    """Per model, the run the summary reports at (``steps``, ``batch``): that of its best lossless
+    configuration (:func:`best_lossless`), else the cell's :func:`record_run` (the any-precision table's)."""
+    cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)
+                 & table["energy_per_clip_J"].notna()]
+    runs: dict[str, str] = {}
+    for model, rows in cell.groupby("model"):
+        run_id = record_run(rows)
+        if run_id is not None:
+            runs[str(model)] = run_id
+    chosen = best_lossless(table, batch, steps)
+    runs.update(zip(chosen["model"].astype(str), chosen["run_id"].astype(str), strict=True))
+    return runs
+
+
 def best_any_precision(cell: pd.DataFrame, steps: int, batch: int) -> tuple[list[str], list[str]]:
     """Markdown lines: per model, the configuration with the least energy per clip at any precision (fp8
     included; not ``trim-latents``, which computes a shorter clip), with its error against fp32, the
@@ -404,9 +457,11 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                          f"{_fmt(fp8['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
                          f"{_fmt(fp8['power_W'].mean(), '.0f')} W.")
         lines.append("")
-    lines += ["Lossless: final latents and waveform of the same seed and weights within max(2 x the "
-              "error of the study's default (`none`: the model's default precision, eager), a floor at that "
-              "precision: fp32 1e-4, fp16 2e-3) of the fp32 eager reference (relative L2 error; the waveform "
+    floors = ", ".join(f"{name} {ERROR_FLOOR[d]:.1e}".replace("e-0", "e-") for name, d in PRECISIONS.items())
+    lines += ["Lossless: final latents and waveform of the same seed and weights within 2 x the error of "
+              "the study's default (`none`: the model's default precision, eager) of the fp32 eager "
+              f"reference (relative L2 error; a floor at that precision, {floors}, only where that error is "
+              "0 or not measured; the waveform "
               f"is not judged where the default's waveform error is >= {UNINFORMATIVE_ERROR}). The yardstick "
               "does not follow a configuration's precision: an fp16 configuration of a model the study ran "
               "in fp32 is judged against the fp32 default's error. `trim-latents` and `fp8` change the "
@@ -548,7 +603,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
 
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
     """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
-    dirs = [Path(d) for d in dirs]
+    dirs = unique_folders(dirs)
     table = levers_table(dirs)
     ceiling = read_side(dirs, CEILING_FILE)
     profile = read_side(dirs, PROFILE_FILE)
@@ -558,7 +613,8 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
     write_text_atomic(md_path, summary_markdown(table, ceiling, profile))
-    plot_levers(table, fig_path)
+    steps, batch = target_cell(table)
+    plot_levers(table, fig_path, steps, batch, summary_runs(table, steps, batch))
     return csv_path, md_path, fig_path
 
 

@@ -43,20 +43,23 @@ def _csv_line(values: list[object]) -> str:
 
 @dataclass(frozen=True)
 class TableColumns:
-    """What reading a table checks: ``keys`` are in the header and filled in every row; ``numeric`` columns
-    (and those ending in ``numeric_suffix``), where present, hold numbers or nothing."""
+    """What reading a table checks: ``keys`` are in the header and filled in every row; ``required`` (the
+    values a reader uses) are in the header, possibly empty; ``numeric`` columns (and those ending in
+    ``numeric_suffix``), where present, hold numbers or nothing."""
 
     keys: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     numeric_suffix: str | None = None
+    required: tuple[str, ...] = ()
 
     def is_numeric(self, column: str) -> bool:
         return column in self.numeric or (self.numeric_suffix is not None
                                           and column.endswith(self.numeric_suffix))
 
 
-#: the side tables' checked columns (what the levers writers put in them; older tables lack some optional
-#: columns, e.g. ``precision`` of the ceiling or ``setup_s`` of the configurations)
+#: the side tables' checked columns (what the levers writers put in them; ``required``: the values the report
+#: reads; older tables lack some optional columns, e.g. ``precision`` of the ceiling or ``setup_s`` of the
+#: configurations)
 SIDE_COLUMNS: dict[str, TableColumns] = {
     CONFIGS_FILE: TableColumns(
         keys=("run_id", "model", "optimize", "steps", "waveforms_per_prompt", "status"),
@@ -64,13 +67,17 @@ SIDE_COLUMNS: dict[str, TableColumns] = {
                  "denoiser_calls_nominal", "gflop", "setup_s", "setup_J")),
     EQUIVALENCE_FILE: TableColumns(
         keys=("run_id", "model", "optimize", "steps", "waveforms_per_prompt"),
-        numeric=("steps", "waveforms_per_prompt", "repeat", "rel_error_latents", "rel_error_audio")),
+        numeric=("steps", "waveforms_per_prompt", "repeat", "rel_error_latents", "rel_error_audio"),
+        required=("rel_error_latents", "rel_error_audio")),
     CEILING_FILE: TableColumns(
         keys=("run_id", "when"),
-        numeric=("n", "iterations", "wall_s", "gpu_energy_J", "tflop_per_s", "tflop_per_J", "power_W")),
+        numeric=("n", "iterations", "wall_s", "gpu_energy_J", "tflop_per_s", "tflop_per_J", "power_W"),
+        required=("n", "tflop_per_s", "tflop_per_J", "power_W")),
     PROFILE_FILE: TableColumns(
         keys=("run_id", "model", "optimize", "waveforms_per_prompt"),
-        numeric=("waveforms_per_prompt", "gflop_per_step"), numeric_suffix="_ms"),
+        numeric=("waveforms_per_prompt", "gflop_per_step"), numeric_suffix="_ms",
+        required=("eager_step_ms", "graph_step_ms", "matmul_ms", "conv_ms", "attention_ms", "other_ms",
+                  "kernel_ms", "flop_bound_ms")),
 }
 
 
@@ -84,17 +91,19 @@ def _is_number(text: str) -> bool:
 
 def read_table(path: Path, columns: TableColumns, what: str) -> pd.DataFrame:
     """A CSV table (a side table, a levers table) read as :func:`pandas.read_csv` reads it, after checking it:
-    UTF-8, a header, every row with the header's number of fields, ``columns``' keys filled and numbers where
-    numbers belong. A last line cut by a killed writer is not a row (the next append removes it), as in a run
-    table. Anything else raises :class:`LeversError`: one line naming the file, the line and the column."""
+    UTF-8, a header with ``columns``' keys and required columns, every row with the header's number of
+    fields, the keys filled and numbers where numbers belong. A last line cut by a killed writer is not a row
+    (the next append removes it), as in a run table. Anything else raises :class:`LeversError`: one line
+    naming the file, the line and the column."""
     text = csv_text(path, what, LeversError)
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
-        missing = [c for c in columns.keys if c not in header]
+        needed = list(dict.fromkeys((*columns.keys, *columns.required)))
+        missing = [c for c in needed if c not in header]
         if missing:
-            raise LeversError(f"{path}: a {what} needs the column(s) {', '.join(missing)}; its header has "
-                              f"{', '.join(header)}")
+            raise LeversError(f"{path}: a {what} needs the column(s) {', '.join(missing)} (it requires "
+                              f"{', '.join(needed)}); its header has {', '.join(header)}")
         numeric = [(i, c) for i, c in enumerate(header) if columns.is_numeric(c)]
         keys = [(header.index(c), c) for c in columns.keys]
         for fields in reader:
