@@ -17,6 +17,7 @@ from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
+from tta_energy.intervals import t_critical, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 H200_CAMPAIGN = ROOT / "campaigns" / "h200.toml"  # the committed campaign, wherever pytest runs from
@@ -59,7 +60,11 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
 @pytest.mark.parametrize(("text", "message"), [
     ("name = 'x'\n[[experiment]]\nname = 'stepz'\n", "name must be one of steps"),
     ("[[experiment]]\nname = 'steps'\nmodels = ['nope']\n", "unknown model(s) nope"),
-    ("[[experiment]]\nname = 'steps'\nrepeats = {min = 6, max = 4}\n", "1 <= min <= max"),
+    ("[[experiment]]\nname = 'steps'\nrepeats = {min = 6, max = 4}\n", "2 <= min <= max"),
+    ("[[experiment]]\nname = 'steps'\nrepeats = {min = 1, max = 3}\n",
+     "experiment 1 (steps): repeats need 2 <= min <= max (a confidence interval needs 2 repeats) or "
+     "min = max = 1, got min 1, max 3"),
+    ("[repeats]\nmin = 0\nmax = 0\n[[experiment]]\nname = 'steps'\n", "got min 0, max 0"),
     ("colour = 1\n[[experiment]]\nname = 'steps'\n", "unknown key(s) colour"),
     ("[[experiment]]\nname = 'steps'\ncaption_limit = 3\n", "belong to the quality experiment"),
     ("name = 'x'\n", "no [[experiment]] table"),
@@ -79,6 +84,14 @@ def test_a_bad_campaign_file_is_one_error_line(tmp_path, capsys, text, message):
     with pytest.raises(SystemExit):
         main(["campaign", "status", "--campaign", str(tmp_path / "missing.toml")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_one_repeat_per_cell_is_allowed_only_as_both_min_and_max(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[repeats]\nmin = 1\nmax = 1\n[[experiment]]\nname = 'steps'\n"
+                    "[[experiment]]\nname = 'batch'\nrepeats = {min = 2, max = 3}\n", encoding="utf-8")
+    assert [e.stopping for e in cp.load_campaign(path).entries] == [cp.Stopping(1, 1, 0.05),
+                                                                     cp.Stopping(2, 3, 0.05)]
 
 
 def _cell(n_configs: int = 1, per_caption: bool = False) -> cp.Cell:
@@ -206,6 +219,51 @@ def test_a_build_costs_what_earlier_campaign_calls_spent_outside_their_windows(t
     assert est.model_build_s("tango") == pytest.approx(5.0 + 5.0)  # + its warm-up window
 
 
+def test_the_half_width_is_the_packages_t_interval():
+    samples = [1.0, 2.0, 3.0, math.nan]  # non-finite samples are left out
+    half = 4.302652729749462 / math.sqrt(3)  # t(0.975, 2) x sd 1 / sqrt(3)
+    assert cp.ci95_half_width(samples) == pytest.approx(half, rel=1e-12)
+    low, high = t_interval(np.array(samples))
+    assert cp.ci95_half_width(samples) == pytest.approx((high - low) / 2, rel=1e-12)
+    assert math.isnan(cp.ci95_half_width([5.0]))
+    # the plan's repeats use the same critical values: cv 0.05 needs t(0.975, n - 1) / sqrt(n) <= 1
+    cell = replace(_cell(), stopping=cp.Stopping(2, 20, 0.05))
+    state = cp.cell_state(cell, _observed([[95.0], [105.0]]))
+    cv = float(np.std([95.0, 105.0], ddof=1) / 100.0)
+    needed = next(n for n in range(2, 21) if t_critical(n - 1) * cv / math.sqrt(n) <= 0.05)
+    assert needed == 11 and cp.expected_missing(cell, state, _observed([[95.0], [105.0]])) == 9
+
+
+def test_a_cells_seconds_per_generation_average_its_configurations_with_an_estimate():
+    cell = _cell(n_configs=3)  # cid0 measured, cid1 and cid2 without any rate
+    est = cp.Estimator({"cid0": 2.0}, {}, {}, math.nan)
+    assert math.isnan(est.generation_s("tango", cell.items[1]))
+    assert est.cell_generation_s(cell) == 2.0
+    assert math.isnan(cp.Estimator({}, {}, {}, math.nan).cell_generation_s(cell))
+    est = cp.Estimator({"cid0": 2.0, "cid1": 4.0}, {}, {}, math.nan)
+    assert est.cell_generation_s(cell) == 3.0
+
+
+def test_cells_take_the_precision_of_the_device_they_are_measured_on(tmp_path):
+    """A run on the CPU measures AudioLDM (float16 on a GPU) in float32, as a sweep on the CPU does: its
+    cells are that sweep's configurations; plan and status describe the campaign's GPU."""
+    from tta_energy.experiments.campaign_plan import PLAN_DEVICE
+    from tta_energy.experiments.runner import Probe, expand
+
+    path = tmp_path / "c.toml"
+    path.write_text(f'out_dir = "{tmp_path / "tables"}"\nsize = "tiny"\n[[experiment]]\nname = "steps"\n'
+                    'models = ["audioldm"]\ngrid = ["1"]\n', encoding="utf-8")
+    campaign = cp.load_campaign(path)
+    assert PLAN_DEVICE == "cuda"
+    (gpu,) = cp.build_cells(campaign)
+    (cpu,) = cp.build_cells(campaign, device="cpu")
+    assert [it.dtype for it in gpu.items] == ["float16"] and [it.dtype for it in cpu.items] == ["float32"]
+    opts = cp.sweep_options(campaign, "audioldm", campaign.entries[0])
+    sweep_items, _ = expand(opts, "steps", Probe(cp.sweep_options(campaign, "audioldm")), "cpu")
+    assert [it.config_id for it in cpu.items] == [it.config_id for it in sweep_items]
+    assert gpu.items[0].config_id != cpu.items[0].config_id
+
+
 def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_path, tiny_campaign,
                                                                          capsys):
     path = tiny_campaign
@@ -305,8 +363,10 @@ def test_a_cell_that_keeps_failing_is_left_for_the_next_run(tmp_path, tiny_campa
 
     monkeypatch.setattr(AudioLDMAdapter, "generate", broken)
     path = tiny_campaign
-    main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress",
-          "--model", "audioldm", "--experiment", "steps"])
+    with pytest.raises(SystemExit) as exc:  # a cell is left unfinished: exit 3, run the command again
+        main(["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon",
+              "--no-progress", "--model", "audioldm", "--experiment", "steps"])
+    assert exc.value.code == 3
     assert f"{cp.MAX_ERRORS_PER_RUN} error rows in this run; left for the next run" in capsys.readouterr().out
     rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
     measured = rows[~rows["is_warmup"]]

@@ -134,6 +134,64 @@ def test_a_grid_value_none_of_the_models_can_run_is_refused(tmp_path, capsys):
     assert _files(tmp_path) == {"c.toml"}
 
 
+def _entries(tmp_path: Path, *entries: str) -> Path:
+    """A tiny campaign of these [[experiment]] tables (audioldm unless an entry names its models)."""
+    path = tmp_path / "c.toml"
+    text = TINY_CAMPAIGN_SETTINGS.format(out=tmp_path / "tables", weights="random")
+    path.write_text(text + "".join(f'[[experiment]]\nmodels = ["audioldm"]\n{e}\n' for e in entries),
+                    encoding="utf-8")
+    return path
+
+
+QUALITY = 'name = "quality"\ngrid = ["1"]\ncaptions = ["audiocaps"]\ncaption_limit = {}'
+
+
+@pytest.mark.parametrize(("entries", "fragment"), [
+    (('name = "steps"\ngrid = ["1"]', 'name = "steps"\ngrid = ["0"]'),
+     "experiment 2 (steps): steps grid value 0 must be >= 1"),
+    (('name = "steps"\ngrid = ["10", "10"]',), "experiment 1 (steps): steps grid repeats the value 10"),
+    (('name = "duration"\ngrid = ["5", "x"]',),
+     "experiment 1 (duration): duration grid value 'x' is not a number"),
+    (('name = "batch"\ngrid = ["1", "p1"]',),
+     "experiment 1 (batch): grid values 1 and p1 make the same cell (n_prompts 1, waveforms_per_prompt 1): "
+     "keep one (a cell is named by n_prompts, waveforms_per_prompt)"),
+    (('name = "duration"\ngrid = ["5", "5.0"]',),
+     "experiment 1 (duration): grid values 5 and 5.0 make the same cell (duration_s 5.0)"),
+    ((QUALITY.format(2), QUALITY.format(5)),
+     "experiments 1 and 2 (quality) make the same cell (steps 1, dataset audiocaps) of audioldm from "
+     "different configurations (caption_limit 2 and 5): declare each cell in one entry"),
+    (('name = "batch"\ngrid = ["2", "1"]', 'name = "batch"\ngrid = ["p1"]'),
+     "experiments 1 and 2 (batch) make the same cell (n_prompts 1, waveforms_per_prompt 1) of audioldm from "
+     "different configurations (grid values 1 and p1)"),
+])
+def test_a_grid_error_names_the_campaign_file_and_its_entry(tmp_path, capsys, entries, fragment):
+    path = _entries(tmp_path, *entries)
+    for command in ("plan", "status"):
+        _refused(capsys, ["campaign", command, "--campaign", str(path)], f"error: {path}: {fragment}")
+    _refused(capsys, ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-progress",
+                      "--no-codecarbon"], f"{path}: {fragment}")
+    assert _files(tmp_path) == {"c.toml"}
+
+
+def test_entries_that_make_a_cell_alike_share_it_under_the_first_ones_rule(tmp_path, capsys):
+    path = _entries(tmp_path, 'name = "steps"\ngrid = ["1", "2"]',
+                    'name = "steps"\ngrid = ["2"]\nrepeats = {min = 3, max = 4}',
+                    QUALITY.format(2), 'name = "quality"\ngrid = ["2"]\ncaptions = ["audiocaps"]\n'
+                    "caption_limit = 5")  # another step count: other cells
+    main(["campaign", "status", "--campaign", str(path), "--json"])
+    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    shown = sorted((c["experiment"], c["steps"], c["configurations"], c["generations_missing"])
+                   for c in cells)
+    assert shown == [
+        ("quality", 1, 2, 2), ("quality", 2, 5, 5), ("steps", 1, 1, 2), ("steps", 2, 1, 2)]
+    # batch 1, 2 and p10 stay three cells: 10 calls of 1 waveform, 5 of 2, one of 10 distinct prompts
+    batch = _entries(tmp_path, 'name = "batch"\ngrid = ["1", "2", "p10"]')
+    main(["campaign", "status", "--campaign", str(batch), "--json"])
+    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((c["n_prompts"], c["waveforms_per_prompt"], c["configurations"]) for c in cells) == [
+        (1, 1, 10), (1, 2, 5), (10, 1, 1)]
+
+
 def test_a_grid_value_only_some_models_cannot_run_is_left_out_for_them(tmp_path, capsys):
     path = _campaign(tmp_path, durations='"5"')  # tango generates 10.24 s only; audioldm runs 5 s
     main(["campaign", "status", "--campaign", str(path), "--json", "--experiment", "duration"])

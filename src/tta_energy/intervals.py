@@ -25,17 +25,31 @@ import numpy as np
 CONFIDENCE = 0.95
 
 
-def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Two-sided Student-t interval of the mean of ``values`` (NaN when fewer than 2 values)."""
+def t_critical(df: int, confidence: float = CONFIDENCE) -> float:
+    """The two-sided Student-t critical value with ``df`` degrees of freedom."""
+    from scipy import stats  # here, not at import: the command line reads CONFIDENCE at start-up
+
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
+def t_half_width(values: np.ndarray, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t interval of the mean of ``values`` (NaN when fewer than 2 values)."""
     values = np.asarray(values, dtype="float64")
     values = values[~np.isnan(values)]
     n = len(values)
     if n < 2:
+        return np.nan
+    return float(t_critical(n - 1, confidence) * values.std(ddof=1) / np.sqrt(n))
+
+
+def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided Student-t interval of the mean of ``values`` (NaN when fewer than 2 values)."""
+    values = np.asarray(values, dtype="float64")
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
         return (np.nan, np.nan)
     mean = float(values.mean())
-    from scipy import stats  # here, not at import: the command line reads CONFIDENCE at start-up
-
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    half = t_half_width(values, confidence)
     return (mean - half, mean + half)
 
 

@@ -179,8 +179,9 @@ def register(app: typer.Typer) -> None:
                 progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
                 ) -> None:
         """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
-        status 3 when the time budget stopped it (run the same command again); a budget in which no cell fits
-        is refused before anything is built (exit 2, naming the smallest useful budget)."""
+        status 3 when cells are left unfinished (the time budget stopped it, or errors: run the same command
+        again); a budget in which no cell fits is refused before anything is built (exit 2, naming the
+        smallest useful budget)."""
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
         device = checks.device(device)
@@ -190,5 +191,5 @@ def register(app: typer.Typer) -> None:
                         time_budget_s=time_budget, device=device, codecarbon=codecarbon, country=country,
                         trace=trace, progress=progress)
         result = run_campaign(spec, ro, echo=typer.echo)
-        if result.stopped_by_budget:
+        if result.unfinished:
             sys.exit(INCOMPLETE_EXIT)

@@ -17,14 +17,17 @@ Rows are matched to cells by ``config_id`` (:func:`.grids.config_id`, as the swe
 sweep measured count. Warm-up rows never count; neither do rows other than ``ok`` (an ``error`` is retried).
 
 ``run`` measures in rounds: each round visits every unfinished cell once (one repeat, or one caption), in an
-order shuffled with the campaign's seed and the round's number, so that repeats of different cells (and
-models: built models stay resident) interleave instead of running back to back. Before each generation it
+order shuffled with the campaign's seed, the rows already measured and the round's number
+(:func:`round_order`), so that repeats of different cells (and models: built models stay resident) interleave
+instead of running back to back, and no two calls visit in the same order. A repeat whose call ends other than
+``ok`` is not continued in that visit. Before each generation it
 checks that its estimated time (plus a model build and warm-up when the model is not resident) fits in the
 time budget left; a cell that does not fit waits for the next run while the others go on as long as they fit.
 A budget in which no cell of the first experiment fits is refused before anything is built, made or locked.
 Every row is appended when measured (:func:`.runner.measure_pair`), so a kill loses at most the generation in
-flight and the same command resumes; a run stopped by SIGINT also logs its call. Under torchrun the cells are
-split over the ranks by estimated time; each rank appends to its shard files, which rank 0 merges at the end.
+flight and the same command resumes; a run stopped by SIGINT or an error also logs its call. Under torchrun
+the cells are split over the ranks by estimated time; each rank appends to its shard files, which rank 0
+merges at the end (and the next run, or ``collect``, merges those an interrupted run left).
 A run holds the lock of every table it writes (and of the runs log) from before it reads them to its end, as a
 sweep does: a second run, or a sweep writing one of them, is refused.
 """
@@ -39,7 +42,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +171,8 @@ class RunResult:
     measured_s: float = 0.0  # seconds inside measured windows (warm-ups included)
     stopped_by_budget: bool = False
     unfinished: int = 0  # cells of this run not done at the end
-    interrupted: bool = False  # stopped by SIGINT before its end
+    interrupted: bool = False  # stopped before its end: SIGINT, or an error
+    stopped_by: str = ""  # what stopped it: "interrupted (SIGINT)" or the error's line
 
 
 def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
@@ -199,7 +203,8 @@ def check_gpu(campaign: Campaign, device: str) -> None:
 
 class ResidentModels:
     """Built models stay resident across cells (one :class:`.runner.ModelCache` per model); when building one
-    runs out of memory the others are dropped (and rebuilt, with a new warm-up, when needed again)."""
+    runs out of memory every other resident build is dropped, the same model's other precisions too (and
+    rebuilt, with a new warm-up, when needed again)."""
 
     def __init__(self, campaign: Campaign, device: str) -> None:
         self.campaign = campaign
@@ -225,11 +230,9 @@ class ResidentModels:
         except Exception as exc:
             if not is_oom(exc):
                 raise
-            for other in self.caches.values():  # make room, then try once more
-                if other is not cache:
-                    other.adapters.clear()
-                    other.warmed.clear()
-            cache.adapters.pop(dtype, None)
+            for cached in self.caches.values():  # make room, then try once more
+                cached.adapters.clear()
+                cached.warmed.clear()
             free_memory()
             cache.get(dtype)
 
@@ -248,9 +251,11 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     folder_path(campaign.out_dir, "the campaign's folder")
     check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
     ctx = distributed.context_from_env()
-    check_gpu(campaign, resolve_device(ro.device, ctx))
+    device = resolve_device(ro.device, ctx)
+    check_gpu(campaign, device)
     notes: list[str] = []
-    cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
+    # the configurations of the device it runs on (a CPU's float32), as a sweep there measures them
+    cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append, device=device)
     if not cells:
         raise CampaignError("no cell to measure: the filters leave none of the campaign's cells")
     frames = read_frames(campaign, {c.experiment for c in cells})  # read again under the locks
@@ -307,13 +312,14 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     prior = prior_cvs((c, cell_state(c, observed)) for c in cells)
     if not todo:  # every rank sees the same tables: none measures, builds or logs anything
         say(f"campaign {campaign.name}: nothing left to measure ({len(cells)} cells done)")
+        merge_shard_files(campaign, writes, ctx)  # an interrupted torchrun run's rows join the tables
         return RunResult()
     say(f"campaign {campaign.name}: {len(cells)} cells, {len(cells) - len(todo)} done")
     check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     if ctx.is_distributed:
         def remaining_s(c: Cell) -> float:  # balancing weight: estimated seconds, 1 per generation if unknown
-            known = [t for t in (est.generation_s(c.model, it) for it in c.items) if np.isfinite(t)]
-            per_generation = float(np.mean(known)) if known else 1.0
+            per_generation = est.cell_generation_s(c)
+            per_generation = per_generation if np.isfinite(per_generation) else 1.0
             return expected_missing(c, cell_state(c, observed), observed, prior) * per_generation
 
         mine = distributed.assign(todo, ctx.world_size, remaining_s)[ctx.rank]
@@ -324,9 +330,9 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     budget_s = ro.time_budget_s
     gpu_name = ""
 
-    def log_interrupted_call() -> None:  # SIGINT (a device script's hard limit): the call's time was spent
+    def log_stopped_call(why: str) -> None:
         if ctx.is_main and not ctx.is_distributed:  # torchrun's ranks can no longer gather their counts
-            result.interrupted = True
+            result.interrupted, result.stopped_by = True, why
             record_run(campaign, ro, run_id, start_utc, time.perf_counter() - start, result, gpu_name, 1)
 
     if todo:
@@ -338,7 +344,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
             trace.parent.mkdir(parents=True, exist_ok=True)
         meter = runner.make_meter(base, device, trace)
         missing = sum(expected_missing(c, cell_state(c, observed), observed, prior) for c in todo)
-        with (on_interrupt(log_interrupted_call), meter,
+        with (on_failure(log_stopped_call), meter,
               runner.progress_bar(missing, ro.progress and ctx.is_main) as bar):
             provenance = {**meter.provenance(), "rank": ctx.rank}
             gpu_name = str(provenance.get("gpu_name", ""))
@@ -349,11 +355,11 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
             errors: Counter = Counter()  # cell -> visits of this run that ended in an error row
             for tier in dict.fromkeys(experiments):  # the campaign file's order is the priority
                 left = [c for c in todo if c.experiment == tier]
+                rows_before = sum(int((f["experiment"] == tier).sum()) for f in frames if f is not None)
                 round_no = 0
                 over_budget: set[tuple] = set()  # cells that no longer fit: they wait for the next run
                 while left:
-                    order = list(left)
-                    random.Random(f"{campaign.seed}:{tier}:{round_no}").shuffle(order)
+                    order = round_order(left, campaign.seed, tier, rows_before, round_no)
                     for cell in order:
                         for item in next_items(cell, observed):
                             needed = needed_s(campaign, est, cell.model, item,
@@ -386,6 +392,8 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                             bar.set_postfix_str(f"{cell.model} {cell.label} r{item.repeat} {row['status']}",
                                                 refresh=False)
                             bar.update(1)  # shows the postfix of the generation it counts
+                            if row["status"] != "ok":  # the repeat is decided (oom, nan_audio) or waits
+                                break  # for a later visit (error): its other calls would be spent for nothing
                     for cell in left:
                         if errors[cell.key] >= MAX_ERRORS_PER_RUN:
                             say(f"{cell.model} {cell.label}: {errors[cell.key]} error rows "
@@ -395,11 +403,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                     round_no += 1
             todo = [c for c in todo if not cell_state(c, observed).done]
     result.unfinished = len(todo)
-    distributed.barrier(ctx)
-    if ctx.is_main:
-        for e in sorted(writes):  # the tables this run holds the locks of
-            if resume.shard_paths(campaign.table(e)):
-                resume.merge_shards(campaign.table(e))
+    merge_shard_files(campaign, writes, ctx)
     gathered = distributed.all_gather(ctx, (result.rows, result.warmups, result.measured_s,
                                             result.stopped_by_budget, result.unfinished, gpu_name))
     total = RunResult(rows=sum((g[0] for g in gathered), Counter()), warmups=sum(g[1] for g in gathered),
@@ -411,20 +415,48 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         record_run(campaign, ro, run_id, start_utc, time.perf_counter() - start, total, ", ".join(gpus),
                    ctx.world_size)
         written = ", ".join(f"{n} {e}" for e, n in sorted(total.rows.items())) or "nothing"
-        left = (f"; stopped by the time budget, {total.unfinished} cell(s) unfinished: run the same command "
-                "again") if total.stopped_by_budget else ""
+        why = "stopped by the time budget" if total.stopped_by_budget else "left after errors"
+        left = (f"; {why}, {total.unfinished} cell(s) unfinished: run the same command again"
+                if total.unfinished else "")
         say(f"campaign {campaign.name}: measured {written} (+{total.warmups} warm-up) in "
             f"{time.perf_counter() - start:.1f} s, {total.measured_s:.1f} s inside measured windows{left}")
     return total
 
 
+def round_order(cells: Sequence[Cell], seed: int, experiment: str, rows_before: int,
+                round_no: int) -> list[Cell]:
+    """One round's visiting order: ``cells`` shuffled with a seed made of the campaign's seed, the experiment,
+    the rows its table held when the run began and the round's number. Reproducible from the tables, and a
+    later call does not replay an earlier call's order, so a cell's place in a call (after a fresh build, late
+    in a warm GPU) is not tied to the cell."""
+    order = list(cells)
+    random.Random(f"{seed}:{experiment}:{rows_before}:{round_no}").shuffle(order)
+    return order
+
+
+def merge_shard_files(campaign: Campaign, writes: Iterable[str], ctx: distributed.DistContext) -> None:
+    """Once every rank is done writing, rank 0 merges the shard files of the tables this run holds the locks
+    of (this run's, or those an interrupted torchrun run left) into the tables."""
+    distributed.barrier(ctx)
+    if ctx.is_main:
+        for e in sorted(writes):
+            if resume.shard_paths(campaign.table(e)):
+                resume.merge_shards(campaign.table(e))
+
+
 @contextmanager
-def on_interrupt(action: Callable[[], None]) -> Iterator[None]:
-    """Run ``action`` when the block is interrupted (KeyboardInterrupt: SIGINT), then let the interrupt on."""
+def on_failure(action: Callable[[str], None]) -> Iterator[None]:
+    """Run ``action`` with what stopped the block (an interrupt: SIGINT, a device script's hard limit; any
+    error), then let it go on: the call's time was spent and its runs-log line says so."""
     try:
         yield
     except KeyboardInterrupt:
-        action()
+        action("interrupted (SIGINT)")
+        raise
+    except Exception as exc:
+        from tta_energy.experiments.runner import one_line
+
+        action(one_line(exc))
         raise
 
 
@@ -463,8 +495,8 @@ def check_budget(campaign: Campaign, budget_s: float | None, elapsed_s: float, t
 def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, wall_s: float,
                result: RunResult, gpu_name: str, world_size: int) -> None:
     """Append the run's line to ``<out_dir>/campaign_runs.jsonl`` (one write of a complete line, fsync'd); a
-    run stopped by SIGINT is logged with what it measured until then (``interrupted``), one killed outright
-    (SIGKILL) is not."""
+    run stopped by SIGINT or an error is logged with what it measured until then (``interrupted``, and
+    ``stopped_by`` saying why), one killed outright (SIGKILL) is not."""
     from tta_energy.experiments.runner import now_iso
     from tta_energy.provenance import git_commit, host_cpu_model
 
@@ -473,7 +505,7 @@ def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, 
             "wall_s": round(wall_s, 3),
             "measured_s": round(result.measured_s, 3), "rows": dict(sorted(result.rows.items())),
             "warmup_rows": result.warmups, "stopped_by_budget": result.stopped_by_budget,
-            "interrupted": result.interrupted,
+            "interrupted": result.interrupted, "stopped_by": result.stopped_by,
             "time_budget_s": ro.time_budget_s, "world_size": world_size, "git_commit": git_commit(),
             "host_cpu_model": host_cpu_model(), "host_cpu_count": os.cpu_count() or 0, "gpu_name": gpu_name}
     append_jsonl(campaign.out_dir / RUNS_LOG, line)

@@ -4,7 +4,8 @@ A device call runs on a copy of the repository and returns its copy of the campa
 log, traces). :func:`collect_call` merges that copy into the local one, so the next call starts from every row
 measured so far:
 
-- each experiment's run table: one measured row per (configuration, repeat), as :func:`.resume.deduplicate`
+- each experiment's run table, with the shard files an interrupted torchrun run left beside it
+  (``steps.rank1.csv``): one measured row per (configuration, repeat), as :func:`.resume.deduplicate`
   decides (a row measured here and there is kept once; warm-ups kept). The new rows are appended in the order
   they were measured, so the lines already here stay as they are; only where the returned copy supersedes a
   local row (an ``error`` row measured again) is the table rewritten, sorted, by :func:`.resume.merge_into`;
@@ -65,13 +66,16 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     if not returned.is_dir():
         raise TtaError(f"{returned}: not a folder (the campaign folder a device call returned)")
     experiments = list(dict.fromkeys(e.experiment for e in campaign.entries))
-    sources = {e: returned / campaign.table(e).name for e in experiments}
-    if not any(p.is_file() for p in sources.values()) and not (returned / RUNS_LOG).is_file():
+    tables = {e: returned / campaign.table(e).name for e in experiments}
+    sources = {e: [p for p in (table, *resume.shard_paths(table)) if p.is_file()]
+               for e, table in tables.items()}
+    if not any(sources.values()) and not (returned / RUNS_LOG).is_file():
         raise TtaError(f"{returned}: holds none of the campaign's tables "
-                       f"({', '.join(p.name for p in sources.values())}) nor {RUNS_LOG}")
+                       f"({', '.join(p.name for p in tables.values())}) nor {RUNS_LOG}")
     # every returned table and both runs logs are read (and validated) before anything is written, the
     # campaign's folder made or locked: an invalid one stops the merge
-    frames = {e: schema.read_runs(p) for e, p in sources.items() if p.is_file()}
+    frames = {e: pd.concat([schema.read_runs(p) for p in paths], ignore_index=True)
+              for e, paths in sources.items() if paths}
     calls = read_runs_log(returned / RUNS_LOG)
     log = campaign.out_dir / RUNS_LOG
     read_runs_log(log)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tta_energy.errors import TtaError
 from tta_energy.experiments import resume
 from tta_energy.experiments.campaign_spec import (
     DEFAULT_BUILD_S,
@@ -25,6 +26,7 @@ from tta_energy.experiments.campaign_spec import (
     Stopping,
 )
 from tta_energy.experiments.grids import EXPERIMENTS, Config
+from tta_energy.intervals import CONFIDENCE, t_critical, t_half_width
 
 # --- cells --------------------------------------------------------------------------------------------------
 #: the configuration columns that name a cell, per experiment
@@ -32,6 +34,9 @@ CELL_COLUMNS: dict[str, tuple[str, ...]] = {
     "steps": ("steps",), "batch": ("n_prompts", "waveforms_per_prompt"), "quality": ("steps", "dataset"),
     "duration": ("duration_s",), "guidance": ("guidance_scale",), "precision": ("dtype",),
 }
+#: the device ``plan`` and ``status`` expand a campaign for: a GPU, whose default precision is the study's
+#: (``run`` passes the device it measures on; off a GPU a model defaults to float32, another configuration id)
+PLAN_DEVICE = "cuda"
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,18 @@ class Cell:
         return state.done if self.per_caption else state.at_target(self.stopping)
 
 
-def _cell_value(config: Config, column: str, dtype: str) -> object:
+def _cell_value(config: Config, column: str, dtype: str | None) -> object:
     if column == "dtype":
         return dtype
     return getattr(config, column)
+
+
+def _cell_key(config: Config, experiment: str, dtype: str | None) -> tuple[tuple[str, object], ...]:
+    return tuple((c, _cell_value(config, c, dtype)) for c in CELL_COLUMNS[experiment])
+
+
+def _key_text(key: tuple[tuple[str, object], ...]) -> str:
+    return ", ".join(f"{c} {v}" for c, v in key)
 
 
 def sweep_options(campaign: Campaign, model: str, entry: Entry | None = None, **more: Any) -> Any:
@@ -84,15 +97,18 @@ def sweep_options(campaign: Campaign, model: str, entry: Entry | None = None, **
 
 def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
                 experiments: Sequence[str] | None = None,
-                note: Callable[[str], None] = lambda _m: None) -> list[Cell]:
+                note: Callable[[str], None] = lambda _m: None, *, device: str = PLAN_DEVICE) -> list[Cell]:
     """The campaign's cells (in the file's order of experiments), optionally only some models/experiments.
 
     Configurations a model cannot run are left out, as the sweep leaves them out (checked on a ``meta``-device
     copy of the model); ``note`` hears about them. A value of a grid the file wrote that none of its entry's
-    models can run is an error (:func:`check_grid`).
+    models can run is an error (:func:`check_grid`), so are grids that make one cell twice
+    (:func:`check_entries`). ``device``: what the cells are measured on, which sets a model's default
+    precision and so the configuration ids (``run``: the device it resolved; plan, status: the GPU).
     """
     from tta_energy.experiments.runner import NothingToRun, Probe, expand
 
+    check_entries(campaign, models, experiments)
     probes: dict[str, Any] = {}
     cells: dict[tuple, Cell] = {}
     runnable: dict[Entry, set[str]] = defaultdict(set)  # entry -> configurations a selected model runs
@@ -100,7 +116,7 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
         opts = sweep_options(campaign, model, entry)
         probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
         try:
-            items, excluded = expand(opts, entry.experiment, probe)
+            items, excluded = expand(opts, entry.experiment, probe, device)
         except NothingToRun as exc:
             runnable.setdefault(entry, set())
             note(str(exc))
@@ -110,17 +126,72 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
             note(f"{model} {text}")  # the text names the experiment
         groups: dict[tuple, list[Any]] = defaultdict(list)
         for it in items:
-            key = tuple((c, _cell_value(it.config, c, it.dtype)) for c in CELL_COLUMNS[entry.experiment])
-            groups[key].append(it)
+            groups[_cell_key(it.config, entry.experiment, it.dtype)].append(it)
         for key, group in groups.items():
             cell = Cell(model, entry.experiment, key, tuple(group), entry.stopping,
                         per_caption=entry.experiment == "quality")
-            if cell.key in cells:  # two entries declare the same cell: the first one's rule holds
+            if cell.key in cells:  # two entries make it alike (check_entries): the first one's rule holds
                 continue
             cells[cell.key] = cell
     for entry, labels in runnable.items():
         check_grid(campaign, entry, labels, probes)
     return list(cells.values())
+
+
+def entry_cells(campaign: Campaign, number: int, entry: Entry) -> dict[tuple, tuple[str, frozenset[Config]]]:
+    """The cells the grid of entry ``number`` (from 1) makes: cell key -> (its grid value, its
+    configurations, the model left out). A grid the sweep refuses, or two of its values that make one cell
+    (batch ``1`` and ``p1``: one prompt x one waveform; duration ``5`` and ``5.0``), is a
+    :class:`CampaignError` naming the file and the entry."""
+    from tta_energy.experiments.grids import build_configs
+    from tta_energy.experiments.runner import grid_request
+
+    where = f"{campaign.path}: experiment {number} ({entry.experiment})"
+
+    def configs(e: Entry) -> list[Config]:
+        try:
+            return build_configs(grid_request(sweep_options(campaign, e.models[0], e), e.experiment))
+        except TtaError as exc:
+            raise CampaignError(f"{where}: {exc}") from None
+
+    configs(entry)  # the whole grid first: the sweep's errors (a bad value, a repeated one)
+    out: dict[tuple, tuple[str, frozenset[Config]]] = {}
+    for value in entry.grid if entry.grid is not None else EXPERIMENTS[entry.experiment].grid:
+        by_key: dict[tuple, set[Config]] = defaultdict(set)
+        for c in configs(replace(entry, grid=(value,))):
+            by_key[_cell_key(c, entry.experiment, c.dtype)].add(replace(c, model=""))
+        for key, group in by_key.items():
+            if key in out:
+                raise CampaignError(f"{where}: grid values {out[key][0]} and {value} make the same cell "
+                                    f"({_key_text(key)}): keep one (a cell is named by "
+                                    f"{', '.join(CELL_COLUMNS[entry.experiment])})")
+            out[key] = (value, frozenset(group))
+    return out
+
+
+def check_entries(campaign: Campaign, models: Sequence[str] | None = None,
+                  experiments: Sequence[str] | None = None) -> None:
+    """Refuse entries (those the filters keep, :func:`selected`) whose grids make one cell of a model from
+    different configurations, e.g. two quality entries of one step count with another ``caption_limit``: one
+    would be dropped silently. Entries that make a cell alike may share it (the first one's rule holds)."""
+    kept = {entry for entry, _model in selected(campaign, models, experiments)}
+    seen: dict[tuple, list[tuple[int, Entry, str, frozenset[Config]]]] = defaultdict(list)
+    for number, entry in enumerate(campaign.entries, 1):
+        if entry not in kept:
+            continue
+        for key, (value, configs) in entry_cells(campaign, number, entry).items():
+            for first, other, other_value, other_configs in seen[(entry.experiment, key)]:
+                shared = [m for m in entry.models if m in other.models]
+                if shared and configs != other_configs:
+                    how = [f"{name} {a} and {b}" for name, a, b in (
+                        ("grid values", other_value, value),
+                        ("caption_limit", other.caption_limit, entry.caption_limit),
+                        ("captions", ",".join(other.captions), ",".join(entry.captions))) if a != b]
+                    raise CampaignError(
+                        f"{campaign.path}: experiments {first} and {number} ({entry.experiment}) make the "
+                        f"same cell ({_key_text(key)}) of {shared[0]} from different configurations "
+                        f"({'; '.join(how) or 'different grids'}): declare each cell in one entry")
+            seen[(entry.experiment, key)].append((number, entry, value, configs))
 
 
 def check_grid(campaign: Campaign, entry: Entry, runnable: set[str], probes: dict[str, Any]) -> None:
@@ -185,9 +256,6 @@ class Observed:
     def ok_energy(self, repeat: int) -> float:
         return next((e for s, e, _ in self.rows.get(repeat, []) if s == "ok"), math.nan)
 
-    def seconds(self) -> list[float]:
-        return [t for rows in self.rows.values() for s, _, t in rows if s == "ok" and np.isfinite(t)]
-
 
 def observe(frames: Iterable[pd.DataFrame | None]) -> dict[str, Observed]:
     """config_id -> its measured rows, from run tables (warm-ups left out)."""
@@ -232,13 +300,8 @@ class CellState:
 
 
 def ci95_half_width(samples: Sequence[float]) -> float:
-    """Half-width of the 95% confidence interval of the mean (Student t); NaN below 2 samples."""
-    from scipy import stats
-
-    x = np.asarray([s for s in samples if np.isfinite(s)], dtype=float)
-    if len(x) < 2:
-        return math.nan
-    return float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    """Half-width of the confidence interval of the mean of the finite samples (:func:`.t_half_width`)."""
+    return t_half_width(np.asarray([s for s in samples if np.isfinite(s)], dtype=float), CONFIDENCE)
 
 
 def cell_state(cell: Cell, observed: dict[str, Observed]) -> CellState:
@@ -255,13 +318,14 @@ def cell_state(cell: Cell, observed: dict[str, Observed]) -> CellState:
     samples, attempts, failed = [], 0, ""
     for r in repeats:
         statuses = [o.finished(r) for o in obs]
+        bad = [s for s in statuses if s is not None and s != "ok"]
+        if bad:  # oom / nan_audio decide the repeat, even before its other calls (they are not measured)
+            attempts += 1
+            failed = failed or str(bad[0])
+            continue
         if any(s is None for s in statuses):
             continue  # incomplete repeat (a run stopped inside a batch layout, or an error): finished later
         attempts += 1
-        bad = [s for s in statuses if s != "ok"]
-        if bad:
-            failed = failed or str(bad[0])
-            continue
         samples.append(float(sum(o.ok_energy(r) for o in obs)))
     stop = cell.stopping
     state = _state(len(samples), attempts, samples, failed, False)
@@ -317,6 +381,11 @@ class Estimator:
             return self.per_config_s[item.config_id]
         rate = self.per_cost_s.get(model, self.all_per_cost_s)
         return rate * item.cost() if np.isfinite(rate) else math.nan
+
+    def cell_generation_s(self, cell: Cell) -> float:
+        """Mean seconds of one generation of ``cell`` over its configurations with an estimate (NaN: none)."""
+        known = [t for t in (self.generation_s(cell.model, it) for it in cell.items) if np.isfinite(t)]
+        return float(np.mean(known)) if known else math.nan
 
     def model_build_s(self, model: str) -> float:
         return self.build_s.get(model, DEFAULT_BUILD_S)
@@ -475,10 +544,8 @@ def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]
     if cv is None and prior_cv:
         cv = prior_cv.get(cell.model, prior_cv.get(""))
     if cv is not None:
-        from scipy import stats
-
         n = stop.min_repeats
-        while n < stop.max_repeats and stats.t.ppf(0.975, n - 1) * cv / math.sqrt(n) > stop.target_rel:
+        while n < stop.max_repeats and t_critical(n - 1, CONFIDENCE) * cv / math.sqrt(n) > stop.target_rel:
             n += 1
         needed = n
     repeats = max(needed - state.attempts, 1)
@@ -496,8 +563,7 @@ def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFr
     out = []
     for cell, state in states:
         missing = expected_missing(cell, state, observed, prior)
-        per_gen = float(np.mean([est.generation_s(cell.model, it) for it in cell.items]))
-        out.append(CellReport(cell, state, missing, missing * per_gen))
+        out.append(CellReport(cell, state, missing, missing * est.cell_generation_s(cell)))
     return out, est
 
 

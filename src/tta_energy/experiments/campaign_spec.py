@@ -98,9 +98,10 @@ def _stopping(table: dict, base: Stopping, where: str) -> Stopping:
     out = Stopping(_get(table, "min", int, base.min_repeats, where),
                    _get(table, "max", int, base.max_repeats, where),
                    float(_get(table, "ci95_half_width_rel", (int, float), base.target_rel, where)))
-    if out.min_repeats < 1 or out.max_repeats < out.min_repeats:
-        raise CampaignError(f"{where}: repeats need 1 <= min <= max, got min {out.min_repeats}, "
-                            f"max {out.max_repeats}")
+    single = out.min_repeats == out.max_repeats == 1  # one measurement per cell, no interval
+    if not single and (out.min_repeats < 2 or out.max_repeats < out.min_repeats):
+        raise CampaignError(f"{where}: repeats need 2 <= min <= max (a confidence interval needs 2 repeats) "
+                            f"or min = max = 1, got min {out.min_repeats}, max {out.max_repeats}")
     positive_number(out.target_rel, f"{where}: ci95_half_width_rel", error=CampaignError)
     return out
 

@@ -33,11 +33,11 @@ def _models_dir() -> Path:
 
 @functools.cache
 def code_version() -> str:
-    """sha256 (16 hex digits) of the code the models' outputs depend on: every file under ``tta_energy/models``
-    (adapters import each other's blocks and pipelines, the catalogue holds the generation defaults, the
-    configs the shapes) and the diffusers and transformers versions their classes and seeded initialisation
-    come from. Any change there computes every model's references again (one fp32 generation per step
-    count), which is cheaper than a stale reference judging a configuration."""
+    """sha256 (16 hex digits) of the code the models' outputs depend on: every file under
+    ``tta_energy/models`` (adapters import each other's blocks and pipelines, the catalogue holds the
+    generation defaults, the configs the shapes) and the diffusers and transformers versions their classes and
+    seeded initialisation come from. Any change there computes every model's references again (one fp32
+    generation per step count), which is cheaper than a stale reference judging a configuration."""
     from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256()
