@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -43,6 +44,20 @@ def hf_offline(one_thread):
         os.environ.pop("HF_HUB_OFFLINE", None)
     else:
         os.environ["HF_HUB_OFFLINE"] = old_env
+
+
+def tiny_levers_options(tmp_path: Path, name: str, **changes: Any) -> Any:
+    """Options of a small levers run on the CPU: tiny AudioLDM, ``none`` at 2 steps, batch 1, one repeat, no
+    idle baseline or profiles, a short ceiling loop; results in ``tmp_path / name``, fp32 references in
+    ``tmp_path / "refs"``; ``changes`` override any field."""
+    from tta_energy.levers.experiment import LeversOptions
+
+    values = dict(models=("audioldm",), out_dir=tmp_path / name, full_specs=("none",), batch1_specs=(),
+                  single_specs=(), steps=(2,), batches=(1,), repeats=1, duration_s=1.0, size="tiny",
+                  device="cpu", ceiling_s=0.02, ceiling_n=32, idle_s=0, min_window_s=0, profile=False,
+                  references_dir=tmp_path / "refs", progress=lambda _msg: None)
+    values.update(changes)
+    return LeversOptions(**values)
 
 
 def refused(capsys: pytest.CaptureFixture[str], argv: list[str], *fragments: str,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_levers_options
 
 from tta_energy import schema
 from tta_energy.levers import apply, ceiling, experiment, plan, references, report, tables
@@ -27,21 +28,12 @@ PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some wa
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def _opts(tmp_path, name: str, **kw) -> experiment.LeversOptions:
-    values = dict(models=("audioldm",), out_dir=tmp_path / name, full_specs=("none",), batch1_specs=(),
-                  single_specs=(), steps=(2,), batches=(1,), repeats=1, duration_s=1.0, size="tiny",
-                  device="cpu", ceiling_s=0.02, ceiling_n=32, idle_s=0, min_window_s=0, profile=False,
-                  references_dir=tmp_path / "refs", progress=lambda _msg: None)
-    values.update(kw)
-    return experiment.LeversOptions(**values)
-
-
 # --- the time budget inside a call ------------------------------------------------------------------------
 def test_a_compiled_cell_is_not_predicted_from_its_compilation(tmp_path):
     """The first warm-up of `compile` holds the compilation (30 s at 10 steps on the H200 for AudioLDM):
     scaled to 100 steps it predicted 5 minutes for a generation of about a second, and the model's rounds
     stopped after one with most of the call's time left."""
-    run = experiment.ModelRun("audioldm", _opts(tmp_path, "a"), "r", None, {}, "")
+    run = experiment.ModelRun("audioldm", tiny_levers_options(tmp_path, "a"), "r", None, {}, "")
     run.warmup_walls[("compile", 10, 1)] = 31.7
     assert run.predicted_s("compile", 100, 1) == pytest.approx(317.0)  # nothing else known: an upper bound
     run.walls[("fp32", 100, 1)] = 2.9
@@ -59,15 +51,15 @@ def test_a_compiled_cell_is_not_predicted_from_its_compilation(tmp_path):
 def test_reference_is_stored_reused_and_recomputed_when_its_key_changes(tmp_path, monkeypatch):
     # FLOP counting (describe on a meta copy) is not what this test is about: left out to keep it fast
     monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})
-    first = experiment.run_levers(_opts(tmp_path, "a"))
+    first = experiment.run_levers(tiny_levers_options(tmp_path, "a"))
     runs = schema.read_runs(first / tables.RUNS_FILE)
     assert "fp32" in set(runs["optimize"])
     stored = sorted((tmp_path / "refs").glob("*.npz"))
     assert len(stored) == 1 and stored[0].name.startswith("audioldm-tiny-2steps-b1-")
 
     said: list[str] = []  # the second run declares its cells as a plan file does
-    second = experiment.run_levers(_opts(tmp_path, "b", progress=said.append, full_specs=(),
-                                         declared={"audioldm": (("none", ((2, 1),), 1),)}))
+    second = experiment.run_levers(tiny_levers_options(
+        tmp_path, "b", progress=said.append, full_specs=(), declared={"audioldm": (("none", ((2, 1),), 1),)}))
     runs = schema.read_runs(second / tables.RUNS_FILE)
     assert "fp32" not in set(runs["optimize"])  # no reference build, warm-up or generation
     assert any("references loaded" in s for s in said)
@@ -77,12 +69,12 @@ def test_reference_is_stored_reused_and_recomputed_when_its_key_changes(tmp_path
     assert eq[eq["optimize"] == "none"]["rel_error_latents"].iloc[0] == pytest.approx(none_error)
 
     # any change of the key (seed, code, steps...) finds nothing stored: the next run computes it anew
-    run = experiment.ModelRun("audioldm", _opts(tmp_path, "c"), "r", None, {}, "")
+    run = experiment.ModelRun("audioldm", tiny_levers_options(tmp_path, "c"), "r", None, {}, "")
     key = experiment.reference_key(run, 2)
     assert references.load_reference(key, tmp_path / "refs") is not None
     for change in ({"seed": 1}, {"code": "0" * 16}, {"steps": 3}, {"duration_s": 2.0}):
         assert references.load_reference(dataclasses.replace(key, **change), tmp_path / "refs") is None
-    seeded = experiment.ModelRun("audioldm", _opts(tmp_path, "c", seed=1), "r", None, {}, "")
+    seeded = experiment.ModelRun("audioldm", tiny_levers_options(tmp_path, "c", seed=1), "r", None, {}, "")
     plans = experiment.lever_plans("audioldm", seeded.opts)
     assert not experiment._load_references(seeded, plans) and not seeded.references
 

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd
 import pytest
-from conftest import refused
+from conftest import refused, tiny_levers_options
 
 from tta_energy import schema
 from tta_energy.levers import calls, experiment, references, tables
@@ -104,27 +104,18 @@ def test_the_reference_code_version_covers_every_model_file(tmp_path, monkeypatc
         before = after
 
 
-def _opts(tmp_path, name: str, **kw) -> experiment.LeversOptions:
-    values = dict(models=("audioldm",), out_dir=tmp_path / name, full_specs=("none",), batch1_specs=(),
-                  single_specs=(), steps=(2,), batches=(1,), repeats=1, duration_s=1.0, size="tiny",
-                  device="cpu", ceiling_s=0.02, ceiling_n=32, idle_s=0, min_window_s=0, profile=False,
-                  references_dir=tmp_path / "refs", progress=lambda _msg: None)
-    values.update(kw)
-    return experiment.LeversOptions(**values)
-
-
 def test_references_of_other_weights_are_computed_again_not_failing_every_configuration(tmp_path,
                                                                                           monkeypatch):
     monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's
-    experiment.run_levers(_opts(tmp_path, "a"))
-    run = experiment.ModelRun("audioldm", _opts(tmp_path, "a"), "r", None, {}, "")
+    experiment.run_levers(tiny_levers_options(tmp_path, "a"))
+    run = experiment.ModelRun("audioldm", tiny_levers_options(tmp_path, "a"), "r", None, {}, "")
     key = experiment.reference_key(run, 2)
     out, fingerprint = references.load_reference(key, tmp_path / "refs")
     references.store_reference(key, tmp_path / "refs", out, fingerprint + 1.0)  # as if other weights
 
     said: list[str] = []
-    second = experiment.run_levers(_opts(tmp_path, "b", progress=said.append, full_specs=(),
-                                         declared={"audioldm": (("none", ((2, 1),), 1),)}))
+    second = experiment.run_levers(tiny_levers_options(
+        tmp_path, "b", progress=said.append, full_specs=(), declared={"audioldm": (("none", ((2, 1),), 1),)}))
     assert any("computed with other weights" in s and "computing them again" in s for s in said), said
     configs = pd.read_csv(second / tables.CONFIGS_FILE)
     assert set(configs["status"]) == {"ok"} and set(configs["optimize"]) == {"fp32", "none"}
@@ -136,7 +127,8 @@ def test_references_of_other_weights_are_computed_again_not_failing_every_config
 
 # --- what a call refuses to start ---------------------------------------------------------------------------
 def test_nothing_is_prepared_past_the_models_deadline(tmp_path):
-    opts = _opts(tmp_path, "a", declared={"audioldm": (("none", ((2, 1),), 1), ("graphs", ((2, 1),), 1))})
+    declared = {"audioldm": (("none", ((2, 1),), 1), ("graphs", ((2, 1),), 1))}
+    opts = tiny_levers_options(tmp_path, "a", declared=declared)
     run = experiment.ModelRun("audioldm", opts, "r", None, {}, "", deadline=time.perf_counter() - 1.0)
     prepared, notes = experiment._prepare(run, experiment.lever_plans("audioldm", opts))
     assert prepared == []
@@ -152,7 +144,7 @@ def test_the_fp32_reference_named_as_a_spec_is_refused(tmp_path, capsys):
 
 def test_flops_count_the_denoiser_calls_of_the_plans_steps(tmp_path):
     # Make-An-Audio's DDIM spacing runs 167 model calls for 150 steps; the command line's steps are 10
-    opts = _opts(tmp_path, "a", models=("make-an-audio",), steps=(10,))
+    opts = tiny_levers_options(tmp_path, "a", models=("make-an-audio",), steps=(10,))
     adapter = build_model("make-an-audio", size="tiny", weights="random", device="cpu", dtype="float32")
     plan = experiment.LeverPlan(experiment.parse_levers("none"), ((150, 1), (10, 1)), 1)
     flops = experiment._describe_flops("make-an-audio", opts, adapter, plan, {})
