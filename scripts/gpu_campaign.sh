@@ -9,7 +9,11 @@
 #                                                   # runs-log lines and traces that are new), validate, status
 #
 # Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
-# before any model is built (exit 2). Exit 3 from `run`: the budget stopped it (the next call resumes).
+# before any model is built (exit 2). Exit 3 from `run`: cells are left (the next call resumes).
+# Calls chained on a warm device machine (it idles out 30 s after a call: too soon to collect in between)
+# each get the tables of this checkout; `run` first merges what earlier calls on that machine returned (kept
+# in the git-ignored .cache/campaign-calls/), so a chained call resumes from their rows instead of measuring
+# the same cells again. Collecting every call's files here afterwards adds each row once.
 # The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
 # python3), CAMPAIGN (default campaigns/h200.toml; its out_dir, data/h200, is where the tables go and come
 # back, inside the repository), HARD_LIMIT_S (default 560: the
@@ -38,6 +42,14 @@ case "$MODE" in
     mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"
     DEST=${OUT:-/tmp/gpu_campaign}/campaign
     START=$(date -u +%Y%m%dT%H%M%S)
+    KEPT=.cache/campaign-calls
+    for kept in "$KEPT"/*.tar.gz; do  # earlier calls on this machine (none on a fresh one)
+      [[ -e "$kept" ]] || continue
+      earlier=$(mktemp -d)
+      tar xzf "$kept" -C "$earlier" \
+        && "$PY" -m tta_energy campaign collect "$earlier/$TABLES" --campaign "$CAMPAIGN" | sed 's/^/earlier call: /'
+      rm -rf "$earlier"
+    done
     # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are
     # on disk one by one) leaves time to pack what was measured even if a model build hangs past the budget
     timeout -s TERM -k 15 "$HARD_LIMIT_S" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 \
@@ -45,6 +57,7 @@ case "$MODE" in
     rc=${PIPESTATUS[0]}
     # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)
     tar czf "$DEST/h200.tar.gz" "$TABLES"/*.csv "$TABLES/campaign_runs.jsonl" "$TABLES"/traces/campaign-*
+    mkdir -p "$KEPT" && cp "$DEST/h200.tar.gz" "$KEPT/$START-$$.tar.gz"
     echo "campaign call finished (exit $rc); returned $DEST/h200.tar.gz"
     exit "$rc" ;;
   collect)

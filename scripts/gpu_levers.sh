@@ -72,6 +72,12 @@ case "$PART" in
     fi
     source scripts/device_env.sh  # wheels carried in .whl/ (torchao for fp8)
     mkdir -p .cache/compile
+    # calls chained on a warm device machine each get this checkout's data/: the part folders and references
+    # that earlier calls on that machine returned (kept in the git-ignored .cache/levers-calls/) are unpacked
+    # first, so --done counts their cells and a chained call measures the plan's next units, not the same ones
+    for kept in .cache/levers-calls/*.tar.gz; do
+      [[ -e "$kept" ]] && tar xzf "$kept" && echo "earlier call on this machine: $(basename "$kept")"
+    done
     PART=plan-$(date -u +%Y%m%dT%H%M%S) ;;
   *) echo "usage: $0 dry PLAN [MODELS] | plan PLAN [MODELS] | collect FILES_AT" >&2; exit 2 ;;
 esac
@@ -104,6 +110,10 @@ if [[ -n "${OUT:-}" ]]; then
   tar czf "$OUT/levers/levers-part$PART.tar.gz" --exclude='.*.tmp' "$OUTDIR"
   [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" --exclude='.*.tmp' \
     "$ROOT/references"
+  mkdir -p .cache/levers-calls  # for a call chained on this machine (above)
+  cp "$OUT/levers/levers-part$PART.tar.gz" .cache/levers-calls/
+  [[ -e "$OUT/levers/levers-references.tar.gz" ]] \
+    && cp "$OUT/levers/levers-references.tar.gz" ".cache/levers-calls/references-$PART.tar.gz"
   if [[ -d .cache/compile ]]; then
     tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
     size_mb=$(( $(stat -c %s "$OUT/levers/compile-cache.tar.gz") / 1048576 ))

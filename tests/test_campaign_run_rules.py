@@ -139,3 +139,42 @@ def test_an_out_of_memory_build_frees_every_other_build_the_same_models_other_pr
     models.build("audioldm", "float16")
     assert list(models.caches["audioldm"].adapters) == ["float16"] and not models.caches["tango"].adapters
     assert models.caches["audioldm"].warmed == set() and not models.resident("audioldm", "float32")
+
+
+def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_calls_rows(tmp_path):
+    """Each device call gets this checkout's tables; ``gpu_campaign.sh run`` first merges what earlier calls
+    on the same machine returned (kept in .cache/campaign-calls), so a chained call measures nothing twice."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+
+    from conftest import ROOT, TINY_CAMPAIGN
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_campaign.sh", "device_env.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
+    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
+           "PYTHONPATH": str(ROOT / "src"), "OUT": str(tmp_path / "out")}
+
+    def call() -> subprocess.CompletedProcess:
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
+        return subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--device", "cpu", "--no-codecarbon",
+                               "--experiment", "steps"], cwd=repo, env=env, capture_output=True, text=True,
+                              check=False)
+
+    first = call()
+    assert first.returncode == 0, first.stdout + first.stderr
+    measured = schema.read_runs(repo / "tables" / "steps.csv")
+    shutil.rmtree(repo / "tables")  # the next call's tree: the checkout's tables, without the first's rows
+    second = call()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "earlier call: " in second.stdout and "nothing left to measure" in second.stdout
+    with tarfile.open(tmp_path / "out" / "campaign" / "h200.tar.gz") as tar:  # it returns them again
+        tar.extractall(tmp_path / "returned", filter="data")
+    returned = schema.read_runs(tmp_path / "returned" / "tables" / "steps.csv")
+    assert len(returned) == len(measured) and set(returned["run_id"]) == set(measured["run_id"])
+    assert len(list((repo / ".cache" / "campaign-calls").glob("*.tar.gz"))) == 2

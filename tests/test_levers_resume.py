@@ -152,3 +152,42 @@ def test_flops_count_the_denoiser_calls_of_the_plans_steps(tmp_path):
     assert flops[(10, 1)]["denoiser_calls_nominal"] == 10.0
     per_step, once = flops[(150, 1)]["gflop_per_step"], flops[(150, 1)]["gflop_per_generation"]
     assert flops[(150, 1)]["gflop"] == pytest.approx(167 * per_step + once)
+
+
+def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_calls_cells(tmp_path):
+    """Each device call gets this checkout's data/; ``gpu_levers.sh plan`` first unpacks the part folders and
+    references earlier calls on the same machine returned (.cache/levers-calls), so a chained call does not
+    measure the same units again."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "plan.toml").write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\n'
+                                    'steps = [2]\nbatches = [1]\nrepeats = 1\nduration_s = 1.0\n',
+                                    encoding="utf-8")
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src"), "BUDGET_S": "400",
+           "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
+                          "--min-window 0 --no-profile"}
+
+    def call(n: int) -> subprocess.CompletedProcess:
+        out = tmp_path / f"out{n}"
+        out.mkdir()
+        return subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo,
+                              env={**env, "OUT": str(out)}, capture_output=True, text=True, check=False)
+
+    first = call(1)
+    assert first.returncode == 0, first.stdout + first.stderr
+    parts = list((repo / "data" / "h200" / "levers").glob("partplan-*"))
+    assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
+    shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's
+    second = call(2)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "earlier call on this machine: levers-partplan-" in second.stdout
+    assert "nothing left to measure" in second.stdout, second.stdout
+    runs = schema.read_runs(parts[0] / tables.RUNS_FILE)  # unpacked again, as the first call wrote it
+    assert {"fp32", "none", "channels-last"} <= set(runs["optimize"])
