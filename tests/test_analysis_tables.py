@@ -370,6 +370,24 @@ def test_pareto_mask_is_strict_dominance():
     batched = pareto.pareto_mask_batched(np.stack([energy, energy[::-1]]), np.stack([clap, clap]), True)
     assert batched[0].tolist() == pareto.pareto_mask(energy, clap, True).tolist()
     assert batched[1].tolist() == pareto.pareto_mask(energy[::-1], clap, True).tolist()
+    # a point without an energy or a score is on no front (no comparison with NaN could dominate it)
+    unknown = np.array([1.0, np.nan, 3.0]), np.array([0.5, 0.9, np.nan])
+    assert pareto.pareto_mask(*unknown, True).tolist() == [True, False, False]
+    batched = pareto.pareto_mask_batched(unknown[0][None], unknown[1][None], True)
+    assert batched.tolist() == [[True, False, False]]
+
+
+def test_the_per_call_slope_counts_only_the_generations_it_fits():
+    rows = pd.DataFrame({"source": "tta-energy", "gpu_name": "H200", "model": "tango", "dtype": "float32",
+                         "size": "full", "experiment": "steps", "denoiser_calls": [10, 20, 30, 40, 50],
+                         "gpu_energy_J": [100.0, 210.0, 290.0, 410.0, np.nan]})
+    keys = [k for k in summaries.PLATFORM_KEYS if k not in rows.columns]
+    rows = rows.assign(**dict.fromkeys(keys, ""))
+    fit = summaries.per_call_fit(rows).iloc[0]
+    line = stats.linregress([10, 20, 30, 40], [100.0, 210.0, 290.0, 410.0])
+    half = stats.t.ppf(0.975, 4 - 2) * line.stderr  # 4 generations fitted, not the 5 rows
+    assert fit["n_runs"] == 4 and fit["slope_J_per_call"] == pytest.approx(line.slope)
+    assert fit["slope_J_per_call_ci_high"] - fit["slope_J_per_call"] == pytest.approx(half)
 
 
 def test_pareto_fronts_on_the_studys_data(fronts):

@@ -100,7 +100,7 @@ def test_the_cell_intervals_block_quotes_the_committed_table(data: docs_numbers.
     text = docs_numbers.block_cell_intervals(data)
     for model, rows in steps.groupby("model"):
         quoted = (f"{label(model)} ±{rows['ci95_half_width_rel_repeats'].median():.1%} → "
-                  f"±{rows['ci95_half_width_rel_processes'].median():.1%}")
+                  f"+{rows['ci95_half_width_rel_processes'].median():.1%}")
         assert quoted in text
 
 

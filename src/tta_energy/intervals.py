@@ -27,7 +27,7 @@ CONFIDENCE = 0.95
 
 def t_critical(df: int, confidence: float = CONFIDENCE) -> float:
     """The two-sided Student-t critical value with ``df`` degrees of freedom."""
-    from scipy import stats  # here, not at import: the command line reads CONFIDENCE at start-up
+    from scipy import stats  # here, not at import: importing the package stays fast
 
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 

@@ -560,11 +560,12 @@ def block_cell_intervals(d: DocData) -> str:
         processes = rows["ci95_half_width_rel_processes"]
         counted = (f"{processes.median():.1%}" if processes.notna().any()
                    else f"not counted ({rows['reason'].iloc[0]})")
-        parts.append(f"{label(model)} ±{rows['ci95_half_width_rel_repeats'].median():.1%} → ±{counted}")
+        parts.append(f"{label(model)} ±{rows['ci95_half_width_rel_repeats'].median():.1%} → +{counted}")
     return (
         "How well a steps cell's mean energy is known (`figures/tables/cell_intervals_h200.csv`; median over "
         "the six step counts of the 95% half-width relative to the mean, from the cell's repeats alone as "
-        "the campaign's rule takes it → with the process level counted, in the mixed model above, "
+        "the campaign's rule takes it → with the process level counted, in the mixed model above (its upper "
+        "side: symmetric in log energy, the interval reaches less far below the mean), "
         f"{int(cells['n_processes'].min())}–{int(cells['n_processes'].max())} processes per cell): "
         + "; ".join(parts)
         + ". Differences between models smaller than these widths are not established by these data."

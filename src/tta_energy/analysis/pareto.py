@@ -6,9 +6,10 @@ better; FAD: lower is better). A configuration is Pareto-optimal when no other c
 data set has energy <= and score better-or-equal with at least one strict inequality.
 The study used the 300-clip energy sums; the mean per generation is the same front (constant factor).
 
-What the study lacked: how firmly a configuration sits on the front. Generations are resampled with
-replacement within each configuration (and per-clip scores with them, where a score table has them) and
-the front is recomputed; ``front_frequency`` is the share of resamples in which the configuration is on it.
+What the study lacked: how firmly a configuration sits on the front. Generations' energies are resampled
+with replacement within each configuration (and, independently, its per-clip scores, where a score table
+has them: the energy and score of one caption are not kept together) and the front is recomputed;
+``front_frequency`` is the share of resamples in which the configuration is on it.
 The study published only mean scores, so with its data the frequency reflects energy noise only.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
-from tta_energy.intervals import CONFIDENCE, percentile_interval
+from tta_energy.intervals import CONFIDENCE, bootstrap_means, percentile_interval
 
 #: Metrics a front can be drawn for: CLAP score (higher is better) and the Frechet distances (lower is better;
 #: the study's "fad" is FAD-inf, the quality module also writes plain FAD and its FAD-inf variants).
@@ -40,7 +41,7 @@ def pareto_mask(energy: np.ndarray, score: np.ndarray, higher_is_better: bool) -
     q_ge = quality[None, :] >= quality[:, None]
     strict = (energy[None, :] < energy[:, None]) | (quality[None, :] > quality[:, None])
     dominated = (e_le & q_ge & strict).any(axis=1)
-    return ~dominated
+    return ~dominated & np.isfinite(energy) & np.isfinite(quality)  # an unknown point is on no front
 
 
 def pareto_mask_batched(energy: np.ndarray, score: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -50,7 +51,7 @@ def pareto_mask_batched(energy: np.ndarray, score: np.ndarray, higher_is_better:
     e_i, e_j = energy[:, :, None], energy[:, None, :]
     q_i, q_j = quality[:, :, None], quality[:, None, :]
     dominated = ((e_j <= e_i) & (q_j >= q_i) & ((e_j < e_i) | (q_j > q_i))).any(axis=2)
-    return ~dominated
+    return ~dominated & np.isfinite(energy) & np.isfinite(quality)
 
 
 def study_sweep_front(energy: np.ndarray, score: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -118,10 +119,7 @@ def pareto_table(
             ["source", "gpu_name", "model", "dtype", "size", "dataset", "steps"], dropna=False
         )
     }
-    boot_energy = {
-        k: v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1) if n_boot else np.empty(0)
-        for k, v in gen_groups.items()
-    }
+    boot_energy = {k: bootstrap_means(v, n_boot, rng) for k, v in gen_groups.items()}
     out = []
     for metric, mscores in scores.groupby("metric", sort=True):
         if metric not in HIGHER_IS_BETTER:
@@ -196,4 +194,4 @@ def _resample_scores(
 ) -> np.ndarray:
     if values is None or len(values) == 0:
         return np.full(n_boot, score)
-    return values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    return bootstrap_means(values, n_boot, rng)

@@ -306,7 +306,7 @@ def cell_intervals(rows: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
                         "n_processes": pd.Series(groups, index=rows.index).groupby(code).nunique(),
                         "mean_J": energy.groupby(code).mean()})
     sd = energy.groupby(code).std(ddof=1)
-    t = out["n"].map(lambda n: stats.t.ppf(0.975, n - 1) if n > 1 else np.nan)
+    t = out["n"].map(lambda n: stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) if n > 1 else np.nan)
     out["ci95_half_width_rel_repeats"] = t * sd / np.sqrt(out["n"]) / out["mean_J"]
     out["ci95_half_width_rel_processes"] = np.nan
     out["reason"] = ""
@@ -319,7 +319,8 @@ def cell_intervals(rows: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
         out["reason"] = "REML fit did not converge (" + ", ".join(OPTIMIZERS) + ")"
         return out.reset_index(drop=True)
     se = np.asarray(result.bse_fe, dtype="float64")[: len(out)]
-    out["ci95_half_width_rel_processes"] = np.expm1(stats.norm.ppf(0.975) * se)
+    # the upper side, exp(z se) - 1: the interval is symmetric in log energy (its lower side is smaller)
+    out["ci95_half_width_rel_processes"] = np.expm1(stats.norm.ppf(0.5 + CONFIDENCE / 2) * se)
     return out.reset_index(drop=True)
 
 

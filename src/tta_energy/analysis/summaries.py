@@ -207,9 +207,10 @@ def per_call_fit(runs: pd.DataFrame, *, experiment: str = "steps",
     for key, grp in df.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
         calls = grp["denoiser_calls"].to_numpy(dtype="float64")
         energy = grp["gpu_energy_J"].to_numpy(dtype="float64")
+        fitted = int((~(np.isnan(calls) | np.isnan(energy))).sum())  # the pairs _linear_fit uses
         slope, intercept, r2, se = _linear_fit(calls, energy)
-        half = float(stats.t.ppf(0.5 + confidence / 2, len(grp) - 2) * se) if len(grp) > 2 else np.nan
-        rows.append({**dict(zip(PLATFORM_KEYS, key, strict=True)), "n_runs": len(grp),
+        half = float(stats.t.ppf(0.5 + confidence / 2, fitted - 2) * se) if fitted > 2 else np.nan
+        rows.append({**dict(zip(PLATFORM_KEYS, key, strict=True)), "n_runs": fitted,
                      "slope_J_per_call": slope, "slope_J_per_call_ci_low": slope - half,
                      "slope_J_per_call_ci_high": slope + half, "intercept_J": intercept, "r2": r2})
     return pd.DataFrame(rows)
@@ -260,6 +261,7 @@ def batch_summary(
     per_run = per_run[~per_run["incomplete"]].copy()
     scale = CLIPS_PER_BATCH_RUN / per_run["clips"]
     per_run["gpu_J_per_10"] = per_run["gpu_J"] * scale
+    per_run["gpu_kWh_per_10"] = per_run["gpu_kWh"] * scale
     per_run["energy_J_per_10"] = per_run["energy_J"] * scale
     per_run["duration_per_10"] = per_run["duration"] * scale
     per_run["gpu_J_per_audio_s"] = per_run["gpu_J"] / per_run["audio_s"]
@@ -274,7 +276,7 @@ def batch_summary(
         energy_J_per_10_clips_mean=("energy_J_per_10", "mean"),
         duration_s_per_10_clips_mean=("duration_per_10", "mean"),
         gpu_energy_J_per_audio_s_mean=("gpu_J_per_audio_s", "mean"),
-        gpu_energy_kWh_per_10_clips_mean=("gpu_kWh", "mean"),
+        gpu_energy_kWh_per_10_clips_mean=("gpu_kWh_per_10", "mean"),
         first_generation_included=("first_generation", "any"),
     ).reset_index()
     _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
