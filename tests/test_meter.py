@@ -150,6 +150,40 @@ def test_min_window_repeats_short_calls_and_reports_energy_per_call():
     assert m.gpu_energy_J == pytest.approx(truth_per_call, rel=0.005)
 
 
+def test_a_window_after_the_sampler_stopped_is_an_error_not_a_nan_energy():
+    """A NaN energy in an ``ok`` row would be final (resume skips it); a stopped sampler raises instead, which
+    the runner records as an ``error`` row that a resumed run measures again."""
+    from tta_energy.meter.sampler import SamplerError
+
+    clock, gpu, meter = simulated(seed=7)
+    with meter:
+        gpu.idle(0.35)
+        _, first = meter.measure(workload(gpu, "step", 0.5))
+        assert math.isfinite(first.gpu_energy_J)
+        meter.sampler.alive = False  # as when its process ends
+        with pytest.raises(SamplerError, match="sampler stopped"):
+            meter.measure(workload(gpu, "step", 0.5))
+        assert meter._open_windows == []
+
+
+def test_a_window_whose_end_raises_is_closed_and_forgotten():
+    clock, gpu, meter = simulated(seed=8)
+    with meter:
+        gpu.idle(0.35)
+        window = meter.begin()
+
+        def broken_sync() -> None:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        meter.synchronize = broken_sync
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            meter.end(window)
+        assert math.isfinite(window.t1) and window.cpu_time_s >= 0  # closed all the same
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            meter.measure(workload(gpu, "step", 0.2))
+        assert meter._open_windows == [window]  # the measured window was forgotten; begin() above was not
+
+
 def test_repetition_inside_continuous_load_without_alignment():
     clock, gpu, meter = simulated(seed=6, min_window_s=1.0)
     with meter:

@@ -90,6 +90,7 @@ def test_window_must_be_bracketed_by_change_points():
     with pytest.raises(ValueError, match="unknown estimator"):
         window_energy(ts, es, 0.2, 0.5, "cubic")
     assert changes_needed_after("split") == 2 and changes_needed_after("linear") == 1
+    assert changes_needed_after("naive") == 1
 
 
 def test_timeline_orders_points_forgets_old_ones_and_restarts_after_a_counter_reset():

@@ -332,11 +332,11 @@ class EnergyMeter:
         """Open a window: synchronise, wait for a fresh counter update (``align``), start CodeCarbon."""
         self.start()
         self.synchronize()
+        self._reset_peak_memory()
+        if self._cpu is not None:  # before aligning: its first task takes tens of ms, which would undo it
+            self._cpu.start()
         if self.align_start if align is None else align:
             self.align()
-        self._reset_peak_memory()
-        if self._cpu is not None:
-            self._cpu.start()
         window = MeterWindow(self, self.clock.now(), cpu_time0_s=process_cpu_time_s())
         self._open_windows.append(window)
         return window
@@ -350,12 +350,15 @@ class EnergyMeter:
         return self._sampler.wait_for_changes(self.clock.now(), count=1, timeout_s=timeout_s, devices=[0])
 
     def end(self, window: MeterWindow) -> None:
-        """Close a window: synchronise, time-stamp, stop CodeCarbon's task. Cheap: resolution comes later."""
-        self.synchronize()
-        window.t1 = self.clock.now()
-        window.cpu_time_s = process_cpu_time_s() - window.cpu_time0_s
-        if self._cpu is not None:
-            window.cpu = self._cpu.stop()
+        """Close a window: synchronise, time-stamp, stop CodeCarbon's task (also when synchronising raises: a
+        task left open would refuse every later one). Cheap: resolution comes later."""
+        try:
+            self.synchronize()
+        finally:
+            window.t1 = self.clock.now()
+            window.cpu_time_s = process_cpu_time_s() - window.cpu_time0_s
+            if self._cpu is not None:
+                window.cpu = self._cpu.stop()
 
     def resolve(self, window: MeterWindow, calls: int = 1) -> Measurement:
         """Energy of a closed window (per call), once the counter has updated past its end."""
@@ -363,7 +366,12 @@ class EnergyMeter:
             raise RuntimeError("resolve() before end()")
         calls = max(1, int(calls))
         span = window.t1 - window.t0
-        estimates, per_device, phase_energy = self._gpu_energies(window)
+        try:
+            estimates, per_device, phase_energy = self._gpu_energies(window)
+        except BaseException:
+            with contextlib.suppress(ValueError):  # an unreadable window is never resolved: forget it
+                self._open_windows.remove(window)
+            raise
         gross_window = estimates.get(self.estimator, math.nan)
         if math.isnan(gross_window):
             method = "unavailable"
@@ -406,6 +414,9 @@ class EnergyMeter:
                 e, s = phase_energy.get(name, (0.0, 0.0))
                 phase_energy[name] = (math.nan, s + (b - a))
             return nan_estimates, [], phase_energy
+        if not sampler.alive:  # NaN rows marked ok would be final: a resumed run would never redo them
+            raise SamplerError("the energy counter's sampler stopped (its process ended), so this window's "
+                               "GPU energy cannot be read; the generation is recorded as an error")
         needed = changes_needed_after(self.estimator)
         if not sampler.wait_for_changes(window.t1, count=needed, timeout_s=1.0 + 0.5 * needed):
             warn_once("the energy counter did not update after a window within the time limit; "
@@ -484,9 +495,11 @@ class EnergyMeter:
         try:
             result, calls = self.repeat_in(window, fn)
         except BaseException:
-            self.end(window)
-            with contextlib.suppress(ValueError):
-                self._open_windows.remove(window)
+            try:
+                self.end(window)
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._open_windows.remove(window)
             raise
         self.end(window)
         return result, self.resolve(window, calls)

@@ -180,5 +180,6 @@ def window_energy(ts: Sequence[float], es: Sequence[float], t0: float, t1: float
 
 
 def changes_needed_after(estimator: str) -> int:
-    """Change points needed after a window's end before it can be resolved."""
-    return {"split": 2, "linear": 1, "naive": 0}[estimator]
+    """Change points needed after a window's end before it can be resolved (``naive`` reads the last update
+    before the end, which is known only once a later one has come through the sampler)."""
+    return {"split": 2, "linear": 1, "naive": 1}[estimator]
