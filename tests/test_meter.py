@@ -322,6 +322,23 @@ def test_sampler_process_and_thread_follow_a_scheduled_load_in_real_time(tmp_pat
         assert len(pd.read_csv(trace)) >= 10
 
 
+def test_the_cpu_time_of_a_window_leaves_out_a_polling_thread():
+    """The process's CPU time over a window is the generating code's: a sampler polling at 1 kHz in a thread
+    of the same process (the fallback when no sampler process can start) is left out of it."""
+    clock = MonotonicClock()
+    gpu = SimulatedGpu(clock, counter=CounterModel(phase_s=clock.now() % 0.1), start_time=clock.now() - 5.0)
+    meter = EnergyMeter(source=SimulatedCounterSource([gpu]), clock=clock, codecarbon=False, sampler="thread")
+    with meter:
+        assert meter.sampler.mode == "thread"
+        window = meter.begin(align=False)
+        polled = meter.sampler.cpu_time_s()
+        time.sleep(0.5)  # the generating code waits; the poller does not
+        meter.end(window)
+        polled = meter.sampler.cpu_time_s() - polled
+        assert polled > 0  # the thread did work in the window (about 10 ms here) ...
+        assert 0 <= window.cpu_time_s < polled / 2  # ... that is not the window's
+
+
 def test_sampler_process_reports_why_it_cannot_start():
     sampler = ProcessSampler({"kind": "nvml", "uuids": ["GPU-does-not-exist"]}, 1, MonotonicClock())
     with pytest.raises(SamplerError, match="did not start: .*(NVML|nvml)"):

@@ -337,7 +337,7 @@ class EnergyMeter:
             self._cpu.start()
         if self.align_start if align is None else align:
             self.align()
-        window = MeterWindow(self, self.clock.now(), cpu_time0_s=process_cpu_time_s())
+        window = MeterWindow(self, self.clock.now(), cpu_time0_s=self._own_cpu_time_s())
         self._open_windows.append(window)
         return window
 
@@ -349,6 +349,11 @@ class EnergyMeter:
             return False
         return self._sampler.wait_for_changes(self.clock.now(), count=1, timeout_s=timeout_s, devices=[0])
 
+    def _own_cpu_time_s(self) -> float:
+        """The process's CPU time without the sampler's polling thread (when it samples in a thread)."""
+        poller = getattr(self._sampler, "cpu_time_s", None)
+        return process_cpu_time_s() - (poller() if poller is not None else 0.0)
+
     def end(self, window: MeterWindow) -> None:
         """Close a window: synchronise, time-stamp, stop CodeCarbon's task (also when synchronising raises: a
         task left open would refuse every later one). Cheap: resolution comes later."""
@@ -356,7 +361,7 @@ class EnergyMeter:
             self.synchronize()
         finally:
             window.t1 = self.clock.now()
-            window.cpu_time_s = process_cpu_time_s() - window.cpu_time0_s
+            window.cpu_time_s = self._own_cpu_time_s() - window.cpu_time0_s
             if self._cpu is not None:
                 window.cpu = self._cpu.stop()
 
