@@ -339,6 +339,15 @@ def test_the_cpu_time_of_a_window_leaves_out_a_polling_thread():
         assert 0 <= window.cpu_time_s < polled / 2  # ... that is not the window's
 
 
+def test_ranks_sharing_a_host_each_take_their_own_processes_cpu_energy(monkeypatch):
+    from tta_energy.experiments.runner import SweepOptions, make_meter
+
+    opts = SweepOptions(model="audioldm", experiments=("steps",))
+    assert make_meter(opts, "cpu", None)._cc_args[2] == "machine"  # one process: the machine's CPU energy
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun, two ranks on this host
+    assert make_meter(opts, "cpu", None)._cc_args[2] == "process"
+
+
 def test_sampler_process_reports_why_it_cannot_start():
     sampler = ProcessSampler({"kind": "nvml", "uuids": ["GPU-does-not-exist"]}, 1, MonotonicClock())
     with pytest.raises(SamplerError, match="did not start: .*(NVML|nvml)"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -626,8 +627,12 @@ def make_meter(opts: SweepOptions, device: str, trace_path: Path | None) -> Any:
         import torch
 
         indices = [torch.device(device).index or 0]
+    # several ranks on one host (torchrun): each takes CodeCarbon's share of its own process, else every
+    # rank's rows would hold the whole machine's CPU and RAM energy
+    shared_host = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1
     return EnergyMeter(device_indices=indices, trace_path=trace_path, codecarbon=opts.codecarbon,
-                       country_iso_code=opts.country, min_window_s=opts.min_window_s)
+                       country_iso_code=opts.country, min_window_s=opts.min_window_s,
+                       codecarbon_tracking_mode="process" if shared_host else "machine")
 
 
 def trace_file(opts: SweepOptions, run_id: str, ctx: distributed.DistContext) -> Path | None:
