@@ -219,6 +219,30 @@ def test_idle_baseline_gives_net_energy_and_the_trace_is_written(tmp_path):
     assert m.as_row()["trace_path"] == str(trace)
 
 
+@pytest.mark.parametrize("load_W", [200.0, 700.0])
+def test_the_idle_baseline_waits_for_the_power_of_a_load_to_decay(load_W):
+    """After a load the power falls fast, then slowly (H200: seconds): a baseline taken 1 s after a 700 W load
+    read 112.5 W for a true 78 W. The sweep's baseline waits until the power stops falling."""
+    from tta_energy.experiments.runner import measure_idle
+
+    clock, gpu, meter = simulated(seed=9)
+    with meter:
+        gpu.run(10.0, load_W)  # a model build and warm-up keeping the GPU busy
+        gpu.idle(0.0)  # then nothing runs
+        stopped = clock.now()
+        measure_idle(meter, 5.0)
+        waited = clock.now() - stopped
+    assert meter.idle_power_W == pytest.approx(IDLE, abs=1.5)
+    # the old fixed pause, for comparison: far off after the same load
+    clock, gpu, early = simulated(seed=9)
+    with early:
+        gpu.run(10.0, load_W)
+        gpu.idle(1.0)
+        early.measure_idle(5.0)
+    assert early.idle_power_W - IDLE > 2 * (meter.idle_power_W - IDLE) + 3.0
+    assert waited < 10.0 + 5.0 + 2.0  # bounded: at most 10 s of settling, the 5 s baseline, counter waits
+
+
 def test_as_row_and_provenance_fill_schema_columns_and_round_trip(tmp_path):
     clock, gpu, meter = simulated(seed=4)
     with meter:

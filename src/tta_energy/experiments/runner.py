@@ -54,9 +54,6 @@ from tta_energy.models.catalogue import check_generation, entry, model_names
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
 
-#: pause between building the model and the idle baseline (the GPU's power falls within ~0.5 s of a load)
-IDLE_SETTLE_S = 1.0
-
 
 @dataclass
 class SweepOptions:
@@ -550,8 +547,7 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
 def measure_idle(meter: Any, seconds: float) -> None:
     """The GPU's idle power with the model loaded, once per process before any generation (0 s: none)."""
     if seconds > 0:
-        meter.synchronize()
-        time.sleep(IDLE_SETTLE_S)  # let the power of the model build decay first
+        meter.settle()  # the power of the model build (and warm-up) decays first
         meter.measure_idle(seconds)
 
 

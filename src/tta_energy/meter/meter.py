@@ -509,6 +509,28 @@ class EnergyMeter:
         self.end(window)
         return result, self.resolve(window, calls)
 
+    def settle(self, max_s: float = 10.0, step_s: float = 0.5, tolerance_W: float = 1.0) -> float:
+        """Wait until the GPU's power stops falling after a load: until two consecutive ``step_s`` means of
+        the counter's power differ by at most ``tolerance_W``, at most ``max_s``; returns the seconds waited.
+        The power falls fast and then slowly (seconds, on the H200): an idle baseline taken too early is too
+        high, and every net energy too low."""
+        self.start()
+        if self._sampler is None:
+            return 0.0
+        self.synchronize()
+        start = self.clock.now()
+        previous = math.nan
+        while self.clock.now() - start < max_s:
+            window = MeterWindow(self, self.clock.now())
+            self.clock.sleep(step_s)
+            window.t1 = self.clock.now()
+            estimates, _, _ = self._gpu_energies(window)
+            power = estimates[self.estimator] / (window.t1 - window.t0)
+            if abs(power - previous) <= tolerance_W:
+                break
+            previous = power
+        return self.clock.now() - start
+
     def measure_idle(self, seconds: float = 5.0) -> float:
         """Idle power (W, summed over devices) over ``seconds`` of doing nothing; kept for net energies."""
         self.start()
