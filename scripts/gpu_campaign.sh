@@ -46,8 +46,12 @@ case "$MODE" in
     for kept in "$KEPT"/*.tar.gz; do  # earlier calls on this machine (none on a fresh one)
       [[ -e "$kept" ]] || continue
       earlier=$(mktemp -d)
-      tar xzf "$kept" -C "$earlier" \
-        && "$PY" -m tta_energy campaign collect "$earlier/$TABLES" --campaign "$CAMPAIGN" | sed 's/^/earlier call: /'
+      if ! { tar xzf "$kept" -C "$earlier" \
+             && "$PY" -m tta_energy campaign collect "$earlier/$TABLES" --campaign "$CAMPAIGN" \
+                | sed 's/^/earlier call: /'; }; then  # pipefail: a failed collect fails the pipeline
+        # the call goes on (its rows are valid), but it may measure the earlier call's cells again
+        echo "WARNING: the rows of $kept could not be merged; this call may repeat its cells" >&2
+      fi
       rm -rf "$earlier"
     done
     # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are

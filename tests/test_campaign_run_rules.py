@@ -183,3 +183,31 @@ def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_call
     returned = schema.read_runs(tmp_path / "returned" / "tables" / "steps.csv")
     assert len(returned) == len(measured) and set(returned["run_id"]) == set(measured["run_id"])
     assert len(list((repo / ".cache" / "campaign-calls").glob("*.tar.gz"))) == 2
+
+
+def test_a_repeat_whose_first_call_failed_is_measured_again_not_left_behind(tmp_path):
+    from tta_energy.experiments import campaign_plan as plan
+
+    path = _campaign(tmp_path, '[[experiment]]\nname = "batch"\nmodels = ["audioldm"]\ngrid = ["5"]\n')
+    (cell,) = plan.build_cells(cp.load_campaign(path), device="cpu")
+    first, second = cell.items  # 10 clips as 2 calls of 5
+    observed = {first.config_id: plan.Observed()}
+    observed[first.config_id].add(0, "error", float("nan"), 1.0)  # repeat 0's first call ended in an error
+    again = plan.next_items(cell, observed)
+    assert [(it.config_id, it.repeat) for it in again] == [(first.config_id, 0), (second.config_id, 0)]
+    observed[first.config_id].add(0, "ok", 10.0, 1.0)
+    assert [(it.config_id, it.repeat) for it in plan.next_items(cell, observed)] == [(second.config_id, 0)]
+
+
+def test_entries_conflicting_only_for_a_model_the_filter_leaves_out_do_not_stop_a_run(tmp_path):
+    from tta_energy.experiments import campaign_plan as plan
+    from tta_energy.experiments.campaign_spec import CampaignError
+
+    path = _campaign(tmp_path, '[[experiment]]\nname = "quality"\nmodels = ["audioldm", "tango"]\n'
+                               'grid = ["1"]\ncaptions = ["audiocaps"]\ncaption_limit = 2\n'
+                               '[[experiment]]\nname = "quality"\nmodels = ["tango"]\n'
+                               'grid = ["1"]\ncaptions = ["audiocaps"]\ncaption_limit = 5\n')
+    campaign = cp.load_campaign(path)
+    with pytest.raises(CampaignError, match="make the same cell .* of tango"):
+        plan.check_entries(campaign)
+    plan.check_entries(campaign, models=["audioldm"])  # only tango's cell conflicts

@@ -191,3 +191,16 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert "nothing left to measure" in second.stdout, second.stdout
     runs = schema.read_runs(parts[0] / tables.RUNS_FILE)  # unpacked again, as the first call wrote it
     assert {"fp32", "none", "channels-last"} <= set(runs["optimize"])
+
+
+def test_a_run_whose_every_configuration_failed_still_counts_towards_settling(tmp_path):
+    """A run with no measured generation (its unit's specs all failed to apply; warm-ups only) still says
+    which settings it ran with: its failures count."""
+    declared = {"tango": (("compile", ((100, 10),), 1),)}  # no default declared at batch 10
+    folder = tmp_path / "p"
+    _runs(folder, [("r1", "fp32", 1, 0), ("r2", "fp32", 1, 0)])
+    rows = schema.read_runs(folder / tables.RUNS_FILE).assign(is_warmup=True)  # only warm-ups
+    schema.write_runs(folder / tables.RUNS_FILE, rows)
+    _configs(folder, [("r1", "compile", 10, "not run: LeverError: x"),
+                      ("r2", "compile", 10, "not run: LeverError: x")])
+    assert _done(folder, declared) == {("tango", "compile", 100, 10)}

@@ -181,7 +181,7 @@ def check_entries(campaign: Campaign, models: Sequence[str] | None = None,
             continue
         for key, (value, configs) in entry_cells(campaign, number, entry).items():
             for first, other, other_value, other_configs in seen[(entry.experiment, key)]:
-                shared = [m for m in entry.models if m in other.models]
+                shared = [m for m in entry.models if m in other.models and (not models or m in models)]
                 if shared and configs != other_configs:
                     how = [f"{name} {a} and {b}" for name, a, b in (
                         ("grid values", other_value, value),
@@ -350,9 +350,9 @@ def next_items(cell: Cell, observed: dict[str, Observed]) -> list[Any]:
                 return [it]
         return []
     seen = sorted({r for o in obs for r in o.rows})
-    for r in seen:
+    for r in seen:  # a repeat with rows but not finished (cut, or a call that ended in an error): go on
         missing = [it for it, o in zip(cell.items, obs, strict=True) if o.finished(r) is None]
-        if missing and len(missing) < len(cell.items):
+        if missing:
             return [replace(it, repeat=r) for it in missing]
     new = (max(seen) + 1) if seen else 0
     return [replace(it, repeat=new) for it in cell.items]

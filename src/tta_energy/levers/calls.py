@@ -94,10 +94,11 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
     matching: set[str] = set()  # the runs of these settings (a run has one size, weights, duration, seed)
     if runs:
         rows = pd.concat(runs, ignore_index=True)
-        ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool) & (rows["size"] == size)
-                  & (rows["weights"].astype(str) == weights) & (pd.to_numeric(rows["seed"]) == seed)
-                  & ((pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-9)]
-        matching = set(ok["run_id"].astype(str))
+        rows = rows[(rows["size"] == size) & (rows["weights"].astype(str) == weights)
+                    & (pd.to_numeric(rows["seed"]) == seed)
+                    & ((pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-9)]
+        matching = set(rows["run_id"].astype(str))  # any row says the run's settings: warm-ups, errors too
+        ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)]
         keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
         for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
             counts[(str(run_id), model, spec, int(steps), int(batch))] = int(n)

@@ -617,10 +617,13 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     stored = _load_references(run, plans)
     if stored:
         say(f"{run.model}: fp32 references loaded from {opts.references_dir}; none computed")
+    stale = ""
     try:
         prepared, notes = _prepare(run, [p for p in plans if not p.reference] if stored else plans, stored)
     except StaleReferences as exc:
-        say(f"{run.model}: {exc}; computing them again")
+        stale = str(exc)  # the message only: the exception's traceback holds the stale build
+    if stale:  # outside the except block, so that the stale build is freed before the next ones
+        say(f"{run.model}: {stale}; computing them again")
         run.references, run.fingerprint = {}, None
         free_memory()
         prepared, notes = _prepare(run, plans)

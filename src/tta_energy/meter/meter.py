@@ -524,9 +524,12 @@ class EnergyMeter:
             window = MeterWindow(self, self.clock.now())
             self.clock.sleep(step_s)
             window.t1 = self.clock.now()
+            needed = changes_needed_after(self.estimator)
+            if not self._sampler.wait_for_changes(window.t1, count=needed, timeout_s=1.0 + 0.5 * needed):
+                break  # no counter to watch: nothing to wait for
             estimates, _, _ = self._gpu_energies(window)
             power = estimates[self.estimator] / (window.t1 - window.t0)
-            if abs(power - previous) <= tolerance_W:
+            if not math.isfinite(power) or abs(power - previous) <= tolerance_W:
                 break
             previous = power
         return self.clock.now() - start
