@@ -369,9 +369,25 @@ def test_fad_inf_matches_fadtk_score_inf(case: str, tmp_path: Path) -> None:
     assert ours.slope == pytest.approx(float(theirs.slope), rel=max(tolerance, 1e-7))
 
 
-def test_negative_result_is_refused() -> None:
-    with pytest.raises(AssertionError, match="negative"):
+def test_negative_or_non_finite_result_is_refused_as_one_error_line() -> None:
+    with pytest.raises(FrechetError, match="negative .* beyond rounding error"):
         frechet._checked(0.0, 1.0, 1.0, 1.5)
+    with pytest.raises(FrechetError, match="not finite"):
+        frechet._checked(float("inf"), 1.0, 1.0, 0.5)
+
+
+def test_fad_inf_uses_the_regularisation_the_plain_fad_uses() -> None:
+    """Every distance of the FAD-inf fit takes ``eps`` and ``regularize``, as the plain FAD does."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(40, 30)), rng.normal(size=(50, 30)) + 0.2
+    plain = fad_inf(x, y, seed=1)
+    regularised = fad_inf(x, y, seed=1, regularize="always", eps=1.0)
+    assert regularised.ns == plain.ns
+    rng, reference = np.random.default_rng(1), GaussianStats.of(y)  # the fit's draws, one size after another
+    expected = [statistics_distance(GaussianStats.of(x[rng.choice(40, size=n, replace=True)]), reference,
+                                    regularize="always", eps=1.0) for n in plain.ns]
+    np.testing.assert_allclose(regularised.fads, expected, rtol=1e-12)
+    assert regularised.value != pytest.approx(plain.value, rel=1e-3)
 
 
 def test_synthetic_embeddings_are_seeded_unit_vectors_with_a_shifted_mean() -> None:

@@ -151,6 +151,8 @@ def fad_inf(
     min_n: int = FAD_INF_MIN_N,
     replace: bool = True,
     procedure: FadInfProcedure = "per-clip",
+    eps: float = 1e-6,
+    regularize: Regularize = "auto",
 ) -> FadInf:
     """FAD-inf as fadtk defines it (``score_inf``): FAD of random subsets of size n, fit a / n + b, report b.
 
@@ -169,7 +171,8 @@ def fad_inf(
     With replacement, a draw of n from N repeats embeddings, so E[FAD(n)] grows like c (1/n + 1/N) and the
     intercept lands near the FAD of all N embeddings rather than at n = infinity. ``replace=False`` draws
     without replacement (E[FAD(n)] ~ c / n where that law holds; with fewer embeddings than dimensions it
-    holds only roughly, see docs/quality.md).
+    holds only roughly, see docs/quality.md). ``eps`` and ``regularize`` go to every distance of the fit, as
+    to the plain FAD (:func:`statistics_distance`).
     """
     x = _as_matrix(eval_embeddings, "evaluation embeddings")
     ref_stats = (
@@ -195,7 +198,7 @@ def fad_inf(
         def draw(n: int) -> GaussianStats:
             return GaussianStats.of(x[rng.choice(len(x), size=n, replace=replace)])
 
-    fads = [statistics_distance(draw(n), ref_stats) for n in ns]
+    fads = [statistics_distance(draw(n), ref_stats, eps=eps, regularize=regularize) for n in ns]
     slope, intercept, r2 = fit_inverse_n(np.asarray(ns, dtype=np.float64), np.asarray(fads))
     return FadInf(value=intercept, slope=slope, r2=r2, ns=tuple(ns), fads=tuple(fads), seed=seed)
 
@@ -318,9 +321,13 @@ def _checked(mean_term: float, trace1: float, trace2: float, tr_sqrt: float) -> 
     value = mean_term + trace1 + trace2 - 2.0 * tr_sqrt
     scale = max(mean_term + trace1 + trace2, 1e-300)
     if not np.isfinite(value):
-        raise AssertionError(f"Fréchet distance is not finite ({value})")
+        raise FrechetError(f"Fréchet distance is not finite ({value}: mean term {mean_term}, traces "
+                           f"{trace1}, {trace2}, trace of the square root {tr_sqrt}); are the embeddings "
+                           "finite?")
     if value < -NEGATIVE_TOLERANCE * scale:
-        raise AssertionError(f"Fréchet distance is negative ({value:.3e}) beyond rounding error")
+        raise FrechetError(f"Fréchet distance is negative ({value:.3e}) beyond rounding error (mean term "
+                           f"{mean_term:.3e}, traces {trace1:.3e} and {trace2:.3e}, trace of the square root "
+                           f"{tr_sqrt:.3e})")
     return max(value, 0.0)
 
 

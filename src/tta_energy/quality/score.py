@@ -50,8 +50,8 @@ from tta_energy.quality.profiles import (
 )
 
 #: ``fad_inf`` is fadtk's (and the study's) definition; ``fad_inf_without_replacement`` draws the subsets
-#: without replacement, with the per-clip sample sizes and generator under every profile (fadtk's sizes
-#: start at 500, more than 300 clips can give without replacement; see
+#: without replacement, with the per-clip sample sizes and generator under every profile (a variant of this
+#: project, not fadtk's: its sizes fit any number of embeddings; see
 #: :func:`tta_energy.quality.frechet.fad_inf`).
 METRICS = ("fad", "fad_inf", "fad_inf_without_replacement", "clap")
 DEFAULT_METRICS = ("fad", "fad_inf", "clap")
@@ -293,7 +293,10 @@ class _Embeddings:
             if sum(len(ws) for _, _, ws, _ in pending) >= self.settings.batch_windows:
                 flush()
         flush()
-        return [r for r in results if r is not None]
+        missing = [paths[i] for i, r in enumerate(results) if r is None]
+        if missing:  # every file gets its embeddings, or the rows would pair them with the wrong captions
+            raise RuntimeError(f"no embeddings were computed for {len(missing)} file(s), e.g. {missing[0]}")
+        return [r for r in results if r is not None]  # all of them (checked above)
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:
         model_id, dim = self.embedder.model_id, self.embedder.dim
@@ -480,9 +483,11 @@ def _fad_rows(
         def extrapolated(
             a: np.ndarray, b: np.ndarray, replace: bool = with_replacement, procedure: str = procedure
         ) -> float:
-            return frechet.fad_inf(a, b, seed=settings.seed, replace=replace, procedure=procedure).value
+            return frechet.fad_inf(a, b, seed=settings.seed, replace=replace, procedure=procedure,
+                                   eps=settings.eps, regularize=settings.regularize).value
 
-        fit = frechet.fad_inf(x, ref_stats, seed=settings.seed, replace=with_replacement, procedure=procedure)
+        fit = frechet.fad_inf(x, ref_stats, seed=settings.seed, replace=with_replacement, procedure=procedure,
+                              eps=settings.eps, regularize=settings.regularize)
         low = high = float("nan")
         if settings.fad_inf_ci:
             low, high = half_sampling_interval(
