@@ -240,6 +240,8 @@ def test_the_idle_baseline_waits_for_the_power_of_a_load_to_decay(load_W):
         gpu.idle(1.0)
         early.measure_idle(5.0)
     assert early.idle_power_W - IDLE > 2 * (meter.idle_power_W - IDLE) + 3.0
+    if load_W == 700.0:  # docs/meter.md: "tens of watts too high" after a 700 W load
+        assert early.idle_power_W - IDLE > 20.0
     assert waited < 10.0 + 5.0 + 2.0  # bounded: at most 10 s of settling, the 5 s baseline, counter waits
 
 

@@ -171,8 +171,11 @@ class RunResult:
     measured_s: float = 0.0  # seconds inside measured windows (warm-ups included)
     stopped_by_budget: bool = False
     unfinished: int = 0  # cells of this run not done at the end
-    interrupted: bool = False  # stopped before its end: SIGINT, or an error
-    stopped_by: str = ""  # what stopped it: "interrupted (SIGINT)" or the error's line
+    stopped_by: str = ""  # what stopped it before its end: "interrupted (SIGINT)" or the error's line
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.stopped_by)
 
 
 def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
@@ -332,7 +335,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
 
     def log_stopped_call(why: str) -> None:
         if ctx.is_main and not ctx.is_distributed:  # torchrun's ranks can no longer gather their counts
-            result.interrupted, result.stopped_by = True, why
+            result.stopped_by = why
             record_run(campaign, ro, run_id, start_utc, time.perf_counter() - start, result, gpu_name, 1)
 
     if todo:

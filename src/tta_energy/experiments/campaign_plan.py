@@ -140,7 +140,7 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
 
 def entry_cells(campaign: Campaign, number: int, entry: Entry) -> dict[tuple, tuple[str, frozenset[Config]]]:
     """The cells the grid of entry ``number`` (from 1) makes: cell key -> (its grid value, its
-    configurations, the model left out). A grid the sweep refuses, or two of its values that make one cell
+    configurations with the model left out). A grid the sweep refuses, or two of its values that make one cell
     (batch ``1`` and ``p1``: one prompt x one waveform; duration ``5`` and ``5.0``), is a
     :class:`CampaignError` naming the file and the entry."""
     from tta_energy.experiments.grids import build_configs

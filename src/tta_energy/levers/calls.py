@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
-from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE, read_side_table
+from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE, read_side_table, unique_folders
 
 if TYPE_CHECKING:
     from tta_energy.levers.experiment import LeversOptions
@@ -85,11 +85,11 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
     """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
     runs of the same model size, weights, clip duration and seed count."""
     runs, configs = [], []
-    for folder in dict.fromkeys(Path(f).resolve() for f in folders):  # a folder named twice counts once
-        if (Path(folder) / RUNS_FILE).is_file():
-            runs.append(_read(Path(folder) / RUNS_FILE))
-        if (Path(folder) / CONFIGS_FILE).is_file():
-            configs.append(_read(Path(folder) / CONFIGS_FILE))
+    for folder in unique_folders(folders):
+        if (folder / RUNS_FILE).is_file():
+            runs.append(_read(folder / RUNS_FILE))
+        if (folder / CONFIGS_FILE).is_file():
+            configs.append(_read(folder / CONFIGS_FILE))
     counts: dict[tuple[str, str, str, int, int], int] = {}
     matching: set[str] = set()  # the runs of these settings (a run has one size, weights, duration, seed)
     if runs:

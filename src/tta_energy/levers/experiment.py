@@ -462,14 +462,15 @@ def _prepare(run: ModelRun, plans: list[LeverPlan],
         try:
             adapter = _build(run)
             fp = weights_fingerprint(adapter)
-            if unchecked and not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
-                raise StaleReferences(f"the stored fp32 references were computed with other weights "
-                                      f"(fingerprint {fingerprint!r}, this build {fp!r})")
-            unchecked = False
-            fingerprint = fp if fingerprint is None else fingerprint
-            if not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
+            if fingerprint is None:
+                fingerprint = fp
+            elif not math.isclose(fp, fingerprint, rel_tol=1e-12, abs_tol=1e-9):
+                if unchecked:  # the first build disagrees with the stored references, not with a build
+                    raise StaleReferences(f"the stored fp32 references were computed with other weights "
+                                          f"(fingerprint {fingerprint!r}, this build {fp!r})")
                 raise LeversError(f"weights differ from the reference build (fingerprint {fp!r} vs "
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
+            unchecked = False
             adapter, setup = _apply_measured(run, adapter, plan)
         except StaleReferences:
             raise

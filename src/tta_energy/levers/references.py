@@ -27,6 +27,7 @@ from tta_energy.models.base import GenerationOutput
 #: reference is not stored, and the next call computes it again
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
+
 def _models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
 

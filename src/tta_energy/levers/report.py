@@ -28,6 +28,7 @@ from tta_energy.levers.tables import (
     RUNS_FILE,
     ceiling_rows,
     read_side,
+    unique_folders,
 )
 from tta_energy.models import catalogue
 
@@ -71,11 +72,6 @@ def study_dtype(model: str, fallback: str = "float32") -> str:
 CONTEXT_COLUMNS: tuple[str, ...] = ("size", "duration_s", "seed", "weights")
 #: the columns ``run_context`` adds: the context of each run and model, as text ('' where unknown)
 CONTEXT_KEYS: tuple[str, ...] = tuple(f"context_{c}" for c in CONTEXT_COLUMNS)
-
-
-def unique_folders(dirs: Sequence[Path | str]) -> list[Path]:
-    """The raw folders in their order, each once (a folder named twice would count every row twice)."""
-    return list(dict.fromkeys(Path(d).resolve() for d in dirs))
 
 
 def run_context(runs: pd.DataFrame) -> pd.DataFrame:

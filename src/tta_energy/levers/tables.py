@@ -41,6 +41,11 @@ def _csv_line(values: list[object]) -> str:
     return out.getvalue()
 
 
+
+def unique_folders(dirs: Sequence[Path | str]) -> list[Path]:
+    """The raw folders in their order, each once (a folder named twice would count every row twice)."""
+    return list(dict.fromkeys(Path(d).resolve() for d in dirs))
+
 @dataclass(frozen=True)
 class TableColumns:
     """What reading a table checks: ``keys`` are in the header and filled in every row; ``required`` (the
