@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The energy-levers table on one lent H200, one device call at a time. A levers plan file declares the whole
-# table (campaigns/h200_levers.toml); each call measures the first call's worth of what earlier calls left
-# (units of one model at one batch size, each with the study default in the same call; see
+# The energy-levers table on one lent GPU, one device call at a time. A levers plan file declares the whole
+# table (campaigns/h200_levers.toml, campaigns/h100_levers.toml), its GPU and its out_dir; each call measures
+# the first call's worth of what earlier calls left (units of one model at one batch size, each with the study default in the same call; see
 # src/tta_energy/levers/calls.py), so the same command is repeated until it prints "nothing left".
 #
 #   bash scripts/gpu_levers.sh dry PLAN [MODELS]   # here, before spending: what is left, priced, in calls
 #   bash scripts/gpu_levers.sh plan PLAN [MODELS]  # on the device: measure the next call of PLAN (its
 #                                     # models, or the comma list MODELS of them). Inductor's caches go to
 #                                     # .cache/compile (carry it), the fp32 references to
-#                                     # data/h200/levers/references; both come back for the next call
+#                                     # <out_dir>/levers/references; both come back for the next call
 #   bash scripts/gpu_levers.sh collect FILES_AT    # here, after each call: unpack + rebuild the report
 #
 # Each call measures the GPU's ceiling (bf16 8192^3 matmul loop, TFLOP/J) at its start and end with the same
@@ -17,9 +17,9 @@
 # batch) cell in a seeded random order (docs/levers.md). A time budget (BUDGET_S - 60 s) is shared between
 # the models in proportion to their predicted seconds; a model may also use what the later ones do not need.
 #
-# Writes data/h200/levers/partplan-<UTC time>/ (levers_runs.csv in the run-record schema,
+# Writes <out_dir>/levers/partplan-<UTC time>/ (levers_runs.csv in the run-record schema,
 # levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, traces/) and rebuilds
-# data/h200/levers.csv, data/h200/levers_summary.md and data/h200/levers.png from every part present. On the
+# <out_dir>/levers.csv, levers_summary.md and levers.png from every part present. On the
 # device machine ($OUT set) it returns under $OUT/levers/: levers-partplan-<UTC time>.tar.gz (the part's
 # folder), levers-references.tar.gz, compile-cache.tar.gz (when at most COMPILE_CACHE_MAX_MB, default 8 MiB:
 # the device returns files of at most 16 MiB, and the tree it receives, carried folders included, is at most
@@ -34,12 +34,26 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-520}
 PART=${1:-}
-ROOT=data/h200/levers
+TABLES=  # the plan's out_dir relative to the repository root (data/h200 for campaigns/h200_levers.toml)
+ROOT=    # $TABLES/levers: the calls' part folders and the stored fp32 references
+
+tables_of_plan() {  # PLAN -> its out_dir, relative to the repository root
+  "$PY" -c 'import os, sys
+from tta_energy.errors import TtaError
+from tta_energy.levers.plan import read_levers_plan
+try:
+    plan = read_levers_plan(sys.argv[1])
+except TtaError as exc:
+    sys.exit(f"error: {exc}")
+if plan.out_dir is None:
+    sys.exit(f"error: {sys.argv[1]}: needs out_dir in [levers] (where its table goes)")
+print(os.path.relpath(plan.out_dir))' "$1"
+}
 
 report() {
   local parts=()
   for d in "$ROOT"/part*; do [[ -f "$d/levers_runs.csv" ]] && parts+=("$d"); done
-  ((${#parts[@]})) && "$PY" -m tta_energy levers report "${parts[@]}" --out-dir data/h200
+  ((${#parts[@]})) && "$PY" -m tta_energy levers report "${parts[@]}" --out-dir "$TABLES"
 }
 
 if [[ "$PART" == collect ]]; then
@@ -47,16 +61,20 @@ if [[ "$PART" == collect ]]; then
   found=0
   for tarball in "$2"/levers/levers-part*.tar.gz "$2"/levers-part*.tar.gz; do
     [[ -e "$tarball" ]] || continue
-    tar xzf "$tarball" && found=1  # paths inside: data/h200/levers/part<N>/... (and references/)
+    # paths inside: <out_dir>/levers/part<N>/..., e.g. data/h200/levers/partplan-<UTC time>/
+    ROOT=$(tar tzf "$tarball" | head -1 | cut -d/ -f1-3)
+    [[ "$ROOT" == data/*/levers ]] || { echo "$tarball: not a levers part (paths $ROOT/...)" >&2; exit 2; }
+    TABLES=${ROOT%/levers}
+    tar xzf "$tarball" && found=1
   done
+  ((found)) || { echo "no levers-part*.tar.gz under $2" >&2; exit 2; }
   for tarball in "$2"/levers/levers-references.tar.gz "$2"/levers-references.tar.gz \
                  "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
-    # paths inside: data/h200/levers/references/...; .cache/compile/... (git-ignored; carry it)
+    # paths inside: <out_dir>/levers/references/...; .cache/compile/... (git-ignored; carry it)
     [[ -e "$tarball" ]] && tar xzf "$tarball"
   done
-  mkdir -p data/h200/logs
-  for log in "$2"/levers/log-levers-*.txt "$2"/log-levers-*.txt; do [[ -e "$log" ]] && cp "$log" data/h200/logs/; done
-  ((found)) || { echo "no levers-part*.tar.gz under $2" >&2; exit 2; }
+  mkdir -p "$TABLES/logs"
+  for log in "$2"/levers/log-levers-*.txt "$2"/log-levers-*.txt; do [[ -e "$log" ]] && cp "$log" "$TABLES/logs/"; done
   report
   exit $?
 fi
@@ -65,6 +83,8 @@ case "$PART" in
   dry|plan)
     [[ $# -ge 2 && -f "$2" ]] || { echo "usage: $0 $PART PLAN.toml [MODELS]" >&2; exit 2; }
     MODELS=${3:-}
+    TABLES=$(tables_of_plan "$2") || exit 2
+    ROOT=$TABLES/levers
     EXTRA=(--plan "$2" --compile-cache .cache/compile --references "$ROOT/references"
            --done "$ROOT/partplan-*" --time-budget $((BUDGET_S - 60)))
     if [[ "$PART" == dry ]]; then
@@ -126,7 +146,7 @@ if [[ -n "${OUT:-}" ]]; then
         b[e]+=$1} END {for (e in b) printf "%8.1f MiB  .%s\n", b[e]/1048576, e}' | sort -rn | head -8
     fi
   fi
-  for f in data/h200/levers.csv data/h200/levers_summary.md data/h200/levers.png; do
+  for f in "$TABLES"/levers.csv "$TABLES"/levers_summary.md "$TABLES"/levers.png; do
     [[ -e "$f" ]] && cp "$f" "$OUT/levers/"
   done
 fi

@@ -168,8 +168,8 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     for script in ("gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
         shutil.copy(ROOT / "scripts" / script, repo / "scripts")
     (repo / "plan.toml").write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\n'
-                                    'steps = [2]\nbatches = [1]\nrepeats = 1\nduration_s = 1.0\n',
-                                    encoding="utf-8")
+                                    'steps = [2]\nbatches = [1]\nrepeats = 1\nduration_s = 1.0\n'
+                                    'out_dir = "data/cpu"\n', encoding="utf-8")
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src"), "BUDGET_S": "400",
            "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
                           "--min-window 0 --no-profile"}
@@ -182,7 +182,7 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
 
     first = call(1)
     assert first.returncode == 0, first.stdout + first.stderr
-    parts = list((repo / "data" / "h200" / "levers").glob("partplan-*"))
+    parts = list((repo / "data" / "cpu" / "levers").glob("partplan-*"))  # the plan's out_dir
     assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
     shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's
     second = call(2)
@@ -191,6 +191,13 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert "nothing left to measure" in second.stdout, second.stdout
     runs = schema.read_runs(parts[0] / tables.RUNS_FILE)  # unpacked again, as the first call wrote it
     assert {"fp32", "none", "channels-last"} <= set(runs["optimize"])
+
+    shutil.rmtree(repo / "data")  # here, after the calls: collect finds the out_dir in the returned part
+    collected = subprocess.run(["bash", "scripts/gpu_levers.sh", "collect", str(tmp_path / "out1")], cwd=repo,
+                               env=env, capture_output=True, text=True, check=False)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    assert [p.name for p in (repo / "data" / "cpu" / "levers").glob("partplan-*")] == [parts[0].name]
+    assert (repo / "data" / "cpu" / "levers.csv").is_file() and list((repo / "data" / "cpu" / "logs").iterdir())
 
 
 def test_a_run_whose_every_configuration_failed_still_counts_towards_settling(tmp_path):

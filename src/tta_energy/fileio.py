@@ -116,6 +116,13 @@ def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, 
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
 
 
+def path_beside(declaring_file: Path, value: str) -> Path:
+    """A path that a TOML file names: a relative one is relative to the file's folder (as in pyproject.toml),
+    so that the commands read and write the same place from any working directory."""
+    named = Path(value)
+    return named if named.is_absolute() else Path(os.path.normpath(declaring_file.parent / named))
+
+
 def toml_value(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str,
                error: type[Exception] = TtaError) -> Any:
     """``table[key]`` (``default`` when absent) checked to be of ``kind``; else ``error`` with one line naming

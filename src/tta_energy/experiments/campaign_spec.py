@@ -3,14 +3,13 @@ the stopping rule of their cells. See :mod:`.campaign` for what a campaign measu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tta_energy.errors import TtaError, positive_number
 from tta_energy.experiments.grids import EXPERIMENTS
-from tta_energy.fileio import DEFAULT_OUT_DIR, toml_value
+from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 
 #: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
@@ -112,13 +111,6 @@ def _str_list(value: object, key: str, where: str) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-def _beside(campaign_file: Path, value: str) -> Path:
-    """A path the campaign file names: a relative one is relative to the file's folder (as in pyproject.toml),
-    so that the commands read and write the same place from any working directory."""
-    named = Path(value)
-    return named if named.is_absolute() else Path(os.path.normpath(campaign_file.parent / named))
-
-
 def load_campaign(path: str | Path) -> Campaign:
     """Parse and validate a campaign file; a problem raises :class:`CampaignError` (one line)."""
     from tta_energy.fileio import read_toml
@@ -178,7 +170,7 @@ def load_campaign(path: str | Path) -> Campaign:
             if len(set(models)) != len(models):
                 raise CampaignError(f"{at}: a model is listed twice")
         grid = _str_list(raw["grid"], "grid", at) if "grid" in raw else None
-        captions = tuple(c if c.lower() in BUNDLED_CAPTIONS else str(_beside(path, c))
+        captions = tuple(c if c.lower() in BUNDLED_CAPTIONS else str(path_beside(path, c))
                          for c in (_str_list(raw["captions"], "captions", at) if "captions" in raw else ()))
         limit = _get(raw, "caption_limit", int, None, at)
         if name != "quality" and (captions or limit is not None):
@@ -187,9 +179,9 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(f"{at}: caption_limit must be >= 1, got {limit}")
         entries.append(Entry(name, models, grid, _stopping(raw.get("repeats", {}), stopping, at),
                              captions or (BUNDLED_CAPTIONS if name == "quality" else ()), limit))
-    out_dir = _get(data, "out_dir", str, None, where)
+    out_dir = _get(data, "out_dir", str, None, where)  # default: a sweep's
     return Campaign(path=path, name=_get(data, "name", str, path.stem, where),
-                    out_dir=_beside(path, out_dir) if out_dir is not None else DEFAULT_OUT_DIR,  # a sweep's
+                    out_dir=path_beside(path, out_dir) if out_dir is not None else DEFAULT_OUT_DIR,
                     size=size,
                     weights=_get(data, "weights", str, "random", where), dtype=dtype,
                     duration_s=float(duration) if duration is not None else None,

@@ -12,6 +12,9 @@ A plan file (e.g. ``campaigns/h200_levers.toml``) has one ``[levers]`` table::
     duration_s = 10.0
     seed = 0
     call_budget_s = 540                       # one device call, for the dry run's split
+    gpu = "H200"                              # a run on another GPU is refused
+    out_dir = "../data/h200"                  # relative to this file's folder: the report; parts and
+                                              # stored references in its levers/ folder
 
     [levers.model.audioldm]                   # per-model changes
     steps = [10, 100]                         # replaces the default steps
@@ -38,7 +41,7 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import first_line, positive_number
-from tta_energy.fileio import read_toml, toml_value
+from tta_energy.fileio import path_beside, read_toml, toml_value
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import TableColumns, read_table
 from tta_energy.models import catalogue
@@ -83,6 +86,9 @@ class LeversPlan:
     call_budget_s: float = DEFAULT_CALL_BUDGET_S
     #: the GPU the table holds (a part of its name, e.g. ``H200``): a run on another is refused; None: any
     gpu: str | None = None
+    #: the folder of the table's report (levers.csv, levers_summary.md); its calls' parts and the stored fp32
+    #: references go to its ``levers/`` folder. None: the command line says where
+    out_dir: Path | None = None
 
 
 def _ints(value: Any, what: str, path: Path) -> tuple[int, ...]:
@@ -145,7 +151,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
         raise LeversError(f"{path}: needs a [levers] table")
     where = f"{path}: [levers]"
     allowed = {"models", "specs", "steps", "batches", "repeats", "duration_s", "seed", "call_budget_s",
-               "model", "extra", "gpu"}
+               "model", "extra", "gpu", "out_dir"}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise LeversError(f"{path}: unknown key {unknown[0]!r} in [levers]; "
@@ -159,6 +165,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
     duration_s = _positive(table, "duration_s", 10.0, where)
     seed = _get(table, "seed", int, 0, where)
     call_budget_s = _positive(table, "call_budget_s", DEFAULT_CALL_BUDGET_S, where)
+    out_dir = _get(table, "out_dir", str, None, where)
     per_model = _get(table, "model", dict, {}, where)
     for m, over in per_model.items():
         if m not in models:
@@ -179,7 +186,8 @@ def read_levers_plan(path: Path) -> LeversPlan:
         declared[m] = tuple((spec, cells, m_repeats) for spec in dict.fromkeys(m_specs))
     declared = _with_extra_cells(declared, table.get("extra", []), steps, repeats, path)
     return LeversPlan(models=models, declared=declared, repeats=repeats, duration_s=duration_s, seed=seed,
-                      call_budget_s=call_budget_s, gpu=_get(table, "gpu", str, None, where) or None)
+                      call_budget_s=call_budget_s, gpu=_get(table, "gpu", str, None, where) or None,
+                      out_dir=path_beside(path, out_dir) if out_dir else None)
 
 
 def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], repeats: int,
