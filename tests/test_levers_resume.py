@@ -196,7 +196,8 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     collected = subprocess.run(["bash", "scripts/gpu_levers.sh", "collect", str(tmp_path / "out1")], cwd=repo,
                                env=env, capture_output=True, text=True, check=False)
     assert collected.returncode == 0, collected.stdout + collected.stderr
-    assert [p.name for p in (repo / "data" / "cpu" / "levers").glob("partplan-*")] == [parts[0].name]
+    collected_parts = (repo / "data" / "cpu" / "levers").glob("partplan-*")
+    assert [p.name for p in collected_parts] == [parts[0].name]
     assert (repo / "data" / "cpu" / "levers.csv").is_file() and list((repo / "data" / "cpu" / "logs").iterdir())
 
 
