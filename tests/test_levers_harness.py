@@ -628,3 +628,14 @@ def test_step_profiles_are_quoted_once_each_in_the_mode_they_ran(tmp_path):
     assert "n/a" not in text and "nan" not in text
     # without the reported run's profile, the latest run's
     assert "an eager step takes 20.00 ms" in report._limits_text("tango", None, profile)
+
+
+def test_a_compiled_spec_is_priced_from_the_catalogue_where_no_compilation_was_measured():
+    """No compiled row for the model at that batch (the filter leaves an empty string column, whose map keeps
+    its string dtype under pandas 3): the catalogue's estimate, not a type error."""
+    h = pd.DataFrame([{"model": "audioldm", "optimize": "none", "steps": 100, "waveforms_per_prompt": 1,
+                       "wall_s": 2.0, "compile_s": float("nan")}])
+    h["optimize"] = h["optimize"].astype("str")
+    assert plan._one_compilation_s(h, "audioldm", 1) is None
+    assert plan.compile_s(h, "audioldm", "compile", 1) == pytest.approx(
+        plan.COMPILE_S_PER_COST * plan._cost("audioldm"))

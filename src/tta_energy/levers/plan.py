@@ -366,8 +366,9 @@ def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float |
     there (its one-time cost over :func:`whole_compilations`; median); None when none was."""
     h = history[(history["model"] == model) & (history["waveforms_per_prompt"] == batch)
                 & history["compile_s"].notna()]
-    counts = h["optimize"].map(whole_compilations)
-    per = h["compile_s"][counts > 0] / counts[counts > 0]
+    # a float Series built from a list: an empty string column's map keeps its string dtype (pandas 3)
+    counts = pd.Series([whole_compilations(spec) for spec in h["optimize"]], index=h.index, dtype="float64")
+    per = h["compile_s"][counts > 0].astype("float64") / counts[counts > 0]
     return float(per.median()) if not per.empty else None
 
 
