@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tta_energy.analysis import docs_numbers
@@ -215,3 +216,27 @@ def test_the_study_fronts_are_as_stable_as_the_analysis_page_says() -> None:
     claim = (f"on the {models}-model subset every configuration is on the front in 0 % or 100 % "
              "of the resamples")
     assert (claim in " ".join(text.split())) == (frequencies <= {0.0, 1.0})
+
+
+def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData) -> None:
+    """Each model's best lossless reduction at 100 steps, batch 1, recomputed with plain pandas from
+    data/h100/levers.csv: within the run with the most repeats of `none` (the latest of equals)."""
+    from tta_energy.models.catalogue import label
+
+    levers = pd.read_csv(ROOT / "data" / "h100" / "levers.csv")
+    cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
+    text = docs_numbers.levers_paragraph(data, "h100")
+    assert "`data/h100/levers.csv`" in text and "`data/h100/levers_summary.md`" in text
+    for model, rows in cell.groupby("model"):
+        none = rows[rows["optimize"] == "none"].sort_values(["repeats", "run_id"])
+        if none.empty:
+            continue
+        run = none.iloc[-1]
+        tuned = rows[(rows["run_id"] == run["run_id"]) & rows["lossless"].astype(bool)
+                     & ~rows["optimize"].isin(["none", "fp32"])]
+        if tuned.empty:
+            continue
+        best = tuned.sort_values("energy_per_clip_J").iloc[0]
+        ratio = run["energy_per_clip_J"] / best["energy_per_clip_J"]
+        assert (f"{label(model)} {run['energy_per_clip_J']:.0f}" in text
+                and f"({ratio:.1f}×, `{best['optimize']}`" in text), (model, text)

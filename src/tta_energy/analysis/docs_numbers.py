@@ -356,19 +356,23 @@ def block_cell_processes(d: DocData) -> str:
     return f"{int(processes.min())}–{int(processes.max())} processes"
 
 
-def _h200_ceiling(d: DocData) -> str:
-    """The H200's bf16 matrix-product ceiling as the docs quote it: the mean of every measurement of it."""
-    h200 = d.ceilings[d.ceilings["gpu_name"].str.contains("H200")]
-    return f"{h200['ceiling_tflop_per_J'].mean():.2f} TFLOP/J" if not h200.empty else "not measured"
+def _ceiling(d: DocData, gpu: str = "H200") -> str:
+    """A GPU's bf16 matrix-product ceiling as the docs quote it: the mean of every measurement of it."""
+    rows = d.ceilings[d.ceilings["gpu_name"].str.contains(gpu)]
+    return f"{rows['ceiling_tflop_per_J'].mean():.2f} TFLOP/J" if not rows.empty else "not measured"
 
 
-def block_levers(d: DocData) -> str:
+def levers_paragraph(d: DocData, folder: str) -> str:
+    """The levers report of ``data/<folder>`` (``h200``, ``h100``) in one paragraph: the best lossless
+    configuration per model at 100 steps, batch 1, against ``none`` of the same run, and the range of
+    fractions of that GPU's ceiling."""
     from tta_energy.levers.report import best_lossless
 
-    best = best_lossless(d.levers, batch=1, steps=100)
+    levers = docs_numbers_docs.read_levers(d.data, folder)
+    best = best_lossless(levers, batch=1, steps=100) if not levers.empty else pd.DataFrame()
     if best.empty:
         return "No energy levers measured yet."
-    tuned = d.levers[d.levers["lossless"].astype(bool) & ~d.levers["optimize"].isin(["none", "fp32"])]
+    tuned = levers[levers["lossless"].astype(bool) & ~levers["optimize"].isin(["none", "fp32"])]
     fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
     parts = [
         f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_repeats)} → "
@@ -376,11 +380,11 @@ def block_levers(d: DocData) -> str:
         f"`{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
         for r in best.itertuples()
     ]
-    missing = [m for m in catalogue.ordered(d.levers["model"].unique()) if m not in set(best["model"])]
+    missing = [m for m in catalogue.model_names() if m not in set(best["model"])]
     text = (
-        "Run differently, without changing the output (`data/h200/levers.csv`, 100 steps, batch 1, the best "
-        "lossless configuration at the study's precision against the study's default `none` of the same run, "
-        "the run with the most repeats of `none`): "
+        f"Run differently, without changing the output (`data/{folder}/levers.csv`, 100 steps, batch 1, the "
+        "best lossless configuration at the study's precision against the study's default `none` of the same "
+        "run, the run with the most repeats of `none`): "
         + "; ".join(parts)
         + "."
     )
@@ -388,10 +392,18 @@ def block_levers(d: DocData) -> str:
         text += " Not measured at 100 steps, batch 1: " + ", ".join(label(m) for m in missing) + "."
     text += (
         f" The best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
-        f"of the measured bf16 matmul ceiling ({_h200_ceiling(d)}, each against the ceiling measured in its "
-        "own run; `data/h200/levers_summary.md`)."
+        f"of the measured bf16 matmul ceiling ({_ceiling(d, folder.upper())}, each against the ceiling "
+        f"measured in its own run; `data/{folder}/levers_summary.md`)."
     )
     return text
+
+
+def block_levers(d: DocData) -> str:
+    return levers_paragraph(d, "h200")
+
+
+def block_levers_h100(d: DocData) -> str:
+    return levers_paragraph(d, "h100")
 
 
 def study_warmup(study: pd.DataFrame) -> pd.DataFrame:
@@ -846,7 +858,7 @@ def block_efficiency(d: DocData) -> str:
             "`figures/flop-per-joule.png`): the FLOPs of one denoiser call (`tta-energy describe`) over the "
             "energy per call fitted over every run of `data/h200/steps.csv`, in TFLOP/J"
             + (f", against the H200's bf16 matrix-product ceiling measured with the same meter "
-               f"({_h200_ceiling(d)})" if has_ceiling else "")
+               f"({_ceiling(d)})" if has_ceiling else "")
             + ": " + "; ".join(parts) + ".")
     both = [r for r in h200.itertuples() if r.model in a40.index]
     if both:
@@ -903,6 +915,7 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "steps-repeats": block_steps_repeats,
     "cell-processes": block_cell_processes,
     "levers": block_levers,
+    "levers-h100": block_levers_h100,
     "study-warmup": block_study_warmup,
     "study-warmup-example": block_study_warmup_example,
     "observations": block_observations,

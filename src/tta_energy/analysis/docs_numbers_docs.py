@@ -257,9 +257,9 @@ def block_validation_result(d: HasData) -> str:
 # docs/levers.md
 
 
-def read_levers(data: Path) -> pd.DataFrame:
-    """``data/h200/levers.csv`` (empty without it)."""
-    path = data / "h200" / "levers.csv"
+def read_levers(data: Path, folder: str = "h200") -> pd.DataFrame:
+    """``data/<folder>/levers.csv`` (empty without it)."""
+    path = data / folder / "levers.csv"
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
@@ -321,6 +321,23 @@ def block_levers_audioldm2_graphs(d: HasData) -> str:
     row = rows.iloc[0]
     error, tolerance = _sci(row["rel_error_latents"]), _sci(row["tolerance_latents"])
     return f"latents error {error} against a tolerance of {tolerance}"
+
+
+def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
+    """AudioLDM 2's `graphs` against `none` measured in the same H100 run (100 steps, batch 1): their latents
+    errors and the verdict."""
+    levers = read_levers(d.data, "h100")
+    none, graphs = _cell(levers, "audioldm2", "none"), _cell(levers, "audioldm2", "graphs")
+    runs = sorted(set(none["run_id"]) & set(graphs["run_id"])) if not none.empty and not graphs.empty else []
+    if not runs:
+        return _missing(d.data / "h100" / "levers.csv")
+    pairs = [(none[none["run_id"] == r].iloc[0], graphs[graphs["run_id"] == r].iloc[0]) for r in runs]
+    same = all(n["rel_error_latents"] == g["rel_error_latents"] for n, g in pairs)
+    n, g = pairs[0]
+    verdict = "lossless" if all(bool(g["lossless"]) for _, g in pairs) else "not lossless"
+    equal = "equal to every digit stored" if same else "different"
+    return (f"`none` {_sci(n['rel_error_latents'])}, `graphs` {_sci(g['rel_error_latents'])} ({equal}, in "
+            f"{len(runs)} run(s); tolerance {_sci(g['tolerance_latents'])}: {verdict})")
 
 
 def block_levers_audioldm_none(d: HasData) -> str:
@@ -513,6 +530,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-reference-conv": block_levers_reference_conv,
     "levers-audioldm2-graphs": block_levers_audioldm2_graphs,
     "levers-audioldm2-error": latents_error("audioldm2", "graphs"),
+    "levers-audioldm2-graphs-h100": block_levers_audioldm2_graphs_h100,
     "levers-audioldm-none": block_levers_audioldm_none,
     "levers-audioldm-none-error": latents_error("audioldm", "none"),
     "levers-sao-reference": block_levers_sao_reference,
