@@ -198,7 +198,8 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert collected.returncode == 0, collected.stdout + collected.stderr
     collected_parts = (repo / "data" / "cpu" / "levers").glob("partplan-*")
     assert [p.name for p in collected_parts] == [parts[0].name]
-    assert (repo / "data" / "cpu" / "levers.csv").is_file() and list((repo / "data" / "cpu" / "logs").iterdir())
+    cpu_tables = repo / "data" / "cpu"
+    assert (cpu_tables / "levers.csv").is_file() and list((cpu_tables / "logs").iterdir())
 
 
 def test_a_run_whose_every_configuration_failed_still_counts_towards_settling(tmp_path):
