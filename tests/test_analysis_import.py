@@ -15,6 +15,7 @@ from tta_energy import schema
 from tta_energy.analysis import study_import as si
 from tta_energy.analysis import study_tree as st
 from tta_energy.cli.main import main as cli_main
+from tta_energy.fileio import read_csv_exact
 
 STEP_GRID = [10, 25, 50, 100, 150, 200]
 
@@ -282,5 +283,5 @@ def test_committed_data_study_is_the_import_of_the_paper_data():
             atol=0,
             obj=f"data/study/{name}.csv",
         )
-    scores = st.read_csv_exact(committed / "scores.csv", keep_default_na=False)
+    scores = read_csv_exact(committed / "scores.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(scores, data.scores.fillna(""), check_dtype=False, rtol=0, atol=0)

@@ -19,8 +19,8 @@ from scipy import stats
 
 from tta_energy import schema
 from tta_energy.analysis import compare, pareto, sanity, summaries, tables
-from tta_energy.analysis.study_tree import read_csv_exact
 from tta_energy.cli.main import main as cli_main
+from tta_energy.fileio import read_csv_exact
 
 FOLDERS = {"audioldm": "AudioLDM", "audioldm2": "AudioLDM2", "stable-audio-open": "Stable Audio Open"}
 SHORT = {"audioldm": "AudioLDM", "audioldm2": "AudioLDM2", "stable-audio-open": "SAO"}

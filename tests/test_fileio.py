@@ -35,3 +35,21 @@ def test_writers_replace_the_target_whole(tmp_path):
     loaded = torch.load(tmp_path / "w.pt", weights_only=True)
     assert loaded.keys() == {"w"} and torch.equal(loaded["w"], torch.tensor([1.5, -2.0]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "n.txt", "t.csv", "w.pt"]
+
+
+@pytest.mark.filterwarnings("ignore:The 'float_precision' argument is deprecated")
+@pytest.mark.parametrize("pandas_rounds_correctly", [None, False])  # None: this pandas's own branch
+def test_numbers_read_from_text_are_the_nearest_floats(monkeypatch, tmp_path, pandas_rounds_correctly):
+    """pandas 3.0's default parser and to_numeric can be one unit in the last place off; the readers give
+    Python's float (the nearest double) on every pandas, the branch for older versions included."""
+    if pandas_rounds_correctly is not None:
+        monkeypatch.setattr(fileio, "_pandas_rounds_floats_correctly", lambda: pandas_rounds_correctly)
+    values = ["12.050448754336685", "0.40749508142471313", "1e-300"]
+    text = pd.Series([*values, "", "n/a"], dtype=object)
+    numbers = fileio.exact_numbers(text)
+    assert numbers.dtype == "float64" and numbers.iloc[3:].isna().all()
+    assert [v.hex() for v in numbers.iloc[:3]] == [float(v).hex() for v in values]
+    path = tmp_path / "t.csv"
+    path.write_text("x\n" + "\n".join(values) + "\n", encoding="utf-8")
+    read = fileio.read_csv_exact(path)["x"]
+    assert [v.hex() for v in read] == [float(v).hex() for v in values]

@@ -116,6 +116,36 @@ def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, 
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
 
 
+def _pandas_rounds_floats_correctly() -> bool:
+    """pandas 3.1 parses decimal text to the nearest float by default; 2.x and 3.0 need ``round_trip`` (their
+    default parser can be one unit in the last place off: 12.050448754336685 read as ...683)."""
+    import pandas as pd
+
+    major, minor = (int(part) for part in pd.__version__.split(".")[:2])
+    return (major, minor) >= (3, 1)
+
+
+def read_csv_exact(source: Any, **kwargs: Any) -> Any:
+    """``pandas.read_csv`` with every float correctly rounded, on any pandas this project supports."""
+    import pandas as pd
+
+    if not _pandas_rounds_floats_correctly():
+        kwargs.setdefault("float_precision", "round_trip")
+    return pd.read_csv(source, **kwargs)
+
+
+def exact_numbers(text: Any) -> Any:
+    """A Series of decimal strings as float64 (NaN where empty or not a number), correctly rounded:
+    ``pandas.to_numeric`` is not before pandas 3.1, Python's ``float`` always is."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    if not _pandas_rounds_floats_correctly():
+        parsed = numbers.notna()
+        numbers[parsed] = [float(v) for v in text[parsed]]
+    return numbers
+
+
 def path_beside(declaring_file: Path, value: str) -> Path:
     """A path that a TOML file names: a relative one is relative to the file's folder (as in pyproject.toml),
     so that the commands read and write the same place from any working directory."""

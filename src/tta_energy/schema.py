@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path, csv_text
+from tta_energy.fileio import atomic_path, csv_text, exact_numbers
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = 3.6e6
@@ -168,7 +168,7 @@ def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:
             continue
         s = df[c.name]
         if c.dtype in ("float", "int"):
-            num = pd.to_numeric(s, errors="coerce")
+            num = exact_numbers(s) if c.dtype == "float" else pd.to_numeric(s, errors="coerce")
             bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
             if bad.any():
                 first = s[bad].iloc[0]

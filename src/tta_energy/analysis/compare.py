@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tta_energy.analysis.study_tree import StudyFormatError, StudyTree, canonical_model, read_csv_exact
+from tta_energy.analysis.study_tree import StudyFormatError, StudyTree, canonical_model
+from tta_energy.fileio import read_csv_exact
 from tta_energy.schema import J_PER_KWH
 
 #: Relative difference under which a reproduced number counts as equal (CSV text round trips, sum order).

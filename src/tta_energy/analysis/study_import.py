@@ -51,11 +51,11 @@ from tta_energy.analysis.study_tree import (
     model_dirs,
     parse_steps,
     read_codecarbon_records,
-    read_csv_exact,
     rel_path,
     study_defaults,
 )
 from tta_energy.errors import TtaError
+from tta_energy.fileio import read_csv_exact
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = schema.J_PER_KWH

@@ -261,8 +261,3 @@ def parse_steps(project_name: str, where: str) -> int:
     return int(m.group(1))
 
 
-def read_csv_exact(path: Path, **kwargs: object) -> pd.DataFrame:
-    """``pd.read_csv`` with correctly rounded floats (pandas 3's default; pandas 2 needs ``round_trip``)."""
-    if int(pd.__version__.split(".")[0]) < 3:
-        kwargs.setdefault("float_precision", "round_trip")
-    return pd.read_csv(path, **kwargs)

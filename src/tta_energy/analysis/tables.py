@@ -15,6 +15,7 @@ from tta_energy import schema
 from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
+from tta_energy.fileio import read_csv_exact
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -106,7 +107,7 @@ def find_published(paths: Iterable[str | Path], name: str) -> pd.DataFrame | Non
     for p in map(Path, paths):
         found = sorted(p.rglob(name)) if p.is_dir() else [p] if p.name == name else []
         if found:
-            return study_tree.read_csv_exact(found[0])
+            return read_csv_exact(found[0])
     return None
 
 
@@ -116,7 +117,7 @@ def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
 
 
 def read_scores(path: Path) -> pd.DataFrame:
-    df = study_tree.read_csv_exact(
+    df = read_csv_exact(
         path,
         dtype={"model": str, "dataset": str, "metric": str, "caption_id": str, "scope": str, "source": str},
         keep_default_na=False,

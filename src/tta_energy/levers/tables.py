@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.fileio import csv_text
+from tta_energy.fileio import csv_text, read_csv_exact
 from tta_energy.levers.spec import LeversError
 
 RUNS_FILE = "levers_runs.csv"
@@ -127,7 +127,7 @@ def read_table(path: Path, columns: TableColumns, what: str) -> pd.DataFrame:
                     raise LeversError(f"{path}: line {line}: column '{c}' holds {value!r}, not a number")
     except csv.Error as exc:
         raise LeversError(f"{path}: not a well-formed CSV (line {reader.line_num}: {exc})") from None
-    return pd.read_csv(io.StringIO(text))
+    return read_csv_exact(io.StringIO(text))
 
 
 def read_side_table(path: Path) -> pd.DataFrame:
