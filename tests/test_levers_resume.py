@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd
 import pytest
-from conftest import refused, tiny_levers_options
+from conftest import ROOT, refused, tiny_levers_options
 
 from tta_energy import schema
 from tta_energy.levers import calls, experiment, references, tables
@@ -161,8 +161,6 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     import subprocess
     import sys
 
-    from conftest import ROOT
-
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     for script in ("gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
@@ -213,3 +211,18 @@ def test_a_run_whose_every_configuration_failed_still_counts_towards_settling(tm
     _configs(folder, [("r1", "compile", 10, "not run: LeverError: x"),
                       ("r2", "compile", 10, "not run: LeverError: x")])
     assert _done(folder, declared) == {("tango", "compile", 100, 10)}
+
+
+def test_a_side_table_with_only_its_header_keeps_the_numbers_of_the_others(tmp_path):
+    """A writer killed in its first row leaves a header alone; joined with a full table, the numeric columns
+    stay float64 (a text column would carry into every fraction of the ceiling)."""
+    source = ROOT / "data" / "h100" / "levers" / "partplan-20261205T142850" / tables.CEILING_FILE
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    full.mkdir(), cut.mkdir()
+    shutil.copy(source, full / tables.CEILING_FILE)
+    header = source.read_text(encoding="utf-8").splitlines()[0]
+    (cut / tables.CEILING_FILE).write_text(header + "\n", encoding="utf-8")
+    assert tables.read_side_table(cut / tables.CEILING_FILE).empty
+    joined = tables.read_side([cut, full], tables.CEILING_FILE)
+    assert len(joined) == 2 and joined["tflop_per_J"].dtype == "float64"
+    assert joined["tflop_per_J"].between(0.9, 1.0).all()

@@ -127,7 +127,10 @@ def read_table(path: Path, columns: TableColumns, what: str) -> pd.DataFrame:
                     raise LeversError(f"{path}: line {line}: column '{c}' holds {value!r}, not a number")
     except csv.Error as exc:
         raise LeversError(f"{path}: not a well-formed CSV (line {reader.line_num}: {exc})") from None
-    return read_csv_exact(io.StringIO(text))
+    frame = read_csv_exact(io.StringIO(text))
+    # a header without rows reads as text columns: numbers stay numbers when such a table joins the others
+    untyped = {c: "float64" for _, c in numeric if not pd.api.types.is_numeric_dtype(frame[c])}
+    return frame.astype(untyped) if untyped else frame
 
 
 def read_side_table(path: Path) -> pd.DataFrame:
