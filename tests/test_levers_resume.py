@@ -190,6 +190,18 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     runs = schema.read_runs(parts[0] / tables.RUNS_FILE)  # unpacked again, as the first call wrote it
     assert {"fp32", "none", "channels-last"} <= set(runs["optimize"])
 
+    # the dispatcher finds nothing left in this plan (no gpu named: any card) and says so
+    fake_smi = tmp_path / "bin" / "nvidia-smi"
+    fake_smi.parent.mkdir()
+    fake_smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3'\n", encoding="utf-8")
+    fake_smi.chmod(0o755)
+    shutil.copy(ROOT / "scripts" / "gpu_call.sh", repo / "scripts")
+    dispatched = subprocess.run(["bash", "scripts/gpu_call.sh", "plan.toml"], cwd=repo, capture_output=True,
+                                text=True, check=False,
+                                env={**env, "PATH": f"{fake_smi.parent}:{os.environ['PATH']}"})
+    assert dispatched.returncode == 4, dispatched.stdout + dispatched.stderr
+    assert "plan.toml: nothing left to measure" in dispatched.stdout
+
     shutil.rmtree(repo / "data")  # here, after the calls: collect finds the out_dir in the returned part
     collected = subprocess.run(["bash", "scripts/gpu_levers.sh", "collect", str(tmp_path / "out1")], cwd=repo,
                                env=env, capture_output=True, text=True, check=False)
@@ -226,3 +238,37 @@ def test_a_side_table_with_only_its_header_keeps_the_numbers_of_the_others(tmp_p
     joined = tables.read_side([cut, full], tables.CEILING_FILE)
     assert len(joined) == 2 and joined["tflop_per_J"].dtype == "float64"
     assert joined["tflop_per_J"].between(0.9, 1.0).all()
+
+
+@pytest.mark.parametrize(("card", "chosen"), [
+    ("NVIDIA H200", "h200.toml: env CAMPAIGN={plans}/h200.toml HARD_LIMIT_S=540 bash scripts/gpu_campaign"),
+    ("NVIDIA H100 80GB HBM3", "h100_levers.toml: bash scripts/gpu_levers.sh plan {plans}/h100_levers.toml"),
+    ("NVIDIA A100-SXM4-80GB", None),
+])
+def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_path, card, chosen):
+    """scripts/gpu_call.sh (dry) over the repository's plan files with nothing measured yet: the H200
+    campaign on an H200, the H100 levers plan on an H100 (each file's gpu), exit 4 on a card none names."""
+    import subprocess
+    import sys
+
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    for name in ("h200.toml", "h200_levers.toml", "h100_levers.toml"):
+        text = (ROOT / "campaigns" / name).read_text(encoding="utf-8")
+        (plans / name).write_text(text.replace('out_dir = "../data/', f'out_dir = "{tmp_path}/data/'),
+                                  encoding="utf-8")
+    fake_smi = tmp_path / "bin" / "nvidia-smi"
+    fake_smi.parent.mkdir()
+    fake_smi.write_text(f"#!/bin/sh\necho '{card}'\n", encoding="utf-8")
+    fake_smi.chmod(0o755)
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CALL_DRY": "1",
+           "PATH": f"{fake_smi.parent}:{os.environ['PATH']}"}
+    names = ("h200.toml", "h200_levers.toml", "h100_levers.toml")
+    done = subprocess.run(["bash", "scripts/gpu_call.sh", *(str(plans / n) for n in names)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, check=False)
+    if chosen is None:
+        assert done.returncode == 4 and "names this card" in done.stderr, done.stdout + done.stderr
+        assert done.stdout.count("not this card") == 3
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert chosen.format(plans=plans) in done.stdout.splitlines()[-1], done.stdout
