@@ -90,6 +90,9 @@ case "$PART" in
     if [[ "$PART" == dry ]]; then
       exec "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} "${EXTRA[@]}" --dry-run ${LEVERS_ARGS:-}
     fi
+    # what a device call writes comes back only from inside the repository (collect unpacks it there)
+    [[ "$TABLES" =~ ^data/[^/]+$ ]] \
+      || { echo "error: $2: its out_dir is $TABLES; a device call's table goes to data/<one folder>" >&2; exit 2; }
     source scripts/device_env.sh  # wheels carried in .whl/ (torchao for fp8)
     mkdir -p .cache/compile
     # calls chained on a warm device machine each get this checkout's data/: the part folders and references
