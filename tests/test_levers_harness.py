@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -639,3 +640,32 @@ def test_a_compiled_spec_is_priced_from_the_catalogue_where_no_compilation_was_m
     assert plan._one_compilation_s(h, "audioldm", 1) is None
     assert plan.compile_s(h, "audioldm", "compile", 1) == pytest.approx(
         plan.COMPILE_S_PER_COST * plan._cost("audioldm"))
+
+
+def test_a_cell_measured_on_the_plans_own_gpu_is_priced_from_that_gpu_alone(tmp_path):
+    """Tables of the plan's own GPU (an earlier folder) price the cells they hold; another card's tables fill
+    only the cells they lack; by default the plan's out_dir tables come first."""
+    row = {"model": "audioldm", "optimize": "compile", "steps": 100, "waveforms_per_prompt": 1,
+           "duration_s": 10.0, "size": "full", "compile_s": 30.0}
+    cols = ["model", "optimize", "steps", "waveforms_per_prompt", "duration_s", "size", "wall_s", "compile_s"]
+    own, other = tmp_path / "h100", tmp_path / "h200"
+    own.mkdir(), other.mkdir()
+    pd.DataFrame([{**row, "wall_s": 2.0, "compile_s": 50.0}], columns=cols).to_csv(own / "levers.csv",
+                                                                                     index=False)
+    pd.DataFrame([{**row, "wall_s": 1.0}, {**row, "optimize": "graphs", "wall_s": 1.5, "compile_s": 0.2}],
+                 columns=cols).to_csv(other / "levers.csv", index=False)
+    h = plan.read_history([own / "levers.csv", other / "levers.csv"], size="full", duration_s=10.0)
+    by_spec = h.set_index("optimize")
+    assert by_spec.loc["compile", "wall_s"] == 2.0 and by_spec.loc["compile", "compile_s"] == 50.0
+    assert by_spec.loc["graphs", "wall_s"] == 1.5  # only the other card measured it
+    pooled = plan.read_history([other / "levers.csv", own / "levers.csv"], size="full", duration_s=10.0)
+    assert pooled.set_index("optimize").loc["compile", "wall_s"] == 1.0  # the order decides
+
+    from tta_energy.cli.levers_commands import DEFAULT_HISTORY, history_paths
+
+    plan_file = tmp_path / "p.toml"
+    plan_file.write_text('[levers]\nmodels = ["audioldm"]\nout_dir = "h100"\n', encoding="utf-8")
+    paths = history_paths(None, plan_file)
+    assert paths[0] == (own / "levers.csv").resolve()
+    assert paths[1:] == [Path(h).resolve() for h in DEFAULT_HISTORY if Path(h).is_file()]
+    assert history_paths("", plan_file) == []  # named: only what is named

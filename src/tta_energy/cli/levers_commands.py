@@ -59,7 +59,8 @@ PLAN_REPLACES: dict[str, str] = {
     "full": "--full", "batch1": "--batch1", "single": "--single", "compile_models": "--compile-models",
     "lean_models": "--lean-models", "trim": "--trim/--no-trim", "steps": "--steps", "batches": "--batches",
     "repeats": "--repeats", "duration": "--duration", "seed": "--seed"}
-#: the price history when --history is not given: those of these tables that exist
+#: the price history when --history is not given: those of these tables that exist, after the same tables of
+#: a plan's own out_dir (its GPU's seconds first: a cell measured there is priced from them alone)
 DEFAULT_HISTORY = ("data/h200/levers.csv", "data/h200/steps.csv", "data/h200/batch.csv")
 
 
@@ -81,12 +82,19 @@ def check_folder_option(path: Path | None, option: str) -> None:
         folder_path(path, option)
 
 
-def history_paths(value: str | None) -> list[Path]:
-    """--history: the tables named ('' names none; each is checked when read by ``read_history``),
-    else those of :data:`DEFAULT_HISTORY` that exist."""
-    if value is None:
-        return [Path(h) for h in DEFAULT_HISTORY if Path(h).is_file()]
-    return [Path(h) for h in checks.comma_list(value)]
+def history_paths(value: str | None, plan: Path | None = None) -> list[Path]:
+    """--history: the tables named ('' names none; each is checked when read by ``read_history``), else
+    those of :data:`DEFAULT_HISTORY` that exist, after the same tables in the plan's out_dir (its own GPU's
+    rows, which ``read_history`` prefers)."""
+    if value is not None:
+        return [Path(h) for h in checks.comma_list(value)]
+    from tta_energy.levers.plan import read_levers_plan
+
+    own = read_levers_plan(plan).out_dir if plan is not None else None
+    defaults = [Path(h) for h in DEFAULT_HISTORY]
+    candidates = [*(own / h.name for h in defaults if own is not None), *defaults]
+    found = [p for p in candidates if p.is_file()]
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def plan_options(opts: object, plan: Path) -> object:
@@ -181,8 +189,8 @@ def register(app: typer.Typer) -> None:
                                                              "(carry it to the GPU machine and back)"),
         history: str | None = typer.Option(
             None, help="tables whose measured seconds price the cells (comma list: levers tables, and the "
-                       "sweeps' run tables for the study default; default: those of "
-                       + ", ".join(DEFAULT_HISTORY) + " that exist; '': none)"),
+                       "sweeps' run tables for the study default; default: the --plan's out_dir tables, then "
+                       "those of " + ", ".join(DEFAULT_HISTORY) + " that exist; '': none)"),
         done: str = typer.Option("", help="with --plan: raw levers folders (comma list, globs allowed) whose "
                                           "measured cells are not measured again (scripts/gpu_levers.sh "
                                           "plan: 'data/h200/levers/partplan-*')"),
@@ -222,7 +230,7 @@ def register(app: typer.Typer) -> None:
         if plan is not None:
             opts = plan_options(opts, plan)
         check_options(opts, plan)
-        tables = history_paths(history)
+        tables = history_paths(history, plan)
         history_rows = price_history(opts, tables) if dry_run or plan is not None or history else None
         if dry_run:
             for line in dry_run_text(opts, history_rows, done_folders):

@@ -236,12 +236,15 @@ def read_history(paths: Sequence[Path], size: str | None = None,
     levers tables (``levers.csv``) and from run tables of the sweeps (``steps.csv``, ``batch.csv``: their
     eager generations at the model's study precision are the levers' ``none``; one prompt per generation
     only). Only rows of model size ``size`` (a tiny replica is never priced from full-size times) and of
-    clip length ``duration_s`` count, when given; an empty frame without any. Each table is checked as it is
-    read (a run table by the schema, a levers table by :data:`HISTORY_COLUMNS`): a :class:`LeversError` or
-    :class:`~tta_energy.schema.SchemaError` names the file and the column."""
+    clip length ``duration_s`` count, when given; an empty frame without any. The tables of one folder (one
+    GPU's) are pooled; a cell (model, spec, steps, batch) measured in an earlier folder of ``paths`` is priced
+    from that folder alone (a plan's own GPU first, other cards' tables fill the gaps). Each table is checked
+    as it is read (a run table by the schema, a levers table by :data:`HISTORY_COLUMNS`): a
+    :class:`LeversError` or :class:`~tta_energy.schema.SchemaError` names the file and the column."""
     keys = ["model", "optimize", "steps", "waveforms_per_prompt"]
     cols = [*keys, "wall_s", "compile_s"]
     frames = []
+    folders: dict[Path, int] = {}  # a table's folder -> its precedence (the order folders first appear)
     for path in paths:
         rows = _history_table(Path(path))
         if "is_warmup" in rows.columns:  # a run table: measured generations of the study default only
@@ -251,7 +254,7 @@ def read_history(paths: Sequence[Path], size: str | None = None,
             default = rows["model"].map(lambda m: catalogue.entry(m).defaults.dtype
                                         if m in catalogue.model_names() else "")
             rows = rows[(rows["optimize"] == "none") & (rows["dtype"].map(canonical_dtype) == default)]
-        frames.append(rows)
+        frames.append(rows.assign(_table=folders.setdefault(Path(path).resolve().parent, len(folders))))
     if not frames:
         return pd.DataFrame(columns=cols)
     rows = pd.concat(frames, ignore_index=True)
@@ -259,9 +262,11 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         rows = rows[rows["size"] == size]
     if duration_s is not None and "duration_s" in rows.columns:
         rows = rows[(pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-6]
-    rows = rows.reindex(columns=cols)
+    rows = rows.reindex(columns=[*cols, "_table"])
     if rows.empty:
-        return rows.reset_index(drop=True)
+        return rows[cols].reset_index(drop=True)
+    first = rows.groupby(keys, dropna=False)["_table"].transform("min")  # the first folder holding the cell
+    rows = rows[rows["_table"] == first][cols]
     return rows.groupby(keys, as_index=False, dropna=False)[["wall_s", "compile_s"]].median()
 
 
