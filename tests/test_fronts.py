@@ -55,7 +55,8 @@ def _h200_steps() -> pd.DataFrame:
 
 
 def _levers() -> pd.DataFrame:
-    base = {"waveforms_per_prompt": 1, "repeats": 2, "run_id": "r", "dtype": "float32",
+    base = {"waveforms_per_prompt": 1, "repeats": 2, "run_id": "r", "gpu_name": "NVIDIA H200",
+            "dtype": "float32",
             "gpu_energy_J_std": 10.0, "fraction_of_ceiling": 0.1}
     return pd.DataFrame(
         [
@@ -111,3 +112,15 @@ def test_levers_found_next_to_a_run_table(tmp_path) -> None:
     (tmp_path / "h200" / "steps.csv").write_text("", encoding="utf-8")
     assert fronts.find_levers_tables([tmp_path]) == [tmp_path / "h200" / "levers.csv"]
     assert fronts.find_levers_tables([tmp_path / "h200" / "steps.csv"]) == [tmp_path / "h200" / "levers.csv"]
+
+
+def test_only_the_h200s_levers_runs_enter_the_h200_fronts() -> None:
+    """A levers table of another card (an H100's, cheaper here) gives no star to the H200's front; a table
+    without the GPU's name gives none either."""
+    h100 = _levers().assign(run_id="h", gpu_name="NVIDIA H100 80GB HBM3",
+                            energy_per_clip_J=lambda f: f["energy_per_clip_J"] / 2)
+    table = fronts.platform_fronts(_h200_steps(), _a40(), _scores(), pd.concat([_levers(), h100]))
+    lever = table[table["point_set"] == "H200, lossless levers"]
+    assert lever["energy_J_per_clip"].tolist() == [520.0]
+    unnamed = fronts.platform_fronts(_h200_steps(), _a40(), _scores(), _levers().drop(columns="gpu_name"))
+    assert "H200, lossless levers" not in set(unnamed["point_set"])

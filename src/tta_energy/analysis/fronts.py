@@ -64,7 +64,8 @@ def platform_fronts(
 
     ``steps``: :func:`summaries.steps_summary` rows of the H200 (``source`` not ``study``); ``a40_quality``:
     the study's quality runs (usable, warm-up left out); ``scores``: score tables (the study's subset scores
-    are used); ``levers``: ``levers.csv`` rows (may be empty). Columns: ``dataset, metric, point_set, model,
+    are used); ``levers``: ``levers.csv`` rows (may be empty; only those whose ``gpu_name`` names an H200
+    count). Columns: ``dataset, metric, point_set, model,
     steps, configuration, energy_J_per_clip, energy_ci_low/high, n_runs, score`` and one boolean column
     per front set (``on_front_a40``, ``on_front_h200_default``, ``on_front_h200_levers``; NaN when the point
     is not in that set), plus ``front_change``: for each (model, steps), A40 -> H200 defaults ("joins",
@@ -99,6 +100,9 @@ def platform_fronts(
         points.append(h200.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     from tta_energy.levers.report import best_lossless
 
+    if not levers.empty:  # the H200's own levers runs (a table without the GPU's name: none of them)
+        names = levers["gpu_name"] if "gpu_name" in levers else pd.Series("", index=levers.index)
+        levers = levers[names.fillna("").astype(str).str.contains("H200")]
     best = best_lossless(levers, batch=1)
     if not best.empty:
         lev = best.rename(columns={"best_J": "energy_J_per_clip", "best_repeats": "n_runs"})

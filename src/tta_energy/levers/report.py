@@ -47,7 +47,8 @@ def lever_targets(model: str) -> catalogue.LeverTargets:
 
 
 LEVERS_COLUMNS: tuple[str, ...] = (
-    "run_id", "model", "size", "weights", "optimize", "dtype", "applied", "skipped", "changes_behaviour",
+    "run_id", "gpu_name", "model", "size", "weights", "optimize", "dtype", "applied", "skipped",
+    "changes_behaviour",
     "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J", "gpu_energy_J_std",
     "energy_per_clip_J", "energy_per_10s_clip_J", "energy_per_step_J", "denoising_share", "reduction_vs_none",
     "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
@@ -130,7 +131,8 @@ def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
         raise LeversError("no measured levers rows with status ok")
     ok["clip_s"] = ok["audio_seconds"] / ok["n_clips"].astype(float)
     agg = ok.groupby(keys, dropna=False).agg(
-        size=("size", "first"), weights=("weights", "first"), dtype=("dtype", "first"),
+        gpu_name=("gpu_name", "first"), size=("size", "first"), weights=("weights", "first"),
+        dtype=("dtype", "first"),
         duration_s=("duration_s", "first"),
         repeats=("gpu_energy_J", "size"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
         gpu_energy_J_std=("gpu_energy_J", "std"), n_clips=("n_clips", "first"), clip_s=("clip_s", "mean"),
