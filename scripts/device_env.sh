@@ -5,10 +5,13 @@
 # /tmp/site without touching the image's own packages, puts them and src/ on PYTHONPATH, and keeps every library
 # offline. Elsewhere (no .whl/, or another Python: an
 # installed checkout, pip install -e .) it only sets the environment.
-if [[ -d .whl ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+# Sourced twice in one call (scripts/gpu_call.sh, then the script it runs), it installs once.
+if [[ -n "${TTA_ENERGY_WHEELS_INSTALLED:-}" ]]; then
+  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
+elif [[ -d .whl ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/src:$PWD
+  export PYTHONPATH=/tmp/site:$PWD/src:$PWD TTA_ENERGY_WHEELS_INSTALLED=1
 else
   export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi

@@ -4,62 +4,71 @@
 # of the first plan file, in the order given, that names this machine's card (its `gpu`) and has work left.
 #
 #   bash scripts/gpu_call.sh [PLAN ...]   # on the device; default: campaigns/h200.toml campaigns/h200_levers.toml
-#                                         # campaigns/h100_levers.toml
+#                                         # campaigns/h100_levers.toml (paths relative to the repository root)
 #   GPU_CALL_DRY=1 bash scripts/gpu_call.sh   # print the command it would run, run nothing
 #
-# A campaign file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` (default 480, with
-# HARD_LIMIT_S=540 unless set); a levers plan runs `scripts/gpu_levers.sh plan PLAN`. Collect what comes back
-# with the script the call ran (its files come back under campaign/ or levers/). Exit 4: no plan names this
-# card or has work left. Environment: PYTHON (default python3).
+# What earlier calls on a warm machine measured counts as done (both scripts' merge-earlier first). A campaign
+# file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` (default 480, HARD_LIMIT_S=540
+# unless set); a levers plan runs `scripts/gpu_levers.sh plan PLAN`. Collect what comes back with the script
+# the call ran (its files come back under campaign/ or levers/). Exit 4: no plan names this card with work
+# left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+source scripts/device_env.sh  # wheels carried in .whl/ (the checks below read the tables with them)
 (($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml campaigns/h100_levers.toml
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p)
 [[ -n "$card" ]] || { echo "error: nvidia-smi names no GPU on this machine" >&2; exit 2; }
 echo "this machine's card: $card"
+PYTHON="$PY" bash scripts/gpu_levers.sh merge-earlier || exit 2
 
-plan_kind_and_gpu() {  # FILE -> "campaign GPU" or "levers GPU" (GPU empty: any card)
+plan_of_card() {  # FILE CARD -> "KIND GPU MATCH": campaign or levers, the file's gpu (- for any), yes or no
   "$PY" -c 'import sys
+from tta_energy.devices import names_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import read_toml
 try:
     if "levers" in read_toml(sys.argv[1], TtaError, "plan file"):
         from tta_energy.levers.plan import read_levers_plan
-        print("levers", read_levers_plan(sys.argv[1]).gpu or "")
+        kind, gpu = "levers", read_levers_plan(sys.argv[1]).gpu
     else:
         from tta_energy.experiments.campaign_spec import load_campaign
-        print("campaign", load_campaign(sys.argv[1]).gpu or "")
+        kind, gpu = "campaign", load_campaign(sys.argv[1]).gpu
 except TtaError as exc:
-    sys.exit(f"error: {exc}")' "$1"
+    sys.exit(f"error: {exc}")
+print(kind, gpu or "-", "yes" if gpu is None or names_gpu(gpu, sys.argv[2]) else "no")' "$1" "$2"
 }
 
 for plan in "$@"; do
-  read -r kind gpu < <(plan_kind_and_gpu "$plan") || exit 2
-  [[ -n "$kind" ]] || exit 2
-  if [[ -n "$gpu" && "${card,,}" != *"${gpu,,}"* ]]; then
+  found=$(plan_of_card "$plan" "$card") || exit 2
+  read -r kind gpu match <<<"$found"
+  if [[ "$match" != yes ]]; then
     echo "$plan: measures on an $gpu, not this card"
     continue
   fi
   if [[ "$kind" == campaign ]]; then
-    if ! "$PY" -m tta_energy campaign status --campaign "$plan" --json \
-         | "$PY" -c 'import json, sys; sys.exit(0 if any(not json.loads(l)["done"] for l in sys.stdin if l.strip()) else 1)'
-    then
+    CAMPAIGN="$plan" PYTHON="$PY" bash scripts/gpu_campaign.sh merge-earlier || exit 2
+    status=$("$PY" -m tta_energy campaign status --campaign "$plan" --json) \
+      || { echo "error: $plan: tta-energy campaign status failed (above)" >&2; exit 2; }
+    left=$("$PY" -c 'import json, sys
+print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' <<<"$status") || exit 2
+    if ((left == 0)); then
       echo "$plan: every cell done"
       continue
     fi
     cmd=(env CAMPAIGN="$plan" HARD_LIMIT_S="${HARD_LIMIT_S:-540}" bash scripts/gpu_campaign.sh run
          --time-budget "${CAMPAIGN_BUDGET_S:-480}")
   else
-    if PYTHON="$PY" bash scripts/gpu_levers.sh dry "$plan" | grep -q "nothing left to measure"; then
+    dry=$(PYTHON="$PY" bash scripts/gpu_levers.sh dry "$plan" 2>&1) \
+      || { echo "error: $plan: the levers dry run failed: $(tail -n 1 <<<"$dry")" >&2; exit 2; }
+    if grep -q "nothing left to measure" <<<"$dry"; then
       echo "$plan: nothing left to measure"
       continue
     fi
     cmd=(bash scripts/gpu_levers.sh plan "$plan")
   fi
   echo "$plan: ${cmd[*]}"
-  [[ -n "${GPU_CALL_DRY:-}" ]] && exit 0
+  [[ "${GPU_CALL_DRY:-0}" == 1 ]] && exit 0
   exec "${cmd[@]}"
 done
 echo "no plan of $* names this card ($card) with work left" >&2

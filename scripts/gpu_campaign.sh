@@ -4,6 +4,7 @@
 #   bash scripts/gpu_campaign.sh run [OPTIONS]      # on the device: `tta-energy campaign run OPTIONS` (e.g.
 #                                                   # --experiment batch --time-budget 500), then pack the
 #                                                   # campaign's tables, runs log and this call's traces
+#   bash scripts/gpu_campaign.sh merge-earlier      # on the device: merge the earlier calls' rows (below) only
 #   bash scripts/gpu_campaign.sh collect FILES_AT   # here, after the call: merge what came back into
 #                                                   # data/h200 (run tables deduplicated by (config, repeat),
 #                                                   # runs-log lines and traces that are new), validate, status
@@ -34,26 +35,33 @@ except TtaError as exc:
 [[ "$TABLES" != ..* ]] || { echo "error: $CAMPAIGN: its out_dir $TABLES is outside the repository" >&2; exit 2; }
 MODE=${1:-}
 shift || true
+KEPT=.cache/campaign-calls  # each call's returned tables, kept on the (warm) device machine
+
+merge_earlier_calls() {  # the rows of earlier calls on this machine into the tables (none on a fresh one)
+  for kept in "$KEPT"/*.tar.gz; do
+    [[ -e "$kept" ]] || continue
+    earlier=$(mktemp -d)
+    if ! { tar xzf "$kept" -C "$earlier" \
+           && "$PY" -m tta_energy campaign collect "$earlier/$TABLES" --campaign "$CAMPAIGN" \
+              | sed 's/^/earlier call: /'; }; then  # pipefail: a failed collect fails the pipeline
+      # the call goes on (its rows are valid), but it may measure the earlier call's cells again
+      echo "WARNING: the rows of $kept could not be merged; this call may repeat its cells" >&2
+    fi
+    rm -rf "$earlier"
+  done
+}
 
 case "$MODE" in
+  merge-earlier)  # on the device, before judging what is left (scripts/gpu_call.sh): what `run` does first
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    merge_earlier_calls ;;
   run)
     source scripts/device_env.sh
     "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-run
     mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"
     DEST=${OUT:-/tmp/gpu_campaign}/campaign
     START=$(date -u +%Y%m%dT%H%M%S)
-    KEPT=.cache/campaign-calls
-    for kept in "$KEPT"/*.tar.gz; do  # earlier calls on this machine (none on a fresh one)
-      [[ -e "$kept" ]] || continue
-      earlier=$(mktemp -d)
-      if ! { tar xzf "$kept" -C "$earlier" \
-             && "$PY" -m tta_energy campaign collect "$earlier/$TABLES" --campaign "$CAMPAIGN" \
-                | sed 's/^/earlier call: /'; }; then  # pipefail: a failed collect fails the pipeline
-        # the call goes on (its rows are valid), but it may measure the earlier call's cells again
-        echo "WARNING: the rows of $kept could not be merged; this call may repeat its cells" >&2
-      fi
-      rm -rf "$earlier"
-    done
+    merge_earlier_calls
     # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are
     # on disk one by one) leaves time to pack what was measured even if a model build hangs past the budget
     timeout -s TERM -k 15 "$HARD_LIMIT_S" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 \
@@ -78,5 +86,5 @@ case "$MODE" in
     "$PY" -m tta_energy summary --data "$TABLES" >/dev/null || exit $?
     "$PY" -m tta_energy campaign status --campaign "$CAMPAIGN" | tail -12 ;;
   *)
-    echo "usage: $0 run [campaign run options] | collect FILES_AT" >&2; exit 2 ;;
+    echo "usage: $0 run [campaign run options] | merge-earlier | collect FILES_AT" >&2; exit 2 ;;
 esac

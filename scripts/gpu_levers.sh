@@ -9,6 +9,7 @@
 #                                     # models, or the comma list MODELS of them). Inductor's caches go to
 #                                     # .cache/compile (carry it), the fp32 references to
 #                                     # <out_dir>/levers/references; both come back for the next call
+#   bash scripts/gpu_levers.sh merge-earlier       # on the device: unpack earlier calls' parts (below) only
 #   bash scripts/gpu_levers.sh collect FILES_AT    # here, after each call: unpack + rebuild the report
 #
 # Each call measures the GPU's ceiling (bf16 8192^3 matmul loop, TFLOP/J) at its start and end with the same
@@ -37,6 +38,14 @@ PART=${1:-}
 TABLES=  # the plan's out_dir relative to the repository root (data/h200 for campaigns/h200_levers.toml)
 ROOT=    # $TABLES/levers: the calls' part folders and the stored fp32 references
 
+merge_earlier_calls() {  # the part folders and references earlier calls on this machine returned (paths
+  # inside: <out_dir>/levers/...), unpacked into the checkout; none on a fresh machine
+  for kept in .cache/levers-calls/*.tar.gz; do
+    [[ -e "$kept" ]] && tar xzf "$kept" && echo "earlier call on this machine: $(basename "$kept")"
+  done
+  return 0
+}
+
 tables_of_plan() {  # PLAN -> its out_dir, relative to the repository root
   "$PY" -c 'import os, sys
 from tta_energy.errors import TtaError
@@ -56,13 +65,18 @@ report() {
   ((${#parts[@]})) && "$PY" -m tta_energy levers report "${parts[@]}" --out-dir "$TABLES"
 }
 
+if [[ "$PART" == merge-earlier ]]; then  # on the device, before judging what is left (scripts/gpu_call.sh)
+  merge_earlier_calls
+  exit 0
+fi
+
 if [[ "$PART" == collect ]]; then
   [[ $# -eq 2 && -d "$2" ]] || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
   found=0
   for tarball in "$2"/levers/levers-part*.tar.gz "$2"/levers-part*.tar.gz; do
     [[ -e "$tarball" ]] || continue
     # paths inside: <out_dir>/levers/part<N>/..., e.g. data/h200/levers/partplan-<UTC time>/
-    ROOT=$(tar tzf "$tarball" | head -1 | cut -d/ -f1-3)
+    ROOT=$(tar tzf "$tarball" | sed -n 1p | cut -d/ -f1-3)
     [[ "$ROOT" == data/*/levers ]] || { echo "$tarball: not a levers part (paths $ROOT/...)" >&2; exit 2; }
     TABLES=${ROOT%/levers}
     tar xzf "$tarball" && found=1
@@ -98,11 +112,9 @@ case "$PART" in
     # calls chained on a warm device machine each get this checkout's data/: the part folders and references
     # that earlier calls on that machine returned (kept in the git-ignored .cache/levers-calls/) are unpacked
     # first, so --done counts their cells and a chained call measures the plan's next units, not the same ones
-    for kept in .cache/levers-calls/*.tar.gz; do
-      [[ -e "$kept" ]] && tar xzf "$kept" && echo "earlier call on this machine: $(basename "$kept")"
-    done
+    merge_earlier_calls
     PART=plan-$(date -u +%Y%m%dT%H%M%S) ;;
-  *) echo "usage: $0 dry PLAN [MODELS] | plan PLAN [MODELS] | collect FILES_AT" >&2; exit 2 ;;
+  *) echo "usage: $0 dry PLAN [MODELS] | plan PLAN [MODELS] | merge-earlier | collect FILES_AT" >&2; exit 2 ;;
 esac
 OUTDIR=$ROOT/part$PART
 if [[ -e "$OUTDIR/levers_runs.csv" ]]; then

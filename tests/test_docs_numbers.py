@@ -219,24 +219,33 @@ def test_the_study_fronts_are_as_stable_as_the_analysis_page_says() -> None:
 
 
 def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData) -> None:
-    """Each model's best lossless reduction at 100 steps, batch 1, recomputed with plain pandas from
-    data/h100/levers.csv: within the run with the most repeats of `none` (the latest of equals)."""
-    from tta_energy.models.catalogue import label
+    """Each model of data/h100/levers.csv at 100 steps, batch 1, recomputed with plain pandas: among the runs
+    holding a lossless configuration at the study's precision, the one with the most repeats of `none` (the
+    latest of equals), its cheapest such configuration; models without one, and those not measured, named."""
+    from tta_energy.levers.report import study_dtype
+    from tta_energy.models.catalogue import BUILTIN_NAMES, label
 
     levers = pd.read_csv(ROOT / "data" / "h100" / "levers.csv")
     cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
     text = docs_numbers.levers_paragraph(data, "h100")
     assert "`data/h100/levers.csv`" in text and "`data/h100/levers_summary.md`" in text
-    for model, rows in cell.groupby("model"):
-        none = rows[rows["optimize"] == "none"].sort_values(["repeats", "run_id"])
+    for model in BUILTIN_NAMES:
+        rows = cell[cell["model"] == model]
+        if rows.empty:
+            assert label(model) in text.split("Not measured at 100 steps, batch 1:")[1], model
+            continue
+        tuned = rows[rows["lossless"].astype(bool) & ~rows["optimize"].isin(["none", "fp32"])
+                     & (rows["dtype"] == study_dtype(model))]
+        none = rows[(rows["optimize"] == "none") & rows["run_id"].isin(tuned["run_id"])]
         if none.empty:
+            assert label(model) in text.split("without a lossless configuration")[1].split(".")[0], model
             continue
-        run = none.iloc[-1]
-        tuned = rows[(rows["run_id"] == run["run_id"]) & rows["lossless"].astype(bool)
-                     & ~rows["optimize"].isin(["none", "fp32"])]
-        if tuned.empty:
-            continue
-        best = tuned.sort_values("energy_per_clip_J").iloc[0]
+        run = none.sort_values(["repeats", "run_id"]).iloc[-1]
+        best = tuned[tuned["run_id"] == run["run_id"]].sort_values("energy_per_clip_J").iloc[0]
         ratio = run["energy_per_clip_J"] / best["energy_per_clip_J"]
-        assert (f"{label(model)} {run['energy_per_clip_J']:.0f}" in text
-                and f"({ratio:.1f}×, `{best['optimize']}`" in text), (model, text)
+        assert f"{label(model)} {run['energy_per_clip_J']:.0f}" in text, (model, text)
+        assert f"({ratio:.1f}×, `{best['optimize']}`, n = {run['repeats']} and {best['repeats']})" in text
+    parts = (ROOT / "data" / "h100" / "levers").glob("part*/levers_ceiling.csv")
+    ceilings = pd.concat(pd.read_csv(p) for p in parts)
+    bf16 = ceilings[ceilings["precision"].fillna("bf16") == "bf16"]["tflop_per_J"]
+    assert f"({bf16.mean():.2f} TFLOP/J," in text

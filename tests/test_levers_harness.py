@@ -658,6 +658,14 @@ def test_a_cell_measured_on_the_plans_own_gpu_is_priced_from_that_gpu_alone(tmp_
     by_spec = h.set_index("optimize")
     assert by_spec.loc["compile", "wall_s"] == 2.0 and by_spec.loc["compile", "compile_s"] == 50.0
     assert by_spec.loc["graphs", "wall_s"] == 1.5  # only the other card measured it
+    # a value the own folder left empty (a compilation not timed) comes from the other card, per value
+    pd.DataFrame([{**row, "optimize": "graphs", "wall_s": 3.0, "compile_s": float("nan")}],
+                 columns=cols).to_csv(own / "steps_levers.csv", index=False)
+    tables = [own / "levers.csv", own / "steps_levers.csv", other / "levers.csv"]
+    mixed = plan.read_history(tables, size="full", duration_s=10.0).set_index("optimize")
+    assert mixed.loc["graphs", "wall_s"] == 3.0 and mixed.loc["graphs", "compile_s"] == 0.2
+    pooled_own = plan.read_history([own / "levers.csv", own / "levers.csv"], size="full", duration_s=10.0)
+    assert len(pooled_own) == 1 and pooled_own["wall_s"].iloc[0] == 2.0
     pooled = plan.read_history([other / "levers.csv", own / "levers.csv"], size="full", duration_s=10.0)
     assert pooled.set_index("optimize").loc["compile", "wall_s"] == 1.0  # the order decides
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -240,35 +243,72 @@ def test_a_side_table_with_only_its_header_keeps_the_numbers_of_the_others(tmp_p
     assert joined["tflop_per_J"].between(0.9, 1.0).all()
 
 
+def _dispatch(tmp_path: Path, card: str, plans: list[str]) -> subprocess.CompletedProcess:
+    """scripts/gpu_call.sh (dry) in a copy of the scripts, over ``plans`` (paths in that copy), on a machine
+    whose nvidia-smi names ``card``."""
+    repo = tmp_path / "repo"
+    if not (repo / "scripts").is_dir():
+        (repo / "scripts").mkdir(parents=True)
+        for script in ("gpu_call.sh", "gpu_campaign.sh", "gpu_levers.sh", "device_env.sh"):
+            shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    fake_smi = tmp_path / "bin" / "nvidia-smi"
+    fake_smi.parent.mkdir(exist_ok=True)
+    fake_smi.write_text(f"#!/bin/sh\necho '{card}'\n", encoding="utf-8")
+    fake_smi.chmod(0o755)
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src"), "GPU_CALL_DRY": "1",
+           "PATH": f"{fake_smi.parent}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", "scripts/gpu_call.sh", *plans], cwd=repo, env=env, capture_output=True,
+                          text=True, check=False)
+
+
+def _plans(tmp_path: Path) -> list[str]:
+    """The repository's three plan files, their tables moved to an empty folder (nothing measured)."""
+    plans = tmp_path / "repo" / "plans"
+    plans.mkdir(parents=True)
+    for name in ("h200.toml", "h200_levers.toml", "h100_levers.toml"):
+        text = (ROOT / "campaigns" / name).read_text(encoding="utf-8")
+        (plans / name).write_text(text.replace('out_dir = "../data/', 'out_dir = "../data/empty-'),
+                                  encoding="utf-8")
+    return [f"plans/{name}" for name in ("h200.toml", "h200_levers.toml", "h100_levers.toml")]
+
+
+CAMPAIGN_CALL = ("env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=540 bash scripts/gpu_campaign.sh run "
+                 "--time-budget 480")
+LEVERS_H100_CALL = "bash scripts/gpu_levers.sh plan plans/h100_levers.toml"
+
+
 @pytest.mark.parametrize(("card", "chosen"), [
-    ("NVIDIA H200", "h200.toml: env CAMPAIGN={plans}/h200.toml HARD_LIMIT_S=540 bash scripts/gpu_campaign"),
-    ("NVIDIA H100 80GB HBM3", "h100_levers.toml: bash scripts/gpu_levers.sh plan {plans}/h100_levers.toml"),
+    ("NVIDIA H200", f"plans/h200.toml: {CAMPAIGN_CALL}"),
+    ("NVIDIA H100 80GB HBM3", f"plans/h100_levers.toml: {LEVERS_H100_CALL}"),
     ("NVIDIA A100-SXM4-80GB", None),
 ])
 def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_path, card, chosen):
     """scripts/gpu_call.sh (dry) over the repository's plan files with nothing measured yet: the H200
     campaign on an H200, the H100 levers plan on an H100 (each file's gpu), exit 4 on a card none names."""
-    import subprocess
-    import sys
-
-    plans = tmp_path / "plans"
-    plans.mkdir()
-    for name in ("h200.toml", "h200_levers.toml", "h100_levers.toml"):
-        text = (ROOT / "campaigns" / name).read_text(encoding="utf-8")
-        (plans / name).write_text(text.replace('out_dir = "../data/', f'out_dir = "{tmp_path}/data/'),
-                                  encoding="utf-8")
-    fake_smi = tmp_path / "bin" / "nvidia-smi"
-    fake_smi.parent.mkdir()
-    fake_smi.write_text(f"#!/bin/sh\necho '{card}'\n", encoding="utf-8")
-    fake_smi.chmod(0o755)
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_CALL_DRY": "1",
-           "PATH": f"{fake_smi.parent}:{os.environ['PATH']}"}
-    names = ("h200.toml", "h200_levers.toml", "h100_levers.toml")
-    done = subprocess.run(["bash", "scripts/gpu_call.sh", *(str(plans / n) for n in names)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, check=False)
+    done = _dispatch(tmp_path, card, _plans(tmp_path))
     if chosen is None:
         assert done.returncode == 4 and "names this card" in done.stderr, done.stdout + done.stderr
         assert done.stdout.count("not this card") == 3
     else:
         assert done.returncode == 0, done.stdout + done.stderr
-        assert chosen.format(plans=plans) in done.stdout.splitlines()[-1], done.stdout
+        assert done.stdout.splitlines()[-1] == chosen
+
+
+def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_stops_it(tmp_path):
+    """A campaign whose every cell is done (the committed H200 steps sweep alone) hands the H200 call to
+    the H200 levers plan; a plan file that cannot be read stops the call (exit 2, one line)."""
+    plans = _plans(tmp_path)
+    header = (ROOT / "campaigns" / "h200.toml").read_text(encoding="utf-8").split("[[experiment]]")[0]
+    (tmp_path / "repo" / "data" / "h200").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "h200" / "steps.csv", tmp_path / "repo" / "data" / "h200")
+    steps = '[[experiment]]\nname = "steps"\nmodels = "all"\ngrid = ["10", "25", "50", "100", "150", "200"]\n'
+    (tmp_path / "repo" / "plans" / "done.toml").write_text(header + steps, encoding="utf-8")
+    done = _dispatch(tmp_path, "NVIDIA H200", ["plans/done.toml", *plans[1:]])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plans/done.toml: every cell done" in done.stdout
+    levers_call = "plans/h200_levers.toml: bash scripts/gpu_levers.sh plan plans/h200_levers.toml"
+    assert done.stdout.splitlines()[-1] == levers_call
+    (tmp_path / "repo" / "plans" / "bad.toml").write_text("[levers]\nrepeats = 0\n", encoding="utf-8")
+    broken = _dispatch(tmp_path, "NVIDIA H200", ["plans/bad.toml", *plans])
+    assert broken.returncode == 2 and "repeats" in broken.stderr and "Traceback" not in broken.stderr
+    assert broken.stderr.count("\n") == 1, broken.stderr

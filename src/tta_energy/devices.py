@@ -34,6 +34,12 @@ def check_device(name: str | None) -> str | None:
     return name
 
 
+def names_gpu(required: str, gpu_name: str) -> bool:
+    """Whether ``required`` (a part of a GPU's name, e.g. ``H200``, as plan files and tables give it) names
+    the GPU called ``gpu_name`` (as NVML and torch report it): the one rule for matching a card; any case."""
+    return bool(required) and required.lower() in str(gpu_name).lower()
+
+
 def gpu_mismatch(required: str | None, device: str) -> str | None:
     """Why ``device`` is not the GPU ``required`` names (a part of its name, e.g. ``H200``; any case), or
     None when it is, or when nothing is required: a table of one GPU's numbers takes no other GPU's rows."""
@@ -44,7 +50,7 @@ def gpu_mismatch(required: str | None, device: str) -> str | None:
         import torch
 
         name = torch.cuda.get_device_name(torch.device(device))
-    return None if required.lower() in name.lower() else f"this device is {name or device}, not an {required}"
+    return None if names_gpu(required, name) else f"this device is {name or device}, not an {required}"
 
 
 def chosen_device(name: str | None) -> str:

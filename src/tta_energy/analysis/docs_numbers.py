@@ -23,6 +23,7 @@ from scipy import stats
 
 from tta_energy import schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
+from tta_energy.devices import names_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import CONFIDENCE
@@ -357,16 +358,21 @@ def block_cell_processes(d: DocData) -> str:
 
 
 def _ceiling(d: DocData, gpu: str = "H200") -> str:
-    """A GPU's bf16 matrix-product ceiling as the docs quote it: the mean of every measurement of it."""
-    rows = d.ceilings[d.ceilings["gpu_name"].str.contains(gpu)]
+    """A GPU's bf16 matrix-product ceiling as the docs quote it (``gpu``: a part of its name, as plan files
+    give it): the mean of every measurement of it."""
+    return _mean_ceiling(d.ceilings[[names_gpu(gpu, name) for name in d.ceilings["gpu_name"]]])
+
+
+def _mean_ceiling(rows: pd.DataFrame) -> str:
     return f"{rows['ceiling_tflop_per_J'].mean():.2f} TFLOP/J" if not rows.empty else "not measured"
 
 
 def levers_paragraph(d: DocData, folder: str) -> str:
     """The levers report of ``data/<folder>`` (``h200``, ``h100``) in one paragraph: the best lossless
-    configuration per model at 100 steps, batch 1, against ``none`` of the same run, and the range of
-    fractions of that GPU's ceiling."""
+    configuration per model at 100 steps, batch 1, against ``none`` of the same run, the models without one,
+    and the range of fractions of the ceiling of the table's GPU."""
     from tta_energy.levers.report import best_lossless
+    from tta_energy.models.catalogue import BUILTIN_NAMES
 
     levers = docs_numbers_docs.read_levers(d.data, folder)
     best = best_lossless(levers, batch=1, steps=100) if not levers.empty else pd.DataFrame()
@@ -380,7 +386,9 @@ def levers_paragraph(d: DocData, folder: str) -> str:
         f"`{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
         for r in best.itertuples()
     ]
-    missing = [m for m in catalogue.model_names() if m not in set(best["model"])]
+    cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
+    unmeasured = [m for m in BUILTIN_NAMES if m not in set(cell["model"])]
+    unpaired = [m for m in catalogue.ordered(cell["model"].unique()) if m not in set(best["model"])]
     text = (
         f"Run differently, without changing the output (`data/{folder}/levers.csv`, 100 steps, batch 1, the "
         "best lossless configuration at the study's precision against the study's default `none` of the same "
@@ -388,11 +396,15 @@ def levers_paragraph(d: DocData, folder: str) -> str:
         + "; ".join(parts)
         + "."
     )
-    if missing:
-        text += " Not measured at 100 steps, batch 1: " + ", ".join(label(m) for m in missing) + "."
+    if unpaired:
+        text += (" Measured at 100 steps, batch 1, but without a lossless configuration beside `none` in one "
+                 "run: " + ", ".join(label(m) for m in unpaired) + ".")
+    if unmeasured:
+        text += " Not measured at 100 steps, batch 1: " + ", ".join(label(m) for m in unmeasured) + "."
+    ceilings = d.ceilings[d.ceilings["gpu_name"].isin(set(levers["gpu_name"].dropna()))]
     text += (
         f" The best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
-        f"of the measured bf16 matmul ceiling ({_ceiling(d, folder.upper())}, each against the ceiling "
+        f"of the measured bf16 matmul ceiling ({_mean_ceiling(ceilings)}, each against the ceiling "
         f"measured in its own run; `data/{folder}/levers_summary.md`)."
     )
     return text

@@ -333,11 +333,19 @@ def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
         return _missing(d.data / "h100" / "levers.csv")
     pairs = [(none[none["run_id"] == r].iloc[0], graphs[graphs["run_id"] == r].iloc[0]) for r in runs]
     same = all(n["rel_error_latents"] == g["rel_error_latents"] for n, g in pairs)
-    n, g = pairs[0]
-    verdict = "lossless" if all(bool(g["lossless"]) for _, g in pairs) else "not lossless"
-    equal = "equal to every digit stored" if same else "different"
-    return (f"`none` {_sci(n['rel_error_latents'])}, `graphs` {_sci(g['rel_error_latents'])} ({equal}, in "
-            f"{len(runs)} run(s); tolerance {_sci(g['tolerance_latents'])}: {verdict})")
+    lossless = all(bool(g["lossless"]) for _, g in pairs)
+
+    def values(rows: list[pd.Series], column: str) -> str:
+        return "/".join(dict.fromkeys(_sci(r[column]) for r in rows))
+
+    verdict = "lossless" if lossless else "not lossless"
+    text = (f"`none` {values([n for n, _ in pairs], 'rel_error_latents')}, `graphs` "
+            f"{values([g for _, g in pairs], 'rel_error_latents')} in {len(runs)} run(s) "
+            f"({'equal to every digit stored' if same else 'different'}; tolerance "
+            f"{values([g for _, g in pairs], 'tolerance_latents')}: {verdict})")
+    if same and lossless:
+        text += ". The flag on the H200 was the floor's, not the capture's"
+    return text
 
 
 def block_levers_audioldm_none(d: HasData) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
+from tta_energy.devices import names_gpu
 from tta_energy.intervals import CONFIDENCE
 
 LEVERS_TABLE = "levers.csv"
@@ -101,8 +102,8 @@ def platform_fronts(
     from tta_energy.levers.report import best_lossless
 
     if not levers.empty:  # the H200's own levers runs (a table without the GPU's name: none of them)
-        names = levers["gpu_name"] if "gpu_name" in levers else pd.Series("", index=levers.index)
-        levers = levers[names.fillna("").astype(str).str.contains("H200")]
+        names = levers["gpu_name"].fillna("") if "gpu_name" in levers else [""] * len(levers)
+        levers = levers[[names_gpu("H200", name) for name in names]]
     best = best_lossless(levers, batch=1)
     if not best.empty:
         lev = best.rename(columns={"best_J": "energy_J_per_clip", "best_repeats": "n_runs"})

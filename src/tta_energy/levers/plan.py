@@ -86,8 +86,9 @@ class LeversPlan:
     call_budget_s: float = DEFAULT_CALL_BUDGET_S
     #: the GPU the table holds (a part of its name, e.g. ``H200``): a run on another is refused; None: any
     gpu: str | None = None
-    #: the folder of the table's report (levers.csv, levers_summary.md); its calls' parts and the stored fp32
-    #: references go to its ``levers/`` folder. None: the command line says where
+    #: where scripts/gpu_levers.sh keeps the table: the report (levers.csv, levers_summary.md) here, the
+    #: calls' parts and stored fp32 references in its ``levers/`` folder; ``levers run`` itself reads it only
+    #: for its default price history (its own folders are its options). None: not declared
     out_dir: Path | None = None
 
 
@@ -187,7 +188,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
     declared = _with_extra_cells(declared, table.get("extra", []), steps, repeats, path)
     return LeversPlan(models=models, declared=declared, repeats=repeats, duration_s=duration_s, seed=seed,
                       call_budget_s=call_budget_s, gpu=_get(table, "gpu", str, None, where) or None,
-                      out_dir=path_beside(path, out_dir) if out_dir else None)
+                      out_dir=path_beside(path, out_dir) if out_dir is not None else None)
 
 
 def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], repeats: int,
@@ -237,8 +238,9 @@ def read_history(paths: Sequence[Path], size: str | None = None,
     eager generations at the model's study precision are the levers' ``none``; one prompt per generation
     only). Only rows of model size ``size`` (a tiny replica is never priced from full-size times) and of
     clip length ``duration_s`` count, when given; an empty frame without any. The tables of one folder (one
-    GPU's) are pooled; a cell (model, spec, steps, batch) measured in an earlier folder of ``paths`` is priced
-    from that folder alone (a plan's own GPU first, other cards' tables fill the gaps). Each table is checked
+    GPU's) are pooled; a cell's (model, spec, steps, batch) seconds per generation and compilation seconds
+    each come from the earliest folder of ``paths`` that measured them (a plan's own GPU first, other cards'
+    tables fill the gaps). Each table is checked
     as it is read (a run table by the schema, a levers table by :data:`HISTORY_COLUMNS`): a
     :class:`LeversError` or :class:`~tta_energy.schema.SchemaError` names the file and the column."""
     keys = ["model", "optimize", "steps", "waveforms_per_prompt"]
@@ -265,9 +267,14 @@ def read_history(paths: Sequence[Path], size: str | None = None,
     rows = rows.reindex(columns=[*cols, "_table"])
     if rows.empty:
         return rows[cols].reset_index(drop=True)
-    first = rows.groupby(keys, dropna=False)["_table"].transform("min")  # the first folder holding the cell
-    rows = rows[rows["_table"] == first][cols]
-    return rows.groupby(keys, as_index=False, dropna=False)[["wall_s", "compile_s"]].median()
+    out = rows[keys].drop_duplicates()
+    for value in ("wall_s", "compile_s"):  # per value: the first folder that measured it in the cell
+        measured = rows[rows[value].notna()]
+        first = measured.groupby(keys, dropna=False)["_table"].transform("min")
+        chosen = measured[measured["_table"] == first]
+        medians = chosen.groupby(keys, as_index=False, dropna=False)[value].median()
+        out = out.merge(medians, on=keys, how="left")
+    return out.reset_index(drop=True)
 
 
 #: what pricing reads of a levers table (``levers.csv``, :data:`tta_energy.levers.report.LEVERS_COLUMNS`)
