@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The energy-levers table on one lent GPU, one device call at a time. A levers plan file declares the whole
 # table (campaigns/h200_levers.toml, campaigns/h100_levers.toml), its GPU and its out_dir; each call measures
-# the first call's worth of what earlier calls left (units of one model at one batch size, each with the study default in the same call; see
-# src/tta_energy/levers/calls.py), so the same command is repeated until it prints "nothing left".
+# the first call's worth of what earlier calls left (units of one model at one batch size, each with the study
+# default in the same call; see src/tta_energy/levers/calls.py), so the same command is repeated until it
+# prints "nothing left".
 #
 #   bash scripts/gpu_levers.sh dry PLAN [MODELS]   # here, before spending: what is left, priced, in calls
 #   bash scripts/gpu_levers.sh plan PLAN [MODELS]  # on the device: measure the next call of PLAN (its

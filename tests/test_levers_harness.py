@@ -673,7 +673,7 @@ def test_a_cell_measured_on_the_plans_own_gpu_is_priced_from_that_gpu_alone(tmp_
 
     plan_file = tmp_path / "p.toml"
     plan_file.write_text('[levers]\nmodels = ["audioldm"]\nout_dir = "h100"\n', encoding="utf-8")
-    paths = history_paths(None, plan_file)
+    paths = history_paths(None, plan.read_levers_plan(plan_file).out_dir)
     assert paths[0] == (own / "levers.csv").resolve()
     assert paths[1:] == [Path(h).resolve() for h in DEFAULT_HISTORY if Path(h).is_file()]
-    assert history_paths("", plan_file) == []  # named: only what is named
+    assert history_paths("", own) == []  # named: only what is named

@@ -367,14 +367,15 @@ def _mean_ceiling(rows: pd.DataFrame) -> str:
     return f"{rows['ceiling_tflop_per_J'].mean():.2f} TFLOP/J" if not rows.empty else "not measured"
 
 
-def levers_paragraph(d: DocData, folder: str) -> str:
-    """The levers report of ``data/<folder>`` (``h200``, ``h100``) in one paragraph: the best lossless
-    configuration per model at 100 steps, batch 1, against ``none`` of the same run, the models without one,
-    and the range of fractions of the ceiling of the table's GPU."""
+def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None) -> str:
+    """The levers report of ``data/<folder>`` (``h200``, ``h100``; ``levers``: its table when already read)
+    in one paragraph: the best lossless configuration per model at 100 steps, batch 1, against ``none`` of
+    the same run, the models without one, and the range of fractions of the ceiling of the table's GPU."""
     from tta_energy.levers.report import best_lossless
     from tta_energy.models.catalogue import BUILTIN_NAMES
 
-    levers = docs_numbers_docs.read_levers(d.data, folder)
+    if levers is None:
+        levers = docs_numbers_docs.read_levers(d.data, folder)
     best = best_lossless(levers, batch=1, steps=100) if not levers.empty else pd.DataFrame()
     if best.empty:
         return "No energy levers measured yet."
@@ -411,7 +412,7 @@ def levers_paragraph(d: DocData, folder: str) -> str:
 
 
 def block_levers(d: DocData) -> str:
-    return levers_paragraph(d, "h200")
+    return levers_paragraph(d, "h200", d.levers)
 
 
 def block_levers_h100(d: DocData) -> str:

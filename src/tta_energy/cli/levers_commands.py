@@ -82,28 +82,23 @@ def check_folder_option(path: Path | None, option: str) -> None:
         folder_path(path, option)
 
 
-def history_paths(value: str | None, plan: Path | None = None) -> list[Path]:
+def history_paths(value: str | None, own: Path | None = None) -> list[Path]:
     """--history: the tables named ('' names none; each is checked when read by ``read_history``), else
-    those of :data:`DEFAULT_HISTORY` that exist, after the same tables in the plan's out_dir (its own GPU's
-    rows, which ``read_history`` prefers)."""
+    those of :data:`DEFAULT_HISTORY` that exist, after the same tables in ``own`` (a plan's out_dir: its own
+    GPU's rows, which ``read_history`` prefers)."""
     if value is not None:
         return [Path(h) for h in checks.comma_list(value)]
-    from tta_energy.levers.plan import read_levers_plan
-
-    own = read_levers_plan(plan).out_dir if plan is not None else None
     defaults = [Path(h) for h in DEFAULT_HISTORY]
     candidates = [*(own / h.name for h in defaults if own is not None), *defaults]
     found = [p for p in candidates if p.is_file()]
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def plan_options(opts: object, plan: Path) -> object:
-    """``opts`` with the cells, repeats, duration and seed of a plan file, and its models (those of
-    ``opts.models`` only, when given)."""
-    from tta_energy.levers.plan import read_levers_plan
+def plan_options(opts: object, plan: Path, p: object) -> object:
+    """``opts`` with the cells, repeats, duration and seed of the plan file ``plan`` (parsed: ``p``), and its
+    models (those of ``opts.models`` only, when given)."""
     from tta_energy.levers.spec import LeversError
 
-    p = read_levers_plan(plan)
     outside = [m for m in opts.models if m not in p.models]
     if outside:
         raise LeversError(f"--models names {outside[0]}, which {plan} does not plan; it plans "
@@ -227,10 +222,14 @@ def register(app: typer.Typer) -> None:
         for folder, option in ((out_dir, "--out-dir"), (report_dir, "--report-dir"),
                                (opts.references_dir, "--references"), (compile_cache, "--compile-cache")):
             check_folder_option(folder, option)
+        plan_file = None
         if plan is not None:
-            opts = plan_options(opts, plan)
+            from tta_energy.levers.plan import read_levers_plan
+
+            plan_file = read_levers_plan(plan)
+            opts = plan_options(opts, plan, plan_file)
         check_options(opts, plan)
-        tables = history_paths(history, plan)
+        tables = history_paths(history, plan_file.out_dir if plan_file is not None else None)
         history_rows = price_history(opts, tables) if dry_run or plan is not None or history else None
         if dry_run:
             for line in dry_run_text(opts, history_rows, done_folders):

@@ -240,9 +240,9 @@ def read_history(paths: Sequence[Path], size: str | None = None,
     clip length ``duration_s`` count, when given; an empty frame without any. The tables of one folder (one
     GPU's) are pooled; a cell's (model, spec, steps, batch) seconds per generation and compilation seconds
     each come from the earliest folder of ``paths`` that measured them (a plan's own GPU first, other cards'
-    tables fill the gaps). Each table is checked
-    as it is read (a run table by the schema, a levers table by :data:`HISTORY_COLUMNS`): a
-    :class:`LeversError` or :class:`~tta_energy.schema.SchemaError` names the file and the column."""
+    tables fill the gaps). Each table is checked as it is read (a run table by the schema, a levers table by
+    :data:`HISTORY_COLUMNS`): a :class:`LeversError` or :class:`~tta_energy.schema.SchemaError` names the
+    file and the column."""
     keys = ["model", "optimize", "steps", "waveforms_per_prompt"]
     cols = [*keys, "wall_s", "compile_s"]
     frames = []

@@ -48,8 +48,8 @@ def lever_targets(model: str) -> catalogue.LeverTargets:
 
 LEVERS_COLUMNS: tuple[str, ...] = (
     "run_id", "gpu_name", "model", "size", "weights", "optimize", "dtype", "applied", "skipped",
-    "changes_behaviour",
-    "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J", "gpu_energy_J_std",
+    "changes_behaviour", "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J",
+    "gpu_energy_J_std",
     "energy_per_clip_J", "energy_per_10s_clip_J", "energy_per_step_J", "denoising_share", "reduction_vs_none",
     "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
     "tolerance_latents", "tolerance_audio", "lossless", "flop_per_joule", "ceiling_flop_per_joule",
