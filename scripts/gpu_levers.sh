@@ -35,6 +35,8 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-520}
+CONTEXT_LOST_EXIT=5       # tta_energy.cli.main.CONTEXT_LOST_EXIT
+FRESH_PROCESS_MIN_S=150   # a fresh process pays the ceiling loops, a model build and its warm-ups first
 PART=${1:-}
 TABLES=  # the plan's out_dir relative to the repository root (data/h200 for campaigns/h200_levers.toml)
 ROOT=    # $TABLES/levers: the calls' part folders and the stored fp32 references
@@ -101,9 +103,10 @@ case "$PART" in
     TABLES=$(tables_of_plan "$2") || exit 2
     ROOT=$TABLES/levers
     EXTRA=(--plan "$2" --compile-cache .cache/compile --references "$ROOT/references"
-           --done "$ROOT/partplan-*" --time-budget $((BUDGET_S - 60)))
+           --done "$ROOT/partplan-*")
     if [[ "$PART" == dry ]]; then
-      exec "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} "${EXTRA[@]}" --dry-run ${LEVERS_ARGS:-}
+      exec "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} "${EXTRA[@]}" \
+        --time-budget $((BUDGET_S - 60)) --dry-run ${LEVERS_ARGS:-}
     fi
     # what a device call writes comes back only from inside the repository (collect unpacks it there)
     [[ "$TABLES" =~ ^data/[^/]+$ ]] \
@@ -117,10 +120,13 @@ case "$PART" in
     PART=plan-$(date -u +%Y%m%dT%H%M%S) ;;
   *) echo "usage: $0 dry PLAN [MODELS] | plan PLAN [MODELS] | merge-earlier | collect FILES_AT" >&2; exit 2 ;;
 esac
-OUTDIR=$ROOT/part$PART
-if [[ -e "$OUTDIR/levers_runs.csv" ]]; then
-  OUTDIR=$ROOT/part$PART-$(date -u +%Y%m%dT%H%M%S)  # never mix two calls' rows in one part folder
-fi
+new_outdir() {  # a part folder of its own for each process: never two calls' (or processes') rows in one
+  OUTDIR=$ROOT/part$PART
+  [[ -e "$OUTDIR" ]] && OUTDIR=$ROOT/part$PART-$(date -u +%Y%m%dT%H%M%S)
+  [[ " ${OUTDIRS[*]} " == *" $OUTDIR "* ]] || OUTDIRS+=("$OUTDIR")
+}
+OUTDIRS=()
+new_outdir
 if [[ -n "${OUT:-}" ]]; then
   mkdir -p "$OUT/levers"
   exec > >(tee -a "$OUT/levers/log-levers-$PART.txt") 2>&1
@@ -135,19 +141,31 @@ nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=c
 # the plan sets models (filtered by MODELS), cells and repeats; --done skips what earlier calls measured
 # a hard stop at BUDGET_S (SIGTERM, handled as SIGINT; SIGKILL 15 s later: rows are on disk one by one) leaves
 # time to pack what was measured even if a build or compilation hangs past the time budget
-timeout -s TERM -k 15 "$BUDGET_S" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} --out-dir "$OUTDIR" \
-  --no-report "${EXTRA[@]}" ${LEVERS_ARGS:-}
-rc=$?
+# A process that loses its CUDA context (exit 5: a CUDA error nothing survives, e.g. a kernel's launch failure)
+# keeps its rows; a fresh process measures what is left in the time left, the configuration that lost it left
+# out (tta_energy.levers.calls: a lost context settles its cells)
+while :; do
+  left_s=$((BUDGET_S - (SECONDS - T0)))
+  timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} \
+    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
+  rc=$?
+  left_s=$((BUDGET_S - (SECONDS - T0)))
+  ((rc == CONTEXT_LOST_EXIT && left_s >= FRESH_PROCESS_MIN_S)) || break
+  new_outdir
+  echo "a fresh process measures the rest ($left_s s left) in $OUTDIR"
+done
 report || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"
 if [[ -n "${OUT:-}" ]]; then
   # the device returns at most 8 files of 16 MiB each (64 MiB in all): the part, the fp32 references and the
   # compile cache travel as separate files, so that a large one cannot take the measured rows with it
   # a write cut by the hard stop leaves a hidden .NAME.PID.HEX.tmp (tta_energy.fileio): never packed
-  tar czf "$OUT/levers/levers-part$PART.tar.gz" --exclude='.*.tmp' "$OUTDIR"
+  parts=()
+  for d in "${OUTDIRS[@]}"; do [[ -d "$d" ]] && parts+=("$d"); done  # a process that wrote nothing has none
+  ((${#parts[@]})) && tar czf "$OUT/levers/levers-part$PART.tar.gz" --exclude='.*.tmp' "${parts[@]}"
   [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" --exclude='.*.tmp' \
     "$ROOT/references"
   mkdir -p .cache/levers-calls  # for a call chained on this machine (above)
-  cp "$OUT/levers/levers-part$PART.tar.gz" .cache/levers-calls/
+  [[ -e "$OUT/levers/levers-part$PART.tar.gz" ]] && cp "$OUT/levers/levers-part$PART.tar.gz" .cache/levers-calls/
   [[ -e "$OUT/levers/levers-references.tar.gz" ]] \
     && cp "$OUT/levers/levers-references.tar.gz" ".cache/levers-calls/references-$PART.tar.gz"
   if [[ -d .cache/compile ]]; then

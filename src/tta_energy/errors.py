@@ -30,3 +30,44 @@ def first_line(exc: BaseException, default: str | None = None) -> str:
     if text:
         return text.splitlines()[0]
     return type(exc).__name__ if default is None else default
+
+
+#: how the CUDA runtime words the errors that leave a process's CUDA context unusable (every later CUDA call
+#: fails with the same error until the process exits; CUDA Runtime API, ``cudaError``: "the process must be
+#: terminated and relaunched"), lower case
+CONTEXT_LOST_ERRORS = (
+    "unspecified launch failure",  # cudaErrorLaunchFailure
+    "an illegal memory access was encountered",  # cudaErrorIllegalAddress
+    "device-side assert triggered",  # cudaErrorAssert
+    "an illegal instruction was encountered",  # cudaErrorIllegalInstruction
+    "misaligned address",  # cudaErrorMisalignedAddress
+    "invalid program counter",  # cudaErrorInvalidPc
+    "hardware stack error",  # cudaErrorHardwareStackError
+    "the launch timed out and was terminated",  # cudaErrorLaunchTimeout
+    "uncorrectable ecc error encountered",  # cudaErrorECCUncorrectable
+)
+
+
+def lost_cuda_context(error: object) -> bool:
+    """Whether ``error`` (an exception or a row's error text) is a CUDA error after which nothing more can run
+    in the process: the one rule the sweeps, the campaign and the levers harness stop by."""
+    text = str(error).lower()
+    return "cuda error" in text and any(words in text for words in CONTEXT_LOST_ERRORS)
+
+
+class CudaContextLost(RuntimeError):
+    """A generation lost the process's CUDA context: the rows before it are kept, nothing more can be measured
+    in this process, and a fresh one can go on (the command line exits with its own status)."""
+
+
+def reraise_if_context_lost(exc: BaseException, where: str) -> None:
+    """Raise :class:`CudaContextLost` naming ``where`` when ``exc`` lost the CUDA context: for the handlers
+    that leave a failing option out and go on, which must not go on in a dead context."""
+    if lost_cuda_context(exc):
+        raise CudaContextLost(context_lost_line(where, first_line(exc))) from exc
+
+
+def context_lost_line(where: str, error: str) -> str:
+    """The one line a lost CUDA context is reported with."""
+    return (f"the CUDA context was lost in {where}: {error}; the rows before it are kept: run the command "
+            "again (a fresh process) to measure the rest")

@@ -12,12 +12,15 @@ from pathlib import Path
 import typer
 from typer._click import exceptions as click_exceptions
 
-from tta_energy.errors import TtaError, first_line
+from tta_energy.errors import CudaContextLost, TtaError, first_line
 
 #: exit status of every user error (usage, value, file, device, permission), as click uses for usage errors
 USAGE_EXIT = 2
 #: exit status of an unexpected failure (a bug or the environment), shown as one line unless --debug
 FAILURE_EXIT = 1
+#: exit status of a command whose process lost its CUDA context (a CUDA error after which nothing more runs in
+#: the process): the rows before it are kept, and the same command run again measures the rest
+CONTEXT_LOST_EXIT = 5
 #: exit status of a command stopped by SIGINT (Ctrl-C, or ``timeout -s INT`` at a device call's hard limit)
 INTERRUPTED_EXIT = 130
 #: set to 1 for the traceback of every error (the same as ``tta-energy --debug ...``)
@@ -106,8 +109,8 @@ def user_error_line(exc: BaseException) -> str | None:
 def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
     """Run a typer app; every error becomes one line on stderr (a traceback only with ``--debug``).
 
-    Returns the exit status: 0, 2 for a user error, 1 for anything unexpected, 130 when interrupted, or what
-    the command itself exits with.
+    Returns the exit status: 0, 2 for a user error, 1 for anything unexpected, 5 when the CUDA context was
+    lost, 130 when interrupted, or what the command itself exits with.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -121,6 +124,10 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
         return USAGE_EXIT
     except (KeyboardInterrupt, typer.Abort):
         return _fail("interrupted", INTERRUPTED_EXIT)
+    except CudaContextLost as exc:
+        if debug:
+            raise
+        return _fail(first_line(exc), CONTEXT_LOST_EXIT)
     except Exception as exc:
         if debug:
             raise

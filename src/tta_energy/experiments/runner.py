@@ -34,7 +34,14 @@ import numpy as np
 
 from tta_energy import schema
 from tta_energy.devices import chosen_device
-from tta_energy.errors import ModelError, first_line, positive_number
+from tta_energy.errors import (
+    CudaContextLost,
+    ModelError,
+    context_lost_line,
+    first_line,
+    lost_cuda_context,
+    positive_number,
+)
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     EXPERIMENTS,
@@ -157,6 +164,16 @@ def now_iso() -> str:
 def one_line(exc: BaseException) -> str:
     first = first_line(exc, "")
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
+
+
+def stop_if_context_lost(row: dict[str, object]) -> None:
+    """Raise :class:`CudaContextLost` when the generation of ``row`` (already written) lost the CUDA context:
+    every later generation of this process would fail the same way, so the process stops here and a fresh one
+    measures the rest."""
+    if row.get("status") == "error" and lost_cuda_context(row.get("error", "")):
+        where = (f"{row['model']} {row['optimize']}, {row['steps']} steps, "
+                 f"batch {row['waveforms_per_prompt']}" + (" (warm-up)" if row.get("is_warmup") else ""))
+        raise CudaContextLost(context_lost_line(where, str(row["error"])))
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -557,8 +574,9 @@ def measure_pair(meter: Any, models: ModelCache, rc: RowContext, experiment: str
 
     The model is built on first use and gets ``opts.warmup`` warm-up generations (recorded with
     ``is_warmup=True``) before its first measured one. Every row is appended as soon as it is measured.
-    Returns the measured row and the warm-up rows written before it. A sweep and a campaign both measure
-    through this function.
+    Returns the measured row and the warm-up rows written before it; raises :class:`CudaContextLost` once a
+    row whose generation lost the CUDA context is written. A sweep and a campaign both measure through this
+    function.
     """
     adapter = models.get(item.dtype)
     warmups: list[dict[str, object]] = []
@@ -566,9 +584,11 @@ def measure_pair(meter: Any, models: ModelCache, rc: RowContext, experiment: str
         for _ in range(rc.opts.warmup):
             warmups.append(measure_one(meter, adapter, rc, experiment, item, is_warmup=True))
             schema.append_row(target, warmups[-1])
+            stop_if_context_lost(warmups[-1])
         models.warmed.add(item.dtype)
     row = measure_one(meter, adapter, rc, experiment, item, is_warmup=False)
     schema.append_row(target, row)
+    stop_if_context_lost(row)
     return row, warmups
 
 

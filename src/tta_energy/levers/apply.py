@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from tta_energy.errors import first_line
+from tta_energy.errors import first_line, reraise_if_context_lost
 from tta_energy.levers.spec import LeverError, Levers, parse_levers
 from tta_energy.models.base import ModelAdapter
 from tta_energy.precision import canonical_dtype, torch_dtype
@@ -301,6 +301,7 @@ class CudaGraphDenoiser(DenoiserWrapper):
             with torch.cuda.graph(graph):
                 out = self.inner(*args, **kwargs)
         except Exception as exc:  # an operation that cannot be captured: name it in one line
+            reraise_if_context_lost(exc, "a CUDA graph capture")
             raise LeverError(f"cudagraph: the denoiser cannot be captured: {first_line(exc)}") from None
         torch.cuda.synchronize()
         captured = _Captured(graph, static, out)
@@ -454,7 +455,8 @@ def time_denoiser_step(adapter: ModelAdapter, duration_s: float,
             try:
                 with setting():
                     seconds = _time_call(lambda: fn(*call.args, **call.kwargs), adapter.device, repeats)
-            except RuntimeError:
+            except RuntimeError as exc:
+                reraise_if_context_lost(exc, f"timing {name} on {adapter.name}'s denoiser")
                 continue
             timings[name] = round(seconds * 1e3, 4)
     return timings
@@ -546,7 +548,8 @@ def time_denoiser_chains(adapter: ModelAdapter, duration_s: float, chains: Mappi
         for name, chain in chains.items():
             try:
                 seconds = _time_call(lambda c=chain: c(*call.args, **call.kwargs), adapter.device, repeats)
-            except RuntimeError:
+            except RuntimeError as exc:
+                reraise_if_context_lost(exc, f"timing {name} on {adapter.name}'s denoiser")
                 continue
             timings[name] = round(seconds * 1e3, 4)
     return timings
@@ -635,6 +638,7 @@ def _capture_example(adapter: ModelAdapter, graphed: CudaGraphDenoiser, duration
             graphed(*call.args, **call.kwargs)
         torch.cuda.synchronize(adapter.device)
     except RuntimeError as exc:
+        reraise_if_context_lost(exc, f"capturing {adapter.name}'s denoiser")
         raise LeverError(f"cudagraph: {first_line(exc)}") from None
 
 
@@ -845,6 +849,7 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
             try:
                 chains[backend] = chain_for(backend, graphs)
             except (LeverError, RuntimeError) as exc:
+                reraise_if_context_lost(exc, f"preparing {adapter.name}'s denoiser with {backend} attention")
                 failures.append(f"{backend}: {first_line(exc)}")
         timings = time_denoiser_chains(adapter, duration_s, chains, batch=batch) if chains else {}
         if timings:

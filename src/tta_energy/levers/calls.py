@@ -11,7 +11,9 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
   of it and, where the plan declares ``none`` at the same steps and batch, ``none``'s own repeats; or when an
   earlier run found the spec to be the same configuration as another; or when it could not be applied in
   :data:`FAILED_RUNS_SETTLE` earlier runs (``levers_configs.csv``: one failure may be passing, out of memory
-  for one);
+  for one); or when, at that batch, it (or the default it is compared with) lost the process's CUDA context
+  in one earlier run (:func:`tta_energy.levers.tables.context_losses`): trying it again could cost a whole
+  call, so it is reported (the dry run, the summary) and left out;
 - :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
   ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one;
 - a run whose first call ends before its time budget (a compilation found in the cache, an overestimate)
@@ -35,7 +37,13 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
-from tta_energy.levers.tables import CONFIGS_FILE, RUNS_FILE, read_side_table, unique_folders
+from tta_energy.levers.tables import (
+    CONFIGS_FILE,
+    RUNS_FILE,
+    context_losses,
+    read_side_table,
+    unique_folders,
+)
 
 if TYPE_CHECKING:
     from tta_energy.levers.experiment import LeversOptions
@@ -80,40 +88,55 @@ def _read(path: Path) -> pd.DataFrame:
     return read_side_table(path)
 
 
-def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
-               seed: int, weights: str = "random") -> set[Cell]:
-    """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
-    runs of the same model size, weights, clip duration and seed count."""
+def _earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
+                  weights: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows (warm-ups and errors included) and the configuration rows of the runs in ``folders`` of the
+    same model size, weights, clip duration and seed."""
     runs, configs = [], []
     for folder in unique_folders(folders):
         if (folder / RUNS_FILE).is_file():
             runs.append(_read(folder / RUNS_FILE))
         if (folder / CONFIGS_FILE).is_file():
             configs.append(_read(folder / CONFIGS_FILE))
-    counts: dict[tuple[str, str, str, int, int], int] = {}
-    matching: set[str] = set()  # the runs of these settings (a run has one size, weights, duration, seed)
+    rows = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=["run_id", "status"])
     if runs:
-        rows = pd.concat(runs, ignore_index=True)
         rows = rows[(rows["size"] == size) & (rows["weights"].astype(str) == weights)
                     & (pd.to_numeric(rows["seed"]) == seed)
                     & ((pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-9)]
-        matching = set(rows["run_id"].astype(str))  # any row says the run's settings: warm-ups, errors too
+    matching = set(rows["run_id"].astype(str))  # any row says the run's settings: warm-ups, errors too
+    cfg = pd.concat(configs, ignore_index=True) if configs else pd.DataFrame(columns=["run_id"])
+    return rows, cfg[cfg["run_id"].astype(str).isin(matching)]
+
+
+def lost_contexts(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
+                  weights: str = "random") -> pd.DataFrame:
+    """The generations that lost the CUDA context in the runs of ``folders`` with these settings, one per run
+    (:func:`tta_energy.levers.tables.context_losses`)."""
+    rows, _ = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    return context_losses(rows)
+
+
+def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
+               seed: int, weights: str = "random") -> set[Cell]:
+    """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
+    runs of the same model size, weights, clip duration and seed count."""
+    rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    counts: dict[tuple[str, str, str, int, int], int] = {}
+    if not rows.empty:
         ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)]
         keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
         for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
             counts[(str(run_id), model, spec, int(steps), int(batch))] = int(n)
     settled: set[Cell] = set()  # specs an earlier run found to be another spec, or could not apply
-    if configs:
-        cfg = pd.concat(configs, ignore_index=True)
-        cfg = cfg[cfg["run_id"].astype(str).isin(matching)]
-        failed_runs: dict[Cell, set[str]] = {}
-        for r in cfg.itertuples():
-            cell = (r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt))
-            if str(r.status).startswith(SAME_AS):
-                settled.add(cell)
-            elif str(r.status) != "ok":
-                failed_runs.setdefault(cell, set()).add(str(r.run_id))
-        settled |= {c for c, ids in failed_runs.items() if len(ids) >= FAILED_RUNS_SETTLE}
+    failed_runs: dict[Cell, set[str]] = {}
+    for r in cfg.itertuples():
+        cell = (r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt))
+        if str(r.status).startswith(SAME_AS):
+            settled.add(cell)
+        elif str(r.status) != "ok":
+            failed_runs.setdefault(cell, set()).add(str(r.run_id))
+    settled |= {c for c, ids in failed_runs.items() if len(ids) >= FAILED_RUNS_SETTLE}
+    lost = {(r.model, r.optimize, int(r.waveforms_per_prompt)) for r in context_losses(rows).itertuples()}
     run_ids = {k[0] for k in counts}
     done: set[Cell] = set()
     for model, entries in declared.items():
@@ -123,7 +146,7 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
             for steps, batch in cells:
                 cell = (model, spec, steps, batch)
                 needs_default = default_repeats.get((steps, batch), 0)
-                if cell in settled or any(
+                if cell in settled or {(model, spec, batch), (model, DEFAULT_SPEC, batch)} & lost or any(
                         counts.get((r, model, spec, steps, batch), 0) >= repeats
                         and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= needs_default
                         for r in run_ids):
@@ -226,9 +249,11 @@ def merge_units(units: Iterable[CallUnit]) -> Declared:
 
 
 def calls_text(calls: Sequence[Sequence[CallUnit]], budget_s: float, overhead_s: float,
-               done: int, total: int) -> list[str]:
-    """The dry run's closing lines: cells done, then every call with its units and predicted seconds."""
+               done: int, total: int, lost: Sequence[str] = ()) -> list[str]:
+    """The dry run's closing lines: cells done, the configurations left out because they lost the CUDA
+    context, then every call with its units and predicted seconds."""
     lines = [f"cells done by earlier calls: {done} of {total}"]
+    lines += [f"left out, not tried again (it lost the CUDA context): {what}" for what in lost]
     if not calls:
         return [*lines, "nothing left to measure"]
     seconds = sum(u.seconds for call in calls for u in call) + overhead_s * len(calls)
@@ -251,9 +276,10 @@ class CallsPlan:
     total: int  # declared cells
     budget_s: float
     overhead_s: float
+    lost: tuple[str, ...] = ()  # the configurations that lost the CUDA context, as the dry run names them
 
     def text(self) -> list[str]:
-        return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total)
+        return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total, self.lost)
 
     def next_call(self) -> Declared:
         """The cells of the first call, per model."""
@@ -268,7 +294,7 @@ class CallsPlan:
         ``seconds``: the first call takes what fits in the plan's order, a larger unit passed over."""
         units = [u for call in self.calls for u in call if self.overhead_s + u.seconds <= seconds]
         return CallsPlan(pack_calls(units, seconds, self.overhead_s), self.done, self.total, seconds,
-                         self.overhead_s)
+                         self.overhead_s, self.lost)
 
     def model_seconds(self) -> dict[str, float]:
         """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
@@ -291,7 +317,11 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
-    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s)
+    losses = lost_contexts(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    lost = tuple(f"{r.model} `{r.optimize}` batch {r.waveforms_per_prompt} (run {r.run_id}"
+                 f"{', warm-up' if r.is_warmup else ''}: {r.error})"
+                 for r in losses.itertuples() if r.model in declared)
+    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost)
 
 
 def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path], *,

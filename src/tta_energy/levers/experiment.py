@@ -49,7 +49,7 @@ import numpy as np
 
 from tta_energy import schema
 from tta_energy.devices import chosen_device, gpu_mismatch
-from tta_energy.errors import ModelError, TtaError, positive_number
+from tta_energy.errors import CudaContextLost, ModelError, TtaError, positive_number, reraise_if_context_lost
 from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
 from tta_energy.experiments.runner import (
     Item,
@@ -60,6 +60,7 @@ from tta_energy.experiments.runner import (
     measure_one,
     new_run_id,
     one_line,
+    stop_if_context_lost,
 )
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.apply import DenoiserWrapper, apply_levers, time_denoiser_step
@@ -367,6 +368,7 @@ class ModelRun:
         finally:
             self.meter.min_window_s = saved
         schema.append_row(self.out_dir / RUNS_FILE, row)
+        stop_if_context_lost(row)
         if row["status"] == "ok":
             calls = row.get("meter_calls")
             per_call = float(row["wall_s"])
@@ -472,10 +474,11 @@ def _prepare(run: ModelRun, plans: list[LeverPlan],
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
             unchecked = False
             adapter, setup = _apply_measured(run, adapter, plan)
-        except StaleReferences:
+        except (StaleReferences, CudaContextLost):
             raise
         except Exception as exc:  # a configuration that cannot be applied (a library's TypeError or assertion
             # included: fp8 goes through torchao) never takes the model's other configurations with it
+            reraise_if_context_lost(exc, f"applying {plan.spec} to {run.model}")
             notes.append(f"{plan.spec}: not run ({one_line(exc)})")
             _write_config_row(run, plan, None, f"not run: {one_line(exc)}", {})
             del adapter
@@ -566,6 +569,7 @@ def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> 
             try:
                 res = profile_step(p.adapter, run.opts.duration_s, batch)
             except Exception as exc:  # profiling is diagnostic: a failure is noted, never fatal
+                reraise_if_context_lost(exc, f"the step profile of {run.model} {p.plan.spec}")
                 run.opts.progress(f"{run.model} {p.plan.spec}: step profile failed ({one_line(exc)})")
                 continue
             cell = LeverPlan(p.plan.levers, ((1, batch),), 1)
@@ -933,7 +937,10 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
         t0 = time.perf_counter()
         try:
             _run_model(run, ceiling.tflop_per_s)
+        except CudaContextLost:
+            raise  # nothing more runs in this process: the command line says so and exits with its status
         except Exception as exc:  # one model failing never loses the others' rows
+            reraise_if_context_lost(exc, f"the levers sweep of {model}")
             say(f"{model}: levers sweep failed ({one_line(exc)})")
             failed.add(model)
             free_memory()

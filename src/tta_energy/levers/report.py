@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tta_energy import schema
 from tta_energy.fileio import write_csv_atomic, write_text_atomic
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
@@ -27,6 +26,8 @@ from tta_energy.levers.tables import (
     PROFILE_FILE,
     RUNS_FILE,
     ceiling_rows,
+    context_losses,
+    read_runs_of,
     read_side,
     unique_folders,
 )
@@ -114,10 +115,9 @@ def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:
 def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
     """One row per (run, model, spec, steps, batch): energy, equivalence, FLOP/J vs ceiling, compile cost."""
     dirs = unique_folders(dirs)
-    frames = [schema.read_runs(d / RUNS_FILE) for d in dirs if (d / RUNS_FILE).is_file()]
-    if not frames:
+    runs = read_runs_of(dirs)
+    if runs.empty:
         raise LeversError(f"no {RUNS_FILE} under {', '.join(map(str, dirs))}")
-    runs = pd.concat(frames, ignore_index=True)
     runs = runs[runs["experiment"] == EXPERIMENT]
     context = run_context(runs)
     eq = read_side(dirs, EQUIVALENCE_FILE)
@@ -433,8 +433,10 @@ def fp8_lines(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     return lines, misses
 
 
-def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame) -> str:
-    """The short markdown summary: each target met or missed (by how much, and the measured limits)."""
+def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame,
+                     losses: pd.DataFrame | None = None) -> str:
+    """The short markdown summary: each target met or missed (by how much, and the measured limits), and
+    the configurations that lost the CUDA context (``losses``, from ``context_losses``)."""
     steps, batch = target_cell(table)
     duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
     lines = ["# Energy levers: summary", ""]
@@ -552,6 +554,13 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                 f"{_fmt(r.tolerance_latents, '.2e')}), waveform {_fmt(r.rel_error_audio, '.2e')} (tolerance "
                 f"{_fmt(r.tolerance_audio, '.2e')})")
             lines.append(f"- {r.model} `{r.optimize}` ({r.dtype}): {why}")
+    if losses is not None and not losses.empty:
+        lines += ["", "## Configurations that lost the CUDA context", "",
+                  "A CUDA error after which nothing more runs in the process: the run's later generations "
+                  "failed with it, and later calls leave the configuration out at that batch size.", ""]
+        for r in losses.itertuples():
+            lines.append(f"- {r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
+                         f"{' (warm-up)' if r.is_warmup else ''}, run {r.run_id}: {r.error}")
     trims = table[table["optimize"].str.contains("trim-latents", regex=False)
                   & table["energy_per_clip_J"].notna()]
     if not trims.empty:
@@ -610,7 +619,7 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     fig_path = out_dir / "levers.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
-    write_text_atomic(md_path, summary_markdown(table, ceiling, profile))
+    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(read_runs_of(dirs))))
     steps, batch = target_cell(table)
     plot_levers(table, fig_path, steps, batch, summary_runs(table, steps, batch))
     return csv_path, md_path, fig_path

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy import schema
+from tta_energy.errors import lost_cuda_context
 from tta_energy.fileio import csv_text, read_csv_exact
 from tta_energy.levers.spec import LeversError
 
@@ -146,8 +147,29 @@ def read_side(dirs: Sequence[Path], name: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def read_runs_of(dirs: Sequence[Path]) -> pd.DataFrame:
+    """The generation rows (:data:`RUNS_FILE`, the run-record schema) of every raw folder that has them,
+    concatenated in folder order, each folder's rows in the order they were measured (empty when none has)."""
+    frames = [schema.read_runs(d / RUNS_FILE) for d in dirs if (d / RUNS_FILE).is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
     """The ceiling rows of one operand precision (tables written before the fp8 ceiling are all bf16)."""
     if ceiling.empty or "precision" not in ceiling:
         return ceiling if precision == "bf16" else ceiling.iloc[0:0]
     return ceiling[ceiling["precision"].fillna("bf16") == precision]
+
+
+#: the columns :func:`context_losses` gives
+CONTEXT_LOSS_COLUMNS = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt", "is_warmup", "error"]
+
+
+def context_losses(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the generation that lost the process's CUDA context: the run's first row whose error is one
+    (:func:`tta_energy.errors.lost_cuda_context`; rows are appended as measured). The run's later rows failed
+    because of it, not by their own configuration."""
+    if runs.empty or "error" not in runs.columns:
+        return pd.DataFrame(columns=CONTEXT_LOSS_COLUMNS)
+    lost = runs[(runs["status"] == "error") & runs["error"].map(lost_cuda_context)]
+    return lost.drop_duplicates("run_id", keep="first")[CONTEXT_LOSS_COLUMNS].reset_index(drop=True)

@@ -1,0 +1,182 @@
+"""A generation that loses the process's CUDA context (a kernel's launch failure, an illegal address: every
+later CUDA call of the process fails the same way). Its row is written and the process stops at once with one
+line and exit status 5 (no row of a later generation blamed for it); the levers plan leaves that configuration
+out of later calls and says so (dry run, summary), and the device script measures the rest of its call in a
+fresh process. On the CPU, through the fault of ``tests/lost_context.py``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+from lost_context import LAUNCH_FAILURE, install
+
+from tta_energy import schema
+from tta_energy.cli.main import CONTEXT_LOST_EXIT, main
+from tta_energy.errors import lost_cuda_context
+from tta_energy.levers import calls, experiment, tables
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.mark.parametrize(("error", "lost"), [
+    ("AcceleratorError: CUDA error: unspecified launch failure", True),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered", True),
+    ("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA", True),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", False),
+    ("RuntimeError: CUDA error: out of memory", False),  # an allocation that failed: the context lives
+    ("LeverError: cudagraph: the denoiser cannot be captured: operation not permitted", False),
+    ("misaligned address", False),  # not a CUDA error's text
+])
+def test_one_rule_tells_a_lost_context_from_errors_the_process_survives(error, lost):
+    assert lost_cuda_context(error) is lost
+    assert lost_cuda_context(RuntimeError(error)) is lost
+
+
+DECLARED = {"tango": (("none", ((100, 10),), 3), ("max", ((100, 10),), 3), ("compile", ((100, 10),), 3))}
+
+
+def _row(run_id: str, spec: str, batch: int, *, warmup: bool = False, error: str | None = None) -> dict:
+    r = schema.empty_row()
+    r.update(run_id=run_id, experiment="levers", model="tango", size="full", weights="random", dtype="float16",
+             optimize=spec, steps=100, denoiser_calls=100, n_prompts=1, waveforms_per_prompt=batch,
+             n_clips=batch, duration_s=10.0, seed=0, repeat=0, is_warmup=warmup, config_id=f"{spec}-{batch}",
+             gpu_energy_method="nvml_counter", cpu_energy_method="unavailable", source="tta-energy")
+    if error is None:
+        r.update(status="ok", wall_s=1.0, gpu_energy_J=100.0)
+    else:
+        r.update(status="error", error=error, gpu_energy_method="unavailable")
+    return r
+
+
+def test_only_the_configuration_that_lost_the_context_is_left_out_and_the_dry_run_names_it(tmp_path):
+    lost = f"AcceleratorError: {LAUNCH_FAILURE}"
+    part = tmp_path / "partplan-1"
+    part.mkdir()
+    # as the H100 call went: warm-ups of none and compile, max's warm-up loses the context, and every later
+    # generation of the run fails with the same error
+    rows = [_row("r1", "none", 10, warmup=True), _row("r1", "compile", 10, warmup=True),
+            _row("r1", "max", 10, warmup=True, error=lost), _row("r1", "none", 10, error=lost),
+            _row("r1", "compile", 10, error=lost)]
+    schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame(rows))
+    losses = tables.context_losses(schema.read_runs(part / tables.RUNS_FILE))
+    assert losses[["run_id", "optimize", "waveforms_per_prompt", "is_warmup"]].values.tolist() == [
+        ["r1", "max", 10, True]]
+    done = calls.done_cells([part], DECLARED, size="full", duration_s=10.0, seed=0)
+    assert done == {("tango", "max", 100, 10)}  # none and compile failed because of max: tried again
+    assert calls.remaining(DECLARED, done) == {"tango": (("none", ((100, 10),), 3),
+                                                         ("compile", ((100, 10),), 3))}
+    history = pd.DataFrame([{"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": 10,
+                             "wall_s": 20.0, "compile_s": 60.0} for spec in ("none", "compile", "fp32")])
+    plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+                            budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None)
+    said = "\n".join(plan.text())
+    assert ("left out, not tried again (it lost the CUDA context): tango `max` batch 10 (run r1, warm-up: "
+            f"{lost})") in said
+    assert "tango batch 10: none, compile" in said
+    # the study default losing it leaves nothing at that batch size to compare with: all of it is left out
+    schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame([_row("r2", "none", 10, error=lost)]))
+    assert calls.done_cells([part], DECLARED, size="full", duration_s=10.0, seed=0) == {
+        ("tango", spec, 100, 10) for spec in ("none", "max", "compile")}
+
+
+PLAN = ('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\nbatches = [1]\n'
+        'repeats = 1\nduration_s = 1.0\n')
+
+
+def test_a_levers_run_stops_where_the_context_is_lost_and_the_next_run_measures_the_rest(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's subject
+    monkeypatch.setattr(experiment, "measure_one", experiment.measure_one)  # undone after the test
+    install("channels-last")
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text(PLAN, encoding="utf-8")
+    base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile",
+            "--references", str(tmp_path / "refs"), "--done", str(tmp_path / "part*"), "--history", ""]
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "--out-dir", str(tmp_path / "part1")])
+    assert stop.value.code == CONTEXT_LOST_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: the CUDA context was lost in audioldm channels-last, 2 steps, batch 1 (warm-up): "
+                   f"RuntimeError: {LAUNCH_FAILURE}; the rows before it are kept: run the command again (a "
+                   "fresh process) to measure the rest"]
+    runs = schema.read_runs(tmp_path / "part1" / tables.RUNS_FILE)
+    # the warm-ups before it, then its own row, and nothing after it
+    assert runs["optimize"].tolist()[-1] == "channels-last" and runs["status"].tolist()[-1] == "error"
+    assert (runs["status"].iloc[:-1] == "ok").all() and runs["is_warmup"].all()
+    main([*base, "--dry-run"])
+    said = capsys.readouterr().out
+    assert "left out, not tried again (it lost the CUDA context): audioldm `channels-last` batch 1" in said
+    main([*base, "--out-dir", str(tmp_path / "part2")])  # a fresh process: the default, measured this time
+    again = schema.read_runs(tmp_path / "part2" / tables.RUNS_FILE)
+    measured = again[~again["is_warmup"].astype(bool)]
+    assert set(measured["optimize"]) == {"fp32", "none"} and (measured["status"] == "ok").all()
+    capsys.readouterr()
+    main([*base, "--dry-run"])
+    said = capsys.readouterr().out
+    assert "cells done by earlier calls: 2 of 2" in said and said.endswith("nothing left to measure\n")
+    summary = (tmp_path / "levers_summary.md").read_text(encoding="utf-8")  # the run's report: part2 alone
+    assert "## Configurations that lost the CUDA context" not in summary
+    main(["levers", "report", str(tmp_path / "part1"), str(tmp_path / "part2"), "--out-dir", str(tmp_path)])
+    summary = (tmp_path / "levers_summary.md").read_text(encoding="utf-8")
+    assert "## Configurations that lost the CUDA context" in summary
+    assert "- audioldm `channels-last`, batch 1 (warm-up), run " in summary and LAUNCH_FAILURE in summary
+
+
+def test_a_sweep_stops_at_the_generation_that_lost_the_context(tmp_path, monkeypatch, capsys):
+    from tta_energy.experiments import runner
+
+    monkeypatch.setattr(runner, "measure_one", runner.measure_one)  # undone after the test
+    monkeypatch.setattr(experiment, "measure_one", experiment.measure_one)
+    install("none")
+    out = tmp_path / "steps.csv"
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--dtype", "float32",
+              "--duration", "1", "--idle-s", "0", "--no-progress", "--no-codecarbon", "--experiment", "steps",
+              "--grid", "1,2", "--repeats", "2", "--out", str(out)])
+    assert stop.value.code == CONTEXT_LOST_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the CUDA context was lost in audioldm none, ")
+    assert "(warm-up): RuntimeError: CUDA error: unspecified launch failure" in err[0]
+    rows = schema.read_runs(out)
+    assert len(rows) == 1 and rows["is_warmup"].all() and rows["status"].tolist() == ["error"]
+
+
+@pytest.mark.slow
+def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "plan.toml").write_text(PLAN + 'out_dir = "data/cpu"\n', encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    site = [str(ROOT / "tests" / "lost_context_site"), str(ROOT / "tests"), str(ROOT / "src")]
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(site), "BUDGET_S": "400",
+           "OUT": str(out), "TTA_ENERGY_TEST_LOSE_CONTEXT": "channels-last",
+           "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
+                          "--min-window 0 --no-profile"}
+    done = subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo, env=env,
+                          capture_output=True, text=True, check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "error: the CUDA context was lost in audioldm channels-last" in said
+    assert "a fresh process measures the rest" in said
+    parts = sorted((repo / "data" / "cpu" / "levers").glob("partplan-*"))
+    assert len(parts) == 2
+    second = schema.read_runs(parts[1] / tables.RUNS_FILE)
+    assert set(second.loc[~second["is_warmup"].astype(bool), "optimize"]) == {"fp32", "none"}
+    # both processes' folders come back in the call's one part tarball
+    listed = subprocess.run(["tar", "tzf", str(next((out / "levers").glob("levers-part*.tar.gz")))],
+                            capture_output=True, text=True, check=True).stdout
+    assert all(f"{p.relative_to(repo)}/{tables.RUNS_FILE}" in listed for p in parts)
+    summary = (repo / "data" / "cpu" / "levers_summary.md").read_text(encoding="utf-8")
+    assert "## Configurations that lost the CUDA context" in summary
