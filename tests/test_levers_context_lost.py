@@ -45,9 +45,10 @@ DECLARED = {"tango": (("none", ((100, 10),), 3), ("max", ((100, 10),), 3), ("com
 
 def _row(run_id: str, spec: str, batch: int, *, warmup: bool = False, error: str | None = None) -> dict:
     r = schema.empty_row()
-    r.update(run_id=run_id, experiment="levers", model="tango", size="full", weights="random", dtype="float16",
-             optimize=spec, steps=100, denoiser_calls=100, n_prompts=1, waveforms_per_prompt=batch,
-             n_clips=batch, duration_s=10.0, seed=0, repeat=0, is_warmup=warmup, config_id=f"{spec}-{batch}",
+    r.update(run_id=run_id, experiment="levers", model="tango", size="full", weights="random",
+             dtype="float16", optimize=spec, steps=100, denoiser_calls=100, n_prompts=1,
+             waveforms_per_prompt=batch, n_clips=batch, duration_s=10.0, seed=0, repeat=0, is_warmup=warmup,
+             config_id=f"{spec}-{batch}",
              gpu_energy_method="nvml_counter", cpu_energy_method="unavailable", source="tta-energy")
     if error is None:
         r.update(status="ok", wall_s=1.0, gpu_energy_J=100.0)
