@@ -249,3 +249,19 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
     ceilings = pd.concat(pd.read_csv(p) for p in parts)
     bf16 = ceilings[ceilings["precision"].fillna("bf16") == "bf16"]["tflop_per_J"]
     assert f"({bf16.mean():.2f} TFLOP/J," in text
+
+
+def test_the_eager_fp8_sentence_pairs_each_run_with_its_own_default(tmp_path: Path) -> None:
+    from tta_energy.analysis.docs_numbers_docs import block_levers_fp8_eager_h100
+
+    d = docs_numbers.DocData(tmp_path)
+    assert block_levers_fp8_eager_h100(d) == "no `levers.csv` committed yet (0 rows)"
+    rows = [("r1", "none", 1500.0), ("r1", "fp8", 3000.0), ("r2", "fp8", 2000.0),  # r2: no default of its own
+            ("r3", "none", 1000.0), ("r3", "fp8", 1500.0)]
+    (tmp_path / "h100").mkdir()
+    table = pd.DataFrame([{"run_id": run, "model": "stable-audio-open", "optimize": spec, "steps": 100,
+                           "waveforms_per_prompt": 1, "energy_per_clip_J": joules}
+                          for run, spec, joules in rows])
+    table.to_csv(tmp_path / "h100" / "levers.csv", index=False)
+    assert block_levers_fp8_eager_h100(d) == ("3000 J per clip against 1500 J for `none` (2.00x); "
+                                              "1500 J per clip against 1000 J for `none` (1.50x)")

@@ -348,6 +348,22 @@ def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
     return text
 
 
+def block_levers_fp8_eager_h100(d: HasData) -> str:
+    """Stable Audio Open's eager `fp8` against `none` of the same H100 run (100 steps, batch 1): energy per
+    clip of each and their ratio, per run that measured both."""
+    levers = read_levers(d.data, "h100")
+    none, fp8 = _cell(levers, "stable-audio-open", "none"), _cell(levers, "stable-audio-open", "fp8")
+    runs = sorted(set(none["run_id"]) & set(fp8["run_id"])) if not none.empty and not fp8.empty else []
+    if not runs:
+        return _missing(d.data / "h100" / "levers.csv")
+    parts = []
+    for run in runs:
+        n = float(none.loc[none["run_id"] == run, "energy_per_clip_J"].iloc[0])
+        f = float(fp8.loc[fp8["run_id"] == run, "energy_per_clip_J"].iloc[0])
+        parts.append(f"{f:.0f} J per clip against {n:.0f} J for `none` ({f / n:.2f}x)")
+    return "; ".join(parts)
+
+
 def block_levers_audioldm_none(d: HasData) -> str:
     """AudioLDM's latents error of `none` at 100 steps, and whether `graphs` equals it to every digit."""
     levers = d.levers
@@ -539,6 +555,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-audioldm2-graphs": block_levers_audioldm2_graphs,
     "levers-audioldm2-error": latents_error("audioldm2", "graphs"),
     "levers-audioldm2-graphs-h100": block_levers_audioldm2_graphs_h100,
+    "levers-fp8-eager-h100": block_levers_fp8_eager_h100,
     "levers-audioldm-none": block_levers_audioldm_none,
     "levers-audioldm-none-error": latents_error("audioldm", "none"),
     "levers-sao-reference": block_levers_sao_reference,
