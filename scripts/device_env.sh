@@ -5,7 +5,9 @@
 # /tmp/site without touching the image's own packages, puts them and src/ on PYTHONPATH, and keeps every library
 # offline. Elsewhere (no .whl/, or another Python: an
 # installed checkout, pip install -e .) it only sets the environment.
-# Sourced twice in one call (scripts/gpu_call.sh, then the script it runs), it installs once.
+# Sourced twice in one call (scripts/gpu_call.sh, then the script it runs), it installs once. It also sets
+# what the device scripts share: the exit status of a process that lost its CUDA context, and the least time
+# left for which a fresh process is started after one.
 if [[ -n "${TTA_ENERGY_WHEELS_INSTALLED:-}" ]]; then
   export PYTHONPATH=/tmp/site:$PWD/src:$PWD
 elif [[ -d .whl ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
@@ -16,3 +18,6 @@ else
   export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# tta_energy.cli.main.CONTEXT_LOST_EXIT; a fresh process pays its model builds and warm-ups first
+CONTEXT_LOST_EXIT=5
+FRESH_PROCESS_MIN_S=150

@@ -10,7 +10,8 @@
 #                                                   # runs-log lines and traces that are new), validate, status
 #
 # Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
-# before any model is built (exit 2). Exit 3 from `run`: cells are left (the next call resumes).
+# before any model is built (exit 2). Exit 3 from `run`: cells are left (the next call resumes). Exit 5: a
+# generation lost the CUDA context (its row is written); one fresh process resumes the call in the time left.
 # Calls chained on a warm device machine (it idles out 30 s after a call: too soon to collect in between)
 # each get the tables of this checkout; `run` first merges what earlier calls on that machine returned (kept
 # in the git-ignored .cache/campaign-calls/), so a chained call resumes from their rows instead of measuring
@@ -64,9 +65,19 @@ case "$MODE" in
     merge_earlier_calls
     # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are
     # on disk one by one) leaves time to pack what was measured even if a model build hangs past the budget
+    T0=$SECONDS
     timeout -s TERM -k 15 "$HARD_LIMIT_S" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" 2>&1 \
       | tee "$DEST/log-$START.txt"
     rc=${PIPESTATUS[0]}
+    # a process that lost its CUDA context (exit 5) keeps its rows; one fresh process resumes the campaign in
+    # the time left (once: a cell that loses it again ends the call; a later --time-budget replaces the first)
+    left_s=$((HARD_LIMIT_S - (SECONDS - T0)))
+    if ((rc == CONTEXT_LOST_EXIT && left_s >= FRESH_PROCESS_MIN_S)); then
+      echo "a fresh process resumes the campaign ($left_s s left)" | tee -a "$DEST/log-$START.txt"
+      timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" \
+        --time-budget $((left_s - 60)) 2>&1 | tee -a "$DEST/log-$START.txt"
+      rc=${PIPESTATUS[0]}
+    fi
     # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)
     tar czf "$DEST/h200.tar.gz" "$TABLES"/*.csv "$TABLES/campaign_runs.jsonl" "$TABLES"/traces/campaign-*
     mkdir -p "$KEPT" && cp "$DEST/h200.tar.gz" "$KEPT/$START-$$.tar.gz"

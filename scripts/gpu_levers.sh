@@ -35,8 +35,6 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-520}
-CONTEXT_LOST_EXIT=5       # tta_energy.cli.main.CONTEXT_LOST_EXIT
-FRESH_PROCESS_MIN_S=150   # a fresh process pays the ceiling loops, a model build and its warm-ups first
 PART=${1:-}
 TABLES=  # the plan's out_dir relative to the repository root (data/h200 for campaigns/h200_levers.toml)
 ROOT=    # $TABLES/levers: the calls' part folders and the stored fp32 references

@@ -3,10 +3,12 @@ as a kernel's launch failure does on a GPU (torch's error text; every later CUDA
 the same way). The rest of the path is the real one: the row is measured, written and judged as on a GPU.
 
 In a test: ``install("channels-last")``. In a child process: put this folder and
-``tests/lost_context_site`` on PYTHONPATH and set ``TTA_ENERGY_TEST_LOSE_CONTEXT=SPEC``."""
+``tests/lost_context_site`` on PYTHONPATH and set ``TTA_ENERGY_TEST_LOSE_CONTEXT=SPEC`` (and
+``TTA_ENERGY_TEST_LOSE_CONTEXT_ONCE=FILE`` for one loss only, across processes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 #: how torch words the CUDA runtime's cudaErrorLaunchFailure
@@ -26,16 +28,18 @@ class LosesContext:
         raise RuntimeError(LAUNCH_FAILURE)
 
 
-def install(spec: str) -> None:
+def install(spec: str, once: Path | None = None) -> None:
     """From now on in this process, every generation (sweep, campaign, levers) of lever spec ``spec`` loses
-    the context."""
+    the context; with ``once``, only the first one while the file ``once`` does not exist (it is created)."""
     from tta_energy.experiments import runner
     from tta_energy.levers import experiment
 
     real = runner.measure_one
 
     def measure_one(meter: Any, adapter: Any, rc: Any, name: str, item: Any, is_warmup: bool) -> Any:
-        if rc.opts.levers.spec == spec:
+        if rc.opts.levers.spec == spec and not (once is not None and once.exists()):
+            if once is not None:
+                once.touch()
             adapter = LosesContext(adapter)
         return real(meter, adapter, rc, name, item, is_warmup)
 

@@ -1,8 +1,8 @@
 """A generation that loses the process's CUDA context (a kernel's launch failure, an illegal address: every
 later CUDA call of the process fails the same way). Its row is written and the process stops at once with one
 line and exit status 5 (no row of a later generation blamed for it); the levers plan leaves that configuration
-out of later calls and says so (dry run, summary), and the device script measures the rest of its call in a
-fresh process. On the CPU, through the fault of ``tests/lost_context.py``."""
+out of later calls and says so (dry run, summary), and the device scripts measure the rest of their call in
+a fresh process (the campaign's once). On the CPU, through the fault of ``tests/lost_context.py``."""
 
 from __future__ import annotations
 
@@ -181,3 +181,32 @@ def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_
     assert all(f"{p.relative_to(repo)}/{tables.RUNS_FILE}" in listed for p in parts)
     summary = (repo / "data" / "cpu" / "levers_summary.md").read_text(encoding="utf-8")
     assert "## Configurations that lost the CUDA context" in summary
+
+
+@pytest.mark.slow
+def test_a_campaign_call_resumes_in_one_fresh_process_after_a_lost_context(tmp_path):
+    from conftest import TINY_CAMPAIGN
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_campaign.sh", "device_env.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
+    site = [str(ROOT / "tests" / "lost_context_site"), str(ROOT / "tests"), str(ROOT / "src")]
+    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
+           "OUT": str(tmp_path / "out"), "PYTHONPATH": os.pathsep.join(site), "HARD_LIMIT_S": "400",
+           "TTA_ENERGY_TEST_LOSE_CONTEXT": "none",
+           "TTA_ENERGY_TEST_LOSE_CONTEXT_ONCE": str(tmp_path / "lost-once")}
+    done = subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--device", "cpu", "--no-codecarbon",
+                           "--experiment", "steps"], cwd=repo, env=env, capture_output=True, text=True,
+                          check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "error: the CUDA context was lost in " in said and "a fresh process resumes the campaign" in said
+    rows = schema.read_runs(repo / "tables" / "steps.csv")
+    lost = rows[rows["status"] == "error"]
+    assert len(lost) == 1 and lost["error"].str.contains(LAUNCH_FAILURE).all()  # the one generation in flight
+    measured = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)]
+    assert len(measured) == 4  # two models x two repeats, all measured by the fresh process
+    assert rows["run_id"].nunique() == 2
