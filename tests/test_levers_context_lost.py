@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -151,20 +152,27 @@ def test_a_sweep_stops_at_the_generation_that_lost_the_context(tmp_path, monkeyp
     assert len(rows) == 1 and rows["is_warmup"].all() and rows["status"].tolist() == ["error"]
 
 
-@pytest.mark.slow
-def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_path):
+def _device_checkout(tmp_path: Path, script: str) -> tuple[Path, dict[str, str]]:
+    """A checkout holding the device script ``script`` and what it sources, and the environment of a child
+    process whose generations of a spec lose the CUDA context (``TTA_ENERGY_TEST_LOSE_CONTEXT``, set by the
+    test): (repo, env)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    for name in (script, "device_env.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / name, repo / "scripts")
+    site = [str(ROOT / "tests" / "lost_context_site"), str(ROOT / "tests"), str(ROOT / "src")]
+    return repo, {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(site)}
+
+
+@pytest.mark.slow
+def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_path):
+    repo, env = _device_checkout(tmp_path, "gpu_levers.sh")
     (repo / "plan.toml").write_text(PLAN + 'out_dir = "data/cpu"\n', encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
-    site = [str(ROOT / "tests" / "lost_context_site"), str(ROOT / "tests"), str(ROOT / "src")]
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(site), "BUDGET_S": "400",
-           "OUT": str(out), "TTA_ENERGY_TEST_LOSE_CONTEXT": "channels-last",
-           "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
-                          "--min-window 0 --no-profile"}
+    env.update({"BUDGET_S": "400", "OUT": str(out), "TTA_ENERGY_TEST_LOSE_CONTEXT": "channels-last",
+                "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
+                               "--min-window 0 --no-profile"})
     done = subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo, env=env,
                           capture_output=True, text=True, check=False)
     said = done.stdout + done.stderr
@@ -187,17 +195,12 @@ def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_
 def test_a_campaign_call_resumes_in_one_fresh_process_after_a_lost_context(tmp_path):
     from conftest import TINY_CAMPAIGN
 
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_env.sh", "gpu_preflight.py"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    repo, env = _device_checkout(tmp_path, "gpu_campaign.sh")
     (repo / "campaigns").mkdir()
     (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
-    site = [str(ROOT / "tests" / "lost_context_site"), str(ROOT / "tests"), str(ROOT / "src")]
-    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
-           "OUT": str(tmp_path / "out"), "PYTHONPATH": os.pathsep.join(site), "HARD_LIMIT_S": "400",
-           "TTA_ENERGY_TEST_LOSE_CONTEXT": "none",
-           "TTA_ENERGY_TEST_LOSE_CONTEXT_ONCE": str(tmp_path / "lost-once")}
+    env.update({"CAMPAIGN": "campaigns/c.toml", "OUT": str(tmp_path / "out"), "HARD_LIMIT_S": "400",
+                "TTA_ENERGY_TEST_LOSE_CONTEXT": "none",
+                "TTA_ENERGY_TEST_LOSE_CONTEXT_ONCE": str(tmp_path / "lost-once")})
     done = subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--device", "cpu", "--no-codecarbon",
                            "--experiment", "steps"], cwd=repo, env=env, capture_output=True, text=True,
                           check=False)
