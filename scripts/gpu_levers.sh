@@ -142,8 +142,10 @@ nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=c
 # A process that loses its CUDA context (exit 5: a CUDA error nothing survives, e.g. a kernel's launch failure)
 # keeps its rows; a fresh process measures what is left in the time left, the configuration that lost it left
 # out (tta_energy.levers.calls: a lost context settles its cells)
+rc=1
 while :; do
   left_s=$((BUDGET_S - (SECONDS - T0)))
+  ((left_s > 60)) || { echo "no time left for a levers run (${left_s} s of BUDGET_S)"; break; }
   timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} \
     --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
   rc=$?

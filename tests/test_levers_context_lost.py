@@ -35,6 +35,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
     ("RuntimeError: CUDA error: out of memory", False),  # an allocation that failed: the context lives
     ("LeverError: cudagraph: the denoiser cannot be captured: operation not permitted", False),
     ("misaligned address", False),  # not a CUDA error's text
+    ("RuntimeError: Triton Error [CUDA]: unspecified launch failure", True),  # a compiled kernel's launcher
+    ("CUDA driver error: an illegal memory access was encountered", True),
 ])
 def test_one_rule_tells_a_lost_context_from_errors_the_process_survives(error, lost):
     assert lost_cuda_context(error) is lost
@@ -95,8 +97,11 @@ PLAN = ('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nste
 
 def test_a_levers_run_stops_where_the_context_is_lost_and_the_next_run_measures_the_rest(
         tmp_path, monkeypatch, capsys):
+    from tta_energy.experiments import runner
+
     monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's subject
-    monkeypatch.setattr(experiment, "measure_one", experiment.measure_one)  # undone after the test
+    monkeypatch.setattr(experiment, "measure_one", experiment.measure_one)  # both undone after the test
+    monkeypatch.setattr(runner, "measure_one", runner.measure_one)
     install("channels-last")
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text(PLAN, encoding="utf-8")
@@ -131,6 +136,67 @@ def test_a_levers_run_stops_where_the_context_is_lost_and_the_next_run_measures_
     summary = (tmp_path / "levers_summary.md").read_text(encoding="utf-8")
     assert "## Configurations that lost the CUDA context" in summary
     assert "- audioldm `channels-last`, batch 1 (warm-up), run " in summary and LAUNCH_FAILURE in summary
+
+
+def _lose_context(*_args, **_kwargs):
+    raise RuntimeError(LAUNCH_FAILURE)
+
+
+@pytest.mark.parametrize("where", ["applying", "reference", "fp8 ceiling"])
+def test_a_context_lost_outside_a_generation_stops_the_run_and_is_left_out_where_it_was_lost(
+        tmp_path, monkeypatch, capsys, where):
+    from tta_energy.levers import apply
+
+    monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text(PLAN, encoding="utf-8")
+    if where == "applying":  # e.g. capturing a CUDA graph, or timing attention backends inside one
+        real_apply = experiment._apply_measured
+
+        def apply_measured(run, adapter, plan):
+            if plan.spec == "channels-last":
+                apply.reraise_if_context_lost(RuntimeError(LAUNCH_FAILURE), "a CUDA graph capture")
+            return real_apply(run, adapter, plan)
+
+        monkeypatch.setattr(experiment, "_apply_measured", apply_measured)
+        said, lost = "a CUDA graph capture", ("audioldm", "channels-last", 1)  # the innermost place
+    elif where == "reference":  # timing the reference's convolution algorithms
+        monkeypatch.setattr(experiment, "select_reference_conv", lambda adapter, duration_s: (
+            "cudnn", apply.time_denoiser_step(adapter, duration_s, {"cudnn": _lose_context})))
+        said, lost = "timing cudnn on audioldm's denoiser", ("audioldm", "fp32", 1)
+    else:  # a plan with a float8 spec measures the float8 ceiling first
+        plan_file.write_text(PLAN.replace('"channels-last"]', '"channels-last", "fp8"]'), encoding="utf-8")
+        real_ceiling = experiment.measure_ceiling
+
+        def measure_ceiling(*args):
+            if args[-1] == "fp8":
+                _lose_context()
+            return real_ceiling(*args)
+
+        monkeypatch.setattr(experiment, "measure_ceiling", measure_ceiling)
+        said, lost = "the fp8 ceiling loop", None
+    base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile", "--no-report",
+            "--references", "", "--done", str(tmp_path / "part*"), "--history", ""]
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "--out-dir", str(tmp_path / "part1")])
+    assert stop.value.code == CONTEXT_LOST_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: the CUDA context was lost in {said}: RuntimeError: {LAUNCH_FAILURE}; the rows "
+                   "before it are kept: run the command again (a fresh process) to measure the rest"], err
+    losses = calls.lost_contexts([tmp_path / "part1"], size="tiny", duration_s=1.0, seed=0)
+    assert [tuple(r) for r in losses[["model", "optimize", "waveforms_per_prompt"]].values] == (
+        [lost] if lost else [])
+    declared = {"audioldm": tuple((spec, ((2, 1),), 1) for spec in (
+        ["none", "channels-last"] + (["fp8"] if where == "fp8 ceiling" else [])))}
+    done = calls.done_cells([tmp_path / "part1"], declared, size="tiny", duration_s=1.0, seed=0)
+    if where == "applying":
+        assert done == {("audioldm", "channels-last", 2, 1)}
+    elif where == "reference":  # every unit of the model starts with its reference: nothing is tried again
+        assert done == {(m, spec, s, b) for m, entries in declared.items() for spec, cells, _ in entries
+                        for s, b in cells}
+    else:
+        assert done == set()
 
 
 def test_a_sweep_stops_at_the_generation_that_lost_the_context(tmp_path, monkeypatch, capsys):

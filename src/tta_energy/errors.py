@@ -1,5 +1,7 @@
 """The one exception family the command line turns into a one-line error and a non-zero exit."""
 
+import re
+
 
 class TtaError(ValueError):
     """A user-facing error: bad input, missing file, wrong layout. The message is one line."""
@@ -48,26 +50,37 @@ CONTEXT_LOST_ERRORS = (
 )
 
 
+#: how the error says it is CUDA's: torch's ``CUDA error: ...``, the driver API's ``CUDA driver error: ...``,
+#: Triton's launcher (compiled kernels) ``Triton Error [CUDA]: ...``
+_CUDA_ERROR = re.compile(r"cuda(?: driver)? error|error \[cuda\]")
+
+
 def lost_cuda_context(error: object) -> bool:
     """Whether ``error`` (an exception or a row's error text) is a CUDA error after which nothing more can run
     in the process: the one rule the sweeps, the campaign and the levers harness stop by."""
+    if isinstance(error, CudaContextLost):
+        return True
     text = str(error).lower()
-    return "cuda error" in text and any(words in text for words in CONTEXT_LOST_ERRORS)
+    return bool(_CUDA_ERROR.search(text)) and any(words in text for words in CONTEXT_LOST_ERRORS)
 
 
 class CudaContextLost(RuntimeError):
-    """A generation lost the process's CUDA context: the rows before it are kept, nothing more can be measured
-    in this process, and a fresh one can go on (the command line exits with its own status)."""
+    """A generation, or applying a configuration, lost the process's CUDA context (``error``, in ``where``):
+    the rows before it are kept, nothing more can be measured in this process, and a fresh one can go on (the
+    command line exits with its own status)."""
+
+    def __init__(self, where: str, error: str) -> None:
+        super().__init__(f"the CUDA context was lost in {where}: {error}; the rows before it are kept: run "
+                         "the command again (a fresh process) to measure the rest")
+        self.where = where
+        self.error = error
 
 
 def reraise_if_context_lost(exc: BaseException, where: str) -> None:
-    """Raise :class:`CudaContextLost` naming ``where`` when ``exc`` lost the CUDA context: for the handlers
-    that leave a failing option out and go on, which must not go on in a dead context."""
+    """Raise :class:`CudaContextLost` naming ``where`` when ``exc`` lost the CUDA context (one already raised
+    deeper goes on as it is): for the handlers that leave a failing option out and go on, which must not go
+    on in a dead context."""
+    if isinstance(exc, CudaContextLost):
+        raise exc
     if lost_cuda_context(exc):
-        raise CudaContextLost(context_lost_line(where, first_line(exc))) from exc
-
-
-def context_lost_line(where: str, error: str) -> str:
-    """The one line a lost CUDA context is reported with."""
-    return (f"the CUDA context was lost in {where}: {error}; the rows before it are kept: run the command "
-            "again (a fresh process) to measure the rest")
+        raise CudaContextLost(where, f"{type(exc).__name__}: {first_line(exc)}") from exc

@@ -37,7 +37,6 @@ from tta_energy.devices import chosen_device
 from tta_energy.errors import (
     CudaContextLost,
     ModelError,
-    context_lost_line,
     first_line,
     lost_cuda_context,
     positive_number,
@@ -173,7 +172,7 @@ def stop_if_context_lost(row: dict[str, object]) -> None:
     if row.get("status") == "error" and lost_cuda_context(row.get("error", "")):
         where = (f"{row['model']} {row['optimize']}, {row['steps']} steps, "
                  f"batch {row['waveforms_per_prompt']}" + (" (warm-up)" if row.get("is_warmup") else ""))
-        raise CudaContextLost(context_lost_line(where, str(row["error"])))
+        raise CudaContextLost(where, str(row["error"]))
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -12,8 +12,9 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
   earlier run found the spec to be the same configuration as another; or when it could not be applied in
   :data:`FAILED_RUNS_SETTLE` earlier runs (``levers_configs.csv``: one failure may be passing, out of memory
   for one); or when, at that batch, it (or the default it is compared with) lost the process's CUDA context
-  in one earlier run (:func:`tta_energy.levers.tables.context_losses`): trying it again could cost a whole
-  call, so it is reported (the dry run, the summary) and left out;
+  in one earlier run (:func:`tta_energy.levers.tables.context_losses`; every cell of the model where its fp32
+  reference lost it, since each unit of the model starts with the reference): trying it again could cost a
+  whole call, so it is reported (the dry run, the summary) and left out;
 - :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
   ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one;
 - a run whose first call ends before its time budget (a compilation found in the cache, an overestimate)
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
+from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.levers.tables import (
     CONFIGS_FILE,
     RUNS_FILE,
@@ -136,7 +138,9 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
         elif str(r.status) != "ok":
             failed_runs.setdefault(cell, set()).add(str(r.run_id))
     settled |= {c for c, ids in failed_runs.items() if len(ids) >= FAILED_RUNS_SETTLE}
-    lost = {(r.model, r.optimize, int(r.waveforms_per_prompt)) for r in context_losses(rows).itertuples()}
+    losses = context_losses(rows)
+    lost = {(r.model, r.optimize, int(r.waveforms_per_prompt)) for r in losses.itertuples()}
+    lost_reference = {r.model for r in losses.itertuples() if r.optimize == REFERENCE_SPEC}
     run_ids = {k[0] for k in counts}
     done: set[Cell] = set()
     for model, entries in declared.items():
@@ -146,7 +150,8 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
             for steps, batch in cells:
                 cell = (model, spec, steps, batch)
                 needs_default = default_repeats.get((steps, batch), 0)
-                if cell in settled or {(model, spec, batch), (model, DEFAULT_SPEC, batch)} & lost or any(
+                if (cell in settled or model in lost_reference
+                        or {(model, spec, batch), (model, DEFAULT_SPEC, batch)} & lost) or any(
                         counts.get((r, model, spec, steps, batch), 0) >= repeats
                         and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= needs_default
                         for r in run_ids):

@@ -49,16 +49,25 @@ import numpy as np
 
 from tta_energy import schema
 from tta_energy.devices import chosen_device, gpu_mismatch
-from tta_energy.errors import CudaContextLost, ModelError, TtaError, positive_number, reraise_if_context_lost
+from tta_energy.errors import (
+    CudaContextLost,
+    ModelError,
+    TtaError,
+    lost_cuda_context,
+    positive_number,
+    reraise_if_context_lost,
+)
 from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
 from tta_energy.experiments.runner import (
     Item,
     RowContext,
     SweepOptions,
+    base_row,
     free_memory,
     make_meter,
     measure_one,
     new_run_id,
+    now_iso,
     one_line,
     stop_if_context_lost,
 )
@@ -81,10 +90,11 @@ from tta_energy.levers.references import (
     load_reference,
     store_reference,
 )
-from tta_energy.levers.spec import Levers, LeversError, parse_levers
+from tta_energy.levers.spec import REFERENCE_SPEC, Levers, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
+    CONTEXT_LOST_STATUS,
     EQUIVALENCE_FILE,
     PROFILE_FILE,
     RUNS_FILE,
@@ -92,6 +102,7 @@ from tta_energy.levers.tables import (
 )
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
+from tta_energy.precision import canonical_dtype
 
 if TYPE_CHECKING:
     from tta_energy.levers.calls import Refill
@@ -108,7 +119,6 @@ SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "
 COMPILE_SPECS: tuple[str, ...] = ("compile", "compile-graphs")
 #: Stable Audio Open only: compute just the requested length (changes the output)
 TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-latents", True))
-REFERENCE_SPEC = "fp32"
 
 
 @dataclass
@@ -353,10 +363,26 @@ class ModelRun:
                              weights=self.opts.weights, levers=levers, seed=self.opts.seed)
         return RowContext(sweep, self.run_id, 0, self.provenance, self.trace_path)
 
-    def measure(self, p: Prepared, steps: int, batch: int, repeat: int, warmup: bool) -> dict[str, object]:
+    def item(self, spec: str, dtype: str, steps: int, batch: int, repeat: int) -> Item:
         cfg = self.config(steps, batch)
-        item = Item(cfg, repeat, config_id(cfg, size=self.opts.size, weights=self.opts.weights,
-                                           levers=p.plan.spec, dtype=p.dtype), p.dtype)
+        return Item(cfg, repeat, config_id(cfg, size=self.opts.size, weights=self.opts.weights, levers=spec,
+                                           dtype=dtype), dtype)
+
+    def write_context_loss(self, plan: LeverPlan, adapter: Any, error: str) -> None:
+        """The row of a configuration whose applying (a capture, a timing) lost the CUDA context before any
+        generation of it: a warm-up row at its first cell with the error, so that later calls leave it out
+        (:func:`tta_energy.levers.tables.context_losses`) as they do a generation that lost it; and its
+        configuration rows say so."""
+        _write_config_row(self, plan, None, f"{CONTEXT_LOST_STATUS}: {error}", {})
+        steps, batch = plan.cells[0]
+        item = self.item(plan.spec, canonical_dtype(adapter.dtype), steps, batch, 0)
+        row = base_row(self.row_context(plan.levers), EXPERIMENT, item, adapter, True)
+        row.update(status="error", error=error, gpu_energy_method="unavailable",
+                   cpu_energy_method="unavailable", timestamp=now_iso())
+        schema.append_row(self.out_dir / RUNS_FILE, row)
+
+    def measure(self, p: Prepared, steps: int, batch: int, repeat: int, warmup: bool) -> dict[str, object]:
+        item = self.item(p.plan.spec, p.dtype, steps, batch, repeat)
         guard = strict_fp32(p.conv_mode) if p.plan.reference else contextlib.nullcontext()
         saved = self.meter.min_window_s
         if warmup:  # the one-time cost is in the first call only
@@ -474,10 +500,13 @@ def _prepare(run: ModelRun, plans: list[LeverPlan],
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
             unchecked = False
             adapter, setup = _apply_measured(run, adapter, plan)
-        except (StaleReferences, CudaContextLost):
+        except StaleReferences:
             raise
         except Exception as exc:  # a configuration that cannot be applied (a library's TypeError or assertion
             # included: fp8 goes through torchao) never takes the model's other configurations with it
+            if lost_cuda_context(exc) and adapter is not None:  # nothing more runs here: said, then stop
+                run.write_context_loss(plan, adapter, exc.error if isinstance(exc, CudaContextLost)
+                                       else one_line(exc))
             reraise_if_context_lost(exc, f"applying {plan.spec} to {run.model}")
             notes.append(f"{plan.spec}: not run ({one_line(exc)})")
             _write_config_row(run, plan, None, f"not run: {one_line(exc)}", {})
@@ -636,7 +665,11 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
         say(f"{run.model}: {note}")
     reference = next((p for p in prepared if p.plan.reference), None)
     if reference is not None:
-        reference.conv_mode, conv_ms = select_reference_conv(reference.adapter, opts.duration_s)
+        try:
+            reference.conv_mode, conv_ms = select_reference_conv(reference.adapter, opts.duration_s)
+        except CudaContextLost as exc:
+            run.write_context_loss(reference.plan, reference.adapter, exc.error)
+            raise
         reference.adapter.applied_levers.notes.update(reference_conv=reference.conv_mode,
                                                       reference_conv_ms=conv_ms)
     for p in prepared:
@@ -921,6 +954,7 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
             fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
             say(f"fp8 ceiling: {fp8.tflop_per_J:.3f} TFLOP/J, {fp8.tflop_per_s:.0f} TFLOP/s")
         except (LeversError, RuntimeError) as exc:  # a diagnostic: never worth the call's measurements
+            reraise_if_context_lost(exc, "the fp8 ceiling loop")
             say(f"fp8 ceiling not measured: {exc}")
     for i, model in enumerate(opts.models):
         deadline = None

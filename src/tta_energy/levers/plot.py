@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy.fileio import atomic_path
-from tta_energy.levers.experiment import REFERENCE_SPEC
+from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.models import catalogue
 
 

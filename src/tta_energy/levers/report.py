@@ -16,9 +16,8 @@ from tta_energy.fileio import write_csv_atomic, write_text_atomic
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import ERROR_FLOOR, error_tolerance, is_lossless
-from tta_energy.levers.experiment import REFERENCE_SPEC
 from tta_energy.levers.plot import plot_levers
-from tta_energy.levers.spec import PRECISIONS, LeverError, LeversError, parse_levers
+from tta_energy.levers.spec import PRECISIONS, REFERENCE_SPEC, LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
     CONFIGS_FILE,
@@ -619,7 +618,8 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     fig_path = out_dir / "levers.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
-    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(read_runs_of(dirs))))
+    losses = context_losses(read_runs_of(dirs))
+    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, losses))
     steps, batch = target_cell(table)
     plot_levers(table, fig_path, steps, batch, summary_runs(table, steps, batch))
     return csv_path, md_path, fig_path

@@ -45,6 +45,9 @@ class LeversError(TtaError):
     """A levers experiment that cannot run as asked; the message is one line."""
 
 
+#: the spec of a model's fp32 eager reference, against which every configuration's error is measured
+REFERENCE_SPEC = "fp32"
+
 #: the precision levers: lever name -> precision name
 PRECISIONS: dict[str, str] = {name: DTYPE_ALIASES[name] for name in ("fp32", "fp16", "bf16")}
 #: the precision ``max`` runs every model in (see the module's docstring)

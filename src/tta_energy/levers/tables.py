@@ -163,12 +163,17 @@ def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
 
 #: the columns :func:`context_losses` gives
 CONTEXT_LOSS_COLUMNS = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt", "is_warmup", "error"]
+#: the status (``levers_configs.csv``) of a configuration that lost the CUDA context while it was applied
+#: (a capture, the timing of its attention backends), before any generation of it: ``STATUS: error`` (what
+#: later calls go by is its runs row: :func:`context_losses`)
+CONTEXT_LOST_STATUS = "lost the CUDA context"
 
 
 def context_losses(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the generation that lost the process's CUDA context: the run's first row whose error is one
-    (:func:`tta_energy.errors.lost_cuda_context`; rows are appended as measured). The run's later rows failed
-    because of it, not by their own configuration."""
+    """The configurations that lost the process's CUDA context: per run, the first row whose error is such a
+    loss (:func:`tta_energy.errors.lost_cuda_context`; rows are appended as measured, and the run's later rows
+    failed because of it, not by their own configuration). A configuration whose applying lost it (a capture,
+    a timing) has such a row too: a warm-up row with the error, written before the process stops."""
     if runs.empty or "error" not in runs.columns:
         return pd.DataFrame(columns=CONTEXT_LOSS_COLUMNS)
     lost = runs[(runs["status"] == "error") & runs["error"].map(lost_cuda_context)]
