@@ -265,3 +265,14 @@ def test_the_eager_fp8_sentence_pairs_each_run_with_its_own_default(tmp_path: Pa
     table.to_csv(tmp_path / "h100" / "levers.csv", index=False)
     assert block_levers_fp8_eager_h100(d) == ("3000 J per clip against 1500 J for `none` (2.00x); "
                                               "1500 J per clip against 1000 J for `none` (1.50x)")
+
+
+def test_the_quality_drift_compares_captions_of_one_step_count() -> None:
+    """The campaign adds captions at 100 steps after the 10-step sweep: they must not enter its drift."""
+    ten = [{"model": "audioldm", "steps": 10, "timestamp": f"2026-01-01T00:00:{i:02d}",
+            "gpu_energy_J": 50.0 + i, "energy_text_encoding_J": 5.0} for i in range(4)]
+    hundred = [{"model": "audioldm", "steps": 100, "timestamp": f"2026-01-02T00:00:{i:02d}",
+                "gpu_energy_J": 500.0, "energy_text_encoding_J": 5.0} for i in range(2)]
+    drift = docs_numbers.quality_drift(pd.DataFrame(ten + hundred), n=2)
+    row = drift.set_index("model").loc["audioldm"]
+    assert (row["first_J"], row["last_J"], row["steps"]) == (50.5, 52.5, 10)
