@@ -1,4 +1,6 @@
-"""The one exception family the command line turns into a one-line error and a non-zero exit."""
+"""The exceptions the command line turns into one error line and a non-zero exit: the user-facing family
+(:class:`TtaError`, exit 2) and a lost CUDA context (:class:`CudaContextLost`, exit 5), with the rules that
+name them."""
 
 import re
 
