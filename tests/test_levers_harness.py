@@ -18,9 +18,10 @@ import torch
 from conftest import tiny_levers_options
 
 from tta_energy import schema
-from tta_energy.levers import apply, ceiling, experiment, plan, references, report, tables
+from tta_energy.levers import apply, ceiling, experiment, plan, plot, references, report, tables
 from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
+from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationRequest
 from tta_energy.models.registry import build_model
 
@@ -677,3 +678,27 @@ def test_a_cell_measured_on_the_plans_own_gpu_is_priced_from_that_gpu_alone(tmp_
     assert paths[0] == (own / "levers.csv").resolve()
     assert paths[1:] == [Path(h).resolve() for h in DEFAULT_HISTORY if Path(h).is_file()]
     assert history_paths("", own) == []  # named: only what is named
+
+
+def test_the_ceiling_panel_shows_the_default_the_best_lossless_and_a_better_one_that_changes_the_output():
+    """One rule picks the best configuration against the ceiling for the summary's table and the figure:
+    lossless, at any batch size, never the fp32 reference; the figure adds the study default of the summary's
+    run and the best at any precision where that is another configuration (not fp8 or trim-latents)."""
+    rows = [("r1", "none", 1, 0.10, True, False), ("r2", "none", 1, 0.12, True, False),
+            ("r1", "graphs", 10, 0.30, True, False), ("r1", "max", 10, 0.45, False, False),
+            ("r1", "fp32", 1, 0.90, True, False), ("r1", "fp8", 10, 0.80, False, True)]
+    table = pd.DataFrame([{"run_id": run, "model": "tango", "optimize": spec, "steps": 100,
+                           "waveforms_per_prompt": batch, "fraction_of_ceiling": frac, "lossless": lossless,
+                           "changes_behaviour": changes}
+                          for run, spec, batch, frac, lossless, changes in rows])
+    assert report.best_fraction(table, "tango")["optimize"] == "graphs"
+    assert report.best_fraction(table, "tango", lossless=False)["optimize"] == "max"
+    assert report.best_fraction(table, "audioldm") is None
+    bars = report.ceiling_bars(table, 100, {"tango": "r2"})
+    assert bars[["role", "label", "fraction_of_ceiling"]].values.tolist() == [
+        [plot.STUDY_DEFAULT_BAR, "none, b1", 0.12], [plot.BEST_LOSSLESS_BAR, "graphs, b10", 0.30],
+        [plot.BEST_ANY_BAR, "max, b10", 0.45]]
+    assert (bars["target"] == catalogue.entry("tango").levers.ceiling_fraction).all()
+    # where the best lossless is also the best, it is drawn once
+    only = report.ceiling_bars(table[table["optimize"] != "max"], 100, {"tango": "r1"})
+    assert list(only["role"]) == [plot.STUDY_DEFAULT_BAR, plot.BEST_LOSSLESS_BAR]

@@ -1,5 +1,5 @@
 """The levers experiment's figure: energy reduction against ``none`` (targets marked) and the fraction of the
-measured bf16 matmul ceiling reached."""
+measured bf16 matmul ceiling reached by the study default and the best configurations (targets marked)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from tta_energy.fileio import atomic_path
 from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.models import catalogue
 
+#: the ceiling panel's bars (``role`` in :func:`tta_energy.levers.report.ceiling_bars`)
+STUDY_DEFAULT_BAR = "study default (none), batch 1"
+BEST_LOSSLESS_BAR = "best lossless"
+BEST_ANY_BAR = "best at any precision (changes the output)"
+
 
 def reduction_bars(table: pd.DataFrame, steps: int, batch: int, runs: Mapping[str, str]) -> pd.DataFrame:
     """The rows the reduction panel draws: at ``steps`` and ``batch``, each configuration of a model from the
@@ -21,9 +26,12 @@ def reduction_bars(table: pd.DataFrame, steps: int, batch: int, runs: Mapping[st
     return cell[cell["run_id"].astype(str) == cell["model"].map(runs)]
 
 
-def plot_levers(table: pd.DataFrame, path: Path, steps: int, batch: int, runs: Mapping[str, str]) -> None:
+def plot_levers(table: pd.DataFrame, path: Path, steps: int, batch: int, runs: Mapping[str, str],
+                ceiling: pd.DataFrame) -> None:
     """Two panels: reduction vs ``none`` at the summary's ``steps`` and ``batch``, from the run per model the
-    summary reports (``runs``; targets marked), and the fraction of the ceiling at ``steps``."""
+    summary reports (``runs``; targets marked), and the fraction of the ceiling of the bars ``ceiling``
+    (the study default, the best lossless and the best at any precision per model, labelled, targets
+    marked: :func:`tta_energy.levers.report.ceiling_bars`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,17 +57,25 @@ def plot_levers(table: pd.DataFrame, path: Path, steps: int, batch: int, runs: M
         axes[0].set_title(f"whole generation (dashed: target)\n{n_text}")
         axes[0].tick_params(axis="x", rotation=30)
         sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="configuration")
-    frac = table[table["fraction_of_ceiling"].notna() & (table["steps"] == steps)
-                 & table["optimize"].isin(["none", "graphs", "max"])]
-    if not frac.empty:
-        frac = frac.assign(config=frac["optimize"] + ", batch " + frac["waveforms_per_prompt"].astype(str))
-        sns.barplot(data=frac, x="model", y="fraction_of_ceiling", hue="config", ax=axes[1], errorbar=None)
-        ceiling = float(frac["ceiling_flop_per_joule"].median()) / 1e12
+    if not ceiling.empty:
+        models = list(dict.fromkeys(ceiling["model"]))
+        roles = [r for r in (STUDY_DEFAULT_BAR, BEST_LOSSLESS_BAR, BEST_ANY_BAR) if r in set(ceiling["role"])]
+        width = 0.8 / len(roles)
+        for j, role in enumerate(roles):
+            sub = ceiling[ceiling["role"] == role]
+            xs = [models.index(m) + (j - (len(roles) - 1) / 2) * width for m in sub["model"]]
+            drawn = axes[1].bar(xs, sub["fraction_of_ceiling"], width, label=role)
+            axes[1].bar_label(drawn, labels=list(sub["label"]), rotation=90, fontsize=6, padding=2)
+        for i, model in enumerate(models):
+            target = float(ceiling.loc[ceiling["model"] == model, "target"].iloc[0])
+            axes[1].hlines(target, i - 0.45, i + 0.45, colors="k", linestyles="--")
+        axes[1].set_xticks(range(len(models)), models, rotation=30)
+        axes[1].set_xlabel("model")
         axes[1].set_ylabel("FLOP/J as a fraction of the measured bf16 matmul ceiling")
-        axes[1].set_ylim(bottom=0)
-        axes[1].set_title(f"against the measured bf16 matmul ceiling ({ceiling:.2f} TFLOP/J), {steps} steps")
-        axes[1].tick_params(axis="x", rotation=30)
-        sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="configuration")
+        axes[1].set_ylim(0, max(1.0, float(ceiling["fraction_of_ceiling"].max()) * 1.15))
+        axes[1].set_title("against the bf16 matmul ceiling measured in each run (dashed: target)\n"
+                          f"any batch size (b), {steps} steps unless labelled")
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, title="bar")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(path, suffix=path.suffix) as tmp:  # the suffix tells savefig the format
