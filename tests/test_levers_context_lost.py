@@ -184,7 +184,7 @@ def test_a_context_lost_outside_a_generation_stops_the_run_and_is_left_out_where
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: the CUDA context was lost in {said}: RuntimeError: {LAUNCH_FAILURE}; the rows "
                    "before it are kept: run the command again (a fresh process) to measure the rest"], err
-    losses = calls.lost_contexts([tmp_path / "part1"], size="tiny", duration_s=1.0, seed=0)
+    losses = tables.context_losses(tables.read_runs_of([tmp_path / "part1"]))
     assert [tuple(r) for r in losses[["model", "optimize", "waveforms_per_prompt"]].values] == (
         [lost] if lost else [])
     declared = {"audioldm": tuple((spec, ((2, 1),), 1) for spec in (

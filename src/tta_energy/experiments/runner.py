@@ -165,6 +165,12 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
+def mark_failed(row: dict[str, object], status: str, error: str) -> None:
+    """Make ``row`` the row of a generation that failed (``status``: error, oom) with ``error``: no energy was
+    measured."""
+    row.update(status=status, error=error, gpu_energy_method="unavailable", cpu_energy_method="unavailable")
+
+
 def stop_if_context_lost(row: dict[str, object]) -> None:
     """Raise :class:`CudaContextLost` when the generation of ``row`` (already written) lost the CUDA context:
     every later generation of this process would fail the same way, so the process stops here and a fresh one
@@ -535,8 +541,7 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
         row.update({k: v for k, v in m.as_row().items() if k in row})
     except Exception as exc:  # one configuration failing never stops the sweep
         oom = is_oom(exc)
-        row.update(status="oom" if oom else "error", error=one_line(exc), gpu_energy_method="unavailable",
-                   cpu_energy_method="unavailable")
+        mark_failed(row, "oom" if oom else "error", one_line(exc))
         output = None
         if oom:
             free_memory()

@@ -110,19 +110,16 @@ def _earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed
     return rows, cfg[cfg["run_id"].astype(str).isin(matching)]
 
 
-def lost_contexts(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
-                  weights: str = "random") -> pd.DataFrame:
-    """The generations that lost the CUDA context in the runs of ``folders`` with these settings, one per run
-    (:func:`tta_energy.levers.tables.context_losses`)."""
-    rows, _ = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    return context_losses(rows)
-
-
 def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
                seed: int, weights: str = "random") -> set[Cell]:
     """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
     runs of the same model size, weights, clip duration and seed count."""
     rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    return _done(rows, cfg, declared)
+
+
+def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> set[Cell]:
+    """:func:`done_cells` of rows and configuration rows already read (:func:`_earlier_runs`)."""
     counts: dict[tuple[str, str, str, int, int], int] = {}
     if not rows.empty:
         ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)]
@@ -316,13 +313,14 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
     cut into units and packed into calls of ``budget_s``."""
     from tta_energy.levers.plan import stored_reference_steps
 
-    done = done_cells(done_folders, declared, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    rows, cfg = _earlier_runs(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    done = _done(rows, cfg, declared)
     left = remaining(declared, done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
-    losses = lost_contexts(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    losses = context_losses(rows)
     lost = tuple(f"{r.model} `{r.optimize}` batch {r.waveforms_per_prompt} (run {r.run_id}"
                  f"{', warm-up' if r.is_warmup else ''}: {r.error})"
                  for r in losses.itertuples() if r.model in declared)

@@ -65,6 +65,7 @@ from tta_energy.experiments.runner import (
     base_row,
     free_memory,
     make_meter,
+    mark_failed,
     measure_one,
     new_run_id,
     now_iso,
@@ -377,8 +378,8 @@ class ModelRun:
         steps, batch = plan.cells[0]
         item = self.item(plan.spec, canonical_dtype(adapter.dtype), steps, batch, 0)
         row = base_row(self.row_context(plan.levers), EXPERIMENT, item, adapter, True)
-        row.update(status="error", error=error, gpu_energy_method="unavailable",
-                   cpu_energy_method="unavailable", timestamp=now_iso())
+        mark_failed(row, "error", error)
+        row["timestamp"] = now_iso()
         schema.append_row(self.out_dir / RUNS_FILE, row)
 
     def measure(self, p: Prepared, steps: int, batch: int, repeat: int, warmup: bool) -> dict[str, object]:
@@ -971,9 +972,8 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
         t0 = time.perf_counter()
         try:
             _run_model(run, ceiling.tflop_per_s)
-        except CudaContextLost:
-            raise  # nothing more runs in this process: the command line says so and exits with its status
         except Exception as exc:  # one model failing never loses the others' rows
+            # but a lost CUDA context ends the process: the command line says so and exits with its status
             reraise_if_context_lost(exc, f"the levers sweep of {model}")
             say(f"{model}: levers sweep failed ({one_line(exc)})")
             failed.add(model)

@@ -111,10 +111,11 @@ def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:
     return out
 
 
-def levers_table(dirs: Sequence[Path]) -> pd.DataFrame:
-    """One row per (run, model, spec, steps, batch): energy, equivalence, FLOP/J vs ceiling, compile cost."""
+def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (run, model, spec, steps, batch): energy, equivalence, FLOP/J vs ceiling, compile cost
+    (``runs``: the folders' generation rows when already read, :func:`read_runs_of`)."""
     dirs = unique_folders(dirs)
-    runs = read_runs_of(dirs)
+    runs = read_runs_of(dirs) if runs is None else runs
     if runs.empty:
         raise LeversError(f"no {RUNS_FILE} under {', '.join(map(str, dirs))}")
     runs = runs[runs["experiment"] == EXPERIMENT]
@@ -641,7 +642,8 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
     """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
     dirs = unique_folders(dirs)
-    table = levers_table(dirs)
+    generations = read_runs_of(dirs)
+    table = levers_table(dirs, generations)
     ceiling = read_side(dirs, CEILING_FILE)
     profile = read_side(dirs, PROFILE_FILE)
     out_dir = Path(out_dir)
@@ -649,8 +651,7 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     fig_path = out_dir / "levers.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
-    losses = context_losses(read_runs_of(dirs))
-    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, losses))
+    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(generations)))
     steps, batch = target_cell(table)
     runs = summary_runs(table, steps, batch)
     plot_levers(table, fig_path, steps, batch, runs, ceiling_bars(table, steps, runs))

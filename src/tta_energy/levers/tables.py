@@ -42,10 +42,10 @@ def _csv_line(values: list[object]) -> str:
     return out.getvalue()
 
 
-
 def unique_folders(dirs: Sequence[Path | str]) -> list[Path]:
     """The raw folders in their order, each once (a folder named twice would count every row twice)."""
     return list(dict.fromkeys(Path(d).resolve() for d in dirs))
+
 
 @dataclass(frozen=True)
 class TableColumns:
