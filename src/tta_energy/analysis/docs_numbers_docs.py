@@ -323,15 +323,19 @@ def block_levers_audioldm2_graphs(d: HasData) -> str:
     return f"latents error {error} against a tolerance of {tolerance}"
 
 
+def _same_run_pairs(levers: pd.DataFrame, model: str, spec: str) -> list[tuple[pd.Series, pd.Series]]:
+    """(``none``, ``spec``) rows of ``model`` at 100 steps, batch 1, one pair per run that measured both."""
+    none, other = _cell(levers, model, "none"), _cell(levers, model, spec)
+    runs = sorted(set(none["run_id"]) & set(other["run_id"])) if not none.empty and not other.empty else []
+    return [(none[none["run_id"] == r].iloc[0], other[other["run_id"] == r].iloc[0]) for r in runs]
+
+
 def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
     """AudioLDM 2's `graphs` against `none` measured in the same H100 run (100 steps, batch 1): their latents
     errors and the verdict."""
-    levers = read_levers(d.data, "h100")
-    none, graphs = _cell(levers, "audioldm2", "none"), _cell(levers, "audioldm2", "graphs")
-    runs = sorted(set(none["run_id"]) & set(graphs["run_id"])) if not none.empty and not graphs.empty else []
-    if not runs:
+    pairs = _same_run_pairs(read_levers(d.data, "h100"), "audioldm2", "graphs")
+    if not pairs:
         return _missing(d.data / "h100" / "levers.csv")
-    pairs = [(none[none["run_id"] == r].iloc[0], graphs[graphs["run_id"] == r].iloc[0]) for r in runs]
     same = all(n["rel_error_latents"] == g["rel_error_latents"] for n, g in pairs)
     lossless = all(bool(g["lossless"]) for _, g in pairs)
 
@@ -340,7 +344,7 @@ def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
 
     verdict = "lossless" if lossless else "not lossless"
     text = (f"`none` {values([n for n, _ in pairs], 'rel_error_latents')}, `graphs` "
-            f"{values([g for _, g in pairs], 'rel_error_latents')} in {len(runs)} run(s) "
+            f"{values([g for _, g in pairs], 'rel_error_latents')} in {len(pairs)} run(s) "
             f"({'equal to every digit stored' if same else 'different'}; tolerance "
             f"{values([g for _, g in pairs], 'tolerance_latents')}: {verdict})")
     if same and lossless:
@@ -351,17 +355,11 @@ def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
 def block_levers_fp8_eager_h100(d: HasData) -> str:
     """Stable Audio Open's eager `fp8` against `none` of the same H100 run (100 steps, batch 1): energy per
     clip of each and their ratio, per run that measured both."""
-    levers = read_levers(d.data, "h100")
-    none, fp8 = _cell(levers, "stable-audio-open", "none"), _cell(levers, "stable-audio-open", "fp8")
-    runs = sorted(set(none["run_id"]) & set(fp8["run_id"])) if not none.empty and not fp8.empty else []
-    if not runs:
+    pairs = _same_run_pairs(read_levers(d.data, "h100"), "stable-audio-open", "fp8")
+    if not pairs:
         return _missing(d.data / "h100" / "levers.csv")
-    parts = []
-    for run in runs:
-        n = float(none.loc[none["run_id"] == run, "energy_per_clip_J"].iloc[0])
-        f = float(fp8.loc[fp8["run_id"] == run, "energy_per_clip_J"].iloc[0])
-        parts.append(f"{f:.0f} J per clip against {n:.0f} J for `none` ({f / n:.2f}x)")
-    return "; ".join(parts)
+    return "; ".join(f"{f['energy_per_clip_J']:.0f} J per clip against {n['energy_per_clip_J']:.0f} J for "
+                     f"`none` ({f['energy_per_clip_J'] / n['energy_per_clip_J']:.2f}x)" for n, f in pairs)
 
 
 def block_levers_audioldm_none(d: HasData) -> str:
