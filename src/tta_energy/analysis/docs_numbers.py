@@ -447,7 +447,8 @@ def block_study_warmup(d: DocData) -> str:
         return "the study's first calls are not in the imported data"
     top = warm.loc[warm["excess"].idxmax()]
     return (
-        f"up to {_change(top['excess'], 0)} in its steps experiment: {label(top['model'])} at {top['steps']} "
+        f"up to {_change(top['excess'], 0)} in its steps experiment (`data/study/steps.csv`): "
+        f"{label(top['model'])} at {top['steps']} "
         f"steps, {top['first_J']:.0f} J against a mean of {top['others_J']:.0f} J over its other "
         f"{top['n_others']} runs"
     )
@@ -480,8 +481,9 @@ def block_observations(d: DocData) -> str:
 
     compute_bound = [m for m in ("stable-audio-open", "tango", "tango2") if m in spread]
     text = (
-        "Observations worth knowing before reading the tables (steps sweep, `data/h200/steps.csv`): run "
-        "eagerly at batch 1 the small UNets leave the H200 mostly idle — mean GPU power over the generation "
+        "Observations worth knowing before reading the tables. In the steps sweep (`data/h200/steps.csv`), "
+        "run eagerly at batch 1 the small UNets leave the H200 mostly idle — mean GPU power over the "
+        "generation "
         + ", ".join(
             f"{label(m)} {mean_power[m]:.0f} W ({power.min()[m]:.0f}–{power.max()[m]:.0f} W)"
             for m in _models(steps)
@@ -499,7 +501,8 @@ def block_observations(d: DocData) -> str:
         by_duration = sao.groupby("duration_s")["gpu_energy_J"].agg(["mean", "size"])
         lo, hi = by_duration.iloc[0], by_duration.iloc[-1]
         text += (
-            f" Stable Audio Open's energy does not follow the duration asked ({by_duration.index[0]:g} s: "
+            " Stable Audio Open's energy does not follow the duration asked (`data/h200/duration.csv`; "
+            f"{by_duration.index[0]:g} s: "
             f"{lo['mean']:.0f} J, n = {int(lo['size'])}; {by_duration.index[-1]:g} s: {hi['mean']:.0f} J, "
             f"n = {int(hi['size'])}; {int(sao['steps'].iloc[0])} steps; it always computes "
             f"{sao['latent_seconds'].iloc[0]:.2f} s of "
@@ -519,10 +522,10 @@ def block_observations(d: DocData) -> str:
                     f"({change:+.0%}; n = {int(on['n_runs'])}/{int(off['n_runs'])})"
                 )
         text += (
-            " Turning classifier-free guidance off halves the denoiser batch (mean energy on → off, "
-            "100 steps): "
+            " Turning classifier-free guidance off halves the denoiser batch (`data/h200/guidance.csv`, mean "
+            "energy on → off, 100 steps): "
             + ", ".join(parts)
-            + "."
+            + "; it does not halve the kernel launches, which set the pace of the host-paced models."
         )
     precision = d.sweep("precision")
     sao = precision[precision["model"] == "stable-audio-open"].groupby("dtype")["gpu_energy_J"].agg(
@@ -530,7 +533,8 @@ def block_observations(d: DocData) -> str:
     if {"float32", "float16"} <= set(sao.index):
         fp32, fp16 = sao.loc["float32"], sao.loc["float16"]
         text += (
-            f" fp32 as PyTorch runs it by default (matrix products without TF32) costs Stable Audio Open "
+            " fp32 as PyTorch runs it by default (matrix products without TF32; `data/h200/precision.csv`) "
+            "costs Stable Audio Open "
             f"{fp32['mean']:.0f} J (n = {int(fp32['size'])}) against {fp16['mean']:.0f} J in fp16 "
             f"(n = {int(fp16['size'])})."
         )
@@ -637,7 +641,8 @@ def block_quality_drift(d: DocData, n: int = 20) -> str:
     ]
     small = drift.drop(big.index)
     text = (
-        f"In the quality sweep the energy per caption moves over the sweep although a warm-up generation ran "
+        "In the quality sweep (`data/h200/quality.csv`) the energy per caption moves over the sweep although "
+        "a warm-up generation ran "
         f"(first {n} against last {n} captions in time order, {int(drift['steps'].iloc[0])} steps): "
         + "; ".join(parts)
         + "."
