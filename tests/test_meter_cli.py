@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import typer
+from conftest import refused
 from typer.testing import CliRunner
 
 from tta_energy.cli import meter_commands
@@ -39,6 +40,11 @@ def test_idle_rejects_a_bad_duration_with_one_error_line(capsys):
         main(["meter", "idle", "--seconds", "-1"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --seconds must be a positive number, got -1.0"
+
+
+def test_idle_refuses_a_negative_cuda_index(capsys):
+    line = refused(capsys, ["meter", "idle", "--device", "-1", "--seconds", "0.5"])
+    assert line == "error: --device -1 is not a CUDA index: use 0, 1, ... (default: every GPU)"
 
 
 def test_info_lists_the_backends(meter_app):

@@ -37,8 +37,16 @@ def register(app: typer.Typer) -> None:
 
         if not seconds > 0 or math.isinf(seconds):
             raise TtaError(f"--seconds must be a positive number, got {seconds}")
+        negative = [i for i in device or () if i < 0]
+        if negative:
+            raise TtaError(f"--device {negative[0]} is not a CUDA index: use 0, 1, ... (default: every GPU)")
         console = Console()
         devices = list(device) if device else _visible_cuda_devices()
+        visible = _visible_cuda_devices()
+        missing = [i for i in devices if visible and i not in visible]
+        if missing:
+            raise TtaError(f"--device {missing[0]}: this machine has CUDA devices "
+                           f"{visible[0]}..{visible[-1]}")
         meter = EnergyMeter(device_indices=devices, codecarbon=False)
         if not meter.gpu_available:
             console.print(f"[yellow]No NVIDIA GPU / NVML here: {meter.unavailable_reason}.[/yellow]")
