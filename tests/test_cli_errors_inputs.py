@@ -234,3 +234,41 @@ def test_the_shared_checks_say_what_is_allowed():
         checks.device("cuda:x")
     assert checks.device(None) is None and checks.device("cpu") == "cpu"
     assert checks.weights("random") == "random" and checks.weights("owner/name") == "owner/name"
+
+
+GENERATE = ["generate", "--model", "audioldm", "--prompt", "dog", "--steps", "2", "--size", "tiny",
+            "--device", "cpu"]
+
+
+def test_more_waveforms_per_call_than_the_bound_are_refused_by_every_command_before_any_build(
+        tmp_path, capsys, no_meter, monkeypatch):
+    from tta_energy.models import catalogue, registry
+
+    def built(*_args, **_kwargs):
+        raise AssertionError("a model was built before the batch was checked")
+
+    monkeypatch.setattr(registry, "build_model", built)
+    too_many = str(catalogue.MAX_WAVEFORMS_PER_CALL + 1)
+    said = f"must be <= {catalogue.MAX_WAVEFORMS_PER_CALL}, got {too_many}"
+    one_error_line(capsys, [*GENERATE, "--batch", too_many, "--out", str(tmp_path / "x.wav")], said,
+                   absent=(tmp_path / "x.wav",))
+    one_error_line(capsys, [*GENERATE, "--batch", "100000000", "--out", str(tmp_path / "x.wav")],
+                   "got 100000000")
+    for grid in (too_many, f"p{too_many}"):
+        one_error_line(capsys, [*SWEEP, "-e", "batch", "--device", "cpu", "--grid", grid, "--out",
+                                str(tmp_path / "b.csv")], f"batch grid value {grid!r}", said)
+    for dry_run in ([], ["--dry-run"]):
+        one_error_line(capsys, ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu",
+                                "--out-dir", str(tmp_path / "raw"), "--batches", f"1,{too_many}", *dry_run],
+                       "--batches", said, warnings_allowed=True)
+    assert entries(tmp_path) == set()
+
+
+def test_the_waveform_bound_counts_every_prompt_of_a_call():
+    from tta_energy.errors import ModelError
+    from tta_energy.models import catalogue
+
+    catalogue.check_waveforms(catalogue.MAX_WAVEFORMS_PER_CALL)  # the bound itself is allowed
+    catalogue.check_waveforms(4, prompts=catalogue.MAX_WAVEFORMS_PER_CALL // 4)
+    with pytest.raises(ModelError, match=r"got 2 prompts x 1024 = 2048: make several calls"):
+        catalogue.check_waveforms(catalogue.MAX_WAVEFORMS_PER_CALL, prompts=2)

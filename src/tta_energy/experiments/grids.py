@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import ModelError, TtaError
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
@@ -271,14 +271,31 @@ def build_configs(req: GridRequest) -> list[Config]:
     raise SweepError(f"no grid rule for experiment {name!r}")  # pragma: no cover - EXPERIMENTS is closed
 
 
+def _batch_forms() -> str:
+    """The batch grid values allowed, for messages: the forms the sweep's help describes."""
+    sizes = [n for n in range(1, CLIPS_PER_REPEAT + 1) if CLIPS_PER_REPEAT % n == 0]
+    return (f"use B waveforms of the prompt per call or pN (one call of N distinct prompts), B and N one of "
+            f"{', '.join(map(str, sizes))} ({CLIPS_PER_REPEAT} clips per repeat in equal calls), e.g. --grid "
+            f"{','.join(EXPERIMENTS['batch'].grid)}")
+
+
 def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
+    """The calls of each batch grid value: ``B`` (B waveforms of one prompt per call) or ``pN`` (N distinct
+    prompts, one waveform each), each making :data:`CLIPS_PER_REPEAT` clips per repeat."""
     out = []
     for t in tokens:
         distinct = t.lower().startswith("p")
-        (b,) = _ints([t[1:] if distinct else t], "batch")
+        try:
+            b = int(t[1:] if distinct else t)
+        except ValueError:
+            raise SweepError(f"batch grid value {t!r} is not an integer or pN: {_batch_forms()}") from None
+        try:
+            catalogue.check_waveforms(b)  # b waveforms per call either way (pN: N prompts x 1)
+        except ModelError as exc:
+            raise SweepError(f"batch grid value {t!r}: {exc}") from None
         if CLIPS_PER_REPEAT % b:
             raise SweepError(f"batch {t}: {CLIPS_PER_REPEAT} clips per repeat cannot be split into calls "
-                             f"of {b}")
+                             f"of {b}: {_batch_forms()}")
         if distinct:
             # real, different captions (the first of the bundled AudioCaps file), whatever --prompt says
             prompts = distinct_prompts(b)
