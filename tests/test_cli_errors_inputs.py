@@ -272,3 +272,11 @@ def test_the_waveform_bound_counts_every_prompt_of_a_call():
     catalogue.check_waveforms(4, prompts=catalogue.MAX_WAVEFORMS_PER_CALL // 4)
     with pytest.raises(ModelError, match=r"got 2 prompts x 1024 = 2048: make several calls"):
         catalogue.check_waveforms(catalogue.MAX_WAVEFORMS_PER_CALL, prompts=2)
+
+
+@pytest.mark.parametrize(("experiment", "grid"),
+                         [("duration", "nan"), ("duration", "inf"), ("guidance", "nan")])
+def test_a_grid_value_that_is_not_finite_is_named_so(tmp_path, capsys, experiment, grid):
+    refused([*SWEEP, "-e", experiment, "--device", "cpu", "--grid", grid, "--out", str(tmp_path / "s.csv")],
+            capsys, f"{experiment} grid value must be a finite number, got {grid}")
+    assert entries(tmp_path) == set()

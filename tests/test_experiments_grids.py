@@ -84,9 +84,10 @@ def test_a_configuration_label_names_its_experiment_once(experiment, grid, label
 
 @pytest.mark.parametrize(("experiment", "grid", "message"), [
     ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"), ("steps", ["10", "10"], "repeats"),
-    ("duration", ["-1"], "> 0"), ("duration", ["nan"], "> 0"),
+    ("duration", ["-1"], "> 0"), ("duration", ["inf"], "must be a finite number"),
+    ("duration", ["nan"], "duration grid value must be a finite number, got nan"),
     ("guidance", ["x"], "not a number or 'default'"), ("guidance", ["-1"], ">= 0"),
-    ("guidance", ["nan"], ">= 0"),  # a NaN scale would make every waveform NaN
+    ("guidance", ["nan"], "guidance grid value must be a finite number"),  # a NaN scale: every waveform NaN
     ("batch", ["0"], "must be >= 1"), ("batch", ["p0"], "must be >= 1"),
     ("precision", ["fp8"], "unknown dtype"),
 ])

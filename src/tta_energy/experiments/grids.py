@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tta_energy.errors import ModelError, TtaError
+from tta_energy.errors import ModelError, TtaError, positive_number
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
@@ -202,22 +202,30 @@ def spec(experiment: str) -> ExperimentSpec:
     return EXPERIMENTS[experiment]
 
 
-def _number(token: str, what: str, kind: type[Number], minimum: float, *, strict: bool = False,
-            other: str = "") -> Number:
-    """One grid token as ``kind`` (int or float), at least ``minimum`` (above it when ``strict``; never NaN);
-    else one error line naming the value and what is allowed (``other``: what else the grid takes)."""
+def _parsed(token: str, what: str, kind: type[Number], other: str = "") -> Number:
+    """One grid token as ``kind`` (int or float); else one error line naming the value and what it must be
+    (``other``: what else the grid takes)."""
     try:
-        value = kind(token)
+        return kind(token)
     except ValueError:
         noun = "an integer" if kind is int else "a number"
         raise SweepError(f"{what} grid value {token!r} is not {noun}{other}") from None
-    if not (value > minimum if strict else value >= minimum):
-        raise SweepError(f"{what} grid value {value} must be {'>' if strict else '>='} {minimum}")
-    return value
 
 
 def _ints(tokens: Sequence[str], what: str) -> list[int]:
-    return [_number(t, what, int, 1) for t in tokens]
+    """Grid tokens as integers >= 1 (steps)."""
+    values = [_parsed(t, what, int) for t in tokens]
+    for v in values:
+        if v < 1:
+            raise SweepError(f"{what} grid value {v} must be >= 1")
+    return values
+
+
+def _positive(token: str, what: str, *, allow_zero: bool = False, other: str = "") -> float:
+    """A grid token as a finite number > 0 (>= 0 with ``allow_zero``): :func:`positive_number`'s rule, so
+    that NaN and infinities are named as not finite."""
+    return positive_number(_parsed(token, what, float, other), f"{what} grid value", allow_zero=allow_zero,
+                           error=SweepError)
 
 
 def _check_unique(values: Sequence[object], experiment: str) -> None:
@@ -253,10 +261,11 @@ def build_configs(req: GridRequest) -> list[Config]:
     if name == "quality":
         return _quality_configs(base, _ints(tokens, "steps"), req)
     if name == "duration":
-        values = [_number(t, "duration", float, 0, strict=True) for t in tokens]
+        values = [_positive(t, "duration") for t in tokens]
         return [replace(base, duration_s=v) for v in values]
     if name == "guidance":
-        scales = [None if t.lower() == "default" else _number(t, "guidance", float, 0, other=" or 'default'")
+        scales = [None if t.lower() == "default" else _positive(t, "guidance", allow_zero=True,
+                                                                   other=" or 'default'")
                   for t in tokens]
         return [replace(base, guidance_scale=v) for v in scales]
     if name == "precision":
