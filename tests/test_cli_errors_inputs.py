@@ -280,3 +280,34 @@ def test_a_grid_value_that_is_not_finite_is_named_so(tmp_path, capsys, experimen
     refused([*SWEEP, "-e", experiment, "--device", "cpu", "--grid", grid, "--out", str(tmp_path / "s.csv")],
             capsys, f"{experiment} grid value must be a finite number, got {grid}")
     assert entries(tmp_path) == set()
+
+
+def seed_commands(tmp_path: Path, clips: Path) -> list[list[str]]:
+    """Every command that takes --seed, otherwise valid, writing under tmp_path."""
+    return [
+        [*GENERATE, "--out", str(tmp_path / "x.wav")],
+        [*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(tmp_path / "s.csv")],
+        ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir",
+         str(tmp_path / "l")],
+        ["analyze", "--runs", str(ROOT / "data" / "study"), "--out", str(tmp_path / "a")],
+        ["score", "--generated", str(clips), "-o", str(tmp_path / "score.csv"), "--device", "cpu"],
+    ]
+
+
+@pytest.mark.parametrize("index", range(5), ids=["generate", "sweep", "levers-run", "analyze", "score"])
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
+def test_every_command_refuses_a_seed_outside_0_to_2_63_before_any_work(tmp_path, capsys, clips, no_meter,
+                                                                        index, seed):
+    before = entries(tmp_path)
+    refused([*seed_commands(tmp_path, clips)[index], "--seed", seed], capsys,
+            f"--seed must be an integer from 0 to 2**63-1 (9223372036854775807), got {seed}")
+    assert entries(tmp_path) == before
+
+
+def test_the_seed_rule_takes_its_whole_range():
+    from tta_energy.cli import checks
+    from tta_energy.errors import MAX_SEED, TtaError
+
+    assert checks.seed(0) == 0 and checks.seed(MAX_SEED) == 2**63 - 1
+    with pytest.raises(TtaError, match="got True"):
+        checks.seed(True)

@@ -125,6 +125,7 @@ def test_a_plan_may_still_choose_its_models_and_the_size(tmp_path, capsys):
     ("duration_s = -1.0", ("[levers]", "duration_s must be > 0 seconds, got -1.0")),
     ("call_budget_s = inf", ("[levers]", "call_budget_s must be a finite number of seconds, got inf")),
     ('seed = "x"', ("[levers]", "seed must be an integer", "'x'")),
+    ("seed = -1", ("[levers]", "seed must be an integer from 0 to 2**63-1", "got -1")),
     ('call_budget_s = "long"', ("[levers]", "call_budget_s must be", "'long'")),
     ("batches = [true]", ("batches must be a non-empty list of integers",)),
     ("[levers.model.audioldm]\nrepeats = 1.5", ("[levers.model.audioldm]", "repeats must be an integer")),

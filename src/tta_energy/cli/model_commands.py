@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         checks.generation(model, size_name=size, prompts=[prompt], steps=steps, batch=batch,
                           duration_s=duration, guidance_scale=guidance)
         checks.weights(weights)
+        checks.seed(seed)
         if out.suffix.lower() != ".wav":
             raise TtaError(f"output file {out} must end in .wav")
         if not out.parent.is_dir():
