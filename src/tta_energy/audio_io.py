@@ -17,6 +17,16 @@ from tta_energy.fileio import atomic_path
 WAV_SUBTYPE = "FLOAT"
 
 
+def nonfinite_audio(waveforms: np.ndarray) -> str | None:
+    """What is wrong with generated audio that holds NaN or infinite samples (``N of M audio samples are
+    NaN/Inf``), or None when every sample is finite: the rule by which a sweep records ``nan_audio`` and
+    ``generate`` refuses to write."""
+    finite = np.isfinite(np.asarray(waveforms))
+    if finite.all():
+        return None
+    return f"{int((~finite).sum())} of {finite.size} audio samples are NaN/Inf"
+
+
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype: str = WAV_SUBTYPE) -> Path:
     """Write one clip, ``(samples,)`` or ``(channels, samples)``, to ``path`` atomically."""
     path = Path(path)
