@@ -311,3 +311,27 @@ def test_the_seed_rule_takes_its_whole_range():
     assert checks.seed(0) == 0 and checks.seed(MAX_SEED) == 2**63 - 1
     with pytest.raises(TtaError, match="got True"):
         checks.seed(True)
+
+
+def test_generate_checks_every_file_of_a_batch_before_generating(tmp_path, capsys, monkeypatch):
+    from tta_energy.models import registry
+
+    def built(*_args, **_kwargs):
+        raise AssertionError("a model was built before the output files were checked")
+
+    monkeypatch.setattr(registry, "build_model", built)
+    (tmp_path / "f_1.wav").mkdir()
+    refused([*GENERATE, "--batch", "2", "--out", str(tmp_path / "f.wav")], capsys,
+            f"output file {tmp_path / 'f_1.wav'} is a folder: a file is expected")
+    assert entries(tmp_path) == {"f_1.wav"}  # no f_0.wav, no temporary file
+
+
+@pytest.mark.parametrize(("under", "said"), [("a.wav", "{a} is a file: a folder is expected"),
+                                             ("a.wav/c", "lies under {a}, a file: a folder is expected"),
+                                             ("nope", "{folder} does not exist")])
+def test_generate_says_what_stands_where_its_output_folder_should_be(tmp_path, capsys, under, said):
+    (tmp_path / "a.wav").write_bytes(b"")
+    folder = tmp_path / under
+    refused([*GENERATE, "--out", str(folder / "b.wav")], capsys,
+            "output folder", said.format(a=tmp_path / "a.wav", folder=folder))
+    assert entries(tmp_path) == {"a.wav"}

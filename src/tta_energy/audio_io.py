@@ -12,7 +12,7 @@ import numpy as np
 import soundfile
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path
+from tta_energy.fileio import atomic_path, folder_path
 
 WAV_SUBTYPE = "FLOAT"
 
@@ -27,13 +27,24 @@ def nonfinite_audio(waveforms: np.ndarray) -> str | None:
     return f"{int((~finite).sum())} of {finite.size} audio samples are NaN/Inf"
 
 
-def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype: str = WAV_SUBTYPE) -> Path:
-    """Write one clip, ``(samples,)`` or ``(channels, samples)``, to ``path`` atomically."""
+def check_wav_path(path: str | Path) -> Path:
+    """``path`` when a WAV can be written there: a ``.wav`` name, in a folder that exists, and not itself a
+    folder; else :class:`TtaError` with one line naming the path and what is expected (a file in the
+    folder's place, or above it, is named as a file)."""
     path = Path(path)
     if path.suffix.lower() != ".wav":
         raise TtaError(f"output file {path} must end in .wav")
     if not path.parent.is_dir():
+        folder_path(path.parent, "output folder")
         raise TtaError(f"output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise TtaError(f"output file {path} is a folder: a file is expected")
+    return path
+
+
+def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype: str = WAV_SUBTYPE) -> Path:
+    """Write one clip, ``(samples,)`` or ``(channels, samples)``, to ``path`` atomically."""
+    path = check_wav_path(path)
     data = np.asarray(waveform, dtype=np.float32)
     if data.ndim == 2:
         data = data.T  # soundfile wants (frames, channels)

@@ -113,13 +113,12 @@ def register(app: typer.Typer) -> None:
                           duration_s=duration, guidance_scale=guidance)
         checks.weights(weights)
         checks.seed(seed)
-        if out.suffix.lower() != ".wav":
-            raise TtaError(f"output file {out} must end in .wav")
-        if not out.parent.is_dir():
-            raise TtaError(f"output folder {out.parent} does not exist")
+        from tta_energy.audio_io import check_wav_path, clip_paths, nonfinite_audio, write_clips
+
+        for path in clip_paths(out, batch):  # every file the batch writes, before the first is written
+            check_wav_path(path)
         checks.writable_folder(out.parent)
 
-        from tta_energy.audio_io import clip_paths, nonfinite_audio, write_clips
         from tta_energy.models.base import GenerationRequest
         from tta_energy.models.registry import build_model, check_request_shape
         from tta_energy.precision import generation_precision
