@@ -115,6 +115,15 @@ def test_a_plan_may_still_choose_its_models_and_the_size(tmp_path, capsys):
     assert "audioldm" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("option", "value", "bad"), [("--steps", "0", "0"), ("--steps", "10,-2", "-2"),
+                                                     ("--batches", "1,0", "0")])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_step_count_or_batch_below_one_names_the_option_and_the_value(tmp_path, capsys, option, value, bad,
+                                                                        dry_run):
+    refused(capsys, run_args(tmp_path, option, value, dry_run=dry_run),
+            f"{option} must be a comma list of integers >= 1, got {bad}", absent=(tmp_path / "raw",))
+
+
 # --- plan files: types, named with the file and the key -----------------------------------------------------
 @pytest.mark.parametrize(("body", "words"), [
     ("repeats = 3.7", ("[levers]", "repeats must be an integer", "3.7")),
