@@ -86,10 +86,14 @@ def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
     assert "a.csv" in line and "gpu_energy_J" in line and "lots" in line
 
 
-def test_summary_of_a_missing_folder_is_one_error_line(tmp_path: Path) -> None:
-    out = _run("summary", "--data", str(tmp_path / "nope"))
-    assert out.returncode == 2
-    assert out.stderr.strip() == f"error: {tmp_path / 'nope'}: not a folder"
+def test_summary_says_whether_its_folder_is_missing_or_a_file(tmp_path: Path, capsys) -> None:
+    from tests.conftest import refused
+
+    refused(capsys, ["summary", "--data", str(tmp_path / "nope")],
+            f"--data {tmp_path / 'nope'} does not exist: give the folder of run tables")
+    (tmp_path / "a.csv").write_text("x\n")
+    refused(capsys, ["summary", "--data", str(tmp_path / "a.csv")],
+            f"--data {tmp_path / 'a.csv'} is not a folder: give the folder of run tables")
 
 
 def test_schema_lists_every_column() -> None:

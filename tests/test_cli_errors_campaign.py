@@ -293,3 +293,10 @@ def test_a_campaign_of_another_gpu_is_refused_before_anything_is_written(tmp_pat
              "campaign tiny measures on an H200", "this device is cpu", "as H200 rows")
     assert _files(tmp_path) == {"c.toml"}
     assert cp.load_campaign(Path("campaigns/h200.toml")).gpu == "H200"
+
+
+def test_a_campaign_seed_outside_0_to_2_63_names_the_file(tmp_path, capsys):
+    path = _campaign(tmp_path)
+    path.write_text("seed = -1\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    _refused(capsys, ["campaign", "plan", "--campaign", str(path)],
+             f"error: {path}: seed must be an integer from 0 to 2**63-1", "got -1")

@@ -234,3 +234,104 @@ def test_the_shared_checks_say_what_is_allowed():
         checks.device("cuda:x")
     assert checks.device(None) is None and checks.device("cpu") == "cpu"
     assert checks.weights("random") == "random" and checks.weights("owner/name") == "owner/name"
+
+
+GENERATE = ["generate", "--model", "audioldm", "--prompt", "dog", "--steps", "2", "--size", "tiny",
+            "--device", "cpu"]
+
+
+def test_more_waveforms_per_call_than_the_bound_are_refused_by_every_command_before_any_build(
+        tmp_path, capsys, no_meter, monkeypatch):
+    from tta_energy.models import catalogue, registry
+
+    def built(*_args, **_kwargs):
+        raise AssertionError("a model was built before the batch was checked")
+
+    monkeypatch.setattr(registry, "build_model", built)
+    too_many = str(catalogue.MAX_WAVEFORMS_PER_CALL + 1)
+    said = f"must be <= {catalogue.MAX_WAVEFORMS_PER_CALL}, got {too_many}"
+    one_error_line(capsys, [*GENERATE, "--batch", too_many, "--out", str(tmp_path / "x.wav")], said,
+                   absent=(tmp_path / "x.wav",))
+    one_error_line(capsys, [*GENERATE, "--batch", "100000000", "--out", str(tmp_path / "x.wav")],
+                   "got 100000000")
+    for grid in (too_many, f"p{too_many}"):
+        one_error_line(capsys, [*SWEEP, "-e", "batch", "--device", "cpu", "--grid", grid, "--out",
+                                str(tmp_path / "b.csv")], f"batch grid value {grid!r}", said)
+    for dry_run in ([], ["--dry-run"]):
+        one_error_line(capsys, ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu",
+                                "--out-dir", str(tmp_path / "raw"), "--batches", f"1,{too_many}", *dry_run],
+                       "--batches", said, warnings_allowed=True)
+    assert entries(tmp_path) == set()
+
+
+def test_the_waveform_bound_counts_every_prompt_of_a_call():
+    from tta_energy.errors import ModelError
+    from tta_energy.models import catalogue
+
+    catalogue.check_waveforms(catalogue.MAX_WAVEFORMS_PER_CALL)  # the bound itself is allowed
+    catalogue.check_waveforms(4, prompts=catalogue.MAX_WAVEFORMS_PER_CALL // 4)
+    with pytest.raises(ModelError, match=r"got 2 prompts x 1024 = 2048: make several calls"):
+        catalogue.check_waveforms(catalogue.MAX_WAVEFORMS_PER_CALL, prompts=2)
+
+
+@pytest.mark.parametrize(("experiment", "grid"),
+                         [("duration", "nan"), ("duration", "inf"), ("guidance", "nan")])
+def test_a_grid_value_that_is_not_finite_is_named_so(tmp_path, capsys, experiment, grid):
+    refused([*SWEEP, "-e", experiment, "--device", "cpu", "--grid", grid, "--out", str(tmp_path / "s.csv")],
+            capsys, f"{experiment} grid value must be a finite number, got {grid}")
+    assert entries(tmp_path) == set()
+
+
+def seed_commands(tmp_path: Path, clips: Path) -> list[list[str]]:
+    """Every command that takes --seed, otherwise valid, writing under tmp_path."""
+    return [
+        [*GENERATE, "--out", str(tmp_path / "x.wav")],
+        [*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(tmp_path / "s.csv")],
+        ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir",
+         str(tmp_path / "l")],
+        ["analyze", "--runs", str(ROOT / "data" / "study"), "--out", str(tmp_path / "a")],
+        ["score", "--generated", str(clips), "-o", str(tmp_path / "score.csv"), "--device", "cpu"],
+    ]
+
+
+@pytest.mark.parametrize("index", range(5), ids=["generate", "sweep", "levers-run", "analyze", "score"])
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
+def test_every_command_refuses_a_seed_outside_0_to_2_63_before_any_work(tmp_path, capsys, clips, no_meter,
+                                                                        index, seed):
+    before = entries(tmp_path)
+    refused([*seed_commands(tmp_path, clips)[index], "--seed", seed], capsys,
+            f"--seed must be an integer from 0 to 2**63-1 (9223372036854775807), got {seed}")
+    assert entries(tmp_path) == before
+
+
+def test_the_seed_rule_takes_its_whole_range():
+    from tta_energy.cli import checks
+    from tta_energy.errors import MAX_SEED, TtaError
+
+    assert checks.seed(0) == 0 and checks.seed(MAX_SEED) == 2**63 - 1
+    with pytest.raises(TtaError, match="got True"):
+        checks.seed(True)
+
+
+def test_generate_checks_every_file_of_a_batch_before_generating(tmp_path, capsys, monkeypatch):
+    from tta_energy.models import registry
+
+    def built(*_args, **_kwargs):
+        raise AssertionError("a model was built before the output files were checked")
+
+    monkeypatch.setattr(registry, "build_model", built)
+    (tmp_path / "f_1.wav").mkdir()
+    refused([*GENERATE, "--batch", "2", "--out", str(tmp_path / "f.wav")], capsys,
+            f"output file {tmp_path / 'f_1.wav'} is a folder: a file is expected")
+    assert entries(tmp_path) == {"f_1.wav"}  # no f_0.wav, no temporary file
+
+
+@pytest.mark.parametrize(("under", "said"), [("a.wav", "{a} is a file: a folder is expected"),
+                                             ("a.wav/c", "lies under {a}, a file: a folder is expected"),
+                                             ("nope", "{folder} does not exist")])
+def test_generate_says_what_stands_where_its_output_folder_should_be(tmp_path, capsys, under, said):
+    (tmp_path / "a.wav").write_bytes(b"")
+    folder = tmp_path / under
+    refused([*GENERATE, "--out", str(folder / "b.wav")], capsys,
+            "output folder", said.format(a=tmp_path / "a.wav", folder=folder))
+    assert entries(tmp_path) == {"a.wav"}

@@ -115,6 +115,15 @@ def test_a_plan_may_still_choose_its_models_and_the_size(tmp_path, capsys):
     assert "audioldm" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("option", "value", "bad"), [("--steps", "0", "0"), ("--steps", "10,-2", "-2"),
+                                                     ("--batches", "1,0", "0")])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_step_count_or_batch_below_one_names_the_option_and_the_value(tmp_path, capsys, option, value, bad,
+                                                                        dry_run):
+    refused(capsys, run_args(tmp_path, option, value, dry_run=dry_run),
+            f"{option} must be a comma list of integers >= 1, got {bad}", absent=(tmp_path / "raw",))
+
+
 # --- plan files: types, named with the file and the key -----------------------------------------------------
 @pytest.mark.parametrize(("body", "words"), [
     ("repeats = 3.7", ("[levers]", "repeats must be an integer", "3.7")),
@@ -125,6 +134,7 @@ def test_a_plan_may_still_choose_its_models_and_the_size(tmp_path, capsys):
     ("duration_s = -1.0", ("[levers]", "duration_s must be > 0 seconds, got -1.0")),
     ("call_budget_s = inf", ("[levers]", "call_budget_s must be a finite number of seconds, got inf")),
     ('seed = "x"', ("[levers]", "seed must be an integer", "'x'")),
+    ("seed = -1", ("[levers]", "seed must be an integer from 0 to 2**63-1", "got -1")),
     ('call_budget_s = "long"', ("[levers]", "call_budget_s must be", "'long'")),
     ("batches = [true]", ("batches must be a non-empty list of integers",)),
     ("[levers.model.audioldm]\nrepeats = 1.5", ("[levers.model.audioldm]", "repeats must be an integer")),

@@ -144,3 +144,22 @@ def test_real_weights_on_the_meta_device_are_refused_for_every_model(tmp_path, m
     """One check in the adapters' shared build arguments: the meta device holds no values to load into."""
     with pytest.raises(ModelError, match="real weights cannot be loaded on the meta device"):
         build_model(model, size="tiny", weights=str(tmp_path), device="meta")
+
+
+def test_generate_writes_no_wav_of_nan_audio(tmp_path, capsys):
+    """A guidance scale of 1e30 drives every sample to NaN/Inf: one error line saying so and what to change,
+    and no file (a WAV of NaN samples is no audio)."""
+    from tests.conftest import refused
+
+    argv = ["generate", "--model", "audioldm", "--prompt", "dog", "--steps", "2", "--duration", "1", "--size",
+            "tiny", "--device", "cpu", "--guidance", "1e30", "--batch", "2", "--out", str(tmp_path / "x.wav")]
+    refused(capsys, argv, "the audio came out NaN/Inf", "audio samples are NaN/Inf", "nothing was written",
+            "lower --guidance", absent=(tmp_path / "x.wav", tmp_path / "x_0.wav"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_nonfinite_audio_counts_the_samples_a_sweep_records_as_nan_audio():
+    from tta_energy.audio_io import nonfinite_audio
+
+    assert nonfinite_audio(np.zeros((2, 1, 4), dtype=np.float32)) is None
+    assert nonfinite_audio(np.array([[[0.0, np.nan, np.inf, -np.inf]]])) == "3 of 4 audio samples are NaN/Inf"

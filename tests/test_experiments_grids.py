@@ -45,8 +45,18 @@ def test_batch_makes_ten_clips_per_layout_and_a_distinct_prompt_batch():
         assert sorted(c.call_index for c in calls) == list(range(len(calls)))
     distinct = by_layout[(10, 1)][0]
     assert len(set(distinct.prompts)) == 10
-    with pytest.raises(SweepError, match="cannot be split"):
+    with pytest.raises(SweepError, match="cannot be split into calls of 3: use B waveforms .* 1, 2, 5, 10"):
         configs("batch", grid=["3"])
+
+
+@pytest.mark.parametrize("grid", ["5x2", "p", "px", "2.5"])
+def test_a_batch_grid_value_of_no_allowed_form_lists_the_forms(grid):
+    """The help describes the batch as 5x2 (calls x waveforms): a value written so is told the forms."""
+    with pytest.raises(SweepError) as exc:
+        configs("batch", grid=[grid])
+    said = str(exc.value)
+    assert f"batch grid value {grid!r} is not an integer or pN" in said
+    assert "B and N one of 1, 2, 5, 10" in said and "--grid 1,2,5,10,p10" in said
 
 
 def test_new_sweeps():
@@ -74,9 +84,11 @@ def test_a_configuration_label_names_its_experiment_once(experiment, grid, label
 
 @pytest.mark.parametrize(("experiment", "grid", "message"), [
     ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"), ("steps", ["10", "10"], "repeats"),
-    ("duration", ["-1"], "> 0"), ("duration", ["nan"], "> 0"),
+    ("duration", ["-1"], "> 0"), ("duration", ["inf"], "must be a finite number"),
+    ("duration", ["nan"], "duration grid value must be a finite number, got nan"),
     ("guidance", ["x"], "not a number or 'default'"), ("guidance", ["-1"], ">= 0"),
-    ("guidance", ["nan"], ">= 0"),  # a NaN scale would make every waveform NaN
+    ("guidance", ["nan"], "guidance grid value must be a finite number"),  # a NaN scale: every waveform NaN
+    ("batch", ["0"], "must be >= 1"), ("batch", ["p0"], "must be >= 1"),
     ("precision", ["fp8"], "unknown dtype"),
 ])
 def test_bad_grid_values_are_one_line_errors(experiment, grid, message):

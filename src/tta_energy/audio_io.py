@@ -12,18 +12,39 @@ import numpy as np
 import soundfile
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path
+from tta_energy.fileio import atomic_path, folder_path
 
 WAV_SUBTYPE = "FLOAT"
 
 
-def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype: str = WAV_SUBTYPE) -> Path:
-    """Write one clip, ``(samples,)`` or ``(channels, samples)``, to ``path`` atomically."""
+def nonfinite_audio(waveforms: np.ndarray) -> str | None:
+    """What is wrong with generated audio that holds NaN or infinite samples (``N of M audio samples are
+    NaN/Inf``), or None when every sample is finite: the rule by which a sweep records ``nan_audio`` and
+    ``generate`` refuses to write."""
+    finite = np.isfinite(np.asarray(waveforms))
+    if finite.all():
+        return None
+    return f"{int((~finite).sum())} of {finite.size} audio samples are NaN/Inf"
+
+
+def check_wav_path(path: str | Path) -> Path:
+    """``path`` when a WAV can be written there: a ``.wav`` name, in a folder that exists, and not itself a
+    folder; else :class:`TtaError` with one line naming the path and what is expected (a file in the
+    folder's place, or above it, is named as a file)."""
     path = Path(path)
     if path.suffix.lower() != ".wav":
         raise TtaError(f"output file {path} must end in .wav")
     if not path.parent.is_dir():
+        folder_path(path.parent, "output folder")
         raise TtaError(f"output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise TtaError(f"output file {path} is a folder: a file is expected")
+    return path
+
+
+def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int, subtype: str = WAV_SUBTYPE) -> Path:
+    """Write one clip, ``(samples,)`` or ``(channels, samples)``, to ``path`` atomically."""
+    path = check_wav_path(path)
     data = np.asarray(waveform, dtype=np.float32)
     if data.ndim == 2:
         data = data.T  # soundfile wants (frames, channels)

@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
         from tta_energy.fileio import folder_path
 
         folder_path(out, "--out")  # before the analysis, not after it
+        checks.seed(seed)
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
                       disable=not sys.stdout.isatty()) as progress:  # a pipe gets no blank spinner line

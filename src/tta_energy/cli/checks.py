@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tta_energy.devices import check_device
-from tta_energy.errors import ModelError, TtaError, positive_number
+from tta_energy.errors import ModelError, TtaError, positive_number, seed_number
 from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
 from tta_energy.models import catalogue
 from tta_energy.models.weights import check_weights
@@ -82,6 +82,11 @@ def positive(value: float | None, option: str, *, allow_zero: bool = False, unit
     """An option's number, when given: finite and > 0 (>= 0 with ``allow_zero``): :func:`positive_number`."""
     if value is not None:
         positive_number(value, option, allow_zero=allow_zero, unit=unit)
+
+
+def seed(value: int) -> int:
+    """``--seed``: an integer from 0 to 2**63-1 (:func:`seed_number`)."""
+    return seed_number(value, "--seed")
 
 
 def at_least_one(value: int | None, option: str, what: str = "") -> None:

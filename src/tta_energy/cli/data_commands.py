@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         from tta_energy import schema
 
         if not data.is_dir():
-            raise TtaError(f"{data}: not a folder")
+            state = "is not a folder" if data.exists() else "does not exist"
+            raise TtaError(f"--data {data} {state}: give the folder of run tables")
         candidates = sorted(data.rglob("*.csv"))
         # a CSV is a run table when its header says so (a damaged one too: it is then reported invalid); one
         # that cannot be read as text (not UTF-8, empty) cannot say what it is, and is checked as a run table

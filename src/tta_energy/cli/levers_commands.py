@@ -197,6 +197,7 @@ def register(app: typer.Typer) -> None:
 
         checks.device(device)
         checks.size(size)
+        checks.seed(seed)
         checks.positive(time_budget, "--time-budget", unit="seconds")
         checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")
         opts = LeversOptions(

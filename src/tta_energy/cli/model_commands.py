@@ -112,13 +112,13 @@ def register(app: typer.Typer) -> None:
         checks.generation(model, size_name=size, prompts=[prompt], steps=steps, batch=batch,
                           duration_s=duration, guidance_scale=guidance)
         checks.weights(weights)
-        if out.suffix.lower() != ".wav":
-            raise TtaError(f"output file {out} must end in .wav")
-        if not out.parent.is_dir():
-            raise TtaError(f"output folder {out.parent} does not exist")
+        checks.seed(seed)
+        from tta_energy.audio_io import check_wav_path, clip_paths, nonfinite_audio, write_clips
+
+        for path in clip_paths(out, batch):  # every file the batch writes, before the first is written
+            check_wav_path(path)
         checks.writable_folder(out.parent)
 
-        from tta_energy.audio_io import clip_paths, write_clips
         from tta_energy.models.base import GenerationRequest
         from tta_energy.models.registry import build_model, check_request_shape
         from tta_energy.precision import generation_precision
@@ -140,6 +140,11 @@ def register(app: typer.Typer) -> None:
         finally:
             progress.close()
         seconds = time.perf_counter() - start
+        nonfinite = nonfinite_audio(result.waveforms)  # a WAV of NaN samples is no audio: none is written
+        if nonfinite is not None:
+            default = catalogue.entry(model).defaults.guidance_scale
+            raise TtaError(f"the audio came out NaN/Inf ({nonfinite}); nothing was written: lower --guidance "
+                           f"(the model's default is {default:g}) or, in half precision, try --dtype float32")
         paths = write_clips(out, result.waveforms, result.sample_rate)
         shown = str(paths[0]) if len(paths) == 1 else f"{clip_paths(out, len(paths))[0]} .. {paths[-1].name}"
         clip_s = result.waveforms.shape[-1] / result.sample_rate

@@ -145,6 +145,7 @@ def register(app: typer.Typer) -> None:
 
         # the user's values first, then the checkpoints: a bad input is named, not a missing checkpoint
         checks.device(device)
+        checks.seed(seed)
         checks.at_least_one(batch_size, "--batch-size", "10 s windows per forward pass")
         checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")
         check_backend(backend)

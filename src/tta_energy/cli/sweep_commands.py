@@ -122,6 +122,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         checks.device(device)
         checks.size(size)
         checks.weights(weights)
+        checks.seed(seed)
         country = checks.country(country) if codecarbon else country
         checks.positive(limit, "--limit")
         for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):

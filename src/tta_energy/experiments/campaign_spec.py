@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tta_energy.errors import TtaError, positive_number
+from tta_energy.errors import TtaError, positive_number, seed_number
 from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
@@ -180,12 +180,13 @@ def load_campaign(path: str | Path) -> Campaign:
         entries.append(Entry(name, models, grid, _stopping(raw.get("repeats", {}), stopping, at),
                              captions or (BUNDLED_CAPTIONS if name == "quality" else ()), limit))
     out_dir = _get(data, "out_dir", str, None, where)  # default: a sweep's
+    seed = seed_number(_get(data, "seed", int, 0, where), f"{where}: seed", error=CampaignError)
     return Campaign(path=path, name=_get(data, "name", str, path.stem, where),
                     out_dir=path_beside(path, out_dir) if out_dir is not None else DEFAULT_OUT_DIR,
                     size=size,
                     weights=_get(data, "weights", str, "random", where), dtype=dtype,
                     duration_s=float(duration) if duration is not None else None,
-                    seed=_get(data, "seed", int, 0, where), idle_s=float(numbers["idle_s"]), warmup=warmup,
+                    seed=seed, idle_s=float(numbers["idle_s"]), warmup=warmup,
                     min_window_s=float(numbers["min_window_s"]), entries=tuple(entries),
                     gpu=_get(data, "gpu", str, None, where) or None)
 

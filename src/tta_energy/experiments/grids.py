@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import ModelError, TtaError, positive_number
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
@@ -202,22 +202,30 @@ def spec(experiment: str) -> ExperimentSpec:
     return EXPERIMENTS[experiment]
 
 
-def _number(token: str, what: str, kind: type[Number], minimum: float, *, strict: bool = False,
-            other: str = "") -> Number:
-    """One grid token as ``kind`` (int or float), at least ``minimum`` (above it when ``strict``; never NaN);
-    else one error line naming the value and what is allowed (``other``: what else the grid takes)."""
+def _parsed(token: str, what: str, kind: type[Number], other: str = "") -> Number:
+    """One grid token as ``kind`` (int or float); else one error line naming the value and what it must be
+    (``other``: what else the grid takes)."""
     try:
-        value = kind(token)
+        return kind(token)
     except ValueError:
         noun = "an integer" if kind is int else "a number"
         raise SweepError(f"{what} grid value {token!r} is not {noun}{other}") from None
-    if not (value > minimum if strict else value >= minimum):
-        raise SweepError(f"{what} grid value {value} must be {'>' if strict else '>='} {minimum}")
-    return value
 
 
 def _ints(tokens: Sequence[str], what: str) -> list[int]:
-    return [_number(t, what, int, 1) for t in tokens]
+    """Grid tokens as integers >= 1 (steps)."""
+    values = [_parsed(t, what, int) for t in tokens]
+    for v in values:
+        if v < 1:
+            raise SweepError(f"{what} grid value {v} must be >= 1")
+    return values
+
+
+def _positive(token: str, what: str, *, allow_zero: bool = False, other: str = "") -> float:
+    """A grid token as a finite number > 0 (>= 0 with ``allow_zero``): :func:`positive_number`'s rule, so
+    that NaN and infinities are named as not finite."""
+    return positive_number(_parsed(token, what, float, other), f"{what} grid value", allow_zero=allow_zero,
+                           error=SweepError)
 
 
 def _check_unique(values: Sequence[object], experiment: str) -> None:
@@ -253,10 +261,11 @@ def build_configs(req: GridRequest) -> list[Config]:
     if name == "quality":
         return _quality_configs(base, _ints(tokens, "steps"), req)
     if name == "duration":
-        values = [_number(t, "duration", float, 0, strict=True) for t in tokens]
+        values = [_positive(t, "duration") for t in tokens]
         return [replace(base, duration_s=v) for v in values]
     if name == "guidance":
-        scales = [None if t.lower() == "default" else _number(t, "guidance", float, 0, other=" or 'default'")
+        scales = [None if t.lower() == "default" else _positive(t, "guidance", allow_zero=True,
+                                                                   other=" or 'default'")
                   for t in tokens]
         return [replace(base, guidance_scale=v) for v in scales]
     if name == "precision":
@@ -271,14 +280,31 @@ def build_configs(req: GridRequest) -> list[Config]:
     raise SweepError(f"no grid rule for experiment {name!r}")  # pragma: no cover - EXPERIMENTS is closed
 
 
+def _batch_forms() -> str:
+    """The batch grid values allowed, for messages: the forms the sweep's help describes."""
+    sizes = [n for n in range(1, CLIPS_PER_REPEAT + 1) if CLIPS_PER_REPEAT % n == 0]
+    return (f"use B waveforms of the prompt per call or pN (one call of N distinct prompts), B and N one of "
+            f"{', '.join(map(str, sizes))} ({CLIPS_PER_REPEAT} clips per repeat in equal calls), e.g. --grid "
+            f"{','.join(EXPERIMENTS['batch'].grid)}")
+
+
 def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
+    """The calls of each batch grid value: ``B`` (B waveforms of one prompt per call) or ``pN`` (N distinct
+    prompts, one waveform each), each making :data:`CLIPS_PER_REPEAT` clips per repeat."""
     out = []
     for t in tokens:
         distinct = t.lower().startswith("p")
-        (b,) = _ints([t[1:] if distinct else t], "batch")
+        try:
+            b = int(t[1:] if distinct else t)
+        except ValueError:
+            raise SweepError(f"batch grid value {t!r} is not an integer or pN: {_batch_forms()}") from None
+        try:
+            catalogue.check_waveforms(b)  # b waveforms per call either way (pN: N prompts x 1)
+        except ModelError as exc:
+            raise SweepError(f"batch grid value {t!r}: {exc}") from None
         if CLIPS_PER_REPEAT % b:
             raise SweepError(f"batch {t}: {CLIPS_PER_REPEAT} clips per repeat cannot be split into calls "
-                             f"of {b}")
+                             f"of {b}: {_batch_forms()}")
         if distinct:
             # real, different captions (the first of the bundled AudioCaps file), whatever --prompt says
             prompts = distinct_prompts(b)

@@ -549,9 +549,11 @@ def measure_one(meter: Any, adapter: Any, rc: RowContext, experiment: str, item:
         waves = np.asarray(output.waveforms)
         row["denoiser_calls"] = int(output.denoiser_calls)
         row["audio_seconds"] = float(output.audio_seconds)
-        if not np.isfinite(waves).all():
-            bad = int((~np.isfinite(waves)).sum())
-            row.update(status="nan_audio", error=f"{bad} of {waves.size} audio samples are NaN/Inf")
+        from tta_energy.audio_io import nonfinite_audio  # soundfile only once a generation is measured
+
+        nonfinite = nonfinite_audio(waves)
+        if nonfinite is not None:
+            row.update(status="nan_audio", error=nonfinite)
         else:
             row["status"] = "ok"
             if experiment == "quality" and rc.opts.save_audio and not is_warmup:

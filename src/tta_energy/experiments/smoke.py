@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from tta_energy.audio_io import nonfinite_audio
 from tta_energy.experiments.grids import STUDY_PROMPT
 from tta_energy.experiments.runner import one_line
 from tta_energy.fileio import atomic_path
@@ -176,7 +176,7 @@ def _measure(adapter: ModelAdapter, meter: SmokeMeter, dev: torch.device, steps:
     except Exception as exc:
         return {**row, "status": "error", "error": one_line(exc)}
     assert isinstance(output, GenerationOutput)
-    finite = bool(np.isfinite(output.waveforms).all())
+    finite = nonfinite_audio(output.waveforms) is None
     peak = torch.cuda.max_memory_allocated(dev) / 1e9 if dev.type == "cuda" else math.nan
     return {**row, **values, "status": "ok" if finite else "nan_audio", "error": "", "finite": finite,
             "peak_memory_GB": peak, "denoiser_calls": output.denoiser_calls,

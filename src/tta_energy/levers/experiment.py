@@ -756,8 +756,10 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
             raise LeversError(f"unknown model {m!r}: choose one of {', '.join(catalogue.model_names())}")
     if opts.repeats < 1:
         raise LeversError(f"--repeats must be >= 1, got {opts.repeats}")
-    if any(s < 1 for s in opts.steps) or any(b < 1 for b in opts.batches):
-        raise LeversError("steps and batch sizes must be >= 1")
+    for values, option in ((opts.steps, "--steps"), (opts.batches, "--batches")):
+        below = [v for v in values if v < 1]
+        if below:
+            raise LeversError(f"{option} must be a comma list of integers >= 1, got {below[0]}")
     positive_number(opts.duration_s, "--duration", unit="seconds", error=LeversError)
     positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=LeversError)
     positive_number(opts.ceiling_s, "--ceiling-s", unit="seconds", error=LeversError)

@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 
 from tta_energy import schema
-from tta_energy.errors import first_line, positive_number
+from tta_energy.errors import first_line, positive_number, seed_number
 from tta_energy.fileio import path_beside, read_toml, toml_value
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import TableColumns, read_table
@@ -164,7 +164,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
     batches = _ints(table.get("batches", [1]), "batches", path)
     repeats = _count(table, "repeats", 3, where)
     duration_s = _positive(table, "duration_s", 10.0, where)
-    seed = _get(table, "seed", int, 0, where)
+    seed = seed_number(_get(table, "seed", int, 0, where), f"{where}: seed", error=LeversError)
     call_budget_s = _positive(table, "call_budget_s", DEFAULT_CALL_BUDGET_S, where)
     out_dir = _get(table, "out_dir", str, None, where)
     per_model = _get(table, "model", dict, {}, where)

@@ -239,7 +239,3 @@ class ModelAdapter(ABC):
 def inference_mode() -> Iterator[None]:
     with torch.inference_mode():
         yield
-
-
-def check_finite(waveforms: np.ndarray) -> bool:
-    return bool(np.isfinite(waveforms).all())

@@ -295,6 +295,25 @@ def help_text() -> str:
     return ", ".join(names[:-1]) + " or " + names[-1] + note
 
 
+#: The most waveforms one generation call may make (prompts x waveforms per prompt): about 100 times the
+#: study's largest call (10 clips). Nothing else bounds the count before the model runs, and one far beyond
+#: this is a typo rather than a measurement: it would run until the out-of-memory killer stops it.
+MAX_WAVEFORMS_PER_CALL = 1024
+
+
+def check_waveforms(waveforms_per_prompt: int, prompts: int = 1) -> None:
+    """``waveforms_per_prompt`` for each of ``prompts`` prompts in one call: at least 1, and at most
+    :data:`MAX_WAVEFORMS_PER_CALL` in all; else :class:`ModelError` with one line. The one bound ``generate``,
+    the sweeps' batch grids and ``levers run`` apply."""
+    if waveforms_per_prompt < 1:
+        raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {waveforms_per_prompt}")
+    total = prompts * waveforms_per_prompt
+    if total > MAX_WAVEFORMS_PER_CALL:
+        made = f"{prompts} prompts x {waveforms_per_prompt} = {total}" if prompts > 1 else str(total)
+        raise ModelError(f"batch (waveforms per call) must be <= {MAX_WAVEFORMS_PER_CALL}, got {made}: "
+                         "make several calls instead")
+
+
 def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[str], steps: int,
                      waveforms_per_prompt: int, duration_s: float | None, guidance_scale: float | None,
                      size: str = "full", train_timesteps: int | None = None) -> None:
@@ -309,8 +328,7 @@ def check_generation(name: str, defaults: ModelDefaults, *, prompts: Sequence[st
     problem = steps_problem(defaults.step_spacing, steps, train_timesteps or defaults.train_timesteps)
     if problem is not None:
         raise ModelError(f"{name}: {problem}")
-    if waveforms_per_prompt < 1:
-        raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {waveforms_per_prompt}")
+    check_waveforms(waveforms_per_prompt, prompts=len(prompts))
     if guidance_scale is not None:
         try:
             positive_number(guidance_scale, "guidance scale", allow_zero=True, error=ModelError)
