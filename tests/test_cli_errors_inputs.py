@@ -106,6 +106,18 @@ def test_score_refuses_counts_below_one(tmp_path, capsys, clips, option, value):
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.parametrize("value", ["-1", "100001", "100000000000"])
+@pytest.mark.parametrize("command", ["analyze", "score"])
+def test_a_bootstrap_count_out_of_range_is_refused_before_any_input_is_read(tmp_path, capsys, clips, command,
+                                                                            value):
+    """One bound for both commands, named with its range, before the inputs (here: none that exist)."""
+    argv = {"analyze": ["analyze", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+            "score": ["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv")]}[command]
+    refused([*argv, "--bootstrap", value], capsys, "--bootstrap must be from 0", "to 100000 resamples",
+            f"got {value}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.csv").exists()
+
+
 @pytest.fixture
 def bad_captions(tmp_path) -> Path:
     path = tmp_path / "caps.csv"

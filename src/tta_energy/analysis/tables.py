@@ -16,6 +16,7 @@ from tta_energy.analysis import compare, efficiency, pareto, sanity, study_impor
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 from tta_energy.fileio import read_csv_exact
+from tta_energy.intervals import check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -361,8 +362,7 @@ def analyze(
     """Load, compute and write: the whole of ``tta-energy analyze``. With ``figures``, the standard figures
     and their ``index.md`` go to ``out/figures`` after the tables (:mod:`tta_energy.analysis.figures`).
     ``source_name`` names each input for the README (a temporary import after what it imported)."""
-    if n_boot < 0:
-        raise TtaError(f"--bootstrap must be >= 0, got {n_boot}")
+    check_resamples(n_boot)
     inp = load_inputs(study, runs, scores)
     if source_name is not None:
         inp.sources = [source_name(s) for s in inp.sources]
