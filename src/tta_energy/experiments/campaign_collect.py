@@ -30,6 +30,7 @@ from tta_energy.errors import TtaError
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import read_runs_log
 from tta_energy.experiments.campaign_spec import RUNS_LOG, Campaign
+from tta_energy.fileio import warn_if_cut
 
 TRACES = "traces"
 #: what identifies one row of a run table across copies of it
@@ -72,6 +73,8 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     if not any(sources.values()) and not (returned / RUNS_LOG).is_file():
         raise TtaError(f"{returned}: holds none of the campaign's tables "
                        f"({', '.join(p.name for p in tables.values())}) nor {RUNS_LOG}")
+    for path in (*(p for paths in sources.values() for p in paths), *map(campaign.table, experiments)):
+        warn_if_cut(path)  # read without its row in flight (a local one loses it at the next append)
     # every returned table and both runs logs are read (and validated) before anything is written, the
     # campaign's folder made or locked: an invalid one stops the merge
     frames = {e: pd.concat([schema.read_runs(p) for p in paths], ignore_index=True)
