@@ -234,6 +234,20 @@ def test_score_names_the_bad_input_before_looking_for_a_checkpoint(tmp_path, cap
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "no-checkpoints").exists()
 
 
+def test_score_refuses_a_truncated_wav_naming_it_before_looking_for_a_checkpoint(tmp_path, capsys, clips):
+    """libsndfile decodes what a cut WAV holds without a word: the header's frame count is the check."""
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, np.zeros(160_000, dtype=np.float32), 16000, subtype="PCM_16")  # 10 s
+    cut = clips / "y.wav"
+    cut.write_bytes(whole.read_bytes()[:1000])
+    captions = tmp_path / "captions.csv"
+    captions.write_text("file_name,caption\na.wav,a dog barks\ny.wav,rain\n", encoding="utf-8")
+    refused(["score", "--generated", str(clips), "--captions", str(captions), "--metrics", "clap",
+             "-o", str(tmp_path / "s.csv"), "--checkpoint-dir", str(tmp_path / "no-checkpoints")], capsys,
+            f"{cut} is truncated: its header declares 160000 frames, 478 are there")
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_the_shared_checks_say_what_is_allowed():
     from tta_energy.cli import checks
     from tta_energy.errors import TtaError
