@@ -251,6 +251,17 @@ def check_table(path: str | Path) -> TableCheck:
     return TableCheck(path, df, problems)
 
 
+#: what identifies one measured row across copies of a table (a device call's copy, a re-import)
+ROW_KEY: tuple[str, ...] = ("run_id", "rank", "config_id", "repeat", "is_warmup", "timestamp")
+
+
+def row_keys(rows: pd.DataFrame) -> pd.Series:
+    """Each row's :data:`ROW_KEY` as one string (an absent or empty value as ''), indexed as ``rows``."""
+    cols = rows.reindex(columns=list(ROW_KEY))
+    text = {c: cols[c].map(lambda v: "" if pd.isna(v) else str(v)) for c in ROW_KEY}
+    return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
+
+
 def read_many(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = [read_runs(p) for p in paths]
     if not frames:

@@ -33,14 +33,6 @@ from tta_energy.experiments.campaign_spec import RUNS_LOG, Campaign
 from tta_energy.fileio import warn_if_cut
 
 TRACES = "traces"
-#: what identifies one row of a run table across copies of it
-ROW_KEY: tuple[str, ...] = ("run_id", "rank", "config_id", "repeat", "is_warmup", "timestamp")
-
-
-def _keys(rows: pd.DataFrame) -> pd.Series:
-    cols = rows.reindex(columns=list(ROW_KEY))
-    text = {c: cols[c].map(lambda v: "" if pd.isna(v) else str(v)) for c in ROW_KEY}
-    return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
 
 
 def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[int, int]:
@@ -48,7 +40,7 @@ def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[int, int]:
     all)."""
     ours = schema.read_runs(local) if local.is_file() else theirs.iloc[0:0]
     merged = resume.deduplicate(pd.concat([ours, theirs], ignore_index=True))
-    ours_keys, merged_keys = set(_keys(ours)), _keys(merged)
+    ours_keys, merged_keys = set(schema.row_keys(ours)), schema.row_keys(merged)
     if not local.is_file() or not ours_keys <= set(merged_keys):  # new, or a local row superseded: rewrite
         schema.write_runs(local, resume.sort_table(merged))
         return len(merged) - len(ours), len(merged)
