@@ -133,6 +133,18 @@ def test_a_caption_duration_that_is_not_seconds_is_refused_by_sweep(tmp_path, ca
     assert entries(tmp_path) == before
 
 
+@pytest.mark.parametrize("name", ["../escape.wav", "a/b.wav", "/tmp/abs.wav", "a\\b.wav", ".."])
+def test_a_caption_file_name_that_is_a_path_is_refused_before_anything_is_written(tmp_path, capsys, name):
+    """The sweep writes <audio-dir>/<model>/<dataset>/<steps>/<file_name>: a path there would leave it."""
+    captions = tmp_path / "caps.csv"
+    captions.write_text(f'file_name,caption\na.wav,rain on a roof\n"{name}",a dog barks\n', encoding="utf-8")
+    before = entries(tmp_path)
+    refused([*SWEEP, "-e", "quality", "--captions", str(captions), "--grid", "2", "--out",
+             str(tmp_path / "runs" / "q.csv"), "--audio-dir", str(tmp_path / "audio")], capsys,
+            str(captions), f"row 3 has file_name {name!r}", "a bare file name is expected")
+    assert entries(tmp_path) == before
+
+
 def test_a_caption_duration_that_is_not_seconds_is_refused_by_score(tmp_path, capsys, bad_captions, clips):
     refused(["score", "--generated", str(clips), "--captions", str(bad_captions), "--metrics", "clap", "-o",
              str(tmp_path / "s.csv")], capsys, str(bad_captions), "row 3", "duration", "'abc'")
