@@ -474,6 +474,21 @@ def test_collect_merges_what_a_device_call_returned_once(tmp_path, tiny_campaign
     assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
 
 
+def test_collect_says_a_returned_table_lost_its_last_line(tmp_path, tiny_campaign, capsys):
+    """The rows before the cut are merged; the row in flight is lost, and one warning line says so."""
+    returned = tmp_path / "returned"
+    returned.mkdir()
+    table = returned / "steps.csv"
+    schema.write_runs(table, pd.DataFrame([_measured("call", 0), _measured("call", 1)]))
+    text = table.read_text(encoding="utf-8")
+    table.write_text(text[: text.rstrip("\n").rfind("\n") + 41], encoding="utf-8")  # the last row cut
+    main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines() == [f"warning: {table}: its last line is cut (a writer was killed "
+                                        "mid-line): the row in flight is lost, the rows before it are read"]
+    assert "steps.csv: +1 rows (1 in all)" in out
+
+
 def test_collect_writes_nothing_when_a_returned_table_is_invalid(tmp_path, tiny_campaign, capsys):
     """A valid steps table next to an invalid quality table: the error names the invalid one and the
     campaign's folder stays as it was (no table merged before the bad one is found)."""

@@ -267,6 +267,35 @@ def test_analyze_names_the_run_table_that_lost_a_column(tmp_path, capsys, given)
     assert not (tmp_path / "out").exists()
 
 
+def test_analyze_refuses_a_table_given_twice_naming_both_copies(tmp_path, capsys):
+    """A table and its copy: every row would count twice (a refusal, not a silent choice of one copy)."""
+    table = tmp_path / "a" / "steps.csv"
+    row = schema.empty_row()
+    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=0, model="audioldm",
+               weights="random", size="tiny", dtype="float32", optimize="none", steps=2, denoiser_calls=2,
+               n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok", gpu_energy_J=1.0,
+               gpu_energy_method="nvml_counter", cpu_energy_method="unavailable")
+    schema.append_row(table, row)
+    copy = tmp_path / "b" / "steps.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(table.read_bytes())
+    out = tmp_path / "out"
+    _refused(capsys, ["analyze", "--runs", str(table.parent), "--runs", str(copy), "--out", str(out)],
+             f"1 run row(s) of {copy} are also in {table}", "give each table or study once")
+    assert not out.exists()
+
+
+def test_analyze_refuses_the_study_given_as_a_tree_and_as_its_import(tmp_path, capsys):
+    from tests.analysis_fixtures import require_paper_data
+
+    study = require_paper_data()
+    imported = Path(__file__).resolve().parents[1] / "data" / "study"
+    out = tmp_path / "out"
+    _refused(capsys, ["analyze", "--study", str(study), "--runs", str(imported), "--out", str(out)],
+             f"of {imported / 'batch.csv'} are also in --study {study}", "would count twice")
+    assert not out.exists()
+
+
 def test_analyze_refuses_an_out_that_is_a_file_before_analysing(tmp_path, capsys):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x", encoding="utf-8")

@@ -106,6 +106,18 @@ def test_score_refuses_counts_below_one(tmp_path, capsys, clips, option, value):
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.parametrize("value", ["-1", "100001", "100000000000"])
+@pytest.mark.parametrize("command", ["analyze", "score"])
+def test_a_bootstrap_count_out_of_range_is_refused_before_any_input_is_read(tmp_path, capsys, clips, command,
+                                                                            value):
+    """One bound for both commands, named with its range, before the inputs (here: none that exist)."""
+    argv = {"analyze": ["analyze", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+            "score": ["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv")]}[command]
+    refused([*argv, "--bootstrap", value], capsys, "--bootstrap must be from 0", "to 100000 resamples",
+            f"got {value}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.csv").exists()
+
+
 @pytest.fixture
 def bad_captions(tmp_path) -> Path:
     path = tmp_path / "caps.csv"
@@ -118,6 +130,18 @@ def test_a_caption_duration_that_is_not_seconds_is_refused_by_sweep(tmp_path, ca
     refused([*SWEEP, "-e", "quality", "--captions", str(bad_captions), "--grid", "2", "--out",
              str(tmp_path / "runs" / "q.csv"), "--audio-dir", str(tmp_path / "audio")], capsys,
             str(bad_captions), "row 3", "'b.wav'", "duration", "'abc'")
+    assert entries(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["../escape.wav", "a/b.wav", "/tmp/abs.wav", "a\\b.wav", ".."])
+def test_a_caption_file_name_that_is_a_path_is_refused_before_anything_is_written(tmp_path, capsys, name):
+    """The sweep writes <audio-dir>/<model>/<dataset>/<steps>/<file_name>: a path there would leave it."""
+    captions = tmp_path / "caps.csv"
+    captions.write_text(f'file_name,caption\na.wav,rain on a roof\n"{name}",a dog barks\n', encoding="utf-8")
+    before = entries(tmp_path)
+    refused([*SWEEP, "-e", "quality", "--captions", str(captions), "--grid", "2", "--out",
+             str(tmp_path / "runs" / "q.csv"), "--audio-dir", str(tmp_path / "audio")], capsys,
+            str(captions), f"row 3 has file_name {name!r}", "a bare file name is expected")
     assert entries(tmp_path) == before
 
 
@@ -220,6 +244,20 @@ def test_score_names_the_bad_input_before_looking_for_a_checkpoint(tmp_path, cap
                     "--checkpoint-dir", str(tmp_path / "no-checkpoints"), *extra], capsys, said)
     assert "checkpoint" not in line
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "no-checkpoints").exists()
+
+
+def test_score_refuses_a_truncated_wav_naming_it_before_looking_for_a_checkpoint(tmp_path, capsys, clips):
+    """libsndfile decodes what a cut WAV holds without a word: the header's frame count is the check."""
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, np.zeros(160_000, dtype=np.float32), 16000, subtype="PCM_16")  # 10 s
+    cut = clips / "y.wav"
+    cut.write_bytes(whole.read_bytes()[:1000])
+    captions = tmp_path / "captions.csv"
+    captions.write_text("file_name,caption\na.wav,a dog barks\ny.wav,rain\n", encoding="utf-8")
+    refused(["score", "--generated", str(clips), "--captions", str(captions), "--metrics", "clap",
+             "-o", str(tmp_path / "s.csv"), "--checkpoint-dir", str(tmp_path / "no-checkpoints")], capsys,
+            f"{cut} is truncated: its header declares 160000 frames, 478 are there")
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_the_shared_checks_say_what_is_allowed():

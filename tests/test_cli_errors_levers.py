@@ -304,6 +304,21 @@ def test_a_side_table_with_only_its_header_or_none_at_all_is_no_rows(tmp_path, c
     assert "none" in set(a["optimize"]) and a["gflop"].isna().all()
 
 
+@pytest.mark.parametrize("name", [tables.RUNS_FILE, tables.CEILING_FILE])
+def test_a_table_that_lost_its_last_line_to_a_kill_is_reported_with_one_warning(tmp_path, capsys, name):
+    """The rows before the cut make the report; the lost row is said once (the ceiling is read twice)."""
+    raw = raw_folder(tmp_path)
+    path = raw / name
+    whole = path.read_text(encoding="utf-8")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(whole.splitlines()[-1][:40])  # a row in flight: no newline
+    main(["levers", "report", str(raw), "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: {path}: its last line is cut (a writer was killed mid-line): the row in flight "
+                   "is lost, the rows before it are read"]
+    assert list(pd.read_csv(tmp_path / "out" / "levers.csv")["optimize"]) == ["none"]
+
+
 def test_a_report_folder_that_is_a_file_is_refused_before_reading(tmp_path, capsys):
     raw = raw_folder(tmp_path)
     a_file = tmp_path / "notes.md"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -170,6 +171,35 @@ def toml_kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "list": "a list",
                         "dict": "a table", "bool": "true or false"}[k.__name__] for k in kinds)
+
+
+#: what is said of a table whose last line a killed writer cut: ``summary`` reports it as a problem, the
+#: commands that read such a table warn and go on without that line
+CUT_LAST_LINE = "its last line is cut (a writer was killed mid-line)"
+
+
+def last_line_cut(path: str | Path) -> bool:
+    """Whether the file ``path`` ends inside a line (no newline after its last byte): the row a killed writer
+    was appending. Readers leave that line out (:func:`csv_text`) and the next append removes it."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:
+        return False  # a file that cannot be read is named by whoever reads it
+
+
+def warn_if_cut(path: str | Path) -> bool:
+    """One ``warning:`` line on stderr when ``path``'s last line is cut (:func:`last_line_cut`), for a command
+    that reads the table and goes on without that row: the loss is said, not passed over. Whether it was."""
+    cut = last_line_cut(path)
+    if cut:
+        print(f"warning: {path}: {CUT_LAST_LINE}: the row in flight is lost, the rows before it are read",
+              file=sys.stderr)
+    return cut
 
 
 def csv_text(path: str | Path, what: str, error: type[TtaError] = TtaError) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path, csv_text, exact_numbers
+from tta_energy.fileio import CUT_LAST_LINE, atomic_path, csv_text, exact_numbers, last_line_cut
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = 3.6e6
@@ -235,9 +235,8 @@ def check_table(path: str | Path) -> TableCheck:
     if not raw.strip():
         return TableCheck(path, None, ["is empty"])
     problems = []
-    if not raw.endswith(b"\n"):
-        problems.append("its last line is cut (a writer was killed mid-line): the next sweep on it repairs "
-                        "it, or delete that line")
+    if last_line_cut(path):
+        problems.append(f"{CUT_LAST_LINE}: the next sweep on it repairs it, or delete that line")
     try:
         df = read_runs(path)
     except SchemaError as exc:
@@ -250,6 +249,17 @@ def check_table(path: str | Path) -> TableCheck:
         problems.append(f"{duplicates} measured row(s) repeat a (config_id, repeat) pair already in the "
                         "table (two writers at once?)")
     return TableCheck(path, df, problems)
+
+
+#: what identifies one measured row across copies of a table (a device call's copy, a re-import)
+ROW_KEY: tuple[str, ...] = ("run_id", "rank", "config_id", "repeat", "is_warmup", "timestamp")
+
+
+def row_keys(rows: pd.DataFrame) -> pd.Series:
+    """Each row's :data:`ROW_KEY` as one string (an absent or empty value as ''), indexed as ``rows``."""
+    cols = rows.reindex(columns=list(ROW_KEY))
+    text = {c: cols[c].map(lambda v: "" if pd.isna(v) else str(v)) for c in ROW_KEY}
+    return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
 
 
 def read_many(paths: Iterable[str | Path]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from tta_energy.analysis import compare, efficiency, pareto, sanity, study_impor
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 from tta_energy.fileio import read_csv_exact
+from tta_energy.intervals import check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -140,6 +141,22 @@ def read_scores(path: Path) -> pd.DataFrame:
     return df
 
 
+def refuse_repeated_rows(names: Sequence[str], frames: Sequence[pd.DataFrame]) -> None:
+    """Refuse run rows that two inputs both hold (:data:`schema.ROW_KEY`): the study given as a tree and as
+    its import, a table and its copy. Counted twice they would skew every mean, count and fit; dropping one
+    copy would guess which input the user meant and would hide inputs that only mostly overlap, so the one
+    line names both and the user gives each measurement once."""
+    seen: list[tuple[str, set[str]]] = []
+    for name, frame in zip(names, frames, strict=True):
+        keys = set(schema.row_keys(frame)) if len(frame) else set()
+        for other, other_keys in seen:
+            both = len(keys & other_keys)
+            if both:
+                raise TtaError(f"{both} run row(s) of {name} are also in {other}: the same measurements "
+                               "given twice would count twice; give each table or study once")
+        seen.append((name, keys))
+
+
 def load_inputs(
     study: str | Path | None = None, runs: Sequence[str | Path] = (), scores: Sequence[str | Path] = ()
 ) -> AnalysisInput:
@@ -147,6 +164,7 @@ def load_inputs(
     if study is None and not runs:
         raise TtaError("give --study PATH (a copy of the study) or --runs PATH ... (run tables or folders)")
     frames, score_frames, sources = [], [], []
+    run_sources: list[str] = []  # what each of ``frames`` came from, for the error naming a repeated row
     published = aggregates = None
     tree = None
     if study is not None:
@@ -157,12 +175,15 @@ def load_inputs(
             score_frames.append(data.scores)
         published, aggregates = data.published_sanity, data.published_aggregates
         sources.append(f"study tree {tree.root}")
+        run_sources.append(f"--study {study}")
     run_files, score_files = find_tables(runs) if runs else ([], [])
     if runs and not run_files:
         raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
     for f in run_files:
         frames.append(schema.read_runs(f).assign(table_path=str(f)))  # power traces lie next to their table
         sources.append(str(f))
+        run_sources.append(str(f))
+    refuse_repeated_rows(run_sources, frames)
     for f in list(score_files) + [Path(s) for s in scores]:
         score_frames.append(read_scores(f))
         sources.append(str(f))
@@ -361,8 +382,7 @@ def analyze(
     """Load, compute and write: the whole of ``tta-energy analyze``. With ``figures``, the standard figures
     and their ``index.md`` go to ``out/figures`` after the tables (:mod:`tta_energy.analysis.figures`).
     ``source_name`` names each input for the README (a temporary import after what it imported)."""
-    if n_boot < 0:
-        raise TtaError(f"--bootstrap must be >= 0, got {n_boot}")
+    check_resamples(n_boot)
     inp = load_inputs(study, runs, scores)
     if source_name is not None:
         inp.sources = [source_name(s) for s in inp.sources]

@@ -11,7 +11,7 @@ import typer
 
 from tta_energy.cli import checks
 from tta_energy.errors import TtaError
-from tta_energy.intervals import CONFIDENCE
+from tta_energy.intervals import CONFIDENCE, check_resamples
 from tta_energy.models import catalogue
 
 if TYPE_CHECKING:  # numpy and pandas load when a command runs, not when the command line starts
@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
         from tta_energy.analysis import tables
         from tta_energy.fileio import folder_path
 
+        check_resamples(bootstrap)
         folder_path(out, "--out")  # before the analysis, not after it
         checks.seed(seed)
 

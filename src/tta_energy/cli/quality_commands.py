@@ -11,6 +11,7 @@ from tta_energy.cli import checks
 from tta_energy.devices import DEVICE_HELP, chosen_device
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
+from tta_energy.intervals import check_resamples
 from tta_energy.quality.profiles import (
     CLAP_PROFILES,
     DEFAULT_CLAP_PROFILE,
@@ -147,6 +148,7 @@ def register(app: typer.Typer) -> None:
         checks.device(device)
         checks.seed(seed)
         checks.at_least_one(batch_size, "--batch-size", "10 s windows per forward pass")
+        check_resamples(bootstrap)
         checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")
         check_backend(backend)
         wanted = checks.comma_list(metrics)

@@ -30,16 +30,9 @@ from tta_energy.errors import TtaError
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import read_runs_log
 from tta_energy.experiments.campaign_spec import RUNS_LOG, Campaign
+from tta_energy.fileio import warn_if_cut
 
 TRACES = "traces"
-#: what identifies one row of a run table across copies of it
-ROW_KEY: tuple[str, ...] = ("run_id", "rank", "config_id", "repeat", "is_warmup", "timestamp")
-
-
-def _keys(rows: pd.DataFrame) -> pd.Series:
-    cols = rows.reindex(columns=list(ROW_KEY))
-    text = {c: cols[c].map(lambda v: "" if pd.isna(v) else str(v)) for c in ROW_KEY}
-    return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
 
 
 def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[int, int]:
@@ -47,7 +40,7 @@ def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[int, int]:
     all)."""
     ours = schema.read_runs(local) if local.is_file() else theirs.iloc[0:0]
     merged = resume.deduplicate(pd.concat([ours, theirs], ignore_index=True))
-    ours_keys, merged_keys = set(_keys(ours)), _keys(merged)
+    ours_keys, merged_keys = set(schema.row_keys(ours)), schema.row_keys(merged)
     if not local.is_file() or not ours_keys <= set(merged_keys):  # new, or a local row superseded: rewrite
         schema.write_runs(local, resume.sort_table(merged))
         return len(merged) - len(ours), len(merged)
@@ -72,6 +65,8 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     if not any(sources.values()) and not (returned / RUNS_LOG).is_file():
         raise TtaError(f"{returned}: holds none of the campaign's tables "
                        f"({', '.join(p.name for p in tables.values())}) nor {RUNS_LOG}")
+    for path in (*(p for paths in sources.values() for p in paths), *map(campaign.table, experiments)):
+        warn_if_cut(path)  # read without its row in flight (a local one loses it at the next append)
     # every returned table and both runs logs are read (and validated) before anything is written, the
     # campaign's folder made or locked: an invalid one stops the merge
     frames = {e: pd.concat([schema.read_runs(p) for p in paths], ignore_index=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tta_energy.fileio import write_csv_atomic, write_text_atomic
+from tta_energy.fileio import warn_if_cut, write_csv_atomic, write_text_atomic
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import ERROR_FLOOR, error_tolerance, is_lossless
@@ -24,6 +24,7 @@ from tta_energy.levers.tables import (
     EQUIVALENCE_FILE,
     PROFILE_FILE,
     RUNS_FILE,
+    SIDE_COLUMNS,
     ceiling_rows,
     context_losses,
     read_runs_of,
@@ -642,6 +643,9 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
     """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
     dirs = unique_folders(dirs)
+    for folder in dirs:  # each table that lost its row in flight is said once, though some are read twice
+        for name in (RUNS_FILE, *SIDE_COLUMNS):
+            warn_if_cut(folder / name)
     generations = read_runs_of(dirs)
     table = levers_table(dirs, generations)
     ceiling = read_side(dirs, CEILING_FILE)

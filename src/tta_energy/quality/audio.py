@@ -92,15 +92,47 @@ def list_audio_files(folder: Path) -> list[Path]:
 
 
 def check_audio_file(path: Path) -> float:
-    """Read the header only; return the duration in seconds. Raises AudioError naming the file."""
+    """Read the header only; return the duration in seconds. Raises AudioError naming the file when it is
+    unreadable, empty, or a WAV holding fewer frames than its header declares (a copy or a write cut short:
+    libsndfile would quietly decode what is there, and the score would be of a few milliseconds of audio)."""
     path = Path(path)
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError depending on version
         raise AudioError(f"{path}: unreadable audio ({first_line(exc)})") from exc
+    declared = wav_declared_frames(path)
+    if declared is not None and info.frames < declared:
+        raise AudioError(f"{path} is truncated: its header declares {declared} frames, {info.frames} are "
+                         "there (a copy or a write cut short)")
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(f"{path}: zero-length audio")
     return info.frames / info.samplerate
+
+
+#: the data size a streaming WAV writer leaves when it cannot go back to fill it in: no length declared
+_OPEN_WAV_SIZES = (0, 0xFFFFFFFF)
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """The frames a RIFF WAV file's header declares (its ``data`` chunk's size over the ``fmt`` block size),
+    which libsndfile does not compare with what the file holds; None for another format, a header cut before
+    its ``data`` chunk (libsndfile names that one) or a size a streaming writer left open."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        while len(chunk := fh.read(8)) == 8:
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"data":
+                return size // block_align if block_align and size not in _OPEN_WAV_SIZES else None
+            if name == b"fmt ":
+                fmt = fh.read(size)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                fh.seek(size & 1, 1)
+            else:
+                fh.seek(size + (size & 1), 1)  # chunks are padded to an even size
+    return None
 
 
 def load_audio(path: Path, prep: AudioPrep) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -70,8 +70,26 @@ def read_captions(path: Path) -> pd.DataFrame:
     dup = df["file_name"][df["file_name"].duplicated()]
     if not dup.empty:
         raise CaptionError(f"{path}: file_name {dup.iloc[0]!r} appears more than once")
+    check_caption_file_names(df, path)
     check_caption_durations(df, path)
     return df.reset_index(drop=True)
+
+
+def bare_file_name(name: str) -> bool:
+    """Whether ``name`` names a file in a folder, not a path: no folder part (``/`` or ``\\``), not ``.`` or
+    ``..``, not absolute."""
+    return PurePosixPath(name).name == name and "\\" not in name and name not in (".", "..")
+
+
+def check_caption_file_names(df: pd.DataFrame, path: Path) -> None:
+    """Every ``file_name`` is a bare file name: the quality sweep writes each clip as
+    ``<audio-dir>/<model>/<dataset>/<steps>/<file_name>``, and a path there (``../x.wav``, ``a/b.wav``, an
+    absolute one) would put it outside that folder, or over another file."""
+    for i, name in enumerate(df["file_name"]):
+        if not bare_file_name(name):
+            raise CaptionError(f"{path}: row {i + 2} has file_name {name!r}: a bare file name is expected "
+                               "(no folder, '..' or absolute path): clips are written as "
+                               "<audio-dir>/<model>/<dataset>/<steps>/<file_name>")
 
 
 def check_caption_durations(df: pd.DataFrame, path: Path) -> None:

@@ -19,7 +19,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tta_energy.errors import TtaError
-from tta_energy.intervals import CONFIDENCE, half_sampling_interval, percentile_bootstrap_mean
+from tta_energy.intervals import (
+    CONFIDENCE,
+    check_resamples,
+    half_sampling_interval,
+    percentile_bootstrap_mean,
+)
 from tta_energy.quality import frechet
 from tta_energy.quality.audio import (
     AudioError,
@@ -119,8 +124,7 @@ class ScoreSettings:
             raise TtaError(
                 f"unknown metric(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(METRICS)}"
             )
-        if self.n_resamples < 0:
-            raise TtaError("the number of resamples must be >= 0")
+        check_resamples(self.n_resamples)
         if not 0.0 < self.confidence < 1.0:
             raise TtaError("confidence must be between 0 and 1")
         if self.caption_limit is not None and self.caption_limit < 1:
