@@ -234,3 +234,29 @@ def test_the_shared_checks_say_what_is_allowed():
         checks.device("cuda:x")
     assert checks.device(None) is None and checks.device("cpu") == "cpu"
     assert checks.weights("random") == "random" and checks.weights("owner/name") == "owner/name"
+
+
+def test_sweep_refuses_an_output_that_is_another_csv_before_any_lock_or_meter(tmp_path, capsys, no_meter):
+    scores = tmp_path / "scores.csv"
+    scores.write_bytes((ROOT / "data" / "study" / "scores.csv").read_bytes())  # a copy: never data/
+    before = scores.read_bytes()
+    line = refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration", "1", "--grid", "2", "--out",
+                    str(scores)], capsys, f"{scores} is not a run table (its columns: source, model, dataset",
+                   "and 4 more)", "a run table or a new file")
+    assert len(line.replace(str(scores), "")) < 150 and "missing" not in line
+    assert scores.read_bytes() == before and entries(tmp_path) == {"scores.csv"}  # no lock left behind
+
+
+def test_campaign_refuses_a_table_that_is_another_csv_before_any_lock(tmp_path, capsys):
+    from tests.conftest import TINY_CAMPAIGN
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "steps.csv").write_bytes((ROOT / "data" / "study" / "scores.csv").read_bytes())
+    path = tmp_path / "c.toml"
+    path.write_text(TINY_CAMPAIGN.format(out=tables), encoding="utf-8")
+    for command in (["plan"], ["run", "--device", "cpu", "--no-progress", "--no-codecarbon"]):
+        one_error_line(capsys, ["campaign", *command, "-c", str(path)],
+                       f"{tables / 'steps.csv'} is not a run table (its columns: source, model",
+                       absent=(tables / ".steps.csv.lock",))
+    assert entries(tables) == {"steps.csv"}
