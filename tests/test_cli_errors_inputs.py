@@ -260,3 +260,10 @@ def test_campaign_refuses_a_table_that_is_another_csv_before_any_lock(tmp_path, 
                        f"{tables / 'steps.csv'} is not a run table (its columns: source, model",
                        absent=(tables / ".steps.csv.lock",))
     assert entries(tables) == {"steps.csv"}
+
+
+def test_sweep_refuses_two_spellings_of_one_grid_value_before_any_folder(tmp_path, capsys, no_meter):
+    refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration", "1", "--grid", "5,05", "--out",
+             str(tmp_path / "out" / "steps.csv")], capsys,
+            "steps grid values 5 and 05 make the same configuration (steps 5): keep one")
+    assert entries(tmp_path) == set()

@@ -25,7 +25,7 @@ from tta_energy.experiments.campaign_spec import (
     Entry,
     Stopping,
 )
-from tta_energy.experiments.grids import EXPERIMENTS, Config
+from tta_energy.experiments.grids import EXPERIMENTS, Config, check_distinct
 from tta_energy.intervals import CONFIDENCE, t_critical, t_half_width
 
 # --- cells --------------------------------------------------------------------------------------------------
@@ -156,16 +156,19 @@ def entry_cells(campaign: Campaign, number: int, entry: Entry) -> dict[tuple, tu
 
     configs(entry)  # the whole grid first: the sweep's errors (a bad value, a repeated one)
     out: dict[tuple, tuple[str, frozenset[Config]]] = {}
+    made: list[tuple[str, tuple]] = []  # (grid value, a cell it makes)
     for value in entry.grid if entry.grid is not None else EXPERIMENTS[entry.experiment].grid:
         by_key: dict[tuple, set[Config]] = defaultdict(set)
         for c in configs(replace(entry, grid=(value,))):
             by_key[_cell_key(c, entry.experiment, c.dtype)].add(replace(c, model=""))
         for key, group in by_key.items():
-            if key in out:
-                raise CampaignError(f"{where}: grid values {out[key][0]} and {value} make the same cell "
-                                    f"({_key_text(key)}): keep one (a cell is named by "
-                                    f"{', '.join(CELL_COLUMNS[entry.experiment])})")
-            out[key] = (value, frozenset(group))
+            made.append((value, key))
+            out.setdefault(key, (value, frozenset(group)))
+    try:  # the sweep's rule for grid values that mean the same, at the level of cells
+        check_distinct(made, lambda key: f"cell ({_key_text(key)})",
+                       f"a cell is named by {', '.join(CELL_COLUMNS[entry.experiment])}")
+    except TtaError as exc:
+        raise CampaignError(f"{where}: {exc}") from None
     return out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -228,6 +228,28 @@ def _check_unique(values: Sequence[object], experiment: str) -> None:
         seen.add(v)
 
 
+def check_distinct(values: Iterable[tuple[str, Hashable]], name: Callable[[Hashable], str],
+                   hint: str = "") -> None:
+    """Refuse two grid values that mean the same thing: ``values`` pairs each grid token with what it makes
+    (a sweep: its parsed value, so ``2`` and ``02`` steps; a campaign: its cell), ``name`` words that.
+    The second would measure the first again under another name. One rule for the sweep and the campaign."""
+    seen: dict[Hashable, str] = {}
+    for token, key in values:
+        if key in seen:
+            raise SweepError(f"grid values {seen[key]} and {token} make the same {name(key)}: keep one"
+                             + (f" ({hint})" if hint else ""))
+        seen.setdefault(key, token)
+
+
+def _distinct(experiment: str, tokens: Sequence[str], values: Sequence[object]) -> None:
+    """:func:`check_distinct` for one sweep grid, naming the experiment."""
+    axis = "steps" if experiment == "quality" else experiment
+    try:
+        check_distinct(zip(tokens, values, strict=True), lambda v: f"configuration ({axis} {v})")
+    except SweepError as exc:
+        raise SweepError(f"{experiment} {exc}") from None
+
+
 def build_configs(req: GridRequest) -> list[Config]:
     """The configurations of one repeat, in grid order."""
     s = spec(req.experiment)
@@ -247,17 +269,23 @@ def build_configs(req: GridRequest) -> list[Config]:
                   duration_s=req.duration_s, dtype=req.dtype, seed=req.seed, extra=extra)
     name = req.experiment
     if name == "steps":
-        return [replace(base, steps=v) for v in _ints(tokens, "steps")]
+        values = _ints(tokens, "steps")
+        _distinct(name, tokens, values)
+        return [replace(base, steps=v) for v in values]
     if name == "batch":
         return _batch_configs(base, tokens)
     if name == "quality":
-        return _quality_configs(base, _ints(tokens, "steps"), req)
+        values = _ints(tokens, "steps")
+        _distinct(name, tokens, values)
+        return _quality_configs(base, values, req)
     if name == "duration":
-        values = [_number(t, "duration", float, 0, strict=True) for t in tokens]
-        return [replace(base, duration_s=v) for v in values]
+        durations = [_number(t, "duration", float, 0, strict=True) for t in tokens]
+        _distinct(name, tokens, durations)
+        return [replace(base, duration_s=v) for v in durations]
     if name == "guidance":
         scales = [None if t.lower() == "default" else _number(t, "guidance", float, 0, other=" or 'default'")
                   for t in tokens]
+        _distinct(name, tokens, ["default" if v is None else v for v in scales])
         return [replace(base, guidance_scale=v) for v in scales]
     if name == "precision":
         from tta_energy.precision import PrecisionError, canonical_dtype
@@ -266,16 +294,17 @@ def build_configs(req: GridRequest) -> list[Config]:
             names = [canonical_dtype(t) for t in tokens]
         except PrecisionError as exc:
             raise SweepError(str(exc)) from None
-        _check_unique(names, name)
+        _distinct(name, tokens, names)
         return [replace(base, dtype=v) for v in names]
     raise SweepError(f"no grid rule for experiment {name!r}")  # pragma: no cover - EXPERIMENTS is closed
 
 
 def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
     out = []
-    for t in tokens:
-        distinct = t.lower().startswith("p")
-        (b,) = _ints([t[1:] if distinct else t], "batch")
+    layouts = [(t.lower().startswith("p"), _ints([t[1:] if t.lower().startswith("p") else t], "batch")[0])
+               for t in tokens]
+    _distinct("batch", tokens, [f"{'p' if distinct else ''}{b}" for distinct, b in layouts])
+    for t, (distinct, b) in zip(tokens, layouts, strict=True):
         if CLIPS_PER_REPEAT % b:
             raise SweepError(f"batch {t}: {CLIPS_PER_REPEAT} clips per repeat cannot be split into calls "
                              f"of {b}")
