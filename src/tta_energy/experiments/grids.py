@@ -74,6 +74,31 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
 }
 
 
+_ALL = frozenset(EXPERIMENTS)
+#: ``sweep`` options that only some experiments use: option -> (the experiments that use it, why the others
+#: do not). Written for none of the experiments run, the option is refused (:func:`check_options_used`)
+#: rather than silently ignored.
+OPTION_USERS: dict[str, tuple[frozenset[str], str]] = {
+    "--steps": (_ALL - {"steps", "quality"}, "the grid sets it"),
+    "--duration": (_ALL - {"duration"}, "the grid sets it"),
+    "--dtype": (_ALL - {"precision"}, "the grid sets it"),
+    "--prompt": (_ALL - {"quality"}, "its prompts are the caption files'"),
+    **{option: (frozenset({"quality"}), "it applies to --experiment quality only")
+       for option in ("--captions", "--limit", "--audio-dir", "--save-audio", "--no-save-audio")},
+}
+
+
+def check_options_used(given: Sequence[str], experiments: Sequence[str]) -> None:
+    """Refuse an option of ``given`` (those the user wrote) that none of ``experiments`` uses
+    (:data:`OPTION_USERS`): a run that ignores it would measure something else than asked."""
+    for option in given:
+        users, why = OPTION_USERS[option]
+        if not users & set(experiments):
+            if why == "the grid sets it" and len(experiments) > 1:
+                why = "their grids set it"
+            raise SweepError(f"{option} has no effect with --experiment {','.join(experiments)} ({why})")
+
+
 @dataclass(frozen=True)
 class Config:
     """One generation call of a sweep (what is measured once per repeat)."""
