@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
@@ -55,6 +56,15 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
         main(["campaign", "status", "--campaign", str(campaign), "--model", "audioldm"])
         shown = capsys.readouterr().out.splitlines()[0].split("tables in ")[1]
         assert Path(shown).resolve() == (tmp_path / "tables").resolve()
+    # without out_dir: runs/ beside the file, not under the working directory (README)
+    path.write_text(path.read_text(encoding="utf-8").replace('out_dir = "../tables"\n', ""), encoding="utf-8")
+    assert cp.load_campaign(path).out_dir == folder / "runs"
+    for cwd, campaign in ((elsewhere, path), (folder, Path("c.toml"))):
+        monkeypatch.chdir(cwd)
+        main(["campaign", "status", "--campaign", str(campaign), "--model", "audioldm"])
+        shown = capsys.readouterr().out.splitlines()[0].split("tables in ")[1]
+        assert Path(shown).resolve() == (folder / "runs").resolve()
+    assert not (elsewhere / "runs").exists() and not (folder / "runs").exists()  # status makes nothing
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -244,24 +254,36 @@ def test_a_cells_seconds_per_generation_average_its_configurations_with_an_estim
     assert est.cell_generation_s(cell) == 3.0
 
 
-def test_cells_take_the_precision_of_the_device_they_are_measured_on(tmp_path):
-    """A run on the CPU measures AudioLDM (float16 on a GPU) in float32, as a sweep on the CPU does: its
-    cells are that sweep's configurations; plan and status describe the campaign's GPU."""
+def test_run_plan_and_status_count_the_same_cells_on_a_cpu(tmp_path, capsys):
+    """A file without dtype declares each model's GPU precision (AudioLDM: float16); a CPU would measure
+    float32, rows of other configuration ids that plan and status never count (the run said "nothing left"
+    while status said "0 done"). The run is refused in one line naming the fix, before anything is made;
+    with dtype = "float32" the CPU run measures the cells plan and status count, and all three agree."""
     from tta_energy.experiments.campaign_plan import PLAN_DEVICE
-    from tta_energy.experiments.runner import Probe, expand
 
+    tables = tmp_path / "tables"
     path = tmp_path / "c.toml"
-    path.write_text(f'out_dir = "{tmp_path / "tables"}"\nsize = "tiny"\n[[experiment]]\nname = "steps"\n'
-                    'models = ["audioldm"]\ngrid = ["1"]\n', encoding="utf-8")
-    campaign = cp.load_campaign(path)
+    settings = (f'out_dir = "{tables}"\nsize = "tiny"\nidle_s = 0\nmin_window_s = 0\n'
+                '[repeats]\nmin = 2\nmax = 2\n')
+    entry = '[[experiment]]\nname = "steps"\nmodels = ["audioldm"]\ngrid = ["1", "2"]\n'
+    path.write_text(settings + entry, encoding="utf-8")
     assert PLAN_DEVICE == "cuda"
-    (gpu,) = cp.build_cells(campaign)
-    (cpu,) = cp.build_cells(campaign, device="cpu")
-    assert [it.dtype for it in gpu.items] == ["float16"] and [it.dtype for it in cpu.items] == ["float32"]
-    opts = cp.sweep_options(campaign, "audioldm", campaign.entries[0])
-    sweep_items, _ = expand(opts, "steps", Probe(cp.sweep_options(campaign, "audioldm")), "cpu")
-    assert [it.config_id for it in cpu.items] == [it.config_id for it in sweep_items]
-    assert gpu.items[0].config_id != cpu.items[0].config_id
+    assert {it.dtype for c in cp.build_cells(cp.load_campaign(path)) for it in c.items} == {"float16"}
+    run = ["campaign", "run", "-c", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress"]
+    refused(capsys, run, f"{path} sets no dtype", "(audioldm: float16), which cpu would run in float32",
+            'set dtype = "float32" in the file', absent=(tables,))
+
+    path.write_text('dtype = "float32"\n' + settings + entry, encoding="utf-8")
+    main(run)
+    assert "measured 4 steps" in capsys.readouterr().out
+    main(run)  # exit status 0: nothing left, the same answer as status and plan give
+    assert "nothing left to measure (2 cells done)" in capsys.readouterr().out
+    main(["campaign", "status", "-c", str(path), "--json"])
+    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(c["done"], c["generations_missing"]) for c in cells] == [(True, 0), (True, 0)]
+    main(["campaign", "plan", "-c", str(path)])
+    total = capsys.readouterr().out.splitlines()[-1].split()
+    assert total[:4] == ["total", "2", "2", "0"]
 
 
 def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_path, tiny_campaign,

@@ -189,7 +189,7 @@ def test_a_repeat_whose_first_call_failed_is_measured_again_not_left_behind(tmp_
     from tta_energy.experiments import campaign_plan as plan
 
     path = _campaign(tmp_path, '[[experiment]]\nname = "batch"\nmodels = ["audioldm"]\ngrid = ["5"]\n')
-    (cell,) = plan.build_cells(cp.load_campaign(path), device="cpu")
+    (cell,) = plan.build_cells(cp.load_campaign(path))
     first, second = cell.items  # 10 clips as 2 calls of 5
     observed = {first.config_id: plan.Observed()}
     observed[first.config_id].add(0, "error", float("nan"), 1.0)  # repeat 0's first call ended in an error

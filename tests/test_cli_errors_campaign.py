@@ -156,7 +156,10 @@ QUALITY = 'name = "quality"\ngrid = ["1"]\ncaptions = ["audiocaps"]\ncaption_lim
      "experiment 1 (batch): grid values 1 and p1 make the same cell (n_prompts 1, waveforms_per_prompt 1): "
      "keep one (a cell is named by n_prompts, waveforms_per_prompt)"),
     (('name = "duration"\ngrid = ["5", "5.0"]',),
-     "experiment 1 (duration): grid values 5 and 5.0 make the same cell (duration_s 5.0)"),
+     "experiment 1 (duration): duration grid values 5 and 5.0 make the same configuration (duration 5.0): "
+     "keep one"),
+    (('name = "steps"\ngrid = ["2", "02"]',),
+     "experiment 1 (steps): steps grid values 2 and 02 make the same configuration (steps 2): keep one"),
     ((QUALITY.format(2), QUALITY.format(5)),
      "experiments 1 and 2 (quality) make the same cell (steps 1, dataset audiocaps) of audioldm from "
      "different configurations (caption_limit 2 and 5): declare each cell in one entry"),

@@ -373,3 +373,70 @@ def test_generate_says_what_stands_where_its_output_folder_should_be(tmp_path, c
     refused([*GENERATE, "--out", str(folder / "b.wav")], capsys,
             "output folder", said.format(a=tmp_path / "a.wav", folder=folder))
     assert entries(tmp_path) == {"a.wav"}
+def test_sweep_refuses_an_output_that_is_another_csv_before_any_lock_or_meter(tmp_path, capsys, no_meter):
+    scores = tmp_path / "scores.csv"
+    scores.write_bytes((ROOT / "data" / "study" / "scores.csv").read_bytes())  # a copy: never data/
+    before = scores.read_bytes()
+    line = refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration", "1", "--grid", "2", "--out",
+                    str(scores)], capsys, f"{scores} is not a run table (its columns: source, model, dataset",
+                   "and 4 more)", "a run table or a new file")
+    assert len(line.replace(str(scores), "")) < 150 and "missing" not in line
+    assert scores.read_bytes() == before and entries(tmp_path) == {"scores.csv"}  # no lock left behind
+
+
+def test_campaign_refuses_a_table_that_is_another_csv_before_any_lock(tmp_path, capsys):
+    from tests.conftest import TINY_CAMPAIGN
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "steps.csv").write_bytes((ROOT / "data" / "study" / "scores.csv").read_bytes())
+    path = tmp_path / "c.toml"
+    path.write_text(TINY_CAMPAIGN.format(out=tables), encoding="utf-8")
+    for command in (["plan"], ["run", "--device", "cpu", "--no-progress", "--no-codecarbon"]):
+        one_error_line(capsys, ["campaign", *command, "-c", str(path)],
+                       f"{tables / 'steps.csv'} is not a run table (its columns: source, model",
+                       absent=(tables / ".steps.csv.lock",))
+    assert entries(tables) == {"steps.csv"}
+
+
+def test_sweep_refuses_two_spellings_of_one_grid_value_before_any_folder(tmp_path, capsys, no_meter):
+    refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration", "1", "--grid", "5,05", "--out",
+             str(tmp_path / "out" / "steps.csv")], capsys,
+            "steps grid values 5 and 05 make the same configuration (steps 5): keep one")
+    assert entries(tmp_path) == set()
+
+
+@pytest.mark.parametrize(("experiment", "options", "said"), [
+    ("steps", ["--limit", "2"], "--limit has no effect with --experiment steps (it applies to --experiment "
+                                "quality only)"),
+    ("steps", ["--captions", "clotho"], "--captions has no effect with --experiment steps"),
+    ("steps", ["--audio-dir", "audio"], "--audio-dir has no effect with --experiment steps"),
+    ("steps", ["--no-save-audio"], "--no-save-audio has no effect with --experiment steps"),
+    ("steps", ["--steps", "7"], "--steps has no effect with --experiment steps (the grid sets it)"),
+    ("steps,quality", ["--steps", "7"], "--steps has no effect with --experiment steps,quality (their grids"),
+    ("duration", ["--duration", "5"], "--duration has no effect with --experiment duration (the grid"),
+    ("precision", ["--dtype", "float16"], "--dtype has no effect with --experiment precision (the grid sets"),
+    ("quality", ["--prompt", "rain"], "--prompt has no effect with --experiment quality (its prompts are the "
+                                      "caption files')"),
+])
+def test_sweep_refuses_an_option_its_experiments_would_ignore(tmp_path, capsys, no_meter, monkeypatch,
+                                                               experiment, options, said):
+    """Only what the user wrote is refused: the same option at its default, or used by another experiment
+    of the run, passes (the inferences/ scripts are this command)."""
+    from tta_energy.experiments.scripts import run_model_script
+
+    monkeypatch.chdir(tmp_path)
+    out = ["--out-dir", str(tmp_path / "runs")]
+    refused([*SWEEP, "-e", experiment, "--device", "cpu", *options, *out], capsys, said)
+    with pytest.raises(SystemExit) as exc:
+        run_model_script("audioldm", ["-e", experiment, "--size", "tiny", "--device", "cpu", *options, *out])
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert entries(tmp_path) == set()
+
+
+def test_an_option_one_experiment_of_the_run_uses_is_accepted():
+    from tta_energy.experiments.grids import check_options_used
+
+    check_options_used(["--steps", "--limit", "--prompt"], ["steps", "quality", "batch"])
+    check_options_used(["--duration", "--dtype"], ["duration", "precision", "guidance"])
+    check_options_used([], ["steps"])

@@ -96,6 +96,23 @@ def test_bad_grid_values_are_one_line_errors(experiment, grid, message):
         configs(experiment, grid=grid)
 
 
+@pytest.mark.parametrize(("experiment", "grid", "message"), [
+    ("steps", ["5", "05"], "steps grid values 5 and 05 make the same configuration (steps 5): keep one"),
+    ("quality", ["1", "01"], "quality grid values 1 and 01 make the same configuration (steps 1)"),
+    ("batch", ["2", "02"], "batch grid values 2 and 02 make the same configuration (batch 2)"),
+    ("batch", ["p2", "P2"], "batch grid values p2 and P2 make the same configuration (batch p2)"),
+    ("duration", ["5", "5.0"], "duration grid values 5 and 5.0 make the same configuration (duration 5.0)"),
+    ("guidance", ["1", "1.0"], "guidance grid values 1 and 1.0 make the same configuration (guidance 1.0)"),
+    ("precision", ["fp16", "float16"], "precision grid values fp16 and float16 make the same configuration"),
+])
+def test_grid_values_that_mean_the_same_are_refused(experiment, grid, message):
+    """Two spellings of one value would measure one configuration twice (the campaign's rule too)."""
+    with pytest.raises(SweepError) as exc:
+        configs(experiment, grid=grid)
+    assert message in str(exc.value)
+    assert len(configs(experiment, grid=grid[:1])) >= 1  # either spelling alone is fine
+
+
 def test_unknown_experiment():
     with pytest.raises(SweepError, match="unknown experiment"):
         configs("loudness")

@@ -318,13 +318,18 @@ RUN_TABLE_MARKERS = frozenset({"source", "experiment", "model", "config_id"})
 RUN_TABLE_SHARE = 0.5
 
 
-def csv_header(path: str | Path) -> set[str]:
-    """The column names on a CSV file's first line; empty when the file cannot be read as text."""
+def csv_columns(path: str | Path) -> list[str]:
+    """The column names on a CSV file's first line, in order; empty when the file cannot be read as text."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return set(next(csv.reader([fh.readline()]), []))
+            return next(csv.reader([fh.readline()]), [])
     except (OSError, UnicodeDecodeError, csv.Error):
-        return set()
+        return []
+
+
+def csv_header(path: str | Path) -> set[str]:
+    """The column names on a CSV file's first line; empty when the file cannot be read as text."""
+    return set(csv_columns(path))
 
 
 def is_run_table(path: str | Path) -> bool:
@@ -334,6 +339,29 @@ def is_run_table(path: str | Path) -> bool:
     header = csv_header(path)
     required = {c.name for c in COLUMNS if c.required}
     return header >= RUN_TABLE_MARKERS or len(header & required) > RUN_TABLE_SHARE * len(required)
+
+
+def check_appendable(path: str | Path, error: type[TtaError] = SchemaError) -> None:
+    """A file rows are to be appended to is absent, empty or a run table with every required column: rows
+    appended to another CSV (a scores or levers table) would ruin it. Refused with one line naming a few of
+    its columns, or the required ones a damaged run table lacks; only the header is read, so a command
+    checks its tables before it locks them or builds a model."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        if b"\n" not in fh.read(1 << 16):
+            return  # no complete header: nothing was recorded (the writer repairs it)
+    columns = csv_columns(path)
+    if not columns:
+        return  # not text: the reader names that
+    if not is_run_table(path):
+        shown = ", ".join(columns[:5]) + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+        raise error(f"{path} is not a run table (its columns: {shown}): rows go only into a run table or a "
+                    "new file")
+    missing = [c.name for c in COLUMNS if c.required and c.name not in columns]
+    if missing:
+        raise error(f"{path}: missing column(s) {', '.join(missing)}")
 
 
 def append_row(path: str | Path, row: Mapping[str, object]) -> None:

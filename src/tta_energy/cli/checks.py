@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+import typer
+
 from tta_energy.devices import check_device
 from tta_energy.errors import ModelError, TtaError, positive_number, seed_number
 from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
@@ -132,6 +134,17 @@ def cpu_full_size_warning(device_name: str | None, size_name: str) -> None:
     if on_cpu:
         print("warning: a full-size model on a CPU takes minutes per generation and several GB of memory; "
               "--size tiny runs in seconds (see README, 'On a CPU')", file=sys.stderr)
+
+
+def given_options(ctx: typer.Context, names: dict[str, str]) -> list[str]:
+    """The options of ``names`` (parameter -> option) that the command line set (not left at the default):
+    an option a command would ignore is refused only when the user wrote it."""
+    given = []
+    for name, option in names.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.append(option)
+    return given
 
 
 def not_both(given: dict[str, bool]) -> None:

@@ -64,16 +64,6 @@ PLAN_REPLACES: dict[str, str] = {
 DEFAULT_HISTORY = ("data/h200/levers.csv", "data/h200/steps.csv", "data/h200/batch.csv")
 
 
-def given_options(ctx: typer.Context, names: dict[str, str]) -> list[str]:
-    """The options of ``names`` (parameter -> option) that the command line set (not left at the default)."""
-    given = []
-    for name, option in names.items():
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            given.append(option)
-    return given
-
-
 def check_folder_option(path: Path | None, option: str) -> None:
     """A folder option may name a folder that does not exist yet (the run creates it), never a file."""
     from tta_energy.fileio import folder_path
@@ -214,7 +204,7 @@ def register(app: typer.Typer) -> None:
         done_folders = _folders(checks.comma_list(done))
         if done_folders and plan is None:
             raise LeversError("--done needs --plan (it skips the plan's cells that earlier calls measured)")
-        replaced = given_options(ctx, PLAN_REPLACES) if plan is not None else []
+        replaced = checks.given_options(ctx, PLAN_REPLACES) if plan is not None else []
         if replaced:
             raise LeversError(f"{', '.join(replaced)}: {plan} sets the cells, repeats, duration and seed; "
                               "give them in the plan file, or leave --plan out")

@@ -24,7 +24,9 @@ Experiments: steps (10..200 steps), batch (10 clips as 10x1, 5x2, 2x5, 1x10 wave
 distinct prompts), quality (caption files x steps, audio saved under AUDIO_DIR/<model>/<dataset>/<steps>/),
 duration (2.5, 5, 10, 20 s where allowed), guidance (model default vs 1 = off), precision (float32, float16,
 bfloat16). Several experiments may be given comma-separated (one model build): tables go to
-OUT_DIR/<experiment>.csv.
+OUT_DIR/<experiment>.csv. An option none of them uses is refused, not ignored: --steps with steps or quality,
+--duration with duration, --dtype with precision (their grids set it), --prompt with quality, and --captions,
+--limit, --audio-dir, --no-save-audio without quality.
 
 Protocol: idle baseline with the model loaded, one warm-up generation per built model (is_warmup=True),
 seeded random order within each repeat, per-phase energy, status oom / nan_audio / error recorded and the
@@ -76,6 +78,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
 
     @app.command("sweep", help=SWEEP_HELP)
     def sweep_cmd(
+        ctx: typer.Context,
         model: str = typer.Option(fixed_model or ..., "--model", "-m", help=catalogue.help_text(),
                                   hidden=fixed_model is not None),
         experiment: str = typer.Option(..., "--experiment", "-e",
@@ -128,6 +131,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):
             checks.positive(value, option, unit="seconds")
         from tta_energy.experiments.distributed import context_from_env
+        from tta_energy.experiments.grids import check_options_used, spec
         from tta_energy.experiments.runner import (
             SweepOptions,
             check_options,
@@ -139,6 +143,12 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         from tta_energy.precision import canonical_dtype
 
         experiments = checks.comma_list(experiment)
+        for name in experiments:  # an unknown one is named before the options it would use
+            spec(name)
+        check_options_used(checks.given_options(ctx, {
+            "steps": "--steps", "duration": "--duration", "dtype": "--dtype", "prompt": "--prompt",
+            "captions": "--captions", "limit": "--limit", "audio_dir": "--audio-dir",
+            "save_audio": "--save-audio" if save_audio else "--no-save-audio"}), experiments)
         repeat_counts = {}
         for name, value in per_experiment(repeats, experiments, "--repeats").items():
             try:

@@ -66,6 +66,7 @@ from tta_energy.experiments.campaign_plan import (
     call_windows_s,
     campaign_cost,
     cell_state,
+    check_precision,
     ci95_half_width,
     cost_of_calls,
     estimator,
@@ -141,6 +142,7 @@ __all__ = [
     "ResidentModels",
     "check_run_options",
     "check_budget",
+    "check_precision",
     "needed_s",
     "run_campaign",
     "campaign_locks",
@@ -257,10 +259,10 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     device = resolve_device(ro.device, ctx)
     check_gpu(campaign, device)
     notes: list[str] = []
-    # the configurations of the device it runs on (a CPU's float32), as a sweep there measures them
-    cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append, device=device)
+    cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
     if not cells:
         raise CampaignError("no cell to measure: the filters leave none of the campaign's cells")
+    check_precision(campaign, cells, device)  # the cells plan and status count, or none
     frames = read_frames(campaign, {c.experiment for c in cells})  # read again under the locks
     observed = observe(frames)
     todo = [c for c in cells if not cell_state(c, observed).done]

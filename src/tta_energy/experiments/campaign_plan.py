@@ -25,7 +25,7 @@ from tta_energy.experiments.campaign_spec import (
     Entry,
     Stopping,
 )
-from tta_energy.experiments.grids import EXPERIMENTS, Config
+from tta_energy.experiments.grids import EXPERIMENTS, Config, check_distinct
 from tta_energy.intervals import CONFIDENCE, t_critical, t_half_width
 
 # --- cells --------------------------------------------------------------------------------------------------
@@ -34,8 +34,9 @@ CELL_COLUMNS: dict[str, tuple[str, ...]] = {
     "steps": ("steps",), "batch": ("n_prompts", "waveforms_per_prompt"), "quality": ("steps", "dataset"),
     "duration": ("duration_s",), "guidance": ("guidance_scale",), "precision": ("dtype",),
 }
-#: the device ``plan`` and ``status`` expand a campaign for: a GPU, whose default precision is the study's
-#: (``run`` passes the device it measures on; off a GPU a model defaults to float32, another configuration id)
+#: the device every command expands a campaign's cells for, wherever it runs: a GPU, whose default precision
+#: is the study's. A file without ``dtype`` so declares each model's GPU precision; ``run`` refuses a device
+#: that would measure another (a CPU's float32: other configuration ids, rows no cell counts)
 PLAN_DEVICE = "cuda"
 
 
@@ -97,14 +98,14 @@ def sweep_options(campaign: Campaign, model: str, entry: Entry | None = None, **
 
 def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
                 experiments: Sequence[str] | None = None,
-                note: Callable[[str], None] = lambda _m: None, *, device: str = PLAN_DEVICE) -> list[Cell]:
+                note: Callable[[str], None] = lambda _m: None) -> list[Cell]:
     """The campaign's cells (in the file's order of experiments), optionally only some models/experiments.
 
     Configurations a model cannot run are left out, as the sweep leaves them out (checked on a ``meta``-device
     copy of the model); ``note`` hears about them. A value of a grid the file wrote that none of its entry's
     models can run is an error (:func:`check_grid`), so are grids that make one cell twice
-    (:func:`check_entries`). ``device``: what the cells are measured on, which sets a model's default
-    precision and so the configuration ids (``run``: the device it resolved; plan, status: the GPU).
+    (:func:`check_entries`). The cells are the file's, for :data:`PLAN_DEVICE`, so that plan, status and run
+    count the same rows (:func:`check_precision`).
     """
     from tta_energy.experiments.runner import NothingToRun, Probe, expand
 
@@ -116,7 +117,7 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
         opts = sweep_options(campaign, model, entry)
         probe = probes.setdefault(model, Probe(sweep_options(campaign, model)))
         try:
-            items, excluded = expand(opts, entry.experiment, probe, device)
+            items, excluded = expand(opts, entry.experiment, probe, PLAN_DEVICE)
         except NothingToRun as exc:
             runnable.setdefault(entry, set())
             note(str(exc))
@@ -138,6 +139,23 @@ def build_cells(campaign: Campaign, models: Sequence[str] | None = None,
     return list(cells.values())
 
 
+def check_precision(campaign: Campaign, cells: Iterable[Cell], device: str) -> None:
+    """Refuse to measure ``cells`` on a ``device`` that would run one of their configurations in another
+    precision than the cells declare: a file without ``dtype`` declares each model's GPU precision, which a
+    CPU runs as float32; those rows have other configuration ids, so ``run`` would count them while plan and
+    status (and later runs) never would. One line naming the fix, before anything is built or locked."""
+    from tta_energy.precision import generation_precision
+
+    for cell in cells:
+        for it in cell.items:
+            there = generation_precision(cell.model, None, it.config.dtype, campaign.dtype, device)
+            if there != it.dtype:
+                raise CampaignError(
+                    f"{campaign.path} sets no dtype, so its cells are measured in each model's GPU precision "
+                    f"({cell.model}: {it.dtype}), which {device} would run in {there}: measure it on a GPU, "
+                    f"or set dtype = \"{there}\" in the file to measure it on {device}")
+
+
 def entry_cells(campaign: Campaign, number: int, entry: Entry) -> dict[tuple, tuple[str, frozenset[Config]]]:
     """The cells the grid of entry ``number`` (from 1) makes: cell key -> (its grid value, its
     configurations with the model left out). A grid the sweep refuses, or two of its values that make one cell
@@ -156,16 +174,19 @@ def entry_cells(campaign: Campaign, number: int, entry: Entry) -> dict[tuple, tu
 
     configs(entry)  # the whole grid first: the sweep's errors (a bad value, a repeated one)
     out: dict[tuple, tuple[str, frozenset[Config]]] = {}
+    made: list[tuple[str, tuple]] = []  # (grid value, a cell it makes)
     for value in entry.grid if entry.grid is not None else EXPERIMENTS[entry.experiment].grid:
         by_key: dict[tuple, set[Config]] = defaultdict(set)
         for c in configs(replace(entry, grid=(value,))):
             by_key[_cell_key(c, entry.experiment, c.dtype)].add(replace(c, model=""))
         for key, group in by_key.items():
-            if key in out:
-                raise CampaignError(f"{where}: grid values {out[key][0]} and {value} make the same cell "
-                                    f"({_key_text(key)}): keep one (a cell is named by "
-                                    f"{', '.join(CELL_COLUMNS[entry.experiment])})")
-            out[key] = (value, frozenset(group))
+            made.append((value, key))
+            out.setdefault(key, (value, frozenset(group)))
+    try:  # the sweep's rule for grid values that mean the same, at the level of cells
+        check_distinct(made, lambda key: f"cell ({_key_text(key)})",
+                       f"a cell is named by {', '.join(CELL_COLUMNS[entry.experiment])}")
+    except TtaError as exc:
+        raise CampaignError(f"{where}: {exc}") from None
     return out
 
 

@@ -179,10 +179,12 @@ def load_campaign(path: str | Path) -> Campaign:
             raise CampaignError(f"{at}: caption_limit must be >= 1, got {limit}")
         entries.append(Entry(name, models, grid, _stopping(raw.get("repeats", {}), stopping, at),
                              captions or (BUNDLED_CAPTIONS if name == "quality" else ()), limit))
-    out_dir = _get(data, "out_dir", str, None, where)  # default: a sweep's
+    # relative to the file's folder, as every path it names; left out, a sweep's folder name there, so the
+    # commands find the same tables from any working directory
+    out_dir = _get(data, "out_dir", str, str(DEFAULT_OUT_DIR), where)
     seed = seed_number(_get(data, "seed", int, 0, where), f"{where}: seed", error=CampaignError)
     return Campaign(path=path, name=_get(data, "name", str, path.stem, where),
-                    out_dir=path_beside(path, out_dir) if out_dir is not None else DEFAULT_OUT_DIR,
+                    out_dir=path_beside(path, out_dir),
                     size=size,
                     weights=_get(data, "weights", str, "random", where), dtype=dtype,
                     duration_s=float(duration) if duration is not None else None,

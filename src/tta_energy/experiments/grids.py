@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -72,6 +72,31 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     "precision": ExperimentSpec("precision", "dtype", DTYPE_NAMES, 5, 100,
                                 "new: numeric precision of weights and activations"),
 }
+
+
+_ALL = frozenset(EXPERIMENTS)
+#: ``sweep`` options that only some experiments use: option -> (the experiments that use it, why the others
+#: do not). Written for none of the experiments run, the option is refused (:func:`check_options_used`)
+#: rather than silently ignored.
+OPTION_USERS: dict[str, tuple[frozenset[str], str]] = {
+    "--steps": (_ALL - {"steps", "quality"}, "the grid sets it"),
+    "--duration": (_ALL - {"duration"}, "the grid sets it"),
+    "--dtype": (_ALL - {"precision"}, "the grid sets it"),
+    "--prompt": (_ALL - {"quality"}, "its prompts are the caption files'"),
+    **{option: (frozenset({"quality"}), "it applies to --experiment quality only")
+       for option in ("--captions", "--limit", "--audio-dir", "--save-audio", "--no-save-audio")},
+}
+
+
+def check_options_used(given: Sequence[str], experiments: Sequence[str]) -> None:
+    """Refuse an option of ``given`` (those the user wrote) that none of ``experiments`` uses
+    (:data:`OPTION_USERS`): a run that ignores it would measure something else than asked."""
+    for option in given:
+        users, why = OPTION_USERS[option]
+        if not users & set(experiments):
+            if why == "the grid sets it" and len(experiments) > 1:
+                why = "their grids set it"
+            raise SweepError(f"{option} has no effect with --experiment {','.join(experiments)} ({why})")
 
 
 @dataclass(frozen=True)
@@ -236,6 +261,28 @@ def _check_unique(values: Sequence[object], experiment: str) -> None:
         seen.add(v)
 
 
+def check_distinct(values: Iterable[tuple[str, Hashable]], name: Callable[[Hashable], str],
+                   hint: str = "") -> None:
+    """Refuse two grid values that mean the same thing: ``values`` pairs each grid token with what it makes
+    (a sweep: its parsed value, so ``2`` and ``02`` steps; a campaign: its cell), ``name`` words that.
+    The second would measure the first again under another name. One rule for the sweep and the campaign."""
+    seen: dict[Hashable, str] = {}
+    for token, key in values:
+        if key in seen:
+            raise SweepError(f"grid values {seen[key]} and {token} make the same {name(key)}: keep one"
+                             + (f" ({hint})" if hint else ""))
+        seen.setdefault(key, token)
+
+
+def _distinct(experiment: str, tokens: Sequence[str], values: Sequence[object]) -> None:
+    """:func:`check_distinct` for one sweep grid, naming the experiment."""
+    axis = "steps" if experiment == "quality" else experiment
+    try:
+        check_distinct(zip(tokens, values, strict=True), lambda v: f"configuration ({axis} {v})")
+    except SweepError as exc:
+        raise SweepError(f"{experiment} {exc}") from None
+
+
 def build_configs(req: GridRequest) -> list[Config]:
     """The configurations of one repeat, in grid order."""
     s = spec(req.experiment)
@@ -255,18 +302,24 @@ def build_configs(req: GridRequest) -> list[Config]:
                   duration_s=req.duration_s, dtype=req.dtype, seed=req.seed, extra=extra)
     name = req.experiment
     if name == "steps":
-        return [replace(base, steps=v) for v in _ints(tokens, "steps")]
+        values = _ints(tokens, "steps")
+        _distinct(name, tokens, values)
+        return [replace(base, steps=v) for v in values]
     if name == "batch":
         return _batch_configs(base, tokens)
     if name == "quality":
-        return _quality_configs(base, _ints(tokens, "steps"), req)
+        values = _ints(tokens, "steps")
+        _distinct(name, tokens, values)
+        return _quality_configs(base, values, req)
     if name == "duration":
-        values = [_positive(t, "duration") for t in tokens]
-        return [replace(base, duration_s=v) for v in values]
+        durations = [_positive(t, "duration") for t in tokens]
+        _distinct(name, tokens, durations)
+        return [replace(base, duration_s=v) for v in durations]
     if name == "guidance":
         scales = [None if t.lower() == "default" else _positive(t, "guidance", allow_zero=True,
                                                                    other=" or 'default'")
                   for t in tokens]
+        _distinct(name, tokens, ["default" if v is None else v for v in scales])
         return [replace(base, guidance_scale=v) for v in scales]
     if name == "precision":
         from tta_energy.precision import PrecisionError, canonical_dtype
@@ -275,7 +328,7 @@ def build_configs(req: GridRequest) -> list[Config]:
             names = [canonical_dtype(t) for t in tokens]
         except PrecisionError as exc:
             raise SweepError(str(exc)) from None
-        _check_unique(names, name)
+        _distinct(name, tokens, names)
         return [replace(base, dtype=v) for v in names]
     raise SweepError(f"no grid rule for experiment {name!r}")  # pragma: no cover - EXPERIMENTS is closed
 
@@ -292,6 +345,7 @@ def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
     """The calls of each batch grid value: ``B`` (B waveforms of one prompt per call) or ``pN`` (N distinct
     prompts, one waveform each), each making :data:`CLIPS_PER_REPEAT` clips per repeat."""
     out = []
+    layouts = []
     for t in tokens:
         distinct = t.lower().startswith("p")
         try:
@@ -302,6 +356,9 @@ def _batch_configs(base: Config, tokens: Sequence[str]) -> list[Config]:
             catalogue.check_waveforms(b)  # b waveforms per call either way (pN: N prompts x 1)
         except ModelError as exc:
             raise SweepError(f"batch grid value {t!r}: {exc}") from None
+        layouts.append((distinct, b))
+    _distinct("batch", tokens, [f"{'p' if distinct else ''}{b}" for distinct, b in layouts])
+    for t, (distinct, b) in zip(tokens, layouts, strict=True):
         if CLIPS_PER_REPEAT % b:
             raise SweepError(f"batch {t}: {CLIPS_PER_REPEAT} clips per repeat cannot be split into calls "
                              f"of {b}: {_batch_forms()}")

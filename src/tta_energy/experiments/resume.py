@@ -46,6 +46,7 @@ def read_table(path: str | Path) -> pd.DataFrame | None:
         head = fh.read(1 << 16)
     if b"\n" not in head:
         return None  # killed while writing the header: nothing was recorded
+    schema.check_appendable(path)
     try:
         return schema.read_runs(path)
     except schema.SchemaError as exc:

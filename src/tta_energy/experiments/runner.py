@@ -679,9 +679,12 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[S
 
 
 def check_writable(opts: SweepOptions, ctx: distributed.DistContext) -> None:
-    """Every table (and the audio folder) takes files: a full sweep never ends on a write error."""
+    """Every table (and the audio folder) takes files, and an existing one is a run table: a full sweep never
+    ends on a write error, and another CSV named as the output is refused before a lock or a model is made."""
     for e in opts.experiments:
         out = opts.out_path(e)
+        for table in (out, *resume.shard_paths(out)):
+            schema.check_appendable(table, SweepError)
         writable_file(resume.shard_path(out, ctx.rank) if ctx.is_distributed else out)
         if ctx.is_main:
             writable_file(out)
