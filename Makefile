@@ -12,7 +12,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STUDY ?=
 OUT ?= figures
 
-.PHONY: venv reproduce test lint fetch-study clean-venv
+.PHONY: venv reproduce test lint fetch-study clean-venv device-wheels
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,16 @@ fetch-study:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Wheels for a lent GPU machine whose image (Python 3.12, x86-64) has torch, transformers, numpy, pandas, scipy,
+# nvidia-ml-py, typer and rich but not the rest: downloaded here into .whl/ (git-ignored), carried with the
+# working tree and installed there with --no-deps by scripts/device_env.sh, so their own dependencies are
+# listed too (CodeCarbon's). scripts/gpu_preflight.py checks the result on the machine.
+DEVICE_WHEELS ?= diffusers==0.42.1 importlib_metadata torchsde trampoline soxr soundfile torchao==0.17.0 \
+	codecarbon==3.3.2 arrow authlib joserfc pydantic pydantic-core annotated-types typing-inspection \
+	questionary prompt_toolkit wcwidth pycountry rapidfuzz cryptography cffi pycparser
+device-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux1_x86_64 -d .whl $(DEVICE_WHEELS)
+	@du -sh .whl

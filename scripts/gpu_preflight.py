@@ -33,5 +33,6 @@ if __name__ == "__main__":
     if absent:
         sys.exit("error: missing Python modules on this machine: "
                  + ", ".join(f"{m} ({DEVICE_MODULES[m]})" for m in absent)
-                 + "; carry their wheels (built for this machine's Python) in .whl/")
+                 + "; carry their wheels (built for this machine's Python) in .whl/: `make device-wheels` "
+                 "fetches them")
     print(f"preflight: {len(DEVICE_MODULES)} modules importable")
