@@ -220,6 +220,14 @@ def test_score_refuses_a_folder_as_its_output_before_loading_anything(tmp_path, 
     assert entries(tmp_path / "out") == set() and not (tmp_path / "s.csv").exists()
 
 
+def test_score_writes_its_tables_only_to_csv_names(tmp_path, capsys, clips):
+    refused(["score", "--generated", str(clips), "-o", str(tmp_path / "scores.txt")], capsys,
+            f"--out {tmp_path / 'scores.txt'} must end in .csv")
+    refused(["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv"), "--per-clip",
+             str(tmp_path / "per_clip.tsv")], capsys, "--per-clip", "must end in .csv")
+    assert entries(tmp_path) == {"clips", "clips/a.wav"}
+
+
 def test_levers_ceiling_checks_its_values_before_the_meter(tmp_path, capsys, no_meter):
     (tmp_path / "out").mkdir()
     refused(["levers", "ceiling", "--device", "cpu", "--out", str(tmp_path / "out")], capsys,

@@ -84,6 +84,14 @@ def folder_path(folder: Path, what: str = "output folder") -> Path:
     return folder
 
 
+def csv_name(path: Path, what: str = "output table", error: type[Exception] = TtaError) -> Path:
+    """``path`` when its name ends in ``.csv``: every table this project writes is a CSV file, and a name
+    without the suffix is more likely a mistaken argument than a wish for another format."""
+    if Path(path).suffix != ".csv":
+        raise error(f"{what} {path} must end in .csv")
+    return Path(path)
+
+
 def writable_file(path: Path, what: str = "output table") -> None:
     """The folder of ``path`` takes files and ``path`` itself, when it exists, can be appended to."""
     path = Path(path)

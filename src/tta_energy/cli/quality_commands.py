@@ -10,7 +10,7 @@ import typer
 from tta_energy.cli import checks
 from tta_energy.devices import DEVICE_HELP, chosen_device
 from tta_energy.errors import TtaError
-from tta_energy.fileio import write_csv_atomic
+from tta_energy.fileio import csv_name, write_csv_atomic
 from tta_energy.intervals import check_resamples
 from tta_energy.quality.profiles import (
     CLAP_PROFILES,
@@ -184,6 +184,7 @@ def register(app: typer.Typer) -> None:
             if not path.is_dir() and not path.parent.is_dir():
                 raise TtaError(f"output folder {path.parent} does not exist")
             checks.writable_file(path, option)  # a folder is refused; nothing is created
+            csv_name(path, option)
         if per_clip is not None and per_clip.resolve() == out.resolve():
             raise TtaError("--per-clip and --out must be different files")
         jobs = _jobs(generated, tree, reference, captions, model, dataset, steps, settings)

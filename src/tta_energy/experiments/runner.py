@@ -54,7 +54,7 @@ from tta_energy.experiments.grids import (
     run_order,
     spec,
 )
-from tta_energy.fileio import DEFAULT_AUDIO_DIR, DEFAULT_OUT_DIR, writable_file, writable_folder
+from tta_energy.fileio import DEFAULT_AUDIO_DIR, DEFAULT_OUT_DIR, csv_name, writable_file, writable_folder
 from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_levers
 from tta_energy.models.catalogue import check_generation, entry, model_names
 from tta_energy.precision import canonical_dtype, generation_precision
@@ -307,8 +307,7 @@ def check_options(opts: SweepOptions) -> None:
         raise SweepError(f"--levers {opts.levers.spec} fixes the precision: it cannot be combined "
                          "with the precision experiment")
     for e in opts.experiments:
-        if opts.out_path(e).suffix != ".csv":
-            raise SweepError(f"output table {opts.out_path(e)} must end in .csv")
+        csv_name(opts.out_path(e), error=SweepError)
     if opts.prompt is not None:
         check_request_limits(opts, what="--prompt")
     if opts.dtype is not None:
