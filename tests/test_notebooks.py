@@ -120,3 +120,11 @@ def test_reproduce_with_a_study_copy_and_h200_measurements(tmp_path):
     spread_table = pd.read_csv(figures / "tables" / reproduce.SPREAD_TABLE)  # the H200 rows only
     h200 = steps[steps["gpu_name"].str.contains("H200")]
     assert set(spread_table["model"]) == set(h200["model"]) and set(spread_table["experiment"]) == {"steps"}
+
+
+def test_reproduce_refuses_a_bootstrap_count_out_of_range_before_reading_anything(tmp_path, capsys):
+    assert reproduce.main(["--data", str(tmp_path / "none"), "--figures", str(tmp_path / "figures"),
+                           "--bootstrap", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --bootstrap must be from 0 (no resampling) to 100000 resamples, got -5")
+    assert not (tmp_path / "figures").exists()

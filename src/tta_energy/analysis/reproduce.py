@@ -40,6 +40,7 @@ from tta_energy.analysis import docs_numbers, efficiency, plots, spread, study_i
 from tta_energy.analysis.compare import platform_label
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
+from tta_energy.intervals import check_resamples
 
 if TYPE_CHECKING:
     from jupyter_client import KernelManager
@@ -439,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isolated", action="store_true", help="a fresh kernel per notebook (slower)")
     args = parser.parse_args(argv)
     try:
+        check_resamples(args.bootstrap)  # before the data are read
         reproduce(
             args.data,
             args.figures,
