@@ -237,12 +237,18 @@ def test_a_refused_campaign_run_makes_no_folder_no_lock_and_prints_only_the_erro
 
 
 # --- summary and analyze ------------------------------------------------------------------------------------
-def _table_without_source(folder: Path) -> Path:
+def _tiny_row(repeat: int = 0) -> dict:
+    """A valid run-table row of a tiny AudioLDM steps sweep."""
     row = schema.empty_row()
-    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=0, model="audioldm",
-               weights="random", size="tiny", dtype="float32", optimize="none", steps=2, denoiser_calls=2,
-               n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok", gpu_energy_J=1.0,
-               gpu_energy_method="nvml_counter", cpu_energy_method="unavailable")
+    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=repeat,
+               model="audioldm", weights="random", size="tiny", dtype="float32", optimize="none", steps=2,
+               denoiser_calls=2, n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok",
+               gpu_energy_J=1.0 + repeat, gpu_energy_method="nvml_counter", cpu_energy_method="unavailable")
+    return row
+
+
+def _table_without_source(folder: Path) -> Path:
+    row = _tiny_row()
     folder.mkdir(parents=True, exist_ok=True)
     table = folder / "steps.csv"
     pd.DataFrame([row]).drop(columns=["source"]).to_csv(table, index=False)
@@ -273,11 +279,7 @@ def test_analyze_names_the_run_table_that_lost_a_column(tmp_path, capsys, given)
 def test_analyze_refuses_a_table_given_twice_naming_both_copies(tmp_path, capsys):
     """A table and its copy: every row would count twice (a refusal, not a silent choice of one copy)."""
     table = tmp_path / "a" / "steps.csv"
-    row = schema.empty_row()
-    row.update(source="tta-energy", run_id="r", experiment="steps", config_id="c", repeat=0, model="audioldm",
-               weights="random", size="tiny", dtype="float32", optimize="none", steps=2, denoiser_calls=2,
-               n_prompts=1, waveforms_per_prompt=1, n_clips=1, status="ok", gpu_energy_J=1.0,
-               gpu_energy_method="nvml_counter", cpu_energy_method="unavailable")
+    row = _tiny_row()
     schema.append_row(table, row)
     copy = tmp_path / "b" / "steps.csv"
     copy.parent.mkdir()
@@ -286,6 +288,20 @@ def test_analyze_refuses_a_table_given_twice_naming_both_copies(tmp_path, capsys
     _refused(capsys, ["analyze", "--runs", str(table.parent), "--runs", str(copy), "--out", str(out)],
              f"1 run row(s) of {copy} are also in {table}", "give each table or study once")
     assert not out.exists()
+
+
+def test_analyze_says_a_run_table_lost_its_last_line_and_reads_the_rest(tmp_path, capsys):
+    table = tmp_path / "runs" / "steps.csv"
+    for repeat in range(3):
+        schema.append_row(table, _tiny_row(repeat))
+    with open(table, "a", encoding="utf-8") as fh:
+        fh.write(table.read_text(encoding="utf-8").splitlines()[-1][:40])  # a row in flight: no newline
+    main(["analyze", "--runs", str(table.parent), "--out", str(tmp_path / "out")])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: {table}: its last line is cut (a writer was killed mid-line): the row in "
+                        "flight is lost, the rows before it are read"]
+    summary = pd.read_csv(tmp_path / "out" / "steps_summary.csv")
+    assert int(summary["n_runs"].sum()) == 3
 
 
 def test_analyze_refuses_the_study_given_as_a_tree_and_as_its_import(tmp_path, capsys):

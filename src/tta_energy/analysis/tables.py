@@ -15,7 +15,7 @@ from tta_energy import schema
 from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
-from tta_energy.fileio import read_csv_exact
+from tta_energy.fileio import read_csv_exact, warn_if_cut
 from tta_energy.intervals import check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
@@ -180,6 +180,7 @@ def load_inputs(
     if runs and not run_files:
         raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
     for f in run_files:
+        warn_if_cut(f)  # the row a killed writer was appending is left out, and said so
         frames.append(schema.read_runs(f).assign(table_path=str(f)))  # power traces lie next to their table
         sources.append(str(f))
         run_sources.append(str(f))
