@@ -362,6 +362,22 @@ def block_levers_fp8_eager_h100(d: HasData) -> str:
                      f"`none` ({f['energy_per_clip_J'] / n['energy_per_clip_J']:.2f}x)" for n, f in pairs)
 
 
+def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
+    """A block: ``model``'s ``spec`` against `none` of the same H100 run (100 steps, batch 1): energy per
+    clip of each, the reduction, FLOP per joule and the latents error, per run that measured both."""
+
+    def block(d: HasData) -> str:
+        pairs = _same_run_pairs(read_levers(d.data, "h100"), model, spec)
+        if not pairs:
+            return _missing(d.data / "h100" / "levers.csv")
+        return "; ".join(
+            f"{s['energy_per_clip_J']:.0f} J per clip against {n['energy_per_clip_J']:.0f} J for `none` "
+            f"({n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x less, {s['flop_per_joule'] / 1e12:.3f} "
+            f"TFLOP/J, latents error {_sci(s['rel_error_latents'])})" for n, s in pairs)
+
+    return block
+
+
 def block_levers_audioldm_none(d: HasData) -> str:
     """AudioLDM's latents error of `none` at 100 steps, and whether `graphs` equals it to every digit."""
     levers = d.levers
@@ -554,6 +570,8 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-audioldm2-error": latents_error("audioldm2", "graphs"),
     "levers-audioldm2-graphs-h100": block_levers_audioldm2_graphs_h100,
     "levers-fp8-eager-h100": block_levers_fp8_eager_h100,
+    "levers-fp8-compiled-sao-h100": levers_against_none_h100("stable-audio-open", "compile-graphs,fp8"),
+    "levers-fp8-compiled-tango-h100": levers_against_none_h100("tango", "max,fp8,compile-blocks"),
     "levers-audioldm-none": block_levers_audioldm_none,
     "levers-audioldm-none-error": latents_error("audioldm", "none"),
     "levers-sao-reference": block_levers_sao_reference,
