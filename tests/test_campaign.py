@@ -491,6 +491,13 @@ def test_collect_merges_what_a_device_call_returned_once(tmp_path, tiny_campaign
     main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
     merged = schema.read_runs(tables / "steps.csv")
     assert sorted(merged["repeat"]) == [0, 1, 2, 3] and (merged["status"] == "ok").all()
+    capsys.readouterr()
+    # rows of a run no runs log names (a call killed outright, or a sweep's copy) are merged and said
+    schema.write_runs(returned / "steps.csv", pd.concat([schema.read_runs(returned / "steps.csv"),
+                                                         pd.DataFrame([_measured("killed", 4)])]))
+    main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    assert ("steps.csv: +1 rows (5 in all); 1 of them from 1 run(s) no runs log names (killed: a call killed "
+            "outright, or rows measured outside the campaign)") in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["campaign", "collect", str(tmp_path / "nothing"), "--campaign", str(tiny_campaign)])
     assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err

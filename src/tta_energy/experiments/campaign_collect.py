@@ -9,6 +9,7 @@ measured so far:
   decides (a row measured here and there is kept once; warm-ups kept). The new rows are appended in the order
   they were measured, so the lines already here stay as they are; only where the returned copy supersedes a
   local row (an ``error`` row measured again) is the table rewritten, sorted, by :func:`.resume.merge_into`;
+  the table's line counts the new rows of runs that no runs log names (:func:`unlogged_note`);
 - the runs log: the returned lines whose ``run_id`` is not logged yet, appended in their order;
 - traces: the returned files not present yet.
 
@@ -35,19 +36,32 @@ from tta_energy.fileio import warn_if_cut
 TRACES = "traces"
 
 
-def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[int, int]:
-    """Bring the rows ``theirs`` (a returned run table, read) into the table ``local``: (rows added, rows in
-    all)."""
+def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """Bring the rows ``theirs`` (a returned run table, read) into the table ``local``: (the rows it did not
+    hold before, rows added net of the local rows they superseded, rows in all)."""
     ours = schema.read_runs(local) if local.is_file() else theirs.iloc[0:0]
     merged = resume.deduplicate(pd.concat([ours, theirs], ignore_index=True))
     ours_keys, merged_keys = set(schema.row_keys(ours)), schema.row_keys(merged)
+    new = merged[~merged_keys.isin(ours_keys)].sort_values("timestamp", kind="stable")
     if not local.is_file() or not ours_keys <= set(merged_keys):  # new, or a local row superseded: rewrite
         schema.write_runs(local, resume.sort_table(merged))
-        return len(merged) - len(ours), len(merged)
-    new = merged[~merged_keys.isin(ours_keys)].sort_values("timestamp", kind="stable")
+        return new, len(merged) - len(ours), len(merged)
     for record in new.to_dict("records"):
         schema.append_row(local, {k: (np.nan if v is pd.NA else v) for k, v in record.items()})
-    return len(new), len(ours) + len(new)
+    return new, len(new), len(ours) + len(new)
+
+
+def unlogged_note(rows: pd.DataFrame, logged: set[str]) -> str:
+    """What a table's merge line adds about ``rows`` whose run no runs log names (neither here nor in the
+    returned copy): a call killed outright writes rows but no log line, and rows measured outside the
+    campaign (a sweep's copy) have none either, so they are merged and said, not refused."""
+    unlogged = rows[~rows["run_id"].astype(str).isin(logged)]
+    if unlogged.empty:
+        return ""
+    runs = sorted(set(unlogged["run_id"].astype(str)))
+    listed = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+    return (f"; {len(unlogged)} of them from {len(runs)} run(s) no runs log names ({listed}: a call killed "
+            "outright, or rows measured outside the campaign)")
 
 
 def collect_call(campaign: Campaign, returned: Path) -> list[str]:
@@ -77,10 +91,11 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     said: list[str] = []
     with campaign_locks(campaign, experiments, distributed.context_from_env({})):
         known = {str(line.get("run_id")) for line in read_runs_log(log)}  # as it is now, under the lock
+        logged = known | {str(line.get("run_id")) for line in calls}
         for experiment, theirs in frames.items():
             local = campaign.table(experiment)
-            added, total = merge_table(local, theirs)
-            said.append(f"{local}: {added:+d} rows ({total} in all)")
+            new, added, total = merge_table(local, theirs)
+            said.append(f"{local}: {added:+d} rows ({total} in all){unlogged_note(new, logged)}")
         new = [line for line in calls if str(line.get("run_id")) not in known]
         for line in new:
             append_jsonl(log, line)
