@@ -149,7 +149,8 @@ QUALITY = 'name = "quality"\ngrid = ["1"]\ncaptions = ["audiocaps"]\ncaption_lim
 @pytest.mark.parametrize(("entries", "fragment"), [
     (('name = "steps"\ngrid = ["1"]', 'name = "steps"\ngrid = ["0"]'),
      "experiment 2 (steps): steps grid value 0 must be >= 1"),
-    (('name = "steps"\ngrid = ["10", "10"]',), "experiment 1 (steps): steps grid repeats the value 10"),
+    (('name = "steps"\ngrid = ["10", "10"]',),
+     "experiment 1 (steps): steps grid values 10 and 10 make the same configuration (steps 10)"),
     (('name = "duration"\ngrid = ["5", "x"]',),
      "experiment 1 (duration): duration grid value 'x' is not a number"),
     (('name = "batch"\ngrid = ["1", "p1"]',),
@@ -347,4 +348,4 @@ def test_a_campaign_seed_outside_0_to_2_63_names_the_file(tmp_path, capsys):
     path = _campaign(tmp_path)
     path.write_text("seed = -1\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
     _refused(capsys, ["campaign", "plan", "--campaign", str(path)],
-             f"error: {path}: seed must be an integer from 0 to 2**63-1", "got -1")
+             f"error: {path}: seed must be an integer from 0 to 2**32-1", "got -1")

@@ -300,9 +300,10 @@ def test_more_waveforms_per_call_than_the_bound_are_refused_by_every_command_bef
                    absent=(tmp_path / "x.wav",))
     one_error_line(capsys, [*GENERATE, "--batch", "100000000", "--out", str(tmp_path / "x.wav")],
                    "got 100000000")
-    for grid in (too_many, f"p{too_many}"):
+    for grid in (too_many, f"p{too_many}"):  # the batch grid's own forms bound a call below the limit
         one_error_line(capsys, [*SWEEP, "-e", "batch", "--device", "cpu", "--grid", grid, "--out",
-                                str(tmp_path / "b.csv")], f"batch grid value {grid!r}", said)
+                                str(tmp_path / "b.csv")], f"batch grid value {grid!r}: use B waveforms",
+                       "B and N one of 1, 2, 5, 10")
     for dry_run in ([], ["--dry-run"]):
         one_error_line(capsys, ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu",
                                 "--out-dir", str(tmp_path / "raw"), "--batches", f"1,{too_many}", *dry_run],
@@ -341,12 +342,12 @@ def seed_commands(tmp_path: Path, clips: Path) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("index", range(5), ids=["generate", "sweep", "levers-run", "analyze", "score"])
-@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999"])
-def test_every_command_refuses_a_seed_outside_0_to_2_63_before_any_work(tmp_path, capsys, clips, no_meter,
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999"])
+def test_every_command_refuses_a_seed_outside_0_to_2_32_before_any_work(tmp_path, capsys, clips, no_meter,
                                                                         index, seed):
     before = entries(tmp_path)
     refused([*seed_commands(tmp_path, clips)[index], "--seed", seed], capsys,
-            f"--seed must be an integer from 0 to 2**63-1 (9223372036854775807), got {seed}")
+            f"--seed must be an integer from 0 to 2**32-1 (4294967295), got {seed}")
     assert entries(tmp_path) == before
 
 
@@ -354,7 +355,7 @@ def test_the_seed_rule_takes_its_whole_range():
     from tta_energy.cli import checks
     from tta_energy.errors import MAX_SEED, TtaError
 
-    assert checks.seed(0) == 0 and checks.seed(MAX_SEED) == 2**63 - 1
+    assert checks.seed(0) == 0 and checks.seed(MAX_SEED) == 2**32 - 1
     with pytest.raises(TtaError, match="got True"):
         checks.seed(True)
 

@@ -134,7 +134,7 @@ def test_a_step_count_or_batch_below_one_names_the_option_and_the_value(tmp_path
     ("duration_s = -1.0", ("[levers]", "duration_s must be > 0 seconds, got -1.0")),
     ("call_budget_s = inf", ("[levers]", "call_budget_s must be a finite number of seconds, got inf")),
     ('seed = "x"', ("[levers]", "seed must be an integer", "'x'")),
-    ("seed = -1", ("[levers]", "seed must be an integer from 0 to 2**63-1", "got -1")),
+    ("seed = -1", ("[levers]", "seed must be an integer from 0 to 2**32-1", "got -1")),
     ('call_budget_s = "long"', ("[levers]", "call_budget_s must be", "'long'")),
     ("batches = [true]", ("batches must be a non-empty list of integers",)),
     ("[levers.model.audioldm]\nrepeats = 1.5", ("[levers.model.audioldm]", "repeats must be an integer")),

@@ -45,8 +45,9 @@ def test_batch_makes_ten_clips_per_layout_and_a_distinct_prompt_batch():
         assert sorted(c.call_index for c in calls) == list(range(len(calls)))
     distinct = by_layout[(10, 1)][0]
     assert len(set(distinct.prompts)) == 10
-    with pytest.raises(SweepError, match="cannot be split into calls of 3: use B waveforms .* 1, 2, 5, 10"):
-        configs("batch", grid=["3"])
+    for grid in ("3", "0", "p0", "20"):
+        with pytest.raises(SweepError, match=f"batch grid value '{grid}': use B waveforms .* 1, 2, 5, 10"):
+            configs("batch", grid=[grid])
 
 
 @pytest.mark.parametrize("grid", ["5x2", "p", "px", "2.5"])
@@ -83,12 +84,13 @@ def test_a_configuration_label_names_its_experiment_once(experiment, grid, label
 
 
 @pytest.mark.parametrize(("experiment", "grid", "message"), [
-    ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"), ("steps", ["10", "10"], "repeats"),
+    ("steps", ["ten"], "not an integer"), ("steps", ["0"], ">= 1"),
+    ("steps", ["10", "10"], "make the same configuration"),
     ("duration", ["-1"], "> 0"), ("duration", ["inf"], "must be a finite number"),
     ("duration", ["nan"], "duration grid value must be a finite number, got nan"),
     ("guidance", ["x"], "not a number or 'default'"), ("guidance", ["-1"], ">= 0"),
     ("guidance", ["nan"], "guidance grid value must be a finite number"),  # a NaN scale: every waveform NaN
-    ("batch", ["0"], "must be >= 1"), ("batch", ["p0"], "must be >= 1"),
+    ("batch", ["0"], "use B waveforms"), ("batch", ["p0"], "use B waveforms"),
     ("precision", ["fp8"], "unknown dtype"),
 ])
 def test_bad_grid_values_are_one_line_errors(experiment, grid, message):

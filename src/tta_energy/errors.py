@@ -27,17 +27,17 @@ def positive_number(value: float, what: str, *, allow_zero: bool = False, unit: 
     return number
 
 
-#: the largest seed: a seed is an integer 0..2**63-1, which every seeded generator here takes (torch's
-#: ``manual_seed``, numpy's ``default_rng``, ``random.Random``) and the run tables' int64 ``seed`` column
-#: holds
-MAX_SEED = 2**63 - 1
+#: the largest seed: a seed is an integer 0..2**32-1, the range of the narrowest seeded generator here
+#: (numpy's legacy ``RandomState``, which FAD-inf's fadtk procedure uses); torch's ``manual_seed``, numpy's
+#: ``default_rng`` and ``random.Random`` take it too
+MAX_SEED = 2**32 - 1
 
 
 def seed_number(value: int, what: str = "--seed", *, error: type[TtaError] = TtaError) -> int:
     """``value`` when it is an integer from 0 to :data:`MAX_SEED`, else ``error`` with one line naming
     ``what`` and the range: the one rule every command's ``--seed`` and every file's seed is checked by."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise error(f"{what} must be an integer from 0 to 2**63-1 ({MAX_SEED}), got {value!r}")
+        raise error(f"{what} must be an integer from 0 to 2**32-1 ({MAX_SEED}), got {value!r}")
     return value
 
 

@@ -87,7 +87,7 @@ def positive(value: float | None, option: str, *, allow_zero: bool = False, unit
 
 
 def seed(value: int) -> int:
-    """``--seed``: an integer from 0 to 2**63-1 (:func:`seed_number`)."""
+    """``--seed``: an integer from 0 to 2**32-1 (:func:`seed_number`)."""
     return seed_number(value, "--seed")
 
 
