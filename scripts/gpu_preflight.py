@@ -11,6 +11,7 @@ batch > 1).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 
@@ -24,8 +25,22 @@ DEVICE_MODULES: dict[str, str] = {
 }
 
 
+#: the modules carried as wheels and installed with --no-deps: imported, not just found, so that a
+#: dependency of theirs missing from .whl/ stops the preflight too
+IMPORTED = ("diffusers", "codecarbon", "torchsde", "soxr", "soundfile")
+
+
 def missing_modules() -> list[str]:
-    return [name for name in DEVICE_MODULES if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in DEVICE_MODULES:
+        try:
+            if name in IMPORTED:
+                importlib.import_module(name)
+            elif importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ def test_idle_refuses_a_negative_cuda_index(capsys):
     assert line == "error: --device -1 is not a CUDA index: use 0, 1, ... (default: every GPU)"
 
 
+def test_idle_refuses_a_cuda_index_this_machine_lacks(capsys, monkeypatch):
+    monkeypatch.setattr(meter_commands, "_visible_cuda_devices", lambda: [0])
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    line = refused(capsys, ["meter", "idle", "--device", "3", "--seconds", "0.5"])
+    assert line == "error: --device cuda:3: torch sees 1 GPU(s), cuda:0 to cuda:0"
+
+
 def test_info_lists_the_backends(meter_app):
     result = CliRunner().invoke(meter_app, ["meter", "info"])
     assert result.exit_code == 0, result.output

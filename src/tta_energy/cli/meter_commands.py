@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tta_energy.devices import check_device
 from tta_energy.errors import TtaError
 
 
@@ -41,12 +42,10 @@ def register(app: typer.Typer) -> None:
         if negative:
             raise TtaError(f"--device {negative[0]} is not a CUDA index: use 0, 1, ... (default: every GPU)")
         console = Console()
-        devices = list(device) if device else _visible_cuda_devices()
         visible = _visible_cuda_devices()
-        missing = [i for i in devices if visible and i not in visible]
-        if missing:
-            raise TtaError(f"--device {missing[0]}: this machine has CUDA devices "
-                           f"{visible[0]}..{visible[-1]}")
+        devices = list(device) if device else visible
+        for index in devices if visible else ():  # without a GPU: the NaN line below says so
+            check_device(f"cuda:{index}")  # one rule for an index this machine lacks
         meter = EnergyMeter(device_indices=devices, codecarbon=False)
         if not meter.gpu_available:
             console.print(f"[yellow]No NVIDIA GPU / NVML here: {meter.unavailable_reason}.[/yellow]")

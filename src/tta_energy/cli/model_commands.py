@@ -143,8 +143,9 @@ def register(app: typer.Typer) -> None:
         nonfinite = nonfinite_audio(result.waveforms)  # a WAV of NaN samples is no audio: none is written
         if nonfinite is not None:
             default = catalogue.entry(model).defaults.guidance_scale
+            half = "" if dtype == "float32" else f" or, in {dtype}, try --dtype float32"
             raise TtaError(f"the audio came out NaN/Inf ({nonfinite}); nothing was written: lower --guidance "
-                           f"(the model's default is {default:g}) or, in half precision, try --dtype float32")
+                           f"(the model's default is {default:g}){half}")
         paths = write_clips(out, result.waveforms, result.sample_rate)
         shown = str(paths[0]) if len(paths) == 1 else f"{clip_paths(out, len(paths))[0]} .. {paths[-1].name}"
         clip_s = result.waveforms.shape[-1] / result.sample_rate
