@@ -443,9 +443,19 @@ def test_sweep_refuses_an_option_its_experiments_would_ignore(tmp_path, capsys, 
     assert entries(tmp_path) == set()
 
 
-def test_an_option_one_experiment_of_the_run_uses_is_accepted():
-    from tta_energy.experiments.grids import check_options_used
+@pytest.mark.parametrize(("given", "with_user", "without_user"), [
+    (["--steps"], ["steps", "batch"], ["steps", "quality"]),
+    (["--limit"], ["steps", "quality"], ["steps", "batch"]),
+    (["--prompt"], ["quality", "batch"], ["quality"]),
+    (["--duration"], ["duration", "guidance"], ["duration"]),
+    (["--dtype"], ["precision", "steps"], ["precision"]),
+])
+def test_an_option_is_accepted_when_one_experiment_of_the_run_uses_it(given, with_user, without_user):
+    """The same option passes beside an experiment that uses it and is refused when none of the run does."""
+    from tta_energy.experiments.grids import SweepError, check_options_used
 
-    check_options_used(["--steps", "--limit", "--prompt"], ["steps", "quality", "batch"])
-    check_options_used(["--duration", "--dtype"], ["duration", "precision", "guidance"])
-    check_options_used([], ["steps"])
+    assert check_options_used(given, with_user) is None
+    with pytest.raises(SweepError, match=f"{given[0]} has no effect with --experiment "
+                                         f"{','.join(without_user)}"):
+        check_options_used(given, without_user)
+    assert check_options_used([], without_user) is None  # an option left at its default is never refused
