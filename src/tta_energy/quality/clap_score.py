@@ -83,12 +83,12 @@ def bare_file_name(name: str) -> bool:
 
 def check_caption_file_names(df: pd.DataFrame, path: Path) -> None:
     """Every ``file_name`` is a bare file name: the quality sweep writes each clip as
-    ``<audio-dir>/<model>/<dataset>/<steps>/<file_name>``, and a path there (``../x.wav``, ``a/b.wav``, an
-    absolute one) would put it outside that folder, or over another file."""
+    ``<audio-dir>/<model>/<dataset>/<steps>/<file_name>`` and ``score`` reads it from the same place, so a
+    path there (``../x.wav``, ``a/b.wav``, an absolute one) would point outside that folder."""
     for i, name in enumerate(df["file_name"]):
         if not bare_file_name(name):
             raise CaptionError(f"{path}: row {i + 2} has file_name {name!r}: a bare file name is expected "
-                               "(no folder, '..' or absolute path): clips are written as "
+                               "(no folder, '..' or absolute path): each clip lives at "
                                "<audio-dir>/<model>/<dataset>/<steps>/<file_name>")
 
 
