@@ -186,11 +186,18 @@ def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
+def check_required_columns(columns: Iterable[str], where: str, error: type[TtaError] | None = None) -> None:
+    """Every required column of the schema is among ``columns``; else one line naming ``where`` and those
+    missing (``error``: SchemaError unless given)."""
+    present = set(columns)
+    missing = [c.name for c in COLUMNS if c.required and c.name not in present]
+    if missing:
+        raise (error or SchemaError)(f"{where}: missing column(s) {', '.join(missing)}")
+
+
 def validate(df: pd.DataFrame, where: str = "run table") -> pd.DataFrame:
     """Check and coerce a run table; raise SchemaError naming ``where`` and the column on failure."""
-    missing = [c.name for c in COLUMNS if c.required and c.name not in df.columns]
-    if missing:
-        raise SchemaError(f"{where}: missing column(s) {', '.join(missing)}")
+    check_required_columns(df.columns, where)
     df = _coerce(df.copy(), where)
     for name in ENERGY_COLUMNS:
         if name in df.columns and (df[name] < -1e-9).any() and name != "gpu_energy_net_J":
@@ -359,9 +366,7 @@ def check_appendable(path: str | Path, error: type[TtaError] = SchemaError) -> N
         shown = ", ".join(columns[:5]) + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
         raise error(f"{path} is not a run table (its columns: {shown}): rows go only into a run table or a "
                     "new file")
-    missing = [c.name for c in COLUMNS if c.required and c.name not in columns]
-    if missing:
-        raise error(f"{path}: missing column(s) {', '.join(missing)}")
+    check_required_columns(columns, str(path), error)
 
 
 def append_row(path: str | Path, row: Mapping[str, object]) -> None:
