@@ -83,10 +83,18 @@ if [[ "$PART" == collect ]]; then
     tar xzf "$tarball" && found=1
   done
   ((found)) || { echo "no levers-part*.tar.gz under $2" >&2; exit 2; }
-  for tarball in "$2"/levers/levers-references.tar.gz "$2"/levers-references.tar.gz \
-                 "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
-    # paths inside: <out_dir>/levers/references/...; .cache/compile/... (git-ignored; carry it)
-    [[ -e "$tarball" ]] && tar xzf "$tarball"
+  for tarball in "$2"/levers/levers-references.tar.gz "$2"/levers-references.tar.gz; do
+    # paths inside: <out_dir>/levers/references/...: the call's whole folder, stale ones removed there, so a
+    # stored reference it does not list is removed here too
+    [[ -e "$tarball" ]] || continue
+    listed=$(tar tzf "$tarball" | grep '\.npz$')
+    for stored in "$ROOT"/references/*.npz; do
+      [[ -e "$stored" ]] && ! grep -qxF "$stored" <<<"$listed" && rm -f "$stored" && echo "removed $stored"
+    done
+    tar xzf "$tarball"
+  done
+  for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
+    [[ -e "$tarball" ]] && tar xzf "$tarball"  # paths inside: .cache/compile/... (git-ignored; carry it)
   done
   mkdir -p "$TABLES/logs"
   for log in "$2"/levers/log-levers-*.txt "$2"/log-levers-*.txt; do [[ -e "$log" ]] && cp "$log" "$TABLES/logs/"; done
@@ -162,6 +170,12 @@ if [[ -n "${OUT:-}" ]]; then
   parts=()
   for d in "${OUTDIRS[@]}"; do [[ -d "$d" ]] && parts+=("$d"); done  # a process that wrote nothing has none
   ((${#parts[@]})) && tar czf "$OUT/levers/levers-part$PART.tar.gz" --exclude='.*.tmp' "${parts[@]}"
+  # references this device can never load again (older models' code or torch) are removed before packing;
+  # collect mirrors the folder, so the tree the next call carries stays within its 64 MiB
+  [[ -d "$ROOT/references" ]] && "$PY" -c 'import sys
+from pathlib import Path
+from tta_energy.levers.references import prune_stale_here
+for path in prune_stale_here(Path(sys.argv[1])): print("stale reference removed:", path.name)' "$ROOT/references"
   [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" --exclude='.*.tmp' \
     "$ROOT/references"
   mkdir -p .cache/levers-calls  # for a call chained on this machine (above)

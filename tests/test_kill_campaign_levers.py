@@ -12,6 +12,7 @@ at least ``MIN_WINDOW_S``, so the stop lands inside a generation rather than aft
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -278,3 +279,22 @@ def test_a_reference_killed_mid_write_is_not_stored_and_a_damaged_one_is_compute
     assert np.array_equal(reloaded[0].waveforms, expected.waveforms)
     assert np.array_equal(reloaded[0].latents, expected.latents)
     assert (reloaded[0].sample_rate, reloaded[0].denoiser_calls) == (16000, 2)
+
+
+def test_stale_references_of_this_device_are_pruned_others_kept(tmp_path):
+    """A reference of another code or torch version on this device can never be loaded again: pruned, so the
+    folder a device call carries stays small; another device's references and unreadable files stay."""
+    folder = tmp_path / "refs"
+    current = _key()
+    old_code = dataclasses.replace(current, code="1" * 16)
+    old_torch = dataclasses.replace(current, torch="1")
+    other_device = dataclasses.replace(current, code="1" * 16, device="NVIDIA H200")
+    for key in (current, old_code, old_torch, other_device):
+        references.store_reference(key, folder, _output(), 1.5)
+    (folder / "cut-10steps-b1-0.npz").write_bytes(b"PK")
+    removed = references.prune_stale(folder, "cpu", "2", "0" * 16)
+    assert sorted(removed) == sorted([old_code.path(folder), old_torch.path(folder)])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [current.path(folder).name, other_device.path(folder).name, "cut-10steps-b1-0.npz"])
+    assert references.load_reference(current, folder) is not None
+    assert references.prune_stale(folder, "cpu", "2", "0" * 16) == []  # nothing more to remove

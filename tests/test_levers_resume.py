@@ -14,12 +14,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, refused, tiny_levers_options
 
 from tta_energy import schema
 from tta_energy.levers import calls, experiment, references, tables
+from tta_energy.models.base import GenerationOutput
 from tta_energy.models.registry import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -181,8 +183,23 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
         return subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo,
                               env={**env, "OUT": str(out)}, capture_output=True, text=True, check=False)
 
+    def plant_stale_reference() -> Path:  # this device's, computed with other models' code: never loadable
+        import torch
+
+        key = references.ReferenceKey(model="audioldm", size="tiny", weights="random", steps=2, batch=1,
+                                      duration_s=1.0, seed=0, prompt="rain", code="f" * 16,
+                                      torch=torch.__version__, device="cpu")
+        out = GenerationOutput(np.zeros((1, 160), np.float32), 16000, 2, None)
+        return references.store_reference(key, repo / "data" / "cpu" / "levers" / "references", out, 1.0)
+
+    stale = plant_stale_reference()
     first = call(1)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert f"stale reference removed: {stale.name}" in first.stdout
+    returned = subprocess.run(["tar", "tzf", str(tmp_path / "out1" / "levers" / "levers-references.tar.gz")],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert [Path(p).name for p in returned if p.endswith(".npz")] == [p.name for p in stale.parent.iterdir()]
+    assert stale.name not in returned and len(returned) > 1
     parts = list((repo / "data" / "cpu" / "levers").glob("partplan-*"))  # the plan's out_dir
     assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
     shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's
@@ -206,11 +223,15 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert "plan.toml: nothing left to measure" in dispatched.stdout
 
     shutil.rmtree(repo / "data")  # here, after the calls: collect finds the out_dir in the returned part
+    stale = plant_stale_reference()  # and mirrors the returned references folder: the stale one goes
     collected = subprocess.run(["bash", "scripts/gpu_levers.sh", "collect", str(tmp_path / "out1")], cwd=repo,
                                env=env, capture_output=True, text=True, check=False)
     assert collected.returncode == 0, collected.stdout + collected.stderr
     collected_parts = (repo / "data" / "cpu" / "levers").glob("partplan-*")
     assert [p.name for p in collected_parts] == [parts[0].name]
+    assert not stale.exists() and f"removed {stale.relative_to(repo)}" in collected.stdout
+    assert sorted(p.name for p in stale.parent.iterdir()) == sorted(
+        Path(p).name for p in returned if p.endswith(".npz"))
     cpu_tables = repo / "data" / "cpu"
     assert (cpu_tables / "levers.csv").is_file() and list((cpu_tables / "logs").iterdir())
 

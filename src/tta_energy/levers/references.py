@@ -132,3 +132,29 @@ def stored_keys(folder: Path, model: str, size: str, steps: int) -> list[dict]:
         except UNREADABLE:
             continue
     return keys
+
+
+def prune_stale(folder: Path, device: str, torch_version: str, code: str) -> list[Path]:
+    """Remove the references in ``folder`` computed on ``device`` with another torch or models' code than
+    ``torch_version`` and ``code``: no later call on that device can load them, and the folder travels with
+    every device call, whose working tree is bounded (64 MiB). References of other devices, and unreadable
+    files (computed again anyway), are left alone. Returns the removed paths."""
+    removed = []
+    for path in sorted(Path(folder).glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                key = json.loads(str(data["key"]))
+        except UNREADABLE:
+            continue
+        if key.get("device") == device and (key.get("torch"), key.get("code")) != (torch_version, code):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def prune_stale_here(folder: Path) -> list[Path]:
+    """:func:`prune_stale` for this process's device (``cuda:0`` when there is one), torch and code."""
+    import torch
+
+    device = device_label("cuda:0" if torch.cuda.is_available() else "cpu")
+    return prune_stale(folder, device, torch.__version__, code_version())
