@@ -459,3 +459,36 @@ def test_an_option_is_accepted_when_one_experiment_of_the_run_uses_it(given, wit
                                          f"{','.join(without_user)}"):
         check_options_used(given, without_user)
     assert check_options_used([], without_user) is None  # an option left at its default is never refused
+
+
+@pytest.mark.parametrize("command", ["sweep", "generate", "levers-ceiling", "score", "score-per-clip"])
+def test_an_output_file_in_a_folder_that_does_not_exist_is_refused_by_every_command(
+        tmp_path, capsys, clips, no_meter, command):
+    """One rule: a command creates the folders it is given (--out-dir), never the folder of a file it is
+    given, where a mistyped path would become a new folder."""
+    missing = tmp_path / "nope"
+    argv = {
+        "sweep": [*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(missing / "steps.csv")],
+        "generate": [*GENERATE, "--out", str(missing / "a.wav")],
+        "levers-ceiling": ["levers", "ceiling", "--device", "cpu", "--out", str(missing / "ceiling.csv")],
+        "score": ["score", "--generated", str(clips), "-o", str(missing / "s.csv"), "--device", "cpu"],
+        "score-per-clip": ["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv"), "--device", "cpu",
+                           "--per-clip", str(missing / "per_clip.csv")],
+    }[command]
+    before = entries(tmp_path)
+    refused(argv, capsys, f"output folder {missing} does not exist")
+    assert entries(tmp_path) == before
+
+
+def test_a_sweep_creates_the_tables_folder_it_is_given(tmp_path, capsys, monkeypatch):
+    """--out-dir names a folder: made when missing (with its parents), before any model is built."""
+    from tta_energy.experiments import runner
+
+    def stop(*_args, **_kwargs):
+        raise SystemExit(7)
+
+    monkeypatch.setattr(runner, "table_locks", stop)  # checks done, nothing measured
+    out_dir = tmp_path / "a" / "tables"
+    with pytest.raises(SystemExit) as stopped:
+        main([*SWEEP, "-e", "steps", "--device", "cpu", "--out-dir", str(out_dir)])
+    assert stopped.value.code == 7 and out_dir.is_dir() and not any(out_dir.iterdir())

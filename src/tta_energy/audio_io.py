@@ -12,7 +12,7 @@ import numpy as np
 import soundfile
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path, folder_path
+from tta_energy.fileio import atomic_path, output_file_folder
 
 WAV_SUBTYPE = "FLOAT"
 
@@ -34,9 +34,7 @@ def check_wav_path(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".wav":
         raise TtaError(f"output file {path} must end in .wav")
-    if not path.parent.is_dir():
-        folder_path(path.parent, "output folder")
-        raise TtaError(f"output folder {path.parent} does not exist")
+    output_file_folder(path)
     if path.is_dir():
         raise TtaError(f"output file {path} is a folder: a file is expected")
     return path

@@ -92,12 +92,25 @@ def csv_name(path: Path, what: str = "output table", error: type[Exception] = Tt
     return Path(path)
 
 
+def output_file_folder(path: Path) -> Path:
+    """The folder of the output file ``path``, which must exist: a command creates the folders it is given
+    (``--out-dir``, ``--audio-dir``), never the folder of a file it is given, where a mistyped path would
+    otherwise become a new folder. Else :class:`TtaError` with one line (a file in the folder's place, or
+    above it, is named as a file)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        folder_path(folder, "output folder")
+        raise TtaError(f"output folder {folder} does not exist")
+    return folder
+
+
 def writable_file(path: Path, what: str = "output table") -> None:
-    """The folder of ``path`` takes files and ``path`` itself, when it exists, can be appended to."""
+    """The folder of ``path`` exists (:func:`output_file_folder`) and takes files, and ``path`` itself, when
+    it exists, can be appended to."""
     path = Path(path)
     if path.is_dir():
         raise TtaError(f"{what} {path} is a folder: give a file name")
-    writable_folder(path.parent, f"folder of the {what}")
+    writable_folder(output_file_folder(path), f"folder of the {what}")
     if path.exists():
         try:
             with open(path, "ab"):

@@ -181,8 +181,6 @@ def register(app: typer.Typer) -> None:
         for path, option in ((out, "--out"), (per_clip, "--per-clip")):
             if path is None:
                 continue
-            if not path.is_dir() and not path.parent.is_dir():
-                raise TtaError(f"output folder {path.parent} does not exist")
             checks.writable_file(path, option)  # a folder is refused; nothing is created
             csv_name(path, option)
         if per_clip is not None and per_clip.resolve() == out.resolve():

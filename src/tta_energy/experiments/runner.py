@@ -680,6 +680,8 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[S
 def check_writable(opts: SweepOptions, ctx: distributed.DistContext) -> None:
     """Every table (and the audio folder) takes files, and an existing one is a run table: a full sweep never
     ends on a write error, and another CSV named as the output is refused before a lock or a model is made."""
+    if opts.out is None:  # the tables' folder is made; a table named with --out goes to a folder that exists
+        writable_folder(Path(opts.out_dir or DEFAULT_OUT_DIR), "output folder")
     for e in opts.experiments:
         out = opts.out_path(e)
         for table in (out, *resume.shard_paths(out)):
@@ -696,6 +698,8 @@ def table_locks(opts: SweepOptions, ctx: distributed.DistContext) -> Iterator[No
     """Hold the lock of every table this process writes, for the whole sweep: rank 0 the tables, each rank
     of torchrun its shard files (:func:`.resume.hold_locks`)."""
     tables = []
+    if opts.out is None:  # the tables' folder is made; a table named with --out goes to a folder that exists
+        writable_folder(Path(opts.out_dir or DEFAULT_OUT_DIR), "output folder")
     for e in opts.experiments:
         out = opts.out_path(e)
         if ctx.is_main:

@@ -149,8 +149,8 @@ def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int
         raise LeversError(f"--n must be >= 16 (the matrix size), got {n}")
     dev = chosen_device(device)
     check_precision(precision, dev)  # every value, before the meter starts (and warns)
-    if out is not None and Path(out).exists():
-        writable_file(Path(out), "--out")  # a folder is refused, a file must take a row (a new one is made)
+    if out is not None:  # a folder is refused, its folder must exist, a file must take a row (or be made)
+        writable_file(Path(out), "--out")
     check_gpu(device, dev)
     meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
     with meter:
