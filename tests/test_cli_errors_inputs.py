@@ -472,8 +472,8 @@ def test_an_output_file_in_a_folder_that_does_not_exist_is_refused_by_every_comm
         "generate": [*GENERATE, "--out", str(missing / "a.wav")],
         "levers-ceiling": ["levers", "ceiling", "--device", "cpu", "--out", str(missing / "ceiling.csv")],
         "score": ["score", "--generated", str(clips), "-o", str(missing / "s.csv"), "--device", "cpu"],
-        "score-per-clip": ["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv"), "--device", "cpu",
-                           "--per-clip", str(missing / "per_clip.csv")],
+        "score-per-clip": ["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv"), "--device",
+                           "cpu", "--per-clip", str(missing / "per_clip.csv")],
     }[command]
     before = entries(tmp_path)
     refused(argv, capsys, f"output folder {missing} does not exist")
