@@ -51,11 +51,12 @@ clean-venv:
 # Wheels for a lent GPU machine whose image (Python 3.12, x86-64) has torch, transformers, numpy, pandas, scipy,
 # nvidia-ml-py, typer and rich but not the rest: downloaded here into .whl/ (git-ignored), carried with the
 # working tree and installed there with --no-deps by scripts/device_env.sh, so their own dependencies are
-# listed too (CodeCarbon's tracker; its login CLI's authlib, cryptography and questionary are left out, so
-# that the wheels and the tracked data fit the 64 MiB a device call carries). scripts/gpu_preflight.py
-# checks the result on the machine.
-DEVICE_WHEELS ?= diffusers==0.42.1 importlib_metadata torchsde trampoline soxr soundfile torchao==0.17.0 \
-	codecarbon==3.3.2 arrow pydantic pydantic-core annotated-types typing-inspection pycountry rapidfuzz
+# listed too (CodeCarbon's tracker; soundfile's cffi; CodeCarbon's login CLI, authlib, cryptography and
+# questionary, is left out, so that the wheels and the tracked data fit the 64 MiB a device call carries).
+# scripts/gpu_preflight.py checks the result on the machine.
+DEVICE_WHEELS ?= diffusers==0.42.1 importlib_metadata torchsde trampoline soxr soundfile cffi pycparser \
+	torchao==0.17.0 codecarbon==3.3.2 arrow pydantic pydantic-core annotated-types typing-inspection \
+	pycountry rapidfuzz
 device-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
