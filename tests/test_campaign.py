@@ -328,6 +328,10 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     windows = windows[windows["run_id"] == log[0]["run_id"]]["meter_window_s"]
     assert len(windows) == 8 and log[0]["measured_s"] == pytest.approx(windows.sum(), abs=0.002)
     assert {"command", "start_utc", "end_utc", "git_commit", "host_cpu_model", "gpu_name"} <= set(log[0])
+    # where the time outside the windows went: every phase timed, together within what the windows leave
+    phases = log[0]["phases_s"]
+    assert list(phases) == list(cp.PHASES) and all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= log[0]["wall_s"] - log[0]["measured_s"] + 0.01
     # status: one JSON object per cell
     main(["campaign", "status", "--campaign", str(path), "--json"])
     cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -400,8 +404,10 @@ def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, tiny_campai
     path = tiny_campaign
     tables = tmp_path / "tables"
     lines = [
-        {"wall_s": 100.0, "measured_s": 80.0, "rows": {"steps": 10}, "world_size": 1},
-        {"wall_s": 60.0, "measured_s": 40.0, "rows": {"steps": 1, "quality": 3}, "world_size": 2},
+        {"wall_s": 100.0, "measured_s": 80.0, "rows": {"steps": 10}, "world_size": 1,
+         "phases_s": {"before_meter": 6.0, "meter_start": 2.0, "builds": 3.0, "idle": 3.0}},
+        {"wall_s": 60.0, "measured_s": 40.0, "rows": {"steps": 1, "quality": 3}, "world_size": 2,
+         "phases_s": {"before_meter": 9.0}},  # rank 0's only: not in the breakdown
         {"wall_s": 5.0, "measured_s": 0.0, "rows": {}, "world_size": 1},  # stopped by its budget
     ]
     tables.mkdir()
@@ -415,8 +421,13 @@ def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, tiny_campai
     assert by["steps"]["gpu_s"] == pytest.approx(100 + 120 / 4) and by["steps"]["rows"] == 11
     assert by["quality"]["gpu_s"] == pytest.approx(120 * 3 / 4) and by["quality"]["calls"] == 1
     assert by["(none)"]["gpu_s"] == pytest.approx(5)
+    assert cost["outside_windows"] == {"calls": 1, "before_meter": 6.0, "meter_start": 2.0, "builds": 3.0,
+                                       "idle": 3.0, "between_windows": 6.0}  # 100 - 80 - 14
     main(["campaign", "cost", "--campaign", str(path)])
-    assert "above the target 1.15" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "above the target 1.15" in out
+    assert ("outside the windows, in the 1 call(s) that time it: before meter 6 s, meter start 2 s, "
+            "builds 3 s, idle 3 s, between windows 6 s") in out
     main(["campaign", "status", "--campaign", str(path)])
     assert "3 campaign call(s): 225 GPU s" in capsys.readouterr().out
     assert cp.campaign_cost([])["overhead"] is None

@@ -153,6 +153,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{row['experiment']:<12}{row['calls']:>7}{row['rows']:>7}{row['gpu_s']:>10,.0f}")
         typer.echo(f"{'total':<26}{cost['gpu_s']:>10,.0f}")
         typer.echo(f"measured windows {cost['measured_s']:,.0f} s; overhead {overhead_text(cost)}")
+        outside = dict(cost["outside_windows"])
+        if outside.pop("calls"):
+            parts = ", ".join(f"{k.replace('_', ' ')} {v:,.0f} s" for k, v in outside.items())
+            calls = cost["outside_windows"]["calls"]
+            typer.echo(f"outside the windows, in the {calls} call(s) that time it: {parts}")
 
     @campaign_app.command("collect")
     def collect_cmd(returned: Path = typer.Argument(..., help="a device call's copy of the campaign's folder "

@@ -166,6 +166,12 @@ class RunOptions:
     command: str = ""  # recorded in campaign_runs.jsonl (default: this process's command line)
 
 
+#: the parts of a call's time outside its measured windows that it times and logs (``phases_s``): the checks,
+#: plan and table reads before the meter starts; the meter's start (NVML, CodeCarbon, the trace); the model
+#: builds; the idle baseline. What is left of the wall time is the host's work between windows.
+PHASES = ("before_meter", "meter_start", "builds", "idle")
+
+
 @dataclass
 class RunResult:
     rows: Counter = field(default_factory=Counter)  # experiment -> measured rows written (warm-ups apart)
@@ -174,6 +180,8 @@ class RunResult:
     stopped_by_budget: bool = False
     unfinished: int = 0  # cells of this run not done at the end
     stopped_by: str = ""  # what stopped it before its end: "interrupted (SIGINT)" or the error's line
+    #: where this process's time outside the windows went, s: :data:`PHASES` (the rest is between windows)
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def interrupted(self) -> bool:
@@ -349,8 +357,11 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
             trace.parent.mkdir(parents=True, exist_ok=True)
         meter = runner.make_meter(base, device, trace)
         missing = sum(expected_missing(c, cell_state(c, observed), observed, prior) for c in todo)
+        meter_t0 = time.perf_counter()
+        result.phases_s["before_meter"] = meter_t0 - start
         with (on_failure(log_stopped_call), meter,
               runner.progress_bar(missing, ro.progress and ctx.is_main) as bar):
+            result.phases_s["meter_start"] = time.perf_counter() - meter_t0
             provenance = {**meter.provenance(), "rank": ctx.rank}
             gpu_name = str(provenance.get("gpu_name", ""))
             contexts = {m: RowContext(sweep_options(campaign, m), run_id, ctx.rank, provenance,
@@ -374,9 +385,11 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                                 result.stopped_by_budget = True
                                 over_budget.add(cell.key)
                                 break
-                            models.build(cell.model, item.dtype)
+                            with timed(result.phases_s, "builds"):
+                                models.build(cell.model, item.dtype)
                             if not idle_done:
-                                measure_idle(meter, campaign.idle_s)
+                                with timed(result.phases_s, "idle"):
+                                    measure_idle(meter, campaign.idle_s)
                                 idle_done = True
                             target = (resume.shard_path(campaign.table(cell.experiment), ctx.rank)
                                       if ctx.is_distributed else campaign.table(cell.experiment))
@@ -414,7 +427,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     total = RunResult(rows=sum((g[0] for g in gathered), Counter()), warmups=sum(g[1] for g in gathered),
                       measured_s=float(sum(g[2] for g in gathered)),
                       stopped_by_budget=any(g[3] for g in gathered),
-                      unfinished=sum(g[4] for g in gathered))
+                      unfinished=sum(g[4] for g in gathered), phases_s=result.phases_s)
     if ctx.is_main:
         gpus = sorted({g[5] for g in gathered if g[5]})
         record_run(campaign, ro, run_id, start_utc, time.perf_counter() - start, total, ", ".join(gpus),
@@ -510,10 +523,21 @@ def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, 
             "wall_s": round(wall_s, 3),
             "measured_s": round(result.measured_s, 3), "rows": dict(sorted(result.rows.items())),
             "warmup_rows": result.warmups, "stopped_by_budget": result.stopped_by_budget,
+            "phases_s": {k: round(result.phases_s[k], 3) for k in PHASES if k in result.phases_s},
             "interrupted": result.interrupted, "stopped_by": result.stopped_by,
             "time_budget_s": ro.time_budget_s, "world_size": world_size, "git_commit": git_commit(),
             "host_cpu_model": host_cpu_model(), "host_cpu_count": os.cpu_count() or 0, "gpu_name": gpu_name}
     append_jsonl(campaign.out_dir / RUNS_LOG, line)
+
+
+@contextmanager
+def timed(phases: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``phases[phase]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - t0
 
 
 def append_jsonl(path: Path, obj: dict[str, object]) -> None:

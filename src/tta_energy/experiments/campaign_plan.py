@@ -711,17 +711,31 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
     the calls' GPU time over the seconds inside their measured windows (warm-ups included, summed over ranks):
     model builds, idle baselines and the host's work between windows make it exceed 1. A call's windows are
     ``windows_s[run_id]`` (:func:`call_windows_s`, from its rows) where given, else the line's ``measured_s``
-    (which older versions wrote counting each warm-up as long as the measured row after it)."""
+    (which older versions wrote counting each warm-up as long as the measured row after it).
+
+    ``outside_windows`` says where the time outside the windows went, summed over the one-process calls that
+    time it (``phases_s`` of their log lines): the phases of :data:`.campaign.PHASES` and, for the rest,
+    ``between_windows`` (the host's work from one window to the next)."""
     by: dict[str, dict[str, float]] = {}
     calls = 0
     gpu_total = measured_total = 0.0
+    outside: dict[str, float] = {}
+    timed_calls = 0
     for line in lines:
         gpu_s = float(line.get("wall_s") or 0.0) * int(line.get("world_size") or 1)
         rows = {str(e): int(n) for e, n in (line.get("rows") or {}).items() if int(n) > 0}
         calls += 1
         gpu_total += gpu_s
         from_rows = (windows_s or {}).get(str(line.get("run_id")))
-        measured_total += from_rows if from_rows is not None else float(line.get("measured_s") or 0.0)
+        windows = from_rows if from_rows is not None else float(line.get("measured_s") or 0.0)
+        measured_total += windows
+        phases = line.get("phases_s") or {}
+        if phases and int(line.get("world_size") or 1) == 1:
+            timed_calls += 1
+            for phase, seconds in phases.items():
+                outside[phase] = outside.get(phase, 0.0) + float(seconds)
+            outside["between_windows"] = (outside.get("between_windows", 0.0) + gpu_s - windows
+                                          - sum(float(v) for v in phases.values()))
         shares = ({e: n / sum(rows.values()) for e, n in rows.items()} if rows else {"(none)": 1.0})
         for experiment, share in shares.items():
             entry = by.setdefault(experiment, {"gpu_s": 0.0, "rows": 0, "calls": 0})
@@ -734,6 +748,7 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
         "overhead_target": OVERHEAD_TARGET,
         "by_experiment": [{"experiment": e, "gpu_s": round(v["gpu_s"], 3), "rows": int(v["rows"]),
                            "calls": int(v["calls"])} for e, v in by.items()],
+        "outside_windows": {"calls": timed_calls, **{k: round(v, 3) for k, v in outside.items()}},
     }
 
 
