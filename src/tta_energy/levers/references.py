@@ -10,6 +10,7 @@ call's references.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import io
@@ -32,20 +33,34 @@ def _models_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models"
 
 
+def _code_of(source: bytes) -> bytes:
+    """A Python module's code without its comments, docstrings and layout (its syntax tree), so that editing
+    the prose of a model's module keeps its stored references."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 @functools.cache
 def code_version() -> str:
     """sha256 (16 hex digits) of the code the models' outputs depend on: every file under
     ``tta_energy/models`` (adapters import each other's blocks and pipelines, the catalogue holds the
-    generation defaults, the configs the shapes) and the diffusers and transformers versions their classes and
-    seeded initialisation come from. Any change there computes every model's references again (one fp32
-    generation per step count), which is cheaper than a stale reference judging a configuration."""
+    generation defaults, the configs the shapes; a Python module by its code, :func:`_code_of`) and the
+    diffusers and transformers versions their classes and seeded initialisation come from. Any change there
+    computes every model's references again (one fp32 generation per step count), which is cheaper than a
+    stale reference judging a configuration."""
     from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256()
     root = _models_dir()
     for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(f.relative_to(root).as_posix().encode())
-        digest.update(f.read_bytes())
+        digest.update(_code_of(f.read_bytes()) if f.suffix == ".py" else f.read_bytes())
     for package in ("diffusers", "transformers"):
         try:
             digest.update(f"{package}=={version(package)}".encode())

@@ -303,8 +303,8 @@ MAX_WAVEFORMS_PER_CALL = 1024
 
 def check_waveforms(waveforms_per_prompt: int, prompts: int = 1) -> None:
     """``waveforms_per_prompt`` for each of ``prompts`` prompts in one call: at least 1, and at most
-    :data:`MAX_WAVEFORMS_PER_CALL` in all; else :class:`ModelError` with one line. The one bound ``generate``,
-    the sweeps' batch grids and ``levers run`` apply."""
+    :data:`MAX_WAVEFORMS_PER_CALL` in all; else :class:`ModelError` with one line. The one bound ``generate``
+    and ``levers run`` apply (a sweep's batch grid is bounded by its own forms, 10 clips per repeat)."""
     if waveforms_per_prompt < 1:
         raise ModelError(f"batch (waveforms per prompt) must be >= 1, got {waveforms_per_prompt}")
     total = prompts * waveforms_per_prompt
