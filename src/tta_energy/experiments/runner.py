@@ -698,8 +698,6 @@ def table_locks(opts: SweepOptions, ctx: distributed.DistContext) -> Iterator[No
     """Hold the lock of every table this process writes, for the whole sweep: rank 0 the tables, each rank
     of torchrun its shard files (:func:`.resume.hold_locks`)."""
     tables = []
-    if opts.out is None:  # the tables' folder is made; a table named with --out goes to a folder that exists
-        writable_folder(Path(opts.out_dir or DEFAULT_OUT_DIR), "output folder")
     for e in opts.experiments:
         out = opts.out_path(e)
         if ctx.is_main:
