@@ -786,15 +786,17 @@ def block_campaign_cells(d: DocData) -> str:
 
 def block_campaign_cost(d: DocData) -> str:
     """GPU time of the campaign's calls per experiment and their overhead (campaign_runs.jsonl)."""
-    from tta_energy.experiments.campaign_plan import cost_of_calls, overhead_text
+    from tta_energy.experiments.campaign_plan import cost_of_calls, outside_windows_text, overhead_text
 
     cost = cost_of_calls(d.data / "h200")
     if not cost["calls"]:
         return "0 campaign calls logged yet"
     parts = ", ".join(f"{r['experiment']} {r['gpu_s']:,.0f} s ({r['rows']} rows)"
                       for r in cost["by_experiment"])
+    outside = outside_windows_text(cost)
     return (f"{cost['calls']} campaign call(s), {cost['gpu_s']:,.0f} GPU s in all: {parts}; "
-            f"{cost['measured_s']:,.0f} s inside measured windows, overhead {overhead_text(cost)}")
+            f"{cost['measured_s']:,.0f} s inside measured windows, overhead {overhead_text(cost)}"
+            + (f"; {outside}" if outside else ""))
 
 
 def _interval(mean: float, low: float, high: float, fmt: Callable[[float], str]) -> str:

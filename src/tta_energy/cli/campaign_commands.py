@@ -135,6 +135,7 @@ def register(app: typer.Typer) -> None:
         overhead = GPU time of the calls / seconds inside their measured windows (warm-ups included, read
         from the rows each call wrote)."""
         from tta_energy.experiments.campaign import RUNS_LOG, overhead_text
+        from tta_energy.experiments.campaign_plan import outside_windows_text
 
         spec = _load(campaign, out_dir)
         log = spec.out_dir / RUNS_LOG
@@ -153,11 +154,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{row['experiment']:<12}{row['calls']:>7}{row['rows']:>7}{row['gpu_s']:>10,.0f}")
         typer.echo(f"{'total':<26}{cost['gpu_s']:>10,.0f}")
         typer.echo(f"measured windows {cost['measured_s']:,.0f} s; overhead {overhead_text(cost)}")
-        outside = dict(cost["outside_windows"])
-        if outside.pop("calls"):
-            parts = ", ".join(f"{k.replace('_', ' ')} {v:,.0f} s" for k, v in outside.items())
-            calls = cost["outside_windows"]["calls"]
-            typer.echo(f"outside the windows, in the {calls} call(s) that time it: {parts}")
+        if outside := outside_windows_text(cost):
+            typer.echo(outside)
 
     @campaign_app.command("collect")
     def collect_cmd(returned: Path = typer.Argument(..., help="a device call's copy of the campaign's folder "

@@ -752,6 +752,17 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
     }
 
 
+def outside_windows_text(cost: dict[str, Any]) -> str:
+    """Where the time outside the windows went (``outside_windows`` of :func:`campaign_cost`), in words; empty
+    when no logged call times it."""
+    outside = dict(cost["outside_windows"])
+    calls = outside.pop("calls")
+    if not calls:
+        return ""
+    parts = ", ".join(f"{phase.replace('_', ' ')} {seconds:,.0f} s" for phase, seconds in outside.items())
+    return f"outside the windows, in the {calls} call(s) that time it: {parts}"
+
+
 def overhead_text(cost: dict[str, Any]) -> str:
     """The overhead of :func:`campaign_cost` against its target, in words."""
     if cost["overhead"] is None:
