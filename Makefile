@@ -52,7 +52,8 @@ clean-venv:
 # nvidia-ml-py, typer and rich but not the rest: downloaded here into .whl/ (git-ignored), carried with the
 # working tree and installed there with --no-deps by scripts/device_env.sh, so their own dependencies are
 # listed too (CodeCarbon's tracker; soundfile's cffi; CodeCarbon's login CLI, authlib, cryptography and
-# questionary, is left out, so that the wheels and the tracked data fit the 64 MiB a device call carries).
+# questionary, is left out, and so are pycountry's translations, by scripts/slim_wheel.py: CodeCarbon only looks
+# countries up by code; so that the wheels and the tracked data fit the 64 MiB a device call carries).
 # scripts/gpu_preflight.py checks the result on the machine.
 DEVICE_WHEELS ?= diffusers==0.42.1 importlib_metadata torchsde trampoline soxr soundfile cffi pycparser \
 	torchao==0.17.0 codecarbon==3.3.2 arrow pydantic pydantic-core annotated-types typing-inspection \
@@ -61,4 +62,5 @@ device-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 	  --platform manylinux1_x86_64 -d .whl $(DEVICE_WHEELS)
+	for wheel in .whl/pycountry-*.whl; do $(PYTHON) scripts/slim_wheel.py "$$wheel" pycountry/locales; done
 	@du -sh .whl
