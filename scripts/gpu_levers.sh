@@ -88,10 +88,10 @@ if [[ "$PART" == collect ]]; then
     # stored reference it does not list is removed here too
     [[ -e "$tarball" ]] || continue
     listed=$(tar tzf "$tarball" | grep '\.npz$')
+    tar xzf "$tarball" || exit 1  # unpacked first: a collect cut short removes nothing
     for stored in "$ROOT"/references/*.npz; do
       [[ -e "$stored" ]] && ! grep -qxF "$stored" <<<"$listed" && rm -f "$stored" && echo "removed $stored"
     done
-    tar xzf "$tarball"
   done
   for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
     [[ -e "$tarball" ]] && tar xzf "$tarball"  # paths inside: .cache/compile/... (git-ignored; carry it)
