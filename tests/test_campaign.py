@@ -16,6 +16,7 @@ from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
+from tta_energy.experiments.campaign_plan import run_paces
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
 from tta_energy.intervals import t_critical, t_interval
@@ -191,6 +192,23 @@ def test_plan_estimates_from_synthetic_rows(tmp_path):
     assert overhead == pytest.approx(20.0)
 
 
+def test_a_runs_pace_is_its_median_window_against_its_configurations_mean():
+    """Two runs measured the same configurations, one 20% slower: their paces are 1/1.1 and 1.2/1.1; a run
+    of too few rows, and configurations only one run measured, have no say."""
+    fast = pd.concat([_rows("tango", c, 10, [1.0] * 6, "20261129T120000Z-aaaaaa", "2026-11-29T12:00:00Z")
+                      for c in ("a", "b")])
+    slow = pd.concat([_rows("tango", c, 10, [1.2] * 6, "20261129T130000Z-bbbbbb", "2026-11-29T13:00:00Z")
+                      for c in ("a", "b")])
+    alone = _rows("tango", "z", 10, [9.0] * 12, "20261129T140000Z-cccccc", "2026-11-29T14:00:00Z")
+    few = _rows("tango", "a", 10, [5.0] * 3, "20261129T150000Z-dddddd", "2026-11-29T15:00:00Z")
+    paces = run_paces([fast, slow, alone, None])
+    assert paces == {"20261129T120000Z-aaaaaa": pytest.approx(1.0 / 1.1),
+                     "20261129T130000Z-bbbbbb": pytest.approx(1.2 / 1.1)}
+    with_few = run_paces([fast, slow, few])
+    assert set(with_few) == set(paces) and with_few != paces  # its rows move the means, not a pace of its own
+    assert run_paces([]) == {} and run_paces([alone]) == {}
+
+
 def test_a_cell_without_repeats_is_planned_with_its_models_spread(tmp_path):
     """A launch-bound model's cells spread alike: a cell with one repeat is planned for the repeats its
     model's repeated cells need (the duration sweep was planned at 53 generations with the minimum and
@@ -342,7 +360,8 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     assert not first["at_target"]  # done at max repeats, the interval unknown
     assert next(c for c in cells if c["experiment"] == "quality")["at_target"]  # every caption measured
     main(["campaign", "plan", "--campaign", str(path)])
-    assert "total" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "total" in out and "at the pace" not in out  # one run: no range of paces to give
 
 
 def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, tiny_campaign, capsys,

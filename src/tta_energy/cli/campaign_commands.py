@@ -58,7 +58,7 @@ def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experime
     check_run_options(campaign, RunOptions(models=models, experiments=experiments))
     cells = build_cells(campaign, models, experiments)
     frames = read_frames(campaign, {c.experiment for c in cells})
-    return campaign, *report(campaign, cells, frames)
+    return campaign, *report(campaign, cells, frames), frames
 
 
 CAMPAIGN_OPT = typer.Option(DEFAULT_CAMPAIGN, "--campaign", "-c", help="the campaign file (TOML)")
@@ -93,8 +93,9 @@ def register(app: typer.Typer) -> None:
                  model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT) -> None:
         """Per experiment: cells, cells done, generations missing and their estimated GPU seconds."""
         from tta_energy.experiments.campaign import plan_table
+        from tta_energy.experiments.campaign_plan import run_paces
 
-        spec, reports, est = _reports(campaign, out_dir, model, experiment)
+        spec, reports, est, frames = _reports(campaign, out_dir, model, experiment)
         rows, overhead = plan_table(reports, est)
         _header(spec)
         typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'missing gens':>14}{'est. GPU s':>12}")
@@ -105,6 +106,14 @@ def register(app: typer.Typer) -> None:
         total = sum(r["estimated_s"] for r in rows) + overhead
         typer.echo(f"{'total':<12}{sum(r['cells'] for r in rows):>7}{sum(r['done'] for r in rows):>7}"
                    f"{sum(r['generations_missing'] for r in rows):>14}{_seconds(total):>12}")
+        paces = run_paces(frames)
+        generations_s = total - overhead
+        if len(paces) >= 2 and generations_s > 0:
+            low, high = min(paces.values()), max(paces.values())
+            fastest, slowest = generations_s * low + overhead, generations_s * high + overhead
+            typer.echo(f"at the pace of the fastest and the slowest of {len(paces)} runs (a run's median "
+                       f"window against its configurations' mean: {low:.2f}x to {high:.2f}x): "
+                       f"{_seconds(fastest)} to {_seconds(slowest)} GPU s")
 
     @campaign_app.command("status")
     def status_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
@@ -112,7 +121,7 @@ def register(app: typer.Typer) -> None:
                    as_json: bool = typer.Option(False, "--json", help="one JSON object per cell, one a line")
                    ) -> None:
         """Cells done (the stopping rule met) and at target (interval within the target), per experiment."""
-        spec, reports, _ = _reports(campaign, out_dir, model, experiment)
+        spec, reports, _, _ = _reports(campaign, out_dir, model, experiment)
         if as_json:
             for r in reports:
                 typer.echo(json.dumps(r.as_dict()))

@@ -588,6 +588,31 @@ def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFr
     return out, est
 
 
+#: a run's pace needs this many measured rows of configurations that other runs measured too
+PACE_MIN_ROWS = 10
+
+
+def run_paces(frames: Iterable[pd.DataFrame | None], min_rows: int = PACE_MIN_ROWS) -> dict[str, float]:
+    """Each run's pace: the median, over its measured rows, of a row's seconds over the mean of its
+    configuration's rows (configurations measured by two runs or more); above 1 the host made that run slower
+    than the tables' average. The same cell can take 20% more or less time from one process to the next where
+    the host paces the GPU, so a plan's seconds are given with the range of the runs' paces. Runs with fewer
+    than ``min_rows`` such rows are left out."""
+    frames = [f for f in frames if f is not None and not f.empty]
+    if not frames:
+        return {}
+    df = pd.concat(frames, ignore_index=True)
+    ok = df[(df["status"] == "ok") & ~df["is_warmup"].astype(bool)].copy()
+    ok["_s"] = window_seconds(ok)
+    ok = ok[np.isfinite(ok["_s"]) & (ok["_s"] > 0)]
+    ok = ok[ok.groupby("config_id")["run_id"].transform("nunique") >= 2]
+    if ok.empty:
+        return {}
+    ratio = ok["_s"] / ok.groupby("config_id")["_s"].transform("mean")
+    paces = ratio.groupby(ok["run_id"]).agg(["count", "median"])
+    return {str(run): float(p["median"]) for run, p in paces.iterrows() if p["count"] >= min_rows}
+
+
 def plan_table(reports: Sequence[CellReport], est: Estimator) -> tuple[list[dict[str, object]], float]:
     """Per experiment (in the campaign's order): cells, done, generations missing, estimated GPU seconds; and
     the models' build overhead for the models with work left."""
