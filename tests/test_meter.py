@@ -519,3 +519,18 @@ def test_on_a_gpu_the_meter_reads_the_energy_counter_of_the_gpu_torch_computes_o
     # the bracket adds the meter's alignment and the sleep at up to idle power: a little more, never less
     assert 0.7 * bracket_J < m.gpu_energy_J <= 1.02 * bracket_J
     assert m.phases["denoising"].energy_J == pytest.approx(m.gpu_energy_J, rel=0.1)
+
+
+def test_the_meter_times_its_waits_outside_the_windows():
+    """``host_s``: waiting for the update that starts a window (under one counter interval) and for the two
+    updates after its end (one to two intervals), per window, on a counter updating every 100 ms."""
+    clock = MonotonicClock()
+    gpu = SimulatedGpu(clock, counter=CounterModel(phase_s=clock.now() % 0.1), start_time=clock.now() - 5.0)
+    meter = EnergyMeter(source=SimulatedCounterSource([gpu]), clock=clock, codecarbon=False, sampler="thread")
+    windows = 3
+    with meter:
+        for _ in range(windows):
+            meter.measure(lambda _phase: time.sleep(0.15))
+    assert meter.host_s["codecarbon"] == 0.0  # CodeCarbon off
+    assert 0.0 < meter.host_s["align"] < windows * 0.1 + 0.3
+    assert windows * 0.1 <= meter.host_s["resolve"] < windows * 0.2 + 0.5

@@ -168,8 +168,10 @@ class RunOptions:
 
 #: the parts of a call's time outside its measured windows that it times and logs (``phases_s``): the checks,
 #: plan and table reads before the meter starts; the meter's start (NVML, CodeCarbon, the trace); the model
-#: builds; the idle baseline. What is left of the wall time is the host's work between windows.
-PHASES = ("before_meter", "meter_start", "builds", "idle")
+#: builds; the idle baseline; and between windows the meter's waits for the counter's updates at the start
+#: (``align``) and after the end (``resolve``) of each window and CodeCarbon's tasks (``EnergyMeter.host_s``).
+#: What is left of the wall time is the rest of the host's work between windows (rows written, checks).
+PHASES = ("before_meter", "meter_start", "builds", "idle", "align", "resolve", "codecarbon")
 
 
 @dataclass
@@ -420,6 +422,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                             and errors[c.key] < MAX_ERRORS_PER_RUN and c.key not in over_budget]
                     round_no += 1
             todo = [c for c in todo if not cell_state(c, observed).done]
+        result.phases_s.update(getattr(meter, "host_s", {}))
     result.unfinished = len(todo)
     merge_shard_files(campaign, writes, ctx)
     gathered = distributed.all_gather(ctx, (result.rows, result.warmups, result.measured_s,

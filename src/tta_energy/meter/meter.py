@@ -194,6 +194,10 @@ class EnergyMeter:
         self._sampler: Sampler | None = None
         self._started = False
         self._open_windows: list[MeterWindow] = []
+        #: seconds this meter spent outside its windows, by part: ``align`` (waiting for the counter's update
+        #: that starts a window), ``resolve`` (waiting for the updates after a window's end and computing its
+        #: energy), ``codecarbon`` (its task's start and stop); for a reader of a run's overhead
+        self.host_s: dict[str, float] = {"align": 0.0, "resolve": 0.0, "codecarbon": 0.0}
         self._cuda = _cuda_available()
         if device_indices is None:
             device_indices = [_current_cuda_device()] if self._cuda and source is None else []
@@ -334,9 +338,13 @@ class EnergyMeter:
         self.synchronize()
         self._reset_peak_memory()
         if self._cpu is not None:  # before aligning: its first task takes tens of ms, which would undo it
+            t = time.perf_counter()
             self._cpu.start()
+            self.host_s["codecarbon"] += time.perf_counter() - t
         if self.align_start if align is None else align:
+            t = time.perf_counter()
             self.align()
+            self.host_s["align"] += time.perf_counter() - t
         window = MeterWindow(self, self.clock.now(), cpu_time0_s=self._own_cpu_time_s())
         self._open_windows.append(window)
         return window
@@ -363,7 +371,9 @@ class EnergyMeter:
             window.t1 = self.clock.now()
             window.cpu_time_s = self._own_cpu_time_s() - window.cpu_time0_s
             if self._cpu is not None:
+                t = time.perf_counter()
                 window.cpu = self._cpu.stop()
+                self.host_s["codecarbon"] += time.perf_counter() - t
 
     def resolve(self, window: MeterWindow, calls: int = 1) -> Measurement:
         """Energy of a closed window (per call), once the counter has updated past its end."""
@@ -371,12 +381,15 @@ class EnergyMeter:
             raise RuntimeError("resolve() before end()")
         calls = max(1, int(calls))
         span = window.t1 - window.t0
+        t = time.perf_counter()
         try:
             estimates, per_device, phase_energy = self._gpu_energies(window)
         except BaseException:
             with contextlib.suppress(ValueError):  # an unreadable window is never resolved: forget it
                 self._open_windows.remove(window)
             raise
+        finally:
+            self.host_s["resolve"] += time.perf_counter() - t
         gross_window = estimates.get(self.estimator, math.nan)
         if math.isnan(gross_window):
             method = "unavailable"
