@@ -64,3 +64,8 @@ device-wheels:
 	  --platform manylinux1_x86_64 -d .whl $(DEVICE_WHEELS)
 	for wheel in .whl/pycountry-*.whl; do $(PYTHON) scripts/slim_wheel.py "$$wheel" pycountry/locales; done
 	@du -sh .whl
+	@$(PYTHON) -c 'import pathlib, subprocess; \
+	  tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0"); \
+	  size = sum(p.stat().st_size for p in map(pathlib.Path, map(bytes.decode, filter(None, tracked))) if p.is_file()); \
+	  size += sum(p.stat().st_size for p in pathlib.Path(".whl").iterdir()); \
+	  print(f"a device call carries {size / 2**20:.1f} MiB of its 64 MiB (tracked files and .whl)")'
