@@ -52,7 +52,11 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or not Path(argv[0]).is_file():
         print("usage: python scripts/slim_wheel.py WHEEL FOLDER_IN_WHEEL ...", file=sys.stderr)
         return 2
-    saved = slim_wheel(Path(argv[0]), argv[1:])
+    try:
+        saved = slim_wheel(Path(argv[0]), argv[1:])
+    except zipfile.BadZipFile:
+        print(f"error: {argv[0]} is not a wheel (not a zip archive)", file=sys.stderr)
+        return 2
     print(f"{Path(argv[0]).name}: {saved / 1e6:.1f} MB saved ({', '.join(argv[1:])} left out)")
     return 0
 

@@ -55,6 +55,11 @@ def test_a_slimmed_wheel_keeps_the_rest_byte_for_byte_and_pip_installs_it(tmp_pa
     assert looked_up.stdout.strip() == "Italy"
 
 
-def test_a_missing_wheel_is_a_usage_line(tmp_path, capsys):
+def test_a_missing_wheel_is_a_usage_line_and_a_file_that_is_no_wheel_one_error_line(tmp_path, capsys):
     assert slim.main([str(tmp_path / "nope.whl"), "x"]) == 2
     assert capsys.readouterr().err.startswith("usage: python scripts/slim_wheel.py")
+    text = tmp_path / "text.whl"
+    text.write_text("not a zip", encoding="utf-8")
+    assert slim.main([str(text), "x"]) == 2
+    assert capsys.readouterr().err == f"error: {text} is not a wheel (not a zip archive)\n"
+    assert text.read_text(encoding="utf-8") == "not a zip" and len(list(tmp_path.iterdir())) == 1
