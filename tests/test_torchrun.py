@@ -78,3 +78,23 @@ def test_torchrun_campaign_two_ranks_share_the_cells(tmp_path, tiny_campaign):
     assert set(measured["rank"].astype(int)) == {0, 1}
     log = [json.loads(line) for line in (tables / "campaign_runs.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["world_size"] == 2 and log[0]["rows"] == {"steps": 4}
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_ranks_leave_the_process_group_together_unless_the_block_raised(monkeypatch, fails):
+    """A block that ends normally: barrier, then destroy (no rank tears its connections down while another
+    still uses them). A block that raises: destroy at once (a barrier would wait for a rank that is gone)."""
+    from tta_energy.experiments import distributed
+
+    calls: list[str] = []
+    for name in ("init", "barrier", "shutdown"):
+        monkeypatch.setattr(distributed, name, lambda _ctx, name=name: calls.append(name))
+    ctx = distributed.DistContext(rank=0, world_size=2)
+    if fails:
+        with pytest.raises(RuntimeError, match="a rank failed"), distributed.process_group(ctx):
+            raise RuntimeError("a rank failed")
+        assert calls == ["init", "shutdown"]
+    else:
+        with distributed.process_group(ctx):
+            calls.append("block")
+        assert calls == ["init", "block", "barrier", "shutdown"]

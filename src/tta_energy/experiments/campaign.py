@@ -281,12 +281,8 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     for line in notes if ctx.is_main else ():
         echo(line)
     writes = {entry.experiment for entry, _model in selected(campaign, ro.models, ro.experiments)}
-    with campaign_locks(campaign, writes, ctx):
-        distributed.init(ctx)
-        try:
-            return _run(campaign, ro, writes, ctx, echo, cells, (start, start_utc))
-        finally:
-            distributed.shutdown(ctx)
+    with campaign_locks(campaign, writes, ctx), distributed.process_group(ctx):
+        return _run(campaign, ro, writes, ctx, echo, cells, (start, start_utc))
 
 
 @contextmanager

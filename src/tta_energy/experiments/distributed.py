@@ -24,7 +24,8 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -101,6 +102,22 @@ def all_gather(ctx: DistContext, obj: T) -> list[T]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+@contextmanager
+def process_group(ctx: DistContext) -> Iterator[None]:
+    """Be in the process group (under torchrun) for the block. A block that ends normally leaves it together:
+    a barrier, then each rank destroys its group, so no rank tears its connections down while another still
+    uses them (gloo can abort a process that loses a peer mid-operation). A block that raises leaves at once:
+    another rank may be gone, and a barrier would wait for it until the timeout."""
+    init(ctx)
+    try:
+        yield
+    except BaseException:
+        shutdown(ctx)
+        raise
+    barrier(ctx)
+    shutdown(ctx)
 
 
 def shutdown(ctx: DistContext) -> None:

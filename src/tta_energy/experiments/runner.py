@@ -669,12 +669,8 @@ def run_sweep(opts: SweepOptions, echo: Callable[[str], None] = print) -> list[S
     check_sweep_device(opts)
     ctx = distributed.context_from_env()
     check_writable(opts, ctx)
-    with table_locks(opts, ctx):
-        distributed.init(ctx)
-        try:
-            return _run(opts, ctx, echo)
-        finally:
-            distributed.shutdown(ctx)
+    with table_locks(opts, ctx), distributed.process_group(ctx):
+        return _run(opts, ctx, echo)
 
 
 def check_writable(opts: SweepOptions, ctx: distributed.DistContext) -> None:
