@@ -16,7 +16,7 @@ from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
-from tta_energy.experiments.campaign_plan import run_paces
+from tta_energy.experiments.campaign_plan import pace_range_text, run_paces
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
 from tta_energy.intervals import t_critical, t_interval
@@ -207,6 +207,9 @@ def test_a_runs_pace_is_its_median_window_against_its_configurations_mean():
     with_few = run_paces([fast, slow, few])
     assert set(with_few) == set(paces) and with_few != paces  # its rows move the means, not a pace of its own
     assert run_paces([]) == {} and run_paces([alone]) == {}
+    # a plan's 100 s of generations (+ 10 s of builds) at those two paces
+    assert pace_range_text(100.0, 10.0, paces).endswith("0.91x to 1.09x): 101 to 119 GPU s")
+    assert pace_range_text(100.0, 10.0, {"one": 1.2}) == "" and pace_range_text(0.0, 10.0, paces) == ""
 
 
 def test_a_cell_without_repeats_is_planned_with_its_models_spread(tmp_path):

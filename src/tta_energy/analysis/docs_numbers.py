@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from scipy import stats
@@ -758,19 +759,41 @@ def block_estimators(d: DocData) -> str:
     )
 
 
-def _campaign_reports(d: DocData) -> list:
-    """The cell reports of ``campaigns/h200.toml`` over the tables in ``data/h200`` (none without it)."""
+def _campaign_state(d: DocData) -> tuple[list, Any, list]:
+    """The cell reports, estimator and tables of ``campaigns/h200.toml`` over ``data/h200`` (no reports, no
+    estimator and no tables without the file)."""
     from dataclasses import replace
 
     from tta_energy.experiments import campaign_plan, campaign_spec
 
     path = d.data.parent / "campaigns" / "h200.toml"
     if not path.is_file():
-        return []
+        return [], None, []
     spec = replace(campaign_spec.load_campaign(path), out_dir=d.data / "h200")
     cells = campaign_plan.build_cells(spec)
     frames = campaign_plan.read_frames(spec, {c.experiment for c in cells})
-    return campaign_plan.report(spec, cells, frames)[0]
+    reports, est = campaign_plan.report(spec, cells, frames)
+    return reports, est, frames
+
+
+def _campaign_reports(d: DocData) -> list:
+    """The cell reports of ``campaigns/h200.toml`` over the tables in ``data/h200`` (none without it)."""
+    return _campaign_state(d)[0]
+
+
+def block_campaign_left(d: DocData) -> str:
+    """What the H200 campaign still needs: cells, estimated GPU seconds and the range of the runs' paces."""
+    from tta_energy.experiments.campaign_plan import pace_range_text, plan_table, run_paces
+
+    reports, est, frames = _campaign_state(d)
+    left = sum(not r.state.done for r in reports)
+    if not left:
+        return "nothing: every cell is done"
+    rows, builds = plan_table(reports, est)
+    generations_s = float(sum(r["estimated_s"] for r in rows))
+    paced = pace_range_text(generations_s, builds, run_paces(frames))
+    return (f"{left} cells, an estimated {generations_s + builds:,.0f} GPU s (`tta-energy campaign plan`)"
+            + (f"; {paced}" if paced else ""))
 
 
 def block_campaign_cells(d: DocData) -> str:
@@ -923,6 +946,7 @@ def _batch_efficiency_text(d: DocData) -> str:
 BLOCKS: dict[str, Callable[[DocData], str]] = {
     "campaign-cells": block_campaign_cells,
     "campaign-cost": block_campaign_cost,
+    "campaign-left": block_campaign_left,
     "estimators": block_estimators,
     "study-steps-rows": block_study_steps_rows,
     "study-batch-rows": block_study_batch_rows,

@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
                  model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT) -> None:
         """Per experiment: cells, cells done, generations missing and their estimated GPU seconds."""
         from tta_energy.experiments.campaign import plan_table
-        from tta_energy.experiments.campaign_plan import run_paces
+        from tta_energy.experiments.campaign_plan import pace_range_text, run_paces
 
         spec, reports, est, frames = _reports(campaign, out_dir, model, experiment)
         rows, overhead = plan_table(reports, est)
@@ -106,14 +106,8 @@ def register(app: typer.Typer) -> None:
         total = sum(r["estimated_s"] for r in rows) + overhead
         typer.echo(f"{'total':<12}{sum(r['cells'] for r in rows):>7}{sum(r['done'] for r in rows):>7}"
                    f"{sum(r['generations_missing'] for r in rows):>14}{_seconds(total):>12}")
-        paces = run_paces(frames)
-        generations_s = total - overhead
-        if len(paces) >= 2 and generations_s > 0:
-            low, high = min(paces.values()), max(paces.values())
-            fastest, slowest = generations_s * low + overhead, generations_s * high + overhead
-            typer.echo(f"at the pace of the fastest and the slowest of {len(paces)} runs (a run's median "
-                       f"window against its configurations' mean: {low:.2f}x to {high:.2f}x): "
-                       f"{_seconds(fastest)} to {_seconds(slowest)} GPU s")
+        if paced := pace_range_text(total - overhead, overhead, run_paces(frames)):
+            typer.echo(paced)
 
     @campaign_app.command("status")
     def status_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,

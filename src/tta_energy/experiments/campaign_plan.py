@@ -613,6 +613,17 @@ def run_paces(frames: Iterable[pd.DataFrame | None], min_rows: int = PACE_MIN_RO
     return {str(run): float(p["median"]) for run, p in paces.iterrows() if p["count"] >= min_rows}
 
 
+def pace_range_text(generations_s: float, builds_s: float, paces: dict[str, float]) -> str:
+    """The GPU seconds of ``generations_s`` (plus ``builds_s``) at the pace of the fastest and the slowest of
+    ``paces`` (:func:`run_paces`), in words; empty with fewer than two runs or nothing left."""
+    if len(paces) < 2 or generations_s <= 0:
+        return ""
+    low, high = min(paces.values()), max(paces.values())
+    return (f"at the pace of the fastest and the slowest of {len(paces)} runs (a run's median window against "
+            f"its configurations' mean: {low:.2f}x to {high:.2f}x): {generations_s * low + builds_s:,.0f} to "
+            f"{generations_s * high + builds_s:,.0f} GPU s")
+
+
 def plan_table(reports: Sequence[CellReport], est: Estimator) -> tuple[list[dict[str, object]], float]:
     """Per experiment (in the campaign's order): cells, done, generations missing, estimated GPU seconds; and
     the models' build overhead for the models with work left."""
