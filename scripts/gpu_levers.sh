@@ -42,7 +42,8 @@ ROOT=    # $TABLES/levers: the calls' part folders and the stored fp32 reference
 merge_earlier_calls() {  # the part folders and references earlier calls on this machine returned (paths
   # inside: <out_dir>/levers/...), unpacked into the checkout; none on a fresh machine
   for kept in .cache/levers-calls/*.tar.gz; do
-    [[ -e "$kept" ]] && tar xzf "$kept" && echo "earlier call on this machine: $(basename "$kept")"
+    [[ -e "$kept" ]] && tar xzf "$kept" --exclude=references-pruned.txt \
+      && echo "earlier call on this machine: $(basename "$kept")"
   done
   return 0
 }
@@ -84,14 +85,14 @@ if [[ "$PART" == collect ]]; then
   done
   ((found)) || { echo "no levers-part*.tar.gz under $2" >&2; exit 2; }
   for tarball in "$2"/levers/levers-references.tar.gz "$2"/levers-references.tar.gz; do
-    # paths inside: <out_dir>/levers/references/...: the call's whole folder, stale ones removed there, so a
-    # stored reference it does not list is removed here too
+    # paths inside: <out_dir>/levers/references/..., and references-pruned.txt: the stale references the call
+    # removed there, removed here too once the rest is unpacked (a collect cut short removes nothing; only
+    # what the call names, so collecting an older call again removes no newer reference)
     [[ -e "$tarball" ]] || continue
-    listed=$(tar tzf "$tarball" | grep '\.npz$')
-    tar xzf "$tarball" || exit 1  # unpacked first: a collect cut short removes nothing
-    for stored in "$ROOT"/references/*.npz; do
-      [[ -e "$stored" ]] && ! grep -qxF "$stored" <<<"$listed" && rm -f "$stored" && echo "removed $stored"
-    done
+    tar xzf "$tarball" --exclude=references-pruned.txt || exit 1
+    while read -r stale; do
+      [[ "$stale" == data/*/levers/references/*.npz && -e "$stale" ]] && rm -f "$stale" && echo "removed $stale"
+    done < <(tar xzf "$tarball" -O references-pruned.txt 2>/dev/null)
   done
   for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
     [[ -e "$tarball" ]] && tar xzf "$tarball"  # paths inside: .cache/compile/... (git-ignored; carry it)
@@ -170,14 +171,19 @@ if [[ -n "${OUT:-}" ]]; then
   parts=()
   for d in "${OUTDIRS[@]}"; do [[ -d "$d" ]] && parts+=("$d"); done  # a process that wrote nothing has none
   ((${#parts[@]})) && tar czf "$OUT/levers/levers-part$PART.tar.gz" --exclude='.*.tmp' "${parts[@]}"
-  # references this device can never load again (older models' code or torch) are removed before packing;
-  # collect mirrors the folder, so the tree the next call carries stays within its 64 MiB
+  # references this device can never load again (older models' code or torch) are removed before packing and
+  # listed in the tarball's references-pruned.txt; collect removes them here too, so the tree the next call
+  # carries stays within its 64 MiB (the device returns at most 8 files: the list is not one of its own)
+  mkdir -p .cache && : >.cache/references-pruned.txt
   [[ -d "$ROOT/references" ]] && "$PY" -c 'import sys
 from pathlib import Path
 from tta_energy.levers.references import prune_stale_here
-for path in prune_stale_here(Path(sys.argv[1])): print("stale reference removed:", path.name)' "$ROOT/references"
+with open(sys.argv[2], "a", encoding="utf-8") as listed:
+    for path in prune_stale_here(Path(sys.argv[1])):
+        print("stale reference removed:", path.name)
+        listed.write(f"{path}\n")' "$ROOT/references" .cache/references-pruned.txt
   [[ -d "$ROOT/references" ]] && tar czf "$OUT/levers/levers-references.tar.gz" --exclude='.*.tmp' \
-    "$ROOT/references"
+    "$ROOT/references" -C .cache references-pruned.txt
   mkdir -p .cache/levers-calls  # for a call chained on this machine (above)
   [[ -e "$OUT/levers/levers-part$PART.tar.gz" ]] && cp "$OUT/levers/levers-part$PART.tar.gz" .cache/levers-calls/
   [[ -e "$OUT/levers/levers-references.tar.gz" ]] \

@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 
@@ -41,6 +42,7 @@ def slim_wheel(wheel: Path, folders: list[str]) -> int:
                                        if line.split(",", 1)[0] not in dropped).encode("utf-8")
                     target.writestr(member, data, compress_type=member.compress_type)
             before = wheel.stat().st_size
+            os.chmod(tmp, wheel.stat().st_mode & 0o777)  # mkstemp makes it 0600
             os.replace(tmp, wheel)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -56,6 +58,10 @@ def main(argv: list[str]) -> int:
         saved = slim_wheel(Path(argv[0]), argv[1:])
     except zipfile.BadZipFile:
         print(f"error: {argv[0]} is not a wheel (not a zip archive)", file=sys.stderr)
+        return 2
+    except (OSError, zlib.error, UnicodeDecodeError) as exc:
+        print(f"error: {argv[0]} could not be rewritten ({type(exc).__name__}: {exc}); it is left as it was",
+              file=sys.stderr)
         return 2
     print(f"{Path(argv[0]).name}: {saved / 1e6:.1f} MB saved ({', '.join(argv[1:])} left out)")
     return 0

@@ -193,8 +193,9 @@ def test_plan_estimates_from_synthetic_rows(tmp_path):
 
 
 def test_a_runs_pace_is_its_median_window_against_its_configurations_mean():
-    """Two runs measured the same configurations, one 20% slower: their paces are 1/1.1 and 1.2/1.1; a run
-    of too few rows, and configurations only one run measured, have no say."""
+    """Two runs measured the same configurations, one 20% slower: each against the other, their paces are
+    1/1.2 and 1.2; a run of too few rows has no pace of its own, and configurations only one run measured
+    have no say."""
     fast = pd.concat([_rows("tango", c, 10, [1.0] * 6, "20261129T120000Z-aaaaaa", "2026-11-29T12:00:00Z")
                       for c in ("a", "b")])
     slow = pd.concat([_rows("tango", c, 10, [1.2] * 6, "20261129T130000Z-bbbbbb", "2026-11-29T13:00:00Z")
@@ -202,13 +203,13 @@ def test_a_runs_pace_is_its_median_window_against_its_configurations_mean():
     alone = _rows("tango", "z", 10, [9.0] * 12, "20261129T140000Z-cccccc", "2026-11-29T14:00:00Z")
     few = _rows("tango", "a", 10, [5.0] * 3, "20261129T150000Z-dddddd", "2026-11-29T15:00:00Z")
     paces = run_paces([fast, slow, alone, None])
-    assert paces == {"20261129T120000Z-aaaaaa": pytest.approx(1.0 / 1.1),
-                     "20261129T130000Z-bbbbbb": pytest.approx(1.2 / 1.1)}
+    assert paces == {"20261129T120000Z-aaaaaa": pytest.approx(1.0 / 1.2),
+                     "20261129T130000Z-bbbbbb": pytest.approx(1.2)}
     with_few = run_paces([fast, slow, few])
     assert set(with_few) == set(paces) and with_few != paces  # its rows move the means, not a pace of its own
     assert run_paces([]) == {} and run_paces([alone]) == {}
     # a plan's 100 s of generations (+ 10 s of builds) at those two paces
-    assert pace_range_text(100.0, 10.0, paces).endswith("0.91x to 1.09x): 101 to 119 GPU s")
+    assert pace_range_text(100.0, 10.0, paces).endswith("0.83x to 1.20x): 93 to 130 GPU s")
     assert pace_range_text(100.0, 10.0, {"one": 1.2}) == "" and pace_range_text(0.0, 10.0, paces) == ""
 
 
@@ -444,12 +445,12 @@ def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, tiny_campai
     assert by["quality"]["gpu_s"] == pytest.approx(120 * 3 / 4) and by["quality"]["calls"] == 1
     assert by["(none)"]["gpu_s"] == pytest.approx(5)
     assert cost["outside_windows"] == {"calls": 1, "before_meter": 6.0, "meter_start": 2.0, "builds": 3.0,
-                                       "idle": 3.0, "between_windows": 6.0}  # 100 - 80 - 14
+                                       "idle": 3.0, "between_and_after_windows": 6.0}  # 100 - 80 - 14
     main(["campaign", "cost", "--campaign", str(path)])
     out = capsys.readouterr().out
     assert "above the target 1.15" in out
     assert ("outside the windows, in the 1 call(s) that time it: before meter 6 s, meter start 2 s, "
-            "builds 3 s, idle 3 s, between windows 6 s") in out
+            "builds 3 s, idle 3 s, between and after windows 6 s") in out
     main(["campaign", "status", "--campaign", str(path)])
     assert "3 campaign call(s): 225 GPU s" in capsys.readouterr().out
     assert cp.campaign_cost([])["overhead"] is None

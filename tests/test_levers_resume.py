@@ -209,6 +209,10 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
                               capture_output=True, text=True, check=True).stdout.split()
     assert [Path(p).name for p in returned if p.endswith(".npz")] == [p.name for p in stale.parent.iterdir()]
     assert stale.name not in returned and len(returned) > 1
+    tarball = tmp_path / "out1" / "levers" / "levers-references.tar.gz"
+    pruned = subprocess.run(["tar", "xzf", str(tarball), "-O", "references-pruned.txt"], capture_output=True,
+                            text=True, check=True).stdout
+    assert pruned.splitlines() == [f"data/cpu/levers/references/{stale.name}"]  # what collect removes here
     parts = list((repo / "data" / "cpu" / "levers").glob("partplan-*"))  # the plan's out_dir
     assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
     shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's

@@ -35,6 +35,7 @@ def _wheel(folder: Path) -> Path:
 
 def test_a_slimmed_wheel_keeps_the_rest_byte_for_byte_and_pip_installs_it(tmp_path):
     wheel = _wheel(tmp_path)
+    wheel.chmod(0o644)
     with zipfile.ZipFile(wheel) as z:
         before = {n: z.read(n) for n in z.namelist()}
     assert slim.slim_wheel(wheel, ["toypkg/locales"]) > 0
@@ -46,6 +47,7 @@ def test_a_slimmed_wheel_keeps_the_rest_byte_for_byte_and_pip_installs_it(tmp_pa
     assert after["toypkg-1.0.dist-info/RECORD"].decode().count("\n") == len(after)
     assert slim.slim_wheel(wheel, ["toypkg/locales"]) == 0  # nothing left to drop: the wheel stays as it is
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    assert wheel.stat().st_mode & 0o777 == 0o644  # the wheel keeps its mode
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",

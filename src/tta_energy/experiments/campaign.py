@@ -170,7 +170,8 @@ class RunOptions:
 #: plan and table reads before the meter starts; the meter's start (NVML, CodeCarbon, the trace); the model
 #: builds; the idle baseline; and between windows the meter's waits for the counter's updates at the start
 #: (``align``) and after the end (``resolve``) of each window and CodeCarbon's tasks (``EnergyMeter.host_s``).
-#: What is left of the wall time is the rest of the host's work between windows (rows written, checks).
+#: What is left of the wall time is the host's other work between the windows and after the last one (rows
+#: written, the meter's stop, the tables' merge).
 PHASES = ("before_meter", "meter_start", "builds", "idle", "align", "resolve", "codecarbon")
 
 
@@ -340,10 +341,12 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     run_id = distributed.broadcast(ctx, runner.new_run_id())
     budget_s = ro.time_budget_s
     gpu_name = ""
+    meter: Any = None
 
     def log_stopped_call(why: str) -> None:
         if ctx.is_main and not ctx.is_distributed:  # torchrun's ranks can no longer gather their counts
             result.stopped_by = why
+            result.phases_s.update(getattr(meter, "host_s", {}))
             record_run(campaign, ro, run_id, start_utc, time.perf_counter() - start, result, gpu_name, 1)
 
     if todo:
@@ -418,7 +421,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
                             and errors[c.key] < MAX_ERRORS_PER_RUN and c.key not in over_budget]
                     round_no += 1
             todo = [c for c in todo if not cell_state(c, observed).done]
-        result.phases_s.update(getattr(meter, "host_s", {}))
+        result.phases_s.update(meter.host_s)
     result.unfinished = len(todo)
     merge_shard_files(campaign, writes, ctx)
     gathered = distributed.all_gather(ctx, (result.rows, result.warmups, result.measured_s,

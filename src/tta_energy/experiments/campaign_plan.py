@@ -593,11 +593,11 @@ PACE_MIN_ROWS = 10
 
 
 def run_paces(frames: Iterable[pd.DataFrame | None], min_rows: int = PACE_MIN_ROWS) -> dict[str, float]:
-    """Each run's pace: the median, over its measured rows, of a row's seconds over the mean of its
-    configuration's rows (configurations measured by two runs or more); above 1 the host made that run slower
-    than the tables' average. The same cell can take 20% more or less time from one process to the next where
-    the host paces the GPU, so a plan's seconds are given with the range of the runs' paces. Runs with fewer
-    than ``min_rows`` such rows are left out."""
+    """Each run's pace: the median, over its measured rows, of a row's seconds over the mean of the other
+    runs' rows of its configuration (configurations measured by two runs or more); above 1 the host made that
+    run slower than the others. The same cell can take 20% more or less time from one process to the next
+    where the host paces the GPU, so a plan's seconds are given with the range of the runs' paces. Runs with
+    fewer than ``min_rows`` such rows are left out."""
     frames = [f for f in frames if f is not None and not f.empty]
     if not frames:
         return {}
@@ -608,7 +608,12 @@ def run_paces(frames: Iterable[pd.DataFrame | None], min_rows: int = PACE_MIN_RO
     ok = ok[ok.groupby("config_id")["run_id"].transform("nunique") >= 2]
     if ok.empty:
         return {}
-    ratio = ok["_s"] / ok.groupby("config_id")["_s"].transform("mean")
+    # the mean of the other runs' rows of the configuration: (sum - the run's sum) / (count - the run's count)
+    config_sum = ok.groupby("config_id")["_s"].transform("sum")
+    config_n = ok.groupby("config_id")["_s"].transform("count")
+    run_sum = ok.groupby(["config_id", "run_id"])["_s"].transform("sum")
+    run_n = ok.groupby(["config_id", "run_id"])["_s"].transform("count")
+    ratio = ok["_s"] / ((config_sum - run_sum) / (config_n - run_n))
     paces = ratio.groupby(ok["run_id"]).agg(["count", "median"])
     return {str(run): float(p["median"]) for run, p in paces.iterrows() if p["count"] >= min_rows}
 
@@ -620,7 +625,7 @@ def pace_range_text(generations_s: float, builds_s: float, paces: dict[str, floa
         return ""
     low, high = min(paces.values()), max(paces.values())
     return (f"at the pace of the fastest and the slowest of {len(paces)} runs (a run's median window against "
-            f"its configurations' mean: {low:.2f}x to {high:.2f}x): {generations_s * low + builds_s:,.0f} to "
+            f"the other runs' mean: {low:.2f}x to {high:.2f}x): {generations_s * low + builds_s:,.0f} to "
             f"{generations_s * high + builds_s:,.0f} GPU s")
 
 
@@ -751,7 +756,7 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
 
     ``outside_windows`` says where the time outside the windows went, summed over the one-process calls that
     time it (``phases_s`` of their log lines): the phases of :data:`.campaign.PHASES` and, for the rest,
-    ``between_windows`` (the host's work from one window to the next)."""
+    ``between_and_after_windows`` (the host's other work between the windows and after the last one)."""
     by: dict[str, dict[str, float]] = {}
     calls = 0
     gpu_total = measured_total = 0.0
@@ -770,8 +775,8 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
             timed_calls += 1
             for phase, seconds in phases.items():
                 outside[phase] = outside.get(phase, 0.0) + float(seconds)
-            outside["between_windows"] = (outside.get("between_windows", 0.0) + gpu_s - windows
-                                          - sum(float(v) for v in phases.values()))
+            rest = gpu_s - windows - sum(float(v) for v in phases.values())
+            outside["between_and_after_windows"] = outside.get("between_and_after_windows", 0.0) + rest
         shares = ({e: n / sum(rows.values()) for e, n in rows.items()} if rows else {"(none)": 1.0})
         for experiment, share in shares.items():
             entry = by.setdefault(experiment, {"gpu_s": 0.0, "rows": 0, "calls": 0})

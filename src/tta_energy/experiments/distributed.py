@@ -116,8 +116,10 @@ def process_group(ctx: DistContext) -> Iterator[None]:
     except BaseException:
         shutdown(ctx)
         raise
-    barrier(ctx)
-    shutdown(ctx)
+    try:
+        barrier(ctx)
+    finally:
+        shutdown(ctx)
 
 
 def shutdown(ctx: DistContext) -> None:

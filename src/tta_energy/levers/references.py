@@ -35,7 +35,8 @@ def _models_dir() -> Path:
 
 def _code_of(source: bytes) -> bytes:
     """A Python module's code without its comments, docstrings and layout (its syntax tree), so that editing
-    the prose of a model's module keeps its stored references."""
+    the prose of a model's module keeps its stored references. The tree's dump differs between Python
+    versions, so another Python computes the references again (as another torch does)."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
