@@ -769,11 +769,7 @@ def _campaign_state(d: DocData) -> tuple[list, Any, list]:
     path = d.data.parent / "campaigns" / "h200.toml"
     if not path.is_file():
         return [], None, []
-    spec = replace(campaign_spec.load_campaign(path), out_dir=d.data / "h200")
-    cells = campaign_plan.build_cells(spec)
-    frames = campaign_plan.read_frames(spec, {c.experiment for c in cells})
-    reports, est = campaign_plan.report(spec, cells, frames)
-    return reports, est, frames
+    return campaign_plan.campaign_state(replace(campaign_spec.load_campaign(path), out_dir=d.data / "h200"))
 
 
 def _campaign_reports(d: DocData) -> list:

@@ -45,20 +45,13 @@ def _load(path: Path, out_dir: Path | None):  # noqa: ANN202 - Campaign, importe
 
 
 def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experiment: list[str] | None):  # noqa: ANN202
-    from tta_energy.experiments.campaign import (
-        RunOptions,
-        build_cells,
-        check_run_options,
-        read_frames,
-        report,
-    )
+    from tta_energy.experiments.campaign import RunOptions, check_run_options
+    from tta_energy.experiments.campaign_plan import campaign_state
 
     campaign = _load(path, out_dir)
     models, experiments = checks.comma_list(model), checks.comma_list(experiment)
     check_run_options(campaign, RunOptions(models=models, experiments=experiments))
-    cells = build_cells(campaign, models, experiments)
-    frames = read_frames(campaign, {c.experiment for c in cells})
-    return campaign, *report(campaign, cells, frames), frames
+    return campaign, *campaign_state(campaign, models, experiments)
 
 
 CAMPAIGN_OPT = typer.Option(DEFAULT_CAMPAIGN, "--campaign", "-c", help="the campaign file (TOML)")

@@ -588,6 +588,17 @@ def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFr
     return out, est
 
 
+def campaign_state(campaign: Campaign, models: Sequence[str] | None = None,
+                   experiments: Sequence[str] | None = None
+                   ) -> tuple[list[CellReport], Estimator, list[pd.DataFrame | None]]:
+    """Where the campaign stands, from its tables: the cell reports (optionally of some models/experiments),
+    the estimator, and the tables read (what ``plan``, ``status`` and the docs read)."""
+    cells = build_cells(campaign, models, experiments)
+    frames = read_frames(campaign, {c.experiment for c in cells})
+    reports, est = report(campaign, cells, frames)
+    return reports, est, frames
+
+
 #: a run's pace needs this many measured rows of configurations that other runs measured too
 PACE_MIN_ROWS = 10
 
