@@ -33,9 +33,11 @@ reproduce: venv
 	$(VENV)/bin/tta-energy summary --data data
 	$(PY) -m tta_energy.analysis.reproduce --data data --figures $(OUT) $(if $(STUDY),--study "$(STUDY)",)
 
+# the suite in TEST_WORKERS processes, each test file whole in one of them (its tests share fixtures and files)
+TEST_WORKERS ?= 2
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks scripts
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks inferences sanitycheck notebooks scripts

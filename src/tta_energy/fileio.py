@@ -208,9 +208,15 @@ def last_line_cut(path: str | Path) -> bool:
             if fh.tell() == 0:
                 return False
             fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
+            return ends_inside_line(fh.read(1))
     except OSError:
         return False  # a file that cannot be read is named by whoever reads it
+
+
+def ends_inside_line(raw: bytes) -> bool:
+    """Whether the bytes ``raw`` (a whole file, or its last byte) end inside a line: :func:`last_line_cut`
+    for text already read."""
+    return bool(raw) and not raw.endswith(b"\n")
 
 
 def warn_if_cut(path: str | Path) -> bool:

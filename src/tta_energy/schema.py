@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.errors import TtaError
-from tta_energy.fileio import CUT_LAST_LINE, atomic_path, csv_text, exact_numbers, last_line_cut
+from tta_energy.fileio import CUT_LAST_LINE, atomic_path, csv_text, ends_inside_line, exact_numbers
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = 3.6e6
@@ -242,7 +242,7 @@ def check_table(path: str | Path) -> TableCheck:
     if not raw.strip():
         return TableCheck(path, None, ["is empty"])
     problems = []
-    if last_line_cut(path):
+    if ends_inside_line(raw):
         problems.append(f"{CUT_LAST_LINE}: the next sweep on it repairs it, or delete that line")
     try:
         df = read_runs(path)
