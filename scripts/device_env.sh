@@ -8,9 +8,13 @@
 # Sourced twice in one call (scripts/gpu_call.sh, then the script it runs), it installs once. It also sets
 # what the device scripts share: the exit status of a process that lost its CUDA context, and the least time
 # left for which a fresh process is started after one.
+# one line "HH:MM:SS UTC what": the device scripts mark their steps, so that a call's output says where its wall
+# time outside the measurement went
+stamp() { echo "$(date -u +%T) UTC $*"; }
 if [[ -n "${TTA_ENERGY_WHEELS_INSTALLED:-}" ]]; then
   export PYTHONPATH=/tmp/site:$PWD/src:$PWD
 elif [[ -d .whl ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  stamp "installing the carried wheels"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
   export PYTHONPATH=/tmp/site:$PWD/src:$PWD TTA_ENERGY_WHEELS_INSTALLED=1

@@ -19,7 +19,7 @@ source scripts/device_env.sh  # wheels carried in .whl/ (the checks below read t
 (($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml campaigns/h100_levers.toml
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p)
 [[ -n "$card" ]] || { echo "error: nvidia-smi names no GPU on this machine" >&2; exit 2; }
-echo "this machine's card: $card"
+stamp "this machine's card: $card (wheels installed)"
 PYTHON="$PY" bash scripts/gpu_levers.sh merge-earlier || exit 2
 
 plan_of_card() {  # FILE CARD -> "KIND GPU MATCH": campaign or levers, the file's gpu (- for any), yes or no

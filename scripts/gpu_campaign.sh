@@ -63,6 +63,7 @@ case "$MODE" in
     DEST=${OUT:-/tmp/gpu_campaign}/campaign
     START=$(date -u +%Y%m%dT%H%M%S)
     merge_earlier_calls
+    stamp "checks and earlier calls' rows done; the campaign runs"
     # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are
     # on disk one by one) leaves time to pack what was measured even if a model build hangs past the budget
     T0=$SECONDS
@@ -78,10 +79,11 @@ case "$MODE" in
         --time-budget $((left_s - 60)) 2>&1 | tee -a "$DEST/log-$START.txt"
       rc=${PIPESTATUS[0]}
     fi
+    stamp "the campaign ended (exit $rc); packing"
     # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)
     tar czf "$DEST/h200.tar.gz" "$TABLES"/*.csv "$TABLES/campaign_runs.jsonl" "$TABLES"/traces/campaign-*
     mkdir -p "$KEPT" && cp "$DEST/h200.tar.gz" "$KEPT/$START-$$.tar.gz"
-    echo "campaign call finished (exit $rc); returned $DEST/h200.tar.gz"
+    stamp "campaign call finished (exit $rc); returned $DEST/h200.tar.gz"
     exit "$rc" ;;
   collect)
     [[ $# -eq 1 && -d "$1" ]] || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
