@@ -7,13 +7,20 @@
 #                                         # campaigns/h100_levers.toml (paths relative to the repository root)
 #   GPU_CALL_DRY=1 bash scripts/gpu_call.sh   # print the command it would run, run nothing
 #
+#   CALL_S=400 bash scripts/gpu_call.sh      # a call the device tool limits to 400 s (default 600)
+#
 # What earlier calls on a warm machine measured counts as done (both scripts' merge-earlier first). A campaign
-# file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` (default 480, HARD_LIMIT_S=540
-# unless set); a levers plan runs `scripts/gpu_levers.sh plan PLAN`. Collect what comes back with the script
-# the call ran (its files come back under campaign/ or levers/). Exit 4: no plan names this card with work
-# left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
+# file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` with HARD_LIMIT_S (defaults
+# CALL_S - 120 and CALL_S - 60: the checks before the campaign and the packing after it fit the rest); a levers
+# plan runs `scripts/gpu_levers.sh plan PLAN` with BUDGET_S (default CALL_S - 80). Collect what comes back with
+# the script the call ran (its files come back under campaign/ or levers/). Exit 4: no plan names this card
+# with work left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+CALL_S=${CALL_S:-600}
+[[ "$CALL_S" =~ ^[0-9]{1,5}$ ]] && ((10#$CALL_S >= 240)) \
+  || { echo "error: CALL_S=$CALL_S: give the device call's limit in whole seconds, at least 240" >&2; exit 2; }
+CALL_S=$((10#$CALL_S))
 PY=${PYTHON:-python3}
 source scripts/device_env.sh  # wheels carried in .whl/ (the checks below read the tables with them)
 (($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml campaigns/h100_levers.toml
@@ -56,8 +63,8 @@ print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' 
       echo "$plan: every cell done"
       continue
     fi
-    cmd=(env CAMPAIGN="$plan" HARD_LIMIT_S="${HARD_LIMIT_S:-540}" bash scripts/gpu_campaign.sh run
-         --time-budget "${CAMPAIGN_BUDGET_S:-480}")
+    cmd=(env CAMPAIGN="$plan" HARD_LIMIT_S="${HARD_LIMIT_S:-$((CALL_S - 60))}" bash scripts/gpu_campaign.sh run
+         --time-budget "${CAMPAIGN_BUDGET_S:-$((CALL_S - 120))}")
   else
     dry=$(PYTHON="$PY" bash scripts/gpu_levers.sh dry "$plan" 2>&1) \
       || { echo "error: $plan: the levers dry run failed: $(tail -n 1 <<<"$dry")" >&2; exit 2; }
@@ -65,7 +72,7 @@ print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' 
       echo "$plan: nothing left to measure"
       continue
     fi
-    cmd=(bash scripts/gpu_levers.sh plan "$plan")
+    cmd=(env BUDGET_S="${BUDGET_S:-$((CALL_S - 80))}" bash scripts/gpu_levers.sh plan "$plan")
   fi
   echo "$plan: ${cmd[*]}"
   [[ "${GPU_CALL_DRY:-0}" == 1 ]] && exit 0

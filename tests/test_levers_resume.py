@@ -277,9 +277,9 @@ def test_a_side_table_with_only_its_header_keeps_the_numbers_of_the_others(tmp_p
     assert joined["tflop_per_J"].between(0.9, 1.0).all()
 
 
-def _dispatch(tmp_path: Path, card: str, plans: list[str]) -> subprocess.CompletedProcess:
+def _dispatch(tmp_path: Path, card: str, plans: list[str], **env_vars: str) -> subprocess.CompletedProcess:
     """scripts/gpu_call.sh (dry) in a copy of the scripts, over ``plans`` (paths in that copy), on a machine
-    whose nvidia-smi names ``card``."""
+    whose nvidia-smi names ``card``, with ``env_vars`` added to its environment."""
     repo = tmp_path / "repo"
     if not (repo / "scripts").is_dir():
         (repo / "scripts").mkdir(parents=True)
@@ -290,7 +290,7 @@ def _dispatch(tmp_path: Path, card: str, plans: list[str]) -> subprocess.Complet
     fake_smi.write_text(f"#!/bin/sh\necho '{card}'\n", encoding="utf-8")
     fake_smi.chmod(0o755)
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src"), "GPU_CALL_DRY": "1",
-           "PATH": f"{fake_smi.parent}:{os.environ['PATH']}"}
+           "PATH": f"{fake_smi.parent}:{os.environ['PATH']}", **env_vars}
     return subprocess.run(["bash", "scripts/gpu_call.sh", *plans], cwd=repo, env=env, capture_output=True,
                           text=True, check=False)
 
@@ -308,7 +308,7 @@ def _plans(tmp_path: Path) -> list[str]:
 
 CAMPAIGN_CALL = ("env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=540 bash scripts/gpu_campaign.sh run "
                  "--time-budget 480")
-LEVERS_H100_CALL = "bash scripts/gpu_levers.sh plan plans/h100_levers.toml"
+LEVERS_H100_CALL = "env BUDGET_S=520 bash scripts/gpu_levers.sh plan plans/h100_levers.toml"
 
 
 @pytest.mark.parametrize(("card", "chosen"), [
@@ -328,6 +328,26 @@ def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_p
         assert done.stdout.splitlines()[-1] == chosen
 
 
+@pytest.mark.parametrize(("card", "chosen"), [
+    ("NVIDIA H200", "plans/h200.toml: env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=340 "
+                    "bash scripts/gpu_campaign.sh run --time-budget 280"),
+    ("NVIDIA H100 80GB HBM3", "plans/h100_levers.toml: env BUDGET_S=320 bash scripts/gpu_levers.sh plan "
+                              "plans/h100_levers.toml"),
+])
+def test_a_shorter_device_call_gives_each_script_a_budget_that_fits_it(tmp_path, card, chosen):
+    """CALL_S (the limit the device tool gives the call) sets the campaign's budget and hard stop and the
+    levers call's budget; a limit that is not a whole number of seconds, at least 240, is one error line."""
+    done = _dispatch(tmp_path, card, _plans(tmp_path), CALL_S="400")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == chosen
+    for bad in ("abc", "100", "4x", "a[$(touch pwned)]"):
+        refused = _dispatch(tmp_path, card, ["plans/h200.toml"], CALL_S=bad)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+        assert refused.stderr == (f"error: CALL_S={bad}: give the device call's limit in whole seconds, "
+                                  "at least 240\n")
+    assert not list(tmp_path.rglob("pwned"))
+
+
 def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_stops_it(tmp_path):
     """A campaign whose every cell is done (the committed H200 steps sweep alone) hands the H200 call to
     the H200 levers plan; a plan file that cannot be read stops the call (exit 2, one line)."""
@@ -340,7 +360,8 @@ def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_s
     done = _dispatch(tmp_path, "NVIDIA H200", ["plans/done.toml", *plans[1:]])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "plans/done.toml: every cell done" in done.stdout
-    levers_call = "plans/h200_levers.toml: bash scripts/gpu_levers.sh plan plans/h200_levers.toml"
+    levers_call = ("plans/h200_levers.toml: env BUDGET_S=520 bash scripts/gpu_levers.sh plan "
+                   "plans/h200_levers.toml")
     assert done.stdout.splitlines()[-1] == levers_call
     (tmp_path / "repo" / "plans" / "bad.toml").write_text("[levers]\nrepeats = 0\n", encoding="utf-8")
     broken = _dispatch(tmp_path, "NVIDIA H200", ["plans/bad.toml", *plans])
