@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from tta_energy import schema
 
@@ -84,6 +85,31 @@ def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
     assert out.returncode == 2
     line = out.stderr.strip().splitlines()[0]
     assert "a.csv" in line and "gpu_energy_J" in line and "lots" in line
+
+
+def test_a_levers_table_holds_one_baseline_per_run_but_no_pair_twice_in_a_run(tmp_path: Path) -> None:
+    """Each levers run measures its own `none`: the same (config_id, repeat) in two runs of one levers table
+    is valid; twice in one run, or in two runs of a sweep table, it is not."""
+    def rows(experiment: str, runs: list[str]) -> pd.DataFrame:
+        table = [{**_row("tango", 1.0, config_id="c"), "experiment": experiment, "run_id": r} for r in runs]
+        return pd.DataFrame(table).astype({"is_warmup": bool})
+
+    assert schema.duplicate_pairs(rows("levers", ["r1", "r2"])) == 0
+    assert schema.duplicate_pairs(rows("levers", ["r1", "r1"])) == 1
+    assert schema.duplicate_pairs(rows("steps", ["r1", "r2"])) == 1
+    for run in ("r1", "r2"):
+        for _ in range(2):  # a warm-up and a measured row of the same pair, in each of two runs
+            schema.append_row(tmp_path / "levers_runs.csv", {**_row("tango", 1.0, config_id="c"),
+                                                            "experiment": "levers", "run_id": run,
+                                                            "is_warmup": _ == 0})
+    assert schema.check_table(tmp_path / "levers_runs.csv").problems == []
+
+
+def test_the_repositorys_data_is_valid() -> None:
+    """`make reproduce` starts with `tta-energy summary --data data`: every committed run table passes."""
+    out = _run("summary", "--data", str(Path(__file__).resolve().parents[1] / "data"))
+    assert out.returncode == 0, out.stderr
+    assert "invalid" not in out.stderr
 
 
 def test_summary_says_whether_its_folder_is_missing_or_a_file(tmp_path: Path, capsys) -> None:

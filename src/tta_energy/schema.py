@@ -225,10 +225,18 @@ class TableCheck:
     problems: list[str]
 
 
+#: experiments whose repeats are numbered within one run: each levers run measures its own study default
+#: (``none``) to compare its configurations with, so one (config_id, repeat) pair recurs across the runs of a
+#: levers table; elsewhere a pair is measured once in a table, whichever run measured it (resume's key)
+REPEATS_PER_RUN = frozenset({"levers"})
+
+
 def duplicate_pairs(df: pd.DataFrame) -> int:
-    """Measured (non-warm-up) rows beyond the first of their (config_id, repeat) pair."""
+    """Measured (non-warm-up) rows beyond the first of their (config_id, repeat) pair (of their run, for the
+    experiments in :data:`REPEATS_PER_RUN`)."""
     measured = df[~df["is_warmup"]]
-    return int(measured.duplicated(subset=["config_id", "repeat"]).sum())
+    run = measured["run_id"].where(measured["experiment"].isin(REPEATS_PER_RUN), "")
+    return int(measured.assign(_run=run).duplicated(subset=["_run", "config_id", "repeat"]).sum())
 
 
 def check_table(path: str | Path) -> TableCheck:
