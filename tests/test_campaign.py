@@ -567,6 +567,30 @@ def test_collect_writes_nothing_when_a_returned_table_is_invalid(tmp_path, tiny_
     assert not tables.exists() or not [p for p in tables.rglob("*") if p.is_file() and ".lock" not in p.name]
 
 
+@pytest.mark.parametrize(("row", "said"), [
+    ({"gpu_name": "NVIDIA H100 80GB HBM3"}, "measured on NVIDIA H100 80GB HBM3, not an H200"),
+    ({"gpu_name": np.nan}, "measured on no GPU, not an H200"),
+    ({"gpu_name": "NVIDIA H200", "size": "full"}, "size full, not tiny"),
+])
+def test_collect_refuses_rows_of_another_gpu_or_size(tmp_path, tiny_campaign, capsys, row, said):
+    """A campaign that names its GPU takes no other GPU's rows (a sweep's folder given to collect by
+    mistake), and no rows of another size or weights: one line, nothing merged."""
+    tiny_campaign.write_text('gpu = "H200"\n' + tiny_campaign.read_text(encoding="utf-8"), encoding="utf-8")
+    returned = tmp_path / "returned"
+    returned.mkdir()
+    ours = {**_measured("call", 0), "gpu_name": "NVIDIA H200"}
+    schema.write_runs(returned / "steps.csv", pd.DataFrame([ours, {**_measured("call", 1), **row}]))
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert f"steps.csv: rows {said}: campaign tiny" in err and "nothing was merged" in err
+    assert not (tmp_path / "tables" / "steps.csv").exists()
+    schema.write_runs(returned / "steps.csv", pd.DataFrame([ours]))  # its own rows only: merged
+    main(["campaign", "collect", str(returned), "--campaign", str(tiny_campaign)])
+    assert len(schema.read_runs(tmp_path / "tables" / "steps.csv")) == 1
+
+
 def test_gpu_campaign_script_collects_into_the_campaign_files_folder(tmp_path):
     """``scripts/gpu_campaign.sh collect`` with ``CAMPAIGN`` naming another campaign file: the returned rows,
     the call's log and the validation go to that campaign's out_dir, not to data/h200."""

@@ -13,8 +13,9 @@ measured so far:
 - the runs log: the returned lines whose ``run_id`` is not logged yet, appended in their order;
 - traces: the returned files not present yet.
 
-Every returned table is read against the schema before anything is written, so an invalid one leaves the
-campaign's folder as it was. It holds the same locks as ``campaign run`` while it writes, and collecting the
+Every returned table is read against the schema, and its rows against the campaign's GPU, size and weights
+(:func:`foreign_rows`), before anything is written, so an invalid or foreign one leaves the campaign's folder
+as it was. It holds the same locks as ``campaign run`` while it writes, and collecting the
 same folder twice adds nothing.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy import schema
+from tta_energy.devices import names_gpu
 from tta_energy.errors import TtaError
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import read_runs_log
@@ -49,6 +51,23 @@ def merge_table(local: Path, theirs: pd.DataFrame) -> tuple[pd.DataFrame, int, i
     for record in new.to_dict("records"):
         schema.append_row(local, {k: (np.nan if v is pd.NA else v) for k, v in record.items()})
     return new, len(new), len(ours) + len(new)
+
+
+def foreign_rows(campaign: Campaign, rows: pd.DataFrame) -> str | None:
+    """Why some of ``rows`` cannot enter the campaign's tables, or None: measured on another GPU than the one
+    the campaign names (``gpu``), or of another model size or weights than it declares (``campaign run``
+    measures only those, so such rows come from a sweep or another campaign's copy)."""
+    why = []
+    gpus = rows["gpu_name"].fillna("").astype(str)
+    if campaign.gpu:
+        other = sorted(set(gpus[~gpus.map(lambda name: names_gpu(campaign.gpu, name))]))
+        if other:
+            why.append(f"measured on {', '.join(name or 'no GPU' for name in other)}, not an {campaign.gpu}")
+    for column in ("size", "weights"):
+        other = sorted(set(rows[column].astype(str)) - {getattr(campaign, column)})
+        if other:
+            why.append(f"{column} {', '.join(other)}, not {getattr(campaign, column)}")
+    return "; ".join(why) or None
 
 
 def unlogged_note(rows: pd.DataFrame, logged: set[str]) -> str:
@@ -85,6 +104,11 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     # campaign's folder made or locked: an invalid one stops the merge
     frames = {e: pd.concat([schema.read_runs(p) for p in paths], ignore_index=True)
               for e, paths in sources.items() if paths}
+    for experiment, rows in frames.items():
+        why = foreign_rows(campaign, rows)
+        if why:
+            raise TtaError(f"{tables[experiment]}: rows {why}: campaign {campaign.name} ({campaign.path}) "
+                           "holds only its own; nothing was merged")
     calls = read_runs_log(returned / RUNS_LOG)
     log = campaign.out_dir / RUNS_LOG
     read_runs_log(log)
