@@ -65,7 +65,7 @@ class Campaign:
     min_window_s: float
     entries: tuple[Entry, ...]
     #: the GPU the tables hold (a part of its name, e.g. ``H200``): ``run`` refuses another, whose rows would
-    #: enter the tables under the campaign's name; None: any
+    #: enter the tables under the campaign's name, and ``collect`` refuses such rows; None: any
     gpu: str | None = None
 
     def table(self, experiment: str) -> Path:
