@@ -1,8 +1,9 @@
 """A generation that loses the process's CUDA context (a kernel's launch failure, an illegal address: every
 later CUDA call of the process fails the same way). Its row is written and the process stops at once with one
-line and exit status 5 (no row of a later generation blamed for it); the levers plan leaves that configuration
-out of later calls and says so (dry run, summary), and the device scripts measure the rest of their call in
-a fresh process (the campaign's once). On the CPU, through the fault of ``tests/lost_context.py``."""
+line and exit status 5 (no row of a later generation blamed for it); the levers plan tries that configuration
+once more on another card and leaves it out after a loss on two, and says so (dry run, summary), and the
+device scripts measure the rest of their call in a fresh process (the campaign's once). On the CPU, through
+the fault of ``tests/lost_context.py``."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def _row(run_id: str, spec: str, batch: int, *, warmup: bool = False, error: str
     return r
 
 
-def test_only_the_configuration_that_lost_the_context_is_left_out_and_the_dry_run_names_it(tmp_path):
+def test_a_configuration_that_lost_the_context_is_tried_once_more_and_left_out_after_a_second_loss(tmp_path):
     lost = f"AcceleratorError: {LAUNCH_FAILURE}"
     part = tmp_path / "partplan-1"
     part.mkdir()
@@ -73,22 +74,43 @@ def test_only_the_configuration_that_lost_the_context_is_left_out_and_the_dry_ru
     losses = tables.context_losses(schema.read_runs(part / tables.RUNS_FILE))
     assert losses[["run_id", "optimize", "waveforms_per_prompt", "is_warmup"]].values.tolist() == [
         ["r1", "max", 10, True]]
-    done = calls.done_cells([part], DECLARED, size="full", duration_s=10.0, seed=0)
-    assert done == {("tango", "max", 100, 10)}  # none and compile failed because of max: tried again
-    assert calls.remaining(DECLARED, done) == {"tango": (("none", ((100, 10),), 3),
-                                                         ("compile", ((100, 10),), 3))}
     history = pd.DataFrame([{"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": 10,
-                             "wall_s": 20.0, "compile_s": 60.0} for spec in ("none", "compile", "fp32")])
-    plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
-                            budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None)
-    said = "\n".join(plan.text())
-    assert ("left out, not tried again (it lost the CUDA context): tango `max` batch 10 (run r1, warm-up: "
-            f"{lost})") in said
+                             "wall_s": 20.0, "compile_s": 60.0}
+                            for spec in ("none", "compile", "max", "fp32")])
+
+    def dry_run(card: str) -> str:
+        plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+                                budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None,
+                                card=card)
+        return "\n".join(plan.text())
+
+    def done(card: str) -> set:
+        return calls.done_cells([part], DECLARED, size="full", duration_s=10.0, seed=0, card=card)
+
+    # a loss on one card may be that card's: another card measures every cell again, max too
+    assert done("bbbb") == set()
+    said = dry_run("bbbb")
+    assert (f"{calls.RETRIED}: tango `max` batch 10 (run r1, warm-up: {lost})") in said
+    assert "left out" not in said and "tango batch 10: none, max, compile" in said
+    # the card that lost it (here a CPU, '') goes on with the rest without it
+    assert calls.card_of("cpu") == ""
+    assert done("") == {("tango", "max", 100, 10)}  # none and compile failed because of max: tried again
+    assert f"{calls.THIS_CARD}: tango `max` batch 10" in dry_run("")
+    # a second card loses it too: every card leaves it out, and measures the others
+    second = {**_row("r2", "max", 10, warmup=True, error=lost), "gpu_uuid": "GPU-BBBB"}
+    schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame([*rows, second]))
+    assert done("cccc") == {("tango", "max", 100, 10)}
+    assert calls.remaining(DECLARED, done("cccc")) == {"tango": (("none", ((100, 10),), 3),
+                                                                 ("compile", ((100, 10),), 3))}
+    said = dry_run("cccc")
+    assert f"{calls.SETTLED}: tango `max` batch 10 (run r1, warm-up: {lost}; run r2, warm-up: {lost})" in said
+    assert calls.SETTLED.startswith("left out, not tried again (it lost the CUDA context on 2 cards)")
     assert "tango batch 10: none, compile" in said
-    # the study default losing it leaves nothing at that batch size to compare with: all of it is left out
-    schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame([_row("r2", "none", 10, error=lost)]))
-    assert calls.done_cells([part], DECLARED, size="full", duration_s=10.0, seed=0) == {
-        ("tango", spec, 100, 10) for spec in ("none", "max", "compile")}
+    # the study default losing it on two cards leaves nothing at that batch size to compare with: all of it
+    # is left out
+    defaults = [{**_row(r, "none", 10, error=lost), "gpu_uuid": f"GPU-{r}"} for r in ("r3", "r4")]
+    schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame(defaults))
+    assert done("cccc") == {("tango", spec, 100, 10) for spec in ("none", "max", "compile")}
 
 
 PLAN = ('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\nbatches = [1]\n'
@@ -121,7 +143,7 @@ def test_a_levers_run_stops_where_the_context_is_lost_and_the_next_run_measures_
     assert (runs["status"].iloc[:-1] == "ok").all() and runs["is_warmup"].all()
     main([*base, "--dry-run"])
     said = capsys.readouterr().out
-    assert "left out, not tried again (it lost the CUDA context): audioldm `channels-last` batch 1" in said
+    assert f"{calls.THIS_CARD}: audioldm `channels-last` batch 1" in said  # the card that lost it: this CPU
     main([*base, "--out-dir", str(tmp_path / "part2")])  # a fresh process: the default, measured this time
     again = schema.read_runs(tmp_path / "part2" / tables.RUNS_FILE)
     measured = again[~again["is_warmup"].astype(bool)]
@@ -189,7 +211,7 @@ def test_a_context_lost_outside_a_generation_stops_the_run_and_is_left_out_where
         [lost] if lost else [])
     declared = {"audioldm": tuple((spec, ((2, 1),), 1) for spec in (
         ["none", "channels-last"] + (["fp8"] if where == "fp8 ceiling" else [])))}
-    done = calls.done_cells([tmp_path / "part1"], declared, size="tiny", duration_s=1.0, seed=0)
+    done = calls.done_cells([tmp_path / "part1"], declared, size="tiny", duration_s=1.0, seed=0, card="")
     if where == "applying":
         assert done == {("audioldm", "channels-last", 2, 1)}
     elif where == "reference":  # every unit of the model starts with its reference: nothing is tried again

@@ -12,9 +12,11 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
   earlier run found the spec to be the same configuration as another; or when it could not be applied in
   :data:`FAILED_RUNS_SETTLE` earlier runs (``levers_configs.csv``: one failure may be passing, out of memory
   for one); or when, at that batch, it (or the default it is compared with) lost the process's CUDA context
-  in one earlier run (:func:`tta_energy.levers.tables.context_losses`; every cell of the model where its fp32
-  reference lost it, since each unit of the model starts with the reference): trying it again could cost a
-  whole call, so it is reported (the dry run, the summary) and left out;
+  on :data:`CONTEXT_LOSSES_SETTLE` cards, or on the card this run measures on
+  (:func:`tta_energy.levers.tables.context_losses`; every cell of the model where its fp32 reference lost
+  it, since each unit of the model starts with the reference): a loss on one card may be that card's, so
+  another card tries the configuration once more; a loss on two is the configuration's, and trying it again
+  could cost a whole call, so it is reported (the dry run, the summary) and left out;
 - :func:`pack_calls` puts the units, in the plan's order (batch 1 first: the targets' cells), into calls of
   ``call_budget_s`` first-fit; the dry run prints every call, and a run measures the first one;
 - a run whose first call ends before its time budget (a compilation found in the cache, an overestimate)
@@ -46,6 +48,7 @@ from tta_energy.levers.tables import (
     read_side_table,
     unique_folders,
 )
+from tta_energy.meter.sources import bare_uuid
 
 if TYPE_CHECKING:
     from tta_energy.levers.experiment import LeversOptions
@@ -57,6 +60,10 @@ SAME_AS = "same as"
 #: in how many runs a spec must fail to be applied before later calls stop trying it: a lever the model
 #: lacks fails every time, while one failure may be passing (out of memory, a stale reference)
 FAILED_RUNS_SETTLE = 2
+#: on how many cards a configuration must lose the process's CUDA context before every later call leaves it
+#: out at that batch size: a loss on one card may be that card's (a fault of the machine), a loss on two is
+#: the configuration's; a card that lost it does not try it again
+CONTEXT_LOSSES_SETTLE = 2
 
 Cell = tuple[str, str, int, int]  # (model, spec, steps, batch)
 Entry = tuple[str, Cells, int]  # (spec, cells, repeats), as a plan declares it
@@ -111,14 +118,16 @@ def _earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed
 
 
 def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
-               seed: int, weights: str = "random") -> set[Cell]:
+               seed: int, weights: str = "random", card: str | None = None) -> set[Cell]:
     """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
-    runs of the same model size, weights, clip duration and seed count."""
+    runs of the same model size, weights, clip duration and seed count. ``card``: the bare UUID of the card
+    the next run measures on ('' for none, a CPU; None: not known), which does not retry what lost the CUDA
+    context on it."""
     rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    return _done(rows, cfg, declared)
+    return _done(rows, cfg, declared, card)
 
 
-def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> set[Cell]:
+def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None = None) -> set[Cell]:
     """:func:`done_cells` of rows and configuration rows already read (:func:`_earlier_runs`)."""
     counts: dict[tuple[str, str, str, int, int], int] = {}
     if not rows.empty:
@@ -135,9 +144,8 @@ def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> set[Cell
         elif str(r.status) != "ok":
             failed_runs.setdefault(cell, set()).add(str(r.run_id))
     settled |= {c for c, ids in failed_runs.items() if len(ids) >= FAILED_RUNS_SETTLE}
-    losses = context_losses(rows)
-    lost = {(r.model, r.optimize, int(r.waveforms_per_prompt)) for r in losses.itertuples()}
-    lost_reference = {r.model for r in losses.itertuples() if r.optimize == REFERENCE_SPEC}
+    lost = {key for key, (_, why) in loss_cards(context_losses(rows), card).items() if why != RETRIED}
+    lost_reference = {model for model, spec, _ in lost if spec == REFERENCE_SPEC}
     run_ids = {k[0] for k in counts}
     done: set[Cell] = set()
     for model, entries in declared.items():
@@ -154,6 +162,26 @@ def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> set[Cell
                         for r in run_ids):
                     done.add(cell)
     return done
+
+
+#: what :func:`loss_cards` says of a configuration that lost the CUDA context, as the dry run words it
+SETTLED = f"left out, not tried again (it lost the CUDA context on {CONTEXT_LOSSES_SETTLE} cards)"
+THIS_CARD = "left out on this card, which lost the CUDA context in it (another card tries it once more)"
+RETRIED = "tried once more, on another card than the one that lost the CUDA context in it"
+
+
+def loss_cards(losses: pd.DataFrame,
+               card: str | None) -> dict[tuple[str, str, int], tuple[pd.DataFrame, str]]:
+    """The rows of :func:`~tta_energy.levers.tables.context_losses` per (model, spec, batch), each with what
+    later runs on ``card`` (a bare UUID, '' for a CPU, None: not known) do with it: :data:`SETTLED` (lost on
+    :data:`CONTEXT_LOSSES_SETTLE` cards), :data:`THIS_CARD` or :data:`RETRIED`."""
+    out = {}
+    keys = ["model", "optimize", "waveforms_per_prompt"]
+    for (model, spec, batch), rows in losses.groupby(keys, sort=True):
+        cards = {bare_uuid(u) if isinstance(u, str) else "" for u in rows["gpu_uuid"]}
+        why = (SETTLED if len(cards) >= CONTEXT_LOSSES_SETTLE else THIS_CARD if card in cards else RETRIED)
+        out[(str(model), str(spec), int(batch))] = (rows, why)
+    return out
 
 
 def remaining(declared: Declared, done: set[Cell]) -> Declared:
@@ -252,10 +280,9 @@ def merge_units(units: Iterable[CallUnit]) -> Declared:
 
 def calls_text(calls: Sequence[Sequence[CallUnit]], budget_s: float, overhead_s: float,
                done: int, total: int, lost: Sequence[str] = ()) -> list[str]:
-    """The dry run's closing lines: cells done, the configurations left out because they lost the CUDA
-    context, then every call with its units and predicted seconds."""
-    lines = [f"cells done by earlier calls: {done} of {total}"]
-    lines += [f"left out, not tried again (it lost the CUDA context): {what}" for what in lost]
+    """The dry run's closing lines: cells done, the configurations that lost the CUDA context and what is
+    done with them (:func:`loss_cards`), then every call with its units and predicted seconds."""
+    lines = [f"cells done by earlier calls: {done} of {total}", *lost]
     if not calls:
         return [*lines, "nothing left to measure"]
     seconds = sum(u.seconds for call in calls for u in call) + overhead_s * len(calls)
@@ -278,7 +305,7 @@ class CallsPlan:
     total: int  # declared cells
     budget_s: float
     overhead_s: float
-    lost: tuple[str, ...] = ()  # the configurations that lost the CUDA context, as the dry run names them
+    lost: tuple[str, ...] = ()  # a line per configuration that lost the CUDA context (:func:`loss_cards`)
 
     def text(self) -> list[str]:
         return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total, self.lost)
@@ -308,23 +335,43 @@ class CallsPlan:
 
 def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence[Path], *, size: str,
                duration_s: float, seed: int, budget_s: float, overhead_s: float, min_window_s: float,
-               references_dir: Path | None, tried: Iterable[Cell] = (), weights: str = "random") -> CallsPlan:
+               references_dir: Path | None, tried: Iterable[Cell] = (), weights: str = "random",
+               card: str | None = None) -> CallsPlan:
     """``declared`` less what ``done_folders`` hold (and the cells ``tried`` already, measured or not),
-    cut into units and packed into calls of ``budget_s``."""
+    cut into units and packed into calls of ``budget_s``; ``card`` as :func:`done_cells` takes it."""
     from tta_energy.levers.plan import stored_reference_steps
 
     rows, cfg = _earlier_runs(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    done = _done(rows, cfg, declared)
+    done = _done(rows, cfg, declared, card)
     left = remaining(declared, done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
-    losses = context_losses(rows)
-    lost = tuple(f"{r.model} `{r.optimize}` batch {r.waveforms_per_prompt} (run {r.run_id}"
-                 f"{', warm-up' if r.is_warmup else ''}: {r.error})"
-                 for r in losses.itertuples() if r.model in declared)
+    lost = tuple(f"{why}: {model} `{spec}` batch {batch} ("
+                 + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
+                             for r in runs.itertuples()) + ")"
+                 for (model, spec, batch), (runs, why) in loss_cards(context_losses(rows), card).items()
+                 if model in declared)
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost)
+
+
+def card_of(device: str | None) -> str | None:
+    """The bare UUID of the card a levers run on ``device`` measures on: '' on a CPU, None where torch does
+    not report it (then no card counts as the one that lost a context)."""
+    from tta_energy.devices import chosen_device
+    from tta_energy.meter.sources import NvmlUnavailable, torch_device_uuids
+
+    chosen = chosen_device(device)
+    if not chosen.startswith("cuda"):
+        return ""
+    import torch
+
+    index = torch.device(chosen).index
+    try:
+        return torch_device_uuids([torch.cuda.current_device() if index is None else index])[0]
+    except NvmlUnavailable:
+        return None
 
 
 def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path], *,
@@ -351,7 +398,8 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Pa
                           f"call_budget_s) above {overhead:.0f} s")
     return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
                       budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
-                      references_dir=opts.references_dir, tried=tried, weights=opts.weights)
+                      references_dir=opts.references_dir, tried=tried, weights=opts.weights,
+                      card=card_of(opts.device))
 
 
 def declared_cells(declared: Declared) -> set[Cell]:

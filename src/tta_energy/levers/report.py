@@ -589,7 +589,8 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
     if losses is not None and not losses.empty:
         lines += ["", "## Configurations that lost the CUDA context", "",
                   "A CUDA error after which nothing more runs in the process: the run's later generations "
-                  "failed with it, and later calls leave the configuration out at that batch size.", ""]
+                  "failed with it. Another card tries the configuration once more at that batch size; after "
+                  "a loss on two cards, calls leave it out.", ""]
         for r in losses.itertuples():
             lines.append(f"- {r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
                          f"{' (warm-up)' if r.is_warmup else ''}, run {r.run_id}: {r.error}")

@@ -162,7 +162,8 @@ def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
 
 
 #: the columns :func:`context_losses` gives
-CONTEXT_LOSS_COLUMNS = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt", "is_warmup", "error"]
+CONTEXT_LOSS_COLUMNS = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt", "is_warmup", "error",
+                        "gpu_uuid"]
 #: the status (``levers_configs.csv``) of a configuration that lost the CUDA context while it was applied
 #: (a capture, the timing of its attention backends), before any generation of it: ``STATUS: error`` (what
 #: later calls go by is its runs row: :func:`context_losses`)
