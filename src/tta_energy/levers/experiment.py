@@ -371,9 +371,9 @@ class ModelRun:
 
     def write_context_loss(self, plan: LeverPlan, adapter: Any, error: str) -> None:
         """The row of a configuration whose applying (a capture, a timing) lost the CUDA context before any
-        generation of it: a warm-up row at its first cell with the error, so that later calls leave it out
-        (:func:`tta_energy.levers.tables.context_losses`) as they do a generation that lost it; and its
-        configuration rows say so."""
+        generation of it: a warm-up row at its first cell with the error, so that later calls count the loss
+        (:func:`tta_energy.levers.tables.context_losses`, :func:`tta_energy.levers.calls.loss_cards`) as they
+        do a generation's; and its configuration rows say so."""
         _write_config_row(self, plan, None, f"{CONTEXT_LOST_STATUS}: {error}", {})
         steps, batch = plan.cells[0]
         item = self.item(plan.spec, canonical_dtype(adapter.dtype), steps, batch, 0)
