@@ -17,6 +17,9 @@
 # with work left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# the call's start, before the wheels' install: a campaign run logs it (call_start_utc), so that its cost counts
+# the whole device call
+export TTA_ENERGY_CALL_START=${TTA_ENERGY_CALL_START:-$(date -u +%FT%T.%3N+00:00)}
 CALL_S=${CALL_S:-600}
 [[ "$CALL_S" =~ ^[0-9]{1,5}$ ]] && ((10#$CALL_S >= 240)) \
   || { echo "error: CALL_S=$CALL_S: give the device call's limit in whole seconds, at least 240" >&2; exit 2; }

@@ -57,6 +57,7 @@ case "$MODE" in
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
     merge_earlier_calls ;;
   run)
+    export TTA_ENERGY_CALL_START=${TTA_ENERGY_CALL_START:-$(date -u +%FT%T.%3N+00:00)}  # unless gpu_call.sh set it
     source scripts/device_env.sh
     "$PY" scripts/gpu_preflight.py || exit 1  # a missing wheel fails here, not as error rows mid-run
     mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"

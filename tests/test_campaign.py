@@ -456,6 +456,45 @@ def test_cost_apportions_gpu_time_and_reports_the_overhead(tmp_path, tiny_campai
     assert cp.campaign_cost([])["overhead"] is None
 
 
+def test_cost_counts_whole_device_calls_where_the_runs_log_their_start(tmp_path, tiny_campaign, capsys,
+                                                                        monkeypatch):
+    """A run inside a device call logs the call's start (scripts/gpu_call.sh sets it before the wheels'
+    install): the cost says the overhead of the whole calls too, from that start to the end of the call's
+    last run, over the windows of its runs; a run outside any call, or with no valid start, logs none."""
+    from tta_energy.experiments import campaign
+
+    start = "2026-12-06T04:00:00.000+00:00"
+    lines = [  # one call of two runs (a fresh process after a lost context), then a call of one run
+        {"wall_s": 400.0, "measured_s": 300.0, "start_utc": "2026-12-06T04:00:50.000+00:00",
+         "end_utc": "2026-12-06T04:07:30.000+00:00", "call_start_utc": start},
+        {"wall_s": 100.0, "measured_s": 90.0, "start_utc": "2026-12-06T04:07:40.000+00:00",
+         "end_utc": "2026-12-06T04:09:20.000+00:00", "call_start_utc": start},
+        {"wall_s": 200.0, "measured_s": 150.0, "start_utc": "2026-12-06T05:00:30.000+00:00",
+         "end_utc": "2026-12-06T05:04:00.000+00:00", "call_start_utc": "2026-12-06T05:00:00.000+00:00"},
+        {"wall_s": 50.0, "measured_s": 40.0},  # measured outside a device call
+    ]
+    cost = cp.campaign_cost(lines)
+    assert cost["device_calls"] == {"calls": 2, "wall_s": 560.0 + 240.0, "measured_s": 540.0,
+                                    "overhead": pytest.approx(800 / 540, abs=1e-4)}
+    assert "whole device calls, for the 2 that log their start: 1.48 (800 s over 540 s of windows" in (
+        cp.overhead_text(cost))
+    assert cp.campaign_cost(lines[3:])["device_calls"]["overhead"] is None
+    assert "whole device calls" not in cp.overhead_text(cp.campaign_cost(lines[3:]))
+    monkeypatch.setenv(campaign.CALL_START_ENV, "2026-12-06T04:00:00.123+00:00")
+    assert campaign.device_call_start() == "2026-12-06T04:00:00.123+00:00"
+    monkeypatch.setenv(campaign.CALL_START_ENV, "yesterday")
+    assert campaign.device_call_start() is None
+    monkeypatch.delenv(campaign.CALL_START_ENV)
+    assert campaign.device_call_start() is None
+    tiny = tmp_path / "tables"
+    monkeypatch.setenv(campaign.CALL_START_ENV, start)
+    main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-progress",
+          "--experiment", "steps", "--model", "tango"])
+    logged = [json.loads(t) for t in (tiny / cp.RUNS_LOG).read_text(encoding="utf-8").splitlines()]
+    assert [line["call_start_utc"] for line in logged] == [start]
+    capsys.readouterr()
+
+
 def test_cost_reads_each_calls_windows_from_its_rows(tmp_path, tiny_campaign, capsys):
     """A call's measured seconds are its rows' windows, warm-ups as long as they were (an older run log
     counted each warm-up as long as the row after it); a call without rows keeps its logged seconds."""

@@ -529,7 +529,27 @@ def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, 
             "interrupted": result.interrupted, "stopped_by": result.stopped_by,
             "time_budget_s": ro.time_budget_s, "world_size": world_size, "git_commit": git_commit(),
             "host_cpu_model": host_cpu_model(), "host_cpu_count": os.cpu_count() or 0, "gpu_name": gpu_name}
+    call_start = device_call_start()
+    if call_start:
+        line["call_start_utc"] = call_start
     append_jsonl(campaign.out_dir / RUNS_LOG, line)
+
+
+#: set by the device scripts (scripts/gpu_call.sh) to the UTC time their call began, before the wheels'
+#: install and the checks: the runs log then says how long the whole device call took
+CALL_START_ENV = "TTA_ENERGY_CALL_START"
+
+
+def device_call_start() -> str | None:
+    """The start of the device call this process runs in (:data:`CALL_START_ENV`, ISO 8601), or None when it
+    runs outside one or the value is not such a time."""
+    import datetime as dt
+
+    value = os.environ.get(CALL_START_ENV, "").strip()
+    try:
+        return dt.datetime.fromisoformat(value).isoformat(timespec="milliseconds") if value else None
+    except ValueError:
+        return None
 
 
 @contextmanager
