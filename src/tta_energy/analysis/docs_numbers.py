@@ -123,6 +123,21 @@ class DocData:
     def levers(self) -> pd.DataFrame:
         return docs_numbers_docs.read_levers(self.data)
 
+    @cached_property
+    def campaign(self) -> tuple[list, Any, list]:
+        """The cell reports, estimator and tables of ``campaigns/h200.toml`` over ``data/h200``
+        (:func:`~tta_energy.experiments.campaign_plan.campaign_state`; no reports, no estimator and no tables
+        without the file), computed once for the blocks that quote it."""
+        from dataclasses import replace
+
+        from tta_energy.experiments import campaign_plan, campaign_spec
+
+        path = self.data.parent / "campaigns" / "h200.toml"
+        if not path.is_file():
+            return [], None, []
+        spec = replace(campaign_spec.load_campaign(path), out_dir=self.data / "h200")
+        return campaign_plan.campaign_state(spec)
+
 
 # --------------------------------------------------------------------------------------------------------
 # The blocks
@@ -759,29 +774,11 @@ def block_estimators(d: DocData) -> str:
     )
 
 
-def _campaign_state(d: DocData) -> tuple[list, Any, list]:
-    """The cell reports, estimator and tables of ``campaigns/h200.toml`` over ``data/h200`` (no reports, no
-    estimator and no tables without the file)."""
-    from dataclasses import replace
-
-    from tta_energy.experiments import campaign_plan, campaign_spec
-
-    path = d.data.parent / "campaigns" / "h200.toml"
-    if not path.is_file():
-        return [], None, []
-    return campaign_plan.campaign_state(replace(campaign_spec.load_campaign(path), out_dir=d.data / "h200"))
-
-
-def _campaign_reports(d: DocData) -> list:
-    """The cell reports of ``campaigns/h200.toml`` over the tables in ``data/h200`` (none without it)."""
-    return _campaign_state(d)[0]
-
-
 def block_campaign_left(d: DocData) -> str:
     """What the H200 campaign still needs: cells, estimated GPU seconds and the range of the runs' paces."""
     from tta_energy.experiments.campaign_plan import pace_range_text, plan_table, run_paces
 
-    reports, est, frames = _campaign_state(d)
+    reports, est, frames = d.campaign
     left = sum(not r.state.done for r in reports)
     if not left:
         return "nothing: every cell is done"
@@ -796,7 +793,7 @@ def block_campaign_cells(d: DocData) -> str:
     """Cells of the H200 campaign per experiment: done (stopping rule met) and at target."""
     from tta_energy.experiments.campaign_plan import status_table
 
-    rows = status_table(_campaign_reports(d))
+    rows = status_table(d.campaign[0])
     if not rows:
         return "0 cells: no campaign file"
     return "; ".join(f"{r['experiment']} {r['done']} of {r['cells']} cells done ({r['at_target']} at target)"
