@@ -20,7 +20,8 @@
 # the models in proportion to their predicted seconds; a model may also use what the later ones do not need.
 #
 # Writes <out_dir>/levers/partplan-<UTC time>/ (levers_runs.csv in the run-record schema,
-# levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, traces/) and rebuilds
+# levers_equivalence.csv, levers_configs.csv, levers_ceiling.csv, levers_profile.csv, levers_compile.csv,
+# traces/) and rebuilds
 # <out_dir>/levers.csv, levers_summary.md and levers.png from every part present. On the
 # device machine ($OUT set) it returns under $OUT/levers/: levers-partplan-<UTC time>.tar.gz (the part's
 # folder), levers-references.tar.gz, compile-cache.tar.gz (when at most COMPILE_CACHE_MAX_MB, default 8 MiB:

@@ -303,3 +303,60 @@ def test_compile_cache_counts_say_what_was_compiled_and_what_came_from_the_cache
     counts = compile_cache_counts()
     assert set(counts) == {"graphs", "aot_cache_hits", "aot_cache_misses"}
     assert counts["graphs"] == graphs + 2 and counts["aot_cache_hits"] == hits  # no cache: nothing hit
+
+
+def test_cache_use_counts_a_compilation_the_cache_served_apart_from_one_compiled_anew(tmp_path, monkeypatch):
+    """A later call on a machine still warm (or a model of the same architecture compiled earlier in the
+    process) finds its graphs in the compile cache: the count tells those compilations apart."""
+    import torch
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    counts = []
+    for _ in range(2):
+        torch._dynamo.reset()
+        before = experiment.compile_cache_counts()
+        with torch.no_grad():
+            torch.compile(torch.nn.Linear(4, 4))(torch.randn(2, 4))
+        counts.append(experiment.cache_use_since(before))
+    torch._dynamo.reset()
+    (fresh_hits, fresh_misses), (warm_hits, warm_misses) = counts
+    assert fresh_hits == 0 and fresh_misses >= 1
+    assert warm_hits >= 1 and warm_misses == 0
+
+
+def test_a_compiled_configuration_writes_its_cache_use_per_batch_size_and_applying_counts_once(tmp_path):
+    from conftest import tiny_levers_options
+    from tta_energy.levers.spec import parse_levers
+
+    run = experiment.ModelRun("audioldm", tiny_levers_options(tmp_path, "a"), "r1", None, {}, "")
+    for spec in ("max,compile-graphs", "graphs"):
+        prepared = experiment.Prepared(experiment.LeverPlan(parse_levers(spec), ((2, 1), (2, 10)), 1), None,
+                                       None, "float16", setup_cache=(2, 3))
+        for batch, warm in ((1, (0, 4)), (10, (5, 0))):
+            experiment._write_compile_row(run, prepared, batch, warm)
+    rows = tables.read_side_table(run.out_dir / tables.COMPILE_FILE)
+    assert set(rows["optimize"]) == {"max,compile-graphs"}  # CUDA graphs alone compile nothing
+    by_batch = rows.set_index("waveforms_per_prompt")
+    # applying (the attention candidates' compilations, at the smallest batch size) counts in batch 1 only
+    assert by_batch.loc[1, ["aot_cache_hits", "aot_cache_misses"]].tolist() == [2, 7]
+    assert by_batch.loc[10, ["aot_cache_hits", "aot_cache_misses"]].tolist() == [5, 0]
+
+
+def test_a_compilation_the_cache_served_prices_no_call(tmp_path):
+    """A call priced on a compilation the cache served (9 s for Tango's `compile` after Tango 2's, against
+    about 40 s anew) ran out of its time before it measured anything: pricing takes the longest compilation
+    done anew, and a table that predates the count has every one."""
+    levers_csv = tmp_path / "levers.csv"
+    rows = [("compile", 1, 40.0, 0.0), ("compile", 1, 9.0, 1.0), ("compile", 1, 35.0, float("nan")),
+            ("compile-graphs", 1, 5.0, 0.9)]
+    pd.DataFrame([{"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": batch,
+                   "wall_s": 1.0, "compile_s": comp, "duration_s": 10.0, "compile_cache_hit_share": share}
+                  for spec, batch, comp, share in rows]).to_csv(levers_csv, index=False)
+    history = plan.read_history([levers_csv])
+    by_spec = history.set_index("optimize")["compile_s"]
+    assert by_spec["compile"] == 40.0
+    assert pd.isna(by_spec["compile-graphs"])  # served from the cache only: priced as an unmeasured spec
+    assert plan.compile_s(history, "tango", "compile-graphs", 1) == pytest.approx(40.0)
+    old = tmp_path / "old.csv"
+    pd.read_csv(levers_csv).drop(columns="compile_cache_hit_share").to_csv(old, index=False)
+    assert plan.read_history([old]).set_index("optimize").loc["compile", "compile_s"] == 40.0  # the longest

@@ -706,3 +706,22 @@ def test_the_ceiling_panel_shows_the_default_the_best_lossless_and_a_better_one_
     # where the best lossless is also the best, it is drawn once
     only = report.ceiling_bars(table[table["optimize"] != "max"], 100, {"tango": "r1"})
     assert list(only["role"]) == [plot.STUDY_DEFAULT_BAR, plot.BEST_LOSSLESS_BAR]
+
+
+def test_the_report_says_how_much_of_a_compilation_the_cache_served(tmp_path):
+    raw = tmp_path / "raw"
+    for spec in ("none", "compile", "compile-graphs", "graphs"):
+        for repeat, (warm, wall) in enumerate(((True, 12.0), (False, 2.0))):
+            schema.append_row(raw / tables.RUNS_FILE, _row(run_id="r1", optimize=spec, repeat=repeat,
+                                                           is_warmup=warm, wall_s=wall, gpu_energy_J=300.0))
+    for spec, hits, misses in (("compile", 0, 4), ("compile-graphs", 3, 1)):
+        tables.append_csv(raw / tables.COMPILE_FILE, {
+            "run_id": "r1", "model": "audioldm", "optimize": spec, "waveforms_per_prompt": 1,
+            "aot_cache_hits": hits, "aot_cache_misses": misses})
+    table = report.levers_table([raw])
+    share = table.set_index("optimize")["compile_cache_hit_share"]
+    assert share["compile"] == 0.0 and share["compile-graphs"] == pytest.approx(0.75)
+    assert math.isnan(share["graphs"]) and math.isnan(share["none"])  # nothing compiled: no count
+    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    assert "| audioldm | `compile-graphs` | 1 | 10.0 | 0 | 75% |" in text
+    assert "| audioldm | `compile` | 1 | 10.0 | 0 | 0% |" in text

@@ -73,7 +73,7 @@ from tta_energy.experiments.runner import (
     stop_if_context_lost,
 )
 from tta_energy.fileio import DEFAULT_OUT_DIR
-from tta_energy.levers.apply import DenoiserWrapper, apply_levers, time_denoiser_step
+from tta_energy.levers.apply import DenoiserWrapper, apply_levers, compilations, time_denoiser_step
 from tta_energy.levers.calls import SAME_AS
 from tta_energy.levers.ceiling import (
     EXPERIMENT,
@@ -94,6 +94,7 @@ from tta_energy.levers.references import (
 from tta_energy.levers.spec import REFERENCE_SPEC, Levers, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
+    COMPILE_FILE,
     CONFIGS_FILE,
     CONTEXT_LOST_STATUS,
     EQUIVALENCE_FILE,
@@ -304,6 +305,9 @@ class Prepared:
     #: their timing): part of the configuration's one-time cost, with its first generation's extra
     setup_s: float = math.nan
     setup_J: float = math.nan
+    #: AOT autograd cache hits and misses of applying the levers (the attention-backend candidates'
+    #: compilations), counted into the first batch size's :data:`COMPILE_FILE` row
+    setup_cache: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -500,7 +504,9 @@ def _prepare(run: ModelRun, plans: list[LeverPlan],
                 raise LeversError(f"weights differ from the reference build (fingerprint {fp!r} vs "
                                   f"{fingerprint!r}); the equivalence check needs identical weights")
             unchecked = False
+            counts = compile_cache_counts()
             adapter, setup = _apply_measured(run, adapter, plan)
+            setup_cache = cache_use_since(counts)
         except StaleReferences:
             raise
         except Exception as exc:  # a configuration that cannot be applied (a library's TypeError or assertion
@@ -525,7 +531,7 @@ def _prepare(run: ModelRun, plans: list[LeverPlan],
         if not plan.reference:
             signatures.setdefault(sig, plan.spec)
         prepared.append(Prepared(plan, adapter, RecordingAdapter(adapter), adapter.applied_levers.dtype,
-                                 setup_s=setup.wall_s, setup_J=setup.gpu_energy_J))
+                                 setup_s=setup.wall_s, setup_J=setup.gpu_energy_J, setup_cache=setup_cache))
     run.fingerprint = fingerprint
     return prepared, notes
 
@@ -560,6 +566,22 @@ def _write_config_row(run: ModelRun, plan: LeverPlan, adapter: Any | None, statu
             "gflop": f.get("gflop", np.nan),
             "setup_s": setup.setup_s if setup else np.nan, "setup_J": setup.setup_J if setup else np.nan,
         })
+
+
+def _write_compile_row(run: ModelRun, p: Prepared, batch: int, warmup_cache: tuple[int, int]) -> None:
+    """How much of a compiled configuration's one-time cost at ``batch`` (applying it, at the smallest batch
+    size, and its warm-up) the compile cache served: a later call on a machine still warm, or a model with
+    the same architecture compiled earlier in the process, finds its graphs there and compiles in a fraction
+    of a fresh machine's time. Nothing for a configuration that compiles nothing."""
+    if compilations(p.plan.levers) == 0:
+        return
+    hits, misses = warmup_cache
+    if batch == min(b for _, b in p.plan.cells):
+        hits, misses = hits + p.setup_cache[0], misses + p.setup_cache[1]
+    append_csv(run.out_dir / COMPILE_FILE, {
+        "run_id": run.run_id, "model": run.model, "optimize": p.plan.spec, "waveforms_per_prompt": batch,
+        "aot_cache_hits": hits, "aot_cache_misses": misses,
+    })
 
 
 def _record_equivalence(run: ModelRun, p: Prepared, steps: int, batch: int, repeat: int) -> None:
@@ -690,6 +712,7 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
                 break
             steps = min(warm_steps, REFERENCE_WARMUP_STEPS) if p.plan.reference else warm_steps
             baseline = not p.plan.reference and (steps, batch) not in p.plan.cells
+            counts = compile_cache_counts()
             for repeat in range(2 if baseline else 1):
                 row = run.measure(p, steps, batch, repeat, warmup=True)
                 if row["status"] != "ok":
@@ -698,6 +721,7 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
                     break
             if p.failed:
                 break
+            _write_compile_row(run, p, batch, cache_use_since(counts))
     # the reference outputs (fp32 eager, batch 1)
     for steps, batch in reference.plan.cells if reference is not None else ():
         if reference.failed or not run.budget_left():  # no reference, no equivalence: not skipped by a guess
@@ -857,6 +881,13 @@ def compile_cache_counts() -> dict[str, int]:
     return {"graphs": int(counters["stats"]["unique_graphs"]),
             "aot_cache_hits": int(aot["autograd_cache_hit"]),
             "aot_cache_misses": int(aot["autograd_cache_miss"])}
+
+
+def cache_use_since(before: dict[str, int]) -> tuple[int, int]:
+    """AOT autograd cache (hits, misses) since ``before`` (:func:`compile_cache_counts` then)."""
+    after = compile_cache_counts()
+    return (after.get("aot_cache_hits", 0) - before.get("aot_cache_hits", 0),
+            after.get("aot_cache_misses", 0) - before.get("aot_cache_misses", 0))
 
 
 def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: bool) -> float:

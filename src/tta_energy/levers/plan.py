@@ -233,7 +233,9 @@ def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], re
 # ---------------------------------------------------------------------------------------------------------
 def read_history(paths: Sequence[Path], size: str | None = None,
                  duration_s: float | None = None) -> pd.DataFrame:
-    """Seconds per generation measured earlier, one row per (model, spec, steps, batch) with the median: from
+    """Seconds per generation measured earlier, one row per (model, spec, steps, batch) with the median, and
+    the longest compilation that the compile cache did not serve (``compile_cache_hit_share``; a table that
+    predates the count has every one): from
     levers tables (``levers.csv``) and from run tables of the sweeps (``steps.csv``, ``batch.csv``: their
     eager generations at the model's study precision are the levers' ``none``; one prompt per generation
     only). Only rows of model size ``size`` (a tiny replica is never priced from full-size times) and of
@@ -264,6 +266,8 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         rows = rows[rows["size"] == size]
     if duration_s is not None and "duration_s" in rows.columns:
         rows = rows[(pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-6]
+    if "compile_cache_hit_share" in rows.columns:  # a compilation the cache served prices no fresh machine
+        rows = rows.assign(compile_s=rows["compile_s"].where(~(rows["compile_cache_hit_share"] > 0)))
     rows = rows.reindex(columns=[*cols, "_table"])
     if rows.empty:
         return rows[cols].reset_index(drop=True)
@@ -272,14 +276,17 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         measured = rows[rows[value].notna()]
         first = measured.groupby(keys, dropna=False)["_table"].transform("min")
         chosen = measured[measured["_table"] == first]
-        medians = chosen.groupby(keys, as_index=False, dropna=False)[value].median()
-        out = out.merge(medians, on=keys, how="left")
+        # a generation's seconds: the median; a compilation's: the longest, the one a fresh machine pays
+        # (a later call on a machine that is still warm finds its graphs in the compile cache)
+        pooled = chosen.groupby(keys, as_index=False, dropna=False)[value]
+        out = out.merge(pooled.median() if value == "wall_s" else pooled.max(), on=keys, how="left")
     return out.reset_index(drop=True)
 
 
 #: what pricing reads of a levers table (``levers.csv``, :data:`tta_energy.levers.report.LEVERS_COLUMNS`)
 HISTORY_COLUMNS = TableColumns(keys=("model", "optimize", "steps", "waveforms_per_prompt"),
-                               numeric=("steps", "waveforms_per_prompt", "wall_s", "compile_s", "duration_s"))
+                               numeric=("steps", "waveforms_per_prompt", "wall_s", "compile_s", "duration_s",
+                                        "compile_cache_hit_share"))
 
 
 def _history_table(path: Path) -> pd.DataFrame:
@@ -375,7 +382,8 @@ def whole_compilations(spec: str) -> float:
 
 def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float | None:
     """Seconds of one compilation of ``model``'s whole denoiser at ``batch``, from any compiled spec measured
-    there (its one-time cost over :func:`whole_compilations`; median); None when none was."""
+    there (its one-time cost over :func:`whole_compilations`; the median over specs of each one's longest,
+    as :func:`compile_s` takes it); None when none was."""
     h = history[(history["model"] == model) & (history["waveforms_per_prompt"] == batch)
                 & history["compile_s"].notna()]
     # a float Series built from a list: an empty string column's map keeps its string dtype (pandas 3)
@@ -385,13 +393,15 @@ def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float |
 
 
 def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
-    """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch); else, for a compiled spec,
-    its :func:`whole_compilations` at the model's measured seconds per compilation (at this batch, else at
-    batch 1 scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
+    """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch; the longest, since a call on
+    a machine still warm finds graphs in the compile cache, and a call priced on that shorter time runs out
+    of its budget on a fresh machine before it measures anything); else, for a compiled spec, its
+    :func:`whole_compilations` at the model's measured seconds per compilation (at this batch, else at batch 1
+    scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
     h = history[(history["model"] == model) & (history["optimize"] == spec)
                 & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
     if not h.empty:
-        return float(h["compile_s"].median())
+        return float(h["compile_s"].max())
     count = whole_compilations(spec)
     if count == 0:
         return 0.0

@@ -20,6 +20,7 @@ from tta_energy.levers.plot import BEST_ANY_BAR, BEST_LOSSLESS_BAR, STUDY_DEFAUL
 from tta_energy.levers.spec import PRECISIONS, REFERENCE_SPEC, LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import (
     CEILING_FILE,
+    COMPILE_FILE,
     CONFIGS_FILE,
     EQUIVALENCE_FILE,
     PROFILE_FILE,
@@ -54,7 +55,7 @@ LEVERS_COLUMNS: tuple[str, ...] = (
     "energy_per_clip_J", "energy_per_10s_clip_J", "energy_per_step_J", "denoising_share", "reduction_vs_none",
     "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
     "tolerance_latents", "tolerance_audio", "lossless", "flop_per_joule", "ceiling_flop_per_joule",
-    "fraction_of_ceiling", "compile_s", "compile_J",
+    "fraction_of_ceiling", "compile_s", "compile_J", "compile_cache_hit_share",
     "payoff_clips",
 )
 #: what levers_configs.csv adds to a cell: what was applied, its FLOPs, the seconds and joules of applying it
@@ -224,6 +225,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     agg["compile_s"] = (agg["compile_s"] + setup_s.fillna(0.0)).where(~unmetered)
     agg["compile_J"] = (agg["compile_J"] + pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)).where(
         ~unmetered)
+    agg["compile_cache_hit_share"] = compile_cache_hit_share(agg, read_side(dirs, COMPILE_FILE))
     saving = none_clip - agg["energy_per_clip_J"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
@@ -627,18 +629,38 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
     if not comp.empty:
         lines += ["", f"## One-time cost (compilation, graph capture, lazy set-up) and payoff, {steps} steps",
                   "",
-                  "| model | configuration | batch | one-time s | one-time J | pays off after (clips) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "`from cache`: the share of the compiled graphs the compile cache served (0: compiled "
+                  "anew, what a fresh machine pays; n/a: nothing compiled, or a run before the count).", "",
+                  "| model | configuration | batch | one-time s | one-time J | from cache | "
+                  "pays off after (clips) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in comp.itertuples():
             pay = ("n/a" if np.isnan(r.payoff_clips) else "never" if not math.isfinite(r.payoff_clips)
                    else "at once" if r.payoff_clips == 0 else f"{int(r.payoff_clips)}")
             lines.append(f"| {r.model} | `{r.optimize}` | {r.waveforms_per_prompt} | "
-                         f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | {pay} |")
+                         f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | "
+                         f"{_fmt(r.compile_cache_hit_share, '.0%')} | {pay} |")
         if comp["payoff_clips"].isna().any():
             lines += ["", "n/a: the run measured no `none` at that batch size and step count, so there is no "
                           "saving per clip to pay the one-time cost back."]
     lines.append("")
     return "\n".join(lines)
+
+
+def compile_cache_hit_share(table: pd.DataFrame, compiles: pd.DataFrame) -> pd.Series:
+    """Per row of ``table``, the share of its configuration's compiled graphs (at that batch size and run)
+    that the compile cache served (AOT autograd's hits over hits and misses, ``levers_compile.csv``): 0 where
+    everything was compiled anew, so ``compile_s`` is what a fresh machine pays; more where an earlier call
+    on the same machine, or a model with the same architecture earlier in the run, left its graphs in the
+    cache. NaN where nothing was compiled or the run predates the count."""
+    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    if compiles.empty:
+        return pd.Series(np.nan, index=table.index, dtype="float64")
+    sums = compiles.groupby(keys, as_index=False)[["aot_cache_hits", "aot_cache_misses"]].sum()
+    total = sums["aot_cache_hits"] + sums["aot_cache_misses"]
+    sums["share"] = (sums["aot_cache_hits"] / total).where(total > 0)
+    merged = table[keys].merge(sums[[*keys, "share"]], on=keys, how="left")
+    return pd.Series(merged["share"].to_numpy(dtype="float64"), index=table.index)
 
 
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:

@@ -20,6 +20,7 @@ EQUIVALENCE_FILE = "levers_equivalence.csv"
 CONFIGS_FILE = "levers_configs.csv"
 CEILING_FILE = "levers_ceiling.csv"
 PROFILE_FILE = "levers_profile.csv"
+COMPILE_FILE = "levers_compile.csv"
 
 
 def append_csv(path: Path, row: dict[str, object]) -> None:
@@ -79,6 +80,10 @@ SIDE_COLUMNS: dict[str, TableColumns] = {
         keys=("run_id", "when"),
         numeric=("n", "iterations", "wall_s", "gpu_energy_J", "tflop_per_s", "tflop_per_J", "power_W"),
         required=("n", "tflop_per_s", "tflop_per_J", "power_W")),
+    COMPILE_FILE: TableColumns(
+        keys=("run_id", "model", "optimize", "waveforms_per_prompt"),
+        numeric=("waveforms_per_prompt", "aot_cache_hits", "aot_cache_misses"),
+        required=("aot_cache_hits", "aot_cache_misses")),
     PROFILE_FILE: TableColumns(
         keys=("run_id", "model", "optimize", "waveforms_per_prompt"),
         numeric=("waveforms_per_prompt", "gflop_per_step"), numeric_suffix="_ms",
