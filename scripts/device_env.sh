@@ -25,3 +25,6 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 # tta_energy.cli.main.CONTEXT_LOST_EXIT; a fresh process pays its model builds and warm-ups first
 CONTEXT_LOST_EXIT=5
 FRESH_PROCESS_MIN_S=150
+# exit status of `scripts/gpu_campaign.sh run` when the campaign had nothing left to measure (its run logged no
+# line): scripts/gpu_call.sh then hands the call to the next plan
+NOTHING_LEFT_EXIT=4

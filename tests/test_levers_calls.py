@@ -326,6 +326,7 @@ def test_cache_use_counts_a_compilation_the_cache_served_apart_from_one_compiled
 
 def test_a_compiled_configuration_writes_its_cache_use_per_batch_size_and_applying_counts_once(tmp_path):
     from conftest import tiny_levers_options
+
     from tta_energy.levers.spec import parse_levers
 
     run = experiment.ModelRun("audioldm", tiny_levers_options(tmp_path, "a"), "r1", None, {}, "")

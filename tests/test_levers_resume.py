@@ -367,3 +367,40 @@ def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_s
     broken = _dispatch(tmp_path, "NVIDIA H200", ["plans/bad.toml", *plans])
     assert broken.returncode == 2 and "repeats" in broken.stderr and "Traceback" not in broken.stderr
     assert broken.stderr.count("\n") == 1, broken.stderr
+
+
+def test_a_device_call_runs_the_campaign_without_a_status_process_and_passes_a_finished_one_on(tmp_path):
+    """On the device the campaign's run finds what is left itself (a `campaign status` process first added
+    its start-up, about 10 s of model imports, to every call): a run that measured nothing because every
+    cell was done exits 4 from scripts/gpu_campaign.sh, and scripts/gpu_call.sh goes on with its next plan."""
+    from conftest import TINY_CAMPAIGN_SETTINGS
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_call.sh", "gpu_campaign.sh", "gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    plan_file = repo / "plans" / "tiny.toml"
+    plan_file.parent.mkdir()
+    plan_file.write_text(TINY_CAMPAIGN_SETTINGS.format(out="../data/tiny", weights="random")
+                         + '[[experiment]]\nname = "steps"\nmodels = ["audioldm"]\ngrid = ["1"]\n',
+                         encoding="utf-8")
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src"),
+           "OUT": str(tmp_path / "out")}
+    measured = subprocess.run([sys.executable, "-m", "tta_energy", "campaign", "run", "--campaign",
+                               "plans/tiny.toml", "--device", "cpu", "--no-progress"], cwd=repo, env=env,
+                              capture_output=True, text=True, check=False)
+    assert measured.returncode == 0, measured.stdout + measured.stderr
+    runs_log = repo / "data" / "tiny" / "campaign_runs.jsonl"
+    logged = runs_log.read_text(encoding="utf-8")
+    fake_smi = tmp_path / "bin" / "nvidia-smi"
+    fake_smi.parent.mkdir()
+    fake_smi.write_text("#!/bin/sh\necho 'NVIDIA H200'\n", encoding="utf-8")
+    fake_smi.chmod(0o755)
+    path = f"{fake_smi.parent}:{os.environ['PATH']}"
+    call = subprocess.run(["bash", "scripts/gpu_call.sh", "plans/tiny.toml"], cwd=repo, capture_output=True,
+                          text=True, check=False, env={**env, "PATH": path})
+    said = call.stdout + call.stderr
+    assert "nothing left to measure" in said, said  # said by the run itself, not by a status process
+    assert "plans/tiny.toml: every cell done" in call.stdout, said
+    assert call.returncode == 4 and "no plan of plans/tiny.toml names this card" in call.stderr, said
+    assert runs_log.read_text(encoding="utf-8") == logged  # the run that found nothing logged nothing
