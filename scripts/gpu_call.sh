@@ -94,4 +94,4 @@ print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' 
   exec "${cmd[@]}"
 done
 echo "no plan of $* names this card ($card) with work left" >&2
-exit 4
+exit "$NOTHING_LEFT_EXIT"  # no plan has work left for this card
