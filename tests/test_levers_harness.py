@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -725,3 +726,52 @@ def test_the_report_says_how_much_of_a_compilation_the_cache_served(tmp_path):
     text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| audioldm | `compile-graphs` | 1 | 10.0 | 0 | 75% |" in text
     assert "| audioldm | `compile` | 1 | 10.0 | 0 | 0% |" in text
+
+
+def test_a_steady_generation_predicts_another_step_count_by_its_denoising(tmp_path):
+    """A second warm-up (the steady baseline) or a measured generation at 10 steps predicts 100 steps: the
+    denoising scaled by steps, the rest kept (Stable Audio Open on the H100, batch 10: 2.26 s at 10 steps,
+    1.43 s of it denoising, gave 14.8 s at 100 steps; the whole wall scaled would say 22.6 s)."""
+    options = tiny_levers_options(tmp_path, "a", min_window_s=1.0)
+    run = experiment.ModelRun("stable-audio-open", options, "r", None, {}, "")
+    run.steady[("none", 10, 10)] = (2.26, 1.43)
+    assert run.predicted_s("none", 100, 10) == pytest.approx(0.83 + 14.3)
+    assert run.predicted_s("none", 100, 1) == 0.0  # another batch size: nothing known
+    run.steady[("graphs", 10, 10)] = (0.2, 0.1)
+    assert run.predicted_s("graphs", 1, 10) == 1.0  # never below the meter's window
+    run.walls[("none", 100, 10)] = 14.8
+    assert run.predicted_s("none", 100, 10) == 14.8  # the cell itself
+
+
+def _prepared(spec: str, cells: tuple[tuple[int, int], ...], repeats: int = 3) -> experiment.Prepared:
+    plan = experiment.LeverPlan(parse_levers(spec), cells, repeats)
+    return experiment.Prepared(plan, None, None, "float16")
+
+
+def test_rounds_that_cannot_all_fit_measure_the_cells_that_can_with_all_their_repeats(tmp_path):
+    """A Stable Audio Open batch-10 unit of six configurations had time for 13 of its 18 generations: rounds
+    cut short left every cell short of its 3 repeats, and the next call measured them all again. Where the
+    rounds do not fit, the cells that do are measured whole: `none` first (the reductions' reference), then
+    the plan's order; a cell whose `none` does not fit is left out."""
+    run = experiment.ModelRun("stable-audio-open", tiny_levers_options(tmp_path, "a"), "r", None, {}, "")
+    seconds = {"none": 15.0, "compile": 11.0, "max": 14.0, "max,fp8": 22.0, "compile-graphs,fp8": 9.5}
+    prepared = [_prepared(spec, ((100, 10),)) for spec in ("compile", "max,fp8", "none", "max",
+                                                           "compile-graphs,fp8")]
+    for spec, wall in seconds.items():
+        run.walls[(spec, 100, 10)] = wall
+    cells = [(p, 100, 10) for p in prepared]
+    assert experiment.cells_that_fit(run, cells, (100, 10)) == cells  # no deadline: every cell
+    run.deadline = time.perf_counter() + 3 * (15.0 + 11.0 + 22.0) + 5.0
+    kept = experiment.cells_that_fit(run, cells, (100, 10))
+    assert [p.plan.spec for p, _, _ in kept] == ["compile", "max,fp8", "none"]  # in the plan's order
+    run.deadline = time.perf_counter() + 3 * 15.0 + 1.0
+    assert [p.plan.spec for p, _, _ in experiment.cells_that_fit(run, cells, (100, 10))] == ["none"]
+    run.deadline = time.perf_counter() + 10.0  # not even `none`: the rounds are cut as they come
+    assert experiment.cells_that_fit(run, cells, (100, 10)) == cells
+    # two step counts: a 10-step cell whose `none` at 10 steps does not fit is never measured alone
+    two = [_prepared("none", ((10, 1), (100, 1))), _prepared("max", ((10, 1), (100, 1)))]
+    run.walls.update({("none", 10, 1): 30.0, ("none", 100, 1): 2.0, ("max", 10, 1): 0.5,
+                      ("max", 100, 1): 1.0})
+    run.deadline = time.perf_counter() + 3 * (2.0 + 1.0 + 0.5) + 1.0
+    kept = experiment.cells_that_fit(run, [(p, s, b) for p in two for s, b in p.plan.cells], (100, 1))
+    assert [(p.plan.spec, s) for p, s, _ in kept] == [("none", 100), ("max", 100)]

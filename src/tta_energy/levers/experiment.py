@@ -74,7 +74,7 @@ from tta_energy.experiments.runner import (
 )
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.apply import DenoiserWrapper, apply_levers, compilations, time_denoiser_step
-from tta_energy.levers.calls import SAME_AS
+from tta_energy.levers.calls import DEFAULT_SPEC, SAME_AS
 from tta_energy.levers.ceiling import (
     EXPERIMENT,
     CeilingResult,
@@ -330,6 +330,9 @@ class ModelRun:
     walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
     #: the same for warm-ups (the first holds the one-time cost: compilation, capture)
     warmup_walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    #: (seconds, of which denoising) of one call of each steady generation: measured, or a second warm-up
+    #: (the steady baseline); what :meth:`predicted_s` scales to another step count
+    steady: dict[tuple[str, int, int], tuple[float, float]] = field(default_factory=dict)
     flops_cache: dict[tuple, dict] = field(default_factory=dict)
 
     @property
@@ -337,15 +340,22 @@ class ModelRun:
         return Path(self.opts.out_dir)
 
     def predicted_s(self, spec: str, steps: int, batch: int) -> float:
-        """Seconds a generation of this cell is expected to take: its last wall time; else, scaled by steps
-        from a measured generation at this batch size, the same configuration's, the study default's
-        (``none``) or the fp32 reference's; else the configuration's warm-up, scaled by steps; else 0.
+        """Seconds a generation of this cell is expected to take: its last wall time; else the same
+        configuration's steady generation at this batch size and another step count (a second warm-up
+        counts), its denoising scaled by steps and the rest (text encoding, decoding) kept, at least the
+        meter's window; else, scaled by steps from a measured generation at this batch size, the study
+        default's (``none``) or the fp32 reference's; else the configuration's warm-up, scaled by steps;
+        else 0.
 
         A first warm-up holds the one-time cost (a compilation of 30 s or more): scaled from 10 to 100 steps
         it would predict minutes for a generation of about a second, and stop the model's rounds for nothing.
         """
         if (spec, steps, batch) in self.walls:
             return self.walls[(spec, steps, batch)]
+        scaled = [wall - denoising + denoising * steps / s
+                  for (sp, s, b), (wall, denoising) in self.steady.items() if sp == spec and b == batch]
+        if scaled:
+            return max(max(scaled), self.opts.min_window_s)
         for walls, source in ((self.walls, spec), (self.walls, "none"), (self.walls, REFERENCE_SPEC),
                               (self.warmup_walls, spec)):
             known = [(s, w) for (sp, s, b), w in walls.items() if sp == source and b == batch]
@@ -406,6 +416,10 @@ class ModelRun:
             repeated = calls if isinstance(calls, int | float) and not math.isnan(float(calls)) else 1
             walls = self.warmup_walls if warmup else self.walls
             walls[(p.plan.spec, steps, batch)] = per_call * max(1.0, float(repeated))
+            if not warmup or repeat > 0:  # a second warm-up is the steady baseline: no one-time cost
+                denoising = float(row.get("time_denoising_s", math.nan))
+                self.steady[(p.plan.spec, steps, batch)] = (per_call, denoising if math.isfinite(denoising)
+                                                            else per_call)
         if not warmup:
             self.measured += 1
         return row
@@ -597,6 +611,47 @@ def _record_equivalence(run: ModelRun, p: Prepared, steps: int, batch: int, repe
     })
 
 
+def cells_that_fit(run: ModelRun, cells: list[tuple[Prepared, int, int]],
+                   target: tuple[int, int] | None) -> list[tuple[Prepared, int, int]]:
+    """The (configuration, steps, batch) cells whose repeats all fit before the model's deadline, at their
+    predicted seconds (:meth:`ModelRun.predicted_s`). Where all of them do not fit, the study default's cells
+    come first (a reduction is taken against `none` of the same run), then the target's cell, then the plan's
+    order, as many as fit, and no cell whose `none` was left out: a cell with all its repeats is done, where
+    rounds cut short leave every cell short of its repeats and a later call measures them all again. All of
+    them without a deadline, or where not even the default's cells fit (the rounds are then cut as before)."""
+    if run.deadline is None:
+        return cells
+
+    def seconds(cell: tuple[Prepared, int, int]) -> float:
+        p, steps, batch = cell
+        return run.predicted_s(p.plan.spec, steps, batch) * p.plan.repeats
+
+    left = run.deadline - time.perf_counter()
+    if sum(seconds(c) for c in cells) <= left:
+        return cells
+    with_default = {(s, b) for p, s, b in cells if p.plan.spec == DEFAULT_SPEC}
+    order = sorted(cells, key=lambda c: (c[0].plan.spec != DEFAULT_SPEC, (c[1], c[2]) != target))
+    kept: list[tuple[Prepared, int, int]] = []
+    spent = 0.0
+    for cell in order:
+        p, steps, batch = cell
+        anchored = p.plan.spec == DEFAULT_SPEC or (steps, batch) not in with_default or any(
+            k[0].plan.spec == DEFAULT_SPEC and (k[1], k[2]) == (steps, batch) for k in kept)
+        if anchored and spent + seconds(cell) <= left:
+            kept.append(cell)
+            spent += seconds(cell)
+    if not any(p.plan.spec == DEFAULT_SPEC for p, _, _ in kept) and with_default:
+        return cells
+    chosen = {_cell_key(c) for c in kept}
+    return [c for c in cells if _cell_key(c) in chosen]  # the plan's order
+
+
+def _cell_key(cell: tuple[Prepared, int, int]) -> tuple[int, int, int]:
+    """A cell by its configuration's identity (a configuration object holds a model: never compared)."""
+    p, steps, batch = cell
+    return id(p), steps, batch
+
+
 def profiled_specs(run: ModelRun, prepared: list[Prepared], target: tuple[int, int]) -> set[str]:
     """``none`` and the configuration with the shortest measured generation at ``target`` (steps, batch 1)
     that keeps the computation (no fp8, no trim), else ``max``."""
@@ -740,10 +795,16 @@ def _run_model(run: ModelRun, ceiling_tflops: float) -> list[str]:
     cells_measured = [c for p in prepared if not p.plan.reference for c in p.plan.cells]
     target = ((max(s for s, _ in cells_measured), min(b for _, b in cells_measured)) if cells_measured
               else None)
+    every = [(p, s, b) for p in prepared if not p.plan.reference and not p.failed for s, b in p.plan.cells]
+    kept = cells_that_fit(run, every, target)
+    if len(kept) < len(every):
+        run.stopped = True
+        measured = {_cell_key(c) for c in kept}
+        say(f"{run.model}: {len(kept)} of {len(every)} cells fit the time left with all their repeats; left "
+            "for a later call: " + ", ".join(f"{p.plan.spec} {s} steps batch {b}" for p, s, b in every
+                                             if _cell_key((p, s, b)) not in measured))
     for repeat in range(rounds):
-        cells = [(p, s, b) for p in prepared
-                 if not p.plan.reference and not p.failed and repeat < p.plan.repeats
-                 for s, b in p.plan.cells]
+        cells = [(p, s, b) for p, s, b in kept if repeat < p.plan.repeats]
         random.Random(f"{opts.seed}-{run.model}-{repeat}").shuffle(cells)
         # the targets' cell (most steps, batch 1) first, still in random order among its specs: a round cut by
         # the time budget then still holds the comparison the targets need
