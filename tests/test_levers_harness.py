@@ -775,3 +775,16 @@ def test_rounds_that_cannot_all_fit_measure_the_cells_that_can_with_all_their_re
     run.deadline = time.perf_counter() + 3 * (2.0 + 1.0 + 0.5) + 1.0
     kept = experiment.cells_that_fit(run, [(p, s, b) for p in two for s, b in p.plan.cells], (100, 1))
     assert [(p.plan.spec, s) for p, s, _ in kept] == [("none", 100), ("max", 100)]
+
+
+def test_a_compiled_configuration_with_no_steady_generation_is_predicted_as_the_default(tmp_path):
+    """Where a compiled configuration's only warm-up is a measured cell's (10 and 100 steps), that warm-up
+    holds its compilation: the study default's steady generation predicts it instead (a configuration is
+    taken to be no slower, as the plan prices one not measured)."""
+    options = tiny_levers_options(tmp_path, "a", min_window_s=0.0)
+    run = experiment.ModelRun("make-an-audio-2", options, "r", None, {}, "")
+    run.warmup_walls[("compile", 10, 10)] = 20.9  # its compilation
+    run.steady[("none", 10, 10)] = (0.9, 0.4)
+    assert run.predicted_s("compile", 100, 10) == pytest.approx(0.5 + 4.0)
+    run.steady[("compile", 10, 10)] = (0.6, 0.2)  # its own steady generation, once known
+    assert run.predicted_s("compile", 100, 10) == pytest.approx(0.4 + 2.0)

@@ -330,8 +330,9 @@ class ModelRun:
     walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
     #: the same for warm-ups (the first holds the one-time cost: compilation, capture)
     warmup_walls: dict[tuple[str, int, int], float] = field(default_factory=dict)
-    #: (seconds, of which denoising) of one call of each steady generation: measured, or a second warm-up
-    #: (the steady baseline); what :meth:`predicted_s` scales to another step count
+    #: (seconds, of which denoising) of one call of each steady generation: measured, a second warm-up (the
+    #: steady baseline), or the only warm-up of a configuration that compiles nothing (CUDA graphs are
+    #: captured while the levers are applied); what :meth:`predicted_s` scales to another step count
     steady: dict[tuple[str, int, int], tuple[float, float]] = field(default_factory=dict)
     flops_cache: dict[tuple, dict] = field(default_factory=dict)
 
@@ -340,22 +341,24 @@ class ModelRun:
         return Path(self.opts.out_dir)
 
     def predicted_s(self, spec: str, steps: int, batch: int) -> float:
-        """Seconds a generation of this cell is expected to take: its last wall time; else the same
-        configuration's steady generation at this batch size and another step count (a second warm-up
-        counts), its denoising scaled by steps and the rest (text encoding, decoding) kept, at least the
-        meter's window; else, scaled by steps from a measured generation at this batch size, the study
-        default's (``none``) or the fp32 reference's; else the configuration's warm-up, scaled by steps;
-        else 0.
+        """Seconds a generation of this cell is expected to take: its last wall time; else a steady generation
+        (:attr:`steady`) at this batch size and another step count, its denoising scaled by steps and the rest
+        (text encoding, decoding) kept, at least the meter's window: the same configuration's, else the study
+        default's (``none``: a configuration is taken to be no slower, as the plan prices one not measured);
+        else, scaled by steps from a measured generation at this batch size, the study default's or the fp32
+        reference's; else the configuration's warm-up, scaled by steps; else 0.
 
-        A first warm-up holds the one-time cost (a compilation of 30 s or more): scaled from 10 to 100 steps
-        it would predict minutes for a generation of about a second, and stop the model's rounds for nothing.
+        A compiled configuration's first warm-up holds its compilation (30 s or more): scaled from 10 to 100
+        steps it would predict minutes for a generation of about a second, and stop the model's rounds for
+        nothing.
         """
         if (spec, steps, batch) in self.walls:
             return self.walls[(spec, steps, batch)]
-        scaled = [wall - denoising + denoising * steps / s
-                  for (sp, s, b), (wall, denoising) in self.steady.items() if sp == spec and b == batch]
-        if scaled:
-            return max(max(scaled), self.opts.min_window_s)
+        for source in dict.fromkeys((spec, DEFAULT_SPEC)):
+            scaled = [wall - denoising + denoising * steps / s
+                      for (sp, s, b), (wall, denoising) in self.steady.items() if sp == source and b == batch]
+            if scaled:
+                return max(max(scaled), self.opts.min_window_s)
         for walls, source in ((self.walls, spec), (self.walls, "none"), (self.walls, REFERENCE_SPEC),
                               (self.warmup_walls, spec)):
             known = [(s, w) for (sp, s, b), w in walls.items() if sp == source and b == batch]
@@ -416,7 +419,7 @@ class ModelRun:
             repeated = calls if isinstance(calls, int | float) and not math.isnan(float(calls)) else 1
             walls = self.warmup_walls if warmup else self.walls
             walls[(p.plan.spec, steps, batch)] = per_call * max(1.0, float(repeated))
-            if not warmup or repeat > 0:  # a second warm-up is the steady baseline: no one-time cost
+            if not warmup or repeat > 0 or compilations(p.plan.levers) == 0:  # no compilation in it
                 denoising = float(row.get("time_denoising_s", math.nan))
                 self.steady[(p.plan.spec, steps, batch)] = (per_call, denoising if math.isfinite(denoising)
                                                             else per_call)
