@@ -32,6 +32,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # --- the time budget inside a call ------------------------------------------------------------------------
+def _measured(run: experiment.ModelRun, spec: str, steps: int, batch: int, wall: float) -> None:
+    """What ``ModelRun.measure`` keeps of a measured generation (one call, no phase times)."""
+    run.walls[(spec, steps, batch)] = wall
+    run.steady[(spec, steps, batch)] = (wall, wall)
+
+
 def test_a_compiled_cell_is_not_predicted_from_its_compilation(tmp_path):
     """The first warm-up of `compile` holds the compilation (30 s at 10 steps on the H200 for AudioLDM):
     scaled to 100 steps it predicted 5 minutes for a generation of about a second, and the model's rounds
@@ -41,10 +47,10 @@ def test_a_compiled_cell_is_not_predicted_from_its_compilation(tmp_path):
     assert run.predicted_s("compile", 100, 1) == pytest.approx(317.0)  # nothing else known: an upper bound
     run.walls[("fp32", 100, 1)] = 2.9
     assert run.predicted_s("compile", 100, 1) == pytest.approx(2.9)  # the reference: slower than any lever
-    run.walls[("none", 10, 1)] = 0.3
+    _measured(run, "none", 10, 1, 0.3)
     assert run.predicted_s("compile", 100, 1) == pytest.approx(3.0)  # the study default, scaled by steps
     assert run.predicted_s("compile", 100, 10) == 0.0  # nothing at this batch size
-    run.walls[("compile", 10, 1)] = 0.12
+    _measured(run, "compile", 10, 1, 0.12)
     assert run.predicted_s("compile", 100, 1) == pytest.approx(1.2)  # its own generations, scaled
     run.walls[("compile", 100, 1)] = 1.05
     assert run.predicted_s("compile", 100, 1) == pytest.approx(1.05)  # the cell itself

@@ -345,8 +345,8 @@ class ModelRun:
         (:attr:`steady`) at this batch size and another step count, its denoising scaled by steps and the rest
         (text encoding, decoding) kept, at least the meter's window: the same configuration's, else the study
         default's (``none``: a configuration is taken to be no slower, as the plan prices one not measured);
-        else, scaled by steps from a measured generation at this batch size, the study default's or the fp32
-        reference's; else the configuration's warm-up, scaled by steps; else 0.
+        else the fp32 reference's measured generation at this batch size, scaled by steps (slower than any
+        lever); else the configuration's warm-up, scaled by steps; else 0.
 
         A compiled configuration's first warm-up holds its compilation (30 s or more): scaled from 10 to 100
         steps it would predict minutes for a generation of about a second, and stop the model's rounds for
@@ -359,8 +359,7 @@ class ModelRun:
                       for (sp, s, b), (wall, denoising) in self.steady.items() if sp == source and b == batch]
             if scaled:
                 return max(max(scaled), self.opts.min_window_s)
-        for walls, source in ((self.walls, spec), (self.walls, "none"), (self.walls, REFERENCE_SPEC),
-                              (self.warmup_walls, spec)):
+        for walls, source in ((self.walls, REFERENCE_SPEC), (self.warmup_walls, spec)):
             known = [(s, w) for (sp, s, b), w in walls.items() if sp == source and b == batch]
             if known:
                 return max(w * steps / s for s, w in known)
