@@ -408,6 +408,55 @@ def block_levers_graphs_capture(d: HasData) -> str:
     return f"capture cost at most {max(seconds):.2f} s per model and batch size ({len(seconds)} `graphs` rows"
 
 
+def block_levers_cache_served_h100(d: HasData) -> str:
+    """Tango's `compile` and `compile-graphs` compilations at batch 1 on the H100 (served by the compile cache
+    of a machine where Tango 2 had compiled them) against Tango 2's own."""
+    levers = read_levers(d.data, "h100")
+    specs = ("compile", "compile-graphs")
+    seconds = {}
+    for model in ("tango", "tango2"):
+        rows = levers[(levers["model"] == model) & levers["optimize"].isin(specs)
+                      & (levers["waveforms_per_prompt"] == 1) & levers["compile_s"].notna()]
+        by_spec = rows.groupby("optimize")["compile_s"].min()
+        if set(by_spec.index) != set(specs):
+            return _missing(d.data / "h100" / "levers.csv")
+        seconds[model] = " and ".join(f"{by_spec[spec]:.1f}" for spec in specs)
+    return (f"Tango's `compile` and `compile-graphs` of {seconds['tango']} s, compiled in a call chained on "
+            "the machine where Tango 2, of the same architecture, had just compiled in "
+            f"{seconds['tango2']} s")
+
+
+#: the H100 levers part whose Stable Audio Open batch-10 unit ran out of time in its rounds
+CUT_UNIT_PART = "partplan-20261206T070041"
+
+
+def block_levers_cut_unit_h100(d: HasData) -> str:
+    """Stable Audio Open's batch-10 unit of :data:`CUT_UNIT_PART`: its measured generations against its
+    configurations' repeats, and how far the 10-step second warm-ups, denoising scaled by steps and the rest
+    kept, predicted the measured 100-step generations."""
+    from tta_energy import schema
+
+    path = d.data / "h100" / "levers" / CUT_UNIT_PART / "levers_runs.csv"
+    if not path.is_file():
+        return _missing(path)
+    runs = schema.read_runs(path)
+    runs = runs[(runs["model"] == "stable-audio-open") & (runs["status"] == "ok")]
+    warm, measured = runs[runs["is_warmup"] & (runs["repeat"] == 1)], runs[~runs["is_warmup"]]
+    denoising = warm["time_denoising_s"]
+    predicted = pd.Series((warm["wall_s"] - denoising + denoising * 100 / warm["steps"]).to_numpy(),
+                          index=warm["optimize"])
+    mean = measured[measured["steps"] == 100].groupby("optimize")["wall_s"].mean()
+    error = (predicted / mean - 1).abs().dropna()
+    repeats = 3 * warm["optimize"].nunique()
+    return (f"had time for {len(measured)} of its {repeats} generations and completed no cell "
+            f"(`data/h100/logs/log-levers-plan-{CUT_UNIT_PART.removeprefix('partplan-')}.txt`). A cell's "
+            f"seconds are predicted from a steady generation of the same configuration (a measured one, the "
+            f"second warm-up, or the only warm-up of one that compiles nothing), else of `none` (a compiled "
+            f"configuration's only warm-up holds its compilation), at another step count, its denoising "
+            f"scaled by steps and the rest kept: 10-step warm-ups of that unit predicted its 100-step "
+            f"generations within {error.max():.0%} of their measured mean")
+
+
 def _sdpa(d: HasData, part: str = "part4") -> dict[str, dict[str, float]]:
     """Per model: the attention backends' step times of its `max` configuration at batch 1, in ``part``."""
     configs = _configs(d)
@@ -579,6 +628,8 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-sdpa-ranking": block_levers_sdpa_ranking,
     "levers-attention-share": block_levers_attention_share,
     "levers-compile-blocks": block_levers_compile_blocks,
+    "levers-cache-served-h100": block_levers_cache_served_h100,
+    "levers-cut-unit-h100": block_levers_cut_unit_h100,
     "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
     "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
     "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
