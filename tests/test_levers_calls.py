@@ -90,6 +90,26 @@ def test_units_are_packed_first_fit_in_order_and_an_oversized_unit_gets_its_own_
     assert merged == {"tango": (("none", ((100, 1), (100, 10)), 3), ("max", ((100, 1),), 3))}
 
 
+def test_a_short_call_passes_over_a_unit_larger_than_itself_for_one_that_fits():
+    """A call of 220 s was given Tango's batch-10 unit of 289 s, the plan's first: its compilation used the
+    call's time and nothing was measured, where a unit of 133 s behind it would have fit whole."""
+    def unit(name: str, seconds: float) -> calls.CallUnit:
+        return calls.CallUnit(name, 10, (("none", ((100, 10),), 3),), seconds)
+
+    units = [unit("tango", 289.0), unit("tango2", 259.0), unit("make-an-audio", 133.0)]
+    plan_ = calls.CallsPlan(calls.pack_calls(units, 220.0, 60.0), 0, 3, 220.0, 60.0)
+    assert [u.model for u in plan_.calls[0]] == ["tango"]  # the plan's order: the budget would cut it
+    short = plan_.for_one_call()
+    assert [u.model for u in short.calls[0]] == ["make-an-audio"]
+    assert short.model_seconds() == {"make-an-audio": 133.0}
+    # where no unit fits, the call still measures the plan's first (the time budget cuts it)
+    tight = calls.CallsPlan(calls.pack_calls(units[:2], 220.0, 60.0), 0, 2, 220.0, 60.0)
+    assert [u.model for u in tight.for_one_call().calls[0]] == ["tango"]
+    # a call that holds the first unit keeps the plan's order
+    roomy = calls.CallsPlan(calls.pack_calls(units, 520.0, 60.0), 0, 3, 520.0, 60.0)
+    assert roomy.for_one_call().calls[0] == roomy.calls[0]
+
+
 def _runs(rows: list[tuple[str, str, int, int]], folder, size="full") -> None:
     """A raw levers folder with one measured generation per (run_id, spec, batch, repeat) row given."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,6 +188,7 @@ def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_t
     main([*base, "--out-dir", str(tmp_path / "part1")])
     said = capsys.readouterr().out
     # the tiny replica takes seconds, not the ~220 predicted: the call goes on with the second call's unit
+    assert "this call: audioldm batch 1: none, channels-last" in said
     assert "s of the time budget left: run " in said and "audioldm batch 2: none, channels-last" in said
     runs = schema.read_runs(tmp_path / "part1" / tables.RUNS_FILE)
     measured = runs[~runs["is_warmup"].astype(bool)]
@@ -346,10 +367,11 @@ def test_a_compiled_configuration_writes_its_cache_use_per_batch_size_and_applyi
 def test_a_compilation_the_cache_served_prices_no_call(tmp_path):
     """A call priced on a compilation the cache served (9 s for Tango's `compile` after Tango 2's, against
     about 40 s anew) ran out of its time before it measured anything: pricing takes the longest compilation
-    done anew, and a table that predates the count has every one."""
+    done anew, one partly served scaled up to a fresh machine, and a table that predates the count has every
+    one."""
     levers_csv = tmp_path / "levers.csv"
     rows = [("compile", 1, 40.0, 0.0), ("compile", 1, 9.0, 1.0), ("compile", 1, 35.0, float("nan")),
-            ("compile-graphs", 1, 5.0, 0.9)]
+            ("compile-graphs", 1, 5.0, 0.9), ("max,compile-blocks", 10, 160.0, 0.2)]
     pd.DataFrame([{"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": batch,
                    "wall_s": 1.0, "compile_s": comp, "duration_s": 10.0, "compile_cache_hit_share": share}
                   for spec, batch, comp, share in rows]).to_csv(levers_csv, index=False)
@@ -358,6 +380,11 @@ def test_a_compilation_the_cache_served_prices_no_call(tmp_path):
     assert by_spec["compile"] == 40.0
     assert pd.isna(by_spec["compile-graphs"])  # served from the cache only: priced as an unmeasured spec
     assert plan.compile_s(history, "tango", "compile-graphs", 1) == pytest.approx(40.0)
+    # a fifth of its graphs served: a fresh machine pays at least what was measured, priced 160 / 0.8
+    assert by_spec["max,compile-blocks"] == pytest.approx(200.0)
+    # Tango 2 (Tango's denoiser, other weights) is priced by Tango's compilation of the same spec and batch
+    assert plan.compile_s(history, "tango2", "max,compile-blocks", 10) == pytest.approx(200.0)
+    assert plan.same_denoiser("tango2") == ("tango2", "tango") and plan.same_denoiser("audioldm") == ("audioldm",)
     old = tmp_path / "old.csv"
     pd.read_csv(levers_csv).drop(columns="compile_cache_hit_share").to_csv(old, index=False)
     assert plan.read_history([old]).set_index("optimize").loc["compile", "compile_s"] == 40.0  # the longest

@@ -235,9 +235,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"levers plan {plan}: nothing left to measure "
                            f"({calls.done} of {calls.total} cells done)")
                 return
+            if opts.time_budget_s is not None:
+                calls = calls.for_one_call()
+                typer.echo("this call: " + "; ".join(u.label() for u in calls.calls[0]))
             chosen = calls.next_call() if opts.time_budget_s is not None else calls.all_calls()
-            for line in calls.text()[1:3] if opts.time_budget_s is not None else ():
-                typer.echo(line)
             if opts.time_budget_s is not None:  # time left after the first call's work: the next units
                 refill = plan_refill(opts, history_rows, done_folders, first=chosen)
             opts = dataclasses.replace(opts, declared=chosen, models=tuple(chosen),

@@ -325,6 +325,13 @@ class CallsPlan:
         return CallsPlan(pack_calls(units, seconds, self.overhead_s), self.done, self.total, seconds,
                          self.overhead_s, self.lost)
 
+    def for_one_call(self) -> CallsPlan:
+        """What a call of :attr:`budget_s` measures: the units that fit it whole (:meth:`within`), so that a
+        short call passes over a unit larger than itself for smaller ones behind it; the plan as it is where
+        no unit fits (its first unit is then cut by the time budget)."""
+        fitting = self.within(self.budget_s)
+        return fitting if fitting.calls else self
+
     def model_seconds(self) -> dict[str, float]:
         """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
         out: dict[str, float] = {}

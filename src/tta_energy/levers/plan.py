@@ -234,8 +234,8 @@ def _with_extra_cells(declared: Declared, extra: Any, steps: tuple[int, ...], re
 def read_history(paths: Sequence[Path], size: str | None = None,
                  duration_s: float | None = None) -> pd.DataFrame:
     """Seconds per generation measured earlier, one row per (model, spec, steps, batch) with the median, and
-    the longest compilation that the compile cache did not serve (``compile_cache_hit_share``; a table that
-    predates the count has every one): from
+    the longest compilation on a fresh machine (:func:`fresh_compile_s`; a table that predates the compile
+    cache's count has every one as measured): from
     levers tables (``levers.csv``) and from run tables of the sweeps (``steps.csv``, ``batch.csv``: their
     eager generations at the model's study precision are the levers' ``none``; one prompt per generation
     only). Only rows of model size ``size`` (a tiny replica is never priced from full-size times) and of
@@ -266,8 +266,8 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         rows = rows[rows["size"] == size]
     if duration_s is not None and "duration_s" in rows.columns:
         rows = rows[(pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-6]
-    if "compile_cache_hit_share" in rows.columns:  # a compilation the cache served prices no fresh machine
-        rows = rows.assign(compile_s=rows["compile_s"].where(~(rows["compile_cache_hit_share"] > 0)))
+    if "compile_cache_hit_share" in rows.columns:
+        rows = rows.assign(compile_s=fresh_compile_s(rows["compile_s"], rows["compile_cache_hit_share"]))
     rows = rows.reindex(columns=[*cols, "_table"])
     if rows.empty:
         return rows[cols].reset_index(drop=True)
@@ -281,6 +281,24 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         pooled = chosen.groupby(keys, as_index=False, dropna=False)[value]
         out = out.merge(pooled.median() if value == "wall_s" else pooled.max(), on=keys, how="left")
     return out.reset_index(drop=True)
+
+
+#: a compilation whose graphs came from the compile cache at this share or more prices nothing: what it
+#: would take anew is too far from what it took
+MOSTLY_CACHED_SHARE = 0.5
+
+
+def fresh_compile_s(compile_s: pd.Series, cache_hit_share: pd.Series) -> pd.Series:
+    """What each measured compilation would take on a fresh machine, whose compile cache is empty: its
+    seconds where the cache served none of its graphs (or the count is missing); scaled up by the share the
+    cache served, ``compile_s / (1 - share)``, where that is below :data:`MOSTLY_CACHED_SHARE` (a graph served
+    costs less than one compiled, so this errs long, as a price should: Tango's ``max,fp8,compile-blocks``
+    at batch 10 took 209 s with 18% of its graphs served, where the fresh compilations of batch 1 priced it
+    at 67 s); NaN (not measured) from there on."""
+    share = pd.to_numeric(cache_hit_share, errors="coerce")
+    seconds = pd.to_numeric(compile_s, errors="coerce").astype("float64")
+    scaled = seconds / (1.0 - share.clip(upper=MOSTLY_CACHED_SHARE))
+    return seconds.where(~(share > 0), scaled.where(share < MOSTLY_CACHED_SHARE))
 
 
 #: what pricing reads of a levers table (``levers.csv``, :data:`tta_energy.levers.report.LEVERS_COLUMNS`)
@@ -392,16 +410,26 @@ def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float |
     return float(per.median()) if not per.empty else None
 
 
+def same_denoiser(model: str) -> tuple[str, ...]:
+    """``model`` and the catalogue's other models of its adapter module (Tango and Tango 2: one architecture,
+    other weights), whose compilations take the same time."""
+    module = catalogue.entry(model).adapter.split(":")[0]
+    return (model, *(e.name for e in catalogue.entries()
+                     if e.name != model and e.adapter.split(":")[0] == module))
+
+
 def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float:
-    """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch; the longest, since a call on
-    a machine still warm finds graphs in the compile cache, and a call priced on that shorter time runs out
-    of its budget on a fresh machine before it measures anything); else, for a compiled spec, its
-    :func:`whole_compilations` at the model's measured seconds per compilation (at this batch, else at batch 1
-    scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
-    h = history[(history["model"] == model) & (history["optimize"] == spec)
-                & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
-    if not h.empty:
-        return float(h["compile_s"].max())
+    """One-time cost of ``spec`` at ``batch``: measured (the same spec and batch, of this model, else of a
+    model with the same denoiser, :func:`same_denoiser`; the longest, since a call on a machine still warm
+    finds graphs in the compile cache, and a call priced on that shorter time runs out of its budget on a
+    fresh machine before it measures anything); else, for a compiled spec, its :func:`whole_compilations` at
+    the model's measured seconds per compilation (at this batch, else at batch 1 scaled by
+    :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
+    for same in same_denoiser(model):
+        h = history[(history["model"] == same) & (history["optimize"] == spec)
+                    & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
+        if not h.empty:
+            return float(h["compile_s"].max())
     count = whole_compilations(spec)
     if count == 0:
         return 0.0
