@@ -384,7 +384,8 @@ def test_a_compilation_the_cache_served_prices_no_call(tmp_path):
     assert by_spec["max,compile-blocks"] == pytest.approx(200.0)
     # Tango 2 (Tango's denoiser, other weights) is priced by Tango's compilation of the same spec and batch
     assert plan.compile_s(history, "tango2", "max,compile-blocks", 10) == pytest.approx(200.0)
-    assert plan.same_denoiser("tango2") == ("tango2", "tango") and plan.same_denoiser("audioldm") == ("audioldm",)
+    assert plan.same_denoiser("tango2") == ("tango2", "tango")
+    assert plan.same_denoiser("audioldm") == ("audioldm",)
     old = tmp_path / "old.csv"
     pd.read_csv(levers_csv).drop(columns="compile_cache_hit_share").to_csv(old, index=False)
     assert plan.read_history([old]).set_index("optimize").loc["compile", "compile_s"] == 40.0  # the longest
