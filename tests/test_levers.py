@@ -345,6 +345,7 @@ def test_report_arithmetic_on_known_rows(tmp_path):
                                    pd.DataFrame())
     assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.5x | yes |" in text
     assert "short of 40%" in text  # 1.5 % of the ceiling: the FLOP/J target is missed and said so
+    assert "| audioldm | `max` | 100 | 1 | 0.015 | 2% | 40% | no | same |" in text
     assert "| `max,trim-latents` | 100 | 1 | 40.0 | `max` 80.0 | 2.00x |" in text
     assert "audioldm `max,trim-latents` (float16): changes the model's behaviour by design" in text
     assert "| audioldm | `bf16` | bfloat16 | 380.0 | 3.420 | 1.05x | 9.0e-03 | no | r1 |" in text
@@ -356,6 +357,10 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     assert not flagged.set_index("optimize").loc["max", "lossless"]
     text = report.summary_markdown(flagged, pd.DataFrame(), pd.DataFrame())
     assert "audioldm `max` (float16): latents error 5.00e-01" in text
+    # `max` no longer lossless: the best lossless is `none`, and the table and the miss name `max` beside it
+    row = "| audioldm | `none` | 100 | 1 | 0.003 | 0% | 40% | no | `max` (float16), 100 steps, batch 1: 2% |"
+    assert row in text
+    assert "At any precision: `max` (float16), 100 steps, batch 1: 2%. Measured:" in text
 
 
 def test_ceiling_loop_on_cpu_measures_rate_not_energy():
