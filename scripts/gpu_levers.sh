@@ -36,6 +36,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-520}
+COMPILE_PACK_RATIO=10  # the most a compile cache is taken to shrink when packed (below)
 PART=${1:-}
 TABLES=  # the plan's out_dir relative to the repository root (data/h200 for campaigns/h200_levers.toml)
 ROOT=    # $TABLES/levers: the calls' part folders and the stored fp32 references
@@ -190,11 +191,22 @@ with open(sys.argv[2], "a", encoding="utf-8") as listed:
   [[ -e "$OUT/levers/levers-references.tar.gz" ]] \
     && cp "$OUT/levers/levers-references.tar.gz" ".cache/levers-calls/references-$PART.tar.gz"
   if [[ -d .cache/compile ]]; then
-    tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
-    size_mb=$(( $(stat -c %s "$OUT/levers/compile-cache.tar.gz") / 1048576 ))
-    if (( size_mb > ${COMPILE_CACHE_MAX_MB:-8} )); then  # it would not come back, or not fit the next carry
+    max_mb=${COMPILE_CACHE_MAX_MB:-8}
+    # gzip packs Inductor's and Triton's files about 6.7x (the H100 calls of data/h100/logs: 422 MiB to 63,
+    # 628 to 93, 682 to 101) at tens of MiB/s: a cache more than COMPILE_PACK_RATIO times the limit is not
+    # packed, since a call would spend 10-20 s packing what cannot come back
+    raw_mb=$(du -sm .cache/compile | cut -f1)
+    why=
+    if (( raw_mb > max_mb * COMPILE_PACK_RATIO )); then
+      why="${raw_mb} MiB unpacked, more than ${COMPILE_PACK_RATIO} x ${max_mb} MiB"
+    else
+      tar czf "$OUT/levers/compile-cache.tar.gz" .cache/compile
+      packed_mb=$(( $(stat -c %s "$OUT/levers/compile-cache.tar.gz") / 1048576 ))
+      (( packed_mb > max_mb )) && why="${packed_mb} MiB > ${max_mb} MiB"
+    fi
+    if [[ -n "$why" ]]; then  # it would not come back, or not fit the next carry
       rm -f "$OUT/levers/compile-cache.tar.gz"
-      echo "compile cache not returned: ${size_mb} MiB > ${COMPILE_CACHE_MAX_MB:-8} MiB (the next call compiles anew)"
+      echo "compile cache not returned: $why (the next call compiles anew)"
       # what it holds, to know what could be left behind: bytes per folder and per file extension
       du -sh .cache/compile/*/ 2>/dev/null
       find .cache/compile -type f -printf '%s %f\n' | awk '{n=$2; e=(n ~ /\./) ? n : "(none)"; sub(/.*\./, "", e);

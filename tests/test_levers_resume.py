@@ -6,6 +6,7 @@ and what a call refuses to start: preparing past a model's deadline, the fp32 re
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,11 +187,12 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
            "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
                           "--min-window 0 --no-profile"}
 
-    def call(n: int) -> subprocess.CompletedProcess:
+    def call(n: int, **more: str) -> subprocess.CompletedProcess:
         out = tmp_path / f"out{n}"
         out.mkdir()
         return subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo,
-                              env={**env, "OUT": str(out)}, capture_output=True, text=True, check=False)
+                              env={**env, "OUT": str(out), **more}, capture_output=True, text=True,
+                              check=False)
 
     def plant_stale_reference() -> Path:  # this device's, computed with other models' code: never loadable
         import torch
@@ -215,9 +217,14 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert pruned.splitlines() == [f"data/cpu/levers/references/{stale.name}"]  # what collect removes here
     parts = list((repo / "data" / "cpu" / "levers").glob("partplan-*"))  # the plan's out_dir
     assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
+    assert (tmp_path / "out1" / "levers" / "compile-cache.tar.gz").is_file()  # within the limit: returned
     shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's
-    second = call(2)
+    (repo / ".cache" / "compile" / "kernel.bin").write_bytes(os.urandom(3 << 20))
+    # a cache more than 10x the limit unpacked is not packed (it could not shrink enough to come back)
+    second = call(2, COMPILE_CACHE_MAX_MB="0")
     assert second.returncode == 0, second.stdout + second.stderr
+    assert re.search(r"compile cache not returned: [34] MiB unpacked, more than 10 x 0 MiB", second.stdout)
+    assert not (tmp_path / "out2" / "levers" / "compile-cache.tar.gz").exists()
     assert "earlier call on this machine: levers-partplan-" in second.stdout
     assert "nothing left to measure" in second.stdout, second.stdout
     runs = schema.read_runs(parts[0] / tables.RUNS_FILE)  # unpacked again, as the first call wrote it
