@@ -299,10 +299,12 @@ def test_campaign_plan_file_declares_the_levers_table():
     assert dict((s, c) for s, c, _ in p.declared["tango"])["max"] == ((100, 1), (100, 10), (100, 32))
     audioldm_max = dict((s, c) for s, c, _ in p.declared["audioldm"])["max"]
     assert audioldm_max == ((10, 1), (100, 1), (10, 10), (100, 10))
-    # eager fp8 (known to cost more than it saves) only at batch 1; its compiled combinations at both
+    # eager fp8 (known to cost more than it saves) only at batch 1; its compiled combinations at both, and
+    # compile-graphs,fp8 at batch 32 too (the FP8 target)
     stable_audio = dict((s, c) for s, c, _ in p.declared["stable-audio-open"])
     assert stable_audio["fp8"] == ((100, 1),)
-    assert stable_audio["compile-graphs,fp8"] == stable_audio["none"] == ((100, 1), (100, 10))
+    assert stable_audio["max,fp8"] == stable_audio["none"] == ((100, 1), (100, 10))
+    assert stable_audio["compile-graphs,fp8"] == ((100, 1), (100, 10), (100, 32))
     opts = experiment.LeversOptions(models=p.models, declared=p.declared)
     plans = experiment.lever_plans("tango2", opts)
     assert plans[0].reference and plans[0].cells == ((100, 1),)

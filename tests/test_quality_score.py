@@ -252,7 +252,12 @@ def test_python_api_deterministic_and_batch_independent(inputs, checkpoints) -> 
         fad_embedder=fad,
         clap_embedder=clap,
     )
-    pd.testing.assert_frame_equal(first.table, again.table, rtol=1e-5)
+    pd.testing.assert_frame_equal(first.table.drop(columns="fit_r2"), again.table.drop(columns="fit_r2"),
+                                  rtol=1e-5)
+    # the FAD-inf fit's R^2 is near 0 where FAD hardly moves with the sample size, and there the last bits of
+    # batched embeddings move it by more than 1e-5 of itself (0.015503 against 0.015510 with torch 2.13):
+    # compared on its own scale, [0, 1]
+    np.testing.assert_allclose(first.table["fit_r2"], again.table["fit_r2"], rtol=0, atol=1e-4)
     assert first.computed == 4 + 4 + 4 + 4 and first.cached == 0  # the two silences share one embedding
 
 
