@@ -26,6 +26,6 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 CONTEXT_LOST_EXIT=5
 FRESH_PROCESS_MIN_S=150
 # exit status of `scripts/gpu_campaign.sh run` when the campaign had nothing left to measure (its run logged no
-# line; scripts/gpu_call.sh then hands the call to the next plan), and of scripts/gpu_call.sh when no plan has
-# work left for the machine's card
+# line) and of `scripts/gpu_levers.sh plan` when its plan had none (scripts/gpu_call.sh then hands the call to
+# the next plan), and of scripts/gpu_call.sh when no plan has work left for the machine's card
 NOTHING_LEFT_EXIT=4

@@ -11,9 +11,9 @@
 #
 # What earlier calls on a warm machine measured counts as done (both scripts' merge-earlier first). A campaign
 # file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` with HARD_LIMIT_S (defaults
-# CALL_S - 120 and CALL_S - 60: the checks before the campaign and the packing after it fit the rest); the run
-# finds what is left itself, and a run that found every cell done (exit 4) hands the call to the next plan; a levers
-# plan runs `scripts/gpu_levers.sh plan PLAN` with BUDGET_S (default CALL_S - 80). Collect what comes back with
+# CALL_S - 120 and CALL_S - 60: the checks before the campaign and the packing after it fit the rest); a levers
+# plan runs `scripts/gpu_levers.sh plan PLAN` with BUDGET_S (default CALL_S - 80). Each finds what is left itself,
+# and one that found nothing left (exit 4) hands the call to the next plan. Collect what comes back with
 # the script the call ran (its files come back under campaign/ or levers/). Exit 4: no plan names this card
 # with work left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
 set -uo pipefail
@@ -60,38 +60,41 @@ for plan in "$@"; do
   if [[ "$kind" == campaign ]]; then
     cmd=(env CAMPAIGN="$plan" HARD_LIMIT_S="${HARD_LIMIT_S:-$((CALL_S - 60))}" bash scripts/gpu_campaign.sh run
          --time-budget "${CAMPAIGN_BUDGET_S:-$((CALL_S - 120))}")
-    if [[ "${GPU_CALL_DRY:-0}" == 1 ]]; then  # a preview: the campaign's status says whether cells are left
+    finished="every cell done"
+  else
+    cmd=(env BUDGET_S="${BUDGET_S:-$((CALL_S - 80))}" bash scripts/gpu_levers.sh plan "$plan")
+    finished="nothing left to measure"
+  fi
+  if [[ "${GPU_CALL_DRY:-0}" == 1 ]]; then  # a preview: the plan's status or dry run says whether work is left
+    if [[ "$kind" == campaign ]]; then
       CAMPAIGN="$plan" PYTHON="$PY" bash scripts/gpu_campaign.sh merge-earlier || exit 2
       status=$("$PY" -m tta_energy campaign status --campaign "$plan" --json) \
         || { echo "error: $plan: tta-energy campaign status failed (above)" >&2; exit 2; }
       left=$("$PY" -c 'import json, sys
 print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' <<<"$status") || exit 2
-      if ((left == 0)); then
-        echo "$plan: every cell done"
-        continue
-      fi
-    else  # the run finds what is left itself: a status process first would add its start-up to every call
-      echo "$plan: ${cmd[*]}"
-      "${cmd[@]}"
-      rc=$?
-      if ((rc == NOTHING_LEFT_EXIT)); then
-        echo "$plan: every cell done"
-        continue
-      fi
-      exit "$rc"
+    else
+      dry=$(PYTHON="$PY" bash scripts/gpu_levers.sh dry "$plan" 2>&1) \
+        || { echo "error: $plan: the levers dry run failed: $(tail -n 1 <<<"$dry")" >&2; exit 2; }
+      left=1
+      grep -q "nothing left to measure" <<<"$dry" && left=0
     fi
-  else
-    dry=$(PYTHON="$PY" bash scripts/gpu_levers.sh dry "$plan" 2>&1) \
-      || { echo "error: $plan: the levers dry run failed: $(tail -n 1 <<<"$dry")" >&2; exit 2; }
-    if grep -q "nothing left to measure" <<<"$dry"; then
-      echo "$plan: nothing left to measure"
+    if ((left == 0)); then
+      echo "$plan: $finished"
       continue
     fi
-    cmd=(env BUDGET_S="${BUDGET_S:-$((CALL_S - 80))}" bash scripts/gpu_levers.sh plan "$plan")
+    echo "$plan: ${cmd[*]}"
+    exit 0
   fi
+  # the run finds what is left itself (a status or dry-run process first would add its start-up to every
+  # call); one that found nothing left exits NOTHING_LEFT_EXIT and the call goes on with the next plan
   echo "$plan: ${cmd[*]}"
-  [[ "${GPU_CALL_DRY:-0}" == 1 ]] && exit 0
-  exec "${cmd[@]}"
+  "${cmd[@]}"
+  rc=$?
+  if ((rc == NOTHING_LEFT_EXIT)); then
+    echo "$plan: $finished"
+    continue
+  fi
+  exit "$rc"
 done
 echo "no plan of $* names this card ($card) with work left" >&2
 exit "$NOTHING_LEFT_EXIT"  # no plan has work left for this card

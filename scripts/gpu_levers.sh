@@ -3,7 +3,7 @@
 # table (campaigns/h200_levers.toml, campaigns/h100_levers.toml), its GPU and its out_dir; each call measures
 # the first call's worth of what earlier calls left (units of one model at one batch size, each with the study
 # default in the same call; see src/tta_energy/levers/calls.py), so the same command is repeated until it
-# prints "nothing left".
+# prints "nothing left" (and `plan` exits 4, NOTHING_LEFT_EXIT, having measured, reported and packed nothing).
 #
 #   bash scripts/gpu_levers.sh dry PLAN [MODELS]   # here, before spending: what is left, priced, in calls
 #   bash scripts/gpu_levers.sh plan PLAN [MODELS]  # on the device: measure the next call of PLAN (its
@@ -154,19 +154,28 @@ nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=c
 # keeps its rows; a fresh process measures what is left in the time left, the configuration that lost it left
 # out (tta_energy.levers.calls: a lost context settles its cells)
 rc=1
+said=$(mktemp)  # what the run printed: one that found nothing left to measure ends the call at once
+trap 'rm -f "$said"' EXIT
 while :; do
   left_s=$((BUDGET_S - (SECONDS - T0)))
   ((left_s > 60)) || { echo "no time left for a levers run (${left_s} s of BUDGET_S)"; break; }
   timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} \
-    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
-  rc=$?
+    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-} \
+    | tee "$said"
+  rc=${PIPESTATUS[0]}
+  if ((rc == 0 && ${#OUTDIRS[@]} == 1)) && [[ ! -d "$OUTDIR" ]] && grep -q "nothing left to measure" "$said"
+  then  # the call's first run: nothing measured, no report or packing (scripts/gpu_call.sh goes on)
+    rc=$NOTHING_LEFT_EXIT
+    break
+  fi
   left_s=$((BUDGET_S - (SECONDS - T0)))
   ((rc == CONTEXT_LOST_EXIT && left_s >= FRESH_PROCESS_MIN_S)) || break
   new_outdir
   echo "a fresh process measures the rest ($left_s s left) in $OUTDIR"
 done
-report || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"
-if [[ -n "${OUT:-}" ]]; then
+((rc == NOTHING_LEFT_EXIT)) || report \
+  || echo "report failed (the raw tables are complete; rebuild with: $0 collect FILES_AT)"
+if [[ -n "${OUT:-}" ]] && ((rc != NOTHING_LEFT_EXIT)); then
   # the device returns at most 8 files of 16 MiB each (64 MiB in all): the part, the fp32 references and the
   # compile cache travel as separate files, so that a large one cannot take the measured rows with it
   # a write cut by the hard stop leaves a hidden .NAME.PID.HEX.tmp (tta_energy.fileio): never packed

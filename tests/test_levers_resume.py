@@ -204,8 +204,13 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
         return references.store_reference(key, repo / "data" / "cpu" / "levers" / "references", out, 1.0)
 
     stale = plant_stale_reference()
-    first = call(1)
+    (repo / ".cache" / "compile").mkdir(parents=True)
+    (repo / ".cache" / "compile" / "kernel.bin").write_bytes(os.urandom(3 << 20))
+    # a cache more than 10x the limit unpacked is not packed (it could not shrink enough to come back)
+    first = call(1, COMPILE_CACHE_MAX_MB="0")
     assert first.returncode == 0, first.stdout + first.stderr
+    assert re.search(r"compile cache not returned: [34] MiB unpacked, more than 10 x 0 MiB", first.stdout)
+    assert not (tmp_path / "out1" / "levers" / "compile-cache.tar.gz").exists()
     assert f"stale reference removed: {stale.name}" in first.stdout
     returned = subprocess.run(["tar", "tzf", str(tmp_path / "out1" / "levers" / "levers-references.tar.gz")],
                               capture_output=True, text=True, check=True).stdout.split()
@@ -217,16 +222,14 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert pruned.splitlines() == [f"data/cpu/levers/references/{stale.name}"]  # what collect removes here
     parts = list((repo / "data" / "cpu" / "levers").glob("partplan-*"))  # the plan's out_dir
     assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
-    assert (tmp_path / "out1" / "levers" / "compile-cache.tar.gz").is_file()  # within the limit: returned
     shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's
-    (repo / ".cache" / "compile" / "kernel.bin").write_bytes(os.urandom(3 << 20))
-    # a cache more than 10x the limit unpacked is not packed (it could not shrink enough to come back)
-    second = call(2, COMPILE_CACHE_MAX_MB="0")
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert re.search(r"compile cache not returned: [34] MiB unpacked, more than 10 x 0 MiB", second.stdout)
-    assert not (tmp_path / "out2" / "levers" / "compile-cache.tar.gz").exists()
+    second = call(2)
+    # nothing left: exit 4 (NOTHING_LEFT_EXIT), and nothing reported or packed
+    assert second.returncode == 4, second.stdout + second.stderr
     assert "earlier call on this machine: levers-partplan-" in second.stdout
     assert "nothing left to measure" in second.stdout, second.stdout
+    assert [p.name for p in (tmp_path / "out2" / "levers").iterdir()] == [
+        f"log-levers-{second.stdout.split('levers part ')[1].split()[0]}.txt"]
     runs = schema.read_runs(parts[0] / tables.RUNS_FILE)  # unpacked again, as the first call wrote it
     assert {"fp32", "none", "channels-last"} <= set(runs["optimize"])
 
