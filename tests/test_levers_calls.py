@@ -97,17 +97,15 @@ def test_a_short_call_passes_over_a_unit_larger_than_itself_for_one_that_fits():
         return calls.CallUnit(name, 10, (("none", ((100, 10),), 3),), seconds)
 
     units = [unit("tango", 289.0), unit("tango2", 259.0), unit("make-an-audio", 133.0)]
-    plan_ = calls.CallsPlan(calls.pack_calls(units, 220.0, 60.0), 0, 3, 220.0, 60.0)
-    assert [u.model for u in plan_.calls[0]] == ["tango"]  # the plan's order: the budget would cut it
-    short = plan_.for_one_call()
-    assert [u.model for u in short.calls[0]] == ["make-an-audio"]
+    short = calls.CallsPlan(calls.pack_calls(units, 220.0, 60.0), 0, 3, 220.0, 60.0)
+    assert [[u.model for u in call] for call in short.calls] == [["make-an-audio"], ["tango"], ["tango2"]]
+    assert short.next_call() == {"make-an-audio": (("none", ((100, 10),), 3),)}
     assert short.model_seconds() == {"make-an-audio": 133.0}
     # where no unit fits, the call still measures the plan's first (the time budget cuts it)
-    tight = calls.CallsPlan(calls.pack_calls(units[:2], 220.0, 60.0), 0, 2, 220.0, 60.0)
-    assert [u.model for u in tight.for_one_call().calls[0]] == ["tango"]
-    # a call that holds the first unit keeps the plan's order
-    roomy = calls.CallsPlan(calls.pack_calls(units, 520.0, 60.0), 0, 3, 520.0, 60.0)
-    assert roomy.for_one_call().calls[0] == roomy.calls[0]
+    assert calls.pack_calls(units[:2], 220.0, 60.0)[0][0].model == "tango"
+    # a call that holds them keeps the plan's order
+    assert [[u.model for u in c] for c in calls.pack_calls(units, 520.0, 60.0)] == [
+        ["tango", "make-an-audio"], ["tango2"]]
 
 
 def _runs(rows: list[tuple[str, str, int, int]], folder, size="full") -> None:

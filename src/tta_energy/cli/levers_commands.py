@@ -236,7 +236,6 @@ def register(app: typer.Typer) -> None:
                            f"({calls.done} of {calls.total} cells done)")
                 return
             if opts.time_budget_s is not None:
-                calls = calls.for_one_call()
                 typer.echo("this call: " + "; ".join(u.label() for u in calls.calls[0]))
             chosen = calls.next_call() if opts.time_budget_s is not None else calls.all_calls()
             if opts.time_budget_s is not None:  # time left after the first call's work: the next units

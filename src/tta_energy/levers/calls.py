@@ -254,16 +254,19 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
 
 def pack_calls(units: Sequence[CallUnit], budget_s: float, overhead_s: float) -> list[list[CallUnit]]:
     """The units in calls of ``budget_s`` (``overhead_s`` each), first-fit in the units' order, so the first
-    call holds the plan's first units; a unit larger than a call gets a call of its own."""
+    call holds the plan's first units; a unit larger than a call gets a call of its own, after the calls of
+    the units that fit (a call measures what fits it whole before one its time budget must cut: a short call
+    given a larger unit spent its time compiling and measured nothing)."""
     calls: list[list[CallUnit]] = []
-    for unit in units:
+    oversized = [[u] for u in units if overhead_s + u.seconds > budget_s]
+    for unit in (u for u in units if overhead_s + u.seconds <= budget_s):
         for call in calls:
             if overhead_s + sum(u.seconds for u in call) + unit.seconds <= budget_s:
                 call.append(unit)
                 break
         else:
             calls.append([unit])
-    return calls
+    return calls + oversized
 
 
 def merge_units(units: Iterable[CallUnit]) -> Declared:
@@ -324,13 +327,6 @@ class CallsPlan:
         units = [u for call in self.calls for u in call if self.overhead_s + u.seconds <= seconds]
         return CallsPlan(pack_calls(units, seconds, self.overhead_s), self.done, self.total, seconds,
                          self.overhead_s, self.lost)
-
-    def for_one_call(self) -> CallsPlan:
-        """What a call of :attr:`budget_s` measures: the units that fit it whole (:meth:`within`), so that a
-        short call passes over a unit larger than itself for smaller ones behind it; the plan as it is where
-        no unit fits (its first unit is then cut by the time budget)."""
-        fitting = self.within(self.budget_s)
-        return fitting if fitting.calls else self
 
     def model_seconds(self) -> dict[str, float]:
         """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
