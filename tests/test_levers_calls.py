@@ -108,6 +108,24 @@ def test_a_short_call_passes_over_a_unit_larger_than_itself_for_one_that_fits():
         ["tango", "make-an-audio"], ["tango2"]]
 
 
+def test_an_unmeasured_compilation_is_priced_from_compilations_of_its_own_scope_and_denoiser():
+    """Tango's whole-denoiser compilation at batch 10 took 90 s and its compiled blocks with fp8 255 s, where
+    the blocks' share measured on AudioLDM (0.37 of a whole compilation) would price them at a third of
+    that: a whole-denoiser spec is priced from whole-denoiser compilations, blocks from blocks, and Tango 2
+    from Tango where it has none of its own."""
+    history = pd.DataFrame([
+        {"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": 10, "wall_s": 5.0,
+         "compile_s": seconds} for spec, seconds in (("compile", 90.0), ("max,fp8,compile-blocks", 255.0))])
+    whole = plan.compile_s(history, "tango2", "compile-graphs", 10)
+    assert whole == pytest.approx(90.0 * plan.whole_compilations("compile-graphs"))
+    blocks = plan.compile_s(history, "tango2", "max,compile-blocks", 10)
+    per_block_compilation = 255.0 / plan.whole_compilations("max,fp8,compile-blocks")
+    assert blocks == pytest.approx(per_block_compilation * plan.whole_compilations("max,compile-blocks"))
+    # a model with neither: batch 1 of its own scaled by the batch factor, else the catalogue estimate
+    assert plan.compile_s(history, "audioldm", "compile", 10) == pytest.approx(
+        plan.COMPILE_S_PER_COST * catalogue.entry("audioldm").levers.cost * plan.COMPILE_BATCH_FACTOR)
+
+
 def _runs(rows: list[tuple[str, str, int, int]], folder, size="full") -> None:
     """A raw levers folder with one measured generation per (run_id, spec, batch, repeat) row given."""
     folder.mkdir(parents=True, exist_ok=True)

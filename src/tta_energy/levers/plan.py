@@ -398,16 +398,27 @@ def whole_compilations(spec: str) -> float:
     return float(count)
 
 
-def _one_compilation_s(history: pd.DataFrame, model: str, batch: int) -> float | None:
-    """Seconds of one compilation of ``model``'s whole denoiser at ``batch``, from any compiled spec measured
-    there (its one-time cost over :func:`whole_compilations`; the median over specs of each one's longest,
-    as :func:`compile_s` takes it); None when none was."""
-    h = history[(history["model"] == model) & (history["waveforms_per_prompt"] == batch)
-                & history["compile_s"].notna()]
-    # a float Series built from a list: an empty string column's map keeps its string dtype (pandas 3)
-    counts = pd.Series([whole_compilations(spec) for spec in h["optimize"]], index=h.index, dtype="float64")
-    per = h["compile_s"][counts > 0].astype("float64") / counts[counts > 0]
-    return float(per.median()) if not per.empty else None
+def _one_compilation_s(history: pd.DataFrame, model: str, batch: int,
+                       scope: str | None = None) -> float | None:
+    """Seconds of one compilation of ``model``'s whole denoiser at ``batch``, from the compiled specs measured
+    there that compile at ``scope`` (``denoiser`` or ``blocks``; any where none does: the blocks' share
+    :data:`BLOCKS_COMPILE_SHARE` was measured on AudioLDM and does not hold for every model) — its one-time
+    cost over :func:`whole_compilations`, the median over specs of each one's longest, as :func:`compile_s`
+    takes it — of this model, else of a model with the same denoiser (:func:`same_denoiser`); None when none
+    was."""
+    for same in same_denoiser(model):
+        h = history[(history["model"] == same) & (history["waveforms_per_prompt"] == batch)
+                    & history["compile_s"].notna()]
+        at_scope = pd.Series([parse_levers(spec).compile_scope == scope for spec in h["optimize"]],
+                             index=h.index, dtype=bool)
+        h = h[at_scope] if at_scope.any() else h
+        # a float Series built from a list: an empty string column's map keeps its string dtype (pandas 3)
+        counts = pd.Series([whole_compilations(spec) for spec in h["optimize"]], index=h.index,
+                           dtype="float64")
+        per = h["compile_s"][counts > 0].astype("float64") / counts[counts > 0]
+        if not per.empty:
+            return float(per.median())
+    return None
 
 
 def same_denoiser(model: str) -> tuple[str, ...]:
@@ -423,8 +434,8 @@ def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float
     model with the same denoiser, :func:`same_denoiser`; the longest, since a call on a machine still warm
     finds graphs in the compile cache, and a call priced on that shorter time runs out of its budget on a
     fresh machine before it measures anything); else, for a compiled spec, its :func:`whole_compilations` at
-    the model's measured seconds per compilation (at this batch, else at batch 1 scaled by
-    :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
+    the model's measured seconds per compilation (:func:`_one_compilation_s`: at this batch, else at batch 1
+    scaled by :data:`COMPILE_BATCH_FACTOR`), else at the catalogue estimate."""
     for same in same_denoiser(model):
         h = history[(history["model"] == same) & (history["optimize"] == spec)
                     & (history["waveforms_per_prompt"] == batch) & history["compile_s"].notna()]
@@ -434,9 +445,10 @@ def compile_s(history: pd.DataFrame, model: str, spec: str, batch: int) -> float
     if count == 0:
         return 0.0
     factor = COMPILE_BATCH_FACTOR if batch > 1 else 1.0
-    per = _one_compilation_s(history, model, batch)
+    scope = parse_levers(spec).compile_scope
+    per = _one_compilation_s(history, model, batch, scope)
     if per is None and batch > 1:
-        one = _one_compilation_s(history, model, 1)
+        one = _one_compilation_s(history, model, 1, scope)
         per = None if one is None else one * factor
     if per is None:
         per = COMPILE_S_PER_COST * _cost(model) * factor
