@@ -259,16 +259,19 @@ def test_dry_run_prices_cells_from_measured_rows_scaling_and_the_catalogue():
     assert plan.compile_s(measured, "tango", "max,compile-graphs", 10) == pytest.approx(
         2 * 55.0 * plan.COMPILE_BATCH_FACTOR)
     assert plan.compile_s(measured, "tango", "max", 1) == 0.5 and apply.compilations("compile") == 1
-    # compiled blocks: a share of a whole compilation each, until measured; then its own seconds price it
-    # and count in the model's seconds per (whole) compilation
+    # compiled blocks: a share of a whole compilation each, until blocks are measured; then its own seconds
+    # price it, and compilations of blocks price other blocks specs only, while whole ones are measured
     assert plan.compile_s(measured, "tango", "max,compile-blocks", 1) == pytest.approx(
         2 * 55.0 * plan.BLOCKS_COMPILE_SHARE)
     blocks = pd.concat([measured, pd.DataFrame([
         {"model": "tango", "optimize": "max,compile-blocks", "steps": 10, "waveforms_per_prompt": 1,
          "wall_s": 0.1, "compile_s": 24.0}])], ignore_index=True)
     assert plan.compile_s(blocks, "tango", "max,compile-blocks", 1) == 24.0
-    assert plan.compile_s(blocks, "tango", "compile", 1) == pytest.approx(
-        np.median([50.0, 60.0, 24.0 / (2 * plan.BLOCKS_COMPILE_SHARE)]))
+    assert plan.compile_s(blocks, "tango", "compile", 1) == pytest.approx(55.0)
+    assert plan.compile_s(blocks, "tango", "max,fp8,compile-blocks", 1) == pytest.approx(24.0)
+    only_blocks = blocks[~blocks["optimize"].isin(["compile-graphs", "max,compile-graphs"])]
+    assert plan.compile_s(only_blocks, "tango", "compile", 1) == pytest.approx(
+        24.0 / (2 * plan.BLOCKS_COMPILE_SHARE))  # no whole compilation measured: the blocks' share
 
     declared = {"tango": (("max", ((100, 1), (100, 10)), 3),)}
     est = plan.estimate_plan(declared, h, min_window_s=1.0)
