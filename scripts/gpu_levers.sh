@@ -201,7 +201,7 @@ with open(sys.argv[2], "a", encoding="utf-8") as listed:
     && cp "$OUT/levers/levers-references.tar.gz" ".cache/levers-calls/references-$PART.tar.gz"
   if [[ -d .cache/compile ]]; then
     max_mb=${COMPILE_CACHE_MAX_MB:-8}
-    # gzip packs Inductor's and Triton's files about 6.7x (the H100 calls of data/h100/logs: 422 MiB to 63,
+    # gzip packs Inductor's and Triton's files 6.7-7.4x (the H100 calls of data/h100/logs: 422 MiB to 63,
     # 628 to 93, 682 to 101) at tens of MiB/s: a cache more than COMPILE_PACK_RATIO times the limit is not
     # packed, since a call would spend 10-20 s packing what cannot come back
     raw_mb=$(du -sm .cache/compile | cut -f1)

@@ -267,6 +267,31 @@ def test_the_eager_fp8_sentence_pairs_each_run_with_its_own_default(tmp_path: Pa
                                               "1500 J per clip against 1000 J for `none` (1.50x)")
 
 
+def test_the_compile_cache_sentence_counts_the_calls_that_returned_it(tmp_path: Path) -> None:
+    """A plan log without `compile cache not returned` returned its cache; a packed one that did not gives
+    its size and, with du's folder sizes, how much gzip shrank it; one too large to pack counts as not
+    returned and gives neither."""
+    from tta_energy.analysis.docs_numbers_docs import block_levers_compile_cache_h100
+
+    d = docs_numbers.DocData(tmp_path)
+    assert block_levers_compile_cache_h100(d).startswith("no `log-levers-plan-*.txt` committed yet")
+    logs = tmp_path / "h100" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "log-levers-plan-1.txt").write_text("levers part plan-1 finished in 400 s (exit 0)\n")
+    (logs / "log-levers-plan-2.txt").write_text(
+        "compile cache not returned: 20 MiB > 8 MiB (the next call compiles anew)\n"
+        "100M\t.cache/compile/inductor/\n40M\t.cache/compile/triton/\n")
+    (logs / "log-levers-plan-3.txt").write_text(
+        "compile cache not returned: 50 MiB > 8 MiB (the next call compiles anew)\n"
+        "0.2G\t.cache/compile/inductor/\n104.8M\t.cache/compile/triton/\n")
+    (logs / "log-levers-plan-4.txt").write_text(
+        "compile cache not returned: 700 MiB unpacked, more than 10 x 8 MiB (the next call compiles anew)\n")
+    (logs / "log-levers-4.txt").write_text("not a plan call's log\n")
+    assert block_levers_compile_cache_h100(d) == (
+        "the compile cache came back from 1 of 4 calls: in the others Inductor's and Triton's files took 20 "
+        "to 50 MiB packed, 6.2-7.0x less than unpacked")
+
+
 def test_the_quality_drift_compares_captions_of_one_step_count() -> None:
     """The campaign adds captions at 100 steps after the 10-step sweep: they must not enter its drift."""
     ten = [{"model": "audioldm", "steps": 10, "timestamp": f"2026-01-01T00:00:{i:02d}",

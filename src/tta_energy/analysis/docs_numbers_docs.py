@@ -426,6 +426,35 @@ def block_levers_cache_served_h100(d: HasData) -> str:
             f"{seconds['tango2']} s")
 
 
+_CACHE_NOT_RETURNED = re.compile(r"compile cache not returned: (\d+) MiB (>|unpacked)")
+_CACHE_FOLDER = re.compile(r"^([\d.]+)([KMG])\s+\.cache/compile/(?:inductor|triton)/$", re.M)
+
+
+def block_levers_compile_cache_h100(d: HasData) -> str:
+    """How often the H100 levers calls returned their compile cache (`scripts/gpu_levers.sh plan` logs), how
+    large the others' were packed, and how much gzip shrank them (du's folder sizes in the same logs)."""
+    logs = sorted((d.data / "h100" / "logs").glob("log-levers-plan-*.txt"))
+    if not logs:
+        return _missing(d.data / "h100" / "logs" / "log-levers-plan-*.txt")
+    back, packed, ratios = 0, [], []
+    for log in logs:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        found = _CACHE_NOT_RETURNED.search(text)
+        if found is None:
+            back += 1
+            continue
+        if found.group(2) == "unpacked":  # too large to pack at all
+            continue
+        packed.append(int(found.group(1)))
+        unpacked = sum(float(size) * {"K": 1 / 1024, "M": 1.0, "G": 1024.0}[unit]
+                       for size, unit in _CACHE_FOLDER.findall(text))
+        if unpacked:
+            ratios.append(unpacked / int(found.group(1)))
+    shrink = f", {min(ratios):.1f}-{max(ratios):.1f}x less than unpacked" if ratios else ""
+    return (f"the compile cache came back from {back} of {len(logs)} calls: in the others Inductor's and "
+            f"Triton's files took {min(packed, default=0)} to {max(packed, default=0)} MiB packed{shrink}")
+
+
 #: the H100 levers part whose Stable Audio Open batch-10 unit ran out of time in its rounds
 CUT_UNIT_PART = "partplan-20261206T070041"
 
@@ -630,6 +659,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-compile-blocks": block_levers_compile_blocks,
     "levers-cache-served-h100": block_levers_cache_served_h100,
     "levers-cut-unit-h100": block_levers_cut_unit_h100,
+    "levers-compile-cache-h100": block_levers_compile_cache_h100,
     "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
     "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
     "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
