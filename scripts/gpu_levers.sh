@@ -154,17 +154,15 @@ nvidia-smi --query-gpu=name,power.limit,clocks.max.sm,temperature.gpu --format=c
 # keeps its rows; a fresh process measures what is left in the time left, the configuration that lost it left
 # out (tta_energy.levers.calls: a lost context settles its cells)
 rc=1
-said=$(mktemp)  # what the run printed: one that found nothing left to measure ends the call at once
-trap 'rm -f "$said"' EXIT
 while :; do
   left_s=$((BUDGET_S - (SECONDS - T0)))
   ((left_s > 60)) || { echo "no time left for a levers run (${left_s} s of BUDGET_S)"; break; }
   timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} \
-    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-} \
-    | tee "$said"
-  rc=${PIPESTATUS[0]}
-  if ((rc == 0 && ${#OUTDIRS[@]} == 1)) && [[ ! -d "$OUTDIR" ]] && grep -q "nothing left to measure" "$said"
-  then  # the call's first run: nothing measured, no report or packing (scripts/gpu_call.sh goes on)
+    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
+  rc=$?
+  # the call's first run ended well and wrote no part folder: the plan had nothing left to measure (a run
+  # writes its folder before anything else); no report or packing, and scripts/gpu_call.sh goes on
+  if ((rc == 0 && ${#OUTDIRS[@]} == 1)) && [[ ! -d "$OUTDIR" ]]; then
     rc=$NOTHING_LEFT_EXIT
     break
   fi
