@@ -94,6 +94,43 @@ def test_a_failed_configuration_is_settled_after_two_runs_and_only_runs_of_these
     assert _done(folder, declared, weights="/ckpt/tango") == set()
 
 
+def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_run_says_so(tmp_path):
+    """As Stable Audio Open's `max` at batch 32 went on the H100: its configuration applied (``ok``), its
+    warm-up (a few steps) ran out of memory, and the run measured none of it. One such run may be passing
+    (memory an earlier unit held), so the next call tries it once more; a second run settles it."""
+    declared = {"tango": (("none", ((100, 10),), 1), ("max", ((10, 32), (100, 32)), 1))}
+    folder = tmp_path / "p"
+    _runs(folder, [("r1", "none", 10, 0), ("r1", "max", 32, 0)])
+    rows = schema.read_runs(folder / tables.RUNS_FILE)
+    oom = "OutOfMemoryError: CUDA out of memory. Tried to allocate 16.00 GiB."
+    rows.loc[1, ["is_warmup", "steps", "status", "error"]] = [True, 10, "oom", oom]
+    schema.write_runs(folder / tables.RUNS_FILE, rows)
+    _configs(folder, [("r1", "none", 10, "ok"), ("r1", "max", 32, "ok")])
+    assert _done(folder, declared) == {("tango", "none", 100, 10)}
+    saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
+    # the warm-up fails every step count of the spec at that batch
+    assert set(calls.failures(saved_rows, cfg, declared)) == {("tango", "max", 10, 32),
+                                                              ("tango", "max", 100, 32)}
+    assert calls.failure_lines(saved_rows, cfg, declared)[1] == (
+        "tried once more (it failed in 1 run): tango `max` 100 steps batch 32 "
+        f"(run r1, warm-up (oom): {oom})")
+    # a second run fails it too: left out, and said so; a run that measured it would not count as failed
+    again = rows.assign(run_id="r2")
+    schema.write_runs(folder / tables.RUNS_FILE, pd.concat([rows, again], ignore_index=True))
+    assert _done(folder, declared) == {("tango", "none", 100, 10), ("tango", "max", 10, 32),
+                                       ("tango", "max", 100, 32)}
+    saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
+    assert calls.failure_lines(saved_rows, cfg, declared)[1].startswith(
+        "left out, not tried again (it failed in 2 runs): tango `max` 100 steps batch 32 "
+        "(run r1, warm-up (oom)")
+    measured = rows.copy()
+    measured.loc[1, ["is_warmup", "status", "error"]] = [False, "ok", ""]
+    schema.write_runs(folder / tables.RUNS_FILE, pd.concat([rows, measured.assign(run_id="r2")],
+                                                            ignore_index=True))
+    saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
+    assert set(calls.failures(saved_rows, cfg, declared)[("tango", "max", 10, 32)]) == {"r1"}
+
+
 # --- stored references --------------------------------------------------------------------------------------
 def test_the_reference_code_version_covers_every_model_file(tmp_path, monkeypatch):
     models = tmp_path / "models"

@@ -10,9 +10,11 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
 - a cell (model, spec, steps, batch) is **done** when one earlier run holds ``repeats`` measured generations
   of it and, where the plan declares ``none`` at the same steps and batch, ``none``'s own repeats; or when an
   earlier run found the spec to be the same configuration as another; or when it could not be applied in
-  :data:`FAILED_RUNS_SETTLE` earlier runs (``levers_configs.csv``: one failure may be passing, out of memory
-  for one); or when, at that batch, it (or the default it is compared with) lost the process's CUDA context
-  on :data:`CONTEXT_LOSSES_SETTLE` cards, or on the card this run measures on
+  :data:`FAILED_RUNS_SETTLE` earlier runs (``levers_configs.csv``), or failed in its warm-up or a generation
+  in as many runs that measured none of it (its runs rows: out of memory, say; :func:`failures`): one
+  failure may be passing (memory another unit of the process held), so the next call tries it once more
+  and the dry run says so; or when, at that batch, it (or the default it is compared with) lost the
+  process's CUDA context on :data:`CONTEXT_LOSSES_SETTLE` cards, or on the card this run measures on
   (:func:`tta_energy.levers.tables.context_losses`; every cell of the model where its fp32 reference lost
   it, since each unit of the model starts with the reference): a loss on one card may be that card's, so
   another card tries the configuration once more; a loss on two is the configuration's, and trying it again
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from tta_energy.errors import lost_cuda_context
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
 from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.levers.tables import (
@@ -135,15 +138,9 @@ def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str |
         keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
         for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
             counts[(str(run_id), model, spec, int(steps), int(batch))] = int(n)
-    settled: set[Cell] = set()  # specs an earlier run found to be another spec, or could not apply
-    failed_runs: dict[Cell, set[str]] = {}
-    for r in cfg.itertuples():
-        cell = (r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt))
-        if str(r.status).startswith(SAME_AS):
-            settled.add(cell)
-        elif str(r.status) != "ok":
-            failed_runs.setdefault(cell, set()).add(str(r.run_id))
-    settled |= {c for c, ids in failed_runs.items() if len(ids) >= FAILED_RUNS_SETTLE}
+    settled = {(r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)) for r in cfg.itertuples()
+               if str(r.status).startswith(SAME_AS)}  # specs an earlier run found to be another spec
+    settled |= {c for c, why in failures(rows, cfg, declared).items() if len(why) >= FAILED_RUNS_SETTLE}
     lost = {key for key, (_, why) in loss_cards(context_losses(rows), card).items() if why != RETRIED}
     lost_reference = {model for model, spec, _ in lost if spec == REFERENCE_SPEC}
     run_ids = {k[0] for k in counts}
@@ -162,6 +159,53 @@ def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str |
                         for r in run_ids):
                     done.add(cell)
     return done
+
+
+def failures(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> dict[Cell, dict[str, str]]:
+    """Per declared cell, the earlier runs that failed it and why (run id -> error): a configuration it could
+    not apply (``cfg``, :data:`~tta_energy.levers.tables.CONFIGS_FILE`), or a warm-up or generation of it
+    that failed (``rows``: out of memory, an error, NaN audio) in a run that measured none of its
+    generations; a warm-up (a few steps) fails every step count of its spec and batch. Errors of a lost
+    CUDA context are :func:`~tta_energy.levers.tables.context_losses`' (the run's later rows fail by it,
+    not by their own configuration)."""
+    found: dict[tuple[str, str, int | None, int], dict[str, str]] = {}
+    for r in cfg.itertuples():
+        if str(r.status) != "ok" and not str(r.status).startswith(SAME_AS):
+            found.setdefault((r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)), {})[
+                str(r.run_id)] = str(r.status)
+    if not rows.empty and "error" in rows.columns:
+        keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+        measured = set(rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)][keys]
+                       .astype(str).itertuples(index=False, name=None))
+        failed = rows[(rows["status"] != "ok") & ~rows["error"].map(lost_cuda_context)]
+        for r in failed.itertuples():
+            run_id, batch = str(r.run_id), int(r.waveforms_per_prompt)
+            if (run_id, r.model, r.optimize, str(batch)) not in measured:
+                where = "warm-up" if r.is_warmup else "generation"
+                key = (r.model, r.optimize, None if r.is_warmup else int(r.steps), batch)
+                found.setdefault(key, {}).setdefault(run_id, f"{where} ({r.status}): {r.error}")
+    out: dict[Cell, dict[str, str]] = {}
+    for model, entries in declared.items():
+        for spec, cells, _ in entries:
+            for steps, batch in cells:
+                why = {**found.get((model, spec, None, batch), {}),
+                       **found.get((model, spec, steps, batch), {})}
+                if why:
+                    out[(model, spec, steps, batch)] = why
+    return out
+
+
+def failure_lines(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> tuple[str, ...]:
+    """The dry run's line per declared cell that earlier runs failed (:func:`failures`): left out once it
+    failed in :data:`FAILED_RUNS_SETTLE` runs, else tried once more."""
+    lines = []
+    for (model, spec, steps, batch), why in sorted(failures(rows, cfg, declared).items()):
+        plural = "s" if len(why) > 1 else ""
+        what = (f"left out, not tried again (it failed in {len(why)} run{plural})"
+                if len(why) >= FAILED_RUNS_SETTLE else f"tried once more (it failed in {len(why)} run)")
+        runs = "; ".join(f"run {run_id}, {error}" for run_id, error in why.items())
+        lines.append(f"{what}: {model} `{spec}` {steps} steps batch {batch} ({runs})")
+    return tuple(lines)
 
 
 #: what :func:`loss_cards` says of a configuration that lost the CUDA context, as the dry run words it
@@ -283,8 +327,9 @@ def merge_units(units: Iterable[CallUnit]) -> Declared:
 
 def calls_text(calls: Sequence[Sequence[CallUnit]], budget_s: float, overhead_s: float,
                done: int, total: int, lost: Sequence[str] = ()) -> list[str]:
-    """The dry run's closing lines: cells done, the configurations that lost the CUDA context and what is
-    done with them (:func:`loss_cards`), then every call with its units and predicted seconds."""
+    """The dry run's closing lines: cells done, the configurations that lost the CUDA context or failed and
+    what is done with them (:func:`loss_cards`, :func:`failure_lines`), then every call with its units and
+    predicted seconds."""
     lines = [f"cells done by earlier calls: {done} of {total}", *lost]
     if not calls:
         return [*lines, "nothing left to measure"]
@@ -308,7 +353,8 @@ class CallsPlan:
     total: int  # declared cells
     budget_s: float
     overhead_s: float
-    lost: tuple[str, ...] = ()  # a line per configuration that lost the CUDA context (:func:`loss_cards`)
+    # a line per configuration that lost the CUDA context (:func:`loss_cards`) or failed (:func:`failures`)
+    lost: tuple[str, ...] = ()
 
     def text(self) -> list[str]:
         return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total, self.lost)
@@ -355,7 +401,7 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
                  + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
                              for r in runs.itertuples()) + ")"
                  for (model, spec, batch), (runs, why) in loss_cards(context_losses(rows), card).items()
-                 if model in declared)
+                 if model in declared) + failure_lines(rows, cfg, declared)
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost)
 
 
