@@ -113,6 +113,26 @@ def test_a_configuration_that_lost_the_context_is_tried_once_more_and_left_out_a
     assert done("cccc") == {("tango", spec, 100, 10) for spec in ("none", "max", "compile")}
 
 
+def test_a_loss_measured_since_on_another_card_leaves_the_dry_run(tmp_path):
+    """The dry run says what is left: a configuration that lost the context on one card and was measured on
+    another since is done, and no longer named as one to try once more."""
+    lost = f"AcceleratorError: {LAUNCH_FAILURE}"
+    part = tmp_path / "partplan-1"
+    part.mkdir()
+    measured = [{**_row("r2", spec, 10), "repeat": i, "gpu_uuid": "GPU-BBBB"}
+                for spec in ("none", "max", "compile") for i in range(3)]
+    schema.write_runs(part / tables.RUNS_FILE,
+                      pd.DataFrame([_row("r1", "max", 10, warmup=True, error=lost), *measured]))
+    history = pd.DataFrame([{"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": 10,
+                             "wall_s": 20.0, "compile_s": 60.0}
+                            for spec in ("none", "compile", "max", "fp32")])
+    plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+                            budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None,
+                            card="cccc")
+    assert plan.done == 3 and plan.lost == () and plan.text() == ["cells done by earlier calls: 3 of 3",
+                                                                  "nothing left to measure"]
+
+
 PLAN = ('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\nbatches = [1]\n'
         'repeats = 1\nduration_s = 1.0\n')
 

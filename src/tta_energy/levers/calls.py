@@ -130,35 +130,41 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
     return _done(rows, cfg, declared, card)
 
 
-def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None = None) -> set[Cell]:
-    """:func:`done_cells` of rows and configuration rows already read (:func:`_earlier_runs`)."""
+def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
+    """The declared cells one earlier run measured: ``repeats`` generations of the cell and, where the plan
+    declares ``none`` at the same steps and batch, ``none``'s own repeats in that run."""
     counts: dict[tuple[str, str, str, int, int], int] = {}
     if not rows.empty:
         ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)]
         keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
         for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
             counts[(str(run_id), model, spec, int(steps), int(batch))] = int(n)
-    settled = {(r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)) for r in cfg.itertuples()
-               if str(r.status).startswith(SAME_AS)}  # specs an earlier run found to be another spec
-    settled |= {c for c, why in failures(rows, cfg, declared).items() if len(why) >= FAILED_RUNS_SETTLE}
-    lost = {key for key, (_, why) in loss_cards(context_losses(rows), card).items() if why != RETRIED}
-    lost_reference = {model for model, spec, _ in lost if spec == REFERENCE_SPEC}
     run_ids = {k[0] for k in counts}
-    done: set[Cell] = set()
+    measured: set[Cell] = set()
     for model, entries in declared.items():
         default_repeats = {c: repeats for spec, cells, repeats in entries if spec == DEFAULT_SPEC
                            for c in cells}
         for spec, cells, repeats in entries:
             for steps, batch in cells:
-                cell = (model, spec, steps, batch)
                 needs_default = default_repeats.get((steps, batch), 0)
-                if (cell in settled or model in lost_reference
-                        or {(model, spec, batch), (model, DEFAULT_SPEC, batch)} & lost) or any(
-                        counts.get((r, model, spec, steps, batch), 0) >= repeats
-                        and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= needs_default
-                        for r in run_ids):
-                    done.add(cell)
-    return done
+                if any(counts.get((r, model, spec, steps, batch), 0) >= repeats
+                       and counts.get((r, model, DEFAULT_SPEC, steps, batch), 0) >= needs_default
+                       for r in run_ids):
+                    measured.add((model, spec, steps, batch))
+    return measured
+
+
+def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None = None) -> set[Cell]:
+    """:func:`done_cells` of rows and configuration rows already read (:func:`_earlier_runs`)."""
+    settled = {(r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)) for r in cfg.itertuples()
+               if str(r.status).startswith(SAME_AS)}  # specs an earlier run found to be another spec
+    settled |= {c for c, why in failures(rows, cfg, declared).items() if len(why) >= FAILED_RUNS_SETTLE}
+    lost = {key for key, (_, why) in loss_cards(context_losses(rows), card).items() if why != RETRIED}
+    lost_reference = {model for model, spec, _ in lost if spec == REFERENCE_SPEC}
+    left_out = {cell for cell in declared_cells(declared)
+                if cell in settled or cell[0] in lost_reference
+                or {(cell[0], cell[1], cell[3]), (cell[0], DEFAULT_SPEC, cell[3])} & lost}
+    return _measured(rows, declared) | left_out
 
 
 def failures(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> dict[Cell, dict[str, str]]:
@@ -195,11 +201,14 @@ def failures(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> dict[
     return out
 
 
-def failure_lines(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> tuple[str, ...]:
-    """The dry run's line per declared cell that earlier runs failed (:func:`failures`): left out once it
-    failed in :data:`FAILED_RUNS_SETTLE` runs, else tried once more."""
+def failure_lines(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared,
+                  cells: Collection[Cell]) -> tuple[str, ...]:
+    """The dry run's line per cell of ``cells`` (those not measured since) that earlier runs failed
+    (:func:`failures`): left out once it failed in :data:`FAILED_RUNS_SETTLE` runs, else tried once more."""
     lines = []
     for (model, spec, steps, batch), why in sorted(failures(rows, cfg, declared).items()):
+        if (model, spec, steps, batch) not in cells:
+            continue
         plural = "s" if len(why) > 1 else ""
         what = (f"left out, not tried again (it failed in {len(why)} run{plural})"
                 if len(why) >= FAILED_RUNS_SETTLE else f"tried once more (it failed in {len(why)} run)")
@@ -397,11 +406,14 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
+    # what earlier runs lost or failed, where a declared cell of it is still unmeasured
+    unmeasured = declared_cells(declared) - _measured(rows, declared)
     lost = tuple(f"{why}: {model} `{spec}` batch {batch} ("
                  + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
                              for r in runs.itertuples()) + ")"
                  for (model, spec, batch), (runs, why) in loss_cards(context_losses(rows), card).items()
-                 if model in declared) + failure_lines(rows, cfg, declared)
+                 if any(c[0] == model and c[1] == spec and c[3] == batch for c in unmeasured))
+    lost += failure_lines(rows, cfg, declared, unmeasured)
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost)
 
 
