@@ -270,7 +270,7 @@ def test_the_eager_fp8_sentence_pairs_each_run_with_its_own_default(tmp_path: Pa
 def test_the_compile_cache_sentence_counts_the_calls_that_returned_it(tmp_path: Path) -> None:
     """A plan log without `compile cache not returned` returned its cache; a packed one that did not gives
     its size and, with du's folder sizes, how much gzip shrank it; one too large to pack counts as not
-    returned and gives neither."""
+    returned and gives its unpacked size."""
     from tta_energy.analysis.docs_numbers_docs import block_levers_compile_cache_h100
 
     d = docs_numbers.DocData(tmp_path)
@@ -288,8 +288,8 @@ def test_the_compile_cache_sentence_counts_the_calls_that_returned_it(tmp_path: 
         "compile cache not returned: 700 MiB unpacked, more than 10 x 8 MiB (the next call compiles anew)\n")
     (logs / "log-levers-4.txt").write_text("not a plan call's log\n")
     assert block_levers_compile_cache_h100(d) == (
-        "the compile cache came back from 1 of 4 calls: in the others Inductor's and Triton's files took 20 "
-        "to 50 MiB packed, 6.2-7.0x less than unpacked")
+        "the compile cache came back from 1 of 4 calls; 2 others packed Inductor's and Triton's files to 20 "
+        "to 50 MiB, 6.2-7.0x less than unpacked; 1 left them unpacked at 700 to 700 MiB")
 
 
 def test_the_quality_drift_compares_captions_of_one_step_count() -> None:

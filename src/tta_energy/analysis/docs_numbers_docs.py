@@ -432,11 +432,12 @@ _CACHE_FOLDER = re.compile(r"^([\d.]+)([KMG])\s+\.cache/compile/(?:inductor|trit
 
 def block_levers_compile_cache_h100(d: HasData) -> str:
     """How often the H100 levers calls returned their compile cache (`scripts/gpu_levers.sh plan` logs), how
-    large the others' were packed, and how much gzip shrank them (du's folder sizes in the same logs)."""
+    large the others' were packed and how much gzip shrank them (du's folder sizes in the same logs), and how
+    large the ones too large to pack were."""
     logs = sorted((d.data / "h100" / "logs").glob("log-levers-plan-*.txt"))
     if not logs:
         return _missing(d.data / "h100" / "logs" / "log-levers-plan-*.txt")
-    back, packed, ratios = 0, [], []
+    back, packed, unpacked_only, ratios = 0, [], [], []
     for log in logs:
         text = log.read_text(encoding="utf-8", errors="replace")
         found = _CACHE_NOT_RETURNED.search(text)
@@ -444,15 +445,22 @@ def block_levers_compile_cache_h100(d: HasData) -> str:
             back += 1
             continue
         if found.group(2) == "unpacked":  # too large to pack at all
+            unpacked_only.append(int(found.group(1)))
             continue
         packed.append(int(found.group(1)))
         unpacked = sum(float(size) * {"K": 1 / 1024, "M": 1.0, "G": 1024.0}[unit]
                        for size, unit in _CACHE_FOLDER.findall(text))
         if unpacked:
             ratios.append(unpacked / int(found.group(1)))
-    shrink = f", {min(ratios):.1f}-{max(ratios):.1f}x less than unpacked" if ratios else ""
-    return (f"the compile cache came back from {back} of {len(logs)} calls: in the others Inductor's and "
-            f"Triton's files took {min(packed, default=0)} to {max(packed, default=0)} MiB packed{shrink}")
+    parts = [f"the compile cache came back from {back} of {len(logs)} calls"]
+    if packed:
+        shrink = f", {min(ratios):.1f}-{max(ratios):.1f}x less than unpacked" if ratios else ""
+        parts.append(f"{len(packed)} others packed Inductor's and Triton's files to {min(packed)} to "
+                     f"{max(packed)} MiB{shrink}")
+    if unpacked_only:
+        parts.append(f"{len(unpacked_only)} left them unpacked at {min(unpacked_only)} to "
+                     f"{max(unpacked_only)} MiB")
+    return "; ".join(parts)
 
 
 #: the H100 levers part whose Stable Audio Open batch-10 unit ran out of time in its rounds
