@@ -65,7 +65,8 @@ print(os.path.relpath(plan.out_dir))' "$1"
 
 report() {
   local parts=()
-  for d in "$ROOT"/part*; do [[ -f "$d/levers_runs.csv" ]] && parts+=("$d"); done
+  # every part with a table: a call cut before its first generation still measured its ceilings
+  for d in "$ROOT"/part*; do compgen -G "$d/levers_*.csv" >/dev/null && parts+=("$d"); done
   ((${#parts[@]})) && "$PY" -m tta_energy levers report "${parts[@]}" --out-dir "$TABLES"
 }
 

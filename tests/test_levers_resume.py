@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, refused, tiny_levers_options
 
 from tta_energy import schema
-from tta_energy.levers import calls, experiment, references, tables
+from tta_energy.levers import calls, experiment, references, report, tables
 from tta_energy.models.base import GenerationOutput
 from tta_energy.models.registry import build_model
 
@@ -123,12 +123,18 @@ def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_ru
     assert calls.failure_lines(saved_rows, cfg, declared, calls.declared_cells(declared))[1].startswith(
         "left out, not tried again (it failed in 2 runs): tango `max` 100 steps batch 32 "
         "(run r1, warm-up (oom)")
+    # the summary names it, once per run
+    report.build_report([folder], tmp_path / "report")
+    summary = (tmp_path / "report" / "levers_summary.md").read_text(encoding="utf-8")
+    assert summary.count("- tango `max`, batch 32, warm-up (oom), run r") == 2
+    assert "## Configurations that failed" in summary and f"run r2: {oom}" in summary
     measured = rows.copy()
     measured.loc[1, ["is_warmup", "status", "error"]] = [False, "ok", ""]
     schema.write_runs(folder / tables.RUNS_FILE, pd.concat([rows, measured.assign(run_id="r2")],
                                                             ignore_index=True))
     saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
     assert set(calls.failures(saved_rows, cfg, declared)[("tango", "max", 10, 32)]) == {"r1"}
+    assert tables.generation_failures(saved_rows)["run_id"].tolist() == ["r1"]
 
 
 # --- stored references --------------------------------------------------------------------------------------

@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from tta_energy.errors import lost_cuda_context
 from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
 from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.levers.tables import (
     CONFIGS_FILE,
     RUNS_FILE,
     context_losses,
+    failure_where,
+    generation_failures,
     read_side_table,
     unique_folders,
 )
@@ -170,26 +171,17 @@ def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str |
 def failures(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> dict[Cell, dict[str, str]]:
     """Per declared cell, the earlier runs that failed it and why (run id -> error): a configuration it could
     not apply (``cfg``, :data:`~tta_energy.levers.tables.CONFIGS_FILE`), or a warm-up or generation of it
-    that failed (``rows``: out of memory, an error, NaN audio) in a run that measured none of its
-    generations; a warm-up (a few steps) fails every step count of its spec and batch. Errors of a lost
-    CUDA context are :func:`~tta_energy.levers.tables.context_losses`' (the run's later rows fail by it,
-    not by their own configuration)."""
+    that failed in a run that measured none of it (``rows``,
+    :func:`~tta_energy.levers.tables.generation_failures`: a warm-up fails every step count of its spec and
+    batch)."""
     found: dict[tuple[str, str, int | None, int], dict[str, str]] = {}
     for r in cfg.itertuples():
         if str(r.status) != "ok" and not str(r.status).startswith(SAME_AS):
             found.setdefault((r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)), {})[
                 str(r.run_id)] = str(r.status)
-    if not rows.empty and "error" in rows.columns:
-        keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
-        measured = set(rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)][keys]
-                       .astype(str).itertuples(index=False, name=None))
-        failed = rows[(rows["status"] != "ok") & ~rows["error"].map(lost_cuda_context)]
-        for r in failed.itertuples():
-            run_id, batch = str(r.run_id), int(r.waveforms_per_prompt)
-            if (run_id, r.model, r.optimize, str(batch)) not in measured:
-                where = "warm-up" if r.is_warmup else "generation"
-                key = (r.model, r.optimize, None if r.is_warmup else int(r.steps), batch)
-                found.setdefault(key, {}).setdefault(run_id, f"{where} ({r.status}): {r.error}")
+    for r in generation_failures(rows).itertuples():
+        key = (r.model, r.optimize, None if r.is_warmup else int(r.steps), int(r.waveforms_per_prompt))
+        found.setdefault(key, {}).setdefault(str(r.run_id), f"{failure_where(r)}: {r.error}")
     out: dict[Cell, dict[str, str]] = {}
     for model, entries in declared.items():
         for spec, cells, _ in entries:

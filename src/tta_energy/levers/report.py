@@ -28,6 +28,8 @@ from tta_energy.levers.tables import (
     SIDE_COLUMNS,
     ceiling_rows,
     context_losses,
+    failure_where,
+    generation_failures,
     read_runs_of,
     read_side,
     unique_folders,
@@ -471,9 +473,10 @@ def fp8_lines(table: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame,
-                     losses: pd.DataFrame | None = None) -> str:
-    """The short markdown summary: each target met or missed (by how much, and the measured limits), and
-    the configurations that lost the CUDA context (``losses``, from ``context_losses``)."""
+                     losses: pd.DataFrame | None = None, failed: pd.DataFrame | None = None) -> str:
+    """The short markdown summary: each target met or missed (by how much, and the measured limits), the
+    configurations that lost the CUDA context (``losses``, from ``context_losses``) and those that failed
+    otherwise (``failed``, from ``generation_failures``)."""
     steps, batch = target_cell(table)
     duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
     lines = ["# Energy levers: summary", ""]
@@ -606,6 +609,15 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
         for r in losses.itertuples():
             lines.append(f"- {r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
                          f"{' (warm-up)' if r.is_warmup else ''}, run {r.run_id}: {r.error}")
+    if failed is not None and not failed.empty:
+        lines += ["", "## Configurations that failed", "",
+                  "A warm-up or generation that failed (out of memory, an error, NaN audio) in a run that "
+                  "measured none of that configuration at that batch size. Later calls try it once more; "
+                  "after failures in two runs they leave it out.", ""]
+        for r in failed.itertuples():
+            at_steps = "" if r.is_warmup else f", {int(r.steps)} steps"
+            lines.append(f"- {r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}{at_steps}, "
+                         f"{failure_where(r)}, run {r.run_id}: {r.error}")
     trims = table[table["optimize"].str.contains("trim-latents", regex=False)
                   & table["energy_per_clip_J"].notna()]
     if not trims.empty:
@@ -688,7 +700,8 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     fig_path = out_dir / "levers.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
-    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(generations)))
+    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(generations),
+                                                generation_failures(generations)))
     steps, batch = target_cell(table)
     runs = summary_runs(table, steps, batch)
     plot_levers(table, fig_path, steps, batch, runs, ceiling_bars(table, steps, runs))

@@ -184,3 +184,32 @@ def context_losses(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=CONTEXT_LOSS_COLUMNS)
     lost = runs[(runs["status"] == "error") & runs["error"].map(lost_cuda_context)]
     return lost.drop_duplicates("run_id", keep="first")[CONTEXT_LOSS_COLUMNS].reset_index(drop=True)
+
+
+#: the columns :func:`generation_failures` gives
+FAILURE_COLUMNS = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt", "is_warmup", "status",
+                   "error"]
+
+
+def failure_where(row: object) -> str:
+    """Where a row of :func:`generation_failures` failed, as the dry run and the summary say it:
+    ``warm-up (oom)``, ``generation (error)``."""
+    return f"{'warm-up' if row.is_warmup else 'generation'} ({row.status})"
+
+
+def generation_failures(runs: pd.DataFrame) -> pd.DataFrame:
+    """Warm-ups and generations that failed (out of memory, an error, NaN audio) in a run that measured no
+    generation of that configuration at that batch size; the first per run, configuration, batch size and
+    step count (a warm-up's few steps stand for every step count). A lost CUDA context is
+    :func:`context_losses`' (the run's later rows fail by it, not by their own configuration)."""
+    if runs.empty or "error" not in runs.columns:
+        return pd.DataFrame(columns=FAILURE_COLUMNS)
+    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    measured = runs[(runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)][keys].drop_duplicates()
+    failed = runs[(runs["status"] != "ok") & ~runs["error"].map(lost_cuda_context)]
+    failed = failed.merge(measured, on=keys, how="left", indicator=True)
+    failed = failed[failed["_merge"] == "left_only"]
+    failed = failed.assign(steps=failed["steps"].where(~failed["is_warmup"].astype(bool)))
+    return failed.drop_duplicates([*keys, "steps"])[FAILURE_COLUMNS].reset_index(drop=True)
+
+
