@@ -111,11 +111,35 @@ def test_dtype_resolution_per_model():
 # --- applying on the CPU ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec, needle", [("cudagraph", "CUDA graphs need a CUDA device"),
                                           ("compile-graphs", "CUDA graphs need a CUDA device"),
-                                          ("fp32,sdpa-cudnn", "needs CUDA")])
+                                          ("fp32,sdpa-cudnn", "needs CUDA"),
+                                          ("tf32", "TF32 tensor cores need an NVIDIA GPU")])
 def test_gpu_only_levers_named_on_cpu_fail_clearly(spec, needle):
     with pytest.raises(LeverError) as err:
         apply_levers(tiny(), spec)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tf32_sets_the_matmul_precision_for_the_denoiser_alone(monkeypatch):
+    """On a GPU with TF32 tensor cores (faked here: the flag exists on a CPU, where it changes nothing), the
+    denoiser's calls run with the float32 matrix-product precision 'high', captures and compilations made
+    while applying too; the process's setting is back after applying and after every call, so the text
+    encoder, decoder and the configurations measured next keep theirs. A model in float16 skips it."""
+    from tta_energy.levers import apply
+
+    monkeypatch.setattr(apply, "tf32_unavailable", lambda device: None)
+    seen: list[str] = []
+    assert parse_levers("compile-graphs,tf32").names == ("compile-graphs", "tf32")
+    adapter = apply_levers(tiny("tango"), "tf32")
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert adapter.applied_levers.applied == ["tf32"] and isinstance(adapter.denoiser, apply.Tf32Denoiser)
+    adapter.denoiser.base_module.register_forward_hook(
+        lambda *_: seen.append(torch.get_float32_matmul_precision()))
+    out = adapter.generate(request(steps=2, duration_s=None))
+    assert np.isfinite(out.waveforms).all()
+    assert seen == ["high", "high"] and torch.get_float32_matmul_precision() == "highest"
+    half = apply_levers(tiny("tango"), "fp16,tf32").applied_levers
+    assert half.applied == [] and half.skipped == {
+        "tf32": "the model runs in float16; TF32 changes float32 matrix products"}
 
 
 def test_max_on_cpu_applies_what_exists_and_states_what_it_skips():

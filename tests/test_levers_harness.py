@@ -294,9 +294,13 @@ def test_dry_run_table_lists_each_cell_and_the_totals():
 def test_campaign_plan_file_declares_the_levers_table():
     p = plan.read_levers_plan(plan.Path("campaigns/h200_levers.toml"))
     assert len(p.models) == 7 and p.repeats == 3
-    specs = {spec for spec, _, _ in p.declared["tango2"]}
-    assert specs == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-blocks"}
+    declared = dict((s, c) for s, c, _ in p.declared["tango2"])
+    assert set(declared) == {"none", "graphs", "compile", "compile-graphs", "max", "max,compile-blocks",
+                             "graphs,tf32", "compile-graphs,tf32"}
     assert p.declared["tango2"][0][1] == ((100, 1), (100, 10))
+    # TF32 for the models the study ran in fp32, at the targets' batch size
+    assert declared["compile-graphs,tf32"] == declared["graphs,tf32"] == ((100, 1),)
+    assert not any("tf32" in s for s, _, _ in p.declared["audioldm"])
     assert ((10, 1) in p.declared["audioldm"][0][1]) and ("max,fp8" in {s for s, _, _ in p.declared["tango"]})
     # [[levers.extra]]: max also at batch 32 for the compute-bound models, with the plan's steps and repeats
     assert dict((s, c) for s, c, _ in p.declared["tango"])["max"] == ((100, 1), (100, 10), (100, 32))

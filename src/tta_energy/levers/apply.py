@@ -142,6 +142,38 @@ class SdpaDenoiser(DenoiserWrapper):
             return self.inner(*args, **kwargs)
 
 
+#: the first compute capability with TF32 tensor cores (Ampere)
+TF32_MIN_CAPABILITY = (8, 0)
+#: the float32 matrix-product precision the ``tf32`` lever sets (PyTorch's name for TF32 tensor cores)
+TF32_MATMUL_PRECISION = "high"
+
+
+def tf32_unavailable(device: torch.device) -> str | None:
+    """Why ``device`` has no TF32 tensor cores, or None where it has them."""
+    if device.type != "cuda":
+        return f"TF32 tensor cores need an NVIDIA GPU of compute capability 8.0+; this device is {device}"
+    capability = torch.cuda.get_device_capability(device)
+    if capability < TF32_MIN_CAPABILITY:
+        return (f"TF32 tensor cores need compute capability 8.0+; this GPU's is "
+                f"{capability[0]}.{capability[1]}")
+    return None
+
+
+class Tf32Denoiser(DenoiserWrapper):
+    """Calls the inner denoiser with its float32 matrix products on TF32 tensor cores, and puts the earlier
+    setting back after the call, so the rest of the generation (text encoders, decoder, vocoder) and the
+    configurations measured after it keep theirs. The outermost wrapper: a compilation at the first call
+    compiles under the setting (Dynamo guards on it); :func:`apply_levers` captures CUDA graphs under it."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        saved = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(TF32_MATMUL_PRECISION)
+        try:
+            return self.inner(*args, **kwargs)
+        finally:
+            torch.set_float32_matmul_precision(saved)
+
+
 class SdpaCompiler:
     """A ``torch.compile`` backend that lowers each graph with one attention backend preferred (``None``:
     torch's default choice), through the Dynamo backend ``inner`` (Inductor on the GPU).
@@ -471,8 +503,8 @@ def available_sdpa_backends(device: torch.device) -> list[str]:
 
 def unrunnable_levers(levers: Levers, device: torch.device) -> dict[str, str]:
     """The levers of ``levers`` that ``device`` cannot run at all, each with the reason: CUDA graphs and
-    the CUDA-only attention backends off a GPU, float8 off compute capability 8.9+. Whether a lever fits
-    the model (channels-last on a 1-D DiT) is known only once it is applied."""
+    the CUDA-only attention backends off a GPU, float8 off compute capability 8.9+, TF32 off 8.0+. Whether
+    a lever fits the model (channels-last on a 1-D DiT) is known only once it is applied."""
     out: dict[str, str] = {}
     graphs = f"CUDA graphs need a CUDA device; this device is {device}"
     if device.type != "cuda" and levers.compile_mode == "reduce-overhead":
@@ -485,6 +517,9 @@ def unrunnable_levers(levers: Levers, device: torch.device) -> dict[str, str]:
     fp8 = fp8_unavailable(device) if levers.fp8 else None
     if fp8:
         out["fp8"] = fp8
+    tf32 = tf32_unavailable(device) if levers.tf32 else None
+    if tf32:
+        out["tf32"] = tf32
     return out
 
 
@@ -774,6 +809,18 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
         record.applied.append("fp8")
         record.notes["fp8_linear_layers"] = converted
 
+    # 4c. TF32 matrix products: set from here to the end of applying (preserved_numerics puts the process's
+    # setting back), so that compilations and captures made here use them; each call sets them again
+    tf32 = False
+    if levers.tf32:
+        if "tf32" in cannot:
+            unavailable("tf32", cannot["tf32"])
+        elif record.dtype != "float32":
+            record.skipped["tf32"] = f"the model runs in {record.dtype}; TF32 changes float32 matrix products"
+        else:
+            tf32 = True
+            torch.set_float32_matmul_precision(TF32_MATMUL_PRECISION)
+
     # 5. compilation: each chain below compiles its own module (lazily, at its first call)
     compiling = levers.compile_mode is not None
     if "compile-graphs" in cannot:
@@ -890,6 +937,9 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
             record.applied.append(f"sdpa-{levers.sdpa}")
     if graphs:
         record.applied.append("cudagraph")
+    if tf32:
+        denoiser = Tf32Denoiser(denoiser)
+        record.applied.append("tf32")
     if failures:
         record.notes["capture_failures"] = failures
     if denoiser is not base:

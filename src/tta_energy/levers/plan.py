@@ -325,9 +325,10 @@ def _cost(model: str) -> float:
     return catalogue.entry(model).levers.cost
 
 
-#: an unmeasured spec is priced as the nearest measured one without compilation or fp8 (compiled code and
-#: float8 matrix products are taken to be no slower than what they replace)
-UNCOMPILED: dict[str, str] = {"compile": "", "compile-graphs": "graphs", "compile-blocks": "", "fp8": ""}
+#: an unmeasured spec is priced as the nearest measured one without compilation, fp8 or tf32 (compiled code,
+#: float8 and TF32 matrix products are taken to be no slower than what they replace)
+UNCOMPILED: dict[str, str] = {"compile": "", "compile-graphs": "graphs", "compile-blocks": "", "fp8": "",
+                              "tf32": ""}
 
 
 def _base_spec(spec: str) -> str:

@@ -21,7 +21,10 @@ A spec is a named level or a comma list of levers (levels may be combined with l
   ``trim-latents`` (Stable Audio Open: run the DiT on the requested length instead of 47.55 s; this CHANGES
   the model's output and is never counted as lossless), ``fp8`` (the linear layers of the denoiser's
   transformer blocks in float8 with dynamic per-row scales through torchao, on GPUs of compute capability
-  8.9+; CHANGES the output: reported with its error, never lossless).
+  8.9+; CHANGES the output: reported with its error, never lossless), ``tf32`` (the denoiser's float32
+  matrix products on TF32 tensor cores, inputs rounded to 10 mantissa bits: what PyTorch already does by
+  default in convolutions, so in the study's fp32 runs too; judged lossless or not by its error like any
+  other lever).
 
 A spec is parsed once, where it enters (the command line, a levers plan), and the :class:`Levers` object
 travels from there. The run table stores its canonical text in the ``optimize`` column (the column keeps the
@@ -60,7 +63,7 @@ COMPILE_LEVERS: dict[str, tuple[str, str]] = {"compile": ("default", "denoiser")
                                               "compile-blocks": ("default", "blocks")}
 SINGLE_LEVERS: tuple[str, ...] = (
     *PRECISIONS, *COMPILE_LEVERS, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
-    "channels-last", "fuse-qkv", "trim-latents", "fp8",
+    "channels-last", "fuse-qkv", "trim-latents", "fp8", "tf32",
 )
 LEVELS: tuple[str, ...] = ("none", "graphs", "max")
 
@@ -82,6 +85,7 @@ class Levers:
     fuse_qkv: bool = False
     trim_latents: bool = False
     fp8: bool = False  # float8 linear layers in the denoiser's transformer blocks (torchao)
+    tf32: bool = False  # the denoiser's float32 matrix products on TF32 tensor cores
     #: levers that came from a level (``max``/``graphs``): skipped with a reason where unavailable
     implied: frozenset[str] = frozenset()
 
@@ -95,7 +99,7 @@ class Levers:
         compiled = [k for k, v in COMPILE_LEVERS.items() if v == (self.compile_mode, self.compile_scope)]
         flags = ((self.cudagraph, "cudagraph"), (self.sdpa is not None, f"sdpa-{self.sdpa}"),
                  (self.channels_last, "channels-last"), (self.fuse_qkv, "fuse-qkv"),
-                 (self.trim_latents, "trim-latents"), (self.fp8, "fp8"))
+                 (self.trim_latents, "trim-latents"), (self.fp8, "fp8"), (self.tf32, "tf32"))
         precision = [k for k, v in PRECISIONS.items() if v == self.precision]  # fp16, not float16
         return (*precision, *compiled, *(n for on, n in flags if on))
 
@@ -180,6 +184,7 @@ def parse_levers(spec: str | Levers) -> Levers:
         fuse_qkv="fuse-qkv" in levers,
         trim_latents="trim-latents" in levers,
         fp8="fp8" in levers,
+        tf32="tf32" in levers,
         implied=frozenset(set(implied) - set(explicit)),
     )
 
