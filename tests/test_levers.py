@@ -207,6 +207,28 @@ def test_compile_without_graphs_on_cpu():
     torch._dynamo.reset()
 
 
+def test_tf32_outside_a_compiled_denoiser_compiles_once_and_leaves_the_process_setting(monkeypatch):
+    """The TF32 wrapper is outermost: the compiled module is traced at its first call under the setting and
+    its guards hold across steps and calls (no recompilation), and the process's setting is back after each
+    generation."""
+    import torch._dynamo
+
+    from tta_energy.levers import apply
+
+    monkeypatch.setattr(apply, "tf32_unavailable", lambda device: None)
+    torch._dynamo.reset()
+    levers = dataclasses.replace(parse_levers("fp32,compile,tf32"), compile_backend="eager")
+    adapter = apply_levers(tiny("stable-audio-open"), levers, duration_s=1.0)
+    assert adapter.applied_levers.applied == ["compile", "tf32"]
+    assert isinstance(adapter.denoiser, apply.Tf32Denoiser) and hasattr(adapter.denoiser.inner, "_orig_mod")
+    adapter.generate(request(steps=2))
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    adapter.generate(request(steps=2))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames
+    assert torch.get_float32_matmul_precision() == "highest"
+    torch._dynamo.reset()
+
+
 def test_stable_audio_trim_changes_behaviour_and_is_never_lossless():
     ref = tiny("stable-audio-open").generate(request(steps=2))
     spec = "fp32,trim-latents,fuse-qkv,channels-last"
