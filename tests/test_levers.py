@@ -270,6 +270,23 @@ def test_cuda_graph_levers_keep_the_output():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_tf32_reaches_the_matrix_products_of_a_captured_graph_and_of_compiled_code():
+    """TF32 changes the float32 products (an error against plain fp32 well above what capture or compilation
+    alone gives), in the eager denoiser, in a graph captured while applying and in compiled code; and only
+    while the denoiser runs."""
+    ref = tiny("tango", "cuda").generate(request(steps=2, duration_s=None))
+    errors = {}
+    for spec in ("graphs", "tf32", "graphs,tf32", "compile-graphs,tf32"):
+        out = apply_levers(tiny("tango", "cuda"), spec).generate(request(steps=2, duration_s=None))
+        errors[spec] = relative_error(out.latents, ref.latents)
+        assert torch.get_float32_matmul_precision() == "highest", spec
+    for spec in ("tf32", "graphs,tf32", "compile-graphs,tf32"):
+        assert errors[spec] > max(10 * errors["graphs"], 1e-6), errors
+        assert errors[spec] < 1e-2, errors
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
 def test_compile_graphs_on_gpu():
     ref = tiny("stable-audio-open", "cuda").generate(request(steps=2))
     adapter = apply_levers(tiny("stable-audio-open", "cuda"), "fp32,compile-graphs", duration_s=1.0)
