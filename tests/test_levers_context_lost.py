@@ -131,6 +131,13 @@ def test_a_loss_measured_since_on_another_card_leaves_the_dry_run(tmp_path):
                             card="cccc")
     assert plan.done == 3 and plan.lost == () and plan.text() == ["cells done by earlier calls: 3 of 3",
                                                                   "nothing left to measure"]
+    # a lost fp32 reference stands for every cell of its model: named while any of them is unmeasured
+    reference_lost = {**_row("r3", "fp32", 1, warmup=True, error=lost), "gpu_uuid": "GPU-AAAA"}
+    schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame([reference_lost]))
+    plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+                            budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None,
+                            card="cccc")
+    assert plan.lost == (f"{calls.RETRIED}: tango `fp32` batch 1 (run r3, warm-up: {lost})",)
 
 
 PLAN = ('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\nbatches = [1]\n'

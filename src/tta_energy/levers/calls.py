@@ -398,13 +398,15 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
-    # what earlier runs lost or failed, where a declared cell of it is still unmeasured
+    # what earlier runs lost or failed, where a declared cell of it is still unmeasured (any of the model's,
+    # for its fp32 reference)
     unmeasured = declared_cells(declared) - _measured(rows, declared)
     lost = tuple(f"{why}: {model} `{spec}` batch {batch} ("
                  + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
                              for r in runs.itertuples()) + ")"
                  for (model, spec, batch), (runs, why) in loss_cards(context_losses(rows), card).items()
-                 if any(c[0] == model and c[1] == spec and c[3] == batch for c in unmeasured))
+                 if any(c[0] == model and (spec == REFERENCE_SPEC or (c[1], c[3]) == (spec, batch))
+                        for c in unmeasured))
     lost += failure_lines(rows, cfg, declared, unmeasured)
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost)
 
