@@ -160,7 +160,7 @@ def test_one_rule_says_which_levers_a_cpu_cannot_run():
 
     cpu = torch.device("cpu")
     cannot = {lv for lv in SINGLE_LEVERS if unrunnable_levers(parse_levers(lv), cpu)}
-    assert cannot == {"compile-graphs", "cudagraph", "sdpa-cudnn", "sdpa-efficient", "fp8"}
+    assert cannot == {"compile-graphs", "cudagraph", "sdpa-cudnn", "sdpa-efficient", "fp8", "tf32"}
     assert runner.runnable_single_levers("cpu") == [lv for lv in SINGLE_LEVERS if lv not in cannot]
     assert unrunnable_levers(parse_levers("max"), cpu) == {
         "cudagraph": "CUDA graphs need a CUDA device; this device is cpu"}
