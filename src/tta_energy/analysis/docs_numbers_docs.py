@@ -494,6 +494,39 @@ def block_levers_cut_unit_h100(d: HasData) -> str:
             f"generations within {error.max():.0%} of their measured mean")
 
 
+#: the H100 levers part whose Stable Audio Open `max` warm-up at batch 32 ran out of memory
+OOM_PART = "partplan-20261206T111203"
+_OOM_TEXT = re.compile(r"Tried to allocate ([\d.]+) GiB.*total capacity of ([\d.]+) GiB.*this process has "
+                       r"([\d.]+) GiB memory in use")
+
+
+def block_levers_oom_h100(d: HasData) -> str:
+    """Stable Audio Open's `max` at batch 32 on the H100 (:data:`OOM_PART`): the memory its out-of-memory
+    error reports, and its peak memory per batch size in every H100 levers part (measured generations)."""
+    from tta_energy import schema
+
+    path = d.data / "h100" / "levers" / OOM_PART / "levers_runs.csv"
+    if not path.is_file():
+        return _missing(path)
+    runs = schema.read_runs(path)
+    oom = runs[(runs["model"] == "stable-audio-open") & (runs["status"] == "oom")]
+    found = _OOM_TEXT.search(str(oom["error"].iloc[0])) if not oom.empty else None
+    if found is None:
+        return f"no out-of-memory row of Stable Audio Open with its sizes in `{path}`"
+    asked, total, in_use = (float(g) for g in found.groups())
+    parts = sorted((d.data / "h100" / "levers").glob("part*/levers_runs.csv"))
+    every = pd.concat([schema.read_runs(p) for p in parts], ignore_index=True)
+    ok = every[(every["model"] == "stable-audio-open") & (every["status"] == "ok") & ~every["is_warmup"]]
+    gib = ok.groupby("waveforms_per_prompt")["peak_memory_bytes"].agg(["min", "median", "max"]) / 2**30
+    one, ten = gib.loc[1], gib.loc[10]
+    per_clip = (ten["median"] - one["median"]) / 9
+    return (f"ran out of memory in its warm-up ({in_use:.0f} GiB of the card's {total:.0f} GiB in use, "
+            f"{asked:.0f} GiB more asked for: `data/h100/levers/{OOM_PART}`). Its peak memory grows by about "
+            f"{per_clip:.1f} GiB a clip (medians; {one['min']:.0f}-{one['max']:.0f} GiB at batch 1, "
+            f"{ten['min']:.0f}-{ten['max']:.0f} GiB at batch 10 in `data/h100/levers`), so batch 32 needs "
+            f"about {one['median'] + 31 * per_clip:.0f} GiB")
+
+
 def _sdpa(d: HasData, part: str = "part4") -> dict[str, dict[str, float]]:
     """Per model: the attention backends' step times of its `max` configuration at batch 1, in ``part``."""
     configs = _configs(d)
@@ -668,6 +701,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-cache-served-h100": block_levers_cache_served_h100,
     "levers-cut-unit-h100": block_levers_cut_unit_h100,
     "levers-compile-cache-h100": block_levers_compile_cache_h100,
+    "levers-oom-h100": block_levers_oom_h100,
     "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
     "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
     "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
