@@ -472,6 +472,11 @@ def fp8_lines(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     return lines, misses
 
 
+def _listed(title: str, intro: str, items: Sequence[str]) -> list[str]:
+    """A summary section of ``items`` as a bullet list under ``title`` and ``intro``; none without items."""
+    return ["", f"## {title}", "", intro, "", *(f"- {item}" for item in items)] if items else []
+
+
 def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame,
                      losses: pd.DataFrame | None = None, failed: pd.DataFrame | None = None) -> str:
     """The short markdown summary: each target met or missed (by how much, and the measured limits), the
@@ -601,23 +606,22 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                 f"{_fmt(r.tolerance_latents, '.2e')}), waveform {_fmt(r.rel_error_audio, '.2e')} (tolerance "
                 f"{_fmt(r.tolerance_audio, '.2e')})")
             lines.append(f"- {r.model} `{r.optimize}` ({r.dtype}): {why}")
-    if losses is not None and not losses.empty:
-        lines += ["", "## Configurations that lost the CUDA context", "",
-                  "A CUDA error after which nothing more runs in the process: the run's later generations "
-                  "failed with it. Another card tries the configuration once more at that batch size; after "
-                  "a loss on two cards, calls leave it out.", ""]
-        for r in losses.itertuples():
-            lines.append(f"- {r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
-                         f"{' (warm-up)' if r.is_warmup else ''}, run {r.run_id}: {r.error}")
-    if failed is not None and not failed.empty:
-        lines += ["", "## Configurations that failed", "",
-                  "A warm-up or generation that failed (out of memory, an error, NaN audio) in a run that "
-                  "measured none of that configuration at that batch size. Later calls try it once more; "
-                  "after failures in two runs they leave it out.", ""]
-        for r in failed.itertuples():
-            at_steps = "" if r.is_warmup else f", {int(r.steps)} steps"
-            lines.append(f"- {r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}{at_steps}, "
-                         f"{failure_where(r)}, run {r.run_id}: {r.error}")
+    if losses is not None:
+        lines += _listed("Configurations that lost the CUDA context",
+                         "A CUDA error after which nothing more runs in the process: the run's later "
+                         "generations failed with it. Another card tries the configuration once more at that "
+                         "batch size; after a loss on two cards, calls leave it out.",
+                         [f"{r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
+                          f"{' (warm-up)' if r.is_warmup else ''}, run {r.run_id}: {r.error}"
+                          for r in losses.itertuples()])
+    if failed is not None:
+        lines += _listed("Configurations that failed",
+                         "A warm-up or generation that failed (out of memory, an error, NaN audio) in a run "
+                         "that measured none of that configuration at that batch size. Later calls try it "
+                         "once more; after failures in two runs they leave it out.",
+                         [f"{r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
+                          f"{'' if r.is_warmup else f', {int(r.steps)} steps'}, {failure_where(r)}, "
+                          f"run {r.run_id}: {r.error}" for r in failed.itertuples()])
     trims = table[table["optimize"].str.contains("trim-latents", regex=False)
                   & table["energy_per_clip_J"].notna()]
     if not trims.empty:
