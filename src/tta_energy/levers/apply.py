@@ -162,8 +162,9 @@ def tf32_unavailable(device: torch.device) -> str | None:
 class Tf32Denoiser(DenoiserWrapper):
     """Calls the inner denoiser with its float32 matrix products on TF32 tensor cores, and puts the earlier
     setting back after the call, so the rest of the generation (text encoders, decoder, vocoder) and the
-    configurations measured after it keep theirs. The outermost wrapper: a compilation at the first call
-    compiles under the setting (Dynamo guards on it); :func:`apply_levers` captures CUDA graphs under it."""
+    configurations measured after it keep theirs. Outside the compiled module (a compilation at the first
+    call compiles under the setting; Dynamo guards on it) and inside the manual CUDA graph (captured through
+    it, so the graph holds TF32 kernels, and the step profile's eager timing runs it too)."""
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         saved = torch.get_float32_matmul_precision()
@@ -877,6 +878,8 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
             chain = compiled(base, backend)
         else:
             chain = base if backend is None else SdpaDenoiser(base, backend)
+        if tf32:
+            chain = Tf32Denoiser(chain)
         if capture:
             chain = CudaGraphDenoiser(chain)
             _capture_example(adapter, chain, duration_s, batch)
@@ -938,7 +941,6 @@ def _apply_levers(adapter: ModelAdapter, levers: Levers, duration_s: float | Non
     if graphs:
         record.applied.append("cudagraph")
     if tf32:
-        denoiser = Tf32Denoiser(denoiser)
         record.applied.append("tf32")
     if failures:
         record.notes["capture_failures"] = failures
