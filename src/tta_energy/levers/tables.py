@@ -211,5 +211,3 @@ def generation_failures(runs: pd.DataFrame) -> pd.DataFrame:
     failed = failed[failed["_merge"] == "left_only"]
     failed = failed.assign(steps=failed["steps"].where(~failed["is_warmup"].astype(bool)))
     return failed.drop_duplicates([*keys, "steps"])[FAILURE_COLUMNS].reset_index(drop=True)
-
-
