@@ -14,6 +14,6 @@ LOGS=${OUT:-outputs}/logs
 mkdir -p "$LOGS"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 nvidia-smi --query-gpu=name,driver_version,power.limit --format=csv,noheader | tee "$LOGS/gpu-tests-$STAMP.txt"
-timeout -k 10 "${HARD_LIMIT_S:-480}" "$PY" -m pytest -m gpu -rA -q -p no:cacheprovider --timeout 300 \
+timeout -k 10 "${HARD_LIMIT_S:-480}" "$PY" -m pytest -m gpu -rfEsp -q -p no:cacheprovider --timeout 300 \
   --junitxml "$LOGS/gpu-tests-$STAMP.xml" $(grep -l "mark.gpu" tests/*.py) 2>&1 | tee -a "$LOGS/gpu-tests-$STAMP.txt"
 exit "${PIPESTATUS[0]}"

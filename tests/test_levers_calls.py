@@ -108,6 +108,30 @@ def test_a_short_call_passes_over_a_unit_larger_than_itself_for_one_that_fits():
         ["tango", "make-an-audio"], ["tango2"]]
 
 
+def test_a_unit_that_a_call_of_the_plans_size_holds_waits_for_one_instead_of_filling_a_short_call(
+        tmp_path):
+    """A chained call of 140 s was given Tango 2's batch-10 `none, compile` unit of 286 s: it compiled for
+    90 s and measured nothing. A unit larger than the call but within a call of the plan's size waits; one
+    larger than both is still started (no call holds it, and its time budget cuts it)."""
+    declared = {"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}  # one unit, never split
+
+    def plan_for(budget_s: float, full_call_s: float | None) -> calls.CallsPlan:
+        return calls.plan_calls(declared, _history(), [tmp_path / "none*"], size="full", duration_s=10.0,
+                                seed=0, budget_s=budget_s, overhead_s=10.0, min_window_s=1.0,
+                                references_dir=None, full_call_s=full_call_s)
+
+    whole = plan_for(1e6, None).calls[0][0]
+    short = plan_for(whole.seconds, 1e6)  # shorter than the unit with its start-up, within the plan's size
+    assert short.calls == [] and short.waiting == (whole,)
+    text = short.text()
+    assert text[-1] == "nothing left that fits this call"
+    assert text[1] == (f"waits for a call of 1000000 s (larger than this one's {whole.seconds:.0f} s): "
+                       f"{whole.label()}")
+    never = plan_for(whole.seconds, whole.seconds + 5.0)  # no call of the plan's size holds it either
+    assert never.waiting == () and [u.specs for call in never.calls for u in call] == [whole.specs]
+    assert plan_for(whole.seconds + 10.0, 1e6).calls == [[whole]]  # a call that holds it measures it
+
+
 def test_an_unmeasured_compilation_is_priced_from_compilations_of_its_own_scope_and_denoiser():
     """Tango's whole-denoiser compilation at batch 10 took 90 s and its compiled blocks with fp8 255 s, where
     the blocks' share measured on AudioLDM (0.37 of a whole compilation) would price them at a third of
@@ -218,6 +242,21 @@ def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_t
     main([*base, "--out-dir", str(tmp_path / "part2")])
     assert "nothing left to measure (4 of 4 cells done)" in capsys.readouterr().out
     assert not (tmp_path / "part2").exists()
+
+
+def test_a_call_too_short_for_every_unit_left_says_so_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plan, "CALL_START_S", 200.0)  # the catalogue's ~22 s unit does not fit 210 s with it
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\n'
+                         'batches = [1]\nrepeats = 1\nduration_s = 1.0\ncall_budget_s = 600\n')
+    main(["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
+          "--ceiling-s", "0.02", "--min-window", "0", "--no-report", "--references", str(tmp_path / "refs"),
+          "--done", str(tmp_path / "part*"), "--history", "", "--time-budget", "210",
+          "--out-dir", str(tmp_path / "part1")])
+    said = capsys.readouterr().out.strip()
+    assert said.startswith(f"levers plan {plan_file}: nothing left fits this call of 210 s; 1 unit(s) wait "
+                           "for a call of 600 s, the smallest ") and said.endswith("(0 of 2 cells done)")
+    assert not (tmp_path / "part1").exists()
 
 
 def _refill_opts(tmp_path, declared) -> experiment.LeversOptions:

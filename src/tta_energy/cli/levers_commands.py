@@ -232,8 +232,12 @@ def register(app: typer.Typer) -> None:
 
             calls = plan_calls_for(opts, history_rows, done_folders)
             if not calls.calls:
-                typer.echo(f"levers plan {plan}: nothing left to measure "
-                           f"({calls.done} of {calls.total} cells done)")
+                typer.echo(f"levers plan {plan}: " + (
+                    f"nothing left fits this call of {calls.budget_s:.0f} s; {len(calls.waiting)} unit(s) "
+                    f"wait for a call of {calls.full_call_s:.0f} s, the smallest "
+                    f"{min(u.seconds for u in calls.waiting) + calls.overhead_s:.0f} s with start-up"
+                    if calls.waiting else "nothing left to measure")
+                    + f" ({calls.done} of {calls.total} cells done)")
                 return
             if opts.time_budget_s is not None:
                 typer.echo("this call: " + "; ".join(u.label() for u in calls.calls[0]))

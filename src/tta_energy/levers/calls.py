@@ -327,13 +327,16 @@ def merge_units(units: Iterable[CallUnit]) -> Declared:
 
 
 def calls_text(calls: Sequence[Sequence[CallUnit]], budget_s: float, overhead_s: float,
-               done: int, total: int, lost: Sequence[str] = ()) -> list[str]:
+               done: int, total: int, lost: Sequence[str] = (), waiting: Sequence[CallUnit] = (),
+               full_call_s: float | None = None) -> list[str]:
     """The dry run's closing lines: cells done, the configurations that lost the CUDA context or failed and
-    what is done with them (:func:`loss_cards`, :func:`failure_lines`), then every call with its units and
-    predicted seconds."""
+    what is done with them (:func:`loss_cards`, :func:`failure_lines`), the units that wait for a call of
+    the plan's size (``full_call_s``), then every call with its units and predicted seconds."""
     lines = [f"cells done by earlier calls: {done} of {total}", *lost]
+    lines += [f"waits for a call of {full_call_s:.0f} s (larger than this one's {budget_s:.0f} s): "
+              f"{unit.label()}" for unit in waiting]
     if not calls:
-        return [*lines, "nothing left to measure"]
+        return [*lines, "nothing left that fits this call" if waiting else "nothing left to measure"]
     seconds = sum(u.seconds for call in calls for u in call) + overhead_s * len(calls)
     plural = "s" if len(calls) > 1 else ""
     lines.append(f"left: {len(calls)} device call{plural} of at most {budget_s:.0f} s ({seconds:.0f} s "
@@ -356,9 +359,13 @@ class CallsPlan:
     overhead_s: float
     # a line per configuration that lost the CUDA context (:func:`loss_cards`) or failed (:func:`failures`)
     lost: tuple[str, ...] = ()
+    # units larger than this call that a call of the plan's size (``full_call_s``) holds: left for one
+    waiting: tuple[CallUnit, ...] = ()
+    full_call_s: float | None = None
 
     def text(self) -> list[str]:
-        return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total, self.lost)
+        return calls_text(self.calls, self.budget_s, self.overhead_s, self.done, self.total, self.lost,
+                          self.waiting, self.full_call_s)
 
     def next_call(self) -> Declared:
         """The cells of the first call, per model."""
@@ -373,7 +380,7 @@ class CallsPlan:
         ``seconds``: the first call takes what fits in the plan's order, a larger unit passed over."""
         units = [u for call in self.calls for u in call if self.overhead_s + u.seconds <= seconds]
         return CallsPlan(pack_calls(units, seconds, self.overhead_s), self.done, self.total, seconds,
-                         self.overhead_s, self.lost)
+                         self.overhead_s, self.lost, self.waiting, self.full_call_s)
 
     def model_seconds(self) -> dict[str, float]:
         """Predicted seconds per model in the first call (how the call's time budget is shared out)."""
@@ -386,9 +393,13 @@ class CallsPlan:
 def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence[Path], *, size: str,
                duration_s: float, seed: int, budget_s: float, overhead_s: float, min_window_s: float,
                references_dir: Path | None, tried: Iterable[Cell] = (), weights: str = "random",
-               card: str | None = None) -> CallsPlan:
+               card: str | None = None, full_call_s: float | None = None) -> CallsPlan:
     """``declared`` less what ``done_folders`` hold (and the cells ``tried`` already, measured or not),
-    cut into units and packed into calls of ``budget_s``; ``card`` as :func:`done_cells` takes it."""
+    cut into units and packed into calls of ``budget_s``; ``card`` as :func:`done_cells` takes it.
+
+    A unit larger than a call of ``budget_s`` that a call of ``full_call_s`` (the plan's size) holds waits
+    for one (``waiting``): a short call given it would spend its time compiling and measure nothing. Only a
+    unit larger than a call of the plan's size is started where the time budget must cut it."""
     from tta_energy.levers.plan import stored_reference_steps
 
     rows, cfg = _earlier_runs(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
@@ -408,7 +419,10 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
                  if any(c[0] == model and (spec == REFERENCE_SPEC or (c[1], c[3]) == (spec, batch))
                         for c in unmeasured))
     lost += failure_lines(rows, cfg, declared, unmeasured)
-    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost)
+    waiting = tuple(u for u in units if budget_s < overhead_s + u.seconds <= (full_call_s or budget_s))
+    units = [u for u in units if u not in waiting]
+    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost,
+                     waiting, full_call_s)
 
 
 def card_of(device: str | None) -> str | None:
@@ -454,7 +468,7 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Pa
     return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
                       budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
                       references_dir=opts.references_dir, tried=tried, weights=opts.weights,
-                      card=card_of(opts.device))
+                      card=card_of(opts.device), full_call_s=opts.call_budget_s)
 
 
 def declared_cells(declared: Declared) -> set[Cell]:
