@@ -219,9 +219,10 @@ def test_the_study_fronts_are_as_stable_as_the_analysis_page_says() -> None:
 
 
 def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData) -> None:
-    """Each model of data/h100/levers.csv at 100 steps, batch 1, recomputed with plain pandas: among the runs
-    holding a lossless configuration at the study's precision, the one with the most repeats of `none` (the
-    latest of equals), its cheapest such configuration; models without one, and those not measured, named."""
+    """Each model of data/h100/levers.csv at 100 steps, batch 1, recomputed with plain pandas: each lossless
+    configuration at the study's precision in the run, among those holding it and `none`, with the most
+    repeats of `none` (the latest of equals); the largest reduction of these; models without one, and those
+    not measured, named."""
     from tta_energy.levers.report import study_dtype
     from tta_energy.models.catalogue import BUILTIN_NAMES, label
 
@@ -236,13 +237,20 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
             continue
         tuned = rows[rows["lossless"].astype(bool) & ~rows["optimize"].isin(["none", "fp32"])
                      & (rows["dtype"] == study_dtype(model))]
-        none = rows[(rows["optimize"] == "none") & rows["run_id"].isin(tuned["run_id"])]
-        if none.empty:
+        nones = rows[rows["optimize"] == "none"].set_index("run_id")
+        pairs = []  # (reduction, energy, configuration's row, its run's none) per configuration
+        for _, runs_of_spec in tuned.groupby("optimize"):
+            held = nones[nones.index.isin(runs_of_spec["run_id"])].reset_index()
+            if held.empty:
+                continue
+            run = held.sort_values(["repeats", "run_id"]).iloc[-1]
+            row = runs_of_spec[runs_of_spec["run_id"] == run["run_id"]].iloc[0]
+            ratio = run["energy_per_clip_J"] / row["energy_per_clip_J"]
+            pairs.append((ratio, row["energy_per_clip_J"], row, run))
+        if not pairs:
             assert label(model) in text.split("without a lossless configuration")[1].split(".")[0], model
             continue
-        run = none.sort_values(["repeats", "run_id"]).iloc[-1]
-        best = tuned[tuned["run_id"] == run["run_id"]].sort_values("energy_per_clip_J").iloc[0]
-        ratio = run["energy_per_clip_J"] / best["energy_per_clip_J"]
+        ratio, _, best, run = sorted(pairs, key=lambda p: (-p[0], p[1]))[0]
         assert f"{label(model)} {run['energy_per_clip_J']:.0f}" in text, (model, text)
         assert f"({ratio:.1f}×, `{best['optimize']}`, n = {run['repeats']} and {best['repeats']})" in text
     parts = (ROOT / "data" / "h100" / "levers").glob("part*/levers_ceiling.csv")

@@ -407,9 +407,10 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
     unmeasured = [m for m in BUILTIN_NAMES if m not in set(cell["model"])]
     unpaired = [m for m in catalogue.ordered(cell["model"].unique()) if m not in set(best["model"])]
     text = (
-        f"Run differently, without changing the output (`data/{folder}/levers.csv`, 100 steps, batch 1, the "
-        "best lossless configuration at the study's precision against the study's default `none` of the same "
-        "run, the run with the most repeats of `none`): "
+        f"Run differently, without changing the output (`data/{folder}/levers.csv`, 100 steps, batch 1: the "
+        "lossless configuration at the study's precision with the largest reduction against the study's "
+        "default `none` of its own run, of the runs that measured it the one with the most repeats of "
+        "`none`): "
         + "; ".join(parts)
         + "."
     )

@@ -3,13 +3,11 @@ measured bf16 matmul ceiling reached by the study default and the best configura
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from tta_energy.fileio import atomic_path
-from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.models import catalogue
 
 #: the ceiling panel's bars (``role`` in :func:`tta_energy.levers.report.ceiling_bars`)
@@ -18,18 +16,10 @@ BEST_LOSSLESS_BAR = "best lossless"
 BEST_ANY_BAR = "best at any precision (changes the output)"
 
 
-def reduction_bars(table: pd.DataFrame, steps: int, batch: int, runs: Mapping[str, str]) -> pd.DataFrame:
-    """The rows the reduction panel draws: at ``steps`` and ``batch``, each configuration of a model from the
-    one run ``runs`` names for it (the run the summary reports), one row per bar."""
-    cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)
-                 & (table["optimize"] != REFERENCE_SPEC) & table["reduction_vs_none"].notna()]
-    return cell[cell["run_id"].astype(str) == cell["model"].map(runs)]
-
-
-def plot_levers(table: pd.DataFrame, path: Path, steps: int, batch: int, runs: Mapping[str, str],
-                ceiling: pd.DataFrame) -> None:
-    """Two panels: reduction vs ``none`` at the summary's ``steps`` and ``batch``, from the run per model the
-    summary reports (``runs``; targets marked), and the fraction of the ceiling of the bars ``ceiling``
+def plot_levers(cell: pd.DataFrame, path: Path, steps: int, batch: int, ceiling: pd.DataFrame) -> None:
+    """Two panels: reduction vs ``none`` at the summary's ``steps`` and ``batch``, one bar per row of ``cell``
+    (each configuration from its own run: :func:`tta_energy.levers.report.reduction_bars`; targets marked),
+    and the fraction of the ceiling of the bars ``ceiling``
     (the study default, the best lossless and the best at any precision per model, labelled, targets
     marked: :func:`tta_energy.levers.report.ceiling_bars`)."""
     import matplotlib
@@ -38,14 +28,13 @@ def plot_levers(table: pd.DataFrame, path: Path, steps: int, batch: int, runs: M
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    cell = reduction_bars(table, steps, batch, runs)
     # legends go beside the panels so that no bar is hidden; only configurations with a bar are listed
     fig, axes = plt.subplots(1, 2, figsize=(16, 5), constrained_layout=True)
     if not cell.empty:
         # a bar is one run's mean over its repeats (generations) of the cell
         low, high = int(cell["repeats"].min()), int(cell["repeats"].max())
         n = f"{low}" if low == high else f"{low}-{high}"
-        n_text = f"n = {n} repeats per bar, one run per model, no interval"
+        n_text = f"n = {n} repeats per bar, each from one run, no interval"
         sns.barplot(data=cell, x="model", y="reduction_vs_none", hue="optimize", ax=axes[0],
                     hue_order=sorted(cell["optimize"].unique()), errorbar=None)
         for i, model in enumerate(sorted(cell["model"].unique(), key=list(cell["model"].unique()).index)):
