@@ -309,3 +309,21 @@ def test_the_quality_drift_compares_captions_of_one_step_count() -> None:
     drift = docs_numbers.quality_drift(pd.DataFrame(ten + hundred), n=2)
     row = drift.set_index("model").loc["audioldm"]
     assert (row["first_J"], row["last_J"], row["steps"]) == (50.5, 52.5, 10)
+
+
+def test_the_tf32_sentence_pairs_each_model_with_the_default_of_its_run(data: docs_numbers.DocData) -> None:
+    """Recomputed with plain pandas from data/h100/levers.csv: `compile-graphs,tf32` and `none` of one run."""
+    from tta_energy.analysis.docs_numbers_docs import TF32_MODELS, block_levers_tf32_h100
+    from tta_energy.models.catalogue import label
+
+    levers = pd.read_csv(ROOT / "data" / "h100" / "levers.csv")
+    cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
+    text = block_levers_tf32_h100(data)
+    for model in TF32_MODELS:
+        tf32 = cell[(cell["model"] == model) & (cell["optimize"] == "compile-graphs,tf32")]
+        nones = cell[(cell["model"] == model) & (cell["optimize"] == "none")].set_index("run_id")
+        for row in tf32.itertuples():
+            none_J = nones.loc[row.run_id, "energy_per_clip_J"]
+            ratio = none_J / row.energy_per_clip_J
+            assert (f"{label(model)} {row.energy_per_clip_J:.0f} J per clip against {none_J:.0f} J for `none` "
+                    f"of the same run ({ratio:.2f}x;") in text

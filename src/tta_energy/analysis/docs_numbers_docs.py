@@ -527,6 +527,31 @@ def block_levers_oom_h100(d: HasData) -> str:
             f"about {one['median'] + 31 * per_clip:.0f} GiB")
 
 
+#: the models whose fp32 runs the `tf32` lever was measured for (the study ran them in fp32)
+TF32_MODELS = ("tango", "tango2", "make-an-audio", "make-an-audio-2")
+
+
+def block_levers_tf32_h100(d: HasData) -> str:
+    """Per model the study ran in fp32: `compile-graphs,tf32` against `none` of the same H100 run (100 steps,
+    batch 1), `compile-graphs` without TF32 against `none` of its own runs, and the latents errors."""
+    from tta_energy.models.catalogue import label
+
+    levers = read_levers(d.data, "h100")
+    parts = []
+    for model in TF32_MODELS:
+        tf32 = _same_run_pairs(levers, model, "compile-graphs,tf32")
+        plain = _same_run_pairs(levers, model, "compile-graphs")
+        if not tf32:
+            continue
+        without = "/".join(f"{n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x" for n, s in plain)
+        parts += [f"{label(model)} {s['energy_per_clip_J']:.0f} J per clip against "
+                  f"{n['energy_per_clip_J']:.0f} J for `none` of the same run "
+                  f"({n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x; `compile-graphs` "
+                  f"without TF32 {without or 'not measured'}), latents error {_sci(s['rel_error_latents'])} "
+                  f"against the default's {_sci(n['rel_error_latents'])}" for n, s in tf32]
+    return "; ".join(parts) if parts else _missing(d.data / "h100" / "levers.csv")
+
+
 def _sdpa(d: HasData, part: str = "part4") -> dict[str, dict[str, float]]:
     """Per model: the attention backends' step times of its `max` configuration at batch 1, in ``part``."""
     configs = _configs(d)
@@ -702,6 +727,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-cut-unit-h100": block_levers_cut_unit_h100,
     "levers-compile-cache-h100": block_levers_compile_cache_h100,
     "levers-oom-h100": block_levers_oom_h100,
+    "levers-tf32-h100": block_levers_tf32_h100,
     "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
     "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
     "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
