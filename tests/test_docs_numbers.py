@@ -325,5 +325,5 @@ def test_the_tf32_sentence_pairs_each_model_with_the_default_of_its_run(data: do
         for row in tf32.itertuples():
             none_J = nones.loc[row.run_id, "energy_per_clip_J"]
             ratio = none_J / row.energy_per_clip_J
-            assert (f"{label(model)} {row.energy_per_clip_J:.0f} J per clip against {none_J:.0f} J for `none` "
-                    f"of the same run ({ratio:.2f}x;") in text
+            assert (f"{label(model)} {row.energy_per_clip_J:.0f} J per clip against {none_J:.0f} J for "
+                    f"`none` of the same run ({ratio:.2f}x;") in text
