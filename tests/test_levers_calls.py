@@ -166,6 +166,51 @@ def _runs(rows: list[tuple[str, str, int, int]], folder, size="full") -> None:
     schema.write_runs(folder / tables.RUNS_FILE, pd.DataFrame(out))
 
 
+def test_a_compilation_measured_only_in_the_warm_ups_of_a_cut_unit_prices_the_next_call(tmp_path):
+    """Tango 2's `compile` at batch 10 compiled in its first warm-up (64.5 s against 2.7 s for the second)
+    and its call's time budget ran out before a generation: no levers table holds that compilation, yet the
+    next call must be priced with it, made fresh by the share the compile cache served."""
+    def cut_unit(folder, hits: int, misses: int) -> None:
+        folder.mkdir(parents=True)
+        rows = []
+        for spec, walls in (("none", (3.5, 3.0)), ("compile", (64.5, 2.7))):
+            for repeat, wall in enumerate(walls):
+                r = schema.empty_row()
+                r.update(run_id="r1", experiment="levers", model="tango2", size="full", weights="random",
+                         dtype="float32", optimize=spec, steps=10, denoiser_calls=10, n_prompts=1,
+                         waveforms_per_prompt=10, n_clips=10, duration_s=10.0, seed=0, repeat=repeat,
+                         is_warmup=True, status="ok", wall_s=wall, gpu_energy_J=100.0 * wall,
+                         config_id=f"{spec}-10", gpu_energy_method="nvml_counter",
+                         cpu_energy_method="unavailable", source="tta-energy")
+                rows.append(r)
+        schema.write_runs(folder / tables.RUNS_FILE, pd.DataFrame(rows))
+        pd.DataFrame([{"run_id": "r1", "model": "tango2", "optimize": spec, "steps": 100,
+                       "waveforms_per_prompt": 10, "status": "ok", "setup_s": setup}
+                      for spec, setup in (("none", 0.0), ("compile", 2.0))]).to_csv(
+            folder / tables.CONFIGS_FILE, index=False)
+        pd.DataFrame([{"run_id": "r1", "model": "tango2", "optimize": "compile", "waveforms_per_prompt": 10,
+                       "aot_cache_hits": hits, "aot_cache_misses": misses}]).to_csv(
+            folder / tables.COMPILE_FILE, index=False)
+
+    def priced(folder, history: pd.DataFrame) -> float:
+        grown = calls.history_with_cut_units(history, [folder], size="full", duration_s=10.0, seed=0)
+        return plan.compile_s(grown, "tango2", "compile", 10)
+
+    cut_unit(tmp_path / "fresh", hits=0, misses=2)
+    cut_unit(tmp_path / "quarter", hits=1, misses=3)
+    cut_unit(tmp_path / "cached", hits=2, misses=1)
+    empty = pd.DataFrame(columns=["model", "optimize", "steps", "waveforms_per_prompt", "wall_s",
+                                  "compile_s"])
+    assert priced(tmp_path / "fresh", empty) == pytest.approx(61.8 + 2.0)
+    assert priced(tmp_path / "quarter", empty) == pytest.approx((61.8 + 2.0) / 0.75)
+    # mostly from the cache: it says nothing of a fresh machine, so the usual estimate prices it
+    assert priced(tmp_path / "cached", empty) == plan.compile_s(empty, "tango2", "compile", 10)
+    # a compilation a levers table already holds for the cell keeps its price
+    measured = pd.DataFrame([{"model": "tango2", "optimize": "compile", "steps": 100,
+                              "waveforms_per_prompt": 10, "wall_s": 2.5, "compile_s": 90.0}])
+    assert priced(tmp_path / "fresh", measured) == 90.0
+
+
 def test_a_cell_is_done_with_its_repeats_and_the_default_in_the_same_run(tmp_path):
     _runs([("r1", "max", 1, i) for i in range(3)] + [("r1", "none", 1, i) for i in range(3)]
           + [("r1", "max", 10, i) for i in range(3)] + [("r2", "none", 10, i) for i in range(3)]

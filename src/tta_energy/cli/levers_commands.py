@@ -98,11 +98,15 @@ def plan_options(opts: object, plan: Path, p: object) -> object:
                                duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s, gpu=p.gpu)
 
 
-def price_history(opts: object, paths: list[Path]) -> object:
-    """The measured seconds that price the cells: the tables ``paths``, at ``opts``' size and clip length."""
+def price_history(opts: object, paths: list[Path], done: list[Path]) -> object:
+    """The measured seconds that price the cells: the tables ``paths``, at ``opts``' size and clip length,
+    and the compilations the earlier calls' raw folders ``done`` measured only in warm-ups."""
+    from tta_energy.levers.calls import history_with_cut_units
     from tta_energy.levers.plan import read_history
 
-    return read_history(paths, size=opts.size, duration_s=opts.duration_s)
+    history = read_history(paths, size=opts.size, duration_s=opts.duration_s)
+    return history_with_cut_units(history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
+                                  weights=opts.weights)
 
 
 def dry_run_text(opts: object, history_rows: object, done: list[Path]) -> list[str]:
@@ -221,7 +225,8 @@ def register(app: typer.Typer) -> None:
             opts = plan_options(opts, plan, plan_file)
         check_options(opts, plan)
         tables = history_paths(history, plan_file.out_dir if plan_file is not None else None)
-        history_rows = price_history(opts, tables) if dry_run or plan is not None or history else None
+        history_rows = (price_history(opts, tables, done_folders) if dry_run or plan is not None or history
+                        else None)
         if dry_run:
             for line in dry_run_text(opts, history_rows, done_folders):
                 typer.echo(line)

@@ -27,7 +27,8 @@ A levers table is larger than one lent GPU's call (compilation alone takes minut
 
 Units are priced as :func:`tta_energy.levers.plan.estimate_plan` prices them alone (measured rows, else
 scaled, else the catalogue's relative cost), each declared entry once while a unit is split; a model's fp32
-reference and step profiles count in its first unit.
+reference and step profiles count in its first unit. A compilation that a unit cut by its time budget measured
+only in its warm-ups prices the next calls too (:func:`history_with_cut_units`).
 """
 
 from __future__ import annotations
@@ -41,14 +42,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from tta_energy.levers.plan import Cells, Declared, entry_rows, profiles_row, reference_rows
+from tta_energy.levers.plan import (
+    Cells,
+    Declared,
+    entry_rows,
+    profiles_row,
+    reference_rows,
+    with_warmup_compilations,
+)
 from tta_energy.levers.spec import REFERENCE_SPEC
 from tta_energy.levers.tables import (
+    COMPILE_FILE,
     CONFIGS_FILE,
     RUNS_FILE,
     context_losses,
     failure_where,
     generation_failures,
+    read_side,
     read_side_table,
     unique_folders,
 )
@@ -119,6 +129,18 @@ def _earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed
     matching = set(rows["run_id"].astype(str))  # any row says the run's settings: warm-ups, errors too
     cfg = pd.concat(configs, ignore_index=True) if configs else pd.DataFrame(columns=["run_id"])
     return rows, cfg[cfg["run_id"].astype(str).isin(matching)]
+
+
+def history_with_cut_units(history: pd.DataFrame, folders: Sequence[Path], *, size: str,
+                           duration_s: float, seed: int, weights: str = "random") -> pd.DataFrame:
+    """``history`` (:func:`tta_energy.levers.plan.read_history`) and the compilations that the raw folders'
+    runs of the same model size, weights, clip duration and seed measured only in warm-ups, a unit cut by its
+    time budget before its first generation (:func:`tta_energy.levers.plan.with_warmup_compilations`)."""
+    rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    compiles = read_side(unique_folders(folders), COMPILE_FILE)
+    if not compiles.empty:
+        compiles = compiles[compiles["run_id"].astype(str).isin(set(rows["run_id"].astype(str)))]
+    return with_warmup_compilations(history, rows, cfg, compiles)
 
 
 def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tta_energy import schema
@@ -300,6 +301,38 @@ def fresh_compile_s(compile_s: pd.Series, cache_hit_share: pd.Series) -> pd.Seri
     seconds = pd.to_numeric(compile_s, errors="coerce").astype("float64")
     scaled = seconds / (1.0 - share.clip(upper=MOSTLY_CACHED_SHARE))
     return seconds.where(~(share > 0), scaled.where(share < MOSTLY_CACHED_SHARE))
+
+
+def with_warmup_compilations(history: pd.DataFrame, runs: pd.DataFrame, configs: pd.DataFrame,
+                             compiles: pd.DataFrame) -> pd.DataFrame:
+    """``history`` (:func:`read_history`) plus the compilations that raw levers folders measured only in
+    warm-ups, for the (model, spec, batch) it has none of: a unit its time budget cut after its warm-ups
+    measured no generation, so no levers table holds that compilation, while the next call must price it.
+    Each is the first warm-up over the second (:func:`tta_energy.levers.tables.warmup_compilations`) plus
+    applying the levers (``configs``' ``setup_s``), made fresh by the compile cache's share (``compiles``,
+    :func:`fresh_compile_s`)."""
+    from tta_energy.levers.tables import compile_cache_hit_share, warmup_compilations
+
+    if runs.empty or "is_warmup" not in runs.columns:
+        return history
+    found = warmup_compilations(runs)
+    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    if not configs.empty and "setup_s" in configs.columns:
+        setup = configs[configs["status"] == "ok"].drop_duplicates(keys)[[*keys, "setup_s"]]
+        found = found.merge(setup, on=keys, how="left")
+        found["compile_s"] = found["compile_s"] + pd.to_numeric(found["setup_s"], errors="coerce").fillna(0.0)
+    found["compile_s"] = fresh_compile_s(found["compile_s"], compile_cache_hit_share(found, compiles))
+    priced = set() if history.empty else set(
+        history.loc[history["compile_s"].notna(), ["model", "optimize", "waveforms_per_prompt"]]
+        .itertuples(index=False, name=None))
+    unpriced = [(m, o, b) not in priced for m, o, b in zip(found["model"], found["optimize"],
+                                                           found["waveforms_per_prompt"], strict=True)]
+    new = found[found["compile_s"].notna().to_numpy() & np.asarray(unpriced, dtype=bool)]
+    if new.empty:
+        return history
+    rows = new.groupby(["model", "optimize", "steps", "waveforms_per_prompt"],
+                       as_index=False)["compile_s"].max()
+    return pd.concat([history, rows.assign(wall_s=float("nan"))], ignore_index=True)
 
 
 #: what pricing reads of a levers table (``levers.csv``, :data:`tta_energy.levers.report.LEVERS_COLUMNS`)

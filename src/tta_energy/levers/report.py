@@ -27,12 +27,15 @@ from tta_energy.levers.tables import (
     RUNS_FILE,
     SIDE_COLUMNS,
     ceiling_rows,
+    compile_cache_hit_share,
     context_losses,
     failure_where,
     generation_failures,
     read_runs_of,
     read_side,
     unique_folders,
+    warmup_compilations,
+    warmups,
 )
 from tta_energy.models import catalogue
 
@@ -201,15 +204,9 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
         agg["ceiling_flop_per_joule"] = np.nan
     agg["fraction_of_ceiling"] = agg["flop_per_joule"] / agg["ceiling_flop_per_joule"]
     # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
-    warm = runs[(runs["status"] == "ok") & (runs["is_warmup"])].sort_values("repeat")
-
-    def nth_warmup(i: int) -> pd.DataFrame:
-        return warm.groupby(keys, dropna=False).nth(i).set_index(keys)[["wall_s", "gpu_energy_J"]]
-
     # two warm-ups of a cell: the second is the steady baseline (a cell the plan does not measure)
-    first, second = nth_warmup(0), nth_warmup(1)
-    paired = (first.loc[second.index] - second).clip(lower=0.0).reset_index().rename(
-        columns={"wall_s": "compile_s", "gpu_energy_J": "compile_J"})
+    first, second = warmups(runs)
+    paired = warmup_compilations(runs)
     single = first.drop(index=second.index).rename(
         columns={"wall_s": "warm_wall_s", "gpu_energy_J": "warm_J"}).reset_index()
     steady = agg.merge(single, on=keys, how="inner")
@@ -711,22 +708,6 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                           "saving per clip to pay the one-time cost back."]
     lines.append("")
     return "\n".join(lines)
-
-
-def compile_cache_hit_share(table: pd.DataFrame, compiles: pd.DataFrame) -> pd.Series:
-    """Per row of ``table``, the share of its configuration's compiled graphs (at that batch size and run)
-    that the compile cache served (AOT autograd's hits over hits and misses, ``levers_compile.csv``): 0 where
-    everything was compiled anew, so ``compile_s`` is what a fresh machine pays; more where an earlier call
-    on the same machine, or a model with the same architecture earlier in the run, left its graphs in the
-    cache. NaN where nothing was compiled or the run predates the count."""
-    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
-    if compiles.empty:
-        return pd.Series(np.nan, index=table.index, dtype="float64")
-    sums = compiles.groupby(keys, as_index=False)[["aot_cache_hits", "aot_cache_misses"]].sum()
-    total = sums["aot_cache_hits"] + sums["aot_cache_misses"]
-    sums["share"] = (sums["aot_cache_hits"] / total).where(total > 0)
-    merged = table[keys].merge(sums[[*keys, "share"]], on=keys, how="left")
-    return pd.Series(merged["share"].to_numpy(dtype="float64"), index=table.index)
 
 
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:

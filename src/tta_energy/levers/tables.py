@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tta_energy import schema
@@ -157,6 +158,47 @@ def read_runs_of(dirs: Sequence[Path]) -> pd.DataFrame:
     concatenated in folder order, each folder's rows in the order they were measured (empty when none has)."""
     frames = [schema.read_runs(d / RUNS_FILE) for d in dirs if (d / RUNS_FILE).is_file()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+#: what one warm-up cost is taken per: a configuration of one run at one step count and batch size
+WARMUP_KEYS = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
+
+
+def warmups(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first and the second warm-up (``wall_s``, ``gpu_energy_J``, indexed by :data:`WARMUP_KEYS`) of
+    each configuration in ``runs`` that finished one; the second frame holds only those with two."""
+    warm = runs[(runs["status"] == "ok") & runs["is_warmup"].astype(bool)].sort_values("repeat")
+
+    def nth(i: int) -> pd.DataFrame:
+        rows = warm.groupby(WARMUP_KEYS, dropna=False).nth(i)
+        return rows.set_index(WARMUP_KEYS)[["wall_s", "gpu_energy_J"]]
+
+    return nth(0), nth(1)
+
+
+def warmup_compilations(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration of ``runs`` with two finished warm-ups: what the first cost over the second, the
+    steady one (``compile_s``, ``compile_J``, never below 0; columns :data:`WARMUP_KEYS` too). A unit cut
+    by its time budget after its warm-ups leaves its compilation here, and nowhere else."""
+    first, second = warmups(runs)
+    return (first.loc[second.index] - second).clip(lower=0.0).reset_index().rename(
+        columns={"wall_s": "compile_s", "gpu_energy_J": "compile_J"})
+
+
+def compile_cache_hit_share(table: pd.DataFrame, compiles: pd.DataFrame) -> pd.Series:
+    """Per row of ``table``, the share of its configuration's compiled graphs (at that batch size and run)
+    that the compile cache served (AOT autograd's hits over hits and misses, ``levers_compile.csv``): 0 where
+    everything was compiled anew, so ``compile_s`` is what a fresh machine pays; more where an earlier call
+    on the same machine, or a model with the same architecture earlier in the run, left its graphs in the
+    cache. NaN where nothing was compiled or the run predates the count."""
+    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    if compiles.empty:
+        return pd.Series(np.nan, index=table.index, dtype="float64")
+    sums = compiles.groupby(keys, as_index=False)[["aot_cache_hits", "aot_cache_misses"]].sum()
+    total = sums["aot_cache_hits"] + sums["aot_cache_misses"]
+    sums["share"] = (sums["aot_cache_hits"] / total).where(total > 0)
+    merged = table[keys].merge(sums[[*keys, "share"]], on=keys, how="left")
+    return pd.Series(merged["share"].to_numpy(dtype="float64"), index=table.index)
 
 
 def ceiling_rows(ceiling: pd.DataFrame, precision: str) -> pd.DataFrame:
