@@ -19,6 +19,7 @@ import torch
 from conftest import tiny_levers_options
 
 from tta_energy import schema
+from tta_energy.intervals import ratio_interval
 from tta_energy.levers import apply, ceiling, experiment, plan, plot, references, report, tables
 from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
@@ -192,6 +193,10 @@ def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_p
     assert best["ratio"].iloc[0] == pytest.approx(690.0 / 154.0) and best["none_repeats"].iloc[0] == 2
     text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| audioldm | 690.0 | `max` | 154.0 | 4.48x | 4.5x | no |" in text
+    # the reduction's interval over the run's repeats, and `none` in both runs
+    low, high = ratio_interval(690.0, float(np.std([700.0, 680.0], ddof=1)), 2,
+                               154.0, float(np.std([150.0, 158.0], ddof=1)), 2)
+    assert f"| 390-690 (2) | {low:.2f}-{high:.2f}x |" in text and low < 690.0 / 154.0 < high
     assert "| audioldm | `max` | float16 | 154.0 | 4.48x |" in text  # the any-precision table: the same run
     # equal repeats of `none`: the latest run
     one_each = table[~((table["run_id"] == "20261129T000000Z-a") & (table["optimize"] == "none"))].copy()

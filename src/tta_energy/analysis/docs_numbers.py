@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from tta_energy import schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
 from tta_energy.devices import names_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
-from tta_energy.intervals import CONFIDENCE
+from tta_energy.intervals import t_critical
 from tta_energy.models import catalogue
 
 #: Files that hold generated blocks, relative to the repository root.
@@ -219,7 +218,7 @@ def _levers_ci(energy: float, std: float, repeats: int) -> str:
     """`` (95% CI a–b)`` from a levers row's mean, sample std and repeats; empty for one repeat."""
     if repeats < 2 or pd.isna(std):
         return ""
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, repeats - 1) * std / repeats**0.5
+    half = t_critical(repeats - 1) * std / repeats**0.5
     return f" (95% CI {energy - half:.0f}–{energy + half:.0f})"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.fileio import warn_if_cut, write_csv_atomic, write_text_atomic
+from tta_energy.intervals import ratio_interval
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import ERROR_FLOOR, error_tolerance, is_lossless
@@ -240,6 +241,11 @@ def _ratio(x: float) -> str:
     return f"{x:.2f}x" if np.isfinite(x) else "n/a"
 
 
+def _interval(low: float, high: float) -> str:
+    """``a-bx``, or n/a where there is no interval (one repeat)."""
+    return "n/a" if not (np.isfinite(low) and np.isfinite(high)) else f"{low:.2f}-{high:.2f}x"
+
+
 def _fmt(x: float, spec: str = ".2f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
@@ -356,11 +362,14 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
     """Per (model, steps) at ``batch``: the configuration lossless at the study's precision with the largest
     reduction against the study default ``none``, each configuration's reduction taken in its own run
     (:func:`configuration_rows`), with that run's ``none``. Columns: ``model, steps, run_id, none_J,
-    none_repeats, none_std, best, best_J, best_repeats, best_std, ratio, fraction_of_ceiling, best_index``
-    (the best row's label in ``table``).
+    none_repeats, none_std, best, best_J, best_repeats, best_std, ratio, ratio_low, ratio_high,
+    fraction_of_ceiling, best_index`` (``ratio_low``, ``ratio_high``: the reduction's 95% interval over the
+    run's repeats, :func:`tta_energy.intervals.ratio_interval`; ``best_index``: the best row's label in
+    ``table``).
     """
     columns = ["model", "steps", "run_id", "none_J", "none_repeats", "none_std", "best", "best_J",
-               "best_repeats", "best_std", "ratio", "fraction_of_ceiling", "best_index"]
+               "best_repeats", "best_std", "ratio", "ratio_low", "ratio_high", "fraction_of_ceiling",
+               "best_index"]
     if table.empty:
         return pd.DataFrame(columns=columns)
     rows = table[(table["waveforms_per_prompt"] == batch) & table["energy_per_clip_J"].notna()]
@@ -376,12 +385,17 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
         best = largest_reduction(ok, cell)
         index, run_id = best.name, str(best["run_id"])
         none = cell[(cell["run_id"] == run_id) & (cell["optimize"] == "none")].iloc[0]
+        mean_none, sd_none, mean_best, sd_best = (float(r.get(c, np.nan)) for r in (none, best)
+                                                  for c in ("gpu_energy_J", "gpu_energy_J_std"))
+        low, high = ratio_interval(mean_none, sd_none, int(none["repeats"]), mean_best, sd_best,
+                                   int(best["repeats"]))
         out.append({"model": model, "steps": int(n_steps), "run_id": run_id,
                     "none_J": float(none["energy_per_clip_J"]), "none_repeats": int(none["repeats"]),
                     "none_std": float(none["gpu_energy_J_std"]), "best": str(best["optimize"]),
                     "best_J": float(best["energy_per_clip_J"]), "best_repeats": int(best["repeats"]),
                     "best_std": float(best["gpu_energy_J_std"]),
                     "ratio": float(none["energy_per_clip_J"]) / float(best["energy_per_clip_J"]),
+                    "ratio_low": low, "ratio_high": high,
                     "fraction_of_ceiling": float(best["fraction_of_ceiling"]), "best_index": index})
     frame = pd.DataFrame(out, columns=columns)
     if frame.empty:
@@ -543,14 +557,16 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
               "computation and are never lossless.", "",
               "Each configuration's reduction is taken within one run (one process): of the runs that "
               "measured it, the one with the most repeats of `none` in the cell, the latest of equals; the "
-              "best configuration is the one with the largest reduction. The eager default of a "
-              "launch-bound model moves by tens of percent between processes (the last column: `none` in "
-              "every run of the cell), so a reduction across runs would measure the host as much as the "
+              "best configuration is the one with the largest reduction, given with its 95% interval over "
+              "the run's repeats (delta method on the log scale). The eager default of a launch-bound model "
+              "moves by tens of percent between processes (`none` in every run of the cell: the interval "
+              "does not hold that spread), so a reduction across runs would measure the host as much as the "
               "lever.", "",
               f"## Whole generation, {duration:g} s, {steps} steps, batch {batch}: best lossless "
               "configuration at the study's precision vs `none`",
               "", "| model | `none` J/clip | best lossless | J/clip | reduction | target | met | "
-              "`none` J/clip, every run (runs) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "`none` J/clip, every run (runs) | reduction, 95% CI in its run |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     misses: list[str] = []
     unmeasured: list[str] = []
     cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)]
@@ -558,7 +574,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
     for model in sorted(table["model"].unique()):
         target = lever_targets(model).reduction or float("nan")
         if model not in chosen.index:
-            lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured | |")
+            lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured | | |")
             unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
                               f"steps, batch {batch}")
             continue
@@ -573,7 +589,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
         spread = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
         lines.append(f"| {model} | {none_J:.1f} | `{best['optimize']}` | "
                      f"{best['energy_per_clip_J']:.1f} | {red:.2f}x | {target}x | {'yes' if met else 'no'} | "
-                     f"{spread} ({len(nones)}) |")
+                     f"{spread} ({len(nones)}) | {_interval(pick['ratio_low'], pick['ratio_high'])} |")
         if not met:
             outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
             bound = none_J / outside if outside > 0 else float("nan")

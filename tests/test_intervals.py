@@ -1,0 +1,34 @@
+"""The interval of an energy reduction (a ratio of two means of one run's repeats)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tta_energy.intervals import ratio_interval
+
+
+def test_the_reduction_interval_covers_the_true_ratio_about_95_percent_of_the_time():
+    """A launch-bound default (10% spread) against a steady lever (3%), 3 repeats each, as the levers runs
+    measure them: the interval holds the true 5.45x in about 95% of 4000 seeded runs."""
+    rng = np.random.default_rng(0)
+    true_none, true_lever = 600.0, 110.0
+    covered = 0
+    trials = 4000
+    for _ in range(trials):
+        none = rng.normal(true_none, 0.10 * true_none, 3)
+        lever = rng.normal(true_lever, 0.03 * true_lever, 3)
+        low, high = ratio_interval(none.mean(), none.std(ddof=1), 3, lever.mean(), lever.std(ddof=1), 3)
+        covered += low <= true_none / true_lever <= high
+    assert 0.93 <= covered / trials <= 0.98
+
+
+def test_the_reduction_interval_is_symmetric_on_the_log_scale_and_undefined_with_one_repeat():
+    low, high = ratio_interval(600.0, 60.0, 3, 110.0, 3.3, 3)
+    assert low < 600.0 / 110.0 < high
+    assert math.log(600.0 / 110.0) - math.log(low) == pytest.approx(math.log(high) - math.log(600.0 / 110.0))
+    assert ratio_interval(600.0, 0.0, 3, 100.0, 0.0, 3) == (6.0, 6.0)  # no spread: the ratio itself
+    assert all(math.isnan(v) for v in ratio_interval(600.0, float("nan"), 1, 110.0, 3.3, 3))
+    assert all(math.isnan(v) for v in ratio_interval(600.0, 60.0, 3, 0.0, 0.0, 3))
