@@ -223,6 +223,7 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
     configuration at the study's precision in the run, among those holding it and `none`, with the most
     repeats of `none` (the latest of equals); the largest reduction of these; models without one, and those
     not measured, named."""
+    from tta_energy.intervals import ratio_interval
     from tta_energy.levers.report import study_dtype
     from tta_energy.models.catalogue import BUILTIN_NAMES, label
 
@@ -252,7 +253,10 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
             continue
         ratio, _, best, run = sorted(pairs, key=lambda p: (-p[0], p[1]))[0]
         assert f"{label(model)} {run['energy_per_clip_J']:.0f}" in text, (model, text)
-        assert f"({ratio:.1f}×, `{best['optimize']}`, n = {run['repeats']} and {best['repeats']})" in text
+        low, high = ratio_interval(run["gpu_energy_J"], run["gpu_energy_J_std"], run["repeats"],
+                                   best["gpu_energy_J"], best["gpu_energy_J_std"], best["repeats"])
+        assert (f"({ratio:.1f}×, 95% CI {low:.1f}–{high:.1f}, `{best['optimize']}`, n = {run['repeats']} and "
+                f"{best['repeats']})") in text
     parts = (ROOT / "data" / "h100" / "levers").glob("part*/levers_ceiling.csv")
     ceilings = pd.concat(pd.read_csv(p) for p in parts)
     bf16 = ceilings[ceilings["precision"].fillna("bf16") == "bf16"]["tflop_per_J"]

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tta_energy import schema
@@ -398,8 +399,9 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
     fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
     parts = [
         f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_repeats)} → "
-        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_repeats)} J per clip ({r.ratio:.1f}×, "
-        f"`{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
+        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_repeats)} J per clip ({r.ratio:.1f}×"
+        + (f", 95% CI {r.ratio_low:.1f}–{r.ratio_high:.1f}" if np.isfinite(r.ratio_low) else "")
+        + f", `{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
         for r in best.itertuples()
     ]
     cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
