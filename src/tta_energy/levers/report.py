@@ -315,6 +315,24 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
     return "; ".join(parts) if parts else "no step profile measured"
 
 
+def reduction_miss(head: str, best: pd.Series, none_J: float, target: float, batch: int,
+                   profile: pd.DataFrame) -> str:
+    """The line of a missed reduction target, ``head`` first: by how much, the most a free denoising loop
+    would give with the rest of the generation as measured, the fraction of the ceiling the target needs
+    against what ``best`` reaches, and what the step profiles say limits it."""
+    red = none_J / float(best["energy_per_clip_J"])
+    outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
+    bound = none_J / outside if outside > 0 else float("nan")
+    # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
+    need = float(best["gflop"]) * 1e9 * target / none_J / float(best["ceiling_flop_per_joule"])
+    reached = float(best["fraction_of_ceiling"]) * 100
+    return (f"- {head}, short of {target}x by a factor {target / red:.2f}. With the rest of the generation "
+            f"as measured, even a free denoising loop would give at most {_fmt(bound)}x. The target needs "
+            f"{_fmt(need * 100, '.0f')}% of the ceiling's FLOP per joule over the whole generation at batch "
+            f"{batch}; `{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
+            "Measured: " + _limits_text(str(best["model"]), best, profile) + ".")
+
+
 def record_run(rows: pd.DataFrame) -> str | None:
     """The run a summary reports for one cell (model, steps, batch) of ``rows``: among the runs that measured
     ``none`` there, the one with the most repeats of it, then the latest (run ids begin with their UTC start
@@ -454,11 +472,13 @@ def summary_runs(table: pd.DataFrame, steps: int, batch: int) -> dict[str, str]:
     return runs
 
 
-def best_any_precision(cell: pd.DataFrame, steps: int, batch: int) -> tuple[list[str], list[str]]:
+def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
+                       profile: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
     """Markdown lines: per model, the configuration with the largest reduction against ``none`` at any
     precision (each in its own run, :func:`configuration_rows`; the least energy per clip where no run
     measured ``none``; fp8 included; not ``trim-latents``, which computes a shorter clip), with its error
-    against fp32, the verdict and the model's any-precision target; and a line per target missed."""
+    against fp32, the verdict and the model's any-precision target; and a line per target missed, with
+    what ``profile`` (the step profiles) says limits it (:func:`reduction_miss`)."""
     lines = ["", f"## Whole generation, {steps} steps, batch {batch}: best at any precision, with its error",
              "", "| model | configuration | dtype | J/clip | reduction | latents error | study default's "
              "error | lossless | target | met |", "|" + " --- |" * 10]
@@ -482,8 +502,11 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int) -> tuple[list
                      f"{_fmt(float(r['yardstick_latents']), '.2e')} | {'yes' if r['lossless'] else 'no'} | "
                      f"{wanted} | {met} |")
         if met == "no":
-            misses.append(f"- **{model}** (any precision): {red:.2f}x with `{r['optimize']}` ({r['dtype']}), "
-                          f"short of {target}x by a factor {target / red:.2f}.")
+            none_J = float(rows.loc[(rows["run_id"] == r["run_id"]) & (rows["optimize"] == "none"),
+                                    "energy_per_clip_J"].iloc[0])
+            misses.append(reduction_miss(f"**{model}** (any precision): {red:.2f}x with `{r['optimize']}` "
+                                         f"({r['dtype']})", r, none_J, target, batch,
+                                         pd.DataFrame() if profile is None else profile))
     return lines, misses
 
 
@@ -591,18 +614,8 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                      f"{best['energy_per_clip_J']:.1f} | {red:.2f}x | {target}x | {'yes' if met else 'no'} | "
                      f"{spread} ({len(nones)}) | {_interval(pick['ratio_low'], pick['ratio_high'])} |")
         if not met:
-            outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
-            bound = none_J / outside if outside > 0 else float("nan")
-            # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
-            need = (float(best["gflop"]) * 1e9 * target / none_J / float(best["ceiling_flop_per_joule"]))
-            reached = float(best["fraction_of_ceiling"]) * 100
-            misses.append(f"- **{model}**: {red:.2f}x, short of {target}x by a factor {target / red:.2f}. "
-                          f"With the rest of the generation as measured, even a free denoising loop would "
-                          f"give at most {_fmt(bound)}x. The target needs {_fmt(need * 100, '.0f')}% of the "
-                          f"ceiling's FLOP per joule over the whole generation at batch {batch}; "
-                          f"`{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
-                          "Measured: " + _limits_text(model, best, profile) + ".")
-    any_lines, any_misses = best_any_precision(cell, steps, batch)
+            misses.append(reduction_miss(f"**{model}**: {red:.2f}x", best, none_J, target, batch, profile))
+    any_lines, any_misses = best_any_precision(cell, steps, batch, profile)
     lines += any_lines
     misses += any_misses
     lines += ["", "## Best lossless configuration at any batch size: FLOP per joule against the ceiling", "",
