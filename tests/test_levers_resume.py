@@ -111,7 +111,8 @@ def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_ru
     # the warm-up fails every step count of the spec at that batch
     assert set(calls.failures(saved_rows, cfg, declared)) == {("tango", "max", 10, 32),
                                                               ("tango", "max", 100, 32)}
-    assert calls.failure_lines(saved_rows, cfg, declared, calls.declared_cells(declared))[1] == (
+    fails = calls.failures(saved_rows, cfg, declared)
+    assert calls.failure_lines(fails, calls.declared_cells(declared))[1] == (
         "tried once more (it failed in 1 run): tango `max` 100 steps batch 32 "
         f"(run r1, warm-up (oom): {oom})")
     # a second run fails it too: left out, and said so; a run that measured it would not count as failed
@@ -120,7 +121,8 @@ def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_ru
     assert _done(folder, declared) == {("tango", "none", 100, 10), ("tango", "max", 10, 32),
                                        ("tango", "max", 100, 32)}
     saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
-    assert calls.failure_lines(saved_rows, cfg, declared, calls.declared_cells(declared))[1].startswith(
+    fails = calls.failures(saved_rows, cfg, declared)
+    assert calls.failure_lines(fails, calls.declared_cells(declared))[1].startswith(
         "left out, not tried again (it failed in 2 runs): tango `max` 100 steps batch 32 "
         "(run r1, warm-up (oom)")
     # the summary names it, once per run

@@ -150,7 +150,7 @@ def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, durati
     the next run measures on ('' for none, a CPU; None: not known), which does not retry what lost the CUDA
     context on it."""
     rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    return _done(rows, cfg, declared, card)
+    return _measured(rows, declared) | _left_out(rows, cfg, declared, card, failures(rows, cfg, declared))
 
 
 def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
@@ -177,17 +177,19 @@ def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
     return measured
 
 
-def _done(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None = None) -> set[Cell]:
-    """:func:`done_cells` of rows and configuration rows already read (:func:`_earlier_runs`)."""
+def _left_out(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None,
+              fails: dict[Cell, dict[str, str]]) -> set[Cell]:
+    """The declared cells that earlier runs (rows and configuration rows already read, :func:`_earlier_runs`)
+    settled without measuring them: found to be another spec, failed in :data:`FAILED_RUNS_SETTLE` runs
+    (``fails``, :func:`failures`), or lost the CUDA context as :func:`loss_cards` rules for ``card``."""
     settled = {(r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)) for r in cfg.itertuples()
                if str(r.status).startswith(SAME_AS)}  # specs an earlier run found to be another spec
-    settled |= {c for c, why in failures(rows, cfg, declared).items() if len(why) >= FAILED_RUNS_SETTLE}
+    settled |= {c for c, why in fails.items() if len(why) >= FAILED_RUNS_SETTLE}
     lost = {key for key, (_, why) in loss_cards(context_losses(rows), card).items() if why != RETRIED}
     lost_reference = {model for model, spec, _ in lost if spec == REFERENCE_SPEC}
-    left_out = {cell for cell in declared_cells(declared)
-                if cell in settled or cell[0] in lost_reference
-                or {(cell[0], cell[1], cell[3]), (cell[0], DEFAULT_SPEC, cell[3])} & lost}
-    return _measured(rows, declared) | left_out
+    return {cell for cell in declared_cells(declared)
+            if cell in settled or cell[0] in lost_reference
+            or {(cell[0], cell[1], cell[3]), (cell[0], DEFAULT_SPEC, cell[3])} & lost}
 
 
 def failures(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> dict[Cell, dict[str, str]]:
@@ -215,12 +217,12 @@ def failures(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared) -> dict[
     return out
 
 
-def failure_lines(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared,
-                  cells: Collection[Cell]) -> tuple[str, ...]:
+def failure_lines(fails: dict[Cell, dict[str, str]], cells: Collection[Cell]) -> tuple[str, ...]:
     """The dry run's line per cell of ``cells`` (those not measured since) that earlier runs failed
-    (:func:`failures`): left out once it failed in :data:`FAILED_RUNS_SETTLE` runs, else tried once more."""
+    (``fails``, :func:`failures`): left out once it failed in :data:`FAILED_RUNS_SETTLE` runs, else tried
+    once more."""
     lines = []
-    for (model, spec, steps, batch), why in sorted(failures(rows, cfg, declared).items()):
+    for (model, spec, steps, batch), why in sorted(fails.items()):
         if (model, spec, steps, batch) not in cells:
             continue
         plural = "s" if len(why) > 1 else ""
@@ -425,7 +427,9 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
     from tta_energy.levers.plan import stored_reference_steps
 
     rows, cfg = _earlier_runs(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    done = _done(rows, cfg, declared, card)
+    measured = _measured(rows, declared)
+    fails = failures(rows, cfg, declared)
+    done = measured | _left_out(rows, cfg, declared, card, fails)
     left = remaining(declared, done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
@@ -433,14 +437,14 @@ def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
     # what earlier runs lost or failed, where a declared cell of it is still unmeasured (any of the model's,
     # for its fp32 reference)
-    unmeasured = declared_cells(declared) - _measured(rows, declared)
+    unmeasured = declared_cells(declared) - measured
     lost = tuple(f"{why}: {model} `{spec}` batch {batch} ("
                  + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
                              for r in runs.itertuples()) + ")"
                  for (model, spec, batch), (runs, why) in loss_cards(context_losses(rows), card).items()
                  if any(c[0] == model and (spec == REFERENCE_SPEC or (c[1], c[3]) == (spec, batch))
                         for c in unmeasured))
-    lost += failure_lines(rows, cfg, declared, unmeasured)
+    lost += failure_lines(fails, unmeasured)
     waiting = tuple(u for u in units if budget_s < overhead_s + u.seconds <= (full_call_s or budget_s))
     units = [u for u in units if u not in waiting]
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost,

@@ -31,11 +31,11 @@ from tta_energy.levers.tables import (
     compile_cache_hit_share,
     context_losses,
     failure_where,
+    first_over_second,
     generation_failures,
     read_runs_of,
     read_side,
     unique_folders,
-    warmup_compilations,
     warmups,
 )
 from tta_energy.models import catalogue
@@ -207,7 +207,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
     # two warm-ups of a cell: the second is the steady baseline (a cell the plan does not measure)
     first, second = warmups(runs)
-    paired = warmup_compilations(runs)
+    paired = first_over_second(first, second)
     single = first.drop(index=second.index).rename(
         columns={"wall_s": "warm_wall_s", "gpu_energy_J": "warm_J"}).reset_index()
     steady = agg.merge(single, on=keys, how="inner")

@@ -176,13 +176,18 @@ def warmups(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return nth(0), nth(1)
 
 
-def warmup_compilations(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration of ``runs`` with two finished warm-ups: what the first cost over the second, the
-    steady one (``compile_s``, ``compile_J``, never below 0; columns :data:`WARMUP_KEYS` too). A unit cut
-    by its time budget after its warm-ups leaves its compilation here, and nowhere else."""
-    first, second = warmups(runs)
+def first_over_second(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """What each first warm-up cost over the second, the steady one, of the configurations with both (the
+    frames of :func:`warmups`): ``compile_s``, ``compile_J``, never below 0, with :data:`WARMUP_KEYS`."""
     return (first.loc[second.index] - second).clip(lower=0.0).reset_index().rename(
         columns={"wall_s": "compile_s", "gpu_energy_J": "compile_J"})
+
+
+def warmup_compilations(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration of ``runs`` with two finished warm-ups, the one-time cost of its first
+    (:func:`first_over_second`). A unit cut by its time budget after its warm-ups leaves its compilation
+    here, and nowhere else."""
+    return first_over_second(*warmups(runs))
 
 
 def compile_cache_hit_share(table: pd.DataFrame, compiles: pd.DataFrame) -> pd.Series:
