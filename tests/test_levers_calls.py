@@ -116,9 +116,10 @@ def test_a_unit_that_a_call_of_the_plans_size_holds_waits_for_one_instead_of_fil
     declared = {"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}  # one unit, never split
 
     def plan_for(budget_s: float, full_call_s: float | None) -> calls.CallsPlan:
-        return calls.plan_calls(declared, _history(), [tmp_path / "none*"], size="full", duration_s=10.0,
-                                seed=0, budget_s=budget_s, overhead_s=10.0, min_window_s=1.0,
-                                references_dir=None, full_call_s=full_call_s)
+        earlier = calls.read_earlier_runs([tmp_path / "none*"], size="full", duration_s=10.0, seed=0)
+        return calls.plan_calls(declared, _history(), earlier, size="full", budget_s=budget_s,
+                                overhead_s=10.0, min_window_s=1.0, references_dir=None,
+                                full_call_s=full_call_s)
 
     whole = plan_for(1e6, None).calls[0][0]
     short = plan_for(whole.seconds, 1e6)  # shorter than the unit with its start-up, within the plan's size
@@ -166,6 +167,26 @@ def _runs(rows: list[tuple[str, str, int, int]], folder, size="full") -> None:
     schema.write_runs(folder / tables.RUNS_FILE, pd.DataFrame(out))
 
 
+def test_earlier_runs_read_once_take_a_folder_read_again_without_counting_a_run_twice(tmp_path):
+    """A refill reads its own folder again after each run; where that folder is also among the earlier
+    calls' folders, its runs must not count twice (a cell would look measured with half its repeats)."""
+    declared = {"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}
+    _runs([("r1", spec, 1, i) for spec in ("none", "compile") for i in range(2)], tmp_path / "part")
+    earlier = calls.read_earlier_runs([tmp_path / "part"], size="full", duration_s=10.0, seed=0)
+    assert earlier.done(declared) == set()
+    again = earlier.with_runs(earlier)
+    assert len(again.rows) == len(earlier.rows) == 4 and again.done(declared) == set()
+    # the folder's new run (r2) measured the third repeats: counted, within its own run only
+    _runs([("r1", spec, 1, i) for spec in ("none", "compile") for i in range(2)]
+          + [("r2", spec, 1, i) for spec in ("none", "compile") for i in range(3)], tmp_path / "part")
+    read_again = calls.read_earlier_runs([tmp_path / "part"], size="full", duration_s=10.0, seed=0)
+    now = earlier.with_runs(read_again)
+    assert len(now.rows) == 10
+    assert now.done(declared) == {("tango", "none", 100, 1), ("tango", "compile", 100, 1)}
+    # runs of another model size are not read at all
+    assert calls.read_earlier_runs([tmp_path / "part"], size="tiny", duration_s=10.0, seed=0).rows.empty
+
+
 def test_a_compilation_measured_only_in_the_warm_ups_of_a_cut_unit_prices_the_next_call(tmp_path):
     """Tango 2's `compile` at batch 10 compiled in its first warm-up (64.5 s against 2.7 s for the second)
     and its call's time budget ran out before a generation: no levers table holds that compilation, yet the
@@ -193,7 +214,8 @@ def test_a_compilation_measured_only_in_the_warm_ups_of_a_cut_unit_prices_the_ne
             folder / tables.COMPILE_FILE, index=False)
 
     def priced(folder, history: pd.DataFrame) -> float:
-        grown = calls.history_with_cut_units(history, [folder], size="full", duration_s=10.0, seed=0)
+        earlier = calls.read_earlier_runs([folder], size="full", duration_s=10.0, seed=0)
+        grown = calls.history_with_cut_units(history, earlier)
         return plan.compile_s(grown, "tango2", "compile", 10)
 
     cut_unit(tmp_path / "fresh", hits=0, misses=2)
@@ -309,6 +331,7 @@ def _refill_opts(tmp_path, declared) -> experiment.LeversOptions:
                                     size="full", device="cpu", idle_s=0.0, ceiling_s=5.0)
 
 
+NO_RUNS = calls.read_earlier_runs([], size="full", duration_s=10.0, seed=0)
 FIRST = {"tango": (("none", ((100, 1),), 3), ("max", ((100, 1),), 3))}
 MEASURED_FIRST = [("r1", spec, 1, i) for spec in ("none", "max") for i in range(3)]
 
@@ -316,7 +339,7 @@ MEASURED_FIRST = [("r1", spec, 1, i) for spec in ("none", "max") for i in range(
 def test_a_refill_takes_the_next_units_that_fit_the_time_left_and_never_retries_a_cell(tmp_path):
     opts = _refill_opts(tmp_path, DECLARED)
     _runs(MEASURED_FIRST, tmp_path / "part")  # the call's first run measured its cells
-    refill = calls.plan_refill(opts, _history(), [], first=FIRST)
+    refill = calls.plan_refill(opts, _history(), NO_RUNS, first=FIRST)
     # left at batch 1: compile, with the default it is reduced against; the new run's ceiling comes first
     left = {"tango": (("none", ((100, 1),), 3), ("compile", ((100, 1),), 3))}
     unit = calls.plan_units(left, _history(), budget_s=1e9, overhead_s=0.0, references_kept=False)[0]
@@ -340,14 +363,15 @@ def test_a_refill_passes_over_a_unit_too_large_and_nothing_of_what_failed_comes_
                            budget_s=1e9, overhead_s=0.0, references_kept=False)[0]
     assert small.seconds < big.seconds
     # tango's compile comes first in the plan but does not fit: AudioLDM's smaller unit behind it does
-    nxt = calls.plan_refill(opts, _history(), [], first=FIRST)(small.seconds + opts.ceiling_s + 1.0)
+    nxt = calls.plan_refill(opts, _history(), NO_RUNS, first=FIRST)(small.seconds + opts.ceiling_s + 1.0)
     assert nxt is not None and nxt.declared == {"audioldm": declared["audioldm"]}
     # a model that failed in the call gets nothing more in it
-    assert calls.plan_refill(opts, _history(), [], first=FIRST)(10_000.0, {"tango"}).models == ("audioldm",)
+    failed_tango = calls.plan_refill(opts, _history(), NO_RUNS, first=FIRST)(10_000.0, {"tango"})
+    assert failed_tango.models == ("audioldm",)
     # a default the call did not finish (no rows: an error, out of memory, the deadline): nothing more at
     # its (steps, batch), so tango's batch-1 compile is not tried; batch 10 and AudioLDM are
     (tmp_path / "part" / tables.RUNS_FILE).unlink()
-    rest = calls.plan_refill(opts, _history(), [], first=FIRST)(10_000.0)
+    rest = calls.plan_refill(opts, _history(), NO_RUNS, first=FIRST)(10_000.0)
     assert rest is not None
     assert {(m, b) for m, entries in rest.declared.items() for _, cells, _ in entries for _, b in cells} == {
         ("tango", 10), ("audioldm", 1)}

@@ -47,6 +47,10 @@ def test_one_rule_tells_a_lost_context_from_errors_the_process_survives(error, l
 DECLARED = {"tango": (("none", ((100, 10),), 3), ("max", ((100, 10),), 3), ("compile", ((100, 10),), 3))}
 
 
+def _earlier(folder: Path) -> calls.EarlierRuns:
+    return calls.read_earlier_runs([folder], size="full", duration_s=10.0, seed=0)
+
+
 def _row(run_id: str, spec: str, batch: int, *, warmup: bool = False, error: str | None = None) -> dict:
     r = schema.empty_row()
     r.update(run_id=run_id, experiment="levers", model="tango", size="full", weights="random",
@@ -79,7 +83,7 @@ def test_a_configuration_that_lost_the_context_is_tried_once_more_and_left_out_a
                             for spec in ("none", "compile", "max", "fp32")])
 
     def dry_run(card: str) -> str:
-        plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+        plan = calls.plan_calls(DECLARED, history, _earlier(part), size="full",
                                 budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None,
                                 card=card)
         return "\n".join(plan.text())
@@ -126,7 +130,7 @@ def test_a_loss_measured_since_on_another_card_leaves_the_dry_run(tmp_path):
     history = pd.DataFrame([{"model": "tango", "optimize": spec, "steps": 100, "waveforms_per_prompt": 10,
                              "wall_s": 20.0, "compile_s": 60.0}
                             for spec in ("none", "compile", "max", "fp32")])
-    plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+    plan = calls.plan_calls(DECLARED, history, _earlier(part), size="full",
                             budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None,
                             card="cccc")
     assert plan.done == 3 and plan.lost == () and plan.text() == ["cells done by earlier calls: 3 of 3",
@@ -134,7 +138,7 @@ def test_a_loss_measured_since_on_another_card_leaves_the_dry_run(tmp_path):
     # a lost fp32 reference stands for every cell of its model: named while any of them is unmeasured
     reference_lost = {**_row("r3", "fp32", 1, warmup=True, error=lost), "gpu_uuid": "GPU-AAAA"}
     schema.write_runs(part / tables.RUNS_FILE, pd.DataFrame([reference_lost]))
-    plan = calls.plan_calls(DECLARED, history, [part], size="full", duration_s=10.0, seed=0,
+    plan = calls.plan_calls(DECLARED, history, _earlier(part), size="full",
                             budget_s=10_000.0, overhead_s=50.0, min_window_s=1.0, references_dir=None,
                             card="cccc")
     assert plan.lost == (f"{calls.RETRIED}: tango `fp32` batch 1 (run r3, warm-up: {lost})",)

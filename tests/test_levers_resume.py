@@ -107,7 +107,8 @@ def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_ru
     schema.write_runs(folder / tables.RUNS_FILE, rows)
     _configs(folder, [("r1", "none", 10, "ok"), ("r1", "max", 32, "ok")])
     assert _done(folder, declared) == {("tango", "none", 100, 10)}
-    saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
+    earlier = calls.read_earlier_runs([folder], size="full", duration_s=10.0, seed=0)
+    saved_rows, cfg = earlier.rows, earlier.configs
     # the warm-up fails every step count of the spec at that batch
     assert set(calls.failures(saved_rows, cfg, declared)) == {("tango", "max", 10, 32),
                                                               ("tango", "max", 100, 32)}
@@ -120,7 +121,8 @@ def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_ru
     schema.write_runs(folder / tables.RUNS_FILE, pd.concat([rows, again], ignore_index=True))
     assert _done(folder, declared) == {("tango", "none", 100, 10), ("tango", "max", 10, 32),
                                        ("tango", "max", 100, 32)}
-    saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
+    earlier = calls.read_earlier_runs([folder], size="full", duration_s=10.0, seed=0)
+    saved_rows, cfg = earlier.rows, earlier.configs
     fails = calls.failures(saved_rows, cfg, declared)
     assert calls.failure_lines(fails, calls.declared_cells(declared))[1].startswith(
         "left out, not tried again (it failed in 2 runs): tango `max` 100 steps batch 32 "
@@ -134,7 +136,8 @@ def test_a_warm_up_out_of_memory_is_tried_once_more_then_left_out_and_the_dry_ru
     measured.loc[1, ["is_warmup", "status", "error"]] = [False, "ok", ""]
     schema.write_runs(folder / tables.RUNS_FILE, pd.concat([rows, measured.assign(run_id="r2")],
                                                             ignore_index=True))
-    saved_rows, cfg = calls._earlier_runs([folder], size="full", duration_s=10.0, seed=0, weights="random")
+    earlier = calls.read_earlier_runs([folder], size="full", duration_s=10.0, seed=0)
+    saved_rows, cfg = earlier.rows, earlier.configs
     assert set(calls.failures(saved_rows, cfg, declared)[("tango", "max", 10, 32)]) == {"r1"}
     assert tables.generation_failures(saved_rows)["run_id"].tolist() == ["r1"]
 

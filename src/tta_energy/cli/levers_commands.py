@@ -98,24 +98,24 @@ def plan_options(opts: object, plan: Path, p: object) -> object:
                                duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s, gpu=p.gpu)
 
 
-def price_history(opts: object, paths: list[Path], done: list[Path]) -> object:
+def price_history(opts: object, paths: list[Path], earlier: object) -> object:
     """The measured seconds that price the cells: the tables ``paths``, at ``opts``' size and clip length,
-    and the compilations the earlier calls' raw folders ``done`` measured only in warm-ups."""
+    and the compilations the ``earlier`` calls' runs (:func:`tta_energy.levers.calls.read_earlier_runs`)
+    measured only in warm-ups."""
     from tta_energy.levers.calls import history_with_cut_units
     from tta_energy.levers.plan import read_history
 
     history = read_history(paths, size=opts.size, duration_s=opts.duration_s)
-    return history_with_cut_units(history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
-                                  weights=opts.weights)
+    return history_with_cut_units(history, earlier)
 
 
-def dry_run_text(opts: object, history_rows: object, done: list[Path]) -> list[str]:
+def dry_run_text(opts: object, history_rows: object, earlier: object) -> list[str]:
     """What ``levers run --dry-run`` prints: each cell left priced (from ``history_rows``,
     :func:`price_history`), the totals, and the device calls."""
     from tta_energy.levers.calls import merge_units, plan_calls_for
     from tta_energy.levers.plan import estimate_plan, estimate_text, stored_reference_steps
 
-    calls = plan_calls_for(opts, history_rows, done)
+    calls = plan_calls_for(opts, history_rows, earlier)
     left = merge_units(u for call in calls.calls for u in call)
     lines: list[str] = []
     if left:
@@ -225,17 +225,21 @@ def register(app: typer.Typer) -> None:
             opts = plan_options(opts, plan, plan_file)
         check_options(opts, plan)
         tables = history_paths(history, plan_file.out_dir if plan_file is not None else None)
-        history_rows = (price_history(opts, tables, done_folders) if dry_run or plan is not None or history
+        from tta_energy.levers.calls import read_earlier_runs
+
+        earlier = read_earlier_runs(done_folders, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
+                                    weights=opts.weights)
+        history_rows = (price_history(opts, tables, earlier) if dry_run or plan is not None or history
                         else None)
         if dry_run:
-            for line in dry_run_text(opts, history_rows, done_folders):
+            for line in dry_run_text(opts, history_rows, earlier):
                 typer.echo(line)
             return
         refill = None
         if plan is not None:  # this call measures the plan's first call of what is left
             from tta_energy.levers.calls import plan_calls_for, plan_refill
 
-            calls = plan_calls_for(opts, history_rows, done_folders)
+            calls = plan_calls_for(opts, history_rows, earlier)
             if not calls.calls:
                 typer.echo(f"levers plan {plan}: " + (
                     f"nothing left fits this call of {calls.budget_s:.0f} s; {len(calls.waiting)} unit(s) "
@@ -248,7 +252,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo("this call: " + "; ".join(u.label() for u in calls.calls[0]))
             chosen = calls.next_call() if opts.time_budget_s is not None else calls.all_calls()
             if opts.time_budget_s is not None:  # time left after the first call's work: the next units
-                refill = plan_refill(opts, history_rows, done_folders, first=chosen)
+                refill = plan_refill(opts, history_rows, earlier, first=chosen)
             opts = dataclasses.replace(opts, declared=chosen, models=tuple(chosen),
                                        model_seconds=calls.model_seconds() if opts.time_budget_s else None)
         from tta_energy.cli.checks import cpu_full_size_warning

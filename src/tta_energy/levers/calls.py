@@ -111,12 +111,44 @@ def _read(path: Path) -> pd.DataFrame:
     return read_side_table(path)
 
 
-def _earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
-                  weights: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows (warm-ups and errors included) and the configuration rows of the runs in ``folders`` of the
-    same model size, weights, clip duration and seed."""
+@dataclass(frozen=True)
+class EarlierRuns:
+    """What raw levers folders hold of the runs of one model size, weights, clip duration and seed, read
+    once (:func:`read_earlier_runs`): their rows (warm-ups and errors included), configuration rows and
+    compilation rows."""
+
+    rows: pd.DataFrame
+    configs: pd.DataFrame
+    compiles: pd.DataFrame
+
+    def with_runs(self, other: EarlierRuns) -> EarlierRuns:
+        """These runs and the runs of ``other`` that are not among them (a folder read again after a run
+        wrote to it)."""
+        known = set(self.rows["run_id"].astype(str))
+
+        def joined(mine: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
+            new = theirs[~theirs["run_id"].astype(str).isin(known)]
+            parts = [df for df in (mine, new) if not df.empty]
+            return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else mine)
+
+        return EarlierRuns(joined(self.rows, other.rows), joined(self.configs, other.configs),
+                           joined(self.compiles, other.compiles))
+
+    def done(self, declared: Declared, card: str | None = None) -> set[Cell]:
+        """The declared cells these runs settle (see the module's rules). ``card``: the bare UUID of the card
+        the next run measures on ('' for none, a CPU; None: not known), which does not retry what lost the
+        CUDA context on it."""
+        fails = failures(self.rows, self.configs, declared)
+        return _measured(self.rows, declared) | _left_out(self.rows, self.configs, declared, card, fails)
+
+
+def read_earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
+                      weights: str = "random") -> EarlierRuns:
+    """The runs in the raw levers folders ``folders`` of model size ``size``, weights ``weights``, clip
+    duration ``duration_s`` and seed ``seed``."""
+    folders = unique_folders(folders)
     runs, configs = [], []
-    for folder in unique_folders(folders):
+    for folder in folders:
         if (folder / RUNS_FILE).is_file():
             runs.append(_read(folder / RUNS_FILE))
         if (folder / CONFIGS_FILE).is_file():
@@ -128,29 +160,26 @@ def _earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed
                     & ((pd.to_numeric(rows["duration_s"]) - duration_s).abs() < 1e-9)]
     matching = set(rows["run_id"].astype(str))  # any row says the run's settings: warm-ups, errors too
     cfg = pd.concat(configs, ignore_index=True) if configs else pd.DataFrame(columns=["run_id"])
-    return rows, cfg[cfg["run_id"].astype(str).isin(matching)]
+    compiles = read_side(folders, COMPILE_FILE)
+    if compiles.empty:
+        compiles = pd.DataFrame(columns=["run_id"])
+    return EarlierRuns(rows, cfg[cfg["run_id"].astype(str).isin(matching)],
+                       compiles[compiles["run_id"].astype(str).isin(matching)])
 
 
-def history_with_cut_units(history: pd.DataFrame, folders: Sequence[Path], *, size: str,
-                           duration_s: float, seed: int, weights: str = "random") -> pd.DataFrame:
-    """``history`` (:func:`tta_energy.levers.plan.read_history`) and the compilations that the raw folders'
-    runs of the same model size, weights, clip duration and seed measured only in warm-ups, a unit cut by its
-    time budget before its first generation (:func:`tta_energy.levers.plan.with_warmup_compilations`)."""
-    rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    compiles = read_side(unique_folders(folders), COMPILE_FILE)
-    if not compiles.empty:
-        compiles = compiles[compiles["run_id"].astype(str).isin(set(rows["run_id"].astype(str)))]
-    return with_warmup_compilations(history, rows, cfg, compiles)
+def history_with_cut_units(history: pd.DataFrame, earlier: EarlierRuns) -> pd.DataFrame:
+    """``history`` (:func:`tta_energy.levers.plan.read_history`) and the compilations that the ``earlier``
+    runs measured only in warm-ups, a unit cut by its time budget before its first generation
+    (:func:`tta_energy.levers.plan.with_warmup_compilations`)."""
+    return with_warmup_compilations(history, earlier.rows, earlier.configs, earlier.compiles)
 
 
 def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
                seed: int, weights: str = "random", card: str | None = None) -> set[Cell]:
-    """The declared cells that the raw levers folders ``folders`` already hold (see the module's rules); only
-    runs of the same model size, weights, clip duration and seed count. ``card``: the bare UUID of the card
-    the next run measures on ('' for none, a CPU; None: not known), which does not retry what lost the CUDA
-    context on it."""
-    rows, cfg = _earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    return _measured(rows, declared) | _left_out(rows, cfg, declared, card, failures(rows, cfg, declared))
+    """The declared cells that the raw levers folders ``folders`` already hold (:meth:`EarlierRuns.done`);
+    only runs of the same model size, weights, clip duration and seed count."""
+    earlier = read_earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    return earlier.done(declared, card)
 
 
 def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
@@ -179,7 +208,7 @@ def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
 
 def _left_out(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None,
               fails: dict[Cell, dict[str, str]]) -> set[Cell]:
-    """The declared cells that earlier runs (rows and configuration rows already read, :func:`_earlier_runs`)
+    """The declared cells that earlier runs (:class:`EarlierRuns`)
     settled without measuring them: found to be another spec, failed in :data:`FAILED_RUNS_SETTLE` runs
     (``fails``, :func:`failures`), or lost the CUDA context as :func:`loss_cards` rules for ``card``."""
     settled = {(r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)) for r in cfg.itertuples()
@@ -414,19 +443,20 @@ class CallsPlan:
         return out
 
 
-def plan_calls(declared: Declared, history: pd.DataFrame, done_folders: Sequence[Path], *, size: str,
-               duration_s: float, seed: int, budget_s: float, overhead_s: float, min_window_s: float,
-               references_dir: Path | None, tried: Iterable[Cell] = (), weights: str = "random",
-               card: str | None = None, full_call_s: float | None = None) -> CallsPlan:
-    """``declared`` less what ``done_folders`` hold (and the cells ``tried`` already, measured or not),
-    cut into units and packed into calls of ``budget_s``; ``card`` as :func:`done_cells` takes it.
+def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, *, size: str,
+               budget_s: float, overhead_s: float, min_window_s: float, references_dir: Path | None,
+               tried: Iterable[Cell] = (), card: str | None = None,
+               full_call_s: float | None = None) -> CallsPlan:
+    """``declared`` less what the ``earlier`` runs settle (and the cells ``tried`` already, measured or
+    not), cut into units and packed into calls of ``budget_s``; ``card`` as :meth:`EarlierRuns.done` takes
+    it; ``size`` (the model size) finds the stored fp32 references.
 
     A unit larger than a call of ``budget_s`` that a call of ``full_call_s`` (the plan's size) holds waits
     for one (``waiting``): a short call given it would spend its time compiling and measure nothing. Only a
     unit larger than a call of the plan's size is started where the time budget must cut it."""
     from tta_energy.levers.plan import stored_reference_steps
 
-    rows, cfg = _earlier_runs(done_folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
+    rows, cfg = earlier.rows, earlier.configs
     measured = _measured(rows, declared)
     fails = failures(rows, cfg, declared)
     done = measured | _left_out(rows, cfg, declared, card, fails)
@@ -469,9 +499,10 @@ def card_of(device: str | None) -> str | None:
         return None
 
 
-def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path], *,
+def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierRuns, *,
                    refill: bool = False, tried: Iterable[Cell] = ()) -> CallsPlan:
-    """What is left of ``opts``' declared cells after the raw folders ``done`` (and ``tried``), packed into
+    """What is left of ``opts``' declared cells after the ``earlier`` runs (:func:`read_earlier_runs` of
+    ``opts``' size, clip duration, seed and weights) and ``tried``, packed into
     device calls of ``--time-budget`` (else the plan's ``call_budget_s``), priced from ``history``
     (:func:`tta_energy.levers.plan.read_history`). Each call carries its start-up, idle baseline and ceilings
     (:func:`tta_energy.levers.plan.call_overhead_s`); a ``refill`` of a running call: its new run's
@@ -491,9 +522,8 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Pa
         raise LeversError(f"a call of {budget:g} s cannot hold any cell: its start-up, idle baseline and "
                           f"ceiling loops take about {overhead:.0f} s; give --time-budget (or the plan's "
                           f"call_budget_s) above {overhead:.0f} s")
-    return plan_calls(declared, history, done, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
-                      budget_s=budget, overhead_s=overhead, min_window_s=opts.min_window_s,
-                      references_dir=opts.references_dir, tried=tried, weights=opts.weights,
+    return plan_calls(declared, history, earlier, size=opts.size, budget_s=budget, overhead_s=overhead,
+                      min_window_s=opts.min_window_s, references_dir=opts.references_dir, tried=tried,
                       card=card_of(opts.device), full_call_s=opts.call_budget_s)
 
 
@@ -507,30 +537,31 @@ def declared_cells(declared: Declared) -> set[Cell]:
 Refill = Callable[[float, Collection[str]], "LeversOptions | None"]
 
 
-def plan_refill(opts: LeversOptions, history: pd.DataFrame, done: Sequence[Path],
+def plan_refill(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierRuns,
                 first: Declared) -> Refill:
     """For :func:`tta_energy.levers.experiment.run_levers`: given the seconds a call has left and the models
     that failed in it, the options of the plan's next units that fit those seconds (a unit too large is
     passed over for smaller ones behind it), or None when none fits. ``first`` is what the call measured
-    first; cells measured in ``opts.out_dir`` count as done. Nothing the call tried is tried again in it:
+    first; the ``earlier`` runs and the cells measured in ``opts.out_dir`` (read again at each refill) count
+    as done. Nothing the call tried is tried again in it:
     not a cell it tried, not a model that failed, and nothing at a (steps, batch) whose default (``none``) it
     did not finish (an error, out of memory, the deadline). Start-up and idle baseline are paid already: only
     the new run's ceilings are priced."""
     from tta_energy.levers.experiment import declared_plans
 
     tried = declared_cells(first)
-    folders = [*done, Path(opts.out_dir)]
     declared = declared_plans(opts)
 
     def refill(left_s: float, failed_models: Collection[str] = ()) -> LeversOptions | None:
-        here = done_cells([Path(opts.out_dir)], declared, size=opts.size, duration_s=opts.duration_s,
-                          seed=opts.seed, weights=opts.weights)
+        this_call = read_earlier_runs([Path(opts.out_dir)], size=opts.size, duration_s=opts.duration_s,
+                                      seed=opts.seed, weights=opts.weights)
+        here = this_call.done(declared)
         unfinished = {(m, s, b) for m, spec, s, b in tried
                       if spec == DEFAULT_SPEC and (m, spec, s, b) not in here}
         skip = tried | {c for c in declared_cells(declared)
                         if c[0] in failed_models or (c[0], c[2], c[3]) in unfinished}
-        calls = plan_calls_for(dataclasses.replace(opts, time_budget_s=left_s), history, folders,
-                               refill=True, tried=skip).within(left_s)
+        calls = plan_calls_for(dataclasses.replace(opts, time_budget_s=left_s), history,
+                               earlier.with_runs(this_call), refill=True, tried=skip).within(left_s)
         if not calls.calls:
             return None
         chosen = calls.next_call()
