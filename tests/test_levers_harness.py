@@ -257,6 +257,35 @@ def test_report_states_the_fp8_target(tmp_path):
     assert "- **stable-audio-open** (fp8): stable-audio-open `fp8`" in text
 
 
+def test_a_missed_fp8_target_says_what_limits_it(tmp_path):
+    """Float8 runs the linear layers only: the matrix products' share of a 16-bit step and the fp8 ceiling
+    over the bf16 one bound what it can give (60% of the kernel time at 2x: at most 1/(0.4 + 0.3) = 1.43x),
+    said beside what the same configuration without float8 reaches."""
+    raw = tmp_path / "raw"
+    for spec, energy in (("none", 1500.0), ("compile-graphs", 900.0), ("compile-graphs,fp8", 750.0)):
+        schema.append_row(raw / tables.RUNS_FILE, _row(model="stable-audio-open", optimize=spec,
+                                                       dtype="float16", gpu_energy_J=energy,
+                                                       energy_denoising_J=0.9 * energy))
+    table = report.levers_table([raw])
+    flops = {"none": 0.30e12, "compile-graphs": 0.50e12, "compile-graphs,fp8": 0.60e12}
+    table["flop_per_joule"] = table["optimize"].map(flops)
+    profile = pd.DataFrame([{"run_id": "r1", "model": "stable-audio-open", "optimize": spec,
+                             "waveforms_per_prompt": 1, "eager_step_ms": 12.0, "graph_step_ms": np.nan,
+                             "matmul_ms": 6.0, "conv_ms": 0.0, "attention_ms": 3.0, "other_ms": 1.0,
+                             "kernel_ms": 10.0, "gflop_per_step": 100.0, "flop_bound_ms": 0.1}
+                            for spec in ("none", "compile-graphs")])
+    ceiling = pd.DataFrame([{"n": 8192, "tflop_per_J": tflop_J, "tflop_per_s": 600.0, "power_W": 700.0,
+                             "precision": precision} for precision, tflop_J in (("bf16", 0.9), ("fp8", 1.8))])
+    text = report.summary_markdown(table, ceiling, profile)
+    missed = next(line for line in text.splitlines() if line.startswith("- **stable-audio-open** (fp8)"))
+    assert "0.600 TFLOP/J against a target of 0.8 (missed)" in missed and "by a factor 1.33" in missed
+    assert "outside the denoising loop (eager) 10% of its energy" in missed
+    assert "`compile-graphs` without float8 reaches 0.500 TFLOP/J at batch 1, so float8 gave 1.20x" in missed
+    assert ("in the step profile of `compile-graphs` (batch 1) matrix products take 60% of the kernel time, "
+            "attention 30% and the rest 10%; with the fp8 ceiling 2.00x the bf16 one, float8 matrix "
+            "products at its rate would make that step at most 1.43x as efficient") in missed
+
+
 # --- the dry run and plan files ----------------------------------------------------------------------------
 def _history() -> pd.DataFrame:
     return pd.DataFrame([

@@ -510,9 +510,56 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
     return lines, misses
 
 
-def fp8_lines(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+def _without_fp8(spec: str) -> str:
+    """The configuration ``spec`` names without its float8 lever (``none`` where that is all it has)."""
+    return ",".join(part for part in spec.split(",") if part != "fp8") or "none"
+
+
+def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8_over_bf16: float) -> str:
+    """What limits a float8 configuration ``best``: float8 runs the linear layers only, so the matrix
+    products' share of a 16-bit step's kernel time bounds what the fp8 ceiling's rate (``fp8_over_bf16`` times
+    the bf16 one's FLOP per joule) can give (Amdahl's law), against what the same configuration without
+    float8 reaches; and the share of the generation outside the denoising loop, which stays eager."""
+    model, batch = str(best["model"]), int(best["waveforms_per_prompt"])
+    parts = []
+    if math.isfinite(float(best.get("denoising_share", np.nan))):
+        parts.append(f"outside the denoising loop (eager) {1.0 - float(best['denoising_share']):.0%} of its "
+                     "energy")
+    base = _without_fp8(str(best["optimize"]))
+    same = table[(table["model"] == model) & (table["optimize"] == base)
+                 & (table["waveforms_per_prompt"] <= batch) & table["flop_per_joule"].notna()]
+    if not same.empty:  # at the largest batch measured up to the float8 one's
+        top = same[same["waveforms_per_prompt"] == same["waveforms_per_prompt"].max()]
+        r = top.loc[top["flop_per_joule"].idxmax()]
+        parts.append(f"`{base}` without float8 reaches {r['flop_per_joule'] / 1e12:.3f} TFLOP/J at batch "
+                     f"{int(r['waveforms_per_prompt'])}, so float8 gave "
+                     f"{float(best['flop_per_joule']) / float(r['flop_per_joule']):.2f}x")
+    rows = profile_rows(model, profile)
+    if not rows.empty:
+        rows = rows[rows["optimize"].map(lambda spec: spec != "none" and _without_fp8(spec) == spec)]
+    if not rows.empty and math.isfinite(fp8_over_bf16) and fp8_over_bf16 > 0:
+        # the profiled 16-bit configuration nearest the float8 one in batch size, a compiled one first
+        compiled = rows["optimize"].map(lambda spec: parse_levers(spec).compile_mode is not None)
+        order = pd.DataFrame({"compiled": compiled, "gap": (rows["waveforms_per_prompt"] - batch).abs()})
+        r = rows.loc[order.sort_values(["compiled", "gap"], ascending=[False, True]).index[0]]
+        k = max(float(r["kernel_ms"]), 1e-9)
+        share = float(r["matmul_ms"]) / k
+        bound = 1.0 / (1.0 - share + share / fp8_over_bf16)
+        parts.append(f"float8 runs the linear layers only: in the step profile of `{r['optimize']}` (batch "
+                     f"{int(r['waveforms_per_prompt'])}) matrix products take {share:.0%} of the kernel "
+                     f"time, attention {float(r['attention_ms']) / k:.0%} and the rest "
+                     f"{(float(r['conv_ms']) + float(r['other_ms'])) / k:.0%}; with the fp8 ceiling "
+                     f"{fp8_over_bf16:.2f}x the bf16 one, float8 matrix products at its rate would make that "
+                     f"step at most {bound:.2f}x as efficient")
+    return "; ".join(parts) if parts else "no step profile measured"
+
+
+def fp8_lines(table: pd.DataFrame, profile: pd.DataFrame | None = None,
+              fp8_over_bf16: float = float("nan")) -> tuple[list[str], list[str]]:
     """Markdown lines: per model with an fp8 target, its best float8 configuration's FLOP per joule (any
-    batch size) against the target; and a line per target missed or not measured."""
+    batch size) against the target; and a line per target missed or not measured, with what limits it
+    (``profile``: the step profiles; ``fp8_over_bf16``: the fp8 ceiling's FLOP per joule over the bf16
+    one's)."""
     lines: list[str] = []
     misses: list[str] = []
     for model in sorted(table["model"].unique()):
@@ -533,7 +580,9 @@ def fp8_lines(table: pd.DataFrame) -> tuple[list[str], list[str]]:
                 "(changes the output)")
         lines.append(f"- {text}")
         if got < target:
-            misses.append(f"- **{model}** (fp8): {text}.")
+            limits = _fp8_limits(best, table, pd.DataFrame() if profile is None else profile, fp8_over_bf16)
+            misses.append(f"- **{model}** (fp8): {text}, short of {target} by a factor {target / got:.2f}. "
+                          f"Measured: {limits}.")
     if lines:
         lines = ["", "## Float8 linear layers (changes the output)", "", *lines]
     return lines, misses
@@ -649,7 +698,9 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                           f"{int(best['steps'])} steps, batch {int(best['waveforms_per_prompt'])}). "
                           + ("" if other == "same" else f"At any precision: {other}. ")
                           + "Measured: " + _limits_text(model, best, profile) + ".")
-    fp8_text, fp8_misses = fp8_lines(table)
+    ratio = (float(fp8["tflop_per_J"].mean() / ceiling["tflop_per_J"].mean())
+             if not fp8.empty and not ceiling.empty else float("nan"))
+    fp8_text, fp8_misses = fp8_lines(table, profile, ratio)
     lines += fp8_text
     misses += fp8_misses
     lines += ["", "## Targets missed and what limits them", ""]
