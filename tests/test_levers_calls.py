@@ -241,7 +241,7 @@ def test_a_cell_is_done_with_its_repeats_and_the_default_in_the_same_run(tmp_pat
     pd.DataFrame([{"run_id": "r4", "model": "tango", "optimize": "compile", "steps": 100,
                    "waveforms_per_prompt": 10, "status": "same as max"}]).to_csv(
         tmp_path / "part-a" / tables.CONFIGS_FILE, index=False)
-    done = calls.done_cells([tmp_path / "part-a"], DECLARED, size="full", duration_s=10.0, seed=0)
+    done = calls.read_earlier_runs([tmp_path / "part-a"], size="full", duration_s=10.0, seed=0).done(DECLARED)
     # max at batch 10 has its repeats, but its run has no default: not done; compile at batch 1: 2 of 3
     assert done == {("tango", "none", 100, 1), ("tango", "max", 100, 1), ("tango", "none", 100, 10),
                     ("tango", "compile", 100, 10)}
@@ -250,7 +250,8 @@ def test_a_cell_is_done_with_its_repeats_and_the_default_in_the_same_run(tmp_pat
     assert left == {"tango": (("none", ((100, 1), (100, 10)), 3), ("max", ((100, 10),), 3),
                               ("compile", ((100, 1),), 3))}
     # other sizes' runs count for nothing: neither their rows nor what they found about a spec
-    assert calls.done_cells([tmp_path / "part-a"], DECLARED, size="tiny", duration_s=10.0, seed=0) == set()
+    assert calls.read_earlier_runs([tmp_path / "part-a"], size="tiny", duration_s=10.0, seed=0).done(
+        DECLARED) == set()
 
 
 def test_the_sweeps_tables_price_the_study_default(tmp_path):

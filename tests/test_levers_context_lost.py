@@ -89,7 +89,7 @@ def test_a_configuration_that_lost_the_context_is_tried_once_more_and_left_out_a
         return "\n".join(plan.text())
 
     def done(card: str) -> set:
-        return calls.done_cells([part], DECLARED, size="full", duration_s=10.0, seed=0, card=card)
+        return _earlier(part).done(DECLARED, card)
 
     # a loss on one card may be that card's: another card measures every cell again, max too
     assert done("bbbb") == set()
@@ -242,7 +242,8 @@ def test_a_context_lost_outside_a_generation_stops_the_run_and_is_left_out_where
         [lost] if lost else [])
     declared = {"audioldm": tuple((spec, ((2, 1),), 1) for spec in (
         ["none", "channels-last"] + (["fp8"] if where == "fp8 ceiling" else [])))}
-    done = calls.done_cells([tmp_path / "part1"], declared, size="tiny", duration_s=1.0, seed=0, card="")
+    earlier = calls.read_earlier_runs([tmp_path / "part1"], size="tiny", duration_s=1.0, seed=0)
+    done = earlier.done(declared, card="")
     if where == "applying":
         assert done == {("audioldm", "channels-last", 2, 1)}
     elif where == "reference":  # every unit of the model starts with its reference: nothing is tried again

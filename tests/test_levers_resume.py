@@ -52,8 +52,9 @@ def _configs(folder, rows: list[tuple[str, str, int, str]]) -> None:
 
 
 def _done(folder, declared, **settings) -> set:
-    return calls.done_cells([folder], declared, size=settings.get("size", "full"), duration_s=10.0, seed=0,
-                            weights=settings.get("weights", "random"))
+    earlier = calls.read_earlier_runs([folder], size=settings.get("size", "full"), duration_s=10.0, seed=0,
+                                      weights=settings.get("weights", "random"))
+    return earlier.done(declared)
 
 
 # --- done cells ---------------------------------------------------------------------------------------------

@@ -174,14 +174,6 @@ def history_with_cut_units(history: pd.DataFrame, earlier: EarlierRuns) -> pd.Da
     return with_warmup_compilations(history, earlier.rows, earlier.configs, earlier.compiles)
 
 
-def done_cells(folders: Iterable[Path], declared: Declared, *, size: str, duration_s: float,
-               seed: int, weights: str = "random", card: str | None = None) -> set[Cell]:
-    """The declared cells that the raw levers folders ``folders`` already hold (:meth:`EarlierRuns.done`);
-    only runs of the same model size, weights, clip duration and seed count."""
-    earlier = read_earlier_runs(folders, size=size, duration_s=duration_s, seed=seed, weights=weights)
-    return earlier.done(declared, card)
-
-
 def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
     """The declared cells one earlier run measured: ``repeats`` generations of the cell and, where the plan
     declares ``none`` at the same steps and batch, ``none``'s own repeats in that run."""
