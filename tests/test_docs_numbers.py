@@ -331,3 +331,19 @@ def test_the_tf32_sentence_pairs_each_model_with_the_default_of_its_run(data: do
             ratio = none_J / row.energy_per_clip_J
             assert (f"{label(model)} {row.energy_per_clip_J:.0f} J per clip against {none_J:.0f} J for "
                     f"`none` of the same run ({ratio:.2f}x;") in text
+
+
+def test_the_fp8_batch_sentence_gives_each_batch_size_measured(data: docs_numbers.DocData) -> None:
+    """Recomputed with plain pandas from data/h100/levers.csv: Stable Audio Open's `compile-graphs,fp8` FLOP
+    per joule at each batch size, its range over runs."""
+    from tta_energy.analysis.docs_numbers_docs import block_levers_fp8_batch_h100
+
+    levers = pd.read_csv(ROOT / "data" / "h100" / "levers.csv")
+    rows = levers[(levers["model"] == "stable-audio-open") & (levers["optimize"] == "compile-graphs,fp8")
+                  & (levers["steps"] == 100)]
+    text = block_levers_fp8_batch_h100(data)
+    assert text.endswith("TFLOP/J against the FP8 target of 0.8 (`data/h100/levers.csv`)")
+    for batch, group in rows.groupby("waveforms_per_prompt"):
+        tflop = sorted(group["flop_per_joule"] / 1e12)
+        said = f"{tflop[0]:.3f}" if len(tflop) == 1 else f"{tflop[0]:.3f}-{tflop[-1]:.3f} ({len(tflop)} runs)"
+        assert f"batch {batch}: {said}" in text

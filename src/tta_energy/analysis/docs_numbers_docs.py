@@ -552,6 +552,26 @@ def block_levers_tf32_h100(d: HasData) -> str:
     return "; ".join(parts) if parts else _missing(d.data / "h100" / "levers.csv")
 
 
+def block_levers_fp8_batch_h100(d: HasData) -> str:
+    """Stable Audio Open's `compile-graphs,fp8` on the H100 (100 steps): FLOP per joule at each batch size
+    measured (the range over runs), against the FP8 target."""
+    levers = read_levers(d.data, "h100")
+    if levers.empty:
+        return _missing(d.data / "h100" / "levers.csv")
+    rows = levers[(levers["model"] == "stable-audio-open") & (levers["optimize"] == "compile-graphs,fp8")
+                  & (levers["steps"] == 100) & levers["flop_per_joule"].notna()]
+    if rows.empty:
+        return _missing(d.data / "h100" / "levers.csv")
+    parts = []
+    for batch, group in rows.groupby("waveforms_per_prompt"):
+        low, high = group["flop_per_joule"].min() / 1e12, group["flop_per_joule"].max() / 1e12
+        runs = f"{low:.3f}" if len(group) == 1 else f"{low:.3f}-{high:.3f} ({len(group)} runs)"
+        parts.append(f"batch {int(batch)}: {runs}")
+    target = catalogue.entry("stable-audio-open").levers.fp8_tflop_per_J
+    return (f"`compile-graphs,fp8` measured {', '.join(parts)} TFLOP/J against the FP8 target of {target} "
+            "(`data/h100/levers.csv`)")
+
+
 def _sdpa(d: HasData, part: str = "part4") -> dict[str, dict[str, float]]:
     """Per model: the attention backends' step times of its `max` configuration at batch 1, in ``part``."""
     configs = _configs(d)
@@ -728,6 +748,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-compile-cache-h100": block_levers_compile_cache_h100,
     "levers-oom-h100": block_levers_oom_h100,
     "levers-tf32-h100": block_levers_tf32_h100,
+    "levers-fp8-batch-h100": block_levers_fp8_batch_h100,
     "quality-sizes": from_benchmark("quality_profiles.json", quality_sizes),
     "quality-windows": from_benchmark("quality_profiles.json", quality_windows),
     "quality-float16": from_benchmark("quality_profiles.json", quality_float16),
