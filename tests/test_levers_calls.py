@@ -14,7 +14,7 @@ import pytest
 
 from tta_energy import schema
 from tta_energy.cli.main import main
-from tta_energy.levers import calls, experiment, plan, tables
+from tta_energy.levers import calls, compile_cache, experiment, plan, tables
 from tta_energy.models import catalogue
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -422,7 +422,7 @@ def test_a_model_may_use_what_the_later_models_of_the_call_do_not_need():
 def test_compile_time_by_phase_names_the_phases_of_a_compilation():
     import torch
 
-    from tta_energy.levers.experiment import compile_time_by_phase
+    from tta_energy.levers.compile_cache import compile_time_by_phase
 
     torch.compile(torch.nn.Linear(4, 4), backend="eager")(torch.randn(2, 4))
     phases = compile_time_by_phase(top=3)
@@ -438,7 +438,7 @@ def test_compile_cache_counts_say_what_was_compiled_and_what_came_from_the_cache
     import torch._functorch.config
     from torch._dynamo.utils import counters
 
-    from tta_energy.levers.experiment import compile_cache_counts
+    from tta_energy.levers.compile_cache import compile_cache_counts
 
     torch._dynamo.reset()
     graphs = counters["stats"]["unique_graphs"]
@@ -460,10 +460,10 @@ def test_cache_use_counts_a_compilation_the_cache_served_apart_from_one_compiled
     counts = []
     for _ in range(2):
         torch._dynamo.reset()
-        before = experiment.compile_cache_counts()
+        before = compile_cache.compile_cache_counts()
         with torch.no_grad():
             torch.compile(torch.nn.Linear(4, 4))(torch.randn(2, 4))
-        counts.append(experiment.cache_use_since(before))
+        counts.append(compile_cache.cache_use_since(before))
     torch._dynamo.reset()
     (fresh_hits, fresh_misses), (warm_hits, warm_misses) = counts
     assert fresh_hits == 0 and fresh_misses >= 1
