@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tta_energy import schema
-from tta_energy.levers import ceiling, experiment, report, tables
+from tta_energy.levers import ceiling, experiment, report, summary, tables
 from tta_energy.levers.apply import CudaGraphDenoiser, apply_levers
 from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
@@ -404,7 +404,7 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     # bf16 (9e-3) is beyond 2x the study default's error (fp16 `none`: 1e-3; floor 2e-3)
     assert not table.loc["bf16", "lossless"] and table.loc["bf16", "tolerance_latents"] == pytest.approx(2e-3)
     assert not table.loc["max,trim-latents", "lossless"]  # the cheapest, but it changes the output
-    text = report.summary_markdown(table.reset_index(), pd.read_csv(raw / tables.CEILING_FILE),
+    text = summary.summary_markdown(table.reset_index(), pd.read_csv(raw / tables.CEILING_FILE),
                                    pd.DataFrame())
     assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.5x | yes |" in text
     assert "short of 40%" in text  # 1.5 % of the ceiling: the FLOP/J target is missed and said so
@@ -418,7 +418,7 @@ def test_report_arithmetic_on_known_rows(tmp_path):
         "waveforms_per_prompt": 1, "repeat": 1, "rel_error_latents": 0.5, "rel_error_audio": 1e-3})
     flagged = report.levers_table([raw])
     assert not flagged.set_index("optimize").loc["max", "lossless"]
-    text = report.summary_markdown(flagged, pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(flagged, pd.DataFrame(), pd.DataFrame())
     assert "audioldm `max` (float16): latents error 5.00e-01" in text
     # `max` no longer lossless: the best lossless is `none`, and the table and the miss name `max` beside it
     row = "| audioldm | `none` | 100 | 1 | 0.003 | 0% | 40% | no | `max` (float16), 100 steps, batch 1: 2% |"
@@ -491,7 +491,7 @@ def test_fp32_default_is_judged_against_its_own_plain_run_and_unknown_payoff_is_
     assert table.loc[("none", 1), "lossless"] and table.loc[("graphs", 1), "lossless"]
     assert table.loc[("graphs", 1), "payoff_clips"] == math.ceil(300.0 / 120.0)
     assert math.isnan(table.loc[("max", 10), "payoff_clips"])
-    text = report.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(table.reset_index(), pd.DataFrame(), pd.DataFrame())
     assert "| tango | `max` | 10 | 0.0 | 300 | n/a |" in text  # one-time cost known, payoff unknown
     assert "n/a: the run measured no `none` at that batch size" in text
     assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.3x | no |" in text
@@ -640,8 +640,8 @@ def test_the_figure_plots_the_summarys_run_at_the_summarys_cell(tmp_path, monkey
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
     _, md_path, _ = report.build_report([raw], tmp_path / "out")
-    summary = md_path.read_text()
-    assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.5x | yes |" in summary
+    said = md_path.read_text()
+    assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.5x | yes |" in said
     assert drawn["heights"] == [1.0, 2.0, 5.0]  # r1's none, graphs, max; not r2's 10x nor a mean of runs
     assert "n = 2 repeats per bar" in drawn["title"] and "50 steps, batch 1" in drawn["ylabel"]
     table = report.levers_table([raw])

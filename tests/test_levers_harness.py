@@ -20,7 +20,7 @@ from conftest import tiny_levers_options
 
 from tta_energy import schema
 from tta_energy.intervals import ratio_interval
-from tta_energy.levers import apply, ceiling, experiment, plan, plot, references, report, tables
+from tta_energy.levers import apply, ceiling, experiment, plan, plot, references, report, summary, tables
 from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
 from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.models import catalogue
@@ -162,7 +162,7 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
     assert by.loc["graphs", "compile_s"] == 8.0 and by.loc["graphs", "compile_J"] == 700.0
     assert by.loc["graphs", "lossless"] and not by.loc["max", "lossless"]
     assert by.loc["max", "yardstick_latents"] == pytest.approx(3.7e-4)  # the fp32 default's error
-    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| tango | 2200.0 | `graphs` | 2080.0 | 1.06x | 1.3x | no |" in text
     assert "best at any precision, with its error" in text
     # Tango's any-precision target (4.5x) is missed by `max`'s 4.23x, and said so with the others missed
@@ -196,7 +196,7 @@ def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_p
     best = report.best_lossless(table, batch=1, steps=100)
     assert list(best["run_id"]) == ["20261129T000000Z-a"] and list(best["best"]) == ["max"]
     assert best["ratio"].iloc[0] == pytest.approx(690.0 / 154.0) and best["none_repeats"].iloc[0] == 2
-    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| audioldm | 690.0 | `max` | 154.0 | 4.48x | 4.5x | no |" in text
     # the reduction's interval over the run's repeats, and `none` in both runs
     low, high = ratio_interval(690.0, float(np.std([700.0, 680.0], ddof=1)), 2,
@@ -232,7 +232,7 @@ def test_each_configuration_is_reduced_within_its_own_run_and_the_largest_reduct
     best = report.best_lossless(table, batch=1, steps=100).iloc[0]
     assert (best["best"], best["run_id"]) == ("compile-graphs", "20261205T000000Z-a")
     assert best["ratio"] == pytest.approx(690.0 / 300.0) and best["none_J"] == pytest.approx(690.0)
-    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| audioldm | 690.0 | `compile-graphs` | 300.0 | 2.30x | 4.5x | no |" in text
     assert "| audioldm | `max` | float16 | 100.0 | 6.90x |" in text  # any precision: r a's max, not r b
     bars = report.reduction_bars(table, 100, 1)
@@ -246,12 +246,12 @@ def test_report_states_the_fp8_target(tmp_path):
     for spec, dtype, energy in (("none", "float16", 1500.0), ("fp8", "float16", 1200.0)):
         schema.append_row(raw / tables.RUNS_FILE, _row(model="stable-audio-open", optimize=spec, dtype=dtype,
                                                        gpu_energy_J=energy, energy_denoising_J=0.95 * energy))
-    text = report.summary_markdown(report.levers_table([raw]), pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(report.levers_table([raw]), pd.DataFrame(), pd.DataFrame())
     # no ceiling and no FLOP count in these rows: no FLOP per joule, so the target is not measured
     assert "- stable-audio-open: no float8 configuration measured (target 0.8 TFLOP/J)" in text
     table = report.levers_table([raw])
     table.loc[table["optimize"] == "fp8", "flop_per_joule"] = 0.61e12
-    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     said = "- stable-audio-open `fp8`, 100 steps, batch 1: 0.610 TFLOP/J against a target of 0.8 (missed)"
     assert said in text
     assert "- **stable-audio-open** (fp8): stable-audio-open `fp8`" in text
@@ -276,7 +276,7 @@ def test_a_missed_fp8_target_says_what_limits_it(tmp_path):
                             for spec in ("none", "compile-graphs")])
     ceiling = pd.DataFrame([{"n": 8192, "tflop_per_J": tflop_J, "tflop_per_s": 600.0, "power_W": 700.0,
                              "precision": precision} for precision, tflop_J in (("bf16", 0.9), ("fp8", 1.8))])
-    text = report.summary_markdown(table, ceiling, profile)
+    text = summary.summary_markdown(table, ceiling, profile)
     missed = next(line for line in text.splitlines() if line.startswith("- **stable-audio-open** (fp8)"))
     assert "0.600 TFLOP/J against a target of 0.8 (missed)" in missed and "by a factor 1.33" in missed
     assert "outside the denoising loop (eager) 10% of its energy" in missed
@@ -711,7 +711,7 @@ def test_step_profiles_are_quoted_once_each_in_the_mode_they_ran(tmp_path):
     profile = pd.DataFrame([prof("r1", "none", 30.0, np.nan), prof("r2", "none", 20.0, np.nan),
                             prof("r1", "max", 15.0, 5.0), prof("r1", "compile-graphs", 2.0, np.nan),
                             prof("r1", "compile", 8.0, np.nan)])
-    text = report._limits_text("tango", pd.Series({"run_id": "r1", "optimize": "max"}), profile)
+    text = summary._limits_text("tango", pd.Series({"run_id": "r1", "optimize": "max"}), profile)
     assert "an eager step takes 30.00 ms" in text and "20.00 ms" not in text  # the reported run's profile
     assert "`max` batch 1: a step takes 5.00 ms as a CUDA graph (15.00 ms eager without it)" in text
     assert "`compile-graphs` batch 1: a step takes 2.00 ms compiled, replayed by CUDA graph trees" in text
@@ -719,7 +719,7 @@ def test_step_profiles_are_quoted_once_each_in_the_mode_they_ran(tmp_path):
     assert "`compile` batch 1: a step takes 8.00 ms compiled, without CUDA graphs" in text
     assert "n/a" not in text and "nan" not in text
     # without the reported run's profile, the latest run's
-    assert "an eager step takes 20.00 ms" in report._limits_text("tango", None, profile)
+    assert "an eager step takes 20.00 ms" in summary._limits_text("tango", None, profile)
 
 
 def test_a_compiled_spec_is_priced_from_the_catalogue_where_no_compilation_was_measured():
@@ -808,7 +808,7 @@ def test_the_report_says_how_much_of_a_compilation_the_cache_served(tmp_path):
     share = table.set_index("optimize")["compile_cache_hit_share"]
     assert share["compile"] == 0.0 and share["compile-graphs"] == pytest.approx(0.75)
     assert math.isnan(share["graphs"]) and math.isnan(share["none"])  # nothing compiled: no count
-    text = report.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
+    text = summary.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| audioldm | `compile-graphs` | 1 | 10.0 | 0 | 75% |" in text
     assert "| audioldm | `compile` | 1 | 10.0 | 0 | 0% |" in text
 

@@ -9,5 +9,6 @@ kernels, fused projections...), switched on by name with ``--levers``.
   between calls; :mod:`.compile_cache`: torch.compile's on-disk caches and compilation counters;
 * :mod:`.plan`, :mod:`.calls`: a levers table declared as data, priced before GPU time is spent and cut into
   device calls (``levers run --plan``, ``--dry-run``);
-* :mod:`.report`, :mod:`.plot`: its table, summary and figure (``tta-energy levers report``).
+* :mod:`.report`, :mod:`.summary`, :mod:`.plot`: its table (and the rules that pick each reduction's run),
+  summary and figure (``tta-energy levers report``).
 """

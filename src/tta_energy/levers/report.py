@@ -1,11 +1,11 @@
-"""The levers experiment's report: ``levers.csv`` (one row per model x spec x steps x batch),
-``levers_summary.md`` (the targets, the limits, what was not lossless) and ``levers.png``, from one or more
-raw folders written by :func:`tta_energy.levers.experiment.run_levers`.
+"""The levers experiment's report: ``levers.csv`` (one row per model x spec x steps x batch), the rules that
+pick the run each reduction is taken in and the best configurations, and :func:`build_report`, which writes
+that table, ``levers_summary.md`` (:mod:`tta_energy.levers.summary`) and ``levers.png`` from one or more raw
+folders written by :func:`tta_energy.levers.experiment.run_levers`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from tta_energy.fileio import warn_if_cut, write_csv_atomic, write_text_atomic
 from tta_energy.intervals import ratio_interval
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
-from tta_energy.levers.equivalence import ERROR_FLOOR, error_tolerance, is_lossless
+from tta_energy.levers.equivalence import error_tolerance, is_lossless
 from tta_energy.levers.plot import BEST_ANY_BAR, BEST_LOSSLESS_BAR, STUDY_DEFAULT_BAR, plot_levers
-from tta_energy.levers.spec import PRECISIONS, REFERENCE_SPEC, LeverError, LeversError, parse_levers
+from tta_energy.levers.spec import REFERENCE_SPEC, LeversError
 from tta_energy.levers.tables import (
     CEILING_FILE,
     COMPILE_FILE,
@@ -30,7 +30,6 @@ from tta_energy.levers.tables import (
     ceiling_rows,
     compile_cache_hit_share,
     context_losses,
-    failure_where,
     first_over_second,
     generation_failures,
     read_runs_of,
@@ -236,101 +235,12 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
         ["model", "waveforms_per_prompt", "steps", "optimize"]).reset_index(drop=True)
 
 
-def _ratio(x: float) -> str:
-    """A reduction or saving factor: ``4.21x``, or ``n/a``."""
-    return f"{x:.2f}x" if np.isfinite(x) else "n/a"
-
-
-def _interval(low: float, high: float) -> str:
-    """``a-bx``, or n/a where there is no interval (one repeat)."""
-    return "n/a" if not (np.isfinite(low) and np.isfinite(high)) else f"{low:.2f}-{high:.2f}x"
-
-
-def _fmt(x: float, spec: str = ".2f") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
-
-
 def target_cell(table: pd.DataFrame) -> tuple[int, int]:
     """(steps, batch) of the whole-generation target: 100 steps, batch 1 where measured, else the largest step
     count and the smallest batch (a short test run)."""
     steps = 100 if (table["steps"] == 100).any() else int(table["steps"].max())
     batch = 1 if (table["waveforms_per_prompt"] == 1).any() else int(table["waveforms_per_prompt"].min())
     return steps, batch
-
-
-def profile_rows(model: str, profile: pd.DataFrame, run_id: str | None = None) -> pd.DataFrame:
-    """One step profile per (configuration, batch) of ``model``: the one of ``run_id`` (the run the summary
-    reports) where it has one, else the latest run's; several runs' profiles of the same configuration would
-    quote the same step twice with the host's spread between them."""
-    if profile.empty:
-        return profile
-    rows = profile[profile["model"] == model].copy()
-    rows["_preferred"] = rows["run_id"].astype(str) == str(run_id)
-    rows = rows.sort_values(["_preferred", "run_id"])
-    rows = rows.drop_duplicates(["optimize", "waveforms_per_prompt"], keep="last")
-    return rows.drop(columns="_preferred").sort_values(["optimize", "waveforms_per_prompt"])
-
-
-def step_time(optimize: str, eager_step_ms: float, graph_step_ms: float) -> tuple[float, str]:
-    """The time of one denoiser step as the configuration runs it, and how it runs: a profile times the
-    configuration's denoiser, and again without the manually captured CUDA graph where it has one (for
-    ``compile-graphs`` the compiled module replays its own CUDA graph trees, so there is one time)."""
-    try:
-        levers = parse_levers(optimize)
-    except LeverError:
-        levers = None
-    compiled = levers is not None and levers.compile_mode is not None
-    if math.isfinite(graph_step_ms):
-        return graph_step_ms, (f"as a CUDA graph ({_fmt(eager_step_ms)} ms "
-                               f"{'compiled' if compiled else 'eager'} without it)")
-    if compiled and levers.compile_mode == "reduce-overhead":
-        return eager_step_ms, "compiled, replayed by CUDA graph trees"
-    return eager_step_ms, "compiled, without CUDA graphs" if compiled else "eager"
-
-
-def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> str:
-    """What the measurements say limits a model: the eager share of the generation outside the denoising
-    loop, launch gaps, the kernel mix of a step, and the time its FLOPs would take at the ceiling's rate."""
-    parts = []
-    if best is not None and math.isfinite(float(best.get("denoising_share", np.nan))):
-        other = 1.0 - float(best["denoising_share"])
-        parts.append(f"outside the denoising loop (text encoding, decoding, vocoder; eager) {other:.0%} of "
-                     f"`{best['optimize']}`'s energy")
-    run_id = None if best is None else best.get("run_id")
-    for r in profile_rows(model, profile, run_id).itertuples():
-        k = max(float(r.kernel_ms), 1e-9)
-        mix = (f"matmul {r.matmul_ms / k:.0%}, conv {r.conv_ms / k:.0%}, attention {r.attention_ms / k:.0%}, "
-               f"other (elementwise, normalisation, copies: memory-bound) {r.other_ms / k:.0%}")
-        if r.optimize == "none":
-            busy = k / max(float(r.eager_step_ms), 1e-9)
-            parts.append(f"`none` batch {r.waveforms_per_prompt}: an eager step takes "
-                         f"{_fmt(r.eager_step_ms)} ms with kernels busy {_fmt(r.kernel_ms)} ms ({busy:.0%}; "
-                         f"the rest is launch overhead)")
-        else:
-            ms, how = step_time(str(r.optimize), float(r.eager_step_ms), float(r.graph_step_ms))
-            share = f"{r.flop_bound_ms / ms:.0%}" if ms > 0 and math.isfinite(ms) else "n/a"
-            parts.append(f"`{r.optimize}` batch {r.waveforms_per_prompt}: a step takes {_fmt(ms)} ms {how}; "
-                         f"kernels {_fmt(r.kernel_ms)} ms: {mix}; its FLOPs at the ceiling's rate would take "
-                         f"{_fmt(r.flop_bound_ms, '.3f')} ms ({share} of the step)")
-    return "; ".join(parts) if parts else "no step profile measured"
-
-
-def reduction_miss(head: str, best: pd.Series, none_J: float, target: float, batch: int,
-                   profile: pd.DataFrame) -> str:
-    """The line of a missed reduction target, ``head`` first: by how much, the most a free denoising loop
-    would give with the rest of the generation as measured, the fraction of the ceiling the target needs
-    against what ``best`` reaches, and what the step profiles say limits it."""
-    red = none_J / float(best["energy_per_clip_J"])
-    outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
-    bound = none_J / outside if outside > 0 else float("nan")
-    # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
-    need = float(best["gflop"]) * 1e9 * target / none_J / float(best["ceiling_flop_per_joule"])
-    reached = float(best["fraction_of_ceiling"]) * 100
-    return (f"- {head}, short of {target}x by a factor {target / red:.2f}. With the rest of the generation "
-            f"as measured, even a free denoising loop would give at most {_fmt(bound)}x. The target needs "
-            f"{_fmt(need * 100, '.0f')}% of the ceiling's FLOP per joule over the whole generation at batch "
-            f"{batch}; `{best['optimize']}` reaches {_fmt(reached, '.0f')}%. "
-            "Measured: " + _limits_text(str(best["model"]), best, profile) + ".")
 
 
 def record_run(rows: pd.DataFrame) -> str | None:
@@ -472,324 +382,6 @@ def summary_runs(table: pd.DataFrame, steps: int, batch: int) -> dict[str, str]:
     return runs
 
 
-def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
-                       profile: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
-    """Markdown lines: per model, the configuration with the largest reduction against ``none`` at any
-    precision (each in its own run, :func:`configuration_rows`; the least energy per clip where no run
-    measured ``none``; fp8 included; not ``trim-latents``, which computes a shorter clip), with its error
-    against fp32, the verdict and the model's any-precision target; and a line per target missed, with
-    what ``profile`` (the step profiles) says limits it (:func:`reduction_miss`)."""
-    lines = ["", f"## Whole generation, {steps} steps, batch {batch}: best at any precision, with its error",
-             "", "| model | configuration | dtype | J/clip | reduction | latents error | study default's "
-             "error | lossless | target | met |", "|" + " --- |" * 10]
-    misses: list[str] = []
-    for model in sorted(cell["model"].unique()):
-        target = lever_targets(model).any_precision_reduction
-        wanted = f"{target}x" if target else ""
-        rows = cell[(cell["model"] == model) & (cell["optimize"] != REFERENCE_SPEC)
-                    & cell["energy_per_clip_J"].notna()
-                    & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
-        if rows.empty:
-            lines.append(f"| {model} | n/a | | | | | | | {wanted} | {'not measured' if target else ''} |")
-            continue
-        within = configuration_rows(rows, rows)  # each configuration in its own run, as the lossless table
-        r = (largest_reduction(within, rows) if not within.empty
-             else rows.loc[rows["energy_per_clip_J"].idxmin()])
-        red = float(r["reduction_vs_none"])
-        met = "" if not target else ("n/a" if not np.isfinite(red) else ("yes" if red >= target else "no"))
-        lines.append(f"| {model} | `{r['optimize']}` | {r['dtype']} | {r['energy_per_clip_J']:.1f} | "
-                     f"{_ratio(red)} | {_fmt(float(r['rel_error_latents']), '.2e')} | "
-                     f"{_fmt(float(r['yardstick_latents']), '.2e')} | {'yes' if r['lossless'] else 'no'} | "
-                     f"{wanted} | {met} |")
-        if met == "no":
-            none_J = float(rows.loc[(rows["run_id"] == r["run_id"]) & (rows["optimize"] == "none"),
-                                    "energy_per_clip_J"].iloc[0])
-            misses.append(reduction_miss(f"**{model}** (any precision): {red:.2f}x with `{r['optimize']}` "
-                                         f"({r['dtype']})", r, none_J, target, batch,
-                                         pd.DataFrame() if profile is None else profile))
-    return lines, misses
-
-
-def _without_fp8(spec: str) -> str:
-    """The configuration ``spec`` names without its float8 lever (``none`` where that is all it has)."""
-    return ",".join(part for part in spec.split(",") if part != "fp8") or "none"
-
-
-def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8_over_bf16: float) -> str:
-    """What limits a float8 configuration ``best``: float8 runs the linear layers only, so the matrix
-    products' share of a 16-bit step's kernel time bounds what the fp8 ceiling's rate (``fp8_over_bf16`` times
-    the bf16 one's FLOP per joule) can give (Amdahl's law), against what the same configuration without
-    float8 reaches; and the share of the generation outside the denoising loop, which stays eager."""
-    model, batch = str(best["model"]), int(best["waveforms_per_prompt"])
-    parts = []
-    if math.isfinite(float(best.get("denoising_share", np.nan))):
-        parts.append(f"outside the denoising loop (eager) {1.0 - float(best['denoising_share']):.0%} of its "
-                     "energy")
-    base = _without_fp8(str(best["optimize"]))
-    same = table[(table["model"] == model) & (table["optimize"] == base)
-                 & (table["waveforms_per_prompt"] <= batch) & table["flop_per_joule"].notna()]
-    if not same.empty:  # at the largest batch measured up to the float8 one's
-        top = same[same["waveforms_per_prompt"] == same["waveforms_per_prompt"].max()]
-        r = top.loc[top["flop_per_joule"].idxmax()]
-        parts.append(f"`{base}` without float8 reaches {r['flop_per_joule'] / 1e12:.3f} TFLOP/J at batch "
-                     f"{int(r['waveforms_per_prompt'])}, so float8 gave "
-                     f"{float(best['flop_per_joule']) / float(r['flop_per_joule']):.2f}x")
-    rows = profile_rows(model, profile)
-    if not rows.empty:
-        rows = rows[rows["optimize"].map(lambda spec: spec != "none" and _without_fp8(spec) == spec)]
-    if not rows.empty and math.isfinite(fp8_over_bf16) and fp8_over_bf16 > 0:
-        # the profiled 16-bit configuration nearest the float8 one in batch size, a compiled one first
-        compiled = rows["optimize"].map(lambda spec: parse_levers(spec).compile_mode is not None)
-        order = pd.DataFrame({"compiled": compiled, "gap": (rows["waveforms_per_prompt"] - batch).abs()})
-        r = rows.loc[order.sort_values(["compiled", "gap"], ascending=[False, True]).index[0]]
-        k = max(float(r["kernel_ms"]), 1e-9)
-        share = float(r["matmul_ms"]) / k
-        bound = 1.0 / (1.0 - share + share / fp8_over_bf16)
-        parts.append(f"float8 runs the linear layers only: in the step profile of `{r['optimize']}` (batch "
-                     f"{int(r['waveforms_per_prompt'])}) matrix products take {share:.0%} of the kernel "
-                     f"time, attention {float(r['attention_ms']) / k:.0%} and the rest "
-                     f"{(float(r['conv_ms']) + float(r['other_ms'])) / k:.0%}; with the fp8 ceiling "
-                     f"{fp8_over_bf16:.2f}x the bf16 one, float8 matrix products at its rate would make that "
-                     f"step at most {bound:.2f}x as efficient")
-    return "; ".join(parts) if parts else "no step profile measured"
-
-
-def fp8_lines(table: pd.DataFrame, profile: pd.DataFrame | None = None,
-              fp8_over_bf16: float = float("nan")) -> tuple[list[str], list[str]]:
-    """Markdown lines: per model with an fp8 target, its best float8 configuration's FLOP per joule (any
-    batch size) against the target; and a line per target missed or not measured, with what limits it
-    (``profile``: the step profiles; ``fp8_over_bf16``: the fp8 ceiling's FLOP per joule over the bf16
-    one's)."""
-    lines: list[str] = []
-    misses: list[str] = []
-    for model in sorted(table["model"].unique()):
-        target = lever_targets(model).fp8_tflop_per_J
-        if not target:
-            continue
-        rows = table[(table["model"] == model) & table["optimize"].map(lambda spec: parse_levers(spec).fp8)
-                     & table["flop_per_joule"].notna()]
-        if rows.empty:
-            lines.append(f"- {model}: no float8 configuration measured (target {target} TFLOP/J)")
-            continue
-        best = rows.loc[rows["flop_per_joule"].idxmax()]
-        got = float(best["flop_per_joule"]) / 1e12
-        verdict = "met" if got >= target else "missed"
-        text = (f"{model} `{best['optimize']}`, {int(best['steps'])} steps, batch "
-                f"{int(best['waveforms_per_prompt'])}: {got:.3f} TFLOP/J against a target of {target} "
-                f"({verdict}); latents error {_fmt(float(best['rel_error_latents']), '.2e')} "
-                "(changes the output)")
-        lines.append(f"- {text}")
-        if got < target:
-            limits = _fp8_limits(best, table, pd.DataFrame() if profile is None else profile, fp8_over_bf16)
-            misses.append(f"- **{model}** (fp8): {text}, short of {target} by a factor {target / got:.2f}. "
-                          f"Measured: {limits}.")
-    if lines:
-        lines = ["", "## Float8 linear layers (changes the output)", "", *lines]
-    return lines, misses
-
-
-def _listed(title: str, intro: str, items: Sequence[str]) -> list[str]:
-    """A summary section of ``items`` as a bullet list under ``title`` and ``intro``; none without items."""
-    return ["", f"## {title}", "", intro, "", *(f"- {item}" for item in items)] if items else []
-
-
-def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame,
-                     losses: pd.DataFrame | None = None, failed: pd.DataFrame | None = None) -> str:
-    """The short markdown summary: each target met or missed (by how much, and the measured limits), the
-    configurations that lost the CUDA context (``losses``, from ``context_losses``) and those that failed
-    otherwise (``failed``, from ``generation_failures``)."""
-    steps, batch = target_cell(table)
-    duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
-    lines = ["# Energy levers: summary", ""]
-    fp8 = ceiling_rows(ceiling, "fp8")
-    ceiling = ceiling_rows(ceiling, "bf16")
-    if not ceiling.empty:
-        c = ceiling
-        gpu = ", ".join(sorted({str(g) for g in c.get("gpu_name", pd.Series(dtype=str)).dropna() if str(g)}))
-        lines.append(f"Ceiling (bf16 {int(c['n'].iloc[0])}^3 matrix products, measured with the project's "
-                     f"meter at the start of each run and the end of each call{', ' + gpu if gpu else ''}): "
-                     f"{_fmt(c['tflop_per_J'].mean(), '.3f')} TFLOP/J (range "
-                     f"{_fmt(c['tflop_per_J'].min(), '.3f')}-{_fmt(c['tflop_per_J'].max(), '.3f')}), "
-                     f"{_fmt(c['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
-                     f"{_fmt(c['power_W'].mean(), '.0f')} W.")
-        if not fp8.empty:
-            lines.append(f"FP8 ceiling (e4m3 `torch._scaled_mm`, bf16 output, same loop): "
-                         f"{_fmt(fp8['tflop_per_J'].mean(), '.3f')} TFLOP/J, "
-                         f"{_fmt(fp8['tflop_per_s'].mean(), '.3g')} TFLOP/s at "
-                         f"{_fmt(fp8['power_W'].mean(), '.0f')} W.")
-        lines.append("")
-    floors = ", ".join(f"{name} {ERROR_FLOOR[d]:.1e}".replace("e-0", "e-") for name, d in PRECISIONS.items())
-    lines += ["Lossless: final latents and waveform of the same seed and weights within 2 x the error of "
-              "the study's default (`none`: the model's default precision, eager) of the fp32 eager "
-              f"reference (relative L2 error; a floor at that precision, {floors}, only where that error is "
-              "0 or not measured; the waveform "
-              f"is not judged where the default's waveform error is >= {UNINFORMATIVE_ERROR}). The yardstick "
-              "does not follow a configuration's precision: an fp16 configuration of a model the study ran "
-              "in fp32 is judged against the fp32 default's error. `trim-latents` and `fp8` change the "
-              "computation and are never lossless.", "",
-              "Each configuration's reduction is taken within one run (one process): of the runs that "
-              "measured it, the one with the most repeats of `none` in the cell, the latest of equals; the "
-              "best configuration is the one with the largest reduction, given with its 95% interval over "
-              "the run's repeats (delta method on the log scale). The eager default of a launch-bound model "
-              "moves by tens of percent between processes (`none` in every run of the cell: the interval "
-              "does not hold that spread), so a reduction across runs would measure the host as much as the "
-              "lever.", "",
-              f"## Whole generation, {duration:g} s, {steps} steps, batch {batch}: best lossless "
-              "configuration at the study's precision vs `none`",
-              "", "| model | `none` J/clip | best lossless | J/clip | reduction | target | met | "
-              "`none` J/clip, every run (runs) | reduction, 95% CI in its run |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    misses: list[str] = []
-    unmeasured: list[str] = []
-    cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)]
-    chosen = best_lossless(table, batch, steps).set_index("model")
-    for model in sorted(table["model"].unique()):
-        target = lever_targets(model).reduction or float("nan")
-        if model not in chosen.index:
-            lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured | | |")
-            unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
-                              f"steps, batch {batch}")
-            continue
-        pick = chosen.loc[model]
-        best = table.loc[pick["best_index"]]
-        none_J = float(pick["none_J"])
-        red = float(pick["ratio"])
-        met = red >= target
-        nones = cell.loc[(cell["model"] == model) & (cell["optimize"] == "none"),
-                         "energy_per_clip_J"].dropna()
-        low, high = nones.min(), nones.max()
-        spread = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
-        lines.append(f"| {model} | {none_J:.1f} | `{best['optimize']}` | "
-                     f"{best['energy_per_clip_J']:.1f} | {red:.2f}x | {target}x | {'yes' if met else 'no'} | "
-                     f"{spread} ({len(nones)}) | {_interval(pick['ratio_low'], pick['ratio_high'])} |")
-        if not met:
-            misses.append(reduction_miss(f"**{model}**: {red:.2f}x", best, none_J, target, batch, profile))
-    any_lines, any_misses = best_any_precision(cell, steps, batch, profile)
-    lines += any_lines
-    misses += any_misses
-    lines += ["", "## Best lossless configuration at any batch size: FLOP per joule against the ceiling", "",
-              "`best at any precision`: the configuration with the highest fraction among those that keep "
-              "the computation, lossless or not (not `fp8` or `trim-latents`), where it is another; the "
-              "figure's third bar.", "",
-              "| model | configuration | steps | batch | TFLOP/J | fraction of ceiling | target | met | "
-              "best at any precision |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for model in sorted(table["model"].unique()):
-        best = best_fraction(table, model)
-        anywhere = best_fraction(table, model, lossless=False)
-        other = "same"
-        if anywhere is not None and (best is None or anywhere.name != best.name):
-            other = (f"`{anywhere['optimize']}` ({anywhere['dtype']}), {int(anywhere['steps'])} steps, "
-                     f"batch {int(anywhere['waveforms_per_prompt'])}: "
-                     f"{float(anywhere['fraction_of_ceiling']):.0%}")
-        target = lever_targets(model).ceiling_fraction
-        if best is None:
-            lines.append(f"| {model} | n/a | | | | n/a | {target:.0%} | not measured | {other} |")
-            unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
-            continue
-        frac = float(best["fraction_of_ceiling"])
-        met = frac >= target
-        lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
-                     f"{int(best['waveforms_per_prompt'])} | {best['flop_per_joule'] / 1e12:.3f} | "
-                     f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} | {other} |")
-        if not met:
-            misses.append(f"- **{model}** (ceiling): {frac:.0%} of the ceiling's FLOP/J, short of "
-                          f"{target:.0%} by {(target - frac) * 100:.0f} points (`{best['optimize']}`, "
-                          f"{int(best['steps'])} steps, batch {int(best['waveforms_per_prompt'])}). "
-                          + ("" if other == "same" else f"At any precision: {other}. ")
-                          + "Measured: " + _limits_text(model, best, profile) + ".")
-    ratio = (float(fp8["tflop_per_J"].mean() / ceiling["tflop_per_J"].mean())
-             if not fp8.empty and not ceiling.empty else float("nan"))
-    fp8_text, fp8_misses = fp8_lines(table, profile, ratio)
-    lines += fp8_text
-    misses += fp8_misses
-    lines += ["", "## Targets missed and what limits them", ""]
-    if misses:
-        lines += misses
-    elif unmeasured:
-        lines.append("No measured target was missed; some were not measured:")
-    else:
-        lines.append("All targets met.")
-    lines += unmeasured
-    flagged = table[(~table["lossless"]) & (table["optimize"] != REFERENCE_SPEC)
-                    & (table["waveforms_per_prompt"] == table["waveforms_per_prompt"].min())]
-    lines += ["", "## Levers that change the output beyond the study default's error", ""]
-    if flagged.empty:
-        lines.append("None.")
-    else:
-        for r in flagged.drop_duplicates(["model", "optimize"]).itertuples():
-            why = "changes the model's behaviour by design" if r.changes_behaviour else (
-                f"latents error {_fmt(r.rel_error_latents, '.2e')} (tolerance "
-                f"{_fmt(r.tolerance_latents, '.2e')}), waveform {_fmt(r.rel_error_audio, '.2e')} (tolerance "
-                f"{_fmt(r.tolerance_audio, '.2e')})")
-            lines.append(f"- {r.model} `{r.optimize}` ({r.dtype}): {why}")
-    if losses is not None:
-        lines += _listed("Configurations that lost the CUDA context",
-                         "A CUDA error after which nothing more runs in the process: the run's later "
-                         "generations failed with it. Another card tries the configuration once more at that "
-                         "batch size; after a loss on two cards, calls leave it out.",
-                         [f"{r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
-                          f"{' (warm-up)' if r.is_warmup else ''}, run {r.run_id}: {r.error}"
-                          for r in losses.itertuples()])
-    if failed is not None:
-        lines += _listed("Configurations that failed",
-                         "A warm-up or generation that failed (out of memory, an error, NaN audio) in a run "
-                         "that measured none of that configuration at that batch size. Later calls try it "
-                         "once more; after failures in two runs they leave it out.",
-                         [f"{r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
-                          f"{'' if r.is_warmup else f', {int(r.steps)} steps'}, {failure_where(r)}, "
-                          f"run {r.run_id}: {r.error}" for r in failed.itertuples()])
-    trims = table[table["optimize"].str.contains("trim-latents", regex=False)
-                  & table["energy_per_clip_J"].notna()]
-    if not trims.empty:
-        lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
-                  "the output)", "",
-                  "| configuration | steps | batch | J/clip | same without trim | saving |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        keyed = table.set_index(["run_id", "model", "optimize", "steps", "waveforms_per_prompt"])
-        for r in trims.itertuples():
-            base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
-            key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
-            other = float(keyed["energy_per_clip_J"].get(key, np.nan))
-            lines.append(f"| `{r.optimize}` | {r.steps} | {r.waveforms_per_prompt} | "
-                         f"{r.energy_per_clip_J:.1f} | `{base}` {_fmt(other, '.1f')} | "
-                         f"{_ratio(other / r.energy_per_clip_J)} |")
-    every = cell[cell["energy_per_clip_J"].notna()]
-    every = every.sort_values(["model", "energy_per_clip_J"])
-    if not every.empty:
-        lines += ["", f"## Every configuration at {steps} steps, batch {batch}", "",
-                  "Reductions are against `none` of the same run (`run`); n/a where that run did not measure "
-                  "`none` in this cell.", "",
-                  "| model | configuration | dtype | J/clip | J/step | reduction vs `none` | latents error | "
-                  "lossless | run |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in every.itertuples():
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.energy_per_clip_J:.1f} | "
-                         f"{_fmt(r.energy_per_step_J, '.3f')} | {_ratio(r.reduction_vs_none)} | "
-                         f"{_fmt(r.rel_error_latents, '.1e')} | {'yes' if r.lossless else 'no'} | "
-                         f"{r.run_id} |")
-    comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")
-                 & (table["optimize"] != REFERENCE_SPEC)]
-    if not comp.empty:
-        lines += ["", f"## One-time cost (compilation, graph capture, lazy set-up) and payoff, {steps} steps",
-                  "",
-                  "`from cache`: the share of the compiled graphs the compile cache served (0: compiled "
-                  "anew, what a fresh machine pays; n/a: nothing compiled, or a run before the count).", "",
-                  "| model | configuration | batch | one-time s | one-time J | from cache | "
-                  "pays off after (clips) |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in comp.itertuples():
-            pay = ("n/a" if np.isnan(r.payoff_clips) else "never" if not math.isfinite(r.payoff_clips)
-                   else "at once" if r.payoff_clips == 0 else f"{int(r.payoff_clips)}")
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.waveforms_per_prompt} | "
-                         f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | "
-                         f"{_fmt(r.compile_cache_hit_share, '.0%')} | {pay} |")
-        if comp["payoff_clips"].isna().any():
-            lines += ["", "n/a: the run measured no `none` at that batch size and step count, so there is no "
-                          "saving per clip to pay the one-time cost back."]
-    lines.append("")
-    return "\n".join(lines)
-
-
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
     """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
     dirs = unique_folders(dirs)
@@ -805,6 +397,8 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     fig_path = out_dir / "levers.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
+    from tta_energy.levers.summary import summary_markdown  # it reads this module's table and rules
+
     write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(generations),
                                                 generation_failures(generations)))
     steps, batch = target_cell(table)
