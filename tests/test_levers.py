@@ -618,6 +618,14 @@ def test_errors_are_borrowed_only_from_runs_of_the_same_size_duration_seed_and_w
         assert not borrowed["lossless"]
 
 
+def test_the_reduction_panel_puts_the_default_first_and_each_family_together():
+    from tta_energy.levers.plot import configuration_order
+
+    specs = ["max,fp8", "none", "graphs,tf32", "compile", "max", "graphs", "fp8", "compile-graphs", "none"]
+    assert configuration_order(specs) == ["none", "graphs", "graphs,tf32", "compile", "compile-graphs", "max",
+                                          "max,fp8", "fp8"]
+
+
 def test_the_figure_plots_the_summarys_run_at_the_summarys_cell(tmp_path, monkeypatch):
     """Two runs measured the cell (50 steps, batch 1: no 100 steps here); the summary reports r1 (more
     repeats of `none`), and so does the figure: one bar per configuration with r1's reduction."""
@@ -635,7 +643,8 @@ def test_the_figure_plots_the_summarys_run_at_the_summarys_cell(tmp_path, monkey
         ax = fig.axes[0]
         bars = [bar for container in ax.containers for bar in container]
         drawn.update(heights=sorted(round(b.get_height(), 9) for b in bars), title=ax.get_title(),
-                     ylabel=ax.get_ylabel())
+                     ylabel=ax.get_ylabel(), colours={tuple(b.get_facecolor()) for b in bars},
+                     legend=[t.get_text() for t in ax.get_legend().get_texts()])
         return real(fig, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
@@ -643,6 +652,8 @@ def test_the_figure_plots_the_summarys_run_at_the_summarys_cell(tmp_path, monkey
     said = md_path.read_text()
     assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.5x | yes |" in said
     assert drawn["heights"] == [1.0, 2.0, 5.0]  # r1's none, graphs, max; not r2's 10x nor a mean of runs
+    # the study default first, then each family; one colour per configuration
+    assert drawn["legend"] == ["none", "graphs", "max"] and len(drawn["colours"]) == 3
     assert "n = 2 repeats per bar" in drawn["title"] and "50 steps, batch 1" in drawn["ylabel"]
     table = report.levers_table([raw])
     assert report.summary_runs(table, 50, 1) == {"audioldm": "r1"}

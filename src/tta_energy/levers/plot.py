@@ -16,6 +16,22 @@ BEST_LOSSLESS_BAR = "best lossless"
 BEST_ANY_BAR = "best at any precision (changes the output)"
 
 
+#: the order of the reduction panel's configurations: the study default first, then each family (its first
+#: lever) from the least to the most changed, each followed by its variants (``graphs,tf32`` after ``graphs``)
+FAMILY_ORDER = ("none", "graphs", "compile", "compile-graphs", "max")
+
+
+def configuration_order(specs: list[str]) -> list[str]:
+    """``specs`` in the reduction panel's order (:data:`FAMILY_ORDER`, other families last, then fewer levers
+    first), so that a family's bars stand together and take neighbouring colours of the palette."""
+    def key(spec: str) -> tuple[int, int, str]:
+        parts = spec.split(",")
+        family = FAMILY_ORDER.index(parts[0]) if parts[0] in FAMILY_ORDER else len(FAMILY_ORDER)
+        return family, len(parts), spec
+
+    return sorted(dict.fromkeys(specs), key=key)
+
+
 def plot_levers(cell: pd.DataFrame, path: Path, steps: int, batch: int, ceiling: pd.DataFrame) -> None:
     """Two panels: reduction vs ``none`` at the summary's ``steps`` and ``batch``, one bar per row of ``cell``
     (each configuration from its own run: :func:`tta_energy.levers.report.reduction_bars`; targets marked),
@@ -35,8 +51,11 @@ def plot_levers(cell: pd.DataFrame, path: Path, steps: int, batch: int, ceiling:
         low, high = int(cell["repeats"].min()), int(cell["repeats"].max())
         n = f"{low}" if low == high else f"{low}-{high}"
         n_text = f"n = {n} repeats per bar, each from one run, no interval"
+        # up to 20 configurations in distinct colours (tab20: each hue in a dark and a light shade)
+        order = configuration_order(list(cell["optimize"]))
+        palette = dict(zip(order, sns.color_palette("tab20", max(len(order), 1)), strict=False))
         sns.barplot(data=cell, x="model", y="reduction_vs_none", hue="optimize", ax=axes[0],
-                    hue_order=sorted(cell["optimize"].unique()), errorbar=None)
+                    hue_order=order, palette=palette, errorbar=None)
         for i, model in enumerate(sorted(cell["model"].unique(), key=list(cell["model"].unique()).index)):
             t = catalogue.entry(model).levers.reduction if model in catalogue.model_names() else None
             if t:
