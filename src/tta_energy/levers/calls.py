@@ -134,12 +134,26 @@ class EarlierRuns:
         return EarlierRuns(joined(self.rows, other.rows), joined(self.configs, other.configs),
                            joined(self.compiles, other.compiles))
 
-    def done(self, declared: Declared, card: str | None = None) -> set[Cell]:
-        """The declared cells these runs settle (see the module's rules). ``card``: the bare UUID of the card
-        the next run measures on ('' for none, a CPU; None: not known), which does not retry what lost the
-        CUDA context on it."""
+    def settle(self, declared: Declared, card: str | None = None) -> Settled:
+        """What these runs settle of the declared cells (see the module's rules). ``card``: the bare UUID of
+        the card the next run measures on ('' for none, a CPU; None: not known), which does not retry what
+        lost the CUDA context on it."""
+        measured = _measured(self.rows, declared)
         fails = failures(self.rows, self.configs, declared)
-        return _measured(self.rows, declared) | _left_out(self.rows, self.configs, declared, card, fails)
+        return Settled(measured, fails, measured | _left_out(self.rows, self.configs, declared, card, fails))
+
+    def done(self, declared: Declared, card: str | None = None) -> set[Cell]:
+        """The declared cells these runs settle, measured or left out (:meth:`settle`)."""
+        return self.settle(declared, card).done
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What earlier runs settle of a plan's declared cells (:meth:`EarlierRuns.settle`)."""
+
+    measured: set[Cell]  # measured with their repeats and, where declared, ``none``'s in the same run
+    fails: dict[Cell, dict[str, str]]  # per cell the runs that failed it and why (:func:`failures`)
+    done: set[Cell]  # measured, or left out (another spec, failed or lost the context too often)
 
 
 def read_earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
@@ -448,29 +462,27 @@ def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, 
     unit larger than a call of the plan's size is started where the time budget must cut it."""
     from tta_energy.levers.plan import stored_reference_steps
 
-    rows, cfg = earlier.rows, earlier.configs
-    measured = _measured(rows, declared)
-    fails = failures(rows, cfg, declared)
-    done = measured | _left_out(rows, cfg, declared, card, fails)
-    left = remaining(declared, done | set(tried))
+    settled = earlier.settle(declared, card)
+    left = remaining(declared, settled.done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
                        stored_references=stored, references_kept=references_dir is not None)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
     # what earlier runs lost or failed, where a declared cell of it is still unmeasured (any of the model's,
     # for its fp32 reference)
-    unmeasured = declared_cells(declared) - measured
+    unmeasured = declared_cells(declared) - settled.measured
     lost = tuple(f"{why}: {model} `{spec}` batch {batch} ("
                  + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
                              for r in runs.itertuples()) + ")"
-                 for (model, spec, batch), (runs, why) in loss_cards(context_losses(rows), card).items()
+                 for (model, spec, batch), (runs, why) in loss_cards(context_losses(earlier.rows),
+                                                                    card).items()
                  if any(c[0] == model and (spec == REFERENCE_SPEC or (c[1], c[3]) == (spec, batch))
                         for c in unmeasured))
-    lost += failure_lines(fails, unmeasured)
+    lost += failure_lines(settled.fails, unmeasured)
     waiting = tuple(u for u in units if budget_s < overhead_s + u.seconds <= (full_call_s or budget_s))
     units = [u for u in units if u not in waiting]
-    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(done), total, budget_s, overhead_s, lost,
-                     waiting, full_call_s)
+    return CallsPlan(pack_calls(units, budget_s, overhead_s), len(settled.done), total, budget_s, overhead_s,
+                     lost, waiting, full_call_s)
 
 
 def card_of(device: str | None) -> str | None:
