@@ -311,12 +311,12 @@ def with_warmup_compilations(history: pd.DataFrame, runs: pd.DataFrame, configs:
     Each is the first warm-up over the second (:func:`tta_energy.levers.tables.warmup_compilations`) plus
     applying the levers (``configs``' ``setup_s``), made fresh by the compile cache's share (``compiles``,
     :func:`fresh_compile_s`)."""
-    from tta_energy.levers.tables import compile_cache_hit_share, warmup_compilations
+    from tta_energy.levers.tables import UNIT_IN_RUN, compile_cache_hit_share, warmup_compilations
 
     if runs.empty or "is_warmup" not in runs.columns:
         return history
     found = warmup_compilations(runs)
-    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    keys = UNIT_IN_RUN
     if not configs.empty and "setup_s" in configs.columns:
         setup = configs[configs["status"] == "ok"].drop_duplicates(keys)[[*keys, "setup_s"]]
         found = found.merge(setup, on=keys, how="left")

@@ -27,6 +27,7 @@ from tta_energy.levers.tables import (
     PROFILE_FILE,
     RUNS_FILE,
     SIDE_COLUMNS,
+    UNIT_IN_RUN,
     ceiling_rows,
     compile_cache_hit_share,
     context_losses,
@@ -212,10 +213,10 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     steady = agg.merge(single, on=keys, how="inner")
     steady["compile_s"] = (steady["warm_wall_s"] - steady["wall_s"]).clip(lower=0.0)
     steady["compile_J"] = (steady["warm_J"] - steady["gpu_energy_J"]).clip(lower=0.0)
-    cost_cols = ["run_id", "model", "optimize", "waveforms_per_prompt", "compile_s", "compile_J"]
+    cost_cols = [*UNIT_IN_RUN, "compile_s", "compile_J"]
     cost = pd.concat([steady[cost_cols], paired[cost_cols]], ignore_index=True)
-    cost = cost.drop_duplicates(["run_id", "model", "optimize", "waveforms_per_prompt"])
-    agg = agg.merge(cost, on=["run_id", "model", "optimize", "waveforms_per_prompt"], how="left")
+    cost = cost.drop_duplicates(UNIT_IN_RUN)
+    agg = agg.merge(cost, on=UNIT_IN_RUN, how="left")
     # plus applying the levers (capture, the attention-backend candidates' compilations). Parts written before
     # the configs table recorded it count the warm-up's extra only; for sdpa-best under compilation, whose
     # candidates were compiled while applying, that misses most of the cost: unknown

@@ -183,6 +183,10 @@ def first_over_second(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame
         columns={"wall_s": "compile_s", "gpu_energy_J": "compile_J"})
 
 
+#: the columns naming one configuration at one batch size within one run (a run of ``levers run``)
+UNIT_IN_RUN = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+
+
 def warmup_compilations(runs: pd.DataFrame) -> pd.DataFrame:
     """Per configuration of ``runs`` with two finished warm-ups, the one-time cost of its first
     (:func:`first_over_second`). A unit cut by its time budget after its warm-ups leaves its compilation
@@ -196,7 +200,7 @@ def compile_cache_hit_share(table: pd.DataFrame, compiles: pd.DataFrame) -> pd.S
     everything was compiled anew, so ``compile_s`` is what a fresh machine pays; more where an earlier call
     on the same machine, or a model with the same architecture earlier in the run, left its graphs in the
     cache. NaN where nothing was compiled or the run predates the count."""
-    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    keys = UNIT_IN_RUN
     if compiles.empty:
         return pd.Series(np.nan, index=table.index, dtype="float64")
     sums = compiles.groupby(keys, as_index=False)[["aot_cache_hits", "aot_cache_misses"]].sum()
@@ -251,7 +255,7 @@ def generation_failures(runs: pd.DataFrame) -> pd.DataFrame:
     :func:`context_losses`' (the run's later rows fail by it, not by their own configuration)."""
     if runs.empty or "error" not in runs.columns:
         return pd.DataFrame(columns=FAILURE_COLUMNS)
-    keys = ["run_id", "model", "optimize", "waveforms_per_prompt"]
+    keys = UNIT_IN_RUN
     measured = runs[(runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)][keys].drop_duplicates()
     failed = runs[(runs["status"] != "ok") & ~runs["error"].map(lost_cuda_context)]
     failed = failed.merge(measured, on=keys, how="left", indicator=True)
