@@ -140,7 +140,8 @@ class EarlierRuns:
         lost the CUDA context on it."""
         measured = _measured(self.rows, declared)
         fails = failures(self.rows, self.configs, declared)
-        return Settled(measured, fails, measured | _left_out(self.rows, self.configs, declared, card, fails))
+        losses = loss_cards(context_losses(self.rows), card)
+        return Settled(measured, fails, measured | _left_out(self.configs, declared, losses, fails), losses)
 
     def done(self, declared: Declared, card: str | None = None) -> set[Cell]:
         """The declared cells these runs settle, measured or left out (:meth:`settle`)."""
@@ -154,6 +155,8 @@ class Settled:
     measured: set[Cell]  # measured with their repeats and, where declared, ``none``'s in the same run
     fails: dict[Cell, dict[str, str]]  # per cell the runs that failed it and why (:func:`failures`)
     done: set[Cell]  # measured, or left out (another spec, failed or lost the context too often)
+    # per (model, spec, batch) that lost the CUDA context: its rows, what the next run does (loss_cards)
+    losses: dict[tuple[str, str, int], tuple[pd.DataFrame, str]]
 
 
 def read_earlier_runs(folders: Iterable[Path], *, size: str, duration_s: float, seed: int,
@@ -212,15 +215,16 @@ def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
     return measured
 
 
-def _left_out(rows: pd.DataFrame, cfg: pd.DataFrame, declared: Declared, card: str | None,
+def _left_out(cfg: pd.DataFrame, declared: Declared,
+              losses: dict[tuple[str, str, int], tuple[pd.DataFrame, str]],
               fails: dict[Cell, dict[str, str]]) -> set[Cell]:
     """The declared cells that earlier runs (:class:`EarlierRuns`)
     settled without measuring them: found to be another spec, failed in :data:`FAILED_RUNS_SETTLE` runs
-    (``fails``, :func:`failures`), or lost the CUDA context as :func:`loss_cards` rules for ``card``."""
+    (``fails``, :func:`failures`), or lost the CUDA context as :func:`loss_cards` rules (``losses``)."""
     settled = {(r.model, r.optimize, int(r.steps), int(r.waveforms_per_prompt)) for r in cfg.itertuples()
                if str(r.status).startswith(SAME_AS)}  # specs an earlier run found to be another spec
     settled |= {c for c, why in fails.items() if len(why) >= FAILED_RUNS_SETTLE}
-    lost = {key for key, (_, why) in loss_cards(context_losses(rows), card).items() if why != RETRIED}
+    lost = {key for key, (_, why) in losses.items() if why != RETRIED}
     lost_reference = {model for model, spec, _ in lost if spec == REFERENCE_SPEC}
     return {cell for cell in declared_cells(declared)
             if cell in settled or cell[0] in lost_reference
@@ -474,8 +478,7 @@ def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, 
     lost = tuple(f"{why}: {model} `{spec}` batch {batch} ("
                  + "; ".join(f"run {r.run_id}{', warm-up' if r.is_warmup else ''}: {r.error}"
                              for r in runs.itertuples()) + ")"
-                 for (model, spec, batch), (runs, why) in loss_cards(context_losses(earlier.rows),
-                                                                    card).items()
+                 for (model, spec, batch), (runs, why) in settled.losses.items()
                  if any(c[0] == model and (spec == REFERENCE_SPEC or (c[1], c[3]) == (spec, batch))
                         for c in unmeasured))
     lost += failure_lines(settled.fails, unmeasured)
