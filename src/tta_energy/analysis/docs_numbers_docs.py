@@ -430,6 +430,17 @@ _CACHE_NOT_RETURNED = re.compile(r"compile cache not returned: (\d+) MiB (>|unpa
 _CACHE_FOLDER = re.compile(r"^([\d.]+)([KMG])\s+\.cache/compile/(?:inductor|triton)/$", re.M)
 
 
+def block_levers_forecast_h100(d: HasData) -> str:
+    """How well the priced dry run foretold the H100 levers calls: each model's time in a run against the
+    price of its units (:mod:`tta_energy.levers.forecast`, from the calls' logs)."""
+    from tta_energy.levers.forecast import forecast_text, read_forecasts
+
+    logs = sorted((d.data / "h100" / "logs").glob("log-levers-plan-*.txt"))
+    if not logs:
+        return _missing(d.data / "h100" / "logs" / "log-levers-plan-*.txt")
+    return forecast_text(read_forecasts(logs))
+
+
 def block_levers_compile_cache_h100(d: HasData) -> str:
     """How often the H100 levers calls returned their compile cache (`scripts/gpu_levers.sh plan` logs), how
     large the others' were packed and how much gzip shrank them (du's folder sizes in the same logs), and how
@@ -746,6 +757,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-cache-served-h100": block_levers_cache_served_h100,
     "levers-cut-unit-h100": block_levers_cut_unit_h100,
     "levers-compile-cache-h100": block_levers_compile_cache_h100,
+    "levers-forecast-h100": block_levers_forecast_h100,
     "levers-oom-h100": block_levers_oom_h100,
     "levers-tf32-h100": block_levers_tf32_h100,
     "levers-fp8-batch-h100": block_levers_fp8_batch_h100,

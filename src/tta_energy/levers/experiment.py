@@ -1033,7 +1033,10 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
             say(f"{model}: levers sweep failed ({one_line(exc)})")
             failed.add(model)
             free_memory()
+        # with the seconds its units were priced at (tta_energy.levers.forecast reads both back from the log)
+        predicted = opts.model_seconds.get(model) if opts.model_seconds else None
         say(f"{model}: {run.measured} generations measured in {time.perf_counter() - t0:.0f} s"
+            + (f" (predicted {predicted:.0f} s)" if predicted is not None else "")
             + (" (stopped: time budget)" if run.stopped else ""))
     return failed
 
