@@ -347,3 +347,32 @@ def test_the_fp8_batch_sentence_gives_each_batch_size_measured(data: docs_number
         tflop = sorted(group["flop_per_joule"] / 1e12)
         said = f"{tflop[0]:.3f}" if len(tflop) == 1 else f"{tflop[0]:.3f}-{tflop[-1]:.3f} ({len(tflop)} runs)"
         assert f"batch {batch}: {said}" in text
+
+
+def test_the_targets_sentence_counts_each_kind_and_names_each_miss(tmp_path: Path) -> None:
+    from tta_energy.levers.summary import TARGET_COLUMNS
+
+    rows = [("lossless reduction", "audioldm", "max", "float16", 100, 1, 5.2, 4.5, True),
+            ("lossless reduction", "tango", "graphs", "float32", 100, 1, 1.06, 1.3, False),
+            ("lossless reduction", "tango2", None, None, None, None, float("nan"), 1.3, None),
+            ("fraction of the ceiling", "tango", "max", "float16", 100, 10, 0.161, 0.5, False),
+            ("fp8 TFLOP per joule", "stable-audio-open", "compile-graphs,fp8", "float16", 100, 16, 0.7718,
+             0.8, False)]
+    (tmp_path / "h100").mkdir()
+    pd.DataFrame(rows, columns=TARGET_COLUMNS).to_csv(tmp_path / "h100" / "levers_targets.csv", index=False)
+    assert docs_numbers.targets_sentence(tmp_path, "h100") == (
+        "Against the targets (`data/h100/levers_targets.csv`, met of measured): lossless reduction 1 of 2 "
+        "(missed: Tango 1.06× against 1.30×); fraction of the ceiling 0 of 1 (missed: Tango 16% against "
+        "50%); fp8 TFLOP per joule 0 of 1 (missed: Stable Audio Open 0.772 against 0.800); not measured yet: "
+        "Tango 2 (lossless reduction)")
+    assert docs_numbers.targets_sentence(tmp_path, "h200").startswith("no targets table yet")
+
+
+def test_a_targets_table_of_other_columns_is_one_clear_error(tmp_path: Path) -> None:
+    from tta_energy.levers.spec import LeverError
+    from tta_energy.levers.summary import read_targets
+
+    path = tmp_path / "levers_targets.csv"
+    path.write_text("target,model,value\nlossless reduction,tango,1.1\n", encoding="utf-8")
+    with pytest.raises(LeverError, match="columns target, model, value; a levers targets table has target"):
+        read_targets(path)

@@ -328,7 +328,7 @@ def test_levers_sweep_end_to_end_on_cpu(tmp_path):
     assert "reference_conv_ms" in configs.loc["fp32", "notes"]  # the reference's convolution mode was timed
     ok = configs[configs["status"] == "ok"]
     assert (ok["setup_s"] >= 0).all()  # applying each configuration is timed (its joules: NaN on a CPU)
-    csv_path, md_path, png_path = report.build_report([folder], tmp_path)
+    csv_path, md_path, png_path, targets_path = report.build_report([folder], tmp_path)
     table = pd.read_csv(csv_path)
     assert set(report.LEVERS_COLUMNS) == set(table.columns)
     row = table.set_index(["optimize", "waveforms_per_prompt"])
@@ -648,7 +648,7 @@ def test_the_figure_plots_the_summarys_run_at_the_summarys_cell(tmp_path, monkey
         return real(fig, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
-    _, md_path, _ = report.build_report([raw], tmp_path / "out")
+    _, md_path, _, _ = report.build_report([raw], tmp_path / "out")
     said = md_path.read_text()
     assert "| audioldm | 400.0 | `max` | 80.0 | 5.00x | 4.5x | yes |" in said
     assert drawn["heights"] == [1.0, 2.0, 5.0]  # r1's none, graphs, max; not r2's 10x nor a mean of runs

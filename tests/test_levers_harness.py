@@ -174,6 +174,44 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
         "rest of the generation as measured, even a free denoising loop would give at most 84.62x.")
     assert "outside the denoising loop (text encoding, decoding, vocoder; eager) 5% of `max`'s" in missed
     assert "Float8" not in text  # Tango has no fp8 target
+    # the same verdicts as a table (levers_targets.csv): one row per target of the model, one rule deciding
+    _, targets = summary.levers_summary(table, pd.DataFrame(), pd.DataFrame())
+    assert list(targets.columns) == summary.TARGET_COLUMNS
+    by_target = targets.set_index("target")
+    assert list(by_target.index) == [summary.LOSSLESS_TARGET, summary.ANY_PRECISION_TARGET,
+                                     summary.CEILING_TARGET]
+    lossless = by_target.loc[summary.LOSSLESS_TARGET]
+    any_precision = by_target.loc[summary.ANY_PRECISION_TARGET]
+    assert (lossless["configuration"], lossless["dtype"], lossless["steps"], lossless["batch"]) == (
+        "graphs", "float32", 100, 1)
+    assert lossless["value"] == pytest.approx(2200.0 / 2080.0) and lossless["wanted"] == 1.3
+    assert pd.notna(lossless["met"]) and not lossless["met"]
+    assert (any_precision["configuration"], any_precision["wanted"]) == ("max", 4.5)
+    assert pd.notna(any_precision["met"]) and not any_precision["met"]
+    assert any_precision["value"] == pytest.approx(2200.0 / 520.0)
+    # no ceiling in these rows, so no fraction of it: the ceiling target is not measured (met empty)
+    assert pd.isna(by_target.loc[summary.CEILING_TARGET, "met"])
+    assert pd.isna(by_target.loc[summary.CEILING_TARGET, "configuration"])
+
+
+def test_a_target_reached_is_met_in_the_targets_table_and_the_report_writes_it(tmp_path):
+    raw = tmp_path / "raw"
+    for spec, energy in (("none", 700.0), ("graphs", 140.0)):
+        schema.append_row(raw / tables.RUNS_FILE, _row(optimize=spec, gpu_energy_J=energy,
+                                                       energy_denoising_J=0.95 * energy))
+        tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
+            "run_id": "r1", "model": "audioldm", "optimize": spec, "dtype": "float16", "steps": 100,
+            "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": 2.6e-3, "rel_error_audio": 2.6e-3})
+    paths = report.build_report([raw], tmp_path / "out")
+    assert paths[3] == tmp_path / "out" / report.TARGETS_FILE
+    targets = pd.read_csv(paths[3]).set_index("target")
+    lossless = targets.loc[summary.LOSSLESS_TARGET]
+    assert (lossless["model"], lossless["configuration"], lossless["value"], lossless["wanted"]) == (
+        "audioldm", "graphs", 5.0, 4.5)
+    assert bool(lossless["met"]) is True
+    assert "| audioldm | 700.0 | `graphs` | 140.0 | 5.00x | 4.5x | yes |" in paths[1].read_text()
+    assert summary.meets(5.0, 4.5) is True and summary.meets(4.4, 4.5) is False
+    assert summary.meets(float("nan"), 4.5) is None
 
 
 def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_path):

@@ -429,8 +429,51 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
     return text
 
 
+def targets_sentence(data: Path, folder: str) -> str:
+    """Each kind of levers target in ``data/<folder>/levers_targets.csv``: how many models meet it, and each
+    miss with its value against the target; the targets nothing was measured for."""
+    from tta_energy.levers.summary import CEILING_TARGET, FP8_TARGET, TARGET_KINDS, read_targets
+
+    path = data / folder / "levers_targets.csv"
+    if not path.is_file():
+        return f"no targets table yet (`{path.as_posix()}`)"
+    targets = read_targets(path)
+
+    def shown(target: str, value: float) -> str:
+        return (f"{value:.0%}" if target == CEILING_TARGET else f"{value:.3f}" if target == FP8_TARGET
+                else f"{value:.2f}×")
+
+    parts, unmeasured = [], []
+    for target in TARGET_KINDS:
+        rows = targets[targets["target"] == target]
+        judged = rows[rows["met"].notna()]
+        unmeasured += [f"{label(r.model)} ({target})" for r in rows[rows["met"].isna()].itertuples()]
+        if judged.empty:
+            continue
+        missed = judged[~judged["met"].astype(bool)]
+        text = f"{target} {int(judged['met'].astype(bool).sum())} of {len(judged)}"
+        if not missed.empty:
+            text += " (missed: " + ", ".join(
+                f"{label(r.model)} {shown(target, r.value)} against {shown(target, r.wanted)}"
+                for r in missed.itertuples()) + ")"
+        parts.append(text)
+    sentence = (f"Against the targets (`data/{folder}/levers_targets.csv`, met of measured): "
+                + ("; ".join(parts) if parts else "none measured yet"))
+    if unmeasured:
+        sentence += "; not measured yet: " + ", ".join(unmeasured)
+    return sentence
+
+
 def block_levers(d: DocData) -> str:
     return levers_paragraph(d, "h200", d.levers)
+
+
+def block_levers_targets(d: DocData) -> str:
+    return targets_sentence(d.data, "h200")
+
+
+def block_levers_targets_h100(d: DocData) -> str:
+    return targets_sentence(d.data, "h100")
 
 
 def block_levers_h100(d: DocData) -> str:
@@ -958,6 +1001,8 @@ BLOCKS: dict[str, Callable[[DocData], str]] = {
     "cell-processes": block_cell_processes,
     "levers": block_levers,
     "levers-h100": block_levers_h100,
+    "levers-targets": block_levers_targets,
+    "levers-targets-h100": block_levers_targets_h100,
     "study-warmup": block_study_warmup,
     "study-warmup-example": block_study_warmup_example,
     "observations": block_observations,

@@ -383,8 +383,13 @@ def summary_runs(table: pd.DataFrame, steps: int, batch: int) -> dict[str, str]:
     return runs
 
 
-def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]:
-    """``levers.csv``, ``levers_summary.md`` and ``levers.png`` in ``out_dir`` from the raw folders."""
+#: each target's status (:data:`tta_energy.levers.summary.TARGET_COLUMNS`), beside ``levers_summary.md``
+TARGETS_FILE = "levers_targets.csv"
+
+
+def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path, Path]:
+    """``levers.csv``, ``levers_summary.md``, ``levers.png`` and :data:`TARGETS_FILE` in ``out_dir`` from the
+    raw folders."""
     dirs = unique_folders(dirs)
     for folder in dirs:  # each table that lost its row in flight is said once, though some are read twice
         for name in (RUNS_FILE, *SIDE_COLUMNS):
@@ -398,13 +403,16 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path]
     fig_path = out_dir / "levers.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
-    from tta_energy.levers.summary import summary_markdown  # it reads this module's table and rules
+    from tta_energy.levers.summary import levers_summary  # it reads this module's table and rules
 
-    write_text_atomic(md_path, summary_markdown(table, ceiling, profile, context_losses(generations),
-                                                generation_failures(generations)))
+    text, targets = levers_summary(table, ceiling, profile, context_losses(generations),
+                                   generation_failures(generations))
+    write_text_atomic(md_path, text)
+    targets_path = out_dir / TARGETS_FILE
+    write_csv_atomic(targets_path, targets)
     steps, batch = target_cell(table)
     runs = summary_runs(table, steps, batch)
     plot_levers(reduction_bars(table, steps, batch), fig_path, steps, batch, ceiling_bars(table, steps, runs))
-    return csv_path, md_path, fig_path
+    return csv_path, md_path, fig_path, targets_path
 
 

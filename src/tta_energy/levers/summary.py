@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,45 @@ from tta_energy.levers.report import (
 )
 from tta_energy.levers.spec import PRECISIONS, REFERENCE_SPEC, LeverError, parse_levers
 from tta_energy.levers.tables import ceiling_rows, failure_where
+
+#: the kinds of target, as ``levers_targets.csv`` names them (the thresholds are each model's
+#: :class:`~tta_energy.models.catalogue.LeverTargets`)
+LOSSLESS_TARGET = "lossless reduction"
+ANY_PRECISION_TARGET = "reduction at any precision"
+CEILING_TARGET = "fraction of the ceiling"
+FP8_TARGET = "fp8 TFLOP per joule"
+TARGET_KINDS = (LOSSLESS_TARGET, ANY_PRECISION_TARGET, CEILING_TARGET, FP8_TARGET)
+#: ``levers_targets.csv``: one row per target of a model; ``value`` against ``wanted`` (a reduction in x, a
+#: fraction, or TFLOP/J), ``met`` empty where nothing was measured for it
+TARGET_COLUMNS = ["target", "model", "configuration", "dtype", "steps", "batch", "value", "wanted", "met"]
+
+
+def read_targets(path: Path) -> pd.DataFrame:
+    """A ``levers_targets.csv`` (:data:`TARGET_COLUMNS`); one clear :class:`LeverError` line for a file with
+    other columns."""
+    targets = pd.read_csv(path, dtype={"configuration": "string", "dtype": "string"})
+    if list(targets.columns) != TARGET_COLUMNS:
+        raise LeverError(f"{path}: columns {', '.join(targets.columns)}; a levers targets table has "
+                         f"{', '.join(TARGET_COLUMNS)} (rebuild it with `tta-energy levers report`)")
+    return targets.astype({"met": "boolean", "steps": "Int64", "batch": "Int64"})
+
+
+def meets(value: float, wanted: float) -> bool | None:
+    """Whether a measured ``value`` reaches its target ``wanted``: the one rule of every target; None where
+    nothing was measured (NaN)."""
+    return None if not np.isfinite(value) else bool(value >= wanted)
+
+
+def target_status(target: str, model: str, wanted: float, best: pd.Series | None,
+                  value: float = float("nan")) -> dict[str, object]:
+    """One row of :data:`TARGET_COLUMNS`: ``best`` (a row of the levers table, or None: not measured)
+    reaching ``value`` against ``wanted``."""
+    return {"target": target, "model": model,
+            "configuration": None if best is None else str(best["optimize"]),
+            "dtype": None if best is None else str(best["dtype"]),
+            "steps": None if best is None else int(best["steps"]),
+            "batch": None if best is None else int(best["waveforms_per_prompt"]),
+            "value": value, "wanted": float(wanted), "met": meets(value, wanted)}
 
 
 def _ratio(x: float) -> str:
@@ -117,16 +157,19 @@ def reduction_miss(head: str, best: pd.Series, none_J: float, target: float, bat
 
 
 def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
-                       profile: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
+                       profile: pd.DataFrame | None = None
+                       ) -> tuple[list[str], list[str], list[dict[str, object]]]:
     """Markdown lines: per model, the configuration with the largest reduction against ``none`` at any
     precision (each in its own run, :func:`~tta_energy.levers.report.configuration_rows`; the least energy
     per clip where no run measured ``none``; fp8 included; not ``trim-latents``, which computes a shorter
     clip), with its error against fp32, the verdict and the model's any-precision target; and a line per
-    target missed, with what ``profile`` (the step profiles) says limits it (:func:`reduction_miss`)."""
+    target missed, with what ``profile`` (the step profiles) says limits it (:func:`reduction_miss`); and the
+    status of each model's any-precision target (:func:`target_status`)."""
     lines = ["", f"## Whole generation, {steps} steps, batch {batch}: best at any precision, with its error",
              "", "| model | configuration | dtype | J/clip | reduction | latents error | study default's "
              "error | lossless | target | met |", "|" + " --- |" * 10]
     misses: list[str] = []
+    statuses: list[dict[str, object]] = []
     for model in sorted(cell["model"].unique()):
         target = lever_targets(model).any_precision_reduction
         wanted = f"{target}x" if target else ""
@@ -135,12 +178,17 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
                     & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
         if rows.empty:
             lines.append(f"| {model} | n/a | | | | | | | {wanted} | {'not measured' if target else ''} |")
+            if target:
+                statuses.append(target_status(ANY_PRECISION_TARGET, model, target, None))
             continue
         within = configuration_rows(rows, rows)  # each configuration in its own run, as the lossless table
         r = (largest_reduction(within, rows) if not within.empty
              else rows.loc[rows["energy_per_clip_J"].idxmin()])
         red = float(r["reduction_vs_none"])
-        met = "" if not target else ("n/a" if not np.isfinite(red) else ("yes" if red >= target else "no"))
+        status = target_status(ANY_PRECISION_TARGET, model, target, r, red) if target else None
+        met = "" if status is None else {None: "n/a", True: "yes", False: "no"}[status["met"]]
+        if status is not None:
+            statuses.append(status)
         lines.append(f"| {model} | `{r['optimize']}` | {r['dtype']} | {r['energy_per_clip_J']:.1f} | "
                      f"{_ratio(red)} | {_fmt(float(r['rel_error_latents']), '.2e')} | "
                      f"{_fmt(float(r['yardstick_latents']), '.2e')} | {'yes' if r['lossless'] else 'no'} | "
@@ -151,7 +199,7 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
             misses.append(reduction_miss(f"**{model}** (any precision): {red:.2f}x with `{r['optimize']}` "
                                          f"({r['dtype']})", r, none_J, target, batch,
                                          pd.DataFrame() if profile is None else profile))
-    return lines, misses
+    return lines, misses, statuses
 
 
 def _without_fp8(spec: str) -> str:
@@ -199,13 +247,15 @@ def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8
 
 
 def fp8_lines(table: pd.DataFrame, profile: pd.DataFrame | None = None,
-              fp8_over_bf16: float = float("nan")) -> tuple[list[str], list[str]]:
+              fp8_over_bf16: float = float("nan")
+              ) -> tuple[list[str], list[str], list[dict[str, object]]]:
     """Markdown lines: per model with an fp8 target, its best float8 configuration's FLOP per joule (any
     batch size) against the target; and a line per target missed or not measured, with what limits it
     (``profile``: the step profiles; ``fp8_over_bf16``: the fp8 ceiling's FLOP per joule over the bf16
-    one's)."""
+    one's); and the status of each fp8 target (:func:`target_status`)."""
     lines: list[str] = []
     misses: list[str] = []
+    statuses: list[dict[str, object]] = []
     for model in sorted(table["model"].unique()):
         target = lever_targets(model).fp8_tflop_per_J
         if not target:
@@ -214,22 +264,24 @@ def fp8_lines(table: pd.DataFrame, profile: pd.DataFrame | None = None,
                      & table["flop_per_joule"].notna()]
         if rows.empty:
             lines.append(f"- {model}: no float8 configuration measured (target {target} TFLOP/J)")
+            statuses.append(target_status(FP8_TARGET, model, target, None))
             continue
         best = rows.loc[rows["flop_per_joule"].idxmax()]
         got = float(best["flop_per_joule"]) / 1e12
-        verdict = "met" if got >= target else "missed"
+        statuses.append(target_status(FP8_TARGET, model, target, best, got))
+        verdict = "met" if statuses[-1]["met"] else "missed"
         text = (f"{model} `{best['optimize']}`, {int(best['steps'])} steps, batch "
                 f"{int(best['waveforms_per_prompt'])}: {got:.3f} TFLOP/J against a target of {target} "
                 f"({verdict}); latents error {_fmt(float(best['rel_error_latents']), '.2e')} "
                 "(changes the output)")
         lines.append(f"- {text}")
-        if got < target:
+        if not statuses[-1]["met"]:
             limits = _fp8_limits(best, table, pd.DataFrame() if profile is None else profile, fp8_over_bf16)
             misses.append(f"- **{model}** (fp8): {text}, short of {target} by a factor {target / got:.2f}. "
                           f"Measured: {limits}.")
     if lines:
         lines = ["", "## Float8 linear layers (changes the output)", "", *lines]
-    return lines, misses
+    return lines, misses, statuses
 
 
 def _listed(title: str, intro: str, items: Sequence[str]) -> list[str]:
@@ -239,9 +291,17 @@ def _listed(title: str, intro: str, items: Sequence[str]) -> list[str]:
 
 def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame,
                      losses: pd.DataFrame | None = None, failed: pd.DataFrame | None = None) -> str:
+    """The text of :func:`levers_summary`."""
+    return levers_summary(table, ceiling, profile, losses, failed)[0]
+
+
+def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataFrame,
+                   losses: pd.DataFrame | None = None,
+                   failed: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
     """The short markdown summary: each target met or missed (by how much, and the measured limits), the
     configurations that lost the CUDA context (``losses``, from ``context_losses``) and those that failed
-    otherwise (``failed``, from ``generation_failures``)."""
+    otherwise (``failed``, from ``generation_failures``); and each target's status as a table
+    (:data:`TARGET_COLUMNS`, written as ``levers_targets.csv``)."""
     steps, batch = target_cell(table)
     duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
     lines = ["# Energy levers: summary", ""]
@@ -285,6 +345,7 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     misses: list[str] = []
     unmeasured: list[str] = []
+    statuses: list[dict[str, object]] = []
     cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)]
     chosen = best_lossless(table, batch, steps).set_index("model")
     for model in sorted(table["model"].unique()):
@@ -293,12 +354,14 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
             lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured | | |")
             unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
                               f"steps, batch {batch}")
+            statuses.append(target_status(LOSSLESS_TARGET, model, target, None))
             continue
         pick = chosen.loc[model]
         best = table.loc[pick["best_index"]]
         none_J = float(pick["none_J"])
         red = float(pick["ratio"])
-        met = red >= target
+        statuses.append(target_status(LOSSLESS_TARGET, model, target, best, red))
+        met = statuses[-1]["met"]
         nones = cell.loc[(cell["model"] == model) & (cell["optimize"] == "none"),
                          "energy_per_clip_J"].dropna()
         low, high = nones.min(), nones.max()
@@ -308,9 +371,10 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                      f"{spread} ({len(nones)}) | {_interval(pick['ratio_low'], pick['ratio_high'])} |")
         if not met:
             misses.append(reduction_miss(f"**{model}**: {red:.2f}x", best, none_J, target, batch, profile))
-    any_lines, any_misses = best_any_precision(cell, steps, batch, profile)
+    any_lines, any_misses, any_statuses = best_any_precision(cell, steps, batch, profile)
     lines += any_lines
     misses += any_misses
+    statuses += any_statuses
     lines += ["", "## Best lossless configuration at any batch size: FLOP per joule against the ceiling", "",
               "`best at any precision`: the configuration with the highest fraction among those that keep "
               "the computation, lossless or not (not `fp8` or `trim-latents`), where it is another; the "
@@ -330,9 +394,11 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
         if best is None:
             lines.append(f"| {model} | n/a | | | | n/a | {target:.0%} | not measured | {other} |")
             unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
+            statuses.append(target_status(CEILING_TARGET, model, target, None))
             continue
         frac = float(best["fraction_of_ceiling"])
-        met = frac >= target
+        statuses.append(target_status(CEILING_TARGET, model, target, best, frac))
+        met = statuses[-1]["met"]
         lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
                      f"{int(best['waveforms_per_prompt'])} | {best['flop_per_joule'] / 1e12:.3f} | "
                      f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} | {other} |")
@@ -344,9 +410,10 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
                           + "Measured: " + _limits_text(model, best, profile) + ".")
     ratio = (float(fp8["tflop_per_J"].mean() / ceiling["tflop_per_J"].mean())
              if not fp8.empty and not ceiling.empty else float("nan"))
-    fp8_text, fp8_misses = fp8_lines(table, profile, ratio)
+    fp8_text, fp8_misses, fp8_statuses = fp8_lines(table, profile, ratio)
     lines += fp8_text
     misses += fp8_misses
+    statuses += fp8_statuses
     lines += ["", "## Targets missed and what limits them", ""]
     if misses:
         lines += misses
@@ -431,4 +498,6 @@ def summary_markdown(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.Dat
             lines += ["", "n/a: the run measured no `none` at that batch size and step count, so there is no "
                           "saving per clip to pay the one-time cost back."]
     lines.append("")
-    return "\n".join(lines)
+    targets = pd.DataFrame(statuses, columns=TARGET_COLUMNS).astype({"met": "boolean", "steps": "Int64",
+                                                                     "batch": "Int64"})
+    return "\n".join(lines), targets
