@@ -344,6 +344,9 @@ def test_levers_sweep_end_to_end_on_cpu(tmp_path):
     assert not bool(row.loc[("bf16", 1), "lossless"])
     assert row.loc[("none", 2), "gflop"] > row.loc[("none", 1), "gflop"] > 0
     assert "not measured" in md_path.read_text() and png_path.stat().st_size > 0
+    # no GPU energy on a CPU: each of AudioLDM's targets is in the table, judged neither met nor missed
+    targets = summary.read_targets(targets_path)
+    assert set(targets["model"]) == {"audioldm"} and len(targets) >= 2 and targets["met"].isna().all()
     ceiling = pd.read_csv(folder / tables.CEILING_FILE)
     assert list(ceiling["when"]) == ["start", "end"] and (ceiling["tflop_per_s"] > 0).all()
 
