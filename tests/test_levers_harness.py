@@ -214,6 +214,19 @@ def test_a_target_reached_is_met_in_the_targets_table_and_the_report_writes_it(t
     assert summary.meets(float("nan"), 4.5) is None
 
 
+def test_a_model_outside_the_catalogue_has_only_the_default_ceiling_target(tmp_path):
+    raw = tmp_path / "raw"
+    for spec, energy in (("none", 700.0), ("graphs", 140.0)):
+        schema.append_row(raw / tables.RUNS_FILE, _row(model="my-model", optimize=spec, gpu_energy_J=energy,
+                                                       energy_denoising_J=0.95 * energy))
+        tables.append_csv(raw / tables.EQUIVALENCE_FILE, {
+            "run_id": "r1", "model": "my-model", "optimize": spec, "dtype": "float16", "steps": 100,
+            "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": 2.6e-3, "rel_error_audio": 2.6e-3})
+    _, targets = summary.levers_summary(report.levers_table([raw]), pd.DataFrame(), pd.DataFrame())
+    assert targets[["target", "model", "wanted"]].to_dict("records") == [
+        {"target": summary.CEILING_TARGET, "model": "my-model", "wanted": 0.4}]
+
+
 def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_path):
     """AudioLDM's eager default moved from 689 J in one device call to 391 J in another: the run reported is
     chosen by its repeats of `none` (then the latest), never by its result, and reductions stay within it."""

@@ -354,14 +354,17 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
             lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured | | |")
             unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
                               f"steps, batch {batch}")
-            statuses.append(target_status(LOSSLESS_TARGET, model, target, None))
+            if np.isfinite(target):  # a model of one's own may have no such target
+                statuses.append(target_status(LOSSLESS_TARGET, model, target, None))
             continue
         pick = chosen.loc[model]
         best = table.loc[pick["best_index"]]
         none_J = float(pick["none_J"])
         red = float(pick["ratio"])
-        statuses.append(target_status(LOSSLESS_TARGET, model, target, best, red))
-        met = statuses[-1]["met"]
+        status = target_status(LOSSLESS_TARGET, model, target, best, red)
+        if np.isfinite(target):
+            statuses.append(status)
+        met = status["met"]
         nones = cell.loc[(cell["model"] == model) & (cell["optimize"] == "none"),
                          "energy_per_clip_J"].dropna()
         low, high = nones.min(), nones.max()
