@@ -37,6 +37,8 @@ TARGET_KINDS = (LOSSLESS_TARGET, ANY_PRECISION_TARGET, CEILING_TARGET, FP8_TARGE
 #: ``levers_targets.csv``: one row per target of a model; ``value`` against ``wanted`` (a reduction in x, a
 #: fraction, or TFLOP/J), ``met`` empty where nothing was measured for it
 TARGET_COLUMNS = ["target", "model", "configuration", "dtype", "steps", "batch", "value", "wanted", "met"]
+#: the columns of :data:`TARGET_COLUMNS` that may be empty, and their types
+TARGET_NULLABLE = {"met": "boolean", "steps": "Int64", "batch": "Int64"}
 
 
 def read_targets(path: Path) -> pd.DataFrame:
@@ -46,7 +48,7 @@ def read_targets(path: Path) -> pd.DataFrame:
     if list(targets.columns) != TARGET_COLUMNS:
         raise LeverError(f"{path}: columns {', '.join(targets.columns)}; a levers targets table has "
                          f"{', '.join(TARGET_COLUMNS)} (rebuild it with `tta-energy levers report`)")
-    return targets.astype({"met": "boolean", "steps": "Int64", "batch": "Int64"})
+    return targets.astype(TARGET_NULLABLE)
 
 
 def meets(value: float, wanted: float) -> bool | None:
@@ -501,6 +503,5 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
             lines += ["", "n/a: the run measured no `none` at that batch size and step count, so there is no "
                           "saving per clip to pay the one-time cost back."]
     lines.append("")
-    targets = pd.DataFrame(statuses, columns=TARGET_COLUMNS).astype({"met": "boolean", "steps": "Int64",
-                                                                     "batch": "Int64"})
+    targets = pd.DataFrame(statuses, columns=TARGET_COLUMNS).astype(TARGET_NULLABLE)
     return "\n".join(lines), targets
