@@ -358,14 +358,24 @@ def test_the_targets_sentence_counts_each_kind_and_names_each_miss(tmp_path: Pat
             ("fraction of the ceiling", "tango", "max", "float16", 100, 10, 0.161, 0.5, False),
             ("fp8 TFLOP per joule", "stable-audio-open", "compile-graphs,fp8", "float16", 100, 16, 0.7718,
              0.8, False)]
-    (tmp_path / "h100").mkdir()
-    pd.DataFrame(rows, columns=TARGET_COLUMNS).to_csv(tmp_path / "h100" / "levers_targets.csv", index=False)
-    assert docs_numbers.targets_sentence(tmp_path, "h100") == (
+    data = tmp_path / "data"
+    (data / "h100").mkdir(parents=True)
+    pd.DataFrame(rows, columns=TARGET_COLUMNS).to_csv(data / "h100" / "levers_targets.csv", index=False)
+    assert docs_numbers.targets_sentence(data, "h100") == (
         "Against the targets (`data/h100/levers_targets.csv`, met of measured): lossless reduction 1 of 2 "
         "(missed: Tango 1.06× against 1.30×); fraction of the ceiling 0 of 1 (missed: Tango 16% against "
         "50%); fp8 TFLOP per joule 0 of 1 (missed: Stable Audio Open 0.772 against 0.800); not measured yet: "
         "Tango 2 (lossless reduction)")
-    assert docs_numbers.targets_sentence(tmp_path, "h200").startswith("no targets table yet")
+    assert docs_numbers.targets_sentence(data, "h200").startswith("no targets table yet")
+    # with the card's plan file beside data/: how far its table is, first (no call folder yet: 0 cells)
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "h100_levers.toml").write_text(
+        '[levers]\nmodels = ["tango"]\nspecs = ["none", "compile"]\nsteps = [100]\nbatches = [1]\n'
+        'repeats = 3\nduration_s = 10.0\nseed = 0\n', encoding="utf-8")
+    assert docs_numbers.targets_sentence(data, "h100").startswith(
+        "The table holds 0 of the 2 cells `campaigns/h100_levers.toml` declares, so a target missed here "
+        "may still be met by a configuration not measured yet. Against the targets "
+        "(`data/h100/levers_targets.csv`")
 
 
 def test_a_targets_table_of_other_columns_is_one_clear_error(tmp_path: Path) -> None:

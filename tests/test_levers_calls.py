@@ -6,6 +6,7 @@ time left going on with the next units."""
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -514,3 +515,21 @@ def test_a_compilation_the_cache_served_prices_no_call(tmp_path):
     old = tmp_path / "old.csv"
     pd.read_csv(levers_csv).drop(columns="compile_cache_hit_share").to_csv(old, index=False)
     assert plan.read_history([old]).set_index("optimize").loc["compile", "compile_s"] == 40.0  # the longest
+
+
+def test_plan_progress_counts_the_declared_cells_its_call_folders_settle(tmp_path):
+    plan_file = tmp_path / "campaigns" / "tango_levers.toml"
+    plan_file.parent.mkdir()
+    plan_file.write_text('[levers]\nmodels = ["tango"]\nspecs = ["none", "compile"]\nsteps = [100]\n'
+                         'batches = [1, 10]\nrepeats = 2\nduration_s = 10.0\nseed = 0\n'
+                         'out_dir = "../data/tango"\n', encoding="utf-8")
+    assert calls.plan_progress(plan_file) == (0, 4)  # no call yet: nothing settled of 2 specs x 2 batches
+    parts = tmp_path / "data" / "tango" / "levers"
+    _runs([("r1", spec, 1, i) for spec in ("none", "compile") for i in range(2)], parts / "partplan-a")
+    _runs([("r2", "none", 10, 0)], parts / "partplan-b")  # one repeat of two: not yet measured
+    assert calls.plan_progress(plan_file) == (2, 4)
+    # the same folders under another table folder: what the docs read with their own data folder
+    elsewhere = tmp_path / "copy"
+    shutil.copytree(tmp_path / "data" / "tango", elsewhere)
+    assert calls.plan_progress(plan_file, elsewhere) == (2, 4)
+    assert calls.plan_progress(plan_file, tmp_path / "empty") == (0, 4)

@@ -430,8 +430,11 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
 
 
 def targets_sentence(data: Path, folder: str) -> str:
-    """Each kind of levers target in ``data/<folder>/levers_targets.csv``: how many models meet it, and each
-    miss with its value against the target; the targets nothing was measured for."""
+    """How far the levers plan of ``data/<folder>`` is (``campaigns/<folder>_levers.toml``,
+    :func:`tta_energy.levers.calls.plan_progress`); each kind of target in its ``levers_targets.csv``: how
+    many models meet it, and each miss with its value against the target; the targets nothing was measured
+    for."""
+    from tta_energy.levers.calls import plan_progress
     from tta_energy.levers.summary import CEILING_TARGET, FP8_TARGET, TARGET_KINDS, read_targets
 
     path = data / folder / "levers_targets.csv"
@@ -457,7 +460,14 @@ def targets_sentence(data: Path, folder: str) -> str:
                 f"{label(r.model)} {shown(target, r.value)} against {shown(target, r.wanted)}"
                 for r in missed.itertuples()) + ")"
         parts.append(text)
-    sentence = (f"Against the targets (`data/{folder}/levers_targets.csv`, met of measured): "
+    plan = data.parent / "campaigns" / f"{folder}_levers.toml"
+    progress = ""
+    if plan.is_file():
+        done, total = plan_progress(plan, data / folder)
+        progress = (f"The table holds {done} of the {total} cells `campaigns/{folder}_levers.toml` declares"
+                    + ("" if done == total else ", so a target missed here may still be met by a "
+                       "configuration not measured yet") + ". ")
+    sentence = (f"{progress}Against the targets (`data/{folder}/levers_targets.csv`, met of measured): "
                 + ("; ".join(parts) if parts else "none measured yet"))
     if unmeasured:
         sentence += "; not measured yet: " + ", ".join(unmeasured)

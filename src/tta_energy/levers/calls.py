@@ -534,6 +534,25 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierR
                       card=card_of(opts.device), full_call_s=opts.call_budget_s)
 
 
+def plan_progress(plan: Path, out_dir: Path | None = None) -> tuple[int, int]:
+    """How far the table of the plan file ``plan`` is: its declared cells that the call folders under its
+    out_dir (else ``out_dir``; ``levers/partplan-*``, as ``scripts/gpu_levers.sh`` keeps them) settle,
+    measured or left out (:meth:`EarlierRuns.settle`), and all its declared cells: the dry run's "cells done
+    by earlier calls"."""
+    from tta_energy.levers.experiment import LeversOptions, declared_plans
+    from tta_energy.levers.plan import read_levers_plan
+
+    p = read_levers_plan(plan)
+    opts = LeversOptions(models=p.models, declared=p.declared, repeats=p.repeats, duration_s=p.duration_s,
+                         seed=p.seed)
+    declared = declared_plans(opts)
+    out_dir = out_dir if out_dir is not None else p.out_dir
+    folders = sorted((out_dir / "levers").glob("partplan-*")) if out_dir is not None else []
+    earlier = read_earlier_runs(folders, size=opts.size, duration_s=opts.duration_s, seed=opts.seed,
+                                weights=opts.weights)
+    return len(earlier.done(declared)), len(declared_cells(declared))
+
+
 def declared_cells(declared: Declared) -> set[Cell]:
     """Every (model, spec, steps, batch) of ``declared``."""
     return {(model, spec, s, b) for model, entries in declared.items()
