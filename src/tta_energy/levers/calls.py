@@ -535,10 +535,10 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierR
 
 
 def plan_progress(plan: Path, out_dir: Path | None = None) -> tuple[int, int]:
-    """How far the table of the plan file ``plan`` is: its declared cells that the call folders under its
-    out_dir (else ``out_dir``; ``levers/partplan-*``, as ``scripts/gpu_levers.sh`` keeps them) settle,
-    measured or left out (:meth:`EarlierRuns.settle`), and all its declared cells: the dry run's "cells done
-    by earlier calls"."""
+    """How far the table of the plan file ``plan`` is: its declared cells that the call folders under
+    ``out_dir`` (default: the plan's own; ``levers/partplan-*``, as ``scripts/gpu_levers.sh`` keeps them)
+    settle, measured or left out (:meth:`EarlierRuns.settle`), and all its declared cells: the dry run's
+    "cells done by earlier calls"."""
     from tta_energy.levers.experiment import LeversOptions, declared_plans
     from tta_energy.levers.plan import read_levers_plan
 
