@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd
 import pytest
+from conftest import refused
 
 from tta_energy import schema
 from tta_energy.cli.main import main
@@ -533,3 +534,13 @@ def test_plan_progress_counts_the_declared_cells_its_call_folders_settle(tmp_pat
     shutil.copytree(tmp_path / "data" / "tango", elsewhere)
     assert calls.plan_progress(plan_file, elsewhere) == (2, 4)
     assert calls.plan_progress(plan_file, tmp_path / "empty") == (0, 4)
+
+
+def test_a_model_the_plan_does_not_plan_is_one_clear_error(tmp_path, capsys):
+    plan_file = tmp_path / "tango_levers.toml"
+    plan_file.write_text('[levers]\nmodels = ["tango"]\nspecs = ["none"]\nsteps = [100]\nbatches = [1]\n'
+                         'repeats = 3\nduration_s = 10.0\nseed = 0\n', encoding="utf-8")
+    refused(capsys, ["levers", "run", "--plan", str(plan_file), "--models", "audioldm", "--dry-run",
+                     "--out-dir", str(tmp_path / "out")],
+            f"--models names audioldm, which {plan_file} does not plan; it plans tango",
+            absent=(tmp_path / "out",))

@@ -84,20 +84,6 @@ def history_paths(value: str | None, own: Path | None = None) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def plan_options(opts: object, plan: Path, p: object) -> object:
-    """``opts`` with the cells, repeats, duration and seed of the plan file ``plan`` (parsed: ``p``), and its
-    models (those of ``opts.models`` only, when given)."""
-    from tta_energy.levers.spec import LeversError
-
-    outside = [m for m in opts.models if m not in p.models]
-    if outside:
-        raise LeversError(f"--models names {outside[0]}, which {plan} does not plan; it plans "
-                          f"{', '.join(p.models)}")
-    models = tuple(m for m in p.models if m in opts.models) if opts.models else p.models
-    return dataclasses.replace(opts, models=models, declared=p.declared, repeats=p.repeats,
-                               duration_s=p.duration_s, seed=p.seed, call_budget_s=p.call_budget_s, gpu=p.gpu)
-
-
 def price_history(opts: object, paths: list[Path], earlier: object) -> object:
     """The measured seconds that price the cells: the tables ``paths``, at ``opts``' size and clip length,
     and the compilations the ``earlier`` calls' runs (:func:`tta_energy.levers.calls.read_earlier_runs`)
@@ -222,7 +208,7 @@ def register(app: typer.Typer) -> None:
             from tta_energy.levers.plan import read_levers_plan
 
             plan_file = read_levers_plan(plan)
-            opts = plan_options(opts, plan, plan_file)
+            opts = plan_file.applied_to(opts, plan)
         check_options(opts, plan)
         tables = history_paths(history, plan_file.out_dir if plan_file is not None else None)
         from tta_energy.levers.calls import read_earlier_runs

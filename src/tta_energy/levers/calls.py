@@ -543,8 +543,7 @@ def plan_progress(plan: Path, out_dir: Path | None = None) -> tuple[int, int]:
     from tta_energy.levers.plan import read_levers_plan
 
     p = read_levers_plan(plan)
-    opts = LeversOptions(models=p.models, declared=p.declared, repeats=p.repeats, duration_s=p.duration_s,
-                         seed=p.seed)
+    opts = p.applied_to(LeversOptions(models=()), plan)
     declared = declared_plans(opts)
     out_dir = out_dir if out_dir is not None else p.out_dir
     folders = sorted((out_dir / "levers").glob("partplan-*")) if out_dir is not None else []

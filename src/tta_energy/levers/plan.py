@@ -33,10 +33,11 @@ the rows of earlier levers tables (else by scaling what is known, else the catal
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,9 @@ from tta_energy.levers.spec import LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import TableColumns, read_table
 from tta_energy.models import catalogue
 from tta_energy.precision import canonical_dtype
+
+if TYPE_CHECKING:
+    from tta_energy.levers.experiment import LeversOptions
 
 Cells = tuple[tuple[int, int], ...]
 Declared = dict[str, tuple[tuple[str, Cells, int], ...]]
@@ -92,6 +96,19 @@ class LeversPlan:
     #: calls' parts and stored fp32 references in its ``levers/`` folder; ``levers run`` itself reads it only
     #: for its default price history (its own folders are its options). None: not declared
     out_dir: Path | None = None
+
+    def applied_to(self, opts: LeversOptions, path: Path) -> LeversOptions:
+        """``opts`` with this plan's cells, repeats, duration, seed, call budget and GPU, and its models
+        (those of ``opts.models`` only, when given); ``path``: the plan file, for the error of a model it
+        does not plan."""
+        outside = [m for m in opts.models if m not in self.models]
+        if outside:
+            raise LeversError(f"--models names {outside[0]}, which {path} does not plan; it plans "
+                              f"{', '.join(self.models)}")
+        models = tuple(m for m in self.models if m in opts.models) if opts.models else self.models
+        return dataclasses.replace(opts, models=models, declared=self.declared, repeats=self.repeats,
+                                   duration_s=self.duration_s, seed=self.seed,
+                                   call_budget_s=self.call_budget_s, gpu=self.gpu)
 
 
 def _ints(value: Any, what: str, path: Path) -> tuple[int, ...]:
