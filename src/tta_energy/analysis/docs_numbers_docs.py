@@ -426,6 +426,27 @@ def block_levers_cache_served_h100(d: HasData) -> str:
             f"{seconds['tango2']} s")
 
 
+def block_levers_same_process_h100(d: HasData) -> str:
+    """Tango 2's compilations in the run where Tango, of the same denoiser, compiled the same configuration
+    at the same batch size first (one process) on the H100, against Tango's."""
+    levers = read_levers(d.data, "h100")
+    keys = ["run_id", "optimize", "waveforms_per_prompt"]
+    if levers.empty:
+        return _missing(d.data / "h100" / "levers.csv")
+    compiled = levers["optimize"].map(lambda spec: any(t.startswith("compile") for t in spec.split(",")))
+    rows = levers[compiled.astype(bool) & levers["compile_s"].notna()]
+    if rows.empty:
+        return _missing(d.data / "h100" / "levers.csv")
+    both = rows[rows["model"] == "tango"][[*keys, "compile_s"]].merge(
+        rows[rows["model"] == "tango2"][[*keys, "compile_s"]], on=keys, suffixes=("_tango", "_tango2"))
+    if both.empty:
+        return _missing(d.data / "h100" / "levers.csv")
+    return "; ".join(
+        f"its `{r.optimize}` at batch {r.waveforms_per_prompt} compiled in {r.compile_s_tango2:.2f} s right "
+        f"after Tango's {r.compile_s_tango:.1f} s (run {r.run_id} of `data/h100/levers.csv`)"
+        for r in both.itertuples())
+
+
 _CACHE_NOT_RETURNED = re.compile(r"compile cache not returned: (\d+) MiB (>|unpacked)")
 _CACHE_FOLDER = re.compile(r"^([\d.]+)([KMG])\s+\.cache/compile/(?:inductor|triton)/$", re.M)
 
@@ -755,6 +776,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-attention-share": block_levers_attention_share,
     "levers-compile-blocks": block_levers_compile_blocks,
     "levers-cache-served-h100": block_levers_cache_served_h100,
+    "levers-same-process-h100": block_levers_same_process_h100,
     "levers-cut-unit-h100": block_levers_cut_unit_h100,
     "levers-compile-cache-h100": block_levers_compile_cache_h100,
     "levers-forecast-h100": block_levers_forecast_h100,

@@ -85,19 +85,25 @@ Entry = tuple[str, Cells, int]  # (spec, cells, repeats), as a plan declares it
 
 @dataclass(frozen=True)
 class CallUnit:
-    """One model at one batch size: the declared entries measured together, and their predicted seconds."""
+    """One model at one batch size: the declared entries measured together, and their predicted seconds.
+
+    ``follows`` names a model of the same denoiser (:func:`tta_energy.levers.plan.same_denoiser`) whose unit
+    at the same batch size comes right before this one, in the same call: this unit is priced without the
+    compilations of the specs that unit compiles (:func:`plan_units`), and is packed with it."""
 
     model: str
     batch: int
     entries: tuple[Entry, ...]
     seconds: float
+    follows: str | None = None
 
     @property
     def specs(self) -> tuple[str, ...]:
         return tuple(spec for spec, _, _ in self.entries)
 
     def label(self) -> str:
-        return f"{self.model} batch {self.batch}: {', '.join(self.specs)} ({self.seconds:.0f} s)"
+        reuse = f", reusing {self.follows}'s compilations" if self.follows else ""
+        return f"{self.model} batch {self.batch}: {', '.join(self.specs)} ({self.seconds:.0f} s{reuse})"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,60 +326,160 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
     """The units of ``declared``, batch 1 first (the targets' cells), then the plan's order, each priced as
     a call would run it alone (builds, warm-ups, compilation, repeats, step profiles) and split where it would
     not fit a call of ``budget_s`` with ``overhead_s``. A model's fp32 reference is priced in its first unit
-    only when ``references_kept`` (stored for the later calls), else in each."""
-    units: list[CallUnit] = []
+    only when ``references_kept`` (stored for the later calls), else in each.
+
+    Models of one denoiser (:func:`tta_energy.levers.plan.same_denoiser`: Tango and Tango 2) may be cut
+    together at a batch size, spec by spec, so that the same specs of both land in one call: the second
+    model's unit comes right after the first's (``follows``) and is priced without the compilations the first
+    one's unit makes, since in one process the second model runs the graphs compiled for the first (the same
+    classes and shapes; on the H100, Tango 2's ``compile-graphs,tf32`` at batch 1 compiled in 0.16 s right
+    after Tango's 43.4 s: run 20261206T123642Z-e52e1f of ``data/h100/levers.csv``). A spec whose units of both
+    models, each with its default, fit no call is cut model by model, and where cutting together predicts
+    more seconds than cutting each model alone (each unit repeats its model's default), each is cut alone."""
     capacity = budget_s - overhead_s
-    stored = set(stored_references)
+    entry_priced: dict[tuple[str, Entry], tuple[list[float], float]] = {}  # each entry's cells, priced once
 
-    entry_seconds: dict[tuple[str, Entry], list[float]] = {}  # each entry's cells, priced once
+    def entry_price(model: str, entry: Entry) -> tuple[list[float], float]:
+        """An entry's rows' seconds, and the seconds of their compilations."""
+        if (model, entry) not in entry_priced:
+            rows = entry_rows(model, *entry, history, min_window_s=min_window_s)
+            entry_priced[(model, entry)] = ([r["total_s"] for r in rows], sum(r["compile_s"] for r in rows))
+        return entry_priced[(model, entry)]
 
-    def price(model: str, group: list[Entry]) -> float:
-        """What :func:`estimate_plan` gives ``group`` alone: its rows' seconds, summed in the same order."""
+    def price(model: str, group: Sequence[Entry], stored: set[tuple[str, int]],
+              compiled: Collection[str] = ()) -> float:
+        """What :func:`estimate_plan` gives ``group`` alone (its rows' seconds, summed in the same order),
+        less the compilations of its specs in ``compiled`` (what a unit before it in the call compiles)."""
         seconds = [r["total_s"] for r in reference_rows(model, group, history, stored_references=stored)]
+        reused = 0.0
         for entry in group:
-            if (model, entry) not in entry_seconds:
-                entry_seconds[(model, entry)] = [r["total_s"] for r in entry_rows(
-                    model, *entry, history, min_window_s=min_window_s)]
-            seconds += entry_seconds[(model, entry)]
+            rows_s, compile_s = entry_price(model, entry)
+            seconds += rows_s
+            if entry[0] in compiled:
+                reused += compile_s
         seconds.append(profiles_row(model, group)["total_s"])
-        return float(np.sum(np.asarray(seconds, dtype=float)))
+        return float(np.sum(np.asarray(seconds, dtype=float))) - reused
 
-    for model, entries in declared.items():
-        for batch in sorted({b for _, cells, _ in entries for _, b in cells}):
-            at_batch = [(spec, tuple(c for c in cells if c[1] == batch), repeats)
-                        for spec, cells, repeats in entries]
-            at_batch = [e for e in at_batch if e[1]]
-            anchor = [e for e in at_batch if e[0] == DEFAULT_SPEC]
-            group = list(anchor)
-            for entry in (e for e in at_batch if e[0] != DEFAULT_SPEC):
-                if len(group) > len(anchor) and price(model, [*group, entry]) > capacity:
-                    units.append(CallUnit(model, batch, tuple(group), price(model, group)))
-                    if references_kept:
-                        stored |= {(model, s) for _, cells, _ in group for s, _ in cells}
-                    group = [*anchor, entry]
-                else:
-                    group.append(entry)
-            if group:
-                units.append(CallUnit(model, batch, tuple(group), price(model, group)))
+    def at_batch(model: str, batch: int) -> list[Entry]:
+        return [e for e in ((spec, tuple(c for c in cells if c[1] == batch), repeats)
+                            for spec, cells, repeats in declared[model]) if e[1]]
+
+    def cut(family: Sequence[str], batch: int, specs: Sequence[str],
+            stored: set[tuple[str, int]]) -> list[CallUnit]:
+        """The units of ``family`` (models of one denoiser) for ``specs`` at ``batch``, each with its
+        default, cut greedily spec by spec, the same specs of every model together (``stored`` is updated
+        with the references they store); with no ``specs``, the defaults alone."""
+        entries = {m: at_batch(m, batch) for m in family}
+        anchors = {m: [e for e in entries[m] if e[0] == DEFAULT_SPEC] for m in family}
+        family = [m for m in family if entries[m]]
+
+        def priced(groups: dict[str, list[Entry]], stored: set[tuple[str, int]]) -> list[CallUnit]:
+            out: list[CallUnit] = []
+            compiled: set[str] = set()
+            for m in family:
+                group = groups[m]
+                if specs and len(group) == len(anchors[m]):
+                    continue  # only the default of this model: nothing here is compared with it
+                alone = price(m, group, stored)
+                reusing = price(m, group, stored, compiled) if out else alone
+                leader = out[0].model if reusing < alone else None
+                out.append(CallUnit(m, batch, tuple(group), reusing, leader))
+                compiled |= {spec for spec, _, _ in group}
+            return out
+
+        def with_spec(groups: dict[str, list[Entry]], spec: str) -> dict[str, list[Entry]]:
+            return {m: [*groups[m], *(e for e in entries[m] if e[0] == spec)] for m in family}
+
+        units: list[CallUnit] = []
+
+        def emit(groups: dict[str, list[Entry]]) -> None:
+            for unit in priced(groups, stored):
+                units.append(unit)
                 if references_kept:
-                    stored |= {(model, s) for _, cells, _ in group for s, _ in cells}
+                    stored.update((unit.model, s) for _, cells, _ in unit.entries for s, _ in cells)
+
+        groups = {m: list(anchors[m]) for m in family}
+        for spec in specs:
+            added = with_spec(groups, spec)
+            grown = any(len(groups[m]) > len(anchors[m]) for m in family)
+            if grown and sum(u.seconds for u in priced(added, stored)) > capacity:
+                emit(groups)
+                groups = with_spec(anchors, spec)
+            else:
+                groups = added
+        if any(groups.values()):
+            emit(groups)
+        return units
+
+    def each_alone(family: Sequence[str], batch: int, specs: Sequence[str],
+                   stored: set[tuple[str, int]]) -> list[CallUnit]:
+        out: list[CallUnit] = []
+        for model in family:
+            own = [s for s in specs if any(e[0] == s for e in at_batch(model, batch))]
+            if own or not specs:
+                out += cut([model], batch, own, stored)
+        return out
+
+    from tta_energy.levers.plan import same_denoiser
+
+    families: list[list[str]] = []
+    for model in declared:
+        if not any(model in f for f in families):
+            families.append([model, *(m for m in same_denoiser(model)[1:] if m in declared)])
+    units: list[CallUnit] = []
+    stored = set(stored_references)
+    for family in families:
+        for batch in sorted({b for m in family for _, cells, _ in declared[m] for _, b in cells}):
+            specs = list(dict.fromkeys(e[0] for m in family for e in at_batch(m, batch)
+                                       if e[0] != DEFAULT_SPEC))
+            alone_stored = set(stored)
+            alone = each_alone(family, batch, specs, alone_stored)
+            if len(family) > 1:
+                joint = [s for s in specs
+                         if sum(u.seconds for u in cut(family, batch, [s], set(stored))) <= capacity]
+                together_stored = set(stored)
+                together = cut(family, batch, joint, together_stored) if joint else []
+                apart = [s for s in specs if s not in joint]
+                together += each_alone(family, batch, apart, together_stored) if apart else []
+                if sum(u.seconds for u in together) < sum(u.seconds for u in alone):
+                    alone, alone_stored = together, together_stored
+            units += alone
+            stored = alone_stored
     return sorted(units, key=lambda u: u.batch)
+
+
+def unit_blocks(units: Iterable[CallUnit]) -> list[list[CallUnit]]:
+    """``units`` in the blocks a call takes whole: a unit with the units that follow it (``follows``)."""
+    blocks: list[list[CallUnit]] = []
+    for unit in units:
+        if unit.follows is not None and blocks and blocks[-1][-1].batch == unit.batch and any(
+                u.model == unit.follows for u in blocks[-1]):
+            blocks[-1].append(unit)
+        else:
+            blocks.append([unit])
+    return blocks
+
+
+def block_seconds(block: Sequence[CallUnit]) -> float:
+    return sum(u.seconds for u in block)
 
 
 def pack_calls(units: Sequence[CallUnit], budget_s: float, overhead_s: float) -> list[list[CallUnit]]:
     """The units in calls of ``budget_s`` (``overhead_s`` each), first-fit in the units' order, so the first
-    call holds the plan's first units; a unit larger than a call gets a call of its own, after the calls of
-    the units that fit (a call measures what fits it whole before one its time budget must cut: a short call
-    given a larger unit spent its time compiling and measured nothing)."""
+    call holds the plan's first units; a unit with the units that follow it (:func:`unit_blocks`) goes into
+    one call; a block larger than a call gets a call of its own, after the calls of the blocks that fit (a
+    call measures what fits it whole before one its time budget must cut: a short call given a larger unit
+    spent its time compiling and measured nothing)."""
     calls: list[list[CallUnit]] = []
-    oversized = [[u] for u in units if overhead_s + u.seconds > budget_s]
-    for unit in (u for u in units if overhead_s + u.seconds <= budget_s):
+    blocks = unit_blocks(units)
+    oversized = [list(b) for b in blocks if overhead_s + block_seconds(b) > budget_s]
+    for block in (b for b in blocks if overhead_s + block_seconds(b) <= budget_s):
         for call in calls:
-            if overhead_s + sum(u.seconds for u in call) + unit.seconds <= budget_s:
-                call.append(unit)
+            if overhead_s + block_seconds(call) + block_seconds(block) <= budget_s:
+                call.extend(block)
                 break
         else:
-            calls.append([unit])
+            calls.append(list(block))
     return calls + oversized
 
 
@@ -441,7 +547,8 @@ class CallsPlan:
     def within(self, seconds: float) -> CallsPlan:
         """The units that fit ``seconds`` each (with the overhead), packed first-fit into calls of
         ``seconds``: the first call takes what fits in the plan's order, a larger unit passed over."""
-        units = [u for call in self.calls for u in call if self.overhead_s + u.seconds <= seconds]
+        units = [u for block in unit_blocks(u for call in self.calls for u in call)
+                 if self.overhead_s + block_seconds(block) <= seconds for u in block]
         return CallsPlan(pack_calls(units, seconds, self.overhead_s), self.done, self.total, seconds,
                          self.overhead_s, self.lost, self.waiting, self.full_call_s)
 
@@ -482,7 +589,9 @@ def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, 
                  if any(c[0] == model and (spec == REFERENCE_SPEC or (c[1], c[3]) == (spec, batch))
                         for c in unmeasured))
     lost += failure_lines(settled.fails, unmeasured)
-    waiting = tuple(u for u in units if budget_s < overhead_s + u.seconds <= (full_call_s or budget_s))
+    full_s = full_call_s or budget_s
+    waiting = tuple(u for block in unit_blocks(units)
+                    if budget_s < overhead_s + block_seconds(block) <= full_s for u in block)
     units = [u for u in units if u not in waiting]
     return CallsPlan(pack_calls(units, budget_s, overhead_s), len(settled.done), total, budget_s, overhead_s,
                      lost, waiting, full_call_s)
