@@ -513,6 +513,12 @@ def test_a_compilation_the_cache_served_prices_no_call(tmp_path):
     assert plan.compile_s(history, "tango2", "max,compile-blocks", 10) == pytest.approx(200.0)
     assert plan.same_denoiser("tango2") == ("tango2", "tango")
     assert plan.same_denoiser("audioldm") == ("audioldm",)
+    # a table that predates the count: Tango's 9 s, served by Tango 2's graphs, does not price either model;
+    # the longest of the denoiser's does
+    twins = pd.DataFrame([{"model": model, "optimize": "compile", "steps": 100, "waveforms_per_prompt": 1,
+                           "wall_s": 1.0, "compile_s": comp} for model, comp in (("tango", 9.2),
+                                                                                 ("tango2", 40.2))])
+    assert [plan.compile_s(twins, m, "compile", 1) for m in ("tango", "tango2")] == [40.2, 40.2]
     old = tmp_path / "old.csv"
     pd.read_csv(levers_csv).drop(columns="compile_cache_hit_share").to_csv(old, index=False)
     assert plan.read_history([old]).set_index("optimize").loc["compile", "compile_s"] == 40.0  # the longest

@@ -60,8 +60,11 @@ PLAN_REPLACES: dict[str, str] = {
     "lean_models": "--lean-models", "trim": "--trim/--no-trim", "steps": "--steps", "batches": "--batches",
     "repeats": "--repeats", "duration": "--duration", "seed": "--seed"}
 #: the price history when --history is not given: those of these tables that exist, after the same tables of
-#: a plan's own out_dir (its GPU's seconds first: a cell measured there is priced from them alone)
-DEFAULT_HISTORY = ("data/h200/levers.csv", "data/h200/steps.csv", "data/h200/batch.csv")
+#: a plan's own out_dir (its GPU's seconds first: a cell measured there is priced from them alone; the other
+#: card's levers table fills the cells its own have not measured, mostly with longer compilations: a price
+#: that errs long leaves time to a call's refill, one that errs short cuts a unit)
+DEFAULT_HISTORY = ("data/h200/levers.csv", "data/h200/steps.csv", "data/h200/batch.csv",
+                   "data/h100/levers.csv")
 
 
 def check_folder_option(path: Path | None, option: str) -> None:
