@@ -432,19 +432,19 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
         for batch in sorted({b for m in family for _, cells, _ in declared[m] for _, b in cells}):
             specs = list(dict.fromkeys(e[0] for m in family for e in at_batch(m, batch)
                                        if e[0] != DEFAULT_SPEC))
-            alone_stored = set(stored)
-            alone = each_alone(family, batch, specs, alone_stored)
-            if len(family) > 1:
+            chosen_stored = set(stored)
+            chosen = each_alone(family, batch, specs, chosen_stored)
+            if len(family) > 1:  # together where that predicts fewer seconds
                 joint = [s for s in specs
                          if sum(u.seconds for u in cut(family, batch, [s], set(stored))) <= capacity]
                 together_stored = set(stored)
                 together = cut(family, batch, joint, together_stored) if joint else []
                 apart = [s for s in specs if s not in joint]
                 together += each_alone(family, batch, apart, together_stored) if apart else []
-                if sum(u.seconds for u in together) < sum(u.seconds for u in alone):
-                    alone, alone_stored = together, together_stored
-            units += alone
-            stored = alone_stored
+                if sum(u.seconds for u in together) < sum(u.seconds for u in chosen):
+                    chosen, chosen_stored = together, together_stored
+            units += chosen
+            stored = chosen_stored
     return sorted(units, key=lambda u: u.batch)
 
 
