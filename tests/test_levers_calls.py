@@ -585,3 +585,8 @@ def test_models_of_one_denoiser_share_a_call_and_the_second_is_priced_without_th
     uncompiled = calls.plan_units({m: both[m][::2] for m in both}, history, budget_s=10_000.0,
                                   overhead_s=50.0)
     assert [u.follows for u in uncompiled] == [None, None]
+    # a refill of a call whose process compiled Tango's `max` at batch 1 prices Tango 2's without it
+    compiled = {("tango", "max", 1), ("tango", "max", 10), ("audioldm", "graphs", 1)}
+    later = calls.plan_units({"tango2": both["tango2"]}, history, budget_s=10_000.0, overhead_s=50.0,
+                             compiled_before=compiled)
+    assert [(u.follows, u.seconds) for u in later] == [(None, pytest.approx(units[1].seconds))]

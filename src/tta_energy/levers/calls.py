@@ -322,7 +322,8 @@ def remaining(declared: Declared, done: set[Cell]) -> Declared:
 # ---------------------------------------------------------------------------------------------------------
 def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overhead_s: float, *,
                min_window_s: float = 1.0, stored_references: set[tuple[str, int]] = frozenset(),
-               references_kept: bool = True) -> list[CallUnit]:
+               references_kept: bool = True,
+               compiled_before: Collection[tuple[str, str, int]] = ()) -> list[CallUnit]:
     """The units of ``declared``, batch 1 first (the targets' cells), then the plan's order, each priced as
     a call would run it alone (builds, warm-ups, compilation, repeats, step profiles) and split where it would
     not fit a call of ``budget_s`` with ``overhead_s``. A model's fp32 reference is priced in its first unit
@@ -335,7 +336,11 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
     classes and shapes; on the H100, Tango 2's ``compile-graphs,tf32`` at batch 1 compiled in 0.16 s right
     after Tango's 43.4 s: run 20261206T123642Z-e52e1f of ``data/h100/levers.csv``). A spec whose units of both
     models, each with its default, fit no call is cut model by model, and where cutting together predicts
-    more seconds than cutting each model alone (each unit repeats its model's default), each is cut alone."""
+    more seconds than cutting each model alone (each unit repeats its model's default), each is cut alone.
+    ``compiled_before``: the (model, spec, batch) this process compiled already (a refill of a running call),
+    whose specs a model of the same denoiser at that batch size is priced without compiling."""
+    from tta_energy.levers.plan import same_denoiser
+
     capacity = budget_s - overhead_s
     entry_priced: dict[tuple[str, Entry], tuple[list[float], float]] = {}  # each entry's cells, priced once
 
@@ -373,6 +378,9 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
         anchors = {m: [e for e in entries[m] if e[0] == DEFAULT_SPEC] for m in family}
         family = [m for m in family if entries[m]]
 
+        kin = set(same_denoiser(family[0])) if family else set()
+        before = {spec for model, spec, b in compiled_before if b == batch and model in kin}
+
         def priced(groups: dict[str, list[Entry]], stored: set[tuple[str, int]]) -> list[CallUnit]:
             out: list[CallUnit] = []
             compiled: set[str] = set()
@@ -380,8 +388,8 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
                 group = groups[m]
                 if specs and len(group) == len(anchors[m]):
                     continue  # only the default of this model: nothing here is compared with it
-                alone = price(m, group, stored)
-                reusing = price(m, group, stored, compiled) if out else alone
+                alone = price(m, group, stored, before)
+                reusing = price(m, group, stored, before | compiled) if out else alone
                 leader = out[0].model if reusing < alone else None
                 out.append(CallUnit(m, batch, tuple(group), reusing, leader))
                 compiled |= {spec for spec, _, _ in group}
@@ -419,8 +427,6 @@ def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overh
             if own or not specs:
                 out += cut([model], batch, own, stored)
         return out
-
-    from tta_energy.levers.plan import same_denoiser
 
     families: list[list[str]] = []
     for model in declared:
@@ -563,10 +569,12 @@ class CallsPlan:
 def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, *, size: str,
                budget_s: float, overhead_s: float, min_window_s: float, references_dir: Path | None,
                tried: Iterable[Cell] = (), card: str | None = None,
-               full_call_s: float | None = None) -> CallsPlan:
+               full_call_s: float | None = None,
+               compiled_before: Collection[tuple[str, str, int]] = ()) -> CallsPlan:
     """``declared`` less what the ``earlier`` runs settle (and the cells ``tried`` already, measured or
     not), cut into units and packed into calls of ``budget_s``; ``card`` as :meth:`EarlierRuns.done` takes
-    it; ``size`` (the model size) finds the stored fp32 references.
+    it; ``size`` (the model size) finds the stored fp32 references; ``compiled_before`` as
+    :func:`plan_units` takes it.
 
     A unit larger than a call of ``budget_s`` that a call of ``full_call_s`` (the plan's size) holds waits
     for one (``waiting``): a short call given it would spend its time compiling and measure nothing. Only a
@@ -577,7 +585,8 @@ def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, 
     left = remaining(declared, settled.done | set(tried))
     stored = stored_reference_steps(references_dir, left, size)
     units = plan_units(left, history, budget_s, overhead_s, min_window_s=min_window_s,
-                       stored_references=stored, references_kept=references_dir is not None)
+                       stored_references=stored, references_kept=references_dir is not None,
+                       compiled_before=compiled_before)
     total = sum(len(cells) for entries in declared.values() for _, cells, _ in entries)
     # what earlier runs lost or failed, where a declared cell of it is still unmeasured (any of the model's,
     # for its fp32 reference)
@@ -616,13 +625,14 @@ def card_of(device: str | None) -> str | None:
 
 
 def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierRuns, *,
-                   refill: bool = False, tried: Iterable[Cell] = ()) -> CallsPlan:
+                   refill: bool = False, tried: Iterable[Cell] = (),
+                   compiled_before: Collection[tuple[str, str, int]] = ()) -> CallsPlan:
     """What is left of ``opts``' declared cells after the ``earlier`` runs (:func:`read_earlier_runs` of
     ``opts``' size, clip duration, seed and weights) and ``tried``, packed into
     device calls of ``--time-budget`` (else the plan's ``call_budget_s``), priced from ``history``
     (:func:`tta_energy.levers.plan.read_history`). Each call carries its start-up, idle baseline and ceilings
     (:func:`tta_energy.levers.plan.call_overhead_s`); a ``refill`` of a running call: its new run's
-    ceilings."""
+    ceilings, and ``compiled_before`` what its process compiled (:func:`plan_units`)."""
     from tta_energy.levers.experiment import declared_plans
     from tta_energy.levers.plan import call_overhead_s, run_ceilings_s
     from tta_energy.levers.spec import LeversError
@@ -640,7 +650,8 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierR
                           f"call_budget_s) above {overhead:.0f} s")
     return plan_calls(declared, history, earlier, size=opts.size, budget_s=budget, overhead_s=overhead,
                       min_window_s=opts.min_window_s, references_dir=opts.references_dir, tried=tried,
-                      card=card_of(opts.device), full_call_s=opts.call_budget_s)
+                      card=card_of(opts.device), full_call_s=opts.call_budget_s,
+                      compiled_before=compiled_before)
 
 
 def plan_progress(plan: Path, out_dir: Path | None = None) -> tuple[int, int]:
@@ -680,7 +691,8 @@ def plan_refill(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierRuns
     as done. Nothing the call tried is tried again in it:
     not a cell it tried, not a model that failed, and nothing at a (steps, batch) whose default (``none``) it
     did not finish (an error, out of memory, the deadline). Start-up and idle baseline are paid already: only
-    the new run's ceilings are priced."""
+    the new run's ceilings are priced, and no compilation that a model of the same denoiser made in this
+    process at the same batch size (:func:`plan_units`)."""
     from tta_energy.levers.experiment import declared_plans
 
     tried = declared_cells(first)
@@ -694,8 +706,13 @@ def plan_refill(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierRuns
                       if spec == DEFAULT_SPEC and (m, spec, s, b) not in here}
         skip = tried | {c for c in declared_cells(declared)
                         if c[0] in failed_models or (c[0], c[2], c[3]) in unfinished}
+        # what this process compiled (levers_compile.csv of its runs), which Tango 2 runs for Tango's specs
+        done = this_call.compiles
+        compiled_before = set() if done.empty or "optimize" not in done else set(zip(
+            done["model"], done["optimize"], done["waveforms_per_prompt"].astype(int), strict=True))
         calls = plan_calls_for(dataclasses.replace(opts, time_budget_s=left_s), history,
-                               earlier.with_runs(this_call), refill=True, tried=skip).within(left_s)
+                               earlier.with_runs(this_call), refill=True, tried=skip,
+                               compiled_before=compiled_before).within(left_s)
         if not calls.calls:
             return None
         chosen = calls.next_call()
