@@ -179,7 +179,7 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
     assert list(targets.columns) == summary.TARGET_COLUMNS
     by_target = targets.set_index("target")
     assert list(by_target.index) == [summary.LOSSLESS_TARGET, summary.ANY_PRECISION_TARGET,
-                                     summary.CEILING_TARGET]
+                                     summary.CEILING_ANY_PRECISION_TARGET, summary.CEILING_TARGET]
     lossless = by_target.loc[summary.LOSSLESS_TARGET]
     any_precision = by_target.loc[summary.ANY_PRECISION_TARGET]
     assert (lossless["configuration"], lossless["dtype"], lossless["steps"], lossless["batch"]) == (
@@ -190,7 +190,8 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
     assert pd.notna(any_precision["met"]) and not any_precision["met"]
     assert any_precision["value"] == pytest.approx(2200.0 / 520.0)
     # no ceiling in these rows, so no fraction of it: the ceiling target is not measured (met empty)
-    assert pd.isna(by_target.loc[summary.CEILING_TARGET, "met"])
+    for ceiling_target in (summary.CEILING_TARGET, summary.CEILING_ANY_PRECISION_TARGET):
+        assert pd.isna(by_target.loc[ceiling_target, "met"])
     assert pd.isna(by_target.loc[summary.CEILING_TARGET, "configuration"])
 
 
@@ -214,7 +215,7 @@ def test_a_target_reached_is_met_in_the_targets_table_and_the_report_writes_it(t
     assert summary.meets(float("nan"), 4.5) is None
 
 
-def test_a_model_outside_the_catalogue_has_only_the_default_ceiling_target(tmp_path):
+def test_a_model_outside_the_catalogue_has_only_the_default_ceiling_targets(tmp_path):
     raw = tmp_path / "raw"
     for spec, energy in (("none", 700.0), ("graphs", 140.0)):
         schema.append_row(raw / tables.RUNS_FILE, _row(model="my-model", optimize=spec, gpu_energy_J=energy,
@@ -224,6 +225,7 @@ def test_a_model_outside_the_catalogue_has_only_the_default_ceiling_target(tmp_p
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": 2.6e-3, "rel_error_audio": 2.6e-3})
     _, targets = summary.levers_summary(report.levers_table([raw]), pd.DataFrame(), pd.DataFrame())
     assert targets[["target", "model", "wanted"]].to_dict("records") == [
+        {"target": summary.CEILING_ANY_PRECISION_TARGET, "model": "my-model", "wanted": 0.4},
         {"target": summary.CEILING_TARGET, "model": "my-model", "wanted": 0.4}]
 
 

@@ -435,7 +435,13 @@ def targets_sentence(data: Path, folder: str) -> str:
     many models meet it, and each miss with its value against the target; the targets nothing was measured
     for."""
     from tta_energy.levers.calls import plan_progress
-    from tta_energy.levers.summary import CEILING_TARGET, FP8_TARGET, TARGET_KINDS, read_targets
+    from tta_energy.levers.summary import (
+        CEILING_ANY_PRECISION_TARGET,
+        CEILING_TARGET,
+        FP8_TARGET,
+        TARGET_KINDS,
+        read_targets,
+    )
 
     path = data / folder / "levers_targets.csv"
     if not path.is_file():
@@ -443,7 +449,8 @@ def targets_sentence(data: Path, folder: str) -> str:
     targets = read_targets(path)
 
     def shown(target: str, value: float) -> str:
-        return (f"{value:.0%}" if target == CEILING_TARGET else f"{value:.3f}" if target == FP8_TARGET
+        return (f"{value:.0%}" if target in (CEILING_TARGET, CEILING_ANY_PRECISION_TARGET)
+                else f"{value:.3f}" if target == FP8_TARGET
                 else f"{value:.2f}×")
 
     parts, unmeasured = [], []
