@@ -179,7 +179,7 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
     assert list(targets.columns) == summary.TARGET_COLUMNS
     by_target = targets.set_index("target")
     assert list(by_target.index) == [summary.LOSSLESS_TARGET, summary.ANY_PRECISION_TARGET,
-                                     summary.CEILING_ANY_PRECISION_TARGET, summary.CEILING_TARGET]
+                                     summary.CEILING_TARGET, summary.CEILING_ANY_PRECISION_TARGET]
     lossless = by_target.loc[summary.LOSSLESS_TARGET]
     any_precision = by_target.loc[summary.ANY_PRECISION_TARGET]
     assert (lossless["configuration"], lossless["dtype"], lossless["steps"], lossless["batch"]) == (
@@ -225,8 +225,8 @@ def test_a_model_outside_the_catalogue_has_only_the_default_ceiling_targets(tmp_
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": 2.6e-3, "rel_error_audio": 2.6e-3})
     _, targets = summary.levers_summary(report.levers_table([raw]), pd.DataFrame(), pd.DataFrame())
     assert targets[["target", "model", "wanted"]].to_dict("records") == [
-        {"target": summary.CEILING_ANY_PRECISION_TARGET, "model": "my-model", "wanted": 0.4},
-        {"target": summary.CEILING_TARGET, "model": "my-model", "wanted": 0.4}]
+        {"target": summary.CEILING_TARGET, "model": "my-model", "wanted": 0.4},
+        {"target": summary.CEILING_ANY_PRECISION_TARGET, "model": "my-model", "wanted": 0.4}]
 
 
 def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_path):

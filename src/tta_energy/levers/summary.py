@@ -402,16 +402,15 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                      f"batch {int(anywhere['waveforms_per_prompt'])}: "
                      f"{float(anywhere['fraction_of_ceiling']):.0%}")
         target = lever_targets(model).ceiling_fraction
+        frac = float("nan") if best is None else float(best["fraction_of_ceiling"])
         any_frac = float("nan") if anywhere is None else float(anywhere["fraction_of_ceiling"])
+        statuses.append(target_status(CEILING_TARGET, model, target, best, frac))
+        met = statuses[-1]["met"]
         statuses.append(target_status(CEILING_ANY_PRECISION_TARGET, model, target, anywhere, any_frac))
         if best is None:
             lines.append(f"| {model} | n/a | | | | n/a | {target:.0%} | not measured | {other} |")
             unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
-            statuses.append(target_status(CEILING_TARGET, model, target, None))
             continue
-        frac = float(best["fraction_of_ceiling"])
-        statuses.append(target_status(CEILING_TARGET, model, target, best, frac))
-        met = statuses[-1]["met"]
         lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
                      f"{int(best['waveforms_per_prompt'])} | {best['flop_per_joule'] / 1e12:.3f} | "
                      f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} | {other} |")
