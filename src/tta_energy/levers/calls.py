@@ -707,9 +707,10 @@ def plan_refill(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierRuns
         skip = tried | {c for c in declared_cells(declared)
                         if c[0] in failed_models or (c[0], c[2], c[3]) in unfinished}
         # what this process compiled (levers_compile.csv of its runs), which Tango 2 runs for Tango's specs
-        done = this_call.compiles
-        compiled_before = set() if done.empty or "optimize" not in done else set(zip(
-            done["model"], done["optimize"], done["waveforms_per_prompt"].astype(int), strict=True))
+        compiles = this_call.compiles
+        compiled_before = set() if compiles.empty or "optimize" not in compiles else set(zip(
+            compiles["model"], compiles["optimize"], compiles["waveforms_per_prompt"].astype(int),
+            strict=True))
         calls = plan_calls_for(dataclasses.replace(opts, time_budget_s=left_s), history,
                                earlier.with_runs(this_call), refill=True, tried=skip,
                                compiled_before=compiled_before).within(left_s)
