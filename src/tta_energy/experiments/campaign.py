@@ -166,13 +166,19 @@ class RunOptions:
     command: str = ""  # recorded in campaign_runs.jsonl (default: this process's command line)
 
 
-#: the parts of a call's time outside its measured windows that it times and logs (``phases_s``): the checks,
-#: plan and table reads before the meter starts; the meter's start (NVML, CodeCarbon, the trace); the model
-#: builds; the idle baseline; and between windows the meter's waits for the counter's updates at the start
-#: (``align``) and after the end (``resolve``) of each window and CodeCarbon's tasks (``EnergyMeter.host_s``).
-#: What is left of the wall time is the host's other work between the windows and after the last one (rows
-#: written, the meter's stop, the tables' merge).
-PHASES = ("before_meter", "meter_start", "builds", "idle", "align", "resolve", "codecarbon")
+#: the parts of a call's time outside its measured windows that it times and logs (``phases_s``). Before the
+#: meter starts: the device and GPU checks (``checks``: CUDA's start), the cells (``cells``: the model
+#: libraries' imports and each model's build on the meta device that checks its configurations), the tables
+#: read and the estimates made from them, once before and once under the locks (``tables``), and the rest
+#: (``before_meter``). Then the meter's start (NVML, CodeCarbon, the trace); the model builds; the idle
+#: baseline; and between windows the meter's waits for the counter's updates at the start (``align``) and
+#: after the end (``resolve``) of each window and CodeCarbon's tasks (``EnergyMeter.host_s``). What is left of
+#: the wall time is the host's other work between the windows and after the last one (rows written, the
+#: meter's stop, the tables' merge).
+PHASES = ("checks", "cells", "tables", "before_meter", "meter_start", "builds", "idle", "align", "resolve",
+          "codecarbon")
+#: the phases timed before the meter starts (``before_meter`` is what is left of that time after them)
+SETUP_PHASES = ("checks", "cells", "tables")
 
 
 @dataclass
@@ -263,27 +269,32 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     from tta_energy.fileio import folder_path
 
     start, start_utc = time.perf_counter(), now_iso()
+    phases: dict[str, float] = {}
     check_run_options(campaign, ro)
     folder_path(campaign.out_dir, "the campaign's folder")
-    check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
-    ctx = distributed.context_from_env()
-    device = resolve_device(ro.device, ctx)
-    check_gpu(campaign, device)
+    with timed(phases, "checks"):
+        check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
+        ctx = distributed.context_from_env()
+        device = resolve_device(ro.device, ctx)
+        check_gpu(campaign, device)
     notes: list[str] = []
-    cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
+    with timed(phases, "cells"):
+        cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
     if not cells:
         raise CampaignError("no cell to measure: the filters leave none of the campaign's cells")
-    check_precision(campaign, cells, device)  # the cells plan and status count, or none
-    frames = read_frames(campaign, {c.experiment for c in cells})  # read again under the locks
-    observed = observe(frames)
-    todo = [c for c in cells if not cell_state(c, observed).done]
-    check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed,
-                 estimator(frames, cells, build_overhead_s(campaign.out_dir)))
+    with timed(phases, "checks"):
+        check_precision(campaign, cells, device)  # the cells plan and status count, or none
+    with timed(phases, "tables"):
+        frames = read_frames(campaign, {c.experiment for c in cells})  # read again under the locks
+        observed = observe(frames)
+        todo = [c for c in cells if not cell_state(c, observed).done]
+        est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
+    check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     for line in notes if ctx.is_main else ():
         echo(line)
     writes = {entry.experiment for entry, _model in selected(campaign, ro.models, ro.experiments)}
     with campaign_locks(campaign, writes, ctx), distributed.process_group(ctx):
-        return _run(campaign, ro, writes, ctx, echo, cells, (start, start_utc))
+        return _run(campaign, ro, writes, ctx, echo, cells, (start, start_utc), phases)
 
 
 @contextmanager
@@ -307,8 +318,10 @@ def campaign_locks(campaign: Campaign, experiments: Iterable[str],
 
 
 def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.DistContext,
-         echo: Callable[[str], None], cells: list[Cell], started: tuple[float, str]) -> RunResult:
-    """The run, under the locks: ``cells`` as planned, ``started`` (perf_counter, UTC) when it began."""
+         echo: Callable[[str], None], cells: list[Cell], started: tuple[float, str],
+         phases: dict[str, float]) -> RunResult:
+    """The run, under the locks: ``cells`` as planned, ``started`` (perf_counter, UTC) when it began,
+    ``phases`` the seconds of :data:`SETUP_PHASES` so far."""
     from tta_energy.experiments import runner
     from tta_energy.experiments.runner import RowContext, measure_idle, measure_pair, window_s
 
@@ -316,12 +329,14 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     say = echo if ctx.is_main else (lambda _m: None)
     experiments = [e.experiment for e in campaign.entries]
     distributed.barrier(ctx)
-    frames = read_frames(campaign, {c.experiment for c in cells})
-    observed = observe(frames)
-    est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
+    with timed(phases, "tables"):
+        frames = read_frames(campaign, {c.experiment for c in cells})
+        observed = observe(frames)
+        est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
     distributed.barrier(ctx)  # every rank has read the same state before any writes
-    todo = [c for c in cells if not cell_state(c, observed).done]
-    prior = prior_cvs((c, cell_state(c, observed)) for c in cells)
+    with timed(phases, "tables"):
+        todo = [c for c in cells if not cell_state(c, observed).done]
+        prior = prior_cvs((c, cell_state(c, observed)) for c in cells)
     if not todo:  # every rank sees the same tables: none measures, builds or logs anything
         say(f"campaign {campaign.name}: nothing left to measure ({len(cells)} cells done)")
         merge_shard_files(campaign, writes, ctx)  # an interrupted torchrun run's rows join the tables
@@ -336,7 +351,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
 
         mine = distributed.assign(todo, ctx.world_size, remaining_s)[ctx.rank]
         todo = [todo[i] for i in mine]
-    result = RunResult()
+    result = RunResult(phases_s=phases)
     device = runner.resolve_device(ro.device, ctx)
     run_id = distributed.broadcast(ctx, runner.new_run_id())
     budget_s = ro.time_budget_s
@@ -359,7 +374,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
         meter = runner.make_meter(base, device, trace)
         missing = sum(expected_missing(c, cell_state(c, observed), observed, prior) for c in todo)
         meter_t0 = time.perf_counter()
-        result.phases_s["before_meter"] = meter_t0 - start
+        result.phases_s["before_meter"] = meter_t0 - start - sum(phases.get(p, 0.0) for p in SETUP_PHASES)
         with (on_failure(log_stopped_call), meter,
               runner.progress_bar(missing, ro.progress and ctx.is_main) as bar):
             result.phases_s["meter_start"] = time.perf_counter() - meter_t0
