@@ -268,12 +268,10 @@ def configuration_rows(cell: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataF
     return candidates.loc[picked]
 
 
-def largest_reduction(rows: pd.DataFrame, cell: pd.DataFrame) -> pd.Series:
-    """The row of ``rows`` (from :func:`configuration_rows` of ``cell``) with the largest reduction against
-    the ``none`` of its run, the least energy per clip among equals."""
-    none = cell[cell["optimize"] == "none"].groupby("run_id")["energy_per_clip_J"].first()
-    reduction = rows["run_id"].map(none) / rows["energy_per_clip_J"]
-    order = rows.assign(_neg=-reduction).sort_values(["_neg", "energy_per_clip_J"])
+def largest_reduction(rows: pd.DataFrame) -> pd.Series:
+    """The row of ``rows`` (from :func:`configuration_rows`) with the largest ``reduction_vs_none`` (against
+    the ``none`` of its run), the least energy per clip among equals."""
+    order = rows.assign(_neg=-rows["reduction_vs_none"]).sort_values(["_neg", "energy_per_clip_J"])
     return rows.loc[order.index[0]]
 
 
@@ -311,7 +309,7 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
             & (cell["dtype"] == study_dtype(str(model)))])
         if ok.empty:
             continue
-        best = largest_reduction(ok, cell)
+        best = largest_reduction(ok)
         index, run_id = best.name, str(best["run_id"])
         none = cell[(cell["run_id"] == run_id) & (cell["optimize"] == "none")].iloc[0]
         mean_none, sd_none, mean_best, sd_best = (float(r.get(c, np.nan)) for r in (none, best)

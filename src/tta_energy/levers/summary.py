@@ -189,7 +189,7 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
                 statuses.append(target_status(ANY_PRECISION_TARGET, model, target, None))
             continue
         within = configuration_rows(rows, rows)  # each configuration in its own run, as the lossless table
-        r = (largest_reduction(within, rows) if not within.empty
+        r = (largest_reduction(within) if not within.empty
              else rows.loc[rows["energy_per_clip_J"].idxmin()])
         red = float(r["reduction_vs_none"])
         status = target_status(ANY_PRECISION_TARGET, model, target, r, red) if target else None
