@@ -14,10 +14,14 @@ stamp() { echo "$(date -u +%T) UTC $*"; }
 if [[ -n "${TTA_ENERGY_WHEELS_INSTALLED:-}" ]]; then
   export PYTHONPATH=/tmp/site:$PWD/src:$PWD
 elif [[ -d .whl ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  # the machine's packages have no bytecode it can use: every process of the call would compile thousands of
+  # modules again; they all read and write it here, compiled once on all cores (scripts/device_precompile.py)
+  export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/pycache}
   stamp "installing the carried wheels"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
   export PYTHONPATH=/tmp/site:$PWD/src:$PWD TTA_ENERGY_WHEELS_INSTALLED=1
+  python3 scripts/device_precompile.py || echo "WARNING: the packages' bytecode was not compiled ahead" >&2
 else
   export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi

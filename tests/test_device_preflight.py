@@ -22,3 +22,43 @@ def test_preflight_names_a_missing_module(monkeypatch):
     assert preflight.missing_modules() == []  # the test environment has every runtime dependency
     monkeypatch.setitem(preflight.DEVICE_MODULES, "no_such_module_tta", "a test")
     assert preflight.missing_modules() == ["no_such_module_tta"]
+
+
+def test_precompile_writes_each_packages_bytecode_under_the_prefix_once(tmp_path):
+    """scripts/device_precompile.py: the named packages' bytecode lands under PYTHONPYCACHEPREFIX, where a
+    later process's import finds it; a second run finds it current; without the prefix it refuses."""
+    import importlib.util
+    import os
+    import subprocess
+
+    package = tmp_path / "src" / "precompiled_pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n", encoding="utf-8")
+    (package / "sub" / "__init__.py").write_text("", encoding="utf-8")
+    (package / "sub" / "leaf.py").write_text("def f():\n    return 2\n", encoding="utf-8")
+    prefix = tmp_path / "pycache"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"), "PYTHONPYCACHEPREFIX": str(prefix)}
+    script = [sys.executable, str(ROOT / "scripts" / "device_precompile.py"), "precompiled_pkg", "absent_pkg"]
+
+    first = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    leaf = package / "sub" / "leaf.py"
+    # where the import system looks for leaf.py's bytecode under this prefix
+    wanted = subprocess.run([sys.executable, "-c", "import importlib.util, sys; "
+                             f"print(importlib.util.cache_from_source({str(leaf)!r}))"],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(wanted).is_file() and Path(wanted).is_relative_to(prefix)
+    assert not (package / "sub" / "__pycache__").exists()  # nothing next to the sources
+    assert "(0 failed)" in first.stdout and first.stdout.count("\n") == 1
+    compiled = int(first.stdout.split()[2])
+    assert compiled > 3  # the package's three files and the standard library's
+    stamp = Path(wanted).stat().st_mtime_ns
+    second = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
+    assert second.returncode == 0 and int(second.stdout.split()[2]) == compiled
+    assert Path(wanted).stat().st_mtime_ns == stamp  # current: not written again
+    assert importlib.util.find_spec("precompiled_pkg") is None  # the test's own process never saw it
+
+    bare = {k: v for k, v in env.items() if k != "PYTHONPYCACHEPREFIX"}
+    refused = subprocess.run(script, env=bare, capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "PYTHONPYCACHEPREFIX is not set" in refused.stderr
+    assert refused.stderr.count("\n") == 1
