@@ -508,6 +508,10 @@ def test_cost_reads_each_calls_windows_from_its_rows(tmp_path, tiny_campaign, ca
              {"run_id": "20261129T130000Z-def456", "wall_s": 10.0, "measured_s": 8.0, "rows": {"steps": 1}}]
     (tables / cp.RUNS_LOG).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     assert cp.call_windows_s(tables, lines) == {run_id: pytest.approx(16.0)}
+    longer = schema.read_runs(tables / "steps.csv")
+    longer["meter_window_s"] *= 2  # a table the caller has read already is used as given, not read again
+    assert cp.call_windows_s(tables, lines, [longer]) == {run_id: pytest.approx(32.0)}
+    assert cp.call_windows_s(tables, lines, [None]) == {run_id: pytest.approx(16.0)}  # the others are read
     main(["campaign", "cost", "--campaign", str(tiny_campaign), "--json"])
     cost = json.loads(capsys.readouterr().out)
     assert cost["measured_s"] == pytest.approx(16.0 + 8.0)

@@ -60,10 +60,11 @@ MODEL_OPT = typer.Option(None, "--model", "-m", help="only these models (comma l
 EXPERIMENT_OPT = typer.Option(None, "--experiment", "-e", help="only these experiments (comma list)")
 
 
-def _cost(spec) -> dict:  # noqa: ANN001 - Campaign, imported lazily
+def _cost(spec, frames: list | None = None) -> dict:  # noqa: ANN001 - Campaign, imported lazily
+    """What the campaign's calls cost; ``frames``: its tables already read (none read twice)."""
     from tta_energy.experiments.campaign import cost_of_calls
 
-    return cost_of_calls(spec.out_dir)
+    return cost_of_calls(spec.out_dir, frames or ())
 
 
 def _header(spec) -> None:  # noqa: ANN001 - Campaign, imported lazily
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
                    as_json: bool = typer.Option(False, "--json", help="one JSON object per cell, one a line")
                    ) -> None:
         """Cells done (the stopping rule met) and at target (interval within the target), per experiment."""
-        spec, reports, _, _ = _reports(campaign, out_dir, model, experiment)
+        spec, reports, _, frames = _reports(campaign, out_dir, model, experiment)
         if as_json:
             for r in reports:
                 typer.echo(json.dumps(r.as_dict()))
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{'experiment':<12}{'cells':>7}{'done':>7}{'at target':>11}")
         for row in status_table(reports):
             typer.echo(f"{row['experiment']:<12}{row['cells']:>7}{row['done']:>7}{row['at_target']:>11}")
-        cost = _cost(spec)
+        cost = _cost(spec, frames)
         if cost["calls"]:
             typer.echo(f"{cost['calls']} campaign call(s): {cost['gpu_s']:,.0f} GPU s, overhead "
                        f"{overhead_text(cost)} (see `tta-energy campaign cost`)")

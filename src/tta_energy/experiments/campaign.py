@@ -288,7 +288,7 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
         frames = read_frames(campaign, {c.experiment for c in cells})  # read again under the locks
         observed = observe(frames)
         todo = [c for c in cells if not cell_state(c, observed).done]
-        est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
+        est = estimator(frames, cells, build_overhead_s(campaign.out_dir, frames))
     check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     for line in notes if ctx.is_main else ():
         echo(line)
@@ -332,7 +332,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     with timed(phases, "tables"):
         frames = read_frames(campaign, {c.experiment for c in cells})
         observed = observe(frames)
-        est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
+        est = estimator(frames, cells, build_overhead_s(campaign.out_dir, frames))
     distributed.barrier(ctx)  # every rank has read the same state before any writes
     with timed(phases, "tables"):
         todo = [c for c in cells if not cell_state(c, observed).done]

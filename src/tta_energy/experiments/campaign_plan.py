@@ -426,12 +426,13 @@ def _run_start(run_id: str) -> float:
     return stamp.replace(tzinfo=_dt.timezone.utc).timestamp()
 
 
-def build_overhead_s(out_dir: Path) -> float | None:
+def build_overhead_s(out_dir: Path, frames: Iterable[pd.DataFrame | None] = ()) -> float | None:
     """Seconds a campaign call spends outside measured windows per model it builds (and warms up): the
-    median over the logged calls of (wall time - windows) / warm-up rows; ``None`` without such a call."""
+    median over the logged calls of (wall time - windows) / warm-up rows; ``None`` without such a call.
+    ``frames``: run tables of ``out_dir`` already read (:func:`call_windows_s`)."""
     lines = [line for line in read_runs_log(out_dir / RUNS_LOG) if int(line.get("warmup_rows") or 0) > 0
              and int(line.get("world_size") or 1) == 1 and not line.get("interrupted")]
-    windows = call_windows_s(out_dir, lines)
+    windows = call_windows_s(out_dir, lines, frames)
     outside = {str(line.get("run_id")): float(line["wall_s"]) - windows.get(str(line.get("run_id")),
                float(line.get("measured_s") or 0.0)) for line in lines if line.get("wall_s") is not None}
     per_build = [outside[str(line.get("run_id"))] / int(line["warmup_rows"]) for line in lines
@@ -578,7 +579,7 @@ def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]
 def report(campaign: Campaign, cells: Sequence[Cell], frames: Sequence[pd.DataFrame | None]
            ) -> tuple[list[CellReport], Estimator]:
     observed = observe(frames)
-    est = estimator(frames, cells, build_overhead_s(campaign.out_dir))
+    est = estimator(frames, cells, build_overhead_s(campaign.out_dir, frames))
     states = [(cell, cell_state(cell, observed)) for cell in cells]
     prior = prior_cvs(states)
     out = []
@@ -733,25 +734,30 @@ def _call_problem(line: object) -> str:
     return ""
 
 
-def call_windows_s(out_dir: Path, lines: Iterable[dict[str, Any]]) -> dict[str, float]:
+def call_windows_s(out_dir: Path, lines: Iterable[dict[str, Any]],
+                   frames: Iterable[pd.DataFrame | None] = ()) -> dict[str, float]:
     """Seconds inside the measured windows of each logged call (by ``run_id``), from the rows it wrote to the
-    run tables of ``out_dir`` (warm-ups included, every rank); calls without rows there are left out."""
+    run tables of ``out_dir`` (warm-ups included, every rank); calls without rows there are left out.
+    ``frames``: tables of ``out_dir`` already read; an experiment with rows in them is not read again."""
     run_ids = {str(line["run_id"]) for line in lines if line.get("run_id")}
+    if not run_ids:
+        return {}
+    given = [f for f in frames if f is not None and not f.empty]
+    known = {str(e) for f in given for e in f["experiment"].unique()}
+    read = [resume.read_table(out_dir / f"{e}.csv") for e in EXPERIMENTS if e not in known]
     totals: dict[str, float] = defaultdict(float)
-    for experiment in EXPERIMENTS:
-        frame = resume.read_table(out_dir / f"{experiment}.csv") if run_ids else None
-        if frame is None:
-            continue
+    for frame in given + [f for f in read if f is not None]:
         mine = frame[frame["run_id"].isin(run_ids)]
         for run_id, seconds in window_seconds(mine).groupby(mine["run_id"]).sum().items():
             totals[str(run_id)] += float(seconds)
     return dict(totals)
 
 
-def cost_of_calls(out_dir: Path) -> dict[str, Any]:
-    """:func:`campaign_cost` of the calls logged in ``out_dir``, their windows read from its run tables."""
+def cost_of_calls(out_dir: Path, frames: Iterable[pd.DataFrame | None] = ()) -> dict[str, Any]:
+    """:func:`campaign_cost` of the calls logged in ``out_dir``, their windows read from its run tables
+    (``frames``: those already read, :func:`call_windows_s`)."""
     lines = read_runs_log(out_dir / RUNS_LOG)
-    return campaign_cost(lines, call_windows_s(out_dir, lines))
+    return campaign_cost(lines, call_windows_s(out_dir, lines, frames))
 
 
 def campaign_cost(lines: Iterable[dict[str, Any]],
