@@ -5,9 +5,7 @@
 # /tmp/site without touching the image's own packages, puts them and src/ on PYTHONPATH, and keeps every library
 # offline. Elsewhere (no .whl/, or another Python: an
 # installed checkout, pip install -e .) it only sets the environment.
-# Sourced twice in one call (scripts/gpu_call.sh, then the script it runs), it installs once. It also sets
-# what the device scripts share: the exit status of a process that lost its CUDA context, and the least time
-# left for which a fresh process is started after one.
+# Sourced twice in one call (scripts/gpu_call.sh, then the script it runs), it installs once.
 # one line "HH:MM:SS UTC what": the device scripts mark their steps, so that a call's output says where its wall
 # time outside the measurement went
 stamp() { echo "$(date -u +%T) UTC $*"; }
@@ -26,10 +24,4 @@ else
   export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# tta_energy.cli.main.CONTEXT_LOST_EXIT; a fresh process pays its model builds and warm-ups first
-CONTEXT_LOST_EXIT=5
-FRESH_PROCESS_MIN_S=150
-# exit status of `scripts/gpu_campaign.sh run` when the campaign had nothing left to measure (its run logged no
-# line) and of `scripts/gpu_levers.sh plan` when its plan had none (scripts/gpu_call.sh then hands the call to
-# the next plan), and of scripts/gpu_call.sh when no plan has work left for the machine's card
-NOTHING_LEFT_EXIT=4
+source scripts/device_exits.sh  # the exit statuses the device scripts share

@@ -4,7 +4,8 @@
 # of the first plan file, in the order given, that names this machine's card (its `gpu`) and has work left.
 #
 #   bash scripts/gpu_call.sh [PLAN ...]   # on the device; default: campaigns/h200.toml campaigns/h200_levers.toml
-#                                         # campaigns/h100_levers.toml (paths relative to the repository root)
+#                                         # (paths relative to the repository root; the H100 levers table,
+#                                         # campaigns/h100_levers.toml, is complete: name it to measure it)
 #   GPU_CALL_DRY=1 bash scripts/gpu_call.sh   # print the command it would run, run nothing
 #
 #   CALL_S=400 bash scripts/gpu_call.sh      # a call the device tool limits to 400 s (default 600)
@@ -26,12 +27,10 @@ CALL_S=${CALL_S:-600}
   || { echo "error: CALL_S=$CALL_S: give the device call's limit in whole seconds, at least 240" >&2; exit 2; }
 CALL_S=$((10#$CALL_S))
 PY=${PYTHON:-python3}
-source scripts/device_env.sh  # wheels carried in .whl/ (the checks below read the tables with them)
-(($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml campaigns/h100_levers.toml
+source scripts/device_exits.sh
+(($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p)
 [[ -n "$card" ]] || { echo "error: nvidia-smi names no GPU on this machine" >&2; exit 2; }
-stamp "this machine's card: $card (wheels installed)"
-PYTHON="$PY" bash scripts/gpu_levers.sh merge-earlier || exit 2
 
 plan_of_card() {  # FILE CARD -> "KIND GPU MATCH": campaign or levers, the file's gpu (- for any), yes or no
   "$PY" -c 'import sys
@@ -50,13 +49,28 @@ except TtaError as exc:
 print(kind, gpu or "-", "yes" if gpu is None or names_gpu(gpu, sys.argv[2]) else "no")' "$1" "$2"
 }
 
+# which plans name this card, read before the wheels' install (the plan files need only the image's packages):
+# a machine of another card is handed back in seconds
+plans=() kinds=()
 for plan in "$@"; do
-  found=$(plan_of_card "$plan" "$card") || exit 2
+  found=$(PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" plan_of_card "$plan" "$card") || exit 2
   read -r kind gpu match <<<"$found"
   if [[ "$match" != yes ]]; then
     echo "$plan: measures on an $gpu, not this card"
     continue
   fi
+  plans+=("$plan") kinds+=("$kind")
+done
+if ((${#plans[@]} == 0)); then
+  echo "no plan of $* names this card ($card)" >&2
+  exit "$NOTHING_LEFT_EXIT"
+fi
+source scripts/device_env.sh  # wheels carried in .whl/ (the checks below read the tables with them)
+stamp "this machine's card: $card (wheels installed)"
+PYTHON="$PY" bash scripts/gpu_levers.sh merge-earlier || exit 2
+
+for i in "${!plans[@]}"; do
+  plan=${plans[$i]} kind=${kinds[$i]}
   if [[ "$kind" == campaign ]]; then
     cmd=(env CAMPAIGN="$plan" HARD_LIMIT_S="${HARD_LIMIT_S:-$((CALL_S - 60))}" bash scripts/gpu_campaign.sh run
          --time-budget "${CAMPAIGN_BUDGET_S:-$((CALL_S - 120))}")
@@ -96,5 +110,5 @@ print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' 
   fi
   exit "$rc"
 done
-echo "no plan of $* names this card ($card) with work left" >&2
+echo "no plan of ${plans[*]} has work left for this card ($card)" >&2
 exit "$NOTHING_LEFT_EXIT"  # no plan has work left for this card

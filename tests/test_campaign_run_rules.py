@@ -158,7 +158,7 @@ def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_call
 
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_env.sh", "gpu_preflight.py"):
+    for script in ("gpu_campaign.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
         shutil.copy(ROOT / "scripts" / script, repo / "scripts")
     (repo / "campaigns").mkdir()
     (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")

@@ -278,7 +278,7 @@ def _device_checkout(tmp_path: Path, script: str) -> tuple[Path, dict[str, str]]
     test): (repo, env)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    for name in (script, "device_env.sh", "gpu_preflight.py"):
+    for name in (script, "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
         shutil.copy(ROOT / "scripts" / name, repo / "scripts")
     site = [str(ROOT / "tests" / "lost_context_site"), str(ROOT / "tests"), str(ROOT / "src")]
     return repo, {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(site)}

@@ -227,7 +227,7 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
 
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
+    for script in ("gpu_levers.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
         shutil.copy(ROOT / "scripts" / script, repo / "scripts")
     (repo / "plan.toml").write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\n'
                                     'steps = [2]\nbatches = [1]\nrepeats = 1\nduration_s = 1.0\n'
@@ -342,7 +342,7 @@ def _dispatch(tmp_path: Path, card: str, plans: list[str], **env_vars: str) -> s
     repo = tmp_path / "repo"
     if not (repo / "scripts").is_dir():
         (repo / "scripts").mkdir(parents=True)
-        for script in ("gpu_call.sh", "gpu_campaign.sh", "gpu_levers.sh", "device_env.sh"):
+        for script in ("gpu_call.sh", "gpu_campaign.sh", "gpu_levers.sh", "device_env.sh", "device_exits.sh"):
             shutil.copy(ROOT / "scripts" / script, repo / "scripts")
     fake_smi = tmp_path / "bin" / "nvidia-smi"
     fake_smi.parent.mkdir(exist_ok=True)
@@ -382,9 +382,24 @@ def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_p
     if chosen is None:
         assert done.returncode == 4 and "names this card" in done.stderr, done.stdout + done.stderr
         assert done.stdout.count("not this card") == 3
+        assert "wheels installed" not in done.stdout  # handed back before the wheels' install
     else:
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.splitlines()[-1] == chosen
+
+
+def test_a_device_call_by_default_measures_the_h200_plans_and_hands_another_card_back_at_once(tmp_path):
+    """Without plan files the call takes the H200 campaign and the H200 levers plan (the H100 levers table
+    is complete): on an H100 it exits 4 having read only the plan files, before any wheel is installed."""
+    (tmp_path / "repo" / "campaigns").mkdir(parents=True)
+    for name in ("h200.toml", "h200_levers.toml"):
+        shutil.copy(ROOT / "campaigns" / name, tmp_path / "repo" / "campaigns")
+    done = _dispatch(tmp_path, "NVIDIA H100 80GB HBM3", [])
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["campaigns/h200.toml: measures on an H200, not this card",
+                                        "campaigns/h200_levers.toml: measures on an H200, not this card"]
+    assert done.stderr == ("no plan of campaigns/h200.toml campaigns/h200_levers.toml names this card "
+                           "(NVIDIA H100 80GB HBM3)\n")
 
 
 @pytest.mark.parametrize(("card", "chosen"), [
@@ -436,7 +451,8 @@ def test_a_device_call_runs_the_campaign_without_a_status_process_and_passes_a_f
 
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_call.sh", "gpu_campaign.sh", "gpu_levers.sh", "device_env.sh", "gpu_preflight.py"):
+    for script in ("gpu_call.sh", "gpu_campaign.sh", "gpu_levers.sh", "device_env.sh", "device_exits.sh",
+                   "gpu_preflight.py"):
         shutil.copy(ROOT / "scripts" / script, repo / "scripts")
     plan_file = repo / "plans" / "tiny.toml"
     plan_file.parent.mkdir()
@@ -461,5 +477,5 @@ def test_a_device_call_runs_the_campaign_without_a_status_process_and_passes_a_f
     said = call.stdout + call.stderr
     assert "nothing left to measure" in said, said  # said by the run itself, not by a status process
     assert "plans/tiny.toml: every cell done" in call.stdout, said
-    assert call.returncode == 4 and "no plan of plans/tiny.toml names this card" in call.stderr, said
+    assert call.returncode == 4 and "no plan of plans/tiny.toml has work left" in call.stderr, said
     assert runs_log.read_text(encoding="utf-8") == logged  # the run that found nothing logged nothing
