@@ -23,8 +23,6 @@ from scipy import stats
 
 from tta_energy.analysis.summaries import AnalysisError
 
-SANITY_COLUMNS: tuple[str, ...] = ("metric", "model", "dataset", "pearson_r", "pearson_p", "ancova_p")
-
 
 def interaction_pvalue(steps: np.ndarray, subset: np.ndarray, full: np.ndarray) -> tuple[float, float]:
     """OLS ``score ~ steps * C(group)`` on subset + full points: (interaction coefficient, its p-value)."""

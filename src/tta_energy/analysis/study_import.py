@@ -25,7 +25,6 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -462,7 +461,6 @@ def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
 # --------------------------------------------------------------------------------------------------------
 # The whole study
 
-RUN_TABLES: tuple[str, ...] = ("steps", "batch", "quality", "quality_full")
 IMPORT_NOTE = "IMPORT.md"
 #: the study's own sanity statistics (``sanitycheck/{clap,fad}_analysis.csv``), tidy
 PUBLISHED_SANITY = "published_sanity.csv"
@@ -606,8 +604,3 @@ def _import_note(data: StudyData) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def iter_study_files(tree: StudyTree) -> Iterable[Path]:
-    """Every CSV under the tree's results/ (for diagnostics)."""
-    return sorted(tree.results.rglob("*.csv"))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tta_energy.errors import TtaError
 from tta_energy.models import spacing
@@ -241,11 +240,6 @@ def read_codecarbon_records(path: Path, tree_root: Path | None = None) -> list[d
             rec[col] = value
         records.append(rec)
     return records
-
-
-def read_codecarbon(path: Path, tree_root: Path | None = None) -> pd.DataFrame:
-    """One raw CodeCarbon CSV as a DataFrame of the columns the import uses (checked as above)."""
-    return pd.DataFrame.from_records(read_codecarbon_records(path, tree_root))
 
 
 STEPS_RE = re.compile(r"(\d+)-steps")

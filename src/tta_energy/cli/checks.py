@@ -145,10 +145,3 @@ def given_options(ctx: typer.Context, names: dict[str, str]) -> list[str]:
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
             given.append(option)
     return given
-
-
-def not_both(given: dict[str, bool]) -> None:
-    """Refuse two options that decide the same thing (e.g. --out and --out-dir)."""
-    names = [name for name, present in given.items() if present]
-    if len(names) > 1:
-        raise TtaError(f"{' and '.join(names)} both name the output: give one of them")
