@@ -29,8 +29,6 @@ TINY_VOCAB = 1000
 TINY_PROJECTION = 16
 #: HiFi-GAN first upsampling width: halves at each of the 5 upsampling stages, down to 1 channel
 TINY_VOCODER_CHANNELS = 32
-#: the audio length the tests generate
-TINY_DURATION_S = 1.0
 
 
 def tiny_channels(channels: Sequence[int], divisor: int = TINY_CHANNEL_DIVISOR,

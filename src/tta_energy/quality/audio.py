@@ -70,12 +70,6 @@ class AudioPrep:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: FAD as fadtk's ``clap-laion-audio`` prepares audio: mono 48 kHz int16, no level change.
-FAD_PREP = AudioPrep(peak_dbfs=None)
-#: CLAP score as stable-audio-metrics prepares audio: mono 48 kHz, peak -1 dBFS, int16.
-CLAP_SCORE_PREP = AudioPrep(peak_dbfs=-1.0)
-
-
 def list_audio_files(folder: Path) -> list[Path]:
     """Audio files directly in ``folder`` (sorted by name); an error when there is none."""
     folder = Path(folder)

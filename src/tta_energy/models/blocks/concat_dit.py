@@ -19,7 +19,7 @@ diffusers ``Timesteps`` + ``TimestepEmbedding``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,9 +47,6 @@ class ConcatDiTConfig:
         if unknown:
             raise ValueError(f"unknown ConcatDiT2MLP parameters: {', '.join(unknown)}")
         return cls(**{k: int(v) for k, v in params.items()})
-
-    def to_params(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class ConditionEmbedder(nn.Module):

@@ -10,19 +10,10 @@ no bias)(GELU(e1))); out = LayerNorm(e1 + e2).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel
-
-#: MS-CLAP 2022 text settings (Make-An-Audio's ``config.yml``): bert-base-uncased, 768 -> 1024.
-CLAP_TEXT_DEFAULTS: dict[str, Any] = {
-    "text_model": "bert-base-uncased",
-    "transformer_embed_dim": 768,
-    "d_proj": 1024,
-}
 
 
 class ClapProjection(nn.Module):
