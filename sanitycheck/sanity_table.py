@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +26,7 @@ from tta_energy.errors import TtaError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load(path: Path):
+def load(path: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """Scores and published statistics from a study tree or from an ``import-study`` folder."""
     if (path / "scores.csv").is_file():
         return tables.read_scores(path / "scores.csv"), tables.find_published_sanity([path])

@@ -58,7 +58,8 @@ from tta_energy.models.tango import T5Text
 from tta_energy.models.weights import looks_like_hub_id
 
 if TYPE_CHECKING:
-    from diffusers import StableAudioPipeline
+    from diffusers import SchedulerMixin, StableAudioPipeline
+    from transformers import PreTrainedTokenizerBase, T5Config
 
 CONFIG_DIR = "stable-audio-open-1.0"
 
@@ -177,7 +178,7 @@ def check_pipeline_keys(folder: Path) -> None:
             raise ModelError(f"checkpoint {sub} does not match its config: " + "; ".join(parts))
 
 
-def _t5_config(cfg: dict):
+def _t5_config(cfg: dict) -> T5Config:
     from transformers import T5Config
 
     kwargs = {k: v for k, v in cfg.items() if k != "tokenizer_model_max_length"}
@@ -199,12 +200,12 @@ class StableAudioOpenAdapter(ModelAdapter):
         weights: str,
         device: torch.device,
         dtype: torch.dtype,
-        text_encoder,
-        projection_model,
-        transformer,
-        vae,
-        scheduler,
-        tokenizer=None,
+        text_encoder: torch.nn.Module,
+        projection_model: torch.nn.Module,
+        transformer: torch.nn.Module,
+        vae: torch.nn.Module,
+        scheduler: SchedulerMixin,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         max_text_tokens: int = 128,
     ) -> None:
         super().__init__(size=size, weights=weights, device=device, dtype=dtype)

@@ -90,7 +90,8 @@ from tta_energy.models.tango_checkpoint import (
 from tta_energy.models.weights import looks_like_hub_id
 
 if TYPE_CHECKING:
-    from transformers import SpeechT5HifiGanConfig, T5Config
+    from diffusers import SchedulerMixin
+    from transformers import PreTrainedTokenizerBase, SpeechT5HifiGanConfig, T5Config
 
 CONFIG_DIR = "tango"
 T5_EOS, T5_PAD = 1, 0
@@ -272,13 +273,13 @@ class TangoAdapter(ModelAdapter):
         weights: str,
         device: torch.device,
         dtype: torch.dtype,
-        text_encoder,
-        unet,
-        vae,
-        vocoder,
-        scheduler,
+        text_encoder: torch.nn.Module,
+        unet: torch.nn.Module,
+        vae: torch.nn.Module,
+        vocoder: torch.nn.Module,
+        scheduler: SchedulerMixin,
         configs: dict[str, dict[str, Any]],
-        tokenizer=None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         super().__init__(size=size, weights=weights, device=device, dtype=dtype)
         self.text_encoder = text_encoder

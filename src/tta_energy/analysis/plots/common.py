@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -146,7 +147,7 @@ def interval_errors(mean: pd.Series, low: pd.Series, high: pd.Series) -> np.ndar
     return np.vstack([below.to_numpy(), above.to_numpy()])
 
 
-def energy_errorbar(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style) -> None:
+def energy_errorbar(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style: Any) -> None:
     """``gpu_energy_J_mean`` of ``rows`` against ``x``, its 95 % interval as error bars (none for n = 1)."""
     mean = rows["gpu_energy_J_mean"]
     yerr = interval_errors(mean, rows["gpu_energy_J_ci_low"], rows["gpu_energy_J_ci_high"])

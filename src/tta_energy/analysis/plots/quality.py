@@ -24,7 +24,8 @@ from tta_energy.analysis.plots.common import (
 from tta_energy.models import catalogue
 
 
-def _score_grid(table: pd.DataFrame, width: float, legend_height: float):
+def _score_grid(table: pd.DataFrame, width: float, legend_height: float
+                ) -> tuple[plt.Figure, np.ndarray, list[str], list[str]]:
     """One panel per (caption set, metric) of ``table``: (fig, axes, datasets, metrics)."""
     use_style()
     datasets = sorted(table["dataset"].unique())
