@@ -60,11 +60,11 @@ MODEL_OPT = typer.Option(None, "--model", "-m", help="only these models (comma l
 EXPERIMENT_OPT = typer.Option(None, "--experiment", "-e", help="only these experiments (comma list)")
 
 
-def _cost(spec, frames: list | None = None) -> dict:  # noqa: ANN001 - Campaign, imported lazily
+def _cost(spec, frames: list = ()) -> dict:  # noqa: ANN001 - Campaign, imported lazily
     """What the campaign's calls cost; ``frames``: its tables already read (none read twice)."""
     from tta_energy.experiments.campaign import cost_of_calls
 
-    return cost_of_calls(spec.out_dir, frames or ())
+    return cost_of_calls(spec.out_dir, frames)
 
 
 def _header(spec) -> None:  # noqa: ANN001 - Campaign, imported lazily
