@@ -16,6 +16,7 @@ from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
+from tta_energy.experiments import resume
 from tta_energy.experiments.campaign_plan import pace_range_text, run_paces
 from tta_energy.experiments.grids import STUDY_PROMPT, Config
 from tta_energy.experiments.runner import Item
@@ -512,6 +513,11 @@ def test_cost_reads_each_calls_windows_from_its_rows(tmp_path, tiny_campaign, ca
     longer["meter_window_s"] *= 2  # a table the caller has read already is used as given, not read again
     assert cp.call_windows_s(tables, lines, [longer]) == {run_id: pytest.approx(32.0)}
     assert cp.call_windows_s(tables, lines, [None]) == {run_id: pytest.approx(16.0)}  # the others are read
+    shard = resume.shard_path(tables / "steps.csv", 1)  # merged, then a kill before its removal
+    schema.write_runs(shard, frame)
+    both = [schema.read_runs(tables / "steps.csv"), schema.read_runs(shard)]
+    assert cp.call_windows_s(tables, lines, both) == {run_id: pytest.approx(16.0)}  # each row counts once
+    shard.unlink()
     main(["campaign", "cost", "--campaign", str(tiny_campaign), "--json"])
     cost = json.loads(capsys.readouterr().out)
     assert cost["measured_s"] == pytest.approx(16.0 + 8.0)

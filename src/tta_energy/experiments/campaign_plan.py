@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tta_energy import schema
 from tta_energy.errors import TtaError
 from tta_energy.experiments import resume
 from tta_energy.experiments.campaign_spec import (
@@ -738,19 +739,23 @@ def call_windows_s(out_dir: Path, lines: Iterable[dict[str, Any]],
                    frames: Iterable[pd.DataFrame | None] = ()) -> dict[str, float]:
     """Seconds inside the measured windows of each logged call (by ``run_id``), from the rows it wrote to the
     run tables of ``out_dir`` (warm-ups included, every rank); calls without rows there are left out.
-    ``frames``: tables of ``out_dir`` already read; an experiment with rows in them is not read again."""
+    ``frames``: tables of ``out_dir`` already read; an experiment with rows in them is not read again. A row
+    found twice (a table and the shard file it was merged from, left by a kill before the shard's removal)
+    counts once."""
     run_ids = {str(line["run_id"]) for line in lines if line.get("run_id")}
     if not run_ids:
         return {}
     given = [f for f in frames if f is not None and not f.empty]
     known = {str(e) for f in given for e in f["experiment"].unique()}
     read = [resume.read_table(out_dir / f"{e}.csv") for e in EXPERIMENTS if e not in known]
-    totals: dict[str, float] = defaultdict(float)
-    for frame in given + [f for f in read if f is not None]:
-        mine = frame[frame["run_id"].isin(run_ids)]
-        for run_id, seconds in window_seconds(mine).groupby(mine["run_id"]).sum().items():
-            totals[str(run_id)] += float(seconds)
-    return dict(totals)
+    mine = [f[f["run_id"].isin(run_ids)] for f in given + [f for f in read if f is not None]]
+    mine = [f for f in mine if not f.empty]
+    if not mine:
+        return {}
+    rows = pd.concat(mine, ignore_index=True)
+    rows = rows[~schema.row_keys(rows).duplicated()]
+    seconds = window_seconds(rows).groupby(rows["run_id"]).sum()
+    return {str(run_id): float(s) for run_id, s in seconds.items()}
 
 
 def cost_of_calls(out_dir: Path, frames: Iterable[pd.DataFrame | None] = ()) -> dict[str, Any]:
