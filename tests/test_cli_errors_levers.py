@@ -336,3 +336,42 @@ def test_a_plan_of_another_gpu_is_refused_before_anything_is_written(tmp_path, c
     from tta_energy.levers.plan import read_levers_plan
 
     assert read_levers_plan(Path("campaigns/h200_levers.toml")).gpu == "H200"
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    (tables.RUNS_FILE, ("is not a run table", "a, b, c")),
+    (tables.CEILING_FILE, ("is not a levers table", "run_id, when")),
+])
+def test_an_out_dir_holding_other_tables_is_refused_before_the_ceiling_or_a_model(tmp_path, capsys, name,
+                                                                                  words):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+    refused(capsys, run_args(tmp_path, "--steps", "2", "--batches", "1"), str(raw / name), *words,
+            absent=(raw / tables.CONFIGS_FILE, raw / "traces"))
+    assert sorted(p.name for p in raw.iterdir()) == [name]
+
+
+def test_a_model_whose_sweep_fails_exits_3_naming_it_and_keeps_the_others_rows(tmp_path, capsys, monkeypatch):
+    from tta_energy.levers import experiment
+
+    real = experiment._run_model
+
+    def run_model(run, ceiling_tflop_per_s):
+        if run.model == "tango":
+            raise RuntimeError("a broken model")
+        return real(run, ceiling_tflop_per_s)
+
+    monkeypatch.setattr(experiment, "_run_model", run_model)
+    monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})  # FLOPs are not this test's
+    with pytest.raises(SystemExit) as exc:
+        main(run_args(tmp_path, "-m", "audioldm,tango", "--steps", "2", "--batches", "1", "--repeats", "1",
+                      "--full", "none", "--batch1", "", "--single", "", "--no-report", "--ceiling-s", "0.02",
+                      "--ceiling-n", "32"))
+    captured = capsys.readouterr()
+    assert exc.value.code == 3
+    assert "tango: levers sweep failed (RuntimeError: a broken model)" in captured.out
+    assert captured.err.strip().splitlines() == [
+        "error: the levers sweep of tango failed (the reason is above); the other models' rows are kept"]
+    runs = schema.read_runs(tmp_path / "raw" / tables.RUNS_FILE)
+    assert set(runs["model"]) == {"audioldm"}

@@ -317,7 +317,7 @@ def test_levers_sweep_end_to_end_on_cpu(tmp_path):
                             single_specs=("fp32,fuse-qkv", "bf16"), steps=(2,), batches=(1, 2), repeats=1,
                             duration_s=1.0, size="tiny", device="cpu", ceiling_s=0.05, ceiling_n=64, idle_s=0,
                             min_window_s=0, profile=False, progress=lambda _msg: None)
-    folder = experiment.run_levers(opts)
+    folder = experiment.run_levers(opts).folder
     runs = schema.read_runs(folder / tables.RUNS_FILE)
     assert set(runs["optimize"]) == {"fp32", "none", "fp32,fuse-qkv", "bf16"}
     assert (runs["status"] == "ok").all() and runs["is_warmup"].sum() == 5  # fp32, none x2 batches, 2 singles
@@ -534,7 +534,7 @@ def test_a_failing_fp8_ceiling_costs_the_call_nothing_else(tmp_path, monkeypatch
                                     single_specs=("fp8",), steps=(2,), batches=(1,), repeats=1,
                                     duration_s=1.0, size="tiny", device="cpu", ceiling_s=0.05, ceiling_n=64,
                                     idle_s=0, min_window_s=0, profile=False, progress=said.append)
-    folder = experiment.run_levers(opts)
+    folder = experiment.run_levers(opts).folder
     assert any("fp8 ceiling not measured: CUBLAS_STATUS_NOT_SUPPORTED" in line for line in said)
     runs = schema.read_runs(folder / tables.RUNS_FILE)
     assert (runs.loc[runs["optimize"] == "none", "status"] == "ok").any()
@@ -553,7 +553,7 @@ def test_a_configuration_that_raises_anything_while_applied_leaves_the_others(tm
                                     single_specs=("bf16",), steps=(2,), batches=(1,), repeats=1,
                                     duration_s=1.0, size="tiny", device="cpu", ceiling_s=0.05, ceiling_n=64,
                                     idle_s=0, min_window_s=0, profile=False, progress=lambda _msg: None)
-    folder = experiment.run_levers(opts)
+    folder = experiment.run_levers(opts).folder
     configs = pd.read_csv(folder / tables.CONFIGS_FILE).set_index("optimize")
     status = configs.loc["bf16", "status"]
     assert status == "not run: TypeError: quantize_() got an unexpected keyword argument"

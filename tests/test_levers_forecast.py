@@ -19,7 +19,7 @@ def test_a_model_line_gives_its_price_and_the_log_reads_back_to_a_forecast_row(t
     said: list[str] = []
     folder = experiment.run_levers(tiny_levers_options(
         tmp_path, "a", progress=said.append, declared={"audioldm": (("none", ((2, 1),), 2),)},
-        model_seconds={"audioldm": 42.0}))
+        model_seconds={"audioldm": 42.0})).folder
     line = next(s for s in said if s.startswith("audioldm: "))
     assert re.fullmatch(r"audioldm: \d+ generations measured in \d+ s \(predicted 42 s\)", line), line
     log = tmp_path / "log-levers-plan-20261206T000000.txt"

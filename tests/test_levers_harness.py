@@ -61,7 +61,7 @@ def test_a_compiled_cell_is_not_predicted_from_its_compilation(tmp_path):
 def test_reference_is_stored_reused_and_recomputed_when_its_key_changes(tmp_path, monkeypatch):
     # FLOP counting (describe on a meta copy) is not what this test is about: left out to keep it fast
     monkeypatch.setattr(experiment, "_describe_flops", lambda *_args: {})
-    first = experiment.run_levers(tiny_levers_options(tmp_path, "a"))
+    first = experiment.run_levers(tiny_levers_options(tmp_path, "a")).folder
     runs = schema.read_runs(first / tables.RUNS_FILE)
     assert "fp32" in set(runs["optimize"])
     stored = sorted((tmp_path / "refs").glob("*.npz"))
@@ -69,7 +69,8 @@ def test_reference_is_stored_reused_and_recomputed_when_its_key_changes(tmp_path
 
     said: list[str] = []  # the second run declares its cells as a plan file does
     second = experiment.run_levers(tiny_levers_options(
-        tmp_path, "b", progress=said.append, full_specs=(), declared={"audioldm": (("none", ((2, 1),), 1),)}))
+        tmp_path, "b", progress=said.append, full_specs=(),
+        declared={"audioldm": (("none", ((2, 1),), 1),)})).folder
     runs = schema.read_runs(second / tables.RUNS_FILE)
     assert "fp32" not in set(runs["optimize"])  # no reference build, warm-up or generation
     assert any("references loaded" in s for s in said)

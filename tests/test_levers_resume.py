@@ -179,7 +179,8 @@ def test_references_of_other_weights_are_computed_again_not_failing_every_config
 
     said: list[str] = []
     second = experiment.run_levers(tiny_levers_options(
-        tmp_path, "b", progress=said.append, full_specs=(), declared={"audioldm": (("none", ((2, 1),), 1),)}))
+        tmp_path, "b", progress=said.append, full_specs=(),
+        declared={"audioldm": (("none", ((2, 1),), 1),)})).folder
     assert any("computed with other weights" in s and "computing them again" in s for s in said), said
     configs = pd.read_csv(second / tables.CONFIGS_FILE)
     assert set(configs["status"]) == {"ok"} and set(configs["optimize"]) == {"fp32", "none"}

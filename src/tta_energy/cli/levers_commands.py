@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import typer
 
 from tta_energy.cli import checks
+from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.models import catalogue
@@ -173,7 +175,8 @@ def register(app: typer.Typer) -> None:
                                           "measured cells are not measured again (scripts/gpu_levers.sh "
                                           "plan: 'data/h200/levers/partplan-*')"),
     ) -> None:
-        """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling."""
+        """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling. A model
+        whose sweep fails never loses the others' rows; the run then exits with status 3, naming it."""
         from tta_energy.levers.experiment import LeversOptions, check_options, run_levers
         from tta_energy.levers.report import build_report
         from tta_energy.levers.spec import LeversError
@@ -247,10 +250,14 @@ def register(app: typer.Typer) -> None:
         from tta_energy.cli.checks import cpu_full_size_warning
 
         cpu_full_size_warning(device, size)
-        folder = run_levers(opts, refill)
+        result = run_levers(opts, refill)
         if report:
-            paths = build_report([folder], report_dir or folder.parent)
+            paths = build_report([result.folder], report_dir or result.folder.parent)
             typer.echo("wrote " + ", ".join(str(p) for p in paths))
+        if result.failed_models:
+            typer.echo(f"error: the levers sweep of {', '.join(result.failed_models)} failed (the reason is "
+                       "above); the other models' rows are kept", err=True)
+            sys.exit(INCOMPLETE_EXIT)
 
     @levers_app.command("report")
     def report_cmd(

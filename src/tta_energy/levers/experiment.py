@@ -106,6 +106,7 @@ from tta_energy.levers.tables import (
     PROFILE_FILE,
     RUNS_FILE,
     append_csv,
+    check_folder_appendable,
 )
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
@@ -876,6 +877,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
         raise LeversError(f"unknown size {opts.size!r}: use {' or '.join(catalogue.SIZES)}")
     _check_weights(opts)
     _check_generations(opts, plan)
+    check_folder_appendable(Path(opts.out_dir))
 
 
 def _check_weights(opts: LeversOptions) -> None:
@@ -927,8 +929,17 @@ def model_allowance_s(left_s: float, predicted: Sequence[float], in_seconds: boo
 REFILL_MIN_S = 15.0
 
 
-def run_levers(opts: LeversOptions, refill: Refill | None = None) -> Path:
-    """Run the levers sweep for every model of ``opts``; returns the output folder.
+@dataclass(frozen=True)
+class LeversResult:
+    """What a levers run leaves: its folder and the models whose sweep failed (each failure was said; the
+    other models' rows are in the folder)."""
+
+    folder: Path
+    failed_models: tuple[str, ...] = ()
+
+
+def run_levers(opts: LeversOptions, refill: Refill | None = None) -> LeversResult:
+    """Run the levers sweep for every model of ``opts``; returns its folder and the models that failed.
 
     With a time budget and ``refill``, a call whose work ends before its budget asks ``refill`` for more:
     given the seconds left and the models that failed, the options of the next work that fits them (a
@@ -985,7 +996,7 @@ def run_levers(opts: LeversOptions, refill: Refill | None = None) -> Path:
         end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
         say(f"ceiling (end, {end.precision}): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
             f"{end.power_W:.0f} W")
-    return out_dir
+    return LeversResult(out_dir, tuple(sorted(failed)))
 
 
 def _declared_text(model: str, entries: Sequence[tuple[str, Any, int]]) -> str:

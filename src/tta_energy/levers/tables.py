@@ -93,6 +93,23 @@ SIDE_COLUMNS: dict[str, TableColumns] = {
 }
 
 
+def check_folder_appendable(folder: Path) -> None:
+    """The tables a levers run appends to in ``folder``, where they exist, are levers tables: its run table a
+    run table (:func:`tta_energy.schema.check_appendable`), each side table with its keys and required
+    columns. Checked before the ceiling or any model, so that a wrong folder is refused with one line instead
+    of failing every model once measured."""
+    schema.check_appendable(folder / RUNS_FILE, LeversError)
+    for name, columns in SIDE_COLUMNS.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        header = schema.csv_columns(path)
+        missing = [c for c in dict.fromkeys((*columns.keys, *columns.required)) if c not in header]
+        if missing:
+            raise LeversError(f"{path} is not a levers table (it lacks {', '.join(missing)}): give --out-dir "
+                              "a new folder or one that a levers run wrote")
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
