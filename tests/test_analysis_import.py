@@ -203,6 +203,7 @@ def _cli(args: list[str], capsys) -> tuple[int, str]:
             r"results/inference_steps/Tango: no <Model>-emissions-run<k>\.csv files \(empty experiment\)",
         ),
         ("unknown_model", r"unknown model name 'Riffusion'"),
+        ("score_not_utf8", r"results/quality_metrics/FAD/AudioLDM_fad_scores\.csv: not a readable UTF-8 CSV"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, capsys, damage, message):
@@ -224,6 +225,10 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, capsys, d
         df.to_csv(target, index=False)
     elif damage == "empty_folder":
         (root / "results" / "inference_steps" / "Tango").mkdir()
+    elif damage == "score_not_utf8":
+        scores = root / "results" / "quality_metrics" / "FAD"
+        scores.mkdir(parents=True)
+        (scores / "AudioLDM_fad_scores.csv").write_bytes(b"model,steps\n\xff\xfe\n")
     elif damage == "unknown_model":
         (root / "results" / "inference_steps" / "AudioLDM").rename(
             root / "results" / "inference_steps" / "Riffusion"
@@ -237,6 +242,16 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, capsys, d
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging folder left behind
     code, err = _cli(["analyze", "--study", str(root), "--out", str(out)], capsys)
     assert code == 2 and err.startswith("error: ") and not out.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_an_out_folder_that_cannot_be_made_is_named_as_given(tmp_path, capsys):
+    root = _tiny_tree(tmp_path)
+    out = Path("/proc/tta-energy-out")  # its parent exists, but nothing can be written in it, even by root
+    for command in (["import-study", str(root)], ["analyze", "--study", str(root)]):
+        code, err = _cli([*command, "--out", str(out)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"error: {out}: cannot be written"), err
 
 
 def test_a_folder_that_is_not_a_study(tmp_path, capsys):

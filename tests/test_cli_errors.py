@@ -204,3 +204,11 @@ def test_a_campaign_run_is_refused_while_another_run_writes_its_tables(tmp_path:
     busy = out / ("quality.csv" if holder == "campaign" else "steps.csv")  # the first table it holds
     assert_one_error_line(second, f"another sweep or campaign is writing {busy}")
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []  # nothing written
+
+
+def test_an_extra_argument_suggests_repeating_an_option_only_where_one_repeats(capsys):
+    from tests.conftest import refused
+
+    line = refused(capsys, ["schema", "extra"], "unexpected extra argument")
+    assert "repeat it" not in line
+    refused(capsys, ["analyze", "--runs", "data/h200", "data/study", "--out", "x"], "(--runs A --runs B)")

@@ -319,6 +319,15 @@ def test_a_table_that_lost_its_last_line_to_a_kill_is_reported_with_one_warning(
     assert list(pd.read_csv(tmp_path / "out" / "levers.csv")["optimize"]) == ["none"]
 
 
+@pytest.mark.parametrize("name", ["levers_summary.md", "levers.png"])
+def test_a_folder_where_a_report_file_goes_is_refused_before_any_file_is_written(tmp_path, capsys, name):
+    raw = raw_folder(tmp_path)
+    out = tmp_path / "report"
+    (out / name).mkdir(parents=True)
+    refused(capsys, ["levers", "report", str(raw), "--out-dir", str(out)], str(out / name), "is a folder")
+    assert [p.name for p in out.iterdir()] == [name]
+
+
 def test_a_report_folder_that_is_a_file_is_refused_before_reading(tmp_path, capsys):
     raw = raw_folder(tmp_path)
     a_file = tmp_path / "notes.md"

@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,26 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def check_file_targets(paths: Iterable[Path], error: type[TtaError] = TtaError) -> None:
+    """Each file a command is about to write is absent or a file: a folder standing at one would fail its
+    write after the files before it were written."""
+    for path in paths:
+        if Path(path).is_dir():
+            raise error(f"{path} is a folder, where a file is to be written: move it, or choose another "
+                        "output folder")
+
+
+def staging_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out`` to write a set of files into before moving them there, so that a
+    failure leaves none of them; a place that cannot be written is refused in one line naming ``out``."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise TtaError(f"{out}: cannot be written ({why}); choose a folder you can write to") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

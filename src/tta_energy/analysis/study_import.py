@@ -24,9 +24,9 @@ import io
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,8 +53,8 @@ from tta_energy.analysis.study_tree import (
     rel_path,
     study_defaults,
 )
-from tta_energy.errors import TtaError
-from tta_energy.fileio import read_csv_exact
+from tta_energy.errors import TtaError, first_line
+from tta_energy.fileio import read_csv_exact, staging_folder
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
 J_PER_KWH = schema.J_PER_KWH
@@ -264,7 +264,7 @@ def read_captions(tree: StudyTree) -> CaptionIndex:
         f = tree.quality_inferences / "CLAP" / f"{dataset}_captions.csv"
         if not f.is_file():
             continue
-        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        df = _read_study_csv(f, rel_path(f, tree.root), dtype=str, keep_default_na=False)
         for col in ("file_name", "caption"):
             if col not in df.columns:
                 raise StudyFormatError(f"{rel_path(f, tree.root)}: missing column '{col}'")
@@ -353,13 +353,21 @@ SCORE_COLUMNS: tuple[str, ...] = (
 METRICS: dict[str, str] = {"clap": "clap_score", "fad": "fad_score"}
 
 
+def _read_study_csv(path: Path, where: str, **kwargs: Any) -> pd.DataFrame:
+    """One of the study's CSV files, read exactly; a file that is empty, not UTF-8 or not CSV is refused in
+    one line naming it (``where``)."""
+    try:
+        return read_csv_exact(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise StudyFormatError(f"{where}: empty file") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise StudyFormatError(f"{where}: not a readable UTF-8 CSV ({first_line(exc)})") from None
+
+
 def read_score_file(path: Path, metric: str, scope: str, tree_root: Path | None = None) -> pd.DataFrame:
     """One ``<M>_clap_scores.csv`` / ``<M>_fad_scores.csv`` as tidy rows (model, data set, steps, value)."""
     where = rel_path(path, tree_root)
-    try:
-        df = read_csv_exact(path, dtype={"model": str, "baseline": str})
-    except pd.errors.EmptyDataError:
-        raise StudyFormatError(f"{where}: empty file") from None
+    df = _read_study_csv(path, where, dtype={"model": str, "baseline": str})
     value_col = METRICS[metric]
     missing = [c for c in ("model", "steps", "baseline", value_col) if c not in df.columns]
     if missing:
@@ -438,7 +446,7 @@ def import_published_sanity(tree: StudyTree) -> pd.DataFrame | None:
         f = tree.sanitycheck / f"{metric}_analysis.csv"
         if not f.is_file():
             continue
-        df = read_csv_exact(f)
+        df = _read_study_csv(f, rel_path(f, tree.root))
         need = ("model", "baseline", "ancova_interaction_pvalue", "pearson_correlation", "pearson_pvalue")
         missing = [c for c in need if c not in df.columns]
         if missing:
@@ -529,8 +537,7 @@ def write_study(data: StudyData, out: str | Path) -> list[Path]:
             f"{out}: exists and was not written by import-study (no {IMPORT_NOTE}); "
             f"choose an empty or new folder"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_folder(out)
     staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary data folder
     try:
         written = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from tta_energy import schema
 from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
-from tta_energy.fileio import read_csv_exact, warn_if_cut
+from tta_energy.fileio import read_csv_exact, staging_folder, warn_if_cut
 from tta_energy.intervals import check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
@@ -252,8 +251,7 @@ def build_tables(
 def write_tables(result: AnalysisResult, out: str | Path, readme: str) -> list[Path]:
     """Write every table to a staging folder, then move the files into ``out`` (nothing on failure)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_folder(out)
     try:
         names = []
         for name, df in {**result.tables, **result.extra}.items():

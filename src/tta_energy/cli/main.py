@@ -80,12 +80,17 @@ def user_error_line(exc: BaseException) -> str | None:
     if isinstance(exc, click_exceptions.UsageError):
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         message = exc.format_message().splitlines()[0].rstrip()
-        if message.startswith("Got unexpected extra argument"):  # `--runs a b`: each value needs its option
-            hint = ("; an option given once takes one value: repeat it for several (--runs A --runs B)"
+        repeatable = [p.opts[0] for p in (exc.ctx.command.params if exc.ctx is not None else ())
+                      if getattr(p, "multiple", False) and p.opts and p.opts[0].startswith("--")]
+        if message.startswith("Got unexpected extra argument") and repeatable:  # `--runs a b`
+            option = repeatable[0]
+            hint = (f"; an option given once takes one value: repeat it for several ({option} A {option} B)"
                     + hint)
         return message + hint
     if isinstance(exc, click_exceptions.ClickException):
         return exc.format_message()
+    if isinstance(exc, OSError) and exc.filename2:  # a rename (a file written whole): the path it goes to
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename2}"
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename or first_line(exc)} (choose a folder you can write to)"
     if isinstance(exc, FileNotFoundError):

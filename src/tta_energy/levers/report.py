@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tta_energy.fileio import warn_if_cut, write_csv_atomic, write_text_atomic
+from tta_energy.fileio import check_file_targets, warn_if_cut, write_csv_atomic, write_text_atomic
 from tta_energy.intervals import ratio_interval
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
@@ -398,7 +398,8 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path,
     profile = read_side(dirs, PROFILE_FILE)
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / "levers.csv", out_dir / "levers_summary.md"
-    fig_path = out_dir / "levers.png"
+    fig_path, targets_path = out_dir / "levers.png", out_dir / TARGETS_FILE
+    check_file_targets((csv_path, md_path, fig_path, targets_path), LeversError)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)
     from tta_energy.levers.summary import levers_summary  # it reads this module's table and rules
@@ -406,7 +407,6 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path,
     text, targets = levers_summary(table, ceiling, profile, context_losses(generations),
                                    generation_failures(generations))
     write_text_atomic(md_path, text)
-    targets_path = out_dir / TARGETS_FILE
     write_csv_atomic(targets_path, targets)
     steps, batch = target_cell(table)
     runs = summary_runs(table, steps, batch)
