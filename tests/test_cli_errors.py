@@ -212,3 +212,20 @@ def test_an_extra_argument_suggests_repeating_an_option_only_where_one_repeats(c
     line = refused(capsys, ["schema", "extra"], "unexpected extra argument")
     assert "repeat it" not in line
     refused(capsys, ["analyze", "--runs", "data/h200", "data/study", "--out", "x"], "(--runs A --runs B)")
+
+
+@pytest.mark.parametrize(("argv", "option", "switch"), [
+    (["sweep", "--model", "audioldm", "--experiment", "steps", "--no-codecarbon", "--country", "FRA"],
+     "--country", "--no-codecarbon"),
+    (["sweep", "--model", "audioldm", "--experiment", "quality", "--no-save-audio", "--audio-dir", "clips"],
+     "--audio-dir", "--no-save-audio"),
+    (["campaign", "run", "--campaign", "campaigns/h200.toml", "--no-codecarbon", "--country", "FRA"],
+     "--country", "--no-codecarbon"),
+    (["score", "--out", "scores.csv", "--no-cache", "--cache", "embeddings"], "--cache", "--no-cache"),
+])
+def test_an_option_whose_setting_a_switch_turns_off_is_refused_not_ignored(capsys, monkeypatch, argv, option,
+                                                                           switch):
+    from tests.conftest import refused
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    refused(capsys, argv, option, switch, absent=(Path("clips"), Path("scores.csv"), Path("embeddings")))

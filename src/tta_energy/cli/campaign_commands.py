@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(line)
 
     @campaign_app.command("run")
-    def run_cmd(campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
+    def run_cmd(ctx: typer.Context, campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
                 model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT,
                 time_budget: float | None = typer.Option(
                     None, help="seconds of wall time (model builds and warm-ups included) after which no "
@@ -185,6 +185,8 @@ def register(app: typer.Typer) -> None:
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
         device = checks.device(device)
+        checks.not_with(not codecarbon and bool(checks.given_options(ctx, {"country": "--country"})),
+                        "--country", "--no-codecarbon")
         country = checks.country(country) if codecarbon else country
         spec = _load(campaign, out_dir)
         ro = RunOptions(models=checks.comma_list(model), experiments=checks.comma_list(experiment),

@@ -136,6 +136,13 @@ def cpu_full_size_warning(device_name: str | None, size_name: str) -> None:
               "--size tiny runs in seconds (see README, 'On a CPU')", file=sys.stderr)
 
 
+def not_with(given: bool, option: str, switch: str) -> None:
+    """An option given (``given``) together with the switch that turns off what it sets is refused: the
+    command would ignore it."""
+    if given:
+        raise TtaError(f"{option} sets what {switch} turns off: give one of them")
+
+
 def given_options(ctx: typer.Context, names: dict[str, str]) -> list[str]:
     """The options of ``names`` (parameter -> option) that the command line set (not left at the default):
     an option a command would ignore is refused only when the user wrote it."""

@@ -147,6 +147,7 @@ def register(app: typer.Typer) -> None:
         # the user's values first, then the checkpoints: a bad input is named, not a missing checkpoint
         checks.device(device)
         checks.seed(seed)
+        checks.not_with(no_cache and cache is not None, "--cache", "--no-cache")
         checks.at_least_one(batch_size, "--batch-size", "10 s windows per forward pass")
         check_resamples(bootstrap)
         checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")

@@ -126,6 +126,10 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         checks.size(size)
         checks.weights(weights)
         checks.seed(seed)
+        checks.not_with(not codecarbon and bool(checks.given_options(ctx, {"country": "--country"})),
+                        "--country", "--no-codecarbon")
+        checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
+                        "--audio-dir", "--no-save-audio")
         country = checks.country(country) if codecarbon else country
         checks.positive(limit, "--limit")
         for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):
