@@ -22,7 +22,8 @@ backend, channels-last, fused q/k/v, CUDA graph), or a comma list of levers: fp3
 compile-graphs, compile-blocks (Inductor on the denoiser's repeated blocks; with max, inside one CUDA graph),
 cudagraph, sdpa-flash, sdpa-cudnn, sdpa-efficient, sdpa-math, sdpa-best, channels-last,
 fuse-qkv, trim-latents (Stable Audio Open: compute only the requested length; changes the output), fp8
-(float8 linear layers through torchao, compute capability 8.9+; changes the output)."""
+(float8 linear layers through torchao, compute capability 8.9+; changes the output), tf32 (the denoiser's
+float32 matrix products on TF32 tensor cores)."""
 
 
 def _spec_list(value: str) -> tuple[str, ...]:
