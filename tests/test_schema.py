@@ -176,3 +176,15 @@ def test_append_refuses_a_table_with_columns_it_does_not_know(tmp_path):
     with pytest.raises(schema.SchemaError, match="not in the table"):
         schema.append_line(path, "a\n", "3\n")
     assert path.read_text() == "a,b\n1,2\n"
+
+
+def test_a_csv_of_other_columns_is_named_as_no_run_table_not_by_every_column_it_lacks(tmp_path):
+    other = tmp_path / "scores.csv"
+    other.write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+    with pytest.raises(schema.SchemaError) as refused:
+        schema.read_runs(other)
+    assert str(refused.value) == f"{other} is not a run table (its columns: a, b, c)"
+    damaged = tmp_path / "steps.csv"  # a run table that lost a column is still told what it lacks
+    pd.DataFrame([schema.empty_row()]).drop(columns=["source"]).iloc[:0].to_csv(damaged, index=False)
+    with pytest.raises(schema.SchemaError, match="missing column\\(s\\) source$"):
+        schema.read_runs(damaged)

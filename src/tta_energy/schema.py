@@ -189,8 +189,12 @@ def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:
 def check_required_columns(columns: Iterable[str], where: str, error: type[TtaError] | None = None) -> None:
     """Every required column of the schema is among ``columns``; else one line naming ``where`` and those
     missing (``error``: SchemaError unless given)."""
+    columns = list(columns)
     present = set(columns)
     missing = [c.name for c in COLUMNS if c.required and c.name not in present]
+    if missing and not looks_like_run_table(present):  # another CSV: its own columns say more than ours
+        shown = ", ".join(columns[:5]) + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
+        raise (error or SchemaError)(f"{where} is not a run table (its columns: {shown or 'none'})")
     if missing:
         raise (error or SchemaError)(f"{where}: missing column(s) {', '.join(missing)}")
 
@@ -351,9 +355,13 @@ def is_run_table(path: str | Path) -> bool:
     """A CSV whose header says it is a run table, complete or not: the marker columns, or most of the
     required columns. A damaged one is then read and reported invalid (naming what it lacks), never skipped
     as some other CSV; other CSVs (scores, levers, smoke tables) hold at most a third of the columns."""
-    header = csv_header(path)
+    return looks_like_run_table(csv_header(path))
+
+
+def looks_like_run_table(columns: set[str]) -> bool:
+    """The rule of :func:`is_run_table` on a set of column names."""
     required = {c.name for c in COLUMNS if c.required}
-    return header >= RUN_TABLE_MARKERS or len(header & required) > RUN_TABLE_SHARE * len(required)
+    return columns >= RUN_TABLE_MARKERS or len(columns & required) > RUN_TABLE_SHARE * len(required)
 
 
 def check_appendable(path: str | Path, error: type[TtaError] = SchemaError) -> None:
