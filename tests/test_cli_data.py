@@ -62,6 +62,8 @@ def test_summary_names_every_invalid_table_and_its_problem(tmp_path: Path) -> No
     (tmp_path / "cut.csv").write_bytes(text[: text.rindex(b"\n", 0, len(text) - 1) + 40])
     (tmp_path / "twice.csv").write_bytes(text + text[text.index(b"\n") + 1:])  # every row again
     (tmp_path / "columns.csv").write_text("source,experiment,model,config_id\ntta-energy,steps,tango,c\n")
+    (tmp_path / "steps.rank1.csv").write_text("a,b\n1,2\n")  # a shard's name, another table's header
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")  # any other CSV is left out
     out = _run("summary", "--data", str(tmp_path))
     assert out.returncode == 2
     problems = {line.split(": ")[1].rsplit("/", 1)[-1]: line for line in out.stderr.splitlines()
@@ -70,8 +72,10 @@ def test_summary_names_every_invalid_table_and_its_problem(tmp_path: Path) -> No
     assert "last line is cut" in problems["cut.csv"]
     assert "60 measured row(s) repeat a (config_id, repeat) pair" in problems["twice.csv"]
     assert "missing column(s)" in problems["columns.csv"]
-    assert "good.csv" not in problems and "1 of 6 run table(s) valid" in out.stdout
-    assert out.stderr.splitlines()[-1] == f"error: 5 invalid run table(s) under {tmp_path} (listed above)"
+    assert "is not a run table (its columns: a, b)" in problems["steps.rank1.csv"]
+    assert "good.csv" not in problems and "1 of 7 run table(s) valid" in out.stdout
+    assert "(1 other CSV file(s) skipped)" in out.stdout
+    assert out.stderr.splitlines()[-1] == f"error: 6 invalid run table(s) under {tmp_path} (listed above)"
 
 
 def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
