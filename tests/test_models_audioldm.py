@@ -130,6 +130,27 @@ def test_save_and_load_round_trip(tiny, tmp_path):
     np.testing.assert_array_equal(loaded.generate(request()).waveforms, tiny.generate(request()).waveforms)
 
 
+def test_a_hub_id_offline_loads_the_cached_snapshot_or_says_how_to_fill_the_cache(tiny, tmp_path,
+                                                                                   monkeypatch):
+    """With ``HF_HUB_OFFLINE=1`` a hub id is read from the local Hugging Face cache (the layout that
+    ``hf download`` writes) as a folder is; one not cached is refused in one line saying how to fill it."""
+    from huggingface_hub import constants
+
+    cache, commit = tmp_path / "hub", "0" * 40
+    repo = cache / "models--someone--audioldm-tiny"
+    tiny.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    loaded = build_model("audioldm", size="tiny", weights="someone/audioldm-tiny", dtype="float32")
+    np.testing.assert_array_equal(loaded.generate(request()).waveforms, tiny.generate(request()).waveforms)
+    with pytest.raises(ModelError, match=r"'nobody/none' is neither a local folder nor a cached hub repo "
+                                         r"\(HF_HUB_OFFLINE=1\).*\(hf download nobody/none\)"):
+        build_model("audioldm", size="tiny", weights="nobody/none", dtype="float32")
+
+
 def test_checkpoint_with_missing_keys_is_refused(tiny, tmp_path):
     from safetensors.torch import load_file, save_file
 

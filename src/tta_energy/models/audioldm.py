@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -41,7 +40,13 @@ from tta_energy.models.base import (
     no_phases,
 )
 from tta_energy.models.catalogue import entry
-from tta_energy.models.common import check_weights_dir, load_config, synthetic_token_ids
+from tta_energy.models.common import (
+    cached_hub_repo,
+    check_weights_dir,
+    hub_offline,
+    load_config,
+    synthetic_token_ids,
+)
 from tta_energy.models.tiny import tiny_autoencoder_kl, tiny_bert_like, tiny_hifigan, tiny_unet2d
 from tta_energy.models.weights import looks_like_hub_id
 
@@ -106,6 +111,9 @@ def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: 
     ``HF_HUB_OFFLINE=1`` is honoured (no hub call; only the local cache is read).
     """
     path = Path(weights).expanduser()
+    offline = hub_offline()
+    if offline and not path.exists() and looks_like_hub_id(weights):
+        path = cached_hub_repo(weights)  # the cached snapshot is read as a local folder
     if path.exists() or not looks_like_hub_id(weights):
         check_weights_dir(path, ["model_index.json", *required])
         try:
@@ -122,7 +130,6 @@ def load_pipeline(pipeline_cls: type, weights: str, required: list[str], dtype: 
                   if not k.startswith("_") and isinstance(v, list) and all(x is None for x in v)}
     else:
         source, absent = weights, {}
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
         with quiet_diffusers():
             pipe = pipeline_cls.from_pretrained(source, dtype=dtype, local_files_only=offline, **absent)

@@ -66,11 +66,18 @@ def cached_hub_repo(repo_id: str, allow_patterns: list[str] | None = None) -> Pa
 
         return Path(snapshot_download(repo_id=repo_id, allow_patterns=allow_patterns))
     except Exception as exc:
+        offline = hub_offline()
         raise ModelError(
             f"weights {repo_id!r} is neither a local folder nor a cached hub repo "
-            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): "
-            f"{type(exc).__name__}"
+            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {type(exc).__name__}"
+            + (f"; fill the cache on a machine with internet access (hf download {repo_id}), or give a folder"
+               if offline else "")
         ) from None
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for no hub call (only the local cache is read)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def synthetic_token_ids(batch: int, length: int, vocab_size: int, *, bos: int | None = None,
