@@ -73,6 +73,8 @@ GENERATE_CASES: list[tuple[list[str], str]] = [
     ([*GEN, "--steps", "0", "--out", "a.wav"], "steps must be >= 1, got 0"),
     ([*GEN, "--steps", "10", "--batch", "0", "--out", "a.wav"], "must be >= 1, got 0"),
     ([*GEN, "--steps", "10", "--guidance", "-4", "--out", "a.wav"], "guidance scale must be >= 0"),
+    ([*GEN, "--steps", "10", "--guidance", "1", "--negative-prompt", "dog", "--out", "a.wav"],
+     "--negative-prompt has no effect at --guidance 1 (<= 1 turns guidance off)"),
     ([*GEN, "--steps", "10", "--guidance", "inf", "--out", "a.wav"], "guidance scale must be a finite"),
     ([*GEN, "--steps", "10", "--dtype", "half", "--out", "a.wav"], "unknown dtype 'half'"),
     (["generate", "--model", "audioldm", "--prompt", " ", "--steps", "10", "--duration", "1", "--out",

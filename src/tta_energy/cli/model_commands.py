@@ -111,6 +111,10 @@ def register(app: typer.Typer) -> None:
         dtype = checks.dtype(dtype)
         checks.generation(model, size_name=size, prompts=[prompt], steps=steps, batch=batch,
                           duration_s=duration, guidance_scale=guidance)
+        defaults = checks.model(model).defaults
+        if negative_prompt and guidance is not None and not defaults.runs_guidance(guidance):
+            raise TtaError(f"--negative-prompt has no effect at --guidance {guidance:g} "
+                           f"({defaults.guidance_off_text()}): leave it out or raise --guidance")
         checks.weights(weights)
         checks.seed(seed)
         from tta_energy.audio_io import check_wav_path, clip_paths, nonfinite_audio, write_clips
