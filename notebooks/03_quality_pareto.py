@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -36,6 +36,7 @@ from IPython.display import display
 from tta_energy.analysis import fronts, pareto, plots, sanity, summaries
 from tta_energy.analysis.reproduce import notebook_inputs, repo_root
 from tta_energy.analysis.summaries import AnalysisError
+from tta_energy.devices import rows_of_gpu
 from tta_energy.fileio import write_csv_atomic
 from tta_energy.models import catalogue
 
@@ -94,7 +95,7 @@ if not platforms:
 
 # %%
 h200_steps = inputs.runs[
-    (inputs.runs["experiment"] == "steps") & inputs.runs["gpu_name"].fillna("").str.contains("H200")
+    (inputs.runs["experiment"] == "steps") & rows_of_gpu(inputs.runs["gpu_name"])
 ]
 a40_quality = inputs.runs[
     (inputs.runs["experiment"] == "quality")

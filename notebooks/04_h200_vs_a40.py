@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -31,8 +31,10 @@ import pandas as pd
 from IPython.display import display
 
 from tta_energy.analysis import compare, efficiency, plots, spread, summaries
+from tta_energy.analysis.figures import STUDY_PLATFORM
 from tta_energy.analysis.reproduce import notebook_inputs
 from tta_energy.analysis.summaries import AnalysisError
+from tta_energy.devices import PROJECT_GPU, names_gpu, rows_of_gpu
 
 pd.set_option("display.width", 160)
 
@@ -49,8 +51,8 @@ try:
     available = compare.platforms(steps)
 except AnalysisError:
     steps, fits, available = pd.DataFrame(), pd.DataFrame(), []
-reference = ("study", "NVIDIA A40")
-others = [p for p in available if p != reference and "H200" in p[1]]
+reference = STUDY_PLATFORM
+others = [p for p in available if p != reference and names_gpu(PROJECT_GPU, p[1])]
 print(f"platforms with a steps sweep: {[compare.platform_label(*p) for p in available]}")
 
 # %%
@@ -168,7 +170,7 @@ if not batch_flops.empty:
 
 # %%
 h200 = summaries.usable_runs(inputs.runs)
-h200 = h200[h200["gpu_name"].astype(str).str.contains("H200")]
+h200 = h200[rows_of_gpu(h200["gpu_name"])]
 spread_steps = spread.spread_table(h200, experiments=("steps",), draws=0)
 if not spread_steps.empty:
     display(spread_steps[["model", "n_processes", "between_process_sd_pct", "within_process_sd_pct",

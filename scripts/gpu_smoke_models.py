@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from tta_energy.experiments.smoke import append_rows, importable_models, smoke_model
-from tta_energy.models.catalogue import model_names
+from tta_energy.models.catalogue import SIZES, model_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="audio seconds per clip")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, help="default: each model's (float16)")
-    parser.add_argument("--size", default="full", choices=("full", "tiny"))
+    parser.add_argument("--size", default="full", choices=SIZES)
     parser.add_argument("--warmup-steps", type=int, default=2,
                         help="steps of the unrecorded warm-up (0: none)")
     args = parser.parse_args(argv)

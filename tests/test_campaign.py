@@ -18,9 +18,10 @@ from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
 from tta_energy.experiments import resume
 from tta_energy.experiments.campaign_plan import pace_range_text, run_paces
-from tta_energy.experiments.grids import STUDY_PROMPT, Config
+from tta_energy.experiments.grids import Config
 from tta_energy.experiments.runner import Item
 from tta_energy.intervals import t_critical, t_interval
+from tta_energy.study import STUDY_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]
 H200_CAMPAIGN = ROOT / "campaigns" / "h200.toml"  # the committed campaign, wherever pytest runs from

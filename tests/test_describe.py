@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from tta_energy.models.base import ModuleCall
-from tta_energy.models.catalogue import BUILTIN_NAMES, DESCRIBE_TABLE, model_names, precomputed_description
-from tta_energy.models.describe import DESCRIBE_DURATION_S, FLOP_METHOD, count_flops, describe_model
+from tta_energy.models.catalogue import (
+    BUILTIN_NAMES,
+    DESCRIBE_DURATION_S,
+    DESCRIBE_TABLE,
+    model_names,
+    precomputed_description,
+)
+from tta_energy.models.describe import FLOP_METHOD, count_flops, describe_model
 
 # hand counts from the published configs (parameters, per-step and per-generation GFLOP)
 EXPECTED = {

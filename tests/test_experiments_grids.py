@@ -8,9 +8,7 @@ from tta_energy import schema
 from tta_energy.errors import TtaError
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
-    CLIPS_PER_REPEAT,
     EXPERIMENTS,
-    STUDY_PROMPT,
     GridRequest,
     SweepError,
     audio_path,
@@ -19,6 +17,7 @@ from tta_energy.experiments.grids import (
     load_captions,
     run_order,
 )
+from tta_energy.study import CLIPS_PER_REPEAT, STUDY_PROMPT
 
 
 def configs(experiment: str, model: str = "audioldm", **kw):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tta_energy.experiments.grids import STUDY_PROMPT
 from tta_energy.levers.apply import CudaGraphDenoiser, DenoiserWrapper
 from tta_energy.models.base import GenerationRequest
 from tta_energy.models.catalogue import entry, model_names
 from tta_energy.models.registry import build_model
+from tta_energy.study import STUDY_PROMPT
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

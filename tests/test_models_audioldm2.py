@@ -14,9 +14,10 @@ import torch
 from model_helpers import assert_close_audio
 
 from tta_energy.models.audioldm import CLAP_TOKEN_LENGTH
-from tta_energy.models.audioldm2 import STUDY_PROMPT, resample, t5_token_count
+from tta_energy.models.audioldm2 import resample, t5_token_count
 from tta_energy.models.base import GenerationRequest, ModelError
 from tta_energy.models.registry import build_model
+from tta_energy.study import STUDY_PROMPT
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

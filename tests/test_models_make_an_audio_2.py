@@ -12,13 +12,12 @@ import torch
 from tta_energy.models.base import GenerationRequest, ModelError
 from tta_energy.models.describe import count_flops, unique_param_count
 from tta_energy.models.make_an_audio_2 import (
-    STUDY_PROMPT,
-    STUDY_STRUCT_CAPTION,
     MakeAnAudio2Adapter,
     latent_width,
     struct_captions,
 )
 from tta_energy.models.registry import build_model
+from tta_energy.study import STUDY_PROMPT, STUDY_STRUCT_CAPTION
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -7,8 +7,12 @@ CUDA value, so a refused command pays for no import it does not need.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from tta_energy.errors import TtaError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 #: what every command's --device option says
@@ -34,10 +38,19 @@ def check_device(name: str | None) -> str | None:
     return name
 
 
+#: the GPU (a part of its name) whose tables the committed figures and docs are built on (the campaign's)
+PROJECT_GPU = "H200"
+
+
 def names_gpu(required: str, gpu_name: str) -> bool:
     """Whether ``required`` (a part of a GPU's name, e.g. ``H200``, as plan files and tables give it) names
     the GPU called ``gpu_name`` (as NVML and torch report it): the one rule for matching a card; any case."""
     return bool(required) and required.lower() in str(gpu_name).lower()
+
+
+def rows_of_gpu(gpu_names: pd.Series, required: str = PROJECT_GPU) -> pd.Series:
+    """Which rows of a table's ``gpu_name`` column :func:`names_gpu` matches (a missing name matches none)."""
+    return gpu_names.map(lambda name: isinstance(name, str) and names_gpu(required, name)).astype(bool)
 
 
 def gpu_mismatch(required: str | None, device: str) -> str | None:

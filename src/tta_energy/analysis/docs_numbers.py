@@ -24,11 +24,12 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
-from tta_energy.devices import names_gpu
+from tta_energy.devices import PROJECT_GPU, names_gpu, rows_of_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import t_critical
 from tta_energy.models import catalogue
+from tta_energy.study import CLIPS_PER_REPEAT
 
 #: Files that hold generated blocks, relative to the repository root.
 DOC_FILES: tuple[str, ...] = (
@@ -210,8 +211,8 @@ def _batch_ci(row: pd.Series) -> str:
     """`` (95% CI a–b)`` of the energy per clip where the batch size has more than one run."""
     if row["n_runs"] < 2:
         return " (n = 1)"
-    low = row["gpu_energy_J_per_10_clips_ci_low"] / summaries.CLIPS_PER_BATCH_RUN
-    high = row["gpu_energy_J_per_10_clips_ci_high"] / summaries.CLIPS_PER_BATCH_RUN
+    low = row["gpu_energy_J_per_10_clips_ci_low"] / CLIPS_PER_REPEAT
+    high = row["gpu_energy_J_per_10_clips_ci_high"] / CLIPS_PER_REPEAT
     return f" (n = {int(row['n_runs'])}, 95% CI {max(low, 0):.0f}–{high:.0f})"
 
 
@@ -373,7 +374,7 @@ def block_cell_processes(d: DocData) -> str:
     return f"{int(processes.min())}–{int(processes.max())} processes"
 
 
-def _ceiling(d: DocData, gpu: str = "H200") -> str:
+def _ceiling(d: DocData, gpu: str = PROJECT_GPU) -> str:
     """A GPU's bf16 matrix-product ceiling as the docs quote it (``gpu``: a part of its name, as plan files
     give it): the mean of every measurement of it."""
     return _mean_ceiling(d.ceilings[[names_gpu(gpu, name) for name in d.ceilings["gpu_name"]]])
@@ -889,7 +890,7 @@ def block_model_table(d: DocData) -> str:
     if d.steps.empty:
         return "No steps sweep measured on the H200 yet."
     flops = d.efficiency
-    h200 = flops[flops["gpu_name"].str.contains("H200")].set_index("model")
+    h200 = flops[rows_of_gpu(flops["gpu_name"])].set_index("model")
     a40 = flops[flops["source"] == "study"].set_index("model")
     try:
         host = summaries.host_summary(d.steps).set_index("model")
@@ -943,7 +944,7 @@ def block_efficiency(d: DocData) -> str:
     if d.efficiency.empty:
         return "No steps sweep measured yet."
     table = d.efficiency.dropna(subset=["denoiser_tflop_per_J"])
-    h200 = table[table["gpu_name"].str.contains("H200")]
+    h200 = table[rows_of_gpu(table["gpu_name"])]
     a40 = table[table["source"] == "study"].set_index("model")
     if h200.empty:
         return "No steps sweep measured on the H200 yet."

@@ -42,7 +42,7 @@ from tta_energy.models import catalogue, spacing
 #: The step count whose whole generation is compared: the study's default.
 GENERATION_STEPS = 100
 #: The clip length and batch the stored FLOP counts hold (``tta-energy describe``'s table).
-COUNTED_DURATION_S = 10.0
+COUNTED_DURATION_S = catalogue.DESCRIBE_DURATION_S
 COUNTED_CLIPS = 1
 
 COLUMNS: tuple[str, ...] = (

@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy.analysis import compare, plots, reproduce, summaries
-from tta_energy.analysis.study_tree import STUDY_GPU_NAME
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.analysis.tables import AnalysisInput, AnalysisResult
+from tta_energy.devices import PROJECT_GPU, names_gpu
+from tta_energy.study import STUDY_GPU_NAME
 
 #: Where the figures go, under ``analyze``'s output folder.
 FIGURES_FOLDER = "figures"
@@ -62,7 +63,7 @@ def comparison_pair(steps: pd.DataFrame) -> tuple[tuple[str, str], tuple[str, st
     available = measured_platforms(steps)
     if len(available) < 2:
         return None
-    h200 = [p for p in available if "H200" in p[1]]
+    h200 = [p for p in available if names_gpu(PROJECT_GPU, p[1])]
     reference = STUDY_PLATFORM if STUDY_PLATFORM in available else (h200 or available)[0]
     return reference, next(p for p in available if p != reference)
 

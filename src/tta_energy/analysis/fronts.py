@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
-from tta_energy.devices import names_gpu
-from tta_energy.intervals import CONFIDENCE
+from tta_energy.devices import PROJECT_GPU, names_gpu
+from tta_energy.intervals import t_critical
 
 LEVERS_TABLE = "levers.csv"
 #: The point sets a front is drawn for, in the order the figure and the table show them.
@@ -81,7 +80,7 @@ def platform_fronts(
             energy_std=("gpu_energy_J", "std"),
         )
         half = (
-            stats.t.ppf(0.5 + CONFIDENCE / 2, a40["n_runs"] - 1) * a40["energy_std"] / np.sqrt(a40["n_runs"])
+            a40["n_runs"].map(lambda n: t_critical(n - 1)) * a40["energy_std"] / np.sqrt(a40["n_runs"])
         )
         a40["energy_ci_low"] = a40["energy_J_per_clip"] - half
         a40["energy_ci_high"] = a40["energy_J_per_clip"] + half
@@ -103,7 +102,7 @@ def platform_fronts(
 
     if not levers.empty:  # the H200's own levers runs (a table without the GPU's name: none of them)
         names = levers["gpu_name"].fillna("") if "gpu_name" in levers else [""] * len(levers)
-        levers = levers[[names_gpu("H200", name) for name in names]]
+        levers = levers[[names_gpu(PROJECT_GPU, name) for name in names]]
     best = best_lossless(levers, batch=1)
     if not best.empty:
         lev = best.rename(columns={"best_J": "energy_J_per_clip", "best_repeats": "n_runs"})

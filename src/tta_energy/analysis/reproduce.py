@@ -38,6 +38,7 @@ import pandas as pd
 from tta_energy import schema
 from tta_energy.analysis import docs_numbers, efficiency, plots, spread, study_import, summaries, tables
 from tta_energy.analysis.compare import platform_label
+from tta_energy.devices import rows_of_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
 from tta_energy.intervals import check_resamples
@@ -327,7 +328,7 @@ def write_spread(inputs: list[str], tables_dir: Path, *, seed: int = 0) -> Path:
     ``cell_intervals_h200.csv``: each cell's 95% interval from its repeats and with the process level counted
     (:func:`.spread.cell_interval_table`)."""
     runs = notebook_inputs(inputs, str(tables_dir)).runs
-    h200 = runs[runs["gpu_name"].fillna("").str.contains("H200")]
+    h200 = runs[rows_of_gpu(runs["gpu_name"])]
     path = tables_dir / SPREAD_TABLE
     write_csv_atomic(path, spread.spread_table(h200, seed=seed))
     write_csv_atomic(tables_dir / CELL_INTERVALS_TABLE, spread.cell_interval_table(h200))

@@ -35,12 +35,8 @@ from tta_energy import schema
 from tta_energy.analysis.study_tree import (
     AUDIOLDM_BATCH_WEIGHTS,
     DATASETS,
-    MAA2_STRUCTURED_PROMPT,
     NUMERIC_CODECARBON,
     STEPS_RE,
-    STUDY_DURATION_S,
-    STUDY_GPU_NAME,
-    STUDY_PROMPT,
     STUDY_SETTINGS,
     StudyFormatError,
     StudyTree,
@@ -56,6 +52,7 @@ from tta_energy.analysis.study_tree import (
 from tta_energy.errors import TtaError, first_line
 from tta_energy.fileio import read_csv_exact, staging_folder
 from tta_energy.models.catalogue import BUILTIN_NAMES
+from tta_energy.study import STUDY_DURATION_S, STUDY_GPU_NAME, STUDY_PROMPT, STUDY_STRUCT_CAPTION
 
 J_PER_KWH = schema.J_PER_KWH
 
@@ -153,7 +150,7 @@ def _tag(records: list[dict[str, object]], **meta: object) -> list[dict[str, obj
 
 
 def _prompt_for(model: str) -> str:
-    return MAA2_STRUCTURED_PROMPT if model == "make-an-audio-2" else STUDY_PROMPT
+    return STUDY_STRUCT_CAPTION if model == "make-an-audio-2" else STUDY_PROMPT
 
 
 _RUN_RE = re.compile(r"-emissions-run(\d+)\.csv$")

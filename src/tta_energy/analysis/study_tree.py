@@ -83,13 +83,6 @@ def study_defaults(model: str) -> tuple[str, float, str]:
 #: AudioLDM's batch experiment loaded another checkpoint than its other experiments.
 AUDIOLDM_BATCH_WEIGHTS = "cvssp/audioldm"
 
-STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
-#: Make-An-Audio 2 needs a structured caption; the steps and batch scripts used this hand-written one.
-MAA2_STRUCTURED_PROMPT = (
-    "<water running out of faucet & all>@<water hitting sink bottom & start>@<water filling a cup & mid>"
-)
-STUDY_GPU_NAME = "NVIDIA A40"
-STUDY_DURATION_S = 10.0
 DATASETS: tuple[str, ...] = ("audiocaps", "clotho")
 
 

@@ -14,16 +14,14 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy.errors import TtaError
-from tta_energy.intervals import CONFIDENCE, t_interval
+from tta_energy.intervals import CONFIDENCE, t_critical, t_interval
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.schema import J_PER_KWH
+from tta_energy.study import CLIPS_PER_REPEAT, STUDY_DURATION_S
 
 #: Rows are only ever averaged within one platform and model configuration.
 PLATFORM_KEYS: tuple[str, ...] = ("source", "gpu_name", "model", "dtype", "size")
-
-#: Clips the study made per run of the batch experiment; energies are reported per this many clips.
-CLIPS_PER_BATCH_RUN = 10
 
 #: The column each parameter sweep beyond the study varies (:func:`parameter_summary`).
 PARAMETER_COLUMNS: dict[str, str] = {
@@ -32,7 +30,7 @@ PARAMETER_COLUMNS: dict[str, str] = {
     "precision": "dtype",
 }
 #: What ``ratio_to_reference`` divides by: the study's 10-s request and the float32 yardstick.
-REFERENCE_DURATION_S = 10.0
+REFERENCE_DURATION_S = STUDY_DURATION_S
 REFERENCE_DTYPE = "float32"
 DTYPE_ORDER: tuple[str, ...] = DTYPE_NAMES
 #: Joules in one watt-hour: the AI Energy Score leaderboard reports GPU energy as Wh per 1000 queries.
@@ -209,7 +207,7 @@ def per_call_fit(runs: pd.DataFrame, *, experiment: str = "steps",
         energy = grp["gpu_energy_J"].to_numpy(dtype="float64")
         fitted = int((~(np.isnan(calls) | np.isnan(energy))).sum())  # the pairs _linear_fit uses
         slope, intercept, r2, se = _linear_fit(calls, energy)
-        half = float(stats.t.ppf(0.5 + confidence / 2, fitted - 2) * se) if fitted > 2 else np.nan
+        half = t_critical(fitted - 2, confidence) * se if fitted > 2 else np.nan
         rows.append({**dict(zip(PLATFORM_KEYS, key, strict=True)), "n_runs": fitted,
                      "slope_J_per_call": slope, "slope_J_per_call_ci_low": slope - half,
                      "slope_J_per_call_ci_high": slope + half, "intercept_J": intercept, "r2": r2})
@@ -259,7 +257,7 @@ def batch_summary(
         per_run[per_run["incomplete"]].groupby(keys, dropna=False).size().rename("incomplete_runs_dropped")
     )
     per_run = per_run[~per_run["incomplete"]].copy()
-    scale = CLIPS_PER_BATCH_RUN / per_run["clips"]
+    scale = CLIPS_PER_REPEAT / per_run["clips"]
     per_run["gpu_J_per_10"] = per_run["gpu_J"] * scale
     per_run["gpu_kWh_per_10"] = per_run["gpu_kWh"] * scale
     per_run["energy_J_per_10"] = per_run["energy_J"] * scale
@@ -280,7 +278,7 @@ def batch_summary(
         first_generation_included=("first_generation", "any"),
     ).reset_index()
     _ci_columns(out, g, "gpu_J_per_10", "gpu_energy_J_per_10_clips", confidence)
-    out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_BATCH_RUN
+    out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_REPEAT
     out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_per_clip_mean"])
     # the baseline is one clip per call (one prompt): distinct-prompt batches compare against it too
     single = out[(out["batch"] == 1) & (out["n_prompts"] == 1)]

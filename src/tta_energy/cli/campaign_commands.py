@@ -12,6 +12,7 @@ from tta_energy.cli import checks
 from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
+from tta_energy.study import STUDY_COUNTRY
 
 CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with
 repeats until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
@@ -174,7 +175,7 @@ def register(app: typer.Typer) -> None:
                 device: str | None = typer.Option(None, help=DEVICE_HELP),
                 codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon",
                                                 help="CPU/RAM energy and CO2"),
-                country: str = typer.Option("ITA", help="ISO country code of the carbon intensity"),
+                country: str = typer.Option(STUDY_COUNTRY, help="ISO country code of the carbon intensity"),
                 trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power trace"),
                 progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
                 ) -> None:

@@ -37,9 +37,7 @@ def dtype(name: str | None) -> str | None:
 
 
 def size(name: str) -> str:
-    if name not in catalogue.SIZES:
-        raise TtaError(f"unknown size {name!r}: use {' or '.join(catalogue.SIZES)}")
-    return name
+    return catalogue.check_size(name, TtaError)
 
 
 def model(name: str) -> catalogue.ModelEntry:

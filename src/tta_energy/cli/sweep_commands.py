@@ -12,6 +12,7 @@ from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
 from tta_energy.models import catalogue
+from tta_energy.study import STUDY_COUNTRY
 
 #: exit status when --time-budget left pairs undone (run the same command again to finish)
 INCOMPLETE_EXIT = 3
@@ -115,7 +116,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline before the sweep (0: none)"),
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
         codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon", help="CPU/RAM energy and CO2"),
-        country: str = typer.Option("ITA", help="ISO 3166 alpha-3 code of the grid carbon intensity "
+        country: str = typer.Option(STUDY_COUNTRY, help="ISO 3166 alpha-3 code of the grid carbon intensity "
                                                 "(CodeCarbon)"),
         time_budget: float | None = typer.Option(None, help="seconds after which no new generation starts"),
         keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry errored configurations"),

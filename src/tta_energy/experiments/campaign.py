@@ -97,6 +97,7 @@ from tta_energy.experiments.campaign_spec import (
     Stopping,
     load_campaign,
 )
+from tta_energy.study import STUDY_COUNTRY
 
 __all__ = [
     "DEFAULT_BUILD_S",
@@ -160,7 +161,7 @@ class RunOptions:
     time_budget_s: float | None = None
     device: str | None = None
     codecarbon: bool = True
-    country: str = "ITA"
+    country: str = STUDY_COUNTRY
     trace: bool = True
     progress: bool = True
     command: str = ""  # recorded in campaign_runs.jsonl (default: this process's command line)

@@ -10,6 +10,7 @@ from typing import Any
 from tta_energy.errors import TtaError, positive_number, seed_number
 from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
+from tta_energy.models.catalogue import check_size
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 
 #: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
@@ -125,8 +126,7 @@ def load_campaign(path: str | Path) -> Campaign:
     _unknown(data, _TOP_KEYS, where)
     stopping = _stopping(data.get("repeats", {}), Stopping(), where)
     size = _get(data, "size", str, "full", where)
-    if size not in ("full", "tiny"):
-        raise CampaignError(f"{where}: size must be full or tiny, got {size!r}")
+    check_size(size, CampaignError, f"{where}: ")
     dtype = _get(data, "dtype", str, None, where)
     if dtype is not None:
         from tta_energy.precision import PrecisionError, canonical_dtype

@@ -29,14 +29,12 @@ from tta_energy.errors import TtaError, positive_number
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
+from tta_energy.study import CLIPS_PER_REPEAT, STUDY_PROMPT
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
 
 #: the fixed prompt of the study's steps and batch experiments (arXiv 2505.07615)
-STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
-#: clips generated per repeat of the batch experiment (the study: 10)
-CLIPS_PER_REPEAT = 10
 #: a grid value's type
 Number = TypeVar("Number", int, float)
 

@@ -44,7 +44,6 @@ from tta_energy.errors import (
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
     EXPERIMENTS,
-    STUDY_PROMPT,
     Config,
     GridRequest,
     SweepError,
@@ -59,6 +58,7 @@ from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_lever
 from tta_energy.models.catalogue import check_generation, entry, model_names
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
+from tta_energy.study import STUDY_COUNTRY, STUDY_PROMPT
 
 
 @dataclass
@@ -88,7 +88,7 @@ class SweepOptions:
     idle_s: float = 5.0
     warmup: int = 1
     codecarbon: bool = True
-    country: str = "ITA"
+    country: str = STUDY_COUNTRY
     time_budget_s: float | None = None
     keep_errors: bool = False
     trace: bool = True

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 
 from tta_energy.audio_io import nonfinite_audio
-from tta_energy.experiments.grids import STUDY_PROMPT
 from tta_energy.experiments.runner import one_line
 from tta_energy.fileio import atomic_path
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
+from tta_energy.study import STUDY_PROMPT
 
 SMOKE_COLUMNS = ("model", "size", "weights", "dtype", "steps", "duration_s", "n_clips", "status", "error",
                  "wall_s", "gpu_energy_J", "energy_method", "peak_memory_GB", "finite", "denoiser_calls",

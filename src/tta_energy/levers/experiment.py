@@ -56,7 +56,7 @@ from tta_energy.errors import (
     positive_number,
     reraise_if_context_lost,
 )
-from tta_energy.experiments.grids import STUDY_PROMPT, Config, config_id
+from tta_energy.experiments.grids import Config, config_id
 from tta_energy.experiments.runner import (
     Item,
     RowContext,
@@ -111,6 +111,7 @@ from tta_energy.levers.tables import (
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
 from tta_energy.precision import canonical_dtype
+from tta_energy.study import STUDY_PROMPT
 
 if TYPE_CHECKING:
     from tta_energy.levers.calls import Refill
@@ -873,8 +874,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
     for m in (*opts.compile_models, *opts.lean_models):
         if m not in opts.models:
             raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")
-    if opts.size not in catalogue.SIZES:
-        raise LeversError(f"unknown size {opts.size!r}: use {' or '.join(catalogue.SIZES)}")
+    catalogue.check_size(opts.size, LeversError)
     _check_weights(opts)
     _check_generations(opts, plan)
     check_folder_appendable(Path(opts.out_dir))

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 
 from tta_energy.schema import J_PER_KWH
+from tta_energy.study import STUDY_COUNTRY
 
 log = logging.getLogger("tta_energy.meter")
 
@@ -43,7 +44,7 @@ class CpuRamReading:
 class CodeCarbonCpuMeter:
     """CPU/RAM energy of measured windows; ``method`` is ``rapl`` or ``estimate``."""
 
-    def __init__(self, country_iso_code: str = "ITA", carbon_intensity_g_per_kWh: float | None = None,
+    def __init__(self, country_iso_code: str = STUDY_COUNTRY, carbon_intensity_g_per_kWh: float | None = None,
                  tracking_mode: str = "machine") -> None:
         from codecarbon import OfflineEmissionsTracker
 

@@ -58,6 +58,7 @@ from tta_energy.meter.timeline import (
 from tta_energy.models.base import PhaseHook
 from tta_energy.precision import canonical_dtype
 from tta_energy.provenance import host_provenance, new_run_id
+from tta_energy.study import STUDY_COUNTRY
 
 log = logging.getLogger("tta_energy.meter")
 T = TypeVar("T")
@@ -169,7 +170,7 @@ class EnergyMeter:
     """
 
     def __init__(self, device_indices: list[int] | None = None, trace_path: str | Path | None = None,
-                 codecarbon: bool = True, country_iso_code: str = "ITA", min_window_s: float = 0.0, *,
+                 codecarbon: bool = True, country_iso_code: str = STUDY_COUNTRY, min_window_s: float = 0.0, *,
                  carbon_intensity_g_per_kWh: float | None = None, estimator: str = "split",
                  align_start: bool = True, sampler: str = "auto", poll_interval_s: float = 0.001,
                  codecarbon_tracking_mode: str = "machine", source: CounterSource | None = None,

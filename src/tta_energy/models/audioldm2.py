@@ -54,9 +54,9 @@ from tta_energy.models.tiny import (
     tiny_t5,
     tiny_unet2d,
 )
+from tta_energy.study import STUDY_PROMPT
 
 #: The prompt of the study's steps/batch experiments; its T5 length sets the per-step cost ``describe`` shows.
-STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
 #: Flan-T5 special ids (pad 0, eos 1) and the pipeline's hard-set ``tokenizer_2.model_max_length``
 T5_PAD, T5_EOS, T5_MAX_LENGTH = 0, 1, 128
 #: Tokens GPT-2 generates (``language_model.config.max_new_tokens``, the original's sequence_gen_length)

@@ -27,11 +27,9 @@ import numpy as np
 import torch
 
 from tta_energy.errors import ModelError
-from tta_energy.models.catalogue import ModelDefaults, check_generation
+from tta_energy.models.catalogue import ModelDefaults, check_generation, check_size
 from tta_energy.models.common import cast_module, resolve_device, seeded_init
 from tta_energy.precision import torch_dtype
-
-SIZES = ("full", "tiny")
 
 
 class MetaDeviceError(ModelError):
@@ -141,8 +139,7 @@ class ModelAdapter(ABC):
                     weights: str = "random") -> tuple[torch.device, torch.dtype]:
         """Check ``size`` (and that real ``weights`` are not asked for on the meta device, which holds no
         values) and resolve the device and dtype (the model's study dtype when None)."""
-        if size not in SIZES:
-            raise ModelError(f"unknown size {size!r}: use full or tiny")
+        check_size(size)
         dev = resolve_device(device)
         if weights != "random" and dev.type == "meta":
             raise ModelError("real weights cannot be loaded on the meta device; use --weights random")

@@ -15,10 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tta_energy.errors import ModelError, first_line, positive_number
+from tta_energy.errors import ModelError, TtaError, first_line, positive_number
 from tta_energy.models.spacing import steps_problem
+from tta_energy.study import STUDY_DURATION_S
 
 SIZES: tuple[str, ...] = ("full", "tiny")
+
+
+def check_size(size: str, error: type[TtaError] = ModelError, where: str = "") -> str:
+    """``size`` when it is one of :data:`SIZES`, else one line (``where``: what named it, e.g. a file)."""
+    if size not in SIZES:
+        raise error(f"{where}unknown size {size!r}: use {' or '.join(SIZES)}")
+    return size
 #: When a sampler runs classifier-free guidance's unconditional branch, by its scale: ``above-1`` as the
 #: diffusers pipelines and Tango decide (``guidance_scale > 1``), ``not-1`` as Make-An-Audio's original DDIM
 #: sampler does (it skips the branch only at a scale of exactly 1).
@@ -32,7 +40,7 @@ class ModelDefaults:
     dtype: str = "float16"
     negative_prompt: str | None = "Low quality."
     guidance_scale: float = 3.0
-    duration_s: float = 10.0
+    duration_s: float = STUDY_DURATION_S
     max_duration_s: float = 10.0
     fixed_duration_s: float | None = None  # Tango always makes 10.24 s
     sample_rate: int = 16000
@@ -166,11 +174,13 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
 #: every model described at both sizes and 10 s (``python -m tta_energy.models.describe`` writes it; the tests
 #: count again and compare), so that ``tta-energy describe`` answers without importing torch or building
 DESCRIBE_TABLE = "configs/describe_10s.json"
+#: the clip length that table is for: the study's
+DESCRIBE_DURATION_S = STUDY_DURATION_S
 
 
 def precomputed_description(name: str, size: str, duration_s: float) -> dict | None:
     """The stored description of ``name`` at ``size`` for the stored duration (10 s), else None."""
-    if duration_s != 10.0:
+    if duration_s != DESCRIBE_DURATION_S:
         return None
     import json
     from importlib import resources

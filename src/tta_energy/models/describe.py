@@ -25,10 +25,10 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from tta_energy.models.base import GenerationRequest, ModelAdapter, ModelError, ModuleCall
+from tta_energy.models.catalogue import DESCRIBE_DURATION_S
 from tta_energy.models.registry import build_model, check_request_shape
 
 FLOP_METHOD = "torch.utils.flop_counter on the meta device"
-DESCRIBE_DURATION_S = 10.0
 
 
 def _fake(mode: FakeTensorMode, value: object) -> object:

@@ -66,6 +66,7 @@ from tta_energy.models.make_an_audio import (
     read_yaml,
     synthetic_text_ids,
 )
+from tta_energy.study import STUDY_PROMPT, STUDY_STRUCT_CAPTION
 
 CONFIG_DIR = "make-an-audio-2"
 T5_CONFIG_FILE, T5_TOKENIZER_DIR = "t5_config.json", "t5-v1_1-large"
@@ -73,10 +74,6 @@ T5_EOS, T5_PAD = 1, 0
 T5_SHARED_EMBEDDING = "cond_stage_model.t5_transformer.shared.weight"
 T5_TIED_EMBEDDING = "cond_stage_model.t5_transformer.encoder.embed_tokens.weight"
 #: the study's prompt and the structured caption it passed for it (steps and batch experiments)
-STUDY_PROMPT = "Water running out of a faucet, some hitting a sink bottom, and some water filling a cup"
-STUDY_STRUCT_CAPTION = (
-    "<water running out of faucet & all>@<water hitting sink bottom & start>@<water filling a cup & mid>"
-)
 #: context tokens the DiT sees besides the latents: 77 CLAP + 77 T5
 CONTEXT_TOKENS = 2 * TEXT_TOKENS
 TINY_DIT = {"hidden_size": 64, "num_heads": 4, "depth": 2}

@@ -8,7 +8,7 @@ import importlib
 import torch
 
 from tta_energy.models.base import GenerationRequest, MetaDeviceError, ModelAdapter, ModelError
-from tta_energy.models.catalogue import UnknownModelError, entry
+from tta_energy.models.catalogue import UnknownModelError, check_size, entry
 
 
 def adapter_path(name: str) -> str:
@@ -27,8 +27,7 @@ def adapter_class(name: str) -> type[ModelAdapter]:
 def build_model(name: str, size: str = "full", weights: str = "random", device: str | torch.device = "cpu",
                 dtype: str | torch.dtype | None = None) -> ModelAdapter:
     """Build model ``name``: a random-weight replica or the real model from ``weights``."""
-    if size not in ("full", "tiny"):
-        raise ModelError(f"unknown size {size!r}: use full or tiny")
+    check_size(size)
     return adapter_class(name).build(size=size, weights=weights, device=device, dtype=dtype)
 
 

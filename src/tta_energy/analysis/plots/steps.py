@@ -21,7 +21,7 @@ from tta_energy.analysis.plots.common import (
     slug,
     use_style,
 )
-from tta_energy.analysis.summaries import CLIPS_PER_BATCH_RUN
+from tta_energy.study import CLIPS_PER_REPEAT
 
 
 def plot_energy_vs_steps(
@@ -117,7 +117,7 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     single = bool((data["n_runs"] < 2).any())
     for model, grp in data.sort_values("batch").groupby("model", sort=False):
         colour = model_colour(model)
-        per_clip = CLIPS_PER_BATCH_RUN
+        per_clip = CLIPS_PER_REPEAT
         ax.errorbar(
             grp["batch"],
             grp["gpu_energy_J_per_clip_mean"],

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tta_energy.experiments.meter_validation.protocol import (
     DEFAULT_METHOD,
@@ -17,6 +16,7 @@ from tta_energy.experiments.meter_validation.protocol import (
     Validation,
 )
 from tta_energy.fileio import write_text_atomic
+from tta_energy.intervals import t_half_width
 
 
 def _usable(df: pd.DataFrame) -> pd.DataFrame:
@@ -49,7 +49,7 @@ def overhead_summary(df: pd.DataFrame) -> pd.DataFrame:
         pct = (g["rel_error"] * 100).dropna()
         n = len(pct)
         sd = float(pct.std()) if n > 1 else math.nan
-        ci = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)) if n > 1 else math.nan
+        ci = t_half_width(pct.to_numpy())
         rows.append({"workload": workload, "method": method, "reps": int(len(g)),
                      "energy_per_call_J": float(g["measured_J"].mean()),
                      "wall_per_call_s": float(g["window_s"].mean()),

@@ -16,6 +16,7 @@ from tta_energy.experiments.meter_validation.protocol import Peer, Rig, Workload
 from tta_energy.meter.clock import VirtualClock
 from tta_energy.meter.meter import EnergyMeter
 from tta_energy.schema import J_PER_KWH
+from tta_energy.study import STUDY_COUNTRY
 
 
 class _SimulatedPeer(Peer):
@@ -107,7 +108,7 @@ class CodeCarbonPeer(Peer):
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         # CodeCarbon 3.3.2 selects GPUs by NVML index (its UUID matching strips a leading "G" from "GPU-")
         self._tracker = OfflineEmissionsTracker(
-            country_iso_code="ITA", measure_power_secs=1e9, log_level="error", output_methods=[],
+            country_iso_code=STUDY_COUNTRY, measure_power_secs=1e9, log_level="error", output_methods=[],
             gpu_ids=[nvml_index], allow_multiple_runs=True, electricitymaps_api_token="",
             emissions_endpoint="")
         self._task = 0
