@@ -139,3 +139,21 @@ def test_generate_rejects_a_too_long_duration_before_building_the_model(tmp_path
     assert out.returncode == 2
     assert out.stderr.strip() == "error: duration 50.0 s exceeds stable-audio-open's maximum of 47.55 s"
     assert not any(tmp_path.iterdir())
+
+
+def test_the_merge_module_refuses_bad_input_with_exit_2_and_one_line(tmp_path: Path, capsys) -> None:
+    """``python -m tta_energy.experiments.resume DEST SOURCE...`` (the device scripts' merge) exits 2 on a
+    user error, as the command line does, with one line naming the problem."""
+    import pytest
+
+    from tta_energy.experiments import resume
+
+    other = tmp_path / "scores.csv"
+    other.write_text("a,b\n1,2\n", encoding="utf-8")
+    for argv, words in (([str(tmp_path / "steps.csv")], "usage:"),
+                        ([str(tmp_path / "steps.csv"), str(other)], f"error: {other} is not a run table")):
+        with pytest.raises(SystemExit) as exc:
+            resume.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and err[0].startswith(words), err
+    assert not (tmp_path / "steps.csv").exists()

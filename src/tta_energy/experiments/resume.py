@@ -184,13 +184,17 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m tta_energy.experiments.resume DEST SOURCE...``: merge run tables into DEST."""
     import sys
 
+    from tta_energy.cli.main import USAGE_EXIT
+
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2:
-        sys.exit("usage: python -m tta_energy.experiments.resume DEST SOURCE [SOURCE...]")
+        print("usage: python -m tta_energy.experiments.resume DEST SOURCE [SOURCE...]", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
     try:
         merged = merge_into(args[0], args[1:])
     except schema.SchemaError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
     print(f"{args[0]}: {len(merged)} rows after merging {len(args) - 1} table(s)")
 
 
