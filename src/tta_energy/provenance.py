@@ -11,10 +11,22 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+#: the UTC time a ``run_id`` starts with
+RUN_ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+
 
 def new_run_id() -> str:
     """A new ``run_id``: the UTC time and 6 random hex digits (one per command that writes rows)."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return dt.datetime.now(dt.timezone.utc).strftime(RUN_ID_TIME_FORMAT) + "-" + secrets.token_hex(3)
+
+
+def run_id_start(run_id: str) -> float:
+    """The POSIX time a ``run_id`` of :func:`new_run_id` was made at (NaN when it holds none)."""
+    try:
+        stamp = dt.datetime.strptime(run_id.split("-")[0], RUN_ID_TIME_FORMAT)
+    except ValueError:
+        return float("nan")
+    return stamp.replace(tzinfo=dt.timezone.utc).timestamp()
 
 
 #: distribution name -> run-record column

@@ -559,8 +559,8 @@ def block_levers_oom_h100(d: HasData) -> str:
             f"about {one['median'] + 31 * per_clip:.0f} GiB")
 
 
-#: the models whose fp32 runs the `tf32` lever was measured for (the study ran them in fp32)
-TF32_MODELS = ("tango", "tango2", "make-an-audio", "make-an-audio-2")
+#: the models whose fp32 runs the `tf32` lever was measured for: those the study ran in fp32
+TF32_MODELS = tuple(m for m in catalogue.model_names() if catalogue.entry(m).defaults.dtype == "float32")
 
 
 def block_levers_tf32_h100(d: HasData) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections import defaultdict
@@ -28,6 +27,7 @@ from tta_energy.experiments.campaign_spec import (
 )
 from tta_energy.experiments.grids import EXPERIMENTS, Config, check_distinct
 from tta_energy.intervals import CONFIDENCE, t_critical, t_half_width
+from tta_energy.provenance import run_id_start
 
 # --- cells --------------------------------------------------------------------------------------------------
 #: the configuration columns that name a cell, per experiment
@@ -419,14 +419,6 @@ class Estimator:
             self.per_cost_s.setdefault(model, seconds / item.cost())
 
 
-def _run_start(run_id: str) -> float:
-    try:
-        stamp = _dt.datetime.strptime(run_id.split("-")[0], "%Y%m%dT%H%M%SZ")
-    except ValueError:
-        return math.nan
-    return stamp.replace(tzinfo=_dt.timezone.utc).timestamp()
-
-
 def build_overhead_s(out_dir: Path, frames: Iterable[pd.DataFrame | None] = ()) -> float | None:
     """Seconds a campaign call spends outside measured windows per model it builds (and warms up): the
     median over the logged calls of (wall time - windows) / warm-up rows; ``None`` without such a call.
@@ -479,7 +471,7 @@ def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell],
         for run_id, rows in df.groupby("run_id"):
             if rows["model"].nunique() != 1:
                 continue
-            gap = float(rows["_t"].min()) - _run_start(str(run_id))
+            gap = float(rows["_t"].min()) - run_id_start(str(run_id))
             if np.isfinite(gap) and gap >= 0:
                 gaps[str(rows["model"].iloc[0])].append(gap)
         builds = {m: float(np.median(v)) for m, v in gaps.items()}

@@ -24,6 +24,7 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import TtaError
+from tta_energy.experiments import resume
 
 COLUMNS = ("model", "experiment", "n_gpus", "wall_s", "speedup", "measuring_s", "measuring_speedup", "pairs",
            "gpu_name", "git_commit", "command")
@@ -55,7 +56,7 @@ def run_scaling(model: str, gpus: Sequence[int], sweep_args: Sequence[str], work
     pairs_seen: set[tuple[str, int]] | None = None
     for n in gpus:
         table = work_dir / f"scaling-{model}-{n}proc.csv"
-        for stale in [table, *work_dir.glob(f"{table.stem}.rank*.csv")]:
+        for stale in [table, *resume.shard_paths(table)]:
             stale.unlink(missing_ok=True)
         cmd = sweep_command(n, ["--model", model, *sweep_args, "--out", str(table)])
         t0 = time.perf_counter()
