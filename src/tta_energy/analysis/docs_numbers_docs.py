@@ -18,6 +18,7 @@ import pandas as pd
 
 from tta_energy.experiments.meter_validation import report
 from tta_energy.experiments.meter_validation.protocol import DEFAULT_METHOD
+from tta_energy.levers.tables import LEVERS_TABLE
 from tta_energy.models import catalogue
 from tta_energy.quality.clap_score import bundled_captions
 
@@ -259,7 +260,7 @@ def block_validation_result(d: HasData) -> str:
 
 def read_levers(data: Path, folder: str = "h200") -> pd.DataFrame:
     """``data/<folder>/levers.csv`` (empty without it)."""
-    path = data / folder / "levers.csv"
+    path = data / folder / LEVERS_TABLE
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
@@ -298,7 +299,7 @@ def latents_error(model: str, spec: str) -> Callable[[HasData], str]:
 
     def block(d: HasData) -> str:
         errors = _error(d.levers, model, spec)
-        return _sci(errors.iloc[0]) if len(errors) else _missing(d.data / "h200" / "levers.csv")
+        return _sci(errors.iloc[0]) if len(errors) else _missing(d.data / "h200" / LEVERS_TABLE)
 
     return block
 
@@ -317,7 +318,7 @@ def block_levers_audioldm2_graphs(d: HasData) -> str:
     """AudioLDM 2's `graphs` latents error at 100 steps, batch 1, and the tolerance it was judged by."""
     rows = _cell(d.levers, "audioldm2", "graphs")
     if rows.empty:
-        return _missing(d.data / "h200" / "levers.csv")
+        return _missing(d.data / "h200" / LEVERS_TABLE)
     row = rows.iloc[0]
     error, tolerance = _sci(row["rel_error_latents"]), _sci(row["tolerance_latents"])
     return f"latents error {error} against a tolerance of {tolerance}"
@@ -335,7 +336,7 @@ def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
     errors and the verdict."""
     pairs = _same_run_pairs(read_levers(d.data, "h100"), "audioldm2", "graphs")
     if not pairs:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     same = all(n["rel_error_latents"] == g["rel_error_latents"] for n, g in pairs)
     lossless = all(bool(g["lossless"]) for _, g in pairs)
 
@@ -357,7 +358,7 @@ def block_levers_fp8_eager_h100(d: HasData) -> str:
     clip of each and their ratio, per run that measured both."""
     pairs = _same_run_pairs(read_levers(d.data, "h100"), "stable-audio-open", "fp8")
     if not pairs:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     return "; ".join(f"{f['energy_per_clip_J']:.0f} J per clip against {n['energy_per_clip_J']:.0f} J for "
                      f"`none` ({f['energy_per_clip_J'] / n['energy_per_clip_J']:.2f}x)" for n, f in pairs)
 
@@ -369,7 +370,7 @@ def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
     def block(d: HasData) -> str:
         pairs = _same_run_pairs(read_levers(d.data, "h100"), model, spec)
         if not pairs:
-            return _missing(d.data / "h100" / "levers.csv")
+            return _missing(d.data / "h100" / LEVERS_TABLE)
         return "; ".join(
             f"{s['energy_per_clip_J']:.0f} J per clip against {n['energy_per_clip_J']:.0f} J for `none` "
             f"({n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x less, {s['flop_per_joule'] / 1e12:.3f} "
@@ -383,7 +384,7 @@ def block_levers_audioldm_none(d: HasData) -> str:
     levers = d.levers
     none, graphs = _error(levers, "audioldm", "none"), _error(levers, "audioldm", "graphs")
     if not (len(none) and len(graphs)):
-        return _missing(d.data / "h200" / "levers.csv")
+        return _missing(d.data / "h200" / LEVERS_TABLE)
     if set(none) == set(graphs):
         return f"{_sci(none.iloc[0])} to every digit stored"
     return f"{_sci(none.iloc[0])} (`none`) against {_sci(graphs.iloc[0])} (`graphs`)"
@@ -393,7 +394,7 @@ def block_levers_sao_reference(d: HasData) -> str:
     """The energy of Stable Audio Open's fp32 reference at 100 steps, over the runs that measured it."""
     rows = _cell(d.levers, "stable-audio-open", "fp32", batch=None)
     if rows.empty:
-        return _missing(d.data / "h200" / "levers.csv")
+        return _missing(d.data / "h200" / LEVERS_TABLE)
     energy = rows["gpu_energy_J"]
     return f"{_range(energy.min(), energy.max())} J at 100 steps (n = {len(rows)})"
 
@@ -404,7 +405,7 @@ def block_levers_graphs_capture(d: HasData) -> str:
     levers = d.levers
     seconds = levers.loc[levers["optimize"] == "graphs", "compile_s"].dropna() if not levers.empty else []
     if not len(seconds):
-        return _missing(d.data / "h200" / "levers.csv")
+        return _missing(d.data / "h200" / LEVERS_TABLE)
     return f"capture cost at most {max(seconds):.2f} s per model and batch size ({len(seconds)} `graphs` rows"
 
 
@@ -419,7 +420,7 @@ def block_levers_cache_served_h100(d: HasData) -> str:
                       & (levers["waveforms_per_prompt"] == 1) & levers["compile_s"].notna()]
         by_spec = rows.groupby("optimize")["compile_s"].min()
         if set(by_spec.index) != set(specs):
-            return _missing(d.data / "h100" / "levers.csv")
+            return _missing(d.data / "h100" / LEVERS_TABLE)
         seconds[model] = " and ".join(f"{by_spec[spec]:.1f}" for spec in specs)
     return (f"Tango's `compile` and `compile-graphs` of {seconds['tango']} s, compiled in a call chained on "
             "the machine where Tango 2, of the same architecture, had just compiled in "
@@ -432,15 +433,15 @@ def block_levers_same_process_h100(d: HasData) -> str:
     levers = read_levers(d.data, "h100")
     keys = ["run_id", "optimize", "waveforms_per_prompt"]
     if levers.empty:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     compiled = levers["optimize"].map(lambda spec: any(t.startswith("compile") for t in spec.split(",")))
     rows = levers[compiled.astype(bool) & levers["compile_s"].notna()]
     if rows.empty:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     both = rows[rows["model"] == "tango"][[*keys, "compile_s"]].merge(
         rows[rows["model"] == "tango2"][[*keys, "compile_s"]], on=keys, suffixes=("_tango", "_tango2"))
     if both.empty:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     return "; ".join(
         f"its `{r.optimize}` at batch {r.waveforms_per_prompt} compiled in {r.compile_s_tango2:.2f} s right "
         f"after Tango's {r.compile_s_tango:.1f} s (run {r.run_id} of `data/h100/levers.csv`)"
@@ -581,7 +582,7 @@ def block_levers_tf32_h100(d: HasData) -> str:
                   f"({n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x; `compile-graphs` "
                   f"without TF32 {without or 'not measured'}), latents error {_sci(s['rel_error_latents'])} "
                   f"against the default's {_sci(n['rel_error_latents'])}" for n, s in tf32]
-    return "; ".join(parts) if parts else _missing(d.data / "h100" / "levers.csv")
+    return "; ".join(parts) if parts else _missing(d.data / "h100" / LEVERS_TABLE)
 
 
 def block_levers_fp8_batch_h100(d: HasData) -> str:
@@ -589,11 +590,11 @@ def block_levers_fp8_batch_h100(d: HasData) -> str:
     measured (the range over runs), against the FP8 target."""
     levers = read_levers(d.data, "h100")
     if levers.empty:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     rows = levers[(levers["model"] == "stable-audio-open") & (levers["optimize"] == "compile-graphs,fp8")
                   & (levers["steps"] == 100) & levers["flop_per_joule"].notna()]
     if rows.empty:
-        return _missing(d.data / "h100" / "levers.csv")
+        return _missing(d.data / "h100" / LEVERS_TABLE)
     parts = []
     for batch, group in rows.groupby("waveforms_per_prompt"):
         low, high = group["flop_per_joule"].min() / 1e12, group["flop_per_joule"].max() / 1e12

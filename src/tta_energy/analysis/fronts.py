@@ -26,8 +26,8 @@ import pandas as pd
 from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
 from tta_energy.devices import PROJECT_GPU, names_gpu
 from tta_energy.intervals import t_critical
+from tta_energy.levers.tables import LEVERS_TABLE
 
-LEVERS_TABLE = "levers.csv"
 #: The point sets a front is drawn for, in the order the figure and the table show them.
 FRONT_SETS: dict[str, tuple[str, ...]] = {
     "a40": ("A40 (study)",),

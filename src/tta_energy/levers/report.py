@@ -24,6 +24,7 @@ from tta_energy.levers.tables import (
     COMPILE_FILE,
     CONFIGS_FILE,
     EQUIVALENCE_FILE,
+    LEVERS_TABLE,
     PROFILE_FILE,
     RUNS_FILE,
     SIDE_COLUMNS,
@@ -397,7 +398,7 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path,
     ceiling = read_side(dirs, CEILING_FILE)
     profile = read_side(dirs, PROFILE_FILE)
     out_dir = Path(out_dir)
-    csv_path, md_path = out_dir / "levers.csv", out_dir / "levers_summary.md"
+    csv_path, md_path = out_dir / LEVERS_TABLE, out_dir / "levers_summary.md"
     fig_path, targets_path = out_dir / "levers.png", out_dir / TARGETS_FILE
     check_file_targets((csv_path, md_path, fig_path, targets_path), LeversError)
     out_dir.mkdir(parents=True, exist_ok=True)

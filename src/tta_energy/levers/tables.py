@@ -22,6 +22,8 @@ CONFIGS_FILE = "levers_configs.csv"
 CEILING_FILE = "levers_ceiling.csv"
 PROFILE_FILE = "levers_profile.csv"
 COMPILE_FILE = "levers_compile.csv"
+#: the report built from the raw folders (tta_energy.levers.report): one row per configuration and cell
+LEVERS_TABLE = "levers.csv"
 
 
 def append_csv(path: Path, row: dict[str, object]) -> None:
