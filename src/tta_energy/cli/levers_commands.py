@@ -13,7 +13,16 @@ from tta_energy.cli import checks
 from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
+from tta_energy.levers.spec import (
+    BATCH1_SPECS,
+    DEFAULT_BATCHES,
+    DEFAULT_REPEATS,
+    DEFAULT_STEPS,
+    FULL_GRID_SPECS,
+    SINGLE_SPECS,
+)
 from tta_energy.models import catalogue
+from tta_energy.study import STUDY_DURATION_S
 
 LEVERS_HELP = """Energy levers: CUDA graphs, compilation, precision, attention kernels, batching.
 
@@ -130,21 +139,23 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(DEFAULT_OUT_DIR / "levers",
                                      help="folder of the raw tables (the committed data/h200/levers only "
                                           "when named)"),
-        full: str = typer.Option("none max", help="specs measured over the whole grid (space separated)"),
-        batch1: str = typer.Option("graphs", help="specs measured at batch 1, every step count"),
-        single: str = typer.Option("fp16 bf16 sdpa-best channels-last fuse-qkv",
+        full: str = typer.Option(" ".join(FULL_GRID_SPECS),
+                                 help="specs measured over the whole grid (space separated)"),
+        batch1: str = typer.Option(" ".join(BATCH1_SPECS),
+                                   help="specs measured at batch 1, every step count"),
+        single: str = typer.Option(" ".join(SINGLE_SPECS),
                                    help="specs measured at the largest step count, batch 1 ('' for none)"),
         compile_models: str = typer.Option("", help="models that also get compile and compile-graphs "
                                                     "(Inductor; minutes of compilation each)"),
         lean_models: str = typer.Option("", help="models measured with the full-grid specs only "
                                                  "(e.g. tango2, tango's architecture)"),
         trim: bool = typer.Option(True, "--trim/--no-trim", help="Stable Audio Open: trim-latents specs"),
-        steps: str = typer.Option("10,100", help="step counts"),
-        batches: str = typer.Option("1,10", help="waveforms per prompt"),
-        repeats: int = typer.Option(3, help="measured repeats per cell"),
-        duration: float = typer.Option(10.0, help="audio seconds per clip"),
+        steps: str = typer.Option(",".join(map(str, DEFAULT_STEPS)), help="step counts"),
+        batches: str = typer.Option(",".join(map(str, DEFAULT_BATCHES)), help="waveforms per prompt"),
+        repeats: int = typer.Option(DEFAULT_REPEATS, help="measured repeats per cell"),
+        duration: float = typer.Option(STUDY_DURATION_S, help="audio seconds per clip"),
         seed: int = typer.Option(0, help="seed of the noise (same for every configuration) and of the order"),
-        size: str = typer.Option("full", help="full or tiny"),
+        size: str = typer.Option("full", help=" or ".join(catalogue.SIZES)),
         weights: str = typer.Option("random", help="'random', a local weights folder or a hub id (one model "
                                                    "only)"),
         device: str | None = typer.Option(None, help=DEVICE_HELP),

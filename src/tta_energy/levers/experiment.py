@@ -96,7 +96,20 @@ from tta_energy.levers.references import (
     load_reference,
     store_reference,
 )
-from tta_energy.levers.spec import REFERENCE_SPEC, Levers, LeversError, parse_levers
+from tta_energy.levers.spec import (
+    BATCH1_SPECS,
+    COMPILE_SPECS,
+    DEFAULT_BATCHES,
+    DEFAULT_REPEATS,
+    DEFAULT_STEPS,
+    FULL_GRID_SPECS,
+    REFERENCE_SPEC,
+    SINGLE_SPECS,
+    TRIM_SPECS,
+    Levers,
+    LeversError,
+    parse_levers,
+)
 from tta_energy.levers.tables import (
     CEILING_FILE,
     COMPILE_FILE,
@@ -111,23 +124,11 @@ from tta_energy.levers.tables import (
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
 from tta_energy.precision import canonical_dtype
-from tta_energy.study import STUDY_PROMPT
+from tta_energy.study import STUDY_DURATION_S, STUDY_PROMPT
 
 if TYPE_CHECKING:
     from tta_energy.levers.calls import Refill
 
-#: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
-#: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
-#: cost is the warm-up at the smaller one); every other lever alone at the largest step count, batch 1. A
-#: spec that turns out to be the same configuration as an earlier one for a model (fp16 where the default
-#: is fp16, a lever that does not fit the model) is dropped with a note.
-FULL_GRID_SPECS: tuple[str, ...] = ("none", "max")
-BATCH1_SPECS: tuple[str, ...] = ("graphs",)
-SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")
-#: Inductor compilation (a minute or more of CPU per model and shape): for the models of ``compile_models``
-COMPILE_SPECS: tuple[str, ...] = ("compile", "compile-graphs")
-#: Stable Audio Open only: compute just the requested length (changes the output)
-TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-latents", True))
 
 
 @dataclass
@@ -144,10 +145,10 @@ class LeversOptions:
     #: models measured with the full-grid specs and the reference only (e.g. tango2: tango's architecture)
     lean_models: tuple[str, ...] = ()
     trim: bool = True  # Stable Audio Open's trim-latents specs
-    steps: tuple[int, ...] = (10, 100)
-    batches: tuple[int, ...] = (1, 10)
-    repeats: int = 3
-    duration_s: float = 10.0
+    steps: tuple[int, ...] = DEFAULT_STEPS
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    repeats: int = DEFAULT_REPEATS
+    duration_s: float = STUDY_DURATION_S
     prompt: str = STUDY_PROMPT
     seed: int = 0
     size: str = "full"

@@ -39,6 +39,23 @@ from dataclasses import dataclass
 from tta_energy.errors import TtaError
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
 
+#: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
+#: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
+#: cost is the warm-up at the smaller one); every other lever alone at the largest step count, batch 1. A
+#: spec that turns out to be the same configuration as an earlier one for a model (fp16 where the default
+#: is fp16, a lever that does not fit the model) is dropped with a note.
+FULL_GRID_SPECS: tuple[str, ...] = ("none", "max")
+BATCH1_SPECS: tuple[str, ...] = ("graphs",)
+SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")
+#: Inductor compilation (a minute or more of CPU per model and shape): for the models of ``compile_models``
+COMPILE_SPECS: tuple[str, ...] = ("compile", "compile-graphs")
+#: Stable Audio Open only: compute just the requested length (changes the output)
+TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-latents", True))
+#: a run without a plan file: its step counts, batch sizes (waveforms per prompt) and repeats per cell
+DEFAULT_STEPS: tuple[int, ...] = (10, 100)
+DEFAULT_BATCHES: tuple[int, ...] = (1, 10)
+DEFAULT_REPEATS = 3
+
 
 class LeverError(TtaError):
     """A lever spec that cannot be parsed or applied; the message is one line."""
