@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -48,7 +48,7 @@ figures_dir = None  # where figures go; None: the repository's figures/
 
 # %%
 inputs = notebook_inputs(runs_paths, figures_dir)
-EXPERIMENTS = ("duration", "guidance", "precision")
+EXPERIMENTS = tuple(summaries.PARAMETER_COLUMNS)  # the sweeps beyond the study
 platforms = {label: rows for experiment in EXPERIMENTS for label, rows in inputs.platforms(experiment)}
 print(f"platforms with a duration, guidance or precision sweep: {sorted(platforms)}")
 

@@ -107,7 +107,7 @@ def draw_all(
         plots.plot_platform_comparison(per_steps, per_model, figures, note=note)
     plots.plot_host_diagnostics(_or_empty(summaries.host_rows, runs), result.tables["host_summary"], figures)
     plots.plot_flop_efficiency(result.tables["efficiency"], result.tables["batch_efficiency"], figures)
-    sweeps = runs[runs["experiment"].isin(("duration", "guidance", "precision"))]  # notebooks/05
+    sweeps = runs[runs["experiment"].isin(summaries.PARAMETER_COLUMNS)]  # notebooks/05
     for label, rows in by_platform(sweeps):
         duration, guidance, precision = (
             _or_empty(summaries.parameter_summary, rows, experiment)

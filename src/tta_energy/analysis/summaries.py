@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy.errors import TtaError
+from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.intervals import CONFIDENCE, t_critical, t_interval
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
@@ -24,11 +25,8 @@ from tta_energy.study import CLIPS_PER_REPEAT, STUDY_DURATION_S
 PLATFORM_KEYS: tuple[str, ...] = ("source", "gpu_name", "model", "dtype", "size")
 
 #: The column each parameter sweep beyond the study varies (:func:`parameter_summary`).
-PARAMETER_COLUMNS: dict[str, str] = {
-    "duration": "duration_s",
-    "guidance": "guidance_scale",
-    "precision": "dtype",
-}
+PARAMETER_COLUMNS: dict[str, str] = {name: spec.columns[0] for name, spec in EXPERIMENTS.items()
+                                     if not spec.in_study}
 #: What ``ratio_to_reference`` divides by: the study's 10-s request and the float32 yardstick.
 REFERENCE_DURATION_S = STUDY_DURATION_S
 REFERENCE_DTYPE = "float32"

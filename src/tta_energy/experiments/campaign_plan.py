@@ -31,10 +31,7 @@ from tta_energy.provenance import run_id_start
 
 # --- cells --------------------------------------------------------------------------------------------------
 #: the configuration columns that name a cell, per experiment
-CELL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "steps": ("steps",), "batch": ("n_prompts", "waveforms_per_prompt"), "quality": ("steps", "dataset"),
-    "duration": ("duration_s",), "guidance": ("guidance_scale",), "precision": ("dtype",),
-}
+CELL_COLUMNS: dict[str, tuple[str, ...]] = {name: spec.columns for name, spec in EXPERIMENTS.items()}
 #: the device every command expands a campaign's cells for, wherever it runs: a GPU, whose default precision
 #: is the study's. A file without ``dtype`` so declares each model's GPU precision; ``run`` refuses a device
 #: that would measure another (a CPU's float32: other configuration ids, rows no cell counts)

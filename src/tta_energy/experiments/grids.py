@@ -53,22 +53,26 @@ class ExperimentSpec:
     repeats: int
     steps: int | None  # steps of every configuration when the axis is not steps
     description: str
+    columns: tuple[str, ...]  # the run-table columns that tell its cells apart (a campaign's cell)
+    in_study: bool  # one of the study's experiments (else a sweep beyond it, of the one column it varies)
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
     "steps": ExperimentSpec("steps", "denoising steps", ("10", "25", "50", "100", "150", "200"), 5, None,
-                            "the study's inference-steps experiment"),
+                            "the study's inference-steps experiment", ("steps",), True),
     "batch": ExperimentSpec("batch", "waveforms per prompt (pN: N distinct prompts)",
                             ("1", "2", "5", "10", "p10"), 5, 100,
-                            "the study's batch experiment: 10 clips per repeat, + 10 distinct prompts"),
+                            "the study's batch experiment: 10 clips per repeat, + 10 distinct prompts",
+                            ("n_prompts", "waveforms_per_prompt"), True),
     "quality": ExperimentSpec("quality", "denoising steps", ("10", "25", "50", "100", "150", "200"), 1, None,
-                              "the study's quality experiment: caption file x steps, audio saved"),
+                              "the study's quality experiment: caption file x steps, audio saved",
+                              ("steps", "dataset"), True),
     "duration": ExperimentSpec("duration", "audio duration, s", ("2.5", "5", "10", "20"), 5, 100,
-                               "new: audio duration where the model allows it"),
+                               "new: audio duration where the model allows it", ("duration_s",), False),
     "guidance": ExperimentSpec("guidance", "guidance scale (default: the model's; 1: off)", ("default", "1"),
-                               5, 100, "new: classifier-free guidance on vs off"),
+                               5, 100, "new: classifier-free guidance on vs off", ("guidance_scale",), False),
     "precision": ExperimentSpec("precision", "dtype", DTYPE_NAMES, 5, 100,
-                                "new: numeric precision of weights and activations"),
+                                "new: numeric precision of weights and activations", ("dtype",), False),
 }
 
 
