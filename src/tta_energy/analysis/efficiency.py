@@ -37,7 +37,7 @@ from tta_energy.analysis import summaries
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
 from tta_energy.intervals import CONFIDENCE, t_interval
 from tta_energy.levers.tables import CEILING_FILE, ceiling_rows, read_side
-from tta_energy.models import catalogue, spacing
+from tta_energy.models import catalogue
 
 #: The step count whose whole generation is compared: the study's default.
 GENERATION_STEPS = 100
@@ -210,8 +210,7 @@ def batch_efficiency(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
         elif per_run.empty:
             row["reason"] = "no complete run with the denoising phase's energy in these rows"
         else:
-            iterations = spacing.denoiser_iterations(catalogue.entry(row["model"]).defaults.step_spacing,
-                                                     int(row["steps"]))
+            iterations = catalogue.entry(row["model"]).defaults.denoiser_iterations(int(row["steps"]))
             tflop = counts[0] * iterations / 1e3
             per_clip = per_run.to_numpy(dtype="float64")
             low_J, high_J = t_interval(per_clip, confidence)

@@ -4,8 +4,8 @@ The answer comes from the steps sweep (10-s clips, batch 1, classifier-free guid
 dtype, run eagerly: the settings of arXiv 2505.07615): per platform (:data:`.summaries.PLATFORM_KEYS`), an
 ordinary least-squares line of every run's GPU energy against the denoiser calls it made, as
 :func:`.summaries.per_call_fit` fits it, is evaluated at the calls the model's sampler makes for the asked
-step count (:func:`tta_energy.models.spacing.denoiser_iterations`: Make-An-Audio's 150 steps are 167
-calls). Two intervals answer two questions: the confidence interval of the line's mean (what N clips cost on
+step count (:meth:`.catalogue.ModelDefaults.denoiser_iterations`: Make-An-Audio's 150 steps are 167 calls).
+Two intervals answer two questions: the confidence interval of the line's mean (what N clips cost on
 average; the total's interval is it times N) and the prediction interval of one more generation (where a
 single clip's energy falls, repeat-to-repeat spread included). Energy is never negative: a lower end below
 zero (far outside the measured range) is reported as 0.
@@ -90,7 +90,7 @@ def planned_calls(model: str, steps: int, clips: int = 1, confidence: float = CO
         raise AnalysisError(f"clips must be >= 1, got {clips}")
     if not 0 < confidence < 1:
         raise AnalysisError(f"confidence must lie between 0 and 1, got {confidence}")
-    return spacing.denoiser_iterations(defaults.step_spacing, steps, defaults.train_timesteps)
+    return defaults.denoiser_iterations(steps)
 
 
 def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,

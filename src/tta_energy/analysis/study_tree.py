@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from tta_energy.errors import TtaError
-from tta_energy.models import spacing
 from tta_energy.models.catalogue import entry
 
 
@@ -90,7 +89,7 @@ def denoiser_iterations(model: str, steps: int) -> int:
     """Denoising iterations actually run for ``steps`` nominal steps, by the model's sampler spacing (the
     catalogue's): LDM's uniform DDIM of Make-An-Audio (2) runs 167 iterations for 150 steps, the diffusers
     and Tango schedulers exactly ``steps``."""
-    return spacing.denoiser_iterations(entry(model).defaults.step_spacing, steps)
+    return entry(model).defaults.denoiser_iterations(steps)
 
 
 def denoiser_calls(model: str, steps: int, clips_per_call: int) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tta_energy.errors import ModelError, TtaError, first_line, positive_number
-from tta_energy.models.spacing import steps_problem
+from tta_energy.models.spacing import denoiser_iterations, steps_problem
 from tta_energy.study import STUDY_DURATION_S
 
 SIZES: tuple[str, ...] = ("full", "tiny")
@@ -60,6 +60,11 @@ class ModelDefaults:
     def runs_guidance(self, scale: float) -> bool:
         """Whether the sampler runs classifier-free guidance (a denoiser batch of 2B) at ``scale``."""
         return scale != 1.0 if self.guidance_rule == "not-1" else scale > 1.0
+
+    def denoiser_iterations(self, steps: int) -> int:
+        """Denoiser iterations the sampler runs for ``steps`` nominal steps, by its step spacing (LDM's
+        uniform DDIM of Make-An-Audio 1/2 runs 167 for 150; the diffusers and Tango schedulers ``steps``)."""
+        return denoiser_iterations(self.step_spacing, steps, self.train_timesteps)
 
     def guidance_off_text(self) -> str:
         """Which scales turn guidance off, for messages."""
