@@ -2,7 +2,7 @@
 # The exit statuses the device scripts share, sourced by scripts/device_env.sh and, before the wheels' install,
 # by scripts/gpu_call.sh.
 
-# a process that lost its CUDA context (tta_energy.cli.main.CONTEXT_LOST_EXIT); a fresh process is started
+# a process that lost its CUDA context (tta_energy.cli.exits.CONTEXT_LOST_EXIT); a fresh process is started
 # after one only with this many seconds left, since it pays its model builds and warm-ups first
 CONTEXT_LOST_EXIT=5
 FRESH_PROCESS_MIN_S=150

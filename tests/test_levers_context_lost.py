@@ -21,7 +21,8 @@ from conftest import ROOT
 from lost_context import LAUNCH_FAILURE, install
 
 from tta_energy import schema
-from tta_energy.cli.main import CONTEXT_LOST_EXIT, main
+from tta_energy.cli.exits import CONTEXT_LOST_EXIT
+from tta_energy.cli.main import main
 from tta_energy.errors import lost_cuda_context
 from tta_energy.levers import calls, experiment, tables
 

@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
             state = "is not a folder" if data.exists() else "does not exist"
             raise TtaError(f"--data {data} {state}: give the folder of run tables")
         from tta_energy.experiments.grids import EXPERIMENTS
+        from tta_energy.experiments.resume import unsharded
         from tta_energy.levers.tables import RUNS_FILE
 
         candidates = sorted(data.rglob("*.csv"))
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
         # (not UTF-8, empty) cannot say what it is, and is checked as a run table
         run_names = {*EXPERIMENTS, Path(RUNS_FILE).stem}
         tables = [p for p in candidates if schema.is_run_table(p) or not schema.csv_header(p)
-                  or p.stem.split(".rank")[0] in run_names]
+                  or unsharded(p).stem in run_names]
         other = len(candidates) - len(tables)
         if not tables:
             typer.echo(f"no run tables under {data} ({other} other CSV file(s))")

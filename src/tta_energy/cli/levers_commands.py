@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
-from tta_energy.cli.sweep_commands import INCOMPLETE_EXIT
+from tta_energy.cli.exits import INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.spec import (

@@ -12,17 +12,9 @@ from pathlib import Path
 import typer
 from typer._click import exceptions as click_exceptions
 
+from tta_energy.cli.exits import CONTEXT_LOST_EXIT, FAILURE_EXIT, INTERRUPTED_EXIT, USAGE_EXIT
 from tta_energy.errors import CudaContextLost, TtaError, first_line
 
-#: exit status of every user error (usage, value, file, device, permission), as click uses for usage errors
-USAGE_EXIT = 2
-#: exit status of an unexpected failure (a bug or the environment), shown as one line unless --debug
-FAILURE_EXIT = 1
-#: exit status of a command whose process lost its CUDA context (a CUDA error after which nothing more runs in
-#: the process): the rows before it are kept, and the same command run again measures the rest
-CONTEXT_LOST_EXIT = 5
-#: exit status of a command stopped by SIGINT (Ctrl-C, or ``timeout -s INT`` at a device call's hard limit)
-INTERRUPTED_EXIT = 130
 #: set to 1 for the traceback of every error (the same as ``tta-energy --debug ...``)
 DEBUG_ENV = "TTA_ENERGY_DEBUG"
 

@@ -8,16 +8,12 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
+from tta_energy.cli.exits import ALL_FAILED_EXIT, INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
 from tta_energy.models import catalogue
 from tta_energy.study import STUDY_COUNTRY
-
-#: exit status when --time-budget left pairs undone (run the same command again to finish)
-INCOMPLETE_EXIT = 3
-#: exit status when no generation of the sweep succeeded (every measured row is oom / nan_audio / error)
-ALL_FAILED_EXIT = 4
 
 SWEEP_HELP = """Measure the energy of one model over an experiment's grid, one row per generation.
 

@@ -85,6 +85,13 @@ def shard_path(out: str | Path, rank: int) -> Path:
     return out.with_name(f"{out.stem}.rank{rank}{out.suffix}")
 
 
+def unsharded(path: str | Path) -> Path:
+    """The table a shard file belongs to (``steps.rank1.csv`` -> ``steps.csv``); any other path itself."""
+    path = Path(path)
+    found = re.fullmatch(r"(.+)\.rank\d+", path.stem)
+    return path.with_name(found.group(1) + path.suffix) if found else path
+
+
 def lock_path(table: str | Path) -> Path:
     """The lock file of a table: hidden, next to it (``.steps.csv.lock``)."""
     table = Path(table)
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m tta_energy.experiments.resume DEST SOURCE...``: merge run tables into DEST."""
     import sys
 
-    from tta_energy.cli.main import USAGE_EXIT
+    from tta_energy.cli.exits import USAGE_EXIT
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2:

@@ -22,7 +22,8 @@ def run_model_script(model: str, argv: Sequence[str] | None = None) -> None:
     import typer
 
     from tta_energy.cli import sweep_commands
-    from tta_energy.cli.main import USAGE_EXIT, run_app
+    from tta_energy.cli.exits import USAGE_EXIT
+    from tta_energy.cli.main import run_app
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("--model", "-m") or a.startswith("--model=") for a in args):
