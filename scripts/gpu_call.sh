@@ -14,8 +14,8 @@
 # file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` with HARD_LIMIT_S (defaults
 # CALL_S - 120 and CALL_S - 60: the checks before the campaign and the packing after it fit the rest); a levers
 # plan runs `scripts/gpu_levers.sh plan PLAN` with BUDGET_S (default CALL_S - 80). Each finds what is left itself,
-# and one that found nothing left (exit 4) hands the call to the next plan. Collect what comes back with
-# the script the call ran (its files come back under campaign/ or levers/). Exit 4: no plan names this card
+# and one that found nothing left (exit 6) hands the call to the next plan. Collect what comes back with
+# the script the call ran (its files come back under campaign/ or levers/). Exit 6: no plan names this card
 # with work left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

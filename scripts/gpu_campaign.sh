@@ -10,7 +10,7 @@
 #                                                   # runs-log lines and traces that are new), validate, status
 #
 # Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
-# before any model is built (exit 2). Exit 3 from `run`: cells are left (the next call resumes); exit 4: every
+# before any model is built (exit 2). Exit 3 from `run`: cells are left (the next call resumes); exit 6: every
 # cell was done before the run (it measured nothing; scripts/gpu_call.sh goes on with its next plan). Exit 5: a
 # generation lost the CUDA context (its row is written); one fresh process resumes the call in the time left.
 # Calls chained on a warm device machine (it idles out 30 s after a call: too soon to collect in between)

@@ -3,7 +3,7 @@
 # table (campaigns/h200_levers.toml, campaigns/h100_levers.toml), its GPU and its out_dir; each call measures
 # the first call's worth of what earlier calls left (units of one model at one batch size, each with the study
 # default in the same call; see src/tta_energy/levers/calls.py), so the same command is repeated until it
-# prints "nothing left" (and `plan` exits 4, NOTHING_LEFT_EXIT, having measured, reported and packed nothing).
+# prints "nothing left" (and `plan` exits 6, NOTHING_LEFT_EXIT, having measured, reported and packed nothing).
 #
 #   bash scripts/gpu_levers.sh dry PLAN [MODELS]   # here, before spending: what is left, priced, in calls
 #   bash scripts/gpu_levers.sh plan PLAN [MODELS]  # on the device: measure the next call of PLAN (its

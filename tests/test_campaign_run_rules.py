@@ -18,6 +18,7 @@ import torch
 from conftest import TINY_CAMPAIGN_SETTINGS
 
 from tta_energy import schema
+from tta_energy.cli.exits import NOTHING_LEFT_EXIT
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
 from tta_energy.experiments import resume
@@ -176,7 +177,8 @@ def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_call
     measured = schema.read_runs(repo / "tables" / "steps.csv")
     shutil.rmtree(repo / "tables")  # the next call's tree: the checkout's tables, without the first's rows
     second = call()
-    assert second.returncode == 4, second.stdout + second.stderr  # every cell done: nothing measured
+    # every cell done: nothing measured
+    assert second.returncode == NOTHING_LEFT_EXIT, second.stdout + second.stderr
     assert "earlier call: " in second.stdout and "nothing left to measure" in second.stdout
     with tarfile.open(tmp_path / "out" / "campaign" / "h200.tar.gz") as tar:  # it returns them again
         tar.extractall(tmp_path / "returned", filter="data")

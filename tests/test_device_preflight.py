@@ -62,3 +62,19 @@ def test_precompile_writes_each_packages_bytecode_under_the_prefix_once(tmp_path
     refused = subprocess.run(script, env=bare, capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "PYTHONPYCACHEPREFIX is not set" in refused.stderr
     assert refused.stderr.count("\n") == 1
+
+
+def test_device_scripts_exit_statuses_are_the_packages_and_no_two_share_a_number():
+    """scripts/device_exits.sh copies statuses of tta_energy.cli.exits: a copy that drifted would make a
+    device script read a command's status as another (a sweep's all-failed as nothing left, say)."""
+    import re
+
+    from tta_energy.cli import exits
+
+    shell = dict(re.findall(r"^([A-Z_]+_EXIT)=(\d+)$", (ROOT / "scripts" / "device_exits.sh").read_text(),
+                            re.MULTILINE))
+    assert set(shell) == {"CONTEXT_LOST_EXIT", "NOTHING_LEFT_EXIT"}
+    for name, value in shell.items():
+        assert int(value) == getattr(exits, name), name
+    package = {name: value for name, value in vars(exits).items() if name.endswith("_EXIT")}
+    assert len(set(package.values())) == len(package), package

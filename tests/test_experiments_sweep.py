@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 from tta_energy import schema
+from tta_energy.cli.exits import ALL_FAILED_EXIT
 from tta_energy.cli.main import main
 from tta_energy.experiments import resume
 from tta_energy.experiments.grids import SweepError
@@ -237,7 +238,8 @@ def test_an_experiment_with_nothing_to_run_is_skipped_when_others_run(tmp_path, 
     assert exc.value.code == 2
 
 
-def test_a_sweep_whose_generations_all_fail_lists_the_errors_and_exits_4(tmp_path, monkeypatch, capsys):
+def test_a_sweep_whose_generations_all_fail_lists_the_errors_and_exits_all_failed(
+        tmp_path, monkeypatch, capsys):
     def broken(self, request, phases=None):
         raise ValueError(f"kernel missing for {request.steps} steps\nsecond line")
 
@@ -245,7 +247,7 @@ def test_a_sweep_whose_generations_all_fail_lists_the_errors_and_exits_4(tmp_pat
     with pytest.raises(SystemExit) as exc:
         sweep("--experiment", "steps", "--grid", "1,2", "--repeats", "1", "--warmup", "0",
               "--out", str(tmp_path / "steps.csv"))
-    assert exc.value.code == 4
+    assert exc.value.code == ALL_FAILED_EXIT
     err = capsys.readouterr().err.splitlines()
     assert "all 2 generation(s) failed:" in err
     assert "  1 x error: ValueError: kernel missing for 1 steps" in err

@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT, refused, tiny_levers_options
 
 from tta_energy import schema
+from tta_energy.cli.exits import NOTHING_LEFT_EXIT
 from tta_energy.levers import calls, experiment, references, report, tables
 from tta_energy.models.base import GenerationOutput
 from tta_energy.models.registry import build_model
@@ -274,8 +275,8 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert len(parts) == 1 and (parts[0] / tables.RUNS_FILE).is_file()
     shutil.rmtree(repo / "data")  # the next call's tree: the checkout's data/, without the first call's
     second = call(2)
-    # nothing left: exit 4 (NOTHING_LEFT_EXIT), and nothing reported or packed
-    assert second.returncode == 4, second.stdout + second.stderr
+    # nothing left: NOTHING_LEFT_EXIT, and nothing reported or packed
+    assert second.returncode == NOTHING_LEFT_EXIT, second.stdout + second.stderr
     assert "earlier call on this machine: levers-partplan-" in second.stdout
     assert "nothing left to measure" in second.stdout, second.stdout
     assert [p.name for p in (tmp_path / "out2" / "levers").iterdir()] == [
@@ -292,7 +293,7 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     dispatched = subprocess.run(["bash", "scripts/gpu_call.sh", "plan.toml"], cwd=repo, capture_output=True,
                                 text=True, check=False,
                                 env={**env, "PATH": f"{fake_smi.parent}:{os.environ['PATH']}"})
-    assert dispatched.returncode == 4, dispatched.stdout + dispatched.stderr
+    assert dispatched.returncode == NOTHING_LEFT_EXIT, dispatched.stdout + dispatched.stderr
     assert "plan.toml: nothing left to measure" in dispatched.stdout
 
     shutil.rmtree(repo / "data")  # here, after the calls: collect finds the out_dir in the returned part
@@ -381,7 +382,8 @@ def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_p
     campaign on an H200, the H100 levers plan on an H100 (each file's gpu), exit 4 on a card none names."""
     done = _dispatch(tmp_path, card, _plans(tmp_path))
     if chosen is None:
-        assert done.returncode == 4 and "names this card" in done.stderr, done.stdout + done.stderr
+        said = done.stdout + done.stderr
+        assert done.returncode == NOTHING_LEFT_EXIT and "names this card" in done.stderr, said
         assert done.stdout.count("not this card") == 3
         assert "wheels installed" not in done.stdout  # handed back before the wheels' install
     else:
@@ -396,7 +398,7 @@ def test_a_device_call_by_default_measures_the_h200_plans_and_hands_another_card
     for name in ("h200.toml", "h200_levers.toml"):
         shutil.copy(ROOT / "campaigns" / name, tmp_path / "repo" / "campaigns")
     done = _dispatch(tmp_path, "NVIDIA H100 80GB HBM3", [])
-    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.returncode == NOTHING_LEFT_EXIT, done.stdout + done.stderr
     assert done.stdout.splitlines() == ["campaigns/h200.toml: measures on an H200, not this card",
                                         "campaigns/h200_levers.toml: measures on an H200, not this card"]
     assert done.stderr == ("no plan of campaigns/h200.toml campaigns/h200_levers.toml names this card "
@@ -478,5 +480,6 @@ def test_a_device_call_runs_the_campaign_without_a_status_process_and_passes_a_f
     said = call.stdout + call.stderr
     assert "nothing left to measure" in said, said  # said by the run itself, not by a status process
     assert "plans/tiny.toml: every cell done" in call.stdout, said
-    assert call.returncode == 4 and "no plan of plans/tiny.toml has work left" in call.stderr, said
+    assert call.returncode == NOTHING_LEFT_EXIT, said
+    assert "no plan of plans/tiny.toml has work left" in call.stderr, said
     assert runs_log.read_text(encoding="utf-8") == logged  # the run that found nothing logged nothing

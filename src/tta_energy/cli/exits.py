@@ -1,5 +1,6 @@
-"""The exit statuses of the ``tta-energy`` commands, each in one place (scripts/device_exits.sh copies those
-the device scripts test)."""
+"""The exit statuses of the ``tta-energy`` commands and of the device scripts, each in one place
+(scripts/device_exits.sh copies those the device scripts test; a test keeps the copies equal). No two mean the
+same number, so a script that passes a command's status on is never read as another."""
 
 from __future__ import annotations
 
@@ -15,5 +16,8 @@ ALL_FAILED_EXIT = 4
 #: a process that lost its CUDA context (a CUDA error after which nothing more runs in the process): the rows
 #: before it are kept, and the same command run again measures the rest
 CONTEXT_LOST_EXIT = 5
+#: a device script (scripts/gpu_call.sh, gpu_campaign.sh, gpu_levers.sh) found nothing left to measure on this
+#: card; no ``tta-energy`` command exits with it
+NOTHING_LEFT_EXIT = 6
 #: stopped by SIGINT (Ctrl-C, or ``timeout -s INT`` at a device call's hard limit)
 INTERRUPTED_EXIT = 130
