@@ -379,7 +379,7 @@ LEVERS_H100_CALL = "env BUDGET_S=520 bash scripts/gpu_levers.sh plan plans/h100_
 ])
 def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_path, card, chosen):
     """scripts/gpu_call.sh (dry) over the repository's plan files with nothing measured yet: the H200
-    campaign on an H200, the H100 levers plan on an H100 (each file's gpu), exit 4 on a card none names."""
+    campaign on an H200, the H100 levers plan on an H100 (each file's gpu), NOTHING_LEFT_EXIT on a card none names."""
     done = _dispatch(tmp_path, card, _plans(tmp_path))
     if chosen is None:
         said = done.stdout + done.stderr
