@@ -379,7 +379,8 @@ LEVERS_H100_CALL = "env BUDGET_S=520 bash scripts/gpu_levers.sh plan plans/h100_
 ])
 def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_path, card, chosen):
     """scripts/gpu_call.sh (dry) over the repository's plan files with nothing measured yet: the H200
-    campaign on an H200, the H100 levers plan on an H100 (each file's gpu), NOTHING_LEFT_EXIT on a card none names."""
+    campaign on an H200, the H100 levers plan on an H100 (each file's gpu), NOTHING_LEFT_EXIT on a card
+    none names."""
     done = _dispatch(tmp_path, card, _plans(tmp_path))
     if chosen is None:
         said = done.stdout + done.stderr
@@ -393,7 +394,8 @@ def test_a_device_call_measures_the_first_plan_of_the_card_the_machine_has(tmp_p
 
 def test_a_device_call_by_default_measures_the_h200_plans_and_hands_another_card_back_at_once(tmp_path):
     """Without plan files the call takes the H200 campaign and the H200 levers plan (the H100 levers table
-    is complete): on an H100 it exits 4 having read only the plan files, before any wheel is installed."""
+    is complete): on an H100 it exits NOTHING_LEFT_EXIT having read only the plan files, before any wheel is
+    installed."""
     (tmp_path / "repo" / "campaigns").mkdir(parents=True)
     for name in ("h200.toml", "h200_levers.toml"):
         shutil.copy(ROOT / "campaigns" / name, tmp_path / "repo" / "campaigns")
@@ -449,7 +451,8 @@ def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_s
 def test_a_device_call_runs_the_campaign_without_a_status_process_and_passes_a_finished_one_on(tmp_path):
     """On the device the campaign's run finds what is left itself (a `campaign status` process first added
     its start-up, about 10 s of model imports, to every call): a run that measured nothing because every
-    cell was done exits 4 from scripts/gpu_campaign.sh, and scripts/gpu_call.sh goes on with its next plan."""
+    cell was done exits NOTHING_LEFT_EXIT from scripts/gpu_campaign.sh, and scripts/gpu_call.sh goes on with
+    its next plan."""
     from conftest import TINY_CAMPAIGN_SETTINGS
 
     repo = tmp_path / "repo"
