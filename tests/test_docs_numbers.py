@@ -246,13 +246,13 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
                 continue
             run = held.sort_values(["repeats", "run_id"]).iloc[-1]
             row = runs_of_spec[runs_of_spec["run_id"] == run["run_id"]].iloc[0]
-            ratio = run["energy_per_clip_J"] / row["energy_per_clip_J"]
-            pairs.append((ratio, row["energy_per_clip_J"], row, run))
+            ratio = run["gpu_energy_J_per_clip"] / row["gpu_energy_J_per_clip"]
+            pairs.append((ratio, row["gpu_energy_J_per_clip"], row, run))
         if not pairs:
             assert label(model) in text.split("without a lossless configuration")[1].split(".")[0], model
             continue
         ratio, _, best, run = sorted(pairs, key=lambda p: (-p[0], p[1]))[0]
-        assert f"{label(model)} {run['energy_per_clip_J']:.0f}" in text, (model, text)
+        assert f"{label(model)} {run['gpu_energy_J_per_clip']:.0f}" in text, (model, text)
         low, high = ratio_interval(run["gpu_energy_J"], run["gpu_energy_J_std"], run["repeats"],
                                    best["gpu_energy_J"], best["gpu_energy_J_std"], best["repeats"])
         assert (f"({ratio:.1f}×, 95% CI {low:.1f}–{high:.1f}, `{best['optimize']}`, n = {run['repeats']} and "
@@ -272,7 +272,7 @@ def test_the_eager_fp8_sentence_pairs_each_run_with_its_own_default(tmp_path: Pa
             ("r3", "none", 1000.0), ("r3", "fp8", 1500.0)]
     (tmp_path / "h100").mkdir()
     table = pd.DataFrame([{"run_id": run, "model": "stable-audio-open", "optimize": spec, "steps": 100,
-                           "waveforms_per_prompt": 1, "energy_per_clip_J": joules}
+                           "waveforms_per_prompt": 1, "gpu_energy_J_per_clip": joules}
                           for run, spec, joules in rows])
     table.to_csv(tmp_path / "h100" / "levers.csv", index=False)
     assert block_levers_fp8_eager_h100(d) == ("3000 J per clip against 1500 J for `none` (2.00x); "
@@ -327,9 +327,9 @@ def test_the_tf32_sentence_pairs_each_model_with_the_default_of_its_run(data: do
         tf32 = cell[(cell["model"] == model) & (cell["optimize"] == "compile-graphs,tf32")]
         nones = cell[(cell["model"] == model) & (cell["optimize"] == "none")].set_index("run_id")
         for row in tf32.itertuples():
-            none_J = nones.loc[row.run_id, "energy_per_clip_J"]
-            ratio = none_J / row.energy_per_clip_J
-            assert (f"{label(model)} {row.energy_per_clip_J:.0f} J per clip against {none_J:.0f} J for "
+            none_J = nones.loc[row.run_id, "gpu_energy_J_per_clip"]
+            ratio = none_J / row.gpu_energy_J_per_clip
+            assert (f"{label(model)} {row.gpu_energy_J_per_clip:.0f} J per clip against {none_J:.0f} J for "
                     f"`none` of the same run ({ratio:.2f}x;") in text
 
 

@@ -49,7 +49,7 @@ def test_exact_rows_give_the_line_and_intervals_of_zero_width():
     assert list(est.columns) == list(ESTIMATE_COLUMNS) and len(est) == 1
     r = est.iloc[0]
     truth = INTERCEPT_J + SLOPE_J * 70
-    for column in ("energy_J_per_clip", "energy_J_per_clip_ci_low", "energy_J_per_clip_ci_high",
+    for column in ("gpu_energy_J_per_clip", "gpu_energy_J_per_clip_ci_low", "gpu_energy_J_per_clip_ci_high",
                    "single_generation_J_low", "single_generation_J_high"):
         assert r[column] == pytest.approx(truth), column
     assert r["energy_kWh_total"] == pytest.approx(truth * 1000 / 3.6e6)
@@ -69,9 +69,9 @@ def test_noisy_rows_give_the_textbook_intervals_around_the_true_line():
                                          for s in grid for _ in range(repeats)]))
     r = estimate_energy(runs, "tango", 80, confidence=0.9).iloc[0]
     truth = INTERCEPT_J + SLOPE_J * 80
-    assert r["energy_J_per_clip_ci_low"] < truth < r["energy_J_per_clip_ci_high"]
-    assert (r["single_generation_J_low"] < r["energy_J_per_clip_ci_low"]
-            and r["energy_J_per_clip_ci_high"] < r["single_generation_J_high"])
+    assert r["gpu_energy_J_per_clip_ci_low"] < truth < r["gpu_energy_J_per_clip_ci_high"]
+    assert (r["single_generation_J_low"] < r["gpu_energy_J_per_clip_ci_low"]
+            and r["gpu_energy_J_per_clip_ci_high"] < r["single_generation_J_high"])
     # the same intervals written out: t quantile x residual std x leverage of the point asked
     x, y = runs["denoiser_calls"].to_numpy(float), runs["gpu_energy_J"].to_numpy(float)
     fit = stats.linregress(x, y)
@@ -80,8 +80,8 @@ def test_noisy_rows_give_the_textbook_intervals_around_the_true_line():
     leverage = 1 / n + (80 - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2)
     t = stats.t.ppf(0.95, n - 2)
     mean = fit.intercept + fit.slope * 80
-    assert r["energy_J_per_clip"] == pytest.approx(mean)
-    assert r["energy_J_per_clip_ci_high"] - mean == pytest.approx(t * s * np.sqrt(leverage))
+    assert r["gpu_energy_J_per_clip"] == pytest.approx(mean)
+    assert r["gpu_energy_J_per_clip_ci_high"] - mean == pytest.approx(t * s * np.sqrt(leverage))
     assert r["single_generation_J_high"] - mean == pytest.approx(t * s * np.sqrt(1 + leverage))
     assert r["r2"] == pytest.approx(fit.rvalue**2)
 
@@ -97,12 +97,12 @@ def test_the_mean_interval_covers_the_true_line_as_often_as_its_level_says():
     est = estimate_energy(runs, "tango", asked, confidence=0.9)
     assert len(est) == sweeps
     truth = INTERCEPT_J + SLOPE_J * asked
-    covered = (est["energy_J_per_clip_ci_low"] < truth) & (truth < est["energy_J_per_clip_ci_high"])
+    covered = (est["gpu_energy_J_per_clip_ci_low"] < truth) & (truth < est["gpu_energy_J_per_clip_ci_high"])
     fresh = truth + rng.normal(0, sigma, sweeps)
     held = (est["single_generation_J_low"] < fresh) & (fresh < est["single_generation_J_high"])
     band = 3 * np.sqrt(0.9 * 0.1 / sweeps)  # three binomial standard errors
     assert abs(covered.mean() - 0.9) < band and abs(held.mean() - 0.9) < band
-    assert (est["energy_J_per_clip_ci_high"] - est["energy_J_per_clip_ci_low"]
+    assert (est["gpu_energy_J_per_clip_ci_high"] - est["gpu_energy_J_per_clip_ci_low"]
             < est["single_generation_J_high"] - est["single_generation_J_low"]).all()
 
 
@@ -110,7 +110,7 @@ def test_make_an_audio_at_150_steps_is_predicted_at_its_167_calls_and_compared_w
     runs = _exact("make-an-audio", grid=(10, 100, 150, 200))
     r = estimate_energy(runs, "make-an-audio", 150).iloc[0]
     assert (r["steps"], r["denoiser_calls"]) == (150, 167)
-    assert r["energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 167)
+    assert r["gpu_energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 167)
     assert r["measured_mean_J"] == pytest.approx(INTERCEPT_J + SLOPE_J * 167) and r["measured_n"] == 2
     assert r["measured_steps"] == "10,100,150,200"
 
@@ -131,7 +131,7 @@ def test_a_measured_mean_off_the_line_is_flagged_and_no_bound_is_negative():
     assert not bool(estimate_energy(_exact(), "tango", 50).iloc[0]["measured_outside_line"])  # on the line
     assert not bool(estimate_energy(runs, "tango", 70).iloc[0]["measured_outside_line"])  # not measured
     far = estimate_energy(runs, "tango", 1).iloc[0]  # extrapolated below the fitted calls
-    assert far["single_generation_J_low"] >= 0.0 and far["energy_J_per_clip_ci_low"] >= 0.0
+    assert far["single_generation_J_low"] >= 0.0 and far["gpu_energy_J_per_clip_ci_low"] >= 0.0
 
 
 @pytest.mark.parametrize(("steps", "inside"),
@@ -139,7 +139,7 @@ def test_a_measured_mean_off_the_line_is_flagged_and_no_bound_is_negative():
 def test_only_calls_within_the_fitted_range_are_inside_it(steps: int, inside: bool):
     r = estimate_energy(_exact(), "tango", steps).iloc[0]
     assert bool(r["inside_measured_range"]) is inside
-    assert r["energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * steps)  # extrapolated too
+    assert r["gpu_energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * steps)  # extrapolated too
 
 
 def test_platforms_are_fitted_apart_and_other_models_and_experiments_are_ignored():
@@ -147,8 +147,8 @@ def test_platforms_are_fitted_apart_and_other_models_and_experiments_are_ignored
     other = [_row(50, 1e6, model="tango2"), _row(50, 1e6, experiment="batch")]
     runs = schema.validate(pd.concat([_exact(), pd.DataFrame(a40 + other)], ignore_index=True))
     est = estimate_energy(runs, "tango", 50).set_index("gpu_name")
-    assert est.loc["NVIDIA H200", "energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
-    assert est.loc["NVIDIA A40", "energy_J_per_clip"] == pytest.approx(100.0)
+    assert est.loc["NVIDIA H200", "gpu_energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
+    assert est.loc["NVIDIA A40", "gpu_energy_J_per_clip"] == pytest.approx(100.0)
     assert est.loc["NVIDIA A40", "source"] == "study" and est.loc["NVIDIA A40", "n_runs"] == 4
 
 
@@ -170,7 +170,7 @@ def test_rows_measured_without_a_gpu_are_not_a_platform_and_alone_are_refused():
         estimate_energy(cpu, "tango", 50)
     est = estimate_energy(schema.validate(pd.concat([_exact(), cpu], ignore_index=True)), "tango", 50)
     assert list(est["gpu_name"]) == ["NVIDIA H200"]
-    assert est["energy_J_per_clip"].iloc[0] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
+    assert est["gpu_energy_J_per_clip"].iloc[0] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -219,9 +219,9 @@ def test_the_command_prints_one_json_object_per_platform(runs_folder, capsys):
     assert set(records) == {"NVIDIA H200", "NVIDIA A40"}
     h200, a40 = records["NVIDIA H200"], records["NVIDIA A40"]
     assert set(h200) == set(ESTIMATE_COLUMNS)
-    assert h200["energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
+    assert h200["gpu_energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
     assert h200["measured_mean_J"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50) and h200["measured_n"] == 2
-    assert a40["energy_J_per_clip"] == pytest.approx(150.0) and a40["n_runs"] == 4  # without the warm-up
+    assert a40["gpu_energy_J_per_clip"] == pytest.approx(150.0) and a40["n_runs"] == 4  # without the warm-up
     assert a40["measured_mean_J"] is None and a40["measured_n"] == 0
     assert h200["inside_measured_range"] is True
 
@@ -262,5 +262,5 @@ def test_usable_rows_are_the_summaries_rule(tmp_path, capsys):
     assert status == 0 and err == ""
     (r,) = map(json.loads, out.strip().splitlines())
     assert r["n_runs"] == 6 and r["measured_n"] == 2 and r["measured_steps"] == "10,50,100"
-    assert r["energy_J_per_clip"] == pytest.approx(290.0)  # 40 J + 5 J x 50 calls, the line itself
+    assert r["gpu_energy_J_per_clip"] == pytest.approx(290.0)  # 40 J + 5 J x 50 calls, the line itself
     assert r["measured_mean_J"] == pytest.approx(290.0)

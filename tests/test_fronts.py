@@ -65,7 +65,7 @@ def _levers() -> pd.DataFrame:
                 "model": "tango",
                 "steps": 100,
                 "optimize": "none",
-                "energy_per_clip_J": 2190.0,
+                "gpu_energy_J_per_clip": 2190.0,
                 "reduction_vs_none": 1.0,
                 "lossless": True,
             },
@@ -74,7 +74,7 @@ def _levers() -> pd.DataFrame:
                 "model": "tango",
                 "steps": 100,
                 "optimize": "compile-graphs",
-                "energy_per_clip_J": 520.0,
+                "gpu_energy_J_per_clip": 520.0,
                 "reduction_vs_none": 2190.0 / 520.0,
                 "lossless": True,
             },
@@ -83,7 +83,7 @@ def _levers() -> pd.DataFrame:
                 "model": "tango",
                 "steps": 100,
                 "optimize": "trim",
-                "energy_per_clip_J": 100.0,
+                "gpu_energy_J_per_clip": 100.0,
                 "reduction_vs_none": 21.9,
                 "lossless": False,
             },
@@ -102,7 +102,7 @@ def test_fronts_per_point_set_and_what_joins() -> None:
     assert table.loc[("H200, study default", "audioldm", 100), "front_change"] == "stays"
     # the lossy lever never enters; the best lossless one (compile-graphs, 520 J) keeps tango 100's score
     lever = table.loc[("H200, lossless levers", "tango", 100)]
-    assert lever["configuration"] == "compile-graphs" and lever["energy_J_per_clip"] == 520.0
+    assert lever["configuration"] == "compile-graphs" and lever["gpu_energy_J_per_clip"] == 520.0
     assert bool(lever["on_front_h200_levers"])
     assert pd.isna(lever["on_front_h200_default"])
     assert not bool(table.loc[("H200, study default", "tango", 100), "on_front_h200_default"])
@@ -121,9 +121,9 @@ def test_only_the_h200s_levers_runs_enter_the_h200_fronts() -> None:
     """A levers table of another card (an H100's, cheaper here) gives no star to the H200's front; a table
     without the GPU's name gives none either."""
     h100 = _levers().assign(run_id="h", gpu_name="NVIDIA H100 80GB HBM3",
-                            energy_per_clip_J=lambda f: f["energy_per_clip_J"] / 2)
+                            gpu_energy_J_per_clip=lambda f: f["gpu_energy_J_per_clip"] / 2)
     table = fronts.platform_fronts(_h200_steps(), _a40(), _scores(), pd.concat([_levers(), h100]))
     lever = table[table["point_set"] == "H200, lossless levers"]
-    assert lever["energy_J_per_clip"].tolist() == [520.0]
+    assert lever["gpu_energy_J_per_clip"].tolist() == [520.0]
     unnamed = fronts.platform_fronts(_h200_steps(), _a40(), _scores(), _levers().drop(columns="gpu_name"))
     assert "H200, lossless levers" not in set(unnamed["point_set"])

@@ -359,8 +359,9 @@ def block_levers_fp8_eager_h100(d: HasData) -> str:
     pairs = _same_run_pairs(read_levers(d.data, "h100"), "stable-audio-open", "fp8")
     if not pairs:
         return _missing(d.data / "h100" / LEVERS_TABLE)
-    return "; ".join(f"{f['energy_per_clip_J']:.0f} J per clip against {n['energy_per_clip_J']:.0f} J for "
-                     f"`none` ({f['energy_per_clip_J'] / n['energy_per_clip_J']:.2f}x)" for n, f in pairs)
+    clip = "gpu_energy_J_per_clip"
+    return "; ".join(f"{f[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` ({f[clip] / n[clip]:.2f}x)"
+                     for n, f in pairs)
 
 
 def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
@@ -371,10 +372,11 @@ def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
         pairs = _same_run_pairs(read_levers(d.data, "h100"), model, spec)
         if not pairs:
             return _missing(d.data / "h100" / LEVERS_TABLE)
+        clip = "gpu_energy_J_per_clip"
         return "; ".join(
-            f"{s['energy_per_clip_J']:.0f} J per clip against {n['energy_per_clip_J']:.0f} J for `none` "
-            f"({n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x less, {s['flop_per_joule'] / 1e12:.3f} "
-            f"TFLOP/J, latents error {_sci(s['rel_error_latents'])})" for n, s in pairs)
+            f"{s[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` ({n[clip] / s[clip]:.2f}x less, "
+            f"{s['flop_per_joule'] / 1e12:.3f} TFLOP/J, latents error {_sci(s['rel_error_latents'])})"
+            for n, s in pairs)
 
     return block
 
@@ -576,10 +578,10 @@ def block_levers_tf32_h100(d: HasData) -> str:
         plain = _same_run_pairs(levers, model, "compile-graphs")
         if not tf32:
             continue
-        without = "/".join(f"{n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x" for n, s in plain)
-        parts += [f"{label(model)} {s['energy_per_clip_J']:.0f} J per clip against "
-                  f"{n['energy_per_clip_J']:.0f} J for `none` of the same run "
-                  f"({n['energy_per_clip_J'] / s['energy_per_clip_J']:.2f}x; `compile-graphs` "
+        clip = "gpu_energy_J_per_clip"
+        without = "/".join(f"{n[clip] / s[clip]:.2f}x" for n, s in plain)
+        parts += [f"{label(model)} {s[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` of the same "
+                  f"run ({n[clip] / s[clip]:.2f}x; `compile-graphs` "
                   f"without TF32 {without or 'not measured'}), latents error {_sci(s['rel_error_latents'])} "
                   f"against the default's {_sci(n['rel_error_latents'])}" for n, s in tf32]
     return "; ".join(parts) if parts else _missing(d.data / "h100" / LEVERS_TABLE)

@@ -44,9 +44,9 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
     "inside_measured_range",
     "r2",
     "confidence",
-    "energy_J_per_clip",
-    "energy_J_per_clip_ci_low",
-    "energy_J_per_clip_ci_high",
+    "gpu_energy_J_per_clip",
+    "gpu_energy_J_per_clip_ci_low",
+    "gpu_energy_J_per_clip_ci_high",
     "single_generation_J_low",
     "single_generation_J_high",
     "clips",
@@ -100,8 +100,9 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
 
     ``runs`` are usable run rows (:func:`.summaries.usable_runs`). Per platform, OLS of ``gpu_energy_J`` on
     ``denoiser_calls`` over every run of the steps sweep with a measured energy, evaluated at the calls of
-    ``steps``: ``energy_J_per_clip`` (the line's mean) with its confidence interval
-    (``energy_J_per_clip_ci_*``) and the prediction interval of one generation (``single_generation_J_*``);
+    ``steps``: ``gpu_energy_J_per_clip`` (the line's mean) with its confidence interval
+    (``gpu_energy_J_per_clip_ci_*``) and the prediction interval of one generation
+    (``single_generation_J_*``);
     ``energy_kWh_total(_ci_*)`` is the mean and its interval times ``clips``, in kWh. ``gpu_s_per_clip`` is a
     second OLS line, of ``wall_s`` on the calls, at the same point (the time the GPU is held per clip);
     ``gpu_h_total`` is it times ``clips`` in hours. ``inside_measured_range`` is False where the asked calls
@@ -141,9 +142,9 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
             "inside_measured_range": bool(len(x) and lowest <= calls <= highest),
             "r2": r2,
             "confidence": float(confidence),
-            "energy_J_per_clip": float(energy["mean"]),
-            "energy_J_per_clip_ci_low": max(0.0, float(energy["mean_ci_lower"])),
-            "energy_J_per_clip_ci_high": float(energy["mean_ci_upper"]),
+            "gpu_energy_J_per_clip": float(energy["mean"]),
+            "gpu_energy_J_per_clip_ci_low": max(0.0, float(energy["mean_ci_lower"])),
+            "gpu_energy_J_per_clip_ci_high": float(energy["mean_ci_upper"]),
             "single_generation_J_low": max(0.0, float(energy["obs_ci_lower"])),
             "single_generation_J_high": float(energy["obs_ci_upper"]),
             "clips": int(clips),

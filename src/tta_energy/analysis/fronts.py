@@ -65,25 +65,23 @@ def platform_fronts(
     ``steps``: :func:`summaries.steps_summary` rows of the H200 (``source`` not ``study``); ``a40_quality``:
     the study's quality runs (usable, warm-up left out); ``scores``: score tables (the study's subset scores
     are used); ``levers``: ``levers.csv`` rows (may be empty; only those whose ``gpu_name`` names an H200
-    count). Columns: ``dataset, metric, point_set, model,
-    steps, configuration, energy_J_per_clip, energy_ci_low/high, n_runs, score`` and one boolean column
-    per front set (``on_front_a40``, ``on_front_h200_default``, ``on_front_h200_levers``; NaN when the point
-    is not in that set), plus ``front_change``: for each (model, steps), A40 -> H200 defaults ("joins",
-    "leaves", "stays", "off").
+    count). Columns: ``dataset, metric, point_set, model, steps, configuration, gpu_energy_J_per_clip,
+    gpu_energy_J_per_clip_ci_low/high, n_runs, score`` and one boolean column per front set (``on_front_a40``,
+    ``on_front_h200_default``, ``on_front_h200_levers``; NaN when the point is not in that set), plus
+    ``front_change``: for each (model, steps), A40 -> H200 defaults ("joins", "leaves", "stays", "off").
     """
     quality = _study_scores(scores)
     points = []
     if not a40_quality.empty:
         a40 = a40_quality.groupby(["model", "dataset", "steps"], as_index=False).agg(
-            energy_J_per_clip=("gpu_energy_J", "mean"),
+            gpu_energy_J_per_clip=("gpu_energy_J", "mean"),
             n_runs=("gpu_energy_J", "count"),
-            energy_std=("gpu_energy_J", "std"),
+            gpu_energy_J_per_clip_std=("gpu_energy_J", "std"),
         )
-        half = (
-            a40["n_runs"].map(lambda n: t_critical(n - 1)) * a40["energy_std"] / np.sqrt(a40["n_runs"])
-        )
-        a40["energy_ci_low"] = a40["energy_J_per_clip"] - half
-        a40["energy_ci_high"] = a40["energy_J_per_clip"] + half
+        t = a40["n_runs"].map(lambda n: t_critical(n - 1))
+        half = t * a40["gpu_energy_J_per_clip_std"] / np.sqrt(a40["n_runs"])
+        a40["gpu_energy_J_per_clip_ci_low"] = a40["gpu_energy_J_per_clip"] - half
+        a40["gpu_energy_J_per_clip_ci_high"] = a40["gpu_energy_J_per_clip"] + half
         a40["point_set"] = "A40 (study)"
         a40["configuration"] = "study default"
         points.append(a40.merge(quality, on=["model", "dataset", "steps"]))
@@ -91,11 +89,12 @@ def platform_fronts(
     if not steps.empty:
         h200 = steps.rename(
             columns={
-                "gpu_energy_J_mean": "energy_J_per_clip",
-                "gpu_energy_J_ci_low": "energy_ci_low",
-                "gpu_energy_J_ci_high": "energy_ci_high",
+                "gpu_energy_J_mean": "gpu_energy_J_per_clip",
+                "gpu_energy_J_ci_low": "gpu_energy_J_per_clip_ci_low",
+                "gpu_energy_J_ci_high": "gpu_energy_J_per_clip_ci_high",
             }
-        )[["model", "steps", "energy_J_per_clip", "energy_ci_low", "energy_ci_high", "n_runs"]]
+        )[["model", "steps", "gpu_energy_J_per_clip", "gpu_energy_J_per_clip_ci_low",
+           "gpu_energy_J_per_clip_ci_high", "n_runs"]]
         h200 = h200.assign(point_set="H200, study default", configuration="study default")
         points.append(h200.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     from tta_energy.levers.report import best_lossless
@@ -105,21 +104,22 @@ def platform_fronts(
         levers = levers[[names_gpu(PROJECT_GPU, name) for name in names]]
     best = best_lossless(levers, batch=1)
     if not best.empty:
-        lev = best.rename(columns={"best_J": "energy_J_per_clip", "best_repeats": "n_runs"})
+        lev = best.rename(columns={"best_J": "gpu_energy_J_per_clip", "best_repeats": "n_runs"})
         lev = lev.assign(point_set="H200, lossless levers", configuration=lev["best"])
-        lev = lev[["model", "steps", "energy_J_per_clip", "n_runs", "point_set", "configuration"]]
+        lev = lev[["model", "steps", "gpu_energy_J_per_clip", "n_runs", "point_set", "configuration"]]
         points.append(lev.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     if not points:
         return pd.DataFrame()
     table = pd.concat(points, ignore_index=True).rename(columns={"value": "score"})
-    for column in ("energy_ci_low", "energy_ci_high", "energy_std"):
+    for suffix in ("ci_low", "ci_high", "std"):
+        column = f"gpu_energy_J_per_clip_{suffix}"
         if column not in table.columns:
             table[column] = np.nan
     for name, members in FRONT_SETS.items():
         column = f"on_front_{name}"
         table[column] = pd.Series(pd.NA, index=table.index, dtype="boolean")
         for (_, metric), grp in table[table["point_set"].isin(members)].groupby(["dataset", "metric"]):
-            mask = pareto_mask(grp["energy_J_per_clip"], grp["score"], HIGHER_IS_BETTER[metric])
+            mask = pareto_mask(grp["gpu_energy_J_per_clip"], grp["score"], HIGHER_IS_BETTER[metric])
             table.loc[grp.index, column] = mask
     table["front_change"] = _front_change(table)
     first = [
@@ -129,7 +129,7 @@ def platform_fronts(
         "model",
         "steps",
         "configuration",
-        "energy_J_per_clip",
+        "gpu_energy_J_per_clip",
         "score",
     ]
     return table[first + [c for c in table.columns if c not in first]].sort_values(

@@ -185,10 +185,10 @@ def _print_estimate(result: pd.DataFrame, model: str) -> None:
     basis = []
     for r in result.itertuples(index=False):
         measured = "n/a" if not r.measured_n else f"{_number(r.measured_mean_J)} ({r.measured_n})"
-        per_clip = _span(r.energy_J_per_clip_ci_low, r.energy_J_per_clip_ci_high)
+        per_clip = _span(r.gpu_energy_J_per_clip_ci_low, r.gpu_energy_J_per_clip_ci_high)
         total = _span(r.energy_kWh_total_ci_low, r.energy_kWh_total_ci_high)
         table.add_row(f"{r.gpu_name}\n{r.dtype}, {r.source}", str(r.denoiser_calls),
-                      f"{_number(r.energy_J_per_clip)}\n{per_clip}",
+                      f"{_number(r.gpu_energy_J_per_clip)}\n{per_clip}",
                       _span(r.single_generation_J_low, r.single_generation_J_high),
                       f"{_number(r.energy_kWh_total)}\n{total}", _number(r.gpu_h_total), measured)
         where = ("inside the measured range" if r.inside_measured_range

@@ -58,8 +58,8 @@ def lever_targets(model: str) -> catalogue.LeverTargets:
 LEVERS_COLUMNS: tuple[str, ...] = (
     "run_id", "gpu_name", "model", "size", "weights", "optimize", "dtype", "applied", "skipped",
     "changes_behaviour", "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J",
-    "gpu_energy_J_std",
-    "energy_per_clip_J", "energy_per_10s_clip_J", "energy_per_step_J", "denoising_share", "reduction_vs_none",
+    "gpu_energy_J_std", "gpu_energy_J_per_clip", "gpu_energy_J_per_10s_clip", "denoising_J_per_call",
+    "denoising_share", "reduction_vs_none",
     "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
     "tolerance_latents", "tolerance_audio", "lossless", "flop_per_joule", "ceiling_flop_per_joule",
     "fraction_of_ceiling", "compile_s", "compile_J", "compile_cache_hit_share",
@@ -147,14 +147,14 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
         gpu_energy_J_std=("gpu_energy_J", "std"), n_clips=("n_clips", "first"), clip_s=("clip_s", "mean"),
         energy_denoising_J=("energy_denoising_J", "mean"), denoiser_calls=("denoiser_calls", "mean"),
     ).reset_index()
-    agg["energy_per_clip_J"] = agg["gpu_energy_J"] / agg["n_clips"].astype(float)
-    agg["energy_per_10s_clip_J"] = agg["energy_per_clip_J"] * 10.0 / agg["clip_s"]
-    agg["energy_per_step_J"] = agg["energy_denoising_J"] / agg["denoiser_calls"]
+    agg["gpu_energy_J_per_clip"] = agg["gpu_energy_J"] / agg["n_clips"].astype(float)
+    agg["gpu_energy_J_per_10s_clip"] = agg["gpu_energy_J_per_clip"] * 10.0 / agg["clip_s"]
+    agg["denoising_J_per_call"] = agg["energy_denoising_J"] / agg["denoiser_calls"]
     agg["denoising_share"] = agg["energy_denoising_J"] / agg["gpu_energy_J"]
     none = agg[agg["optimize"] == "none"].set_index(["run_id", "model", "steps", "waveforms_per_prompt"])
     idx = pd.MultiIndex.from_frame(agg[["run_id", "model", "steps", "waveforms_per_prompt"]])
-    none_clip = none["energy_per_clip_J"].reindex(idx).to_numpy()
-    agg["reduction_vs_none"] = none_clip / agg["energy_per_clip_J"].to_numpy()
+    none_clip = none["gpu_energy_J_per_clip"].reindex(idx).to_numpy()
+    agg["reduction_vs_none"] = none_clip / agg["gpu_energy_J_per_clip"].to_numpy()
     # what was applied, FLOPs
     if not cfg.empty:
         c = cfg[cfg["status"] == "ok"].drop_duplicates(keys).reindex(columns=[*keys, *CONFIG_COLUMNS])
@@ -227,7 +227,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     agg["compile_J"] = (agg["compile_J"] + pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)).where(
         ~unmetered)
     agg["compile_cache_hit_share"] = compile_cache_hit_share(agg, read_side(dirs, COMPILE_FILE))
-    saving = none_clip - agg["energy_per_clip_J"].to_numpy()
+    saving = none_clip - agg["gpu_energy_J_per_clip"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
     payoff = np.where(np.isnan(none_clip), np.nan, payoff)  # no `none` in the same run and cell: unknown
@@ -265,14 +265,14 @@ def configuration_rows(cell: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataF
     for _, rows in candidates.groupby(["optimize", "dtype"], sort=False):
         run_id = record_run(cell[cell["run_id"].isin(rows["run_id"])])
         if run_id is not None:
-            picked.append(rows.loc[rows["run_id"] == run_id, "energy_per_clip_J"].idxmin())
+            picked.append(rows.loc[rows["run_id"] == run_id, "gpu_energy_J_per_clip"].idxmin())
     return candidates.loc[picked]
 
 
 def largest_reduction(rows: pd.DataFrame) -> pd.Series:
     """The row of ``rows`` (from :func:`configuration_rows`) with the largest ``reduction_vs_none`` (against
     the ``none`` of its run), the least energy per clip among equals."""
-    order = rows.assign(_neg=-rows["reduction_vs_none"]).sort_values(["_neg", "energy_per_clip_J"])
+    order = rows.assign(_neg=-rows["reduction_vs_none"]).sort_values(["_neg", "gpu_energy_J_per_clip"])
     return rows.loc[order.index[0]]
 
 
@@ -280,7 +280,7 @@ def reduction_bars(table: pd.DataFrame, steps: int, batch: int) -> pd.DataFrame:
     """The rows the figure's reduction panel draws at ``steps`` and ``batch``: per model, each configuration
     (not the fp32 reference) from its own run (:func:`configuration_rows`), one row per bar."""
     cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)
-                 & (table["optimize"] != REFERENCE_SPEC) & table["energy_per_clip_J"].notna()]
+                 & (table["optimize"] != REFERENCE_SPEC) & table["gpu_energy_J_per_clip"].notna()]
     picked = [configuration_rows(rows, rows) for _, rows in cell.groupby("model", sort=False)]
     bars = pd.concat(picked) if picked else cell
     return bars[bars["reduction_vs_none"].notna()]
@@ -300,7 +300,7 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
                "best_index"]
     if table.empty:
         return pd.DataFrame(columns=columns)
-    rows = table[(table["waveforms_per_prompt"] == batch) & table["energy_per_clip_J"].notna()]
+    rows = table[(table["waveforms_per_prompt"] == batch) & table["gpu_energy_J_per_clip"].notna()]
     if steps is not None:
         rows = rows[rows["steps"] == steps]
     out = []
@@ -318,11 +318,11 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
         low, high = ratio_interval(mean_none, sd_none, int(none["repeats"]), mean_best, sd_best,
                                    int(best["repeats"]))
         out.append({"model": model, "steps": int(n_steps), "run_id": run_id,
-                    "none_J": float(none["energy_per_clip_J"]), "none_repeats": int(none["repeats"]),
+                    "none_J": float(none["gpu_energy_J_per_clip"]), "none_repeats": int(none["repeats"]),
                     "none_std": float(none["gpu_energy_J_std"]), "best": str(best["optimize"]),
-                    "best_J": float(best["energy_per_clip_J"]), "best_repeats": int(best["repeats"]),
+                    "best_J": float(best["gpu_energy_J_per_clip"]), "best_repeats": int(best["repeats"]),
                     "best_std": float(best["gpu_energy_J_std"]),
-                    "ratio": float(none["energy_per_clip_J"]) / float(best["energy_per_clip_J"]),
+                    "ratio": float(none["gpu_energy_J_per_clip"]) / float(best["gpu_energy_J_per_clip"]),
                     "ratio_low": low, "ratio_high": high,
                     "fraction_of_ceiling": float(best["fraction_of_ceiling"]), "best_index": index})
     frame = pd.DataFrame(out, columns=columns)
@@ -371,7 +371,7 @@ def summary_runs(table: pd.DataFrame, steps: int, batch: int) -> dict[str, str]:
     """Per model, the run the summary reports at (``steps``, ``batch``): that of its best lossless
     configuration (:func:`best_lossless`), else the cell's :func:`record_run` (the any-precision table's)."""
     cell = table[(table["steps"] == steps) & (table["waveforms_per_prompt"] == batch)
-                 & table["energy_per_clip_J"].notna()]
+                 & table["gpu_energy_J_per_clip"].notna()]
     runs: dict[str, str] = {}
     for model, rows in cell.groupby("model"):
         run_id = record_run(rows)

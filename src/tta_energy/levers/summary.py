@@ -150,8 +150,8 @@ def reduction_miss(head: str, best: pd.Series, none_J: float, target: float, bat
     """The line of a missed reduction target, ``head`` first: by how much, the most a free denoising loop
     would give with the rest of the generation as measured, the fraction of the ceiling the target needs
     against what ``best`` reaches, and what the step profiles say limits it."""
-    red = none_J / float(best["energy_per_clip_J"])
-    outside = float(best["energy_per_clip_J"]) * (1.0 - float(best["denoising_share"]))
+    red = none_J / float(best["gpu_energy_J_per_clip"])
+    outside = float(best["gpu_energy_J_per_clip"]) * (1.0 - float(best["denoising_share"]))
     bound = none_J / outside if outside > 0 else float("nan")
     # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
     need = float(best["gflop"]) * 1e9 * target / none_J / float(best["ceiling_flop_per_joule"])
@@ -181,7 +181,7 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
         target = lever_targets(model).any_precision_reduction
         wanted = f"{target}x" if target else ""
         rows = cell[(cell["model"] == model) & (cell["optimize"] != REFERENCE_SPEC)
-                    & cell["energy_per_clip_J"].notna()
+                    & cell["gpu_energy_J_per_clip"].notna()
                     & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
         if rows.empty:
             lines.append(f"| {model} | n/a | | | | | | | {wanted} | {'not measured' if target else ''} |")
@@ -190,19 +190,19 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
             continue
         within = configuration_rows(rows, rows)  # each configuration in its own run, as the lossless table
         r = (largest_reduction(within) if not within.empty
-             else rows.loc[rows["energy_per_clip_J"].idxmin()])
+             else rows.loc[rows["gpu_energy_J_per_clip"].idxmin()])
         red = float(r["reduction_vs_none"])
         status = target_status(ANY_PRECISION_TARGET, model, target, r, red) if target else None
         met = "" if status is None else {None: "n/a", True: "yes", False: "no"}[status["met"]]
         if status is not None:
             statuses.append(status)
-        lines.append(f"| {model} | `{r['optimize']}` | {r['dtype']} | {r['energy_per_clip_J']:.1f} | "
+        lines.append(f"| {model} | `{r['optimize']}` | {r['dtype']} | {r['gpu_energy_J_per_clip']:.1f} | "
                      f"{_ratio(red)} | {_fmt(float(r['rel_error_latents']), '.2e')} | "
                      f"{_fmt(float(r['yardstick_latents']), '.2e')} | {'yes' if r['lossless'] else 'no'} | "
                      f"{wanted} | {met} |")
         if met == "no":
             none_J = float(rows.loc[(rows["run_id"] == r["run_id"]) & (rows["optimize"] == "none"),
-                                    "energy_per_clip_J"].iloc[0])
+                                    "gpu_energy_J_per_clip"].iloc[0])
             misses.append(reduction_miss(f"**{model}** (any precision): {red:.2f}x with `{r['optimize']}` "
                                          f"({r['dtype']})", r, none_J, target, batch,
                                          pd.DataFrame() if profile is None else profile))
@@ -373,11 +373,12 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
             statuses.append(status)
         met = status["met"]
         nones = cell.loc[(cell["model"] == model) & (cell["optimize"] == "none"),
-                         "energy_per_clip_J"].dropna()
+                         "gpu_energy_J_per_clip"].dropna()
         low, high = nones.min(), nones.max()
         spread = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
         lines.append(f"| {model} | {none_J:.1f} | `{best['optimize']}` | "
-                     f"{best['energy_per_clip_J']:.1f} | {red:.2f}x | {target}x | {'yes' if met else 'no'} | "
+                     f"{best['gpu_energy_J_per_clip']:.1f} | {red:.2f}x | {target}x | "
+                     f"{'yes' if met else 'no'} | "
                      f"{spread} ({len(nones)}) | {_interval(pick['ratio_low'], pick['ratio_high'])} |")
         if not met:
             misses.append(reduction_miss(f"**{model}**: {red:.2f}x", best, none_J, target, batch, profile))
@@ -463,7 +464,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                           f"{'' if r.is_warmup else f', {int(r.steps)} steps'}, {failure_where(r)}, "
                           f"run {r.run_id}: {r.error}" for r in failed.itertuples()])
     trims = table[table["optimize"].str.contains("trim-latents", regex=False)
-                  & table["energy_per_clip_J"].notna()]
+                  & table["gpu_energy_J_per_clip"].notna()]
     if not trims.empty:
         lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
                   "the output)", "",
@@ -473,21 +474,21 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
         for r in trims.itertuples():
             base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
             key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
-            other = float(keyed["energy_per_clip_J"].get(key, np.nan))
+            other = float(keyed["gpu_energy_J_per_clip"].get(key, np.nan))
             lines.append(f"| `{r.optimize}` | {r.steps} | {r.waveforms_per_prompt} | "
-                         f"{r.energy_per_clip_J:.1f} | `{base}` {_fmt(other, '.1f')} | "
-                         f"{_ratio(other / r.energy_per_clip_J)} |")
-    every = cell[cell["energy_per_clip_J"].notna()]
-    every = every.sort_values(["model", "energy_per_clip_J"])
+                         f"{r.gpu_energy_J_per_clip:.1f} | `{base}` {_fmt(other, '.1f')} | "
+                         f"{_ratio(other / r.gpu_energy_J_per_clip)} |")
+    every = cell[cell["gpu_energy_J_per_clip"].notna()]
+    every = every.sort_values(["model", "gpu_energy_J_per_clip"])
     if not every.empty:
         lines += ["", f"## Every configuration at {steps} steps, batch {batch}", "",
                   "Reductions are against `none` of the same run (`run`); n/a where that run did not measure "
                   "`none` in this cell.", "",
-                  "| model | configuration | dtype | J/clip | J/step | reduction vs `none` | latents error | "
-                  "lossless | run |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| model | configuration | dtype | J/clip | denoising J/call | reduction vs `none` | "
+                  "latents error | lossless | run |", "|" + " --- |" * 9]
         for r in every.itertuples():
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.energy_per_clip_J:.1f} | "
-                         f"{_fmt(r.energy_per_step_J, '.3f')} | {_ratio(r.reduction_vs_none)} | "
+            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.gpu_energy_J_per_clip:.1f} | "
+                         f"{_fmt(r.denoising_J_per_call, '.3f')} | {_ratio(r.reduction_vs_none)} | "
                          f"{_fmt(r.rel_error_latents, '.1e')} | {'yes' if r.lossless else 'no'} | "
                          f"{r.run_id} |")
     comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")

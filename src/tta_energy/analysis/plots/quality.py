@@ -210,13 +210,13 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
                 for row in part.itertuples():
                     colour = model_colour(row.model)
                     marker = "*" if point_set.endswith("levers") else STEP_MARKERS.get(int(row.steps), "o")
-                    if not np.isnan(row.energy_ci_low):
+                    if not np.isnan(row.gpu_energy_J_per_clip_ci_low):
                         ax.errorbar(
-                            row.energy_J_per_clip,
+                            row.gpu_energy_J_per_clip,
                             row.score,
                             xerr=[
-                                [row.energy_J_per_clip - row.energy_ci_low],
-                                [row.energy_ci_high - row.energy_J_per_clip],
+                                [row.gpu_energy_J_per_clip - row.gpu_energy_J_per_clip_ci_low],
+                                [row.gpu_energy_J_per_clip_ci_high - row.gpu_energy_J_per_clip],
                             ],
                             color=colour,
                             lw=0.8,
@@ -224,7 +224,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
                             zorder=2,
                         )
                     ax.scatter(
-                        row.energy_J_per_clip,
+                        row.gpu_energy_J_per_clip,
                         row.score,
                         marker=marker,
                         s=style["size"],
@@ -235,16 +235,17 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
                     )
                 name, colour, ls = style["front"]
                 column = f"on_front_{name}"
-                members = panel[panel[column].fillna(False).astype(bool)].sort_values("energy_J_per_clip")
-                ax.plot(members["energy_J_per_clip"], members["score"], ls=ls, color=colour, lw=1.2, zorder=1)
+                members = panel[panel[column].fillna(False).astype(bool)].sort_values("gpu_energy_J_per_clip")
+                ax.plot(members["gpu_energy_J_per_clip"], members["score"], ls=ls, color=colour, lw=1.2,
+                        zorder=1)
             levers_front = panel[panel["on_front_h200_levers"].fillna(False).astype(bool)].sort_values(
-                "energy_J_per_clip"
+                "gpu_energy_J_per_clip"
             )
             label_front(
                 ax,
                 [
                     (f"{model_label(row.model)} {int(row.steps)}{_configuration(row.configuration)}",
-                     row.energy_J_per_clip, row.score)
+                     row.gpu_energy_J_per_clip, row.score)
                     for row in levers_front.itertuples()
                 ],
                 dx=5,
