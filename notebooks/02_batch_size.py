@@ -47,7 +47,7 @@ print(f"platforms with a batch sweep: {[label for label, _ in platforms]}")
 COLUMNS = [
     "model",
     "n_prompts",
-    "batch",
+    "n_clips",
     "n_runs",
     "calls_per_run",
     "gpu_energy_J_per_10_clips_mean",

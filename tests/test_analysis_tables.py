@@ -117,7 +117,7 @@ def test_steps_summary_matches_the_check_values(steps):
 def test_batch_summary_reproduces_totals_errors_and_check_values(batch):
     root = require_paper_data() / "results" / "batch_size"
     for model, folder in FOLDERS.items():
-        ours = batch[batch["model"] == model].set_index("batch")
+        ours = batch[batch["model"] == model].set_index("n_clips")
         for b in (1, 2, 5):
             total = read_csv_exact(root / folder / f"batch{b}" / "total.csv")["gpu_energy"].iloc[0]
             se = read_csv_exact(root / folder / f"batch{b}" / "total_std.csv")["gpu_energy"].iloc[0]
@@ -160,7 +160,7 @@ def test_batch_summary_handles_incomplete_runs_missing_energy_and_distinct_promp
     distinct["n_prompts"], distinct["waveforms_per_prompt"] = 10, 1
     distinct["gpu_energy_J"] *= 1.1
     table = summaries.batch_summary(summaries.usable_runs(pd.concat([rows, distinct], ignore_index=True)))
-    b = table.set_index(["n_prompts", "batch"])
+    b = table.set_index(["n_prompts", "n_clips"])
     assert b.loc[(1, 1), "n_runs"] == 4 and b.loc[(1, 1), "incomplete_runs_dropped"] == 1
     assert b.loc[(1, 2), "n_runs"] == 4 and b.loc[(1, 2), "incomplete_runs_dropped"] == 0
     per_run = rows[(rows["n_clips"] == 1) & (rows["repeat"] < 4)].groupby("repeat")["gpu_energy_J"].sum()

@@ -195,7 +195,7 @@ def test_the_analysis_pages_spot_values_follow_the_study_tables() -> None:
     mean, std = audioldm.mean(), audioldm.std()
     assert f"{mean / kwh:.4e} ± {std / kwh:.1e} kWh = {mean:.1f} ± {std:.1f} J" in text
     batch = summaries.batch_summary(schema.read_runs(ROOT / "data" / "study" / "batch.csv"))
-    sao = batch[(batch["model"] == "stable-audio-open") & (batch["batch"] == 10)].iloc[0]
+    sao = batch[(batch["model"] == "stable-audio-open") & (batch["n_clips"] == 10)].iloc[0]
     assert f"{sao['gpu_energy_J_per_10_clips_mean'] / kwh:.4e} ± {sao['study_error_J'] / kwh:.1e} kWh" in text
     table = sanity.sanity_table(pd.read_csv(ROOT / "data" / "study" / "scores.csv"))
     clap = table[(table["metric"] == "clap") & (table["dataset"] == "audiocaps")].iloc[0]

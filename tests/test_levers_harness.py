@@ -183,8 +183,8 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
                                      summary.CEILING_TARGET, summary.CEILING_ANY_PRECISION_TARGET]
     lossless = by_target.loc[summary.LOSSLESS_TARGET]
     any_precision = by_target.loc[summary.ANY_PRECISION_TARGET]
-    assert (lossless["configuration"], lossless["dtype"], lossless["steps"], lossless["batch"]) == (
-        "graphs", "float32", 100, 1)
+    assert (lossless["configuration"], lossless["dtype"], lossless["steps"],
+            lossless["waveforms_per_prompt"]) == ("graphs", "float32", 100, 1)
     assert lossless["value"] == pytest.approx(2200.0 / 2080.0) and lossless["wanted"] == 1.3
     assert pd.notna(lossless["met"]) and not lossless["met"]
     assert (any_precision["configuration"], any_precision["wanted"]) == ("max", 4.5)

@@ -111,8 +111,8 @@ def reproduction_table(
             ours[("steps", r.model, str(int(r.steps)), "std")] = r.gpu_energy_J_std
     if batch is not None and not batch.empty:
         for r in batch[batch["source"] == "study"].itertuples():
-            ours[("batch", r.model, str(int(r.batch)), "total")] = r.gpu_energy_J_per_10_clips_mean
-            ours[("batch", r.model, str(int(r.batch)), "error")] = r.study_error_J
+            ours[("batch", r.model, str(int(r.n_clips)), "total")] = r.gpu_energy_J_per_10_clips_mean
+            ours[("batch", r.model, str(int(r.n_clips)), "error")] = r.study_error_J
     if pareto is not None and not pareto.empty:
         sums = pareto[pareto["source"] == "study"].drop_duplicates(["model", "dataset", "steps"])
         for r in sums.itertuples():

@@ -234,7 +234,7 @@ def block_batch(d: DocData) -> str:
     one = summary[summary["n_prompts"] == 1]
     parts = []
     for model in _models(one):
-        rows = one[one["model"] == model].sort_values("batch")
+        rows = one[one["model"] == model].sort_values("n_clips")
         first, last = rows.iloc[0], rows.iloc[-1]
         parts.append(
             f"{label(model)} {first['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(first)} → "
@@ -249,7 +249,7 @@ def block_batch(d: DocData) -> str:
     )
     distinct = summary[summary["n_prompts"] > 1].set_index("model")["gpu_energy_J_per_clip_mean"]
     same = (
-        one[one["batch"] == int(summary[summary["n_prompts"] > 1]["batch"].max())].set_index("model")[
+        one[one["n_clips"] == int(summary[summary["n_prompts"] > 1]["n_clips"].max())].set_index("model")[
             "gpu_energy_J_per_clip_mean"
         ]
         if not distinct.empty

@@ -215,7 +215,8 @@ def per_call_fit(runs: pd.DataFrame, *, experiment: str = "steps",
 def batch_summary(
     runs: pd.DataFrame, *, experiment: str = "batch", confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
-    """Energy to make 10 clips at each batch size, summed per run over its calls as the study did.
+    """Energy to make 10 clips at each batch size (``n_clips``, the clips of one call), summed per run over
+    its calls as the study did.
 
     Per run: the GPU energy of its calls is summed (10/b calls of b clips); the mean over runs equals the
     study's ``total.csv`` (b = 1, 2, 5) / ``averaged_batch10.csv`` (b = 10). ``..._std`` is the sample
@@ -224,19 +225,18 @@ def batch_summary(
     as its repository computes them) so that its figures can be redrawn; ``study_error_kind`` says which.
     """
     df = _require(runs, experiment)
-    df["batch"] = df["n_clips"].astype(int)
+    df["n_clips"] = df["n_clips"].astype(int)
     df["energy_J"] = df["energy_consumed"] * J_PER_KWH
     if "batch_call_index" not in df.columns:  # the position of a call within its run, in table order
         df["batch_call_index"] = df.groupby(
-            [*PLATFORM_KEYS, "n_prompts", "batch", "repeat"], dropna=False
+            [*PLATFORM_KEYS, "n_prompts", "n_clips", "repeat"], dropna=False
         ).cumcount()
-    keys = [*PLATFORM_KEYS, "n_prompts", "batch"]
+    keys = [*PLATFORM_KEYS, "n_prompts", "n_clips"]
     per_run = (
         df.groupby([*keys, "repeat"], sort=True, dropna=False)
         .agg(
-            calls=("n_clips", "size"),
+            calls=("repeat", "size"),
             measured=("gpu_energy_J", "count"),
-            clips=("n_clips", "sum"),
             gpu_J=("gpu_energy_J", "sum"),
             gpu_kWh=("gpu_energy", "sum"),
             energy_J=("energy_J", "sum"),
@@ -246,6 +246,7 @@ def batch_summary(
         )
         .reset_index()
     )
+    per_run["clips"] = per_run["n_clips"] * per_run["calls"]
     # a call without a GPU energy makes its run's total unknown, not smaller
     per_run.loc[per_run["measured"] < per_run["calls"], ["gpu_J", "gpu_kWh"]] = np.nan
     # a run cut short (an interrupted sweep) is left out rather than extrapolated
@@ -279,7 +280,7 @@ def batch_summary(
     out["gpu_energy_J_per_clip_mean"] = out["gpu_energy_J_per_10_clips_mean"] / CLIPS_PER_REPEAT
     out["gpu_energy_Wh_per_1000_clips_mean"] = wh_per_1000_clips(out["gpu_energy_J_per_clip_mean"])
     # the baseline is one clip per call (one prompt): distinct-prompt batches compare against it too
-    single = out[(out["batch"] == 1) & (out["n_prompts"] == 1)]
+    single = out[(out["n_clips"] == 1) & (out["n_prompts"] == 1)]
     base = single.set_index(list(PLATFORM_KEYS))["gpu_energy_J_per_10_clips_mean"]
     idx = pd.MultiIndex.from_frame(out[list(PLATFORM_KEYS)])
     out["ratio_to_batch1"] = out["gpu_energy_J_per_10_clips_mean"].to_numpy() / base.reindex(idx).to_numpy()
@@ -289,7 +290,7 @@ def batch_summary(
     out["incomplete_runs_dropped"] = out["incomplete_runs_dropped"].fillna(0).astype(int)
     first = [
         "model",
-        "batch",
+        "n_clips",
         "gpu_energy_J_per_10_clips_mean",
         "gpu_energy_J_per_10_clips_std",
         "gpu_energy_J_per_clip_mean",

@@ -31,7 +31,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "steps_fit": ("model", "slope_J_per_step", "intercept_J", "r2"),
     "batch_summary": (
         "model",
-        "batch",
+        "n_clips",
         "gpu_energy_J_per_10_clips_mean",
         "gpu_energy_J_per_10_clips_std",
         "ratio_to_batch1",

@@ -41,9 +41,10 @@ TARGET_KINDS = (LOSSLESS_TARGET, ANY_PRECISION_TARGET, CEILING_TARGET, CEILING_A
                 FP8_TARGET)
 #: ``levers_targets.csv``: one row per target of a model; ``value`` against ``wanted`` (a reduction in x, a
 #: fraction, or TFLOP/J), ``met`` empty where nothing was measured for it
-TARGET_COLUMNS = ["target", "model", "configuration", "dtype", "steps", "batch", "value", "wanted", "met"]
+TARGET_COLUMNS = ["target", "model", "configuration", "dtype", "steps", "waveforms_per_prompt", "value",
+                  "wanted", "met"]
 #: the columns of :data:`TARGET_COLUMNS` that may be empty, and their types
-TARGET_NULLABLE = {"met": "boolean", "steps": "Int64", "batch": "Int64"}
+TARGET_NULLABLE = {"met": "boolean", "steps": "Int64", "waveforms_per_prompt": "Int64"}
 
 
 def read_targets(path: Path) -> pd.DataFrame:
@@ -70,7 +71,7 @@ def target_status(target: str, model: str, wanted: float, best: pd.Series | None
             "configuration": None if best is None else str(best["optimize"]),
             "dtype": None if best is None else str(best["dtype"]),
             "steps": None if best is None else int(best["steps"]),
-            "batch": None if best is None else int(best["waveforms_per_prompt"]),
+            "waveforms_per_prompt": None if best is None else int(best["waveforms_per_prompt"]),
             "value": value, "wanted": float(wanted), "met": meets(value, wanted)}
 
 

@@ -115,11 +115,11 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
     single = bool((data["n_runs"] < 2).any())
-    for model, grp in data.sort_values("batch").groupby("model", sort=False):
+    for model, grp in data.sort_values("n_clips").groupby("model", sort=False):
         colour = model_colour(model)
         per_clip = CLIPS_PER_REPEAT
         ax.errorbar(
-            grp["batch"],
+            grp["n_clips"],
             grp["gpu_energy_J_per_clip_mean"],
             yerr=interval_errors(
                 grp["gpu_energy_J_per_clip_mean"],
@@ -132,13 +132,13 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
             color=colour,
         )
         ax_ratio.plot(
-            grp["batch"], grp["ratio_to_batch1"], marker="o", color=colour, label=model_label(model)
+            grp["n_clips"], grp["ratio_to_batch1"], marker="o", color=colour, label=model_label(model)
         )
     distinct = batch[batch["n_prompts"] > 1] if "n_prompts" in batch.columns else batch[:0]
     for row in distinct.itertuples():
         for axis, y in ((ax, row.gpu_energy_J_per_clip_mean), (ax_ratio, row.ratio_to_batch1)):
             axis.scatter(
-                row.batch,
+                row.n_clips,
                 y,
                 marker="D",
                 s=60,
@@ -153,17 +153,17 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         )
     for a in (ax, ax_ratio):
         a.set_xscale("log")
-        ticks = sorted(data["batch"].unique())
+        ticks = sorted(data["n_clips"].unique())
         a.set_xticks(ticks, [str(t) for t in ticks])
         a.minorticks_off()
-        a.set_xlabel("waveforms per call (batch size)")
+        a.set_xlabel("clips per call (batch size)")
     ax.set_yscale("log")
     plain_log_y(ax)
     ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s; log)")
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax_ratio.set_ylim(bottom=0)
-    warm = circle_warm_means(ax, data, "batch", "gpu_energy_J_per_clip_mean")
+    warm = circle_warm_means(ax, data, "n_clips", "gpu_energy_J_per_clip_mean")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(  # beside the panels: a legend inside would hide points
         handles,
