@@ -205,7 +205,7 @@ def test_a_target_reached_is_met_in_the_targets_table_and_the_report_writes_it(t
             "run_id": "r1", "model": "audioldm", "optimize": spec, "dtype": "float16", "steps": 100,
             "waveforms_per_prompt": 1, "repeat": 0, "rel_error_latents": 2.6e-3, "rel_error_audio": 2.6e-3})
     paths = report.build_report([raw], tmp_path / "out")
-    assert paths[3] == tmp_path / "out" / report.TARGETS_FILE
+    assert paths[3] == tmp_path / "out" / tables.TARGETS_FILE
     targets = pd.read_csv(paths[3]).set_index("target")
     lossless = targets.loc[summary.LOSSLESS_TARGET]
     assert (lossless["model"], lossless["configuration"], lossless["value"], lossless["wanted"]) == (

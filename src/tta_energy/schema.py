@@ -281,6 +281,11 @@ def row_keys(rows: pd.DataFrame) -> pd.Series:
     return pd.DataFrame(text, index=rows.index).agg("|".join, axis=1)
 
 
+def measured_generations(rows: pd.DataFrame) -> pd.Series:
+    """True for the rows every mean is taken over: generations that ended ``ok`` and are not warm-ups."""
+    return (rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)
+
+
 def read_many(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = [read_runs(p) for p in paths]
     if not frames:

@@ -28,6 +28,7 @@ from tta_energy.devices import PROJECT_GPU, names_gpu, rows_of_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import t_critical
+from tta_energy.levers.tables import TARGETS_FILE
 from tta_energy.models import catalogue
 from tta_energy.study import CLIPS_PER_REPEAT
 
@@ -444,7 +445,7 @@ def targets_sentence(data: Path, folder: str) -> str:
         read_targets,
     )
 
-    path = data / folder / "levers_targets.csv"
+    path = data / folder / TARGETS_FILE
     if not path.is_file():
         return f"no targets table yet (`{path.as_posix()}`)"
     targets = read_targets(path)

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from tta_energy import schema
 from tta_energy.experiments.meter_validation import report
 from tta_energy.experiments.meter_validation.protocol import DEFAULT_METHOD
-from tta_energy.levers.tables import LEVERS_TABLE
+from tta_energy.levers.tables import LEVERS_TABLE, RUNS_FILE
 from tta_energy.models import catalogue
 from tta_energy.quality.clap_score import bundled_captions
 
@@ -506,9 +507,7 @@ def block_levers_cut_unit_h100(d: HasData) -> str:
     """Stable Audio Open's batch-10 unit of :data:`CUT_UNIT_PART`: its measured generations against its
     configurations' repeats, and how far the 10-step second warm-ups, denoising scaled by steps and the rest
     kept, predicted the measured 100-step generations."""
-    from tta_energy import schema
-
-    path = d.data / "h100" / "levers" / CUT_UNIT_PART / "levers_runs.csv"
+    path = d.data / "h100" / "levers" / CUT_UNIT_PART / RUNS_FILE
     if not path.is_file():
         return _missing(path)
     runs = schema.read_runs(path)
@@ -538,9 +537,7 @@ _OOM_TEXT = re.compile(r"Tried to allocate ([\d.]+) GiB.*total capacity of ([\d.
 def block_levers_oom_h100(d: HasData) -> str:
     """Stable Audio Open's `max` at batch 32 on the H100 (:data:`OOM_PART`): the memory its out-of-memory
     error reports, and its peak memory per batch size in every H100 levers part (measured generations)."""
-    from tta_energy import schema
-
-    path = d.data / "h100" / "levers" / OOM_PART / "levers_runs.csv"
+    path = d.data / "h100" / "levers" / OOM_PART / RUNS_FILE
     if not path.is_file():
         return _missing(path)
     runs = schema.read_runs(path)
@@ -549,9 +546,9 @@ def block_levers_oom_h100(d: HasData) -> str:
     if found is None:
         return f"no out-of-memory row of Stable Audio Open with its sizes in `{path}`"
     asked, total, in_use = (float(g) for g in found.groups())
-    parts = sorted((d.data / "h100" / "levers").glob("part*/levers_runs.csv"))
+    parts = sorted((d.data / "h100" / "levers").glob(f"part*/{RUNS_FILE}"))
     every = pd.concat([schema.read_runs(p) for p in parts], ignore_index=True)
-    ok = every[(every["model"] == "stable-audio-open") & (every["status"] == "ok") & ~every["is_warmup"]]
+    ok = every[(every["model"] == "stable-audio-open") & schema.measured_generations(every)]
     gib = ok.groupby("waveforms_per_prompt")["peak_memory_bytes"].agg(["min", "median", "max"]) / 2**30
     one, ten = gib.loc[1], gib.loc[10]
     per_clip = (ten["median"] - one["median"]) / 9

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tta_energy import schema
 from tta_energy.errors import TtaError
 from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.intervals import CONFIDENCE, t_critical, t_interval
@@ -67,7 +68,7 @@ def usable_runs(runs: pd.DataFrame, *, drop_study_warmup: bool = False) -> pd.Da
     """
     runs = runs.copy()
     runs["first_generation"] = mark_first_generations(runs)
-    usable = runs[(runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)]
+    usable = runs[schema.measured_generations(runs)]
     return without_first_generations(usable) if drop_study_warmup else usable
 
 

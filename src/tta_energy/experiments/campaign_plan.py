@@ -442,7 +442,7 @@ def estimator(frames: Iterable[pd.DataFrame | None], cells: Sequence[Cell],
     cost_of = {it.config_id: it.cost() for c in cells for it in c.items}
     if frames:
         df = pd.concat(frames, ignore_index=True)
-        ok = df[(df["status"] == "ok") & ~df["is_warmup"]].copy()
+        ok = df[schema.measured_generations(df)].copy()
         ok["_s"] = window_seconds(ok)
         ok = ok[np.isfinite(ok["_s"])]
         per_config = ok.groupby("config_id")["_s"].mean().to_dict()
@@ -604,7 +604,7 @@ def run_paces(frames: Iterable[pd.DataFrame | None], min_rows: int = PACE_MIN_RO
     if not frames:
         return {}
     df = pd.concat(frames, ignore_index=True)
-    ok = df[(df["status"] == "ok") & ~df["is_warmup"].astype(bool)].copy()
+    ok = df[schema.measured_generations(df)].copy()
     ok["_s"] = window_seconds(ok)
     ok = ok[np.isfinite(ok["_s"]) & (ok["_s"] > 0)]
     ok = ok[ok.groupby("config_id")["run_id"].transform("nunique") >= 2]

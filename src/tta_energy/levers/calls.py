@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from tta_energy import schema
 from tta_energy.levers.plan import (
     Cells,
     Declared,
@@ -110,8 +111,6 @@ class CallUnit:
 # What earlier calls measured
 # ---------------------------------------------------------------------------------------------------------
 def _read(path: Path) -> pd.DataFrame:
-    from tta_energy import schema
-
     if path.name == RUNS_FILE:
         return schema.read_runs(path)
     return read_side_table(path)
@@ -202,7 +201,7 @@ def _measured(rows: pd.DataFrame, declared: Declared) -> set[Cell]:
     declares ``none`` at the same steps and batch, ``none``'s own repeats in that run."""
     counts: dict[tuple[str, str, str, int, int], int] = {}
     if not rows.empty:
-        ok = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)]
+        ok = rows[schema.measured_generations(rows)]
         keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
         for (run_id, model, spec, steps, batch), n in ok.groupby(keys).size().items():
             counts[(str(run_id), model, spec, int(steps), int(batch))] = int(n)

@@ -272,7 +272,7 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         rows = _history_table(Path(path))
         if "is_warmup" in rows.columns:  # a run table: measured generations of the study default only
             one_prompt = (rows["n_prompts"] == 1).fillna(False) if "n_prompts" in rows else True
-            rows = rows[(rows["status"] == "ok") & ~rows["is_warmup"].astype(bool) & one_prompt]
+            rows = rows[schema.measured_generations(rows) & one_prompt]
             rows = rows.assign(optimize=rows["optimize"].fillna("none").replace("", "none"))
             default = rows["model"].map(lambda m: catalogue.entry(m).defaults.dtype
                                         if m in catalogue.model_names() else "")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tta_energy import schema
 from tta_energy.fileio import check_file_targets, warn_if_cut, write_csv_atomic, write_text_atomic
 from tta_energy.intervals import ratio_interval
 from tta_energy.levers.apply import compilations
@@ -24,10 +25,13 @@ from tta_energy.levers.tables import (
     COMPILE_FILE,
     CONFIGS_FILE,
     EQUIVALENCE_FILE,
+    FIGURE_FILE,
     LEVERS_TABLE,
     PROFILE_FILE,
     RUNS_FILE,
     SIDE_COLUMNS,
+    SUMMARY_FILE,
+    TARGETS_FILE,
     UNIT_IN_RUN,
     ceiling_rows,
     compile_cache_hit_share,
@@ -135,7 +139,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     cfg = read_side(dirs, CONFIGS_FILE)
     ceil = read_side(dirs, CEILING_FILE)
     keys = ["run_id", "model", "optimize", "steps", "waveforms_per_prompt"]
-    ok = runs[(runs["status"] == "ok") & (~runs["is_warmup"])].copy()
+    ok = runs[schema.measured_generations(runs)].copy()
     if ok.empty:
         raise LeversError("no measured levers rows with status ok")
     ok["clip_s"] = ok["audio_seconds"] / ok["n_clips"].astype(float)
@@ -382,13 +386,9 @@ def summary_runs(table: pd.DataFrame, steps: int, batch: int) -> dict[str, str]:
     return runs
 
 
-#: each target's status (:data:`tta_energy.levers.summary.TARGET_COLUMNS`), beside ``levers_summary.md``
-TARGETS_FILE = "levers_targets.csv"
-
-
 def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path, Path]:
-    """``levers.csv``, ``levers_summary.md``, ``levers.png`` and :data:`TARGETS_FILE` in ``out_dir`` from the
-    raw folders."""
+    """The table, its summary, its figure and the targets' status (the file names of levers.tables) in
+    ``out_dir`` from the raw folders."""
     dirs = unique_folders(dirs)
     for folder in dirs:  # each table that lost its row in flight is said once, though some are read twice
         for name in (RUNS_FILE, *SIDE_COLUMNS):
@@ -398,8 +398,8 @@ def build_report(dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path, Path,
     ceiling = read_side(dirs, CEILING_FILE)
     profile = read_side(dirs, PROFILE_FILE)
     out_dir = Path(out_dir)
-    csv_path, md_path = out_dir / LEVERS_TABLE, out_dir / "levers_summary.md"
-    fig_path, targets_path = out_dir / "levers.png", out_dir / TARGETS_FILE
+    csv_path, md_path = out_dir / LEVERS_TABLE, out_dir / SUMMARY_FILE
+    fig_path, targets_path = out_dir / FIGURE_FILE, out_dir / TARGETS_FILE
     check_file_targets((csv_path, md_path, fig_path, targets_path), LeversError)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(csv_path, table)

@@ -24,6 +24,10 @@ PROFILE_FILE = "levers_profile.csv"
 COMPILE_FILE = "levers_compile.csv"
 #: the report built from the raw folders (tta_energy.levers.report): one row per configuration and cell
 LEVERS_TABLE = "levers.csv"
+#: beside it: the summary, its figure, and each target's status (tta_energy.levers.summary.TARGET_COLUMNS)
+SUMMARY_FILE = "levers_summary.md"
+FIGURE_FILE = "levers.png"
+TARGETS_FILE = "levers_targets.csv"
 
 
 def append_csv(path: Path, row: dict[str, object]) -> None:
@@ -275,7 +279,7 @@ def generation_failures(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty or "error" not in runs.columns:
         return pd.DataFrame(columns=FAILURE_COLUMNS)
     keys = UNIT_IN_RUN
-    measured = runs[(runs["status"] == "ok") & ~runs["is_warmup"].astype(bool)][keys].drop_duplicates()
+    measured = runs[schema.measured_generations(runs)][keys].drop_duplicates()
     failed = runs[(runs["status"] != "ok") & ~runs["error"].map(lost_cuda_context)]
     failed = failed.merge(measured, on=keys, how="left", indicator=True)
     failed = failed[failed["_merge"] == "left_only"]
