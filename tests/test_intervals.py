@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from tta_energy.intervals import ratio_interval
+from tta_energy.intervals import ratio_interval, t_half_width, t_half_width_of
 
 
 def test_the_reduction_interval_covers_the_true_ratio_about_95_percent_of_the_time():
@@ -32,3 +33,16 @@ def test_the_reduction_interval_is_symmetric_on_the_log_scale_and_undefined_with
     assert ratio_interval(600.0, 0.0, 3, 100.0, 0.0, 3) == (6.0, 6.0)  # no spread: the ratio itself
     assert all(math.isnan(v) for v in ratio_interval(600.0, float("nan"), 1, 110.0, 3.3, 3))
     assert all(math.isnan(v) for v in ratio_interval(600.0, 60.0, 3, 0.0, 0.0, 3))
+
+
+def test_the_half_width_from_a_standard_deviation_is_the_half_width_of_the_values():
+    values = np.array([10.0, 12.0, 11.0, 15.0])
+    half = t_half_width_of(values.std(ddof=1), len(values))
+    assert isinstance(half, float) and half == pytest.approx(t_half_width(values), rel=1e-12)
+    assert half == pytest.approx(3.182446305284263 * values.std(ddof=1) / 2, rel=1e-12)  # t(0.975, 3)
+    assert math.isnan(t_half_width_of(1.0, 1))  # one value: no interval
+    # a column of cells at once, aligned by position; a cell of one value gets NaN
+    sds, counts = pd.Series([2.0, 1.0, 4.0]), pd.Series([5, 1, 2])
+    every = t_half_width_of(sds, counts)
+    assert every[0] == pytest.approx(t_half_width_of(2.0, 5)) and math.isnan(every[1])
+    assert every[2] == pytest.approx(12.706204736174698 * 4.0 / math.sqrt(2))

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tta_energy.errors import TtaError
 
@@ -48,14 +49,25 @@ def t_critical(df: float, confidence: float = CONFIDENCE) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 
 
+def t_half_width_of(sd: ArrayLike, n: ArrayLike, confidence: float = CONFIDENCE) -> np.ndarray | float:
+    """Half-width of the Student-t interval of a mean from the sample standard deviation ``sd`` of its ``n``
+    values (NaN where n < 2); scalars give a float, aligned arrays or Series an array."""
+    from scipy import stats
+
+    count = np.asarray(n, dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = stats.t.ppf(0.5 + confidence / 2, np.where(count > 1, count - 1, np.nan))
+        half = t * np.asarray(sd, dtype="float64") / np.sqrt(count)
+    return float(half) if np.ndim(half) == 0 else half
+
+
 def t_half_width(values: np.ndarray, confidence: float = CONFIDENCE) -> float:
     """Half-width of the Student-t interval of the mean of ``values`` (NaN when fewer than 2 values)."""
     values = np.asarray(values, dtype="float64")
     values = values[~np.isnan(values)]
-    n = len(values)
-    if n < 2:
+    if len(values) < 2:
         return np.nan
-    return float(t_critical(n - 1, confidence) * values.std(ddof=1) / np.sqrt(n))
+    return t_half_width_of(values.std(ddof=1), len(values), confidence)
 
 
 def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:

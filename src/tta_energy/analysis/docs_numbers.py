@@ -27,7 +27,7 @@ from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, s
 from tta_energy.devices import PROJECT_GPU, names_gpu, rows_of_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_text_atomic
-from tta_energy.intervals import t_critical
+from tta_energy.intervals import t_half_width_of
 from tta_energy.levers.tables import TARGETS_FILE
 from tta_energy.models import catalogue
 from tta_energy.study import CLIPS_PER_REPEAT
@@ -221,7 +221,7 @@ def _levers_ci(energy: float, std: float, repeats: int) -> str:
     """`` (95% CI a–b)`` from a levers row's mean, sample std and repeats; empty for one repeat."""
     if repeats < 2 or pd.isna(std):
         return ""
-    half = t_critical(repeats - 1) * std / repeats**0.5
+    half = t_half_width_of(std, repeats)
     return f" (95% CI {energy - half:.0f}–{energy + half:.0f})"
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
 from tta_energy.devices import PROJECT_GPU, names_gpu
-from tta_energy.intervals import t_critical
+from tta_energy.intervals import t_half_width_of
 from tta_energy.levers.tables import LEVERS_TABLE
 
 #: The point sets a front is drawn for, in the order the figure and the table show them.
@@ -78,8 +78,7 @@ def platform_fronts(
             n_runs=("gpu_energy_J", "count"),
             gpu_energy_J_per_clip_std=("gpu_energy_J", "std"),
         )
-        t = a40["n_runs"].map(lambda n: t_critical(n - 1))
-        half = t * a40["gpu_energy_J_per_clip_std"] / np.sqrt(a40["n_runs"])
+        half = t_half_width_of(a40["gpu_energy_J_per_clip_std"], a40["n_runs"])
         a40["gpu_energy_J_per_clip_ci_low"] = a40["gpu_energy_J_per_clip"] - half
         a40["gpu_energy_J_per_clip_ci_high"] = a40["gpu_energy_J_per_clip"] + half
         a40["point_set"] = "A40 (study)"

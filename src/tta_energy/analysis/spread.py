@@ -33,7 +33,7 @@ import pandas as pd
 
 from tta_energy.analysis.summaries import usable_runs
 from tta_energy.experiments.campaign_plan import CELL_COLUMNS
-from tta_energy.intervals import CONFIDENCE, percentile_interval, t_critical
+from tta_energy.intervals import CONFIDENCE, percentile_interval, t_half_width_of
 from tta_energy.models import catalogue
 
 #: The experiments whose cells are repeated; the quality sweep's spread is between captions, not repeats.
@@ -306,8 +306,7 @@ def cell_intervals(rows: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
                         "n_processes": pd.Series(groups, index=rows.index).groupby(code).nunique(),
                         "mean_J": energy.groupby(code).mean()})
     sd = energy.groupby(code).std(ddof=1)
-    t = out["n"].map(lambda n: t_critical(n - 1, CONFIDENCE) if n > 1 else np.nan)
-    out["ci95_half_width_rel_repeats"] = t * sd / np.sqrt(out["n"]) / out["mean_J"]
+    out["ci95_half_width_rel_repeats"] = t_half_width_of(sd, out["n"], CONFIDENCE) / out["mean_J"]
     out["ci95_half_width_rel_processes"] = np.nan
     out["reason"] = ""
     if len(set(groups)) < 2:

@@ -26,7 +26,7 @@ from tta_energy.experiments.campaign_spec import (
     Stopping,
 )
 from tta_energy.experiments.grids import EXPERIMENTS, Config, check_distinct
-from tta_energy.intervals import CONFIDENCE, t_critical, t_half_width
+from tta_energy.intervals import CONFIDENCE, t_half_width, t_half_width_of
 from tta_energy.provenance import run_id_start
 
 # --- cells --------------------------------------------------------------------------------------------------
@@ -557,7 +557,7 @@ def expected_missing(cell: Cell, state: CellState, observed: dict[str, Observed]
         cv = prior_cv.get(cell.model, prior_cv.get(""))
     if cv is not None:
         n = stop.min_repeats
-        while n < stop.max_repeats and t_critical(n - 1, CONFIDENCE) * cv / math.sqrt(n) > stop.target_rel:
+        while n < stop.max_repeats and t_half_width_of(cv, n, CONFIDENCE) > stop.target_rel:
             n += 1
         needed = n
     repeats = max(needed - state.attempts, 1)
