@@ -32,6 +32,8 @@ CONFIDENCE = 0.95
 #: frequencies hold every resample of every configuration at once (100 000 on the study's quality subset:
 #: about 10 s and 0.8 GB), and a count such as 10^11 would ask for terabytes.
 MAX_RESAMPLES = 100_000
+#: The resamples an interval or a front frequency takes unless told otherwise (every command's --bootstrap).
+DEFAULT_RESAMPLES = 1000
 
 
 def check_resamples(count: int, option: str = "--bootstrap") -> int:

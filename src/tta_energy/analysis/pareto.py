@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
-from tta_energy.intervals import CONFIDENCE, bootstrap_means, percentile_interval
+from tta_energy.intervals import CONFIDENCE, DEFAULT_RESAMPLES, bootstrap_means, percentile_interval
 
 #: Metrics a front can be drawn for: CLAP score (higher is better) and the Frechet distances (lower is better;
 #: the study's "fad" is FAD-inf, the quality module also writes plain FAD and its FAD-inf variants).
@@ -29,7 +29,6 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "fad_inf": False,
     "fad_inf_without_replacement": False,
 }
-DEFAULT_BOOTSTRAP = 1000
 
 
 def pareto_mask(energy: np.ndarray, score: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -88,7 +87,7 @@ def pareto_table(
     *,
     experiment: str = "quality",
     score_scope: str = "subset",
-    n_boot: int = DEFAULT_BOOTSTRAP,
+    n_boot: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:

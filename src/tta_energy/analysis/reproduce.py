@@ -41,7 +41,7 @@ from tta_energy.analysis.compare import platform_label
 from tta_energy.devices import rows_of_gpu
 from tta_energy.errors import TtaError
 from tta_energy.fileio import write_csv_atomic
-from tta_energy.intervals import check_resamples
+from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 if TYPE_CHECKING:
     from jupyter_client import KernelManager
@@ -358,7 +358,7 @@ def reproduce(
     study: Path | None = None,
     notebooks: Path | None = None,
     executed: Path | None = None,
-    n_boot: int = 1000,
+    n_boot: int = DEFAULT_RESAMPLES,
     shared_kernel: bool = True,
     update_docs: bool = False,
     log: Callable[[str], None] = print,
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         "--executed", type=Path, default=None, help="save executed notebooks here (default: not saved)"
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the Pareto table"
+        "--bootstrap", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples for the Pareto table"
     )
     parser.add_argument("--isolated", action="store_true", help="a fresh kernel per notebook (slower)")
     args = parser.parse_args(argv)

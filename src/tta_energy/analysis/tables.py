@@ -15,7 +15,7 @@ from tta_energy.analysis import compare, efficiency, pareto, sanity, study_impor
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
 from tta_energy.fileio import read_csv_exact, staging_folder, warn_if_cut
-from tta_energy.intervals import check_resamples
+from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -209,7 +209,7 @@ def build_tables(
     inp: AnalysisInput,
     *,
     drop_study_warmup: bool = False,
-    n_boot: int = pareto.DEFAULT_BOOTSTRAP,
+    n_boot: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> AnalysisResult:
     """Compute the analysis tables; a table whose experiment is absent is empty, with a note saying why."""
@@ -373,7 +373,7 @@ def analyze(
     *,
     scores: Sequence[str | Path] = (),
     drop_study_warmup: bool = False,
-    n_boot: int = pareto.DEFAULT_BOOTSTRAP,
+    n_boot: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     figures: bool = False,
     source_name: Callable[[str], str] | None = None,

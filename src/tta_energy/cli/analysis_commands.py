@@ -11,7 +11,7 @@ import typer
 
 from tta_energy.cli import checks
 from tta_energy.errors import TtaError
-from tta_energy.intervals import CONFIDENCE, check_resamples
+from tta_energy.intervals import CONFIDENCE, DEFAULT_RESAMPLES, check_resamples
 from tta_energy.models import catalogue
 
 if TYPE_CHECKING:  # numpy and pandas load when a command runs, not when the command line starts
@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         drop_study_warmup: bool = typer.Option(
             False, help="drop the first call of each of the study's scripts (its unflagged CUDA warm-up)"
         ),
-        bootstrap: int = typer.Option(1000, help="bootstrap resamples for front frequencies (0: none)"),
+        bootstrap: int = typer.Option(DEFAULT_RESAMPLES,
+                                      help="bootstrap resamples for front frequencies (0: none)"),
         seed: int = typer.Option(0, help="seed of the bootstrap"),
         figures: bool = typer.Option(
             False, "--figures", help="also draw the standard figures (those the notebooks draw) into "

@@ -15,12 +15,16 @@ from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.spec import (
     BATCH1_SPECS,
+    CEILING_MATRIX_N,
+    CEILING_S,
     DEFAULT_BATCHES,
     DEFAULT_REPEATS,
     DEFAULT_STEPS,
     FULL_GRID_SPECS,
+    MIN_WINDOW_S,
     SINGLE_SPECS,
 )
+from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.models import catalogue
 from tta_energy.study import STUDY_DURATION_S
 
@@ -159,10 +163,11 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option("random", help="'random', a local weights folder or a hub id (one model "
                                                    "only)"),
         device: str | None = typer.Option(None, help=DEVICE_HELP),
-        ceiling_s: float = typer.Option(5.0, help="seconds of the bf16 matmul ceiling loop (start and end)"),
-        ceiling_n: int = typer.Option(8192, help="matrix size of the ceiling loop"),
-        idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline"),
-        min_window: float = typer.Option(1.0, "--min-window",
+        ceiling_s: float = typer.Option(CEILING_S,
+                                        help="seconds of the bf16 matmul ceiling loop (start and end)"),
+        ceiling_n: int = typer.Option(CEILING_MATRIX_N, help="matrix size of the ceiling loop"),
+        idle_s: float = typer.Option(IDLE_BASELINE_S, help="seconds of idle-power baseline"),
+        min_window: float = typer.Option(MIN_WINDOW_S, "--min-window",
                                          help="repeat shorter generations inside one meter window (s)"),
         profile: bool = typer.Option(True, "--profile/--no-profile", help="kernel profile of a max step"),
         time_budget: float | None = typer.Option(None, help="seconds after which no generation starts"),
@@ -290,8 +295,8 @@ def register(app: typer.Typer) -> None:
 
     @levers_app.command("ceiling")
     def ceiling_cmd(
-        seconds: float = typer.Option(5.0, help="length of the matmul loop"),
-        n: int = typer.Option(8192, help="matrix size"),
+        seconds: float = typer.Option(CEILING_S, help="length of the matmul loop"),
+        n: int = typer.Option(CEILING_MATRIX_N, help="matrix size"),
         device: str | None = typer.Option(None, help="cuda or cuda:N (default: cuda); a CPU is refused"),
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
         precision: str = typer.Option("bf16", help="operands: bf16, or fp8 (compute capability 8.9+)"),

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tta_energy.devices import check_device
 from tta_energy.errors import TtaError
+from tta_energy.meter import IDLE_BASELINE_S
 
 
 def _visible_cuda_devices() -> list[int]:
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
     @meter_app.command("idle")
     def idle_cmd(
-        seconds: float = typer.Option(5.0, "--seconds", help="how long to measure, s"),
+        seconds: float = typer.Option(IDLE_BASELINE_S, "--seconds", help="how long to measure, s"),
         device: list[int] = typer.Option(None, "--device", help="CUDA index (repeatable; default: all)"),
     ) -> None:
         """Measure the idle power of each GPU from NVML's energy counter."""

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         checks.size(size)
         if duration is not None:
             checks.duration(model, size_name=size, seconds=duration)
-        seconds = 10.0 if duration is None else duration
+        seconds = catalogue.DESCRIBE_DURATION_S if duration is None else duration
         d = None if recount else catalogue.precomputed_description(model, size, seconds)
         if d is None:
             from tta_energy.models.describe import describe_model

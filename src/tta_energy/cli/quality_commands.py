@@ -11,7 +11,7 @@ from tta_energy.cli import checks
 from tta_energy.devices import DEVICE_HELP, chosen_device
 from tta_energy.errors import TtaError
 from tta_energy.fileio import csv_name, write_csv_atomic
-from tta_energy.intervals import check_resamples
+from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 from tta_energy.quality.profiles import (
     CLAP_PROFILES,
     DEFAULT_CLAP_PROFILE,
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
         metrics: str = typer.Option(
             "fad,fad_inf,clap", help="comma list of fad, fad_inf, fad_inf_without_replacement, clap"
         ),
-        bootstrap: int = typer.Option(1000, help="resamples of the confidence intervals (0: none)"),
+        bootstrap: int = typer.Option(DEFAULT_RESAMPLES, help="resamples of the score intervals (0: none)"),
         seed: int = typer.Option(0, help="seed of FAD-inf's subsampling and of the intervals"),
         fad_inf_ci: bool = typer.Option(
             False, "--fad-inf-ci", help="also an interval for FAD-inf (25 distances per resample: slow)"

@@ -12,6 +12,7 @@ from tta_energy.cli.exits import ALL_FAILED_EXIT, INCOMPLETE_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
+from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.models import catalogue
 from tta_energy.study import STUDY_COUNTRY
 
@@ -109,7 +110,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
                                         "levers explain'); --optimize is the same option's older name"),
         min_window: float = typer.Option(0.0, "--min-window",
                                          help="repeat a generation until the meter window lasts S seconds"),
-        idle_s: float = typer.Option(5.0, help="seconds of idle-power baseline before the sweep (0: none)"),
+        idle_s: float = typer.Option(IDLE_BASELINE_S,
+                                     help="seconds of idle-power baseline before the sweep (0: none)"),
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
         codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon", help="CPU/RAM energy and CO2"),
         country: str = typer.Option(STUDY_COUNTRY, help="ISO 3166 alpha-3 code of the grid carbon intensity "

@@ -29,7 +29,7 @@ from tta_energy.errors import TtaError, positive_number
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
-from tta_energy.study import CLIPS_PER_REPEAT, STUDY_PROMPT
+from tta_energy.study import CLIPS_PER_REPEAT, STUDY_DURATION_S, STUDY_PROMPT
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
@@ -127,7 +127,7 @@ class Config:
     def n_clips(self) -> int:
         return self.n_prompts * self.waveforms_per_prompt
 
-    def cost(self, default_duration_s: float = 10.0) -> float:
+    def cost(self, default_duration_s: float = STUDY_DURATION_S) -> float:
         """Relative cost for balancing shards: steps x clips x seconds, halved without guidance."""
         duration = self.duration_s if self.duration_s is not None else default_duration_s
         off = self.guidance_scale is not None and not catalogue.runs_guidance(self.model, self.guidance_scale)

@@ -25,7 +25,7 @@ from tta_energy.experiments.runner import one_line
 from tta_energy.fileio import atomic_path
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
-from tta_energy.study import STUDY_PROMPT
+from tta_energy.study import STUDY_DURATION_S, STUDY_PROMPT
 
 SMOKE_COLUMNS = ("model", "size", "weights", "dtype", "steps", "duration_s", "n_clips", "status", "error",
                  "wall_s", "gpu_energy_J", "energy_method", "peak_memory_GB", "finite", "denoiser_calls",
@@ -123,7 +123,7 @@ def _gpu_name(device: torch.device) -> str:
 
 
 def smoke_model(name: str, steps_list: list[int], *, device: str = "cuda", size: str = "full",
-                dtype: str | None = None, duration_s: float = 10.0, warmup_steps: int = 2,
+                dtype: str | None = None, duration_s: float = STUDY_DURATION_S, warmup_steps: int = 2,
                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Build ``name`` with random weights and generate once per step count; one row per step count."""
     dev = torch.device(device)

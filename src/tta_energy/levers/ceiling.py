@@ -19,7 +19,7 @@ from tta_energy.devices import chosen_device
 from tta_energy.errors import positive_number
 from tta_energy.experiments.runner import SweepOptions, make_meter, new_run_id, now_iso
 from tta_energy.fileio import writable_file
-from tta_energy.levers.spec import LeversError
+from tta_energy.levers.spec import CEILING_MATRIX_N, CEILING_S, LeversError
 from tta_energy.levers.tables import append_csv
 
 EXPERIMENT = "levers"
@@ -70,7 +70,7 @@ class CeilingResult:
         return self.gpu_energy_J / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = 5.0, n: int = 8192,
+def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = CEILING_S, n: int = CEILING_MATRIX_N,
                     precision: str = "bf16") -> CeilingResult:
     """A bf16 (or fp8) ``n x n x n`` matrix-product loop of about ``seconds``, inside the meter's window.
 
@@ -139,7 +139,7 @@ def check_gpu(asked: str | None, device: str) -> None:
                       "machine")
 
 
-def measure_ceiling_once(device: str | None = None, seconds: float = 5.0, n: int = 8192,
+def measure_ceiling_once(device: str | None = None, seconds: float = CEILING_S, n: int = CEILING_MATRIX_N,
                          out: Path | None = None, precision: str = "bf16") -> dict[str, object]:
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
     one loop; the row is appended to ``out`` when given. Every value is checked first, then a device that is

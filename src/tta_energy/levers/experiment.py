@@ -98,11 +98,14 @@ from tta_energy.levers.references import (
 )
 from tta_energy.levers.spec import (
     BATCH1_SPECS,
+    CEILING_MATRIX_N,
+    CEILING_S,
     COMPILE_SPECS,
     DEFAULT_BATCHES,
     DEFAULT_REPEATS,
     DEFAULT_STEPS,
     FULL_GRID_SPECS,
+    MIN_WINDOW_S,
     REFERENCE_SPEC,
     SINGLE_SPECS,
     TRIM_SPECS,
@@ -121,6 +124,7 @@ from tta_energy.levers.tables import (
     append_csv,
     check_folder_appendable,
 )
+from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
 from tta_energy.precision import canonical_dtype
@@ -154,12 +158,10 @@ class LeversOptions:
     size: str = "full"
     weights: str = "random"
     device: str | None = None
-    ceiling_s: float = 5.0
-    ceiling_n: int = 8192
-    idle_s: float = 5.0
-    #: a generation shorter than this is repeated inside one meter window (energy per call): the counter
-    #: updates every ~100 ms, so sub-second windows carry a large edge error. Warm-ups are never repeated.
-    min_window_s: float = 1.0
+    ceiling_s: float = CEILING_S
+    ceiling_n: int = CEILING_MATRIX_N
+    idle_s: float = IDLE_BASELINE_S
+    min_window_s: float = MIN_WINDOW_S
     codecarbon: bool = False
     profile: bool = True
     time_budget_s: float | None = None

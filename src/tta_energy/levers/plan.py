@@ -45,10 +45,11 @@ import pandas as pd
 from tta_energy import schema
 from tta_energy.errors import first_line, positive_number, seed_number
 from tta_energy.fileio import path_beside, read_toml, toml_value
-from tta_energy.levers.spec import LeverError, LeversError, parse_levers
+from tta_energy.levers.spec import MIN_WINDOW_S, LeverError, LeversError, parse_levers
 from tta_energy.levers.tables import TableColumns, read_table
 from tta_energy.models import catalogue
 from tta_energy.precision import canonical_dtype
+from tta_energy.study import STUDY_DURATION_S
 
 if TYPE_CHECKING:
     from tta_energy.levers.experiment import LeversOptions
@@ -182,7 +183,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
     steps = _ints(table.get("steps", [100]), "steps", path)
     batches = _ints(table.get("batches", [1]), "batches", path)
     repeats = _count(table, "repeats", 3, where)
-    duration_s = _positive(table, "duration_s", 10.0, where)
+    duration_s = _positive(table, "duration_s", STUDY_DURATION_S, where)
     seed = seed_number(_get(table, "seed", int, 0, where), f"{where}: seed", error=LeversError)
     call_budget_s = _positive(table, "call_budget_s", DEFAULT_CALL_BUDGET_S, where)
     out_dir = _get(table, "out_dir", str, None, where)
@@ -526,7 +527,7 @@ def reference_rows(model: str, plans: Sequence[tuple[str, Cells, int]], history:
 
 
 def entry_rows(model: str, spec: str, cells: Cells, repeats: int, history: pd.DataFrame, *,
-               min_window_s: float = 1.0) -> list[dict[str, Any]]:
+               min_window_s: float = MIN_WINDOW_S) -> list[dict[str, Any]]:
     """The rows of one declared entry, one per cell: measured generations (repeats x the generation, at least
     the meter's window), one warm-up and compilation per batch size, the spec's build. They depend on the
     entry alone, whatever else a call measures."""
@@ -557,7 +558,7 @@ def profiles_row(model: str, plans: Sequence[tuple[str, Cells, int]]) -> dict[st
             "compile_s": 0.0, "build_s": 0.0, "total_s": PROFILE_S * profiles}
 
 
-def estimate_plan(declared: Declared, history: pd.DataFrame, *, min_window_s: float = 1.0,
+def estimate_plan(declared: Declared, history: pd.DataFrame, *, min_window_s: float = MIN_WINDOW_S,
                   stored_references: set[tuple[str, int]] = frozenset()) -> pd.DataFrame:
     """One row per (model, spec, steps, batch) with its predicted seconds: per model its fp32 references
     (:func:`reference_rows`), each declared entry's cells (:func:`entry_rows`) and its step profiles

@@ -55,6 +55,12 @@ TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-
 DEFAULT_STEPS: tuple[int, ...] = (10, 100)
 DEFAULT_BATCHES: tuple[int, ...] = (1, 10)
 DEFAULT_REPEATS = 3
+#: the bf16 (or fp8) matmul ceiling loop: its seconds and its matrix size
+CEILING_S = 5.0
+CEILING_MATRIX_N = 8192
+#: a generation shorter than this is repeated inside one meter window (energy per call): the counter
+#: updates every ~100 ms, so sub-second windows carry a large edge error. Warm-ups are never repeated.
+MIN_WINDOW_S = 1.0
 
 
 class LeverError(TtaError):

@@ -26,6 +26,7 @@ from tta_energy.levers.report import (
 )
 from tta_energy.levers.spec import PRECISIONS, REFERENCE_SPEC, LeverError, parse_levers
 from tta_energy.levers.tables import ceiling_rows, failure_where
+from tta_energy.study import STUDY_DURATION_S
 
 #: the kinds of target, as ``levers_targets.csv`` names them (the thresholds are each model's
 #: :class:`~tta_energy.models.catalogue.LeverTargets`)
@@ -311,7 +312,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
     otherwise (``failed``, from ``generation_failures``); and each target's status as a table
     (:data:`TARGET_COLUMNS`, written as ``levers_targets.csv``)."""
     steps, batch = target_cell(table)
-    duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else 10.0
+    duration = float(table["duration_s"].iloc[0]) if "duration_s" in table else STUDY_DURATION_S
     lines = ["# Energy levers: summary", ""]
     fp8 = ceiling_rows(ceiling, "fp8")
     ceiling = ceiling_rows(ceiling, "bf16")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+#: seconds of the idle-power baseline (for net energies) unless a command is told otherwise
+IDLE_BASELINE_S = 5.0
+
 _EXPORTS: dict[str, str] = {
     "EnergyMeter": "meter", "Measurement": "meter", "MeterWindow": "meter", "PhaseMeasurement": "meter",
     "run_row": "meter",

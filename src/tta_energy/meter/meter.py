@@ -32,6 +32,7 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import TtaError
+from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.meter.clock import Clock, MonotonicClock
 from tta_energy.meter.cpu import CodeCarbonCpuMeter, CpuRamReading
 from tta_energy.meter.sampler import (
@@ -548,7 +549,7 @@ class EnergyMeter:
             previous = power
         return self.clock.now() - start
 
-    def measure_idle(self, seconds: float = 5.0) -> float:
+    def measure_idle(self, seconds: float = IDLE_BASELINE_S) -> float:
         """Idle power (W, summed over devices) over ``seconds`` of doing nothing; kept for net energies."""
         self.start()
         if self._sampler is None:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from tta_energy.errors import TtaError
 from tta_energy.intervals import (
     CONFIDENCE,
+    DEFAULT_RESAMPLES,
     check_resamples,
     half_sampling_interval,
     percentile_bootstrap_mean,
@@ -104,7 +105,7 @@ class ScoreJob:
 @dataclass(frozen=True)
 class ScoreSettings:
     metrics: tuple[str, ...] = DEFAULT_METRICS
-    n_resamples: int = 1000
+    n_resamples: int = DEFAULT_RESAMPLES
     seed: int = 0
     confidence: float = CONFIDENCE
     fad_inf_ci: bool = False  # half-sampling of FAD-inf costs 25 distances per replicate: opt-in
