@@ -128,3 +128,47 @@ def test_reproduce_refuses_a_bootstrap_count_out_of_range_before_reading_anythin
     assert capsys.readouterr().err.strip() == (
         "error: --bootstrap must be from 0 (no resampling) to 100000 resamples, got -5")
     assert not (tmp_path / "figures").exists()
+
+
+def _write_notebook(folder: Path, name: str, body: str) -> None:
+    """A jupytext percent notebook: a cell tagged ``parameters``, then ``body``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(
+        '# %% tags=["parameters"]\nruns_paths = None\nfigures_dir = None\nn_boot = 0\n\n# %%\n' + body,
+        encoding="utf-8")
+
+
+def test_a_failed_reproduce_leaves_the_previous_figures_as_they_were(tmp_path):
+    """A notebook that fails after another drew a figure: the earlier run's figures, tables and index stay,
+    nothing of the failed run reaches the folder, and no staging folder is left beside it."""
+    figures = tmp_path / "figures"
+    plots.skip_figure(figures, "kept-figure", "from the earlier run", "steps")
+    (figures / "kept-figure.png").write_bytes(b"png")
+    (figures / "tables").mkdir()
+    (figures / "tables" / "steps_summary.csv").write_text("model\nx\n", encoding="utf-8")
+    (figures / reproduce.INDEX_FILE).write_text("earlier index\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in figures.rglob("*") if p.is_file()}
+    notebooks = tmp_path / "notebooks"
+    _write_notebook(notebooks, "01_draws.py",
+                    "from pathlib import Path\n(Path(figures_dir) / 'new-figure.png').write_bytes(b'new')\n")
+    _write_notebook(notebooks, "02_fails.py", "raise ValueError('a cell that fails')\n")
+    with pytest.raises(reproduce.TtaError, match="02_fails.py: a cell failed: ValueError: a cell that fails"):
+        reproduce.reproduce(tmp_path / "no-data", figures, notebooks=notebooks, n_boot=0, log=lambda _: None)
+    assert {p: p.read_bytes() for p in figures.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "notebooks"]
+
+
+def test_the_notebooks_import_the_package_reproduce_runs_from(tmp_path, monkeypatch):
+    """A relative PYTHONPATH names nothing in the notebooks' folder, where the kernel starts: the kernel
+    still imports this tta_energy, not another tree the environment may have installed."""
+    import tta_energy
+
+    monkeypatch.setenv("PYTHONPATH", "src")
+    notebooks = tmp_path / "notebooks"
+    _write_notebook(notebooks, "01_where.py",
+                    "from pathlib import Path\nimport tta_energy\n"
+                    "(Path(figures_dir) / 'where.txt').write_text(tta_energy.__file__)\n")
+    figures = tmp_path / "figures"
+    reproduce.reproduce(tmp_path / "no-data", figures, notebooks=notebooks, n_boot=0, log=lambda _: None)
+    assert Path((figures / "where.txt").read_text()).resolve() == Path(tta_energy.__file__).resolve()
+    assert (figures / reproduce.INDEX_FILE).is_file()

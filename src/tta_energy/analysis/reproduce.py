@@ -23,11 +23,14 @@ The notebooks call :func:`notebook_inputs` to load what they were given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,7 +43,7 @@ from tta_energy.analysis import docs_numbers, efficiency, plots, spread, study_i
 from tta_energy.analysis.compare import platform_label
 from tta_energy.devices import rows_of_gpu
 from tta_energy.errors import TtaError
-from tta_energy.fileio import write_csv_atomic
+from tta_energy.fileio import staging_folder, write_csv_atomic
 from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 if TYPE_CHECKING:
@@ -58,7 +61,11 @@ GROUP_TITLES: dict[str, str] = {
     "new": "Beyond the study: duration, guidance, precision",
 }
 NOTEBOOK_TIMEOUT_S = 900
+#: a terminal colour code (ESC [ ... m)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 #: The variance components of the H200's repeated sweeps (:mod:`tta_energy.analysis.spread`).
+#: the page that shows every figure with its one-line explanation
+INDEX_FILE = "index.md"
 SPREAD_TABLE = "spread_h200.csv"
 #: Each H200 cell's 95% interval, from its repeats and with the process level counted.
 CELL_INTERVALS_TABLE = "cell_intervals_h200.csv"
@@ -205,7 +212,8 @@ def execute_notebook(
     try:
         client.execute()
     except CellExecutionError as exc:
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        plain = ANSI_ESCAPE.sub("", str(exc))  # the kernel colours its traceback for a terminal
+        lines = [ln for ln in plain.splitlines() if ln.strip()]
         raise TtaError(f"{path}: a cell failed: {lines[-1] if lines else exc}") from None
     finally:
         if km is not None and client.kc is not None:
@@ -230,20 +238,38 @@ def execute_notebooks(
     """Execute ``paths`` in order. A shared kernel imports the libraries and reads the tables once
     (:func:`notebook_inputs` caches them); every notebook still sets all the names it uses."""
     km = None
-    if shared_kernel:
-        from jupyter_client.manager import AsyncKernelManager
-        from jupyter_core.utils import run_sync
+    with kernels_import_this_package():
+        if shared_kernel:
+            from jupyter_client.manager import AsyncKernelManager
+            from jupyter_core.utils import run_sync
 
-        km = AsyncKernelManager(kernel_name="python3")
-        run_sync(km.start_kernel)(cwd=str(paths[0].parent))
+            km = AsyncKernelManager(kernel_name="python3")
+            run_sync(km.start_kernel)(cwd=str(paths[0].parent))
+        try:
+            for path in paths:
+                start = time.monotonic()
+                execute_notebook(path, params, executed_dir, timeout, km=km)
+                log(f"executed {path.name} in {time.monotonic() - start:.0f} s")
+        finally:
+            if km is not None:
+                run_sync(km.shutdown_kernel)(now=True)
+
+
+@contextlib.contextmanager
+def kernels_import_this_package() -> Iterator[None]:
+    """While open, a kernel started from here imports the ``tta_energy`` this process runs: its folder leads
+    PYTHONPATH. A kernel starts in the notebooks' folder, where a relative PYTHONPATH (``src``) names
+    nothing, and would otherwise import whatever tree the environment installed."""
+    before = os.environ.get("PYTHONPATH")
+    here = str(Path(__file__).resolve().parents[2])
+    os.environ["PYTHONPATH"] = os.pathsep.join([here, *([before] if before else [])])
     try:
-        for path in paths:
-            start = time.monotonic()
-            execute_notebook(path, params, executed_dir, timeout, km=km)
-            log(f"executed {path.name} in {time.monotonic() - start:.0f} s")
+        yield
     finally:
-        if km is not None:
-            run_sync(km.shutdown_kernel)(now=True)
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def notebook_paths(notebooks: Path) -> list[Path]:
@@ -255,6 +281,17 @@ def notebook_paths(notebooks: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------------------
 # Figures folder
+
+
+def publish_figures(staging: Path, figures: Path) -> None:
+    """Move a finished run's files from ``staging`` into ``figures``: the figures the previous run recorded
+    go first (:func:`clear_previous`), then each new file replaces its namesake (tables included)."""
+    figures.mkdir(parents=True, exist_ok=True)
+    clear_previous(figures)
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        target = figures / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
 
 def clear_previous(figures: Path) -> None:
@@ -311,7 +348,7 @@ def write_index(
                 ]
             else:
                 lines += [f"- *{stem}* not drawn: {entry['caption']}", ""]
-    path = figures / "index.md"
+    path = figures / INDEX_FILE
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
@@ -365,6 +402,8 @@ def reproduce(
 ) -> Path:
     """Execute all notebooks on ``data`` (and a fresh import of ``study``), write figures and ``index.md``.
 
+    Everything is written into a staging folder beside ``figures`` first and moved there only once every
+    notebook ran: a run that fails leaves the previous figures, tables and index as they were.
     With ``update_docs`` (what ``make reproduce`` asks for), the generated blocks of the repository's docs are
     rewritten too, when ``data`` is the repository's own ``data/``.
     """
@@ -372,7 +411,27 @@ def reproduce(
     notebooks = notebooks or root / "notebooks"
     paths = notebook_paths(notebooks)
     figures = figures.resolve()
-    figures.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(figures)
+    try:
+        _reproduce_into(staging, data, paths, study=study, executed=executed, n_boot=n_boot,
+                        shared_kernel=shared_kernel, log=log)
+        publish_figures(staging, figures)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    index = figures / INDEX_FILE
+    if update_docs and data.resolve() == (root / "data").resolve():  # the docs quote the repository's data
+        for path in docs_numbers.update_docs(root, data):
+            log(f"numbers in {os.path.relpath(path, root)} rewritten from {data}")
+    drawn = sum(e["status"] == "drawn" for e in plots.read_manifest(figures).values())
+    log(f"{drawn} figures and {index} written")
+    return index
+
+
+def _reproduce_into(figures: Path, data: Path, paths: list[Path], *, study: Path | None,
+                    executed: Path | None, n_boot: int, shared_kernel: bool,
+                    log: Callable[[str], None]) -> Path:
+    """The tables, the notebooks' figures and ``index.md`` of :func:`reproduce`, written into ``figures``."""
+    root = repo_root()
     with tempfile.TemporaryDirectory(prefix="tta-energy-reproduce-") as tmp:
         inputs = data_inputs(data, exclude=(data / "study") if study is not None else None)
         if study is not None:
@@ -382,7 +441,6 @@ def reproduce(
             inputs.append(str(imported))
         if not inputs:
             log(f"no run tables under {data}: the notebooks will record every figure as skipped")
-        clear_previous(figures)
         tables_dir = figures / "tables"
 
         def source_name(source: str) -> str:  # the temporary import, named after what it imported
@@ -411,13 +469,7 @@ def reproduce(
             else i
             for i in inputs
         ]
-        index = write_index(figures, inputs=shown_inputs, notebooks=paths, tables_dir=tables_dir)
-    if update_docs and data.resolve() == (root / "data").resolve():  # the docs quote the repository's data
-        for path in docs_numbers.update_docs(root, data):
-            log(f"numbers in {os.path.relpath(path, root)} rewritten from {data}")
-    drawn = sum(e["status"] == "drawn" for e in plots.read_manifest(figures).values())
-    log(f"{drawn} figures and {index} written")
-    return index
+        return write_index(figures, inputs=shown_inputs, notebooks=paths, tables_dir=tables_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
