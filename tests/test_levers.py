@@ -444,6 +444,17 @@ def test_ceiling_loop_on_cpu_measures_rate_not_energy():
         ceiling.measure_ceiling_once(device="cpu", seconds=0, n=64)
 
 
+def test_the_ceiling_loops_default_size_is_the_devices():
+    """Left out, the loop's matrix is the GPU's 8192 on a GPU and 256 on a CPU (where no energy is measured
+    and 8192 would take two CPU cores minutes); a size given is kept on either."""
+    from tta_energy.levers.spec import CEILING_MATRIX_N, CPU_CEILING_MATRIX_N
+
+    assert experiment.LeversOptions(models=["audioldm"]).ceiling_n is None
+    assert ceiling.ceiling_matrix_n("cuda:1") == CEILING_MATRIX_N == 8192
+    assert ceiling.ceiling_matrix_n("cpu") == CPU_CEILING_MATRIX_N == 256
+    assert ceiling.ceiling_matrix_n("cpu", 64) == 64 and ceiling.ceiling_matrix_n("cuda", 1024) == 1024
+
+
 def test_time_budget_leaves_models_out_and_says_so(tmp_path):
     said: list[str] = []
     opts = experiment.LeversOptions(models=("audioldm",), out_dir=tmp_path, size="tiny", device="cpu",

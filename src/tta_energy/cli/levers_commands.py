@@ -17,6 +17,7 @@ from tta_energy.levers.spec import (
     BATCH1_SPECS,
     CEILING_MATRIX_N,
     CEILING_S,
+    CPU_CEILING_MATRIX_N,
     DEFAULT_BATCHES,
     DEFAULT_REPEATS,
     DEFAULT_STEPS,
@@ -165,7 +166,9 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, help=DEVICE_HELP),
         ceiling_s: float = typer.Option(CEILING_S,
                                         help="seconds of the bf16 matmul ceiling loop (start and end)"),
-        ceiling_n: int = typer.Option(CEILING_MATRIX_N, help="matrix size of the ceiling loop"),
+        ceiling_n: int | None = typer.Option(
+            None, help=f"matrix size of the ceiling loop (default {CEILING_MATRIX_N} on a GPU, "
+                       f"{CPU_CEILING_MATRIX_N} on a CPU, where its energy is not measured)"),
         idle_s: float = typer.Option(IDLE_BASELINE_S, help="seconds of idle-power baseline"),
         min_window: float = typer.Option(MIN_WINDOW_S, "--min-window",
                                          help="repeat shorter generations inside one meter window (s)"),

@@ -19,7 +19,7 @@ from tta_energy.devices import chosen_device
 from tta_energy.errors import positive_number
 from tta_energy.experiments.runner import SweepOptions, make_meter, new_run_id, now_iso
 from tta_energy.fileio import writable_file
-from tta_energy.levers.spec import CEILING_MATRIX_N, CEILING_S, LeversError
+from tta_energy.levers.spec import CEILING_MATRIX_N, CEILING_S, CPU_CEILING_MATRIX_N, LeversError
 from tta_energy.levers.tables import append_csv
 
 EXPERIMENT = "levers"
@@ -116,6 +116,13 @@ def measure_ceiling(meter: Any, device: str = "cuda", seconds: float = CEILING_S
     ran = "fp32" if dtype == torch.float32 and precision == "bf16" else precision  # what the row says
     return CeilingResult(n=n, iterations=iterations, wall_s=float(m.wall_s),
                          gpu_energy_J=float(m.gpu_energy_J), device=str(dev), precision=ran)
+
+
+def ceiling_matrix_n(device: str, asked: int | None = None) -> int:
+    """The ceiling loop's matrix size: ``asked`` when given, else the default of the device's kind."""
+    if asked is not None:
+        return asked
+    return CEILING_MATRIX_N if str(device).startswith("cuda") else CPU_CEILING_MATRIX_N
 
 
 def ceiling_record(res: CeilingResult, run_id: str, when: str,

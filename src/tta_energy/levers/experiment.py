@@ -77,6 +77,7 @@ from tta_energy.levers.calls import DEFAULT_SPEC, SAME_AS
 from tta_energy.levers.ceiling import (
     EXPERIMENT,
     CeilingResult,
+    ceiling_matrix_n,
     ceiling_record,
     measure_ceiling,
 )
@@ -98,7 +99,6 @@ from tta_energy.levers.references import (
 )
 from tta_energy.levers.spec import (
     BATCH1_SPECS,
-    CEILING_MATRIX_N,
     CEILING_S,
     COMPILE_SPECS,
     DEFAULT_BATCHES,
@@ -159,7 +159,8 @@ class LeversOptions:
     weights: str = "random"
     device: str | None = None
     ceiling_s: float = CEILING_S
-    ceiling_n: int = CEILING_MATRIX_N
+    #: None: :func:`tta_energy.levers.ceiling.ceiling_matrix_n` of the device
+    ceiling_n: int | None = None
     idle_s: float = IDLE_BASELINE_S
     min_window_s: float = MIN_WINDOW_S
     codecarbon: bool = False
@@ -867,7 +868,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
     positive_number(opts.duration_s, "--duration", unit="seconds", error=LeversError)
     positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=LeversError)
     positive_number(opts.ceiling_s, "--ceiling-s", unit="seconds", error=LeversError)
-    if opts.ceiling_n < 16:
+    if opts.ceiling_n is not None and opts.ceiling_n < 16:
         raise LeversError(f"--ceiling-n must be >= 16, got {opts.ceiling_n}")
     for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
               *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
@@ -997,7 +998,7 @@ def run_levers(opts: LeversOptions, refill: Refill | None = None) -> LeversResul
         if caches:
             say("compiled: " + ", ".join(f"{name} {count}" for name, count in caches.items()))
         end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
-        say(f"ceiling (end, {end.precision}): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.0f} TFLOP/s, "
+        say(f"ceiling (end, {end.precision}): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.3g} TFLOP/s, "
             f"{end.power_W:.0f} W")
     return LeversResult(out_dir, tuple(sorted(failed)))
 
@@ -1018,7 +1019,7 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
     say = opts.progress
     ceiling = _ceiling_row(meter, device, opts, run_id, "start", provenance)
     say(f"ceiling (start, {ceiling.precision}): {ceiling.tflop_per_J:.3f} TFLOP/J, "
-        f"{ceiling.tflop_per_s:.0f} TFLOP/s, {ceiling.power_W:.0f} W")
+        f"{ceiling.tflop_per_s:.3g} TFLOP/s, {ceiling.power_W:.0f} W")
     if any(p.levers.fp8 for m in opts.models for p in lever_plans(m, opts)):
         try:
             fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")
@@ -1057,7 +1058,7 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
 
 def _ceiling_row(meter: Any, device: str, opts: LeversOptions, run_id: str, when: str,
                  provenance: dict[str, object], precision: str = "bf16") -> CeilingResult:
-    res = measure_ceiling(meter, device, opts.ceiling_s, opts.ceiling_n, precision)
+    res = measure_ceiling(meter, device, opts.ceiling_s, ceiling_matrix_n(device, opts.ceiling_n), precision)
     append_csv(Path(opts.out_dir) / CEILING_FILE, ceiling_record(res, run_id, when, provenance))
     return res
 

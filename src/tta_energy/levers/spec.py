@@ -55,9 +55,11 @@ TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-
 DEFAULT_STEPS: tuple[int, ...] = (10, 100)
 DEFAULT_BATCHES: tuple[int, ...] = (1, 10)
 DEFAULT_REPEATS = 3
-#: the bf16 (or fp8) matmul ceiling loop: its seconds and its matrix size
+#: the bf16 (or fp8) matmul ceiling loop: its seconds and its matrix size on a GPU; on a CPU, where no energy
+#: is measured and the loop only exercises the path, a size its 2 cores finish in well under a second
 CEILING_S = 5.0
 CEILING_MATRIX_N = 8192
+CPU_CEILING_MATRIX_N = 256
 #: a generation shorter than this is repeated inside one meter window (energy per call): the counter
 #: updates every ~100 ms, so sub-second windows carry a large edge error. Warm-ups are never repeated.
 MIN_WINDOW_S = 1.0
