@@ -397,7 +397,7 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     table = report.levers_table([raw]).set_index("optimize")
     assert table.loc["max", "reduction_vs_none"] == pytest.approx(5.0)
     assert table.loc["max", "denoising_J_per_call"] == pytest.approx(0.9 * 80.0 / 100)
-    assert table.loc["max", "flop_per_joule"] == pytest.approx(1200e9 / 80.0)
+    assert table.loc["max", "tflop_per_J"] == pytest.approx(1200e9 / 80.0 / 1e12)
     assert table.loc["max", "fraction_of_ceiling"] == pytest.approx(1200e9 / 80.0 / 1e12)
     # one-time cost: applying the levers (12 s, 3 kJ) plus the warm-up's extra over a steady generation
     assert table.loc["max", "compile_J"] == pytest.approx(4000.0) and table.loc["max", "compile_s"] == 17.0

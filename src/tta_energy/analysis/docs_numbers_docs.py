@@ -376,7 +376,7 @@ def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
         clip = "gpu_energy_J_per_clip"
         return "; ".join(
             f"{s[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` ({n[clip] / s[clip]:.2f}x less, "
-            f"{s['flop_per_joule'] / 1e12:.3f} TFLOP/J, latents error {_sci(s['rel_error_latents'])})"
+            f"{s['tflop_per_J']:.3f} TFLOP/J, latents error {_sci(s['rel_error_latents'])})"
             for n, s in pairs)
 
     return block
@@ -591,12 +591,12 @@ def block_levers_fp8_batch_h100(d: HasData) -> str:
     if levers.empty:
         return _missing(d.data / "h100" / LEVERS_TABLE)
     rows = levers[(levers["model"] == "stable-audio-open") & (levers["optimize"] == "compile-graphs,fp8")
-                  & (levers["steps"] == 100) & levers["flop_per_joule"].notna()]
+                  & (levers["steps"] == 100) & levers["tflop_per_J"].notna()]
     if rows.empty:
         return _missing(d.data / "h100" / LEVERS_TABLE)
     parts = []
     for batch, group in rows.groupby("waveforms_per_prompt"):
-        low, high = group["flop_per_joule"].min() / 1e12, group["flop_per_joule"].max() / 1e12
+        low, high = group["tflop_per_J"].min(), group["tflop_per_J"].max()
         runs = f"{low:.3f}" if len(group) == 1 else f"{low:.3f}-{high:.3f} ({len(group)} runs)"
         parts.append(f"batch {int(batch)}: {runs}")
     target = catalogue.entry("stable-audio-open").levers.fp8_tflop_per_J

@@ -26,7 +26,7 @@ Files (under ``out_dir``): ``levers_runs.csv`` (the run-record schema; ``optimiz
 ``describe``), ``levers_ceiling.csv``, ``levers_profile.csv``. :func:`tta_energy.levers.report.build_report`
 turns one or more such
 folders into ``levers.csv`` (one row per model x spec x steps x batch, with the extra columns
-``rel_error_latents, rel_error_audio, flop_per_joule, fraction_of_ceiling, compile_s, compile_J,
+``rel_error_latents, rel_error_audio, tflop_per_J, fraction_of_ceiling, compile_s, compile_J,
 payoff_clips``), ``levers_summary.md`` and ``levers.png``.
 """
 

@@ -65,7 +65,7 @@ LEVERS_COLUMNS: tuple[str, ...] = (
     "gpu_energy_J_std", "gpu_energy_J_per_clip", "gpu_energy_J_per_10s_clip", "denoising_J_per_call",
     "denoising_share", "reduction_vs_none",
     "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
-    "tolerance_latents", "tolerance_audio", "lossless", "flop_per_joule", "ceiling_flop_per_joule",
+    "tolerance_latents", "tolerance_audio", "lossless", "tflop_per_J", "ceiling_tflop_per_J",
     "fraction_of_ceiling", "compile_s", "compile_J", "compile_cache_hit_share",
     "payoff_clips",
 )
@@ -201,14 +201,14 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
              or is_lossless(r.optimize, d, r.rel_error_audio, r.yardstick_audio)))
         for d, r in pairs]
     # FLOP per joule against the ceiling measured in the same run
-    agg["flop_per_joule"] = agg["gflop"] * 1e9 / agg["gpu_energy_J"]
+    agg["tflop_per_J"] = agg["gflop"] / 1e3 / agg["gpu_energy_J"]
     ceil = ceiling_rows(ceil, "bf16")
     if not ceil.empty:
-        per_run = ceil.groupby("run_id")["tflop_per_J"].mean() * 1e12
-        agg["ceiling_flop_per_joule"] = agg["run_id"].map(per_run)
+        per_run = ceil.groupby("run_id")["tflop_per_J"].mean()
+        agg["ceiling_tflop_per_J"] = agg["run_id"].map(per_run)
     else:
-        agg["ceiling_flop_per_joule"] = np.nan
-    agg["fraction_of_ceiling"] = agg["flop_per_joule"] / agg["ceiling_flop_per_joule"]
+        agg["ceiling_tflop_per_J"] = np.nan
+    agg["fraction_of_ceiling"] = agg["tflop_per_J"] / agg["ceiling_tflop_per_J"]
     # one-time cost: warm-up minus a steady generation of the same cell; payoff against none's energy per clip
     # two warm-ups of a cell: the second is the steady baseline (a cell the plan does not measure)
     first, second = warmups(runs)

@@ -156,7 +156,7 @@ def reduction_miss(head: str, best: pd.Series, none_J: float, target: float, bat
     outside = float(best["gpu_energy_J_per_clip"]) * (1.0 - float(best["denoising_share"]))
     bound = none_J / outside if outside > 0 else float("nan")
     # the FLOP/J the whole generation would need for the target, against the ceiling of the same run
-    need = float(best["gflop"]) * 1e9 * target / none_J / float(best["ceiling_flop_per_joule"])
+    need = float(best["gflop"]) / 1e3 * target / none_J / float(best["ceiling_tflop_per_J"])
     reached = float(best["fraction_of_ceiling"]) * 100
     return (f"- {head}, short of {target}x by a factor {target / red:.2f}. With the rest of the generation "
             f"as measured, even a free denoising loop would give at most {_fmt(bound)}x. The target needs "
@@ -228,13 +228,13 @@ def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8
                      "energy")
     base = _without_fp8(str(best["optimize"]))
     same = table[(table["model"] == model) & (table["optimize"] == base)
-                 & (table["waveforms_per_prompt"] <= batch) & table["flop_per_joule"].notna()]
+                 & (table["waveforms_per_prompt"] <= batch) & table["tflop_per_J"].notna()]
     if not same.empty:  # at the largest batch measured up to the float8 one's
         top = same[same["waveforms_per_prompt"] == same["waveforms_per_prompt"].max()]
-        r = top.loc[top["flop_per_joule"].idxmax()]
-        parts.append(f"`{base}` without float8 reaches {r['flop_per_joule'] / 1e12:.3f} TFLOP/J at batch "
+        r = top.loc[top["tflop_per_J"].idxmax()]
+        parts.append(f"`{base}` without float8 reaches {r['tflop_per_J']:.3f} TFLOP/J at batch "
                      f"{int(r['waveforms_per_prompt'])}, so float8 gave "
-                     f"{float(best['flop_per_joule']) / float(r['flop_per_joule']):.2f}x")
+                     f"{float(best['tflop_per_J']) / float(r['tflop_per_J']):.2f}x")
     rows = profile_rows(model, profile)
     if not rows.empty:
         rows = rows[rows["optimize"].map(lambda spec: spec != "none" and _without_fp8(spec) == spec)]
@@ -270,13 +270,13 @@ def fp8_lines(table: pd.DataFrame, profile: pd.DataFrame | None = None,
         if not target:
             continue
         rows = table[(table["model"] == model) & table["optimize"].map(lambda spec: parse_levers(spec).fp8)
-                     & table["flop_per_joule"].notna()]
+                     & table["tflop_per_J"].notna()]
         if rows.empty:
             lines.append(f"- {model}: no float8 configuration measured (target {target} TFLOP/J)")
             statuses.append(target_status(FP8_TARGET, model, target, None))
             continue
-        best = rows.loc[rows["flop_per_joule"].idxmax()]
-        got = float(best["flop_per_joule"]) / 1e12
+        best = rows.loc[rows["tflop_per_J"].idxmax()]
+        got = float(best["tflop_per_J"])
         statuses.append(target_status(FP8_TARGET, model, target, best, got))
         verdict = "met" if statuses[-1]["met"] else "missed"
         text = (f"{model} `{best['optimize']}`, {int(best['steps'])} steps, batch "
@@ -415,7 +415,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
             unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
             continue
         lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
-                     f"{int(best['waveforms_per_prompt'])} | {best['flop_per_joule'] / 1e12:.3f} | "
+                     f"{int(best['waveforms_per_prompt'])} | {best['tflop_per_J']:.3f} | "
                      f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} | {other} |")
         if not met:
             misses.append(f"- **{model}** (ceiling): {frac:.0%} of the ceiling's FLOP/J, short of "
