@@ -58,7 +58,7 @@ COLUMNS = [
     "gpu_energy_J_ci_high",
     "gpu_energy_J_per_audio_s_mean",
     "energy_J_mean",
-    "duration_s_mean",
+    "codecarbon_duration_s_mean",
     "first_generation_included",
 ]
 summaries_by_platform = {}

@@ -122,8 +122,8 @@ def steps_summary(
         cpu_energy_J_mean=("cpu_energy_J", "mean"),
         ram_energy_J_mean=("ram_energy_J", "mean"),
         gpu_energy_net_J_mean=("gpu_energy_net_J", "mean"),
-        duration_s_mean=("duration", "mean"),
-        duration_s_std=("duration", "std"),
+        codecarbon_duration_s_mean=("duration", "mean"),
+        codecarbon_duration_s_std=("duration", "std"),
         wall_s_mean=("wall_s", "mean"),
         gpu_energy_J_per_audio_s_mean=("gpu_energy_J_per_audio_s", "mean"),
         gpu_energy_kWh_mean=("gpu_energy", "mean"),
@@ -143,7 +143,7 @@ def steps_summary(
         "gpu_energy_J_per_audio_s_mean",
         "gpu_energy_Wh_per_1000_clips_mean",
         "energy_J_mean",
-        "duration_s_mean",
+        "codecarbon_duration_s_mean",
     ]
     return out[first + [c for c in out.columns if c not in first]]
 
@@ -272,7 +272,7 @@ def batch_summary(
         gpu_energy_J_per_10_clips_std=("gpu_J_per_10", "std"),
         gpu_energy_J_per_10_clips_sem=("gpu_J_per_10", "sem"),
         energy_J_per_10_clips_mean=("energy_J_per_10", "mean"),
-        duration_s_per_10_clips_mean=("duration_per_10", "mean"),
+        codecarbon_duration_s_per_10_clips_mean=("duration_per_10", "mean"),
         gpu_energy_J_per_audio_s_mean=("gpu_J_per_audio_s", "mean"),
         gpu_energy_kWh_per_10_clips_mean=("gpu_kWh_per_10", "mean"),
         first_generation_included=("first_generation", "any"),

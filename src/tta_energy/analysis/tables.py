@@ -26,7 +26,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "gpu_energy_J_mean",
         "gpu_energy_J_std",
         "energy_J_mean",
-        "duration_s_mean",
+        "codecarbon_duration_s_mean",
     ),
     "steps_fit": ("model", "slope_J_per_step", "intercept_J", "r2"),
     "batch_summary": (
@@ -289,8 +289,8 @@ def readme_text(
         "| steps_summary.csv | per model x steps: n_runs, mean / sample std (ddof 1) / SEM / t interval of "
         "GPU energy; energy per second of audio (`gpu_energy_J_per_audio_s_mean`, J/s) and per 1000 clips "
         "(`gpu_energy_Wh_per_1000_clips_mean`, Wh: the AI Energy Score leaderboard's unit, batch 1); "
-        "CodeCarbon total energy (`energy_J_*`), duration, per denoiser call; `gpu_energy_kWh_*` = the "
-        "study's own arithmetic on its kWh column |",
+        "CodeCarbon total energy (`energy_J_*`) and duration (`codecarbon_duration_s_*`), per denoiser call; "
+        "`gpu_energy_kWh_*` = the study's own arithmetic on its kWh column |",
         "| steps_fit.csv | least squares of the per-step-count mean GPU energy vs nominal steps "
         "(`slope_J_per_step, intercept_J, r2`) and vs denoiser calls actually made (`*_calls`) |",
         "| batch_summary.csv | energy to make 10 clips at each batch size (per run: sum over its calls; then "
