@@ -102,7 +102,7 @@ def test_fronts_per_point_set_and_what_joins() -> None:
     assert table.loc[("H200, study default", "audioldm", 100), "front_change"] == "stays"
     # the lossy lever never enters; the best lossless one (compile-graphs, 520 J) keeps tango 100's score
     lever = table.loc[("H200, lossless levers", "tango", 100)]
-    assert lever["configuration"] == "compile-graphs" and lever["gpu_energy_J_per_clip"] == 520.0
+    assert lever["optimize"] == "compile-graphs" and lever["gpu_energy_J_per_clip"] == 520.0
     assert bool(lever["on_front_h200_levers"])
     assert pd.isna(lever["on_front_h200_default"])
     assert not bool(table.loc[("H200, study default", "tango", 100), "on_front_h200_default"])

@@ -183,17 +183,17 @@ def test_report_has_best_at_study_precision_and_best_at_any_precision(tmp_path):
                                      summary.CEILING_TARGET, summary.CEILING_ANY_PRECISION_TARGET]
     lossless = by_target.loc[summary.LOSSLESS_TARGET]
     any_precision = by_target.loc[summary.ANY_PRECISION_TARGET]
-    assert (lossless["configuration"], lossless["dtype"], lossless["steps"],
+    assert (lossless["optimize"], lossless["dtype"], lossless["steps"],
             lossless["waveforms_per_prompt"]) == ("graphs", "float32", 100, 1)
     assert lossless["value"] == pytest.approx(2200.0 / 2080.0) and lossless["wanted"] == 1.3
     assert pd.notna(lossless["met"]) and not lossless["met"]
-    assert (any_precision["configuration"], any_precision["wanted"]) == ("max", 4.5)
+    assert (any_precision["optimize"], any_precision["wanted"]) == ("max", 4.5)
     assert pd.notna(any_precision["met"]) and not any_precision["met"]
     assert any_precision["value"] == pytest.approx(2200.0 / 520.0)
     # no ceiling in these rows, so no fraction of it: the ceiling target is not measured (met empty)
     for ceiling_target in (summary.CEILING_TARGET, summary.CEILING_ANY_PRECISION_TARGET):
         assert pd.isna(by_target.loc[ceiling_target, "met"])
-    assert pd.isna(by_target.loc[summary.CEILING_TARGET, "configuration"])
+    assert pd.isna(by_target.loc[summary.CEILING_TARGET, "optimize"])
 
 
 def test_a_target_reached_is_met_in_the_targets_table_and_the_report_writes_it(tmp_path):
@@ -208,7 +208,7 @@ def test_a_target_reached_is_met_in_the_targets_table_and_the_report_writes_it(t
     assert paths[3] == tmp_path / "out" / tables.TARGETS_FILE
     targets = pd.read_csv(paths[3]).set_index("target")
     lossless = targets.loc[summary.LOSSLESS_TARGET]
-    assert (lossless["model"], lossless["configuration"], lossless["value"], lossless["wanted"]) == (
+    assert (lossless["model"], lossless["optimize"], lossless["value"], lossless["wanted"]) == (
         "audioldm", "graphs", 5.0, 4.5)
     assert bool(lossless["met"]) is True
     assert "| audioldm | 700.0 | `graphs` | 140.0 | 5.00x | 4.5x | yes |" in paths[1].read_text()

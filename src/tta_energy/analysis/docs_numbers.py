@@ -747,7 +747,7 @@ def block_h200_fronts(d: DocData) -> str:
     table = fronts.platform_fronts(
         summaries.steps_summary(d.steps), quality, tables.read_scores(scores_path), d.levers
     )
-    h200 = table[table["point_set"] == "H200, study default"]
+    h200 = table[table["point_set"] == fronts.H200_DEFAULT_POINTS]
     moved = h200[h200["front_change"].isin(["joins", "leaves"])]
     parts = [
         f"{label(r.model)} at {int(r.steps)} steps {r.front_change} "
@@ -755,10 +755,10 @@ def block_h200_fronts(d: DocData) -> str:
         for r in moved.itertuples()
     ]
     levers = table[
-        (table["point_set"] == "H200, lossless levers") & table["on_front_h200_levers"].fillna(False)
+        (table["point_set"] == fronts.H200_LEVERS_POINTS) & table["on_front_h200_levers"].fillna(False)
     ]
     lever_parts = sorted(
-        {f"{label(r.model)} {int(r.steps)} `{r.configuration}`" for r in levers.itertuples()}
+        {f"{label(r.model)} {int(r.steps)} `{r.optimize}`" for r in levers.itertuples()}
     )
     models = ", ".join(label(m) for m in catalogue.ordered(table["model"].unique()))
     text = (

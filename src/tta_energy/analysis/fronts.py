@@ -26,13 +26,18 @@ import pandas as pd
 from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
 from tta_energy.devices import PROJECT_GPU, names_gpu
 from tta_energy.intervals import t_half_width_of
+from tta_energy.levers.spec import NO_LEVERS
 from tta_energy.levers.tables import LEVERS_TABLE
 
+#: The point sets (``point_set``): the study's A40 runs, the H200's study default, its best lossless levers.
+A40_POINTS = "A40 (study)"
+H200_DEFAULT_POINTS = "H200, study default"
+H200_LEVERS_POINTS = "H200, lossless levers"
 #: The point sets a front is drawn for, in the order the figure and the table show them.
 FRONT_SETS: dict[str, tuple[str, ...]] = {
-    "a40": ("A40 (study)",),
-    "h200_default": ("H200, study default",),
-    "h200_levers": ("H200, study default", "H200, lossless levers"),
+    "a40": (A40_POINTS,),
+    "h200_default": (H200_DEFAULT_POINTS,),
+    "h200_levers": (H200_DEFAULT_POINTS, H200_LEVERS_POINTS),
 }
 
 
@@ -81,8 +86,8 @@ def platform_fronts(
         half = t_half_width_of(a40["gpu_energy_J_per_clip_std"], a40["n_runs"])
         a40["gpu_energy_J_per_clip_ci_low"] = a40["gpu_energy_J_per_clip"] - half
         a40["gpu_energy_J_per_clip_ci_high"] = a40["gpu_energy_J_per_clip"] + half
-        a40["point_set"] = "A40 (study)"
-        a40["configuration"] = "study default"
+        a40["point_set"] = A40_POINTS
+        a40["optimize"] = NO_LEVERS.spec
         points.append(a40.merge(quality, on=["model", "dataset", "steps"]))
     datasets = quality[["dataset"]].drop_duplicates()
     if not steps.empty:
@@ -94,7 +99,7 @@ def platform_fronts(
             }
         )[["model", "steps", "gpu_energy_J_per_clip", "gpu_energy_J_per_clip_ci_low",
            "gpu_energy_J_per_clip_ci_high", "n_runs"]]
-        h200 = h200.assign(point_set="H200, study default", configuration="study default")
+        h200 = h200.assign(point_set=H200_DEFAULT_POINTS, optimize=NO_LEVERS.spec)
         points.append(h200.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     from tta_energy.levers.report import best_lossless
 
@@ -104,8 +109,8 @@ def platform_fronts(
     best = best_lossless(levers, batch=1)
     if not best.empty:
         lev = best.rename(columns={"best_J": "gpu_energy_J_per_clip", "best_repeats": "n_runs"})
-        lev = lev.assign(point_set="H200, lossless levers", configuration=lev["best"])
-        lev = lev[["model", "steps", "gpu_energy_J_per_clip", "n_runs", "point_set", "configuration"]]
+        lev = lev.assign(point_set=H200_LEVERS_POINTS, optimize=lev["best"])
+        lev = lev[["model", "steps", "gpu_energy_J_per_clip", "n_runs", "point_set", "optimize"]]
         points.append(lev.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     if not points:
         return pd.DataFrame()
@@ -127,7 +132,7 @@ def platform_fronts(
         "point_set",
         "model",
         "steps",
-        "configuration",
+        "optimize",
         "gpu_energy_J_per_clip",
         "score",
     ]
@@ -139,12 +144,12 @@ def platform_fronts(
 def _front_change(table: pd.DataFrame) -> pd.Series:
     """A40 front -> H200-defaults front for each (dataset, metric, model, steps) on both platforms."""
     keys = ["dataset", "metric", "model", "steps"]
-    a40 = table[table["point_set"] == "A40 (study)"].set_index(keys)["on_front_a40"]
-    h200 = table[table["point_set"] == "H200, study default"].set_index(keys)["on_front_h200_default"]
+    a40 = table[table["point_set"] == A40_POINTS].set_index(keys)["on_front_a40"]
+    h200 = table[table["point_set"] == H200_DEFAULT_POINTS].set_index(keys)["on_front_h200_default"]
     both = pd.concat([a40.rename("a40"), h200.rename("h200")], axis=1).dropna()
     words = {(True, True): "stays", (True, False): "leaves", (False, True): "joins", (False, False): "off"}
     change = {k: words[(bool(r.a40), bool(r.h200))] for k, r in both.iterrows()}
-    compared = table["point_set"].isin(["A40 (study)", "H200, study default"])
+    compared = table["point_set"].isin([A40_POINTS, H200_DEFAULT_POINTS])
     return pd.Series(
         [
             change.get(k, "") if on else ""

@@ -42,7 +42,7 @@ TARGET_KINDS = (LOSSLESS_TARGET, ANY_PRECISION_TARGET, CEILING_TARGET, CEILING_A
                 FP8_TARGET)
 #: ``levers_targets.csv``: one row per target of a model; ``value`` against ``wanted`` (a reduction in x, a
 #: fraction, or TFLOP/J), ``met`` empty where nothing was measured for it
-TARGET_COLUMNS = ["target", "model", "configuration", "dtype", "steps", "waveforms_per_prompt", "value",
+TARGET_COLUMNS = ["target", "model", "optimize", "dtype", "steps", "waveforms_per_prompt", "value",
                   "wanted", "met"]
 #: the columns of :data:`TARGET_COLUMNS` that may be empty, and their types
 TARGET_NULLABLE = {"met": "boolean", "steps": "Int64", "waveforms_per_prompt": "Int64"}
@@ -51,7 +51,7 @@ TARGET_NULLABLE = {"met": "boolean", "steps": "Int64", "waveforms_per_prompt": "
 def read_targets(path: Path) -> pd.DataFrame:
     """A ``levers_targets.csv`` (:data:`TARGET_COLUMNS`); one clear :class:`LeverError` line for a file with
     other columns."""
-    targets = pd.read_csv(path, dtype={"configuration": "string", "dtype": "string"})
+    targets = pd.read_csv(path, dtype={"optimize": "string", "dtype": "string"})
     if list(targets.columns) != TARGET_COLUMNS:
         raise LeverError(f"{path}: columns {', '.join(targets.columns)}; a levers targets table has "
                          f"{', '.join(TARGET_COLUMNS)} (rebuild it with `tta-energy levers report`)")
@@ -69,7 +69,7 @@ def target_status(target: str, model: str, wanted: float, best: pd.Series | None
     """One row of :data:`TARGET_COLUMNS`: ``best`` (a row of the levers table, or None: not measured)
     reaching ``value`` against ``wanted``."""
     return {"target": target, "model": model,
-            "configuration": None if best is None else str(best["optimize"]),
+            "optimize": None if best is None else str(best["optimize"]),
             "dtype": None if best is None else str(best["dtype"]),
             "steps": None if best is None else int(best["steps"]),
             "waveforms_per_prompt": None if best is None else int(best["waveforms_per_prompt"]),

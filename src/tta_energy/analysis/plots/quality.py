@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from tta_energy.analysis.fronts import A40_POINTS, H200_DEFAULT_POINTS, H200_LEVERS_POINTS
 from tta_energy.analysis.plots.common import (
     DATASET_LABELS,
     METRIC_LABELS,
@@ -21,6 +22,7 @@ from tta_energy.analysis.plots.common import (
     slug,
     use_style,
 )
+from tta_energy.levers.spec import NO_LEVERS
 from tta_energy.models import catalogue
 
 
@@ -58,9 +60,9 @@ def _frequency(front_frequency: float) -> str:
     return "" if np.isnan(front_frequency) or front_frequency >= 0.995 else f" ({front_frequency:.0%})"
 
 
-def _configuration(configuration: str) -> str:
+def _configuration(spec: str) -> str:
     """A lever configuration as a label's suffix; none for the study's default."""
-    return "" if configuration == "study default" else f" `{configuration}`"
+    return "" if spec == NO_LEVERS.spec else f" `{spec}`"
 
 
 def _metric_names(metric: str, study_fad: bool) -> tuple[str, str]:
@@ -181,9 +183,9 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
 
 #: How each point set of :func:`fronts.platform_fronts` is drawn: marker fill, size, front line style.
 _POINT_SETS = {
-    "A40 (study)": {"filled": False, "size": 45, "front": ("a40", "0.45", "--")},
-    "H200, study default": {"filled": True, "size": 45, "front": ("h200_default", "black", "-")},
-    "H200, lossless levers": {"filled": True, "size": 140, "front": ("h200_levers", "red", ":")},
+    A40_POINTS: {"filled": False, "size": 45, "front": ("a40", "0.45", "--")},
+    H200_DEFAULT_POINTS: {"filled": True, "size": 45, "front": ("h200_default", "black", "-")},
+    H200_LEVERS_POINTS: {"filled": True, "size": 140, "front": ("h200_levers", "red", ":")},
 }
 _FRONT_NAMES = {
     "a40": "front, A40 (study)",
@@ -244,7 +246,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
             label_front(
                 ax,
                 [
-                    (f"{model_label(row.model)} {int(row.steps)}{_configuration(row.configuration)}",
+                    (f"{model_label(row.model)} {int(row.steps)}{_configuration(row.optimize)}",
                      row.gpu_energy_J_per_clip, row.score)
                     for row in levers_front.itertuples()
                 ],
@@ -265,12 +267,12 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize="small")
     fig.suptitle("The study's quality against energy per clip: A40 (study) and H200 (this project)")
-    levers = table[table["point_set"] == "H200, lossless levers"]
+    levers = table[table["point_set"] == H200_LEVERS_POINTS]
     measured = ", ".join(
         f"{model_label(m)} at {'/'.join(str(int(s)) for s in sorted(g['steps'].unique()))} steps"
         for m, g in levers.groupby("model")
     )
-    h200_n = table.loc[table["point_set"] == "H200, study default", "n_runs"]
+    h200_n = table.loc[table["point_set"] == H200_DEFAULT_POINTS, "n_runs"]
     caption = (
         f"Quality: {quality_source}. Energy per 10-s clip: A40 = the study's quality experiment (mean over "
         f"its captions, its first call per script left out); H200 study default = this project's steps "
