@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.7
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -97,11 +97,7 @@ if not platforms:
 h200_steps = inputs.runs[
     (inputs.runs["experiment"] == "steps") & rows_of_gpu(inputs.runs["gpu_name"])
 ]
-a40_quality = inputs.runs[
-    (inputs.runs["experiment"] == "quality")
-    & (inputs.runs["source"] == "study")
-    & ~inputs.runs["first_generation"]
-]
+a40_quality = fronts.a40_quality_runs(inputs.runs)
 levers_paths = fronts.find_levers_tables(runs_paths or [repo_root() / "data"])
 levers = (
     pd.concat([pd.read_csv(p) for p in levers_paths], ignore_index=True) if levers_paths else pd.DataFrame()

@@ -127,7 +127,8 @@ def test_a_cells_interval_counts_the_process_level() -> None:
     rows = _rows("audioldm", runs=3, repeats=4, between=0.15, within=0.02, seed=5)
     cells = spread.cell_intervals(rows, ("steps", "dtype"))
     assert list(cells["cell"]) == [f"steps={s}, dtype=float16" for s in STEPS]
-    assert (cells["n"] == 12).all() and (cells["n_processes"] == 3).all() and (cells["reason"] == "").all()
+    assert (cells["n_runs"] == 12).all() and (cells["n_processes"] == 3).all()
+    assert (cells["reason"] == "").all()
     assert (cells["ci95_half_width_rel_processes"] > 2 * cells["ci95_half_width_rel_repeats"]).all()
     calm = spread.cell_intervals(_rows("tango", runs=6, repeats=3, between=0.0, within=0.05, seed=6),
                                  ("steps", "dtype"))

@@ -184,7 +184,7 @@ def block_steps(d: DocData) -> str:
     )
     study = d.study_steps
     if not study.empty:
-        clean = study[~study["first_generation"]]
+        clean = summaries.without_first_generations(study)
         a40 = [f"{label(m)} {_slope_text(clean[clean['model'] == m])})" for m in _models(clean)]
         text += (
             " On the study's A40 (its runs without the first call of each script) the same fit gives "
@@ -540,7 +540,7 @@ def block_study_warmup_example(d: DocData) -> str:
     if rows.empty:
         return "not in the imported data"
     with_first = rows["gpu_energy_J"]
-    without = rows[~rows["first_generation"]]["gpu_energy_J"]
+    without = summaries.without_first_generations(rows)["gpu_energy_J"]
     return (
         f"AudioLDM 10 steps: {with_first.mean():.1f} ± {with_first.std():.1f} J with it "
         f"(n = {len(with_first)}), "
@@ -741,9 +741,7 @@ def block_h200_fronts(d: DocData) -> str:
     scores_path = d.data / "study" / "scores.csv"
     if d.steps.empty or d.study_quality.empty or not scores_path.is_file():
         return "No H200 steps sweep or study scores to draw the fronts with yet."
-    quality = d.study_quality[
-        (d.study_quality["experiment"] == "quality") & ~d.study_quality["first_generation"]
-    ]
+    quality = fronts.a40_quality_runs(d.study_quality)
     table = fronts.platform_fronts(
         summaries.steps_summary(d.steps), quality, tables.read_scores(scores_path), d.levers
     )

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
+from tta_energy.analysis.summaries import without_first_generations
 from tta_energy.devices import PROJECT_GPU, names_gpu
 from tta_energy.intervals import t_half_width_of
 from tta_energy.levers.spec import NO_LEVERS
@@ -60,6 +61,13 @@ def _study_scores(scores: pd.DataFrame) -> pd.DataFrame:
         s = s[s["caption_id"].fillna("").astype(str) == ""]
     s = s[s["metric"].isin(HIGHER_IS_BETTER)]
     return s.groupby(["model", "dataset", "steps", "metric"], as_index=False)["value"].mean()
+
+
+def a40_quality_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The study's quality runs a front point averages: its own rows (``source`` study) of the quality
+    experiment, without the first generation of each script (its CUDA warm-up, ``first_generation``)."""
+    quality = runs[(runs["experiment"] == "quality") & (runs["source"] == "study")]
+    return without_first_generations(quality)
 
 
 def platform_fronts(

@@ -278,7 +278,7 @@ def spread_table(
 # A cell's interval with the process level counted
 # ---------------------------------------------------------------------------------------------------------
 CELL_INTERVAL_COLUMNS: tuple[str, ...] = (
-    "experiment", *GROUP_KEYS, "cell", "n", "n_processes", "mean_J",
+    "experiment", *GROUP_KEYS, "cell", "n_runs", "n_processes", "gpu_energy_J_mean",
     "ci95_half_width_rel_repeats", "ci95_half_width_rel_processes", "reason",
 )
 
@@ -302,11 +302,12 @@ def cell_intervals(rows: pd.DataFrame, cells: Sequence[str]) -> pd.DataFrame:
     code = rows.groupby(cols, sort=True, dropna=False).ngroup()
     energy = rows["gpu_energy_J"].astype("float64")
     groups = rows["run_id"].astype(str).to_numpy()
-    out = pd.DataFrame({"cell": label.groupby(code).first(), "n": energy.groupby(code).size(),
+    out = pd.DataFrame({"cell": label.groupby(code).first(), "n_runs": energy.groupby(code).size(),
                         "n_processes": pd.Series(groups, index=rows.index).groupby(code).nunique(),
-                        "mean_J": energy.groupby(code).mean()})
+                        "gpu_energy_J_mean": energy.groupby(code).mean()})
     sd = energy.groupby(code).std(ddof=1)
-    out["ci95_half_width_rel_repeats"] = t_half_width_of(sd, out["n"], CONFIDENCE) / out["mean_J"]
+    half = t_half_width_of(sd, out["n_runs"], CONFIDENCE)
+    out["ci95_half_width_rel_repeats"] = half / out["gpu_energy_J_mean"]
     out["ci95_half_width_rel_processes"] = np.nan
     out["reason"] = ""
     if len(set(groups)) < 2:
@@ -336,4 +337,5 @@ def cell_interval_table(runs: pd.DataFrame, *,
     if not out:
         return pd.DataFrame(columns=list(CELL_INTERVAL_COLUMNS))
     table = pd.concat(out, ignore_index=True)[list(CELL_INTERVAL_COLUMNS)]
-    return table.round({"mean_J": 3, "ci95_half_width_rel_repeats": 4, "ci95_half_width_rel_processes": 4})
+    return table.round({"gpu_energy_J_mean": 3, "ci95_half_width_rel_repeats": 4,
+                        "ci95_half_width_rel_processes": 4})

@@ -335,8 +335,9 @@ def readme_text(
         "`energy_time_r2` (log energy on log wall time within configurations); NaN with a `reason` where "
         "the rows cannot separate processes from configurations |",
         "| cell_intervals_h200.csv | written with spread_h200.csv: per cell of the H200's repeated sweeps, "
-        "`n`, `n_processes`, `mean_J` and the 95% half-width relative to the mean from the repeats alone "
-        "(`ci95_half_width_rel_repeats`, Student t: the campaign's rule) and with the process level counted "
+        "`n_runs`, `n_processes`, `gpu_energy_J_mean` and the 95% half-width relative to the mean from the "
+        "repeats alone (`ci95_half_width_rel_repeats`, Student t: the campaign's rule) and with the process "
+        "level counted "
         "(`ci95_half_width_rel_processes`: Wald interval of the cell's log mean in the mixed model with a "
         "random intercept per process) |",
     ]
