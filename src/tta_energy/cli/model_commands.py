@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tta_energy.cli import checks
-from tta_energy.devices import chosen_device
+from tta_energy.devices import DEVICE_HELP, chosen_device
 from tta_energy.errors import TtaError
 from tta_energy.models import catalogue
 
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option("random", "--weights",
                                     help="'random' (replica) or a weights folder/hub id"),
         size: str = typer.Option("full", "--size", help="full or tiny"),
-        device: str = typer.Option(None, "--device", help="cuda, cpu, cuda:1 ... (default: cuda if present)"),
+        device: str = typer.Option(None, "--device", help=DEVICE_HELP),
         dtype: str = typer.Option(None, "--dtype", help="float16/bfloat16/float32 "
                                   "(default: the model's on GPU, float32 on CPU)"),
     ) -> None:
