@@ -42,16 +42,18 @@ def test_idle_rejects_a_bad_duration_with_one_error_line(capsys):
     assert capsys.readouterr().err.strip() == "error: --seconds must be a positive number, got -1.0"
 
 
-def test_idle_refuses_a_negative_cuda_index(capsys):
-    line = refused(capsys, ["meter", "idle", "--device", "-1", "--seconds", "0.5"])
-    assert line == "error: --device -1 is not a CUDA index: use 0, 1, ... (default: every GPU)"
+@pytest.mark.parametrize("name", ["-1", "0", "cpu", "cuda:x"])
+def test_idle_takes_a_device_spelled_as_the_other_commands_take_it(capsys, name):
+    line = refused(capsys, ["meter", "idle", "--device", name, "--seconds", "0.5"])
+    assert line == (f"error: --device {name}: the idle power is an NVIDIA GPU's; use cuda or cuda:N "
+                    "(default: every GPU)")
 
 
 def test_idle_refuses_a_cuda_index_this_machine_lacks(capsys, monkeypatch):
     monkeypatch.setattr(meter_commands, "_visible_cuda_devices", lambda: [0])
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
-    line = refused(capsys, ["meter", "idle", "--device", "3", "--seconds", "0.5"])
+    line = refused(capsys, ["meter", "idle", "--device", "cuda:3", "--seconds", "0.5"])
     assert line == "error: --device cuda:3: torch sees 1 GPU(s), cuda:0 to cuda:0"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 
@@ -32,19 +33,22 @@ def register(app: typer.Typer) -> None:
     @meter_app.command("idle")
     def idle_cmd(
         seconds: float = typer.Option(IDLE_BASELINE_S, "--seconds", help="how long to measure, s"),
-        device: list[int] = typer.Option(None, "--device", help="CUDA index (repeatable; default: all)"),
+        device: list[str] = typer.Option(None, "--device",
+                                         help="cuda or cuda:N, as the other commands take it (repeatable; "
+                                              "default: every GPU)"),
     ) -> None:
         """Measure the idle power of each GPU from NVML's energy counter."""
         from tta_energy.meter import EnergyMeter
 
         if not seconds > 0 or math.isinf(seconds):
             raise TtaError(f"--seconds must be a positive number, got {seconds}")
-        negative = [i for i in device or () if i < 0]
-        if negative:
-            raise TtaError(f"--device {negative[0]} is not a CUDA index: use 0, 1, ... (default: every GPU)")
+        not_gpu = [name for name in device or () if not re.fullmatch(r"cuda(:\d+)?", name)]
+        if not_gpu:
+            raise TtaError(f"--device {not_gpu[0]}: the idle power is an NVIDIA GPU's; use cuda or cuda:N "
+                           "(default: every GPU)")
         console = Console()
         visible = _visible_cuda_devices()
-        devices = list(device) if device else visible
+        devices = [int(name.partition(":")[2] or 0) for name in device] if device else visible
         for index in devices if visible else ():  # without a GPU: the NaN line below says so
             check_device(f"cuda:{index}")  # one rule for an index this machine lacks
         meter = EnergyMeter(device_indices=devices, codecarbon=False)
