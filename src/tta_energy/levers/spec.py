@@ -56,7 +56,8 @@ DEFAULT_STEPS: tuple[int, ...] = (10, 100)
 DEFAULT_BATCHES: tuple[int, ...] = (1, 10)
 DEFAULT_REPEATS = 3
 #: the bf16 (or fp8) matmul ceiling loop: its seconds and its matrix size on a GPU; on a CPU, where no energy
-#: is measured and the loop only exercises the path, a size its 2 cores finish in well under a second
+#: is measured and the loop only exercises the path, a size that keeps it to about its seconds (8192's
+#: calibration products alone took two cores minutes)
 CEILING_S = 5.0
 CEILING_MATRIX_N = 8192
 CPU_CEILING_MATRIX_N = 256
