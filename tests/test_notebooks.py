@@ -172,3 +172,36 @@ def test_the_notebooks_import_the_package_reproduce_runs_from(tmp_path, monkeypa
     reproduce.reproduce(tmp_path / "no-data", figures, notebooks=notebooks, n_boot=0, log=lambda _: None)
     assert Path((figures / "where.txt").read_text()).resolve() == Path(tta_energy.__file__).resolve()
     assert (figures / reproduce.INDEX_FILE).is_file()
+
+
+def test_figures_are_published_into_a_tables_folder_on_another_file_system(tmp_path):
+    """A symlinked figures/tables on another file system (here /dev/shm, a tmpfs) cannot take a rename:
+    each file is copied beside its target and renamed there, and the previous run's figures that the new
+    run did not record are removed only after every file arrived."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    import tempfile
+
+    elsewhere = Path(tempfile.mkdtemp(dir=shm, prefix="tta-energy-tables-"))
+    try:
+        figures = tmp_path / "figures"
+        plots.skip_figure(figures, "old-figure", "from the earlier run", "steps")
+        (figures / "old-figure.png").write_bytes(b"old")
+        (figures / "tables").symlink_to(elsewhere, target_is_directory=True)
+        (elsewhere / "kept.csv").write_text("a\n1\n", encoding="utf-8")
+        notebooks = tmp_path / "notebooks"
+        _write_notebook(notebooks, "01_draws.py",
+                        "from pathlib import Path\nfrom tta_energy.analysis import plots\n"
+                        "(Path(figures_dir) / 'tables').mkdir(exist_ok=True)\n"
+                        "(Path(figures_dir) / 'tables' / 'new.csv').write_text('b\\n2\\n')\n"
+                        "plots.skip_figure(Path(figures_dir), 'new-figure', 'the new run', 'steps')\n")
+        reproduce.reproduce(tmp_path / "no-data", figures, notebooks=notebooks, n_boot=0, log=lambda _: None)
+        assert (elsewhere / "new.csv").read_text() == "b\n2\n" and (elsewhere / "kept.csv").is_file()
+        assert set(plots.read_manifest(figures)) == {"new-figure"}
+        assert not (figures / "old-figure.png").exists() and (figures / reproduce.INDEX_FILE).is_file()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "notebooks"]  # no staging left
+    finally:
+        import shutil
+
+        shutil.rmtree(elsewhere, ignore_errors=True)

@@ -47,6 +47,16 @@ def test_validate_coerces_types():
     assert math.isnan(df.loc[1, "gpu_energy_J"])  # missing energy stays NaN, never 0
 
 
+def test_measured_generations_are_the_ok_rows_that_are_not_warm_ups_however_the_flag_is_spelled():
+    statuses = ["ok", "ok", "ok", "error", "ok"]
+    flags = [False, True, "False", False, "True"]  # a column built in memory or read without the schema
+    rows = pd.DataFrame({"status": statuses, "is_warmup": flags})
+    assert schema.measured_generations(rows).tolist() == [True, False, True, False, False]
+    validated = schema.validate(frame(*(a_row(repeat=i, status=st, is_warmup=w)
+                                        for i, (st, w) in enumerate(zip(statuses, flags, strict=True)))))
+    assert schema.measured_generations(validated).tolist() == [True, False, True, False, False]
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"gpu_energy_J": "lots"}, "runs.csv: column 'gpu_energy_J' holds a non-numeric value 'lots'"),
     ({"status": "crashed"},

@@ -162,6 +162,14 @@ def codecarbon_columns(duration_s: float, gpu_J: float, cpu_J: float, ram_J: flo
     }
 
 
+def bool_values(values: pd.Series) -> pd.Series:
+    """A boolean column as read from a CSV or built in memory: True, "True", "true", "1" and "yes" are true;
+    anything else (False, "False", empty, NaN) is false. A bool column is returned as it is."""
+    if values.dtype == bool:
+        return values
+    return values.map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
+
+
 def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:
     for c in COLUMNS:
         if c.name not in df.columns:
@@ -175,7 +183,7 @@ def _coerce(df: pd.DataFrame, where: str) -> pd.DataFrame:
                 raise SchemaError(f"{where}: column '{c.name}' holds a non-numeric value {first!r}")
             df[c.name] = num.astype("float64") if c.dtype == "float" else num.astype("Int64")
         elif c.dtype == "bool":
-            df[c.name] = s.map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
+            df[c.name] = bool_values(s)
         else:
             df[c.name] = s.fillna("").astype(str)
             if c.allowed is not None:
@@ -283,7 +291,7 @@ def row_keys(rows: pd.DataFrame) -> pd.Series:
 
 def measured_generations(rows: pd.DataFrame) -> pd.Series:
     """True for the rows every mean is taken over: generations that ended ``ok`` and are not warm-ups."""
-    return (rows["status"] == "ok") & ~rows["is_warmup"].astype(bool)
+    return (rows["status"] == "ok") & ~bool_values(rows["is_warmup"])
 
 
 def read_many(paths: Iterable[str | Path]) -> pd.DataFrame:

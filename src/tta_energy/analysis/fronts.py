@@ -78,7 +78,7 @@ def platform_fronts(
     ``steps``: :func:`summaries.steps_summary` rows of the H200 (``source`` not ``study``); ``a40_quality``:
     the study's quality runs (usable, warm-up left out); ``scores``: score tables (the study's subset scores
     are used); ``levers``: ``levers.csv`` rows (may be empty; only those whose ``gpu_name`` names an H200
-    count). Columns: ``dataset, metric, point_set, model, steps, configuration, gpu_energy_J_per_clip,
+    count). Columns: ``dataset, metric, point_set, model, steps, optimize, gpu_energy_J_per_clip,
     gpu_energy_J_per_clip_ci_low/high, n_runs, score`` and one boolean column per front set (``on_front_a40``,
     ``on_front_h200_default``, ``on_front_h200_levers``; NaN when the point is not in that set), plus
     ``front_change``: for each (model, steps), A40 -> H200 defaults ("joins", "leaves", "stays", "off").

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ from tta_energy.analysis import docs_numbers, efficiency, plots, spread, study_i
 from tta_energy.analysis.compare import platform_label
 from tta_energy.devices import rows_of_gpu
 from tta_energy.errors import TtaError
-from tta_energy.fileio import staging_folder, write_csv_atomic
+from tta_energy.fileio import atomic_path, staging_folder, write_csv_atomic
 from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 if TYPE_CHECKING:
@@ -63,9 +64,9 @@ GROUP_TITLES: dict[str, str] = {
 NOTEBOOK_TIMEOUT_S = 900
 #: a terminal colour code (ESC [ ... m)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-#: The variance components of the H200's repeated sweeps (:mod:`tta_energy.analysis.spread`).
 #: the page that shows every figure with its one-line explanation
 INDEX_FILE = "index.md"
+#: The variance components of the H200's repeated sweeps (:mod:`tta_energy.analysis.spread`).
 SPREAD_TABLE = "spread_h200.csv"
 #: Each H200 cell's 95% interval, from its repeats and with the process level counted.
 CELL_INTERVALS_TABLE = "cell_intervals_h200.csv"
@@ -284,14 +285,34 @@ def notebook_paths(notebooks: Path) -> list[Path]:
 
 
 def publish_figures(staging: Path, figures: Path) -> None:
-    """Move a finished run's files from ``staging`` into ``figures``: the figures the previous run recorded
-    go first (:func:`clear_previous`), then each new file replaces its namesake (tables included)."""
-    figures.mkdir(parents=True, exist_ok=True)
-    clear_previous(figures)
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        target = figures / path.relative_to(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    """Move a finished run's files from ``staging`` into ``figures``, each replacing its namesake (tables
+    included, one file at a time, never half-written), then remove the figures the previous run recorded
+    that this one did not: a move that fails leaves every earlier figure in place."""
+    previous = set(plots.read_manifest(figures)) if figures.is_dir() else set()
+    try:
+        figures.mkdir(parents=True, exist_ok=True)
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            _move_file(path, figures / path.relative_to(staging))
+    except OSError as exc:
+        raise TtaError(f"{figures}: the new figures could not be moved there ({exc.strerror or exc}); "
+                       "the previous ones are kept") from None
+    for stem in previous - set(plots.read_manifest(figures)):
+        for ext in ("pdf", "png"):
+            (figures / f"{stem}.{ext}").unlink(missing_ok=True)
+
+
+def _move_file(path: Path, target: Path) -> None:
+    """``path`` to ``target`` atomically: a rename, or, where ``target`` is on another file system (a
+    symlinked ``tables/``), a copy beside it first and then a rename there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
         os.replace(path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
+        path.unlink()
 
 
 def clear_previous(figures: Path) -> None:
