@@ -261,6 +261,12 @@ def test_without_a_dtype_a_cpu_runs_float32_and_a_gpu_the_study_s():
     assert generation_precision("tango", device="cuda") == "float32"  # the study ran Tango in fp32
     assert generation_precision("audioldm", option="bf16", device="cpu") == "bfloat16"  # asked for: kept
     assert generation_precision("audioldm", lever="fp16", device="cpu") == "float16"  # the levers' wins
+    # a model built without a dtype follows the same rule: float32 on a CPU, the study's on the meta device
+    from tta_energy.models.registry import build_model
+
+    assert build_model("audioldm", size="tiny", device="cpu").dtype == torch.float32
+    assert build_model("audioldm", size="tiny", device="meta").dtype == torch.float16
+    assert build_model("audioldm", size="tiny", device="cpu", dtype="float16").dtype == torch.float16
 
 
 @pytest.mark.gpu

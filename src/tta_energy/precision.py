@@ -43,6 +43,15 @@ def torch_dtype(name: str | torch.dtype) -> torch.dtype:
     return getattr(torch, canonical_dtype(name))
 
 
+def default_precision(study_dtype: str, device: str | None) -> str:
+    """What a model runs in when nothing asks for a precision: the study's precision on a GPU, float32 on a
+    CPU (half precision there is slow or unsupported by some kernels). ``device`` None (not chosen yet) or
+    ``meta`` (shapes only) keeps the study's."""
+    if device is not None and device.partition(":")[0] == "cpu":
+        return "float32"
+    return canonical_dtype(study_dtype)
+
+
 def generation_precision(model: str, lever: str | None = None, configured: str | None = None,
                          option: str | None = None, device: str | None = None) -> str:
     """The precision one generation runs in: the levers' precision (``fp16``, ``max``...), else the
@@ -55,6 +64,4 @@ def generation_precision(model: str, lever: str | None = None, configured: str |
     for name in (lever, configured, option):
         if name is not None:
             return canonical_dtype(name)
-    if device is not None and not device.startswith("cuda"):
-        return "float32"
-    return canonical_dtype(entry(model).defaults.dtype)
+    return default_precision(entry(model).defaults.dtype, device)

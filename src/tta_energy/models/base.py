@@ -29,7 +29,7 @@ import torch
 from tta_energy.errors import ModelError
 from tta_energy.models.catalogue import ModelDefaults, check_generation, check_size
 from tta_energy.models.common import cast_module, resolve_device, seeded_init
-from tta_energy.precision import torch_dtype
+from tta_energy.precision import default_precision, torch_dtype
 
 
 class MetaDeviceError(ModelError):
@@ -138,12 +138,14 @@ class ModelAdapter(ABC):
     def _build_args(cls, size: str, device: str | torch.device, dtype: str | torch.dtype | None,
                     weights: str = "random") -> tuple[torch.device, torch.dtype]:
         """Check ``size`` (and that real ``weights`` are not asked for on the meta device, which holds no
-        values) and resolve the device and dtype (the model's study dtype when None)."""
+        values) and resolve the device and dtype (when None, :func:`tta_energy.precision.default_precision`:
+        the model's study dtype, float32 on a CPU)."""
         check_size(size)
         dev = resolve_device(device)
         if weights != "random" and dev.type == "meta":
             raise ModelError("real weights cannot be loaded on the meta device; use --weights random")
-        return dev, torch_dtype(dtype if dtype is not None else cls.defaults.dtype)
+        chosen = dtype if dtype is not None else default_precision(cls.defaults.dtype, dev.type)
+        return dev, torch_dtype(chosen)
 
     def set_dtype(self, dtype: torch.dtype) -> None:
         """Change the precision of every component as ``from_pretrained(torch_dtype=...)`` would (modules a
