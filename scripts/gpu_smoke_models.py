@@ -17,6 +17,7 @@ import sys
 
 from tta_energy.experiments.smoke import append_rows, importable_models, smoke_model
 from tta_energy.models.catalogue import SIZES, model_names
+from tta_energy.study import STUDY_DURATION_S
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="", help="comma-separated model names (default: all that import)")
     parser.add_argument("--out", default="data/smoke/models_gpu.csv", help="CSV to append rows to")
     parser.add_argument("--steps", default="10,100", help="comma-separated step counts")
-    parser.add_argument("--duration", type=float, default=10.0, help="audio seconds per clip")
+    parser.add_argument("--duration", type=float, default=STUDY_DURATION_S, help="audio seconds per clip")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, help="default: each model's (float16)")
     parser.add_argument("--size", default="full", choices=SIZES)

@@ -14,9 +14,15 @@ from tta_energy.errors import TtaError
 if TYPE_CHECKING:
     import pandas as pd
 
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_CUDA = r"cuda(:\d+)?"
+_DEVICE = re.compile(rf"^(cpu|{_CUDA})$")
 #: what every command's --device option says
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available)"
+
+
+def cuda_index(name: str) -> int | None:
+    """The index of a ``cuda`` or ``cuda:N`` device name (``cuda`` is 0); None for any other name."""
+    return int(name.partition(":")[2] or 0) if re.fullmatch(_CUDA, name) else None
 
 
 def check_device(name: str | None) -> str | None:
@@ -32,7 +38,7 @@ def check_device(name: str | None) -> str | None:
         if not torch.cuda.is_available():
             raise TtaError(f"--device {name} was asked for but torch sees no GPU (use --device cpu)")
         count = torch.cuda.device_count()
-        index = int(name.partition(":")[2] or 0)
+        index = cuda_index(name)
         if index >= count:
             raise TtaError(f"--device {name}: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return name

@@ -259,6 +259,10 @@ def block_validation_result(d: HasData) -> str:
 # docs/levers.md
 
 
+#: the levers table's GPU energy per clip
+CLIP_J = "gpu_energy_J_per_clip"
+
+
 def read_levers(data: Path, folder: str = "h200") -> pd.DataFrame:
     """``data/<folder>/levers.csv`` (empty without it)."""
     path = data / folder / LEVERS_TABLE
@@ -360,9 +364,8 @@ def block_levers_fp8_eager_h100(d: HasData) -> str:
     pairs = _same_run_pairs(read_levers(d.data, "h100"), "stable-audio-open", "fp8")
     if not pairs:
         return _missing(d.data / "h100" / LEVERS_TABLE)
-    clip = "gpu_energy_J_per_clip"
-    return "; ".join(f"{f[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` ({f[clip] / n[clip]:.2f}x)"
-                     for n, f in pairs)
+    return "; ".join(f"{f[CLIP_J]:.0f} J per clip against {n[CLIP_J]:.0f} J for `none` "
+                     f"({f[CLIP_J] / n[CLIP_J]:.2f}x)" for n, f in pairs)
 
 
 def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
@@ -373,10 +376,10 @@ def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
         pairs = _same_run_pairs(read_levers(d.data, "h100"), model, spec)
         if not pairs:
             return _missing(d.data / "h100" / LEVERS_TABLE)
-        clip = "gpu_energy_J_per_clip"
         return "; ".join(
-            f"{s[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` ({n[clip] / s[clip]:.2f}x less, "
-            f"{s['tflop_per_J']:.3f} TFLOP/J, latents error {_sci(s['rel_error_latents'])})"
+            f"{s[CLIP_J]:.0f} J per clip against {n[CLIP_J]:.0f} J for `none` "
+            f"({n[CLIP_J] / s[CLIP_J]:.2f}x less, {s['tflop_per_J']:.3f} TFLOP/J, "
+            f"latents error {_sci(s['rel_error_latents'])})"
             for n, s in pairs)
 
     return block
@@ -575,10 +578,9 @@ def block_levers_tf32_h100(d: HasData) -> str:
         plain = _same_run_pairs(levers, model, "compile-graphs")
         if not tf32:
             continue
-        clip = "gpu_energy_J_per_clip"
-        without = "/".join(f"{n[clip] / s[clip]:.2f}x" for n, s in plain)
-        parts += [f"{label(model)} {s[clip]:.0f} J per clip against {n[clip]:.0f} J for `none` of the same "
-                  f"run ({n[clip] / s[clip]:.2f}x; `compile-graphs` "
+        without = "/".join(f"{n[CLIP_J] / s[CLIP_J]:.2f}x" for n, s in plain)
+        parts += [f"{label(model)} {s[CLIP_J]:.0f} J per clip against {n[CLIP_J]:.0f} J for `none` of the "
+                  f"same run ({n[CLIP_J] / s[CLIP_J]:.2f}x; `compile-graphs` "
                   f"without TF32 {without or 'not measured'}), latents error {_sci(s['rel_error_latents'])} "
                   f"against the default's {_sci(n['rel_error_latents'])}" for n, s in tf32]
     return "; ".join(parts) if parts else _missing(d.data / "h100" / LEVERS_TABLE)

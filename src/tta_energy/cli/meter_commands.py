@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tta_energy.devices import check_device
+from tta_energy.devices import check_device, cuda_index
 from tta_energy.errors import TtaError
 from tta_energy.meter import IDLE_BASELINE_S
 
@@ -42,13 +41,14 @@ def register(app: typer.Typer) -> None:
 
         if not seconds > 0 or math.isinf(seconds):
             raise TtaError(f"--seconds must be a positive number, got {seconds}")
-        not_gpu = [name for name in device or () if not re.fullmatch(r"cuda(:\d+)?", name)]
+        asked = {name: cuda_index(name) for name in device or ()}
+        not_gpu = [name for name, index in asked.items() if index is None]
         if not_gpu:
             raise TtaError(f"--device {not_gpu[0]}: the idle power is an NVIDIA GPU's; use cuda or cuda:N "
                            "(default: every GPU)")
         console = Console()
         visible = _visible_cuda_devices()
-        devices = [int(name.partition(":")[2] or 0) for name in device] if device else visible
+        devices = list(asked.values()) if asked else visible
         for index in devices if visible else ():  # without a GPU: the NaN line below says so
             check_device(f"cuda:{index}")  # one rule for an index this machine lacks
         meter = EnergyMeter(device_indices=devices, codecarbon=False)
