@@ -25,6 +25,12 @@ def cuda_index(name: str) -> int | None:
     return int(name.partition(":")[2] or 0) if re.fullmatch(_CUDA, name) else None
 
 
+def is_gpu(device: object) -> bool:
+    """Whether ``device`` (a name such as ``cuda:1``, or a ``torch.device``) is a CUDA GPU: the one rule every
+    module asks, so ``cuda``, ``cuda:N`` and a torch device all answer alike."""
+    return cuda_index(str(device)) is not None
+
+
 def check_device(name: str | None) -> str | None:
     """``name`` when this machine can run on it (None: chosen later, cuda when available), else one line
     naming the problem and what is allowed."""
@@ -32,7 +38,7 @@ def check_device(name: str | None) -> str | None:
         return None
     if not _DEVICE.match(name):
         raise TtaError(f"unknown device {name!r}: use cpu, cuda or cuda:N")
-    if name.startswith("cuda"):
+    if is_gpu(name):
         import torch
 
         if not torch.cuda.is_available():
@@ -65,7 +71,7 @@ def gpu_mismatch(required: str | None, device: str) -> str | None:
     if not required:
         return None
     name = ""
-    if device.startswith("cuda"):
+    if is_gpu(device):
         import torch
 
         name = torch.cuda.get_device_name(torch.device(device))

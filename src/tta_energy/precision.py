@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tta_energy.devices import is_gpu
 from tta_energy.errors import TtaError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def default_precision(study_dtype: str, device: str | None) -> str:
     """What a model runs in when nothing asks for a precision: the study's precision on a GPU, float32 on a
     CPU (half precision there is slow or unsupported by some kernels). ``device`` None (not chosen yet) or
     ``meta`` (shapes only) keeps the study's."""
-    if device is not None and device.partition(":")[0] == "cpu":
+    if device is not None and device != "meta" and not is_gpu(device):
         return "float32"
     return canonical_dtype(study_dtype)
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy import schema
-from tta_energy.devices import chosen_device
+from tta_energy.devices import chosen_device, is_gpu
 from tta_energy.errors import (
     CudaContextLost,
     ModelError,
@@ -645,7 +645,7 @@ def make_meter(opts: SweepOptions, device: str, trace_path: Path | None) -> Any:
     from tta_energy.meter import EnergyMeter
 
     indices = None
-    if device.startswith("cuda"):
+    if is_gpu(device):
         import torch
 
         indices = [torch.device(device).index or 0]

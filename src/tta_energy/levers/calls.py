@@ -608,11 +608,11 @@ def plan_calls(declared: Declared, history: pd.DataFrame, earlier: EarlierRuns, 
 def card_of(device: str | None) -> str | None:
     """The bare UUID of the card a levers run on ``device`` measures on: '' on a CPU, None where torch does
     not report it (then no card counts as the one that lost a context)."""
-    from tta_energy.devices import chosen_device
+    from tta_energy.devices import chosen_device, is_gpu
     from tta_energy.meter.sources import NvmlUnavailable, torch_device_uuids
 
     chosen = chosen_device(device)
-    if not chosen.startswith("cuda"):
+    if not is_gpu(chosen):
         return ""
     import torch
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tta_energy.devices import chosen_device
+from tta_energy.devices import chosen_device, is_gpu
 from tta_energy.errors import positive_number
 from tta_energy.experiments.runner import SweepOptions, make_meter, new_run_id, now_iso
 from tta_energy.fileio import writable_file
@@ -122,7 +122,7 @@ def ceiling_matrix_n(device: str, asked: int | None = None) -> int:
     """The ceiling loop's matrix size: ``asked`` when given, else the default of the device's kind."""
     if asked is not None:
         return asked
-    return CEILING_MATRIX_N if str(device).startswith("cuda") else CPU_CEILING_MATRIX_N
+    return CEILING_MATRIX_N if is_gpu(device) else CPU_CEILING_MATRIX_N
 
 
 def ceiling_record(res: CeilingResult, run_id: str, when: str,
@@ -138,7 +138,7 @@ def ceiling_record(res: CeilingResult, run_id: str, when: str,
 def check_gpu(asked: str | None, device: str) -> None:
     """Refuse a CPU: the ceiling is TFLOP per joule of an NVIDIA GPU's own energy counter, and a CPU has none
     (its loop would also run minutes at the default size, in float32 rather than bf16)."""
-    if device.startswith("cuda"):
+    if is_gpu(device):
         return
     why = "--device cpu was asked for" if asked is not None else "torch sees no NVIDIA GPU here"
     raise LeversError(f"the ceiling needs an NVIDIA GPU ({why}): it is TFLOP per joule of the GPU's energy "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tta_energy.devices import is_gpu
 from tta_energy.fileio import atomic_path
 from tta_energy.models.base import GenerationOutput
 
@@ -98,7 +99,7 @@ def device_label(device: str) -> str:
     """The device a reference ran on, as a key field: the GPU's name, else ``cpu``."""
     import torch
 
-    if str(device).startswith("cuda") and torch.cuda.is_available():
+    if is_gpu(device) and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     return str(device)
 
