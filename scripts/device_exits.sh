@@ -6,7 +6,8 @@
 # after one only with this many seconds left, since it pays its model builds and warm-ups first
 CONTEXT_LOST_EXIT=5
 FRESH_PROCESS_MIN_S=150
-# nothing left to measure (tta_energy.cli.exits.NOTHING_LEFT_EXIT): `scripts/gpu_campaign.sh run` when the
-# campaign's run logged no line, `scripts/gpu_levers.sh plan` when its plan had none (scripts/gpu_call.sh then hands the call to the next
-# plan), and scripts/gpu_call.sh when no plan names the machine's card or none has work left for it
+# nothing left to measure (tta_energy.cli.exits.NOTHING_LEFT_EXIT): `tta-energy campaign run` and `levers run
+# --plan` exit with it, and scripts/gpu_campaign.sh and gpu_levers.sh pass it on (scripts/gpu_call.sh then
+# hands the call to the next plan); scripts/gpu_call.sh exits with it when no plan names the machine's card
+# or none has work left for it
 NOTHING_LEFT_EXIT=6

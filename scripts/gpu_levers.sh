@@ -161,10 +161,10 @@ while :; do
   timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} \
     --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
   rc=$?
-  # the call's first run ended well and wrote no part folder: the plan had nothing left to measure (a run
-  # writes its folder before anything else); no report or packing, and scripts/gpu_call.sh goes on
-  if ((rc == 0 && ${#OUTDIRS[@]} == 1)) && [[ ! -d "$OUTDIR" ]]; then
-    rc=$NOTHING_LEFT_EXIT
+  # the plan had nothing left to measure (the run wrote nothing): the call's first run passes the status
+  # on, with no report or packing, and scripts/gpu_call.sh goes on; after a lost context it ends the call
+  if ((rc == NOTHING_LEFT_EXIT)); then
+    ((${#OUTDIRS[@]} == 1)) || rc=0
     break
   fi
   left_s=$((BUDGET_S - (SECONDS - T0)))

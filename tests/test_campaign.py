@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import refused
 from tta_energy import schema
+from tta_energy.cli.exits import NOTHING_LEFT_EXIT
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
 from tta_energy.experiments import resume
@@ -300,7 +301,9 @@ def test_run_plan_and_status_count_the_same_cells_on_a_cpu(tmp_path, capsys):
     path.write_text('dtype = "float32"\n' + settings + entry, encoding="utf-8")
     main(run)
     assert "measured 4 steps" in capsys.readouterr().out
-    main(run)  # exit status 0: nothing left, the same answer as status and plan give
+    with pytest.raises(SystemExit) as exc:  # nothing left, the same answer as status and plan give
+        main(run)
+    assert exc.value.code == NOTHING_LEFT_EXIT
     assert "nothing left to measure (2 cells done)" in capsys.readouterr().out
     main(["campaign", "status", "-c", str(path), "--json"])
     cells = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -341,7 +344,9 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
         return {str(p.relative_to(tables)): p.read_bytes() for p in sorted(tables.rglob("*")) if p.is_file()}
 
     before = files()
-    main(base)  # exit status 0
+    with pytest.raises(SystemExit) as exc:
+        main(base)
+    assert exc.value.code == NOTHING_LEFT_EXIT
     assert capsys.readouterr().out.splitlines() == ["campaign tiny: nothing left to measure (3 cells done)"]
     assert files() == before
     log = [json.loads(line) for line in (tables / cp.RUNS_LOG).read_text().splitlines()]

@@ -106,7 +106,9 @@ def test_shard_files_an_interrupted_torchrun_run_left_are_merged_by_the_next_run
     returned.mkdir()
     table.rename(resume.shard_path(table, 1))
     schema.write_runs(resume.shard_path(returned / "steps.csv", 0), rows)
-    main([*RUN, "--campaign", str(tiny_campaign), "--experiment", "steps"])
+    with pytest.raises(SystemExit) as exc:
+        main([*RUN, "--campaign", str(tiny_campaign), "--experiment", "steps"])
+    assert exc.value.code == NOTHING_LEFT_EXIT
     assert "nothing left to measure" in capsys.readouterr().out
     assert not resume.shard_paths(table)
     assert len(schema.read_runs(table)) == len(rows)

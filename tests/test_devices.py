@@ -8,8 +8,9 @@ from tta_energy.precision import default_precision
 
 
 @pytest.mark.parametrize(("device", "gpu", "index"), [
-    ("cuda", True, 0), ("cuda:1", True, 1), (torch.device("cuda", 2), True, 2), (torch.device("cuda"), True, 0),
-    ("cpu", False, None), (torch.device("cpu"), False, None), ("meta", False, None), ("cudafoo", False, None),
+    ("cuda", True, 0), ("cuda:1", True, 1), (torch.device("cuda", 2), True, 2),
+    (torch.device("cuda"), True, 0), ("cpu", False, None), (torch.device("cpu"), False, None),
+    ("meta", False, None), ("cudafoo", False, None),
 ])
 def test_a_device_is_a_gpu_exactly_when_it_names_a_cuda_index(device, gpu, index):
     assert is_gpu(device) is gpu

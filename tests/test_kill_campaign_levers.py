@@ -29,6 +29,7 @@ import pytest
 
 from tests.conftest import TINY_CAMPAIGN
 from tta_energy import schema
+from tta_energy.cli.exits import NOTHING_LEFT_EXIT
 from tta_energy.cli.main import main
 from tta_energy.experiments import campaign as cp
 from tta_energy.levers import calls, experiment, references, tables
@@ -207,7 +208,9 @@ def test_a_stopped_levers_call_keeps_its_rows_and_the_next_call_measures_what_is
     second = measured_ok(schema.read_runs(part2 / tables.RUNS_FILE))
     assert second.groupby("optimize").size().to_dict() == {"none": REPEATS, "channels-last": REPEATS}
     assert runs1.read_bytes() == kept  # a later call writes only its own part
-    main([*base, "--out-dir", str(tmp_path / "partplan-3")])
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--out-dir", str(tmp_path / "partplan-3")])
+    assert exc.value.code == NOTHING_LEFT_EXIT
     assert "nothing left to measure (2 of 2 cells done)" in capsys.readouterr().out
 
     main(["levers", "report", str(part1), str(part2), "--out-dir", str(tmp_path / "report")])

@@ -15,6 +15,7 @@ import pytest
 from conftest import refused
 
 from tta_energy import schema
+from tta_energy.cli.exits import NOTHING_LEFT_EXIT
 from tta_energy.cli.main import main
 from tta_energy.levers import calls, compile_cache, experiment, plan, tables
 from tta_energy.models import catalogue
@@ -309,24 +310,26 @@ def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_t
         {("fp32", 1), ("none", 1), ("channels-last", 1)}, {("none", 2), ("channels-last", 2)}]
     ceilings = pd.read_csv(tmp_path / "part1" / "levers_ceiling.csv")
     assert set(ceilings.loc[ceilings["when"] == "start", "run_id"]) == set(cells)  # each run its ceiling
-    main([*base, "--out-dir", str(tmp_path / "part2")])
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--out-dir", str(tmp_path / "part2")])
+    assert exc.value.code == NOTHING_LEFT_EXIT
     assert "nothing left to measure (4 of 4 cells done)" in capsys.readouterr().out
     assert not (tmp_path / "part2").exists()
 
 
-def test_a_call_too_short_for_every_unit_left_says_so_and_writes_nothing(tmp_path, monkeypatch, capsys):
+def test_a_call_too_short_for_every_unit_left_is_refused_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(plan, "CALL_START_S", 200.0)  # the catalogue's ~22 s unit does not fit 210 s with it
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\n'
                          'batches = [1]\nrepeats = 1\nduration_s = 1.0\ncall_budget_s = 600\n')
-    main(["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
-          "--ceiling-s", "0.02", "--min-window", "0", "--no-report", "--references", str(tmp_path / "refs"),
-          "--done", str(tmp_path / "part*"), "--history", "", "--time-budget", "210",
-          "--out-dir", str(tmp_path / "part1")])
-    said = capsys.readouterr().out.strip()
-    assert said.startswith(f"levers plan {plan_file}: nothing left fits this call of 210 s; 1 unit(s) wait "
-                           "for a call of 600 s, the smallest ") and said.endswith("(0 of 2 cells done)")
-    assert not (tmp_path / "part1").exists()
+    said = refused(capsys, [
+        "levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
+        "--ceiling-s", "0.02", "--min-window", "0", "--no-report", "--references", str(tmp_path / "refs"),
+        "--done", str(tmp_path / "part*"), "--history", "", "--time-budget", "210",
+        "--out-dir", str(tmp_path / "part1")], absent=(tmp_path / "part1",))
+    assert said.startswith(f"error: --time-budget 210 s: no unit left of levers plan {plan_file} fits it; "
+                           "1 unit(s) wait for a call of 600 s, the smallest ")
+    assert said.endswith("(0 of 2 cells done)")
 
 
 def _refill_opts(tmp_path, declared) -> experiment.LeversOptions:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
-from tta_energy.cli.exits import INCOMPLETE_EXIT
+from tta_energy.cli.exits import INCOMPLETE_EXIT, NOTHING_LEFT_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 from tta_energy.study import STUDY_COUNTRY
@@ -181,8 +181,8 @@ def register(app: typer.Typer) -> None:
                 ) -> None:
         """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
         status 3 when cells are left unfinished (the time budget stopped it, or errors: run the same command
-        again); a budget in which no cell fits is refused before anything is built (exit 2, naming the
-        smallest useful budget)."""
+        again), 6 when every cell was already done (nothing is measured); a budget in which no cell fits is
+        refused before anything is built (exit 2, naming the smallest useful budget)."""
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
         device = checks.device(device)
@@ -194,5 +194,7 @@ def register(app: typer.Typer) -> None:
                         time_budget_s=time_budget, device=device, codecarbon=codecarbon, country=country,
                         trace=trace, progress=progress)
         result = run_campaign(spec, ro, echo=typer.echo)
+        if result.nothing_left:
+            sys.exit(NOTHING_LEFT_EXIT)
         if result.unfinished:
             sys.exit(INCOMPLETE_EXIT)

@@ -16,8 +16,9 @@ ALL_FAILED_EXIT = 4
 #: a process that lost its CUDA context (a CUDA error after which nothing more runs in the process): the rows
 #: before it are kept, and the same command run again measures the rest
 CONTEXT_LOST_EXIT = 5
-#: a device script (scripts/gpu_call.sh, gpu_campaign.sh, gpu_levers.sh) found nothing left to measure on this
-#: card; no ``tta-energy`` command exits with it
+#: nothing was left to measure: ``campaign run`` found every cell done, ``levers run --plan`` every cell of
+#: its plan; nothing was built or written. The device scripts (scripts/gpu_call.sh, gpu_campaign.sh,
+#: gpu_levers.sh) pass it on, and exit with it when no plan has work left for the card they run on
 NOTHING_LEFT_EXIT = 6
 #: stopped by SIGINT (Ctrl-C, or ``timeout -s INT`` at a device call's hard limit)
 INTERRUPTED_EXIT = 130

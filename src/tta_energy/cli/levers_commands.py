@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.cli import checks
-from tta_energy.cli.exits import INCOMPLETE_EXIT
+from tta_energy.cli.exits import INCOMPLETE_EXIT, NOTHING_LEFT_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.spec import (
@@ -196,7 +196,9 @@ def register(app: typer.Typer) -> None:
                                           "plan: 'data/h200/levers/partplan-*')"),
     ) -> None:
         """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling. A model
-        whose sweep fails never loses the others' rows; the run then exits with status 3, naming it."""
+        whose sweep fails never loses the others' rows; the run then exits with status 3, naming it. With
+        --plan: exit status 6 when every cell of the plan is done (nothing is measured or written), 2 when
+        no unit left fits --time-budget."""
         from tta_energy.levers.experiment import LeversOptions, check_options, run_levers
         from tta_energy.levers.report import build_report
         from tta_energy.levers.spec import LeversError
@@ -252,14 +254,16 @@ def register(app: typer.Typer) -> None:
             from tta_energy.levers.calls import plan_calls_for, plan_refill
 
             calls = plan_calls_for(opts, history_rows, earlier)
+            done = f"({calls.done} of {calls.total} cells done)"
+            if calls.waiting and not calls.calls:  # as a campaign run's budget that fits no cell: refused
+                smallest_s = min(u.seconds for u in calls.waiting) + calls.overhead_s
+                raise LeversError(
+                    f"--time-budget {calls.budget_s:.0f} s: no unit left of levers plan {plan} fits it; "
+                    f"{len(calls.waiting)} unit(s) wait for a call of {calls.full_call_s:.0f} s, the "
+                    f"smallest {smallest_s:.0f} s with start-up {done}")
             if not calls.calls:
-                typer.echo(f"levers plan {plan}: " + (
-                    f"nothing left fits this call of {calls.budget_s:.0f} s; {len(calls.waiting)} unit(s) "
-                    f"wait for a call of {calls.full_call_s:.0f} s, the smallest "
-                    f"{min(u.seconds for u in calls.waiting) + calls.overhead_s:.0f} s with start-up"
-                    if calls.waiting else "nothing left to measure")
-                    + f" ({calls.done} of {calls.total} cells done)")
-                return
+                typer.echo(f"levers plan {plan}: nothing left to measure {done}")
+                sys.exit(NOTHING_LEFT_EXIT)
             if opts.time_budget_s is not None:
                 typer.echo("this call: " + "; ".join(u.label() for u in calls.calls[0]))
             chosen = calls.next_call() if opts.time_budget_s is not None else calls.all_calls()

@@ -189,6 +189,7 @@ class RunResult:
     measured_s: float = 0.0  # seconds inside measured windows (warm-ups included)
     stopped_by_budget: bool = False
     unfinished: int = 0  # cells of this run not done at the end
+    nothing_left: bool = False  # every cell was done before the run: it measured, built and wrote nothing
     stopped_by: str = ""  # what stopped it before its end: "interrupted (SIGINT)" or the error's line
     #: where this process's time outside the windows went, s: :data:`PHASES` (the rest is between windows)
     phases_s: dict[str, float] = field(default_factory=dict)
@@ -341,7 +342,7 @@ def _run(campaign: Campaign, ro: RunOptions, writes: set[str], ctx: distributed.
     if not todo:  # every rank sees the same tables: none measures, builds or logs anything
         say(f"campaign {campaign.name}: nothing left to measure ({len(cells)} cells done)")
         merge_shard_files(campaign, writes, ctx)  # an interrupted torchrun run's rows join the tables
-        return RunResult()
+        return RunResult(nothing_left=True)
     say(f"campaign {campaign.name}: {len(cells)} cells, {len(cells) - len(todo)} done")
     check_budget(campaign, ro.time_budget_s, time.perf_counter() - start, todo, observed, est)
     if ctx.is_distributed:
