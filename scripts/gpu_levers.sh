@@ -115,7 +115,7 @@ case "$PART" in
     EXTRA=(--plan "$2" --compile-cache .cache/compile --references "$ROOT/references"
            --done "$ROOT/partplan-*")
     if [[ "$PART" == dry ]]; then
-      exec "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} "${EXTRA[@]}" \
+      exec "$PY" -m tta_energy levers run ${MODELS:+--model "$MODELS"} "${EXTRA[@]}" \
         --time-budget $((BUDGET_S - 60)) --dry-run ${LEVERS_ARGS:-}
     fi
     # what a device call writes comes back only from inside the repository (collect unpacks it there)
@@ -158,7 +158,7 @@ rc=1
 while :; do
   left_s=$((BUDGET_S - (SECONDS - T0)))
   ((left_s > 60)) || { echo "no time left for a levers run (${left_s} s of BUDGET_S)"; break; }
-  timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--models "$MODELS"} \
+  timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--model "$MODELS"} \
     --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
   rc=$?
   # the plan had nothing left to measure (the run wrote nothing): the call's first run passes the status

@@ -7,7 +7,7 @@ audio is finite. Rows are appended to ``--out`` (default data/smoke/models_gpu.c
 build or generate gets rows with status=error and the script goes on with the next model.
 
     python scripts/gpu_smoke_models.py                      # all models whose adapter imports
-    python scripts/gpu_smoke_models.py --models audioldm,audioldm2 --out data/smoke/models_gpu.csv
+    python scripts/gpu_smoke_models.py --model audioldm,audioldm2 --out data/smoke/models_gpu.csv
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tta_energy.study import STUDY_DURATION_S
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="", help="comma-separated model names (default: all that import)")
+    parser.add_argument("--model", default="", help="comma-separated model names (default: all that import)")
     parser.add_argument("--out", default="data/smoke/models_gpu.csv", help="CSV to append rows to")
     parser.add_argument("--steps", default="10,100", help="comma-separated step counts")
     parser.add_argument("--duration", type=float, default=STUDY_DURATION_S, help="audio seconds per clip")
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    if args.models:
-        names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.model:
+        names = [m.strip() for m in args.model.split(",") if m.strip()]
     else:
         names = list(importable_models(list(model_names())))
     failed = 0

@@ -549,9 +549,9 @@ def test_a_model_the_plan_does_not_plan_is_one_clear_error(tmp_path, capsys):
     plan_file = tmp_path / "tango_levers.toml"
     plan_file.write_text('[levers]\nmodels = ["tango"]\nspecs = ["none"]\nsteps = [100]\nbatches = [1]\n'
                          'repeats = 3\nduration_s = 10.0\nseed = 0\n', encoding="utf-8")
-    refused(capsys, ["levers", "run", "--plan", str(plan_file), "--models", "audioldm", "--dry-run",
+    refused(capsys, ["levers", "run", "--plan", str(plan_file), "--model", "audioldm", "--dry-run",
                      "--out-dir", str(tmp_path / "out")],
-            f"--models names audioldm, which {plan_file} does not plan; it plans tango",
+            f"--model names audioldm, which {plan_file} does not plan; it plans tango",
             absent=(tmp_path / "out",))
 
 

@@ -138,9 +138,9 @@ def register(app: typer.Typer) -> None:
     @levers_app.command("run")
     def run_cmd(
         ctx: typer.Context,
-        models: str = typer.Option("", "--models", "-m",
-                                   help="comma list of models (with --plan: which of its models) "
-                                        + catalogue.help_text()),
+        models: list[str] | None = typer.Option(
+            None, "--model", "-m", help="models, a comma list or repeated (with --plan: which of its models; "
+                                        "default: all) " + catalogue.help_text()),
         out_dir: Path = typer.Option(DEFAULT_OUT_DIR / "levers",
                                      help="folder of the raw tables (the committed data/h200/levers only "
                                           "when named)"),

@@ -877,7 +877,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
                               "step count), not a configuration to measure: leave it out of the specs")
     for m in (*opts.compile_models, *opts.lean_models):
         if m not in opts.models:
-            raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --models")
+            raise LeversError(f"{m} is named in --compile-models/--lean-models but not in --model")
     catalogue.check_size(opts.size, LeversError)
     _check_weights(opts)
     _check_generations(opts, plan)
@@ -892,7 +892,7 @@ def _check_weights(opts: LeversOptions) -> None:
         return
     if len(opts.models) != 1:
         raise LeversError(f"--weights {opts.weights} loads one model's weights, but {len(opts.models)} "
-                          f"models are measured ({', '.join(opts.models)}): give one model with --models, "
+                          f"models are measured ({', '.join(opts.models)}): give one model with --model, "
                           "or --weights random")
     check_weights(opts.weights)
 

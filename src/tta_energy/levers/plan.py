@@ -104,7 +104,7 @@ class LeversPlan:
         does not plan."""
         outside = [m for m in opts.models if m not in self.models]
         if outside:
-            raise LeversError(f"--models names {outside[0]}, which {path} does not plan; it plans "
+            raise LeversError(f"--model names {outside[0]}, which {path} does not plan; it plans "
                               f"{', '.join(self.models)}")
         models = tuple(m for m in self.models if m in opts.models) if opts.models else self.models
         return dataclasses.replace(opts, models=models, declared=self.declared, repeats=self.repeats,
