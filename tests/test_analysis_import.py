@@ -234,13 +234,13 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, capsys, d
             root / "results" / "inference_steps" / "Riffusion"
         )
     out = tmp_path / "out"
-    code, err = _cli(["import-study", str(root), "--out", str(out)], capsys)
+    code, err = _cli(["import-study", str(root), "--out-dir", str(out)], capsys)
     assert code == 2
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert pytest.importorskip("re").search(message, err), err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging folder left behind
-    code, err = _cli(["analyze", "--study", str(root), "--out", str(out)], capsys)
+    code, err = _cli(["analyze", "--study", str(root), "--out-dir", str(out)], capsys)
     assert code == 2 and err.startswith("error: ") and not out.exists()
 
 
@@ -249,16 +249,17 @@ def test_an_out_folder_that_cannot_be_made_is_named_as_given(tmp_path, capsys):
     root = _tiny_tree(tmp_path)
     out = Path("/proc/tta-energy-out")  # its parent exists, but nothing can be written in it, even by root
     for command in (["import-study", str(root)], ["analyze", "--study", str(root)]):
-        code, err = _cli([*command, "--out", str(out)], capsys)
+        code, err = _cli([*command, "--out-dir", str(out)], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"error: {out}: cannot be written"), err
 
 
 def test_a_folder_that_is_not_a_study(tmp_path, capsys):
     (tmp_path / "something").mkdir()
-    code, err = _cli(["import-study", str(tmp_path / "something"), "--out", str(tmp_path / "out")], capsys)
+    out = ["--out-dir", str(tmp_path / "out")]
+    code, err = _cli(["import-study", str(tmp_path / "something"), *out], capsys)
     assert code == 2 and "not a study tree" in err and "results/inference_steps" in err
-    code, err = _cli(["import-study", str(tmp_path / "missing"), "--out", str(tmp_path / "out")], capsys)
+    code, err = _cli(["import-study", str(tmp_path / "missing"), *out], capsys)
     assert code == 2 and "not a folder" in err
     assert not (tmp_path / "out").exists()
 
@@ -266,17 +267,17 @@ def test_a_folder_that_is_not_a_study(tmp_path, capsys):
 def test_import_writes_all_or_nothing_and_never_replaces_foreign_folders(tmp_path, capsys):
     root = _tiny_tree(tmp_path)
     out = tmp_path / "imported"
-    assert cli_main(["import-study", str(root), "--out", str(out)]) is None
+    assert cli_main(["import-study", str(root), "--out-dir", str(out)]) is None
     assert sorted(p.name for p in out.iterdir()) == ["IMPORT.md", "scores.csv", "steps.csv"]
     steps = schema.read_runs(out / "steps.csv")
     assert len(steps) == 30 and set(steps["model"]) == {"audioldm"}
     (out / "stale.csv").write_text("left from an older import\n")
-    cli_main(["import-study", str(root), "--out", str(out)])  # re-import replaces the whole folder
+    cli_main(["import-study", str(root), "--out-dir", str(out)])  # re-import replaces the whole folder
     assert not (out / "stale.csv").exists()
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "mine.txt").write_text("keep me")
-    code, err = _cli(["import-study", str(root), "--out", str(foreign)], capsys)
+    code, err = _cli(["import-study", str(root), "--out-dir", str(foreign)], capsys)
     assert code == 2 and "was not written by import-study" in err
     assert (foreign / "mine.txt").read_text() == "keep me"
 

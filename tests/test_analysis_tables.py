@@ -547,7 +547,7 @@ def test_sanity_reproduces_the_studys_published_statistics():
 
 def test_analyze_on_the_study_writes_every_table(tmp_path, capsys):
     out = tmp_path / "tables"
-    cli_main(["analyze", "--study", str(require_paper_data()), "--out", str(out), "--bootstrap", "50"])
+    cli_main(["analyze", "--study", str(require_paper_data()), "--out-dir", str(out), "--bootstrap", "50"])
     assert "96/96 of the study's aggregates reproduced" in capsys.readouterr().out
     for name, columns in tables.TABLE_COLUMNS.items():
         df = pd.read_csv(out / f"{name}.csv")
@@ -567,7 +567,7 @@ def test_the_committed_import_reproduces_the_studys_aggregates_without_the_study
     alone (what `make reproduce` does) checks the 96 published values without a copy of the study."""
     out = tmp_path / "tables"
     study = Path(__file__).resolve().parents[1] / "data" / "study"
-    cli_main(["analyze", "--runs", str(study), "--out", str(out), "--bootstrap", "20"])
+    cli_main(["analyze", "--runs", str(study), "--out-dir", str(out), "--bootstrap", "20"])
     assert "96/96 of the study's aggregates reproduced" in capsys.readouterr().out
     rep = pd.read_csv(out / "reproduction.csv")
     assert len(rep) == 96 and rep["matches"].all() and rep["rel_diff"].max() < 1e-9
@@ -634,22 +634,22 @@ def test_analyze_bad_input(tmp_path, capsys):
         return exc.value.code, capsys.readouterr().err
 
     out = tmp_path / "out"
-    code, err = run(["analyze", "--out", str(out)])
+    code, err = run(["analyze", "--out-dir", str(out)])
     assert code == 2 and "--study PATH" in err
     bad = tmp_path / "bad.csv"
     steps_ = load_paper_data().runs["steps"][list(schema.COLUMN_NAMES)].drop(columns=["gpu_energy_J"])
     steps_.to_csv(bad, index=False)
-    code, err = run(["analyze", "--runs", str(bad), "--out", str(out)])
+    code, err = run(["analyze", "--runs", str(bad), "--out-dir", str(out)])
     assert code == 2 and "bad.csv" in err and "gpu_energy_J" in err
     text = load_paper_data().runs["steps"][list(schema.COLUMN_NAMES)].copy()
     text["gpu_energy_J"] = text["gpu_energy_J"].astype(object)
     text.loc[3, "gpu_energy_J"] = "lots"
     text.to_csv(bad, index=False)
-    code, err = run(["analyze", "--runs", str(bad), "--out", str(out)])
+    code, err = run(["analyze", "--runs", str(bad), "--out-dir", str(out)])
     assert code == 2 and "bad.csv: column 'gpu_energy_J' holds a non-numeric value 'lots'" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, err = run(["analyze", "--runs", str(empty), "--out", str(out)])
+    code, err = run(["analyze", "--runs", str(empty), "--out-dir", str(out)])
     assert code == 2 and "no run tables" in err
     assert not out.exists()
 

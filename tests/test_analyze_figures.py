@@ -61,7 +61,7 @@ def test_figures_draw_the_steps_figure_and_list_skipped_ones(tmp_path, capsys):
     gpu = "NVIDIA L4"
     runs = write_runs(tmp_path / "runs", [*steps_rows(gpu), quality_row(gpu)])
     out = tmp_path / "analysis"
-    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     figures = out / "figures"
     manifest = plots.read_manifest(figures)
     label = plots.slug(platform_label("tta-energy", gpu))
@@ -90,7 +90,7 @@ def test_figures_compare_two_platforms(tmp_path):
     """A user's GPU beside the project's H200: the comparison takes the H200 as its reference."""
     runs = write_runs(tmp_path / "runs", [*steps_rows("NVIDIA H200"), *steps_rows("NVIDIA L4", scale=2.0)])
     out = tmp_path / "analysis"
-    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     manifest = plots.read_manifest(out / "figures")
     assert manifest["platform-comparison"]["status"] == "drawn"
     assert "on tta-energy H200 and tta-energy L4 (left)" in manifest["platform-comparison"]["caption"]
@@ -105,7 +105,7 @@ def test_runs_measured_without_a_gpu_are_listed_as_skipped_beside_a_gpu_platform
            for r in steps_rows("")]
     runs = write_runs(tmp_path / "runs", [*steps_rows("NVIDIA H200"), *cpu])
     out = tmp_path / "analysis"
-    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     manifest = plots.read_manifest(out / "figures")
     assert manifest["steps-energy-log-tta-energy-h200"]["status"] == "drawn"
     for scale in ("linear", "log"):
@@ -119,28 +119,28 @@ def test_runs_measured_without_a_gpu_are_listed_as_skipped_beside_a_gpu_platform
 def test_without_the_flag_no_figures_folder_and_an_earlier_runs_figures_go(tmp_path):
     runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA L4"))
     out = tmp_path / "analysis"
-    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0"])
     assert (out / "steps_summary.csv").is_file() and not (out / "figures").exists()
     # figures of other runs in the same folder would sit beside tables they do not describe
-    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     assert (out / "figures" / "index.md").is_file()
     (out / "figures" / "mine.txt").write_text("a user's file")
     other = write_runs(tmp_path / "other", steps_rows("NVIDIA H200"))
-    main(["analyze", "--runs", str(other), "--out", str(out), "--bootstrap", "0"])
+    main(["analyze", "--runs", str(other), "--out-dir", str(out), "--bootstrap", "0"])
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["mine.txt"]  # only what analyze wrote
     # figures that analyze did not write (make reproduce's figures/) stay
-    main(["analyze", "--runs", str(runs), "--out", str(out), "--bootstrap", "0", "--figures"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     index = out / "figures" / "index.md"
     index.write_text(index.read_text().replace("`tta-energy analyze --figures`", "`make reproduce`"))
     kept = sorted(p.name for p in (out / "figures").iterdir())
-    main(["analyze", "--runs", str(other), "--out", str(out), "--bootstrap", "0"])
+    main(["analyze", "--runs", str(other), "--out-dir", str(out), "--bootstrap", "0"])
     assert sorted(p.name for p in (out / "figures").iterdir()) == kept
 
 
 def test_bad_input_with_the_flag_is_one_error_line_and_no_figures(tmp_path, capsys):
     out = tmp_path / "analysis"
     with pytest.raises(SystemExit) as exc:
-        main(["analyze", "--runs", str(tmp_path / "missing"), "--out", str(out), "--figures"])
+        main(["analyze", "--runs", str(tmp_path / "missing"), "--out-dir", str(out), "--figures"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'missing'}: no such file or folder"]

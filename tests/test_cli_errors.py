@@ -53,7 +53,7 @@ USAGE_CASES: list[tuple[list[str], str]] = [
     (["no-such-command"], "No such command 'no-such-command'"),
     (["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "ten", "--duration", "1", "--out",
       "x.wav"], "Invalid value for '--steps'"),
-    (["analyze", "--runs", "data/h200", "data/study", "--out", "x"],
+    (["analyze", "--runs", "data/h200", "data/study", "--out-dir", "x"],
      "repeat it for several (--runs A --runs B)"),
 ]
 
@@ -213,7 +213,7 @@ def test_an_extra_argument_suggests_repeating_an_option_only_where_one_repeats(c
 
     line = refused(capsys, ["schema", "extra"], "unexpected extra argument")
     assert "repeat it" not in line
-    refused(capsys, ["analyze", "--runs", "data/h200", "data/study", "--out", "x"], "(--runs A --runs B)")
+    refused(capsys, ["analyze", "--runs", "data/h200", "data/study", "--out-dir", "x"], "(--runs A --runs B)")
 
 
 @pytest.mark.parametrize(("argv", "option", "switch"), [

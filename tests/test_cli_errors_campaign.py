@@ -272,7 +272,7 @@ def test_summary_reports_a_run_table_that_lost_a_marker_column(tmp_path, capsys)
 def test_analyze_names_the_run_table_that_lost_a_column(tmp_path, capsys, given):
     table = _table_without_source(tmp_path / "data")
     runs = table.parent if given == "folder" else table
-    _refused(capsys, ["analyze", "--runs", str(runs), "--out", str(tmp_path / "out")],
+    _refused(capsys, ["analyze", "--runs", str(runs), "--out-dir", str(tmp_path / "out")],
              f"{table}: missing column(s) source")
     assert not (tmp_path / "out").exists()
 
@@ -286,7 +286,7 @@ def test_analyze_refuses_a_table_given_twice_naming_both_copies(tmp_path, capsys
     copy.parent.mkdir()
     copy.write_bytes(table.read_bytes())
     out = tmp_path / "out"
-    _refused(capsys, ["analyze", "--runs", str(table.parent), "--runs", str(copy), "--out", str(out)],
+    _refused(capsys, ["analyze", "--runs", str(table.parent), "--runs", str(copy), "--out-dir", str(out)],
              f"1 run row(s) of {copy} are also in {table}", "give each table or study once")
     assert not out.exists()
 
@@ -297,7 +297,7 @@ def test_analyze_says_a_run_table_lost_its_last_line_and_reads_the_rest(tmp_path
         schema.append_row(table, _tiny_row(repeat))
     with open(table, "a", encoding="utf-8") as fh:
         fh.write(table.read_text(encoding="utf-8").splitlines()[-1][:40])  # a row in flight: no newline
-    main(["analyze", "--runs", str(table.parent), "--out", str(tmp_path / "out")])
+    main(["analyze", "--runs", str(table.parent), "--out-dir", str(tmp_path / "out")])
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert warnings == [f"warning: {table}: its last line is cut (a writer was killed mid-line): the row in "
                         "flight is lost, the rows before it are read"]
@@ -311,16 +311,16 @@ def test_analyze_refuses_the_study_given_as_a_tree_and_as_its_import(tmp_path, c
     study = require_paper_data()
     imported = Path(__file__).resolve().parents[1] / "data" / "study"
     out = tmp_path / "out"
-    _refused(capsys, ["analyze", "--study", str(study), "--runs", str(imported), "--out", str(out)],
+    _refused(capsys, ["analyze", "--study", str(study), "--runs", str(imported), "--out-dir", str(out)],
              f"of {imported / 'batch.csv'} are also in --study {study}", "would count twice")
     assert not out.exists()
 
 
-def test_analyze_refuses_an_out_that_is_a_file_before_analysing(tmp_path, capsys):
+def test_analyze_refuses_an_out_dir_that_is_a_file_before_analysing(tmp_path, capsys):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x", encoding="utf-8")
-    _refused(capsys, ["analyze", "--runs", str(tmp_path / "nowhere"), "--out", str(a_file)],
-             f"--out {a_file} is a file: a folder is expected")
+    _refused(capsys, ["analyze", "--runs", str(tmp_path / "nowhere"), "--out-dir", str(a_file)],
+             f"--out-dir {a_file} is a file: a folder is expected")
 
 
 def test_a_folder_made_where_a_file_stands_says_a_folder_is_expected(tmp_path):

@@ -111,7 +111,7 @@ def test_score_refuses_counts_below_one(tmp_path, capsys, clips, option, value):
 def test_a_bootstrap_count_out_of_range_is_refused_before_any_input_is_read(tmp_path, capsys, clips, command,
                                                                             value):
     """One bound for both commands, named with its range, before the inputs (here: none that exist)."""
-    argv = {"analyze": ["analyze", "--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+    argv = {"analyze": ["analyze", "--runs", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "out")],
             "score": ["score", "--generated", str(clips), "-o", str(tmp_path / "s.csv")]}[command]
     refused([*argv, "--bootstrap", value], capsys, "--bootstrap must be from 0", "to 100000 resamples",
             f"got {value}")
@@ -336,7 +336,7 @@ def seed_commands(tmp_path: Path, clips: Path) -> list[list[str]]:
         [*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(tmp_path / "s.csv")],
         ["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir",
          str(tmp_path / "l")],
-        ["analyze", "--runs", str(ROOT / "data" / "study"), "--out", str(tmp_path / "a")],
+        ["analyze", "--runs", str(ROOT / "data" / "study"), "--out-dir", str(tmp_path / "a")],
         ["score", "--generated", str(clips), "-o", str(tmp_path / "score.csv"), "--device", "cpu"],
     ]
 

@@ -56,7 +56,7 @@ def test_describe_sweep_analyze_and_plot_the_eighth_model(eighth, tmp_path, caps
     schema.write_runs(runs / "steps.csv", rows)
 
     tables = tmp_path / "tables"
-    main(["analyze", "--runs", str(runs), "--out", str(tables), "--bootstrap", "0", "--figures"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(tables), "--bootstrap", "0", "--figures"])
     summary = pd.read_csv(tables / "steps_summary.csv").set_index("steps")
     assert set(summary["model"]) == {eighth} and list(summary.index) == [1, 2]
     assert summary["gpu_energy_J_mean"].tolist() == pytest.approx([10.5, 20.5])

@@ -301,7 +301,7 @@ def test_run_row_turns_measurements_of_any_function_into_rows_the_analysis_reads
     assert table["denoiser_calls"].tolist() == table["steps"].tolist() and table["n_clips"].eq(1).all()
     assert schema.duplicate_pairs(table) == 0  # one config_id per step count, one row per repeat
 
-    main(["analyze", "--runs", str(runs), "--out", str(tmp_path / "tables"), "--bootstrap", "0"])
+    main(["analyze", "--runs", str(runs), "--out-dir", str(tmp_path / "tables"), "--bootstrap", "0"])
     summary = pd.read_csv(tmp_path / "tables" / "steps_summary.csv").set_index("steps")
     assert summary["n_runs"].tolist() == [2, 2] and set(summary["model"]) == {"my-model"}
     for steps, energies in truth.items():

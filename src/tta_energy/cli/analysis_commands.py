@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
         path: Path = typer.Argument(
             ..., help="a copy of the study's repository, or just its results/ folder"
         ),
-        out: Path = typer.Option(Path("data/study"), help="folder for the run tables, scores.csv and the "
-                                 "study's own numbers (published_aggregates.csv, published_sanity.csv)"),
+        out_dir: Path = typer.Option(Path("data/study"), help="folder for the run tables, scores.csv and the "
+                                     "study's own numbers (published_aggregates.csv, published_sanity.csv)"),
     ) -> None:
         """Import the study's CodeCarbon logs, CLAP/FAD scores and sanity-check files as run-record tables."""
         from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -36,12 +36,12 @@ def register(app: typer.Typer) -> None:
                       disable=not sys.stdout.isatty()) as progress:  # a pipe gets no blank spinner line
             progress.add_task(f"reading {path}", total=None)
             data = study_import.load_study(path)
-            progress.add_task(f"writing {out}", total=None)
-            written = study_import.write_study(data, out)
+            progress.add_task(f"writing {out_dir}", total=None)
+            written = study_import.write_study(data, out_dir)
         counts = ", ".join(f"{name} {len(df)}" for name, df in data.runs.items())
         typer.echo(
             f"imported {counts} rows and {len(data.scores)} scores from {data.tree.root} "
-            f"into {out} ({len(written)} files)"
+            f"into {out_dir} ({len(written)} files)"
         )
 
     @app.command("analyze")
@@ -55,8 +55,8 @@ def register(app: typer.Typer) -> None:
         scores: list[Path] = typer.Option(
             None, help="extra score tables (model, dataset, steps, metric, value)"
         ),
-        out: Path = typer.Option(..., help="folder for the analysis tables and a README.md that lists them "
-                                 "(+ reproduction.csv when the study's aggregate files are given)"),
+        out_dir: Path = typer.Option(..., help="folder for the analysis tables and a README.md that lists "
+                                     "them (+ reproduction.csv when the study's aggregate files are given)"),
         drop_study_warmup: bool = typer.Option(
             False, help="drop the first call of each of the study's scripts (its unflagged CUDA warm-up)"
         ),
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="seed of the bootstrap"),
         figures: bool = typer.Option(
             False, "--figures", help="also draw the standard figures (those the notebooks draw) into "
-            "OUT/figures with an index.md; a figure whose tables are absent is listed there as skipped"
+            "OUT_DIR/figures with an index.md; a figure whose tables are absent is listed there as skipped"
         ),
     ) -> None:
         """Write the analysis tables (energies in joules) and a README.md that says what each holds."""
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         from tta_energy.fileio import folder_path
 
         check_resamples(bootstrap)
-        folder_path(out, "--out")  # before the analysis, not after it
+        folder_path(out_dir, "--out-dir")  # before the analysis, not after it
         checks.seed(seed)
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             written, result = tables.analyze(
                 study,
                 runs or [],
-                out,
+                out_dir,
                 scores=scores or [],
                 drop_study_warmup=drop_study_warmup,
                 n_boot=bootstrap,
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
                 figures=figures,
             )
         sizes = ", ".join(f"{name} {len(df)}" for name, df in result.tables.items())
-        line = f"wrote {len(written)} files to {out}: {sizes} rows"
+        line = f"wrote {len(written)} files to {out_dir}: {sizes} rows"
         if "reproduction" in result.extra:
             rep = result.extra["reproduction"]
             line += f"; {int(rep['matches'].sum())}/{len(rep)} of the study's aggregates reproduced"
