@@ -22,11 +22,13 @@ def steps_rows(gpu: str, scale: float = 1.0) -> list[dict[str, object]]:
         | {
             "source": "tta-energy",
             "gpu_name": gpu,
+            "run_id": f"run on {gpu or 'a cpu'}",
             "experiment": "steps",
             "model": model,
             "size": "full",
             "dtype": "float16",
             "steps": steps,
+            "config_id": f"{model}-{steps}-steps",  # one configuration, measured once per repeat
             "denoiser_calls": steps,
             "n_prompts": 1,
             "waveforms_per_prompt": 1,
@@ -48,7 +50,8 @@ def steps_rows(gpu: str, scale: float = 1.0) -> list[dict[str, object]]:
 
 def quality_row(gpu: str) -> dict[str, object]:
     """One generation of the quality experiment, with no score table anywhere: no Pareto front to draw."""
-    return steps_rows(gpu)[0] | {"experiment": "quality", "dataset": "audiocaps", "caption_id": "c1"}
+    return steps_rows(gpu)[0] | {"experiment": "quality", "dataset": "audiocaps", "caption_id": "c1",
+                                 "config_id": "quality-c1"}
 
 
 def write_runs(folder, rows: list[dict[str, object]]):
@@ -88,7 +91,8 @@ def test_figures_draw_the_steps_figure_and_list_skipped_ones(tmp_path, capsys):
 
 def test_figures_compare_two_platforms(tmp_path):
     """A user's GPU beside the project's H200: the comparison takes the H200 as its reference."""
-    runs = write_runs(tmp_path / "runs", [*steps_rows("NVIDIA H200"), *steps_rows("NVIDIA L4", scale=2.0)])
+    runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA H200"))
+    write_runs(runs / "l4", steps_rows("NVIDIA L4", scale=2.0))  # each GPU's sweep its own table
     out = tmp_path / "analysis"
     main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     manifest = plots.read_manifest(out / "figures")
@@ -103,7 +107,8 @@ def test_runs_measured_without_a_gpu_are_listed_as_skipped_beside_a_gpu_platform
     reason, and the comparison does not take it as a second platform."""
     cpu = [r | {"gpu_name": None, "gpu_energy_J": float("nan"), "gpu_energy_method": "unavailable"}
            for r in steps_rows("")]
-    runs = write_runs(tmp_path / "runs", [*steps_rows("NVIDIA H200"), *cpu])
+    runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA H200"))
+    write_runs(runs / "cpu", cpu)
     out = tmp_path / "analysis"
     main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
     manifest = plots.read_manifest(out / "figures")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 import torch
@@ -492,3 +493,64 @@ def test_a_sweep_creates_the_tables_folder_it_is_given(tmp_path, capsys, monkeyp
     with pytest.raises(SystemExit) as stopped:
         main([*SWEEP, "-e", "steps", "--device", "cpu", "--out-dir", str(out_dir)])
     assert stopped.value.code == 7 and out_dir.is_dir() and not any(out_dir.iterdir())
+
+
+@pytest.mark.parametrize("argv", [
+    ["analyze", "--runs", "{data}", "--out-dir", ""],
+    ["analyze", "--runs", "", "--out-dir", "out"],
+    ["summary", "--data="],
+    ["levers", "report", ""],
+    ["import-study", ""],
+    [*SWEEP, "--experiment", "steps", "--grid", "2", "--device", "cpu", "--out-dir", ""],
+    ["campaign", "status", "--out-dir", ""],
+    ["estimate", "--model", "audioldm", "--steps", "10", "--runs", ""],
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, capsys, monkeypatch, argv):
+    """pathlib reads '' as '.': an unset shell variable in `--out-dir "$OUT"` would write into the current
+    folder (analyze's README.md over a repository's own)."""
+    (tmp_path / "README.md").write_text("a repository's own\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    before = entries(tmp_path)
+    argv = [a.format(data=ROOT / "data" / "h200" / "steps.csv") for a in argv]
+    refused(argv, capsys, "'': an empty path names no file or folder (give . for the current folder)")
+    assert entries(tmp_path) == before
+
+
+def test_a_filter_given_empty_is_refused_not_read_as_all(capsys):
+    for option in ("--model", "--experiment"):
+        refused(["campaign", "plan", "-c", str(ROOT / "campaigns" / "h200.toml"), option, ""], capsys,
+                f"{option} '' names nothing: give one or more names, or leave {option} out for all")
+
+
+def test_analyze_refuses_a_folder_of_files_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("a repository's own\n", encoding="utf-8")
+    steps = ROOT / "data" / "h200" / "steps.csv"
+    refused(["analyze", "--runs", str(steps), "--out-dir", str(out), "--bootstrap", "0"], capsys,
+            f"--out-dir {out}: holds files that analyze did not write", "choose an empty or new folder")
+    assert [p.name for p in out.iterdir()] == ["README.md"]
+    assert (out / "README.md").read_text(encoding="utf-8") == "a repository's own\n"
+    fresh = tmp_path / "fresh"
+    for _ in range(2):  # a new folder, then the folder analyze wrote: both taken
+        main(["analyze", "--runs", str(steps), "--out-dir", str(fresh), "--bootstrap", "0"])
+    assert (fresh / "steps_summary.csv").is_file()
+
+
+def test_analysis_refuses_a_table_that_measures_a_pair_twice(tmp_path, capsys):
+    rows = pd.read_csv(ROOT / "data" / "h200" / "steps.csv", dtype=str, keep_default_na=False)
+    doubled = tmp_path / "runs" / "steps.csv"
+    doubled.parent.mkdir()
+    pd.concat([rows, rows.iloc[[1]]]).to_csv(doubled, index=False)
+    said = "1 measured row(s) repeat a (config_id, repeat) pair already in the table"
+    refused(["analyze", "--runs", str(doubled), "--out-dir", str(tmp_path / "out")], capsys, said)
+    refused(["estimate", "--model", rows["model"].iloc[1], "--steps", "10", "--runs", str(doubled)], capsys,
+            said)
+    assert not (tmp_path / "out").exists()
+
+
+def test_meter_idle_refuses_an_asked_gpu_this_machine_lacks(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is there")
+    refused(["meter", "idle", "--device", "cuda", "--seconds", "1"], capsys,
+            "--device cuda was asked for but torch sees no GPU (this command measures an NVIDIA GPU)")

@@ -79,6 +79,8 @@ def test_levels_expand_to_levers():
     ("sdpa-flash,sdpa-math", "two attention backends"), ("none,fp16", "cannot be combined"),
     ("compile-graphs,cudagraph", "already captures CUDA graphs"),
     ("compile-graphs,compile", "two compilations"), ("compile,compile-blocks", "two compilations"),
+    ("graphs,graphs", "names graphs twice"), ("max,,graphs", "has an empty item"),
+    ("max,", "has an empty item"),
 ])
 def test_bad_specs_fail_with_one_line(spec, words):
     with pytest.raises(LeverError) as err:

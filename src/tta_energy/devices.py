@@ -31,9 +31,9 @@ def is_gpu(device: object) -> bool:
     return cuda_index(str(device)) is not None
 
 
-def check_device(name: str | None) -> str | None:
+def check_device(name: str | None, cpu_allowed: bool = True) -> str | None:
     """``name`` when this machine can run on it (None: chosen later, cuda when available), else one line
-    naming the problem and what is allowed."""
+    naming the problem and what is allowed (``cpu_allowed``: whether that includes the CPU)."""
     if name is None:
         return None
     if not _DEVICE.match(name):
@@ -42,7 +42,8 @@ def check_device(name: str | None) -> str | None:
         import torch
 
         if not torch.cuda.is_available():
-            raise TtaError(f"--device {name} was asked for but torch sees no GPU (use --device cpu)")
+            instead = "use --device cpu" if cpu_allowed else "this command measures an NVIDIA GPU"
+            raise TtaError(f"--device {name} was asked for but torch sees no GPU ({instead})")
         count = torch.cuda.device_count()
         index = cuda_index(name)
         if index >= count:

@@ -262,7 +262,12 @@ def check_table(path: str | Path) -> TableCheck:
     if not raw.strip():
         return TableCheck(path, None, ["is empty"])
     problems = []
-    if ends_inside_line(raw):
+    try:
+        raw.decode("utf-8")
+        text = True
+    except UnicodeDecodeError:  # not a text file at all: the reader's one line below says so
+        text = False
+    if text and ends_inside_line(raw):
         problems.append(f"{CUT_LAST_LINE}: the next sweep on it repairs it, or delete that line")
     try:
         df = read_runs(path)
@@ -271,11 +276,18 @@ def check_table(path: str | Path) -> TableCheck:
         return TableCheck(path, None, [*problems, text.removeprefix(f"{path}: ")])
     except (pd.errors.ParserError, ValueError) as exc:
         return TableCheck(path, None, [*problems, f"is not a well-formed CSV ({str(exc).splitlines()[0]})"])
-    duplicates = duplicate_pairs(df[df["source"] != "study"])  # the study's logs number no repeats
-    if duplicates:
-        problems.append(f"{duplicates} measured row(s) repeat a (config_id, repeat) pair already in the "
-                        "table (two writers at once?)")
+    repeated = repeated_pairs(df)
+    if repeated:
+        problems.append(repeated)
     return TableCheck(path, df, problems)
+
+
+def repeated_pairs(df: pd.DataFrame) -> str | None:
+    """What is wrong with a table whose measured rows repeat a (config_id, repeat) pair, or None: counted
+    twice, such rows would skew every mean and interval of their cell (the study's logs number no repeats)."""
+    duplicates = duplicate_pairs(df[df["source"] != "study"])
+    return (f"{duplicates} measured row(s) repeat a (config_id, repeat) pair already in the table (two "
+            "writers at once?)") if duplicates else None
 
 
 #: what identifies one measured row across copies of a table (a device call's copy, a re-import)
@@ -294,8 +306,20 @@ def measured_generations(rows: pd.DataFrame) -> pd.Series:
     return (rows["status"] == "ok") & ~bool_values(rows["is_warmup"])
 
 
+def read_for_analysis(path: str | Path) -> pd.DataFrame:
+    """A run table as the analysis reads it: :func:`read_runs`, and refused (one line) when its measured rows
+    repeat a (config_id, repeat) pair, the rule ``tta-energy summary`` checks a table by."""
+    rows = read_runs(path)
+    repeated = repeated_pairs(rows)
+    if repeated:
+        raise SchemaError(f"{path}: {repeated}; `tta-energy summary --data {Path(path).parent}` lists every "
+                          "problem")
+    return rows
+
+
 def read_many(paths: Iterable[str | Path]) -> pd.DataFrame:
-    frames = [read_runs(p) for p in paths]
+    """Run tables read by :func:`read_for_analysis`, as one frame."""
+    frames = [read_for_analysis(p) for p in paths]
     if not frames:
         raise SchemaError("no run tables given")
     return pd.concat(frames, ignore_index=True)
@@ -351,10 +375,11 @@ RUN_TABLE_SHARE = 0.5
 
 
 def csv_columns(path: str | Path) -> list[str]:
-    """The column names on a CSV file's first line, in order; empty when the file cannot be read as text."""
+    """The column names on a CSV file's first line, in order; empty when that line cannot be read as text
+    (a bad byte further down is the reader's to name, not a reason to take the file for another kind)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return next(csv.reader([fh.readline()]), [])
+        with open(path, "rb") as fh:
+            return next(csv.reader([fh.readline().decode("utf-8")]), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return []
 

@@ -14,7 +14,7 @@ from tta_energy import schema
 from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
-from tta_energy.fileio import read_csv_exact, staging_folder, warn_if_cut
+from tta_energy.fileio import folder_path, read_csv_exact, staging_folder, warn_if_cut
 from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
@@ -101,6 +101,19 @@ def find_tables(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     return runs, scores
 
 
+def run_tables_in(paths: Sequence[str | Path]) -> list[Path]:
+    """The run tables among ``paths`` (:func:`find_tables`); none is one line naming how many CSV files were
+    found there and passed over as another kind (a header that is not a run table's, or not text)."""
+    runs, scores = find_tables(paths)
+    if not runs:
+        csvs = {c for p in map(Path, paths) for c in (p.rglob("*.csv") if p.is_dir() else [p])}
+        passed = sorted(c for c in csvs if c not in scores and c.name not in SIDE_TABLES)
+        why = (f": {len(passed)} CSV file(s) there, such as {passed[0]}, have no run table's header (see "
+               "`tta-energy schema`; `tta-energy summary` checks a table)") if passed else ""
+        raise TtaError(f"no run tables under {', '.join(map(str, paths))}{why}")
+    return runs
+
+
 def find_published(paths: Iterable[str | Path], name: str) -> pd.DataFrame | None:
     """A file of the study's own numbers that ``import-study`` wrote (``published_sanity.csv``,
     ``published_aggregates.csv``) in or under ``paths``, if any: the first found."""
@@ -177,10 +190,11 @@ def load_inputs(
         run_sources.append(f"--study {study}")
     run_files, score_files = find_tables(runs) if runs else ([], [])
     if runs and not run_files:
-        raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
+        run_tables_in(runs)  # says why none was found
     for f in run_files:
         warn_if_cut(f)  # the row a killed writer was appending is left out, and said so
-        frames.append(schema.read_runs(f).assign(table_path=str(f)))  # power traces lie next to their table
+        # table_path: the power traces lie next to their table
+        frames.append(schema.read_for_analysis(f).assign(table_path=str(f)))
         sources.append(str(f))
         run_sources.append(str(f))
     refuse_repeated_rows(run_sources, frames)
@@ -248,9 +262,26 @@ def build_tables(
     return AnalysisResult(tables, notes, extra)
 
 
+#: the line of the README.md that ``analyze`` writes that marks a folder as its own
+WRITTEN_BY = "Written by `tta-energy analyze`."
+
+
+def check_output_folder(out: str | Path) -> Path:
+    """``out`` when analyze may write there: absent, empty, or an earlier analyze's (its README.md says so).
+    Analyze replaces its tables and README.md, so a folder of other files (a repository's root, say) is
+    refused with one line before anything is read."""
+    out = folder_path(Path(out), "--out-dir")
+    readme = out / "README.md"
+    if out.is_dir() and any(out.iterdir()) and not (
+            readme.is_file() and WRITTEN_BY in readme.read_text(encoding="utf-8", errors="replace")):
+        raise TtaError(f"--out-dir {out}: holds files that analyze did not write (its README.md would say "
+                       f"'{WRITTEN_BY}'); choose an empty or new folder")
+    return out
+
+
 def write_tables(result: AnalysisResult, out: str | Path, readme: str) -> list[Path]:
     """Write every table to a staging folder, then move the files into ``out`` (nothing on failure)."""
-    out = Path(out)
+    out = check_output_folder(out)
     staging = staging_folder(out)
     try:
         names = []
@@ -274,7 +305,7 @@ def readme_text(
     lines = [
         "# Analysis tables",
         "",
-        "Written by `tta-energy analyze`. Energies in joules (J); GPU energy per "
+        f"{WRITTEN_BY} Energies in joules (J); GPU energy per "
         "generation unless the column says otherwise. Rows are grouped by platform "
         "(`source, gpu_name, model, dtype, size`) before anything is averaged.",
         "",
@@ -383,6 +414,7 @@ def analyze(
     and their ``index.md`` go to ``out/figures`` after the tables (:mod:`tta_energy.analysis.figures`).
     ``source_name`` names each input for the README (a temporary import after what it imported)."""
     check_resamples(n_boot)
+    check_output_folder(out)
     inp = load_inputs(study, runs, scores)
     if source_name is not None:
         inp.sources = [source_name(s) for s in inp.sources]

@@ -72,10 +72,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         from tta_energy.analysis import tables
-        from tta_energy.fileio import folder_path
 
         check_resamples(bootstrap)
-        folder_path(out_dir, "--out-dir")  # before the analysis, not after it
+        tables.check_output_folder(out_dir)  # before the analysis, not after it
         checks.seed(seed)
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
@@ -135,9 +134,7 @@ def register(app: typer.Typer) -> None:
                 raise TtaError(f"no {DEFAULT_RUNS} under the current folder: give --runs PATH (run tables or "
                                "folders of them)")
             runs = [DEFAULT_RUNS]
-        run_files, _ = tables.find_tables(runs)
-        if not run_files:
-            raise TtaError(f"no run tables under {', '.join(map(str, runs))}")
+        run_files = tables.run_tables_in(runs)
         usable = summaries.usable_runs(read_many(run_files), drop_study_warmup=True)
         result = estimate.estimate_energy(usable, model, steps, clips, confidence)
         if json_lines:

@@ -50,7 +50,7 @@ def _reports(path: Path, out_dir: Path | None, model: list[str] | None, experime
     from tta_energy.experiments.campaign_plan import campaign_state
 
     campaign = _load(path, out_dir)
-    models, experiments = checks.comma_list(model), checks.comma_list(experiment)
+    models, experiments = checks.comma_list(model, "--model"), checks.comma_list(experiment, "--experiment")
     check_run_options(campaign, RunOptions(models=models, experiments=experiments))
     return campaign, *campaign_state(campaign, models, experiments)
 
@@ -190,7 +190,8 @@ def register(app: typer.Typer) -> None:
                         "--country", "--no-codecarbon")
         country = checks.country(country) if codecarbon else country
         spec = _load(campaign, out_dir)
-        ro = RunOptions(models=checks.comma_list(model), experiments=checks.comma_list(experiment),
+        ro = RunOptions(models=checks.comma_list(model, "--model"),
+                        experiments=checks.comma_list(experiment, "--experiment"),
                         time_budget_s=time_budget, device=device, codecarbon=codecarbon, country=country,
                         trace=trace, progress=progress)
         result = run_campaign(spec, ro, echo=typer.echo)

@@ -70,12 +70,16 @@ def weights(value: str) -> str:
     return check_weights(value)
 
 
-def comma_list(values: str | list[str] | None) -> tuple[str, ...]:
-    """The items of a comma list option (``a,b``; given several times, all of them), blanks dropped."""
-    if not values:
-        return ()
-    return tuple(t.strip() for v in ([values] if isinstance(values, str) else values)
-                 for t in v.split(",") if t.strip())
+def comma_list(values: str | list[str] | None, option: str | None = None) -> tuple[str, ...]:
+    """The items of a comma list option (``a,b``; given several times, all of them), blanks dropped. With
+    ``option``, a filter whose absence means "all": given with no item ('' or ','), it is refused rather
+    than read as absent."""
+    items = tuple(t.strip() for v in ([values] if isinstance(values, str) else values or ())
+                  for t in v.split(",") if t.strip())
+    if option is not None and values is not None and not items:
+        raise TtaError(f"{option} {values[0] if isinstance(values, list) else values!r} names nothing: give "
+                       f"one or more names, or leave {option} out for all")
+    return items
 
 
 def positive(value: float | None, option: str, *, allow_zero: bool = False, unit: str = "") -> None:

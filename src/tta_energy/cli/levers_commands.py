@@ -139,8 +139,8 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         ctx: typer.Context,
         models: list[str] | None = typer.Option(
-            None, "--model", "-m", help="models, a comma list or repeated (with --plan: which of its models; "
-                                        "default: all) " + catalogue.help_text()),
+            None, "--model", "-m", help="models, a comma list or repeated (with --plan: which of its models, "
+                                        "default all of them) " + catalogue.help_text()),
         out_dir: Path = typer.Option(DEFAULT_OUT_DIR / "levers",
                                      help="folder of the raw tables (the committed data/h200/levers only "
                                           "when named)"),
@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
         checks.positive(time_budget, "--time-budget", unit="seconds")
         checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")
         opts = LeversOptions(
-            models=checks.comma_list(models), out_dir=out_dir,
+            models=checks.comma_list(models, "--model"), out_dir=out_dir,
             full_specs=_spec_list(full), batch1_specs=_spec_list(batch1), single_specs=_spec_list(single),
             compile_models=checks.comma_list(compile_models), lean_models=checks.comma_list(lean_models),
             trim=trim,

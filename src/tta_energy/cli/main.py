@@ -6,10 +6,12 @@ import importlib
 import os
 import signal
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 import typer
+import typer.main
 from typer._click import exceptions as click_exceptions
 
 from tta_energy.cli.exits import CONTEXT_LOST_EXIT, FAILURE_EXIT, INTERRUPTED_EXIT, USAGE_EXIT
@@ -103,6 +105,51 @@ def user_error_line(exc: BaseException) -> str | None:
     return None
 
 
+def _names_a_path(param: object) -> bool:
+    """Whether a command's option or argument takes a path (``Path``, ``list[Path]``, ``Path | None``)."""
+    descriptor = getattr(param, "type_descriptor", None)  # typer's record of the annotation
+    if descriptor is None:  # typers that hand click a click.Path type
+        return type(getattr(param, "type", None)).__name__ == "Path"
+    pending = [descriptor.annotation]
+    while pending:
+        annotation = pending.pop()
+        if annotation is Path:
+            return True
+        pending.extend(typing.get_args(annotation))
+    return False
+
+
+def empty_path(command: typer.Typer, args: Sequence[str]) -> str | None:
+    """The option (or argument) of ``args`` that gives a path as an empty string, else None. pathlib reads
+    '' as '.', so ``--out-dir ''`` (an unset shell variable, say) would write into the current folder: every
+    path a command takes must be named, ``.`` for the current folder."""
+    group = typer.main.get_command(command)
+    cmd, i = group, 0
+    while i < len(args) and args[i] in getattr(cmd, "commands", {}):
+        cmd, i = cmd.commands[args[i]], i + 1
+    by_name = {name: p for p in cmd.params for name in (*p.opts, *getattr(p, "secondary_opts", ()))}
+    arguments = [p for p in cmd.params if p.param_type_name == "argument" and _names_a_path(p)]
+    while i < len(args):
+        token = args[i]
+        name, equals, value = token.partition("=")
+        param = by_name.get(name if token.startswith("--") else token)
+        if param is None:
+            if token == "" and arguments:
+                return (getattr(arguments[0], "metavar", None) or arguments[0].name).upper()
+            i += 1
+            continue
+        if equals:
+            value, i = value, i + 1
+        elif getattr(param, "is_flag", False):
+            i += 1
+            continue
+        else:
+            value, i = (args[i + 1] if i + 1 < len(args) else None), i + 2
+        if value == "" and _names_a_path(param):
+            return param.opts[0]
+    return None
+
+
 def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
     """Run a typer app; every error becomes one line on stderr (a traceback only with ``--debug``).
 
@@ -113,6 +160,10 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != "--debug"]  # accepted anywhere on the line, not only before the command
     try:
+        empty = empty_path(command, args)
+        if empty is not None:
+            return _fail(f"{empty} '': an empty path names no file or folder (give . for the current "
+                         "folder)", USAGE_EXIT)
         status = command(args=args, prog_name=prog_name, standalone_mode=False)
     except SystemExit:
         raise

@@ -47,10 +47,10 @@ def register(app: typer.Typer) -> None:
             raise TtaError(f"--device {not_gpu[0]}: the idle power is an NVIDIA GPU's; use cuda or cuda:N "
                            "(default: every GPU)")
         console = Console()
+        for name in asked:  # one rule for a GPU this machine lacks, or a machine without one
+            check_device(name, cpu_allowed=False)
         visible = _visible_cuda_devices()
-        devices = list(asked.values()) if asked else visible
-        for index in devices if visible else ():  # without a GPU: the NaN line below says so
-            check_device(f"cuda:{index}")  # one rule for an index this machine lacks
+        devices = list(asked.values()) if asked else visible  # none asked, none here: the NaN line says so
         meter = EnergyMeter(device_indices=devices, codecarbon=False)
         if not meter.gpu_available:
             console.print(f"[yellow]No NVIDIA GPU / NVML here: {meter.unavailable_reason}.[/yellow]")

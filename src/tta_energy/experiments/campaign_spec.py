@@ -106,9 +106,10 @@ def _stopping(table: dict, base: Stopping, where: str) -> Stopping:
     return out
 
 
-def _str_list(value: object, key: str, where: str) -> tuple[str, ...]:
+def _str_list(value: object, key: str, where: str, other: str = "") -> tuple[str, ...]:
+    """``value`` as a non-empty list of texts; else one line (``other``: what else ``key`` may be)."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str | int | float) for v in value):
-        raise CampaignError(f"{where}: {key} must be a non-empty list")
+        raise CampaignError(f"{where}: {key} must be {other}a non-empty list, got {value!r}")
     return tuple(str(v) for v in value)
 
 
@@ -162,7 +163,7 @@ def load_campaign(path: str | Path) -> Campaign:
         if models_value == "all":
             models = tuple(model_names())
         else:
-            models = _str_list(models_value, "models", at)
+            models = _str_list(models_value, "models", at, other='"all" or ')
             unknown = [m for m in models if m not in model_names()]
             if unknown:
                 raise CampaignError(f"{at}: unknown model(s) {', '.join(unknown)}: choose among "

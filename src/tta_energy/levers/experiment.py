@@ -855,7 +855,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
     """Every option, before any file is written or model built: one :class:`LeversError` line naming the
     option (``plan``: the plan file its cells, duration and seed came from) and what is allowed."""
     if not opts.models:
-        raise LeversError("no model given")
+        raise LeversError("no model given: name them with --model (or give a --plan)")
     for m in opts.models:
         if m not in catalogue.model_names():
             raise LeversError(f"unknown model {m!r}: choose one of {', '.join(catalogue.model_names())}")

@@ -116,18 +116,33 @@ def _ints(value: Any, what: str, path: Path) -> tuple[int, ...]:
     if not isinstance(value, list) or not value or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
         raise LeversError(f"{path}: {what} must be a non-empty list of integers >= 1, got {value!r}")
+    _once(value, value, what, path)
     return tuple(value)
 
 
-def _specs(value: Any, what: str, path: Path) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise LeversError(f"{path}: {what} must be a list of lever specs, got {value!r}")
+def _once(keys: list, given: list, what: str, path: Path) -> None:
+    """Refuse two values of ``given`` with one key (what they configure), as a campaign's grid does: a value
+    named twice would be measured once, so the file would declare more than it gets."""
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            raise LeversError(f"{path}: {what} {given!r} names {given[i]!r} twice (the same configuration): "
+                              "keep one")
+
+
+def _specs(value: Any, what: str, path: Path, *, may_be_empty: bool = False) -> tuple[str, ...]:
+    strings = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if not strings or not (value or may_be_empty):
+        kind = "a list" if may_be_empty else "a non-empty list"
+        raise LeversError(f"{path}: {what} must be {kind} of lever specs, got {value!r}")
     for spec in value:
         try:
             parse_levers(spec)
         except LeverError as exc:
             raise LeversError(f"{path}: {what}: {exc}") from None
-    return tuple(parse_levers(v).spec for v in value)
+    parsed = [parse_levers(v) for v in value]
+    # what a spec configures, its text aside: "fp16,graphs" and "graphs,fp16" are one configuration
+    _once([dataclasses.replace(p, spec="") for p in parsed], value, what, path)
+    return tuple(p.spec for p in parsed)
 
 
 def _get(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
@@ -200,7 +215,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
         if bad:
             raise LeversError(f"{path}: unknown key {bad[0]!r} in [levers.model.{m}]")
         m_specs = _specs(over["specs"], f"{m} specs", path) if "specs" in over else specs
-        m_specs += _specs(over.get("extra_specs", []), f"{m} extra_specs", path)
+        m_specs += _specs(over.get("extra_specs", []), f"{m} extra_specs", path, may_be_empty=True)
         cells = tuple((s, b) for b in _ints(over.get("batches", list(batches)), f"{m} batches", path)
                       for s in _ints(over.get("steps", list(steps)), f"{m} steps", path))
         m_repeats = _count(over, "repeats", repeats, f"{path}: [levers.model.{m}]")

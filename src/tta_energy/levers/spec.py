@@ -159,6 +159,11 @@ def parse_levers(spec: str | Levers) -> Levers:
     tokens = _tokens(spec or "")
     if not tokens:
         raise LeverError("empty lever spec: use none, graphs, max or a comma list of levers")
+    if len(tokens) != len(spec.replace("+", ",").split(",")):
+        raise LeverError(f"lever spec {spec!r} has an empty item: write the levers between commas")
+    twice = [t for i, t in enumerate(tokens) if t in tokens[:i]]
+    if twice:
+        raise LeverError(f"lever spec {spec!r} names {twice[0]} twice: name each lever once")
     known = set(LEVELS) | set(SINGLE_LEVERS)
     unknown = [t for t in tokens if t not in known]
     if unknown:
