@@ -16,7 +16,8 @@
 # plan runs `scripts/gpu_levers.sh plan PLAN` with BUDGET_S (default CALL_S - 80). Each finds what is left itself,
 # and one that found nothing left (exit 6) hands the call to the next plan. Collect what comes back with
 # the script the call ran (its files come back under campaign/ or levers/). Exit 6: no plan names this card
-# with work left; exit 2: a plan file or a check of it failed (one line). Environment: PYTHON (default python3).
+# with work left; exit 2: a plan file or a check of it failed, or the call is too short for every unit a
+# levers plan has left (one line). Environment: PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # the call's start, before the wheels' install: a campaign run logs it (call_start_utc), so that its cost counts
@@ -91,6 +92,10 @@ print(sum(not json.loads(line)["done"] for line in sys.stdin if line.strip()))' 
         || { echo "error: $plan: the levers dry run failed: $(tail -n 1 <<<"$dry")" >&2; exit 2; }
       left=1
       grep -q "nothing left to measure" <<<"$dry" && left=0
+      if grep -q "nothing left that fits this call" <<<"$dry"; then  # the run refuses it (exit 2)
+        echo "$plan: no unit left fits a call of CALL_S=$CALL_S s (the run would be refused, exit 2)"
+        continue
+      fi
     fi
     if ((left == 0)); then
       echo "$plan: $finished"

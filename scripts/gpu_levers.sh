@@ -162,11 +162,13 @@ while :; do
     --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
   rc=$?
   # the plan had nothing left to measure (the run wrote nothing): the call's first run passes the status
-  # on, with no report or packing, and scripts/gpu_call.sh goes on; after a lost context it ends the call
-  if ((rc == NOTHING_LEFT_EXIT)); then
-    ((${#OUTDIRS[@]} == 1)) || rc=0
+  # on, with no report or packing, and scripts/gpu_call.sh goes on. A fresh process after a lost context
+  # that finds nothing left, or no unit its time fits (refused, exit 2), ends a call that measured rows
+  if ((${#OUTDIRS[@]} > 1 && (rc == NOTHING_LEFT_EXIT || rc == 2))); then
+    rc=0
     break
   fi
+  ((rc == NOTHING_LEFT_EXIT)) && break
   left_s=$((BUDGET_S - (SECONDS - T0)))
   ((rc == CONTEXT_LOST_EXIT && left_s >= FRESH_PROCESS_MIN_S)) || break
   new_outdir

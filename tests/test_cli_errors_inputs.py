@@ -554,3 +554,20 @@ def test_meter_idle_refuses_an_asked_gpu_this_machine_lacks(capsys):
         pytest.skip("a GPU is there")
     refused(["meter", "idle", "--device", "cuda", "--seconds", "1"], capsys,
             "--device cuda was asked for but torch sees no GPU (this command measures an NVIDIA GPU)")
+
+
+def test_the_empty_path_rule_leaves_help_unknown_options_and_text_options_to_their_own_rules(capsys):
+    from tta_energy.cli.main import app, empty_path
+
+    assert empty_path(app, ["analyze", "--out-dir", "", "--help"]) is None  # help is shown
+    assert empty_path(app, ["import-study", "x", "--bogus", ""]) is None  # click names the unknown option
+    assert empty_path(app, ["levers", "report", "--", ""]) == "RAW"  # after --, a positional
+    assert empty_path(app, ["levers", "report", "--out-dir=", "raw"]) == "--out-dir"
+    assert empty_path(app, ["levers", "run", "--batch1", "", "--single", "", "--references", ""]) is None
+    assert empty_path(app, ["sweep", "--no-codecarbon", "--out-dir", "x"]) is None
+
+
+@pytest.mark.parametrize("value", ["", "audiocaps="])
+def test_score_refuses_an_empty_reference_path(tmp_path, capsys, clips, value):
+    refused(["score", "--generated", str(clips), "--reference", value, "--out", str(tmp_path / "s.csv")],
+            capsys, f"--reference {value!r}: an empty path names no file or folder")

@@ -141,6 +141,8 @@ def test_a_step_count_or_batch_below_one_names_the_option_and_the_value(tmp_path
     ("batches = [1, 1]", ("batches [1, 1] names 1 twice (the same configuration): keep one",)),
     ("specs = ['none', 'graphs', 'none']", ("specs ['none', 'graphs', 'none'] names 'none' twice",)),
     ("specs = ['fp16,graphs', 'graphs,fp16']", ("names 'graphs,fp16' twice",)),
+    ("specs = ['none', 'fp16,graphs']\n[levers.model.audioldm]\nextra_specs = ['graphs,fp16']",
+     ("audioldm specs and extra_specs", "names 'graphs,fp16' twice")),
     ("[levers.model.audioldm]\nrepeats = 1.5", ("[levers.model.audioldm]", "repeats must be an integer")),
     ("[[levers.extra]]\nspecs = ['max']\nbatches = [2]\nrepeats = 'x'",
      ("[[levers.extra]] #1", "repeats must be an integer")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,10 @@ AUDIOLDM = catalogue.precomputed_description("audioldm", "full", 10.0)
 PER_CALL, ONCE = AUDIOLDM["gflop_per_step"], AUDIOLDM["gflop_once_per_generation"]
 
 
+#: each row its own configuration: a table measures a (config_id, repeat) pair once
+_CONFIGS = itertools.count()
+
+
 def _row(steps: int, energy: float, *, model: str = "audioldm", source: str = "tta-energy",
          gpu: str = "NVIDIA H200", duration: float = 10.0, experiment: str = "steps", **extra) -> dict:
     return schema.empty_row() | {
@@ -27,7 +32,7 @@ def _row(steps: int, energy: float, *, model: str = "audioldm", source: str = "t
         "waveforms_per_prompt": 1, "n_clips": 1, "duration_s": duration, "status": "ok",
         "gpu_energy_J": energy, "gpu_energy_method": "nvml_counter", "cpu_energy_method": "estimate",
         "wall_s": 1.0,
-        "timestamp": "2026-01-01T00:00:00+00:00",
+        "timestamp": "2026-01-01T00:00:00+00:00", "config_id": f"configuration {next(_CONFIGS)}",
     } | extra
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -21,6 +22,10 @@ INTERCEPT_J, SLOPE_J = 40.0, 5.0
 INTERCEPT_S, SLOPE_S = 0.5, 0.02
 
 
+#: each row its own configuration: a table measures a (config_id, repeat) pair once
+_CONFIGS = itertools.count()
+
+
 def _row(steps: int, energy: float, *, model: str = "tango", gpu: str = "NVIDIA H200",
          source: str = "tta-energy", calls: int | None = None, wall_s: float | None = None,
          experiment: str = "steps", timestamp: str = "2026-01-01T00:00:00+00:00") -> dict:
@@ -31,6 +36,7 @@ def _row(steps: int, energy: float, *, model: str = "tango", gpu: str = "NVIDIA 
         "waveforms_per_prompt": 1, "n_clips": 1, "duration_s": 10.0, "status": "ok",
         "gpu_energy_J": energy, "gpu_energy_method": "nvml_counter", "cpu_energy_method": "estimate",
         "wall_s": INTERCEPT_S + SLOPE_S * calls if wall_s is None else wall_s, "timestamp": timestamp,
+        "config_id": f"configuration {next(_CONFIGS)}",
     }
 
 

@@ -26,8 +26,8 @@ def cuda_index(name: str) -> int | None:
 
 
 def is_gpu(device: object) -> bool:
-    """Whether ``device`` (a name such as ``cuda:1``, or a ``torch.device``) is a CUDA GPU: the one rule every
-    module asks, so ``cuda``, ``cuda:N`` and a torch device all answer alike."""
+    """Whether ``device`` (a name such as ``cuda:1``, or a ``torch.device``) is a CUDA GPU: the rule for a
+    device given by name, so ``cuda``, ``cuda:N`` and a torch device all answer alike."""
     return cuda_index(str(device)) is not None
 
 

@@ -264,10 +264,10 @@ def check_table(path: str | Path) -> TableCheck:
     problems = []
     try:
         raw.decode("utf-8")
-        text = True
-    except UnicodeDecodeError:  # not a text file at all: the reader's one line below says so
-        text = False
-    if text and ends_inside_line(raw):
+        utf8 = True
+    except UnicodeDecodeError:  # the reader's one line below names the byte; a cut line is beside the point
+        utf8 = False
+    if utf8 and ends_inside_line(raw):
         problems.append(f"{CUT_LAST_LINE}: the next sweep on it repairs it, or delete that line")
     try:
         df = read_runs(path)

@@ -284,12 +284,12 @@ def write_tables(result: AnalysisResult, out: str | Path, readme: str) -> list[P
     out = check_output_folder(out)
     staging = staging_folder(out)
     try:
-        names = []
+        # README.md first: a run stopped while moving the files leaves a folder the next run takes as its own
+        names = ["README.md"]
+        (staging / "README.md").write_text(readme, encoding="utf-8")
         for name, df in {**result.tables, **result.extra}.items():
             df.to_csv(staging / f"{name}.csv", index=False, lineterminator="\n")
             names.append(f"{name}.csv")
-        (staging / "README.md").write_text(readme, encoding="utf-8")
-        names.append("README.md")
         out.mkdir(parents=True, exist_ok=True)
         for n in names:
             os.replace(staging / n, out / n)

@@ -74,7 +74,6 @@ def register(app: typer.Typer) -> None:
         from tta_energy.analysis import tables
 
         check_resamples(bootstrap)
-        tables.check_output_folder(out_dir)  # before the analysis, not after it
         checks.seed(seed)
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,

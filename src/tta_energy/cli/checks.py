@@ -70,15 +70,17 @@ def weights(value: str) -> str:
     return check_weights(value)
 
 
-def comma_list(values: str | list[str] | None, option: str | None = None) -> tuple[str, ...]:
+def comma_list(values: str | list[str] | None, option: str | None = None,
+               absent_means_all: bool = True) -> tuple[str, ...]:
     """The items of a comma list option (``a,b``; given several times, all of them), blanks dropped. With
-    ``option``, a filter whose absence means "all": given with no item ('' or ','), it is refused rather
-    than read as absent."""
+    ``option``, an option given with no item ('' or ',') is refused rather than read as absent (which
+    means "all" where ``absent_means_all``)."""
     items = tuple(t.strip() for v in ([values] if isinstance(values, str) else values or ())
                   for t in v.split(",") if t.strip())
     if option is not None and values is not None and not items:
-        raise TtaError(f"{option} {values[0] if isinstance(values, list) else values!r} names nothing: give "
-                       f"one or more names, or leave {option} out for all")
+        given = values[0] if isinstance(values, list) else values
+        raise TtaError(f"{option} {given!r} names nothing: give one or more names"
+                       + (f", or leave {option} out for all" if absent_means_all else ""))
     return items
 
 

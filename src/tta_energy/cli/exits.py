@@ -17,7 +17,7 @@ ALL_FAILED_EXIT = 4
 #: before it are kept, and the same command run again measures the rest
 CONTEXT_LOST_EXIT = 5
 #: nothing was left to measure: ``campaign run`` found every cell done, ``levers run --plan`` every cell of
-#: its plan; nothing was built or written. The device scripts (scripts/gpu_call.sh, gpu_campaign.sh,
+#: its plan; nothing was built or measured. The device scripts (scripts/gpu_call.sh, gpu_campaign.sh,
 #: gpu_levers.sh) pass it on, and exit with it when no plan has work left for the card they run on
 NOTHING_LEFT_EXIT = 6
 #: stopped by SIGINT (Ctrl-C, or ``timeout -s INT`` at a device call's hard limit)

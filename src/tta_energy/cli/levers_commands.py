@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
         checks.positive(time_budget, "--time-budget", unit="seconds")
         checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")
         opts = LeversOptions(
-            models=checks.comma_list(models, "--model"), out_dir=out_dir,
+            models=checks.comma_list(models, "--model", absent_means_all=plan is not None), out_dir=out_dir,
             full_specs=_spec_list(full), batch1_specs=_spec_list(batch1), single_specs=_spec_list(single),
             compile_models=checks.comma_list(compile_models), lean_models=checks.comma_list(lean_models),
             trim=trim,

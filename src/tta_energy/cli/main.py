@@ -123,19 +123,26 @@ def empty_path(command: typer.Typer, args: Sequence[str]) -> str | None:
     """The option (or argument) of ``args`` that gives a path as an empty string, else None. pathlib reads
     '' as '.', so ``--out-dir ''`` (an unset shell variable, say) would write into the current folder: every
     path a command takes must be named, ``.`` for the current folder."""
+    if "--help" in args:  # help is shown whatever else the line holds
+        return None
     group = typer.main.get_command(command)
     cmd, i = group, 0
     while i < len(args) and args[i] in getattr(cmd, "commands", {}):
         cmd, i = cmd.commands[args[i]], i + 1
     by_name = {name: p for p in cmd.params for name in (*p.opts, *getattr(p, "secondary_opts", ()))}
-    arguments = [p for p in cmd.params if p.param_type_name == "argument" and _names_a_path(p)]
+    paths = [p for p in cmd.params if p.param_type_name == "argument" and _names_a_path(p)]
+    positional = (getattr(paths[0], "metavar", None) or paths[0].name).upper() if paths else None
     while i < len(args):
         token = args[i]
+        if token == "--":  # what follows is positional
+            return positional if "" in args[i + 1:] else None
         name, equals, value = token.partition("=")
         param = by_name.get(name if token.startswith("--") else token)
         if param is None:
-            if token == "" and arguments:
-                return (getattr(arguments[0], "metavar", None) or arguments[0].name).upper()
+            if token.startswith("-") and token != "-":  # an unknown option: click names it
+                return None
+            if token == "" and positional:
+                return positional
             i += 1
             continue
         if equals:

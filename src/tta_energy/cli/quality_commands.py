@@ -52,6 +52,9 @@ def _named_paths(values: list[str] | None, option: str) -> tuple[Path | None, di
     named: dict[str, Path] = {}
     for value in values or []:
         name, sep, rest = value.partition("=")
+        if not value or (sep and not rest and not Path(value).exists()):  # pathlib reads '' as '.'
+            raise TtaError(f"{option} {value!r}: an empty path names no file or folder (give . for the "
+                           "current folder)")
         if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", name) and not Path(value).exists():
             if name in named:
                 raise TtaError(f"{option} is given twice for {name}")

@@ -189,7 +189,7 @@ class RunResult:
     measured_s: float = 0.0  # seconds inside measured windows (warm-ups included)
     stopped_by_budget: bool = False
     unfinished: int = 0  # cells of this run not done at the end
-    nothing_left: bool = False  # every cell was done before the run: it measured, built and wrote nothing
+    nothing_left: bool = False  # every cell was done before the run: it built and measured nothing
     stopped_by: str = ""  # what stopped it before its end: "interrupted (SIGINT)" or the error's line
     #: where this process's time outside the windows went, s: :data:`PHASES` (the rest is between windows)
     phases_s: dict[str, float] = field(default_factory=dict)

@@ -139,10 +139,14 @@ def _specs(value: Any, what: str, path: Path, *, may_be_empty: bool = False) -> 
             parse_levers(spec)
         except LeverError as exc:
             raise LeversError(f"{path}: {what}: {exc}") from None
-    parsed = [parse_levers(v) for v in value]
-    # what a spec configures, its text aside: "fp16,graphs" and "graphs,fp16" are one configuration
-    _once([dataclasses.replace(p, spec="") for p in parsed], value, what, path)
-    return tuple(p.spec for p in parsed)
+    specs = tuple(parse_levers(v).spec for v in value)
+    _once_specs(specs, what, path)
+    return specs
+
+
+def _once_specs(specs: tuple[str, ...], what: str, path: Path) -> None:
+    """:func:`_once` for lever specs, compared by what they configure: "fp16,graphs" = "graphs,fp16"."""
+    _once([dataclasses.replace(parse_levers(s), spec="") for s in specs], list(specs), what, path)
 
 
 def _get(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
@@ -216,6 +220,7 @@ def read_levers_plan(path: Path) -> LeversPlan:
             raise LeversError(f"{path}: unknown key {bad[0]!r} in [levers.model.{m}]")
         m_specs = _specs(over["specs"], f"{m} specs", path) if "specs" in over else specs
         m_specs += _specs(over.get("extra_specs", []), f"{m} extra_specs", path, may_be_empty=True)
+        _once_specs(m_specs, f"{m} specs and extra_specs", path)
         cells = tuple((s, b) for b in _ints(over.get("batches", list(batches)), f"{m} batches", path)
                       for s in _ints(over.get("steps", list(steps)), f"{m} steps", path))
         m_repeats = _count(over, "repeats", repeats, f"{path}: [levers.model.{m}]")
