@@ -571,3 +571,21 @@ def test_the_empty_path_rule_leaves_help_unknown_options_and_text_options_to_the
 def test_score_refuses_an_empty_reference_path(tmp_path, capsys, clips, value):
     refused(["score", "--generated", str(clips), "--reference", value, "--out", str(tmp_path / "s.csv")],
             capsys, f"--reference {value!r}: an empty path names no file or folder")
+
+
+def test_an_output_folder_this_user_cannot_write_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """As root every folder is writable, so the permission is taken away where the rule asks for it."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode: real_access(p, mode) and not (Path(p) == locked and mode & os.W_OK))
+    steps = ROOT / "data" / "h200" / "steps.csv"
+    refused(["analyze", "--runs", str(steps), "--out-dir", str(locked / "out")], capsys,
+            f"--out-dir {locked / 'out'} cannot be written: permission denied ({locked} is where it would be "
+            "made); choose a folder you can write to")
+    refused(["levers", "run", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--report-dir",
+             str(locked)], capsys, f"--report-dir {locked} cannot be written: permission denied;")
+    assert not list(locked.iterdir())

@@ -104,6 +104,18 @@ def folder_path(folder: Path, what: str = "output folder") -> Path:
     return folder
 
 
+def output_folder_path(folder: Path, what: str = "output folder") -> Path:
+    """:func:`folder_path` for a folder a command will write to: also refused, before any work, when the
+    folder (or, absent, the nearest folder above it) is not writable by this user."""
+    folder = folder_path(folder, what)
+    existing = next(p for p in (folder, *folder.parents, Path(".")) if p.is_dir())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" ({existing} is where it would be made)"
+        raise TtaError(f"{what} {folder} cannot be written: permission denied{where}; choose a folder you "
+                       "can write to")
+    return folder
+
+
 def csv_name(path: Path, what: str = "output table", error: type[Exception] = TtaError) -> Path:
     """``path`` when its name ends in ``.csv``: every table this project writes is a CSV file, and a name
     without the suffix is more likely a mistaken argument than a wish for another format."""

@@ -85,11 +85,12 @@ DEFAULT_HISTORY = ("data/h200/levers.csv", "data/h200/steps.csv", "data/h200/bat
 
 
 def check_folder_option(path: Path | None, option: str) -> None:
-    """A folder option may name a folder that does not exist yet (the run creates it), never a file."""
-    from tta_energy.fileio import folder_path
+    """A folder option may name a folder that does not exist yet (the run creates it), never a file, and
+    must be writable: a run measures for minutes before its report is written."""
+    from tta_energy.fileio import output_folder_path
 
     if path is not None:
-        folder_path(path, option)
+        output_folder_path(path, option)
 
 
 def history_paths(value: str | None, own: Path | None = None) -> list[Path]:

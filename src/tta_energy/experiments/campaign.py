@@ -268,12 +268,12 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
     folder or a lock is made; a refused run says only why (the notes on configurations left out follow a
     run that goes on)."""
     from tta_energy.experiments.runner import check_sweep_device, now_iso, resolve_device
-    from tta_energy.fileio import folder_path
+    from tta_energy.fileio import output_folder_path
 
     start, start_utc = time.perf_counter(), now_iso()
     phases: dict[str, float] = {}
     check_run_options(campaign, ro)
-    folder_path(campaign.out_dir, "the campaign's folder")
+    output_folder_path(campaign.out_dir, "the campaign's folder")
     with timed(phases, "checks"):
         check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
         ctx = distributed.context_from_env()
