@@ -88,6 +88,8 @@ def writable_folder(folder: Path, what: str = "output folder") -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, FileNotFoundError) and folder.is_dir():  # /proc, say: a folder that takes no file
+            reason = "its file system makes no new file there"
         raise TtaError(f"{what} {folder} cannot be written: {reason}") from None
 
 

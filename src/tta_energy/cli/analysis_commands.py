@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("estimate")
     def estimate_cmd(
-        model: str = typer.Option(..., help=f"the model: {catalogue.help_text()}"),
+        model: str = typer.Option(..., "--model", "-m", help=f"the model: {catalogue.help_text()}"),
         steps: int = typer.Option(..., help="denoising steps per clip (any count the model's sampler runs)"),
         clips: int = typer.Option(1, help="clips to make (10 s each, one per generation)"),
         runs: list[Path] = typer.Option(

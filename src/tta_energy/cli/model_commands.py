@@ -41,7 +41,7 @@ def denoiser_progress(adapter: object, total: int, description: str) -> object:
 def register(app: typer.Typer) -> None:
     @app.command("describe")
     def describe_cmd(
-        model: str = typer.Option(..., "--model", help="canonical model name, e.g. audioldm"),
+        model: str = typer.Option(..., "--model", "-m", help="canonical model name, e.g. audioldm"),
         size: str = typer.Option("full", help="full or tiny"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
         duration: float | None = typer.Option(None, help="audio seconds the shapes and FLOPs are computed "
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("generate")
     def generate_cmd(
-        model: str = typer.Option(..., "--model", help="canonical model name, e.g. audioldm"),
+        model: str = typer.Option(..., "--model", "-m", help="canonical model name, e.g. audioldm"),
         prompt: str = typer.Option(..., "--prompt", help="text prompt"),
         steps: int = typer.Option(..., "--steps", help="denoising steps"),
         duration: float = typer.Option(None, "--duration", help="audio seconds per clip (default: the "
