@@ -73,12 +73,21 @@ case "$MODE" in
       | tee "$DEST/log-$START.txt"
     rc=${PIPESTATUS[0]}
     # a process that lost its CUDA context (exit 5) keeps its rows; one fresh process resumes the campaign in
-    # the time left (once: a cell that loses it again ends the call; a later --time-budget replaces the first)
+    # the time left (once: a cell that loses it again ends the call), with the same options but a --time-budget
+    # of that time (an option is given once)
     left_s=$((HARD_LIMIT_S - (SECONDS - T0)))
     if ((rc == CONTEXT_LOST_EXIT && left_s >= FRESH_PROCESS_MIN_S)); then
       echo "a fresh process resumes the campaign ($left_s s left)" | tee -a "$DEST/log-$START.txt"
-      timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress "$@" \
-        --time-budget $((left_s - 60)) 2>&1 | tee -a "$DEST/log-$START.txt"
+      same=()
+      while (($#)); do
+        case "$1" in
+          --time-budget) shift; (($#)) && shift ;;
+          --time-budget=*) shift ;;
+          *) same+=("$1"); shift ;;
+        esac
+      done
+      timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress \
+        "${same[@]}" --time-budget $((left_s - 60)) 2>&1 | tee -a "$DEST/log-$START.txt"
       rc=${PIPESTATUS[0]}
       # nothing left, or a time left that fits no cell (refused, exit 2): the first process measured rows
       ((rc == NOTHING_LEFT_EXIT || rc == 2)) && rc=0

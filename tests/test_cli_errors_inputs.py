@@ -556,15 +556,29 @@ def test_meter_idle_refuses_an_asked_gpu_this_machine_lacks(capsys):
             "--device cuda was asked for but torch sees no GPU (this command measures an NVIDIA GPU)")
 
 
-def test_the_empty_path_rule_leaves_help_unknown_options_and_text_options_to_their_own_rules(capsys):
-    from tta_energy.cli.main import app, empty_path
+def test_the_argv_rules_leave_help_unknown_options_and_text_options_to_their_own_rules(capsys):
+    from tta_energy.cli.main import app, argv_problem
 
-    assert empty_path(app, ["analyze", "--out-dir", "", "--help"]) is None  # help is shown
-    assert empty_path(app, ["import-study", "x", "--bogus", ""]) is None  # click names the unknown option
-    assert empty_path(app, ["levers", "report", "--", ""]) == "RAW"  # after --, a positional
-    assert empty_path(app, ["levers", "report", "--out-dir=", "raw"]) == "--out-dir"
-    assert empty_path(app, ["levers", "run", "--batch1", "", "--single", "", "--references", ""]) is None
-    assert empty_path(app, ["sweep", "--no-codecarbon", "--out-dir", "x"]) is None
+    empty = "'': an empty path names no file or folder (give . for the current folder)"
+    assert argv_problem(app, ["analyze", "--out-dir", "", "--help"]) is None  # help is shown
+    assert argv_problem(app, ["import-study", "x", "--bogus", ""]) is None  # click names the unknown option
+    assert argv_problem(app, ["levers", "report", "--", ""]) == f"RAW {empty}"  # after --, a positional
+    assert argv_problem(app, ["levers", "report", "--out-dir=", "raw"]) == f"--out-dir {empty}"
+    assert argv_problem(app, ["levers", "run", "--batch1", "", "--single", "", "--references", ""]) is None
+    assert argv_problem(app, ["sweep", "--no-codecarbon", "--out-dir", "x"]) is None
+    # several values where the option takes several; one where it takes one
+    assert argv_problem(app, ["levers", "run", "-m", "audioldm", "--model", "tango"]) is None
+    assert argv_problem(app, ["analyze", "--runs", "a", "--runs", "b", "--out-dir", "x"]) is None
+    assert argv_problem(app, ["sweep", "-m", "audioldm", "-e", "steps", "-e", "batch"]) == (
+        "-e is given twice: it takes one value (give it once)")
+    assert argv_problem(app, ["analyze", "--out-dir", "a", "--out-dir=b"]) == (
+        "--out-dir is given twice: it takes one value (give it once)")
+
+
+def test_an_option_that_takes_one_value_is_refused_when_given_twice(tmp_path, capsys):
+    argv = [*SWEEP, "-e", "steps", "-e", "batch", "--device", "cpu", "--out-dir", str(tmp_path / "o")]
+    refused(argv, capsys, "-e is given twice: it takes one value (give it once)")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("value", ["", "audiocaps="])
@@ -589,3 +603,27 @@ def test_an_output_folder_this_user_cannot_write_is_refused_before_any_work(tmp_
     refused(["levers", "run", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--report-dir",
              str(locked)], capsys, f"--report-dir {locked} cannot be written: permission denied;")
     assert not list(locked.iterdir())
+
+
+@pytest.mark.parametrize("option", ["--model", "--dataset"])
+def test_score_refuses_an_empty_name(tmp_path, capsys, clips, option):
+    refused(["score", "--generated", str(clips), option, "", "--out", str(tmp_path / "s.csv")], capsys,
+            f"{option} '' names nothing: give a name, or leave {option} out")
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    ([*SWEEP, "-e", "steps,,batch"],
+     "--experiment 'steps,,batch' has an empty item: write the names between commas"),
+    ([*SWEEP, "-e", "steps,steps"], "--experiment 'steps,steps' names steps twice: name each once"),
+    (["levers", "run", "-m", "audioldm", "--steps", "10,10", "--dry-run"],
+     "--steps '10,10' names 10 twice: name each once"),
+    (["campaign", "plan", "-c", str(ROOT / "campaigns" / "h200.toml"), "-m", "tango", "-m", "tango"],
+     "--model 'tango,tango' names tango twice: name each once"),
+])
+def test_a_list_option_refuses_an_empty_item_and_a_name_given_twice(capsys, argv, said):
+    refused(argv, capsys, said)
+
+
+def test_campaign_collect_refuses_the_campaigns_own_folder(capsys):
+    refused(["campaign", "collect", str(ROOT / "data" / "h200"), "-c", str(ROOT / "campaigns" / "h200.toml")],
+            capsys, "is the campaign's own folder: give the copy a device call returned")

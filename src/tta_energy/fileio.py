@@ -253,10 +253,18 @@ def ends_inside_line(raw: bytes) -> bool:
     return bool(raw) and not raw.endswith(b"\n")
 
 
+def _is_utf8(path: str | Path) -> bool:
+    try:
+        Path(path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def warn_if_cut(path: str | Path) -> bool:
     """One ``warning:`` line on stderr when ``path``'s last line is cut (:func:`last_line_cut`), for a command
     that reads the table and goes on without that row: the loss is said, not passed over. Whether it was."""
-    cut = last_line_cut(path)
+    cut = last_line_cut(path) and _is_utf8(path)  # a file that is no text is named by whoever reads it
     if cut:
         print(f"warning: {path}: {CUT_LAST_LINE}: the row in flight is lost, the rows before it are read",
               file=sys.stderr)

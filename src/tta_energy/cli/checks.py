@@ -71,16 +71,24 @@ def weights(value: str) -> str:
 
 
 def comma_list(values: str | list[str] | None, option: str | None = None,
-               absent_means_all: bool = True) -> tuple[str, ...]:
+               absent_means_all: bool = True, items_are: str = "names") -> tuple[str, ...]:
     """The items of a comma list option (``a,b``; given several times, all of them), blanks dropped. With
-    ``option``, an option given with no item ('' or ',') is refused rather than read as absent (which
-    means "all" where ``absent_means_all``)."""
-    items = tuple(t.strip() for v in ([values] if isinstance(values, str) else values or ())
-                  for t in v.split(",") if t.strip())
-    if option is not None and values is not None and not items:
-        given = values[0] if isinstance(values, list) else values
-        raise TtaError(f"{option} {given!r} names nothing: give one or more names"
+    ``option``, the list is the user's: given with no item ('' or ',') it is refused rather than read as
+    absent (which means "all" where ``absent_means_all``), and so is an empty item or one named twice."""
+    given = [values] if isinstance(values, str) else list(values or ())
+    raw = [t.strip() for v in given for t in v.split(",")]
+    items = tuple(t for t in raw if t)
+    if option is None or values is None:
+        return items
+    shown = ",".join(given)
+    if not items:
+        raise TtaError(f"{option} {shown!r} names nothing: give one or more {items_are}"
                        + (f", or leave {option} out for all" if absent_means_all else ""))
+    if len(items) != len(raw):
+        raise TtaError(f"{option} {shown!r} has an empty item: write the {items_are} between commas")
+    twice = [t for i, t in enumerate(items) if t in items[:i]]
+    if twice:
+        raise TtaError(f"{option} {shown!r} names {twice[0]} twice: name each once")
     return items
 
 

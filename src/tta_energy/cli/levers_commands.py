@@ -48,8 +48,9 @@ def _spec_list(value: str) -> tuple[str, ...]:
 def _ints(value: str, what: str) -> tuple[int, ...]:
     from tta_energy.errors import TtaError
 
+    items = checks.comma_list(value, f"--{what}", absent_means_all=False, items_are="integers")
     try:
-        return tuple(int(t) for t in checks.comma_list(value))
+        return tuple(int(t) for t in items)
     except ValueError:
         raise TtaError(f"--{what} must be a comma list of integers, got {value!r}") from None
 

@@ -119,10 +119,13 @@ def _names_a_path(param: object) -> bool:
     return False
 
 
-def empty_path(command: typer.Typer, args: Sequence[str]) -> str | None:
-    """The option (or argument) of ``args`` that gives a path as an empty string, else None. pathlib reads
-    '' as '.', so ``--out-dir ''`` (an unset shell variable, say) would write into the current folder: every
-    path a command takes must be named, ``.`` for the current folder."""
+def argv_problem(command: typer.Typer, args: Sequence[str]) -> str | None:
+    """What is wrong with ``args`` before click reads them, in one line, else None:
+
+    * a path given as an empty string: pathlib reads '' as '.', so ``--out-dir ''`` (an unset shell
+      variable, say) would write into the current folder; every path must be named, ``.`` for that folder;
+    * an option that takes one value given twice: click keeps the last silently (``sweep -e steps -e batch``
+      would measure batch only); options that take several say so in their help, and take them all."""
     if "--help" in args:  # help is shown whatever else the line holds
         return None
     group = typer.main.get_command(command)
@@ -132,17 +135,20 @@ def empty_path(command: typer.Typer, args: Sequence[str]) -> str | None:
     by_name = {name: p for p in cmd.params for name in (*p.opts, *getattr(p, "secondary_opts", ()))}
     paths = [p for p in cmd.params if p.param_type_name == "argument" and _names_a_path(p)]
     positional = (getattr(paths[0], "metavar", None) or paths[0].name).upper() if paths else None
+    empty = "'': an empty path names no file or folder (give . for the current folder)"
+    given: set[str] = set()
     while i < len(args):
         token = args[i]
         if token == "--":  # what follows is positional
-            return positional if "" in args[i + 1:] else None
+            return f"{positional} {empty}" if positional and "" in args[i + 1:] else None
         name, equals, value = token.partition("=")
-        param = by_name.get(name if token.startswith("--") else token)
+        spelled = name if token.startswith("--") else token  # the option as the line names it
+        param = by_name.get(spelled)
         if param is None:
             if token.startswith("-") and token != "-":  # an unknown option: click names it
                 return None
             if token == "" and positional:
-                return positional
+                return f"{positional} {empty}"
             i += 1
             continue
         if equals:
@@ -153,7 +159,10 @@ def empty_path(command: typer.Typer, args: Sequence[str]) -> str | None:
         else:
             value, i = (args[i + 1] if i + 1 < len(args) else None), i + 2
         if value == "" and _names_a_path(param):
-            return param.opts[0]
+            return f"{spelled} {empty}"
+        if param.name in given and not getattr(param, "multiple", False):
+            return f"{spelled} is given twice: it takes one value (give it once)"
+        given.add(param.name)
     return None
 
 
@@ -167,10 +176,9 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != "--debug"]  # accepted anywhere on the line, not only before the command
     try:
-        empty = empty_path(command, args)
-        if empty is not None:
-            return _fail(f"{empty} '': an empty path names no file or folder (give . for the current "
-                         "folder)", USAGE_EXIT)
+        problem = argv_problem(command, args)
+        if problem is not None:
+            return _fail(problem, USAGE_EXIT)
         status = command(args=args, prog_name=prog_name, standalone_mode=False)
     except SystemExit:
         raise

@@ -236,6 +236,9 @@ def _jobs(
 
     if (generated is None) == (tree is None):
         raise TtaError("give exactly one of --generated DIR (one configuration) or --tree DIR (a sweep tree)")
+    for option, value in (("--model", model), ("--dataset", dataset)):
+        if value is not None and not value.strip():  # '' would fall back to a name taken from a folder
+            raise TtaError(f"{option} {value!r} names nothing: give a name, or leave {option} out")
     ref_plain, ref_named = _named_paths(reference, "--reference")
     cap_plain, cap_named = _named_paths(captions, "--captions")
     # a bundled data set's name (audiocaps, clotho) stands for its caption file, as in `sweep --captions`

@@ -145,7 +145,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         from tta_energy.levers.spec import parse_levers
         from tta_energy.precision import canonical_dtype
 
-        experiments = checks.comma_list(experiment)
+        experiments = checks.comma_list(experiment, "--experiment", absent_means_all=False)
         for name in experiments:  # an unknown one is named before the options it would use
             spec(name)
         check_options_used(checks.given_options(ctx, {

@@ -91,6 +91,8 @@ def collect_call(campaign: Campaign, returned: Path) -> list[str]:
     returned = Path(returned)
     if not returned.is_dir():
         raise TtaError(f"{returned}: not a folder (the campaign folder a device call returned)")
+    if returned.resolve() == Path(campaign.out_dir).resolve():
+        raise TtaError(f"{returned} is the campaign's own folder: give the copy a device call returned")
     experiments = list(dict.fromkeys(e.experiment for e in campaign.entries))
     tables = {e: returned / campaign.table(e).name for e in experiments}
     sources = {e: [p for p in (table, *resume.shard_paths(table)) if p.is_file()]
