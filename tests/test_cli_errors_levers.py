@@ -24,9 +24,12 @@ def refused(capsys, args: list[str], *words: str, absent: tuple[Path, ...] = ())
 
 
 def run_args(tmp_path: Path, *extra: str, dry_run: bool = False) -> list[str]:
-    """``levers run`` of tiny AudioLDM on the CPU into tmp_path/raw (no history), plus ``extra``."""
-    args = ["levers", "run", "--size", "tiny", "--device", "cpu", "--out-dir", str(tmp_path / "raw"),
-            "--history", "", "--idle-s", "0", "--no-profile", *extra]
+    """``levers run`` of tiny AudioLDM on the CPU into tmp_path/raw (no history), with ``extra``'s options in
+    place of these (an option is given once)."""
+    defaults = {"--size": "tiny", "--device": "cpu", "--out-dir": str(tmp_path / "raw"), "--history": "",
+                "--idle-s": "0"}
+    args = ["levers", "run", *(t for option, value in defaults.items() if option not in extra
+                               for t in (option, value)), "--no-profile", *extra]
     if "-m" not in extra and "--plan" not in extra:
         args += ["-m", "audioldm"]
     return [*args, "--dry-run"] if dry_run else args
@@ -71,7 +74,7 @@ def test_a_plan_duration_beyond_the_model_names_the_plan(tmp_path, capsys):
 # --- dry run: files and folders, options a plan replaces ----------------------------------------------------
 def test_dry_run_refuses_a_history_table_that_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "nonexistent.csv"
-    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(missing)], "--history", str(missing),
+    refused(capsys, run_args(tmp_path, "--history", str(missing), dry_run=True), "--history", str(missing),
             "not a file")
 
 
@@ -79,8 +82,8 @@ def test_dry_run_refuses_a_history_table_that_does_not_exist(tmp_path, capsys):
 def test_a_folder_option_naming_a_file_is_refused(tmp_path, capsys, option):
     a_file = tmp_path / "README.md"
     a_file.write_text("not a folder\n")
-    refused(capsys, [*run_args(tmp_path, dry_run=True), option, str(a_file)], option, "is a file", "folder")
-    refused(capsys, [*run_args(tmp_path), option, str(a_file)], option, absent=(tmp_path / "raw",))
+    refused(capsys, run_args(tmp_path, option, str(a_file), dry_run=True), option, "is a file", "folder")
+    refused(capsys, run_args(tmp_path, option, str(a_file)), option, absent=(tmp_path / "raw",))
 
 
 def test_a_references_folder_that_does_not_exist_yet_is_allowed(tmp_path, capsys):
@@ -175,13 +178,13 @@ HISTORY_ROW = "r1,audioldm,tiny,none,2,1,0.5,,10.0\n"
 def test_a_damaged_history_table_names_the_file_and_the_column(tmp_path, capsys, garbage, words):
     history = tmp_path / "levers.csv"
     history.write_text(HISTORY_HEADER + HISTORY_ROW + garbage, encoding="utf-8")
-    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(history)], str(history), *words)
+    refused(capsys, run_args(tmp_path, "--history", str(history), dry_run=True), str(history), *words)
 
 
 def test_a_history_file_that_is_no_table_says_what_it_needs(tmp_path, capsys):
     history = tmp_path / "notes.csv"
     history.write_text("a,b\n1,2\n", encoding="utf-8")
-    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(history)], str(history),
+    refused(capsys, run_args(tmp_path, "--history", str(history), dry_run=True), str(history),
             "needs the column(s) model, optimize, steps, waveforms_per_prompt")
 
 
@@ -199,7 +202,7 @@ def test_a_damaged_run_table_in_the_history_names_the_file_and_the_column(tmp_pa
     bad = text[1].split(",")
     bad[header.index("wall_s")] = "garbage"
     runs.write_text("\n".join([*text, ",".join(bad)]) + "\n", encoding="utf-8")
-    refused(capsys, [*run_args(tmp_path, dry_run=True), "--history", str(runs)], str(runs), "'wall_s'",
+    refused(capsys, run_args(tmp_path, "--history", str(runs), dry_run=True), str(runs), "'wall_s'",
             "non-numeric")
 
 

@@ -405,9 +405,9 @@ def test_done_needs_a_plan_and_folders(tmp_path, capsys):
 def test_a_bad_option_is_refused_before_anything_runs(tmp_path, capsys, option, value, said):
     """A budget of 0 would otherwise fall back to the plan's budget, a negative one price calls of "at most
     -5 s", and an unknown size run a call that measures nothing."""
+    base = {"--size": "tiny", "--device": "cpu", "--out-dir": str(tmp_path / "raw"), option: value}
     with pytest.raises(SystemExit) as exc:
-        main(["levers", "run", "-m", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir",
-              str(tmp_path / "raw"), option, value])
+        main(["levers", "run", "-m", "audioldm", *(t for item in base.items() for t in item)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and said in err and err.count("\n") == 1
     assert not (tmp_path / "raw").exists()
