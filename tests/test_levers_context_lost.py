@@ -322,12 +322,14 @@ def test_a_campaign_call_resumes_in_one_fresh_process_after_a_lost_context(tmp_p
     env.update({"CAMPAIGN": "campaigns/c.toml", "OUT": str(tmp_path / "out"), "HARD_LIMIT_S": "400",
                 "TTA_ENERGY_TEST_LOSE_CONTEXT": "none",
                 "TTA_ENERGY_TEST_LOSE_CONTEXT_ONCE": str(tmp_path / "lost-once")})
+    # the call's --time-budget: the fresh process gets the time left in its place, not beside it
     done = subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--device", "cpu", "--no-codecarbon",
-                           "--experiment", "steps"], cwd=repo, env=env, capture_output=True, text=True,
-                          check=False)
+                           "--time-budget", "330", "--experiment", "steps"], cwd=repo, env=env,
+                          capture_output=True, text=True, check=False)
     said = done.stdout + done.stderr
     assert done.returncode == 0, said
     assert "error: the CUDA context was lost in " in said and "a fresh process resumes the campaign" in said
+    assert "is given twice" not in said
     rows = schema.read_runs(repo / "tables" / "steps.csv")
     lost = rows[rows["status"] == "error"]
     assert len(lost) == 1 and lost["error"].str.contains(LAUNCH_FAILURE).all()  # the one generation in flight
