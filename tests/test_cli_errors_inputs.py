@@ -557,7 +557,13 @@ def test_meter_idle_refuses_an_asked_gpu_this_machine_lacks(capsys):
 
 
 def test_the_argv_rules_leave_help_unknown_options_and_text_options_to_their_own_rules(capsys):
-    from tta_energy.cli.main import app, argv_problem
+    import typer.main
+
+    from tta_energy.cli.main import app
+    from tta_energy.cli.main import argv_problem as problem_in
+
+    def argv_problem(_app, args):  # the rules read the command typer builds from the app
+        return problem_in(typer.main.get_command(_app), args)
 
     empty = "'': an empty path names no file or folder (give . for the current folder)"
     assert argv_problem(app, ["analyze", "--out-dir", "", "--help"]) is None  # help is shown

@@ -110,7 +110,7 @@ def output_folder_path(folder: Path, what: str = "output folder") -> Path:
     """:func:`folder_path` for a folder a command will write to: also refused, before any work, when the
     folder (or, absent, the nearest folder above it) is not writable by this user."""
     folder = folder_path(folder, what)
-    existing = next(p for p in (folder, *folder.parents, Path(".")) if p.is_dir())
+    existing = next(p for p in (folder, *folder.parents) if p.is_dir())
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == folder else f" ({existing} is where it would be made)"
         raise TtaError(f"{what} {folder} cannot be written: permission denied{where}; choose a folder you "

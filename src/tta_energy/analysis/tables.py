@@ -280,8 +280,9 @@ def check_output_folder(out: str | Path) -> Path:
 
 
 def write_tables(result: AnalysisResult, out: str | Path, readme: str) -> list[Path]:
-    """Write every table to a staging folder, then move the files into ``out`` (nothing on failure)."""
-    out = check_output_folder(out)
+    """Write every table to a staging folder, then move the files into ``out`` (nothing on failure); ``out``
+    is one :func:`check_output_folder` took."""
+    out = Path(out)
     staging = staging_folder(out)
     try:
         # README.md first: a run stopped while moving the files leaves a folder the next run takes as its own

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 import typer.main
+from typer._click import core as click_core
 from typer._click import exceptions as click_exceptions
 
 from tta_energy.cli.exits import CONTEXT_LOST_EXIT, FAILURE_EXIT, INTERRUPTED_EXIT, USAGE_EXIT
@@ -119,7 +120,7 @@ def _names_a_path(param: object) -> bool:
     return False
 
 
-def argv_problem(command: typer.Typer, args: Sequence[str]) -> str | None:
+def argv_problem(group: click_core.Command, args: Sequence[str]) -> str | None:
     """What is wrong with ``args`` before click reads them, in one line, else None:
 
     * a path given as an empty string: pathlib reads '' as '.', so ``--out-dir ''`` (an unset shell
@@ -128,7 +129,6 @@ def argv_problem(command: typer.Typer, args: Sequence[str]) -> str | None:
       would measure batch only); options that take several say so in their help, and take them all."""
     if "--help" in args:  # help is shown whatever else the line holds
         return None
-    group = typer.main.get_command(command)
     cmd, i = group, 0
     while i < len(args) and args[i] in getattr(cmd, "commands", {}):
         cmd, i = cmd.commands[args[i]], i + 1
@@ -176,10 +176,11 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != "--debug"]  # accepted anywhere on the line, not only before the command
     try:
-        problem = argv_problem(command, args)
+        group = typer.main.get_command(command)  # what calling the typer app builds, built once here
+        problem = argv_problem(group, args)
         if problem is not None:
             return _fail(problem, USAGE_EXIT)
-        status = command(args=args, prog_name=prog_name, standalone_mode=False)
+        status = group(args=args, prog_name=prog_name, standalone_mode=False)
     except SystemExit:
         raise
     except click_exceptions.NoArgsIsHelpError as exc:

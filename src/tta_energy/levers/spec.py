@@ -143,9 +143,9 @@ class Levers:
 NO_LEVERS = Levers()
 
 
-def _tokens(spec: str) -> list[str]:
-    tokens = [t.strip().lower() for t in spec.replace("+", ",").split(",")]
-    return [t for t in tokens if t]
+def _items(spec: str) -> list[str]:
+    """The comma (or plus) separated items of a spec, empty ones kept."""
+    return [t.strip().lower() for t in spec.replace("+", ",").split(",")]
 
 
 def parse_levers(spec: str | Levers) -> Levers:
@@ -156,10 +156,11 @@ def parse_levers(spec: str | Levers) -> Levers:
     """
     if isinstance(spec, Levers):
         return spec
-    tokens = _tokens(spec or "")
+    items = _items(spec or "")
+    tokens = [t for t in items if t]
     if not tokens:
         raise LeverError("empty lever spec: use none, graphs, max or a comma list of levers")
-    if len(tokens) != len(spec.replace("+", ",").split(",")):
+    if len(tokens) != len(items):
         raise LeverError(f"lever spec {spec!r} has an empty item: write the levers between commas")
     twice = [t for i, t in enumerate(tokens) if t in tokens[:i]]
     if twice:
