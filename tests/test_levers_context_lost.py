@@ -285,10 +285,13 @@ def _device_checkout(tmp_path: Path, script: str) -> tuple[Path, dict[str, str]]
     return repo, {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(site)}
 
 
-@pytest.mark.slow
-def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_path):
+def _levers_call_losing_channels_last(
+        tmp_path: Path, plan: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """``scripts/gpu_levers.sh plan`` of the levers plan ``plan`` (tiny models on the CPU) in a checkout of
+    its own, every generation of ``channels-last`` losing the CUDA context: (repo, the call's $OUT, the
+    call)."""
     repo, env = _device_checkout(tmp_path, "gpu_levers.sh")
-    (repo / "plan.toml").write_text(PLAN + 'out_dir = "data/cpu"\n', encoding="utf-8")
+    (repo / "plan.toml").write_text(plan + 'out_dir = "data/cpu"\n', encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
     env.update({"BUDGET_S": "400", "OUT": str(out), "TTA_ENERGY_TEST_LOSE_CONTEXT": "channels-last",
@@ -296,6 +299,12 @@ def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_
                                "--min-window 0 --no-profile"})
     done = subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo, env=env,
                           capture_output=True, text=True, check=False)
+    return repo, out, done
+
+
+@pytest.mark.slow
+def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_path):
+    repo, out, done = _levers_call_losing_channels_last(tmp_path, PLAN)
     said = done.stdout + done.stderr
     assert done.returncode == 0, said
     assert "error: the CUDA context was lost in audioldm channels-last" in said
@@ -310,6 +319,26 @@ def test_the_device_script_measures_the_rest_of_its_call_in_a_fresh_process(tmp_
     assert all(f"{p.relative_to(repo)}/{tables.RUNS_FILE}" in listed for p in parts)
     summary = (repo / "data" / "cpu" / "levers_summary.md").read_text(encoding="utf-8")
     assert "## Configurations that lost the CUDA context" in summary
+
+
+@pytest.mark.slow
+def test_a_fresh_process_that_finds_nothing_left_ends_the_call_that_measured_rows(tmp_path):
+    # channels-last is the plan's one cell: once it is lost (left out on this card), nothing is left, and the
+    # fresh process's NOTHING_LEFT_EXIT must not hide the first process's rows from the device tool (with no
+    # ok row there is no report to write; the rows still come back)
+    repo, out, done = _levers_call_losing_channels_last(tmp_path, PLAN.replace('"none", ', ""))
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "error: the CUDA context was lost in audioldm channels-last" in said
+    assert "a fresh process measures the rest" in said and "nothing left to measure" in said
+    assert said.rstrip().endswith("(exit 0)")
+    parts = sorted((repo / "data" / "cpu" / "levers").glob("partplan-*"))
+    assert len(parts) == 1  # the fresh process wrote nothing
+    runs = schema.read_runs(parts[0] / tables.RUNS_FILE)
+    assert runs["optimize"].tolist()[-1] == "channels-last" and runs["status"].tolist()[-1] == "error"
+    listed = subprocess.run(["tar", "tzf", str(next((out / "levers").glob("levers-part*.tar.gz")))],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"{parts[0].relative_to(repo)}/{tables.RUNS_FILE}" in listed
 
 
 @pytest.mark.slow
