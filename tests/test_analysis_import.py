@@ -251,7 +251,8 @@ def test_an_out_folder_that_cannot_be_made_is_named_as_given(tmp_path, capsys):
     for command in (["import-study", str(root)], ["analyze", "--study", str(root)]):
         code, err = _cli([*command, "--out-dir", str(out)], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
-        assert err.startswith(f"error: {out}: cannot be written"), err
+        assert err.startswith(f"error: --out-dir {out} cannot be written: its file system makes no new file "
+                              "there"), err
 
 
 def test_a_folder_that_is_not_a_study(tmp_path, capsys):

@@ -53,8 +53,8 @@ def staging_folder(out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as exc:
-        why = exc.strerror or type(exc).__name__
-        raise TtaError(f"{out}: cannot be written ({why}); choose a folder you can write to") from None
+        why = _why_unwritable(exc, out.parent)
+        raise TtaError(f"{out} cannot be written: {why}; choose a folder you can write to") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -87,10 +87,14 @@ def writable_folder(folder: Path, what: str = "output folder") -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tta-energy-probe-"):
             pass
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, FileNotFoundError) and folder.is_dir():  # /proc, say: a folder that takes no file
-            reason = "its file system makes no new file there"
-        raise TtaError(f"{what} {folder} cannot be written: {reason}") from None
+        raise TtaError(f"{what} {folder} cannot be written: {_why_unwritable(exc, folder)}") from None
+
+
+def _why_unwritable(exc: OSError, folder: Path) -> str:
+    """The reason a file could not be made in the existing ``folder``, in words."""
+    if isinstance(exc, FileNotFoundError) and folder.is_dir():  # /proc, say: a folder that takes no file
+        return "its file system makes no new file there"
+    return exc.strerror or type(exc).__name__
 
 
 def folder_path(folder: Path, what: str = "output folder") -> Path:
@@ -111,10 +115,17 @@ def output_folder_path(folder: Path, what: str = "output folder") -> Path:
     folder (or, absent, the nearest folder above it) is not writable by this user."""
     folder = folder_path(folder, what)
     existing = next(p for p in (folder, *folder.parents) if p.is_dir())
+    where = "" if existing == folder else f" ({existing} is where it would be made)"
     if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == folder else f" ({existing} is where it would be made)"
         raise TtaError(f"{what} {folder} cannot be written: permission denied{where}; choose a folder you "
                        "can write to")
+    try:  # a file made and removed at once: some file systems (/proc) refuse files that access() allows
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tta-energy-probe-"):
+            pass
+    except OSError as exc:
+        why = _why_unwritable(exc, existing)
+        raise TtaError(f"{what} {folder} cannot be written: {why}{where}; choose a folder you can write "
+                       "to") from None
     return folder
 
 

@@ -50,7 +50,7 @@ from tta_energy.analysis.study_tree import (
     study_defaults,
 )
 from tta_energy.errors import TtaError, first_line
-from tta_energy.fileio import read_csv_exact, staging_folder
+from tta_energy.fileio import output_folder_path, read_csv_exact, staging_folder
 from tta_energy.models.catalogue import BUILTIN_NAMES
 from tta_energy.study import STUDY_DURATION_S, STUDY_GPU_NAME, STUDY_PROMPT, STUDY_STRUCT_CAPTION
 
@@ -523,17 +523,22 @@ def load_study(path: str | Path) -> StudyData:
     )
 
 
+def check_output_folder(out: str | Path) -> Path:
+    """``out`` when import-study may write there: absent, empty, or an earlier import's (it holds the
+    provenance note); checked before the study is read, so a refused folder costs nothing."""
+    out = output_folder_path(Path(out), "--out-dir")
+    if out.is_dir() and any(out.iterdir()) and not (out / IMPORT_NOTE).is_file():
+        raise TtaError(f"{out}: exists and was not written by import-study (no {IMPORT_NOTE}); choose an "
+                       "empty or new folder")
+    return out
+
+
 def write_study(data: StudyData, out: str | Path) -> list[Path]:
     """Write the run tables, ``scores.csv`` and a provenance note into ``out`` atomically (all or nothing).
 
     The files are written into a temporary sibling folder that replaces ``out`` only once all are complete.
     """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / IMPORT_NOTE).is_file())):
-        raise TtaError(
-            f"{out}: exists and was not written by import-study (no {IMPORT_NOTE}); "
-            f"choose an empty or new folder"
-        )
+    out = check_output_folder(out)
     staging = staging_folder(out)
     staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary data folder
     try:

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
 
         from tta_energy.analysis import study_import
 
+        study_import.check_output_folder(out_dir)
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
                       disable=not sys.stdout.isatty()) as progress:  # a pipe gets no blank spinner line
             progress.add_task(f"reading {path}", total=None)
