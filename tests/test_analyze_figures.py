@@ -150,3 +150,61 @@ def test_bad_input_with_the_flag_is_one_error_line_and_no_figures(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'missing'}: no such file or folder"]
     assert not out.exists()
+
+
+def cpu_rows_of_every_experiment() -> list[dict[str, object]]:
+    """What a CPU try-out of each experiment writes (GPU energies NaN, no GPU name): steps, batch, quality,
+    duration, guidance and precision rows of one model."""
+    base = [r | {"gpu_name": None, "gpu_energy_J": float("nan"), "gpu_energy": float("nan"),
+                 "gpu_energy_method": "unavailable", "dtype": "float32"}
+            for r in steps_rows("") if r["model"] == "audioldm"]
+    rows = list(base)
+    for r in base:
+        key = f"{r['steps']}-{r['repeat']}"
+        rows += [
+            r | {"experiment": "batch", "n_prompts": 1, "waveforms_per_prompt": 2, "n_clips": 2,
+                 "config_id": f"batch-2-{r['steps']}"},
+            r | {"experiment": "quality", "dataset": "audiocaps", "caption_id": f"c{key}",
+                 "config_id": f"quality-{key}"},
+            r | {"experiment": "duration", "duration_s": 5.0, "latent_seconds": 5.0,
+                 "config_id": f"duration-5-{r['steps']}"},
+            r | {"experiment": "guidance", "guidance_scale": 1.0, "config_id": f"guidance-1-{r['steps']}"},
+            r | {"experiment": "precision", "dtype": "bfloat16", "config_id": f"precision-bf16-{r['steps']}"},
+        ]
+    return rows
+
+
+def test_runs_measured_without_a_gpu_skip_every_energy_figure_with_its_reason(tmp_path, capsys):
+    """A CPU try-out of every experiment, with scores: each figure of GPU energies is listed as not drawn
+    (no figure fails on the NaN energies), and the Pareto table's energy sums are NaN, never 0."""
+    runs = write_runs(tmp_path / "runs", cpu_rows_of_every_experiment())
+    pd.DataFrame({"model": "audioldm", "dataset": "audiocaps", "steps": [10, 20], "metric": "clap",
+                  "value": [0.31, 0.35]}).to_csv(runs / "clap_scores.csv", index=False)
+    out = tmp_path / "analysis"
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("drew 0 figures")
+    manifest = plots.read_manifest(out / "figures")
+    label = plots.slug(platform_label("tta-energy", ""))
+    for stem in ("steps-energy-linear", "batch-energy-per-clip", "pareto", "new-sweeps"):
+        entry = manifest[f"{stem}-{label}"]
+        assert entry["status"] == "skipped" and "no GPU energy in these runs" in entry["caption"], stem
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert len(pareto) == 2 and pareto[["gpu_energy_J_sum", "gpu_energy_kWh_sum"]].isna().all().all()
+    assert (pareto["n_generations"] == 0).all() and not pareto["pareto_optimal"].any()
+
+
+def test_a_figure_that_fails_leaves_the_previous_figures_as_they_were(tmp_path, monkeypatch):
+    runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA L4"))
+    out = tmp_path / "analysis"
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
+    before = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
+
+    def fails(*_args, **_kwargs):
+        raise ValueError("a figure that cannot be drawn")
+
+    monkeypatch.setattr(plots, "plot_batch_energy", fails)
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
+    assert exc.value.code == 1
+    assert {p.name: p.read_bytes() for p in (out / "figures").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no staging folder left

@@ -94,6 +94,15 @@ def save_figure(fig: plt.Figure, figures: str | Path, stem: str, caption: str, g
 NO_GPU_ENERGY = "no GPU energy in these runs (measured without a GPU: NaN, never 0)"
 
 
+def skipped_without_gpu_energy(energies: pd.Series, figures: str | Path, stem: str, label: str,
+                               group: str) -> bool:
+    """True, the figure recorded as skipped, when none of ``energies`` was measured (rows of a CPU run)."""
+    if pd.to_numeric(energies, errors="coerce").notna().any():
+        return False
+    skip_figure(figures, stem, f"{label}: {NO_GPU_ENERGY}", group)
+    return True
+
+
 def skip_figure(figures: str | Path, stem: str, reason: str, group: str = "") -> None:
     """Record that a figure could not be drawn, and why (shown in ``index.md``)."""
     figures = Path(figures)

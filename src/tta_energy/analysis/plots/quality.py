@@ -19,6 +19,7 @@ from tta_energy.analysis.plots.common import (
     n_label,
     save_figure,
     skip_figure,
+    skipped_without_gpu_energy,
     slug,
     use_style,
 )
@@ -88,6 +89,9 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
     if pareto.empty:
         skip_figure(figures, stem, f"{label}: no quality-experiment energies with scores", "quality")
         return None
+    if skipped_without_gpu_energy(pareto["gpu_energy_J_mean"], figures, stem, label, "quality"):
+        return None
+    pareto = pareto.dropna(subset=["gpu_energy_J_mean"])  # a configuration without a GPU energy has no point
     fig, axes, datasets, metrics = _score_grid(pareto, 6.5, 0.8)
     for i, dataset in enumerate(datasets):
         for j, metric in enumerate(metrics):

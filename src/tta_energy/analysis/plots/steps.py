@@ -8,7 +8,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from tta_energy.analysis.plots.common import (
-    NO_GPU_ENERGY,
     circle_warm_means,
     energy_errorbar,
     interval_errors,
@@ -18,6 +17,7 @@ from tta_energy.analysis.plots.common import (
     plain_log_y,
     save_figure,
     skip_figure,
+    skipped_without_gpu_energy,
     slug,
     use_style,
 )
@@ -37,8 +37,7 @@ def plot_energy_vs_steps(
     if summary.empty:
         skip_figure(figures, stem, f"{label}: no steps-experiment rows", "steps")
         return None
-    if summary["gpu_energy_J_mean"].isna().all():
-        skip_figure(figures, stem, f"{label}: {NO_GPU_ENERGY}", "steps")
+    if skipped_without_gpu_energy(summary["gpu_energy_J_mean"], figures, stem, label, "steps"):
         return None
     use_style()
     fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
@@ -110,6 +109,8 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     stem = f"batch-energy-per-clip-{slug(label)}"
     if batch.empty:
         skip_figure(figures, stem, f"{label}: no batch-experiment rows", "batch")
+        return None
+    if skipped_without_gpu_energy(batch["gpu_energy_J_per_clip_mean"], figures, stem, label, "batch"):
         return None
     use_style()
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")

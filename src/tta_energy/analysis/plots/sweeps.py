@@ -21,6 +21,7 @@ from tta_energy.analysis.plots.common import (
     plain_log_y,
     save_figure,
     skip_figure,
+    skipped_without_gpu_energy,
     slug,
     use_style,
 )
@@ -56,6 +57,14 @@ def plot_parameter_sweeps(
     if duration.empty and guidance.empty and precision.empty:
         skip_figure(figures, stem, f"{label}: no duration, guidance or precision rows", "new")
         return None
+    tables = [duration, guidance, precision]
+    if skipped_without_gpu_energy(pd.concat([t["gpu_energy_J_mean"] for t in tables if not t.empty]), figures,
+                                  stem, label, "new"):
+        return None
+    # a sweep measured without a GPU has no energy to draw: its panels say "not measured"
+    duration, guidance, precision = (
+        t if not t.empty and t["gpu_energy_J_mean"].notna().any() else t.iloc[0:0] for t in tables
+    )
     use_style()
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), layout="constrained")
     (ax_dur, ax_per_s), (ax_cfg, ax_dtype) = axes
