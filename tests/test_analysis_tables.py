@@ -170,6 +170,19 @@ def test_batch_summary_handles_incomplete_runs_missing_energy_and_distinct_promp
     )
 
 
+def test_batch_summary_without_codecarbon_energies_says_unknown_never_zero():
+    """Runs of a CPU try-out with CodeCarbon off: neither energy was measured, so neither total is 0."""
+    rows = load_paper_data().runs["batch"]
+    rows = rows[rows["model"] == "audioldm"][list(schema.COLUMN_NAMES)].copy()
+    rows["source"], rows["gpu_name"] = "tta-energy", ""
+    rows[["gpu_energy_J", "gpu_energy", "energy_consumed"]] = np.nan
+    table = summaries.batch_summary(summaries.usable_runs(rows))
+    assert len(table) == 4  # batch 1, 2, 5, 10
+    for column in ("gpu_energy_J_per_10_clips_mean", "energy_J_per_10_clips_mean"):
+        assert table[column].isna().all(), column
+    assert table["codecarbon_duration_s_per_10_clips_mean"].notna().all()  # the windows' durations were kept
+
+
 def test_parameter_summary_duration_means_intervals_and_latent_length():
     runs = summaries.usable_runs(make_parameter_runs())
     table = summaries.parameter_summary(runs, "duration")

@@ -240,7 +240,9 @@ def batch_summary(
             measured=("gpu_energy_J", "count"),
             gpu_J=("gpu_energy_J", "sum"),
             gpu_kWh=("gpu_energy", "sum"),
+            energy_measured=("energy_J", "count"),
             energy_J=("energy_J", "sum"),
+            duration_measured=("duration", "count"),
             duration=("duration", "sum"),
             audio_s=("audio_seconds", "sum"),
             first_generation=("first_generation", "any"),
@@ -248,8 +250,10 @@ def batch_summary(
         .reset_index()
     )
     per_run["clips"] = per_run["n_clips"] * per_run["calls"]
-    # a call without a GPU energy makes its run's total unknown, not smaller
+    # a call without a GPU energy (or a CodeCarbon column) makes its run's total unknown, not smaller
     per_run.loc[per_run["measured"] < per_run["calls"], ["gpu_J", "gpu_kWh"]] = np.nan
+    per_run.loc[per_run["energy_measured"] < per_run["calls"], "energy_J"] = np.nan
+    per_run.loc[per_run["duration_measured"] < per_run["calls"], "duration"] = np.nan
     # a run cut short (an interrupted sweep) is left out rather than extrapolated
     full = per_run.groupby(keys, dropna=False)["clips"].transform("max")
     per_run["incomplete"] = per_run["clips"] < full
