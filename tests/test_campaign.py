@@ -61,7 +61,7 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
         main(["campaign", "status", "--campaign", str(campaign), "--model", "audioldm"])
         shown = capsys.readouterr().out.splitlines()[0].split("tables in ")[1]
         assert Path(shown).resolve() == (tmp_path / "tables").resolve()
-    # without out_dir: runs/ beside the file, not under the working directory (README)
+    # without out_dir: runs/ beside the file, not under the working directory (docs/campaign.md)
     path.write_text(path.read_text(encoding="utf-8").replace('out_dir = "../tables"\n', ""), encoding="utf-8")
     assert cp.load_campaign(path).out_dir == folder / "runs"
     for cwd, campaign in ((elsewhere, path), (folder, Path("c.toml"))):
