@@ -178,9 +178,16 @@ def test_batch_summary_without_codecarbon_energies_says_unknown_never_zero():
     rows[["gpu_energy_J", "gpu_energy", "energy_consumed"]] = np.nan
     table = summaries.batch_summary(summaries.usable_runs(rows))
     assert len(table) == 4  # batch 1, 2, 5, 10
-    for column in ("gpu_energy_J_per_10_clips_mean", "energy_J_per_10_clips_mean"):
+    for column in ("gpu_energy_J_per_10_clips_mean", "energy_J_per_10_clips_mean", "study_error_J"):
         assert table[column].isna().all(), column
     assert table["codecarbon_duration_s_per_10_clips_mean"].notna().all()  # the windows' durations were kept
+    # the study's error bar sums each call's variance over the runs: a call never measured leaves it unknown
+    rows = load_paper_data().runs["batch"]
+    rows = rows[rows["model"] == "audioldm"][list(schema.COLUMN_NAMES)].copy()
+    first_calls = rows[rows["n_clips"] < 10].groupby(["n_clips", "repeat"]).head(1).index
+    rows.loc[first_calls, "gpu_energy_J"] = np.nan
+    errors = summaries.batch_summary(summaries.usable_runs(rows)).set_index("n_clips")["study_error_J"]
+    assert errors.loc[[1, 2, 5]].isna().all() and errors.loc[10] > 0
 
 
 def test_parameter_summary_duration_means_intervals_and_latent_length():

@@ -135,6 +135,9 @@ def test_done_rule_on_synthetic_rows():
     assert eight.n == 8 and eight.done and not eight.at_target(cell.stopping)  # reported as it is
     four_tight = cp.cell_state(cell, _observed([[100.0]] * 4))
     assert not four_tight.done  # the study's 5 repeats first
+    # an ok row whose window got no energy (NaN) is a repeat, but not one of the interval's minimum five
+    one_unmeasured = cp.cell_state(cell, _observed([[100.0]] * 4 + [[math.nan]]))
+    assert one_unmeasured.n == 5 and one_unmeasured.n_with_energy == 4 and not one_unmeasured.done
     # warm-ups never reach Observed; error rows do not count and the repeat is measured again
     errors = _observed([[100.0]] * 5)
     errors["cid0"].add(5, "error", math.nan, 1.0)

@@ -429,6 +429,25 @@ def test_report_arithmetic_on_known_rows(tmp_path):
     row = "| audioldm | `none` | 100 | 1 | 0.003 | 0% | 40% | no | `max` (float16), 100 steps, batch 1: 2% |"
     assert row in text
     assert "At any precision: `max` (float16), 100 steps, batch 1: 2%. Measured:" in text
+    # applying `max` took 12 s whose energy was not measured (its window got no counter update): the
+    # one-time cost and its payoff are unknown, not the warm-up's extra alone
+    configs = pd.read_csv(raw / tables.CONFIGS_FILE)
+    configs.loc[configs["optimize"] == "max", "setup_J"] = np.nan
+    configs.to_csv(raw / tables.CONFIGS_FILE, index=False)
+    unknown = report.levers_table([raw]).set_index("optimize").loc["max"]
+    assert unknown["compile_s"] == 17.0
+    assert np.isnan(unknown["compile_J"]) and np.isnan(unknown["payoff_clips"])
+
+
+def test_the_ceiling_line_says_n_a_where_nothing_measured_its_energy():
+    from types import SimpleNamespace
+
+    from tta_energy.levers.experiment import _ceiling_text
+
+    cpu = SimpleNamespace(precision="fp32", tflop_per_J=math.nan, tflop_per_s=0.0489, power_W=math.nan)
+    assert _ceiling_text("start", cpu) == "ceiling (start, fp32): TFLOP/J n/a, 0.0489 TFLOP/s, power n/a"
+    gpu = SimpleNamespace(precision="bf16", tflop_per_J=0.9612, tflop_per_s=612.0, power_W=637.2)
+    assert _ceiling_text("end", gpu) == "ceiling (end, bf16): 0.961 TFLOP/J, 612 TFLOP/s, 637 W"
 
 
 def test_ceiling_loop_on_cpu_measures_rate_not_energy():

@@ -72,13 +72,15 @@ def study_sweep_front(energy: np.ndarray, score: np.ndarray, higher_is_better: b
 def _energy_per_config(quality_runs: pd.DataFrame) -> pd.DataFrame:
     keys = [*PLATFORM_KEYS, "dataset", "steps"]
     g = quality_runs.groupby(keys, sort=True, dropna=False)
-    # sum(min_count=1): NaN where no energy was measured (a run without a GPU), never 0
+    # a total with a generation whose energy was not measured (a run without a GPU) is unknown: NaN, never 0
+    energies = g[["gpu_energy_J", "gpu_energy"]]
+    sums = energies.sum().where(energies.count().eq(g.size(), axis=0))
     return g.agg(
         denoiser_calls=("denoiser_calls", "max"),
         n_generations=("gpu_energy_J", "count"),
         gpu_energy_J_mean=("gpu_energy_J", "mean"),
-    ).join(g[["gpu_energy_J", "gpu_energy"]].sum(min_count=1).rename(
-        columns={"gpu_energy_J": "gpu_energy_J_sum", "gpu_energy": "gpu_energy_kWh_sum"})).reset_index()
+    ).join(sums.rename(columns={"gpu_energy_J": "gpu_energy_J_sum", "gpu_energy": "gpu_energy_kWh_sum"})
+           ).reset_index()
 
 
 def pareto_table(

@@ -311,11 +311,12 @@ def _study_batch_errors(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     rows = []
     for key, grp in df.groupby(keys, sort=True, dropna=False):
         n_runs = grp["repeat"].nunique()
-        if grp.groupby("repeat")["gpu_energy_J"].count().max() == 1:
+        if grp.groupby("repeat").size().max() == 1:  # one call per run
             err, kind = grp["gpu_energy_J"].std(ddof=1), "standard deviation"
         else:
             var = grp.groupby("batch_call_index")["gpu_energy_J"].var(ddof=1)
-            err, kind = float(np.sqrt(var.sum() / n_runs)), "standard error"
+            # a call without a GPU energy leaves its variance, and so the error, unknown (NaN, not smaller)
+            err, kind = float(np.sqrt(var.sum(min_count=len(var)) / n_runs)), "standard error"
         rows.append({**dict(zip(keys, key, strict=True)), "study_error_J": err, "study_error_kind": kind})
     return pd.DataFrame(rows)
 

@@ -314,8 +314,14 @@ class CellState:
             return math.nan
         return self.ci95_half_width_J / self.mean_J
 
+    @property
+    def n_with_energy(self) -> int:
+        """Repeats with a measured energy: an ok row whose window got no energy (NaN) counts towards ``n``
+        but not towards the minimum repeats of the interval it is left out of."""
+        return sum(bool(np.isfinite(s)) for s in self.samples)
+
     def at_target(self, stopping: Stopping) -> bool:
-        return self.n >= stopping.min_repeats and self.ci95_half_width_rel <= stopping.target_rel
+        return self.n_with_energy >= stopping.min_repeats and self.ci95_half_width_rel <= stopping.target_rel
 
 
 def ci95_half_width(samples: Sequence[float]) -> float:

@@ -145,8 +145,9 @@ def smoke_model(name: str, steps_list: list[int], *, device: str = "cuda", size:
         for steps in steps_list:
             rows.append({**base, "steps": steps, **_measure(adapter, meter, dev, steps, duration_s)})
             last = rows[-1]
+            energy_J = float(last.get("gpu_energy_J", math.nan))
             log(f"{name}: {steps} steps -> {last['status']} wall {last.get('wall_s', math.nan):.2f} s "
-                f"energy {last.get('gpu_energy_J', math.nan):.1f} J")
+                f"energy {f'{energy_J:.1f} J' if math.isfinite(energy_J) else 'n/a (no GPU)'}")
     finally:
         meter.close()
         del adapter

@@ -997,10 +997,15 @@ def run_levers(opts: LeversOptions, refill: Refill | None = None) -> LeversResul
         caches = compile_cache_counts()
         if caches:
             say("compiled: " + ", ".join(f"{name} {count}" for name, count in caches.items()))
-        end = _ceiling_row(meter, device, opts, run_id, "end", provenance)
-        say(f"ceiling (end, {end.precision}): {end.tflop_per_J:.3f} TFLOP/J, {end.tflop_per_s:.3g} TFLOP/s, "
-            f"{end.power_W:.0f} W")
+        say(_ceiling_text("end", _ceiling_row(meter, device, opts, run_id, "end", provenance)))
     return LeversResult(out_dir, tuple(sorted(failed)))
+
+
+def _ceiling_text(when: str, row: Any) -> str:
+    """One line for a ceiling loop; its energy and power are n/a where nothing measured them (a CPU)."""
+    per_J = f"{row.tflop_per_J:.3f} TFLOP/J" if math.isfinite(row.tflop_per_J) else "TFLOP/J n/a"
+    power = f"{row.power_W:.0f} W" if math.isfinite(row.power_W) else "power n/a"
+    return f"ceiling ({when}, {row.precision}): {per_J}, {row.tflop_per_s:.3g} TFLOP/s, {power}"
 
 
 def _declared_text(model: str, entries: Sequence[tuple[str, Any, int]]) -> str:
@@ -1018,8 +1023,7 @@ def _measure_run(opts: LeversOptions, device: str, run_id: str, meter: Any, prov
     failed: set[str] = set()
     say = opts.progress
     ceiling = _ceiling_row(meter, device, opts, run_id, "start", provenance)
-    say(f"ceiling (start, {ceiling.precision}): {ceiling.tflop_per_J:.3f} TFLOP/J, "
-        f"{ceiling.tflop_per_s:.3g} TFLOP/s, {ceiling.power_W:.0f} W")
+    say(_ceiling_text("start", ceiling))
     if any(p.levers.fp8 for m in opts.models for p in lever_plans(m, opts)):
         try:
             fp8 = _ceiling_row(meter, device, opts, run_id, "start", provenance, "fp8")

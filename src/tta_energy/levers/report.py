@@ -228,8 +228,11 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     setup_s = pd.to_numeric(agg["setup_s"], errors="coerce")
     unmetered = setup_s.isna() & (agg["optimize"].map(compilations) > 1)
     agg["compile_s"] = (agg["compile_s"] + setup_s.fillna(0.0)).where(~unmetered)
-    agg["compile_J"] = (agg["compile_J"] + pd.to_numeric(agg["setup_J"], errors="coerce").fillna(0.0)).where(
-        ~unmetered)
+    # a setup whose time was recorded but whose energy was not (its window got no counter update) leaves
+    # the compilation's energy unknown, not smaller
+    setup_J = pd.to_numeric(agg["setup_J"], errors="coerce")
+    energy_unknown = unmetered | (setup_J.isna() & setup_s.notna())
+    agg["compile_J"] = (agg["compile_J"] + setup_J.fillna(0.0)).where(~energy_unknown)
     agg["compile_cache_hit_share"] = compile_cache_hit_share(agg, read_side(dirs, COMPILE_FILE))
     saving = none_clip - agg["gpu_energy_J_per_clip"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
