@@ -74,6 +74,9 @@ def test_one_process_or_no_shared_configuration_is_nan_with_a_reason() -> None:
     apart = rows[(rows["run_id"] == "run0") == (rows["steps"] <= 25)]  # each step count from one process
     fit = spread.process_spread(apart, ("steps", "dtype"))
     assert np.isnan(fit["between_process_share"]) and "more than one process" in fit["reason"]
+    cpu = rows.assign(gpu_energy_J=np.nan)  # measured without a GPU
+    fit = spread.process_spread(cpu, ("steps", "dtype"))
+    assert fit["n_rows"] == 0 and fit["reason"] == "no row with a GPU energy (measured without a GPU?)"
 
 
 def test_the_table_keeps_models_and_experiments_apart() -> None:

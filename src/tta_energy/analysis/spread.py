@@ -200,6 +200,9 @@ def process_spread(
     if "wall_s" in rows.columns:
         out["energy_time_slope"], out["energy_time_r2"] = energy_time(rows, cell)
     shared = pd.Series(groups, index=rows.index).groupby(cell).nunique()
+    if rows.empty:
+        out["reason"] = "no row with a GPU energy (measured without a GPU?)"
+        return out
     if out["n_processes"] < 2:
         out["reason"] = "one process: between-process spread cannot be estimated"
         return out
