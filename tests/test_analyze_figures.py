@@ -193,6 +193,20 @@ def test_runs_measured_without_a_gpu_skip_every_energy_figure_with_its_reason(tm
     assert (pareto["n_generations"] == 0).all() and not pareto["pareto_optimal"].any()
 
 
+def test_a_figure_skipped_now_loses_the_files_an_earlier_run_drew(tmp_path):
+    runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA L4"))
+    out = tmp_path / "analysis"
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
+    stem = f"steps-energy-linear-{plots.slug(platform_label('tta-energy', 'NVIDIA L4'))}"
+    assert (out / "figures" / f"{stem}.png").is_file()
+    unmeasured = [r | {"gpu_energy_J": float("nan"), "gpu_energy_method": "unavailable"}
+                  for r in steps_rows("NVIDIA L4")]
+    write_runs(runs, unmeasured)  # the same table, its energies lost
+    main(["analyze", "--runs", str(runs), "--out-dir", str(out), "--bootstrap", "0", "--figures"])
+    assert plots.read_manifest(out / "figures")[stem]["status"] == "skipped"
+    assert not list((out / "figures").glob(f"{stem}.*"))  # no figure beside an index that says not drawn
+
+
 def test_a_figure_that_fails_leaves_the_previous_figures_as_they_were(tmp_path, monkeypatch):
     runs = write_runs(tmp_path / "runs", steps_rows("NVIDIA L4"))
     out = tmp_path / "analysis"

@@ -286,8 +286,9 @@ def notebook_paths(notebooks: Path) -> list[Path]:
 
 def publish_figures(staging: Path, figures: Path) -> None:
     """Move a finished run's files from ``staging`` into ``figures``, each replacing its namesake (tables
-    included, one file at a time, never half-written), then remove the figures the previous run recorded
-    that this one did not: a move that fails leaves every earlier figure in place."""
+    included, one file at a time, never half-written), then remove the files of the figures the previous
+    run recorded that this one did not draw (absent, or skipped now): a move that fails leaves every earlier
+    figure in place."""
     previous = set(plots.read_manifest(figures)) if figures.is_dir() else set()
     try:
         figures.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,8 @@ def publish_figures(staging: Path, figures: Path) -> None:
     except OSError as exc:
         raise TtaError(f"{figures}: the new figures could not be moved there ({exc.strerror or exc}); "
                        "the previous ones are kept") from None
-    for stem in previous - set(plots.read_manifest(figures)):
+    drawn = {stem for stem, entry in plots.read_manifest(figures).items() if entry["status"] == "drawn"}
+    for stem in previous - drawn:
         for ext in ("pdf", "png"):
             (figures / f"{stem}.{ext}").unlink(missing_ok=True)
 
