@@ -163,6 +163,9 @@ def test_batch_summary_handles_incomplete_runs_missing_energy_and_distinct_promp
     b = table.set_index(["n_prompts", "n_clips"])
     assert b.loc[(1, 1), "n_runs"] == 4 and b.loc[(1, 1), "incomplete_runs_dropped"] == 1
     assert b.loc[(1, 2), "n_runs"] == 4 and b.loc[(1, 2), "incomplete_runs_dropped"] == 0
+    # the study's error bar sums each call's variance over the runs: one run's call without energy leaves
+    # that variance, and the error, unknown
+    assert np.isnan(b.loc[(1, 2), "study_error_J"]) and b.loc[(1, 5), "study_error_J"] > 0
     per_run = rows[(rows["n_clips"] == 1) & (rows["repeat"] < 4)].groupby("repeat")["gpu_energy_J"].sum()
     assert b.loc[(1, 1), "gpu_energy_J_per_10_clips_mean"] == pytest.approx(per_run.mean(), rel=1e-12)
     assert b.loc[(10, 10), "ratio_to_batch1"] == pytest.approx(

@@ -314,8 +314,9 @@ def _study_batch_errors(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         if grp.groupby("repeat").size().max() == 1:  # one call per run
             err, kind = grp["gpu_energy_J"].std(ddof=1), "standard deviation"
         else:
-            var = grp.groupby("batch_call_index")["gpu_energy_J"].var(ddof=1)
-            # a call without a GPU energy leaves its variance, and so the error, unknown (NaN, not smaller)
+            # a call some run did not measure leaves its variance, so the error, unknown (NaN, not smaller)
+            calls = grp.groupby("batch_call_index")["gpu_energy_J"]
+            var = calls.var(ddof=1).where(calls.count() == calls.size())
             err, kind = float(np.sqrt(var.sum(min_count=len(var)) / n_runs)), "standard error"
         rows.append({**dict(zip(keys, key, strict=True)), "study_error_J": err, "study_error_kind": kind})
     return pd.DataFrame(rows)
