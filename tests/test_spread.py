@@ -77,6 +77,9 @@ def test_one_process_or_no_shared_configuration_is_nan_with_a_reason() -> None:
     cpu = rows.assign(gpu_energy_J=np.nan)  # measured without a GPU
     fit = spread.process_spread(cpu, ("steps", "dtype"))
     assert fit["n_rows"] == 0 and fit["reason"] == "no row with a GPU energy (measured without a GPU?)"
+    unnamed = rows.assign(run_id="")
+    fit = spread.process_spread(unnamed, ("steps", "dtype"))
+    assert fit["n_rows"] == 0 and fit["reason"] == "no row with a GPU energy names its process (run_id)"
 
 
 def test_the_table_keeps_models_and_experiments_apart() -> None:

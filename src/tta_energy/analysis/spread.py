@@ -175,7 +175,10 @@ def process_spread(
     configuration measured by two processes, no repeat left once the cells and processes are fitted, or a fit
     that does not converge. Rows without a ``run_id`` or a positive GPU energy are left out."""
     named = rows["run_id"].notna() & (rows["run_id"].astype(str) != "")  # a row without run_id has no process
-    rows = rows[named & (rows["gpu_energy_J"].astype("float64") > 0)]
+    measured = rows["gpu_energy_J"].astype("float64") > 0
+    empty_reason = ("no row with a GPU energy (measured without a GPU?)" if not measured.any()
+                    else "no row with a GPU energy names its process (run_id)")
+    rows = rows[named & measured]
     cell = rows.groupby(list(cells), sort=True, dropna=False).ngroup()
     groups = rows["run_id"].astype(str).to_numpy()
     busy = rows["gpu_busy_fraction"] if "gpu_busy_fraction" in rows.columns else pd.Series(dtype="float64")
@@ -201,7 +204,7 @@ def process_spread(
         out["energy_time_slope"], out["energy_time_r2"] = energy_time(rows, cell)
     shared = pd.Series(groups, index=rows.index).groupby(cell).nunique()
     if rows.empty:
-        out["reason"] = "no row with a GPU energy (measured without a GPU?)"
+        out["reason"] = empty_reason
         return out
     if out["n_processes"] < 2:
         out["reason"] = "one process: between-process spread cannot be estimated"
