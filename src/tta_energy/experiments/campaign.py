@@ -7,9 +7,10 @@ the stopping rule of their cells. A *cell* is what one number of the study descr
 * for the repeated experiments (steps, batch, duration, guidance, precision), one grid value of one model; a
   repeat of it is every configuration of that value (one call, or the 10/b calls of a batch layout), its
   sample the summed GPU energy of those calls. A cell is done when it has at least ``min`` complete ``ok``
-  repeats with a GPU energy and the 95% confidence half-width of its mean (Student t) is at most ``ci95_half_width_rel`` of the
-  mean, or when ``max`` repeats were measured (the interval is then reported as it is), or when a repeat ended
-  ``oom`` / ``nan_audio`` (a property of the configuration: repeating it would only repeat it);
+  repeats with a GPU energy and the 95% confidence half-width of its mean (Student t) is at most
+  ``ci95_half_width_rel`` of the mean, or when ``max`` repeats were measured (the interval is then reported as
+  it is), or when a repeat ended ``oom`` / ``nan_audio`` (a property of the configuration: repeating it would
+  only repeat it);
 * for the quality experiment, (model, steps, caption set): done when each of its captions (the first
   ``caption_limit`` of the caption file) was measured once.
 
