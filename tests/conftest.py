@@ -121,6 +121,18 @@ def tiny_campaign(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def proc_looks_writable(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``/proc`` as root sees it: ``os.access`` allows writing there, yet no file can be made (its file
+    system refuses); for any user, so that the test reaches the refusal of the write itself."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc, where no file can be made")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *args, **kwargs: Path(path) == Path("/proc")
+                        or real_access(path, mode, *args, **kwargs))
+    return Path("/proc")
+
+
 #: what ``install_distribution`` installs: (distribution name, {entry point: "module:ROW"}, {path: text})
 Installer = Callable[..., Path]
 

@@ -244,11 +244,12 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(tmp_path, capsys, d
     assert code == 2 and err.startswith("error: ") and not out.exists()
 
 
-@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
-def test_an_out_folder_that_cannot_be_made_is_named_as_given(tmp_path, capsys):
+def test_an_out_folder_that_cannot_be_made_is_named_as_given(tmp_path, capsys, proc_looks_writable):
     root = _tiny_tree(tmp_path)
-    out = Path("/proc/tta-energy-out")  # its parent exists, but nothing can be written in it, even by root
-    for command in (["import-study", str(root)], ["analyze", "--study", str(root)]):
+    out = proc_looks_writable / "tta-energy-out"  # its parent exists, but nothing can be written in it
+    # the output folder is checked before the study is read: a study that is not there is never reached
+    for command in (["import-study", str(root)], ["analyze", "--study", str(root)],
+                    ["import-study", str(tmp_path / "no-study")]):
         code, err = _cli([*command, "--out-dir", str(out)], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"error: --out-dir {out} cannot be written: its file system makes no new file "

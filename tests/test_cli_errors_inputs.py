@@ -635,9 +635,9 @@ def test_campaign_collect_refuses_the_campaigns_own_folder(capsys):
             capsys, "is the campaign's own folder: give the copy a device call returned")
 
 
-@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
-def test_a_levers_output_folder_on_a_file_system_that_makes_no_file_is_refused_before_any_work(capsys):
-    out = "/proc/tta-energy-test/out"  # access() allows it, even to root; making a file there fails
+def test_a_levers_output_folder_on_a_file_system_that_makes_no_file_is_refused_before_any_work(
+        capsys, proc_looks_writable):
+    out = f"{proc_looks_writable}/tta-energy-test/out"
     refused(["levers", "run", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--out-dir", out],
             capsys, f"--out-dir {out} cannot be written: its file system makes no new file there (/proc is "
             "where it would be made); choose a folder you can write to")
