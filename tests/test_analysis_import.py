@@ -280,7 +280,7 @@ def test_import_writes_all_or_nothing_and_never_replaces_foreign_folders(tmp_pat
     foreign.mkdir()
     (foreign / "mine.txt").write_text("keep me")
     code, err = _cli(["import-study", str(root), "--out-dir", str(foreign)], capsys)
-    assert code == 2 and "was not written by import-study" in err
+    assert code == 2 and "holds files that import-study did not write (it would hold IMPORT.md)" in err
     assert (foreign / "mine.txt").read_text() == "keep me"
 
 

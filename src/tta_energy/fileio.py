@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,16 @@ def writable_folder(folder: Path, what: str = "output folder") -> None:
     folder = folder_path(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tta-energy-probe-"):
-            pass
+        _make_a_file_in(folder)
     except OSError as exc:
         raise TtaError(f"{what} {folder} cannot be written: {_why_unwritable(exc, folder)}") from None
+
+
+def _make_a_file_in(folder: Path) -> None:
+    """Make a file in ``folder`` and remove it at once (OSError where none can be made): some file systems
+    (/proc) refuse files that ``os.access`` allows."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".tta-energy-probe-"):
+        pass
 
 
 def _why_unwritable(exc: OSError, folder: Path) -> str:
@@ -119,14 +125,24 @@ def output_folder_path(folder: Path, what: str = "output folder") -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise TtaError(f"{what} {folder} cannot be written: permission denied{where}; choose a folder you "
                        "can write to")
-    try:  # a file made and removed at once: some file systems (/proc) refuse files that access() allows
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".tta-energy-probe-"):
-            pass
+    try:
+        _make_a_file_in(existing)
     except OSError as exc:
         why = _why_unwritable(exc, existing)
         raise TtaError(f"{what} {folder} cannot be written: {why}{where}; choose a folder you can write "
                        "to") from None
     return folder
+
+
+def own_output_folder(out: Path, option: str, command: str, ours: Callable[[Path], bool], mark: str) -> Path:
+    """``out`` when ``command`` may write its set of files there: absent, empty, or written by it before
+    (``ours(out)``: ``mark`` says how it tells), and writable; checked before any work. A folder of other
+    files (a repository's root, say) is refused with one line."""
+    out = output_folder_path(Path(out), option)
+    if out.is_dir() and any(out.iterdir()) and not ours(out):
+        raise TtaError(f"{option} {out}: holds files that {command} did not write ({mark}); choose an "
+                       "empty or new folder")
+    return out
 
 
 def csv_name(path: Path, what: str = "output table", error: type[Exception] = TtaError) -> Path:

@@ -49,8 +49,8 @@ from tta_energy.analysis.study_tree import (
     rel_path,
     study_defaults,
 )
-from tta_energy.errors import TtaError, first_line
-from tta_energy.fileio import output_folder_path, read_csv_exact, staging_folder
+from tta_energy.errors import first_line
+from tta_energy.fileio import own_output_folder, read_csv_exact, staging_folder
 from tta_energy.models.catalogue import BUILTIN_NAMES
 from tta_energy.study import STUDY_DURATION_S, STUDY_GPU_NAME, STUDY_PROMPT, STUDY_STRUCT_CAPTION
 
@@ -526,11 +526,8 @@ def load_study(path: str | Path) -> StudyData:
 def check_output_folder(out: str | Path) -> Path:
     """``out`` when import-study may write there: absent, empty, or an earlier import's (it holds the
     provenance note); checked before the study is read, so a refused folder costs nothing."""
-    out = output_folder_path(Path(out), "--out-dir")
-    if out.is_dir() and any(out.iterdir()) and not (out / IMPORT_NOTE).is_file():
-        raise TtaError(f"{out}: exists and was not written by import-study (no {IMPORT_NOTE}); choose an "
-                       "empty or new folder")
-    return out
+    return own_output_folder(Path(out), "--out-dir", "import-study",
+                             lambda folder: (folder / IMPORT_NOTE).is_file(), f"it would hold {IMPORT_NOTE}")
 
 
 def write_study(data: StudyData, out: str | Path) -> list[Path]:

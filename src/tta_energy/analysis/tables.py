@@ -14,7 +14,7 @@ from tta_energy import schema
 from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
-from tta_energy.fileio import output_folder_path, read_csv_exact, staging_folder, warn_if_cut
+from tta_energy.fileio import own_output_folder, read_csv_exact, staging_folder, warn_if_cut
 from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 #: The analysis tables and the columns each has at least (header-only tables keep these).
@@ -270,13 +270,12 @@ def check_output_folder(out: str | Path) -> Path:
     """``out`` when analyze may write there: absent, empty, or an earlier analyze's (its README.md says so).
     Analyze replaces its tables and README.md, so a folder of other files (a repository's root, say) is
     refused with one line before anything is read."""
-    out = output_folder_path(Path(out), "--out-dir")
-    readme = out / "README.md"
-    if out.is_dir() and any(out.iterdir()) and not (
-            readme.is_file() and WRITTEN_BY in readme.read_text(encoding="utf-8", errors="replace")):
-        raise TtaError(f"--out-dir {out}: holds files that analyze did not write (its README.md would say "
-                       f"'{WRITTEN_BY}'); choose an empty or new folder")
-    return out
+    def ours(folder: Path) -> bool:
+        readme = folder / "README.md"
+        return readme.is_file() and WRITTEN_BY in readme.read_text(encoding="utf-8", errors="replace")
+
+    return own_output_folder(Path(out), "--out-dir", "analyze", ours,
+                             f"its README.md would say '{WRITTEN_BY}'")
 
 
 def write_tables(result: AnalysisResult, out: str | Path, readme: str) -> list[Path]:
