@@ -106,12 +106,17 @@ def run_tables_in(paths: Sequence[str | Path]) -> list[Path]:
     found there and passed over as another kind (a header that is not a run table's, or not text)."""
     runs, scores = find_tables(paths)
     if not runs:
-        csvs = {c for p in map(Path, paths) for c in (p.rglob("*.csv") if p.is_dir() else [p])}
-        passed = sorted(c for c in csvs if c not in scores and c.name not in SIDE_TABLES)
-        why = (f": {len(passed)} CSV file(s) there, such as {passed[0]}, have no run table's header (see "
-               "`tta-energy schema`; `tta-energy summary` checks a table)") if passed else ""
-        raise TtaError(f"no run tables under {', '.join(map(str, paths))}{why}")
+        raise _no_run_tables(paths, scores)
     return runs
+
+
+def _no_run_tables(paths: Sequence[str | Path], scores: list[Path]) -> TtaError:
+    """The error of :func:`run_tables_in` for ``paths``, where :func:`find_tables` found only ``scores``."""
+    csvs = {c for p in map(Path, paths) for c in (p.rglob("*.csv") if p.is_dir() else [p])}
+    passed = sorted(c for c in csvs if c not in scores and c.name not in SIDE_TABLES)
+    why = (f": {len(passed)} CSV file(s) there, such as {passed[0]}, have no run table's header (see "
+           "`tta-energy schema`; `tta-energy summary` checks a table)") if passed else ""
+    return TtaError(f"no run tables under {', '.join(map(str, paths))}{why}")
 
 
 def find_published(paths: Iterable[str | Path], name: str) -> pd.DataFrame | None:
@@ -190,7 +195,7 @@ def load_inputs(
         run_sources.append(f"--study {study}")
     run_files, score_files = find_tables(runs) if runs else ([], [])
     if runs and not run_files:
-        run_tables_in(runs)  # says why none was found
+        raise _no_run_tables(runs, score_files)
     for f in run_files:
         warn_if_cut(f)  # the row a killed writer was appending is left out, and said so
         # table_path: the power traces lie next to their table
