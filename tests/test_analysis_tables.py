@@ -674,6 +674,12 @@ def test_analyze_bad_input(tmp_path, capsys):
     empty.mkdir()
     code, err = run(["analyze", "--runs", str(empty), "--out-dir", str(out)])
     assert code == 2 and "no run tables" in err
+    (empty / "notes.csv").write_text("a,b\n1,2\n", encoding="utf-8")  # a CSV of another kind is named
+    for command in (["analyze", "--runs", str(empty), "--out-dir", str(out)],
+                    ["estimate", "--model", "audioldm", "--steps", "10", "--runs", str(empty)]):
+        code, err = run(command)
+        assert code == 2 and (f"no run tables under {empty}: 1 CSV file(s) there, such as "
+                              f"{empty / 'notes.csv'}, have no run table's header") in err, err
     assert not out.exists()
 
 
