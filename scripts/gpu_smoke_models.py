@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tta_energy.cli import checks
+from tta_energy.errors import TtaError
 from tta_energy.experiments.smoke import append_rows, importable_models, smoke_model
 from tta_energy.models.catalogue import SIZES, model_names
 from tta_energy.study import STUDY_DURATION_S
@@ -22,7 +24,8 @@ from tta_energy.study import STUDY_DURATION_S
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="", help="comma-separated model names (default: all that import)")
+    parser.add_argument("--model", default=None,
+                        help="comma-separated model names (default: all that import)")
     parser.add_argument("--out", default="data/smoke/models_gpu.csv", help="CSV to append rows to")
     parser.add_argument("--steps", default="10,100", help="comma-separated step counts")
     parser.add_argument("--duration", type=float, default=STUDY_DURATION_S, help="audio seconds per clip")
@@ -33,11 +36,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps of the unrecorded warm-up (0: none)")
     args = parser.parse_args(argv)
 
-    steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    if args.model:
-        names = [m.strip() for m in args.model.split(",") if m.strip()]
-    else:
-        names = list(importable_models(list(model_names())))
+    try:  # the commands' checks: one error line and exit 2 before any model is built
+        steps = checks.comma_integers(args.steps, "--steps")
+        for count in steps:
+            checks.at_least_one(count, "--steps", "denoising steps")
+        names = [checks.model(m).name for m in checks.comma_list(args.model, "--model")]
+        checks.positive(args.duration, "--duration", unit="s")
+        checks.device(args.device)
+        checks.dtype(args.dtype)
+    except TtaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = names or list(importable_models(list(model_names())))
     failed = 0
     for name in names:
         rows = smoke_model(name, steps, device=args.device, size=args.size, dtype=args.dtype,

@@ -139,6 +139,32 @@ def test_smoke_rows_record_failures_and_append(tmp_path):
     assert len(table) == 3 and list(table[0])[: len(SMOKE_COLUMNS)] == list(SMOKE_COLUMNS)
 
 
+@pytest.mark.parametrize("args, line", [
+    (["--model", "tango,tango"], "error: --model 'tango,tango' names tango twice: name each once"),
+    (["--model", ""],
+     "error: --model '' names nothing: give one or more names, or leave --model out for all"),
+    (["--model", "foo"], "error: unknown model 'foo': choose one of"),
+    (["--steps", "10,x"], "error: --steps must be a comma list of integers, got '10,x'"),
+    (["--steps", "0"], "error: --steps must be >= 1 (denoising steps), got 0"),
+    (["--duration", "-1"], "error: --duration must be > 0 s, got -1.0"),
+    (["--device", "cpu", "--dtype", "fp7"], "error: unknown dtype 'fp7'"),
+])
+def test_smoke_script_refuses_bad_input_before_building(tmp_path, capsys, args, line):
+    """scripts/gpu_smoke_models.py checks its options with the commands' checks: one line, exit 2, no file."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "gpu_smoke_models.py"
+    spec = importlib.util.spec_from_file_location("gpu_smoke_models", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "smoke.csv"
+    assert script.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("model", model_names())
 def test_real_weights_on_the_meta_device_are_refused_for_every_model(tmp_path, model):
     """One check in the adapters' shared build arguments: the meta device holds no values to load into."""

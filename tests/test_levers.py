@@ -75,7 +75,8 @@ def test_levels_expand_to_levers():
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("", "empty"), ("turbo", "unknown lever 'turbo'"), ("fp16,bf16", "two precisions"),
+    ("", "names nothing: give one or more levers or a level"), (",", "names nothing"),
+    ("turbo", "unknown lever 'turbo'"), ("fp16,bf16", "two precisions"),
     ("sdpa-flash,sdpa-math", "two attention backends"), ("none,fp16", "cannot be combined"),
     ("compile-graphs,cudagraph", "already captures CUDA graphs"),
     ("compile-graphs,compile", "two compilations"), ("compile,compile-blocks", "two compilations"),

@@ -41,6 +41,23 @@ def seed_number(value: int, what: str = "--seed", *, error: type[TtaError] = Tta
     return value
 
 
+def listed_once(raw: list[str], what: str, items_are: str, *, error: type[TtaError] = TtaError,
+                otherwise: str = "") -> tuple[str, ...]:
+    """The items of a list the user wrote (``raw``: its comma-separated items, stripped, empty ones kept) when
+    it names something, has no empty item and names nothing twice; else ``error`` with one line that names
+    ``what`` (the option or spec, as written) and says what to write (``otherwise``: what leaving it out
+    means). The one rule every comma list is checked by, options and lever specs alike."""
+    items = tuple(t for t in raw if t)
+    if not items:
+        raise error(f"{what} names nothing: give one or more {items_are}{otherwise}")
+    if len(items) != len(raw):
+        raise error(f"{what} has an empty item: write the {items_are} between commas")
+    twice = [t for i, t in enumerate(items) if t in items[:i]]
+    if twice:
+        raise error(f"{what} names {twice[0]} twice: name each once")
+    return items
+
+
 def first_line(exc: BaseException, default: str | None = None) -> str:
     """The first line of ``str(exc)`` (surrounding whitespace stripped); when that is empty, ``default``,
     or the exception's class name when ``default`` is None."""

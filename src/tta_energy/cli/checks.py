@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from tta_energy.devices import check_device
-from tta_energy.errors import ModelError, TtaError, positive_number, seed_number
+from tta_energy.errors import ModelError, TtaError, listed_once, positive_number, seed_number
 from tta_energy.fileio import writable_file, writable_folder  # noqa: F401  (checks of the commands)
 from tta_energy.models import catalogue
 from tta_energy.models.weights import check_weights
@@ -81,15 +81,18 @@ def comma_list(values: str | list[str] | None, option: str | None = None,
     if option is None or values is None:
         return items
     shown = ",".join(given)
-    if not items:
-        raise TtaError(f"{option} {shown!r} names nothing: give one or more {items_are}"
-                       + (f", or leave {option} out for all" if absent_means_all else ""))
-    if len(items) != len(raw):
-        raise TtaError(f"{option} {shown!r} has an empty item: write the {items_are} between commas")
-    twice = [t for i, t in enumerate(items) if t in items[:i]]
-    if twice:
-        raise TtaError(f"{option} {shown!r} names {twice[0]} twice: name each once")
-    return items
+    return listed_once(raw, f"{option} {shown!r}", items_are,
+                       otherwise=f", or leave {option} out for all" if absent_means_all else "")
+
+
+def comma_integers(value: str, option: str) -> tuple[int, ...]:
+    """A comma list option of integers (``10,100``) the user gave: :func:`comma_list`'s rule, then each an
+    integer."""
+    items = comma_list(value, option, absent_means_all=False, items_are="integers")
+    try:
+        return tuple(int(t) for t in items)
+    except ValueError:
+        raise TtaError(f"{option} must be a comma list of integers, got {value!r}") from None
 
 
 def positive(value: float | None, option: str, *, allow_zero: bool = False, unit: str = "") -> None:

@@ -45,16 +45,6 @@ def _spec_list(value: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in value.split(";" if ";" in value else " ") if t.strip())
 
 
-def _ints(value: str, what: str) -> tuple[int, ...]:
-    from tta_energy.errors import TtaError
-
-    items = checks.comma_list(value, f"--{what}", absent_means_all=False, items_are="integers")
-    try:
-        return tuple(int(t) for t in items)
-    except ValueError:
-        raise TtaError(f"--{what} must be a comma list of integers, got {value!r}") from None
-
-
 def _folders(patterns: tuple[str, ...]) -> list[Path]:
     """Folders named or matched by glob patterns (``data/h200/levers/partplan-*``), in order, each once; a
     named folder must exist (a pattern may match none: before the first call there is nothing done)."""
@@ -215,7 +205,8 @@ def register(app: typer.Typer) -> None:
             full_specs=_spec_list(full), batch1_specs=_spec_list(batch1), single_specs=_spec_list(single),
             compile_models=checks.comma_list(compile_models), lean_models=checks.comma_list(lean_models),
             trim=trim,
-            steps=_ints(steps, "steps"), batches=_ints(batches, "batches"), repeats=repeats,
+            steps=checks.comma_integers(steps, "--steps"),
+            batches=checks.comma_integers(batches, "--batches"), repeats=repeats,
             duration_s=duration, seed=seed, size=size, weights=weights, device=device, ceiling_s=ceiling_s,
             ceiling_n=ceiling_n, idle_s=idle_s, min_window_s=min_window, profile=profile,
             time_budget_s=time_budget, references_dir=Path(references) if references else None,

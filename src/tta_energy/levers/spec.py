@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import TtaError, listed_once
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
 
 #: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
@@ -156,15 +156,8 @@ def parse_levers(spec: str | Levers) -> Levers:
     """
     if isinstance(spec, Levers):
         return spec
-    items = _items(spec or "")
-    tokens = [t for t in items if t]
-    if not tokens:
-        raise LeverError("empty lever spec: use none, graphs, max or a comma list of levers")
-    if len(tokens) != len(items):
-        raise LeverError(f"lever spec {spec!r} has an empty item: write the levers between commas")
-    twice = [t for i, t in enumerate(tokens) if t in tokens[:i]]
-    if twice:
-        raise LeverError(f"lever spec {spec!r} names {twice[0]} twice: name each lever once")
+    tokens = listed_once(_items(spec or ""), f"lever spec {spec!r}", "levers", error=LeverError,
+                         otherwise=" or a level (none, graphs, max)")
     known = set(LEVELS) | set(SINGLE_LEVERS)
     unknown = [t for t in tokens if t not in known]
     if unknown:
