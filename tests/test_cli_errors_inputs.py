@@ -235,8 +235,10 @@ def test_levers_ceiling_checks_its_values_before_the_meter(tmp_path, capsys, no_
             f"--out {tmp_path / 'out'} is a folder")
     refused(["levers", "ceiling", "--device", "cpu", "--precision", "fp4"], capsys,
             "unknown ceiling precision 'fp4'", "bf16, fp8")
-    refused(["levers", "ceiling", "--device", "cpu", "--seconds", "inf"], capsys,
-            "--seconds must be a finite number of seconds, got inf")
+    refused(["levers", "ceiling", "--device", "cpu", "--ceiling-s", "inf"], capsys,
+            "--ceiling-s must be a finite number of seconds, got inf")
+    refused(["levers", "ceiling", "--device", "cpu", "--seconds", "0"], capsys,  # its name before
+            "--ceiling-s must be > 0 seconds, got 0")
     assert entries(tmp_path) == {"out"}
 
 
@@ -552,7 +554,7 @@ def test_analysis_refuses_a_table_that_measures_a_pair_twice(tmp_path, capsys):
 def test_meter_idle_refuses_an_asked_gpu_this_machine_lacks(capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is there")
-    refused(["meter", "idle", "--device", "cuda", "--seconds", "1"], capsys,
+    refused(["meter", "idle", "--device", "cuda", "--idle-s", "1"], capsys,
             "--device cuda was asked for but torch sees no GPU (this command measures an NVIDIA GPU)")
 
 

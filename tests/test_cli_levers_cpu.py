@@ -68,7 +68,9 @@ def test_ceiling_values_are_checked_before_the_device(capsys, no_meter):
     """A wrong value is named first: fixing the device alone would not make the command run."""
     assert "unknown ceiling precision 'fp4'" in error_line(
         ["levers", "ceiling", "--device", "cpu", "--precision", "fp4"], capsys)
-    assert "--n must be >= 16" in error_line(["levers", "ceiling", "--device", "cpu", "--n", "8"], capsys)
+    for option in ("--ceiling-n", "--n"):  # --n: its name before
+        line = error_line(["levers", "ceiling", "--device", "cpu", option, "8"], capsys)
+        assert "--ceiling-n must be >= 16" in line
 
 
 def test_check_gpu_accepts_a_cuda_device_and_refuses_a_cpu():

@@ -29,22 +29,24 @@ def meter_app() -> typer.Typer:
 
 @pytest.mark.skipif(cuda_present(), reason="checks the message of a machine without a GPU")
 def test_idle_without_gpu_says_so_and_exits_zero(meter_app):
-    result = CliRunner().invoke(meter_app, ["meter", "idle", "--seconds", "0.5"])
+    result = CliRunner().invoke(meter_app, ["meter", "idle", "--idle-s", "0.5"])
     assert result.exit_code == 0, result.output
     assert "No NVIDIA GPU / NVML here" in result.output
     assert result.output.strip().splitlines()[-1] == "idle power: nan W (GPU energy unavailable)"
 
 
-def test_idle_rejects_a_bad_duration_with_one_error_line(capsys):
+@pytest.mark.parametrize("option", ["--idle-s", "--seconds"])  # --seconds: the name it had before
+def test_idle_rejects_a_bad_duration_with_one_error_line(capsys, option):
+    """The idle time is named as sweep's and levers run's --idle-s, checked by the options' one rule."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["meter", "idle", "--seconds", "-1"])
+        main(["meter", "idle", option, "-1"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: --seconds must be a positive number, got -1.0"
+    assert capsys.readouterr().err.strip() == "error: --idle-s must be > 0 seconds, got -1.0"
 
 
 @pytest.mark.parametrize("name", ["-1", "0", "cpu", "cuda:x"])
 def test_idle_takes_a_device_spelled_as_the_other_commands_take_it(capsys, name):
-    line = refused(capsys, ["meter", "idle", "--device", name, "--seconds", "0.5"])
+    line = refused(capsys, ["meter", "idle", "--device", name, "--idle-s", "0.5"])
     assert line == (f"error: --device {name}: the idle power is an NVIDIA GPU's; use cuda or cuda:N "
                     "(default: every GPU)")
 
@@ -53,7 +55,7 @@ def test_idle_refuses_a_cuda_index_this_machine_lacks(capsys, monkeypatch):
     monkeypatch.setattr(meter_commands, "_visible_cuda_devices", lambda: [0])
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
-    line = refused(capsys, ["meter", "idle", "--device", "cuda:3", "--seconds", "0.5"])
+    line = refused(capsys, ["meter", "idle", "--device", "cuda:3", "--idle-s", "0.5"])
     assert line == "error: --device cuda:3: torch sees 1 GPU(s), cuda:0 to cuda:0"
 
 

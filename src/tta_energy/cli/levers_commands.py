@@ -295,8 +295,10 @@ def register(app: typer.Typer) -> None:
 
     @levers_app.command("ceiling")
     def ceiling_cmd(
-        seconds: float = typer.Option(CEILING_S, help="length of the matmul loop"),
-        n: int = typer.Option(CEILING_MATRIX_N, help="matrix size"),
+        seconds: float = typer.Option(CEILING_S, "--ceiling-s", "--seconds",
+                                      help="length of the matmul loop, s (levers run's --ceiling-s)"),
+        n: int = typer.Option(CEILING_MATRIX_N, "--ceiling-n", "--n",
+                              help="matrix size (levers run's --ceiling-n)"),
         device: str | None = typer.Option(None, help="cuda or cuda:N (default: cuda); a CPU is refused"),
         out: Path | None = typer.Option(None, help="append the result to this CSV"),
         precision: str = typer.Option("bf16", help="operands: bf16, or fp8 (compute capability 8.9+)"),

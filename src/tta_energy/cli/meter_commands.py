@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tta_energy.cli import checks
 from tta_energy.devices import check_device, cuda_index
 from tta_energy.errors import TtaError
 from tta_energy.meter import IDLE_BASELINE_S
@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
 
     @meter_app.command("idle")
     def idle_cmd(
-        seconds: float = typer.Option(IDLE_BASELINE_S, "--seconds", help="how long to measure, s"),
+        seconds: float = typer.Option(IDLE_BASELINE_S, "--idle-s", "--seconds",
+                                      help="how long to measure, s (sweep's and levers run's --idle-s)"),
         device: list[str] = typer.Option(None, "--device",
                                          help="cuda or cuda:N, as the other commands take it (repeatable; "
                                               "default: every GPU)"),
@@ -39,8 +40,7 @@ def register(app: typer.Typer) -> None:
         """Measure the idle power of each GPU from NVML's energy counter."""
         from tta_energy.meter import EnergyMeter
 
-        if not seconds > 0 or math.isinf(seconds):
-            raise TtaError(f"--seconds must be a positive number, got {seconds}")
+        checks.positive(seconds, "--idle-s", unit="seconds")
         asked = {name: cuda_index(name) for name in device or ()}
         not_gpu = [name for name, index in asked.items() if index is None]
         if not_gpu:

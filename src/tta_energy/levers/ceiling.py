@@ -146,14 +146,20 @@ def check_gpu(asked: str | None, device: str) -> None:
                       "machine")
 
 
+def check_ceiling_loop(seconds: float, n: int | None) -> None:
+    """The ceiling loop's settings (``--ceiling-s``, ``--ceiling-n``; None: the GPU's own size): a finite
+    length > 0, a matrix size of at least 16. The one rule ``levers ceiling`` and ``levers run`` check."""
+    positive_number(seconds, "--ceiling-s", unit="seconds", error=LeversError)
+    if n is not None and n < 16:
+        raise LeversError(f"--ceiling-n must be >= 16 (the matrix size), got {n}")
+
+
 def measure_ceiling_once(device: str | None = None, seconds: float = CEILING_S, n: int = CEILING_MATRIX_N,
                          out: Path | None = None, precision: str = "bf16") -> dict[str, object]:
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
     one loop; the row is appended to ``out`` when given. Every value is checked first, then a device that is
     not a CUDA GPU is refused (:func:`check_gpu`), all before the meter starts."""
-    positive_number(seconds, "--seconds", unit="seconds", error=LeversError)
-    if n < 16:
-        raise LeversError(f"--n must be >= 16 (the matrix size), got {n}")
+    check_ceiling_loop(seconds, n)
     dev = chosen_device(device)
     check_precision(precision, dev)  # every value, before the meter starts (and warns)
     if out is not None:  # a folder is refused, its folder must exist, a file must take a row (or be made)

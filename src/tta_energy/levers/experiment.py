@@ -79,6 +79,7 @@ from tta_energy.levers.ceiling import (
     CeilingResult,
     ceiling_matrix_n,
     ceiling_record,
+    check_ceiling_loop,
     measure_ceiling,
 )
 from tta_energy.levers.compile_cache import (
@@ -867,9 +868,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
             raise LeversError(f"{option} must be a comma list of integers >= 1, got {below[0]}")
     positive_number(opts.duration_s, "--duration", unit="seconds", error=LeversError)
     positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=LeversError)
-    positive_number(opts.ceiling_s, "--ceiling-s", unit="seconds", error=LeversError)
-    if opts.ceiling_n is not None and opts.ceiling_n < 16:
-        raise LeversError(f"--ceiling-n must be >= 16, got {opts.ceiling_n}")
+    check_ceiling_loop(opts.ceiling_s, opts.ceiling_n)
     for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
               *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
         if parse_levers(s).spec == REFERENCE_SPEC:  # a bad spec fails here, before any model is built
