@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 reproduce: venv
-	$(VENV)/bin/tta-energy summary --data data
+	$(VENV)/bin/tta-energy summary --runs data
 	$(PY) -m tta_energy.analysis.reproduce --data data --figures $(OUT) $(if $(STUDY),--study "$(STUDY)",)
 
 # the suite in TEST_WORKERS processes, each test file whole in one of them (its tests share fixtures and files)

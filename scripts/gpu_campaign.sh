@@ -111,7 +111,7 @@ case "$MODE" in
     "$PY" -m tta_energy campaign collect "$unpacked/$TABLES" --campaign "$CAMPAIGN" || exit $?
     log=$(ls "$1"/campaign/log-*.txt 2>/dev/null | tail -1)
     [[ -n "$log" ]] && mkdir -p "$TABLES/logs" && cp "$log" "$TABLES/logs/campaign-$(basename "$log")"
-    "$PY" -m tta_energy summary --data "$TABLES" >/dev/null || exit $?
+    "$PY" -m tta_energy summary --runs "$TABLES" >/dev/null || exit $?
     "$PY" -m tta_energy campaign status --campaign "$CAMPAIGN" | tail -12 ;;
   *)
     echo "usage: $0 run [campaign run options] | merge-earlier | collect FILES_AT" >&2; exit 2 ;;

@@ -39,7 +39,7 @@ def test_summary_validates_tables_and_sums_measured_energy(tmp_path: Path) -> No
     schema.append_row(tmp_path / "a.csv", _row("tango", 2.0))
     schema.append_row(tmp_path / "cpu" / "b.csv", _row("audioldm", float("nan")))
     (tmp_path / "notes.csv").write_text("x,y\n1,2\n")  # not a run table: ignored
-    out = _run("summary", "--data", str(tmp_path))
+    out = _run("summary", "--runs", str(tmp_path))
     assert out.returncode == 0, out.stderr
     # one table row each (rows, ok, models, energy); a long path folds onto more lines with empty cells
     assert [cells[1:] for cells in _table_rows(out.stdout) if cells[1]] == [
@@ -64,7 +64,7 @@ def test_summary_names_every_invalid_table_and_its_problem(tmp_path: Path) -> No
     (tmp_path / "columns.csv").write_text("source,experiment,model,config_id\ntta-energy,steps,tango,c\n")
     (tmp_path / "steps.rank1.csv").write_text("a,b\n1,2\n")  # a shard's name, another table's header
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")  # any other CSV is left out
-    out = _run("summary", "--data", str(tmp_path))
+    out = _run("summary", "--runs", str(tmp_path))
     assert out.returncode == 2
     problems = {line.split(": ")[1].rsplit("/", 1)[-1]: line for line in out.stderr.splitlines()
                 if line.startswith("invalid: ")}
@@ -85,7 +85,7 @@ def test_summary_names_file_and_column_of_a_bad_table(tmp_path: Path) -> None:
     cells = text[1].split(",")
     cells[header.index("gpu_energy_J")] = "lots"
     (tmp_path / "a.csv").write_text(text[0] + "\n" + ",".join(cells) + "\n")
-    out = _run("summary", "--data", str(tmp_path))
+    out = _run("summary", "--runs", str(tmp_path))
     assert out.returncode == 2
     line = out.stderr.strip().splitlines()[0]
     assert "a.csv" in line and "gpu_energy_J" in line and "lots" in line
@@ -110,8 +110,8 @@ def test_a_levers_table_holds_one_baseline_per_run_but_no_pair_twice_in_a_run(tm
 
 
 def test_the_repositorys_data_is_valid() -> None:
-    """`make reproduce` starts with `tta-energy summary --data data`: every committed run table passes."""
-    out = _run("summary", "--data", str(Path(__file__).resolve().parents[1] / "data"))
+    """`make reproduce` starts with `tta-energy summary --runs data`: every committed run table passes."""
+    out = _run("summary", "--runs", str(Path(__file__).resolve().parents[1] / "data"))
     assert out.returncode == 0, out.stderr
     assert "invalid" not in out.stderr
 
@@ -119,11 +119,11 @@ def test_the_repositorys_data_is_valid() -> None:
 def test_summary_says_whether_its_folder_is_missing_or_a_file(tmp_path: Path, capsys) -> None:
     from tests.conftest import refused
 
-    refused(capsys, ["summary", "--data", str(tmp_path / "nope")],
-            f"--data {tmp_path / 'nope'} does not exist: give the folder of run tables")
+    refused(capsys, ["summary", "--runs", str(tmp_path / "nope")],
+            f"--runs {tmp_path / 'nope'} does not exist: give the folder of run tables")
     (tmp_path / "a.csv").write_text("x\n")
-    refused(capsys, ["summary", "--data", str(tmp_path / "a.csv")],
-            f"--data {tmp_path / 'a.csv'} is not a folder: give the folder of run tables")
+    refused(capsys, ["summary", "--data", str(tmp_path / "a.csv")],  # --data: its name before
+            f"--runs {tmp_path / 'a.csv'} is not a folder: give the folder of run tables")
 
 
 def test_schema_lists_every_column() -> None:

@@ -261,7 +261,7 @@ def test_summary_reports_a_run_table_that_lost_a_marker_column(tmp_path, capsys)
     assert schema.is_run_table(table)
     assert not schema.is_run_table(Path(__file__).parents[1] / "data" / "smoke" / "models_gpu.csv")
     with pytest.raises(SystemExit) as exc:
-        main(["summary", "--data", str(tmp_path / "data")])
+        main(["summary", "--runs", str(tmp_path / "data")])
     out, err = capsys.readouterr()
     assert exc.value.code == 2 and "Traceback" not in err
     assert f"invalid: {table}: missing column(s) source" in err

@@ -180,7 +180,7 @@ def test_generate_writes_no_wav_of_nan_audio(tmp_path, capsys):
     argv = ["generate", "--model", "audioldm", "--prompt", "dog", "--steps", "2", "--duration", "1", "--size",
             "tiny", "--device", "cpu", "--guidance", "1e30", "--batch", "2", "--out", str(tmp_path / "x.wav")]
     line = refused(capsys, argv, "the audio came out NaN/Inf", "audio samples are NaN/Inf",
-                   "nothing was written", "lower --guidance",
+                   "nothing was written", "lower --guidance-scale",
                    absent=(tmp_path / "x.wav", tmp_path / "x_0.wav"))
     assert "--dtype float32" not in line  # it already ran in float32 (a CPU's precision)
     assert os.listdir(tmp_path) == []

@@ -114,7 +114,7 @@ def test_a_stopped_campaign_run_keeps_its_rows_and_the_next_run_finishes_the_cel
     assert_stopped_as_asked(done, sig)
     kept = steps.read_bytes()
     assert kept.endswith(b"\n") and not (tables_dir / "quality.csv").exists()  # stopped in the first tier
-    main(["summary", "--data", str(tables_dir)])  # exit status 0: every table valid
+    main(["summary", "--runs", str(tables_dir)])  # exit status 0: every table valid
     assert "1 of 1 run table(s) valid" in capsys.readouterr().out
     first = schema.read_runs(steps)
     assert len(measured_ok(first)) >= 1 and len(measured_ok(first)) < 4  # work was left for the next run
@@ -132,7 +132,7 @@ def test_a_stopped_campaign_run_keeps_its_rows_and_the_next_run_finishes_the_cel
     said = capsys.readouterr().out
     assert "3 cells, 0 done" in said
     assert steps.read_bytes().startswith(kept)  # every line written before the stop, byte for byte
-    main(["summary", "--data", str(tables_dir)])
+    main(["summary", "--runs", str(tables_dir)])
     assert "2 of 2 run table(s) valid" in capsys.readouterr().out
     # what an uninterrupted run measures (tests/test_campaign.py): steps 2 models x 2 repeats, quality 2
     # captions once; each (configuration, repeat) once, whichever run measured it

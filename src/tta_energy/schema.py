@@ -312,7 +312,7 @@ def read_for_analysis(path: str | Path) -> pd.DataFrame:
     rows = read_runs(path)
     repeated = repeated_pairs(rows)
     if repeated:
-        raise SchemaError(f"{path}: {repeated}; `tta-energy summary --data {Path(path).parent}` lists every "
+        raise SchemaError(f"{path}: {repeated}; `tta-energy summary --runs {Path(path).parent}` lists every "
                           "problem")
     return rows
 

@@ -26,9 +26,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("summary")
     def summary_cmd(
-        data: Path = typer.Option(Path("data"), help="folder of run tables (searched recursively)"),
+        data: Path = typer.Option(Path("data"), "--runs", "--data",
+                                  help="folder of run tables (searched recursively), as analyze's --runs"),
     ) -> None:
-        """Validate every run table under DATA (encoding, schema, cut lines, repeated pairs) and print rows,
+        """Validate every run table under RUNS (encoding, schema, cut lines, repeated pairs) and print rows,
         models and energy per table; exit status 2 when a table is invalid."""
         import pandas as pd
 
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
         if not data.is_dir():
             state = "is not a folder" if data.exists() else "does not exist"
-            raise TtaError(f"--data {data} {state}: give the folder of run tables")
+            raise TtaError(f"--runs {data} {state}: give the folder of run tables")
         from tta_energy.experiments.grids import EXPERIMENTS
         from tta_energy.experiments.resume import unsharded
         from tta_energy.levers.tables import RUNS_FILE

@@ -95,7 +95,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="output FILE.wav (several clips: FILE_0.wav, ...)"),
         batch: int = typer.Option(1, "--batch", help="waveforms per prompt"),
         seed: int = typer.Option(0, "--seed", help="seed of the initial noise"),
-        guidance: float = typer.Option(None, "--guidance", help="CFG scale (default: the model's)"),
+        guidance: float = typer.Option(None, "--guidance-scale", "--guidance",
+                                       help="CFG scale, a row's guidance_scale (default: the model's)"),
         negative_prompt: str = typer.Option(None, "--negative-prompt",
                                             help="negative prompt (default: the model's; '' for none)"),
         weights: str = typer.Option("random", "--weights",
@@ -113,8 +114,8 @@ def register(app: typer.Typer) -> None:
                           duration_s=duration, guidance_scale=guidance)
         defaults = checks.model(model).defaults
         if negative_prompt and guidance is not None and not defaults.runs_guidance(guidance):
-            raise TtaError(f"--negative-prompt has no effect at --guidance {guidance:g} "
-                           f"({defaults.guidance_off_text()}): leave it out or raise --guidance")
+            raise TtaError(f"--negative-prompt has no effect at --guidance-scale {guidance:g} "
+                           f"({defaults.guidance_off_text()}): leave it out or raise --guidance-scale")
         checks.weights(weights)
         checks.seed(seed)
         from tta_energy.audio_io import check_wav_path, clip_paths, nonfinite_audio, write_clips
@@ -148,8 +149,8 @@ def register(app: typer.Typer) -> None:
         if nonfinite is not None:
             default = catalogue.entry(model).defaults.guidance_scale
             half = "" if dtype == "float32" else f" or, in {dtype}, try --dtype float32"
-            raise TtaError(f"the audio came out NaN/Inf ({nonfinite}); nothing was written: lower --guidance "
-                           f"(the model's default is {default:g}){half}")
+            raise TtaError(f"the audio came out NaN/Inf ({nonfinite}); nothing was written: lower "
+                           f"--guidance-scale (the model's default is {default:g}){half}")
         paths = write_clips(out, result.waveforms, result.sample_rate)
         shown = str(paths[0]) if len(paths) == 1 else f"{clip_paths(out, len(paths))[0]} .. {paths[-1].name}"
         clip_s = result.waveforms.shape[-1] / result.sample_rate
