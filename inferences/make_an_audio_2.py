@@ -4,7 +4,7 @@ The study's settings are the defaults (its prompt, 10 s, grids and repeats, the 
 
     python inferences/make_an_audio_2.py --experiment steps            # the study's inference-steps grid
     python inferences/make_an_audio_2.py --experiment batch --repeats 3
-    python inferences/make_an_audio_2.py --experiment quality --limit 30 --weights /path/to/weights
+    python inferences/make_an_audio_2.py --experiment quality --caption-limit 30 --weights /path/to/weights
     python inferences/make_an_audio_2.py --help                        # every option of tta-energy sweep
 
 Same as ``tta-energy sweep --model make-an-audio-2 ...``; all logic lives in the tta_energy package.

@@ -4,7 +4,7 @@ The study's settings are the defaults (its prompt, 10 s, grids and repeats, the 
 
     python inferences/tango.py --experiment steps            # the study's inference-steps grid
     python inferences/tango.py --experiment batch --repeats 3
-    python inferences/tango.py --experiment quality --limit 30 --weights /path/to/weights
+    python inferences/tango.py --experiment quality --caption-limit 30 --weights /path/to/weights
     python inferences/tango.py --help                        # every option of tta-energy sweep
 
 Same as ``tta-energy sweep --model tango ...``; all logic lives in the tta_energy package.

@@ -419,8 +419,10 @@ def test_sweep_refuses_two_spellings_of_one_grid_value_before_any_folder(tmp_pat
 
 
 @pytest.mark.parametrize(("experiment", "options", "said"), [
-    ("steps", ["--limit", "2"], "--limit has no effect with --experiment steps (it applies to --experiment "
-                                "quality only)"),
+    ("steps", ["--caption-limit", "2"],
+     "--caption-limit has no effect with --experiment steps (it applies to --experiment quality only)"),
+    # --limit, its name before, is read as --caption-limit
+    ("steps", ["--limit", "2"], "--caption-limit has no effect with --experiment steps"),
     ("steps", ["--captions", "clotho"], "--captions has no effect with --experiment steps"),
     ("steps", ["--audio-dir", "audio"], "--audio-dir has no effect with --experiment steps"),
     ("steps", ["--no-save-audio"], "--no-save-audio has no effect with --experiment steps"),
@@ -448,7 +450,7 @@ def test_sweep_refuses_an_option_its_experiments_would_ignore(tmp_path, capsys, 
 
 @pytest.mark.parametrize(("given", "with_user", "without_user"), [
     (["--steps"], ["steps", "batch"], ["steps", "quality"]),
-    (["--limit"], ["steps", "quality"], ["steps", "batch"]),
+    (["--caption-limit"], ["steps", "quality"], ["steps", "batch"]),
     (["--prompt"], ["quality", "batch"], ["quality"]),
     (["--duration"], ["duration", "guidance"], ["duration"]),
     (["--dtype"], ["precision", "steps"], ["precision"]),

@@ -127,7 +127,7 @@ def test_levers_are_parsed_once_and_the_precision_rule_holds(tmp_path):
 def test_batch_and_quality_in_one_run(tmp_path):
     audio = tmp_path / "audio"
     sweep("--experiment", "batch,quality", "--grid", "batch=5,p10", "--grid", "quality=1", "--steps", "1",
-          "--repeats", "batch=1", "--limit", "1", "--captions", "clotho", "--audio-dir", str(audio),
+          "--repeats", "batch=1", "--caption-limit", "1", "--captions", "clotho", "--audio-dir", str(audio),
           "--out-dir", str(tmp_path))
     batch = schema.read_runs(tmp_path / "batch.csv")
     rows = measured(batch)

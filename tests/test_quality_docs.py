@@ -57,13 +57,14 @@ def test_score_a_sweep_reads_the_sweeps_default_audio_dir_and_writes_into_a_made
 def test_offline_try_scores_the_tree_its_sweep_wrote_with_the_sweeps_limit() -> None:
     commands = _block("### Try it offline on a CPU (replica checkpoints)")
     sweep = next(c for c in commands if c[:2] == ["tta-energy", "sweep"])
-    audio_dir, out_dir, limit = (_option(sweep, o)[0] for o in ("--audio-dir", "--out-dir", "--limit"))
+    audio_dir, out_dir, limit = (_option(sweep, o)[0]
+                                 for o in ("--audio-dir", "--out-dir", "--caption-limit"))
     assert "--size" in sweep and _option(sweep, "--device") == ["cpu"]
     checkpoints = re.findall(r"w\('([^']+)'", " ".join(next(c for c in commands if c[0] == "python")))
     scores = [c for c in commands if c[:2] == ["tta-energy", "score"]]
     assert len(scores) == 2
     for argv in scores:
-        assert _option(argv, "--limit") == [limit]
+        assert _option(argv, "--caption-limit") == [limit]
         for folder in _option(argv, "--tree") + _option(argv, "--generated") + _option(argv, "--reference"):
             assert Path(folder).is_relative_to(audio_dir), folder
         for out in _option(argv, "--out") + _option(argv, "--per-clip"):

@@ -1,4 +1,4 @@
-"""``tta-energy score --limit N``: score what ``tta-energy sweep -e quality --limit N`` wrote.
+"""``tta-energy score --caption-limit N``: score what ``tta-energy sweep -e quality --caption-limit N`` wrote.
 
 The sweep generates clips for the first N captions of each caption file only, into
 ``<audio-dir>/<model>/<dataset>/<steps>/<file_name>``. The folders are laid out here with the sweep's own
@@ -37,7 +37,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sweep_tree(root: Path, limit: int | None, steps: str = "10") -> Path:
-    """The WAVs a ``sweep -m audioldm -e quality --grid <steps> --limit <limit>`` writes (short noise)."""
+    """The WAVs ``sweep -m audioldm -e quality --grid <steps> --caption-limit <limit>`` writes (short
+    noise)."""
     request = GridRequest(experiment="quality", model="audioldm", grid=[steps], limit=limit)
     rng = np.random.default_rng(0)
     for config in build_configs(request):
@@ -66,13 +67,14 @@ def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 def test_limit_scores_the_captions_a_limited_sweep_made_clips_for(tmp_path, checkpoint, capsys) -> None:
     tree = _sweep_tree(tmp_path / "outputs" / "audio", limit=2)
     out, per_clip = tmp_path / "scores.csv", tmp_path / "per_clip.csv"
-    # without --limit every caption of the file needs its clip: the error names the --limit that fits
+    # without --caption-limit every caption of the file needs its clip: the error names the one that fits
     err = _one_error(capsys, _score(tree, checkpoint, out))
     assert "audiocaps_captions.csv: no audio file for caption '22816.wav'" in err
-    assert "the first 2 of the 300 captions only: for a sweep run with --limit 2, score with --limit 2" in err
+    assert ("the first 2 of the 300 captions only: for a sweep run with --caption-limit 2, score with "
+            "--caption-limit 2") in err
     assert not out.exists()
 
-    main(_score(tree, checkpoint, out, "--limit", "2", "--per-clip", str(per_clip)))
+    main(_score(tree, checkpoint, out, "--caption-limit", "2", "--per-clip", str(per_clip)))
     table = pd.read_csv(out)
     assert table[["model", "dataset", "steps", "metric", "n_generated"]].values.tolist() == [
         ["audioldm", "audiocaps", 10, "clap", 2],
@@ -88,27 +90,28 @@ def test_limit_scores_the_captions_a_limited_sweep_made_clips_for(tmp_path, chec
 @pytest.mark.parametrize(
     ("limit", "metrics", "expected"),
     [
-        ("0", "clap", "--limit must be >= 1 (the first N captions of each caption file, as in sweep), got 0"),
-        ("2", "fad", "--limit cuts the caption files of the CLAP score; add clap to --metrics"),
+        ("0", "clap",
+         "--caption-limit must be >= 1 (the first N captions of each caption file, as in sweep), got 0"),
+        ("2", "fad", "--caption-limit cuts the caption files of the CLAP score; add clap to --metrics"),
         (
             "1",
             "clap",
-            "no caption for audio file {tree}/audioldm/audiocaps/10/106805.wav; --limit 1 keeps only the "
-            "first 1 captions of the caption file",
+            "no caption for audio file {tree}/audioldm/audiocaps/10/106805.wav; --caption-limit 1 keeps only "
+            "the first 1 captions of the caption file",
         ),
         (
             "5",
             "clap",
             "no audio file for caption '22816.wav' in {tree}/audioldm/audiocaps/10 (the folder holds the "
-            "clips of the first 2 of the 5 captions --limit 5 keeps only: for a sweep run with --limit 2, "
-            "score with --limit 2)",
+            "clips of the first 2 of the 5 captions --caption-limit 5 keeps only: for a sweep run with "
+            "--caption-limit 2, score with --caption-limit 2)",
         ),
     ],
 )
 def test_bad_limit_is_one_clear_error(limit, metrics, expected, tmp_path, checkpoint, capsys) -> None:
     tree = _sweep_tree(tmp_path / "audio", limit=2)
     out = tmp_path / "scores.csv"
-    err = _one_error(capsys, _score(tree, checkpoint, out, "--limit", limit, metrics=metrics))
+    err = _one_error(capsys, _score(tree, checkpoint, out, "--caption-limit", limit, metrics=metrics))
     assert expected.format(tree=tree) in err
     assert not out.exists()
 
@@ -124,7 +127,7 @@ def test_sweep_captions_cut_like_the_sweep(tmp_path) -> None:
     assert sweep_captions(captions)["file_name"].tolist() == ["b.wav", "a.wav", "c.wav"]
     request = GridRequest(experiment="quality", model="audioldm", grid=["10"], captions=[captions], limit=2)
     assert [c.caption_id for c in build_configs(request)] == ["b.wav", "a.wav"]
-    with pytest.raises(TtaError, match="--limit must be >= 1"):
+    with pytest.raises(TtaError, match="--caption-limit must be >= 1"):
         ScoreSettings(caption_limit=0)  # the Python API refuses it too
 
 
@@ -132,7 +135,7 @@ def test_limit_hint_only_when_the_clips_are_the_first_captions(tmp_path) -> None
     captions = pd.DataFrame({"file_name": ["a.wav", "b.wav", "c.wav"], "caption": ["x", "y", "z"]})
     with pytest.raises(CaptionError, match=r"'b.wav' in \S+ \(the folder holds the clips of the first 1 of"):
         match_captions(captions, [tmp_path / "a.wav"])
-    # clips of the first and the third caption: no --limit makes that folder, so none is suggested
+    # clips of the first and the third caption: no --caption-limit makes that folder, so none is suggested
     with pytest.raises(CaptionError) as info:
         match_captions(captions, [tmp_path / "a.wav", tmp_path / "c.wav"])
     assert str(info.value) == f"no audio file for caption 'b.wav' in {tmp_path}"

@@ -28,8 +28,8 @@ SCORE_HELP = (
     "tree (--tree AUDIO_DIR laid out as AUDIO_DIR/<model>/<dataset>/<steps>/*.wav, what `tta-energy sweep"
     " -e quality` writes). FAD/FAD-inf compare with the real recordings of --reference; the CLAP score "
     "pairs each caption of --captions (file_name, caption, duration; audiocaps / clotho default to the "
-    "study's bundled files) with the clip of the same file name; --limit N keeps the first N captions of "
-    "each file, as `sweep --limit N`."
+    "study's bundled files) with the clip of the same file name; --caption-limit N keeps the first N "
+    "captions of each file, as `sweep --caption-limit N`."
     "\n\n"
     "Checkpoints (a Hugging Face ClapModel folder or a LAION-CLAP .pt file, by path or by name looked up "
     "in --checkpoint-dir, $TTA_ENERGY_CLAP_DIR and ./checkpoints/clap) default to what the study used: "
@@ -84,9 +84,9 @@ def register(app: typer.Typer) -> None:
             "files, also the default of those data sets); DATASET=FILE (repeatable)",
         ),
         limit: int | None = typer.Option(
-            None,
-            help="CLAP score: only the first N captions of each caption file, as `sweep --limit N` (a sweep "
-            "run with --limit wrote clips for those only; default: every caption)",
+            None, "--caption-limit", "--limit",
+            help="CLAP score: only the first N captions of each caption file, as `sweep --caption-limit N` "
+            "(a sweep run with --caption-limit wrote clips for those only; default: every caption)",
         ),
         checkpoint: str = typer.Option(
             "630k-audioset-fusion-best",
@@ -156,10 +156,12 @@ def register(app: typer.Typer) -> None:
         checks.at_least_one(steps, "--steps", "the denoising steps the --generated clips were made with")
         check_backend(backend)
         wanted = checks.comma_list(metrics)
-        checks.at_least_one(limit, "--limit", "the first N captions of each caption file, as in sweep")
+        checks.at_least_one(limit, "--caption-limit",
+                            "the first N captions of each caption file, as in sweep")
         if limit is not None and "clap" not in wanted:
             raise TtaError(
-                "--limit cuts the caption files of the CLAP score; add clap to --metrics or leave --limit out"
+                "--caption-limit cuts the caption files of the CLAP score; add clap to --metrics or leave "
+                "--caption-limit out"
             )
         if fad_regularize not in ("auto", "always", "never"):
             raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")

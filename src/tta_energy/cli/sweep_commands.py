@@ -24,7 +24,7 @@ duration (2.5, 5, 10, 20 s where allowed), guidance (model default vs 1 = off), 
 bfloat16). Several experiments may be given comma-separated (one model build): tables go to
 OUT_DIR/<experiment>.csv. An option none of them uses is refused, not ignored: --steps with steps or quality,
 --duration with duration, --dtype with precision (their grids set it), --prompt with quality, and --captions,
---limit, --audio-dir, --no-save-audio without quality.
+--caption-limit, --audio-dir, --no-save-audio without quality.
 
 Protocol: idle baseline with the model loaded, one warm-up generation per built model (is_warmup=True),
 seeded random order within each repeat, per-phase energy, status oom / nan_audio / error recorded and the
@@ -98,7 +98,9 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         captions: list[str] | None = typer.Option(
             None, help="quality: caption file(s) (file_name, caption, duration) or audiocaps / clotho "
                        "(default: both)"),
-        limit: int | None = typer.Option(None, help="quality: first N captions of each file"),
+        limit: int | None = typer.Option(None, "--caption-limit", "--limit",
+                                         help="quality: first N captions of each file (a campaign's "
+                                              "caption_limit)"),
         audio_dir: Path = typer.Option(DEFAULT_AUDIO_DIR, help="quality: where the WAVs go"),
         save_audio: bool = typer.Option(True, "--save-audio/--no-save-audio", help="quality: write the WAVs"),
         out: Path | None = typer.Option(None, help="output table (one experiment)"),
@@ -130,7 +132,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
                         "--audio-dir", "--no-save-audio")
         country = checks.country(country) if codecarbon else country
-        checks.positive(limit, "--limit")
+        checks.positive(limit, "--caption-limit")
         for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):
             checks.positive(value, option, unit="seconds")
         from tta_energy.experiments.distributed import context_from_env
@@ -150,7 +152,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             spec(name)
         check_options_used(checks.given_options(ctx, {
             "steps": "--steps", "duration": "--duration", "dtype": "--dtype", "prompt": "--prompt",
-            "captions": "--captions", "limit": "--limit", "audio_dir": "--audio-dir",
+            "captions": "--captions", "limit": "--caption-limit", "audio_dir": "--audio-dir",
             "save_audio": "--save-audio" if save_audio else "--no-save-audio"}), experiments)
         repeat_counts = {}
         for name, value in per_experiment(repeats, experiments, "--repeats").items():

@@ -86,7 +86,7 @@ OPTION_USERS: dict[str, tuple[frozenset[str], str]] = {
     "--dtype": (_ALL - {"precision"}, "the grid sets it"),
     "--prompt": (_ALL - {"quality"}, "its prompts are the caption files'"),
     **{option: (frozenset({"quality"}), "it applies to --experiment quality only")
-       for option in ("--captions", "--limit", "--audio-dir", "--save-audio", "--no-save-audio")},
+       for option in ("--captions", "--caption-limit", "--audio-dir", "--save-audio", "--no-save-audio")},
 }
 
 
@@ -191,7 +191,7 @@ def load_captions(spec: str | Path, limit: int | None = None) -> CaptionSet:
     df = read_captions(path)  # the one reader of the format (score reads the same files)
     if limit is not None:
         if limit < 1:
-            raise SweepError(f"--limit must be >= 1, got {limit}")
+            raise SweepError(f"--caption-limit must be >= 1, got {limit}")
         df = df.head(limit)
     name = path.stem.removesuffix("_captions")
     return CaptionSet(name, path, tuple(zip(df["file_name"], df["caption"], strict=True)))

@@ -119,8 +119,9 @@ def match_captions(
 ) -> list[CaptionMatch]:
     """Pair each caption with exactly one audio file, in caption order.
 
-    ``limit`` is the ``--limit`` the captions were cut to (named in the errors). A folder holding the clips of
-    only the first captions is what ``sweep --limit N`` writes, so that error says which ``--limit`` fits.
+    ``limit`` is the ``--caption-limit`` the captions were cut to (named in the errors). A folder holding the
+    clips of only the first captions is what ``sweep --caption-limit N`` writes, so that error says which
+    ``--caption-limit`` fits.
     """
     where = f"{captions_path}: " if captions_path else ""
     by_name = {p.name: p for p in audio_files}
@@ -153,8 +154,8 @@ def match_captions(
             f"{where}no caption for audio file {extra[0]}"
             + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
             + (
-                f"; --limit {limit} keeps only the first {limit} captions of the caption file (leave it out "
-                "to score every caption)"
+                f"; --caption-limit {limit} keeps only the first {limit} captions of the caption file (leave "
+                "it out to score every caption)"
                 if limit is not None
                 else ""
             )
@@ -175,13 +176,13 @@ def _find(
 
 def _limit_hint(matched: int, n_captions: int, n_audio: int, limit: int | None) -> str:
     """When every clip belongs to the first ``matched`` captions and the rest have none (what
-    ``sweep --limit`` writes), the ``--limit`` that scores the folder; otherwise nothing."""
+    ``sweep --caption-limit`` writes), the ``--caption-limit`` that scores the folder; otherwise nothing."""
     if not 0 < matched == n_audio:
         return ""
-    kept = f" --limit {limit} keeps" if limit is not None else ""
+    kept = f" --caption-limit {limit} keeps" if limit is not None else ""
     return (
         f" (the folder holds the clips of the first {matched} of the {n_captions} captions{kept} only: "
-        f"for a sweep run with --limit {matched}, score with --limit {matched})"
+        f"for a sweep run with --caption-limit {matched}, score with --caption-limit {matched})"
     )
 
 

@@ -117,7 +117,7 @@ class ScoreSettings:
     clap_peak_dbfs: float | None = -1.0  # stable-audio-metrics: peak -1 dBFS
     batch_windows: int = 16
     progress: bool = True
-    caption_limit: int | None = None  # CLAP score: first N captions of each file, as ``sweep --limit``
+    caption_limit: int | None = None  # CLAP score: the first N captions of each file (sweep's too)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -130,7 +130,7 @@ class ScoreSettings:
             raise TtaError("confidence must be between 0 and 1")
         if self.caption_limit is not None and self.caption_limit < 1:
             raise TtaError(
-                f"--limit must be >= 1 (the first N captions of each file), got {self.caption_limit}"
+                f"--caption-limit must be >= 1 (the first N captions of each file), got {self.caption_limit}"
             )
 
     @property
@@ -225,9 +225,9 @@ def plan_jobs(jobs: Sequence[ScoreJob], settings: ScoreSettings) -> list[Planned
 
 
 def sweep_captions(path: Path, limit: int | None = None) -> pd.DataFrame:
-    """The captions of ``path`` (``file_name``, ``caption``) that ``tta-energy sweep --limit`` generates clips
-    for: all of them, or the first ``limit`` by the sweep's own rule, so that a limited sweep's folders are
-    scored against exactly the captions they were made from."""
+    """The captions of ``path`` (``file_name``, ``caption``) that ``tta-energy sweep --caption-limit``
+    generates clips for: all of them, or the first ``limit`` by the sweep's own rule, so that a limited
+    sweep's folders are scored against exactly the captions they were made from."""
     if limit is None:
         return read_captions(path)
     from tta_energy.experiments.grids import load_captions  # the sweep's reader and cut
