@@ -86,6 +86,11 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
     ("[[experiment]\n", "is not valid TOML"),
     ("seed = 'zero'\n[[experiment]]\nname = 'steps'\n", "seed must be an integer"),
     ("[levers]\nmodels = ['tango']\n", "is a levers plan file"),
+    # an empty string is no value: gpu = "" would read as any card, out_dir = "" as the file's own folder
+    ("gpu = ''\n[[experiment]]\nname = 'steps'\n",
+     "gpu is empty: give a value, or leave gpu out for its default"),
+    ("out_dir = ' '\n[[experiment]]\nname = 'steps'\n", "out_dir is empty"),
+    ("name = ''\n[[experiment]]\nname = 'steps'\n", "name is empty"),
 ])
 def test_a_bad_campaign_file_is_one_error_line(tmp_path, capsys, text, message):
     path = tmp_path / "bad.toml"

@@ -194,6 +194,9 @@ def test_sweep_refuses_missing_weights_before_any_folder_lock_or_meter(tmp_path,
     refused([*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(tmp_path / "nodir" / "x.csv"),
              "--weights", str(tmp_path / "nonexistent")], capsys, "weights path", "does not exist")
     assert entries(tmp_path) == set()
+    refused([*SWEEP, "-e", "steps", "--device", "cpu", "--out", str(tmp_path / "x.csv"), "--weights", " "],
+            capsys, "weights is empty: use 'random', a local weights folder or a hub id (owner/name)")
+    assert entries(tmp_path) == set()
 
 
 @pytest.mark.parametrize("audio_dir", [True, False], ids=["audio-dir", "default-audio-dir"])

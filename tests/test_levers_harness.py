@@ -452,6 +452,8 @@ def test_campaign_plan_file_declares_the_levers_table():
     ("[levers]\nmodels = ['tango']\n[[levers.extra]]\nmodels = ['audioldm']\nspecs = ['max']\n"
      "batches = [32]\n", "not in models"),
     ("[levers]\n[[levers.extra]]\nspecs = ['max']\nbatches = [32]\nsize = 3\n", "unknown key 'size'"),
+    ("[levers]\ngpu = ''\n", "gpu is empty: give a value, or leave gpu out for its default"),
+    ("[levers]\nout_dir = ''\n", "out_dir is empty"),
 ])
 def test_bad_plan_files_fail_with_one_line(tmp_path, text, needle):
     path = tmp_path / "plan.toml"

@@ -154,6 +154,18 @@ def test_read_runs_refuses_missing_and_empty_files(tmp_path):
         schema.read_runs(tmp_path / "empty.csv")
 
 
+def test_read_runs_names_a_table_pandas_cannot_parse(tmp_path):
+    """A row of more fields than the header is one line naming the file, as every reader of the tables needs
+    (collect, resume, the docs' numbers), not pandas' own error."""
+    path = tmp_path / "runs.csv"
+    path.write_text("source,run_id\ntta-energy,r1\ntta-energy,r1,x,y\n")
+    with pytest.raises(SchemaError) as err:
+        schema.read_runs(path)
+    assert str(err.value) == (f"{path}: is not a well-formed CSV (Error tokenizing data. C error: Expected 2 "
+                              "fields in line 3, saw 4)")
+    assert schema.check_table(path).problems == [str(err.value).removeprefix(f"{path}: ")]
+
+
 def test_codecarbon_columns_are_kwh_and_keep_missing_parts_missing():
     cols = schema.codecarbon_columns(2.0, 3.6e6, 1.8e6, np.nan, 0.5)
     assert cols == {"duration": 2.0, "emissions": 0.5, "cpu_energy": 0.5, "gpu_energy": 1.0,

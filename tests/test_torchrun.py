@@ -57,6 +57,24 @@ def test_scaling_table_arithmetic(tmp_path):
         ("k", 1, 9.0), ("m", 1, 100.0), ("m", 2, 51.0)]
 
 
+@pytest.mark.parametrize(("args", "line"), [
+    (["--model", "audioldm", "--gpus", "1"], "error: --gpus must be a whole number >= 2 (the sharded run's "
+                                             "processes; the baseline runs one), got '1'"),
+    (["--model", "audioldm", "--gpus", "two"], "error: --gpus must be a whole number >= 2"),
+    (["--model", "bogus"], "error: unknown model 'bogus': choose one of audioldm, "),
+])
+def test_scaling_refuses_bad_input_before_any_process(tmp_path, capsys, args, line):
+    """scripts/gpu_scaling.sh's GPUS and MODEL: one line and exit 2 before a sweep process starts."""
+    from tta_energy.experiments.scaling import main
+
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--work-dir", str(work), "--out", str(tmp_path / "scaling.csv")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(line) and err.count("\n") == 1
+    assert not work.exists() and not (tmp_path / "scaling.csv").exists()
+
+
 def test_torchrun_campaign_two_ranks_share_the_cells(tmp_path, tiny_campaign):
     """``campaign run`` under torchrun: the ranks share the cells' pairs, rank 0 merges, no pair twice."""
     import json

@@ -239,12 +239,16 @@ def path_beside(declaring_file: Path, value: str) -> Path:
 def toml_value(table: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str,
                error: type[Exception] = TtaError) -> Any:
     """``table[key]`` (``default`` when absent) checked to be of ``kind``; else ``error`` with one line naming
-    ``where`` (the file and table) and the key. A TOML boolean is not a number here."""
+    ``where`` (the file and table) and the key. A TOML boolean is not a number here, and a blank string is no
+    value (leaving the key out is how a file asks for the default: an empty ``gpu`` or ``out_dir`` would
+    otherwise read as "any card" or the file's own folder)."""
     value = table.get(key, default)
     if value is default:
         return value
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise error(f"{where}: {key} must be {toml_kind_name(kind)}, got {value!r}")
+    if isinstance(value, str) and not value.strip():
+        raise error(f"{where}: {key} is empty: give a value, or leave {key} out for its default")
     return value
 
 

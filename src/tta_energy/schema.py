@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tta_energy.errors import TtaError
+from tta_energy.errors import TtaError, first_line
 from tta_energy.fileio import CUT_LAST_LINE, atomic_path, csv_text, ends_inside_line, exact_numbers
 from tta_energy.models.catalogue import BUILTIN_NAMES
 
@@ -217,13 +217,20 @@ def validate(df: pd.DataFrame, where: str = "run table") -> pd.DataFrame:
     return df
 
 
+#: what is said of a run table pandas cannot parse
+MALFORMED_CSV = "is not a well-formed CSV"
+
+
 def read_runs(path: str | Path) -> pd.DataFrame:
     """Read a run table (CSV), ignoring a trailing half-written line, and validate it."""
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such run table")
     text = csv_text(path, "run table", SchemaError)
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as exc:  # a row of more fields than the header, say
+        raise SchemaError(f"{path}: {MALFORMED_CSV} ({first_line(exc)})") from None
     return validate(df, str(path))
 
 
@@ -274,8 +281,8 @@ def check_table(path: str | Path) -> TableCheck:
     except SchemaError as exc:
         text = str(exc)
         return TableCheck(path, None, [*problems, text.removeprefix(f"{path}: ")])
-    except (pd.errors.ParserError, ValueError) as exc:
-        return TableCheck(path, None, [*problems, f"is not a well-formed CSV ({str(exc).splitlines()[0]})"])
+    except ValueError as exc:
+        return TableCheck(path, None, [*problems, f"{MALFORMED_CSV} ({first_line(exc)})"])
     repeated = repeated_pairs(df)
     if repeated:
         problems.append(repeated)

@@ -25,6 +25,7 @@ import pandas as pd
 from tta_energy import schema
 from tta_energy.errors import TtaError
 from tta_energy.experiments import resume
+from tta_energy.models import catalogue
 
 COLUMNS = ("model", "experiment", "n_gpus", "wall_s", "speedup", "measuring_s", "measuring_speedup", "pairs",
            "gpu_name", "git_commit", "command")
@@ -100,13 +101,21 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--gpus", type=int, default=2, help="processes (GPUs) of the sharded run")
+    parser.add_argument("--gpus", default="2", help="processes (GPUs) of the sharded run, 2 or more")
     parser.add_argument("--out", type=Path, default=Path("data/validation/scaling.csv"))
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/scaling"))
     parser.add_argument("sweep_args", nargs=argparse.REMAINDER, help="-- then tta-energy sweep options")
     args = parser.parse_args(argv)
     sweep_args = [a for a in args.sweep_args if a != "--"]
-    try:
+    try:  # before any process starts: one line, not one from each sweep process and one from here
+        try:
+            catalogue.entry(args.model)
+        except catalogue.UnknownModelError as exc:
+            raise TtaError(str(exc)) from None
+        if not args.gpus.isdigit() or int(args.gpus) < 2:
+            raise TtaError(f"--gpus must be a whole number >= 2 (the sharded run's processes; the baseline "
+                           f"runs one), got {args.gpus!r}")
+        args.gpus = int(args.gpus)
         result = run_scaling(args.model, [1, args.gpus], sweep_args, args.work_dir, args.out)
     except TtaError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,6 +24,8 @@ def check_weights(value: str) -> str:
     """``value`` when it is ``random``, an existing local folder or a hub id (read from the local cache when
     the model is built; the model's loader checks the folder's layout), else one line saying what is allowed.
     No model reads its weights from a single file."""
+    if not value.strip():
+        raise ModelError(f"weights is empty: {ALLOWED}")
     path = Path(value).expanduser()
     if value == "random" or (value.strip() and path.is_dir()):
         return value
