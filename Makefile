@@ -30,6 +30,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 reproduce: venv
+	$(if $(strip $(OUT)),,$(error OUT is empty: give the folder the figures go to, e.g. OUT=figures))
 	$(VENV)/bin/tta-energy summary --runs data
 	$(PY) -m tta_energy.analysis.reproduce --data data --figures $(OUT) $(if $(STUDY),--study "$(STUDY)",)
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tta_energy.cli import checks
 from tta_energy.errors import TtaError
-from tta_energy.experiments.smoke import append_rows, importable_models, smoke_model
+from tta_energy.experiments.smoke import append_rows, check_smoke_table, importable_models, smoke_model
 from tta_energy.models.catalogue import SIZES, model_names
 from tta_energy.study import STUDY_DURATION_S
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         checks.positive(args.duration, "--duration", unit="s")
         checks.device(args.device)
         checks.dtype(args.dtype)
+        checks.positive(args.warmup_steps, "--warmup-steps", allow_zero=True)
+        check_smoke_table(Path(args.out))
     except TtaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

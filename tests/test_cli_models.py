@@ -148,6 +148,7 @@ def test_smoke_rows_record_failures_and_append(tmp_path):
     (["--steps", "0"], "error: --steps must be >= 1 (denoising steps), got 0"),
     (["--duration", "-1"], "error: --duration must be > 0 s, got -1.0"),
     (["--device", "cpu", "--dtype", "fp7"], "error: unknown dtype 'fp7'"),
+    (["--device", "cpu", "--warmup-steps", "-1"], "error: --warmup-steps must be >= 0, got -1"),
 ])
 def test_smoke_script_refuses_bad_input_before_building(tmp_path, capsys, args, line):
     """scripts/gpu_smoke_models.py checks its options with the commands' checks: one line, exit 2, no file."""
@@ -163,6 +164,30 @@ def test_smoke_script_refuses_bad_input_before_building(tmp_path, capsys, args, 
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "content", "line"), [
+    ("smoke.txt", None, "must end in .csv"),
+    ("other.csv", "source,run_id\nx,y\n",
+     "is not a smoke table (its columns start with source, run_id, not model, size, weights): choose a new "
+     "file or one this script wrote"),
+    ("binary.csv", b"\x00\xff\xfe", "cannot be read as a CSV table ('utf-8' codec can't decode byte 0xff"),
+])
+def test_smoke_script_refuses_an_out_it_would_replace_or_not_write(tmp_path, capsys, name, content, line):
+    """append_rows rewrites --out whole: another table there is refused before any model is built."""
+    from tta_energy.errors import TtaError
+    from tta_energy.experiments.smoke import check_smoke_table
+
+    out = tmp_path / name
+    if content is not None:
+        out.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(TtaError) as err:
+        check_smoke_table(out)
+    assert line in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([name] if content is not None else [])
+    rows = [dict.fromkeys(SMOKE_COLUMNS, "x")]
+    append_rows(tmp_path / "smoke.csv", rows)
+    check_smoke_table(tmp_path / "smoke.csv")  # a table this script wrote is taken
 
 
 @pytest.mark.parametrize("model", model_names())

@@ -130,6 +130,17 @@ def test_reproduce_refuses_a_bootstrap_count_out_of_range_before_reading_anythin
     assert not (tmp_path / "figures").exists()
 
 
+def test_reproduce_refuses_a_file_as_its_figures_folder_before_any_notebook(tmp_path, capsys, monkeypatch):
+    """`make reproduce OUT=<a file>`: one line at once, not after every notebook ran."""
+    ran = []
+    monkeypatch.setattr(reproduce, "_reproduce_into", lambda *a, **k: ran.append(a))
+    (tmp_path / "figures").write_text("not a folder")
+    assert reproduce.main(["--data", str(tmp_path), "--figures", str(tmp_path / "figures")]) == 2
+    expected = f"error: --figures {tmp_path / 'figures'} is a file: a folder is expected"
+    assert capsys.readouterr().err.strip() == expected
+    assert not ran and sorted(p.name for p in tmp_path.iterdir()) == ["figures"]
+
+
 def _write_notebook(folder: Path, name: str, body: str) -> None:
     """A jupytext percent notebook: a cell tagged ``parameters``, then ``body``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from tta_energy.analysis import docs_numbers, efficiency, plots, spread, study_i
 from tta_energy.analysis.compare import platform_label
 from tta_energy.devices import rows_of_gpu
 from tta_energy.errors import TtaError
-from tta_energy.fileio import atomic_path, staging_folder, write_csv_atomic
+from tta_energy.fileio import atomic_path, output_folder_path, staging_folder, write_csv_atomic
 from tta_energy.intervals import DEFAULT_RESAMPLES, check_resamples
 
 if TYPE_CHECKING:
@@ -433,7 +433,7 @@ def reproduce(
     root = repo_root()
     notebooks = notebooks or root / "notebooks"
     paths = notebook_paths(notebooks)
-    figures = figures.resolve()
+    figures = output_folder_path(figures, "--figures").resolve()  # a file there: refused before any notebook
     staging = staging_folder(figures)
     try:
         _reproduce_into(staging, data, paths, study=study, executed=executed, n_boot=n_boot,

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from tta_energy.audio_io import nonfinite_audio
+from tta_energy.errors import TtaError, first_line
 from tta_energy.experiments.runner import one_line
-from tta_energy.fileio import atomic_path
+from tta_energy.fileio import atomic_path, csv_name, writable_file
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
 from tta_energy.study import STUDY_DURATION_S, STUDY_PROMPT
@@ -182,6 +183,26 @@ def _measure(adapter: ModelAdapter, meter: SmokeMeter, dev: torch.device, steps:
     return {**row, **values, "status": "ok" if finite else "nan_audio", "error": "", "finite": finite,
             "peak_memory_GB": peak, "denoiser_calls": output.denoiser_calls,
             "audio_seconds": output.audio_seconds}
+
+
+def check_smoke_table(path: Path, what: str = "--out") -> None:
+    """``path`` is a CSV name whose folder takes files and which is new or a smoke table (its columns start
+    with :data:`SMOKE_COLUMNS`): :func:`append_rows` rewrites the file whole, so another table there would
+    be replaced. Else :class:`TtaError` with one line, before any model is built."""
+    csv_name(path, what)
+    writable_file(path, what)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TtaError(f"{what} {path} cannot be read as a CSV table ({first_line(exc)}): choose a new file "
+                       "or a smoke table") from None
+    if tuple(header[:len(SMOKE_COLUMNS)]) != SMOKE_COLUMNS:
+        raise TtaError(f"{what} {path} is not a smoke table (its columns start with "
+                       f"{', '.join(header[:3]) or 'nothing'}, not {', '.join(SMOKE_COLUMNS[:3])}): choose a "
+                       "new file or one this script wrote")
 
 
 def append_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
