@@ -5,8 +5,7 @@
 The device machine's image has torch, transformers, numpy, pandas, scipy, nvidia-ml-py, typer and rich; the
 rest comes as wheels carried in .whl/ (torchsde, trampoline, soxr, built for its Python 3.12) and
 installed with ``--no-deps``, so a forgotten one would otherwise surface as error rows in the middle of a
-sweep (as soxr did in device call 7: AudioLDM 2 ranks its waveforms with CLAP on soxr-resampled audio at
-batch > 1).
+sweep (soxr would: AudioLDM 2 ranks its waveforms with CLAP on soxr-resampled audio at batch > 1).
 """
 
 from __future__ import annotations
@@ -44,6 +43,9 @@ def missing_modules() -> list[str]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:]:
+        print(f"error: this check takes no arguments, got {' '.join(sys.argv[1:])!r}", file=sys.stderr)
+        sys.exit(2)
     absent = missing_modules()
     if absent:
         sys.exit("error: missing Python modules on this machine: "

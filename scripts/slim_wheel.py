@@ -51,8 +51,20 @@ def slim_wheel(wheel: Path, folders: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or not Path(argv[0]).is_file():
-        print("usage: python scripts/slim_wheel.py WHEEL FOLDER_IN_WHEEL ...", file=sys.stderr)
+    usage = "usage: python scripts/slim_wheel.py WHEEL FOLDER_IN_WHEEL ..."
+    if len(argv) < 2 or argv[0] in ("-h", "--help"):
+        print(usage, file=sys.stderr)
+        return 2
+    wheel = Path(argv[0])
+    problem = ("is a folder" if wheel.is_dir() else "does not exist" if not wheel.exists()
+               else "is not a .whl file" if wheel.suffix != ".whl" else None)
+    if problem:
+        print(f"error: {wheel} {problem}: give a wheel ({usage.removeprefix('usage: ')})", file=sys.stderr)
+        return 2
+    blank = [folder for folder in argv[1:] if not folder.strip("/ ") or folder.startswith("-")]
+    if blank:
+        print(f"error: {blank[0]!r} is no folder in a wheel: name folders such as pycountry/locales",
+              file=sys.stderr)
         return 2
     try:
         saved = slim_wheel(Path(argv[0]), argv[1:])

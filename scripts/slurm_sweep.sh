@@ -8,10 +8,28 @@
 # the first node). The output folder must be on a file system all nodes share: rank 0 merges the shards.
 #
 #   sbatch scripts/slurm_sweep.sh tango steps /shared/tta-energy/data/cluster
+# Environment: PYTHON (default python3), the interpreter with tta-energy installed.
 set -euo pipefail
-MODEL=${1:?model}
-EXPERIMENT=${2:?experiment}
-OUT_DIR=${3:?shared output folder}
+if (($# != 3)); then
+  echo "usage: sbatch scripts/slurm_sweep.sh MODEL EXPERIMENT SHARED_OUT_DIR (got $# argument(s))" >&2
+  exit 2
+fi
+MODEL=$1 EXPERIMENT=$2 OUT_DIR=$3
+if [[ -z "${SLURM_JOB_NODELIST:-}" ]]; then
+  echo "error: SLURM_JOB_NODELIST is not set: submit this script with sbatch (it runs inside a SLURM job)" >&2
+  exit 2
+fi
+# the model and experiment checked once here, not by every rank after srun has started them all
+"${PYTHON:-python3}" -c 'import sys
+from tta_energy.cli import checks
+from tta_energy.errors import TtaError
+from tta_energy.experiments.grids import spec
+try:
+    checks.model(sys.argv[1])
+    for name in checks.comma_list(sys.argv[2], "--experiment", absent_means_all=False):
+        spec(name)
+except TtaError as exc:
+    sys.exit(f"error: {exc}")' "$MODEL" "$EXPERIMENT" || exit 2
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 GPUS_PER_NODE=${SLURM_GPUS_PER_NODE:-4}
 srun torchrun --nnodes "$SLURM_JOB_NUM_NODES" --nproc-per-node "${GPUS_PER_NODE##*:}" \

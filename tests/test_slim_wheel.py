@@ -57,11 +57,23 @@ def test_a_slimmed_wheel_keeps_the_rest_byte_for_byte_and_pip_installs_it(tmp_pa
     assert looked_up.stdout.strip() == "Italy"
 
 
-def test_a_missing_wheel_is_a_usage_line_and_a_file_that_is_no_wheel_one_error_line(tmp_path, capsys):
-    assert slim.main([str(tmp_path / "nope.whl"), "x"]) == 2
-    assert capsys.readouterr().err.startswith("usage: python scripts/slim_wheel.py")
+def test_a_missing_wheel_is_named_and_a_file_that_is_no_wheel_one_error_line(tmp_path, capsys):
+    assert slim.main([]) == 2
+    assert capsys.readouterr().err == "usage: python scripts/slim_wheel.py WHEEL FOLDER_IN_WHEEL ...\n"
+    for wheel, problem in ((tmp_path / "nope.whl", "does not exist"), (tmp_path, "is a folder")):
+        assert slim.main([str(wheel), "x"]) == 2
+        assert capsys.readouterr().err == (f"error: {wheel} {problem}: give a wheel (python "
+                                           "scripts/slim_wheel.py WHEEL FOLDER_IN_WHEEL ...)\n")
+    (tmp_path / "toy").mkdir()
+    wheel = _wheel(tmp_path / "toy")
+    before = wheel.read_bytes()
+    for folder in ("", "/", "--help"):  # no folder to drop: nothing is rewritten
+        assert slim.main([str(wheel), folder]) == 2
+        assert capsys.readouterr().err == (f"error: {folder!r} is no folder in a wheel: name folders such as "
+                                           "pycountry/locales\n")
+    assert wheel.read_bytes() == before
     text = tmp_path / "text.whl"
     text.write_text("not a zip", encoding="utf-8")
     assert slim.main([str(text), "x"]) == 2
     assert capsys.readouterr().err == f"error: {text} is not a wheel (not a zip archive)\n"
-    assert text.read_text(encoding="utf-8") == "not a zip" and len(list(tmp_path.iterdir())) == 1
+    assert text.read_text(encoding="utf-8") == "not a zip" and len(list(tmp_path.iterdir())) == 2  # + toy/

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -73,6 +74,24 @@ def test_scaling_refuses_bad_input_before_any_process(tmp_path, capsys, args, li
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.startswith(line) and err.count("\n") == 1
     assert not work.exists() and not (tmp_path / "scaling.csv").exists()
+
+
+@pytest.mark.parametrize(("args", "env", "line"), [
+    ([], {}, "usage: sbatch scripts/slurm_sweep.sh MODEL EXPERIMENT SHARED_OUT_DIR (got 0 argument(s))"),
+    (["tango", "steps", "/tmp/x"], {}, "error: SLURM_JOB_NODELIST is not set: submit"),
+    (["bogus", "steps", "/tmp/x"], {"SLURM_JOB_NODELIST": "n1"}, "error: unknown model 'bogus'"),
+    (["tango", "stepz", "/tmp/x"], {"SLURM_JOB_NODELIST": "n1"}, "error: unknown experiment 'stepz'"),
+])
+def test_slurm_script_checks_its_arguments_before_srun(args, env, line):
+    """scripts/slurm_sweep.sh: one line and exit 2 before srun starts a process on every node."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    environ.update(env, PYTHON=sys.executable, PYTHONPATH=str(root / "src"))
+    done = subprocess.run(["bash", str(root / "scripts" / "slurm_sweep.sh"), *args], env=environ,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(line) and done.stderr.count("\n") == 1
 
 
 def test_torchrun_campaign_two_ranks_share_the_cells(tmp_path, tiny_campaign):
