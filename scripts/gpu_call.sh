@@ -8,7 +8,7 @@
 #                                         # campaigns/h100_levers.toml, is complete: name it to measure it)
 #   GPU_CALL_DRY=1 bash scripts/gpu_call.sh   # print the command it would run, run nothing
 #
-#   CALL_S=400 bash scripts/gpu_call.sh      # a call the device tool limits to 400 s (default 600)
+#   CALL_S=400 bash scripts/gpu_call.sh      # a call the device tool limits to 400 s (240 to 600, default 600)
 #
 # What earlier calls on a warm machine measured counts as done (both scripts' merge-earlier first). A campaign
 # file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` with HARD_LIMIT_S (defaults
@@ -17,18 +17,24 @@
 # and one that found nothing left (exit 6) hands the call to the next plan. Collect what comes back with
 # the script the call ran (its files come back under campaign/ or levers/). Exit 6: no plan names this card
 # with work left; exit 2: a plan file or a check of it failed, or the call is too short for every unit a
-# levers plan has left (one line). Environment: PYTHON (default python3).
+# levers plan has left (one line). Environment: PYTHON (default python3); CALL_S, and HARD_LIMIT_S,
+# CAMPAIGN_BUDGET_S and BUDGET_S when set, in whole seconds within it (BUDGET_S more than 60): any other value
+# is one error line, exit 2, before any work.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # the call's start, before the wheels' install: a campaign run logs it (call_start_utc), so that its cost counts
 # the whole device call
 export TTA_ENERGY_CALL_START=${TTA_ENERGY_CALL_START:-$(date -u +%FT%T.%3N+00:00)}
+source scripts/device_exits.sh  # the exit statuses, and check_seconds
+# the settings, checked before any work (one error line, exit 2): the device stops any command at 600 s
 CALL_S=${CALL_S:-600}
-[[ "$CALL_S" =~ ^[0-9]{1,5}$ ]] && ((10#$CALL_S >= 240)) \
-  || { echo "error: CALL_S=$CALL_S: give the device call's limit in whole seconds, at least 240" >&2; exit 2; }
-CALL_S=$((10#$CALL_S))
+check_seconds CALL_S 240 600 "the device call's limit"
+[[ -z "${HARD_LIMIT_S:-}" ]] || check_seconds HARD_LIMIT_S 1 "$CALL_S" "the campaign run's hard stop" "at most CALL_S"
+[[ -z "${CAMPAIGN_BUDGET_S:-}" ]] \
+  || check_seconds CAMPAIGN_BUDGET_S 1 "$CALL_S" "the campaign run's --time-budget" "at most CALL_S"
+[[ -z "${BUDGET_S:-}" ]] \
+  || check_seconds BUDGET_S 61 "$CALL_S" "the levers call's time" "its run gets BUDGET_S - 60, at most CALL_S"
 PY=${PYTHON:-python3}
-source scripts/device_exits.sh
 (($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p)
 [[ -n "$card" ]] || { echo "error: nvidia-smi names no GPU on this machine" >&2; exit 2; }

@@ -415,16 +415,55 @@ def test_a_device_call_by_default_measures_the_h200_plans_and_hands_another_card
 ])
 def test_a_shorter_device_call_gives_each_script_a_budget_that_fits_it(tmp_path, card, chosen):
     """CALL_S (the limit the device tool gives the call) sets the campaign's budget and hard stop and the
-    levers call's budget; a limit that is not a whole number of seconds, at least 240, is one error line."""
+    levers call's budget; a limit that is not a whole number of seconds from 240 to 600 (the device stops any
+    command at 600 s) is one error line."""
     done = _dispatch(tmp_path, card, _plans(tmp_path), CALL_S="400")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == chosen
-    for bad in ("abc", "100", "4x", "a[$(touch pwned)]"):
+    for bad in ("abc", "100", "4x", "601", "-400", "a[$(touch pwned)]"):
         refused = _dispatch(tmp_path, card, ["plans/h200.toml"], CALL_S=bad)
         assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
         assert refused.stderr == (f"error: CALL_S={bad}: give the device call's limit in whole seconds, "
-                                  "at least 240\n")
+                                  "from 240 to 600\n")
     assert not list(tmp_path.rglob("pwned"))
+
+
+def test_the_scripts_budgets_given_to_a_device_call_are_whole_seconds_within_it(tmp_path):
+    """HARD_LIMIT_S, CAMPAIGN_BUDGET_S and BUDGET_S, when given, replace what the call derives from CALL_S
+    (read in base 10: 0300 is 300)."""
+    plans = _plans(tmp_path)
+    done = _dispatch(tmp_path, "NVIDIA H200", plans, CALL_S="400", HARD_LIMIT_S="0300",
+                     CAMPAIGN_BUDGET_S="250")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == ("plans/h200.toml: env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=300 "
+                                            "bash scripts/gpu_campaign.sh run --time-budget 250")
+    done = _dispatch(tmp_path, "NVIDIA H100 80GB HBM3", plans[2:], BUDGET_S="0200")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "env BUDGET_S=200 bash scripts/gpu_levers.sh plan" in done.stdout
+
+
+HARD_STOP = "give the campaign run's hard stop in whole seconds, from 1 to 600 (at most CALL_S)"
+BUDGETS = "give the campaign run's --time-budget in whole seconds, from 1 to 600 (at most CALL_S)"
+LEVERS_TIME = ("give the levers call's time in whole seconds, from 61 to 600 (its run gets BUDGET_S - 60, at "
+               "most CALL_S)")
+
+
+@pytest.mark.parametrize(("setting", "said"), [
+    *[({"HARD_LIMIT_S": bad}, f"error: HARD_LIMIT_S={bad}: {HARD_STOP}")
+      for bad in ("abc", "8m", "1.5", "-5", "0", "601")],
+    ({"HARD_LIMIT_S": "500", "CALL_S": "400"}, f"error: HARD_LIMIT_S=500: {HARD_STOP.replace('600', '400')}"),
+    *[({"CAMPAIGN_BUDGET_S": bad}, f"error: CAMPAIGN_BUDGET_S={bad}: {BUDGETS}")
+      for bad in ("abc", "8m", "1.5", "-5", " 5")],
+    *[({"BUDGET_S": bad}, f"error: BUDGET_S={bad}: {LEVERS_TIME}")
+      for bad in ("abc", "8m", "1.5", "-100", "30")],
+])
+def test_a_device_calls_bad_setting_is_one_line_before_any_work(tmp_path, setting, said):
+    """A setting of scripts/gpu_call.sh that is not one it allows stops it before it reads a plan or installs
+    a wheel: one error line naming it, exit 2, nothing printed or written."""
+    done = _dispatch(tmp_path, "NVIDIA H200", _plans(tmp_path), **setting)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == "" and done.stderr == said + "\n"
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["plans", "scripts"]  # nothing written
 
 
 def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_stops_it(tmp_path):
