@@ -18,8 +18,8 @@
 # the script the call ran (its files come back under campaign/ or levers/). Exit 6: no plan names this card
 # with work left; exit 2: a plan file or a check of it failed, or the call is too short for every unit a
 # levers plan has left (one line). Environment: PYTHON (default python3); CALL_S, and HARD_LIMIT_S,
-# CAMPAIGN_BUDGET_S and BUDGET_S when set, in whole seconds within it (BUDGET_S more than 60): any other value
-# is one error line, exit 2, before any work.
+# CAMPAIGN_BUDGET_S and BUDGET_S when set, in whole seconds within it (BUDGET_S more than 60), and GPU_CALL_DRY
+# (0 or 1): any other value is one error line, exit 2, before any work.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # the call's start, before the wheels' install: a campaign run logs it (call_start_utc), so that its cost counts
@@ -34,6 +34,13 @@ check_seconds CALL_S 240 600 "the device call's limit"
   || check_seconds CAMPAIGN_BUDGET_S 1 "$CALL_S" "the campaign run's --time-budget" "at most CALL_S"
 [[ -z "${BUDGET_S:-}" ]] \
   || check_seconds BUDGET_S 61 "$CALL_S" "the levers call's time" "its run gets BUDGET_S - 60, at most CALL_S"
+[[ "${GPU_CALL_DRY:-0}" =~ ^[01]$ ]] \
+  || { echo "error: GPU_CALL_DRY=$GPU_CALL_DRY: give 1 (print the command, run nothing) or 0 (run it)" >&2; exit 2; }
+for plan in "$@"; do
+  [[ -n "$plan" ]] \
+    || { echo "error: PLAN=: the plan path is empty; give campaign or levers plan files (default:" \
+              "campaigns/h200.toml campaigns/h200_levers.toml)" >&2; exit 2; }
+done
 PY=${PYTHON:-python3}
 (($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p)

@@ -446,6 +446,7 @@ HARD_STOP = "give the campaign run's hard stop in whole seconds, from 1 to 600 (
 BUDGETS = "give the campaign run's --time-budget in whole seconds, from 1 to 600 (at most CALL_S)"
 LEVERS_TIME = ("give the levers call's time in whole seconds, from 61 to 600 (its run gets BUDGET_S - 60, at "
                "most CALL_S)")
+DRY_OR_NOT = "give 1 (print the command, run nothing) or 0 (run it)"
 
 
 @pytest.mark.parametrize(("setting", "said"), [
@@ -456,14 +457,24 @@ LEVERS_TIME = ("give the levers call's time in whole seconds, from 61 to 600 (it
       for bad in ("abc", "8m", "1.5", "-5", " 5")],
     *[({"BUDGET_S": bad}, f"error: BUDGET_S={bad}: {LEVERS_TIME}")
       for bad in ("abc", "8m", "1.5", "-100", "30")],
+    *[({"GPU_CALL_DRY": bad}, f"error: GPU_CALL_DRY={bad}: {DRY_OR_NOT}")
+      for bad in ("yes", "true", "2", " 1")],
 ])
 def test_a_device_calls_bad_setting_is_one_line_before_any_work(tmp_path, setting, said):
     """A setting of scripts/gpu_call.sh that is not one it allows stops it before it reads a plan or installs
-    a wheel: one error line naming it, exit 2, nothing printed or written."""
-    done = _dispatch(tmp_path, "NVIDIA H200", _plans(tmp_path), **setting)
+    a wheel: one error line naming it, exit 2, nothing printed or written. GPU_CALL_DRY=yes, in particular, is
+    not read as 0: the call it would have started is not run."""
+    done = _dispatch(tmp_path, "NVIDIA H200", _plans(tmp_path), **setting)  # GPU_CALL_DRY=1 unless set
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == "" and done.stderr == said + "\n"
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["plans", "scripts"]  # nothing written
+
+
+def test_an_empty_plan_path_is_named_as_such(tmp_path):
+    done = _dispatch(tmp_path, "NVIDIA H200", [_plans(tmp_path)[0], ""])
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr == ("error: PLAN=: the plan path is empty; give campaign or levers plan files "
+                           "(default: campaigns/h200.toml campaigns/h200_levers.toml)\n")
 
 
 def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_stops_it(tmp_path):
