@@ -28,14 +28,17 @@
 # the device returns files of at most 16 MiB, and the tree it receives, carried folders included, is at most
 # 64 MiB), the report and the log.
 #
-# Environment: PYTHON (default python3: the device image's torch), BUDGET_S (seconds this call may use,
-# default 520: the run is stopped there, packing follows; give the device call a limit of 600 s), LEVERS_ARGS (more options for 'tta-energy levers run').
+# Environment: PYTHON (default python3: the device image's torch), BUDGET_S (whole seconds this call may use,
+# more than 60, default 520: the run is stopped there, packing follows; give the device call a limit of 600 s;
+# any other value is one error line, exit 2), LEVERS_ARGS (more options for 'tta-energy levers run').
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
+source scripts/device_exits.sh  # the exit statuses (a failure before device_env.sh's install uses them too)
 BUDGET_S=${BUDGET_S:-520}
+check_seconds BUDGET_S 61 "" "the levers call's time" "its run gets BUDGET_S - 60"  # before any work
 COMPILE_PACK_RATIO=10  # the most a compile cache is taken to shrink when packed (below)
 PART=${1:-}
 TABLES=  # the plan's out_dir relative to the repository root (data/h200 for campaigns/h200_levers.toml)

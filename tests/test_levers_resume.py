@@ -310,6 +310,35 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
     assert (cpu_tables / "levers.csv").is_file() and list((cpu_tables / "logs").iterdir())
 
 
+def _levers_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of scripts/gpu_levers.sh and what it sources, with a tiny levers plan (plan.toml, out_dir
+    data/cpu), and the environment that runs it with this checkout's package."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_levers.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "plan.toml").write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none"]\nsteps = [2]\n'
+                                    'batches = [1]\nrepeats = 1\nduration_s = 1.0\nout_dir = "data/cpu"\n',
+                                    encoding="utf-8")
+    return repo, {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src")}
+
+
+@pytest.mark.parametrize("mode", ["dry", "plan"])
+@pytest.mark.parametrize("budget", ["8m", "1.5", "abc", "-100", "30", "60", " 200"])
+def test_a_levers_calls_budget_is_whole_seconds_above_the_minute_packing_keeps(tmp_path, mode, budget):
+    """BUDGET_S that is not a whole number of seconds above 60 (the run gets BUDGET_S - 60) is one error line
+    naming it, exit 2, before the plan is read or anything written (it gave arithmetic errors, an unbound
+    NOTHING_LEFT_EXIT, or a refusal naming --time-budget)."""
+    repo, env = _levers_checkout(tmp_path)
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", "scripts/gpu_levers.sh", mode, "plan.toml"], cwd=repo, capture_output=True,
+                          text=True, check=False, env={**env, "BUDGET_S": budget, "OUT": str(out)})
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr == (f"error: BUDGET_S={budget}: give the levers call's time in whole seconds, "
+                           "at least 61 (its run gets BUDGET_S - 60)\n")
+    assert sorted(p.name for p in repo.iterdir()) == ["plan.toml", "scripts"] and not out.exists()
+
+
 def test_a_run_whose_every_configuration_failed_still_counts_towards_settling(tmp_path):
     """A run with no measured generation (its unit's specs all failed to apply; warm-ups only) still says
     which settings it ran with: its failures count."""
