@@ -19,13 +19,16 @@
 # the same cells again. Collecting every call's files here afterwards adds each row once.
 # The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
 # python3), CAMPAIGN (default campaigns/h200.toml; its out_dir, data/h200, is where the tables go and come
-# back, inside the repository), HARD_LIMIT_S (default 560: the
-# run is stopped there whatever its --time-budget, and packing follows; give the device call a limit of 600 s).
+# back, inside the repository), HARD_LIMIT_S (whole seconds, default 560: the run is stopped there whatever its
+# --time-budget, and packing follows; give the device call a limit of 600 s; any other value is one error line,
+# exit 2).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
+source scripts/device_exits.sh  # the exit statuses, and check_seconds
 CAMPAIGN=${CAMPAIGN:-campaigns/h200.toml}
 HARD_LIMIT_S=${HARD_LIMIT_S:-560}
+check_seconds HARD_LIMIT_S 1 "" "the campaign run's hard stop"  # before any work
 # the campaign's tables, relative to the repository root (its out_dir: data/h200 for campaigns/h200.toml)
 TABLES=$(PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c 'import os, sys
 from tta_energy.errors import TtaError

@@ -669,7 +669,8 @@ def test_gpu_campaign_script_collects_into_the_campaign_files_folder(tmp_path):
 
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "gpu_campaign.sh", repo / "scripts")
+    for script in ("gpu_campaign.sh", "device_exits.sh"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
     (repo / "campaigns").mkdir()
     (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../mine"), encoding="utf-8")
     returned = tmp_path / "returned"

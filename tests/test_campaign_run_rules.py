@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -187,6 +188,42 @@ def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_call
     returned = schema.read_runs(tmp_path / "returned" / "tables" / "steps.csv")
     assert len(returned) == len(measured) and set(returned["run_id"]) == set(measured["run_id"])
     assert len(list((repo / ".cache" / "campaign-calls").glob("*.tar.gz"))) == 2
+
+
+def _campaign_checkout(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A copy of scripts/gpu_campaign.sh and what it sources, with the tiny campaign (campaigns/c.toml, its
+    tables in tables/), and the environment that runs it with this checkout's package (OUT: tmp_path/out)."""
+    import shutil
+    import sys
+
+    from conftest import ROOT, TINY_CAMPAIGN
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_campaign.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
+    return repo, {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
+                  "PYTHONPATH": str(ROOT / "src"), "OUT": str(tmp_path / "out")}
+
+
+@pytest.mark.parametrize("mode", ["run", "merge-earlier"])
+@pytest.mark.parametrize("hard_stop", ["8m", "-5", "1.5", "0", "abc", "5 "])
+def test_a_campaign_calls_hard_stop_is_whole_seconds_checked_first(tmp_path, mode, hard_stop):
+    """HARD_LIMIT_S that is not a whole number of seconds is one error line naming it, exit 2, before anything
+    is read or written (8m went to timeout as minutes, then failed the arithmetic; -5 was an invalid option of
+    timeout's; both packed nothing)."""
+    import subprocess
+
+    repo, env = _campaign_checkout(tmp_path)
+    done = subprocess.run(["bash", "scripts/gpu_campaign.sh", mode, "--device", "cpu"], cwd=repo,
+                          env={**env, "HARD_LIMIT_S": hard_stop}, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr == (f"error: HARD_LIMIT_S={hard_stop}: give the campaign run's hard stop in whole "
+                           "seconds, at least 1\n")
+    assert sorted(p.name for p in repo.iterdir()) == ["campaigns", "scripts"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_repeat_whose_first_call_failed_is_measured_again_not_left_behind(tmp_path):
