@@ -67,6 +67,7 @@ case "$MODE" in
     mkdir -p "${OUT:-/tmp/gpu_campaign}/campaign"
     DEST=${OUT:-/tmp/gpu_campaign}/campaign
     START=$(date -u +%Y%m%dT%H%M%S)
+    started=$(mktemp)  # what this call writes in the tables (earlier calls' rows, the run's) is newer
     merge_earlier_calls
     stamp "checks and earlier calls' rows done; the campaign runs"
     # a hard stop (SIGTERM, which tta-energy handles as SIGINT; SIGKILL 15 s later if it still runs: rows are
@@ -94,6 +95,16 @@ case "$MODE" in
       rc=${PIPESTATUS[0]}
       # nothing left, or a time left that fits no cell (refused, exit 2): the first process measured rows
       ((rc == NOTHING_LEFT_EXIT || rc == 2)) && rc=0
+    fi
+    # a run refused as bad use (exit 2: an unknown option, a --time-budget in which nothing fits) returns
+    # nothing when the tables are still those of this checkout; one that wrote rows and then exited 2, or a
+    # call that merged earlier calls' rows, is packed as any other (those rows come back with it, as at exit 6)
+    written=
+    [[ -d "$TABLES" ]] && written=$(find "$TABLES" -type f -newer "$started" ! -name '.*.lock' -print -quit)
+    rm -f "$started"
+    if ((rc == 2)) && [[ -z "$written" ]]; then
+      stamp "the campaign run was refused (exit 2) and wrote nothing: nothing packed"
+      exit "$rc"
     fi
     stamp "the campaign ended (exit $rc); packing"
     # the tables, the runs log and the campaign's traces whole (collect adds only what is new here)

@@ -687,3 +687,55 @@ def test_gpu_campaign_script_collects_into_the_campaign_files_folder(tmp_path):
     assert len(schema.read_runs(repo / "mine" / "steps.csv")) == 1
     assert (repo / "mine" / "logs" / "campaign-log-20261204T000000.txt").is_file()
     assert not (repo / "data").exists()
+
+
+@pytest.mark.parametrize("case", ["refused", "earlier calls' rows merged", "rows written, then exit 2"])
+def test_a_campaign_call_whose_run_is_refused_packs_nothing_unless_its_tables_changed(tmp_path, case):
+    """``scripts/gpu_campaign.sh run`` whose ``campaign run`` exits 2 (bad use: here an unknown option) having
+    written nothing returns no tarball and keeps no copy in .cache/campaign-calls; a call whose tables did
+    change (an earlier call's rows merged on a warm machine, or rows the run wrote before it exited 2) packs
+    them as any other."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+
+    from tests.conftest import TINY_CAMPAIGN
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_campaign.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
+    python = sys.executable
+    if case == "earlier calls' rows merged":  # what an earlier call on this machine returned
+        schema.write_runs(tmp_path / "earlier" / "tables" / "steps.csv", pd.DataFrame([_measured("call", 0)]))
+        (repo / ".cache" / "campaign-calls").mkdir(parents=True)
+        with tarfile.open(repo / ".cache" / "campaign-calls" / "earlier.tar.gz", "w:gz") as tar:
+            tar.add(tmp_path / "earlier" / "tables" / "steps.csv", arcname="tables/steps.csv")
+    elif case == "rows written, then exit 2":  # a run that wrote a row and then stopped on bad use
+        fake = tmp_path / "bin" / "python"
+        fake.parent.mkdir()
+        fake.write_text('#!/bin/sh\nif [ "$3 $4" = "campaign run" ]; then\n  mkdir -p tables\n'
+                        '  echo row >tables/steps.csv\n  exit 2\nfi\n'
+                        f'exec {sys.executable} "$@"\n', encoding="utf-8")
+        fake.chmod(0o755)
+        python = str(fake)
+    env = {**os.environ, "PYTHON": python, "CAMPAIGN": "campaigns/c.toml", "PYTHONPATH": str(ROOT / "src"),
+           "OUT": str(tmp_path / "out")}
+    done = subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--bogus"], cwd=repo, env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    returned = tmp_path / "out" / "campaign" / "h200.tar.gz"
+    kept = sorted(p.name for p in (repo / ".cache" / "campaign-calls").glob("*.tar.gz"))
+    if case == "refused":
+        assert "No such option: --bogus" in done.stdout
+        assert "the campaign run was refused (exit 2) and wrote nothing: nothing packed" in done.stdout
+        assert not returned.exists() and kept == [] and not (repo / "tables").exists()
+        assert [p.name[:4] for p in returned.parent.iterdir()] == ["log-"]  # the call's log only
+    else:
+        assert "nothing packed" not in done.stdout and returned.is_file(), done.stdout + done.stderr
+        with tarfile.open(returned) as tar:
+            assert "tables/steps.csv" in tar.getnames()
+        assert len(kept) == 1 + (case == "earlier calls' rows merged")
