@@ -120,6 +120,8 @@ case "$MODE" in
     [[ -n "$tarball" ]] || { echo "no h200.tar.gz under $1" >&2; exit 2; }
     unpacked=$(mktemp -d)
     trap 'rm -rf "$unpacked"' EXIT
+    tar tzf "$tarball" >/dev/null 2>&1 \
+      || { echo "error: $tarball: not a readable .tar.gz (corrupt or cut short); nothing was merged" >&2; exit 2; }
     tar xzf "$tarball" -C "$unpacked" || exit 2
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
     "$PY" -m tta_energy campaign collect "$unpacked/$TABLES" --campaign "$CAMPAIGN" || exit $?

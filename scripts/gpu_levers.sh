@@ -78,30 +78,72 @@ if [[ "$PART" == merge-earlier ]]; then  # on the device, before judging what is
   exit 0
 fi
 
+paths_of() {  # TARBALL -> the paths it holds, one a line; one error line if gzip or tar cannot read it
+  tar tzf "$1" 2>/dev/null \
+    || { echo "error: $1: not a readable .tar.gz (corrupt or cut short); nothing was unpacked" >&2; return 2; }
+}
+
+only_under() {  # TARBALL PATHS WHERE...: every one of PATHS (one a line) is one of the glob patterns WHERE or lies
+  # under one, none with a .. part; else one error line naming the first that is not
+  local path where allowed
+  while IFS= read -r path; do
+    [[ -n "$path" ]] || continue
+    if [[ "/$path/" != */../* ]]; then
+      for where in "${@:3}"; do [[ "$path" == $where || "$path" == $where/* ]] && continue 2; done
+    fi
+    printf -v allowed '%s or ' "${@:3}"
+    echo "error: $1: holds $path, outside ${allowed% or }; nothing was unpacked" >&2
+    return 2
+  done <<<"$2"
+}
+
 if [[ "$PART" == collect ]]; then
   [[ $# -eq 2 && -d "$2" ]] || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
-  found=0
+  # every tarball is read, and every path in it checked, before anything is unpacked
+  parts=()
   for tarball in "$2"/levers/levers-part*.tar.gz "$2"/levers-part*.tar.gz; do
     [[ -e "$tarball" ]] || continue
-    # paths inside: <out_dir>/levers/part<N>/..., e.g. data/h200/levers/partplan-<UTC time>/
-    ROOT=$(tar tzf "$tarball" | sed -n 1p | cut -d/ -f1-3)
-    [[ "$ROOT" == data/*/levers ]] || { echo "$tarball: not a levers part (paths $ROOT/...)" >&2; exit 2; }
-    TABLES=${ROOT%/levers}
-    tar xzf "$tarball" && found=1
+    # paths inside: <out_dir>/levers/part<N>/..., e.g. data/h200/levers/partplan-<UTC time>/ (one folder, or two
+    # where a fresh process measured the rest of the call)
+    paths=$(paths_of "$tarball") || exit 2
+    first=$(sed -n 1p <<<"$paths")
+    ROOT=$(cut -d/ -f1-3 <<<"$first")
+    [[ "$ROOT" =~ ^data/[A-Za-z0-9._-]+/levers$ && "$first" == "$ROOT"/part* ]] \
+      || { echo "error: $tarball: not a levers part (its first path is $first, not in" \
+                "data/<folder>/levers/part*); nothing was unpacked" >&2; exit 2; }
+    only_under "$tarball" "$paths" "$ROOT/part*" || exit 2
+    parts+=("$tarball")
   done
-  ((found)) || { echo "no levers-part*.tar.gz under $2" >&2; exit 2; }
+  ((${#parts[@]})) || { echo "no levers-part*.tar.gz under $2" >&2; exit 2; }
+  TABLES=${ROOT%/levers}
+  references=()
   for tarball in "$2"/levers/levers-references.tar.gz "$2"/levers-references.tar.gz; do
+    [[ -e "$tarball" ]] || continue
+    paths=$(paths_of "$tarball") || exit 2
+    only_under "$tarball" "$paths" "$ROOT/references" references-pruned.txt || exit 2
+    references+=("$tarball")
+  done
+  caches=()
+  for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
+    [[ -e "$tarball" ]] || continue
+    paths=$(paths_of "$tarball") || exit 2
+    only_under "$tarball" "$paths" .cache/compile || exit 2  # git-ignored; the next call carries it
+    caches+=("$tarball")
+  done
+  for tarball in "${parts[@]}"; do
+    tar xzf "$tarball" || exit 1
+  done
+  for tarball in "${references[@]}"; do
     # paths inside: <out_dir>/levers/references/..., and references-pruned.txt: the stale references the call
     # removed there, removed here too once the rest is unpacked (a collect cut short removes nothing; only
     # what the call names, so collecting an older call again removes no newer reference)
-    [[ -e "$tarball" ]] || continue
     tar xzf "$tarball" --exclude=references-pruned.txt || exit 1
     while read -r stale; do
       [[ "$stale" == data/*/levers/references/*.npz && -e "$stale" ]] && rm -f "$stale" && echo "removed $stale"
     done < <(tar xzf "$tarball" -O references-pruned.txt 2>/dev/null)
   done
-  for tarball in "$2"/levers/compile-cache.tar.gz "$2"/compile-cache.tar.gz; do
-    [[ -e "$tarball" ]] && tar xzf "$tarball"  # paths inside: .cache/compile/... (git-ignored; carry it)
+  for tarball in "${caches[@]}"; do
+    tar xzf "$tarball"  # paths inside: .cache/compile/... (a cache that fails to unpack is compiled anew)
   done
   mkdir -p "$TABLES/logs"
   for log in "$2"/levers/log-levers-*.txt "$2"/log-levers-*.txt; do [[ -e "$log" ]] && cp "$log" "$TABLES/logs/"; done

@@ -739,3 +739,31 @@ def test_a_campaign_call_whose_run_is_refused_packs_nothing_unless_its_tables_ch
         with tarfile.open(returned) as tar:
             assert "tables/steps.csv" in tar.getnames()
         assert len(kept) == 1 + (case == "earlier calls' rows merged")
+
+
+def test_gpu_campaign_script_names_a_returned_tarball_it_cannot_read(tmp_path):
+    """A returned h200.tar.gz that gzip cannot read (corrupt, cut short) is one line naming it, not tar's
+    three; nothing is merged, exit 2."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY_CAMPAIGN
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in ("gpu_campaign.sh", "device_exits.sh"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../mine"), encoding="utf-8")
+    tarball = tmp_path / "files_at" / "campaign" / "h200.tar.gz"
+    tarball.parent.mkdir(parents=True)
+    tarball.write_bytes(b"not gzip\n")
+    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
+           "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(["bash", str(repo / "scripts" / "gpu_campaign.sh"), "collect",
+                           str(tmp_path / "files_at")], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr == (f"error: {tarball}: not a readable .tar.gz (corrupt or cut short); "
+                           "nothing was merged\n")
+    assert sorted(p.name for p in repo.iterdir()) == ["campaigns", "scripts"]

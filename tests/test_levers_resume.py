@@ -5,6 +5,7 @@ and what a call refuses to start: preparing past a model's deadline, the fp32 re
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -337,6 +338,60 @@ def test_a_levers_calls_budget_is_whole_seconds_above_the_minute_packing_keeps(t
     assert done.stderr == (f"error: BUDGET_S={budget}: give the levers call's time in whole seconds, "
                            "at least 61 (its run gets BUDGET_S - 60)\n")
     assert sorted(p.name for p in repo.iterdir()) == ["plan.toml", "scripts"] and not out.exists()
+
+
+PART_ROWS = "data/h100/levers/partQ/levers_runs.csv"
+
+
+@pytest.mark.parametrize(("tarballs", "said"), [
+    ({"levers-partQ.tar.gz": [PART_ROWS, "README.md"]},
+     "levers-partQ.tar.gz: holds README.md, outside data/h100/levers/part*"),
+    ({"levers-partQ.tar.gz": [PART_ROWS, "data/h100/levers/partQ/../../../../README.md"]},
+     "levers-partQ.tar.gz: holds data/h100/levers/partQ/../../../../README.md, "
+     "outside data/h100/levers/part*"),
+    ({"levers-partQ.tar.gz": [PART_ROWS, "data/h100/levers.csv"]},
+     "levers-partQ.tar.gz: holds data/h100/levers.csv, outside data/h100/levers/part*"),
+    ({"levers-partQ.tar.gz": ["README.md", PART_ROWS]},
+     "levers-partQ.tar.gz: not a levers part (its first path is README.md, "
+     "not in data/<folder>/levers/part*)"),
+    ({"levers-partQ.tar.gz": None}, "levers-partQ.tar.gz: not a readable .tar.gz (corrupt or cut short)"),
+    ({"levers-partQ.tar.gz": [PART_ROWS],
+      "levers-references.tar.gz": ["data/h100/levers/references/r.npz", "references-pruned.txt",
+                                   "README.md"]},
+     "levers-references.tar.gz: holds README.md, "
+     "outside data/h100/levers/references or references-pruned.txt"),
+    ({"levers-partQ.tar.gz": [PART_ROWS], "compile-cache.tar.gz": [".cache/compile/k.bin", "README.md"]},
+     "compile-cache.tar.gz: holds README.md, outside .cache/compile"),
+    ({"levers-partQ.tar.gz": [PART_ROWS], "compile-cache.tar.gz": None},
+     "compile-cache.tar.gz: not a readable .tar.gz (corrupt or cut short)"),
+])
+def test_levers_collect_checks_every_path_of_every_tarball_before_unpacking_any(tmp_path, tarballs, said):
+    """``gpu_levers.sh collect`` unpacks a call's files only when every path of every returned tarball lies
+    where the call packs it (a part's tarball under data/<folder>/levers/part*, and so on): a tarball whose
+    first path was a part's and that also held README.md overwrote the checkout's. A tarball gzip cannot read
+    is one line naming it, not tar's three; in either case nothing is unpacked, exit 2."""
+    import tarfile
+
+    repo, env = _levers_checkout(tmp_path)
+    (repo / "README.md").write_text("the checkout's\n", encoding="utf-8")
+    files_at = tmp_path / "files_at" / "levers"
+    files_at.mkdir(parents=True)
+    for name, paths in tarballs.items():
+        if paths is None:
+            (files_at / name).write_bytes(b"not gzip\n")
+            continue
+        with tarfile.open(files_at / name, "w:gz") as tar:
+            for path in paths:
+                member = tarfile.TarInfo(path)
+                member.size = 4
+                tar.addfile(member, io.BytesIO(b"row\n"))
+    done = subprocess.run(["bash", "scripts/gpu_levers.sh", "collect", str(files_at.parent)], cwd=repo,
+                          env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr == f"error: {files_at}/{said}; nothing was unpacked\n"
+    assert (repo / "README.md").read_text(encoding="utf-8") == "the checkout's\n"
+    assert sorted(p.name for p in repo.iterdir()) == ["README.md", "plan.toml", "scripts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["files_at", "repo"]  # nothing above the checkout
 
 
 def test_a_run_whose_every_configuration_failed_still_counts_towards_settling(tmp_path):
