@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exit statuses the device scripts share, sourced by scripts/device_env.sh and, before any work, by
 # scripts/gpu_call.sh, gpu_campaign.sh and gpu_levers.sh: copies of those of src/tta_energy/cli/exits.py, kept
-# equal by a test; and their one check of a setting in seconds (check_seconds, below).
+# equal by a test; and their checks of a setting in seconds and of a path given (check_seconds, check_path).
 
 # a process that lost its CUDA context (tta_energy.cli.exits.CONTEXT_LOST_EXIT); a fresh process is started
 # after one only with this many seconds left, since it pays its model builds and warm-ups first
@@ -26,5 +26,26 @@ check_seconds() {
   local allowed="at least $min"
   [[ -z "$max" ]] || allowed="from $min to $max"
   echo "error: $name=$value: give $what in whole seconds, $allowed$note" >&2
+  exit 2
+}
+
+# check_path NAME VALUE file|folder WHAT: VALUE must name an existing file (or folder); otherwise the script stops
+# with one line on stderr, exit 2 (bad use):
+#   error: NAME=VALUE: no such file (or: a folder, not a file; the path is empty); give WHAT
+check_path() {
+  local name=$1 value=$2 kind=$3 what=$4 wrong
+  if [[ "$kind" == file && -f "$value" || "$kind" == folder && -d "$value" ]]; then
+    return 0
+  fi
+  if [[ -z "$value" ]]; then
+    wrong="the path is empty"
+  elif [[ ! -e "$value" ]]; then
+    wrong="no such $kind"
+  elif [[ -d "$value" ]]; then
+    wrong="a folder, not a file"
+  else
+    wrong="not a folder"
+  fi
+  echo "error: $name=$value: $wrong; give $what" >&2
   exit 2
 }

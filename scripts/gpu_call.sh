@@ -37,9 +37,8 @@ check_seconds CALL_S 240 600 "the device call's limit"
 [[ "${GPU_CALL_DRY:-0}" =~ ^[01]$ ]] \
   || { echo "error: GPU_CALL_DRY=$GPU_CALL_DRY: give 1 (print the command, run nothing) or 0 (run it)" >&2; exit 2; }
 for plan in "$@"; do
-  [[ -n "$plan" ]] \
-    || { echo "error: PLAN=: the plan path is empty; give campaign or levers plan files (default:" \
-              "campaigns/h200.toml campaigns/h200_levers.toml)" >&2; exit 2; }
+  check_path PLAN "$plan" file \
+    "campaign or levers plan files (default: campaigns/h200.toml campaigns/h200_levers.toml)"
 done
 PY=${PYTHON:-python3}
 (($#)) || set -- campaigns/h200.toml campaigns/h200_levers.toml

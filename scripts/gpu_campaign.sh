@@ -115,7 +115,8 @@ case "$MODE" in
     stamp "campaign call finished (exit $rc); returned $DEST/h200.tar.gz"
     exit "$rc" ;;
   collect)
-    [[ $# -eq 1 && -d "$1" ]] || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
+    (($# == 1)) || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
+    check_path FILES_AT "$1" folder "the folder a device call's files came back to"
     tarball=$(ls "$1"/campaign/h200.tar.gz "$1"/h200.tar.gz 2>/dev/null | head -1)
     [[ -n "$tarball" ]] || { echo "no h200.tar.gz under $1" >&2; exit 2; }
     unpacked=$(mktemp -d)

@@ -98,7 +98,8 @@ only_under() {  # TARBALL PATHS WHERE...: every one of PATHS (one a line) is one
 }
 
 if [[ "$PART" == collect ]]; then
-  [[ $# -eq 2 && -d "$2" ]] || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
+  (($# == 2)) || { echo "usage: $0 collect FILES_AT" >&2; exit 2; }
+  check_path FILES_AT "$2" folder "the folder a device call's files came back to"
   # every tarball is read, and every path in it checked, before anything is unpacked
   parts=()
   for tarball in "$2"/levers/levers-part*.tar.gz "$2"/levers-part*.tar.gz; do
@@ -153,7 +154,8 @@ fi
 
 case "$PART" in
   dry|plan)
-    [[ $# -ge 2 && -f "$2" ]] || { echo "usage: $0 $PART PLAN.toml [MODELS]" >&2; exit 2; }
+    (($# >= 2)) || { echo "usage: $0 $PART PLAN.toml [MODELS]" >&2; exit 2; }
+    check_path PLAN "$2" file "a levers plan file (campaigns/h200_levers.toml, campaigns/h100_levers.toml)"
     MODELS=${3:-}
     TABLES=$(tables_of_plan "$2") || exit 2
     ROOT=$TABLES/levers

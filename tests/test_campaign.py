@@ -741,9 +741,10 @@ def test_a_campaign_call_whose_run_is_refused_packs_nothing_unless_its_tables_ch
         assert len(kept) == 1 + (case == "earlier calls' rows merged")
 
 
-def test_gpu_campaign_script_names_a_returned_tarball_it_cannot_read(tmp_path):
+def test_gpu_campaign_script_names_a_returned_tarball_or_folder_it_cannot_read(tmp_path):
     """A returned h200.tar.gz that gzip cannot read (corrupt, cut short) is one line naming it, not tar's
-    three; nothing is merged, exit 2."""
+    three; a FILES_AT that is no folder is one line saying so (it printed only the usage line); nothing is
+    merged, exit 2."""
     import shutil
     import subprocess
     import sys
@@ -766,4 +767,11 @@ def test_gpu_campaign_script_names_a_returned_tarball_it_cannot_read(tmp_path):
     assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
     assert done.stderr == (f"error: {tarball}: not a readable .tar.gz (corrupt or cut short); "
                            "nothing was merged\n")
+    assert sorted(p.name for p in repo.iterdir()) == ["campaigns", "scripts"]
+    for files_at, wrong in ((tmp_path / "missing", "no such folder"), (tarball, "not a folder")):
+        done = subprocess.run(["bash", str(repo / "scripts" / "gpu_campaign.sh"), "collect", str(files_at)],
+                              env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+        assert done.stderr == (f"error: FILES_AT={files_at}: {wrong}; give the folder a device call's files "
+                               "came back to\n")
     assert sorted(p.name for p in repo.iterdir()) == ["campaigns", "scripts"]

@@ -340,6 +340,30 @@ def test_a_levers_calls_budget_is_whole_seconds_above_the_minute_packing_keeps(t
     assert sorted(p.name for p in repo.iterdir()) == ["plan.toml", "scripts"] and not out.exists()
 
 
+FILES_AT = "give the folder a device call's files came back to"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["dry", "missing.toml"], "PLAN=missing.toml: no such file; give a levers plan file"),
+    (["dry", "scripts"], "PLAN=scripts: a folder, not a file; give a levers plan file"),
+    (["plan", ""], "PLAN=: the path is empty; give a levers plan file"),
+    (["collect", "missing"], f"FILES_AT=missing: no such folder; {FILES_AT}"),
+    (["collect", "plan.toml"], f"FILES_AT=plan.toml: not a folder; {FILES_AT}"),
+])
+def test_a_levers_path_that_names_nothing_is_one_line(tmp_path, argv, said):
+    """``gpu_levers.sh dry|plan PLAN`` and ``collect FILES_AT`` name what is wrong with the path given (they
+    printed only their usage line)."""
+    repo, env = _levers_checkout(tmp_path)
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", "scripts/gpu_levers.sh", *argv], cwd=repo, env={**env, "OUT": str(out)},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    if argv[0] != "collect":
+        said += " (campaigns/h200_levers.toml, campaigns/h100_levers.toml)"
+    assert done.stderr == f"error: {said}\n"
+    assert sorted(p.name for p in repo.iterdir()) == ["plan.toml", "scripts"] and not out.exists()
+
+
 PART_ROWS = "data/h100/levers/partQ/levers_runs.csv"
 
 
@@ -554,11 +578,16 @@ def test_a_device_calls_bad_setting_is_one_line_before_any_work(tmp_path, settin
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["plans", "scripts"]  # nothing written
 
 
-def test_an_empty_plan_path_is_named_as_such(tmp_path):
-    done = _dispatch(tmp_path, "NVIDIA H200", [_plans(tmp_path)[0], ""])
+@pytest.mark.parametrize(("plan", "wrong"), [
+    ("", "the path is empty"), ("plans", "a folder, not a file"), ("plans/missing.toml", "no such file")])
+def test_a_plan_path_that_names_no_file_is_one_line_before_any_work(tmp_path, plan, wrong):
+    """A plan path given to scripts/gpu_call.sh that names no file is one line saying why (an empty one was
+    read as the folder .), before nvidia-smi is asked or any plan read."""
+    done = _dispatch(tmp_path, "NVIDIA H200", [_plans(tmp_path)[0], plan])
     assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
-    assert done.stderr == ("error: PLAN=: the plan path is empty; give campaign or levers plan files "
+    assert done.stderr == (f"error: PLAN={plan}: {wrong}; give campaign or levers plan files "
                            "(default: campaigns/h200.toml campaigns/h200_levers.toml)\n")
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["plans", "scripts"]
 
 
 def test_a_finished_campaign_passes_the_call_to_the_next_plan_and_a_broken_one_stops_it(tmp_path):
