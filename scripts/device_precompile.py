@@ -9,7 +9,9 @@ its meter's sampler). With ``PYTHONPYCACHEPREFIX`` (``scripts/device_env.sh`` se
 call reads and writes there) this compiles the packages named below (or the ones given) on all cores before
 the first of them starts; files whose bytecode is already current are skipped, so a second call on a warm
 machine pays almost nothing. It prints one line: files compiled, failed, seconds. Exit 0 also when a few
-files fail (a module that does not compile is never imported); exit 2 on bad use.
+files fail (a module that does not compile is never imported); exit 2 on bad use, one line before any work
+(a prefix where no file can be made, or a package named that this interpreter does not find; of the default
+list, absent ones are skipped).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -38,15 +41,19 @@ STDLIB_SKIPPED = {"test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensure
                   "dist-packages", "__pycache__", "venv", "pydoc_data"}
 
 
+def _find(name: str) -> importlib.machinery.ModuleSpec | None:
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
 def package_files(names: tuple[str, ...] | list[str]) -> list[str]:
     """The ``.py`` files of the packages ``names`` that this interpreter finds (absent ones are skipped)
     and of the standard library (less :data:`STDLIB_SKIPPED`), each once."""
     roots: list[Path] = []
     for name in names:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            continue
+        spec = _find(name)
         if spec is None:
             continue
         if spec.submodule_search_locations:
@@ -67,6 +74,20 @@ def package_files(names: tuple[str, ...] | list[str]) -> list[str]:
     return list(files)
 
 
+def unwritable(folder: str) -> str | None:
+    """Why no file can be made in ``folder`` (or in the folders it needs made), or None: a file is made and
+    removed there, or, while it does not exist, in its nearest existing parent (nothing is left behind)."""
+    probed = Path(folder)
+    while not probed.exists() and probed != probed.parent:
+        probed = probed.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=probed, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def _compile(path: str) -> bool:
     return bool(compileall.compile_file(path, quiet=2))
 
@@ -78,6 +99,17 @@ def main(argv: list[str]) -> int:
     if not sys.pycache_prefix:
         print("error: PYTHONPYCACHEPREFIX is not set: the bytecode would go next to the sources, where the "
               "device's packages may not be writable; set it (scripts/device_env.sh does)", file=sys.stderr)
+        return 2
+    # a prefix where no file can be made would fail every file, and the line would still say current
+    why = unwritable(sys.pycache_prefix)
+    if why:
+        print(f"error: PYTHONPYCACHEPREFIX={sys.pycache_prefix}: no file can be made there ({why}); give a "
+              "folder this user can write", file=sys.stderr)
+        return 2
+    unknown = [name for name in argv if _find(name) is None]
+    if unknown:
+        print(f"error: PACKAGE={', '.join(unknown)}: this interpreter finds no such package; name packages "
+              "it imports, or none for the device's list", file=sys.stderr)
         return 2
     start = time.perf_counter()
     files = package_files(argv or list(PACKAGES))

@@ -26,7 +26,10 @@ def test_preflight_names_a_missing_module(monkeypatch):
 
 def test_precompile_writes_each_packages_bytecode_under_the_prefix_once(tmp_path):
     """scripts/device_precompile.py: the named packages' bytecode lands under PYTHONPYCACHEPREFIX, where a
-    later process's import finds it; a second run finds it current; without the prefix it refuses."""
+    later process's import finds it; a second run finds it current; without the prefix it refuses, and so it
+    does, before any work, a prefix where no file can be made (it said every file current, all failed, exit 0)
+    and a package this interpreter does not find (it was skipped without a word)."""
+    import fnmatch
     import importlib.util
     import os
     import subprocess
@@ -38,7 +41,7 @@ def test_precompile_writes_each_packages_bytecode_under_the_prefix_once(tmp_path
     (package / "sub" / "leaf.py").write_text("def f():\n    return 2\n", encoding="utf-8")
     prefix = tmp_path / "pycache"
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "src"), "PYTHONPYCACHEPREFIX": str(prefix)}
-    script = [sys.executable, str(ROOT / "scripts" / "device_precompile.py"), "precompiled_pkg", "absent_pkg"]
+    script = [sys.executable, str(ROOT / "scripts" / "device_precompile.py"), "precompiled_pkg"]
 
     first = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
@@ -62,6 +65,25 @@ def test_precompile_writes_each_packages_bytecode_under_the_prefix_once(tmp_path
     refused = subprocess.run(script, env=bare, capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "PYTHONPYCACHEPREFIX is not set" in refused.stderr
     assert refused.stderr.count("\n") == 1
+
+    fresh = tmp_path / "fresh" / "pycache"
+    for prefix, names, said in [
+        (fresh, ["precompiled_pkg", "absent_pkg", "absent.sub"],
+         "PACKAGE=absent_pkg, absent.sub: this interpreter finds no such package; name packages it imports, "
+         "or none for the device's list"),
+        (tmp_path / "src" / "precompiled_pkg" / "__init__.py" / "pycache", [],
+         f"PYTHONPYCACHEPREFIX={tmp_path}/src/precompiled_pkg/__init__.py/pycache: no file can be made there "
+         "(Not a directory); give a folder this user can write"),
+        *([(Path("/proc/x"), [], "PYTHONPYCACHEPREFIX=/proc/x: no file can be made there (*); give a folder "
+                                 "this user can write")]  # the system's word for why, even as root
+          if Path("/proc/self").is_dir() else []),
+    ]:
+        refused = subprocess.run([*script[:2], *names], env={**env, "PYTHONPYCACHEPREFIX": str(prefix)},
+                                 capture_output=True, text=True, check=False)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+        assert fnmatch.fnmatchcase(refused.stderr, f"error: {said}\n"), refused.stderr
+        assert refused.stderr.count("\n") == 1
+    assert not (tmp_path / "fresh").exists()  # nothing made
 
 
 def test_device_scripts_exit_statuses_are_the_packages_and_no_two_share_a_number():
