@@ -111,7 +111,9 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
                                    help="energy levers: none | graphs | max | lever,lever (see 'tta-energy "
                                         "levers explain'); --optimize is the same option's older name"),
         min_window: float = typer.Option(0.0, "--min-window",
-                                         help="repeat a generation until the meter window lasts S seconds"),
+                                         help="repeat a generation until the meter window lasts S seconds "
+                                              "(default 0: each generation once, as the study measured; "
+                                              "the campaign and levers run use 1)"),
         idle_s: float = typer.Option(IDLE_BASELINE_S,
                                      help="seconds of idle-power baseline before the sweep (0: none)"),
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
