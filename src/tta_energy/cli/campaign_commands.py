@@ -8,11 +8,9 @@ from pathlib import Path
 
 import typer
 
-from tta_energy.cli import checks
+from tta_energy.cli import checks, options
 from tta_energy.cli.exits import INCOMPLETE_EXIT, NOTHING_LEFT_EXIT
-from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
-from tta_energy.study import STUDY_COUNTRY
 
 CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with
 repeats until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
@@ -172,12 +170,9 @@ def register(app: typer.Typer) -> None:
                 time_budget: float | None = typer.Option(
                     None, help="seconds of wall time (model builds and warm-ups included) after which no "
                                "generation starts"),
-                device: str | None = typer.Option(None, help=DEVICE_HELP),
-                codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon",
-                                                help="CPU/RAM energy and CO2"),
-                country: str = typer.Option(STUDY_COUNTRY, help="ISO country code of the carbon intensity"),
-                trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power trace"),
-                progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+                device: str | None = options.DEVICE, codecarbon: bool = options.CODECARBON,
+                country: str = options.COUNTRY, trace: bool = options.TRACE,
+                progress: bool = options.PROGRESS,
                 ) -> None:
         """Measure what the campaign misses, in seeded rounds over its unfinished cells; resumable. Exit
         status 3 when cells are left unfinished (the time budget stopped it, or errors: run the same command
@@ -186,9 +181,7 @@ def register(app: typer.Typer) -> None:
         from tta_energy.experiments.campaign import RunOptions, run_campaign
 
         device = checks.device(device)
-        checks.not_with(not codecarbon and bool(checks.given_options(ctx, {"country": "--country"})),
-                        "--country", "--no-codecarbon")
-        country = checks.country(country) if codecarbon else country
+        country = options.codecarbon_country(ctx, codecarbon, country)
         spec = _load(campaign, out_dir)
         ro = RunOptions(models=checks.comma_list(model, "--model"),
                         experiments=checks.comma_list(experiment, "--experiment"),

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import typer
 
-from tta_energy.cli import checks
+from tta_energy.cli import checks, options
 from tta_energy.cli.exits import ALL_FAILED_EXIT, INCOMPLETE_EXIT
-from tta_energy.devices import DEVICE_HELP
 from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
 from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.models import catalogue
-from tta_energy.study import STUDY_COUNTRY
 
 SWEEP_HELP = """Measure the energy of one model over an experiment's grid, one row per generation.
 
@@ -84,7 +82,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
                                             "(comma list)"),
         size: str = typer.Option("full", help="full (the real architecture) or tiny (CPU tests)"),
         weights: str = typer.Option("random", help="'random' (replica) or a local weights folder / hub id"),
-        device: str | None = typer.Option(None, help=DEVICE_HELP),
+        device: str | None = options.DEVICE,
         dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's on a "
                                                     "GPU, float32 on a CPU)"),
         repeats: list[str] | None = typer.Option(
@@ -117,23 +115,20 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         idle_s: float = typer.Option(IDLE_BASELINE_S,
                                      help="seconds of idle-power baseline before the sweep (0: none)"),
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
-        codecarbon: bool = typer.Option(True, "--codecarbon/--no-codecarbon", help="CPU/RAM energy and CO2"),
-        country: str = typer.Option(STUDY_COUNTRY, help="ISO 3166 alpha-3 code of the grid carbon intensity "
-                                                "(CodeCarbon)"),
+        codecarbon: bool = options.CODECARBON,
+        country: str = options.COUNTRY,
         time_budget: float | None = typer.Option(None, help="seconds after which no new generation starts"),
         keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry errored configurations"),
-        trace: bool = typer.Option(True, "--trace/--no-trace", help="write the power/temperature trace"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+        trace: bool = options.TRACE,
+        progress: bool = options.PROGRESS,
     ) -> None:
         checks.device(device)
         checks.size(size)
         checks.weights(weights)
         checks.seed(seed)
-        checks.not_with(not codecarbon and bool(checks.given_options(ctx, {"country": "--country"})),
-                        "--country", "--no-codecarbon")
+        country = options.codecarbon_country(ctx, codecarbon, country)
         checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
                         "--audio-dir", "--no-save-audio")
-        country = checks.country(country) if codecarbon else country
         checks.positive(limit, "--caption-limit")
         for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):
             checks.positive(value, option, unit="seconds")
