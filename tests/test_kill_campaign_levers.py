@@ -126,6 +126,7 @@ def test_a_stopped_campaign_run_keeps_its_rows_and_the_next_run_finishes_the_cel
     else:
         assert log.read_bytes().endswith(b"\n") and len(logged) == 1
         assert logged[0]["run_id"] == stopped_run and logged[0]["interrupted"] is True
+        assert logged[0]["stopped_by"] == f"interrupted ({signal.Signals(sig).name})"  # the signal it was
         assert logged[0]["rows"] == {"steps": len(measured_ok(first))} and logged[0]["wall_s"] > 0
 
     main(args)  # the same command resumes

@@ -97,6 +97,18 @@ def lost_cuda_context(error: object) -> bool:
     return bool(_CUDA_ERROR.search(text)) and any(words in text for words in CONTEXT_LOST_ERRORS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a device script's hard limit, a scheduler), stopping a command as SIGINT does; the signal's
+    name is kept so that what records the stop (a campaign's runs log) names the right one."""
+
+    signal_name = "SIGTERM"
+
+
+def stop_signal_name(interrupt: KeyboardInterrupt) -> str:
+    """The signal that raised ``interrupt``: SIGTERM for :class:`Terminated`, else SIGINT (Ctrl-C)."""
+    return getattr(interrupt, "signal_name", "SIGINT")
+
+
 class CudaContextLost(RuntimeError):
     """A generation, or applying a configuration, lost the process's CUDA context (``error``, in ``where``):
     the rows before it are kept, nothing more can be measured in this process, and a fresh one can go on (the

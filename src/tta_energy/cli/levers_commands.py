@@ -164,7 +164,9 @@ def register(app: typer.Typer) -> None:
         idle_s: float = typer.Option(IDLE_BASELINE_S, help="seconds of idle-power baseline"),
         min_window: float = typer.Option(MIN_WINDOW_S, "--min-window",
                                          help="repeat shorter generations inside one meter window (s)"),
-        profile: bool = typer.Option(True, "--profile/--no-profile", help="kernel profile of a max step"),
+        profile: bool = typer.Option(True, "--profile/--no-profile",
+                                     help="kernel profile of one step of none and of the fastest "
+                                          "configuration that keeps the computation (a GPU's)"),
         time_budget: float | None = typer.Option(None, help="seconds after which no generation starts"),
         report: bool = typer.Option(True, "--report/--no-report", help="write levers.csv/summary/figure"),
         report_dir: Path | None = typer.Option(None, help="where the report goes (default: OUT_DIR/..)"),

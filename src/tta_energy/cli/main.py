@@ -16,7 +16,7 @@ from typer._click import core as click_core
 from typer._click import exceptions as click_exceptions
 
 from tta_energy.cli.exits import CONTEXT_LOST_EXIT, FAILURE_EXIT, INTERRUPTED_EXIT, USAGE_EXIT
-from tta_energy.errors import CudaContextLost, TtaError, first_line
+from tta_energy.errors import CudaContextLost, Terminated, TtaError, first_line
 
 #: set to 1 for the traceback of every error (the same as ``tta-energy --debug ...``)
 DEBUG_ENV = "TTA_ENERGY_DEBUG"
@@ -205,8 +205,8 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
     return status if isinstance(status, int) else 0
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     campaign logs the stopped call): the device scripts' hard limit sends it, and unlike SIGINT it is not
     ignored by a command that a non-interactive shell started in the background."""
     if sys.platform != "win32":
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, _terminate)
     status = run_app(app, argv)
     if status:
         sys.exit(status)

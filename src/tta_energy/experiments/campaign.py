@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from tta_energy.devices import gpu_mismatch
-from tta_energy.errors import positive_number
+from tta_energy.errors import positive_number, stop_signal_name
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import (
     CELL_COLUMNS,
@@ -488,8 +488,8 @@ def on_failure(action: Callable[[str], None]) -> Iterator[None]:
     error), then let it go on: the call's time was spent and its runs-log line says so."""
     try:
         yield
-    except KeyboardInterrupt:
-        action("interrupted (SIGINT)")
+    except KeyboardInterrupt as stop:
+        action(f"interrupted ({stop_signal_name(stop)})")
         raise
     except Exception as exc:
         from tta_energy.experiments.runner import one_line
