@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from tta_energy.errors import TtaError, listed_once
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
 
-#: Three tiers keep a run of all seven models inside a lent GPU's call: the default and the combination
-#: over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step counts: its one-time capture
-#: cost is the warm-up at the smaller one); every other lever alone at the largest step count, batch 1. A
-#: spec that turns out to be the same configuration as an earlier one for a model (fp16 where the default
-#: is fp16, a lever that does not fit the model) is dropped with a note.
+#: The three tiers of a run without a plan, so that each lever alone is not measured over the whole grid: the
+#: default and the combination over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step
+#: counts: its one-time capture cost is the warm-up at the smaller one); every other lever alone at the
+#: largest step count, batch 1. A spec that turns out to be the same configuration as an earlier one for a
+#: model (fp16 where the default is fp16, a lever that does not fit the model) is dropped with a note.
 FULL_GRID_SPECS: tuple[str, ...] = ("none", "max")
 BATCH1_SPECS: tuple[str, ...] = ("graphs",)
 SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")
