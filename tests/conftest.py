@@ -174,3 +174,24 @@ def install_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     installed = [n for n, m in sys.modules.items() if str(getattr(m, "__file__", "")).startswith(str(site))]
     for module in installed:
         del sys.modules[module]
+
+
+#: what scripts/gpu_campaign.sh sources to run a campaign (collect needs only the first two)
+CAMPAIGN_SCRIPTS = ("gpu_campaign.sh", "device_exits.sh", "device_env.sh", "gpu_preflight.py")
+
+
+def campaign_checkout(tmp_path: Path, scripts: tuple[str, ...] = CAMPAIGN_SCRIPTS,
+                      out: str = "../tables") -> tuple[Path, dict[str, str]]:
+    """A checkout holding copies of ``scripts`` (from scripts/) and the tiny campaign (campaigns/c.toml, its
+    tables at ``out`` relative to that folder), and the environment that runs gpu_campaign.sh there with this
+    checkout's package (OUT: tmp_path/out)."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for script in scripts:
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    (repo / "campaigns").mkdir()
+    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out=out), encoding="utf-8")
+    return repo, {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
+                  "PYTHONPATH": str(ROOT / "src"), "OUT": str(tmp_path / "out")}

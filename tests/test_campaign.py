@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -660,27 +659,18 @@ def test_collect_refuses_rows_of_another_gpu_or_size(tmp_path, tiny_campaign, ca
 def test_gpu_campaign_script_collects_into_the_campaign_files_folder(tmp_path):
     """``scripts/gpu_campaign.sh collect`` with ``CAMPAIGN`` naming another campaign file: the returned rows,
     the call's log and the validation go to that campaign's out_dir, not to data/h200."""
-    import shutil
     import subprocess
-    import sys
     import tarfile
 
-    from tests.conftest import TINY_CAMPAIGN
+    from tests.conftest import campaign_checkout
 
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_exits.sh"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
-    (repo / "campaigns").mkdir()
-    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../mine"), encoding="utf-8")
+    repo, env = campaign_checkout(tmp_path, ("gpu_campaign.sh", "device_exits.sh"), out="../mine")
     returned = tmp_path / "returned"
     schema.write_runs(returned / "mine" / "steps.csv", pd.DataFrame([_measured("call", 0)]))
     (tmp_path / "files_at" / "campaign").mkdir(parents=True)
     (tmp_path / "files_at" / "campaign" / "log-20261204T000000.txt").write_text("the call's log\n")
     with tarfile.open(tmp_path / "files_at" / "campaign" / "h200.tar.gz", "w:gz") as tar:
         tar.add(returned / "mine" / "steps.csv", arcname="mine/steps.csv")
-    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
-           "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(["bash", str(repo / "scripts" / "gpu_campaign.sh"), "collect",
                            str(tmp_path / "files_at")], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -695,20 +685,13 @@ def test_a_campaign_call_whose_run_is_refused_packs_nothing_unless_its_tables_ch
     written nothing returns no tarball and keeps no copy in .cache/campaign-calls; a call whose tables did
     change (an earlier call's rows merged on a warm machine, or rows the run wrote before it exited 2) packs
     them as any other."""
-    import shutil
     import subprocess
     import sys
     import tarfile
 
-    from tests.conftest import TINY_CAMPAIGN
+    from tests.conftest import campaign_checkout
 
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
-    (repo / "campaigns").mkdir()
-    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
-    python = sys.executable
+    repo, env = campaign_checkout(tmp_path)
     if case == "earlier calls' rows merged":  # what an earlier call on this machine returned
         schema.write_runs(tmp_path / "earlier" / "tables" / "steps.csv", pd.DataFrame([_measured("call", 0)]))
         (repo / ".cache" / "campaign-calls").mkdir(parents=True)
@@ -721,9 +704,7 @@ def test_a_campaign_call_whose_run_is_refused_packs_nothing_unless_its_tables_ch
                         '  echo row >tables/steps.csv\n  exit 2\nfi\n'
                         f'exec {sys.executable} "$@"\n', encoding="utf-8")
         fake.chmod(0o755)
-        python = str(fake)
-    env = {**os.environ, "PYTHON": python, "CAMPAIGN": "campaigns/c.toml", "PYTHONPATH": str(ROOT / "src"),
-           "OUT": str(tmp_path / "out")}
+        env["PYTHON"] = str(fake)
     done = subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--bogus"], cwd=repo, env=env,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -745,23 +726,14 @@ def test_gpu_campaign_script_names_a_returned_tarball_or_folder_it_cannot_read(t
     """A returned h200.tar.gz that gzip cannot read (corrupt, cut short) is one line naming it, not tar's
     three; a FILES_AT that is no folder is one line saying so (it printed only the usage line); nothing is
     merged, exit 2."""
-    import shutil
     import subprocess
-    import sys
 
-    from tests.conftest import TINY_CAMPAIGN
+    from tests.conftest import campaign_checkout
 
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_exits.sh"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
-    (repo / "campaigns").mkdir()
-    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../mine"), encoding="utf-8")
+    repo, env = campaign_checkout(tmp_path, ("gpu_campaign.sh", "device_exits.sh"), out="../mine")
     tarball = tmp_path / "files_at" / "campaign" / "h200.tar.gz"
     tarball.parent.mkdir(parents=True)
     tarball.write_bytes(b"not gzip\n")
-    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
-           "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(["bash", str(repo / "scripts" / "gpu_campaign.sh"), "collect",
                            str(tmp_path / "files_at")], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr

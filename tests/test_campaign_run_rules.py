@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_CAMPAIGN_SETTINGS
+from conftest import TINY_CAMPAIGN_SETTINGS, campaign_checkout
 
 from tta_energy import schema
 from tta_energy.cli.exits import NOTHING_LEFT_EXIT
@@ -155,19 +154,9 @@ def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_call
     on the same machine returned (kept in .cache/campaign-calls), so a chained call measures nothing twice."""
     import shutil
     import subprocess
-    import sys
     import tarfile
 
-    from conftest import ROOT, TINY_CAMPAIGN
-
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
-    (repo / "campaigns").mkdir()
-    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
-    env = {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
-           "PYTHONPATH": str(ROOT / "src"), "OUT": str(tmp_path / "out")}
+    repo, env = campaign_checkout(tmp_path)
 
     def call() -> subprocess.CompletedProcess:
         shutil.rmtree(tmp_path / "out", ignore_errors=True)
@@ -190,24 +179,6 @@ def test_a_call_chained_on_the_same_device_machine_resumes_from_the_earlier_call
     assert len(list((repo / ".cache" / "campaign-calls").glob("*.tar.gz"))) == 2
 
 
-def _campaign_checkout(tmp_path) -> tuple[Path, dict[str, str]]:
-    """A copy of scripts/gpu_campaign.sh and what it sources, with the tiny campaign (campaigns/c.toml, its
-    tables in tables/), and the environment that runs it with this checkout's package (OUT: tmp_path/out)."""
-    import shutil
-    import sys
-
-    from conftest import ROOT, TINY_CAMPAIGN
-
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for script in ("gpu_campaign.sh", "device_env.sh", "device_exits.sh", "gpu_preflight.py"):
-        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
-    (repo / "campaigns").mkdir()
-    (repo / "campaigns" / "c.toml").write_text(TINY_CAMPAIGN.format(out="../tables"), encoding="utf-8")
-    return repo, {**os.environ, "PYTHON": sys.executable, "CAMPAIGN": "campaigns/c.toml",
-                  "PYTHONPATH": str(ROOT / "src"), "OUT": str(tmp_path / "out")}
-
-
 @pytest.mark.parametrize("mode", ["run", "merge-earlier"])
 @pytest.mark.parametrize("hard_stop", ["8m", "-5", "1.5", "0", "abc", "5 "])
 def test_a_campaign_calls_hard_stop_is_whole_seconds_checked_first(tmp_path, mode, hard_stop):
@@ -216,7 +187,7 @@ def test_a_campaign_calls_hard_stop_is_whole_seconds_checked_first(tmp_path, mod
     timeout's; both packed nothing)."""
     import subprocess
 
-    repo, env = _campaign_checkout(tmp_path)
+    repo, env = campaign_checkout(tmp_path)
     done = subprocess.run(["bash", "scripts/gpu_campaign.sh", mode, "--device", "cpu"], cwd=repo,
                           env={**env, "HARD_LIMIT_S": hard_stop}, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
