@@ -154,8 +154,11 @@ fi
 
 case "$PART" in
   dry|plan)
-    (($# >= 2)) || { echo "usage: $0 $PART PLAN.toml [MODELS]" >&2; exit 2; }
+    (($# == 2 || $# == 3)) || { echo "usage: $0 $PART PLAN.toml [MODELS]" >&2; exit 2; }
     check_path PLAN "$2" file "a levers plan file (campaigns/h200_levers.toml, campaigns/h100_levers.toml)"
+    (($# == 2)) || [[ -n "${3// }" ]] \
+      || { echo "error: MODELS is empty: give a comma list of the plan's models, or leave it out for all" >&2
+           exit 2; }
     MODELS=${3:-}
     TABLES=$(tables_of_plan "$2") || exit 2
     ROOT=$TABLES/levers

@@ -364,6 +364,20 @@ def test_a_levers_path_that_names_nothing_is_one_line(tmp_path, argv, said):
     assert sorted(p.name for p in repo.iterdir()) == ["plan.toml", "scripts"] and not out.exists()
 
 
+@pytest.mark.parametrize(("argv", "said"), [
+    (["dry", "plan.toml", "tango", "extra"], "usage: scripts/gpu_levers.sh dry PLAN.toml [MODELS]"),
+    (["dry", "plan.toml", " "],
+     "error: MODELS is empty: give a comma list of the plan's models, or leave it out for all"),
+])
+def test_levers_models_argument_is_one_word_and_not_empty(tmp_path, argv, said):
+    """An extra argument or an empty MODELS (which read as every model of the plan) is refused, exit 2."""
+    repo, env = _levers_checkout(tmp_path)
+    done = subprocess.run(["bash", "scripts/gpu_levers.sh", *argv], cwd=repo, capture_output=True, text=True,
+                          env={**env, "OUT": str(tmp_path / "out")}, check=False)
+    assert done.returncode == 2 and done.stdout == "" and done.stderr == said + "\n", done.stderr
+    assert sorted(p.name for p in repo.iterdir()) == ["plan.toml", "scripts"]
+
+
 PART_ROWS = "data/h100/levers/partQ/levers_runs.csv"
 
 
