@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from tta_energy.analysis import compare, plots, reproduce, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.analysis.tables import AnalysisInput, AnalysisResult
 from tta_energy.devices import PROJECT_GPU, names_gpu
-from tta_energy.fileio import staging_folder
 from tta_energy.study import STUDY_GPU_NAME
 
 #: Where the figures go, under ``analyze``'s output folder.
@@ -144,15 +142,11 @@ def write_figures(inp: AnalysisInput, result: AnalysisResult, out: str | Path, *
     moved there once all are drawn, the last run's figures that this one did not draw removed: a figure that
     fails leaves the previous figures as they were."""
     figures = Path(out) / FIGURES_FOLDER
-    staging = staging_folder(figures)
-    try:
+    with reproduce.staged_figures(figures) as staging:
         runs = summaries.usable_runs(inp.runs, drop_study_warmup=drop_study_warmup)
         with contextlib.redirect_stdout(io.StringIO()):  # plots.skip_figure prints each reason
             draw_all(runs, result, inp.scores, staging, warmup_dropped=drop_study_warmup)
         # the index names the tables beside the figures folder: the staging folder is beside it too
         reproduce.write_index(staging, inputs=inp.sources, tables_dir=Path(out),
                               generated_by=ANALYZE_GENERATED_BY)
-        reproduce.publish_figures(staging, figures)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return figures / reproduce.INDEX_FILE

@@ -284,6 +284,19 @@ def notebook_paths(notebooks: Path) -> list[Path]:
 # Figures folder
 
 
+@contextlib.contextmanager
+def staged_figures(figures: Path) -> Iterator[Path]:
+    """A staging folder beside ``figures`` to draw a whole set of figures into; once the block ends without
+    an error, its files replace those of ``figures`` (:func:`publish_figures`). A block that fails leaves
+    ``figures`` as it was; the staging folder goes either way."""
+    staging = staging_folder(figures)
+    try:
+        yield staging
+        publish_figures(staging, figures)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def publish_figures(staging: Path, figures: Path) -> None:
     """Move a finished run's files from ``staging`` into ``figures``, each replacing its namesake (tables
     included, one file at a time, never half-written), then remove the files of the figures the previous
@@ -434,13 +447,9 @@ def reproduce(
     notebooks = notebooks or root / "notebooks"
     paths = notebook_paths(notebooks)
     figures = output_folder_path(figures, "--figures").resolve()  # a file there: refused before any notebook
-    staging = staging_folder(figures)
-    try:
+    with staged_figures(figures) as staging:
         _reproduce_into(staging, data, paths, study=study, executed=executed, n_boot=n_boot,
                         shared_kernel=shared_kernel, log=log)
-        publish_figures(staging, figures)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     index = figures / INDEX_FILE
     if update_docs and data.resolve() == (root / "data").resolve():  # the docs quote the repository's data
         for path in docs_numbers.update_docs(root, data):

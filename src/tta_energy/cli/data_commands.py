@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("summary")
     def summary_cmd(
-        data: Path = typer.Option(Path("data"), "--runs", "--data",
+        runs: Path = typer.Option(Path("data"), "--runs", "--data",
                                   help="folder of run tables (searched recursively), as analyze's --runs"),
     ) -> None:
         """Validate every run table under RUNS (encoding, schema, cut lines, repeated pairs) and print rows,
@@ -35,14 +35,14 @@ def register(app: typer.Typer) -> None:
 
         from tta_energy import schema
 
-        if not data.is_dir():
-            state = "is not a folder" if data.exists() else "does not exist"
-            raise TtaError(f"--runs {data} {state}: give the folder of run tables")
+        if not runs.is_dir():
+            state = "is not a folder" if runs.exists() else "does not exist"
+            raise TtaError(f"--runs {runs} {state}: give the folder of run tables")
         from tta_energy.experiments.grids import EXPERIMENTS
         from tta_energy.experiments.resume import unsharded
         from tta_energy.levers.tables import RUNS_FILE
 
-        candidates = sorted(data.rglob("*.csv"))
+        candidates = sorted(runs.rglob("*.csv"))
         # a CSV is a run table when its header says so (a damaged one too: it is then reported invalid) or its
         # name does (an experiment's table or shard, the levers' run table); one that cannot be read as text
         # (not UTF-8, empty) cannot say what it is, and is checked as a run table
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
                   or unsharded(p).stem in run_names]
         other = len(candidates) - len(tables)
         if not tables:
-            typer.echo(f"no run tables under {data} ({other} other CSV file(s))")
+            typer.echo(f"no run tables under {runs} ({other} other CSV file(s))")
             return
         out = Table("table", "rows", "ok", "models", "GPU energy [J] (sum of ok rows)")
         invalid = []
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         for line in invalid:
             typer.echo(f"invalid: {line}", err=True)
         valid = len(tables) - len({line.split(": ", 1)[0] for line in invalid})
-        typer.echo(f"{valid} of {len(tables)} run table(s) valid under {data} ({other} other CSV file(s) "
+        typer.echo(f"{valid} of {len(tables)} run table(s) valid under {runs} ({other} other CSV file(s) "
                    "skipped)")
         if invalid:
-            raise TtaError(f"{len(tables) - valid} invalid run table(s) under {data} (listed above)")
+            raise TtaError(f"{len(tables) - valid} invalid run table(s) under {runs} (listed above)")
