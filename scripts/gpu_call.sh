@@ -11,7 +11,7 @@
 #   CALL_S=400 bash scripts/gpu_call.sh      # a call the device tool limits to 400 s (240 to 600, default 600)
 #
 # What earlier calls on a warm machine measured counts as done (both scripts' merge-earlier first). A campaign
-# file runs `scripts/gpu_campaign.sh run --time-budget $CAMPAIGN_BUDGET_S` with HARD_LIMIT_S (defaults
+# file runs `scripts/gpu_campaign.sh run --time-budget-s $CAMPAIGN_BUDGET_S` with HARD_LIMIT_S (defaults
 # CALL_S - 120 and CALL_S - 60: the checks before the campaign and the packing after it fit the rest); a levers
 # plan runs `scripts/gpu_levers.sh plan PLAN` with BUDGET_S (default CALL_S - 80). Each finds what is left itself,
 # and one that found nothing left (exit 6) hands the call to the next plan. Collect what comes back with
@@ -31,7 +31,7 @@ CALL_S=${CALL_S:-600}
 check_seconds CALL_S 240 600 "the device call's limit"
 [[ -z "${HARD_LIMIT_S:-}" ]] || check_seconds HARD_LIMIT_S 1 "$CALL_S" "the campaign run's hard stop" "at most CALL_S"
 [[ -z "${CAMPAIGN_BUDGET_S:-}" ]] \
-  || check_seconds CAMPAIGN_BUDGET_S 1 "$CALL_S" "the campaign run's --time-budget" "at most CALL_S"
+  || check_seconds CAMPAIGN_BUDGET_S 1 "$CALL_S" "the campaign run's --time-budget-s" "at most CALL_S"
 [[ -z "${BUDGET_S:-}" ]] \
   || check_seconds BUDGET_S 61 "$CALL_S" "the levers call's time" "its run gets BUDGET_S - 60, at most CALL_S"
 [[ "${GPU_CALL_DRY:-0}" =~ ^[01]$ ]] \
@@ -86,7 +86,7 @@ for i in "${!plans[@]}"; do
   plan=${plans[$i]} kind=${kinds[$i]}
   if [[ "$kind" == campaign ]]; then
     cmd=(env CAMPAIGN="$plan" HARD_LIMIT_S="${HARD_LIMIT_S:-$((CALL_S - 60))}" bash scripts/gpu_campaign.sh run
-         --time-budget "${CAMPAIGN_BUDGET_S:-$((CALL_S - 120))}")
+         --time-budget-s "${CAMPAIGN_BUDGET_S:-$((CALL_S - 120))}")
     finished="every cell done"
   else
     cmd=(env BUDGET_S="${BUDGET_S:-$((CALL_S - 80))}" bash scripts/gpu_levers.sh plan "$plan")

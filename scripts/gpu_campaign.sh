@@ -2,14 +2,14 @@
 # One device call of the H200 campaign (campaigns/h200.toml), and bringing its rows back.
 #
 #   bash scripts/gpu_campaign.sh run [OPTIONS]      # on the device: `tta-energy campaign run OPTIONS` (e.g.
-#                                                   # --experiment batch --time-budget 500), then pack the
+#                                                   # --experiment batch --time-budget-s 500), then pack the
 #                                                   # campaign's tables, runs log and this call's traces
 #   bash scripts/gpu_campaign.sh merge-earlier      # on the device: merge the earlier calls' rows (below) only
 #   bash scripts/gpu_campaign.sh collect FILES_AT   # here, after the call: merge what came back into
 #                                                   # data/h200 (run tables deduplicated by (config, repeat),
 #                                                   # runs-log lines and traces that are new), validate, status
 #
-# Price the call first with `tta-energy campaign plan`; a --time-budget in which nothing fits is refused
+# Price the call first with `tta-energy campaign plan`; a --time-budget-s in which nothing fits is refused
 # before any model is built (exit 2). Exit 3 from `run`: cells are left (the next call resumes); exit 6: every
 # cell was done before the run (`campaign run` measured nothing; scripts/gpu_call.sh goes on with its next plan). Exit 5: a
 # generation lost the CUDA context (its row is written); one fresh process resumes the call in the time left.
@@ -20,7 +20,7 @@
 # The device call carries .whl (scripts/device_env.sh installs its wheels). Environment: PYTHON (default
 # python3), CAMPAIGN (default campaigns/h200.toml; its out_dir, data/h200, is where the tables go and come
 # back, inside the repository), HARD_LIMIT_S (whole seconds, default 560: the run is stopped there whatever its
-# --time-budget, and packing follows; give the device call a limit of 600 s; any other value is one error line,
+# --time-budget-s, and packing follows; give the device call a limit of 600 s; any other value is one error line,
 # exit 2).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -77,7 +77,7 @@ case "$MODE" in
       | tee "$DEST/log-$START.txt"
     rc=${PIPESTATUS[0]}
     # a process that lost its CUDA context (exit 5) keeps its rows; one fresh process resumes the campaign in
-    # the time left (once: a cell that loses it again ends the call), with the same options but a --time-budget
+    # the time left (once: a cell that loses it again ends the call), with the same options but a --time-budget-s
     # of that time (an option is given once)
     left_s=$((HARD_LIMIT_S - (SECONDS - T0)))
     if ((rc == CONTEXT_LOST_EXIT && left_s >= FRESH_PROCESS_MIN_S)); then
@@ -85,18 +85,18 @@ case "$MODE" in
       same=()
       while (($#)); do
         case "$1" in
-          --time-budget) shift; (($#)) && shift ;;
-          --time-budget=*) shift ;;
+          --time-budget-s | --time-budget) shift; (($#)) && shift ;;
+          --time-budget-s=* | --time-budget=*) shift ;;
           *) same+=("$1"); shift ;;
         esac
       done
       timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy campaign run --campaign "$CAMPAIGN" --no-progress \
-        "${same[@]}" --time-budget $((left_s - 60)) 2>&1 | tee -a "$DEST/log-$START.txt"
+        "${same[@]}" --time-budget-s $((left_s - 60)) 2>&1 | tee -a "$DEST/log-$START.txt"
       rc=${PIPESTATUS[0]}
       # nothing left, or a time left that fits no cell (refused, exit 2): the first process measured rows
       ((rc == NOTHING_LEFT_EXIT || rc == 2)) && rc=0
     fi
-    # a run refused as bad use (exit 2: an unknown option, a --time-budget in which nothing fits) returns
+    # a run refused as bad use (exit 2: an unknown option, a --time-budget-s in which nothing fits) returns
     # nothing when the tables are still those of this checkout; one that wrote rows and then exited 2, or a
     # call that merged earlier calls' rows, is packed as any other (those rows come back with it, as at exit 6)
     written=

@@ -166,7 +166,7 @@ case "$PART" in
            --done "$ROOT/partplan-*")
     if [[ "$PART" == dry ]]; then
       exec "$PY" -m tta_energy levers run ${MODELS:+--model "$MODELS"} "${EXTRA[@]}" \
-        --time-budget $((BUDGET_S - 60)) --dry-run ${LEVERS_ARGS:-}
+        --time-budget-s $((BUDGET_S - 60)) --dry-run ${LEVERS_ARGS:-}
     fi
     # what a device call writes comes back only from inside the repository (collect unpacks it there)
     [[ "$TABLES" =~ ^data/[^/]+$ ]] \
@@ -209,7 +209,7 @@ while :; do
   left_s=$((BUDGET_S - (SECONDS - T0)))
   ((left_s > 60)) || { echo "no time left for a levers run (${left_s} s of BUDGET_S)"; break; }
   timeout -s TERM -k 15 "$left_s" "$PY" -m tta_energy levers run ${MODELS:+--model "$MODELS"} \
-    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget $((left_s - 60)) ${LEVERS_ARGS:-}
+    --out-dir "$OUTDIR" --no-report "${EXTRA[@]}" --time-budget-s $((left_s - 60)) ${LEVERS_ARGS:-}
   rc=$?
   # the plan had nothing left to measure (the run wrote nothing): the call's first run passes the status
   # on, with no report or packing, and scripts/gpu_call.sh goes on. A fresh process after a lost context

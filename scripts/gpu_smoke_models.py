@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated model names (default: all that import)")
     parser.add_argument("--out", default="data/smoke/models_gpu.csv", help="CSV to append rows to")
     parser.add_argument("--steps", default="10,100", help="comma-separated step counts")
-    parser.add_argument("--duration", type=float, default=STUDY_DURATION_S, help="audio seconds per clip")
+    parser.add_argument("--duration-s", "--duration", dest="duration", type=float, default=STUDY_DURATION_S,
+                        help="audio seconds per clip")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, help="default: each model's (float16)")
     parser.add_argument("--size", default="full", choices=SIZES)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         for count in steps:
             checks.at_least_one(count, "--steps", "denoising steps")
         names = [checks.model(m).name for m in checks.comma_list(args.model, "--model")]
-        checks.positive(args.duration, "--duration", unit="s")
+        checks.positive(args.duration, "--duration-s", unit="s")
         checks.device(args.device)
         checks.dtype(args.dtype)
         checks.positive(args.warmup_steps, "--warmup-steps", allow_zero=True)

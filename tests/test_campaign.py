@@ -327,10 +327,10 @@ def test_tiny_campaign_run_interleaves_resumes_honours_the_budget_and_logs(tmp_p
     tables = tmp_path / "tables"
     base = ["campaign", "run", "--campaign", str(path), "--device", "cpu", "--no-codecarbon", "--no-progress"]
     with pytest.raises(SystemExit) as exc:  # a model build alone would not fit: refused before anything
-        main([*base, "--time-budget", "5"])
+        main([*base, "--time-budget-s", "5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1
-    assert err[0].startswith("error: --time-budget 5 s cannot cover")
+    assert err[0].startswith("error: --time-budget-s 5 s cannot cover")
     assert "the smallest useful budget is" in err[0]
     assert not list(tables.glob("*.csv")) and not (tables / cp.RUNS_LOG).exists()
     main(base)
@@ -391,7 +391,7 @@ def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, ti
                         lambda self, model: 100.0 if model == "audioldm" else 1000.0)
     with pytest.raises(SystemExit) as exc:
         main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-codecarbon",
-              "--no-progress", "--experiment", "steps", "--time-budget", "500"])
+              "--no-progress", "--experiment", "steps", "--time-budget-s", "500"])
     assert exc.value.code == 3 and "stopped by the time budget" in capsys.readouterr().out
     rows = schema.read_runs(tmp_path / "tables" / "steps.csv")
     measured = rows[~rows["is_warmup"]]
@@ -399,7 +399,7 @@ def test_a_budget_that_fits_one_cell_measures_it_and_skips_the_rest(tmp_path, ti
     assert (measured["status"] == "ok").all()
     with pytest.raises(SystemExit) as exc:  # no cell fits: refused, naming the cheapest one
         main(["campaign", "run", "--campaign", str(tiny_campaign), "--device", "cpu", "--no-codecarbon",
-              "--no-progress", "--model", "tango", "--time-budget", "500"])
+              "--no-progress", "--model", "tango", "--time-budget-s", "500"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "tango steps 1 needs" in err
     smallest = re.search(r"the smallest useful budget is (\d+) s", err)

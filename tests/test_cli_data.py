@@ -135,7 +135,7 @@ def test_schema_lists_every_column() -> None:
 
 def test_generate_rejects_a_too_long_duration_before_building_the_model(tmp_path: Path) -> None:
     out = _run("generate", "--model", "stable-audio-open", "--prompt", "rain", "--steps", "10",
-               "--duration", "50", "--out", str(tmp_path / "x.wav"))
+               "--duration-s", "50", "--out", str(tmp_path / "x.wav"))
     assert out.returncode == 2
     assert out.stderr.strip() == "error: duration 50.0 s exceeds stable-audio-open's maximum of 47.55 s"
     assert not any(tmp_path.iterdir())

@@ -51,7 +51,7 @@ USAGE_CASES: list[tuple[list[str], str]] = [
     (["import-study"], "Missing argument 'path'"),
     (["sweep", "--model", "tango", "--experiment", "steps", "--bogus"], "No such option: --bogus"),
     (["no-such-command"], "No such command 'no-such-command'"),
-    (["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "ten", "--duration", "1", "--out",
+    (["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "ten", "--duration-s", "1", "--out",
       "x.wav"], "Invalid value for '--steps'"),
     (["analyze", "--runs", "data/h200", "data/study", "--out-dir", "x"],
      "repeat it for several (--runs A --runs B)"),
@@ -65,7 +65,7 @@ def test_usage_errors_are_one_line_with_the_help_to_read(tmp_path: Path) -> None
         assert "--help'" in result.stderr  # where to read what is allowed
 
 
-GEN = ["generate", "--model", "audioldm", "--prompt", "rain", "--duration", "1"]
+GEN = ["generate", "--model", "audioldm", "--prompt", "rain", "--duration-s", "1"]
 SWEEP = ["sweep", "--model", "audioldm", "--experiment", "steps", "--no-progress"]
 GENERATE_CASES: list[tuple[list[str], str]] = [
     ([*GEN, "--steps", "10", "--device", "tpu9", "--out", "a.wav"], "unknown device 'tpu9': use cpu, cuda"),
@@ -78,12 +78,12 @@ GENERATE_CASES: list[tuple[list[str], str]] = [
      "--negative-prompt has no effect at --guidance-scale 1 (<= 1 turns guidance off)"),
     ([*GEN, "--steps", "10", "--guidance-scale", "inf", "--out", "a.wav"], "guidance scale must be a finite"),
     ([*GEN, "--steps", "10", "--dtype", "half", "--out", "a.wav"], "unknown dtype 'half'"),
-    (["generate", "--model", "audioldm", "--prompt", " ", "--steps", "10", "--duration", "1", "--out",
+    (["generate", "--model", "audioldm", "--prompt", " ", "--steps", "10", "--duration-s", "1", "--out",
       "a.wav"], "the prompt is empty"),
     ([*GEN, "--steps", "10", "--out", "/proc/tta-energy-test/a.wav"], "/proc/tta-energy-test"),
     (["describe", "--model", "audioldm", "--size", "huge"], "unknown size 'huge': use full or tiny"),
     (["generate", "--model", "stable-audio-open", "--size", "tiny", "--prompt", "rain", "--steps", "10",
-      "--duration", "5", "--out", "a.wav"], "maximum of 1.49 s (tiny size)"),
+      "--duration-s", "5", "--out", "a.wav"], "maximum of 1.49 s (tiny size)"),
     (["estimate", "--model", "tangoo", "--steps", "50"], "unknown model 'tangoo': choose one of"),
     (["estimate", "--model", "tango", "--steps", "50"], "no data/h200 under the current folder: give --runs"),
 ]
@@ -96,7 +96,7 @@ SWEEP_CASES: list[tuple[list[str], str]] = [
     ([*SWEEP, "--out", "/proc/tta-energy-test/steps.csv"], "output folder /proc/tta-energy-test does not"),
     ([*SWEEP, "--out-dir", "/proc/tta-energy-test"], "cannot be written"),
     ([*SWEEP, "--dtype", "float8"], "unknown dtype 'float8'"),
-    (["sweep", "--model", "tango", "--size", "tiny", "--experiment", "steps", "--duration", "5"],
+    (["sweep", "--model", "tango", "--size", "tiny", "--experiment", "steps", "--duration-s", "5"],
      "tango (tiny size) always generates 0.96 s of audio"),
     (["sweep", "--model", "stable-audio-open", "--size", "tiny", "--experiment", "duration", "--grid", "1,2"],
      "maximum of 1.49 s (tiny size)"),
@@ -112,10 +112,10 @@ def test_bad_values_are_refused_before_any_work(tmp_path: Path, cases: list[tupl
 
 def test_no_check_imports_torch() -> None:
     """The early checks run without torch: a refused command never pays for importing it."""
-    generate = ["generate", "--model", "tango", "--prompt", "x", "--steps", "0", "--duration", "1", "--out",
+    generate = ["generate", "--model", "tango", "--prompt", "x", "--steps", "0", "--duration-s", "1", "--out",
                 "x.wav"]
     sweep = ["sweep", "--model", "tango", "--experiment", "steps", "--grid", "5000"]
-    tiny = ["sweep", "--model", "tango", "--size", "tiny", "--experiment", "steps", "--duration", "5"]
+    tiny = ["sweep", "--model", "tango", "--size", "tiny", "--experiment", "steps", "--duration-s", "5"]
     code = ("import sys\nfrom tta_energy.cli.main import run_app, app\n"
             f"assert run_app(app, {generate!r}) == 2\nassert run_app(app, {sweep!r}) == 2\n"
             f"assert run_app(app, {tiny!r}) == 2\n"

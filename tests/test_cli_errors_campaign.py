@@ -223,9 +223,9 @@ def test_a_refused_campaign_run_makes_no_folder_no_lock_and_prints_only_the_erro
 
     path = _campaign(tmp_path)  # tango cannot run 5 s: a note a run that goes on would print
     base = ["campaign", "run", "--campaign", str(path), "--no-progress", "--no-codecarbon"]
-    cases = [([*base, "--device", "cpu", "--time-budget", "1"], "--time-budget 1 s cannot cover"),
+    cases = [([*base, "--device", "cpu", "--time-budget-s", "1"], "--time-budget-s 1 s cannot cover"),
              ([*base, "--device", "tpu"], "unknown device 'tpu': use cpu, cuda"),
-             ([*base, "--device", "cpu", "--time-budget", "0"], "--time-budget must be > 0")]
+             ([*base, "--device", "cpu", "--time-budget-s", "0"], "--time-budget-s must be > 0")]
     if not torch.cuda.is_available():
         cases.append(([*base, "--device", "cuda"], "torch sees no GPU"))
     for args, fragment in cases:

@@ -62,7 +62,7 @@ def device_commands(tmp_path: Path, clips: Path, device: str) -> list[list[str]]
     return [
         [*SWEEP, "-e", "steps", "--device", device, "--out", str(out / "steps.csv")],
         ["generate", "--model", "audioldm", "--size", "tiny", "--prompt", "rain", "--steps", "2",
-         "--duration", "1", "--device", device, "--out", str(tmp_path / "a.wav")],
+         "--duration-s", "1", "--device", device, "--out", str(tmp_path / "a.wav")],
         ["campaign", "run", "-c", str(ROOT / "campaigns" / "h200.toml"), "--device", device, "--out-dir",
          str(out)],
         ["levers", "ceiling", "--device", device, "--out", str(out / "ceiling.csv")],
@@ -153,13 +153,13 @@ def test_a_caption_duration_that_is_not_seconds_is_refused_by_score(tmp_path, ca
 
 
 @pytest.mark.parametrize(("args", "said"), [
-    (["--model", "audioldm", "--duration", "100"], "exceeds audioldm's maximum of 30.0 s"),
-    (["--model", "tango", "--duration", "0.001"], "tango always generates 10.24 s"),
-    (["--model", "audioldm", "--size", "tiny", "--duration", "1e6"], "maximum of 30.0 s (tiny size)"),
-    (["--model", "stable-audio-open", "--duration", "100"], "maximum of 47.55 s"),
-    (["--model", "audioldm", "--size", "tiny", "--duration", "0.001"], "below audioldm's minimum"),
-    (["--model", "audioldm", "--duration", "inf"], "must be a finite number of seconds, got inf"),
-    (["--model", "audioldm", "--duration", "0"], "duration must be > 0"),
+    (["--model", "audioldm", "--duration-s", "100"], "exceeds audioldm's maximum of 30.0 s"),
+    (["--model", "tango", "--duration-s", "0.001"], "tango always generates 10.24 s"),
+    (["--model", "audioldm", "--size", "tiny", "--duration-s", "1e6"], "maximum of 30.0 s (tiny size)"),
+    (["--model", "stable-audio-open", "--duration-s", "100"], "maximum of 47.55 s"),
+    (["--model", "audioldm", "--size", "tiny", "--duration-s", "0.001"], "below audioldm's minimum"),
+    (["--model", "audioldm", "--duration-s", "inf"], "must be a finite number of seconds, got inf"),
+    (["--model", "audioldm", "--duration-s", "0"], "duration must be > 0"),
 ])
 def test_describe_takes_the_durations_generate_takes(capsys, args, said):
     refused(["describe", *args], capsys, said)
@@ -180,14 +180,43 @@ def test_generate_refuses_a_duration_below_the_models_minimum_before_building_it
 
     monkeypatch.setattr(registry, "build_model", recording)
     out = tmp_path / "x.wav"
-    refused(["generate", "--model", "audioldm", "--prompt", "a dog", "--steps", "10", "--duration", "0.001",
+    refused(["generate", "--model", "audioldm", "--prompt", "a dog", "--steps", "10", "--duration-s", "0.001",
              "--device", "cpu", "--out", str(out)], capsys, "below audioldm's minimum")
     assert devices == ["meta"] and not out.exists()
 
 
-def test_describe_still_counts_a_duration_the_model_can_make(capsys):
-    main(["describe", "--model", "tango", "--size", "tiny", "--duration", "0.96", "--json"])
+@pytest.mark.parametrize("option", ["--duration-s", "--duration"])  # --duration: the name it had before
+def test_describe_still_counts_a_duration_the_model_can_make(capsys, option):
+    main(["describe", "--model", "tango", "--size", "tiny", option, "0.96", "--json"])
     assert '"duration_s": 0.96' in capsys.readouterr().out
+
+
+def test_every_option_in_seconds_names_its_unit_and_still_reads_its_older_name():
+    """The options in seconds that several commands take are named with their unit, as the tables' and
+    plan files' keys are (duration_s, min_window_s); each still reads the name it had before, wherever it
+    appears."""
+    import typer.main
+
+    from tta_energy.cli import options
+    from tta_energy.cli.main import app
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+            else:
+                yield " ".join((*path, name)), command
+
+    taken = {}
+    for name, command in commands(typer.main.get_command(app)):
+        for param in command.params:
+            for names in (options.DURATION_S, options.MIN_WINDOW_S, options.TIME_BUDGET_S):
+                if set(names) & set(param.opts):
+                    assert param.opts == list(names), (name, param.opts)
+                    taken.setdefault(names[0], []).append(name)
+    assert taken == {"--duration-s": ["describe", "generate", "sweep", "levers run"],
+                     "--min-window-s": ["sweep", "levers run"],
+                     "--time-budget-s": ["sweep", "campaign run", "levers run"]}
 
 
 def test_sweep_refuses_missing_weights_before_any_folder_lock_or_meter(tmp_path, capsys, no_meter):
@@ -278,10 +307,10 @@ def test_the_shared_checks_say_what_is_allowed():
     from tta_energy.cli import checks
     from tta_energy.errors import TtaError
 
-    with pytest.raises(TtaError, match="--time-budget must be a finite number, got inf"):
-        checks.positive(float("inf"), "--time-budget")
-    with pytest.raises(TtaError, match="--duration must be > 0, got -1"):
-        checks.positive(-1.0, "--duration")
+    with pytest.raises(TtaError, match="--time-budget-s must be a finite number, got inf"):
+        checks.positive(float("inf"), "--time-budget-s")
+    with pytest.raises(TtaError, match="--duration-s must be > 0, got -1"):
+        checks.positive(-1.0, "--duration-s")
     with pytest.raises(TtaError, match="unknown device 'cuda:x'"):
         checks.device("cuda:x")
     assert checks.device(None) is None and checks.device("cpu") == "cpu"
@@ -392,7 +421,7 @@ def test_sweep_refuses_an_output_that_is_another_csv_before_any_lock_or_meter(tm
     scores = tmp_path / "scores.csv"
     scores.write_bytes((ROOT / "data" / "study" / "scores.csv").read_bytes())  # a copy: never data/
     before = scores.read_bytes()
-    line = refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration", "1", "--grid", "2", "--out",
+    line = refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration-s", "1", "--grid", "2", "--out",
                     str(scores)], capsys, f"{scores} is not a run table (its columns: source, model, dataset",
                    "and 4 more)", "a run table or a new file")
     assert len(line.replace(str(scores), "")) < 150 and "missing" not in line
@@ -415,7 +444,7 @@ def test_campaign_refuses_a_table_that_is_another_csv_before_any_lock(tmp_path, 
 
 
 def test_sweep_refuses_two_spellings_of_one_grid_value_before_any_folder(tmp_path, capsys, no_meter):
-    refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration", "1", "--grid", "5,05", "--out",
+    refused([*SWEEP, "-e", "steps", "--device", "cpu", "--duration-s", "1", "--grid", "5,05", "--out",
              str(tmp_path / "out" / "steps.csv")], capsys,
             "steps grid values 5 and 05 make the same configuration (steps 5): keep one")
     assert entries(tmp_path) == set()
@@ -431,7 +460,9 @@ def test_sweep_refuses_two_spellings_of_one_grid_value_before_any_folder(tmp_pat
     ("steps", ["--no-save-audio"], "--no-save-audio has no effect with --experiment steps"),
     ("steps", ["--steps", "7"], "--steps has no effect with --experiment steps (the grid sets it)"),
     ("steps,quality", ["--steps", "7"], "--steps has no effect with --experiment steps,quality (their grids"),
-    ("duration", ["--duration", "5"], "--duration has no effect with --experiment duration (the grid"),
+    ("duration", ["--duration-s", "5"], "--duration-s has no effect with --experiment duration (the grid"),
+    # --duration, its name before, is read as --duration-s
+    ("duration", ["--duration", "5"], "--duration-s has no effect with --experiment duration (the grid"),
     ("precision", ["--dtype", "float16"], "--dtype has no effect with --experiment precision (the grid sets"),
     ("quality", ["--prompt", "rain"], "--prompt has no effect with --experiment quality (its prompts are the "
                                       "caption files')"),
@@ -455,7 +486,7 @@ def test_sweep_refuses_an_option_its_experiments_would_ignore(tmp_path, capsys, 
     (["--steps"], ["steps", "batch"], ["steps", "quality"]),
     (["--caption-limit"], ["steps", "quality"], ["steps", "batch"]),
     (["--prompt"], ["quality", "batch"], ["quality"]),
-    (["--duration"], ["duration", "guidance"], ["duration"]),
+    (["--duration-s"], ["duration", "guidance"], ["duration"]),
     (["--dtype"], ["precision", "steps"], ["precision"]),
 ])
 def test_an_option_is_accepted_when_one_experiment_of_the_run_uses_it(given, with_user, without_user):

@@ -58,10 +58,10 @@ def test_weights_name_one_model_and_a_folder(tmp_path, capsys):
             absent=(tmp_path / "raw",))
 
 
-# --- --duration and the model's limits ----------------------------------------------------------------------
+# --- --duration-s and the model's limits --------------------------------------------------------------------
 def test_a_duration_beyond_the_model_is_refused_with_its_limit(tmp_path, capsys):
     for dry in (False, True):
-        refused(capsys, run_args(tmp_path, "--duration", "100", dry_run=dry), "--duration", "audioldm",
+        refused(capsys, run_args(tmp_path, "--duration-s", "100", dry_run=dry), "--duration-s", "audioldm",
                 "maximum of 30", absent=(tmp_path / "raw",))
 
 
@@ -101,7 +101,7 @@ def test_report_dir_without_a_report_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize(("options", "named"), [
     (["--steps", "10"], "--steps"),
-    (["--repeats", "2", "--duration", "5"], "--repeats, --duration"),
+    (["--repeats", "2", "--duration-s", "5"], "--repeats, --duration-s"),
     (["--seed", "1", "--batches", "1,2"], "--batches, --seed"),
     (["--full", "none", "--no-trim"], "--full, --trim/--no-trim"),
 ])

@@ -17,7 +17,7 @@ from tta_energy.levers.spec import parse_levers
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")
 SWEEP = ["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--dtype", "float32",
-         "--experiment", "steps", "--grid", "1", "--repeats", "1", "--duration", "1", "--idle-s", "0",
+         "--experiment", "steps", "--grid", "1", "--repeats", "1", "--duration-s", "1", "--idle-s", "0",
          "--warmup", "0", "--no-progress", "--no-codecarbon", "--no-trace"]
 CPU_LEVERS = ("fp32, fp16, bf16, compile, compile-blocks, sdpa-flash, sdpa-math, sdpa-best, channels-last, "
               "fuse-qkv, trim-latents")

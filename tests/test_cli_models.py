@@ -55,7 +55,7 @@ def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the step bar is drawn (a terminal's view)
     out = tmp_path / "water.wav"
     code = run(["generate", "--model", "audioldm2", "--size", "tiny", "--prompt", "water into a cup",
-                "--steps", "2", "--duration", "1", "--batch", "2", "--seed", "5", "--device", "cpu",
+                "--steps", "2", "--duration-s", "1", "--batch", "2", "--seed", "5", "--device", "cpu",
                 "--out", str(out)])
     assert code == 0
     captured = capsys.readouterr()
@@ -73,7 +73,7 @@ def test_generate_writes_wavs_at_the_model_rate(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(("model", "seconds", "rate"), [("tango", 0.96, 16000),
                                                        ("stable-audio-open", 32 * 2048 / 44100, 44100)])
 def test_generate_without_duration_makes_the_models_own_length(tmp_path, capsys, model, seconds, rate):
-    """--duration left out at tiny size: Tango's fixed tiny clip (0.96 s); Stable Audio Open's tiny latent
+    """--duration-s left out at tiny size: Tango's fixed tiny clip (0.96 s); Stable Audio Open's tiny latent
     window (32 frames of 2048 samples), the longest it can make, not the study's 10 s it cannot."""
     out = tmp_path / "rain.wav"
     assert run(["generate", "--model", model, "--size", "tiny", "--prompt", "rain", "--steps", "2",
@@ -87,12 +87,12 @@ def test_generate_without_duration_makes_the_models_own_length(tmp_path, capsys,
     (["--model", "audioldm9"], "unknown model"),
     (["--model", "audioldm", "--steps", "0"], "steps must be >= 1"),
     (["--model", "audioldm", "--batch", "0"], "batch"),
-    (["--model", "audioldm", "--duration", "0"], "duration must be > 0"),
-    (["--model", "audioldm", "--duration", "45"], "maximum of 30.0 s"),
+    (["--model", "audioldm", "--duration-s", "0"], "duration must be > 0"),
+    (["--model", "audioldm", "--duration-s", "45"], "maximum of 30.0 s"),
     (["--model", "audioldm", "--weights", "/no/such/folder"], "does not exist"),
 ])
 def test_generate_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
-    base = {"--model": "audioldm", "--prompt": "rain", "--steps": "2", "--duration": "1", "--size": "tiny",
+    base = {"--model": "audioldm", "--prompt": "rain", "--steps": "2", "--duration-s": "1", "--size": "tiny",
             "--device": "cpu", "--out": str(tmp_path / "x.wav")}
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
         base[flag] = value
@@ -104,7 +104,7 @@ def test_generate_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, ext
 
 
 def test_generate_refuses_a_non_wav_output(tmp_path, capsys):
-    argv = ["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "1", "--duration", "1",
+    argv = ["generate", "--model", "audioldm", "--prompt", "rain", "--steps", "1", "--duration-s", "1",
             "--out", str(tmp_path / "x.mp3")]
     assert run(argv) == 2 and "must end in .wav" in capsys.readouterr().err
 
@@ -146,7 +146,7 @@ def test_smoke_rows_record_failures_and_append(tmp_path):
     (["--model", "foo"], "error: unknown model 'foo': choose one of"),
     (["--steps", "10,x"], "error: --steps must be a comma list of integers, got '10,x'"),
     (["--steps", "0"], "error: --steps must be >= 1 (denoising steps), got 0"),
-    (["--duration", "-1"], "error: --duration must be > 0 s, got -1.0"),
+    (["--duration-s", "-1"], "error: --duration-s must be > 0 s, got -1.0"),
     (["--device", "cpu", "--dtype", "fp7"], "error: unknown dtype 'fp7'"),
     (["--device", "cpu", "--warmup-steps", "-1"], "error: --warmup-steps must be >= 0, got -1"),
 ])
@@ -202,8 +202,9 @@ def test_generate_writes_no_wav_of_nan_audio(tmp_path, capsys):
     and no file (a WAV of NaN samples is no audio)."""
     from tests.conftest import refused
 
-    argv = ["generate", "--model", "audioldm", "--prompt", "dog", "--steps", "2", "--duration", "1", "--size",
-            "tiny", "--device", "cpu", "--guidance", "1e30", "--batch", "2", "--out", str(tmp_path / "x.wav")]
+    argv = ["generate", "--model", "audioldm", "--prompt", "dog", "--steps", "2", "--duration-s", "1",
+            "--size", "tiny", "--device", "cpu", "--guidance", "1e30", "--batch", "2",
+            "--out", str(tmp_path / "x.wav")]
     line = refused(capsys, argv, "the audio came out NaN/Inf", "audio samples are NaN/Inf",
                    "nothing was written", "lower --guidance-scale",
                    absent=(tmp_path / "x.wav", tmp_path / "x_0.wav"))

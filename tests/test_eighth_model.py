@@ -36,13 +36,13 @@ def test_catalogue_lists_the_eighth_model(eighth):
 
 
 def test_describe_sweep_analyze_and_plot_the_eighth_model(eighth, tmp_path, capsys):
-    main(["describe", "--model", eighth, "--size", "tiny", "--duration", "1", "--json"])
+    main(["describe", "--model", eighth, "--size", "tiny", "--duration-s", "1", "--json"])
     described = json.loads(capsys.readouterr().out)
     assert described["model"] == eighth and described["total_params"] > 0 and described["gflop_per_step"] > 0
 
     runs = tmp_path / "runs"
     main(["sweep", "--model", eighth, "--experiment", "steps", "--grid", "1,2", "--repeats", "2",
-          "--size", "tiny", "--device", "cpu", "--duration", "1", "--idle-s", "0", "--warmup", "0",
+          "--size", "tiny", "--device", "cpu", "--duration-s", "1", "--idle-s", "0", "--warmup", "0",
           "--no-progress", "--no-codecarbon", "--no-trace", "--out-dir", str(runs)])
     rows = schema.read_runs(runs / "steps.csv")
     assert len(rows) == 4 and (rows["status"] == "ok").all() and (rows["model"] == eighth).all()

@@ -19,7 +19,7 @@ from tta_energy.experiments.runner import SweepOptions, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
 from tta_energy.precision import generation_precision
 
-TINY = ["--size", "tiny", "--device", "cpu", "--dtype", "float32", "--duration", "1", "--idle-s", "0",
+TINY = ["--size", "tiny", "--device", "cpu", "--dtype", "float32", "--duration-s", "1", "--idle-s", "0",
         "--no-progress", "--no-codecarbon"]
 
 
@@ -276,7 +276,7 @@ def test_a_sweep_on_a_gpu_records_nvml_energy_host_diagnostics_and_the_gpu(tmp_p
     power, the host's CPU time and the GPU's busy fraction, and the card that measured it."""
     out = tmp_path / "steps.csv"
     main(["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cuda", "--dtype", "float16",
-          "--duration", "1", "--idle-s", "1", "--no-progress", "--experiment", "steps", "--grid", "10",
+          "--duration-s", "1", "--idle-s", "1", "--no-progress", "--experiment", "steps", "--grid", "10",
           "--repeats", "2", "--out", str(out)])
     assert "2 measured [2 ok]" in capsys.readouterr().out
     rows = measured(schema.read_runs(out))

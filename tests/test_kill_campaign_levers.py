@@ -169,9 +169,9 @@ def test_a_stopped_levers_call_keeps_its_rows_and_the_next_call_measures_what_is
     plan_file.write_text(LEVERS_PLAN, encoding="utf-8")
     refs = tmp_path / "refs"
     base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
-            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", str(MIN_WINDOW_S), "--no-profile",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window-s", str(MIN_WINDOW_S), "--no-profile",
             "--no-report", "--references", str(refs), "--done", str(tmp_path / "partplan-*"),
-            "--history", "", "--time-budget", "600"]
+            "--history", "", "--time-budget-s", "600"]
     part1, part2 = tmp_path / "partplan-1", tmp_path / "partplan-2"
     runs1 = part1 / tables.RUNS_FILE
     # lines: header, 3 warm-ups (fp32, none, channels-last), the fp32 reference, then 3 rounds of both

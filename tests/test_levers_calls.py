@@ -1,7 +1,7 @@
 """A levers plan measured over several device calls: units of one model and batch size with the study default
 in each, first-fit packing into calls, what earlier calls hold, the price history from the sweeps' tables, and
-`levers run --plan --done --time-budget` calls on a CPU that measure the plan once and then stop, a call with
-time left going on with the next units."""
+`levers run --plan --done --time-budget-s` calls on a CPU that measure the plan once and then stop, a call
+with time left going on with the next units."""
 
 from __future__ import annotations
 
@@ -290,9 +290,9 @@ def test_a_call_with_time_left_measures_the_next_unit_as_a_run_of_its_own_then_t
     plan_file.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "channels-last"]\nsteps = [2]\n'
                          'batches = [1, 2]\nrepeats = 1\nduration_s = 1.0\n')
     base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
-            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile", "--no-report",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window-s", "0", "--no-profile", "--no-report",
             "--references", str(tmp_path / "refs"), "--done", str(tmp_path / "part*"), "--history", "",
-            "--time-budget", "240"]
+            "--time-budget-s", "240"]
     main([*base, "--dry-run"])
     said = capsys.readouterr().out
     assert "left: 2 device calls" in said and "call 1" in said and "audioldm batch 1" in said
@@ -324,10 +324,10 @@ def test_a_call_too_short_for_every_unit_left_is_refused_and_writes_nothing(tmp_
                          'batches = [1]\nrepeats = 1\nduration_s = 1.0\ncall_budget_s = 600\n')
     said = refused(capsys, [
         "levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
-        "--ceiling-s", "0.02", "--min-window", "0", "--no-report", "--references", str(tmp_path / "refs"),
-        "--done", str(tmp_path / "part*"), "--history", "", "--time-budget", "210",
+        "--ceiling-s", "0.02", "--min-window-s", "0", "--no-report", "--references", str(tmp_path / "refs"),
+        "--done", str(tmp_path / "part*"), "--history", "", "--time-budget-s", "210",
         "--out-dir", str(tmp_path / "part1")], absent=(tmp_path / "part1",))
-    assert said.startswith(f"error: --time-budget 210 s: no unit left of levers plan {plan_file} fits it; "
+    assert said.startswith(f"error: --time-budget-s 210 s: no unit left of levers plan {plan_file} fits it; "
                            "1 unit(s) wait for a call of 600 s, the smallest ")
     assert said.endswith("(0 of 2 cells done)")
 
@@ -393,13 +393,14 @@ def test_done_needs_a_plan_and_folders(tmp_path, capsys):
               str(tmp_path / "missing")])
     assert exc.value.code == 2 and "missing is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # a call too short for its own start-up holds no cell
-        main(["levers", "run", "--plan", "campaigns/h200_levers.toml", "--dry-run", "--time-budget", "20"])
+        main(["levers", "run", "--plan", "campaigns/h200_levers.toml", "--dry-run", "--time-budget-s", "20"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and "cannot hold any cell" in err[0]
 
 
 @pytest.mark.parametrize(("option", "value", "said"), [
-    ("--time-budget", "-5", "--time-budget must be > 0"), ("--time-budget", "0", "--time-budget must be > 0"),
+    ("--time-budget-s", "-5", "--time-budget-s must be > 0"),
+    ("--time-budget-s", "0", "--time-budget-s must be > 0"),
     ("--idle-s", "-1", "--idle-s must be >= 0"), ("--size", "huge", "unknown size 'huge'"),
     ("--device", "tpu", "unknown device 'tpu'")])
 def test_a_bad_option_is_refused_before_anything_runs(tmp_path, capsys, option, value, said):

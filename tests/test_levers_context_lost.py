@@ -160,7 +160,7 @@ def test_a_levers_run_stops_where_the_context_is_lost_and_the_next_run_measures_
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text(PLAN, encoding="utf-8")
     base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
-            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window-s", "0", "--no-profile",
             "--references", str(tmp_path / "refs"), "--done", str(tmp_path / "part*"), "--history", ""]
     with pytest.raises(SystemExit) as stop:
         main([*base, "--out-dir", str(tmp_path / "part1")])
@@ -230,7 +230,7 @@ def test_a_context_lost_outside_a_generation_stops_the_run_and_is_left_out_where
         monkeypatch.setattr(experiment, "measure_ceiling", measure_ceiling)
         said, lost = "the fp8 ceiling loop", None
     base = ["levers", "run", "--plan", str(plan_file), "--size", "tiny", "--device", "cpu", "--idle-s", "0",
-            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window", "0", "--no-profile", "--no-report",
+            "--ceiling-s", "0.02", "--ceiling-n", "32", "--min-window-s", "0", "--no-profile", "--no-report",
             "--references", "", "--done", str(tmp_path / "part*"), "--history", ""]
     with pytest.raises(SystemExit) as stop:
         main([*base, "--out-dir", str(tmp_path / "part1")])
@@ -263,8 +263,8 @@ def test_a_sweep_stops_at_the_generation_that_lost_the_context(tmp_path, monkeyp
     out = tmp_path / "steps.csv"
     with pytest.raises(SystemExit) as stop:
         main(["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--dtype", "float32",
-              "--duration", "1", "--idle-s", "0", "--no-progress", "--no-codecarbon", "--experiment", "steps",
-              "--grid", "1,2", "--repeats", "2", "--out", str(out)])
+              "--duration-s", "1", "--idle-s", "0", "--no-progress", "--no-codecarbon", "--experiment",
+              "steps", "--grid", "1,2", "--repeats", "2", "--out", str(out)])
     assert stop.value.code == CONTEXT_LOST_EXIT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the CUDA context was lost in audioldm none, ")
@@ -296,7 +296,7 @@ def _levers_call_losing_channels_last(
     out.mkdir()
     env.update({"BUDGET_S": "400", "OUT": str(out), "TTA_ENERGY_TEST_LOSE_CONTEXT": "channels-last",
                 "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
-                               "--min-window 0 --no-profile"})
+                               "--min-window-s 0 --no-profile"})
     done = subprocess.run(["bash", "scripts/gpu_levers.sh", "plan", "plan.toml"], cwd=repo, env=env,
                           capture_output=True, text=True, check=False)
     return repo, out, done
@@ -351,9 +351,9 @@ def test_a_campaign_call_resumes_in_one_fresh_process_after_a_lost_context(tmp_p
     env.update({"CAMPAIGN": "campaigns/c.toml", "OUT": str(tmp_path / "out"), "HARD_LIMIT_S": "400",
                 "TTA_ENERGY_TEST_LOSE_CONTEXT": "none",
                 "TTA_ENERGY_TEST_LOSE_CONTEXT_ONCE": str(tmp_path / "lost-once")})
-    # the call's --time-budget: the fresh process gets the time left in its place, not beside it
+    # the call's --time-budget-s: the fresh process gets the time left in its place, not beside it
     done = subprocess.run(["bash", "scripts/gpu_campaign.sh", "run", "--device", "cpu", "--no-codecarbon",
-                           "--time-budget", "330", "--experiment", "steps"], cwd=repo, env=env,
+                           "--time-budget-s", "330", "--experiment", "steps"], cwd=repo, env=env,
                           capture_output=True, text=True, check=False)
     said = done.stdout + done.stderr
     assert done.returncode == 0, said

@@ -237,7 +237,7 @@ def test_a_levers_call_chained_on_the_same_device_machine_counts_the_earlier_cal
                                     'out_dir = "data/cpu"\n', encoding="utf-8")
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src"), "BUDGET_S": "400",
            "LEVERS_ARGS": "--size tiny --device cpu --idle-s 0 --ceiling-s 0.02 --ceiling-n 32 "
-                          "--min-window 0 --no-profile"}
+                          "--min-window-s 0 --no-profile"}
 
     def call(n: int, **more: str) -> subprocess.CompletedProcess:
         out = tmp_path / f"out{n}"
@@ -329,7 +329,7 @@ def _levers_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def test_a_levers_calls_budget_is_whole_seconds_above_the_minute_packing_keeps(tmp_path, mode, budget):
     """BUDGET_S that is not a whole number of seconds above 60 (the run gets BUDGET_S - 60) is one error line
     naming it, exit 2, before the plan is read or anything written (it gave arithmetic errors, an unbound
-    NOTHING_LEFT_EXIT, or a refusal naming --time-budget)."""
+    NOTHING_LEFT_EXIT, or a refusal naming --time-budget-s)."""
     repo, env = _levers_checkout(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run(["bash", "scripts/gpu_levers.sh", mode, "plan.toml"], cwd=repo, capture_output=True,
@@ -490,7 +490,7 @@ def _plans(tmp_path: Path) -> list[str]:
 
 
 CAMPAIGN_CALL = ("env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=540 bash scripts/gpu_campaign.sh run "
-                 "--time-budget 480")
+                 "--time-budget-s 480")
 LEVERS_H100_CALL = "env BUDGET_S=520 bash scripts/gpu_levers.sh plan plans/h100_levers.toml"
 
 
@@ -531,7 +531,7 @@ def test_a_device_call_by_default_measures_the_h200_plans_and_hands_another_card
 
 @pytest.mark.parametrize(("card", "chosen"), [
     ("NVIDIA H200", "plans/h200.toml: env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=340 "
-                    "bash scripts/gpu_campaign.sh run --time-budget 280"),
+                    "bash scripts/gpu_campaign.sh run --time-budget-s 280"),
     ("NVIDIA H100 80GB HBM3", "plans/h100_levers.toml: env BUDGET_S=320 bash scripts/gpu_levers.sh plan "
                               "plans/h100_levers.toml"),
 ])
@@ -558,14 +558,14 @@ def test_the_scripts_budgets_given_to_a_device_call_are_whole_seconds_within_it(
                      CAMPAIGN_BUDGET_S="250")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == ("plans/h200.toml: env CAMPAIGN=plans/h200.toml HARD_LIMIT_S=300 "
-                                            "bash scripts/gpu_campaign.sh run --time-budget 250")
+                                            "bash scripts/gpu_campaign.sh run --time-budget-s 250")
     done = _dispatch(tmp_path, "NVIDIA H100 80GB HBM3", plans[2:], BUDGET_S="0200")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "env BUDGET_S=200 bash scripts/gpu_levers.sh plan" in done.stdout
 
 
 HARD_STOP = "give the campaign run's hard stop in whole seconds, from 1 to 600 (at most CALL_S)"
-BUDGETS = "give the campaign run's --time-budget in whole seconds, from 1 to 600 (at most CALL_S)"
+BUDGETS = "give the campaign run's --time-budget-s in whole seconds, from 1 to 600 (at most CALL_S)"
 LEVERS_TIME = ("give the levers call's time in whole seconds, from 61 to 600 (its run gets BUDGET_S - 60, at "
                "most CALL_S)")
 DRY_OR_NOT = "give 1 (print the command, run nothing) or 0 (run it)"

@@ -57,12 +57,12 @@ def test_a_plugin_model_follows_the_built_in_ones(demo):
 
 
 def test_describe_and_sweep_a_plugin_model(demo, tmp_path, capsys):
-    main(["describe", "--model", demo, "--size", "tiny", "--duration", "1", "--json"])
+    main(["describe", "--model", demo, "--size", "tiny", "--duration-s", "1", "--json"])
     described = json.loads(capsys.readouterr().out)
     assert described["model"] == demo and described["gflop_per_step"] > 0
 
     main(["sweep", "--model", demo, "--experiment", "steps", "--grid", "2", "--repeats", "1",
-          "--size", "tiny", "--device", "cpu", "--duration", "1", "--idle-s", "0", "--warmup", "0",
+          "--size", "tiny", "--device", "cpu", "--duration-s", "1", "--idle-s", "0", "--warmup", "0",
           "--no-progress", "--no-codecarbon", "--no-trace", "--out-dir", str(tmp_path)])
     rows = schema.read_runs(tmp_path / "steps.csv")
     assert rows["model"].tolist() == [demo] and rows["status"].tolist() == ["ok"]

@@ -299,7 +299,7 @@ def test_profiles_parse_once_and_refuse_what_they_do_not_take() -> None:
         parse_fad_profile("fad")
     with pytest.raises(ProfileError, match="choose from stable-audio-metrics, per-clip"):
         parse_clap_profile("laion")
-    with pytest.raises(ProfileError, match="--hop applies to the per-clip profiles"):
+    with pytest.raises(ProfileError, match="--hop-s applies to the per-clip profiles"):
         parse_fad_profile("fadtk", hop_s=2.0)
     with pytest.raises(ProfileError, match="positive"):
         parse_clap_profile("per-clip", hop_s=0.0)

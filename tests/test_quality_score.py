@@ -322,7 +322,7 @@ def test_bad_audio_found_while_embedding_caches_nothing_of_it(inputs, checkpoint
 
 
 def test_per_clip_profiles_keep_the_deterministic_windows(inputs, checkpoints) -> None:
-    main(_cli(inputs, checkpoints, "--fad-profile", "per-clip", "--clap-profile", "per-clip", "--hop", "1"))
+    main(_cli(inputs, checkpoints, "--fad-profile", "per-clip", "--clap-profile", "per-clip", "--hop-s", "1"))
     table = pd.read_csv(inputs["out"]).set_index("metric")
     assert (table["profile"] == "per-clip").all()
     # per-clip CLAP: the 3-s noise as end-aligned 2-s windows every second, their embeddings averaged
@@ -387,7 +387,8 @@ def test_long_clip_crops_are_seeded_and_leave_numpy_alone(checkpoints) -> None:
     [
         (("--fad-profile", "fad"), "unknown FAD profile 'fad': choose from fadtk, per-clip"),
         (("--clap-profile", "laion"), "choose from stable-audio-metrics, per-clip"),
-        (("--hop", "1"), "--hop applies to the per-clip profiles"),
+        (("--hop-s", "1"), "--hop-s applies to the per-clip profiles"),
+        (("--hop", "1"), "--hop-s applies to the per-clip profiles"),  # --hop: the name it had before
     ],
 )
 def test_bad_profile_is_one_clear_error(extra, expected, inputs, checkpoints, capsys) -> None:

@@ -34,7 +34,7 @@ STEPS, REPEATS = (1, 2, 3), 8  # 24 pairs: more than 11 interrupted trials can f
 
 def sweep_args(out: Path) -> list[str]:
     return ["sweep", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--dtype", "float32",
-            "--duration", "1", "--experiment", "steps", "--grid", ",".join(map(str, STEPS)),
+            "--duration-s", "1", "--experiment", "steps", "--grid", ",".join(map(str, STEPS)),
             "--repeats", str(REPEATS), "--idle-s", "0", "--no-progress", "--no-codecarbon", "--out", str(out)]
 
 

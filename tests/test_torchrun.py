@@ -22,7 +22,7 @@ from tta_energy.experiments.scaling import measuring_span, sweep_command, write_
 def test_torchrun_two_ranks_merge_into_one_table(tmp_path):
     out = tmp_path / "steps.csv"
     args = ["--model", "audioldm", "--experiment", "steps", "--size", "tiny", "--device", "cpu",
-            "--dtype", "float32", "--duration", "1", "--grid", "1,2,3", "--repeats", "2", "--idle-s", "0",
+            "--dtype", "float32", "--duration-s", "1", "--grid", "1,2,3", "--repeats", "2", "--idle-s", "0",
             "--no-progress", "--no-codecarbon", "--out", str(out)]
     cmd = sweep_command(2, args)
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"]

@@ -15,7 +15,7 @@ from tta_energy.errors import TtaError
 CAMPAIGN_HELP = """A measurement campaign: the experiments x models a folder of run tables must hold, with
 repeats until the 95% confidence interval of each cell's mean is within the target (campaigns/h200.toml).
 
-plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget, torchrun);
+plan: what is missing and its estimated GPU time; run: measure it (resumable, --time-budget-s, torchrun);
 status: cells done and at target (--json: one object per cell); cost: GPU time per experiment and the
 overhead of the calls, from campaign_runs.jsonl and the rows each call wrote; collect: merge what a device
 call returned into the campaign's folder."""
@@ -168,8 +168,9 @@ def register(app: typer.Typer) -> None:
     def run_cmd(ctx: typer.Context, campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
                 model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT,
                 time_budget: float | None = typer.Option(
-                    None, help="seconds of wall time (model builds and warm-ups included) after which no "
-                               "generation starts"),
+                    None, *options.TIME_BUDGET_S,
+                    help="seconds of wall time (model builds and warm-ups included) after which no "
+                         "generation starts"),
                 device: str | None = options.DEVICE, codecarbon: bool = options.CODECARBON,
                 country: str = options.COUNTRY, trace: bool = options.TRACE,
                 progress: bool = options.PROGRESS,

@@ -8,7 +8,7 @@ from __future__ import annotations
 FAILURE_EXIT = 1
 #: every user error (usage, value, file, device, permission), as click uses for usage errors
 USAGE_EXIT = 2
-#: work left unfinished: a sweep's --time-budget left pairs undone, a campaign run left cells unfinished, a
+#: work left unfinished: a sweep's --time-budget-s left pairs undone, a campaign run left cells unfinished, a
 #: levers run's model failed (run the same command again to finish)
 INCOMPLETE_EXIT = 3
 #: no generation of a sweep succeeded (every measured row is oom / nan_audio / error)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tta_energy.cli import checks
+from tta_energy.cli import checks, options
 from tta_energy.cli.exits import INCOMPLETE_EXIT, NOTHING_LEFT_EXIT
 from tta_energy.devices import DEVICE_HELP
 from tta_energy.fileio import DEFAULT_OUT_DIR
@@ -66,7 +66,7 @@ def _folders(patterns: tuple[str, ...]) -> list[Path]:
 PLAN_REPLACES: dict[str, str] = {
     "full": "--full", "batch1": "--batch1", "single": "--single", "compile_models": "--compile-models",
     "lean_models": "--lean-models", "trim": "--trim/--no-trim", "steps": "--steps", "batches": "--batches",
-    "repeats": "--repeats", "duration": "--duration", "seed": "--seed"}
+    "repeats": "--repeats", "duration": "--duration-s", "seed": "--seed"}
 #: the price history when --history is not given: those of these tables that exist, after the same tables of
 #: a plan's own out_dir (its GPU's seconds first: a cell measured there is priced from them alone; the other
 #: card's levers table fills the cells its own have not measured, mostly with longer compilations: a price
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         steps: str = typer.Option(",".join(map(str, DEFAULT_STEPS)), help="step counts"),
         batches: str = typer.Option(",".join(map(str, DEFAULT_BATCHES)), help="waveforms per prompt"),
         repeats: int = typer.Option(DEFAULT_REPEATS, help="measured repeats per cell"),
-        duration: float = typer.Option(STUDY_DURATION_S, help="audio seconds per clip"),
+        duration: float = typer.Option(STUDY_DURATION_S, *options.DURATION_S, help="audio seconds per clip"),
         seed: int = typer.Option(0, help="seed of the noise (same for every configuration) and of the order"),
         size: str = typer.Option("full", help=" or ".join(catalogue.SIZES)),
         weights: str = typer.Option("random", help="'random', a local weights folder or a hub id (one model "
@@ -162,12 +162,13 @@ def register(app: typer.Typer) -> None:
             None, help=f"matrix size of the ceiling loop (default {CEILING_MATRIX_N} on a GPU, "
                        f"{CPU_CEILING_MATRIX_N} on a CPU, where its energy is not measured)"),
         idle_s: float = typer.Option(IDLE_BASELINE_S, help="seconds of idle-power baseline"),
-        min_window: float = typer.Option(MIN_WINDOW_S, "--min-window",
+        min_window: float = typer.Option(MIN_WINDOW_S, *options.MIN_WINDOW_S,
                                          help="repeat shorter generations inside one meter window (s)"),
         profile: bool = typer.Option(True, "--profile/--no-profile",
                                      help="kernel profile of one step of none and of the fastest "
                                           "configuration that keeps the computation (a GPU's)"),
-        time_budget: float | None = typer.Option(None, help="seconds after which no generation starts"),
+        time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S,
+                                                 help="seconds after which no generation starts"),
         report: bool = typer.Option(True, "--report/--no-report", help="write levers.csv/summary/figure"),
         report_dir: Path | None = typer.Option(None, help="where the report goes (default: OUT_DIR/..)"),
         dry_run: bool = typer.Option(False, "--dry-run",
@@ -192,7 +193,7 @@ def register(app: typer.Typer) -> None:
         """Measure every lever for each model: energy, equivalence with fp32, FLOP/J vs the ceiling. A model
         whose sweep fails never loses the others' rows; the run then exits with status 3, naming it. With
         --plan: exit status 6 when every cell of the plan is done (nothing is measured or written), 2 when
-        no unit left fits --time-budget."""
+        no unit left fits --time-budget-s."""
         from tta_energy.levers.experiment import LeversOptions, check_options, run_levers
         from tta_energy.levers.report import build_report
         from tta_energy.levers.spec import LeversError
@@ -200,7 +201,7 @@ def register(app: typer.Typer) -> None:
         checks.device(device)
         checks.size(size)
         checks.seed(seed)
-        checks.positive(time_budget, "--time-budget", unit="seconds")
+        checks.positive(time_budget, "--time-budget-s", unit="seconds")
         checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")
         opts = LeversOptions(
             models=checks.comma_list(models, "--model", absent_means_all=plan is not None), out_dir=out_dir,
@@ -253,7 +254,7 @@ def register(app: typer.Typer) -> None:
             if calls.waiting and not calls.calls:  # as a campaign run's budget that fits no cell: refused
                 smallest_s = min(u.seconds for u in calls.waiting) + calls.overhead_s
                 raise LeversError(
-                    f"--time-budget {calls.budget_s:.0f} s: no unit left of levers plan {plan} fits it; "
+                    f"--time-budget-s {calls.budget_s:.0f} s: no unit left of levers plan {plan} fits it; "
                     f"{len(calls.waiting)} unit(s) wait for a call of {calls.full_call_s:.0f} s, the "
                     f"smallest {smallest_s:.0f} s with start-up {done}")
             if not calls.calls:

@@ -1,5 +1,6 @@
 """The options the measuring commands (``sweep``, ``campaign run``) share, declared once so that each has one
-name, default and help wherever it appears, and the one rule that reads CodeCarbon's two of them."""
+name, default and help wherever it appears, the names of the options in seconds that several commands take,
+and the one rule that reads CodeCarbon's two of them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ COUNTRY = typer.Option(STUDY_COUNTRY, help="ISO 3166 alpha-3 code of the grid ca
                                            "the default is the study's)")
 TRACE = typer.Option(True, "--trace/--no-trace", help="write the power/temperature trace")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="show a progress bar")
+
+# Seconds carry their unit in the option's name, as in the tables' and plan files' keys (duration_s,
+# min_window_s); the name without it still works, as the older spelling.
+DURATION_S = ("--duration-s", "--duration")
+MIN_WINDOW_S = ("--min-window-s", "--min-window")
+TIME_BUDGET_S = ("--time-budget-s", "--time-budget")
 
 
 def codecarbon_country(ctx: typer.Context, codecarbon: bool, country: str) -> str:

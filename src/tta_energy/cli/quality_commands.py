@@ -132,7 +132,8 @@ def register(app: typer.Typer) -> None:
             "(default: the study's)",
         ),
         hop: float | None = typer.Option(
-            None, help="per-clip profiles: seconds between 10 s windows of longer clips (default 10)"
+            None, "--hop-s", "--hop",
+            help="per-clip profiles: seconds between 10 s windows of longer clips (default 10)",
         ),
         cache: Path | None = typer.Option(
             None, help="embedding cache folder (default ~/.cache/tta-energy/embeddings)"
@@ -167,7 +168,7 @@ def register(app: typer.Typer) -> None:
             raise TtaError(f"--fad-regularize {fad_regularize}: expected auto, always or never")
         if hop is not None and "per-clip" not in (fad_profile, clap_profile):
             raise TtaError(
-                "--hop applies to the per-clip profiles (fadtk starts a window every 1 s, "
+                "--hop-s applies to the per-clip profiles (fadtk starts a window every 1 s, "
                 "stable-audio-metrics lets CLAP crop); add --fad-profile per-clip or --clap-profile per-clip"
             )
         settings = sc.ScoreSettings(

@@ -20,9 +20,9 @@ Experiments: steps (10..200 steps), batch (10 clips as 10x1, 5x2, 2x5, 1x10 wave
 distinct prompts), quality (caption files x steps, audio saved under AUDIO_DIR/<model>/<dataset>/<steps>/),
 duration (2.5, 5, 10, 20 s where allowed), guidance (model default vs 1 = off), precision (float32, float16,
 bfloat16). Several experiments may be given comma-separated (one model build): tables go to
-OUT_DIR/<experiment>.csv. An option none of them uses is refused, not ignored: --steps with steps or quality,
---duration with duration, --dtype with precision (their grids set it), --prompt with quality, and --captions,
---caption-limit, --audio-dir, --no-save-audio without quality.
+OUT_DIR/<experiment>.csv. An option none of them uses is refused, not ignored: --steps with steps or
+quality, --duration-s with duration, --dtype with precision (their grids set it), --prompt with quality, and
+--captions, --caption-limit, --audio-dir, --no-save-audio without quality.
 
 Protocol: idle baseline with the model loaded, one warm-up generation per built model (is_warmup=True),
 seeded random order within each repeat, per-phase energy, status oom / nan_audio / error recorded and the
@@ -30,7 +30,7 @@ sweep goes on.
 
 Resumable: rows are appended atomically; running the same command again skips the (configuration, repeat)
 pairs already recorded as ok / oom / nan_audio and retries error rows (--keep-errors: skip them too).
---time-budget stops starting generations that would end after the budget (exit status 3); run again to
+--time-budget-s stops starting generations that would end after the budget (exit status 3); run again to
 finish. When every generation of a sweep failed, the distinct errors are listed and the exit status is 4.
 One sweep or campaign run at a time writes a table: a second one on the same table is refused (each table
 has a lock file).
@@ -90,8 +90,9 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         grid: list[str] | None = typer.Option(
             None, help="override the grid (e.g. 10,50,100); with several experiments EXP=a,b, repeatable"),
         steps: int | None = typer.Option(None, help="steps when the grid is not steps (default 100)"),
-        duration: float | None = typer.Option(None, help="audio seconds when the grid is not duration "
-                                                         "(default: the model's, 10 s)"),
+        duration: float | None = typer.Option(None, *options.DURATION_S,
+                                              help="audio seconds when the grid is not duration "
+                                                   "(default: the model's, 10 s)"),
         prompt: str | None = typer.Option(None, help="prompt of steps/batch/... (default: the study's)"),
         captions: list[str] | None = typer.Option(
             None, help="quality: caption file(s) (file_name, caption, duration) or audiocaps / clotho "
@@ -108,7 +109,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         levers: str = typer.Option("none", "--levers", "--optimize",
                                    help="energy levers: none | graphs | max | lever,lever (see 'tta-energy "
                                         "levers explain'); --optimize is the same option's older name"),
-        min_window: float = typer.Option(0.0, "--min-window",
+        min_window: float = typer.Option(0.0, *options.MIN_WINDOW_S,
                                          help="repeat a generation until the meter window lasts S seconds "
                                               "(default 0: each generation once, as the study measured; "
                                               "the campaign and levers run use 1)"),
@@ -117,7 +118,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
         codecarbon: bool = options.CODECARBON,
         country: str = options.COUNTRY,
-        time_budget: float | None = typer.Option(None, help="seconds after which no new generation starts"),
+        time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S,
+                                                 help="seconds after which no new generation starts"),
         keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry errored configurations"),
         trace: bool = options.TRACE,
         progress: bool = options.PROGRESS,
@@ -130,7 +132,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
                         "--audio-dir", "--no-save-audio")
         checks.positive(limit, "--caption-limit")
-        for value, option in ((duration, "--duration"), (time_budget, "--time-budget")):
+        for value, option in ((duration, "--duration-s"), (time_budget, "--time-budget-s")):
             checks.positive(value, option, unit="seconds")
         from tta_energy.experiments.distributed import context_from_env
         from tta_energy.experiments.grids import check_options_used, spec
@@ -148,7 +150,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         for name in experiments:  # an unknown one is named before the options it would use
             spec(name)
         check_options_used(checks.given_options(ctx, {
-            "steps": "--steps", "duration": "--duration", "dtype": "--dtype", "prompt": "--prompt",
+            "steps": "--steps", "duration": "--duration-s", "dtype": "--dtype", "prompt": "--prompt",
             "captions": "--captions", "limit": "--caption-limit", "audio_dir": "--audio-dir",
             "save_audio": "--save-audio" if save_audio else "--no-save-audio"}), experiments)
         repeat_counts = {}

@@ -212,7 +212,7 @@ def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
             raise CampaignError(f"experiment {e!r} is not in {campaign.path} (it declares "
                                 f"{', '.join(sorted(declared))})")
     if ro.time_budget_s is not None:
-        positive_number(ro.time_budget_s, "--time-budget", unit="seconds", error=CampaignError)
+        positive_number(ro.time_budget_s, "--time-budget-s", unit="seconds", error=CampaignError)
 
 
 def check_gpu(campaign: Campaign, device: str) -> None:
@@ -524,7 +524,7 @@ def check_budget(campaign: Campaign, budget_s: float | None, elapsed_s: float, t
     smallest, cell = min(needs, key=lambda pair: pair[0])
     if elapsed_s + smallest > budget_s:
         raise CampaignError(
-            f"--time-budget {budget_s:g} s cannot cover one generation: {cell.model} {cell.label} "
+            f"--time-budget-s {budget_s:g} s cannot cover one generation: {cell.model} {cell.label} "
             f"needs a model build, {campaign.warmup} warm-up(s) and one generation, about {smallest:.0f} s "
             f"(from earlier rows; {DEFAULT_BUILD_S:.0f} s a build without them), after {elapsed_s:.0f} s of "
             f"planning; the smallest useful budget is {math.ceil(elapsed_s + smallest)} s")

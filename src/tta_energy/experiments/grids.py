@@ -82,7 +82,7 @@ _ALL = frozenset(EXPERIMENTS)
 #: rather than silently ignored.
 OPTION_USERS: dict[str, tuple[frozenset[str], str]] = {
     "--steps": (_ALL - {"steps", "quality"}, "the grid sets it"),
-    "--duration": (_ALL - {"duration"}, "the grid sets it"),
+    "--duration-s": (_ALL - {"duration"}, "the grid sets it"),
     "--dtype": (_ALL - {"precision"}, "the grid sets it"),
     "--prompt": (_ALL - {"quality"}, "its prompts are the caption files'"),
     **{option: (frozenset({"quality"}), "it applies to --experiment quality only")

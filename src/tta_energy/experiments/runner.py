@@ -301,9 +301,9 @@ def check_options(opts: SweepOptions) -> None:
     if opts.warmup < 0:
         raise SweepError(f"--warmup must be >= 0, got {opts.warmup}")
     positive_number(opts.idle_s, "--idle-s", allow_zero=True, unit="seconds", error=SweepError)
-    positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=SweepError)
+    positive_number(opts.min_window_s, "--min-window-s", allow_zero=True, unit="seconds", error=SweepError)
     if opts.time_budget_s is not None:
-        positive_number(opts.time_budget_s, "--time-budget", unit="seconds", error=SweepError)
+        positive_number(opts.time_budget_s, "--time-budget-s", unit="seconds", error=SweepError)
     if "precision" in opts.experiments and opts.levers.precision is not None:
         raise SweepError(f"--levers {opts.levers.spec} fixes the precision: it cannot be combined "
                          "with the precision experiment")
@@ -316,7 +316,7 @@ def check_options(opts: SweepOptions) -> None:
     if opts.steps is not None:
         check_request_limits(opts, steps=opts.steps, what="--steps")
     if opts.duration_s is not None:
-        check_request_limits(opts, duration_s=opts.duration_s, what="--duration")
+        check_request_limits(opts, duration_s=opts.duration_s, what="--duration-s")
     for e in opts.experiments:  # every grid and caption file is read before a folder or lock is made
         configs = build_configs(grid_request(opts, e))
         if e not in opts.grid:

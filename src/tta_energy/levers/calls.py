@@ -1,7 +1,7 @@
 """A levers plan cut into pieces that each fit one device call, and what earlier calls already measured.
 
 A levers table is larger than one lent GPU's call (compilation alone takes minutes per model and shape), so
-``levers run --plan PLAN --time-budget S`` measures it over several calls, each choosing what is left:
+``levers run --plan PLAN --time-budget-s S`` measures it over several calls, each choosing what is left:
 
 - a **unit** is one model at one batch size: its declared specs at that batch, with the study default
   (``none``) measured in the same call wherever the plan declares it there, because every reduction is taken
@@ -628,7 +628,7 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierR
                    compiled_before: Collection[tuple[str, str, int]] = ()) -> CallsPlan:
     """What is left of ``opts``' declared cells after the ``earlier`` runs (:func:`read_earlier_runs` of
     ``opts``' size, clip duration, seed and weights) and ``tried``, packed into
-    device calls of ``--time-budget`` (else the plan's ``call_budget_s``), priced from ``history``
+    device calls of ``--time-budget-s`` (else the plan's ``call_budget_s``), priced from ``history``
     (:func:`tta_energy.levers.plan.read_history`). Each call carries its start-up, idle baseline and ceilings
     (:func:`tta_energy.levers.plan.call_overhead_s`); a ``refill`` of a running call: its new run's
     ceilings, and ``compiled_before`` what its process compiled (:func:`plan_units`)."""
@@ -645,7 +645,7 @@ def plan_calls_for(opts: LeversOptions, history: pd.DataFrame, earlier: EarlierR
         overhead = call_overhead_s(opts.idle_s, opts.ceiling_s, fp8)
     if budget <= overhead and not refill:
         raise LeversError(f"a call of {budget:g} s cannot hold any cell: its start-up, idle baseline and "
-                          f"ceiling loops take about {overhead:.0f} s; give --time-budget (or the plan's "
+                          f"ceiling loops take about {overhead:.0f} s; give --time-budget-s (or the plan's "
                           f"call_budget_s) above {overhead:.0f} s")
     return plan_calls(declared, history, earlier, size=opts.size, budget_s=budget, overhead_s=overhead,
                       min_window_s=opts.min_window_s, references_dir=opts.references_dir, tried=tried,

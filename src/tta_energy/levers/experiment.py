@@ -866,8 +866,8 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
         below = [v for v in values if v < 1]
         if below:
             raise LeversError(f"{option} must be a comma list of integers >= 1, got {below[0]}")
-    positive_number(opts.duration_s, "--duration", unit="seconds", error=LeversError)
-    positive_number(opts.min_window_s, "--min-window", allow_zero=True, unit="seconds", error=LeversError)
+    positive_number(opts.duration_s, "--duration-s", unit="seconds", error=LeversError)
+    positive_number(opts.min_window_s, "--min-window-s", allow_zero=True, unit="seconds", error=LeversError)
     check_ceiling_loop(opts.ceiling_s, opts.ceiling_n)
     for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
               *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
@@ -906,7 +906,7 @@ def _check_generations(opts: LeversOptions, plan: Path | None) -> None:
         else:
             cells = [(s, b) for s in opts.steps for b in opts.batches]
         # the clip length first, at the model's default steps: a refusal then names the right setting
-        for steps, batch, what in [(defaults.steps, 1, f"{plan}: duration_s" if plan else "--duration"),
+        for steps, batch, what in [(defaults.steps, 1, f"{plan}: duration_s" if plan else "--duration-s"),
                                    *((s, b, f"{plan}: {m}'s cells" if plan else "--steps/--batches")
                                      for s, b in cells)]:
             try:

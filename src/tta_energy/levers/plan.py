@@ -12,7 +12,7 @@ A plan file (e.g. ``campaigns/h200_levers.toml``) has one ``[levers]`` table::
     duration_s = 10.0
     seed = 0
     call_budget_s = 540                       # one device call: how the dry run splits; a shorter
-                                              # --time-budget leaves a unit it cannot hold for one
+                                              # --time-budget-s leaves a unit it cannot hold for one
     gpu = "H200"                              # a run on another GPU is refused
     out_dir = "../data/h200"                  # relative to this file's folder: the report; parts and
                                               # stored references in its levers/ folder

@@ -93,7 +93,7 @@ def parse_fad_profile(name: str, *, hop_s: float | None = None) -> FadProfile:
     """The FAD profile called ``name``; ``hop_s`` only for ``per-clip`` (fadtk's hop is 1 s)."""
     if name == "fadtk":
         if hop_s is not None:
-            raise ProfileError("--hop applies to the per-clip profiles; fadtk starts a window every 1 s")
+            raise ProfileError("--hop-s applies to the per-clip profiles; fadtk starts a window every 1 s")
         return FadProfile("fadtk", "fadtk", FADTK_HOP_S, float16=True, fad_inf="fadtk")
     if name == "per-clip":
         _check_hop(hop_s)
@@ -106,7 +106,7 @@ def parse_clap_profile(name: str, *, hop_s: float | None = None, seed: int = 0) 
     if name == "stable-audio-metrics":
         if hop_s is not None:
             raise ProfileError(
-                "--hop applies to the per-clip profiles; stable-audio-metrics lets CLAP crop long clips"
+                "--hop-s applies to the per-clip profiles; stable-audio-metrics lets CLAP crop long clips"
             )
         return ClapProfile("stable-audio-metrics", "whole", None, seed=seed)
     if name == "per-clip":
@@ -124,4 +124,4 @@ def clip_crop_seed(seed: int, content_sha256: str) -> int:
 
 def _check_hop(hop_s: float | None) -> None:
     if hop_s is not None and not hop_s > 0:
-        raise ProfileError(f"--hop {hop_s}: must be a positive number of seconds")
+        raise ProfileError(f"--hop-s {hop_s}: must be a positive number of seconds")
