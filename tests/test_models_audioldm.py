@@ -164,6 +164,20 @@ def test_checkpoint_with_missing_keys_is_refused(tiny, tmp_path):
         build_model("audioldm", size="tiny", weights=str(tmp_path), dtype="float32")
 
 
+def test_checkpoint_with_an_extra_key_is_left_to_diffusers(tiny, tmp_path):
+    """Keys the model does not have are not refused here (diffusers and transformers rename older layouts
+    and skip known leftovers themselves): the weights load and generate as saved."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tiny.save_pretrained(tmp_path)
+    files = list((tmp_path / "unet").glob("*.safetensors"))
+    state = load_file(files[0])
+    save_file({**state, "leftover.weight": torch.zeros(2)}, files[0], metadata={"format": "pt"})
+    loaded = build_model("audioldm", size="tiny", weights=str(tmp_path), dtype="float32")
+    np.testing.assert_array_equal(loaded.generate(request()).waveforms, tiny.generate(request()).waveforms)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"steps": 0}, "steps must be >= 1"),
     ({"waveforms_per_prompt": 0}, "batch"),

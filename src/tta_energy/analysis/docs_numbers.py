@@ -902,7 +902,8 @@ def block_model_table(d: DocData) -> str:
              "through every run, FLOP per joule against the H200's measured bf16 ceiling "
              "(`figures/tables/efficiency.csv`) and the share of NVML's utilisation samples with a kernel "
              "running, mean over the generations that recorded it (`n`; `figures/tables/host_summary.csv`). "
-             "`docs/results.md` gives the details and the other sweeps.")
+             "`docs/results.md` gives the details per sweep; `data/README.md` the duration, guidance and "
+             "precision sweeps.")
     lines = [intro, "",
              "| model | dtype | GPU energy per clip, 100 steps, H200 [J] | same, study's A40 [J] | "
              "J per denoiser call, H200 | TFLOP/J, H200 (share of its bf16 ceiling) | GPU busy, H200 |",
