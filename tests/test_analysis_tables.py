@@ -246,6 +246,7 @@ def test_quality_energy_sums_reproduce_the_emissions_files(fronts):
     root = require_paper_data() / "results" / "quality_metrics" / "emissions"
     for model, short in SHORT.items():
         study = read_csv_exact(root / short / f"{short}_emissions.csv")
+        assert len(study) > 0, short
         ours = (
             fronts[(fronts["model"] == model)]
             .drop_duplicates(["dataset", "steps"])

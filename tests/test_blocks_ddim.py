@@ -26,9 +26,14 @@ def test_150_steps_make_167_calls_with_stride_6() -> None:
     assert ts[0] == 1 and ts[-1] == 997 and set(np.diff(ts)) == {6}
 
 
-@pytest.mark.parametrize("steps", [0, 3, 9, 27, 1000, 1001])
-def test_step_counts_ldm_cannot_run_are_rejected(steps: int) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("steps", "said"), [
+    (0, "steps must be >= 1, got 0"),
+    *[(n, f"cannot run {n} steps: stride {1000 // n} reaches timestep 1000, past the last of 1000")
+      for n in (3, 9, 27, 1000)],
+    (1001, r"steps \(1001\) cannot exceed the 1000 training timesteps"),
+])
+def test_step_counts_ldm_cannot_run_are_rejected(steps: int, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
         ldm_uniform_timesteps(steps)
 
 

@@ -99,6 +99,7 @@ def test_the_cell_intervals_block_quotes_the_committed_table(data: docs_numbers.
     table = pd.read_csv(ROOT / "figures" / "tables" / "cell_intervals_h200.csv")
     steps = table[table["experiment"] == "steps"]
     text = docs_numbers.block_cell_intervals(data)
+    assert steps["model"].nunique() == 7  # every model's steps cells are in the table
     for model, rows in steps.groupby("model"):
         quoted = (f"{label(model)} ±{rows['ci95_half_width_rel_repeats'].median():.1%} → "
                   f"+{rows['ci95_half_width_rel_processes'].median():.1%}")
@@ -323,8 +324,10 @@ def test_the_tf32_sentence_pairs_each_model_with_the_default_of_its_run(data: do
     levers = pd.read_csv(ROOT / "data" / "h100" / "levers.csv")
     cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
     text = block_levers_tf32_h100(data)
+    assert TF32_MODELS  # the sentence names at least one model
     for model in TF32_MODELS:
         tf32 = cell[(cell["model"] == model) & (cell["optimize"] == "compile-graphs,tf32")]
+        assert len(tf32) >= 1, model  # the table holds the tf32 run the sentence quotes
         nones = cell[(cell["model"] == model) & (cell["optimize"] == "none")].set_index("run_id")
         for row in tf32.itertuples():
             none_J = nones.loc[row.run_id, "gpu_energy_J_per_clip"]

@@ -162,7 +162,10 @@ def test_negative_prompt_is_ignored_with_a_warning(tiny):
 
 @pytest.mark.parametrize("duration", [None, 10.0, 10.24])
 def test_the_fixed_duration_is_accepted(full, duration):
-    full.check_request(request(duration_s=duration))
+    """The default, 10 s (the study's setting) and the clip's own length all compute the 10.24-s clip."""
+    req = request(duration_s=duration)
+    full.check_request(req)  # raises for any other duration (below)
+    assert full.latent_seconds(full.resolved(req).duration_s) == pytest.approx(10.24)
 
 
 @pytest.mark.parametrize("duration", [5.0, 20.0, 47.55])
