@@ -12,6 +12,7 @@ from analysis_fixtures import load_paper_data, make_h200_runs, make_parameter_ru
 
 from tta_energy import schema
 from tta_energy.analysis import plots, reproduce, summaries
+from tta_energy.analysis.plots import host, power, sweeps
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,30 @@ def h200(tmp_path_factory):
     runs = schema.read_runs(path)
     runs["table_path"] = str(path)
     return summaries.usable_runs(runs)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures that the sweeps, host and power plots save, by stem (each still saved as usual)."""
+    figures = {}
+    for module in (sweeps, host, power):
+        def save(fig, folder, stem, caption, group="", real=module.save_figure):
+            figures[stem] = fig
+            return real(fig, folder, stem, caption, group)
+
+        monkeypatch.setattr(module, "save_figure", save)
+    return figures
+
+
+def _errorbar_lengths(ax) -> list[float]:
+    """The length of each bar's error bar in ``ax`` (0 where the bar has none)."""
+    lengths = []
+    for bars in ax.containers:
+        if getattr(bars, "errorbar", None) is None:
+            continue
+        for segment in bars.errorbar.lines[2][0].get_segments():
+            lengths.append(float(np.ptp(segment[:, 1])))
+    return lengths
 
 
 def _is_pdf(path) -> bool:
@@ -91,6 +116,61 @@ def test_parameter_sweeps_figure_drawn_partial_and_skipped(tmp_path, capsys):
     assert "![new-sweeps-tta-energy-h200](new-sweeps-tta-energy-h200.png)" in index
 
 
+def test_parameter_sweeps_show_every_interval_model_and_note(tmp_path, drawn):
+    runs = summaries.usable_runs(make_parameter_runs())
+    # a second run per precision (so each has an interval) and a Tango 2 that lands on Tango's point
+    again = runs[runs["experiment"] == "precision"].assign(gpu_energy_J=lambda r: r["gpu_energy_J"] * 1.1)
+    tango2 = runs[(runs["experiment"] == "duration") & (runs["model"] == "tango")].assign(
+        model="tango2", gpu_energy_J=212.0
+    )
+    runs = pd.concat([runs, again, tango2], ignore_index=True)
+    duration, guidance, precision = (
+        summaries.parameter_summary(runs, e) for e in ("duration", "guidance", "precision")
+    )
+    stem = plots.plot_parameter_sweeps(duration, guidance, precision, tmp_path, "tta-energy H200")
+    top, bottom = drawn[stem].subfigs
+    ax_dur = top.axes[0]
+    ax_cfg, ax_dtype = bottom.axes
+    # error bars on every precision bar (n = 2), as on the guidance bars with n > 1
+    assert len(_errorbar_lengths(ax_dtype)) == 3 and min(_errorbar_lengths(ax_dtype)) > 0
+    assert sum(length > 0 for length in _errorbar_lengths(ax_cfg)) == 2
+    # the models' legend sits above the top panels, not on the duration lines
+    assert ax_dur.get_legend() is None and len(top.legends) == 1
+    # Tango and Tango 2 drawn side by side, their latent length noted once
+    tango_x = [c.lines[0].get_xdata()[0] for c in ax_dur.containers if "Tango" in c.get_label()]
+    assert len(tango_x) == 2 and tango_x[0] < 10.0 < tango_x[1]
+    notes = [t.get_text() for t in ax_dur.texts if "10.24 s of latents" in t.get_text()]
+    assert notes == ["Tango and Tango 2:\n10.24 s of latents\nwhen 10 s is asked"]
+    caption = plots.read_manifest(tmp_path)[stem]["caption"]
+    assert "Tango and Tango 2 compute 10.24 s of latents (one duration measured)" in caption
+    assert "`gpu_energy_J`" in caption
+    # upright ratio labels and slanted model names
+    assert {t.get_rotation() for t in ax_dtype.texts} == {90.0}
+    assert all(t.get_rotation() == 25.0 for t in ax_dtype.get_xticklabels())
+
+
+def test_host_figure_names_its_platform_and_table(tmp_path, h200, drawn):
+    rows = h200[h200["experiment"] == "steps"].assign(gpu_busy_fraction=0.5, cpu_time_s=h200["wall_s"])
+    stem = plots.plot_host_diagnostics(summaries.host_rows(rows), summaries.host_summary(rows), tmp_path)
+    assert stem == "host-busy-energy"
+    caption = plots.read_manifest(tmp_path)["host-busy-energy"]["caption"]
+    assert caption.startswith("tta-energy H200: ") and "figures/tables/host_summary.csv" in caption
+    assert "tta-energy H200" in drawn["host-busy-energy"].get_suptitle()
+
+
+def test_phase_panels_sit_in_rows_of_four(tmp_path, h200, drawn):
+    from tta_energy.models import catalogue
+
+    steps = h200[h200["experiment"] == "steps"]
+    first = steps[steps["model"] == steps["model"].iloc[0]]
+    seven = pd.concat([first.assign(model=m) for m in catalogue.model_names()[:7]], ignore_index=True)
+    stem = plots.plot_phases(seven, tmp_path, "tta-energy H200")
+    grid = drawn[stem].axes[0].get_subplotspec().get_gridspec()
+    assert (grid.nrows, grid.ncols) == (2, 4)
+    assert sum(ax.get_visible() for ax in drawn[stem].axes) == 7
+    assert "`energy_denoising_J`" in plots.read_manifest(tmp_path)[stem]["caption"]
+
+
 def test_phase_bars_from_phase_columns(tmp_path, h200):
     means = plots.phase_means(h200[h200["experiment"] == "steps"])
     assert len(means) == 3 * 6
@@ -111,6 +191,10 @@ def test_power_trace_of_one_generation(tmp_path, h200):
     assert (inside["power_W"] == 400.0).all() and len(inside) > 5
     assert plots.plot_power_trace(trace, tmp_path, "tta-energy H200", window=window, title=title)
     assert _is_pdf(tmp_path / "power-trace-tta-energy-h200.pdf")
+    # the caption says what is drawn: the trace has no instantaneous power, the generation is shaded
+    caption = plots.read_manifest(tmp_path)["power-trace-tta-energy-h200"]["caption"]
+    assert "'power' (solid)" in caption and "instantaneous" not in caption
+    assert "Shaded: the generation" in caption and "`trace_path`" in caption
 
 
 def test_read_trace_formats(tmp_path):
@@ -134,6 +218,7 @@ def test_read_trace_formats(tmp_path):
     trace = plots.read_trace(meter)
     assert trace["t_abs"].tolist() == [1767225600.0, 1767225600.1] and trace["device"].tolist() == [0, 0]
     assert plots.plot_power_trace(trace, tmp_path, "meter", window=(1767225600.0, 1767225600.1))
+    assert "'instantaneous power' (dashed)" in plots.read_manifest(tmp_path)["power-trace-meter"]["caption"]
     # two members (a resumed process appends one), the second cut mid-stream as by SIGKILL: the rows written
     # before the cut are read, the line cut short is not
     cut = tmp_path / "cut.csv.gz"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from tta_energy.analysis.compare import platform_label
 from tta_energy.analysis.plots.common import (
     STEP_MARKERS,
     interval_errors,
@@ -31,17 +32,34 @@ HOST_CAPTION = (
     "for the whole generation, not how much of that time was useful host work (launches, Python) versus "
     "waiting."
 )
+#: where the figure's numbers come from ({rows}: which run rows were drawn)
+HOST_SOURCES = (
+    "Large markers and the legend's n and power: figures/tables/host_summary.csv; small markers and the "
+    "right panel: {rows} with host diagnostics (`gpu_busy_fraction`, "
+    "`energy_denoising_J` / `denoiser_calls`, `cpu_time_s` / `wall_s`)."
+)
 
 
-def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: str | Path) -> str | None:
+def _platforms(rows: pd.DataFrame) -> str:
+    """The platforms (``tta-energy H200``) of ``rows``, joined with " + " when there are several."""
+    if not {"source", "gpu_name"} <= set(rows.columns):
+        return "unknown platform"
+    pairs = rows[["source", "gpu_name"]].astype(str).drop_duplicates().itertuples(index=False)
+    return " + ".join(sorted(platform_label(source, gpu) for source, gpu in pairs))
+
+
+def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: str | Path,
+                          label: str = "") -> str | None:
     """Energy per denoiser call against the GPU busy fraction, and the CPU time / wall time per model.
 
-    ``rows``: :func:`.summaries.host_rows`; ``summary``: :func:`.summaries.host_summary` of the same rows."""
+    ``rows``: :func:`.summaries.host_rows`; ``summary``: :func:`.summaries.host_summary` of the same rows;
+    ``label`` names the platform in the title and caption (default: the rows' source and GPU)."""
     stem = "host-busy-energy"
     if rows.empty:
         skip_figure(figures, stem, "no generation carries host diagnostics (cpu_time_s, gpu_busy_fraction)",
                     "host")
         return None
+    label = label or _platforms(rows)
     use_style()
     fig, (ax, ax_cpu) = plt.subplots(1, 2, figsize=(12, 5.6), layout="constrained",
                                      gridspec_kw={"width_ratios": [3, 2]})
@@ -82,4 +100,9 @@ def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: st
     ax_cpu.invert_yaxis()
     ax_cpu.set_xlabel("CPU time / wall time of the process")
     ax_cpu.set_title("Host: CPU time of the generating process")
-    return save_figure(fig, figures, stem, HOST_CAPTION, "host")
+    fig.suptitle(f"How busy the GPU was, and the host — {label}")
+    drawn = "the run rows"
+    if "experiment" in rows.columns:
+        drawn += f" of the {' and '.join(sorted(rows['experiment'].astype(str).unique()))} sweep"
+    caption = f"{label}: {HOST_CAPTION} {HOST_SOURCES.format(rows=drawn)}"
+    return save_figure(fig, figures, stem, caption, "host")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import zlib
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from tta_energy.schema import PHASES
 
 
 def phase_means(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean GPU energy per phase for each model and step count (rows with every phase measured)."""
+    """Mean GPU energy per phase for each model and step count, over the rows with at least one phase
+    measured (each phase's mean over the rows that have it)."""
     cols = [f"energy_{p}_J" for p in PHASES]
     if not set(cols) <= set(runs.columns):
         return pd.DataFrame()
@@ -32,6 +34,18 @@ def phase_means(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     groups = rows.groupby(["model", "steps"], sort=True)
     return groups[cols].mean().join(groups.size().rename("n_runs")).reset_index()
+
+
+#: the most model panels in one row of the phase figure
+_PHASE_COLUMNS = 4
+
+
+def _experiments(runs: pd.DataFrame) -> str:
+    """``steps sweep`` (or ``batch and steps sweeps``): the experiments ``runs`` come from."""
+    if "experiment" not in runs.columns:
+        return "runs"
+    names = sorted(runs["experiment"].dropna().astype(str).unique())
+    return f"{' and '.join(names)} sweep{'s' if len(names) > 1 else ''}"
 
 
 def _only_study(runs: pd.DataFrame) -> bool:
@@ -54,11 +68,16 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
         return None
     use_style()
     models = models_in(means)
+    # a grid of at most _PHASE_COLUMNS panels a row: one row of seven is unreadable at page width
+    ncols = min(_PHASE_COLUMNS, len(models))
+    nrows = math.ceil(len(models) / ncols)
     fig, axes = plt.subplots(
-        1, len(models), figsize=(3.0 * len(models) + 1, 4.2), squeeze=False, layout="constrained"
+        nrows, ncols, figsize=(3.0 * ncols + 0.6, 3.3 * nrows + 0.9), squeeze=False, layout="constrained"
     )
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
     colours = sns.color_palette("Set2", len(PHASES))
-    for ax, model in zip(axes[0], models, strict=True):
+    for ax, model in zip(axes.flat, models, strict=False):
         sub = means[means["model"] == model].sort_values("steps")
         bottom = np.zeros(len(sub))
         x = np.arange(len(sub))
@@ -67,15 +86,20 @@ def plot_phases(runs: pd.DataFrame, figures: str | Path, label: str) -> str | No
             ax.bar(x, values, bottom=bottom, color=colour, label=phase.replace("_", " "))
             bottom += values
         ax.set_xticks(x, [f"{int(s)}\nn={int(n)}" for s, n in zip(sub["steps"], sub["n_runs"], strict=True)])
-        ax.set_xlabel("denoising steps (n = runs averaged)")
+        ax.tick_params(axis="x", labelsize="small")  # six "steps / n" labels side by side
         ax.set_title(model_label(model))
-    axes[0][0].set_ylabel("GPU energy per generation [J]")
-    fig.legend(*axes[0][-1].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+    fig.supxlabel("denoising steps (n = runs averaged)")
+    fig.supylabel("GPU energy per generation [J]")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     fig.suptitle(f"Energy per phase — {label}")
+    columns = [f"energy_{p}_J" for p in PHASES]
+    measured = runs.dropna(subset=columns, how="all")  # the rows phase_means averaged
     caption = (
         f"{label}: mean GPU energy of each phase of a generation (text encoding, denoising loop, latent "
         f"decoding, vocoder), stacked, per model and step count; n under each bar is the number of runs "
-        f"averaged."
+        f"averaged. Drawn from the run rows' phase energies ({', '.join(f'`{c}`' for c in columns)}) of the "
+        f"{_experiments(measured)}; each phase is averaged over the runs that report it (a phase none "
+        f"reports adds nothing to the bar)."
     )
     return save_figure(fig, figures, stem, caption, "phases")
 
@@ -171,11 +195,13 @@ def plot_power_trace(
     fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
     t0 = data["t_abs"].min()
     devices = sorted(data["device"].unique()) if "device" in data.columns else [None]
+    instantaneous = False
     for device in devices:
         part = data if device is None else data[data["device"] == device]
         suffix = "" if len(devices) == 1 else f" (GPU {device})"
         ax.plot(part["t_abs"] - t0, part["power_W"], lw=1.2, label=f"power{suffix}")
         if "power_instant_W" in part.columns and part["power_instant_W"].notna().any():
+            instantaneous = True
             ax.plot(
                 part["t_abs"] - t0,
                 pd.to_numeric(part["power_instant_W"], errors="coerce"),
@@ -194,8 +220,23 @@ def plot_power_trace(
     ax.set_title(title or f"Power during one generation — {label}")
     caption = (
         f"{label}: GPU power sampled by the meter during one generation"
-        f"{' (' + title + ')' if title else ''}; the y axis starts at 0 W."
+        f"{' (' + title + ')' if title else ''}; the y axis starts at 0 W. Drawn from the power trace file "
+        f"that the run row's `trace_path` names. 'power' (solid): the trace's power column, in the meter's "
+        f"traces `power_W`, NVML's power reading (nvmlDeviceGetPowerUsage), which the driver averages over "
+        f"1 s on Ampere and newer GPUs."
     )
+    if instantaneous:
+        caption += (
+            " 'instantaneous power' (dashed): `power_instant_W`, NVML's instantaneous power field "
+            "(NVML_FI_DEV_POWER_INSTANT), read at the same moments."
+        )
+    if window is not None:
+        caption += (
+            " Shaded: the generation, from its run row's `timestamp` (when it ended) back over its `wall_s`, "
+            "with up to max(0.5 s, 15 % of the generation) of trace either side."
+        )
+    else:
+        caption += " No generation window is shaded: the whole trace is shown."
     return save_figure(fig, figures, stem, caption, "power")
 
 

@@ -12,7 +12,6 @@ from matplotlib.patches import Patch
 from tta_energy.analysis.plots.common import (
     energy_errorbar,
     interval_errors,
-    label_bar,
     mark_not_measured,
     model_colour,
     model_label,
@@ -28,6 +27,10 @@ from tta_energy.analysis.plots.common import (
 from tta_energy.analysis.summaries import DTYPE_ORDER
 
 _DTYPE_HATCHES = {"float32": "", "float16": "//", "bfloat16": ".."}
+#: how far apart (in decades of the log duration axis) the points of models that coincide are drawn
+_DODGE_DECADES = 0.025
+#: points within this share of the duration panel's height of each other coincide
+_COINCIDE_SHARE = 0.03
 
 
 def _ignored_lengths(duration: pd.DataFrame) -> dict[str, float]:
@@ -38,6 +41,48 @@ def _ignored_lengths(duration: pd.DataFrame) -> dict[str, float]:
         if len(latent) == 1 and not np.allclose(grp["latent_seconds"], grp["duration_s"]):
             out[model] = float(latent[0])
     return out
+
+
+def _coinciding(duration: pd.DataFrame, ignored: dict[str, float], y_span: float) -> list[list[str]]:
+    """Groups of two or more models that compute the same latent length at the same requested durations
+    with mean energies within ``_COINCIDE_SHARE`` of ``y_span``: drawn at one spot, one would hide the
+    other (Tango and Tango 2)."""
+    groups: dict[tuple[float, tuple[float, ...]], list[str]] = {}
+    for model in models_in(duration):
+        if model in ignored:
+            durations = tuple(sorted(duration.loc[duration["model"] == model, "duration_s"]))
+            groups.setdefault((round(ignored[model], 3), durations), []).append(model)
+    out = []
+    for members in groups.values():
+        energies = np.array([duration[duration["model"] == m].sort_values("duration_s")["gpu_energy_J_mean"]
+                             for m in members])
+        if len(members) > 1 and np.all(np.ptp(energies, axis=0) <= _COINCIDE_SHARE * y_span):
+            out.append(members)
+    return out
+
+
+def _row_errors(row: pd.Series) -> np.ndarray:
+    """The 95 % interval of one summary row as a bar's error bar (none with one run)."""
+    return interval_errors(
+        pd.Series([row["gpu_energy_J_mean"]]),
+        pd.Series([row["gpu_energy_J_ci_low"]]),
+        pd.Series([row["gpu_energy_J_ci_high"]]),
+    )
+
+
+def _label_above(ax: plt.Axes, x: float, row: pd.Series, text: str) -> None:
+    """``text`` upright (turned 90°) just above a bar and its error bar: neighbouring bars' labels stay
+    apart however narrow the bars."""
+    mean, high = row["gpu_energy_J_mean"], row["gpu_energy_J_ci_high"]
+    top = high if pd.notna(high) and high > mean else mean
+    ax.annotate(text, (x, top), textcoords="offset points", xytext=(0, 3), ha="center", va="bottom",
+                rotation=90, fontsize=7)
+
+
+def _model_ticks(ax: plt.Axes, models: list[str]) -> None:
+    """Model names under the bar groups, slanted so that long names do not run into each other."""
+    ax.set_xticks(np.arange(len(models)), [model_label(m) for m in models], rotation=25, ha="right",
+                  rotation_mode="anchor")
 
 
 def plot_parameter_sweeps(
@@ -66,42 +111,53 @@ def plot_parameter_sweeps(
         t if not t.empty and t["gpu_energy_J_mean"].notna().any() else t.iloc[0:0] for t in tables
     )
     use_style()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9), layout="constrained")
-    (ax_dur, ax_per_s), (ax_cfg, ax_dtype) = axes
+    fig = plt.figure(figsize=(12, 9.5), layout="constrained")
+    # a row each, so that the top row's legend goes above its panels and under the title
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.08, 1])
+    ax_dur, ax_per_s = top.subplots(1, 2)
+    ax_cfg, ax_dtype = bottom.subplots(1, 2)
     ignored: dict[str, float] = {}
+    coinciding: list[list[str]] = []
 
     if duration.empty:
         mark_not_measured(ax_dur, "Requested duration")
         mark_not_measured(ax_per_s, "Energy per second of audio returned")
     else:
         ignored = _ignored_lengths(duration)
+        y_top = 1.25 * float(np.nanmax(duration["gpu_energy_J_mean"]))
+        coinciding = _coinciding(duration, ignored, y_top)
+        # models that would hide one another are drawn a little apart along x (a factor: the axis is log)
+        shift = {
+            model: 10 ** ((j - (len(group) - 1) / 2) * _DODGE_DECADES)
+            for group in coinciding
+            for j, model in enumerate(group)
+        }
+        noted: set[str] = set()
         for model in models_in(duration):
             grp = duration[duration["model"] == model].sort_values("duration_s")
             colour = model_colour(model)
             name = model_label(model)
             if model in ignored:
                 name += f" (computes {ignored[model]:.2f} s)"
-            energy_errorbar(
-                ax_dur,
-                grp["duration_s"],
-                grp,
-                color=colour,
-                label=name,
-            )
-            ax_per_s.plot(
-                grp["duration_s"], grp["gpu_energy_J_per_audio_s_mean"], marker="o", color=colour, label=name
-            )
-            if model in ignored:
-                last = grp.iloc[-1]
+            x = grp["duration_s"] * shift.get(model, 1.0)
+            energy_errorbar(ax_dur, x, grp, color=colour, label=name)
+            ax_per_s.plot(x, grp["gpu_energy_J_per_audio_s_mean"], marker="o", color=colour, label=name)
+            if model in ignored and model not in noted:
+                # one note for models drawn at one spot
+                group = next((g for g in coinciding if model in g), [model])
+                noted.update(group)
+                last = grp["duration_s"].iloc[-1]
+                at_last = duration[duration["model"].isin(group) & (duration["duration_s"] == last)]
+                who = "" if len(group) == 1 else " and ".join(model_label(m) for m in group) + ":\n"
                 ax_dur.annotate(
-                    f"{ignored[model]:.2f} s of latents\n"
-                    + ("whatever is asked" if len(grp) > 1 else f"when {last['duration_s']:g} s is asked"),
-                    (last["duration_s"], last["gpu_energy_J_mean"]),
+                    f"{who}{ignored[model]:.2f} s of latents\n"
+                    + ("whatever is asked" if len(grp) > 1 else f"when {last:g} s is asked"),
+                    (last, at_last["gpu_energy_J_mean"].max()),
                     textcoords="offset points",
-                    xytext=(-6, 8),
+                    xytext=(-10, 8),
                     ha="right",
                     fontsize=7,
-                    color=colour,
+                    color=colour if len(group) == 1 else "0.25",
                 )
         ticks = sorted(duration["duration_s"].unique())
         for ax in (ax_dur, ax_per_s):
@@ -109,10 +165,12 @@ def plot_parameter_sweeps(
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
             ax.minorticks_off()
             ax.set_xlabel("requested duration [s] (log)")
-        ax_dur.set_ylim(0, 1.25 * float(np.nanmax(duration["gpu_energy_J_mean"])))
+        ax_dur.set_ylim(0, y_top)
         ax_dur.set_ylabel("GPU energy per generation [J]")
         ax_dur.set_title("Requested duration")
-        ax_dur.legend(fontsize="small", loc="lower center", ncol=2)
+        # one legend for both top panels, above them: inside either it would hide lines
+        top.legend(*ax_dur.get_legend_handles_labels(), loc="outside upper center", ncols=4,
+                   fontsize="small")
         ax_per_s.set_yscale("log")
         plain_log_y(ax_per_s)
         ax_per_s.set_ylabel("GPU energy per second of audio returned [J/s] (log)")
@@ -135,11 +193,7 @@ def plot_parameter_sweeps(
                     i + offset,
                     row["gpu_energy_J_mean"],
                     0.38,
-                    yerr=interval_errors(
-                        pd.Series([row["gpu_energy_J_mean"]]),
-                        pd.Series([row["gpu_energy_J_ci_low"]]),
-                        pd.Series([row["gpu_energy_J_ci_high"]]),
-                    ),
+                    yerr=_row_errors(row),
                     color=colour,
                     hatch=hatch,
                     edgecolor="white" if hatch else colour,
@@ -148,11 +202,11 @@ def plot_parameter_sweeps(
                 text = f"scale {row['guidance_scale']:g}"
                 if hatch and not pd.isna(row["ratio_to_reference"]):
                     text = f"x{row['ratio_to_reference']:.2f}"
-                label_bar(ax_cfg, i + offset, row["gpu_energy_J_mean"], text)
-        ax_cfg.set_xticks(np.arange(len(models)), [model_label(m) for m in models])
+                _label_above(ax_cfg, i + offset, row, text)
+        _model_ticks(ax_cfg, models)
         ax_cfg.set_ylabel("GPU energy per generation [J]")
         ax_cfg.set_title("Classifier-free guidance: on (solid) vs off (hatched, scale 1)")
-        ax_cfg.margins(y=0.12)
+        ax_cfg.margins(y=0.2)  # room for the upright labels above the tallest bar
 
     if precision.empty:
         mark_not_measured(ax_dtype, "Precision")
@@ -173,13 +227,14 @@ def plot_parameter_sweeps(
                     x,
                     row["gpu_energy_J_mean"],
                     width * 0.95,
+                    yerr=_row_errors(row),
                     color=model_colour(model),
                     hatch=_DTYPE_HATCHES.get(dtype, "xx"),
                     edgecolor="white",
                 )
                 if not pd.isna(row["ratio_to_reference"]) and not row["is_reference"]:
-                    label_bar(ax_dtype, x, row["gpu_energy_J_mean"], f"x{row['ratio_to_reference']:.2f}")
-        ax_dtype.set_xticks(np.arange(len(models)), [model_label(m) for m in models])
+                    _label_above(ax_dtype, x, row, f"x{row['ratio_to_reference']:.2f}")
+        _model_ticks(ax_dtype, models)
         ax_dtype.set_yscale("log")
         plain_log_y(ax_dtype)
         ax_dtype.set_ylabel("GPU energy per generation [J] (log)")
@@ -191,14 +246,16 @@ def plot_parameter_sweeps(
             ],
             fontsize="small",
         )
-        ax_dtype.margins(y=0.12)
+        ax_dtype.margins(y=0.2)
 
     caption = (
         f"{label}: GPU energy of one generation (mean of the runs, 95 % Student-t interval where n > 1) "
         f"against the requested "
         f"duration, and per second of audio returned (top); with classifier-free guidance on at the "
         f"model's scale and off (scale 1; the ratio off/on above the bar), and in float32, float16 and "
-        f"bfloat16 (log scale; ratios to float32) (bottom)."
+        f"bfloat16 (log scale; ratios to float32) (bottom). Drawn from the run rows of the duration, "
+        f"guidance and precision sweeps (`gpu_energy_J`; per second of audio returned: `gpu_energy_J` / "
+        f"`audio_seconds`; latent length: `latent_seconds`), averaged per model and setting."
     )
     n_runs = pd.concat([t["n_runs"] for t in (duration, guidance, precision) if not t.empty])
     fig.suptitle(
@@ -210,13 +267,26 @@ def plot_parameter_sweeps(
     else:
         caption += f" Runs per point: {n_label(n_runs)}; points with n = 1 have no error bar."
     if ignored:
-        caption += " " + " ".join(
-            f"{model_label(m)} computes {s:.2f} s of latents "
-            + (
-                "whatever duration is asked."
-                if (duration["model"] == m).sum() > 1
-                else "(one duration measured)."
+        together = {m: g for g in coinciding for m in g}
+        sentences = []
+        for model, seconds in ignored.items():
+            group = together.get(model, [model])
+            if model != group[0]:
+                continue  # said with the first of its group
+            names = " and ".join(model_label(m) for m in group)
+            sentences.append(
+                f"{names} {'computes' if len(group) == 1 else 'compute'} {seconds:.2f} s of latents "
+                + (
+                    "whatever duration is asked."
+                    if (duration["model"] == model).sum() > 1
+                    else "(one duration measured)."
+                )
+                + (
+                    ""
+                    if len(group) == 1
+                    else f" Their points would coincide: they are drawn slightly apart along the duration "
+                    f"axis ({', '.join(model_label(m) for m in group)} from left to right)."
+                )
             )
-            for m, s in ignored.items()
-        )
+        caption += " " + " ".join(sentences)
     return save_figure(fig, figures, stem, caption, "new")
