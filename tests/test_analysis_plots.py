@@ -262,3 +262,86 @@ def test_score_panels_name_the_studys_fad_fad_inf_and_the_projects_fad_plain():
     assert _metric_names("fad", study_fad=False) == ("FAD / the study's FAD-inf (lower is better)", "FAD")
     assert _metric_names("fad_inf", study_fad=False) == ("FAD-inf (lower is better)", "FAD-inf")
     assert _metric_names("clap", study_fad=True) == ("CLAP score (higher is better)", "CLAP")
+
+
+def _label_boxes(fig, ax):
+    """The window boxes of the front labels in ``ax`` (the text only, not its leader line)."""
+    from matplotlib.text import Text
+
+    from tta_energy.analysis.plots.common import FRONT_LABEL
+
+    renderer = fig.canvas.get_renderer()
+    return [Text.get_window_extent(t, renderer) for t in ax.texts if t.get_gid() == FRONT_LABEL]
+
+
+def test_crowded_front_labels_overlap_no_label_no_marker_and_stay_in_their_panel():
+    import matplotlib.pyplot as plt
+    from matplotlib.transforms import Bbox
+
+    from tta_energy.analysis.plots.common import label_front, place_front_labels
+
+    # eight points close together along a rising front: the old above/below alternation piled them up
+    x = np.geomspace(100, 400, 8)
+    y = np.linspace(0.340, 0.356, 8)
+    names = [f"Stable Audio Open {steps}" for steps in (10, 25, 50, 75, 100, 125, 150, 200)]
+    points = list(zip(names, x, y, strict=True))
+
+    def draw():
+        fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
+        ax.scatter(x, y, s=70, zorder=3)
+        ax.plot(x, y, ls="--")
+        ax.set_xscale("log")
+        label_front(ax, points, dx=6)
+        place_front_labels(fig)
+        return fig, ax
+
+    fig, ax = draw()
+    boxes = _label_boxes(fig, ax)
+    assert len(boxes) == len(points)
+    panel = ax.get_window_extent(fig.canvas.get_renderer())
+    for i, box in enumerate(boxes):
+        assert panel.contains(box.x0, box.y0) and panel.contains(box.x1, box.y1)
+        assert not any(Bbox.intersection(box, other) for other in boxes[i + 1:])
+        centres = ax.transData.transform(np.column_stack([x, y]))
+        half = np.sqrt(70) / 2 * fig.dpi / 72
+        markers = [Bbox.from_extents(cx - half, cy - half, cx + half, cy + half) for cx, cy in centres]
+        assert not any(Bbox.intersection(box, marker) for marker in markers)
+    offsets = [t.xyann for t in ax.texts]
+    plt.close(fig)
+    again, ax_again = draw()  # deterministic: the same figure gets the same places
+    assert [t.xyann for t in ax_again.texts] == offsets
+    plt.close(again)
+
+
+def test_lever_configurations_are_plain_text_in_figure_labels():
+    from tta_energy.analysis.plots.quality import _configuration
+    from tta_energy.levers.spec import NO_LEVERS
+
+    assert _configuration("max") == " (max)"
+    assert _configuration(NO_LEVERS.spec) == ""
+
+
+def test_sanity_figure_names_the_models_it_draws_and_its_table(tmp_path):
+    rows = [
+        {"source": "study", "model": model, "dataset": "audiocaps", "steps": steps, "metric": "clap",
+         "value": 0.3 + steps / 1000, "scope": scope, "caption_id": ""}
+        for model, scopes in (("audioldm2", ("subset", "full")), ("audioldm", ("subset",)))
+        for scope in scopes
+        for steps in (10, 25, 50)
+    ]
+    stem = plots.plot_sanity(pd.DataFrame(rows), tmp_path, "study A40")
+    caption = plots.read_manifest(tmp_path)[stem]["caption"]
+    assert "AudioLDM 2 (the only model with full-set scores)" in caption
+    assert "AudioLDM: subset scores only" in caption
+    assert "sanity.csv" in caption
+
+
+def test_pareto_figure_names_its_table_and_draws_a_single_model(tmp_path):
+    table = pd.DataFrame(
+        {"dataset": "audiocaps", "metric": "clap", "model": "audioldm", "steps": [10, 25, 50],
+         "gpu_energy_J_mean": [60.0, 110.0, 200.0], "score": [0.33, 0.38, 0.37],
+         "pareto_optimal": [True, True, False], "front_frequency": [1.0, 0.8, 0.0], "source": "study"}
+    )
+    stem = plots.plot_pareto(table, tmp_path, "study A40")
+    assert _is_png(tmp_path / f"{stem}.png")
+    assert "pareto.csv" in plots.read_manifest(tmp_path)[stem]["caption"]

@@ -16,7 +16,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib import path as mpath  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from tta_energy.analysis.summaries import DATASET_LABELS  # noqa: E402,F401  (re-exported)
 from tta_energy.models import catalogue  # noqa: E402
@@ -80,6 +84,7 @@ def save_figure(fig: plt.Figure, figures: str | Path, stem: str, caption: str, g
     """Write ``<stem>.pdf`` and ``<stem>.png`` (each atomically) and record the caption; closes ``fig``."""
     figures = Path(figures)
     figures.mkdir(parents=True, exist_ok=True)
+    place_front_labels(fig)
     for ext in ("pdf", "png"):
         tmp = figures / f".{stem}.tmp.{ext}"
         # constrained layout already fits the figure: no extra "tight" drawing pass per file
@@ -184,15 +189,147 @@ def circle_warm_means(ax: plt.Axes, summary: pd.DataFrame, x: str, y: str) -> bo
     return True
 
 
+#: The gid of a Pareto front's labels: :func:`save_figure` places them once the figure's layout is final.
+FRONT_LABEL = "front-label"
+FRONT_LABEL_COLOUR = "darkred"
+#: Where a front's label may sit around its point: a direction and the text's alignment there, in the order
+#: preferred when several places are free. Markers count as squares, so a diagonal goes to their corner.
+_LABEL_DIRECTIONS = (
+    ((1.0, 0.0), "left", "center"),
+    ((1.0, 1.0), "left", "bottom"),
+    ((1.0, -1.0), "left", "top"),
+    ((0.0, 1.0), "center", "bottom"),
+    ((0.0, -1.0), "center", "top"),
+    ((-1.0, 0.0), "right", "center"),
+    ((-1.0, 1.0), "right", "bottom"),
+    ((-1.0, -1.0), "right", "top"),
+)
+#: How much farther (points) than the nearest ring a crowded label may move, joined to its point by a line.
+_LABEL_RINGS = (0.0, 10.0, 22.0, 36.0)
+#: Space (points) kept free around a label, so that neighbours stay apart.
+_LABEL_GAP = 1.5
+
+
 def label_front(ax: plt.Axes, points: list[tuple[str, float, float]], dx: float) -> None:
-    """Name the points of a Pareto front (text, x, y) in dark red, ``dx`` points to their right and
-    alternately above and below them, so that neighbours' labels do not overlap."""
-    for k, (text, x, y) in enumerate(points):
-        ax.annotate(
+    """Name the points of a Pareto front (text, x, y) in dark red, at least ``dx`` points from them. Where
+    each label goes is decided when the figure is saved (:func:`place_front_labels`): the nearest place around
+    its point that overlaps no other label or marker and stays inside the panel; where none is free nearby,
+    a farther one joined to the point by a thin line."""
+    for text, x, y in points:
+        label = ax.annotate(
             text,
             (x, y),
             textcoords="offset points",
-            xytext=(dx, 5 if k % 2 == 0 else -11),
+            xytext=(dx, 0),
+            ha="left",
+            va="center",
             fontsize=7,
-            color="darkred",
+            color=FRONT_LABEL_COLOUR,
+            zorder=5,
+            bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75},
+            arrowprops={"arrowstyle": "-", "color": FRONT_LABEL_COLOUR, "lw": 0.6, "shrinkA": 0},
         )
+        label.arrow_patch.set_visible(False)  # the leader line shows only where the label had to move away
+        label.set_in_layout(False)  # the placement keeps it inside its panel; the layout need not make room
+        label.set_gid(FRONT_LABEL)
+
+
+def _marker_boxes(ax: plt.Axes, pixels_per_point: float) -> list[Bbox]:
+    """Window boxes of the markers drawn in ``ax``: scatter points and the markers of lines."""
+    boxes = []
+    for collection in ax.collections:
+        if not isinstance(collection, PathCollection) or not len(collection.get_offsets()):
+            continue
+        centres = collection.get_offset_transform().transform(collection.get_offsets())
+        sizes = collection.get_sizes() if len(collection.get_sizes()) else np.array([36.0])
+        for (cx, cy), size in zip(centres, np.broadcast_to(sizes, len(centres)), strict=True):
+            half = np.sqrt(size) / 2 * pixels_per_point
+            boxes.append(Bbox.from_extents(cx - half, cy - half, cx + half, cy + half))
+    for line in ax.lines:
+        if line.get_marker() in (None, "None", "none", "", " "):
+            continue
+        half = line.get_markersize() / 2 * pixels_per_point
+        for cx, cy in line.get_transform().transform(line.get_xydata()):
+            boxes.append(Bbox.from_extents(cx - half, cy - half, cx + half, cy + half))
+    return [b for b in boxes if np.isfinite(b.extents).all()]
+
+
+def _line_paths(ax: plt.Axes) -> list[mpath.Path]:
+    """The lines drawn in ``ax`` (fronts, error bars) as window paths, for a label to avoid crossing."""
+    polylines = [line.get_transform().transform(line.get_xydata()) for line in ax.lines
+                 if line.get_linestyle() not in ("None", "none", "", " ")]
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            polylines += [collection.get_transform().transform(s) for s in collection.get_segments()]
+    paths = []
+    for xy in polylines:
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy) >= 2:
+            paths.append(mpath.Path(xy))
+    return paths
+
+
+def _covered(box: Bbox, other: Bbox) -> float:
+    """The share of ``box`` that ``other`` covers (0 to 1)."""
+    both = Bbox.intersection(box, other)
+    return 0.0 if both is None else both.width * both.height / max(box.width * box.height, 1e-9)
+
+
+def _label_box(anchor: np.ndarray, offset: np.ndarray, size: tuple[float, float], ha: str, va: str) -> Bbox:
+    """The window box of a text of ``size`` (width, height) aligned (ha, va) at ``anchor`` + ``offset``."""
+    x, y = anchor + offset
+    width, height = size
+    x0 = {"left": x, "center": x - width / 2, "right": x - width}[ha]
+    y0 = {"bottom": y, "center": y - height / 2, "top": y - height}[va]
+    return Bbox.from_bounds(x0, y0, width, height)
+
+
+def place_front_labels(fig: plt.Figure) -> None:
+    """Move each label of :func:`label_front` to the free place nearest its point, greedily in the order the
+    labels were made: the places tried lie in rings around the point, each scored by how much the label
+    would overlap labels placed before it, markers, the panel's edge and lines; ties go to the nearer, more
+    preferred place. Deterministic: the same figure gets the same places."""
+    panels = [(ax, [t for t in ax.texts if t.get_gid() == FRONT_LABEL]) for ax in fig.axes]
+    panels = [(ax, labels) for ax, labels in panels if labels]
+    if not panels:
+        return
+    fig.draw_without_rendering()  # the final layout: every window position below is the saved one
+    renderer = fig.canvas.get_renderer()
+    pixels_per_point = renderer.points_to_pixels(1.0)
+    gap = _LABEL_GAP * pixels_per_point
+    for ax, labels in panels:
+        panel = ax.get_window_extent(renderer)
+        markers = _marker_boxes(ax, pixels_per_point)
+        lines = _line_paths(ax)
+        placed: list[Bbox] = []
+        for label in labels:
+            anchor = ax.transData.transform(label.xy)
+            extent = Text.get_window_extent(label, renderer)
+            size = (extent.width + 2 * gap, extent.height + 2 * gap)
+            # the label's own marker sets its nearest distance, so that it never covers its point
+            own = [b for b in markers if b.contains(*anchor)]
+            radius = max([b.width / 2 for b in own], default=0.0)
+            nearest = max(abs(label.xyann[0]) * pixels_per_point, radius + gap)
+            candidates = []  # (cost, ring, offset in points, ha, va)
+            for ring, extra in enumerate(_LABEL_RINGS):
+                for rank, (direction, ha, va) in enumerate(_LABEL_DIRECTIONS):
+                    offset = np.asarray(direction) * (nearest + extra * pixels_per_point)
+                    box = _label_box(anchor, offset, size, ha, va)
+                    cost = 3.0 * ring + 0.01 * rank
+                    outside = 1.0 - _covered(box, panel)
+                    cost += 100 + 100 * outside if outside > 1e-6 else 0.0
+                    cost += sum(100 + 100 * c for b in placed if (c := _covered(box, b)) > 0)
+                    cost += sum(30 + 100 * c for b in markers if (c := _covered(box, b)) > 0)
+                    # a line only counts where it crosses the text itself, not the gap around it
+                    text = Bbox.from_extents(box.x0 + gap, box.y0 + gap, box.x1 - gap, box.y1 - gap)
+                    cost += 4.0 * sum(p.intersects_bbox(text, filled=False) for p in lines)
+                    candidates.append((cost, ring, tuple(offset / pixels_per_point), ha, va))
+            # min keeps the first of equal costs: the nearer ring, the more preferred direction
+            _, ring, offset_points, ha, va = min(candidates, key=lambda c: c[0])
+            label.xyann = offset_points
+            label.set_horizontalalignment(ha)
+            label.set_verticalalignment(va)
+            if ring:  # moved away from its point: a thin line shows which point it names
+                label.arrow_patch.shrinkB = radius / pixels_per_point + 1
+                label.arrow_patch.set_visible(True)
+            placed.append(_label_box(anchor, np.asarray(offset_points) * pixels_per_point, size, ha, va))

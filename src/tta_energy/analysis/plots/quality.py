@@ -62,8 +62,9 @@ def _frequency(front_frequency: float) -> str:
 
 
 def _configuration(spec: str) -> str:
-    """A lever configuration as a label's suffix; none for the study's default."""
-    return "" if spec == NO_LEVERS.spec else f" `{spec}`"
+    """A lever configuration as a figure label's suffix, in plain text: ``(max)``; none for the study's
+    default."""
+    return "" if spec == NO_LEVERS.spec else f" ({spec})"
 
 
 def _metric_names(metric: str, study_fad: bool) -> tuple[str, str]:
@@ -128,7 +129,8 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
         f"{label}: each (model, steps) of the quality experiment, mean GPU energy per generation (log x) "
         f"against CLAP (higher is better) and FAD-inf (lower is better) per data set; red edges and the "
         f"dashed line mark the Pareto front, labels give the bootstrap frequency of being on it when "
-        f"below 100 %."
+        f"below 100 %. Drawn from this platform's rows of the analysis table pareto.csv (tables/pareto.csv "
+        f"under make reproduce)."
     )
     if (pareto["source"] == "study").any():
         caption += (
@@ -141,17 +143,23 @@ def plot_pareto(pareto: pd.DataFrame, figures: str | Path, label: str) -> str | 
 def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | None:
     """Subset vs full-set scores against steps, per model, data set and metric (the sanity check)."""
     stem = f"sanity-scores-{slug(label)}"
+    if scores is not None and "caption_id" in scores.columns:
+        # one score per configuration, as the sanity table compares them; per-clip rows are not drawn
+        scores = scores[scores["caption_id"].fillna("") == ""]
     if scores is None or scores.empty or not (scores.get("scope") == "full").any():
         skip_figure(figures, stem, f"{label}: no full-set scores", "quality")
         return None
     use_style()
     full = scores[scores["scope"] == "full"]
+    drawn = catalogue.ordered(full["model"].unique())  # only models with full-set scores have a comparison
+    subset_only = [m for m in catalogue.ordered(scores["model"].unique()) if m not in drawn]
+    drawn_names = ", ".join(model_label(m) for m in drawn)
     panels = full[["metric", "dataset"]].drop_duplicates().sort_values(["metric", "dataset"])
     fig, axes = plt.subplots(
         1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False, layout="constrained"
     )
     for ax, (metric, dataset) in zip(axes[0], panels.itertuples(index=False), strict=True):
-        for model in sorted(full["model"].unique()):
+        for model in drawn:
             for scope, ls in (("subset", "-"), ("full", "--")):
                 sub = scores[
                     (scores["scope"] == scope)
@@ -177,10 +185,21 @@ def plot_sanity(scores: pd.DataFrame, figures: str | Path, label: str) -> str | 
         ax.set_ylabel(ylabel)
         ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)} — {name}")
         ax.legend(fontsize="x-small")
-    fig.suptitle(f"Sanity check: 300-caption subset (solid) vs full set (dashed) — {label}")
+    fig.suptitle(f"Sanity check of {drawn_names}: 300-caption subset (solid) vs full set (dashed) — {label}")
+    only = "the only model" if len(drawn) == 1 else "the models"
     caption = (
-        f"{label}: scores of the 300-caption subsets (solid) and of the full AudioCaps-test / Clotho-eval "
-        f"sets (dashed) against steps; the sanity table gives Pearson r and the slope-interaction p-value."
+        f"{label}, {drawn_names} ({only} with full-set scores): scores of the 300-caption subsets (solid) "
+        f"and of the full AudioCaps-test / Clotho-eval sets (dashed) against steps, from the score tables "
+        f"the analysis read."
+    )
+    if subset_only:
+        caption += (
+            f" {', '.join(model_label(m) for m in subset_only)}: subset scores only, nothing to compare, not "
+            f"drawn."
+        )
+    caption += (
+        " Pearson r and the slope-interaction p-value per panel: the analysis table sanity.csv "
+        "(tables/sanity.csv under make reproduce)."
     )
     return save_figure(fig, figures, stem, caption, "quality")
 
@@ -284,7 +303,7 @@ def plot_platform_fronts(table: pd.DataFrame, figures: str | Path, quality_sourc
         f"horizontal bars); stars = the best lossless levers configuration (same output, so the study's "
         f"score holds), only where the levers were measured ({measured or 'none'}; "
         f"{n_label(levers['n_runs'])} runs, no interval; no ratio carried to other step counts). Lines: the "
-        f"front of each point set; labels name the H200 front with levers. Membership per configuration: "
-        f"tables/pareto_h200.csv."
+        f"front of each point set; labels name the H200 front with levers (model, steps and, where not the "
+        f"study's default, the levers in parentheses). Membership per configuration: tables/pareto_h200.csv."
     )
     return save_figure(fig, figures, stem, caption, "quality")
