@@ -345,3 +345,153 @@ def test_pareto_figure_names_its_table_and_draws_a_single_model(tmp_path):
     stem = plots.plot_pareto(table, tmp_path, "study A40")
     assert _is_png(tmp_path / f"{stem}.png")
     assert "pareto.csv" in plots.read_manifest(tmp_path)[stem]["caption"]
+
+
+def _spy_on_saving(monkeypatch, module, drawn: dict, look) -> None:
+    """Replace ``module``'s ``save_figure`` by one that first records ``look(fig)`` into ``drawn``."""
+    real = module.save_figure
+
+    def spy(fig, *args, **kwargs):
+        fig.canvas.draw()  # text extents and tick labels as they are saved
+        drawn.update(look(fig))
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", spy)
+
+
+def _batch_rows() -> pd.DataFrame:
+    """Tango and AudioLDM (in that order, the catalogue's reversed) at 1 and 10 clips per call; AudioLDM's
+    batch-1 interval (two runs) reaches below zero."""
+    rows = []
+    for model, energy, low in (("tango", 2000.0, 1900.0), ("audioldm", 600.0, -300.0)):
+        for clips, scale in ((1, 1.0), (10, 0.3)):
+            mean = energy * scale
+            rows.append({"model": model, "n_clips": clips, "n_prompts": 1, "n_runs": 2,
+                         "gpu_energy_J_per_clip_mean": mean, "ratio_to_batch1": scale,
+                         "gpu_energy_J_per_10_clips_ci_low": (low if clips == 1 else 0.9 * mean) * 10,
+                         "gpu_energy_J_per_10_clips_ci_high": 1.1 * mean * 10})
+    return pd.DataFrame(rows)
+
+
+def test_a_log_axis_clips_an_interval_below_zero_marks_it_and_lists_models_in_catalogue_order(
+        tmp_path, monkeypatch):
+    from matplotlib.collections import LineCollection
+
+    from tta_energy.analysis.plots import steps as steps_plots
+
+    def look(fig):
+        ax = fig.axes[0]
+        bars = [seg for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
+        return {"legend": [t.get_text() for t in fig.legends[0].get_texts()], "bottom": ax.get_ylim()[0],
+                "lowest_bar": min(seg[:, 1].min() for seg in bars)}
+
+    drawn: dict = {}
+    _spy_on_saving(monkeypatch, steps_plots, drawn, look)
+    assert plots.plot_batch_energy(_batch_rows(), tmp_path, "x") == "batch-energy-per-clip-x"
+    assert drawn["legend"] == ["AudioLDM (n = 2)", "Tango (n = 2)", steps_plots.CLIPPED_LABEL]
+    assert drawn["bottom"] > 0 and drawn["lowest_bar"] == pytest.approx(drawn["bottom"])  # ends on the axis
+    caption = plots.read_manifest(tmp_path)["batch-energy-per-clip-x"]["caption"]
+    assert steps_plots.CLIPPED_CAPTION in caption and "tables/batch_summary.csv" in caption
+    # every interval above zero: nothing clipped, nothing said
+    above = _batch_rows()
+    above["gpu_energy_J_per_10_clips_ci_low"] = above["gpu_energy_J_per_clip_mean"] * 9
+    plots.plot_batch_energy(above, tmp_path, "x")
+    assert drawn["legend"] == ["AudioLDM (n = 2)", "Tango (n = 2)"]
+    caption = plots.read_manifest(tmp_path)["batch-energy-per-clip-x"]["caption"]
+    assert steps_plots.CLIPPED_CAPTION not in caption
+
+
+def test_the_log_steps_figure_labels_its_y_axis_and_keeps_the_calls_note_inside(tmp_path, monkeypatch):
+    """Make-An-Audio 2 before AudioLDM in the rows: the legend follows the catalogue; the log y axis names its
+    2s and 5s; the 167-call note is dark and inside the axes."""
+    from tta_energy.analysis.plots import steps as steps_plots
+
+    rows = [{"model": model, "steps": steps, "n_runs": 3, "gpu_energy_J_mean": per_step * steps,
+             "denoiser_calls": 167 if (model, steps) == ("make-an-audio-2", 150) else steps,
+             "gpu_energy_J_ci_low": 0.9 * per_step * steps, "gpu_energy_J_ci_high": 1.1 * per_step * steps}
+            for model, per_step in (("make-an-audio-2", 2.5), ("audioldm", 5.0))
+            for steps in (10, 50, 150, 200)]
+
+    def look(fig):
+        ax = fig.axes[0]
+        inside = ax.get_window_extent()
+        notes = [t for t in ax.texts if "167 calls" in t.get_text()]
+        return {"legend": [t.get_text() for t in ax.get_legend().get_texts()],
+                "y_labels": {t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels()},
+                "notes_inside": [inside.contains(*e.p0) and inside.contains(*e.p1)
+                                 for e in (t.get_window_extent() for t in notes)],
+                "note_colours": [t.get_color() for t in notes]}
+
+    drawn: dict = {}
+    _spy_on_saving(monkeypatch, steps_plots, drawn, look)
+    plots.plot_energy_vs_steps(pd.DataFrame(rows), tmp_path, "x", log=True)
+    assert drawn["legend"] == ["AudioLDM (n = 3)", "Make-An-Audio 2 (n = 3)"]
+    assert {"50", "100", "200", "500"} <= drawn["y_labels"]
+    assert drawn["notes_inside"] == [True] and drawn["note_colours"] == ["0.15"]
+    assert "tables/steps_summary.csv" in plots.read_manifest(tmp_path)["steps-energy-log-x"]["caption"]
+
+
+def _comparison(with_errors: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    per_model = pd.DataFrame({"model": ["tango", "audioldm"], "slope_J_per_step_reference": [20.0, 3.0],
+                              "slope_J_per_step_other": [10.0, 5.0], "reference": "study A40",
+                              "other": "tta-energy H200"})
+    if with_errors:
+        per_model = per_model.assign(slope_stderr_J_reference=[0.5, 0.1], n_points_reference=6,
+                                     slope_stderr_J_other=[0.4, 0.2], n_points_other=6)
+    per_steps = pd.DataFrame({"model": ["tango", "audioldm"], "steps": [10, 10],
+                              "ratio_other_to_reference": [0.5, 1.6]})
+    return per_steps, per_model
+
+
+def test_the_platform_comparison_keys_its_bars_in_grey_and_draws_the_slopes_intervals_when_given(
+        tmp_path, monkeypatch):
+    from tta_energy.analysis.plots import comparison
+
+    def look(fig):
+        ax = fig.axes[0]
+        return {"legend": [t.get_text() for t in ax.get_legend().get_texts()],
+                "key_colours": {tuple(h.get_facecolor()[:3]) for h in ax.get_legend().legend_handles},
+                "ticks": [t.get_text() for t in ax.get_xticklabels()], "bars": len(ax.containers),
+                "error_bars": sum(len(c.get_segments()) for c in ax.collections)}
+
+    drawn: dict = {}
+    _spy_on_saving(monkeypatch, comparison, drawn, look)
+    plots.plot_platform_comparison(*_comparison(with_errors=True), tmp_path)
+    assert drawn["ticks"] == ["AudioLDM", "Tango"]  # the catalogue's order
+    assert drawn["legend"][0].startswith("study A40") and drawn["legend"][1].startswith("tta-energy H200")
+    assert all(r == g == b for r, g, b in drawn["key_colours"])  # grey keys: no model's colour
+    assert drawn["error_bars"] == 4
+    caption = plots.read_manifest(tmp_path)["platform-comparison"]["caption"]
+    assert "Error bars: the slope's 95 % interval" in caption and "tables/steps_fit.csv" in caption
+    plots.plot_platform_comparison(*_comparison(with_errors=False), tmp_path)
+    assert drawn["error_bars"] == 0
+    assert "no error bars" in plots.read_manifest(tmp_path)["platform-comparison"]["caption"]
+
+
+def test_the_levers_figure_names_its_gpu_and_its_models_and_colours_ceiling_bars_by_model(
+        tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from tta_energy.levers.plot import BEST_LOSSLESS_BAR, STUDY_DEFAULT_BAR, plot_levers
+
+    cell = pd.DataFrame({"model": ["make-an-audio-2", "make-an-audio-2", "audioldm", "audioldm"],
+                         "optimize": ["none", "max"] * 2, "reduction_vs_none": [1.0, 2.0, 1.0, 4.0],
+                         "repeats": 3, "gpu_name": "NVIDIA H100 80GB HBM3"})
+    ceiling = pd.DataFrame({"model": ["make-an-audio-2", "audioldm"] * 2,
+                            "role": [STUDY_DEFAULT_BAR] * 2 + [BEST_LOSSLESS_BAR] * 2,
+                            "fraction_of_ceiling": [0.1, 0.05, 0.3, 0.35], "label": "x", "target": 0.4})
+    drawn: dict = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        reduction, fraction = fig.axes[:2]
+        drawn.update(title=fig.get_suptitle(), ticks=[t.get_text() for t in reduction.get_xticklabels()],
+                     colours=[tuple(b.get_facecolor()[:3]) for c in fraction.containers for b in c])
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    plot_levers(cell, tmp_path / "levers.png", 100, 1, ceiling)
+    assert "NVIDIA H100 80GB HBM3" in drawn["title"]
+    assert drawn["ticks"] == ["AudioLDM", "Make-An-Audio 2"]
+    audioldm, make_an_audio_2 = (tuple(plots.model_colour(m)) for m in ("audioldm", "make-an-audio-2"))
+    assert drawn["colours"] == [make_an_audio_2, audioldm] * 2  # the rows' order, in each model's colour

@@ -233,3 +233,35 @@ def test_with_the_runs_named_one_by_one_the_ceiling_comes_with_them(tmp_path):
     assert "- <steps.csv>" in readme and "- <levers_ceiling.csv>" not in readme  # the inputs: run tables
     written = pd.read_csv(tmp_path / "out" / "efficiency.csv")
     assert written["ceiling_tflop_per_J"].iloc[0] == pytest.approx(0.8)
+
+
+def test_platforms_take_colours_no_model_takes_and_the_hollow_points_have_a_key(tmp_path, monkeypatch):
+    """Two platforms (an A40 without a ceiling, an H200 with one): black and grey, never a model's colour;
+    the caption says which platform has no ceiling; the batch panel's distinct-prompt points have a key."""
+    import matplotlib.colors
+
+    from tta_energy.analysis.plots import efficiency as efficiency_plots
+
+    runs = pd.concat([_runs(noise=(-1.0, 1.0)),
+                      pd.DataFrame([_row(s, 30.0 + 4.0 * s + e, source="study", gpu="NVIDIA A40")
+                                    for s in (10, 50, 100) for e in (-1.0, 1.0)])], ignore_index=True)
+    ceilings = pd.DataFrame({"gpu_name": ["NVIDIA H200"], "ceiling_tflop_per_J": [0.96], "ceiling_n": [2]})
+    table = efficiency.efficiency_table(runs, ceilings)
+    batch = efficiency.batch_efficiency(_batch_runs(), ceilings)
+    drawn = {}
+    real = efficiency_plots.save_figure
+
+    def spy(fig, *args, **kwargs):
+        denoiser, _, batched = fig.axes
+        drawn["colours"] = {matplotlib.colors.to_hex(line.get_color()) for line in denoiser.get_lines()}
+        drawn["keys"] = [t.get_text() for t in batched.get_legend().get_texts()]
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(efficiency_plots, "save_figure", spy)
+    assert plots.plot_flop_efficiency(table, batch, tmp_path) == "flop-per-joule"
+    models = {matplotlib.colors.to_hex(plots.model_colour(m)) for m in catalogue.model_names()}
+    assert drawn["colours"] and not drawn["colours"] & models
+    assert drawn["keys"] == ["Tango", "distinct prompts in one call"]  # the model's line first
+    caption = plots.read_manifest(tmp_path)["flop-per-joule"]["caption"]
+    assert "No measured ceiling here for study A40, so none is drawn" in caption  # the H200 has one
+    assert "tables/efficiency.csv" in caption and "tables/batch_efficiency.csv" in caption

@@ -7,15 +7,40 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Patch
+from scipy import stats
 
 from tta_energy.analysis.plots.common import (
+    interval_errors,
     model_colour,
     model_label,
+    models_in,
     n_label,
     save_figure,
     skip_figure,
     use_style,
 )
+
+#: the other platform's bars: the model's colour under white hatching (the reference's bars are plain grey)
+OTHER_HATCH = "///"
+REFERENCE_GREY = "0.6"
+
+
+def slope_errors(per_model: pd.DataFrame, side: str) -> np.ndarray | None:
+    """95 % error bars of the per-step slopes of one platform (``side``: ``reference`` or ``other``), from
+    the interval columns of ``per_model`` where it has them (``slope_J_per_step_ci_low_<side>`` and
+    ``_ci_high_<side>``), else from the fit's standard error and points (``slope_stderr_J_<side>``,
+    ``n_points_<side>``: Student t with n - 2 degrees of freedom); None when it has neither."""
+    slope = per_model[f"slope_J_per_step_{side}"]
+    low, high = f"slope_J_per_step_ci_low_{side}", f"slope_J_per_step_ci_high_{side}"
+    if {low, high} <= set(per_model.columns):
+        return interval_errors(slope, per_model[low], per_model[high])
+    stderr, points = f"slope_stderr_J_{side}", f"n_points_{side}"
+    if {stderr, points} <= set(per_model.columns):
+        dof = per_model[points].astype(float) - 2
+        half = pd.Series(stats.t.ppf(0.975, dof.where(dof > 0)), index=per_model.index) * per_model[stderr]
+        return interval_errors(slope, slope - half, slope + half)
+    return None
 
 
 def plot_platform_comparison(
@@ -33,19 +58,25 @@ def plot_platform_comparison(
     use_style()
     ref, other = per_model["reference"].iloc[0], per_model["other"].iloc[0]
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    per_model = per_model.set_index("model").loc[models_in(per_model)].reset_index()  # catalogue order
     x = np.arange(len(per_model))
-    ax.bar(x - 0.2, per_model["slope_J_per_step_reference"], 0.4, label=ref, color="0.6")
-    ax.bar(
-        x + 0.2,
-        per_model["slope_J_per_step_other"],
-        0.4,
-        label=other,
-        color=[model_colour(m) for m in per_model["model"]],
-    )
+    errors = {side: slope_errors(per_model, side) for side in ("reference", "other")}
+    bar_errors = {"capsize": 3, "ecolor": "0.2"}
+    ax.bar(x - 0.2, per_model["slope_J_per_step_reference"], 0.4, color=REFERENCE_GREY,
+           yerr=errors["reference"], **bar_errors)
+    colours = [model_colour(m) for m in per_model["model"]]
+    ax.bar(x + 0.2, per_model["slope_J_per_step_other"], 0.4, color=colours, hatch=OTHER_HATCH,
+           edgecolor="white", yerr=errors["other"], **bar_errors)
     ax.set_xticks(x, [model_label(m) for m in per_model["model"]], rotation=25, ha="right")
     ax.set_ylabel("GPU energy per denoising step [J] (fit slope)")
-    ax.legend(fontsize="small")
-    for model, grp in per_steps.groupby("model"):
+    ax.legend(  # the other platform's bars take each model's colour: its key says so, in neutral grey
+        handles=[Patch(facecolor=REFERENCE_GREY, label=f"{ref} (plain grey)"),
+                 Patch(facecolor="0.35", edgecolor="white", hatch=OTHER_HATCH,
+                       label=f"{other} (hatched, the model's colour)")],
+        fontsize="small",
+    )
+    for model in models_in(per_steps):
+        grp = per_steps[per_steps["model"] == model]
         n = ""
         if {"n_runs_reference", "n_runs_other"} <= set(grp.columns):
             n = f" (n = {n_label(grp['n_runs_reference'])[4:]} / {n_label(grp['n_runs_other'])[4:]})"
@@ -66,10 +97,18 @@ def plot_platform_comparison(
     ax_ratio.set_ylim(bottom=0)
     ax_ratio.legend(fontsize="small", title=f"model (runs per point {ref} / {other})", title_fontsize="small")
     fig.suptitle(f"{other} vs {ref}: per-step energy and ratio per generation")
+    drawn = [name for name, side in ((ref, "reference"), (other, "other")) if errors[side] is not None]
     caption = (
         f"Per-step GPU energy (slope of the steps fit) of each model on {ref} and {other} (left) and the "
-        f"ratio of the mean energy per generation at each step count (right; runs per point in the legend)."
+        f"ratio of the mean energy per generation at each step count (right; runs per point in the legend). "
+        f"Left, {ref}'s bars are grey and {other}'s hatched in the model's colour."
     )
+    if drawn:
+        caption += f" Error bars: the slope's 95 % interval ({' and '.join(drawn)})."
+    else:
+        caption += (" The slopes have no error bars: the comparison holds no interval of them "
+                    "(tables/steps_fit.csv gives each slope's standard error).")
+    caption += " Data: tables/steps_fit.csv (left) and tables/steps_summary.csv (right)."
     if note:
         caption += f" {note}"
         ax_ratio.set_title(note, fontsize="small")

@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.container import ErrorbarContainer
+from matplotlib.ticker import NullLocator
+from matplotlib.transforms import offset_copy
 
 from tta_energy.analysis.plots.common import (
     circle_warm_means,
-    energy_errorbar,
     interval_errors,
     model_colour,
     model_label,
+    models_in,
     n_label,
     plain_log_y,
     save_figure,
@@ -22,6 +26,51 @@ from tta_energy.analysis.plots.common import (
     use_style,
 )
 from tta_energy.study import CLIPS_PER_REPEAT
+
+#: the legend entry and caption sentence of an interval whose lower end a log axis cannot show
+CLIPPED_LABEL = "interval reaches below 0 (bar clipped)"
+CLIPPED_SIZE = 70  # the triangle's marker area [points^2]
+CLIPPED_CAPTION = (
+    " An interval reaching below zero cannot be drawn on a log axis: its bar is clipped at the "
+    "bottom of the axis and marked there with a downward triangle."
+)
+
+
+def log_floor(mean: pd.Series, low: pd.Series) -> float:
+    """The bottom of a log axis that shows every mean and every positive lower end of an interval, with a
+    margin below the lowest (a fixed bottom, so that bars clipped there end on it)."""
+    values = pd.concat([mean, low]).astype(float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(values.min()) / 1.4 if not values.empty else 1.0
+
+
+def errorbar_clipped_at(ax: plt.Axes, x: pd.Series, mean: pd.Series, low: pd.Series, high: pd.Series,
+                        floor: float | None, **style: object) -> bool:
+    """``mean`` against ``x`` with its interval (``low``, ``high``) as error bars (none where the interval is
+    missing, n = 1); on a log axis (``floor`` given) a lower end at or below zero is drawn down to ``floor``
+    and marked there with a triangle. True when a bar was clipped so."""
+    clipped = (low <= 0) if floor is not None else pd.Series(False, index=low.index)
+    shown_low = low.mask(clipped, floor)
+    ax.errorbar(x, mean, yerr=interval_errors(mean, shown_low, high), marker="o", capsize=3, **style)
+    if clipped.any():  # lifted by half its height, so that its tip rests on the bottom of the axis
+        lifted = offset_copy(ax.transData, fig=ax.figure, y=CLIPPED_SIZE**0.5 / 2, units="points")
+        ax.scatter(x[clipped], [floor] * int(clipped.sum()), marker="v", s=CLIPPED_SIZE,
+                   color=style.get("color"), edgecolors="black", linewidths=0.6, zorder=5, transform=lifted)
+    return bool(clipped.any())
+
+
+def mark_clipped_in_legend(ax: plt.Axes) -> None:
+    """A legend entry for the triangles of :func:`errorbar_clipped_at`."""
+    ax.scatter([], [], marker="v", s=CLIPPED_SIZE, color="grey", edgecolors="black", linewidths=0.6,
+               label=CLIPPED_LABEL)
+
+
+def lines_first(ax: plt.Axes) -> tuple[list, list[str]]:
+    """``ax``'s legend entries with the models' error-bar lines first, in the order drawn (the catalogue's),
+    then the keys of the markers (hollow diamonds, circles, clipped bars), which matplotlib lists first."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(handles)), key=lambda k: not isinstance(handles[k], ErrorbarContainer))
+    return [handles[k] for k in order], [labels[k] for k in order]
 
 
 def plot_energy_vs_steps(
@@ -43,26 +92,36 @@ def plot_energy_vs_steps(
     fig, ax = plt.subplots(figsize=(9.5, 4.8), layout="constrained")
     x_col = "denoiser_calls" if "denoiser_calls" in summary.columns else "steps"
     summary = summary.assign(x_calls=summary[x_col].fillna(summary["steps"]))
-    single = False
-    for model, grp in summary.sort_values("x_calls").groupby("model", sort=False):
-        grp = grp.sort_values("x_calls")
-        energy_errorbar(
+    floor = log_floor(summary["gpu_energy_J_mean"], summary["gpu_energy_J_ci_low"]) if log else None
+    single = clipped = False
+    for model in models_in(summary):
+        grp = summary[summary["model"] == model].sort_values("x_calls")
+        clipped |= errorbar_clipped_at(
             ax,
             grp["x_calls"],
-            grp,
+            grp["gpu_energy_J_mean"],
+            grp["gpu_energy_J_ci_low"],
+            grp["gpu_energy_J_ci_high"],
+            floor,
             label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
             color=model_colour(model),
         )
         single |= bool((grp["n_runs"] < 2).any())
     differs = summary[summary["x_calls"] != summary["steps"]]
     for row in differs.itertuples():
+        # below and right of the point, where a rising line leaves room, tied to it by a leader in the
+        # model's colour; the text is dark, as readable as the axis labels whatever the model's colour
         ax.annotate(
-            f"{int(row.steps)} steps = {int(row.x_calls)} calls",
+            f"{int(row.steps)} steps\n= {int(row.x_calls)} calls",
             (row.x_calls, row.gpu_energy_J_mean),
             textcoords="offset points",
-            xytext=(4, -12),
+            xytext=(10, -12),
+            ha="left",
+            va="top",
             fontsize=7,
-            color=model_colour(row.model),
+            color="0.15",
+            arrowprops={"arrowstyle": "-", "color": model_colour(row.model), "lw": 1.2, "shrinkA": 0,
+                        "shrinkB": 3},
         )
     ax.set_xlabel("denoiser calls per generation (= nominal steps unless marked)")
     ax.set_ylabel("GPU energy per generation [J]")
@@ -71,13 +130,20 @@ def plot_energy_vs_steps(
         ax.set_yscale("log")
         ticks = sorted(summary["steps"].unique())
         ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())  # the step counts only; the y axis keeps its 2s and 5s
+        plain_log_y(ax)
+        ax.set_ylim(bottom=floor)
+        if not differs.empty:  # room right of the last marked point for its note, inside the axes
+            ax.set_xlim(right=max(ax.get_xlim()[1], float(differs["x_calls"].max()) * 1.5))
+        if clipped:
+            mark_clipped_in_legend(ax)
     else:
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
     warm = circle_warm_means(ax, summary, "x_calls", "gpu_energy_J_mean")
     ax.set_title(f"Energy per 10-s generation vs denoiser calls — {label}")
     ax.legend(
+        *lines_first(ax),
         fontsize="small",
         title="model (runs per point)",
         title_fontsize="small",
@@ -87,10 +153,12 @@ def plot_energy_vs_steps(
     caption = (
         f"{label}: GPU energy of one 10-s generation against the denoiser calls actually made (the nominal "
         f"steps, except where marked), mean of the runs with its 95 % Student-t interval ({scale} axes); "
-        f"the legend gives the runs per point (n)."
+        f"the legend gives the runs per point (n). Data: tables/steps_summary.csv (this platform's rows)."
     )
     if single:
         caption += " Points with n = 1 have no error bar."
+    if clipped:
+        caption += CLIPPED_CAPTION
     if not differs.empty:
         caption += (
             " Make-An-Audio (2) at 150 nominal steps runs 167 denoiser calls (LDM's DDIM spacing) and is "
@@ -116,19 +184,20 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     fig, (ax, ax_ratio) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
     data = batch[batch["n_prompts"] == 1] if "n_prompts" in batch.columns else batch
     single = bool((data["n_runs"] < 2).any())
-    for model, grp in data.sort_values("n_clips").groupby("model", sort=False):
+    low = data["gpu_energy_J_per_10_clips_ci_low"] / CLIPS_PER_REPEAT
+    high = data["gpu_energy_J_per_10_clips_ci_high"] / CLIPS_PER_REPEAT
+    floor = log_floor(batch["gpu_energy_J_per_clip_mean"], low)  # every point, distinct prompts included
+    clipped = False
+    for model in models_in(data):
+        grp = data[data["model"] == model].sort_values("n_clips")
         colour = model_colour(model)
-        per_clip = CLIPS_PER_REPEAT
-        ax.errorbar(
+        clipped |= errorbar_clipped_at(
+            ax,
             grp["n_clips"],
             grp["gpu_energy_J_per_clip_mean"],
-            yerr=interval_errors(
-                grp["gpu_energy_J_per_clip_mean"],
-                grp["gpu_energy_J_per_10_clips_ci_low"] / per_clip,
-                grp["gpu_energy_J_per_10_clips_ci_high"] / per_clip,
-            ),
-            marker="o",
-            capsize=3,
+            low[grp.index],
+            high[grp.index],
+            floor,
             label=f"{model_label(model)} ({n_label(grp['n_runs'])})",
             color=colour,
         )
@@ -160,12 +229,15 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
         a.set_xlabel("clips per call (batch size)")
     ax.set_yscale("log")
     plain_log_y(ax)
+    ax.set_ylim(bottom=floor)
+    if clipped:
+        mark_clipped_in_legend(ax)
     ax.set_ylabel("GPU energy per clip [J] (100 steps, 10 s; log)")
     ax_ratio.set_ylabel("energy per clip / energy at batch 1")
     ax_ratio.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax_ratio.set_ylim(bottom=0)
     warm = circle_warm_means(ax, data, "n_clips", "gpu_energy_J_per_clip_mean")
-    handles, labels = ax.get_legend_handles_labels()
+    handles, labels = lines_first(ax)
     fig.legend(  # beside the panels: a legend inside would hide points
         handles,
         labels,
@@ -178,10 +250,13 @@ def plot_batch_energy(batch: pd.DataFrame, figures: str | Path, label: str) -> s
     caption = (
         f"{label}: GPU energy per 10-s clip at 100 steps when 10 clips are made as 10x1, 5x2, 2x5 or 1x10 "
         f"waveforms per call (left, log scale, 95 % Student-t interval of the per-run totals / 10) and "
-        f"relative to batch 1 (right); the legend gives the runs per point (n)."
+        f"relative to batch 1 (right); the legend gives the runs per point (n). Data: "
+        f"tables/batch_summary.csv (this platform's rows)."
     )
     if single:
         caption += " Points with n = 1 (one run of 10 clips) have no error bar."
+    if clipped:
+        caption += CLIPPED_CAPTION
     if warm:
         caption += (
             " Circled means include the first call of one of the study's scripts (CUDA warm-up): they are "
