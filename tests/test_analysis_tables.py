@@ -649,6 +649,12 @@ def test_analyze_with_h200_runs_keeps_platforms_apart(tmp_path):
     assert per_model["rank_reference"].tolist() == per_model["rank_other"].tolist()
     assert per_model["spearman_rho"].iloc[0] == pytest.approx(1.0)
     assert per_model["reference"].iloc[0] == "study A40" and per_model["other"].iloc[0] == "tta-energy H200"
+    # each platform's fit error travels with its slope (the comparison figure's error bars)
+    for side, platform in (("reference", "NVIDIA A40"), ("other", "NVIDIA H200")):
+        fit = fits[fits["gpu_name"] == platform].set_index("model")
+        np.testing.assert_array_equal(per_model[f"slope_stderr_J_{side}"],
+                                      fit.loc[per_model["model"], "slope_stderr_J"])
+        assert (per_model[f"n_points_{side}"] == fit.loc[per_model["model"], "n_points"].to_numpy()).all()
 
 
 def test_analyze_bad_input(tmp_path, capsys):

@@ -104,7 +104,8 @@ def plot_platform_comparison(
         f"Left, {ref}'s bars are grey and {other}'s hatched in the model's colour."
     )
     if drawn:
-        caption += f" Error bars: the slope's 95 % interval ({' and '.join(drawn)})."
+        caption += (f" Error bars: the slope's 95 % interval ({' and '.join(drawn)}; Student t on the "
+                    f"standard error of the line through the step counts' means, n - 2 degrees of freedom).")
     else:
         caption += (" The slopes have no error bars: the comparison holds no interval of them "
                     "(tables/steps_fit.csv gives each slope's standard error).")
