@@ -141,11 +141,6 @@ def plain_log_y(ax: plt.Axes) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
 
 
-def label_bar(ax: plt.Axes, x: float, y: float, text: str) -> None:
-    """``text`` just above the point (x, y) of a bar."""
-    ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-
-
 def n_label(n_values: pd.Series) -> str:
     """``n = 5`` or ``n = 2-5`` for the runs behind a line's points."""
     n = n_values.dropna().astype(int)
