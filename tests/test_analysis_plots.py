@@ -377,6 +377,7 @@ def test_a_log_axis_clips_an_interval_below_zero_marks_it_and_lists_models_in_ca
         tmp_path, monkeypatch):
     from matplotlib.collections import LineCollection
 
+    from tta_energy.analysis.plots import common as common_plots
     from tta_energy.analysis.plots import steps as steps_plots
 
     def look(fig):
@@ -388,17 +389,17 @@ def test_a_log_axis_clips_an_interval_below_zero_marks_it_and_lists_models_in_ca
     drawn: dict = {}
     _spy_on_saving(monkeypatch, steps_plots, drawn, look)
     assert plots.plot_batch_energy(_batch_rows(), tmp_path, "x") == "batch-energy-per-clip-x"
-    assert drawn["legend"] == ["AudioLDM (n = 2)", "Tango (n = 2)", steps_plots.CLIPPED_LABEL]
+    assert drawn["legend"] == ["AudioLDM (n = 2)", "Tango (n = 2)", common_plots.CLIPPED_LABEL]
     assert drawn["bottom"] > 0 and drawn["lowest_bar"] == pytest.approx(drawn["bottom"])  # ends on the axis
     caption = plots.read_manifest(tmp_path)["batch-energy-per-clip-x"]["caption"]
-    assert steps_plots.CLIPPED_CAPTION in caption and "tables/batch_summary.csv" in caption
+    assert common_plots.CLIPPED_CAPTION in caption and "tables/batch_summary.csv" in caption
     # every interval above zero: nothing clipped, nothing said
     above = _batch_rows()
     above["gpu_energy_J_per_10_clips_ci_low"] = above["gpu_energy_J_per_clip_mean"] * 9
     plots.plot_batch_energy(above, tmp_path, "x")
     assert drawn["legend"] == ["AudioLDM (n = 2)", "Tango (n = 2)"]
     caption = plots.read_manifest(tmp_path)["batch-energy-per-clip-x"]["caption"]
-    assert steps_plots.CLIPPED_CAPTION not in caption
+    assert common_plots.CLIPPED_CAPTION not in caption
 
 
 def test_the_log_steps_figure_labels_its_y_axis_and_keeps_the_calls_note_inside(tmp_path, monkeypatch):

@@ -149,9 +149,9 @@ def platform_comparison(
     """Per-generation GPU energy of each model at each step count on two platforms, and per-model slopes.
 
     Returns (per_steps, per_model): ``per_steps`` has ``model, steps, <ref>_J, <other>_J, ratio`` (other /
-    reference); ``per_model`` has the per-step slopes (with each fit's ``slope_stderr_J`` and ``n_points``
-    where ``fits`` has them), their ratio and each platform's ranking of the models (1 = cheapest per step),
-    plus ``spearman_rho`` of the two rankings (same value on every row).
+    reference); ``per_model`` has the per-step slopes with each fit's ``slope_stderr_J`` and ``n_points``
+    (``fits``: :func:`.summaries.steps_fit`'s table), their ratio and each platform's ranking of the models
+    (1 = cheapest per step), plus ``spearman_rho`` of the two rankings (same value on every row).
     """
 
     def pick(table: pd.DataFrame, platform: tuple[str, str]) -> pd.DataFrame:
@@ -169,9 +169,7 @@ def platform_comparison(
     )
     ref_f, oth_f = pick(fits, reference), pick(fits, other)
     # the fit's standard error and points travel with the slope: the figure draws its interval from them
-    fit_columns = ["model", "slope_J_per_step", "intercept_J"] + [
-        c for c in ("slope_stderr_J", "n_points") if c in fits.columns
-    ]
+    fit_columns = ["model", "slope_J_per_step", "intercept_J", "slope_stderr_J", "n_points"]
     per_model = ref_f[fit_columns].merge(oth_f[fit_columns], on="model", suffixes=("_reference", "_other"))
     per_model["slope_ratio_other_to_reference"] = (
         per_model["slope_J_per_step_other"] / per_model["slope_J_per_step_reference"]

@@ -18,9 +18,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib import path as mpath  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
-from matplotlib.transforms import Bbox  # noqa: E402
+from matplotlib.transforms import Bbox, offset_copy  # noqa: E402
 
 from tta_energy.analysis.summaries import DATASET_LABELS  # noqa: E402,F401  (re-exported)
 from tta_energy.models import catalogue  # noqa: E402
@@ -158,9 +159,54 @@ def interval_errors(mean: pd.Series, low: pd.Series, high: pd.Series) -> np.ndar
 
 def energy_errorbar(ax: plt.Axes, x: pd.Series, rows: pd.DataFrame, **style: Any) -> None:
     """``gpu_energy_J_mean`` of ``rows`` against ``x``, its 95 % interval as error bars (none for n = 1)."""
-    mean = rows["gpu_energy_J_mean"]
-    yerr = interval_errors(mean, rows["gpu_energy_J_ci_low"], rows["gpu_energy_J_ci_high"])
-    ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, **style)
+    errorbar_clipped_at(ax, x, rows["gpu_energy_J_mean"], rows["gpu_energy_J_ci_low"],
+                        rows["gpu_energy_J_ci_high"], None, **style)
+
+
+#: the legend entry and caption sentence of an interval whose lower end a log axis cannot show
+CLIPPED_LABEL = "interval reaches below 0 (bar clipped)"
+CLIPPED_SIZE = 70  # the triangle's marker area [points^2]
+CLIPPED_CAPTION = (
+    " An interval reaching below zero cannot be drawn on a log axis: its bar is clipped at the "
+    "bottom of the axis and marked there with a downward triangle."
+)
+
+
+def log_floor(mean: pd.Series, low: pd.Series) -> float:
+    """The bottom of a log axis that shows every mean and every positive lower end of an interval, with a
+    margin below the lowest (a fixed bottom, so that bars clipped there end on it)."""
+    values = pd.concat([mean, low]).astype(float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(values.min()) / 1.4 if not values.empty else 1.0
+
+
+def errorbar_clipped_at(ax: plt.Axes, x: pd.Series, mean: pd.Series, low: pd.Series, high: pd.Series,
+                        floor: float | None, **style: object) -> bool:
+    """``mean`` against ``x`` with its interval (``low``, ``high``) as error bars (none where the interval is
+    missing, n = 1); on a log axis (``floor`` given) a lower end at or below zero is drawn down to ``floor``
+    and marked there with a triangle. True when a bar was clipped so."""
+    clipped = (low <= 0) if floor is not None else pd.Series(False, index=low.index)
+    shown_low = low.mask(clipped, floor)
+    ax.errorbar(x, mean, yerr=interval_errors(mean, shown_low, high), marker="o", capsize=3, **style)
+    if clipped.any():  # lifted by half its height, so that its tip rests on the bottom of the axis
+        lifted = offset_copy(ax.transData, fig=ax.figure, y=CLIPPED_SIZE**0.5 / 2, units="points")
+        ax.scatter(x[clipped], [floor] * int(clipped.sum()), marker="v", s=CLIPPED_SIZE,
+                   color=style.get("color"), edgecolors="black", linewidths=0.6, zorder=5, transform=lifted)
+    return bool(clipped.any())
+
+
+def mark_clipped_in_legend(ax: plt.Axes) -> None:
+    """A legend entry for the triangles of :func:`errorbar_clipped_at`."""
+    ax.scatter([], [], marker="v", s=CLIPPED_SIZE, color="grey", edgecolors="black", linewidths=0.6,
+               label=CLIPPED_LABEL)
+
+
+def lines_first(ax: plt.Axes) -> tuple[list, list[str]]:
+    """``ax``'s legend entries with the models' error-bar lines first, in the order drawn (the catalogue's),
+    then the keys of the markers (hollow diamonds, circles, clipped bars), which matplotlib lists first."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(handles)), key=lambda k: not isinstance(handles[k], ErrorbarContainer))
+    return [handles[k] for k in order], [labels[k] for k in order]
 
 
 def circle_warm_means(ax: plt.Axes, summary: pd.DataFrame, x: str, y: str) -> bool:

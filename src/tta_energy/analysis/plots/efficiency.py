@@ -12,6 +12,7 @@ from matplotlib.ticker import FuncFormatter
 from tta_energy.analysis.compare import platform_label
 from tta_energy.analysis.plots.common import (
     interval_errors,
+    lines_first,
     model_colour,
     model_label,
     models_in,
@@ -19,7 +20,6 @@ from tta_energy.analysis.plots.common import (
     skip_figure,
     use_style,
 )
-from tta_energy.analysis.plots.steps import lines_first
 
 EFFICIENCY_CAPTION = (
     "FLOP per joule at the study's settings (10 s, batch 1, classifier-free guidance, the study's dtype, "

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-from matplotlib.container import ErrorbarContainer
 from matplotlib.ticker import NullLocator
-from matplotlib.transforms import offset_copy
 
 from tta_energy.analysis.plots.common import (
+    CLIPPED_CAPTION,
     circle_warm_means,
-    interval_errors,
+    errorbar_clipped_at,
+    lines_first,
+    log_floor,
+    mark_clipped_in_legend,
     model_colour,
     model_label,
     models_in,
@@ -26,51 +27,6 @@ from tta_energy.analysis.plots.common import (
     use_style,
 )
 from tta_energy.study import CLIPS_PER_REPEAT
-
-#: the legend entry and caption sentence of an interval whose lower end a log axis cannot show
-CLIPPED_LABEL = "interval reaches below 0 (bar clipped)"
-CLIPPED_SIZE = 70  # the triangle's marker area [points^2]
-CLIPPED_CAPTION = (
-    " An interval reaching below zero cannot be drawn on a log axis: its bar is clipped at the "
-    "bottom of the axis and marked there with a downward triangle."
-)
-
-
-def log_floor(mean: pd.Series, low: pd.Series) -> float:
-    """The bottom of a log axis that shows every mean and every positive lower end of an interval, with a
-    margin below the lowest (a fixed bottom, so that bars clipped there end on it)."""
-    values = pd.concat([mean, low]).astype(float)
-    values = values[np.isfinite(values) & (values > 0)]
-    return float(values.min()) / 1.4 if not values.empty else 1.0
-
-
-def errorbar_clipped_at(ax: plt.Axes, x: pd.Series, mean: pd.Series, low: pd.Series, high: pd.Series,
-                        floor: float | None, **style: object) -> bool:
-    """``mean`` against ``x`` with its interval (``low``, ``high``) as error bars (none where the interval is
-    missing, n = 1); on a log axis (``floor`` given) a lower end at or below zero is drawn down to ``floor``
-    and marked there with a triangle. True when a bar was clipped so."""
-    clipped = (low <= 0) if floor is not None else pd.Series(False, index=low.index)
-    shown_low = low.mask(clipped, floor)
-    ax.errorbar(x, mean, yerr=interval_errors(mean, shown_low, high), marker="o", capsize=3, **style)
-    if clipped.any():  # lifted by half its height, so that its tip rests on the bottom of the axis
-        lifted = offset_copy(ax.transData, fig=ax.figure, y=CLIPPED_SIZE**0.5 / 2, units="points")
-        ax.scatter(x[clipped], [floor] * int(clipped.sum()), marker="v", s=CLIPPED_SIZE,
-                   color=style.get("color"), edgecolors="black", linewidths=0.6, zorder=5, transform=lifted)
-    return bool(clipped.any())
-
-
-def mark_clipped_in_legend(ax: plt.Axes) -> None:
-    """A legend entry for the triangles of :func:`errorbar_clipped_at`."""
-    ax.scatter([], [], marker="v", s=CLIPPED_SIZE, color="grey", edgecolors="black", linewidths=0.6,
-               label=CLIPPED_LABEL)
-
-
-def lines_first(ax: plt.Axes) -> tuple[list, list[str]]:
-    """``ax``'s legend entries with the models' error-bar lines first, in the order drawn (the catalogue's),
-    then the keys of the markers (hollow diamonds, circles, clipped bars), which matplotlib lists first."""
-    handles, labels = ax.get_legend_handles_labels()
-    order = sorted(range(len(handles)), key=lambda k: not isinstance(handles[k], ErrorbarContainer))
-    return [handles[k] for k in order], [labels[k] for k in order]
 
 
 def plot_energy_vs_steps(
