@@ -477,7 +477,7 @@ def test_the_levers_figure_names_its_gpu_and_its_models_and_colours_ceiling_bars
 
     cell = pd.DataFrame({"model": ["make-an-audio-2", "make-an-audio-2", "audioldm", "audioldm"],
                          "optimize": ["none", "max"] * 2, "reduction_vs_none": [1.0, 2.0, 1.0, 4.0],
-                         "repeats": 3, "gpu_name": "NVIDIA H100 80GB HBM3"})
+                         "n_runs": 3, "gpu_name": "NVIDIA H100 80GB HBM3"})
     ceiling = pd.DataFrame({"model": ["make-an-audio-2", "audioldm"] * 2,
                             "role": [STUDY_DEFAULT_BAR] * 2 + [BEST_LOSSLESS_BAR] * 2,
                             "fraction_of_ceiling": [0.1, 0.05, 0.3, 0.35], "label": "x", "target": 0.4})

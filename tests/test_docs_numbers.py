@@ -245,7 +245,7 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
             held = nones[nones.index.isin(runs_of_spec["run_id"])].reset_index()
             if held.empty:
                 continue
-            run = held.sort_values(["repeats", "run_id"]).iloc[-1]
+            run = held.sort_values(["n_runs", "run_id"]).iloc[-1]
             row = runs_of_spec[runs_of_spec["run_id"] == run["run_id"]].iloc[0]
             ratio = run["gpu_energy_J_per_clip"] / row["gpu_energy_J_per_clip"]
             pairs.append((ratio, row["gpu_energy_J_per_clip"], row, run))
@@ -254,10 +254,10 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
             continue
         ratio, _, best, run = sorted(pairs, key=lambda p: (-p[0], p[1]))[0]
         assert f"{label(model)} {run['gpu_energy_J_per_clip']:.0f}" in text, (model, text)
-        low, high = ratio_interval(run["gpu_energy_J"], run["gpu_energy_J_std"], run["repeats"],
-                                   best["gpu_energy_J"], best["gpu_energy_J_std"], best["repeats"])
-        assert (f"({ratio:.1f}×, 95% CI {low:.1f}–{high:.1f}, `{best['optimize']}`, n = {run['repeats']} and "
-                f"{best['repeats']})") in text
+        low, high = ratio_interval(run["gpu_energy_J"], run["gpu_energy_J_std"], run["n_runs"],
+                                   best["gpu_energy_J"], best["gpu_energy_J_std"], best["n_runs"])
+        assert (f"({ratio:.1f}×, 95% CI {low:.1f}–{high:.1f}, `{best['optimize']}`, n = {run['n_runs']} and "
+                f"{best['n_runs']})") in text
     parts = (ROOT / "data" / "h100" / "levers").glob("part*/levers_ceiling.csv")
     ceilings = pd.concat(pd.read_csv(p) for p in parts)
     bf16 = ceilings[ceilings["precision"].fillna("bf16") == "bf16"]["tflop_per_J"]

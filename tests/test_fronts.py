@@ -55,7 +55,7 @@ def _h200_steps() -> pd.DataFrame:
 
 
 def _levers() -> pd.DataFrame:
-    base = {"waveforms_per_prompt": 1, "repeats": 2, "run_id": "r", "gpu_name": "NVIDIA H200",
+    base = {"waveforms_per_prompt": 1, "n_runs": 2, "run_id": "r", "gpu_name": "NVIDIA H200",
             "dtype": "float32",
             "gpu_energy_J_std": 10.0, "fraction_of_ceiling": 0.1}
     return pd.DataFrame(

@@ -624,13 +624,13 @@ def test_a_folder_named_twice_counts_once(tmp_path, capsys):
     twice = report.levers_table([raw, tmp_path / "." / "raw", Path(f"{raw}/")])
     pd.testing.assert_frame_equal(once, twice)
     row = twice.set_index("optimize")
-    assert (row["repeats"] == 2).all()
+    assert (row["n_runs"] == 2).all()
     assert row.loc["none", "gpu_energy_J_std"] == pytest.approx(math.sqrt(0.5))
     assert row.loc["graphs", "compile_J"] == pytest.approx(1000.0)  # the warm-up's extra, counted once
     main(["levers", "report", str(raw), str(raw), "--out-dir", str(tmp_path / "out")])
     capsys.readouterr()
     written = pd.read_csv(tmp_path / "out" / "levers.csv").set_index("optimize")
-    assert list(written["repeats"]) == [2, 2] and written.loc["graphs", "compile_J"] == pytest.approx(1000.0)
+    assert list(written["n_runs"]) == [2, 2] and written.loc["graphs", "compile_J"] == pytest.approx(1000.0)
 
 
 @pytest.mark.parametrize(("column", "other"), [

@@ -249,7 +249,7 @@ def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_p
     table = report.levers_table([raw])
     best = report.best_lossless(table, batch=1, steps=100)
     assert list(best["run_id"]) == ["20261129T000000Z-a"] and list(best["best"]) == ["max"]
-    assert best["ratio"].iloc[0] == pytest.approx(690.0 / 154.0) and best["none_repeats"].iloc[0] == 2
+    assert best["ratio"].iloc[0] == pytest.approx(690.0 / 154.0) and best["none_n_runs"].iloc[0] == 2
     text = summary.summary_markdown(table, pd.DataFrame(), pd.DataFrame())
     assert "| audioldm | 690.0 | `max` | 154.0 | 4.48x | 4.5x | no |" in text
     # the reduction's interval over the run's repeats, and `none` in both runs
@@ -260,7 +260,7 @@ def test_reductions_come_from_the_run_with_the_most_repeats_of_the_default(tmp_p
     # equal repeats of `none`: the latest run
     one_each = table[~((table["run_id"] == "20261129T000000Z-a") & (table["optimize"] == "none"))].copy()
     one_each = pd.concat([one_each, table[(table["run_id"] == "20261129T000000Z-a")
-                                          & (table["optimize"] == "none")].assign(repeats=1)])
+                                          & (table["optimize"] == "none")].assign(n_runs=1)])
     assert list(report.best_lossless(one_each, batch=1, steps=100)["run_id"]) == ["20261205T000000Z-b"]
 
 

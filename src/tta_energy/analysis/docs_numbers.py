@@ -400,10 +400,10 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
     tuned = levers[levers["lossless"].astype(bool) & ~levers["optimize"].isin(["none", "fp32"])]
     fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
     parts = [
-        f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_repeats)} → "
-        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_repeats)} J per clip ({r.ratio:.1f}×"
+        f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_n_runs)} → "
+        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_n_runs)} J per clip ({r.ratio:.1f}×"
         + (f", 95% CI {r.ratio_low:.1f}–{r.ratio_high:.1f}" if np.isfinite(r.ratio_low) else "")
-        + f", `{r.best}`, n = {r.none_repeats} and {r.best_repeats})"
+        + f", `{r.best}`, n = {r.none_n_runs} and {r.best_n_runs})"
         for r in best.itertuples()
     ]
     cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]

@@ -116,7 +116,7 @@ def platform_fronts(
         levers = levers[[names_gpu(PROJECT_GPU, name) for name in names]]
     best = best_lossless(levers, batch=1)
     if not best.empty:
-        lev = best.rename(columns={"best_J": "gpu_energy_J_per_clip", "best_repeats": "n_runs"})
+        lev = best.rename(columns={"best_J": "gpu_energy_J_per_clip", "best_n_runs": "n_runs"})
         lev = lev.assign(point_set=H200_LEVERS_POINTS, optimize=lev["best"])
         lev = lev[["model", "steps", "gpu_energy_J_per_clip", "n_runs", "point_set", "optimize"]]
         points.append(lev.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))

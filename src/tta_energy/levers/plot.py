@@ -55,7 +55,7 @@ def plot_levers(cell: pd.DataFrame, path: Path, steps: int, batch: int, ceiling:
     fig, axes = plt.subplots(1, 2, figsize=(16, 5), constrained_layout=True)
     if not cell.empty:
         # a bar is one run's mean over its repeats (generations) of the cell
-        low, high = int(cell["repeats"].min()), int(cell["repeats"].max())
+        low, high = int(cell["n_runs"].min()), int(cell["n_runs"].max())
         n = f"{low}" if low == high else f"{low}-{high}"
         n_text = f"n = {n} repeats per bar, each from one run, no interval"
         # up to 20 configurations in distinct colours (tab20: each hue in a dark and a light shade)

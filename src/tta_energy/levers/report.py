@@ -61,7 +61,7 @@ def lever_targets(model: str) -> catalogue.LeverTargets:
 
 LEVERS_COLUMNS: tuple[str, ...] = (
     "run_id", "gpu_name", "model", "size", "weights", "optimize", "dtype", "applied", "skipped",
-    "changes_behaviour", "duration_s", "steps", "waveforms_per_prompt", "repeats", "wall_s", "gpu_energy_J",
+    "changes_behaviour", "duration_s", "steps", "waveforms_per_prompt", "n_runs", "wall_s", "gpu_energy_J",
     "gpu_energy_J_std", "gpu_energy_J_per_clip", "gpu_energy_J_per_10s_clip", "denoising_J_per_call",
     "denoising_share", "reduction_vs_none",
     "gflop", "rel_error_latents", "rel_error_audio", "yardstick_latents", "yardstick_audio",
@@ -147,7 +147,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
         gpu_name=("gpu_name", "first"), size=("size", "first"), weights=("weights", "first"),
         dtype=("dtype", "first"),
         duration_s=("duration_s", "first"),
-        repeats=("gpu_energy_J", "size"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
+        n_runs=("gpu_energy_J", "size"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
         gpu_energy_J_std=("gpu_energy_J", "std"), n_clips=("n_clips", "first"), clip_s=("clip_s", "mean"),
         energy_denoising_J=("energy_denoising_J", "mean"), denoiser_calls=("denoiser_calls", "mean"),
     ).reset_index()
@@ -260,7 +260,7 @@ def record_run(rows: pd.DataFrame) -> str | None:
     none = rows[rows["optimize"] == "none"]
     if none.empty:
         return None
-    return str(max(zip(none["repeats"].astype(int), none["run_id"].astype(str), strict=True))[1])
+    return str(max(zip(none["n_runs"].astype(int), none["run_id"].astype(str), strict=True))[1])
 
 
 def configuration_rows(cell: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
@@ -297,13 +297,13 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
     """Per (model, steps) at ``batch``: the configuration lossless at the study's precision with the largest
     reduction against the study default ``none``, each configuration's reduction taken in its own run
     (:func:`configuration_rows`), with that run's ``none``. Columns: ``model, steps, run_id, none_J,
-    none_repeats, none_std, best, best_J, best_repeats, best_std, ratio, ratio_low, ratio_high,
+    none_n_runs, none_std, best, best_J, best_n_runs, best_std, ratio, ratio_low, ratio_high,
     fraction_of_ceiling, best_index`` (``ratio_low``, ``ratio_high``: the reduction's 95% interval over the
     run's repeats, :func:`tta_energy.intervals.ratio_interval`; ``best_index``: the best row's label in
     ``table``).
     """
-    columns = ["model", "steps", "run_id", "none_J", "none_repeats", "none_std", "best", "best_J",
-               "best_repeats", "best_std", "ratio", "ratio_low", "ratio_high", "fraction_of_ceiling",
+    columns = ["model", "steps", "run_id", "none_J", "none_n_runs", "none_std", "best", "best_J",
+               "best_n_runs", "best_std", "ratio", "ratio_low", "ratio_high", "fraction_of_ceiling",
                "best_index"]
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -322,12 +322,12 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
         none = cell[(cell["run_id"] == run_id) & (cell["optimize"] == "none")].iloc[0]
         mean_none, sd_none, mean_best, sd_best = (float(r.get(c, np.nan)) for r in (none, best)
                                                   for c in ("gpu_energy_J", "gpu_energy_J_std"))
-        low, high = ratio_interval(mean_none, sd_none, int(none["repeats"]), mean_best, sd_best,
-                                   int(best["repeats"]))
+        low, high = ratio_interval(mean_none, sd_none, int(none["n_runs"]), mean_best, sd_best,
+                                   int(best["n_runs"]))
         out.append({"model": model, "steps": int(n_steps), "run_id": run_id,
-                    "none_J": float(none["gpu_energy_J_per_clip"]), "none_repeats": int(none["repeats"]),
+                    "none_J": float(none["gpu_energy_J_per_clip"]), "none_n_runs": int(none["n_runs"]),
                     "none_std": float(none["gpu_energy_J_std"]), "best": str(best["optimize"]),
-                    "best_J": float(best["gpu_energy_J_per_clip"]), "best_repeats": int(best["repeats"]),
+                    "best_J": float(best["gpu_energy_J_per_clip"]), "best_n_runs": int(best["n_runs"]),
                     "best_std": float(best["gpu_energy_J_std"]),
                     "ratio": float(none["gpu_energy_J_per_clip"]) / float(best["gpu_energy_J_per_clip"]),
                     "ratio_low": low, "ratio_high": high,
