@@ -560,28 +560,28 @@ def block_observations(d: DocData) -> str:
         return ", ".join(f"{label(m)} {spread[m][0]:+.0%}/{spread[m][1]:+.0%}" for m in models)
 
     compute_bound = [m for m in ("stable-audio-open", "tango", "tango2") if m in spread]
-    text = (
-        "Observations worth knowing before reading the tables. In the steps sweep (`data/h200/steps.csv`), "
-        "run eagerly at batch 1 the small UNets leave the H200 mostly idle — mean GPU power over the "
-        "generation "
+    items = [
+        "In the steps sweep (`data/h200/steps.csv`), run eagerly at batch 1, the small UNets leave the H200 "
+        "mostly idle. Mean GPU power over the generation: "
         + ", ".join(
             f"{label(m)} {mean_power[m]:.0f} W ({power.min()[m]:.0f}–{power.max()[m]:.0f} W)"
             for m in _models(steps)
         )
-        + ", against the 700 W limit. The launch-bound ones follow the host CPU's pace, and their repeats of "
-        "one configuration scatter widely around the mean of their step count (lowest/highest run): "
+        + ", against the 700 W limit.",
+        "The launch-bound ones follow the host CPU's pace, and their repeats of one configuration scatter "
+        "widely around the mean of their step count (lowest/highest run): "
         + span([m for m in _models(steps) if m not in compute_bound])
         + "; the compute-bound models "
         + span(compute_bound)
-        + "."
-    )
+        + ".",
+    ]
     duration = d.sweep("duration")
     sao = duration[duration["model"] == "stable-audio-open"]
     if not sao.empty:
         by_duration = sao.groupby("duration_s")["gpu_energy_J"].agg(["mean", "size"])
         lo, hi = by_duration.iloc[0], by_duration.iloc[-1]
-        text += (
-            " Stable Audio Open's energy does not follow the duration asked (`data/h200/duration.csv`; "
+        items.append(
+            "Stable Audio Open's energy does not follow the duration asked (`data/h200/duration.csv`; "
             f"{by_duration.index[0]:g} s: "
             f"{lo['mean']:.0f} J, n = {int(lo['size'])}; {by_duration.index[-1]:g} s: {hi['mean']:.0f} J, "
             f"n = {int(hi['size'])}; {int(sao['steps'].iloc[0])} steps; it always computes "
@@ -601,8 +601,8 @@ def block_observations(d: DocData) -> str:
                     f"{label(model)} {on['gpu_energy_J_mean']:.0f} → {off['gpu_energy_J_mean']:.0f} J "
                     f"({change:+.0%}; n = {int(on['n_runs'])}/{int(off['n_runs'])})"
                 )
-        text += (
-            " Turning classifier-free guidance off halves the denoiser batch (`data/h200/guidance.csv`, mean "
+        items.append(
+            "Turning classifier-free guidance off halves the denoiser batch (`data/h200/guidance.csv`, mean "
             "energy on → off, 100 steps): "
             + ", ".join(parts)
             + "; it does not halve the kernel launches, which set the pace of the host-paced models."
@@ -612,14 +612,15 @@ def block_observations(d: DocData) -> str:
         ["mean", "size"])
     if {"float32", "float16"} <= set(sao.index):
         fp32, fp16 = sao.loc["float32"], sao.loc["float16"]
-        text += (
-            " fp32 as PyTorch runs it by default (matrix products without TF32; `data/h200/precision.csv`) "
+        items.append(
+            "fp32 as PyTorch runs it by default (matrix products without TF32; `data/h200/precision.csv`) "
             "costs Stable Audio Open "
             f"{fp32['mean']:.0f} J (n = {int(fp32['size'])}) against {fp16['mean']:.0f} J in fp16 "
             f"(n = {int(fp16['size'])})."
         )
-    text += " " + block_quality_drift(d)
-    return text
+    items.append(block_quality_drift(d))
+    return "Observations worth knowing before reading the tables:\n\n" + "\n".join(
+        f"* {item}" for item in items if item)
 
 
 def _spread_part(row: pd.Series) -> str:
@@ -651,9 +652,8 @@ def block_process_spread(d: DocData) -> str:
         "its bootstrap interval is in the table), and how much of a configuration's scatter its duration "
         "explains (log energy on log wall time within each configuration: a slope near 1 means more energy "
         "because the generation took longer at the same power): the SD of one configuration's energy between "
-        "processes / within a process, from the least to the most busy GPU: "
-        + "; ".join(_spread_part(row) for _, row in table.iterrows())
-        + "."
+        "processes / within a process, from the least to the most busy GPU:\n\n"
+        + "\n".join(f"* {_spread_part(row)}" for _, row in table.iterrows())
     )
 
 
