@@ -27,6 +27,13 @@ def _copy_docs(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _table_row(text: str, name: str) -> list[str]:
+    """The cells of the first Markdown table row of ``text`` that starts with ``name`` (a model's label)."""
+    row = next((line for line in text.splitlines() if line.startswith(f"| {name} |")), None)
+    assert row is not None, f"no table row for {name!r} in {text!r}"
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
 def test_committed_docs_match_the_tables(data: docs_numbers.DocData) -> None:
     stale = docs_numbers.stale_blocks(ROOT, data)
     assert stale == [], f"run `make reproduce` (or docs_numbers.update_docs): stale blocks {stale}"
@@ -73,10 +80,17 @@ def test_the_quoted_facts_follow_the_tables(data: docs_numbers.DocData) -> None:
     warm = docs_numbers.study_warmup(data.study_steps).set_index(["model", "steps"])
     assert warm.loc[("audioldm2", 10), "excess"] == pytest.approx(0.98, abs=0.01)  # the study's own data
     observations = docs_numbers.block_observations(data)
+    steps_block = docs_numbers.block_steps(data)
     steps = data.steps
     for model, rows in steps.groupby("model"):
         rel = rows["gpu_energy_J"] / rows.groupby("steps")["gpu_energy_J"].transform("mean") - 1
         assert f"{label(model)} {rel.min():+.0%}/{rel.max():+.0%}" in observations
+        # the steps table's last column: the same spread, in a column headed [%]
+        spread = f"{rel.min():+.0%}/{rel.max():+.0%}".replace("%", "")
+        cells = _table_row(steps_block, label(model))
+        assert cells[-1] == spread, (model, cells)
+        n = rows.groupby("steps").size()
+        assert cells[3] == (f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"), (model, cells)
         power = rows["gpu_energy_J"] / rows["wall_s"]
         assert f"{label(model)} {power.mean():.0f} W ({power.min():.0f}–{power.max():.0f} W)" in observations
     batch = data.batch
@@ -86,8 +100,11 @@ def test_the_quoted_facts_follow_the_tables(data: docs_numbers.DocData) -> None:
     text = docs_numbers.block_batch(data)
     for model in distinct.index.intersection(same.index):
         change = round(distinct[model] / same[model] - 1, 3)
-        assert f"{label(model)} {'0.0%' if change == 0 else f'{change:+.1%}'}" in text
-    assert "-0.0%" not in text and "+0.0%" not in text
+        cells = _table_row(text, label(model))
+        # the last two columns: both energies per clip, and the change in a column headed [%]
+        assert cells[-2] == f"{distinct[model]:.1f} vs {same[model]:.1f}", (model, cells)
+        assert cells[-1] == ("0.0" if change == 0 else f"{change:+.1%}".removesuffix("%")), (model, cells)
+    assert "| -0.0 |" not in text and "| +0.0 |" not in text
 
 
 def test_the_cell_intervals_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:
@@ -235,7 +252,7 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
     for model in BUILTIN_NAMES:
         rows = cell[cell["model"] == model]
         if rows.empty:
-            assert label(model) in text.split("Not measured at 100 steps, batch 1:")[1], model
+            assert _table_row(text, label(model))[1] == "not measured at 100 steps, batch 1", model
             continue
         tuned = rows[rows["lossless"].astype(bool) & ~rows["optimize"].isin(["none", "fp32"])
                      & (rows["dtype"] == study_dtype(model))]
@@ -250,14 +267,17 @@ def test_the_h100_levers_paragraph_follows_its_table(data: docs_numbers.DocData)
             ratio = run["gpu_energy_J_per_clip"] / row["gpu_energy_J_per_clip"]
             pairs.append((ratio, row["gpu_energy_J_per_clip"], row, run))
         if not pairs:
-            assert label(model) in text.split("without a lossless configuration")[1].split(".")[0], model
+            said = _table_row(text, label(model))[1]
+            assert "without a lossless configuration beside `none`" in said, model
             continue
         ratio, _, best, run = sorted(pairs, key=lambda p: (-p[0], p[1]))[0]
-        assert f"{label(model)} {run['gpu_energy_J_per_clip']:.0f}" in text, (model, text)
         low, high = ratio_interval(run["gpu_energy_J"], run["gpu_energy_J_std"], run["n_runs"],
                                    best["gpu_energy_J"], best["gpu_energy_J_std"], best["n_runs"])
-        assert (f"({ratio:.1f}×, 95% CI {low:.1f}–{high:.1f}, `{best['optimize']}`, n = {run['n_runs']} and "
-                f"{best['n_runs']})") in text
+        _, spec, none_J, _, reduction, n = _table_row(text, label(model))
+        assert spec == f"`{best['optimize']}`", (model, spec)
+        assert none_J.startswith(f"{run['gpu_energy_J_per_clip']:.0f} ("), (model, none_J)
+        assert reduction == f"{ratio:.1f} ({low:.1f}–{high:.1f})", (model, reduction)
+        assert n == f"{run['n_runs']} and {best['n_runs']}", (model, n)
     parts = (ROOT / "data" / "h100" / "levers").glob("part*/levers_ceiling.csv")
     ceilings = pd.concat(pd.read_csv(p) for p in parts)
     bf16 = ceilings[ceilings["precision"].fillna("bf16") == "bf16"]["tflop_per_J"]
@@ -365,11 +385,15 @@ def test_the_targets_sentence_counts_each_kind_and_names_each_miss(tmp_path: Pat
     (data / "h100").mkdir(parents=True)
     pd.DataFrame(rows, columns=TARGET_COLUMNS).to_csv(data / "h100" / "levers_targets.csv", index=False)
     assert docs_numbers.targets_sentence(data, "h100") == (
-        "Against the targets (`data/h100/levers_targets.csv`, met of measured): lossless reduction 1 of 2 "
-        "(missed: Tango 1.06× against 1.30×); fraction of the ceiling 0 of 1 (missed: Tango 16% against "
-        "50%); fp8 TFLOP per joule 0 of 1 (missed: Stable Audio Open 0.772 against 0.800); not measured yet: "
-        "Tango 2 (lossless reduction)")
-    assert docs_numbers.targets_sentence(data, "h200").startswith("no targets table yet")
+        "Against the targets (`data/h100/levers_targets.csv`), per kind of target: how many of the models "
+        "measured meet it, and each miss with its value against the target:\n\n"
+        "| target | met of measured | missed (value against target) |\n"
+        "|---|---|---|\n"
+        "| lossless reduction | 1 of 2 | Tango 1.06× against 1.30× |\n"
+        "| fraction of the ceiling | 0 of 1 | Tango 16% against 50% |\n"
+        "| fp8 TFLOP per joule | 0 of 1 | Stable Audio Open 0.772 against 0.800 |\n\n"
+        "Not measured yet: Tango 2 (lossless reduction).")
+    assert docs_numbers.targets_sentence(data, "h200").startswith("No targets table yet")
     # with the card's plan file beside data/: how far its table is, first (no call folder yet: 0 cells)
     (tmp_path / "campaigns").mkdir()
     (tmp_path / "campaigns" / "h100_levers.toml").write_text(

@@ -13,7 +13,7 @@ are quoted with n and their 95 % Student-t interval; a single run says n = 1.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,6 +67,25 @@ def _models(frame: pd.DataFrame) -> list[str]:
     return catalogue.ordered(frame["model"].unique())
 
 
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table (GitHub's pipe syntax) of ``header`` over ``rows``, so a block's per-model numbers
+    can be read down a column instead of out of one long sentence; a ``|`` inside a cell is escaped."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
+
+
+def _bare(text: str) -> str:
+    """A percentage as a table cell under a ``[%]`` header: ``-4.2%`` -> ``-4.2``, same rounding."""
+    return text.removesuffix("%").replace("%/", "/")
+
+
+#: A table cell for a model that has no value in a column.
+NOT_MEASURED = "not measured"
+
+
 def _run_table(relative: str) -> property:
     """A :class:`DocData` attribute: the usable rows of ``data/<relative>``, read on first use."""
     return property(lambda self: self.runs(relative), doc=f"usable rows of data/{relative}")
@@ -118,8 +137,10 @@ class DocData:
     def efficiency(self) -> pd.DataFrame:
         """FLOP per joule of the H200's and the study's steps sweeps (:func:`.efficiency.efficiency_table`),
         computed once for the blocks that quote it."""
-        runs = pd.concat([f for f in (self.steps, self.study_steps) if not f.empty], ignore_index=True)
-        return efficiency.efficiency_table(runs, self.ceilings) if not runs.empty else pd.DataFrame()
+        frames = [f for f in (self.steps, self.study_steps) if not f.empty]
+        if not frames:  # pd.concat refuses an empty list
+            return pd.DataFrame()
+        return efficiency.efficiency_table(pd.concat(frames, ignore_index=True), self.ceilings)
 
     @cached_property
     def levers(self) -> pd.DataFrame:
@@ -146,10 +167,11 @@ class DocData:
 
 
 def _slope_text(rows: pd.DataFrame) -> str:
-    """Per-call slope of energy against denoiser calls over all runs of one model, with its 95 % interval."""
+    """Per-call slope of energy against denoiser calls over all runs of one model, with its 95 % interval, as
+    a table cell under a ``J per denoiser call (95% CI)`` header: ``5.3 (4.9–5.8)``."""
     fit = summaries.per_call_fit(rows).iloc[0]
-    return (f"{fit['slope_J_per_call']:.1f} J (95% CI {fit['slope_J_per_call_ci_low']:.1f}–"
-            f"{fit['slope_J_per_call_ci_high']:.1f}")
+    return (f"{fit['slope_J_per_call']:.1f} ({fit['slope_J_per_call_ci_low']:.1f}–"
+            f"{fit['slope_J_per_call_ci_high']:.1f})")
 
 
 def _repeats(rows: pd.DataFrame) -> str:
@@ -168,64 +190,71 @@ def _power(rows: pd.DataFrame) -> pd.Series:
 
 
 def block_steps(d: DocData) -> str:
+    """The steps sweep per model: the energy per denoiser call on the H200 and the study's A40, and how far
+    repeats scatter, as a table; then which models leave the H200 idle."""
     steps = d.steps
     if steps.empty:
         return "No steps sweep measured on the H200 yet."
-    parts = []
-    for model in _models(steps):
-        rows = steps[steps["model"] == model]
-        dtype = rows["dtype"].iloc[0]
-        parts.append(f"{label(model)} {_slope_text(rows)}; {dtype}, n = {_repeats(rows)} per step count)")
-    text = (
-        "From `data/h200/steps.csv` (fit over every run of the six step counts; "
-        "`figures/tables/steps_fit.csv` fits the means), GPU energy per denoiser call of a 10 s clip with "
-        "classifier-free guidance, batch 1, "
-        "each model in the study's dtype and run eagerly as the study did: " + "; ".join(parts) + "."
-    )
     study = d.study_steps
-    if not study.empty:
-        clean = summaries.without_first_generations(study)
-        a40 = [f"{label(m)} {_slope_text(clean[clean['model'] == m])})" for m in _models(clean)]
-        text += (
-            " On the study's A40 (its runs without the first call of each script) the same fit gives "
-            + "; ".join(a40)
-            + "."
-        )
+    clean = summaries.without_first_generations(study) if not study.empty else study
+    header = ["model", "dtype", "J per denoiser call, H200 (95% CI)", "n per step count, H200"]
+    if not clean.empty:
+        header.append("J per denoiser call, study's A40 (95% CI)")
+    header.append("H200 repeats around their mean, lowest/highest [%]")
+    rows = []
+    for model in catalogue.ordered({*steps["model"], *clean.get("model", [])}):
+        runs = steps[steps["model"] == model]
+        row = [label(model)]
+        row += ([runs["dtype"].iloc[0], _slope_text(runs), _repeats(runs)] if not runs.empty
+                else [clean[clean["model"] == model]["dtype"].iloc[0], NOT_MEASURED, NOT_MEASURED])
+        if not clean.empty:
+            a40 = clean[clean["model"] == model]
+            row.append(_slope_text(a40) if not a40.empty else NOT_MEASURED)
+        row.append(_bare("{:+.0%}/{:+.0%}".format(*_spread(runs))) if not runs.empty else NOT_MEASURED)
+        rows.append(row)
+    text = (
+        "GPU energy per denoiser call of a 10 s clip with classifier-free guidance, batch 1, each model in "
+        "the study's dtype and run eagerly as the study did, from `data/h200/steps.csv` (fit over every run "
+        "of the six step counts; `figures/tables/steps_fit.csv` fits the means)"
+        + (", and the same fit on the study's A40 (its runs without the first call of each script)"
+           if not clean.empty else "")
+        + "; the last column is how far the H200's repeats of one configuration range around their mean:\n\n"
+        + markdown_table(header, rows)
+    )
     power = _power(steps).groupby(steps["model"])
     low = [m for m in _models(steps) if power.mean()[m] < IDLE_BOUND_W]
     if low:
         text += (
-            " The small UNets run eagerly leave the H200 mostly idle: mean power "
+            "\n\nThe small UNets run eagerly leave the H200 mostly idle: mean power "
             + ", ".join(f"{label(m)} {power.mean()[m]:.0f} W" for m in low)
             + f" against {power.mean().drop(low).min():.0f}–{power.mean().drop(low).max():.0f} W for the "
-            "others (`figures/platform-comparison.png`); repeats of one configuration range "
-            + ", ".join(
-                "{} {:+.0%}/{:+.0%}".format(label(m), *_spread(steps[steps["model"] == m]))
-                for m in _models(steps)
-            )
-            + " around their mean."
+            "others (`figures/platform-comparison.png`)."
         )
     return text
 
 
 def _batch_ci(row: pd.Series) -> str:
-    """`` (95% CI a–b)`` of the energy per clip where the batch size has more than one run."""
+    """A batch summary row's energy per clip as a table cell: ``127 (94–159)`` with the 95% interval where
+    the batch size has more than one run (its lower end at least 0), the mean alone for one run."""
+    mean = f"{row['gpu_energy_J_per_clip_mean']:.0f}"
     if row["n_runs"] < 2:
-        return " (n = 1)"
+        return mean
     low = row["gpu_energy_J_per_10_clips_ci_low"] / CLIPS_PER_REPEAT
     high = row["gpu_energy_J_per_10_clips_ci_high"] / CLIPS_PER_REPEAT
-    return f" (n = {int(row['n_runs'])}, 95% CI {max(low, 0):.0f}–{high:.0f})"
+    return f"{mean} ({max(low, 0):.0f}–{high:.0f})"
 
 
 def _levers_ci(energy: float, std: float, repeats: int) -> str:
-    """`` (95% CI a–b)`` from a levers row's mean, sample std and repeats; empty for one repeat."""
+    """`` (a–b)``, the 95% interval from a levers row's mean, sample std and repeats; empty for one repeat."""
     if repeats < 2 or pd.isna(std):
         return ""
     half = t_half_width_of(std, repeats)
-    return f" (95% CI {energy - half:.0f}–{energy + half:.0f})"
+    return f" ({energy - half:.0f}–{energy + half:.0f})"
 
 
 def block_batch(d: DocData) -> str:
+    """The batch sweep per model as a table: energy per clip at one and at ten waveforms per prompt, and ten
+    different prompts in one call against ten waveforms of one prompt."""
     batch = d.batch
     if batch.empty:
         return "No batch sweep measured on the H200 yet."
@@ -233,21 +262,6 @@ def block_batch(d: DocData) -> str:
     runs = summary["n_runs"].astype(int)
     n_text = f"{runs.min()}" if runs.min() == runs.max() else f"{runs.min()}–{runs.max()}"
     one = summary[summary["n_prompts"] == 1]
-    parts = []
-    for model in _models(one):
-        rows = one[one["model"] == model].sort_values("n_clips")
-        first, last = rows.iloc[0], rows.iloc[-1]
-        parts.append(
-            f"{label(model)} {first['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(first)} → "
-            f"{last['gpu_energy_J_per_clip_mean']:.0f}{_batch_ci(last)} J"
-        )
-    text = (
-        f"Batching (`data/h200/batch.csv`, 100 steps, {n_text} run(s) per batch size, n = 1: no interval; "
-        "a 95% t interval's lower end below zero is shown as 0; energy per clip at 1 → 10 waveforms per "
-        "prompt): "
-        + ", ".join(parts)
-        + "."
-    )
     distinct = summary[summary["n_prompts"] > 1].set_index("model")["gpu_energy_J_per_clip_mean"]
     same = (
         one[one["n_clips"] == int(summary[summary["n_prompts"] > 1]["n_clips"].max())].set_index("model")[
@@ -256,14 +270,30 @@ def block_batch(d: DocData) -> str:
         if not distinct.empty
         else distinct
     )
+    header = ["model", "one waveform per prompt [J per clip] (95% CI)", "n", "ten waveforms per prompt "
+              "[J per clip] (95% CI)", "n"]
     if not distinct.empty:
-        text += " Ten *different* prompts in one call against ten waveforms of one prompt: " + ", ".join(
-            f"{label(m)} {_change(distinct[m] / same[m] - 1)} ({distinct[m]:.1f} vs {same[m]:.1f} J)"
-            for m in catalogue.ordered(distinct.index)
-            if m in same.index
-        )
-        text += "."
-    return text
+        header += ["ten different prompts vs ten waveforms of one prompt [J per clip]", "change [%]"]
+    rows = []
+    for model in _models(one):
+        measured = one[one["model"] == model].sort_values("n_clips")
+        first, last = measured.iloc[0], measured.iloc[-1]
+        row = [label(model), _batch_ci(first), f"{int(first['n_runs'])}", _batch_ci(last),
+               f"{int(last['n_runs'])}"]
+        if not distinct.empty:
+            row += ([f"{distinct[model]:.1f} vs {same[model]:.1f}",
+                     _bare(_change(distinct[model] / same[model] - 1))]
+                    if model in distinct.index and model in same.index else [NOT_MEASURED, NOT_MEASURED])
+        rows.append(row)
+    return (
+        f"Batching (`data/h200/batch.csv`, 100 steps, {n_text} run(s) per batch size, n = 1: no interval; "
+        "a 95% t interval's lower end below zero is shown as 0): energy per clip at 1 → 10 waveforms per "
+        "prompt"
+        + (", and ten *different* prompts in one call against ten waveforms of one prompt"
+           if not distinct.empty else "")
+        + ":\n\n"
+        + markdown_table(header, rows)
+    )
 
 
 def _set_difference(quality: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -386,9 +416,10 @@ def _mean_ceiling(rows: pd.DataFrame) -> str:
 
 
 def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None) -> str:
-    """The levers report of ``data/<folder>`` (``h200``, ``h100``; ``levers``: its table when already read)
-    in one paragraph: the best lossless configuration per model at 100 steps, batch 1, against ``none`` of
-    the same run, the models without one, and the range of fractions of the ceiling of the table's GPU."""
+    """The levers report of ``data/<folder>`` (``h200``, ``h100``; ``levers``: its table when already read):
+    a table of the best lossless configuration per model at 100 steps, batch 1, against ``none`` of the same
+    run (a model without one, or not measured there, says so in its row), then the range of fractions of the
+    ceiling of the table's GPU."""
     from tta_energy.levers.report import best_lossless
     from tta_energy.models.catalogue import BUILTIN_NAMES
 
@@ -399,43 +430,45 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
         return "No energy levers measured yet."
     tuned = levers[levers["lossless"].astype(bool) & ~levers["optimize"].isin(["none", "fp32"])]
     fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
-    parts = [
-        f"{label(r.model)} {r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_n_runs)} → "
-        f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_n_runs)} J per clip ({r.ratio:.1f}×"
-        + (f", 95% CI {r.ratio_low:.1f}–{r.ratio_high:.1f}" if np.isfinite(r.ratio_low) else "")
-        + f", `{r.best}`, n = {r.none_n_runs} and {r.best_n_runs})"
-        for r in best.itertuples()
-    ]
     cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
-    unmeasured = [m for m in BUILTIN_NAMES if m not in set(cell["model"])]
-    unpaired = [m for m in catalogue.ordered(cell["model"].unique()) if m not in set(best["model"])]
-    text = (
-        f"Run differently, without changing the output (`data/{folder}/levers.csv`, 100 steps, batch 1: the "
-        "lossless configuration at the study's precision with the largest reduction against the study's "
-        "default `none` of its own run, of the runs that measured it the one with the most repeats of "
-        "`none`): "
-        + "; ".join(parts)
-        + "."
-    )
-    if unpaired:
-        text += (" Measured at 100 steps, batch 1, but without a lossless configuration beside `none` in one "
-                 "run: " + ", ".join(label(m) for m in unpaired) + ".")
-    if unmeasured:
-        text += " Not measured at 100 steps, batch 1: " + ", ".join(label(m) for m in unmeasured) + "."
+    rows = {
+        r.model: [
+            label(r.model), f"`{r.best}`",
+            f"{r.none_J:.0f}{_levers_ci(r.none_J, r.none_std, r.none_n_runs)}",
+            f"{r.best_J:.0f}{_levers_ci(r.best_J, r.best_std, r.best_n_runs)}",
+            f"{r.ratio:.1f}"
+            + (f" ({r.ratio_low:.1f}–{r.ratio_high:.1f})" if np.isfinite(r.ratio_low) else ""),
+            f"{r.none_n_runs} and {r.best_n_runs}",
+        ]
+        for r in best.itertuples()
+    }
+    for model in catalogue.ordered(cell["model"].unique()):
+        if model not in rows:
+            rows[model] = [label(model), "measured at 100 steps, batch 1, but without a lossless "
+                           "configuration beside `none` in one run", "—", "—", "—", "—"]
+    for model in BUILTIN_NAMES:
+        if model not in set(cell["model"]):
+            rows[model] = [label(model), "not measured at 100 steps, batch 1", "—", "—", "—", "—"]
+    header = ["model", "configuration", "`none` [J per clip] (95% CI)", "configuration [J per clip] (95% CI)",
+              "reduction [×] (95% CI)", "n (`none` and configuration)"]
     ceilings = d.ceilings[d.ceilings["gpu_name"].isin(set(levers["gpu_name"].dropna()))]
-    text += (
-        f" The best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
+    return (
+        f"Run differently, without changing the output (`data/{folder}/levers.csv`, 100 steps, batch 1): "
+        "per model the lossless configuration at the study's precision with the largest reduction against "
+        "the study's default `none` of its own run, of the runs that measured it the one with the most "
+        "repeats of `none`:\n\n"
+        + markdown_table(header, [rows[m] for m in catalogue.ordered(rows)])
+        + f"\n\nThe best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
         f"of the measured bf16 matmul ceiling ({_mean_ceiling(ceilings)}, each against the ceiling "
         f"measured in its own run; `data/{folder}/levers_summary.md`)."
     )
-    return text
 
 
 def targets_sentence(data: Path, folder: str) -> str:
     """How far the levers plan of ``data/<folder>`` is (``campaigns/<folder>_levers.toml``,
-    :func:`tta_energy.levers.calls.plan_progress`); each kind of target in its ``levers_targets.csv``: how
-    many models meet it, and each miss with its value against the target; the targets nothing was measured
-    for."""
+    :func:`tta_energy.levers.calls.plan_progress`); a table of each kind of target in its
+    ``levers_targets.csv``: how many models meet it, and each miss with its value against the target; then the
+    targets nothing was measured for."""
     from tta_energy.levers.calls import plan_progress
     from tta_energy.levers.summary import (
         CEILING_ANY_PRECISION_TARGET,
@@ -447,7 +480,7 @@ def targets_sentence(data: Path, folder: str) -> str:
 
     path = data / folder / TARGETS_FILE
     if not path.is_file():
-        return f"no targets table yet (`{path.as_posix()}`)"
+        return f"No targets table yet (`{path.as_posix()}`)."
     targets = read_targets(path)
 
     def shown(target: str, value: float) -> str:
@@ -455,20 +488,17 @@ def targets_sentence(data: Path, folder: str) -> str:
                 else f"{value:.3f}" if target == FP8_TARGET
                 else f"{value:.2f}×")
 
-    parts, unmeasured = [], []
+    rows, unmeasured = [], []
     for target in TARGET_KINDS:
-        rows = targets[targets["target"] == target]
-        judged = rows[rows["met"].notna()]
-        unmeasured += [f"{label(r.model)} ({target})" for r in rows[rows["met"].isna()].itertuples()]
+        kind = targets[targets["target"] == target]
+        judged = kind[kind["met"].notna()]
+        unmeasured += [f"{label(r.model)} ({target})" for r in kind[kind["met"].isna()].itertuples()]
         if judged.empty:
             continue
         missed = judged[~judged["met"].astype(bool)]
-        text = f"{target} {int(judged['met'].astype(bool).sum())} of {len(judged)}"
-        if not missed.empty:
-            text += " (missed: " + ", ".join(
-                f"{label(r.model)} {shown(target, r.value)} against {shown(target, r.wanted)}"
-                for r in missed.itertuples()) + ")"
-        parts.append(text)
+        rows.append([target, f"{int(judged['met'].astype(bool).sum())} of {len(judged)}",
+                     "; ".join(f"{label(r.model)} {shown(target, r.value)} against {shown(target, r.wanted)}"
+                               for r in missed.itertuples()) or "none"])
     plan = data.parent / "campaigns" / f"{folder}_levers.toml"
     progress = ""
     if plan.is_file():
@@ -476,11 +506,16 @@ def targets_sentence(data: Path, folder: str) -> str:
         progress = (f"The table holds {done} of the {total} cells `campaigns/{folder}_levers.toml` declares"
                     + ("" if done == total else ", so a target missed here may still be met by a "
                        "configuration not measured yet") + ". ")
-    sentence = (f"{progress}Against the targets (`data/{folder}/levers_targets.csv`, met of measured): "
-                + ("; ".join(parts) if parts else "none measured yet"))
+    source = f"Against the targets (`data/{folder}/levers_targets.csv`"
+    if not rows:
+        text = f"{progress}{source}): none measured yet."
+    else:
+        text = (f"{progress}{source}), per kind of target: how many of the models measured meet it, and each "
+                "miss with its value against the target:\n\n"
+                + markdown_table(["target", "met of measured", "missed (value against target)"], rows))
     if unmeasured:
-        sentence += "; not measured yet: " + ", ".join(unmeasured)
-    return sentence
+        text += ("\n\n" if rows else " ") + "Not measured yet: " + ", ".join(unmeasured) + "."
+    return text
 
 
 def block_levers(d: DocData) -> str:
@@ -738,6 +773,8 @@ def block_quality_drift(d: DocData, n: int = 20) -> str:
 
 
 def block_h200_fronts(d: DocData) -> str:
+    """The study's fronts redrawn with the H200's energy: the (model, steps) that join or leave the A40's
+    front as a table, then the lever configurations the H200 front gains."""
     scores_path = d.data / "study" / "scores.csv"
     if d.steps.empty or d.study_quality.empty or not scores_path.is_file():
         return "No H200 steps sweep or study scores to draw the fronts with yet."
@@ -747,9 +784,9 @@ def block_h200_fronts(d: DocData) -> str:
     )
     h200 = table[table["point_set"] == fronts.H200_DEFAULT_POINTS]
     moved = h200[h200["front_change"].isin(["joins", "leaves"])]
-    parts = [
-        f"{label(r.model)} at {int(r.steps)} steps {r.front_change} "
-        f"({summaries.DATASET_LABELS.get(r.dataset, r.dataset)} {METRIC_NAMES.get(r.metric, r.metric)})"
+    rows = [
+        [label(r.model), f"{int(r.steps)}", summaries.DATASET_LABELS.get(r.dataset, r.dataset),
+         METRIC_NAMES.get(r.metric, r.metric), r.front_change]
         for r in moved.itertuples()
     ]
     levers = table[
@@ -762,14 +799,16 @@ def block_h200_fronts(d: DocData) -> str:
     text = (
         "The study's question on the H200 (`figures/pareto-h200-vs-a40.png`, "
         f"`figures/tables/pareto_h200.csv`; the study's published scores for {models}, H200 energy per clip "
-        "from the steps sweep). Against the A40 front (its warm-up calls left out), on the H200 at the "
-        "study's defaults: " + ("; ".join(parts) if parts else "no configuration joins or leaves") + "."
+        "from the steps sweep). Against the A40 front (its warm-up calls left out), "
+        + ("these configurations join or leave the front of a caption set and metric on the H200 at the "
+           "study's defaults:\n\n"
+           + markdown_table(["model", "steps", "caption set", "metric", "on the H200"], rows) + "\n\n"
+           if rows else "on the H200 at the study's defaults no configuration joins or leaves. ")
     )
     if lever_parts:
-        text += (
-            " With the lossless levers (where measured) the H200 front gains " + ", ".join(lever_parts) + "."
-        )
-    return text
+        text += ("With the lossless levers (where measured) the H200 front gains " + ", ".join(lever_parts)
+                 + ".")
+    return text.rstrip()
 
 
 def _study_table(d: DocData, name: str) -> pd.DataFrame:
@@ -904,10 +943,9 @@ def block_model_table(d: DocData) -> str:
              "running, mean over the generations that recorded it (`n`; `figures/tables/host_summary.csv`). "
              "`docs/results.md` gives the details per sweep; `data/README.md` the duration, guidance and "
              "precision sweeps.")
-    lines = [intro, "",
-             "| model | dtype | GPU energy per clip, 100 steps, H200 [J] | same, study's A40 [J] | "
-             "J per denoiser call, H200 | TFLOP/J, H200 (share of its bf16 ceiling) | GPU busy, H200 |",
-             "|---|---|---|---|---|---|---|"]
+    header = ["model", "dtype", "GPU energy per clip, 100 steps, H200 [J]", "same, study's A40 [J]",
+              "J per denoiser call, H200", "TFLOP/J, H200 (share of its bf16 ceiling)", "GPU busy, H200"]
+    rows = []
     for model in catalogue.ordered(h200.index):
         r = h200.loc[model]
         h_mean = _generation_interval(r)
@@ -917,9 +955,9 @@ def block_model_table(d: DocData) -> str:
         fraction = r["denoiser_fraction_of_ceiling"]
         share = f" ({fraction:.0%})" if pd.notna(fraction) else ""
         busy_text = _busy(host.loc[model]) if model in host.index else "n/a"
-        lines.append(f"| {label(model)} | {r['dtype']} | {h_mean} | {a_mean} | {per_call} | "
-                     f"{_tflop(r['denoiser_tflop_per_J'])}{share} | {busy_text} |")
-    return "\n".join(lines)
+        rows.append([label(model), r["dtype"], h_mean, a_mean, per_call,
+                     f"{_tflop(r['denoiser_tflop_per_J'])}{share}", busy_text])
+    return f"{intro}\n\n{markdown_table(header, rows)}"
 
 
 def _busy(row: pd.Series) -> str:
@@ -940,7 +978,8 @@ def _tflop(value: float) -> str:
 
 
 def block_efficiency(d: DocData) -> str:
-    """FLOP per joule of a denoiser call at the study's settings, H200 against the ceiling and the A40."""
+    """FLOP per joule of a denoiser call at the study's settings, H200 against the ceiling and the A40, one
+    table row per model; then the batch sweep's (:func:`_batch_efficiency_text`)."""
     if d.efficiency.empty:
         return "No steps sweep measured yet."
     table = d.efficiency.dropna(subset=["denoiser_tflop_per_J"])
@@ -949,53 +988,57 @@ def block_efficiency(d: DocData) -> str:
     if h200.empty:
         return "No steps sweep measured on the H200 yet."
     has_ceiling = h200["ceiling_tflop_per_J"].notna().any()
-    parts = []
+    has_a40 = any(r.model in a40.index for r in h200.itertuples())
+    header = ["model", "dtype", "TFLOP/J, H200 (95% CI)"]
+    header += ["share of the H200's ceiling [%]"] if has_ceiling else []
+    header += ["TFLOP/J, study's A40", "FLOPs per joule, H200 against A40 [×]"] if has_a40 else []
+    rows = []
     for r in h200.itertuples():
-        share = (f"; {r.denoiser_fraction_of_ceiling:.0%} of the ceiling"
-                 if pd.notna(r.denoiser_fraction_of_ceiling) else "")
-        parts.append(f"{label(r.model)} {_tflop(r.denoiser_tflop_per_J)} (95% CI "
-                     f"{_tflop(r.denoiser_tflop_per_J_ci_low)}–{_tflop(r.denoiser_tflop_per_J_ci_high)}, "
-                     f"{r.dtype}{share})")
+        row = [label(r.model), r.dtype, f"{_tflop(r.denoiser_tflop_per_J)} "
+               f"({_tflop(r.denoiser_tflop_per_J_ci_low)}–{_tflop(r.denoiser_tflop_per_J_ci_high)})"]
+        if has_ceiling:
+            fraction = r.denoiser_fraction_of_ceiling
+            row.append(_bare(f"{fraction:.0%}") if pd.notna(fraction) else NOT_MEASURED)
+        if has_a40:
+            study = a40["denoiser_tflop_per_J"].get(r.model)
+            row += ([_tflop(study), f"{r.denoiser_tflop_per_J / study:.2f}"] if study is not None
+                    else [NOT_MEASURED, NOT_MEASURED])
+        rows.append(row)
     text = ("FLOP per joule at the study's settings (`figures/tables/efficiency.csv`, "
             "`figures/flop-per-joule.png`): the FLOPs of one denoiser call (`tta-energy describe`) over the "
             "energy per call fitted over every run of `data/h200/steps.csv`, in TFLOP/J"
             + (f", against the H200's bf16 matrix-product ceiling measured with the same meter "
                f"({_ceiling(d)})" if has_ceiling else "")
-            + ": " + "; ".join(parts) + ".")
-    both = [r for r in h200.itertuples() if r.model in a40.index]
-    if both:
-        ratios = [r.denoiser_tflop_per_J / a40.loc[r.model, "denoiser_tflop_per_J"] for r in both]
-        text += (" On the study's A40 (without the first call of each script): "
-                 + ", ".join(f"{label(r.model)} {_tflop(a40.loc[r.model, 'denoiser_tflop_per_J'])}"
-                             for r in both)
-                 + " TFLOP/J: from a joule the H200 gets "
-                 + ", ".join(f"{x:.2f}x" for x in ratios[:-1]) + (" and " if len(ratios) > 1 else "")
-                 + f"{ratios[-1]:.2f}x as many FLOPs.")
+            + ("; on the study's A40 the same without the first call of each script, and how many times as "
+               "many FLOPs the H200 gets from a joule" if has_a40 else "")
+            + ":\n\n" + markdown_table(header, rows))
     return text + _batch_efficiency_text(d)
 
 
 def _batch_efficiency_text(d: DocData) -> str:
-    """The batch sweep's denoising phase at one clip per call and at each model's best one-prompt layout."""
+    """The batch sweep's denoising phase at one clip per call and at each model's best one-prompt layout, as a
+    table after the block's first (empty without a batch sweep)."""
     if d.batch.empty:
         return ""
     table = efficiency.batch_efficiency(d.batch, d.ceilings).dropna(subset=["denoising_tflop_per_J"])
     one_prompt = table[table["n_prompts"] == 1]
-    parts = []
+    rows = []
     for model in catalogue.ordered(one_prompt["model"].unique()):
-        rows = one_prompt[one_prompt["model"] == model].sort_values("n_clips")
-        single, best = rows.iloc[0], rows.loc[rows["denoising_tflop_per_J"].idxmax()]
-        parts.append(f"{label(model)} {_tflop(single['denoising_tflop_per_J'])} → "
-                     f"{_tflop(best['denoising_tflop_per_J'])} ({int(best['n_clips'])} clips)")
-    if not parts:
+        layouts = one_prompt[one_prompt["model"] == model].sort_values("n_clips")
+        single, best = layouts.iloc[0], layouts.loc[layouts["denoising_tflop_per_J"].idxmax()]
+        rows.append([label(model), _tflop(single["denoising_tflop_per_J"]),
+                     _tflop(best["denoising_tflop_per_J"]), f"{int(best['n_clips'])}"])
+    if not rows:
         return ""
     best = one_prompt.loc[one_prompt["denoising_tflop_per_J"].idxmax()]
     share = (f", {best['denoising_fraction_of_ceiling']:.0%} of the ceiling"
              if pd.notna(best["denoising_fraction_of_ceiling"]) else "")
     runs = f"{one_prompt['n_runs'].min()}–{one_prompt['n_runs'].max()}"
-    return (" Batching moves the denoising phase's FLOP per joule (`data/h200/batch.csv`, 100 steps, one "
+    header = ["model", "one clip per call [TFLOP/J]", "best layout [TFLOP/J]", "clips per call at the best"]
+    return ("\n\nBatching moves the denoising phase's FLOP per joule (`data/h200/batch.csv`, 100 steps, one "
             f"prompt, from one clip per call to the model's best layout; {runs} run(s) per layout, intervals "
-            "in `figures/tables/batch_efficiency.csv`): " + "; ".join(parts) + " TFLOP/J; the highest is "
-            f"{label(best['model'])} at {int(best['n_clips'])} clips "
+            "in `figures/tables/batch_efficiency.csv`):\n\n" + markdown_table(header, rows)
+            + f"\n\nThe highest is {label(best['model'])} at {int(best['n_clips'])} clips "
             f"({_tflop(best['denoising_tflop_per_J'])}{share}).")
 
 
