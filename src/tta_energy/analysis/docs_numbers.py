@@ -84,6 +84,8 @@ def _bare(text: str) -> str:
 
 #: A table cell for a model that has no value in a column.
 NOT_MEASURED = "not measured"
+#: A study column's cell for a model the study measured but the committed import (``data/study``) lacks.
+NOT_IN_STUDY_DATA = "not in `data/study`"
 
 
 def _run_table(relative: str) -> property:
@@ -209,7 +211,7 @@ def block_steps(d: DocData) -> str:
                 else [clean[clean["model"] == model]["dtype"].iloc[0], NOT_MEASURED, NOT_MEASURED])
         if not clean.empty:
             a40 = clean[clean["model"] == model]
-            row.append(_slope_text(a40) if not a40.empty else NOT_MEASURED)
+            row.append(_slope_text(a40) if not a40.empty else NOT_IN_STUDY_DATA)
         row.append(_bare("{:+.0%}/{:+.0%}".format(*_spread(runs))) if not runs.empty else NOT_MEASURED)
         rows.append(row)
     text = (
@@ -949,7 +951,7 @@ def block_model_table(d: DocData) -> str:
     for model in catalogue.ordered(h200.index):
         r = h200.loc[model]
         h_mean = _generation_interval(r)
-        a_mean = _generation_interval(a40.loc[model]) if model in a40.index else "not in `data/study`"
+        a_mean = _generation_interval(a40.loc[model]) if model in a40.index else NOT_IN_STUDY_DATA
         per_call = _interval(r["slope_J_per_call"], r["slope_J_per_call_ci_low"],
                              r["slope_J_per_call_ci_high"], lambda v: f"{v:.1f}")
         fraction = r["denoiser_fraction_of_ceiling"]
@@ -1002,7 +1004,7 @@ def block_efficiency(d: DocData) -> str:
         if has_a40:
             study = a40["denoiser_tflop_per_J"].get(r.model)
             row += ([_tflop(study), f"{r.denoiser_tflop_per_J / study:.2f}"] if study is not None
-                    else [NOT_MEASURED, NOT_MEASURED])
+                    else [NOT_IN_STUDY_DATA, "—"])
         rows.append(row)
     text = ("FLOP per joule at the study's settings (`figures/tables/efficiency.csv`, "
             "`figures/flop-per-joule.png`): the FLOPs of one denoiser call (`tta-energy describe`) over the "
