@@ -13,7 +13,7 @@ are quoted with n and their 95 % Student-t interval; a single run says n = 1.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tta_energy import schema
+from tta_energy import markdown, schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
 from tta_energy.devices import PROJECT_GPU, names_gpu, rows_of_gpu
 from tta_energy.errors import TtaError
@@ -65,16 +65,6 @@ def _change(change: float, digits: int = 1) -> str:
 
 def _models(frame: pd.DataFrame) -> list[str]:
     return catalogue.ordered(frame["model"].unique())
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A Markdown table (GitHub's pipe syntax) of ``header`` over ``rows``, so a block's per-model numbers
-    can be read down a column instead of out of one long sentence; a ``|`` inside a cell is escaped."""
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)])
 
 
 def _bare(text: str) -> str:
@@ -221,7 +211,7 @@ def block_steps(d: DocData) -> str:
         + (", and the same fit on the study's A40 (its runs without the first call of each script)"
            if not clean.empty else "")
         + "; the last column is how far the H200's repeats of one configuration range around their mean:\n\n"
-        + markdown_table(header, rows)
+        + markdown.table(header, rows)
     )
     power = _power(steps).groupby(steps["model"])
     low = [m for m in _models(steps) if power.mean()[m] < IDLE_BOUND_W]
@@ -294,7 +284,7 @@ def block_batch(d: DocData) -> str:
         + (", and ten *different* prompts in one call against ten waveforms of one prompt"
            if not distinct.empty else "")
         + ":\n\n"
-        + markdown_table(header, rows)
+        + markdown.table(header, rows)
     )
 
 
@@ -459,7 +449,7 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
         "per model the lossless configuration at the study's precision with the largest reduction against "
         "the study's default `none` of its own run, of the runs that measured it the one with the most "
         "repeats of `none`:\n\n"
-        + markdown_table(header, [rows[m] for m in catalogue.ordered(rows)])
+        + markdown.table(header, [rows[m] for m in catalogue.ordered(rows)])
         + f"\n\nThe best configurations at any batch size reach {fractions.min():.0%}–{fractions.max():.0%} "
         f"of the measured bf16 matmul ceiling ({_mean_ceiling(ceilings)}, each against the ceiling "
         f"measured in its own run; `data/{folder}/levers_summary.md`)."
@@ -514,7 +504,7 @@ def targets_sentence(data: Path, folder: str) -> str:
     else:
         text = (f"{progress}{source}), per kind of target: how many of the models measured meet it, and each "
                 "miss with its value against the target:\n\n"
-                + markdown_table(["target", "met of measured", "missed (value against target)"], rows))
+                + markdown.table(["target", "met of measured", "missed (value against target)"], rows))
     if unmeasured:
         text += ("\n\n" if rows else " ") + "Not measured yet: " + ", ".join(unmeasured) + "."
     return text
@@ -804,7 +794,7 @@ def block_h200_fronts(d: DocData) -> str:
         "from the steps sweep). Against the A40 front (its warm-up calls left out), "
         + ("these configurations join or leave the front of a caption set and metric on the H200 at the "
            "study's defaults:\n\n"
-           + markdown_table(["model", "steps", "caption set", "metric", "on the H200"], rows) + "\n\n"
+           + markdown.table(["model", "steps", "caption set", "metric", "on the H200"], rows) + "\n\n"
            if rows else "on the H200 at the study's defaults no configuration joins or leaves. ")
     )
     if lever_parts:
@@ -959,7 +949,7 @@ def block_model_table(d: DocData) -> str:
         busy_text = _busy(host.loc[model]) if model in host.index else "n/a"
         rows.append([label(model), r["dtype"], h_mean, a_mean, per_call,
                      f"{_tflop(r['denoiser_tflop_per_J'])}{share}", busy_text])
-    return f"{intro}\n\n{markdown_table(header, rows)}"
+    return f"{intro}\n\n{markdown.table(header, rows)}"
 
 
 def _busy(row: pd.Series) -> str:
@@ -1013,7 +1003,7 @@ def block_efficiency(d: DocData) -> str:
                f"({_ceiling(d)})" if has_ceiling else "")
             + ("; on the study's A40 the same without the first call of each script, and how many times as "
                "many FLOPs the H200 gets from a joule" if has_a40 else "")
-            + ":\n\n" + markdown_table(header, rows))
+            + ":\n\n" + markdown.table(header, rows))
     return text + _batch_efficiency_text(d)
 
 
@@ -1039,7 +1029,7 @@ def _batch_efficiency_text(d: DocData) -> str:
     header = ["model", "one clip per call [TFLOP/J]", "best layout [TFLOP/J]", "clips per call at the best"]
     return ("\n\nBatching moves the denoising phase's FLOP per joule (`data/h200/batch.csv`, 100 steps, one "
             f"prompt, from one clip per call to the model's best layout; {runs} run(s) per layout, intervals "
-            "in `figures/tables/batch_efficiency.csv`):\n\n" + markdown_table(header, rows)
+            "in `figures/tables/batch_efficiency.csv`):\n\n" + markdown.table(header, rows)
             + f"\n\nThe highest is {label(best['model'])} at {int(best['n_clips'])} clips "
             f"({_tflop(best['denoising_tflop_per_J'])}{share}).")
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tta_energy import schema
+from tta_energy import markdown, schema
 from tta_energy.analysis.study_tree import (
     AUDIOLDM_BATCH_WEIGHTS,
     DATASETS,
@@ -589,20 +589,19 @@ def _import_note(data: StudyData) -> str:
         "",
         "Written by `tta-energy import-study`; do not edit: re-run the command instead.",
         "",
-        "| table | rows | models |",
-        "|---|---|---|",
     ]
-    for name, df in data.runs.items():
-        lines.append(f"| {name}.csv | {len(df)} | {', '.join(sorted(df['model'].unique()))} |")
-    lines.append(
-        f"| scores.csv | {len(data.scores)} | "
-        f"{', '.join(sorted(data.scores['model'].unique())) if len(data.scores) else ''} |"
-    )
+
+    def models(df: pd.DataFrame) -> str:
+        return ", ".join(sorted(df["model"].unique())) if len(df) else ""
+
+    rows = [(f"{name}.csv", len(df), models(df)) for name, df in data.runs.items()]
+    rows.append(("scores.csv", len(data.scores), models(data.scores)))
     for name, df in ((PUBLISHED_SANITY, data.published_sanity),
                      (PUBLISHED_AGGREGATES, data.published_aggregates)):
         if df is not None:
-            lines.append(f"| {name} | {len(df)} | {', '.join(sorted(df['model'].unique()))} |")
+            rows.append((name, len(df), models(df)))
     lines += [
+        markdown.table(["table", "rows", "models"], rows),
         "",
         "Conventions: `source=study`, `gpu_name=NVIDIA A40`, energies in J = CodeCarbon kWh x 3.6e6 "
         "(the kWh columns are kept unchanged), `repeat` = run index - 1, `denoiser_calls` = iterations "

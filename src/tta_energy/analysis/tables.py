@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tta_energy import schema
+from tta_energy import markdown, schema
 from tta_energy.analysis import compare, efficiency, pareto, sanity, study_import, study_tree, summaries
 from tta_energy.analysis.summaries import AnalysisError
 from tta_energy.errors import TtaError
@@ -320,69 +320,70 @@ def readme_text(
         f"Options: study warm-up rows {'excluded' if drop_study_warmup else 'included (as the study did)'}; "
         f"bootstrap resamples {n_boot} (seed {seed}); intervals are 95 %.",
         "",
-        "| table | content |",
-        "|---|---|",
-        "| steps_summary.csv | per model x steps: n_runs, mean / sample std (ddof 1) / SEM / t interval of "
-        "GPU energy; energy per second of audio (`gpu_energy_J_per_audio_s_mean`, J/s) and per 1000 clips "
-        "(`gpu_energy_Wh_per_1000_clips_mean`, Wh: the AI Energy Score leaderboard's unit, batch 1); "
-        "CodeCarbon total energy (`energy_J_*`) and duration (`codecarbon_duration_s_*`), per denoiser call; "
-        "`gpu_energy_kWh_*` = the study's own arithmetic on its kWh column |",
-        "| steps_fit.csv | least squares of the per-step-count mean GPU energy vs nominal steps "
-        "(`slope_J_per_step, intercept_J, r2`) and vs denoiser calls actually made (`*_calls`) |",
-        "| batch_summary.csv | energy to make 10 clips at each batch size (per run: sum over its calls; then "
-        "mean / std over runs), per clip, per second of audio (J/s), per 1000 clips (Wh), `ratio_to_batch1`; "
-        "`study_error_J` is the "
-        "error bar the study drew |",
-        "| pareto.csv | per data set x metric: each (model, steps) with mean GPU energy per generation, "
-        "score, `pareto_optimal` (strict dominance), `front_frequency` under bootstrap, energy interval |",
-        "| sanity.csv | subset vs full-set scores: Pearson r / p, OLS `score ~ steps * C(group)` "
-        "interaction p (`ancova_p`), mean shift; `published_*` = the study's own values where present |",
-        "| quality_energy.csv | the quality sweep's energy per caption, per model x steps x caption set: "
-        "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
-        "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets |",
-        "| host_summary.csv | the steps sweep's generations that carry host diagnostics, per model (all step "
-        "counts together): `n`, mean GPU busy fraction (share of NVML's utilisation samples with a kernel "
-        "running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` (idle power x "
-        "wall time / energy), energy per denoiser call of the denoising phase "
-        "(J), and the process's CPU time / wall time (`cpu_time_per_wall_*`) |",
-        "| efficiency.csv | the steps sweep's FLOP per joule, per platform and model: FLOPs of one denoiser "
-        "call (`gflop_per_call`, classifier-free guidance, 10 s, batch 1, counted by `tta-energy describe`) "
-        "over the energy of one call (`slope_J_per_call`: energy against denoiser calls over every run), and "
-        "of a whole generation at 100 steps (`generation_*`: denoiser calls plus text encoders, decoder and "
-        "vocoder, over the mean energy), both in TFLOP/J with 95% intervals; `ceiling_tflop_per_J` is the "
-        "same GPU's bf16 matrix-product ceiling where a `levers_ceiling.csv` was found with the runs, and "
-        "`*_fraction_of_ceiling` the ratio to it |",
-        "| batch_efficiency.csv | the batch sweep's denoising phase in the same unit, per layout "
-        "(`n_prompts` x `waveforms_per_prompt`): the FLOPs of one clip (one denoiser call x the sampler's "
-        "iterations, `denoising_gflop_per_clip`) over the phase's energy per clip (`energy_denoising_J` "
-        "summed over a run's calls over its clips; mean over its `n_runs` runs), TFLOP/J with a 95% "
-        "interval over the runs (none with one), and the fraction of the same GPU's ceiling; rows without "
-        "phase energies (the study's) say so in `reason` |",
-        "| pareto_h200.csv | written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
-        "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
-        "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "
-        "and `front_change` (A40 -> H200 default: joins, leaves, stays, off) |",
-        "| spread_h200.csv | written by `make reproduce` (`tta_energy.analysis.reproduce`) from the H200's "
-        "repeated sweeps: per experiment x model, `log(gpu_energy_J) ~ configuration + random intercept per "
-        "process (run_id)` fitted by REML; `n_gpus`: the cards behind the processes; "
-        "`between_process_sd_pct` / `within_process_sd_pct` (exp(SD) - 1, "
-        "in percent), `between_process_share` of the variance with a parametric-bootstrap 95% interval "
-        "(`bootstrap_draws` refits, seed 0), `gpu_busy_fraction_mean`, `energy_time_slope` / "
-        "`energy_time_r2` (log energy on log wall time within configurations); NaN with a `reason` where "
-        "the rows cannot separate processes from configurations |",
-        "| cell_intervals_h200.csv | written with spread_h200.csv: per cell of the H200's repeated sweeps, "
-        "`n_runs`, `n_processes`, `gpu_energy_J_mean` and the 95% half-width relative to the mean from the "
-        "repeats alone (`ci95_half_width_rel_repeats`, Student t: the campaign's rule) and with the process "
-        "level counted "
-        "(`ci95_half_width_rel_processes`: Wald interval of the cell's log mean in the mixed model with a "
-        "random intercept per process) |",
+    ]
+    files = [
+        ("steps_summary.csv", "per model x steps: n_runs, mean / sample std (ddof 1) / SEM / t interval of "
+         "GPU energy; energy per second of audio (`gpu_energy_J_per_audio_s_mean`, J/s) and per 1000 clips "
+         "(`gpu_energy_Wh_per_1000_clips_mean`, Wh: the AI Energy Score leaderboard's unit, batch 1); "
+         "CodeCarbon total energy (`energy_J_*`) and duration (`codecarbon_duration_s_*`), per denoiser "
+         "call; `gpu_energy_kWh_*` = the study's own arithmetic on its kWh column"),
+        ("steps_fit.csv", "least squares of the per-step-count mean GPU energy vs nominal steps "
+         "(`slope_J_per_step, intercept_J, r2`) and vs denoiser calls actually made (`*_calls`)"),
+        ("batch_summary.csv", "energy to make 10 clips at each batch size (per run: sum over its calls; then "
+         "mean / std over runs), per clip, per second of audio (J/s), per 1000 clips (Wh), "
+         "`ratio_to_batch1`; `study_error_J` is the error bar the study drew"),
+        ("pareto.csv", "per data set x metric: each (model, steps) with mean GPU energy per generation, "
+         "score, `pareto_optimal` (strict dominance), `front_frequency` under bootstrap, energy interval"),
+        ("sanity.csv", "subset vs full-set scores: Pearson r / p, OLS `score ~ steps * C(group)` "
+         "interaction p (`ancova_p`), mean shift; `published_*` = the study's own values where present"),
+        ("quality_energy.csv", "the quality sweep's energy per caption, per model x steps x caption set: "
+         "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
+         "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets"),
+        ("host_summary.csv", "the steps sweep's generations that carry host diagnostics, per model (all step "
+         "counts together): `n`, mean GPU busy fraction (share of NVML's utilisation samples with a kernel "
+         "running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` (idle power x "
+         "wall time / energy), energy per denoiser call of the denoising phase "
+         "(J), and the process's CPU time / wall time (`cpu_time_per_wall_*`)"),
+        ("efficiency.csv", "the steps sweep's FLOP per joule, per platform and model: FLOPs of one denoiser "
+         "call (`gflop_per_call`, classifier-free guidance, 10 s, batch 1, counted by `tta-energy describe`) "
+         "over the energy of one call (`slope_J_per_call`: energy against denoiser calls over every run), "
+         "and of a whole generation at 100 steps (`generation_*`: denoiser calls plus text encoders, decoder "
+         "and vocoder, over the mean energy), both in TFLOP/J with 95% intervals; `ceiling_tflop_per_J` is "
+         "the same GPU's bf16 matrix-product ceiling where a `levers_ceiling.csv` was found with the runs, "
+         "and `*_fraction_of_ceiling` the ratio to it"),
+        ("batch_efficiency.csv", "the batch sweep's denoising phase in the same unit, per layout "
+         "(`n_prompts` x `waveforms_per_prompt`): the FLOPs of one clip (one denoiser call x the sampler's "
+         "iterations, `denoising_gflop_per_clip`) over the phase's energy per clip (`energy_denoising_J` "
+         "summed over a run's calls over its clips; mean over its `n_runs` runs), TFLOP/J with a 95% "
+         "interval over the runs (none with one), and the fraction of the same GPU's ceiling; rows without "
+         "phase energies (the study's) say so in `reason`"),
+        ("pareto_h200.csv", "written by `notebooks/03_quality_pareto.py` (`make reproduce`): the study's "
+         "published scores against A40 and H200 energy per clip (H200 study default; best lossless levers "
+         "where measured), `on_front_a40` / `on_front_h200_default` / `on_front_h200_levers` per point set "
+         "and `front_change` (A40 -> H200 default: joins, leaves, stays, off)"),
+        ("spread_h200.csv", "written by `make reproduce` (`tta_energy.analysis.reproduce`) from the H200's "
+         "repeated sweeps: per experiment x model, `log(gpu_energy_J) ~ configuration + random intercept per "
+         "process (run_id)` fitted by REML; `n_gpus`: the cards behind the processes; "
+         "`between_process_sd_pct` / `within_process_sd_pct` (exp(SD) - 1, "
+         "in percent), `between_process_share` of the variance with a parametric-bootstrap 95% interval "
+         "(`bootstrap_draws` refits, seed 0), `gpu_busy_fraction_mean`, `energy_time_slope` / "
+         "`energy_time_r2` (log energy on log wall time within configurations); NaN with a `reason` where "
+         "the rows cannot separate processes from configurations"),
+        ("cell_intervals_h200.csv", "written with spread_h200.csv: per cell of the H200's repeated sweeps, "
+         "`n_runs`, `n_processes`, `gpu_energy_J_mean` and the 95% half-width relative to the mean from the "
+         "repeats alone (`ci95_half_width_rel_repeats`, Student t: the campaign's rule) and with the process "
+         "level counted "
+         "(`ci95_half_width_rel_processes`: Wald interval of the cell's log mean in the mixed model with a "
+         "random intercept per process)"),
     ]
     if "reproduction" in result.extra:
         rep = result.extra["reproduction"]
-        lines.append(
-            f"| reproduction.csv | this project's numbers next to the study's aggregate files: "
-            f"{int(rep['matches'].sum())} of {len(rep)} equal within relative {compare.REPRODUCTION_RTOL:g} |"
-        )
+        files.append((
+            "reproduction.csv",
+            f"this project's numbers next to the study's aggregate files: "
+            f"{int(rep['matches'].sum())} of {len(rep)} equal within relative {compare.REPRODUCTION_RTOL:g}",
+        ))
+    lines.append(markdown.table(["table", "content"], files))
     if result.notes:
         lines += ["", "Empty tables:"] + [f"- {k}: {v}" for k, v in result.notes.items()]
     lines += [

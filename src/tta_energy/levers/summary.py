@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tta_energy import markdown
 from tta_energy.levers.equivalence import ERROR_FLOOR
 from tta_energy.levers.report import (
     UNINFORMATIVE_ERROR,
@@ -175,8 +176,10 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
     target missed, with what ``profile`` (the step profiles) says limits it (:func:`reduction_miss`); and the
     status of each model's any-precision target (:func:`target_status`)."""
     lines = ["", f"## Whole generation, {steps} steps, batch {batch}: best at any precision, with its error",
-             "", "| model | configuration | dtype | J/clip | reduction | latents error | study default's "
-             "error | lossless | target | met |", "|" + " --- |" * 10]
+             ""]
+    header = ["model", "configuration", "dtype", "J/clip", "reduction", "latents error",
+              "study default's error", "lossless", "target", "met"]
+    table_rows: list[list[object]] = []
     misses: list[str] = []
     statuses: list[dict[str, object]] = []
     for model in sorted(cell["model"].unique()):
@@ -186,7 +189,7 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
                     & cell["gpu_energy_J_per_clip"].notna()
                     & ~cell["optimize"].map(lambda spec: parse_levers(spec).trim_latents)]
         if rows.empty:
-            lines.append(f"| {model} | n/a | | | | | | | {wanted} | {'not measured' if target else ''} |")
+            table_rows.append([model, "n/a", *[""] * 6, wanted, "not measured" if target else ""])
             if target:
                 statuses.append(target_status(ANY_PRECISION_TARGET, model, target, None))
             continue
@@ -198,16 +201,17 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
         met = "" if status is None else {None: "n/a", True: "yes", False: "no"}[status["met"]]
         if status is not None:
             statuses.append(status)
-        lines.append(f"| {model} | `{r['optimize']}` | {r['dtype']} | {r['gpu_energy_J_per_clip']:.1f} | "
-                     f"{_ratio(red)} | {_fmt(float(r['rel_error_latents']), '.2e')} | "
-                     f"{_fmt(float(r['yardstick_latents']), '.2e')} | {'yes' if r['lossless'] else 'no'} | "
-                     f"{wanted} | {met} |")
+        table_rows.append([model, f"`{r['optimize']}`", r["dtype"], f"{r['gpu_energy_J_per_clip']:.1f}",
+                           _ratio(red), _fmt(float(r["rel_error_latents"]), ".2e"),
+                           _fmt(float(r["yardstick_latents"]), ".2e"), "yes" if r["lossless"] else "no",
+                           wanted, met])
         if met == "no":
             none_J = float(rows.loc[(rows["run_id"] == r["run_id"]) & (rows["optimize"] == "none"),
                                     "gpu_energy_J_per_clip"].iloc[0])
             misses.append(reduction_miss(f"**{model}** (any precision): {red:.2f}x with `{r['optimize']}` "
                                          f"({r['dtype']})", r, none_J, target, batch,
                                          pd.DataFrame() if profile is None else profile))
+    lines.append(markdown.table(header, table_rows))
     return lines, misses, statuses
 
 
@@ -348,10 +352,8 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
               "does not hold that spread), so a reduction across runs would measure the host as much as the "
               "lever.", "",
               f"## Whole generation, {duration:g} s, {steps} steps, batch {batch}: best lossless "
-              "configuration at the study's precision vs `none`",
-              "", "| model | `none` J/clip | best lossless | J/clip | reduction | target | met | "
-              "`none` J/clip, every run (runs) | reduction, 95% CI in its run |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "configuration at the study's precision vs `none`", ""]
+    lossless_rows: list[list[object]] = []
     misses: list[str] = []
     unmeasured: list[str] = []
     statuses: list[dict[str, object]] = []
@@ -360,7 +362,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
     for model in sorted(table["model"].unique()):
         target = lever_targets(model).reduction or float("nan")
         if model not in chosen.index:
-            lines.append(f"| {model} | n/a | n/a | n/a | n/a | {target}x | not measured | | |")
+            lossless_rows.append([model, "n/a", "n/a", "n/a", "n/a", f"{target}x", "not measured", "", ""])
             unmeasured.append(f"- {model}: no GPU energy for `none` and a lossless configuration at {steps} "
                               f"steps, batch {batch}")
             if np.isfinite(target):  # a model of one's own may have no such target
@@ -378,12 +380,15 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                          "gpu_energy_J_per_clip"].dropna()
         low, high = nones.min(), nones.max()
         spread = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
-        lines.append(f"| {model} | {none_J:.1f} | `{best['optimize']}` | "
-                     f"{best['gpu_energy_J_per_clip']:.1f} | {red:.2f}x | {target}x | "
-                     f"{'yes' if met else 'no'} | "
-                     f"{spread} ({len(nones)}) | {_interval(pick['ratio_low'], pick['ratio_high'])} |")
+        lossless_rows.append([model, f"{none_J:.1f}", f"`{best['optimize']}`",
+                              f"{best['gpu_energy_J_per_clip']:.1f}", f"{red:.2f}x", f"{target}x",
+                              "yes" if met else "no", f"{spread} ({len(nones)})",
+                              _interval(pick["ratio_low"], pick["ratio_high"])])
         if not met:
             misses.append(reduction_miss(f"**{model}**: {red:.2f}x", best, none_J, target, batch, profile))
+    lines.append(markdown.table(["model", "`none` J/clip", "best lossless", "J/clip", "reduction", "target",
+                                 "met", "`none` J/clip, every run (runs)", "reduction, 95% CI in its run"],
+                                lossless_rows))
     any_lines, any_misses, any_statuses = best_any_precision(cell, steps, batch, profile)
     lines += any_lines
     misses += any_misses
@@ -392,10 +397,8 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
               "`best at any precision`: the configuration with the highest fraction among those that keep "
               "the computation, lossless or not (not `fp8` or `trim-latents`), where it is another; the "
               "figure's third bar. `levers_targets.csv` judges it against the same target "
-              f"(`{CEILING_ANY_PRECISION_TARGET}`).", "",
-              "| model | configuration | steps | batch | TFLOP/J | fraction of ceiling | target | met | "
-              "best at any precision |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              f"(`{CEILING_ANY_PRECISION_TARGET}`).", ""]
+    fraction_rows: list[list[object]] = []
     for model in sorted(table["model"].unique()):
         best = best_fraction(table, model)
         anywhere = best_fraction(table, model, lossless=False)
@@ -411,18 +414,20 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
         met = statuses[-1]["met"]
         statuses.append(target_status(CEILING_ANY_PRECISION_TARGET, model, target, anywhere, any_frac))
         if best is None:
-            lines.append(f"| {model} | n/a | | | | n/a | {target:.0%} | not measured | {other} |")
+            fraction_rows.append([model, "n/a", "", "", "", "n/a", f"{target:.0%}", "not measured", other])
             unmeasured.append(f"- {model}: no FLOP per joule (GPU energy or ceiling missing)")
             continue
-        lines.append(f"| {model} | `{best['optimize']}` | {int(best['steps'])} | "
-                     f"{int(best['waveforms_per_prompt'])} | {best['tflop_per_J']:.3f} | "
-                     f"{frac:.0%} | {target:.0%} | {'yes' if met else 'no'} | {other} |")
+        fraction_rows.append([model, f"`{best['optimize']}`", int(best["steps"]),
+                              int(best["waveforms_per_prompt"]), f"{best['tflop_per_J']:.3f}", f"{frac:.0%}",
+                              f"{target:.0%}", "yes" if met else "no", other])
         if not met:
             misses.append(f"- **{model}** (ceiling): {frac:.0%} of the ceiling's FLOP/J, short of "
                           f"{target:.0%} by {(target - frac) * 100:.0f} points (`{best['optimize']}`, "
                           f"{int(best['steps'])} steps, batch {int(best['waveforms_per_prompt'])}). "
                           + ("" if other == "same" else f"At any precision: {other}. ")
                           + "Measured: " + _limits_text(model, best, profile) + ".")
+    lines.append(markdown.table(["model", "configuration", "steps", "batch", "TFLOP/J", "fraction of ceiling",
+                                 "target", "met", "best at any precision"], fraction_rows))
     ratio = (float(fp8["tflop_per_J"].mean() / ceiling["tflop_per_J"].mean())
              if not fp8.empty and not ceiling.empty else float("nan"))
     fp8_text, fp8_misses, fp8_statuses = fp8_lines(table, profile, ratio)
@@ -469,46 +474,46 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                   & table["gpu_energy_J_per_clip"].notna()]
     if not trims.empty:
         lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
-                  "the output)", "",
-                  "| configuration | steps | batch | J/clip | same without trim | saving |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "the output)", ""]
         keyed = table.set_index(["run_id", "model", "optimize", "steps", "waveforms_per_prompt"])
+        trim_rows: list[list[object]] = []
         for r in trims.itertuples():
             base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
             key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
             other = float(keyed["gpu_energy_J_per_clip"].get(key, np.nan))
-            lines.append(f"| `{r.optimize}` | {r.steps} | {r.waveforms_per_prompt} | "
-                         f"{r.gpu_energy_J_per_clip:.1f} | `{base}` {_fmt(other, '.1f')} | "
-                         f"{_ratio(other / r.gpu_energy_J_per_clip)} |")
+            trim_rows.append([f"`{r.optimize}`", r.steps, r.waveforms_per_prompt,
+                              f"{r.gpu_energy_J_per_clip:.1f}", f"`{base}` {_fmt(other, '.1f')}",
+                              _ratio(other / r.gpu_energy_J_per_clip)])
+        lines.append(markdown.table(["configuration", "steps", "batch", "J/clip", "same without trim",
+                                     "saving"], trim_rows))
     every = cell[cell["gpu_energy_J_per_clip"].notna()]
     every = every.sort_values(["model", "gpu_energy_J_per_clip"])
     if not every.empty:
         lines += ["", f"## Every configuration at {steps} steps, batch {batch}", "",
                   "Reductions are against `none` of the same run (`run`); n/a where that run did not measure "
                   "`none` in this cell.", "",
-                  "| model | configuration | dtype | J/clip | denoising J/call | reduction vs `none` | "
-                  "latents error | lossless | run |", "|" + " --- |" * 9]
-        for r in every.itertuples():
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.dtype} | {r.gpu_energy_J_per_clip:.1f} | "
-                         f"{_fmt(r.denoising_J_per_call, '.3f')} | {_ratio(r.reduction_vs_none)} | "
-                         f"{_fmt(r.rel_error_latents, '.1e')} | {'yes' if r.lossless else 'no'} | "
-                         f"{r.run_id} |")
+                  markdown.table(["model", "configuration", "dtype", "J/clip", "denoising J/call",
+                                  "reduction vs `none`", "latents error", "lossless", "run"],
+                                 [[r.model, f"`{r.optimize}`", r.dtype, f"{r.gpu_energy_J_per_clip:.1f}",
+                                   _fmt(r.denoising_J_per_call, ".3f"), _ratio(r.reduction_vs_none),
+                                   _fmt(r.rel_error_latents, ".1e"), "yes" if r.lossless else "no", r.run_id]
+                                  for r in every.itertuples()])]
     comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")
                  & (table["optimize"] != REFERENCE_SPEC)]
     if not comp.empty:
         lines += ["", f"## One-time cost (compilation, graph capture, lazy set-up) and payoff, {steps} steps",
                   "",
                   "`from cache`: the share of the compiled graphs the compile cache served (0: compiled "
-                  "anew, what a fresh machine pays; n/a: nothing compiled, or a run before the count).", "",
-                  "| model | configuration | batch | one-time s | one-time J | from cache | "
-                  "pays off after (clips) |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "anew, what a fresh machine pays; n/a: nothing compiled, or a run before the count).", ""]
+        comp_rows: list[list[object]] = []
         for r in comp.itertuples():
             pay = ("n/a" if np.isnan(r.payoff_clips) else "never" if not math.isfinite(r.payoff_clips)
                    else "at once" if r.payoff_clips == 0 else f"{int(r.payoff_clips)}")
-            lines.append(f"| {r.model} | `{r.optimize}` | {r.waveforms_per_prompt} | "
-                         f"{_fmt(r.compile_s, '.1f')} | {_fmt(r.compile_J, '.0f')} | "
-                         f"{_fmt(r.compile_cache_hit_share, '.0%')} | {pay} |")
+            comp_rows.append([r.model, f"`{r.optimize}`", r.waveforms_per_prompt,
+                              _fmt(r.compile_s, ".1f"), _fmt(r.compile_J, ".0f"),
+                              _fmt(r.compile_cache_hit_share, ".0%"), pay])
+        lines.append(markdown.table(["model", "configuration", "batch", "one-time s", "one-time J",
+                                     "from cache", "pays off after (clips)"], comp_rows))
         if comp["payoff_clips"].isna().any():
             lines += ["", "n/a: the run measured no `none` at that batch size and step count, so there is no "
                           "saving per clip to pay the one-time cost back."]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tta_energy import markdown
 from tta_energy.experiments.meter_validation.protocol import (
     DEFAULT_METHOD,
     OVERHEAD_TARGET,
@@ -126,16 +127,13 @@ def write_outputs(out_dir: str | Path, df: pd.DataFrame, validation: Validation,
 
 
 def _md_table(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    """``df`` as a Markdown table, its floats through ``floats``; ``(none)`` for an empty frame."""
     if df.empty:
         return "(none)\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for rec in df.itertuples(index=False):
-        # a NaN (the SD of one trial) reads as a dash
-        cells = [("–" if math.isnan(v) else floats.format(v)) if isinstance(v, float) else str(v)
-                 for v in rec]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    # a NaN (the SD of one trial) reads as a dash
+    rows = [[("–" if math.isnan(v) else floats.format(v)) if isinstance(v, float) else str(v) for v in rec]
+            for rec in df.itertuples(index=False)]
+    return markdown.table([str(c) for c in df.columns], rows) + "\n"
 
 
 def _pct(value: float) -> str:
