@@ -1,4 +1,5 @@
-"""The interval of an energy reduction (a ratio of two means of one run's repeats)."""
+"""The interval of an energy reduction (a ratio of two means of one run's repeats), of a mean and of a
+least-squares slope."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tta_energy.intervals import ratio_interval, t_half_width, t_half_width_of
+from tta_energy.intervals import ratio_interval, slope_interval, t_half_width, t_half_width_of
 
 
 def test_the_reduction_interval_covers_the_true_ratio_about_95_percent_of_the_time():
@@ -46,3 +47,15 @@ def test_the_half_width_from_a_standard_deviation_is_the_half_width_of_the_value
     every = t_half_width_of(sds, counts)
     assert every[0] == pytest.approx(t_half_width_of(2.0, 5)) and math.isnan(every[1])
     assert every[2] == pytest.approx(12.706204736174698 * 4.0 / math.sqrt(2))
+
+
+def test_the_slope_interval_is_student_t_on_the_standard_error_with_n_minus_2_degrees_of_freedom():
+    low, high = slope_interval(5.0, 0.2, 6)
+    assert (low + high) / 2 == pytest.approx(5.0)
+    assert high - 5.0 == pytest.approx(2.7764451051977934 * 0.2, rel=1e-12)  # t(0.975, 4)
+    low90, high90 = slope_interval(5.0, 0.2, 6, confidence=0.9)
+    assert high90 - 5.0 == pytest.approx(2.1318467863266495 * 0.2, rel=1e-12)  # t(0.95, 4)
+    assert low < low90 < 5.0 < high90 < high
+    # two points fit any line exactly, and a missing standard error leaves the slope without an interval
+    assert all(math.isnan(v) for v in slope_interval(5.0, 0.0, 2))
+    assert all(math.isnan(v) for v in slope_interval(5.0, float("nan"), 6))

@@ -1,6 +1,7 @@
 """Seeded confidence intervals, one module for the analysis and the quality scores.
 
 * a mean over repeats (energies): Student-t interval (:func:`t_interval`);
+* a least-squares slope (energy per step or per denoiser call): Student-t interval (:func:`slope_interval`);
 * a ratio of two such means (an energy reduction): :func:`ratio_interval`;
 * resampled means (Pareto front energies): :func:`bootstrap_means` + :func:`percentile_interval`;
 * CLAP score (a mean of per-clip cosines): percentile bootstrap over clips
@@ -49,6 +50,17 @@ def t_critical(df: float, confidence: float = CONFIDENCE) -> float:
     from scipy import stats  # here, not at import: importing the package stays fast
 
     return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
+def slope_interval(slope: float, stderr: float, n_points: int,
+                   confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided Student-t interval of a least-squares slope from its standard error ``stderr`` over
+    ``n_points`` fitted points (``n_points - 2`` degrees of freedom); NaN with fewer than 3 points or no
+    standard error."""
+    if n_points < 3 or not np.isfinite(stderr):
+        return (np.nan, np.nan)
+    half = t_critical(n_points - 2, confidence) * stderr
+    return (float(slope - half), float(slope + half))
 
 
 def t_half_width_of(sd: ArrayLike, n: ArrayLike, confidence: float = CONFIDENCE) -> np.ndarray | float:
