@@ -437,8 +437,10 @@ def _comparison(with_errors: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
                               "slope_J_per_step_other": [10.0, 5.0], "reference": "study A40",
                               "other": "tta-energy H200"})
     if with_errors:
-        per_model = per_model.assign(slope_stderr_J_reference=[0.5, 0.1], n_points_reference=6,
-                                     slope_stderr_J_other=[0.4, 0.2], n_points_other=6)
+        per_model = per_model.assign(slope_J_per_step_ci_low_reference=[19.0, 2.5],
+                                     slope_J_per_step_ci_high_reference=[21.0, 3.5],
+                                     slope_J_per_step_ci_low_other=[9.0, 4.0],
+                                     slope_J_per_step_ci_high_other=[11.0, 6.0])
     per_steps = pd.DataFrame({"model": ["tango", "audioldm"], "steps": [10, 10],
                               "ratio_other_to_reference": [0.5, 1.6]})
     return per_steps, per_model
@@ -462,6 +464,8 @@ def test_the_platform_comparison_keys_its_bars_in_grey_and_draws_the_slopes_inte
     assert drawn["legend"][0].startswith("study A40") and drawn["legend"][1].startswith("tta-energy H200")
     assert all(r == g == b for r, g, b in drawn["key_colours"])  # grey keys: no model's colour
     assert drawn["error_bars"] == 4
+    bars = comparison.slope_errors(_comparison(with_errors=True)[1], "other")
+    np.testing.assert_allclose(bars, [[1.0, 1.0], [1.0, 1.0]])  # from steps_fit's interval columns
     caption = plots.read_manifest(tmp_path)["platform-comparison"]["caption"]
     assert "Error bars: the slope's 95 % interval" in caption and "tables/steps_fit.csv" in caption
     plots.plot_platform_comparison(*_comparison(with_errors=False), tmp_path)

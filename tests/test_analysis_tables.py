@@ -347,6 +347,23 @@ def test_steps_fit_against_denoiser_calls_differs_where_the_sampler_rounds():
     assert fit["r2"] < 0.999 and fit["steps_differ_from_calls"]
 
 
+def test_steps_fit_counts_the_means_it_fits_and_gives_the_slopes_interval():
+    # a step count without a mean energy (every run of it unmeasured) is no point of the line
+    steps_ = [10, 25, 50, 100, 150, 200]
+    energy = [60.0, 131.0, 248.0, np.nan, 760.0, 1004.0]
+    rows = pd.DataFrame({"source": "study", "gpu_name": "NVIDIA A40", "model": "audioldm",
+                         "dtype": "float16", "size": "full", "steps": steps_, "denoiser_calls": steps_,
+                         "gpu_energy_J_mean": energy})
+    fit = summaries.steps_fit(rows).iloc[0]
+    line = stats.linregress([10, 25, 50, 150, 200], [60.0, 131.0, 248.0, 760.0, 1004.0])
+    assert fit["n_points"] == 5 and fit["slope_stderr_J"] == pytest.approx(line.stderr)
+    half = stats.t.ppf(0.975, 5 - 2) * line.stderr
+    assert fit["slope_J_per_step_ci_low"] == pytest.approx(line.slope - half)
+    assert fit["slope_J_per_step_ci_high"] == pytest.approx(line.slope + half)
+    narrower = summaries.steps_fit(rows, confidence=0.5).iloc[0]
+    assert fit["slope_J_per_step_ci_low"] < narrower["slope_J_per_step_ci_low"] < line.slope
+
+
 def test_intervals_bracket_the_means(steps, batch):
     assert (steps["gpu_energy_J_ci_low"] < steps["gpu_energy_J_mean"]).all()
     assert (steps["gpu_energy_J_mean"] < steps["gpu_energy_J_ci_high"]).all()
@@ -410,7 +427,8 @@ def test_the_per_call_slope_counts_only_the_generations_it_fits():
     fit = summaries.per_call_fit(rows).iloc[0]
     line = stats.linregress([10, 20, 30, 40], [100.0, 210.0, 290.0, 410.0])
     half = stats.t.ppf(0.975, 4 - 2) * line.stderr  # 4 generations fitted, not the 5 rows
-    assert fit["n_runs"] == 4 and fit["slope_J_per_call"] == pytest.approx(line.slope)
+    assert fit["n_generations"] == 4 and fit["slope_J_per_call"] == pytest.approx(line.slope)
+    assert "n_runs" not in fit.index  # n_runs is the repeats of one cell; this count pools the step counts
     assert fit["slope_J_per_call_ci_high"] - fit["slope_J_per_call"] == pytest.approx(half)
 
 
@@ -652,8 +670,8 @@ def test_analyze_with_h200_runs_keeps_platforms_apart(tmp_path):
     # each platform's fit error travels with its slope (the comparison figure's error bars)
     for side, platform in (("reference", "NVIDIA A40"), ("other", "NVIDIA H200")):
         fit = fits[fits["gpu_name"] == platform].set_index("model")
-        np.testing.assert_array_equal(per_model[f"slope_stderr_J_{side}"],
-                                      fit.loc[per_model["model"], "slope_stderr_J"])
+        for column in ("slope_stderr_J", "slope_J_per_step_ci_low", "slope_J_per_step_ci_high"):
+            np.testing.assert_array_equal(per_model[f"{column}_{side}"], fit.loc[per_model["model"], column])
         assert (per_model[f"n_points_{side}"] == fit.loc[per_model["model"], "n_points"].to_numpy()).all()
 
 

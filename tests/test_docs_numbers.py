@@ -145,7 +145,7 @@ def test_the_model_table_quotes_the_committed_analysis_tables(data: docs_numbers
         assert cells[5].startswith(docs_numbers._tflop(flops.loc[model, "denoiser_tflop_per_J"]))
         busy = host.loc[model]
         assert cells[6].startswith(f"{busy['gpu_busy_fraction_mean']:.0%} (")
-        assert cells[6].endswith(f"n = {int(busy['n'])})")
+        assert cells[6].endswith(f"n = {int(busy['n_generations'])})")
 
 
 def test_the_process_spread_block_quotes_the_committed_table(data: docs_numbers.DocData) -> None:

@@ -207,7 +207,7 @@ def test_the_studys_warm_up_call_never_enters_a_ratio():
     flagged = summaries.usable_runs(study)  # keeps it, flagged first_generation (as analyze does by default)
     assert flagged["first_generation"].sum() == 1
     r = efficiency.efficiency_table(flagged).iloc[0]
-    assert r["n_runs"] == 5 and r["slope_J_per_call"] == pytest.approx(2.0)
+    assert r["n_generations"] == 5 and r["slope_J_per_call"] == pytest.approx(2.0)
 
 
 def test_with_the_runs_named_one_by_one_the_ceiling_comes_with_them(tmp_path):

@@ -63,7 +63,7 @@ def test_exact_rows_give_the_line_and_intervals_of_zero_width():
     assert r["gpu_s_per_clip"] == pytest.approx(INTERCEPT_S + SLOPE_S * 70)
     assert r["gpu_h_total"] == pytest.approx((INTERCEPT_S + SLOPE_S * 70) * 1000 / 3600)
     assert r["r2"] == pytest.approx(1.0)
-    assert (r["steps"], r["denoiser_calls"], r["n_runs"], r["clips"]) == (70, 70, 6, 1000)
+    assert (r["steps"], r["denoiser_calls"], r["n_generations"], r["clips"]) == (70, 70, 6, 1000)
     assert r["measured_steps"] == "10,50,100" and bool(r["inside_measured_range"])
     assert np.isnan(r["measured_mean_J"]) and r["measured_n"] == 0  # 70 steps were not measured
 
@@ -155,7 +155,7 @@ def test_platforms_are_fitted_apart_and_other_models_and_experiments_are_ignored
     est = estimate_energy(runs, "tango", 50).set_index("gpu_name")
     assert est.loc["NVIDIA H200", "gpu_energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
     assert est.loc["NVIDIA A40", "gpu_energy_J_per_clip"] == pytest.approx(100.0)
-    assert est.loc["NVIDIA A40", "source"] == "study" and est.loc["NVIDIA A40", "n_runs"] == 4
+    assert est.loc["NVIDIA A40", "source"] == "study" and est.loc["NVIDIA A40", "n_generations"] == 4
 
 
 def test_a_model_without_steps_rows_and_impossible_requests_are_refused():
@@ -211,8 +211,8 @@ def test_the_command_prints_a_row_per_platform_and_the_fits_basis(runs_folder, m
     assert "NVIDIA H200" in out and "NVIDIA A40" in out
     assert f"{INTERCEPT_J + SLOPE_J * 50:g}" in out  # the H200's mean per clip
     last = out.strip().splitlines()[-1]
-    assert "OLS over 4 runs at 10,100 steps" in last  # the A40's warm-up left out
-    assert "OLS over 6 runs at 10,50,100 steps" in last and "extrapolated" not in last
+    assert "OLS over 4 generations at 10,100 steps" in last  # the A40's warm-up left out
+    assert "OLS over 6 generations at 10,50,100 steps" in last and "extrapolated" not in last
     status, out, _ = _run(["--model", "tango", "--steps", "400"], capsys)
     assert status == 0 and "extrapolated beyond the measured 10–100 calls" in out
 
@@ -227,7 +227,8 @@ def test_the_command_prints_one_json_object_per_platform(runs_folder, capsys):
     assert set(h200) == set(ESTIMATE_COLUMNS)
     assert h200["gpu_energy_J_per_clip"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50)
     assert h200["measured_mean_J"] == pytest.approx(INTERCEPT_J + SLOPE_J * 50) and h200["measured_n"] == 2
-    assert a40["gpu_energy_J_per_clip"] == pytest.approx(150.0) and a40["n_runs"] == 4  # without the warm-up
+    assert a40["gpu_energy_J_per_clip"] == pytest.approx(150.0)
+    assert a40["n_generations"] == 4 and "n_runs" not in a40  # without the warm-up; a pooled count
     assert a40["measured_mean_J"] is None and a40["measured_n"] == 0
     assert h200["inside_measured_range"] is True
 
@@ -267,6 +268,6 @@ def test_usable_rows_are_the_summaries_rule(tmp_path, capsys):
     status, out, err = _run(["--model", "tango", "--steps", "50", "--runs", str(table), "--json"], capsys)
     assert status == 0 and err == ""
     (r,) = map(json.loads, out.strip().splitlines())
-    assert r["n_runs"] == 6 and r["measured_n"] == 2 and r["measured_steps"] == "10,50,100"
+    assert r["n_generations"] == 6 and r["measured_n"] == 2 and r["measured_steps"] == "10,50,100"
     assert r["gpu_energy_J_per_clip"] == pytest.approx(290.0)  # 40 J + 5 J x 50 calls, the line itself
     assert r["measured_mean_J"] == pytest.approx(290.0)

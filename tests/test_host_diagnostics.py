@@ -43,7 +43,7 @@ def test_host_summary_per_model():
     summary = summaries.host_summary(summaries.usable_runs(synthetic_runs())).set_index("model")
     assert list(summary.index) == ["audioldm", "tango2"]
     a, t = summary.loc["audioldm"], summary.loc["tango2"]
-    assert a["n"] == 3 and t["n"] == 2
+    assert a["n_generations"] == 3 and t["n_generations"] == 2
     assert a["gpu_busy_fraction_mean"] == pytest.approx(0.2)
     assert t["gpu_busy_fraction_mean"] == pytest.approx(0.85)
     half = stats.t.ppf(0.975, 2) * np.std([0.1, 0.2, 0.3], ddof=1) / np.sqrt(3)

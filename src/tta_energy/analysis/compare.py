@@ -149,8 +149,9 @@ def platform_comparison(
     """Per-generation GPU energy of each model at each step count on two platforms, and per-model slopes.
 
     Returns (per_steps, per_model): ``per_steps`` has ``model, steps, <ref>_J, <other>_J, ratio`` (other /
-    reference); ``per_model`` has the per-step slopes with each fit's ``slope_stderr_J`` and ``n_points``
-    (``fits``: :func:`.summaries.steps_fit`'s table), their ratio and each platform's ranking of the models
+    reference); ``per_model`` has the per-step slopes with each fit's interval (``slope_J_per_step_ci_low`` /
+    ``_ci_high``), ``slope_stderr_J`` and ``n_points`` (``fits``: :func:`.summaries.steps_fit`'s table),
+    their ratio and each platform's ranking of the models
     (1 = cheapest per step), plus ``spearman_rho`` of the two rankings (same value on every row).
     """
 
@@ -168,8 +169,9 @@ def platform_comparison(
         per_steps["gpu_energy_J_mean_other"] / per_steps["gpu_energy_J_mean_reference"]
     )
     ref_f, oth_f = pick(fits, reference), pick(fits, other)
-    # the fit's standard error and points travel with the slope: the figure draws its interval from them
-    fit_columns = ["model", "slope_J_per_step", "intercept_J", "slope_stderr_J", "n_points"]
+    # the slope's interval travels with it: the figure draws its error bars from it
+    fit_columns = ["model", "slope_J_per_step", "slope_J_per_step_ci_low", "slope_J_per_step_ci_high",
+                   "intercept_J", "slope_stderr_J", "n_points"]
     per_model = ref_f[fit_columns].merge(oth_f[fit_columns], on="model", suffixes=("_reference", "_other"))
     per_model["slope_ratio_other_to_reference"] = (
         per_model["slope_J_per_step_other"] / per_model["slope_J_per_step_reference"]
@@ -191,8 +193,9 @@ def platform_comparison(
 
 
 #: The host-summary columns set beside each model's per-step energies on two platforms.
-HOST_COLUMNS = ("n", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low", "gpu_busy_fraction_ci_high",
-                "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean", "cpu_time_per_wall_mean")
+HOST_COLUMNS = ("n_generations", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low",
+                "gpu_busy_fraction_ci_high", "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean",
+                "cpu_time_per_wall_mean")
 
 
 def ranking_with_host(per_model: pd.DataFrame, host: pd.DataFrame, other: tuple[str, str]) -> pd.DataFrame:

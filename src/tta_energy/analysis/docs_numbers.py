@@ -932,7 +932,8 @@ def block_model_table(d: DocData) -> str:
              "(`data/h200/steps.csv`, `data/study/steps.csv`), energy per denoiser call from the line "
              "through every run, FLOP per joule against the H200's measured bf16 ceiling "
              "(`figures/tables/efficiency.csv`) and the share of NVML's utilisation samples with a kernel "
-             "running, mean over the generations that recorded it (`n`; `figures/tables/host_summary.csv`). "
+             "running, mean over the generations that recorded it (n: `n_generations` in "
+             "`figures/tables/host_summary.csv`). "
              "`docs/results.md` gives the details per sweep; `data/README.md` the duration, guidance and "
              "precision sweeps.")
     header = ["model", "dtype", "GPU energy per clip, 100 steps, H200 [J]", "same, study's A40 [J]",
@@ -953,11 +954,12 @@ def block_model_table(d: DocData) -> str:
 
 
 def _busy(row: pd.Series) -> str:
-    """A host_summary row's GPU busy fraction: mean, 95% interval where there is one, and ``n``."""
+    """A host_summary row's GPU busy fraction: mean, 95% interval where there is one, and
+    ``n_generations``."""
     mean = row["gpu_busy_fraction_mean"]
     low, high = row["gpu_busy_fraction_ci_low"], row["gpu_busy_fraction_ci_high"]
     interval = f"{low:.0%}–{high:.0%}, " if pd.notna(low) and pd.notna(high) else ""
-    return f"{mean:.0%} ({interval}n = {int(row['n'])})"
+    return f"{mean:.0%} ({interval}n = {int(row['n_generations'])})"
 
 
 def _generation_interval(row: pd.Series) -> str:

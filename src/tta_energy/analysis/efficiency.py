@@ -47,7 +47,7 @@ COUNTED_CLIPS = 1
 
 COLUMNS: tuple[str, ...] = (
     *PLATFORM_KEYS,
-    "n_runs",
+    "n_generations",
     "gflop_per_call",
     "slope_J_per_call",
     "slope_J_per_call_ci_low",
@@ -138,7 +138,7 @@ def efficiency_table(runs: pd.DataFrame, ceilings: pd.DataFrame | None = None, *
     out = []
     for _, group in rows.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
         fit = summaries.per_call_fit(group, experiment=experiment, confidence=confidence).iloc[0]
-        row = {**{k: fit[k] for k in PLATFORM_KEYS}, "n_runs": fit["n_runs"],
+        row = {**{k: fit[k] for k in PLATFORM_KEYS}, "n_generations": fit["n_generations"],
                "slope_J_per_call": fit["slope_J_per_call"],
                "slope_J_per_call_ci_low": fit["slope_J_per_call_ci_low"],
                "slope_J_per_call_ci_high": fit["slope_J_per_call_ci_high"],

@@ -1,10 +1,11 @@
 """What N clips of a model at S denoising steps will cost on a measured GPU, with its uncertainty.
 
 The answer comes from the steps sweep (10-s clips, batch 1, classifier-free guidance, the model's measured
-dtype, run eagerly: the settings of arXiv 2505.07615): per platform (:data:`.summaries.PLATFORM_KEYS`), an
-ordinary least-squares line of every run's GPU energy against the denoiser calls it made, as
-:func:`.summaries.per_call_fit` fits it, is evaluated at the calls the model's sampler makes for the asked
-step count (:meth:`.catalogue.ModelDefaults.denoiser_iterations`: Make-An-Audio's 150 steps are 167 calls).
+dtype, run eagerly: the settings of arXiv 2505.07615): per platform (:data:`.summaries.PLATFORM_KEYS`), the
+ordinary least-squares line of every run's GPU energy against the denoiser calls it made, the line
+:func:`.summaries.per_call_fit` fits (:func:`.linefit.fit_line`), is evaluated at the calls the model's
+sampler makes for the asked step count (:meth:`.catalogue.ModelDefaults.denoiser_iterations`:
+Make-An-Audio's 150 steps are 167 calls).
 Two intervals answer two questions: the confidence interval of the line's mean (what N clips cost on
 average; the total's interval is it times N) and the prediction interval of one more generation (where a
 single clip's energy falls, repeat-to-repeat spread included). Energy is never negative: a lower end below
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
+from tta_energy.analysis.linefit import fit_line
 from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
 from tta_energy.intervals import CONFIDENCE
 from tta_energy.models import catalogue, spacing
@@ -37,7 +38,7 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
     *PLATFORM_KEYS,
     "steps",
     "denoiser_calls",
-    "n_runs",
+    "n_generations",
     "measured_steps",
     "measured_calls_min",
     "measured_calls_max",
@@ -59,20 +60,6 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
     "measured_n",
     "measured_outside_line",
 )
-
-
-def _predict(calls: np.ndarray, values: np.ndarray, at: int, alpha: float) -> tuple[pd.Series, float]:
-    """OLS of ``values`` on ``calls`` evaluated at ``at`` calls: statsmodels' prediction summary (``mean``,
-    ``mean_ci_*``, ``obs_ci_*``) and R². NaN where the line is undefined (fewer than two call counts)."""
-    ok = ~(np.isnan(calls) | np.isnan(values))
-    calls, values = calls[ok], values[ok]
-    if len(np.unique(calls)) < 2:
-        nan = float("nan")
-        return pd.Series({"mean": nan, "mean_ci_lower": nan, "mean_ci_upper": nan, "obs_ci_lower": nan,
-                          "obs_ci_upper": nan}), nan
-    fit = sm.OLS(values, sm.add_constant(calls, has_constant="add")).fit()
-    frame = fit.get_prediction(np.array([[1.0, float(at)]])).summary_frame(alpha=alpha)
-    return frame.iloc[0], float(fit.rsquared)
 
 
 def planned_calls(model: str, steps: int, clips: int = 1, confidence: float = CONFIDENCE) -> int:
@@ -99,10 +86,10 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
     the model's steps sweep (one row each, columns :data:`ESTIMATE_COLUMNS`).
 
     ``runs`` are usable run rows (:func:`.summaries.usable_runs`). Per platform, OLS of ``gpu_energy_J`` on
-    ``denoiser_calls`` over every run of the steps sweep with a measured energy, evaluated at the calls of
-    ``steps``: ``gpu_energy_J_per_clip`` (the line's mean) with its confidence interval
-    (``gpu_energy_J_per_clip_ci_*``) and the prediction interval of one generation
-    (``single_generation_J_*``);
+    ``denoiser_calls`` over every run of the steps sweep with a measured energy (``n_generations`` of them,
+    all step counts together), evaluated at the calls of ``steps``: ``gpu_energy_J_per_clip`` (the line's
+    mean) with its confidence interval (``gpu_energy_J_per_clip_ci_*``) and the prediction interval of one
+    generation (``single_generation_J_*``);
     ``energy_kWh_total(_ci_*)`` is the mean and its interval times ``clips``, in kWh. ``gpu_s_per_clip`` is a
     second OLS line, of ``wall_s`` on the calls, at the same point (the time the GPU is held per clip);
     ``gpu_h_total`` is it times ``clips`` in hours. ``inside_measured_range`` is False where the asked calls
@@ -122,41 +109,41 @@ def estimate_energy(runs: pd.DataFrame, model: str, steps: int, clips: int = 1,
     if rows.empty:
         raise AnalysisError(f"the '{EXPERIMENT}' rows of model {model!r} carry no GPU energy (measured "
                             "without a GPU: NaN): the estimate needs a steps sweep measured on a GPU")
-    alpha = 1.0 - confidence
     out = []
     for key, grp in rows.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
         fitted = grp[grp["gpu_energy_J"].notna() & grp["denoiser_calls"].notna()]
         x = fitted["denoiser_calls"].to_numpy(dtype="float64")
-        energy, r2 = _predict(x, fitted["gpu_energy_J"].to_numpy(dtype="float64"), calls, alpha)
-        wall, _ = _predict(x, fitted["wall_s"].to_numpy(dtype="float64"), calls, alpha)
+        line = fit_line(x, fitted["gpu_energy_J"].to_numpy(dtype="float64"))
+        energy = line.predict(calls, confidence)
+        wall = fit_line(x, fitted["wall_s"].to_numpy(dtype="float64")).predict(calls, confidence)
         at_steps = fitted.loc[fitted["steps"] == steps, "gpu_energy_J"]
         lowest, highest = (int(x.min()), int(x.max())) if len(x) else (None, None)
         out.append({
             **dict(zip(PLATFORM_KEYS, key, strict=True)),
             "steps": int(steps),
             "denoiser_calls": int(calls),
-            "n_runs": len(fitted),
+            "n_generations": line.n_points,
             "measured_steps": ",".join(str(s) for s in sorted(fitted["steps"].dropna().astype(int).unique())),
             "measured_calls_min": lowest,
             "measured_calls_max": highest,
             "inside_measured_range": bool(len(x) and lowest <= calls <= highest),
-            "r2": r2,
+            "r2": line.r2,
             "confidence": float(confidence),
-            "gpu_energy_J_per_clip": float(energy["mean"]),
-            "gpu_energy_J_per_clip_ci_low": max(0.0, float(energy["mean_ci_lower"])),
-            "gpu_energy_J_per_clip_ci_high": float(energy["mean_ci_upper"]),
-            "single_generation_J_low": max(0.0, float(energy["obs_ci_lower"])),
-            "single_generation_J_high": float(energy["obs_ci_upper"]),
+            "gpu_energy_J_per_clip": energy.mean,
+            "gpu_energy_J_per_clip_ci_low": max(0.0, energy.mean_ci_low),
+            "gpu_energy_J_per_clip_ci_high": energy.mean_ci_high,
+            "single_generation_J_low": max(0.0, energy.obs_low),
+            "single_generation_J_high": energy.obs_high,
             "clips": int(clips),
-            "energy_kWh_total": float(energy["mean"]) * clips / J_PER_KWH,
-            "energy_kWh_total_ci_low": max(0.0, float(energy["mean_ci_lower"])) * clips / J_PER_KWH,
-            "energy_kWh_total_ci_high": float(energy["mean_ci_upper"]) * clips / J_PER_KWH,
-            "gpu_s_per_clip": float(wall["mean"]),
-            "gpu_h_total": float(wall["mean"]) * clips / S_PER_H,
+            "energy_kWh_total": energy.mean * clips / J_PER_KWH,
+            "energy_kWh_total_ci_low": max(0.0, energy.mean_ci_low) * clips / J_PER_KWH,
+            "energy_kWh_total_ci_high": energy.mean_ci_high * clips / J_PER_KWH,
+            "gpu_s_per_clip": wall.mean,
+            "gpu_h_total": wall.mean * clips / S_PER_H,
             "measured_mean_J": float(at_steps.mean()) if len(at_steps) else float("nan"),
             "measured_n": len(at_steps),
             "measured_outside_line": bool(len(at_steps) and not np.isclose(
-                np.clip(at_steps.mean(), energy["mean_ci_lower"], energy["mean_ci_upper"]), at_steps.mean())),
+                np.clip(at_steps.mean(), energy.mean_ci_low, energy.mean_ci_high), at_steps.mean())),
         })
     frame = pd.DataFrame(out, columns=list(ESTIMATE_COLUMNS))
     return frame.astype({"measured_calls_min": "Int64", "measured_calls_max": "Int64"})

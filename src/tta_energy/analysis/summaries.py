@@ -14,9 +14,10 @@ import pandas as pd
 from scipy import stats
 
 from tta_energy import schema
+from tta_energy.analysis.linefit import fit_line
 from tta_energy.errors import TtaError
 from tta_energy.experiments.grids import EXPERIMENTS
-from tta_energy.intervals import CONFIDENCE, t_critical, t_interval
+from tta_energy.intervals import CONFIDENCE, t_interval
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.schema import J_PER_KWH
@@ -148,41 +149,36 @@ def steps_summary(
     return out[first + [c for c in out.columns if c not in first]]
 
 
-def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """Least squares ``y = slope x + intercept``: (slope, intercept, r2, slope standard error)."""
-    ok = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[ok], y[ok]
-    if len(np.unique(x)) < 2:
-        return (np.nan, np.nan, np.nan, np.nan)
-    fit = stats.linregress(x, y)
-    stderr = float(fit.stderr) if len(x) > 2 else np.nan
-    return (float(fit.slope), float(fit.intercept), float(fit.rvalue**2), stderr)
-
-
-def steps_fit(summary: pd.DataFrame) -> pd.DataFrame:
+def steps_fit(summary: pd.DataFrame, *, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Per model: least-squares line of the per-step-count mean GPU energy vs nominal steps and vs calls.
 
-    The second fit matters where nominal steps and iterations differ (Make-An-Audio (2) at 150 steps runs
-    167 DDIM iterations).
+    ``n_points`` is the number of step counts with a mean energy, the points the line through the steps
+    fits; ``slope_J_per_step_ci_low`` / ``_ci_high`` is the slope's Student-t interval at ``confidence``
+    from its standard error (``slope_stderr_J``, ``n_points - 2`` degrees of freedom). The second fit
+    matters where nominal steps and iterations differ (Make-An-Audio (2) at 150 steps runs 167 DDIM
+    iterations).
     """
     rows = []
     for key, grp in summary.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
         grp = grp.sort_values("steps")
         y = grp["gpu_energy_J_mean"].to_numpy(dtype="float64")
-        slope, intercept, r2, se = _linear_fit(grp["steps"].to_numpy(dtype="float64"), y)
-        slope_c, intercept_c, r2_c, se_c = _linear_fit(grp["denoiser_calls"].to_numpy(dtype="float64"), y)
+        by_steps = fit_line(grp["steps"].to_numpy(dtype="float64"), y)
+        by_calls = fit_line(grp["denoiser_calls"].to_numpy(dtype="float64"), y)
+        low, high = by_steps.slope_interval(confidence)
         rows.append(
             {
                 **dict(zip(PLATFORM_KEYS, key, strict=True)),
-                "n_points": len(grp),
-                "slope_J_per_step": slope,
-                "intercept_J": intercept,
-                "r2": r2,
-                "slope_stderr_J": se,
-                "slope_J_per_call": slope_c,
-                "intercept_J_calls": intercept_c,
-                "r2_calls": r2_c,
-                "slope_calls_stderr_J": se_c,
+                "n_points": by_steps.n_points,
+                "slope_J_per_step": by_steps.slope,
+                "intercept_J": by_steps.intercept,
+                "r2": by_steps.r2,
+                "slope_stderr_J": by_steps.slope_stderr,
+                "slope_J_per_step_ci_low": low,
+                "slope_J_per_step_ci_high": high,
+                "slope_J_per_call": by_calls.slope,
+                "intercept_J_calls": by_calls.intercept,
+                "r2_calls": by_calls.r2,
+                "slope_calls_stderr_J": by_calls.slope_stderr,
                 "steps_differ_from_calls": bool((grp["steps"] != grp["denoiser_calls"]).any()),
             }
         )
@@ -198,18 +194,18 @@ def per_call_fit(runs: pd.DataFrame, *, experiment: str = "steps",
     The slope is the energy of one denoiser call (with classifier-free guidance, at the sweep's duration and
     batch), with its Student-t interval from the slope's standard error; unlike :func:`steps_fit` (a line
     through the per-step-count means) it weighs each generation once, so its interval reflects the repeats.
+    ``n_generations`` counts the generations fitted (a GPU energy and a call count), all step counts
+    together.
     """
     df = _require(runs, experiment)
     rows = []
     for key, grp in df.groupby(list(PLATFORM_KEYS), sort=True, dropna=False):
-        calls = grp["denoiser_calls"].to_numpy(dtype="float64")
-        energy = grp["gpu_energy_J"].to_numpy(dtype="float64")
-        fitted = int((~(np.isnan(calls) | np.isnan(energy))).sum())  # the pairs _linear_fit uses
-        slope, intercept, r2, se = _linear_fit(calls, energy)
-        half = t_critical(fitted - 2, confidence) * se if fitted > 2 else np.nan
-        rows.append({**dict(zip(PLATFORM_KEYS, key, strict=True)), "n_runs": fitted,
-                     "slope_J_per_call": slope, "slope_J_per_call_ci_low": slope - half,
-                     "slope_J_per_call_ci_high": slope + half, "intercept_J": intercept, "r2": r2})
+        line = fit_line(grp["denoiser_calls"].to_numpy(dtype="float64"),
+                        grp["gpu_energy_J"].to_numpy(dtype="float64"))
+        low, high = line.slope_interval(confidence)
+        rows.append({**dict(zip(PLATFORM_KEYS, key, strict=True)), "n_generations": line.n_points,
+                     "slope_J_per_call": line.slope, "slope_J_per_call_ci_low": low,
+                     "slope_J_per_call_ci_high": high, "intercept_J": line.intercept, "r2": line.r2})
     return pd.DataFrame(rows)
 
 
@@ -553,14 +549,13 @@ def host_summary(
     runs: pd.DataFrame, *, experiment: str = "steps", confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
     """Per platform and model, over the generations of ``experiment`` with host diagnostics (all step
-    counts together): ``n``, the mean GPU busy fraction with its Student-t interval, mean GPU power and idle
-    power (W), the share of the energy idle power alone accounts for, mean energy per denoiser call of the
-    denoising phase (J), and the mean ratio of the process's CPU time to wall
-    time."""
+    counts together): ``n_generations`` (how many), the mean GPU busy fraction with its Student-t interval,
+    mean GPU power and idle power (W), the share of the energy idle power alone accounts for, mean energy per
+    denoiser call of the denoising phase (J), and the mean ratio of the process's CPU time to wall time."""
     df = host_rows(runs, experiment=experiment)
     g = df.groupby(list(PLATFORM_KEYS), sort=True, dropna=False)
     out = g.agg(
-        n=("gpu_busy_fraction", "count"),
+        n_generations=("gpu_busy_fraction", "count"),
         gpu_busy_fraction_mean=("gpu_busy_fraction", "mean"),
         power_W_mean=("power_W", "mean"),
         idle_power_W_mean=("gpu_idle_power_W", "mean"),
@@ -574,7 +569,7 @@ def host_summary(
     ).reset_index()
     _ci_columns(out, g, "gpu_busy_fraction", "gpu_busy_fraction", confidence)
     _ci_columns(out, g, "power_W", "power_W", confidence)
-    first = ["model", "n", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low", "gpu_busy_fraction_ci_high",
-             "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean", "denoising_J_per_call_mean",
-             "cpu_time_per_wall_mean"]
+    first = ["model", "n_generations", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low",
+             "gpu_busy_fraction_ci_high", "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean",
+             "denoising_J_per_call_mean", "cpu_time_per_wall_mean"]
     return out[first + [c for c in out.columns if c not in first]]

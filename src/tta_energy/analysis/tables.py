@@ -39,8 +39,8 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "pareto": ("dataset", "metric", "model", "steps", "gpu_energy_J_mean", "score", "pareto_optimal"),
     "sanity": ("metric", "model", "dataset", "pearson_r", "pearson_p", "ancova_p"),
     "quality_energy": ("model", "steps", "dataset", "n_captions", "gpu_energy_J_mean", "welch_p"),
-    "host_summary": ("model", "n", "gpu_busy_fraction_mean", "power_W_mean", "denoising_J_per_call_mean",
-                     "cpu_time_per_wall_mean"),
+    "host_summary": ("model", "n_generations", "gpu_busy_fraction_mean", "power_W_mean",
+                     "denoising_J_per_call_mean", "cpu_time_per_wall_mean"),
     "efficiency": ("model", "gflop_per_call", "slope_J_per_call", "denoiser_tflop_per_J",
                    "generation_tflop_per_J", "ceiling_tflop_per_J"),
     "batch_efficiency": ("model", "n_prompts", "waveforms_per_prompt", "n_runs", "denoising_tflop_per_J",
@@ -328,7 +328,9 @@ def readme_text(
          "CodeCarbon total energy (`energy_J_*`) and duration (`codecarbon_duration_s_*`), per denoiser "
          "call; `gpu_energy_kWh_*` = the study's own arithmetic on its kWh column"),
         ("steps_fit.csv", "least squares of the per-step-count mean GPU energy vs nominal steps "
-         "(`slope_J_per_step, intercept_J, r2`) and vs denoiser calls actually made (`*_calls`)"),
+         "(`slope_J_per_step, intercept_J, r2`, the slope's standard error and t interval "
+         "`slope_J_per_step_ci_low/high`; `n_points`: the step counts fitted) and vs denoiser calls actually "
+         "made (`*_calls`)"),
         ("batch_summary.csv", "energy to make 10 clips at each batch size (per run: sum over its calls; then "
          "mean / std over runs), per clip, per second of audio (J/s), per 1000 clips (Wh), "
          "`ratio_to_batch1`; `study_error_J` is the error bar the study drew"),
@@ -340,13 +342,14 @@ def readme_text(
          "n_captions, mean / std / t interval, Spearman rho of energy vs caption length, "
          "`ratio_to_reference_dataset` (over AudioCaps) and Welch's t test between the two caption sets"),
         ("host_summary.csv", "the steps sweep's generations that carry host diagnostics, per model (all step "
-         "counts together): `n`, mean GPU busy fraction (share of NVML's utilisation samples with a kernel "
-         "running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` (idle power x "
-         "wall time / energy), energy per denoiser call of the denoising phase "
+         "counts together): `n_generations`, mean GPU busy fraction (share of NVML's utilisation samples "
+         "with a kernel running) with its t interval, mean GPU power and idle power (W), `idle_energy_share` "
+         "(idle power x wall time / energy), energy per denoiser call of the denoising phase "
          "(J), and the process's CPU time / wall time (`cpu_time_per_wall_*`)"),
         ("efficiency.csv", "the steps sweep's FLOP per joule, per platform and model: FLOPs of one denoiser "
          "call (`gflop_per_call`, classifier-free guidance, 10 s, batch 1, counted by `tta-energy describe`) "
-         "over the energy of one call (`slope_J_per_call`: energy against denoiser calls over every run), "
+         "over the energy of one call (`slope_J_per_call`: energy against denoiser calls over every run, "
+         "`n_generations` of them), "
          "and of a whole generation at 100 steps (`generation_*`: denoiser calls plus text encoders, decoder "
          "and vocoder, over the mean energy), both in TFLOP/J with 95% intervals; `ceiling_tflop_per_J` is "
          "the same GPU's bf16 matrix-product ceiling where a `levers_ceiling.csv` was found with the runs, "

@@ -191,7 +191,8 @@ def _print_estimate(result: pd.DataFrame, model: str) -> None:
                       f"{_number(r.energy_kWh_total)}\n{total}", _number(r.gpu_h_total), measured)
         where = ("inside the measured range" if r.inside_measured_range
                  else f"extrapolated beyond the measured {r.measured_calls_min}–{r.measured_calls_max} calls")
-        basis.append(f"{r.gpu_name} {r.dtype}: OLS over {r.n_runs} runs at {r.measured_steps or 'no'} steps; "
+        basis.append(f"{r.gpu_name} {r.dtype}: OLS over {r.n_generations} generations at "
+                     f"{r.measured_steps or 'no'} steps; "
                      f"{_count(r.steps, 'step')} = {_count(r.denoiser_calls, 'denoiser call')}, {where}"
                      + (f"; the {r.measured_n} runs measured at {r.steps} steps average "
                         f"{_number(r.measured_mean_J)} J, outside the line's interval (the line averages "

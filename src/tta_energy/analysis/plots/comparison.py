@@ -8,7 +8,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
-from scipy import stats
 
 from tta_energy.analysis.plots.common import (
     interval_errors,
@@ -27,20 +26,13 @@ REFERENCE_GREY = "0.6"
 
 
 def slope_errors(per_model: pd.DataFrame, side: str) -> np.ndarray | None:
-    """95 % error bars of the per-step slopes of one platform (``side``: ``reference`` or ``other``), from
-    the interval columns of ``per_model`` where it has them (``slope_J_per_step_ci_low_<side>`` and
-    ``_ci_high_<side>``), else from the fit's standard error and points (``slope_stderr_J_<side>``,
-    ``n_points_<side>``: Student t with n - 2 degrees of freedom); None when it has neither."""
-    slope = per_model[f"slope_J_per_step_{side}"]
+    """Error bars of the per-step slopes of one platform (``side``: ``reference`` or ``other``) from the
+    interval columns of ``per_model`` (``slope_J_per_step_ci_low_<side>`` and ``_ci_high_<side>``, written by
+    :func:`.summaries.steps_fit`); None when it has none."""
     low, high = f"slope_J_per_step_ci_low_{side}", f"slope_J_per_step_ci_high_{side}"
-    if {low, high} <= set(per_model.columns):
-        return interval_errors(slope, per_model[low], per_model[high])
-    stderr, points = f"slope_stderr_J_{side}", f"n_points_{side}"
-    if {stderr, points} <= set(per_model.columns):
-        dof = per_model[points].astype(float) - 2
-        half = pd.Series(stats.t.ppf(0.975, dof.where(dof > 0)), index=per_model.index) * per_model[stderr]
-        return interval_errors(slope, slope - half, slope + half)
-    return None
+    if not {low, high} <= set(per_model.columns):
+        return None
+    return interval_errors(per_model[f"slope_J_per_step_{side}"], per_model[low], per_model[high])
 
 
 def plot_platform_comparison(
@@ -108,7 +100,7 @@ def plot_platform_comparison(
                     f"standard error of the line through the step counts' means, n - 2 degrees of freedom).")
     else:
         caption += (" The slopes have no error bars: the comparison holds no interval of them "
-                    "(tables/steps_fit.csv gives each slope's standard error).")
+                    "(tables/steps_fit.csv gives each slope's interval).")
     caption += " Data: tables/steps_fit.csv (left) and tables/steps_summary.csv (right)."
     if note:
         caption += f" {note}"

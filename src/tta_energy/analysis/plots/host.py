@@ -76,7 +76,7 @@ def plot_host_diagnostics(rows: pd.DataFrame, summary: pd.DataFrame, figures: st
                                    s["gpu_busy_fraction_ci_high"])
             ax.errorbar(s["gpu_busy_fraction_mean"], s["denoising_J_per_call_mean"], xerr=xerr, marker="o",
                         ms=9, mec="black", color=colour, capsize=3, ls="none",
-                        label=f"{model_label(model)} (n = {int(s['n'].iloc[0])}, "
+                        label=f"{model_label(model)} (n = {int(s['n_generations'].iloc[0])}, "
                               f"{s['power_W_mean'].iloc[0]:.0f} W)")
     ax.set_xlim(0, 1)
     ax.set_yscale("log")
