@@ -193,9 +193,9 @@ def platform_comparison(
 
 
 #: The host-summary columns set beside each model's per-step energies on two platforms.
-HOST_COLUMNS = ("n_generations", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low",
-                "gpu_busy_fraction_ci_high", "power_W_mean", "idle_power_W_mean", "idle_energy_share_mean",
-                "cpu_time_per_wall_mean")
+HOST_SUMMARY_COLUMNS = ("n_generations", "gpu_busy_fraction_mean", "gpu_busy_fraction_ci_low",
+                        "gpu_busy_fraction_ci_high", "power_W_mean", "idle_power_W_mean",
+                        "idle_energy_share_mean", "cpu_time_per_wall_mean")
 
 
 def ranking_with_host(per_model: pd.DataFrame, host: pd.DataFrame, other: tuple[str, str]) -> pd.DataFrame:
@@ -203,7 +203,7 @@ def ranking_with_host(per_model: pd.DataFrame, host: pd.DataFrame, other: tuple[
     (:func:`.summaries.host_summary`), sorted by busy fraction; ``rank_change`` = rank on the other platform
     minus rank on the reference (positive: the model became relatively more expensive per step)."""
     mine = host[(host["source"] == other[0]) & (host["gpu_name"] == other[1])]
-    out = per_model.merge(mine[["model", *HOST_COLUMNS]], on="model", how="left")
+    out = per_model.merge(mine[["model", *HOST_SUMMARY_COLUMNS]], on="model", how="left")
     out["rank_change"] = out["rank_other"] - out["rank_reference"]
     return out.sort_values("gpu_busy_fraction_mean").reset_index(drop=True)
 

@@ -108,7 +108,7 @@ def steps_summary(
     ``gpu_energy`` in joules when given its rows; ``energy_J_mean`` is CodeCarbon's ``energy_consumed``.
     """
     df = _require(runs, experiment)
-    df["energy_J"] = df["energy_consumed"] * J_PER_KWH
+    df["energy_J"] = df["energy_consumed"] * J_PER_KWH  # CodeCarbon's total: the energy_J_* columns
     df["gpu_energy_J_per_audio_s"] = df["gpu_energy_J"] / df["audio_seconds"]
     keys = [*PLATFORM_KEYS, "steps"]
     g = df.groupby(keys, sort=True, dropna=False)
@@ -223,7 +223,7 @@ def batch_summary(
     """
     df = _require(runs, experiment)
     df["n_clips"] = df["n_clips"].astype(int)
-    df["energy_J"] = df["energy_consumed"] * J_PER_KWH
+    df["energy_J"] = df["energy_consumed"] * J_PER_KWH  # CodeCarbon's total: energy_J_per_10_clips_*
     if "batch_call_index" not in df.columns:  # the position of a call within its run, in table order
         df["batch_call_index"] = df.groupby(
             [*PLATFORM_KEYS, "n_prompts", "n_clips", "repeat"], dropna=False
@@ -521,8 +521,8 @@ def quality_energy_summary(runs: pd.DataFrame, *, confidence: float = CONFIDENCE
 # --------------------------------------------------------------------------------------------------------
 # Host diagnostics: how busy the GPU was, how the host behaved
 
-#: Row columns of the host diagnostics; rows measured before they existed leave them empty.
-HOST_COLUMNS: tuple[str, ...] = ("cpu_time_s", "gpu_busy_fraction")
+#: The run-table columns the host diagnostics read; rows measured before they existed leave them empty.
+HOST_INPUT_COLUMNS: tuple[str, ...] = ("cpu_time_s", "gpu_busy_fraction")
 
 
 def host_rows(runs: pd.DataFrame, *, experiment: str = "steps") -> pd.DataFrame:
@@ -532,7 +532,7 @@ def host_rows(runs: pd.DataFrame, *, experiment: str = "steps") -> pd.DataFrame:
     energy measured) and ``cpu_time_per_wall`` (the process's CPU time / wall time; about 1 whenever the
     host thread waits for the GPU by spinning, as CUDA synchronisation does by default)."""
     df = _require(runs, experiment)
-    for column in HOST_COLUMNS:
+    for column in HOST_INPUT_COLUMNS:
         if column not in df.columns:
             df[column] = np.nan
     df = df[df["gpu_busy_fraction"].notna() & df["cpu_time_s"].notna()].copy()
