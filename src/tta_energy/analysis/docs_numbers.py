@@ -26,6 +26,7 @@ from tta_energy import markdown, schema
 from tta_energy.analysis import docs_numbers_docs, efficiency, fronts, spread, summaries, tables
 from tta_energy.devices import PROJECT_GPU, names_gpu, rows_of_gpu
 from tta_energy.errors import TtaError
+from tta_energy.experiments.meter_validation.report import METER_TABLE
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import t_half_width_of
 from tta_energy.levers.tables import TARGETS_FILE
@@ -840,7 +841,7 @@ def block_study_quality_rows(d: DocData) -> str:
 
 def block_estimators(d: DocData) -> str:
     """How `split` and `linear` differ on the matmul: inside the load, and on calls from idle."""
-    path = d.data / "validation" / "meter.csv"
+    path = d.data / "validation" / METER_TABLE
     if not path.is_file():
         return "not measured yet"
     rows = pd.read_csv(path)

@@ -19,7 +19,7 @@ import pandas as pd
 from tta_energy import schema
 from tta_energy.experiments.meter_validation import report
 from tta_energy.experiments.meter_validation.protocol import DEFAULT_METHOD
-from tta_energy.levers.tables import LEVERS_TABLE, RUNS_FILE
+from tta_energy.levers.tables import CONFIGS_FILE, LEVERS_TABLE, PROFILE_FILE, RUNS_FILE
 from tta_energy.models import catalogue
 from tta_energy.quality.clap_score import bundled_captions
 
@@ -78,7 +78,7 @@ def _missing(path: Path) -> str:
 
 
 def _quick(d: HasData) -> pd.DataFrame:
-    path = d.data / QUICK_VALIDATION / "meter.csv"
+    path = d.data / QUICK_VALIDATION / report.METER_TABLE
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
@@ -98,7 +98,7 @@ def truth_blocks(summary: Path) -> pd.DataFrame:
 
 def block_meter_counter_interval(d: HasData) -> str:
     """How often the H200's energy counter changed at idle in the full validation run (its summary)."""
-    path = d.data / "validation" / "meter_summary.md"
+    path = d.data / "validation" / report.METER_SUMMARY
     found = (
         re.search(r"`counter_idle`: n=(\d+), mean_ms=([\d.]+)", path.read_text(encoding="utf-8"))
         if path.is_file()
@@ -106,15 +106,15 @@ def block_meter_counter_interval(d: HasData) -> str:
     )
     if found is None:
         return _missing(path)
-    source = "`data/validation/meter_summary.md`"
+    source = f"`data/validation/{report.METER_SUMMARY}`"
     return f"about every {float(found[2]):.0f} ms (mean over {found[1]} idle intervals, {source})"
 
 
 def block_meter_truth_span(d: HasData) -> str:
     """The counter span of the full run's truth blocks and the timing error of their ends (±0.5 ms each)."""
-    truth = truth_blocks(d.data / "validation" / "meter_summary.md")
+    truth = truth_blocks(d.data / "validation" / report.METER_SUMMARY)
     if truth.empty:
-        return _missing(d.data / "validation" / "meter_summary.md")
+        return _missing(d.data / "validation" / report.METER_SUMMARY)
     span = truth["counter_span_s"]
     return f"~{_range(span.min(), span.max(), fmt='.1f')} s apart: {1e-3 / span.min():.2%}"
 
@@ -122,9 +122,9 @@ def block_meter_truth_span(d: HasData) -> str:
 def block_meter_quick_unet(d: HasData) -> str:
     """The eager UNet of the quick run: truth blocks' time and power, the 2-s windows' step time and error."""
     runs = _quick(d)
-    truth = truth_blocks(d.data / QUICK_VALIDATION / "meter_summary.md")
+    truth = truth_blocks(d.data / QUICK_VALIDATION / report.METER_SUMMARY)
     if runs.empty or truth.empty:
-        return _missing(d.data / QUICK_VALIDATION / "meter.csv")
+        return _missing(d.data / QUICK_VALIDATION / report.METER_TABLE)
     blocks = truth[truth["workload"].str.startswith("unet")]
     steady = runs[runs["workload"].str.startswith("unet") & (runs["scenario"] == "steady")]
     longest = steady[steady["window_target_s"] == steady["window_target_s"].max()]
@@ -149,7 +149,7 @@ def block_meter_quick_gaps(d: HasData) -> str:
     """The worst error of split and linear on the quick run's 0.2 s steady matmul windows."""
     runs = _quick(d)
     if runs.empty:
-        return _missing(d.data / QUICK_VALIDATION / "meter.csv")
+        return _missing(d.data / QUICK_VALIDATION / report.METER_TABLE)
     short = _steady_matmul(runs)
     short = short[
         (short["window_target_s"] == short["window_target_s"].min())
@@ -165,7 +165,7 @@ def block_meter_quick_matmul(d: HasData) -> str:
     """Worst and mean absolute error of split, linear and the peers on the quick run's >= 1 s matmul."""
     runs = _quick(d)
     if runs.empty:
-        return _missing(d.data / QUICK_VALIDATION / "meter.csv")
+        return _missing(d.data / QUICK_VALIDATION / report.METER_TABLE)
     long = _steady_matmul(runs)
     long = long[long["window_target_s"] >= 1]
     err = long.groupby("method")["rel_error"]
@@ -191,7 +191,7 @@ def _names(methods: Any) -> str:
 
 def _validation_targets(d: HasData) -> list[dict[str, Any]]:
     """The targets' verdicts of ``data/validation/meter.csv`` (:func:`.report.check_targets`), if any."""
-    path = d.data / "validation" / "meter.csv"
+    path = d.data / "validation" / report.METER_TABLE
     return report.check_targets(pd.read_csv(path)) if path.is_file() else []
 
 
@@ -219,13 +219,13 @@ def _workload(name: str) -> str:
 
 def block_validation_result(d: HasData) -> str:
     """The full run's verdicts: the two accuracy targets, the truth blocks' own spread and the overhead."""
-    path = d.data / "validation" / "meter.csv"
+    path = d.data / "validation" / report.METER_TABLE
     targets = _validation_targets(d)
     if not targets:
         return _missing(path)
     long, short, overhead = targets
     mine, peers = long["by_method"][DEFAULT_METHOD], [m for m in PEERS if m in long["by_method"]]
-    truth = truth_blocks(d.data / "validation" / "meter_summary.md")
+    truth = truth_blocks(d.data / "validation" / report.METER_SUMMARY)
     unet = truth[truth["workload"].str.startswith("unet")]["e_iter"]
     repeated = short["by_method"][f"{DEFAULT_METHOD}_repeated_1s"]
     single = short["by_method"]
@@ -270,7 +270,7 @@ def read_levers(data: Path, folder: str = "h200") -> pd.DataFrame:
 
 
 def _configs(d: HasData) -> pd.DataFrame:
-    paths = sorted((d.data / "h200" / "levers").glob("part*/levers_configs.csv"))
+    paths = sorted((d.data / "h200" / "levers").glob(f"part*/{CONFIGS_FILE}"))
     return pd.concat([pd.read_csv(p).assign(part=p.parent.name) for p in paths]) if paths else pd.DataFrame()
 
 
@@ -314,7 +314,7 @@ def block_levers_reference_conv(d: HasData) -> str:
     configs = _configs(d)
     timed = _notes(configs[configs["model"] == "audioldm"], "reference_conv_ms") if not configs.empty else []
     if not timed:
-        return "no AudioLDM reference convolution timed yet (0 rows in `levers_configs.csv`)"
+        return f"no AudioLDM reference convolution timed yet (0 rows in `{CONFIGS_FILE}`)"
     ms = timed[0][1]
     return f"{ms['cudnn']:.0f} ms per AudioLDM step against {ms['native']:.0f} ms"
 
@@ -621,7 +621,7 @@ def block_levers_sdpa_ranking(d: HasData) -> str:
     """Tango's and Tango 2's fastest attention backend when timed eagerly, each against the other's winner."""
     timed = _sdpa(d)
     if not {"tango", "tango2"} <= set(timed):
-        return "no eager attention timings of Tango and Tango 2 yet (0 rows in `levers_configs.csv`)"
+        return f"no eager attention timings of Tango and Tango 2 yet (0 rows in `{CONFIGS_FILE}`)"
     winners = {m: min(timed[m], key=timed[m].get) for m in ("tango", "tango2")}
     parts = []
     for model, other in (("tango", "tango2"), ("tango2", "tango")):
@@ -636,7 +636,7 @@ def block_levers_sdpa_ranking(d: HasData) -> str:
 
 def block_levers_attention_share(d: HasData) -> str:
     """Attention's share of the kernel time of Tango 2's and Tango's graphed `max` step (levers_profile)."""
-    path = d.data / "h200" / "levers" / "part4" / "levers_profile.csv"
+    path = d.data / "h200" / "levers" / "part4" / PROFILE_FILE
     if not path.is_file():
         return _missing(path)
     profile = pd.read_csv(path)

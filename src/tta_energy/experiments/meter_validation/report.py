@@ -1,5 +1,5 @@
 """The meter validation's statistics: error of each method per workload and window, the overhead of the
-sampler, the targets' verdicts, and ``meter_validation.csv`` / ``meter_summary.md``."""
+sampler, the targets' verdicts, and ``meter.csv`` / ``meter_summary.md``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ from tta_energy.experiments.meter_validation.protocol import (
 from tta_energy.fileio import write_text_atomic
 from tta_energy.intervals import t_half_width
 
+#: The validation's table: one row per method and measured window (:func:`write_outputs`).
+METER_TABLE = "meter.csv"
+#: The validation's summary: the targets' verdicts and the tables behind them (:func:`write_outputs`).
+METER_SUMMARY = "meter_summary.md"
 
 def _usable(df: pd.DataFrame) -> pd.DataFrame:
     """Measured windows with a truth, without the steady trials whose load was not continuous."""
@@ -117,10 +121,10 @@ def overhead_verdict(mean_pct: float, ci95_pct: float, limit_pct: float = OVERHE
 
 def write_outputs(out_dir: str | Path, df: pd.DataFrame, validation: Validation, *,
                   dry_run: bool) -> tuple[Path, Path]:
-    """meter.csv and meter_summary.md (atomically: temp file + rename)."""
+    """:data:`METER_TABLE` and :data:`METER_SUMMARY` (atomically: temp file + rename)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out / "meter.csv", out / "meter_summary.md"
+    csv_path, md_path = out / METER_TABLE, out / METER_SUMMARY
     write_text_atomic(csv_path, df.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(md_path, render_summary(df, validation, dry_run=dry_run))
     return csv_path, md_path
