@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from analysis_fixtures import REPO, build_full_tree, load_paper_data, make_h200_runs
 
-from tta_energy.analysis import plots, reproduce
+from tta_energy.analysis import plots, reproduce, tables
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9]*.py"))
 
@@ -157,7 +157,7 @@ def test_a_failed_reproduce_leaves_the_previous_figures_as_they_were(tmp_path):
     (figures / "kept-figure.png").write_bytes(b"png")
     (figures / "tables").mkdir()
     (figures / "tables" / "steps_summary.csv").write_text("model\nx\n", encoding="utf-8")
-    (figures / reproduce.INDEX_FILE).write_text("earlier index\n", encoding="utf-8")
+    (figures / tables.INDEX_FILE).write_text("earlier index\n", encoding="utf-8")
     before = {p: p.read_bytes() for p in figures.rglob("*") if p.is_file()}
     notebooks = tmp_path / "notebooks"
     _write_notebook(notebooks, "01_draws.py",
@@ -182,7 +182,7 @@ def test_the_notebooks_import_the_package_reproduce_runs_from(tmp_path, monkeypa
     figures = tmp_path / "figures"
     reproduce.reproduce(tmp_path / "no-data", figures, notebooks=notebooks, n_boot=0, log=lambda _: None)
     assert Path((figures / "where.txt").read_text()).resolve() == Path(tta_energy.__file__).resolve()
-    assert (figures / reproduce.INDEX_FILE).is_file()
+    assert (figures / tables.INDEX_FILE).is_file()
 
 
 def test_figures_are_published_into_a_tables_folder_on_another_file_system(tmp_path):
@@ -210,7 +210,7 @@ def test_figures_are_published_into_a_tables_folder_on_another_file_system(tmp_p
         reproduce.reproduce(tmp_path / "no-data", figures, notebooks=notebooks, n_boot=0, log=lambda _: None)
         assert (elsewhere / "new.csv").read_text() == "b\n2\n" and (elsewhere / "kept.csv").is_file()
         assert set(plots.read_manifest(figures)) == {"new-figure"}
-        assert not (figures / "old-figure.png").exists() and (figures / reproduce.INDEX_FILE).is_file()
+        assert not (figures / "old-figure.png").exists() and (figures / tables.INDEX_FILE).is_file()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "notebooks"]  # no staging left
     finally:
         import shutil

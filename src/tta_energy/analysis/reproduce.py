@@ -64,8 +64,6 @@ GROUP_TITLES: dict[str, str] = {
 NOTEBOOK_TIMEOUT_S = 900
 #: a terminal colour code (ESC [ ... m)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-#: the page that shows every figure with its one-line explanation
-INDEX_FILE = "index.md"
 #: The variance components of the H200's repeated sweeps (:mod:`tta_energy.analysis.spread`).
 SPREAD_TABLE = "spread_h200.csv"
 #: Each H200 cell's 95% interval, from its repeats and with the process level counted.
@@ -384,7 +382,7 @@ def write_index(
                 ]
             else:
                 lines += [f"- *{stem}* not drawn: {entry['caption']}", ""]
-    path = figures / INDEX_FILE
+    path = figures / tables.INDEX_FILE
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
@@ -450,7 +448,7 @@ def reproduce(
     with staged_figures(figures) as staging:
         _reproduce_into(staging, data, paths, study=study, executed=executed, n_boot=n_boot,
                         shared_kernel=shared_kernel, log=log)
-    index = figures / INDEX_FILE
+    index = figures / tables.INDEX_FILE
     if update_docs and data.resolve() == (root / "data").resolve():  # the docs quote the repository's data
         for path in docs_numbers.update_docs(root, data):
             log(f"numbers in {os.path.relpath(path, root)} rewritten from {data}")

@@ -47,6 +47,13 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                          "ceiling_tflop_per_J"),
 }
 
+#: Where ``analyze --figures`` draws the figures, under its output folder (:mod:`.figures`).
+FIGURES_FOLDER = "figures"
+#: A figures folder's index page: every figure with its one-line explanation
+#: (:func:`tta_energy.analysis.reproduce.write_index`). Here, not beside the figures' code, so that
+#: ``analyze`` can look for earlier figures without importing matplotlib.
+INDEX_FILE = "index.md"
+
 SCORE_REQUIRED = ("model", "dataset", "steps", "metric", "value")
 PUBLISHED_SANITY = study_import.PUBLISHED_SANITY
 
@@ -434,7 +441,7 @@ def analyze(
         from tta_energy.analysis.figures import write_figures  # matplotlib only when figures are asked for
 
         written.append(write_figures(inp, result, out, drop_study_warmup=drop_study_warmup))
-    elif (Path(out) / "figures" / "index.md").is_file():
+    elif (Path(out) / FIGURES_FOLDER / INDEX_FILE).is_file():
         from tta_energy.analysis.figures import drop_figures
 
         drop_figures(out)  # an earlier run's figures would describe other tables than these
