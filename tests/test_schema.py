@@ -9,12 +9,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tta_energy import schema
+from tta_energy.experiments.campaign_spec import load_campaign
+from tta_energy.experiments.runner import SweepOptions
 from tta_energy.schema import SchemaError
 
 
@@ -210,3 +213,12 @@ def test_a_csv_of_other_columns_is_named_as_no_run_table_not_by_every_column_it_
     pd.DataFrame([schema.empty_row()]).drop(columns=["source"]).iloc[:0].to_csv(damaged, index=False)
     with pytest.raises(schema.SchemaError, match="missing column\\(s\\) source$"):
         schema.read_runs(damaged)
+
+
+def test_a_run_table_is_named_after_its_experiment_in_its_folder(tmp_path):
+    assert schema.run_table_path(tmp_path, "steps") == tmp_path / "steps.csv"
+    # a sweep and a campaign write an experiment's rows where the rule says
+    assert SweepOptions(model="audioldm", experiments=("steps",), out_dir=tmp_path).out_path("batch") == (
+        schema.run_table_path(tmp_path, "batch"))
+    campaign = load_campaign(Path(__file__).parents[1] / "campaigns" / "h200.toml")
+    assert campaign.table("quality") == schema.run_table_path(campaign.out_dir, "quality")

@@ -217,6 +217,11 @@ def validate(df: pd.DataFrame, where: str = "run table") -> pd.DataFrame:
     return df
 
 
+def run_table_path(folder: Path, experiment: str) -> Path:
+    """Where an experiment's rows go in a data folder: ``<folder>/<experiment>.csv``."""
+    return Path(folder) / f"{experiment}.csv"
+
+
 #: what is said of a run table pandas cannot parse
 MALFORMED_CSV = "is not a well-formed CSV"
 

@@ -79,9 +79,11 @@ NOT_MEASURED = "not measured"
 NOT_IN_STUDY_DATA = "not in `data/study`"
 
 
-def _run_table(relative: str) -> property:
-    """A :class:`DocData` attribute: the usable rows of ``data/<relative>``, read on first use."""
-    return property(lambda self: self.runs(relative), doc=f"usable rows of data/{relative}")
+def _run_table(folder: str, experiment: str) -> property:
+    """A :class:`DocData` attribute: the usable rows of ``experiment``'s run table in ``data/<folder>``, read
+    on first use."""
+    return property(lambda self: self.runs(folder, experiment),
+                    doc=f"usable rows of data/{schema.run_table_path(Path(folder), experiment).as_posix()}")
 
 
 @dataclass
@@ -89,7 +91,7 @@ class DocData:
     """The run tables the documentation quotes (read once, usable rows only)."""
 
     data: Path
-    _tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _tables: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     _texts: dict[str, str] = field(default_factory=dict)
 
     def block(self, name: str) -> str:
@@ -100,26 +102,26 @@ class DocData:
             self._texts[name] = BLOCKS[name](self)
         return self._texts[name]
 
-    def runs(self, relative: str) -> pd.DataFrame:
-        """The usable rows of the run table ``data/<relative>`` (empty without it), read once."""
-        if relative not in self._tables:
-            path = self.data / relative
-            self._tables[relative] = (
+    def runs(self, folder: str, experiment: str) -> pd.DataFrame:
+        """The usable rows of ``experiment``'s table in ``data/<folder>`` (empty without it), read once."""
+        if (folder, experiment) not in self._tables:
+            path = schema.run_table_path(self.data / folder, experiment)
+            self._tables[folder, experiment] = (
                 summaries.usable_runs(schema.read_runs(path))
                 if path.is_file()
                 else pd.DataFrame(columns=[*schema.COLUMN_NAMES, "first_generation"])
             )
-        return self._tables[relative]
+        return self._tables[folder, experiment]
 
     def sweep(self, experiment: str) -> pd.DataFrame:
         """The usable rows of the H200's ``experiment`` table."""
-        return self.runs(f"h200/{experiment}.csv")
+        return self.runs("h200", experiment)
 
-    steps = _run_table("h200/steps.csv")
-    batch = _run_table("h200/batch.csv")
-    quality = _run_table("h200/quality.csv")
-    study_steps = _run_table("study/steps.csv")
-    study_quality = _run_table("study/quality.csv")
+    steps = _run_table("h200", "steps")
+    batch = _run_table("h200", "batch")
+    quality = _run_table("h200", "quality")
+    study_steps = _run_table("study", "steps")
+    study_quality = _run_table("study", "quality")
 
     @cached_property
     def ceilings(self) -> pd.DataFrame:
@@ -805,7 +807,7 @@ def block_h200_fronts(d: DocData) -> str:
 
 
 def _study_table(d: DocData, name: str) -> pd.DataFrame:
-    path = d.data / "study" / f"{name}.csv"
+    path = schema.run_table_path(d.data / "study", name)
     return (
         pd.read_csv(path, usecols=lambda c: c in {"model", "steps", "repeat", "dataset"})
         if path.is_file()

@@ -542,8 +542,8 @@ def write_study(data: StudyData, out: str | Path) -> list[Path]:
         written = []
         for name, df in data.runs.items():
             # a schema run table holds the schema's columns only; rows keep the study's file order
-            schema.write_runs(staging / f"{name}.csv", df[list(schema.COLUMN_NAMES)])
-            written.append(out / f"{name}.csv")
+            schema.write_runs(schema.run_table_path(staging, name), df[list(schema.COLUMN_NAMES)])
+            written.append(schema.run_table_path(out, name))
         _write_csv(staging / "scores.csv", data.scores)
         written.append(out / "scores.csv")
         if data.published_sanity is not None:

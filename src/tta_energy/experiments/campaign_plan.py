@@ -742,7 +742,7 @@ def call_windows_s(out_dir: Path, lines: Iterable[dict[str, Any]],
         return {}
     given = [f for f in frames if f is not None and not f.empty]
     known = {str(e) for f in given for e in f["experiment"].unique()}
-    read = [resume.read_table(out_dir / f"{e}.csv") for e in EXPERIMENTS if e not in known]
+    read = [resume.read_table(schema.run_table_path(out_dir, e)) for e in EXPERIMENTS if e not in known]
     mine = [f[f["run_id"].isin(run_ids)] for f in given + [f for f in read if f is not None]]
     mine = [f for f in mine if not f.empty]
     if not mine:

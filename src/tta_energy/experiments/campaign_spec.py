@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tta_energy import schema
 from tta_energy.errors import TtaError, positive_number, seed_number
 from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
@@ -70,7 +71,7 @@ class Campaign:
     gpu: str | None = None
 
     def table(self, experiment: str) -> Path:
-        return self.out_dir / f"{experiment}.csv"
+        return schema.run_table_path(self.out_dir, experiment)
 
 
 _TOP_KEYS = {"name", "out_dir", "size", "weights", "dtype", "duration_s", "seed", "idle_s", "warmup",

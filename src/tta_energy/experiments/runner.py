@@ -99,7 +99,7 @@ class SweepOptions:
     def out_path(self, experiment: str) -> Path:
         if self.out is not None:
             return Path(self.out)
-        return Path(self.out_dir or DEFAULT_OUT_DIR) / f"{experiment}.csv"
+        return schema.run_table_path(Path(self.out_dir or DEFAULT_OUT_DIR), experiment)
 
 
 @dataclass(frozen=True)
