@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tta_energy.analysis import docs_numbers_docs
 from tta_energy.experiments.meter_validation.protocol import CSV_COLUMNS, Config, Validation
 from tta_energy.experiments.meter_validation.report import (
+    METER_SUMMARY,
+    METER_TABLE,
     check_targets,
     overhead_summary,
     overhead_verdict,
@@ -68,14 +72,20 @@ def test_dry_run_protocol_writes_a_tidy_table_and_a_summary(tmp_path):
     overhead = frame[frame["scenario"] == "overhead"]
     assert set(overhead["workload"]) == {"matmul_bf16_8192", "unet_audioldm_fp16"}
     assert overhead.groupby(["workload", "method"]).size().eq(2).all()
-    csv_path, md_path = write_outputs(tmp_path, frame, validation, dry_run=True)
+    csv_path, md_path = write_outputs(tmp_path / "validation", frame, validation, dry_run=True)
+    assert (csv_path.name, md_path.name) == (METER_TABLE, METER_SUMMARY)
     back = pd.read_csv(csv_path)
     assert len(back) == len(frame) and list(back.columns) == list(CSV_COLUMNS)
     text = md_path.read_text()
     assert text.startswith("# GPU energy meter: validation")
     assert "DRY RUN" in text and "## Verdict" in text and "zeus: dry run (no GPU)" in text
     assert "`meter_split_repeated_1s` max" in text
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(csv_path.parent.glob("*.tmp"))
+    # the docs' blocks find the table and the summary where write_outputs put them
+    docs = SimpleNamespace(data=tmp_path)
+    assert [t["target"] for t in docs_numbers_docs._validation_targets(docs)] == [
+        t["target"] for t in check_targets(back)]
+    assert docs_numbers_docs.block_meter_truth_span(docs).startswith("~")  # not "no `meter_summary.md` ..."
 
 
 def synthetic_frame() -> pd.DataFrame:
