@@ -73,10 +73,11 @@ def test_ceiling_values_are_checked_before_the_device(capsys, no_meter):
         assert "--ceiling-n must be >= 16" in line
 
 
-def test_check_gpu_accepts_a_cuda_device_and_refuses_a_cpu():
-    ceiling.check_gpu("cuda:1", "cuda:1")  # no error: whether the GPU exists is chosen_device's question
+def test_check_device_is_gpu_accepts_a_cuda_device_and_refuses_a_cpu():
+    # no error: whether the GPU exists is chosen_device's question
+    ceiling.check_device_is_gpu("cuda:1", "cuda:1")
     with pytest.raises(ceiling.LeversError, match=r"--device cpu was asked for"):
-        ceiling.check_gpu("cpu", "cpu")
+        ceiling.check_device_is_gpu("cpu", "cpu")
 
 
 def test_help_of_ceiling_says_it_needs_a_gpu(capsys):

@@ -56,7 +56,7 @@ from tta_energy.errors import positive_number, stop_signal_name
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.campaign_plan import (
     CELL_COLUMNS,
-    OVERHEAD_TARGET,
+    WALL_TO_WINDOW_TARGET,
     Cell,
     CellReport,
     CellState,
@@ -132,7 +132,7 @@ __all__ = [
     "report",
     "sweep_options",
     "window_seconds",
-    "OVERHEAD_TARGET",
+    "WALL_TO_WINDOW_TARGET",
     "call_windows_s",
     "campaign_cost",
     "cost_of_calls",
@@ -177,8 +177,8 @@ class RunOptions:
 #: after the end (``resolve``) of each window and CodeCarbon's tasks (``EnergyMeter.host_s``). What is left of
 #: the wall time is the host's other work between the windows and after the last one (rows written, the
 #: meter's stop, the tables' merge).
-PHASES = ("checks", "cells", "tables", "before_meter", "meter_start", "builds", "idle", "align", "resolve",
-          "codecarbon")
+CALL_PHASES = ("checks", "cells", "tables", "before_meter", "meter_start", "builds", "idle", "align",
+               "resolve", "codecarbon")
 #: the phases timed before the meter starts (``before_meter`` is what is left of that time after them)
 SETUP_PHASES = ("checks", "cells", "tables")
 
@@ -192,7 +192,7 @@ class RunResult:
     unfinished: int = 0  # cells of this run not done at the end
     nothing_left: bool = False  # every cell was done before the run: it built and measured nothing
     stopped_by: str = ""  # what stopped it before its end: "interrupted (SIGINT)" or the error's line
-    #: where this process's time outside the windows went, s: :data:`PHASES` (the rest is between windows)
+    #: where this process's time outside the windows went, s: :data:`CALL_PHASES` (the rest: between windows)
     phases_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -215,7 +215,7 @@ def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
         positive_number(ro.time_budget_s, "--time-budget-s", unit="seconds", error=CampaignError)
 
 
-def check_gpu(campaign: Campaign, device: str) -> None:
+def check_campaign_gpu(campaign: Campaign, device: str) -> None:
     """Refuse a device whose GPU is not the campaign's (``gpu`` in its file): its rows would enter tables
     that say which GPU they hold, e.g. ``data/h200``."""
     why = gpu_mismatch(campaign.gpu, device)
@@ -279,7 +279,7 @@ def run_campaign(campaign: Campaign, ro: RunOptions, echo: Callable[[str], None]
         check_sweep_device(sweep_options(campaign, campaign.entries[0].models[0], device=ro.device))
         ctx = distributed.context_from_env()
         device = resolve_device(ro.device, ctx)
-        check_gpu(campaign, device)
+        check_campaign_gpu(campaign, device)
     notes: list[str] = []
     with timed(phases, "cells"):
         cells = build_cells(campaign, ro.models, ro.experiments, note=notes.append)
@@ -543,7 +543,7 @@ def record_run(campaign: Campaign, ro: RunOptions, run_id: str, start_utc: str, 
             "wall_s": round(wall_s, 3),
             "measured_s": round(result.measured_s, 3), "rows": dict(sorted(result.rows.items())),
             "warmup_rows": result.warmups, "stopped_by_budget": result.stopped_by_budget,
-            "phases_s": {k: round(result.phases_s[k], 3) for k in PHASES if k in result.phases_s},
+            "phases_s": {k: round(result.phases_s[k], 3) for k in CALL_PHASES if k in result.phases_s},
             "interrupted": result.interrupted, "stopped_by": result.stopped_by,
             "time_budget_s": ro.time_budget_s, "world_size": world_size, "git_commit": git_commit(),
             "host_cpu_model": host_cpu_model(), "host_cpu_count": os.cpu_count() or 0, "gpu_name": gpu_name}

@@ -670,7 +670,7 @@ def status_table(reports: Sequence[CellReport]) -> list[dict[str, object]]:
 
 # --- cost of the calls --------------------------------------------------------------------------------------
 #: wall time of the campaign's calls / time inside their measured windows the campaign aims at
-OVERHEAD_TARGET = 1.15
+WALL_TO_WINDOW_TARGET = 1.15
 
 
 #: what a line of the runs log must be, said in the error about one that is not
@@ -772,7 +772,7 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
     (which older versions wrote counting each warm-up as long as the measured row after it).
 
     ``outside_windows`` says where the time outside the windows went, summed over the one-process calls that
-    time it (``phases_s`` of their log lines): the phases of :data:`.campaign.PHASES` and, for the rest,
+    time it (``phases_s`` of their log lines): the phases of :data:`.campaign.CALL_PHASES` and, for the rest,
     ``between_and_after_windows`` (the host's other work between the windows and after the last one).
 
     ``device_calls``: the same over whole device calls, for the runs whose line gives the call's start
@@ -814,7 +814,7 @@ def campaign_cost(lines: Iterable[dict[str, Any]],
     return {
         "calls": calls, "gpu_s": round(gpu_total, 3), "measured_s": round(measured_total, 3),
         "overhead": round(gpu_total / measured_total, 4) if measured_total > 0 else None,
-        "overhead_target": OVERHEAD_TARGET,
+        "overhead_target": WALL_TO_WINDOW_TARGET,
         "by_experiment": [{"experiment": e, "gpu_s": round(v["gpu_s"], 3), "rows": int(v["rows"]),
                            "calls": int(v["calls"])} for e, v in by.items()],
         "outside_windows": {"calls": timed_calls, **{k: round(v, 3) for k, v in outside.items()}},

@@ -135,7 +135,7 @@ def ceiling_record(res: CeilingResult, run_id: str, when: str,
             "timestamp": now_iso()}
 
 
-def check_gpu(asked: str | None, device: str) -> None:
+def check_device_is_gpu(asked: str | None, device: str) -> None:
     """Refuse a CPU: the ceiling is TFLOP per joule of an NVIDIA GPU's own energy counter, and a CPU has none
     (its loop would also run minutes at the default size, in float32 rather than bf16)."""
     if is_gpu(device):
@@ -158,13 +158,13 @@ def measure_ceiling_once(device: str | None = None, seconds: float = CEILING_S, 
                          out: Path | None = None, precision: str = "bf16") -> dict[str, object]:
     """The ceiling on its own (``tta-energy levers ceiling``, ``benchmarks/ceiling.py``): one meter session,
     one loop; the row is appended to ``out`` when given. Every value is checked first, then a device that is
-    not a CUDA GPU is refused (:func:`check_gpu`), all before the meter starts."""
+    not a CUDA GPU is refused (:func:`check_device_is_gpu`), all before the meter starts."""
     check_ceiling_loop(seconds, n)
     dev = chosen_device(device)
     check_precision(precision, dev)  # every value, before the meter starts (and warns)
     if out is not None:  # a folder is refused, its folder must exist, a file must take a row (or be made)
         writable_file(Path(out), "--out")
-    check_gpu(device, dev)
+    check_device_is_gpu(device, dev)
     meter = make_meter(SweepOptions(model="", experiments=(EXPERIMENT,), codecarbon=False), dev, None)
     with meter:
         res = measure_ceiling(meter, dev, seconds, n, precision)

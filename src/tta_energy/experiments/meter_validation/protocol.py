@@ -53,7 +53,8 @@ CSV_COLUMNS: tuple[str, ...] = ("workload", "scenario", "method", "window_target
                                 "truth_power_J", "continuous", "order", "t_rel_s", "note")
 #: (label, limit, selection of steady rows by window_target_s)
 TARGETS: tuple[tuple[str, float], ...] = (("windows >= 1 s", 0.005), ("windows of 0.2 s", 0.02))
-OVERHEAD_TARGET = 0.01
+#: the meter may cost at most this fraction of a workload's energy (the sampler's overhead)
+METER_OVERHEAD_TARGET = 0.01
 DEFAULT_ESTIMATOR = "split"  # EnergyMeter's default; see docs/meter.md for the choice
 DEFAULT_METHOD = f"meter_{DEFAULT_ESTIMATOR}"
 SAMPLER_MODES: tuple[str, ...] = ("off", "process", "thread")

@@ -12,7 +12,7 @@ import pandas as pd
 from tta_energy import markdown
 from tta_energy.experiments.meter_validation.protocol import (
     DEFAULT_METHOD,
-    OVERHEAD_TARGET,
+    METER_OVERHEAD_TARGET,
     TARGETS,
     Validation,
 )
@@ -98,15 +98,16 @@ def check_targets(df: pd.DataFrame, method: str = DEFAULT_METHOD) -> list[dict[s
     proc = ov[ov["method"] == "sampler_process"]
     verdicts = {str(r.workload): overhead_verdict(r.overhead_pct, r.ci95_pct) for r in proc.itertuples()}
     worst = float(proc["overhead_pct"].abs().max()) if len(proc) else math.nan
-    results.append({"target": f"meter overhead <= {OVERHEAD_TARGET * 100:g}% of a 1 s workload's energy",
-                    "limit_pct": OVERHEAD_TARGET * 100, "method": "sampler_process", "value_pct": worst,
+    limit_pct = METER_OVERHEAD_TARGET * 100
+    results.append({"target": f"meter overhead <= {limit_pct:g}% of a 1 s workload's energy",
+                    "limit_pct": limit_pct, "method": "sampler_process", "value_pct": worst,
                     "met": bool(verdicts) and all(v.startswith("met") for v in verdicts.values()),
                     "n": int(proc["reps"].min()) if len(proc) else 0, "verdicts": verdicts,
                     "by_method": {}, "peers_max_pct": {}})
     return results
 
 
-def overhead_verdict(mean_pct: float, ci95_pct: float, limit_pct: float = OVERHEAD_TARGET * 100) -> str:
+def overhead_verdict(mean_pct: float, ci95_pct: float, limit_pct: float = METER_OVERHEAD_TARGET * 100) -> str:
     """``met``, ``NOT met`` or ``inconclusive`` for a mean overhead and the half-width of its 95% interval."""
     if math.isnan(mean_pct):
         return "not measured"
