@@ -33,6 +33,7 @@ from tta_energy.quality.embeddings import (
     STUDY_CLAP_SCORE_CHECKPOINT,
     STUDY_FAD_CHECKPOINT,
     CheckpointError,
+    ClapEmbedder,
     detect_backend,
     load_embedder,
     resolve_checkpoint,
@@ -219,6 +220,13 @@ def test_checkpoint_names_and_backends(tmp_path: Path, monkeypatch: pytest.Monke
         load_embedder(fad)
     with pytest.raises(CheckpointError, match="unknown CLAP backend"):
         detect_backend(fad, "onnx")
+
+
+def test_an_embedder_without_its_own_rate_and_window_prepares_audio_as_the_default() -> None:
+    """CLAP's 48 kHz and 10 s windows: the audio preparation's defaults are the embedders' defaults."""
+    prep = AudioPrep()
+    assert (ClapEmbedder.sample_rate, ClapEmbedder.window_s) == (prep.sample_rate, prep.window_s) == (
+        48_000, 10.0)
 
 
 def test_laion_backend_is_optional(tmp_path: Path) -> None:

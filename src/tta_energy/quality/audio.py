@@ -31,6 +31,7 @@ import soxr
 
 from tta_energy.errors import TtaError, first_line
 
+#: CLAP's input: mono audio at 48 kHz in windows of 10 s (the embedders' defaults, :mod:`.embeddings`)
 CLAP_SAMPLE_RATE = 48_000
 CLAP_WINDOW_S = 10.0
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from tta_energy.errors import TtaError
-from tta_energy.quality.audio import file_sha256
+from tta_energy.quality.audio import CLAP_SAMPLE_RATE, CLAP_WINDOW_S, file_sha256
 
 #: fadtk's ``clap-laion-audio`` (the study's FAD-inf): HTSAT-tiny, non-fusion, 48 kHz, 512-d.
 STUDY_FAD_CHECKPOINT = "630k-audioset-best"
@@ -98,8 +98,8 @@ class ClapEmbedder(ABC):
     backend: str
     model_id: str  # backend:name@content-hash, recorded in the score table and the cache key
     fusion: bool
-    sample_rate: int = 48_000
-    window_s: float = 10.0
+    sample_rate: int = CLAP_SAMPLE_RATE
+    window_s: float = CLAP_WINDOW_S
     dim: int
 
     @abstractmethod
