@@ -43,6 +43,9 @@ class ModelDefaults:
     duration_s: float = STUDY_DURATION_S
     max_duration_s: float = 10.0
     fixed_duration_s: float | None = None  # Tango always makes 10.24 s
+    #: the output's sample rate, Hz: the Make-An-Audio adapters and the tiny Stable Audio VAE take it from
+    #: here; the diffusers-based adapters read their checkpoint's vocoder or VAE config, which the tests
+    #: check against it (tests/test_models_sample_rate.py)
     sample_rate: int = 16000
     steps: int = 100
     step_spacing: str = "diffusers"  # how the sampler spaces its steps (models.spacing): which counts run

@@ -80,7 +80,6 @@ from tta_energy.models.ckpt_maps import (
 from tta_energy.models.common import check_weights_dir, default_device, load_config
 
 CONFIG_DIR = "make-an-audio"
-SAMPLE_RATE = 16000
 TEXT_TOKENS = 77  # FrozenCLAPEmbedder(max_length=77), padding="max_length"
 BERT_CLS, BERT_SEP, BERT_PAD = 101, 102, 0
 #: original folder layout (``useful_ckpts/`` of the original repositories)
@@ -442,13 +441,14 @@ class LatentAudioAdapter(ModelAdapter):
                 mel = self.decode_latents(latents / self.scale_factor)
             with phases("vocoder"):
                 waves = self.vocode(mel)
-        samples = int(round(req.duration_s * SAMPLE_RATE))
+        rate = self.defaults.sample_rate  # the catalogue's: BigVGAN's 16 kHz
+        samples = int(round(req.duration_s * rate))
         out = waves.float().cpu().numpy()
         if out.shape[1] < samples:  # the original pads short clips with zeros
             out = np.pad(out, ((0, 0), (0, samples - out.shape[1])))
         return GenerationOutput(
             waveforms=out[:, None, :samples].astype(np.float32),
-            sample_rate=SAMPLE_RATE,
+            sample_rate=rate,
             denoiser_calls=calls,
             latents=latents,
         )

@@ -97,7 +97,7 @@ TINY_VAE = {
     "decoder_input_channels": 8,
     "audio_channels": 2,
     "channel_multiples": [1, 2, 4, 8, 16],
-    "sampling_rate": 44100,
+    "sampling_rate": entry("stable-audio-open").defaults.sample_rate,
 }
 
 #: Folders of a diffusers StableAudioPipeline checkpoint (``save_pretrained`` / the hub repo).
