@@ -121,6 +121,27 @@ def test_write_wav_is_atomic_and_checks_input(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.wav"]
 
 
+@pytest.mark.parametrize("torch_uuid", ["4C1E0000-aaaa", "GPU-4c1e0000-aaaa"])
+def test_the_smokes_raw_counter_asks_nvml_for_the_meters_form_of_the_uuid(monkeypatch, torch_uuid):
+    import types
+
+    import torch
+
+    from tta_energy.experiments import smoke
+    from tta_energy.meter.sources import bare_uuid
+
+    asked = []
+    fake = types.SimpleNamespace(nvmlInit=lambda: None,
+                                 nvmlDeviceGetHandleByUUID=lambda uuid: asked.append(uuid) or "handle",
+                                 nvmlDeviceGetTotalEnergyConsumption=lambda handle: 2500)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _device: types.SimpleNamespace(
+        uuid=torch_uuid))
+    counter = smoke._NvmlCounter(torch.device("cuda", 0))
+    assert asked == ["GPU-4c1e0000-aaaa"] == [f"GPU-{bare_uuid(torch_uuid)}"]
+    assert counter.read_J() == 2.5
+
+
 def test_smoke_rows_record_failures_and_append(tmp_path):
     rows = smoke_model("audioldm", [1, 2], device="cpu", size="tiny", dtype="float32", duration_s=1.0,
                        warmup_steps=1, log=lambda _msg: None)

@@ -24,6 +24,7 @@ from tta_energy.audio_io import nonfinite_audio
 from tta_energy.errors import TtaError, first_line
 from tta_energy.experiments.runner import one_line
 from tta_energy.fileio import atomic_path, csv_name, writable_file
+from tta_energy.meter.sources import bare_uuid
 from tta_energy.models.base import GenerationOutput, GenerationRequest, ModelAdapter, PhaseHook
 from tta_energy.models.registry import build_model
 from tta_energy.study import STUDY_DURATION_S, STUDY_PROMPT
@@ -43,8 +44,8 @@ class _NvmlCounter:
 
         pynvml.nvmlInit()
         self._nvml = pynvml
-        uuid = str(torch.cuda.get_device_properties(device).uuid)
-        self._handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        uuid = bare_uuid(torch.cuda.get_device_properties(device).uuid)
+        self._handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
         pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)  # raises if unsupported
 
     def read_J(self) -> float:
@@ -56,6 +57,8 @@ class SmokeMeter:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        #: the smoke table's ``energy_method``: which instrument read the energy ("tta_energy.meter",
+        #: "nvml_counter_raw" or "unavailable"); not the run record's ``gpu_energy_method``
         self.method = "unavailable"
         self._meter: Any = None
         self._counter: _NvmlCounter | None = None
