@@ -73,7 +73,7 @@ def test_relative_paths_in_a_campaign_file_are_relative_to_its_folder(tmp_path, 
 
 @pytest.mark.parametrize(("text", "message"), [
     ("name = 'x'\n[[experiment]]\nname = 'stepz'\n", "name must be one of steps"),
-    ("[[experiment]]\nname = 'steps'\nmodels = ['nope']\n", "unknown model(s) nope"),
+    ("[[experiment]]\nname = 'steps'\nmodels = ['nope']\n", "unknown model 'nope' in "),
     ("[[experiment]]\nname = 'steps'\nrepeats = {min = 6, max = 4}\n", "2 <= min <= max"),
     ("[[experiment]]\nname = 'steps'\nrepeats = {min = 1, max = 3}\n",
      "experiment 1 (steps): repeats need 2 <= min <= max (a confidence interval needs 2 repeats) or "

@@ -225,7 +225,9 @@ def test_a_refused_campaign_run_makes_no_folder_no_lock_and_prints_only_the_erro
     base = ["campaign", "run", "--campaign", str(path), "--no-progress", "--no-codecarbon"]
     cases = [([*base, "--device", "cpu", "--time-budget-s", "1"], "--time-budget-s 1 s cannot cover"),
              ([*base, "--device", "tpu"], "unknown device 'tpu': use cpu, cuda"),
-             ([*base, "--device", "cpu", "--time-budget-s", "0"], "--time-budget-s must be > 0")]
+             ([*base, "--device", "cpu", "--time-budget-s", "0"], "--time-budget-s must be > 0"),
+             ([*base, "--device", "cpu", "--model", "tango,tangoo"],
+              "unknown model 'tangoo' in --model: choose one of audioldm, audioldm2")]
     if not torch.cuda.is_available():
         cases.append(([*base, "--device", "cuda"], "torch sees no GPU"))
     for args, fragment in cases:

@@ -49,11 +49,32 @@ def test_a_plugin_model_follows_the_built_in_ones(demo):
     assert catalogue.entry(demo).label == catalogue.label(demo) == "Demo Model"
     assert catalogue.help_text().endswith(f"make-an-audio-2 or {demo}")
     assert catalogue.ordered([demo, "tango"]) == ["tango", demo]
+    assert catalogue.check_models([demo, "tango"], ValueError, "--model") == (catalogue.entry(demo),
+                                                                              catalogue.entry("tango"))
     assert "tta_demo_plugin.row" in sys.modules and "tta_demo_plugin.adapter" not in sys.modules
 
     from tta_energy.models.registry import adapter_class
 
     assert adapter_class(demo).__name__ == "DemoAdapter"
+
+
+def test_check_models_is_entrys_rule_and_names_where_the_model_was_named():
+    """Every list of model names is checked by one rule: the rows in the list's order, or the first unknown
+    name refused with the error type asked for, in the words :func:`catalogue.entry` uses."""
+
+    class Refused(Exception):
+        pass
+
+    names = ", ".join(catalogue.model_names())
+    assert catalogue.check_models(["tango", "audioldm"], Refused, "--model") == (catalogue.entry("tango"),
+                                                                                 catalogue.entry("audioldm"))
+    assert catalogue.check_models((), Refused, "--model") == ()
+    with pytest.raises(Refused) as exc:
+        catalogue.check_models(["tango", "tangoo", "nope"], Refused, "plan.toml")
+    assert str(exc.value) == f"unknown model 'tangoo' in plan.toml: choose one of {names}"
+    with pytest.raises(catalogue.UnknownModelError) as exc:
+        catalogue.entry("tangoo")
+    assert str(exc.value) == f"unknown model 'tangoo': choose one of {names}"
 
 
 def test_describe_and_sweep_a_plugin_model(demo, tmp_path, capsys):

@@ -201,11 +201,9 @@ class RunResult:
 
 
 def check_run_options(campaign: Campaign, ro: RunOptions) -> None:
-    from tta_energy.models.catalogue import model_names
+    from tta_energy.models.catalogue import check_models
 
-    for m in ro.models:
-        if m not in model_names():
-            raise CampaignError(f"unknown model {m!r}: choose among {', '.join(model_names())}")
+    check_models(ro.models, CampaignError, "--model")
     declared = {e.experiment for e in campaign.entries}
     for e in ro.experiments:
         if e not in declared:

@@ -117,7 +117,7 @@ def _str_list(value: object, key: str, where: str, other: str = "") -> tuple[str
 def load_campaign(path: str | Path) -> Campaign:
     """Parse and validate a campaign file; a problem raises :class:`CampaignError` (one line)."""
     from tta_energy.fileio import read_toml
-    from tta_energy.models.catalogue import model_names
+    from tta_energy.models.catalogue import check_models, model_names
 
     path = Path(path)
     data = read_toml(path, CampaignError, "campaign file")
@@ -165,10 +165,7 @@ def load_campaign(path: str | Path) -> Campaign:
             models = tuple(model_names())
         else:
             models = _str_list(models_value, "models", at, other='"all" or ')
-            unknown = [m for m in models if m not in model_names()]
-            if unknown:
-                raise CampaignError(f"{at}: unknown model(s) {', '.join(unknown)}: choose among "
-                                    f"{', '.join(model_names())} or \"all\"")
+            check_models(models, CampaignError, at)
             if len(set(models)) != len(models):
                 raise CampaignError(f"{at}: a model is listed twice")
         grid = _str_list(raw["grid"], "grid", at) if "grid" in raw else None

@@ -56,7 +56,7 @@ from tta_energy.experiments.grids import (
 from tta_energy.fileio import DEFAULT_AUDIO_DIR, DEFAULT_OUT_DIR, csv_name, writable_file, writable_folder
 from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_levers
 from tta_energy.meter import IDLE_BASELINE_S
-from tta_energy.models.catalogue import check_generation, entry, model_names
+from tta_energy.models.catalogue import check_generation, check_models, entry
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
 from tta_energy.study import STUDY_COUNTRY, STUDY_PROMPT
@@ -276,8 +276,7 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
 # --- planning -----------------------------------------------------------------------------------------------
 def check_options(opts: SweepOptions) -> None:
     """Every option, checked before torch is imported or a model is built."""
-    if opts.model not in model_names():
-        raise SweepError(f"unknown model {opts.model!r}: choose one of {', '.join(model_names())}")
+    check_models((opts.model,), SweepError, "--model")
     if not opts.experiments:
         raise SweepError("no experiment given")
     for e in opts.experiments:

@@ -857,9 +857,7 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
     option (``plan``: the plan file its cells, duration and seed came from) and what is allowed."""
     if not opts.models:
         raise LeversError("no model given: name them with --model (or give a --plan)")
-    for m in opts.models:
-        if m not in catalogue.model_names():
-            raise LeversError(f"unknown model {m!r}: choose one of {', '.join(catalogue.model_names())}")
+    catalogue.check_models(opts.models, LeversError, "--model")
     if opts.repeats < 1:
         raise LeversError(f"--repeats must be >= 1, got {opts.repeats}")
     for values, option in ((opts.steps, "--steps"), (opts.batches, "--batches")):

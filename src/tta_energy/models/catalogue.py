@@ -11,7 +11,7 @@ cheaply. Adding a model means one adapter module, its configs and one row, here 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -274,12 +274,31 @@ def _find(name: str) -> ModelEntry | None:
     return next((e for e in plugin_entries() if e.name == name), None)
 
 
+def _unknown_model(name: str, what: str = "") -> str:
+    """The one line that refuses a model name outside the catalogue (``what``: where it was named)."""
+    where = f" in {what}" if what else ""
+    return f"unknown model {name!r}{where}: choose one of {', '.join(model_names())}"
+
+
 def entry(name: str) -> ModelEntry:
     """The catalogue row of ``name``; one clear line naming the allowed models otherwise."""
     found = _find(name)
     if found is None:
-        raise UnknownModelError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
+        raise UnknownModelError(_unknown_model(name))
     return found
+
+
+def check_models(names: Iterable[str], error: type[Exception], what: str) -> tuple[ModelEntry, ...]:
+    """The catalogue rows of ``names``, in their order; the first name outside the catalogue raises ``error``
+    with :func:`entry`'s line, naming ``what`` (the option or file that named it). The one rule every list of
+    model names a command, file or options object takes is checked by."""
+    rows = []
+    for name in names:
+        found = _find(name)
+        if found is None:
+            raise error(_unknown_model(name, what))
+        rows.append(found)
+    return tuple(rows)
 
 
 def runs_guidance(name: str, scale: float) -> bool:
