@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import refused as one_error_line
+from tests.conftest import tiny_levers_options
 from tta_energy import schema
 from tta_energy.cli.main import main
 from tta_energy.levers import tables
@@ -47,6 +48,27 @@ def test_weights_that_do_not_exist_are_refused_before_the_run_writes_anything(tm
     refused(capsys, run_args(tmp_path, "--weights", missing), "weights path", missing, "does not exist",
             "'random'", absent=(tmp_path / "raw", tmp_path / "levers.csv"))
     refused(capsys, run_args(tmp_path, "--weights", missing, dry_run=True), "does not exist")
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_unknown_model_or_size_is_refused_by_the_librarys_rule(tmp_path, capsys, dry_run):
+    """``levers run`` relies on the levers experiment's check: the catalogue's line for a model, its size
+    rule for a size, each one error line before anything is written."""
+    from tta_energy.levers.experiment import check_options
+    from tta_energy.levers.spec import LeversError
+    from tta_energy.models.catalogue import model_names
+
+    line = f"unknown model 'tangoo' in --model: choose one of {', '.join(model_names())}"
+    assert refused(capsys, run_args(tmp_path, "-m", "audioldm,tangoo", dry_run=dry_run),
+                   absent=(tmp_path / "raw",)) == f"error: {line}"
+    assert refused(capsys, run_args(tmp_path, "--size", "huge", dry_run=dry_run),
+                   absent=(tmp_path / "raw",)) == "error: unknown size 'huge': use full or tiny"
+    with pytest.raises(LeversError, match="^unknown size 'huge': use full or tiny$"):
+        check_options(tiny_levers_options(tmp_path, "raw", size="huge"))
+    with pytest.raises(LeversError) as exc:
+        check_options(tiny_levers_options(tmp_path, "raw", models=("audioldm", "tangoo")))
+    assert str(exc.value) == line
+    assert not (tmp_path / "raw").exists()
 
 
 def test_weights_name_one_model_and_a_folder(tmp_path, capsys):

@@ -15,6 +15,7 @@ from tta_energy.experiments.grids import (
     SweepError,
     audio_path,
     build_configs,
+    check_repeats,
     config_id,
     load_captions,
     run_order,
@@ -147,6 +148,9 @@ def test_run_order_is_seeded_random_within_each_repeat():
     assert any(o != [10, 25, 50, 100, 150, 200] for o in orders)  # not the study's ascending order
     assert run_order(cfgs, 3, seed=0) == items
     assert run_order(cfgs, 3, seed=1) != items
+    with pytest.raises(SweepError, match=r"^--repeats must be >= 1, got 0$"):
+        run_order(cfgs, 0, seed=0)  # the rule check_options applies to --repeats (grids.check_repeats)
+    assert check_repeats(2) == 2
 
 
 def test_quality_grid_reads_the_bundled_caption_files(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -10,13 +11,16 @@ import pytest
 import soundfile as sf
 import torch
 
+from tests.conftest import refused
 from tta_energy import schema
 from tta_energy.cli.exits import ALL_FAILED_EXIT
 from tta_energy.cli.main import main
+from tta_energy.errors import TtaError
 from tta_energy.experiments import resume
 from tta_energy.experiments.grids import SweepError
-from tta_energy.experiments.runner import SweepOptions, run_sweep
+from tta_energy.experiments.runner import SweepOptions, check_options, run_sweep
 from tta_energy.models.audioldm import AudioLDMAdapter
+from tta_energy.models.catalogue import model_names
 from tta_energy.precision import generation_precision
 
 TINY = ["--size", "tiny", "--device", "cpu", "--dtype", "float32", "--duration-s", "1", "--idle-s", "0",
@@ -183,6 +187,48 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, args, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
     assert not list(tmp_path.glob("*.csv"))
+
+
+NAMES = ", ".join(model_names())
+#: (the library's options, the command line's, the one line both refuse them with)
+SETTINGS = [
+    ({"size": "huge"}, ["--size", "huge"], "unknown size 'huge': use full or tiny"),
+    ({"model": "tangoo"}, ["--model", "tangoo"], f"unknown model 'tangoo' in --model: choose one of {NAMES}"),
+    ({"experiments": ("stepz",)}, ["--experiment", "stepz", "--steps", "5"],
+     "unknown experiment 'stepz': choose one of steps, batch, quality, duration, guidance, precision"),
+    ({"repeats": {"steps": 0}}, ["--repeats", "0"], "--repeats must be >= 1, got 0"),
+    ({"time_budget_s": 0.0}, ["--time-budget-s", "0"], "--time-budget-s must be > 0 seconds, got 0.0"),
+    ({"duration_s": -1.0}, ["--duration-s", "-1"], "--duration-s must be > 0 seconds, got -1.0"),
+    ({"dtype": "fp7"}, ["--dtype", "fp7"], "unknown dtype 'fp7': use one of float32, float16, bfloat16"),
+]
+
+
+@pytest.mark.parametrize(("library", "command_line", "line"), SETTINGS)
+def test_a_sweep_setting_has_one_rule_for_the_library_and_the_command_line(tmp_path, capsys, library,
+                                                                           command_line, line):
+    """The library's check (SweepOptions and check_options) is the one rule: a direct caller gets the line,
+    and the command line, which relies on it, shows the same line once with exit status 2 (an unknown
+    experiment is named before an option it would not use)."""
+    base = {"model": "audioldm", "experiments": ("steps",), "size": "tiny", "device": "cpu",
+            "out_dir": tmp_path / "lib"}
+    with pytest.raises(TtaError) as exc:
+        check_options(SweepOptions(**{**base, **library}))
+    assert str(exc.value) == line
+    argv = {"--model": "audioldm", "--size": "tiny", "--device": "cpu", "--experiment": "steps",
+            "--out-dir": str(tmp_path / "cli"), "--no-progress": None, "--no-codecarbon": None}
+    argv.update(dict(zip(command_line[::2], command_line[1::2], strict=True)))
+    args = [t for option, value in argv.items() for t in (option, value) if t is not None]
+    assert refused(capsys, ["sweep", *args]) == f"error: {line}"
+    assert not (tmp_path / "lib").exists() and not (tmp_path / "cli").exists()
+
+
+def test_the_dtype_is_canonical_from_construction_and_checking_changes_no_option():
+    opts = SweepOptions(model="audioldm", experiments=("steps",), size="tiny", dtype="fp16",
+                        repeats={"steps": 2})
+    assert opts.dtype == "float16"
+    before = copy.deepcopy(opts)
+    check_options(opts)
+    assert opts == before
 
 
 @pytest.mark.parametrize(("device", "levers", "message"), [

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tta_energy.errors import TtaError, first_line
 from tta_energy.fileio import CUT_LAST_LINE, atomic_path, csv_text, ends_inside_line, exact_numbers
-from tta_energy.models.catalogue import BUILTIN_NAMES
+from tta_energy.models.catalogue import BUILTIN_NAMES, SIZES
 
 J_PER_KWH = 3.6e6
 
@@ -62,7 +62,7 @@ COLUMNS: tuple[Column, ...] = (
     _c("model", "str", "canonical model name (the catalogue's: " + ", ".join(BUILTIN_NAMES)
        + " or a model plugin's)"),
     _c("weights", "str", "'random' (architecture-faithful replica) or the weights' source (path or hub id)"),
-    _c("size", "str", "full or tiny", allowed=("full", "tiny", "")),
+    _c("size", "str", " or ".join(SIZES), allowed=(*SIZES, "")),
     _c("dtype", "str", "float32, float16 or bfloat16"),
     # the column keeps its first name (the option was --optimize before it became --levers): old tables read
     _c("optimize", "str", "canonical lever spec of --levers (none = the study's eager default)"),

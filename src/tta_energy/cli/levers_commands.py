@@ -199,7 +199,6 @@ def register(app: typer.Typer) -> None:
         from tta_energy.levers.spec import LeversError
 
         checks.device(device)
-        checks.size(size)
         checks.seed(seed)
         checks.positive(time_budget, "--time-budget-s", unit="seconds")
         checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")

@@ -125,17 +125,13 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         progress: bool = options.PROGRESS,
     ) -> None:
         checks.device(device)
-        checks.size(size)
         checks.weights(weights)
         checks.seed(seed)
         country = options.codecarbon_country(ctx, codecarbon, country)
         checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
                         "--audio-dir", "--no-save-audio")
         checks.positive(limit, "--caption-limit")
-        for value, option in ((duration, "--duration-s"), (time_budget, "--time-budget-s")):
-            checks.positive(value, option, unit="seconds")
         from tta_energy.experiments.distributed import context_from_env
-        from tta_energy.experiments.grids import check_options_used, spec
         from tta_energy.experiments.runner import (
             SweepOptions,
             check_options,
@@ -144,15 +140,8 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             run_sweep,
         )
         from tta_energy.levers.spec import parse_levers
-        from tta_energy.precision import canonical_dtype
 
         experiments = checks.comma_list(experiment, "--experiment", absent_means_all=False)
-        for name in experiments:  # an unknown one is named before the options it would use
-            spec(name)
-        check_options_used(checks.given_options(ctx, {
-            "steps": "--steps", "duration": "--duration-s", "dtype": "--dtype", "prompt": "--prompt",
-            "captions": "--captions", "limit": "--caption-limit", "audio_dir": "--audio-dir",
-            "save_audio": "--save-audio" if save_audio else "--no-save-audio"}), experiments)
         repeat_counts = {}
         for name, value in per_experiment(repeats, experiments, "--repeats").items():
             try:
@@ -162,8 +151,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         grids = {name: checks.comma_list(value)
                  for name, value in per_experiment(grid, experiments, "--grid").items()}
         opts = SweepOptions(
-            model=model, experiments=experiments, size=size, weights=weights, device=device,
-            dtype=canonical_dtype(dtype) if dtype is not None else None,
+            model=model, experiments=experiments, size=size, weights=weights, device=device, dtype=dtype,
             repeats=repeat_counts, grid=grids, steps=steps, duration_s=duration, prompt=prompt,
             captions=checks.comma_list(captions, "--captions"), limit=limit, audio_dir=audio_dir,
             save_audio=save_audio, out=out,
@@ -171,7 +159,11 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             warmup=warmup,
             codecarbon=codecarbon, country=country, time_budget_s=time_budget, keep_errors=keep_errors,
             trace=trace, progress=progress)
-        check_options(opts)  # every value and every output, before torch is imported
+        given = checks.given_options(ctx, {
+            "steps": "--steps", "duration": "--duration-s", "dtype": "--dtype", "prompt": "--prompt",
+            "captions": "--captions", "limit": "--caption-limit", "audio_dir": "--audio-dir",
+            "save_audio": "--save-audio" if save_audio else "--no-save-audio"})
+        check_options(opts, given)  # every value and every output (the library's rules), before torch
         check_sweep_device(opts)
         check_writable(opts, context_from_env())
         checks.cpu_full_size_warning(device, size)

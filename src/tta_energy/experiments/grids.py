@@ -380,13 +380,20 @@ def audio_path(audio_dir: Path, config: Config) -> Path:
     return Path(audio_dir) / config.model / config.dataset / str(config.steps) / name
 
 
+def check_repeats(repeats: int) -> int:
+    """``repeats`` when it is at least 1, else :class:`SweepError` with one line: the one rule a sweep's
+    repeats are checked by."""
+    if repeats < 1:
+        raise SweepError(f"--repeats must be >= 1, got {repeats}")
+    return repeats
+
+
 def run_order(configs: Sequence[Config], repeats: int, seed: int) -> list[tuple[Config, int]]:
     """(configuration, repeat) pairs: repeats in order, configurations shuffled within each repeat (seeded).
 
     The shuffle breaks the study's always-ascending order, which confounds step count with thermal drift.
     """
-    if repeats < 1:
-        raise SweepError(f"--repeats must be >= 1, got {repeats}")
+    check_repeats(repeats)
     items: list[tuple[Config, int]] = []
     for r in range(repeats):
         order = list(configs)

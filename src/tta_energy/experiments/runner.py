@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,8 @@ from tta_energy.experiments.grids import (
     SweepError,
     audio_path,
     build_configs,
+    check_options_used,
+    check_repeats,
     config_id,
     run_order,
     spec,
@@ -56,7 +58,7 @@ from tta_energy.experiments.grids import (
 from tta_energy.fileio import DEFAULT_AUDIO_DIR, DEFAULT_OUT_DIR, csv_name, writable_file, writable_folder
 from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_levers
 from tta_energy.meter import IDLE_BASELINE_S
-from tta_energy.models.catalogue import check_generation, check_models, entry
+from tta_energy.models.catalogue import check_generation, check_models, check_size, entry
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
 from tta_energy.study import STUDY_COUNTRY, STUDY_PROMPT
@@ -95,6 +97,11 @@ class SweepOptions:
     trace: bool = True
     progress: bool = True
     extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the dtype's one canonical spelling (fp16 -> float16), built once: config ids and rows carry it
+        if self.dtype is not None:
+            self.dtype = canonical_dtype(self.dtype)
 
     def out_path(self, experiment: str) -> Path:
         if self.out is not None:
@@ -274,26 +281,27 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int) -> None:
 
 
 # --- planning -----------------------------------------------------------------------------------------------
-def check_options(opts: SweepOptions) -> None:
-    """Every option, checked before torch is imported or a model is built."""
+def check_options(opts: SweepOptions, given: Sequence[str] = ()) -> None:
+    """Every option, checked before torch is imported or a model is built: the one validator of a sweep's
+    settings, which the command line relies on as the library's callers do. ``given``: the options a command
+    line wrote, each refused when none of the experiments uses it (:func:`.grids.check_options_used`)."""
     check_models((opts.model,), SweepError, "--model")
     if not opts.experiments:
         raise SweepError("no experiment given")
-    for e in opts.experiments:
+    for e in opts.experiments:  # an unknown one is named before the options it would use
         spec(e)
+    check_options_used(given, opts.experiments)
     if len(set(opts.experiments)) != len(opts.experiments):
         raise SweepError("an experiment is listed twice")
     if opts.out is not None and len(opts.experiments) > 1:
         raise SweepError("--out names one table: with several experiments use --out-dir")
     if opts.out is not None and opts.out_dir is not None:
         raise SweepError("--out and --out-dir both name the output: give one of them")
-    if opts.size not in ("full", "tiny"):
-        raise SweepError(f"unknown size {opts.size!r}: use full or tiny")
+    check_size(opts.size, SweepError)
     for e, n in opts.repeats.items():
         if e not in opts.experiments:
             raise SweepError(f"--repeats names {e!r}, which is not among the experiments run")
-        if n < 1:
-            raise SweepError(f"--repeats must be >= 1, got {n}")
+        check_repeats(n)
     for e in opts.grid:
         if e not in opts.experiments:
             raise SweepError(f"--grid names {e!r}, which is not among the experiments run")
@@ -301,8 +309,9 @@ def check_options(opts: SweepOptions) -> None:
         raise SweepError(f"--warmup must be >= 0, got {opts.warmup}")
     positive_number(opts.idle_s, "--idle-s", allow_zero=True, unit="seconds", error=SweepError)
     positive_number(opts.min_window_s, "--min-window-s", allow_zero=True, unit="seconds", error=SweepError)
-    if opts.time_budget_s is not None:
-        positive_number(opts.time_budget_s, "--time-budget-s", unit="seconds", error=SweepError)
+    for value, option in ((opts.duration_s, "--duration-s"), (opts.time_budget_s, "--time-budget-s")):
+        if value is not None:
+            positive_number(value, option, unit="seconds", error=SweepError)
     if "precision" in opts.experiments and opts.levers.precision is not None:
         raise SweepError(f"--levers {opts.levers.spec} fixes the precision: it cannot be combined "
                          "with the precision experiment")
@@ -310,8 +319,6 @@ def check_options(opts: SweepOptions) -> None:
         csv_name(opts.out_path(e), error=SweepError)
     if opts.prompt is not None:
         check_request_limits(opts, what="--prompt")
-    if opts.dtype is not None:
-        opts.dtype = canonical_dtype(opts.dtype)
     if opts.steps is not None:
         check_request_limits(opts, steps=opts.steps, what="--steps")
     if opts.duration_s is not None:
