@@ -153,6 +153,32 @@ def test_run_order_is_seeded_random_within_each_repeat():
     assert check_repeats(2) == 2
 
 
+def test_the_studys_repeats_and_steps_come_from_study_py():
+    """The study's protocol (arXiv 2505.07615): 5 repeats, 100 steps where the grid does not vary them; each
+    experiment, the campaign's minimum, the model defaults, the efficiency table and the help read them."""
+    import typer
+
+    from tta_energy.analysis.efficiency import GENERATION_STEPS
+    from tta_energy.cli.main import app
+    from tta_energy.experiments.campaign_spec import Stopping
+    from tta_energy.models.base import GenerationRequest
+    from tta_energy.models.catalogue import ModelDefaults, entry
+    from tta_energy.study import STUDY_REPEATS, STUDY_STEPS
+
+    assert (STUDY_REPEATS, STUDY_STEPS) == (5, 100)
+    assert {n: s.repeats for n, s in EXPERIMENTS.items()} == {**dict.fromkeys(EXPERIMENTS, STUDY_REPEATS),
+                                                             "quality": 1}
+    for name in ("batch", "duration", "guidance", "precision"):
+        assert {c.steps for c in configs(name)} == {STUDY_STEPS}, name
+    assert len(run_order(configs("steps"), EXPERIMENTS["steps"].repeats, seed=0)) == 6 * STUDY_REPEATS
+    assert Stopping().min_repeats == STUDY_REPEATS
+    assert GenerationRequest(prompts=["x"]).steps == ModelDefaults().steps == GENERATION_STEPS == STUDY_STEPS
+    assert entry("audioldm").defaults.steps == STUDY_STEPS
+    sweep = typer.main.get_command(app).commands["sweep"]
+    helps = {p.name: p.help for p in sweep.params}
+    assert f"default: {STUDY_REPEATS};" in helps["repeats"] and f"(default {STUDY_STEPS})" in helps["steps"]
+
+
 def test_quality_grid_reads_the_bundled_caption_files(tmp_path):
     cfgs = configs("quality", limit=2, grid=["10", "50"])
     assert len(cfgs) == 2 * 2 * 2  # datasets x captions x steps

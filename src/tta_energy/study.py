@@ -11,6 +11,12 @@ STUDY_STRUCT_CAPTION = (
 )
 #: seconds of audio per clip
 STUDY_DURATION_S = 10.0
+#: measured repeats of each configuration of the steps and batch experiments (Passoni et al., arXiv
+#: 2505.07615)
+STUDY_REPEATS = 5
+#: denoising steps of a generation where the study's experiment does not vary them (Passoni et al., arXiv
+#: 2505.07615): the batch experiment's, and each model's default here
+STUDY_STEPS = 100
 #: clips per repeat of the batch experiment (energies of that experiment are reported per this many clips)
 CLIPS_PER_REPEAT = 10
 #: the GPU the study measured on

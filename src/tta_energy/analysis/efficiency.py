@@ -38,9 +38,10 @@ from tta_energy.analysis.summaries import PLATFORM_KEYS, AnalysisError
 from tta_energy.intervals import CONFIDENCE, t_interval
 from tta_energy.levers.tables import CEILING_FILE, ceiling_rows, read_side
 from tta_energy.models import catalogue
+from tta_energy.study import STUDY_STEPS
 
 #: The step count whose whole generation is compared: the study's default.
-GENERATION_STEPS = 100
+GENERATION_STEPS = STUDY_STEPS
 #: The clip length and batch the stored FLOP counts hold (``tta-energy describe``'s table).
 COUNTED_DURATION_S = catalogue.DESCRIBE_DURATION_S
 COUNTED_CLIPS = 1

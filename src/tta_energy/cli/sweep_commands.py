@@ -13,6 +13,7 @@ from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
 from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.models import catalogue
+from tta_energy.study import STUDY_REPEATS, STUDY_STEPS
 
 SWEEP_HELP = """Measure the energy of one model over an experiment's grid, one row per generation.
 
@@ -86,10 +87,12 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         dtype: str | None = typer.Option(None, help="dtype of every configuration (default: the study's on a "
                                                     "GPU, float32 on a CPU)"),
         repeats: list[str] | None = typer.Option(
-            None, help="repeats (default: 5; quality 1); with several experiments EXP=N, repeatable"),
+            None, help=f"repeats (default: {STUDY_REPEATS}; quality 1); with several experiments EXP=N, "
+                       "repeatable"),
         grid: list[str] | None = typer.Option(
             None, help="override the grid (e.g. 10,50,100); with several experiments EXP=a,b, repeatable"),
-        steps: int | None = typer.Option(None, help="steps when the grid is not steps (default 100)"),
+        steps: int | None = typer.Option(None,
+                                         help=f"steps when the grid is not steps (default {STUDY_STEPS})"),
         duration: float | None = typer.Option(None, *options.DURATION_S,
                                               help="audio seconds when the grid is not duration "
                                                    "(default: the model's, 10 s)"),

@@ -13,9 +13,10 @@ from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
 from tta_energy.models.catalogue import check_size
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
+from tta_energy.study import STUDY_REPEATS
 
-#: the study's repeats per configuration (arXiv 2505.07615) and the campaign's defaults
-DEFAULT_MIN_REPEATS = 5
+#: the study's repeats per configuration and the campaign's defaults
+DEFAULT_MIN_REPEATS = STUDY_REPEATS
 DEFAULT_MAX_REPEATS = 8
 DEFAULT_TARGET_REL = 0.05
 #: the log of the commands that measured a campaign's tables, next to them

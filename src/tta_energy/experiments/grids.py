@@ -29,7 +29,7 @@ from tta_energy.errors import TtaError, positive_number
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
-from tta_energy.study import CLIPS_PER_REPEAT, STUDY_DURATION_S, STUDY_PROMPT
+from tta_energy.study import CLIPS_PER_REPEAT, STUDY_DURATION_S, STUDY_PROMPT, STUDY_REPEATS, STUDY_STEPS
 
 if TYPE_CHECKING:
     from tta_energy.models.base import GenerationRequest
@@ -58,20 +58,22 @@ class ExperimentSpec:
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
-    "steps": ExperimentSpec("steps", "denoising steps", ("10", "25", "50", "100", "150", "200"), 5, None,
-                            "the study's inference-steps experiment", ("steps",), True),
+    "steps": ExperimentSpec("steps", "denoising steps", ("10", "25", "50", "100", "150", "200"),
+                            STUDY_REPEATS, None, "the study's inference-steps experiment", ("steps",), True),
     "batch": ExperimentSpec("batch", "waveforms per prompt (pN: N distinct prompts)",
-                            ("1", "2", "5", "10", "p10"), 5, 100,
+                            ("1", "2", "5", "10", "p10"), STUDY_REPEATS, STUDY_STEPS,
                             "the study's batch experiment: 10 clips per repeat, + 10 distinct prompts",
                             ("n_prompts", "waveforms_per_prompt"), True),
     "quality": ExperimentSpec("quality", "denoising steps", ("10", "25", "50", "100", "150", "200"), 1, None,
                               "the study's quality experiment: caption file x steps, audio saved",
                               ("steps", "dataset"), True),
-    "duration": ExperimentSpec("duration", "audio duration, s", ("2.5", "5", "10", "20"), 5, 100,
-                               "new: audio duration where the model allows it", ("duration_s",), False),
+    "duration": ExperimentSpec("duration", "audio duration, s", ("2.5", "5", "10", "20"), STUDY_REPEATS,
+                               STUDY_STEPS, "new: audio duration where the model allows it", ("duration_s",),
+                               False),
     "guidance": ExperimentSpec("guidance", "guidance scale (default: the model's; 1: off)", ("default", "1"),
-                               5, 100, "new: classifier-free guidance on vs off", ("guidance_scale",), False),
-    "precision": ExperimentSpec("precision", "dtype", DTYPE_NAMES, 5, 100,
+                               STUDY_REPEATS, STUDY_STEPS, "new: classifier-free guidance on vs off",
+                               ("guidance_scale",), False),
+    "precision": ExperimentSpec("precision", "dtype", DTYPE_NAMES, STUDY_REPEATS, STUDY_STEPS,
                                 "new: numeric precision of weights and activations", ("dtype",), False),
 }
 
@@ -284,7 +286,7 @@ def build_configs(req: GridRequest) -> list[Config]:
     if not tokens:  # an empty --grid never stands for the default grid
         raise SweepError(f"the {req.experiment} grid is empty: give values (e.g. --grid {','.join(s.grid)}) "
                          "or leave --grid out for that default")
-    steps = req.steps if req.steps is not None else (s.steps or 100)
+    steps = req.steps if req.steps is not None else (s.steps or STUDY_STEPS)
     if steps < 1:
         raise SweepError(f"--steps must be >= 1, got {steps}")
     prompt = req.prompt if req.prompt is not None else STUDY_PROMPT

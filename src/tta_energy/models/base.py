@@ -30,6 +30,7 @@ from tta_energy.errors import ModelError
 from tta_energy.models.catalogue import ModelDefaults, check_generation, check_size
 from tta_energy.models.common import cast_module, resolve_device, seeded_init
 from tta_energy.precision import default_precision, torch_dtype
+from tta_energy.study import STUDY_STEPS
 
 
 class MetaDeviceError(ModelError):
@@ -58,7 +59,7 @@ class ModuleCall:
 @dataclass
 class GenerationRequest:
     prompts: list[str]
-    steps: int = 100
+    steps: int = STUDY_STEPS
     waveforms_per_prompt: int = 1
     duration_s: float | None = None  # None: the model's default (10 s in the study)
     guidance_scale: float | None = None  # None: the model's default

@@ -17,7 +17,7 @@ from typing import Any
 
 from tta_energy.errors import ModelError, TtaError, first_line, positive_number
 from tta_energy.models.spacing import denoiser_iterations, steps_problem
-from tta_energy.study import STUDY_DURATION_S
+from tta_energy.study import STUDY_DURATION_S, STUDY_STEPS
 
 SIZES: tuple[str, ...] = ("full", "tiny")
 
@@ -47,7 +47,7 @@ class ModelDefaults:
     #: here; the diffusers-based adapters read their checkpoint's vocoder or VAE config, which the tests
     #: check against it (tests/test_models_sample_rate.py)
     sample_rate: int = 16000
-    steps: int = 100
+    steps: int = STUDY_STEPS
     step_spacing: str = "diffusers"  # how the sampler spaces its steps (models.spacing): which counts run
     guidance_rule: str = "above-1"  # which scales run classifier-free guidance (GUIDANCE_RULES)
     train_timesteps: int = 1000
