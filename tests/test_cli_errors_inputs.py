@@ -210,7 +210,7 @@ def test_every_option_in_seconds_names_its_unit_and_still_reads_its_older_name()
     taken = {}
     for name, command in commands(typer.main.get_command(app)):
         for param in command.params:
-            for names in (options.DURATION_S, options.MIN_WINDOW_S, options.TIME_BUDGET_S):
+            for names in (options.DURATION_S_FLAGS, options.MIN_WINDOW_S_FLAGS, options.TIME_BUDGET_S_FLAGS):
                 if set(names) & set(param.opts):
                     assert param.opts == list(names), (name, param.opts)
                     taken.setdefault(names[0], []).append(name)

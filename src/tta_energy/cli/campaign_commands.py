@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
     def run_cmd(ctx: typer.Context, campaign: Path = CAMPAIGN_OPT, out_dir: Path | None = OUT_DIR_OPT,
                 model: list[str] | None = MODEL_OPT, experiment: list[str] | None = EXPERIMENT_OPT,
                 time_budget: float | None = typer.Option(
-                    None, *options.TIME_BUDGET_S,
+                    None, *options.TIME_BUDGET_S_FLAGS,
                     help="seconds of wall time (model builds and warm-ups included) after which no "
                          "generation starts"),
                 device: str | None = options.DEVICE, codecarbon: bool = options.CODECARBON,

@@ -150,7 +150,8 @@ def register(app: typer.Typer) -> None:
         steps: str = typer.Option(",".join(map(str, DEFAULT_STEPS)), help="step counts"),
         batches: str = typer.Option(",".join(map(str, DEFAULT_BATCHES)), help="waveforms per prompt"),
         repeats: int = typer.Option(DEFAULT_REPEATS, help="measured repeats per cell"),
-        duration: float = typer.Option(STUDY_DURATION_S, *options.DURATION_S, help="audio seconds per clip"),
+        duration: float = typer.Option(STUDY_DURATION_S, *options.DURATION_S_FLAGS,
+                                       help="audio seconds per clip"),
         seed: int = typer.Option(0, help="seed of the noise (same for every configuration) and of the order"),
         size: str = typer.Option("full", help=" or ".join(catalogue.SIZES)),
         weights: str = typer.Option("random", help="'random', a local weights folder or a hub id (one model "
@@ -162,12 +163,12 @@ def register(app: typer.Typer) -> None:
             None, help=f"matrix size of the ceiling loop (default {CEILING_MATRIX_N} on a GPU, "
                        f"{CPU_CEILING_MATRIX_N} on a CPU, where its energy is not measured)"),
         idle_s: float = typer.Option(IDLE_BASELINE_S, help="seconds of idle-power baseline"),
-        min_window: float = typer.Option(MIN_WINDOW_S, *options.MIN_WINDOW_S,
+        min_window: float = typer.Option(MIN_WINDOW_S, *options.MIN_WINDOW_S_FLAGS,
                                          help="repeat shorter generations inside one meter window (s)"),
         profile: bool = typer.Option(True, "--profile/--no-profile",
                                      help="kernel profile of one step of none and of the fastest "
                                           "configuration that keeps the computation (a GPU's)"),
-        time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S,
+        time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S_FLAGS,
                                                  help="seconds after which no generation starts"),
         report: bool = typer.Option(True, "--report/--no-report", help="write levers.csv/summary/figure"),
         report_dir: Path | None = typer.Option(None, help="where the report goes (default: OUT_DIR/..)"),

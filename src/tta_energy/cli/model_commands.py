@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", "-m", help="canonical model name, e.g. audioldm"),
         size: str = typer.Option("full", help="full or tiny"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-        duration: float | None = typer.Option(None, *options.DURATION_S,
+        duration: float | None = typer.Option(None, *options.DURATION_S_FLAGS,
                                               help="audio seconds the shapes and FLOPs are computed for "
                                                    "(default 10 s; what generate accepts)"),
         recount: bool = typer.Option(False, "--recount", help="build the model and count again (10 s is "
@@ -91,8 +91,9 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", "-m", help="canonical model name, e.g. audioldm"),
         prompt: str = typer.Option(..., "--prompt", help="text prompt"),
         steps: int = typer.Option(..., "--steps", help="denoising steps"),
-        duration: float = typer.Option(None, *options.DURATION_S, help="audio seconds per clip (default: the "
-                                       "model's, 10 s at full size; a tiny size's own length)"),
+        duration: float = typer.Option(None, *options.DURATION_S_FLAGS,
+                                       help="audio seconds per clip (default: the model's, 10 s at full "
+                                            "size; a tiny size's own length)"),
         out: Path = typer.Option(..., "--out", help="output FILE.wav (several clips: FILE_0.wav, ...)"),
         batch: int = typer.Option(1, "--batch", help="waveforms per prompt"),
         seed: int = typer.Option(0, "--seed", help="seed of the initial noise"),

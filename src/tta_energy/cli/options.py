@@ -19,9 +19,9 @@ PROGRESS = typer.Option(True, "--progress/--no-progress", help="show a progress 
 
 # Seconds carry their unit in the option's name, as in the tables' and plan files' keys (duration_s,
 # min_window_s); the name without it still works, as the older spelling.
-DURATION_S = ("--duration-s", "--duration")
-MIN_WINDOW_S = ("--min-window-s", "--min-window")
-TIME_BUDGET_S = ("--time-budget-s", "--time-budget")
+DURATION_S_FLAGS = ("--duration-s", "--duration")
+MIN_WINDOW_S_FLAGS = ("--min-window-s", "--min-window")
+TIME_BUDGET_S_FLAGS = ("--time-budget-s", "--time-budget")
 
 
 def codecarbon_country(ctx: typer.Context, codecarbon: bool, country: str) -> str:

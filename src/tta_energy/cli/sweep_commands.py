@@ -93,7 +93,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
             None, help="override the grid (e.g. 10,50,100); with several experiments EXP=a,b, repeatable"),
         steps: int | None = typer.Option(None,
                                          help=f"steps when the grid is not steps (default {STUDY_STEPS})"),
-        duration: float | None = typer.Option(None, *options.DURATION_S,
+        duration: float | None = typer.Option(None, *options.DURATION_S_FLAGS,
                                               help="audio seconds when the grid is not duration "
                                                    "(default: the model's, 10 s)"),
         prompt: str | None = typer.Option(None, help="prompt of steps/batch/... (default: the study's)"),
@@ -112,7 +112,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         levers: str = typer.Option("none", "--levers", "--optimize",
                                    help="energy levers: none | graphs | max | lever,lever (see 'tta-energy "
                                         "levers explain'); --optimize is the same option's older name"),
-        min_window: float = typer.Option(0.0, *options.MIN_WINDOW_S,
+        min_window: float = typer.Option(0.0, *options.MIN_WINDOW_S_FLAGS,
                                          help="repeat a generation until the meter window lasts S seconds "
                                               "(default 0: each generation once, as the study measured; "
                                               "the campaign and levers run use 1)"),
@@ -121,7 +121,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
         codecarbon: bool = options.CODECARBON,
         country: str = options.COUNTRY,
-        time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S,
+        time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S_FLAGS,
                                                  help="seconds after which no new generation starts"),
         keep_errors: bool = typer.Option(False, "--keep-errors", help="do not retry errored configurations"),
         trace: bool = options.TRACE,
