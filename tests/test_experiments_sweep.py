@@ -19,6 +19,7 @@ from tta_energy.errors import TtaError
 from tta_energy.experiments import resume
 from tta_energy.experiments.grids import SweepError
 from tta_energy.experiments.runner import SweepOptions, check_options, run_sweep
+from tta_energy.meter import WARMUP_GENERATIONS
 from tta_energy.models.audioldm import AudioLDMAdapter
 from tta_energy.models.catalogue import model_names
 from tta_energy.precision import generation_precision
@@ -229,6 +230,7 @@ def test_the_dtype_is_canonical_from_construction_and_checking_changes_no_option
     before = copy.deepcopy(opts)
     check_options(opts)
     assert opts == before
+    assert SweepOptions(model="audioldm", experiments=("steps",)).warmup == WARMUP_GENERATIONS
 
 
 @pytest.mark.parametrize(("device", "levers", "message"), [

@@ -536,3 +536,39 @@ def test_the_meter_times_its_waits_outside_the_windows():
     # whole extra interval or more per window
     assert 0.0 < meter.host_s["align"] < windows * 0.1 + 1.0
     assert windows * 0.1 <= meter.host_s["resolve"] < windows * 0.2 + 1.5
+
+
+def test_the_measurement_defaults_have_one_home(tmp_path):
+    """The idle baselines, the shortest window and the warm-ups are defined in tta_energy.meter: a campaign
+    file that leaves them out, the levers run, its call planner, the sweep and their options read them."""
+    import inspect
+
+    import typer
+
+    from tta_energy import meter
+    from tta_energy.cli.main import app
+    from tta_energy.experiments.campaign_spec import load_campaign
+    from tta_energy.experiments.runner import SweepOptions
+    from tta_energy.levers import spec
+    from tta_energy.levers.calls import plan_units
+    from tta_energy.levers.experiment import LeversOptions
+
+    path = tmp_path / "c.toml"
+    path.write_text('[[experiment]]\nname = "steps"\nmodels = ["audioldm"]\n', encoding="utf-8")
+    campaign = load_campaign(path)
+    assert (campaign.idle_s, campaign.min_window_s, campaign.warmup) == (
+        meter.CAMPAIGN_IDLE_S, meter.MIN_WINDOW_S, meter.WARMUP_GENERATIONS)
+    assert meter.CAMPAIGN_IDLE_S < meter.IDLE_BASELINE_S  # each budgeted call measures its own baseline
+    levers = LeversOptions(models=("audioldm",))
+    assert (levers.idle_s, levers.min_window_s) == (meter.IDLE_BASELINE_S, meter.MIN_WINDOW_S)
+    assert spec.MIN_WINDOW_S == meter.MIN_WINDOW_S  # the levers plan reads it there
+    assert inspect.signature(plan_units).parameters["min_window_s"].default == meter.MIN_WINDOW_S
+    sweep = SweepOptions(model="audioldm", experiments=("steps",))
+    assert (sweep.idle_s, sweep.warmup, sweep.min_window_s) == (meter.IDLE_BASELINE_S,
+                                                                meter.WARMUP_GENERATIONS, 0.0)
+    commands = typer.main.get_command(app).commands
+    sweep_params = {p.name: p for p in commands["sweep"].params}
+    assert sweep_params["warmup"].default == meter.WARMUP_GENERATIONS
+    assert f"the campaign and levers run use {meter.MIN_WINDOW_S:g})" in sweep_params["min_window"].help
+    levers_run = {p.name: p for p in commands["levers"].commands["run"].params}
+    assert levers_run["min_window"].default == meter.MIN_WINDOW_S

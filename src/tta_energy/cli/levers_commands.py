@@ -22,10 +22,9 @@ from tta_energy.levers.spec import (
     DEFAULT_REPEATS,
     DEFAULT_STEPS,
     FULL_GRID_SPECS,
-    MIN_WINDOW_S,
     SINGLE_SPECS,
 )
-from tta_energy.meter import IDLE_BASELINE_S
+from tta_energy.meter import IDLE_BASELINE_S, MIN_WINDOW_S
 from tta_energy.models import catalogue
 from tta_energy.study import STUDY_DURATION_S
 

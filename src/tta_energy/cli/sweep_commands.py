@@ -11,7 +11,7 @@ from tta_energy.cli import checks, options
 from tta_energy.cli.exits import ALL_FAILED_EXIT, INCOMPLETE_EXIT
 from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
-from tta_energy.meter import IDLE_BASELINE_S
+from tta_energy.meter import IDLE_BASELINE_S, MIN_WINDOW_S, WARMUP_GENERATIONS
 from tta_energy.models import catalogue
 from tta_energy.study import STUDY_REPEATS, STUDY_STEPS
 
@@ -115,10 +115,11 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         min_window: float = typer.Option(0.0, *options.MIN_WINDOW_S_FLAGS,
                                          help="repeat a generation until the meter window lasts S seconds "
                                               "(default 0: each generation once, as the study measured; "
-                                              "the campaign and levers run use 1)"),
+                                              f"the campaign and levers run use {MIN_WINDOW_S:g})"),
         idle_s: float = typer.Option(IDLE_BASELINE_S,
                                      help="seconds of idle-power baseline before the sweep (0: none)"),
-        warmup: int = typer.Option(1, help="warm-up generations per built model (recorded, flagged)"),
+        warmup: int = typer.Option(WARMUP_GENERATIONS,
+                                   help="warm-up generations per built model (recorded, flagged)"),
         codecarbon: bool = options.CODECARBON,
         country: str = options.COUNTRY,
         time_budget: float | None = typer.Option(None, *options.TIME_BUDGET_S_FLAGS,

@@ -11,6 +11,7 @@ from tta_energy import schema
 from tta_energy.errors import TtaError, positive_number, seed_number
 from tta_energy.experiments.grids import EXPERIMENTS
 from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
+from tta_energy.meter import CAMPAIGN_IDLE_S, MIN_WINDOW_S, WARMUP_GENERATIONS
 from tta_energy.models.catalogue import check_size
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS
 from tta_energy.study import STUDY_REPEATS
@@ -143,8 +144,8 @@ def load_campaign(path: str | Path) -> Campaign:
         positive_number(duration, f"{where}: duration_s", unit="seconds", error=CampaignError)
     numbers = {k: positive_number(_get(data, k, (int, float), d, where), f"{where}: {k}", allow_zero=True,
                                   unit="seconds", error=CampaignError)
-               for k, d in (("idle_s", 3.0), ("min_window_s", 1.0))}
-    warmup = _get(data, "warmup", int, 1, where)
+               for k, d in (("idle_s", CAMPAIGN_IDLE_S), ("min_window_s", MIN_WINDOW_S))}
+    warmup = _get(data, "warmup", int, WARMUP_GENERATIONS, where)
     if warmup < 0:
         raise CampaignError(f"{where}: warmup must be >= 0, got {warmup}")
     raw_entries = data.get("experiment")

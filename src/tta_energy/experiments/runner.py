@@ -57,7 +57,7 @@ from tta_energy.experiments.grids import (
 )
 from tta_energy.fileio import DEFAULT_AUDIO_DIR, DEFAULT_OUT_DIR, csv_name, writable_file, writable_folder
 from tta_energy.levers.spec import NO_LEVERS, SINGLE_LEVERS, Levers, parse_levers
-from tta_energy.meter import IDLE_BASELINE_S
+from tta_energy.meter import IDLE_BASELINE_S, WARMUP_GENERATIONS
 from tta_energy.models.catalogue import check_generation, check_models, check_size, entry
 from tta_energy.precision import canonical_dtype, generation_precision
 from tta_energy.provenance import new_run_id  # noqa: F401  (the sweeps' and the levers' run ids)
@@ -89,7 +89,7 @@ class SweepOptions:
     levers: Levers = NO_LEVERS  # parsed where the spec enters (the command line)
     min_window_s: float = 0.0
     idle_s: float = IDLE_BASELINE_S
-    warmup: int = 1
+    warmup: int = WARMUP_GENERATIONS
     codecarbon: bool = True
     country: str = STUDY_COUNTRY
     time_budget_s: float | None = None

@@ -63,6 +63,7 @@ from tta_energy.levers.tables import (
     read_side_table,
     unique_folders,
 )
+from tta_energy.meter import MIN_WINDOW_S
 from tta_energy.meter.sources import bare_uuid
 
 if TYPE_CHECKING:
@@ -320,7 +321,7 @@ def remaining(declared: Declared, done: set[Cell]) -> Declared:
 # Units and calls
 # ---------------------------------------------------------------------------------------------------------
 def plan_units(declared: Declared, history: pd.DataFrame, budget_s: float, overhead_s: float, *,
-               min_window_s: float = 1.0, stored_references: set[tuple[str, int]] = frozenset(),
+               min_window_s: float = MIN_WINDOW_S, stored_references: set[tuple[str, int]] = frozenset(),
                references_kept: bool = True,
                compiled_before: Collection[tuple[str, str, int]] = ()) -> list[CallUnit]:
     """The units of ``declared``, batch 1 first (the targets' cells), then the plan's order, each priced as

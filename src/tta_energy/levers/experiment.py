@@ -106,7 +106,6 @@ from tta_energy.levers.spec import (
     DEFAULT_REPEATS,
     DEFAULT_STEPS,
     FULL_GRID_SPECS,
-    MIN_WINDOW_S,
     REFERENCE_SPEC,
     SINGLE_SPECS,
     TRIM_SPECS,
@@ -125,7 +124,7 @@ from tta_energy.levers.tables import (
     append_csv,
     check_folder_appendable,
 )
-from tta_energy.meter import IDLE_BASELINE_S
+from tta_energy.meter import IDLE_BASELINE_S, MIN_WINDOW_S
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationOutput, GenerationRequest, PhaseHook, no_phases
 from tta_energy.precision import canonical_dtype

@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tta_energy.errors import TtaError, listed_once
+from tta_energy.meter import MIN_WINDOW_S as MIN_WINDOW_S  # re-exported: the levers plan reads it here
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
 
 #: The three tiers of a run without a plan, so that each lever alone is not measured over the whole grid: the
@@ -61,9 +62,6 @@ DEFAULT_REPEATS = 3
 CEILING_S = 5.0
 CEILING_MATRIX_N = 8192
 CPU_CEILING_MATRIX_N = 256
-#: a generation shorter than this is repeated inside one meter window (energy per call): the counter
-#: updates every ~100 ms, so sub-second windows carry a large edge error. Warm-ups are never repeated.
-MIN_WINDOW_S = 1.0
 
 
 class LeverError(TtaError):
