@@ -68,6 +68,21 @@ def test_levels_expand_to_levers():
     assert parse_levers("max,sdpa-math").sdpa == "math"
     assert parse_levers("max,bf16").precision == "bfloat16"
     assert not parse_levers("max,compile-graphs").cudagraph
+
+
+def test_a_spec_without_some_of_its_levers_is_parsed_again():
+    assert parse_levers("none").items == ("none",)
+    assert parse_levers(" Max , fp8 ").items == ("max", "fp8")
+    assert parse_levers("max,fp8").without("fp8") == parse_levers("max")
+    assert parse_levers("fp16,compile,fp8").without("fp8").spec == "fp16,compile"
+    assert parse_levers("max,trim-latents").without("trim-latents").spec == "max"
+    assert parse_levers("fp8").without("fp8").is_none  # nothing left: the study default
+    assert parse_levers("graphs").without("fp8").spec == "graphs"  # a lever it lacks: unchanged
+    with pytest.raises(LeverError, match="cudagraph comes from a level"):
+        parse_levers("max").without("cudagraph")
+    assert [parse_levers(s).compiled for s in ("compile", "compile-graphs,tf32", "max,compile-blocks")] == [
+        True, True, True]
+    assert not parse_levers("graphs").compiled and not parse_levers("none").compiled
     blocks = parse_levers("max,compile-blocks")  # compiled blocks inside the whole denoiser's CUDA graph
     assert (blocks.compile_mode, blocks.compile_scope, blocks.cudagraph) == ("default", "blocks", True)
     assert parse_levers("compile").compile_scope == parse_levers("compile-graphs").compile_scope == "denoiser"

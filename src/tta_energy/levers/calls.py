@@ -51,7 +51,7 @@ from tta_energy.levers.plan import (
     reference_rows,
     with_warmup_compilations,
 )
-from tta_energy.levers.spec import NO_LEVERS, REFERENCE_SPEC
+from tta_energy.levers.spec import DEFAULT_SPEC, REFERENCE_SPEC
 from tta_energy.levers.tables import (
     COMPILE_FILE,
     CONFIGS_FILE,
@@ -69,8 +69,6 @@ from tta_energy.meter.sources import bare_uuid
 if TYPE_CHECKING:
     from tta_energy.levers.experiment import LeversOptions
 
-#: the spec every unit carries where the plan declares it: reductions are taken against it within one run
-DEFAULT_SPEC = NO_LEVERS.spec
 #: the status of a spec a run found to be the same configuration as another (``same as max``)
 SAME_AS = "same as"
 #: in how many runs a spec must fail to be applied before later calls stop trying it: a lever the model

@@ -73,7 +73,7 @@ from tta_energy.experiments.runner import (
 )
 from tta_energy.fileio import DEFAULT_OUT_DIR
 from tta_energy.levers.apply import DenoiserWrapper, apply_levers, compilations, time_denoiser_step
-from tta_energy.levers.calls import DEFAULT_SPEC, SAME_AS
+from tta_energy.levers.calls import SAME_AS
 from tta_energy.levers.ceiling import (
     EXPERIMENT,
     CeilingResult,
@@ -104,6 +104,7 @@ from tta_energy.levers.spec import (
     COMPILE_SPECS,
     DEFAULT_BATCHES,
     DEFAULT_REPEATS,
+    DEFAULT_SPEC,
     DEFAULT_STEPS,
     FULL_GRID_SPECS,
     REFERENCE_SPEC,
@@ -678,7 +679,7 @@ def profiled_specs(run: ModelRun, prepared: list[Prepared], target: tuple[int, i
     keeps = [p for p in prepared if not p.plan.reference and not p.failed
              and not p.plan.levers.changes_behaviour and (p.plan.spec, *target) in run.walls]
     best = min(keeps, key=lambda p: run.walls[(p.plan.spec, *target)]).plan.spec if keeps else "max"
-    return {"none", best}
+    return {DEFAULT_SPEC, best}
 
 
 def _profile(run: ModelRun, prepared: list[Prepared], ceiling_tflops: float) -> None:

@@ -40,12 +40,15 @@ from tta_energy.errors import TtaError, listed_once
 from tta_energy.meter import MIN_WINDOW_S as MIN_WINDOW_S  # re-exported: the levers plan reads it here
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
 
+#: The study default's spec: the model's own precision, eager, no lever (the ``optimize`` column's value for
+#: every run without levers, the study's imported rows included)
+DEFAULT_SPEC = "none"
 #: The three tiers of a run without a plan, so that each lever alone is not measured over the whole grid: the
 #: default and the combination over the whole grid (steps x batch); CUDA graphs alone at batch 1 (both step
 #: counts: its one-time capture cost is the warm-up at the smaller one); every other lever alone at the
 #: largest step count, batch 1. A spec that turns out to be the same configuration as an earlier one for a
 #: model (fp16 where the default is fp16, a lever that does not fit the model) is dropped with a note.
-FULL_GRID_SPECS: tuple[str, ...] = ("none", "max")
+FULL_GRID_SPECS: tuple[str, ...] = (DEFAULT_SPEC, "max")
 BATCH1_SPECS: tuple[str, ...] = ("graphs",)
 SINGLE_SPECS: tuple[str, ...] = ("fp16", "bf16", "sdpa-best", "channels-last", "fuse-qkv")
 #: Inductor compilation (a minute or more of CPU per model and shape): for the models of ``compile_models``
@@ -89,14 +92,14 @@ SINGLE_LEVERS: tuple[str, ...] = (
     *PRECISIONS, *COMPILE_LEVERS, "cudagraph", *(f"sdpa-{b}" for b in SDPA_BACKENDS), "sdpa-best",
     "channels-last", "fuse-qkv", "trim-latents", "fp8", "tf32",
 )
-LEVELS: tuple[str, ...] = ("none", "graphs", "max")
+LEVELS: tuple[str, ...] = (DEFAULT_SPEC, "graphs", "max")
 
 
 @dataclass(frozen=True)
 class Levers:
     """A parsed lever spec. ``spec`` is the canonical text stored in the run table's ``optimize`` column."""
 
-    spec: str = "none"
+    spec: str = DEFAULT_SPEC
     precision: str | None = None  # float32/float16/bfloat16 (``max``: float16); None: not set by the levers
     compile_mode: str | None = None  # None, "default" or "reduce-overhead"
     compile_scope: str | None = None  # None, "denoiser" (one module) or "blocks" (its repeated blocks)
@@ -115,7 +118,28 @@ class Levers:
 
     @property
     def is_none(self) -> bool:
-        return self.spec == "none"
+        """True for the study default (:data:`DEFAULT_SPEC`)."""
+        return self.spec == DEFAULT_SPEC
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """The levels and levers the spec names, in its canonical order (``("max", "fp8")``; the study
+        default: ``("none",)``)."""
+        return tuple(self.spec.split(","))
+
+    @property
+    def compiled(self) -> bool:
+        """True when the denoiser (or its blocks) is compiled with ``torch.compile``."""
+        return self.compile_mode is not None
+
+    def without(self, *names: str) -> Levers:
+        """These levers without the named items of the spec (:attr:`items`), parsed again: ``max,fp8``
+        without ``fp8`` is ``max``; the study default where nothing is left. A lever that only a level
+        implies (``cudagraph`` of ``max``) is not an item and cannot be taken out: :class:`LeverError`."""
+        implied = [n for n in names if n not in self.items and n in self.names]
+        if implied:
+            raise LeverError(f"lever spec {self.spec!r}: {implied[0]} comes from a level; take out the level")
+        return parse_levers(",".join(t for t in self.items if t not in names) or DEFAULT_SPEC)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -161,8 +185,8 @@ def parse_levers(spec: str | Levers) -> Levers:
     if unknown:
         raise LeverError(f"unknown lever {unknown[0]!r}: use a level ({', '.join(LEVELS)}) or levers "
                          f"({', '.join(SINGLE_LEVERS)})")
-    if "none" in tokens and len(tokens) > 1:
-        raise LeverError(f"lever spec {spec!r}: 'none' cannot be combined with other levers")
+    if DEFAULT_SPEC in tokens and len(tokens) > 1:
+        raise LeverError(f"lever spec {spec!r}: {DEFAULT_SPEC!r} cannot be combined with other levers")
     explicit: list[str] = []
     implied: list[str] = []
     max_precision = False
@@ -172,7 +196,7 @@ def parse_levers(spec: str | Levers) -> Levers:
         elif t == "max":
             max_precision = True
             implied += ["sdpa-best", "channels-last", "fuse-qkv", "cudagraph"]
-        elif t != "none":
+        elif t != DEFAULT_SPEC:
             explicit.append(t)
     precisions = [t for t in explicit if t in PRECISIONS]
     if len(precisions) > 1:
