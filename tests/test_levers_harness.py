@@ -22,7 +22,14 @@ from tta_energy import schema
 from tta_energy.intervals import ratio_interval
 from tta_energy.levers import apply, ceiling, experiment, plan, plot, references, report, summary, tables
 from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
-from tta_energy.levers.spec import LeverError, LeversError, parse_levers
+from tta_energy.levers.spec import (
+    DEFAULT_REPEATS,
+    PLAN_DEFAULT_BATCHES,
+    PLAN_DEFAULT_STEPS,
+    LeverError,
+    LeversError,
+    parse_levers,
+)
 from tta_energy.models import catalogue
 from tta_energy.models.base import GenerationRequest
 from tta_energy.models.registry import build_model
@@ -413,6 +420,18 @@ def test_dry_run_table_lists_each_cell_and_the_totals():
     assert lines[0].split()[:3] == ["model", "configuration", "steps"]
     assert any(line.startswith("tango") and " max " in line for line in lines)
     assert lines[-2].startswith("per model: tango") and lines[-1].startswith("total: ")
+
+
+def test_a_bare_plan_file_measures_the_default_at_the_target_cell(tmp_path):
+    path = tmp_path / "plan.toml"
+    path.write_text("[levers]\nmodels = ['tango']\n")
+    p = plan.read_levers_plan(path)
+    assert (PLAN_DEFAULT_STEPS, PLAN_DEFAULT_BATCHES) == ((100,), (1,))
+    assert p.declared == {"tango": (("none", ((100, 1),), DEFAULT_REPEATS),)} and p.repeats == DEFAULT_REPEATS
+    with pytest.raises(LeversError, match=r"unknown model 'nope' in .*plan.toml: \[levers\] models: choose "
+                                          r"one of audioldm, "):
+        path.write_text("[levers]\nmodels = ['tango', 'nope']\n")
+        plan.read_levers_plan(path)
 
 
 def test_campaign_plan_file_declares_the_levers_table():

@@ -77,6 +77,16 @@ def test_check_models_is_entrys_rule_and_names_where_the_model_was_named():
     assert str(exc.value) == f"unknown model 'tangoo': choose one of {names}"
 
 
+def test_check_models_returns_the_rows_or_one_line_naming_the_caller(demo):
+    rows = catalogue.check_models(["tango", demo], ValueError, "plan.toml [levers] models")
+    assert rows == (catalogue.entry("tango"), catalogue.entry(demo))
+    assert catalogue.check_models((), ValueError, "nothing") == ()
+    with pytest.raises(KeyError) as caught:
+        catalogue.check_models(["tango", "nope", "also-not"], KeyError, "plan.toml [levers] models")
+    assert caught.value.args[0] == ("unknown model 'nope' in plan.toml [levers] models: choose one of "
+                                    + ", ".join(catalogue.model_names()))
+
+
 def test_describe_and_sweep_a_plugin_model(demo, tmp_path, capsys):
     main(["describe", "--model", demo, "--size", "tiny", "--duration-s", "1", "--json"])
     described = json.loads(capsys.readouterr().out)

@@ -45,7 +45,16 @@ import pandas as pd
 from tta_energy import schema
 from tta_energy.errors import first_line, positive_number, seed_number
 from tta_energy.fileio import path_beside, read_toml, toml_value
-from tta_energy.levers.spec import MIN_WINDOW_S, LeverError, LeversError, parse_levers
+from tta_energy.levers.spec import (
+    DEFAULT_REPEATS,
+    DEFAULT_SPEC,
+    MIN_WINDOW_S,
+    PLAN_DEFAULT_BATCHES,
+    PLAN_DEFAULT_STEPS,
+    LeverError,
+    LeversError,
+    parse_levers,
+)
 from tta_energy.levers.tables import TableColumns, read_table
 from tta_energy.models import catalogue
 from tta_energy.precision import canonical_dtype
@@ -168,13 +177,11 @@ def _positive(table: dict, key: str, default: float, where: str) -> float:
                            unit="seconds", error=LeversError)
 
 
-def _model_names(value: Any, where: str, known: Sequence[str]) -> tuple[str, ...]:
-    """A non-empty list of distinct model names, each in ``known``."""
+def _model_names(value: Any, where: str) -> tuple[str, ...]:
+    """A non-empty list of distinct model names, each in the catalogue (:func:`catalogue.check_models`)."""
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
         raise LeversError(f"{where}: models must be a non-empty list of model names, got {value!r}")
-    for m in value:
-        if m not in known:
-            raise LeversError(f"{where}: unknown model {m!r}: choose from {', '.join(known)}")
+    catalogue.check_models(value, LeversError, f"{where} models")
     twice = sorted({m for m in value if value.count(m) > 1})
     if twice:
         raise LeversError(f"{where}: {', '.join(twice)} listed twice in models: list each model once")
@@ -196,12 +203,12 @@ def read_levers_plan(path: Path) -> LeversPlan:
     if unknown:
         raise LeversError(f"{path}: unknown key {unknown[0]!r} in [levers]; "
                           f"allowed: {', '.join(sorted(allowed))}")
-    models = (_model_names(table["models"], where, catalogue.model_names()) if "models" in table
+    models = (_model_names(table["models"], where) if "models" in table
               else tuple(catalogue.model_names()))
-    specs = _specs(table.get("specs", ["none"]), "specs", path)
-    steps = _ints(table.get("steps", [100]), "steps", path)
-    batches = _ints(table.get("batches", [1]), "batches", path)
-    repeats = _count(table, "repeats", 3, where)
+    specs = _specs(table.get("specs", [DEFAULT_SPEC]), "specs", path)
+    steps = _ints(table.get("steps", list(PLAN_DEFAULT_STEPS)), "steps", path)
+    batches = _ints(table.get("batches", list(PLAN_DEFAULT_BATCHES)), "batches", path)
+    repeats = _count(table, "repeats", DEFAULT_REPEATS, where)
     duration_s = _positive(table, "duration_s", STUDY_DURATION_S, where)
     seed = seed_number(_get(table, "seed", int, 0, where), f"{where}: seed", error=LeversError)
     call_budget_s = _positive(table, "call_budget_s", DEFAULT_CALL_BUDGET_S, where)

@@ -59,6 +59,11 @@ TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-
 DEFAULT_STEPS: tuple[int, ...] = (10, 100)
 DEFAULT_BATCHES: tuple[int, ...] = (1, 10)
 DEFAULT_REPEATS = 3
+#: a plan file that names no step counts or batch sizes: the summary's target cell only (100 steps, batch 1,
+#: :func:`tta_energy.levers.report.target_cell`). A plan declares its cells, so it does not take the grid of a
+#: run without a plan, whose second step count and batch size serve the tiers above
+PLAN_DEFAULT_STEPS: tuple[int, ...] = (100,)
+PLAN_DEFAULT_BATCHES: tuple[int, ...] = (1,)
 #: the bf16 (or fp8) matmul ceiling loop: its seconds and its matrix size on a GPU; on a CPU, where no energy
 #: is measured and the loop only exercises the path, a size that keeps it to about its seconds (8192's
 #: calibration products alone took two cores minutes)
