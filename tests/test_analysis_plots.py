@@ -315,10 +315,10 @@ def test_crowded_front_labels_overlap_no_label_no_marker_and_stay_in_their_panel
 
 def test_lever_configurations_are_plain_text_in_figure_labels():
     from tta_energy.analysis.plots.quality import _configuration
-    from tta_energy.levers.spec import NO_LEVERS
+    from tta_energy.levers.spec import DEFAULT_SPEC
 
     assert _configuration("max") == " (max)"
-    assert _configuration(NO_LEVERS.spec) == ""
+    assert _configuration(DEFAULT_SPEC) == ""
 
 
 def test_sanity_figure_names_the_models_it_draws_and_its_table(tmp_path):

@@ -19,6 +19,7 @@ import pandas as pd
 from tta_energy import schema
 from tta_energy.experiments.meter_validation import report
 from tta_energy.experiments.meter_validation.protocol import DEFAULT_METHOD
+from tta_energy.levers.spec import DEFAULT_SPEC, REFERENCE_SPEC, parse_levers
 from tta_energy.levers.tables import CONFIGS_FILE, LEVERS_TABLE, PROFILE_FILE, RUNS_FILE
 from tta_energy.models import catalogue
 from tta_energy.quality.clap_score import bundled_captions
@@ -331,7 +332,7 @@ def block_levers_audioldm2_graphs(d: HasData) -> str:
 
 def _same_run_pairs(levers: pd.DataFrame, model: str, spec: str) -> list[tuple[pd.Series, pd.Series]]:
     """(``none``, ``spec``) rows of ``model`` at 100 steps, batch 1, one pair per run that measured both."""
-    none, other = _cell(levers, model, "none"), _cell(levers, model, spec)
+    none, other = _cell(levers, model, DEFAULT_SPEC), _cell(levers, model, spec)
     runs = sorted(set(none["run_id"]) & set(other["run_id"])) if not none.empty and not other.empty else []
     return [(none[none["run_id"] == r].iloc[0], other[other["run_id"] == r].iloc[0]) for r in runs]
 
@@ -388,7 +389,7 @@ def levers_against_none_h100(model: str, spec: str) -> Callable[[HasData], str]:
 def block_levers_audioldm_none(d: HasData) -> str:
     """AudioLDM's latents error of `none` at 100 steps, and whether `graphs` equals it to every digit."""
     levers = d.levers
-    none, graphs = _error(levers, "audioldm", "none"), _error(levers, "audioldm", "graphs")
+    none, graphs = _error(levers, "audioldm", DEFAULT_SPEC), _error(levers, "audioldm", "graphs")
     if not (len(none) and len(graphs)):
         return _missing(d.data / "h200" / LEVERS_TABLE)
     if set(none) == set(graphs):
@@ -398,7 +399,7 @@ def block_levers_audioldm_none(d: HasData) -> str:
 
 def block_levers_sao_reference(d: HasData) -> str:
     """The energy of Stable Audio Open's fp32 reference at 100 steps, over the runs that measured it."""
-    rows = _cell(d.levers, "stable-audio-open", "fp32", batch=None)
+    rows = _cell(d.levers, "stable-audio-open", REFERENCE_SPEC, batch=None)
     if rows.empty:
         return _missing(d.data / "h200" / LEVERS_TABLE)
     energy = rows["gpu_energy_J"]
@@ -440,7 +441,7 @@ def block_levers_same_process_h100(d: HasData) -> str:
     keys = ["run_id", "optimize", "waveforms_per_prompt"]
     if levers.empty:
         return _missing(d.data / "h100" / LEVERS_TABLE)
-    compiled = levers["optimize"].map(lambda spec: any(t.startswith("compile") for t in spec.split(",")))
+    compiled = levers["optimize"].map(lambda spec: parse_levers(spec).compiled)
     rows = levers[compiled.astype(bool) & levers["compile_s"].notna()]
     if rows.empty:
         return _missing(d.data / "h100" / LEVERS_TABLE)
@@ -771,7 +772,7 @@ BLOCKS: dict[str, Callable[[HasData], str]] = {
     "levers-fp8-compiled-sao-h100": levers_against_none_h100("stable-audio-open", "compile-graphs,fp8"),
     "levers-fp8-compiled-tango-h100": levers_against_none_h100("tango", "max,fp8,compile-blocks"),
     "levers-audioldm-none": block_levers_audioldm_none,
-    "levers-audioldm-none-error": latents_error("audioldm", "none"),
+    "levers-audioldm-none-error": latents_error("audioldm", DEFAULT_SPEC),
     "levers-sao-reference": block_levers_sao_reference,
     "levers-graphs-capture": block_levers_graphs_capture,
     "levers-sdpa-ranking": block_levers_sdpa_ranking,

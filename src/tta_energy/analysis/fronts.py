@@ -27,7 +27,7 @@ from tta_energy.analysis.pareto import HIGHER_IS_BETTER, pareto_mask
 from tta_energy.analysis.summaries import without_first_generations
 from tta_energy.devices import PROJECT_GPU, names_gpu
 from tta_energy.intervals import t_half_width_of
-from tta_energy.levers.spec import NO_LEVERS
+from tta_energy.levers.spec import DEFAULT_SPEC
 from tta_energy.levers.tables import LEVERS_TABLE
 
 #: The point sets (``point_set``): the study's A40 runs, the H200's study default, its best lossless levers.
@@ -95,7 +95,7 @@ def platform_fronts(
         a40["gpu_energy_J_per_clip_ci_low"] = a40["gpu_energy_J_per_clip"] - half
         a40["gpu_energy_J_per_clip_ci_high"] = a40["gpu_energy_J_per_clip"] + half
         a40["point_set"] = A40_POINTS
-        a40["optimize"] = NO_LEVERS.spec
+        a40["optimize"] = DEFAULT_SPEC
         points.append(a40.merge(quality, on=["model", "dataset", "steps"]))
     datasets = quality[["dataset"]].drop_duplicates()
     if not steps.empty:
@@ -107,7 +107,7 @@ def platform_fronts(
             }
         )[["model", "steps", "gpu_energy_J_per_clip", "gpu_energy_J_per_clip_ci_low",
            "gpu_energy_J_per_clip_ci_high", "n_runs"]]
-        h200 = h200.assign(point_set=H200_DEFAULT_POINTS, optimize=NO_LEVERS.spec)
+        h200 = h200.assign(point_set=H200_DEFAULT_POINTS, optimize=DEFAULT_SPEC)
         points.append(h200.merge(datasets, how="cross").merge(quality, on=["model", "dataset", "steps"]))
     from tta_energy.levers.report import best_lossless
 

@@ -51,6 +51,7 @@ from tta_energy.analysis.study_tree import (
 )
 from tta_energy.errors import first_line
 from tta_energy.fileio import own_output_folder, read_csv_exact, staging_folder
+from tta_energy.levers.spec import DEFAULT_SPEC
 from tta_energy.models.catalogue import BUILTIN_NAMES
 from tta_energy.study import STUDY_DURATION_S, STUDY_GPU_NAME, STUDY_PROMPT, STUDY_STRUCT_CAPTION
 
@@ -104,7 +105,7 @@ def _schema_frame(records: list[dict[str, object]]) -> pd.DataFrame:
     out["weights"] = rec["weights"]
     out["size"] = "full"
     out["dtype"] = [dtype for dtype, _, _ in settings]
-    out["optimize"] = "none"
+    out["optimize"] = DEFAULT_SPEC
     out["steps"] = steps
     out["denoiser_calls"] = [denoiser_calls(m, s, c) for m, s, c in zip(models, steps, clips, strict=True)]
     out["n_prompts"] = 1

@@ -11,6 +11,7 @@ from tta_energy.cli import checks, options
 from tta_energy.cli.exits import ALL_FAILED_EXIT, INCOMPLETE_EXIT
 from tta_energy.errors import TtaError
 from tta_energy.fileio import DEFAULT_AUDIO_DIR
+from tta_energy.levers.spec import DEFAULT_SPEC
 from tta_energy.meter import IDLE_BASELINE_S, MIN_WINDOW_S, WARMUP_GENERATIONS
 from tta_energy.models import catalogue
 from tta_energy.study import STUDY_REPEATS, STUDY_STEPS
@@ -109,7 +110,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         out_dir: Path | None = typer.Option(None, help="folder of <experiment>.csv tables "
                                                        "(default: runs; not with --out)"),
         seed: int = typer.Option(0, help="seed of the initial noise and of the run order"),
-        levers: str = typer.Option("none", "--levers", "--optimize",
+        levers: str = typer.Option(DEFAULT_SPEC, "--levers", "--optimize",
                                    help="energy levers: none | graphs | max | lever,lever (see 'tta-energy "
                                         "levers explain'); --optimize is the same option's older name"),
         min_window: float = typer.Option(0.0, *options.MIN_WINDOW_S_FLAGS,

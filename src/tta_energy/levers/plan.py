@@ -301,10 +301,10 @@ def read_history(paths: Sequence[Path], size: str | None = None,
         if "is_warmup" in rows.columns:  # a run table: measured generations of the study default only
             one_prompt = (rows["n_prompts"] == 1).fillna(False) if "n_prompts" in rows else True
             rows = rows[schema.measured_generations(rows) & one_prompt]
-            rows = rows.assign(optimize=rows["optimize"].fillna("none").replace("", "none"))
+            rows = rows.assign(optimize=rows["optimize"].fillna(DEFAULT_SPEC).replace("", DEFAULT_SPEC))
             default = rows["model"].map(lambda m: catalogue.entry(m).defaults.dtype
                                         if m in catalogue.model_names() else "")
-            rows = rows[(rows["optimize"] == "none") & (rows["dtype"].map(canonical_dtype) == default)]
+            rows = rows[(rows["optimize"] == DEFAULT_SPEC) & (rows["dtype"].map(canonical_dtype) == default)]
         frames.append(rows.assign(_table=folders.setdefault(Path(path).resolve().parent, len(folders))))
     if not frames:
         return pd.DataFrame(columns=cols)
@@ -411,12 +411,13 @@ UNCOMPILED: dict[str, str] = {"compile": "", "compile-graphs": "graphs", "compil
 
 
 def _base_spec(spec: str) -> str:
-    """``spec`` without its compilation levers (``compile-graphs`` counts as ``graphs``)."""
-    tokens = [UNCOMPILED.get(t, t) for t in spec.split(",")]
-    tokens = [t for t in dict.fromkeys(tokens) if t]
-    if "max" in tokens and "graphs" in tokens:
-        tokens.remove("graphs")
-    return ",".join(tokens) or "none"
+    """``spec`` without its compilation levers, fp8 and tf32 (:data:`UNCOMPILED`: ``compile-graphs`` counts
+    as ``graphs``, which ``max`` already holds)."""
+    items = [UNCOMPILED.get(t, t) for t in parse_levers(spec).items]
+    items = [t for t in dict.fromkeys(items) if t]
+    if "max" in items and "graphs" in items:
+        items.remove("graphs")
+    return ",".join(items) or DEFAULT_SPEC
 
 
 def _nearest_steps(rows: pd.DataFrame, steps: int) -> pd.Series:
@@ -445,7 +446,7 @@ def generation_s(history: pd.DataFrame, model: str, spec: str, steps: int, batch
     relative cost."""
     h = history[(history["model"] == model) & history["wall_s"].notna()]
     ratio = batch_ratio(history, model, batch) if batch != 1 else 1.0
-    for candidate in dict.fromkeys((spec, _base_spec(spec), "none")):
+    for candidate in dict.fromkeys((spec, _base_spec(spec), DEFAULT_SPEC)):
         tag = "" if candidate == spec else f" as {candidate}"
         same = h[(h["optimize"] == candidate) & (h["waveforms_per_prompt"] == batch)]
         if not same.empty:

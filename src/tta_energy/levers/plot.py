@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from tta_energy.fileio import atomic_path
+from tta_energy.levers.spec import DEFAULT_SPEC, parse_levers
 from tta_energy.levers.tables import LEVERS_TABLE
 from tta_energy.models import catalogue
 
@@ -21,16 +22,16 @@ ROLE_STYLES = {STUDY_DEFAULT_BAR: (0.4, ""), BEST_LOSSLESS_BAR: (1.0, ""), BEST_
 
 #: the order of the reduction panel's configurations: the study default first, then each family (its first
 #: lever) from the least to the most changed, each followed by its variants (``graphs,tf32`` after ``graphs``)
-FAMILY_ORDER = ("none", "graphs", "compile", "compile-graphs", "max")
+FAMILY_ORDER = (DEFAULT_SPEC, "graphs", "compile", "compile-graphs", "max")
 
 
 def configuration_order(specs: list[str]) -> list[str]:
     """``specs`` in the reduction panel's order (:data:`FAMILY_ORDER`, other families last, then fewer levers
     first), so that a family's bars stand together and take neighbouring colours of the palette."""
     def key(spec: str) -> tuple[int, int, str]:
-        parts = spec.split(",")
-        family = FAMILY_ORDER.index(parts[0]) if parts[0] in FAMILY_ORDER else len(FAMILY_ORDER)
-        return family, len(parts), spec
+        items = parse_levers(spec).items
+        family = FAMILY_ORDER.index(items[0]) if items[0] in FAMILY_ORDER else len(FAMILY_ORDER)
+        return family, len(items), spec
 
     return sorted(dict.fromkeys(specs), key=key)
 

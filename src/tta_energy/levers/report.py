@@ -19,7 +19,7 @@ from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import error_tolerance, is_lossless
 from tta_energy.levers.plot import BEST_ANY_BAR, BEST_LOSSLESS_BAR, STUDY_DEFAULT_BAR, plot_levers
-from tta_energy.levers.spec import REFERENCE_SPEC, LeversError
+from tta_energy.levers.spec import DEFAULT_SPEC, REFERENCE_SPEC, LeversError
 from tta_energy.levers.tables import (
     CEILING_FILE,
     COMPILE_FILE,
@@ -114,7 +114,7 @@ def _yardsticks(eq: pd.DataFrame) -> dict[tuple[str, ...], tuple[float, float]]:
     out: dict[tuple[str, ...], tuple[float, float]] = {}
     if eq.empty:
         return out
-    none = eq[eq["optimize"] == "none"]
+    none = eq[eq["optimize"] == DEFAULT_SPEC]
     for (run_id, model, steps), g in none.groupby(["run_id", "model", "steps"]):
         out[(run_id, model, str(int(steps)))] = (float(g["rel_error_latents"].max()),
                                                  float(g["rel_error_audio"].max()))
@@ -155,8 +155,9 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     agg["gpu_energy_J_per_10s_clip"] = agg["gpu_energy_J_per_clip"] * 10.0 / agg["clip_s"]
     agg["denoising_J_per_call"] = agg["energy_denoising_J"] / agg["denoiser_calls"]
     agg["denoising_share"] = agg["energy_denoising_J"] / agg["gpu_energy_J"]
-    none = agg[agg["optimize"] == "none"].set_index(["run_id", "model", "steps", "waveforms_per_prompt"])
-    idx = pd.MultiIndex.from_frame(agg[["run_id", "model", "steps", "waveforms_per_prompt"]])
+    cell_keys = ["run_id", "model", "steps", "waveforms_per_prompt"]
+    none = agg[agg["optimize"] == DEFAULT_SPEC].set_index(cell_keys)
+    idx = pd.MultiIndex.from_frame(agg[cell_keys])
     none_clip = none["gpu_energy_J_per_clip"].reindex(idx).to_numpy()
     agg["reduction_vs_none"] = none_clip / agg["gpu_energy_J_per_clip"].to_numpy()
     # what was applied, FLOPs
@@ -238,7 +239,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     with np.errstate(divide="ignore", invalid="ignore"):
         payoff = np.where(saving > 0, agg["compile_J"].to_numpy() / saving, np.inf)
     payoff = np.where(np.isnan(none_clip), np.nan, payoff)  # no `none` in the same run and cell: unknown
-    agg["payoff_clips"] = np.where(agg["optimize"] == "none", np.nan, np.ceil(payoff))
+    agg["payoff_clips"] = np.where(agg["optimize"] == DEFAULT_SPEC, np.nan, np.ceil(payoff))
     agg["payoff_clips"] = agg["payoff_clips"].where(agg["compile_J"].notna(), np.nan)
     return agg.reindex(columns=list(LEVERS_COLUMNS)).sort_values(
         ["model", "waveforms_per_prompt", "steps", "optimize"]).reset_index(drop=True)
@@ -257,7 +258,7 @@ def record_run(rows: pd.DataFrame) -> str | None:
     ``none`` there, the one with the most repeats of it, then the latest (run ids begin with their UTC start
     time); ``None`` without ``none``. The run is never chosen by its result: a launch-bound model's eager
     ``none`` moves by tens of percent between processes, so reductions are taken within one process."""
-    none = rows[rows["optimize"] == "none"]
+    none = rows[rows["optimize"] == DEFAULT_SPEC]
     if none.empty:
         return None
     return str(max(zip(none["n_runs"].astype(int), none["run_id"].astype(str), strict=True))[1])
@@ -319,7 +320,7 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
             continue
         best = largest_reduction(ok)
         index, run_id = best.name, str(best["run_id"])
-        none = cell[(cell["run_id"] == run_id) & (cell["optimize"] == "none")].iloc[0]
+        none = cell[(cell["run_id"] == run_id) & (cell["optimize"] == DEFAULT_SPEC)].iloc[0]
         mean_none, sd_none, mean_best, sd_best = (float(r.get(c, np.nan)) for r in (none, best)
                                                   for c in ("gpu_energy_J", "gpu_energy_J_std"))
         low, high = ratio_interval(mean_none, sd_none, int(none["n_runs"]), mean_best, sd_best,
@@ -357,8 +358,9 @@ def ceiling_bars(table: pd.DataFrame, steps: int, runs: Mapping[str, str]) -> pd
     where it is another, the best at any precision; with each bar's role, label and the model's target."""
     bars = []
     for model in table["model"].unique():
-        none = table[(table["model"] == model) & (table["optimize"] == "none") & (table["steps"] == steps)
-                     & (table["waveforms_per_prompt"] == 1) & table["fraction_of_ceiling"].notna()]
+        none = table[(table["model"] == model) & (table["optimize"] == DEFAULT_SPEC)
+                     & (table["steps"] == steps) & (table["waveforms_per_prompt"] == 1)
+                     & table["fraction_of_ceiling"].notna()]
         none = none[none["run_id"].astype(str) == runs.get(model, "")] if model in runs else none.head(1)
         chosen = [(STUDY_DEFAULT_BAR, none.iloc[0] if not none.empty else None),
                   (BEST_LOSSLESS_BAR, best_fraction(table, model))]

@@ -25,7 +25,7 @@ from tta_energy.levers.report import (
     lever_targets,
     target_cell,
 )
-from tta_energy.levers.spec import PRECISIONS, REFERENCE_SPEC, LeverError, parse_levers
+from tta_energy.levers.spec import DEFAULT_SPEC, PRECISIONS, REFERENCE_SPEC, LeverError, parse_levers
 from tta_energy.levers.tables import ceiling_rows, failure_where
 from tta_energy.study import STUDY_DURATION_S
 
@@ -112,7 +112,7 @@ def step_time(optimize: str, eager_step_ms: float, graph_step_ms: float) -> tupl
         levers = parse_levers(optimize)
     except LeverError:
         levers = None
-    compiled = levers is not None and levers.compile_mode is not None
+    compiled = levers is not None and levers.compiled
     if math.isfinite(graph_step_ms):
         return graph_step_ms, (f"as a CUDA graph ({_fmt(eager_step_ms)} ms "
                                f"{'compiled' if compiled else 'eager'} without it)")
@@ -134,7 +134,7 @@ def _limits_text(model: str, best: pd.Series | None, profile: pd.DataFrame) -> s
         k = max(float(r.kernel_ms), 1e-9)
         mix = (f"matmul {r.matmul_ms / k:.0%}, conv {r.conv_ms / k:.0%}, attention {r.attention_ms / k:.0%}, "
                f"other (elementwise, normalisation, copies: memory-bound) {r.other_ms / k:.0%}")
-        if r.optimize == "none":
+        if r.optimize == DEFAULT_SPEC:
             busy = k / max(float(r.eager_step_ms), 1e-9)
             parts.append(f"`none` batch {r.waveforms_per_prompt}: an eager step takes "
                          f"{_fmt(r.eager_step_ms)} ms with kernels busy {_fmt(r.kernel_ms)} ms ({busy:.0%}; "
@@ -206,18 +206,13 @@ def best_any_precision(cell: pd.DataFrame, steps: int, batch: int,
                            _fmt(float(r["yardstick_latents"]), ".2e"), "yes" if r["lossless"] else "no",
                            wanted, met])
         if met == "no":
-            none_J = float(rows.loc[(rows["run_id"] == r["run_id"]) & (rows["optimize"] == "none"),
+            none_J = float(rows.loc[(rows["run_id"] == r["run_id"]) & (rows["optimize"] == DEFAULT_SPEC),
                                     "gpu_energy_J_per_clip"].iloc[0])
             misses.append(reduction_miss(f"**{model}** (any precision): {red:.2f}x with `{r['optimize']}` "
                                          f"({r['dtype']})", r, none_J, target, batch,
                                          pd.DataFrame() if profile is None else profile))
     lines.append(markdown.table(header, table_rows))
     return lines, misses, statuses
-
-
-def _without_fp8(spec: str) -> str:
-    """The configuration ``spec`` names without its float8 lever (``none`` where that is all it has)."""
-    return ",".join(part for part in spec.split(",") if part != "fp8") or "none"
 
 
 def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8_over_bf16: float) -> str:
@@ -230,7 +225,7 @@ def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8
     if math.isfinite(float(best.get("denoising_share", np.nan))):
         parts.append(f"outside the denoising loop (eager) {1.0 - float(best['denoising_share']):.0%} of its "
                      "energy")
-    base = _without_fp8(str(best["optimize"]))
+    base = parse_levers(str(best["optimize"])).without("fp8").spec
     same = table[(table["model"] == model) & (table["optimize"] == base)
                  & (table["waveforms_per_prompt"] <= batch) & table["tflop_per_J"].notna()]
     if not same.empty:  # at the largest batch measured up to the float8 one's
@@ -241,10 +236,11 @@ def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8
                      f"{float(best['tflop_per_J']) / float(r['tflop_per_J']):.2f}x")
     rows = profile_rows(model, profile)
     if not rows.empty:
-        rows = rows[rows["optimize"].map(lambda spec: spec != "none" and _without_fp8(spec) == spec)]
+        rows = rows[rows["optimize"].map(lambda spec: not parse_levers(spec).is_none
+                                         and not parse_levers(spec).fp8)]
     if not rows.empty and math.isfinite(fp8_over_bf16) and fp8_over_bf16 > 0:
         # the profiled 16-bit configuration nearest the float8 one in batch size, a compiled one first
-        compiled = rows["optimize"].map(lambda spec: parse_levers(spec).compile_mode is not None)
+        compiled = rows["optimize"].map(lambda spec: parse_levers(spec).compiled)
         order = pd.DataFrame({"compiled": compiled, "gap": (rows["waveforms_per_prompt"] - batch).abs()})
         r = rows.loc[order.sort_values(["compiled", "gap"], ascending=[False, True]).index[0]]
         k = max(float(r["kernel_ms"]), 1e-9)
@@ -376,7 +372,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
         if np.isfinite(target):
             statuses.append(status)
         met = status["met"]
-        nones = cell.loc[(cell["model"] == model) & (cell["optimize"] == "none"),
+        nones = cell.loc[(cell["model"] == model) & (cell["optimize"] == DEFAULT_SPEC),
                          "gpu_energy_J_per_clip"].dropna()
         low, high = nones.min(), nones.max()
         spread = f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
@@ -470,7 +466,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                          [f"{r.model} `{r.optimize}`, batch {r.waveforms_per_prompt}"
                           f"{'' if r.is_warmup else f', {int(r.steps)} steps'}, {failure_where(r)}, "
                           f"run {r.run_id}: {r.error}" for r in failed.itertuples()])
-    trims = table[table["optimize"].str.contains("trim-latents", regex=False)
+    trims = table[table["optimize"].map(lambda spec: parse_levers(spec).trim_latents)
                   & table["gpu_energy_J_per_clip"].notna()]
     if not trims.empty:
         lines += ["", "## Stable Audio Open: computing only the requested length (`trim-latents`, changes "
@@ -478,7 +474,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
         keyed = table.set_index(["run_id", "model", "optimize", "steps", "waveforms_per_prompt"])
         trim_rows: list[list[object]] = []
         for r in trims.itertuples():
-            base = ",".join(t for t in r.optimize.split(",") if t != "trim-latents") or "none"
+            base = parse_levers(r.optimize).without("trim-latents").spec
             key = (r.run_id, r.model, base, r.steps, r.waveforms_per_prompt)
             other = float(keyed["gpu_energy_J_per_clip"].get(key, np.nan))
             trim_rows.append([f"`{r.optimize}`", r.steps, r.waveforms_per_prompt,
@@ -498,7 +494,7 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                                    _fmt(r.denoising_J_per_call, ".3f"), _ratio(r.reduction_vs_none),
                                    _fmt(r.rel_error_latents, ".1e"), "yes" if r.lossless else "no", r.run_id]
                                   for r in every.itertuples()])]
-    comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != "none")
+    comp = table[table["compile_J"].notna() & (table["steps"] == steps) & (table["optimize"] != DEFAULT_SPEC)
                  & (table["optimize"] != REFERENCE_SPEC)]
     if not comp.empty:
         lines += ["", f"## One-time cost (compilation, graph capture, lazy set-up) and payoff, {steps} steps",

@@ -32,6 +32,7 @@ import pandas as pd
 
 from tta_energy import schema
 from tta_energy.errors import TtaError
+from tta_energy.levers.spec import DEFAULT_SPEC
 from tta_energy.meter import IDLE_BASELINE_S
 from tta_energy.meter.clock import Clock, MonotonicClock
 from tta_energy.meter.cpu import CodeCarbonCpuMeter, CpuRamReading
@@ -634,7 +635,7 @@ def run_row(meter: EnergyMeter, measurement: Measurement, **columns: object) -> 
     row = schema.empty_row()
     row.update({k: v for k, v in meter.provenance().items() if k in row})
     row.update({k: v for k, v in measurement.as_row().items() if k in row})
-    row.update(source="tta-energy", run_id=_process_run_id(), repeat=0, status="ok", optimize="none",
+    row.update(source="tta-energy", run_id=_process_run_id(), repeat=0, status="ok", optimize=DEFAULT_SPEC,
                n_prompts=1, waveforms_per_prompt=1, rank=0)
     row.update(columns)
     row["dtype"] = canonical_dtype(str(row["dtype"]))  # "fp16" would be a precision apart from "float16"

@@ -23,7 +23,7 @@ from tta_energy.analysis.plots.common import (
     slug,
     use_style,
 )
-from tta_energy.levers.spec import NO_LEVERS
+from tta_energy.levers.spec import DEFAULT_SPEC
 from tta_energy.models import catalogue
 
 
@@ -64,7 +64,7 @@ def _frequency(front_frequency: float) -> str:
 def _configuration(spec: str) -> str:
     """A lever configuration as a figure label's suffix, in plain text: ``(max)``; none for the study's
     default."""
-    return "" if spec == NO_LEVERS.spec else f" ({spec})"
+    return "" if spec == DEFAULT_SPEC else f" ({spec})"
 
 
 def _metric_names(metric: str, study_fad: bool) -> tuple[str, str]:
