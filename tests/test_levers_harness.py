@@ -115,6 +115,20 @@ def test_lossless_is_judged_against_the_study_default():
     assert error_tolerance("bfloat16", float("nan")) == 1.6e-2
 
 
+def test_the_table_counts_only_measured_energies(tmp_path):
+    """``n_runs`` is the number of finite energies the mean and spread are taken over, and so the n of the
+    reduction's interval: a generation without an energy reading does not count."""
+    raw = tmp_path / "raw"
+    for spec, energies in {"none": [700.0, 680.0, float("nan")], "max": [150.0, 158.0, 154.0]}.items():
+        for repeat, energy in enumerate(energies):
+            schema.append_row(raw / tables.RUNS_FILE, _row(run_id="20261129T000000Z-a", optimize=spec,
+                                                           repeat=repeat, gpu_energy_J=energy,
+                                                           energy_denoising_J=0.95 * energy))
+    table = report.levers_table([raw]).set_index("optimize")
+    assert table.loc["none", "n_runs"] == 2 and table.loc["max", "n_runs"] == 3
+    assert table.loc["none", "gpu_energy_J"] == pytest.approx(690.0)
+
+
 def _row(**values) -> dict[str, object]:
     """A levers run row (test_levers' helper) of a 100-step, batch-1 generation unless told otherwise."""
     from test_levers import _row as levers_row

@@ -147,7 +147,7 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
         gpu_name=("gpu_name", "first"), size=("size", "first"), weights=("weights", "first"),
         dtype=("dtype", "first"),
         duration_s=("duration_s", "first"),
-        n_runs=("gpu_energy_J", "size"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
+        n_runs=("gpu_energy_J", "count"), wall_s=("wall_s", "mean"), gpu_energy_J=("gpu_energy_J", "mean"),
         gpu_energy_J_std=("gpu_energy_J", "std"), n_clips=("n_clips", "first"), clip_s=("clip_s", "mean"),
         energy_denoising_J=("energy_denoising_J", "mean"), denoiser_calls=("denoiser_calls", "mean"),
     ).reset_index()
