@@ -115,6 +115,23 @@ def test_lossless_is_judged_against_the_study_default():
     assert error_tolerance("bfloat16", float("nan")) == 1.6e-2
 
 
+def test_the_lossless_candidates_differ_only_where_asked():
+    """Each best lossless configuration draws from one filter: the reduction table leaves out `none` and
+    other precisions than the study's; the ceiling table keeps both; neither takes the fp32 reference."""
+    rows = pd.DataFrame([
+        {"model": "tango", "optimize": spec, "dtype": dtype, "lossless": ok}
+        for spec, dtype, ok in (("none", "float32", True), ("fp32", "float32", True),
+                                ("graphs", "float32", True), ("fp16", "float16", True),
+                                ("max", "float16", False))])
+    def picked(**kw: bool) -> list[str]:
+        return list(report.lossless_candidates(rows, **kw)["optimize"])
+
+    assert picked(with_default=False, study_precision_only=True) == ["graphs"]
+    assert picked(with_default=True, study_precision_only=False) == ["none", "graphs", "fp16"]
+    assert picked(with_default=False, study_precision_only=False) == ["graphs", "fp16"]
+    assert picked(with_default=True, study_precision_only=True) == ["none", "graphs"]
+
+
 def test_the_table_counts_only_measured_energies(tmp_path):
     """``n_runs`` is the number of finite energies the mean and spread are taken over, and so the n of the
     reduction's interval: a generation without an energy reading does not count."""

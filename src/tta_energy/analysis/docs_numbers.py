@@ -415,7 +415,7 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
     a table of the best lossless configuration per model at 100 steps, batch 1, against ``none`` of the same
     run (a model without one, or not measured there, says so in its row), then the range of fractions of the
     ceiling of the table's GPU."""
-    from tta_energy.levers.report import best_lossless
+    from tta_energy.levers.report import best_fraction, best_lossless
     from tta_energy.models.catalogue import BUILTIN_NAMES
 
     if levers is None:
@@ -423,8 +423,9 @@ def levers_paragraph(d: DocData, folder: str, levers: pd.DataFrame | None = None
     best = best_lossless(levers, batch=1, steps=100) if not levers.empty else pd.DataFrame()
     if best.empty:
         return "No energy levers measured yet."
-    tuned = levers[levers["lossless"].astype(bool) & ~levers["optimize"].isin(["none", "fp32"])]
-    fractions = tuned.groupby("model")["fraction_of_ceiling"].max()
+    # each model's best lossless fraction of the ceiling: the summary's ceiling table, which this quotes
+    chosen = (best_fraction(levers, str(m)) for m in levers["model"].unique())
+    fractions = pd.Series([float(r["fraction_of_ceiling"]) for r in chosen if r is not None], dtype=float)
     cell = levers[(levers["steps"] == 100) & (levers["waveforms_per_prompt"] == 1)]
     rows = {
         r.model: [

@@ -284,6 +284,22 @@ def largest_reduction(rows: pd.DataFrame) -> pd.Series:
     return rows.loc[order.index[0]]
 
 
+def lossless_candidates(rows: pd.DataFrame, *, with_default: bool,
+                        study_precision_only: bool) -> pd.DataFrame:
+    """The rows of ``rows`` that may be a model's best lossless configuration: judged lossless, never the
+    fp32 reference (run with TF32 and cuDNN off: a yardstick nobody would deploy); the study default
+    (``none``) only where ``with_default`` (a reduction against ``none`` leaves it out, its own is 1 by
+    definition; a fraction of the ceiling keeps it, the default may reach the most); only at each model's
+    study precision where ``study_precision_only`` (the lossless reduction targets are at the study's
+    precision; the ceiling's target names none)."""
+    keep = rows["lossless"].astype(bool) & (rows["optimize"] != REFERENCE_SPEC)
+    if not with_default:
+        keep &= rows["optimize"] != DEFAULT_SPEC
+    if study_precision_only:
+        keep &= rows["dtype"] == rows["model"].map(lambda m: study_dtype(str(m)))
+    return rows[keep]
+
+
 def reduction_bars(table: pd.DataFrame, steps: int, batch: int) -> pd.DataFrame:
     """The rows the figure's reduction panel draws at ``steps`` and ``batch``: per model, each configuration
     (not the fp32 reference) from its own run (:func:`configuration_rows`), one row per bar."""
@@ -313,9 +329,8 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
         rows = rows[rows["steps"] == steps]
     out = []
     for (model, n_steps), cell in rows.groupby(["model", "steps"], sort=False):
-        ok = configuration_rows(cell, cell[
-            cell["lossless"].astype(bool) & ~cell["optimize"].isin(["none", REFERENCE_SPEC])
-            & (cell["dtype"] == study_dtype(str(model)))])
+        candidates = lossless_candidates(cell, with_default=False, study_precision_only=True)
+        ok = configuration_rows(cell, candidates)
         if ok.empty:
             continue
         best = largest_reduction(ok)
@@ -343,12 +358,13 @@ def best_lossless(table: pd.DataFrame, batch: int = 1, steps: int | None = None)
 
 def best_fraction(table: pd.DataFrame, model: str, *, lossless: bool = True) -> pd.Series | None:
     """``model``'s row with the highest fraction of the ceiling, at any step count and batch size: among its
-    lossless configurations, or (``lossless`` False) among all that keep the computation (any precision; not
-    `trim-latents` or `fp8`); never the fp32 reference, which runs with TF32 and cuDNN off, a yardstick nobody
-    would deploy. None when there is none."""
-    rows = table[(table["model"] == model) & table["fraction_of_ceiling"].notna()
-                 & (table["optimize"] != REFERENCE_SPEC)]
-    rows = rows[rows["lossless"].astype(bool)] if lossless else rows[~rows["changes_behaviour"].astype(bool)]
+    lossless configurations at any precision, the study default included (:func:`lossless_candidates`), or
+    (``lossless`` False) among all that keep the computation (any precision; not `trim-latents` or `fp8`);
+    never the fp32 reference, which runs with TF32 and cuDNN off, a yardstick nobody would deploy. None when
+    there is none."""
+    rows = table[(table["model"] == model) & table["fraction_of_ceiling"].notna()]
+    rows = (lossless_candidates(rows, with_default=True, study_precision_only=False) if lossless
+            else rows[~rows["changes_behaviour"].astype(bool) & (rows["optimize"] != REFERENCE_SPEC)])
     return None if rows.empty else rows.loc[rows["fraction_of_ceiling"].idxmax()]
 
 
