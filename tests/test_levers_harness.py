@@ -21,11 +21,20 @@ from conftest import tiny_levers_options
 from tta_energy import schema
 from tta_energy.intervals import ratio_interval
 from tta_energy.levers import apply, ceiling, experiment, plan, plot, references, report, summary, tables
-from tta_energy.levers.equivalence import error_tolerance, is_lossless, relative_error
+from tta_energy.levers.equivalence import (
+    ERROR_FLOOR,
+    UNINFORMATIVE_ERROR,
+    YARDSTICK_FACTOR,
+    error_tolerance,
+    is_lossless,
+    judge_lossless,
+    relative_error,
+)
 from tta_energy.levers.spec import (
     DEFAULT_REPEATS,
     PLAN_DEFAULT_BATCHES,
     PLAN_DEFAULT_STEPS,
+    REFERENCE_SPEC,
     LeverError,
     LeversError,
     parse_levers,
@@ -108,11 +117,62 @@ def test_lossless_is_judged_against_the_study_default():
     assert not is_lossless("max", "float32", 2.4e-3, fp32_none)
     assert is_lossless("max", "float32", 6e-4, fp32_none)
     assert not is_lossless("fp8", "float16", 0.0, e)  # fp8 changes the computation by design
-    # the floor never raises the tolerance above 2x a measured error; it stands in where there is none
+    # the floor is not a minimum over 2x a measured error; error_tolerance gives it where the yardstick is 0
+    # or missing (judge_lossless refuses a missing latents yardstick before that)
     assert error_tolerance("float32", 1e-6) == pytest.approx(2e-6)
     assert not is_lossless("max", "float32", 5e-6, 1e-6)
     assert error_tolerance("float32", 0.0) == 1e-4 and error_tolerance("float16", None) == 2e-3
     assert error_tolerance("bfloat16", float("nan")) == 1.6e-2
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(("spec", "errors", "lossless"), [
+    # (latents error, latents yardstick, waveform error, waveform yardstick)
+    ("max", (1e-3, 1e-3, 1e-3, 1e-3), True),
+    ("max", (3e-3, 1e-3, 1e-3, 1e-3), False),  # latents beyond 2x the default's
+    ("max", (1e-3, 1e-3, 3e-3, 1e-3), False),  # waveform beyond 2x the default's
+    # the fp32 reference: lossless by definition, whatever is measured or missing
+    (REFERENCE_SPEC, (NAN, NAN, NAN, NAN), True),
+    # no latents yardstick (the default not measured at that step count): never lossless, no floor
+    ("max", (0.0, NAN, 0.0, 1e-3), False),
+    ("max", (0.0, None, 0.0, None), False),
+    # a yardstick of 0: the floor of the study's precision (fp16: 2e-3)
+    ("max", (1.9e-3, 0.0, 1.9e-3, 0.0), True),
+    ("max", (2.1e-3, 0.0, 1.9e-3, 0.0), False),
+    # the default's waveform uninformative: the waveform is not judged, the latents decide
+    ("max", (1e-3, 1e-3, 0.9, UNINFORMATIVE_ERROR), True),
+    ("max", (1e-3, 1e-3, NAN, 0.7), True),
+    ("max", (3e-3, 1e-3, 0.0, 0.7), False),
+    # no waveform yardstick: the waveform is held to the floor
+    ("max", (1e-3, 1e-3, 1.9e-3, NAN), True),
+    ("max", (1e-3, 1e-3, 2.1e-3, NAN), False),
+    # a missing error of the configuration itself is never within a tolerance
+    ("max", (NAN, 1e-3, 1e-3, 1e-3), False),
+    ("max", (1e-3, 1e-3, NAN, 1e-3), False),
+    # changes the computation by design: never lossless, even where it matches
+    ("fp8", (0.0, 1e-3, 0.0, 1e-3), False),
+    ("max,trim-latents", (0.0, 1e-3, 0.0, 0.7), False),
+])
+def test_the_lossless_rule(spec, errors, lossless):
+    assert judge_lossless(spec, "float16", *errors) is lossless
+
+
+def test_the_summary_states_the_rule_from_its_constants(monkeypatch):
+    """The summary's sentence on the rule is built from the constants the rule uses."""
+    table = pd.DataFrame([{"model": "audioldm", "optimize": "none", "dtype": "float16", "steps": 100,
+                           "waveforms_per_prompt": 1, "duration_s": 10.0}]).reindex(
+        columns=list(report.LEVERS_COLUMNS))
+    text = summary.summary_markdown(table.assign(lossless=False), pd.DataFrame(), pd.DataFrame())
+    assert (f"within {YARDSTICK_FACTOR:g} x the error of the study's default" in text
+            and f"fp16 {ERROR_FLOOR['float16']:.1e}".replace("e-0", "e-") + ", " in text)
+    assert "not judged lossless where the default's latents error was not measured" in text
+    assert f">= {UNINFORMATIVE_ERROR} the waveform is not judged" in text
+    monkeypatch.setattr(summary, "YARDSTICK_FACTOR", 3.0)
+    monkeypatch.setattr(summary, "UNINFORMATIVE_ERROR", 0.25)
+    text = summary.summary_markdown(table.assign(lossless=False), pd.DataFrame(), pd.DataFrame())
+    assert "within 3 x the error" in text and ">= 0.25 the waveform" in text
 
 
 def test_the_lossless_candidates_differ_only_where_asked():

@@ -355,7 +355,7 @@ def block_levers_audioldm2_graphs_h100(d: HasData) -> str:
             f"({'equal to every digit stored' if same else 'different'}; tolerance "
             f"{values([g for _, g in pairs], 'tolerance_latents')}: {verdict})")
     if same and lossless:
-        text += ". The flag on the H200 was the floor's, not the capture's"
+        text += ". The flag on the H200 was the missing yardstick's, not the capture's"
     return text
 
 

@@ -17,7 +17,7 @@ from tta_energy.fileio import check_file_targets, warn_if_cut, write_csv_atomic,
 from tta_energy.intervals import ratio_interval
 from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
-from tta_energy.levers.equivalence import error_tolerance, is_lossless
+from tta_energy.levers.equivalence import error_tolerance, judge_lossless
 from tta_energy.levers.plot import BEST_ANY_BAR, BEST_LOSSLESS_BAR, STUDY_DEFAULT_BAR, plot_levers
 from tta_energy.levers.spec import DEFAULT_SPEC, REFERENCE_SPEC, LeversError
 from tta_energy.levers.tables import (
@@ -44,11 +44,6 @@ from tta_energy.levers.tables import (
     warmups,
 )
 from tta_energy.models import catalogue
-
-#: A plain eager run at a precision whose waveform differs this much from fp32 makes the waveform comparison
-#: uninformative at that precision (random-weight vocoders can output ~1e-10, which underflows in fp16); the
-#: latents still decide.
-UNINFORMATIVE_ERROR = 0.5
 
 
 def lever_targets(model: str) -> catalogue.LeverTargets:
@@ -194,13 +189,8 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
     pairs = list(zip(studied, agg.itertuples(), strict=True))
     agg["tolerance_latents"] = [error_tolerance(d, r.yardstick_latents) for d, r in pairs]
     agg["tolerance_audio"] = [error_tolerance(d, r.yardstick_audio) for d, r in pairs]
-    # without the study default's error at this step count there is no yardstick: not judged lossless
-    agg["lossless"] = [r.optimize == REFERENCE_SPEC or (
-        np.isfinite(r.yardstick_latents)
-        and is_lossless(r.optimize, d, r.rel_error_latents, r.yardstick_latents)
-        and (r.yardstick_audio >= UNINFORMATIVE_ERROR
-             or is_lossless(r.optimize, d, r.rel_error_audio, r.yardstick_audio)))
-        for d, r in pairs]
+    agg["lossless"] = [judge_lossless(r.optimize, d, r.rel_error_latents, r.yardstick_latents,
+                                      r.rel_error_audio, r.yardstick_audio) for d, r in pairs]
     # FLOP per joule against the ceiling measured in the same run
     agg["tflop_per_J"] = agg["gflop"] / 1e3 / agg["gpu_energy_J"]
     ceil = ceiling_rows(ceil, "bf16")

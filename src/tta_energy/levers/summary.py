@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from tta_energy import markdown
-from tta_energy.levers.equivalence import ERROR_FLOOR
+from tta_energy.levers.equivalence import ERROR_FLOOR, UNINFORMATIVE_ERROR, YARDSTICK_FACTOR
 from tta_energy.levers.report import (
-    UNINFORMATIVE_ERROR,
     best_fraction,
     best_lossless,
     configuration_rows,
@@ -332,11 +331,14 @@ def levers_summary(table: pd.DataFrame, ceiling: pd.DataFrame, profile: pd.DataF
                          f"{_fmt(fp8['power_W'].mean(), '.0f')} W.")
         lines.append("")
     floors = ", ".join(f"{name} {ERROR_FLOOR[d]:.1e}".replace("e-0", "e-") for name, d in PRECISIONS.items())
-    lines += ["Lossless: final latents and waveform of the same seed and weights within 2 x the error of "
-              "the study's default (`none`: the model's default precision, eager) of the fp32 eager "
-              f"reference (relative L2 error; a floor at that precision, {floors}, only where that error is "
-              "0 or not measured; the waveform "
-              f"is not judged where the default's waveform error is >= {UNINFORMATIVE_ERROR}). The yardstick "
+    lines += ["Lossless: final latents and waveform of the same seed and weights within "
+              f"{YARDSTICK_FACTOR:g} x the error of the study's default (`{DEFAULT_SPEC}`: the model's "
+              "default precision, eager) of the fp32 eager reference (relative L2 error; a floor at that "
+              f"precision, {floors}, where that error is 0). A configuration is not judged lossless where "
+              "the default's latents error was not measured at that step count; where its waveform error "
+              "was not measured the waveform is held to the floor, and where that error is >= "
+              f"{UNINFORMATIVE_ERROR} the waveform is not judged (the latents decide). The fp32 reference "
+              f"(`{REFERENCE_SPEC}`) is lossless by definition. The yardstick "
               "does not follow a configuration's precision: an fp16 configuration of a model the study ran "
               "in fp32 is judged against the fp32 default's error. `trim-latents` and `fp8` change the "
               "computation and are never lossless.", "",
