@@ -161,6 +161,13 @@ QUALITY = 'name = "quality"\ngrid = ["1"]\ncaptions = ["audiocaps"]\ncaption_lim
      "keep one"),
     (('name = "steps"\ngrid = ["2", "02"]',),
      "experiment 1 (steps): steps grid values 2 and 02 make the same configuration (steps 2): keep one"),
+    (('name = "steps"\ngrid = ["10", "", "25"]',),  # named as the file writes it, not as --grid
+     'experiment 1 (steps): grid = ["10", "", "25"] has an empty item: remove it, or write a value in it'),
+    (('name = "steps"\ngrid = [10, " "]',),
+     'experiment 1 (steps): grid = ["10", ""] has an empty item: remove it, or write a value in it'),
+    (('name = "batch"\ngrid = [""]',),
+     'experiment 1 (batch): the batch grid is empty: give values (e.g. grid = ["1", "2", "5", "10", "p10"]) '
+     "or leave grid out for that default"),
     ((QUALITY.format(2), QUALITY.format(5)),
      "experiments 1 and 2 (quality) make the same cell (steps 1, dataset audiocaps) of audioldm from "
      "different configurations (caption_limit 2 and 5): declare each cell in one entry"),

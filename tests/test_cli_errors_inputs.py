@@ -99,6 +99,34 @@ def test_an_empty_grid_is_refused_naming_the_experiment(tmp_path, capsys, experi
     assert entries(tmp_path) == set()
 
 
+@pytest.mark.parametrize(("experiments", "grid", "shown"), [
+    ("steps", "10,,25", "'10,,25'"), ("steps", "10,", "'10,'"), ("steps", " ,10", "',10'"),
+    ("steps,batch", "steps=10,,25", "'10,,25'")])
+def test_an_empty_grid_item_is_refused_by_the_librarys_grid_rule(tmp_path, capsys, experiments, grid, shown):
+    """Not dropped (the sweep would measure other values than written): the wording of every comma list's
+    empty item (checks.comma_list), from the rule the campaign files' grids share (grids.grid_values)."""
+    from tta_energy.experiments.grids import GridRequest, SweepError, build_configs
+
+    refused([*SWEEP, "-e", experiments, "--grid", grid, "--out-dir", str(tmp_path / "runs")], capsys,
+            f"error: --grid {shown} has an empty item: write the values between commas")
+    assert entries(tmp_path) == set()
+    with pytest.raises(SweepError, match="^--grid '10,,25' has an empty item"):
+        build_configs(GridRequest("steps", "audioldm", grid=("10", "", "25")))
+
+
+@pytest.mark.parametrize(("repeats", "said"), [
+    ("steps=1,,batch=1", "--repeats 'steps=1,,batch=1' has an empty item: write the repeat counts between "
+                         "commas"),
+    ("steps=1,", "--repeats 'steps=1,' has an empty item"),
+    ("", "--repeats '' names nothing: give one or more repeat counts"),
+    ("steps=1,steps=2", "--repeats is given twice for steps"),
+    ("steps=1,batch=0", "--repeats must be >= 1, got 0")])  # a list's every item is read
+def test_a_repeats_list_is_read_by_the_comma_list_rule(tmp_path, capsys, repeats, said):
+    refused([*SWEEP, "-e", "steps,batch", "--repeats", repeats, "--out-dir", str(tmp_path / "runs")], capsys,
+            f"error: {said}")
+    assert entries(tmp_path) == set()
+
+
 @pytest.mark.parametrize(("option", "value"), [("--batch-size", "0"), ("--batch-size", "-4"),
                                                ("--steps", "-3"), ("--steps", "0")])
 def test_score_refuses_counts_below_one(tmp_path, capsys, clips, option, value):

@@ -50,12 +50,21 @@ def listed_once(raw: list[str], what: str, items_are: str, *, error: type[TtaErr
     items = tuple(t for t in raw if t)
     if not items:
         raise error(f"{what} names nothing: give one or more {items_are}{otherwise}")
-    if len(items) != len(raw):
-        raise error(f"{what} has an empty item: write the {items_are} between commas")
+    no_empty_item(raw, what, items_are, error=error)
     twice = [t for i, t in enumerate(items) if t in items[:i]]
     if twice:
         raise error(f"{what} names {twice[0]} twice: name each once")
     return items
+
+
+def no_empty_item(raw: list[str], what: str, items_are: str, *, error: type[TtaError] = TtaError,
+                  fix: str = "") -> None:
+    """Refuse a list the user wrote (``raw``: its items, stripped) that has an empty item, with one line that
+    names ``what`` (the list as written) and says what to write (``fix``; by default, the items between
+    commas): :func:`listed_once`'s rule for empty items, also for lists whose items are told apart by their
+    meaning rather than their text (a sweep's grid)."""
+    if not all(raw):
+        raise error(f"{what} has an empty item: {fix or f'write the {items_are} between commas'}")
 
 
 def first_line(exc: BaseException, default: str | None = None) -> str:

@@ -89,7 +89,7 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
                                                     "GPU, float32 on a CPU)"),
         repeats: list[str] | None = typer.Option(
             None, help=f"repeats (default: {STUDY_REPEATS}; quality 1); with several experiments EXP=N, "
-                       "repeatable"),
+                       "a comma list or repeated"),
         grid: list[str] | None = typer.Option(
             None, help="override the grid (e.g. 10,50,100); with several experiments EXP=a,b, repeatable"),
         steps: int | None = typer.Option(None,
@@ -148,12 +148,15 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
 
         experiments = checks.comma_list(experiment, "--experiment", absent_means_all=False)
         repeat_counts = {}
-        for name, value in per_experiment(repeats, experiments, "--repeats").items():
+        counts = [item for value in repeats or () for item in checks.comma_list(
+            value, "--repeats", absent_means_all=False, items_are="repeat counts")]
+        for name, value in per_experiment(counts, experiments, "--repeats").items():
             try:
                 repeat_counts[name] = int(value)
             except ValueError:
                 raise TtaError(f"--repeats {value!r} is not an integer") from None
-        grids = {name: checks.comma_list(value)
+        # each grid as written, empty items kept: the library's grid rule names them
+        grids = {name: tuple(value.split(","))
                  for name, value in per_experiment(grid, experiments, "--grid").items()}
         opts = SweepOptions(
             model=model, experiments=experiments, size=size, weights=weights, device=device, dtype=dtype,

@@ -9,7 +9,7 @@ from typing import Any
 
 from tta_energy import schema
 from tta_energy.errors import TtaError, positive_number, seed_number
-from tta_energy.experiments.grids import EXPERIMENTS
+from tta_energy.experiments.grids import EXPERIMENTS, grid_values
 from tta_energy.fileio import DEFAULT_OUT_DIR, path_beside, toml_value
 from tta_energy.meter import CAMPAIGN_IDLE_S, MIN_WINDOW_S, WARMUP_GENERATIONS
 from tta_energy.models.catalogue import check_size
@@ -116,6 +116,16 @@ def _str_list(value: object, key: str, where: str, other: str = "") -> tuple[str
     return tuple(str(v) for v in value)
 
 
+def _grid(value: object, experiment: str, where: str) -> tuple[str, ...]:
+    """An entry's ``grid``: a non-empty list, its values by the sweep's rule (:func:`.grids.grid_values`),
+    named as the file writes them."""
+    values = _str_list(value, "grid", where)
+    try:
+        return grid_values(values, experiment, "grid")
+    except TtaError as exc:
+        raise CampaignError(f"{where}: {exc}") from None
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Parse and validate a campaign file; a problem raises :class:`CampaignError` (one line)."""
     from tta_energy.fileio import read_toml
@@ -170,7 +180,7 @@ def load_campaign(path: str | Path) -> Campaign:
             check_models(models, CampaignError, at)
             if len(set(models)) != len(models):
                 raise CampaignError(f"{at}: a model is listed twice")
-        grid = _str_list(raw["grid"], "grid", at) if "grid" in raw else None
+        grid = _grid(raw["grid"], name, at) if "grid" in raw else None
         captions = tuple(c if c.lower() in BUNDLED_CAPTIONS else str(path_beside(path, c))
                          for c in (_str_list(raw["captions"], "captions", at) if "captions" in raw else ()))
         limit = _get(raw, "caption_limit", int, None, at)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tta_energy.errors import TtaError, positive_number
+from tta_energy.errors import TtaError, no_empty_item, positive_number
 from tta_energy.models import catalogue
 from tta_energy.precision import DTYPE_NAMES
 from tta_energy.quality.clap_score import BUNDLED_CAPTIONS, bundled_captions, read_captions
@@ -279,13 +279,38 @@ def _distinct(experiment: str, tokens: Sequence[str], values: Sequence[object]) 
         raise SweepError(f"{experiment} {exc}") from None
 
 
+#: the settings a grid is written in: the command line's ``--grid`` (a comma list), a campaign file's ``grid``
+#: (a TOML list of strings)
+GRID_SETTINGS = ("--grid", "grid")
+
+
+def grid_as_written(values: Sequence[str], setting: str = "--grid", *, quoted: bool = False) -> str:
+    """A grid as ``setting`` (:data:`GRID_SETTINGS`) writes it: ``--grid 10,25`` (``quoted``: ``--grid
+    '10,25'``, as the shell takes a list with an empty item) or ``grid = ["10", "25"]``."""
+    if setting == "grid":
+        return f"grid = [{', '.join(json.dumps(v) for v in values)}]"
+    joined = ",".join(values)
+    return f"--grid {joined!r}" if quoted else f"--grid {joined}"
+
+
+def grid_values(grid: Sequence[object], experiment: str, setting: str = "--grid") -> tuple[str, ...]:
+    """The values of a grid the user wrote for ``experiment``, stripped. A grid with no value (an empty grid
+    never stands for the default one) or with an empty item is refused in one line that writes the grid as
+    ``setting`` does (:data:`GRID_SETTINGS`). The one rule of the sweep's and the campaign's grids."""
+    values = [str(v).strip() for v in grid]
+    if not any(values):
+        example = grid_as_written(spec(experiment).grid, setting)
+        raise SweepError(f"the {experiment} grid is empty: give values (e.g. {example}) or leave {setting} "
+                         "out for that default")
+    no_empty_item(values, grid_as_written(values, setting, quoted=True), "values", error=SweepError,
+                  fix="" if setting == "--grid" else "remove it, or write a value in it")
+    return tuple(values)
+
+
 def build_configs(req: GridRequest) -> list[Config]:
     """The configurations of one repeat, in grid order."""
     s = spec(req.experiment)
-    tokens = [t.strip() for t in (req.grid if req.grid is not None else s.grid) if str(t).strip()]
-    if not tokens:  # an empty --grid never stands for the default grid
-        raise SweepError(f"the {req.experiment} grid is empty: give values (e.g. --grid {','.join(s.grid)}) "
-                         "or leave --grid out for that default")
+    tokens = grid_values(req.grid, req.experiment) if req.grid is not None else s.grid
     steps = req.steps if req.steps is not None else (s.steps or STUDY_STEPS)
     if steps < 1:
         raise SweepError(f"--steps must be >= 1, got {steps}")
