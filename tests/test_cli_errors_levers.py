@@ -149,6 +149,22 @@ def test_a_step_count_or_batch_below_one_names_the_option_and_the_value(tmp_path
             f"{option} must be a comma list of integers >= 1, got {bad}", absent=(tmp_path / "raw",))
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_run_with_no_configuration_is_refused_naming_the_options_that_give_them(tmp_path, capsys, dry_run):
+    """The fp32 reference alone measures nothing: no report of it is written, and the exit status is 2."""
+    empty = ("--full", "", "--batch1", "", "--single", "")
+    line = refused(capsys, run_args(tmp_path, *empty, "--steps", "2", "--batches", "1", dry_run=dry_run),
+                   absent=(tmp_path / "raw", tmp_path / "levers.csv"))
+    assert line == ("error: no configuration given for audioldm: --full, --batch1 and --single name no spec "
+                    "(the fp32 reference is only what the configurations are compared with); give specs "
+                    "with one of them (e.g. --full none)")
+    lean = refused(capsys, run_args(tmp_path, "--full", "", "--lean-models", "audioldm", dry_run=dry_run),
+                   absent=(tmp_path / "raw",))
+    assert lean == ("error: no configuration given for audioldm: --lean-models measures --full's specs only, "
+                    "and --full names none; give specs with --full (e.g. --full none)")
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- plan files: types, named with the file and the key -----------------------------------------------------
 @pytest.mark.parametrize(("body", "words"), [
     ("repeats = 3.7", ("[levers]", "repeats must be an integer", "3.7")),

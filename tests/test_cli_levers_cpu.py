@@ -167,3 +167,57 @@ def test_one_rule_says_which_levers_a_cpu_cannot_run():
     assert runner.runnable_single_levers("cpu") == [lv for lv in SINGLE_LEVERS if lv not in cannot]
     assert unrunnable_levers(parse_levers("max"), cpu) == {
         "cudagraph": "CUDA graphs need a CUDA device; this device is cpu"}
+
+
+# --- levers run on a CPU ---------------------------------------------------------------------------
+LEVERS_RUN = ["levers", "run", "--model", "audioldm", "--size", "tiny", "--device", "cpu", "--steps", "2",
+              "--batches", "1", "--repeats", "1", "--duration-s", "1", "--idle-s", "0", "--min-window-s", "0",
+              "--no-profile", "--ceiling-s", "0.02", "--ceiling-n", "32", "--history", ""]
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+@pytest.mark.parametrize(("tiers", "said"), [
+    (["--full", "cudagraph", "--batch1", "", "--single", ""],
+     "error: --full cudagraph: cudagraph: CUDA graphs need a CUDA device; this device is cpu (levers that "
+     f"run on cpu: {CPU_LEVERS})"),
+    (["--full", "none fp8"],
+     "error: --full fp8: fp8: float8 matrix products need an NVIDIA GPU of compute capability 8.9+; this "
+     f"device is cpu (levers that run on cpu: {CPU_LEVERS})"),
+    (["--full", "none", "--batch1", "graphs", "--single", ""],
+     "error: --batch1 graphs: none of its levers runs on cpu (cudagraph: CUDA graphs need a CUDA device; "
+     "this device is cpu), so its rows would measure the eager model; leave it out of --batch1 there, or "
+     f"levers among {CPU_LEVERS}"),
+    (["--full", "none", "--single", "max,sdpa-cudnn"],
+     "error: --single max,sdpa-cudnn: sdpa-cudnn: the cudnn attention backend needs CUDA; this device is cpu "
+     f"(levers that run on cpu: {CPU_LEVERS})"),
+    (["--full", "none", "--batch1", "", "--single", "", "--compile-models", "audioldm"],
+     "error: --compile-models audioldm (compile-graphs): compile-graphs: CUDA graphs need a CUDA device; "
+     f"this device is cpu (levers that run on cpu: {CPU_LEVERS})"),
+])
+def test_levers_run_refuses_a_lever_the_cpu_lacks_as_sweep_does_before_anything_is_written(
+        tmp_path, capsys, no_meter, tiers, said, dry_run):
+    """The sweep's rule and wording (runner.check_levers_device), before the run measures or writes
+    anything: not a configuration reported as not run beside a report of the others."""
+    out_dir = tmp_path / "raw"
+    line = refused(capsys, [*LEVERS_RUN, "--out-dir", str(out_dir), *tiers, *dry_run])
+    assert line == said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_levers_run_keeps_its_default_tiers_on_a_cpu_and_a_plan_dry_run_prices_for_a_gpu(capsys, tmp_path):
+    """Levers are refused where named: the default tiers' graphs (the same configuration as none on a CPU)
+    stays in the dry run; a plan's dry run without --device prices a GPU's cells (fp8, CUDA graphs) from any
+    machine, as scripts/gpu_levers.sh dry does."""
+    from tta_energy.cli.main import main
+
+    main([*LEVERS_RUN, "--out-dir", str(tmp_path / "raw"), "--dry-run"])
+    assert "audioldm batch 1: none, max, graphs" in capsys.readouterr().out
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[levers]\nmodels = ["audioldm"]\nspecs = ["none", "graphs", "max,fp8"]\nsteps = [2]\n'
+                    'batches = [1]\nrepeats = 1\nduration_s = 1\n', encoding="utf-8")
+    main(["levers", "run", "--plan", str(plan), "--size", "tiny", "--history", "", "--dry-run"])
+    assert "none, graphs, max,fp8" in capsys.readouterr().out
+    line = refused(capsys, ["levers", "run", "--plan", str(plan), "--size", "tiny", "--history", "",
+                            "--device", "cpu", "--dry-run"])
+    assert line.startswith(f"error: {plan}: graphs: none of its levers runs on cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]

@@ -194,7 +194,13 @@ def register(app: typer.Typer) -> None:
         whose sweep fails never loses the others' rows; the run then exits with status 3, naming it. With
         --plan: exit status 6 when every cell of the plan is done (nothing is measured or written), 2 when
         no unit left fits --time-budget-s."""
-        from tta_energy.levers.experiment import LeversOptions, check_options, run_levers
+        from tta_energy.levers.experiment import (
+            TIER_OPTIONS,
+            LeversOptions,
+            check_device_levers,
+            check_options,
+            run_levers,
+        )
         from tta_energy.levers.report import build_report
         from tta_energy.levers.spec import LeversError
 
@@ -233,6 +239,12 @@ def register(app: typer.Typer) -> None:
             plan_file = read_levers_plan(plan)
             opts = plan_file.applied_to(opts, plan)
         check_options(opts, plan)
+        if device is not None or not dry_run:  # a dry run on no device prices the cells for a GPU
+            from tta_energy.devices import chosen_device
+
+            named = checks.given_options(ctx, {field.removesuffix("_specs"): option
+                                               for option, field in TIER_OPTIONS.items()})
+            check_device_levers(opts, chosen_device(device), named, plan)
         tables = history_paths(history, plan_file.out_dir if plan_file is not None else None)
         from tta_energy.levers.calls import read_earlier_runs
 

@@ -37,6 +37,7 @@ from tta_energy.devices import chosen_device, is_gpu
 from tta_energy.errors import (
     CudaContextLost,
     ModelError,
+    TtaError,
     first_line,
     lost_cuda_context,
     positive_number,
@@ -210,23 +211,31 @@ def free_memory() -> None:
 
 
 def check_sweep_device(opts: SweepOptions) -> None:
-    """The device asked for exists and can run the levers asked for: refused before any folder, table or
-    model is made (a CPU-only machine has no CUDA device and no float8 matrix products). A lever named in the
-    spec that the device cannot run is refused; so is a level none of whose levers runs there (``graphs`` on
-    a CPU), whose rows would measure the eager model under the level's name."""
-    device = chosen_device(opts.device)
-    runs, cannot = levers_on_device(opts.levers, device)
+    """The device asked for exists and can run the levers asked for (:func:`check_levers_device`): refused
+    before any folder, table or model is made (a CPU-only machine has no CUDA device and no float8 matrix
+    products)."""
+    check_levers_device(opts.levers, chosen_device(opts.device), f"--levers {opts.levers.spec}",
+                        "use --levers none")
+
+
+def check_levers_device(levers: Levers, device: str, what: str, instead: str,
+                        error: type[TtaError] = SweepError) -> None:
+    """Refuse a lever spec that ``device`` cannot run as asked, with one ``error`` line that names the spec as
+    ``what`` (``--levers max,fp8``): a lever it names that the device cannot run, or a level none of whose
+    levers runs there (``graphs`` on a CPU), whose rows would measure the eager model under the level's name
+    (``instead``: what to write in its place). A lever a level implies that the device lacks is skipped when
+    applied, with the reason. The one rule ``sweep --levers`` and ``levers run`` refuse a spec by."""
+    runs, cannot = levers_on_device(levers, device)
     if not cannot:
         return
     allowed = ", ".join(runnable_single_levers(device))
-    spec = opts.levers.spec
     for lever, why in cannot.items():
-        if lever not in opts.levers.implied:
-            raise SweepError(f"--levers {spec}: {lever}: {why} (levers that run on {device}: {allowed})")
+        if lever not in levers.implied:
+            raise error(f"{what}: {lever}: {why} (levers that run on {device}: {allowed})")
     if not runs:
         whys = "; ".join(f"{lever}: {why}" for lever, why in cannot.items())
-        raise SweepError(f"--levers {spec}: none of its levers runs on {device} ({whys}), so its rows would "
-                         f"measure the eager model; use --levers none there, or levers among {allowed}")
+        raise error(f"{what}: none of its levers runs on {device} ({whys}), so its rows would measure the "
+                    f"eager model; {instead} there, or levers among {allowed}")
 
 
 def levers_on_device(levers: Levers, device: str) -> tuple[list[str], dict[str, str]]:

@@ -62,6 +62,7 @@ from tta_energy.experiments.runner import (
     RowContext,
     SweepOptions,
     base_row,
+    check_levers_device,
     free_memory,
     make_meter,
     mark_failed,
@@ -878,7 +879,50 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
     catalogue.check_size(opts.size, LeversError)
     _check_weights(opts)
     _check_generations(opts, plan)
+    _check_something_measured(opts)
     check_folder_appendable(Path(opts.out_dir))
+
+
+def _check_something_measured(opts: LeversOptions) -> None:
+    """Each model gets at least one configuration besides the fp32 reference, which is only what the others
+    are compared with: a run of the reference alone would write a report of nothing."""
+    if opts.declared is not None or opts.full_specs:
+        return
+    for m in opts.models:
+        if len(lever_plans(m, opts)) > 1:
+            continue
+        if m in opts.lean_models:
+            raise LeversError(f"no configuration given for {m}: --lean-models measures --full's specs only, "
+                              "and --full names none; give specs with --full (e.g. --full none)")
+        raise LeversError(f"no configuration given for {m}: --full, --batch1 and --single name no spec "
+                          "(the fp32 reference is only what the configurations are compared with); give "
+                          "specs with one of them (e.g. --full none)")
+
+
+#: the options of the tiers of a run without a plan: option -> the field of :class:`LeversOptions` they set
+TIER_OPTIONS: dict[str, str] = {"--full": "full_specs", "--batch1": "batch1_specs",
+                                 "--single": "single_specs"}
+
+
+def check_device_levers(opts: LeversOptions, device: str, named: Sequence[str] = tuple(TIER_OPTIONS),
+                        plan: Path | None = None) -> None:
+    """Refuse, before anything is built or written, a spec this run would measure that ``device`` cannot run
+    as asked, by the sweep's rule and wording (:func:`.runner.check_levers_device`): a plan's specs (``plan``:
+    its file), those of the tier options in ``named`` (the command line's: the tiers left at their defaults
+    keep their notes, e.g. ``graphs`` on a CPU is found the same configuration as ``none``) and the compile
+    specs of ``--compile-models``. A lever that fails on one model when it is applied is still reported as
+    not run, the other configurations measured."""
+    if opts.declared is not None:
+        specs = dict.fromkeys(spec for entries in opts.declared.values() for spec, _, _ in entries)
+        asked = [(f"{plan}: {spec}", f"leave it out of {plan}", spec) for spec in specs]
+    else:
+        asked = [(f"{option} {spec}", f"leave it out of {option}", spec)
+                 for option in named for spec in getattr(opts, TIER_OPTIONS[option])]
+        if opts.compile_models:
+            asked += [(f"--compile-models {','.join(opts.compile_models)} ({spec})",
+                       "leave --compile-models out", spec) for spec in COMPILE_SPECS]
+    for what, instead, spec in asked:
+        check_levers_device(parse_levers(spec), device, what, instead, error=LeversError)
 
 
 def _check_weights(opts: LeversOptions) -> None:
