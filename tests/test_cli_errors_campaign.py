@@ -358,3 +358,37 @@ def test_a_campaign_seed_outside_0_to_2_63_names_the_file(tmp_path, capsys):
     path.write_text("seed = -1\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
     _refused(capsys, ["campaign", "plan", "--campaign", str(path)],
              f"error: {path}: seed must be an integer from 0 to 2**32-1", "got -1")
+
+
+@pytest.mark.parametrize("command", ["plan", "status", "run"])
+def test_a_campaign_that_is_a_folder_or_no_text_says_a_toml_file_is_needed(tmp_path, capsys, command):
+    """fileio.read_toml's lines, for every reader of a TOML file (a levers plan as well)."""
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    binary = tmp_path / "some.wav"
+    binary.write_bytes(b"RIFF\xac\x00\x01")
+    extra = ["--device", "cpu", "--no-progress"] if command == "run" else []
+    before = _files(tmp_path)
+    _refused(capsys, ["campaign", command, "--campaign", str(folder), *extra],
+             f"error: campaign file {folder} is a folder: give a campaign TOML file")
+    _refused(capsys, ["campaign", command, "--campaign", str(binary), *extra],
+             f"error: campaign file {binary} is not a UTF-8 text file (byte 4, line 1): give a campaign TOML "
+             "file")
+    _refused(capsys, ["levers", "run", "--plan", str(folder), "--dry-run"],
+             f"error: levers plan file {folder} is a folder: give a levers plan TOML file")
+    assert _files(tmp_path) == before
+
+
+def test_analyze_scores_that_name_a_folder_or_nothing_say_what_the_option_takes(tmp_path, capsys):
+    runs = Path(__file__).parents[1] / "data" / "h200" / "steps.csv"
+    empty = tmp_path / "scores"
+    empty.mkdir()
+    takes = ("give a score table (a CSV file with columns model, dataset, steps, metric, value); --runs "
+             "finds the score tables in a folder")
+    out = tmp_path / "out"
+    _refused(capsys, ["analyze", "--runs", str(runs), "--scores", str(empty), "--out-dir", str(out)],
+             f"error: --scores {empty} is a folder: {takes}")
+    missing = empty / "s.csv"
+    _refused(capsys, ["analyze", "--runs", str(runs), "--scores", str(missing), "--out-dir", str(out)],
+             f"error: --scores {missing} does not exist: {takes}")
+    assert _files(tmp_path) == {"scores"}

@@ -53,3 +53,23 @@ def test_numbers_read_from_text_are_the_nearest_floats(monkeypatch, tmp_path, pa
     path.write_text("x\n" + "\n".join(values) + "\n", encoding="utf-8")
     read = fileio.read_csv_exact(path)["x"]
     assert [v.hex() for v in read] == [float(v).hex() for v in values]
+
+
+def test_read_toml_names_a_folder_or_a_file_of_another_kind_and_what_it_needs(tmp_path):
+    """The one reader of the campaign and levers plan files says what is wrong in the caller's terms."""
+    from tta_energy.errors import TtaError
+    from tta_energy.fileio import read_toml
+
+    with pytest.raises(TtaError) as exc:
+        read_toml(tmp_path, TtaError, "campaign file")
+    assert str(exc.value) == f"campaign file {tmp_path} is a folder: give a campaign TOML file"
+    binary = tmp_path / "some.wav"
+    binary.write_bytes(b"RIFF\n\xac\x00")
+    with pytest.raises(TtaError) as exc:
+        read_toml(binary, TtaError, "levers plan file")
+    assert str(exc.value) == (f"levers plan file {binary} is not a UTF-8 text file (byte 5, line 2): give a "
+                              "levers plan TOML file")
+    with pytest.raises(TtaError, match="does not exist$"):
+        read_toml(tmp_path / "none.toml", TtaError, "campaign file")
+    (tmp_path / "ok.toml").write_text('name = "x"\n', encoding="utf-8")
+    assert read_toml(tmp_path / "ok.toml", TtaError, "campaign file") == {"name": "x"}

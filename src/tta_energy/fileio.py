@@ -181,20 +181,32 @@ def writable_file(path: Path, what: str = "output table") -> None:
 
 
 def read_toml(path: str | Path, error: type[Exception], what: str) -> dict[str, Any]:
-    """A TOML file as a dict; a missing, unreadable or invalid file raises ``error`` with one line that names
-    it as ``what`` (e.g. "campaign file")."""
+    """A TOML file as a dict; a missing, unreadable or invalid file (a folder, one that is not UTF-8 text)
+    raises ``error`` with one line that names it as ``what`` (e.g. "campaign file") and says what is
+    expected."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
 
     path = Path(path)
+    expected = f"give a {what.removesuffix(' file')} TOML file"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{what} {path} cannot be read: {exc}") from None
+    except IsADirectoryError:
+        raise error(f"{what} {path} is a folder: {expected}") from None
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"{what} {path} is not a UTF-8 text file (byte {exc.start}, line {line}): "
+                    f"{expected}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
 

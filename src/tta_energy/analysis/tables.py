@@ -141,6 +141,17 @@ def find_published_sanity(paths: Iterable[str | Path]) -> pd.DataFrame | None:
     return find_published(paths, PUBLISHED_SANITY)
 
 
+def check_score_file(path: Path) -> None:
+    """A ``--scores`` table: an existing file (score tables in a folder are found through ``--runs``); else
+    one line naming the option and what it takes."""
+    takes = (f"give a score table (a CSV file with columns {', '.join(SCORE_REQUIRED)}); --runs finds the "
+             "score tables in a folder")
+    if path.is_dir():
+        raise TtaError(f"--scores {path} is a folder: {takes}")
+    if not path.is_file():
+        raise TtaError(f"--scores {path} does not exist: {takes}")
+
+
 def read_scores(path: Path) -> pd.DataFrame:
     df = read_csv_exact(
         path,
@@ -187,6 +198,8 @@ def load_inputs(
     """Runs and scores from a study tree (imported in memory) and/or run/score tables and folders."""
     if study is None and not runs:
         raise TtaError("give --study PATH (a copy of the study) or --runs PATH ... (run tables or folders)")
+    for score_file in map(Path, scores):  # before any table is read
+        check_score_file(score_file)
     frames, score_frames, sources = [], [], []
     run_sources: list[str] = []  # what each of ``frames`` came from, for the error naming a repeated row
     published = aggregates = None
