@@ -27,21 +27,41 @@ def meter_app() -> typer.Typer:
     return app
 
 
+NEED = "it measures an NVIDIA GPU's idle power: run it where torch sees one and NVML works"
+
+
 @pytest.mark.skipif(cuda_present(), reason="checks the message of a machine without a GPU")
-def test_idle_without_gpu_says_so_and_exits_zero(meter_app):
-    result = CliRunner().invoke(meter_app, ["meter", "idle", "--idle-s", "0.5"])
-    assert result.exit_code == 0, result.output
-    assert "No NVIDIA GPU / NVML here" in result.output
-    assert result.output.strip().splitlines()[-1] == "idle power: nan W (GPU energy unavailable)"
+def test_idle_without_gpu_is_refused_in_one_line(capsys):
+    """No idle power to print (not a NaN with exit status 0): refused as --device cuda is there."""
+    line = refused(capsys, ["meter", "idle", "--idle-s", "0.5"])
+    assert line == f"error: no GPU to measure: torch sees no NVIDIA GPU here; {NEED}"
+
+
+def test_idle_where_nvml_cannot_be_opened_is_refused_in_one_line_before_the_meter(capsys, monkeypatch):
+    from tta_energy import meter
+    from tta_energy.meter import sources
+
+    def no_nvml(_indices):
+        raise sources.NvmlUnavailable("NVML cannot be loaded (no NVIDIA driver?)")
+
+    def started(*_args, **_kwargs):
+        raise AssertionError("the meter was made: its warning would come before the error line")
+
+    monkeypatch.setattr(meter_commands, "_visible_cuda_devices", lambda: [0])
+    monkeypatch.setattr(sources.NvmlCounterSource, "for_torch_devices", no_nvml)
+    monkeypatch.setattr(meter, "EnergyMeter", started)
+    line = refused(capsys, ["meter", "idle", "--idle-s", "0.5"])
+    assert line == f"error: no GPU to measure: NVML cannot be loaded (no NVIDIA driver?); {NEED}"
 
 
 @pytest.mark.parametrize("option", ["--idle-s", "--seconds"])  # --seconds: the name it had before
 def test_idle_rejects_a_bad_duration_with_one_error_line(capsys, option):
-    """The idle time is named as sweep's and levers run's --idle-s, checked by the options' one rule."""
+    """The idle time is named as sweep's and levers run's --idle-s, and as --seconds, its name before, so
+    that the option typed is named (checked by the options' one rule)."""
     with pytest.raises(SystemExit) as exit_info:
         main(["meter", "idle", option, "-1"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: --idle-s must be > 0 seconds, got -1.0"
+    assert capsys.readouterr().err.strip() == "error: --idle-s/--seconds must be > 0 seconds, got -1.0"
 
 
 @pytest.mark.parametrize("name", ["-1", "0", "cpu", "cuda:x"])

@@ -24,6 +24,10 @@ def _visible_cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
+#: the spellings of ``meter idle``'s seconds: sweep's and levers run's name, then the one it had before
+IDLE_S_FLAGS = ("--idle-s", "--seconds")
+
+
 def register(app: typer.Typer) -> None:
     meter_app = typer.Typer(help="The GPU energy meter: idle power, devices and measurement backends.",
                             no_args_is_help=True)
@@ -31,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
     @meter_app.command("idle")
     def idle_cmd(
-        seconds: float = typer.Option(IDLE_BASELINE_S, "--idle-s", "--seconds",
+        seconds: float = typer.Option(IDLE_BASELINE_S, *IDLE_S_FLAGS,
                                       help="how long to measure, s (sweep's and levers run's --idle-s)"),
         device: list[str] = typer.Option(None, "--device",
                                          help="cuda or cuda:N, as the other commands take it (repeatable; "
@@ -39,8 +43,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure the idle power of each GPU from NVML's energy counter."""
         from tta_energy.meter import EnergyMeter
+        from tta_energy.meter.sources import NvmlCounterSource, NvmlUnavailable
 
-        checks.positive(seconds, "--idle-s", unit="seconds")
+        checks.positive(seconds, "/".join(IDLE_S_FLAGS), unit="seconds")  # named whichever was typed
         asked = {name: cuda_index(name) for name in device or ()}
         not_gpu = [name for name, index in asked.items() if index is None]
         if not_gpu:
@@ -49,13 +54,15 @@ def register(app: typer.Typer) -> None:
         console = Console()
         for name in asked:  # one rule for a GPU this machine lacks, or a machine without one
             check_device(name, cpu_allowed=False)
-        visible = _visible_cuda_devices()
-        devices = list(asked.values()) if asked else visible  # none asked, none here: the NaN line says so
-        meter = EnergyMeter(device_indices=devices, codecarbon=False)
-        if not meter.gpu_available:
-            console.print(f"[yellow]No NVIDIA GPU / NVML here: {meter.unavailable_reason}.[/yellow]")
-            typer.echo("idle power: nan W (GPU energy unavailable)")
-            return
+        devices = list(asked.values()) if asked else _visible_cuda_devices()
+        need = "it measures an NVIDIA GPU's idle power: run it where torch sees one and NVML works"
+        if not devices:
+            raise TtaError(f"no GPU to measure: torch sees no NVIDIA GPU here; {need}")
+        try:  # opened here, so that a machine without NVML is one error line, not the meter's warning too
+            source = NvmlCounterSource.for_torch_devices(devices)
+        except NvmlUnavailable as exc:
+            raise TtaError(f"no GPU to measure: {exc}; {need}") from None
+        meter = EnergyMeter(device_indices=devices, codecarbon=False, source=source)
         with meter:
             worker = threading.Thread(target=meter.measure_idle, args=(seconds,), daemon=True)
             with Progress(TextColumn("measuring idle power"), BarColumn(), TimeRemainingColumn(),
