@@ -392,3 +392,15 @@ def test_analyze_scores_that_name_a_folder_or_nothing_say_what_the_option_takes(
     _refused(capsys, ["analyze", "--runs", str(runs), "--scores", str(missing), "--out-dir", str(out)],
              f"error: --scores {missing} does not exist: {takes}")
     assert _files(tmp_path) == {"scores"}
+
+
+def test_summary_refuses_a_folder_without_run_tables_as_analyze_and_estimate_do(tmp_path, capsys):
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    _refused(capsys, ["summary", "--runs", str(empty)],
+             f"error: no run tables under {empty}; give --runs the folder of run tables")
+    (empty / "notes.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    _refused(capsys, ["summary", "--runs", str(empty)],
+             f"error: no run tables under {empty}: 1 CSV file(s) there, such as {empty / 'notes.csv'}, have "
+             "no run table's header (see `tta-energy schema`); give --runs the folder of run tables")
+    assert _files(tmp_path) == {"runs", "runs/notes.csv"}

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
                                   help="folder of run tables (searched recursively), as analyze's --runs"),
     ) -> None:
         """Validate every run table under RUNS (encoding, schema, cut lines, repeated pairs) and print rows,
-        models and energy per table; exit status 2 when a table is invalid."""
+        models and energy per table; exit status 2 when a table is invalid or there is none."""
         import pandas as pd
 
         from tta_energy import schema
@@ -50,9 +50,10 @@ def register(app: typer.Typer) -> None:
         tables = [p for p in candidates if schema.is_run_table(p) or not schema.csv_header(p)
                   or unsharded(p).stem in run_names]
         other = len(candidates) - len(tables)
-        if not tables:
-            typer.echo(f"no run tables under {runs} ({other} other CSV file(s))")
-            return
+        if not tables:  # as analyze and estimate refuse such a folder
+            passed = (f": {other} CSV file(s) there, such as {candidates[0]}, have no run table's header "
+                      "(see `tta-energy schema`)") if other else ""
+            raise TtaError(f"no run tables under {runs}{passed}; give --runs the folder of run tables")
         out = Table("table", "rows", "ok", "models", "GPU energy [J] (sum of ok rows)")
         invalid = []
         for path in tables:
