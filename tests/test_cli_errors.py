@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tta_energy.errors import CudaContextLost, TtaError
+
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINT = Path(sys.executable).with_name("tta-energy")
 pytestmark = pytest.mark.skipif(not ENTRY_POINT.exists(), reason="tta-energy is not installed next to python")
@@ -140,8 +142,41 @@ def test_version_and_debug(tmp_path: Path) -> None:
     version, debug, script_help = run_all(
         [["--version"], ["--debug", "describe", "--model", "audioldm", "--size", "huge"], []], tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("tta-energy ")
-    assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it came from
+    # --debug shows where it came from; the line and the exit status (2: bad input) stay what they are
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == "error: unknown size 'huge': use full or tiny"
     assert script_help.returncode == 2 and "Usage: tta-energy" in script_help.stdout + script_help.stderr
+
+
+@pytest.mark.parametrize(("raised", "status", "line"), [
+    (lambda: TtaError("bad value"), 2, "error: bad value"),
+    (lambda: CudaContextLost("x", "CUDA error: unspecified launch failure"), 5,
+     "error: the CUDA context was lost"),
+    (lambda: ZeroDivisionError("a bug"), 1, "error: ZeroDivisionError: a bug")])
+def test_debug_adds_the_traceback_and_keeps_the_line_and_the_exit_status(capsys, monkeypatch, raised, status,
+                                                                        line):
+    import typer
+
+    from tta_energy.cli.main import DEBUG_ENV, run_app
+
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    app = typer.Typer()
+
+    @app.command()
+    def fail() -> None:
+        raise raised()
+
+    @app.command()
+    def other() -> None:  # a group, as tta-energy is
+        """Unused."""
+
+    assert run_app(app, ["fail"]) == status
+    plain = capsys.readouterr().err.splitlines()
+    assert len(plain) == 1 and plain[0].startswith(line)
+    assert run_app(app, ["--debug", "fail"]) == status
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1] == plain[0].removesuffix(
+        " (run with --debug for the traceback)")
 
 
 def test_a_model_script_has_its_own_usage_and_no_model_option(tmp_path: Path) -> None:

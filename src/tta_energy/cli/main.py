@@ -6,6 +6,7 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,10 +168,10 @@ def argv_problem(group: click_core.Command, args: Sequence[str]) -> str | None:
 
 
 def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: str | None = None) -> int:
-    """Run a typer app; every error becomes one line on stderr (a traceback only with ``--debug``).
+    """Run a typer app; every error becomes one line on stderr (``--debug``: after its traceback).
 
-    Returns the exit status: 0, 2 for a user error, 1 for anything unexpected, 5 when the CUDA context was
-    lost, 130 when interrupted, or what the command itself exits with.
+    Returns the exit status, with ``--debug`` or not: 0, 2 for a user error, 1 for anything unexpected, 5 when
+    the CUDA context was lost, 130 when interrupted, or what the command itself exits with.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -190,16 +191,16 @@ def run_app(command: typer.Typer, argv: Sequence[str] | None = None, prog_name: 
         return _fail("interrupted", INTERRUPTED_EXIT)
     except CudaContextLost as exc:
         if debug:
-            raise
+            traceback.print_exc()
         return _fail(first_line(exc), CONTEXT_LOST_EXIT)
     except Exception as exc:
-        if debug:
-            raise
+        if debug:  # the traceback too; the line and the exit status are the same as without it
+            traceback.print_exc()
         line = user_error_line(exc)
         if line is not None:
             return _fail(line, USAGE_EXIT)
-        return _fail(f"{type(exc).__name__}: {first_line(exc, '')} (run with --debug for the traceback)",
-                     FAILURE_EXIT)
+        hint = "" if debug else " (run with --debug for the traceback)"
+        return _fail(f"{type(exc).__name__}: {first_line(exc, '')}{hint}", FAILURE_EXIT)
     if status == INTERRUPTED_EXIT:  # what typer returns, silently, for a KeyboardInterrupt inside a command
         return _fail("interrupted", INTERRUPTED_EXIT)
     return status if isinstance(status, int) else 0
