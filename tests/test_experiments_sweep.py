@@ -75,6 +75,19 @@ def test_steps_sweep_rows_and_resume(tmp_path, capsys):
     assert sorted(rows["repeat"]) == [0, 0, 1, 1, 2, 2]
 
 
+def test_a_sweep_stopped_by_its_time_budget_before_any_row_says_none_was_written(tmp_path, capsys):
+    """No table to point to: the summary line says so rather than naming a file that does not exist."""
+    out_dir = tmp_path / "runs"
+    with pytest.raises(SystemExit) as stop:
+        sweep("--experiment", "steps", "--grid", "1", "--repeats", "1", "--time-budget-s", "0.001",
+              "--out-dir", str(out_dir))
+    assert stop.value.code == 3  # work left: the same command again measures it
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "0 measured [none], 0 of 1 already done, 0 warm-up, 1 left (time budget" in line
+    assert line.endswith(f"; GPU energy of ok rows n/a; no row written (no table {out_dir / 'steps.csv'})")
+    assert not (out_dir / "steps.csv").exists()
+
+
 def test_failures_are_recorded_and_errors_retried(tmp_path, monkeypatch):
     real_generate = AudioLDMAdapter.generate
 

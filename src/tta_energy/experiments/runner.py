@@ -159,9 +159,11 @@ class SweepSummary:
         left = f", {self.left} left (time budget: run the same command again)" if self.left else ""
         energy = "n/a" if math.isnan(self.gpu_energy_J) else f"{self.gpu_energy_J:.1f} J"
         n = sum(self.measured.values())
+        # a sweep stopped before its first row (its time budget) has written no table to point to
+        table = f"table {self.out}" if Path(self.out).is_file() else f"no row written (no table {self.out})"
         return (f"sweep {self.experiment} ({self.model}): {n} measured [{statuses}], "
                 f"{self.already_done} of {self.total_pairs} already done, {self.warmups} warm-up{left}; "
-                f"{self.wall_s:.1f} s; GPU energy of ok rows {energy}; table {self.out}")
+                f"{self.wall_s:.1f} s; GPU energy of ok rows {energy}; {table}")
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
