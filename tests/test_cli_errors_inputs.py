@@ -127,6 +127,15 @@ def test_a_repeats_list_is_read_by_the_comma_list_rule(tmp_path, capsys, repeats
     assert entries(tmp_path) == set()
 
 
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_a_caption_limit_below_one_is_refused_by_the_librarys_rule(tmp_path, capsys, limit):
+    """The sweep's one check of --caption-limit is the caption reader's (grids.load_captions), before any
+    folder is made."""
+    refused([*SWEEP, "-e", "quality", "--captions", "audiocaps", "--caption-limit", limit, "--out-dir",
+             str(tmp_path / "runs")], capsys, f"error: --caption-limit must be >= 1, got {limit}")
+    assert entries(tmp_path) == set()
+
+
 @pytest.mark.parametrize(("option", "value"), [("--batch-size", "0"), ("--batch-size", "-4"),
                                                ("--steps", "-3"), ("--steps", "0")])
 def test_score_refuses_counts_below_one(tmp_path, capsys, clips, option, value):

@@ -135,7 +135,6 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
         country = options.codecarbon_country(ctx, codecarbon, country)
         checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
                         "--audio-dir", "--no-save-audio")
-        checks.positive(limit, "--caption-limit")
         from tta_energy.experiments.distributed import context_from_env
         from tta_energy.experiments.runner import (
             SweepOptions,
