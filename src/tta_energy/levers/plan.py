@@ -48,7 +48,6 @@ from tta_energy.fileio import path_beside, read_toml, toml_value
 from tta_energy.levers.spec import (
     DEFAULT_REPEATS,
     DEFAULT_SPEC,
-    MIN_WINDOW_S,
     PLAN_DEFAULT_BATCHES,
     PLAN_DEFAULT_STEPS,
     LeverError,
@@ -56,6 +55,7 @@ from tta_energy.levers.spec import (
     parse_levers,
 )
 from tta_energy.levers.tables import TableColumns, read_table
+from tta_energy.meter import MIN_WINDOW_S
 from tta_energy.models import catalogue
 from tta_energy.precision import canonical_dtype
 from tta_energy.study import STUDY_DURATION_S

@@ -37,7 +37,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tta_energy.errors import TtaError, listed_once
-from tta_energy.meter import MIN_WINDOW_S as MIN_WINDOW_S  # re-exported: the levers plan reads it here
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
 
 #: The study default's spec: the model's own precision, eager, no lever (the ``optimize`` column's value for
