@@ -235,8 +235,8 @@ def _fp8_limits(best: pd.Series, table: pd.DataFrame, profile: pd.DataFrame, fp8
                      f"{float(best['tflop_per_J']) / float(r['tflop_per_J']):.2f}x")
     rows = profile_rows(model, profile)
     if not rows.empty:
-        rows = rows[rows["optimize"].map(lambda spec: not parse_levers(spec).is_none
-                                         and not parse_levers(spec).fp8)]
+        parsed = rows["optimize"].map(parse_levers)
+        rows = rows[parsed.map(lambda levers: not levers.is_none and not levers.fp8)]
     if not rows.empty and math.isfinite(fp8_over_bf16) and fp8_over_bf16 > 0:
         # the profiled 16-bit configuration nearest the float8 one in batch size, a compiled one first
         compiled = rows["optimize"].map(lambda spec: parse_levers(spec).compiled)
