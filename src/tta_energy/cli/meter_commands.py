@@ -24,7 +24,7 @@ def _visible_cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
-#: the spellings of ``meter idle``'s seconds: sweep's and levers run's name, then the one it had before
+#: the spellings of ``meter idle``'s seconds: ``--idle-s``, as sweep and levers run name it, and ``--seconds``
 IDLE_S_FLAGS = ("--idle-s", "--seconds")
 
 
