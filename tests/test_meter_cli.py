@@ -56,8 +56,8 @@ def test_idle_where_nvml_cannot_be_opened_is_refused_in_one_line_before_the_mete
 
 @pytest.mark.parametrize("option", ["--idle-s", "--seconds"])  # --seconds: the name it had before
 def test_idle_rejects_a_bad_duration_with_one_error_line(capsys, option):
-    """The idle time is named as sweep's and levers run's --idle-s, and as --seconds, its name before, so
-    that the option typed is named (checked by the options' one rule)."""
+    """The idle time is named as sweep's and levers run's --idle-s, and as --seconds; the error names both
+    spellings, so that the option typed is among them (checked by the options' one rule)."""
     with pytest.raises(SystemExit) as exit_info:
         main(["meter", "idle", option, "-1"])
     assert exit_info.value.code == 2
