@@ -71,6 +71,28 @@ def test_an_unknown_model_or_size_is_refused_by_the_librarys_rule(tmp_path, caps
     assert not (tmp_path / "raw").exists()
 
 
+LEVERS_SETTINGS = [
+    ({"seed": -1}, ["--seed", "-1"], "--seed must be an integer from 0 to 2**32-1 (4294967295), got -1"),
+    ({"idle_s": -1.0}, ["--idle-s", "-1"], "--idle-s must be >= 0 seconds, got -1.0"),
+    ({"time_budget_s": 0.0}, ["--time-budget-s", "0"], "--time-budget-s must be > 0 seconds, got 0.0"),
+]
+
+
+@pytest.mark.parametrize(("library", "command_line", "line"), LEVERS_SETTINGS)
+def test_a_levers_setting_has_one_rule_for_the_library_and_the_command_line(tmp_path, capsys, library,
+                                                                            command_line, line):
+    """The levers experiment's check is the one rule: a direct caller gets the line, and ``levers run``,
+    which relies on it, shows the same line once, before anything is written."""
+    from tta_energy.levers.experiment import check_options
+    from tta_energy.levers.spec import LeversError
+
+    with pytest.raises(LeversError) as exc:
+        check_options(tiny_levers_options(tmp_path, "lib", **library))
+    assert str(exc.value) == line
+    assert refused(capsys, run_args(tmp_path, *command_line), absent=(tmp_path / "raw",)) == f"error: {line}"
+    assert not (tmp_path / "lib").exists()
+
+
 def test_weights_name_one_model_and_a_folder(tmp_path, capsys):
     refused(capsys, run_args(tmp_path, "-m", "audioldm,tango", "--weights", str(tmp_path)),
             "--weights", "one model", "audioldm, tango", absent=(tmp_path / "raw",))

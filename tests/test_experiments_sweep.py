@@ -214,6 +214,7 @@ SETTINGS = [
     ({"time_budget_s": 0.0}, ["--time-budget-s", "0"], "--time-budget-s must be > 0 seconds, got 0.0"),
     ({"duration_s": -1.0}, ["--duration-s", "-1"], "--duration-s must be > 0 seconds, got -1.0"),
     ({"dtype": "fp7"}, ["--dtype", "fp7"], "unknown dtype 'fp7': use one of float32, float16, bfloat16"),
+    ({"seed": -1}, ["--seed", "-1"], "--seed must be an integer from 0 to 2**32-1 (4294967295), got -1"),
 ]
 
 

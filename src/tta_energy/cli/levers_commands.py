@@ -205,9 +205,6 @@ def register(app: typer.Typer) -> None:
         from tta_energy.levers.spec import LeversError
 
         checks.device(device)
-        checks.seed(seed)
-        checks.positive(time_budget, "--time-budget-s", unit="seconds")
-        checks.positive(idle_s, "--idle-s", allow_zero=True, unit="seconds")
         opts = LeversOptions(
             models=checks.comma_list(models, "--model", absent_means_all=plan is not None), out_dir=out_dir,
             full_specs=_spec_list(full), batch1_specs=_spec_list(batch1), single_specs=_spec_list(single),

@@ -131,7 +131,6 @@ def register(app: typer.Typer, fixed_model: str | None = None) -> None:
     ) -> None:
         checks.device(device)
         checks.weights(weights)
-        checks.seed(seed)
         country = options.codecarbon_country(ctx, codecarbon, country)
         checks.not_with(not save_audio and bool(checks.given_options(ctx, {"audio_dir": "--audio-dir"})),
                         "--audio-dir", "--no-save-audio")

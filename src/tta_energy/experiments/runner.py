@@ -41,6 +41,7 @@ from tta_energy.errors import (
     first_line,
     lost_cuda_context,
     positive_number,
+    seed_number,
 )
 from tta_energy.experiments import distributed, resume
 from tta_energy.experiments.grids import (
@@ -318,6 +319,7 @@ def check_options(opts: SweepOptions, given: Sequence[str] = ()) -> None:
             raise SweepError(f"--grid names {e!r}, which is not among the experiments run")
     if opts.warmup < 0:
         raise SweepError(f"--warmup must be >= 0, got {opts.warmup}")
+    seed_number(opts.seed, error=SweepError)
     positive_number(opts.idle_s, "--idle-s", allow_zero=True, unit="seconds", error=SweepError)
     positive_number(opts.min_window_s, "--min-window-s", allow_zero=True, unit="seconds", error=SweepError)
     for value, option in ((opts.duration_s, "--duration-s"), (opts.time_budget_s, "--time-budget-s")):

@@ -55,6 +55,7 @@ from tta_energy.errors import (
     lost_cuda_context,
     positive_number,
     reraise_if_context_lost,
+    seed_number,
 )
 from tta_energy.experiments.grids import Config, config_id
 from tta_energy.experiments.runner import (
@@ -867,6 +868,10 @@ def check_options(opts: LeversOptions, plan: Path | None = None) -> None:
             raise LeversError(f"{option} must be a comma list of integers >= 1, got {below[0]}")
     positive_number(opts.duration_s, "--duration-s", unit="seconds", error=LeversError)
     positive_number(opts.min_window_s, "--min-window-s", allow_zero=True, unit="seconds", error=LeversError)
+    positive_number(opts.idle_s, "--idle-s", allow_zero=True, unit="seconds", error=LeversError)
+    if opts.time_budget_s is not None:
+        positive_number(opts.time_budget_s, "--time-budget-s", unit="seconds", error=LeversError)
+    seed_number(opts.seed, error=LeversError)
     check_ceiling_loop(opts.ceiling_s, opts.ceiling_n)
     for s in (*opts.full_specs, *opts.batch1_specs, *opts.single_specs,
               *(spec for d in (opts.declared or {}).values() for spec, _, _ in d)):
