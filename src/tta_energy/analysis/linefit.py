@@ -66,10 +66,10 @@ class LineFit:
 
 
 def fit_line(x: ArrayLike, y: ArrayLike) -> LineFit:
-    """Least squares of ``y`` on ``x`` over the pairs where both are finite (NaN rows are left out)."""
+    """Least squares of ``y`` on ``x`` over the pairs where both are finite (NaN or inf rows are left out)."""
     x = np.asarray(x, dtype="float64")
     y = np.asarray(y, dtype="float64")
-    ok = ~(np.isnan(x) | np.isnan(y))
+    ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = len(x)
     if len(np.unique(x)) < 2:

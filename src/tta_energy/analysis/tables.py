@@ -121,9 +121,17 @@ def _no_run_tables(paths: Sequence[str | Path], scores: list[Path]) -> TtaError:
     """The error of :func:`run_tables_in` for ``paths``, where :func:`find_tables` found only ``scores``."""
     csvs = {c for p in map(Path, paths) for c in (p.rglob("*.csv") if p.is_dir() else [p])}
     passed = sorted(c for c in csvs if c not in scores and c.name not in SIDE_TABLES)
+    return no_run_tables(paths, passed, see="; `tta-energy summary` checks a table")
+
+
+def no_run_tables(paths: Sequence[str | Path], passed: Sequence[Path], *, see: str = "",
+                  then: str = "") -> TtaError:
+    """The one line of every command that found no run table under ``paths``: how many CSV files were
+    passed over as another kind (``passed``) and one of them; ``see`` adds to the pointer to the schema,
+    ``then`` says what to do."""
     why = (f": {len(passed)} CSV file(s) there, such as {passed[0]}, have no run table's header (see "
-           "`tta-energy schema`; `tta-energy summary` checks a table)") if passed else ""
-    return TtaError(f"no run tables under {', '.join(map(str, paths))}{why}")
+           f"`tta-energy schema`{see})") if passed else ""
+    return TtaError(f"no run tables under {', '.join(map(str, paths))}{why}{then}")
 
 
 def find_published(paths: Iterable[str | Path], name: str) -> pd.DataFrame | None:

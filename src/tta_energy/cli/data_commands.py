@@ -50,10 +50,10 @@ def register(app: typer.Typer) -> None:
         tables = [p for p in candidates if schema.is_run_table(p) or not schema.csv_header(p)
                   or unsharded(p).stem in run_names]
         other = len(candidates) - len(tables)
-        if not tables:  # as analyze and estimate refuse such a folder
-            passed = (f": {other} CSV file(s) there, such as {candidates[0]}, have no run table's header "
-                      "(see `tta-energy schema`)") if other else ""
-            raise TtaError(f"no run tables under {runs}{passed}; give --runs the folder of run tables")
+        if not tables:  # the line analyze and estimate refuse such a folder with
+            from tta_energy.analysis.tables import no_run_tables
+
+            raise no_run_tables([runs], candidates, then="; give --runs the folder of run tables")
         out = Table("table", "rows", "ok", "models", "GPU energy [J] (sum of ok rows)")
         invalid = []
         for path in tables:

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         from tta_energy.meter import EnergyMeter
         from tta_energy.meter.sources import NvmlCounterSource, NvmlUnavailable
 
-        checks.positive(seconds, "/".join(IDLE_S_FLAGS), unit="seconds")  # named whichever was typed
+        checks.positive(seconds, "/".join(IDLE_S_FLAGS), unit="seconds")  # the line names both spellings
         asked = {name: cuda_index(name) for name in device or ()}
         not_gpu = [name for name, index in asked.items() if index is None]
         if not_gpu:

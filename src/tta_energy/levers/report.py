@@ -19,7 +19,7 @@ from tta_energy.levers.apply import compilations
 from tta_energy.levers.ceiling import EXPERIMENT
 from tta_energy.levers.equivalence import error_tolerance, judge_lossless
 from tta_energy.levers.plot import BEST_ANY_BAR, BEST_LOSSLESS_BAR, STUDY_DEFAULT_BAR, plot_levers
-from tta_energy.levers.spec import DEFAULT_SPEC, REFERENCE_SPEC, LeversError
+from tta_energy.levers.spec import DEFAULT_SPEC, REFERENCE_SPEC, TARGET_BATCH, TARGET_STEPS, LeversError
 from tta_energy.levers.tables import (
     CEILING_FILE,
     COMPILE_FILE,
@@ -236,10 +236,12 @@ def levers_table(dirs: Sequence[Path], runs: pd.DataFrame | None = None) -> pd.D
 
 
 def target_cell(table: pd.DataFrame) -> tuple[int, int]:
-    """(steps, batch) of the whole-generation target: 100 steps, batch 1 where measured, else the largest step
-    count and the smallest batch (a short test run)."""
-    steps = 100 if (table["steps"] == 100).any() else int(table["steps"].max())
-    batch = 1 if (table["waveforms_per_prompt"] == 1).any() else int(table["waveforms_per_prompt"].min())
+    """(steps, batch) of the whole-generation target: :data:`.spec.TARGET_STEPS` steps, batch
+    :data:`.spec.TARGET_BATCH` where measured, else the largest step count and the smallest batch (a short
+    test run)."""
+    steps = (TARGET_STEPS if (table["steps"] == TARGET_STEPS).any() else int(table["steps"].max()))
+    batch = (TARGET_BATCH if (table["waveforms_per_prompt"] == TARGET_BATCH).any()
+             else int(table["waveforms_per_prompt"].min()))
     return steps, batch
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from tta_energy.errors import TtaError, listed_once
 from tta_energy.precision import DTYPE_ALIASES, generation_precision
+from tta_energy.study import STUDY_STEPS
 
 #: The study default's spec: the model's own precision, eager, no lever (the ``optimize`` column's value for
 #: every run without levers, the study's imported rows included)
@@ -58,11 +59,14 @@ TRIM_SPECS: tuple[tuple[str, bool], ...] = (("trim-latents", False), ("max,trim-
 DEFAULT_STEPS: tuple[int, ...] = (10, 100)
 DEFAULT_BATCHES: tuple[int, ...] = (1, 10)
 DEFAULT_REPEATS = 3
-#: a plan file that names no step counts or batch sizes: the summary's target cell only (100 steps, batch 1,
-#: :func:`tta_energy.levers.report.target_cell`). A plan declares its cells, so it does not take the grid of a
-#: run without a plan, whose second step count and batch size serve the tiers above
-PLAN_DEFAULT_STEPS: tuple[int, ...] = (100,)
-PLAN_DEFAULT_BATCHES: tuple[int, ...] = (1,)
+#: the summary's whole-generation target cell: the study's step count, one clip per prompt
+#: (:func:`tta_energy.levers.report.target_cell`)
+TARGET_STEPS, TARGET_BATCH = STUDY_STEPS, 1
+#: a plan file that names no step counts or batch sizes: the target cell only. A plan declares its cells, so
+#: it does not take the grid of a run without a plan, whose second step count and batch size serve the tiers
+#: above
+PLAN_DEFAULT_STEPS: tuple[int, ...] = (TARGET_STEPS,)
+PLAN_DEFAULT_BATCHES: tuple[int, ...] = (TARGET_BATCH,)
 #: the bf16 (or fp8) matmul ceiling loop: its seconds and its matrix size on a GPU; on a CPU, where no energy
 #: is measured and the loop only exercises the path, a size that keeps it to about its seconds (8192's
 #: calibration products alone took two cores minutes)
